@@ -1,0 +1,518 @@
+"""One frozen value class per ACM information flow (TS 23.280 clause 10.17.2).
+
+The spec's tables repeat "MC service ID" and "Functional alias" for different roles; here each
+role has its own field (``requester``, ``target``, ``handler``, ``migrated_user_id`` ...), and each
+field's docstring cites its table row.  Constructing a value that lacks a mandatory IE, or whose
+addressee has neither identity (the tables' NOTE), raises :class:`MissingIE` naming the IE.
+
+Identities (MC service IDs, functional aliases, PSIs) are URIs kept as ``str`` (23.280 8.1).
+Decisions the spec leaves open (transaction id, Result values, process indication contents) are
+recorded in ``docs/decisions.md``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, fields
+from datetime import datetime
+from enum import StrEnum
+from typing import ClassVar
+
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
+
+
+class ModelError(ValueError):
+    """A value that the message layer refuses to construct."""
+
+    def __init__(self, ie: str, message: str) -> None:
+        super().__init__(message)
+        self.ie = ie
+
+
+class MissingIE(ModelError):
+    """A mandatory information element is absent."""
+
+    def __init__(self, ie: str, where: str) -> None:
+        super().__init__(ie, f"missing mandatory IE {ie} ({where})")
+
+
+class InvalidIE(ModelError):
+    """An information element is present but not acceptable."""
+
+    def __init__(self, ie: str, why: str) -> None:
+        super().__init__(ie, f"invalid IE {ie}: {why}")
+
+
+def new_transaction_id() -> str:
+    """A globally unique transaction id (project decision: a random UUID, lowercase text)."""
+    return str(uuid.uuid4())
+
+
+def _check_uri(ie: str, value: str | None, where: str, *, mandatory: bool) -> None:
+    if value is None or value == "":
+        if mandatory:
+            raise MissingIE(ie, where)
+        if value == "":
+            raise InvalidIE(ie, "empty string (omit the IE instead)")
+        return
+    if not isinstance(value, str) or not _URI.match(value):
+        raise InvalidIE(ie, f"{value!r} is not a URI ({where})")
+
+
+def _check_transaction_id(value: str) -> None:
+    if not value:
+        raise MissingIE("transaction_id", "every ACM flow, docs/decisions.md")
+    if not isinstance(value, str) or len(value) > 128 or not value.isprintable() or " " in value:
+        raise InvalidIE("transaction_id", f"{value!r}: 1-128 printable characters, no spaces")
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """A user who acts in a flow: an MC service ID (M) and optionally a functional alias (O)."""
+
+    mc_service_id: str
+    """The user's MC service ID (URI)."""
+    functional_alias: str | None = None
+    """The functional alias the user acts under (URI), if any."""
+
+    def __post_init__(self) -> None:
+        _check_uri("mc_service_id", self.mc_service_id, "party", mandatory=True)
+        _check_uri("functional_alias", self.functional_alias, "party", mandatory=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Addressee:
+    """The user a flow is addressed to: MC service ID, functional alias, or both.
+
+    Tables 10.17.2.15-1 / 10.17.2.16-1 NOTE: "Either the MC service ID or the functional alias
+    must be present."
+    """
+
+    mc_service_id: str | None = None
+    """The addressee's MC service ID (URI), O (see NOTE)."""
+    functional_alias: str | None = None
+    """The addressee's functional alias (URI), O (see NOTE)."""
+
+    def __post_init__(self) -> None:
+        if not self.mc_service_id and not self.functional_alias:
+            raise MissingIE(
+                "target (MC service ID or functional alias)",
+                "the NOTE of tables 10.17.2.15-1 and 10.17.2.16-1: one of them must be present",
+            )
+        _check_uri("mc_service_id", self.mc_service_id, "addressee", mandatory=False)
+        _check_uri("functional_alias", self.functional_alias, "addressee", mandatory=False)
+
+
+class ResultCode(StrEnum):
+    """The Result values this project defines (the spec defines none; docs/decisions.md).
+
+    The schema's Result type is extensible: a peer may send ``x-`` prefixed values, which
+    decode as plain strings and count as negative.
+    """
+
+    SUCCESS = "success"
+    REJECTED_BY_USER = "rejected-by-user"
+    REJECTED_BY_POLICY = "rejected-by-policy"
+    NOT_AUTHORISED = "not-authorised"
+    UNKNOWN_USER = "unknown-user"
+    NOT_MIGRATED = "not-migrated"
+    INVALID_PROFILE = "invalid-profile"
+    EXPIRED = "expired"
+
+
+_EXTENSION_RESULT = re.compile(r"^x-[a-z0-9][a-z0-9-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The outcome of a request: a code and optional free text for the user."""
+
+    code: str
+    """A :class:`ResultCode` value, or an extension value ``x-...``."""
+    text: str | None = None
+    """Human-readable explanation (free text, optional)."""
+
+    def __post_init__(self) -> None:
+        if not self.code:
+            raise MissingIE("result", "Result code")
+        if self.code not in ResultCode.__members__.values() and not _EXTENSION_RESULT.match(
+            self.code
+        ):
+            raise InvalidIE("result", f"{self.code!r} is neither a known code nor x-<extension>")
+
+    @property
+    def positive(self) -> bool:
+        """Only ``success`` is positive."""
+        return self.code == ResultCode.SUCCESS
+
+
+@dataclass(frozen=True, slots=True)
+class UserProfile:
+    """An MC service user profile: an embedded MCPTT user profile document (TS 24.484 8.3.2,
+    namespace ``urn:3gpp:mcptt:user-profile:1.0``), not re-modelled.
+
+    ``xml`` holds the document's root element as canonical XML (C14N 2.0), so two profiles with
+    the same content compare equal whatever their original whitespace in tags or prefixes.
+    Build one with :func:`mcacm_sip.acm.codec.profile_from_xml`.
+    """
+
+    xml: str
+    """The canonical XML text of the profile's root element."""
+
+    def __post_init__(self) -> None:
+        if not self.xml or not self.xml.lstrip().startswith("<"):
+            raise MissingIE("profile", "MC service user profile document")
+
+
+# --------------------------------------------------------------------------- the flows
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileUpdateRequest:
+    """MC service user profile update request, TS 23.280 10.17.2.15 (table 10.17.2.15-1).
+
+    Primary ACMC -> primary ACMS -> partner ACMS -> partner ACMC.
+    """
+
+    FLOW: ClassVar[str] = "profile-update-request"
+    CLAUSE: ClassVar[str] = "10.17.2.15"
+
+    transaction_id: str
+    """Project IE: the transaction id, echoed by every flow that answers this one."""
+    requester: Party
+    """Rows 1-2: MC service ID (M) and functional alias (O) of the primary-system user who
+    triggers the request."""
+    target: Addressee
+    """Rows 3-4: MC service ID / functional alias (O, NOTE: one must be present) of the
+    partner-system user towards whom the request is sent."""
+    migrated_user_id: str
+    """Row 5 (M): MC service ID of the user permitted to migrate, created by the partner system."""
+    profile: UserProfile
+    """Row 6 (M): the suggested updated MC service user profile on the partner system."""
+    additional_info: str | None = None
+    """Row 7 (O): additional information regarding the suggested profile."""
+
+    def __post_init__(self) -> None:
+        _check_transaction_id(self.transaction_id)
+        _require(self, "requester", "table 10.17.2.15-1 rows 1-2")
+        _require(self, "target", "table 10.17.2.15-1 rows 3-4")
+        _check_uri("migrated_user_id", self.migrated_user_id, "table 10.17.2.15-1 row 5",
+                   mandatory=True)
+        _require(self, "profile", "table 10.17.2.15-1 row 6")
+        if self.additional_info == "":
+            raise InvalidIE("additional_info", "empty string (omit the IE instead)")
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileUpdateResponse:
+    """MC service user profile update response, TS 23.280 10.17.2.16 (table 10.17.2.16-1).
+
+    Partner ACMC -> partner ACMS -> primary ACMS -> primary ACMC.
+    """
+
+    FLOW: ClassVar[str] = "profile-update-response"
+    CLAUSE: ClassVar[str] = "10.17.2.16"
+
+    transaction_id: str
+    """Project IE: the transaction id of the request this answers."""
+    handler: Party
+    """Rows 1-2: MC service ID (M) and functional alias (O) of the partner-system user (or
+    ACMS, under automatic handling) who handled the request."""
+    target: Addressee
+    """Rows 3-4: MC service ID / functional alias (O, NOTE: one must be present) of the
+    authorised primary-system user who is the target of the response."""
+    migrated_user_id: str
+    """Row 5 (M): MC service ID of the user permitted to migrate, created by the partner system."""
+    result: Result
+    """Row 6 (M): result of the profile update request."""
+
+    def __post_init__(self) -> None:
+        _check_transaction_id(self.transaction_id)
+        _require(self, "handler", "table 10.17.2.16-1 rows 1-2")
+        _require(self, "target", "table 10.17.2.16-1 rows 3-4")
+        _check_uri("migrated_user_id", self.migrated_user_id, "table 10.17.2.16-1 row 5",
+                   mandatory=True)
+        _require(self, "result", "table 10.17.2.16-1 row 6")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessIndication:
+    """Process indication (10.17.2; contents not public, project decision in docs/decisions.md).
+
+    Sent by the partner ACMS to the primary system when it has accepted (stored) a request
+    (10.17.7.2 step 4, 10.17.5.2).
+    """
+
+    FLOW: ClassVar[str] = "process-indication"
+    CLAUSE: ClassVar[str] = "10.17.2"
+
+    transaction_id: str
+    """The transaction id of the request being acknowledged."""
+    acms: str
+    """(M) Identity (PSI) of the ACMS that accepted the request."""
+    request: str
+    """(M) Flow name of the accepted request, e.g. ``profile-update-request``."""
+    expires: datetime | None = None
+    """(O) Time by which the partner answers at the latest (else Result ``expired``)."""
+
+    def __post_init__(self) -> None:
+        _check_transaction_id(self.transaction_id)
+        _check_uri("acms", self.acms, "process indication", mandatory=True)
+        if not self.request:
+            raise MissingIE("request", "process indication: the accepted flow's name")
+        if self.expires is not None and self.expires.tzinfo is None:
+            raise InvalidIE("expires", "must carry a time zone")
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDataNotification:
+    """Pending ACM data notification, 10.17.2 (ACMS -> ACMC), used by 10.17.3.1."""
+
+    FLOW: ClassVar[str] = "pending-data-notification"
+    CLAUSE: ClassVar[str] = "10.17.2"
+
+    transaction_id: str
+    """Project IE: the transaction id of this notification."""
+    user: str
+    """(M) MC service ID of the user to whom the notification is addressed."""
+
+    def __post_init__(self) -> None:
+        _check_transaction_id(self.transaction_id)
+        _check_uri("user", self.user, "pending ACM data notification", mandatory=True)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDataDownloadRequest:
+    """Pending ACM data download request, 10.17.2 (ACMC -> ACMS)."""
+
+    FLOW: ClassVar[str] = "pending-data-download-request"
+    CLAUSE: ClassVar[str] = "10.17.2"
+
+    transaction_id: str
+    """Project IE: the transaction id, echoed by the download response."""
+    user: str
+    """(M) MC service ID of the user asking to download pending ACM data."""
+
+    def __post_init__(self) -> None:
+        _check_transaction_id(self.transaction_id)
+        _check_uri("user", self.user, "pending ACM data download request", mandatory=True)
+
+
+@dataclass(frozen=True, slots=True)
+class UserAssignment:
+    """Per-user outcome of an add user configuration request (10.17.5.2)."""
+
+    primary_id: str
+    """(M) The user's MC service ID in the primary system."""
+    result: Result
+    """(M) Whether the partner accepted this user for migration."""
+    partner_id: str | None = None
+    """(M if result is success) The MC service ID the partner system assigned."""
+    profile: UserProfile | None = None
+    """(M if result is success) The profile valid while the user is migrated (10.17.7.1)."""
+
+    def __post_init__(self) -> None:
+        _check_uri("primary_id", self.primary_id, "user assignment", mandatory=True)
+        _require(self, "result", "user assignment")
+        _check_uri("partner_id", self.partner_id, "user assignment",
+                   mandatory=self.result.positive)
+        if self.result.positive:
+            _require(self, "profile", "user assignment with result success")
+
+
+@dataclass(frozen=True, slots=True)
+class UserRemoval:
+    """Per-user outcome of a remove user configuration request (10.17.5)."""
+
+    primary_id: str
+    """(M) The user's MC service ID in the primary system."""
+    result: Result
+    """(M) Whether the partner withdrew the user's migration configuration."""
+    partner_id: str | None = None
+    """(O) The partner-assigned MC service ID that was withdrawn."""
+
+    def __post_init__(self) -> None:
+        _check_uri("primary_id", self.primary_id, "user removal", mandatory=True)
+        _require(self, "result", "user removal")
+        _check_uri("partner_id", self.partner_id, "user removal", mandatory=False)
+
+
+def _check_user_list(ie: str, users: tuple[str, ...], where: str) -> None:
+    if not users:
+        raise MissingIE(ie, where)
+    for user in users:
+        _check_uri(ie, user, where, mandatory=True)
+    if len(set(users)) != len(users):
+        raise InvalidIE(ie, "lists a user twice")
+
+
+@dataclass(frozen=True, slots=True)
+class AddUserConfigurationRequest:
+    """Add user configuration request, 10.17.5.2 (primary -> partner).
+
+    Asks the partner to accept the listed primary-system users for migration.
+    """
+
+    FLOW: ClassVar[str] = "add-user-configuration-request"
+    CLAUSE: ClassVar[str] = "10.17.5.2"
+
+    transaction_id: str
+    """Project IE: the transaction id, echoed by the response."""
+    requester: Party
+    """(M/O) MC service ID and functional alias of the requesting primary-system user."""
+    users: tuple[str, ...]
+    """(M) MC service IDs, in the primary system, of the users to authorise for migration."""
+    target: Addressee | None = None
+    """(O) Partner-system user or functional alias to decide; absent: the partner's policy."""
+
+    def __post_init__(self) -> None:
+        _check_transaction_id(self.transaction_id)
+        _require(self, "requester", "10.17.5.2 step 1")
+        _check_user_list("users", self.users, "10.17.5.2: the users to add for migration")
+
+
+@dataclass(frozen=True, slots=True)
+class AddUserConfigurationResponse:
+    """Add user configuration response, 10.17.5.2 (partner -> primary).
+
+    Carries per user the partner-assigned MC service ID and profile (10.17.7.1).
+    """
+
+    FLOW: ClassVar[str] = "add-user-configuration-response"
+    CLAUSE: ClassVar[str] = "10.17.5.2"
+
+    transaction_id: str
+    """Project IE: the transaction id of the request this answers."""
+    handler: Party
+    """(M/O) The partner-system user (or ACMS) who handled the request."""
+    target: Addressee
+    """(M, NOTE) The primary-system user who is the target of the response."""
+    result: Result
+    """(M) The overall outcome."""
+    users: tuple[UserAssignment, ...] = ()
+    """Per-user outcome (one entry per requested user when the request was assessed)."""
+
+    def __post_init__(self) -> None:
+        _check_transaction_id(self.transaction_id)
+        _require(self, "handler", "add user configuration response")
+        _require(self, "target", "add user configuration response")
+        _require(self, "result", "add user configuration response")
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveUserConfigurationRequest:
+    """Remove user configuration request, 10.17.5 (primary -> partner)."""
+
+    FLOW: ClassVar[str] = "remove-user-configuration-request"
+    CLAUSE: ClassVar[str] = "10.17.5"
+
+    transaction_id: str
+    """Project IE: the transaction id, echoed by the response."""
+    requester: Party
+    """(M/O) MC service ID and functional alias of the requesting primary-system user."""
+    users: tuple[str, ...]
+    """(M) MC service IDs, in the primary system, of the users to withdraw from migration."""
+    target: Addressee | None = None
+    """(O) Partner-system user or functional alias to decide; absent: the partner's policy."""
+
+    def __post_init__(self) -> None:
+        _check_transaction_id(self.transaction_id)
+        _require(self, "requester", "10.17.5 remove")
+        _check_user_list("users", self.users, "10.17.5: the users to remove from migration")
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveUserConfigurationResponse:
+    """Remove user configuration response, 10.17.5 (partner -> primary)."""
+
+    FLOW: ClassVar[str] = "remove-user-configuration-response"
+    CLAUSE: ClassVar[str] = "10.17.5"
+
+    transaction_id: str
+    """Project IE: the transaction id of the request this answers."""
+    handler: Party
+    """(M/O) The partner-system user (or ACMS) who handled the request."""
+    target: Addressee
+    """(M, NOTE) The primary-system user who is the target of the response."""
+    result: Result
+    """(M) The overall outcome."""
+    users: tuple[UserRemoval, ...] = ()
+    """Per-user outcome."""
+
+    def __post_init__(self) -> None:
+        _check_transaction_id(self.transaction_id)
+        _require(self, "handler", "remove user configuration response")
+        _require(self, "target", "remove user configuration response")
+        _require(self, "result", "remove user configuration response")
+
+
+AcmRequest = ProfileUpdateRequest | AddUserConfigurationRequest | RemoveUserConfigurationRequest
+AcmResponse = ProfileUpdateResponse | AddUserConfigurationResponse | RemoveUserConfigurationResponse
+"""Requests and responses: what a pending-data download can carry (10.17.3.1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDataDownloadResponse:
+    """Pending ACM data download response, 10.17.2 (ACMS -> ACMC).
+
+    ACM Data (M): all ACM requests and responses currently pending for the user, each a complete
+    flow value (10.17.3.1).
+    """
+
+    FLOW: ClassVar[str] = "pending-data-download-response"
+    CLAUSE: ClassVar[str] = "10.17.2"
+
+    transaction_id: str
+    """Project IE: the transaction id of the download request this answers."""
+    user: str
+    """(M) MC service ID of the user who asked for the download."""
+    items: tuple[AcmRequest | AcmResponse, ...] = ()
+    """(M) ACM Data: every request or response pending for the user (may be empty)."""
+
+    def __post_init__(self) -> None:
+        _check_transaction_id(self.transaction_id)
+        _check_uri("user", self.user, "pending ACM data download response", mandatory=True)
+
+
+AcmFlow = (
+    ProfileUpdateRequest
+    | ProfileUpdateResponse
+    | ProcessIndication
+    | PendingDataNotification
+    | PendingDataDownloadRequest
+    | PendingDataDownloadResponse
+    | AddUserConfigurationRequest
+    | AddUserConfigurationResponse
+    | RemoveUserConfigurationRequest
+    | RemoveUserConfigurationResponse
+)
+
+FLOW_TYPES: tuple[type[AcmFlow], ...] = (
+    ProfileUpdateRequest,
+    ProfileUpdateResponse,
+    ProcessIndication,
+    PendingDataNotification,
+    PendingDataDownloadRequest,
+    PendingDataDownloadResponse,
+    AddUserConfigurationRequest,
+    AddUserConfigurationResponse,
+    RemoveUserConfigurationRequest,
+    RemoveUserConfigurationResponse,
+)
+"""Every flow class; each one's ``FLOW`` is its XML root element's local name."""
+
+FLOW_BY_NAME: dict[str, type[AcmFlow]] = {cls.FLOW: cls for cls in FLOW_TYPES}
+
+
+def _require(value: object, ie: str, where: str) -> None:
+    if getattr(value, ie) is None:
+        raise MissingIE(ie, where)
+
+
+def field_names(cls: type[AcmFlow]) -> tuple[str, ...]:
+    """The IE fields of a flow class, in table order."""
+    return tuple(f.name for f in fields(cls))
