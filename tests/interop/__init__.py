@@ -1,0 +1,1 @@
+"""Interop tests against real SIPp and Kamailio processes (see peers.py)."""
