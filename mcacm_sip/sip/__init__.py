@@ -1,1 +1,51 @@
-"""sip"""
+"""SIP layer: non-INVITE transactions over UDP/TCP/TLS (see docs/sip-api.md)."""
+
+from .endpoint import (
+    FinalResponse,
+    Handler,
+    IncomingRequest,
+    Listen,
+    OutgoingRequest,
+    Reply,
+    SipEndpoint,
+)
+from .errors import SipError, SipParseError, SipTimeout, SipTransportError
+from .message import (
+    Limits,
+    Request,
+    Response,
+    build_response,
+    error_response,
+    header_param,
+    media_type,
+    new_tag,
+    parse,
+)
+from .transaction import Peer, Timers, TransactionLayer, Transport
+
+__all__ = [
+    "FinalResponse",
+    "Handler",
+    "IncomingRequest",
+    "Limits",
+    "Listen",
+    "OutgoingRequest",
+    "Peer",
+    "Reply",
+    "Request",
+    "Response",
+    "SipEndpoint",
+    "SipError",
+    "SipParseError",
+    "SipTimeout",
+    "SipTransportError",
+    "Timers",
+    "TransactionLayer",
+    "Transport",
+    "build_response",
+    "error_response",
+    "header_param",
+    "media_type",
+    "new_tag",
+    "parse",
+]

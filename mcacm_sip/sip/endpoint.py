@@ -1,0 +1,661 @@
+"""The asyncio SIP endpoint: sockets, timers and handlers around the sans-I/O layers.
+
+Receive path (hot): bytes -> :func:`parse` -> :class:`TransactionLayer` -> handler -> response.
+A handler that returns a :class:`Reply` directly runs with no task; an ``async`` handler gets one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import ipaddress
+import logging
+import secrets
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from aiosipua.headers import SipUri, parse_uri
+
+from .errors import SipParseError, SipTimeout, SipTransportError
+from .message import (
+    DEFAULT_LIMITS,
+    MAGIC_COOKIE,
+    Limits,
+    Request,
+    Response,
+    build_response,
+    error_response,
+    parse,
+)
+from .transaction import (
+    DEFAULT_PORTS,
+    Action,
+    ClientKey,
+    ClientTimeout,
+    DeliverRequest,
+    DeliverResponse,
+    Peer,
+    Send,
+    ServerKey,
+    ServerTimeout,
+    Timers,
+    TransactionLayer,
+    Transport,
+)
+from .transport import FrameError, StreamConnection, UdpProtocol
+
+log = logging.getLogger("mcacm.sip")
+DEFAULT_TIMERS = Timers()
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """A socket to listen on. ``advertise`` is the host written in Via/Contact."""
+
+    transport: Transport
+    host: str
+    port: int = 0
+    advertise: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a handler returns. ``to_tag`` None: a fresh tag if the request's To has none."""
+
+    status: int
+    reason: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    content_type: str | None = None
+    to_tag: str | None = None
+
+
+@dataclass(slots=True)
+class OutgoingRequest:
+    """A request to send with :meth:`SipEndpoint.send`; build it with ``new_request``."""
+
+    method: str
+    uri: str
+    from_uri: str
+    to_uri: str
+    from_tag: str
+    to_tag: str | None
+    call_id: str
+    cseq: int
+    route: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    content_type: str | None = None
+    contact: str | None = None
+    transport: Transport | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FinalResponse:
+    """The final response to an :class:`OutgoingRequest`."""
+
+    message: Response
+    source: Peer
+    request: OutgoingRequest
+
+    @property
+    def status(self) -> int:
+        return self.message.status
+
+
+class IncomingRequest:
+    """A request delivered to a handler."""
+
+    __slots__ = ("endpoint", "key", "message", "source")
+
+    def __init__(self, endpoint: SipEndpoint, key: ServerKey, message: Request, source: Peer):
+        self.endpoint = endpoint
+        self.key = key
+        self.message = message
+        self.source = source
+
+    def reply(
+        self,
+        status: int,
+        reason: str | None = None,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+        to_tag: str | None = None,
+    ) -> Reply:
+        return Reply(status, reason, tuple(headers), body, content_type, to_tag)
+
+    def __repr__(self) -> str:
+        return f"<IncomingRequest {self.message!r} from {self.source}>"
+
+
+Handler = Callable[[IncomingRequest], "Reply | Awaitable[Reply]"]
+
+
+@dataclass(slots=True)
+class _Route:
+    handler: Handler
+    accept: frozenset[str] | None = field(default=None)
+
+
+def _name_addr(uri: str) -> str:
+    return uri if "<" in uri else f"<{uri}>"
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class SipEndpoint:
+    """A SIP user agent endpoint (UAC and UAS) for non-INVITE methods."""
+
+    def __init__(
+        self,
+        listens: Sequence[Listen],
+        *,
+        tls_server: ssl.SSLContext | None = None,
+        tls_client: ssl.SSLContext | None = None,
+        timers: Timers = DEFAULT_TIMERS,
+        limits: Limits = DEFAULT_LIMITS,
+        outbound_proxy: str | None = None,
+        user_agent: str = "mcacm-sip/0.1",
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if any(lst.transport == "tls" for lst in listens) and tls_server is None:
+            raise ValueError("a tls listener needs tls_server")
+        self._listens = list(listens)
+        self.tls_server = tls_server
+        self.tls_client = tls_client
+        self.timers = timers
+        self.limits = limits
+        self.outbound_proxy = outbound_proxy
+        self.user_agent = user_agent
+        self._clock = clock
+        self.txn = TransactionLayer(timers)
+        self._routes: dict[str, _Route] = {}
+        self._allow = "OPTIONS"
+        self._bound: list[tuple[Listen, str, int]] = []  # listener, advertised host, real port
+        self._udp: dict[int, asyncio.DatagramTransport] = {}  # address family -> socket
+        self._servers: list[asyncio.Server] = []
+        self._conns: dict[int, StreamConnection] = {}
+        self._conn_by_addr: dict[tuple[str, str, int], StreamConnection] = {}
+        self._waiters: dict[ClientKey, tuple[asyncio.Future[FinalResponse], OutgoingRequest]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when: float | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("endpoint not started")
+        return self._loop
+
+    def now(self) -> float:
+        return self._clock() if self._clock is not None else self.loop.time()
+
+    async def start(self) -> None:
+        """Bind every listener."""
+        self._loop = loop = asyncio.get_running_loop()
+        for lst in self._listens:
+            if lst.transport == "udp":
+                dgram, _ = await loop.create_datagram_endpoint(
+                    lambda: UdpProtocol(self), local_addr=(lst.host, lst.port)
+                )
+                sockname = dgram.get_extra_info("sockname")
+                self._udp.setdefault(dgram.get_extra_info("socket").family, dgram)
+            else:
+                name: Transport = lst.transport
+                server = await loop.create_server(
+                    lambda name=name: StreamConnection(self, name, self.limits, self.now()),
+                    lst.host, lst.port,
+                    ssl=self.tls_server if name == "tls" else None,
+                )
+                self._servers.append(server)
+                sockname = server.sockets[0].getsockname()
+            self._bound.append((lst, lst.advertise or str(sockname[0]), int(sockname[1])))
+        self._idle = loop.call_later(self.limits.idle_timeout / 4, self._sweep_idle)
+
+    async def close(self) -> None:
+        """Stop: cancel every task and timer, close every socket and connection."""
+        self._closed = True
+        for handle in (self._timer, self._idle):
+            if handle is not None:
+                handle.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for fut, _ in self._waiters.values():
+            if not fut.done():
+                fut.set_exception(SipTransportError("endpoint closed"))
+        self._waiters.clear()
+        for server in self._servers:
+            server.close()
+        for conn in list(self._conns.values()):
+            conn.close()
+        for dgram in self._udp.values():
+            dgram.close()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for server in self._servers:
+            await server.wait_closed()
+        if self._conns:
+            await asyncio.wait([c.closed for c in self._conns.values()], timeout=2)
+
+    # -- addresses -----------------------------------------------------------------------
+    def _listener(self, transport: Transport, family_of: str | None = None) -> tuple[str, int]:
+        for lst, host, port in self._bound:
+            if lst.transport == transport and (
+                family_of is None or (":" in family_of) == (":" in host)
+            ):
+                return host, port
+        raise SipTransportError(f"no {transport} listener")
+
+    def local_address(self, transport: Transport = "udp") -> tuple[str, int]:
+        """Advertised host and real port of the first listener of ``transport``."""
+        return self._listener(transport)
+
+    def contact(self, transport: Transport = "udp", user: str | None = None) -> str:
+        """A Contact value reaching this endpoint over ``transport``."""
+        host, port = self._listener(transport)
+        scheme = "sips" if transport == "tls" else "sip"
+        userpart = f"{user}@" if user else ""
+        param = ";transport=tcp" if transport == "tcp" else ""
+        return f"<{scheme}:{userpart}{_bracket(host)}:{port}{param}>"
+
+    # -- serving ------------------------------------------------------------------------
+    def serve(self, method: str, handler: Handler, *, accept: Iterable[str] | None = None) -> None:
+        """Route requests of ``method`` to ``handler``; ``accept`` lists body media types."""
+        accepted = frozenset(m.lower() for m in accept) if accept is not None else None
+        self._routes[method] = _Route(handler, accepted)
+        self._allow = ", ".join(sorted({"OPTIONS", *self._routes}))
+
+    def _accept_header(self) -> str:
+        types = sorted({t for r in self._routes.values() if r.accept for t in r.accept})
+        return ", ".join(types)
+
+    def _answer_builtin(self, req: Request) -> Reply | None:
+        """Answers the endpoint gives before (or instead of) a handler."""
+        route = self._routes.get(req.method)
+        if route is None:
+            if req.method == "OPTIONS":  # RFC 3261 11.2
+                accept = self._accept_header()
+                hdrs = (("Allow", self._allow),) + ((("Accept", accept),) if accept else ())
+                return Reply(200, headers=hdrs)
+            return Reply(405, headers=(("Allow", self._allow),))  # RFC 3261 8.2.1
+        required = req.headers("require")
+        if required:  # RFC 3261 8.2.2.3: we support no extension
+            return Reply(420, headers=(("Unsupported", ", ".join(required)),))
+        if route.accept is not None and req.body:
+            ctype = req.content_type
+            if ctype not in route.accept:  # RFC 3261 8.2.3, 21.4.13
+                return Reply(415, headers=(("Accept", ", ".join(sorted(route.accept))),))
+        return None
+
+    def _dispatch(self, key: ServerKey, req: Request, source: Peer) -> None:
+        reply = self._answer_builtin(req)
+        if reply is None:
+            incoming = IncomingRequest(self, key, req, source)
+            try:
+                result = self._routes[req.method].handler(incoming)
+            except Exception:
+                log.exception("handler for %s failed", req.method, extra=self._extra(req, source))
+                result = Reply(500)
+            if inspect.isawaitable(result):
+                self._spawn(self._await_reply(key, req, source, result))
+                return
+            reply = result
+        self._respond(key, req, source, reply)
+
+    async def _await_reply(
+        self, key: ServerKey, req: Request, source: Peer, pending: Awaitable[Reply]
+    ) -> None:
+        try:
+            reply = await pending
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("handler for %s failed", req.method, extra=self._extra(req, source))
+            reply = Reply(500)
+        self._respond(key, req, source, reply)
+
+    def _respond(self, key: ServerKey, req: Request, source: Peer, reply: Reply) -> None:
+        try:
+            data = build_response(
+                req, reply.status, reply.reason, to_tag=reply.to_tag, headers=reply.headers,
+                body=reply.body, content_type=reply.content_type, server=self.user_agent,
+            )
+        except ValueError:
+            log.exception("handler for %s gave a bad reply", req.method)
+            reply = Reply(500)
+            data = build_response(req, 500, server=self.user_agent)
+        self._run(self.txn.respond(key, reply.status, data, self.now()))
+        if reply.status >= 200 and log.isEnabledFor(logging.INFO):
+            extra = self._extra(req, source, reply.status)
+            log.info("%s %d", req.method, reply.status, extra=extra)
+
+    @staticmethod
+    def _extra(
+        msg: Request | Response, peer: Peer, status: int | None = None, role: str = "uas"
+    ) -> dict[str, Any]:
+        method = msg.method if isinstance(msg, Request) else msg.cseq_method
+        return {"call_id": msg.call_id, "method": method, "status": status, "role": role,
+                "transport": peer.transport, "peer": f"{_bracket(peer.host)}:{peer.port}"}
+
+    # -- receive path (Sink) -------------------------------------------------------------
+    def on_message(self, data: bytes, source: Peer, datagram: bool) -> None:
+        try:
+            msg = parse(data, datagram=datagram, limits=self.limits)
+        except SipParseError as err:
+            log.debug("bad message from %s: %s", source, err.reason)
+            answer = error_response(data, err, self.user_agent)
+            if answer is not None:
+                self._transmit(answer, source)  # no valid Via: answer the source itself
+            return
+        now = self.now()
+        if isinstance(msg, Request):
+            msg.stamp_source(source.host, source.port)
+            self._run(self.txn.receive_request(msg, source, now))
+        else:
+            self._run(self.txn.receive_response(msg, source, now))
+
+    def on_frame_error(self, error: FrameError, source: Peer) -> None:
+        log.debug("stream error from %s: %s", source, error.reason)
+        answer = error_response(error.head, SipParseError(error.status, error.reason),
+                                self.user_agent)
+        if answer is not None:
+            self._transmit(answer, source)
+
+    def on_connection(self, conn: StreamConnection) -> bool:
+        if self._closed or len(self._conns) >= self.limits.max_connections:
+            return False
+        self._conns[conn.id] = conn
+        peer = conn.peer
+        self._conn_by_addr[(peer.transport, peer.host, peer.port)] = conn
+        return True
+
+    def on_connection_lost(self, conn: StreamConnection) -> None:
+        self._conns.pop(conn.id, None)
+        peer = conn.peer
+        addr = (peer.transport, peer.host, peer.port)
+        if self._conn_by_addr.get(addr) is conn:
+            del self._conn_by_addr[addr]
+
+    def _sweep_idle(self) -> None:
+        cutoff = self.loop.time() - self.limits.idle_timeout
+        for conn in list(self._conns.values()):
+            if conn.last_activity < cutoff:
+                conn.close()
+        self._idle = self.loop.call_later(self.limits.idle_timeout / 4, self._sweep_idle)
+
+    # -- actions and timers --------------------------------------------------------------
+    def _run(self, actions: list[Action]) -> None:
+        for action in actions:
+            if type(action) is Send:
+                self._transmit(action.data, action.dest)
+            elif type(action) is DeliverRequest:
+                self._dispatch(action.key, action.request, action.source)
+            elif type(action) is DeliverResponse:
+                waiter = self._waiters.pop(action.key, None)
+                if waiter is not None and not waiter[0].done():
+                    waiter[0].set_result(FinalResponse(action.response, action.source, waiter[1]))
+                if log.isEnabledFor(logging.INFO):
+                    resp = action.response
+                    log.info("%s %d", resp.cseq_method, resp.status,
+                             extra=self._extra(resp, action.source, resp.status, "uac"))
+            elif type(action) is ClientTimeout:
+                waiter = self._waiters.pop(action.key, None)
+                if waiter is not None and not waiter[0].done():
+                    waiter[0].set_exception(SipTimeout(f"no final response to {action.key[1]}"))
+                log.info("%s timeout", action.key[1],
+                         extra={"call_id": waiter[1].call_id if waiter else None,
+                                "method": action.key[1], "status": None, "role": "uac",
+                                "transport": None, "peer": None})
+            elif type(action) is ServerTimeout:
+                log.warning("no answer from the %s handler in %.1f s: sent %d",
+                            action.request.method, self.timers.app, action.status,
+                            extra=self._extra(action.request, Peer("udp", "", 0), action.status))
+        self._rearm()
+
+    def _rearm(self) -> None:
+        when = self.txn.get_timer()
+        if when == self._timer_when or self._closed:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_when = when
+        self._timer = None if when is None else self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_when = None
+        self._run(self.txn.handle_timer(self.now()))
+
+    def _transmit(self, data: bytes, dest: Peer) -> None:
+        if dest.transport == "udp":
+            dgram = self._udp.get(socket.AF_INET6 if ":" in dest.host else socket.AF_INET)
+            if dgram is None:
+                log.warning("no UDP socket for %s", dest.host)
+                return
+            dgram.sendto(data, (dest.host, dest.port))
+            return
+        conn = self._conns.get(dest.conn) if dest.conn is not None else None
+        if conn is None or not conn.is_open:
+            conn = self._conn_by_addr.get((dest.transport, dest.host, dest.port))
+        if conn is not None and conn.is_open:
+            conn.write(data)
+        else:  # RFC 3261 18.2.2: the connection is gone, open a new one to the same address
+            self._spawn(self._connect_and_write(data, replace(dest, conn=None)))
+
+    async def _connect_and_write(self, data: bytes, dest: Peer) -> None:
+        try:
+            conn = await self._connect(dest, None)
+        except SipTransportError as exc:
+            log.warning("cannot send to %s: %s", dest, exc)
+            return
+        conn.write(data)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, dest: Peer, server_hostname: str | None) -> StreamConnection:
+        conn = self._conn_by_addr.get((dest.transport, dest.host, dest.port))
+        if conn is not None and conn.is_open:
+            return conn
+        if dest.transport == "tls" and self.tls_client is None:
+            raise SipTransportError("no tls_client context")
+        if len(self._conns) >= self.limits.max_connections:
+            raise SipTransportError("too many connections")
+        try:
+            _, proto = await self.loop.create_connection(
+                lambda: StreamConnection(self, dest.transport, self.limits, self.now()),
+                dest.host, dest.port,
+                ssl=self.tls_client if dest.transport == "tls" else None,
+                server_hostname=(server_hostname or dest.host) if dest.transport == "tls" else None,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise SipTransportError(f"connect to {dest.host}:{dest.port} failed: {exc}") from exc
+        if not proto.is_open:
+            raise SipTransportError("connection refused by limits")
+        return proto
+
+    # -- client --------------------------------------------------------------------------
+    def new_request(
+        self,
+        method: str,
+        uri: str,
+        *,
+        from_uri: str,
+        to_uri: str,
+        from_tag: str | None = None,
+        to_tag: str | None = None,
+        call_id: str | None = None,
+        cseq: int = 1,
+        route: Sequence[str] = (),
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+        contact: str | None = None,
+        transport: Transport | None = None,
+    ) -> OutgoingRequest:
+        """Build a request; in a dialog pass the tags, Call-ID, CSeq, route set and target."""
+        routes = tuple(route)
+        if routes and ";lr" not in routes[0].lower():
+            # RFC 3261 12.2.1.1: strict router: it becomes the Request-URI, the remote target
+            # goes last in the Route set.
+            first = routes[0].strip().lstrip("<").split(">", 1)[0]
+            routes = (*routes[1:], _name_addr(uri))
+            uri = first
+        return OutgoingRequest(
+            method=method, uri=uri, from_uri=from_uri, to_uri=to_uri,
+            from_tag=from_tag or secrets.token_hex(6), to_tag=to_tag,
+            call_id=call_id or f"{secrets.token_hex(10)}@mcacm", cseq=cseq, route=routes,
+            headers=tuple(headers), body=body, content_type=content_type, contact=contact,
+            transport=transport,
+        )
+
+    def _serialise(self, req: OutgoingRequest, branch: str, dest: Peer) -> bytes:
+        host, port = self._via_address(dest)
+        # RFC 3261 8.1.1 mandatory headers; RFC 3581 3: ask for rport.
+        lines = [
+            f"{req.method} {req.uri} SIP/2.0",
+            f"Via: SIP/2.0/{dest.transport.upper()} {_bracket(host)}:{port};branch={branch};rport",
+            "Max-Forwards: 70",
+            f"From: {_name_addr(req.from_uri)};tag={req.from_tag}",
+            f"To: {_name_addr(req.to_uri)}" + (f";tag={req.to_tag}" if req.to_tag else ""),
+            f"Call-ID: {req.call_id}",
+            f"CSeq: {req.cseq} {req.method}",
+        ]
+        lines.extend(f"Route: {r}" for r in req.route)
+        if req.contact:
+            lines.append(f"Contact: {_name_addr(req.contact)}")
+        lines.extend(f"{name}: {value}" for name, value in req.headers)
+        lines.append(f"User-Agent: {self.user_agent}")
+        if req.content_type:
+            lines.append(f"Content-Type: {req.content_type}")
+        lines.append(f"Content-Length: {len(req.body)}\r\n\r\n")
+        for line in lines[:-1]:
+            if "\r" in line or "\n" in line:
+                raise ValueError(f"line break in a request field: {line!r}")  # header injection
+        return "\r\n".join(lines).encode() + req.body
+
+    def _via_address(self, dest: Peer) -> tuple[str, int]:
+        try:
+            return self._listener(dest.transport, dest.host)
+        except SipTransportError:
+            conn = self._conns.get(dest.conn or -1)
+            if conn is not None and conn.transport is not None:
+                name = conn.transport.get_extra_info("sockname")
+                return str(name[0]), int(name[1])
+            raise
+
+    def _target(self, req: OutgoingRequest) -> tuple[SipUri, Transport]:
+        """RFC 3261 8.1.2: outbound proxy, else the first (loose) Route, else the Request-URI."""
+        raw = self.outbound_proxy or (req.route[0] if req.route else req.uri)
+        uri = parse_uri(raw.strip().lstrip("<").split(">", 1)[0])
+        param = (uri.params.get("transport") or "").lower()
+        transport: Transport
+        if uri.scheme == "sips" or param == "tls":
+            transport = "tls"  # RFC 3261 26.2.2
+        elif param in ("tcp", "udp"):
+            transport = param  # type: ignore[assignment]
+        else:
+            transport = req.transport or "udp"
+        return uri, transport
+
+    async def _resolve(self, host: str, port: int, transport: Transport) -> str:
+        """An IP for ``host``: literals as is, names by getaddrinfo (no SRV/NAPTR)."""
+        host = host.strip("[]")
+        if _is_ip(host):
+            return host
+        kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+        try:
+            infos = await self.loop.getaddrinfo(host, port, type=kind)
+        except OSError as exc:
+            raise SipTransportError(f"cannot resolve {host}: {exc}") from exc
+        families = {socket.AF_INET6 if ":" in h else socket.AF_INET for _, h, _ in self._bound}
+        for family, *_, addr in infos:
+            if family in families:
+                return str(addr[0])
+        return str(infos[0][4][0])
+
+    async def send(
+        self, request: OutgoingRequest, timeout: float | None = None, via: Peer | None = None
+    ) -> FinalResponse:
+        """Send ``request`` in a new client transaction and return its final response.
+
+        Raises:
+            SipTimeout: Timer F fired, or ``timeout`` elapsed.
+            SipTransportError: no route, resolution or connection failure, endpoint closed.
+        """
+        if self._closed or self._loop is None:
+            raise SipTransportError("endpoint not running")
+        server_hostname: str | None = None
+        if via is not None:
+            dest = via
+        else:
+            uri, transport = self._target(request)
+            port = uri.port or DEFAULT_PORTS[transport]
+            dest = Peer(transport, await self._resolve(uri.host, port, transport), port)
+            server_hostname = uri.host.strip("[]")
+        branch = MAGIC_COOKIE + secrets.token_hex(8)
+        data = self._serialise(request, branch, dest)
+        if (
+            dest.transport == "udp"
+            and via is None
+            and len(data) > self.limits.udp_mtu_switch
+            and "transport=udp" not in (self.outbound_proxy or request.uri).lower()
+            and any(lst.transport == "tcp" for lst, _, _ in self._bound)
+        ):
+            # RFC 3261 18.1.1: too big for UDP without a known path MTU: use TCP, and fall
+            # back to UDP when the TCP connection is refused.
+            try:
+                conn = await self._connect(replace(dest, transport="tcp"), server_hostname)
+            except SipTransportError:
+                pass
+            else:
+                dest = replace(dest, transport="tcp", conn=conn.id)
+                data = self._serialise(request, branch, dest)
+        if dest.reliable and (dest.conn is None or dest.conn not in self._conns):
+            conn = await self._connect(replace(dest, conn=None), server_hostname)
+            dest = replace(dest, conn=conn.id)
+        key: ClientKey = (branch, request.method)
+        fut: asyncio.Future[FinalResponse] = self.loop.create_future()
+        self._waiters[key] = (fut, request)
+        self._run(self.txn.send_request(key, data, dest, self.now()))
+        try:
+            if timeout is None:
+                return await fut
+            async with asyncio.timeout(timeout):
+                return await fut
+        except TimeoutError:
+            self.txn.cancel_client(key)
+            raise SipTimeout(f"no final response to {request.method} in {timeout} s") from None
+        finally:
+            self._waiters.pop(key, None)
+
+
+__all__ = [
+    "FinalResponse",
+    "Handler",
+    "IncomingRequest",
+    "Listen",
+    "OutgoingRequest",
+    "Reply",
+    "SipEndpoint",
+]

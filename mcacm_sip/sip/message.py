@@ -1,0 +1,461 @@
+"""SIP messages: a validating, typed wrapper around the aiosipua parser.
+
+aiosipua (pinned) splits start line and headers, expands compact names, unfolds continuation
+lines and splits comma lists. It does not check what a UAS must check before answering (SIP
+version, mandatory headers, CSeq, Content-Length on datagrams, size caps) and its accessors raise
+lazily; :func:`parse` does those checks once and exposes the result as plain attributes, raising
+a typed :class:`SipParseError` that says what to answer. Responses are serialised here, not by
+aiosipua, so what we echo is byte-for-byte what we received (RFC 3261 8.2.6.2).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import count
+
+from aiosipua import SipMessage, SipRequest, SipResponse
+from aiosipua.headers import (
+    COMPACT_HEADERS,
+    MULTI_INSTANCE_HEADERS,
+    CaseInsensitiveDict,
+    Via,
+    expand_compact_header,
+    parse_via,
+    stringify_via,
+)
+from aiosipua.message import _split_multi_value
+
+from .errors import SipParseError
+
+_FOLD = re.compile(r"\n[ \t]+")  # RFC 3261 7.3.1 line folding
+
+SIP_VERSION = "SIP/2.0"
+MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 8.1.1.7
+
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+_MANDATORY = (
+    ("via", "Via"), ("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"),
+)
+
+REASONS: dict[int, str] = {
+    100: "Trying", 180: "Ringing", 183: "Session Progress",
+    200: "OK", 202: "Accepted", 204: "No Notification",
+    301: "Moved Permanently", 302: "Moved Temporarily",
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 406: "Not Acceptable", 407: "Proxy Authentication Required",
+    408: "Request Timeout", 412: "Conditional Request Failed", 413: "Request Entity Too Large",
+    415: "Unsupported Media Type", 420: "Bad Extension", 423: "Interval Too Brief",
+    480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected", 483: "Too Many Hops", 489: "Bad Event",
+    500: "Server Internal Error", 501: "Not Implemented", 503: "Service Unavailable",
+    504: "Server Time-out", 505: "Version Not Supported", 513: "Message Too Large",
+    600: "Busy Everywhere", 603: "Decline",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps on what a peer may send, and the UDP size rule (RFC 3261 18.1.1)."""
+
+    max_header_bytes: int = 65536
+    max_body_bytes: int = 1 << 20
+    max_headers: int = 256
+    max_connections: int = 1024
+    idle_timeout: float = 300.0
+    udp_mtu_switch: int = 1300
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _is_token(s: str) -> bool:
+    return bool(s) and all(c in _TOKEN_CHARS for c in s)
+
+
+def header_param(value: str, name: str) -> str | None:
+    """A header parameter (e.g. ``tag``) outside the ``<...>`` URI, or None."""
+    gt = value.rfind(">")
+    tail = value[gt + 1 :] if gt >= 0 else value
+    key = ";" + name + "="
+    i = tail.lower().find(key)
+    if i < 0:
+        return None
+    rest = tail[i + len(key) :]
+    for stop in ";, \t":
+        j = rest.find(stop)
+        if j >= 0:
+            rest = rest[:j]
+    return rest or None
+
+
+def media_type(value: str | None) -> str | None:
+    """``type/subtype`` of a Content-Type/Accept value, lowercased, without parameters."""
+    if value is None:
+        return None
+    return value.split(";", 1)[0].strip().lower() or None
+
+
+class _Message:
+    """Fields shared by requests and responses; header access goes to the aiosipua message."""
+
+    __slots__ = ("body", "branch", "call_id", "cseq", "from_tag", "raw", "to_tag", "via")
+
+    raw: SipMessage
+    call_id: str
+    cseq: int
+    from_tag: str | None
+    to_tag: str | None
+    via: Via
+    branch: str
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """First value of a header (case-insensitive, compact names allowed)."""
+        return self.raw.headers.get_first(expand_compact_header(name))
+
+    def headers(self, name: str) -> list[str]:
+        """All values of a header; comma lists of Via/Route/Contact/... come split."""
+        return list(self.raw.headers.get(expand_compact_header(name)))
+
+    @property
+    def content_type(self) -> str | None:
+        """Media type of the body, lowercased, without parameters."""
+        return media_type(self.raw.headers.get_first("content-type"))
+
+    @property
+    def vias(self) -> list[str]:
+        """Via values as received (the top one stamped by :meth:`Request.stamp_source`)."""
+        return self.raw.headers.get("via")
+
+
+class Request(_Message):
+    """A validated request."""
+
+    __slots__ = ("method", "uri")
+
+    method: str
+    uri: str
+
+    def stamp_source(self, host: str, port: int) -> None:
+        """Record where the request came from in the top Via.
+
+        RFC 3261 18.2.1: ``received`` when the sent-by host differs from the source address;
+        RFC 3581 4: when ``rport`` is present, fill it with the source port and always add
+        ``received``.
+        """
+        via = self.via
+        has_rport = "rport" in via.params
+        if not has_rport and via.host.strip("[]") == host:
+            return
+        via.params["received"] = host
+        if has_rport:
+            via.params["rport"] = str(port)
+        self.raw.headers.get("via")[0] = stringify_via(via)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri} call-id={self.call_id} cseq={self.cseq}>"
+
+
+class Response(_Message):
+    """A validated response."""
+
+    __slots__ = ("cseq_method", "reason", "status")
+
+    status: int
+    reason: str
+    cseq_method: str
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.cseq_method} call-id={self.call_id}>"
+
+
+def _split_head(data: bytes) -> tuple[bytes, bytes]:
+    """Header block and body (RFC 3261 7.5: an empty line ends the headers; LF-only tolerated)."""
+    end = data.find(b"\r\n\r\n")
+    if end >= 0:
+        return data[:end], data[end + 4 :]
+    end = data.find(b"\n\n")
+    if end >= 0:
+        return data[:end], data[end + 2 :]
+    return data, b""
+
+
+def _parse_headers(head: bytes, first_nl: int) -> CaseInsensitiveDict | None:
+    """Header lines into aiosipua's header dict, or None if a line is not ``name: value``.
+
+    Same result as ``aiosipua.SipMessage.parse`` (compact names expanded, continuation lines
+    unfolded per RFC 3261 7.3.1, comma lists of MULTI_INSTANCE_HEADERS split), about three
+    times faster: aiosipua scans every multi-value header character by character, which cost
+    more than the rest of our receive path (docs/sip-layer.md has the figures).
+    """
+    store: dict[str, list[str]] = {}
+    original: dict[str, str] = {}
+    if first_nl < 0:
+        text = ""
+    else:
+        text = head[first_nl + 1 :].decode("utf-8", "replace").replace("\r\n", "\n")
+        if "\n " in text or "\n\t" in text:
+            text = _FOLD.sub(" ", text)
+    for line in text.split("\n") if text else ():
+        name, sep, value = line.partition(":")
+        if not sep or "\r" in line:
+            return None
+        name = name.strip()
+        key = name.lower()
+        if len(key) == 1:
+            key = COMPACT_HEADERS.get(key, key)
+            name = key
+        if not key:
+            return None
+        value = value.strip()
+        values = store.get(key)
+        if values is None:
+            values = store[key] = []
+            original[key] = name
+        if key in MULTI_INSTANCE_HEADERS and "," in value:
+            if '"' in value or "<" in value:
+                values.extend(_split_multi_value(value))
+            else:
+                values.extend(v.strip() for v in value.split(",") if v.strip())
+        else:
+            values.append(value)
+    headers = CaseInsensitiveDict()
+    headers._store = store  # pinned aiosipua 0.7.1 internals: the dict's two maps
+    headers._original = original
+    return headers
+
+
+def parse(
+    data: bytes, *, datagram: bool = True, limits: Limits = DEFAULT_LIMITS
+) -> Request | Response:
+    """Parse and validate one SIP message.
+
+    ``datagram`` is True for UDP: a Content-Length larger than the body then gets 400 (RFC 3261
+    18.3); on a stream the framer has already cut exactly Content-Length bytes.
+
+    Raises:
+        SipParseError: ``status`` is what to answer (400, 413, 505) or None for silence.
+    """
+    head, body = _split_head(data)
+    first_nl = head.find(b"\n")
+    start = (head if first_nl < 0 else head[:first_nl]).strip().decode("utf-8", "replace")
+    is_response = start.startswith("SIP/")
+    answerable: int | None = None if is_response else 400
+
+    def fail(status: int | None, reason: str) -> SipParseError:
+        return SipParseError(status if not is_response else None, reason)
+
+    if len(head) > limits.max_header_bytes:
+        raise fail(413, "Header Block Too Large")
+    if len(body) > limits.max_body_bytes:
+        raise fail(413, "Body Too Large")
+    if head.count(b"\n") > limits.max_headers:
+        raise fail(413, "Too Many Headers")
+    parts = start.split(" ", 2)
+    if len(parts) != 3 and not (is_response and len(parts) == 2):
+        raise fail(None, "Malformed Start Line")  # not SIP at all: nothing to answer
+    headers = _parse_headers(head, first_nl)
+    if headers is None:
+        raise fail(answerable, "Malformed Header Line")
+
+    # RFC 3261 8.1.1 / 8.2.6: we need these to match and answer.
+    for key, pretty in _MANDATORY:
+        if not headers.get_first(key):
+            raise fail(answerable, f"Missing {pretty}")
+
+    out: Request | Response
+    if is_response:
+        if parts[0] != SIP_VERSION:
+            raise fail(None, "Unsupported Version")
+        status_text = parts[1]
+        if len(status_text) != 3 or not status_text.isdigit() or not 100 <= int(status_text) <= 699:
+            raise fail(None, "Bad Status Code")
+        msg: SipMessage = SipResponse(headers=headers)
+        resp = out = Response()
+        resp.status = int(status_text)
+        # An empty reason phrase is legal (RFC 3261 25.1: Reason-Phrase = *(...)).
+        resp.reason = parts[2] if len(parts) == 3 else ""
+    else:
+        method, uri, version = parts
+        if version != SIP_VERSION:
+            if version.startswith("SIP/"):
+                raise fail(505, "Version Not Supported")  # RFC 3261 8.2.3... 21.5.7
+            raise fail(400, "Malformed Request Line")
+        if not _is_token(method):
+            raise fail(400, "Bad Method")
+        if ":" not in uri:
+            raise fail(400, "Bad Request-URI")
+        msg = SipRequest(headers=headers, method=method, uri=uri)
+        req = out = Request()
+        req.method = method
+        req.uri = uri
+
+    # RFC 3261 20.16: CSeq = 1*DIGIT LWS Method; the number is below 2**31.
+    cseq_parts = (headers.get_first("cseq") or "").split()
+    if len(cseq_parts) != 2 or not cseq_parts[0].isdigit() or int(cseq_parts[0]) >= 2**31:
+        raise fail(answerable, "Bad CSeq")
+    if is_response:
+        out.cseq_method = cseq_parts[1]  # type: ignore[union-attr]
+    elif cseq_parts[1] != parts[0]:
+        raise fail(400, "CSeq Method Mismatch")  # RFC 3261 8.1.1.5
+    out.cseq = int(cseq_parts[0])
+
+    # RFC 3261 18.3: Content-Length on a datagram must not exceed what arrived.
+    cl = headers.get_first("content-length")
+    if cl is not None:
+        cl = cl.strip()
+        if not cl.isdigit():
+            raise fail(answerable, "Bad Content-Length")
+        declared = int(cl)
+        if declared > len(body):
+            raise fail(answerable, "Content-Length Larger Than Body")
+        body = body[:declared]
+    elif not datagram:
+        body = b""  # RFC 3261 18.3: on a stream a missing Content-Length means no body
+    msg.body = body
+
+    via = parse_via(headers.get_first("via") or "")
+    bad_port = via.port is not None and not 0 < via.port < 65536
+    if via.protocol != SIP_VERSION or not via.host or bad_port:
+        raise fail(answerable, "Bad Via")
+    out.raw = msg
+    out.via = via
+    out.branch = via.params.get("branch") or ""
+    out.call_id = headers.get_first("call-id") or ""
+    out.from_tag = header_param(headers.get_first("from") or "", "tag")
+    out.to_tag = header_param(headers.get_first("to") or "", "tag")
+    out.body = body
+    return out
+
+
+def _check_line(text: str) -> str:
+    """Refuse CR/LF in anything we write into a header line (header injection)."""
+    if "\r" in text or "\n" in text:
+        raise ValueError(f"line break in header text: {text!r}")
+    return text
+
+
+_tag_prefix = secrets.token_hex(4)
+_tag_counter = count(1)
+
+
+def new_tag() -> str:
+    """A tag unique to this process run (RFC 3261 19.3: at least 32 bits of randomness)."""
+    return f"{_tag_prefix}{next(_tag_counter):x}"
+
+
+def _serialise_response(
+    start: str,
+    vias: Iterable[str],
+    frm: str,
+    to: str,
+    call_id: str,
+    cseq: str,
+    headers: Iterable[tuple[str, str]],
+    body: bytes,
+    content_type: str | None,
+    server: str | None,
+) -> bytes:
+    lines = [start]
+    lines.extend("Via: " + v for v in vias)
+    # Empty only in error answers to requests that lacked the header.
+    for name, value in (("From", frm), ("To", to), ("Call-ID", call_id), ("CSeq", cseq)):
+        if value:
+            lines.append(f"{name}: {value}")
+    for name, value in headers:
+        if not _is_token(name):
+            raise ValueError(f"bad header name {name!r}")
+        lines.append(f"{name}: {_check_line(value)}")
+    if server:
+        lines.append("Server: " + _check_line(server))
+    if content_type:
+        lines.append("Content-Type: " + _check_line(content_type))
+    lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+    return "\r\n".join(lines).encode() + body
+
+
+def build_response(
+    req: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+    content_type: str | None = None,
+    server: str | None = None,
+) -> bytes:
+    """Serialise a response to ``req`` (RFC 3261 8.2.6).
+
+    Via (all values, in order), From, To, Call-ID and CSeq are copied; a To tag is added when the
+    request's To has none (RFC 3261 8.2.6.2), ``to_tag`` or a fresh one. Raises ValueError on a
+    status outside 100-699 or CR/LF in the reason or a header value.
+    """
+    if not 100 <= status <= 699:
+        raise ValueError(f"bad status {status}")
+    h = req.raw.headers
+    to = h.get_first("to") or ""
+    if req.to_tag is None and status > 100:
+        to = f"{to};tag={to_tag or new_tag()}"
+    phrase = reason if reason is not None else REASONS.get(status, "")
+    start = f"SIP/2.0 {status} {_check_line(phrase)}"
+    return _serialise_response(
+        start, h.get("via"), h.get_first("from") or "", to, h.get_first("call-id") or "",
+        h.get_first("cseq") or "", headers, body, content_type, server,
+    )
+
+
+def error_response(data: bytes, err: SipParseError, server: str | None = None) -> bytes | None:
+    """Answer a request that failed :func:`parse`, built from its raw header lines.
+
+    Returns None when there is nothing to answer: ``err.status`` is None or there is no Via.
+    """
+    if err.status is None:
+        return None
+    head, _ = _split_head(data)
+    found: dict[str, list[str]] = {}
+    lines = head.decode("utf-8", "replace").split("\n")
+    for line in lines[1:]:
+        line = line.rstrip("\r")
+        if "\r" in line or not line or line[0] in " \t":
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = expand_compact_header(name.strip()).lower()
+        if key in ("via", "from", "to", "call-id", "cseq"):
+            found.setdefault(key, []).append(value.strip())
+    if not found.get("via"):
+        return None
+
+    def first(key: str) -> str:
+        return found.get(key, [""])[0]
+
+    to = first("to")
+    if to and header_param(to, "tag") is None:
+        to = f"{to};tag={new_tag()}"
+    return _serialise_response(
+        f"SIP/2.0 {err.status} {err.reason}", found["via"], first("from"), to,
+        first("call-id"), first("cseq"), (), b"", None, server,
+    )
+
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "MAGIC_COOKIE",
+    "REASONS",
+    "Limits",
+    "Request",
+    "Response",
+    "SipRequest",
+    "SipResponse",
+    "build_response",
+    "error_response",
+    "header_param",
+    "media_type",
+    "new_tag",
+    "parse",
+]

@@ -1,0 +1,353 @@
+"""Non-INVITE transactions, sans-I/O (RFC 3261 17.1.2, 17.1.3, 17.2.2, 17.2.3).
+
+The layer owns no socket and no clock: every call takes ``now`` and returns the actions the
+adapter must perform; :meth:`TransactionLayer.get_timer` says when to call
+:meth:`TransactionLayer.handle_timer` next (the aioquic pattern). INVITE is out of scope; an ACK
+is absorbed (it never matches a non-INVITE transaction, RFC 3261 17.2.3).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from enum import Enum
+from itertools import count
+from typing import Literal
+
+from .message import MAGIC_COOKIE, Request, Response, build_response
+
+Transport = Literal["udp", "tcp", "tls"]
+DEFAULT_PORTS: dict[str, int] = {"udp": 5060, "tcp": 5060, "tls": 5061}  # RFC 3261 19.1.2
+
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    """RFC 3261 17.1.1.1 / table 4 values, plus how long the application may take to answer."""
+
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+    app: float = 30.0  # < 64*T1, so the client hears our 500 before its Timer F fires
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A transport address: where a message came from or goes to.
+
+    ``host`` is an IP literal without brackets; ``conn`` names a TCP/TLS connection (None: any
+    open connection to host:port, or a new one).
+    """
+
+    transport: Transport
+    host: str
+    port: int
+    conn: int | None = None
+
+    @property
+    def reliable(self) -> bool:
+        return self.transport != "udp"
+
+
+ServerKey = tuple[str, ...]
+ClientKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Write ``data`` to ``dest``."""
+
+    data: bytes
+    dest: Peer
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverRequest:
+    """A new request for the application; answer it with :meth:`TransactionLayer.respond`."""
+
+    key: ServerKey
+    request: Request
+    source: Peer
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverResponse:
+    """The final response of a client transaction."""
+
+    key: ClientKey
+    response: Response
+    source: Peer
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTimeout:
+    """Timer F fired: no final response (RFC 3261 17.1.2.2)."""
+
+    key: ClientKey
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTimeout:
+    """The application did not answer within ``Timers.app``; the layer sent ``status``."""
+
+    key: ServerKey
+    request: Request
+    status: int
+
+
+Action = Send | DeliverRequest | DeliverResponse | ClientTimeout | ServerTimeout
+
+
+class State(Enum):
+    TRYING = "trying"
+    PROCEEDING = "proceeding"
+    COMPLETED = "completed"
+
+
+class _ClientTxn:
+    __slots__ = ("data", "dest", "e_when", "end_when", "interval", "key", "state")
+
+    def __init__(self, key: ClientKey, data: bytes, dest: Peer) -> None:
+        self.key = key
+        self.data = data
+        self.dest = dest
+        self.state = State.TRYING
+        self.interval = 0.0
+        self.e_when: float | None = None  # Timer E
+        self.end_when = 0.0  # Timer F while Trying/Proceeding, Timer K once Completed
+
+
+class _ServerTxn:
+    __slots__ = ("dest", "end_when", "key", "request", "response", "state", "status")
+
+    def __init__(self, key: ServerKey, request: Request | None, dest: Peer) -> None:
+        self.key = key
+        self.request = request  # kept until answered (for the app-deadline answer)
+        self.dest = dest
+        self.state = State.TRYING
+        self.response: bytes | None = None  # last response sent, re-sent on retransmission
+        self.status = 0
+        self.end_when = 0.0  # app deadline while Trying/Proceeding, Timer J once Completed
+
+
+_E, _END = 0, 1  # timer kinds in the heap
+
+
+def server_key(req: Request) -> ServerKey:
+    """RFC 3261 17.2.3: branch + sent-by + method; RFC 2543 fallback without the magic cookie.
+
+    The fallback (branch absent or without ``z9hG4bK``) keys on Call-ID, CSeq, From tag, the
+    whole top Via and the method, which is what identifies a retransmission from such a peer.
+    """
+    if req.branch.startswith(MAGIC_COOKIE):
+        via = req.via
+        return (req.branch, via.host.lower(), str(via.port or ""), req.method)
+    return ("2543", req.call_id, str(req.cseq), req.from_tag or "", req.vias[0], req.method)
+
+
+def response_destination(req: Request, source: Peer) -> Peer:
+    """Where responses to ``req`` go (RFC 3261 18.2.2, RFC 3581 4).
+
+    Reliable: the connection the request came on; should it close, a new connection to the
+    source address and the sent-by port. Unreliable: the source address, and the source port
+    when ``rport`` was requested, else the sent-by port. ``maddr`` is not honoured (multicast).
+    """
+    via = req.via
+    if source.reliable:
+        port = via.port or DEFAULT_PORTS[source.transport]
+        return Peer(source.transport, source.host, port, source.conn)
+    if "rport" in via.params:
+        return Peer("udp", source.host, source.port)
+    return Peer("udp", source.host, via.port or DEFAULT_PORTS["udp"])
+
+
+class TransactionLayer:
+    """Client and server non-INVITE transactions of one endpoint."""
+
+    def __init__(self, timers: Timers = Timers()) -> None:
+        self.timers = timers
+        self._client: dict[ClientKey, _ClientTxn] = {}
+        self._server: dict[ServerKey, _ServerTxn] = {}
+        self._heap: list[tuple[float, int, _ClientTxn | _ServerTxn, int]] = []
+        self._seq = count()
+        self._methods: set[str] = set()  # methods seen, for matching a CANCEL (capped)
+
+    # -- introspection -------------------------------------------------------------------
+    @property
+    def client_count(self) -> int:
+        return len(self._client)
+
+    @property
+    def server_count(self) -> int:
+        return len(self._server)
+
+    # -- timers --------------------------------------------------------------------------
+    def _arm(self, when: float, txn: _ClientTxn | _ServerTxn, kind: int) -> None:
+        heapq.heappush(self._heap, (when, next(self._seq), txn, kind))
+
+    def _live(self, when: float, txn: _ClientTxn | _ServerTxn, kind: int) -> bool:
+        if isinstance(txn, _ClientTxn):
+            if self._client.get(txn.key) is not txn:
+                return False
+            return txn.e_when == when if kind == _E else txn.end_when == when
+        return self._server.get(txn.key) is txn and txn.end_when == when
+
+    def get_timer(self) -> float | None:
+        """The next deadline at which :meth:`handle_timer` has work, or None."""
+        heap = self._heap
+        while heap:
+            when, _, txn, kind = heap[0]
+            if self._live(when, txn, kind):
+                return when
+            heapq.heappop(heap)
+        return None
+
+    def handle_timer(self, now: float) -> list[Action]:
+        """Fire every timer due at ``now``."""
+        actions: list[Action] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, _, txn, kind = heapq.heappop(heap)
+            if not self._live(when, txn, kind):
+                continue
+            if isinstance(txn, _ClientTxn):
+                self._client_timer(txn, kind, when, actions)
+            else:
+                self._server_timer(txn, actions, now)
+        return actions
+
+    def _client_timer(self, txn: _ClientTxn, kind: int, when: float, actions: list[Action]) -> None:
+        t = self.timers
+        if kind == _E:
+            # RFC 3261 17.1.2.2: retransmit; Trying doubles up to T2, Proceeding stays at T2.
+            actions.append(Send(txn.data, txn.dest))
+            txn.interval = t.t2 if txn.state is State.PROCEEDING else min(2 * txn.interval, t.t2)
+            txn.e_when = when + txn.interval
+            self._arm(txn.e_when, txn, _E)
+            return
+        del self._client[txn.key]
+        if txn.state is not State.COMPLETED:  # Timer F: transaction timeout
+            actions.append(ClientTimeout(txn.key))
+        # else Timer K: Completed -> Terminated, nothing to report
+
+    def _server_timer(self, txn: _ServerTxn, actions: list[Action], now: float) -> None:
+        if txn.state is State.COMPLETED:  # Timer J: Completed -> Terminated
+            del self._server[txn.key]
+            return
+        # The application did not answer in time (docs/decisions.md "SIP layer").
+        request = txn.request
+        assert request is not None
+        data = build_response(request, 500, "Application Did Not Answer")
+        actions.append(ServerTimeout(txn.key, request, 500))
+        actions.extend(self._complete(txn, 500, data, now))
+
+    # -- client transactions (RFC 3261 17.1.2) -------------------------------------------
+    def send_request(self, key: ClientKey, data: bytes, dest: Peer, now: float) -> list[Action]:
+        """Start a client transaction; ``key`` is (branch, method) of the request in ``data``."""
+        if key in self._client:
+            raise ValueError(f"client transaction {key} exists")
+        txn = _ClientTxn(key, data, dest)
+        self._client[key] = txn
+        t = self.timers
+        if not dest.reliable:  # RFC 3261 17.1.2.2: Timer E only on unreliable transports
+            txn.interval = t.t1
+            txn.e_when = now + t.t1
+            self._arm(txn.e_when, txn, _E)
+        txn.end_when = now + 64 * t.t1  # Timer F
+        self._arm(txn.end_when, txn, _END)
+        return [Send(data, dest)]
+
+    def receive_response(self, resp: Response, source: Peer, now: float) -> list[Action]:
+        """Match a response to its client transaction (RFC 3261 17.1.3); strays are dropped."""
+        txn = self._client.get((resp.branch, resp.cseq_method))
+        if txn is None or txn.state is State.COMPLETED:
+            return []  # stray, or a retransmitted final response absorbed in Completed
+        if resp.status < 200:
+            if txn.state is State.TRYING:
+                txn.state = State.PROCEEDING
+            return []
+        txn.state = State.COMPLETED
+        txn.e_when = None
+        if source.reliable or txn.dest.reliable:
+            del self._client[txn.key]  # Timer K = 0 on reliable transports
+        else:
+            txn.end_when = now + self.timers.t4  # Timer K
+            self._arm(txn.end_when, txn, _END)
+        return [DeliverResponse(txn.key, resp, source)]
+
+    def cancel_client(self, key: ClientKey) -> None:
+        """The caller gave up waiting: stop retransmitting and forget the transaction."""
+        self._client.pop(key, None)
+
+    # -- server transactions (RFC 3261 17.2.2) -------------------------------------------
+    def receive_request(self, req: Request, source: Peer, now: float) -> list[Action]:
+        """A request from the wire: a retransmission is absorbed, a new one is delivered."""
+        if req.method == "ACK":
+            return []  # RFC 3261 17.2.3: no non-INVITE transaction matches an ACK
+        key = server_key(req)
+        txn = self._server.get(key)
+        if txn is not None:
+            # RFC 3261 17.2.2: Trying absorbs, Proceeding/Completed re-send the last response.
+            return [] if txn.response is None else [Send(txn.response, txn.dest)]
+        dest = response_destination(req, source)
+        if req.method == "CANCEL":
+            return self._cancel(req, key, dest, now)
+        txn = _ServerTxn(key, req, dest)
+        self._server[key] = txn
+        if len(self._methods) < 32:
+            self._methods.add(req.method)
+        txn.end_when = now + self.timers.app
+        self._arm(txn.end_when, txn, _END)
+        return [DeliverRequest(key, req, source)]
+
+    def _cancel(self, req: Request, key: ServerKey, dest: Peer, now: float) -> list[Action]:
+        # RFC 3261 9.2: 200 if the CANCEL matches a transaction (a non-INVITE one is left
+        # alone: its final response is already owed), else 481.
+        prefix = key[:-1]
+        matched = any((*prefix, method) in self._server for method in self._methods)
+        txn = _ServerTxn(key, None, dest)
+        self._server[key] = txn
+        status = 200 if matched else 481
+        return self._complete(txn, status, build_response(req, status), now)
+
+    def respond(self, key: ServerKey, status: int, data: bytes, now: float) -> list[Action]:
+        """Send the application's response; a late answer (after Completed) is ignored."""
+        txn = self._server.get(key)
+        if txn is None or txn.state is State.COMPLETED:
+            return []
+        if status < 200:
+            txn.state = State.PROCEEDING  # RFC 3261 17.2.2: Trying -> Proceeding
+            txn.response = data
+            return [Send(data, txn.dest)]
+        return self._complete(txn, status, data, now)
+
+    def _complete(self, txn: _ServerTxn, status: int, data: bytes, now: float) -> list[Action]:
+        txn.state = State.COMPLETED
+        txn.response = data
+        txn.status = status
+        txn.request = None
+        if txn.dest.reliable:
+            del self._server[txn.key]  # Timer J = 0 on reliable transports
+        else:
+            txn.end_when = now + 64 * self.timers.t1  # Timer J
+            self._arm(txn.end_when, txn, _END)
+        return [Send(data, txn.dest)]
+
+
+__all__ = [
+    "DEFAULT_PORTS",
+    "Action",
+    "ClientKey",
+    "ClientTimeout",
+    "DeliverRequest",
+    "DeliverResponse",
+    "Peer",
+    "Send",
+    "ServerKey",
+    "ServerTimeout",
+    "State",
+    "Timers",
+    "TransactionLayer",
+    "Transport",
+    "response_destination",
+    "server_key",
+]
