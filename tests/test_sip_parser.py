@@ -1,0 +1,196 @@
+"""Parser and response building: the RFC 4475-style corpus and RFC 3261 8.2.6 answers."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from mcacm_sip.sip import (
+    Limits,
+    Request,
+    Response,
+    SipParseError,
+    build_response,
+    error_response,
+    parse,
+)
+
+CORPUS = Path(__file__).parent / "sip" / "corpus"
+VERDICTS: dict[str, str] = tomllib.loads((CORPUS / "verdicts.toml").read_text())["verdicts"]
+
+
+def test_every_corpus_file_has_a_verdict() -> None:
+    assert {p.stem for p in CORPUS.glob("*.sip")} == set(VERDICTS)
+
+
+@pytest.mark.parametrize("name", sorted(VERDICTS))
+def test_corpus_verdict(name: str) -> None:
+    data = (CORPUS / f"{name}.sip").read_bytes()
+    verdict = VERDICTS[name]
+    if verdict == "accept":
+        msg = parse(data)
+        assert msg.call_id and msg.cseq >= 0
+        return
+    with pytest.raises(SipParseError) as info:
+        parse(data)
+    answer = error_response(data, info.value)
+    if verdict == "silence":
+        assert answer is None
+        return
+    assert info.value.status == int(verdict)
+    assert answer is not None
+    status_line = answer.split(b"\r\n", 1)[0]
+    assert status_line.startswith(f"SIP/2.0 {verdict} ".encode())
+    # RFC 3261 8.2.6.2: the Via lines are echoed so the answer can be matched and routed.
+    def vias(msg: bytes) -> list[bytes]:
+        return [line for line in msg.split(b"\r\n") if line.startswith(b"Via:")]
+
+    assert vias(answer) and vias(answer) == vias(data)
+
+
+def test_compact_folded_and_lf_only_messages_read_like_the_long_form() -> None:
+    for name in ("compact_headers", "header_folding", "lf_only"):
+        req = parse((CORPUS / f"{name}.sip").read_bytes())
+        assert isinstance(req, Request)
+        assert req.method == "MESSAGE" and req.cseq == 1
+        assert req.from_tag == "a1" and req.to_tag is None
+        assert req.branch.startswith("z9hG4bK")
+    folded = parse((CORPUS / "header_folding.sip").read_bytes())
+    assert folded.header("v") == "SIP/2.0/UDP 127.0.0.1:5060 ;branch=z9hG4bKf1;rport"
+    compact = parse((CORPUS / "compact_headers.sip").read_bytes())
+    assert compact.body == b"hello" and compact.content_type == "text/plain"
+
+
+def test_proxied_request_keeps_both_vias_in_order_and_answers_to_the_top_one() -> None:
+    for name in ("two_via_lines", "via_comma_list"):
+        req = parse((CORPUS / f"{name}.sip").read_bytes())
+        assert isinstance(req, Request)
+        assert len(req.vias) == 2
+        assert req.via.host == "127.0.0.1" and req.via.port is None
+        resp = parse(build_response(req, 200))
+        assert isinstance(resp, Response)
+        assert resp.headers("via") == req.vias
+
+
+def test_ipv6_via_and_escaped_uri() -> None:
+    req = parse((CORPUS / "ipv6_via.sip").read_bytes())
+    assert req.via.host == "[2001:db8::10]" and req.via.port == 5060
+    esc = parse((CORPUS / "escaped_uri_maddr.sip").read_bytes())
+    assert isinstance(esc, Request)
+    assert esc.uri.startswith("sip:sips%3Auser%40example.com@example.net;maddr=")
+
+
+def test_body_is_cut_at_content_length_and_kept_byte_exact() -> None:
+    assert parse((CORPUS / "body_longer_than_cl.sip").read_bytes()).body == b"hel"
+    assert parse((CORPUS / "non_utf8_body.sip").read_bytes()).body == b"\xff\xfe\x00binary"
+
+
+def test_content_length_larger_than_body_is_only_an_error_on_datagrams() -> None:
+    data = (CORPUS / "valid_message.sip").read_bytes()
+    truncated = data[:-2]  # Content-Length says 5, 3 bytes arrived
+    with pytest.raises(SipParseError) as info:
+        parse(truncated, datagram=True)
+    assert info.value.status == 400
+
+
+def test_missing_content_length_on_a_stream_means_no_body() -> None:
+    data = (CORPUS / "valid_message.sip").read_bytes().replace(b"Content-Length: 5\r\n", b"")
+    assert parse(data, datagram=True).body == b"hello"  # RFC 3261 18.3: UDP uses the datagram
+    assert parse(data, datagram=False).body == b""
+
+
+def test_empty_reason_phrase_response() -> None:
+    resp = parse((CORPUS / "empty_reason_response.sip").read_bytes())
+    assert isinstance(resp, Response)
+    assert (resp.status, resp.reason, resp.to_tag, resp.cseq_method) == (200, "", "2", "MESSAGE")
+
+
+def test_size_caps_answer_413() -> None:
+    data = (CORPUS / "valid_message.sip").read_bytes()
+    with pytest.raises(SipParseError) as info:
+        parse(data, limits=Limits(max_body_bytes=4))
+    assert info.value.status == 413
+    with pytest.raises(SipParseError) as info:
+        parse(data, limits=Limits(max_header_bytes=100))
+    assert info.value.status == 413
+
+
+def test_response_echoes_request_fields_and_adds_a_to_tag() -> None:
+    req = parse((CORPUS / "two_via_lines.sip").read_bytes())
+    assert isinstance(req, Request)
+    raw = build_response(
+        req, 202, headers=[("Retry-After", "5")], body=b"<x/>", content_type="application/xml",
+        server="test", to_tag="t9",
+    )
+    resp = parse(raw)
+    assert isinstance(resp, Response)
+    assert (resp.status, resp.reason) == (202, "Accepted")
+    assert resp.call_id == req.call_id and resp.cseq == req.cseq and resp.cseq_method == "MESSAGE"
+    assert resp.from_tag == "a1" and resp.to_tag == "t9"
+    assert resp.header("Retry-After") == "5" and resp.header("server") == "test"
+    assert resp.body == b"<x/>" and resp.content_type == "application/xml"
+
+
+def test_existing_to_tag_is_kept() -> None:
+    data = (CORPUS / "valid_message.sip").read_bytes().replace(
+        b"To: <sip:acms@example.com>", b"To: <sip:acms@example.com>;tag=dlg"
+    )
+    req = parse(data)
+    assert isinstance(req, Request)
+    assert parse(build_response(req, 200, to_tag="other")).to_tag == "dlg"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"reason": "OK\r\nX-Evil: 1"},
+        {"headers": [("Warning", "399 x \"a\"\r\nX-Evil: 1")]},
+        {"headers": [("Bad Name", "v")]},
+        {"content_type": "text/plain\nX-Evil: 1"},
+    ],
+)
+def test_header_injection_is_refused(kwargs: dict[str, object]) -> None:
+    req = parse((CORPUS / "valid_message.sip").read_bytes())
+    assert isinstance(req, Request)
+    with pytest.raises(ValueError):
+        build_response(req, 200, **kwargs)  # type: ignore[arg-type]
+
+
+def test_stamp_source_fills_rport_and_received() -> None:
+    req = parse((CORPUS / "valid_message.sip").read_bytes())
+    assert isinstance(req, Request)
+    req.stamp_source("10.0.0.7", 40000)
+    assert req.vias[0].endswith(";rport=40000;received=10.0.0.7") or (
+        "rport=40000" in req.vias[0] and "received=10.0.0.7" in req.vias[0]
+    )
+    resp = parse(build_response(req, 200))
+    assert resp.via.params["rport"] == "40000" and resp.via.params["received"] == "10.0.0.7"
+
+
+def test_stamp_source_without_rport_adds_received_only_when_host_differs() -> None:
+    data = (CORPUS / "valid_message.sip").read_bytes().replace(b";rport", b"")
+    same = parse(data)
+    assert isinstance(same, Request)
+    same.stamp_source("127.0.0.1", 5999)
+    assert "received" not in same.vias[0] and "rport" not in same.vias[0]
+    other = parse(data)
+    assert isinstance(other, Request)
+    other.stamp_source("10.1.1.1", 5999)
+    assert other.via.params["received"] == "10.1.1.1" and "rport" not in other.via.params
+
+
+def test_garbage_never_raises_anything_but_sip_parse_error() -> None:
+    import random
+
+    rng = random.Random(7)
+    seed = (CORPUS / "valid_message.sip").read_bytes()
+    for _ in range(2000):
+        data = bytearray(seed)
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        try:
+            parse(bytes(data))
+        except SipParseError as err:
+            error_response(bytes(data), err)

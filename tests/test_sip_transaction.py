@@ -1,0 +1,176 @@
+"""Non-INVITE transactions driven by a fake clock (RFC 3261 17.1.2, 17.2.2)."""
+
+from __future__ import annotations
+
+from mcacm_sip.sip import Peer, Request, Response, Timers, TransactionLayer, build_response, parse
+from mcacm_sip.sip.transaction import (
+    Action,
+    ClientTimeout,
+    DeliverRequest,
+    DeliverResponse,
+    Send,
+    ServerTimeout,
+)
+
+UDP = Peer("udp", "127.0.0.1", 5070)
+TCP = Peer("tcp", "127.0.0.1", 5070, conn=1)
+
+
+def request(method: str = "MESSAGE", branch: str = "z9hG4bKabc", transport: str = "UDP") -> Request:
+    req = parse(
+        (
+            f"{method} sip:acms@127.0.0.1 SIP/2.0\r\n"
+            f"Via: SIP/2.0/{transport} 127.0.0.1:5070;branch={branch};rport\r\n"
+            "From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c1\r\n"
+            f"CSeq: 7 {method}\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+    )
+    assert isinstance(req, Request)
+    return req
+
+
+def response_to(req: Request, status: int) -> Response:
+    resp = parse(build_response(req, status))
+    assert isinstance(resp, Response)
+    return resp
+
+
+def run_until(layer: TransactionLayer, end: float) -> list[tuple[float, Action]]:
+    """Fire every timer up to ``end``, as the adapter would; returns (time, action)."""
+    out: list[tuple[float, Action]] = []
+    while (when := layer.get_timer()) is not None and when <= end:
+        out.extend((when, a) for a in layer.handle_timer(when))
+    return out
+
+
+def test_udp_client_retransmits_on_the_rfc_schedule_and_times_out_at_64_t1() -> None:
+    layer = TransactionLayer(Timers(t1=0.5, t2=4.0, t4=5.0))
+    req = request()
+    first = layer.send_request(("z9hG4bKabc", "MESSAGE"), b"MSG", UDP, now=0.0)
+    events = [(0.0, a) for a in first] + run_until(layer, 100.0)
+    sends = [t for t, a in events if isinstance(a, Send)]
+    assert sends == [0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+    timeouts = [(t, a) for t, a in events if isinstance(a, ClientTimeout)]
+    assert timeouts == [(32.0, ClientTimeout(("z9hG4bKabc", "MESSAGE")))]
+    assert layer.client_count == 0 and layer.get_timer() is None
+    del req
+
+
+def test_tcp_client_never_retransmits() -> None:
+    layer = TransactionLayer()
+    first = layer.send_request(("z9hG4bKt", "MESSAGE"), b"MSG", TCP, now=0.0)
+    events = run_until(layer, 100.0)
+    assert [type(a) for a in first] == [Send]
+    assert [(t, type(a)) for t, a in events] == [(32.0, ClientTimeout)]
+
+
+def test_provisional_response_holds_timer_e_at_t2() -> None:
+    layer = TransactionLayer()
+    req = request()
+    layer.send_request((req.branch, "MESSAGE"), b"MSG", UDP, now=0.0)
+    run_until(layer, 0.6)  # one retransmission at 0.5, next due at 1.5
+    assert layer.receive_response(response_to(req, 100), UDP, now=0.7) == []
+    sends = [t for t, a in run_until(layer, 12.0) if isinstance(a, Send)]
+    # RFC 3261 17.1.2.2: in Proceeding Timer E fires every T2 from the current one.
+    assert sends == [1.5, 5.5, 9.5]
+
+
+def test_final_response_is_delivered_once_and_timer_k_cleans_up() -> None:
+    layer = TransactionLayer()
+    req = request()
+    key = (req.branch, "MESSAGE")
+    layer.send_request(key, b"MSG", UDP, now=0.0)
+    resp = response_to(req, 200)
+    delivered = layer.receive_response(resp, UDP, now=0.1)
+    assert delivered == [DeliverResponse(key, resp, UDP)]
+    assert layer.receive_response(resp, UDP, now=0.2) == []  # retransmission absorbed
+    assert not [a for _, a in run_until(layer, 5.0) if isinstance(a, Send)]
+    assert layer.client_count == 1  # Completed until Timer K = T4
+    run_until(layer, 5.1)
+    assert layer.client_count == 0 and layer.get_timer() is None
+
+
+def test_response_with_other_method_or_branch_does_not_match() -> None:
+    layer = TransactionLayer()
+    req = request()
+    layer.send_request((req.branch, "MESSAGE"), b"MSG", UDP, now=0.0)
+    other = request(method="OPTIONS")
+    assert layer.receive_response(response_to(other, 200), UDP, now=0.1) == []
+    assert layer.receive_response(response_to(request(branch="z9hG4bKzz"), 200), UDP, 0.1) == []
+    assert layer.client_count == 1
+
+
+def test_retransmitted_request_is_absorbed_and_the_response_resent() -> None:
+    layer = TransactionLayer()
+    copies = [request() for _ in range(3)]
+    first = layer.receive_request(copies[0], UDP, now=0.0)
+    assert [type(a) for a in first] == [DeliverRequest]
+    key = first[0].key  # type: ignore[union-attr]
+    assert layer.receive_request(copies[1], UDP, now=0.4) == []  # Trying: absorbed silently
+    sent = layer.respond(key, 200, b"RESP", now=0.5)
+    again = layer.receive_request(copies[2], UDP, now=1.0)
+    assert sent == [Send(b"RESP", UDP)] and again == [Send(b"RESP", UDP)]
+    # 3 copies, 1 delivery; each copy after the answer gets the cached answer.
+    assert layer.receive_request(copies[0], UDP, now=2.0) == [Send(b"RESP", UDP)]
+
+
+def test_timer_j_keeps_the_cache_for_64_t1_on_udp_only() -> None:
+    layer = TransactionLayer(Timers(t1=0.5))
+    key = layer.receive_request(request(), UDP, now=0.0)[0].key  # type: ignore[union-attr]
+    layer.respond(key, 200, b"RESP", now=1.0)
+    run_until(layer, 32.9)
+    assert layer.server_count == 1
+    run_until(layer, 33.0)
+    assert layer.server_count == 0 and layer.get_timer() is None
+    tcp_key = layer.receive_request(request(transport="TCP"), TCP, 40.0)[0].key  # type: ignore[union-attr]
+    assert layer.respond(tcp_key, 200, b"R", now=40.0) == [Send(b"R", TCP)]
+    assert layer.server_count == 0 and layer.get_timer() is None  # Timer J = 0 on TCP
+
+
+def test_responses_follow_rport_on_udp_and_the_connection_on_tcp() -> None:
+    layer = TransactionLayer()
+    src = Peer("udp", "10.0.0.9", 40001)
+    layer.receive_request(request(branch="z9hG4bK1"), src, 0.0)
+    key = ("z9hG4bK1", "127.0.0.1", "5070", "MESSAGE")
+    assert layer.respond(key, 200, b"R", 0.0) == [Send(b"R", Peer("udp", "10.0.0.9", 40001))]
+    tsrc = Peer("tcp", "10.0.0.9", 40002, conn=5)
+    layer.receive_request(request(branch="z9hG4bK2", transport="TCP"), tsrc, 0.0)
+    tkey = ("z9hG4bK2", "127.0.0.1", "5070", "MESSAGE")
+    assert layer.respond(tkey, 200, b"R", 0.0) == [Send(b"R", Peer("tcp", "10.0.0.9", 5070, 5))]
+
+
+def test_application_that_never_answers_gets_a_500_sent_for_it() -> None:
+    layer = TransactionLayer(Timers(app=10.0))
+    req = request()
+    key = layer.receive_request(req, UDP, now=0.0)[0].key  # type: ignore[union-attr]
+    events = run_until(layer, 10.0)
+    assert [(t, type(a)) for t, a in events] == [(10.0, ServerTimeout), (10.0, Send)]
+    sent = events[1][1]
+    assert isinstance(sent, Send) and sent.data.startswith(b"SIP/2.0 500 ")
+    assert layer.respond(key, 200, b"late", now=11.0) == []  # a late answer is dropped
+    assert layer.receive_request(request(), UDP, 12.0) == [Send(sent.data, UDP)]
+
+
+def test_cancel_of_a_non_invite_gets_200_and_changes_nothing() -> None:
+    layer = TransactionLayer()
+    key = layer.receive_request(request(), UDP, now=0.0)[0].key  # type: ignore[union-attr]
+    cancel = layer.receive_request(request(method="CANCEL"), UDP, now=0.1)
+    assert len(cancel) == 1 and isinstance(cancel[0], Send)
+    assert cancel[0].data.startswith(b"SIP/2.0 200 ")
+    assert layer.respond(key, 202, b"R", now=0.2) == [Send(b"R", UDP)]  # RFC 3261 9.2
+    stray = layer.receive_request(request(method="CANCEL", branch="z9hG4bKnone"), UDP, 0.3)
+    assert isinstance(stray[0], Send) and stray[0].data.startswith(b"SIP/2.0 481 ")
+
+
+def test_ack_is_absorbed() -> None:
+    layer = TransactionLayer()
+    assert layer.receive_request(request(method="ACK"), UDP, 0.0) == []
+    assert layer.server_count == 0
+
+
+def test_rfc2543_requests_without_magic_cookie_are_still_matched() -> None:
+    layer = TransactionLayer()
+    old = request(branch="1234")
+    key = layer.receive_request(old, UDP, 0.0)[0].key  # type: ignore[union-attr]
+    layer.respond(key, 200, b"R", 0.1)
+    assert layer.receive_request(request(branch="1234"), UDP, 0.2) == [Send(b"R", UDP)]
