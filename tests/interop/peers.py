@@ -291,6 +291,7 @@ def _sipp_base(scenario: str, workdir: Path, name: str, transport: SippTransport
                port: int, keys: Mapping[str, str]) -> list[str]:
     argv = ["sipp", "-sf", str(SIP_DIR / scenario), "-i", LOOPBACK, "-p", str(port),
             "-t", _SIPP_T[transport], "-nostdin",
+            "-default_behaviors", "all,-bye",  # no BYE after an aborted call: nothing is INVITE
             "-trace_err", "-error_file", str(workdir / f"{name}.errors.log")]
     for k, v in keys.items():
         argv += ["-key", k, v]
