@@ -5,20 +5,21 @@ Documents (namespaces and media types are the real ones):
 - ``application/pidf+xml`` (RFC 3863) with the ``urn:3gpp:ns:mcpttPresInfoFA:1.0`` extension
   (table 9A.3.1.2-1): :class:`FaPresence`, in the per-FA shape (entity = tuple id = FA, one
   ``functionalAlias`` per user) or the per-user shape (entity = user, one per FA), 9A.3.1.2;
-- ``application/vnd.3gpp.mcptt-info+xml`` (Annex F.1), the subset clause 9A uses: :class:`McpttInfo`;
+- ``application/vnd.3gpp.mcptt-info+xml`` (Annex F.1), the subset clause 9A uses:
+  :class:`McpttInfo`;
 - ``application/simple-filter+xml`` (RFC 4661, 9A.3.2.2): :class:`SimpleFilter`;
 - the multipart/mixed bodies of the FA PUBLISH and SUBSCRIBE (9A.2.2.2.6-8): ``*_body`` helpers.
 
 Strict on send: every document encoded here is validated against the bundled XSDs before it is
 returned (a failure is a bug and raises ``AssertionError``).  Lax on receive: documents are
 parsed by the shared hardened parser, validated (the XSD wildcards skip unknown extensions), and
-only the elements clause 9A uses are read.  Every receive failure is an :class:`FaBodyError` with
-the SIP status it maps to (400 with a Warning text, 413, 415).
+only the elements clause 9A uses are read.  Every receive failure is an
+:class:`~mcacm_sip.acm.errors.AcmError` carrying the SIP status it maps to (400 with a Warning
+text, 413, 415), the same errors the ACM message layer raises.
 """
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,10 +27,19 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
 from importlib.resources import as_file, files
+from typing import Any
 
 from lxml import etree
 
-from mcacm_sip.acm import multipart
+from mcacm_sip.acm import multipart, xmlsafe
+from mcacm_sip.acm.errors import (
+    AcmError,
+    DocumentTooLarge,
+    InvalidContent,
+    MalformedDocument,
+    NotAcmDocument,
+    SchemaViolation,
+)
 from mcacm_sip.acm.multipart import MultipartError, Part
 
 PIDF_NS = "urn:ietf:params:xml:ns:pidf"
@@ -48,23 +58,13 @@ EXPIRES_UNTIL_WITHDRAWN = 4294967295
 """2^32-1: activate / subscribe continuously (9A.2.1.2 NOTE 2); 0 deactivates / fetches once."""
 REQUEST_TYPE_FA_STATUS = "functional-alias-status-determination"  # F.1.3 19 c vi
 
-MAX_BODY_BYTES = 64 * 1024
-MAX_DEPTH = 32
+LIMITS = xmlsafe.Limits(max_bytes=64 * 1024, max_depth=32)
+"""Caps for one received FA document (docs/decisions.md, "Functional alias")."""
 
 _P = f"{{{PIDF_NS}}}"
 _F = f"{{{FA_NS}}}"
 _I = f"{{{MCPTT_INFO_NS}}}"
 _S = f"{{{FILTER_NS}}}"
-
-
-class FaBodyError(ValueError):
-    """A received FA body that is refused; ``status`` is the SIP answer, ``reason`` its Warning."""
-
-    def __init__(self, status: int, reason: str, path: str | None = None) -> None:
-        super().__init__(f"{status} {reason}" + (f" at {path}" if path else ""))
-        self.status = status
-        self.reason = reason
-        self.path = path
 
 
 class FaStatus(StrEnum):
@@ -237,58 +237,34 @@ def _schema(name: str) -> etree.XMLSchema:
         return etree.XMLSchema(etree.parse(str(path), parser))
 
 
-_SCHEMA_FOR = {PIDF_NS: "pidf.xsd", MCPTT_INFO_NS: "mcpttinfo-fa.xsd", FILTER_NS: "simple-filter.xsd"}
+_SCHEMA_FOR = {
+    PIDF_NS: "pidf.xsd",
+    MCPTT_INFO_NS: "mcpttinfo-fa.xsd",
+    FILTER_NS: "simple-filter.xsd",
+}
 
 
-def _safe_parse(data: bytes, what: str) -> etree._Element:
-    """Parse untrusted XML: no DTD, no entities, no network, size and depth caps."""
-    if len(data) > MAX_BODY_BYTES:
-        raise FaBodyError(413, f"{what}: body larger than {MAX_BODY_BYTES} bytes")
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise FaBodyError(400, f"{what}: DTDs are not accepted")
-    depth = 0
-    try:
-        events = etree.iterparse(
-            io.BytesIO(data),
-            events=("start", "end"),
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            huge_tree=False,
-            remove_comments=True,
-            remove_pis=True,
-        )
-        for event, el in events:
-            if event == "start":
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise FaBodyError(400, f"{what}: nesting deeper than {MAX_DEPTH}")
-            else:
-                depth -= 1
-        root = events.root
-    except etree.XMLSyntaxError as exc:
-        raise FaBodyError(400, f"{what}: not well-formed XML: {exc.msg}") from None
-    if root.getroottree().docinfo.doctype:  # a DOCTYPE in a non-ASCII encoding
-        raise FaBodyError(400, f"{what}: DTDs are not accepted")
-    return root
+def _last_error(schema: etree.XMLSchema) -> Any:
+    log: Any = schema.error_log  # lxml-stubs lacks the sequence protocol of _ListErrorLog
+    return log[-1]
 
 
 def _parse(data: bytes, root_tag: str, what: str) -> etree._Element:
     """Hardened parse + schema validation of a received body (lax on receive)."""
-    root = _safe_parse(data, what)
+    root = xmlsafe.parse(data, LIMITS)  # the shared hardened parser: no DTD, caps, typed errors
     if root.tag != root_tag:
-        raise FaBodyError(400, f"{what}: root element {root.tag} is not {root_tag}", "/")
+        raise NotAcmDocument(f"{what}: root element {root.tag} is not {root_tag}", path="/")
     schema = _schema(_SCHEMA_FOR[etree.QName(root_tag).namespace])
     if not schema.validate(root):
-        err = schema.error_log.last_error
-        raise FaBodyError(400, f"{what}: {err.message}", err.path)
+        err = _last_error(schema)
+        raise SchemaViolation(f"{what}: {err.message}", path=err.path)
     return root
 
 
 def _emit(root: etree._Element) -> bytes:
     schema = _schema(_SCHEMA_FOR[etree.QName(root).namespace])
     # strict on send: a document we produce that fails its schema is a bug
-    assert schema.validate(root), schema.error_log.last_error
+    assert schema.validate(root), _last_error(schema).message
     data: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
     return data
 
@@ -301,7 +277,7 @@ def _parse_time(text: str, path: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise FaBodyError(400, f"expires {text!r} is out of range", path) from None
+        raise InvalidContent(f"expires {text!r} is out of range", path=path) from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -314,7 +290,7 @@ def _is_true(el: etree._Element) -> bool:
 
 def encode_presence(doc: FaPresence) -> bytes:
     """``application/pidf+xml`` for ``doc`` (9A.3.1.2); pidf is the default namespace."""
-    root = etree.Element(_P + "presence", nsmap={None: PIDF_NS, FA_PREFIX: FA_NS})
+    root = etree.Element(_P + "presence", nsmap={None: PIDF_NS, FA_PREFIX: FA_NS})  # type: ignore[dict-item]
     root.set("entity", doc.entity)
     tup = etree.SubElement(root, _P + "tuple", id=doc.tuple_id)
     status = etree.SubElement(tup, _P + "status")
@@ -365,10 +341,10 @@ def decode_presence(data: bytes) -> FaPresence:
             entries=tuple(entries),
             p_id_fa=p_id.text if p_id is not None and p_id.text else None,
         )
+    except AcmError:
+        raise
     except ValueError as exc:
-        if isinstance(exc, FaBodyError):
-            raise
-        raise FaBodyError(400, f"pidf: {exc}") from None
+        raise InvalidContent(f"pidf: {exc}") from None
 
 
 # --------------------------------------------------------------------------- mcptt-info
@@ -380,7 +356,7 @@ def _content(parent: etree._Element, tag: str, uri: str) -> None:
 
 
 def encode_mcptt_info(info: McpttInfo) -> bytes:
-    root = etree.Element(_I + "mcpttinfo", nsmap={None: MCPTT_INFO_NS})
+    root = etree.Element(_I + "mcpttinfo", nsmap={None: MCPTT_INFO_NS})  # type: ignore[dict-item]
     params = etree.SubElement(root, _I + "mcptt-Params")
     if info.request_uri is not None:
         _content(params, "mcptt-request-uri", info.request_uri)
@@ -400,7 +376,9 @@ def _uri_of(el: etree._Element | None) -> str | None:
         return None
     if el.get("type") == "Encrypted":
         # 24.379 6.6: decryption needs the XPK; identities must travel in clear here
-        raise FaBodyError(400, f"encrypted {etree.QName(el).localname} not supported")
+        raise InvalidContent(
+            f"encrypted {etree.QName(el).localname} not supported", path=xmlsafe.element_path(el)
+        )
     uri = el.find(_I + "mcpttURI")
     return uri.text.strip() if uri is not None and uri.text else None
 
@@ -421,17 +399,17 @@ def decode_mcptt_info(data: bytes) -> McpttInfo:
             else None,
             request_type=rtype.text.strip() if rtype is not None and rtype.text else None,
         )
-    except FaBodyError:
+    except AcmError:
         raise
     except ValueError as exc:
-        raise FaBodyError(400, f"mcptt-info: {exc}") from None
+        raise InvalidContent(f"mcptt-info: {exc}") from None
 
 
 # --------------------------------------------------------------------------- simple-filter
 
 
 def encode_filter(flt: SimpleFilter) -> bytes:
-    root = etree.Element(_S + "filter-set", nsmap={None: FILTER_NS})
+    root = etree.Element(_S + "filter-set", nsmap={None: FILTER_NS})  # type: ignore[dict-item]
     bindings = etree.SubElement(root, _S + "ns-bindings")
     # 9A.3.2.2 items 3-4: prefixes pidf and mcpttPIFA10
     etree.SubElement(bindings, _S + "ns-binding", prefix="pidf", urn=PIDF_NS)
@@ -446,7 +424,9 @@ def encode_filter(flt: SimpleFilter) -> bytes:
 def decode_filter(data: bytes) -> SimpleFilter:
     """Decode a received filter; it must restrict to one pidf tuple by id (9A.3.2.2 item 7)."""
     root = _parse(data, _S + "filter-set", "simple-filter")
-    bound = {b.get("prefix"): b.get("urn") for b in root.iterfind(f"{_S}ns-bindings/{_S}ns-binding")}
+    bound = {
+        b.get("prefix"): b.get("urn") for b in root.iterfind(f"{_S}ns-bindings/{_S}ns-binding")
+    }
     for flt in root.iterfind(_S + "filter"):
         if flt.get("remove") in ("true", "1") or flt.get("enabled") in ("false", "0"):
             continue
@@ -454,12 +434,15 @@ def decode_filter(data: bytes) -> SimpleFilter:
             m = _INCLUDE.match(inc.text or "")
             if m is None or inc.get("type", "xpath") != "xpath":
                 continue
-            if all(bound.get(m[p], PIDF_NS if m[p] == "pidf" else None) == PIDF_NS for p in ("p1", "p2")):
+            if all(
+                bound.get(m[p], PIDF_NS if m[p] == "pidf" else None) == PIDF_NS
+                for p in ("p1", "p2")
+            ):
                 try:
                     return SimpleFilter(tuple_id=m["id"], filter_id=flt.get("id", "fa1"))
                 except ValueError as exc:
-                    raise FaBodyError(400, f"simple-filter: {exc}") from None
-    raise FaBodyError(400, "simple-filter: no include selecting a pidf tuple by id (24.379 9A.3.2.2)")
+                    raise InvalidContent(f"simple-filter: {exc}") from None
+    raise InvalidContent("simple-filter: no include selecting a pidf tuple by id (24.379 9A.3.2.2)")
 
 
 # --------------------------------------------------------------------------- bodies
@@ -486,9 +469,9 @@ def decode_bodies(content_type: str | None, body: bytes) -> FaBodies:
     if not body:
         return FaBodies()
     if content_type is None:
-        raise FaBodyError(400, "body without Content-Type")
-    if len(body) > 4 * MAX_BODY_BYTES:
-        raise FaBodyError(413, "body too large")
+        raise MalformedDocument("body without Content-Type")
+    if len(body) > 4 * LIMITS.max_bytes:
+        raise DocumentTooLarge(f"body larger than {4 * LIMITS.max_bytes} bytes")
     try:
         media = multipart.parse_content_type(content_type)[0]
         parts = (
@@ -497,7 +480,7 @@ def decode_bodies(content_type: str | None, body: bytes) -> FaBodies:
             else (Part(content_type, body),)
         )
     except MultipartError as exc:
-        raise FaBodyError(exc.status, exc.reason) from None
+        raise MalformedDocument(exc.reason) from None
     found: dict[str, object] = {}
     for part in parts:
         slot = _DECODERS.get(part.media_type)
@@ -510,7 +493,7 @@ def decode_bodies(content_type: str | None, body: bytes) -> FaBodies:
         else:
             found[slot] = decode_filter(part.body)
     if not found:
-        raise FaBodyError(415, f"no {CT_MCPTT_INFO}, {CT_PIDF} or {CT_SIMPLE_FILTER} part")
+        raise NotAcmDocument(f"no {CT_MCPTT_INFO}, {CT_PIDF} or {CT_SIMPLE_FILTER} part")
     return FaBodies(**found)  # type: ignore[arg-type]
 
 
@@ -549,7 +532,9 @@ def resolution_subscribe_body(fa: str) -> tuple[str, bytes]:
 def user_status_subscribe_body(user: str, requester: str | None = None) -> tuple[str, bytes]:
     """SUBSCRIBE body of the per-user determination (9A.2.1.3): which FAs does ``user`` hold?
     A single mcptt-info part with request-type ``functional-alias-status-determination``."""
-    info = McpttInfo(request_uri=user, calling_user_id=requester, request_type=REQUEST_TYPE_FA_STATUS)
+    info = McpttInfo(
+        request_uri=user, calling_user_id=requester, request_type=REQUEST_TYPE_FA_STATUS
+    )
     return CT_MCPTT_INFO, encode_mcptt_info(info)
 
 
@@ -557,12 +542,12 @@ def resolution_from_notify(fa: str, content_type: str | None, body: bytes) -> Fa
     """Parse a resolution NOTIFY body (9A.2.2.3.8) into what the ACMS consumes.
 
     The body must be a per-FA pidf for ``fa`` (entity = FA, 9A.3.1.2); anything else is a
-    :class:`FaBodyError`.  An empty body (RFC 6665 allows one, e.g. a terminating NOTIFY) means
+    :class:`AcmError`.  An empty body (RFC 6665 allows one, e.g. a terminating NOTIFY) means
     no information, also an error: the caller keeps its previous view.
     """
     doc = decode_bodies(content_type, body).presence
     if doc is None:
-        raise FaBodyError(400, "NOTIFY without an application/pidf+xml body")
+        raise InvalidContent("NOTIFY without an application/pidf+xml body")
     if doc.entity != fa:
-        raise FaBodyError(400, f"pidf entity {doc.entity} is not the subscribed FA {fa}")
+        raise InvalidContent(f"pidf entity {doc.entity} is not the subscribed FA {fa}")
     return FaHolders(fa, doc.holders)
