@@ -19,7 +19,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S+")
+# XML 1.0 Char (production [2]): a value outside it cannot travel in an XML body.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9._\-]*")
 
 
 class ModelError(ValueError):
@@ -56,8 +59,18 @@ def _check_uri(ie: str, value: str | None, where: str, *, mandatory: bool) -> No
         if value == "":
             raise InvalidIE(ie, "empty string (omit the IE instead)")
         return
-    if not isinstance(value, str) or not _URI.match(value):
+    if not isinstance(value, str) or not _URI.fullmatch(value) or _NOT_XML_CHAR.search(value):
         raise InvalidIE(ie, f"{value!r} is not a URI ({where})")
+
+
+def _check_text(ie: str, value: str | None) -> None:
+    """Optional free text: omitted rather than empty, and only characters XML can carry."""
+    if value is None:
+        return
+    if value == "":
+        raise InvalidIE(ie, "empty string (omit the IE instead)")
+    if not isinstance(value, str) or _NOT_XML_CHAR.search(value):
+        raise InvalidIE(ie, f"{value!r} holds characters an XML document cannot carry")
 
 
 def _check_transaction_id(value: str) -> None:
@@ -124,7 +137,7 @@ class ResultCode(StrEnum):
     EXPIRED = "expired"
 
 
-_EXTENSION_RESULT = re.compile(r"^x-[a-z0-9][a-z0-9-]*$")
+_EXTENSION_RESULT = re.compile(r"x-[a-z0-9][a-z0-9-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +152,11 @@ class Result:
     def __post_init__(self) -> None:
         if not self.code:
             raise MissingIE("result", "Result code")
-        if self.code not in ResultCode.__members__.values() and not _EXTENSION_RESULT.match(
+        if self.code not in ResultCode.__members__.values() and not _EXTENSION_RESULT.fullmatch(
             self.code
         ):
             raise InvalidIE("result", f"{self.code!r} is neither a known code nor x-<extension>")
+        _check_text("result text", self.text)
 
     @property
     def positive(self) -> bool:
@@ -155,9 +169,11 @@ class UserProfile:
     """An MC service user profile: an embedded MCPTT user profile document (TS 24.484 8.3.2,
     namespace ``urn:3gpp:mcptt:user-profile:1.0``), not re-modelled.
 
-    ``xml`` holds the document's root element as canonical XML (C14N 2.0), so two profiles with
-    the same content compare equal whatever their original whitespace in tags or prefixes.
-    Build one with :func:`mcacm_sip.acm.codec.profile_from_xml`.
+    ``xml`` holds the document's root element as canonical XML (C14N 2.0 output, comments
+    dropped), so two profiles with the same content compare equal whatever their original
+    attribute order, quoting, white space inside tags, empty-element form, character references
+    or redundant namespace declarations.  Namespace prefixes are kept as sent (C14N does not
+    rewrite them).  Build one with :func:`mcacm_sip.acm.codec.profile_from_xml`.
     """
 
     xml: str
@@ -203,8 +219,7 @@ class ProfileUpdateRequest:
         _check_uri("migrated_user_id", self.migrated_user_id, "table 10.17.2.15-1 row 5",
                    mandatory=True)
         _require(self, "profile", "table 10.17.2.15-1 row 6")
-        if self.additional_info == "":
-            raise InvalidIE("additional_info", "empty string (omit the IE instead)")
+        _check_text("additional_info", self.additional_info)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,8 +279,15 @@ class ProcessIndication:
         _check_uri("acms", self.acms, "process indication", mandatory=True)
         if not self.request:
             raise MissingIE("request", "process indication: the accepted flow's name")
-        if self.expires is not None and self.expires.tzinfo is None:
-            raise InvalidIE("expires", "must carry a time zone")
+        if not isinstance(self.request, str) or not _NCNAME.fullmatch(self.request):
+            raise InvalidIE("request", f"{self.request!r} is not a flow name")
+        if self.expires is not None:
+            offset = self.expires.utcoffset()
+            if offset is None:
+                raise InvalidIE("expires", "must carry a time zone")
+            # xs:dateTime offsets are whole minutes within +-14:00 (XML Schema Part 2 3.2.7).
+            if offset.microseconds or offset.seconds % 60 or abs(offset.total_seconds()) > 14 * 3600:
+                raise InvalidIE("expires", "time zone offset must be whole minutes within 14:00")
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +363,12 @@ class UserRemoval:
         _check_uri("partner_id", self.partner_id, "user removal", mandatory=False)
 
 
+def _check_unique_primary_ids(users: tuple[UserAssignment, ...] | tuple[UserRemoval, ...]) -> None:
+    ids = [u.primary_id for u in users]
+    if len(set(ids)) != len(ids):
+        raise InvalidIE("users", "gives an outcome for the same user twice")
+
+
 def _check_user_list(ie: str, users: tuple[str, ...], where: str) -> None:
     if not users:
         raise MissingIE(ie, where)
@@ -401,6 +429,7 @@ class AddUserConfigurationResponse:
         _require(self, "handler", "add user configuration response")
         _require(self, "target", "add user configuration response")
         _require(self, "result", "add user configuration response")
+        _check_unique_primary_ids(self.users)
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,6 +477,7 @@ class RemoveUserConfigurationResponse:
         _require(self, "handler", "remove user configuration response")
         _require(self, "target", "remove user configuration response")
         _require(self, "result", "remove user configuration response")
+        _check_unique_primary_ids(self.users)
 
 
 AcmRequest = ProfileUpdateRequest | AddUserConfigurationRequest | RemoveUserConfigurationRequest

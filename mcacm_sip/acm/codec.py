@@ -1,0 +1,488 @@
+"""XML encoding and decoding of every ACM flow (TS 23.280 10.17.2) against ``schemas/acm.xsd``.
+
+- :func:`encode` is strict on send: it validates what it produced and raises
+  :class:`~mcacm_sip.acm.errors.EncodeError` if our own output is invalid (a bug).
+- :func:`decode` is lax on receive: after the hardened parse (:mod:`.xmlsafe`) and schema
+  validation with lxml, unknown elements in ``anyExt`` and ``##other`` extension points and
+  unknown attributes are ignored; anything else wrong raises a typed
+  :class:`~mcacm_sip.acm.errors.AcmError` carrying the element path and the SIP answer.
+
+The mapping between model fields and XML elements is one table (``_SPECS``) read by both
+directions; each row names the element and how its value travels.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from lxml import etree
+
+from mcacm_sip.acm import model
+from mcacm_sip.acm.errors import (
+    AcmError,
+    EncodeError,
+    InvalidContent,
+    NotAcmDocument,
+    SchemaViolation,
+)
+from mcacm_sip.acm.xmlsafe import DEFAULT_LIMITS, Limits, element_path, parse
+
+__all__ = [
+    "ACM_CONTENT_TYPE",
+    "ACM_NS",
+    "USER_PROFILE_NS",
+    "USER_PROFILE_ROOT",
+    "check_content_type",
+    "decode",
+    "encode",
+    "profile_element",
+    "profile_from_xml",
+    "schema",
+    "schema_source",
+]
+
+ACM_NS = "urn:mcacm-sip:ns:acm:1.0"
+"""Project-owned XML namespace of every ACM document (not a 3GPP value; docs/decisions.md)."""
+ACM_CONTENT_TYPE = "application/vnd.mcacm-sip.acm+xml"
+"""Project-owned, unregistered media type of an ACM SIP MESSAGE body (overridable per peer)."""
+USER_PROFILE_NS = "urn:3gpp:mcptt:user-profile:1.0"
+"""Namespace of the embedded MCPTT user profile document (TS 24.484 8.3.2)."""
+USER_PROFILE_ROOT = "mcptt-user-profile"
+"""Root element of the embedded MCPTT user profile document (TS 24.484 8.3.2)."""
+
+SCHEMA_FILE = "acm.xsd"
+_XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+_PROFILE_ROOT_TAG = f"{{{USER_PROFILE_NS}}}{USER_PROFILE_ROOT}"
+
+
+def _tag(local: str) -> str:
+    return f"{{{ACM_NS}}}{local}"
+
+
+_URI = _tag("uri")
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def schema_source() -> bytes:
+    """The bundled XSD, read through importlib.resources (works from an installed wheel)."""
+    return (resources.files("mcacm_sip") / "schemas" / SCHEMA_FILE).read_bytes()
+
+
+@lru_cache(maxsize=1)
+def schema() -> etree.XMLSchema:
+    """The compiled schema (built once; lxml validation releases the GIL and is re-entrant)."""
+    return etree.XMLSchema(etree.fromstring(schema_source()))
+
+
+# --------------------------------------------------------------------------- value kinds
+# A kind knows how one model value travels as one element: put() appends it under a parent,
+# get() reads it back from an element the schema has already validated.
+
+
+class _Kind:
+    def put(self, parent: etree._Element, tag: str, value: Any) -> None:
+        raise NotImplementedError
+
+    def get(self, el: etree._Element) -> Any:
+        raise NotImplementedError
+
+
+class _FreeText(_Kind):
+    """xs:string: white space is content."""
+
+    def put(self, parent: etree._Element, tag: str, value: Any) -> None:
+        etree.SubElement(parent, tag).text = value
+
+    def get(self, el: etree._Element) -> Any:
+        return el.text or ""
+
+
+class _Token(_Kind):
+    """xs:token without inner white space (ids, codes, names): surrounding space dropped."""
+
+    def put(self, parent: etree._Element, tag: str, value: Any) -> None:
+        etree.SubElement(parent, tag).text = value
+
+    def get(self, el: etree._Element) -> Any:
+        return (el.text or "").strip()
+
+
+class _DateTime(_Kind):
+    """xs:dateTime with a mandatory time zone (datetime.isoformat keeps the offset)."""
+
+    def put(self, parent: etree._Element, tag: str, value: Any) -> None:
+        etree.SubElement(parent, tag).text = value.isoformat()
+
+    def get(self, el: etree._Element) -> Any:
+        text = (el.text or "").strip()
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:  # e.g. year 10000 or 24:00:00, valid xs:dateTime but not here
+            raise InvalidContent(
+                f"{text!r} is outside the date-times this implementation handles",
+                path=element_path(el),
+                hint="use a time within years 0001-9999, e.g. 2030-01-31T12:00:00Z",
+            ) from None
+
+
+class _Identity(_Kind):
+    """An identity wrapped like 24.379 contentType: ``<x type="Normal"><uri>..</uri></x>``."""
+
+    def put(self, parent: etree._Element, tag: str, value: Any) -> None:
+        wrapper = etree.SubElement(parent, tag, type="Normal")
+        etree.SubElement(wrapper, _URI).text = value
+
+    def get(self, el: etree._Element) -> Any:
+        if el.get("type") == "Encrypted":  # 24.379 6.6 form; no key management here yet
+            raise InvalidContent(
+                "encrypted identities are not supported",
+                path=element_path(el),
+                hint='send the identity in clear: type="Normal" with a <uri> child',
+            )
+        child = el[0]  # the schema allows exactly one: uri, ##other or anyExt
+        if child.tag != _URI:
+            raise InvalidContent(
+                "identity carries no <uri>",
+                path=element_path(el),
+                hint="put the URI in a <uri> child",
+            )
+        return (child.text or "").strip()
+
+
+class _Profile(_Kind):
+    """An embedded MCPTT user profile document (TS 24.484), kept as canonical XML."""
+
+    def put(self, parent: etree._Element, tag: str, value: Any) -> None:
+        etree.SubElement(parent, tag).append(profile_element(value))
+
+    def get(self, el: etree._Element) -> Any:
+        return _profile_from_element(el[0])  # the schema allows exactly one profile root
+
+
+class _Struct(_Kind):
+    """A model class whose fields are child elements, in the order of the table."""
+
+    def __init__(self, cls: type, rows: tuple[_Row, ...]) -> None:
+        self.cls = cls
+        self.rows = rows
+        self.by_tag = {row.tag: row for row in rows}
+        self.tag_of_ie = {row.attr: row.tag for row in rows}
+
+    def put(self, parent: etree._Element, tag: str, value: Any) -> None:
+        self.fill(etree.SubElement(parent, tag), value)
+
+    def fill(self, el: etree._Element, value: Any) -> None:
+        for row in self.rows:
+            item = getattr(value, row.attr)
+            if item is None:
+                continue
+            if row.many:
+                for one in item:
+                    row.kind.put(el, row.tag, one)
+            else:
+                row.kind.put(el, row.tag, item)
+
+    def get(self, el: etree._Element) -> Any:
+        values: dict[str, Any] = {}
+        for child in el:
+            row = self.by_tag.get(child.tag)
+            if row is None:
+                continue  # anyExt and ##other content: ignored (lax on receive)
+            if row.many:
+                values.setdefault(row.attr, []).append(row.kind.get(child))
+            else:
+                values[row.attr] = row.kind.get(child)
+        for row in self.rows:
+            if row.many and row.attr in values:
+                values[row.attr] = tuple(values[row.attr])
+        try:
+            return self.cls(**values)
+        except model.ModelError as exc:
+            tag = self.tag_of_ie.get(exc.ie)
+            path = element_path(el) + (f"/{etree.QName(tag).localname}" if tag else "")
+            raise InvalidContent(
+                str(exc), path=path, ie=exc.ie, hint="see docs/message-layer.md for this IE"
+            ) from None
+
+
+class _FlowList(_Kind):
+    """ACM Data: complete flow documents, each under its own root element name."""
+
+    def put(self, parent: etree._Element, tag: str, value: Any) -> None:
+        wrapper = etree.SubElement(parent, tag)
+        for flow in value:
+            _SPECS[type(flow)].put(wrapper, _tag(flow.FLOW), flow)
+
+    def get(self, el: etree._Element) -> Any:
+        return tuple(_BY_TAG[child.tag].get(child) for child in el if child.tag in _BY_TAG)
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    attr: str
+    """Model field."""
+    tag: str
+    """Clark name of the element."""
+    kind: _Kind
+    many: bool = False
+    """The field is a tuple; each item is one element."""
+
+
+def _row(attr: str, local: str, kind: _Kind, *, many: bool = False) -> _Row:
+    return _Row(attr, _tag(local), kind, many)
+
+
+_TEXT, _TOKEN, _DATETIME, _ID, _PROFILE = _FreeText(), _Token(), _DateTime(), _Identity(), _Profile()
+
+_PARTY = _Struct(model.Party, (
+    _row("mc_service_id", "mc-service-id", _ID),
+    _row("functional_alias", "functional-alias", _ID),
+))
+_ADDRESSEE = _Struct(model.Addressee, (
+    _row("mc_service_id", "mc-service-id", _ID),
+    _row("functional_alias", "functional-alias", _ID),
+))
+_RESULT = _Struct(model.Result, (
+    _row("code", "code", _TOKEN),
+    _row("text", "text", _TEXT),
+))
+_TID = _row("transaction_id", "transaction-id", _TOKEN)
+
+# One row per IE, in document order; docs/message-layer.md gives the table rows.
+_SPECS: dict[type, _Struct] = {
+    cls: _Struct(cls, rows)
+    for cls, rows in (
+        (model.ProfileUpdateRequest, (  # table 10.17.2.15-1
+            _TID,
+            _row("requester", "requester", _PARTY),  # rows 1-2
+            _row("target", "target", _ADDRESSEE),  # rows 3-4, NOTE
+            _row("migrated_user_id", "migrated-user-id", _ID),  # row 5
+            _row("profile", "profile", _PROFILE),  # row 6
+            _row("additional_info", "additional-info", _TEXT),  # row 7
+        )),
+        (model.ProfileUpdateResponse, (  # table 10.17.2.16-1
+            _TID,
+            _row("handler", "handler", _PARTY),  # rows 1-2
+            _row("target", "target", _ADDRESSEE),  # rows 3-4, NOTE
+            _row("migrated_user_id", "migrated-user-id", _ID),  # row 5
+            _row("result", "result", _RESULT),  # row 6
+        )),
+        (model.ProcessIndication, (
+            _TID,
+            _row("acms", "acms", _ID),
+            _row("request", "request", _TOKEN),
+            _row("expires", "expires", _DATETIME),
+        )),
+        (model.PendingDataNotification, (_TID, _row("user", "user", _ID))),
+        (model.PendingDataDownloadRequest, (_TID, _row("user", "user", _ID))),
+        (model.PendingDataDownloadResponse, (
+            _TID,
+            _row("user", "user", _ID),
+            _row("items", "acm-data", _FlowList()),
+        )),
+        (model.AddUserConfigurationRequest, (
+            _TID,
+            _row("requester", "requester", _PARTY),
+            _row("target", "target", _ADDRESSEE),
+            _row("users", "user", _ID, many=True),
+        )),
+        (model.AddUserConfigurationResponse, (
+            _TID,
+            _row("handler", "handler", _PARTY),
+            _row("target", "target", _ADDRESSEE),
+            _row("result", "result", _RESULT),
+            _row("users", "user-result", _Struct(model.UserAssignment, (
+                _row("primary_id", "primary-id", _ID),
+                _row("result", "result", _RESULT),
+                _row("partner_id", "partner-id", _ID),
+                _row("profile", "profile", _PROFILE),
+            )), many=True),
+        )),
+        (model.RemoveUserConfigurationRequest, (
+            _TID,
+            _row("requester", "requester", _PARTY),
+            _row("target", "target", _ADDRESSEE),
+            _row("users", "user", _ID, many=True),
+        )),
+        (model.RemoveUserConfigurationResponse, (
+            _TID,
+            _row("handler", "handler", _PARTY),
+            _row("target", "target", _ADDRESSEE),
+            _row("result", "result", _RESULT),
+            _row("users", "user-result", _Struct(model.UserRemoval, (
+                _row("primary_id", "primary-id", _ID),
+                _row("result", "result", _RESULT),
+                _row("partner_id", "partner-id", _ID),
+            )), many=True),
+        )),
+    )
+}
+_BY_TAG: dict[str, _Struct] = {_tag(cls.FLOW): spec for cls, spec in _SPECS.items()}
+assert set(_SPECS) == set(model.FLOW_TYPES), "every flow class needs a row in _SPECS"
+
+
+# --------------------------------------------------------------------------- encode
+
+
+def encode(flow: model.AcmFlow, *, pretty: bool = False) -> bytes:
+    """The flow as a UTF-8 XML document, validated against the bundled schema (strict on send).
+
+    Raises :class:`EncodeError` if the result is invalid (a bug in this layer), or
+    :class:`InvalidContent` if an embedded profile is not an MCPTT user profile document.
+    """
+    spec = _SPECS.get(type(flow))
+    if spec is None:
+        raise TypeError(f"not an ACM flow: {type(flow).__name__}")
+    root = etree.Element(_tag(flow.FLOW), nsmap={None: ACM_NS})
+    spec.fill(root, flow)
+    xsd = schema()
+    if not xsd.validate(root):
+        error = _schema_error(xsd, root, EncodeError)
+        raise EncodeError(f"our own {flow.FLOW} is invalid: {error.message}", path=error.path)
+    body = etree.tostring(root, encoding="UTF-8", pretty_print=pretty)
+    return _XML_DECLARATION + body + (b"\n" if pretty and not body.endswith(b"\n") else b"")
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def check_content_type(value: str, accepted: Collection[str] = (ACM_CONTENT_TYPE,)) -> None:
+    """Raise :class:`NotAcmDocument` (415) unless ``value`` names an accepted media type in UTF-8.
+
+    Media type names are case-insensitive (RFC 2045 5.1); parameters other than charset are
+    ignored.
+    """
+    media, *params = (part.strip() for part in value.split(";"))
+    if media.lower() not in {a.lower() for a in accepted}:
+        raise NotAcmDocument(
+            f"Content-Type {media or '(empty)'} is not an ACM document",
+            hint=f"send the body as {ACM_CONTENT_TYPE}",
+        )
+    for param in params:
+        name, _, val = param.partition("=")
+        if name.strip().lower() == "charset" and val.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            raise NotAcmDocument(
+                f"charset {val.strip()} is not UTF-8", hint="send the body in UTF-8"
+            )
+
+
+def decode(
+    data: bytes,
+    *,
+    content_type: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> model.AcmFlow:
+    """The flow a received body carries, or a typed :class:`AcmError` (path + SIP answer).
+
+    ``content_type``, when given, is checked first (415 unless it is ACM_CONTENT_TYPE).
+    """
+    if content_type is not None:
+        check_content_type(content_type)
+    root = parse(data, limits)
+    spec = _BY_TAG.get(root.tag)
+    if spec is None:
+        qname = etree.QName(root)
+        if qname.namespace != ACM_NS:
+            raise NotAcmDocument(
+                f"root element {qname.localname} is in namespace {qname.namespace or '(none)'}",
+                path="/" + qname.localname,
+                hint=f"ACM documents use namespace {ACM_NS}",
+            )
+        raise SchemaViolation(
+            f"{qname.localname} is not an ACM flow",
+            path="/" + qname.localname,
+            hint="the root must be one of: " + ", ".join(c.FLOW for c in model.FLOW_TYPES),
+        )
+    xsd = schema()
+    if not xsd.validate(root):
+        raise _schema_error(xsd, root, SchemaViolation)
+    flow: model.AcmFlow = spec.get(root)
+    return flow
+
+
+def _schema_error(
+    xsd: etree.XMLSchema, root: etree._Element, cls: Callable[..., AcmError]
+) -> AcmError:
+    """The first validation error as ``cls``, with our path and a hint for its kind."""
+    entry = xsd.error_log[0]
+    path: str | None = None
+    if entry.path:
+        found = root.getroottree().xpath(entry.path)
+        if isinstance(found, list) and found and isinstance(found[0], etree._Element):
+            path = element_path(found[0])
+    message = _strip_namespaces(entry.message)
+    if "Missing child element" in message:
+        hint = "add the missing element (docs/message-layer.md lists what each flow needs)"
+    elif "not expected" in message:
+        hint = "remove or reorder the element; extensions belong in <anyExt>"
+    elif "not a valid value" in message or "not accepted by the pattern" in message:
+        hint = "fix the value's format (docs/message-layer.md gives each type)"
+    elif "Duplicate key-sequence" in message:
+        hint = "list each user once"
+    else:
+        hint = "see docs/message-layer.md"
+    return cls(message, path=path, hint=hint)
+
+
+def _strip_namespaces(text: str) -> str:
+    return text.replace(f"{{{ACM_NS}}}", "").replace(f"{{{USER_PROFILE_NS}}}", "")
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def _canonical(el: etree._Element) -> str:
+    # Exclusive C14N 1.0 in libxml2 (C) yields the same text as C14N 2.0 for documents
+    # without QName-valued content, 25x faster than lxml's C14N 2.0 writer; a test holds
+    # the two equal.  Comments are already gone (the parser drops them).
+    return etree.tostring(el, method="c14n", exclusive=True, with_comments=False).decode()
+
+
+def _profile_from_element(el: etree._Element) -> model.UserProfile:
+    if el.tag != _PROFILE_ROOT_TAG:
+        raise InvalidContent(
+            f"embedded profile root is {etree.QName(el).localname}, not {USER_PROFILE_ROOT}",
+            path=element_path(el),
+            ie="profile",
+            hint=f"embed an MCPTT user profile document ({USER_PROFILE_NS}, TS 24.484)",
+        )
+    return model.UserProfile(xml=_canonical(el))
+
+
+def profile_from_xml(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> model.UserProfile:
+    """A :class:`~mcacm_sip.acm.model.UserProfile` from an MCPTT user profile document.
+
+    The document is parsed as hostile input (:mod:`.xmlsafe`) and kept as canonical XML, so
+    two profiles with the same content compare equal.
+    """
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    return _profile_from_element(parse(raw, limits))
+
+
+@lru_cache(maxsize=256)
+def _parsed_profile(xml: str) -> etree._Element:
+    try:
+        root = parse(xml.encode("utf-8"))
+    except AcmError as exc:
+        raise InvalidContent(
+            f"the profile is not a usable XML document: {exc.message}", ie="profile",
+            hint="build profiles with profile_from_xml()",
+        ) from None
+    _profile_from_element(root)  # checks the root
+    return root
+
+
+def profile_element(profile: model.UserProfile) -> etree._Element:
+    """The profile as a fresh lxml element (the caller may modify or append it)."""
+    return copy.deepcopy(_parsed_profile(profile.xml))

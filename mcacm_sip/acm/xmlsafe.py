@@ -1,0 +1,176 @@
+"""Hardened XML parsing for bodies received from peers.
+
+Defences, cheapest first, each failing with a typed error (:mod:`mcacm_sip.acm.errors`):
+
+1. a byte-size cap (default 256 KiB) checked before anything else -> 413;
+2. a prolog scan (a handful of ``bytes`` operations at C speed): the body must be UTF-8 XML and
+   must not contain a DOCTYPE -> 415 / 400.  With no DOCTYPE there is no entity declaration, so
+   no billion laughs, no XXE and no external DTD, whatever the parser would have done;
+3. libxml2 with entity substitution, DTD loading, network access and huge trees all off; its own
+   hard depth limit (256 without XML_PARSE_HUGE) stops a 100 000-deep document early with
+   bounded memory;
+4. the configurable nesting-depth cap (default 64) checked on the tree by one precompiled
+   XPath (libxml2 walks each level once, no Python per element).
+
+Comments and processing instructions are dropped while parsing: nothing in an ACM document
+means anything by them, and text split by a comment reads back whole.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+
+from lxml import etree
+
+from mcacm_sip.acm.errors import (
+    DocumentTooDeep,
+    DocumentTooLarge,
+    MalformedDocument,
+    NotAcmDocument,
+    UnsafeDocument,
+)
+
+__all__ = ["DEFAULT_LIMITS", "Limits", "element_path", "parse"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps applied to every received document (docs/decisions.md, "Message layer")."""
+
+    max_bytes: int = 256 * 1024
+    """Largest body accepted, in bytes (larger: 413)."""
+    max_depth: int = 64
+    """Deepest element nesting accepted; the root is depth 1 (deeper: 400)."""
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1:
+            raise ValueError("max_bytes must be positive")
+        # libxml2 refuses depth > 256 by itself (no XML_PARSE_HUGE); a higher cap would lie.
+        if not 1 <= self.max_depth <= 256:
+            raise ValueError("max_depth must be within 1..256")
+
+
+DEFAULT_LIMITS = Limits()
+
+# The prolog: optional UTF-8 BOM, then white space, XML declaration, comments and PIs.
+_PROLOG = re.compile(rb"(?:\xef\xbb\xbf)?(?:[ \t\r\n]+|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
+_XML_DECL = re.compile(rb"<\?xml[ \t\r\n].*?\?>", re.DOTALL)
+_ENCODING = re.compile(rb"""encoding[ \t\r\n]*=[ \t\r\n]*["']([A-Za-z0-9._\-]*)["']""")
+_UTF8_NAMES = frozenset({b"utf-8", b"utf8", b"us-ascii", b"ascii"})
+
+
+def _check_prolog(data: bytes) -> None:
+    """Reject what is not UTF-8 XML, and any DOCTYPE, before the parser sees a byte."""
+    end = _PROLOG.match(data)
+    pos = end.end() if end else 0
+    decl = _XML_DECL.match(data, 3 if data.startswith(b"\xef\xbb\xbf") else 0)
+    if decl:
+        enc = _ENCODING.search(decl.group())
+        if enc and enc.group(1).lower() not in _UTF8_NAMES:
+            raise NotAcmDocument(
+                f"document encoding {enc.group(1).decode('ascii', 'replace')} is not UTF-8",
+                hint="send the document in UTF-8 (the XML default)",
+            )
+    if data.startswith(b"<!DOCTYPE", pos):
+        raise UnsafeDocument(
+            "document contains a DOCTYPE (DTDs and entity declarations are never processed)",
+            hint="remove the DOCTYPE; ACM documents need no DTD or entities",
+        )
+    if data.startswith(b"<!", pos):
+        raise MalformedDocument(
+            "markup before the root element is neither a comment nor a processing instruction",
+            hint="start the document with its root element",
+        )
+    if not data.startswith(b"<", pos) or len(data) <= pos + 1:
+        what = "empty body" if not data.strip() else "body is not XML (or not UTF-8)"
+        raise NotAcmDocument(what, hint="send a UTF-8 XML document")
+
+
+class _Parsers(threading.local):
+    """lxml parsers are not thread-safe: one per thread."""
+
+    def __init__(self) -> None:
+        self.parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
+            collect_ids=False,
+        )
+
+
+_PARSERS = _Parsers()
+
+
+@lru_cache(maxsize=8)
+def _too_deep_xpath(max_depth: int) -> etree.XPath:
+    # /*/*/... with max_depth+1 steps selects the elements nested deeper than the cap.
+    return etree.XPath("/*" * (max_depth + 1))
+
+
+def parse(data: bytes, limits: Limits = DEFAULT_LIMITS) -> etree._Element:
+    """Parse a received body into its root element, or raise a typed error."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError("parse() takes the body as bytes")
+    data = bytes(data)
+    if len(data) > limits.max_bytes:
+        raise DocumentTooLarge(
+            f"document is {len(data)} bytes, the limit is {limits.max_bytes}",
+            hint="split the data or raise the peer's max_bytes limit",
+        )
+    _check_prolog(data)
+    try:
+        root = etree.fromstring(data, _PARSERS.parser)
+    except etree.XMLSyntaxError as exc:
+        raise _syntax_error(exc, limits) from None
+    deep = _too_deep_xpath(limits.max_depth)(root)
+    if deep:
+        assert isinstance(deep, list)
+        first = deep[0]
+        assert isinstance(first, etree._Element)
+        raise DocumentTooDeep(
+            f"elements nest deeper than {limits.max_depth} levels",
+            path=element_path(first),
+            hint="flatten the document; extension content must stay shallow",
+        )
+    return root
+
+
+def _syntax_error(exc: etree.XMLSyntaxError, limits: Limits) -> Exception:
+    msg = str(exc.msg or exc)
+    if "Excessive depth" in msg:
+        return DocumentTooDeep(
+            f"elements nest deeper than {limits.max_depth} levels (parser stopped at line "
+            f"{exc.lineno})",
+            hint="flatten the document; extension content must stay shallow",
+        )
+    if "ntity" in msg:  # an entity reference with no (allowed) declaration
+        return UnsafeDocument(
+            f"entity reference refused: {msg}",
+            hint="use only the predefined entities (&lt; &gt; &amp; &quot; &apos;)",
+        )
+    return MalformedDocument(
+        f"not well-formed XML: {msg}", hint="check the document with an XML parser"
+    )
+
+
+def element_path(el: etree._Element) -> str:
+    """``/root/child[2]/leaf``: local names, with a position only where siblings repeat."""
+    steps: list[str] = []
+    node: etree._Element | None = el
+    while node is not None:
+        name = etree.QName(node).localname
+        parent = node.getparent()
+        if parent is not None:
+            same = [c for c in parent if c.tag == node.tag]
+            if len(same) > 1:
+                name += f"[{same.index(node) + 1}]"
+        steps.append(name)
+        node = parent
+    return "/" + "/".join(reversed(steps))
