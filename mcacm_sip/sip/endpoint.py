@@ -614,6 +614,9 @@ class SipEndpoint:
             dest = Peer(transport, await self._resolve(uri.host, port, transport), port)
             server_hostname = uri.host.strip("[]")
         branch = MAGIC_COOKIE + secrets.token_hex(8)
+        if dest.reliable and (dest.conn is None or dest.conn not in self._conns):
+            conn = await self._connect(replace(dest, conn=None), server_hostname)
+            dest = replace(dest, conn=conn.id)
         data = self._serialise(request, branch, dest)
         if (
             dest.transport == "udp"
@@ -631,9 +634,6 @@ class SipEndpoint:
             else:
                 dest = replace(dest, transport="tcp", conn=conn.id)
                 data = self._serialise(request, branch, dest)
-        if dest.reliable and (dest.conn is None or dest.conn not in self._conns):
-            conn = await self._connect(replace(dest, conn=None), server_hostname)
-            dest = replace(dest, conn=conn.id)
         key: ClientKey = (branch, request.method)
         fut: asyncio.Future[FinalResponse] = self.loop.create_future()
         self._waiters[key] = (fut, request)

@@ -1,0 +1,560 @@
+"""Loopback tests of the endpoint over UDP, TCP and TLS (ports chosen by binding port 0)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import functools
+import ipaddress
+import itertools
+import socket
+import ssl
+import tomllib
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from mcacm_sip.sip import (
+    IncomingRequest,
+    Limits,
+    Listen,
+    Reply,
+    Response,
+    SipEndpoint,
+    SipTimeout,
+    SipTransportError,
+    Timers,
+    parse,
+)
+from mcacm_sip.sip.transport import PONG, FrameError, StreamFramer
+
+CORPUS = Path(__file__).parent / "sip" / "corpus"
+VERDICTS: dict[str, str] = tomllib.loads((CORPUS / "verdicts.toml").read_text())["verdicts"]
+# Framing on a stream differs from a datagram for these (the framer waits or re-synchronises).
+DATAGRAM_ONLY = {
+    "content_length_larger_than_body",
+    "body_longer_than_cl",
+    "content_length_not_a_number",
+    "binary_garbage",
+    "hello_world",
+}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP (the 1300-byte rule reuses the UDP port on TCP)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    while True:
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(family, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+
+
+class Recorder:
+    """A MESSAGE handler that records deliveries."""
+
+    def __init__(self) -> None:
+        self.calls: list[IncomingRequest] = []
+
+    def __call__(self, req: IncomingRequest) -> Reply:
+        self.calls.append(req)
+        return req.reply(200)
+
+
+def asynctest(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test on a fresh event loop (no pytest plugin needed)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(fn(*args, **kwargs))
+
+    return run
+
+
+@contextlib.asynccontextmanager
+async def serving() -> AsyncIterator[tuple[SipEndpoint, Recorder]]:
+    port = free_port()
+    ep = SipEndpoint(
+        [Listen("udp", "127.0.0.1", port), Listen("tcp", "127.0.0.1", port)],
+        limits=Limits(max_body_bytes=4096),
+    )
+    rec = Recorder()
+    ep.serve("MESSAGE", rec, accept=["text/plain", "application/octet-stream"])
+    ep.serve("FOO", rec)
+    await ep.start()
+    try:
+        yield ep, rec
+    finally:
+        await ep.close()
+
+
+@contextlib.asynccontextmanager
+async def serving_client() -> AsyncIterator[tuple[SipEndpoint, Recorder, SipEndpoint]]:
+    cli = SipEndpoint([Listen("udp", "127.0.0.1"), Listen("tcp", "127.0.0.1")])
+    await cli.start()
+    try:
+        async with serving() as (ep, rec):
+            yield ep, rec, cli
+    finally:
+        await cli.close()
+
+
+class UdpProbe(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        self.queue.put_nowait(data)
+
+
+PROBE = (
+    b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKprobe{n};rport\r\n"
+    b"From: <sip:p@x>;tag=p\r\nTo: <sip:x@x>\r\nCall-ID: probe{n}\r\nCSeq: 1 OPTIONS\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+async def replies_until_probe(queue: asyncio.Queue[bytes]) -> list[int]:
+    """Statuses answered before the probe's 200 (the probe bounds the wait, no sleeping).
+
+    Read from the raw status line: an answer to a bad request echoes its bad fields.
+    """
+    out: list[int] = []
+    while True:
+        data = await asyncio.wait_for(queue.get(), 5)
+        assert data.startswith(b"SIP/2.0 ")
+        if b"\r\nCall-ID: probe" in data:
+            return out
+        out.append(int(data[8:11]))
+
+
+def check_verdict(name: str, answers: list[int], rec: Recorder, call_id: str | None) -> None:
+    verdict = VERDICTS[name]
+    if verdict == "accept":
+        if name.endswith("response"):
+            assert answers == []  # a stray response is dropped
+            return
+        assert answers == [200]
+        assert [c.message.call_id for c in rec.calls] == [call_id]
+    elif verdict == "silence":
+        assert answers == [] and rec.calls == []
+    else:
+        assert answers == [int(verdict)] and rec.calls == []
+
+
+@asynctest
+async def test_corpus_over_udp() -> None:
+    async with serving() as (ep, rec):
+        loop = asyncio.get_running_loop()
+        transport, probe = await loop.create_datagram_endpoint(
+            UdpProbe, local_addr=("127.0.0.1", 0)
+        )
+        try:
+            for n, name in enumerate(sorted(VERDICTS)):
+                rec.calls.clear()
+                data = (CORPUS / f"{name}.sip").read_bytes()
+                transport.sendto(data, ep.local_address("udp"))
+                transport.sendto(PROBE.replace(b"{n}", str(n).encode()), ep.local_address("udp"))
+                answers = await replies_until_probe(probe.queue)
+                call_id = parse(data).call_id if VERDICTS[name] == "accept" else None
+                check_verdict(name, answers, rec, call_id)
+        finally:
+            transport.close()
+
+
+async def tcp_exchange(port: int, data: bytes) -> list[int]:
+    """Send ``data`` on a new connection, half-close, read every answer until EOF."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    writer.write_eof()
+    raw = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    frames = StreamFramer().feed(raw)
+    assert all(isinstance(f, bytes) and f.startswith(b"SIP/2.0 ") for f in frames)
+    return [int(f[8:11]) for f in frames if isinstance(f, bytes)]
+
+
+@asynctest
+async def test_corpus_over_tcp() -> None:
+    async with serving() as (ep, rec):
+        port = ep.local_address("tcp")[1]
+        for name in sorted(set(VERDICTS) - DATAGRAM_ONLY):
+            rec.calls.clear()
+            data = (CORPUS / f"{name}.sip").read_bytes()
+            answers = await tcp_exchange(port, data)
+            call_id = parse(data).call_id if VERDICTS[name] == "accept" else None
+            check_verdict(name, answers, rec, call_id)
+
+
+def message(call_id: str, body: bytes, branch: str = "z9hG4bKt") -> bytes:
+    return (
+        "MESSAGE sip:a@127.0.0.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/TCP 127.0.0.1:9;branch={branch}{call_id}\r\n"
+        f"From: <sip:b@x>;tag=1\r\nTo: <sip:a@x>\r\nCall-ID: {call_id}\r\nCSeq: 1 MESSAGE\r\n"
+        f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+@asynctest
+async def test_tcp_body_split_across_segments_is_delivered_whole() -> None:
+    async with serving() as (ep, rec):
+        body = bytes(range(256)) * 12
+        data = message("split", body)
+        reader, writer = await asyncio.open_connection(*ep.local_address("tcp"))
+        cuts = [0, 10, len(data) - len(body) + 5, len(data) - 1, len(data)]
+        for start, end in itertools.pairwise(cuts):
+            writer.write(data[start:end])  # the last byte completes the message
+            await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"SIP/2.0 200 ")
+        assert [c.message.body for c in rec.calls] == [body]
+        writer.close()
+
+
+@asynctest
+async def test_tcp_segments_with_partial_writes() -> None:
+    async with serving() as (ep, rec):
+        body = b"x" * 3000
+        data = message("chunks", body)
+        reader, writer = await asyncio.open_connection(*ep.local_address("tcp"))
+        for i in range(0, len(data), 700):
+            writer.write(data[i : i + 700])
+            await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"SIP/2.0 200 ") and [c.message.body for c in rec.calls] == [body]
+        writer.close()
+
+
+@asynctest
+async def test_two_messages_in_one_segment_and_a_crlf_ping() -> None:
+    async with serving() as (ep, rec):
+        answers = await tcp_exchange(
+            ep.local_address("tcp")[1], message("one", b"1") + b"\r\n\r\n" + message("two", b"22")
+        )
+        assert answers == [200, 200]
+        assert [(c.message.call_id, c.message.body) for c in rec.calls] == [
+            ("one", b"1"),
+            ("two", b"22"),
+        ]
+
+
+@asynctest
+async def test_crlf_keepalive_gets_a_pong() -> None:
+    async with serving() as (ep, _):
+        reader, writer = await asyncio.open_connection(*ep.local_address("tcp"))
+        writer.write(b"\r\n\r\n")  # RFC 5626 3.5.1
+        assert await asyncio.wait_for(reader.readexactly(2), 5) == b"\r\n"
+        writer.close()
+
+
+@asynctest
+async def test_over_cap_body_gets_413_and_the_connection_closes() -> None:
+    async with serving() as (ep, rec):
+        answers = await tcp_exchange(ep.local_address("tcp")[1], message("big", b"z" * 5000)[:2000])
+        assert answers == [413] and rec.calls == []
+
+
+def test_framer_bounds_a_header_block_without_end() -> None:
+    framer = StreamFramer(Limits(max_header_bytes=1000))
+    assert framer.feed(b"x" * 999) == []
+    out = framer.feed(b"y" * 10)
+    assert len(out) == 1 and isinstance(out[0], FrameError) and out[0].status is None
+    assert StreamFramer().feed(b"\r\n\r\n\r\n") == [PONG]
+
+
+@asynctest
+async def test_message_between_endpoints_udp_and_tcp() -> None:
+    async with serving_client() as (ep, rec, client):
+        host, port = ep.local_address("udp")
+        for uri in (f"sip:acms@{host}:{port}", f"sip:acms@{host}:{port};transport=tcp"):
+            req = client.new_request(
+                "MESSAGE",
+                uri,
+                from_uri="sip:c@x",
+                to_uri="sip:acms@x",
+                body=b"hi",
+                content_type="text/plain",
+            )
+            resp = await client.send(req)
+            assert resp.status == 200 and resp.message.to_tag
+        assert [c.source.transport for c in rec.calls] == ["udp", "tcp"]
+        # RFC 3581: the server saw our real source port and stamped it in the Via it echoed.
+        assert rec.calls[0].message.via.params["rport"] == str(client.local_address("udp")[1])
+
+
+@asynctest
+async def test_request_over_1300_bytes_switches_to_tcp() -> None:
+    async with serving_client() as (ep, rec, client):
+        host, port = ep.local_address("udp")
+        for size in (100, 2000):
+            req = client.new_request(
+                "MESSAGE",
+                f"sip:acms@{host}:{port}",
+                from_uri="sip:c@x",
+                to_uri="sip:acms@x",
+                body=b"b" * size,
+                content_type="text/plain",
+            )
+            assert (await client.send(req)).status == 200
+        forced = client.new_request(
+            "MESSAGE",
+            f"sip:acms@{host}:{port};transport=udp",
+            from_uri="sip:c@x",
+            to_uri="sip:acms@x",
+            body=b"f" * 2000,
+            content_type="text/plain",
+        )
+        assert (await client.send(forced)).status == 200
+        assert [c.source.transport for c in rec.calls] == ["udp", "tcp", "udp"]
+
+
+@asynctest
+async def test_builtin_answers() -> None:
+    async with serving_client() as (ep, rec, client):
+        host, port = ep.local_address("udp")
+        uri = f"sip:acms@{host}:{port}"
+
+        async def status(method: str, **kw: object) -> Response:
+            req = client.new_request(method, uri, from_uri="sip:c@x", to_uri="sip:acms@x", **kw)  # type: ignore[arg-type]
+            return (await client.send(req)).message
+
+        options = await status("OPTIONS")
+        assert options.status == 200 and set(options.headers("allow")) == {
+            "FOO",
+            "MESSAGE",
+            "OPTIONS",
+        }
+        assert "text/plain" in options.headers("accept")
+        refused = await status("SUBSCRIBE")
+        assert refused.status == 405 and "MESSAGE" in refused.headers("allow")
+        wrong_type = await status("MESSAGE", body=b"<a/>", content_type="application/xml")
+        assert wrong_type.status == 415 and set(wrong_type.headers("accept")) == {
+            "application/octet-stream",
+            "text/plain",
+        }
+        ext = await status("MESSAGE", headers=[("Require", "foo")])
+        assert ext.status == 420 and ext.header("unsupported") == "foo"
+        assert rec.calls == []
+
+
+@asynctest
+async def test_handler_failures_and_async_handlers() -> None:
+    client = SipEndpoint([Listen("udp", "127.0.0.1")])
+    await client.start()
+    ep = SipEndpoint([Listen("udp", "127.0.0.1")])
+
+    def broken(req: IncomingRequest) -> Reply:
+        raise RuntimeError("boom")
+
+    async def slow(req: IncomingRequest) -> Reply:
+        await asyncio.sleep(0)
+        return req.reply(202, headers=[("Retry-After", "3")], body=b"ok", content_type="text/plain")
+
+    ep.serve("MESSAGE", broken)
+    ep.serve("PUBLISH", slow)
+    await ep.start()
+    try:
+        host, port = ep.local_address("udp")
+        for method, expected in (("MESSAGE", 500), ("PUBLISH", 202)):
+            req = client.new_request(
+                method, f"sip:x@{host}:{port}", from_uri="sip:c@x", to_uri="sip:x@x"
+            )
+            resp = await client.send(req)
+            assert resp.status == expected
+        assert resp.message.body == b"ok" and resp.message.header("retry-after") == "3"
+    finally:
+        await ep.close()
+        await client.close()
+
+
+@asynctest
+async def test_unanswered_request_times_out_and_nothing_leaks() -> None:
+    cli = SipEndpoint([Listen("udp", "127.0.0.1")], timers=Timers(t1=0.01, t2=0.04))
+    await cli.start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        req = cli.new_request(
+            "MESSAGE", f"sip:x@127.0.0.1:{port}", from_uri="sip:c@x", to_uri="sip:x@x"
+        )
+        with pytest.raises(SipTimeout):
+            await cli.send(req)  # Timer F = 64 * 10 ms
+        with pytest.raises(SipTimeout):
+            await cli.send(req, timeout=0.05)
+    assert cli.txn.client_count == 0
+    before = asyncio.all_tasks()
+    await cli.close()
+    assert asyncio.all_tasks() == before
+
+
+@asynctest
+async def test_connect_failure_raises_transport_error() -> None:
+    client = SipEndpoint([Listen("udp", "127.0.0.1")])
+    await client.start()
+    port = free_port()
+    req = client.new_request(
+        "MESSAGE", f"sip:x@127.0.0.1:{port};transport=tcp", from_uri="sip:c@x", to_uri="sip:x@x"
+    )
+    with pytest.raises(SipTransportError):
+        await client.send(req)
+    await client.close()
+
+
+@asynctest
+async def test_close_leaves_no_task_and_no_connection() -> None:
+    async with serving() as (ep, _):
+        cli = SipEndpoint([Listen("tcp", "127.0.0.1")])
+        await cli.start()
+        host, port = ep.local_address("tcp")
+        req = cli.new_request(
+            "MESSAGE", f"sip:x@{host}:{port};transport=tcp", from_uri="sip:c@x", to_uri="sip:x@x"
+        )
+        assert (await cli.send(req)).status == 200
+        before = asyncio.all_tasks()
+        await cli.close()
+        assert asyncio.all_tasks() <= before and cli._conns == {}
+
+
+# -- TLS -------------------------------------------------------------------------------------
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+    ca: bool,
+) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer[0] if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+
+
+def make_pki(tmp: Path, name: str) -> dict[str, Path]:
+    """A CA and two leaf certificates (server, client) signed by it, as PEM files."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _cert(f"{name} CA", ca_key, None, True)
+    files = {"ca": tmp / f"{name}-ca.pem"}
+    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for leaf in ("server", "client"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _cert(f"{name} {leaf}", key, (ca.subject, ca_key), False)
+        path = tmp / f"{name}-{leaf}.pem"
+        path.write_bytes(
+            cert.public_bytes(serialization.Encoding.PEM)
+            + key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        files[leaf] = path
+    return files
+
+
+@asynctest
+async def test_tls_with_mutual_authentication(tmp_path: Path) -> None:
+    good = make_pki(tmp_path, "good")
+    rogue = make_pki(tmp_path, "rogue")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(good["ca"]))
+    server_ctx.load_cert_chain(good["server"])
+    server_ctx.verify_mode = ssl.CERT_REQUIRED  # client certificates required
+    srv = SipEndpoint([Listen("tls", "127.0.0.1")], tls_server=server_ctx)
+    rec = Recorder()
+    srv.serve("MESSAGE", rec)
+    await srv.start()
+
+    def client_ctx(pki: dict[str, Path]) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(good["ca"]))
+        ctx.load_cert_chain(pki["client"])
+        return ctx
+
+    accepted = SipEndpoint([Listen("udp", "127.0.0.1")], tls_client=client_ctx(good))
+    rejected = SipEndpoint(
+        [Listen("udp", "127.0.0.1")], tls_client=client_ctx(rogue), timers=Timers(t1=0.05)
+    )
+    await accepted.start()
+    await rejected.start()
+    try:
+        host, port = srv.local_address("tls")
+        assert srv.contact("tls", "acms") == f"<sips:acms@{host}:{port}>"
+        req = accepted.new_request(
+            "MESSAGE",
+            f"sips:acms@{host}:{port}",
+            from_uri="sips:c@x",
+            to_uri="sips:acms@x",
+            body=b"secret",
+            content_type="text/plain",
+        )
+        resp = await accepted.send(req)
+        assert resp.status == 200 and resp.source.transport == "tls"
+        assert [c.message.body for c in rec.calls] == [b"secret"]
+        assert rec.calls[0].message.via.transport == "TLS"
+        bad = rejected.new_request(
+            "MESSAGE",
+            f"sip:acms@{host}:{port};transport=tls",
+            from_uri="sip:c@x",
+            to_uri="sip:acms@x",
+        )
+        with pytest.raises((SipTransportError, SipTimeout)):
+            await rejected.send(bad, timeout=2)
+        assert len(rec.calls) == 1
+    finally:
+        for ep in (accepted, rejected, srv):
+            await ep.close()
+
+
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6(), reason="no ::1")
+@asynctest
+async def test_ipv6_udp_and_tcp() -> None:
+    srv = SipEndpoint([Listen("udp", "::1"), Listen("tcp", "::1")])
+    rec = Recorder()
+    srv.serve("MESSAGE", rec)
+    cli = SipEndpoint([Listen("udp", "::1"), Listen("tcp", "::1")])
+    await srv.start()
+    await cli.start()
+    try:
+        host, uport = srv.local_address("udp")
+        _, tport = srv.local_address("tcp")
+        for uri in (f"sip:a@[{host}]:{uport}", f"sip:a@[{host}]:{tport};transport=tcp"):
+            req = cli.new_request("MESSAGE", uri, from_uri="sip:c@x", to_uri="sip:a@x")
+            assert (await cli.send(req)).status == 200
+        assert [c.source.host for c in rec.calls] == ["::1", "::1"]
+        assert rec.calls[0].message.via.host == "[::1]"
+    finally:
+        await cli.close()
+        await srv.close()
