@@ -1,0 +1,222 @@
+"""The ACM client (ACMC) procedure core: sans-I/O.
+
+The client side of 23.280 10.17.7.2 (steps 1 and 10 at the primary, steps 5-7 at the partner),
+10.17.5 and 10.17.3.1: it sends requests (generating the transaction id), correlates process
+indications and final responses by transaction id (with a timeout of its own), hands requests to
+decide to the runtime (:class:`~mcacm_sip.core.events.Decide`; a person or ``--auto`` answers
+through :meth:`AcmcCore.decide`), and follows the pending-data notification with a download.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from mcacm_sip.acm.model import (
+    AcmFlow,
+    AcmRequest,
+    AcmResponse,
+    Addressee,
+    AddUserConfigurationRequest,
+    AddUserConfigurationResponse,
+    Party,
+    PendingDataDownloadRequest,
+    PendingDataDownloadResponse,
+    PendingDataNotification,
+    ProcessIndication,
+    ProfileUpdateRequest,
+    ProfileUpdateResponse,
+    RemoveUserConfigurationRequest,
+    RemoveUserConfigurationResponse,
+    Result,
+    ResultCode,
+    UserProfile,
+    new_transaction_id,
+)
+from mcacm_sip.core.config import AcmcConfig
+from mcacm_sip.core.events import (
+    AcmcEvent,
+    Action,
+    Actions,
+    Decide,
+    DeliveryOutcome,
+    FlowFromAcms,
+    Report,
+    ReportKind,
+    Send,
+    TimerTick,
+)
+from mcacm_sip.core.state import Hop, response_to
+
+log = logging.getLogger("mcacm.acmc")
+
+_REQUESTS = (ProfileUpdateRequest, AddUserConfigurationRequest, RemoveUserConfigurationRequest)
+_RESPONSES = (ProfileUpdateResponse, AddUserConfigurationResponse, RemoveUserConfigurationResponse)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenRequest:
+    """A request of ours that has no final answer yet."""
+
+    request: AcmRequest
+    deadline: float
+    indicated: bool = False
+
+
+class AcmcCore:
+    """One ACMC (one user at one ACMS)."""
+
+    def __init__(self, config: AcmcConfig) -> None:
+        self.config = config
+        self._open: dict[str, OpenRequest] = {}
+        self._sends: dict[str, tuple[str, str | None]] = {}   # send id -> (what, txid)
+        self._to_decide: dict[str, AcmRequest] = {}
+        self._decided: dict[str, AcmResponse] = {}
+        self._finished: set[str] = set()
+
+    @property
+    def me(self) -> Party:
+        return Party(self.config.mc_service_id, self.config.functional_alias)
+
+    @property
+    def open_requests(self) -> tuple[OpenRequest, ...]:
+        return tuple(self._open.values())
+
+    @property
+    def awaiting_decision(self) -> tuple[AcmRequest, ...]:
+        return tuple(self._to_decide.values())
+
+    # ------------------------------------------------------------------ requests (primary side)
+
+    def send_request(self, request: AcmRequest, now: float) -> list[Action]:
+        """23.280 10.17.7.2 step 1 (and 10.17.5): send a request built by the caller."""
+        if request.transaction_id in self._open or request.transaction_id in self._finished:
+            raise ValueError(f"transaction id {request.transaction_id} already used")
+        self._open[request.transaction_id] = OpenRequest(
+            request, now + self.config.request_timeout)
+        out = Actions()
+        self._send(out, "request", request.transaction_id, request)
+        return out.result()
+
+    def profile_update(self, now: float, *, target: Addressee, migrated_user_id: str,
+                       profile: UserProfile, additional_info: str | None = None
+                       ) -> tuple[str, list[Action]]:
+        """Request a profile update (10.17.2.15); returns the new transaction id."""
+        req = ProfileUpdateRequest(new_transaction_id(), self.me, target, migrated_user_id,
+                                   profile, additional_info)
+        return req.transaction_id, self.send_request(req, now)
+
+    def add_users(self, now: float, users: tuple[str, ...], target: Addressee | None = None
+                  ) -> tuple[str, list[Action]]:
+        """Ask the partner to accept ``users`` for migration (10.17.5.2)."""
+        req = AddUserConfigurationRequest(new_transaction_id(), self.me, users, target)
+        return req.transaction_id, self.send_request(req, now)
+
+    def remove_users(self, now: float, users: tuple[str, ...], target: Addressee | None = None
+                     ) -> tuple[str, list[Action]]:
+        """Withdraw ``users`` from migration (10.17.5)."""
+        req = RemoveUserConfigurationRequest(new_transaction_id(), self.me, users, target)
+        return req.transaction_id, self.send_request(req, now)
+
+    # ------------------------------------------------------------------ decisions (partner side)
+
+    def decide(self, transaction_id: str, approve: bool, reason: str | None, now: float
+               ) -> list[Action]:
+        """23.280 10.17.7.2 steps 6-7: answer a request handed out by :class:`Decide`."""
+        request = self._to_decide.pop(transaction_id, None)
+        if request is None:
+            raise KeyError(f"no request {transaction_id} is awaiting a decision")
+        result = Result(ResultCode.SUCCESS, reason) if approve \
+            else Result(ResultCode.REJECTED_BY_USER, reason)
+        fa = self.config.functional_alias or (
+            request.target.functional_alias if request.target is not None else None)
+        response = response_to(request, Party(self.config.mc_service_id, fa), result)
+        self._decided[transaction_id] = response
+        out = Actions()
+        self._send(out, "response", transaction_id, response)
+        return out.result()
+
+    # ------------------------------------------------------------------ events
+
+    def handle(self, event: AcmcEvent) -> list[Action]:
+        out = Actions()
+        match event:
+            case FlowFromAcms():
+                self._flow(event.now, event.flow, out)
+            case DeliveryOutcome():
+                self._outcome(event, out)
+            case TimerTick():
+                for tid, o in list(self._open.items()):
+                    if o.deadline <= event.now:
+                        self._finish(tid)
+                        out.add(Report(tid, ReportKind.TIMEOUT,
+                                       text="no answer before the ACMC's own timer"))
+        return out.result()
+
+    def get_timer(self) -> float | None:
+        return min((o.deadline for o in self._open.values()), default=None)
+
+    def _flow(self, now: float, flow: AcmFlow, out: Actions) -> None:
+        if isinstance(flow, PendingDataNotification):
+            if flow.user != self.config.mc_service_id:
+                out.refuse(404, f"not-this-user: {flow.user}")
+                return
+            out.accept()
+            # 10.17.3.1: the notification is followed by a download request
+            dl = PendingDataDownloadRequest(new_transaction_id(), self.config.mc_service_id)
+            self._send(out, "download", None, dl)
+        elif isinstance(flow, PendingDataDownloadResponse):
+            if flow.user != self.config.mc_service_id:
+                out.refuse(404, f"not-this-user: {flow.user}")
+                return
+            out.accept()
+            for item in flow.items:  # 10.17.3.1: every pending item, in order
+                self._item(item, out)
+        elif isinstance(flow, ProcessIndication):
+            out.accept()
+            o = self._open.get(flow.transaction_id)
+            if o is not None and not o.indicated:
+                self._open[flow.transaction_id] = OpenRequest(o.request, o.deadline, True)
+                out.add(Report(flow.transaction_id, ReportKind.INDICATION, flow))
+        elif isinstance(flow, (*_REQUESTS, *_RESPONSES)):
+            out.accept()
+            self._item(flow, out)
+        else:
+            out.refuse(400, f"unexpected-flow: an ACMS does not send {flow.FLOW} to an ACMC")
+
+    def _item(self, flow: AcmRequest | AcmResponse, out: Actions) -> None:
+        tid = flow.transaction_id
+        if isinstance(flow, _RESPONSES):
+            # 23.280 10.17.7.2 step 10: the final answer to one of our requests
+            if tid in self._open:
+                self._finish(tid)
+                out.add(Report(tid, ReportKind.RESPONSE, flow))
+            else:
+                log.info("response %s again or unknown: ignored", tid)
+        elif tid in self._decided:
+            # decided before, but the ACMS still holds it: our answer was lost, send it again
+            self._send(out, "response", tid, self._decided[tid])
+        elif tid not in self._to_decide:
+            # 23.280 10.17.7.2 step 5 -> step 6: a person (or --auto) decides
+            self._to_decide[tid] = flow
+            out.add(Decide(flow))
+
+    def _finish(self, tid: str) -> None:
+        del self._open[tid]
+        self._finished.add(tid)
+
+    def _outcome(self, ev: DeliveryOutcome, out: Actions) -> None:
+        what, tid = self._sends.pop(ev.send_id, ("", None))
+        if ev.ok or tid is None:
+            return
+        if what == "request" and tid in self._open:
+            # e.g. 403 from the primary ACMS (step 2 failed): the user learns why
+            self._finish(tid)
+        if what in ("request", "response"):
+            out.add(Report(tid, ReportKind.FAILED, text=ev.reason))
+
+    def _send(self, out: Actions, what: str, tid: str | None, flow: AcmFlow) -> None:
+        send_id = uuid.uuid4().hex
+        self._sends[send_id] = (what, tid)
+        out.add(Send(send_id, Hop.ACMS, self.config.acms_psi, flow))

@@ -1,0 +1,756 @@
+"""The ACM server (ACMS) procedure core: sans-I/O, one instance per MC system.
+
+It plays the primary role for requests of its own ACMCs and the partner role for requests from
+peer ACMSs (TS 23.280 10.17.7.2 steps 1-10, 10.17.5 add/remove user configuration, 10.17.3.1
+pending requests, 10.17.3.2 automatic handling).  ``handle(event)`` returns actions
+(:mod:`mcacm_sip.core.events` documents their order); ``get_timer()`` is the next deadline.
+All state is in memory and every change is also emitted as a store action, so a restarted ACMS
+is ``AcmsCore(config, store.load())`` followed by ``start(now)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from typing import Any
+
+from mcacm_sip.acm.model import (
+    AcmFlow,
+    AcmRequest,
+    AcmResponse,
+    Addressee,
+    AddUserConfigurationRequest,
+    AddUserConfigurationResponse,
+    Party,
+    PendingDataDownloadRequest,
+    PendingDataDownloadResponse,
+    PendingDataNotification,
+    ProcessIndication,
+    ProfileUpdateRequest,
+    ProfileUpdateResponse,
+    RemoveUserConfigurationRequest,
+    RemoveUserConfigurationResponse,
+    Result,
+    ResultCode,
+    UserAssignment,
+    UserRemoval,
+    new_transaction_id,
+)
+from mcacm_sip.core.config import AcmsConfig, AuthorisedUser, PeerSystem
+from mcacm_sip.core.events import (
+    AcmsEvent,
+    Action,
+    Actions,
+    DeliveryOutcome,
+    FaHoldersChanged,
+    FlowFromAcmc,
+    FlowFromPeer,
+    Put,
+    Remove,
+    Send,
+    SubscribeFa,
+    TimerTick,
+    UserLoggedOff,
+    UserLoggedOn,
+)
+from mcacm_sip.core.policy import PolicyAction, assess
+from mcacm_sip.core.state import (
+    AWAITING_DECISION,
+    DURABLE_PURPOSES,
+    OPEN_PRIMARY,
+    Hop,
+    Mapping,
+    Outgoing,
+    PendingItem,
+    Purpose,
+    Record,
+    Role,
+    Snapshot,
+    Transaction,
+    Trigger,
+    TxState,
+    next_state,
+    response_to,
+    tx_key,
+)
+
+log = logging.getLogger("mcacm.acms")
+
+REQUEST_TYPES = (ProfileUpdateRequest, AddUserConfigurationRequest, RemoveUserConfigurationRequest)
+RESPONSE_TYPES = (
+    ProfileUpdateResponse, AddUserConfigurationResponse, RemoveUserConfigurationResponse,
+)
+_RETRY_WHILE = {
+    Purpose.FORWARD: (TxState.FORWARDING,),
+    Purpose.INDICATE: AWAITING_DECISION,
+    Purpose.ANSWER: (TxState.RESPONDING,),
+}
+RESPONSE_FOR: dict[type[Any], type[Any]] = dict(zip(REQUEST_TYPES, RESPONSE_TYPES, strict=True))
+
+
+def uri_host(uri: str) -> str:
+    """The host of a SIP/tel URI: ``sip:alice@host.example;p`` -> ``host.example``."""
+    rest = uri.split(":", 1)[-1]
+    host = rest.rpartition("@")[2]
+    for sep in (";", "?", ">", ":"):
+        host = host.split(sep, 1)[0]
+    return host.lower()
+
+
+def _ts(now: float) -> datetime:
+    return datetime.fromtimestamp(now, UTC)
+
+
+class AcmsCore:
+    """One ACMS.  Construct from its configuration and, after a restart, the stored snapshot."""
+
+    def __init__(self, config: AcmsConfig, snapshot: Snapshot | None = None) -> None:
+        self.config = config
+        self._peers: dict[str, PeerSystem] = {p.psi: p for p in config.peers}
+        self._users: dict[str, AuthorisedUser] = {u.id: u for u in config.users}
+        self._tx: dict[str, Transaction] = {}
+        self._partner_keys: dict[str, set[str]] = {}          # txid -> partner tx keys
+        self._pending: dict[str, PendingItem] = {}
+        self._queues: dict[str, dict[str, None]] = {}         # owner -> ordered item keys
+        self._out: dict[str, Outgoing] = {}
+        self._maps: dict[str, Mapping] = {}
+        self._by_partner_id: dict[tuple[Role, str], str] = {}  # (side, partner id) -> map key
+        self._online: set[str] = set()
+        self._holders: dict[str, tuple[str, ...]] = {}
+        self._subscribed: set[str] = set()
+        self._round_robin: dict[str, int] = {}
+        if snapshot is not None:
+            records: tuple[Record, ...] = (*snapshot.transactions, *snapshot.pending,
+                                           *snapshot.outgoing, *snapshot.mappings)
+            for record in records:
+                self._remember(record)
+
+    @classmethod
+    def restore(cls, config: AcmsConfig, snapshot: Snapshot) -> AcmsCore:
+        """The core of a restarted ACMS; call :meth:`start` next."""
+        return cls(config, snapshot)
+
+    # ------------------------------------------------------------------ public interface
+
+    def start(self, now: float) -> list[Action]:
+        """Subscribe to the FAs we need and re-send everything whose outcome was not known
+        when the ACMS stopped (continuing every open transaction)."""
+        out = Actions()
+        fas = [*self.config.functional_aliases,
+               *(i.owner for i in self._pending.values() if i.is_fa)]
+        for fa in fas:
+            self._subscribe(fa, out)
+        for og in list(self._out.values()):
+            if og.next_at is None:
+                out.add(Send(og.send_id, og.hop, og.to, og.flow))
+        return out.result()
+
+    def handle(self, event: AcmsEvent) -> list[Action]:
+        out = Actions()
+        match event:
+            case FlowFromAcmc():
+                self._from_acmc(event.now, event.sender, event.flow, out)
+            case FlowFromPeer():
+                self._from_peer(event.now, event.origin, event.flow, out)
+            case UserLoggedOn():
+                self._logon(event.now, event.user, out)
+            case UserLoggedOff():
+                self._online.discard(event.user)
+            case FaHoldersChanged():
+                self._fa_changed(event.now, event.fa, event.holders, out)
+            case DeliveryOutcome():
+                self._outcome(event, out)
+            case TimerTick():
+                self._tick(event.now, out)
+        return out.result()
+
+    def get_timer(self) -> float | None:
+        """The earliest deadline (transaction timers, retries), or None."""
+        times = [t.deadline for t in self._tx.values()]
+        times += [o.next_at for o in self._out.values() if o.next_at is not None]
+        return min(times, default=None)
+
+    # read-only views (tools, tests, the demo)
+    def transaction(self, role: Role, transaction_id: str, peer: str = "") -> Transaction | None:
+        return self._tx.get(tx_key(role, peer, transaction_id))
+
+    def transactions(self) -> tuple[Transaction, ...]:
+        return tuple(self._tx.values())
+
+    def pending_for(self, owner: str) -> tuple[PendingItem, ...]:
+        """The queue of a user or FA, oldest first: O(k) in its length."""
+        return tuple(self._pending[k] for k in self._queues.get(owner, {}))
+
+    def mappings(self) -> tuple[Mapping, ...]:
+        return tuple(self._maps.values())
+
+    @property
+    def logged_on(self) -> frozenset[str]:
+        return frozenset(self._online)
+
+    # ------------------------------------------------------------------ records
+
+    def _remember(self, record: Record) -> None:
+        match record:
+            case Transaction():
+                self._tx[record.key] = record
+                if record.role is Role.PARTNER:
+                    self._partner_keys.setdefault(record.transaction_id, set()).add(record.key)
+            case PendingItem():
+                self._pending[record.key] = record
+                self._queues.setdefault(record.owner, {})[record.key] = None
+            case Outgoing():
+                self._out[record.key] = record
+            case Mapping():
+                self._maps[record.key] = record
+                self._by_partner_id[(record.side, record.partner_id)] = record.key
+
+    def _put(self, record: Record, out: Actions) -> None:
+        self._remember(record)
+        if not isinstance(record, Outgoing) or record.purpose in DURABLE_PURPOSES:
+            out.change(Put(record))
+
+    def _drop_tx(self, tx: Transaction, out: Actions) -> None:
+        del self._tx[tx.key]
+        if tx.role is Role.PARTNER:
+            keys = self._partner_keys.get(tx.transaction_id, set())
+            keys.discard(tx.key)
+            if not keys:
+                self._partner_keys.pop(tx.transaction_id, None)
+        out.change(Remove(Transaction.KIND, tx.key))
+
+    def _drop_item(self, key: str, out: Actions) -> PendingItem | None:
+        item = self._pending.pop(key, None)
+        if item is not None:
+            queue = self._queues[item.owner]
+            del queue[key]
+            if not queue:
+                del self._queues[item.owner]
+            out.change(Remove(PendingItem.KIND, key))
+        return item
+
+    def _drop_out(self, og: Outgoing, out: Actions) -> None:
+        if self._out.pop(og.send_id, None) is not None and og.purpose in DURABLE_PURPOSES:
+            out.change(Remove(Outgoing.KIND, og.send_id))
+
+    def _drop_sends(self, tx: Transaction, purpose: Purpose, out: Actions) -> None:
+        for og in [o for o in self._out.values() if o.tx_key == tx.key and o.purpose is purpose]:
+            self._drop_out(og, out)
+
+    def _move(self, tx: Transaction, trigger: Trigger, out: Actions, **changes: Any
+              ) -> Transaction:
+        """Apply one row of the transition table (state.TRANSITIONS) and store the result."""
+        moved = replace(tx, state=next_state(tx.role, tx.state, trigger), **changes)
+        log.info("%s %s: %s -> %s (%s)", moved.role, moved.transaction_id, tx.state,
+                 moved.state, trigger)
+        self._put(moved, out)
+        return moved
+
+    def _send(self, out: Actions, purpose: Purpose, hop: Hop, to: str, flow: AcmFlow,
+              tx: Transaction | None = None, give_up_at: float | None = None,
+              carries: tuple[str, ...] = ()) -> None:
+        og = Outgoing(uuid.uuid4().hex, purpose, hop, to, flow,
+                      tx.key if tx is not None else None, give_up_at=give_up_at, carries=carries)
+        self._put(og, out)
+        out.add(Send(og.send_id, hop, to, flow))
+
+    # ------------------------------------------------------------------ incoming flows
+
+    def _from_acmc(self, now: float, sender: str, flow: AcmFlow, out: Actions) -> None:
+        if isinstance(flow, REQUEST_TYPES):
+            self._primary_request(now, sender, flow, out)
+        elif isinstance(flow, RESPONSE_TYPES):
+            self._partner_decision(now, sender, flow, out)
+        elif isinstance(flow, PendingDataDownloadRequest):
+            self._download(now, sender, flow, out)
+        else:
+            out.refuse(400, f"unexpected-flow: an ACMC does not send {flow.FLOW}")
+
+    def _from_peer(self, now: float, origin: str, flow: AcmFlow, out: Actions) -> None:
+        peer = self._peers.get(origin)
+        if peer is None:
+            # decision: an unknown system gets 403 and nothing is stored
+            out.refuse(403, f"not-authorised: {origin} is not a configured peer system")
+        elif isinstance(flow, REQUEST_TYPES):
+            self._partner_request(now, peer, flow, out)
+        elif isinstance(flow, (*RESPONSE_TYPES, ProcessIndication)):
+            self._primary_answer(now, peer, flow, out)
+        else:
+            out.refuse(400, f"unexpected-flow: an ACMS does not send {flow.FLOW} to a peer")
+
+    # ------------------------------------------------------------------ primary role
+
+    def _primary_request(self, now: float, sender: str, req: AcmRequest, out: Actions) -> None:
+        key = tx_key(Role.PRIMARY, "", req.transaction_id)
+        if (tx := self._tx.get(key)) is not None:
+            if tx.request.requester.mc_service_id != sender:
+                out.refuse(400, f"duplicate-transaction-id: {req.transaction_id} is in use")
+                return
+            # decision: a duplicate is answered 200, not processed again; what we already
+            # have for it is re-sent (idempotent retry)
+            log.info("duplicate %s from %s", req.transaction_id, sender)
+            out.accept()
+            for flow in (tx.indication, tx.response if tx.state is not TxState.DELIVERING
+                         else None):
+                if flow is not None:
+                    self._send(out, Purpose.RELAY, Hop.ACMC, sender, flow, tx)
+            return
+        # 23.280 10.17.7.2 step 2: authorisation check at the primary ACMS
+        why = self._not_allowed_to_request(sender, req)
+        if why:
+            out.refuse(403, f"not-authorised: {why}")  # step 3 not followed; nothing stored
+            return
+        peer, why = self._select_partner(req)
+        if peer is None:
+            out.refuse(404, f"no-partner-system: {why}")
+            return
+        user = self._users[sender]
+        if user.peers and peer not in user.peers:
+            out.refuse(403, f"not-authorised: {sender} may not address {peer}")
+            return
+        tx = Transaction(Role.PRIMARY, req.transaction_id, peer, req, TxState.NEW, now,
+                         now + self.config.timers.answer_timeout)
+        tx = self._move(tx, Trigger.REQUEST, out)
+        out.accept()
+        # 23.280 10.17.7.2 step 3: forward to the partner ACMS
+        self._send(out, Purpose.FORWARD, Hop.PEER, peer, req, tx, give_up_at=tx.deadline)
+
+    def _not_allowed_to_request(self, sender: str, req: AcmRequest) -> str | None:
+        user = self._users.get(sender)
+        if user is None:
+            return f"{sender} is not an authorised ACM user"
+        if req.FLOW not in user.may_request:
+            return f"{sender} may not send {req.FLOW}"
+        if req.requester.mc_service_id != sender:
+            return f"requester {req.requester.mc_service_id} is not the sender {sender}"
+        return None
+
+    def _select_partner(self, req: AcmRequest) -> tuple[str | None, str]:
+        """decision: by the migration mapping of the migrated user, else by the target's
+        domain, else (no target) the only configured peer."""
+        if isinstance(req, ProfileUpdateRequest):
+            key = self._by_partner_id.get((Role.PRIMARY, req.migrated_user_id))
+            if key is not None:
+                return self._maps[key].peer, ""
+        ids = [] if req.target is None else [req.target.mc_service_id,
+                                             req.target.functional_alias]
+        for uri in ids:
+            if uri is None:
+                continue
+            for peer in self.config.peers:
+                if uri_host(uri) in (d.lower() for d in peer.domains):
+                    return peer.psi, ""
+        if req.target is None and len(self.config.peers) == 1:
+            return self.config.peers[0].psi, ""
+        return None, ("no migration mapping for the migrated user and no peer domain "
+                      "matches the target")
+
+    def _primary_answer(self, now: float, peer: PeerSystem,
+                        flow: AcmResponse | ProcessIndication, out: Actions) -> None:
+        tx = self._tx.get(tx_key(Role.PRIMARY, "", flow.transaction_id))
+        if tx is None:
+            out.refuse(404, f"unknown-transaction: {flow.transaction_id}")
+            return
+        if tx.peer != peer.psi:
+            out.refuse(403, f"not-authorised: {tx.transaction_id} was not sent to {peer.psi}")
+            return
+        if isinstance(flow, ProcessIndication):
+            out.accept()
+            if tx.state in (TxState.FORWARDING, TxState.FORWARDED):
+                # 23.280 10.17.7.2 step 4: the partner has stored it; stop re-sending
+                self._drop_sends(tx, Purpose.FORWARD, out)
+                deadline = tx.deadline
+                if flow.expires is not None:
+                    deadline = max(deadline, flow.expires.timestamp()
+                                   + self.config.timers.answer_grace)
+                tx = self._move(tx, Trigger.INDICATION, out, indication=flow, deadline=deadline)
+                # decision: relayed to the requesting ACMC if logged on, never queued
+                requester = tx.request.requester.mc_service_id
+                if requester in self._online:
+                    self._send(out, Purpose.RELAY, Hop.ACMC, requester, flow, tx)
+            return
+        if not isinstance(flow, RESPONSE_FOR[type(tx.request)]):
+            out.refuse(400, f"wrong-response: {flow.FLOW} does not answer {tx.request.FLOW}")
+            return
+        out.accept()
+        if tx.state not in OPEN_PRIMARY:
+            log.info("late or duplicate response %s ignored (%s)", tx.transaction_id, tx.state)
+            return
+        self._drop_sends(tx, Purpose.FORWARD, out)
+        self._learn_mappings(tx, flow, out)
+        # 23.280 10.17.7.2 step 9: store the response, then deliver or queue it
+        tx = self._move(tx, Trigger.RESPONSE, out, response=flow,
+                        deadline=now + self.config.timers.pending_response_ttl)
+        self._route(now, tx, flow.target, out)
+
+    def _learn_mappings(self, tx: Transaction, resp: AcmResponse, out: Actions) -> None:
+        """10.17.5 / 10.17.7.1: keep primary ID <-> partner ID (and profile) per partner."""
+        req = tx.request
+        if isinstance(resp, AddUserConfigurationResponse):
+            for a in resp.users:
+                if a.result.positive and a.partner_id is not None:
+                    self._put(Mapping(Role.PRIMARY, tx.peer, a.primary_id, a.partner_id,
+                                      a.profile), out)
+        elif isinstance(resp, RemoveUserConfigurationResponse):
+            for r in resp.users:
+                m = self._maps.get(f"{Role.PRIMARY} {tx.peer} {r.primary_id}")
+                if r.result.positive and m is not None:
+                    self._put(replace(m, removed=True), out)
+        elif isinstance(req, ProfileUpdateRequest) and resp.result.positive:
+            key = self._by_partner_id.get((Role.PRIMARY, req.migrated_user_id))
+            if key is not None:
+                self._put(replace(self._maps[key], profile=req.profile), out)
+
+    # ------------------------------------------------------------------ partner role
+
+    def _partner_request(self, now: float, peer: PeerSystem, req: AcmRequest, out: Actions
+                         ) -> None:
+        key = tx_key(Role.PARTNER, peer.psi, req.transaction_id)
+        if (tx := self._tx.get(key)) is not None:
+            # decision: duplicate from the same origin -> 200, re-send what it already has
+            log.info("duplicate %s from %s", req.transaction_id, peer.psi)
+            out.accept()
+            if tx.indication is not None:
+                self._send(out, Purpose.RELAY, Hop.PEER, peer.psi, tx.indication, tx)
+            if tx.response is not None and tx.state is TxState.DONE:
+                self._send(out, Purpose.RELAY, Hop.PEER, peer.psi, tx.response, tx)
+            return
+        deadline = now + self.config.timers.decision_timeout
+        indication = ProcessIndication(req.transaction_id, self.config.psi, req.FLOW,
+                                       _ts(deadline))
+        # 23.280 10.17.7.2 step 4: store first, then 200, then the process indication
+        tx = Transaction(Role.PARTNER, req.transaction_id, peer.psi, req, TxState.NEW, now,
+                         deadline, indication=indication)
+        tx = self._move(tx, Trigger.REQUEST, out)
+        out.accept()
+        self._send(out, Purpose.INDICATE, Hop.PEER, peer.psi, indication, tx,
+                   give_up_at=deadline)
+        # step 4: verify (authorisation at both ends, the migrated user) ...
+        refusal = self._verify(peer, req)
+        if refusal is not None:
+            self._respond(now, tx, self._auto_response(tx, refusal), Trigger.REFUSED, out)
+            return
+        # ... and assess by local policy (10.17.3): automatic handling (10.17.3.2) -> step 8
+        decision = assess(self.config.policy, req)
+        if decision.action is not PolicyAction.MANUAL:
+            result = Result(ResultCode.SUCCESS, decision.reason) \
+                if decision.action is PolicyAction.APPROVE \
+                else Result(ResultCode.REJECTED_BY_POLICY, decision.reason)
+            self._respond(now, tx, self._auto_response(tx, result), Trigger.AUTO, out)
+            return
+        # ... or verification by an ACMC
+        target = req.target
+        if target is None and self.config.decider is not None:
+            target = Addressee(mc_service_id=self.config.decider) \
+                if self.config.decider in self._users \
+                else Addressee(functional_alias=self.config.decider)
+        if target is None:
+            result = Result(ResultCode.REJECTED_BY_POLICY,
+                            "no target in the request and no decider configured")
+            self._respond(now, tx, self._auto_response(tx, result), Trigger.AUTO, out)
+            return
+        if target.mc_service_id is not None and not self._may_decide(target.mc_service_id,
+                                                                      req):
+            result = Result(ResultCode.NOT_AUTHORISED,
+                            f"{target.mc_service_id} may not decide {req.FLOW}")
+            self._respond(now, tx, self._auto_response(tx, result), Trigger.REFUSED, out)
+            return
+        self._route(now, tx, target, out)
+
+    def _verify(self, peer: PeerSystem, req: AcmRequest) -> Result | None:
+        if req.FLOW not in peer.flows:
+            return Result(ResultCode.NOT_AUTHORISED, f"{peer.psi} may not send {req.FLOW}")
+        requester = req.requester.mc_service_id
+        if not any(fnmatchcase(requester, pattern) for pattern in peer.requesters):
+            return Result(ResultCode.NOT_AUTHORISED,
+                          f"{requester} may not send requests to this system")
+        if isinstance(req, ProfileUpdateRequest):
+            m = self._partner_mapping(peer.psi, req.migrated_user_id)
+            if m is None:
+                return Result(ResultCode.UNKNOWN_USER,
+                              f"{req.migrated_user_id} was not assigned to {peer.psi}")
+            if m.removed:
+                return Result(ResultCode.NOT_MIGRATED,
+                              f"{req.migrated_user_id} is no longer migrated")
+        return None
+
+    def _partner_mapping(self, peer: str, partner_id: str) -> Mapping | None:
+        key = self._by_partner_id.get((Role.PARTNER, partner_id))
+        m = self._maps.get(key) if key is not None else None
+        return m if m is not None and m.peer == peer else None
+
+    def _may_decide(self, user: str, req: AcmRequest) -> bool:
+        u = self._users.get(user)
+        return u is not None and req.FLOW in u.may_decide
+
+    def _auto_response(self, tx: Transaction, result: Result) -> AcmResponse:
+        """An answer by this ACMS itself (10.17.3.2; verify failures; timers)."""
+        return response_to(tx.request, Party(self.config.handler_id), result)
+
+    def _partner_decision(self, now: float, sender: str, resp: AcmResponse, out: Actions
+                          ) -> None:
+        open_keys = self._partner_keys.get(resp.transaction_id, set())
+        txs = sorted((self._tx[k] for k in open_keys), key=lambda t: t.state is TxState.DONE)
+        if not txs:
+            out.refuse(404, f"unknown-transaction: {resp.transaction_id}")
+            return
+        tx = txs[0]
+        req = tx.request
+        if not self._may_decide(sender, req):
+            out.refuse(403, f"not-authorised: {sender} may not decide {req.FLOW}")
+            return
+        if resp.handler.mc_service_id != sender:
+            out.refuse(403, f"not-authorised: handler {resp.handler.mc_service_id} is not "
+                            f"the sender {sender}")
+            return
+        if not isinstance(resp, RESPONSE_FOR[type(req)]) or (
+                isinstance(req, ProfileUpdateRequest) and isinstance(resp, ProfileUpdateResponse)
+                and resp.migrated_user_id != req.migrated_user_id):
+            out.refuse(400, f"wrong-response: {resp.FLOW} does not answer this {req.FLOW}")
+            return
+        if tx.state not in AWAITING_DECISION:
+            done = tx.response
+            if done is not None and done.handler == resp.handler and done.result == resp.result:
+                out.accept()  # the same decision again: idempotent
+            else:
+                code = done.result.code if done is not None else tx.state
+                out.refuse(403, f"already-answered: {tx.transaction_id} ended with {code}")
+            return
+        # 23.280 10.17.7.2 steps 7-8
+        self._respond(now, tx, resp, Trigger.DECISION, out)
+        out.accept()
+
+    def _respond(self, now: float, tx: Transaction, resp: AcmResponse, trigger: Trigger,
+                 out: Actions) -> None:
+        """Finish the partner side: apply the outcome, then send the response (step 8)."""
+        resp = self._apply_outcome(tx, resp, out)
+        self._drop_item(tx.key, out)
+        self._drop_sends(tx, Purpose.DELIVER, out)
+        give_up = now + self.config.timers.answer_grace
+        tx = self._move(tx, trigger, out, response=resp, deadline=give_up)
+        self._send(out, Purpose.ANSWER, Hop.PEER, tx.peer, resp, tx, give_up_at=give_up)
+
+    def _apply_outcome(self, tx: Transaction, resp: AcmResponse, out: Actions) -> AcmResponse:
+        """Partner side of 10.17.5 (assign / withdraw per user) and 10.17.7 (keep the agreed
+        profile).  The ACMS, not the ACMC, assigns IDs and profiles."""
+        req = tx.request
+        ok = resp.result
+        if isinstance(req, AddUserConfigurationRequest) and isinstance(
+                resp, AddUserConfigurationResponse):
+            return replace(resp, users=tuple(self._assign(tx.peer, u, ok, out)
+                                             for u in req.users))
+        if isinstance(req, RemoveUserConfigurationRequest) and isinstance(
+                resp, RemoveUserConfigurationResponse):
+            return replace(resp, users=tuple(self._withdraw(tx.peer, u, ok, out)
+                                             for u in req.users))
+        if isinstance(req, ProfileUpdateRequest) and ok.positive:
+            m = self._partner_mapping(tx.peer, req.migrated_user_id)
+            if m is not None:
+                self._put(replace(m, profile=req.profile), out)
+        return resp
+
+    def _assign(self, peer: str, primary_id: str, result: Result, out: Actions
+                ) -> UserAssignment:
+        if not result.positive:
+            return UserAssignment(primary_id, result)
+        profile = self.config.migration.profile
+        if profile is None:
+            return UserAssignment(primary_id, Result(ResultCode.INVALID_PROFILE,
+                                                     "no migration profile configured"))
+        m = self._maps.get(f"{Role.PARTNER} {peer} {primary_id}")
+        if m is None:
+            # decision: {n} counts every ID this system ever assigned (mappings are kept)
+            n = 1 + sum(1 for k in self._maps.values() if k.side is Role.PARTNER)
+            m = Mapping(Role.PARTNER, peer, primary_id,
+                        self.config.migration.assign(primary_id, n), profile)
+        else:  # decision: re-adding reuses the earlier ID and keeps its profile
+            m = replace(m, removed=False)
+        self._put(m, out)
+        return UserAssignment(primary_id, Result(ResultCode.SUCCESS), m.partner_id, m.profile)
+
+    def _withdraw(self, peer: str, primary_id: str, result: Result, out: Actions
+                  ) -> UserRemoval:
+        if not result.positive:
+            return UserRemoval(primary_id, result)
+        m = self._maps.get(f"{Role.PARTNER} {peer} {primary_id}")
+        if m is None:
+            return UserRemoval(primary_id, Result(ResultCode.UNKNOWN_USER))
+        if m.removed:
+            return UserRemoval(primary_id, Result(ResultCode.NOT_MIGRATED), m.partner_id)
+        self._put(replace(m, removed=True), out)
+        return UserRemoval(primary_id, Result(ResultCode.SUCCESS), m.partner_id)
+
+    # ------------------------------------------------------------------ routing to ACMCs
+
+    def _payload(self, tx: Transaction) -> AcmRequest | AcmResponse:
+        """Partner: the request goes to an ACMC; primary: the response does."""
+        if tx.role is Role.PARTNER:
+            return tx.request
+        assert tx.response is not None
+        return tx.response
+
+    def _route(self, now: float, tx: Transaction, target: Addressee, out: Actions) -> None:
+        """10.17.7.2 steps 4-5 (partner) and 9-10 (primary): by MC service ID if present, else
+        by the functional alias's current holders."""
+        user = target.mc_service_id
+        if user is None:
+            fa = target.functional_alias
+            assert fa is not None  # Addressee guarantees one of the two
+            self._subscribe(fa, out)
+            user = self._pick_holder(fa)
+            if user is None:
+                # step 4 / 9: FA not currently active -> stored until a holder appears
+                self._queue(now, tx, fa, True, Trigger.ROUTE_FA, out)
+                return
+        self._deliver_or_queue(now, tx, user, out)
+
+    def _deliver_or_queue(self, now: float, tx: Transaction, user: str, out: Actions) -> None:
+        if user in self._online:
+            tx = self._move(tx, Trigger.ROUTE_ACMC, out, assignee=user)
+            self._send(out, Purpose.DELIVER, Hop.ACMC, user, self._payload(tx), tx)
+        else:
+            # 10.17.3.1: the user is not logged on -> pending; notified on logon
+            self._queue(now, tx, user, False, Trigger.ROUTE_PENDING, out)
+
+    def _queue(self, now: float, tx: Transaction, owner: str, is_fa: bool, trigger: Trigger,
+               out: Actions) -> None:
+        tx = self._move(tx, trigger, out, assignee=owner)
+        self._drop_item(tx.key, out)
+        self._put(PendingItem(tx.key, owner, is_fa, now, self._payload(tx)), out)
+
+    def _pick_holder(self, fa: str) -> str | None:
+        """Several holders: local policy ``first`` or ``round-robin`` among those logged on
+        (all holders if none is); decision."""
+        holders = self._holders.get(fa, ())
+        candidates = [h for h in holders if h in self._online] or list(holders)
+        if not candidates:
+            return None
+        if self.config.fa_selection == "round-robin":
+            turn = self._round_robin.get(fa, 0)
+            self._round_robin[fa] = turn + 1
+            return candidates[turn % len(candidates)]
+        return candidates[0]
+
+    def _subscribe(self, fa: str, out: Actions) -> None:
+        # 23.280 10.17.7.2 pre-conditions / 10.13.10: continuous subscription to our FA server
+        if fa not in self._subscribed:
+            self._subscribed.add(fa)
+            out.add(SubscribeFa(fa))
+
+    def _fa_changed(self, now: float, fa: str, holders: tuple[str, ...], out: Actions) -> None:
+        self._holders[fa] = holders
+        if not holders:
+            return
+        # 23.280 10.17.7.2 step 4: the FA became active -> deliver what was stored for it
+        for item in self.pending_for(fa):
+            self._drop_item(item.key, out)
+            user = self._pick_holder(fa)
+            assert user is not None
+            self._deliver_or_queue(now, self._tx[item.tx_key], user, out)
+
+    # ------------------------------------------------------------------ 10.17.3.1 pending
+
+    def _logon(self, now: float, user: str, out: Actions) -> None:
+        self._online.add(user)
+        if user in self._queues:
+            # 10.17.3.1: pending ACM data notification on logon
+            note = PendingDataNotification(new_transaction_id(), user)
+            self._send(out, Purpose.NOTIFY, Hop.ACMC, user, note)
+
+    def _download(self, now: float, sender: str, req: PendingDataDownloadRequest, out: Actions
+                  ) -> None:
+        if req.user != sender:
+            out.refuse(403, f"not-authorised: {sender} may not download {req.user}'s data")
+            return
+        out.accept()
+        items = self.pending_for(sender)
+        # 10.17.3.1: the download response carries ALL pending items; response items leave
+        # the queue when it is acknowledged, request items when decided or expired
+        carries = tuple(i.key for i in items if isinstance(i.flow, RESPONSE_TYPES))
+        resp = PendingDataDownloadResponse(req.transaction_id, sender,
+                                           tuple(i.flow for i in items))
+        self._send(out, Purpose.DOWNLOAD, Hop.ACMC, sender, resp, carries=carries)
+
+    # ------------------------------------------------------------------ outcomes and timers
+
+    def _outcome(self, ev: DeliveryOutcome, out: Actions) -> None:
+        og = self._out.get(ev.send_id)
+        if og is None:
+            return  # already settled (late duplicate outcome)
+        self._drop_out(og, out)
+        tx = self._tx.get(og.tx_key) if og.tx_key is not None else None
+        if not ev.ok:
+            log.info("send %s (%s to %s) failed: %s", og.send_id, og.purpose, og.to, ev.reason)
+        match og.purpose:
+            case Purpose.FORWARD | Purpose.INDICATE | Purpose.ANSWER if not ev.ok:
+                # decision: peer sends are retried with back-off while they still matter
+                if tx is not None and tx.state in _RETRY_WHILE[og.purpose]:
+                    if og.purpose is not Purpose.INDICATE:
+                        self._move(tx, Trigger.SEND_FAILED, out)
+                    self._retry(ev.now, og, out)
+            case Purpose.FORWARD | Purpose.ANSWER:
+                if tx is not None and tx.state in (TxState.FORWARDING, TxState.RESPONDING):
+                    done = tx.state is TxState.RESPONDING
+                    self._move(tx, Trigger.PEER_ACCEPTED, out,
+                               **self._done(ev.now) if done else {})
+            case Purpose.DELIVER:
+                if tx is None or tx.state is not TxState.DELIVERING:
+                    return
+                if ev.ok:
+                    extra = self._done(ev.now) if tx.role is Role.PRIMARY else {}
+                    self._move(tx, Trigger.DELIVERED, out, **extra)
+                else:
+                    assert tx.assignee is not None
+                    self._queue(ev.now, tx, tx.assignee, False, Trigger.DELIVERY_FAILED, out)
+            case Purpose.DOWNLOAD if ev.ok:
+                for key in og.carries:
+                    if self._drop_item(key, out) is not None and key in self._tx:
+                        self._move(self._tx[key], Trigger.DOWNLOADED, out,
+                                   **self._done(ev.now))
+            case _:
+                pass
+
+    def _done(self, now: float) -> dict[str, Any]:
+        return {"deadline": now + self.config.timers.retention}
+
+    def _retry(self, now: float, og: Outgoing, out: Actions) -> None:
+        at = now + self.config.timers.backoff(og.attempts)
+        if og.give_up_at is not None and at >= og.give_up_at:
+            return  # the transaction's own timer ends it
+        self._put(replace(og, next_at=at), out)
+
+    def _tick(self, now: float, out: Actions) -> None:
+        for tx in [t for t in self._tx.values() if t.deadline <= now]:
+            self._expire(now, tx, out)
+        for og in [o for o in self._out.values() if o.next_at is not None and o.next_at <= now]:
+            og = replace(og, attempts=og.attempts + 1, next_at=None)
+            self._put(og, out)
+            out.add(Send(og.send_id, og.hop, og.to, og.flow))
+
+    def _expire(self, now: float, tx: Transaction, out: Actions) -> None:
+        if tx.state is TxState.DONE:
+            self._drop_tx(tx, out)  # retention over
+        elif tx.state in OPEN_PRIMARY:
+            # decision: no answer in time -> Result expired towards the primary ACMC
+            self._drop_sends(tx, Purpose.FORWARD, out)
+            resp = self._auto_response(tx, Result(ResultCode.EXPIRED,
+                                                  "no answer from the partner system in time"))
+            tx = self._move(tx, Trigger.EXPIRED, out, response=resp,
+                            deadline=now + self.config.timers.pending_response_ttl)
+            self._route(now, tx, resp.target, out)
+        elif tx.role is Role.PRIMARY:
+            # decision: the response waited for the primary ACMC too long
+            self._drop_item(tx.key, out)
+            self._drop_sends(tx, Purpose.DELIVER, out)
+            self._move(tx, Trigger.EXPIRED, out, **self._done(now))
+        elif tx.state in AWAITING_DECISION:
+            # decision: no decision before the decision timer -> Result expired
+            self._drop_sends(tx, Purpose.INDICATE, out)
+            result = Result(ResultCode.EXPIRED, "no decision before the deadline")
+            self._respond(now, tx, self._auto_response(tx, result), Trigger.EXPIRED, out)
+        else:  # RESPONDING: the primary could not be reached in time
+            self._drop_sends(tx, Purpose.ANSWER, out)
+            self._move(tx, Trigger.GAVE_UP, out, **self._done(now))

@@ -1,0 +1,406 @@
+"""Typed configuration of an ACMS and an ACMC, and their TOML loaders.
+
+The TOML shape (docs/procedures.md has the full annotated example)::
+
+    psi = "sip:acms@partner.example"          # this ACMS's identity (PSI)
+    automatic_handler = "sip:auto@partner.example"   # optional; default: psi
+    decider = "sip:duty@partner.example"      # optional; decides requests without a target
+    fa_selection = "first"                    # or "round-robin"
+    functional_aliases = ["sip:duty@partner.example"]   # subscribe at start
+
+    [timers]      # seconds; all optional
+    decision_timeout = 86400
+    answer_grace = 3600
+    retry_initial = 1.0
+    retry_max = 60.0
+    pending_response_ttl = 604800
+    retention = 604800
+
+    [migration]   # partner role, 10.17.5
+    id_template = "sip:{user}-{n}@partner.example"
+    profile_file = "migration-profile.xml"    # or: profile = "<mcptt-user-profile ...>"
+
+    [store]
+    path = "acms.sqlite"
+    synchronous = "NORMAL"                    # or "FULL"
+
+    [[peers]]
+    psi = "sip:acms@primary.example"
+    domains = ["primary.example"]
+    requesters = ["sip:*@primary.example"]    # globs; default ["*"]
+    flows = ["profile-update-request"]        # default: every request flow
+
+    [[users]]
+    id = "sip:alice@partner.example"
+    request = ["profile-update-request"]      # flows the user may send (primary role)
+    decide = ["profile-update-request"]       # flows the user may decide (partner role)
+    peers = []                                # peers the user may address; default: any
+
+    [[policy]]
+    flow = "profile-update-request"
+    action = "approve"                        # approve | reject | manual
+    requester = "sip:admin@*"
+    profile_contains = "PrivateCall"
+    reason = "routine change"
+
+Tables ``sip``, ``listen``, ``runtime`` and ``log`` belong to the runtime and are not read here.
+Every error is a :class:`ConfigError` naming the offending key (``peers[0].psi``).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from mcacm_sip.acm.model import (
+    AddUserConfigurationRequest,
+    ProfileUpdateRequest,
+    RemoveUserConfigurationRequest,
+    UserProfile,
+)
+from mcacm_sip.core.policy import PolicyAction, PolicyRule
+
+REQUEST_FLOWS: tuple[str, ...] = (
+    ProfileUpdateRequest.FLOW,
+    AddUserConfigurationRequest.FLOW,
+    RemoveUserConfigurationRequest.FLOW,
+)
+RUNTIME_TABLES = frozenset({"sip", "listen", "runtime", "log"})
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; ``key`` names it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    """Timers the spec leaves open (seconds).  docs/procedures.md explains each."""
+
+    decision_timeout: float = 24 * 3600.0
+    """Partner: no decision by then -> Result expired towards the primary."""
+    answer_grace: float = 3600.0
+    """Primary: answer timer = decision_timeout + answer_grace (and extended to the process
+    indication's expires + answer_grace).  Partner: how long a response is retried."""
+    retry_initial: float = 1.0
+    """First retry delay of a failed peer send; doubles each time ..."""
+    retry_max: float = 60.0
+    """... up to this cap, until the transaction's timer ends it."""
+    pending_response_ttl: float = 7 * 24 * 3600.0
+    """Primary: how long a response waits for the primary ACMC before it is dropped."""
+    retention: float = 7 * 24 * 3600.0
+    """How long a finished transaction is kept (duplicate detection, idempotent re-send)."""
+
+    @property
+    def answer_timeout(self) -> float:
+        return self.decision_timeout + self.answer_grace
+
+    def backoff(self, attempts: int) -> float:
+        """Delay before attempt ``attempts + 1``: 1 s, 2 s, 4 s ... capped (decision)."""
+        return float(min(self.retry_initial * 2 ** max(attempts - 1, 0), self.retry_max))
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSystem:
+    """A partner/primary MC system whose ACMS may talk to ours."""
+
+    psi: str
+    domains: tuple[str, ...] = ()
+    """Hosts of its users' URIs: chooses the partner for a target (primary role)."""
+    requesters: tuple[str, ...] = ("*",)
+    """Globs of the peer's users allowed to send us requests (partner role)."""
+    flows: tuple[str, ...] = REQUEST_FLOWS
+    """Request flows the peer may send us (partner role)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorisedUser:
+    """A local user who may use ACM, and for what."""
+
+    id: str
+    may_request: tuple[str, ...] = ()
+    may_decide: tuple[str, ...] = ()
+    peers: tuple[str, ...] = ()
+    """PSIs of the peers this user may address; empty: any configured peer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """Partner role of 10.17.5: how IDs and profiles are assigned to migrating users."""
+
+    id_template: str = "sip:{user}-{n}@migrated.invalid"
+    """``{user}``/``{host}``: user part and host of the primary ID; ``{n}``: a sequence number."""
+    profile: UserProfile | None = None
+    """The default migration profile; None: add requests get invalid-profile per user."""
+
+    def assign(self, primary_id: str, n: int) -> str:
+        user, _, host = primary_id.split(":", 1)[-1].partition("@")
+        return self.id_template.format(user=user, host=host.split(";")[0], n=n)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    path: str | None = None
+    """SQLite file; None: in-memory (tests, demo)."""
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+
+
+@dataclass(frozen=True, slots=True)
+class AcmsConfig:
+    psi: str
+    peers: tuple[PeerSystem, ...] = ()
+    users: tuple[AuthorisedUser, ...] = ()
+    policy: tuple[PolicyRule, ...] = ()
+    automatic_handler: str | None = None
+    """Handler identity of automatic answers; None: the PSI."""
+    decider: str | None = None
+    """MC service ID or FA that decides manual requests without a target (add/remove)."""
+    fa_selection: Literal["first", "round-robin"] = "first"
+    functional_aliases: tuple[str, ...] = ()
+    timers: Timers = field(default_factory=Timers)
+    migration: Migration = field(default_factory=Migration)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    @property
+    def handler_id(self) -> str:
+        return self.automatic_handler or self.psi
+
+
+_DEFAULT_REQUEST_TIMEOUT = Timers().answer_timeout + 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class AcmcConfig:
+    mc_service_id: str
+    acms_psi: str
+    functional_alias: str | None = None
+    """The FA the user acts under (put in requester / handler)."""
+    request_timeout: float = _DEFAULT_REQUEST_TIMEOUT
+    """No final answer by then: reported as a timeout (the ACMS normally answers expired first)."""
+
+
+# --------------------------------------------------------------------------- TOML loading
+
+_T = TypeVar("_T")
+
+
+def _get(data: Mapping[str, Any], key: str, path: str, kind: type[_T], default: _T) -> _T:
+    value = data.get(key, default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ConfigError(path + key, f"expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _uri(data: Mapping[str, Any], key: str, path: str, *, required: bool) -> str | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise ConfigError(path + key, "missing (a URI is required)")
+        return None
+    if not isinstance(value, str) or not _URI.match(value):
+        raise ConfigError(path + key, f"{value!r} is not a URI")
+    return value
+
+
+def _strings(data: Mapping[str, Any], key: str, path: str, default: tuple[str, ...],
+             check: Callable[[str], bool] = lambda _: True, what: str = "string",
+             ) -> tuple[str, ...]:
+    value = data.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, list):
+        raise ConfigError(path + key, f"expected a list of {what}s")
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not check(item):
+            raise ConfigError(f"{path}{key}[{i}]", f"{item!r} is not a {what}")
+    return tuple(value)
+
+
+def _flows(data: Mapping[str, Any], key: str, path: str, default: tuple[str, ...]
+           ) -> tuple[str, ...]:
+    return _strings(data, key, path, default, lambda f: f in REQUEST_FLOWS,
+                    "request flow name (" + ", ".join(REQUEST_FLOWS) + ")")
+
+
+def _unknown(data: Mapping[str, Any], allowed: set[str] | frozenset[str], path: str) -> None:
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(path + key, "unknown key")
+
+
+def _tables(data: Mapping[str, Any], key: str) -> list[tuple[str, Mapping[str, Any]]]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(key, "expected an array of tables ([[" + key + "]])")
+    return [(f"{key}[{i}].", v) for i, v in enumerate(value)]
+
+
+def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(key, "expected a table")
+    return value
+
+
+def _timers(data: Mapping[str, Any]) -> Timers:
+    names = set(Timers.__dataclass_fields__)
+    _unknown(data, names, "timers.")
+    values = {n: _get(data, n, "timers.", float, getattr(Timers(), n)) for n in names}
+    for n, v in values.items():
+        if v <= 0:
+            raise ConfigError("timers." + n, "must be positive")
+    return Timers(**values)
+
+
+def _policy(path: str, data: Mapping[str, Any]) -> PolicyRule:
+    keys = {"flow", "action", "requester", "target", "migrated_user", "profile_contains",
+            "profile_regex", "reason"}
+    _unknown(data, keys, path)
+    action = data.get("action")
+    if not isinstance(action, str) or action not in PolicyAction.__members__.values():
+        raise ConfigError(path + "action", f"{action!r}: expected approve, reject or manual")
+    flow = _get(data, "flow", path, str, "*")
+    if flow != "*" and flow not in REQUEST_FLOWS:
+        raise ConfigError(path + "flow", f"{flow!r} is not a request flow name or '*'")
+    opt = {k: data.get(k) for k in keys - {"flow", "action"}}
+    for k, v in opt.items():
+        if v is not None and not isinstance(v, str):
+            raise ConfigError(path + k, "expected a string")
+    try:
+        return PolicyRule(action=PolicyAction(action), flow=flow, **opt)
+    except re.error as exc:
+        raise ConfigError(path + "profile_regex", f"bad regular expression: {exc}") from None
+
+
+def _load_profile(text: str, key: str) -> UserProfile:
+    from mcacm_sip.acm.codec import profile_from_xml  # the message layer canonicalises
+
+    try:
+        return profile_from_xml(text)
+    except Exception as exc:  # any parse/validation failure is a configuration error
+        raise ConfigError(key, f"not a usable profile document: {exc}") from None
+
+
+def _migration(data: Mapping[str, Any], base: Path) -> Migration:
+    _unknown(data, {"id_template", "profile", "profile_file"}, "migration.")
+    template = _get(data, "id_template", "migration.", str, Migration().id_template)
+    try:
+        sample = Migration(template).assign("sip:user@host.example", 1)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError("migration.id_template", f"bad template: {exc!r}") from None
+    if not _URI.match(sample):
+        raise ConfigError("migration.id_template", f"does not give a URI (e.g. {sample!r})")
+    profile = None
+    if "profile" in data and "profile_file" in data:
+        raise ConfigError("migration.profile", "give profile or profile_file, not both")
+    if "profile" in data:
+        profile = _load_profile(_get(data, "profile", "migration.", str, ""), "migration.profile")
+    elif "profile_file" in data:
+        file = base / _get(data, "profile_file", "migration.", str, "")
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("migration.profile_file", f"cannot read {file}: {exc}") from None
+        profile = _load_profile(text, "migration.profile_file")
+    return Migration(template, profile)
+
+
+def parse_acms_config(data: Mapping[str, Any], base: Path = Path(".")) -> AcmsConfig:
+    """Validate a parsed TOML document; ``base`` resolves relative file names."""
+    _unknown(data, {"psi", "automatic_handler", "decider", "fa_selection", "functional_aliases",
+                    "timers", "migration", "store", "peers", "users", "policy"} | RUNTIME_TABLES,
+             "")
+    psi = _uri(data, "psi", "", required=True)
+    assert psi is not None
+    selection = _get(data, "fa_selection", "", str, "first")
+    if selection not in ("first", "round-robin"):
+        raise ConfigError("fa_selection", f"{selection!r}: expected 'first' or 'round-robin'")
+    peers: list[PeerSystem] = []
+    for path, p in _tables(data, "peers"):
+        _unknown(p, {"psi", "domains", "requesters", "flows"}, path)
+        peer_psi = _uri(p, "psi", path, required=True)
+        assert peer_psi is not None
+        if any(q.psi == peer_psi for q in peers):
+            raise ConfigError(path + "psi", f"{peer_psi} is configured twice")
+        peers.append(PeerSystem(peer_psi, _strings(p, "domains", path, ()),
+                                _strings(p, "requesters", path, ("*",)),
+                                _flows(p, "flows", path, REQUEST_FLOWS)))
+    users: list[AuthorisedUser] = []
+    for path, u in _tables(data, "users"):
+        _unknown(u, {"id", "request", "decide", "peers"}, path)
+        uid = _uri(u, "id", path, required=True)
+        assert uid is not None
+        if any(v.id == uid for v in users):
+            raise ConfigError(path + "id", f"{uid} is configured twice")
+        user_peers = _strings(u, "peers", path, ())
+        for i, pp in enumerate(user_peers):
+            if not any(p.psi == pp for p in peers):
+                raise ConfigError(f"{path}peers[{i}]", f"{pp} is not a configured peer psi")
+        users.append(AuthorisedUser(uid, _flows(u, "request", path, ()),
+                                    _flows(u, "decide", path, ()), user_peers))
+    store = _section(data, "store")
+    _unknown(store, {"path", "synchronous"}, "store.")
+    sync = _get(store, "synchronous", "store.", str, "NORMAL").upper()
+    if sync not in ("NORMAL", "FULL"):
+        raise ConfigError("store.synchronous", f"{sync!r}: expected NORMAL or FULL")
+    store_path = store.get("path")
+    if store_path is not None and not isinstance(store_path, str):
+        raise ConfigError("store.path", "expected a string")
+    return AcmsConfig(
+        psi=psi,
+        peers=tuple(peers),
+        users=tuple(users),
+        policy=tuple(_policy(path, r) for path, r in _tables(data, "policy")),
+        automatic_handler=_uri(data, "automatic_handler", "", required=False),
+        decider=_uri(data, "decider", "", required=False),
+        fa_selection="round-robin" if selection == "round-robin" else "first",
+        functional_aliases=_strings(data, "functional_aliases", "", (),
+                                    lambda s: bool(_URI.match(s)), "URI"),
+        timers=_timers(_section(data, "timers")),
+        migration=_migration(_section(data, "migration"), base),
+        store=StoreConfig(None if store_path is None else str(base / store_path),
+                          "FULL" if sync == "FULL" else "NORMAL"),
+    )
+
+
+def _read_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError("<file>", f"cannot read {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("<file>", f"{path} is not valid TOML: {exc}") from None
+
+
+def load_acms_config(path: str | Path) -> AcmsConfig:
+    """Read and validate an ACMS TOML file (relative file names resolve beside it)."""
+    return parse_acms_config(_read_toml(path), Path(path).parent)
+
+
+def parse_acmc_config(data: Mapping[str, Any]) -> AcmcConfig:
+    """``mc_service_id``, ``acms_psi``, optional ``functional_alias`` and ``request_timeout``;
+    runtime tables are ignored as for the ACMS."""
+    _unknown(data, {"mc_service_id", "acms_psi", "functional_alias", "request_timeout"}
+             | RUNTIME_TABLES, "")
+    mc_id = _uri(data, "mc_service_id", "", required=True)
+    psi = _uri(data, "acms_psi", "", required=True)
+    assert mc_id is not None and psi is not None
+    timeout = _get(data, "request_timeout", "", float, _DEFAULT_REQUEST_TIMEOUT)
+    if timeout <= 0:
+        raise ConfigError("request_timeout", "must be positive")
+    return AcmcConfig(mc_id, psi, _uri(data, "functional_alias", "", required=False), timeout)
+
+
+def load_acmc_config(path: str | Path) -> AcmcConfig:
+    return parse_acmc_config(_read_toml(path))

@@ -1,0 +1,225 @@
+"""Events into and actions out of the sans-I/O ACMS and ACMC cores.
+
+Every event carries ``now`` (seconds, the runtime's wall clock: ``time.time()``); the cores never
+read a clock.  ``handle(event)`` returns actions in the order the runtime must apply them:
+
+1. :class:`Put` / :class:`Remove` -- in ONE store transaction ("stored before acknowledged");
+2. the verdict (:class:`Accept` / :class:`Refuse`) for the SIP request that carried the event,
+   present only for flow events;
+3. everything else (:class:`Send`, :class:`SubscribeFa`, :class:`Decide`, :class:`Report`).
+
+Afterwards the runtime re-arms its single timer at ``core.get_timer()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from mcacm_sip.acm.model import AcmFlow, AcmRequest
+from mcacm_sip.core.state import Hop, Record
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class FlowFromAcmc:
+    """(ACMS) A flow in a MESSAGE from a local ACMC."""
+
+    now: float
+    sender: str
+    """The sender's MC service ID as authenticated by the SIP layer (P-Asserted-Identity)."""
+    flow: AcmFlow
+
+
+@dataclass(frozen=True, slots=True)
+class FlowFromPeer:
+    """(ACMS) A flow in a MESSAGE from another ACMS."""
+
+    now: float
+    origin: str
+    """The origin ACMS's PSI as authenticated by the SIP layer."""
+    flow: AcmFlow
+
+
+@dataclass(frozen=True, slots=True)
+class UserLoggedOn:
+    """(ACMS) The registrar has a binding for ``user`` (REGISTER)."""
+
+    now: float
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserLoggedOff:
+    """(ACMS) The user's last binding expired or was removed."""
+
+    now: float
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class FaHoldersChanged:
+    """(ACMS) A NOTIFY from our FA controlling server: the users who have ``fa`` active."""
+
+    now: float
+    fa: str
+    holders: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """(both) The outcome of a :class:`Send`: ok = a 2xx arrived; else the failure reason
+    (SIP status and Warning text, or a transport error / timeout)."""
+
+    now: float
+    send_id: str
+    ok: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimerTick:
+    """(both) The deadline from ``get_timer()`` was reached (late ticks are fine)."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class FlowFromAcms:
+    """(ACMC) A flow in a MESSAGE from the ACMC's own ACMS."""
+
+    now: float
+    flow: AcmFlow
+
+
+AcmsEvent = (
+    FlowFromAcmc | FlowFromPeer | UserLoggedOn | UserLoggedOff | FaHoldersChanged
+    | DeliveryOutcome | TimerTick
+)
+AcmcEvent = FlowFromAcms | DeliveryOutcome | TimerTick
+
+# --------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Store (insert or replace) a record."""
+
+    record: Record
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    """Delete the record of ``kind`` (``Record.KIND``) with ``key``."""
+
+    kind: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """Answer the incoming MESSAGE with 200 (after the store changes are committed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """Answer the incoming MESSAGE with ``status`` and ``Warning: 399 <host> "<warning>"``.
+    ``warning`` starts with a machine-readable code, e.g. ``not-authorised: ...``."""
+
+    status: int
+    warning: str
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``flow`` in a MESSAGE; report the outcome back as ``DeliveryOutcome(send_id)``.
+
+    ``hop``: ACMC -> ``to`` is an MC service ID (use the registrar's contact); PEER -> ``to`` is a
+    peer ACMS PSI; ACMS -> ``to`` is the ACMC's own ACMS PSI.
+    """
+
+    send_id: str
+    hop: Hop
+    to: str
+    flow: AcmFlow
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeFa:
+    """(ACMS) Keep a continuous subscription (Expires 4294967295) to ``fa`` at our FA
+    controlling server and feed every NOTIFY back as :class:`FaHoldersChanged`."""
+
+    fa: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decide:
+    """(ACMC) Ask the decider (a person, or --auto) about ``request``; answer with
+    ``AcmcCore.decide(transaction_id, approve, reason, now)``."""
+
+    request: AcmRequest
+
+
+class ReportKind(StrEnum):
+    """What an ACMC tells its user about one of its own requests (or decisions)."""
+
+    INDICATION = "indication"   # the partner ACMS accepted the request (process indication)
+    RESPONSE = "response"       # final answer; ``flow`` is the response
+    FAILED = "failed"           # our MESSAGE was refused or undeliverable; ``text`` says why
+    TIMEOUT = "timeout"         # no final answer before the ACMC's own timer
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """(ACMC) Something to show the user about ``transaction_id``."""
+
+    transaction_id: str
+    kind: ReportKind
+    flow: AcmFlow | None = None
+    text: str | None = None
+
+
+Verdict = Accept | Refuse
+StoreChange = Put | Remove
+Action = Put | Remove | Accept | Refuse | Send | SubscribeFa | Decide | Report
+
+
+class Actions:
+    """Collects the actions of one ``handle`` call and returns them in the documented order."""
+
+    __slots__ = ("_changes", "_rest", "_verdict")
+
+    def __init__(self) -> None:
+        self._changes: list[StoreChange] = []
+        self._verdict: Verdict | None = None
+        self._rest: list[Action] = []
+
+    def change(self, change: StoreChange) -> None:
+        self._changes.append(change)
+
+    def verdict(self, verdict: Verdict) -> None:
+        self._verdict = verdict
+
+    def accept(self) -> None:
+        self._verdict = Accept()
+
+    def refuse(self, status: int, warning: str) -> None:
+        self._verdict = Refuse(status, warning)
+
+    def add(self, action: Action) -> None:
+        self._rest.append(action)
+
+    def result(self) -> list[Action]:
+        verdict: list[Action] = [self._verdict] if self._verdict is not None else []
+        return [*self._changes, *verdict, *self._rest]
+
+
+def store_changes(actions: list[Action]) -> list[StoreChange]:
+    """The store changes among ``actions`` (apply them in one transaction)."""
+    return [a for a in actions if isinstance(a, Put | Remove)]
+
+
+def verdict_of(actions: list[Action]) -> Verdict | None:
+    """The verdict for the incoming request, if the event had one."""
+    return next((a for a in actions if isinstance(a, Accept | Refuse)), None)

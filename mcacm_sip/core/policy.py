@@ -1,0 +1,103 @@
+"""Local policy of a partner ACMS: automatic handling (23.280 10.17.3, 10.17.3.2).
+
+An ordered list of rules; the first rule whose every condition holds decides.  No rule matches:
+``manual`` (an ACMC decides).  Conditions (all optional, absent = any):
+
+- ``flow``: the request's flow name (``profile-update-request`` ...), ``*`` for any;
+- ``requester``, ``target``, ``migrated_user``: shell-style globs (``fnmatch``, case-sensitive)
+  on the requester's MC service ID, on the target's MC service ID *or* functional alias, and on
+  the migrated user id (for add/remove: every listed user must match);
+- ``profile_contains``: the local name of an element that must occur in the profile, any
+  namespace prefix (e.g. ``PrivateCall``);
+- ``profile_regex``: a Python regular expression searched in the profile's canonical XML.
+
+Profile conditions never match a request that carries no profile (add/remove).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from fnmatch import fnmatchcase
+
+from mcacm_sip.acm.model import AcmRequest, ProfileUpdateRequest
+
+
+class PolicyAction(StrEnum):
+    APPROVE = "approve"
+    """Answer success automatically (10.17.3.2), then 10.17.7.2 step 8."""
+    REJECT = "reject"
+    """Answer rejected-by-policy automatically, then step 8."""
+    MANUAL = "manual"
+    """Verification by an ACMC (10.17.7.2 step 4, second branch)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRule:
+    """One local-policy rule (see the module docstring)."""
+
+    action: PolicyAction
+    flow: str = "*"
+    requester: str | None = None
+    target: str | None = None
+    migrated_user: str | None = None
+    profile_contains: str | None = None
+    profile_regex: str | None = None
+    reason: str | None = None
+    """Text put in the Result of an automatic answer."""
+    _element: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        element = None
+        if self.profile_contains is not None:
+            element = re.compile(rf"<(?:[\w.-]+:)?{re.escape(self.profile_contains)}[\s/>]")
+        # re.error on a bad pattern: the config loader turns it into a ConfigError
+        regex = re.compile(self.profile_regex) if self.profile_regex is not None else None
+        object.__setattr__(self, "_element", element)
+        object.__setattr__(self, "_regex", regex)
+
+    def matches(self, request: AcmRequest) -> bool:
+        if self.flow not in ("*", request.FLOW):
+            return False
+        if self.requester is not None and not fnmatchcase(
+            request.requester.mc_service_id, self.requester
+        ):
+            return False
+        if self.target is not None:
+            ids = (request.target.mc_service_id, request.target.functional_alias) \
+                if request.target is not None else ()
+            if not any(i is not None and fnmatchcase(i, self.target) for i in ids):
+                return False
+        if self.migrated_user is not None:
+            users = (request.migrated_user_id,) if isinstance(request, ProfileUpdateRequest) \
+                else request.users
+            if not all(fnmatchcase(u, self.migrated_user) for u in users):
+                return False
+        if self._element is not None or self._regex is not None:
+            if not isinstance(request, ProfileUpdateRequest):
+                return False
+            xml = request.profile.xml
+            if self._element is not None and not self._element.search(xml):
+                return False
+            if self._regex is not None and not self._regex.search(xml):
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDecision:
+    action: PolicyAction
+    rule: int | None
+    """Index of the deciding rule; None = the default (manual)."""
+    reason: str | None = None
+
+
+def assess(rules: Sequence[PolicyRule], request: AcmRequest) -> PolicyDecision:
+    """23.280 10.17.3: choose the handling method for ``request``; first match wins."""
+    for index, rule in enumerate(rules):
+        if rule.matches(request):
+            return PolicyDecision(rule.action, index, rule.reason)
+    return PolicyDecision(PolicyAction.MANUAL, None)

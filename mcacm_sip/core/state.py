@@ -1,0 +1,332 @@
+"""Durable records of an ACMS and the transaction state machine as data (h11 style).
+
+Every record is a frozen value with a ``key``; the core changes state only by replacing a record,
+and each replacement becomes a :class:`~mcacm_sip.core.events.Put` for the store.  The transition
+table :data:`TRANSITIONS` is the single source of truth for what may follow what; the table in
+``docs/procedures.md`` is generated from it (:func:`transitions_markdown`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
+
+from mcacm_sip.acm.model import (
+    AcmFlow,
+    AcmRequest,
+    AcmResponse,
+    Addressee,
+    AddUserConfigurationRequest,
+    AddUserConfigurationResponse,
+    Party,
+    ProcessIndication,
+    ProfileUpdateRequest,
+    ProfileUpdateResponse,
+    RemoveUserConfigurationResponse,
+    Result,
+    UserProfile,
+)
+
+
+class Role(StrEnum):
+    """The part an ACMS plays in one transaction (23.280 10.17.1)."""
+
+    PRIMARY = "primary"
+    """The request came from one of our own ACMCs; we forward it to a partner ACMS."""
+    PARTNER = "partner"
+    """The request came from a peer (primary) ACMS; we decide it, by policy or by an ACMC."""
+
+
+class TxState(StrEnum):
+    """States of a transaction at one ACMS.  ``new`` is never stored."""
+
+    NEW = "new"
+    # primary role
+    FORWARDING = "forwarding"
+    FORWARDED = "forwarded"
+    INDICATED = "indicated"
+    ANSWERED = "answered"
+    # partner role
+    RECEIVED = "received"
+    WITH_ACMC = "with-acmc"
+    RESPONDING = "responding"
+    # both roles: the flow to hand to an ACMC (partner: the request; primary: the response)
+    DELIVERING = "delivering"
+    PENDING_USER = "pending-user"
+    PENDING_FA = "pending-fa"
+    DONE = "done"
+
+
+class Trigger(StrEnum):
+    """What moves a transaction."""
+
+    REQUEST = "request"
+    PEER_ACCEPTED = "peer-2xx"
+    SEND_FAILED = "send-failed"
+    INDICATION = "indication"
+    RESPONSE = "response"
+    REFUSED = "verify-failed"
+    AUTO = "policy-auto"
+    ROUTE_ACMC = "route-acmc"
+    ROUTE_PENDING = "route-pending"
+    ROUTE_FA = "route-fa-inactive"
+    DELIVERED = "delivered"
+    DELIVERY_FAILED = "delivery-failed"
+    DECISION = "decision"
+    DOWNLOADED = "downloaded"
+    EXPIRED = "expired"
+    GAVE_UP = "gave-up"
+
+
+OPEN_PRIMARY = (TxState.FORWARDING, TxState.FORWARDED, TxState.INDICATED)
+"""Primary states that wait for the partner's answer (the answer timer runs)."""
+AWAITING_DECISION = (
+    TxState.DELIVERING, TxState.WITH_ACMC, TxState.PENDING_USER, TxState.PENDING_FA,
+)
+"""Partner states that wait for a decision (the decision timer runs)."""
+_HOLDING = (TxState.DELIVERING, TxState.PENDING_USER, TxState.PENDING_FA)
+"""Primary states that hold a response for the primary ACMC."""
+
+_P, _R = Role.PRIMARY, Role.PARTNER
+_S, _T = TxState, Trigger
+
+_ROWS: tuple[tuple[Role, tuple[TxState, ...], Trigger, TxState, str], ...] = (
+    # ---------------------------------------------------------------- primary ACMS
+    (_P, (_S.NEW,), _T.REQUEST, _S.FORWARDING,
+     "10.17.7.2 steps 1-3: authorised (step 2), stored, forwarded to the partner ACMS"),
+    (_P, (_S.FORWARDING,), _T.PEER_ACCEPTED, _S.FORWARDED,
+     "SIP 2xx from the partner ACMS: transport acknowledgement only (decision)"),
+    (_P, (_S.FORWARDING,), _T.SEND_FAILED, _S.FORWARDING,
+     "peer unreachable: retry with back-off until the answer timer (decision)"),
+    (_P, (_S.FORWARDING, _S.FORWARDED), _T.INDICATION, _S.INDICATED,
+     "10.17.7.2 step 4: process indication from the partner ACMS"),
+    (_P, OPEN_PRIMARY, _T.RESPONSE, _S.ANSWERED,
+     "10.17.7.2 steps 8-9: response received and stored"),
+    (_P, OPEN_PRIMARY, _T.EXPIRED, _S.ANSWERED,
+     "answer timer: Result expired stands in for the response (decision)"),
+    (_P, (_S.ANSWERED, _S.PENDING_FA), _T.ROUTE_ACMC, _S.DELIVERING,
+     "10.17.7.2 step 10: primary ACMC logged on (by MC service ID or FA holder)"),
+    (_P, (_S.ANSWERED, _S.PENDING_FA), _T.ROUTE_PENDING, _S.PENDING_USER,
+     "10.17.7.2 step 9: primary ACMC not logged on -> 10.17.3.1 pending"),
+    (_P, (_S.ANSWERED,), _T.ROUTE_FA, _S.PENDING_FA,
+     "10.17.7.2 step 9: target FA not active -> stored until activated"),
+    (_P, (_S.DELIVERING,), _T.DELIVERED, _S.DONE,
+     "10.17.7.2 step 10: the primary ACMC acknowledged the response"),
+    (_P, (_S.DELIVERING,), _T.DELIVERY_FAILED, _S.PENDING_USER,
+     "10.17.3.1: direct delivery failed -> pending for the user"),
+    (_P, (_S.PENDING_USER,), _T.DOWNLOADED, _S.DONE,
+     "10.17.3.1: the download response carrying it was acknowledged"),
+    (_P, _HOLDING, _T.EXPIRED, _S.DONE,
+     "pending-response lifetime over: dropped (decision)"),
+    # ---------------------------------------------------------------- partner ACMS
+    (_R, (_S.NEW,), _T.REQUEST, _S.RECEIVED,
+     "10.17.7.2 step 4: stored, process indication sent to the primary ACMS"),
+    (_R, (_S.RECEIVED,), _T.REFUSED, _S.RESPONDING,
+     "10.17.7.2 step 4 verify: not-authorised / unknown-user / not-migrated, then step 8"),
+    (_R, (_S.RECEIVED,), _T.AUTO, _S.RESPONDING,
+     "10.17.7.2 step 4: automatic handling by local policy (10.17.3.2), then step 8"),
+    (_R, (_S.RECEIVED, _S.PENDING_FA), _T.ROUTE_ACMC, _S.DELIVERING,
+     "10.17.7.2 steps 4-5: ACMC logged on (by MC service ID or the FA holder)"),
+    (_R, (_S.RECEIVED, _S.PENDING_FA), _T.ROUTE_PENDING, _S.PENDING_USER,
+     "10.17.7.2 step 4: user not logged on -> 10.17.3.1 pending"),
+    (_R, (_S.RECEIVED,), _T.ROUTE_FA, _S.PENDING_FA,
+     "10.17.7.2 step 4: functional alias not currently active -> stored"),
+    (_R, (_S.DELIVERING,), _T.DELIVERED, _S.WITH_ACMC,
+     "10.17.7.2 step 5: the partner ACMC acknowledged the request"),
+    (_R, (_S.DELIVERING,), _T.DELIVERY_FAILED, _S.PENDING_USER,
+     "10.17.3.1: direct delivery failed -> pending for the user"),
+    (_R, AWAITING_DECISION, _T.DECISION, _S.RESPONDING,
+     "10.17.7.2 steps 6-8: the partner ACMC's response, sent to the primary ACMS"),
+    (_R, AWAITING_DECISION, _T.EXPIRED, _S.RESPONDING,
+     "decision timer: Result expired sent to the primary ACMS (decision)"),
+    (_R, (_S.RESPONDING,), _T.SEND_FAILED, _S.RESPONDING,
+     "primary ACMS unreachable: retry with back-off (decision)"),
+    (_R, (_S.RESPONDING,), _T.PEER_ACCEPTED, _S.DONE,
+     "10.17.7.2 step 8: the primary ACMS acknowledged the response"),
+    (_R, (_S.RESPONDING,), _T.GAVE_UP, _S.DONE,
+     "retry limit reached: the primary ACMS expires the transaction itself (decision)"),
+)
+
+TRANSITIONS: dict[tuple[Role, TxState, Trigger], tuple[TxState, str]] = {
+    (role, src, trigger): (dst, clause)
+    for role, sources, trigger, dst, clause in _ROWS
+    for src in sources
+}
+"""(role, state, trigger) -> (next state, clause).  Anything else is a bug."""
+
+
+class IllegalTransition(RuntimeError):
+    """The core tried a move the table does not allow (a programming error, never input)."""
+
+
+def next_state(role: Role, state: TxState, trigger: Trigger) -> TxState:
+    """The state after ``trigger``; raises :class:`IllegalTransition` if the table forbids it."""
+    try:
+        return TRANSITIONS[(role, state, trigger)][0]
+    except KeyError:
+        raise IllegalTransition(f"{role}: {trigger} not allowed in {state}") from None
+
+
+def transitions_markdown() -> str:
+    """The transition table as Markdown, one table per role (used by docs/procedures.md)."""
+    lines: list[str] = []
+    for role in Role:
+        lines += [f"### {role.capitalize()} role", "",
+                  "| From | Trigger | To | Clause / reason |", "|---|---|---|---|"]
+        for r, sources, trigger, dst, clause in _ROWS:
+            if r is role:
+                src = ", ".join(f"`{s}`" for s in sources)
+                lines.append(f"| {src} | `{trigger}` | `{dst}` | {clause} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- records
+
+
+def response_to(request: AcmRequest, handler: Party, result: Result) -> AcmResponse:
+    """The response flow answering ``request`` (10.17.2.16 and the 10.17.5 responses): the
+    target is the requesting primary user (and its FA); per-user lists are the partner ACMS's."""
+    target = Addressee(request.requester.mc_service_id, request.requester.functional_alias)
+    tid = request.transaction_id
+    if isinstance(request, ProfileUpdateRequest):
+        return ProfileUpdateResponse(tid, handler, target, request.migrated_user_id, result)
+    if isinstance(request, AddUserConfigurationRequest):
+        return AddUserConfigurationResponse(tid, handler, target, result)
+    return RemoveUserConfigurationResponse(tid, handler, target, result)
+
+
+def tx_key(role: Role, peer: str, transaction_id: str) -> str:
+    """Primary transactions are keyed by id alone (we generate-check them); partner ones also by
+    the origin ACMS, so two peers cannot collide.  URIs and ids contain no spaces."""
+    if role is Role.PRIMARY:
+        return f"primary {transaction_id}"
+    return f"partner {peer} {transaction_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One ACM transaction as seen by this ACMS."""
+
+    KIND: ClassVar[str] = "transaction"
+
+    role: Role
+    transaction_id: str
+    peer: str
+    """PSI of the other ACMS (primary role: the partner; partner role: the origin)."""
+    request: AcmRequest
+    state: TxState
+    created: float
+    deadline: float
+    """When the timer of the current state fires: answer/decision expiry while open, retry limit
+    while responding, end of pending-response life while holding, pruning time once done."""
+    indication: ProcessIndication | None = None
+    response: AcmResponse | None = None
+    assignee: str | None = None
+    """MC service ID or FA the request (partner) / response (primary) was routed to."""
+
+    @property
+    def key(self) -> str:
+        return tx_key(self.role, self.peer, self.transaction_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingItem:
+    """A request or response waiting for a user or an FA (10.17.3.1).  One per transaction."""
+
+    KIND: ClassVar[str] = "pending"
+
+    tx_key: str
+    owner: str
+    """MC service ID of the user, or the functional alias when nobody holds it."""
+    is_fa: bool
+    created: float
+    flow: AcmRequest | AcmResponse
+
+    @property
+    def key(self) -> str:
+        return self.tx_key
+
+
+class Purpose(StrEnum):
+    """Why a flow is sent; decides what its delivery outcome means."""
+
+    FORWARD = "forward"        # primary -> partner ACMS: the request (step 3)
+    INDICATE = "indicate"      # partner -> primary ACMS: process indication (step 4)
+    ANSWER = "answer"          # partner -> primary ACMS: the response (step 8)
+    DELIVER = "deliver"        # ACMS -> ACMC: request (step 5) or response (step 10)
+    RELAY = "relay"            # ACMS -> ACMC or peer: courtesy copy, re-send (not durable)
+    NOTIFY = "notify"          # pending ACM data notification (10.17.3.1, not durable)
+    DOWNLOAD = "download"      # pending ACM data download response (10.17.3.1, not durable)
+
+
+DURABLE_PURPOSES = frozenset({Purpose.FORWARD, Purpose.INDICATE, Purpose.ANSWER, Purpose.DELIVER})
+"""Sends that are stored and re-sent after a restart until their outcome is known."""
+
+
+class Hop(StrEnum):
+    """Where a flow goes."""
+
+    ACMC = "acmc"    # a local ACMC, addressed by MC service ID
+    PEER = "peer"    # a peer ACMS, addressed by PSI
+    ACMS = "acms"    # (ACMC side) its own ACMS
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A flow handed to the runtime whose delivery outcome is not yet known (the outbox)."""
+
+    KIND: ClassVar[str] = "outgoing"
+
+    send_id: str
+    purpose: Purpose
+    hop: Hop
+    to: str
+    flow: AcmFlow
+    tx_key: str | None = None
+    attempts: int = 1
+    next_at: float | None = None
+    """None: in flight; else the time of the next attempt after a failure."""
+    give_up_at: float | None = None
+    carries: tuple[str, ...] = ()
+    """DOWNLOAD: keys of the pending items this download response carries."""
+
+    @property
+    def key(self) -> str:
+        return self.send_id
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    """Primary MC service ID <-> partner-assigned MC service ID for one partner system (10.17.5)."""
+
+    KIND: ClassVar[str] = "mapping"
+
+    side: Role
+    """PRIMARY: we asked for the migration; PARTNER: we assigned the ID."""
+    peer: str
+    """PSI of the other system's ACMS."""
+    primary_id: str
+    partner_id: str
+    profile: UserProfile | None = None
+    """The profile valid while migrated (10.17.7.1), updated by a successful 10.17.7."""
+    removed: bool = False
+    """Withdrawn by a remove user configuration (kept so later updates get not-migrated)."""
+
+    @property
+    def key(self) -> str:
+        return f"{self.side} {self.peer} {self.primary_id}"
+
+
+Record = Transaction | PendingItem | Outgoing | Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything an ACMS needs to continue after a restart (``Store.load()``)."""
+
+    transactions: tuple[Transaction, ...] = ()
+    pending: tuple[PendingItem, ...] = ()
+    outgoing: tuple[Outgoing, ...] = ()
+    mappings: tuple[Mapping, ...] = ()

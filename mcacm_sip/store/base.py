@@ -1,0 +1,69 @@
+"""The store interface and the in-memory implementation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from mcacm_sip.core.events import Put, Remove, StoreChange
+from mcacm_sip.core.state import Mapping, Outgoing, PendingItem, Record, Snapshot, Transaction
+
+KINDS: tuple[type[Record], ...] = (Transaction, PendingItem, Outgoing, Mapping)
+
+
+class Store(Protocol):
+    """Where an ACMS keeps what it accepted.  ``apply`` is atomic: all changes or none."""
+
+    def apply(self, changes: Sequence[StoreChange]) -> None:
+        """Apply the Put/Remove actions of one core event in one transaction."""
+        ...
+
+    def load(self) -> Snapshot:
+        """Everything stored, for ``AcmsCore.restore``."""
+        ...
+
+    def pending_for(self, owner: str) -> list[PendingItem]:
+        """One user's (or FA's) pending items, oldest first, in O(k)."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+class MemoryStore:
+    """A :class:`Store` in dictionaries (tests, and the demo when no path is given)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Record]] = {k.KIND: {} for k in KINDS}
+        self.commits = 0
+
+    def apply(self, changes: Sequence[StoreChange]) -> None:
+        apply_to(self.records, changes)  # in memory nothing can fail half-way
+        self.commits += 1
+
+    def load(self) -> Snapshot:
+        r = self.records
+        return Snapshot(
+            transactions=tuple(x for x in r[Transaction.KIND].values()
+                               if isinstance(x, Transaction)),
+            pending=tuple(x for x in r[PendingItem.KIND].values() if isinstance(x, PendingItem)),
+            outgoing=tuple(x for x in r[Outgoing.KIND].values() if isinstance(x, Outgoing)),
+            mappings=tuple(x for x in r[Mapping.KIND].values() if isinstance(x, Mapping)),
+        )
+
+    def pending_for(self, owner: str) -> list[PendingItem]:
+        items = [x for x in self.records[PendingItem.KIND].values()
+                 if isinstance(x, PendingItem) and x.owner == owner]
+        return sorted(items, key=lambda i: i.created)
+
+    def close(self) -> None:
+        pass
+
+
+def apply_to(tables: dict[str, dict[str, Record]], changes: Sequence[StoreChange]) -> None:
+    """Apply changes to kind -> key -> record dictionaries."""
+    for change in changes:
+        if isinstance(change, Put):
+            tables[change.record.KIND][change.record.key] = change.record
+        elif isinstance(change, Remove):
+            tables[change.kind].pop(change.key, None)

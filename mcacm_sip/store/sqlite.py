@@ -1,0 +1,181 @@
+"""The SQLite store (WAL): the embedded default of an ACMS.
+
+One table per record kind; flows are stored as their XML documents (``mcacm_sip.acm.codec``), so
+the store holds exactly what travels on the wire.  ``synchronous=NORMAL`` by default (in WAL mode
+a commit survives a process crash; a power loss may lose the last commits), ``FULL`` on request.
+Indexes: pending items by owner (notifying or downloading one user's k items is O(k)), mappings
+by partner id.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar
+
+from mcacm_sip.acm import codec
+from mcacm_sip.acm.model import (
+    AcmFlow,
+    AcmRequest,
+    AcmResponse,
+    ProcessIndication,
+    UserProfile,
+)
+from mcacm_sip.core.events import Put, Remove, StoreChange
+from mcacm_sip.core.state import (
+    Hop,
+    Mapping,
+    Outgoing,
+    PendingItem,
+    Purpose,
+    Record,
+    Role,
+    Snapshot,
+    Transaction,
+    TxState,
+)
+
+SCHEMA_VERSION = 1
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS transactions (
+    key TEXT PRIMARY KEY, role TEXT NOT NULL, transaction_id TEXT NOT NULL, peer TEXT NOT NULL,
+    state TEXT NOT NULL, created REAL NOT NULL, deadline REAL NOT NULL, request TEXT NOT NULL,
+    indication TEXT, response TEXT, assignee TEXT);
+CREATE TABLE IF NOT EXISTS pending (
+    key TEXT PRIMARY KEY, owner TEXT NOT NULL, is_fa INTEGER NOT NULL, created REAL NOT NULL,
+    flow TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS pending_by_owner ON pending (owner, created);
+CREATE TABLE IF NOT EXISTS outgoing (
+    key TEXT PRIMARY KEY, purpose TEXT NOT NULL, hop TEXT NOT NULL, dest TEXT NOT NULL,
+    flow TEXT NOT NULL, tx_key TEXT, attempts INTEGER NOT NULL, next_at REAL, give_up_at REAL,
+    carries TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mappings (
+    key TEXT PRIMARY KEY, side TEXT NOT NULL, peer TEXT NOT NULL, primary_id TEXT NOT NULL,
+    partner_id TEXT NOT NULL, profile TEXT, removed INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS mappings_by_partner_id ON mappings (side, partner_id);
+"""
+
+_TABLE = {Transaction.KIND: "transactions", PendingItem.KIND: "pending",
+          Outgoing.KIND: "outgoing", Mapping.KIND: "mappings"}
+
+_F = TypeVar("_F")
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used (wrong schema version, corrupt row)."""
+
+
+def _xml(flow: AcmFlow | None) -> str | None:
+    return None if flow is None else codec.encode(flow).decode("utf-8")
+
+
+def _flow(text: str | None, kind: type[_F] | tuple[type[Any], ...]) -> Any:
+    if text is None:
+        return None
+    flow = codec.decode(text.encode("utf-8"))
+    if not isinstance(flow, kind):
+        raise StoreError(f"stored flow {flow.FLOW} is not of the expected kind")
+    return flow
+
+
+_REQ = AcmRequest.__args__
+_RESP = AcmResponse.__args__
+
+
+def _row(record: Record) -> tuple[Any, ...]:
+    match record:
+        case Transaction():
+            return (record.key, record.role.value, record.transaction_id, record.peer,
+                    record.state.value, record.created, record.deadline, _xml(record.request),
+                    _xml(record.indication), _xml(record.response), record.assignee)
+        case PendingItem():
+            return (record.key, record.owner, int(record.is_fa), record.created,
+                    _xml(record.flow))
+        case Outgoing():
+            return (record.key, record.purpose.value, record.hop.value, record.to,
+                    _xml(record.flow), record.tx_key, record.attempts, record.next_at,
+                    record.give_up_at, json.dumps(list(record.carries)))
+        case Mapping():
+            return (record.key, record.side.value, record.peer, record.primary_id,
+                    record.partner_id, record.profile.xml if record.profile else None,
+                    int(record.removed))
+
+
+_LOAD: dict[str, Callable[[sqlite3.Row], Record]] = {
+    Transaction.KIND: lambda r: Transaction(
+        Role(r["role"]), r["transaction_id"], r["peer"], _flow(r["request"], _REQ),
+        TxState(r["state"]), r["created"], r["deadline"],
+        _flow(r["indication"], ProcessIndication), _flow(r["response"], _RESP), r["assignee"]),
+    PendingItem.KIND: lambda r: PendingItem(
+        r["key"], r["owner"], bool(r["is_fa"]), r["created"], _flow(r["flow"], _REQ + _RESP)),
+    Outgoing.KIND: lambda r: Outgoing(
+        r["key"], Purpose(r["purpose"]), Hop(r["hop"]), r["dest"], _flow(r["flow"], object),
+        r["tx_key"], r["attempts"], r["next_at"], r["give_up_at"],
+        tuple(json.loads(r["carries"]))),
+    Mapping.KIND: lambda r: Mapping(
+        Role(r["side"]), r["peer"], r["primary_id"], r["partner_id"],
+        UserProfile(r["profile"]) if r["profile"] is not None else None, bool(r["removed"])),
+}
+
+
+class SqliteStore:
+    """A :class:`~mcacm_sip.store.Store` in one SQLite file (WAL)."""
+
+    def __init__(self, path: str, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+        self._db.executescript(_DDL)
+        row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif row["value"] != str(SCHEMA_VERSION):
+            raise StoreError(f"{path}: schema version {row['value']}, expected {SCHEMA_VERSION}")
+
+    def apply(self, changes: Sequence[StoreChange]) -> None:
+        if not changes:
+            return
+        rows = []  # encode before BEGIN: a bad record must not leave a transaction open
+        for change in changes:
+            if isinstance(change, Put):
+                values = _row(change.record)
+                marks = ",".join("?" * len(values))
+                rows.append((f"INSERT OR REPLACE INTO {_TABLE[change.record.KIND]} "
+                             f"VALUES ({marks})", values))
+            elif isinstance(change, Remove):
+                rows.append((f"DELETE FROM {_TABLE[change.kind]} WHERE key=?", (change.key,)))
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, values in rows:
+                self._db.execute(sql, values)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _all(self, kind: str) -> list[Record]:
+        cur = self._db.execute(f"SELECT * FROM {_TABLE[kind]}")
+        return [_LOAD[kind](r) for r in cur]
+
+    def load(self) -> Snapshot:
+        return Snapshot(
+            transactions=tuple(r for r in self._all(Transaction.KIND)
+                               if isinstance(r, Transaction)),
+            pending=tuple(sorted((r for r in self._all(PendingItem.KIND)
+                                  if isinstance(r, PendingItem)), key=lambda i: i.created)),
+            outgoing=tuple(r for r in self._all(Outgoing.KIND) if isinstance(r, Outgoing)),
+            mappings=tuple(r for r in self._all(Mapping.KIND) if isinstance(r, Mapping)),
+        )
+
+    def pending_for(self, owner: str) -> list[PendingItem]:
+        cur = self._db.execute(
+            "SELECT * FROM pending WHERE owner=? ORDER BY created", (owner,))
+        return [r for r in map(_LOAD[PendingItem.KIND], cur) if isinstance(r, PendingItem)]
+
+    def close(self) -> None:
+        self._db.close()
