@@ -20,7 +20,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "interop"))
 
-import peers  # noqa: E402  (path set just above)
+import peers as peers  # noqa: E402  (path set just above; re-exported for the benches)
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -92,6 +92,14 @@ class CpuMeter:
         return 100.0 * (cpu_seconds(self.pids) - self._cpu) / wall if wall > 0 else 0.0
 
 
+def udp_rcvbuf_errors() -> int:
+    """Datagrams the kernel dropped because a UDP socket's receive buffer was full (all sockets:
+    /proc/net/snmp Udp RcvbufErrors). On an otherwise quiet loopback these are the target's."""
+    with open("/proc/net/snmp") as f:
+        udp = [line.split() for line in f if line.startswith("Udp:")]
+    return int(dict(zip(udp[0], udp[1], strict=True))["RcvbufErrors"])
+
+
 def _reaped_children_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
@@ -113,6 +121,7 @@ class Step:
     target_rss_mib: float
     uac_cpu: float  # % of one core, the sipp UAC
     sipp_rc: int
+    rcvbuf_drops: int  # UDP datagrams dropped on a full receive buffer during the step
 
     @property
     def clean(self) -> bool:
@@ -133,7 +142,7 @@ def step_rates(target: tuple[str, int], target_pid: int, rates: Sequence[int], s
     for rate in rates:
         calls = max(1, int(rate * seconds))
         meter = CpuMeter(target_pid)
-        uac0 = _reaped_children_cpu()
+        uac0, drops0 = _reaped_children_cpu(), udp_rcvbuf_errors()
         run = peers.run_sipp(scenario, target, workdir, calls=calls, rate=rate,
                              transport=transport, timeout=seconds * 4 + 30)
         cpu = meter.percent()
@@ -145,9 +154,10 @@ def step_rates(target: tuple[str, int], target_pid: int, rates: Sequence[int], s
                     target_cpu=round(cpu, 1),
                     target_rss_mib=round(rss_bytes(meter.pids) / 2**20, 1),
                     uac_cpu=round(100.0 * uac_cpu / st.elapsed, 1) if st.elapsed > 0 else 0.0,
-                    sipp_rc=run.rc)
+                    sipp_rc=run.rc, rcvbuf_drops=udp_rcvbuf_errors() - drops0)
         log(f"  {rate:>6}/s offered: {step.achieved:>9.1f}/s ok={step.successful} "
-            f"failed={step.failed} retrans={step.retransmissions} cpu={step.target_cpu}% "
+            f"failed={step.failed} retrans={step.retransmissions} "
+            f"drops={step.rcvbuf_drops} cpu={step.target_cpu}% "
             f"rss={step.target_rss_mib} MiB")
         steps.append(step)
         unclean = 0 if step.clean else unclean + 1
@@ -163,10 +173,10 @@ def highest_clean(steps: Iterable[Step]) -> Step | None:
 
 
 def steps_table(title: str, steps: Sequence[Step]) -> dict[str, Any]:
-    columns = ["offered/s", "achieved/s", "failed", "retrans", "CPU %", "RSS MiB", "sipp CPU %",
-               "clean"]
-    rows = [[s.offered, s.achieved, s.failed, s.retransmissions, s.target_cpu, s.target_rss_mib,
-             s.uac_cpu, "yes" if s.clean else "no"] for s in steps]
+    columns = ["offered/s", "achieved/s", "failed", "retrans", "rcvbuf drops", "CPU %", "RSS MiB",
+               "sipp CPU %", "clean"]
+    rows = [[s.offered, s.achieved, s.failed, s.retransmissions, s.rcvbuf_drops, s.target_cpu,
+             s.target_rss_mib, s.uac_cpu, "yes" if s.clean else "no"] for s in steps]
     return {"title": title, "columns": columns, "rows": rows, "steps": [asdict(s) for s in steps]}
 
 

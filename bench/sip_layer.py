@@ -20,8 +20,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import peers  # tests/interop/peers.py, put on sys.path by _common
-from _common import Result, Step, bench_parser, highest_clean, report, step_rates, steps_table
+from _common import (
+    Result,
+    Step,
+    bench_parser,
+    highest_clean,
+    peers,  # tests/interop/peers.py
+    report,
+    step_rates,
+    steps_table,
+)
 
 RATES = (2000, 4000, 6000, 8000, 10000, 12000, 15000)
 QUICK_RATES = (1000, 2000)
