@@ -105,7 +105,7 @@ class Timers:
 
     def backoff(self, attempts: int) -> float:
         """Delay before attempt ``attempts + 1``: 1 s, 2 s, 4 s ... capped (decision)."""
-        return float(min(self.retry_initial * 2 ** max(attempts - 1, 0), self.retry_max))
+        return min(self.retry_initial * 2.0 ** min(max(attempts - 1, 0), 60), self.retry_max)
 
 
 @dataclass(frozen=True, slots=True)
