@@ -273,11 +273,12 @@ def _fmt_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _parse_time(text: str, path: str) -> datetime:
+def _parse_time(text: str, el: etree._Element) -> datetime:
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise InvalidContent(f"expires {text!r} is out of range", path=path) from None
+        where = xmlsafe.element_path(el)
+        raise InvalidContent(f"expires {text!r} is out of range", path=where) from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -320,7 +321,6 @@ def decode_presence(data: bytes) -> FaPresence:
     try:
         for tup in tuples:
             for fa in tup.iterfind(f"{_P}status/{_F}functionalAlias"):
-                path = root.getroottree().getpath(fa)
                 expires = fa.get("expires")
                 status = fa.get("status")
                 entries.append(
@@ -328,7 +328,7 @@ def decode_presence(data: bytes) -> FaPresence:
                         functional_alias=fa.get("functionalAliasID"),
                         user=fa.get("user"),
                         status=FaStatus(status) if status else None,
-                        expires=_parse_time(expires, path) if expires else None,
+                        expires=_parse_time(expires, fa) if expires else None,
                         take_over=presence_take_over
                         or any(_is_true(t) for t in fa.iterfind(_F + "take-over")),
                     )

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 MULTIPART_MIXED = "multipart/mixed"
 
-# RFC 2046 5.1.1: bcharsnospace := DIGIT / ALPHA / "'" / "(" / ")" / "+" / "_" / "," / "-" / "."
-#                 / "/" / ":" / "=" / "?"; bchars := bcharsnospace / " "; 1-70 chars, no final space.
+# RFC 2046 5.1.1: bcharsnospace := DIGIT / ALPHA / "'" / "(" / ")" / "+" / "_" / "," / "-"
+#   / "." / "/" / ":" / "=" / "?"; bchars := bcharsnospace / " "; 1-70 chars, no final space.
 _BOUNDARY = re.compile(r"^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$")
 # RFC 2045 5.1 token characters
 _TOKEN = re.compile(r"^[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+$")
@@ -112,7 +112,7 @@ def encode(parts: Sequence[Part], boundary: str | None = None) -> tuple[str, byt
     if not parts:
         raise ValueError("a multipart body needs at least one part (RFC 2046 5.1.1)")
     for part in parts:
-        for name, value in ((("Content-Type", part.content_type),) + part.headers):
+        for name, value in (("Content-Type", part.content_type), *part.headers):
             if any(c in name + value for c in "\r\n\0") or ":" in name:
                 raise ValueError(f"header injection in part header {name!r}")
     while True:
@@ -164,7 +164,9 @@ def _parse_part(raw: bytes) -> Part:
         name_b, colon, value_b = line.partition(b":")
         if not colon or not name_b.strip():
             raise MultipartError("malformed body part header line")
-        headers.append((name_b.strip().decode("ascii", "replace"), value_b.strip().decode("utf-8", "replace")))
+        headers.append(
+            (name_b.strip().decode("ascii", "replace"), value_b.strip().decode("utf-8", "replace"))
+        )
     ctype = "text/plain"  # RFC 2046 5.1.1: the default for a part without Content-Type
     rest: list[tuple[str, str]] = []
     for name, value in headers:
