@@ -1,0 +1,110 @@
+"""The ACMC core on its own: correlation, its own timeout, failures, downloads."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcacm_sip.acm.codec import profile_from_xml
+from mcacm_sip.acm.model import (
+    Addressee,
+    Party,
+    PendingDataDownloadRequest,
+    PendingDataDownloadResponse,
+    PendingDataNotification,
+    ProcessIndication,
+    ProfileUpdateRequest,
+    ProfileUpdateResponse,
+    Result,
+    ResultCode,
+)
+from mcacm_sip.core.acmc import AcmcCore
+from mcacm_sip.core.config import AcmcConfig
+from mcacm_sip.core.events import (
+    Accept,
+    Decide,
+    DeliveryOutcome,
+    FlowFromAcms,
+    Refuse,
+    Report,
+    ReportKind,
+    Send,
+    TimerTick,
+)
+
+from .harness import UPDATED_XML
+
+ME = "sip:dave@partner.example"
+ACMS = "sip:acms@partner.example"
+PROFILE = profile_from_xml(UPDATED_XML)
+
+
+def acmc() -> AcmcCore:
+    return AcmcCore(AcmcConfig(ME, ACMS, request_timeout=100.0))
+
+
+def incoming(tid: str = "t-1") -> ProfileUpdateRequest:
+    return ProfileUpdateRequest(tid, Party("sip:alice@primary.example"), Addressee(ME),
+                                "sip:mike-1@partner.example", PROFILE)
+
+
+def test_request_gets_indication_then_response_once() -> None:
+    core = acmc()
+    tid, actions = core.profile_update(0.0, target=Addressee("sip:x@primary.example"),
+                                       migrated_user_id="sip:m-1@primary.example",
+                                       profile=PROFILE)
+    [send] = actions
+    assert isinstance(send, Send) and send.to == ACMS and send.flow.transaction_id == tid
+    pi = ProcessIndication(tid, "sip:acms@primary.example", ProfileUpdateRequest.FLOW)
+    assert core.handle(FlowFromAcms(1.0, pi)) == [Accept(), Report(tid, ReportKind.INDICATION,
+                                                                   pi)]
+    resp = ProfileUpdateResponse(tid, Party("sip:x@primary.example"), Addressee(ME),
+                                 "sip:m-1@primary.example", Result(ResultCode.SUCCESS))
+    assert core.handle(FlowFromAcms(2.0, resp))[1] == Report(tid, ReportKind.RESPONSE, resp)
+    assert core.handle(FlowFromAcms(3.0, resp)) == [Accept()]  # a copy: nothing new
+    assert core.get_timer() is None
+
+
+def test_own_timeout_and_refused_request() -> None:
+    core = acmc()
+    tid, _ = core.add_users(0.0, ("sip:m@partner.example",))
+    assert core.get_timer() == 100.0
+    assert core.handle(TimerTick(100.0)) == [Report(tid, ReportKind.TIMEOUT,
+                                                    text="no answer before the ACMC's own timer")]
+    tid2, [send] = core.remove_users(200.0, ("sip:m@partner.example",))
+    assert isinstance(send, Send)
+    reason = "403 not-authorised: sip:dave@partner.example may not send it"
+    assert core.handle(DeliveryOutcome(201.0, send.send_id, False, reason)) == [
+        Report(tid2, ReportKind.FAILED, text=reason)]
+    assert core.open_requests == ()
+
+
+def test_decide_builds_the_response_and_refuses_unknown_ids() -> None:
+    core = acmc()
+    req = incoming()
+    assert core.handle(FlowFromAcms(0.0, req)) == [Accept(), Decide(req)]
+    assert core.handle(FlowFromAcms(0.0, req)) == [Accept()]  # already asked
+    [send] = core.decide("t-1", False, "no", 1.0)
+    assert isinstance(send, Send)
+    assert send.flow == ProfileUpdateResponse("t-1", Party(ME), Addressee(
+        "sip:alice@primary.example"), "sip:mike-1@partner.example",
+        Result(ResultCode.REJECTED_BY_USER, "no"))
+    with pytest.raises(KeyError):
+        core.decide("t-1", True, None, 2.0)
+
+
+def test_notification_download_and_items() -> None:
+    core = acmc()
+    actions = core.handle(FlowFromAcms(0.0, PendingDataNotification("n-1", ME)))
+    assert actions[0] == Accept()
+    assert isinstance(actions[1], Send)
+    assert isinstance(actions[1].flow, PendingDataDownloadRequest)
+    other = core.handle(FlowFromAcms(0.0, PendingDataNotification("n-2", "sip:x@y.example")))
+    assert isinstance(other[0], Refuse) and other[0].status == 404
+    # one fresh request and one already decided (our answer was lost): re-sent, not re-asked
+    core.handle(FlowFromAcms(0.0, incoming("t-old")))
+    core.decide("t-old", True, None, 0.5)
+    dl = PendingDataDownloadResponse("d-1", ME, (incoming("t-new"), incoming("t-old")))
+    actions = core.handle(FlowFromAcms(1.0, dl))
+    assert actions[0] == Accept()
+    assert actions[1] == Decide(incoming("t-new"))
+    assert isinstance(actions[2], Send) and actions[2].flow.transaction_id == "t-old"

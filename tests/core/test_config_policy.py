@@ -1,0 +1,165 @@
+"""Configuration loading (errors name the key) and local policy rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mcacm_sip.acm.codec import profile_from_xml
+from mcacm_sip.acm.model import (
+    Addressee,
+    AddUserConfigurationRequest,
+    Party,
+    ProfileUpdateRequest,
+)
+from mcacm_sip.core.config import (
+    ConfigError,
+    Timers,
+    load_acmc_config,
+    load_acms_config,
+)
+from mcacm_sip.core.policy import PolicyAction, PolicyRule, assess
+
+from .harness import PROFILE_XML, UPDATED_XML
+
+FULL = """
+psi = "sip:acms@partner.example"
+automatic_handler = "sip:robot@partner.example"
+fa_selection = "round-robin"
+functional_aliases = ["sip:duty@partner.example"]
+
+[sip]                       # the runtime's: not read by the core loader
+listen = ["udp:127.0.0.1:0"]
+
+[timers]
+decision_timeout = 600
+retry_max = 30
+
+[migration]
+id_template = "sip:{user}-{n}@partner.example"
+profile_file = "profile.xml"
+
+[store]
+path = "acms.sqlite"
+synchronous = "full"
+
+[[peers]]
+psi = "sip:acms@primary.example"
+domains = ["primary.example"]
+requesters = ["sip:*@primary.example"]
+flows = ["profile-update-request"]
+
+[[users]]
+id = "sip:dave@partner.example"
+decide = ["profile-update-request"]
+
+[[policy]]
+flow = "profile-update-request"
+action = "reject"
+profile_contains = "PrivateCall"
+reason = "needs a person"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "profile.xml").write_text(PROFILE_XML)
+    path = tmp_path / "acms.toml"
+    path.write_text(text)
+    return path
+
+
+def test_full_configuration_loads(tmp_path: Path) -> None:
+    c = load_acms_config(write(tmp_path, FULL))
+    assert c.handler_id == "sip:robot@partner.example"
+    assert c.fa_selection == "round-robin"
+    assert c.timers == Timers(decision_timeout=600.0, retry_max=30.0)
+    assert c.timers.answer_timeout == 4200.0
+    assert c.migration.assign("sip:mike@primary.example", 3) == "sip:mike-3@partner.example"
+    assert c.migration.profile == profile_from_xml(PROFILE_XML)
+    assert c.store.path == str(tmp_path / "acms.sqlite") and c.store.synchronous == "FULL"
+    assert c.peers[0].flows == ("profile-update-request",)
+    assert c.users[0].may_decide == ("profile-update-request",) and c.users[0].may_request == ()
+    assert c.policy[0].action is PolicyAction.REJECT
+
+
+@pytest.mark.parametrize(("change", "key"), [
+    (('psi = "sip:acms@partner.example"', 'psi = "not a uri"'), "psi"),
+    (('fa_selection = "round-robin"', 'fa_selection = "random"'), "fa_selection"),
+    (("decision_timeout = 600", "decision_timeout = -1"), "timers.decision_timeout"),
+    (("retry_max = 30", 'retry_max = "soon"'), "timers.retry_max"),
+    (("retry_max = 30", "retry_maxx = 30"), "timers.retry_maxx"),
+    (('flows = ["profile-update-request"]', 'flows = ["group-update"]'), "peers[0].flows[0]"),
+    (('id = "sip:dave@partner.example"', 'id = 7'), "users[0].id"),
+    (('action = "reject"', 'action = "maybe"'), "policy[0].action"),
+    (('profile_contains = "PrivateCall"', 'profile_regex = "(["'), "policy[0].profile_regex"),
+    (('id_template = "sip:{user}-{n}@partner.example"', 'id_template = "sip:{nope}"'),
+     "migration.id_template"),
+    (('profile_file = "profile.xml"', 'profile_file = "missing.xml"'),
+     "migration.profile_file"),
+    (('synchronous = "full"', 'synchronous = "OFF"'), "store.synchronous"),
+    (('automatic_handler', 'automatic_handlr'), "automatic_handlr"),
+])
+def test_errors_name_the_key(tmp_path: Path, change: tuple[str, str], key: str) -> None:
+    old, new = change
+    assert old in FULL
+    with pytest.raises(ConfigError) as err:
+        load_acms_config(write(tmp_path, FULL.replace(old, new, 1)))
+    assert err.value.key == key
+
+
+def test_bad_profile_and_bad_toml_are_config_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, FULL)
+    (tmp_path / "profile.xml").write_text("<not-a-profile/>")
+    with pytest.raises(ConfigError) as err:
+        load_acms_config(path)
+    assert err.value.key == "migration.profile_file"
+    path.write_text("psi = ")
+    with pytest.raises(ConfigError):
+        load_acms_config(path)
+
+
+def test_acmc_configuration(tmp_path: Path) -> None:
+    path = tmp_path / "acmc.toml"
+    path.write_text('mc_service_id = "sip:dave@partner.example"\n'
+                    'acms_psi = "sip:acms@partner.example"\nrequest_timeout = 60\n')
+    c = load_acmc_config(path)
+    assert (c.mc_service_id, c.request_timeout) == ("sip:dave@partner.example", 60.0)
+    path.write_text('acms_psi = "sip:acms@partner.example"\n')
+    with pytest.raises(ConfigError) as err:
+        load_acmc_config(path)
+    assert err.value.key == "mc_service_id"
+
+
+# --------------------------------------------------------------------------- policy
+
+UPDATE = ProfileUpdateRequest("t", Party("sip:alice@primary.example"),
+                              Addressee(functional_alias="sip:duty@partner.example"),
+                              "sip:mike-1@partner.example", profile_from_xml(UPDATED_XML))
+ADD = AddUserConfigurationRequest("t", Party("sip:alice@primary.example"),
+                                  ("sip:mike@primary.example", "sip:nina@primary.example"))
+
+
+def test_first_matching_rule_decides_and_default_is_manual() -> None:
+    rules = (PolicyRule(PolicyAction.REJECT, requester="sip:bob@*"),
+             PolicyRule(PolicyAction.APPROVE, ProfileUpdateRequest.FLOW,
+                        target="sip:duty@*", reason="duty desk"),
+             PolicyRule(PolicyAction.REJECT))
+    d = assess(rules, UPDATE)
+    assert (d.action, d.rule, d.reason) == (PolicyAction.APPROVE, 1, "duty desk")
+    assert assess(rules, ADD).rule == 2
+    assert assess((), UPDATE).action is PolicyAction.MANUAL
+
+
+@pytest.mark.parametrize(("rule", "update", "add"), [
+    (PolicyRule(PolicyAction.APPROVE, profile_contains="PrivateCall"), True, False),
+    (PolicyRule(PolicyAction.APPROVE, profile_contains="Private"), False, False),
+    (PolicyRule(PolicyAction.APPROVE, profile_regex=r"Mike \(updated\)"), True, False),
+    (PolicyRule(PolicyAction.APPROVE, migrated_user="sip:mike*"), True, False),
+    (PolicyRule(PolicyAction.APPROVE, migrated_user="sip:*@primary.example"), False, True),
+    (PolicyRule(PolicyAction.APPROVE, target="sip:dave@*"), False, False),
+    (PolicyRule(PolicyAction.APPROVE, flow=AddUserConfigurationRequest.FLOW), False, True),
+])
+def test_rule_conditions(rule: PolicyRule, update: bool, add: bool) -> None:
+    assert rule.matches(UPDATE) is update
+    assert rule.matches(ADD) is add
