@@ -347,8 +347,24 @@ def encode(flow: model.AcmFlow, *, pretty: bool = False) -> bytes:
     if not xsd.validate(root):
         error = _schema_error(xsd, root, EncodeError)
         raise EncodeError(f"our own {flow.FLOW} is invalid: {error.message}", path=error.path)
-    body = etree.tostring(root, encoding="UTF-8", pretty_print=pretty)
-    return _XML_DECLARATION + body + (b"\n" if pretty and not body.endswith(b"\n") else b"")
+    if pretty:
+        _indent(root)
+    return _XML_DECLARATION + etree.tostring(root, encoding="UTF-8") + (b"\n" if pretty else b"")
+
+
+def _indent(root: etree._Element) -> None:
+    """Indent our elements for people to read, leaving embedded profiles byte-for-byte alone
+    (their white space is content)."""
+    profiles = [(p, list(p)) for p in root.iter(_tag("profile"))]
+    for parent, children in profiles:
+        for child in children:
+            parent.remove(child)
+    etree.indent(root, space="  ")
+    for parent, children in profiles:
+        depth = sum(1 for _ in parent.iterancestors())
+        parent.text = "\n" + "  " * (depth + 1)
+        children[-1].tail = "\n" + "  " * depth
+        parent.extend(children)
 
 
 # --------------------------------------------------------------------------- decode

@@ -150,14 +150,13 @@ def _syntax_error(exc: etree.XMLSyntaxError, limits: Limits) -> Exception:
             f"{exc.lineno})",
             hint="flatten the document; extension content must stay shallow",
         )
-    if "ntity" in msg:  # an entity reference with no (allowed) declaration
-        return UnsafeDocument(
-            f"entity reference refused: {msg}",
-            hint="use only the predefined entities (&lt; &gt; &amp; &quot; &apos;)",
-        )
-    return MalformedDocument(
-        f"not well-formed XML: {msg}", hint="check the document with an XML parser"
+    # With no DOCTYPE, an entity reference other than the five predefined ones is undefined.
+    hint = (
+        "use only the predefined entities (&lt; &gt; &amp; &quot; &apos;)"
+        if "ntity" in msg
+        else "check the document with an XML parser"
     )
+    return MalformedDocument(f"not well-formed XML: {msg}", hint=hint)
 
 
 def element_path(el: etree._Element) -> str:

@@ -1,0 +1,1 @@
+"""Test helpers of the ACM message layer (strategies, corpus generator)."""
