@@ -471,3 +471,45 @@ def test_target_in_no_known_partner_system_gets_404() -> None:
 def test_acms_core_is_constructible_without_a_snapshot() -> None:
     core = AcmsCore(partner_config())
     assert core.get_timer() is None and core.transactions() == ()
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_every_class_of_bad_input_gets_a_defined_answer() -> None:
+    from mcacm_sip.acm.model import (
+        AddUserConfigurationResponse,
+        PendingDataNotification,
+        ProcessIndication,
+    )
+    from mcacm_sip.core.events import FlowFromAcmc
+
+    net, mike = ready()
+    tid = update(net, Addressee(DAVE), mike)
+    now = net.clock.now
+    primary, partner = net.acms[PRIMARY], net.acms[PARTNER]
+    good = ProfileUpdateResponse(tid, Party(DAVE), Addressee(ALICE), mike,
+                                 Result(ResultCode.SUCCESS))
+
+    def status(core: AcmsCore, event: object) -> tuple[int, str]:
+        v = verdict_of(core.handle(event))  # type: ignore[arg-type]
+        assert isinstance(v, Refuse), v
+        return v.status, v.warning.split(":")[0]
+
+    pi = ProcessIndication(tid, PRIMARY, ProfileUpdateRequest.FLOW)
+    assert status(primary, FlowFromAcmc(now, ALICE, pi)) == (400, "unexpected-flow")
+    assert status(primary, FlowFromPeer(now, PARTNER, PendingDataNotification("n", ALICE))) \
+        == (400, "unexpected-flow")
+    assert status(primary, FlowFromPeer(now, PARTNER, replace(good, transaction_id="nope"))) \
+        == (404, "unknown-transaction")
+    wrong_type = AddUserConfigurationResponse(tid, Party(DAVE), Addressee(ALICE),
+                                              Result(ResultCode.SUCCESS))
+    assert status(primary, FlowFromPeer(now, PARTNER, wrong_type)) == (400, "wrong-response")
+    assert status(partner, FlowFromAcmc(now, MALLORY, good)) == (403, "not-authorised")
+    assert status(partner, FlowFromAcmc(now, ERIN, good)) == (403, "not-authorised")
+    assert status(partner, FlowFromAcmc(now, DAVE, replace(good, migrated_user_id=
+                                                           "sip:other-1@partner.example"))) \
+        == (400, "wrong-response")
+    # nothing of that changed the transaction: DAVE can still decide it
+    net.decide(DAVE, True)
+    assert net.results(ALICE)[-1] == ResultCode.SUCCESS
