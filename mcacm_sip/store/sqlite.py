@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any, Literal, TypeVar
 
 from mcacm_sip.acm import codec
@@ -69,7 +70,14 @@ class StoreError(RuntimeError):
 
 
 def _xml(flow: AcmFlow | None) -> str | None:
-    return None if flow is None else codec.encode(flow).decode("utf-8")
+    return None if flow is None else _encoded(flow)
+
+
+@lru_cache(maxsize=4096)
+def _encoded(flow: AcmFlow) -> str:
+    # a transaction row is rewritten at every state change with the same (frozen) flows:
+    # encode (and schema-check) each flow once
+    return codec.encode(flow).decode("utf-8")
 
 
 def _flow(text: str | None, kind: type[_F] | tuple[type[Any], ...]) -> Any:
