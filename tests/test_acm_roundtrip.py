@@ -46,7 +46,8 @@ def test_equal_profile_content_compares_equal() -> None:
     a = codec.profile_from_xml(
         '<?xml version="1.0"?>\n<!-- mine -->\n'
         '<mcptt-user-profile  XUI-URI="sip:a@x.example"\n user-profile-index=\'1\' '
-        'xmlns="urn:3gpp:mcptt:user-profile:1.0"><Name>A &amp; B</Name><Status/></mcptt-user-profile>'
+        'xmlns="urn:3gpp:mcptt:user-profile:1.0"><Name>A &amp; B</Name><Status/>'
+        "</mcptt-user-profile>"
     )
     b = codec.profile_from_xml(
         b'<mcptt-user-profile xmlns="urn:3gpp:mcptt:user-profile:1.0" user-profile-index="1" '

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 
@@ -240,7 +240,8 @@ def _row(attr: str, local: str, kind: _Kind, *, many: bool = False) -> _Row:
     return _Row(attr, _tag(local), kind, many)
 
 
-_TEXT, _TOKEN, _DATETIME, _ID, _PROFILE = _FreeText(), _Token(), _DateTime(), _Identity(), _Profile()
+_TEXT, _TOKEN, _DATETIME = _FreeText(), _Token(), _DateTime()
+_ID, _PROFILE = _Identity(), _Profile()
 
 _PARTY = _Struct(model.Party, (
     _row("mc_service_id", "mc-service-id", _ID),
@@ -257,7 +258,7 @@ _RESULT = _Struct(model.Result, (
 _TID = _row("transaction_id", "transaction-id", _TOKEN)
 
 # One row per IE, in document order; docs/message-layer.md gives the table rows.
-_SPECS: dict[type, _Struct] = {
+_SPECS: dict[type[model.AcmFlow], _Struct] = {
     cls: _Struct(cls, rows)
     for cls, rows in (
         (model.ProfileUpdateRequest, (  # table 10.17.2.15-1
@@ -341,7 +342,7 @@ def encode(flow: model.AcmFlow, *, pretty: bool = False) -> bytes:
     spec = _SPECS.get(type(flow))
     if spec is None:
         raise TypeError(f"not an ACM flow: {type(flow).__name__}")
-    root = etree.Element(_tag(flow.FLOW), nsmap={None: ACM_NS})
+    root = etree.Element(_tag(flow.FLOW), nsmap={None: ACM_NS})  # type: ignore[dict-item]
     spec.fill(root, flow)
     xsd = schema()
     if not xsd.validate(root):
@@ -431,7 +432,7 @@ def _schema_error(
     xsd: etree.XMLSchema, root: etree._Element, cls: Callable[..., AcmError]
 ) -> AcmError:
     """The first validation error as ``cls``, with our path and a hint for its kind."""
-    entry = xsd.error_log[0]
+    entry = cast(Any, xsd.error_log)[0]  # lxml-stubs omit _ErrorLog.__getitem__
     path: str | None = None
     if entry.path:
         found = root.getroottree().xpath(entry.path)

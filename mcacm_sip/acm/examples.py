@@ -171,7 +171,8 @@ def example_flows() -> dict[str, m.AcmFlow]:
 
 def example_documents() -> dict[str, bytes]:
     """File name -> document bytes, as ``examples/flows/`` holds them."""
-    return {f"{name}.xml": codec.encode(flow, pretty=True) for name, flow in example_flows().items()}
+    flows = example_flows()
+    return {f"{name}.xml": codec.encode(flow, pretty=True) for name, flow in flows.items()}
 
 
 def write_examples(directory: Path) -> list[Path]:

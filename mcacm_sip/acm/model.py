@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import ClassVar
 
@@ -286,7 +286,7 @@ class ProcessIndication:
             if offset is None:
                 raise InvalidIE("expires", "must carry a time zone")
             # xs:dateTime offsets are whole minutes within +-14:00 (XML Schema Part 2 3.2.7).
-            if offset.microseconds or offset.seconds % 60 or abs(offset.total_seconds()) > 14 * 3600:
+            if offset % timedelta(minutes=1) or abs(offset) > timedelta(hours=14):
                 raise InvalidIE("expires", "time zone offset must be whole minutes within 14:00")
 
 

@@ -117,8 +117,9 @@ def content_bad(name: str, flow: str, path: str, *mutations: Mutation) -> Case:
 # the element removed, and the element whose content the removal breaks.
 MANDATORY: dict[str, list[tuple[str, str]]] = {
     "profile-update-request": [
-        ("a:transaction-id", ""), ("a:requester", ""), ("a:requester/a:mc-service-id", "/requester"),
-        ("a:target", ""), ("a:migrated-user-id", ""), ("a:profile", ""),
+        ("a:transaction-id", ""), ("a:requester", ""),
+        ("a:requester/a:mc-service-id", "/requester"), ("a:target", ""),
+        ("a:migrated-user-id", ""), ("a:profile", ""),
         ("a:profile/*", "/profile"), ("a:migrated-user-id/a:uri", "/migrated-user-id"),
     ],
     "profile-update-response": [
@@ -162,7 +163,11 @@ def mandatory_cases() -> list[Case]:
     ]
 
 
-XENC = '<xenc:EncryptedData xmlns:xenc="http://www.w3.org/2001/04/xmlenc#"/>'
+XENC = (
+    '<xenc:EncryptedData xmlns:xenc="http://www.w3.org/2001/04/xmlenc#">'
+    "<xenc:CipherData><xenc:CipherValue>q83vEjRWeJA=</xenc:CipherValue></xenc:CipherData>"
+    "</xenc:EncryptedData>"
+)
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE lolz [
  <!ENTITY lol "lol">
@@ -331,8 +336,8 @@ def good_cases() -> list[Case]:
              .replace(b"<migrated-user-id", b"<!-- note --><?app x?><migrated-user-id")
              .replace(b"</uri>", b"<!-- c --></uri>"), same_as=pur),
         Case("bom-utf8", b"\xef\xbb\xbf" + example_documents()[f"{pin}.xml"], same_as=pin),
-        Case("expires-with-offset", _mutate(pin, set_text("a:expires", "2030-05-17T23:30:00+05:30")),
-             same_as=pin),
+        Case("expires-with-offset",
+             _mutate(pin, set_text("a:expires", "2030-05-17T23:30:00+05:30")), same_as=pin),
         Case("result-extension-code", _mutate(pus, set_text("a:result/a:code", "x-partner-busy"))),
         Case("optional-ies-absent", _mutate(
             pur, remove("a:additional-info"), remove("a:requester/a:functional-alias"))),
