@@ -1,0 +1,550 @@
+"""REGISTER: a registrar (RFC 3261 10.3) and a registering client (RFC 3261 10.2).
+
+:class:`Registrar` keeps bindings address-of-record -> contacts with expiry in a
+:class:`BindingStore`, answers REGISTER, and tells an observer when an AOR's bindings change, so
+"logged on" has a meaning (an ACMC logs on to its ACMS by REGISTER; on logon the ACMS sends the
+pending ACM data notification, TS 23.280 10.17.3.1). :class:`Registration` is the client side:
+register, refresh at half the granted time, retry 423 with Min-Expires, unregister. Both are
+sans-I/O (they take ``now``); :class:`RegistrarService` and :class:`RegistrationClient` wire
+them on a :class:`SipEndpoint`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+from .dialog import (
+    MAX_EXPIRES,
+    BadRequest,
+    Header,
+    RequestSpec,
+    Ticker,
+    address_of_record,
+    canonical_uri,
+    exchange,
+    parse_expires,
+    split_params,
+    uri_from,
+    uri_of,
+)
+from .endpoint import Reply
+from .message import Request, Response
+
+if TYPE_CHECKING:
+    from .endpoint import IncomingRequest, SipEndpoint
+    from .transaction import Transport
+
+
+# --------------------------------------------------------------------------------------------
+# Registrar (sans-I/O)
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """One contact bound to an AOR (RFC 3261 10.3 step 7)."""
+
+    contact: str  # the Contact URI as registered
+    expires_at: float
+    call_id: str
+    cseq: int
+
+    def remaining(self, now: float) -> int:
+        """Whole seconds left, as the 200's ``expires`` parameter states it."""
+        return max(0, int(self.expires_at - now))
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationChange:
+    """An AOR's bindings before and after a REGISTER or an expiry."""
+
+    aor: str
+    before: tuple[Binding, ...]
+    after: tuple[Binding, ...]
+    expired: bool = False  # the change came from expiry, not from a REGISTER
+
+    @property
+    def logged_on(self) -> bool:
+        """The AOR went from no binding to at least one."""
+        return not self.before and bool(self.after)
+
+    @property
+    def logged_off(self) -> bool:
+        """The AOR's last binding went away (removed or expired)."""
+        return bool(self.before) and not self.after
+
+
+class BindingStore(Protocol):
+    """Where bindings live; the ACMS can persist them by implementing this."""
+
+    def get(self, aor: str) -> tuple[Binding, ...]:
+        """The AOR's bindings (expired ones included until :meth:`put` drops them)."""
+        ...
+
+    def put(self, aor: str, bindings: tuple[Binding, ...]) -> None:
+        """Replace the AOR's bindings atomically; an empty tuple forgets the AOR."""
+        ...
+
+    def aors(self) -> list[str]:
+        """Every AOR with at least one binding."""
+        ...
+
+
+class MemoryBindingStore:
+    """A :class:`BindingStore` in a dict."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[Binding, ...]] = {}
+
+    def get(self, aor: str) -> tuple[Binding, ...]:
+        return self._data.get(aor, ())
+
+    def put(self, aor: str, bindings: tuple[Binding, ...]) -> None:
+        if bindings:
+            self._data[aor] = bindings
+        else:
+            self._data.pop(aor, None)
+
+    def aors(self) -> list[str]:
+        return list(self._data)
+
+
+Authorise = Callable[[str, Request], bool]
+"""(AOR, REGISTER request) -> may this request change this AOR's bindings."""
+RegistrationObserver = Callable[[RegistrationChange], None]
+
+
+def _reply(status: int, reason: str | None = None, headers: Iterable[Header] = ()) -> Reply:
+    return Reply(status, reason, tuple(headers))
+
+
+class Registrar:
+    """RFC 3261 10.3 registrar over a :class:`BindingStore`.
+
+    ``authorise(aor, request)`` decides who may register (403 otherwise); ``on_change`` hears
+    every change of an AOR's bindings, including expiry found by :meth:`expire`.
+    """
+
+    def __init__(
+        self,
+        store: BindingStore | None = None,
+        *,
+        authorise: Authorise | None = None,
+        on_change: RegistrationObserver | None = None,
+        min_expires: int = 60,
+        max_expires: int = 86400,
+        default_expires: int = 3600,
+    ) -> None:
+        if not 0 <= min_expires <= default_expires <= max_expires <= MAX_EXPIRES:
+            raise ValueError("need 0 <= min_expires <= default_expires <= max_expires <= 2**32-1")
+        self.store: BindingStore = store if store is not None else MemoryBindingStore()
+        self._authorise = authorise
+        self._on_change = on_change
+        self.min_expires = min_expires
+        self.max_expires = max_expires
+        self.default_expires = default_expires
+
+    # -- queries
+
+    def contacts(self, aor: str, now: float) -> tuple[Binding, ...]:
+        """The AOR's live bindings (``aor`` in any form; it is canonicalised)."""
+        try:
+            key = address_of_record(aor)
+        except BadRequest:
+            return ()
+        return tuple(b for b in self.store.get(key) if b.expires_at > now)
+
+    def is_registered(self, aor: str, now: float) -> bool:
+        """"Logged on": the AOR has at least one live binding."""
+        return bool(self.contacts(aor, now))
+
+    def next_expiry(self) -> float | None:
+        """When the next binding expires (for the adapter's timer)."""
+        times = [b.expires_at for aor in self.store.aors() for b in self.store.get(aor)]
+        return min(times, default=None)
+
+    # -- events
+
+    def expire(self, now: float) -> list[RegistrationChange]:
+        """Drop expired bindings and report each AOR that changed (a logoff when none is left)."""
+        changes = []
+        for aor in self.store.aors():
+            before = self.store.get(aor)
+            after = tuple(b for b in before if b.expires_at > now)
+            if after != before:
+                changes.append(self._commit(aor, before, after, expired=True))
+        return changes
+
+    def handle(self, request: Request, now: float) -> Reply:
+        """Process a REGISTER (RFC 3261 10.3) and return the answer to send."""
+        try:
+            return self._handle(request, now)
+        except BadRequest as exc:
+            return _reply(exc.status, exc.reason)
+
+    def _handle(self, request: Request, now: float) -> Reply:
+        # 10.3 step 5: the AOR is the To URI in canonical form (no parameters).
+        aor = address_of_record(uri_from(request, "to"))
+        # 10.3 step 4: the application decides who may register this AOR.
+        if self._authorise is not None and not self._authorise(aor, request):
+            return _reply(403)
+        header_expires = parse_expires(request.header("expires"))
+        contacts = request.headers("contact")
+        before = self.store.get(aor)
+        live = {canonical_uri(b.contact): b for b in before if b.expires_at > now}
+
+        if any(c.strip() == "*" for c in contacts):
+            # 10.3 step 6: "*" only alone and with Expires: 0; it removes every binding.
+            if len(contacts) != 1 or header_expires != 0:
+                raise BadRequest(400, "Invalid Wildcard")
+            for b in live.values():
+                self._check_order(b, request)
+            return self._done(aor, before, (), now)
+
+        updated = dict(live)
+        for value in contacts:
+            _, params = split_params(value[value.rfind(">") + 1 :] if ">" in value else "")
+            expires = parse_expires(params.get("expires"))
+            if expires is None:
+                expires = header_expires if header_expires is not None else self.default_expires
+            # 10.3 step 7 / 10.2.8: a non-zero interval below the minimum -> 423 + Min-Expires.
+            if 0 < expires < self.min_expires:
+                return _reply(423, None, [("Min-Expires", str(self.min_expires))])
+            expires = min(expires, self.max_expires)  # the registrar may shorten it
+            key = canonical_uri(uri_of(value))
+            old = updated.get(key)
+            if old is not None:
+                self._check_order(old, request)
+            if expires == 0:
+                updated.pop(key, None)
+            else:
+                updated[key] = Binding(uri_of(value), now + expires, request.call_id, request.cseq)
+        # 10.3 step 8: the answer lists every current binding with its remaining time.
+        return self._done(aor, before, tuple(updated.values()), now)
+
+    @staticmethod
+    def _check_order(binding: Binding, request: Request) -> None:
+        # 10.3 step 7: same Call-ID needs a higher CSeq, else the whole update fails.
+        if binding.call_id == request.call_id and request.cseq <= binding.cseq:
+            raise BadRequest(500, "Out Of Order REGISTER")
+
+    def _done(
+        self, aor: str, before: tuple[Binding, ...], after: tuple[Binding, ...], now: float
+    ) -> Reply:
+        live_before = tuple(b for b in before if b.expires_at > now)
+        if after != before:
+            self.store.put(aor, after)
+            if after != live_before:
+                self._notify(RegistrationChange(aor, live_before, after))
+        contacts = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in after]
+        return _reply(200, None, contacts)
+
+    def _commit(
+        self, aor: str, before: tuple[Binding, ...], after: tuple[Binding, ...], *, expired: bool
+    ) -> RegistrationChange:
+        self.store.put(aor, after)
+        change = RegistrationChange(aor, before, after, expired)
+        self._notify(change)
+        return change
+
+    def _notify(self, change: RegistrationChange) -> None:
+        if self._on_change is not None:
+            self._on_change(change)
+
+
+# --------------------------------------------------------------------------------------------
+# Registering client (sans-I/O)
+
+
+class RegistrationState(StrEnum):
+    IDLE = "idle"
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+    UNREGISTERING = "unregistering"
+    FAILED = "failed"
+
+
+class Registration:
+    """One AOR registering one contact (RFC 3261 10.2), refreshed at half the granted time.
+
+    Only one REGISTER is outstanding at a time (10.2); all share one Call-ID with increasing
+    CSeq (10.2.4). A failed attempt is retried after ``retry_after`` seconds (or the response's
+    Retry-After) while registration is wanted.
+    """
+
+    def __init__(
+        self,
+        *,
+        registrar: str,
+        aor: str,
+        contact: str,
+        expires: int = 3600,
+        retry_after: float = 60.0,
+        call_id: str | None = None,
+    ) -> None:
+        self.registrar = registrar
+        self.aor = aor
+        self.contact = uri_of(contact) if "<" in contact else contact  # a URI from here on
+        self.requested = expires
+        self.retry_after = retry_after
+        self.call_id = call_id or f"{secrets.token_hex(8)}@mcacm"
+        self.from_tag = secrets.token_hex(6)
+        self.cseq = 0
+        self.state = RegistrationState.IDLE
+        self.granted: int | None = None
+        self.expires_at: float | None = None
+        self.last_status: int | None = None
+        self._refresh_at: float | None = None
+        self._sent_expires = expires
+        self._wanted = False
+        self._pending = False
+
+    def register(self, now: float) -> RequestSpec | None:
+        """Start (or restart) registering; None while a REGISTER is still outstanding."""
+        self._wanted = True
+        if self._pending:
+            return None
+        self.state = RegistrationState.REGISTERING
+        return self._send(self.requested)
+
+    def unregister(self, now: float) -> RequestSpec | None:
+        """Remove our binding (Expires: 0, RFC 3261 10.2.2); None if nothing to remove."""
+        self._wanted = False
+        self._refresh_at = None
+        if self.state in (RegistrationState.IDLE, RegistrationState.FAILED):
+            return None
+        self.state = RegistrationState.UNREGISTERING
+        return self._send(0)
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`poll` has something to do."""
+        return None if self._pending else self._refresh_at
+
+    def poll(self, now: float) -> RequestSpec | None:
+        """The refresh (or retry) REGISTER when it is due."""
+        if self._pending or self._refresh_at is None or now < self._refresh_at or not self._wanted:
+            return None
+        self._refresh_at = None
+        return self._send(self.requested)
+
+    def on_response(self, response: Response | None, now: float) -> RequestSpec | None:
+        """Feed the final response (None: timeout or transport error); returns a retry if any."""
+        self._pending = False
+        self.last_status = response.status if response is not None else None
+        if response is not None and 200 <= response.status < 300:
+            if self._sent_expires == 0:
+                self._settle(RegistrationState.IDLE, None)
+                return None
+            granted = self._granted(response)
+            if granted == 0:  # the registrar did not keep our contact
+                self._fail(response, now)
+                return None
+            self.granted = granted
+            self.expires_at = now + granted
+            self.state = RegistrationState.REGISTERED
+            self._refresh_at = now + granted / 2 if self._wanted else None
+            return None
+        if response is not None and response.status == 423:
+            # RFC 3261 10.2.8: retry with at least Min-Expires.
+            try:
+                minimum = parse_expires(response.header("min-expires"))
+            except BadRequest:
+                minimum = None
+            if minimum is not None and minimum > self._sent_expires and self._wanted:
+                self.requested = minimum
+                return self._send(minimum)
+        if self._sent_expires == 0:
+            self._settle(RegistrationState.IDLE, None)  # our binding will expire anyway
+            return None
+        self._fail(response, now)
+        return None
+
+    def _granted(self, response: Response) -> int:
+        """The interval granted to our contact: its ``expires`` parameter in the 200, else the
+        Expires header, else what we asked (RFC 3261 10.2.4)."""
+        ours = canonical_uri(self.contact)
+        for value in response.headers("contact"):
+            try:
+                if canonical_uri(uri_of(value)) != ours:
+                    continue
+                _, params = split_params(value[value.rfind(">") + 1 :] if ">" in value else "")
+                found = parse_expires(params.get("expires"))
+            except BadRequest:
+                continue
+            if found is not None:
+                return found
+        try:
+            header = parse_expires(response.header("expires"))
+        except BadRequest:
+            header = None
+        return header if header is not None else self._sent_expires
+
+    def _fail(self, response: Response | None, now: float) -> None:
+        self.state = RegistrationState.FAILED
+        self.granted = None
+        self.expires_at = None
+        retry = self.retry_after
+        # RFC 3261 20.33: Retry-After = delta-seconds [comment] *(;param)
+        hint = (response.header("retry-after") or "") if response is not None else ""
+        token = hint.split(";")[0].split("(")[0].strip()
+        if token.isdigit():
+            retry = float(token)
+        self._refresh_at = now + retry if self._wanted else None
+        return None
+
+    def _settle(self, state: RegistrationState, refresh_at: float | None) -> None:
+        self.state = state
+        self.granted = None
+        self.expires_at = None
+        self._refresh_at = refresh_at
+
+    def _send(self, expires: int) -> RequestSpec:
+        self._pending = True
+        self._sent_expires = expires
+        self.cseq += 1  # RFC 3261 10.2.4: same Call-ID, CSeq increasing
+        return RequestSpec(
+            method="REGISTER",
+            uri=self.registrar,
+            from_uri=self.aor,
+            to_uri=self.aor,
+            from_tag=self.from_tag,
+            call_id=self.call_id,
+            cseq=self.cseq,
+            headers=(("Expires", str(expires)),),
+            contact=f"<{self.contact}>",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# asyncio adapters
+
+
+class RegistrarService:
+    """Serves REGISTER on an endpoint with a :class:`Registrar`, expiring bindings on time."""
+
+    def __init__(
+        self, endpoint: SipEndpoint, registrar: Registrar, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.endpoint = endpoint
+        self.registrar = registrar
+        self.clock = clock
+        self._ticker = Ticker(clock, registrar.next_expiry, self._expire)
+
+    def start(self) -> None:
+        """Serve REGISTER and start the expiry timer (call inside the running loop)."""
+        self.endpoint.serve("REGISTER", self._handle)
+        self._ticker.start()
+
+    async def close(self) -> None:
+        await self._ticker.close()
+
+    def check(self) -> None:
+        """Re-read the clock now (after a clock jump, or a fake clock moved by a test)."""
+        self._ticker.kick()
+
+    def is_registered(self, aor: str) -> bool:
+        return self.registrar.is_registered(aor, self.clock())
+
+    def contacts(self, aor: str) -> tuple[Binding, ...]:
+        return self.registrar.contacts(aor, self.clock())
+
+    def _handle(self, incoming: IncomingRequest) -> Reply:
+        reply = self.registrar.handle(incoming.message, self.clock())
+        self._ticker.kick()
+        return reply
+
+    async def _expire(self, now: float) -> None:
+        self.registrar.expire(now)
+
+
+class RegistrationError(Exception):
+    """REGISTER failed; ``status`` is the final status, None on timeout or transport error."""
+
+    def __init__(self, status: int | None) -> None:
+        super().__init__(f"REGISTER failed: {status if status is not None else 'no response'}")
+        self.status = status
+
+
+class RegistrationClient:
+    """Registers an AOR through an endpoint and keeps the registration refreshed."""
+
+    def __init__(
+        self,
+        endpoint: SipEndpoint,
+        *,
+        registrar: str,
+        aor: str,
+        expires: int = 3600,
+        transport: Transport = "udp",
+        contact_user: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.endpoint = endpoint
+        self.transport: Transport = transport
+        self.clock = clock
+        self.core = Registration(
+            registrar=registrar,
+            aor=aor,
+            contact=uri_of(endpoint.contact(transport, contact_user)),
+            expires=expires,
+        )
+        self._lock = asyncio.Lock()  # one REGISTER outstanding (RFC 3261 10.2)
+        self._ticker = Ticker(clock, self.core.next_deadline, self._refresh)
+
+    async def register(self) -> int:
+        """Register and keep refreshing; returns the granted seconds.
+
+        Raises RegistrationError if the registrar refused (after a 423 retry) or did not answer;
+        refreshing goes on in the background regardless.
+        """
+        async with self._lock:
+            spec = self.core.register(self.clock())
+            if spec is not None:
+                await self._exchange(spec)
+        self._ticker.start()
+        self._ticker.kick()
+        if self.core.state is not RegistrationState.REGISTERED or self.core.granted is None:
+            raise RegistrationError(self.core.last_status)
+        return self.core.granted
+
+    async def unregister(self) -> None:
+        """Stop refreshing and remove the binding (Expires: 0)."""
+        await self._ticker.close()
+        async with self._lock:
+            spec = self.core.unregister(self.clock())
+            if spec is not None:
+                await self._exchange(spec)
+
+    async def close(self) -> None:
+        """Stop refreshing without unregistering (the binding then expires at the registrar)."""
+        await self._ticker.close()
+
+    async def _refresh(self, now: float) -> None:
+        async with self._lock:
+            spec = self.core.poll(now)
+            if spec is not None:
+                await self._exchange(spec)
+
+    async def _exchange(self, spec: RequestSpec) -> None:
+        await exchange(self.endpoint, spec, self.core.on_response, self.clock, self.transport)
+
+
+__all__ = [
+    "Authorise",
+    "Binding",
+    "BindingStore",
+    "MemoryBindingStore",
+    "Registrar",
+    "RegistrarService",
+    "Registration",
+    "RegistrationChange",
+    "RegistrationClient",
+    "RegistrationError",
+    "RegistrationObserver",
+    "RegistrationState",
+]

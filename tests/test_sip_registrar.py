@@ -1,0 +1,251 @@
+"""Registrar (RFC 3261 10.3) and REGISTER client (10.2): sans-I/O with a fake clock, then on
+real loopback sockets through the endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sip_usage_kit import Clock, answer, deliver, endpoint, request, uri
+
+from mcacm_sip.sip.registrar import (
+    Registrar,
+    RegistrarService,
+    Registration,
+    RegistrationChange,
+    RegistrationClient,
+    RegistrationError,
+    RegistrationState,
+)
+
+AOR = "sip:alice@example.com"
+
+
+def register(contacts: list[str], *, expires: str | None = "600", cseq: int = 1,
+             call_id: str = "reg-1@test", to: str = f"<{AOR}>"):  # type: ignore[no-untyped-def]
+    headers = [("Contact", c) for c in contacts]
+    if expires is not None:
+        headers.append(("Expires", expires))
+    return request("REGISTER", "sip:example.com", from_=to, to=to, call_id=call_id, cseq=cseq,
+                   headers=headers)
+
+
+def contact_expiries(reply) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    out = {}
+    for name, value in reply.headers:
+        if name == "Contact":
+            uri_part, _, param = value.partition(";expires=")
+            out[uri_part.strip("<>")] = int(param)
+    return out
+
+
+@pytest.fixture
+def changes() -> list[RegistrationChange]:
+    return []
+
+
+@pytest.fixture
+def registrar(changes: list[RegistrationChange]) -> Registrar:
+    return Registrar(on_change=changes.append, min_expires=60, max_expires=3600)
+
+
+def test_register_binds_contact_and_logs_on(registrar: Registrar, changes: list) -> None:
+    reply = registrar.handle(register(["<sip:alice@192.0.2.7:5062>"]), 1000.0)
+    assert reply.status == 200
+    assert contact_expiries(reply) == {"sip:alice@192.0.2.7:5062": 600}
+    # Any spelling of the AOR finds the binding (10.3 step 5: canonical form).
+    assert registrar.is_registered("sip:alice@EXAMPLE.com;transport=udp", 1000.0)
+    assert [c.logged_on for c in changes] == [True]
+    assert not registrar.is_registered("sip:bob@example.com", 1000.0)
+
+
+def test_contact_expires_param_beats_header_and_max_shortens(registrar: Registrar) -> None:
+    reply = registrar.handle(register(["<sip:a@192.0.2.7>;expires=120", "<sip:b@192.0.2.8>"],
+                                      expires="99999"), 0.0)
+    assert contact_expiries(reply) == {"sip:a@192.0.2.7": 120, "sip:b@192.0.2.8": 3600}
+
+
+def test_too_short_gets_423_with_min_expires_and_binds_nothing(registrar: Registrar) -> None:
+    reply = registrar.handle(register(["<sip:a@192.0.2.7>"], expires="10"), 0.0)
+    assert reply.status == 423
+    assert ("Min-Expires", "60") in reply.headers
+    assert not registrar.is_registered(AOR, 0.0)
+
+
+def test_expires_zero_removes_one_binding(registrar: Registrar, changes: list) -> None:
+    registrar.handle(register(["<sip:a@192.0.2.7>", "<sip:b@192.0.2.8>"]), 0.0)
+    reply = registrar.handle(register(["<sip:a@192.0.2.7>"], expires="0", cseq=2), 1.0)
+    assert contact_expiries(reply) == {"sip:b@192.0.2.8": 599}
+    reply = registrar.handle(register(["<sip:b@192.0.2.8>;expires=0"], cseq=3), 2.0)
+    assert reply.status == 200 and contact_expiries(reply) == {}
+    assert [(c.logged_on, c.logged_off) for c in changes] == [
+        (True, False), (False, False), (False, True)]
+
+
+def test_wildcard_removes_all_and_needs_expires_zero(registrar: Registrar, changes: list) -> None:
+    registrar.handle(register(["<sip:a@192.0.2.7>", "<sip:b@192.0.2.8>"]), 0.0)
+    assert registrar.handle(register(["*"], expires="60", cseq=2), 1.0).status == 400
+    assert registrar.handle(register(["*", "<sip:c@192.0.2.9>"], expires="0", cseq=2),
+                            1.0).status == 400
+    assert registrar.handle(register(["*"], expires="0", cseq=3), 1.0).status == 200
+    assert not registrar.is_registered(AOR, 1.0)
+    assert changes[-1].logged_off
+
+
+def test_out_of_order_register_fails_without_changing_bindings(registrar: Registrar) -> None:
+    registrar.handle(register(["<sip:a@192.0.2.7>"], cseq=5), 0.0)
+    late = registrar.handle(register(["<sip:a@192.0.2.7>"], expires="0", cseq=4), 1.0)
+    assert late.status == 500
+    assert registrar.is_registered(AOR, 1.0)
+    # Another Call-ID (another client instance) may replace it whatever its CSeq.
+    other = register(["<sip:a@192.0.2.7>"], expires="0", cseq=1, call_id="reg-2@test")
+    assert registrar.handle(other, 2.0).status == 200
+    assert not registrar.is_registered(AOR, 2.0)
+
+
+def test_query_without_contact_lists_bindings(registrar: Registrar) -> None:
+    registrar.handle(register(["<sip:a@192.0.2.7>"]), 0.0)
+    reply = registrar.handle(register([], expires=None, cseq=2), 100.0)
+    assert contact_expiries(reply) == {"sip:a@192.0.2.7": 500}
+
+
+def test_authorisation_predicate_refuses_with_403() -> None:
+    seen = []
+    registrar = Registrar(authorise=lambda aor, req: seen.append(aor) or aor.startswith("sip:acmc"))
+    assert registrar.handle(register(["<sip:a@192.0.2.7>"]), 0.0).status == 403
+    assert seen == [AOR]
+    assert not registrar.is_registered(AOR, 0.0)
+
+
+@pytest.mark.parametrize(("to", "expires", "status"), [
+    ("<tel:+123>", "60", 400),
+    (f"<{AOR}>", "soon", 400),
+])
+def test_bad_input_gets_a_defined_answer(registrar: Registrar, to: str, expires: str,
+                                         status: int) -> None:
+    assert registrar.handle(register(["<sip:a@192.0.2.7>"], expires=expires, to=to),
+                            0.0).status == status
+
+
+def test_binding_expires_and_expiry_reports_logoff(registrar: Registrar, changes: list) -> None:
+    registrar.handle(register(["<sip:a@192.0.2.7>"], expires="120"), 0.0)
+    assert registrar.next_expiry() == 120.0
+    assert registrar.is_registered(AOR, 119.9)
+    assert not registrar.is_registered(AOR, 120.0)  # queries never return a stale binding
+    (change,) = registrar.expire(120.0)
+    assert change.logged_off and change.expired
+    assert registrar.next_expiry() is None
+    assert registrar.expire(500.0) == []
+
+
+def test_client_and_registrar_refresh_at_half_time_and_unregister() -> None:
+    registrar = Registrar(min_expires=300)
+    client = Registration(registrar="sip:example.com", aor=AOR,
+                          contact="<sip:alice@192.0.2.7:5062>", expires=60)
+    now = 0.0
+
+    def roundtrip(spec):  # type: ignore[no-untyped-def]
+        req = deliver(spec)
+        return client.on_response(answer(req, registrar.handle(req, now)), now)
+
+    first = client.register(now)
+    assert first is not None and first.header("expires") == "60"
+    retry = roundtrip(first)  # 423: retried with Min-Expires (RFC 3261 10.2.8)
+    assert retry is not None and retry.header("expires") == "300"
+    assert retry.call_id == first.call_id and retry.cseq == first.cseq + 1
+    assert roundtrip(retry) is None
+    assert client.state is RegistrationState.REGISTERED and client.granted == 300
+    assert registrar.is_registered(AOR, now)
+
+    assert client.next_deadline() == 150.0  # refresh at half the granted time
+    assert client.poll(149.0) is None
+    now = 150.0
+    refresh = client.poll(now)
+    assert refresh is not None and refresh.cseq == retry.cseq + 1
+    assert roundtrip(refresh) is None
+    assert client.expires_at == 450.0
+
+    now = 200.0
+    bye = client.unregister(now)
+    assert bye is not None and bye.header("expires") == "0"
+    assert roundtrip(bye) is None
+    assert client.state is RegistrationState.IDLE and client.next_deadline() is None
+    assert not registrar.is_registered(AOR, now)
+
+
+def test_client_failure_retries_later() -> None:
+    client = Registration(registrar="sip:example.com", aor=AOR, contact="<sip:a@192.0.2.7>",
+                          retry_after=30)
+    spec = client.register(0.0)
+    assert spec is not None
+    req = deliver(spec)
+    assert client.on_response(answer(req, Registrar(authorise=lambda a, r: False).handle(req, 0)),
+                              0.0) is None
+    assert client.state is RegistrationState.FAILED and client.last_status == 403
+    assert client.next_deadline() == 30.0
+    again = client.poll(30.0)
+    assert again is not None and again.method == "REGISTER"
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_register_logon_and_expiry_over_loopback(transport: str) -> None:
+    asyncio.run(_logon_and_expiry(transport))
+
+
+async def _logon_and_expiry(transport: str) -> None:
+    clock = Clock(1000.0)
+    changes: list[RegistrationChange] = []
+    logged_off = asyncio.Event()
+
+    def observe(change: RegistrationChange) -> None:
+        changes.append(change)
+        if change.logged_off:
+            logged_off.set()
+
+    async with endpoint(transport) as server, endpoint(transport) as ue:  # type: ignore[arg-type]
+        service = RegistrarService(server, Registrar(on_change=observe, min_expires=30),
+                                   clock=clock)
+        service.start()
+        client = RegistrationClient(ue, registrar=uri(server, transport, "registrar"),  # type: ignore[arg-type]
+                                    aor="sip:acmc-1@example.com", expires=120,
+                                    transport=transport, clock=clock)  # type: ignore[arg-type]
+        try:
+            assert await client.register() == 120
+            assert service.is_registered("sip:acmc-1@example.com")
+            (binding,) = service.contacts("sip:acmc-1@example.com")
+            assert binding.contact == client.core.contact  # reaches the UE over this transport
+            assert changes[0].logged_on
+
+            await client.close()  # the UE goes silent: no refresh, no un-REGISTER
+            clock.advance(121)
+            service.check()
+            await asyncio.wait_for(logged_off.wait(), 5)
+            assert changes[-1].expired
+            assert not service.is_registered("sip:acmc-1@example.com")
+
+            # Log on again, then off explicitly.
+            assert await client.register() == 120
+            await client.unregister()
+            assert not service.is_registered("sip:acmc-1@example.com")
+            assert [c.logged_on for c in changes].count(True) == 2
+        finally:
+            await client.close()
+            await service.close()
+
+
+def test_register_refused_raises() -> None:
+    asyncio.run(_refused())
+
+
+async def _refused() -> None:
+    async with endpoint() as server, endpoint() as ue:
+        service = RegistrarService(server, Registrar(authorise=lambda aor, req: False))
+        service.start()
+        client = RegistrationClient(ue, registrar=uri(server, "udp", "r"), aor=AOR)
+        try:
+            with pytest.raises(RegistrationError) as info:
+                await client.register()
+            assert info.value.status == 403
+        finally:
+            await client.close()
+            await service.close()
