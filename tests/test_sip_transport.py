@@ -558,3 +558,31 @@ async def test_ipv6_udp_and_tcp() -> None:
     finally:
         await cli.close()
         await srv.close()
+
+
+@asynctest
+async def test_routes_loose_and_strict() -> None:
+    """RFC 3261 8.1.2 / 12.2.1.1: the next hop is the first loose route or the strict router."""
+    async with serving_client() as (ep, rec, client):
+        host, port = ep.local_address("udp")
+        hop = f"sip:{host}:{port}"
+        loose = client.new_request(
+            "MESSAGE",
+            "sip:far@192.0.2.1:5999",
+            from_uri="sip:c@x",
+            to_uri="sip:far@x",
+            route=[f"<{hop};lr>"],
+        )
+        assert (await client.send(loose)).status == 200
+        strict = client.new_request(
+            "MESSAGE",
+            "sip:far@192.0.2.1:5999",
+            from_uri="sip:c@x",
+            to_uri="sip:far@x",
+            route=[f"<{hop}>", "<sip:192.0.2.2;lr>"],
+        )
+        assert strict.uri == hop and strict.strict
+        assert strict.route == ("<sip:192.0.2.2;lr>", "<sip:far@192.0.2.1:5999>")
+        assert (await client.send(strict)).status == 200
+        assert [c.message.uri for c in rec.calls] == ["sip:far@192.0.2.1:5999", hop]
+        assert rec.calls[0].message.headers("route") == [f"<{hop};lr>"]

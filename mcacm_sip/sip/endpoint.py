@@ -49,6 +49,7 @@ from .transport import FrameError, StreamConnection, UdpProtocol
 
 log = logging.getLogger("mcacm.sip")
 DEFAULT_TIMERS = Timers()
+_UDP_RCVBUF = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,7 @@ class OutgoingRequest:
     content_type: str | None = None
     contact: str | None = None
     transport: Transport | None = None
+    strict: bool = False  # Request-URI is a strict router (RFC 3261 12.2.1.1): send to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +220,10 @@ class SipEndpoint:
                     lambda: UdpProtocol(self), local_addr=(lst.host, lst.port)
                 )
                 sockname = dgram.get_extra_info("sockname")
-                self._udp.setdefault(dgram.get_extra_info("socket").family, dgram)
+                sock = dgram.get_extra_info("socket")
+                # Absorb bursts instead of dropping them (the kernel caps it at rmem_max).
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RCVBUF)
+                self._udp.setdefault(sock.family, dgram)
             else:
                 name: Transport = lst.transport
                 server = await loop.create_server(
@@ -297,7 +302,7 @@ class SipEndpoint:
                 hdrs = (("Allow", self._allow),) + ((("Accept", accept),) if accept else ())
                 return Reply(200, headers=hdrs)
             return Reply(405, headers=(("Allow", self._allow),))  # RFC 3261 8.2.1
-        required = req.headers("require")
+        required = req.store.get("require")
         if required:  # RFC 3261 8.2.2.3: we support no extension
             return Reply(420, headers=(("Unsupported", ", ".join(required)),))
         if route.accept is not None and req.body:
@@ -515,7 +520,8 @@ class SipEndpoint:
     ) -> OutgoingRequest:
         """Build a request; in a dialog pass the tags, Call-ID, CSeq, route set and target."""
         routes = tuple(route)
-        if routes and ";lr" not in routes[0].lower():
+        strict = bool(routes) and ";lr" not in routes[0].lower()
+        if strict:
             # RFC 3261 12.2.1.1: strict router: it becomes the Request-URI, the remote target
             # goes last in the Route set.
             first = routes[0].strip().lstrip("<").split(">", 1)[0]
@@ -526,7 +532,7 @@ class SipEndpoint:
             from_tag=from_tag or secrets.token_hex(6), to_tag=to_tag,
             call_id=call_id or f"{secrets.token_hex(10)}@mcacm", cseq=cseq, route=routes,
             headers=tuple(headers), body=body, content_type=content_type, contact=contact,
-            transport=transport,
+            transport=transport, strict=strict,
         )
 
     def _serialise(self, req: OutgoingRequest, branch: str, dest: Peer) -> bytes:
@@ -565,8 +571,9 @@ class SipEndpoint:
             raise
 
     def _target(self, req: OutgoingRequest) -> tuple[SipUri, Transport]:
-        """RFC 3261 8.1.2: outbound proxy, else the first (loose) Route, else the Request-URI."""
-        raw = self.outbound_proxy or (req.route[0] if req.route else req.uri)
+        """RFC 3261 8.1.2: outbound proxy, else the first (loose) Route, else the Request-URI
+        (which is the strict router when the request was strict-routed)."""
+        raw = self.outbound_proxy or (req.route[0] if req.route and not req.strict else req.uri)
         uri = parse_uri(raw.strip().lstrip("<").split(">", 1)[0])
         param = (uri.params.get("transport") or "").lower()
         transport: Transport

@@ -31,11 +31,11 @@ from aiosipua.message import _split_multi_value
 from .errors import SipParseError
 
 _FOLD = re.compile(r"\n[ \t]+")  # RFC 3261 7.3.1 line folding
+_TOKEN = re.compile(r"[!%'*+\-.0-9A-Z_`a-z~]+")
 
 SIP_VERSION = "SIP/2.0"
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 8.1.1.7
 
-_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 _MANDATORY = (
     ("via", "Via"), ("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"),
 )
@@ -72,7 +72,7 @@ DEFAULT_LIMITS = Limits()
 
 
 def _is_token(s: str) -> bool:
-    return bool(s) and all(c in _TOKEN_CHARS for c in s)
+    return _TOKEN.fullmatch(s) is not None
 
 
 def header_param(value: str, name: str) -> str | None:
@@ -101,9 +101,10 @@ def media_type(value: str | None) -> str | None:
 class _Message:
     """Fields shared by requests and responses; header access goes to the aiosipua message."""
 
-    __slots__ = ("body", "branch", "call_id", "cseq", "from_tag", "raw", "to_tag", "via")
+    __slots__ = ("body", "branch", "call_id", "cseq", "from_tag", "raw", "store", "to_tag", "via")
 
     raw: SipMessage
+    store: dict[str, list[str]]  # raw.headers' lowercase-name -> values map
     call_id: str
     cseq: int
     from_tag: str | None
@@ -114,21 +115,22 @@ class _Message:
 
     def header(self, name: str) -> str | None:
         """First value of a header (case-insensitive, compact names allowed)."""
-        return self.raw.headers.get_first(expand_compact_header(name))
+        values = self.store.get(expand_compact_header(name).lower())
+        return values[0] if values else None
 
     def headers(self, name: str) -> list[str]:
         """All values of a header; comma lists of Via/Route/Contact/... come split."""
-        return list(self.raw.headers.get(expand_compact_header(name)))
+        return list(self.store.get(expand_compact_header(name).lower(), ()))
 
     @property
     def content_type(self) -> str | None:
         """Media type of the body, lowercased, without parameters."""
-        return media_type(self.raw.headers.get_first("content-type"))
+        return media_type(self.header("content-type"))
 
     @property
     def vias(self) -> list[str]:
         """Via values as received (the top one stamped by :meth:`Request.stamp_source`)."""
-        return self.raw.headers.get("via")
+        return self.store["via"]
 
 
 class Request(_Message):
@@ -153,7 +155,7 @@ class Request(_Message):
         via.params["received"] = host
         if has_rport:
             via.params["rport"] = str(port)
-        self.raw.headers.get("via")[0] = stringify_via(via)
+        self.store["via"][0] = stringify_via(via)
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri} call-id={self.call_id} cseq={self.cseq}>"
@@ -183,7 +185,14 @@ def _split_head(data: bytes) -> tuple[bytes, bytes]:
     return data, b""
 
 
-def _parse_headers(head: bytes, first_nl: int) -> CaseInsensitiveDict | None:
+def _fail_response(status: int | None, reason: str) -> SipParseError:
+    return SipParseError(None, reason)  # nothing is ever answered to a response
+
+
+_Headers = tuple[dict[str, list[str]], dict[str, str]]
+
+
+def _parse_headers(head: bytes, first_nl: int) -> _Headers | None:
     """Header lines into aiosipua's header dict, or None if a line is not ``name: value``.
 
     Same result as ``aiosipua.SipMessage.parse`` (compact names expanded, continuation lines
@@ -199,33 +208,60 @@ def _parse_headers(head: bytes, first_nl: int) -> CaseInsensitiveDict | None:
         text = head[first_nl + 1 :].decode("utf-8", "replace").replace("\r\n", "\n")
         if "\n " in text or "\n\t" in text:
             text = _FOLD.sub(" ", text)
-    for line in text.split("\n") if text else ():
+    if not text:
+        return store, original
+    for line in text.split("\n"):
         name, sep, value = line.partition(":")
         if not sep or "\r" in line:
-            return None
+            return None  # a line that is not ``name: value`` (RFC 3261 7.3.1)
         name = name.strip()
+        value = value.strip()
         key = name.lower()
         if len(key) == 1:
-            key = COMPACT_HEADERS.get(key, key)
-            name = key
-        if not key:
+            key = name = COMPACT_HEADERS.get(key, key)
+        elif not key:
             return None
-        value = value.strip()
         values = store.get(key)
         if values is None:
             values = store[key] = []
             original[key] = name
-        if key in MULTI_INSTANCE_HEADERS and "," in value:
+        if "," in value and key in MULTI_INSTANCE_HEADERS:
             if '"' in value or "<" in value:
                 values.extend(_split_multi_value(value))
             else:
                 values.extend(v.strip() for v in value.split(",") if v.strip())
         else:
             values.append(value)
-    headers = CaseInsensitiveDict()
-    headers._store = store  # pinned aiosipua 0.7.1 internals: the dict's two maps
-    headers._original = original
-    return headers
+    return store, original
+
+
+def _first(store: dict[str, list[str]], key: str) -> str | None:
+    values = store.get(key)
+    return values[0] if values else None
+
+
+def _parse_via(value: str) -> Via:
+    """The common ``SIP/2.0/UDP host[:port];params`` form fast; anything else via aiosipua."""
+    if not value.startswith("SIP/2.0/") or " " not in value[8:].rstrip() or "," in value:
+        return parse_via(value)
+    transport, _, rest = value[8:].partition(" ")
+    sent_by, _, param_text = rest.strip().partition(";")
+    sent_by = sent_by.strip()
+    if sent_by.startswith("[") or sent_by.count(":") != 1:
+        host, port = sent_by, None
+        if sent_by.startswith("[") and "]:" in sent_by:
+            host, _, port_text = sent_by.rpartition(":")
+            port = int(port_text) if port_text.isdigit() else None
+    else:
+        host, _, port_text = sent_by.partition(":")
+        if not port_text.isdigit():
+            return parse_via(value)
+        port = int(port_text)
+    params: dict[str, str | None] = {}
+    for item in param_text.split(";") if param_text else ():
+        key, eq, val = item.partition("=")
+        params[key.strip().lower()] = val.strip() if eq else None
+    return Via("SIP/2.0", transport.strip().upper(), host, port, params)
 
 
 def parse(
@@ -244,9 +280,7 @@ def parse(
     start = (head if first_nl < 0 else head[:first_nl]).strip().decode("utf-8", "replace")
     is_response = start.startswith("SIP/")
     answerable: int | None = None if is_response else 400
-
-    def fail(status: int | None, reason: str) -> SipParseError:
-        return SipParseError(status if not is_response else None, reason)
+    fail = _fail_response if is_response else SipParseError
 
     if len(head) > limits.max_header_bytes:
         raise fail(413, "Header Block Too Large")
@@ -257,13 +291,17 @@ def parse(
     parts = start.split(" ", 2)
     if len(parts) != 3 and not (is_response and len(parts) == 2):
         raise fail(None, "Malformed Start Line")  # not SIP at all: nothing to answer
-    headers = _parse_headers(head, first_nl)
-    if headers is None:
+    parsed = _parse_headers(head, first_nl)
+    if parsed is None:
         raise fail(answerable, "Malformed Header Line")
+    store, original = parsed
+    headers = CaseInsensitiveDict()
+    headers._store = store  # pinned aiosipua 0.7.1 internals: the dict's two maps
+    headers._original = original
 
     # RFC 3261 8.1.1 / 8.2.6: we need these to match and answer.
     for key, pretty in _MANDATORY:
-        if not headers.get_first(key):
+        if not store.get(key) or not store[key][0]:
             raise fail(answerable, f"Missing {pretty}")
 
     out: Request | Response
@@ -294,7 +332,7 @@ def parse(
         req.uri = uri
 
     # RFC 3261 20.16: CSeq = 1*DIGIT LWS Method; the number is below 2**31.
-    cseq_parts = (headers.get_first("cseq") or "").split()
+    cseq_parts = store["cseq"][0].split()
     if len(cseq_parts) != 2 or not cseq_parts[0].isdigit() or int(cseq_parts[0]) >= 2**31:
         raise fail(answerable, "Bad CSeq")
     if is_response:
@@ -304,7 +342,7 @@ def parse(
     out.cseq = int(cseq_parts[0])
 
     # RFC 3261 18.3: Content-Length on a datagram must not exceed what arrived.
-    cl = headers.get_first("content-length")
+    cl = _first(store, "content-length")
     if cl is not None:
         cl = cl.strip()
         if not cl.isdigit():
@@ -317,16 +355,17 @@ def parse(
         body = b""  # RFC 3261 18.3: on a stream a missing Content-Length means no body
     msg.body = body
 
-    via = parse_via(headers.get_first("via") or "")
+    via = _parse_via(store["via"][0])
     bad_port = via.port is not None and not 0 < via.port < 65536
     if via.protocol != SIP_VERSION or not via.host or bad_port:
         raise fail(answerable, "Bad Via")
     out.raw = msg
     out.via = via
     out.branch = via.params.get("branch") or ""
-    out.call_id = headers.get_first("call-id") or ""
-    out.from_tag = header_param(headers.get_first("from") or "", "tag")
-    out.to_tag = header_param(headers.get_first("to") or "", "tag")
+    out.store = store
+    out.call_id = store["call-id"][0]
+    out.from_tag = header_param(store["from"][0], "tag")
+    out.to_tag = header_param(store["to"][0], "tag")
     out.body = body
     return out
 
@@ -396,15 +435,15 @@ def build_response(
     """
     if not 100 <= status <= 699:
         raise ValueError(f"bad status {status}")
-    h = req.raw.headers
-    to = h.get_first("to") or ""
+    h = req.store
+    to = h["to"][0]
     if req.to_tag is None and status > 100:
         to = f"{to};tag={to_tag or new_tag()}"
     phrase = reason if reason is not None else REASONS.get(status, "")
     start = f"SIP/2.0 {status} {_check_line(phrase)}"
     return _serialise_response(
-        start, h.get("via"), h.get_first("from") or "", to, h.get_first("call-id") or "",
-        h.get_first("cseq") or "", headers, body, content_type, server,
+        start, h["via"], h["from"][0], to, h["call-id"][0], h["cseq"][0],
+        headers, body, content_type, server,
     )
 
 
