@@ -41,10 +41,12 @@ __all__ = [
     "check_content_type",
     "decode",
     "encode",
+    "from_element",
     "profile_element",
     "profile_from_xml",
     "schema",
     "schema_source",
+    "to_element",
 ]
 
 ACM_NS = "urn:mcacm-sip:ns:acm:1.0"
@@ -175,6 +177,7 @@ class _Struct(_Kind):
         self.rows = rows
         self.by_tag = {row.tag: row for row in rows}
         self.tag_of_ie = {row.attr: row.tag for row in rows}
+        self.many = tuple(row.attr for row in rows if row.many)
 
     def put(self, parent: etree._Element, tag: str, value: Any) -> None:
         self.fill(etree.SubElement(parent, tag), value)
@@ -200,9 +203,9 @@ class _Struct(_Kind):
                 values.setdefault(row.attr, []).append(row.kind.get(child))
             else:
                 values[row.attr] = row.kind.get(child)
-        for row in self.rows:
-            if row.many and row.attr in values:
-                values[row.attr] = tuple(values[row.attr])
+        for attr in self.many:
+            if attr in values:
+                values[attr] = tuple(values[attr])
         try:
             return self.cls(**values)
         except model.ModelError as exc:
@@ -339,11 +342,7 @@ def encode(flow: model.AcmFlow, *, pretty: bool = False) -> bytes:
     Raises :class:`EncodeError` if the result is invalid (a bug in this layer), or
     :class:`InvalidContent` if an embedded profile is not an MCPTT user profile document.
     """
-    spec = _SPECS.get(type(flow))
-    if spec is None:
-        raise TypeError(f"not an ACM flow: {type(flow).__name__}")
-    root = etree.Element(_tag(flow.FLOW), nsmap={None: ACM_NS})  # type: ignore[dict-item]
-    spec.fill(root, flow)
+    root = to_element(flow)
     xsd = schema()
     if not xsd.validate(root):
         error = _schema_error(xsd, root, EncodeError)
@@ -351,6 +350,16 @@ def encode(flow: model.AcmFlow, *, pretty: bool = False) -> bytes:
     if pretty:
         _indent(root)
     return _XML_DECLARATION + etree.tostring(root, encoding="UTF-8") + (b"\n" if pretty else b"")
+
+
+def to_element(flow: model.AcmFlow) -> etree._Element:
+    """The flow as an lxml element tree, not yet validated (:func:`encode` validates)."""
+    spec = _SPECS.get(type(flow))
+    if spec is None:
+        raise TypeError(f"not an ACM flow: {type(flow).__name__}")
+    root = etree.Element(_tag(flow.FLOW), nsmap={None: ACM_NS})  # type: ignore[dict-item]
+    spec.fill(root, flow)
+    return root
 
 
 def _indent(root: etree._Element) -> None:
@@ -406,7 +415,14 @@ def decode(
     """
     if content_type is not None:
         check_content_type(content_type)
-    root = parse(data, limits)
+    return from_element(parse(data, limits))
+
+
+def from_element(root: etree._Element, *, validate: bool = True) -> model.AcmFlow:
+    """The flow a parsed root element carries (``decode`` after the hardened parse).
+
+    ``validate=False`` skips the lxml schema check for a caller that has validated otherwise.
+    """
     spec = _BY_TAG.get(root.tag)
     if spec is None:
         qname = etree.QName(root)
@@ -422,7 +438,7 @@ def decode(
             hint="the root must be one of: " + ", ".join(c.FLOW for c in model.FLOW_TYPES),
         )
     xsd = schema()
-    if not xsd.validate(root):
+    if validate and not xsd.validate(root):
         raise _schema_error(xsd, root, SchemaViolation)
     flow: model.AcmFlow = spec.get(root)
     return flow

@@ -62,8 +62,24 @@ _ENCODING = re.compile(rb"""encoding[ \t\r\n]*=[ \t\r\n]*["']([A-Za-z0-9._\-]*)[
 _UTF8_NAMES = frozenset({b"utf-8", b"utf8", b"us-ascii", b"ascii"})
 
 
+_COMMON_DECLARATIONS = (
+    b'<?xml version="1.0" encoding="UTF-8"?>',
+    b"<?xml version='1.0' encoding='UTF-8'?>",
+    b'<?xml version="1.0" encoding="utf-8"?>',
+    b'<?xml version="1.0"?>',
+    b"",
+)
+
+
 def _check_prolog(data: bytes) -> None:
     """Reject what is not UTF-8 XML, and any DOCTYPE, before the parser sees a byte."""
+    # Fast path: a usual declaration (or none), then directly the root element's start tag.
+    for decl in _COMMON_DECLARATIONS:
+        if data.startswith(decl):
+            pos = len(decl) + (data[len(decl):len(decl) + 1] == b"\n")
+            if data[pos:pos + 1] == b"<" and data[pos + 1:pos + 2] not in (b"!", b"?", b""):
+                return
+            break
     end = _PROLOG.match(data)
     pos = end.end() if end else 0
     decl = _XML_DECL.match(data, 3 if data.startswith(b"\xef\xbb\xbf") else 0)
