@@ -23,12 +23,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import xmlschema  # noqa: E402
-from _common import Result, bench_parser, report  # noqa: E402
-from lxml import etree  # noqa: E402
+import xmlschema
+from _common import Result, bench_parser, report
+from lxml import etree
 
-from mcacm_sip.acm import codec, xmlsafe  # noqa: E402
-from mcacm_sip.acm.examples import example_flows  # noqa: E402
+from mcacm_sip.acm import codec, xmlsafe
+from mcacm_sip.acm.examples import example_flows
 
 
 def _us_per_call(fn: Callable[[], object], number: int, repeat: int) -> float:
@@ -77,15 +77,15 @@ def main(argv: Sequence[str] | None = None) -> Result:
         "title": f"ACM codec, profile update request of {len(data)} bytes (µs per message)",
         "tables": [{
             "title": "µs per message; ratio to the lxml baseline measured in the same run",
-            "columns": ["path", "µs", "× baseline"],
+            "columns": ["path", "µs", "x baseline"],
             "rows": rows,
         }],
         "summary": {
             "document bytes": len(data),
             "baseline µs (lxml parse+validate)": round(base, 1),
             "decode µs (lxml path)": round(decode_us, 1),
-            "decode × baseline": round(decode_us / base, 2),
-            "xmlschema decode × lxml decode": round(timings[paths[2][0]] / decode_us, 1),
+            "decode x baseline": round(decode_us / base, 2),
+            "xmlschema decode x lxml decode": round(timings[paths[2][0]] / decode_us, 1),
             "encode µs (lxml path)": round(timings[paths[3][0]], 1),
         },
     }
