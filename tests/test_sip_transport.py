@@ -8,6 +8,7 @@ import datetime
 import functools
 import ipaddress
 import itertools
+import logging
 import socket
 import ssl
 import tomllib
@@ -586,3 +587,26 @@ async def test_routes_loose_and_strict() -> None:
         assert (await client.send(strict)).status == 200
         assert [c.message.uri for c in rec.calls] == ["sip:far@192.0.2.1:5999", hop]
         assert rec.calls[0].message.headers("route") == [f"<{hop};lr>"]
+
+
+@asynctest
+async def test_one_structured_log_record_per_transaction(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mcacm.sip")
+    async with serving_client() as (ep, _, client):
+        host, port = ep.local_address("udp")
+        req = client.new_request(
+            "MESSAGE",
+            f"sip:a@{host}:{port}",
+            from_uri="sip:c@x",
+            to_uri="sip:a@x",
+            body=b"secret-body",
+            content_type="text/plain",
+        )
+        await client.send(req)
+    records = [r for r in caplog.records if r.name == "mcacm.sip"]
+    assert sorted((r.role, r.method, r.status, r.call_id) for r in records) == [  # type: ignore[attr-defined]
+        ("uac", "MESSAGE", 200, req.call_id),
+        ("uas", "MESSAGE", 200, req.call_id),
+    ]
+    assert all(r.transport == "udp" and r.peer for r in records)  # type: ignore[attr-defined]
+    assert "secret-body" not in caplog.text
