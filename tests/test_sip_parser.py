@@ -43,6 +43,7 @@ def test_corpus_verdict(name: str) -> None:
     assert answer is not None
     status_line = answer.split(b"\r\n", 1)[0]
     assert status_line.startswith(f"SIP/2.0 {verdict} ".encode())
+
     # RFC 3261 8.2.6.2: the Via lines are echoed so the answer can be matched and routed.
     def vias(msg: bytes) -> list[bytes]:
         return [line for line in msg.split(b"\r\n") if line.startswith(b"Via:")]
@@ -121,8 +122,13 @@ def test_response_echoes_request_fields_and_adds_a_to_tag() -> None:
     req = parse((CORPUS / "two_via_lines.sip").read_bytes())
     assert isinstance(req, Request)
     raw = build_response(
-        req, 202, headers=[("Retry-After", "5")], body=b"<x/>", content_type="application/xml",
-        server="test", to_tag="t9",
+        req,
+        202,
+        headers=[("Retry-After", "5")],
+        body=b"<x/>",
+        content_type="application/xml",
+        server="test",
+        to_tag="t9",
     )
     resp = parse(raw)
     assert isinstance(resp, Response)
@@ -134,8 +140,10 @@ def test_response_echoes_request_fields_and_adds_a_to_tag() -> None:
 
 
 def test_existing_to_tag_is_kept() -> None:
-    data = (CORPUS / "valid_message.sip").read_bytes().replace(
-        b"To: <sip:acms@example.com>", b"To: <sip:acms@example.com>;tag=dlg"
+    data = (
+        (CORPUS / "valid_message.sip")
+        .read_bytes()
+        .replace(b"To: <sip:acms@example.com>", b"To: <sip:acms@example.com>;tag=dlg")
     )
     req = parse(data)
     assert isinstance(req, Request)
@@ -146,7 +154,7 @@ def test_existing_to_tag_is_kept() -> None:
     "kwargs",
     [
         {"reason": "OK\r\nX-Evil: 1"},
-        {"headers": [("Warning", "399 x \"a\"\r\nX-Evil: 1")]},
+        {"headers": [("Warning", '399 x "a"\r\nX-Evil: 1')]},
         {"headers": [("Bad Name", "v")]},
         {"content_type": "text/plain\nX-Evil: 1"},
     ],
