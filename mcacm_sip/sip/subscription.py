@@ -393,6 +393,7 @@ class Subscriber:
         self.expires_at: float | None = None
         self.cseq = 0
         self._initial: RequestSpec | None = None
+        self._initial_open = False  # the initial SUBSCRIBE awaits its final response
         self._sent_expires = expires
         self._pending = False
         self._closing = False  # unsubscribe() was called: never refresh again
@@ -414,6 +415,7 @@ class Subscriber:
         """The initial SUBSCRIBE, out of dialog (RFC 6665 4.1.2.1)."""
         self.cseq += 1
         self._pending = True
+        self._initial_open = True
         self._sent_expires = self.requested
         self._initial = RequestSpec(
             method="SUBSCRIBE",
@@ -484,13 +486,18 @@ class Subscriber:
         returns a retry when a 423 asks for a longer interval."""
         self._pending = False
         self.last_status = response.status if response is not None else None
+        initial, self._initial_open = self._initial_open, False
         if self.terminated:
             return None  # the final NOTIFY overtook this answer
-        initial = self.dialog is None
         if response is not None and 200 <= response.status < 300:
-            if self.dialog is None and self._initial is not None:
-                # RFC 3261 12.1.2: the 2xx creates the dialog, route set = reversed Record-Route.
+            if initial and self._initial is not None:
+                # RFC 3261 12.1.2: the 2xx sets the route set (reversed Record-Route), also when
+                # an early NOTIFY already created the dialog (an in-dialog NOTIFY is rarely
+                # record-routed); the CSeq seen from the notifier is kept.
+                early = self.dialog
                 self.dialog = Dialog.as_uac(self._initial, response)
+                if early is not None:
+                    self.dialog.remote_seq = early.remote_seq
             if self.state is None or self._sent_expires == 0:
                 # RFC 6665 4.1.2.4: a NOTIFY must follow (the first one, or the final one).
                 self._notify_by = now + TRANSACTION_WINDOW
@@ -602,6 +609,10 @@ class NotifierService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def check(self) -> None:
+        """Re-read the clock now (after a clock jump, or a fake clock moved by a test)."""
+        self._ticker.kick()
+
     def changed(self, event: str, key: str) -> None:
         """Tell every active subscriber to ``key`` the new state (the package's ``state``)."""
         self._send(self.notifier.changed(event, key, self.clock()))
@@ -695,6 +706,11 @@ class SubscriptionHandle:
             if spec is not None:
                 await self._exchange(spec)
         self._check_end()
+        if self._ticker is not None:
+            self._ticker.kick()
+
+    def check(self) -> None:
+        """Re-read the clock now (after a clock jump, or a fake clock moved by a test)."""
         if self._ticker is not None:
             self._ticker.kick()
 
