@@ -124,8 +124,15 @@ class Accept:
 class EventPackage(Protocol):
     """What the application provides per event package (RFC 6665 7)."""
 
-    content_types: tuple[str, ...]  # body types of NOTIFY; SUBSCRIBE's Accept must admit one
-    default_expires: int  # RFC 6665 7.2: each package defines its default
+    @property
+    def content_types(self) -> Sequence[str]:
+        """Body types of its NOTIFYs; a SUBSCRIBE's Accept must admit one (else 406)."""
+        ...
+
+    @property
+    def default_expires(self) -> int:
+        """Expires for a SUBSCRIBE without one (RFC 6665 7.2: each package defines it)."""
+        ...
 
     def subscribe(self, request: Request, subscription: Subscription) -> Accept | Refuse:
         """Decide on a new subscription (a fetch included: its expires_at is now)."""
