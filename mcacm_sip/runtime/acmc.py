@@ -1,0 +1,442 @@
+"""The ACM client node: :class:`~mcacm_sip.core.acmc.AcmcCore` on a SIP endpoint.
+
+It logs on to its ACMS by REGISTER (refreshed; logoff on stop, 23.280 10.17.3.1), sends requests
+and awaits their process indication and final response (10.17.7.2 steps 1 and 10), and hands
+requests to decide to a :class:`Decider` (steps 5-7): a person at a terminal, ``--auto``, or a
+program (tests, the demo).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TextIO
+
+from lxml import etree
+
+from mcacm_sip.acm import codec
+from mcacm_sip.acm.errors import AcmError
+from mcacm_sip.acm.fa import EVENT_PRESENCE, EXPIRES_UNTIL_WITHDRAWN, publish_body
+from mcacm_sip.acm.model import (
+    AcmRequest,
+    AcmResponse,
+    Addressee,
+    AddUserConfigurationRequest,
+    ProcessIndication,
+    ProfileUpdateRequest,
+    RemoveUserConfigurationRequest,
+    UserProfile,
+    new_transaction_id,
+)
+from mcacm_sip.core.acmc import AcmcCore
+from mcacm_sip.core.events import (
+    AcmcEvent,
+    Action,
+    Decide,
+    DeliveryOutcome,
+    FlowFromAcms,
+    Refuse,
+    Report,
+    ReportKind,
+    Send,
+    TimerTick,
+    verdict_of,
+)
+from mcacm_sip.runtime.base import (
+    CoreTimer,
+    Hops,
+    TraceHook,
+    addresses,
+    hop_uri,
+    make_endpoint,
+    sender_identity,
+    uri_host,
+)
+from mcacm_sip.runtime.config import AcmcNodeConfig
+from mcacm_sip.runtime.messaging import message_reply, send_message
+from mcacm_sip.sip import IncomingRequest, Reply, SipTimeout, SipTransportError, Transport
+from mcacm_sip.sip.dialog import address_of_record
+from mcacm_sip.sip.registrar import RegistrationClient
+
+log = logging.getLogger("mcacm.acmc.node")
+
+# --------------------------------------------------------------------------- deciders
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The authorised user's answer to a request (23.280 10.17.7.2 step 6)."""
+
+    approve: bool
+    reason: str | None = None
+
+
+class Decider(Protocol):
+    """Decides a request handed to this ACMC (step 6)."""
+
+    async def decide(self, request: AcmRequest) -> Decision: ...
+
+
+class AutoDecider:
+    """``--auto approve|reject``: the same answer to everything."""
+
+    def __init__(self, approve: bool, reason: str | None = None) -> None:
+        self.approve = approve
+        self.reason = reason or ("approved automatically" if approve
+                                 else "rejected automatically")
+
+    async def decide(self, request: AcmRequest) -> Decision:
+        return Decision(self.approve, self.reason)
+
+
+class ProgrammableDecider:
+    """For tests and the demo: ``rule(request)`` answers (sync or async); without a rule,
+    requests wait in :attr:`requests` until :meth:`answer` is called."""
+
+    def __init__(self, rule: Callable[[AcmRequest], Decision | Awaitable[Decision]] | None = None
+                 ) -> None:
+        self.rule = rule
+        self.requests: asyncio.Queue[AcmRequest] = asyncio.Queue()
+        self.decided: list[tuple[AcmRequest, Decision]] = []
+        self._waiting: dict[str, asyncio.Future[Decision]] = {}
+
+    async def decide(self, request: AcmRequest) -> Decision:
+        if self.rule is not None:
+            answer = self.rule(request)
+            decision = await answer if isinstance(answer, Awaitable) else answer
+        else:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiting[request.transaction_id] = fut
+            self.requests.put_nowait(request)
+            try:
+                decision = await fut
+            finally:
+                self._waiting.pop(request.transaction_id, None)
+        self.decided.append((request, decision))
+        return decision
+
+    async def next_request(self, timeout: float | None = None) -> AcmRequest:
+        """The next request waiting for :meth:`answer`."""
+        return await asyncio.wait_for(self.requests.get(), timeout)
+
+    def answer(self, transaction_id: str, approve: bool, reason: str | None = None) -> None:
+        self._waiting[transaction_id].set_result(Decision(approve, reason))
+
+
+def profile_summary(profile: UserProfile, limit: int = 8) -> str:
+    """A one-line view of a profile: its elements and short texts (not the whole document)."""
+    try:
+        root = etree.fromstring(profile.xml.encode("utf-8"))
+    except etree.XMLSyntaxError:
+        return "(unreadable profile)"
+    parts = []
+    for el in root.iter():
+        if el is root or not isinstance(el.tag, str):
+            continue
+        text = (el.text or "").strip()
+        name = etree.QName(el).localname
+        parts.append(f"{name}={text[:40]}" if text else name)
+    more = f" ... (+{len(parts) - limit})" if len(parts) > limit else ""
+    return f"{etree.QName(root).localname}: " + "; ".join(parts[:limit]) + more
+
+
+def describe_request(request: AcmRequest) -> str:
+    """What a person needs to decide ``request``, one item per line."""
+    req = request.requester
+    lines = [f"{request.FLOW}  (transaction {request.transaction_id})",
+             f"  requester:      {req.mc_service_id}"
+             + (f" as {req.functional_alias}" if req.functional_alias else "")]
+    if request.target is not None:
+        t = request.target
+        lines.append(f"  target:         {t.mc_service_id or ''}"
+                     + (f" (FA {t.functional_alias})" if t.functional_alias else ""))
+    if isinstance(request, ProfileUpdateRequest):
+        lines.append(f"  migrated user:  {request.migrated_user_id}")
+        lines.append(f"  profile:        {profile_summary(request.profile)}")
+        if request.additional_info:
+            lines.append(f"  additional info: {request.additional_info}")
+    else:
+        lines.append(f"  users:          {', '.join(request.users)}")
+    return "\n".join(lines)
+
+
+class InteractiveDecider:
+    """Shows each request readably on a terminal and asks approve/reject with a reason.
+    One question at a time; end of input rejects (nobody is there to approve)."""
+
+    def __init__(self, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
+        self.stdin = stdin
+        self.stdout = stdout
+        self._lock = asyncio.Lock()
+
+    async def _ask(self, prompt: str) -> str | None:
+        self.stdout.write(prompt)
+        self.stdout.flush()
+        line = await asyncio.get_running_loop().run_in_executor(None, self.stdin.readline)
+        return line.strip() if line else None
+
+    async def decide(self, request: AcmRequest) -> Decision:
+        async with self._lock:
+            self.stdout.write("\n" + describe_request(request) + "\n")
+            while True:
+                answer = await self._ask("approve or reject? [a/r] ")
+                if answer is None:
+                    return Decision(False, "no decision (input closed)")
+                if answer.lower() in ("a", "approve", "r", "reject"):
+                    break
+            reason = await self._ask("reason (optional): ")
+            return Decision(answer.lower().startswith("a"), reason or None)
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass(slots=True)
+class RequestOutcome:
+    """What became of one request of ours."""
+
+    transaction_id: str
+    indication: ProcessIndication | None = None
+    response: AcmResponse | None = None
+    failure: str | None = None
+    """Why there is no response: the ACMS refused the MESSAGE (e.g. ``403 not-authorised:
+    ...``), it was undeliverable, or no answer came in time."""
+
+    @property
+    def result(self) -> str | None:
+        """The Result code of the final response, if any."""
+        return None if self.response is None else self.response.result.code
+
+
+@dataclass(eq=False)
+class RequestHandle:
+    """A request in flight: ``await handle.indicated`` (step 4 reached us), ``await
+    handle.wait()`` (the final response or the failure)."""
+
+    outcome: RequestOutcome
+    indicated: asyncio.Future[ProcessIndication] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+    done: asyncio.Future[RequestOutcome] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    @property
+    def transaction_id(self) -> str:
+        return self.outcome.transaction_id
+
+    async def wait(self, timeout: float | None = None) -> RequestOutcome:
+        """The outcome; on ``timeout`` the outcome so far with ``failure`` set."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.done), timeout)
+        except TimeoutError:
+            self.outcome.failure = self.outcome.failure or f"no final response in {timeout} s"
+            return self.outcome
+
+
+# --------------------------------------------------------------------------- the node
+
+
+class AcmcNode:
+    """One ACMC.  ``await start()`` returns once it listens and is logged on."""
+
+    def __init__(self, config: AcmcNodeConfig, decider: Decider | None = None, *,
+                 trace: TraceHook | None = None,
+                 on_report: Callable[[Report], None] | None = None) -> None:
+        self.config = config
+        self.me = config.acmc.mc_service_id
+        self.decider: Decider = decider or AutoDecider(False, "no decider configured")
+        self.on_report = on_report
+        self.core = AcmcCore(config.acmc)
+        self.endpoint = make_endpoint(config.sip, self.me, trace)
+        self._acms = address_of_record(config.acmc.acms_psi)
+        self._registration: RegistrationClient | None = None
+        self._timer = CoreTimer(self.core.get_timer, lambda now: self._apply(
+            self.core.handle(TimerTick(now))))
+        self._handles: dict[str, RequestHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._running = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, logon: bool = True) -> None:
+        """Listen and log on (REGISTER).  Raises RegistrationError if the ACMS refuses."""
+        await self.endpoint.start()
+        self.endpoint.serve("MESSAGE", self._on_message, accept=(codec.ACM_CONTENT_TYPE,))
+        self._running = True
+        self._registration = RegistrationClient(
+            self.endpoint, registrar=f"sip:{uri_host(self.config.acmc.acms_psi)}",
+            aor=self.me, expires=self.config.sip.registration_expires,
+            transport=self.config.sip.transport)
+        if logon:
+            await self.logon()
+
+    async def logon(self) -> int:
+        """REGISTER (10.17.3.1 logon); returns the granted seconds."""
+        assert self._registration is not None, "start() first"
+        granted = await self._registration.register()
+        log.info("%s logged on for %d s", self.me, granted, extra={"event": "acmc.logon"})
+        return granted
+
+    async def logoff(self) -> None:
+        """REGISTER with Expires: 0 (the ACMS then queues for us, 10.17.3.1)."""
+        if self._registration is not None:
+            await self._registration.unregister()
+            log.info("%s logged off", self.me, extra={"event": "acmc.logoff"})
+
+    async def stop(self, logoff: bool = True) -> None:
+        if not self._running:
+            return
+        if logoff:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.logoff(), self.config.sip.send_timeout)
+        elif self._registration is not None:
+            await self._registration.close()
+        self._running = False
+        self._timer.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.endpoint.close()
+
+    def set_hops(self, hops: Mapping[str, str]) -> None:
+        """Replace the static next hops (``[sip.hops]``), e.g. once every node listens."""
+        self.endpoint.hops = Hops(hops, self.config.sip.transport)
+
+    @property
+    def addresses(self) -> dict[str, tuple[str, int]]:
+        return addresses(self.endpoint, self.config.sip.listens)
+
+    def hop(self, transport: Transport = "udp") -> str:
+        return hop_uri(self.endpoint, transport)
+
+    # ------------------------------------------------------------------ requests
+
+    def submit(self, request: AcmRequest) -> RequestHandle:
+        """Send ``request`` (10.17.7.2 step 1 / 10.17.5); follow it with the handle."""
+        handle = RequestHandle(RequestOutcome(request.transaction_id))
+        self._handles[request.transaction_id] = handle
+        self._apply(self.core.send_request(request, time.time()))
+        return handle
+
+    async def request(self, request: AcmRequest, timeout: float | None = None
+                      ) -> RequestOutcome:
+        return await self.submit(request).wait(timeout)
+
+    async def profile_update(self, *, target: Addressee, migrated_user_id: str,
+                             profile: UserProfile, additional_info: str | None = None,
+                             timeout: float | None = None) -> RequestOutcome:
+        """MC service user profile update (10.17.2.15, 10.17.7)."""
+        return await self.request(ProfileUpdateRequest(
+            new_transaction_id(), self.core.me, target, migrated_user_id, profile,
+            additional_info), timeout)
+
+    async def add_users(self, users: tuple[str, ...], target: Addressee | None = None,
+                        timeout: float | None = None) -> RequestOutcome:
+        """Add user configuration (10.17.5.2): the partner assigns IDs and profiles."""
+        return await self.request(AddUserConfigurationRequest(
+            new_transaction_id(), self.core.me, users, target), timeout)
+
+    async def remove_users(self, users: tuple[str, ...], target: Addressee | None = None,
+                           timeout: float | None = None) -> RequestOutcome:
+        return await self.request(RemoveUserConfigurationRequest(
+            new_transaction_id(), self.core.me, users, target), timeout)
+
+    async def set_functional_alias(self, fa: str, active: bool) -> int:
+        """Activate (Expires 4294967295) or deactivate (0) ``fa`` for this user by PUBLISH to
+        the FA controlling server (24.379 9A.2.2.2.6); returns the final status (0: none)."""
+        content_type, body = publish_body(fa, self.me)
+        expires = EXPIRES_UNTIL_WITHDRAWN if active else 0
+        request = self.endpoint.new_request(
+            "PUBLISH", fa, from_uri=self.me, to_uri=fa, body=body, content_type=content_type,
+            headers=(("Event", EVENT_PRESENCE), ("Expires", str(expires)),
+                     ("P-Asserted-Identity", f"<{self.me}>")))
+        try:
+            final = await self.endpoint.send(request, timeout=self.config.sip.send_timeout)
+        except (SipTimeout, SipTransportError) as exc:
+            log.info("PUBLISH %s failed: %s", fa, exc)
+            return 0
+        return final.status
+
+    # ------------------------------------------------------------------ core plumbing
+
+    def _apply(self, actions: list[Action]) -> Refuse | bool | None:
+        for action in actions:
+            if isinstance(action, Send):
+                self._spawn(self._deliver(action))
+            elif isinstance(action, Decide):
+                self._spawn(self._decide(action.request))
+            elif isinstance(action, Report):
+                self._report(action)
+        self._timer.rearm()
+        verdict = verdict_of(actions)
+        return verdict if isinstance(verdict, Refuse) else (None if verdict is None else True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _feed(self, event: AcmcEvent) -> None:
+        if self._running:
+            self._apply(self.core.handle(event))
+
+    def _report(self, report: Report) -> None:
+        log.info("%s %s%s", report.transaction_id, report.kind,
+                 f": {report.text}" if report.text else "",
+                 extra={"event": f"acmc.{report.kind}", "transaction_id": report.transaction_id})
+        handle = self._handles.get(report.transaction_id)
+        if handle is not None:
+            out = handle.outcome
+            if report.kind is ReportKind.INDICATION and isinstance(report.flow,
+                                                                   ProcessIndication):
+                out.indication = report.flow
+                if not handle.indicated.done():
+                    handle.indicated.set_result(report.flow)
+            elif report.kind in (ReportKind.RESPONSE, ReportKind.FAILED, ReportKind.TIMEOUT):
+                if report.kind is ReportKind.RESPONSE:
+                    out.response = report.flow  # type: ignore[assignment]
+                else:
+                    out.failure = report.text or str(report.kind)
+                if not handle.done.done():
+                    handle.done.set_result(out)
+                del self._handles[report.transaction_id]
+        if self.on_report is not None:
+            self.on_report(report)
+
+    async def _deliver(self, send: Send) -> None:
+        ok, reason = await send_message(self.endpoint, self.config.sip, uri=send.to,
+                                        to=send.to, identity=self.me, flow=send.flow)
+        self._feed(DeliveryOutcome(time.time(), send.send_id, ok, reason))
+
+    async def _decide(self, request: AcmRequest) -> None:
+        decision = await self.decider.decide(request)
+        log.info("%s decided: %s", request.transaction_id,
+                 "approve" if decision.approve else "reject",
+                 extra={"event": "acmc.decided", "transaction_id": request.transaction_id})
+        if not self._running:
+            return
+        try:
+            actions = self.core.decide(request.transaction_id, decision.approve,
+                                       decision.reason, time.time())
+        except KeyError:  # answered meanwhile (e.g. delivered twice)
+            return
+        self._apply(actions)
+
+    def _on_message(self, incoming: IncomingRequest) -> Reply:
+        req = incoming.message
+        host = uri_host(self.me)
+        try:
+            flow = codec.decode(req.body, content_type=req.header("content-type") or "")
+        except AcmError as exc:
+            return message_reply(host, exc.sip_status, exc.warning_text)
+        sender = sender_identity(req, self.config.sip.trusted_hosts)
+        if sender != self._acms:  # an ACMC takes flows only from its own ACMS (decision)
+            return message_reply(host, 403, f"not-authorised: {sender} is not my ACMS")
+        verdict = self._apply(self.core.handle(FlowFromAcms(time.time(), flow)))
+        if isinstance(verdict, Refuse):
+            return message_reply(host, verdict.status, verdict.warning)
+        return Reply(200 if verdict else 500)

@@ -1,0 +1,344 @@
+"""The ACM server node: :class:`~mcacm_sip.core.acms.AcmsCore` on a SIP endpoint.
+
+Wiring (docs/running.md):
+
+- REGISTER -> :class:`~mcacm_sip.sip.registrar.Registrar` (bindings kept in the SQLite file, so
+  a restarted ACMS still knows who is logged on); binding changes -> ``UserLoggedOn/Off``
+  (23.280 10.17.3.1: an ACMC logs on by REGISTER).
+- MESSAGE -> Content-Type check (415 + Accept, by the endpoint) -> decode (typed errors -> their
+  status + ``Warning: 399``) -> sender identity -> core -> store changes in ONE transaction ->
+  SIP answer -> sends ("stored before acknowledged").
+- every ``Send`` -> MESSAGE (Request-URI: the ACMC's registered contact or the peer's PSI,
+  P-Asserted-Identity: our PSI, P-Asserted-Service: the configured ICSI); its outcome -> core.
+- ``SubscribeFa`` -> continuous SUBSCRIBE ``Event: presence`` to our FA controlling server
+  (24.379 9A.2.2.2.8); each NOTIFY's pidf -> ``FaHoldersChanged``.
+- one timer from ``core.get_timer()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+from mcacm_sip.acm import codec
+from mcacm_sip.acm.errors import AcmError
+from mcacm_sip.acm.fa import (
+    CT_PIDF,
+    EVENT_PRESENCE,
+    EXPIRES_UNTIL_WITHDRAWN,
+    resolution_from_notify,
+    resolution_subscribe_body,
+)
+from mcacm_sip.core.acms import AcmsCore
+from mcacm_sip.core.events import (
+    AcmsEvent,
+    Action,
+    DeliveryOutcome,
+    FaHoldersChanged,
+    FlowFromAcmc,
+    FlowFromPeer,
+    Refuse,
+    Send,
+    SubscribeFa,
+    TimerTick,
+    UserLoggedOff,
+    UserLoggedOn,
+    store_changes,
+    verdict_of,
+)
+from mcacm_sip.core.state import Hop
+from mcacm_sip.runtime.base import (
+    CoreTimer,
+    Hops,
+    TraceHook,
+    addresses,
+    hop_uri,
+    make_endpoint,
+    sender_identity,
+    uri_host,
+)
+from mcacm_sip.runtime.config import AcmsNodeConfig
+from mcacm_sip.runtime.messaging import message_reply, send_message
+from mcacm_sip.sip import IncomingRequest, Reply, Transport
+from mcacm_sip.sip.dialog import Body, address_of_record
+from mcacm_sip.sip.registrar import (
+    Binding,
+    MemoryBindingStore,
+    Registrar,
+    RegistrarService,
+    RegistrationChange,
+)
+from mcacm_sip.sip.subscription import Notification, SubscriberService, SubscriptionRefused
+from mcacm_sip.store import MemoryStore, SqliteStore, Store
+
+log = logging.getLogger("mcacm.acms.node")
+
+
+class StoreFailed(RuntimeError):
+    """The store could not commit: the node stops (crash-only; a restart resumes from it)."""
+
+
+class SqliteBindingStore:
+    """Registrar bindings in the ACMS's SQLite file (a ``bindings`` table of its own)."""
+
+    def __init__(self, path: str) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS bindings (aor TEXT, contact TEXT, "
+                         "expires_at REAL, call_id TEXT, cseq INTEGER)")
+
+    def get(self, aor: str) -> tuple[Binding, ...]:
+        rows = self._db.execute("SELECT contact, expires_at, call_id, cseq FROM bindings "
+                                "WHERE aor=? ORDER BY rowid", (aor,))
+        return tuple(Binding(*row) for row in rows)
+
+    def put(self, aor: str, bindings: tuple[Binding, ...]) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("DELETE FROM bindings WHERE aor=?", (aor,))
+            self._db.executemany("INSERT INTO bindings VALUES (?, ?, ?, ?, ?)",
+                                 [(aor, b.contact, b.expires_at, b.call_id, b.cseq)
+                                  for b in bindings])
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def aors(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT DISTINCT aor FROM bindings")]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class AcmsNode:
+    """One ACMS process (or library object).  ``await start()`` returns once it listens."""
+
+    def __init__(self, config: AcmsNodeConfig, *, store: Store | None = None,
+                 trace: TraceHook | None = None) -> None:
+        self.config = config
+        acms = config.acms
+        self.psi = acms.psi
+        self.host = uri_host(acms.psi)
+        path = acms.store.path
+        self.store: Store = store if store is not None else (
+            SqliteStore(path, acms.store.synchronous) if path else MemoryStore())
+        self._bindings = SqliteBindingStore(path) if path and store is None else None
+        self.registrar = Registrar(self._bindings or MemoryBindingStore(),
+                                   authorise=self._may_register, on_change=self._registered,
+                                   max_expires=86400)
+        self.endpoint = make_endpoint(config.sip, acms.psi, trace)
+        self._registrar_service = RegistrarService(self.endpoint, self.registrar)
+        self._subscriber = SubscriberService(self.endpoint, transport=config.sip.transport)
+        self._users = {address_of_record(u.id): u.id for u in acms.users}
+        self._peers = {address_of_record(p.psi): p.psi for p in acms.peers}
+        self.core = AcmsCore.restore(acms, self.store.load())
+        self._timer = CoreTimer(self.core.get_timer, lambda now: self.feed(TimerTick(now)))
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._fa_tasks: dict[str, asyncio.Task[None]] = {}
+        self.failed: asyncio.Future[str] | None = None
+        """Resolves (with the reason) when the node had to stop itself (store failure)."""
+        self._running = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Listen, restore the logged-on users, and continue every open transaction."""
+        self.failed = asyncio.get_running_loop().create_future()
+        await self.endpoint.start()
+        self.endpoint.serve("MESSAGE", self._on_message, accept=(codec.ACM_CONTENT_TYPE,))
+        self._registrar_service.start()
+        self._subscriber.start()
+        self._running = True
+        now = time.time()
+        for aor in self.registrar.store.aors():  # bindings that survived a restart
+            if self.registrar.is_registered(aor, now) and aor in self._users:
+                self._apply(self.core.handle(UserLoggedOn(now, self._users[aor])))
+        self._registrar_service.check()  # expire what ran out while we were down
+        # restart: re-send what had no known outcome, re-subscribe to FAs
+        self._apply(self.core.start(now))
+        log.info("ACMS %s listening on %s", self.psi, self.addresses,
+                 extra={"event": "node.start", "open": len(self.core.transactions())})
+
+    async def stop(self) -> None:
+        """Stop taking requests, cancel sends in flight (their records stay: a restart re-sends
+        them), close sockets and the store."""
+        if not self._running:
+            return
+        self._running = False
+        self._timer.stop()
+        tasks = [*self._tasks, *self._fa_tasks.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._subscriber.close()
+        await self._registrar_service.close()
+        await self.endpoint.close()
+        self.store.close()
+        if self._bindings is not None:
+            self._bindings.close()
+        log.info("ACMS %s stopped", self.psi, extra={"event": "node.stop"})
+
+    def set_hops(self, hops: Mapping[str, str]) -> None:
+        """Replace the static next hops (``[sip.hops]``), e.g. once every node listens."""
+        self.endpoint.hops = Hops(hops, self.config.sip.transport)
+
+    @property
+    def addresses(self) -> dict[str, tuple[str, int]]:
+        """Transport -> (host, port) actually listened on."""
+        return addresses(self.endpoint, self.config.sip.listens)
+
+    def hop(self, transport: Transport = "udp") -> str:
+        """A SIP URI other nodes can put in ``[sip.hops]`` to reach this ACMS."""
+        return hop_uri(self.endpoint, transport)
+
+    # ------------------------------------------------------------------ core plumbing
+
+    def feed(self, event: AcmsEvent) -> None:
+        """Give the core an event and apply its actions (not for flows: see the handler)."""
+        if self._running:
+            with contextlib.suppress(StoreFailed):  # logged; ``failed`` tells the owner
+                self._apply(self.core.handle(event))
+
+    def _apply(self, actions: list[Action]) -> Refuse | bool | None:
+        """Store first (ONE transaction), then start the sends; returns the verdict
+        (True for Accept).  Sends run as tasks, so they leave after the SIP answer."""
+        changes = store_changes(actions)
+        if changes:
+            try:
+                self.store.apply(changes)
+            except Exception as exc:
+                log.critical("store failed, stopping: %s", exc, extra={"event": "store.failed"})
+                if self.failed is not None and not self.failed.done():
+                    self.failed.set_result(f"store failed: {exc}")
+                self._running = False
+                raise StoreFailed(str(exc)) from exc
+        for action in actions:
+            if isinstance(action, Send):
+                self._spawn(self._deliver(action))
+            elif isinstance(action, SubscribeFa) and action.fa not in self._fa_tasks:
+                task = asyncio.get_running_loop().create_task(self._follow_fa(action.fa))
+                self._fa_tasks[action.fa] = task
+        self._timer.rearm()
+        verdict = verdict_of(actions)
+        return verdict if isinstance(verdict, Refuse) else (None if verdict is None else True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ MESSAGE in
+
+    def _on_message(self, incoming: IncomingRequest) -> Reply:
+        req = incoming.message
+        now = time.time()
+        try:
+            flow = codec.decode(req.body, content_type=req.header("content-type") or "")
+        except AcmError as exc:
+            log.info("MESSAGE refused: %s", exc.warning_text,
+                     extra={"event": "acm.refused", "call_id": req.call_id,
+                            "status": exc.sip_status})
+            return message_reply(self.host, exc.sip_status, exc.warning_text)
+        sender = sender_identity(req, self.config.sip.trusted_hosts)
+        if sender is None:
+            return message_reply(self.host, 400, "no-identity: no usable From")
+        # a configured peer PSI -> peer ACMS; anything else is treated as a local ACMC user
+        # and the core checks its authorisation (docs/decisions.md "Runtime")
+        event: AcmsEvent
+        if sender in self._peers:
+            event = FlowFromPeer(now, self._peers[sender], flow)
+        else:
+            event = FlowFromAcmc(now, self._users.get(sender, sender), flow)
+        if not self._running:
+            return message_reply(self.host, 503, "stopping")
+        try:
+            verdict = self._apply(self.core.handle(event))
+        except StoreFailed:
+            return message_reply(self.host, 500, "store-failed")
+        status = 200 if verdict is True else (verdict.status if verdict else 500)
+        log.info("%s %s from %s: %d", flow.FLOW, getattr(flow, "transaction_id", ""), sender,
+                 status, extra={"event": "acm.received", "call_id": req.call_id,
+                                "flow": flow.FLOW, "status": status,
+                                "transaction_id": getattr(flow, "transaction_id", None)})
+        if isinstance(verdict, Refuse):
+            return message_reply(self.host, verdict.status, verdict.warning)
+        return Reply(200 if verdict else 500)
+
+    # ------------------------------------------------------------------ MESSAGE out
+
+    async def _deliver(self, send: Send) -> None:
+        if send.hop is Hop.ACMC:
+            contacts = self.registrar.contacts(send.to, time.time())
+            if not contacts:  # logged off meanwhile: the core queues it (10.17.3.1)
+                self.feed(DeliveryOutcome(time.time(), send.send_id, False,
+                                          "480 not registered"))
+                return
+            uri = contacts[-1].contact  # the most recent binding
+        else:
+            uri = send.to
+        ok, reason = await send_message(
+            self.endpoint, self.config.sip, uri=uri, to=send.to, identity=self.psi,
+            flow=send.flow)
+        self.feed(DeliveryOutcome(time.time(), send.send_id, ok, reason))
+
+    # ------------------------------------------------------------------ REGISTER
+
+    def _may_register(self, aor: str, request: Any) -> bool:
+        # only configured ACM users log on, and only for themselves (decision)
+        return aor in self._users and sender_identity(
+            request, self.config.sip.trusted_hosts) == aor
+
+    def _registered(self, change: RegistrationChange) -> None:
+        user = self._users.get(change.aor)
+        if user is None or not self._running:
+            return
+        now = time.time()
+        if change.logged_on:  # 10.17.3.1: logon -> pending notification
+            log.info("%s logged on", user, extra={"event": "acmc.logon"})
+            self.feed(UserLoggedOn(now, user))
+        elif change.logged_off:
+            log.info("%s logged off", user, extra={"event": "acmc.logoff"})
+            self.feed(UserLoggedOff(now, user))
+
+    # ------------------------------------------------------------------ FA resolution
+
+    async def _follow_fa(self, fa: str) -> None:
+        """Keep a continuous resolution subscription to ``fa`` (24.379 9A.2.2.2.8 / 23.280
+        10.17.7.2 pre-conditions); re-subscribe with back-off when refused or ended."""
+        delay = 1.0
+        content_type, body = resolution_subscribe_body(fa)
+        while self._running:
+            try:
+                handle = await self._subscriber.subscribe(
+                    fa, event=EVENT_PRESENCE, from_uri=self.psi, accept=(CT_PIDF,),
+                    expires=EXPIRES_UNTIL_WITHDRAWN, body=Body(content_type, body),
+                    headers=(("P-Asserted-Identity", f"<{self.psi}>"),),
+                    on_notification=lambda n: self._fa_notified(fa, n))
+            except SubscriptionRefused as exc:
+                log.warning("SUBSCRIBE to %s failed (%s); retry in %.0f s", fa, exc.status,
+                            delay, extra={"event": "fa.subscribe_failed", "status": exc.status})
+            else:
+                delay = 1.0
+                log.info("subscribed to %s", fa, extra={"event": "fa.subscribed"})
+                async for _ in handle:
+                    pass
+                log.info("subscription to %s ended (%s)", fa, handle.reason,
+                         extra={"event": "fa.subscription_ended"})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+
+    def _fa_notified(self, fa: str, notification: Notification) -> None:
+        try:
+            holders = resolution_from_notify(fa, notification.content_type, notification.body)
+        except AcmError as exc:  # keep the previous view
+            log.info("NOTIFY for %s unusable: %s", fa, exc.warning_text)
+            return
+        log.info("%s held by %s", fa, ", ".join(holders.holders) or "nobody",
+                 extra={"event": "fa.holders"})
+        self.feed(FaHoldersChanged(time.time(), fa, holders.holders))

@@ -1,0 +1,286 @@
+"""What the ACMS, ACMC and FA server nodes share: the traced endpoint, static next hops, the
+sender identity rule, the Warning header and the single core timer.
+
+The nodes are thin adapters (docs/running.md): sockets, the wall clock and the store live here,
+the procedure logic in :mod:`mcacm_sip.core`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aiosipua.headers import parse_uri
+
+from mcacm_sip.sip import (
+    FinalResponse,
+    Limits,
+    Listen,
+    OutgoingRequest,
+    Peer,
+    Request,
+    SipEndpoint,
+    Timers,
+    Transport,
+)
+from mcacm_sip.sip.dialog import address_of_record, uri_of
+
+log = logging.getLogger("mcacm.runtime")
+
+# --------------------------------------------------------------------------- message trace
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRecord:
+    """One SIP message as it crossed a socket of a node (for ladders and debugging)."""
+
+    time: float
+    """Wall clock (``time.time()``)."""
+    direction: Literal["in", "out"]
+    transport: Transport
+    src: tuple[str, int]
+    dst: tuple[str, int]
+    data: bytes
+    """The raw message bytes (a retransmission is traced again)."""
+    node: str = ""
+    """The tracing node's identity (PSI or MC service ID)."""
+
+
+TraceHook = Callable[[TraceRecord], None]
+
+
+class TracingEndpoint(SipEndpoint):
+    """A :class:`SipEndpoint` that reports every message it receives or transmits to ``trace``.
+
+    Outgoing messages name the listener of their transport as the source (an outbound TCP
+    connection's ephemeral port is not reported).  Until the SIP core has a hook of its own
+    (docs/sip-api-requests.md, request 2) this wraps its receive and transmit paths.
+    """
+
+    trace: TraceHook | None = None
+    node: str = ""
+
+    def _local(self, transport: Transport) -> tuple[str, int]:
+        try:
+            return self.local_address(transport)
+        except Exception:  # no listener of that kind (e.g. reply over an inbound connection)
+            return ("", 0)
+
+    def _emit(self, direction: Literal["in", "out"], data: bytes, peer: Peer) -> None:
+        hook = self.trace
+        if hook is None:
+            return
+        local, remote = self._local(peer.transport), (peer.host, peer.port)
+        src, dst = (remote, local) if direction == "in" else (local, remote)
+        try:
+            hook(TraceRecord(time.time(), direction, peer.transport, src, dst, data, self.node))
+        except Exception:  # a broken observer must not break signalling
+            log.exception("trace hook failed")
+
+    def on_message(self, data: bytes, source: Peer, datagram: bool) -> None:
+        self._emit("in", data, source)
+        super().on_message(data, source, datagram)
+
+    def _transmit(self, data: bytes, dest: Peer) -> None:
+        self._emit("out", data, dest)
+        super()._transmit(data, dest)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True, slots=True)
+class SipSettings:
+    """The runtime tables of every role's TOML (``[[listen]]``, ``[sip]``, ``[sip.hops]``)."""
+
+    listens: tuple[Listen, ...] = (Listen("udp", "127.0.0.1", 0),)
+    icsi: str = "urn:urn-7:3gpp-service.ims.icsi.mcptt"
+    """P-Asserted-Service of the MESSAGEs we send (architecture.md 4; configurable ICSI)."""
+    trusted_hosts: frozenset[str] = frozenset()
+    """Source IPs (the IMS core, trusted peers) whose P-Asserted-Identity is believed."""
+    hops: Mapping[str, str] = field(default_factory=dict)
+    """Static next hops instead of DNS: a URI (``sip:acms@partner.example``), a domain
+    (``partner.example``) or ``*`` -> the SIP URI of the address to send to."""
+    transport: Transport = "udp"
+    """Transport of requests whose hop names none."""
+    send_timeout: float = 32.0
+    """Give up on a MESSAGE after this many seconds (RFC 3261 Timer F is 64*T1)."""
+    registration_expires: int = 600
+    """ACMC: REGISTER Expires; refreshed at half the granted time (RFC 3261 10.2)."""
+    timers: Timers = field(default_factory=Timers)
+    limits: Limits = field(default_factory=Limits)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def hop_peer(uri: str, default: Transport = "udp") -> Peer:
+    """The transport address a hop URI names: ``sip:127.0.0.1:5070;transport=tcp``.
+
+    Raises ValueError unless the host is an IP literal with a port.
+    """
+    u = parse_uri(uri.strip().strip("<>"))
+    host = (u.host or "").strip("[]")
+    if not _is_ip(host) or not u.port:
+        raise ValueError(f"{uri}: a hop needs an IP address and a port")
+    param = str(u.params.get("transport") or default).lower()
+    if param not in ("udp", "tcp"):
+        raise ValueError(f"{uri}: transport must be udp or tcp")
+    return Peer("tcp" if param == "tcp" else "udp", host, int(u.port))
+
+
+def uri_host(uri: str) -> str:
+    """The host of a URI, lowercased, no brackets or port (``sip:a@[::1]:5060`` -> ``::1``)."""
+    u = parse_uri(uri.strip().strip("<>"))
+    return (u.host or "").strip("[]").lower()
+
+
+class Hops:
+    """Where requests go when their Request-URI does not name an address (no DNS/SRV here)."""
+
+    def __init__(self, hops: Mapping[str, str], default: Transport = "udp") -> None:
+        self._by_key: dict[str, Peer] = {}
+        for key, uri in hops.items():
+            k = key if key == "*" or ":" not in key else address_of_record(key)
+            self._by_key[k.lower()] = hop_peer(uri, default)
+
+    def peer_for(self, uri: str) -> Peer | None:
+        """The hop for ``uri``: its exact AOR, else its domain, else ``*``; None for a URI
+        that names an IP address (a registered contact, a dialog's remote target)."""
+        host = uri_host(uri)
+        if _is_ip(host):
+            return None
+        try:
+            aor = address_of_record(uri_of(uri)).lower()
+        except ValueError:
+            aor = ""
+        for key in (aor, host, "*"):
+            if key and key in self._by_key:
+                return self._by_key[key]
+        return None
+
+
+class HopEndpoint(TracingEndpoint):
+    """Sends every request whose target has a static hop (:class:`Hops`) to that hop."""
+
+    hops: Hops = Hops({})
+
+    async def send(self, request: OutgoingRequest, timeout: float | None = None,
+                   via: Peer | None = None) -> FinalResponse:
+        if via is None:
+            target = request.route[0] if request.route else request.uri
+            via = self.hops.peer_for(target.strip().lstrip("<").split(">", 1)[0])
+        return await super().send(request, timeout, via)
+
+
+def make_endpoint(settings: SipSettings, node: str, trace: TraceHook | None) -> HopEndpoint:
+    endpoint = HopEndpoint(settings.listens, timers=settings.timers, limits=settings.limits)
+    endpoint.hops = Hops(settings.hops, settings.transport)
+    endpoint.trace = trace
+    endpoint.node = node
+    return endpoint
+
+
+def addresses(endpoint: SipEndpoint, listens: Sequence[Listen]) -> dict[str, tuple[str, int]]:
+    """Transport -> (host, port) actually bound (ports are real when 0 was configured)."""
+    return {lst.transport: endpoint.local_address(lst.transport) for lst in listens}
+
+
+def hop_uri(endpoint: SipEndpoint, transport: Transport) -> str:
+    """A SIP URI other nodes can use as a hop to reach ``endpoint`` over ``transport``."""
+    host, port = endpoint.local_address(transport)
+    host = f"[{host}]" if ":" in host else host
+    return f"sip:{host}:{port}" + (";transport=tcp" if transport == "tcp" else "")
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def source_ip(request: Request) -> str:
+    """Where a request came from: the top Via's ``received`` (stamped by the endpoint,
+    RFC 3261 18.2.1) or its sent-by host."""
+    via = request.via
+    return str(via.params.get("received") or via.host).strip("[]")
+
+
+def sender_identity(request: Request, trusted_hosts: frozenset[str]) -> str | None:
+    """Who sent ``request`` (docs/decisions.md "Runtime"): P-Asserted-Identity when the request
+    came from a trusted host (RFC 3325 9.1: only a trust domain may assert), else the From URI.
+    Returned as the AOR (no parameters); None if unparseable."""
+    raw: str | None = None
+    if source_ip(request) in trusted_hosts:
+        raw = request.header("p-asserted-identity")
+    raw = raw or request.header("from")
+    if not raw:
+        return None
+    try:
+        return address_of_record(uri_of(raw.split(",")[0]))
+    except ValueError:
+        return None
+
+
+def warning(host: str, text: str) -> tuple[str, str]:
+    """``Warning: 399 <host> "<text>"`` (RFC 3261 20.43) with the text quoted and one line."""
+    text = " ".join(text.split())[:200].replace("\\", "\\\\").replace('"', '\\"')
+    return ("Warning", f'399 {host} "{text}"')
+
+
+# --------------------------------------------------------------------------- core timer
+
+
+class CoreTimer:
+    """One ``loop.call_at`` for a sans-I/O core, re-armed after every event (aioquic style).
+
+    ``deadline()`` is the core's ``get_timer()`` in wall-clock seconds; ``fire(now)`` feeds the
+    core a tick.  Long waits are re-checked hourly so that a wall-clock jump is noticed.
+    """
+
+    MAX_WAIT = 3600.0
+
+    def __init__(self, deadline: Callable[[], float | None], fire: Callable[[float], None]
+                 ) -> None:
+        self._deadline = deadline
+        self._fire = fire
+        self._handle: asyncio.TimerHandle | None = None
+        self._when: float | None = None
+        self._stopped = False
+
+    def rearm(self) -> None:
+        if self._stopped:
+            return
+        when = self._deadline()
+        if when == self._when and self._handle is not None:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._when = when
+        if when is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = min(max(0.0, when - time.time()), self.MAX_WAIT)
+        self._handle = loop.call_at(loop.time() + delay, self._run)
+
+    def _run(self) -> None:
+        self._handle = None
+        when, self._when = self._when, None
+        now = time.time()
+        if when is not None and when <= now:
+            self._fire(now)
+        self.rearm()
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None

@@ -1,0 +1,217 @@
+"""The FA controlling server node: :class:`~mcacm_sip.core.fa_server.FaServer` on a SIP endpoint
+(TS 24.379 clause 9A.2.2.3).
+
+One PUBLISH state machine: the SIP layer's RFC 3903 compositor keeps only the SIP-ETags; its
+policy hook hands every attempt to the FA core, which alone decides 200 / 423 / 403 and the
+holder lists.  SUBSCRIBE/NOTIFY: the SIP layer's RFC 6665 notifier keeps the dialogs; the FA
+core decides each subscription (who may resolve or watch which FA) and gives every NOTIFY body.
+Each subscription is its own notifier key, so a core ``Notify(subscription, body)`` becomes
+exactly one NOTIFY.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+from mcacm_sip.acm.errors import AcmError
+from mcacm_sip.acm.fa import (
+    CT_MCPTT_INFO,
+    CT_PIDF,
+    CT_SIMPLE_FILTER,
+    EVENT_PRESENCE,
+    decode_bodies,
+)
+from mcacm_sip.core.fa_server import (
+    Action,
+    Answer,
+    FaServer,
+    HoldersChanged,
+    Ignored,
+    Notify,
+    Publish,
+    Revoked,
+    Subscribe,
+)
+from mcacm_sip.runtime.base import (
+    Hops,
+    TraceHook,
+    addresses,
+    hop_uri,
+    make_endpoint,
+    sender_identity,
+    uri_host,
+    warning,
+)
+from mcacm_sip.runtime.config import FaServerNodeConfig
+from mcacm_sip.sip import Request, Transport
+from mcacm_sip.sip.dialog import MAX_EXPIRES, BadRequest, Body, Refuse, parse_expires
+from mcacm_sip.sip.publication import (
+    Compositor,
+    PublicationChange,
+    PublicationService,
+    PublishAttempt,
+    PublishKind,
+)
+from mcacm_sip.sip.subscription import (
+    Accept,
+    Notifier,
+    NotifierService,
+    Subscription,
+)
+
+log = logging.getLogger("mcacm.fa.node")
+
+BODY_TYPES = ("multipart/mixed", CT_PIDF, CT_MCPTT_INFO, CT_SIMPLE_FILTER)
+
+
+class FaServerNode:
+    """One FA controlling server.  ``await start()`` returns once it listens."""
+
+    def __init__(self, config: FaServerNodeConfig, *, trace: TraceHook | None = None) -> None:
+        self.config = config
+        self.psi = config.psi
+        self.host = uri_host(config.psi)
+        self.server = FaServer(config.fa)
+        self.endpoint = make_endpoint(config.sip, config.psi, trace)
+        # 24.379 9A.2.2.3.3 step 3 wants exactly 0 or 4294967295: the core answers 423 for
+        # anything else, so the compositor itself accepts every interval
+        self._compositor = Compositor((EVENT_PRESENCE,), policy=self._publish,
+                                      on_change=self._publication_changed, min_expires=0,
+                                      max_expires=MAX_EXPIRES)
+        self._publications = PublicationService(self.endpoint, self._compositor,
+                                                accept=BODY_TYPES)
+        self._notifier = Notifier({EVENT_PRESENCE: self}, min_expires=0,
+                                  on_end=self._subscription_ended)
+        self._notifications = NotifierService(self.endpoint, self._notifier)
+        self._bodies: dict[str, bytes] = {}  # subscription id -> its next NOTIFY body
+        self._running = False
+
+    # the RFC 6665 event package the notifier asks (EventPackage protocol)
+    content_types = (CT_PIDF,)
+    default_expires = 0  # no Expires -> the core's 423 (9A.2.2.3.4 step 3)
+
+    async def start(self) -> None:
+        await self.endpoint.start()
+        self._publications.start()
+        self._notifications.start()
+        self._running = True
+        log.info("FA server %s listening on %s", self.psi, self.addresses,
+                 extra={"event": "node.start"})
+
+    async def stop(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        await self._notifications.close()
+        await self._publications.close()
+        await self.endpoint.close()
+
+    def set_hops(self, hops: Mapping[str, str]) -> None:
+        """Replace the static next hops (``[sip.hops]``), e.g. once every node listens."""
+        self.endpoint.hops = Hops(hops, self.config.sip.transport)
+
+    @property
+    def addresses(self) -> dict[str, tuple[str, int]]:
+        return addresses(self.endpoint, self.config.sip.listens)
+
+    def hop(self, transport: Transport = "udp") -> str:
+        return hop_uri(self.endpoint, transport)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _who(self, request: Request) -> str | None:
+        return sender_identity(request, self.config.sip.trusted_hosts)
+
+    def _refuse(self, answer: Answer) -> Refuse:
+        headers = answer.headers
+        if answer.warning:
+            headers = (*headers, warning(self.host, answer.warning))
+        log.info("refused %d: %s", answer.status, answer.warning or answer.reason,
+                 extra={"event": "fa.refused", "status": answer.status})
+        return Refuse(answer.status, answer.reason, headers)
+
+    def _perform(self, actions: list[Action]) -> None:
+        """Everything after the Answer: NOTIFY bodies and events for the log."""
+        for action in actions:
+            match action:
+                case Notify():
+                    self._bodies[action.subscription] = action.body
+                    if action.terminated is not None:
+                        self._notifications.terminate(action.subscription,
+                                                      str(action.terminated))
+                    else:
+                        self._notifications.changed(EVENT_PRESENCE, action.subscription)
+                case HoldersChanged():
+                    h = action.holders
+                    log.info("%s held by %s", h.fa, ", ".join(h.holders) or "nobody",
+                             extra={"event": "fa.holders"})
+                case Revoked():
+                    log.info("%s: %s taken over by %s", action.fa, action.user, action.by,
+                             extra={"event": "fa.revoked"})
+                case Ignored():
+                    log.info("PUBLISH changed nothing: %s", action.reason,
+                             extra={"event": "fa.ignored"})
+
+    # ------------------------------------------------------------------ PUBLISH
+
+    def _publish(self, attempt: PublishAttempt) -> Refuse | None:
+        """Compositor policy: the FA core decides (9A.2.2.3.3); None = accepted."""
+        body = attempt.body or (attempt.previous.body if attempt.previous else None)
+        event = Publish(attempt.requested_expires, body.content_type if body else None,
+                        body.data if body else b"", self._who(attempt.request))
+        actions = self.server.publish(event, time.time())
+        answer = actions[0]
+        assert isinstance(answer, Answer)
+        if answer.status != 200:
+            return self._refuse(answer)
+        self._perform(actions[1:])
+        return None
+
+    def _publication_changed(self, change: PublicationChange) -> None:
+        # 9A.2.2.3.6: a publication that ran out deactivates the FA for its user
+        if change.kind is not PublishKind.EXPIRED or change.before is None:
+            return
+        body = change.before.body
+        try:
+            info = decode_bodies(body.content_type, body.data).info
+        except AcmError:
+            return
+        if info is not None and info.request_uri and info.calling_user_id:
+            self._perform(self.server.deactivate(info.request_uri, info.calling_user_id,
+                                                 time.time()))
+
+    # ------------------------------------------------------------------ SUBSCRIBE
+
+    def subscribe(self, request: Request, subscription: Subscription) -> Accept | Refuse:
+        """Notifier package hook: the FA core classifies and authorises (9A.2.2.3.4/.7)."""
+        try:
+            expires = parse_expires(request.header("expires"))
+        except BadRequest as exc:
+            return Refuse(exc.status, exc.reason)
+        accept = tuple(request.headers("accept")) or None
+        actions = self.server.subscribe(Subscribe(
+            subscription.id, expires, request.header("content-type"), request.body,
+            self._who(request), accept), time.time())
+        answer = actions[0]
+        assert isinstance(answer, Answer)
+        if answer.status != 200:
+            return self._refuse(answer)
+        for action in actions[1:]:
+            if isinstance(action, Notify):  # the first NOTIFY (RFC 6665 4.2.1.2)
+                self._bodies[subscription.id] = action.body
+        log.info("subscription %s to %s accepted", subscription.id, request.uri,
+                 extra={"event": "fa.subscribed", "call_id": request.call_id})
+        return Accept(key=subscription.id)
+
+    def state(self, subscription: Subscription) -> Body | None:
+        """Notifier package hook: the body the FA core gave for this subscription."""
+        body = self._bodies.get(subscription.id)
+        if subscription.expires_at <= time.time():  # a fetch: this is its only NOTIFY
+            self._bodies.pop(subscription.id, None)
+        return None if body is None else Body(CT_PIDF, body)
+
+    def _subscription_ended(self, subscription: Subscription, reason: str) -> None:
+        self.server.drop(subscription.id)
+        self._bodies.pop(subscription.id, None)

@@ -1,0 +1,170 @@
+"""Two MC systems on loopback, in-process: the primary ACMS and ACMC, the partner ACMS and ACMC
+and the partner's FA controlling server, on free ports with temporary SQLite stores (tests and
+``mcacm demo``).
+
+    async with Lab.start(tmp_path, transport="udp") as lab:
+        out = await lab.alice.add_users((MIKE,), Addressee(DAVE))
+        ...
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mcacm_sip.acm.codec import profile_from_xml
+from mcacm_sip.acm.model import AddUserConfigurationRequest, RemoveUserConfigurationRequest
+from mcacm_sip.core.config import (
+    REQUEST_FLOWS,
+    AcmcConfig,
+    AcmsConfig,
+    AuthorisedUser,
+    Migration,
+    PeerSystem,
+    StoreConfig,
+)
+from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
+from mcacm_sip.core.policy import PolicyAction, PolicyRule
+from mcacm_sip.runtime.acmc import AcmcNode, Decider, ProgrammableDecider
+from mcacm_sip.runtime.acms import AcmsNode
+from mcacm_sip.runtime.base import SipSettings, TraceHook
+from mcacm_sip.runtime.config import AcmcNodeConfig, AcmsNodeConfig, FaServerNodeConfig
+from mcacm_sip.runtime.fa_server import FaServerNode
+from mcacm_sip.sip import Listen, Timers, Transport
+
+PRIMARY = "sip:acms@primary.example"
+PARTNER = "sip:acms@partner.example"
+FA_SERVER = "sip:fa@partner.example"
+ALICE = "sip:alice@primary.example"
+"""Primary user allowed to send every request."""
+DAVE = "sip:dave@partner.example"
+"""Partner user who decides (directly or as holder of DUTY)."""
+DUTY = "sip:duty@partner.example"
+"""Functional alias in the partner system, held by DAVE when activated."""
+MIKE = "sip:mike@primary.example"
+"""Primary user who migrates to the partner system."""
+PROFILE_XML = ('<mcptt-user-profile xmlns="urn:3gpp:mcptt:user-profile:1.0">'
+               "<Name>Mike (migrated)</Name></mcptt-user-profile>")
+ROUTINE = "Routine"
+"""Partner policy: a profile containing this element is approved automatically."""
+
+
+def profile_xml(name: str, *elements: str) -> str:
+    extra = "".join(f"<{e}/>" for e in elements)
+    return ('<mcptt-user-profile xmlns="urn:3gpp:mcptt:user-profile:1.0">'
+            f"<Name>{name}</Name>{extra}</mcptt-user-profile>")
+
+
+def _sip(transport: Transport) -> SipSettings:
+    listens = (Listen(transport, "127.0.0.1", 0),)
+    # short Timer F: a node that is down is noticed in seconds, not 32 s
+    return SipSettings(listens=listens, transport=transport, send_timeout=4.0,
+                       timers=Timers(t1=0.1, t2=0.4, t4=0.5))
+
+
+def primary_config(store: str | None) -> AcmsConfig:
+    return AcmsConfig(
+        psi=PRIMARY,
+        peers=(PeerSystem(PARTNER, ("partner.example",)),),
+        users=(AuthorisedUser(ALICE, REQUEST_FLOWS, REQUEST_FLOWS),),
+        store=StoreConfig(store))
+
+
+def partner_config(store: str | None) -> AcmsConfig:
+    return AcmsConfig(
+        psi=PARTNER,
+        peers=(PeerSystem(PRIMARY, ("primary.example",)),),
+        users=(AuthorisedUser(DAVE, (), REQUEST_FLOWS),),
+        policy=(PolicyRule(PolicyAction.APPROVE, AddUserConfigurationRequest.FLOW),
+                PolicyRule(PolicyAction.APPROVE, RemoveUserConfigurationRequest.FLOW),
+                PolicyRule(PolicyAction.APPROVE, "profile-update-request",
+                           profile_contains=ROUTINE, reason="routine change")),
+        migration=Migration("sip:{user}-{n}@partner.example", profile_from_xml(PROFILE_XML)),
+        store=StoreConfig(store))
+
+
+@dataclass
+class Lab:
+    """The five nodes, started and wired (hops set); :meth:`close` stops them all."""
+
+    transport: Transport
+    directory: Path
+    fa: FaServerNode
+    primary: AcmsNode
+    partner: AcmsNode
+    alice: AcmcNode
+    dave: AcmcNode
+    dave_decider: ProgrammableDecider
+    trace: TraceHook | None = None
+    _acmcs: list[AcmcNode] = field(default_factory=list)
+
+    @classmethod
+    @asynccontextmanager
+    async def start(cls, directory: Path | None = None, transport: Transport = "udp",
+                    trace: TraceHook | None = None, dave: Decider | None = None,
+                    dave_online: bool = True) -> AsyncIterator[Lab]:
+        """Start the five nodes; DAVE's ACMC decides with ``dave`` (default: a
+        :class:`ProgrammableDecider` that holds requests) and logs on if ``dave_online``."""
+        with tempfile.TemporaryDirectory(prefix="mcacm-lab-") as tmp:
+            base = Path(directory or tmp)
+            sip = _sip(transport)
+            fa = FaServerNode(FaServerNodeConfig(FA_SERVER, FaServerConfig(
+                (FaConfig(DUTY, frozenset({DAVE})),), frozenset({PARTNER})), sip), trace=trace)
+            primary = AcmsNode(AcmsNodeConfig(primary_config(str(base / "primary.sqlite")),
+                                              sip), trace=trace)
+            partner = AcmsNode(AcmsNodeConfig(partner_config(str(base / "partner.sqlite")),
+                                              sip), trace=trace)
+            decider = dave if isinstance(dave, ProgrammableDecider) else ProgrammableDecider(
+                None if dave is None else dave.decide)
+            alice = AcmcNode(AcmcNodeConfig(AcmcConfig(ALICE, PRIMARY), sip), trace=trace)
+            dave_node = AcmcNode(AcmcNodeConfig(AcmcConfig(DAVE, PARTNER), sip), decider,
+                                 trace=trace)
+            lab = cls(transport, base, fa, primary, partner, alice, dave_node, decider, trace)
+            try:
+                for node in (fa, primary, partner):
+                    await node.start()
+                lab.wire()
+                await alice.start()
+                await dave_node.start(logon=dave_online)
+                yield lab
+            finally:
+                await lab.close()
+
+    def hops(self, node: str) -> dict[str, str]:
+        """The ``[sip.hops]`` table of one node of the lab."""
+        t = self.transport
+        if node == "primary":
+            return {PARTNER: self.partner.hop(t)}
+        if node == "partner":
+            return {PRIMARY: self.primary.hop(t), "partner.example": self.fa.hop(t)}
+        if node == "alice":
+            return {"*": self.primary.hop(t)}
+        if node == "dave":
+            return {DUTY: self.fa.hop(t), "*": self.partner.hop(t)}
+        return {}
+
+    def wire(self) -> None:
+        self.primary.set_hops(self.hops("primary"))
+        self.partner.set_hops(self.hops("partner"))
+        self.alice.set_hops(self.hops("alice"))
+        self.dave.set_hops(self.hops("dave"))
+
+    async def restart_partner(self) -> AcmsNode:
+        """Stop the partner ACMS (its sockets close, its store stays) and start a new one on
+        the same store; everyone's hops follow its new address."""
+        await self.partner.stop()
+        self.partner = AcmsNode(AcmsNodeConfig(partner_config(
+            str(self.directory / "partner.sqlite")), _sip(self.transport)), trace=self.trace)
+        self.partner.set_hops(self.hops("partner"))  # before start: it re-sends at once
+        await self.partner.start()
+        self.wire()
+        return self.partner
+
+    async def close(self) -> None:
+        for node in (self.alice, self.dave):
+            await node.stop()
+        for server in (self.partner, self.primary, self.fa):
+            await server.stop()

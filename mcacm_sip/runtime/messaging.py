@@ -1,0 +1,67 @@
+"""ACM flows in SIP MESSAGE, both directions (architecture.md 4 wire conventions)."""
+
+from __future__ import annotations
+
+import logging
+
+from mcacm_sip.acm import codec
+from mcacm_sip.acm.errors import AcmError
+from mcacm_sip.acm.model import AcmFlow
+from mcacm_sip.runtime.base import SipSettings, warning
+from mcacm_sip.sip import Reply, SipEndpoint, SipTimeout, SipTransportError
+
+log = logging.getLogger("mcacm.runtime")
+
+
+def message_reply(host: str, status: int, text: str) -> Reply:
+    """A refusal with ``Warning: 399 <host> "<text>"``; a 415 also lists what we accept
+    (RFC 3261 21.4.13)."""
+    headers = [warning(host, text)]
+    if status == 415:
+        headers.append(("Accept", codec.ACM_CONTENT_TYPE))
+    return Reply(status, headers=tuple(headers))
+
+
+def _warning_text(value: str | None) -> str | None:
+    """The quoted text of a ``399 host "text"`` Warning value."""
+    if not value or '"' not in value:
+        return value
+    return value[value.index('"') + 1:value.rindex('"')].replace('\\"', '"') or value
+
+
+async def send_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str, to: str,
+                       identity: str, flow: AcmFlow) -> tuple[bool, str | None]:
+    """Send ``flow`` in a MESSAGE to ``uri``; returns (ok, failure reason).
+
+    ok means a 2xx arrived: the receiver has stored what it accepted (transport acknowledgement
+    only; the process indication and the response are separate flows).  The reason of a failure
+    is ``"<status> <warning text or reason>"``, ``"408 ..."`` for no answer and ``"503 ..."`` for
+    a transport failure.
+    """
+    tid = getattr(flow, "transaction_id", None)
+    try:
+        body = codec.encode(flow)
+    except AcmError as exc:  # our own flow failed our schema: a bug, never sent
+        log.error("cannot encode %s: %s", flow.FLOW, exc)
+        return False, f"500 {exc.warning_text}"
+    request = endpoint.new_request(
+        "MESSAGE", uri, from_uri=identity, to_uri=to, body=body,
+        content_type=codec.ACM_CONTENT_TYPE,
+        headers=(("P-Asserted-Identity", f"<{identity}>"),
+                 ("P-Asserted-Service", settings.icsi)))
+    extra = {"event": "acm.sent", "call_id": request.call_id, "flow": flow.FLOW,
+             "transaction_id": tid, "peer": uri}
+    try:
+        final = await endpoint.send(request, timeout=settings.send_timeout)
+    except SipTimeout:
+        log.info("%s %s to %s: no answer", flow.FLOW, tid, to, extra={**extra, "status": 408})
+        return False, "408 no answer"
+    except SipTransportError as exc:
+        log.info("%s %s to %s: %s", flow.FLOW, tid, to, exc, extra={**extra, "status": 503})
+        return False, f"503 {exc}"
+    status = final.status
+    log.info("%s %s to %s: %d", flow.FLOW, tid, to, status, extra={**extra, "status": status})
+    if 200 <= status < 300:
+        return True, None
+    text = _warning_text(final.message.header("warning")) or final.message.reason
+    return False, f"{status} {text}"
