@@ -1,0 +1,160 @@
+"""The five nodes as library objects on loopback (UDP and TCP), temporary SQLite stores: a
+profile update through each branch, asserting the Result the primary ACMC receives."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from mcacm_sip.acm.codec import profile_from_xml
+from mcacm_sip.acm.model import Addressee, ProfileUpdateRequest, new_transaction_id
+from mcacm_sip.core.state import Role, TxState
+from mcacm_sip.runtime import RequestOutcome, TraceRecord
+from mcacm_sip.runtime.lab import DAVE, DUTY, MIKE, ROUTINE, Lab, profile_xml
+
+WAIT = 15.0  # generous upper bound; the exchanges take milliseconds on loopback
+
+
+def run(transport: str, tmp_path: Path, body: Callable[[Lab], Awaitable[None]],
+        **kwargs: object) -> None:
+    async def main() -> None:
+        async with Lab.start(tmp_path, transport=transport, **kwargs) as lab:  # type: ignore[arg-type]
+            await asyncio.wait_for(body(lab), 60)
+
+    asyncio.run(main())
+
+
+async def migrate(lab: Lab) -> str:
+    """10.17.5.2: MIKE migrates to the partner (automatic by policy); the partner's ID."""
+    out = await lab.alice.add_users((MIKE,), Addressee(DAVE), timeout=WAIT)
+    assert out.result == "success", out
+    assert out.response is not None
+    partner_id = out.response.users[0].partner_id  # type: ignore[union-attr]
+    assert partner_id is not None
+    return partner_id
+
+
+def update(lab: Lab, migrated: str, target: Addressee, *elements: str) -> ProfileUpdateRequest:
+    return ProfileUpdateRequest(new_transaction_id(), lab.alice.core.me, target, migrated,
+                                profile_from_xml(profile_xml("Mike (updated)", *elements)),
+                                "please")
+
+
+def assert_answered(out: RequestOutcome, result: str) -> None:
+    assert out.failure is None, out.failure
+    assert out.indication is not None  # step 4 reached the primary ACMC
+    assert out.result == result
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_automatic_branch(transport: str, tmp_path: Path) -> None:
+    async def body(lab: Lab) -> None:
+        migrated = await migrate(lab)
+        out = await lab.alice.request(update(lab, migrated, Addressee(DAVE), ROUTINE), WAIT)
+        assert_answered(out, "success")
+        assert out.response is not None
+        assert out.response.handler.mc_service_id == "sip:acms@partner.example"  # 10.17.3.2
+        assert lab.dave_decider.decided == []  # nobody was asked
+
+    run(transport, tmp_path, body)
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_direct_acmc_branch_reject(transport: str, tmp_path: Path) -> None:
+    async def body(lab: Lab) -> None:
+        migrated = await migrate(lab)
+        handle = lab.alice.submit(update(lab, migrated, Addressee(DAVE)))
+        request = await lab.dave_decider.next_request(WAIT)  # step 5 reached DAVE
+        assert isinstance(request, ProfileUpdateRequest)
+        assert request.migrated_user_id == migrated and request.additional_info == "please"
+        lab.dave_decider.answer(request.transaction_id, False, "not today")
+        out = await handle.wait(WAIT)
+        assert_answered(out, "rejected-by-user")
+        assert out.response is not None and out.response.result.text == "not today"
+        assert out.response.handler.mc_service_id == DAVE
+
+    run(transport, tmp_path, body)
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_partner_acmc_offline_pending_then_logon(transport: str, tmp_path: Path) -> None:
+    async def body(lab: Lab) -> None:
+        migrated = await migrate(lab)
+        handle = lab.alice.submit(update(lab, migrated, Addressee(DAVE)))
+        await asyncio.wait_for(handle.indicated, WAIT)
+        tx = lab.partner.core.transaction(Role.PARTNER, handle.transaction_id,
+                                          "sip:acms@primary.example")
+        assert tx is not None and tx.state is TxState.PENDING_USER  # 10.17.3.1
+        await lab.dave.logon()  # -> pending notification -> download -> decision
+        request = await lab.dave_decider.next_request(WAIT)
+        assert request.transaction_id == handle.transaction_id
+        lab.dave_decider.answer(request.transaction_id, True, "fine")
+        assert_answered(await handle.wait(WAIT), "success")
+        assert lab.partner.core.pending_for(DAVE) == ()
+
+    run(transport, tmp_path, body, dave_online=False)
+
+
+def test_functional_alias_delivered_on_activation(tmp_path: Path) -> None:
+    """Target by FA with nobody active: stored; the PUBLISH that activates it (FA server ->
+    NOTIFY -> partner ACMS) delivers the request to the holder."""
+    async def body(lab: Lab) -> None:
+        migrated = await migrate(lab)
+        handle = lab.alice.submit(update(lab, migrated, Addressee(functional_alias=DUTY)))
+        await asyncio.wait_for(handle.indicated, WAIT)
+        assert lab.dave_decider.requests.empty()
+        assert await lab.dave.set_functional_alias(DUTY, True) == 200
+        request = await lab.dave_decider.next_request(WAIT)
+        lab.dave_decider.answer(request.transaction_id, True)
+        out = await handle.wait(WAIT)
+        assert_answered(out, "success")
+        assert out.response is not None and out.response.handler.functional_alias == DUTY
+
+    run("udp", tmp_path, body)
+
+
+def test_authorisation_failure_is_a_sip_403(tmp_path: Path) -> None:
+    async def body(lab: Lab) -> None:
+        request = ProfileUpdateRequest(
+            new_transaction_id(), lab.alice.core.me, Addressee(DAVE), "sip:nobody@elsewhere",
+            profile_from_xml(profile_xml("x")))
+        out = await lab.alice.request(request, WAIT)
+        # no mapping and no peer domain for the target's host would be 404; DAVE's domain
+        # selects the partner, whose verify answers unknown-user
+        assert_answered(out, "unknown-user")
+
+    run("udp", tmp_path, body)
+
+
+def test_partner_restart_after_step_4_completes_once(tmp_path: Path) -> None:
+    async def body(lab: Lab) -> None:
+        migrated = await migrate(lab)
+        await lab.dave.logoff()
+        handle = lab.alice.submit(update(lab, migrated, Addressee(DAVE)))
+        await asyncio.wait_for(handle.indicated, WAIT)
+        await lab.restart_partner()
+        await lab.dave.logon()
+        request = await lab.dave_decider.next_request(WAIT)
+        lab.dave_decider.answer(request.transaction_id, True)
+        assert_answered(await handle.wait(WAIT), "success")
+        assert len(lab.dave_decider.decided) == 1
+
+    run("udp", tmp_path, body)
+
+
+def test_trace_hook_sees_every_message(tmp_path: Path) -> None:
+    seen: list[TraceRecord] = []
+
+    async def body(lab: Lab) -> None:
+        await migrate(lab)
+
+    run("udp", tmp_path, body, trace=seen.append)
+    messages = [r for r in seen if r.data.startswith(b"MESSAGE ")]
+    # the add request ACMC->ACMS->ACMS, indication ACMS->ACMS->ACMC, response the same way,
+    # each traced once out and once in
+    assert len([r for r in messages if r.direction == "out"]) >= 6
+    assert all(r.transport == "udp" and r.src[0] == "127.0.0.1" for r in seen)
+    assert {r.node for r in seen} >= {"sip:acms@primary.example", "sip:alice@primary.example"}
