@@ -451,7 +451,12 @@ def _schema_error(
     entry = cast(Any, xsd.error_log)[0]  # lxml-stubs omit _ErrorLog.__getitem__
     path: str | None = None
     if entry.path:
-        found = root.getroottree().xpath(entry.path)
+        # libxml2 writes the path with the document's own prefixes (error path only: cost is fine).
+        prefixes = {k: v for el in root.iter() for k, v in el.nsmap.items() if k}
+        try:
+            found = root.getroottree().xpath(entry.path, namespaces=prefixes)
+        except etree.XPathError:
+            found = None
         if isinstance(found, list) and found and isinstance(found[0], etree._Element):
             path = element_path(found[0])
     message = _strip_namespaces(entry.message)

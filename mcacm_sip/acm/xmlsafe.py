@@ -74,9 +74,9 @@ _COMMON_DECLARATIONS = (
 def _check_prolog(data: bytes) -> None:
     """Reject what is not UTF-8 XML, and any DOCTYPE, before the parser sees a byte."""
     # Fast path: a usual declaration (or none), then directly the root element's start tag.
-    for decl in _COMMON_DECLARATIONS:
-        if data.startswith(decl):
-            pos = len(decl) + (data[len(decl):len(decl) + 1] == b"\n")
+    for known in _COMMON_DECLARATIONS:
+        if data.startswith(known):
+            pos = len(known) + (data[len(known):len(known) + 1] == b"\n")
             if data[pos:pos + 1] == b"<" and data[pos + 1:pos + 2] not in (b"!", b"?", b""):
                 return
             break

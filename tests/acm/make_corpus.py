@@ -233,6 +233,10 @@ def hostile_cases() -> list[Case]:
         Case("no-namespace", _NOTIFICATION.replace(' xmlns="urn:mcacm-sip:ns:acm:1.0"', "")
              .format(tid="t1").encode(), "NotAcmDocument", 415, "/pending-data-notification",
              xsd=True),
+        Case("prefixed-with-bad-id", note(tid="a b").replace("<", "<acm:")
+             .replace("<acm:/", "</acm:").replace("xmlns=", "xmlns:acm=").encode(),
+             "SchemaViolation", 400,
+             "/pending-data-notification/transaction-id", xsd=True),
         Case("unknown-root", f'<profile-update xmlns="{ACM_NS}"/>'.encode(), "SchemaViolation",
              400, "/profile-update", xsd=True),
     ]
