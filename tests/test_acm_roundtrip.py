@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 from acm.strategies import FLOW_STRATEGIES, profiles
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
-from mcacm_sip.acm import codec
+from mcacm_sip.acm import codec, errors
 from mcacm_sip.acm import model as m
-from mcacm_sip.acm.examples import example_flows
+from mcacm_sip.acm.examples import example_documents, example_flows
 
 _SETTINGS = settings(max_examples=60, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow])
@@ -89,3 +91,21 @@ def test_successful_assignment_needs_partner_id_and_profile() -> None:
     with pytest.raises(m.MissingIE) as info:
         m.UserAssignment("sip:a@x.example", m.Result(m.ResultCode.SUCCESS), "sip:p-a@y.example")
     assert info.value.ie == "profile"
+
+
+_EXAMPLE_BYTES = sorted(example_documents().values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(_EXAMPLE_BYTES),
+    st.lists(st.tuples(st.integers(0, 4000), st.binary(max_size=8)), max_size=4),
+)
+def test_damaged_documents_fail_only_with_typed_errors(data: bytes, edits: list[Any]) -> None:
+    for at, junk in edits:
+        at %= len(data)
+        data = data[:at] + junk + data[at + len(junk):]
+    try:
+        codec.decode(data)
+    except errors.AcmError as exc:
+        assert exc.sip_status in (400, 413, 415) and exc.warning_text
