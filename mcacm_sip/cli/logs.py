@@ -1,0 +1,51 @@
+"""Logging for the ``mcacm`` commands: console lines or one JSON object per event (stderr).
+
+Every record's structured fields (``extra=``: event, call_id, transaction_id, flow, status, peer,
+method, role, transport ...) are kept: at the end of a console line as ``key=value``, as keys
+in JSON.  Bodies and profiles are never logged at INFO (the SIP layer and the nodes log only
+identifiers); ``-v`` (DEBUG) adds the SIP layer's parse diagnostics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any, Literal
+
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName"}
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD and v is not None}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": round(record.created, 6), "level": record.levelname.lower(),
+            "logger": record.name, "msg": record.getMessage(), **_fields(record)}
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str, ensure_ascii=False)
+
+
+class ConsoleFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        extra = " ".join(f"{k}={v}" for k, v in _fields(record).items() if k != "event")
+        line = f"{stamp}.{int(record.msecs):03d} {record.levelname[0]} {record.name}: " \
+               f"{record.getMessage()}" + (f"  [{extra}]" if extra else "")
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def setup_logging(level: int, fmt: Literal["console", "json"]) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -1,0 +1,420 @@
+"""The ``mcacm`` command: ``acms``, ``acmc`` and ``fa-server`` (docs/running.md).
+
+Exit codes: 0 ok; 1 a request got a negative answer, or the node failed while running (e.g.
+its store); 2 usage error; 69 cannot listen or log on (EX_UNAVAILABLE); 78 bad configuration
+(EX_CONFIG).  Further subcommands register through :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from mcacm_sip.acm.codec import profile_from_xml
+from mcacm_sip.acm.model import AcmFlow, AcmRequest, Addressee
+from mcacm_sip.cli.logs import setup_logging
+from mcacm_sip.core.config import ConfigError
+from mcacm_sip.core.events import Report, ReportKind
+from mcacm_sip.runtime.acmc import (
+    AcmcNode,
+    AutoDecider,
+    Decider,
+    Decision,
+    InteractiveDecider,
+    RequestOutcome,
+    describe_request,
+)
+from mcacm_sip.runtime.acms import AcmsNode
+from mcacm_sip.runtime.config import (
+    LogSettings,
+    load_acmc_node,
+    load_acms_node,
+    load_fa_server_node,
+)
+from mcacm_sip.runtime.fa_server import FaServerNode
+from mcacm_sip.sip.registrar import RegistrationError
+
+EX_OK, EX_FAILED, EX_USAGE, EX_UNAVAILABLE, EX_CONFIG = 0, 1, 2, 69, 78
+log = logging.getLogger("mcacm.cli")
+
+
+class CliError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def flow_json(flow: AcmFlow) -> dict[str, Any]:
+    """A flow as JSON-ready data (``flow`` names its kind; profiles as their XML)."""
+    def convert(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [convert(v) for v in value]
+        return value
+
+    return {"flow": flow.FLOW, **convert(dataclasses.asdict(flow))}
+
+
+def _configure_logging(args: argparse.Namespace, settings: LogSettings) -> None:
+    level = getattr(logging, settings.level.upper())
+    if getattr(args, "verbose", False):
+        level = logging.DEBUG
+    elif getattr(args, "quiet", False):
+        level = logging.WARNING
+    setup_logging(level, getattr(args, "log_format", None) or settings.format)
+
+
+def _set(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def _serve_until_signal(failed: asyncio.Future[str] | None = None) -> int:
+    """Run until SIGINT/SIGTERM (0) or until the node fails (1)."""
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[None] = loop.create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _set, stop)
+    waiters: list[asyncio.Future[Any]] = [stop] + ([failed] if failed is not None else [])
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    if failed is not None and failed.done():
+        log.error("node failed: %s", failed.result())
+        return EX_FAILED
+    return EX_OK
+
+
+def _load(loader: Callable[[str], Any], path: str) -> Any:
+    try:
+        return loader(path)
+    except ConfigError as exc:
+        raise CliError(EX_CONFIG, f"{path}: {exc}") from None
+
+
+async def _start(node: Any) -> None:
+    try:
+        await node.start()
+    except OSError as exc:
+        raise CliError(EX_UNAVAILABLE, f"cannot listen: {exc}") from None
+
+
+# --------------------------------------------------------------------------- acms / fa-server
+
+
+def cmd_acms(args: argparse.Namespace) -> int:
+    config = _load(load_acms_node, args.config)
+    _configure_logging(args, config.log)
+
+    async def main() -> int:
+        node = AcmsNode(config)
+        await _start(node)
+        try:
+            return await _serve_until_signal(node.failed)
+        finally:
+            await node.stop()
+
+    return asyncio.run(main())
+
+
+def cmd_fa_server(args: argparse.Namespace) -> int:
+    config = _load(load_fa_server_node, args.config)
+    _configure_logging(args, config.log)
+
+    async def main() -> int:
+        node = FaServerNode(config)
+        await _start(node)
+        try:
+            return await _serve_until_signal()
+        finally:
+            await node.stop()
+
+    return asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- acmc
+
+
+class JsonLinesDecider:
+    """``--json`` without ``--auto``: each request is printed as a JSON line; the answer is
+    read from stdin as ``{"transaction_id": ..., "approve": true|false, "reason": ...}``."""
+
+    def __init__(self, stdin: TextIO, emit: Callable[[dict[str, Any]], None]) -> None:
+        self.stdin = stdin
+        self.emit = emit
+        self._waiting: dict[str, asyncio.Future[Decision]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            line = await loop.run_in_executor(None, self.stdin.readline)
+            if not line:
+                for fut in self._waiting.values():
+                    if not fut.done():
+                        fut.set_result(Decision(False, "no decision (input closed)"))
+                return
+            try:
+                doc = json.loads(line)
+                waiting = self._waiting.get(str(doc["transaction_id"]))
+                decision = Decision(bool(doc["approve"]), doc.get("reason"))
+            except (ValueError, KeyError, TypeError):
+                self.emit({"event": "error", "text": f"not a decision: {line.strip()}"})
+                continue
+            if waiting is not None and not waiting.done():
+                waiting.set_result(decision)
+
+    async def decide(self, request: AcmRequest) -> Decision:
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._read())
+        fut: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        self._waiting[request.transaction_id] = fut
+        self.emit({"event": "decide", "request": flow_json(request)})
+        return await fut
+
+
+class Output:
+    """What ``mcacm acmc`` shows on stdout: console text or JSON lines."""
+
+    def __init__(self, as_json: bool, stream: TextIO = sys.stdout) -> None:
+        self.as_json = as_json
+        self.stream = stream
+
+    def emit(self, doc: dict[str, Any]) -> None:
+        self.stream.write(json.dumps(doc, default=str) + "\n")
+        self.stream.flush()
+
+    def text(self, line: str) -> None:
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def report(self, report: Report) -> None:
+        if self.as_json:
+            doc: dict[str, Any] = {"event": str(report.kind),
+                                   "transaction_id": report.transaction_id}
+            if report.flow is not None:
+                doc["message"] = flow_json(report.flow)
+            if report.text:
+                doc["text"] = report.text
+            self.emit(doc)
+            return
+        flow = report.flow
+        if report.kind is ReportKind.INDICATION:
+            self.text(f"{report.transaction_id}: accepted by the partner system "
+                      f"(process indication)")
+        elif report.kind is ReportKind.RESPONSE and flow is not None:
+            result = getattr(flow, "result", None)
+            handler = getattr(flow, "handler", None)
+            self.text(f"{report.transaction_id}: {getattr(result, 'code', '?')}"
+                      + (f" ({result.text})" if result is not None and result.text else "")
+                      + (f" by {handler.mc_service_id}" if handler is not None else ""))
+            for user in getattr(flow, "users", ()):
+                self.text(f"  {user.primary_id}: {user.result.code}"
+                          + (f" -> {user.partner_id}" if user.partner_id else ""))
+        else:
+            self.text(f"{report.transaction_id}: {report.kind}: {report.text or ''}")
+
+
+def _target(args: argparse.Namespace) -> Addressee | None:
+    if args.target is None and args.target_fa is None:
+        return None
+    return Addressee(args.target, args.target_fa)
+
+
+async def _run_requests(node: AcmcNode, args: argparse.Namespace) -> int:
+    outcomes: list[RequestOutcome] = []
+    target = _target(args)
+    if args.add_users:
+        outcomes.append(await node.add_users(tuple(args.add_users), target, args.timeout))
+    if args.update_profile:
+        if target is None:
+            raise CliError(EX_USAGE, "--update-profile needs --target or --target-fa")
+        try:
+            profile = profile_from_xml(Path(args.profile).read_bytes())
+        except OSError as exc:
+            raise CliError(EX_USAGE, f"--profile: {exc}") from None
+        except ValueError as exc:
+            raise CliError(EX_USAGE, f"--profile: not a usable profile: {exc}") from None
+        outcomes.append(await node.profile_update(
+            target=target, migrated_user_id=args.update_profile, profile=profile,
+            additional_info=args.info, timeout=args.timeout))
+    if args.remove_users:
+        outcomes.append(await node.remove_users(tuple(args.remove_users), target, args.timeout))
+    for out in outcomes:
+        if out.failure and out.response is None:
+            log.warning("%s: %s", out.transaction_id, out.failure)
+    return EX_OK if all(o.result == "success" for o in outcomes) else EX_FAILED
+
+
+def cmd_acmc(args: argparse.Namespace) -> int:
+    config = _load(load_acmc_node, args.config)
+    _configure_logging(args, config.log)
+    if args.update_profile and not args.profile:
+        raise CliError(EX_USAGE, "--update-profile needs --profile FILE")
+    output = Output(args.json)
+
+    async def main() -> int:
+        decider: Decider
+        if args.auto:
+            decider = AutoDecider(args.auto == "approve")
+        elif args.json:
+            decider = JsonLinesDecider(sys.stdin, output.emit)
+        else:
+            decider = InteractiveDecider()
+        node = AcmcNode(config, _Announcing(decider, output), on_report=output.report)
+        try:
+            await node.start()
+        except OSError as exc:
+            raise CliError(EX_UNAVAILABLE, f"cannot listen: {exc}") from None
+        except RegistrationError as exc:
+            await node.stop(logoff=False)
+            raise CliError(EX_UNAVAILABLE, f"cannot log on: {exc}") from None
+        try:
+            if args.add_users or args.update_profile or args.remove_users:
+                return await _run_requests(node, args)
+            return await _serve_until_signal()
+        finally:
+            await node.stop()
+
+    return asyncio.run(main())
+
+
+class _Announcing:
+    """Shows what was decided (auto and JSON modes say nothing otherwise)."""
+
+    def __init__(self, inner: Decider, output: Output) -> None:
+        self.inner = inner
+        self.output = output
+
+    async def decide(self, request: AcmRequest) -> Decision:
+        if isinstance(self.inner, AutoDecider) and not self.output.as_json:
+            self.output.text(describe_request(request))
+        decision = await self.inner.decide(request)
+        verdict = "approved" if decision.approve else "rejected"
+        if self.output.as_json:
+            self.output.emit({"event": "decided", "transaction_id": request.transaction_id,
+                              "approve": decision.approve, "reason": decision.reason})
+        else:
+            self.output.text(f"{request.transaction_id}: {verdict}"
+                             + (f" ({decision.reason})" if decision.reason else ""))
+        return decision
+
+
+# --------------------------------------------------------------------------- parser
+
+Command = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, tuple[Command, Callable[[argparse.ArgumentParser], None], str, str]] = {}
+"""name -> (run, add_arguments, help, epilog with an example)."""
+
+
+def command(name: str, help: str, epilog: str
+            ) -> Callable[[Callable[[argparse.ArgumentParser], None]],
+                          Callable[[argparse.ArgumentParser], None]]:
+    """Register the arguments of subcommand ``name``; its runner is ``cmd_<name>``."""
+    def register(add: Callable[[argparse.ArgumentParser], None]
+                 ) -> Callable[[argparse.ArgumentParser], None]:
+        COMMANDS[name] = (globals()["cmd_" + name.replace("-", "_")], add, help, epilog)
+        return add
+    return register
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", required=True, metavar="FILE", help="TOML configuration")
+
+
+@command("acms", "run an ACM server (primary and partner roles)",
+         "example:\n  mcacm acms --config examples/config/primary/acms.toml")
+def _acms_args(p: argparse.ArgumentParser) -> None:
+    _config_arg(p)
+
+
+@command("fa-server", "run a functional alias controlling server (TS 24.379 9A)",
+         "example:\n  mcacm fa-server --config examples/config/partner/fa-server.toml")
+def _fa_args(p: argparse.ArgumentParser) -> None:
+    _config_arg(p)
+
+
+@command("acmc", "run an ACM client: decide incoming requests, or send requests",
+         "examples:\n"
+         "  mcacm acmc --config examples/config/partner/acmc.toml            # ask a person\n"
+         "  mcacm acmc --config examples/config/partner/acmc.toml --auto approve\n"
+         "  mcacm acmc --config examples/config/primary/acmc.toml --json \\\n"
+         "      --add-users sip:mike@primary.example --target sip:dave@partner.example\n"
+         "  mcacm acmc --config examples/config/primary/acmc.toml \\\n"
+         "      --update-profile sip:mike-1@partner.example --profile new.xml \\\n"
+         "      --target sip:dave@partner.example --info 'night shift'\n"
+         "With a request option the client sends it, waits for the final response and exits\n"
+         "(0 if every Result is success, 1 otherwise).")
+def _acmc_args(p: argparse.ArgumentParser) -> None:
+    _config_arg(p)
+    p.add_argument("--auto", choices=("approve", "reject"),
+                   help="decide every incoming request this way instead of asking")
+    p.add_argument("--json", action="store_true",
+                   help="JSON lines on stdout; without --auto, decisions are read from stdin "
+                        'as {"transaction_id": ..., "approve": true, "reason": ...}')
+    g = p.add_argument_group("requests (10.17.5, 10.17.7)")
+    g.add_argument("--add-users", nargs="+", metavar="ID", help="add user configuration")
+    g.add_argument("--remove-users", nargs="+", metavar="ID",
+                   help="remove user configuration")
+    g.add_argument("--update-profile", metavar="MIGRATED_ID",
+                   help="profile update for this partner-assigned MC service ID")
+    g.add_argument("--profile", metavar="FILE", help="the suggested profile (XML)")
+    g.add_argument("--target", metavar="URI", help="target MC service ID at the partner")
+    g.add_argument("--target-fa", metavar="URI", help="target functional alias at the partner")
+    g.add_argument("--info", help="additional information (profile update)")
+    g.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="give up waiting for a final response after S seconds")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    loud = common.add_mutually_exclusive_group()
+    # SUPPRESS: an option given before the subcommand is not reset by the subparser
+    loud.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                      help="debug logging")
+    loud.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                      help="warnings and errors only")
+    common.add_argument("--log-format", choices=("console", "json"), default=argparse.SUPPRESS,
+                        help="log format on stderr (default: [log] format, else console)")
+    parser = argparse.ArgumentParser(
+        prog="mcacm", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="MC administrative configuration management (3GPP TS 23.280 10.17) "
+                    "over SIP.",
+        epilog="exit codes: 0 ok, 1 negative result or node failure, 2 usage, "
+               "69 cannot listen / log on, 78 bad configuration (docs/running.md)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (run, add, text, epilog) in COMMANDS.items():
+        p = sub.add_parser(name, parents=[common], help=text, description=text, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        add(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except CliError as exc:
+        print(f"mcacm {args.command}: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return EX_OK
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
