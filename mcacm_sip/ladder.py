@@ -31,7 +31,7 @@ class LadderEvent:
 
 
 def describe(data: bytes) -> str:
-    """A one-line label: ``MESSAGE profile-update-request``, ``200 OK (MESSAGE)``, ``NOTIFY presence``."""
+    """A one-line label, e.g. ``MESSAGE profile-update-request`` or ``200 OK (MESSAGE)``."""
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     first = lines[0].decode("utf-8", "replace").strip()

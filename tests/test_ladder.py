@@ -8,7 +8,10 @@ MESSAGE = (
     b'<?xml version="1.0"?>\n<acm:profile-update-request xmlns:acm="urn:mcacm-sip:ns:acm:1.0"/>'
 )
 OK = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCSeq: 7 MESSAGE\r\n\r\n"
-NOTIFY = b"NOTIFY sip:acms SIP/2.0\r\no: presence\r\nSubscription-State: terminated;reason=timeout\r\n\r\n"
+NOTIFY = (
+    b"NOTIFY sip:acms SIP/2.0\r\no: presence\r\n"
+    b"Subscription-State: terminated;reason=timeout\r\n\r\n"
+)
 
 
 def test_describe_names_the_acm_flow_status_and_event() -> None:
