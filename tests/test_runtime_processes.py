@@ -1,0 +1,167 @@
+"""The five ``mcacm`` processes on loopback, configured from examples/config/ (ports replaced by
+free ones, stores in a temporary directory): a profile update to completion, with the partner
+ACMS SIGKILLed after step 4 and restarted; the procedure completes exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "config"
+EXAMPLE_PORTS = ("5060", "5061", "5070", "5071", "5072")
+WAIT = 30.0
+PROFILE = ('<mcptt-user-profile xmlns="urn:3gpp:mcptt:user-profile:1.0">'
+           "<Name>Mike (night shift)</Name></mcptt-user-profile>")
+
+
+def free_udp_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_configs(tmp: Path) -> dict[str, Path]:
+    """examples/config with each example port replaced by a free one."""
+    ports = {p: str(free_udp_port()) for p in EXAMPLE_PORTS}
+    pattern = re.compile(r"(?<=[:= ])(" + "|".join(EXAMPLE_PORTS) + r")\b")
+    out = {}
+    for side in ("primary", "partner"):
+        (tmp / side).mkdir()
+        for src in (EXAMPLES / side).glob("*.toml"):
+            text = pattern.sub(lambda m: ports[m.group(1)], src.read_text())
+            # short SIP timers: a dead peer is noticed in a second, not 32 s
+            text = text.replace("[sip]\n", "[sip]\nt1 = 0.1\nsend_timeout = 3.0\n", 1) \
+                if "[sip]\n" in text else text + "\n[sip]\nt1 = 0.1\nsend_timeout = 3.0\n"
+            (tmp / side / src.name).write_text(text)
+            out[f"{side}/{src.stem}"] = tmp / side / src.name
+    return out
+
+
+class Proc:
+    def __init__(self, name: str, args: list[str], tmp: Path, stdout_pipe: bool = False
+                 ) -> None:
+        self.name = name
+        self.err_path = tmp / f"{name}.{time.monotonic_ns()}.log"
+        self.err = open(self.err_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "mcacm_sip.cli.main", "--log-format", "json", *args],
+            stdout=subprocess.PIPE if stdout_pipe else subprocess.DEVNULL, stderr=self.err,
+            stdin=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def log_events(self) -> list[dict[str, Any]]:
+        lines = self.err_path.read_text(errors="replace").splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def wait_for_event(self, event: str) -> None:
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            if any(e.get("event") == event for e in self.log_events()):
+                return
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name}: no {event}; log:\n{self.err_path.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
+        self.err.close()
+
+
+@contextmanager
+def processes() -> Iterator[list[Proc]]:
+    started: list[Proc] = []
+    try:
+        yield started
+    finally:
+        for proc in reversed(started):  # by PID, each one
+            proc.stop()
+
+
+def read_events(stream: IO[bytes], until: str) -> list[dict[str, Any]]:
+    """JSON lines from an ACMC's stdout up to and including the first event ``until``."""
+    events: list[dict[str, Any]] = []
+    while True:
+        line = stream.readline()
+        if not line:
+            raise AssertionError(f"stdout ended before {until}: {events}")
+        events.append(json.loads(line))
+        if events[-1]["event"] == until:
+            return events
+
+
+@pytest.mark.timeout(120)
+def test_profile_update_survives_partner_sigkill_after_step_4(tmp_path: Path) -> None:
+    cfg = write_configs(tmp_path)
+    (tmp_path / "profile.xml").write_text(PROFILE)
+    with processes() as procs:
+        def start(name: str, *args: str, pipe: bool = False) -> Proc:
+            proc = Proc(name, list(args), tmp_path, pipe)
+            procs.append(proc)
+            return proc
+
+        fa = start("fa", "fa-server", "--config", str(cfg["partner/fa-server"]))
+        primary = start("primary", "acms", "--config", str(cfg["primary/acms"]))
+        partner = start("partner", "acms", "--config", str(cfg["partner/acms"]))
+        for proc in (fa, primary, partner):
+            proc.wait_for_event("node.start")
+
+        # 10.17.5: mike migrates (approved by the partner's policy)
+        add = subprocess.run(
+            [sys.executable, "-m", "mcacm_sip.cli.main", "-q", "acmc", "--config",
+             str(cfg["primary/acmc"]), "--json", "--add-users", "sip:mike@primary.example",
+             "--target", "sip:dave@partner.example", "--timeout", str(WAIT)],
+            capture_output=True, cwd=ROOT, timeout=WAIT * 2, check=False)
+        assert add.returncode == 0, add.stderr.decode()
+        answer = [json.loads(x) for x in add.stdout.splitlines()][-1]
+        migrated = answer["message"]["users"][0]["partner_id"]
+        assert migrated == "sip:mike-1@partner.example"
+
+        # 10.17.7.2 step 1; dave (partner ACMC) is not running: the request waits at the
+        # partner (10.17.3.1)
+        alice = start("alice", "acmc", "--config", str(cfg["primary/acmc"]), "--json",
+                      "--update-profile", migrated, "--profile", str(tmp_path / "profile.xml"),
+                      "--target", "sip:dave@partner.example", "--info", "night shift",
+                      "--timeout", str(WAIT), pipe=True)
+        assert alice.popen.stdout is not None
+        first = read_events(alice.popen.stdout, "indication")  # step 4 reached the primary
+        tid = first[-1]["transaction_id"]
+
+        partner.stop(signal.SIGKILL)
+        partner = start("partner-again", "acms", "--config", str(cfg["partner/acms"]))
+        partner.wait_for_event("node.start")
+        dave = start("dave", "acmc", "--config", str(cfg["partner/acmc"]), "--auto",
+                     "approve", "--json")
+
+        rest = read_events(alice.popen.stdout, "response")
+        assert alice.popen.wait(WAIT) == 0
+        tail = alice.popen.stdout.read().decode()
+        responses = [e for e in first + rest if e["event"] == "response"]
+        assert len(responses) == 1 and responses[0]["transaction_id"] == tid
+        assert responses[0]["message"]["result"]["code"] == "success"
+        assert responses[0]["message"]["handler"]["mc_service_id"] == "sip:dave@partner.example"
+        assert "response" not in tail  # nothing doubled after the final answer
+
+        dave.stop()
+        decided = [e for e in dave.log_events() if e.get("event") == "acmc.decided"]
+        assert [e["transaction_id"] for e in decided] == [tid]  # decided exactly once
