@@ -320,13 +320,14 @@ COMMANDS: dict[str, tuple[Command, Callable[[argparse.ArgumentParser], None], st
 """name -> (run, add_arguments, help, epilog with an example)."""
 
 
-def command(name: str, help: str, epilog: str
+def command(name: str, help: str, epilog: str, run: Command | None = None
             ) -> Callable[[Callable[[argparse.ArgumentParser], None]],
                           Callable[[argparse.ArgumentParser], None]]:
-    """Register the arguments of subcommand ``name``; its runner is ``cmd_<name>``."""
+    """Register the arguments of subcommand ``name``; its runner is ``run``, by default
+    ``cmd_<name>`` of this module.  Other modules register before :func:`build_parser`."""
     def register(add: Callable[[argparse.ArgumentParser], None]
                  ) -> Callable[[argparse.ArgumentParser], None]:
-        COMMANDS[name] = (globals()["cmd_" + name.replace("-", "_")], add, help, epilog)
+        COMMANDS[name] = (run or globals()["cmd_" + name.replace("-", "_")], add, help, epilog)
         return add
     return register
 
