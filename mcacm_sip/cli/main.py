@@ -380,6 +380,10 @@ def _acmc_args(p: argparse.ArgumentParser) -> None:
                    help="give up waiting for a final response after S seconds")
 
 
+# subcommands of other modules register themselves when imported
+from mcacm_sip.cli import demo_cmd  # noqa: E402, F401  (mcacm demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     loud = common.add_mutually_exclusive_group()

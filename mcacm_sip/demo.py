@@ -1,0 +1,668 @@
+"""``mcacm demo``: two MC systems on loopback and the profile update (TS 23.280 10.17.7) through
+every branch, each with the ladder of its SIP exchanges (docs/demo.md).
+
+The nodes are the real runtime (:mod:`mcacm_sip.runtime`), in-process, on free ports, with
+SQLite stores in a temporary directory.  Nothing waits on a timer: every step waits for the
+event that ends it (a decision request reaching a user, a process indication, the final
+response, the SIP answer to a NOTIFY), so a run takes well under a second.
+
+    result = asyncio.run(run_demo(transport="udp"))
+    result.ok, [b.actual for b in result.branches]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import tempfile
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcacm_sip.acm import codec
+from mcacm_sip.acm.codec import profile_from_xml
+from mcacm_sip.acm.model import (
+    Addressee,
+    AddUserConfigurationRequest,
+    AddUserConfigurationResponse,
+    Party,
+    ProfileUpdateRequest,
+    new_transaction_id,
+)
+from mcacm_sip.core.config import REQUEST_FLOWS, AcmcConfig, AuthorisedUser
+from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
+from mcacm_sip.ladder import LadderEvent, describe, render
+from mcacm_sip.runtime import (
+    AcmcNode,
+    AcmcNodeConfig,
+    AcmsNode,
+    AcmsNodeConfig,
+    FaServerNode,
+    FaServerNodeConfig,
+    ProgrammableDecider,
+    RequestHandle,
+    RequestOutcome,
+    SipSettings,
+    TraceRecord,
+)
+from mcacm_sip.runtime.lab import (
+    ALICE,
+    DAVE,
+    DUTY,
+    FA_SERVER,
+    MIKE,
+    PARTNER,
+    PRIMARY,
+    ROUTINE,
+    partner_config,
+    primary_config,
+    profile_xml,
+)
+from mcacm_sip.sip import Listen, Transport
+
+# The cast beyond runtime.lab's (ALICE, DAVE, DUTY, MIKE, the two ACMS and the FA server).
+BOB = "sip:bob@primary.example"
+"""Primary user allowed to request add-user configuration only: branch 7 (not authorised)."""
+CAROL = "sip:carol@partner.example"
+"""Partner user who holds DUTY (activated by PUBLISH before branch 3)."""
+NIGHT = "sip:night@partner.example"
+"""Functional alias nobody holds until DAVE activates it in branch 4."""
+NINA = "sip:nina@primary.example"
+"""Second migrating user, removed again in branch 8b."""
+GHOST = "sip:ghost-99@partner.example"
+"""A migrated user id the partner never assigned: branch 8a."""
+
+STEP_TIMEOUT = 10.0
+"""Upper bound of any one wait; on loopback each takes milliseconds.  A branch that hits it
+fails (its table row says why) and the demo goes on with the next."""
+QUIET = 0.02
+"""A branch ends once no SIP message moved for this long (the last 200 OKs are in its ladder)."""
+
+# Ladder columns, left to right; only those a branch uses are drawn.
+PARTICIPANTS: dict[str, str] = {
+    BOB: "primary-acmc-2",
+    ALICE: "primary-acmc",
+    PRIMARY: "primary-acms",
+    PARTNER: "partner-acms",
+    FA_SERVER: "fa-server",
+    DAVE: "partner-acmc",
+    CAROL: "partner-acmc-2",
+}
+ROLES: dict[str, str] = {
+    ALICE: "primary ACMC, user alice (may request every ACM flow)",
+    BOB: "second primary ACMC, user bob (may request add-user configuration only)",
+    PRIMARY: "primary ACMS",
+    PARTNER: "partner ACMS (policy: approve add/remove, approve profiles with <Routine>)",
+    FA_SERVER: "FA controlling server of the partner system (duty: carol, night: dave)",
+    DAVE: "partner ACMC, user dave (decides; may hold night)",
+    CAROL: "second partner ACMC, user carol (decides; may hold duty)",
+}
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """One scenario: what it shows and the Result the primary ACMC must end with."""
+
+    key: str
+    title: str
+    clause: str
+    expected: str
+    run: Callable[[Demo], Awaitable[str]]
+    """Drives the scenario; returns the Result the primary ACMC got (see :func:`result_of`)."""
+
+
+@dataclass(slots=True)
+class BranchResult:
+    key: str
+    title: str
+    clause: str
+    expected: str
+    actual: str
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+    """What the branch observed on the way (stored items, who decided ...)."""
+    events: list[LadderEvent] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.actual == self.expected
+
+    def ladder(self) -> str:
+        return render(self.events, columns(self.events), title=None)
+
+    def to_json(self) -> dict[str, Any]:
+        start = self.events[0].time if self.events else 0.0
+        return {
+            "key": self.key, "title": self.title, "clause": self.clause,
+            "expected": self.expected, "actual": self.actual, "ok": self.ok,
+            "seconds": round(self.seconds, 4), "notes": self.notes,
+            "messages": [{"t": round(e.time - start, 4), "from": e.src, "to": e.dst,
+                          "label": describe(e.data)} for e in self.events],
+        }
+
+
+@dataclass(slots=True)
+class DemoResult:
+    transport: Transport
+    branches: list[BranchResult]
+    seconds: float
+    store_dir: str | None
+    """Where the SQLite stores are (``--keep``), None when they were removed."""
+    setup_messages: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.branches) and all(b.ok for b in self.branches)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "transport": self.transport, "seconds": round(self.seconds, 4),
+                "store_dir": self.store_dir, "setup_messages": self.setup_messages,
+                "participants": {PARTICIPANTS[k]: {"uri": k, "role": ROLES[k]}
+                                 for k in PARTICIPANTS},
+                "branches": [b.to_json() for b in self.branches]}
+
+
+def result_of(outcome: RequestOutcome) -> str:
+    """The Result the primary ACMC learnt: the response's Result code, or for a request the
+    primary ACMS refused, ``<warning code> (SIP <status>)``, e.g. ``not-authorised (SIP 403)``."""
+    if outcome.response is not None:
+        return outcome.response.result.code
+    failure = outcome.failure or "no answer"
+    status, _, text = failure.partition(" ")
+    if status.isdigit():
+        return f"{text.split(':', 1)[0].strip() or 'refused'} (SIP {status})"
+    return f"no result: {failure}"
+
+
+# --------------------------------------------------------------------------- message trace
+
+
+class Trace:
+    """Collects every node's :class:`TraceRecord` and turns them into ladder events.
+
+    Each message is traced twice, leaving its sender and reaching its receiver; a message is
+    drawn once, from the sending node to the node that received the same bytes (so TCP's
+    ephemeral ports never appear), and filed under the branch running when it left.
+    """
+
+    def __init__(self) -> None:
+        self.branch = "setup"
+        self.records: list[tuple[str, TraceRecord]] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, record: TraceRecord) -> None:
+        self.records.append((self.branch, record))
+        self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[TraceRecord], bool],
+                       timeout: float = STEP_TIMEOUT) -> TraceRecord:
+        """The first record (of the current branch) matching ``predicate``, waiting for it."""
+        seen = 0
+        async with asyncio.timeout(timeout):
+            while True:
+                mine = [r for b, r in self.records[seen:] if b == self.branch]
+                seen = len(self.records)
+                for record in mine:
+                    if predicate(record):
+                        return record
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def quiet(self, period: float = QUIET, limit: float = 2.0) -> None:
+        """Return once no message moved for ``period`` seconds (at most ``limit``)."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), period)
+            except TimeoutError:
+                return
+
+    async def answered(self, node: str, request: Callable[[TraceRecord], bool],
+                       timeout: float = STEP_TIMEOUT) -> None:
+        """Wait until ``node`` sent a 2xx to a received request matching ``request``.  Our
+        nodes act on a request (core fed, store written) before they answer it, so this is
+        the moment its effect is in place."""
+        def match(answer: TraceRecord) -> bool:
+            if answer.node != node or answer.direction != "out" or not first_line(
+                    answer).startswith("SIP/2.0 2"):
+                return False
+            key = (header(answer, "call-id"), header(answer, "cseq"))
+            return any(r.node == node and r.direction == "in" and not first_line(r).startswith(
+                "SIP/") and (header(r, "call-id"), header(r, "cseq")) == key and request(r)
+                for _, r in self.records)
+
+        await self.wait_for(match, timeout)
+
+    def events(self) -> dict[str, list[LadderEvent]]:
+        """Branch key -> its messages, sender -> receiver, in order."""
+        arrivals: dict[bytes, deque[TraceRecord]] = defaultdict(deque)
+        for _, r in self.records:
+            if r.direction == "in":
+                arrivals[r.data].append(r)
+        out: dict[str, list[LadderEvent]] = defaultdict(list)
+        for branch, r in self.records:
+            if r.direction != "out":
+                continue
+            queue = arrivals.get(r.data)
+            dst = name_of(queue.popleft().node) if queue else f"{r.dst[0]}:{r.dst[1]} (lost)"
+            out[branch].append(LadderEvent(r.time, name_of(r.node), dst, r.data))
+        return out
+
+
+def name_of(node: str) -> str:
+    return PARTICIPANTS.get(node, node)
+
+
+def columns(events: Iterable[LadderEvent]) -> dict[str, str]:
+    """The participants ``events`` involve, in the fixed left-to-right order."""
+    used = {e.src for e in events} | {e.dst for e in events}
+    order = [n for n in PARTICIPANTS.values() if n in used] + sorted(
+        used - set(PARTICIPANTS.values()))
+    return {n: n for n in order}
+
+
+def first_line(record: TraceRecord) -> str:
+    return record.data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+
+
+def notify_about(*uris: str) -> Callable[[TraceRecord], bool]:
+    """Matches a NOTIFY naming every one of ``uris`` (its From is the FA, its pidf the
+    holders)."""
+    return lambda r: first_line(r).startswith("NOTIFY ") and all(
+        u.encode() in r.data for u in uris)
+
+
+def message_with(flow: str) -> Callable[[TraceRecord], bool]:
+    """Matches a MESSAGE carrying the ACM flow ``flow`` (the root element of its body)."""
+    return lambda r: first_line(r).startswith("MESSAGE ") and f"<{flow}".encode() in r.data
+
+
+def header(record: TraceRecord, name: str) -> str:
+    for line in record.data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        key, sep, value = line.partition(b":")
+        if sep and key.strip().lower() == name.encode():
+            return value.strip().decode("utf-8", "replace")
+    return ""
+
+
+# --------------------------------------------------------------------------- the systems
+
+
+def _sip(transport: Transport) -> SipSettings:
+    # default RFC 3261 timers (T1 0.5 s: no retransmission on loopback); nothing is ever
+    # unreachable in the demo, so a short give-up only bounds a broken run
+    return SipSettings(listens=(Listen(transport, "127.0.0.1", 0),), transport=transport,
+                       send_timeout=5.0)
+
+
+def _warm_up() -> None:
+    """Compile the schema and the codec once, so the first MESSAGE is not slower than T1."""
+    sample = ProfileUpdateRequest(new_transaction_id(), Party(ALICE), Addressee(DAVE), MIKE,
+                                  profile_from_xml(profile_xml("warm-up")))
+    codec.decode(codec.encode(sample), content_type=codec.ACM_CONTENT_TYPE)
+
+
+class Demo:
+    """The seven nodes and the state the branches share."""
+
+    def __init__(self, base: Path, transport: Transport) -> None:
+        self.transport = transport
+        self.trace = Trace()
+        sip = _sip(transport)
+        trace = self.trace
+        primary = primary_config(str(base / "primary.sqlite"))
+        partner = partner_config(str(base / "partner.sqlite"))
+        # 10.17.7.2 step 2: bob may use ACM, but only to add user configuration
+        primary = dataclasses.replace(primary, users=(
+            *primary.users, AuthorisedUser(BOB, (AddUserConfigurationRequest.FLOW,))))
+        # carol decides too; the partner ACMS follows both aliases from the start
+        # (continuous resolution subscriptions, 24.379 9A.2.2.2.8)
+        partner = dataclasses.replace(
+            partner, users=(*partner.users, AuthorisedUser(CAROL, (), REQUEST_FLOWS)),
+            functional_aliases=(DUTY, NIGHT))
+        self.fa = FaServerNode(FaServerNodeConfig(FA_SERVER, FaServerConfig(
+            (FaConfig(DUTY, frozenset({CAROL})), FaConfig(NIGHT, frozenset({DAVE}))),
+            frozenset({PARTNER})), sip), trace=trace)
+        self.primary = AcmsNode(AcmsNodeConfig(primary, sip), trace=trace)
+        self.partner = AcmsNode(AcmsNodeConfig(partner, sip), trace=trace)
+        self.dave_decides = ProgrammableDecider()
+        self.carol_decides = ProgrammableDecider()
+        self.alice = AcmcNode(AcmcNodeConfig(AcmcConfig(ALICE, PRIMARY), sip), trace=trace)
+        self.bob = AcmcNode(AcmcNodeConfig(AcmcConfig(BOB, PRIMARY), sip), trace=trace)
+        self.dave = AcmcNode(AcmcNodeConfig(AcmcConfig(DAVE, PARTNER), sip),
+                             self.dave_decides, trace=trace)
+        self.carol = AcmcNode(AcmcNodeConfig(AcmcConfig(CAROL, PARTNER), sip),
+                              self.carol_decides, trace=trace)
+        self.migrated: dict[str, str] = {}
+        """Primary ID -> the ID the partner assigned (10.17.5.2)."""
+        self.notes: list[str] = []
+
+    @property
+    def servers(self) -> tuple[FaServerNode | AcmsNode, ...]:
+        return (self.fa, self.primary, self.partner)
+
+    @property
+    def clients(self) -> tuple[AcmcNode, ...]:
+        return (self.alice, self.bob, self.dave, self.carol)
+
+    async def start(self) -> None:
+        for server in self.servers:
+            await server.start()
+        t = self.transport
+        fa, primary, partner = self.fa.hop(t), self.primary.hop(t), self.partner.hop(t)
+        # static next hops instead of DNS; ACMCs reach their ACMS, the partner its FA server
+        self.primary.set_hops({PARTNER: partner})
+        self.partner.set_hops({PRIMARY: primary, "partner.example": fa})
+        for client in (self.alice, self.bob):
+            client.set_hops({"*": primary})
+        for client in (self.dave, self.carol):
+            client.set_hops({DUTY: fa, NIGHT: fa, "*": partner})
+        for client in self.clients:
+            await client.start()  # REGISTER: logged on (10.17.3.1)
+        # the partner ACMS's resolution subscriptions are up once both first NOTIFYs are in
+        for fa_uri in (DUTY, NIGHT):
+            await self.trace.answered(PARTNER, notify_about(fa_uri))
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.stop()
+        for server in (self.partner, self.primary, self.fa):
+            await server.stop()
+
+    # ------------------------------------------------------------------ helpers for branches
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def update(self, target: Addressee, migrated: str, *elements: str,
+               info: str | None = None) -> ProfileUpdateRequest:
+        """A profile update (10.17.2.15) from alice for ``migrated``."""
+        return ProfileUpdateRequest(
+            new_transaction_id(), self.alice.core.me, target, migrated,
+            profile_from_xml(profile_xml("Mike (updated)", *elements)), info)
+
+    async def decide(self, decider: ProgrammableDecider, who: str, handle: RequestHandle,
+                     approve: bool, reason: str) -> None:
+        """Wait until the request reaches ``who`` (step 5), then answer it (steps 6-7)."""
+        request = await decider.next_request(STEP_TIMEOUT)
+        if request.transaction_id != handle.transaction_id:
+            raise RuntimeError(f"{who} was asked about {request.transaction_id}, "
+                               f"expected {handle.transaction_id}")
+        self.note(f"{name_of(who)} was asked and answered "
+                  f"{'approve' if approve else 'reject'} ({reason})")
+        decider.answer(request.transaction_id, approve, reason)
+
+    async def outcome(self, handle: RequestHandle) -> str:
+        out = await handle.wait(STEP_TIMEOUT)
+        if out.response is not None:
+            handler = out.response.handler
+            self.note("handler: " + handler.mc_service_id
+                      + (f" as {handler.functional_alias}" if handler.functional_alias else ""))
+        return result_of(out)
+
+    async def indicated(self, handle: RequestHandle) -> None:
+        """10.17.7.2 step 4 reached the primary ACMC: the partner has stored the request."""
+        await asyncio.wait_for(asyncio.shield(handle.indicated), STEP_TIMEOUT)
+
+    def pending(self, node: AcmsNode, owner: str) -> int:
+        count = len(node.core.pending_for(owner))
+        self.note(f"{name_of(node.psi)} holds {count} pending item(s) for {owner}")
+        return count
+
+
+# --------------------------------------------------------------------------- the branches
+
+
+async def migrate(demo: Demo) -> str:
+    """10.17.5.2: alice adds mike and nina; the partner assigns IDs and profiles (policy)."""
+    out = await demo.alice.add_users((MIKE, NINA), Addressee(DAVE), timeout=STEP_TIMEOUT)
+    if isinstance(out.response, AddUserConfigurationResponse):
+        for user in out.response.users:
+            if user.partner_id is not None and user.result.code == "success":
+                demo.migrated[user.primary_id] = user.partner_id
+                demo.note(f"{user.primary_id} -> {user.partner_id}")
+            else:
+                demo.note(f"{user.primary_id}: {user.result.code}")
+    result = result_of(out)
+    if result == "success" and set(demo.migrated) != {MIKE, NINA}:
+        return "success, but not every user was assigned"
+    return result
+
+
+def mike(demo: Demo) -> str:
+    if MIKE not in demo.migrated:
+        raise RuntimeError("mike was not migrated (add user configuration failed)")
+    return demo.migrated[MIKE]
+
+
+async def automatic(demo: Demo) -> str:
+    """The profile contains <Routine>: the partner's policy approves it (10.17.3.2)."""
+    handle = demo.alice.submit(demo.update(Addressee(DAVE), mike(demo), ROUTINE))
+    result = await demo.outcome(handle)
+    if not demo.dave_decides.requests.empty():
+        return "dave was asked although the policy decides"
+    demo.note("nobody at the partner was asked")
+    return result
+
+
+async def direct(demo: Demo, approve: bool) -> str:
+    handle = demo.alice.submit(demo.update(Addressee(DAVE), mike(demo), info="new talk groups"))
+    await demo.decide(demo.dave_decides, DAVE, handle, approve,
+                      "looks right" if approve else "not this week")
+    return await demo.outcome(handle)
+
+
+async def direct_approve(demo: Demo) -> str:
+    return await direct(demo, True)
+
+
+async def direct_reject(demo: Demo) -> str:
+    return await direct(demo, False)
+
+
+async def fa_one_holder(demo: Demo) -> str:
+    # carol takes the duty alias (24.379 9A.2.2.2.6); the FA server tells the partner ACMS
+    status = await demo.carol.set_functional_alias(DUTY, True)
+    demo.note(f"carol's PUBLISH activating duty: {status}")
+    await demo.trace.answered(PARTNER, notify_about(DUTY, CAROL))
+    handle = demo.alice.submit(demo.update(Addressee(functional_alias=DUTY), mike(demo)))
+    await demo.decide(demo.carol_decides, CAROL, handle, True, "on duty, approved")
+    return await demo.outcome(handle)
+
+
+async def fa_no_holder(demo: Demo) -> str:
+    handle = demo.alice.submit(demo.update(Addressee(functional_alias=NIGHT), mike(demo)))
+    await demo.indicated(handle)
+    if demo.pending(demo.partner, NIGHT) != 1:
+        return "not stored for the inactive alias"
+    # dave takes the night alias: NOTIFY to the partner ACMS -> delivered on activation
+    status = await demo.dave.set_functional_alias(NIGHT, True)
+    demo.note(f"dave's PUBLISH activating night: {status}")
+    await demo.decide(demo.dave_decides, DAVE, handle, True, "took the night shift")
+    return await demo.outcome(handle)
+
+
+async def partner_offline(demo: Demo) -> str:
+    await demo.dave.logoff()
+    handle = demo.alice.submit(demo.update(Addressee(DAVE), mike(demo)))
+    await demo.indicated(handle)
+    if demo.pending(demo.partner, DAVE) != 1:
+        return "not queued for the logged-off user"
+    await demo.dave.logon()  # -> pending data notification -> download (10.17.3.1)
+    await demo.decide(demo.dave_decides, DAVE, handle, True, "back online, approved")
+    return await demo.outcome(handle)
+
+
+async def primary_offline(demo: Demo) -> str:
+    handle = demo.alice.submit(demo.update(Addressee(DAVE), mike(demo)))
+    request = await demo.dave_decides.next_request(STEP_TIMEOUT)
+    await demo.alice.logoff()
+    demo.note("alice logged off before dave answered")
+    demo.dave_decides.answer(request.transaction_id, True, "approved while alice is away")
+    # the primary ACMS answered the partner's response: stored for alice (step 9)
+    await demo.trace.answered(PRIMARY, message_with("profile-update-response"))
+    if demo.pending(demo.primary, ALICE) != 1:
+        return "the response was not kept for alice"
+    await demo.alice.logon()  # -> pending data notification -> download -> the Result
+    return await demo.outcome(handle)
+
+
+async def not_authorised(demo: Demo) -> str:
+    request = ProfileUpdateRequest(new_transaction_id(), demo.bob.core.me, Addressee(DAVE),
+                                   mike(demo), profile_from_xml(profile_xml("by bob")))
+    out = await demo.bob.request(request, STEP_TIMEOUT)
+    if out.failure:
+        demo.note(f"bob's ACMC got: {out.failure}")
+    # nothing stored, nothing forwarded
+    if any(t.transaction_id == request.transaction_id
+           for node in (demo.primary, demo.partner) for t in node.core.transactions()):
+        return "stored or forwarded although not authorised"
+    return result_of(out)
+
+
+async def unknown_user(demo: Demo) -> str:
+    handle = demo.alice.submit(demo.update(Addressee(DAVE), GHOST))
+    return await demo.outcome(handle)
+
+
+async def removed_user(demo: Demo) -> str:
+    if NINA not in demo.migrated:
+        raise RuntimeError("nina was not migrated (add user configuration failed)")
+    removed = await demo.alice.remove_users((NINA,), Addressee(DAVE), timeout=STEP_TIMEOUT)
+    demo.note(f"remove user configuration (10.17.5.3): {result_of(removed)}")
+    handle = demo.alice.submit(demo.update(Addressee(DAVE), demo.migrated[NINA]))
+    return await demo.outcome(handle)
+
+
+BRANCHES: tuple[Branch, ...] = (
+    Branch("0", "Add user configuration: the partner assigns IDs and profiles",
+           "10.17.5.2 (policy 10.17.3.2)", "success", migrate),
+    Branch("1", "Automatic handling by the partner's local policy",
+           "10.17.7.2 step 4, 10.17.3.2", "success", automatic),
+    Branch("2a", "Direct to the partner ACMC by MC service ID, the user approves",
+           "10.17.7.2 steps 4-10", "success", direct_approve),
+    Branch("2b", "Direct to the partner ACMC by MC service ID, the user rejects",
+           "10.17.7.2 steps 6-10", "rejected-by-user", direct_reject),
+    Branch("3", "Via a functional alias with one holder (activated by PUBLISH)",
+           "10.17.7.2 step 4; TS 24.379 9A.2.2.3", "success", fa_one_holder),
+    Branch("4", "Via a functional alias nobody holds: stored, delivered on activation",
+           "10.17.7.2 step 4; TS 24.379 9A.2.2.3", "success", fa_no_holder),
+    Branch("5", "Partner ACMC offline: pending until it logs on",
+           "10.17.7.2 step 4, 10.17.3.1", "success", partner_offline),
+    Branch("6", "Primary ACMC offline for the answer: pending at the primary ACMS",
+           "10.17.7.2 steps 9-10, 10.17.3.1", "success", primary_offline),
+    Branch("7", "Authorisation failure at the primary ACMS",
+           "10.17.7.2 step 2", "not-authorised (SIP 403)", not_authorised),
+    Branch("8a", "Unknown migrated user", "10.17.7.2 step 4 (verify)", "unknown-user",
+           unknown_user),
+    Branch("8b", "Removed user (10.17.5.3 remove, then an update)",
+           "10.17.5.3, 10.17.7.2 step 4 (verify)", "not-migrated", removed_user),
+)
+
+
+# --------------------------------------------------------------------------- running
+
+
+Progress = Callable[[str], None]
+
+
+def _silent(_: str) -> None:
+    return None
+
+
+async def run_demo(transport: Transport = "udp", keep: str | Path | None = None,
+                   progress: Progress = _silent,
+                   branches: tuple[Branch, ...] = BRANCHES) -> DemoResult:
+    """Start the nodes, run every branch, stop the nodes.  The SQLite stores live in a
+    temporary directory removed at the end, or in ``keep`` (created if missing)."""
+    started = time.monotonic()
+    _warm_up()
+    with tempfile.TemporaryDirectory(prefix="mcacm-demo-") as tmp:
+        base = Path(keep) if keep is not None else Path(tmp)
+        base.mkdir(parents=True, exist_ok=True)
+        demo = Demo(base, transport)
+        results: list[BranchResult] = []
+        progress(f"starting 3 servers and 4 clients on 127.0.0.1 over {transport} "
+                 f"(stores in {base})")
+        try:
+            await demo.start()
+            await demo.trace.quiet()
+            progress(f"all logged on; partner ACMS subscribed to {DUTY} and {NIGHT}")
+            for branch in branches:
+                results.append(await _run_branch(demo, branch, progress))
+        finally:
+            demo.trace.branch = "teardown"  # the logoffs belong to no branch
+            await demo.close()
+        per_branch = demo.trace.events()
+        for r in results:
+            r.events = per_branch.get(r.key, [])
+        return DemoResult(transport, results, time.monotonic() - started,
+                          str(base) if keep is not None else None,
+                          len(per_branch.get("setup", [])))
+
+
+async def _run_branch(demo: Demo, branch: Branch, progress: Progress) -> BranchResult:
+    demo.trace.branch = branch.key
+    demo.notes = []
+    t0 = time.monotonic()
+    try:
+        actual = await asyncio.wait_for(branch.run(demo), 3 * STEP_TIMEOUT)
+    except TimeoutError:
+        actual = "timed out"
+    except Exception as exc:  # one broken branch must not hide the others' results
+        actual = f"error: {exc}"
+    await demo.trace.quiet()  # the last 200 OKs belong to this branch's ladder
+    seconds = time.monotonic() - t0
+    verdict = "ok" if actual == branch.expected else "FAIL"
+    progress(f"{branch.key:>2} {branch.title}: {actual} ({verdict}, {seconds * 1000:.0f} ms)")
+    return BranchResult(branch.key, branch.title, branch.clause, branch.expected, actual,
+                        seconds, demo.notes)
+
+
+# --------------------------------------------------------------------------- text output
+
+
+def legend() -> str:
+    width = max(len(n) for n in PARTICIPANTS.values())
+    return "\n".join(f"  {name:<{width}}  {uri}  {ROLES[uri]}"
+                     for uri, name in PARTICIPANTS.items())
+
+
+def table(result: DemoResult) -> str:
+    rows = [("branch", "expected Result", "actual Result", "")]
+    rows += [(f"{b.key} {b.title}", b.expected, b.actual, "ok" if b.ok else "FAIL")
+             for b in result.branches]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + "  " + r[3]
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths) + "  ----")
+    passed = sum(b.ok for b in result.branches)
+    lines.append("")
+    lines.append(f"{passed}/{len(result.branches)} branches ended with the expected Result; "
+                 f"total {result.seconds:.2f} s over {result.transport}")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def report(result: DemoResult) -> str:
+    """Everything ``mcacm demo`` prints: the cast, each branch's ladder, the table."""
+    parts = ["Participants:", legend(), ""]
+    for b in result.branches:
+        parts.append(f"=== {b.key}. {b.title}  [{b.clause}]")
+        parts.extend(f"    {n}" for n in b.notes)
+        parts.append(f"    expected {b.expected}, got {b.actual}: {'ok' if b.ok else 'FAIL'}")
+        parts.append("")
+        parts.append(b.ladder() if b.events else "    (no SIP messages)\n")
+    parts.append(table(result))
+    return "\n".join(parts) + "\n"
+
+
+def ladder_names() -> Mapping[str, str]:
+    """The participant names of the ladders, by URI (for docs and tools)."""
+    return dict(PARTICIPANTS)
