@@ -388,16 +388,25 @@ class Demo:
             new_transaction_id(), self.alice.core.me, target, migrated,
             profile_from_xml(profile_xml("Mike (updated)", *elements)), info)
 
-    async def decide(self, decider: ProgrammableDecider, who: str, handle: RequestHandle,
-                     approve: bool, reason: str) -> None:
-        """Wait until the request reaches ``who`` (step 5), then answer it (steps 6-7)."""
+    async def asked(self, decider: ProgrammableDecider, who: str, handle: RequestHandle
+                    ) -> None:
+        """Wait until the request of ``handle`` reaches ``who`` to decide (step 5)."""
         request = await decider.next_request(STEP_TIMEOUT)
         if request.transaction_id != handle.transaction_id:
-            raise RuntimeError(f"{who} was asked about {request.transaction_id}, "
+            raise RuntimeError(f"{name_of(who)} was asked about {request.transaction_id}, "
                                f"expected {handle.transaction_id}")
+
+    def answer(self, decider: ProgrammableDecider, who: str, handle: RequestHandle,
+               approve: bool, reason: str) -> None:
+        """``who`` approves or rejects (steps 6-7)."""
         self.note(f"{name_of(who)} was asked and answered "
                   f"{'approve' if approve else 'reject'} ({reason})")
-        decider.answer(request.transaction_id, approve, reason)
+        decider.answer(handle.transaction_id, approve, reason)
+
+    async def decide(self, decider: ProgrammableDecider, who: str, handle: RequestHandle,
+                     approve: bool, reason: str) -> None:
+        await self.asked(decider, who, handle)
+        self.answer(decider, who, handle, approve, reason)
 
     async def outcome(self, handle: RequestHandle) -> str:
         out = await handle.wait(STEP_TIMEOUT)
@@ -502,10 +511,10 @@ async def partner_offline(demo: Demo) -> str:
 
 async def primary_offline(demo: Demo) -> str:
     handle = demo.alice.submit(demo.update(Addressee(DAVE), mike(demo)))
-    request = await demo.dave_decides.next_request(STEP_TIMEOUT)
+    await demo.asked(demo.dave_decides, DAVE, handle)
     await demo.alice.logoff()
     demo.note("alice logged off before dave answered")
-    demo.dave_decides.answer(request.transaction_id, True, "approved while alice is away")
+    demo.answer(demo.dave_decides, DAVE, handle, True, "approved while alice is away")
     # the primary ACMS answered the partner's response: stored for alice (step 9)
     await demo.trace.answered(PRIMARY, message_with("profile-update-response"))
     if demo.pending(demo.primary, ALICE) != 1:

@@ -40,7 +40,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             raise CliError(EX_USAGE, f"--keep {keep}: must be a new or empty directory")
     try:
         result: DemoResult = asyncio.run(run_demo(
-            args.transport, keep, progress=_quiet if quiet or args.json else _progress))
+            args.transport, keep, progress=_quiet if quiet else _progress))
     except OSError as exc:  # cannot create the store directory or listen on loopback
         raise CliError(EX_UNAVAILABLE, str(exc)) from None
     if args.json:
@@ -49,7 +49,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(table(result))
     else:
         print(report(result), end="")
-    if result.store_dir and not args.json:
+    if result.store_dir and not quiet:
         _progress(f"stores kept in {result.store_dir}")
     return EX_OK if result.ok else EX_FAILED
 
