@@ -1,4 +1,4 @@
-"""What the ACMS, ACMC and FA server nodes share: the traced endpoint, static next hops, the
+"""What the ACMS, ACMC and FA server nodes share: the message trace, static next hops, the
 sender identity rule, the Warning header and the single core timer.
 
 The nodes are thin adapters (docs/running.md): sockets, the wall clock and the store live here,
@@ -21,11 +21,13 @@ from mcacm_sip.sip import (
     FinalResponse,
     Limits,
     Listen,
+    MessageTrace,
     OutgoingRequest,
     Peer,
     Request,
     SipEndpoint,
     Timers,
+    TracedMessage,
     Transport,
 )
 from mcacm_sip.sip.dialog import address_of_record, uri_of
@@ -45,6 +47,9 @@ class TraceRecord:
     transport: Transport
     src: tuple[str, int]
     dst: tuple[str, int]
+    """Real socket addresses: our side is the UDP socket's or the TCP/TLS connection's own
+    end (an outbound connection's ephemeral port), so a message's ``out`` and ``in``
+    records name the same pair of addresses."""
     data: bytes
     """The raw message bytes (a retransmission is traced again)."""
     node: str = ""
@@ -54,41 +59,15 @@ class TraceRecord:
 TraceHook = Callable[[TraceRecord], None]
 
 
-class TracingEndpoint(SipEndpoint):
-    """A :class:`SipEndpoint` that reports every message it receives or transmits to ``trace``.
+def node_trace(hook: TraceHook, node: str) -> MessageTrace:
+    """The endpoint's message trace (docs/sip-api.md) as :class:`TraceRecord` s of ``node``."""
 
-    Outgoing messages name the listener of their transport as the source (an outbound TCP
-    connection's ephemeral port is not reported).  Until the SIP core has a hook of its own
-    (docs/sip-api-requests.md, request 2) this wraps its receive and transmit paths.
-    """
+    def record(m: TracedMessage) -> None:
+        remote = (m.remote.host, m.remote.port)
+        src, dst = (remote, m.local) if m.direction == "in" else (m.local, remote)
+        hook(TraceRecord(m.time, m.direction, m.transport, src, dst, m.data, node))
 
-    trace: TraceHook | None = None
-    node: str = ""
-
-    def _local(self, transport: Transport) -> tuple[str, int]:
-        try:
-            return self.local_address(transport)
-        except Exception:  # no listener of that kind (e.g. reply over an inbound connection)
-            return ("", 0)
-
-    def _emit(self, direction: Literal["in", "out"], data: bytes, peer: Peer) -> None:
-        hook = self.trace
-        if hook is None:
-            return
-        local, remote = self._local(peer.transport), (peer.host, peer.port)
-        src, dst = (remote, local) if direction == "in" else (local, remote)
-        try:
-            hook(TraceRecord(time.time(), direction, peer.transport, src, dst, data, self.node))
-        except Exception:  # a broken observer must not break signalling
-            log.exception("trace hook failed")
-
-    def on_message(self, data: bytes, source: Peer, datagram: bool) -> None:
-        self._emit("in", data, source)
-        super().on_message(data, source, datagram)
-
-    def _transmit(self, data: bytes, dest: Peer) -> None:
-        self._emit("out", data, dest)
-        super()._transmit(data, dest)
+    return record
 
 
 # --------------------------------------------------------------------------- settings
@@ -170,7 +149,7 @@ class Hops:
         return None
 
 
-class HopEndpoint(TracingEndpoint):
+class HopEndpoint(SipEndpoint):
     """Sends every request whose target has a static hop (:class:`Hops`) to that hop."""
 
     hops: Hops = Hops({})
@@ -184,10 +163,9 @@ class HopEndpoint(TracingEndpoint):
 
 
 def make_endpoint(settings: SipSettings, node: str, trace: TraceHook | None) -> HopEndpoint:
-    endpoint = HopEndpoint(settings.listens, timers=settings.timers, limits=settings.limits)
+    endpoint = HopEndpoint(settings.listens, timers=settings.timers, limits=settings.limits,
+                           trace=None if trace is None else node_trace(trace, node))
     endpoint.hops = Hops(settings.hops, settings.transport)
-    endpoint.trace = trace
-    endpoint.node = node
     return endpoint
 
 

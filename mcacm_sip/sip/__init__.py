@@ -5,9 +5,11 @@ from .endpoint import (
     Handler,
     IncomingRequest,
     Listen,
+    MessageTrace,
     OutgoingRequest,
     Reply,
     SipEndpoint,
+    TracedMessage,
 )
 from .errors import SipError, SipParseError, SipTimeout, SipTransportError
 from .message import (
@@ -29,6 +31,7 @@ __all__ = [
     "IncomingRequest",
     "Limits",
     "Listen",
+    "MessageTrace",
     "OutgoingRequest",
     "Peer",
     "Reply",
@@ -40,6 +43,7 @@ __all__ = [
     "SipTimeout",
     "SipTransportError",
     "Timers",
+    "TracedMessage",
     "TransactionLayer",
     "Transport",
     "build_response",

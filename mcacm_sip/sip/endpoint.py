@@ -13,9 +13,10 @@ import logging
 import secrets
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from aiosipua.headers import SipUri, parse_uri
 
@@ -138,6 +139,26 @@ class IncomingRequest:
 Handler = Callable[[IncomingRequest], "Reply | Awaitable[Reply]"]
 
 
+@dataclass(frozen=True, slots=True)
+class TracedMessage:
+    """One SIP message as it crossed one of the endpoint's sockets (see ``trace``)."""
+
+    time: float
+    """Wall clock (``time.time()``), so traces of several processes line up."""
+    direction: Literal["in", "out"]
+    transport: Transport
+    local: tuple[str, int]
+    """The real local address: the UDP socket's, or the TCP/TLS connection's own end (an
+    outbound connection's ephemeral port), never the advertised host."""
+    remote: Peer
+    """Where it came from / went to (``conn`` is the connection id on TCP/TLS)."""
+    data: bytes
+    """The raw bytes; a retransmission is traced again, an unparseable message too."""
+
+
+MessageTrace = Callable[[TracedMessage], None]
+
+
 @dataclass(slots=True)
 class _Route:
     handler: Handler
@@ -174,6 +195,7 @@ class SipEndpoint:
         outbound_proxy: str | None = None,
         user_agent: str = "mcacm-sip/0.1",
         clock: Callable[[], float] | None = None,
+        trace: MessageTrace | None = None,
     ) -> None:
         if any(lst.transport == "tls" for lst in listens) and tls_server is None:
             raise ValueError("a tls listener needs tls_server")
@@ -185,11 +207,13 @@ class SipEndpoint:
         self.outbound_proxy = outbound_proxy
         self.user_agent = user_agent
         self._clock = clock
+        self.trace = trace
+        """Called with every message received or transmitted; None (default) costs nothing."""
         self.txn = TransactionLayer(timers)
         self._routes: dict[str, _Route] = {}
         self._allow = "OPTIONS"
         self._bound: list[tuple[Listen, str, int]] = []  # listener, advertised host, real port
-        self._udp: dict[int, asyncio.DatagramTransport] = {}  # address family -> socket
+        self._udp: dict[int, tuple[asyncio.DatagramTransport, UdpProtocol]] = {}  # by family
         self._servers: list[asyncio.Server] = []
         self._conns: dict[int, StreamConnection] = {}
         self._conn_by_addr: dict[tuple[str, str, int], StreamConnection] = {}
@@ -216,14 +240,14 @@ class SipEndpoint:
         self._loop = loop = asyncio.get_running_loop()
         for lst in self._listens:
             if lst.transport == "udp":
-                dgram, _ = await loop.create_datagram_endpoint(
+                dgram, proto = await loop.create_datagram_endpoint(
                     lambda: UdpProtocol(self), local_addr=(lst.host, lst.port)
                 )
                 sockname = dgram.get_extra_info("sockname")
                 sock = dgram.get_extra_info("socket")
                 # Absorb bursts instead of dropping them (the kernel caps it at rmem_max).
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RCVBUF)
-                self._udp.setdefault(sock.family, dgram)
+                self._udp.setdefault(sock.family, (dgram, proto))
             else:
                 name: Transport = lst.transport
                 server = await loop.create_server(
@@ -252,7 +276,7 @@ class SipEndpoint:
             server.close()
         for conn in list(self._conns.values()):
             conn.close()
-        for dgram in self._udp.values():
+        for dgram, _ in self._udp.values():
             dgram.close()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -362,7 +386,11 @@ class SipEndpoint:
                 "transport": peer.transport, "peer": f"{_bracket(peer.host)}:{peer.port}"}
 
     # -- receive path (Sink) -------------------------------------------------------------
-    def on_message(self, data: bytes, source: Peer, datagram: bool) -> None:
+    def on_message(
+        self, data: bytes, source: Peer, datagram: bool, local: tuple[str, int] = ("", 0)
+    ) -> None:
+        if self.trace is not None:
+            self._trace("in", data, local, source)
         try:
             msg = parse(data, datagram=datagram, limits=self.limits)
         except SipParseError as err:
@@ -449,19 +477,33 @@ class SipEndpoint:
         self._timer = self._timer_when = None
         self._run(self.txn.handle_timer(self.now()))
 
+    def _trace(
+        self, direction: Literal["in", "out"], data: bytes, local: tuple[str, int], remote: Peer
+    ) -> None:
+        hook = self.trace
+        if hook is None:  # unset meanwhile
+            return
+        try:
+            hook(TracedMessage(time.time(), direction, remote.transport, local, remote,
+                                     data))
+        except Exception:  # a broken observer must not break signalling
+            log.exception("trace hook failed")
+
     def _transmit(self, data: bytes, dest: Peer) -> None:
         if dest.transport == "udp":
-            dgram = self._udp.get(socket.AF_INET6 if ":" in dest.host else socket.AF_INET)
-            if dgram is None:
+            udp = self._udp.get(socket.AF_INET6 if ":" in dest.host else socket.AF_INET)
+            if udp is None:
                 log.warning("no UDP socket for %s", dest.host)
                 return
-            dgram.sendto(data, (dest.host, dest.port))
+            udp[0].sendto(data, (dest.host, dest.port))
+            if self.trace is not None:
+                self._trace("out", data, udp[1].local, dest)
             return
         conn = self._conns.get(dest.conn) if dest.conn is not None else None
         if conn is None or not conn.is_open:
             conn = self._conn_by_addr.get((dest.transport, dest.host, dest.port))
         if conn is not None and conn.is_open:
-            conn.write(data)
+            self._write(conn, data)
         else:  # RFC 3261 18.2.2: the connection is gone, open a new one to the same address
             self._spawn(self._connect_and_write(data, replace(dest, conn=None)))
 
@@ -471,7 +513,12 @@ class SipEndpoint:
         except SipTransportError as exc:
             log.warning("cannot send to %s: %s", dest, exc)
             return
+        self._write(conn, data)
+
+    def _write(self, conn: StreamConnection, data: bytes) -> None:
         conn.write(data)
+        if self.trace is not None:
+            self._trace("out", data, conn.local, conn.peer)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -662,7 +709,9 @@ __all__ = [
     "Handler",
     "IncomingRequest",
     "Listen",
+    "MessageTrace",
     "OutgoingRequest",
     "Reply",
     "SipEndpoint",
+    "TracedMessage",
 ]

@@ -111,10 +111,16 @@ class StreamFramer:
         return len(self._buf)
 
 
+def _address(sockname: tuple[str | int, ...] | None) -> tuple[str, int]:
+    return ("", 0) if not sockname else (str(sockname[0]), int(sockname[1]))
+
+
 class Sink(Protocol):
     """What the protocols report to (the endpoint)."""
 
-    def on_message(self, data: bytes, source: Peer, datagram: bool) -> None: ...
+    def on_message(
+        self, data: bytes, source: Peer, datagram: bool, local: tuple[str, int] = ("", 0)
+    ) -> None: ...
     def on_frame_error(self, error: FrameError, source: Peer) -> None: ...
     def on_connection(self, conn: StreamConnection) -> bool: ...
     def on_connection_lost(self, conn: StreamConnection) -> None: ...
@@ -126,12 +132,14 @@ class UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.transport: asyncio.DatagramTransport | None = None
+        self.local: tuple[str, int] = ("", 0)  # the bound address (for message traces)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.local = _address(transport.get_extra_info("sockname"))
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.sink.on_message(data, Peer("udp", str(addr[0]), int(addr[1])), True)
+        self.sink.on_message(data, Peer("udp", str(addr[0]), int(addr[1])), True, self.local)
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP errors: the transaction layer's timers cover the loss
@@ -150,6 +158,7 @@ class StreamConnection(asyncio.Protocol):
         self.framer = StreamFramer(limits)
         self.transport: asyncio.Transport | None = None
         self.peer = Peer(transport_name, "", 0, self.id)
+        self.local: tuple[str, int] = ("", 0)  # our end of the connection (ephemeral if outbound)
         self.last_activity = now
         self.closed = asyncio.get_running_loop().create_future()
 
@@ -157,6 +166,7 @@ class StreamConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         addr = transport.get_extra_info("peername")
         self.peer = Peer(self.name, str(addr[0]), int(addr[1]), self.id)
+        self.local = _address(transport.get_extra_info("sockname"))
         if not self.sink.on_connection(self):
             transport.close()
 
@@ -164,7 +174,7 @@ class StreamConnection(asyncio.Protocol):
         self.last_activity = asyncio.get_running_loop().time()
         for frame in self.framer.feed(data):
             if isinstance(frame, bytes):
-                self.sink.on_message(frame, self.peer, False)
+                self.sink.on_message(frame, self.peer, False, self.local)
             elif isinstance(frame, FrameError):
                 self.sink.on_frame_error(frame, self.peer)
                 self.close()
