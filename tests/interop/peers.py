@@ -292,6 +292,9 @@ def _sipp_base(scenario: str, workdir: Path, name: str, transport: SippTransport
     argv = ["sipp", "-sf", str(SIP_DIR / scenario), "-i", LOOPBACK, "-p", str(port),
             "-t", _SIPP_T[transport], "-nostdin",
             "-default_behaviors", "all,-bye",  # no BYE after an aborted call: nothing is INVITE
+            # socket buffers of 4 MiB (sipp's default is 64 KiB; the kernel caps it at rmem_max):
+            # under load the generator must not be the one dropping datagrams
+            "-buff_size", str(4 << 20),
             "-trace_err", "-error_file", str(workdir / f"{name}.errors.log")]
     for k, v in keys.items():
         argv += ["-key", k, v]
