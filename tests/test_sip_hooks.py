@@ -11,8 +11,11 @@ import pytest
 from mcacm_sip.sip import (
     IncomingRequest,
     Listen,
+    OutgoingRequest,
+    Peer,
     Reply,
     SipEndpoint,
+    SipTransportError,
     TracedMessage,
     Transport,
 )
@@ -157,3 +160,63 @@ def test_unparseable_input_is_traced_too() -> None:
 
 def test_no_trace_by_default() -> None:
     assert SipEndpoint([Listen("udp", "127.0.0.1")]).trace is None
+
+
+class Hops:
+    """A static hop table as a ``locate`` hook, remembering what it was asked."""
+
+    def __init__(self, table: dict[str, Peer]) -> None:
+        self.table = table
+        self.asked: list[str] = []
+
+    def __call__(self, uri: str) -> Peer | None:
+        self.asked.append(uri)
+        return self.table.get(uri)
+
+
+def test_locate_routes_requests_by_name_without_dns() -> None:
+    async def main() -> None:
+        server = SipEndpoint([Listen("udp", "127.0.0.1"), Listen("tcp", "127.0.0.1")])
+        seen: list[IncomingRequest] = []
+
+        def record(req: IncomingRequest) -> Reply:
+            seen.append(req)
+            return req.reply(200)
+
+        server.serve("MESSAGE", record)
+        await server.start()
+        host, port = server.local_address("tcp")
+        hops = Hops({"sip:acms@partner.invalid": Peer("tcp", host, port),
+                     "sip:proxy.invalid;lr": Peer("udp", *server.local_address("udp"))})
+        client = SipEndpoint([Listen("udp", "127.0.0.1")], locate=hops)
+        await client.start()
+        try:
+            def req(uri: str, route: tuple[str, ...] = ()) -> OutgoingRequest:
+                return client.new_request("MESSAGE", uri, from_uri="sip:c@x", to_uri=uri,
+                                          route=route)
+
+            # by the Request-URI; the hop's transport (tcp) is used
+            assert (await client.send(req("sip:acms@partner.invalid"))).status == 200
+            # RFC 3261 8.1.2: the first loose Route is the next hop, so it is what is located
+            final = await client.send(req("sip:acms@partner.invalid", ("<sip:proxy.invalid;lr>",)))
+            assert final.status == 200
+            # None: resolved as usual (an IP literal needs no table)
+            assert (await client.send(req(f"sip:s@{host}:{port};transport=tcp"))).status == 200
+            # `via` wins: the locator is not asked
+            asked = len(hops.asked)
+            await client.send(req("sip:acms@partner.invalid"), via=Peer("tcp", host, port))
+            assert len(hops.asked) == asked
+            assert hops.asked[:3] == ["sip:acms@partner.invalid", "sip:proxy.invalid;lr",
+                                      f"sip:s@{host}:{port};transport=tcp"]
+            assert [r.source.transport for r in seen] == ["tcp", "udp", "tcp", "tcp"]
+            assert seen[1].message.uri == "sip:acms@partner.invalid"  # the Request-URI kept
+            # RFC 3261 26.2.2: a SIPS URI never goes over a hop without TLS
+            hops.table["sips:acms@partner.invalid"] = Peer("tcp", host, port)
+            with pytest.raises(SipTransportError):
+                await client.send(req("sips:acms@partner.invalid"))
+            assert len(seen) == 4
+        finally:
+            await client.close()
+            await server.close()
+
+    asyncio.run(main())

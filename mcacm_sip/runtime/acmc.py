@@ -304,7 +304,7 @@ class AcmcNode:
 
     def set_hops(self, hops: Mapping[str, str]) -> None:
         """Replace the static next hops (``[sip.hops]``), e.g. once every node listens."""
-        self.endpoint.hops = Hops(hops, self.config.sip.transport)
+        self.endpoint.locate = Hops(hops, self.config.sip.transport).peer_for
 
     @property
     def addresses(self) -> dict[str, tuple[str, int]]:

@@ -18,11 +18,9 @@ from typing import Literal
 from aiosipua.headers import parse_uri
 
 from mcacm_sip.sip import (
-    FinalResponse,
     Limits,
     Listen,
     MessageTrace,
-    OutgoingRequest,
     Peer,
     Request,
     SipEndpoint,
@@ -149,24 +147,11 @@ class Hops:
         return None
 
 
-class HopEndpoint(SipEndpoint):
-    """Sends every request whose target has a static hop (:class:`Hops`) to that hop."""
-
-    hops: Hops = Hops({})
-
-    async def send(self, request: OutgoingRequest, timeout: float | None = None,
-                   via: Peer | None = None) -> FinalResponse:
-        if via is None:
-            target = request.route[0] if request.route else request.uri
-            via = self.hops.peer_for(target.strip().lstrip("<").split(">", 1)[0])
-        return await super().send(request, timeout, via)
-
-
-def make_endpoint(settings: SipSettings, node: str, trace: TraceHook | None) -> HopEndpoint:
-    endpoint = HopEndpoint(settings.listens, timers=settings.timers, limits=settings.limits,
-                           trace=None if trace is None else node_trace(trace, node))
-    endpoint.hops = Hops(settings.hops, settings.transport)
-    return endpoint
+def make_endpoint(settings: SipSettings, node: str, trace: TraceHook | None) -> SipEndpoint:
+    """The node's endpoint: its listeners, static hops as the ``locate`` hook, its trace."""
+    return SipEndpoint(settings.listens, timers=settings.timers, limits=settings.limits,
+                       trace=None if trace is None else node_trace(trace, node),
+                       locate=Hops(settings.hops, settings.transport).peer_for)
 
 
 def addresses(endpoint: SipEndpoint, listens: Sequence[Listen]) -> dict[str, tuple[str, int]]:

@@ -157,6 +157,8 @@ class TracedMessage:
 
 
 MessageTrace = Callable[[TracedMessage], None]
+Locator = Callable[[str], Peer | None]
+"""Next-hop URI (no angle brackets) -> the address to send to; None: resolve it as usual."""
 
 
 @dataclass(slots=True)
@@ -196,6 +198,7 @@ class SipEndpoint:
         user_agent: str = "mcacm-sip/0.1",
         clock: Callable[[], float] | None = None,
         trace: MessageTrace | None = None,
+        locate: Locator | None = None,
     ) -> None:
         if any(lst.transport == "tls" for lst in listens) and tls_server is None:
             raise ValueError("a tls listener needs tls_server")
@@ -209,6 +212,8 @@ class SipEndpoint:
         self._clock = clock
         self.trace = trace
         """Called with every message received or transmitted; None (default) costs nothing."""
+        self.locate = locate
+        """Consulted by :meth:`send` for the next hop's address before DNS (static hops)."""
         self.txn = TransactionLayer(timers)
         self._routes: dict[str, _Route] = {}
         self._allow = "OPTIONS"
@@ -617,11 +622,12 @@ class SipEndpoint:
                 return str(name[0]), int(name[1])
             raise
 
-    def _target(self, req: OutgoingRequest) -> tuple[SipUri, Transport]:
+    def _target(self, req: OutgoingRequest) -> tuple[str, SipUri, Transport]:
         """RFC 3261 8.1.2: outbound proxy, else the first (loose) Route, else the Request-URI
         (which is the strict router when the request was strict-routed)."""
         raw = self.outbound_proxy or (req.route[0] if req.route and not req.strict else req.uri)
-        uri = parse_uri(raw.strip().lstrip("<").split(">", 1)[0])
+        raw = raw.strip().lstrip("<").split(">", 1)[0]
+        uri = parse_uri(raw)
         param = (uri.params.get("transport") or "").lower()
         transport: Transport
         if uri.scheme == "sips" or param == "tls":
@@ -630,7 +636,7 @@ class SipEndpoint:
             transport = param  # type: ignore[assignment]
         else:
             transport = req.transport or "udp"
-        return uri, transport
+        return raw, uri, transport
 
     async def _resolve(self, host: str, port: int, transport: Transport) -> str:
         """An IP for ``host``: literals as is, names by getaddrinfo (no SRV/NAPTR)."""
@@ -663,9 +669,17 @@ class SipEndpoint:
         if via is not None:
             dest = via
         else:
-            uri, transport = self._target(request)
-            port = uri.port or DEFAULT_PORTS[transport]
-            dest = Peer(transport, await self._resolve(uri.host, port, transport), port)
+            raw, uri, transport = self._target(request)
+            located = self.locate(raw) if self.locate is not None else None
+            if located is None:
+                port = uri.port or DEFAULT_PORTS[transport]
+                dest = Peer(transport, await self._resolve(uri.host, port, transport), port)
+            elif transport == "tls" and located.transport != "tls":
+                # RFC 3261 26.2.2: a SIPS URI is never sent over an unprotected hop
+                raise SipTransportError(f"{raw}: located to a {located.transport} hop")
+            else:
+                dest = located
+            # RFC 5922 7.3: a TLS server is checked against the URI's host, not the hop's
             server_hostname = uri.host.strip("[]")
         branch = MAGIC_COOKIE + secrets.token_hex(8)
         if dest.reliable and (dest.conn is None or dest.conn not in self._conns):
@@ -709,6 +723,7 @@ __all__ = [
     "Handler",
     "IncomingRequest",
     "Listen",
+    "Locator",
     "MessageTrace",
     "OutgoingRequest",
     "Reply",
