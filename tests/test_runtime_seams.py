@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from mcacm_sip.acm.fa import EVENT_PRESENCE, EXPIRES_UNTIL_WITHDRAWN, publish_body
 from mcacm_sip.acm.model import Addressee
 from mcacm_sip.runtime import TraceRecord
-from mcacm_sip.runtime.lab import DAVE, MIKE, Lab
+from mcacm_sip.runtime.lab import DAVE, DUTY, MIKE, Lab
 
 WAIT = 15.0
 
@@ -41,3 +42,34 @@ def test_every_traced_arrival_has_its_departure_with_the_same_addresses(
         assert not any(r.src in listeners for r in requests)
     else:
         assert all(r.src in listeners for r in requests)
+
+
+def test_fa_publication_refreshed_and_removed_without_a_body(tmp_path: Path) -> None:
+    """RFC 3903 refresh / removal carry no body: the FA core judges the stored multipart one,
+    which the compositor kept with its boundary (request 4)."""
+    async def main() -> None:
+        async with Lab.start(tmp_path, transport="udp") as lab:
+            dave = lab.dave.endpoint
+            content_type, body = publish_body(DUTY, DAVE)
+            assert content_type.startswith("multipart/mixed") and "boundary" in content_type
+
+            async def publish(expires: int, etag: str | None = None, with_body: bool = True
+                              ) -> tuple[int, str | None]:
+                headers = [("Event", EVENT_PRESENCE), ("Expires", str(expires)),
+                           ("P-Asserted-Identity", f"<{DAVE}>")]
+                if etag is not None:
+                    headers.append(("SIP-If-Match", etag))
+                final = await dave.send(dave.new_request(
+                    "PUBLISH", DUTY, from_uri=DAVE, to_uri=DUTY, headers=headers,
+                    body=body if with_body else b"",
+                    content_type=content_type if with_body else None), timeout=WAIT)
+                return final.status, final.message.header("sip-etag")
+
+            status, etag = await publish(EXPIRES_UNTIL_WITHDRAWN)
+            assert status == 200 and lab.fa.server.holders(DUTY) == (DAVE,)
+            status, etag = await publish(EXPIRES_UNTIL_WITHDRAWN, etag, with_body=False)
+            assert status == 200 and lab.fa.server.holders(DUTY) == (DAVE,)
+            status, _ = await publish(0, etag, with_body=False)
+            assert status == 200 and lab.fa.server.holders(DUTY) == ()
+
+    asyncio.run(main())

@@ -74,6 +74,20 @@ def test_etag_lifecycle_initial_refresh_modify_remove(esc: Compositor, changes: 
     assert changes[2].before is not None and changes[2].before.body.data == b"<a/>"
 
 
+def test_the_stored_body_keeps_its_full_content_type(esc: Compositor) -> None:
+    """A multipart body needs its boundary to be decoded again (24.379 9A PUBLISH)."""
+    ctype = 'multipart/mixed; boundary="b0undary"'
+    body = b"--b0undary\r\nContent-Type: text/plain\r\n\r\nx\r\n--b0undary--\r\n"
+    req = request("PUBLISH", RES, headers=[("Event", "presence"), ("Expires", "600")],
+                  body=body, content_type=ctype)
+    etag = etag_of(esc.handle(req, 0.0))
+    (pub,) = esc.publications(RES, "presence", 0.0)
+    assert pub.body == Body(ctype, body)
+    esc.handle(publish(etag=etag), 10.0)  # a refresh keeps the stored body as it was
+    (pub,) = esc.publications(RES, "presence", 10.0)
+    assert pub.body == Body(ctype, body)
+
+
 def test_each_initial_publish_is_a_separate_publication(esc: Compositor) -> None:
     esc.handle(publish(body=b"<a/>"), 0.0)
     esc.handle(publish(body=b"<b/>"), 0.0)

@@ -86,7 +86,6 @@ class FaServerNode:
                                   on_end=self._subscription_ended)
         self._notifications = NotifierService(self.endpoint, self._notifier)
         self._bodies: dict[str, bytes] = {}  # subscription id -> its next NOTIFY body
-        self._content_types: dict[bytes, str] = {}  # published body -> full Content-Type
         self._running = False
 
     # the RFC 6665 event package the notifier asks (EventPackage protocol)
@@ -161,21 +160,13 @@ class FaServerNode:
         """Compositor policy: the FA core decides (9A.2.2.3.3); None = accepted."""
         # RFC 3903 refresh / removal without a body: the FA core judges the stored one
         body = attempt.body or (attempt.previous.body if attempt.previous else None)
-        data = body.data if body else b""
-        # the compositor keeps the bare media type; multipart needs its boundary parameter
-        content_type = (attempt.request.header("content-type") if attempt.body
-                        else self._content_types.get(data))
-        event = Publish(attempt.requested_expires, content_type, data,
-                        self._who(attempt.request))
+        event = Publish(attempt.requested_expires, body.content_type if body else None,
+                        body.data if body else b"", self._who(attempt.request))
         actions = self.server.publish(event, time.time())
         answer = actions[0]
         assert isinstance(answer, Answer)
         if answer.status != 200:
             return self._refuse(answer)
-        if attempt.kind is PublishKind.REMOVE:
-            self._content_types.pop(data, None)
-        elif content_type is not None:
-            self._content_types[data] = content_type
         self._perform(actions[1:])
         return None
 
@@ -185,8 +176,7 @@ class FaServerNode:
             return
         body = change.before.body
         try:
-            info = decode_bodies(self._content_types.pop(body.data, body.content_type),
-                                 body.data).info
+            info = decode_bodies(body.content_type, body.data).info
         except AcmError:
             return
         if info is not None and info.request_uri and info.calling_user_id:

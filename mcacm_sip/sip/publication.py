@@ -171,7 +171,10 @@ class Compositor:
         if 0 < expires < self.min_expires:
             return Reply(423, None, (("Min-Expires", str(self.min_expires)),))
         expires = min(expires, self.max_expires)
-        body = Body(request.content_type or "", request.body) if request.body else None
+        # The full Content-Type (parameters kept): a multipart body is undecodable without its
+        # boundary (TS 24.379 9A PUBLISH bodies are multipart/mixed).
+        ctype = (request.header("content-type") or "").strip()
+        body = Body(ctype, request.body) if request.body else None
         # Step 5: an initial publication needs a body (RFC 3903 6 step 5).
         if previous is None and body is None:
             return Reply(400, "Missing Body")
