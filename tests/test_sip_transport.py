@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import functools
-import ipaddress
 import itertools
 import logging
 import socket
@@ -17,10 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from pki_kit import make_pki
 
 from mcacm_sip.sip import (
     IncomingRequest,
@@ -430,54 +425,6 @@ async def test_close_leaves_no_task_and_no_connection() -> None:
 
 
 # -- TLS -------------------------------------------------------------------------------------
-def _cert(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
-    ca: bool,
-) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer[0] if issuer else name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
-
-
-def make_pki(tmp: Path, name: str) -> dict[str, Path]:
-    """A CA and two leaf certificates (server, client) signed by it, as PEM files."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _cert(f"{name} CA", ca_key, None, True)
-    files = {"ca": tmp / f"{name}-ca.pem"}
-    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    for leaf in ("server", "client"):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _cert(f"{name} {leaf}", key, (ca.subject, ca_key), False)
-        path = tmp / f"{name}-{leaf}.pem"
-        path.write_bytes(
-            cert.public_bytes(serialization.Encoding.PEM)
-            + key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        files[leaf] = path
-    return files
-
-
 @asynctest
 async def test_tls_with_mutual_authentication(tmp_path: Path) -> None:
     good = make_pki(tmp_path, "good")

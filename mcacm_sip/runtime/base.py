@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from aiosipua.headers import parse_uri
@@ -72,6 +74,43 @@ def node_trace(hook: TraceHook, node: str) -> MessageTrace:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """``[sip.tls]``: our certificate for TLS listeners and for outgoing connections (mutual
+    authentication), and whom we trust (RFC 3261 26.2, RFC 5922)."""
+
+    certificate: Path | None = None
+    """PEM: our certificate chain, leaf first (may hold the key too).  Needed to listen on
+    TLS; without it we connect out as a TLS client that shows no certificate."""
+    key: Path | None = None
+    """PEM private key, if not in ``certificate``."""
+    ca: Path | None = None
+    """PEM trust anchors for the peers' certificates (servers and clients); None: the system
+    store."""
+    require_client_cert: bool = False
+    """Our TLS listeners refuse a client without a certificate signed by ``ca``."""
+
+    def server_context(self) -> ssl.SSLContext:
+        """For our TLS listeners.  Raises OSError / ssl.SSLError / ValueError on bad files."""
+        if self.certificate is None:
+            raise ValueError("a TLS listener needs a certificate")
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self._ca())
+        ctx.load_cert_chain(self.certificate, self.key)
+        ctx.verify_mode = ssl.CERT_REQUIRED if self.require_client_cert else ssl.CERT_NONE
+        return ctx
+
+    def client_context(self) -> ssl.SSLContext:
+        """For connections we open: the server's certificate must chain to ``ca`` and name
+        the host of the URI we send to (RFC 5922 7.3); ours is shown if we have one."""
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self._ca())
+        if self.certificate is not None:
+            ctx.load_cert_chain(self.certificate, self.key)
+        return ctx
+
+    def _ca(self) -> str | None:
+        return None if self.ca is None else str(self.ca)
+
+
+@dataclass(frozen=True, slots=True)
 class SipSettings:
     """The runtime tables of every role's TOML (``[[listen]]``, ``[sip]``, ``[sip.hops]``)."""
 
@@ -91,6 +130,8 @@ class SipSettings:
     """ACMC: REGISTER Expires; refreshed at half the granted time (RFC 3261 10.2)."""
     timers: Timers = field(default_factory=Timers)
     limits: Limits = field(default_factory=Limits)
+    tls: TlsSettings | None = None
+    """``[sip.tls]``; None: no TLS (no ``tls`` listener, no ``;transport=tls`` / sips: hop)."""
 
 
 def _is_ip(host: str) -> bool:
@@ -102,7 +143,8 @@ def _is_ip(host: str) -> bool:
 
 
 def hop_peer(uri: str, default: Transport = "udp") -> Peer:
-    """The transport address a hop URI names: ``sip:127.0.0.1:5070;transport=tcp``.
+    """The transport address a hop URI names: ``sip:127.0.0.1:5070;transport=tcp``
+    (``sips:`` or ``;transport=tls``: TLS).
 
     Raises ValueError unless the host is an IP literal with a port.
     """
@@ -110,10 +152,11 @@ def hop_peer(uri: str, default: Transport = "udp") -> Peer:
     host = (u.host or "").strip("[]")
     if not _is_ip(host) or not u.port:
         raise ValueError(f"{uri}: a hop needs an IP address and a port")
-    param = str(u.params.get("transport") or default).lower()
-    if param not in ("udp", "tcp"):
-        raise ValueError(f"{uri}: transport must be udp or tcp")
-    return Peer("tcp" if param == "tcp" else "udp", host, int(u.port))
+    param = "tls" if u.scheme == "sips" else str(u.params.get("transport") or default).lower()
+    if param not in ("udp", "tcp", "tls"):
+        raise ValueError(f"{uri}: transport must be udp, tcp or tls")
+    return Peer("tcp" if param == "tcp" else "tls" if param == "tls" else "udp", host,
+                int(u.port))
 
 
 def uri_host(uri: str) -> str:
@@ -149,7 +192,11 @@ class Hops:
 
 def make_endpoint(settings: SipSettings, node: str, trace: TraceHook | None) -> SipEndpoint:
     """The node's endpoint: its listeners, static hops as the ``locate`` hook, its trace."""
+    tls = settings.tls
+    listens_tls = any(lst.transport == "tls" for lst in settings.listens)
     return SipEndpoint(settings.listens, timers=settings.timers, limits=settings.limits,
+                       tls_server=tls.server_context() if tls and listens_tls else None,
+                       tls_client=tls.client_context() if tls else None,
                        trace=None if trace is None else node_trace(trace, node),
                        locate=Hops(settings.hops, settings.transport).peer_for)
 
@@ -163,7 +210,7 @@ def hop_uri(endpoint: SipEndpoint, transport: Transport) -> str:
     """A SIP URI other nodes can use as a hop to reach ``endpoint`` over ``transport``."""
     host, port = endpoint.local_address(transport)
     host = f"[{host}]" if ":" in host else host
-    return f"sip:{host}:{port}" + (";transport=tcp" if transport == "tcp" else "")
+    return f"sip:{host}:{port}" + ("" if transport == "udp" else f";transport={transport}")
 
 
 # --------------------------------------------------------------------------- identity

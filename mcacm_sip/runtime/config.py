@@ -4,7 +4,7 @@ for ACMS and ACMC, the FA server shape here) plus the runtime tables every role 
 Runtime tables (docs/running.md has annotated examples)::
 
     [[listen]]                         # one table per socket; default: udp 127.0.0.1:0
-    transport = "udp"                  # udp | tcp
+    transport = "udp"                  # udp | tcp | tls (tls needs [sip.tls] certificate)
     host = "127.0.0.1"
     port = 5060                        # 0: any free port
     advertise = "acms.primary.example" # optional: host written in Via/Contact
@@ -12,7 +12,7 @@ Runtime tables (docs/running.md has annotated examples)::
     [sip]
     icsi = "urn:urn-7:3gpp-service.ims.icsi.mcptt"   # P-Asserted-Service
     trusted_hosts = ["10.0.0.1"]       # sources whose P-Asserted-Identity is believed
-    transport = "udp"                  # for hops that name none
+    transport = "udp"                  # for hops that name none (udp | tcp | tls)
     send_timeout = 32.0
     registration_expires = 600         # ACMC
     t1 = 0.5                           # RFC 3261 timers (t1, t2, t4)
@@ -21,6 +21,13 @@ Runtime tables (docs/running.md has annotated examples)::
     "sip:acms@partner.example" = "sip:192.0.2.7:5060"
     "partner.example" = "sip:192.0.2.8:5062;transport=tcp"
     "*" = "sip:192.0.2.1:5060"         # everything else (an ACMC: its ACMS)
+    # "sip:acms@partner.example" = "sips:192.0.2.7:5061"  (or ;transport=tls): over TLS
+
+    [sip.tls]                          # needed for any TLS; paths relative to this file
+    certificate = "acms.pem"           # our chain (+ key), for listeners and as TLS client
+    key = "acms.key"                   # optional: if not in certificate
+    ca = "interconnect-ca.pem"         # trust anchors for peers; absent: system store
+    require_client_cert = true         # mutual TLS on our listeners (default false)
 
     [log]
     level = "info"                     # debug | info | warning | error
@@ -31,6 +38,7 @@ Every error is a :class:`~mcacm_sip.core.config.ConfigError` naming the key.
 
 from __future__ import annotations
 
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,7 +53,7 @@ from mcacm_sip.core.config import (
     parse_acms_config,
 )
 from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
-from mcacm_sip.runtime.base import SipSettings, hop_peer
+from mcacm_sip.runtime.base import SipSettings, TlsSettings, hop_peer
 from mcacm_sip.sip import Listen, Timers
 
 LogFormat = Literal["console", "json"]
@@ -124,8 +132,8 @@ def _listens(data: Mapping[str, Any]) -> tuple[Listen, ...]:
         path = f"listen[{i}]."
         _unknown(item, {"transport", "host", "port", "advertise"}, path)
         transport = _typed(item, "transport", path, str, "udp")
-        if transport not in ("udp", "tcp"):
-            raise ConfigError(path + "transport", f"{transport!r}: expected udp or tcp")
+        if transport not in ("udp", "tcp", "tls"):
+            raise ConfigError(path + "transport", f"{transport!r}: expected udp, tcp or tls")
         port = _typed(item, "port", path, int, 0)
         if not 0 <= port < 65536:
             raise ConfigError(path + "port", f"{port} is not a port number")
@@ -137,23 +145,60 @@ def _listens(data: Mapping[str, Any]) -> tuple[Listen, ...]:
     return tuple(out)
 
 
-def parse_sip_settings(data: Mapping[str, Any]) -> SipSettings:
-    """The ``[[listen]]`` and ``[sip]`` tables of any role."""
+def _tls(sip: Mapping[str, Any], base: Path, listens: tuple[Listen, ...]
+         ) -> TlsSettings | None:
+    """``[sip.tls]``: every file must exist and load now, not at the first connection."""
+    if "tls" not in sip:
+        return None
+    p = "sip.tls."
+    table = _table(sip, "tls", "sip.")
+    _unknown(table, {"certificate", "key", "ca", "require_client_cert"}, p)
+    paths: dict[str, Path | None] = {}
+    for key in ("certificate", "key", "ca"):
+        value = _typed(table, key, p, str, "")
+        path = base / value if value else None
+        if path is not None and not path.is_file():
+            raise ConfigError(p + key, f"no such file: {path}")
+        paths[key] = path
+    tls = TlsSettings(paths["certificate"], paths["key"], paths["ca"],
+                      _typed(table, "require_client_cert", p, bool, False))
+    if tls.certificate is None and (tls.key is not None or tls.require_client_cert):
+        raise ConfigError(p + "certificate", "missing (key / require_client_cert need it)")
+    try:
+        tls.client_context()
+        if any(lst.transport == "tls" for lst in listens):
+            tls.server_context()
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ConfigError("sip.tls", f"cannot load the certificate, key or CA: {exc}") from None
+    return tls
+
+
+def parse_sip_settings(data: Mapping[str, Any], base: Path = Path(".")) -> SipSettings:
+    """The ``[[listen]]`` and ``[sip]`` tables of any role (``base``: for relative paths)."""
     sip = _table(data, "sip")
     p = "sip."
     _unknown(sip, {"icsi", "trusted_hosts", "transport", "send_timeout", "registration_expires",
-                   "t1", "t2", "t4", "hops"}, p)
+                   "t1", "t2", "t4", "hops", "tls"}, p)
+    listens = _listens(data)
+    tls = _tls(sip, base, listens)
     hops = _table(sip, "hops", p)
     for key, uri in hops.items():
         if not isinstance(uri, str):
             raise ConfigError(f"sip.hops.{key}", "expected a SIP URI string")
         try:
-            hop_peer(uri)
+            hop = hop_peer(uri)
         except ValueError as exc:
             raise ConfigError(f"sip.hops.{key}", str(exc)) from None
+        if hop.transport == "tls" and tls is None:
+            raise ConfigError(f"sip.hops.{key}", "a TLS hop needs a [sip.tls] table")
+    for i, lst in enumerate(listens):
+        if lst.transport == "tls" and (tls is None or tls.certificate is None):
+            raise ConfigError(f"listen[{i}].transport", "tls needs [sip.tls] certificate")
     transport = _typed(sip, "transport", p, str, "udp")
-    if transport not in ("udp", "tcp"):
-        raise ConfigError("sip.transport", f"{transport!r}: expected udp or tcp")
+    if transport not in ("udp", "tcp", "tls"):
+        raise ConfigError("sip.transport", f"{transport!r}: expected udp, tcp or tls")
+    if transport == "tls" and tls is None:
+        raise ConfigError("sip.transport", "tls needs a [sip.tls] table")
     numbers = {}
     for key, default in (("send_timeout", 32.0), ("t1", 0.5), ("t2", 4.0), ("t4", 5.0)):
         numbers[key] = _typed(sip, key, p, float, default)
@@ -163,14 +208,15 @@ def parse_sip_settings(data: Mapping[str, Any]) -> SipSettings:
     if expires < 1:
         raise ConfigError("sip.registration_expires", "must be positive")
     return SipSettings(
-        listens=_listens(data),
+        listens=listens,
         icsi=_typed(sip, "icsi", p, str, SipSettings().icsi),
         trusted_hosts=frozenset(_str_list(sip, "trusted_hosts", p)),
         hops=dict(hops),
-        transport="tcp" if transport == "tcp" else "udp",
+        transport="tcp" if transport == "tcp" else "tls" if transport == "tls" else "udp",
         send_timeout=numbers["send_timeout"],
         registration_expires=expires,
         timers=Timers(t1=numbers["t1"], t2=numbers["t2"], t4=numbers["t4"]),
+        tls=tls,
     )
 
 
@@ -200,16 +246,17 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def parse_acms_node(data: Mapping[str, Any], base: Path = Path(".")) -> AcmsNodeConfig:
-    return AcmsNodeConfig(parse_acms_config(data, base), parse_sip_settings(data),
+    return AcmsNodeConfig(parse_acms_config(data, base), parse_sip_settings(data, base),
                           parse_log_settings(data))
 
 
-def parse_acmc_node(data: Mapping[str, Any]) -> AcmcNodeConfig:
-    return AcmcNodeConfig(parse_acmc_config(data), parse_sip_settings(data),
+def parse_acmc_node(data: Mapping[str, Any], base: Path = Path(".")) -> AcmcNodeConfig:
+    return AcmcNodeConfig(parse_acmc_config(data), parse_sip_settings(data, base),
                           parse_log_settings(data))
 
 
-def parse_fa_server_node(data: Mapping[str, Any]) -> FaServerNodeConfig:
+def parse_fa_server_node(data: Mapping[str, Any], base: Path = Path(".")
+                         ) -> FaServerNodeConfig:
     """FA controlling server (24.379 9A.2.2.3)::
 
         psi = "sip:fa-server@partner.example"
@@ -248,7 +295,7 @@ def parse_fa_server_node(data: Mapping[str, Any]) -> FaServerNodeConfig:
         fa = FaServerConfig(tuple(aliases), frozenset(_str_list(data, "trusted", "")))
     except ValueError as exc:
         raise ConfigError("aliases", str(exc)) from None
-    return FaServerNodeConfig(psi, fa, parse_sip_settings(data), parse_log_settings(data))
+    return FaServerNodeConfig(psi, fa, parse_sip_settings(data, base), parse_log_settings(data))
 
 
 def load_acms_node(path: str | Path) -> AcmsNodeConfig:
@@ -256,8 +303,8 @@ def load_acms_node(path: str | Path) -> AcmsNodeConfig:
 
 
 def load_acmc_node(path: str | Path) -> AcmcNodeConfig:
-    return parse_acmc_node(read_toml(path))
+    return parse_acmc_node(read_toml(path), Path(path).parent)
 
 
 def load_fa_server_node(path: str | Path) -> FaServerNodeConfig:
-    return parse_fa_server_node(read_toml(path))
+    return parse_fa_server_node(read_toml(path), Path(path).parent)

@@ -1,0 +1,77 @@
+"""Test certificates made with ``cryptography``: a CA and leaf certificates signed by it, as PEM
+files (shared by the SIP transport and runtime TLS tests)."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+def _alt_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+    ca: bool,
+    alt_names: Sequence[str] = (),
+) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer[0] if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if alt_names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([_alt_name(n) for n in alt_names]), critical=False
+        )
+    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+
+
+LOOPBACK_LEAVES: Mapping[str, Sequence[str]] = {"server": ("127.0.0.1",),
+                                                 "client": ("127.0.0.1",)}
+
+
+def make_pki(
+    tmp: Path, name: str, leaves: Mapping[str, Sequence[str]] = LOOPBACK_LEAVES
+) -> dict[str, Path]:
+    """A CA (``files["ca"]``) and one certificate per leaf, signed by it, each with its key in
+    the same PEM file (``files[leaf]``).  ``leaves``: leaf name -> its subjectAltNames (IP
+    literals or DNS names)."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _cert(f"{name} CA", ca_key, None, True)
+    files = {"ca": tmp / f"{name}-ca.pem"}
+    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for leaf, alt_names in leaves.items():
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _cert(f"{name} {leaf}", key, (ca.subject, ca_key), False, alt_names)
+        path = tmp / f"{name}-{leaf}.pem"
+        path.write_bytes(
+            cert.public_bytes(serialization.Encoding.PEM)
+            + key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        files[leaf] = path
+    return files
