@@ -1,6 +1,7 @@
 """The five ``mcacm`` processes on loopback, configured from examples/config/ (ports replaced by
-free ones, stores in a temporary directory): a profile update to completion, with the partner
-ACMS SIGKILLed after step 4 and restarted; the procedure completes exactly once."""
+free ones, stores in a temporary directory, UDP or -- by configuration only -- TCP): a profile
+update to completion, with the partner ACMS SIGKILLed after step 4 and restarted; the
+procedure completes exactly once."""
 
 from __future__ import annotations
 
@@ -27,24 +28,34 @@ PROFILE = ('<mcptt-user-profile xmlns="urn:3gpp:mcptt:user-profile:1.0">'
            "<Name>Mike (night shift)</Name></mcptt-user-profile>")
 
 
-def free_udp_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port() -> int:
+    """A loopback port free for both UDP and TCP."""
+    while True:
+        with closing(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
 
 
-def write_configs(tmp: Path) -> dict[str, Path]:
-    """examples/config with each example port replaced by a free one."""
-    ports = {p: str(free_udp_port()) for p in EXAMPLE_PORTS}
+def write_configs(tmp: Path, transport: str = "udp") -> dict[str, Path]:
+    """examples/config with each example port replaced by a free one and, for another
+    transport, every listener and the hops' default transport switched to it."""
+    ports = {p: str(free_port()) for p in EXAMPLE_PORTS}
     pattern = re.compile(r"(?<=[:= ])(" + "|".join(EXAMPLE_PORTS) + r")\b")
     out = {}
     for side in ("primary", "partner"):
         (tmp / side).mkdir()
         for src in (EXAMPLES / side).glob("*.toml"):
             text = pattern.sub(lambda m: ports[m.group(1)], src.read_text())
+            text = text.replace('transport = "udp"', f'transport = "{transport}"')
             # short SIP timers: a dead peer is noticed in a second, not 32 s
-            text = text.replace("[sip]\n", "[sip]\nt1 = 0.1\nsend_timeout = 3.0\n", 1) \
-                if "[sip]\n" in text else text + "\n[sip]\nt1 = 0.1\nsend_timeout = 3.0\n"
+            sip = f'[sip]\nt1 = 0.1\nsend_timeout = 3.0\ntransport = "{transport}"\n'
+            text = text.replace("[sip]\n", sip, 1) if "[sip]\n" in text else text + "\n" + sip
             (tmp / side / src.name).write_text(text)
             out[f"{side}/{src.stem}"] = tmp / side / src.name
     return out
@@ -111,8 +122,10 @@ def read_events(stream: IO[bytes], until: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.timeout(120)
-def test_profile_update_survives_partner_sigkill_after_step_4(tmp_path: Path) -> None:
-    cfg = write_configs(tmp_path)
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_profile_update_survives_partner_sigkill_after_step_4(transport: str, tmp_path: Path
+                                                              ) -> None:
+    cfg = write_configs(tmp_path, transport)
     (tmp_path / "profile.xml").write_text(PROFILE)
     with processes() as procs:
         def start(name: str, *args: str, pipe: bool = False) -> Proc:
@@ -165,3 +178,6 @@ def test_profile_update_survives_partner_sigkill_after_step_4(tmp_path: Path) ->
         dave.stop()
         decided = [e for e in dave.log_events() if e.get("event") == "acmc.decided"]
         assert [e["transaction_id"] for e in decided] == [tid]  # decided exactly once
+        # every SIP transaction of dave's ACMC (REGISTER, MESSAGEs) ran on the configured one
+        used = {e["transport"] for e in dave.log_events() if e.get("transport")}
+        assert used == {transport}
