@@ -598,8 +598,8 @@ async def run_demo(transport: Transport = "udp", keep: str | Path | None = None,
         base.mkdir(parents=True, exist_ok=True)
         demo = Demo(base, transport)
         results: list[BranchResult] = []
-        progress(f"starting 3 servers and 4 clients on 127.0.0.1 over {transport} "
-                 f"(stores in {base})")
+        where = f"stores kept in {base}" if keep is not None else "temporary stores"
+        progress(f"starting 3 servers and 4 clients on 127.0.0.1 over {transport} ({where})")
         try:
             await demo.start()
             await demo.trace.quiet()
@@ -640,7 +640,8 @@ async def _run_branch(demo: Demo, branch: Branch, progress: Progress) -> BranchR
 
 def legend() -> str:
     width = max(len(n) for n in PARTICIPANTS.values())
-    return "\n".join(f"  {name:<{width}}  {uri}  {ROLES[uri]}"
+    uris = max(len(u) for u in PARTICIPANTS)
+    return "\n".join(f"  {name:<{width}}  {uri:<{uris}}  {ROLES[uri]}"
                      for uri, name in PARTICIPANTS.items())
 
 
