@@ -71,7 +71,10 @@ def test_every_branch_ends_with_its_result(transport: str, tmp_path: Path) -> No
     assert primary_side.index("primary-acmc -> primary-acms: REGISTER expires=0") < \
         primary_side.index("partner-acms -> primary-acms: MESSAGE profile-update-response") < \
         primary_side.index("primary-acms -> primary-acmc: MESSAGE pending-data-download-response")
-    # 10.17.7.2 step 2: refused at the primary, nothing forwarded
+    # 10.17.7.2 step 2: refused at the primary, nothing forwarded; the Warning says why
+    refused = next(b for b in result.branches if b.key == "7")
+    assert "bob's ACMC got: 403 not-authorised: sip:bob@primary.example may not send " \
+        "profile-update-request" in refused.notes
     assert labels(result, "7") == [
         "primary-acmc-2 -> primary-acms: MESSAGE profile-update-request",
         "primary-acms -> primary-acmc-2: 403 Forbidden (MESSAGE)"]
