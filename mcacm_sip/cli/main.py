@@ -422,4 +422,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m mcacm_sip.cli.main`: run the importable module, in which the subcommands of
+    # other modules registered (they import mcacm_sip.cli.main, not __main__)
+    from mcacm_sip.cli.main import main as _main
+
+    sys.exit(_main())
