@@ -17,7 +17,7 @@ import dataclasses
 import tempfile
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -623,8 +623,8 @@ async def _run_branch(demo: Demo, branch: Branch, progress: Progress) -> BranchR
     t0 = time.monotonic()
     try:
         actual = await asyncio.wait_for(branch.run(demo), 3 * STEP_TIMEOUT)
-    except TimeoutError:
-        actual = "timed out"
+    except TimeoutError:  # a step that never happened: say after what
+        actual = "timed out" + (f" after: {demo.notes[-1]}" if demo.notes else "")
     except Exception as exc:  # one broken branch must not hide the others' results
         actual = f"error: {exc}"
     await demo.trace.quiet()  # the last 200 OKs belong to this branch's ladder
@@ -672,7 +672,3 @@ def report(result: DemoResult) -> str:
     parts.append(table(result))
     return "\n".join(parts) + "\n"
 
-
-def ladder_names() -> Mapping[str, str]:
-    """The participant names of the ladders, by URI (for docs and tools)."""
-    return dict(PARTICIPANTS)

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from mcacm_sip import demo as demo_module
+from mcacm_sip.acm.model import Addressee
 from mcacm_sip.cli import demo_cmd
 from mcacm_sip.cli.main import main
 from mcacm_sip.demo import BRANCHES, Branch, Demo, DemoResult, automatic, run_demo
+from mcacm_sip.runtime.lab import DAVE
 
 # Written out here (not read from BRANCHES) so that a changed expectation fails a test.
 EXPECTED = {
@@ -125,6 +128,24 @@ def test_a_broken_branch_is_reported_not_raised() -> None:
                                                           broken),)))
     assert not result.ok
     assert result.branches[0].actual == "error: boom"
+
+
+def test_a_step_that_never_happens_is_a_fail_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waiting for dave to be asked about a request the partner's policy answers itself ends
+    at the step timeout with a row that says so; the next branch still runs."""
+    monkeypatch.setattr(demo_module, "STEP_TIMEOUT", 0.3)
+
+    async def wrong_wait(demo: Demo) -> str:
+        handle = demo.alice.submit(demo.update(Addressee(DAVE), demo_module.GHOST))
+        demo.note("sent an update for an unknown user")
+        await demo.decide(demo.dave_decides, DAVE, handle, True, "never")
+        return "asked"
+
+    result = asyncio.run(run_demo("udp", branches=(
+        Branch("w", "waits in vain", "-", "success", wrong_wait), BRANCHES[0])))
+    assert result.branches[0].actual == "timed out after: sent an update for an unknown user"
+    assert result.branches[1].actual == "success"
+    assert not result.ok
 
 
 def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
