@@ -111,8 +111,8 @@ def render(
         label = describe(event.data)
         if len(label) > span - 2 and label.startswith("MESSAGE "):
             label = label[len("MESSAGE "):]  # the ACM flow name says more than the method
-        if len(label) > span - 2:
-            label = label[: max(span - 3, 1)] + "…"
+        # A label longer than its arrow runs on over the next columns rather than being cut:
+        # a ladder is read for the flow names.
         arrow = (
             "-" * (span - 1) + ">" if a < b else "<" + "-" * (span - 1)
         ) if a != b else "(self)"
