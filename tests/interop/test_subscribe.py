@@ -28,12 +28,13 @@ from mcacm_sip.sip.subscription import (
 )
 
 from .ours import endpoint
-from .peers import LOOPBACK, Kamailio, kamailio, run_sipp
+from .peers import LOOPBACK, Kamailio, SippTransport, kamailio, run_sipp
 
 pytestmark = pytest.mark.interop
 
 PIDF = "application/pidf+xml"
 MODES = pytest.mark.parametrize("defines", [(), ("STRICT_INDIALOG",)], ids=["lenient", "strict"])
+TRANSPORTS = pytest.mark.parametrize("transport", ["udp", "tcp"])
 
 
 @dataclass
@@ -73,7 +74,8 @@ def _relayed(proxy: Kamailio, method: str) -> int:
     return len(re.findall(rf"relay {method} ", proxy.log_text()))
 
 
-async def _sipp_subscribes(workdir: Path, calls: int, proxy: int | None) -> tuple[Presence, Path]:
+async def _sipp_subscribes(workdir: Path, calls: int, proxy: int | None,
+                           transport: SippTransport = "udp") -> tuple[Presence, Path]:
     package = Presence()
     async with endpoint() as ep:
         notifier = Notifier({"presence": package},
@@ -82,8 +84,9 @@ async def _sipp_subscribes(workdir: Path, calls: int, proxy: int | None) -> tupl
         service.start()
         try:
             run = await asyncio.to_thread(
-                run_sipp, "uac_subscribe.xml", ep.local_address("udp"), workdir, calls=calls,
-                rate=50, proxy=proxy, service="fa", keys={"event": "presence"}, trace_msg=True)
+                run_sipp, "uac_subscribe.xml", ep.local_address(transport), workdir, calls=calls,
+                rate=50, proxy=proxy, service="fa", keys={"event": "presence"}, trace_msg=True,
+                transport=transport)
             await service.drain()
         finally:
             await service.close()
@@ -105,8 +108,9 @@ def _assert_lifecycle(package: Presence, messages: Path, calls: int) -> None:
 # 3. SIPp subscriber -> our notifier ---------------------------------------------------------
 
 
-def test_sipp_subscriber_to_our_notifier(sipp: Path) -> None:
-    package, messages = asyncio.run(_sipp_subscribes(sipp, calls=5, proxy=None))
+@TRANSPORTS
+def test_sipp_subscriber_to_our_notifier(sipp: Path, transport: SippTransport) -> None:
+    package, messages = asyncio.run(_sipp_subscribes(sipp, 5, proxy=None, transport=transport))
     _assert_lifecycle(package, messages, 5)
 
 
@@ -116,6 +120,10 @@ def test_sipp_subscriber_to_our_notifier(sipp: Path) -> None:
 @MODES
 def test_sipp_subscriber_through_kamailio_to_our_notifier(sipp_kamailio: Path,
                                                           defines: tuple[str, ...]) -> None:
+    # UDP only. Over TCP our NOTIFY goes to the proxy on a new connection while the 200 goes
+    # back on the subscriber's, so the NOTIFY may overtake the 200 (allowed, RFC 6665 4.1.2.4;
+    # our own subscriber copes, see the test below). SIPp does not: when the 200 arrives while
+    # the call still has its answer to the NOTIFY to send, it aborts the call.
     calls = 5
     with kamailio(sipp_kamailio, defines=defines) as proxy:
         package, messages = asyncio.run(_sipp_subscribes(sipp_kamailio, calls, proxy=proxy.port))
