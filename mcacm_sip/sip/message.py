@@ -91,6 +91,15 @@ def header_param(value: str, name: str) -> str | None:
     return rest or None
 
 
+_TAG_PARAM = re.compile(r";tag=([^;, \t]*)", re.IGNORECASE)
+
+
+def _tag_param(value: str) -> str | None:
+    """``header_param(value, "tag")`` with one precompiled regex (it runs twice per message)."""
+    found = _TAG_PARAM.search(value, value.rfind(">") + 1)
+    return found.group(1) or None if found else None
+
+
 def media_type(value: str | None) -> str | None:
     """``type/subtype`` of a Content-Type/Accept value, lowercased, without parameters."""
     if value is None:
@@ -101,10 +110,14 @@ def media_type(value: str | None) -> str | None:
 class _Message:
     """Fields shared by requests and responses; header access goes to the aiosipua message."""
 
-    __slots__ = ("body", "branch", "call_id", "cseq", "from_tag", "raw", "store", "to_tag", "via")
+    __slots__ = (
+        "_original", "_raw", "body", "branch", "call_id", "cseq", "from_tag", "store", "to_tag",
+        "via",
+    )
 
-    raw: SipMessage
-    store: dict[str, list[str]]  # raw.headers' lowercase-name -> values map
+    _raw: SipMessage | None
+    _original: dict[str, str]  # lowercase name -> name as received (for ``raw``)
+    store: dict[str, list[str]]  # lowercase name -> values
     call_id: str
     cseq: int
     from_tag: str | None
@@ -112,6 +125,21 @@ class _Message:
     via: Via
     branch: str
     body: bytes
+
+    @property
+    def raw(self) -> SipMessage:
+        """The aiosipua message (escape hatch), built on first use: the hot path never needs it
+        and building it cost as much as a tenth of handling a MESSAGE."""
+        if self._raw is None:
+            headers = CaseInsensitiveDict()
+            headers._store = self.store  # pinned aiosipua 0.7.1 internals: the dict's two maps
+            headers._original = self._original
+            self._raw = self._make_raw(headers)
+            self._raw.body = self.body
+        return self._raw
+
+    def _make_raw(self, headers: CaseInsensitiveDict) -> SipMessage:
+        raise NotImplementedError
 
     def header(self, name: str) -> str | None:
         """First value of a header (case-insensitive, compact names allowed)."""
@@ -141,6 +169,9 @@ class Request(_Message):
     method: str
     uri: str
 
+    def _make_raw(self, headers: CaseInsensitiveDict) -> SipMessage:
+        return SipRequest(headers=headers, method=self.method, uri=self.uri)
+
     def stamp_source(self, host: str, port: int) -> None:
         """Record where the request came from in the top Via.
 
@@ -169,6 +200,9 @@ class Response(_Message):
     status: int
     reason: str
     cseq_method: str
+
+    def _make_raw(self, headers: CaseInsensitiveDict) -> SipMessage:
+        return SipResponse(headers=headers, status_code=self.status, reason_phrase=self.reason)
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.cseq_method} call-id={self.call_id}>"
@@ -295,9 +329,6 @@ def parse(
     if parsed is None:
         raise fail(answerable, "Malformed Header Line")
     store, original = parsed
-    headers = CaseInsensitiveDict()
-    headers._store = store  # pinned aiosipua 0.7.1 internals: the dict's two maps
-    headers._original = original
 
     # RFC 3261 8.1.1 / 8.2.6: we need these to match and answer.
     for key, pretty in _MANDATORY:
@@ -311,7 +342,6 @@ def parse(
         status_text = parts[1]
         if len(status_text) != 3 or not status_text.isdigit() or not 100 <= int(status_text) <= 699:
             raise fail(None, "Bad Status Code")
-        msg: SipMessage = SipResponse(headers=headers)
         resp = out = Response()
         resp.status = int(status_text)
         # An empty reason phrase is legal (RFC 3261 25.1: Reason-Phrase = *(...)).
@@ -326,7 +356,6 @@ def parse(
             raise fail(400, "Bad Method")
         if ":" not in uri:
             raise fail(400, "Bad Request-URI")
-        msg = SipRequest(headers=headers, method=method, uri=uri)
         req = out = Request()
         req.method = method
         req.uri = uri
@@ -353,19 +382,19 @@ def parse(
         body = body[:declared]
     elif not datagram:
         body = b""  # RFC 3261 18.3: on a stream a missing Content-Length means no body
-    msg.body = body
 
     via = _parse_via(store["via"][0])
     bad_port = via.port is not None and not 0 < via.port < 65536
     if via.protocol != SIP_VERSION or not via.host or bad_port:
         raise fail(answerable, "Bad Via")
-    out.raw = msg
+    out._raw = None
+    out._original = original
     out.via = via
     out.branch = via.params.get("branch") or ""
     out.store = store
     out.call_id = store["call-id"][0]
-    out.from_tag = header_param(store["from"][0], "tag")
-    out.to_tag = header_param(store["to"][0], "tag")
+    out.from_tag = _tag_param(store["from"][0])
+    out.to_tag = _tag_param(store["to"][0])
     out.body = body
     return out
 
