@@ -254,8 +254,7 @@ class AcmcNode:
         self.endpoint = make_endpoint(config.sip, self.me, trace)
         self._acms = address_of_record(config.acmc.acms_psi)
         self._registration: RegistrationClient | None = None
-        self._timer = CoreTimer(self.core.get_timer, lambda now: self._apply(
-            self.core.handle(TimerTick(now))))
+        self._timer = CoreTimer(self.core.get_timer, lambda now: self._feed(TimerTick(now)))
         self._handles: dict[str, RequestHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running = False
