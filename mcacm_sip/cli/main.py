@@ -381,7 +381,10 @@ def _acmc_args(p: argparse.ArgumentParser) -> None:
 
 
 # subcommands of other modules register themselves when imported
-from mcacm_sip.cli import demo_cmd  # noqa: E402, F401  (mcacm demo)
+from mcacm_sip.cli import (  # noqa: E402
+    demo_cmd,  # noqa: F401  (mcacm demo)
+    validate_cmd,  # noqa: F401  (mcacm validate)
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
