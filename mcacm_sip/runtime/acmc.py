@@ -13,9 +13,9 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO
 
 from lxml import etree
 
@@ -40,26 +40,17 @@ from mcacm_sip.core.events import (
     Decide,
     DeliveryOutcome,
     FlowFromAcms,
-    Refuse,
     Report,
     ReportKind,
     Send,
     TimerTick,
+    Verdict,
     verdict_of,
 )
-from mcacm_sip.runtime.base import (
-    CoreTimer,
-    Hops,
-    TraceHook,
-    addresses,
-    hop_uri,
-    make_endpoint,
-    sender_identity,
-    uri_host,
-)
+from mcacm_sip.runtime.base import CoreTimer, Node, TraceHook, uri_host
 from mcacm_sip.runtime.config import AcmcNodeConfig
-from mcacm_sip.runtime.messaging import message_reply, send_message
-from mcacm_sip.sip import IncomingRequest, Reply, SipTimeout, SipTransportError, Transport
+from mcacm_sip.runtime.messaging import message_reply, send_message, verdict_reply
+from mcacm_sip.sip import IncomingRequest, Reply, SipTimeout, SipTransportError
 from mcacm_sip.sip.dialog import address_of_record
 from mcacm_sip.sip.registrar import RegistrationClient
 
@@ -240,24 +231,23 @@ class RequestHandle:
 # --------------------------------------------------------------------------- the node
 
 
-class AcmcNode:
+class AcmcNode(Node):
     """One ACMC.  ``await start()`` returns once it listens and is logged on."""
 
     def __init__(self, config: AcmcNodeConfig, decider: Decider | None = None, *,
                  trace: TraceHook | None = None,
                  on_report: Callable[[Report], None] | None = None) -> None:
+        super().__init__(config.sip, config.acmc.mc_service_id, trace)
         self.config = config
         self.me = config.acmc.mc_service_id
         self.decider: Decider = decider or AutoDecider(False, "no decider configured")
         self.on_report = on_report
         self.core = AcmcCore(config.acmc)
-        self.endpoint = make_endpoint(config.sip, self.me, trace)
         self._acms = address_of_record(config.acmc.acms_psi)
         self._registration: RegistrationClient | None = None
-        self._timer = CoreTimer(self.core.get_timer, lambda now: self._feed(TimerTick(now)))
+        self._timer: CoreTimer = CoreTimer(self.core.get_timer,
+                                           lambda now: self._feed(TimerTick(now)))
         self._handles: dict[str, RequestHandle] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._running = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -294,23 +284,8 @@ class AcmcNode:
                 await asyncio.wait_for(self.logoff(), self.config.sip.send_timeout)
         elif self._registration is not None:
             await self._registration.close()
-        self._running = False
-        self._timer.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._halt()
         await self.endpoint.close()
-
-    def set_hops(self, hops: Mapping[str, str]) -> None:
-        """Replace the static next hops (``[sip.hops]``), e.g. once every node listens."""
-        self.endpoint.locate = Hops(hops, self.config.sip.transport).peer_for
-
-    @property
-    def addresses(self) -> dict[str, tuple[str, int]]:
-        return addresses(self.endpoint, self.config.sip.listens)
-
-    def hop(self, transport: Transport = "udp") -> str:
-        return hop_uri(self.endpoint, transport)
 
     # ------------------------------------------------------------------ requests
 
@@ -362,7 +337,7 @@ class AcmcNode:
 
     # ------------------------------------------------------------------ core plumbing
 
-    def _apply(self, actions: list[Action]) -> Refuse | bool | None:
+    def _apply(self, actions: list[Action]) -> Verdict | None:
         for action in actions:
             if isinstance(action, Send):
                 self._spawn(self._deliver(action))
@@ -371,13 +346,7 @@ class AcmcNode:
             elif isinstance(action, Report):
                 self._report(action)
         self._timer.rearm()
-        verdict = verdict_of(actions)
-        return verdict if isinstance(verdict, Refuse) else (None if verdict is None else True)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        return verdict_of(actions)
 
     def _feed(self, event: AcmcEvent) -> None:
         if self._running:
@@ -427,15 +396,12 @@ class AcmcNode:
 
     def _on_message(self, incoming: IncomingRequest) -> Reply:
         req = incoming.message
-        host = uri_host(self.me)
         try:
             flow = codec.decode(req.body, content_type=req.header("content-type") or "")
         except AcmError as exc:
-            return message_reply(host, exc.sip_status, exc.warning_text)
-        sender = sender_identity(req, self.config.sip.trusted_hosts)
+            return message_reply(self.host, exc.sip_status, exc.warning_text)
+        sender = self._sender(req)
         if sender != self._acms:  # an ACMC takes flows only from its own ACMS (decision)
-            return message_reply(host, 403, f"not-authorised: {sender} is not my ACMS")
-        verdict = self._apply(self.core.handle(FlowFromAcms(time.time(), flow)))
-        if isinstance(verdict, Refuse):
-            return message_reply(host, verdict.status, verdict.warning)
-        return Reply(200 if verdict else 500)
+            return message_reply(self.host, 403, f"not-authorised: {sender} is not my ACMS")
+        return verdict_reply(self.host, self._apply(self.core.handle(
+            FlowFromAcms(time.time(), flow))))

@@ -22,7 +22,6 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from mcacm_sip.acm import codec
@@ -42,29 +41,20 @@ from mcacm_sip.core.events import (
     FaHoldersChanged,
     FlowFromAcmc,
     FlowFromPeer,
-    Refuse,
     Send,
     SubscribeFa,
     TimerTick,
     UserLoggedOff,
     UserLoggedOn,
+    Verdict,
     store_changes,
     verdict_of,
 )
 from mcacm_sip.core.state import Hop
-from mcacm_sip.runtime.base import (
-    CoreTimer,
-    Hops,
-    TraceHook,
-    addresses,
-    hop_uri,
-    make_endpoint,
-    sender_identity,
-    uri_host,
-)
+from mcacm_sip.runtime.base import CoreTimer, Node, TraceHook
 from mcacm_sip.runtime.config import AcmsNodeConfig
-from mcacm_sip.runtime.messaging import message_reply, send_message
-from mcacm_sip.sip import IncomingRequest, Reply, Transport
+from mcacm_sip.runtime.messaging import message_reply, send_message, verdict_reply
+from mcacm_sip.sip import IncomingRequest, Reply
 from mcacm_sip.sip.dialog import Body, address_of_record
 from mcacm_sip.sip.registrar import (
     Binding,
@@ -116,15 +106,15 @@ class SqliteBindingStore:
         self._db.close()
 
 
-class AcmsNode:
+class AcmsNode(Node):
     """One ACMS process (or library object).  ``await start()`` returns once it listens."""
 
     def __init__(self, config: AcmsNodeConfig, *, store: Store | None = None,
                  trace: TraceHook | None = None) -> None:
+        super().__init__(config.sip, config.acms.psi, trace)
         self.config = config
         acms = config.acms
         self.psi = acms.psi
-        self.host = uri_host(acms.psi)
         path = acms.store.path
         self.store: Store = store if store is not None else (
             SqliteStore(path, acms.store.synchronous) if path else MemoryStore())
@@ -132,18 +122,16 @@ class AcmsNode:
         self.registrar = Registrar(self._bindings or MemoryBindingStore(),
                                    authorise=self._may_register, on_change=self._registered,
                                    max_expires=86400)
-        self.endpoint = make_endpoint(config.sip, acms.psi, trace)
         self._registrar_service = RegistrarService(self.endpoint, self.registrar)
         self._subscriber = SubscriberService(self.endpoint, transport=config.sip.transport)
         self._users = {address_of_record(u.id): u.id for u in acms.users}
         self._peers = {address_of_record(p.psi): p.psi for p in acms.peers}
         self.core = AcmsCore.restore(acms, self.store.load())
-        self._timer = CoreTimer(self.core.get_timer, lambda now: self.feed(TimerTick(now)))
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timer: CoreTimer = CoreTimer(self.core.get_timer,
+                                           lambda now: self.feed(TimerTick(now)))
         self._fa_tasks: dict[str, asyncio.Task[None]] = {}
         self.failed: asyncio.Future[str] | None = None
         """Resolves (with the reason) when the node had to stop itself (store failure)."""
-        self._running = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -170,12 +158,7 @@ class AcmsNode:
         them), close sockets and the store."""
         if not self._running:
             return
-        self._running = False
-        self._timer.stop()
-        tasks = [*self._tasks, *self._fa_tasks.values()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._halt(*self._fa_tasks.values())
         await self._subscriber.close()
         await self._registrar_service.close()
         await self.endpoint.close()
@@ -183,19 +166,6 @@ class AcmsNode:
         if self._bindings is not None:
             self._bindings.close()
         log.info("ACMS %s stopped", self.psi, extra={"event": "node.stop"})
-
-    def set_hops(self, hops: Mapping[str, str]) -> None:
-        """Replace the static next hops (``[sip.hops]``), e.g. once every node listens."""
-        self.endpoint.locate = Hops(hops, self.config.sip.transport).peer_for
-
-    @property
-    def addresses(self) -> dict[str, tuple[str, int]]:
-        """Transport -> (host, port) actually listened on."""
-        return addresses(self.endpoint, self.config.sip.listens)
-
-    def hop(self, transport: Transport = "udp") -> str:
-        """A SIP URI other nodes can put in ``[sip.hops]`` to reach this ACMS."""
-        return hop_uri(self.endpoint, transport)
 
     # ------------------------------------------------------------------ core plumbing
 
@@ -205,9 +175,9 @@ class AcmsNode:
             with contextlib.suppress(StoreFailed):  # logged; ``failed`` tells the owner
                 self._apply(self.core.handle(event))
 
-    def _apply(self, actions: list[Action]) -> Refuse | bool | None:
-        """Store first (ONE transaction), then start the sends; returns the verdict
-        (True for Accept).  Sends run as tasks, so they leave after the SIP answer."""
+    def _apply(self, actions: list[Action]) -> Verdict | None:
+        """Store first (ONE transaction), then start the sends; returns the verdict.
+        Sends run as tasks, so they leave after the SIP answer."""
         changes = store_changes(actions)
         if changes:
             try:
@@ -225,13 +195,7 @@ class AcmsNode:
                 task = asyncio.get_running_loop().create_task(self._follow_fa(action.fa))
                 self._fa_tasks[action.fa] = task
         self._timer.rearm()
-        verdict = verdict_of(actions)
-        return verdict if isinstance(verdict, Refuse) else (None if verdict is None else True)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        return verdict_of(actions)
 
     # ------------------------------------------------------------------ MESSAGE in
 
@@ -245,7 +209,7 @@ class AcmsNode:
                      extra={"event": "acm.refused", "call_id": req.call_id,
                             "status": exc.sip_status})
             return message_reply(self.host, exc.sip_status, exc.warning_text)
-        sender = sender_identity(req, self.config.sip.trusted_hosts)
+        sender = self._sender(req)
         if sender is None:
             return message_reply(self.host, 400, "no-identity: no usable From")
         # a configured peer PSI -> peer ACMS; anything else is treated as a local ACMC user
@@ -258,17 +222,14 @@ class AcmsNode:
         if not self._running:
             return message_reply(self.host, 503, "stopping")
         try:
-            verdict = self._apply(self.core.handle(event))
+            reply = verdict_reply(self.host, self._apply(self.core.handle(event)))
         except StoreFailed:
             return message_reply(self.host, 500, "store-failed")
-        status = 200 if verdict is True else (verdict.status if verdict else 500)
         log.info("%s %s from %s: %d", flow.FLOW, getattr(flow, "transaction_id", ""), sender,
-                 status, extra={"event": "acm.received", "call_id": req.call_id,
-                                "flow": flow.FLOW, "status": status,
-                                "transaction_id": getattr(flow, "transaction_id", None)})
-        if isinstance(verdict, Refuse):
-            return message_reply(self.host, verdict.status, verdict.warning)
-        return Reply(200 if verdict else 500)
+                 reply.status, extra={"event": "acm.received", "call_id": req.call_id,
+                                      "flow": flow.FLOW, "status": reply.status,
+                                      "transaction_id": getattr(flow, "transaction_id", None)})
+        return reply
 
     # ------------------------------------------------------------------ MESSAGE out
 
@@ -291,8 +252,7 @@ class AcmsNode:
 
     def _may_register(self, aor: str, request: Any) -> bool:
         # only configured ACM users log on, and only for themselves (decision)
-        return aor in self._users and sender_identity(
-            request, self.config.sip.trusted_hosts) == aor
+        return aor in self._users and self._sender(request) == aor
 
     def _registered(self, change: RegistrationChange) -> None:
         user = self._users.get(change.aor)

@@ -1,5 +1,5 @@
 """What the ACMS, ACMC and FA server nodes share: the message trace, static next hops, the
-sender identity rule, the Warning header and the single core timer.
+sender identity rule, the Warning header, the single core timer and the :class:`Node` base.
 
 The nodes are thin adapters (docs/running.md): sockets, the wall clock and the store live here,
 the procedure logic in :mod:`mcacm_sip.core`.
@@ -12,10 +12,10 @@ import ipaddress
 import logging
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from aiosipua.headers import parse_uri
 
@@ -294,3 +294,51 @@ class CoreTimer:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+
+
+# --------------------------------------------------------------------------- node base
+
+
+class Node:
+    """The endpoint side every node shares: its SIP endpoint (listeners, static hops, trace),
+    who sent a request, the tasks it runs and its one core timer (if it has a core)."""
+
+    def __init__(self, sip: SipSettings, identity: str, trace: TraceHook | None) -> None:
+        self._sip = sip
+        self.host = uri_host(identity)
+        """Our host, as the Warning headers of our refusals name it."""
+        self.endpoint = make_endpoint(sip, identity, trace)
+        self._timer: CoreTimer | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._running = False
+
+    def set_hops(self, hops: Mapping[str, str]) -> None:
+        """Replace the static next hops (``[sip.hops]``), e.g. once every node listens."""
+        self.endpoint.locate = Hops(hops, self._sip.transport).peer_for
+
+    @property
+    def addresses(self) -> dict[str, tuple[str, int]]:
+        """Transport -> (host, port) actually listened on."""
+        return addresses(self.endpoint, self._sip.listens)
+
+    def hop(self, transport: Transport = "udp") -> str:
+        """A SIP URI other nodes can put in ``[sip.hops]`` to reach this node."""
+        return hop_uri(self.endpoint, transport)
+
+    def _sender(self, request: Request) -> str | None:
+        return sender_identity(request, self._sip.trusted_hosts)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _halt(self, *more: asyncio.Task[Any]) -> None:
+        """Stop taking events: the timer, then every task (``more`` too) cancelled and awaited."""
+        self._running = False
+        if self._timer is not None:
+            self._timer.stop()
+        tasks = [*self._tasks, *more]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

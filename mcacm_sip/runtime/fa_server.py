@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 
 from mcacm_sip.acm.errors import AcmError
 from mcacm_sip.acm.fa import (
@@ -34,18 +33,9 @@ from mcacm_sip.core.fa_server import (
     Revoked,
     Subscribe,
 )
-from mcacm_sip.runtime.base import (
-    Hops,
-    TraceHook,
-    addresses,
-    hop_uri,
-    make_endpoint,
-    sender_identity,
-    uri_host,
-    warning,
-)
+from mcacm_sip.runtime.base import Node, TraceHook, warning
 from mcacm_sip.runtime.config import FaServerNodeConfig
-from mcacm_sip.sip import Request, Transport
+from mcacm_sip.sip import Request
 from mcacm_sip.sip.dialog import MAX_EXPIRES, BadRequest, Body, Refuse, parse_expires
 from mcacm_sip.sip.publication import (
     Compositor,
@@ -66,15 +56,14 @@ log = logging.getLogger("mcacm.fa.node")
 BODY_TYPES = ("multipart/mixed", CT_PIDF, CT_MCPTT_INFO, CT_SIMPLE_FILTER)
 
 
-class FaServerNode:
+class FaServerNode(Node):
     """One FA controlling server.  ``await start()`` returns once it listens."""
 
     def __init__(self, config: FaServerNodeConfig, *, trace: TraceHook | None = None) -> None:
+        super().__init__(config.sip, config.psi, trace)
         self.config = config
         self.psi = config.psi
-        self.host = uri_host(config.psi)
         self.server = FaServer(config.fa)
-        self.endpoint = make_endpoint(config.sip, config.psi, trace)
         # 24.379 9A.2.2.3.3 step 3 wants exactly 0 or 4294967295: the core answers 423 for
         # anything else, so the compositor itself accepts every interval
         self._compositor = Compositor((EVENT_PRESENCE,), policy=self._publish,
@@ -86,7 +75,6 @@ class FaServerNode:
                                   on_end=self._subscription_ended)
         self._notifications = NotifierService(self.endpoint, self._notifier)
         self._bodies: dict[str, bytes] = {}  # subscription id -> its next NOTIFY body
-        self._running = False
 
     # the RFC 6665 event package the notifier asks (EventPackage protocol)
     content_types = (CT_PIDF,)
@@ -103,26 +91,12 @@ class FaServerNode:
     async def stop(self) -> None:
         if not self._running:
             return
-        self._running = False
+        await self._halt()
         await self._notifications.close()
         await self._publications.close()
         await self.endpoint.close()
 
-    def set_hops(self, hops: Mapping[str, str]) -> None:
-        """Replace the static next hops (``[sip.hops]``), e.g. once every node listens."""
-        self.endpoint.locate = Hops(hops, self.config.sip.transport).peer_for
-
-    @property
-    def addresses(self) -> dict[str, tuple[str, int]]:
-        return addresses(self.endpoint, self.config.sip.listens)
-
-    def hop(self, transport: Transport = "udp") -> str:
-        return hop_uri(self.endpoint, transport)
-
     # ------------------------------------------------------------------ helpers
-
-    def _who(self, request: Request) -> str | None:
-        return sender_identity(request, self.config.sip.trusted_hosts)
 
     def _refuse(self, answer: Answer) -> Refuse:
         headers = answer.headers
@@ -161,7 +135,7 @@ class FaServerNode:
         # RFC 3903 refresh / removal without a body: the FA core judges the stored one
         body = attempt.body or (attempt.previous.body if attempt.previous else None)
         event = Publish(attempt.requested_expires, body.content_type if body else None,
-                        body.data if body else b"", self._who(attempt.request))
+                        body.data if body else b"", self._sender(attempt.request))
         actions = self.server.publish(event, time.time())
         answer = actions[0]
         assert isinstance(answer, Answer)
@@ -194,7 +168,7 @@ class FaServerNode:
         accept = tuple(request.headers("accept")) or None
         actions = self.server.subscribe(Subscribe(
             subscription.id, expires, request.header("content-type"), request.body,
-            self._who(request), accept), time.time())
+            self._sender(request), accept), time.time())
         answer = actions[0]
         assert isinstance(answer, Answer)
         if answer.status != 200:

@@ -7,6 +7,7 @@ import logging
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.errors import AcmError
 from mcacm_sip.acm.model import AcmFlow
+from mcacm_sip.core.events import Refuse, Verdict
 from mcacm_sip.runtime.base import SipSettings, warning
 from mcacm_sip.sip import Reply, SipEndpoint, SipTimeout, SipTransportError
 
@@ -20,6 +21,14 @@ def message_reply(host: str, status: int, text: str) -> Reply:
     if status == 415:
         headers.append(("Accept", codec.ACM_CONTENT_TYPE))
     return Reply(status, headers=tuple(headers))
+
+
+def verdict_reply(host: str, verdict: Verdict | None) -> Reply:
+    """The answer to a MESSAGE the core judged: 200 for Accept (after the store committed),
+    the refusal with its Warning, 500 if the core gave no verdict."""
+    if isinstance(verdict, Refuse):
+        return message_reply(host, verdict.status, verdict.warning)
+    return Reply(200 if verdict is not None else 500)
 
 
 def _warning_text(value: str | None) -> str | None:
