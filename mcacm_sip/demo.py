@@ -183,6 +183,11 @@ def result_of(outcome: RequestOutcome) -> str:
 # --------------------------------------------------------------------------- message trace
 
 
+Tap = Callable[[str, TraceRecord], None]
+"""Sees every record as it is traced, with the key of the running branch (``setup``, a branch
+key, ``teardown``): ``mcacm capture`` and ``make examples`` write pcaps from it."""
+
+
 class Trace:
     """Collects every node's :class:`TraceRecord` and turns them into ladder events.
 
@@ -191,13 +196,16 @@ class Trace:
     ephemeral ports never appear), and filed under the branch running when it left.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tap: Tap | None = None) -> None:
         self.branch = "setup"
         self.records: list[tuple[str, TraceRecord]] = []
         self._changed = asyncio.Event()
+        self._tap = tap
 
     def __call__(self, record: TraceRecord) -> None:
         self.records.append((self.branch, record))
+        if self._tap is not None:
+            self._tap(self.branch, record)
         self._changed.set()
 
     async def wait_for(self, predicate: Callable[[TraceRecord], bool],
@@ -312,9 +320,9 @@ def _warm_up() -> None:
 class Demo:
     """The seven nodes and the state the branches share."""
 
-    def __init__(self, base: Path, transport: Transport) -> None:
+    def __init__(self, base: Path, transport: Transport, tap: Tap | None = None) -> None:
         self.transport = transport
-        self.trace = Trace()
+        self.trace = Trace(tap)
         sip = _sip(transport)
         trace = self.trace
         primary = primary_config(str(base / "primary.sqlite"))
@@ -588,15 +596,17 @@ def _silent(_: str) -> None:
 
 async def run_demo(transport: Transport = "udp", keep: str | Path | None = None,
                    progress: Progress = _silent,
-                   branches: tuple[Branch, ...] = BRANCHES) -> DemoResult:
+                   branches: tuple[Branch, ...] = BRANCHES, tap: Tap | None = None
+                   ) -> DemoResult:
     """Start the nodes, run every branch, stop the nodes.  The SQLite stores live in a
-    temporary directory removed at the end, or in ``keep`` (created if missing)."""
+    temporary directory removed at the end, or in ``keep`` (created if missing).  ``tap``
+    sees every traced message with its branch key."""
     started = time.monotonic()
     _warm_up()
     with tempfile.TemporaryDirectory(prefix="mcacm-demo-") as tmp:
         base = Path(keep) if keep is not None else Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
-        demo = Demo(base, transport)
+        demo = Demo(base, transport, tap)
         results: list[BranchResult] = []
         where = f"stores kept in {base}" if keep is not None else "temporary stores"
         progress(f"starting 3 servers and 4 clients on 127.0.0.1 over {transport} ({where})")

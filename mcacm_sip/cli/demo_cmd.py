@@ -39,8 +39,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if keep.exists() and (not keep.is_dir() or any(keep.iterdir())):
             raise CliError(EX_USAGE, f"--keep {keep}: must be a new or empty directory")
     try:
+        trace = getattr(args, "trace", None)  # set by mcacm capture
         result: DemoResult = asyncio.run(run_demo(
-            args.transport, keep, progress=_quiet if quiet else _progress))
+            args.transport, keep, progress=_quiet if quiet else _progress,
+            tap=None if trace is None else lambda _branch, record: trace(record)))
     except OSError as exc:  # cannot create the store directory or listen on loopback
         raise CliError(EX_UNAVAILABLE, str(exc)) from None
     if args.json:

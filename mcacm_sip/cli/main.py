@@ -120,7 +120,7 @@ def cmd_acms(args: argparse.Namespace) -> int:
     _configure_logging(args, config.log)
 
     async def main() -> int:
-        node = AcmsNode(config)
+        node = AcmsNode(config, trace=getattr(args, "trace", None))  # mcacm capture
         await _start(node)
         try:
             return await _serve_until_signal(node.failed)
@@ -135,7 +135,7 @@ def cmd_fa_server(args: argparse.Namespace) -> int:
     _configure_logging(args, config.log)
 
     async def main() -> int:
-        node = FaServerNode(config)
+        node = FaServerNode(config, trace=getattr(args, "trace", None))
         await _start(node)
         try:
             return await _serve_until_signal()
@@ -274,7 +274,8 @@ def cmd_acmc(args: argparse.Namespace) -> int:
             decider = JsonLinesDecider(sys.stdin, output.emit)
         else:
             decider = InteractiveDecider()
-        node = AcmcNode(config, _Announcing(decider, output), on_report=output.report)
+        node = AcmcNode(config, _Announcing(decider, output), on_report=output.report,
+                         trace=getattr(args, "trace", None))
         try:
             await node.start()
         except OSError as exc:
@@ -382,7 +383,10 @@ def _acmc_args(p: argparse.ArgumentParser) -> None:
 
 # subcommands of other modules register themselves when imported
 from mcacm_sip.cli import (  # noqa: E402
+    capture_cmd,  # noqa: F401  (mcacm capture)
     demo_cmd,  # noqa: F401  (mcacm demo)
+    ladder_cmd,  # noqa: F401  (mcacm ladder)
+    send_cmd,  # noqa: F401  (mcacm send)
     validate_cmd,  # noqa: F401  (mcacm validate)
 )
 
