@@ -7,7 +7,8 @@ set (loose or strict, RFC 3261 12.2.1.1) when it serialises. Nothing here does I
 
 The rest of the module is shared by the registrar, subscription and publication usages:
 header value parsing (Expires, parameters, URIs), :class:`Refuse` (an application's "no"), and
-two small asyncio helpers (:class:`Ticker`, :func:`exchange`) used by their thin adapters.
+the asyncio helpers of their thin adapters (:class:`Ticker`, :func:`exchange`, and
+:class:`RefreshingClient` for the client usages that keep state alive by refreshing).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from aiosipua.headers import parse_params, parse_uri, stringify_uri
 
@@ -409,11 +410,66 @@ async def exchange(
     return response
 
 
+class RefreshingCore(Protocol):
+    """A sans-I/O client usage that refreshes (:class:`~.registrar.Registration`,
+    :class:`~.publication.Publisher`)."""
+
+    def next_deadline(self) -> float | None: ...
+
+    def poll(self, now: float) -> RequestSpec | None: ...
+
+    def on_response(self, response: Response | None, now: float) -> RequestSpec | None: ...
+
+
+CoreT = TypeVar("CoreT", bound=RefreshingCore)
+
+
+class RefreshingClient(Generic[CoreT]):
+    """The asyncio side of a :class:`RefreshingCore`: one request outstanding at a time
+    (RFC 3261 10.2, RFC 3903 4), and a :class:`Ticker` that sends the core's refreshes."""
+
+    def __init__(self, endpoint: SipEndpoint, core: CoreT, transport: Transport | None,
+                 clock: Callable[[], float]) -> None:
+        self.endpoint = endpoint
+        self.core = core
+        self.transport = transport
+        self.clock = clock
+        self._lock = asyncio.Lock()
+        self._ticker = Ticker(clock, core.next_deadline, self._refresh)
+
+    async def close(self) -> None:
+        """Stop refreshing; the state then expires at the server."""
+        await self._ticker.close()
+
+    async def _step(self, step: Callable[[float], RequestSpec | None],
+                    now: float | None = None) -> None:
+        """Under the lock: ask the core (``step(now)``) and exchange what it wants sent."""
+        async with self._lock:
+            spec = step(self.clock() if now is None else now)
+            if spec is not None:
+                await exchange(self.endpoint, spec, self.core.on_response, self.clock,
+                               self.transport)
+
+    def _keep_refreshing(self) -> None:
+        self._ticker.start()
+        self._ticker.kick()
+
+    async def _withdraw(self, step: Callable[[float], RequestSpec | None]) -> None:
+        """Stop refreshing, then send the core's Expires: 0 request."""
+        await self._ticker.close()
+        await self._step(step)
+
+    async def _refresh(self, now: float) -> None:
+        await self._step(self.core.poll, now)
+
+
 __all__ = [
     "MAX_EXPIRES",
     "BadRequest",
     "Body",
     "Dialog",
+    "RefreshingClient",
+    "RefreshingCore",
     "Refuse",
     "RequestSpec",
     "Ticker",

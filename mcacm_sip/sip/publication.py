@@ -12,7 +12,6 @@ uses this for functional-alias status: the controlling server answers 423 +
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -25,10 +24,10 @@ from .dialog import (
     BadRequest,
     Body,
     Header,
+    RefreshingClient,
     Refuse,
     RequestSpec,
     Ticker,
-    exchange,
     parse_expires,
     split_params,
     uri_from,
@@ -377,7 +376,7 @@ class PublishError(Exception):
         self.status = status
 
 
-class PublicationClient:
+class PublicationClient(RefreshingClient[Publisher]):
     """Publishes one piece of state through an endpoint and keeps it refreshed."""
 
     def __init__(
@@ -391,12 +390,8 @@ class PublicationClient:
         transport: Transport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.endpoint = endpoint
-        self.transport = transport
-        self.clock = clock
-        self.core = Publisher(target=target, from_uri=from_uri, event=event, headers=headers)
-        self._lock = asyncio.Lock()
-        self._ticker = Ticker(clock, self.core.next_deadline, self._refresh)
+        super().__init__(endpoint, Publisher(target=target, from_uri=from_uri, event=event,
+                                             headers=headers), transport, clock)
 
     @property
     def etag(self) -> str | None:
@@ -407,34 +402,16 @@ class PublicationClient:
 
         Raises PublishError when the compositor refuses (after 412 and 423 retries).
         """
-        async with self._lock:
-            await self._exchange(self.core.publish(body, expires, self.clock()))
+        await self._step(lambda now: self.core.publish(body, expires, now))
         if self.core.last_status is None or not 200 <= self.core.last_status < 300:
             raise PublishError(self.core.last_status)
-        self._ticker.start()
-        self._ticker.kick()
+        self._keep_refreshing()
         assert self.core.etag is not None
         return self.core.etag
 
     async def remove(self) -> None:
         """Withdraw the publication (Expires: 0) and stop refreshing."""
-        await self._ticker.close()
-        async with self._lock:
-            spec = self.core.remove(self.clock())
-            if spec is not None:
-                await self._exchange(spec)
-
-    async def close(self) -> None:
-        await self._ticker.close()
-
-    async def _refresh(self, now: float) -> None:
-        async with self._lock:
-            spec = self.core.poll(now)
-            if spec is not None:
-                await self._exchange(spec)
-
-    async def _exchange(self, spec: RequestSpec) -> None:
-        await exchange(self.endpoint, spec, self.core.on_response, self.clock, self.transport)
+        await self._withdraw(self.core.remove)
 
 
 __all__ = [

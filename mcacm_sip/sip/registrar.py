@@ -11,7 +11,6 @@ them on a :class:`SipEndpoint`.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -23,11 +22,11 @@ from .dialog import (
     MAX_EXPIRES,
     BadRequest,
     Header,
+    RefreshingClient,
     RequestSpec,
     Ticker,
     address_of_record,
     canonical_uri,
-    exchange,
     parse_expires,
     split_params,
     uri_from,
@@ -470,7 +469,7 @@ class RegistrationError(Exception):
         self.status = status
 
 
-class RegistrationClient:
+class RegistrationClient(RefreshingClient[Registration]):
     """Registers an AOR through an endpoint and keeps the registration refreshed."""
 
     def __init__(
@@ -484,17 +483,13 @@ class RegistrationClient:
         contact_user: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.endpoint = endpoint
-        self.transport: Transport = transport
-        self.clock = clock
-        self.core = Registration(
+        core = Registration(
             registrar=registrar,
             aor=aor,
             contact=uri_of(endpoint.contact(transport, contact_user)),
             expires=expires,
         )
-        self._lock = asyncio.Lock()  # one REGISTER outstanding (RFC 3261 10.2)
-        self._ticker = Ticker(clock, self.core.next_deadline, self._refresh)
+        super().__init__(endpoint, core, transport, clock)
 
     async def register(self) -> int:
         """Register and keep refreshing; returns the granted seconds.
@@ -502,36 +497,15 @@ class RegistrationClient:
         Raises RegistrationError if the registrar refused (after a 423 retry) or did not answer;
         refreshing goes on in the background regardless.
         """
-        async with self._lock:
-            spec = self.core.register(self.clock())
-            if spec is not None:
-                await self._exchange(spec)
-        self._ticker.start()
-        self._ticker.kick()
+        await self._step(self.core.register)
+        self._keep_refreshing()
         if self.core.state is not RegistrationState.REGISTERED or self.core.granted is None:
             raise RegistrationError(self.core.last_status)
         return self.core.granted
 
     async def unregister(self) -> None:
         """Stop refreshing and remove the binding (Expires: 0)."""
-        await self._ticker.close()
-        async with self._lock:
-            spec = self.core.unregister(self.clock())
-            if spec is not None:
-                await self._exchange(spec)
-
-    async def close(self) -> None:
-        """Stop refreshing without unregistering (the binding then expires at the registrar)."""
-        await self._ticker.close()
-
-    async def _refresh(self, now: float) -> None:
-        async with self._lock:
-            spec = self.core.poll(now)
-            if spec is not None:
-                await self._exchange(spec)
-
-    async def _exchange(self, spec: RequestSpec) -> None:
-        await exchange(self.endpoint, spec, self.core.on_response, self.clock, self.transport)
+        await self._withdraw(self.core.unregister)
 
 
 __all__ = [
