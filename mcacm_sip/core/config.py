@@ -192,7 +192,8 @@ class AcmcConfig:
 _T = TypeVar("_T")
 
 
-def _get(data: Mapping[str, Any], key: str, path: str, kind: type[_T], default: _T) -> _T:
+def get_typed(data: Mapping[str, Any], key: str, path: str, kind: type[_T], default: _T) -> _T:
+    """``data[key]`` (``default`` when absent) as a ``kind``; an int is taken as a float."""
     value = data.get(key, default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -212,9 +213,10 @@ def _uri(data: Mapping[str, Any], key: str, path: str, *, required: bool) -> str
     return value
 
 
-def _strings(data: Mapping[str, Any], key: str, path: str, default: tuple[str, ...],
-             check: Callable[[str], bool] = lambda _: True, what: str = "string",
-             ) -> tuple[str, ...]:
+def get_strings(data: Mapping[str, Any], key: str, path: str, default: tuple[str, ...] = (),
+                check: Callable[[str], bool] = lambda _: True, what: str = "string",
+                ) -> tuple[str, ...]:
+    """A list of strings, each passing ``check`` (``default`` when absent)."""
     value = data.get(key)
     if value is None:
         return default
@@ -228,11 +230,12 @@ def _strings(data: Mapping[str, Any], key: str, path: str, default: tuple[str, .
 
 def _flows(data: Mapping[str, Any], key: str, path: str, default: tuple[str, ...]
            ) -> tuple[str, ...]:
-    return _strings(data, key, path, default, lambda f: f in REQUEST_FLOWS,
+    return get_strings(data, key, path, default, lambda f: f in REQUEST_FLOWS,
                     "request flow name (" + ", ".join(REQUEST_FLOWS) + ")")
 
 
-def _unknown(data: Mapping[str, Any], allowed: set[str] | frozenset[str], path: str) -> None:
+def check_keys(data: Mapping[str, Any], allowed: set[str] | frozenset[str], path: str) -> None:
+    """ConfigError naming the first key of ``data`` not in ``allowed``."""
     for key in data:
         if key not in allowed:
             raise ConfigError(path + key, "unknown key")
@@ -245,17 +248,18 @@ def _tables(data: Mapping[str, Any], key: str) -> list[tuple[str, Mapping[str, A
     return [(f"{key}[{i}].", v) for i, v in enumerate(value)]
 
 
-def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+def get_table(data: Mapping[str, Any], key: str, path: str = "") -> Mapping[str, Any]:
+    """The table ``key`` (empty when absent)."""
     value = data.get(key, {})
     if not isinstance(value, dict):
-        raise ConfigError(key, "expected a table")
+        raise ConfigError(path + key, "expected a table")
     return value
 
 
 def _timers(data: Mapping[str, Any]) -> Timers:
     names = set(Timers.__dataclass_fields__)
-    _unknown(data, names, "timers.")
-    values = {n: _get(data, n, "timers.", float, getattr(Timers(), n)) for n in names}
+    check_keys(data, names, "timers.")
+    values = {n: get_typed(data, n, "timers.", float, getattr(Timers(), n)) for n in names}
     for n, v in values.items():
         if v <= 0:
             raise ConfigError("timers." + n, "must be positive")
@@ -265,11 +269,11 @@ def _timers(data: Mapping[str, Any]) -> Timers:
 def _policy(path: str, data: Mapping[str, Any]) -> PolicyRule:
     keys = {"flow", "action", "requester", "target", "migrated_user", "profile_contains",
             "profile_regex", "reason"}
-    _unknown(data, keys, path)
+    check_keys(data, keys, path)
     action = data.get("action")
     if not isinstance(action, str) or action not in PolicyAction.__members__.values():
         raise ConfigError(path + "action", f"{action!r}: expected approve, reject or manual")
-    flow = _get(data, "flow", path, str, "*")
+    flow = get_typed(data, "flow", path, str, "*")
     if flow != "*" and flow not in REQUEST_FLOWS:
         raise ConfigError(path + "flow", f"{flow!r} is not a request flow name or '*'")
     opt = {k: data.get(k) for k in keys - {"flow", "action"}}
@@ -292,8 +296,8 @@ def _load_profile(text: str, key: str) -> UserProfile:
 
 
 def _migration(data: Mapping[str, Any], base: Path) -> Migration:
-    _unknown(data, {"id_template", "profile", "profile_file"}, "migration.")
-    template = _get(data, "id_template", "migration.", str, Migration().id_template)
+    check_keys(data, {"id_template", "profile", "profile_file"}, "migration.")
+    template = get_typed(data, "id_template", "migration.", str, Migration().id_template)
     try:
         sample = Migration(template).assign("sip:user@host.example", 1)
     except (KeyError, IndexError, ValueError) as exc:
@@ -304,9 +308,10 @@ def _migration(data: Mapping[str, Any], base: Path) -> Migration:
     if "profile" in data and "profile_file" in data:
         raise ConfigError("migration.profile", "give profile or profile_file, not both")
     if "profile" in data:
-        profile = _load_profile(_get(data, "profile", "migration.", str, ""), "migration.profile")
+        profile = _load_profile(get_typed(data, "profile", "migration.", str, ""),
+                                "migration.profile")
     elif "profile_file" in data:
-        file = base / _get(data, "profile_file", "migration.", str, "")
+        file = base / get_typed(data, "profile_file", "migration.", str, "")
         try:
             text = file.read_text(encoding="utf-8")
         except OSError as exc:
@@ -317,40 +322,40 @@ def _migration(data: Mapping[str, Any], base: Path) -> Migration:
 
 def parse_acms_config(data: Mapping[str, Any], base: Path = Path(".")) -> AcmsConfig:
     """Validate a parsed TOML document; ``base`` resolves relative file names."""
-    _unknown(data, {"psi", "automatic_handler", "decider", "fa_selection", "functional_aliases",
+    check_keys(data, {"psi", "automatic_handler", "decider", "fa_selection", "functional_aliases",
                     "timers", "migration", "store", "peers", "users", "policy"} | RUNTIME_TABLES,
              "")
     psi = _uri(data, "psi", "", required=True)
     assert psi is not None
-    selection = _get(data, "fa_selection", "", str, "first")
+    selection = get_typed(data, "fa_selection", "", str, "first")
     if selection not in ("first", "round-robin"):
         raise ConfigError("fa_selection", f"{selection!r}: expected 'first' or 'round-robin'")
     peers: list[PeerSystem] = []
     for path, p in _tables(data, "peers"):
-        _unknown(p, {"psi", "domains", "requesters", "flows"}, path)
+        check_keys(p, {"psi", "domains", "requesters", "flows"}, path)
         peer_psi = _uri(p, "psi", path, required=True)
         assert peer_psi is not None
         if any(q.psi == peer_psi for q in peers):
             raise ConfigError(path + "psi", f"{peer_psi} is configured twice")
-        peers.append(PeerSystem(peer_psi, _strings(p, "domains", path, ()),
-                                _strings(p, "requesters", path, ("*",)),
+        peers.append(PeerSystem(peer_psi, get_strings(p, "domains", path, ()),
+                                get_strings(p, "requesters", path, ("*",)),
                                 _flows(p, "flows", path, REQUEST_FLOWS)))
     users: list[AuthorisedUser] = []
     for path, u in _tables(data, "users"):
-        _unknown(u, {"id", "request", "decide", "peers"}, path)
+        check_keys(u, {"id", "request", "decide", "peers"}, path)
         uid = _uri(u, "id", path, required=True)
         assert uid is not None
         if any(v.id == uid for v in users):
             raise ConfigError(path + "id", f"{uid} is configured twice")
-        user_peers = _strings(u, "peers", path, ())
+        user_peers = get_strings(u, "peers", path, ())
         for i, pp in enumerate(user_peers):
             if not any(p.psi == pp for p in peers):
                 raise ConfigError(f"{path}peers[{i}]", f"{pp} is not a configured peer psi")
         users.append(AuthorisedUser(uid, _flows(u, "request", path, ()),
                                     _flows(u, "decide", path, ()), user_peers))
-    store = _section(data, "store")
-    _unknown(store, {"path", "synchronous"}, "store.")
-    sync = _get(store, "synchronous", "store.", str, "NORMAL").upper()
+    store = get_table(data, "store")
+    check_keys(store, {"path", "synchronous"}, "store.")
+    sync = get_typed(store, "synchronous", "store.", str, "NORMAL").upper()
     if sync not in ("NORMAL", "FULL"):
         raise ConfigError("store.synchronous", f"{sync!r}: expected NORMAL or FULL")
     store_path = store.get("path")
@@ -364,43 +369,44 @@ def parse_acms_config(data: Mapping[str, Any], base: Path = Path(".")) -> AcmsCo
         automatic_handler=_uri(data, "automatic_handler", "", required=False),
         decider=_uri(data, "decider", "", required=False),
         fa_selection="round-robin" if selection == "round-robin" else "first",
-        functional_aliases=_strings(data, "functional_aliases", "", (),
+        functional_aliases=get_strings(data, "functional_aliases", "", (),
                                     lambda s: bool(_URI.match(s)), "URI"),
-        timers=_timers(_section(data, "timers")),
-        migration=_migration(_section(data, "migration"), base),
+        timers=_timers(get_table(data, "timers")),
+        migration=_migration(get_table(data, "migration"), base),
         store=StoreConfig(None if store_path is None else str(base / store_path),
                           "FULL" if sync == "FULL" else "NORMAL"),
     )
 
 
-def _read_toml(path: str | Path) -> dict[str, Any]:
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML file at ``path``; ConfigError if it cannot be read or parsed."""
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except OSError as exc:
-        raise ConfigError("<file>", f"cannot read {path}: {exc}") from None
+        raise ConfigError("<file>", f"cannot read {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("<file>", f"{path} is not valid TOML: {exc}") from None
 
 
 def load_acms_config(path: str | Path) -> AcmsConfig:
     """Read and validate an ACMS TOML file (relative file names resolve beside it)."""
-    return parse_acms_config(_read_toml(path), Path(path).parent)
+    return parse_acms_config(read_toml(path), Path(path).parent)
 
 
 def parse_acmc_config(data: Mapping[str, Any]) -> AcmcConfig:
     """``mc_service_id``, ``acms_psi``, optional ``functional_alias`` and ``request_timeout``;
     runtime tables are ignored as for the ACMS."""
-    _unknown(data, {"mc_service_id", "acms_psi", "functional_alias", "request_timeout"}
+    check_keys(data, {"mc_service_id", "acms_psi", "functional_alias", "request_timeout"}
              | RUNTIME_TABLES, "")
     mc_id = _uri(data, "mc_service_id", "", required=True)
     psi = _uri(data, "acms_psi", "", required=True)
     assert mc_id is not None and psi is not None
-    timeout = _get(data, "request_timeout", "", float, _DEFAULT_REQUEST_TIMEOUT)
+    timeout = get_typed(data, "request_timeout", "", float, _DEFAULT_REQUEST_TIMEOUT)
     if timeout <= 0:
         raise ConfigError("request_timeout", "must be positive")
     return AcmcConfig(mc_id, psi, _uri(data, "functional_alias", "", required=False), timeout)
 
 
 def load_acmc_config(path: str | Path) -> AcmcConfig:
-    return parse_acmc_config(_read_toml(path))
+    return parse_acmc_config(read_toml(path))

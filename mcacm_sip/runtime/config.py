@@ -39,22 +39,26 @@ Every error is a :class:`~mcacm_sip.core.config.ConfigError` naming the key.
 from __future__ import annotations
 
 import ssl
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from mcacm_sip.core.config import (
     AcmcConfig,
     AcmsConfig,
     ConfigError,
+    check_keys,
+    get_strings,
+    get_table,
+    get_typed,
     parse_acmc_config,
     parse_acms_config,
+    read_toml,
 )
 from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
 from mcacm_sip.runtime.base import SipSettings, TlsSettings, hop_peer
-from mcacm_sip.sip import Listen, Timers
+from mcacm_sip.sip import Listen, Timers, Transport
 
 LogFormat = Literal["console", "json"]
 LEVELS = ("debug", "info", "warning", "error")
@@ -92,33 +96,11 @@ class FaServerNodeConfig:
 # --------------------------------------------------------------------------- helpers
 
 
-def _table(data: Mapping[str, Any], key: str, path: str = "") -> Mapping[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(path + key, "expected a table")
-    return value
-
-
-def _unknown(data: Mapping[str, Any], allowed: set[str], path: str) -> None:
-    for key in data:
-        if key not in allowed:
-            raise ConfigError(path + key, "unknown key")
-
-
-def _typed(data: Mapping[str, Any], key: str, path: str, kind: type[Any], default: Any) -> Any:
-    value = data.get(key, default)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-        raise ConfigError(path + key, f"expected {kind.__name__}, got {value!r}")
-    return value
-
-
-def _str_list(data: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
-    value = data.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(path + key, "expected a list of strings")
-    return tuple(value)
+def _transport(data: Mapping[str, Any], path: str) -> Transport:
+    value = get_typed(data, "transport", path, str, "udp")
+    if value not in ("udp", "tcp", "tls"):
+        raise ConfigError(path + "transport", f"{value!r}: expected udp, tcp or tls")
+    return cast(Transport, value)
 
 
 def _listens(data: Mapping[str, Any]) -> tuple[Listen, ...]:
@@ -130,17 +112,15 @@ def _listens(data: Mapping[str, Any]) -> tuple[Listen, ...]:
     out = []
     for i, item in enumerate(value):
         path = f"listen[{i}]."
-        _unknown(item, {"transport", "host", "port", "advertise"}, path)
-        transport = _typed(item, "transport", path, str, "udp")
-        if transport not in ("udp", "tcp", "tls"):
-            raise ConfigError(path + "transport", f"{transport!r}: expected udp, tcp or tls")
-        port = _typed(item, "port", path, int, 0)
+        check_keys(item, {"transport", "host", "port", "advertise"}, path)
+        transport = _transport(item, path)
+        port = get_typed(item, "port", path, int, 0)
         if not 0 <= port < 65536:
             raise ConfigError(path + "port", f"{port} is not a port number")
         advertise = item.get("advertise")
         if advertise is not None and not isinstance(advertise, str):
             raise ConfigError(path + "advertise", "expected a string")
-        out.append(Listen(transport, _typed(item, "host", path, str, "127.0.0.1"), port,
+        out.append(Listen(transport, get_typed(item, "host", path, str, "127.0.0.1"), port,
                           advertise))
     return tuple(out)
 
@@ -151,17 +131,17 @@ def _tls(sip: Mapping[str, Any], base: Path, listens: tuple[Listen, ...]
     if "tls" not in sip:
         return None
     p = "sip.tls."
-    table = _table(sip, "tls", "sip.")
-    _unknown(table, {"certificate", "key", "ca", "require_client_cert"}, p)
+    table = get_table(sip, "tls", "sip.")
+    check_keys(table, {"certificate", "key", "ca", "require_client_cert"}, p)
     paths: dict[str, Path | None] = {}
     for key in ("certificate", "key", "ca"):
-        value = _typed(table, key, p, str, "")
+        value = get_typed(table, key, p, str, "")
         path = base / value if value else None
         if path is not None and not path.is_file():
             raise ConfigError(p + key, f"no such file: {path}")
         paths[key] = path
     tls = TlsSettings(paths["certificate"], paths["key"], paths["ca"],
-                      _typed(table, "require_client_cert", p, bool, False))
+                      get_typed(table, "require_client_cert", p, bool, False))
     if tls.certificate is None and (tls.key is not None or tls.require_client_cert):
         raise ConfigError(p + "certificate", "missing (key / require_client_cert need it)")
     try:
@@ -175,13 +155,13 @@ def _tls(sip: Mapping[str, Any], base: Path, listens: tuple[Listen, ...]
 
 def parse_sip_settings(data: Mapping[str, Any], base: Path = Path(".")) -> SipSettings:
     """The ``[[listen]]`` and ``[sip]`` tables of any role (``base``: for relative paths)."""
-    sip = _table(data, "sip")
+    sip = get_table(data, "sip")
     p = "sip."
-    _unknown(sip, {"icsi", "trusted_hosts", "transport", "send_timeout", "registration_expires",
+    check_keys(sip, {"icsi", "trusted_hosts", "transport", "send_timeout", "registration_expires",
                    "t1", "t2", "t4", "hops", "tls"}, p)
     listens = _listens(data)
     tls = _tls(sip, base, listens)
-    hops = _table(sip, "hops", p)
+    hops = get_table(sip, "hops", p)
     for key, uri in hops.items():
         if not isinstance(uri, str):
             raise ConfigError(f"sip.hops.{key}", "expected a SIP URI string")
@@ -194,23 +174,21 @@ def parse_sip_settings(data: Mapping[str, Any], base: Path = Path(".")) -> SipSe
     for i, lst in enumerate(listens):
         if lst.transport == "tls" and (tls is None or tls.certificate is None):
             raise ConfigError(f"listen[{i}].transport", "tls needs [sip.tls] certificate")
-    transport = _typed(sip, "transport", p, str, "udp")
-    if transport not in ("udp", "tcp", "tls"):
-        raise ConfigError("sip.transport", f"{transport!r}: expected udp, tcp or tls")
+    transport = _transport(sip, p)
     if transport == "tls" and tls is None:
         raise ConfigError("sip.transport", "tls needs a [sip.tls] table")
     numbers = {}
     for key, default in (("send_timeout", 32.0), ("t1", 0.5), ("t2", 4.0), ("t4", 5.0)):
-        numbers[key] = _typed(sip, key, p, float, default)
+        numbers[key] = get_typed(sip, key, p, float, default)
         if numbers[key] <= 0:
             raise ConfigError(p + key, "must be positive")
-    expires = _typed(sip, "registration_expires", p, int, 600)
+    expires = get_typed(sip, "registration_expires", p, int, 600)
     if expires < 1:
         raise ConfigError("sip.registration_expires", "must be positive")
     return SipSettings(
         listens=listens,
-        icsi=_typed(sip, "icsi", p, str, SipSettings().icsi),
-        trusted_hosts=frozenset(_str_list(sip, "trusted_hosts", p)),
+        icsi=get_typed(sip, "icsi", p, str, SipSettings().icsi),
+        trusted_hosts=frozenset(get_strings(sip, "trusted_hosts", p)),
         hops=dict(hops),
         transport="tcp" if transport == "tcp" else "tls" if transport == "tls" else "udp",
         send_timeout=numbers["send_timeout"],
@@ -221,25 +199,15 @@ def parse_sip_settings(data: Mapping[str, Any], base: Path = Path(".")) -> SipSe
 
 
 def parse_log_settings(data: Mapping[str, Any]) -> LogSettings:
-    log = _table(data, "log")
-    _unknown(log, {"level", "format"}, "log.")
-    level = _typed(log, "level", "log.", str, "info").lower()
+    log = get_table(data, "log")
+    check_keys(log, {"level", "format"}, "log.")
+    level = get_typed(log, "level", "log.", str, "info").lower()
     if level not in LEVELS:
         raise ConfigError("log.level", f"{level!r}: expected one of {', '.join(LEVELS)}")
-    fmt = _typed(log, "format", "log.", str, "console")
+    fmt = get_typed(log, "format", "log.", str, "console")
     if fmt not in ("console", "json"):
         raise ConfigError("log.format", f"{fmt!r}: expected console or json")
     return LogSettings(level, "json" if fmt == "json" else "console")
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError("<file>", f"cannot read {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("<file>", f"{path} is not valid TOML: {exc}") from None
 
 
 # --------------------------------------------------------------------------- roles
@@ -269,7 +237,7 @@ def parse_fa_server_node(data: Mapping[str, Any], base: Path = Path(".")
         allow_takeover = false
         subscribers = []                            # further identities allowed to resolve
     """
-    _unknown(data, {"psi", "trusted", "aliases", "listen", "sip", "log"}, "")
+    check_keys(data, {"psi", "trusted", "aliases", "listen", "sip", "log"}, "")
     psi = data.get("psi")
     if not isinstance(psi, str) or ":" not in psi:
         raise ConfigError("psi", "missing or not a URI")
@@ -279,7 +247,7 @@ def parse_fa_server_node(data: Mapping[str, Any], base: Path = Path(".")
     aliases = []
     for i, a in enumerate(raw):
         path = f"aliases[{i}]."
-        _unknown(a, {"uri", "users", "max_simultaneous_activations", "allow_takeover",
+        check_keys(a, {"uri", "users", "max_simultaneous_activations", "allow_takeover",
                      "subscribers"}, path)
         uri = a.get("uri")
         if not isinstance(uri, str) or ":" not in uri:
@@ -288,11 +256,11 @@ def parse_fa_server_node(data: Mapping[str, Any], base: Path = Path(".")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
                                   or limit < 1):
             raise ConfigError(path + "max_simultaneous_activations", "expected an integer >= 1")
-        aliases.append(FaConfig(uri, frozenset(_str_list(a, "users", path)), limit,
-                                _typed(a, "allow_takeover", path, bool, False),
-                                frozenset(_str_list(a, "subscribers", path))))
+        aliases.append(FaConfig(uri, frozenset(get_strings(a, "users", path)), limit,
+                                get_typed(a, "allow_takeover", path, bool, False),
+                                frozenset(get_strings(a, "subscribers", path))))
     try:
-        fa = FaServerConfig(tuple(aliases), frozenset(_str_list(data, "trusted", "")))
+        fa = FaServerConfig(tuple(aliases), frozenset(get_strings(data, "trusted", "")))
     except ValueError as exc:
         raise ConfigError("aliases", str(exc)) from None
     return FaServerNodeConfig(psi, fa, parse_sip_settings(data, base), parse_log_settings(data))
