@@ -2,6 +2,8 @@
 
 - A burst of datagrams queued before the endpoint runs is drained in one wake-up
   (transport.UdpProtocol.DRAIN): every request is answered exactly once, none is lost or doubled.
+- Fixed-duration timers live in FIFO queues (transaction.TransactionLayer._arm): they still fire
+  at their deadlines, in deadline order, also when the clock steps back or durations coincide.
 """
 
 from __future__ import annotations
@@ -9,7 +11,20 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from mcacm_sip.sip import IncomingRequest, Listen, Reply, SipEndpoint, parse
+from mcacm_sip.sip import (
+    IncomingRequest,
+    Listen,
+    Peer,
+    Reply,
+    Request,
+    SipEndpoint,
+    Timers,
+    TransactionLayer,
+    parse,
+)
+from mcacm_sip.sip.transaction import Action, DeliverRequest, Send, ServerTimeout
+
+UDP = Peer("udp", "127.0.0.1", 5070)
 
 
 def _message(n: int, port: int) -> bytes:
@@ -67,3 +82,61 @@ async def _queued_burst() -> None:
 
 def test_a_queued_burst_is_answered_once_each() -> None:
     asyncio.run(_queued_burst())
+
+
+def _request(n: int) -> Request:
+    req = parse(_message(n, 5070))
+    assert isinstance(req, Request)
+    return req
+
+
+def _deliver(layer: TransactionLayer, n: int, now: float) -> DeliverRequest:
+    [action] = layer.receive_request(_request(n), UDP, now)
+    assert isinstance(action, DeliverRequest)
+    return action
+
+
+def _fire_all(layer: TransactionLayer, end: float) -> list[tuple[float, Action]]:
+    out: list[tuple[float, Action]] = []
+    while (when := layer.get_timer()) is not None and when <= end:
+        out.extend((when, a) for a in layer.handle_timer(when))
+    return out
+
+
+def test_timer_j_expires_each_transaction_at_its_own_deadline_when_the_clock_steps_back() -> None:
+    layer = TransactionLayer(Timers(t1=0.5))
+    late = _deliver(layer, 1, now=10.0)
+    layer.respond(late.key, 200, b"R1", now=10.0)  # Timer J at 42
+    early = _deliver(layer, 2, now=5.0)  # the clock went back: armed out of order
+    layer.respond(early.key, 200, b"R2", now=5.0)  # Timer J at 37
+    assert layer.get_timer() == 37.0
+    _fire_all(layer, 41.9)
+    assert layer.server_count == 1
+    # the one still cached is the later one: a retransmission of it gets its response again
+    assert layer.receive_request(_request(1), UDP, 41.9) == [Send(b"R1", UDP)]
+    _fire_all(layer, 42.0)
+    assert layer.server_count == 0 and layer.get_timer() is None
+
+
+def test_deadlines_of_equal_duration_fire_in_order_across_kinds() -> None:
+    # app deadline == 64*T1: both kinds share one queue
+    layer = TransactionLayer(Timers(t1=0.5, app=32.0))
+    answered = _deliver(layer, 1, now=0.0)
+    layer.respond(answered.key, 200, b"R1", now=1.0)  # Timer J at 33
+    silent = _deliver(layer, 2, now=2.0)  # never answered: the layer answers 500 at 34
+    events = _fire_all(layer, 100.0)
+    assert [(t, type(a)) for t, a in events] == [(34.0, ServerTimeout), (34.0, Send)]
+    assert isinstance(events[0][1], ServerTimeout) and events[0][1].key == silent.key
+    # the answered one went at 33 (Timer J), the 500 at 66 (its own Timer J)
+    assert layer.server_count == 0 and layer.get_timer() is None
+
+
+def test_answered_transactions_leave_only_their_timer_j_behind() -> None:
+    layer = TransactionLayer(Timers(t1=0.5))
+    for n in range(1000):
+        action = _deliver(layer, n, now=n / 1000)
+        layer.respond(action.key, 200, b"R", now=n / 1000)
+    assert layer.get_timer() == 32.0  # the first Timer J, not a 30 s application deadline
+    assert not _fire_all(layer, 31.99)  # nothing to send before then
+    _fire_all(layer, 33.0)
+    assert layer.server_count == 0
