@@ -237,32 +237,43 @@ class Traced(Protocol):
     def data(self) -> bytes: ...
 
 
-class TraceTap:
-    """A runtime trace hook writing every SIP message to a :class:`PcapWriter` once.
+class OncePerMessage:
+    """Tells whether a trace record is a message not seen yet.
 
     When both ends of a hop are traced (nodes in one process, loopback), a message shows up
     as an ``out`` record of its sender and an ``in`` record of its receiver with the same
-    addresses and bytes: the second of the pair is not written.  A retransmission is a new
-    pair and is written again, as a capture would show it.
+    addresses and bytes: the second of the pair is not new.  A retransmission is a new pair,
+    as a capture would show it.
     """
+
+    def __init__(self) -> None:
+        self._unpaired: dict[tuple[str, Address, Address, bytes], deque[str]] = (
+            defaultdict(deque))
+
+    def __call__(self, record: Traced) -> bool:
+        key = (record.transport, record.src, record.dst, record.data)
+        waiting = self._unpaired[key]
+        if waiting and waiting[0] != record.direction:
+            waiting.popleft()  # the other end of a message already seen
+            if not waiting:
+                del self._unpaired[key]
+            return False
+        waiting.append(record.direction)
+        return True
+
+
+class TraceTap:
+    """A runtime trace hook writing every SIP message to a :class:`PcapWriter` once."""
 
     def __init__(self, writer: PcapWriter) -> None:
         self.writer = writer
         self.written = 0
-        self._unpaired: dict[tuple[str, Address, Address, bytes], deque[str]] = (
-            defaultdict(deque))
+        self._new = OncePerMessage()
 
     def __call__(self, record: Traced) -> None:
-        key = (record.transport, record.src, record.dst, record.data)
-        waiting = self._unpaired[key]
-        if waiting and waiting[0] != record.direction:
-            waiting.popleft()  # the other end of a message already written
-            if not waiting:
-                del self._unpaired[key]
+        if not self._new(record):
             return
-        waiting.append(record.direction)
-        self.writer.write(record.time, "udp" if record.transport == "udp" else "tcp",
-                          record.src, record.dst, record.data)
+        self.writer.write(record.time, record.transport, record.src, record.dst, record.data)
         self.written += 1
         self.writer.flush()  # a capture stopped by a signal is still a valid file
 
@@ -529,5 +540,5 @@ def write_pcap(path: str | Path, messages: Iterable[tuple[float, str, Address, A
     return count
 
 
-__all__ = ["Address", "PcapError", "PcapWriter", "SipPacket", "TraceTap", "read_sip",
-           "write_pcap"]
+__all__ = ["Address", "OncePerMessage", "PcapError", "PcapWriter", "SipPacket", "TraceTap",
+           "read_sip", "write_pcap"]

@@ -385,6 +385,7 @@ def _acmc_args(p: argparse.ArgumentParser) -> None:
 from mcacm_sip.cli import (  # noqa: E402
     capture_cmd,  # noqa: F401  (mcacm capture)
     demo_cmd,  # noqa: F401  (mcacm demo)
+    examples_cmd,  # noqa: F401  (mcacm examples, make examples)
     ladder_cmd,  # noqa: F401  (mcacm ladder)
     send_cmd,  # noqa: F401  (mcacm send)
     validate_cmd,  # noqa: F401  (mcacm validate)
