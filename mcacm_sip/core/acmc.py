@@ -19,16 +19,13 @@ from mcacm_sip.acm.model import (
     AcmResponse,
     Addressee,
     AddUserConfigurationRequest,
-    AddUserConfigurationResponse,
     Party,
     PendingDataDownloadRequest,
     PendingDataDownloadResponse,
     PendingDataNotification,
     ProcessIndication,
     ProfileUpdateRequest,
-    ProfileUpdateResponse,
     RemoveUserConfigurationRequest,
-    RemoveUserConfigurationResponse,
     Result,
     ResultCode,
     UserProfile,
@@ -50,9 +47,6 @@ from mcacm_sip.core.events import (
 from mcacm_sip.core.state import Hop, response_to
 
 log = logging.getLogger("mcacm.acmc")
-
-_REQUESTS = (ProfileUpdateRequest, AddUserConfigurationRequest, RemoveUserConfigurationRequest)
-_RESPONSES = (ProfileUpdateResponse, AddUserConfigurationResponse, RemoveUserConfigurationResponse)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +173,7 @@ class AcmcCore:
             if o is not None and not o.indicated:
                 self._open[flow.transaction_id] = OpenRequest(o.request, o.deadline, True)
                 out.add(Report(flow.transaction_id, ReportKind.INDICATION, flow))
-        elif isinstance(flow, (*_REQUESTS, *_RESPONSES)):
+        elif isinstance(flow, AcmRequest | AcmResponse):
             out.accept()
             self._item(flow, out)
         else:
@@ -187,7 +181,7 @@ class AcmcCore:
 
     def _item(self, flow: AcmRequest | AcmResponse, out: Actions) -> None:
         tid = flow.transaction_id
-        if isinstance(flow, _RESPONSES):
+        if isinstance(flow, AcmResponse):
             # 23.280 10.17.7.2 step 10: the final answer to one of our requests
             if tid in self._open:
                 self._finish(tid)

@@ -39,7 +39,7 @@ from mcacm_sip.acm.model import (
     UserRemoval,
     new_transaction_id,
 )
-from mcacm_sip.core.config import AcmsConfig, AuthorisedUser, PeerSystem
+from mcacm_sip.core.config import AcmsConfig, AuthorisedUser, PeerSystem, uri_host
 from mcacm_sip.core.events import (
     AcmsEvent,
     Action,
@@ -72,6 +72,7 @@ from mcacm_sip.core.state import (
     Transaction,
     Trigger,
     TxState,
+    answers,
     next_state,
     response_to,
     tx_key,
@@ -79,25 +80,11 @@ from mcacm_sip.core.state import (
 
 log = logging.getLogger("mcacm.acms")
 
-REQUEST_TYPES = (ProfileUpdateRequest, AddUserConfigurationRequest, RemoveUserConfigurationRequest)
-RESPONSE_TYPES = (
-    ProfileUpdateResponse, AddUserConfigurationResponse, RemoveUserConfigurationResponse,
-)
 _RETRY_WHILE = {
     Purpose.FORWARD: (TxState.FORWARDING,),
     Purpose.INDICATE: AWAITING_DECISION,
     Purpose.ANSWER: (TxState.RESPONDING,),
 }
-RESPONSE_FOR: dict[type[Any], type[Any]] = dict(zip(REQUEST_TYPES, RESPONSE_TYPES, strict=True))
-
-
-def uri_host(uri: str) -> str:
-    """The host of a SIP/tel URI: ``sip:alice@host.example;p`` -> ``host.example``."""
-    rest = uri.split(":", 1)[-1]
-    host = rest.rpartition("@")[2]
-    for sep in (";", "?", ">", ":"):
-        host = host.split(sep, 1)[0]
-    return host.lower()
 
 
 def _ts(now: float) -> datetime:
@@ -260,9 +247,9 @@ class AcmsCore:
     # ------------------------------------------------------------------ incoming flows
 
     def _from_acmc(self, now: float, sender: str, flow: AcmFlow, out: Actions) -> None:
-        if isinstance(flow, REQUEST_TYPES):
+        if isinstance(flow, AcmRequest):
             self._primary_request(now, sender, flow, out)
-        elif isinstance(flow, RESPONSE_TYPES):
+        elif isinstance(flow, AcmResponse):
             self._partner_decision(now, sender, flow, out)
         elif isinstance(flow, PendingDataDownloadRequest):
             self._download(now, sender, flow, out)
@@ -274,9 +261,9 @@ class AcmsCore:
         if peer is None:
             # decision: an unknown system gets 403 and nothing is stored
             out.refuse(403, f"not-authorised: {origin} is not a configured peer system")
-        elif isinstance(flow, REQUEST_TYPES):
+        elif isinstance(flow, AcmRequest):
             self._partner_request(now, peer, flow, out)
-        elif isinstance(flow, (*RESPONSE_TYPES, ProcessIndication)):
+        elif isinstance(flow, AcmResponse | ProcessIndication):
             self._primary_answer(now, peer, flow, out)
         else:
             out.refuse(400, f"unexpected-flow: an ACMS does not send {flow.FLOW} to a peer")
@@ -372,7 +359,7 @@ class AcmsCore:
                 if requester in self._online:
                     self._send(out, Purpose.RELAY, Hop.ACMC, requester, flow, tx)
             return
-        if not isinstance(flow, RESPONSE_FOR[type(tx.request)]):
+        if not answers(flow, tx.request):
             out.refuse(400, f"wrong-response: {flow.FLOW} does not answer {tx.request.FLOW}")
             return
         out.accept()
@@ -506,7 +493,7 @@ class AcmsCore:
             out.refuse(403, f"not-authorised: handler {resp.handler.mc_service_id} is not "
                             f"the sender {sender}")
             return
-        if not isinstance(resp, RESPONSE_FOR[type(req)]) or (
+        if not answers(resp, req) or (
                 isinstance(req, ProfileUpdateRequest) and isinstance(resp, ProfileUpdateResponse)
                 and resp.migrated_user_id != req.migrated_user_id):
             out.refuse(400, f"wrong-response: {resp.FLOW} does not answer this {req.FLOW}")
@@ -669,7 +656,7 @@ class AcmsCore:
         items = self.pending_for(sender)
         # 10.17.3.1: the download response carries ALL pending items; response items leave
         # the queue when it is acknowledged, request items when decided or expired
-        carries = tuple(i.key for i in items if isinstance(i.flow, RESPONSE_TYPES))
+        carries = tuple(i.key for i in items if isinstance(i.flow, AcmResponse))
         resp = PendingDataDownloadResponse(req.transaction_id, sender,
                                            tuple(i.flow for i in items))
         self._send(out, Purpose.DOWNLOAD, Hop.ACMC, sender, resp, carries=carries)

@@ -73,6 +73,18 @@ RUNTIME_TABLES = frozenset({"sip", "listen", "runtime", "log"})
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
 
 
+def uri_host(uri: str) -> str:
+    """The host of a SIP/tel URI, lowercased, without brackets, port or parameters:
+    ``<sip:alice@Host.example:5060;p>`` -> ``host.example``, ``sip:a@[::1]:5060`` -> ``::1``."""
+    rest = uri.strip().strip("<>").split(":", 1)[-1]
+    host = rest.rpartition("@")[2]
+    if host.startswith("["):  # IPv6 reference (RFC 3261 25.1)
+        return host[1:host.find("]")].lower()
+    for sep in (";", "?", ">", ":"):
+        host = host.split(sep, 1)[0]
+    return host.lower()
+
+
 class ConfigError(ValueError):
     """A configuration value that cannot be used; ``key`` names it."""
 

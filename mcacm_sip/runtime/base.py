@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from aiosipua.headers import parse_uri
 
+from mcacm_sip.core.config import uri_host as uri_host  # re-exported for the nodes
 from mcacm_sip.sip import (
     Limits,
     Listen,
@@ -157,12 +158,6 @@ def hop_peer(uri: str, default: Transport = "udp") -> Peer:
         raise ValueError(f"{uri}: transport must be udp, tcp or tls")
     return Peer("tcp" if param == "tcp" else "tls" if param == "tls" else "udp", host,
                 int(u.port))
-
-
-def uri_host(uri: str) -> str:
-    """The host of a URI, lowercased, no brackets or port (``sip:a@[::1]:5060`` -> ``::1``)."""
-    u = parse_uri(uri.strip().strip("<>"))
-    return (u.host or "").strip("[]").lower()
 
 
 class Hops:

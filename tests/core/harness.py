@@ -22,12 +22,12 @@ from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import (
     AcmFlow,
     AcmRequest,
+    AcmResponse,
     Addressee,
     AddUserConfigurationRequest,
     RemoveUserConfigurationRequest,
 )
 from mcacm_sip.core.acmc import AcmcCore
-from mcacm_sip.core.acms import RESPONSE_TYPES as _RESPONSES
 from mcacm_sip.core.acms import AcmsCore
 from mcacm_sip.core.config import (
     REQUEST_FLOWS,
@@ -194,7 +194,7 @@ class Net:
     def results(self, user: str) -> list[str]:
         """Result codes of the final responses ``user``'s ACMC reported, in order."""
         return [r.flow.result.code for r in self.reports[user]
-                if r.kind is ReportKind.RESPONSE and isinstance(r.flow, _RESPONSES)]
+                if r.kind is ReportKind.RESPONSE and isinstance(r.flow, AcmResponse)]
 
     def report_kinds(self, user: str) -> list[ReportKind]:
         return [r.kind for r in self.reports[user]]
