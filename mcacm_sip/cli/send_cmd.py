@@ -201,7 +201,7 @@ def _address(text: str, what: str) -> tuple[Transport | None, str, int | None]:
             else None
         return transport, (u.host or "").strip("[]"), int(u.port) if u.port else None
     head, sep, rest = text.partition(":")
-    if sep and head.lower() in _TRANSPORTS:
+    if sep and head.isalpha() and ":" in rest:  # a transport prefix
         transport, text = _transport_of(head, what), rest
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
@@ -334,9 +334,8 @@ def _text(ex: Exchange, settings: SendSettings, trace: list[TracedMessage], quie
         row("REGISTER", str(ex.registered or "no answer"), t["register"])
     if ex.sip_status is not None and ex.sip_method == "MESSAGE":
         row("MESSAGE", f"{ex.sip_status} {ex.sip_reason or ''}".strip(), t.get("sip"))
-    if ex.refused:
-        row("refused", f"{ex.sip_method} {ex.sip_status} {ex.sip_reason or ''}".strip()
-            + (f"; Warning: {ex.warning}" if ex.warning else ""))
+    if ex.warning:
+        row("Warning", ex.warning)
     if ex.indication is not None:
         ind = ex.indication
         row("indication", f"accepted by {ind.acms}"
@@ -359,7 +358,8 @@ def _text(ex: Exchange, settings: SendSettings, trace: list[TracedMessage], quie
             lines.append("  invalid     " + format_problem(
                 f"answer at {_ms(arrival.time)} ms", p))
     if ex.failure and ex.verdict is Verdict.NO_ANSWER:
-        row("no answer", f"{ex.failure} within {settings.timeout:g} s")
+        row("no answer", f"{ex.failure} (after {t.get('end', 0):.1f} s, --timeout "
+                         f"{settings.timeout:g})")
     row("result", ex.result or str(ex.verdict))
     text = "\n".join(lines) + "\n"
     if trace and not quiet:

@@ -132,17 +132,21 @@ class Exchange:
 
     # ---------------------------------------------------------------- events
 
+    def sending(self, method: str) -> None:
+        """``method`` (REGISTER, then MESSAGE) is on its way: what a silence is blamed on."""
+        self.sip_method = method
+
     def on_register(self, status: int | None, now: float) -> None:
         self.timings["register"] = now - self.started
         self.registered = status
         if status is None:
             self.failure = "REGISTER got no answer"
         elif status >= 300:
-            self.sip_method, self.sip_status = "REGISTER", status
+            self.sip_status = status
 
     def on_final(self, status: int, reason: str, warning: str | None, now: float) -> None:
         self.timings["sip"] = now - self.started
-        self.sip_method, self.sip_status, self.sip_reason = "MESSAGE", status, reason
+        self.sip_status, self.sip_reason = status, reason
         self.warning = warning
 
     def on_failure(self, why: str, now: float) -> None:
@@ -331,6 +335,7 @@ async def send_request(request: SendableRequest, body: bytes, settings: SendSett
                     endpoint, registrar=registrar_uri(settings.to), aor=settings.identity,
                     expires=settings.registration_expires, transport=settings.listen.transport)
                 say(f"REGISTER {settings.identity} at {registrar_uri(settings.to)}")
+                ex.sending("REGISTER")
                 try:
                     await registration.register()  # 10.17.3.1 logon
                     ex.on_register(200, time.time())
@@ -343,9 +348,12 @@ async def send_request(request: SendableRequest, body: bytes, settings: SendSett
         pass
     finally:
         ex.finish(time.time())
-        if registration is not None:  # logoff; bounded so a dead ACMS cannot hold us
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(registration.unregister(), 5.0)
+        if registration is not None:
+            if ex.registered == 200:  # logoff, bounded so that a dead ACMS cannot hold us
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(registration.unregister(), 5.0)
+            else:  # never registered (cancelled by the deadline): stop its refresher
+                await registration.close()
         await endpoint.close()
     return ex
 
@@ -358,6 +366,7 @@ async def _message(endpoint: SipEndpoint, settings: SendSettings, body: bytes, e
         headers=(("P-Asserted-Identity", f"<{settings.identity}>"),
                  ("P-Asserted-Service", settings.icsi)))
     say(f"MESSAGE {ex.request.FLOW} {ex.request.transaction_id} to {settings.to}")
+    ex.sending("MESSAGE")
 
     async def send() -> None:
         try:
