@@ -210,7 +210,8 @@ def test_silent_peer_exit_3() -> None:
                 "--requester", ALICE, "--users", MIKE, "--timeout", "1", "--json")
             assert code == 3, out + err
             doc = json.loads(out)
-            assert doc["verdict"] == "no-answer" and doc["failure"] == "no answer to REGISTER"
+            assert doc["verdict"] == "no-answer"
+            assert doc["failure"].startswith("no answer to REGISTER")
             assert doc["sip"] is None and doc["response"] is None
             assert got and got[0].startswith(b"REGISTER sip:127.0.0.1:")
             # as a foreign ACMS: no REGISTER, the MESSAGE goes unanswered

@@ -140,7 +140,7 @@ class Exchange:
         self.timings["register"] = now - self.started
         self.registered = status
         if status is None:
-            self.failure = "REGISTER got no answer"
+            self.failure = "no answer to REGISTER (or the peer is unreachable)"
         elif status >= 300:
             self.sip_status = status
 
