@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pki_kit import make_pki
 
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.model import Addressee
 from mcacm_sip.cli.main import main
 from mcacm_sip.runtime.acmc import AutoDecider
+from mcacm_sip.runtime.acms import AcmsNode
+from mcacm_sip.runtime.base import SipSettings, TlsSettings
+from mcacm_sip.runtime.config import AcmsNodeConfig
 from mcacm_sip.runtime.lab import (
     ALICE,
     DAVE,
@@ -27,6 +31,7 @@ from mcacm_sip.runtime.lab import (
     PRIMARY,
     PROFILE_XML,
     Lab,
+    primary_config,
 )
 from mcacm_sip.sip import IncomingRequest, Listen, Peer, Reply, SipEndpoint
 
@@ -361,3 +366,35 @@ def test_pending_data_download_as_acmc_exit_0(tmp_path: Path) -> None:
         assert doc["response"]["user"] == ALICE and doc["indication"] is None
 
     with_lab(tmp_path, body)
+
+
+def test_over_mutual_tls_as_acmc_exit_0(tmp_path: Path) -> None:
+    """REGISTER, MESSAGE and the ACMS's delivery to our Contact (a new connection to our TLS
+    listener), both sides authenticated by the same CA; a download needs only the ACMS."""
+    pki = make_pki(tmp_path, "tls", {"primary": ("primary.example",), "us": ("127.0.0.1",)})
+    tls = TlsSettings(certificate=pki["primary"], ca=pki["ca"], require_client_cert=True)
+
+    async def main_() -> None:
+        primary = AcmsNode(AcmsNodeConfig(primary_config(None), SipSettings(
+            listens=(Listen("tls", "127.0.0.1"),), transport="tls", tls=tls)))
+        await primary.start()
+        try:
+            code, out, err = await mcacm(
+                "send", "pending-data-download-request", "--to", PRIMARY,
+                "--via", f"tls:127.0.0.1:{primary.addresses['tls'][1]}",
+                "--requester", ALICE, "--tls-cert", str(pki["us"]),
+                "--tls-ca", str(pki["ca"]), "--json")
+            assert code == 0, out + err
+            doc = json.loads(out)
+            assert doc["transport"] == "tls" and doc["register"] == {"status": 200}
+            assert doc["response"]["flow"] == "pending-data-download-response"
+            # without our certificate the ACMS cannot deliver to us: usage error first
+            code, _, err = await mcacm(
+                "send", "pending-data-download-request", "--to", PRIMARY,
+                "--via", f"tls:127.0.0.1:{primary.addresses['tls'][1]}",
+                "--requester", ALICE, "--tls-ca", str(pki["ca"]))
+            assert code == 2 and "--tls-cert" in err
+        finally:
+            await primary.stop()
+
+    asyncio.run(main_())
