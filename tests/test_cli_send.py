@@ -398,3 +398,51 @@ def test_over_mutual_tls_as_acmc_exit_0(tmp_path: Path) -> None:
             await primary.stop()
 
     asyncio.run(main_())
+
+
+# --------------------------------------------------------------------------- Exchange (sans-I/O)
+
+
+def test_exchange_answers_what_is_not_ours_480_and_flags_wrong_answers() -> None:
+    from mcacm_sip.acm.examples import example_flows
+    from mcacm_sip.runtime.sender import Exchange, Verdict
+
+    flows = example_flows()
+    request = flows["profile-update-request"]
+    ex = Exchange(request, started=100.0)  # type: ignore[arg-type]
+    ex.on_final(200, "OK", None, 100.01)
+    # a pending-data notification is not about our request: 480, the ACMS keeps it queued
+    status, text = ex.on_message(codec.encode(flows["pending-data-notification"]),
+                                 codec.ACM_CONTENT_TYPE, 100.02)
+    assert status == 480 and text is not None and text.startswith("not-handled")
+    assert ex.verdict is Verdict.NO_ANSWER and not ex.done
+    assert ex.on_message(codec.encode(flows["process-indication"]), codec.ACM_CONTENT_TYPE,
+                         100.03) == (200, None)
+    assert ex.timings["indication"] == pytest.approx(0.03)
+    # another flow's response carrying our transaction id: 400 wrong-response, exit 4
+    wrong = flows["add-user-configuration-response"]
+    wrong = type(wrong)(request.transaction_id, *(
+        getattr(wrong, f) for f in ("handler", "target", "result", "users")))
+    status, text = ex.on_message(codec.encode(wrong), codec.ACM_CONTENT_TYPE, 100.04)
+    assert status == 400 and text is not None and text.startswith("wrong-response")
+    assert ex.done and ex.verdict is Verdict.INVALID
+
+
+def test_exchange_wrong_content_type_is_an_invalid_answer() -> None:
+    from mcacm_sip.acm.examples import example_flows
+    from mcacm_sip.runtime.sender import Exchange, Verdict
+
+    flows = example_flows()
+    ex = Exchange(flows["add-user-configuration-request"], started=0.0)  # type: ignore[arg-type]
+    status, _ = ex.on_message(codec.encode(flows["add-user-configuration-response"]),
+                              "application/xml", 1.0)
+    assert status == 415 and ex.verdict is Verdict.INVALID
+    [arrival] = ex.invalid
+    assert arrival.problems and arrival.flow is None
+    # the right response, on time, after a 200 to the MESSAGE: positive
+    ex = Exchange(flows["add-user-configuration-request"], started=0.0)  # type: ignore[arg-type]
+    ex.on_message(codec.encode(flows["add-user-configuration-response"]),
+                  codec.ACM_CONTENT_TYPE, 1.0)
+    assert not ex.done  # the MESSAGE's own final status is still missing
+    ex.on_final(200, "OK", None, 1.5)
+    assert ex.done and ex.result == "success" and ex.verdict is Verdict.POSITIVE
