@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
-import xmlschema
 from lxml import etree
 
 from mcacm_sip.acm import codec
@@ -49,6 +48,8 @@ class Problem:
 
 @lru_cache(maxsize=1)
 def _schema() -> Any:
+    import xmlschema  # imported on first use: it costs ~0.5 s, and only validation needs it
+
     return xmlschema.XMLSchema10(io.BytesIO(codec.schema_source()))
 
 
