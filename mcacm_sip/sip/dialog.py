@@ -7,8 +7,9 @@ set (loose or strict, RFC 3261 12.2.1.1) when it serialises. Nothing here does I
 
 The rest of the module is shared by the registrar, subscription and publication usages:
 header value parsing (Expires, parameters, URIs), :class:`Refuse` (an application's "no"), and
-the asyncio helpers of their thin adapters (:class:`Ticker`, :func:`exchange`, and
-:class:`RefreshingClient` for the client usages that keep state alive by refreshing).
+the asyncio helpers of their thin adapters (:class:`Ticker`, :func:`exchange`,
+:class:`ExpiringService` for the servers whose state expires, :class:`RefreshingClient` for the
+clients that keep it alive by refreshing).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from .errors import SipTimeout, SipTransportError
 from .message import Request, Response
 
 if TYPE_CHECKING:
-    from .endpoint import SipEndpoint
+    from collections.abc import Iterable
+
+    from .endpoint import IncomingRequest, Reply, SipEndpoint
     from .transaction import Transport
 
 log = logging.getLogger("mcacm.sip")
@@ -410,6 +413,52 @@ async def exchange(
     return response
 
 
+class ExpiringServer(Protocol):
+    """A sans-I/O server usage whose state expires (:class:`~.registrar.Registrar`,
+    :class:`~.publication.Compositor`)."""
+
+    def handle(self, request: Request, now: float) -> Reply: ...
+
+    def next_expiry(self) -> float | None: ...
+
+    def expire(self, now: float) -> object: ...
+
+
+class ExpiringService:
+    """Serves ``method`` on an endpoint with an :class:`ExpiringServer`, expiring its state on
+    time (a :class:`Ticker` re-armed after every request)."""
+
+    def __init__(self, endpoint: SipEndpoint, method: str, server: ExpiringServer, *,
+                 accept: Iterable[str] | None = None, clock: Callable[[], float]) -> None:
+        self.endpoint = endpoint
+        self.clock = clock
+        self._method = method
+        self._server = server
+        self._accept = accept
+        self._ticker = Ticker(clock, server.next_expiry, self._expire)
+
+    def start(self) -> None:
+        """Serve the method (``accept``: body types; others get 415 from the endpoint) and
+        start the expiry timer (call inside the running loop)."""
+        self.endpoint.serve(self._method, self._handle, accept=self._accept)
+        self._ticker.start()
+
+    async def close(self) -> None:
+        await self._ticker.close()
+
+    def check(self) -> None:
+        """Re-read the clock now (after a clock jump, or a fake clock moved by a test)."""
+        self._ticker.kick()
+
+    def _handle(self, incoming: IncomingRequest) -> Reply:
+        reply = self._server.handle(incoming.message, self.clock())
+        self._ticker.kick()
+        return reply
+
+    async def _expire(self, now: float) -> None:
+        self._server.expire(now)
+
+
 class RefreshingCore(Protocol):
     """A sans-I/O client usage that refreshes (:class:`~.registrar.Registration`,
     :class:`~.publication.Publisher`)."""
@@ -468,6 +517,8 @@ __all__ = [
     "BadRequest",
     "Body",
     "Dialog",
+    "ExpiringServer",
+    "ExpiringService",
     "RefreshingClient",
     "RefreshingCore",
     "Refuse",

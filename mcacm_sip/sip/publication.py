@@ -23,11 +23,11 @@ from .dialog import (
     MAX_EXPIRES,
     BadRequest,
     Body,
+    ExpiringService,
     Header,
     RefreshingClient,
     Refuse,
     RequestSpec,
-    Ticker,
     parse_expires,
     split_params,
     uri_from,
@@ -36,7 +36,7 @@ from .endpoint import Reply
 from .message import Request, Response
 
 if TYPE_CHECKING:
-    from .endpoint import IncomingRequest, SipEndpoint
+    from .endpoint import SipEndpoint
     from .transaction import Transport
 
 
@@ -334,7 +334,7 @@ class Publisher:
 # asyncio adapters
 
 
-class PublicationService:
+class PublicationService(ExpiringService):
     """Serves PUBLISH with a :class:`Compositor`, expiring publications on time."""
 
     def __init__(
@@ -345,27 +345,8 @@ class PublicationService:
         accept: Iterable[str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.endpoint = endpoint
+        super().__init__(endpoint, "PUBLISH", compositor, accept=accept, clock=clock)
         self.compositor = compositor
-        self.accept = accept
-        self.clock = clock
-        self._ticker = Ticker(clock, compositor.next_expiry, self._expire)
-
-    def start(self) -> None:
-        """Serve PUBLISH (``accept``: body types; others get 415 from the endpoint)."""
-        self.endpoint.serve("PUBLISH", self._handle, accept=self.accept)
-        self._ticker.start()
-
-    async def close(self) -> None:
-        await self._ticker.close()
-
-    def _handle(self, incoming: IncomingRequest) -> Reply:
-        reply = self.compositor.handle(incoming.message, self.clock())
-        self._ticker.kick()
-        return reply
-
-    async def _expire(self, now: float) -> None:
-        self.compositor.expire(now)
 
 
 class PublishError(Exception):

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Protocol
 from .dialog import (
     MAX_EXPIRES,
     BadRequest,
+    ExpiringService,
     Header,
     RefreshingClient,
     RequestSpec,
-    Ticker,
     address_of_record,
     canonical_uri,
     parse_expires,
@@ -36,7 +36,7 @@ from .endpoint import Reply
 from .message import Request, Response
 
 if TYPE_CHECKING:
-    from .endpoint import IncomingRequest, SipEndpoint
+    from .endpoint import SipEndpoint
     from .transaction import Transport
 
 
@@ -423,42 +423,20 @@ class Registration:
 # asyncio adapters
 
 
-class RegistrarService:
+class RegistrarService(ExpiringService):
     """Serves REGISTER on an endpoint with a :class:`Registrar`, expiring bindings on time."""
 
     def __init__(
         self, endpoint: SipEndpoint, registrar: Registrar, *, clock: Callable[[], float] = time.time
     ) -> None:
-        self.endpoint = endpoint
+        super().__init__(endpoint, "REGISTER", registrar, clock=clock)
         self.registrar = registrar
-        self.clock = clock
-        self._ticker = Ticker(clock, registrar.next_expiry, self._expire)
-
-    def start(self) -> None:
-        """Serve REGISTER and start the expiry timer (call inside the running loop)."""
-        self.endpoint.serve("REGISTER", self._handle)
-        self._ticker.start()
-
-    async def close(self) -> None:
-        await self._ticker.close()
-
-    def check(self) -> None:
-        """Re-read the clock now (after a clock jump, or a fake clock moved by a test)."""
-        self._ticker.kick()
 
     def is_registered(self, aor: str) -> bool:
         return self.registrar.is_registered(aor, self.clock())
 
     def contacts(self, aor: str) -> tuple[Binding, ...]:
         return self.registrar.contacts(aor, self.clock())
-
-    def _handle(self, incoming: IncomingRequest) -> Reply:
-        reply = self.registrar.handle(incoming.message, self.clock())
-        self._ticker.kick()
-        return reply
-
-    async def _expire(self, now: float) -> None:
-        self.registrar.expire(now)
 
 
 class RegistrationError(Exception):
