@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from typing import Any
 
@@ -65,6 +64,7 @@ from mcacm_sip.sip.registrar import (
 )
 from mcacm_sip.sip.subscription import Notification, SubscriberService, SubscriptionRefused
 from mcacm_sip.store import MemoryStore, SqliteStore, Store
+from mcacm_sip.store.sqlite import open_db, write
 
 log = logging.getLogger("mcacm.acms.node")
 
@@ -77,8 +77,7 @@ class SqliteBindingStore:
     """Registrar bindings in the ACMS's SQLite file (a ``bindings`` table of its own)."""
 
     def __init__(self, path: str) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = open_db(path)
         self._db.execute("CREATE TABLE IF NOT EXISTS bindings (aor TEXT, contact TEXT, "
                          "expires_at REAL, call_id TEXT, cseq INTEGER)")
 
@@ -88,16 +87,11 @@ class SqliteBindingStore:
         return tuple(Binding(*row) for row in rows)
 
     def put(self, aor: str, bindings: tuple[Binding, ...]) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with write(self._db):
             self._db.execute("DELETE FROM bindings WHERE aor=?", (aor,))
             self._db.executemany("INSERT INTO bindings VALUES (?, ?, ?, ?, ?)",
                                  [(aor, b.contact, b.expires_at, b.call_id, b.cseq)
                                   for b in bindings])
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def aors(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT aor FROM bindings")]

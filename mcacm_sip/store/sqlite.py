@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Literal, TypeVar
 
@@ -67,6 +68,25 @@ _F = TypeVar("_F")
 
 class StoreError(RuntimeError):
     """The database cannot be used (wrong schema version, corrupt row)."""
+
+
+def open_db(path: str) -> sqlite3.Connection:
+    """A WAL database in autocommit mode: every write is an explicit :func:`write`."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    return db
+
+
+@contextmanager
+def write(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction (BEGIN IMMEDIATE ... COMMIT); rolled back if the body raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _xml(flow: AcmFlow | None) -> str | None:
@@ -134,9 +154,8 @@ class SqliteStore:
 
     def __init__(self, path: str, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> None:
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = open_db(path)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
         self._db.executescript(_DDL)
         row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
@@ -157,14 +176,9 @@ class SqliteStore:
                              f"VALUES ({marks})", values))
             elif isinstance(change, Remove):
                 rows.append((f"DELETE FROM {_TABLE[change.kind]} WHERE key=?", (change.key,)))
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with write(self._db):
             for sql, values in rows:
                 self._db.execute(sql, values)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def _all(self, kind: str) -> list[Record]:
         cur = self._db.execute(f"SELECT * FROM {_TABLE[kind]}")
