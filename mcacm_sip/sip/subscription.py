@@ -20,7 +20,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,6 +31,7 @@ from .dialog import (
     Body,
     Dialog,
     Header,
+    RefreshingClient,
     Refuse,
     RequestSpec,
     Ticker,
@@ -673,16 +674,15 @@ class SubscriptionRefused(Exception):
         self.status = status
 
 
-@dataclass(eq=False)
-class SubscriptionHandle:
+class SubscriptionHandle(RefreshingClient[Subscriber]):
     """A live subscription: iterate it for notifications (ends when it terminates)."""
 
-    service: SubscriberService
-    core: Subscriber
-    on_notification: Callable[[Notification], None] | None = None
-    _queue: asyncio.Queue[Notification | None] = field(default_factory=asyncio.Queue)
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _ticker: Ticker | None = None
+    def __init__(self, service: SubscriberService, core: Subscriber,
+                 on_notification: Callable[[Notification], None] | None = None) -> None:
+        super().__init__(service.endpoint, core, service.transport, service.clock)
+        self.service = service
+        self.on_notification = on_notification
+        self._queue: asyncio.Queue[Notification | None] = asyncio.Queue()
 
     @property
     def state(self) -> SubState | None:
@@ -708,18 +708,13 @@ class SubscriptionHandle:
 
     async def unsubscribe(self) -> None:
         """Send Expires: 0; the final NOTIFY (or its absence) ends the subscription."""
-        async with self._lock:
-            spec = self.core.unsubscribe(self.service.clock())
-            if spec is not None:
-                await self._exchange(spec)
+        await self._step(self.core.unsubscribe)
         self._check_end()
-        if self._ticker is not None:
-            self._ticker.kick()
+        self._ticker.kick()
 
     def check(self) -> None:
         """Re-read the clock now (after a clock jump, or a fake clock moved by a test)."""
-        if self._ticker is not None:
-            self._ticker.kick()
+        self._ticker.kick()
 
     def deliver(self, notification: Notification | None) -> None:
         if notification is not None:
@@ -731,18 +726,10 @@ class SubscriptionHandle:
     def _check_end(self) -> None:
         if self.core.terminated and self.service.forget(self):
             self._queue.put_nowait(None)
-            if self._ticker is not None:
-                self._ticker.stop()
+            self._ticker.stop()
 
-    async def _exchange(self, spec: RequestSpec) -> None:
-        await exchange(self.service.endpoint, spec, self.core.on_response, self.service.clock,
-                       self.service.transport)
-
-    async def refresh_due(self, now: float) -> None:
-        async with self._lock:
-            spec = self.core.poll(now)
-            if spec is not None:
-                await self._exchange(spec)
+    async def _refresh(self, now: float) -> None:
+        await super()._refresh(now)
         self._check_end()
 
 
@@ -766,8 +753,7 @@ class SubscriberService:
 
     async def close(self) -> None:
         for handle in list(self._subs.values()):
-            if handle._ticker is not None:
-                await handle._ticker.close()
+            await handle.close()
             handle._queue.put_nowait(None)
         self._subs.clear()
 
@@ -794,14 +780,13 @@ class SubscriberService:
         )
         handle = SubscriptionHandle(self, core, on_notification)
         self._subs[core.key] = handle  # before sending: the NOTIFY may overtake the 2xx
-        async with handle._lock:
-            await handle._exchange(core.subscribe(self.clock()))
+        await handle._step(core.subscribe)
         if core.dialog is None:  # refused, or no answer and no NOTIFY either
             self._subs.pop(core.key, None)
             raise SubscriptionRefused(core.last_status)
-        handle._ticker = Ticker(self.clock, core.next_deadline, handle.refresh_due)
-        handle._ticker.start()
         handle._check_end()
+        if not core.terminated:  # a fetch may have ended already: nothing to refresh
+            handle._keep_refreshing()
         return handle
 
     def get(self, handle: SubscriptionHandle) -> SubscriptionHandle | None:
@@ -823,8 +808,7 @@ class SubscriberService:
             return Reply(481)  # RFC 6665 4.1.3: no subscription for this NOTIFY
         reply, notification = handle.core.on_notify(notify, self.clock())
         handle.deliver(notification)
-        if handle._ticker is not None:
-            handle._ticker.kick()
+        handle.check()
         return reply
 
 
