@@ -98,7 +98,12 @@ class FaServerNode(Node):
 
     # ------------------------------------------------------------------ helpers
 
-    def _refuse(self, answer: Answer) -> Refuse:
+    def _refusal(self, actions: list[Action]) -> Refuse | None:
+        """The core's first action is its Answer: None for 200, else the SIP refusal."""
+        answer = actions[0]
+        assert isinstance(answer, Answer)
+        if answer.status == 200:
+            return None
         headers = answer.headers
         if answer.warning:
             headers = (*headers, warning(self.host, answer.warning))
@@ -137,12 +142,10 @@ class FaServerNode(Node):
         event = Publish(attempt.requested_expires, body.content_type if body else None,
                         body.data if body else b"", self._sender(attempt.request))
         actions = self.server.publish(event, time.time())
-        answer = actions[0]
-        assert isinstance(answer, Answer)
-        if answer.status != 200:
-            return self._refuse(answer)
-        self._perform(actions[1:])
-        return None
+        refusal = self._refusal(actions)
+        if refusal is None:
+            self._perform(actions[1:])
+        return refusal
 
     def _publication_changed(self, change: PublicationChange) -> None:
         # 9A.2.2.3.6: a publication that ran out deactivates the FA for its user
@@ -169,10 +172,9 @@ class FaServerNode(Node):
         actions = self.server.subscribe(Subscribe(
             subscription.id, expires, request.header("content-type"), request.body,
             self._sender(request), accept), time.time())
-        answer = actions[0]
-        assert isinstance(answer, Answer)
-        if answer.status != 200:
-            return self._refuse(answer)
+        refusal = self._refusal(actions)
+        if refusal is not None:
+            return refusal
         for action in actions[1:]:
             if isinstance(action, Notify):  # the first NOTIFY (RFC 6665 4.2.1.2)
                 self._bodies[subscription.id] = action.body
