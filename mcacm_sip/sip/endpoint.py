@@ -349,7 +349,8 @@ class SipEndpoint:
             except Exception:
                 log.exception("handler for %s failed", req.method, extra=self._extra(req, source))
                 result = Reply(500)
-            if inspect.isawaitable(result):
+            # A plain Reply is the common case: skip isawaitable's ABC checks for it.
+            if type(result) is not Reply and inspect.isawaitable(result):
                 self._spawn(self._await_reply(key, req, source, result))
                 return
             reply = result
