@@ -412,7 +412,7 @@ _tag_counter = count(1)
 
 def new_tag() -> str:
     """A tag unique to this process run (RFC 3261 19.3: at least 32 bits of randomness)."""
-    return f"{_tag_prefix}{next(_tag_counter):x}"
+    return f"{_tag_prefix}{next(_tag_counter):012x}"  # fixed width: same-length messages
 
 
 def _serialise_response(
