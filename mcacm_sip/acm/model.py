@@ -537,6 +537,14 @@ FLOW_TYPES: tuple[type[AcmFlow], ...] = (
 
 FLOW_BY_NAME: dict[str, type[AcmFlow]] = {cls.FLOW: cls for cls in FLOW_TYPES}
 
+ANSWER_FOR: dict[type[AcmFlow], type[AcmFlow]] = {
+    ProfileUpdateRequest: ProfileUpdateResponse,                      # 10.17.2.15 -> .16
+    AddUserConfigurationRequest: AddUserConfigurationResponse,        # 10.17.5
+    RemoveUserConfigurationRequest: RemoveUserConfigurationResponse,  # 10.17.5
+    PendingDataDownloadRequest: PendingDataDownloadResponse,          # 10.17.3.1
+}
+"""Each request flow and the flow that finally answers it, echoing its transaction id."""
+
 
 def _require(value: object, ie: str, where: str) -> None:
     if getattr(value, ie) is None:

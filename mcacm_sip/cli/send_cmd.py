@@ -23,6 +23,7 @@ from aiosipua.headers import parse_uri
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.errors import AcmError
 from mcacm_sip.acm.model import (
+    ANSWER_FOR,
     Addressee,
     AddUserConfigurationRequest,
     ModelError,
@@ -40,7 +41,6 @@ from mcacm_sip.cli.validate_cmd import format_problem
 from mcacm_sip.ladder import LadderEvent, render
 from mcacm_sip.runtime.base import TlsSettings
 from mcacm_sip.runtime.sender import (
-    ANSWER_FOR,
     REQUEST_FLOWS,
     Exchange,
     SendableRequest,

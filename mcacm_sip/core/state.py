@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from mcacm_sip.acm.model import (
+    ANSWER_FOR,
     AcmFlow,
     AcmRequest,
     AcmResponse,
@@ -23,7 +24,6 @@ from mcacm_sip.acm.model import (
     ProcessIndication,
     ProfileUpdateRequest,
     ProfileUpdateResponse,
-    RemoveUserConfigurationRequest,
     RemoveUserConfigurationResponse,
     Result,
     UserProfile,
@@ -198,16 +198,9 @@ def response_to(request: AcmRequest, handler: Party, result: Result) -> AcmRespo
     return RemoveUserConfigurationResponse(tid, handler, target, result)
 
 
-_RESPONSE_FOR: dict[type[AcmRequest], type[AcmResponse]] = {
-    ProfileUpdateRequest: ProfileUpdateResponse,                      # 10.17.2.15 -> .16
-    AddUserConfigurationRequest: AddUserConfigurationResponse,        # 10.17.5
-    RemoveUserConfigurationRequest: RemoveUserConfigurationResponse,  # 10.17.5
-}
-
-
 def answers(response: AcmFlow, request: AcmRequest) -> bool:
     """Whether ``response`` is the kind of response flow that answers ``request``."""
-    return isinstance(response, _RESPONSE_FOR[type(request)])
+    return isinstance(response, ANSWER_FOR[type(request)])
 
 
 def tx_key(role: Role, peer: str, transaction_id: str) -> str:

@@ -28,6 +28,7 @@ from aiosipua.headers import parse_uri
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.errors import AcmError
 from mcacm_sip.acm.model import (
+    ANSWER_FOR,
     AcmFlow,
     AddUserConfigurationRequest,
     AddUserConfigurationResponse,
@@ -62,14 +63,6 @@ SendableRequest = (ProfileUpdateRequest | AddUserConfigurationRequest
                    | RemoveUserConfigurationRequest | PendingDataDownloadRequest)
 FinalAnswer = (ProfileUpdateResponse | AddUserConfigurationResponse
                | RemoveUserConfigurationResponse | PendingDataDownloadResponse)
-
-ANSWER_FOR: dict[type[AcmFlow], type[AcmFlow]] = {
-    ProfileUpdateRequest: ProfileUpdateResponse,                      # 10.17.2.15 -> .16
-    AddUserConfigurationRequest: AddUserConfigurationResponse,        # 10.17.5
-    RemoveUserConfigurationRequest: RemoveUserConfigurationResponse,  # 10.17.5
-    PendingDataDownloadRequest: PendingDataDownloadResponse,          # 10.17.3.1
-}
-"""Each request flow ``mcacm send`` sends, and the flow that finally answers it."""
 
 REQUEST_FLOWS: tuple[str, ...] = tuple(cls.FLOW for cls in ANSWER_FOR)
 _ANSWERS = (ProfileUpdateResponse, AddUserConfigurationResponse,
