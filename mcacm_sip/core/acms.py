@@ -86,6 +86,35 @@ _RETRY_WHILE = {
     Purpose.ANSWER: (TxState.RESPONDING,),
 }
 
+PEER_REFUSED = "x-peer-refused"
+"""Result extension value: the partner ACMS refused the forwarded request for good."""
+
+# Is a failed peer send worth repeating?  Looked up by the exact SIP status, else by its class;
+# no answer at all (timeout, transport error: no status) is transient.  decision, after
+# RFC 3261 21.4-21.6 (docs/decisions.md "Procedures").
+_TRANSIENT: dict[int | str, bool] = {
+    408: True,     # 21.4.9: no answer in time; the client "MAY repeat the request"
+    480: True,     # 21.4.18: temporarily unavailable (Retry-After may say when)
+    "4xx": False,  # 21.4: "definite failure ... SHOULD NOT retry the same request without
+                   # modification": 400, 403, 404, 413, 415, 488 ...
+    501: False,    # 21.5.2: the peer does not implement MESSAGE
+    505: False,    # 21.5.6: SIP version not supported
+    513: False,    # 21.5.7: message too large: the same body stays too large
+    "5xx": True,   # 21.5: the server erred (500, 502, 503 + Retry-After, 504): try again
+    "6xx": False,  # 21.6: "definitive information": no other attempt succeeds
+    "3xx": False,  # peer sends follow no redirects: a configuration error, not a glitch
+}
+
+_REFUSAL_RESULT: dict[int, str] = {403: ResultCode.NOT_AUTHORISED}
+"""Result code for a permanent refusal of a forwarded request; any other: PEER_REFUSED."""
+
+
+def transient(status: int | None) -> bool:
+    """Whether a peer send that failed with ``status`` (None: no answer) is retried."""
+    if status is None:
+        return True
+    return _TRANSIENT.get(status, _TRANSIENT.get(f"{status // 100}xx", True))
+
 
 def _ts(now: float) -> datetime:
     return datetime.fromtimestamp(now, UTC)
@@ -673,11 +702,15 @@ class AcmsCore:
             log.info("send %s (%s to %s) failed: %s", og.send_id, og.purpose, og.to, ev.reason)
         match og.purpose:
             case Purpose.FORWARD | Purpose.INDICATE | Purpose.ANSWER if not ev.ok:
-                # decision: peer sends are retried with back-off while they still matter
-                if tx is not None and tx.state in _RETRY_WHILE[og.purpose]:
+                if tx is None or tx.state not in _RETRY_WHILE[og.purpose]:
+                    return
+                if transient(ev.status):
+                    # decision: peer sends are retried with back-off while they still matter
                     if og.purpose is not Purpose.INDICATE:
                         self._move(tx, Trigger.SEND_FAILED, out)
-                    self._retry(ev.now, og, out)
+                    self._retry(ev.now, og, ev.retry_after, out)
+                else:
+                    self._peer_refused(ev, og.purpose, tx, out)
             case Purpose.FORWARD | Purpose.ANSWER:
                 if tx is not None and tx.state in (TxState.FORWARDING, TxState.RESPONDING):
                     done = tx.state is TxState.RESPONDING
@@ -703,8 +736,27 @@ class AcmsCore:
     def _done(self, now: float) -> dict[str, Any]:
         return {"deadline": now + self.config.timers.retention}
 
-    def _retry(self, now: float, og: Outgoing, out: Actions) -> None:
-        at = now + self.config.timers.backoff(og.attempts)
+    def _peer_refused(self, ev: DeliveryOutcome, purpose: Purpose, tx: Transaction,
+                      out: Actions) -> None:
+        """A peer refused a send for good (RFC 3261 21.4, 21.6): it is not repeated."""
+        assert ev.status is not None
+        log.warning("%s %s refused by %s: %s", purpose, tx.transaction_id, tx.peer, ev.reason)
+        if purpose is Purpose.FORWARD:
+            # decision: the primary ACMC learns it now, not at the answer timer (steps 9-10)
+            warning = "".join(c for c in ev.warning or "" if c.isprintable())
+            text = f"{tx.peer} refused the request: SIP {ev.status}" + (
+                f" {warning}" if warning else "")
+            code = _REFUSAL_RESULT.get(ev.status, PEER_REFUSED)
+            self._stand_in(ev.now, tx, Result(code, text), Trigger.PEER_REFUSED, out)
+        elif purpose is Purpose.ANSWER:
+            # decision: the primary's answer timer gives its ACMC Result expired
+            self._move(tx, Trigger.PEER_REFUSED, out, **self._done(ev.now))
+        # INDICATE: informative only; the response (step 8) follows on its own
+
+    def _retry(self, now: float, og: Outgoing, retry_after: float | None, out: Actions
+               ) -> None:
+        # RFC 3261 21.5.4 / 20.33: not before the peer's Retry-After, never faster than back-off
+        at = now + max(self.config.timers.backoff(og.attempts), retry_after or 0.0)
         if og.give_up_at is not None and at >= og.give_up_at:
             return  # the transaction's own timer ends it
         self._put(replace(og, next_at=at), out)
@@ -717,17 +769,23 @@ class AcmsCore:
             self._put(og, out)
             out.add(Send(og.send_id, og.hop, og.to, og.flow))
 
+    def _stand_in(self, now: float, tx: Transaction, result: Result, trigger: Trigger,
+                  out: Actions) -> None:
+        """Primary: this ACMS answers in the partner's place; the response then goes to the
+        primary ACMC as in 10.17.7.2 steps 9-10 (pending if it is not logged on)."""
+        self._drop_sends(tx, Purpose.FORWARD, out)
+        resp = self._auto_response(tx, result)
+        tx = self._move(tx, trigger, out, response=resp,
+                        deadline=now + self.config.timers.pending_response_ttl)
+        self._route(now, tx, resp.target, out)
+
     def _expire(self, now: float, tx: Transaction, out: Actions) -> None:
         if tx.state is TxState.DONE:
             self._drop_tx(tx, out)  # retention over
         elif tx.state in OPEN_PRIMARY:
             # decision: no answer in time -> Result expired towards the primary ACMC
-            self._drop_sends(tx, Purpose.FORWARD, out)
-            resp = self._auto_response(tx, Result(ResultCode.EXPIRED,
-                                                  "no answer from the partner system in time"))
-            tx = self._move(tx, Trigger.EXPIRED, out, response=resp,
-                            deadline=now + self.config.timers.pending_response_ttl)
-            self._route(now, tx, resp.target, out)
+            result = Result(ResultCode.EXPIRED, "no answer from the partner system in time")
+            self._stand_in(now, tx, result, Trigger.EXPIRED, out)
         elif tx.role is Role.PRIMARY:
             # decision: the response waited for the primary ACMC too long
             self._drop_item(tx.key, out)

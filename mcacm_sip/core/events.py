@@ -76,6 +76,14 @@ class DeliveryOutcome:
     send_id: str
     ok: bool
     reason: str | None = None
+    """For logs: ``"<status> <Warning text or reason phrase>"``, or the transport error."""
+    status: int | None = None
+    """The final SIP status of a failure; None when no answer came (timeout, transport
+    error).  The ACMS decides from it whether a peer send is retried (docs/procedures.md)."""
+    warning: str | None = None
+    """The quoted text of the answer's ``Warning: 399`` header, if it had one."""
+    retry_after: float | None = None
+    """The answer's Retry-After in seconds (RFC 3261 20.33), if it had one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,7 @@ class Trigger(StrEnum):
     REQUEST = "request"
     PEER_ACCEPTED = "peer-2xx"
     SEND_FAILED = "send-failed"
+    PEER_REFUSED = "peer-refused"
     INDICATION = "indication"
     RESPONSE = "response"
     REFUSED = "verify-failed"
@@ -106,6 +107,9 @@ _ROWS: tuple[tuple[Role, tuple[TxState, ...], Trigger, TxState, str], ...] = (
      "10.17.7.2 steps 8-9: response received and stored"),
     (_P, OPEN_PRIMARY, _T.EXPIRED, _S.ANSWERED,
      "answer timer: Result expired stands in for the response (decision)"),
+    (_P, (_S.FORWARDING,), _T.PEER_REFUSED, _S.ANSWERED,
+     "partner refused for good (SIP 4xx/6xx, RFC 3261 21.4/21.6): Result not-authorised / "
+     "x-peer-refused stands in for the response (decision)"),
     (_P, (_S.ANSWERED, _S.PENDING_FA), _T.ROUTE_ACMC, _S.DELIVERING,
      "10.17.7.2 step 10: primary ACMC logged on (by MC service ID or FA holder)"),
     (_P, (_S.ANSWERED, _S.PENDING_FA), _T.ROUTE_PENDING, _S.PENDING_USER,
@@ -145,6 +149,8 @@ _ROWS: tuple[tuple[Role, tuple[TxState, ...], Trigger, TxState, str], ...] = (
      "primary ACMS unreachable: retry with back-off (decision)"),
     (_R, (_S.RESPONDING,), _T.PEER_ACCEPTED, _S.DONE,
      "10.17.7.2 step 8: the primary ACMS acknowledged the response"),
+    (_R, (_S.RESPONDING,), _T.PEER_REFUSED, _S.DONE,
+     "the primary ACMS refused the response for good (SIP 4xx/6xx): not retried (decision)"),
     (_R, (_S.RESPONDING,), _T.GAVE_UP, _S.DONE,
      "retry limit reached: the primary ACMS expires the transaction itself (decision)"),
 )

@@ -38,7 +38,6 @@ from mcacm_sip.core.events import (
     AcmcEvent,
     Action,
     Decide,
-    DeliveryOutcome,
     FlowFromAcms,
     Report,
     ReportKind,
@@ -376,9 +375,9 @@ class AcmcNode(Node):
             self.on_report(report)
 
     async def _deliver(self, send: Send) -> None:
-        ok, reason = await send_message(self.endpoint, self.config.sip, uri=send.to,
-                                        to=send.to, identity=self.me, flow=send.flow)
-        self._feed(DeliveryOutcome(time.time(), send.send_id, ok, reason))
+        sent = await send_message(self.endpoint, self.config.sip, uri=send.to,
+                                  to=send.to, identity=self.me, flow=send.flow)
+        self._feed(sent.outcome(time.time(), send.send_id))
 
     async def _decide(self, request: AcmRequest) -> None:
         decision = await self.decider.decide(request)

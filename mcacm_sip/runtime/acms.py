@@ -232,15 +232,15 @@ class AcmsNode(Node):
             contacts = self.registrar.contacts(send.to, time.time())
             if not contacts:  # logged off meanwhile: the core queues it (10.17.3.1)
                 self.feed(DeliveryOutcome(time.time(), send.send_id, False,
-                                          "480 not registered"))
+                                          "480 not registered", 480))
                 return
             uri = contacts[-1].contact  # the most recent binding
         else:
             uri = send.to
-        ok, reason = await send_message(
+        sent = await send_message(
             self.endpoint, self.config.sip, uri=uri, to=send.to, identity=self.psi,
             flow=send.flow)
-        self.feed(DeliveryOutcome(time.time(), send.send_id, ok, reason))
+        self.feed(sent.outcome(time.time(), send.send_id))
 
     # ------------------------------------------------------------------ REGISTER
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.errors import AcmError
 from mcacm_sip.acm.model import AcmFlow
-from mcacm_sip.core.events import Refuse, Verdict
+from mcacm_sip.core.events import DeliveryOutcome, Refuse, Verdict
 from mcacm_sip.runtime.base import SipSettings, warning
 from mcacm_sip.sip import Reply, SipEndpoint, SipTimeout, SipTransportError
 
@@ -38,21 +39,45 @@ def _warning_text(value: str | None) -> str | None:
     return value[value.index('"') + 1:value.rindex('"')].replace('\\"', '"') or value
 
 
+def _retry_after(value: str | None) -> float | None:
+    """RFC 3261 20.33: ``Retry-After = delta-seconds [comment] *(;param)``."""
+    token = (value or "").split(";")[0].split("(")[0].strip()
+    return float(token) if token.isdigit() else None
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What became of one MESSAGE: ok = a 2xx arrived.  A failure has ``reason``
+    (``"<status> <warning text or reason>"``, ``"408 no answer"`` for no answer, ``"503 ..."``
+    for a transport failure, for logs) and, when a final answer came, its ``status``, Warning
+    text and Retry-After."""
+
+    ok: bool
+    reason: str | None = None
+    status: int | None = None
+    warning: str | None = None
+    retry_after: float | None = None
+
+    def outcome(self, now: float, send_id: str) -> DeliveryOutcome:
+        """The core event reporting this send."""
+        return DeliveryOutcome(now, send_id, self.ok, self.reason, self.status, self.warning,
+                               self.retry_after)
+
+
 async def send_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str, to: str,
-                       identity: str, flow: AcmFlow) -> tuple[bool, str | None]:
-    """Send ``flow`` in a MESSAGE to ``uri``; returns (ok, failure reason).
+                       identity: str, flow: AcmFlow) -> Sent:
+    """Send ``flow`` in a MESSAGE to ``uri``.
 
     ok means a 2xx arrived: the receiver has stored what it accepted (transport acknowledgement
-    only; the process indication and the response are separate flows).  The reason of a failure
-    is ``"<status> <warning text or reason>"``, ``"408 ..."`` for no answer and ``"503 ..."`` for
-    a transport failure.
+    only; the process indication and the response are separate flows).  No answer and a
+    transport failure carry no status: the core treats them as transient.
     """
     tid = getattr(flow, "transaction_id", None)
     try:
         body = codec.encode(flow)
     except AcmError as exc:  # our own flow failed our schema: a bug, never sent
         log.error("cannot encode %s: %s", flow.FLOW, exc)
-        return False, f"500 {exc.warning_text}"
+        return Sent(False, f"500 {exc.warning_text}")
     request = endpoint.new_request(
         "MESSAGE", uri, from_uri=identity, to_uri=to, body=body,
         content_type=codec.ACM_CONTENT_TYPE,
@@ -64,13 +89,15 @@ async def send_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str
         final = await endpoint.send(request, timeout=settings.send_timeout)
     except SipTimeout:
         log.info("%s %s to %s: no answer", flow.FLOW, tid, to, extra={**extra, "status": 408})
-        return False, "408 no answer"
+        return Sent(False, "408 no answer")
     except SipTransportError as exc:
         log.info("%s %s to %s: %s", flow.FLOW, tid, to, exc, extra={**extra, "status": 503})
-        return False, f"503 {exc}"
+        return Sent(False, f"503 {exc}")
     status = final.status
     log.info("%s %s to %s: %d", flow.FLOW, tid, to, status, extra={**extra, "status": status})
     if 200 <= status < 300:
-        return True, None
-    text = _warning_text(final.message.header("warning")) or final.message.reason
-    return False, f"{status} {text}"
+        return Sent(True)
+    message = final.message
+    warning = _warning_text(message.header("warning"))
+    return Sent(False, f"{status} {warning or message.reason}", status, warning,
+                _retry_after(message.header("retry-after")))

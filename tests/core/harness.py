@@ -68,6 +68,15 @@ UNREACHABLE = "408 Request Timeout (no answer)"
 OFFLINE = "480 Temporarily Unavailable"
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A scripted SIP failure answer (instead of handing the flow to the receiver's core)."""
+
+    status: int
+    warning: str | None = None
+    retry_after: float | None = None
+
+
 class FakeClock:
     def __init__(self, now: float = 1_750_000_000.0) -> None:
         self.now = now
@@ -93,6 +102,8 @@ class Net:
     stores: dict[str, Store] = field(default_factory=dict)
     down: set[str] = field(default_factory=set)
     """PSIs or MC service IDs that do not answer (crashed, unreachable)."""
+    scripted: dict[str, list[Answer]] = field(default_factory=dict)
+    """Per receiver: the failure answers its next MESSAGEs get, in order (then the core)."""
     online: set[str] = field(default_factory=set)
     deciders: dict[str, Decider | None] = field(default_factory=dict)
     to_decide: dict[str, list[AcmRequest]] = field(default_factory=dict)
@@ -250,8 +261,13 @@ class Net:
         flow = codec.decode(codec.encode(send.flow))  # across the wire, schema-checked
         now = self.clock.now
         verdict: Accept | Refuse | None
+        retry_after: float | None = None
         if send.to in self.down or src in self.down:
             verdict, answer = None, UNREACHABLE
+        elif self.scripted.get(send.to):
+            scripted = self.scripted[send.to].pop(0)
+            verdict = Refuse(scripted.status, scripted.warning or "")
+            retry_after = scripted.retry_after
         elif send.hop is Hop.PEER:
             verdict = self._apply(send.to, self.acms[send.to].handle(
                 FlowFromPeer(now, src, flow)))
@@ -270,8 +286,12 @@ class Net:
         self.ladder.append(Rung(now, src, send.to, flow.FLOW, flow.transaction_id, answer))
         if src in self.down:
             return  # the sender crashed meanwhile: nobody hears the outcome
-        outcome = DeliveryOutcome(now, send.send_id, answer == "200",
-                                  None if answer == "200" else answer)
+        # status None for no answer, as the runtime reports a timeout
+        status = int(answer[:3]) if answer != UNREACHABLE else None
+        warning = verdict.warning or None if isinstance(verdict, Refuse) else None
+        outcome = DeliveryOutcome(now, send.send_id, status == 200,
+                                  None if status == 200 else answer, status, warning,
+                                  retry_after)
         core = self.acms.get(src)
         self._apply(src, core.handle(outcome) if core is not None
                     else self.acmc[src].handle(outcome))
