@@ -135,10 +135,13 @@ def cmd_fa_server(args: argparse.Namespace) -> int:
     _configure_logging(args, config.log)
 
     async def main() -> int:
-        node = FaServerNode(config, trace=getattr(args, "trace", None))
+        try:  # the holder store is opened and read here
+            node = FaServerNode(config, trace=getattr(args, "trace", None))
+        except ConfigError as exc:
+            raise CliError(EX_CONFIG, f"{args.config}: {exc}") from None
         await _start(node)
         try:
-            return await _serve_until_signal()
+            return await _serve_until_signal(node.failed)
         finally:
             await node.stop()
 

@@ -239,6 +239,10 @@ class FaServer:
         """The FAs ``user`` holds, in configuration order ("per user" determination)."""
         return tuple(fa for fa, hs in self._holders.items() if user in hs)
 
+    def records(self, fa: str) -> tuple[Holder, ...]:
+        """The holder records of ``fa``, oldest activation first: what a store saves."""
+        return tuple(self._holders.get(fa, {}).values())
+
     def state(self) -> dict[str, tuple[Holder, ...]]:
         """Every FA's holder records, for persistence (feed back as ``initial``)."""
         return {fa: tuple(hs.values()) for fa, hs in self._holders.items()}

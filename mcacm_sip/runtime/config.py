@@ -91,6 +91,8 @@ class FaServerNodeConfig:
     fa: FaServerConfig
     sip: SipSettings = field(default_factory=SipSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    store_path: str | None = None
+    """``[store] path``: the SQLite file keeping the FA holders; None: in memory only."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -236,8 +238,11 @@ def parse_fa_server_node(data: Mapping[str, Any], base: Path = Path(".")
         max_simultaneous_activations = 1            # optional
         allow_takeover = false
         subscribers = []                            # further identities allowed to resolve
+
+        [store]                                     # optional; absent: holders in memory only
+        path = "fa-server.sqlite"                   # relative to this file
     """
-    check_keys(data, {"psi", "trusted", "aliases", "listen", "sip", "log"}, "")
+    check_keys(data, {"psi", "trusted", "aliases", "store", "listen", "sip", "log"}, "")
     psi = data.get("psi")
     if not isinstance(psi, str) or ":" not in psi:
         raise ConfigError("psi", "missing or not a URI")
@@ -263,7 +268,13 @@ def parse_fa_server_node(data: Mapping[str, Any], base: Path = Path(".")
         fa = FaServerConfig(tuple(aliases), frozenset(get_strings(data, "trusted", "")))
     except ValueError as exc:
         raise ConfigError("aliases", str(exc)) from None
-    return FaServerNodeConfig(psi, fa, parse_sip_settings(data, base), parse_log_settings(data))
+    store = get_table(data, "store")
+    check_keys(store, {"path"}, "store.")
+    store_path = store.get("path")
+    if store_path is not None and (not isinstance(store_path, str) or not store_path):
+        raise ConfigError("store.path", "expected a file name")
+    return FaServerNodeConfig(psi, fa, parse_sip_settings(data, base), parse_log_settings(data),
+                              None if store_path is None else str(base / store_path))
 
 
 def load_acms_node(path: str | Path) -> AcmsNodeConfig:

@@ -7,10 +7,15 @@ holder lists.  SUBSCRIBE/NOTIFY: the SIP layer's RFC 6665 notifier keeps the dia
 core decides each subscription (who may resolve or watch which FA) and gives every NOTIFY body.
 Each subscription is its own notifier key, so a core ``Notify(subscription, body)`` becomes
 exactly one NOTIFY.
+
+With ``[store] path`` the holders live in SQLite (:class:`~mcacm_sip.store.fa.FaStore`): every
+holder change is committed before the 200 leaves, and a start restores them.  A store that
+cannot commit stops the node (``failed``), like the ACMS.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -22,10 +27,12 @@ from mcacm_sip.acm.fa import (
     EVENT_PRESENCE,
     decode_bodies,
 )
+from mcacm_sip.core.config import ConfigError
 from mcacm_sip.core.fa_server import (
     Action,
     Answer,
     FaServer,
+    Holder,
     HoldersChanged,
     Ignored,
     Notify,
@@ -50,20 +57,44 @@ from mcacm_sip.sip.subscription import (
     NotifierService,
     Subscription,
 )
+from mcacm_sip.store.fa import FaStore
+from mcacm_sip.store.sqlite import StoreError
 
 log = logging.getLogger("mcacm.fa.node")
 
 BODY_TYPES = ("multipart/mixed", CT_PIDF, CT_MCPTT_INFO, CT_SIMPLE_FILTER)
 
 
+def _open_store(path: str) -> tuple[FaStore, dict[str, tuple[Holder, ...]]]:
+    """The store and the holders it keeps; a file that cannot serve is a configuration error."""
+    try:
+        store = FaStore(path)
+    except StoreError as exc:
+        raise ConfigError("store.path", str(exc)) from None
+    try:
+        return store, store.load()
+    except StoreError as exc:
+        store.close()
+        raise ConfigError("store.path", str(exc)) from None
+
+
 class FaServerNode(Node):
-    """One FA controlling server.  ``await start()`` returns once it listens."""
+    """One FA controlling server.  ``await start()`` returns once it listens.
+
+    Raises :class:`ConfigError` (key ``store.path``) when the store cannot be opened or read."""
 
     def __init__(self, config: FaServerNodeConfig, *, trace: TraceHook | None = None) -> None:
         super().__init__(config.sip, config.psi, trace)
         self.config = config
         self.psi = config.psi
-        self.server = FaServer(config.fa)
+        self.store: FaStore | None = None
+        initial: dict[str, tuple[Holder, ...]] = {}
+        if config.store_path is not None:
+            # 9A.2.2.3.2 stored information: the holders accepted before a restart
+            self.store, initial = _open_store(config.store_path)
+        self.server = FaServer(config.fa, initial=initial)
+        self.failed: asyncio.Future[str] | None = None
+        """Resolves (with the reason) when the node had to stop itself (store failure)."""
         # 24.379 9A.2.2.3.3 step 3 wants exactly 0 or 4294967295: the core answers 423 for
         # anything else, so the compositor itself accepts every interval
         self._compositor = Compositor((EVENT_PRESENCE,), policy=self._publish,
@@ -81,6 +112,7 @@ class FaServerNode(Node):
     default_expires = 0  # no Expires -> the core's 423 (9A.2.2.3.4 step 3)
 
     async def start(self) -> None:
+        self.failed = asyncio.get_running_loop().create_future()
         await self.endpoint.start()
         self._publications.start()
         self._notifications.start()
@@ -95,6 +127,8 @@ class FaServerNode(Node):
         await self._notifications.close()
         await self._publications.close()
         await self.endpoint.close()
+        if self.store is not None:
+            self.store.close()
 
     # ------------------------------------------------------------------ helpers
 
@@ -110,6 +144,22 @@ class FaServerNode(Node):
         log.info("refused %d: %s", answer.status, answer.warning or answer.reason,
                  extra={"event": "fa.refused", "status": answer.status})
         return Refuse(answer.status, answer.reason, headers)
+
+    def _persist(self, actions: list[Action]) -> bool:
+        """Commit every FA whose holders changed; False (and the node fails) if that cannot be
+        done.  Revoked always comes with its FA's HoldersChanged."""
+        if self.store is None:
+            return True
+        try:
+            for action in actions:
+                if isinstance(action, HoldersChanged):
+                    self.store.save(action.holders.fa, self.server.records(action.holders.fa))
+        except StoreError as exc:
+            log.critical("store failed, stopping: %s", exc, extra={"event": "store.failed"})
+            if self.failed is not None and not self.failed.done():
+                self.failed.set_result(f"store failed: {exc}")
+            return False
+        return True
 
     def _perform(self, actions: list[Action]) -> None:
         """Everything after the Answer: NOTIFY bodies and events for the log."""
@@ -137,6 +187,9 @@ class FaServerNode(Node):
 
     def _publish(self, attempt: PublishAttempt) -> Refuse | None:
         """Compositor policy: the FA core decides (9A.2.2.3.3); None = accepted."""
+        if self.failed is not None and self.failed.done():
+            # the core's memory may be ahead of the store: accept nothing more
+            return Refuse(503, "Service Unavailable", (warning(self.host, "stopping"),))
         # RFC 3903 refresh / removal without a body: the FA core judges the stored one
         body = attempt.body or (attempt.previous.body if attempt.previous else None)
         event = Publish(attempt.requested_expires, body.content_type if body else None,
@@ -144,6 +197,9 @@ class FaServerNode(Node):
         actions = self.server.publish(event, time.time())
         refusal = self._refusal(actions)
         if refusal is None:
+            # "stored before acknowledged": the 200 leaves only after the commit
+            if not self._persist(actions):
+                return Refuse(500, "Server Internal Error", (warning(self.host, "store failed"),))
             self._perform(actions[1:])
         return refusal
 
@@ -157,8 +213,10 @@ class FaServerNode(Node):
         except AcmError:
             return
         if info is not None and info.request_uri and info.calling_user_id:
-            self._perform(self.server.deactivate(info.request_uri, info.calling_user_id,
-                                                 time.time()))
+            actions = self.server.deactivate(info.request_uri, info.calling_user_id,
+                                             time.time())
+            if self._persist(actions):
+                self._perform(actions)
 
     # ------------------------------------------------------------------ SUBSCRIBE
 
