@@ -35,9 +35,12 @@ class JsonFormatter(logging.Formatter):
 class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
-        extra = " ".join(f"{k}={v}" for k, v in _fields(record).items() if k != "event")
+        message = record.getMessage()
+        # A console line shows each field once: those the message already says are left out.
+        extra = " ".join(f"{k}={v}" for k, v in _fields(record).items()
+                         if k != "event" and str(v) not in message)
         line = f"{stamp}.{int(record.msecs):03d} {record.levelname[0]} {record.name}: " \
-               f"{record.getMessage()}" + (f"  [{extra}]" if extra else "")
+               f"{message}" + (f"  [{extra}]" if extra else "")
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

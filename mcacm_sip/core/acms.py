@@ -61,6 +61,7 @@ from mcacm_sip.core.state import (
     AWAITING_DECISION,
     DURABLE_PURPOSES,
     OPEN_PRIMARY,
+    TRANSITIONS,
     Hop,
     Mapping,
     Outgoing,
@@ -260,8 +261,13 @@ class AcmsCore:
               ) -> Transaction:
         """Apply one row of the transition table (state.TRANSITIONS) and store the result."""
         moved = replace(tx, state=next_state(tx.role, tx.state, trigger), **changes)
+        clause = TRANSITIONS[(tx.role, tx.state, trigger)][1]
+        # One structured event per procedure step, keyed by transaction id (no flow contents).
         log.info("%s %s: %s -> %s (%s)", moved.role, moved.transaction_id, tx.state,
-                 moved.state, trigger)
+                 moved.state, trigger, extra={
+                     "event": "procedure.step", "transaction_id": moved.transaction_id,
+                     "role": str(moved.role), "peer": moved.peer, "from_state": str(tx.state),
+                     "to_state": str(moved.state), "trigger": str(trigger), "clause": clause})
         self._put(moved, out)
         return moved
 
