@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -167,7 +168,22 @@ class InteractiveDecider:
     async def _ask(self, prompt: str) -> str | None:
         self.stdout.write(prompt)
         self.stdout.flush()
-        line = await asyncio.get_running_loop().run_in_executor(None, self.stdin.readline)
+        # A daemon thread, not the loop's executor: a pending readline must not keep the process
+        # alive after Ctrl-C (asyncio.run waits for executor threads).
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[str] = loop.create_future()
+
+        def deliver(line: str) -> None:
+            if not answer.done():  # the node may have stopped meanwhile
+                answer.set_result(line)
+
+        def read() -> None:
+            line = self.stdin.readline()
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody asks any more
+                loop.call_soon_threadsafe(deliver, line)
+
+        threading.Thread(target=read, name="acmc-prompt", daemon=True).start()
+        line = await answer
         return line.strip() if line else None
 
     async def decide(self, request: AcmRequest) -> Decision:
