@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from acm.make_corpus import CORPUS, rendered
+from tools import require_tool
 
 from mcacm_sip.acm import codec, errors, model
 from mcacm_sip.acm.examples import example_documents, example_flows
@@ -62,13 +61,7 @@ def test_corpus_document_gets_its_verdict(rel: str) -> None:
 
 
 def _xmllint() -> str:
-    found = shutil.which("xmllint") or ("/usr/bin/xmllint" if Path("/usr/bin/xmllint").exists()
-                                        else None)
-    if found is None:
-        if os.environ.get("MCACM_REQUIRE_INTEROP"):
-            pytest.fail("xmllint is absent but MCACM_REQUIRE_INTEROP is set")
-        pytest.skip("xmllint (libxml2-utils) not installed; set MCACM_REQUIRE_INTEROP to require")
-    return found
+    return require_tool("xmllint")
 
 
 def _xmllint_valid(path: Path) -> bool:

@@ -5,8 +5,6 @@ the demo, and with bad input."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tools import require_tools
 
 from mcacm_sip.cli.main import main
 from mcacm_sip.pcap import read_sip
@@ -30,14 +29,6 @@ def mcacm(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([MCACM, *args], capture_output=True, text=True, timeout=60)
 
 
-def require(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if not missing:
-        return
-    reason = f"not installed: {', '.join(missing)} (Debian: apt-get install sip-tester tshark)"
-    if os.environ.get("MCACM_REQUIRE_INTEROP") == "1":
-        pytest.fail(f"{reason}; MCACM_REQUIRE_INTEROP=1 requires them")
-    pytest.skip(reason)
 
 
 # --------------------------------------------------------------------------- SIPp
@@ -45,7 +36,7 @@ def require(*tools: str) -> None:
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_ladder_of_a_capture_made_by_sipp(tmp_path: Path, transport: str) -> None:
-    require("sipp", "tshark")
+    require_tools("sipp", "tshark")
     capture = tmp_path / "sipp.pcapng"
     probe = free_port()  # nobody listens: datagrams to it only show the capture is live
     with sipp_uas(tmp_path, transport=transport) as uas:  # type: ignore[arg-type]

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import filecmp
 import functools
-import os
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+from tools import require_tool
 
 from mcacm_sip.cli.examples_cmd import generate
 from mcacm_sip.demo import BRANCHES
@@ -74,12 +73,7 @@ WARNING = 0x00600000
 
 
 def tshark() -> str:
-    path = shutil.which("tshark")
-    if path is None:
-        if os.environ.get("MCACM_REQUIRE_INTEROP") == "1":
-            pytest.fail("tshark not installed; MCACM_REQUIRE_INTEROP=1 requires it")
-        pytest.skip("tshark not installed (Debian: apt-get install tshark)")
-    return path
+    return require_tool("tshark")
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tools import require_tool
 
 from mcacm_sip.acm import fa
 from mcacm_sip.acm.errors import AcmError
@@ -18,7 +18,6 @@ from mcacm_sip.acm.fa import FaPresence, FaStatus, FunctionalAliasEntry, McpttIn
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "mcacm_sip" / "schemas"
 FLOWS = ROOT / "examples" / "flows"
-XMLLINT = shutil.which("xmllint")
 FA = "sip:fa-duty-officer@mcx.partner-b.example"
 USER = "sip:mcptt-id-b1042@mcx.partner-b.example"
 
@@ -121,23 +120,21 @@ def test_example_contents() -> None:
 
 
 def _xmllint(schema: str, doc: Path) -> subprocess.CompletedProcess[str]:
-    assert XMLLINT is not None
     return subprocess.run(
-        [XMLLINT, "--noout", "--nonet", "--schema", str(SCHEMAS / schema), str(doc)],
+        [require_tool("xmllint"), "--noout", "--nonet", "--schema", str(SCHEMAS / schema),
+         str(doc)],
         capture_output=True,
         text=True,
         timeout=30,
     )
 
 
-@pytest.mark.skipif(XMLLINT is None, reason="xmllint not installed")
 @pytest.mark.parametrize("name", sorted(SCHEMA_OF))
 def test_examples_valid_with_xmllint(name: str) -> None:
     result = _xmllint(SCHEMA_OF[name], FLOWS / name)
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.skipif(XMLLINT is None, reason="xmllint not installed")
 def test_encoded_bodies_valid_with_xmllint(tmp_path: Path) -> None:
     docs = {
         "pidf.xsd": fa.encode_presence(
@@ -155,7 +152,6 @@ def test_encoded_bodies_valid_with_xmllint(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.skipif(XMLLINT is None, reason="xmllint not installed")
 def test_bad_extension_value_fails_in_xmllint_too(tmp_path: Path) -> None:
     # the pidf wildcard is lax, but the bundled extension schema is known, so it is enforced
     bad = (FLOWS / "fa-notify-per-fa.xml").read_bytes().replace(b'"activated"', b'"busy"', 1)

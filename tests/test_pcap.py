@@ -5,13 +5,12 @@ in UDP datagrams and reassembled TCP streams of captures in several link and fil
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import struct
 import subprocess
 from pathlib import Path
 
 import pytest
+from tools import require_tool
 
 from mcacm_sip.pcap import (
     LINKTYPE_LINUX_SLL,
@@ -257,12 +256,7 @@ def test_trace_tap_writes_a_valid_file_at_every_message() -> None:
 
 
 def tshark() -> str:
-    path = shutil.which("tshark")
-    if path is None:
-        if os.environ.get("MCACM_REQUIRE_INTEROP") == "1":
-            pytest.fail("tshark not installed; MCACM_REQUIRE_INTEROP=1 requires it")
-        pytest.skip("tshark not installed (Debian: apt-get install tshark)")
-    return path
+    return require_tool("tshark")
 
 
 CHECKSUMS = ["-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE",

@@ -28,7 +28,6 @@ from typing import Literal
 
 LOOPBACK = "127.0.0.1"
 SIP_DIR = Path(__file__).resolve().parent / "sip"
-REQUIRE_ENV = "MCACM_REQUIRE_INTEROP"
 
 SippTransport = Literal["udp", "tcp"]
 _SIPP_T = {"udp": "u1", "tcp": "t1"}  # one socket for all calls: one source address to assert on

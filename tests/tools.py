@@ -1,0 +1,34 @@
+"""External tools the tests run (sipp, kamailio, tshark, xmllint): found, skipped, or failed.
+
+One rule for every test: a missing tool skips the test with the Debian package to install, except
+when MCACM_REQUIRE_INTEROP=1 (as .ci/run sets), where it fails, so CI never skips silently.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+REQUIRE_ENV = "MCACM_REQUIRE_INTEROP"
+PACKAGES = {"sipp": "sip-tester", "kamailio": "kamailio", "tshark": "tshark",
+            "xmllint": "libxml2-utils"}
+
+
+def require_tools(*tools: str) -> list[str]:
+    """The paths of ``tools``; skips (or, with MCACM_REQUIRE_INTEROP=1, fails) if one is missing."""
+    paths = [shutil.which(t) for t in tools]
+    missing = [t for t, p in zip(tools, paths, strict=True) if p is None]
+    if not missing:
+        return [p for p in paths if p is not None]
+    packages = " ".join(PACKAGES.get(t, t) for t in missing)
+    reason = f"not installed: {', '.join(missing)} (Debian: apt-get install {packages})"
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{reason}; {REQUIRE_ENV}=1 requires it", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_tool(tool: str) -> str:
+    """The path of one tool, under the same rule."""
+    return require_tools(tool)[0]
