@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import logging
 import ssl
@@ -50,7 +49,7 @@ from mcacm_sip.runtime.sender import (
     local_address_toward,
     send_request,
 )
-from mcacm_sip.sip import Listen, Peer, TracedMessage, Transport
+from mcacm_sip.sip import Listen, Peer, TracedMessage, Transport, is_ip
 
 EX_NO_ANSWER, EX_INVALID, EX_REFUSED = 3, 4, 5
 EXIT_FOR = {Verdict.POSITIVE: EX_OK, Verdict.NEGATIVE: EX_FAILED,
@@ -216,14 +215,6 @@ def _transport_of(name: str, what: str) -> Transport:
     raise CliError(EX_USAGE, f"{what}: transport {name!r} is not udp, tcp or tls")
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def _settings(args: argparse.Namespace, request: SendableRequest) -> SendSettings:
     if args.as_ == "acms" and not args.psi:
         raise CliError(EX_USAGE, "--as acms needs --psi URI (our PSI: From of the MESSAGE)")
@@ -239,7 +230,7 @@ def _settings(args: argparse.Namespace, request: SendableRequest) -> SendSetting
         if port is None:
             raise CliError(EX_USAGE, f"--via {args.via}: give a port")
         hop = (host, port)
-    elif _is_ip(to_host) and to_port:
+    elif is_ip(to_host) and to_port:
         hop = (to_host, to_port)
     named = {flag: t for flag, t in (("--transport", args.transport), ("--via", via_transport),
                                      ("--to", to_transport)) if t}

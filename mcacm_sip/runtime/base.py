@@ -8,7 +8,6 @@ the procedure logic in :mod:`mcacm_sip.core`.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import ssl
 import time
@@ -30,6 +29,7 @@ from mcacm_sip.sip import (
     Timers,
     TracedMessage,
     Transport,
+    is_ip,
 )
 from mcacm_sip.sip.dialog import address_of_record, uri_of
 
@@ -135,14 +135,6 @@ class SipSettings:
     """``[sip.tls]``; None: no TLS (no ``tls`` listener, no ``;transport=tls`` / sips: hop)."""
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
 def hop_peer(uri: str, default: Transport = "udp") -> Peer:
     """The transport address a hop URI names: ``sip:127.0.0.1:5070;transport=tcp``
     (``sips:`` or ``;transport=tls``: TLS).
@@ -151,7 +143,7 @@ def hop_peer(uri: str, default: Transport = "udp") -> Peer:
     """
     u = parse_uri(uri.strip().strip("<>"))
     host = (u.host or "").strip("[]")
-    if not _is_ip(host) or not u.port:
+    if not is_ip(host) or not u.port:
         raise ValueError(f"{uri}: a hop needs an IP address and a port")
     param = "tls" if u.scheme == "sips" else str(u.params.get("transport") or default).lower()
     if param not in ("udp", "tcp", "tls"):
@@ -173,7 +165,7 @@ class Hops:
         """The hop for ``uri``: its exact AOR, else its domain, else ``*``; None for a URI
         that names an IP address (a registered contact, a dialog's remote target)."""
         host = uri_host(uri)
-        if _is_ip(host):
+        if is_ip(host):
             return None
         try:
             aor = address_of_record(uri_of(uri)).lower()

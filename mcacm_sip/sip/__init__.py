@@ -11,6 +11,7 @@ from .endpoint import (
     Reply,
     SipEndpoint,
     TracedMessage,
+    is_ip,
 )
 from .errors import SipError, SipParseError, SipTimeout, SipTransportError
 from .message import (
@@ -51,6 +52,7 @@ __all__ = [
     "build_response",
     "error_response",
     "header_param",
+    "is_ip",
     "media_type",
     "new_tag",
     "parse",

@@ -175,9 +175,10 @@ def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
+    """Whether ``host`` is an IPv4 or IPv6 literal (brackets allowed), i.e. needs no lookup."""
     try:
-        ipaddress.ip_address(host)
+        ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
     return True
@@ -642,7 +643,7 @@ class SipEndpoint:
     async def _resolve(self, host: str, port: int, transport: Transport) -> str:
         """An IP for ``host``: literals as is, names by getaddrinfo (no SRV/NAPTR)."""
         host = host.strip("[]")
-        if _is_ip(host):
+        if is_ip(host):
             return host
         kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
         try:
