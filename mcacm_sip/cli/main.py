@@ -115,28 +115,15 @@ async def _start(node: Any) -> None:
 # --------------------------------------------------------------------------- acms / fa-server
 
 
-def cmd_acms(args: argparse.Namespace) -> int:
-    config = _load(load_acms_node, args.config)
+def _serve_node(args: argparse.Namespace, loader: Callable[[str], Any],
+                make: Callable[..., Any]) -> int:
+    """Run a server node from its configuration until SIGINT/SIGTERM or until it fails."""
+    config = _load(loader, args.config)
     _configure_logging(args, config.log)
 
     async def main() -> int:
-        node = AcmsNode(config, trace=getattr(args, "trace", None))  # mcacm capture
-        await _start(node)
-        try:
-            return await _serve_until_signal(node.failed)
-        finally:
-            await node.stop()
-
-    return asyncio.run(main())
-
-
-def cmd_fa_server(args: argparse.Namespace) -> int:
-    config = _load(load_fa_server_node, args.config)
-    _configure_logging(args, config.log)
-
-    async def main() -> int:
-        try:  # the holder store is opened and read here
-            node = FaServerNode(config, trace=getattr(args, "trace", None))
+        try:  # a node may open its store here (the FA server reads its holders)
+            node = make(config, trace=getattr(args, "trace", None))  # trace: mcacm capture
         except ConfigError as exc:
             raise CliError(EX_CONFIG, f"{args.config}: {exc}") from None
         await _start(node)
@@ -146,6 +133,14 @@ def cmd_fa_server(args: argparse.Namespace) -> int:
             await node.stop()
 
     return asyncio.run(main())
+
+
+def cmd_acms(args: argparse.Namespace) -> int:
+    return _serve_node(args, load_acms_node, AcmsNode)
+
+
+def cmd_fa_server(args: argparse.Namespace) -> int:
+    return _serve_node(args, load_fa_server_node, FaServerNode)
 
 
 # --------------------------------------------------------------------------- acmc
