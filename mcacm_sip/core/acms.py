@@ -61,7 +61,6 @@ from mcacm_sip.core.state import (
     AWAITING_DECISION,
     DURABLE_PURPOSES,
     OPEN_PRIMARY,
-    TRANSITIONS,
     Hop,
     Mapping,
     Outgoing,
@@ -74,8 +73,8 @@ from mcacm_sip.core.state import (
     Trigger,
     TxState,
     answers,
-    next_state,
     response_to,
+    transition,
     tx_key,
 )
 
@@ -260,14 +259,15 @@ class AcmsCore:
     def _move(self, tx: Transaction, trigger: Trigger, out: Actions, **changes: Any
               ) -> Transaction:
         """Apply one row of the transition table (state.TRANSITIONS) and store the result."""
-        moved = replace(tx, state=next_state(tx.role, tx.state, trigger), **changes)
-        clause = TRANSITIONS[(tx.role, tx.state, trigger)][1]
-        # One structured event per procedure step, keyed by transaction id (no flow contents).
-        log.info("%s %s: %s -> %s (%s)", moved.role, moved.transaction_id, tx.state,
-                 moved.state, trigger, extra={
-                     "event": "procedure.step", "transaction_id": moved.transaction_id,
-                     "role": str(moved.role), "peer": moved.peer, "from_state": str(tx.state),
-                     "to_state": str(moved.state), "trigger": str(trigger), "clause": clause})
+        state, clause = transition(tx.role, tx.state, trigger)
+        moved = replace(tx, state=state, **changes)
+        if log.isEnabledFor(logging.INFO):  # one structured event per procedure step, no contents
+            log.info("%s %s: %s -> %s (%s)", moved.role, moved.transaction_id, tx.state,
+                     moved.state, trigger, extra={
+                         "event": "procedure.step", "transaction_id": moved.transaction_id,
+                         "role": str(moved.role), "peer": moved.peer,
+                         "from_state": str(tx.state), "to_state": str(moved.state),
+                         "trigger": str(trigger), "clause": clause})
         self._put(moved, out)
         return moved
 

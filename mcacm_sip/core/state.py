@@ -167,10 +167,11 @@ class IllegalTransition(RuntimeError):
     """The core tried a move the table does not allow (a programming error, never input)."""
 
 
-def next_state(role: Role, state: TxState, trigger: Trigger) -> TxState:
-    """The state after ``trigger``; raises :class:`IllegalTransition` if the table forbids it."""
+def transition(role: Role, state: TxState, trigger: Trigger) -> tuple[TxState, str]:
+    """The state after ``trigger`` and the clause that says so; raises
+    :class:`IllegalTransition` if the table forbids it."""
     try:
-        return TRANSITIONS[(role, state, trigger)][0]
+        return TRANSITIONS[(role, state, trigger)]
     except KeyError:
         raise IllegalTransition(f"{role}: {trigger} not allowed in {state}") from None
 
