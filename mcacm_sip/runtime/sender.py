@@ -65,8 +65,7 @@ FinalAnswer = (ProfileUpdateResponse | AddUserConfigurationResponse
                | RemoveUserConfigurationResponse | PendingDataDownloadResponse)
 
 REQUEST_FLOWS: tuple[str, ...] = tuple(cls.FLOW for cls in ANSWER_FOR)
-_ANSWERS = (ProfileUpdateResponse, AddUserConfigurationResponse,
-            RemoveUserConfigurationResponse, PendingDataDownloadResponse)
+_ANSWERS = tuple(ANSWER_FOR.values())
 
 
 def identity_of(request: SendableRequest) -> str:
