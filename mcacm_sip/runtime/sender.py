@@ -65,7 +65,8 @@ FinalAnswer = (ProfileUpdateResponse | AddUserConfigurationResponse
                | RemoveUserConfigurationResponse | PendingDataDownloadResponse)
 
 REQUEST_FLOWS: tuple[str, ...] = tuple(cls.FLOW for cls in ANSWER_FOR)
-_ANSWERS = tuple(ANSWER_FOR.values())
+_ANSWERS = (ProfileUpdateResponse, AddUserConfigurationResponse,
+            RemoveUserConfigurationResponse, PendingDataDownloadResponse)
 
 
 def identity_of(request: SendableRequest) -> str:
