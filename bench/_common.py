@@ -132,8 +132,10 @@ class Step:
 def step_rates(target: tuple[str, int], target_pid: int, rates: Sequence[int], seconds: float,
                workdir: Path, *, scenario: str = "uac_message.xml",
                transport: peers.SippTransport = "udp", stop_after_unclean: int = 2,
-               log: Callable[[str], None] = print) -> list[Step]:
+               proxy: int | None = None, log: Callable[[str], None] = print) -> list[Step]:
     """Offer each rate in turn for `seconds`; measure the target's CPU and RSS meanwhile.
+
+    `proxy`: send through a local proxy on that port (its PID is then `target_pid`).
 
     Stops early after `stop_after_unclean` unclean steps in a row (higher rates only get worse).
     """
@@ -144,7 +146,7 @@ def step_rates(target: tuple[str, int], target_pid: int, rates: Sequence[int], s
         meter = CpuMeter(target_pid)
         uac0, drops0 = _reaped_children_cpu(), udp_rcvbuf_errors()
         run = peers.run_sipp(scenario, target, workdir, calls=calls, rate=rate,
-                             transport=transport, timeout=seconds * 4 + 30)
+                             transport=transport, proxy=proxy, timeout=seconds * 4 + 30)
         cpu = meter.percent()
         # the sipp UAC is the only child reaped during the step
         uac_cpu = _reaped_children_cpu() - uac0
