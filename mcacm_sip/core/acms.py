@@ -207,6 +207,12 @@ class AcmsCore:
     def logged_on(self) -> frozenset[str]:
         return frozenset(self._online)
 
+    @property
+    def sends_in_flight(self) -> int:
+        """Sends whose outcome is not known yet (in progress or waiting for a retry): the
+        runtime's overload measure."""
+        return len(self._out)
+
     # ------------------------------------------------------------------ records
 
     def _remember(self, record: Record) -> None:

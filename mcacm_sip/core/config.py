@@ -43,7 +43,8 @@ The TOML shape (docs/procedures.md has the full annotated example)::
     profile_contains = "PrivateCall"
     reason = "routine change"
 
-Tables ``sip``, ``listen``, ``runtime`` and ``log`` belong to the runtime and are not read here.
+Tables ``sip``, ``listen``, ``runtime`` and ``log`` (and the ACMS's ``limits``) belong to the
+runtime and are not read here.
 Every error is a :class:`ConfigError` naming the offending key (``peers[0].psi``).
 """
 
@@ -335,7 +336,8 @@ def _migration(data: Mapping[str, Any], base: Path) -> Migration:
 def parse_acms_config(data: Mapping[str, Any], base: Path = Path(".")) -> AcmsConfig:
     """Validate a parsed TOML document; ``base`` resolves relative file names."""
     check_keys(data, {"psi", "automatic_handler", "decider", "fa_selection", "functional_aliases",
-                    "timers", "migration", "store", "peers", "users", "policy"} | RUNTIME_TABLES,
+                    "timers", "migration", "store", "peers", "users", "policy", "limits"}
+             | RUNTIME_TABLES,
              "")
     psi = _uri(data, "psi", "", required=True)
     assert psi is not None

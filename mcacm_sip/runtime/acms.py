@@ -18,9 +18,9 @@ Wiring (docs/running.md):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from mcacm_sip.acm import codec
@@ -41,6 +41,7 @@ from mcacm_sip.core.events import (
     FlowFromAcmc,
     FlowFromPeer,
     Send,
+    StoreChange,
     SubscribeFa,
     TimerTick,
     UserLoggedOff,
@@ -126,6 +127,11 @@ class AcmsNode(Node):
         self._fa_tasks: dict[str, asyncio.Task[None]] = {}
         self.failed: asyncio.Future[str] | None = None
         """Resolves (with the reason) when the node had to stop itself (store failure)."""
+        # group commit (docs/decisions.md "Benchmarks"): what the events of one loop
+        # iteration changed, and the sends waiting for it; resolved True once stored
+        self._batch: list[StoreChange] = []
+        self._after: list[Action] = []
+        self._stored: asyncio.Future[bool] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -144,6 +150,8 @@ class AcmsNode(Node):
         self._registrar_service.check()  # expire what ran out while we were down
         # restart: re-send what had no known outcome, re-subscribe to FAs
         self._apply(self.core.start(now))
+        if not self._commit():
+            raise StoreFailed("the store failed at start")
         log.info("ACMS %s listening on %s", self.psi, self.addresses,
                  extra={"event": "node.start", "open": len(self.core.transactions())})
 
@@ -152,6 +160,7 @@ class AcmsNode(Node):
         them), close sockets and the store."""
         if not self._running:
             return
+        self._commit()  # what was accepted in this loop iteration, before the store closes
         await self._halt(*self._fa_tasks.values())
         await self._subscriber.close()
         await self._registrar_service.close()
@@ -166,34 +175,59 @@ class AcmsNode(Node):
     def feed(self, event: AcmsEvent) -> None:
         """Give the core an event and apply its actions (not for flows: see the handler)."""
         if self._running:
-            with contextlib.suppress(StoreFailed):  # logged; ``failed`` tells the owner
-                self._apply(self.core.handle(event))
+            self._apply(self.core.handle(event))
 
     def _apply(self, actions: list[Action]) -> Verdict | None:
-        """Store first (ONE transaction), then start the sends; returns the verdict.
-        Sends run as tasks, so they leave after the SIP answer."""
+        """Queue the store changes for this loop iteration's commit; the sends (and SIP
+        answers, see ``_on_message``) wait for it; returns the verdict."""
         changes = store_changes(actions)
-        if changes:
+        if changes or self._stored is not None:
+            self._batch += changes
+            self._after += actions
+            if self._stored is None:
+                loop = asyncio.get_running_loop()
+                self._stored = loop.create_future()
+                loop.call_soon(self._commit)  # after every callback ready in this iteration
+        else:  # nothing waits to be stored
+            self._start_sends(actions)
+        self._timer.rearm()
+        return verdict_of(actions)
+
+    def _commit(self) -> bool:
+        """Group commit: the changes of every event since the last commit, in order, in ONE
+        store transaction; then the waiting answers and sends are released ("stored before
+        acknowledged").  A failure stops the node; every waiting request gets 500."""
+        stored, self._stored = self._stored, None
+        batch, self._batch = self._batch, []
+        after, self._after = self._after, []
+        if stored is None:
+            return self._running
+        ok = True
+        if batch:
             try:
-                self.store.apply(changes)
+                self.store.apply(batch)
             except Exception as exc:
                 log.critical("store failed, stopping: %s", exc, extra={"event": "store.failed"})
                 if self.failed is not None and not self.failed.done():
                     self.failed.set_result(f"store failed: {exc}")
                 self._running = False
-                raise StoreFailed(str(exc)) from exc
+                ok = False
+        stored.set_result(ok)
+        if ok:
+            self._start_sends(after)
+        return ok
+
+    def _start_sends(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Send):
                 self._spawn(self._deliver(action))
             elif isinstance(action, SubscribeFa) and action.fa not in self._fa_tasks:
                 task = asyncio.get_running_loop().create_task(self._follow_fa(action.fa))
                 self._fa_tasks[action.fa] = task
-        self._timer.rearm()
-        return verdict_of(actions)
 
     # ------------------------------------------------------------------ MESSAGE in
 
-    def _on_message(self, incoming: IncomingRequest) -> Reply:
+    def _on_message(self, incoming: IncomingRequest) -> Reply | Awaitable[Reply]:
         req = incoming.message
         now = time.time()
         try:
@@ -215,15 +249,18 @@ class AcmsNode(Node):
             event = FlowFromAcmc(now, self._users.get(sender, sender), flow)
         if not self._running:
             return message_reply(self.host, 503, "stopping")
-        try:
-            reply = verdict_reply(self.host, self._apply(self.core.handle(event)))
-        except StoreFailed:
-            return message_reply(self.host, 500, "store-failed")
+        reply = verdict_reply(self.host, self._apply(self.core.handle(event)))
         log.info("%s %s from %s: %d", flow.FLOW, getattr(flow, "transaction_id", ""), sender,
                  reply.status, extra={"event": "acm.received", "call_id": req.call_id,
                                       "flow": flow.FLOW, "status": reply.status,
                                       "transaction_id": getattr(flow, "transaction_id", None)})
-        return reply
+        if self._stored is None:
+            return reply
+        return self._when_stored(self._stored, reply)
+
+    async def _when_stored(self, stored: asyncio.Future[bool], reply: Reply) -> Reply:
+        # 23.280 10.17.7.2 step 4: the 200 leaves only once the request is stored
+        return reply if await stored else message_reply(self.host, 500, "store-failed")
 
     # ------------------------------------------------------------------ MESSAGE out
 
