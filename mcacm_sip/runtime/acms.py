@@ -32,6 +32,7 @@ from mcacm_sip.acm.fa import (
     resolution_from_notify,
     resolution_subscribe_body,
 )
+from mcacm_sip.acm.model import AcmRequest
 from mcacm_sip.core.acms import AcmsCore
 from mcacm_sip.core.events import (
     AcmsEvent,
@@ -50,8 +51,8 @@ from mcacm_sip.core.events import (
     store_changes,
     verdict_of,
 )
-from mcacm_sip.core.state import Hop
-from mcacm_sip.runtime.base import CoreTimer, Node, TraceHook
+from mcacm_sip.core.state import Hop, Role
+from mcacm_sip.runtime.base import CoreTimer, Node, TraceHook, warning
 from mcacm_sip.runtime.config import AcmsNodeConfig
 from mcacm_sip.runtime.messaging import message_reply, send_message, verdict_reply
 from mcacm_sip.sip import IncomingRequest, Reply
@@ -127,6 +128,11 @@ class AcmsNode(Node):
         self._fa_tasks: dict[str, asyncio.Task[None]] = {}
         self.failed: asyncio.Future[str] | None = None
         """Resolves (with the reason) when the node had to stop itself (store failure)."""
+        self._overload_logged = False
+        # RFC 3261 21.5.4 / 20.33: overloaded -> 503 with Retry-After (RFC 3428 adds nothing)
+        self._busy_reply = Reply(503, headers=(
+            warning(self.host, "overloaded: try again later"),
+            ("Retry-After", str(config.limits.retry_after))))
         # group commit (docs/decisions.md "Benchmarks"): what the events of one loop
         # iteration changed, and the sends waiting for it; resolved True once stored
         self._batch: list[StoreChange] = []
@@ -249,6 +255,8 @@ class AcmsNode(Node):
             event = FlowFromAcmc(now, self._users.get(sender, sender), flow)
         if not self._running:
             return message_reply(self.host, 503, "stopping")
+        if self._opens_transaction(event) and self._overloaded():
+            return self._busy_reply
         reply = verdict_reply(self.host, self._apply(self.core.handle(event)))
         log.info("%s %s from %s: %d", flow.FLOW, getattr(flow, "transaction_id", ""), sender,
                  reply.status, extra={"event": "acm.received", "call_id": req.call_id,
@@ -261,6 +269,34 @@ class AcmsNode(Node):
     async def _when_stored(self, stored: asyncio.Future[bool], reply: Reply) -> Reply:
         # 23.280 10.17.7.2 step 4: the 200 leaves only once the request is stored
         return reply if await stored else message_reply(self.host, 500, "store-failed")
+
+    # ------------------------------------------------------------------ overload
+
+    @property
+    def in_flight(self) -> int:
+        """The load measure of ``[limits] max_in_flight``: sends without a known outcome."""
+        return self.core.sends_in_flight
+
+    def _opens_transaction(self, event: AcmsEvent) -> bool:
+        """A request that is not a duplicate of an open one: the only traffic refused when
+        overloaded (answers, indications, decisions, downloads let the load drain)."""
+        if isinstance(event, FlowFromPeer) and isinstance(event.flow, AcmRequest):
+            tid = event.flow.transaction_id
+            return self.core.transaction(Role.PARTNER, tid, event.origin) is None
+        if isinstance(event, FlowFromAcmc) and isinstance(event.flow, AcmRequest):
+            return self.core.transaction(Role.PRIMARY, event.flow.transaction_id) is None
+        return False
+
+    def _overloaded(self) -> bool:
+        over = self.in_flight >= self.config.limits.max_in_flight
+        if over != self._overload_logged:  # one line per change, not one per refusal
+            self._overload_logged = over
+            log.warning("%s: %d sends in flight (limit %d)",
+                        "overloaded" if over else "no longer overloaded", self.in_flight,
+                        self.config.limits.max_in_flight,
+                        extra={"event": "overload.start" if over else "overload.end",
+                               "in_flight": self.in_flight})
+        return over
 
     # ------------------------------------------------------------------ MESSAGE out
 

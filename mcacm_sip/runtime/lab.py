@@ -5,12 +5,16 @@ and the partner's FA controlling server, on free ports with temporary SQLite sto
     async with Lab.start(tmp_path, transport="udp") as lab:
         out = await lab.alice.add_users((MIKE,), Addressee(DAVE))
         ...
+
+With ``proxy`` every node sends through one SIP core (hop ``*``, e.g. Kamailio with
+examples/interop/kamailio/kamailio.cfg); ``ports`` pins the servers' ports so the core's
+routing table can name them before they start; ``tls`` gives every node its certificate.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +30,12 @@ from mcacm_sip.core.config import (
     PeerSystem,
     StoreConfig,
 )
+from mcacm_sip.core.config import Timers as ProcedureTimers
 from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
 from mcacm_sip.core.policy import PolicyAction, PolicyRule
 from mcacm_sip.runtime.acmc import AcmcNode, Decider, ProgrammableDecider
 from mcacm_sip.runtime.acms import AcmsNode
-from mcacm_sip.runtime.base import SipSettings, TraceHook
+from mcacm_sip.runtime.base import SipSettings, TlsSettings, TraceHook
 from mcacm_sip.runtime.config import AcmcNodeConfig, AcmsNodeConfig, FaServerNodeConfig
 from mcacm_sip.runtime.fa_server import FaServerNode
 from mcacm_sip.sip import Listen, Timers, Transport
@@ -58,22 +63,23 @@ def profile_xml(name: str, *elements: str) -> str:
             f"<Name>{name}</Name>{extra}</mcptt-user-profile>")
 
 
-def _sip(transport: Transport) -> SipSettings:
-    listens = (Listen(transport, "127.0.0.1", 0),)
+def _sip(transport: Transport, port: int = 0, tls: TlsSettings | None = None) -> SipSettings:
+    listens = (Listen(transport, "127.0.0.1", port),)
     # short Timer F: a node that is down is noticed in seconds, not 32 s
     return SipSettings(listens=listens, transport=transport, send_timeout=4.0,
-                       timers=Timers(t1=0.1, t2=0.4, t4=0.5))
+                       timers=Timers(t1=0.1, t2=0.4, t4=0.5), tls=tls)
 
 
-def primary_config(store: str | None) -> AcmsConfig:
+def primary_config(store: str | None, timers: ProcedureTimers | None = None) -> AcmsConfig:
     return AcmsConfig(
         psi=PRIMARY,
         peers=(PeerSystem(PARTNER, ("partner.example",)),),
         users=(AuthorisedUser(ALICE, REQUEST_FLOWS, REQUEST_FLOWS),),
+        timers=timers or ProcedureTimers(),
         store=StoreConfig(store))
 
 
-def partner_config(store: str | None) -> AcmsConfig:
+def partner_config(store: str | None, timers: ProcedureTimers | None = None) -> AcmsConfig:
     return AcmsConfig(
         psi=PARTNER,
         peers=(PeerSystem(PRIMARY, ("primary.example",)),),
@@ -83,6 +89,7 @@ def partner_config(store: str | None) -> AcmsConfig:
                 PolicyRule(PolicyAction.APPROVE, "profile-update-request",
                            profile_contains=ROUTINE, reason="routine change")),
         migration=Migration("sip:{user}-{n}@partner.example", profile_from_xml(PROFILE_XML)),
+        timers=timers or ProcedureTimers(),
         store=StoreConfig(store))
 
 
@@ -100,29 +107,48 @@ class Lab:
     dave_decider: ProgrammableDecider
     trace: TraceHook | None = None
     _acmcs: list[AcmcNode] = field(default_factory=list)
+    proxy: str | None = None
+    """The SIP core every node sends through (hop ``*``); None: nodes send to each other."""
+    ports: Mapping[str, int] = field(default_factory=dict)
+    tls: TlsSettings | None = None
+    timers: ProcedureTimers | None = None
 
     @classmethod
     @asynccontextmanager
     async def start(cls, directory: Path | None = None, transport: Transport = "udp",
                     trace: TraceHook | None = None, dave: Decider | None = None,
-                    dave_online: bool = True) -> AsyncIterator[Lab]:
+                    dave_online: bool = True, *, proxy: str | None = None,
+                    ports: Mapping[str, int] | None = None, tls: TlsSettings | None = None,
+                    timers: ProcedureTimers | None = None) -> AsyncIterator[Lab]:
         """Start the five nodes; DAVE's ACMC decides with ``dave`` (default: a
-        :class:`ProgrammableDecider` that holds requests) and logs on if ``dave_online``."""
+        :class:`ProgrammableDecider` that holds requests) and logs on if ``dave_online``.
+
+        ``proxy``: SIP URI of a SIP core (``sip:127.0.0.1:5060;transport=tcp``) set as hop
+        ``*`` of every node.  ``ports``: fixed ports of "fa", "primary", "partner" (others:
+        any free port).  ``tls``: every node's certificate and CA (needed for transport
+        "tls").  ``timers``: both ACMSs' procedure timers (e.g. a short answer timer)."""
+        ports = dict(ports or {})
         with tempfile.TemporaryDirectory(prefix="mcacm-lab-") as tmp:
             base = Path(directory or tmp)
-            sip = _sip(transport)
+            sip = _sip(transport, tls=tls)
             fa = FaServerNode(FaServerNodeConfig(FA_SERVER, FaServerConfig(
-                (FaConfig(DUTY, frozenset({DAVE})),), frozenset({PARTNER})), sip), trace=trace)
-            primary = AcmsNode(AcmsNodeConfig(primary_config(str(base / "primary.sqlite")),
-                                              sip), trace=trace)
-            partner = AcmsNode(AcmsNodeConfig(partner_config(str(base / "partner.sqlite")),
-                                              sip), trace=trace)
+                (FaConfig(DUTY, frozenset({DAVE})),), frozenset({PARTNER})),
+                _sip(transport, ports.get("fa", 0), tls)), trace=trace)
+            primary = AcmsNode(AcmsNodeConfig(primary_config(str(base / "primary.sqlite"),
+                                                             timers),
+                                              _sip(transport, ports.get("primary", 0), tls)),
+                               trace=trace)
+            partner = AcmsNode(AcmsNodeConfig(partner_config(str(base / "partner.sqlite"),
+                                                             timers),
+                                              _sip(transport, ports.get("partner", 0), tls)),
+                               trace=trace)
             decider = dave if isinstance(dave, ProgrammableDecider) else ProgrammableDecider(
                 None if dave is None else dave.decide)
             alice = AcmcNode(AcmcNodeConfig(AcmcConfig(ALICE, PRIMARY), sip), trace=trace)
             dave_node = AcmcNode(AcmcNodeConfig(AcmcConfig(DAVE, PARTNER), sip), decider,
                                  trace=trace)
-            lab = cls(transport, base, fa, primary, partner, alice, dave_node, decider, trace)
+            lab = cls(transport, base, fa, primary, partner, alice, dave_node, decider, trace,
+                      proxy=proxy, ports=ports, tls=tls, timers=timers)
             try:
                 for node in (fa, primary, partner):
                     await node.start()
@@ -136,6 +162,8 @@ class Lab:
     def hops(self, node: str) -> dict[str, str]:
         """The ``[sip.hops]`` table of one node of the lab."""
         t = self.transport
+        if self.proxy is not None:  # everything through the SIP core, which routes by PSI
+            return {"*": self.proxy}
         if node == "primary":
             return {PARTNER: self.partner.hop(t)}
         if node == "partner":
@@ -147,6 +175,7 @@ class Lab:
         return {}
 
     def wire(self) -> None:
+        self.fa.set_hops(self.hops("fa"))
         self.primary.set_hops(self.hops("primary"))
         self.partner.set_hops(self.hops("partner"))
         self.alice.set_hops(self.hops("alice"))
@@ -157,7 +186,8 @@ class Lab:
         the same store; everyone's hops follow its new address."""
         await self.partner.stop()
         self.partner = AcmsNode(AcmsNodeConfig(partner_config(
-            str(self.directory / "partner.sqlite")), _sip(self.transport)), trace=self.trace)
+            str(self.directory / "partner.sqlite"), self.timers),
+            _sip(self.transport, self.ports.get("partner", 0), self.tls)), trace=self.trace)
         self.partner.set_hops(self.hops("partner"))  # before start: it re-sends at once
         await self.partner.start()
         self.wire()

@@ -364,3 +364,66 @@ def sipp_uas(workdir: Path, scenario: str = "uas_message.xml", *,
         yield SippServer(port=port, pid=proc.pid, log=log)
     finally:
         stop(proc)
+
+
+# --- Kamailio as the SIP core of both systems (examples/interop/kamailio) ------------------------
+
+CORE_DIR = Path(__file__).resolve().parents[2] / "examples" / "interop" / "kamailio"
+
+
+@dataclass(frozen=True)
+class SipCore:
+    """examples/interop/kamailio/kamailio.cfg running: UDP and TCP on `port`, TLS on
+    `tls_port` (when started with a tls.cfg)."""
+
+    port: int
+    tls_port: int | None
+    pid: int
+    log: Path
+
+    def uri(self, transport: str) -> str:
+        """The core as hop `*` of our nodes over `transport` (udp, tcp, tls)."""
+        if transport == "tls":
+            return f"sip:{LOOPBACK}:{self.tls_port};transport=tls"
+        return f"sip:{LOOPBACK}:{self.port}" + ("" if transport == "udp" else ";transport=tcp")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def core_argv(cfg: Path, run: Path, defines: Mapping[str, str | None],
+              shm_mb: int = 64) -> list[str]:
+    """The kamailio command line of the SIP core: foreground, private runtime directory,
+    `-A NAME` / `-A NAME=value` per define."""
+    argv = ["kamailio", "-f", str(cfg), "-DD", "-E", "-m", str(shm_mb), "-M", "8",
+            "-Y", str(run), "-P", str(run / "kamailio.pid")]
+    for name, value in defines.items():
+        argv += ["-A", name if value is None else f"{name}={value}"]
+    return argv
+
+
+@contextlib.contextmanager
+def sip_core(workdir: Path, routes: Mapping[str, str], *, tls_config: Path | None = None,
+             ready_timeout: float = 10.0) -> Iterator[SipCore]:
+    """The shipped SIP core config on free ports, its routing table pointed by `routes`
+    (define -> next-hop URI: PRIMARY_ACMS, PARTNER_ACMS, PARTNER_FA); TLS too when
+    `tls_config` (a tls.cfg) is given.  Ready when it answers OPTIONS with Max-Forwards: 0;
+    stopped by PID on exit from the block."""
+    port = free_port()
+    tls_port = free_port() if tls_config is not None else None
+    run = workdir / f"sip-core-{port}"
+    run.mkdir(parents=True)
+    defines: dict[str, str | None] = {"SIP_PORT": str(port)}
+    defines.update({name: f'"{uri}"' for name, uri in routes.items()})
+    if tls_config is not None:
+        defines.update({"WITH_TLS": None, "TLS_PORT": str(tls_port),
+                        "TLS_CONFIG": f'"{tls_config}"'})
+    log = run / "kamailio.log"
+    proc = spawn(core_argv(CORE_DIR / "kamailio.cfg", run, defines), log)
+    try:
+        ready = (lambda: sip_ping(port) is not None and _bound(tls_port, "tcp")
+                 ) if tls_port is not None else (lambda: sip_ping(port) is not None)
+        _wait_until(ready, proc, log, "kamailio (SIP core)", ready_timeout)
+        yield SipCore(port=port, tls_port=tls_port, pid=proc.pid, log=log)
+    finally:
+        stop(proc)
