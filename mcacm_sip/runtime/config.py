@@ -33,6 +33,10 @@ Runtime tables (docs/running.md has annotated examples)::
     level = "info"                     # debug | info | warning | error
     format = "console"                 # console | json
 
+    [limits]                           # ACMS only (docs/running.md "Overload")
+    max_in_flight = 1000               # sends without a known outcome; over it: new requests 503
+    retry_after = 5                    # seconds, the Retry-After of those 503s
+
 Every error is a :class:`~mcacm_sip.core.config.ConfigError` naming the key.
 """
 
@@ -71,10 +75,24 @@ class LogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AcmsLimits:
+    """``[limits]``: overload protection of an ACMS (RFC 3261 21.5.4; docs/decisions.md
+    "Reliability: crashes, peer failure, overload")."""
+
+    max_in_flight: int = 1000
+    """Sends whose outcome is not known yet (in progress or waiting for a retry).  Above it a
+    request that would open a new transaction is answered 503; answers, indications,
+    decisions, downloads and duplicates of open transactions are still taken, so load drains."""
+    retry_after: int = 5
+    """Retry-After (seconds, RFC 3261 20.33) of those 503 answers."""
+
+
+@dataclass(frozen=True, slots=True)
 class AcmsNodeConfig:
     acms: AcmsConfig
     sip: SipSettings = field(default_factory=SipSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    limits: AcmsLimits = field(default_factory=AcmsLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,12 +230,24 @@ def parse_log_settings(data: Mapping[str, Any]) -> LogSettings:
     return LogSettings(level, "json" if fmt == "json" else "console")
 
 
+def parse_acms_limits(data: Mapping[str, Any]) -> AcmsLimits:
+    """The ACMS's ``[limits]`` table; each value a positive integer."""
+    table = get_table(data, "limits")
+    check_keys(table, set(AcmsLimits.__dataclass_fields__), "limits.")
+    values = {name: get_typed(table, name, "limits.", int, getattr(AcmsLimits(), name))
+              for name in AcmsLimits.__dataclass_fields__}
+    for name, value in values.items():
+        if value < 1:
+            raise ConfigError("limits." + name, "must be a positive integer")
+    return AcmsLimits(**values)
+
+
 # --------------------------------------------------------------------------- roles
 
 
 def parse_acms_node(data: Mapping[str, Any], base: Path = Path(".")) -> AcmsNodeConfig:
     return AcmsNodeConfig(parse_acms_config(data, base), parse_sip_settings(data, base),
-                          parse_log_settings(data))
+                          parse_log_settings(data), parse_acms_limits(data))
 
 
 def parse_acmc_node(data: Mapping[str, Any], base: Path = Path(".")) -> AcmcNodeConfig:
