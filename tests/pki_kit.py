@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -15,6 +15,8 @@ from cryptography.x509.oid import NameOID
 
 
 def _alt_name(name: str) -> x509.GeneralName:
+    if name.startswith(("sip:", "sips:")):
+        return x509.UniformResourceIdentifier(name)  # RFC 5922 7.1: a SIP URI identity
     try:
         return x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:
@@ -27,9 +29,12 @@ def _cert(
     issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
     ca: bool,
     alt_names: Sequence[str] = (),
+    expired: bool = False,
 ) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     now = datetime.datetime.now(datetime.UTC)
+    if expired:  # valid for a day that ended yesterday
+        now -= datetime.timedelta(days=2)
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -52,18 +57,20 @@ LOOPBACK_LEAVES: Mapping[str, Sequence[str]] = {"server": ("127.0.0.1",),
 
 
 def make_pki(
-    tmp: Path, name: str, leaves: Mapping[str, Sequence[str]] = LOOPBACK_LEAVES
+    tmp: Path, name: str, leaves: Mapping[str, Sequence[str]] = LOOPBACK_LEAVES,
+    expired: Collection[str] = (),
 ) -> dict[str, Path]:
     """A CA (``files["ca"]``) and one certificate per leaf, signed by it, each with its key in
     the same PEM file (``files[leaf]``).  ``leaves``: leaf name -> its subjectAltNames (IP
-    literals or DNS names)."""
+    literals, SIP URIs or DNS names); the leaves named in ``expired`` expired yesterday."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _cert(f"{name} CA", ca_key, None, True)
     files = {"ca": tmp / f"{name}-ca.pem"}
     files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     for leaf, alt_names in leaves.items():
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = _cert(f"{name} {leaf}", key, (ca.subject, ca_key), False, alt_names)
+        cert = _cert(f"{name} {leaf}", key, (ca.subject, ca_key), False, alt_names,
+                     leaf in expired)
         path = tmp / f"{name}-{leaf}.pem"
         path.write_bytes(
             cert.public_bytes(serialization.Encoding.PEM)

@@ -288,7 +288,10 @@ class AcmsCore:
     # ------------------------------------------------------------------ incoming flows
 
     def _from_acmc(self, now: float, sender: str, flow: AcmFlow, out: Actions) -> None:
-        if isinstance(flow, AcmRequest):
+        if sender not in self._users:
+            # decision: a stranger learns nothing (not even whether a transaction exists)
+            out.refuse(403, f"not-authorised: {sender} is not an authorised ACM user")
+        elif isinstance(flow, AcmRequest):
             self._primary_request(now, sender, flow, out)
         elif isinstance(flow, AcmResponse):
             self._partner_decision(now, sender, flow, out)
@@ -347,9 +350,7 @@ class AcmsCore:
         self._send(out, Purpose.FORWARD, Hop.PEER, peer, req, tx, give_up_at=tx.deadline)
 
     def _not_allowed_to_request(self, sender: str, req: AcmRequest) -> str | None:
-        user = self._users.get(sender)
-        if user is None:
-            return f"{sender} is not an authorised ACM user"
+        user = self._users[sender]  # strangers were refused by _from_acmc
         if req.FLOW not in user.may_request:
             return f"{sender} may not send {req.FLOW}"
         if req.requester.mc_service_id != sender:

@@ -29,6 +29,8 @@ The TOML shape (docs/procedures.md has the full annotated example)::
     domains = ["primary.example"]
     requesters = ["sip:*@primary.example"]    # globs; default ["*"]
     flows = ["profile-update-request"]        # default: every request flow
+    tls = "required"                          # only over mutually authenticated TLS;
+                                              # default "optional"
 
     [[users]]
     id = "sip:alice@partner.example"
@@ -132,6 +134,10 @@ class PeerSystem:
     """Globs of the peer's users allowed to send us requests (partner role)."""
     flows: tuple[str, ...] = REQUEST_FLOWS
     """Request flows the peer may send us (partner role)."""
+    tls: Literal["optional", "required"] = "optional"
+    """``required``: the peer's requests count only over TLS with a client certificate naming
+    it (RFC 5922 7.4); ``optional``: also over UDP/TCP (labs without TLS).  A certificate,
+    when shown, must name the peer either way (runtime; docs/decisions.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,14 +352,18 @@ def parse_acms_config(data: Mapping[str, Any], base: Path = Path(".")) -> AcmsCo
         raise ConfigError("fa_selection", f"{selection!r}: expected 'first' or 'round-robin'")
     peers: list[PeerSystem] = []
     for path, p in _tables(data, "peers"):
-        check_keys(p, {"psi", "domains", "requesters", "flows"}, path)
+        check_keys(p, {"psi", "domains", "requesters", "flows", "tls"}, path)
         peer_psi = _uri(p, "psi", path, required=True)
         assert peer_psi is not None
         if any(q.psi == peer_psi for q in peers):
             raise ConfigError(path + "psi", f"{peer_psi} is configured twice")
+        tls = get_typed(p, "tls", path, str, "optional")
+        if tls not in ("optional", "required"):
+            raise ConfigError(path + "tls", f"{tls!r}: expected 'optional' or 'required'")
         peers.append(PeerSystem(peer_psi, get_strings(p, "domains", path, ()),
                                 get_strings(p, "requesters", path, ("*",)),
-                                _flows(p, "flows", path, REQUEST_FLOWS)))
+                                _flows(p, "flows", path, REQUEST_FLOWS),
+                                "required" if tls == "required" else "optional"))
     users: list[AuthorisedUser] = []
     for path, u in _tables(data, "users"):
         check_keys(u, {"id", "request", "decide", "peers"}, path)

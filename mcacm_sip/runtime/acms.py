@@ -55,8 +55,9 @@ from mcacm_sip.core.state import Hop, Role
 from mcacm_sip.runtime.base import CoreTimer, Node, TraceHook, warning
 from mcacm_sip.runtime.config import AcmsNodeConfig
 from mcacm_sip.runtime.messaging import message_reply, send_message, verdict_reply
+from mcacm_sip.runtime.trust import Trust, origin_of
 from mcacm_sip.sip import IncomingRequest, Reply
-from mcacm_sip.sip.dialog import Body, address_of_record
+from mcacm_sip.sip.dialog import Body
 from mcacm_sip.sip.registrar import (
     Binding,
     MemoryBindingStore,
@@ -120,24 +121,25 @@ class AcmsNode(Node):
                                    max_expires=86400)
         self._registrar_service = RegistrarService(self.endpoint, self.registrar)
         self._subscriber = SubscriberService(self.endpoint, transport=config.sip.transport)
-        self._users = {address_of_record(u.id): u.id for u in acms.users}
-        self._peers = {address_of_record(p.psi): p.psi for p in acms.peers}
+        self.trust = Trust(acms.peers, (u.id for u in acms.users), config.sip.trusted_hosts)
+        """Whom the node believes (peers, users, trusted hosts)."""
+        self._users = self.trust.users
         self.core = AcmsCore.restore(acms, self.store.load())
         self._timer: CoreTimer = CoreTimer(self.core.get_timer,
                                            lambda now: self.feed(TimerTick(now)))
         self._fa_tasks: dict[str, asyncio.Task[None]] = {}
         self.failed: asyncio.Future[str] | None = None
         """Resolves (with the reason) when the node had to stop itself (store failure)."""
-        self._overload_logged = False
-        # RFC 3261 21.5.4 / 20.33: overloaded -> 503 with Retry-After (RFC 3428 adds nothing)
-        self._busy_reply = Reply(503, headers=(
-            warning(self.host, "overloaded: try again later"),
-            ("Retry-After", str(config.limits.retry_after))))
         # group commit (docs/decisions.md "Benchmarks"): what the events of one loop
         # iteration changed, and the sends waiting for it; resolved True once stored
         self._batch: list[StoreChange] = []
         self._after: list[Action] = []
         self._stored: asyncio.Future[bool] | None = None
+        self._overload_logged = False
+        # RFC 3261 21.5.4 / 20.33: overloaded -> 503 with Retry-After (RFC 3428 adds nothing)
+        self._busy_reply = Reply(503, headers=(
+            warning(self.host, "overloaded: try again later"),
+            ("Retry-After", str(config.limits.retry_after))))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -243,16 +245,16 @@ class AcmsNode(Node):
                      extra={"event": "acm.refused", "call_id": req.call_id,
                             "status": exc.sip_status})
             return message_reply(self.host, exc.sip_status, exc.warning_text)
-        sender = self._sender(req)
+        origin = origin_of(req, self._sip.trusted_hosts, incoming.peer_certificate)
+        sender = origin.identity
         if sender is None:
             return message_reply(self.host, 400, "no-identity: no usable From")
-        # a configured peer PSI -> peer ACMS; anything else is treated as a local ACMC user
-        # and the core checks its authorisation (docs/decisions.md "Runtime")
-        event: AcmsEvent
-        if sender in self._peers:
-            event = FlowFromPeer(now, self._peers[sender], flow)
-        else:
-            event = FlowFromAcmc(now, self._users.get(sender, sender), flow)
+        refusal = self.trust.refusal(origin)  # RFC 5922 7.4, RFC 3325 9.1 (trust.py)
+        if refusal is not None:
+            log.warning("MESSAGE from %s (%s) refused: %s", sender, origin.source, refusal,
+                        extra={"event": "acm.untrusted", "call_id": req.call_id, "status": 403})
+            return message_reply(self.host, 403, refusal)
+        event = self.trust.event(now, sender, flow)
         if not self._running:
             return message_reply(self.host, 503, "stopping")
         if self._opens_transaction(event) and self._overloaded():
@@ -318,8 +320,11 @@ class AcmsNode(Node):
     # ------------------------------------------------------------------ REGISTER
 
     def _may_register(self, aor: str, request: Any) -> bool:
-        # only configured ACM users log on, and only for themselves (decision)
-        return aor in self._users and self._sender(request) == aor
+        # only configured ACM users log on, only for themselves, and only from where an
+        # identity is believed (decision; trust.py rules 3-4)
+        origin = origin_of(request, self._sip.trusted_hosts)
+        return (aor in self._users and origin.identity == aor
+                and self.trust.refusal(origin) is None)
 
     def _registered(self, change: RegistrationChange) -> None:
         user = self._users.get(change.aor)

@@ -246,8 +246,20 @@ def parse_acms_limits(data: Mapping[str, Any]) -> AcmsLimits:
 
 
 def parse_acms_node(data: Mapping[str, Any], base: Path = Path(".")) -> AcmsNodeConfig:
-    return AcmsNodeConfig(parse_acms_config(data, base), parse_sip_settings(data, base),
-                          parse_log_settings(data), parse_acms_limits(data))
+    acms, sip = parse_acms_config(data, base), parse_sip_settings(data, base)
+    _check_peer_tls(acms, sip)
+    return AcmsNodeConfig(acms, sip, parse_log_settings(data), parse_acms_limits(data))
+
+
+def _check_peer_tls(acms: AcmsConfig, sip: SipSettings) -> None:
+    """A peer with ``tls = "required"`` can only be believed if our TLS listener asks for
+    client certificates (RFC 5922 7.4)."""
+    for i, peer in enumerate(acms.peers):
+        if peer.tls == "required" and not (
+                sip.tls is not None and sip.tls.require_client_cert
+                and any(lst.transport == "tls" for lst in sip.listens)):
+            raise ConfigError(f"peers[{i}].tls", "required needs a tls listener and "
+                                                 "[sip.tls] require_client_cert = true")
 
 
 def parse_acmc_node(data: Mapping[str, Any], base: Path = Path(".")) -> AcmcNodeConfig:

@@ -132,6 +132,13 @@ class IncomingRequest:
     ) -> Reply:
         return Reply(status, reason, tuple(headers), body, content_type, to_tag)
 
+    @property
+    def peer_certificate(self) -> dict[str, Any] | None:
+        """The verified client certificate of the TLS connection the request came on
+        (``ssl.SSLSocket.getpeercert()`` form: ``subjectAltName`` pairs etc.); None for UDP,
+        TCP, or a TLS client that showed none (RFC 3261 26.3.2.2, RFC 5922 7.4)."""
+        return self.endpoint.peer_certificate(self.source)
+
     def __repr__(self) -> str:
         return f"<IncomingRequest {self.message!r} from {self.source}>"
 
@@ -427,6 +434,13 @@ class SipEndpoint:
         peer = conn.peer
         self._conn_by_addr[(peer.transport, peer.host, peer.port)] = conn
         return True
+
+    def peer_certificate(self, peer: Peer) -> dict[str, Any] | None:
+        """The verified certificate the remote end of ``peer``'s TLS connection showed."""
+        conn = self._conns.get(peer.conn) if peer.transport == "tls" and peer.conn else None
+        transport = conn.transport if conn is not None else None
+        cert = transport.get_extra_info("peercert") if transport is not None else None
+        return cert or None  # {}: shown but not verified (CERT_NONE) -> not an identity
 
     def on_connection_lost(self, conn: StreamConnection) -> None:
         self._conns.pop(conn.id, None)

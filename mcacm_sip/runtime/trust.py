@@ -1,0 +1,123 @@
+"""Whom an ACMS believes: the origin of a request (claimed identity, source address, TLS client
+certificate) judged against the configured peer systems and trusted hosts.
+
+Rules (docs/decisions.md "Reliability: trust and authorisation"), each a 403 with a Warning:
+
+1. A request claiming a peer ACMS's PSI that came on a TLS connection with a verified
+   certificate: the certificate must name that peer (RFC 5922 7.4, RFC 3261 26.3.2.2).
+2. A peer with ``tls = "required"``: its PSI counts only with such a certificate (no UDP/TCP,
+   no TLS without a client certificate).
+3. A connection whose certificate names a configured peer speaks only for that peer: it may
+   not claim a local user or another peer (a partner does not act for our users).
+4. With ``sip.trusted_hosts`` set (an IMS core in front), an identity counts only from those
+   hosts (RFC 3325 9.1: only the trust domain asserts) or from a peer authenticated by 1.
+   Without it (a lab), From is believed: deploy so that From cannot be forged.
+
+Then the sender is a peer ACMS (``FlowFromPeer``) or an ACMC user (``FlowFromAcmc``: the core
+authorises it, 23.280 10.17.7.2 step 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mcacm_sip.acm.model import AcmFlow
+from mcacm_sip.core.config import PeerSystem, uri_host
+from mcacm_sip.core.events import FlowFromAcmc, FlowFromPeer
+from mcacm_sip.runtime.base import sender_identity, source_ip
+from mcacm_sip.sip import Request
+from mcacm_sip.sip.dialog import address_of_record
+
+
+def certificate_names(cert: Mapping[str, Any] | None) -> frozenset[str] | None:
+    """The identities a verified certificate gives (RFC 5922 7.1): its subjectAltName DNS names
+    and SIP URIs (a URI with a user part as its AOR, else its host), lower case; the subject
+    CN only when there is no subjectAltName.  None: no certificate."""
+    if not cert:
+        return None
+    names: set[str] = set()
+    for kind, value in cert.get("subjectAltName", ()):
+        if kind == "DNS":
+            names.add(str(value).lower())
+        elif kind == "URI" and str(value).lower().startswith(("sip:", "sips:")):
+            try:
+                aor = address_of_record(str(value))
+            except ValueError:
+                continue
+            names.add(aor.lower() if "@" in aor else uri_host(aor))
+    if not cert.get("subjectAltName"):
+        names.update(str(v).lower() for rdn in cert.get("subject", ()) for k, v in rdn
+                     if k == "commonName")
+    return frozenset(names)
+
+
+def names_peer(names: Iterable[str], peer: PeerSystem) -> bool:
+    """Whether certificate ``names`` name ``peer``: its PSI, its PSI's host or one of its
+    domains (exact match; no wildcards, RFC 5922 7.2)."""
+    own = {address_of_record(peer.psi).lower(), uri_host(peer.psi),
+           *(d.lower() for d in peer.domains)}
+    return not own.isdisjoint(names)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a request came from, as far as the ACMS can tell."""
+
+    identity: str | None
+    """AOR: P-Asserted-Identity from a trusted host, else From (``sender_identity``)."""
+    source: str
+    """Source IP (top Via ``received``)."""
+    certificate: frozenset[str] | None = None
+    """Names of the verified TLS client certificate of its connection; None: none shown."""
+
+
+def origin_of(request: Request, trusted_hosts: frozenset[str],
+              cert: Mapping[str, Any] | None = None) -> Origin:
+    return Origin(sender_identity(request, trusted_hosts), source_ip(request),
+                  certificate_names(cert))
+
+
+class Trust:
+    """The ACMS's view of its peers and trusted hosts; :meth:`refusal` applies rules 1-4."""
+
+    def __init__(self, peers: Iterable[PeerSystem], users: Iterable[str],
+                 trusted_hosts: frozenset[str]) -> None:
+        self.peers = {address_of_record(p.psi): p for p in peers}
+        self.users = {address_of_record(u): u for u in users}
+        """AOR -> the configured MC service ID."""
+        self.trusted_hosts = trusted_hosts
+
+    def refusal(self, origin: Origin) -> str | None:
+        """Why ``origin`` is not believed (the Warning text of a 403), or None."""
+        identity, cert = origin.identity, origin.certificate
+        claimed = self.peers.get(identity) if identity is not None else None
+        authenticated = [] if cert is None else [p for p in self.peers.values()
+                                                 if names_peer(cert, p)]
+        trusted_hop = origin.source in self.trusted_hosts
+        if claimed is not None:
+            if claimed in authenticated:
+                return None  # rule 1: the certificate names the peer it claims
+            if claimed.tls == "required":  # rule 2
+                how = "with no client certificate" if cert is None else \
+                    f"with a certificate for {', '.join(sorted(cert)) or 'no name'}"
+                return (f"not-authorised: {claimed.psi} must connect over TLS with a "
+                        f"certificate naming it; this came {how}")
+            if cert is not None and not trusted_hop:  # rule 1 (a relaying core is exempt)
+                return (f"not-authorised: the TLS certificate "
+                        f"({', '.join(sorted(cert)) or 'no name'}) does not name {claimed.psi}")
+        elif authenticated:  # rule 3
+            return (f"not-authorised: connection authenticated as {authenticated[0].psi} "
+                    f"claims {identity}")
+        if self.trusted_hosts and not trusted_hop:  # rule 4
+            return f"not-authorised: {origin.source} is not a trusted host"
+        return None
+
+    def event(self, now: float, sender: str, flow: AcmFlow) -> FlowFromAcmc | FlowFromPeer:
+        """A configured peer PSI -> peer ACMS; anything else a local ACMC user, whom the core
+        authorises (23.280 10.17.7.2 step 2; strangers get 403 there)."""
+        peer = self.peers.get(sender)
+        if peer is not None:
+            return FlowFromPeer(now, peer.psi, flow)
+        return FlowFromAcmc(now, self.users.get(sender, sender), flow)
