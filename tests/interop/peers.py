@@ -427,3 +427,76 @@ def sip_core(workdir: Path, routes: Mapping[str, str], *, tls_config: Path | Non
         yield SipCore(port=port, tls_port=tls_port, pid=proc.pid, log=log)
     finally:
         stop(proc)
+
+
+# --- SIPp playing a foreign system (examples/interop/sipp) ---------------------------------------
+
+FOREIGN_DIR = Path(__file__).resolve().parents[2] / "examples" / "interop" / "sipp"
+
+
+@dataclass
+class Foreign:
+    """A running sipp scenario of examples/interop/sipp (a foreign ACMS, ACMC or FA server)."""
+
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+    errors: Path
+    messages: Path
+
+    @property
+    def uri(self) -> str:
+        """Where our nodes reach it (a hop URI)."""
+        return f"sip:{LOOPBACK}:{self.port}"
+
+    def wait(self, timeout: float) -> int:
+        """Its exit code (0: every check of the scenario passed); blocking."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired as e:
+            raise PeerError(f"sipp did not finish within {timeout} s:\n{self.explain()}") from e
+
+    def explain(self) -> str:
+        return (f"--- sipp output ---\n{_tail(self.log)}\n--- errors ---\n{_tail(self.errors)}"
+                f"\n--- messages ---\n{_tail(self.messages, 80)}")
+
+
+def foreign_argv(scenario: str, port: int, keys: Mapping[str, str], *,
+                 target: tuple[str, int] | None = None, inbox: bool = False,
+                 transport: SippTransport = "udp", timeout: float = 20.0,
+                 extra: Sequence[str] = ()) -> list[str]:
+    """The documented command line of a foreign-system scenario (examples/interop/README.md):
+    one call (-m 1), bounded by -timeout (then exit code 1), keys as -key."""
+    argv = ["sipp", "-sf", str(FOREIGN_DIR / scenario), "-i", LOOPBACK, "-p", str(port),
+            "-t", _SIPP_T[transport], "-m", "1", "-nostdin",
+            "-timeout", f"{timeout}s", "-timeout_error"]
+    if inbox:
+        argv += ["-oocsf", str(FOREIGN_DIR / "inbox.xml")]
+    for k, v in keys.items():
+        argv += ["-key", k, v]
+    argv += list(extra)
+    if target is not None:
+        argv.append(f"{target[0]}:{target[1]}")
+    return argv
+
+
+@contextlib.contextmanager
+def foreign(workdir: Path, scenario: str, keys: Mapping[str, str], *,
+            target: tuple[str, int] | None = None, inbox: bool = False,
+            transport: SippTransport = "udp", timeout: float = 20.0,
+            extra: Sequence[str] = (), ready_timeout: float = 10.0) -> Iterator[Foreign]:
+    """Start a foreign-system scenario on a free port; ready once its socket is bound (a UAC
+    starts sending at once); stopped by PID on exit from the block."""
+    port = free_port()
+    name = f"{Path(scenario).stem}-{port}"
+    log, errors, messages = (workdir / f"{name}.{x}.log" for x in ("out", "errors", "messages"))
+    argv = foreign_argv(scenario, port, keys, target=target, inbox=inbox, transport=transport,
+                        timeout=timeout, extra=[*extra, "-trace_err", "-error_file", str(errors),
+                                                "-trace_msg", "-message_file", str(messages)])
+    proc = spawn(argv, log, cwd=workdir)
+    try:
+        _wait_until(lambda: _bound(port, transport), proc, log, f"sipp {scenario}",
+                    ready_timeout)
+        yield Foreign(port, proc, log, errors, messages)
+    finally:
+        stop(proc)

@@ -1,0 +1,183 @@
+"""Each SIPp scenario of examples/interop/sipp (a foreign ACMS, ACMC or FA controlling server)
+against our servers on loopback, run with the documented command line (peers.foreign_argv).
+
+The outcome is checked at both ends: SIPp's exit code (0 = every regexp/compare check of the
+scenario passed, e.g. the Result it received) and our node's state or Result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from tools import require_tool
+
+from mcacm_sip.acm.codec import profile_from_xml
+from mcacm_sip.acm.model import Addressee, ProfileUpdateRequest, new_transaction_id
+from mcacm_sip.core.config import Timers as ProcedureTimers
+from mcacm_sip.core.state import Role, TxState
+from mcacm_sip.runtime.acmc import AutoDecider
+from mcacm_sip.runtime.lab import (
+    ALICE,
+    DAVE,
+    DUTY,
+    MIKE,
+    PARTNER,
+    PRIMARY,
+    Lab,
+    profile_xml,
+)
+
+from .peers import Foreign, foreign
+
+WAIT = 15.0  # upper bound; the exchanges take milliseconds on loopback
+REGISTRAR = "sip:partner.example"
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    require_tool("sipp")
+    asyncio.run(asyncio.wait_for(body(), 50))
+
+
+async def finished(peer: Foreign) -> int:
+    """sipp's exit code, waited for without blocking our nodes."""
+    return await asyncio.to_thread(peer.wait, 30)
+
+
+async def migrate(lab: Lab) -> str:
+    """MIKE migrates to the partner (10.17.5.2, automatic by policy): his partner ID."""
+    out = await lab.alice.add_users((MIKE,), Addressee(DAVE), timeout=WAIT)
+    assert out.result == "success", out
+    assert out.response is not None
+    partner_id = out.response.users[0].partner_id  # type: ignore[union-attr]
+    assert partner_id is not None
+    return partner_id
+
+
+def update(lab: Lab, migrated: str, target: Addressee) -> ProfileUpdateRequest:
+    return ProfileUpdateRequest(new_transaction_id(), lab.alice.core.me, target, migrated,
+                                profile_from_xml(profile_xml("Mike (updated)")), "please")
+
+
+# --------------------------------------------------------------------------- foreign primary
+
+
+@pytest.mark.parametrize(("decision", "expected", "rc"), [
+    (True, "success", 0),
+    (False, "rejected-by-user", 0),
+    (True, "rejected-by-user", 1),  # the scenario's Result check bites
+])
+def test_foreign_primary_acms(decision: bool, expected: str, rc: int, tmp_path: Path) -> None:
+    """foreign-primary.xml -> our partner ACMS: 200, then the process indication (step 4) and
+    the response (step 8) for its transaction id; DAVE decides at our side."""
+    async def body() -> None:
+        async with Lab.start(tmp_path, dave=AutoDecider(decision)) as lab:
+            migrated = await migrate(lab)
+            tid = str(uuid.uuid4())
+            with foreign(tmp_path, "foreign-primary.xml", {
+                    "psi": PRIMARY, "partner": PARTNER, "requester": ALICE, "target": DAVE,
+                    "migrated": migrated, "tid": tid, "result": expected},
+                    target=lab.partner.addresses["udp"], inbox=True) as peer:
+                # our partner answers the foreign primary at its address
+                lab.partner.set_hops({**lab.hops("partner"), PRIMARY: peer.uri})
+                assert await finished(peer) == rc, peer.explain()
+            tx = lab.partner.core.transaction(Role.PARTNER, tid, PRIMARY)
+            assert tx is not None and tx.response is not None
+            assert tx.response.result.code == ("success" if decision else "rejected-by-user")
+            assert [r.transaction_id for r, _ in lab.dave_decider.decided] == [tid]
+
+    run(body)
+
+
+# --------------------------------------------------------------------------- foreign partner
+
+
+@pytest.mark.parametrize("result", ["success", "rejected-by-user"])
+def test_foreign_partner_acms_answers(result: str, tmp_path: Path) -> None:
+    """Our primary ACMS -> foreign-partner.xml: its indication and response reach ALICE."""
+    async def body() -> None:
+        async with Lab.start(tmp_path) as lab:
+            with foreign(tmp_path, "foreign-partner.xml", {
+                    "psi": PARTNER, "primary": PRIMARY, "handler": DAVE,
+                    "result": result}) as peer:
+                lab.primary.set_hops({PARTNER: peer.uri})
+                handle = lab.alice.submit(update(lab, "sip:mike-1@partner.example",
+                                                 Addressee(DAVE)))
+                out = await handle.wait(WAIT)
+                assert await finished(peer) == 0, peer.explain()
+            assert out.failure is None, out.failure
+            assert out.indication is not None  # the foreign step 4 reached ALICE
+            assert out.result == result
+            assert out.response is not None and out.response.handler.mc_service_id == DAVE
+
+    run(body)
+
+
+def test_foreign_partner_acms_silent(tmp_path: Path) -> None:
+    """Our primary ACMS -> foreign-partner-silent.xml (never answers): ALICE gets Result
+    expired when the primary's answer timer runs out (here 2 s)."""
+    async def body() -> None:
+        timers = ProcedureTimers(decision_timeout=1.0, answer_grace=1.0)
+        async with Lab.start(tmp_path, timers=timers) as lab:
+            with foreign(tmp_path, "foreign-partner-silent.xml", {},
+                         extra=["-d", "3000"]) as peer:
+                lab.primary.set_hops({PARTNER: peer.uri})
+                request = update(lab, "sip:mike-1@partner.example", Addressee(DAVE))
+                out = await lab.alice.submit(request).wait(WAIT)
+                assert await finished(peer) == 0, peer.explain()  # it got the request
+            assert out.result == "expired", out
+            tx = lab.primary.core.transaction(Role.PRIMARY, request.transaction_id, PARTNER)
+            assert tx is not None and tx.state is TxState.DONE
+
+    run(body)
+
+
+# --------------------------------------------------------------------------- foreign ACMC
+
+
+def test_foreign_acmc_logs_on_downloads_and_approves(tmp_path: Path) -> None:
+    """foreign-acmc.xml as DAVE while a request waits for him (10.17.3.1): REGISTER ->
+    pending data notification -> download -> its approval reaches ALICE as success."""
+    async def body() -> None:
+        async with Lab.start(tmp_path, dave_online=False) as lab:
+            migrated = await migrate(lab)
+            handle = lab.alice.submit(update(lab, migrated, Addressee(DAVE)))
+            await asyncio.wait_for(handle.indicated, WAIT)
+            assert len(lab.partner.core.pending_for(DAVE)) == 1
+            with foreign(tmp_path, "foreign-acmc.xml", {
+                    "user": DAVE, "registrar": REGISTRAR, "acms": PARTNER,
+                    "tid": str(uuid.uuid4())},
+                    target=lab.partner.addresses["udp"], inbox=True) as peer:
+                assert await finished(peer) == 0, peer.explain()
+            out = await handle.wait(WAIT)
+            assert out.result == "success", out
+            assert out.response is not None and out.response.handler.mc_service_id == DAVE
+            assert lab.partner.core.pending_for(DAVE) == ()
+            assert not lab.partner.registrar.is_registered(DAVE, lab.partner.endpoint.now())
+
+    run(body)
+
+
+# --------------------------------------------------------------------------- foreign FA server
+
+
+def test_foreign_fa_server_names_the_holder(tmp_path: Path) -> None:
+    """Our partner ACMS resolves DUTY at foreign-fa-server.xml (SUBSCRIBE Event: presence ->
+    200 -> NOTIFY pidf naming DAVE) and hands the request to DAVE, who approves."""
+    async def body() -> None:
+        async with Lab.start(tmp_path, dave=AutoDecider(True)) as lab:
+            migrated = await migrate(lab)
+            with foreign(tmp_path, "foreign-fa-server.xml", {"holder": DAVE}) as peer:
+                lab.partner.set_hops({**lab.hops("partner"), "partner.example": peer.uri})
+                out = await lab.alice.request(
+                    update(lab, migrated, Addressee(functional_alias=DUTY)), WAIT)
+                assert await finished(peer) == 0, peer.explain()
+            assert out.result == "success", out
+            assert out.response is not None
+            assert out.response.handler.functional_alias == DUTY
+            assert out.response.handler.mc_service_id == DAVE
+
+    run(body)
