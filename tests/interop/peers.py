@@ -443,11 +443,13 @@ class Foreign:
     log: Path
     errors: Path
     messages: Path
+    transport: SippTransport = "udp"
 
     @property
     def uri(self) -> str:
         """Where our nodes reach it (a hop URI)."""
-        return f"sip:{LOOPBACK}:{self.port}"
+        return f"sip:{LOOPBACK}:{self.port}" + (";transport=tcp" if self.transport == "tcp"
+                                                else "")
 
     def wait(self, timeout: float) -> int:
         """Its exit code (0: every check of the scenario passed); blocking."""
@@ -497,6 +499,6 @@ def foreign(workdir: Path, scenario: str, keys: Mapping[str, str], *,
     try:
         _wait_until(lambda: _bound(port, transport), proc, log, f"sipp {scenario}",
                     ready_timeout)
-        yield Foreign(port, proc, log, errors, messages)
+        yield Foreign(port, proc, log, errors, messages, transport)
     finally:
         stop(proc)

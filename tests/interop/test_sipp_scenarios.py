@@ -31,7 +31,7 @@ from mcacm_sip.runtime.lab import (
     profile_xml,
 )
 
-from .peers import Foreign, foreign
+from .peers import LOOPBACK, Foreign, SippTransport, foreign, free_port, sip_core
 
 WAIT = 15.0  # upper bound; the exchanges take milliseconds on loopback
 REGISTRAR = "sip:partner.example"
@@ -95,23 +95,54 @@ def test_foreign_primary_acms(decision: bool, expected: str, rc: int, tmp_path: 
 # --------------------------------------------------------------------------- foreign partner
 
 
-@pytest.mark.parametrize("result", ["success", "rejected-by-user"])
-def test_foreign_partner_acms_answers(result: str, tmp_path: Path) -> None:
-    """Our primary ACMS -> foreign-partner.xml: its indication and response reach ALICE."""
+PARTNER_KEYS = {"psi": PARTNER, "primary": PRIMARY, "handler": DAVE}
+
+
+async def ask_foreign_partner(lab: Lab, peer: Foreign, result: str) -> None:
+    """ALICE's request to a foreign partner ACMS: its indication and response reach her."""
+    handle = lab.alice.submit(update(lab, "sip:mike-1@partner.example", Addressee(DAVE)))
+    out = await handle.wait(WAIT)
+    assert await finished(peer) == 0, peer.explain()
+    assert out.failure is None, out.failure
+    assert out.indication is not None  # the foreign step 4 reached ALICE
+    assert out.result == result
+    assert out.response is not None and out.response.handler.mc_service_id == DAVE
+
+
+@pytest.mark.parametrize(("result", "transport"), [
+    ("success", "udp"), ("rejected-by-user", "udp"), ("success", "tcp")])
+def test_foreign_partner_acms_answers(result: str, transport: SippTransport,
+                                      tmp_path: Path) -> None:
+    """Our primary ACMS -> foreign-partner.xml, approving or rejecting."""
     async def body() -> None:
-        async with Lab.start(tmp_path) as lab:
-            with foreign(tmp_path, "foreign-partner.xml", {
-                    "psi": PARTNER, "primary": PRIMARY, "handler": DAVE,
-                    "result": result}) as peer:
+        async with Lab.start(tmp_path, transport=transport) as lab:
+            with foreign(tmp_path, "foreign-partner.xml", {**PARTNER_KEYS, "result": result},
+                         transport=transport) as peer:
                 lab.primary.set_hops({PARTNER: peer.uri})
-                handle = lab.alice.submit(update(lab, "sip:mike-1@partner.example",
-                                                 Addressee(DAVE)))
-                out = await handle.wait(WAIT)
-                assert await finished(peer) == 0, peer.explain()
-            assert out.failure is None, out.failure
-            assert out.indication is not None  # the foreign step 4 reached ALICE
-            assert out.result == result
-            assert out.response is not None and out.response.handler.mc_service_id == DAVE
+                await ask_foreign_partner(lab, peer, result)
+
+    run(body)
+
+
+def test_foreign_partner_acms_behind_the_sip_core(tmp_path: Path) -> None:
+    """The same through Kamailio (examples/interop/kamailio): the core routes
+    acms@partner.example to the foreign ACMS and its MESSAGEs back to our primary."""
+    require_tool("kamailio")
+
+    async def body() -> None:
+        primary_port = free_port()
+        with foreign(tmp_path, "foreign-partner.xml",
+                     {**PARTNER_KEYS, "result": "success"}) as peer:
+            routes = {"PRIMARY_ACMS": f"sip:{LOOPBACK}:{primary_port}",
+                      "PARTNER_ACMS": peer.uri, "PARTNER_FA": peer.uri}
+            with sip_core(tmp_path, routes) as core:
+                # DAVE belongs to the foreign system now: our ACMC of his stays logged off
+                async with Lab.start(tmp_path, dave_online=False, proxy=core.uri("udp"),
+                                     ports={"primary": primary_port}) as lab:
+                    await ask_foreign_partner(lab, peer, "success")
+                    # the foreign MESSAGEs reached our primary through the core
+                    assert f"Via: SIP/2.0/UDP {LOOPBACK}:{core.port};branch=".encode() in (
+                        peer.messages.read_bytes())
 
     run(body)
 
