@@ -33,6 +33,7 @@ from _common import (
     Result,
     Step,
     bench_parser,
+    cpu_seconds,
     highest_clean,
     peers,  # tests/interop/peers.py
     report,
@@ -85,9 +86,9 @@ async def _serve_acms(port: int, primary_hop: int, store: str, synchronous: Sync
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopped.set)
     assert node.failed is not None
+    node.failed.add_done_callback(lambda _: stopped.set())  # a store failure ends the run
     try:
-        await asyncio.wait([asyncio.ensure_future(stopped.wait()), node.failed],
-                           return_when=asyncio.FIRST_COMPLETED)
+        await stopped.wait()
     finally:
         await node.stop()
 
@@ -132,6 +133,7 @@ class IngressStep:
     p50_ms: float | None  # request sent -> response MESSAGE received
     p99_ms: float | None
     cpu: float  # % of one core, our ACMS, until the last response left
+    cpu_us: float  # CPU time of our ACMS per request (all its work for the procedure)
     rss_mib: float
     rcvbuf_drops: int
     sipp_rc: int
@@ -163,6 +165,7 @@ def _ingress_step(run: int, rate: int, seconds: float, acms: tuple[str, int], ac
     calls = max(1, int(rate * seconds))
     sent_log = work / f"uac-{run}.log"
     meter, drops0 = CpuMeter(acms_pid), udp_rcvbuf_errors()
+    cpu0 = cpu_seconds(meter.pids)
     sipp = peers.run_sipp(str(UAC), acms, work, calls=calls, rate=rate, keys={"run": str(run)},
                           timeout=seconds * 4 + 30,
                           extra=["-trace_logs", "-log_file", str(sent_log)])
@@ -176,7 +179,7 @@ def _ingress_step(run: int, rate: int, seconds: float, acms: tuple[str, int], ac
         if len(got) >= 2 * calls or time.monotonic() - still > 3.0:
             break
         time.sleep(0.2)
-    cpu = meter.percent()
+    cpu, cpu_s = meter.percent(), cpu_seconds(meter.pids) - cpu0
     sent = {f[1]: float(f[2]) + float(f[3]) / 1e6
             for f in _log_lines(sent_log) if len(f) == 4 and f[0] == "sent"}
     keys = [(f[0], f[1]) for f in got]
@@ -192,7 +195,8 @@ def _ingress_step(run: int, rate: int, seconds: float, acms: tuple[str, int], ac
         responses=len(responses), our_retransmissions=len(keys) - len(set(keys)),
         p50_ms=None if p50 is None else round(p50, 2),
         p99_ms=None if p99 is None else round(p99, 2),
-        cpu=round(cpu, 1), rss_mib=round(rss_bytes(meter.pids) / 2**20, 1),
+        cpu=round(cpu, 1), cpu_us=round(1e6 * cpu_s / calls),
+        rss_mib=round(rss_bytes(meter.pids) / 2**20, 1),
         rcvbuf_drops=udp_rcvbuf_errors() - drops0, sipp_rc=sipp.rc, calls=calls)
 
 
@@ -209,7 +213,8 @@ def ingress(rates: Sequence[int], seconds: float, work: Path, synchronous: Sync
             print(f"  {rate:>6}/s offered: {s.achieved:>8.1f}/s failed={s.failed} "
                   f"retrans={s.retransmissions} answers={s.indications}+{s.responses}/"
                   f"{s.calls} ours-retrans={s.our_retransmissions} p50={s.p50_ms} ms "
-                  f"p99={s.p99_ms} ms cpu={s.cpu}% rss={s.rss_mib} MiB", flush=True)
+                  f"p99={s.p99_ms} ms cpu={s.cpu}% ({s.cpu_us} us/req) rss={s.rss_mib} MiB",
+                  flush=True)
             steps.append(s)
             unclean = 0 if s.clean else unclean + 1
             if unclean >= 2:
@@ -219,9 +224,9 @@ def ingress(rates: Sequence[int], seconds: float, work: Path, synchronous: Sync
 
 def _table(title: str, steps: Sequence[IngressStep]) -> dict[str, Any]:
     columns = ["offered/s", "achieved/s", "failed", "retrans", "indications", "responses",
-               "our retrans", "p50 ms", "p99 ms", "CPU %", "RSS MiB", "clean"]
+               "our retrans", "p50 ms", "p99 ms", "CPU %", "CPU us/req", "RSS MiB", "clean"]
     rows = [[s.offered, s.achieved, s.failed, s.retransmissions, s.indications, s.responses,
-             s.our_retransmissions, s.p50_ms, s.p99_ms, s.cpu, s.rss_mib,
+             s.our_retransmissions, s.p50_ms, s.p99_ms, s.cpu, s.cpu_us, s.rss_mib,
              "yes" if s.clean else "no"] for s in steps]
     return {"title": title, "columns": columns, "rows": rows, "steps": [asdict(s) for s in steps]}
 
@@ -239,8 +244,8 @@ def _summary(runs: dict[str, list[IngressStep]], uas: Sequence[Step], relay: Seq
         best = _best(steps)
         out[f"ours ({sync}) highest clean rate (req/s)"] = best.achieved if best else 0
         if best:
-            out[f"ours ({sync}) at that rate: p50/p99 ms, CPU %, RSS MiB"] = (
-                best.p50_ms, best.p99_ms, best.cpu, best.rss_mib)
+            out[f"ours ({sync}) at that rate: p50/p99 ms, CPU %, CPU us/req, RSS MiB"] = (
+                best.p50_ms, best.p99_ms, best.cpu, best.cpu_us, best.rss_mib)
             if b_relay:
                 out[f"ratio ours ({sync}) / Kamailio relay"] = round(
                     best.achieved / b_relay.achieved, 3)

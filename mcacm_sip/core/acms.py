@@ -10,6 +10,7 @@ is ``AcmsCore(config, store.load())`` followed by ``start(now)``.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import uuid
 from dataclasses import replace
@@ -132,6 +133,10 @@ class AcmsCore:
         self._pending: dict[str, PendingItem] = {}
         self._queues: dict[str, dict[str, None]] = {}         # owner -> ordered item keys
         self._out: dict[str, Outgoing] = {}
+        self._out_of_tx: dict[str, dict[str, None]] = {}      # tx key -> its send ids
+        # (when, kind, key) of every transaction deadline and retry time, lazily deleted:
+        # an entry is live while its record still has that time (get_timer is O(log n))
+        self._timers: list[tuple[float, str, str]] = []
         self._maps: dict[str, Mapping] = {}
         self._by_partner_id: dict[tuple[Role, str], str] = {}  # (side, partner id) -> map key
         self._online: set[str] = set()
@@ -185,9 +190,10 @@ class AcmsCore:
 
     def get_timer(self) -> float | None:
         """The earliest deadline (transaction timers, retries), or None."""
-        times = [t.deadline for t in self._tx.values()]
-        times += [o.next_at for o in self._out.values() if o.next_at is not None]
-        return min(times, default=None)
+        timers = self._timers
+        while timers and not self._live(*timers[0]):
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
 
     # read-only views (tools, tests, the demo)
     def transaction(self, role: Role, transaction_id: str, peer: str = "") -> Transaction | None:
@@ -215,17 +221,40 @@ class AcmsCore:
 
     # ------------------------------------------------------------------ records
 
+    def _live(self, when: float, kind: str, key: str) -> bool:
+        if kind == Transaction.KIND:
+            tx = self._tx.get(key)
+            return tx is not None and tx.deadline == when
+        og = self._out.get(key)
+        return og is not None and og.next_at == when
+
+    def _timer_at(self, when: float, kind: str, key: str) -> None:
+        timers = self._timers
+        heapq.heappush(timers, (when, kind, key))
+        if len(timers) > 64 + 4 * (len(self._tx) + len(self._out)):  # drop the dead entries
+            self._timers = [t for t in timers if self._live(*t)]
+            heapq.heapify(self._timers)
+
     def _remember(self, record: Record) -> None:
         match record:
             case Transaction():
+                old = self._tx.get(record.key)
                 self._tx[record.key] = record
+                if old is None or old.deadline != record.deadline:
+                    self._timer_at(record.deadline, record.KIND, record.key)
                 if record.role is Role.PARTNER:
                     self._partner_keys.setdefault(record.transaction_id, set()).add(record.key)
             case PendingItem():
                 self._pending[record.key] = record
                 self._queues.setdefault(record.owner, {})[record.key] = None
             case Outgoing():
+                old_og = self._out.get(record.key)
                 self._out[record.key] = record
+                if record.tx_key is not None:
+                    self._out_of_tx.setdefault(record.tx_key, {})[record.key] = None
+                if record.next_at is not None and (old_og is None
+                                                   or old_og.next_at != record.next_at):
+                    self._timer_at(record.next_at, record.KIND, record.key)
             case Mapping():
                 self._maps[record.key] = record
                 self._by_partner_id[(record.side, record.partner_id)] = record.key
@@ -255,12 +284,17 @@ class AcmsCore:
         return item
 
     def _drop_out(self, og: Outgoing, out: Actions) -> None:
+        if og.tx_key is not None and (of_tx := self._out_of_tx.get(og.tx_key)) is not None:
+            of_tx.pop(og.send_id, None)
+            if not of_tx:
+                del self._out_of_tx[og.tx_key]
         if self._out.pop(og.send_id, None) is not None and og.purpose in DURABLE_PURPOSES:
             out.change(Remove(Outgoing.KIND, og.send_id))
 
     def _drop_sends(self, tx: Transaction, purpose: Purpose, out: Actions) -> None:
-        for og in [o for o in self._out.values() if o.tx_key == tx.key and o.purpose is purpose]:
-            self._drop_out(og, out)
+        for send_id in list(self._out_of_tx.get(tx.key, ())):
+            if (og := self._out[send_id]).purpose is purpose:
+                self._drop_out(og, out)
 
     def _move(self, tx: Transaction, trigger: Trigger, out: Actions, **changes: Any
               ) -> Transaction:
@@ -775,9 +809,19 @@ class AcmsCore:
         self._put(replace(og, next_at=at), out)
 
     def _tick(self, now: float, out: Actions) -> None:
-        for tx in [t for t in self._tx.values() if t.deadline <= now]:
-            self._expire(now, tx, out)
-        for og in [o for o in self._out.values() if o.next_at is not None and o.next_at <= now]:
+        due: dict[str, dict[str, None]] = {Transaction.KIND: {}, Outgoing.KIND: {}}
+        timers = self._timers
+        while timers and timers[0][0] <= now:  # the live timers that ran out, earliest first
+            when, kind, key = heapq.heappop(timers)
+            if self._live(when, kind, key):
+                due[kind][key] = None
+        for key in due[Transaction.KIND]:
+            if (tx := self._tx.get(key)) is not None and tx.deadline <= now:
+                self._expire(now, tx, out)
+        for key in due[Outgoing.KIND]:
+            og = self._out.get(key)
+            if og is None or og.next_at is None or og.next_at > now:
+                continue
             og = replace(og, attempts=og.attempts + 1, next_at=None)
             self._put(og, out)
             out.add(Send(og.send_id, og.hop, og.to, og.flow))
