@@ -1,0 +1,186 @@
+"""Full procedure: primary ACMC -> primary ACMS -> partner ACMS (automatic approval) -> response
+back to the primary ACMC (23.280 10.17.7.2 steps 1-10), all five nodes of mcacm_sip.runtime.lab
+in this process on loopback UDP with durable SQLite stores.
+
+Two loads: closed loop (N requests always in flight: procedures/s it sustains) and open loop
+(requests started at a fixed rate: p50/p99 end-to-end latency, request submitted -> response
+delivered to the primary ACMC). Every request is a profile update of the migrated user whose
+profile carries the element the partner's policy approves automatically (10.17.3.2). The CPU
+column is this process (all five nodes) per procedure. Baseline: none (every node is ours);
+read it beside the ingress and SIP-layer benches of the same run.
+
+    .venv/bin/python bench/procedure.py [--quick] [--json FILE] [--rates 250,500,1000]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from _common import Result, bench_parser, report, rss_bytes
+
+from mcacm_sip.acm.codec import profile_from_xml
+from mcacm_sip.acm.model import Addressee, ProfileUpdateRequest, new_transaction_id
+from mcacm_sip.runtime.lab import DAVE, MIKE, ROUTINE, Lab, profile_xml
+
+CONCURRENCY = (1, 10, 50)
+RATES = (250, 500, 1000, 1500)
+QUICK_CONCURRENCY = (1, 10)
+QUICK_RATES = (100,)
+TARGET_RATE, TARGET_P99_MS = 1000, 5.0  # issue #7: at 1 000 procedures/s, p99 <= 5 ms
+
+
+@dataclass(frozen=True)
+class Run:
+    load: str  # "closed N" | "open R/s"
+    completed: int
+    failed: int  # no positive response (refused, undeliverable, timed out)
+    seconds: float
+    per_second: float
+    p50_ms: float | None
+    p99_ms: float | None
+    cpu_us: float  # this process's CPU time per completed procedure (all nodes)
+    rss_mib: float
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+
+class Procedures:
+    """Starts procedures against a running lab and times them."""
+
+    def __init__(self, lab: Lab, migrated: str) -> None:
+        self.lab = lab
+        self.migrated = migrated
+        self.profile = profile_from_xml(profile_xml("Mike (updated)", ROUTINE))
+        self.latencies: list[float] = []
+        self.failed = 0
+
+    async def one(self) -> None:
+        request = ProfileUpdateRequest(new_transaction_id(), self.lab.alice.core.me,
+                                       Addressee(DAVE), self.migrated, self.profile, "bench")
+        started = time.perf_counter()
+        outcome = await self.lab.alice.request(request, timeout=30.0)
+        if outcome.result == "success":
+            self.latencies.append(1000 * (time.perf_counter() - started))
+        else:
+            self.failed += 1
+
+    def result(self, load: str, seconds: float, cpu: float) -> Run:
+        n = len(self.latencies)
+        return Run(load, n, self.failed, round(seconds, 2), round(n / seconds, 1),
+                   _percentile(self.latencies, 0.5), _percentile(self.latencies, 0.99),
+                   round(1e6 * cpu / n) if n else 0.0, round(rss_bytes([os.getpid()]) / 2**20, 1))
+
+
+async def _measure(lab: Lab, migrated: str, load: str,
+                   drive: Callable[[Procedures], Awaitable[None]]) -> Run:
+    p = Procedures(lab, migrated)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await drive(p)
+    run = p.result(load, time.perf_counter() - t0, time.process_time() - cpu0)
+    print(f"  {load:>12}: {run.completed} done, {run.failed} failed, {run.per_second}/s, "
+          f"p50={run.p50_ms} ms p99={run.p99_ms} ms, {run.cpu_us} CPU us/procedure, "
+          f"rss={run.rss_mib} MiB", flush=True)
+    return run
+
+
+def closed_loop(n: int, seconds: float) -> Callable[[Procedures], Awaitable[None]]:
+    async def drive(p: Procedures) -> None:
+        end = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < end:
+                await p.one()
+
+        await asyncio.gather(*(worker() for _ in range(n)))
+    return drive
+
+
+def open_loop(rate: int, seconds: float) -> Callable[[Procedures], Awaitable[None]]:
+    async def drive(p: Procedures) -> None:
+        loop = asyncio.get_running_loop()
+        start, count = loop.time(), int(rate * seconds)
+        tasks = []
+        for i in range(count):  # start i at start + i/rate, whatever the previous ones do
+            delay = start + i / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(loop.create_task(p.one()))
+        await asyncio.gather(*tasks)
+    return drive
+
+
+async def bench(concurrency: Sequence[int], rates: Sequence[int], seconds: float
+                ) -> tuple[list[Run], list[Run]]:
+    async with Lab.start(transport="udp") as lab:
+        # 10.17.5.2: MIKE migrates to the partner first (automatic by policy)
+        out = await lab.alice.add_users((MIKE,), Addressee(DAVE), timeout=30.0)
+        assert out.response is not None and out.result == "success", out
+        migrated = out.response.users[0].partner_id  # type: ignore[union-attr]
+        assert migrated is not None
+        await _measure(lab, migrated, "warm-up", closed_loop(4, min(seconds, 1.0)))
+        print(f"closed loop, {seconds:g} s each", flush=True)
+        closed = [await _measure(lab, migrated, f"closed {n}", closed_loop(n, seconds))
+                  for n in concurrency]
+        print(f"open loop, {seconds:g} s each", flush=True)
+        opened = [await _measure(lab, migrated, f"open {r}/s", open_loop(r, seconds))
+                  for r in rates]
+    return closed, opened
+
+
+def _table(title: str, runs: Sequence[Run]) -> dict[str, Any]:
+    columns = ["load", "completed", "failed", "procedures/s", "p50 ms", "p99 ms",
+               "CPU us/procedure", "RSS MiB"]
+    rows = [[r.load, r.completed, r.failed, r.per_second, r.p50_ms, r.p99_ms, r.cpu_us,
+             r.rss_mib] for r in runs]
+    return {"title": title, "columns": columns, "rows": rows, "runs": [asdict(r) for r in runs]}
+
+
+def main(argv: Sequence[str] | None = None) -> Result:
+    parser = bench_parser(__doc__.split("\n\n")[0] if __doc__ else "")
+    parser.add_argument("--concurrency", help="comma-separated N for the closed loop")
+    parser.add_argument("--rates", help="comma-separated procedures/s for the open loop")
+    parser.add_argument("--seconds", type=float, help="length of each run (default 5, quick 1)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)  # no per-step log lines under load
+    concurrency = ([int(n) for n in args.concurrency.split(",")] if args.concurrency
+                   else list(QUICK_CONCURRENCY if args.quick else CONCURRENCY))
+    rates = ([int(r) for r in args.rates.split(",")] if args.rates
+             else list(QUICK_RATES if args.quick else RATES))
+    seconds = args.seconds or (1.0 if args.quick else 5.0)
+    closed, opened = asyncio.run(bench(concurrency, rates, seconds))
+    best = max(closed, key=lambda r: r.per_second)
+    at_target = next((r for r in opened if r.load == f"open {TARGET_RATE}/s"), None)
+    summary: dict[str, Any] = {
+        "highest procedures/s (closed loop)": best.per_second,
+        "at that load: p50/p99 ms, CPU us/procedure": (best.p50_ms, best.p99_ms, best.cpu_us),
+    }
+    for r in opened:
+        summary[f"{r.load}: p50/p99 ms (failed)"] = (r.p50_ms, r.p99_ms, r.failed)
+    summary[f"target p99 <= {TARGET_P99_MS:g} ms at {TARGET_RATE}/s"] = (
+        "not run" if at_target is None else
+        "met" if at_target.p99_ms is not None and at_target.p99_ms <= TARGET_P99_MS
+        and not at_target.failed and at_target.per_second >= 0.95 * TARGET_RATE else "not met")
+    result: Result = {
+        "name": "procedure",
+        "title": "full procedure, automatic approval: 2 ACMS + 2 ACMC + FA server in one process",
+        "tables": [_table("closed loop: N procedures in flight", closed),
+                   _table("open loop: procedures started at a fixed rate", opened)],
+        "summary": summary,
+    }
+    report(result, args.json)
+    return result
+
+
+if __name__ == "__main__":
+    main()
