@@ -382,6 +382,7 @@ def _acmc_args(p: argparse.ArgumentParser) -> None:
 # subcommands of other modules register themselves when imported
 from mcacm_sip.cli import (  # noqa: E402
     capture_cmd,  # noqa: F401  (mcacm capture)
+    conformance_cmd,  # noqa: F401  (mcacm conformance)
     demo_cmd,  # noqa: F401  (mcacm demo)
     examples_cmd,  # noqa: F401  (mcacm examples, make examples)
     ladder_cmd,  # noqa: F401  (mcacm ladder)

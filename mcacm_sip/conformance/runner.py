@@ -1,0 +1,487 @@
+"""Plays the catalogue against a peer ACMS over SIP and judges what it does.
+
+One SIP endpoint carries every identity the runner plays:
+
+- ``--role partner``: the foreign primary ACMS (``[partner] primary_psi``) that sends the peer
+  requests, and the ACMC of ``decider`` (REGISTERed at the peer) that receives the requests
+  the peer routes to a user, and answers them;
+- ``--role primary``: the ACMC of ``requester`` (REGISTERed at the peer) that sends requests,
+  and the partner ACMS (``[primary] partner_psi``) that receives what the peer forwards and
+  answers it in the scripted way.
+
+Each request the runner sends is followed by a :class:`~mcacm_sip.runtime.sender.Exchange`
+(the sans-I/O state of ``mcacm send``): it matches the process indication and the final
+response by transaction id and validates them.  What else arrives (requests to decide,
+forwarded requests, pending-data notifications) is recorded as :class:`Arrival` s.  Each
+scenario script turns what it saw into :class:`~.report.Checks`; every SIP message of a
+scenario goes to its pcap, every event to its JSON-lines log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+from mcacm_sip.acm import codec
+from mcacm_sip.acm.errors import AcmError
+from mcacm_sip.acm.model import (
+    AcmFlow,
+    AcmRequest,
+    AcmResponse,
+    PendingDataDownloadResponse,
+    PendingDataNotification,
+    ProcessIndication,
+)
+from mcacm_sip.conformance.catalogue import Scenario, not_applicable, scenarios_for
+from mcacm_sip.conformance.profile import Fixtures, Profile, Role
+from mcacm_sip.conformance.report import Checks, Report, ScenarioResult, Verdict
+from mcacm_sip.core.config import uri_host
+from mcacm_sip.pcap import PcapWriter
+from mcacm_sip.runtime.base import TraceRecord, hop_peer, hop_uri, node_trace
+from mcacm_sip.runtime.messaging import _warning_text as warning_text
+from mcacm_sip.runtime.messaging import message_reply
+from mcacm_sip.runtime.sender import Exchange, SendableRequest, registrar_uri
+from mcacm_sip.sip import (
+    IncomingRequest,
+    Listen,
+    Peer,
+    Reply,
+    SipEndpoint,
+    SipTimeout,
+    SipTransportError,
+    Timers,
+    Transport,
+    is_ip,
+)
+from mcacm_sip.sip.dialog import address_of_record, uri_of
+from mcacm_sip.sip.registrar import RegistrationClient, RegistrationError
+
+_ANSWERS = (ProcessIndication, AcmResponse, PendingDataDownloadResponse)
+"""What answers a request we sent (and goes to its Exchange)."""
+
+Script = Callable[["Runner", Checks], Awaitable[None]]
+SCRIPTS: dict[tuple[str, Role], Script] = {}
+
+
+def script(id: str, *roles: Role) -> Callable[[Script], Script]:
+    def register(fn: Script) -> Script:
+        for role in roles:
+            SCRIPTS[(id, role)] = fn
+        return fn
+    return register
+
+
+class SetupFailed(Exception):
+    """The runner could not bring the scenario to the point of judging (Inconclusive)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A MESSAGE that reached the runner and was not an answer to one of its requests."""
+
+    time: float
+    uri: str
+    """Request-URI: our PSI or our ACMC contact."""
+    sender: str | None
+    flow: AcmFlow | None
+    status: int
+    """What we answered."""
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """The SIP outcome of one MESSAGE we sent."""
+
+    status: int | None
+    """None: no final answer (timeout, transport failure)."""
+    reason: str = ""
+    warning: str | None = None
+    accept: str | None = None
+    body: bytes = b""
+    call_id: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    def describe(self) -> str:
+        if self.status is None:
+            return self.reason or "no answer"
+        return f"{self.status} {self.reason}" + (f" ({self.warning})" if self.warning else "")
+
+
+def parse_peer(uri: str) -> tuple[str, Peer | None, Transport | None]:
+    """``--peer``: the Request-URI we send to, the next hop if it names an IP address and a
+    port, and the transport it names.  Raises ValueError for something that is no SIP URI."""
+    raw = uri.strip().strip("<>")
+    if not raw.lower().startswith(("sip:", "sips:")):
+        raise ValueError(f"{uri}: not a sip: or sips: URI")
+    host = uri_host(raw).strip("[]")
+    transport: Transport | None = None
+    lowered = raw.lower()
+    if lowered.startswith("sips:") or ";transport=tls" in lowered:
+        transport = "tls"
+    elif ";transport=tcp" in lowered:
+        transport = "tcp"
+    elif ";transport=udp" in lowered:
+        transport = "udp"
+    hop: Peer | None = None
+    if is_ip(host):
+        try:
+            hop = hop_peer(raw, transport or "udp")
+        except ValueError:  # an IP without a port: let the endpoint use 5060 / 5061
+            hop = None
+    return raw, hop, transport
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+class Runner:
+    """Build with :meth:`open` (it listens); :meth:`run` plays the catalogue."""
+
+    def __init__(self, profile: Profile, role: Role, peer: str, out: Path | None = None,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.profile = profile
+        self.role: Role = role
+        self.peer_uri, hop, named = parse_peer(peer)
+        wire = profile.wire
+        if hop is None and wire.hop:
+            hop = hop_peer(wire.hop, named or wire.transport)
+        self.transport: Transport = named or (hop.transport if hop else wire.transport)
+        if self.transport == "tls":
+            raise ValueError("the conformance runner speaks UDP and TCP (TLS: run it through "
+                             "a proxy that terminates TLS)")
+        self.peer_hop = hop
+        self.fx: Fixtures | None = profile.roles.get(role)
+        self.out = out
+        self._say = progress or (lambda _: None)
+        listen = (self.fx.listen if self.fx else "127.0.0.1:0")
+        host, _, port = listen.rpartition(":")
+        t1 = profile.timing.t1
+        self.endpoint = SipEndpoint(
+            [Listen(self.transport, host.strip("[]"), int(port))],
+            timers=Timers(t1=t1, t2=8 * t1, t4=10 * t1),
+            trace=node_trace(self._traced, "conformance"),
+            locate=lambda _uri: self.peer_hop)  # everything we send goes to the peer
+        self.wait = profile.timing.wait
+        self.quiet = profile.timing.quiet
+        self._exchanges: dict[str, Exchange] = {}
+        self.arrivals: list[Arrival] = []
+        self.partner_status = 200
+        """(role primary) our SIP answer to requests the peer forwards to our partner PSI."""
+        self._changed = asyncio.Event()
+        self._records: list[TraceRecord] = []
+        self._log: list[dict[str, Any]] = []
+        self._registration: RegistrationClient | None = None
+        self.registered_as: str | None = None
+        self.assigned: dict[str, str] = {}
+        """Primary ID -> partner ID, learnt in ``add-user`` (either role)."""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, profile: Profile, role: Role, peer: str, out: Path | None = None,
+                   progress: Callable[[str], None] | None = None) -> AsyncIterator[Runner]:
+        runner = cls(profile, role, peer, out, progress)
+        await runner.endpoint.start()
+        runner.endpoint.serve("MESSAGE", runner._on_message)
+        try:
+            yield runner
+        finally:
+            await runner.logoff()
+            await runner.endpoint.close()
+
+    def hop(self) -> str:
+        """A SIP URI for the peer's next-hop table: where our PSI and contacts are."""
+        return hop_uri(self.endpoint, self.transport)
+
+    @property
+    def psi(self) -> str:
+        assert self.fx is not None
+        return self.fx.psi
+
+    @property
+    def acmc_user(self) -> str:
+        """The ACMC we play: the decider (role partner) or the requester (role primary)."""
+        assert self.fx is not None
+        return self.fx.decider if self.role == "partner" else self.fx.requester
+
+    async def run(self, only: tuple[str, ...] = ()) -> Report:
+        """Play the scenarios of our role (or those named in ``only``), in catalogue order."""
+        results = [await self.play(s) for s in scenarios_for(self.role, only)]
+        return Report(self.peer_uri, self.role, self.profile.name, tuple(results))
+
+    async def play(self, scenario: Scenario) -> ScenarioResult:
+        why = not_applicable(scenario, self.role, self.fx, self.transport)
+        if why is not None:
+            return ScenarioResult(scenario.id, scenario.title, scenario.clause,
+                                  Verdict.NOT_APPLICABLE, why)
+        self._say(f"{scenario.id} ...")
+        self._records, self._log, self.arrivals = [], [], []
+        self._exchanges.clear()
+        self.partner_status = 200
+        checks = Checks()
+        started = time.time()
+        try:
+            if self.acmc_user and self.registered_as is None:
+                await self.logon()
+            await SCRIPTS[(scenario.id, self.role)](self, checks)
+        except SetupFailed as exc:
+            checks.unobservable("set-up", str(exc))
+        except (OSError, SipTransportError) as exc:
+            checks.unobservable("set-up", f"transport failure: {exc}")
+        await asyncio.sleep(0)  # let answers in flight be traced
+        result = ScenarioResult(scenario.id, scenario.title, scenario.clause, checks.verdict,
+                                checks.reason, tuple(checks.items), time.time() - started)
+        for c in checks.items:
+            self._event("check", what=c.what, ok=c.ok, detail=c.detail or None)
+        self._event("verdict", verdict=str(result.verdict), reason=result.reason or None)
+        self._say(f"{scenario.id}: {result.verdict.name.lower()}"
+                  + (f" ({result.reason})" if result.reason else ""))
+        return self._save(result)
+
+    # ------------------------------------------------------------------ evidence
+
+    def _traced(self, record: TraceRecord) -> None:
+        self._records.append(record)
+
+    def _event(self, event: str, **fields: Any) -> None:
+        self._log.append({"t": round(time.time(), 6), "event": event, **fields})
+
+    def _save(self, result: ScenarioResult) -> ScenarioResult:
+        if self.out is None:
+            return result
+        self.out.mkdir(parents=True, exist_ok=True)
+        pcap, log = self.out / f"{result.id}.pcap", self.out / f"{result.id}.jsonl"
+        with open(pcap, "wb") as f:
+            writer = PcapWriter(f)
+            for r in self._records:
+                writer.write(r.time, r.transport, r.src, r.dst, r.data)
+            writer.close_all(time.time())
+        with open(log, "w", encoding="utf-8") as text:
+            _write_lines(text, self._log)
+        return replace(result, pcap=str(pcap), log=str(log))
+
+    # ------------------------------------------------------------------ ACMC logon
+
+    async def logon(self) -> None:
+        """REGISTER our ACMC identity at the peer (23.280 10.17.3.1 logon)."""
+        user = self.acmc_user
+        registration = RegistrationClient(
+            self.endpoint, registrar=registrar_uri(self.peer_uri), aor=user, expires=600,
+            transport=self.transport)
+        try:
+            await registration.register()
+        except RegistrationError as exc:
+            await registration.close()
+            self._event("register", user=user, status=exc.status)
+            raise SetupFailed(f"REGISTER {user} at the peer failed: "
+                              f"{exc.status or 'no answer'}") from None
+        self._event("register", user=user, status=200)
+        self._registration, self.registered_as = registration, user
+
+    async def logoff(self) -> None:
+        """Remove our ACMC's binding (logged off until :meth:`logon`)."""
+        registration, self._registration, self.registered_as = self._registration, None, None
+        if registration is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(registration.unregister(), self.wait)
+            self._event("unregister", user=self.acmc_user)
+
+    # ------------------------------------------------------------------ MESSAGE in
+
+    def _on_message(self, incoming: IncomingRequest) -> Reply:
+        msg = incoming.message
+        now = time.time()
+        body, ctype = self.profile.wire.dialect.incoming(msg.body, msg.header("content-type"))
+        sender = _aor(msg.header("from"))
+        try:
+            flow = codec.decode(body, content_type=ctype or "")
+        except AcmError as exc:
+            self._arrived(Arrival(now, msg.uri, sender, None, exc.sip_status, exc.warning_text))
+            return message_reply(uri_host(self.psi), exc.sip_status, exc.warning_text)
+        tid = getattr(flow, "transaction_id", "")
+        ex = self._exchanges.get(tid)
+        if ex is not None and isinstance(flow, _ANSWERS):
+            status, text = ex.on_message(body, ctype, now)  # 10.17.7.2 steps 4 and 8 / 10
+            self._event("received", flow=flow.FLOW, transaction_id=tid, sender=sender,
+                        answered=status, note=text)
+            self._changed.set()
+            return Reply(200) if text is None else message_reply(uri_host(self.psi), status,
+                                                                 text)
+        status = self.partner_status if (isinstance(flow, AcmRequest) and self.role == "primary"
+                                         and _aor(msg.uri) == address_of_record(self.psi)) \
+            else 200
+        self._arrived(Arrival(now, msg.uri, sender, flow, status))
+        if status >= 300:
+            return message_reply(uri_host(self.psi), status, "not-authorised: scripted refusal")
+        return Reply(200)
+
+    def _arrived(self, arrival: Arrival) -> None:
+        self.arrivals.append(arrival)
+        flow = arrival.flow
+        self._event("received", flow=flow.FLOW if flow else None, sender=arrival.sender,
+                    uri=arrival.uri, transaction_id=getattr(flow, "transaction_id", None),
+                    answered=arrival.status, error=arrival.error)
+        self._changed.set()
+
+    def requests(self, tid: str) -> list[Arrival]:
+        """Requests with transaction id ``tid`` that reached us (forwards / deliveries)."""
+        return [a for a in self.arrivals if isinstance(a.flow, AcmRequest)
+                and a.flow.transaction_id == tid]
+
+    def notifications(self) -> list[Arrival]:
+        return [a for a in self.arrivals if isinstance(a.flow, PendingDataNotification)]
+
+    async def until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until ``done()``; returns it."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+        return True
+
+    async def idle(self, seconds: float) -> None:
+        """Watch for ``seconds`` (for what must not happen)."""
+        await self.until(lambda: False, seconds)
+
+    # ------------------------------------------------------------------ MESSAGE out
+
+    async def send(self, body: bytes, *, identity: str, uri: str | None = None,
+                   content_type: str | None = None, native: bool = True) -> Sent:
+        """One MESSAGE to the peer (Request-URI ``uri``, default ``--peer``) from ``identity``
+        with the profile's headers; ``native``: ``body`` is in our dialect (translated)."""
+        wire = self.profile.wire
+        target = uri or self.peer_uri
+        headers = []
+        if wire.identity_header:
+            headers.append((wire.identity_header, f"<{identity}>"))
+        if wire.icsi:
+            headers.append(("P-Asserted-Service", wire.icsi))
+        request = self.endpoint.new_request(
+            "MESSAGE", target, from_uri=identity, to_uri=target,
+            body=wire.dialect.outgoing(body) if native else body,
+            content_type=content_type or wire.dialect.content_type, headers=headers,
+            transport=self.transport)
+        try:
+            final = await self.endpoint.send(request)
+        except SipTimeout:
+            sent = Sent(None, "no answer (RFC 3261 Timer F)", call_id=request.call_id)
+        except SipTransportError as exc:
+            sent = Sent(None, f"cannot reach the peer: {exc}", call_id=request.call_id)
+        else:
+            m = final.message
+            sent = Sent(final.status, m.reason, warning_text(m.header("warning")),
+                        m.header("accept"), m.body, request.call_id)
+        self._event("sent", identity=identity, uri=target, status=sent.status,
+                    reason=sent.reason, warning=sent.warning, call_id=request.call_id)
+        self._changed.set()
+        return sent
+
+    async def send_flow(self, flow: AcmFlow, *, identity: str) -> Sent:
+        self._event("sending", flow=flow.FLOW, transaction_id=getattr(flow, "transaction_id",
+                                                                       None))
+        return await self.send(codec.encode(flow), identity=identity)
+
+    def follow(self, request: SendableRequest) -> Exchange:
+        """The Exchange that collects the answers to ``request`` (made on first use)."""
+        ex = self._exchanges.get(request.transaction_id)
+        if ex is None:
+            ex = self._exchanges[request.transaction_id] = Exchange(request, time.time())
+        return ex
+
+    async def request(self, request: SendableRequest, *, identity: str,
+                      body: bytes | None = None) -> tuple[Exchange, Sent]:
+        """Send ``request`` and follow it: its indication and response reach the Exchange."""
+        ex = self.follow(request)
+        self._event("sending", flow=request.FLOW, transaction_id=request.transaction_id,
+                    identity=identity)
+        sent = await self.send(codec.encode(request) if body is None else body,
+                               identity=identity)
+        if sent.status is None:
+            ex.on_failure(sent.reason, time.time())
+        else:
+            ex.on_final(sent.status, sent.reason, sent.warning, time.time())
+        return ex, sent
+
+    def sent_bytes(self, call_id: str) -> bytes | None:
+        """The bytes of the first request we sent with ``call_id`` (from the trace)."""
+        for r in self._records:
+            if r.direction == "out" and f"Call-ID: {call_id}\r\n".encode() in r.data \
+                    and not r.data.startswith(b"SIP/2.0"):
+                return r.data
+        return None
+
+    def answers_to(self, call_id: str, after: float) -> list[int]:
+        """Statuses of the responses with ``call_id`` that reached our endpoint after
+        ``after`` (a retransmitted request's answers land here: RFC 3261 18.2.2)."""
+        out = []
+        for r in self._records:
+            if r.direction == "in" and r.time >= after and r.data.startswith(b"SIP/2.0 ") \
+                    and f"Call-ID: {call_id}\r\n".encode() in r.data:
+                out.append(int(r.data[8:11]))
+        return out
+
+    async def retransmit(self, data: bytes) -> None:
+        """Send ``data`` again, byte for byte, from a second UDP socket of ours that stays
+        open for the quiet time: the peer answers the source (RFC 3581 4) or the Via's
+        sent-by (our endpoint); both are traced."""
+        hop = self.peer_hop
+        if hop is None:
+            raise SetupFailed("a retransmission needs the peer's address (an IP in --peer or "
+                              "[wire] hop)")
+        loop = asyncio.get_running_loop()
+        runner = self
+
+        class Copy(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+                runner._traced(TraceRecord(time.time(), "in", "udp", (str(addr[0]),
+                               int(addr[1])), local, data, "conformance"))
+                runner._changed.set()
+
+        transport, _ = await loop.create_datagram_endpoint(
+            Copy, remote_addr=(hop.host, hop.port))
+        name = transport.get_extra_info("sockname")
+        local = (str(name[0]), int(name[1]))
+        try:
+            transport.sendto(data)
+            self._traced(TraceRecord(time.time(), "out", "udp", local, (hop.host, hop.port),
+                                     data, "conformance"))
+            self._event("retransmitted", bytes=len(data), source=f"{local[0]}:{local[1]}")
+            await self.idle(self.quiet)
+        finally:
+            transport.close()
+
+
+def _aor(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return address_of_record(uri_of(value.split(",")[0]))
+    except ValueError:
+        return None
+
+
+def _write_lines(f: TextIO, events: list[dict[str, Any]]) -> None:
+    for e in events:
+        f.write(json.dumps(e, default=str) + "\n")
+
+
+# the scenario scripts register themselves in SCRIPTS
+from mcacm_sip.conformance import scripts  # noqa: E402,F401
+
+__all__ = ["SCRIPTS", "Arrival", "Runner", "Sent", "SetupFailed", "parse_peer"]

@@ -1,0 +1,277 @@
+"""The conformance runner against our own partner and primary ACMS (in-process, loopback,
+ports chosen by binding 0): every applicable scenario passes; against deliberately broken
+peers exactly the affected scenarios fail."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from mcacm_sip.acm import codec
+from mcacm_sip.acm.errors import AcmError
+from mcacm_sip.acm.model import ProcessIndication
+from mcacm_sip.conformance.catalogue import scenarios_for
+from mcacm_sip.conformance.profile import Profile, Role, Timing, load_profile
+from mcacm_sip.conformance.report import Report, Verdict
+from mcacm_sip.conformance.runner import Runner
+from mcacm_sip.core.config import AcmcConfig, PeerSystem, Timers
+from mcacm_sip.core.events import Send
+from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
+from mcacm_sip.pcap import read_sip
+from mcacm_sip.runtime.acmc import AcmcNode
+from mcacm_sip.runtime.acms import AcmsNode
+from mcacm_sip.runtime.base import SipSettings
+from mcacm_sip.runtime.config import AcmcNodeConfig, AcmsNodeConfig, FaServerNodeConfig
+from mcacm_sip.runtime.fa_server import FaServerNode
+from mcacm_sip.runtime.lab import (
+    ALICE,
+    DAVE,
+    DUTY,
+    FA_SERVER,
+    PARTNER,
+    PRIMARY,
+    partner_config,
+    primary_config,
+)
+from mcacm_sip.sip import IncomingRequest, Listen, Reply
+from mcacm_sip.sip import Timers as SipTimers
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = ROOT / "examples" / "interop" / "profiles" / "mcacm-sip.toml"
+NIGHT = "sip:night@partner.example"
+"""An FA of the partner that nobody holds."""
+FAST = Timing(wait=3.0, quiet=0.3, t1=0.1)
+
+
+def _sip() -> SipSettings:
+    return SipSettings(listens=(Listen("udp", "127.0.0.1", 0),), transport="udp",
+                       send_timeout=4.0, timers=SipTimers(t1=0.1, t2=0.4, t4=0.5))
+
+
+def _profile(role: Role, **fixtures: object) -> Profile:
+    """The shipped profile of our stack, on free ports, fast timers, plus ``fixtures``."""
+    profile = load_profile(PROFILE)
+    fx = dataclasses.replace(profile.roles[role], listen="127.0.0.1:0", **fixtures)
+    return dataclasses.replace(profile, timing=FAST, roles={role: fx})
+
+
+def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test body in its own event loop (the suite has no asyncio plugin)."""
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+    return run
+
+
+# --------------------------------------------------------------------------- peers
+
+
+@asynccontextmanager
+async def partner_peer(tmp: Path, node: type[AcmsNode] = AcmsNode
+                       ) -> AsyncIterator[tuple[AcmsNode, Callable[[str], None]]]:
+    """Our partner ACMS (requesters: alice only), its FA server (DUTY held by dave, NIGHT
+    held by nobody); yields the node and a function that points its primary PSI at a hop."""
+    sip = _sip()
+    fa = FaServerNode(FaServerNodeConfig(FA_SERVER, FaServerConfig(
+        (FaConfig(DUTY, frozenset({DAVE})), FaConfig(NIGHT, frozenset({DAVE}))),
+        frozenset({PARTNER})), sip))
+    config = dataclasses.replace(partner_config(str(tmp / "partner.sqlite")), peers=(
+        PeerSystem(PRIMARY, ("primary.example",), requesters=(ALICE,)),))
+    partner = node(AcmsNodeConfig(config, sip))
+    holder = AcmcNode(AcmcNodeConfig(AcmcConfig(DAVE, PARTNER), sip))  # never logs on
+    await fa.start()
+    await partner.start()
+    holder.set_hops({DUTY: fa.hop(), "*": partner.hop()})
+    await holder.start(logon=False)
+    assert await holder.set_functional_alias(DUTY, True) == 200  # 24.379 9A activation
+
+    def route(hop: str) -> None:
+        partner.set_hops({PRIMARY: hop, "partner.example": fa.hop()})
+
+    try:
+        yield partner, route
+    finally:
+        await holder.stop(logoff=False)
+        await partner.stop()
+        await fa.stop()
+
+
+@asynccontextmanager
+async def primary_peer(tmp: Path) -> AsyncIterator[tuple[AcmsNode, Callable[[str], None]]]:
+    """Our primary ACMS, with a short answer timer (partner-silent)."""
+    config = dataclasses.replace(primary_config(str(tmp / "primary.sqlite")),
+                                 timers=Timers(decision_timeout=1.0, answer_grace=0.5))
+    primary = AcmsNode(AcmsNodeConfig(config, _sip()))
+    await primary.start()
+    try:
+        yield primary, lambda hop: primary.set_hops({PARTNER: hop})
+    finally:
+        await primary.stop()
+
+
+async def _run(profile: Profile, role: Role, peer: AcmsNode, route: Callable[[str], None],
+               out: Path | None = None, only: tuple[str, ...] = ()) -> Report:
+    host, port = peer.addresses["udp"]
+    async with Runner.open(profile, role, f"sip:acms@{host}:{port}", out) as runner:
+        route(runner.hop())
+        return await runner.run(only)
+
+
+def _verdicts(report: Report) -> dict[str, Verdict]:
+    return {r.id: r.verdict for r in report.results}
+
+
+def _explain(report: Report) -> str:
+    return report.table()
+
+
+# --------------------------------------------------------------------------- our own stack
+
+
+PARTNER_FIXTURES = {"fa_held": DUTY, "fa_unheld": NIGHT}
+
+
+@sync
+async def test_our_partner_acms_passes_every_scenario(tmp_path: Path) -> None:
+    async with partner_peer(tmp_path) as (partner, route):
+        report = await _run(_profile("partner", **PARTNER_FIXTURES), "partner", partner, route,
+                            tmp_path / "out")
+    assert set(_verdicts(report).values()) == {Verdict.PASS}, _explain(report)
+    assert [r.id for r in report.results] == [s.id for s in scenarios_for("partner")]
+    assert report.exit_code == 0
+    # evidence per scenario: a pcap with the SIP messages, a JSON-lines log ending in the verdict
+    add = next(r for r in report.results if r.id == "add-user")
+    assert add.pcap and add.log
+    firsts = [p.data.split(b"\r\n", 1)[0] for p in read_sip(add.pcap)]
+    assert any(f.startswith(b"MESSAGE ") for f in firsts) and b"SIP/2.0 200 OK" in firsts
+    lines = [json.loads(x) for x in Path(add.log).read_text().splitlines()]
+    assert lines[-1] == {"t": lines[-1]["t"], "event": "verdict", "verdict": "pass",
+                         "reason": None}
+
+
+@sync
+async def test_our_primary_acms_passes_every_scenario(tmp_path: Path) -> None:
+    async with primary_peer(tmp_path) as (primary, route):
+        report = await _run(_profile("primary", answer_timeout=1.5), "primary", primary, route)
+    assert set(_verdicts(report).values()) == {Verdict.PASS}, _explain(report)
+    assert [r.id for r in report.results] == [s.id for s in scenarios_for("primary")]
+
+
+@sync
+async def test_profile_without_fixtures_makes_scenarios_not_applicable(tmp_path: Path) -> None:
+    """The shipped profile names no FA without holder and no answer timer that a test can
+    wait for: those scenarios are N/A and the run still exits 0."""
+    async with partner_peer(tmp_path) as (partner, route):
+        report = await _run(_profile("partner", decider=""), "partner", partner, route,
+                            only=("fa-no-holder", "profile-update-approve", "add-user"))
+    verdicts = _verdicts(report)
+    assert verdicts == {"add-user": Verdict.PASS, "profile-update-approve":
+                        Verdict.NOT_APPLICABLE, "fa-no-holder": Verdict.NOT_APPLICABLE}
+    assert "decider" in report.results[1].reason
+    assert report.exit_code == 0
+
+
+# --------------------------------------------------------------------------- broken peers
+
+
+class SilentPartner(AcmsNode):
+    """Never sends the process indication (it reports it delivered, so nothing retries)."""
+
+    async def _deliver(self, send: Send) -> None:
+        if isinstance(send.flow, ProcessIndication):
+            from mcacm_sip.core.events import DeliveryOutcome
+            self.feed(DeliveryOutcome(asyncio.get_running_loop().time(), send.send_id, True))
+            return
+        await super()._deliver(send)
+
+
+class LaxPartner(AcmsNode):
+    """Answers 200 to a document it cannot decode (and drops it)."""
+
+    def _on_message(self, incoming: IncomingRequest) -> Any:
+        msg = incoming.message
+        try:
+            codec.decode(msg.body, content_type=msg.header("content-type") or "")
+        except AcmError as exc:
+            if exc.sip_status == 400:
+                return Reply(200)
+        return super()._on_message(incoming)
+
+
+INDICATING = {"add-user", "profile-update-auto", "profile-update-approve",
+              "profile-update-reject", "fa-one-holder", "fa-no-holder", "pending-request",
+              "remove-user", "unknown-user", "duplicate", "retransmission"}
+"""Scenarios in which our partner ACMS owes a process indication."""
+
+
+@sync
+async def test_partner_without_process_indication_fails_exactly_those(tmp_path: Path
+                                                                      ) -> None:
+    # the runner waits out `wait` for each missing indication: keep it short here
+    profile = dataclasses.replace(_profile("partner", **PARTNER_FIXTURES),
+                                  timing=dataclasses.replace(FAST, wait=1.0))
+    async with partner_peer(tmp_path, SilentPartner) as (partner, route):
+        report = await _run(profile, "partner", partner, route)
+    verdicts = _verdicts(report)
+    failed = {k for k, v in verdicts.items() if v is Verdict.FAIL}
+    assert failed == INDICATING, _explain(report)
+    assert {k for k, v in verdicts.items() if v is Verdict.PASS} == \
+        set(verdicts) - INDICATING, _explain(report)
+    assert "process indication" in next(r.reason for r in report.results if r.id == "add-user")
+    assert report.exit_code == 1
+
+
+@sync
+async def test_partner_accepting_invalid_documents_fails_exactly_that(tmp_path: Path) -> None:
+    async with partner_peer(tmp_path, LaxPartner) as (partner, route):
+        report = await _run(_profile("partner", **PARTNER_FIXTURES), "partner", partner, route,
+                            only=("invalid-document", "unknown-content-type", "add-user"))
+    assert _verdicts(report) == {"add-user": Verdict.PASS, "invalid-document": Verdict.FAIL,
+                                 "unknown-content-type": Verdict.PASS}, _explain(report)
+    assert "400" in report.results[1].reason
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_cli_json_report_and_exit_code(tmp_path: Path) -> None:
+    """The console script with --json, --only and --out, against a peer that is not there."""
+    profile = tmp_path / "profile.toml"
+    text = PROFILE.read_text().replace('listen = "127.0.0.1:5060"', 'listen = "127.0.0.1:0"')
+    profile.write_text(text.replace("wait = 5.0", "wait = 1.0").replace("quiet = 1.0",
+                                                                         "quiet = 0.2"))
+    # no peer listens: every scenario is inconclusive (no answer), the exit code says so
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("mcacm")), "-q", "conformance",
+         "--peer", "sip:acms@127.0.0.1:9;transport=tcp", "--role", "partner",
+         "--profile", str(profile), "--json", "--only", "add-user", "unknown-content-type",
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=60, cwd=ROOT)
+    data = json.loads(out.stdout)
+    assert out.returncode == 3, out.stderr
+    assert data["exit"] == 3 and data["role"] == "partner"
+    assert [s["id"] for s in data["scenarios"]] == ["add-user", "unknown-content-type"]
+    assert {s["verdict"] for s in data["scenarios"]} == {"inconclusive"}
+    assert (tmp_path / "out" / "add-user.jsonl").is_file()
+
+
+def test_cli_usage_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[wire]\ncontent_type = "nonsense"\n[partner]\nprimary_psi = "sip:a@b"\n')
+    for argv, needle in (
+        (["--peer", "acms@x", "--role", "partner"], "--peer"),
+        (["--peer", "sip:acms@127.0.0.1:9", "--role", "partner", "--profile", str(bad)],
+         "wire.content_type"),
+        (["--peer", "sip:acms@127.0.0.1:9", "--role", "partner", "--only", "nope"], "nope"),
+    ):
+        out = subprocess.run([sys.executable, "-m", "mcacm_sip.cli.main", "conformance", *argv],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert out.returncode == 2 and needle in out.stderr, (argv, out.stderr)
