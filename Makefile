@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo bench lint examples clean
+.PHONY: test demo bench lint examples fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,18 @@ demo: $(STAMP)   ## the full 10.17.7 procedure on loopback, every branch
 bench: $(STAMP)  ## benchmarks (not tests): ratios against baselines measured in the same run
 	$(PY) bench/run.py
 
+# One long atheris run per target (RELIABILITY.md "Fuzzing"); niced, the machine may be shared.
+FUZZ_RUNS    ?= 1000000
+FUZZ_TARGETS ?= sip_parser xml_decoder receive_path
+fuzz: $(STAMP)   ## coverage-guided fuzzing: FUZZ_RUNS inputs per target (crashes: build/fuzz/)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,fuzz]'
+	for t in $(FUZZ_TARGETS); do \
+	  nice -n 10 $(PY) fuzz/$$t.py -runs=$(FUZZ_RUNS) -rss_limit_mb=1024 -timeout=10 \
+	    -print_final_stats=1 || exit 1; \
+	done
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check mcacm_sip tests bench
+	$(VENV)/bin/ruff check mcacm_sip tests bench fuzz
 	$(VENV)/bin/mypy
 
 examples: $(STAMP)  ## regenerate examples/ from the code

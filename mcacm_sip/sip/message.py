@@ -208,15 +208,22 @@ class Response(_Message):
         return f"<Response {self.status} {self.cseq_method} call-id={self.call_id}>"
 
 
+def head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
+    """Offset and length of the empty line that ends the header block (RFC 3261 7.5), or -1.
+
+    The first one wins, CRLF CRLF or LF LF (LF-only peers, RFC 4475 tolerance): preferring
+    CRLF CRLF found later would make a stream's message boundary depend on how much of it has
+    arrived.
+    """
+    crlf = data.find(b"\r\n\r\n", start)
+    lf = data.find(b"\n\n", start, crlf if crlf >= 0 else len(data))
+    return (lf, 2) if lf >= 0 else (crlf, 4)
+
+
 def _split_head(data: bytes) -> tuple[bytes, bytes]:
-    """Header block and body (RFC 3261 7.5: an empty line ends the headers; LF-only tolerated)."""
-    end = data.find(b"\r\n\r\n")
-    if end >= 0:
-        return data[:end], data[end + 4 :]
-    end = data.find(b"\n\n")
-    if end >= 0:
-        return data[:end], data[end + 2 :]
-    return data, b""
+    """Header block and body."""
+    end, sep = head_end(data)
+    return (data[:end], data[end + sep :]) if end >= 0 else (data, b"")
 
 
 def _fail_response(status: int | None, reason: str) -> SipParseError:
@@ -325,6 +332,8 @@ def parse(
     parts = start.split(" ", 2)
     if len(parts) != 3 and not (is_response and len(parts) == 2):
         raise fail(None, "Malformed Start Line")  # not SIP at all: nothing to answer
+    if b"\x00" in head:  # RFC 3261 25.1: no CTL in a header; NUL truncates C strings downstream
+        raise fail(answerable, "NUL In Header")
     parsed = _parse_headers(head, first_nl)
     if parsed is None:
         raise fail(answerable, "Malformed Header Line")
@@ -488,14 +497,14 @@ def error_response(data: bytes, err: SipParseError, server: str | None = None) -
     lines = head.decode("utf-8", "replace").split("\n")
     for line in lines[1:]:
         line = line.rstrip("\r")
-        if "\r" in line or not line or line[0] in " \t":
+        if "\r" in line or "\x00" in line or not line or line[0] in " \t":
             continue
         name, sep, value = line.partition(":")
         if not sep:
             continue
         key = expand_compact_header(name.strip()).lower()
-        if key in ("via", "from", "to", "call-id", "cseq"):
-            found.setdefault(key, []).append(value.strip())
+        if key in ("via", "from", "to", "call-id", "cseq") and value.strip():
+            found.setdefault(key, []).append(value.strip())  # an empty value is no value
     if not found.get("via"):
         return None
 
@@ -522,6 +531,7 @@ __all__ = [
     "SipResponse",
     "build_response",
     "error_response",
+    "head_end",
     "header_param",
     "media_type",
     "new_tag",

@@ -12,7 +12,7 @@ import socket
 from dataclasses import dataclass
 from typing import Protocol
 
-from .message import DEFAULT_LIMITS, Limits
+from .message import DEFAULT_LIMITS, Limits, head_end
 from .transaction import Peer, Transport
 
 _CONTENT_LENGTH = re.compile(
@@ -84,11 +84,7 @@ class StreamFramer:
     def _find_head(self) -> FrameError | None:
         buf, limits = self._buf, self._limits
         start = max(0, self._scan_from - 3)
-        end = buf.find(b"\r\n\r\n", start)
-        sep = 4
-        if end < 0:
-            end = buf.find(b"\n\n", start)  # LF-only peers (RFC 4475 tolerance)
-            sep = 2
+        end, sep = head_end(buf, start)
         if end < 0:
             if len(buf) > limits.max_header_bytes:
                 return FrameError(None, "Header Block Too Large", b"")

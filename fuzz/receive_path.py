@@ -1,0 +1,26 @@
+"""atheris: the full receive path of a running primary ACMS (endpoint -> parser -> transaction
+layer -> MESSAGE handler -> codec -> core -> answer), one datagram per input.
+
+    python fuzz/receive_path.py -runs=1000000 -rss_limit_mb=1024 -timeout=10
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from common import ROOT, atheris, run
+
+with atheris.instrument_imports():
+    from fuzz.contract import ReceivePath
+
+_LOOP = asyncio.new_event_loop()
+_PATH = ReceivePath()
+
+
+def test_one_input(data: bytes) -> None:
+    _LOOP.run_until_complete(_PATH.acheck(data, datagram=True))
+
+
+if __name__ == "__main__":
+    _LOOP.run_until_complete(_PATH.start())
+    run("receive_path", test_one_input, [ROOT / "tests" / "sip" / "corpus"])
