@@ -19,6 +19,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from mcacm_sip.acm.model import (
+    ANSWER_FOR,
     AcmFlow,
     AcmRequest,
     AcmResponse,
@@ -105,6 +106,9 @@ _TRANSIENT: dict[int | str, bool] = {
     "6xx": False,  # 21.6: "definitive information": no other attempt succeeds
     "3xx": False,  # peer sends follow no redirects: a configuration error, not a glitch
 }
+
+_REQUEST_OF = {answer.FLOW: request.FLOW for request, answer in ANSWER_FOR.items()}
+"""Response flow -> the request flow it answers."""
 
 _REFUSAL_RESULT: dict[int, str] = {403: ResultCode.NOT_AUTHORISED}
 """Result code for a permanent refusal of a forwarded request; any other: PEER_REFUSED."""
@@ -555,6 +559,12 @@ class AcmsCore:
 
     def _partner_decision(self, now: float, sender: str, resp: AcmResponse, out: Actions
                           ) -> None:
+        # 23.280 10.17.7.2 step 7: only a user authorised to decide such requests answers
+        # one (checked first: the others learn nothing about our transactions)
+        decided = _REQUEST_OF[resp.FLOW]
+        if decided not in self._users[sender].may_decide:
+            out.refuse(403, f"not-authorised: {sender} may not decide {decided}")
+            return
         open_keys = self._partner_keys.get(resp.transaction_id, set())
         txs = sorted((self._tx[k] for k in open_keys), key=lambda t: t.state is TxState.DONE)
         if not txs:
@@ -562,9 +572,6 @@ class AcmsCore:
             return
         tx = txs[0]
         req = tx.request
-        if not self._may_decide(sender, req):
-            out.refuse(403, f"not-authorised: {sender} may not decide {req.FLOW}")
-            return
         if resp.handler.mc_service_id != sender:
             out.refuse(403, f"not-authorised: handler {resp.handler.mc_service_id} is not "
                             f"the sender {sender}")
