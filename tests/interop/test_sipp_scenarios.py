@@ -149,12 +149,12 @@ def test_foreign_partner_acms_behind_the_sip_core(tmp_path: Path) -> None:
 
 def test_foreign_partner_acms_silent(tmp_path: Path) -> None:
     """Our primary ACMS -> foreign-partner-silent.xml (never answers): ALICE gets Result
-    expired when the primary's answer timer runs out (here 2 s)."""
+    expired when the primary's answer timer runs out (here 1 s)."""
     async def body() -> None:
-        timers = ProcedureTimers(decision_timeout=1.0, answer_grace=1.0)
+        timers = ProcedureTimers(decision_timeout=0.5, answer_grace=0.5)
         async with Lab.start(tmp_path, timers=timers) as lab:
             with foreign(tmp_path, "foreign-partner-silent.xml", {},
-                         extra=["-d", "3000"]) as peer:
+                         extra=["-d", "1000"]) as peer:
                 lab.primary.set_hops({PARTNER: peer.uri})
                 request = update(lab, "sip:mike-1@partner.example", Addressee(DAVE))
                 out = await lab.alice.submit(request).wait(WAIT)
