@@ -168,13 +168,12 @@ def scenarios_for(role: Role, only: tuple[str, ...] = ()) -> tuple[Scenario, ...
 
 def markdown_table() -> str:
     """The catalogue as the Markdown table of docs/conformance.md."""
-    rows = ["| id | title | clause | roles | a passing peer | needs (partner / primary) |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| id | title | clause | a passing peer | needs, per role |",
+            "|---|---|---|---|---|"]
     for s in CATALOGUE:
-        needs = " / ".join(", ".join(f"`{t}`" for t in s.needs.get(r, ())) or "—"
-                           for r in ("partner", "primary") if r in s.needs)
-        rows.append(f"| `{s.id}` | {s.title} | {s.clause} | {', '.join(s.roles)} | "
-                    f"{s.expect} | {needs} |")
+        needs = "; ".join(f"{role}: " + ", ".join(f"`{t}`" for t in tokens)
+                          for role, tokens in s.needs.items())
+        rows.append(f"| `{s.id}` | {s.title} | {s.clause} | {s.expect} | {needs} |")
     return "\n".join(rows) + "\n"
 
 

@@ -119,11 +119,12 @@ class Report:
     def table(self) -> str:
         """A fixed-width table, one line per scenario, the reason of each non-pass below it."""
         width = max([len(r.id) for r in self.results] + [8])
+        clause = max([len(r.clause) for r in self.results] + [6])
         lines = [f"conformance of {self.peer} as {self.role} ACMS (profile {self.profile})", "",
-                 f"{'scenario':<{width}}  {'verdict':<12}  {'clause':<22}  title"]
+                 f"{'scenario':<{width}}  {'verdict':<12}  {'clause':<{clause}}  title"]
         for r in self.results:
-            lines.append(f"{r.id:<{width}}  {r.verdict.name.replace('_', ' ').lower():<12}  "
-                         f"{r.clause:<22}  {r.title}")
+            lines.append(f"{r.id:<{width}}  {r.verdict.value:<12}  {r.clause:<{clause}}  "
+                         f"{r.title}")
             if r.verdict is not Verdict.PASS and r.reason:
                 lines.append(f"{'':<{width}}  -> {r.reason}")
         lines.append("")
