@@ -4,24 +4,32 @@ Each bench runs in a fresh interpreter (`python bench/NAME.py --json FILE [--qui
 crash does not take the others with it and no state leaks between them. The contract a bench
 follows is in bench/README.md.
 
-    .venv/bin/python bench/run.py [--quick] [--json FILE] [--only NAME[,NAME]]
+    .venv/bin/python bench/run.py [--quick] [--json FILE] [--markdown FILE] [--only NAME[,NAME]]
+
+``--markdown FILE`` writes every table with the date, the machine kind and the command, ready
+to paste into the README.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
+import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from _common import Result, bench_parser
 
 HERE = Path(__file__).resolve().parent
 # Cheap, self-contained benches first; the ones that start real peers later.
-ORDER = ("codec", "sip_layer")
+ORDER = ("codec", "sip_layer", "ingress", "procedure", "memory")
 
 
 def discover() -> list[str]:
@@ -47,9 +55,56 @@ def run_one(name: str, quick: bool) -> Result:
         return result
 
 
+def machine() -> str:
+    """The machine kind in one line: CPU model, cores, memory, kernel, Python, peer versions."""
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    tools = []
+    for tool, flag in (("sipp", "-v"), ("kamailio", "-v")):
+        if shutil.which(tool):
+            out = subprocess.run([tool, flag], capture_output=True, text=True).stdout
+            first = next((ln.strip() for ln in out.splitlines() if ln.strip()), tool)
+            tools.append(first.split(" (")[0].removeprefix("version: ").rstrip("."))
+    return (f"{model}, {os.cpu_count()} cores, {mem_kib / 2**20:.0f} GiB, "
+            f"Linux {platform.release()}, Python {platform.python_version()}"
+            + "".join(f", {t}" for t in tools))
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|")
+
+
+def markdown(results: Sequence[Result], command: str) -> str:
+    """Every bench's tables and summary as Markdown, headed by date, machine and command."""
+    lines = [f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}.",
+             f"Command: `{command}`. Absolute figures depend on the machine and its load; "
+             "read them as ratios to the baselines of the same run.", ""]
+    for r in results:
+        lines += [f"### {r['name']}: {r['title']} ({r['seconds']} s)", ""]
+        if "error" in r:
+            lines += [f"FAILED: {r['error']}", ""]
+        for table in r["tables"]:
+            lines += [f"**{table['title']}**", "",
+                      "| " + " | ".join(_cell(c) for c in table["columns"]) + " |",
+                      "|" + "---:|" * len(table["columns"])]
+            lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in table["rows"]]
+            lines.append("")
+        lines += [f"- {_cell(k)}: {_cell(v)}" for k, v in r.get("summary", {}).items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = bench_parser("Run every benchmark in bench/ and gather their results.")
     parser.add_argument("--only", help="comma-separated bench names")
+    parser.add_argument("--markdown", metavar="FILE", type=Path,
+                        help="also write the tables as Markdown (date, machine, command)")
     args = parser.parse_args(argv)
     names = discover()
     if args.only:
@@ -68,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {k}: {v}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.markdown:
+        command = shlex.join([".venv/bin/python", "bench/run.py",
+                              *(sys.argv[1:] if argv is None else argv)])
+        args.markdown.write_text(markdown(results, command))
     return 1 if any("error" in r for r in results) else 0
 
 
