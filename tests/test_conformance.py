@@ -25,7 +25,13 @@ from mcacm_sip.conformance.catalogue import scenarios_for
 from mcacm_sip.conformance.profile import Profile, Role, Timing, load_profile
 from mcacm_sip.conformance.report import Report, Verdict
 from mcacm_sip.conformance.runner import Runner
-from mcacm_sip.core.config import AcmcConfig, PeerSystem, Timers
+from mcacm_sip.core.config import (
+    REQUEST_FLOWS,
+    AcmcConfig,
+    AuthorisedUser,
+    PeerSystem,
+    Timers,
+)
 from mcacm_sip.core.events import Send
 from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
 from mcacm_sip.pcap import read_sip
@@ -49,6 +55,8 @@ from mcacm_sip.sip import Timers as SipTimers
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "examples" / "interop" / "profiles" / "mcacm-sip.toml"
+EVE = "sip:eve@primary.example"
+"""The profile's unauthorised requester at the primary."""
 NIGHT = "sip:night@partner.example"
 """An FA of the partner that nobody holds."""
 FAST = Timing(wait=3.0, quiet=0.3, t1=0.1)
@@ -108,10 +116,15 @@ async def partner_peer(tmp: Path, node: type[AcmsNode] = AcmsNode
 
 
 @asynccontextmanager
-async def primary_peer(tmp: Path) -> AsyncIterator[tuple[AcmsNode, Callable[[str], None]]]:
-    """Our primary ACMS, with a short answer timer (partner-silent)."""
+async def primary_peer(tmp: Path, *, lax: bool = False
+                       ) -> AsyncIterator[tuple[AcmsNode, Callable[[str], None]]]:
+    """Our primary ACMS, with a short answer timer (partner-silent); ``lax``: it lets every
+    user request (a broken authorisation check, 10.17.7.2 step 2)."""
     config = dataclasses.replace(primary_config(str(tmp / "primary.sqlite")),
                                  timers=Timers(decision_timeout=1.0, answer_grace=0.5))
+    if lax:
+        config = dataclasses.replace(config, users=(*config.users, AuthorisedUser(
+            EVE, REQUEST_FLOWS, REQUEST_FLOWS)))
     primary = AcmsNode(AcmsNodeConfig(config, _sip()))
     await primary.start()
     try:
@@ -240,6 +253,18 @@ async def test_partner_accepting_invalid_documents_fails_exactly_that(tmp_path: 
     assert _verdicts(report) == {"add-user": Verdict.PASS, "invalid-document": Verdict.FAIL,
                                  "unknown-content-type": Verdict.PASS}, _explain(report)
     assert "400" in report.results[1].reason
+
+
+@sync
+async def test_primary_forwarding_an_unauthorised_request_fails_exactly_that(tmp_path: Path
+                                                                           ) -> None:
+    async with primary_peer(tmp_path, lax=True) as (primary, route):
+        report = await _run(_profile("primary"), "primary", primary, route, only=(
+            "add-user", "not-authorised-requester", "invalid-document"))
+    assert _verdicts(report) == {"add-user": Verdict.PASS,
+                                 "not-authorised-requester": Verdict.FAIL,
+                                 "invalid-document": Verdict.PASS}, _explain(report)
+    assert "not forwarded" in report.results[1].reason
 
 
 # --------------------------------------------------------------------------- the command

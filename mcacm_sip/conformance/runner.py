@@ -35,6 +35,7 @@ from mcacm_sip.acm.model import (
     AcmFlow,
     AcmRequest,
     AcmResponse,
+    ModelError,
     PendingDataDownloadResponse,
     PendingDataNotification,
     ProcessIndication,
@@ -240,6 +241,8 @@ class Runner:
             checks.unobservable("set-up", str(exc))
         except (OSError, SipTransportError) as exc:
             checks.unobservable("set-up", f"transport failure: {exc}")
+        except ModelError as exc:  # a fixture the message layer refuses (e.g. not a URI)
+            checks.unobservable("set-up", f"cannot build the request: {exc}")
         await asyncio.sleep(0)  # let answers in flight be traced
         result = ScenarioResult(scenario.id, scenario.title, scenario.clause, checks.verdict,
                                 checks.reason, tuple(checks.items), time.time() - started)
