@@ -167,8 +167,16 @@ class SqliteStore:
     def apply(self, changes: Sequence[StoreChange]) -> None:
         if not changes:
             return
-        rows = []  # encode before BEGIN: a bad record must not leave a transaction open
+        # a group commit (docs/decisions.md "Benchmarks") often rewrites one row several
+        # times: inside one transaction only each row's last change matters
+        last: dict[tuple[str, str], StoreChange] = {}
         for change in changes:
+            kind = change.record.KIND if isinstance(change, Put) else change.kind
+            key = change.record.key if isinstance(change, Put) else change.key
+            last.pop((kind, key), None)  # keep the order of the last changes
+            last[(kind, key)] = change
+        rows = []  # encode before BEGIN: a bad record must not leave a transaction open
+        for change in last.values():
             if isinstance(change, Put):
                 values = _row(change.record)
                 marks = ",".join("?" * len(values))

@@ -102,3 +102,15 @@ def test_sqlite_persists_across_connections_and_uses_wal(tmp_path: Path) -> None
         "EXPLAIN QUERY PLAN SELECT * FROM pending WHERE owner=? ORDER BY created", ("x",)))
     assert "pending_by_owner" in plan
     second.close()
+
+
+def test_one_apply_keeps_each_rows_last_change(store: Store) -> None:
+    # a group commit hands the store several changes of one row in one transaction
+    moved = replace(TX, state=TxState.DONE)
+    store.apply([Put(TX), Put(ITEM), Put(moved), Remove(PendingItem.KIND, ITEM.key),
+                 Put(OUT), Remove(Outgoing.KIND, OUT.key), Put(OUT), Put(MAP)])
+    snap = store.load()
+    assert snap.transactions == (moved,)
+    assert snap.pending == ()
+    assert snap.outgoing == (OUT,)
+    assert snap.mappings == (MAP,)
