@@ -202,7 +202,9 @@ async def _decided_by_user(r: Runner, c: Checks, ex: Exchange, sent: Sent, resul
     delivered = _delivery(r, tid)
     if delivered is None:
         c.unobservable("request delivered to the decider (10.17.7.2 step 5)",
-                       f"nothing reached {r.acmc_user} within {r.wait:g} s")
+                       f"nothing reached {r.acmc_user} within {r.wait:g} s" if r.acmc_user
+                       else f"[{r.role}] decider is not set, and the peer's policy hands "
+                            f"{ex.request.FLOW} to a user")
         return None
     c.expect("the delivered request is the one sent (10.17.7.2 step 5)",
              delivered == ex.request, "contents differ")
