@@ -15,6 +15,7 @@ Every error carries the path of the failing element (``/profile-update-request/t
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 __all__ = [
@@ -27,10 +28,22 @@ __all__ = [
     "NotAcmDocument",
     "SchemaViolation",
     "UnsafeDocument",
+    "header_text",
 ]
 
 _WARNING_MAX = 200
 """Longest warn-text we put in a header; details beyond it stay in logs."""
+_CTL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def header_text(text: str, limit: int = _WARNING_MAX) -> str:
+    """``text`` made safe to write into a header (a Warning's warn-text, a reason phrase):
+    one line (white space runs, CR and LF included, become one space, so nothing can be
+    injected after it), no other control character (RFC 3261 25.1: CTLs are not TEXT-UTF8 nor
+    qdtext; each becomes ``?``), at most ``limit`` characters.  Peers' values reach such texts
+    through element paths, transaction ids and URIs."""
+    text = _CTL.sub("?", " ".join(text.split()))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class AcmError(ValueError):
@@ -48,9 +61,7 @@ class AcmError(ValueError):
     @property
     def warning_text(self) -> str:
         """Text for ``Warning: 399 <host> "<text>"``: where and what, at most 200 characters."""
-        text = f"{self.path}: {self.message}" if self.path else self.message
-        text = " ".join(text.split())  # a header value is one line
-        return text if len(text) <= _WARNING_MAX else text[: _WARNING_MAX - 3] + "..."
+        return header_text(f"{self.path}: {self.message}" if self.path else self.message)
 
     def warning_header(self, host: str) -> str:
         """The complete Warning header value, the text as an RFC 3261 quoted-string."""

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from aiosipua.headers import parse_uri
 
+from mcacm_sip.acm.errors import header_text
 from mcacm_sip.core.config import uri_host as uri_host  # re-exported for the nodes
 from mcacm_sip.sip import (
     Limits,
@@ -226,9 +227,16 @@ def sender_identity(request: Request, trusted_hosts: frozenset[str]) -> str | No
         return None
 
 
+def trusted_source(source: str, trusted_hosts: frozenset[str]) -> bool:
+    """Whether a request from ``source`` may identify anyone: always without a trust domain,
+    else only from its hosts (RFC 3325 9.1; docs/decisions.md "Reliability: trust and
+    authorisation")."""
+    return not trusted_hosts or source in trusted_hosts
+
+
 def warning(host: str, text: str) -> tuple[str, str]:
     """``Warning: 399 <host> "<text>"`` (RFC 3261 20.43) with the text quoted and one line."""
-    text = " ".join(text.split())[:200].replace("\\", "\\\\").replace('"', '\\"')
+    text = header_text(text).replace("\\", "\\\\").replace('"', '\\"')  # one line, no CTL
     return ("Warning", f'399 {host} "{text}"')
 
 
@@ -313,6 +321,9 @@ class Node:
         return hop_uri(self.endpoint, transport)
 
     def _sender(self, request: Request) -> str | None:
+        """Who sent ``request``; None when nobody can tell (outside the trust domain)."""
+        if not trusted_source(source_ip(request), self._sip.trusted_hosts):
+            return None
         return sender_identity(request, self._sip.trusted_hosts)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

@@ -70,22 +70,24 @@ def check_warning(value: str) -> None:
 # --------------------------------------------------------------------------- SIP parser
 
 
-def check_sip(data: bytes, datagram: bool = True) -> Request | Response | SipParseError:
-    """message.parse, and what we would answer: a parsed request gets a well-formed response,
-    a refused one its defined error answer (or silence)."""
+def check_sip(
+    data: bytes, datagram: bool = True, answers: bool = True
+) -> Request | Response | SipParseError:
+    """message.parse, and (``answers``) what we would answer: a parsed request gets a
+    well-formed response, a refused one its defined error answer (or silence)."""
     try:
         msg = parse(data, datagram=datagram)
     except SipParseError as err:
         assert err.status is None or err.status in SIP_ERRORS, err
         if err.status is None:
             assert error_response(data, err) is None
-        else:
+        elif answers:
             answer = error_response(data, err, "mcacm-sip")
             if answer is not None:
                 check_answer(answer, err.status)
         return err
     assert msg.call_id and msg.branch is not None and 0 <= msg.cseq < 2**31
-    if isinstance(msg, Request):
+    if isinstance(msg, Request) and answers:
         check_answer(build_response(msg, 200, server="mcacm-sip"), 200)
         msg.stamp_source("127.0.0.1", 5060)  # RFC 3261 18.2.1 rewrites the top Via
         check_answer(build_response(msg, 400, headers=(("Warning", '399 h "x"'),)), 400)
@@ -118,7 +120,9 @@ def check_answer(data: bytes, status: int | None = None) -> Response | None:
     return resp
 
 
-def check_stream(data: bytes, cuts: list[int]) -> list[bytes | FrameError | object]:
+def check_stream(
+    data: bytes, cuts: list[int], answers: bool = True
+) -> list[bytes | FrameError | object]:
     """StreamFramer fed ``data`` in pieces: whole messages, pongs or one final FrameError,
     the same whatever the segmentation, and a buffer that never outgrows the caps."""
     framer = StreamFramer()
@@ -138,7 +142,7 @@ def check_stream(data: bytes, cuts: list[int]) -> list[bytes | FrameError | obje
         if isinstance(frame, FrameError):
             assert frame.status is None or frame.status in SIP_ERRORS, frame
         elif isinstance(frame, bytes):
-            check_sip(frame, datagram=False)
+            check_sip(frame, datagram=False, answers=answers)
     return frames
 
 

@@ -83,3 +83,20 @@ def test_an_empty_via_is_no_via() -> None:
     with pytest.raises(SipParseError) as caught:
         parse(data)
     assert error_response(data, caught.value) is None
+
+
+def test_control_characters_never_reach_a_warning() -> None:
+    # atheris xml_decoder: DELs in a namespace name came back in the 400's Warning text
+    from mcacm_sip.acm import codec
+    from mcacm_sip.acm.errors import AcmError
+    from mcacm_sip.runtime.base import warning
+
+    data = (SEEDS / "xml_decoder" / "del-in-namespace-warning.xml").read_bytes()
+    with pytest.raises(AcmError) as caught:
+        codec.decode(data)
+    assert "\x7f" not in caught.value.warning_text
+    assert "pidf???" in caught.value.warning_text  # where they were, visibly
+    # every Warning the nodes write goes through the same rule (core texts carry peer values)
+    name, value = warning("acms.example", 'unknown-transaction: a\x7f\x01b\r\nX-Injected: 1"')
+    assert (name, value) == ("Warning",
+                             '399 acms.example "unknown-transaction: a??b X-Injected: 1\\""')
