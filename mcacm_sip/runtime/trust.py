@@ -26,7 +26,7 @@ from typing import Any
 from mcacm_sip.acm.model import AcmFlow
 from mcacm_sip.core.config import PeerSystem, uri_host
 from mcacm_sip.core.events import FlowFromAcmc, FlowFromPeer
-from mcacm_sip.runtime.base import sender_identity, source_ip
+from mcacm_sip.runtime.base import sender_identity, source_ip, trusted_source
 from mcacm_sip.sip import Request
 from mcacm_sip.sip.dialog import address_of_record
 
@@ -110,7 +110,7 @@ class Trust:
         elif authenticated:  # rule 3
             return (f"not-authorised: connection authenticated as {authenticated[0].psi} "
                     f"claims {identity}")
-        if self.trusted_hosts and not trusted_hop:  # rule 4
+        if not trusted_source(origin.source, self.trusted_hosts):  # rule 4
             return f"not-authorised: {origin.source} is not a trusted host"
         return None
 

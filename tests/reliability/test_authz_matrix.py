@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from mcacm_sip.acm import fa as fa_bodies
 from mcacm_sip.acm.codec import profile_from_xml
+from mcacm_sip.acm.fa import EXPIRES_UNTIL_WITHDRAWN
 from mcacm_sip.acm.model import (
     FLOW_TYPES,
     AcmFlow,
@@ -52,6 +54,8 @@ from mcacm_sip.core.events import (
     UserLoggedOn,
     verdict_of,
 )
+from mcacm_sip.core.fa_server import Answer as FaAnswer
+from mcacm_sip.core.fa_server import FaConfig, FaServer, FaServerConfig, Publish, Subscribe
 from mcacm_sip.runtime.trust import Trust
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -240,4 +244,70 @@ def test_authorisation(role: str, flow: str, kind: str) -> None:
 
 def test_reliability_md_shows_the_matrix() -> None:
     assert MATRIX in (ROOT / "RELIABILITY.md").read_text(encoding="utf-8")
+
+
+
+# ------------------------------------------------------------------ FA controlling server
+
+FA_MATRIX = """\
+| request to the FA controlling server | the user itself | another user of the FA | configured subscriber | trusted server (ACMS) | stranger | untrusted hop (no identity) |
+|---|---|---|---|---|---|---|
+| PUBLISH activation of U | 200 | 403 | 403 | 200 | 403 | 403 |
+| SUBSCRIBE resolution of the FA | 403 | 403 | 200 | 200 | 403 | 403 |
+| SUBSCRIBE status of U for the FA | 200 | 403 | 403 | 200 | 403 | 403 |
+| SUBSCRIBE FAs held by U | 200 | 403 | 403 | 200 | 403 | 403 |
+"""  # noqa: E501
+"""The FA controlling server's PUBLISH/SUBSCRIBE rules (mcacm_sip/core/fa_server.py,
+docs/decisions.md "Functional alias"): the answer to each request for/about the FA's user U
+by each asserted identity ("untrusted hop": outside ``sip.trusted_hosts``, so no identity)."""
+
+FA_DOMAIN = "partner.example"
+FA = f"sip:duty@{FA_DOMAIN}"
+U, V = f"sip:u@{FA_DOMAIN}", f"sip:v@{FA_DOMAIN}"
+SUBSCRIBER, ACMS = f"sip:watch@{FA_DOMAIN}", f"sip:acms@{FA_DOMAIN}"
+FA_SENDERS: dict[str, str | None] = {
+    "the user itself": U, "another user of the FA": V, "configured subscriber": SUBSCRIBER,
+    "trusted server (ACMS)": ACMS, "stranger": "sip:x@unknown.example",
+    "untrusted hop (no identity)": None}
+FA_REQUESTS: dict[str, Callable[[], tuple[str, bytes]]] = {
+    "PUBLISH activation of U": lambda: fa_bodies.publish_body(FA, U),
+    "SUBSCRIBE resolution of the FA": lambda: fa_bodies.resolution_subscribe_body(FA),
+    "SUBSCRIBE status of U for the FA": lambda: fa_bodies.status_subscribe_body(FA, U),
+    "SUBSCRIBE FAs held by U": lambda: fa_bodies.user_status_subscribe_body(U),
+}
+
+
+def fa_outcome(request: str, sender: str) -> str:
+    server = FaServer(FaServerConfig((FaConfig(FA, frozenset({U, V}),
+                                               subscribers=frozenset({SUBSCRIBER})),),
+                                     trusted=frozenset({ACMS})))
+    ctype, body = FA_REQUESTS[request]()
+    who = FA_SENDERS[sender]
+    if request.startswith("PUBLISH"):
+        actions = server.publish(Publish(EXPIRES_UNTIL_WITHDRAWN, ctype, body, who), NOW)
+    else:
+        actions = server.subscribe(Subscribe("s1", EXPIRES_UNTIL_WITHDRAWN, ctype, body, who),
+                                   NOW)
+    answer = actions[0]
+    assert isinstance(answer, FaAnswer)
+    return str(answer.status)
+
+
+def fa_expected() -> dict[tuple[str, str], str]:
+    rows = [line.strip("|").split("|") for line in FA_MATRIX.splitlines()[2:]]
+    return {(cells[0].strip(), sender): cell.strip()
+            for cells in rows for sender, cell in zip(FA_SENDERS, cells[1:], strict=True)}
+
+
+def test_the_fa_matrix_covers_every_request_and_sender() -> None:
+    assert set(fa_expected()) == {(r, s) for r in FA_REQUESTS for s in FA_SENDERS}
+
+
+@pytest.mark.parametrize(("request_", "sender"), sorted(fa_expected()))
+def test_fa_authorisation(request_: str, sender: str) -> None:
+    assert fa_outcome(request_, sender) == fa_expected()[(request_, sender)]
+
+
+def test_reliability_md_shows_the_fa_matrix() -> None:
+    assert FA_MATRIX in (ROOT / "RELIABILITY.md").read_text(encoding="utf-8")
 

@@ -19,6 +19,7 @@ import pytest
 
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.codec import profile_from_xml
+from mcacm_sip.acm.fa import EVENT_PRESENCE, EXPIRES_UNTIL_WITHDRAWN, publish_body
 from mcacm_sip.acm.model import (
     Addressee,
     AddUserConfigurationRequest,
@@ -30,12 +31,16 @@ from mcacm_sip.acm.model import (
     new_transaction_id,
 )
 from mcacm_sip.core.events import FlowFromAcmc
+from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
 from mcacm_sip.runtime import AcmsNode
 from mcacm_sip.runtime.base import SipSettings, hop_uri, make_endpoint
-from mcacm_sip.runtime.config import AcmsNodeConfig
+from mcacm_sip.runtime.config import AcmsNodeConfig, FaServerNodeConfig
+from mcacm_sip.runtime.fa_server import FaServerNode
 from mcacm_sip.runtime.lab import (
     ALICE,
     DAVE,
+    DUTY,
+    FA_SERVER,
     MIKE,
     PARTNER,
     PRIMARY,
@@ -173,5 +178,38 @@ def test_register_only_from_where_identities_are_believed(trusted: frozenset[str
             final = await spoofer.send(request, timeout=5.0)
             assert final.status == status
             assert (ALICE in primary.core.logged_on) == (status == 200)
+
+    asyncio.run(main())
+
+
+# ------------------------------------------------------------------ FA server and ACMC
+
+
+@pytest.mark.parametrize(("trusted", "status"), [(frozenset(), 200),
+                                                 (frozenset({ELSEWHERE}), 403)])
+def test_fa_server_believes_only_the_trust_domain(trusted: frozenset[str], status: int) -> None:
+    """The FA controlling server (Node._sender): outside the trust domain nobody is
+    identified, so DAVE's own activation of DUTY is refused (the FA core's 403)."""
+
+    async def main() -> None:
+        node = FaServerNode(FaServerNodeConfig(FA_SERVER, FaServerConfig(
+            (FaConfig(DUTY, frozenset({DAVE})),), frozenset({PARTNER})),
+            SipSettings(timers=TIMERS, trusted_hosts=trusted)))
+        await node.start()
+        spoofer = make_endpoint(SipSettings(timers=TIMERS, hops={"*": node.hop("udp")}),
+                                "spoofer", None)
+        await spoofer.start()
+        try:
+            ctype, body = publish_body(DUTY, DAVE)
+            final = await spoofer.send(spoofer.new_request(
+                "PUBLISH", FA_SERVER, from_uri=DAVE, to_uri=DAVE, body=body,
+                content_type=ctype, headers=(("Event", EVENT_PRESENCE),
+                                             ("Expires", str(EXPIRES_UNTIL_WITHDRAWN)))),
+                timeout=5.0)
+            assert final.status == status
+            assert node.server.holders(DUTY) == ((DAVE,) if status == 200 else ())
+        finally:
+            await spoofer.close()
+            await node.stop()
 
     asyncio.run(main())
