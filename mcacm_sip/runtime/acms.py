@@ -146,10 +146,12 @@ class AcmsNode(Node):
     async def start(self) -> None:
         """Listen, restore the logged-on users, and continue every open transaction."""
         self.failed = asyncio.get_running_loop().create_future()
-        await self.endpoint.start()
+        # routes before sockets: what arrives while we start gets 503 "stopping" (retried,
+        # RFC 3261 21.5.4), never the endpoint's 405 (permanent, 21.4: a peer would give up)
         self.endpoint.serve("MESSAGE", self._on_message, accept=(codec.ACM_CONTENT_TYPE,))
         self._registrar_service.start()
         self._subscriber.start()
+        await self.endpoint.start()
         self._running = True
         now = time.time()
         for aor in self.registrar.store.aors():  # bindings that survived a restart

@@ -29,6 +29,9 @@ from mcacm_sip.acm.model import (
     AddUserConfigurationRequest,
     AddUserConfigurationResponse,
     Party,
+    PendingDataDownloadRequest,
+    PendingDataDownloadResponse,
+    PendingDataNotification,
     ProcessIndication,
     ProfileUpdateRequest,
     new_transaction_id,
@@ -36,7 +39,7 @@ from mcacm_sip.acm.model import (
 from mcacm_sip.core.acms import transient
 from mcacm_sip.core.state import Role, Snapshot, Transaction, TxState
 from mcacm_sip.runtime.base import SipSettings, make_endpoint
-from mcacm_sip.runtime.messaging import send_message
+from mcacm_sip.runtime.messaging import Sent, send_message
 from mcacm_sip.sip import IncomingRequest, Reply, Timers
 from mcacm_sip.sip.registrar import RegistrationClient
 from mcacm_sip.store import SqliteStore
@@ -73,14 +76,14 @@ class Systems:
     partner_port: int = field(default_factory=free_port)
     procs: list[Proc] = field(default_factory=list)
 
-    def write(self, *, timers: dict[str, float] | None = None,
+    def write(self, *, timers: dict[str, float] | None = None, send_timeout: float = 2.0,
               primary: dict[str, dict[str, object]] | None = None,
               partner: dict[str, dict[str, object]] | None = None,
               partner_policy: str = "approve") -> None:
         """``primary.toml`` and ``partner.toml``; ``primary``/``partner``: more tables (e.g.
         ``{"limits": {"max_in_flight": 5}}``).  The partner decides every request by its
         policy (10.17.3.2) unless ``partner_policy`` is ``manual``."""
-        sip: dict[str, object] = {"t1": 0.1, "send_timeout": 2.0}
+        sip: dict[str, object] = {"t1": 0.1, "send_timeout": send_timeout}
         common: dict[str, Mapping[str, object]] = {"timers": {**FAST_TIMERS, **(timers or {})}}
         self._write("primary", self.primary_port, PARTNER, self.partner_port, {
             **common, **(primary or {})}, f"""
@@ -161,7 +164,8 @@ def finished(snapshot: Snapshot, role: Role) -> dict[str, Transaction]:
 class Acmc:
     """A primary ACMC on the wire: logs on by REGISTER (10.17.3.1), sends requests -- each
     repeated with the same transaction id until the ACMS answers 200 (a duplicate is answered
-    200 and not processed again) -- answers 200 to every MESSAGE and keeps every flow it got."""
+    200 and not processed again) -- answers 200 to every MESSAGE, downloads its pending data
+    when notified, and keeps every flow it got (the items of a download too)."""
 
     def __init__(self, acms_port: int, me: str = ALICE, send_timeout: float = 1.0) -> None:
         self.me = me
@@ -172,44 +176,66 @@ class Acmc:
         self.answers: Counter[int | None] = Counter()
         """SIP final status (None: no answer) of every request MESSAGE sent."""
         self.accepted: set[str] = set()
+        self.last = Sent(False)
+        """What became of the last MESSAGE sent."""
+        self.downloaded = 0
+        """Flows that came in pending data download responses (10.17.3.1)."""
+        self._tasks: set[asyncio.Task[int | None]] = set()
         self._registration: RegistrationClient | None = None
 
-    async def start(self) -> None:
+    async def start(self, logon: bool = True) -> None:
         await self.endpoint.start()
         self.endpoint.serve("MESSAGE", self._on_message, accept=(codec.ACM_CONTENT_TYPE,))
-        self._registration = RegistrationClient(
-            self.endpoint, registrar="sip:primary.example", aor=self.me, expires=3600)
-        await self._registration.register()
+        if logon:
+            self._registration = RegistrationClient(
+                self.endpoint, registrar="sip:primary.example", aor=self.me, expires=3600)
+            await self._registration.register()
 
     async def logoff(self) -> None:
         if self._registration is not None:
             await self._registration.unregister()
 
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._registration is not None:
             await self._registration.close()
         await self.endpoint.close()
 
     def _on_message(self, incoming: IncomingRequest) -> Reply:
         try:
-            self.received.append(codec.decode(incoming.message.body))
+            flow = codec.decode(incoming.message.body)
         except AcmError as exc:
             return Reply(exc.sip_status)
+        if isinstance(flow, PendingDataNotification):
+            # 10.17.3.1: pending data for us -> download it (what the real ACMC does)
+            task = asyncio.get_running_loop().create_task(
+                self.send(PendingDataDownloadRequest(new_transaction_id(), self.me),
+                          within=10))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif isinstance(flow, PendingDataDownloadResponse):
+            self.downloaded += len(flow.items)
+            self.received.extend(flow.items)
+        self.received.append(flow)
         return Reply(200)
 
     # ------------------------------------------------------------------ sending
 
-    async def send(self, request: AcmRequest, *, within: float = 60.0, pause: float = 0.2
+    async def send(self, flow: AcmFlow, *, within: float = 60.0, pause: float = 0.2
                    ) -> int | None:
-        """Send ``request`` until a final answer that is not transient (or ``within`` s
-        passed); its status.  A 200 puts the transaction id in :attr:`accepted`."""
+        """Send ``flow`` until a final answer that is not transient (or ``within`` s
+        passed); its status.  A request answered 200 goes into :attr:`accepted`."""
         give_up = time.monotonic() + within
         while True:
             sent = await send_message(self.endpoint, self.settings, uri=PRIMARY, to=PRIMARY,
-                                      identity=self.me, flow=request)
+                                      identity=self.me, flow=flow)
+            self.last = sent
             self.answers[200 if sent.ok else sent.status] += 1
             if sent.ok:
-                self.accepted.add(request.transaction_id)
+                if isinstance(flow, AcmRequest):
+                    self.accepted.add(flow.transaction_id)
                 return 200
             if not transient(sent.status) or time.monotonic() >= give_up:
                 return sent.status
@@ -248,9 +274,11 @@ class Acmc:
             await asyncio.sleep(0.05)
         return got[0]
 
-    async def all_answered(self, within: float = 60.0) -> None:
-        """Until every accepted request has a response."""
+    async def all_answered(self, within: float = 60.0) -> list[str]:
+        """Waits until every accepted request has a response or ``within`` s passed; the
+        transaction ids still without one."""
         give_up = time.monotonic() + within
-        while missing := [t for t in self.accepted if not self.responses(t)]:
-            assert time.monotonic() < give_up, f"{len(missing)} accepted, never answered"
+        while (missing := [t for t in self.accepted if not self.responses(t)]) \
+                and time.monotonic() < give_up:
             await asyncio.sleep(0.1)
+        return missing
