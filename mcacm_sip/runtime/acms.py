@@ -323,7 +323,7 @@ class AcmsNode(Node):
 
     def _may_register(self, aor: str, request: Any) -> bool:
         # only configured ACM users log on, only for themselves, and only from where an
-        # identity is believed (decision; trust.py rules 3-4)
+        # identity is believed (decision; trust.py rule 4)
         origin = origin_of(request, self._sip.trusted_hosts)
         return (aor in self._users and origin.identity == aor
                 and self.trust.refusal(origin) is None)
