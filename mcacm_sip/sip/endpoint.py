@@ -14,6 +14,7 @@ import secrets
 import socket
 import ssl
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -230,6 +231,7 @@ class SipEndpoint:
         self._servers: list[asyncio.Server] = []
         self._conns: dict[int, StreamConnection] = {}
         self._conn_by_addr: dict[tuple[str, str, int], StreamConnection] = {}
+        self._inbound_from: Counter[str] = Counter()  # open inbound connections per source IP
         self._waiters: dict[ClientKey, tuple[asyncio.Future[FinalResponse], OutgoingRequest]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -264,7 +266,8 @@ class SipEndpoint:
             else:
                 name: Transport = lst.transport
                 server = await loop.create_server(
-                    lambda name=name: StreamConnection(self, name, self.limits, self.now()),
+                    lambda name=name: StreamConnection(self, name, self.limits, self.now(),
+                                                       inbound=True),
                     lst.host, lst.port,
                     ssl=self.tls_server if name == "tls" else None,
                 )
@@ -428,10 +431,17 @@ class SipEndpoint:
             self._transmit(answer, source)
 
     def on_connection(self, conn: StreamConnection) -> bool:
-        if self._closed or len(self._conns) >= self.limits.max_connections:
-            return False
-        self._conns[conn.id] = conn
         peer = conn.peer
+        # caps against connection floods: in total, and inbound per source address
+        if self._closed or len(self._conns) >= self.limits.max_connections:
+            log.debug("connection from %s refused: %d open", peer, len(self._conns))
+            return False
+        if conn.inbound:
+            if self._inbound_from[peer.host] >= self.limits.max_connections_per_source:
+                log.debug("connection from %s refused: too many from that address", peer)
+                return False
+            self._inbound_from[peer.host] += 1
+        self._conns[conn.id] = conn
         self._conn_by_addr[(peer.transport, peer.host, peer.port)] = conn
         return True
 
@@ -443,8 +453,11 @@ class SipEndpoint:
         return cert or None  # {}: shown but not verified (CERT_NONE) -> not an identity
 
     def on_connection_lost(self, conn: StreamConnection) -> None:
-        self._conns.pop(conn.id, None)
         peer = conn.peer
+        if self._conns.pop(conn.id, None) is not None and conn.inbound:
+            self._inbound_from[peer.host] -= 1
+            if not self._inbound_from[peer.host]:
+                del self._inbound_from[peer.host]
         addr = (peer.transport, peer.host, peer.port)
         if self._conn_by_addr.get(addr) is conn:
             del self._conn_by_addr[addr]

@@ -58,13 +58,26 @@ REASONS: dict[int, str] = {
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Caps on what a peer may send, and the UDP size rule (RFC 3261 18.1.1)."""
+    """Caps on what a peer may send, and the UDP size rule (RFC 3261 18.1.1).
+
+    docs/decisions.md "Reliability: hostile input" gives the reasons for each value.
+    """
 
     max_header_bytes: int = 65536
+    """Largest header block (start line included); larger: 413, and a stream is closed."""
     max_body_bytes: int = 1 << 20
+    """Largest Content-Length; larger: 413 before any of the body is read."""
     max_headers: int = 256
+    """Most header lines in one message; more: 413."""
     max_connections: int = 1024
+    """Open TCP/TLS connections, inbound and outbound together; more are closed at once."""
+    max_connections_per_source: int = 64
+    """Inbound TCP/TLS connections from one IP address; more are closed at once."""
+    message_timeout: float = 10.0
+    """Seconds a stream message may take from its first byte to its last (slowloris); then
+    the connection is closed."""
     idle_timeout: float = 300.0
+    """Seconds a TCP/TLS connection may stay silent before it is closed."""
     udp_mtu_switch: int = 1300
 
 

@@ -87,7 +87,9 @@ class StreamFramer:
         end, sep = head_end(buf, start)
         if end < 0:
             if len(buf) > limits.max_header_bytes:
-                return FrameError(None, "Header Block Too Large", b"")
+                # the Via is near the top: answer from the lines that did arrive
+                head = bytes(buf[:limits.max_header_bytes])
+                return FrameError(413, "Header Block Too Large", head[:head.rfind(b"\n") + 1])
             self._scan_from = len(buf)
             return None
         head = bytes(buf[:end])
@@ -106,6 +108,11 @@ class StreamFramer:
     @property
     def buffered(self) -> int:
         return len(self._buf)
+
+    @property
+    def pending(self) -> bool:
+        """A message has begun and is not complete yet."""
+        return bool(self._buf)
 
 
 def _address(sockname: tuple[str | int, ...] | None) -> tuple[str, int]:
@@ -178,16 +185,30 @@ class UdpProtocol(asyncio.DatagramProtocol):
 
 
 class StreamConnection(asyncio.Protocol):
-    """One TCP or TLS connection, inbound or outbound."""
+    """One TCP or TLS connection, inbound or outbound.
+
+    A message must arrive whole within ``limits.message_timeout`` of its first byte, else the
+    connection is closed: a peer trickling a header byte by byte (slowloris) holds a
+    connection for seconds, not for ever.
+    """
 
     _next_id = 0
+    LINGER = 1.0
+    """Seconds a connection that failed framing keeps reading (and discarding) after its error
+    answer and FIN, so that the peer's unread data does not turn our close into a RST that
+    destroys the answer (the lingering close of HTTP servers)."""
 
-    def __init__(self, sink: Sink, transport_name: Transport, limits: Limits, now: float) -> None:
+    def __init__(self, sink: Sink, transport_name: Transport, limits: Limits, now: float,
+                 inbound: bool = False) -> None:
         StreamConnection._next_id += 1
         self.id = StreamConnection._next_id
         self.sink = sink
         self.name: Transport = transport_name
+        self.inbound = inbound
+        self.limits = limits
         self.framer = StreamFramer(limits)
+        self._deadline: asyncio.TimerHandle | None = None  # for the message being received
+        self._draining = False  # after a framing error: what arrives is dropped unread
         self.transport: asyncio.Transport | None = None
         self.peer = Peer(transport_name, "", 0, self.id)
         self.local: tuple[str, int] = ("", 0)  # our end of the connection (ephemeral if outbound)
@@ -203,21 +224,51 @@ class StreamConnection(asyncio.Protocol):
             transport.close()
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = asyncio.get_running_loop().time()
+        if self._draining:
+            return
+        loop = asyncio.get_running_loop()
+        self.last_activity = loop.time()
         for frame in self.framer.feed(data):
             if isinstance(frame, bytes):
                 self.sink.on_message(frame, self.peer, False, self.local)
             elif isinstance(frame, FrameError):
                 self.sink.on_frame_error(frame, self.peer)
-                self.close()
+                self._end(loop)
                 return
             else:
                 self.write(b"\r\n")  # pong
+        if not self.framer.pending:
+            self._disarm()
+        elif self._deadline is None:  # the first byte of a message: its clock starts
+            self._deadline = loop.call_later(self.limits.message_timeout, self._too_slow)
+
+    def _end(self, loop: asyncio.AbstractEventLoop) -> None:
+        """After a framing error: the answer, then FIN, drain for LINGER seconds, close."""
+        self._disarm()
+        self.framer = StreamFramer(self.limits)  # drop what was buffered
+        transport = self.transport
+        if transport is None or not transport.can_write_eof():  # TLS: no half-close
+            self.close()
+            return
+        transport.write_eof()
+        self._draining = True
+        self._deadline = loop.call_later(self.LINGER, self.close)
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        self.sink.on_frame_error(FrameError(None, "Message Timeout", b""), self.peer)
+        self.close()
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
         if not self.closed.done():
             self.closed.set_result(None)
         self.sink.on_connection_lost(self)
