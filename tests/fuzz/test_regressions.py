@@ -100,3 +100,18 @@ def test_control_characters_never_reach_a_warning() -> None:
     name, value = warning("acms.example", 'unknown-transaction: a\x7f\x01b\r\nX-Injected: 1"')
     assert (name, value) == ("Warning",
                              '399 acms.example "unknown-transaction: a??b X-Injected: 1\\""')
+
+
+def test_a_profile_that_cannot_be_canonicalised_is_refused() -> None:
+    # atheris xml_decoder: a profile namespace name with "&amp;" decoded, but libxml2's C14N
+    # wrote it back unescaped, so the flow could not be encoded (nor the profile re-read)
+    from mcacm_sip.acm import codec
+    from mcacm_sip.acm.errors import InvalidContent
+
+    data = (SEEDS / "xml_decoder" / "ampersand-in-profile-namespace.xml").read_bytes()
+    with pytest.raises(InvalidContent) as caught:
+        codec.decode(data)
+    assert caught.value.sip_status == 400 and caught.value.ie == "profile"
+    # the same profile with a plain namespace name is fine
+    flow = codec.decode(data.replace(b"&amp;params", b"params"))
+    assert codec.decode(codec.encode(flow)) == flow
