@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from mcacm_sip.acm import codec
+from mcacm_sip.acm import codec, xmlsafe
+from mcacm_sip.acm.errors import TooManyAttributes
 from mcacm_sip.acm.model import Addressee, AddUserConfigurationRequest, Party, new_transaction_id
 from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import SipSettings
@@ -301,7 +302,7 @@ CASES = [
     body_case("external parameter entity", lambda: (BAD / "parameter-entity.xml").read_bytes(),
               400, "DOCTYPE"),
     body_case("250 KB text node", long_text, 400, "transaction-id", ("tcp",)),
-    body_case("20 000 attributes", many_attributes, 400, "transaction-id", ("tcp",)),
+    body_case("20 000 attributes", many_attributes, 400, "more than 64 attributes", ("tcp",)),
     body_case("9 000-deep nesting", lambda: deep(9_000), 400, "deeper than", ("udp",)),
     body_case("35 000-deep nesting", lambda: deep(35_000), 400, "deeper than", ("tcp",)),
     body_case("100 000-deep nesting", lambda: deep(100_000), 413, "limit is", ("tcp",)),
@@ -364,6 +365,16 @@ def test_hostile_input_gets_its_defined_answer(case: Case, transport: str) -> No
         assert m.python_peak < 16 << 20, m
 
     nodetest(body)
+
+
+def test_attribute_cap_is_exact() -> None:
+    ns = " ".join(f'xmlns:n{i}="urn:n{i}"' for i in range(100))  # declarations do not count
+    attrs = " ".join(f'a{i}="v"' for i in range(64))
+    at_cap = f"<r {ns} {attrs}/>".encode()
+    assert len(xmlsafe.parse(at_cap).attrib) == 64
+    with pytest.raises(TooManyAttributes) as caught:
+        xmlsafe.parse(at_cap.replace(b"/>", b" extra='1'/>"))
+    assert caught.value.sip_status == 400 and caught.value.path == "/r"
 
 
 # --------------------------------------------------------------------------- streams

@@ -27,6 +27,7 @@ __all__ = [
     "MalformedDocument",
     "NotAcmDocument",
     "SchemaViolation",
+    "TooManyAttributes",
     "UnsafeDocument",
     "header_text",
 ]
@@ -89,6 +90,11 @@ class UnsafeDocument(AcmError):
 
 class DocumentTooDeep(AcmError):
     """Elements nest deeper than the configured cap."""
+
+
+class TooManyAttributes(AcmError):
+    """An element carries more attributes than the configured cap (validating thousands costs
+    a hundred times more than parsing them)."""
 
 
 class MalformedDocument(AcmError):

@@ -10,7 +10,10 @@ Defences, cheapest first, each failing with a typed error (:mod:`mcacm_sip.acm.e
    hard depth limit (256 without XML_PARSE_HUGE) stops a 100 000-deep document early with
    bounded memory;
 4. the configurable nesting-depth cap (default 64) checked on the tree by one precompiled
-   XPath (libxml2 walks each level once, no Python per element).
+   XPath (libxml2 walks each level once, no Python per element);
+5. the attributes-per-element cap (default 64): 20 000 attributes parse in 15 ms but cost
+   140 ms in XSD validation; the precise XPath check runs only when the body holds more ``=``
+   than the cap (every attribute needs one), so ordinary documents pay one ``bytes.count``.
 
 Comments and processing instructions are dropped while parsing: nothing in an ACM document
 means anything by them, and text split by a comment reads back whole.
@@ -30,6 +33,7 @@ from mcacm_sip.acm.errors import (
     DocumentTooLarge,
     MalformedDocument,
     NotAcmDocument,
+    TooManyAttributes,
     UnsafeDocument,
 )
 
@@ -44,6 +48,8 @@ class Limits:
     """Largest body accepted, in bytes (larger: 413)."""
     max_depth: int = 64
     """Deepest element nesting accepted; the root is depth 1 (deeper: 400)."""
+    max_attributes: int = 64
+    """Most attributes on one element, namespace declarations aside (more: 400)."""
 
     def __post_init__(self) -> None:
         if self.max_bytes < 1:
@@ -125,6 +131,11 @@ _PARSERS = _Parsers()
 
 
 @lru_cache(maxsize=8)
+def _crowded_xpath(max_attributes: int) -> etree.XPath:
+    return etree.XPath(f"//*[count(@*) > {max_attributes}]")
+
+
+@lru_cache(maxsize=8)
 def _too_deep_xpath(max_depth: int) -> etree.XPath:
     # /*/*/... with max_depth+1 steps selects the elements nested deeper than the cap.
     return etree.XPath("/*" * (max_depth + 1))
@@ -155,6 +166,15 @@ def parse(data: bytes, limits: Limits = DEFAULT_LIMITS) -> etree._Element:
             path=element_path(first),
             hint="flatten the document; extension content must stay shallow",
         )
+    if data.count(b"=") > limits.max_attributes:  # cheap filter: each attribute has an "="
+        crowded = _crowded_xpath(limits.max_attributes)(root)
+        if crowded:
+            assert isinstance(crowded, list) and isinstance(crowded[0], etree._Element)
+            raise TooManyAttributes(
+                f"an element has more than {limits.max_attributes} attributes",
+                path=element_path(crowded[0]),
+                hint="ACM documents need a handful of attributes per element",
+            )
     return root
 
 
