@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import re
 import socket
+import ssl
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pki_kit import make_pki
 
 from mcacm_sip.acm import codec, xmlsafe
 from mcacm_sip.acm.errors import TooManyAttributes
@@ -28,7 +30,7 @@ from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import SipSettings
 from mcacm_sip.runtime.config import AcmsNodeConfig
 from mcacm_sip.runtime.lab import ALICE, DAVE, MIKE, PARTNER, PRIMARY, primary_config
-from mcacm_sip.sip import Limits, Listen, Timers
+from mcacm_sip.sip import Limits, Listen, SipEndpoint, Timers
 
 BAD = Path(__file__).parent / "acm" / "corpus" / "bad"
 ACM = codec.ACM_CONTENT_TYPE
@@ -446,6 +448,30 @@ def test_slowloris_trickle_is_closed_and_others_are_served() -> None:
         attacker.close()
 
     nodetest(body)
+
+
+def test_slow_tls_handshake_is_closed(tmp_path: Path) -> None:
+    """A TLS client that connects and never finishes its handshake: closed after
+    message_timeout like any slow message (asyncio would wait 60 s)."""
+    pki = make_pki(tmp_path, "hostile")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki["server"])
+
+    async def main() -> None:
+        endpoint = SipEndpoint([Listen("tls", "127.0.0.1", 0)], tls_server=context,
+                               limits=LIMITS)
+        await endpoint.start()
+        try:
+            port = endpoint.local_address("tls")[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"\x16\x03\x01")  # the first bytes of a ClientHello, then nothing
+            with contextlib.suppress(ConnectionResetError):  # closed either way
+                assert await asyncio.wait_for(reader.read(), WAIT) == b""
+            writer.close()
+        finally:
+            await endpoint.close()
+
+    asyncio.run(main())
 
 
 def test_connection_flood_is_capped_per_source() -> None:

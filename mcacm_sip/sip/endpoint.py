@@ -270,6 +270,8 @@ class SipEndpoint:
                                                        inbound=True),
                     lst.host, lst.port,
                     ssl=self.tls_server if name == "tls" else None,
+                    # a handshake is a message too: no slowloris before connection_made
+                    ssl_handshake_timeout=self.limits.message_timeout if name == "tls" else None,
                 )
                 self._servers.append(server)
                 sockname = server.sockets[0].getsockname()

@@ -2,7 +2,7 @@
 a defined error or a valid value for any input -- the contract in tests/fuzz/contract.py.
 
 The long coverage-guided runs are the atheris harnesses in fuzz/ (``make fuzz``); RELIABILITY.md
-"Fuzzing" has their figures.  Raise the example counts with ``HYPOTHESIS_PROFILE=fuzz-long``.
+"Fuzzing" has their figures.  Raise the example counts with ``HYPOTHESIS_PROFILE_FUZZ=fuzz-long``.
 """
 
 from __future__ import annotations
