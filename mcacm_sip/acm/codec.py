@@ -500,11 +500,17 @@ def _profile_from_element(el: etree._Element) -> model.UserProfile:
             raise InvalidContent(
                 f"namespace name {uri!r} holds &, < or \" (canonical XML would not escape it)",
                 path=element_path(el), ie="profile", hint="use a plain namespace URI")
-    return model.UserProfile(xml=_canonical(el))
+    try:
+        return model.UserProfile(xml=_canonical(el))
+    except etree.C14NError:  # e.g. a relative namespace name (C14N 1.0 refuses them)
+        raise InvalidContent(
+            "the profile cannot be canonicalised (a relative namespace name?)",
+            path=element_path(el), ie="profile",
+            hint="declare namespaces with absolute URIs") from None
 
 
 # libxml2's C14N writes namespace names unescaped: with one of these the canonical profile
-# would not parse again (found by fuzz/xml_decoder.py), so such a profile is refused.
+# would not parse again, and relative ones fail it (both found by fuzz/xml_decoder.py).
 _UNESCAPED = ('&', '<', '"')
 _NAMESPACES = etree.XPath("descendant-or-self::*/namespace::*")
 

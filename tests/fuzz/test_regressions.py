@@ -115,3 +115,15 @@ def test_a_profile_that_cannot_be_canonicalised_is_refused() -> None:
     # the same profile with a plain namespace name is fine
     flow = codec.decode(data.replace(b"&amp;params", b"params"))
     assert codec.decode(codec.encode(flow)) == flow
+
+
+def test_a_profile_with_a_relative_namespace_name_is_refused() -> None:
+    # atheris xml_decoder: xmlns:id="mcptt-user-authorisation" in the profile made libxml2's
+    # C14N fail with C14NError, an undefined exception (a 500 instead of a 400)
+    from mcacm_sip.acm import codec
+    from mcacm_sip.acm.errors import InvalidContent
+
+    data = (SEEDS / "xml_decoder" / "relative-namespace-in-profile.xml").read_bytes()
+    with pytest.raises(InvalidContent) as caught:
+        codec.decode(data)
+    assert caught.value.sip_status == 400 and caught.value.ie == "profile"
