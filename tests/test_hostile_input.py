@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import socket
 import ssl
@@ -446,6 +447,25 @@ def test_slowloris_trickle_is_closed_and_others_are_served() -> None:
         assert await attacker.closed_by_node()
         assert await sending < len(data)  # closed before the header was complete
         attacker.close()
+
+    nodetest(body)
+
+
+def test_pipelining_peer_is_not_taken_for_slowloris() -> None:
+    """Messages back to back, every segment ending inside the next message, for three times
+    message_timeout: each message is on time, so the connection stays and all are answered."""
+
+    async def body(node: Node) -> None:
+        conn = await Tcp.open(node)
+        stream = b"".join(request("OPTIONS", transport="TCP") for _ in range(8))
+        step = len(stream) // 8
+        cuts = [0, *range(step // 2, len(stream), step), len(stream)]  # inside each message
+        for a, b in itertools.pairwise(cuts):
+            conn.writer.write(stream[a:b])
+            await asyncio.sleep(LIMITS.message_timeout * 0.4)  # the peer's pace: 3.6 timeouts
+        answers = [await conn.answer() for _ in range(8)]
+        assert [a.status for a in answers] == [200] * 8
+        conn.close()
 
     nodetest(body)
 

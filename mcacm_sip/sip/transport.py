@@ -228,7 +228,8 @@ class StreamConnection(asyncio.Protocol):
             return
         loop = asyncio.get_running_loop()
         self.last_activity = loop.time()
-        for frame in self.framer.feed(data):
+        frames = self.framer.feed(data)
+        for frame in frames:
             if isinstance(frame, bytes):
                 self.sink.on_message(frame, self.peer, False, self.local)
             elif isinstance(frame, FrameError):
@@ -239,7 +240,8 @@ class StreamConnection(asyncio.Protocol):
                 self.write(b"\r\n")  # pong
         if not self.framer.pending:
             self._disarm()
-        elif self._deadline is None:  # the first byte of a message: its clock starts
+        elif self._deadline is None or frames:  # a message began here: its clock starts
+            self._disarm()
             self._deadline = loop.call_later(self.limits.message_timeout, self._too_slow)
 
     def _end(self, loop: asyncio.AbstractEventLoop) -> None:
