@@ -279,12 +279,12 @@ def scale(items: int, work: Path) -> tuple[list[list[Any]], float, str]:
 def main(argv: Sequence[str] | None = None) -> Result:
     parser = bench_parser(__doc__.split("\n\n")[0] if __doc__ else "")
     parser.add_argument("--messages", type=int,
-                        help="SIP messages into the ACMS (default 100 000, quick 20 000)")
+                        help="SIP messages into the ACMS (default 60 000, quick 20 000)")
     parser.add_argument("--items", type=int,
                         help="pending items of the big store (default 1 000 000, quick 20 000)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    messages = args.messages or (20_000 if args.quick else 100_000)
+    messages = args.messages or (20_000 if args.quick else 60_000)
     big = args.items or (20_000 if args.quick else 1_000_000)
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         work = Path(tmp)
