@@ -135,7 +135,8 @@ class AcmsNode(Node):
         self._batch: list[StoreChange] = []
         self._after: list[Action] = []
         self._stored: asyncio.Future[bool] | None = None
-        self._overload_logged = False
+        self._shedding = False
+        """Overloaded: new requests get 503 (``[limits]``)."""
         # RFC 3261 21.5.4 / 20.33: overloaded -> 503 with Retry-After (RFC 3428 adds nothing)
         self._busy_reply = Reply(503, headers=(
             warning(self.host, "overloaded: try again later"),
@@ -292,9 +293,12 @@ class AcmsNode(Node):
         return False
 
     def _overloaded(self) -> bool:
-        over = self.in_flight >= self.config.limits.max_in_flight
-        if over != self._overload_logged:  # one line per change, not one per refusal
-            self._overload_logged = over
+        limit = self.config.limits.max_in_flight
+        # hysteresis (decision): refuse from the limit on, take new work again below 90 % of
+        # it -- fewer flips at the edge, one log line per change, not one per refusal
+        over = self.in_flight >= (0.9 * limit if self._shedding else limit)
+        if over != self._shedding:
+            self._shedding = over
             log.warning("%s: %d sends in flight (limit %d)",
                         "overloaded" if over else "no longer overloaded", self.in_flight,
                         self.config.limits.max_in_flight,
