@@ -121,8 +121,21 @@ class ForeignPrimary:
                 self.received += 1
 
 
-async def churn(messages: int, work: Path) -> list[tuple[int, float]]:
-    """(messages received by the ACMS, RSS MiB of this process) every tenth of the run."""
+def rss_anon_mib() -> float:
+    """The anonymous part of this process's RSS (malloc, Python objects, SQLite's page cache;
+    the rest is mapped files: code, the store's WAL index)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+Sample = tuple[int, float, float]  # messages, RSS MiB, anonymous RSS MiB
+
+
+async def churn(messages: int, work: Path) -> list[Sample]:
+    """(messages received by the ACMS, RSS, anonymous RSS) every tenth of the run."""
     path = str(work / "churn.sqlite")
     seed = SqliteStore(path)
     seed.apply([Put(Mapping(Role.PARTNER, PRIMARY, "sip:mike@primary.example", MIGRATED,
@@ -139,15 +152,16 @@ async def churn(messages: int, work: Path) -> list[tuple[int, float]]:
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     step = max(1, messages // 10)
-    samples: list[tuple[int, float]] = []
+    samples: list[Sample] = []
 
     def readable() -> None:
         peer.drain()
         while peer.in_flight < WINDOW and peer.received < messages:
             peer.send_request()
         if peer.received >= (len(samples) + 1) * step:
-            samples.append((peer.received, rss_bytes([os.getpid()]) / 2**20))
-            print(f"  {peer.received:>9} messages: RSS {samples[-1][1]:.1f} MiB, "
+            samples.append((peer.received, rss_bytes([os.getpid()]) / 2**20, rss_anon_mib()))
+            print(f"  {peer.received:>9} messages: RSS {samples[-1][1]:.1f} MiB "
+                  f"(anonymous {samples[-1][2]:.1f}), "
                   f"{len(node.core.transactions())} transactions kept", flush=True)
         if peer.received >= messages and peer.in_flight == 0 and not done.done():
             done.set_result(None)
@@ -295,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> Result:
         print("scale: pending items in the store", flush=True)
         small_rows, _, _ = scale(1_000, work)
         big_rows, per_item, plan = scale(big, work)
-    slope = slope_kib_per_100k(samples)
+    slope = slope_kib_per_100k([(m, r) for m, r, _ in samples])
+    slope_anon = slope_kib_per_100k([(m, a) for m, _, a in samples])
     ratio = {r[1]: round(b[4] / r[4], 2) for r, b in zip(small_rows, big_rows, strict=True)}
     result: Result = {
         "name": "memory",
@@ -303,8 +318,8 @@ def main(argv: Sequence[str] | None = None) -> Result:
         "tables": [
             {"title": f"RSS of the process (partner ACMS + bare sender) over {messages} "
                       f"messages ({churn_s:.0f} s)",
-             "columns": ["messages", "RSS MiB"],
-             "rows": [[m, round(r, 1)] for m, r in samples]},
+             "columns": ["messages", "RSS MiB", "anonymous MiB"],
+             "rows": [[m, round(r, 1), round(a, 1)] for m, r, a in samples]},
             {"title": "one user's k pending items: median us (store read = pending_for; "
                       "download = core + encoding the response)",
              "columns": ["items in store", "k", "store read us", "notify us", "download us"],
@@ -312,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> Result:
         ],
         "summary": {
             "RSS slope over the second half (KiB per 100k messages)": slope,
+            "anonymous RSS slope over the second half (KiB per 100k messages)": slope_anon,
             "RSS first/last sample (MiB)": (round(samples[0][1], 1), round(samples[-1][1], 1))
             if samples else None,
             "store bytes per pending item": round(per_item),
