@@ -725,8 +725,14 @@ class AcmsCore:
 
     def _logon(self, now: float, user: str, out: Actions) -> None:
         self._online.add(user)
-        if user in self._queues:
-            # 10.17.3.1: pending ACM data notification on logon
+        for og in [o for o in self._out.values() if o.purpose is Purpose.NOTIFY and o.to == user]:
+            self._drop_out(og, out)  # a logon notifies afresh
+        self._notify(user, out)  # 10.17.3.1: pending ACM data notification on logon
+
+    def _notify(self, user: str, out: Actions) -> None:
+        """10.17.3.1: pending ACM data notification, unless one is on its way to ``user``."""
+        if user in self._queues and not any(o.purpose is Purpose.NOTIFY and o.to == user
+                                            for o in self._out.values()):
             note = PendingDataNotification(new_transaction_id(), user)
             self._send(out, Purpose.NOTIFY, Hop.ACMC, user, note)
 
@@ -779,11 +785,19 @@ class AcmsCore:
                 else:
                     assert tx.assignee is not None
                     self._queue(ev.now, tx, tx.assignee, False, Trigger.DELIVERY_FAILED, out)
+                    if tx.assignee in self._online and transient(ev.status):
+                        # decision: still logged on (it may have answered too late): notify
+                        # it now, not at its next logon (10.17.3.1)
+                        self._notify(tx.assignee, out)
             case Purpose.DOWNLOAD if ev.ok:
                 for key in og.carries:
                     if self._drop_item(key, out) is not None and key in self._tx:
                         self._move(self._tx[key], Trigger.DOWNLOADED, out,
                                    **self._done(ev.now))
+            case Purpose.NOTIFY if not ev.ok and transient(ev.status):
+                # decision: repeated with back-off while the user is logged on with items
+                # (``_tick`` drops it otherwise)
+                self._retry(ev.now, og, ev.retry_after, out)
             case _:
                 pass
 
@@ -828,6 +842,10 @@ class AcmsCore:
         for key in due[Outgoing.KIND]:
             og = self._out.get(key)
             if og is None or og.next_at is None or og.next_at > now:
+                continue
+            if og.purpose is Purpose.NOTIFY and (og.to not in self._online
+                                                 or og.to not in self._queues):
+                self._drop_out(og, out)  # nothing left to tell, or a logon will
                 continue
             og = replace(og, attempts=og.attempts + 1, next_at=None)
             self._put(og, out)

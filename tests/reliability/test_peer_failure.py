@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from core.harness import ALICE, DAVE, PRIMARY, Net, migrate, two_systems, update
+from core.harness import ALICE, DAVE, PRIMARY, Answer, Net, migrate, two_systems, update
 
 from mcacm_sip.acm.model import (
     Addressee,
@@ -93,6 +93,38 @@ def test_the_answer_waits_no_longer_than_pending_response_ttl(tmp_path: Path) ->
     assert downloaded(net) == []
     tx = net.acms[PRIMARY].transaction(Role.PRIMARY, tid)
     assert tx is not None and tx.state is TxState.DONE
+
+
+def test_a_response_the_logged_on_acmc_did_not_take_is_notified_at_once() -> None:
+    """Regression (found by the crash runs on a busy machine): a DELIVER to a logged-on ACMC
+    that timed out went to the pending store, and the ACMC -- still logged on -- was only told
+    at its next logon.  Now it is notified at once (10.17.3.1) and downloads the response."""
+    net = two_systems()
+    net.logon(ALICE)
+    net.logon(DAVE)
+    tid = update(net, Addressee(DAVE), migrate(net))
+    net.scripted[ALICE] = [Answer(408)]  # the response (step 10) is not answered in time
+    net.decide(DAVE, True)
+    assert downloaded(net) == [tid]
+    assert net.results(ALICE)[-1] == ResultCode.SUCCESS
+    assert net.acms[PRIMARY].pending_for(ALICE) == ()
+    tx = net.acms[PRIMARY].transaction(Role.PRIMARY, tid)
+    assert tx is not None and tx.state is TxState.DONE
+
+
+def test_the_notification_is_repeated_while_the_acmc_stays_logged_on() -> None:
+    net = two_systems()
+    net.logon(ALICE)
+    net.logon(DAVE)
+    tid = update(net, Addressee(DAVE), migrate(net))
+    net.scripted[ALICE] = [Answer(408), Answer(503)]  # the response, then the notification
+    net.decide(DAVE, True)
+    assert downloaded(net) == []
+    net.advance(2)  # back-off (retry_initial 1 s): notified again, downloads
+    assert downloaded(net) == [tid]
+    assert net.results(ALICE)[-1] == ResultCode.SUCCESS
+    net.advance(3600)  # nothing left to tell: no more notifications
+    assert len(net.received(ALICE, "pending-data-notification")) == 1
 
 
 # --------------------------------------------------------------------------- processes
