@@ -51,8 +51,9 @@ DAVE = "sip:dave@partner.example"
 MIKE = "sip:mike@primary.example"
 PROFILE = profile_from_xml('<mcptt-user-profile xmlns="urn:3gpp:mcptt:user-profile:1.0">'
                            "<Name>Mike (night shift)</Name></mcptt-user-profile>")
-FAST_TIMERS = {"retry_initial": 0.2, "retry_max": 1.0}
-"""Peer retries 0.2 s -> 1 s instead of 1 s -> 60 s: a restarted peer is found again at once."""
+FAST_TIMERS = {"retry_initial": 0.25, "retry_max": 2.0}
+"""Peer retries 0.25 s -> 2 s instead of 1 s -> 60 s: a restarted peer is found again soon
+(faster retries only feed retransmission storms on a busy machine)."""
 
 
 def _toml_value(value: object) -> str:
@@ -167,10 +168,10 @@ class Acmc:
     200 and not processed again) -- answers 200 to every MESSAGE, downloads its pending data
     when notified, and keeps every flow it got (the items of a download too)."""
 
-    def __init__(self, acms_port: int, me: str = ALICE, send_timeout: float = 1.0) -> None:
+    def __init__(self, acms_port: int, me: str = ALICE, send_timeout: float = 4.0) -> None:
         self.me = me
         self.settings = SipSettings(hops={"*": f"sip:127.0.0.1:{acms_port}"},
-                                    timers=Timers(t1=0.1), send_timeout=send_timeout)
+                                    timers=Timers(t1=0.25), send_timeout=send_timeout)
         self.endpoint = make_endpoint(self.settings, me, None)
         self.received: list[AcmFlow] = []
         self.answers: Counter[int | None] = Counter()
@@ -223,7 +224,7 @@ class Acmc:
 
     # ------------------------------------------------------------------ sending
 
-    async def send(self, flow: AcmFlow, *, within: float = 60.0, pause: float = 0.2
+    async def send(self, flow: AcmFlow, *, within: float = 120.0, pause: float = 0.5
                    ) -> int | None:
         """Send ``flow`` until a final answer that is not transient (or ``within`` s
         passed); its status.  A request answered 200 goes into :attr:`accepted`."""

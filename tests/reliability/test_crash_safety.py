@@ -40,7 +40,7 @@ from .systems import PARTNER, PRIMARY, Acmc, Systems, finished
 
 SEED = int(os.environ.get("MCACM_CRASH_SEED", "20261126"))
 KILLS = 20
-RATE = 10.0
+RATE = 5.0
 """Profile update requests per second, the whole time the kills go on."""
 KILL_AFTER = (0.2, 1.2)
 """A kill comes this many seconds (uniform) after the victim listens again."""
