@@ -179,11 +179,19 @@ async def flood_figures(systems: Systems, pid: int, rate: float, seconds: float
         answers = figures["answers"]
         assert isinstance(answers, dict)
         accepted = int(answers.get("200", 0))
-        give_up = time.monotonic() + 60
-        while len(flood_answers := {f.transaction_id for f in alice.received
-                                    if isinstance(f, ProfileUpdateResponse)
-                                    and f.transaction_id.startswith("flood-")}) < accepted \
-                and time.monotonic() < give_up:
+        # the responses of what was accepted, until none has come for 2 s (a MESSAGE the
+        # ACMS read late may have been accepted after the flooder stopped listening)
+        give_up, seen, quiet = time.monotonic() + 60, -1, 0.0
+        while time.monotonic() < give_up:
+            flood_answers = {f.transaction_id for f in alice.received
+                             if isinstance(f, ProfileUpdateResponse)
+                             and f.transaction_id.startswith("flood-")}
+            if len(flood_answers) == seen and len(flood_answers) >= accepted:
+                quiet += 0.1
+                if quiet >= 2.0:
+                    break
+            else:
+                seen, quiet = len(flood_answers), 0.0
             await asyncio.sleep(0.1)
         figures.update(rate=rate, seconds=seconds, recovered_status=status,
                        recovered_result=result,
@@ -218,9 +226,11 @@ def test_a_flood_at_three_times_capacity_memory_stays_bounded_and_it_recovers(
     answers = figures["answers"]
     assert isinstance(answers, dict)
     assert answers.get("503", 0) > 0 and figures["retry_after"] == ["1"]
-    # every flood request answered 200 was stored and its response reached ALICE; the rest
-    # (503) left no trace
-    assert figures["stored"] == figures["answered"] == answers.get("200", 0)
+    # every flood request stored had its response reached ALICE, and every 200 the flooder
+    # heard was stored; 503s left no trace (a 200 may be sent after the flooder stopped)
+    assert figures["stored"] == figures["answered"]
+    assert answers.get("200", 0) <= int(str(figures["stored"])) <= answers.get("200", 0) + int(
+        str(figures["unanswered"]))
     assert figures["recovered_status"] == 200 and figures["recovered_result"] == "success"
     grown = int(str(figures["rss_peak_kib"])) - int(str(figures["rss_baseline_kib"]))
     assert grown < 100 * 1024, f"RSS grew by {grown} KiB under the flood"
