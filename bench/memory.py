@@ -3,7 +3,7 @@ stay flat: nothing kept per finished transaction), store bytes per pending item,
 store (1 000 000 pending items) the time to notify one user and to download its k items.
 
 1. Churn: a foreign primary ACMS (a bare UDP socket in this process: prepared datagrams, 200s
-   built by copying headers, so it adds little) keeps 64 profile update requests in flight to our
+   built by copying headers, so it adds little) keeps 32 profile update requests in flight to our
    partner ACMS (automatic approval, SQLite store, retention 1 s so finished transactions leave);
    "messages" counts the SIP messages the ACMS received (requests and the 200s to its own
    MESSAGEs). RSS of this process is sampled every tenth of the run; the slope is fitted over
@@ -54,7 +54,7 @@ from mcacm_sip.runtime.lab import PARTNER, PRIMARY, ROUTINE, partner_config, pro
 from mcacm_sip.sip import Listen
 from mcacm_sip.store import SqliteStore
 
-WINDOW = 64  # requests in flight during the churn
+WINDOW = 32  # requests in flight: their sends stay under [limits] max_in_flight = 100
 KS = (1, 10, 100)
 MIGRATED = "sip:mike-1@partner.example"
 PROFILE = profile_from_xml(profile_xml("Mike", ROUTINE))
