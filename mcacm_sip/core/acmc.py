@@ -186,8 +186,15 @@ class AcmcCore:
             if tid in self._open:
                 self._finish(tid)
                 out.add(Report(tid, ReportKind.RESPONSE, flow))
+            elif tid in self._finished:
+                log.info("response %s again: ignored", tid)
             else:
-                log.info("response %s again or unknown: ignored", tid)
+                # 10.17.3.1: an answer kept in the pending store while we were offline may
+                # belong to a request of an earlier session (restarted ACMC, our own timer
+                # ran out); the user must still learn the Result, once
+                self._finished.add(tid)
+                out.add(Report(tid, ReportKind.RESPONSE, flow,
+                               text="answer to a request not open in this session"))
         elif tid in self._decided:
             # decided before, but the ACMS still holds it: our answer was lost, send it again
             self._send(out, "response", tid, self._decided[tid])

@@ -108,3 +108,17 @@ def test_notification_download_and_items() -> None:
     assert actions[0] == Accept()
     assert actions[1] == Decide(incoming("t-new"))
     assert isinstance(actions[2], Send) and actions[2].flow.transaction_id == "t-old"
+
+
+def test_an_answer_to_a_request_of_an_earlier_session_is_shown_once() -> None:
+    # 23.280 10.17.3.1: the primary ACMS kept the answer while we were offline; this ACMC
+    # process never sent the request (it was restarted), the user must still see the Result
+    core = acmc()
+    resp = ProfileUpdateResponse("t-old", Party("sip:x@partner.example"), Addressee(ME),
+                                 "sip:m-1@partner.example", Result(ResultCode.SUCCESS))
+    download = PendingDataDownloadResponse("d-1", ME, (resp,))
+    actions = core.handle(FlowFromAcms(0.0, download))
+    assert Report("t-old", ReportKind.RESPONSE, resp,
+                  text="answer to a request not open in this session") in actions
+    # delivered again (the ACMS re-sent it after a crash): nothing new for the user
+    assert not [a for a in core.handle(FlowFromAcms(1.0, resp)) if isinstance(a, Report)]
