@@ -268,8 +268,9 @@ class AcmcNode(Node):
 
     async def start(self, logon: bool = True) -> None:
         """Listen and log on (REGISTER).  Raises RegistrationError if the ACMS refuses."""
-        await self.endpoint.start()
+        # routes before sockets, as the ACMS: never a 405 (permanent) while we start
         self.endpoint.serve("MESSAGE", self._on_message, accept=(codec.ACM_CONTENT_TYPE,))
+        await self.endpoint.start()
         self._running = True
         self._registration = RegistrationClient(
             self.endpoint, registrar=f"sip:{uri_host(self.config.acmc.acms_psi)}",

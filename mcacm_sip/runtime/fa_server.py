@@ -113,9 +113,10 @@ class FaServerNode(Node):
 
     async def start(self) -> None:
         self.failed = asyncio.get_running_loop().create_future()
-        await self.endpoint.start()
+        # routes before sockets, as the ACMS: never a 405 (permanent) while we start
         self._publications.start()
         self._notifications.start()
+        await self.endpoint.start()
         self._running = True
         log.info("FA server %s listening on %s", self.psi, self.addresses,
                  extra={"event": "node.start"})
