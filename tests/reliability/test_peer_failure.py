@@ -22,6 +22,7 @@ import pytest
 from core.harness import ALICE, DAVE, PRIMARY, Answer, Net, migrate, two_systems, update
 
 from mcacm_sip.acm.model import (
+    AcmResponse,
     Addressee,
     AddUserConfigurationRequest,
     Party,
@@ -30,6 +31,7 @@ from mcacm_sip.acm.model import (
     new_transaction_id,
 )
 from mcacm_sip.core.config import AcmcConfig
+from mcacm_sip.core.events import Report, ReportKind
 from mcacm_sip.core.state import Role, TxState
 from mcacm_sip.runtime.acmc import AcmcNode
 from mcacm_sip.runtime.base import SipSettings
@@ -231,10 +233,20 @@ def test_offline_primary_acmc_gets_its_answer_on_logon_across_an_acms_restart(
             [*_, primary] = (p for p in systems.procs if p.name == "primary")
             primary.stop(signal.SIGKILL)
             await asyncio.to_thread(systems.start, "primary")
-            await alice.logon()  # notification -> download -> the response (10.17.3.1)
-            outcome = await handle.wait(20)
-            assert outcome.result == ResultCode.SUCCESS, outcome
-            await until(lambda: steps(tid, TxState.DONE))
+            # days later she logs on from a NEW ACMC process, which never sent the request:
+            # notification -> download -> the response is still shown to her, once
+            await alice.stop(logoff=False)
+            reports: list[Report] = []
+            later = AcmcNode(AcmcNodeConfig(AcmcConfig(ALICE, PRIMARY), sip),
+                             on_report=reports.append)
+            await later.start()  # logon (10.17.3.1)
+            try:
+                await until(lambda: steps(tid, TxState.DONE))
+                [shown] = [r for r in reports if r.transaction_id == tid]
+                assert shown.kind is ReportKind.RESPONSE and isinstance(shown.flow, AcmResponse)
+                assert shown.flow.result.code == ResultCode.SUCCESS
+            finally:
+                await later.stop()
         finally:
             await alice.stop()
 
