@@ -26,7 +26,7 @@ FUZZ_TARGETS ?= sip_parser xml_decoder receive_path
 fuzz: $(STAMP)   ## coverage-guided fuzzing: FUZZ_RUNS inputs per target (crashes: build/fuzz/)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,fuzz]'
 	for t in $(FUZZ_TARGETS); do \
-	  nice -n 10 $(PY) fuzz/$$t.py -runs=$(FUZZ_RUNS) -rss_limit_mb=1024 -timeout=10 \
+	  nice -n 10 $(PY) fuzz/$$t.py -runs=$(FUZZ_RUNS) -max_len=4096 -rss_limit_mb=1024 -timeout=10 \
 	    -print_final_stats=1 || exit 1; \
 	done
 
