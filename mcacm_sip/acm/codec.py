@@ -336,12 +336,33 @@ assert set(_SPECS) == set(model.FLOW_TYPES), "every flow class needs a row in _S
 # --------------------------------------------------------------------------- encode
 
 
+# Flows are immutable: the same object encodes to the same bytes.  A node encodes a flow for
+# the store and again for the wire, and rewrites a transaction row with the same flows at each
+# state change; the last flows encoded are remembered by identity (an entry holds its flow, so
+# the id cannot be reused while it is there) -- validated once, never re-validated.
+_ENCODED: dict[int, tuple[model.AcmFlow, bytes]] = {}
+_ENCODED_MAX = 4096
+
+
 def encode(flow: model.AcmFlow, *, pretty: bool = False) -> bytes:
     """The flow as a UTF-8 XML document, validated against the bundled schema (strict on send).
 
     Raises :class:`EncodeError` if the result is invalid (a bug in this layer), or
     :class:`InvalidContent` if an embedded profile is not an MCPTT user profile document.
     """
+    if not pretty:
+        hit = _ENCODED.get(id(flow))
+        if hit is not None and hit[0] is flow:
+            return hit[1]
+    data = _encode(flow, pretty)
+    if not pretty:
+        if len(_ENCODED) >= _ENCODED_MAX:
+            del _ENCODED[next(iter(_ENCODED))]  # the oldest
+        _ENCODED[id(flow)] = (flow, data)
+    return data
+
+
+def _encode(flow: model.AcmFlow, pretty: bool) -> bytes:
     root = to_element(flow)
     xsd = schema()
     if not xsd.validate(root):

@@ -13,7 +13,6 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any, Literal, TypeVar
 
 from mcacm_sip.acm import codec
@@ -90,14 +89,9 @@ def write(db: sqlite3.Connection) -> Iterator[None]:
 
 
 def _xml(flow: AcmFlow | None) -> str | None:
-    return None if flow is None else _encoded(flow)
-
-
-@lru_cache(maxsize=4096)
-def _encoded(flow: AcmFlow) -> str:
-    # a transaction row is rewritten at every state change with the same (frozen) flows:
-    # encode (and schema-check) each flow once
-    return codec.encode(flow).decode("utf-8")
+    # codec.encode remembers the flows it encoded last: a transaction row rewritten at every
+    # state change, and a flow stored then sent, are encoded (and schema-checked) once
+    return None if flow is None else codec.encode(flow).decode("utf-8")
 
 
 def _flow(text: str | None, kind: type[_F] | tuple[type[Any], ...]) -> Any:
