@@ -86,17 +86,22 @@ def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
 
 
 @asynccontextmanager
-async def partner_peer(tmp: Path, node: type[AcmsNode] = AcmsNode
+async def partner_peer(tmp: Path, node: type[AcmsNode] = AcmsNode, *,
+                       partner_sip: SipSettings | None = None
                        ) -> AsyncIterator[tuple[AcmsNode, Callable[[str], None]]]:
     """Our partner ACMS (requesters: alice only), its FA server (DUTY held by dave, NIGHT
-    held by nobody); yields the node and a function that points its primary PSI at a hop."""
+    held by nobody); yields the node and a function that points its primary PSI at a hop.
+    ``partner_sip``: the partner's own settings; with TLS, the primary is pinned to it
+    (``tls = "required"``)."""
     sip = _sip()
     fa = FaServerNode(FaServerNodeConfig(FA_SERVER, FaServerConfig(
         (FaConfig(DUTY, frozenset({DAVE})), FaConfig(NIGHT, frozenset({DAVE}))),
         frozenset({PARTNER})), sip))
+    tls = partner_sip is not None and partner_sip.tls is not None
     config = dataclasses.replace(partner_config(str(tmp / "partner.sqlite")), peers=(
-        PeerSystem(PRIMARY, ("primary.example",), requesters=(ALICE,)),))
-    partner = node(AcmsNodeConfig(config, sip))
+        PeerSystem(PRIMARY, ("primary.example",), requesters=(ALICE,),
+                   tls="required" if tls else "optional"),))
+    partner = node(AcmsNodeConfig(config, partner_sip or sip))
     holder = AcmcNode(AcmcNodeConfig(AcmcConfig(DAVE, PARTNER), sip))  # never logs on
     await fa.start()
     await partner.start()

@@ -16,6 +16,7 @@ from mcacm_sip.cli.main import EX_USAGE, CliError, command
 from mcacm_sip.conformance.catalogue import CATALOGUE, not_applicable, scenarios_for
 from mcacm_sip.conformance.profile import ROLES, ConfigError, Profile, Role, load_profile
 from mcacm_sip.conformance.runner import Runner, parse_peer
+from mcacm_sip.sip import Transport
 
 
 def _profile(path: str | None, role: Role) -> Profile:
@@ -33,13 +34,13 @@ def _profile(path: str | None, role: Role) -> Profile:
     return profile
 
 
-def _listing(role: Role, profile: Profile | None, transport: str) -> str:
+def _listing(role: Role, profile: Profile | None, transport: Transport) -> str:
     lines = []
     for s in CATALOGUE:
         if role not in s.needs:
             continue
-        why = None if profile is None else not_applicable(
-            s, role, profile.roles.get(role), "tcp" if transport == "tcp" else "udp")
+        why = None if profile is None else not_applicable(s, role, profile.roles.get(role),
+                                                          transport)
         lines.append(f"{s.id:<26} {s.clause:<36} {s.title}" + (f"  [n/a: {why}]" if why
                                                                   else ""))
     return "\n".join(lines) + "\n"
@@ -78,7 +79,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(run())
-    except (OSError, ValueError) as exc:  # cannot listen, TLS asked for, bad hop
+    except (OSError, ValueError) as exc:  # cannot listen, no or bad [wire.tls], bad hop
         raise CliError(EX_USAGE, str(exc)) from None
 
 
@@ -96,7 +97,8 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 def _conformance_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peer", required=True, metavar="URI",
                    help="the ACMS under test: Request-URI of what we send (its PSI), e.g. "
-                        "sip:acms@127.0.0.1:5070 or sip:acms@partner.example;transport=tcp")
+                        "sip:acms@127.0.0.1:5070 or sip:acms@partner.example;transport=tcp; "
+                        "sips: or ;transport=tls needs [wire.tls] in the profile")
     p.add_argument("--role", required=True, choices=ROLES,
                    help="the peer's role: partner (we play the primary system) or primary "
                         "(we play its ACMC and the partner system)")

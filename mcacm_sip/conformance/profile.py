@@ -12,6 +12,12 @@ A profile is a TOML file (docs/conformance.md annotates one)::
     transport = "udp"                        # when --peer names none
     hop = "sip:192.0.2.7:5060"               # next hop when --peer names no address
 
+    [wire.tls]                               # when the transport is tls (paths: relative
+    certificate = "runner.pem"               #  to this file); names our PSI's domain
+    key = "runner.key"                       # if not in certificate
+    ca = "lab-ca.pem"                        # trust anchors for the peer's certificate
+    acmc_certificate = "acmc.pem"            # what our ACMC shows (default: certificate)
+
     [timing]
     wait = 5.0        # seconds to wait for what must happen
     quiet = 1.0       # seconds to watch for what must not happen
@@ -51,6 +57,7 @@ from mcacm_sip.core.config import (
     get_typed,
     read_toml,
 )
+from mcacm_sip.runtime.base import TlsSettings
 from mcacm_sip.sip import Transport
 
 Role = Literal["partner", "primary"]
@@ -120,6 +127,35 @@ class Dialect:
 
 
 @dataclass(frozen=True, slots=True)
+class WireTls:
+    """``[wire.tls]``: the runner's certificates and trust anchors (absolute paths)."""
+
+    certificate: Path
+    """PEM chain (key may follow): shown by our listener and on connections we open.  It
+    must name our PSI's domain (the peer checks it, RFC 5922 7.4) and the host the peer
+    connects to for our ACMC contact (an IP literal: an IP subjectAltName, RFC 5922 7.3)."""
+    key: Path | None = None
+    ca: Path | None = None
+    """Trust anchors for the peer's certificate (None: the system store)."""
+    require_client_cert: bool = False
+    """Our listener refuses a peer that connects without a certificate."""
+    acmc_certificate: Path | None = None
+    """What our ACMC (the decider / the requester) shows, on its own connections: a peer
+    that binds a connection to the peer it authenticates (trust.py rule 3) refuses user
+    requests on the PSI's connection.  None: the ACMC shares ``certificate``."""
+    acmc_key: Path | None = None
+
+    def settings(self) -> TlsSettings:
+        return TlsSettings(self.certificate, self.key, self.ca, self.require_client_cert)
+
+    def acmc_settings(self) -> TlsSettings | None:
+        if self.acmc_certificate is None:
+            return None
+        return TlsSettings(self.acmc_certificate, self.acmc_key, self.ca,
+                           self.require_client_cert)
+
+
+@dataclass(frozen=True, slots=True)
 class Wire:
     dialect: Dialect = field(default_factory=Dialect)
     identity_header: str = "P-Asserted-Identity"
@@ -129,6 +165,8 @@ class Wire:
     transport: Transport = "udp"
     hop: str | None = None
     """SIP URI of the next hop when ``--peer`` names no IP address and port."""
+    tls: WireTls | None = None
+    """``[wire.tls]``; required when the transport is tls."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,12 +290,40 @@ def _fixtures(table: Mapping[str, Any], role: Role) -> Fixtures:
         **uris)
 
 
-def parse_profile(data: Mapping[str, Any]) -> Profile:
-    """A profile from parsed TOML; ConfigError naming the key on any problem."""
+_TLS_FILES = ("certificate", "key", "ca", "acmc_certificate", "acmc_key")
+
+
+def _wire_tls(wire: Mapping[str, Any], base: Path) -> WireTls | None:
+    """``[wire.tls]`` with its paths resolved against ``base`` (the profile's directory);
+    every named file must exist."""
+    if "tls" not in wire:
+        return None
+    table, p = get_table(wire, "tls", "wire."), "wire.tls."
+    check_keys(table, {*_TLS_FILES, "require_client_cert"}, p)
+    files: dict[str, Path | None] = {}
+    for key in _TLS_FILES:
+        value = get_typed(table, key, p, str, "")
+        path = (base / value) if value else None
+        if path is not None and not path.is_file():
+            raise ConfigError(p + key, f"{value!r}: no such file (relative to the profile)")
+        files[key] = path
+    certificate = files.pop("certificate")
+    if certificate is None:
+        raise ConfigError(p + "certificate", "missing: the runner's certificate (PEM)")
+    if files["acmc_key"] is not None and files["acmc_certificate"] is None:
+        raise ConfigError(p + "acmc_key", "given without acmc_certificate")
+    return WireTls(certificate, files["key"], files["ca"],
+                   get_typed(table, "require_client_cert", p, bool, False),
+                   files["acmc_certificate"], files["acmc_key"])
+
+
+def parse_profile(data: Mapping[str, Any], base: Path | None = None) -> Profile:
+    """A profile from parsed TOML; ConfigError naming the key on any problem.  ``base``:
+    the directory relative paths (``[wire.tls]``) start from (default: the working one)."""
     check_keys(data, {"name", "description", "wire", "timing", *ROLES}, "")
     wire = get_table(data, "wire")
     check_keys(wire, {"content_type", "namespace", "identity_header", "icsi", "transport",
-                      "hop"}, "wire.")
+                      "hop", "tls"}, "wire.")
     content_type = get_typed(wire, "content_type", "wire.", str, codec.ACM_CONTENT_TYPE)
     if "/" not in content_type or ";" in content_type:
         raise ConfigError("wire.content_type", f"{content_type!r}: give type/subtype")
@@ -271,6 +337,9 @@ def parse_profile(data: Mapping[str, Any]) -> Profile:
     if transport not in ("udp", "tcp", "tls"):
         raise ConfigError("wire.transport", f"{transport!r}: expected udp, tcp or tls")
     hop = get_typed(wire, "hop", "wire.", str, "") or None
+    tls = _wire_tls(wire, base or Path())
+    if transport == "tls" and tls is None:
+        raise ConfigError("wire.tls", "transport tls needs a [wire.tls] table (certificate)")
     timing = get_table(data, "timing")
     check_keys(timing, {"wait", "quiet", "t1"}, "timing.")
     roles = {role: _fixtures(get_table(data, role), role) for role in ROLES if role in data}
@@ -278,15 +347,16 @@ def parse_profile(data: Mapping[str, Any]) -> Profile:
         name=get_typed(data, "name", "", str, "unnamed"),
         wire=Wire(Dialect(content_type, namespace), header,
                   get_typed(wire, "icsi", "wire.", str, Wire().icsi),
-                  "tcp" if transport == "tcp" else "tls" if transport == "tls" else "udp", hop),
+                  "tcp" if transport == "tcp" else "tls" if transport == "tls" else "udp", hop,
+                  tls),
         timing=Timing(*(_positive(timing, k, "timing.", getattr(Timing(), k))
                         for k in ("wait", "quiet", "t1"))),
         roles=roles)
 
 
 def load_profile(path: str | Path) -> Profile:
-    return parse_profile(read_toml(path))
+    return parse_profile(read_toml(path), Path(path).parent)
 
 
 __all__ = ["ROLES", "ConfigError", "Dialect", "Fixtures", "Policy", "Profile", "Role",
-           "Timing", "Wire", "load_profile", "parse_profile"]
+           "Timing", "Wire", "WireTls", "load_profile", "parse_profile"]

@@ -19,6 +19,7 @@ scenario goes to its pcap, every event to its JSON-lines log.
 
 from __future__ import annotations
 
+import _ssl
 import asyncio
 import contextlib
 import json
@@ -41,14 +42,15 @@ from mcacm_sip.acm.model import (
     ProcessIndication,
 )
 from mcacm_sip.conformance.catalogue import Scenario, not_applicable, scenarios_for
-from mcacm_sip.conformance.profile import Fixtures, Profile, Role
+from mcacm_sip.conformance.profile import Fixtures, Profile, Role, WireTls
 from mcacm_sip.conformance.report import Checks, Report, ScenarioResult, Verdict
 from mcacm_sip.core.config import uri_host
 from mcacm_sip.pcap import PcapWriter
-from mcacm_sip.runtime.base import TraceRecord, hop_peer, hop_uri, node_trace
+from mcacm_sip.runtime.base import TlsSettings, TraceRecord, hop_peer, hop_uri, node_trace
 from mcacm_sip.runtime.messaging import _warning_text as warning_text
 from mcacm_sip.runtime.messaging import message_reply
 from mcacm_sip.runtime.sender import Exchange, SendableRequest, registrar_uri
+from mcacm_sip.runtime.trust import certificate_names
 from mcacm_sip.sip import (
     IncomingRequest,
     Listen,
@@ -108,6 +110,10 @@ class Sent:
     accept: str | None = None
     body: bytes = b""
     call_id: str = ""
+    untrusted: str | None = None
+    """Set on a 403 to a MESSAGE we sent as our PSI over TLS: the peer may not believe the
+    certificate we showed (RFC 5922 7.4), which the runner cannot tell from a refusal of
+    the request; the text says what to check."""
 
     @property
     def ok(self) -> bool:
@@ -158,21 +164,22 @@ class Runner:
         if hop is None and wire.hop:
             hop = hop_peer(wire.hop, named or wire.transport)
         self.transport: Transport = named or (hop.transport if hop else wire.transport)
-        if self.transport == "tls":
-            raise ValueError("the conformance runner speaks UDP and TCP (TLS: run it through "
-                             "a proxy that terminates TLS)")
         self.peer_hop = hop
         self.fx: Fixtures | None = profile.roles.get(role)
         self.out = out
         self._say = progress or (lambda _: None)
         listen = (self.fx.listen if self.fx else "127.0.0.1:0")
         host, _, port = listen.rpartition(":")
-        t1 = profile.timing.t1
-        self.endpoint = SipEndpoint(
-            [Listen(self.transport, host.strip("[]"), int(port))],
-            timers=Timers(t1=t1, t2=8 * t1, t4=10 * t1),
-            trace=node_trace(self._traced, "conformance"),
-            locate=lambda _uri: self.peer_hop)  # everything we send goes to the peer
+        tls, acmc_tls = _tls_settings(wire.tls, self.transport)
+        self.unnamed: str | None = None
+        """Why our certificate may not name our PSI (RFC 5922 7.1), None if it does."""
+        if tls is not None and tls.certificate is not None and self.fx is not None:
+            self.unnamed = _unnamed(tls.certificate, self.fx.psi)
+        self.endpoint = self._endpoint(Listen(self.transport, host.strip("[]"), int(port)), tls)
+        self.acmc_endpoint = self.endpoint if acmc_tls is None else \
+            self._endpoint(Listen("tls", host.strip("[]"), 0), acmc_tls)
+        """Where our ACMC registers its contact and sends from: its own TLS endpoint (own
+        certificate, own connections) when ``[wire.tls] acmc_certificate`` is set."""
         self.wait = profile.timing.wait
         self.quiet = profile.timing.quiet
         self._exchanges: dict[str, Exchange] = {}
@@ -194,13 +201,32 @@ class Runner:
     async def open(cls, profile: Profile, role: Role, peer: str, out: Path | None = None,
                    progress: Callable[[str], None] | None = None) -> AsyncIterator[Runner]:
         runner = cls(profile, role, peer, out, progress)
-        await runner.endpoint.start()
-        runner.endpoint.serve("MESSAGE", runner._on_message)
+        endpoints = list(dict.fromkeys((runner.endpoint, runner.acmc_endpoint)))
         try:
+            for endpoint in endpoints:
+                await endpoint.start()
+                endpoint.serve("MESSAGE", runner._on_message)
             yield runner
         finally:
             await runner.logoff()
-            await runner.endpoint.close()
+            for endpoint in endpoints:
+                await endpoint.close()
+
+    def _endpoint(self, listen: Listen, tls: TlsSettings | None) -> SipEndpoint:
+        t1 = self.profile.timing.t1
+        return SipEndpoint(
+            [listen], timers=Timers(t1=t1, t2=8 * t1, t4=10 * t1),
+            tls_server=tls.server_context() if tls else None,
+            tls_client=tls.client_context() if tls else None,
+            trace=node_trace(self._traced, "conformance"),
+            locate=lambda _uri: self.peer_hop)  # everything we send goes to the peer
+
+    def endpoint_for(self, identity: str) -> SipEndpoint:
+        """The endpoint that sends as ``identity``: a PSI (ours, or the unknown one) from
+        the PSI's endpoint, a user from the ACMC's."""
+        assert self.fx is not None
+        psis = {address_of_record(self.fx.psi), address_of_record(self.fx.unknown_psi)}
+        return self.endpoint if address_of_record(identity) in psis else self.acmc_endpoint
 
     def hop(self) -> str:
         """A SIP URI for the peer's next-hop table: where our PSI and contacts are."""
@@ -281,7 +307,7 @@ class Runner:
         """REGISTER our ACMC identity at the peer (23.280 10.17.3.1 logon)."""
         user = self.acmc_user
         registration = RegistrationClient(
-            self.endpoint, registrar=registrar_uri(self.peer_uri), aor=user, expires=600,
+            self.acmc_endpoint, registrar=registrar_uri(self.peer_uri), aor=user, expires=600,
             transport=self.transport)
         try:
             await registration.register()
@@ -375,13 +401,14 @@ class Runner:
             headers.append((wire.identity_header, f"<{identity}>"))
         if wire.icsi:
             headers.append(("P-Asserted-Service", wire.icsi))
-        request = self.endpoint.new_request(
+        endpoint = self.endpoint_for(identity)
+        request = endpoint.new_request(
             "MESSAGE", target, from_uri=identity, to_uri=target,
             body=wire.dialect.outgoing(body) if native else body,
             content_type=content_type or wire.dialect.content_type, headers=headers,
             transport=self.transport)
         try:
-            final = await self.endpoint.send(request)
+            final = await endpoint.send(request)
         except SipTimeout:
             sent = Sent(None, "no answer (RFC 3261 Timer F)", call_id=request.call_id)
         except SipTransportError as exc:
@@ -389,11 +416,18 @@ class Runner:
         else:
             m = final.message
             sent = Sent(final.status, m.reason, warning_text(m.header("warning")),
-                        m.header("accept"), m.body, request.call_id)
+                        m.header("accept"), m.body, request.call_id,
+                        self._untrusted(final.status, identity))
         self._event("sent", identity=identity, uri=target, status=sent.status,
                     reason=sent.reason, warning=sent.warning, call_id=request.call_id)
         self._changed.set()
         return sent
+
+    def _untrusted(self, status: int, identity: str) -> str | None:
+        if status != 403 or self.unnamed is None or self.fx is None \
+                or address_of_record(identity) != address_of_record(self.fx.psi):
+            return None
+        return f"the peer does not believe our PSI over TLS: {self.unnamed} (RFC 5922 7.4)"
 
     async def send_flow(self, flow: AcmFlow, *, identity: str) -> Sent:
         self._event("sending", flow=flow.FLOW, transaction_id=getattr(flow, "transaction_id",
@@ -468,6 +502,47 @@ class Runner:
             await self.idle(self.quiet)
         finally:
             transport.close()
+
+
+def _tls_settings(tls: WireTls | None, transport: Transport
+                  ) -> tuple[TlsSettings | None, TlsSettings | None]:
+    """The TLS settings of our PSI's and our ACMC's endpoints (None, None: no TLS).
+    Raises ValueError naming the ``[wire.tls]`` key for a missing table or unusable files."""
+    if transport != "tls":
+        return None, None
+    if tls is None:
+        raise ValueError("TLS to the peer needs a [wire.tls] table in the profile "
+                         "(wire.tls.certificate, key, ca; docs/conformance.md)")
+    pairs = (("certificate", tls.settings()), ("acmc_certificate", tls.acmc_settings()))
+    for key, settings in pairs:
+        if settings is None:
+            continue
+        try:  # fail here, naming the key, rather than at the first connection
+            settings.server_context()
+            settings.client_context()
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise ValueError(f"[wire.tls] {key} / key / ca: {exc}") from None
+    return pairs[0][1], pairs[1][1]
+
+
+def _unnamed(certificate: Path, psi: str) -> str | None:
+    """Why a peer that binds our PSI to our certificate (RFC 5922 7.4; trust.py rule 1)
+    would refuse it: the certificate names neither the PSI nor its host; None if it does.
+    The stdlib decodes a PEM file only through a private helper: without it, we cannot
+    tell (a reason is returned, so a 403 to our PSI stays Inconclusive)."""
+    decode = getattr(_ssl, "_test_decode_cert", None)
+    try:
+        names = certificate_names(decode(str(certificate))) if decode else None
+    except (OSError, ValueError):
+        names = None
+    if names is None:
+        return f"cannot read the names of {certificate.name}; check that it names " \
+               f"{uri_host(psi)}"
+    wanted = {address_of_record(psi).lower(), uri_host(psi)}
+    if wanted.isdisjoint(names):
+        return (f"[wire.tls] certificate names {', '.join(sorted(names)) or 'nothing'}, "
+                f"not {uri_host(psi)}")
+    return None
 
 
 def _aor(value: str | None) -> str | None:
