@@ -263,10 +263,12 @@ class AcmsNode(Node):
         if self._opens_transaction(event) and self._overloaded():
             return self._busy_reply
         reply = verdict_reply(self.host, self._apply(self.core.handle(event)))
-        log.info("%s %s from %s: %d", flow.FLOW, getattr(flow, "transaction_id", ""), sender,
-                 reply.status, extra={"event": "acm.received", "call_id": req.call_id,
-                                      "flow": flow.FLOW, "status": reply.status,
-                                      "transaction_id": getattr(flow, "transaction_id", None)})
+        if log.isEnabledFor(logging.INFO):  # nothing built when INFO is off (hot path)
+            log.info("%s %s from %s: %d", flow.FLOW, getattr(flow, "transaction_id", ""),
+                     sender, reply.status, extra={
+                         "event": "acm.received", "call_id": req.call_id, "flow": flow.FLOW,
+                         "status": reply.status,
+                         "transaction_id": getattr(flow, "transaction_id", None)})
         if self._stored is None:
             return reply
         return self._when_stored(self._stored, reply)

@@ -83,21 +83,28 @@ async def send_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str
         content_type=codec.ACM_CONTENT_TYPE,
         headers=(("P-Asserted-Identity", f"<{identity}>"),
                  ("P-Asserted-Service", settings.icsi)))
-    extra = {"event": "acm.sent", "call_id": request.call_id, "flow": flow.FLOW,
-             "transaction_id": tid, "peer": uri}
     try:
         final = await endpoint.send(request, timeout=settings.send_timeout)
     except SipTimeout:
-        log.info("%s %s to %s: no answer", flow.FLOW, tid, to, extra={**extra, "status": 408})
+        _log_sent(flow, tid, to, uri, request.call_id, 408, "no answer")
         return Sent(False, "408 no answer")
     except SipTransportError as exc:
-        log.info("%s %s to %s: %s", flow.FLOW, tid, to, exc, extra={**extra, "status": 503})
+        _log_sent(flow, tid, to, uri, request.call_id, 503, exc)
         return Sent(False, f"503 {exc}")
     status = final.status
-    log.info("%s %s to %s: %d", flow.FLOW, tid, to, status, extra={**extra, "status": status})
+    _log_sent(flow, tid, to, uri, request.call_id, status, status)
     if 200 <= status < 300:
         return Sent(True)
     message = final.message
     warning = _warning_text(message.header("warning"))
     return Sent(False, f"{status} {warning or message.reason}", status, warning,
                 _retry_after(message.header("retry-after")))
+
+
+def _log_sent(flow: AcmFlow, tid: str | None, to: str, uri: str, call_id: str, status: int,
+              outcome: object) -> None:
+    """One ``acm.sent`` line per MESSAGE out; nothing is built when INFO is off (hot path)."""
+    if log.isEnabledFor(logging.INFO):
+        log.info("%s %s to %s: %s", flow.FLOW, tid, to, outcome, extra={
+            "event": "acm.sent", "call_id": call_id, "flow": flow.FLOW,
+            "transaction_id": tid, "peer": uri, "status": status})
