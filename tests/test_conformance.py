@@ -121,16 +121,20 @@ async def partner_peer(tmp: Path, node: type[AcmsNode] = AcmsNode, *,
 
 
 @asynccontextmanager
-async def primary_peer(tmp: Path, *, lax: bool = False
+async def primary_peer(tmp: Path, *, lax: bool = False, primary_sip: SipSettings | None = None
                        ) -> AsyncIterator[tuple[AcmsNode, Callable[[str], None]]]:
     """Our primary ACMS, with a short answer timer (partner-silent); ``lax``: it lets every
-    user request (a broken authorisation check, 10.17.7.2 step 2)."""
+    user request (a broken authorisation check, 10.17.7.2 step 2); ``primary_sip``: its own
+    settings; with TLS, the partner is pinned to it (``tls = "required"``)."""
     config = dataclasses.replace(primary_config(str(tmp / "primary.sqlite")),
                                  timers=Timers(decision_timeout=1.0, answer_grace=0.5))
     if lax:
         config = dataclasses.replace(config, users=(*config.users, AuthorisedUser(
             EVE, REQUEST_FLOWS, REQUEST_FLOWS)))
-    primary = AcmsNode(AcmsNodeConfig(config, _sip()))
+    if primary_sip is not None and primary_sip.tls is not None:
+        config = dataclasses.replace(config, peers=tuple(
+            dataclasses.replace(p, tls="required") for p in config.peers))
+    primary = AcmsNode(AcmsNodeConfig(config, primary_sip or _sip()))
     await primary.start()
     try:
         yield primary, lambda hop: primary.set_hops({PARTNER: hop})

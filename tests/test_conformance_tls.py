@@ -1,12 +1,14 @@
-"""The conformance runner over mutual TLS against our own partner ACMS, which pins the
-primary (the runner's PSI) with ``tls = "required"`` and requires client certificates
-(mcacm_sip/runtime/trust.py).  Certificates are made here (tests/pki_kit.py), one lab CA:
+"""The conformance runner over mutual TLS against our own partner and primary ACMS, each
+pinning the other system (the runner's PSI) with ``tls = "required"`` and requiring client
+certificates (mcacm_sip/runtime/trust.py).  Certificates are made here (tests/pki_kit.py),
+one lab CA:
 
-- ``partner``: the ACMS under test, named ``partner.example`` (the host of ``--peer``);
-- ``runner``: our PSI's domain ``primary.example`` (the partner checks it as a client
-  certificate, rule 1, and as the server it connects to for our PSI, RFC 5922 7.3);
-- ``acmc``: our decider's ACMC, named 127.0.0.1 (the partner connects to its registered
-  contact, an IP literal), a certificate that names no peer (trust.py rule 3);
+- ``primary`` / ``partner``: a system's domain.  The ACMS under test shows its own (checked
+  against the host of ``--peer``, RFC 5922 7.3); the runner shows the other one, its PSI's
+  domain (the peer checks it as a client certificate, trust.py rule 1, and as the server it
+  connects to for our PSI);
+- ``acmc``: our ACMC (decider / requester), named 127.0.0.1 (the peer connects to its
+  registered contact, an IP literal), a certificate that names no peer (trust.py rule 3);
 - ``other``: a runner certificate for another domain.
 """
 
@@ -17,11 +19,11 @@ from pathlib import Path
 
 import pytest
 from pki_kit import make_pki
-from test_conformance import PARTNER_FIXTURES, _profile, partner_peer, sync
+from test_conformance import PARTNER_FIXTURES, _profile, partner_peer, primary_peer, sync
 
 from mcacm_sip.cli.main import main
 from mcacm_sip.conformance.catalogue import scenarios_for
-from mcacm_sip.conformance.profile import ConfigError, Profile, WireTls, parse_profile
+from mcacm_sip.conformance.profile import ConfigError, Profile, Role, WireTls, parse_profile
 from mcacm_sip.conformance.report import Report, Verdict
 from mcacm_sip.conformance.runner import Runner
 from mcacm_sip.pcap import read_sip
@@ -29,8 +31,10 @@ from mcacm_sip.runtime.base import SipSettings, TlsSettings
 from mcacm_sip.sip import Listen
 from mcacm_sip.sip import Timers as SipTimers
 
-LEAVES = {"partner": ("partner.example",), "runner": ("primary.example",),
+LEAVES = {"primary": ("primary.example",), "partner": ("partner.example",),
           "acmc": ("127.0.0.1",), "other": ("other.example",)}
+OURS: dict[Role, str] = {"partner": "primary", "primary": "partner"}
+"""--role -> the runner's certificate (its PSI's system)."""
 
 
 @pytest.fixture(scope="module")
@@ -38,48 +42,53 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return make_pki(tmp_path_factory.mktemp("pki"), "lab", LEAVES)
 
 
-def partner_sip(pki: dict[str, Path]) -> SipSettings:
+def acms_sip(pki: dict[str, Path], system: str) -> SipSettings:
     return SipSettings(listens=(Listen("udp", "127.0.0.1"), Listen("tls", "127.0.0.1")),
                        send_timeout=4.0, timers=SipTimers(t1=0.1, t2=0.4, t4=0.5),
-                       tls=TlsSettings(pki["partner"], ca=pki["ca"], require_client_cert=True))
+                       tls=TlsSettings(pki[system], ca=pki["ca"], require_client_cert=True))
 
 
-def tls_profile(pki: dict[str, Path], certificate: str, hop: str) -> Profile:
-    profile = _profile("partner", **PARTNER_FIXTURES)
+def tls_profile(role: Role, pki: dict[str, Path], certificate: str, hop: str) -> Profile:
+    profile = _profile(role, **(PARTNER_FIXTURES if role == "partner" else
+                                {"answer_timeout": 1.5}))
     wire = dataclasses.replace(profile.wire, transport="tls", hop=hop, tls=WireTls(
         pki[certificate], ca=pki["ca"], acmc_certificate=pki["acmc"]))
     return dataclasses.replace(profile, wire=wire)
 
 
-async def run_tls(tmp: Path, pki: dict[str, Path], certificate: str,
+async def run_tls(role: Role, tmp: Path, pki: dict[str, Path], certificate: str,
                   out: Path | None = None) -> Report:
-    async with partner_peer(tmp, partner_sip=partner_sip(pki)) as (partner, route):
-        profile = tls_profile(pki, certificate, partner.hop("tls"))
-        # the peer by name: its certificate is checked against partner.example (RFC 5922 7.3)
-        async with Runner.open(profile, "partner", "sip:acms@partner.example;transport=tls",
+    peer = partner_peer(tmp, partner_sip=acms_sip(pki, "partner")) if role == "partner" \
+        else primary_peer(tmp, primary_sip=acms_sip(pki, "primary"))
+    async with peer as (acms, route):
+        profile = tls_profile(role, pki, certificate, acms.hop("tls"))
+        # the peer by name: its certificate is checked against that host (RFC 5922 7.3)
+        async with Runner.open(profile, role, f"sip:acms@{role}.example;transport=tls",
                                out) as runner:
             route(runner.hop())
             return await runner.run()
 
 
+@pytest.mark.parametrize("role", ["partner", "primary"])
 @sync
 async def test_runner_over_mutual_tls_passes_every_applicable_scenario(
-        tmp_path: Path, pki: dict[str, Path]) -> None:
-    report = await run_tls(tmp_path, pki, "runner", tmp_path / "out")
+        role: Role, tmp_path: Path, pki: dict[str, Path]) -> None:
+    report = await run_tls(role, tmp_path, pki, OURS[role], tmp_path / "out")
     verdicts = {r.id: r.verdict for r in report.results}
-    assert [r.id for r in report.results] == [s.id for s in scenarios_for("partner")]
+    assert [r.id for r in report.results] == [s.id for s in scenarios_for(role)]
     # retransmitting the same bytes is a UDP matter: the only scenario that does not apply
     assert {k for k, v in verdicts.items() if v is not Verdict.PASS} == {"retransmission"}, \
         report.table()
     assert verdicts["retransmission"] is Verdict.NOT_APPLICABLE
     assert report.exit_code == 0
-    # the evidence shows TLS both ways: our request out, the peer's indication in
+    # the evidence shows TLS both ways: our request out, what the peer sends us in
     add = next(r for r in report.results if r.id == "add-user")
     assert add.pcap is not None
     messages = [p.data for p in read_sip(add.pcap) if p.data.startswith(b"MESSAGE ")]
-    assert any(m.startswith(b"MESSAGE sip:acms@partner.example;transport=tls ")
+    assert any(m.startswith(f"MESSAGE sip:acms@{role}.example;transport=tls ".encode())
                for m in messages)
-    assert any(m.startswith(b"MESSAGE sip:acms@primary.example") for m in messages)
+    assert any(m.startswith(f"MESSAGE sip:acms@{OURS[role]}.example".encode())
+               for m in messages)
     assert all(b"Via: SIP/2.0/TLS " in m for m in messages)
 
 
@@ -93,7 +102,7 @@ REFUSED_OUR_PSI = {s.id for s in scenarios_for("partner")} - {
 @sync
 async def test_a_runner_certificate_for_another_domain_is_refused_inconclusively(
         tmp_path: Path, pki: dict[str, Path]) -> None:
-    report = await run_tls(tmp_path, pki, "other")
+    report = await run_tls("partner", tmp_path, pki, "other")
     verdicts = {r.id: r.verdict for r in report.results}
     inconclusive = {k for k, v in verdicts.items() if v is Verdict.INCONCLUSIVE}
     assert inconclusive == REFUSED_OUR_PSI, report.table()
@@ -111,17 +120,17 @@ async def test_a_runner_certificate_for_another_domain_is_refused_inconclusively
 
 def test_wire_tls_paths_are_relative_to_the_profile(tmp_path: Path, pki: dict[str, Path]
                                                    ) -> None:
-    data = {"wire": {"transport": "tls", "tls": {"certificate": pki["runner"].name,
+    data = {"wire": {"transport": "tls", "tls": {"certificate": pki["primary"].name,
                                                  "ca": pki["ca"].name}},
             "partner": {"primary_psi": "sip:acms@primary.example"}}
     tls = parse_profile(data, pki["ca"].parent).wire.tls
-    assert tls is not None and tls.certificate == pki["runner"] and tls.ca == pki["ca"]
+    assert tls is not None and tls.certificate == pki["primary"] and tls.ca == pki["ca"]
     assert tls.acmc_settings() is None  # the ACMC shares the runner's certificate
     for table, key in (({"ca": pki["ca"].name}, "wire.tls.certificate"),
                        ({"certificate": "missing.pem"}, "wire.tls.certificate"),
-                       ({"certificate": pki["runner"].name, "acmc_key": pki["ca"].name},
+                       ({"certificate": pki["primary"].name, "acmc_key": pki["ca"].name},
                         "wire.tls.acmc_key"),
-                       ({"certificate": pki["runner"].name, "chain": "x"}, "wire.tls.chain")):
+                       ({"certificate": pki["primary"].name, "chain": "x"}, "wire.tls.chain")):
         with pytest.raises(ConfigError) as err:
             parse_profile({"wire": {"tls": table}}, pki["ca"].parent)
         assert key in str(err.value), table
@@ -145,3 +154,24 @@ def test_cli_tls_usage_errors(tmp_path: Path, pki: dict[str, Path],
     ):
         assert main(["conformance", *argv, "--only", "add-user"]) == 2, argv
         assert needle in capsys.readouterr().err, argv
+
+
+@sync
+async def test_an_acmc_sharing_the_psi_certificate_is_refused_inconclusively(
+        tmp_path: Path, pki: dict[str, Path]) -> None:
+    """Without ``acmc_certificate`` our requester's ACMC speaks on the connections that
+    authenticate our (partner) PSI: the primary refuses it (trust.py rule 3).  That is the
+    runner's set-up, not the peer's fault: Inconclusive, never Fail, saying what to set."""
+    async with primary_peer(tmp_path, primary_sip=acms_sip(pki, "primary")) as (acms, route):
+        profile = tls_profile("primary", pki, "partner", acms.hop("tls"))
+        assert profile.wire.tls is not None
+        profile = dataclasses.replace(profile, wire=dataclasses.replace(
+            profile.wire, tls=dataclasses.replace(profile.wire.tls, acmc_certificate=None)))
+        async with Runner.open(profile, "primary", "sip:acms@primary.example;transport=tls"
+                               ) as runner:
+            route(runner.hop())
+            report = await runner.run(("add-user", "not-authorised-requester"))
+    assert {r.verdict for r in report.results} == {Verdict.INCONCLUSIVE}, report.table()
+    for r in report.results:
+        assert "403" in r.reason and "acmc_certificate" in r.reason, r.reason
+        assert "connection authenticated as sip:acms@partner.example claims" in r.reason

@@ -424,10 +424,18 @@ class Runner:
         return sent
 
     def _untrusted(self, status: int, identity: str) -> str | None:
-        if status != 403 or self.unnamed is None or self.fx is None \
-                or address_of_record(identity) != address_of_record(self.fx.psi):
+        if status != 403 or self.transport != "tls" or self.fx is None:
             return None
-        return f"the peer does not believe our PSI over TLS: {self.unnamed} (RFC 5922 7.4)"
+        if address_of_record(identity) == address_of_record(self.fx.psi):
+            if self.unnamed is None:
+                return None
+            return f"the peer does not believe our PSI over TLS: {self.unnamed} (RFC 5922 7.4)"
+        if self.acmc_endpoint is self.endpoint and self.unnamed is None \
+                and address_of_record(identity) != address_of_record(self.fx.unknown_psi):
+            return ("our ACMC sends on connections whose certificate names our PSI, and a "
+                    "peer may bind such a connection to our system (trust.py rule 3): give "
+                    "it its own certificate, [wire.tls] acmc_certificate")
+        return None
 
     async def send_flow(self, flow: AcmFlow, *, identity: str) -> Sent:
         self._event("sending", flow=flow.FLOW, transaction_id=getattr(flow, "transaction_id",

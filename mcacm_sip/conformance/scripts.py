@@ -670,6 +670,8 @@ async def _r_requester(r: Runner, c: Checks) -> None:
     if sent.ok:
         c.unobservable("refused with 403", "accepted with 2xx; a not-authorised Result may "
                        "wait for the (unregistered) user")
+    elif sent.untrusted is not None:  # the 403 may refuse our connection, not the requester
+        c.unobservable("refused with 403", f"{sent.describe()}; {sent.untrusted}")
     else:
         c.expect("refused with 403", sent.status == 403, sent.describe())
 
