@@ -19,6 +19,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from aiosipua.headers import parse_params, parse_uri, stringify_uri
@@ -124,6 +125,7 @@ def canonical_uri(uri: str) -> str:
     return stringify_uri(u)
 
 
+@lru_cache(maxsize=1024)  # a pure function of a string; per message on the hot path
 def address_of_record(uri: str) -> str:
     """RFC 3261 10.3 step 5: the canonical AOR, ``scheme:user@host[:port]`` without parameters."""
     u = parse_uri(canonical_uri(uri))

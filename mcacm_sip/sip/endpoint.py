@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any, Literal
 
 from aiosipua.headers import SipUri, parse_uri
@@ -183,6 +184,7 @@ def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
+@lru_cache(maxsize=1024)  # a pure function of a string; per message on the hot path
 def is_ip(host: str) -> bool:
     """Whether ``host`` is an IPv4 or IPv6 literal (brackets allowed), i.e. needs no lookup."""
     try:
