@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Collection
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -40,6 +41,7 @@ __all__ = [
     "USER_PROFILE_ROOT",
     "check_content_type",
     "decode",
+    "document",
     "encode",
     "from_element",
     "profile_element",
@@ -340,8 +342,26 @@ assert set(_SPECS) == set(model.FLOW_TYPES), "every flow class needs a row in _S
 # the store and again for the wire, and rewrites a transaction row with the same flows at each
 # state change; the last flows encoded are remembered by identity (an entry holds its flow, so
 # the id cannot be reused while it is there) -- validated once, never re-validated.
-_ENCODED: dict[int, tuple[model.AcmFlow, bytes]] = {}
+_Documents = dict[int, tuple[model.AcmFlow, bytes]]
+_ENCODED: _Documents = {}
 _ENCODED_MAX = 4096
+# The last flows decode() returned, with the documents they came from (validated on receipt):
+# what :func:`document` keeps for them.  Small documents only, so a hostile peer's 256 KiB
+# bodies cannot pin memory here.
+_RECEIVED: _Documents = {}
+_RECEIVED_MAX = 1024
+_RECEIVED_MAX_BYTES = 16 * 1024
+
+
+def _recall(cache: _Documents, flow: model.AcmFlow) -> bytes | None:
+    hit = cache.get(id(flow))
+    return hit[1] if hit is not None and hit[0] is flow else None
+
+
+def _remember(cache: _Documents, limit: int, flow: model.AcmFlow, data: bytes) -> None:
+    if len(cache) >= limit:
+        del cache[next(iter(cache))]  # the oldest
+    cache[id(flow)] = (flow, data)
 
 
 def encode(flow: model.AcmFlow, *, pretty: bool = False) -> bytes:
@@ -350,16 +370,21 @@ def encode(flow: model.AcmFlow, *, pretty: bool = False) -> bytes:
     Raises :class:`EncodeError` if the result is invalid (a bug in this layer), or
     :class:`InvalidContent` if an embedded profile is not an MCPTT user profile document.
     """
-    if not pretty:
-        hit = _ENCODED.get(id(flow))
-        if hit is not None and hit[0] is flow:
-            return hit[1]
-    data = _encode(flow, pretty)
-    if not pretty:
-        if len(_ENCODED) >= _ENCODED_MAX:
-            del _ENCODED[next(iter(_ENCODED))]  # the oldest
-        _ENCODED[id(flow)] = (flow, data)
+    if pretty:
+        return _encode(flow, pretty)
+    data = _recall(_ENCODED, flow)
+    if data is None:
+        data = _encode(flow, pretty)
+        _remember(_ENCODED, _ENCODED_MAX, flow, data)
     return data
+
+
+def document(flow: model.AcmFlow) -> bytes:
+    """The document to keep for ``flow`` (the store): the body it was decoded from if it is
+    one of the last flows :func:`decode` returned, else :func:`encode` (what we would send).
+    Decoding either gives ``flow`` back."""
+    data = _recall(_RECEIVED, flow)
+    return encode(flow) if data is None else data
 
 
 def _encode(flow: model.AcmFlow, pretty: bool) -> bytes:
@@ -436,7 +461,16 @@ def decode(
     """
     if content_type is not None:
         check_content_type(content_type)
-    return from_element(parse(data, limits))
+    data = bytes(data)  # (a no-op for bytes)
+    root = parse(data, limits)
+    plain = _PLAIN_NAMESPACES.set(_plain(data))
+    try:
+        flow = from_element(root)
+    finally:
+        _PLAIN_NAMESPACES.reset(plain)
+    if len(data) <= _RECEIVED_MAX_BYTES:
+        _remember(_RECEIVED, _RECEIVED_MAX, flow, data)
+    return flow
 
 
 def from_element(root: etree._Element, *, validate: bool = True) -> model.AcmFlow:
@@ -516,7 +550,8 @@ def _profile_from_element(el: etree._Element) -> model.UserProfile:
             ie="profile",
             hint=f"embed an MCPTT user profile document ({USER_PROFILE_NS}, TS 24.484)",
         )
-    for _, uri in cast(list[tuple[str, str]], _NAMESPACES(el)):
+    namespaces = () if _PLAIN_NAMESPACES.get() else _NAMESPACES(el)
+    for _, uri in cast(list[tuple[str, str]], namespaces):
         if any(c in uri for c in _UNESCAPED):
             raise InvalidContent(
                 f"namespace name {uri!r} holds &, < or \" (canonical XML would not escape it)",
@@ -534,6 +569,15 @@ def _profile_from_element(el: etree._Element) -> model.UserProfile:
 # would not parse again, and relative ones fail it (both found by fuzz/xml_decoder.py).
 _UNESCAPED = ('&', '<', '"')
 _NAMESPACES = etree.XPath("descendant-or-self::*/namespace::*")
+# Scanning every namespace node of a profile is a fifth of decoding a 3 KB one.  In XML, "&"
+# and "<" in an attribute value need a reference (which starts with "&"), and '"' needs one
+# or single quotes: a document with no "&" and no "'" has no such namespace name, and the
+# functions that hold its bytes (decode, profile_from_xml) skip the scan.
+_PLAIN_NAMESPACES: ContextVar[bool] = ContextVar("plain_namespaces", default=False)
+
+
+def _plain(data: bytes) -> bool:
+    return b"&" not in data and b"'" not in data
 
 
 def profile_from_xml(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> model.UserProfile:
@@ -542,8 +586,13 @@ def profile_from_xml(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> m
     The document is parsed as hostile input (:mod:`.xmlsafe`) and kept as canonical XML, so
     two profiles with the same content compare equal.
     """
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    return _profile_from_element(parse(raw, limits))
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    root = parse(raw, limits)
+    plain = _PLAIN_NAMESPACES.set(_plain(raw))
+    try:
+        return _profile_from_element(root)
+    finally:
+        _PLAIN_NAMESPACES.reset(plain)
 
 
 @lru_cache(maxsize=256)

@@ -61,6 +61,10 @@ CREATE INDEX IF NOT EXISTS mappings_by_partner_id ON mappings (side, partner_id)
 
 _TABLE = {Transaction.KIND: "transactions", PendingItem.KIND: "pending",
           Outgoing.KIND: "outgoing", Mapping.KIND: "mappings"}
+_COLUMNS = {Transaction.KIND: 11, PendingItem.KIND: 5, Outgoing.KIND: 10, Mapping.KIND: 7}
+_PUT_SQL = {kind: f"INSERT OR REPLACE INTO {table} VALUES ({','.join('?' * _COLUMNS[kind])})"
+            for kind, table in _TABLE.items()}
+_REMOVE_SQL = {kind: f"DELETE FROM {table} WHERE key=?" for kind, table in _TABLE.items()}
 
 _F = TypeVar("_F")
 
@@ -89,9 +93,10 @@ def write(db: sqlite3.Connection) -> Iterator[None]:
 
 
 def _xml(flow: AcmFlow | None) -> str | None:
+    # a received flow is kept as the document that arrived, ours as encoded (codec.document);
     # codec.encode remembers the flows it encoded last: a transaction row rewritten at every
     # state change, and a flow stored then sent, are encoded (and schema-checked) once
-    return None if flow is None else codec.encode(flow).decode("utf-8")
+    return None if flow is None else codec.document(flow).decode("utf-8")
 
 
 def _flow(text: str | None, kind: type[_F] | tuple[type[Any], ...]) -> Any:
@@ -167,20 +172,21 @@ class SqliteStore:
         for change in changes:
             kind = change.record.KIND if isinstance(change, Put) else change.kind
             key = change.record.key if isinstance(change, Put) else change.key
-            last.pop((kind, key), None)  # keep the order of the last changes
             last[(kind, key)] = change
-        rows = []  # encode before BEGIN: a bad record must not leave a transaction open
+        # encode before BEGIN: a bad record must not leave a transaction open; the rows are
+        # independent (one change per row), so one executemany per statement
+        puts: dict[str, list[tuple[Any, ...]]] = {}
+        removes: dict[str, list[tuple[str]]] = {}
         for change in last.values():
             if isinstance(change, Put):
-                values = _row(change.record)
-                marks = ",".join("?" * len(values))
-                rows.append((f"INSERT OR REPLACE INTO {_TABLE[change.record.KIND]} "
-                             f"VALUES ({marks})", values))
+                puts.setdefault(change.record.KIND, []).append(_row(change.record))
             elif isinstance(change, Remove):
-                rows.append((f"DELETE FROM {_TABLE[change.kind]} WHERE key=?", (change.key,)))
+                removes.setdefault(change.kind, []).append((change.key,))
         with write(self._db):
-            for sql, values in rows:
-                self._db.execute(sql, values)
+            for kind, values in puts.items():
+                self._db.executemany(_PUT_SQL[kind], values)
+            for kind, keys in removes.items():
+                self._db.executemany(_REMOVE_SQL[kind], keys)
 
     def _all(self, kind: str) -> list[Record]:
         cur = self._db.execute(f"SELECT * FROM {_TABLE[kind]}")
