@@ -19,11 +19,25 @@ from pathlib import Path
 
 import pytest
 from pki_kit import make_pki
-from test_conformance import PARTNER_FIXTURES, _profile, partner_peer, primary_peer, sync
+from test_conformance import (
+    PARTNER_FIXTURES,
+    ROOT,
+    _profile,
+    partner_peer,
+    primary_peer,
+    sync,
+)
 
 from mcacm_sip.cli.main import main
 from mcacm_sip.conformance.catalogue import scenarios_for
-from mcacm_sip.conformance.profile import ConfigError, Profile, Role, WireTls, parse_profile
+from mcacm_sip.conformance.profile import (
+    ConfigError,
+    Profile,
+    Role,
+    WireTls,
+    load_profile,
+    parse_profile,
+)
 from mcacm_sip.conformance.report import Report, Verdict
 from mcacm_sip.conformance.runner import Runner
 from mcacm_sip.pcap import read_sip
@@ -127,7 +141,6 @@ def test_wire_tls_paths_are_relative_to_the_profile(tmp_path: Path, pki: dict[st
     assert tls is not None and tls.certificate == pki["primary"] and tls.ca == pki["ca"]
     assert tls.acmc_settings() is None  # the ACMC shares the runner's certificate
     for table, key in (({"ca": pki["ca"].name}, "wire.tls.certificate"),
-                       ({"certificate": "missing.pem"}, "wire.tls.certificate"),
                        ({"certificate": pki["primary"].name, "acmc_key": pki["ca"].name},
                         "wire.tls.acmc_key"),
                        ({"certificate": pki["primary"].name, "chain": "x"}, "wire.tls.chain")):
@@ -137,6 +150,14 @@ def test_wire_tls_paths_are_relative_to_the_profile(tmp_path: Path, pki: dict[st
     with pytest.raises(ConfigError) as err:
         parse_profile({"wire": {"transport": "tls"}})
     assert "wire.tls" in str(err.value)
+    # files are read when TLS is used: a missing or unusable one is named by its key
+    for tls, key in ((WireTls(pki["primary"], ca=tmp_path / "missing.pem"), "wire.tls.ca"),
+                     (WireTls(pki["ca"]), "wire.tls.certificate"),  # a CA without its key
+                     (WireTls(pki["primary"], acmc_certificate=pki["ca"]),
+                      "wire.tls.acmc_certificate")):
+        with pytest.raises(ConfigError) as err:
+            tls.check()
+        assert key in str(err.value), tls
 
 
 def test_cli_tls_usage_errors(tmp_path: Path, pki: dict[str, Path],
@@ -150,7 +171,7 @@ def test_cli_tls_usage_errors(tmp_path: Path, pki: dict[str, Path],
         (["--peer", "sips:acms@127.0.0.1:9", "--role", "partner"], "wire.tls"),
         # a file that is no certificate: refused before anything is sent, naming the key
         (["--peer", "sips:acms@127.0.0.1:9", "--role", "partner", "--profile", str(profile)],
-         "[wire.tls] certificate"),
+         "wire.tls.certificate"),
     ):
         assert main(["conformance", *argv, "--only", "add-user"]) == 2, argv
         assert needle in capsys.readouterr().err, argv
@@ -175,3 +196,22 @@ async def test_an_acmc_sharing_the_psi_certificate_is_refused_inconclusively(
     for r in report.results:
         assert "403" in r.reason and "acmc_certificate" in r.reason, r.reason
         assert "connection authenticated as sip:acms@partner.example claims" in r.reason
+
+
+def test_the_tls_example_profile_loads_and_names_a_missing_file(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = ROOT / "examples" / "interop" / "profiles" / "acme-mcx-tls.toml"
+    profile = load_profile(path)
+    tls = profile.wire.tls
+    assert profile.wire.transport == "tls" and tls is not None
+    assert tls.certificate == path.parent / "certs" / "lab-primary.pem"
+    assert tls.acmc_certificate == path.parent / "certs" / "lab-acmc.pem"
+    assert tls.require_client_cert
+    # --list needs no certificate; a run without the lab's files is a usage error naming it
+    assert main(["conformance", "--peer", "sip:acms@acme.example;transport=tls", "--role",
+                 "partner", "--profile", str(path), "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert "retransmission" in listing and "UDP matter (transport tls)" in listing
+    assert main(["conformance", "--peer", "sip:acms@acme.example;transport=tls", "--role",
+                 "partner", "--profile", str(path), "--only", "add-user"]) == 2
+    assert "wire.tls.certificate" in capsys.readouterr().err

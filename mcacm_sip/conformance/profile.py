@@ -145,6 +145,22 @@ class WireTls:
     requests on the PSI's connection.  None: the ACMC shares ``certificate``."""
     acmc_key: Path | None = None
 
+    def check(self) -> None:
+        """Raises ConfigError naming the key of a file that is missing or unusable."""
+        for key in _TLS_FILES:
+            path = getattr(self, key)
+            if path is not None and not path.is_file():
+                raise ConfigError(f"wire.tls.{key}", f"{str(path)!r}: no such file")
+        for key, settings in (("certificate", self.settings()),
+                              ("acmc_certificate", self.acmc_settings())):
+            if settings is None:
+                continue
+            try:  # fail before the run, naming the key, not at the first connection
+                settings.server_context()
+                settings.client_context()
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise ConfigError(f"wire.tls.{key}", f"with its key and ca: {exc}") from None
+
     def settings(self) -> TlsSettings:
         return TlsSettings(self.certificate, self.key, self.ca, self.require_client_cert)
 
@@ -294,8 +310,9 @@ _TLS_FILES = ("certificate", "key", "ca", "acmc_certificate", "acmc_key")
 
 
 def _wire_tls(wire: Mapping[str, Any], base: Path) -> WireTls | None:
-    """``[wire.tls]`` with its paths resolved against ``base`` (the profile's directory);
-    every named file must exist."""
+    """``[wire.tls]`` with its paths resolved against ``base`` (the profile's directory).
+    The files are read when TLS is used (:meth:`WireTls.check`): a profile whose lab
+    certificates are elsewhere still lists and runs over UDP / TCP."""
     if "tls" not in wire:
         return None
     table, p = get_table(wire, "tls", "wire."), "wire.tls."
@@ -303,10 +320,7 @@ def _wire_tls(wire: Mapping[str, Any], base: Path) -> WireTls | None:
     files: dict[str, Path | None] = {}
     for key in _TLS_FILES:
         value = get_typed(table, key, p, str, "")
-        path = (base / value) if value else None
-        if path is not None and not path.is_file():
-            raise ConfigError(p + key, f"{value!r}: no such file (relative to the profile)")
-        files[key] = path
+        files[key] = (base / value) if value else None
     certificate = files.pop("certificate")
     if certificate is None:
         raise ConfigError(p + "certificate", "missing: the runner's certificate (PEM)")

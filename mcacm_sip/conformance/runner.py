@@ -515,22 +515,14 @@ class Runner:
 def _tls_settings(tls: WireTls | None, transport: Transport
                   ) -> tuple[TlsSettings | None, TlsSettings | None]:
     """The TLS settings of our PSI's and our ACMC's endpoints (None, None: no TLS).
-    Raises ValueError naming the ``[wire.tls]`` key for a missing table or unusable files."""
+    Raises ValueError (a ConfigError for a file) naming the ``[wire.tls]`` key."""
     if transport != "tls":
         return None, None
     if tls is None:
-        raise ValueError("TLS to the peer needs a [wire.tls] table in the profile "
-                         "(wire.tls.certificate, key, ca; docs/conformance.md)")
-    pairs = (("certificate", tls.settings()), ("acmc_certificate", tls.acmc_settings()))
-    for key, settings in pairs:
-        if settings is None:
-            continue
-        try:  # fail here, naming the key, rather than at the first connection
-            settings.server_context()
-            settings.client_context()
-        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-            raise ValueError(f"[wire.tls] {key} / key / ca: {exc}") from None
-    return pairs[0][1], pairs[1][1]
+        raise ValueError("wire.tls: TLS to the peer needs a [wire.tls] table in the profile "
+                         "(certificate, key, ca; docs/conformance.md)")
+    tls.check()
+    return tls.settings(), tls.acmc_settings()
 
 
 def _unnamed(certificate: Path, psi: str) -> str | None:
