@@ -1,6 +1,8 @@
 """Plays the catalogue against a peer ACMS over SIP and judges what it does.
 
-One SIP endpoint carries every identity the runner plays:
+One SIP endpoint carries every identity the runner plays (over TLS with ``[wire.tls]
+acmc_certificate``, the ACMC gets a second endpoint with its own certificate and connections,
+docs/conformance.md "TLS"):
 
 - ``--role partner``: the foreign primary ACMS (``[partner] primary_psi``) that sends the peer
   requests, and the ACMC of ``decider`` (REGISTERed at the peer) that receives the requests
