@@ -113,9 +113,10 @@ class Sent:
     body: bytes = b""
     call_id: str = ""
     untrusted: str | None = None
-    """Set on a 403 to a MESSAGE we sent as our PSI over TLS: the peer may not believe the
-    certificate we showed (RFC 5922 7.4), which the runner cannot tell from a refusal of
-    the request; the text says what to check."""
+    """Set on a 403 over TLS that may refuse our set-up rather than the request (the runner
+    cannot tell them apart): to our PSI when our certificate does not name it (RFC 5922
+    7.4), to our ACMC when it shares the PSI's certificate.  The text says what to fix;
+    the scripts judge such a 403 Inconclusive."""
 
     @property
     def ok(self) -> bool:
