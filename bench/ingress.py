@@ -94,20 +94,23 @@ async def _serve_acms(port: int, primary_hop: int, store: str, synchronous: Sync
 
 
 def _run_acms(argv: Sequence[str]) -> None:
-    port, hop, store, sync = argv
-    logging.basicConfig(level=logging.WARNING)  # no per-message log lines under load
+    from mcacm_sip.cli.logs import setup_logging
+
+    port, hop, store, sync, level = argv
+    # the log lines go to the child's log file, as `mcacm acms` writes them (console format)
+    setup_logging(getattr(logging, level.upper()), "console")
     asyncio.run(_serve_acms(int(port), int(hop), store, "FULL" if sync == "FULL" else "NORMAL"))
 
 
 @contextlib.contextmanager
-def our_acms(workdir: Path, primary_hop: int, synchronous: Sync
+def our_acms(workdir: Path, primary_hop: int, synchronous: Sync, log_level: str
              ) -> Iterator[tuple[tuple[str, int], int]]:
     """Our partner ACMS in a child process on a free port; ((host, port), pid)."""
     port = peers.free_port()
     log = workdir / f"acms-{port}.log"
     store = workdir / f"partner-{synchronous}.sqlite"
     proc = peers.spawn([sys.executable, __file__, "--serve-acms", str(port), str(primary_hop),
-                        str(store), synchronous], log)
+                        str(store), synchronous, log_level], log)
     try:
         deadline = time.monotonic() + 20
         while peers.sip_ping(port) is None:
@@ -200,13 +203,13 @@ def _ingress_step(run: int, rate: int, seconds: float, acms: tuple[str, int], ac
         rcvbuf_drops=udp_rcvbuf_errors() - drops0, sipp_rc=sipp.rc, calls=calls)
 
 
-def ingress(rates: Sequence[int], seconds: float, work: Path, synchronous: Sync
-            ) -> list[IngressStep]:
+def ingress(rates: Sequence[int], seconds: float, work: Path, synchronous: Sync,
+            log_level: str = "info") -> list[IngressStep]:
     """Step the offered rate against a fresh partner ACMS; stop after two unclean steps."""
     uas_log = work / f"answers-{synchronous}.log"
     steps: list[IngressStep] = []
     with peers.sipp_uas(work, str(UAS), extra=["-trace_logs", "-log_file", str(uas_log)]
-                        ) as uas, our_acms(work, uas.port, synchronous) as (acms, pid):
+                        ) as uas, our_acms(work, uas.port, synchronous, log_level) as (acms, pid):
         unclean = 0
         for run, rate in enumerate(rates, 1):
             s = _ingress_step(run, rate, seconds, acms, pid, uas_log, work)
@@ -273,7 +276,9 @@ def main(argv: Sequence[str] | None = None) -> Result:
     parser.add_argument("--sync", default="NORMAL,FULL",
                         help="store durabilities to run (comma-separated NORMAL,FULL)")
     parser.add_argument("--no-baselines", action="store_true", help="only our ACMS")
-    parser.add_argument("--serve-acms", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning"),
+                        help="our ACMS's log level (default info, what `mcacm acms` runs)")
+    parser.add_argument("--serve-acms", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_acms:
         _run_acms(args.serve_acms)
@@ -294,8 +299,8 @@ def main(argv: Sequence[str] | None = None) -> Result:
         for sync in args.sync.split(","):
             mode: Sync = "FULL" if sync.strip().upper() == "FULL" else "NORMAL"
             print(f"sipp (foreign primary ACMS) -> our partner ACMS, store synchronous={mode}, "
-                  f"{seconds:g} s per step", flush=True)
-            runs[mode] = ingress(rates, seconds, work, mode)
+                  f"{seconds:g} s per step, log level {args.log_level}", flush=True)
+            runs[mode] = ingress(rates, seconds, work, mode, args.log_level)
         if not args.no_baselines:
             print("baseline: sipp UAC -> sipp MESSAGE UAS", flush=True)
             with peers.sipp_uas(work) as server:
@@ -304,8 +309,8 @@ def main(argv: Sequence[str] | None = None) -> Result:
             with peers.sipp_uas(work) as server, peers.kamailio(work, shm_mb=512) as proxy:
                 relay = step_rates(server.address, proxy.pid, base_rates, seconds, work,
                                    proxy=proxy.port)
-    tables = [_table(f"our partner ACMS, store synchronous={sync} (CPU/RSS: the ACMS process)",
-                     steps) for sync, steps in runs.items()]
+    tables = [_table(f"our partner ACMS, store synchronous={sync}, log level {args.log_level} "
+                     "(CPU/RSS: the ACMS process)", steps) for sync, steps in runs.items()]
     if not args.no_baselines:
         tables += [steps_table("baseline: sipp MESSAGE UAS (uas_message.xml)", uas),
                    steps_table("baseline: Kamailio tm stateful relay -> sipp UAS "

@@ -17,15 +17,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 from _common import Result, bench_parser, report, rss_bytes
 
 from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import Addressee, ProfileUpdateRequest, new_transaction_id
+from mcacm_sip.cli.logs import setup_logging
 from mcacm_sip.runtime.lab import DAVE, MIKE, ROUTINE, Lab, profile_xml
 
 CONCURRENCY = (1, 10, 50)
@@ -165,13 +168,20 @@ def main(argv: Sequence[str] | None = None) -> Result:
                         "(default: 25, 50, 75 %% of the closed-loop capacity, and 1000 if "
                         "within it)")
     parser.add_argument("--seconds", type=float, help="length of each run (default 5, quick 1)")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning"),
+                        help="the nodes' log level (default info, what `mcacm` runs)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)  # no per-step log lines under load
+    # the nodes log as `mcacm` does (console format) at the level users run, into a file
+    setup_logging(getattr(logging, args.log_level.upper()), "console")
+    handler = cast(logging.StreamHandler[Any], logging.getLogger().handlers[0])
     concurrency = ([int(n) for n in args.concurrency.split(",")] if args.concurrency
                    else list(QUICK_CONCURRENCY if args.quick else CONCURRENCY))
     rates = [int(r) for r in args.rates.split(",")] if args.rates else None
     seconds = args.seconds or (1.0 if args.quick else 5.0)
-    closed, opened = asyncio.run(bench(concurrency, rates, seconds))
+    with tempfile.TemporaryFile("w", prefix="bench-procedure-", suffix=".log") as log_file:
+        handler.setStream(log_file)
+        closed, opened = asyncio.run(bench(concurrency, rates, seconds))
+        handler.setStream(sys.stderr)
     best = max(closed, key=lambda r: r.per_second)
     at_target = next((r for r in opened if r.load == f"open {TARGET_RATE}/s"), None)
     summary: dict[str, Any] = {
@@ -186,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> Result:
         and not at_target.failed and at_target.per_second >= 0.95 * TARGET_RATE else "not met")
     result: Result = {
         "name": "procedure",
-        "title": "full procedure, automatic approval: 2 ACMS + 2 ACMC + FA server in one process",
+        "title": "full procedure, automatic approval: 2 ACMS + 2 ACMC + FA server in one process"
+                 f", log level {args.log_level}",
         "tables": [_table("closed loop: N procedures in flight", closed),
                    _table("open loop: procedures started at a fixed rate", opened)],
         "summary": summary,
