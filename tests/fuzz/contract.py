@@ -154,6 +154,8 @@ class Answer:
     """What the node sent back for one input: its responses (raw bytes)."""
 
     responses: list[bytes]
+    messages: int = 1
+    """How many messages the input held (a stream's bytes may frame into several)."""
 
 
 class ReceivePath:
@@ -193,24 +195,27 @@ class ReceivePath:
         """One datagram, or a stream's bytes (framed first), into the endpoint."""
         self.records.clear()
         endpoint = self.node.endpoint
+        messages = 1
         if datagram:
             endpoint.on_message(data, self.SOURCE, True)
         else:
-            for frame in StreamFramer().feed(data):
+            frames = StreamFramer().feed(data)
+            messages = len(frames)
+            for frame in frames:
                 if isinstance(frame, bytes):
                     endpoint.on_message(frame, self.SOURCE, False)
                 elif isinstance(frame, FrameError):
                     endpoint.on_frame_error(frame, self.SOURCE)
         out = [r.data for r in self.records if r.direction == "out"
                and r.dst == (self.SOURCE.host, self.SOURCE.port)]
-        return Answer(out)
+        return Answer(out, messages)
 
     def check(self, data: bytes, datagram: bool = True) -> Answer:
         """The contract of the receive path (RFC 3261 8.2, 18.3): a response is never
         answered; a request that cannot be parsed gets its defined error or nothing; a
         request that parses gets at most one well-formed answer."""
         answer = self.feed(data, datagram)
-        assert len(answer.responses) <= 1, answer
+        assert len(answer.responses) <= answer.messages, answer  # at most one each
         if not datagram:
             return answer  # several frames: each was checked by check_stream
         try:
