@@ -185,12 +185,7 @@ async def _decide(r: Runner, c: Checks, request: AcmRequest, result: str,
 async def _p_add(r: Runner, c: Checks) -> None:
     assert r.fx is not None
     req = AddUserConfigurationRequest(new_transaction_id(), _requester(r), r.fx.users)
-    policy = r.fx.policy.get(req.FLOW, "manual")
-    ex, sent = await r.request(req, identity=r.psi)
-    if policy == "manual":
-        await _decided_by_user(r, c, ex, sent, ResultCode.SUCCESS)
-    await _follow_partner(r, c, ex, sent, ResultCode.SUCCESS if policy != "reject"
-                          else ResultCode.REJECTED_BY_POLICY)
+    ex, policy = await _user_configuration(r, c, req)
     if isinstance(ex.response, AddUserConfigurationResponse) and policy != "reject":
         got = {u.primary_id: u for u in ex.response.users}
         c.expect("one assignment per requested user", set(got) == set(r.fx.users),
@@ -200,6 +195,22 @@ async def _p_add(r: Runner, c: Checks) -> None:
                         a.result.positive and a.partner_id is not None and a.profile
                         is not None, f"{a.result.code}, partner ID {a.partner_id}"):
                 r.assigned[user] = a.partner_id or ""
+
+
+async def _user_configuration(
+        r: Runner, c: Checks,
+        req: AddUserConfigurationRequest | RemoveUserConfigurationRequest,
+) -> tuple[Exchange, str]:
+    """10.17.5: send an add/remove request as our PSI; the peer's policy for it says whether
+    our decider approves it or the peer answers alone.  Returns the exchange and that policy."""
+    assert r.fx is not None
+    policy = r.fx.policy.get(req.FLOW, "manual")
+    ex, sent = await r.request(req, identity=r.psi)
+    if policy == "manual":
+        await _decided_by_user(r, c, ex, sent, ResultCode.SUCCESS)
+    await _follow_partner(r, c, ex, sent, ResultCode.SUCCESS if policy != "reject"
+                          else ResultCode.REJECTED_BY_POLICY)
+    return ex, policy
 
 
 async def _decided_by_user(r: Runner, c: Checks, ex: Exchange, sent: Sent, result: str,
@@ -318,12 +329,7 @@ async def _pending_download(r: Runner, c: Checks, tid: str) -> None:
 async def _p_remove(r: Runner, c: Checks) -> None:
     assert r.fx is not None
     req = RemoveUserConfigurationRequest(new_transaction_id(), _requester(r), r.fx.users)
-    policy = r.fx.policy.get(req.FLOW, "manual")
-    ex, sent = await r.request(req, identity=r.psi)
-    if policy == "manual":
-        await _decided_by_user(r, c, ex, sent, ResultCode.SUCCESS)
-    await _follow_partner(r, c, ex, sent, ResultCode.SUCCESS if policy != "reject"
-                          else ResultCode.REJECTED_BY_POLICY)
+    ex, _ = await _user_configuration(r, c, req)
     if isinstance(ex.response, RemoveUserConfigurationResponse):
         got = {u.primary_id for u in ex.response.users}
         c.expect("one outcome per requested user", got == set(r.fx.users), f"got {sorted(got)}")
