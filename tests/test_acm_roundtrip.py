@@ -109,3 +109,21 @@ def test_damaged_documents_fail_only_with_typed_errors(data: bytes, edits: list[
         codec.decode(data)
     except errors.AcmError as exc:
         assert exc.sip_status in (400, 413, 415) and exc.warning_text
+
+
+def test_the_encode_caches_stay_small_whatever_the_peer_sends() -> None:
+    # a node encodes a flow for the store and for the wire; the documents it remembers to do
+    # that once are capped in count and size, so big profiles (ours or a peer's) are not pinned
+    big = codec.profile_from_xml(
+        '<mcptt-user-profile xmlns="urn:3gpp:mcptt:user-profile:1.0"><Name>'
+        + "x" * 40_000 + "</Name></mcptt-user-profile>")
+    base = example_flows()["profile-update-request"]
+    assert isinstance(base, m.ProfileUpdateRequest)
+    flows = [dataclasses.replace(base, transaction_id=f"t-{i}", profile=big) for i in range(50)]
+    for flow in flows:
+        data = codec.encode(flow)
+        assert codec.encode(flow) == data and codec.decode(data) == flow
+        assert codec.document(codec.decode(data)) == data
+    cached = [doc for cache in (codec._ENCODED, codec._RECEIVED) for _, doc in cache.values()]
+    assert all(len(doc) <= 16 * 1024 for doc in cached)
+    assert len(codec._ENCODED) <= 4096 and len(codec._RECEIVED) <= 1024

@@ -346,11 +346,12 @@ _Documents = dict[int, tuple[model.AcmFlow, bytes]]
 _ENCODED: _Documents = {}
 _ENCODED_MAX = 4096
 # The last flows decode() returned, with the documents they came from (validated on receipt):
-# what :func:`document` keeps for them.  Small documents only, so a hostile peer's 256 KiB
-# bodies cannot pin memory here.
+# what :func:`document` keeps for them.  Both caches keep small documents only, so a hostile
+# peer's 256 KiB bodies (and our forwards of them) cannot pin memory here: at most
+# (4096 + 1024) x 16 KiB.
 _RECEIVED: _Documents = {}
 _RECEIVED_MAX = 1024
-_RECEIVED_MAX_BYTES = 16 * 1024
+_CACHED_MAX_BYTES = 16 * 1024
 
 
 def _recall(cache: _Documents, flow: model.AcmFlow) -> bytes | None:
@@ -375,7 +376,8 @@ def encode(flow: model.AcmFlow, *, pretty: bool = False) -> bytes:
     data = _recall(_ENCODED, flow)
     if data is None:
         data = _encode(flow, pretty)
-        _remember(_ENCODED, _ENCODED_MAX, flow, data)
+        if len(data) <= _CACHED_MAX_BYTES:
+            _remember(_ENCODED, _ENCODED_MAX, flow, data)
     return data
 
 
@@ -468,7 +470,7 @@ def decode(
         flow = from_element(root)
     finally:
         _PLAIN_NAMESPACES.reset(plain)
-    if len(data) <= _RECEIVED_MAX_BYTES:
+    if len(data) <= _CACHED_MAX_BYTES:
         _remember(_RECEIVED, _RECEIVED_MAX, flow, data)
     return flow
 
