@@ -307,8 +307,10 @@ def main(argv: Sequence[str] | None = None) -> Result:
         samples = asyncio.run(churn(messages, work))
         churn_s = time.perf_counter() - t0
         print("scale: pending items in the store", flush=True)
-        small_rows, _, _ = scale(1_000, work)
-        big_rows, per_item, plan = scale(big, work)
+        (work / "small").mkdir()
+        (work / "big").mkdir()  # --items 1000 must not reuse the small store
+        small_rows, _, _ = scale(1_000, work / "small")
+        big_rows, per_item, plan = scale(big, work / "big")
     slope = slope_kib_per_100k([(m, r) for m, r, _ in samples])
     slope_anon = slope_kib_per_100k([(m, a) for m, _, a in samples])
     ratio = {r[1]: round(b[4] / r[4], 2) for r, b in zip(small_rows, big_rows, strict=True)}
