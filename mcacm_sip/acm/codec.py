@@ -360,6 +360,8 @@ def _recall(cache: _Documents, flow: model.AcmFlow) -> bytes | None:
 
 
 def _remember(cache: _Documents, limit: int, flow: model.AcmFlow, data: bytes) -> None:
+    if len(data) > _CACHED_MAX_BYTES:  # the one place both caches' size cap is applied
+        return
     if len(cache) >= limit:
         del cache[next(iter(cache))]  # the oldest
     cache[id(flow)] = (flow, data)
@@ -376,8 +378,7 @@ def encode(flow: model.AcmFlow, *, pretty: bool = False) -> bytes:
     data = _recall(_ENCODED, flow)
     if data is None:
         data = _encode(flow, pretty)
-        if len(data) <= _CACHED_MAX_BYTES:
-            _remember(_ENCODED, _ENCODED_MAX, flow, data)
+        _remember(_ENCODED, _ENCODED_MAX, flow, data)
     return data
 
 
@@ -470,8 +471,7 @@ def decode(
         flow = from_element(root)
     finally:
         _PLAIN_NAMESPACES.reset(plain)
-    if len(data) <= _CACHED_MAX_BYTES:
-        _remember(_RECEIVED, _RECEIVED_MAX, flow, data)
+    _remember(_RECEIVED, _RECEIVED_MAX, flow, data)
     return flow
 
 
