@@ -58,6 +58,7 @@ from mcacm_sip.core.config import (
     read_toml,
 )
 from mcacm_sip.runtime.base import TlsSettings
+from mcacm_sip.runtime.config import parse_transport
 from mcacm_sip.sip import Transport
 
 Role = Literal["partner", "primary"]
@@ -347,9 +348,7 @@ def parse_profile(data: Mapping[str, Any], base: Path | None = None) -> Profile:
     header = get_typed(wire, "identity_header", "wire.", str, "P-Asserted-Identity")
     if header and not all(c.isalnum() or c == "-" for c in header):
         raise ConfigError("wire.identity_header", f"{header!r} is not a header name")
-    transport = get_typed(wire, "transport", "wire.", str, "udp")
-    if transport not in ("udp", "tcp", "tls"):
-        raise ConfigError("wire.transport", f"{transport!r}: expected udp, tcp or tls")
+    transport = parse_transport(wire, "wire.")
     hop = get_typed(wire, "hop", "wire.", str, "") or None
     tls = _wire_tls(wire, base or Path())
     if transport == "tls" and tls is None:
@@ -361,8 +360,7 @@ def parse_profile(data: Mapping[str, Any], base: Path | None = None) -> Profile:
         name=get_typed(data, "name", "", str, "unnamed"),
         wire=Wire(Dialect(content_type, namespace), header,
                   get_typed(wire, "icsi", "wire.", str, Wire().icsi),
-                  "tcp" if transport == "tcp" else "tls" if transport == "tls" else "udp", hop,
-                  tls),
+                  transport, hop, tls),
         timing=Timing(*(_positive(timing, k, "timing.", getattr(Timing(), k))
                         for k in ("wait", "quiet", "t1"))),
         roles=roles)

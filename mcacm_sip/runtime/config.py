@@ -116,7 +116,8 @@ class FaServerNodeConfig:
 # --------------------------------------------------------------------------- helpers
 
 
-def _transport(data: Mapping[str, Any], path: str) -> Transport:
+def parse_transport(data: Mapping[str, Any], path: str) -> Transport:
+    """``transport`` of a table (default udp); ConfigError naming ``path``transport otherwise."""
     value = get_typed(data, "transport", path, str, "udp")
     if value not in ("udp", "tcp", "tls"):
         raise ConfigError(path + "transport", f"{value!r}: expected udp, tcp or tls")
@@ -133,7 +134,7 @@ def _listens(data: Mapping[str, Any]) -> tuple[Listen, ...]:
     for i, item in enumerate(value):
         path = f"listen[{i}]."
         check_keys(item, {"transport", "host", "port", "advertise"}, path)
-        transport = _transport(item, path)
+        transport = parse_transport(item, path)
         port = get_typed(item, "port", path, int, 0)
         if not 0 <= port < 65536:
             raise ConfigError(path + "port", f"{port} is not a port number")
@@ -194,7 +195,7 @@ def parse_sip_settings(data: Mapping[str, Any], base: Path = Path(".")) -> SipSe
     for i, lst in enumerate(listens):
         if lst.transport == "tls" and (tls is None or tls.certificate is None):
             raise ConfigError(f"listen[{i}].transport", "tls needs [sip.tls] certificate")
-    transport = _transport(sip, p)
+    transport = parse_transport(sip, p)
     if transport == "tls" and tls is None:
         raise ConfigError("sip.transport", "tls needs a [sip.tls] table")
     numbers = {}
