@@ -21,22 +21,20 @@ import pytest
 from pki_kit import make_pki
 from tools import REQUIRE_ENV, require_tool
 
-from mcacm_sip.acm.codec import profile_from_xml
-from mcacm_sip.acm.model import Addressee, ProfileUpdateRequest, new_transaction_id
+from mcacm_sip.acm.model import Addressee
 from mcacm_sip.runtime import TraceRecord
 from mcacm_sip.runtime.base import TlsSettings
 from mcacm_sip.runtime.lab import (
     DAVE,
     DUTY,
     FA_SERVER,
-    MIKE,
     PARTNER,
     PRIMARY,
     Lab,
-    profile_xml,
 )
 from mcacm_sip.sip import Transport
 
+from .ours import migrate, update
 from .peers import CORE_DIR, LOOPBACK, SipCore, free_port, sip_core
 
 WAIT = 15.0  # upper bound; the exchanges take milliseconds on loopback
@@ -148,17 +146,6 @@ def assert_through_core(r: Run, transport: Transport, nodes: tuple[str, ...]) ->
     assert "without Route" not in r.core.log_text()
 
 
-async def migrate_and_update(lab: Lab, target: Addressee) -> ProfileUpdateRequest:
-    """MIKE migrates (10.17.5.2, automatic by policy); a profile update of him to ``target``."""
-    out = await lab.alice.add_users((MIKE,), Addressee(DAVE), timeout=WAIT)
-    assert out.result == "success", out
-    assert out.response is not None
-    migrated = out.response.users[0].partner_id  # type: ignore[union-attr]
-    assert migrated is not None
-    return ProfileUpdateRequest(new_transaction_id(), lab.alice.core.me, target, migrated,
-                                profile_from_xml(profile_xml("Mike (updated)")), "please")
-
-
 # --------------------------------------------------------------------------- tests
 
 
@@ -168,7 +155,7 @@ def test_direct_approve_through_the_core(transport: Transport, tmp_path: Path) -
     response, every ACMS-bound and ACMS-to-ACMS message relayed by Kamailio."""
     async def body(r: Run) -> None:
         lab = r.lab
-        request = await migrate_and_update(lab, Addressee(DAVE))
+        request = update(lab, await migrate(lab), Addressee(DAVE))
         handle = lab.alice.submit(request)
         asked = await lab.dave_decider.next_request(WAIT)  # step 5 reached DAVE
         assert asked.transaction_id == request.transaction_id
@@ -192,7 +179,7 @@ def test_functional_alias_through_the_core(transport: Transport, tmp_path: Path)
     back through the strict core) and hands the request to DAVE, who approves."""
     async def body(r: Run) -> None:
         lab = r.lab
-        request = await migrate_and_update(lab, Addressee(functional_alias=DUTY))
+        request = update(lab, await migrate(lab), Addressee(functional_alias=DUTY))
         assert await lab.dave.set_functional_alias(DUTY, True) == 200
         handle = lab.alice.submit(request)
         asked = await lab.dave_decider.next_request(WAIT)

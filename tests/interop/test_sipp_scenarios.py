@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from tools import require_tool
 
-from mcacm_sip.acm.codec import profile_from_xml
-from mcacm_sip.acm.model import Addressee, ProfileUpdateRequest, new_transaction_id
+from mcacm_sip.acm.model import Addressee
 from mcacm_sip.core.config import Timers as ProcedureTimers
 from mcacm_sip.core.state import Role, TxState
 from mcacm_sip.runtime.acmc import AutoDecider
@@ -24,13 +23,12 @@ from mcacm_sip.runtime.lab import (
     ALICE,
     DAVE,
     DUTY,
-    MIKE,
     PARTNER,
     PRIMARY,
     Lab,
-    profile_xml,
 )
 
+from .ours import migrate, update
 from .peers import LOOPBACK, Foreign, SippTransport, foreign, free_port, sip_core
 
 WAIT = 15.0  # upper bound; the exchanges take milliseconds on loopback
@@ -45,21 +43,6 @@ def run(body: Callable[[], Awaitable[None]]) -> None:
 async def finished(peer: Foreign) -> int:
     """sipp's exit code, waited for without blocking our nodes."""
     return await asyncio.to_thread(peer.wait, 30)
-
-
-async def migrate(lab: Lab) -> str:
-    """MIKE migrates to the partner (10.17.5.2, automatic by policy): his partner ID."""
-    out = await lab.alice.add_users((MIKE,), Addressee(DAVE), timeout=WAIT)
-    assert out.result == "success", out
-    assert out.response is not None
-    partner_id = out.response.users[0].partner_id  # type: ignore[union-attr]
-    assert partner_id is not None
-    return partner_id
-
-
-def update(lab: Lab, migrated: str, target: Addressee) -> ProfileUpdateRequest:
-    return ProfileUpdateRequest(new_transaction_id(), lab.alice.core.me, target, migrated,
-                                profile_from_xml(profile_xml("Mike (updated)")), "please")
 
 
 # --------------------------------------------------------------------------- foreign primary
