@@ -5,6 +5,7 @@ interconnection CA the test makes; the ACMC reaches its ACMS over UDP."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import ssl
 from collections.abc import AsyncIterator
@@ -48,12 +49,17 @@ def mutual(pki: dict[str, Path], leaf: str, ca: Path) -> TlsSettings:
 
 @asynccontextmanager
 async def systems(tmp: Path, primary_tls: TlsSettings, partner_tls: TlsSettings,
-                  seen: list[TraceRecord]) -> AsyncIterator[tuple[AcmsNode, AcmsNode, AcmcNode]]:
-    """Primary and partner ACMS (udp + tls listeners, TLS between them) and ALICE's ACMC."""
+                  seen: list[TraceRecord], *, partner_requires_tls: bool = False
+                  ) -> AsyncIterator[tuple[AcmsNode, AcmsNode, AcmcNode]]:
+    """Primary and partner ACMS (udp + tls listeners, TLS between them) and ALICE's ACMC;
+    ``partner_requires_tls``: the partner lists the primary with ``tls = "required"``."""
+    partner_acms = partner_config(str(tmp / "partner.sqlite"))
+    if partner_requires_tls:
+        partner_acms = dataclasses.replace(partner_acms, peers=tuple(
+            dataclasses.replace(p, tls="required") for p in partner_acms.peers))
     primary = AcmsNode(AcmsNodeConfig(primary_config(str(tmp / "primary.sqlite")),
                                       acms_sip(primary_tls)), trace=seen.append)
-    partner = AcmsNode(AcmsNodeConfig(partner_config(str(tmp / "partner.sqlite")),
-                                      acms_sip(partner_tls)), trace=seen.append)
+    partner = AcmsNode(AcmsNodeConfig(partner_acms, acms_sip(partner_tls)), trace=seen.append)
     alice = AcmcNode(AcmcNodeConfig(AcmcConfig(ALICE, PRIMARY), SipSettings(
         send_timeout=WAIT, timers=TIMERS)), trace=seen.append)
     await primary.start()

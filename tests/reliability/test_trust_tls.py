@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 from pki_kit import make_pki
+from test_runtime_tls import mutual, systems
 
 from mcacm_sip.acm.model import (
     Addressee,
@@ -35,10 +36,10 @@ from mcacm_sip.acm.model import (
     ResultCode,
     new_transaction_id,
 )
-from mcacm_sip.core.config import AcmcConfig, ConfigError, PeerSystem, parse_acms_config
-from mcacm_sip.runtime import AcmcNode, AcmsNode, TraceRecord
+from mcacm_sip.core.config import ConfigError, PeerSystem, parse_acms_config
+from mcacm_sip.runtime import AcmsNode, TraceRecord
 from mcacm_sip.runtime.base import SipSettings, TlsSettings, hop_uri, make_endpoint
-from mcacm_sip.runtime.config import AcmcNodeConfig, AcmsNodeConfig, parse_acms_node
+from mcacm_sip.runtime.config import AcmsNodeConfig, parse_acms_node
 from mcacm_sip.runtime.lab import (
     ALICE,
     DAVE,
@@ -46,7 +47,6 @@ from mcacm_sip.runtime.lab import (
     PARTNER,
     PRIMARY,
     partner_config,
-    primary_config,
 )
 from mcacm_sip.runtime.messaging import Sent, send_message
 from mcacm_sip.runtime.trust import certificate_names
@@ -121,25 +121,10 @@ def test_a_peer_with_a_certificate_naming_it_is_served_end_to_end(
     seen: list[TraceRecord] = []
 
     async def main() -> None:
-        primary = AcmsNode(AcmsNodeConfig(primary_config(str(tmp_path / "primary.sqlite")),
-                                          acms_sip(TlsSettings(pki["primary"], ca=pki["ca"],
-                                                               require_client_cert=True))),
-                           trace=seen.append)
-        partner = AcmsNode(partner_requiring_tls(tmp_path, pki), trace=seen.append)
-        alice = AcmcNode(AcmcNodeConfig(AcmcConfig(ALICE, PRIMARY),
-                                        SipSettings(send_timeout=WAIT, timers=TIMERS)))
-        await primary.start()
-        await partner.start()
-        primary.set_hops({PARTNER: partner.hop("tls")})
-        partner.set_hops({PRIMARY: primary.hop("tls")})
-        alice.set_hops({"*": primary.hop("udp")})
-        await alice.start()
-        try:
+        async with systems(tmp_path, mutual(pki, "primary", pki["ca"]),
+                           mutual(pki, "partner", pki["ca"]), seen,
+                           partner_requires_tls=True) as (_, _, alice):
             out = await alice.add_users((MIKE,), Addressee(DAVE), timeout=WAIT)
-        finally:
-            await alice.stop()
-            await partner.stop()
-            await primary.stop()
         assert out.failure is None and out.result == ResultCode.SUCCESS
         into_partner = [r for r in arrived(seen) if r.node == PARTNER]
         assert into_partner and {r.transport for r in into_partner} == {"tls"}
