@@ -138,6 +138,7 @@ class AcmsCore:
         self._queues: dict[str, dict[str, None]] = {}         # owner -> ordered item keys
         self._out: dict[str, Outgoing] = {}
         self._out_of_tx: dict[str, dict[str, None]] = {}      # tx key -> its send ids
+        self._notifying: dict[str, str] = {}  # user -> send id of its pending-data notification
         # (when, kind, key) of every transaction deadline and retry time, lazily deleted:
         # an entry is live while its record still has that time (get_timer is O(log n))
         self._timers: list[tuple[float, str, str]] = []
@@ -256,6 +257,8 @@ class AcmsCore:
                 self._out[record.key] = record
                 if record.tx_key is not None:
                     self._out_of_tx.setdefault(record.tx_key, {})[record.key] = None
+                if record.purpose is Purpose.NOTIFY:
+                    self._notifying[record.to] = record.key
                 if record.next_at is not None and (old_og is None
                                                    or old_og.next_at != record.next_at):
                     self._timer_at(record.next_at, record.KIND, record.key)
@@ -292,6 +295,8 @@ class AcmsCore:
             of_tx.pop(og.send_id, None)
             if not of_tx:
                 del self._out_of_tx[og.tx_key]
+        if og.purpose is Purpose.NOTIFY and self._notifying.get(og.to) == og.send_id:
+            del self._notifying[og.to]
         if self._out.pop(og.send_id, None) is not None and og.purpose in DURABLE_PURPOSES:
             out.change(Remove(Outgoing.KIND, og.send_id))
 
@@ -725,14 +730,13 @@ class AcmsCore:
 
     def _logon(self, now: float, user: str, out: Actions) -> None:
         self._online.add(user)
-        for og in [o for o in self._out.values() if o.purpose is Purpose.NOTIFY and o.to == user]:
-            self._drop_out(og, out)  # a logon notifies afresh
+        if (send_id := self._notifying.get(user)) is not None:
+            self._drop_out(self._out[send_id], out)  # a logon notifies afresh
         self._notify(user, out)  # 10.17.3.1: pending ACM data notification on logon
 
     def _notify(self, user: str, out: Actions) -> None:
         """10.17.3.1: pending ACM data notification, unless one is on its way to ``user``."""
-        if user in self._queues and not any(o.purpose is Purpose.NOTIFY and o.to == user
-                                            for o in self._out.values()):
+        if user in self._queues and user not in self._notifying:
             note = PendingDataNotification(new_transaction_id(), user)
             self._send(out, Purpose.NOTIFY, Hop.ACMC, user, note)
 
