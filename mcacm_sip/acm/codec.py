@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from importlib import resources
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from lxml import etree
 
@@ -465,12 +465,7 @@ def decode(
     if content_type is not None:
         check_content_type(content_type)
     data = bytes(data)  # (a no-op for bytes)
-    root = parse(data, limits)
-    plain = _PLAIN_NAMESPACES.set(_plain(data))
-    try:
-        flow = from_element(root)
-    finally:
-        _PLAIN_NAMESPACES.reset(plain)
+    flow = _read(data, from_element, parse(data, limits))
     _remember(_RECEIVED, _RECEIVED_MAX, flow, data)
     return flow
 
@@ -578,8 +573,17 @@ _NAMESPACES = etree.XPath("descendant-or-self::*/namespace::*")
 _PLAIN_NAMESPACES: ContextVar[bool] = ContextVar("plain_namespaces", default=False)
 
 
-def _plain(data: bytes) -> bool:
-    return b"&" not in data and b"'" not in data
+_T = TypeVar("_T")
+
+
+def _read(data: bytes, read: Callable[[etree._Element], _T], root: etree._Element) -> _T:
+    """``read(root)``, the namespace scan skipped if ``data`` (the bytes ``root`` was parsed
+    from) holds no "&" and no "'"."""
+    plain = _PLAIN_NAMESPACES.set(b"&" not in data and b"'" not in data)
+    try:
+        return read(root)
+    finally:
+        _PLAIN_NAMESPACES.reset(plain)
 
 
 def profile_from_xml(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> model.UserProfile:
@@ -589,12 +593,7 @@ def profile_from_xml(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> m
     two profiles with the same content compare equal.
     """
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    root = parse(raw, limits)
-    plain = _PLAIN_NAMESPACES.set(_plain(raw))
-    try:
-        return _profile_from_element(root)
-    finally:
-        _PLAIN_NAMESPACES.reset(plain)
+    return _read(raw, _profile_from_element, parse(raw, limits))
 
 
 @lru_cache(maxsize=256)
