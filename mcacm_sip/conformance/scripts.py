@@ -42,14 +42,21 @@ from mcacm_sip.sip.dialog import address_of_record, uri_of
 # --------------------------------------------------------------------------- shared checks
 
 
-def _expect_2xx(c: Checks, sent: Sent, what: str = "MESSAGE answered 2xx") -> bool:
+def _unjudgeable(c: Checks, what: str, sent: Sent) -> bool:
+    """Record ``what`` as not observable if ``sent`` cannot be judged: no final answer, or a
+    403 over TLS that may refuse our set-up rather than the request (:attr:`Sent.untrusted`;
+    decision: Inconclusive, not Fail, docs/decisions.md "Conformance runner")."""
     if sent.status is None:
         c.unobservable(what, sent.describe())
-        return False
-    if sent.untrusted is not None:
-        # decision: a 403 to our PSI over TLS when our certificate does not name it is
-        # Inconclusive, not Fail (docs/decisions.md "Conformance runner")
+    elif sent.untrusted is not None:
         c.unobservable(what, f"{sent.describe()}; {sent.untrusted}")
+    else:
+        return False
+    return True
+
+
+def _expect_2xx(c: Checks, sent: Sent, what: str = "MESSAGE answered 2xx") -> bool:
+    if _unjudgeable(c, what, sent):
         return False
     ok = c.expect(what, sent.ok, sent.describe())
     if ok:  # RFC 3428 7: a 2xx to MESSAGE carries no body
@@ -93,11 +100,9 @@ async def _follow_partner(r: Runner, c: Checks, ex: Exchange, sent: Sent, result
 
 def _negative_only(c: Checks, sent: Sent, ex: Exchange, code: str) -> None:
     """A refusal: SIP 403, or 2xx with a Result ``code``."""
-    if sent.status is None:
-        c.unobservable("refused", sent.describe())
-    elif sent.untrusted is not None:  # a 403 that may refuse our certificate, not the request
-        c.unobservable("refused", f"{sent.describe()}; {sent.untrusted}")
-    elif sent.ok:
+    if _unjudgeable(c, "refused", sent):
+        return
+    if sent.ok:
         if ex.response is None:
             c.unobservable(f"Result {code}", "2xx but no response within the wait")
         else:
