@@ -168,6 +168,14 @@ def step_rates(target: tuple[str, int], target_pid: int, rates: Sequence[int], s
     return steps
 
 
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The `q` quantile of `values` (nearest rank, rounded to 0.01); None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+
 def highest_clean(steps: Iterable[Step]) -> Step | None:
     """The clean step with the highest achieved rate (None if no step was clean)."""
     clean = [s for s in steps if s.clean]

@@ -36,6 +36,7 @@ from _common import (
     cpu_seconds,
     highest_clean,
     peers,  # tests/interop/peers.py
+    percentile,
     report,
     rss_bytes,
     step_rates,
@@ -156,13 +157,6 @@ def _log_lines(path: Path) -> list[list[str]]:
         return []
 
 
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def _ingress_step(run: int, rate: int, seconds: float, acms: tuple[str, int], acms_pid: int,
                   uas_log: Path, work: Path) -> IngressStep:
     calls = max(1, int(rate * seconds))
@@ -190,14 +184,12 @@ def _ingress_step(run: int, rate: int, seconds: float, acms: tuple[str, int], ac
                  if f[0] == "profile-update-response"}
     latencies = [1000 * (t - sent[tid]) for tid, t in responses.items() if tid in sent]
     st = sipp.stats
-    p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
     return IngressStep(
         offered=rate, achieved=round(st.rate, 1), failed=st.failed,
         retransmissions=st.retransmissions,
         indications=len({k for k in keys if k[0] == "process-indication"}),
         responses=len(responses), our_retransmissions=len(keys) - len(set(keys)),
-        p50_ms=None if p50 is None else round(p50, 2),
-        p99_ms=None if p99 is None else round(p99, 2),
+        p50_ms=percentile(latencies, 0.5), p99_ms=percentile(latencies, 0.99),
         cpu=round(cpu, 1), cpu_us=round(1e6 * cpu_s / calls),
         rss_mib=round(rss_bytes(meter.pids) / 2**20, 1),
         rcvbuf_drops=udp_rcvbuf_errors() - drops0, sipp_rc=sipp.rc, calls=calls)

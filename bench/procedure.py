@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
-from _common import Result, bench_parser, report, rss_bytes
+from _common import Result, bench_parser, percentile, report, rss_bytes
 
 from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import Addressee, ProfileUpdateRequest, new_transaction_id
@@ -50,13 +50,6 @@ class Run:
     rss_mib: float
 
 
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
-
-
 class Procedures:
     """Starts procedures against a running lab and times them."""
 
@@ -80,7 +73,7 @@ class Procedures:
     def result(self, load: str, seconds: float, cpu: float) -> Run:
         n = len(self.latencies)
         return Run(load, n, self.failed, round(seconds, 2), round(n / seconds, 1),
-                   _percentile(self.latencies, 0.5), _percentile(self.latencies, 0.99),
+                   percentile(self.latencies, 0.5), percentile(self.latencies, 0.99),
                    round(1e6 * cpu / n) if n else 0.0, round(rss_bytes([os.getpid()]) / 2**20, 1))
 
 
