@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -157,28 +158,39 @@ def parse(data: bytes, limits: Limits = DEFAULT_LIMITS) -> etree._Element:
         root = etree.fromstring(data, _PARSERS.parser)
     except etree.XMLSyntaxError as exc:
         raise _syntax_error(exc, limits) from None
-    # cheap filter: nesting deeper than the cap needs more start tags than the cap, each a "<"
-    deep = _too_deep_xpath(limits.max_depth)(root) \
-        if data.count(b"<") > limits.max_depth else None
-    if deep:
-        assert isinstance(deep, list)
-        first = deep[0]
-        assert isinstance(first, etree._Element)
+    # nesting deeper than the cap needs more start tags than the cap, each a "<"
+    deep = _first_over(data, b"<", limits.max_depth, _too_deep_xpath, root)
+    if deep is not None:
         raise DocumentTooDeep(
             f"elements nest deeper than {limits.max_depth} levels",
-            path=element_path(first),
+            path=element_path(deep),
             hint="flatten the document; extension content must stay shallow",
         )
-    if data.count(b"=") > limits.max_attributes:  # cheap filter: each attribute has an "="
-        crowded = _crowded_xpath(limits.max_attributes)(root)
-        if crowded:
-            assert isinstance(crowded, list) and isinstance(crowded[0], etree._Element)
-            raise TooManyAttributes(
-                f"an element has more than {limits.max_attributes} attributes",
-                path=element_path(crowded[0]),
-                hint="ACM documents need a handful of attributes per element",
-            )
+    # more attributes than the cap on one element need more "=" than the cap
+    crowded = _first_over(data, b"=", limits.max_attributes, _crowded_xpath, root)
+    if crowded is not None:
+        raise TooManyAttributes(
+            f"an element has more than {limits.max_attributes} attributes",
+            path=element_path(crowded),
+            hint="ACM documents need a handful of attributes per element",
+        )
     return root
+
+
+def _first_over(
+    data: bytes, mark: bytes, cap: int, xpath: Callable[[int], etree.XPath],
+    root: etree._Element,
+) -> etree._Element | None:
+    """The first element ``xpath(cap)`` finds over the cap, or None.  Going over the cap needs
+    more than ``cap`` times ``mark`` in the body: the XPath runs only then, so ordinary
+    documents pay one ``bytes.count``."""
+    if data.count(mark) <= cap:
+        return None
+    found = xpath(cap)(root)
+    if not found:
+        return None
+    assert isinstance(found, list) and isinstance(found[0], etree._Element)
+    return found[0]
 
 
 def _syntax_error(exc: etree.XMLSyntaxError, limits: Limits) -> Exception:
