@@ -525,7 +525,7 @@ class AcmsCore:
             self._respond(now, tx, self._auto_response(tx, result), Trigger.AUTO, out)
             return
         if target.mc_service_id is not None and not self._may_decide(target.mc_service_id,
-                                                                      req):
+                                                                      req.FLOW):
             result = Result(ResultCode.NOT_AUTHORISED,
                             f"{target.mc_service_id} may not decide {req.FLOW}")
             self._respond(now, tx, self._auto_response(tx, result), Trigger.REFUSED, out)
@@ -554,9 +554,10 @@ class AcmsCore:
         m = self._maps.get(key) if key is not None else None
         return m if m is not None and m.peer == peer else None
 
-    def _may_decide(self, user: str, req: AcmRequest) -> bool:
+    def _may_decide(self, user: str, request_flow: str) -> bool:
+        """Whether ``user`` is configured to decide requests of ``request_flow``."""
         u = self._users.get(user)
-        return u is not None and req.FLOW in u.may_decide
+        return u is not None and request_flow in u.may_decide
 
     def _auto_response(self, tx: Transaction, result: Result) -> AcmResponse:
         """An answer by this ACMS itself (10.17.3.2; verify failures; timers)."""
@@ -567,7 +568,7 @@ class AcmsCore:
         # 23.280 10.17.7.2 step 7: only a user authorised to decide such requests answers
         # one (checked first: the others learn nothing about our transactions)
         decided = _REQUEST_OF[resp.FLOW]
-        if decided not in self._users[sender].may_decide:
+        if not self._may_decide(sender, decided):
             out.refuse(403, f"not-authorised: {sender} may not decide {decided}")
             return
         open_keys = self._partner_keys.get(resp.transaction_id, set())
