@@ -76,11 +76,16 @@ async def _accepted(r: Runner, c: Checks, ex: Exchange, sent: Sent) -> bool:
                     f"none within {r.wait:g} s of the 2xx")
 
 
-async def _answered(r: Runner, c: Checks, ex: Exchange, result: str | None) -> None:
-    """Role partner: the final response (10.17.7.2 step 8) with Result ``result``."""
+async def _await_response(r: Runner, c: Checks, ex: Exchange) -> None:
+    """Wait for the response to ``ex`` (or an answer that fails); check what came."""
     await r.until(lambda: ex.response is not None or bool(ex.invalid), r.wait)
     c.expect("answers validate and match the request", not ex.invalid,
              "; ".join(p.reason for a in ex.invalid for p in a.problems))
+
+
+async def _answered(r: Runner, c: Checks, ex: Exchange, result: str | None) -> None:
+    """Role partner: the final response (10.17.7.2 step 8) with Result ``result``."""
+    await _await_response(r, c, ex)
     if ex.response is None:
         c.unobservable("final response (10.17.7.2 step 8)", f"none within {r.wait:g} s")
         return
@@ -134,7 +139,7 @@ async def _migrated(r: Runner) -> str:
         if r.fx.policy.get(req.FLOW, "manual") == "manual":
             await _decided_by_user(r, Checks(), ex, sent, ResultCode.SUCCESS)
         await r.until(lambda: ex.response is not None, r.wait)
-    _learn(r, ex)
+    _learn(r, ex.response)
     for user in r.fx.users:
         if user in r.assigned:
             return r.assigned[user]
@@ -144,10 +149,10 @@ async def _migrated(r: Runner) -> str:
                       + (f"; {sent.untrusted})" if sent.untrusted else ")"))
 
 
-def _learn(r: Runner, ex: Exchange) -> None:
-    """Remember the partner IDs an add-user response assigned."""
-    if isinstance(ex.response, AddUserConfigurationResponse):
-        r.assigned.update({a.primary_id: a.partner_id for a in ex.response.users
+def _learn(r: Runner, response: AcmFlow | None) -> None:
+    """Remember the partner IDs an add-user response (the peer's or ours) assigned."""
+    if isinstance(response, AddUserConfigurationResponse):
+        r.assigned.update({a.primary_id: a.partner_id for a in response.users
                            if a.result.positive and a.partner_id})
 
 
@@ -548,8 +553,7 @@ async def _partner_answers(r: Runner, c: Checks, req: AcmRequest, result: str) -
     _expect_2xx(c, await r.send_flow(ind, identity=r.psi), "our process indication answered 2xx")
     resp = _answer(r, req, result)
     _expect_2xx(c, await r.send_flow(resp, identity=r.psi), "our response answered 2xx")
-    if isinstance(resp, AddUserConfigurationResponse):
-        r.assigned.update({a.primary_id: a.partner_id for a in resp.users if a.partner_id})
+    _learn(r, resp)
 
 
 async def _end_to_end(r: Runner, c: Checks, req: SendableRequest, result: str) -> Exchange:
@@ -563,9 +567,7 @@ async def _end_to_end(r: Runner, c: Checks, req: SendableRequest, result: str) -
         return ex
     c.expect("the forwarded request is the one sent", forwarded == req, "contents differ")
     await _partner_answers(r, c, forwarded, result)
-    await r.until(lambda: ex.response is not None or bool(ex.invalid), r.wait)
-    c.expect("answers validate and match the request", not ex.invalid,
-             "; ".join(p.reason for a in ex.invalid for p in a.problems))
+    await _await_response(r, c, ex)
     if ex.response is None:
         c.unobservable("response delivered to the ACMC (10.17.7.2 step 10)",
                        f"none within {r.wait:g} s")
