@@ -47,6 +47,13 @@ def header_text(text: str, limit: int = _WARNING_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def warning_value(host: str, text: str) -> str:
+    """``399 <host> "<text>"`` (RFC 3261 20.43): the text made one safe line
+    (:func:`header_text`) and quoted (RFC 3261 25.1 quoted-string)."""
+    quoted = header_text(text).replace("\\", "\\\\").replace('"', '\\"')
+    return f'399 {host} "{quoted}"'
+
+
 class AcmError(ValueError):
     """A document the message layer refuses (or, for :class:`EncodeError`, cannot produce)."""
 
@@ -66,8 +73,7 @@ class AcmError(ValueError):
 
     def warning_header(self, host: str) -> str:
         """The complete Warning header value, the text as an RFC 3261 quoted-string."""
-        quoted = self.warning_text.replace("\\", "\\\\").replace('"', '\\"')
-        return f'399 {host} "{quoted}"'
+        return warning_value(host, self.warning_text)
 
 
 class NotAcmDocument(AcmError):

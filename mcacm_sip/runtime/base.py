@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from aiosipua.headers import parse_uri
 
-from mcacm_sip.acm.errors import header_text
+from mcacm_sip.acm.errors import warning_value
 from mcacm_sip.core.config import uri_host as uri_host  # re-exported for the nodes
 from mcacm_sip.sip import (
     Limits,
@@ -236,8 +236,7 @@ def trusted_source(source: str, trusted_hosts: frozenset[str]) -> bool:
 
 def warning(host: str, text: str) -> tuple[str, str]:
     """``Warning: 399 <host> "<text>"`` (RFC 3261 20.43) with the text quoted and one line."""
-    text = header_text(text).replace("\\", "\\\\").replace('"', '\\"')  # one line, no CTL
-    return ("Warning", f'399 {host} "{text}"')
+    return ("Warning", warning_value(host, text))
 
 
 # --------------------------------------------------------------------------- core timer
