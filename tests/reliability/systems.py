@@ -39,18 +39,13 @@ from mcacm_sip.acm.model import (
 from mcacm_sip.core.acms import transient
 from mcacm_sip.core.state import Role, Snapshot, Transaction, TxState
 from mcacm_sip.runtime.base import SipSettings, make_endpoint
+from mcacm_sip.runtime.lab import ALICE, DAVE, MIKE, PARTNER, PRIMARY, profile_xml
 from mcacm_sip.runtime.messaging import Sent, send_message
 from mcacm_sip.sip import IncomingRequest, Reply, Timers
 from mcacm_sip.sip.registrar import RegistrationClient
 from mcacm_sip.store import SqliteStore
 
-PRIMARY = "sip:acms@primary.example"
-PARTNER = "sip:acms@partner.example"
-ALICE = "sip:alice@primary.example"
-DAVE = "sip:dave@partner.example"
-MIKE = "sip:mike@primary.example"
-PROFILE = profile_from_xml('<mcptt-user-profile xmlns="urn:3gpp:mcptt:user-profile:1.0">'
-                           "<Name>Mike (night shift)</Name></mcptt-user-profile>")
+PROFILE = profile_from_xml(profile_xml("Mike (night shift)"))
 FAST_TIMERS = {"retry_initial": 0.25, "retry_max": 2.0}
 """Peer retries 0.25 s -> 2 s instead of 1 s -> 60 s: a restarted peer is found again soon
 (faster retries only feed retransmission storms on a busy machine)."""
