@@ -49,8 +49,7 @@ from mcacm_sip.conformance.report import Checks, Report, ScenarioResult, Verdict
 from mcacm_sip.core.config import uri_host
 from mcacm_sip.pcap import PcapWriter
 from mcacm_sip.runtime.base import TlsSettings, TraceRecord, hop_peer, hop_uri, node_trace
-from mcacm_sip.runtime.messaging import _warning_text as warning_text
-from mcacm_sip.runtime.messaging import message_reply
+from mcacm_sip.runtime.messaging import message_reply, warning_text
 from mcacm_sip.runtime.sender import Exchange, SendableRequest, registrar_uri
 from mcacm_sip.runtime.trust import certificate_names
 from mcacm_sip.sip import (

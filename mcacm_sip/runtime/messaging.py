@@ -32,7 +32,7 @@ def verdict_reply(host: str, verdict: Verdict | None) -> Reply:
     return Reply(200 if verdict is not None else 500)
 
 
-def _warning_text(value: str | None) -> str | None:
+def warning_text(value: str | None) -> str | None:
     """The quoted text of a ``399 host "text"`` Warning value."""
     if not value or '"' not in value:
         return value
@@ -96,7 +96,7 @@ async def send_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str
     if 200 <= status < 300:
         return Sent(True)
     message = final.message
-    warning = _warning_text(message.header("warning"))
+    warning = warning_text(message.header("warning"))
     return Sent(False, f"{status} {warning or message.reason}", status, warning,
                 _retry_after(message.header("retry-after")))
 

@@ -42,8 +42,7 @@ from mcacm_sip.acm.model import (
 )
 from mcacm_sip.acm.validate import Problem, validate_document
 from mcacm_sip.runtime.base import TlsSettings, uri_host
-from mcacm_sip.runtime.messaging import _warning_text as warning_text
-from mcacm_sip.runtime.messaging import message_reply
+from mcacm_sip.runtime.messaging import message_reply, warning_text
 from mcacm_sip.sip import (
     IncomingRequest,
     Listen,

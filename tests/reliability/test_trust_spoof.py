@@ -47,7 +47,7 @@ from mcacm_sip.runtime.lab import (
     PROFILE_XML,
     primary_config,
 )
-from mcacm_sip.runtime.messaging import _warning_text
+from mcacm_sip.runtime.messaging import warning_text
 from mcacm_sip.sip import SipEndpoint, Timers
 
 TIMERS = Timers(t1=0.1, t2=0.4, t4=0.5)
@@ -86,7 +86,7 @@ async def message(spoofer: SipEndpoint, from_uri: str,
                                   headers=headers, body=body,
                                   content_type=codec.ACM_CONTENT_TYPE)
     final = await spoofer.send(request, timeout=5.0)
-    return final.status, _warning_text(final.message.header("warning"))
+    return final.status, warning_text(final.message.header("warning"))
 
 
 def add_from_alice() -> bytes:
