@@ -412,6 +412,38 @@ async def test_connect_failure_raises_transport_error() -> None:
 
 
 @asynctest
+async def test_concurrent_sends_to_one_address_share_one_connection_in_order() -> None:
+    """Sends made while the first connect is still in progress wait for that connection
+    instead of opening their own, so they arrive in the order they were made (a forwarded
+    process indication must not be overtaken by the final response sent after it)."""
+    async with serving() as (ep, rec):
+        cli = SipEndpoint([Listen("tcp", "127.0.0.1")])
+        await cli.start()
+        host, port = ep.local_address("tcp")
+        reqs = [cli.new_request("MESSAGE", f"sip:x@{host}:{port};transport=tcp",
+                                from_uri="sip:c@x", to_uri="sip:x@x", body=str(n).encode(),
+                                content_type="text/plain") for n in range(8)]
+        answers = await asyncio.gather(*(cli.send(r) for r in reqs))
+        assert [a.status for a in answers] == [200] * 8
+        assert [c.message.body for c in rec.calls] == [str(n).encode() for n in range(8)]
+        assert len(cli._conns) == 1 and cli._connecting == {}
+        await cli.close()
+
+
+@asynctest
+async def test_a_failed_connect_fails_every_send_waiting_for_it() -> None:
+    cli = SipEndpoint([Listen("udp", "127.0.0.1")])
+    await cli.start()
+    port = free_port()
+    reqs = [cli.new_request("MESSAGE", f"sip:x@127.0.0.1:{port};transport=tcp",
+                            from_uri="sip:c@x", to_uri="sip:x@x") for _ in range(3)]
+    outcomes = await asyncio.gather(*(cli.send(r) for r in reqs), return_exceptions=True)
+    assert all(isinstance(o, SipTransportError) for o in outcomes), outcomes
+    assert cli._connecting == {}
+    await cli.close()
+
+
+@asynctest
 async def test_close_leaves_no_task_and_no_connection() -> None:
     async with serving() as (ep, _):
         cli = SipEndpoint([Listen("tcp", "127.0.0.1")])

@@ -233,6 +233,10 @@ class SipEndpoint:
         self._servers: list[asyncio.Server] = []
         self._conns: dict[int, StreamConnection] = {}
         self._conn_by_addr: dict[tuple[str, str, int], StreamConnection] = {}
+        # connects in progress, shared by every send to that address meanwhile: one connection,
+        # and the sends are written in the order they were made (RFC 3261 18: one stream)
+        self._connecting: dict[tuple[str, str, int, str | None],
+                               asyncio.Future[StreamConnection]] = {}
         self._inbound_from: Counter[str] = Counter()  # open inbound connections per source IP
         self._waiters: dict[ClientKey, tuple[asyncio.Future[FinalResponse], OutgoingRequest]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -286,7 +290,7 @@ class SipEndpoint:
         for handle in (self._timer, self._idle):
             if handle is not None:
                 handle.cancel()
-        for task in list(self._tasks):
+        for task in [*self._tasks, *self._connecting.values()]:
             task.cancel()
         for fut, _ in self._waiters.values():
             if not fut.done():
@@ -567,6 +571,24 @@ class SipEndpoint:
         conn = self._conn_by_addr.get((dest.transport, dest.host, dest.port))
         if conn is not None and conn.is_open:
             return conn
+        key = (dest.transport, dest.host, dest.port, server_hostname)
+        pending = self._connecting.get(key)
+        if pending is None:
+            pending = self._connecting[key] = asyncio.ensure_future(
+                self._open_connection(dest, server_hostname))
+            pending.add_done_callback(lambda done: self._connected(key, done))
+        # shielded: one waiter cancelled must not cancel the connect the others wait for
+        return await asyncio.shield(pending)
+
+    def _connected(self, key: tuple[str, str, int, str | None],
+                   done: asyncio.Future[StreamConnection]) -> None:
+        if self._connecting.get(key) is done:
+            del self._connecting[key]
+        if not done.cancelled():
+            done.exception()  # retrieved here: every waiter may have gone
+
+    async def _open_connection(self, dest: Peer, server_hostname: str | None
+                               ) -> StreamConnection:
         if dest.transport == "tls" and self.tls_client is None:
             raise SipTransportError("no tls_client context")
         if len(self._conns) >= self.limits.max_connections:
