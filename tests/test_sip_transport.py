@@ -591,3 +591,22 @@ async def test_one_structured_log_record_per_transaction(caplog: pytest.LogCaptu
     ]
     assert all(r.transport == "udp" and r.peer for r in records)  # type: ignore[attr-defined]
     assert "secret-body" not in caplog.text
+
+
+@asynctest
+async def test_success_records_at_a_lower_level_failures_stay_info(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An application that logs each exchange itself (the ACMS) moves the SIP layer's 2xx
+    records to DEBUG; a refused or failed transaction still gets its INFO record."""
+    caplog.set_level(logging.INFO, logger="mcacm.sip")
+    async with serving_client() as (ep, _, client):
+        ep.success_log_level = client.success_log_level = logging.DEBUG
+        host, port = ep.local_address("udp")
+        for method in ("MESSAGE", "BAR"):  # 200, then 405 (not served)
+            await client.send(client.new_request(method, f"sip:a@{host}:{port}",
+                                                 from_uri="sip:c@x", to_uri="sip:a@x"))
+    records = [r for r in caplog.records if r.name == "mcacm.sip"]
+    assert sorted((r.role, r.method, r.status) for r in records) == [  # type: ignore[attr-defined]
+        ("uac", "BAR", 405), ("uas", "BAR", 405)]
+    assert all(r.levelno == logging.INFO for r in records)
+

@@ -109,6 +109,10 @@ class AcmsNode(Node):
     def __init__(self, config: AcmsNodeConfig, *, store: Store | None = None,
                  trace: TraceHook | None = None) -> None:
         super().__init__(config.sip, config.acms.psi, trace)
+        # every MESSAGE in and out gets its own INFO line here (acm.received / acm.sent, with
+        # the Call-ID and status), and REGISTER / SUBSCRIBE / NOTIFY their log-on, subscription
+        # and holder lines: the SIP layer's record of a 2xx transaction would say it again
+        self.endpoint.success_log_level = logging.DEBUG
         self.config = config
         acms = config.acms
         self.psi = acms.psi

@@ -210,6 +210,7 @@ class SipEndpoint:
         clock: Callable[[], float] | None = None,
         trace: MessageTrace | None = None,
         locate: Locator | None = None,
+        success_log_level: int = logging.INFO,
     ) -> None:
         if any(lst.transport == "tls" for lst in listens) and tls_server is None:
             raise ValueError("a tls listener needs tls_server")
@@ -222,6 +223,9 @@ class SipEndpoint:
         self.user_agent = user_agent
         self._clock = clock
         self.trace = trace
+        self.success_log_level = success_log_level
+        """Level of the one record per transaction that ended 2xx (others: INFO); an
+        application that logs each exchange itself at INFO sets DEBUG (runtime.base.Node)."""
         """Called with every message received or transmitted; None (default) costs nothing."""
         self.locate = locate
         """Consulted by :meth:`send` for the next hop's address before DNS (static hops)."""
@@ -398,9 +402,13 @@ class SipEndpoint:
             reply = Reply(500)
             data = build_response(req, 500, server=self.user_agent)
         self._run(self.txn.respond(key, reply.status, data, self.now()))
-        if reply.status >= 200 and log.isEnabledFor(logging.INFO):
-            extra = self._extra(req, source, reply.status)
-            log.info("%s %d", req.method, reply.status, extra=extra)
+        level = self._record_level(reply.status)
+        if reply.status >= 200 and log.isEnabledFor(level):
+            log.log(level, "%s %d", req.method, reply.status,
+                    extra=self._extra(req, source, reply.status))
+
+    def _record_level(self, status: int) -> int:
+        return self.success_log_level if 200 <= status < 300 else logging.INFO
 
     @staticmethod
     def _extra(
@@ -488,10 +496,11 @@ class SipEndpoint:
                 waiter = self._waiters.pop(action.key, None)
                 if waiter is not None and not waiter[0].done():
                     waiter[0].set_result(FinalResponse(action.response, action.source, waiter[1]))
-                if log.isEnabledFor(logging.INFO):
-                    resp = action.response
-                    log.info("%s %d", resp.cseq_method, resp.status,
-                             extra=self._extra(resp, action.source, resp.status, "uac"))
+                resp = action.response
+                level = self._record_level(resp.status)
+                if log.isEnabledFor(level):
+                    log.log(level, "%s %d", resp.cseq_method, resp.status,
+                            extra=self._extra(resp, action.source, resp.status, "uac"))
             elif type(action) is ClientTimeout:
                 waiter = self._waiters.pop(action.key, None)
                 if waiter is not None and not waiter[0].done():
