@@ -109,6 +109,32 @@ def test_query_without_contact_lists_bindings(registrar: Registrar) -> None:
     assert contact_expiries(reply) == {"sip:a@192.0.2.7": 500}
 
 
+PROXIES = ["<sip:p1.example.com;lr>", "<sip:192.0.2.1:5060;transport=tcp;lr>"]
+
+
+@pytest.mark.parametrize("supported", [None, "path", "timer, PATH"])
+def test_path_is_kept_with_the_contact_and_echoed_only_to_a_ua_that_supports_it(
+        registrar: Registrar, supported: str | None) -> None:
+    """RFC 3327 5.3: the registrar stores the Path vector, in order, with each contact of
+    the REGISTER, and returns it in the 200 only when the UA said ``Supported: path``."""
+    req = register(["<sip:a@192.0.2.7>"])
+    # two header lines, the first a comma list: one vector of three proxies, in order
+    extra = [("Path", f"{PROXIES[0]}, <sip:p2.example.com;lr>"), ("Path", PROXIES[1])]
+    if supported is not None:
+        extra.append(("Supported", supported))
+    req = request("REGISTER", "sip:example.com", from_=f"<{AOR}>", to=f"<{AOR}>",
+                  call_id="reg-1@test", cseq=1,
+                  headers=[("Contact", "<sip:a@192.0.2.7>"), ("Expires", "600"), *extra])
+    reply = registrar.handle(req, 0.0)
+    vector = (PROXIES[0], "<sip:p2.example.com;lr>", PROXIES[1])
+    assert [b.path for b in registrar.contacts(AOR, 0.0)] == [vector]
+    echoed = tuple(v for n, v in reply.headers if n == "Path")
+    assert echoed == (vector if supported else ())
+    # a refresh without Path (the UA moved next to the registrar) forgets the old vector
+    reply = registrar.handle(register(["<sip:a@192.0.2.7>"], cseq=2), 1.0)
+    assert [b.path for b in registrar.contacts(AOR, 1.0)] == [()]
+
+
 def test_authorisation_predicate_refuses_with_403() -> None:
     seen = []
     registrar = Registrar(authorise=lambda aor, req: seen.append(aor) or aor.startswith("sip:acmc"))
@@ -150,6 +176,7 @@ def test_client_and_registrar_refresh_at_half_time_and_unregister() -> None:
 
     first = client.register(now)
     assert first is not None and first.header("expires") == "60"
+    assert first.header("supported") == "path"  # RFC 3327 4: reachable through a Path
     retry = roundtrip(first)  # 423: retried with Min-Expires (RFC 3261 10.2.8)
     assert retry is not None and retry.header("expires") == "300"
     assert retry.call_id == first.call_id and retry.cseq == first.cseq + 1

@@ -18,6 +18,7 @@ Wiring (docs/running.md):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable
@@ -82,19 +83,26 @@ class SqliteBindingStore:
     def __init__(self, path: str) -> None:
         self._db = open_db(path)
         self._db.execute("CREATE TABLE IF NOT EXISTS bindings (aor TEXT, contact TEXT, "
-                         "expires_at REAL, call_id TEXT, cseq INTEGER)")
+                         "expires_at REAL, call_id TEXT, cseq INTEGER, path TEXT)")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(bindings)")}
+        if "path" not in columns:  # a file of an earlier version: its bindings had no Path
+            self._db.execute("ALTER TABLE bindings ADD COLUMN path TEXT")
 
     def get(self, aor: str) -> tuple[Binding, ...]:
-        rows = self._db.execute("SELECT contact, expires_at, call_id, cseq FROM bindings "
+        rows = self._db.execute("SELECT contact, expires_at, call_id, cseq, path FROM bindings "
                                 "WHERE aor=? ORDER BY rowid", (aor,))
-        return tuple(Binding(*row) for row in rows)
+        return tuple(Binding(contact, expires_at, call_id, cseq,
+                             tuple(json.loads(path)) if path else ())
+                     for contact, expires_at, call_id, cseq, path in rows)
 
     def put(self, aor: str, bindings: tuple[Binding, ...]) -> None:
         with write(self._db):
             self._db.execute("DELETE FROM bindings WHERE aor=?", (aor,))
-            self._db.executemany("INSERT INTO bindings VALUES (?, ?, ?, ?, ?)",
-                                 [(aor, b.contact, b.expires_at, b.call_id, b.cseq)
-                                  for b in bindings])
+            self._db.executemany(
+                "INSERT INTO bindings (aor, contact, expires_at, call_id, cseq, path) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(aor, b.contact, b.expires_at, b.call_id, b.cseq,
+                  json.dumps(list(b.path)) if b.path else None) for b in bindings])
 
     def aors(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT aor FROM bindings")]
@@ -321,12 +329,14 @@ class AcmsNode(Node):
                 self.feed(DeliveryOutcome(time.time(), send.send_id, False,
                                           "480 not registered", 480))
                 return
-            uri = contacts[-1].contact  # the most recent binding
+            binding = contacts[-1]  # the most recent binding
+            # RFC 3327 5.5: through the proxies its REGISTER came by (the SIP core), if any
+            uri, route = binding.contact, binding.path
         else:
-            uri = send.to
+            uri, route = send.to, ()
         sent = await send_message(
             self.endpoint, self.config.sip, uri=uri, to=send.to, identity=self.psi,
-            flow=send.flow)
+            flow=send.flow, route=route)
         self.feed(sent.outcome(time.time(), send.send_id))
 
     # ------------------------------------------------------------------ REGISTER

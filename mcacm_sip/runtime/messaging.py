@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mcacm_sip.acm import codec
@@ -65,8 +66,8 @@ class Sent:
 
 
 async def send_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str, to: str,
-                       identity: str, flow: AcmFlow) -> Sent:
-    """Send ``flow`` in a MESSAGE to ``uri``.
+                       identity: str, flow: AcmFlow, route: Sequence[str] = ()) -> Sent:
+    """Send ``flow`` in a MESSAGE to ``uri`` (through ``route``, a preloaded Route set).
 
     ok means a 2xx arrived: the receiver has stored what it accepted (transport acknowledgement
     only; the process indication and the response are separate flows).  No answer and a
@@ -79,7 +80,7 @@ async def send_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str
         log.error("cannot encode %s: %s", flow.FLOW, exc)
         return Sent(False, f"500 {exc.warning_text}")
     request = endpoint.new_request(
-        "MESSAGE", uri, from_uri=identity, to_uri=to, body=body,
+        "MESSAGE", uri, from_uri=identity, to_uri=to, body=body, route=route,
         content_type=codec.ACM_CONTENT_TYPE,
         headers=(("P-Asserted-Identity", f"<{identity}>"),
                  ("P-Asserted-Service", settings.icsi)))

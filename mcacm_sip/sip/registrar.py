@@ -52,6 +52,10 @@ class Binding:
     expires_at: float
     call_id: str
     cseq: int
+    path: tuple[str, ...] = ()
+    """RFC 3327: the Path values of the REGISTER, in order: the proxies between the registrar
+    and the contact.  A request to the contact carries them as its preloaded Route set, first
+    value first (RFC 3327 5.5, the home proxy's role, which is the registrar's own here)."""
 
     def remaining(self, now: float) -> int:
         """Whole seconds left, as the 200's ``expires`` parameter states it."""
@@ -194,6 +198,8 @@ class Registrar:
             return _reply(403)
         header_expires = parse_expires(request.header("expires"))
         contacts = request.headers("contact")
+        # RFC 3327 5.3: the Path values are kept with each contact this REGISTER binds
+        path = tuple(request.headers("path"))
         before = self.store.get(aor)
         live = {canonical_uri(b.contact): b for b in before if b.expires_at > now}
 
@@ -203,7 +209,7 @@ class Registrar:
                 raise BadRequest(400, "Invalid Wildcard")
             for b in live.values():
                 self._check_order(b, request)
-            return self._done(aor, before, (), now)
+            return self._done(aor, before, (), now, request)
 
         updated = dict(live)
         for value in contacts:
@@ -222,9 +228,10 @@ class Registrar:
             if expires == 0:
                 updated.pop(key, None)
             else:
-                updated[key] = Binding(uri_of(value), now + expires, request.call_id, request.cseq)
+                updated[key] = Binding(uri_of(value), now + expires, request.call_id,
+                                       request.cseq, path)
         # 10.3 step 8: the answer lists every current binding with its remaining time.
-        return self._done(aor, before, tuple(updated.values()), now)
+        return self._done(aor, before, tuple(updated.values()), now, request)
 
     @staticmethod
     def _check_order(binding: Binding, request: Request) -> None:
@@ -233,15 +240,20 @@ class Registrar:
             raise BadRequest(500, "Out Of Order REGISTER")
 
     def _done(
-        self, aor: str, before: tuple[Binding, ...], after: tuple[Binding, ...], now: float
+        self, aor: str, before: tuple[Binding, ...], after: tuple[Binding, ...], now: float,
+        request: Request,
     ) -> Reply:
         live_before = tuple(b for b in before if b.expires_at > now)
         if after != before:
             self.store.put(aor, after)
             if after != live_before:
                 self._notify(RegistrationChange(aor, live_before, after))
-        contacts = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in after]
-        return _reply(200, None, contacts)
+        headers: list[Header] = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}")
+                                 for b in after]
+        # RFC 3327 5.3: the stored Path goes back only to a UA that said it supports path
+        if any(tag.lower() == "path" for tag in request.headers("supported")):
+            headers += [("Path", value) for value in request.headers("path")]
+        return _reply(200, None, headers)
 
     def _commit(
         self, aor: str, before: tuple[Binding, ...], after: tuple[Binding, ...], *, expired: bool
@@ -414,7 +426,8 @@ class Registration:
             from_tag=self.from_tag,
             call_id=self.call_id,
             cseq=self.cseq,
-            headers=(("Expires", str(expires)),),
+            # RFC 3327 4: we can be reached through the proxies a registrar learns by Path
+            headers=(("Expires", str(expires)), ("Supported", "path")),
             contact=f"<{self.contact}>",
         )
 

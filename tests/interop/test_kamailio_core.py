@@ -2,9 +2,10 @@
 (examples/interop/kamailio/kamailio.cfg, strict about in-dialog routing) on UDP, TCP and TLS.
 
 Every node has the core as its only hop (``*``); the core routes by PSI/domain through its
-routing table.  Asserted: the Result the primary ACMC receives, and that every request our
-servers received crossed the core (its Via on top; the FA SUBSCRIBE dialog record-routed
-through it) and that it refused nothing as an in-dialog request without a Route.
+routing table, and adds a Path to each ACMC's REGISTER (RFC 3327), so the ACMSs reach their
+ACMCs through it too.  Asserted: the Result the primary ACMC receives, and that every request
+our servers and ACMCs received crossed the core (its Via on top; the FA SUBSCRIBE dialog
+record-routed through it) and that it refused nothing as an in-dialog request without a Route.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from mcacm_sip.acm.model import Addressee
 from mcacm_sip.runtime import TraceRecord
 from mcacm_sip.runtime.base import TlsSettings
 from mcacm_sip.runtime.lab import (
+    ALICE,
     DAVE,
     DUTY,
     FA_SERVER,
@@ -167,7 +169,9 @@ def test_direct_approve_through_the_core(transport: Transport, tmp_path: Path) -
         assert out.response is not None and out.response.handler.mc_service_id == DAVE
 
     r = run(tmp_path, transport, body)
-    assert_through_core(r, transport, (PRIMARY, PARTNER))
+    # the ACMCs too: ALICE's indication and response, DAVE's request (steps 4, 5, 10) came by
+    # the Path of their REGISTER
+    assert_through_core(r, transport, (PRIMARY, PARTNER, ALICE, DAVE))
     # REGISTER reached each ACMS (the registrar) through the core: ACMC logon, 10.17.3.1
     assert any(m == "REGISTER" for m, _, _ in received_requests(r.seen, PARTNER))
 
@@ -190,7 +194,7 @@ def test_functional_alias_through_the_core(transport: Transport, tmp_path: Path)
         assert out.response is not None and out.response.handler.functional_alias == DUTY
 
     r = run(tmp_path, transport, body)
-    assert_through_core(r, transport, (PRIMARY, PARTNER, FA_SERVER))
+    assert_through_core(r, transport, (PRIMARY, PARTNER, FA_SERVER, ALICE, DAVE))
     # the SUBSCRIBE dialog was record-routed by the core, and its NOTIFYs crossed it
     assert any(m == "SUBSCRIBE" for m, _, _ in received_requests(r.seen, FA_SERVER))
     assert any(m == "NOTIFY" for m, _, _ in received_requests(r.seen, PARTNER))
