@@ -160,10 +160,13 @@ def test_verdicts_and_exit_codes() -> None:
     ("sip:acms@127.0.0.1:5070", ("udp", "127.0.0.1", 5070), None),
     ("sip:acms@[::1]:5070;transport=tcp", ("tcp", "::1", 5070), "tcp"),
     ("sip:acms@partner.example", None, None),
+    ("sips:acms@partner.example", None, "tls"),
+    ("sip:acms@127.0.0.1:5071;TRANSPORT=TLS;lr", ("tls", "127.0.0.1", 5071), "tls"),
 ])
 def test_parse_peer(uri: str, hop: tuple[str, str, int] | None, transport: str | None) -> None:
     _, peer, named = parse_peer(uri)
     assert (None if peer is None else (peer.transport, peer.host, peer.port)) == hop
     assert named == transport
-    with pytest.raises(ValueError):
-        parse_peer("acms@partner.example")
+    for bad in ("acms@partner.example", "sip:acms@partner.example;transport=tcpx"):
+        with pytest.raises(ValueError):
+            parse_peer(bad)

@@ -48,7 +48,14 @@ from mcacm_sip.conformance.profile import Fixtures, Profile, Role, WireTls
 from mcacm_sip.conformance.report import Checks, Report, ScenarioResult, Verdict
 from mcacm_sip.core.config import uri_host
 from mcacm_sip.pcap import PcapWriter
-from mcacm_sip.runtime.base import TlsSettings, TraceRecord, hop_peer, hop_uri, node_trace
+from mcacm_sip.runtime.base import (
+    TlsSettings,
+    TraceRecord,
+    hop_peer,
+    hop_uri,
+    named_transport,
+    node_trace,
+)
 from mcacm_sip.runtime.messaging import message_reply, warning_text
 from mcacm_sip.runtime.sender import Exchange, SendableRequest, registrar_uri
 from mcacm_sip.runtime.trust import certificate_names
@@ -129,19 +136,13 @@ class Sent:
 
 def parse_peer(uri: str) -> tuple[str, Peer | None, Transport | None]:
     """``--peer``: the Request-URI we send to, the next hop if it names an IP address and a
-    port, and the transport it names.  Raises ValueError for something that is no SIP URI."""
+    port, and the transport it names.  Raises ValueError for something that is no SIP URI
+    or names a transport other than udp, tcp or tls."""
     raw = uri.strip().strip("<>")
     if not raw.lower().startswith(("sip:", "sips:")):
         raise ValueError(f"{uri}: not a sip: or sips: URI")
     host = uri_host(raw).strip("[]")
-    transport: Transport | None = None
-    lowered = raw.lower()
-    if lowered.startswith("sips:") or ";transport=tls" in lowered:
-        transport = "tls"
-    elif ";transport=tcp" in lowered:
-        transport = "tcp"
-    elif ";transport=udp" in lowered:
-        transport = "udp"
+    transport = named_transport(raw)
     hop: Peer | None = None
     if is_ip(host):
         try:

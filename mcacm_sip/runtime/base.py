@@ -136,6 +136,25 @@ class SipSettings:
     """``[sip.tls]``; None: no TLS (no ``tls`` listener, no ``;transport=tls`` / sips: hop)."""
 
 
+def named_transport(uri: str) -> Transport | None:
+    """The transport a SIP URI names (``sips:`` or ``;transport=tls``: TLS; ``;transport=``
+    in any case), None if it names none.  Raises ValueError for another transport."""
+    u = parse_uri(uri.strip().strip("<>"))
+    if u.scheme == "sips":
+        return "tls"
+    param = u.params.get("transport")
+    if param is None:
+        return None
+    match str(param).lower():
+        case "udp":
+            return "udp"
+        case "tcp":
+            return "tcp"
+        case "tls":
+            return "tls"
+    raise ValueError(f"{uri}: transport must be udp, tcp or tls")
+
+
 def hop_peer(uri: str, default: Transport = "udp") -> Peer:
     """The transport address a hop URI names: ``sip:127.0.0.1:5070;transport=tcp``
     (``sips:`` or ``;transport=tls``: TLS).
@@ -146,11 +165,7 @@ def hop_peer(uri: str, default: Transport = "udp") -> Peer:
     host = (u.host or "").strip("[]")
     if not is_ip(host) or not u.port:
         raise ValueError(f"{uri}: a hop needs an IP address and a port")
-    param = "tls" if u.scheme == "sips" else str(u.params.get("transport") or default).lower()
-    if param not in ("udp", "tcp", "tls"):
-        raise ValueError(f"{uri}: transport must be udp, tcp or tls")
-    return Peer("tcp" if param == "tcp" else "tls" if param == "tls" else "udp", host,
-                int(u.port))
+    return Peer(named_transport(uri) or default, host, int(u.port))
 
 
 class Hops:
