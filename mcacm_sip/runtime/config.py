@@ -29,6 +29,12 @@ Runtime tables (docs/running.md has annotated examples)::
     ca = "interconnect-ca.pem"         # trust anchors for peers; absent: system store
     require_client_cert = true         # mutual TLS on our listeners (default false)
 
+    [sip.limits]                       # caps on what peers may send (mcacm_sip.sip.Limits)
+    max_body_bytes = 1048576           # larger Content-Length: 413
+    max_connections_per_source = 64    # inbound TCP/TLS connections from one IP address
+    message_timeout = 10.0             # seconds a stream message may take (slowloris)
+    # also: max_header_bytes, max_headers, max_connections, idle_timeout, udp_mtu_switch
+
     [log]
     level = "info"                     # debug | info | warning | error
     format = "console"                 # console | json
@@ -44,7 +50,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -62,7 +68,7 @@ from mcacm_sip.core.config import (
 )
 from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
 from mcacm_sip.runtime.base import SipSettings, TlsSettings, hop_peer
-from mcacm_sip.sip import Listen, Timers, Transport
+from mcacm_sip.sip import Limits, Listen, Timers, Transport
 
 LogFormat = Literal["console", "json"]
 LEVELS = ("debug", "info", "warning", "error")
@@ -179,7 +185,7 @@ def parse_sip_settings(data: Mapping[str, Any], base: Path = Path(".")) -> SipSe
     sip = get_table(data, "sip")
     p = "sip."
     check_keys(sip, {"icsi", "trusted_hosts", "transport", "send_timeout", "registration_expires",
-                   "t1", "t2", "t4", "hops", "tls"}, p)
+                   "t1", "t2", "t4", "hops", "tls", "limits"}, p)
     listens = _listens(data)
     tls = _tls(sip, base, listens)
     hops = get_table(sip, "hops", p)
@@ -216,7 +222,25 @@ def parse_sip_settings(data: Mapping[str, Any], base: Path = Path(".")) -> SipSe
         registration_expires=expires,
         timers=Timers(t1=numbers["t1"], t2=numbers["t2"], t4=numbers["t4"]),
         tls=tls,
+        limits=_sip_limits(sip),
     )
+
+
+def _sip_limits(sip: Mapping[str, Any]) -> Limits:
+    """``[sip.limits]``: each field of :class:`~mcacm_sip.sip.Limits`, positive, of its type
+    (docs/decisions.md "Reliability: hostile input" gives the defaults' reasons)."""
+    p = "sip.limits."
+    table = get_table(sip, "limits", "sip.")
+    defaults = Limits()
+    check_keys(table, {f.name for f in fields(Limits)}, p)
+    values: dict[str, Any] = {}
+    for f in fields(Limits):
+        default = getattr(defaults, f.name)
+        value = get_typed(table, f.name, p, type(default), default)
+        if value <= 0:
+            raise ConfigError(p + f.name, "must be positive")
+        values[f.name] = value
+    return Limits(**values)
 
 
 def parse_log_settings(data: Mapping[str, Any]) -> LogSettings:
