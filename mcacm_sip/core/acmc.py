@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import TypeVar
 
 from mcacm_sip.acm.model import (
     AcmFlow,
@@ -47,6 +48,24 @@ from mcacm_sip.core.events import (
 from mcacm_sip.core.state import Hop, response_to
 
 log = logging.getLogger("mcacm.acmc")
+_V = TypeVar("_V")
+
+
+REMEMBERED = 10_000
+"""How many finished requests and sent decisions an ACMC keeps (decision, docs/decisions.md
+"What an ACMC remembers"): enough to know a repeated response or to repeat a lost decision for
+any backlog one user has, and bounded for a client that runs for months.  Past it the oldest
+are forgotten: a repeated response to one of them is reported once more ("not open in this
+session"), and a request decided that long ago, if the ACMS sends it again, is handed out
+to decide again."""
+
+
+def _keep(recent: dict[str, _V], key: str, value: _V) -> None:
+    """Insert ``key`` as the newest entry of ``recent``, dropping the oldest past REMEMBERED."""
+    recent.pop(key, None)
+    recent[key] = value
+    if len(recent) > REMEMBERED:
+        del recent[next(iter(recent))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +85,8 @@ class AcmcCore:
         self._open: dict[str, OpenRequest] = {}
         self._sends: dict[str, tuple[str, str | None]] = {}   # send id -> (what, txid)
         self._to_decide: dict[str, AcmRequest] = {}
-        self._decided: dict[str, AcmResponse] = {}
-        self._finished: set[str] = set()
+        self._decided: dict[str, AcmResponse] = {}  # newest last, at most REMEMBERED
+        self._finished: dict[str, None] = {}  # transaction ids; newest last, at most REMEMBERED
 
     @property
     def me(self) -> Party:
@@ -126,7 +145,7 @@ class AcmcCore:
         fa = self.config.functional_alias or (
             request.target.functional_alias if request.target is not None else None)
         response = response_to(request, Party(self.config.mc_service_id, fa), result)
-        self._decided[transaction_id] = response
+        _keep(self._decided, transaction_id, response)
         out = Actions()
         self._send(out, "response", transaction_id, response)
         return out.result()
@@ -192,7 +211,7 @@ class AcmcCore:
                 # 10.17.3.1: an answer kept in the pending store while we were offline may
                 # belong to a request of an earlier session (restarted ACMC, our own timer
                 # ran out); the user must still learn the Result, once
-                self._finished.add(tid)
+                _keep(self._finished, tid, None)
                 out.add(Report(tid, ReportKind.RESPONSE, flow,
                                text="answer to a request not open in this session"))
         elif tid in self._decided:
@@ -205,7 +224,7 @@ class AcmcCore:
 
     def _finish(self, tid: str) -> None:
         del self._open[tid]
-        self._finished.add(tid)
+        _keep(self._finished, tid, None)
 
     def _outcome(self, ev: DeliveryOutcome, out: Actions) -> None:
         what, tid = self._sends.pop(ev.send_id, ("", None))

@@ -17,6 +17,7 @@ from mcacm_sip.acm.model import (
     Result,
     ResultCode,
 )
+from mcacm_sip.core import acmc as acmc_module
 from mcacm_sip.core.acmc import AcmcCore
 from mcacm_sip.core.config import AcmcConfig
 from mcacm_sip.core.events import (
@@ -122,3 +123,30 @@ def test_an_answer_to_a_request_of_an_earlier_session_is_shown_once() -> None:
                   text="answer to a request not open in this session") in actions
     # delivered again (the ACMS re-sent it after a crash): nothing new for the user
     assert not [a for a in core.handle(FlowFromAcms(1.0, resp)) if isinstance(a, Report)]
+
+
+def test_what_it_remembers_is_bounded_and_the_oldest_goes_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finished requests and sent decisions are kept up to REMEMBERED each (a client that runs
+    for months stays bounded); past it the oldest is forgotten, with the defined outcomes."""
+    monkeypatch.setattr(acmc_module, "REMEMBERED", 3)
+    core = acmc()
+
+    def answer(tid: str) -> ProfileUpdateResponse:
+        return ProfileUpdateResponse(tid, Party("sip:x@partner.example"), Addressee(ME),
+                                     "sip:m-1@partner.example", Result(ResultCode.SUCCESS))
+
+    for n in range(4):  # four answers to requests of an earlier session
+        core.handle(FlowFromAcms(float(n), answer(f"r-{n}")))
+        core.handle(FlowFromAcms(float(n), incoming(f"d-{n}")))
+        core.decide(f"d-{n}", True, None, float(n))
+    assert list(core._finished) == ["r-1", "r-2", "r-3"]
+    assert list(core._decided) == ["d-1", "d-2", "d-3"]
+    # a repeat of a remembered one: nothing new; of a forgotten one: shown / asked again
+    assert not [a for a in core.handle(FlowFromAcms(5.0, answer("r-3")))
+                if isinstance(a, Report)]
+    assert any(isinstance(a, Report) for a in core.handle(FlowFromAcms(5.0, answer("r-0"))))
+    again = core.handle(FlowFromAcms(5.0, incoming("d-2")))
+    assert isinstance(again[1], Send) and again[1].flow.transaction_id == "d-2"  # re-sent
+    assert core.handle(FlowFromAcms(5.0, incoming("d-0"))) == [Accept(), Decide(incoming("d-0"))]
+
