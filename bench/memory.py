@@ -20,6 +20,7 @@ store (1 000 000 pending items) the time to notify one user and to download its 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import socket
@@ -131,7 +132,45 @@ def rss_anon_mib() -> float:
     return 0.0
 
 
-Sample = tuple[int, float, float]  # messages, RSS MiB, anonymous RSS MiB
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _libc() -> Any:
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallinfo2.restype = _MallInfo2
+        libc.malloc_trim  # noqa: B018 -- both are glibc's
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _libc()
+
+
+def malloc_mib() -> tuple[float, float] | None:
+    """glibc's heap (mallinfo2): MiB in use by live C allocations (SQLite, libxml2, Python
+    objects over 512 bytes) and MiB free inside the heap but not given back to the kernel.
+    Read without side effects; None if not glibc."""
+    if _LIBC is None:
+        return None
+    info = _LIBC.mallinfo2()
+    return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
+
+
+def trimmed_rss_anon_mib() -> float | None:
+    """Anonymous RSS after malloc_trim(0) gave the heap's free pages back (glibc only)."""
+    if _LIBC is None:
+        return None
+    _LIBC.malloc_trim(0)
+    return rss_anon_mib()
+
+
+# messages, RSS MiB, anonymous RSS MiB, glibc heap in use MiB, glibc heap free MiB
+Sample = tuple[int, float, float, float | None, float | None]
 
 
 async def churn(messages: int, work: Path) -> list[Sample]:
@@ -159,9 +198,12 @@ async def churn(messages: int, work: Path) -> list[Sample]:
         while peer.in_flight < WINDOW and peer.received < messages:
             peer.send_request()
         if peer.received >= (len(samples) + 1) * step:
-            samples.append((peer.received, rss_bytes([os.getpid()]) / 2**20, rss_anon_mib()))
+            used, free = malloc_mib() or (None, None)
+            samples.append((peer.received, rss_bytes([os.getpid()]) / 2**20, rss_anon_mib(),
+                            used, free))
+            heap = "" if used is None else f", C heap {used:.1f} in use + {free:.1f} free"
             print(f"  {peer.received:>9} messages: RSS {samples[-1][1]:.1f} MiB "
-                  f"(anonymous {samples[-1][2]:.1f}), "
+                  f"(anonymous {samples[-1][2]:.1f}{heap}), "
                   f"{len(node.core.transactions())} transactions kept", flush=True)
         if peer.received >= messages and peer.in_flight == 0 and not done.done():
             done.set_result(None)
@@ -175,6 +217,10 @@ async def churn(messages: int, work: Path) -> list[Sample]:
         peer.sock.close()
         await node.stop()
     return samples
+
+
+def _round(mib: float | None) -> float | None:
+    return None if mib is None else round(mib, 1)
 
 
 def slope_kib_per_100k(samples: Sequence[tuple[int, float]]) -> float | None:
@@ -306,13 +352,15 @@ def main(argv: Sequence[str] | None = None) -> Result:
         t0 = time.perf_counter()
         samples = asyncio.run(churn(messages, work))
         churn_s = time.perf_counter() - t0
+        after_trim = trimmed_rss_anon_mib()  # the node has stopped: what it held is free
         print("scale: pending items in the store", flush=True)
         (work / "small").mkdir()
         (work / "big").mkdir()  # --items 1000 must not reuse the small store
         small_rows, _, _ = scale(1_000, work / "small")
         big_rows, per_item, plan = scale(big, work / "big")
-    slope = slope_kib_per_100k([(m, r) for m, r, _ in samples])
-    slope_anon = slope_kib_per_100k([(m, a) for m, _, a in samples])
+    slope = slope_kib_per_100k([(m, r) for m, r, *_ in samples])
+    slope_anon = slope_kib_per_100k([(m, a) for m, _, a, *_ in samples])
+    slope_heap = slope_kib_per_100k([(m, u) for m, _, _, u, _ in samples if u is not None])
     ratio = {r[1]: round(b[4] / r[4], 2) for r, b in zip(small_rows, big_rows, strict=True)}
     result: Result = {
         "name": "memory",
@@ -320,8 +368,10 @@ def main(argv: Sequence[str] | None = None) -> Result:
         "tables": [
             {"title": f"RSS of the process (partner ACMS + bare sender) over {messages} "
                       f"messages ({churn_s:.0f} s)",
-             "columns": ["messages", "RSS MiB", "anonymous MiB"],
-             "rows": [[m, round(r, 1), round(a, 1)] for m, r, a in samples]},
+             "columns": ["messages", "RSS MiB", "anonymous MiB", "C heap in use MiB",
+                         "C heap free MiB"],
+             "rows": [[m, round(r, 1), round(a, 1), _round(u), _round(f)]
+                      for m, r, a, u, f in samples]},
             {"title": "one user's k pending items: median us (store read = pending_for; "
                       "download = core + encoding the response)",
              "columns": ["items in store", "k", "store read us", "notify us", "download us"],
@@ -330,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> Result:
         "summary": {
             "RSS slope over the second half (KiB per 100k messages)": slope,
             "anonymous RSS slope over the second half (KiB per 100k messages)": slope_anon,
+            "C heap in use slope over the second half (KiB per 100k messages)": slope_heap,
+            "anonymous RSS after the run, once malloc_trim gave free pages back (MiB)":
+                _round(after_trim),
             "RSS first/last sample (MiB)": (round(samples[0][1], 1), round(samples[-1][1], 1))
             if samples else None,
             "store bytes per pending item": round(per_item),

@@ -53,7 +53,14 @@ from mcacm_sip.core.events import (
     verdict_of,
 )
 from mcacm_sip.core.state import Hop, Role
-from mcacm_sip.runtime.base import CoreTimer, Node, TraceHook, warning
+from mcacm_sip.runtime.base import (
+    HEAP_RELEASE_INTERVAL,
+    CoreTimer,
+    Node,
+    TraceHook,
+    release_free_heap,
+    warning,
+)
 from mcacm_sip.runtime.config import AcmsNodeConfig
 from mcacm_sip.runtime.messaging import message_reply, send_message, verdict_reply
 from mcacm_sip.runtime.trust import Trust, origin_of
@@ -175,6 +182,7 @@ class AcmsNode(Node):
         self._apply(self.core.start(now))
         if not self._commit():
             raise StoreFailed("the store failed at start")
+        self._spawn(release_free_heap(HEAP_RELEASE_INTERVAL))  # RSS flat under churn
         log.info("ACMS %s listening on %s", self.psi, self.addresses,
                  extra={"event": "node.start", "open": len(self.core.transactions())})
 

@@ -1,0 +1,47 @@
+"""A running ACMS gives glibc's free heap pages back periodically (runtime.base
+.release_free_heap): under churn the live C heap is flat but RSS would grow with the traffic
+seen (bench/memory.py, docs/decisions.md "Benchmarks")."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+
+import pytest
+
+from mcacm_sip.runtime import acms as acms_module
+from mcacm_sip.runtime import base
+from mcacm_sip.runtime.acms import AcmsNode
+from mcacm_sip.runtime.config import parse_acms_node
+
+
+def test_a_running_acms_trims_the_heap_periodically_and_stops_with_the_node(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(base, "MALLOC_TRIM", lambda pad: calls.append(pad) or 1)
+    monkeypatch.setattr(acms_module, "HEAP_RELEASE_INTERVAL", 0.05)
+
+    async def run() -> None:
+        node = AcmsNode(parse_acms_node({"psi": "sip:acms@primary.example"}))
+        await node.start()
+        try:
+            await asyncio.sleep(0.5)
+        finally:
+            await node.stop()
+        trimmed = len(calls)
+        assert trimmed >= 2 and set(calls) == {0}  # malloc_trim(0): all of the free pages
+        await asyncio.sleep(0.2)
+        assert len(calls) == trimmed  # stopped with the node
+
+    asyncio.run(run())
+
+
+def test_without_glibc_there_is_nothing_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(base, "MALLOC_TRIM", None)
+    asyncio.run(asyncio.wait_for(base.release_free_heap(0.01), 1))  # returns at once
+
+
+def test_glibc_malloc_trim_is_found() -> None:
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not a glibc system")
+    assert base.MALLOC_TRIM is not None and base.MALLOC_TRIM(0) in (0, 1)
