@@ -27,7 +27,7 @@ from mcacm_sip.acm.model import (
     new_transaction_id,
 )
 from mcacm_sip.core.config import ConfigError
-from mcacm_sip.core.state import response_to
+from mcacm_sip.core.state import TxState, response_to
 from mcacm_sip.runtime.config import AcmsLimits, parse_acms_node
 
 from .systems import ALICE, DAVE, PARTNER, PRIMARY, PROFILE, Acmc, Systems
@@ -143,6 +143,16 @@ def flood_template(migrated: str) -> bytes:
     return head.encode() + body
 
 
+def open_flood_transactions(systems: Systems) -> set[str]:
+    """Flood transactions the primary ACMS logged as taken and not (yet) logged as done."""
+    state: dict[str, object] = {}
+    for e in systems.events("primary", "procedure.step"):
+        tid = str(e.get("transaction_id", ""))
+        if tid.startswith("flood-"):
+            state[tid] = e.get("to_state")
+    return {tid for tid, to in state.items() if to != TxState.DONE.value}
+
+
 async def flood_figures(systems: Systems, pid: int, rate: float, seconds: float
                         ) -> dict[str, object]:
     """Flood the primary ACMS (process ``pid``) with new profile update requests from ALICE
@@ -180,16 +190,22 @@ async def flood_figures(systems: Systems, pid: int, rate: float, seconds: float
         assert isinstance(answers, dict)
         accepted = int(answers.get("200", 0))
         # the responses of what was accepted, until none has come for 2 s (a MESSAGE the
-        # ACMS read late may have been accepted after the flooder stopped listening)
-        give_up, seen, quiet = time.monotonic() + 60, -1, 0.0
+        # ACMS read late may have been accepted after the flooder stopped listening) and the
+        # primary has finished every flood transaction it took: one whose FORWARD the
+        # overloaded partner answered 503 waits for its Retry-After (5 s) before the retry
+        give_up, seen, quiet, look = time.monotonic() + 60, -1, 0.0, 0.0
+        still_open = open_flood_transactions(systems)
         while time.monotonic() < give_up:
             flood_answers = {f.transaction_id for f in alice.received
                              if isinstance(f, ProfileUpdateResponse)
                              and f.transaction_id.startswith("flood-")}
             if len(flood_answers) == seen and len(flood_answers) >= accepted:
                 quiet += 0.1
-                if quiet >= 2.0:
-                    break
+                if quiet >= 2.0 and time.monotonic() >= look:  # the log: every 0.5 s
+                    look = time.monotonic() + 0.5
+                    still_open = open_flood_transactions(systems)
+                    if not still_open:
+                        break
             else:
                 seen, quiet = len(flood_answers), 0.0
             await asyncio.sleep(0.1)
@@ -197,7 +213,7 @@ async def flood_figures(systems: Systems, pid: int, rate: float, seconds: float
                        recovered_result=result,
                        recovered_s=round(taken - float(str(figures["ended"])), 2),
                        rss_baseline_kib=baseline, rss_peak_kib=peak, rss_after_kib=rss_kib(pid),
-                       answered=len(flood_answers))
+                       answered=len(flood_answers), still_open=len(still_open))
         return figures
     finally:
         await alice.close()
