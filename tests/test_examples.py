@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import filecmp
 import functools
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +14,11 @@ from xml.etree import ElementTree
 import pytest
 from tools import require_tool
 
-from mcacm_sip.cli.examples_cmd import generate
+from mcacm_sip.cli.examples_cmd import Canonical, generate
 from mcacm_sip.demo import BRANCHES
 from mcacm_sip.pcap import read_sip
+from mcacm_sip.runtime import TraceRecord
+from mcacm_sip.runtime.lab import FA_SERVER
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -51,6 +54,31 @@ def test_make_examples_regenerates_the_same_bytes(tmp_path: Path) -> None:
     if drift:
         drift = _drift(tmp_path / "second")
     assert drift == [], "examples/ drifted from the code: run make examples"
+
+
+def test_a_remaining_time_keeps_its_first_stand_in_however_long_the_run_took() -> None:
+    # A subscription granted for 4294967295 s, then NOTIFYs 1 s and 4 s later (a busy
+    # machine): their remaining times say what the grant said.  Rounded on their own to 5 s,
+    # ...91 became ...90 and `make examples` drifted under load.
+    partner, fa = ("127.0.0.1", 40001), ("127.0.0.1", 40002)
+
+    def record(at: float, data: str) -> tuple[str, TraceRecord]:
+        return "4", TraceRecord(1000.0 + at, "out", "udp", fa, partner,
+                                data.replace("\n", "\r\n").encode(), node=FA_SERVER)
+
+    notify = ("NOTIFY sip:acms@127.0.0.1:40001 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:40002;"
+              "branch=z9hG4bK{n}\nCSeq: {n} NOTIFY\nSubscription-State: active;expires={e}\n"
+              "Content-Length: 0\n\n")
+    records = [
+        record(0.0, "SIP/2.0 200 OK\nCSeq: 1 SUBSCRIBE\nExpires: 4294967295\n"
+                    "Content-Length: 0\n\n"),
+        record(1.2, notify.format(n=1, e=4294967293)),
+        record(4.4, notify.format(n=2, e=4294967290)),
+        record(6.0, "SIP/2.0 200 OK\nCSeq: 2 REGISTER\nExpires: 598\nContent-Length: 0\n\n"),
+    ]
+    shown = [re.findall(rb"(?:Expires: |expires=)(\d+)", m.data)
+             for m in Canonical(records).messages()]
+    assert shown == [[b"4294967295"], [b"4294967295"], [b"4294967295"], [b"600"]]
 
 
 def test_ladders_name_the_flows_in_order() -> None:

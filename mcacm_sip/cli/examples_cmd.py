@@ -46,6 +46,10 @@ a port Wireshark gives another protocol (5061 is SIP over TLS, 5072 AYIYA)."""
 EPHEMERAL = 49152
 """TCP connections' own ends are numbered from here, in order of first use."""
 
+DEADLINE_SLACK = 5.0
+"""Remaining times whose deadlines (trace time + value) are this close name the same one:
+the value is truncated to whole seconds and traced a little after it was computed."""
+
 _ADDR = re.compile(rb"(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:]+\]):(\d+)")
 _RPORT = re.compile(rb"(?<=;rport=)(\d+)")
 _VIA_PORT = re.compile(rb"^Via:[ \t]*SIP/2\.0/\w+[ \t]+[^\s:;]+:(\d+)", re.MULTILINE)
@@ -85,6 +89,8 @@ class Canonical:
         self.ports = self._port_map()
         self._tokens: dict[bytes, bytes] = {}
         self._times: dict[bytes, bytes] = {}
+        self._deadlines: list[tuple[float, bytes]] = []
+        """(deadline, its stand-in) of every remaining time seen, in order."""
 
     def _port_map(self) -> dict[Address, Address]:
         """Listening address of each node -> its fixed port; other (ephemeral) ends -> numbers
@@ -122,11 +128,10 @@ class Canonical:
             return m.group(0) if new is None else str(new[1]).encode()
 
         # Only in the header block (a body keeps its length): ports; and times a node
-        # computes from a deadline (the remaining Expires of a subscription), which may be a
-        # second short depending on when it answered -- to the nearest 5 s.
+        # computes from a deadline (the remaining Expires of a subscription or binding).
         head = _RPORT.sub(rport, _ADDR.sub(port, head))
-        head = _REMAINING.sub(lambda m: m.group(1) + str(
-            round(int(m.group(2)) / 5) * 5).encode(), head)
+        head = _REMAINING.sub(lambda m: m.group(1) + self._remaining(
+            int(m.group(2)), record.time), head)
         data = head + sep + body
         for pattern in _TOKENS:
             for m in pattern.finditer(data):
@@ -148,6 +153,19 @@ class Canonical:
             self._tokens[token] = f"00000000-0000-4000-8000-{n:012x}".encode()
         else:
             self._tokens[token] = f"{n:0{len(token)}x}"[-len(token):].encode()
+
+    def _remaining(self, seconds: int, real: float) -> bytes:
+        """A remaining time (whole seconds to a deadline, in a message traced at ``real``)
+        -> what the first message naming the same deadline said, to the nearest 5 s.  How
+        much shorter a later message's remaining time is depends on how long the run took in
+        between: a second on an idle machine, several on a busy one."""
+        deadline = real + seconds
+        for seen, text in self._deadlines:
+            if abs(seen - deadline) <= DEADLINE_SLACK:
+                return text
+        text = str(round(seconds / 5) * 5).encode()
+        self._deadlines.append((deadline, text))
+        return text
 
     def _time(self, m: re.Match[bytes], real: float, now: float) -> bytes:
         """A timestamp -> the same offset from the synthetic clock, in the same format; a
