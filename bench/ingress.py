@@ -47,7 +47,7 @@ from _common import (
 HERE = Path(__file__).resolve().parent
 UAC = HERE / "sipp" / "ingress_uac.xml"
 UAS = HERE / "sipp" / "ingress_uas.xml"
-RATES = (100, 250, 500, 1000, 1500, 2000, 3000, 5000)
+RATES = (100, 250, 400, 500, 650, 800, 1000, 1500, 2000, 3000, 5000)
 QUICK_RATES = (100, 200)
 BASE_RATES = (1000, 2000, 4000, 6000, 8000, 10000, 12000)
 QUICK_BASE_RATES = (1000,)

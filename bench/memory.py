@@ -55,7 +55,7 @@ from mcacm_sip.runtime.lab import PARTNER, PRIMARY, ROUTINE, partner_config, pro
 from mcacm_sip.sip import Listen
 from mcacm_sip.store import SqliteStore
 
-WINDOW = 32  # requests in flight: their sends stay under [limits] max_in_flight = 100
+WINDOW = 32  # requests in flight: their sends stay under [limits] max_in_flight (300)
 KS = (1, 10, 100)
 MIGRATED = "sip:mike-1@partner.example"
 PROFILE = profile_from_xml(profile_xml("Mike", ROUTINE))

@@ -40,7 +40,7 @@ Runtime tables (docs/running.md has annotated examples)::
     format = "console"                 # console | json
 
     [limits]                           # ACMS only (docs/running.md "Overload")
-    max_in_flight = 100                # sends without a known outcome; over it: new requests 503
+    max_in_flight = 300                # sends without a known outcome; over it: new requests 503
     retry_after = 5                    # seconds, the Retry-After of those 503s
 
 Every error is a :class:`~mcacm_sip.core.config.ConfigError` naming the key.
@@ -85,7 +85,7 @@ class AcmsLimits:
     """``[limits]``: overload protection of an ACMS (RFC 3261 21.5.4; docs/decisions.md
     "Reliability: crashes, peer failure, overload")."""
 
-    max_in_flight: int = 100
+    max_in_flight: int = 300
     """Sends whose outcome is not known yet (in progress or waiting for a retry).  Above it a
     request that would open a new transaction is answered 503; answers, indications,
     decisions, downloads and duplicates of open transactions are still taken, so load drains."""
