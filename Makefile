@@ -22,7 +22,7 @@ bench: $(STAMP)  ## benchmarks (not tests): ratios against baselines measured in
 
 # One long atheris run per target (RELIABILITY.md "Fuzzing"); niced, the machine may be shared.
 FUZZ_RUNS    ?= 1000000
-FUZZ_TARGETS ?= sip_parser xml_decoder receive_path
+FUZZ_TARGETS ?= sip_parser xml_decoder receive_path receive_path_fa
 fuzz: $(STAMP)   ## coverage-guided fuzzing: FUZZ_RUNS inputs per target (crashes: build/fuzz/)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,fuzz]'
 	for t in $(FUZZ_TARGETS); do \

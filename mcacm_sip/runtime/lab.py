@@ -70,6 +70,12 @@ def _sip(transport: Transport, port: int = 0, tls: TlsSettings | None = None) ->
                        timers=Timers(t1=0.1, t2=0.4, t4=0.5), tls=tls)
 
 
+def fa_config() -> FaServerConfig:
+    """The partner's FA controlling server: DUTY, which DAVE may activate; the partner ACMS may
+    resolve it (24.379 9A.2.2.3)."""
+    return FaServerConfig((FaConfig(DUTY, frozenset({DAVE})),), frozenset({PARTNER}))
+
+
 def primary_config(store: str | None, timers: ProcedureTimers | None = None) -> AcmsConfig:
     return AcmsConfig(
         psi=PRIMARY,
@@ -131,9 +137,9 @@ class Lab:
         with tempfile.TemporaryDirectory(prefix="mcacm-lab-") as tmp:
             base = Path(directory or tmp)
             sip = _sip(transport, tls=tls)
-            fa = FaServerNode(FaServerNodeConfig(FA_SERVER, FaServerConfig(
-                (FaConfig(DUTY, frozenset({DAVE})),), frozenset({PARTNER})),
-                _sip(transport, ports.get("fa", 0), tls)), trace=trace)
+            fa = FaServerNode(FaServerNodeConfig(FA_SERVER, fa_config(),
+                                                 _sip(transport, ports.get("fa", 0), tls)),
+                              trace=trace)
             primary = AcmsNode(AcmsNodeConfig(primary_config(str(base / "primary.sqlite"),
                                                              timers),
                                               _sip(transport, ports.get("primary", 0), tls)),

@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import socket
 from dataclasses import dataclass
+from typing import Literal
 
 from mcacm_sip.acm import codec, fa
 from mcacm_sip.acm.errors import AcmError, EncodeError
 from mcacm_sip.acm.model import AcmFlow
 from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import SipSettings, TraceRecord
-from mcacm_sip.runtime.config import AcmsNodeConfig
-from mcacm_sip.runtime.lab import PARTNER, primary_config
+from mcacm_sip.runtime.config import AcmsNodeConfig, FaServerNodeConfig
+from mcacm_sip.runtime.fa_server import FaServerNode
+from mcacm_sip.runtime.lab import FA_SERVER, PARTNER, fa_config, primary_config
 from mcacm_sip.sip import Listen, Peer, Request, Response, SipParseError, Timers
 from mcacm_sip.sip.message import DEFAULT_LIMITS, build_response, error_response, parse
 from mcacm_sip.sip.transport import FrameError, StreamFramer
@@ -158,21 +160,31 @@ class Answer:
     """How many messages the input held (a stream's bytes may frame into several)."""
 
 
+Node = Literal["acms", "fa"]
+NODES: tuple[Node, ...] = ("acms", "fa")
+
+
 class ReceivePath:
-    """A running primary ACMS (memory store) fed raw bytes through its endpoint's Sink
-    interface, as the UDP protocol and the stream framer feed it; its answers are taken from
-    the node's trace.  Requests it forwards go to a local socket that never answers.
+    """A running node fed raw bytes through its endpoint's Sink interface, as the UDP protocol
+    and the stream framer feed it; its answers are taken from the node's trace.  ``node``:
+    the primary ACMS (memory store; what it forwards goes to a local socket that never
+    answers) or the partner's FA controlling server (holders in memory: PUBLISH, SUBSCRIBE).
 
     ``start``, ``feed``/``check`` and ``stop`` run inside one event loop.
     """
 
     SOURCE = Peer("udp", "127.0.0.1", 9)  # answers go to the discard port: never read
 
-    def __init__(self) -> None:
+    def __init__(self, node: Node = "acms") -> None:
         self.records: list[TraceRecord] = []
         sip = SipSettings(listens=(Listen("udp", "127.0.0.1", 0),), transport="udp",
                           send_timeout=1.0, timers=Timers(t1=0.05, t2=0.2, t4=0.2))
-        self.node = AcmsNode(AcmsNodeConfig(primary_config(None), sip), trace=self.records.append)
+        self.node: AcmsNode | FaServerNode = (
+            AcmsNode(AcmsNodeConfig(primary_config(None), sip), trace=self.records.append)
+            if node == "acms" else
+            FaServerNode(FaServerNodeConfig(FA_SERVER, fa_config(), sip),
+                         trace=self.records.append))
+        self.uri = "sip:acms@primary.example" if node == "acms" else FA_SERVER
         self._blackhole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
     async def start(self) -> None:

@@ -11,10 +11,19 @@ from __future__ import annotations
 import asyncio
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fuzz.contract import ReceivePath, check_acm_body, check_fa_body, check_sip, check_stream
+from fuzz.contract import (
+    NODES,
+    Node,
+    ReceivePath,
+    check_acm_body,
+    check_fa_body,
+    check_sip,
+    check_stream,
+)
 from fuzz.strategies import acm_bodies, fa_bodies, sip_inputs, valid_acm, valid_sip
 
 settings.register_profile(
@@ -67,11 +76,13 @@ def test_fa_decoder(case: tuple[str, bytes]) -> None:
     check_fa_body(*case)
 
 
-def test_receive_path() -> None:
-    """Bytes into a running ACMS's endpoint (datagram and stream): a defined answer or
-    silence, never an exception; the node still answers a valid request afterwards."""
+@pytest.mark.parametrize("node", NODES)
+def test_receive_path(node: Node) -> None:
+    """Bytes into a running ACMS's or FA controlling server's endpoint (datagram and
+    stream): a defined answer or silence, never an exception; the node still answers a valid
+    request afterwards."""
     loop = asyncio.new_event_loop()
-    rp = ReceivePath()
+    rp = ReceivePath(node)
     loop.run_until_complete(rp.start())
     try:
         @FUZZ
@@ -80,9 +91,10 @@ def test_receive_path() -> None:
             loop.run_until_complete(rp.acheck(data, datagram))
 
         one()
-        options = (b"OPTIONS sip:acms@primary.example SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;"
-                   b"branch=z9hG4bKafter\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:acms@primary.example>"
-                   b"\r\nCall-ID: after@fuzz\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+        options = (f"OPTIONS {rp.uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;"
+                   f"branch=z9hG4bKafter\r\nFrom: <sip:x@y>;tag=1\r\nTo: <{rp.uri}>"
+                   f"\r\nCall-ID: after@fuzz\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                   ).encode()
         answer = loop.run_until_complete(rp.acheck(options))
         assert [r.split(b"\r\n", 1)[0] for r in answer.responses] == [b"SIP/2.0 200 OK"]
     finally:
