@@ -35,7 +35,7 @@ from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import Addressee, ProfileUpdateRequest, new_transaction_id
 from mcacm_sip.cli.logs import setup_logging
 from mcacm_sip.runtime.acmc import AutoDecider
-from mcacm_sip.runtime.lab import DAVE, MIKE, ROUTINE, Lab, profile_xml
+from mcacm_sip.runtime.lab import DAVE, ROUTINE, Lab, profile_xml
 
 CONCURRENCY = (1, 10, 50)
 LOADS = (0.25, 0.5, 0.75)  # open-loop rates as fractions of the closed-loop capacity
@@ -137,11 +137,7 @@ async def bench(paths: Sequence[str], concurrency: Sequence[int], rates: Sequenc
     out: dict[str, tuple[list[Run], list[Run]]] = {}
     # DAVE approves at once whatever reaches him (the approval path; 10.17.7.2 step 6)
     async with Lab.start(transport="udp", dave=AutoDecider(True, "bench")) as lab:
-        # 10.17.5.2: MIKE migrates to the partner first (automatic by policy)
-        added = await lab.alice.add_users((MIKE,), Addressee(DAVE), timeout=30.0)
-        assert added.response is not None and added.result == "success", added
-        migrated = added.response.users[0].partner_id  # type: ignore[union-attr]
-        assert migrated is not None
+        migrated = await lab.migrate_mike(30.0)  # 10.17.5.2, automatic by policy
         for path in paths:
             await _measure(lab, migrated, path, "warm-up", closed_loop(4, min(seconds, 1.0)))
             print(f"{path}: closed loop, {seconds:g} s each", flush=True)

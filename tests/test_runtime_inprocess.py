@@ -13,7 +13,7 @@ from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import Addressee, ProfileUpdateRequest, new_transaction_id
 from mcacm_sip.core.state import Role, TxState
 from mcacm_sip.runtime import RequestOutcome, TraceRecord
-from mcacm_sip.runtime.lab import DAVE, DUTY, MIKE, ROUTINE, Lab, profile_xml
+from mcacm_sip.runtime.lab import DAVE, DUTY, ROUTINE, Lab, profile_xml
 
 WAIT = 15.0  # generous upper bound; the exchanges take milliseconds on loopback
 
@@ -25,16 +25,6 @@ def run(transport: str, tmp_path: Path, body: Callable[[Lab], Awaitable[None]],
             await asyncio.wait_for(body(lab), 60)
 
     asyncio.run(main())
-
-
-async def migrate(lab: Lab) -> str:
-    """10.17.5.2: MIKE migrates to the partner (automatic by policy); the partner's ID."""
-    out = await lab.alice.add_users((MIKE,), Addressee(DAVE), timeout=WAIT)
-    assert out.result == "success", out
-    assert out.response is not None
-    partner_id = out.response.users[0].partner_id  # type: ignore[union-attr]
-    assert partner_id is not None
-    return partner_id
 
 
 def update(lab: Lab, migrated: str, target: Addressee, *elements: str) -> ProfileUpdateRequest:
@@ -52,7 +42,7 @@ def assert_answered(out: RequestOutcome, result: str) -> None:
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_automatic_branch(transport: str, tmp_path: Path) -> None:
     async def body(lab: Lab) -> None:
-        migrated = await migrate(lab)
+        migrated = await lab.migrate_mike(WAIT)
         out = await lab.alice.request(update(lab, migrated, Addressee(DAVE), ROUTINE), WAIT)
         assert_answered(out, "success")
         assert out.response is not None
@@ -65,7 +55,7 @@ def test_automatic_branch(transport: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_direct_acmc_branch_reject(transport: str, tmp_path: Path) -> None:
     async def body(lab: Lab) -> None:
-        migrated = await migrate(lab)
+        migrated = await lab.migrate_mike(WAIT)
         handle = lab.alice.submit(update(lab, migrated, Addressee(DAVE)))
         request = await lab.dave_decider.next_request(WAIT)  # step 5 reached DAVE
         assert isinstance(request, ProfileUpdateRequest)
@@ -82,7 +72,7 @@ def test_direct_acmc_branch_reject(transport: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_partner_acmc_offline_pending_then_logon(transport: str, tmp_path: Path) -> None:
     async def body(lab: Lab) -> None:
-        migrated = await migrate(lab)
+        migrated = await lab.migrate_mike(WAIT)
         handle = lab.alice.submit(update(lab, migrated, Addressee(DAVE)))
         await asyncio.wait_for(handle.indicated, WAIT)
         tx = lab.partner.core.transaction(Role.PARTNER, handle.transaction_id,
@@ -102,7 +92,7 @@ def test_functional_alias_delivered_on_activation(tmp_path: Path) -> None:
     """Target by FA with nobody active: stored; the PUBLISH that activates it (FA server ->
     NOTIFY -> partner ACMS) delivers the request to the holder."""
     async def body(lab: Lab) -> None:
-        migrated = await migrate(lab)
+        migrated = await lab.migrate_mike(WAIT)
         handle = lab.alice.submit(update(lab, migrated, Addressee(functional_alias=DUTY)))
         await asyncio.wait_for(handle.indicated, WAIT)
         assert lab.dave_decider.requests.empty()
@@ -131,7 +121,7 @@ def test_authorisation_failure_is_a_sip_403(tmp_path: Path) -> None:
 
 def test_partner_restart_after_step_4_completes_once(tmp_path: Path) -> None:
     async def body(lab: Lab) -> None:
-        migrated = await migrate(lab)
+        migrated = await lab.migrate_mike(WAIT)
         await lab.dave.logoff()
         handle = lab.alice.submit(update(lab, migrated, Addressee(DAVE)))
         await asyncio.wait_for(handle.indicated, WAIT)
@@ -149,7 +139,7 @@ def test_trace_hook_sees_every_message(tmp_path: Path) -> None:
     seen: list[TraceRecord] = []
 
     async def body(lab: Lab) -> None:
-        await migrate(lab)
+        await lab.migrate_mike(WAIT)
 
     run("udp", tmp_path, body, trace=seen.append)
     messages = [r for r in seen if r.data.startswith(b"MESSAGE ")]

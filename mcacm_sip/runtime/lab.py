@@ -3,7 +3,7 @@ and the partner's FA controlling server, on free ports with temporary SQLite sto
 ``mcacm demo``).
 
     async with Lab.start(tmp_path, transport="udp") as lab:
-        out = await lab.alice.add_users((MIKE,), Addressee(DAVE))
+        migrated = await lab.migrate_mike()     # 10.17.5.2, MIKE's partner ID
         ...
 
 With ``proxy`` every node sends through one SIP core (hop ``*``, e.g. Kamailio with
@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcacm_sip.acm.codec import profile_from_xml
-from mcacm_sip.acm.model import AddUserConfigurationRequest, RemoveUserConfigurationRequest
+from mcacm_sip.acm.model import (
+    Addressee,
+    AddUserConfigurationRequest,
+    AddUserConfigurationResponse,
+    RemoveUserConfigurationRequest,
+)
 from mcacm_sip.core.config import (
     REQUEST_FLOWS,
     AcmcConfig,
@@ -186,6 +191,16 @@ class Lab:
         self.partner.set_hops(self.hops("partner"))
         self.alice.set_hops(self.hops("alice"))
         self.dave.set_hops(self.hops("dave"))
+
+    async def migrate_mike(self, timeout: float = 15.0) -> str:
+        """23.280 10.17.5.2: ALICE adds MIKE's configuration at the partner (automatic by
+        policy); MIKE's partner-assigned ID.  Raises RuntimeError if that fails."""
+        out = await self.alice.add_users((MIKE,), Addressee(DAVE), timeout=timeout)
+        users = out.response.users if isinstance(out.response, AddUserConfigurationResponse) \
+            else ()
+        if out.result != "success" or not users or users[0].partner_id is None:
+            raise RuntimeError(f"MIKE did not migrate: {out}")
+        return users[0].partner_id
 
     async def restart_partner(self) -> AcmsNode:
         """Stop the partner ACMS (its sockets close, its store stays) and start a new one on

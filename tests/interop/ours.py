@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import Addressee, ProfileUpdateRequest, new_transaction_id
-from mcacm_sip.runtime.lab import DAVE, MIKE, Lab, profile_xml
+from mcacm_sip.runtime.lab import Lab, profile_xml
 from mcacm_sip.sip import IncomingRequest, Listen, Reply, SipEndpoint
 
 from .peers import LOOPBACK
@@ -63,16 +63,6 @@ async def endpoint(*, outbound_proxy: str | None = None) -> AsyncIterator[SipEnd
 
 
 # --- the procedure on our lab nodes --------------------------------------------------------------
-
-
-async def migrate(lab: Lab, timeout: float = 15.0) -> str:
-    """MIKE migrates to the partner (10.17.5.2, automatic by policy): his partner ID."""
-    out = await lab.alice.add_users((MIKE,), Addressee(DAVE), timeout=timeout)
-    assert out.result == "success", out
-    assert out.response is not None
-    partner_id = out.response.users[0].partner_id  # type: ignore[union-attr]
-    assert partner_id is not None
-    return partner_id
 
 
 def update(lab: Lab, migrated: str, target: Addressee) -> ProfileUpdateRequest:

@@ -36,7 +36,7 @@ from mcacm_sip.runtime.lab import (
 )
 from mcacm_sip.sip import Transport
 
-from .ours import migrate, update
+from .ours import update
 from .peers import CORE_DIR, LOOPBACK, SipCore, free_port, sip_core
 
 WAIT = 15.0  # upper bound; the exchanges take milliseconds on loopback
@@ -157,7 +157,7 @@ def test_direct_approve_through_the_core(transport: Transport, tmp_path: Path) -
     response, every ACMS-bound and ACMS-to-ACMS message relayed by Kamailio."""
     async def body(r: Run) -> None:
         lab = r.lab
-        request = update(lab, await migrate(lab), Addressee(DAVE))
+        request = update(lab, await lab.migrate_mike(), Addressee(DAVE))
         handle = lab.alice.submit(request)
         asked = await lab.dave_decider.next_request(WAIT)  # step 5 reached DAVE
         assert asked.transaction_id == request.transaction_id
@@ -183,7 +183,7 @@ def test_functional_alias_through_the_core(transport: Transport, tmp_path: Path)
     back through the strict core) and hands the request to DAVE, who approves."""
     async def body(r: Run) -> None:
         lab = r.lab
-        request = update(lab, await migrate(lab), Addressee(functional_alias=DUTY))
+        request = update(lab, await lab.migrate_mike(), Addressee(functional_alias=DUTY))
         assert await lab.dave.set_functional_alias(DUTY, True) == 200
         handle = lab.alice.submit(request)
         asked = await lab.dave_decider.next_request(WAIT)

@@ -28,7 +28,7 @@ from mcacm_sip.runtime.lab import (
     Lab,
 )
 
-from .ours import migrate, update
+from .ours import update
 from .peers import LOOPBACK, Foreign, SippTransport, foreign, free_port, sip_core
 
 WAIT = 15.0  # upper bound; the exchanges take milliseconds on loopback
@@ -58,7 +58,7 @@ def test_foreign_primary_acms(decision: bool, expected: str, rc: int, tmp_path: 
     the response (step 8) for its transaction id; DAVE decides at our side."""
     async def body() -> None:
         async with Lab.start(tmp_path, dave=AutoDecider(decision)) as lab:
-            migrated = await migrate(lab)
+            migrated = await lab.migrate_mike()
             tid = str(uuid.uuid4())
             with foreign(tmp_path, "foreign-primary.xml", {
                     "psi": PRIMARY, "partner": PARTNER, "requester": ALICE, "target": DAVE,
@@ -157,7 +157,7 @@ def test_foreign_acmc_logs_on_downloads_and_approves(tmp_path: Path) -> None:
     pending data notification -> download -> its approval reaches ALICE as success."""
     async def body() -> None:
         async with Lab.start(tmp_path, dave_online=False) as lab:
-            migrated = await migrate(lab)
+            migrated = await lab.migrate_mike()
             handle = lab.alice.submit(update(lab, migrated, Addressee(DAVE)))
             await asyncio.wait_for(handle.indicated, WAIT)
             assert len(lab.partner.core.pending_for(DAVE)) == 1
@@ -183,7 +183,7 @@ def test_foreign_fa_server_names_the_holder(tmp_path: Path) -> None:
     200 -> NOTIFY pidf naming DAVE) and hands the request to DAVE, who approves."""
     async def body() -> None:
         async with Lab.start(tmp_path, dave=AutoDecider(True)) as lab:
-            migrated = await migrate(lab)
+            migrated = await lab.migrate_mike()
             with foreign(tmp_path, "foreign-fa-server.xml", {"holder": DAVE}) as peer:
                 lab.partner.set_hops({**lab.hops("partner"), "partner.example": peer.uri})
                 out = await lab.alice.request(
