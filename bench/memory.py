@@ -49,7 +49,7 @@ from mcacm_sip.core.config import AcmsConfig, AuthorisedUser, PeerSystem, StoreC
 from mcacm_sip.core.events import FlowFromAcmc, Put, Send, UserLoggedOn
 from mcacm_sip.core.state import Mapping, PendingItem, Role, Snapshot
 from mcacm_sip.runtime.acms import AcmsNode
-from mcacm_sip.runtime.base import SipSettings
+from mcacm_sip.runtime.base import MALLOC_TRIM, SipSettings
 from mcacm_sip.runtime.config import AcmsNodeConfig
 from mcacm_sip.runtime.lab import PARTNER, PRIMARY, ROUTINE, partner_config, profile_xml
 from mcacm_sip.sip import Listen
@@ -138,34 +138,33 @@ class _MallInfo2(ctypes.Structure):
         "fordblks", "keepcost")]
 
 
-def _libc() -> Any:
+def _mallinfo2() -> Any:
     try:
-        libc = ctypes.CDLL(None)
-        libc.mallinfo2.restype = _MallInfo2
-        libc.malloc_trim  # noqa: B018 -- both are glibc's
-    except (OSError, AttributeError):
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):  # not glibc (>= 2.33)
         return None
-    return libc
+    mallinfo2.restype = _MallInfo2
+    return mallinfo2
 
 
-_LIBC = _libc()
+_MALLINFO2 = _mallinfo2()
 
 
 def malloc_mib() -> tuple[float, float] | None:
     """glibc's heap (mallinfo2): MiB in use by live C allocations (SQLite, libxml2, Python
     objects over 512 bytes) and MiB free inside the heap but not given back to the kernel.
     Read without side effects; None if not glibc."""
-    if _LIBC is None:
+    if _MALLINFO2 is None:
         return None
-    info = _LIBC.mallinfo2()
+    info = _MALLINFO2()
     return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
 
 
 def trimmed_rss_anon_mib() -> float | None:
     """Anonymous RSS after malloc_trim(0) gave the heap's free pages back (glibc only)."""
-    if _LIBC is None:
+    if MALLOC_TRIM is None:
         return None
-    _LIBC.malloc_trim(0)
+    MALLOC_TRIM(0)  # the ACMS's own periodic trim (runtime.base.release_free_heap)
     return rss_anon_mib()
 
 
