@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from aiosipua.headers import parse_uri
 
@@ -146,14 +146,10 @@ def named_transport(uri: str) -> Transport | None:
     param = u.params.get("transport")
     if param is None:
         return None
-    match str(param).lower():
-        case "udp":
-            return "udp"
-        case "tcp":
-            return "tcp"
-        case "tls":
-            return "tls"
-    raise ValueError(f"{uri}: transport must be udp, tcp or tls")
+    value = str(param).lower()
+    if value not in ("udp", "tcp", "tls"):
+        raise ValueError(f"{uri}: transport must be udp, tcp or tls")
+    return cast(Transport, value)
 
 
 def hop_peer(uri: str, default: Transport = "udp") -> Peer:
