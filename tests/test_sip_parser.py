@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mcacm_sip.sip import (
+    Arrival,
     Limits,
     Request,
     Response,
@@ -169,7 +170,7 @@ def test_header_injection_is_refused(kwargs: dict[str, object]) -> None:
 def test_stamp_source_fills_rport_and_received() -> None:
     req = parse((CORPUS / "valid_message.sip").read_bytes())
     assert isinstance(req, Request)
-    req.stamp_source("10.0.0.7", 40000)
+    req.stamp_source(Arrival("udp", "10.0.0.7", 40000))
     assert req.vias[0].endswith(";rport=40000;received=10.0.0.7") or (
         "rport=40000" in req.vias[0] and "received=10.0.0.7" in req.vias[0]
     )
@@ -181,12 +182,27 @@ def test_stamp_source_without_rport_adds_received_only_when_host_differs() -> No
     data = (CORPUS / "valid_message.sip").read_bytes().replace(b";rport", b"")
     same = parse(data)
     assert isinstance(same, Request)
-    same.stamp_source("127.0.0.1", 5999)
+    same.stamp_source(Arrival("udp", "127.0.0.1", 5999))
     assert "received" not in same.vias[0] and "rport" not in same.vias[0]
     other = parse(data)
     assert isinstance(other, Request)
-    other.stamp_source("10.1.1.1", 5999)
+    other.stamp_source(Arrival("udp", "10.1.1.1", 5999))
     assert other.via.params["received"] == "10.1.1.1" and "rport" not in other.via.params
+
+
+def test_stamp_source_overwrites_a_received_the_peer_wrote() -> None:
+    """RFC 3261 18.2.1: ``received`` is the receiver's to write.  A peer at 127.0.0.2 that
+    writes ``received=127.0.0.1`` (sent-by its real address, no rport) gets it replaced by its
+    real address, and the arrival, not the Via, is what the request says about its source."""
+    data = (CORPUS / "valid_message.sip").read_bytes().replace(
+        b";rport", b";received=127.0.0.1").replace(b"UDP 127.0.0.1:5060", b"UDP 127.0.0.2:5070")
+    req = parse(data)
+    assert isinstance(req, Request) and req.via.host == "127.0.0.2"
+    assert req.arrival is None  # parsed from bytes alone: from nowhere we know
+    req.stamp_source(Arrival("udp", "127.0.0.2", 5070))
+    assert req.via.params["received"] == "127.0.0.2"
+    assert "received=127.0.0.1" not in req.vias[0]
+    assert req.arrival == Arrival("udp", "127.0.0.2", 5070)
 
 
 def test_garbage_never_raises_anything_but_sip_parse_error() -> None:

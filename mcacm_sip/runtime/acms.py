@@ -268,7 +268,7 @@ class AcmsNode(Node):
                      extra={"event": "acm.refused", "call_id": req.call_id,
                             "status": exc.sip_status})
             return message_reply(self.host, exc.sip_status, exc.warning_text)
-        origin = origin_of(req, self._sip.trusted_hosts, incoming.peer_certificate)
+        origin = origin_of(req, self._sip.trusted_hosts)
         sender = origin.identity
         if sender is None:
             return message_reply(self.host, 400, "no-identity: no usable From")

@@ -216,11 +216,12 @@ def hop_uri(endpoint: SipEndpoint, transport: Transport) -> str:
 # --------------------------------------------------------------------------- identity
 
 
-def source_ip(request: Request) -> str:
-    """Where a request came from: the top Via's ``received`` (stamped by the endpoint,
-    RFC 3261 18.2.1) or its sent-by host."""
-    via = request.via
-    return str(via.params.get("received") or via.host).strip("[]")
+def source_ip(request: Request) -> str | None:
+    """Where a request came from: the socket's peer address (:class:`~mcacm_sip.sip.Arrival`),
+    never its Via (a peer can write any ``received``; RFC 3261 18.2.1 keeps that for routing
+    responses).  None for a request that came from no socket."""
+    arrival = request.arrival
+    return None if arrival is None else arrival.host
 
 
 def sender_identity(request: Request, trusted_hosts: frozenset[str]) -> str | None:
@@ -239,7 +240,7 @@ def sender_identity(request: Request, trusted_hosts: frozenset[str]) -> str | No
         return None
 
 
-def trusted_source(source: str, trusted_hosts: frozenset[str]) -> bool:
+def trusted_source(source: str | None, trusted_hosts: frozenset[str]) -> bool:
     """Whether a request from ``source`` may identify anyone: always without a trust domain,
     else only from its hosts (RFC 3325 9.1; docs/decisions.md "Reliability: trust and
     authorisation")."""

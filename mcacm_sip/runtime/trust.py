@@ -67,16 +67,18 @@ class Origin:
 
     identity: str | None
     """AOR: P-Asserted-Identity from a trusted host, else From (``sender_identity``)."""
-    source: str
-    """Source IP (top Via ``received``)."""
+    source: str | None
+    """Source IP: the socket's peer address (``Request.arrival``), never the Via."""
     certificate: frozenset[str] | None = None
     """Names of the verified TLS client certificate of its connection; None: none shown."""
 
 
-def origin_of(request: Request, trusted_hosts: frozenset[str],
-              cert: Mapping[str, Any] | None = None) -> Origin:
+def origin_of(request: Request, trusted_hosts: frozenset[str]) -> Origin:
+    """The origin of a request that came from a socket: identity from its headers as far as
+    the source allows, source address and certificate from its arrival only."""
+    arrival = request.arrival
     return Origin(sender_identity(request, trusted_hosts), source_ip(request),
-                  certificate_names(cert))
+                  certificate_names(None if arrival is None else arrival.certificate))
 
 
 class Trust:

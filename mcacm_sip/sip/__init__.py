@@ -15,6 +15,7 @@ from .endpoint import (
 )
 from .errors import SipError, SipParseError, SipTimeout, SipTransportError
 from .message import (
+    Arrival,
     Limits,
     Request,
     Response,
@@ -28,6 +29,7 @@ from .message import (
 from .transaction import Peer, Timers, TransactionLayer, Transport
 
 __all__ = [
+    "Arrival",
     "FinalResponse",
     "Handler",
     "IncomingRequest",

@@ -26,6 +26,7 @@ from .errors import SipParseError, SipTimeout, SipTransportError
 from .message import (
     DEFAULT_LIMITS,
     MAGIC_COOKIE,
+    Arrival,
     Limits,
     Request,
     Response,
@@ -434,7 +435,10 @@ class SipEndpoint:
             return
         now = self.now()
         if isinstance(msg, Request):
-            msg.stamp_source(source.host, source.port)
+            # the socket's word, never the message's, is who sent it (docs/decisions.md)
+            msg.stamp_source(Arrival(source.transport, source.host, source.port,
+                                     self.peer_certificate(source)
+                                     if source.transport == "tls" else None))
             self._run(self.txn.receive_request(msg, source, now))
         else:
             self._run(self.txn.receive_response(msg, source, now))

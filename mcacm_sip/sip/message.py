@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import count
+from typing import Any
 
 from aiosipua import SipMessage, SipRequest, SipResponse
 from aiosipua.headers import (
@@ -174,31 +175,56 @@ class _Message:
         return self.store["via"]
 
 
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """Where a request came from as the socket proves it: the only source authorisation may
+    use.  Nothing the message says about itself (Via ``received``/``rport``, From,
+    P-Asserted-Identity) can change it (docs/decisions.md "Reliability: trust and
+    authorisation")."""
+
+    transport: str
+    """udp, tcp or tls: the socket it came on."""
+    host: str
+    """The peer's IP address (no brackets)."""
+    port: int
+    certificate: Mapping[str, Any] | None = None
+    """The verified TLS client certificate of its connection (``getpeercert()`` form); None:
+    not TLS, or no verified certificate shown."""
+
+
 class Request(_Message):
     """A validated request."""
 
-    __slots__ = ("method", "uri")
+    __slots__ = ("arrival", "method", "uri")
 
     method: str
     uri: str
+    arrival: Arrival | None
+    """Set by the endpoint when the request came from a socket (:meth:`stamp_source`); None
+    for a request parsed from bytes alone (it came from nowhere we know)."""
 
     def _make_raw(self, headers: CaseInsensitiveDict) -> SipMessage:
         return SipRequest(headers=headers, method=self.method, uri=self.uri)
 
-    def stamp_source(self, host: str, port: int) -> None:
-        """Record where the request came from in the top Via.
+    def stamp_source(self, arrival: Arrival) -> None:
+        """Record where the request came from: ``arrival``, and in the top Via for routing
+        responses only.
 
         RFC 3261 18.2.1: ``received`` when the sent-by host differs from the source address;
         RFC 3581 4: when ``rport`` is present, fill it with the source port and always add
-        ``received``.
+        ``received``.  A ``received`` the peer wrote itself is always overwritten with the
+        real source (it is ours to set, not the sender's).
         """
+        self.arrival = arrival
+        host = arrival.host
         via = self.via
-        has_rport = "rport" in via.params
-        if not has_rport and via.host.strip("[]") == host:
+        params = via.params
+        has_rport = "rport" in params
+        if not has_rport and "received" not in params and via.host.strip("[]") == host:
             return
-        via.params["received"] = host
+        params["received"] = host
         if has_rport:
-            via.params["rport"] = str(port)
+            params["rport"] = str(arrival.port)
         self.store["via"][0] = stringify_via(via)
 
     def __repr__(self) -> str:
@@ -379,6 +405,7 @@ def parse(
         if ":" not in uri:
             raise fail(400, "Bad Request-URI")
         req = out = Request()
+        req.arrival = None
         req.method = method
         req.uri = uri
 
@@ -537,6 +564,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "MAGIC_COOKIE",
     "REASONS",
+    "Arrival",
     "Limits",
     "Request",
     "Response",

@@ -21,7 +21,7 @@ from mcacm_sip.runtime.base import SipSettings, TraceRecord
 from mcacm_sip.runtime.config import AcmsNodeConfig, FaServerNodeConfig
 from mcacm_sip.runtime.fa_server import FaServerNode
 from mcacm_sip.runtime.lab import FA_SERVER, PARTNER, fa_config, primary_config
-from mcacm_sip.sip import Listen, Peer, Request, Response, SipParseError, Timers
+from mcacm_sip.sip import Arrival, Listen, Peer, Request, Response, SipParseError, Timers
 from mcacm_sip.sip.message import DEFAULT_LIMITS, build_response, error_response, parse
 from mcacm_sip.sip.transport import FrameError, StreamFramer
 
@@ -91,7 +91,7 @@ def check_sip(
     assert msg.call_id and msg.branch is not None and 0 <= msg.cseq < 2**31
     if isinstance(msg, Request) and answers:
         check_answer(build_response(msg, 200, server="mcacm-sip"), 200)
-        msg.stamp_source("127.0.0.1", 5060)  # RFC 3261 18.2.1 rewrites the top Via
+        msg.stamp_source(Arrival("udp", "127.0.0.1", 5060))  # RFC 3261 18.2.1 rewrites the top Via
         check_answer(build_response(msg, 400, headers=(("Warning", '399 h "x"'),)), 400)
     return msg
 
