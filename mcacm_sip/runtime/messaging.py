@@ -12,6 +12,7 @@ from mcacm_sip.acm.model import AcmFlow
 from mcacm_sip.core.events import DeliveryOutcome, Refuse, Verdict
 from mcacm_sip.runtime.base import SipSettings, warning
 from mcacm_sip.sip import Reply, SipEndpoint, SipTimeout, SipTransportError
+from mcacm_sip.sip.dialog import parse_retry_after
 
 log = logging.getLogger("mcacm.runtime")
 
@@ -38,12 +39,6 @@ def warning_text(value: str | None) -> str | None:
     if not value or '"' not in value:
         return value
     return value[value.index('"') + 1:value.rindex('"')].replace('\\"', '"') or value
-
-
-def _retry_after(value: str | None) -> float | None:
-    """RFC 3261 20.33: ``Retry-After = delta-seconds [comment] *(;param)``."""
-    token = (value or "").split(";")[0].split("(")[0].strip()
-    return float(token) if token.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +94,7 @@ async def send_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str
     message = final.message
     warning = warning_text(message.header("warning"))
     return Sent(False, f"{status} {warning or message.reason}", status, warning,
-                _retry_after(message.header("retry-after")))
+                parse_retry_after(message.header("retry-after")))
 
 
 def _log_sent(flow: AcmFlow, tid: str | None, to: str, uri: str, call_id: str, status: int,

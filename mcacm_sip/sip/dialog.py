@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from aiosipua.headers import parse_params, parse_uri, stringify_uri
 
+from ..text import ascii_int
 from .errors import SipTimeout, SipTransportError
 from .message import Request, Response
 
@@ -87,10 +88,16 @@ def parse_expires(value: str | None) -> int | None:
     """
     if value is None:
         return None
-    value = value.strip()
-    if not value.isdigit():
+    seconds = ascii_int(value.strip())  # delta-seconds = 1*DIGIT, ASCII (RFC 3261 25.1)
+    if seconds is None:
         raise BadRequest(400, "Bad Expires")
-    return min(int(value), MAX_EXPIRES)  # RFC 3261 20.19: larger values mean 2**32-1
+    return min(seconds, MAX_EXPIRES)  # RFC 3261 20.19: larger values mean 2**32-1
+
+
+def parse_retry_after(value: str | None) -> int | None:
+    """RFC 3261 20.33: ``Retry-After = delta-seconds [comment] *(;param)``; None when absent
+    or not ASCII delta-seconds."""
+    return ascii_int((value or "").split(";")[0].split("(")[0].strip())
 
 
 def split_params(value: str) -> tuple[str, dict[str, str | None]]:
@@ -530,6 +537,7 @@ __all__ = [
     "canonical_uri",
     "exchange",
     "parse_expires",
+    "parse_retry_after",
     "split_params",
     "uri_from",
     "uri_of",

@@ -29,6 +29,7 @@ from aiosipua.headers import (
 )
 from aiosipua.message import _split_multi_value
 
+from ..text import ascii_int, is_ascii_digits
 from .errors import SipParseError
 
 _FOLD = re.compile(r"\n[ \t]+")  # RFC 3261 7.3.1 line folding
@@ -320,10 +321,17 @@ def _first(store: dict[str, list[str]], key: str) -> str | None:
     return values[0] if values else None
 
 
-def _parse_via(value: str) -> Via:
-    """The common ``SIP/2.0/UDP host[:port];params`` form fast; anything else via aiosipua."""
+def _parse_via(value: str) -> Via | None:
+    """The common ``SIP/2.0/UDP host[:port];params`` form fast; anything else via aiosipua.
+    None when the sent-by is not ASCII (RFC 3261 25.1: host and port are; a port of another
+    script's digits is no port) or aiosipua cannot read it."""
+    if not value.partition(";")[0].isascii():
+        return None
     if not value.startswith("SIP/2.0/") or " " not in value[8:].rstrip() or "," in value:
-        return parse_via(value)
+        try:
+            return parse_via(value)
+        except (ValueError, IndexError):
+            return None
     transport, _, rest = value[8:].partition(" ")
     sent_by, _, param_text = rest.strip().partition(";")
     sent_by = sent_by.strip()
@@ -331,12 +339,15 @@ def _parse_via(value: str) -> Via:
         host, port = sent_by, None
         if sent_by.startswith("[") and "]:" in sent_by:
             host, _, port_text = sent_by.rpartition(":")
-            port = int(port_text) if port_text.isdigit() else None
+            port = ascii_int(port_text)
     else:
         host, _, port_text = sent_by.partition(":")
-        if not port_text.isdigit():
-            return parse_via(value)
-        port = int(port_text)
+        port = ascii_int(port_text)
+        if port is None:
+            try:
+                return parse_via(value)
+            except (ValueError, IndexError):
+                return None
     params: dict[str, str | None] = {}
     for item in param_text.split(";") if param_text else ():
         key, eq, val = item.partition("=")
@@ -388,7 +399,8 @@ def parse(
         if parts[0] != SIP_VERSION:
             raise fail(None, "Unsupported Version")
         status_text = parts[1]
-        if len(status_text) != 3 or not status_text.isdigit() or not 100 <= int(status_text) <= 699:
+        if len(status_text) != 3 or not is_ascii_digits(status_text) \
+                or not 100 <= int(status_text) <= 699:
             raise fail(None, "Bad Status Code")
         resp = out = Response()
         resp.status = int(status_text)
@@ -409,23 +421,23 @@ def parse(
         req.method = method
         req.uri = uri
 
-    # RFC 3261 20.16: CSeq = 1*DIGIT LWS Method; the number is below 2**31.
+    # RFC 3261 20.16: CSeq = 1*DIGIT LWS Method; the number is below 2**31 (DIGIT: ASCII, 25.1).
     cseq_parts = store["cseq"][0].split()
-    if len(cseq_parts) != 2 or not cseq_parts[0].isdigit() or int(cseq_parts[0]) >= 2**31:
+    cseq = ascii_int(cseq_parts[0]) if len(cseq_parts) == 2 else None
+    if cseq is None or cseq >= 2**31:
         raise fail(answerable, "Bad CSeq")
     if is_response:
         out.cseq_method = cseq_parts[1]  # type: ignore[union-attr]
     elif cseq_parts[1] != parts[0]:
         raise fail(400, "CSeq Method Mismatch")  # RFC 3261 8.1.1.5
-    out.cseq = int(cseq_parts[0])
+    out.cseq = cseq
 
     # RFC 3261 18.3: Content-Length on a datagram must not exceed what arrived.
     cl = _first(store, "content-length")
     if cl is not None:
-        cl = cl.strip()
-        if not cl.isdigit():
+        declared = ascii_int(cl.strip())
+        if declared is None:
             raise fail(answerable, "Bad Content-Length")
-        declared = int(cl)
         if declared > len(body):
             raise fail(answerable, "Content-Length Larger Than Body")
         body = body[:declared]
@@ -433,8 +445,8 @@ def parse(
         body = b""  # RFC 3261 18.3: on a stream a missing Content-Length means no body
 
     via = _parse_via(store["via"][0])
-    bad_port = via.port is not None and not 0 < via.port < 65536
-    if via.protocol != SIP_VERSION or not via.host or bad_port:
+    if via is None or via.protocol != SIP_VERSION or not via.host or (
+            via.port is not None and not 0 < via.port < 65536):
         raise fail(answerable, "Bad Via")
     out._raw = None
     out._original = original

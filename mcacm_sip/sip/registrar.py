@@ -28,6 +28,7 @@ from .dialog import (
     address_of_record,
     canonical_uri,
     parse_expires,
+    parse_retry_after,
     split_params,
     uri_from,
     uri_of,
@@ -399,12 +400,9 @@ class Registration:
         self.state = RegistrationState.FAILED
         self.granted = None
         self.expires_at = None
-        retry = self.retry_after
-        # RFC 3261 20.33: Retry-After = delta-seconds [comment] *(;param)
-        hint = (response.header("retry-after") or "") if response is not None else ""
-        token = hint.split(";")[0].split("(")[0].strip()
-        if token.isdigit():
-            retry = float(token)
+        hint = parse_retry_after(response.header("retry-after")) if response is not None \
+            else None
+        retry = self.retry_after if hint is None else float(hint)
         self._refresh_at = now + retry if self._wanted else None
         return None
 

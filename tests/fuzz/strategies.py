@@ -173,6 +173,37 @@ _corpus = st.sampled_from(sorted(p.read_bytes() for p in SIP_CORPUS.glob("*.sip"
 sip_messages = _mutated(valid_sip() | _corpus, SIP_FRAGMENTS, 4)
 """Valid SIP messages (drawn, or from the torture corpus) after 1-4 mutations."""
 sip_inputs = st.one_of(valid_sip(), sip_messages, st.binary(max_size=1500))
+
+DIGIT_LOOKALIKES = tuple(c for c in map(chr, range(0x10000)) if c.isdigit() and not c.isascii())
+"""Characters Python's ``isdigit()`` takes that are not ASCII DIGIT (RFC 3261 25.1): other
+scripts' decimal digits (``int()`` reads them) and superscripts etc. (``int()`` refuses them)."""
+_any_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=16)
+
+
+@st.composite
+def unicode_in_headers(draw: st.DrawFn) -> bytes:
+    """A valid message whose start line or one header line got arbitrary Unicode: its ASCII
+    digits swapped for look-alikes, its value replaced, or text inserted anywhere."""
+    data = draw(valid_sip())
+    end = data.find(b"\r\n\r\n")
+    end, sep = (end, 4) if end >= 0 else (data.find(b"\n\n"), 2)
+    lines = data[:end].decode("utf-8", "surrogatepass").split("\n")
+    i = draw(st.integers(0, len(lines) - 1))
+    line = lines[i]
+    how = draw(st.sampled_from(["digits", "value", "insert"]))
+    if how == "digits":
+        line = "".join(draw(st.sampled_from(DIGIT_LOOKALIKES)) if c.isdigit() and draw(
+            st.booleans()) else c for c in line)
+    elif how == "value":
+        name, _, _ = line.partition(":")
+        line = f"{name}: {draw(_any_text)}"
+    else:
+        at = draw(st.integers(0, len(line)))
+        line = line[:at] + draw(_any_text) + line[at:]
+    lines[i] = line
+    head = "\n".join(lines).encode("utf-8", "surrogatepass")
+    return head + data[end:end + sep] + data[end + sep:]
+
 """Anything a peer can send in one datagram or one framed stream message."""
 
 # --------------------------------------------------------------------------- XML

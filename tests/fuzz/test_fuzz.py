@@ -24,7 +24,14 @@ from fuzz.contract import (
     check_sip,
     check_stream,
 )
-from fuzz.strategies import acm_bodies, fa_bodies, sip_inputs, valid_acm, valid_sip
+from fuzz.strategies import (
+    acm_bodies,
+    fa_bodies,
+    sip_inputs,
+    unicode_in_headers,
+    valid_acm,
+    valid_sip,
+)
 
 settings.register_profile(
     "fuzz", derandomize=True, deadline=None, database=None, max_examples=300,
@@ -38,6 +45,26 @@ FUZZ = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE_FUZZ", "fuzz"))
 @given(sip_inputs, st.booleans())
 def test_sip_parser(data: bytes, datagram: bool) -> None:
     check_sip(data, datagram)
+
+
+@FUZZ
+@given(unicode_in_headers(), st.booleans())
+def test_sip_parser_takes_any_unicode_in_any_header(data: bytes, datagram: bool) -> None:
+    """Issue 13 item 6: any Unicode anywhere in the head (other scripts' digits in CSeq,
+    Content-Length, Expires, a Via port...) gives a parsed message or SipParseError, and a
+    number that parsed was written in ASCII digits (RFC 3261 25.1)."""
+    msg = check_sip(data, datagram)
+    if not isinstance(msg, Exception):
+        cseq = msg.store["cseq"][0].split()[0]
+        assert cseq.isascii() and int(cseq) == msg.cseq
+        assert msg.via.port is None or str(msg.via.port) in msg.vias[0]
+
+
+@FUZZ
+@given(st.lists(unicode_in_headers(), min_size=1, max_size=3).map(b"".join),
+       st.lists(st.integers(0, 10_000), max_size=6))
+def test_stream_framer_takes_any_unicode(data: bytes, cuts: list[int]) -> None:
+    check_stream(data, cuts)
 
 
 @FUZZ
@@ -86,7 +113,7 @@ def test_receive_path(node: Node) -> None:
     loop.run_until_complete(rp.start())
     try:
         @FUZZ
-        @given(sip_inputs, st.booleans())
+        @given(sip_inputs | unicode_in_headers(), st.booleans())
         def one(data: bytes, datagram: bool) -> None:
             loop.run_until_complete(rp.acheck(data, datagram))
 
