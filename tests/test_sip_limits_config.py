@@ -80,3 +80,39 @@ def test_docs_running_shows_every_limit_with_its_default() -> None:
     block = re.search(r"^\[sip\.limits\].*?\n\n", text, re.S | re.M)
     assert block is not None
     assert tomllib.loads(block.group(0))["sip"]["limits"] == asdict(Limits())
+
+
+def test_the_acms_registrar_takes_its_caps_from_sip_limits() -> None:
+    """Issue 13 item 8 end to end: ``[sip.limits] max_contacts_per_aor`` reaches the ACMS's
+    registrar; a REGISTER for a configured user with more contacts gets 403 + Warning."""
+    config = parse_acms_node({
+        "psi": PRIMARY, "users": [{"id": "sip:alice@primary.example"}],
+        "sip": {"trusted_hosts": ["127.0.0.1"],
+                "limits": {"max_contacts_per_aor": 2, "max_bindings": 5}}})
+
+    async def run() -> None:
+        node = AcmsNode(config)
+        await node.start()
+        try:
+            assert node.registrar.limits.max_bindings == 5
+            host, port = node.addresses["udp"]
+            contacts = ", ".join(f"<sip:alice@127.0.0.1:{6000 + i}>" for i in range(3))
+            request = (f"REGISTER sip:primary.example SIP/2.0\r\n"
+                       f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKreg;rport\r\n"
+                       f"From: <sip:alice@primary.example>;tag=a\r\n"
+                       f"To: <sip:alice@primary.example>\r\nCall-ID: reg@test\r\n"
+                       f"CSeq: 1 REGISTER\r\nContact: {contacts}\r\nExpires: 600\r\n"
+                       f"Content-Length: 0\r\n\r\n").encode()
+            loop = asyncio.get_running_loop()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                sock.setblocking(False)
+                await loop.sock_sendto(sock, request, (host, port))
+                answer = await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+            assert answer.startswith(b"SIP/2.0 403 "), answer[:80]
+            assert b'"too many contacts: at most 2 per address-of-record"' in answer
+            assert node.registrar.bindings == 0
+        finally:
+            await node.stop()
+
+    asyncio.run(run())

@@ -8,7 +8,9 @@ import asyncio
 import pytest
 from sip_usage_kit import Clock, answer, deliver, endpoint, request, uri
 
+from mcacm_sip.sip import Limits
 from mcacm_sip.sip.registrar import (
+    MemoryBindingStore,
     Registrar,
     RegistrarService,
     Registration,
@@ -276,3 +278,70 @@ async def _refused() -> None:
         finally:
             await client.close()
             await service.close()
+
+
+# ---------------------------------------------------------------- limits (issue 13 item 8)
+
+
+def contacts(n: int, start: int = 0) -> list[str]:
+    return [f"<sip:alice@192.0.2.{i % 250}:{5000 + i}>" for i in range(start, start + n)]
+
+
+def test_one_register_with_thousands_of_contacts_is_refused_whole() -> None:
+    """Before: one REGISTER (one comma-separated Contact line within the 64 KiB header cap)
+    bound 2 000 contacts.  Now 403 with a Warning, nothing bound."""
+    registrar = Registrar(limits=Limits(max_contacts_per_aor=16), host="acms.example")
+    reply = registrar.handle(register([", ".join(contacts(2000))]), 1000.0)
+    assert reply.status == 403
+    assert dict(reply.headers)["Warning"] == (
+        '399 acms.example "too many contacts: at most 16 per address-of-record"')
+    assert registrar.contacts(AOR, 1000.0) == () and registrar.bindings == 0
+
+
+def test_the_per_aor_cap_counts_what_is_already_bound() -> None:
+    registrar = Registrar(limits=Limits(max_contacts_per_aor=3))
+    assert registrar.handle(register(contacts(2)), 1000.0).status == 200
+    # two more would make four: refused, the two stay
+    assert registrar.handle(register(contacts(2, 2), cseq=2), 1001.0).status == 403
+    assert len(registrar.contacts(AOR, 1001.0)) == 2
+    # one more is three: taken; a refresh of all three at the cap is still taken
+    assert registrar.handle(register(contacts(1, 2), cseq=3), 1002.0).status == 200
+    assert registrar.handle(register(contacts(3), cseq=4), 1003.0).status == 200
+    # removing one makes room again (Expires 0 counts as going away)
+    assert registrar.handle(register([contacts(1)[0] + ";expires=0", *contacts(1, 3)],
+                                     cseq=5), 1004.0).status == 200
+    assert len(registrar.contacts(AOR, 1004.0)) == 3
+
+
+def test_the_total_cap_answers_503_with_retry_after_until_bindings_expire() -> None:
+    """RFC 3261 21.5.4: a full registrar is temporarily unable; Retry-After says when the next
+    binding expires.  Other AORs' refreshes and removals still work."""
+    registrar = Registrar(limits=Limits(max_bindings=3), min_expires=60)
+    for i in range(3):
+        aor = f"<sip:user{i}@example.com>"
+        assert registrar.handle(register(contacts(1, i), to=aor, call_id=f"r{i}"),
+                                1000.0).status == 200
+    assert registrar.bindings == 3
+    full = registrar.handle(register(contacts(1, 9)), 1100.0)
+    assert full.status == 503
+    headers = dict(full.headers)
+    assert headers["Retry-After"] == "501"  # the first binding expires at 1600
+    assert "registrar full: 3 bindings" in headers["Warning"]
+    # a refresh adds nothing: taken
+    assert registrar.handle(register(contacts(1, 0), to="<sip:user0@example.com>",
+                                     call_id="r0", cseq=2), 1100.0).status == 200
+    # once bindings expired, there is room again
+    registrar.expire(1650.0)
+    assert registrar.bindings == 1
+    assert registrar.handle(register(contacts(1, 9)), 1650.0).status == 200
+    assert registrar.bindings == 2
+
+
+def test_the_count_survives_a_restart_on_the_same_store() -> None:
+    store = MemoryBindingStore()
+    first = Registrar(store, limits=Limits(max_bindings=2))
+    first.handle(register(contacts(2)), 1000.0)
+    again = Registrar(store, limits=Limits(max_bindings=2))
+    assert again.bindings == 2
+    assert again.handle(register(contacts(1, 5), to="<sip:bob@example.com>"),
+                        1001.0).status == 503

@@ -137,7 +137,8 @@ class AcmsNode(Node):
         self._bindings = SqliteBindingStore(path) if path and store is None else None
         self.registrar = Registrar(self._bindings or MemoryBindingStore(),
                                    authorise=self._may_register, on_change=self._registered,
-                                   max_expires=86400)
+                                   max_expires=86400, limits=config.sip.limits,
+                                   host=self.host)
         self._registrar_service = RegistrarService(self.endpoint, self.registrar)
         self._subscriber = SubscriberService(self.endpoint, transport=config.sip.transport)
         self.trust = Trust(acms.peers, (u.id for u in acms.users), config.sip.trusted_hosts)

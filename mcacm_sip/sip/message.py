@@ -81,6 +81,10 @@ class Limits:
     idle_timeout: float = 300.0
     """Seconds a TCP/TLS connection may stay silent before it is closed."""
     udp_mtu_switch: int = 1300
+    max_contacts_per_aor: int = 16
+    """Registrar bindings of one address-of-record; a REGISTER that would hold more: 403."""
+    max_bindings: int = 100000
+    """Registrar bindings in total; a REGISTER that would add one more: 503 + Retry-After."""
 
 
 DEFAULT_LIMITS = Limits()

@@ -34,7 +34,7 @@ from .dialog import (
     uri_of,
 )
 from .endpoint import Reply
-from .message import Request, Response
+from .message import DEFAULT_LIMITS, Limits, Request, Response
 
 if TYPE_CHECKING:
     from .endpoint import SipEndpoint
@@ -131,7 +131,9 @@ class Registrar:
     """RFC 3261 10.3 registrar over a :class:`BindingStore`.
 
     ``authorise(aor, request)`` decides who may register (403 otherwise); ``on_change`` hears
-    every change of an AOR's bindings, including expiry found by :meth:`expire`.
+    every change of an AOR's bindings, including expiry found by :meth:`expire`.  ``limits``
+    caps the bindings of one AOR and in total (``max_contacts_per_aor``, ``max_bindings``;
+    docs/decisions.md "Reliability: registrar limits"); ``host`` names us in their Warnings.
     """
 
     def __init__(
@@ -143,6 +145,8 @@ class Registrar:
         min_expires: int = 60,
         max_expires: int = 86400,
         default_expires: int = 3600,
+        limits: Limits = DEFAULT_LIMITS,
+        host: str = "registrar",
     ) -> None:
         if not 0 <= min_expires <= default_expires <= max_expires <= MAX_EXPIRES:
             raise ValueError("need 0 <= min_expires <= default_expires <= max_expires <= 2**32-1")
@@ -152,6 +156,11 @@ class Registrar:
         self.min_expires = min_expires
         self.max_expires = max_expires
         self.default_expires = default_expires
+        self.limits = limits
+        self.host = host
+        self.bindings = sum(len(self.store.get(aor)) for aor in self.store.aors())
+        """Bindings stored (expired ones until :meth:`expire` drops them): what the total cap
+        counts."""
 
     # -- queries
 
@@ -199,6 +208,9 @@ class Registrar:
             return _reply(403)
         header_expires = parse_expires(request.header("expires"))
         contacts = request.headers("contact")
+        cap = self.limits.max_contacts_per_aor
+        if len(contacts) > cap:  # refused before any of them is looked at
+            return self._too_many(cap)
         # RFC 3327 5.3: the Path values are kept with each contact this REGISTER binds
         path = tuple(request.headers("path"))
         before = self.store.get(aor)
@@ -231,8 +243,25 @@ class Registrar:
             else:
                 updated[key] = Binding(uri_of(value), now + expires, request.call_id,
                                        request.cseq, path)
+        after = tuple(updated.values())
+        if len(after) > max(cap, len(live)):  # a refresh at the cap is still taken
+            return self._too_many(cap)
+        growth = len(after) - len(before)
+        if growth > 0 and self.bindings + growth > self.limits.max_bindings:
+            # RFC 3261 21.5.4: temporarily out of room; bindings expire, so retry after the next
+            retry = max(1, int((self.next_expiry() or now + 60) - now) + 1)
+            return _reply(503, None, [("Retry-After", str(retry)), self._warning(
+                f"registrar full: {self.limits.max_bindings} bindings")])
         # 10.3 step 8: the answer lists every current binding with its remaining time.
-        return self._done(aor, before, tuple(updated.values()), now, request)
+        return self._done(aor, before, after, now, request)
+
+    def _too_many(self, cap: int) -> Reply:
+        # decision (docs/decisions.md): RFC 3261 has no code for it; 403 (21.4.4: the same
+        # request will not succeed later), never a silent drop of older bindings
+        return _reply(403, None, [self._warning(f"too many contacts: at most {cap} per address-of-record")])
+
+    def _warning(self, text: str) -> Header:
+        return ("Warning", f'399 {self.host} "{text}"')  # RFC 3261 20.43
 
     @staticmethod
     def _check_order(binding: Binding, request: Request) -> None:
@@ -246,7 +275,7 @@ class Registrar:
     ) -> Reply:
         live_before = tuple(b for b in before if b.expires_at > now)
         if after != before:
-            self.store.put(aor, after)
+            self._put(aor, before, after)
             if after != live_before:
                 self._notify(RegistrationChange(aor, live_before, after))
         headers: list[Header] = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}")
@@ -259,10 +288,14 @@ class Registrar:
     def _commit(
         self, aor: str, before: tuple[Binding, ...], after: tuple[Binding, ...], *, expired: bool
     ) -> RegistrationChange:
-        self.store.put(aor, after)
+        self._put(aor, before, after)
         change = RegistrationChange(aor, before, after, expired)
         self._notify(change)
         return change
+
+    def _put(self, aor: str, before: tuple[Binding, ...], after: tuple[Binding, ...]) -> None:
+        self.store.put(aor, after)
+        self.bindings += len(after) - len(before)
 
     def _notify(self, change: RegistrationChange) -> None:
         if self._on_change is not None:
