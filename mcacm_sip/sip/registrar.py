@@ -258,7 +258,8 @@ class Registrar:
     def _too_many(self, cap: int) -> Reply:
         # decision (docs/decisions.md): RFC 3261 has no code for it; 403 (21.4.4: the same
         # request will not succeed later), never a silent drop of older bindings
-        return _reply(403, None, [self._warning(f"too many contacts: at most {cap} per address-of-record")])
+        text = f"too many contacts: at most {cap} per address-of-record"
+        return _reply(403, None, [self._warning(text)])
 
     def _warning(self, text: str) -> Header:
         return ("Warning", f'399 {self.host} "{text}"')  # RFC 3261 20.43
