@@ -62,6 +62,7 @@ from mcacm_sip.runtime.lab import (
     profile_xml,
 )
 from mcacm_sip.sip import Listen, Transport
+from mcacm_sip.text import printable
 
 # The cast beyond runtime.lab's (ALICE, DAVE, DUTY, MIKE, the two ACMS and the FA server).
 BOB = "sip:bob@primary.example"
@@ -657,7 +658,8 @@ def legend() -> str:
 
 def table(result: DemoResult) -> str:
     rows = [("branch", "expected Result", "actual Result", "")]
-    rows += [(f"{b.key} {b.title}", b.expected, b.actual, "ok" if b.ok else "FAIL")
+    rows += [(f"{b.key} {b.title}", printable(b.expected), printable(b.actual),
+              "ok" if b.ok else "FAIL")
              for b in result.branches]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + "  " + r[3]
@@ -675,8 +677,9 @@ def report(result: DemoResult) -> str:
     parts = ["Participants:", legend(), ""]
     for b in result.branches:
         parts.append(f"=== {b.key}. {b.title}  [{b.clause}]")
-        parts.extend(f"    {n}" for n in b.notes)
-        parts.append(f"    expected {b.expected}, got {b.actual}: {'ok' if b.ok else 'FAIL'}")
+        parts.extend(f"    {printable(n)}" for n in b.notes)
+        parts.append(printable(f"    expected {b.expected}, got {b.actual}: "
+                               f"{'ok' if b.ok else 'FAIL'}"))
         parts.append("")
         parts.append(b.ladder() if b.events else "    (no SIP messages)\n")
     parts.append(table(result))

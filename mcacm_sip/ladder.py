@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from mcacm_sip.text import printable
+
 _ROOT = re.compile(rb"<(?![?!])(?:[A-Za-z_][\w.\-]*:)?([A-Za-z_][\w.\-]*)")
 _COLUMN = 26
 
@@ -88,7 +90,7 @@ def render(
             if address not in columns:
                 columns.append(address)
     index = {address: i for i, address in enumerate(columns)}
-    labels = [names.get(address, address) for address in columns]
+    labels = [printable(names.get(address, address)) for address in columns]
     width = max([_COLUMN, *(len(label) + 2 for label in labels)])
     pad = 10  # the time column
     bar = "|".center(width).index("|")
@@ -108,7 +110,7 @@ def render(
         a, b = index[event.src], index[event.dst]
         left, right = min(a, b), max(a, b)
         span = (right - left) * width - 1
-        label = describe(event.data)
+        label = printable(describe(event.data))  # peer text: no escape reaches the terminal
         if len(label) > span - 2 and label.startswith("MESSAGE "):
             label = label[len("MESSAGE "):]  # the ACM flow name says more than the method
         # A label longer than its arrow runs on over the next columns rather than being cut:

@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any, Literal
 
+from mcacm_sip.text import printable
+
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message", "asctime", "taskName"}
 
@@ -37,8 +39,11 @@ class ConsoleFormatter(logging.Formatter):
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         message = record.getMessage()
         # A console line shows each field once: those the message already says are left out.
-        extra = " ".join(f"{k}={v}" for k, v in _fields(record).items()
+        # Messages and fields carry peer text (URIs, Warning texts, reasons): escaped, so a
+        # line of the log is one line and no escape sequence reaches the terminal.
+        extra = " ".join(f"{k}={printable(str(v))}" for k, v in _fields(record).items()
                          if k != "event" and str(v) not in message)
+        message = printable(message)
         line = f"{stamp}.{int(record.msecs):03d} {record.levelname[0]} {record.name}: " \
                f"{message}" + (f"  [{extra}]" if extra else "")
         if record.exc_info:

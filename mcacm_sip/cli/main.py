@@ -42,6 +42,7 @@ from mcacm_sip.runtime.config import (
 )
 from mcacm_sip.runtime.fa_server import FaServerNode
 from mcacm_sip.sip.registrar import RegistrationError
+from mcacm_sip.text import printable
 
 EX_OK, EX_FAILED, EX_USAGE, EX_UNAVAILABLE, EX_CONFIG = 0, 1, 2, 69, 78
 log = logging.getLogger("mcacm.cli")
@@ -196,7 +197,7 @@ class Output:
         self.stream.flush()
 
     def text(self, line: str) -> None:
-        self.stream.write(line + "\n")
+        self.stream.write(printable(line) + "\n")  # one line; the peer's text escaped
         self.stream.flush()
 
     def report(self, report: Report) -> None:

@@ -50,6 +50,7 @@ from mcacm_sip.runtime.sender import (
     send_request,
 )
 from mcacm_sip.sip import Listen, Peer, TracedMessage, Transport, is_ip
+from mcacm_sip.text import printable
 
 EX_NO_ANSWER, EX_INVALID, EX_REFUSED = 3, 4, 5
 EXIT_FOR = {Verdict.POSITIVE: EX_OK, Verdict.NEGATIVE: EX_FAILED,
@@ -352,7 +353,7 @@ def _text(ex: Exchange, settings: SendSettings, trace: list[TracedMessage], quie
         row("no answer", f"{ex.failure} (after {t.get('end', 0):.1f} s, --timeout "
                          f"{settings.timeout:g})")
     row("result", ex.result or str(ex.verdict))
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(printable(line) for line in lines) + "\n"  # each line once, escaped
     if trace and not quiet:
         events = [LadderEvent(m.time, "us" if m.direction == "out" else "peer",
                               "peer" if m.direction == "out" else "us", m.data) for m in trace]

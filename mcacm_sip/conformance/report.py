@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from mcacm_sip.text import printable
+
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 
@@ -126,7 +128,7 @@ class Report:
             lines.append(f"{r.id:<{width}}  {r.verdict.value:<12}  {r.clause:<{clause}}  "
                          f"{r.title}")
             if r.verdict is not Verdict.PASS and r.reason:
-                lines.append(f"{'':<{width}}  -> {r.reason}")
+                lines.append(f"{'':<{width}}  -> {printable(r.reason)}")  # the peer's words
         lines.append("")
         lines.append(", ".join(f"{self.count(v)} {v.name.replace('_', ' ').lower()}"
                                for v in Verdict))

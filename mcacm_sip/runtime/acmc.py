@@ -53,6 +53,7 @@ from mcacm_sip.runtime.messaging import message_reply, send_message, verdict_rep
 from mcacm_sip.sip import IncomingRequest, Reply, SipTimeout, SipTransportError
 from mcacm_sip.sip.dialog import address_of_record
 from mcacm_sip.sip.registrar import RegistrationClient
+from mcacm_sip.text import printable
 
 log = logging.getLogger("mcacm.acmc.node")
 
@@ -153,7 +154,9 @@ def describe_request(request: AcmRequest) -> str:
             lines.append(f"  additional info: {request.additional_info}")
     else:
         lines.append(f"  users:          {', '.join(request.users)}")
-    return "\n".join(lines)
+    # every value is the peer's: one visibly escaped line each, so nothing it wrote can draw
+    # lines of its own above the prompt (a forged request) or move the cursor
+    return "\n".join(printable(line) for line in lines)
 
 
 class InteractiveDecider:
