@@ -103,7 +103,8 @@ async def _round(store: str, requests: int, batch: int, first: int) -> float:
     from mcacm_sip.sip import Listen, Peer
 
     sip = SipSettings(listens=(Listen("udp", "127.0.0.1", 0),),
-                      hops={PRIMARY: f"sip:{PRIMARY_HOP[0]}:{PRIMARY_HOP[1]}"})
+                      hops={PRIMARY: f"sip:{PRIMARY_HOP[0]}:{PRIMARY_HOP[1]}"},
+                      trusted_hosts=frozenset({"127.0.0.1"}))  # the peer is on loopback
     node = AcmsNode(AcmsNodeConfig(partner_config(store), sip))
     await node.start()
     endpoint = node.endpoint

@@ -79,7 +79,8 @@ async def _serve_acms(port: int, primary_hop: int, store: str, synchronous: Sync
     config = partner_config(store)
     config = replace(config, store=StoreConfig(store, synchronous))
     sip = SipSettings(listens=(Listen("udp", peers.LOOPBACK, port),),
-                      hops={PRIMARY: f"sip:{peers.LOOPBACK}:{primary_hop}"})
+                      hops={PRIMARY: f"sip:{peers.LOOPBACK}:{primary_hop}"},
+                      trusted_hosts=frozenset({peers.LOOPBACK}))  # SIPp is the trusted host
     node = AcmsNode(AcmsNodeConfig(config, sip))
     await node.start()
     stopped = asyncio.Event()

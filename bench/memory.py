@@ -183,7 +183,8 @@ async def churn(messages: int, work: Path) -> list[Sample]:
     config = replace(config, timers=replace(config.timers, retention=1.0))
     peer = ForeignPrimary(("127.0.0.1", 0))
     sip = SipSettings(listens=(Listen("udp", "127.0.0.1", 0),),
-                      hops={PRIMARY: f"sip:127.0.0.1:{peer.port}"})
+                      hops={PRIMARY: f"sip:127.0.0.1:{peer.port}"},
+                      trusted_hosts=frozenset({"127.0.0.1"}))  # the peer is on loopback
     node = AcmsNode(AcmsNodeConfig(config, sip))
     await node.start()
     peer.target = node.addresses["udp"]

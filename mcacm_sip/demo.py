@@ -53,6 +53,7 @@ from mcacm_sip.runtime.lab import (
     DAVE,
     DUTY,
     FA_SERVER,
+    LOOPBACK,
     MIKE,
     PARTNER,
     PRIMARY,
@@ -308,7 +309,7 @@ def _sip(transport: Transport) -> SipSettings:
     # default RFC 3261 timers (T1 0.5 s: no retransmission on loopback); nothing is ever
     # unreachable in the demo, so a short give-up only bounds a broken run
     return SipSettings(listens=(Listen(transport, "127.0.0.1", 0),), transport=transport,
-                       send_timeout=5.0)
+                       send_timeout=5.0, trusted_hosts=LOOPBACK)  # every node on loopback
 
 
 def _warm_up() -> None:

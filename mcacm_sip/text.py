@@ -1,4 +1,4 @@
-"""Two rules for text from the wire, used everywhere such text is read or shown.
+"""Rules for text from the wire, used everywhere such text is read, written or shown.
 
 - :func:`ascii_int`: numbers in SIP are ASCII ``DIGIT`` (RFC 3261 25.1, RFC 5234 B.1).
   Python's ``str.isdigit()`` and ``int()`` also take other scripts' digits (U+0661
@@ -9,16 +9,41 @@
   bidirectional or invisible formatting character is written visibly escaped (``\\n``,
   ``\\x1b``, ``\\u202e``), so a peer cannot draw lines on a terminal (a forged prompt) or hide
   text.  A backslash is doubled, so an escape a peer typed cannot pass for one of ours.
+- :func:`header_text` / :func:`warning_value`: text (ours or the peer's) made safe to write
+  into a header line (RFC 3261 25.1, 20.43).
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 """Control, format (bidi overrides, zero-width), surrogate, private-use, unassigned, line and
 paragraph separators."""
+
+
+_WARNING_MAX = 200
+"""Longest warn-text we put in a header; details beyond it stay in logs."""
+_CTL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def header_text(text: str, limit: int = _WARNING_MAX) -> str:
+    """``text`` made safe to write into a header (a Warning's warn-text, a reason phrase):
+    one line (white space runs, CR and LF included, become one space, so nothing can be
+    injected after it), no other control character (RFC 3261 25.1: CTLs are not TEXT-UTF8 nor
+    qdtext; each becomes ``?``), at most ``limit`` characters.  Peers' values reach such texts
+    through element paths, transaction ids and URIs."""
+    text = _CTL.sub("?", " ".join(text.split()))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def warning_value(host: str, text: str) -> str:
+    """``399 <host> "<text>"`` (RFC 3261 20.43): the text made one safe line
+    (:func:`header_text`) and quoted (RFC 3261 25.1 quoted-string)."""
+    quoted = header_text(text).replace("\\", "\\\\").replace('"', '\\"')
+    return f'399 {host} "{quoted}"'
 
 
 def is_ascii_digits(text: str) -> bool:
@@ -49,4 +74,4 @@ def printable(text: str) -> str:
     return "".join(_escape(ch) for ch in text)
 
 
-__all__ = ["ascii_int", "is_ascii_digits", "printable"]
+__all__ = ["ascii_int", "header_text", "is_ascii_digits", "printable", "warning_value"]

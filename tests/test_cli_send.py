@@ -26,6 +26,7 @@ from mcacm_sip.runtime.config import AcmsNodeConfig
 from mcacm_sip.runtime.lab import (
     ALICE,
     DAVE,
+    LOOPBACK,
     MIKE,
     PARTNER,
     PRIMARY,
@@ -376,7 +377,8 @@ def test_over_mutual_tls_as_acmc_exit_0(tmp_path: Path) -> None:
 
     async def main_() -> None:
         primary = AcmsNode(AcmsNodeConfig(primary_config(None), SipSettings(
-            listens=(Listen("tls", "127.0.0.1"),), transport="tls", tls=tls)))
+            listens=(Listen("tls", "127.0.0.1"),), transport="tls", tls=tls,
+            trusted_hosts=LOOPBACK)))
         await primary.start()
         try:
             code, out, err = await mcacm(

@@ -45,6 +45,7 @@ from mcacm_sip.runtime.lab import (
     DAVE,
     DUTY,
     FA_SERVER,
+    LOOPBACK,
     PARTNER,
     PRIMARY,
     partner_config,
@@ -64,7 +65,8 @@ FAST = Timing(wait=3.0, quiet=0.3, t1=0.1)
 
 def _sip() -> SipSettings:
     return SipSettings(listens=(Listen("udp", "127.0.0.1", 0),), transport="udp",
-                       send_timeout=4.0, timers=SipTimers(t1=0.1, t2=0.4, t4=0.5))
+                       send_timeout=4.0, timers=SipTimers(t1=0.1, t2=0.4, t4=0.5),
+                       trusted_hosts=LOOPBACK)
 
 
 def _profile(role: Role, **fixtures: Any) -> Profile:

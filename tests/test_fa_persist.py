@@ -19,9 +19,10 @@ from mcacm_sip.acm.fa import CT_PIDF, EVENT_PRESENCE, EXPIRES_UNTIL_WITHDRAWN
 from mcacm_sip.cli.main import EX_CONFIG, main
 from mcacm_sip.core.config import ConfigError
 from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
-from mcacm_sip.runtime.base import Hops
+from mcacm_sip.runtime.base import Hops, SipSettings
 from mcacm_sip.runtime.config import FaServerNodeConfig, parse_fa_server_node
 from mcacm_sip.runtime.fa_server import FaServerNode
+from mcacm_sip.runtime.lab import LOOPBACK
 from mcacm_sip.sip import Listen, SipEndpoint
 from mcacm_sip.sip.dialog import Body
 from mcacm_sip.sip.subscription import SubscriberService
@@ -37,6 +38,7 @@ WAIT = 10.0  # upper bound only; loopback exchanges take milliseconds
 def config(store: Path | None) -> FaServerNodeConfig:
     aliases = (FaConfig(FA, frozenset({DAVE, ERIN})),)
     return FaServerNodeConfig(PSI, FaServerConfig(aliases, frozenset({ACMS})),
+                              SipSettings(trusted_hosts=LOOPBACK),
                               store_path=None if store is None else str(store))
 
 
@@ -146,12 +148,15 @@ def test_unusable_store_is_a_config_error(tmp_path: Path, kind: str) -> None:
     assert exc.value.key == "store.path" and str(store) in str(exc.value)
 
 
-def test_cli_exits_78_on_a_corrupt_store(tmp_path: Path) -> None:
+def test_cli_exits_78_on_a_corrupt_store(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "fa.sqlite").write_bytes(b"garbage " * 512)
     path = tmp_path / "fa-server.toml"
     path.write_text(f'psi = "{PSI}"\n[store]\npath = "fa.sqlite"\n'
+                    f'[sip]\ntrusted_hosts = ["127.0.0.1"]\n'
                     f'[[aliases]]\nuri = "{FA}"\nusers = ["{DAVE}"]\n')
     assert main(["fa-server", "--config", str(path)]) == EX_CONFIG
+    assert "store.path" in capsys.readouterr().err
 
 
 def test_store_path_config(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from mcacm_sip.acm.model import Addressee, AddUserConfigurationRequest, Party, n
 from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import SipSettings
 from mcacm_sip.runtime.config import AcmsNodeConfig
-from mcacm_sip.runtime.lab import ALICE, DAVE, MIKE, PARTNER, PRIMARY, primary_config
+from mcacm_sip.runtime.lab import ALICE, DAVE, LOOPBACK, MIKE, PARTNER, PRIMARY, primary_config
 from mcacm_sip.sip import Limits, Listen, SipEndpoint, Timers
 
 BAD = Path(__file__).parent / "acm" / "corpus" / "bad"
@@ -51,7 +51,7 @@ class Node:
     def __init__(self) -> None:
         sip = SipSettings(listens=(Listen("udp", "127.0.0.1", 0), Listen("tcp", "127.0.0.1", 0)),
                           transport="udp", send_timeout=2.0, limits=LIMITS,
-                          timers=Timers(t1=0.1, t2=0.4, t4=0.5))
+                          timers=Timers(t1=0.1, t2=0.4, t4=0.5), trusted_hosts=LOOPBACK)
         self.acms = AcmsNode(AcmsNodeConfig(primary_config(None), sip))
         self.blackhole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 

@@ -24,6 +24,7 @@ from mcacm_sip.runtime.config import AcmcNodeConfig, AcmsNodeConfig, parse_sip_s
 from mcacm_sip.runtime.lab import (
     ALICE,
     DAVE,
+    LOOPBACK,
     MIKE,
     PARTNER,
     PRIMARY,
@@ -40,7 +41,7 @@ SYSTEMS = {"primary": ("primary.example",), "partner": ("partner.example",)}
 def acms_sip(tls: TlsSettings) -> SipSettings:
     # a short send timeout: a refused handshake is noticed in a second
     return SipSettings(listens=(Listen("udp", "127.0.0.1"), Listen("tls", "127.0.0.1")),
-                       send_timeout=1.0, timers=TIMERS, tls=tls)
+                       send_timeout=1.0, timers=TIMERS, tls=tls, trusted_hosts=LOOPBACK)
 
 
 def mutual(pki: dict[str, Path], leaf: str, ca: Path) -> TlsSettings:
@@ -61,7 +62,7 @@ async def systems(tmp: Path, primary_tls: TlsSettings, partner_tls: TlsSettings,
                                       acms_sip(primary_tls)), trace=seen.append)
     partner = AcmsNode(AcmsNodeConfig(partner_acms, acms_sip(partner_tls)), trace=seen.append)
     alice = AcmcNode(AcmcNodeConfig(AcmcConfig(ALICE, PRIMARY), SipSettings(
-        send_timeout=WAIT, timers=TIMERS)), trace=seen.append)
+        send_timeout=WAIT, timers=TIMERS, trusted_hosts=LOOPBACK)), trace=seen.append)
     await primary.start()
     await partner.start()
     try:

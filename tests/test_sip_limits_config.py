@@ -29,7 +29,8 @@ def test_defaults_and_configured_values() -> None:
                          message_timeout=2.0, idle_timeout=30.5)
     # every role reads it: the ACMC's table is the same
     acmc = parse_acmc_node({"mc_service_id": "sip:alice@primary.example",
-                            "acms_psi": PRIMARY, "sip": {"limits": {"max_headers": 64}}})
+                            "acms_psi": PRIMARY, "sip": {"limits": {"max_headers": 64},
+                                                         "trusted_hosts": ["127.0.0.1"]}})
     assert acmc.sip.limits.max_headers == 64
 
 

@@ -24,7 +24,7 @@ from mcacm_sip.runtime import TraceRecord
 from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import SipSettings
 from mcacm_sip.runtime.config import AcmsNodeConfig
-from mcacm_sip.runtime.lab import DAVE, MIKE, PRIMARY, partner_config
+from mcacm_sip.runtime.lab import DAVE, LOOPBACK, MIKE, PRIMARY, partner_config
 from mcacm_sip.sip import Listen
 from mcacm_sip.store import SqliteStore, Store
 
@@ -71,7 +71,8 @@ async def partner(store: Store, log: list[Event], primary: socket.socket
             log.append(("answer", (record.data[8:11].decode(),)))
 
     hop = f"sip:127.0.0.1:{primary.getsockname()[1]}"
-    sip = SipSettings(listens=(Listen("udp", "127.0.0.1", 0),), hops={PRIMARY: hop})
+    sip = SipSettings(listens=(Listen("udp", "127.0.0.1", 0),), hops={PRIMARY: hop},
+                      trusted_hosts=LOOPBACK)
     node = AcmsNode(AcmsNodeConfig(partner_config(None), sip), store=store, trace=trace)
     await node.start()
     try:

@@ -15,8 +15,9 @@ Every error carries the path of the failing element (``/profile-update-request/t
 
 from __future__ import annotations
 
-import re
 from typing import ClassVar
+
+from mcacm_sip.text import header_text, warning_value
 
 __all__ = [
     "AcmError",
@@ -30,29 +31,8 @@ __all__ = [
     "TooManyAttributes",
     "UnsafeDocument",
     "header_text",
+    "warning_value",
 ]
-
-_WARNING_MAX = 200
-"""Longest warn-text we put in a header; details beyond it stay in logs."""
-_CTL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def header_text(text: str, limit: int = _WARNING_MAX) -> str:
-    """``text`` made safe to write into a header (a Warning's warn-text, a reason phrase):
-    one line (white space runs, CR and LF included, become one space, so nothing can be
-    injected after it), no other control character (RFC 3261 25.1: CTLs are not TEXT-UTF8 nor
-    qdtext; each becomes ``?``), at most ``limit`` characters.  Peers' values reach such texts
-    through element paths, transaction ids and URIs."""
-    text = _CTL.sub("?", " ".join(text.split()))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def warning_value(host: str, text: str) -> str:
-    """``399 <host> "<text>"`` (RFC 3261 20.43): the text made one safe line
-    (:func:`header_text`) and quoted (RFC 3261 25.1 quoted-string)."""
-    quoted = header_text(text).replace("\\", "\\\\").replace('"', '\\"')
-    return f'399 {host} "{quoted}"'
-
 
 class AcmError(ValueError):
     """A document the message layer refuses (or, for :class:`EncodeError`, cannot produce)."""

@@ -317,8 +317,10 @@ class Runner:
         except RegistrationError as exc:
             await registration.close()
             self._event("register", user=user, status=exc.status)
+            hint = self._untrusted(exc.status or 0, user)
             raise SetupFailed(f"REGISTER {user} at the peer failed: "
-                              f"{exc.status or 'no answer'}") from None
+                              f"{exc.status or 'no answer'}"
+                              + (f": {hint}" if hint else "")) from None
         self._event("register", user=user, status=200)
         self._registration, self.registered_as = registration, user
 

@@ -48,7 +48,7 @@ from mcacm_sip.core.events import (
     verdict_of,
 )
 from mcacm_sip.runtime.base import CoreTimer, Node, TraceHook, uri_host
-from mcacm_sip.runtime.config import AcmcNodeConfig
+from mcacm_sip.runtime.config import AcmcNodeConfig, check_acmc_trust
 from mcacm_sip.runtime.messaging import message_reply, send_message, verdict_reply
 from mcacm_sip.sip import IncomingRequest, Reply, SipTimeout, SipTransportError
 from mcacm_sip.sip.dialog import address_of_record
@@ -255,6 +255,7 @@ class AcmcNode(Node):
     def __init__(self, config: AcmcNodeConfig, decider: Decider | None = None, *,
                  trace: TraceHook | None = None,
                  on_report: Callable[[Report], None] | None = None) -> None:
+        check_acmc_trust(config)  # secure by default: ConfigError naming sip.trust
         super().__init__(config.sip, config.acmc.mc_service_id, trace)
         self.config = config
         self.me = config.acmc.mc_service_id
@@ -275,6 +276,7 @@ class AcmcNode(Node):
         self.endpoint.serve("MESSAGE", self._on_message, accept=(codec.ACM_CONTENT_TYPE,))
         await self.endpoint.start()
         self._running = True
+        self._announce_trust()
         self._registration = RegistrationClient(
             self.endpoint, registrar=f"sip:{uri_host(self.config.acmc.acms_psi)}",
             aor=self.me, expires=self.config.sip.registration_expires,

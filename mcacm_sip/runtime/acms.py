@@ -22,7 +22,6 @@ import json
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any
 
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.errors import AcmError
@@ -61,10 +60,10 @@ from mcacm_sip.runtime.base import (
     release_free_heap,
     warning,
 )
-from mcacm_sip.runtime.config import AcmsNodeConfig
+from mcacm_sip.runtime.config import AcmsNodeConfig, check_acms_trust
 from mcacm_sip.runtime.messaging import message_reply, send_message, verdict_reply
 from mcacm_sip.runtime.trust import Trust, origin_of
-from mcacm_sip.sip import IncomingRequest, Reply
+from mcacm_sip.sip import IncomingRequest, Reply, Request
 from mcacm_sip.sip.dialog import Body
 from mcacm_sip.sip.registrar import (
     Binding,
@@ -123,6 +122,7 @@ class AcmsNode(Node):
 
     def __init__(self, config: AcmsNodeConfig, *, store: Store | None = None,
                  trace: TraceHook | None = None) -> None:
+        check_acms_trust(config)  # secure by default: ConfigError naming sip.trust
         super().__init__(config.sip, config.acms.psi, trace)
         # every MESSAGE in and out gets its own INFO line here (acm.received / acm.sent, with
         # the Call-ID and status), and REGISTER / SUBSCRIBE / NOTIFY their log-on, subscription
@@ -174,6 +174,7 @@ class AcmsNode(Node):
         self._subscriber.start()
         await self.endpoint.start()
         self._running = True
+        self._announce_trust()
         now = time.time()
         for aor in self.registrar.store.aors():  # bindings that survived a restart
             if self.registrar.is_registered(aor, now) and aor in self._users:
@@ -350,12 +351,20 @@ class AcmsNode(Node):
 
     # ------------------------------------------------------------------ REGISTER
 
-    def _may_register(self, aor: str, request: Any) -> bool:
+    def _may_register(self, aor: str, request: Request) -> bool | str:
         # only configured ACM users log on, only for themselves, and only from where an
-        # identity is believed (decision; trust.py rule 4)
+        # identity is believed, judged on the socket's source and certificate (decision;
+        # trust.py rules 3-4)
         origin = origin_of(request, self._sip.trusted_hosts)
-        return (aor in self._users and origin.identity == aor
-                and self.trust.refusal(origin) is None)
+        refusal = self.trust.refusal(origin)
+        if refusal is not None:
+            log.warning("REGISTER for %s from %s refused: %s", aor, origin.source, refusal,
+                        extra={"event": "acm.untrusted", "call_id": request.call_id,
+                               "status": 403})
+            return refusal
+        if aor not in self._users or origin.identity != aor:
+            return f"not-authorised: {origin.identity} may not register {aor}"
+        return True
 
     def _registered(self, change: RegistrationChange) -> None:
         user = self._users.get(change.aor)

@@ -75,6 +75,9 @@ def node_trace(hook: TraceHook, node: str) -> MessageTrace:
 
 # --------------------------------------------------------------------------- settings
 
+TrustMode = Literal["strict", "lab"]
+TRUST_KEY = "sip.trust"
+
 
 @dataclass(frozen=True, slots=True)
 class TlsSettings:
@@ -121,7 +124,12 @@ class SipSettings:
     icsi: str = "urn:urn-7:3gpp-service.ims.icsi.mcptt"
     """P-Asserted-Service of the MESSAGEs we send (architecture.md 4; configurable ICSI)."""
     trusted_hosts: frozenset[str] = frozenset()
-    """Source IPs (the IMS core, trusted peers) whose P-Asserted-Identity is believed."""
+    """Source IPs (the IMS core, trusted peers) whose P-Asserted-Identity is believed; with
+    any set, nobody else is identified (docs/running.md "Trust")."""
+    trust: TrustMode = "strict"
+    """``[sip] trust``: "strict" (default): every peer and user this node believes by identity
+    must be authenticated by ``trusted_hosts`` or mutual TLS, else the node does not start;
+    "lab": From is believed from any address (WARNING at start)."""
     hops: Mapping[str, str] = field(default_factory=dict)
     """Static next hops instead of DNS: a URI (``sip:acms@partner.example``), a domain
     (``partner.example``) or ``*`` -> the SIP URI of the address to send to."""
@@ -358,6 +366,13 @@ class Node:
     def addresses(self) -> dict[str, tuple[str, int]]:
         """Transport -> (host, port) actually listened on."""
         return addresses(self.endpoint, self._sip.listens)
+
+    def _announce_trust(self) -> None:
+        """At start: say loudly when this node believes whoever writes From (lab mode)."""
+        if self._sip.trust == "lab":
+            log.warning("%s = \"lab\": From is believed from any address; anyone who can "
+                        "reach %s can act as any user or peer (never in service)", TRUST_KEY,
+                        self.addresses, extra={"event": "node.lab_trust"})
 
     def hop(self, transport: Transport = "udp") -> str:
         """A SIP URI other nodes can put in ``[sip.hops]`` to reach this node."""

@@ -11,7 +11,8 @@ Runtime tables (docs/running.md has annotated examples)::
 
     [sip]
     icsi = "urn:urn-7:3gpp-service.ims.icsi.mcptt"   # P-Asserted-Service
-    trusted_hosts = ["10.0.0.1"]       # sources whose P-Asserted-Identity is believed
+    trusted_hosts = ["10.0.0.1"]       # the only sources that identify anyone (PAI believed)
+    trust = "strict"                   # or "lab": From believed from anywhere (docs/running.md)
     transport = "udp"                  # for hops that name none (udp | tcp | tls)
     send_timeout = 32.0
     registration_expires = 600         # ACMC
@@ -68,7 +69,7 @@ from mcacm_sip.core.config import (
     read_toml,
 )
 from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
-from mcacm_sip.runtime.base import SipSettings, TlsSettings, hop_peer
+from mcacm_sip.runtime.base import TRUST_KEY, SipSettings, TlsSettings, TrustMode, hop_peer
 from mcacm_sip.sip import Limits, Listen, Timers, Transport
 
 LogFormat = Literal["console", "json"]
@@ -185,8 +186,8 @@ def parse_sip_settings(data: Mapping[str, Any], base: Path = Path(".")) -> SipSe
     """The ``[[listen]]`` and ``[sip]`` tables of any role (``base``: for relative paths)."""
     sip = get_table(data, "sip")
     p = "sip."
-    check_keys(sip, {"icsi", "trusted_hosts", "transport", "send_timeout", "registration_expires",
-                   "t1", "t2", "t4", "hops", "tls", "limits"}, p)
+    check_keys(sip, {"icsi", "trusted_hosts", "trust", "transport", "send_timeout",
+                   "registration_expires", "t1", "t2", "t4", "hops", "tls", "limits"}, p)
     listens = _listens(data)
     tls = _tls(sip, base, listens)
     hops = get_table(sip, "hops", p)
@@ -210,6 +211,9 @@ def parse_sip_settings(data: Mapping[str, Any], base: Path = Path(".")) -> SipSe
         numbers[key] = get_typed(sip, key, p, float, default)
         if numbers[key] <= 0:
             raise ConfigError(p + key, "must be positive")
+    trust = get_typed(sip, "trust", p, str, "strict")
+    if trust not in ("strict", "lab"):
+        raise ConfigError(TRUST_KEY, f"{trust!r}: expected strict or lab")
     expires = get_typed(sip, "registration_expires", p, int, 600)
     if expires < 1:
         raise ConfigError("sip.registration_expires", "must be positive")
@@ -217,6 +221,7 @@ def parse_sip_settings(data: Mapping[str, Any], base: Path = Path(".")) -> SipSe
         listens=listens,
         icsi=get_typed(sip, "icsi", p, str, SipSettings().icsi),
         trusted_hosts=frozenset(get_strings(sip, "trusted_hosts", p)),
+        trust=cast(TrustMode, trust),
         hops=dict(hops),
         transport="tcp" if transport == "tcp" else "tls" if transport == "tls" else "udp",
         send_timeout=numbers["send_timeout"],
@@ -268,13 +273,64 @@ def parse_acms_limits(data: Mapping[str, Any]) -> AcmsLimits:
     return AcmsLimits(**values)
 
 
+# --------------------------------------------------------------------------- trust
+
+
+def check_trust(sip: SipSettings, believed: Mapping[str, bool]) -> None:
+    """Issue 13 "secure by default": every party this node believes by identity
+    (``believed``: description -> authenticated by mutual TLS) must be authenticated by the
+    socket -- a trusted host (``sip.trusted_hosts``) or a verified certificate -- unless
+    ``sip.trust = "lab"`` says, by name, that From is believed from anywhere.
+
+    Raises ConfigError naming ``sip.trust`` (the CLI exits 78)."""
+    if sip.trust == "lab":
+        if sip.trusted_hosts:
+            raise ConfigError(TRUST_KEY, '"lab" believes From from any address, which '
+                                         "contradicts sip.trusted_hosts: remove one of them")
+        return
+    if sip.trusted_hosts:
+        return
+    unproven = [who for who, by_tls in believed.items() if not by_tls]
+    if unproven:
+        shown = ", ".join(unproven[:3]) + (f" (+{len(unproven) - 3})" if len(unproven) > 3
+                                          else "")
+        raise ConfigError(TRUST_KEY, f"nothing authenticates {shown}: set sip.trusted_hosts "
+                                     "(the addresses they or the SIP core send from), mutual "
+                                     'TLS for peers ([[peers]] tls = "required"), or '
+                                     'sip.trust = "lab" to believe From from any address '
+                                     "(a lab only)")
+
+
+def check_acms_trust(config: AcmsNodeConfig) -> None:
+    """An ACMS believes its peers (by certificate when ``tls = "required"``) and users."""
+    acms = config.acms
+    believed = {f"peer {p.psi}": p.tls == "required" for p in acms.peers}
+    believed.update({f"user {u.id}": False for u in acms.users})
+    check_trust(config.sip, believed)
+
+
+def check_acmc_trust(config: AcmcNodeConfig) -> None:
+    """An ACMC believes its ACMS (it takes requests to decide only from it)."""
+    check_trust(config.sip, {f"its ACMS {config.acmc.acms_psi}": False})
+
+
+def check_fa_server_trust(config: FaServerNodeConfig) -> None:
+    """An FA server believes the users who activate aliases and the identities that resolve
+    them."""
+    fa = config.fa
+    who = {*fa.trusted, *(u for a in fa.aliases for u in (*a.users, *a.subscribers))}
+    check_trust(config.sip, {w: False for w in sorted(who)})
+
+
 # --------------------------------------------------------------------------- roles
 
 
 def parse_acms_node(data: Mapping[str, Any], base: Path = Path(".")) -> AcmsNodeConfig:
     acms, sip = parse_acms_config(data, base), parse_sip_settings(data, base)
     _check_peer_tls(acms, sip)
-    return AcmsNodeConfig(acms, sip, parse_log_settings(data), parse_acms_limits(data))
+    config = AcmsNodeConfig(acms, sip, parse_log_settings(data), parse_acms_limits(data))
+    check_acms_trust(config)
+    return config
 
 
 def _check_peer_tls(acms: AcmsConfig, sip: SipSettings) -> None:
@@ -289,8 +345,10 @@ def _check_peer_tls(acms: AcmsConfig, sip: SipSettings) -> None:
 
 
 def parse_acmc_node(data: Mapping[str, Any], base: Path = Path(".")) -> AcmcNodeConfig:
-    return AcmcNodeConfig(parse_acmc_config(data), parse_sip_settings(data, base),
-                          parse_log_settings(data))
+    config = AcmcNodeConfig(parse_acmc_config(data), parse_sip_settings(data, base),
+                            parse_log_settings(data))
+    check_acmc_trust(config)
+    return config
 
 
 def parse_fa_server_node(data: Mapping[str, Any], base: Path = Path(".")
@@ -341,8 +399,11 @@ def parse_fa_server_node(data: Mapping[str, Any], base: Path = Path(".")
     store_path = store.get("path")
     if store_path is not None and (not isinstance(store_path, str) or not store_path):
         raise ConfigError("store.path", "expected a file name")
-    return FaServerNodeConfig(psi, fa, parse_sip_settings(data, base), parse_log_settings(data),
-                              None if store_path is None else str(base / store_path))
+    config = FaServerNodeConfig(psi, fa, parse_sip_settings(data, base),
+                                parse_log_settings(data),
+                                None if store_path is None else str(base / store_path))
+    check_fa_server_trust(config)
+    return config
 
 
 def load_acms_node(path: str | Path) -> AcmsNodeConfig:

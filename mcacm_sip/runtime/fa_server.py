@@ -41,7 +41,7 @@ from mcacm_sip.core.fa_server import (
     Subscribe,
 )
 from mcacm_sip.runtime.base import Node, TraceHook, warning
-from mcacm_sip.runtime.config import FaServerNodeConfig
+from mcacm_sip.runtime.config import FaServerNodeConfig, check_fa_server_trust
 from mcacm_sip.sip import Request
 from mcacm_sip.sip.dialog import MAX_EXPIRES, BadRequest, Body, Refuse, parse_expires
 from mcacm_sip.sip.publication import (
@@ -84,6 +84,7 @@ class FaServerNode(Node):
     Raises :class:`ConfigError` (key ``store.path``) when the store cannot be opened or read."""
 
     def __init__(self, config: FaServerNodeConfig, *, trace: TraceHook | None = None) -> None:
+        check_fa_server_trust(config)  # secure by default: ConfigError naming sip.trust
         super().__init__(config.sip, config.psi, trace)
         self.config = config
         self.psi = config.psi
@@ -118,6 +119,7 @@ class FaServerNode(Node):
         self._notifications.start()
         await self.endpoint.start()
         self._running = True
+        self._announce_trust()
         log.info("FA server %s listening on %s", self.psi, self.addresses,
                  extra={"event": "node.start"})
 

@@ -62,6 +62,10 @@ ROUTINE = "Routine"
 """Partner policy: a profile containing this element is approved automatically."""
 
 
+LOOPBACK = frozenset({"127.0.0.1"})
+"""The lab's trusted host: every node of it, and a SIP core in front, sends from there."""
+
+
 def profile_xml(name: str, *elements: str) -> str:
     extra = "".join(f"<{e}/>" for e in elements)
     return ('<mcptt-user-profile xmlns="urn:3gpp:mcptt:user-profile:1.0">'
@@ -70,9 +74,11 @@ def profile_xml(name: str, *elements: str) -> str:
 
 def _sip(transport: Transport, port: int = 0, tls: TlsSettings | None = None) -> SipSettings:
     listens = (Listen(transport, "127.0.0.1", port),)
-    # short Timer F: a node that is down is noticed in seconds, not 32 s
+    # short Timer F: a node that is down is noticed in seconds, not 32 s; every node (and a
+    # SIP core in front) is on loopback: the trusted host (issue 13, docs/running.md "Trust")
     return SipSettings(listens=listens, transport=transport, send_timeout=4.0,
-                       timers=Timers(t1=0.1, t2=0.4, t4=0.5), tls=tls)
+                       timers=Timers(t1=0.1, t2=0.4, t4=0.5), tls=tls,
+                       trusted_hosts=LOOPBACK)
 
 
 def fa_config() -> FaServerConfig:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from ..text import warning_value
 from .dialog import (
     MAX_EXPIRES,
     BadRequest,
@@ -118,8 +119,9 @@ class MemoryBindingStore:
         return list(self._data)
 
 
-Authorise = Callable[[str, Request], bool]
-"""(AOR, REGISTER request) -> may this request change this AOR's bindings."""
+Authorise = Callable[[str, Request], bool | str]
+"""(AOR, REGISTER request) -> may this request change this AOR's bindings: True, or False /
+a refusal text (the 403's Warning)."""
 RegistrationObserver = Callable[[RegistrationChange], None]
 
 
@@ -204,8 +206,10 @@ class Registrar:
         # 10.3 step 5: the AOR is the To URI in canonical form (no parameters).
         aor = address_of_record(uri_from(request, "to"))
         # 10.3 step 4: the application decides who may register this AOR.
-        if self._authorise is not None and not self._authorise(aor, request):
-            return _reply(403)
+        if self._authorise is not None:
+            verdict = self._authorise(aor, request)
+            if verdict is not True:
+                return _reply(403, None, [self._warning(verdict)] if verdict else [])
         header_expires = parse_expires(request.header("expires"))
         contacts = request.headers("contact")
         cap = self.limits.max_contacts_per_aor
@@ -262,7 +266,7 @@ class Registrar:
         return _reply(403, None, [self._warning(text)])
 
     def _warning(self, text: str) -> Header:
-        return ("Warning", f'399 {self.host} "{text}"')  # RFC 3261 20.43
+        return ("Warning", warning_value(self.host, text))  # RFC 3261 20.43
 
     @staticmethod
     def _check_order(binding: Binding, request: Request) -> None:

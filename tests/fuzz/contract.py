@@ -20,7 +20,7 @@ from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import SipSettings, TraceRecord
 from mcacm_sip.runtime.config import AcmsNodeConfig, FaServerNodeConfig
 from mcacm_sip.runtime.fa_server import FaServerNode
-from mcacm_sip.runtime.lab import FA_SERVER, PARTNER, fa_config, primary_config
+from mcacm_sip.runtime.lab import FA_SERVER, LOOPBACK, PARTNER, fa_config, primary_config
 from mcacm_sip.sip import Arrival, Listen, Peer, Request, Response, SipParseError, Timers
 from mcacm_sip.sip.message import DEFAULT_LIMITS, build_response, error_response, parse
 from mcacm_sip.sip.transport import FrameError, StreamFramer
@@ -178,7 +178,8 @@ class ReceivePath:
     def __init__(self, node: Node = "acms") -> None:
         self.records: list[TraceRecord] = []
         sip = SipSettings(listens=(Listen("udp", "127.0.0.1", 0),), transport="udp",
-                          send_timeout=1.0, timers=Timers(t1=0.05, t2=0.2, t4=0.2))
+                          send_timeout=1.0, timers=Timers(t1=0.05, t2=0.2, t4=0.2),
+                          trusted_hosts=LOOPBACK)
         self.node: AcmsNode | FaServerNode = (
             AcmsNode(AcmsNodeConfig(primary_config(None), sip), trace=self.records.append)
             if node == "acms" else

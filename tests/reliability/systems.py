@@ -79,7 +79,8 @@ class Systems:
         """``primary.toml`` and ``partner.toml``; ``primary``/``partner``: more tables (e.g.
         ``{"limits": {"max_in_flight": 5}}``).  The partner decides every request by its
         policy (10.17.3.2) unless ``partner_policy`` is ``manual``."""
-        sip: dict[str, object] = {"t1": 0.1, "send_timeout": send_timeout}
+        sip: dict[str, object] = {"t1": 0.1, "send_timeout": send_timeout,
+                                  "trusted_hosts": ["127.0.0.1"]}
         common: dict[str, Mapping[str, object]] = {"timers": {**FAST_TIMERS, **(timers or {})}}
         self._write("primary", self.primary_port, PARTNER, self.partner_port, {
             **common, **(primary or {})}, f"""

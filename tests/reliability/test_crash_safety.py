@@ -34,6 +34,7 @@ from mcacm_sip.core.state import Role
 from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import SipSettings
 from mcacm_sip.runtime.config import AcmsNodeConfig
+from mcacm_sip.runtime.lab import LOOPBACK
 from mcacm_sip.sip import Timers
 
 from .systems import PARTNER, PRIMARY, Acmc, Systems, finished
@@ -147,7 +148,7 @@ def test_a_message_arriving_while_the_acms_starts_gets_503_not_405() -> None:
     permanent (RFC 3261 21.4), ending the peer's transaction.  Now: 503, retried (21.5.4)."""
 
     async def run() -> list[int | None]:
-        sip = SipSettings(timers=Timers(t1=0.1), send_timeout=2.0)
+        sip = SipSettings(timers=Timers(t1=0.1), send_timeout=2.0, trusted_hosts=LOOPBACK)
         node = AcmsNode(AcmsNodeConfig(AcmsConfig(PARTNER, (PeerSystem(PRIMARY),)), sip))
         listen = node.endpoint.start
         statuses: list[int | None] = []

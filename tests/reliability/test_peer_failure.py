@@ -36,6 +36,7 @@ from mcacm_sip.core.state import Role, TxState
 from mcacm_sip.runtime.acmc import AcmcNode
 from mcacm_sip.runtime.base import SipSettings
 from mcacm_sip.runtime.config import AcmcNodeConfig
+from mcacm_sip.runtime.lab import LOOPBACK
 from mcacm_sip.sip import Timers
 from mcacm_sip.store import SqliteStore
 
@@ -220,7 +221,7 @@ def test_offline_primary_acmc_gets_its_answer_on_logon_across_an_acms_restart(
 
     async def run() -> None:
         sip = SipSettings(hops={"*": f"sip:127.0.0.1:{systems.primary_port}"},
-                          timers=Timers(t1=0.1), send_timeout=2.0)
+                          timers=Timers(t1=0.1), send_timeout=2.0, trusted_hosts=LOOPBACK)
         alice = AcmcNode(AcmcNodeConfig(AcmcConfig(ALICE, PRIMARY), sip))
         await alice.start()
         try:

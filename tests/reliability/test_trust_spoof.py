@@ -65,7 +65,8 @@ async def primary_and_spoofer(trusted_hosts: frozenset[str],
     config = dataclasses.replace(config, peers=tuple(
         dataclasses.replace(p, tls=tls) for p in config.peers))
     primary = AcmsNode(AcmsNodeConfig(config, SipSettings(
-        send_timeout=2.0, timers=TIMERS, trusted_hosts=trusted_hosts)))
+        send_timeout=2.0, timers=TIMERS, trusted_hosts=trusted_hosts,
+        trust="strict" if trusted_hosts else "lab")))
     await primary.start()
     spoofer = make_endpoint(SipSettings(timers=TIMERS, hops={"*": primary.hop("udp")}),
                             "spoofer", None)
@@ -194,7 +195,8 @@ def test_fa_server_believes_only_the_trust_domain(trusted: frozenset[str], statu
     async def main() -> None:
         node = FaServerNode(FaServerNodeConfig(FA_SERVER, FaServerConfig(
             (FaConfig(DUTY, frozenset({DAVE})),), frozenset({PARTNER})),
-            SipSettings(timers=TIMERS, trusted_hosts=trusted)))
+            SipSettings(timers=TIMERS, trusted_hosts=trusted,
+                        trust="strict" if trusted else "lab")))
         await node.start()
         spoofer = make_endpoint(SipSettings(timers=TIMERS, hops={"*": node.hop("udp")}),
                                 "spoofer", None)

@@ -68,8 +68,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def acms_sip(tls: TlsSettings) -> SipSettings:
+    # lab trust (no trusted host): the certificate rules are judged alone, with no relaying
+    # trusted host exempt from them (the client is on loopback too)
     return SipSettings(listens=(Listen("udp", "127.0.0.1"), Listen("tls", "127.0.0.1")),
-                       send_timeout=2.0, timers=TIMERS, tls=tls)
+                       send_timeout=2.0, timers=TIMERS, tls=tls, trust="lab")
 
 
 def partner_requiring_tls(tmp: Path, pki: dict[str, Path]) -> AcmsNodeConfig:
