@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import count
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiosipua import SipMessage, SipRequest, SipResponse
 from aiosipua.headers import (
@@ -180,12 +180,12 @@ class _Message:
         return self.store["via"]
 
 
-@dataclass(frozen=True, slots=True)
-class Arrival:
+class Arrival(NamedTuple):
     """Where a request came from as the socket proves it: the only source authorisation may
     use.  Nothing the message says about itself (Via ``received``/``rport``, From,
     P-Asserted-Identity) can change it (docs/decisions.md "Reliability: trust and
-    authorisation")."""
+    authorisation").  A named tuple: built once per request on the receive path, it costs a
+    third of a frozen dataclass."""
 
     transport: str
     """udp, tcp or tls: the socket it came on."""
