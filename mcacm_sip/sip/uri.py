@@ -33,6 +33,8 @@ from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from functools import lru_cache
 
+from ..text import ascii_int
+
 __all__ = ["InvalidUri", "Uri", "identity", "same_identity", "uri_glob_match"]
 
 
@@ -106,10 +108,10 @@ def _host(text: str) -> str:
 
 
 def _port(text: str) -> int:
-    # ASCII DIGIT only (RFC 3261 25.1): int() would take other scripts' digits too
-    if not (text.isascii() and text.isdigit()) or len(text) > 5 or int(text) > 65535:
+    port = ascii_int(text) if len(text) <= 5 else None  # ASCII DIGIT only (RFC 3261 25.1)
+    if port is None or port > 65535:
         raise InvalidUri(f"bad port {text!r}")
-    return int(text)
+    return port
 
 
 def _params(text: str, what: str) -> tuple[tuple[str, str | None], ...]:
