@@ -155,3 +155,16 @@ def test_mcacm_send_text_output_escapes_the_answer() -> None:
     assert_inert(shown)
     assert "not-authorised: \\x1b[31mx\\nresult      success" in shown
     assert sum(line.strip().startswith("result") for line in shown.split("\n")) == 1
+
+
+def test_a_traceback_quoting_peer_text_stays_inert() -> None:
+    try:
+        raise ValueError("bad value \x1b[2J\nFAKE")
+    except ValueError:
+        import sys
+
+        rec = record("handler failed")
+        rec.exc_info = sys.exc_info()
+    shown = ConsoleFormatter().format(rec)
+    assert_inert(shown)
+    assert "bad value \\x1b[2J\\nFAKE" in shown and "Traceback" in shown

@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import time
+import traceback
 from typing import Any, Literal
 
 from mcacm_sip.text import printable
@@ -47,8 +48,20 @@ class ConsoleFormatter(logging.Formatter):
         line = f"{stamp}.{int(record.msecs):03d} {record.levelname[0]} {record.name}: " \
                f"{message}" + (f"  [{extra}]" if extra else "")
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + _traceback(record.exc_info)
         return line
+
+
+_OURS = ("  File ", "Traceback ", "\nDuring handling", "\nThe above exception")
+
+
+def _traceback(exc_info: Any) -> str:
+    """A traceback whose layout and source lines are kept and whose exception messages (they
+    may quote a peer) are escaped, each on its one line."""
+    out = []
+    for chunk in traceback.TracebackException(*exc_info[:3]).format():
+        out.append(chunk if chunk.startswith(_OURS) else printable(chunk.rstrip("\n")) + "\n")
+    return "".join(out).rstrip("\n")
 
 
 def setup_logging(level: int, fmt: Literal["console", "json"]) -> None:
