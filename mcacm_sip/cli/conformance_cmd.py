@@ -17,6 +17,7 @@ from mcacm_sip.conformance.catalogue import CATALOGUE, not_applicable, scenarios
 from mcacm_sip.conformance.profile import ROLES, ConfigError, Profile, Role, load_profile
 from mcacm_sip.conformance.runner import Runner, parse_peer
 from mcacm_sip.sip import Transport
+from mcacm_sip.text import printable
 
 
 def _profile(path: str | None, role: Role) -> Profile:
@@ -66,7 +67,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 
     def progress(line: str) -> None:
         if not quiet:
-            print(f"conformance: {line}", file=sys.stderr, flush=True)
+            print(f"conformance: {printable(line)}", file=sys.stderr, flush=True)
 
     async def run() -> int:
         async with Runner.open(profile, role, args.peer, Path(args.out) if args.out else None,

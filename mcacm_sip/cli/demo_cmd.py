@@ -17,10 +17,11 @@ from pathlib import Path
 from mcacm_sip.cli.logs import setup_logging
 from mcacm_sip.cli.main import EX_FAILED, EX_OK, EX_UNAVAILABLE, EX_USAGE, CliError, command
 from mcacm_sip.demo import DemoResult, report, run_demo, table
+from mcacm_sip.text import printable
 
 
 def _progress(line: str) -> None:
-    print(f"demo: {line}", file=sys.stderr, flush=True)
+    print(f"demo: {printable(line)}", file=sys.stderr, flush=True)
 
 
 def _quiet(_: str) -> None:

@@ -390,7 +390,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
     def progress(line: str) -> None:
         if not quiet:
-            print(f"send: {line}", file=sys.stderr, flush=True)
+            print(f"send: {printable(line)}", file=sys.stderr, flush=True)
 
     trace: list[TracedMessage] = []
     try:

@@ -29,6 +29,7 @@ from mcacm_sip.acm.errors import AcmError
 from mcacm_sip.acm.validate import Problem, validate_document
 from mcacm_sip.acm.xmlsafe import element_path, parse
 from mcacm_sip.cli.main import EX_FAILED, EX_OK, EX_USAGE, CliError, command
+from mcacm_sip.text import printable
 
 _LINE = re.compile(r"\bline (\d+)")
 _CLARK = re.compile(r"\{[^}]*\}")
@@ -130,7 +131,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         for r in reports:
             for p in r.problems:
-                print(format_problem(r.file, p))
+                print(printable(format_problem(r.file, p)))  # may quote the document
             if r.valid and not quiet:
                 print(f"{r.file}: valid ({r.root})")
     invalid = sum(not r.valid for r in reports)
