@@ -228,7 +228,7 @@ class Runner:
         """The endpoint that sends as ``identity``: a PSI (ours, or the unknown one) from
         the PSI's endpoint, a user from the ACMC's."""
         assert self.fx is not None
-        psis = {address_of_record(self.fx.psi), address_of_record(self.fx.unknown_psi)} - {None}
+        psis = (address_of_record(self.fx.psi), address_of_record(self.fx.unknown_psi))
         return self.endpoint if address_of_record(identity) in psis else self.acmc_endpoint
 
     def hop(self) -> str:

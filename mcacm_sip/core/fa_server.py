@@ -208,8 +208,8 @@ class _Fa:
     configured spelling (the one reported in holder lists and notifications)."""
 
     cfg: FaConfig
-    users: Mapping[Uri, str]
-    subscribers: frozenset[Uri]
+    user_ids: Mapping[Uri, str]
+    subscriber_ids: frozenset[Uri]
 
     @classmethod
     def of(cls, cfg: FaConfig) -> _Fa:
@@ -315,7 +315,7 @@ class FaServer:
         take_over = doc.take_over and user_key not in holders
         revoke: Uri | None = None
         if activate:
-            if user_key not in known.users:  # step 4a
+            if user_key not in known.user_ids:  # step 4a
                 return [_answer(403, f"{user} is not in the user list of {fa}")]
             full = (
                 cfg.max_simultaneous_activations is not None
@@ -341,7 +341,7 @@ class FaServer:
         before = tuple(holders)
         actions: list[Action] = [answer]
         # holder lists name users as configured (step 4a admitted only configured users)
-        name = known.users.get(user_key, user)
+        name = known.user_ids.get(user_key, user)
         if revoke is not None:
             actions.append(Revoked(cfg.uri, holders.pop(revoke).user, name))
         if activate:  # step 12: insert the user information entry, or refresh it in place
@@ -360,7 +360,7 @@ class FaServer:
         if not cfg.allow_takeover:
             return [_answer(403, f"max-simultaneous-activations of {cfg.uri} reached")]
         fa = identity(cfg.uri)
-        entry = FunctionalAliasEntry(user=self._fa[fa].users.get(user, str(user)),
+        entry = FunctionalAliasEntry(user=self._fa[fa].user_ids.get(user, str(user)),
                                      status=FaStatus.TAKE_OVER_POSSIBLE)
         body = encode_presence(FaPresence.per_fa(cfg.uri, [entry], p_id_fa))
         notes: list[Action] = [
@@ -463,7 +463,7 @@ class FaServer:
         # the filter tells the two FA procedures apart: tuple id = FA (resolution, 9A.2.2.2.8
         # step 7) or = the calling MCPTT ID (status, 9A.2.2.3.4 condition 5)
         wanted = bodies.filter.tuple_id if bodies.filter else (calling or target)
-        allowed = self._trusted | known.subscribers
+        allowed = self._trusted | known.subscriber_ids
         if same_identity(wanted, target):
             # resolution authorisation: docs/decisions.md
             if (w := try_identity(who)) is None or w not in allowed:
@@ -475,7 +475,7 @@ class FaServer:
                 400, "simple-filter selects neither the FA nor mcptt-calling-user-id"
             )
         # 9A.2.2.3.4 step 5 (local policy): the FA's users and subscribers, on their own behalf
-        if (calling_key not in known.users and calling_key not in allowed) \
+        if (calling_key not in known.user_ids and calling_key not in allowed) \
                 or not self._may_act_for(who, calling):
             return None, _answer(403, f"{calling} not authorised for notifications of {target}")
         return _Sub(_Kind.STATUS, cfg.uri, key, calling, calling_key), None
