@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from uri_kit import respelled
 
 from mcacm_sip.sip.uri import InvalidUri, Uri, identity, same_identity, uri_glob_match
 
@@ -87,24 +88,6 @@ def test_glob() -> None:
 
 
 # ------------------------------------------------------------------ respellings (property)
-
-_user = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=12)
-_label = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=8)
-
-
-@st.composite
-def respelled(draw: st.DrawFn) -> tuple[str, str]:
-    """A canonical identity and an RFC-equivalent spelling of it."""
-    scheme = draw(st.sampled_from(["sip", "sips"]))
-    user, host = draw(_user), ".".join(draw(st.lists(_label, min_size=1, max_size=3)))
-    canonical = f"{scheme}:{user}@{host}"
-    esc_user = "".join(f"%{ord(c):02{draw(st.sampled_from('xX'))}}" if draw(st.booleans())
-                       else c for c in user)
-    cased_host = "".join(c.upper() if draw(st.booleans()) else c for c in host)
-    cased_scheme = scheme.upper() if draw(st.booleans()) else scheme
-    params = draw(st.lists(st.sampled_from([";lr", ";x-foo=Bar", ";ob"]), max_size=2, unique=True))
-    return canonical, f"{cased_scheme}:{esc_user}@{cased_host}{''.join(params)}"
-
 
 @given(respelled())
 def test_any_respelling_is_the_same_identity(pair: tuple[str, str]) -> None:
