@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sip_usage_kit import request
 from uri_kit import hosts, respelling, user_parts
 
-from mcacm_sip.acm import fa
+from mcacm_sip.acm import codec, fa
+from mcacm_sip.acm.examples import example_flows
 from mcacm_sip.acm.fa import EXPIRES_UNTIL_WITHDRAWN
 from mcacm_sip.acm.model import Addressee, AddUserConfigurationRequest, Party
-from mcacm_sip.core.config import PeerSystem
+from mcacm_sip.core.config import AcmcConfig, ConfigError, PeerSystem
 from mcacm_sip.core.events import FlowFromAcmc, FlowFromPeer
 from mcacm_sip.core.fa_server import Answer, FaConfig, FaServer, FaServerConfig, Publish
-from mcacm_sip.runtime import AcmsNode
-from mcacm_sip.runtime.config import AcmsNodeConfig
+from mcacm_sip.runtime import AcmcNode, AcmsNode
+from mcacm_sip.runtime.base import Hops
+from mcacm_sip.runtime.config import AcmcNodeConfig, AcmsNodeConfig
 from mcacm_sip.runtime.lab import ALICE, DAVE, DUTY, PARTNER, PRIMARY, primary_config
 from mcacm_sip.runtime.trust import Trust, certificate_names, names_peer, origin_of
-from mcacm_sip.sip import Request
+from mcacm_sip.sip import IncomingRequest, Peer, Request
 from mcacm_sip.sip.registrar import Registrar, RegistrationChange
 
 _SETTINGS = settings(max_examples=60, deadline=None,
@@ -155,3 +158,48 @@ def test_an_fa_activation_in_any_spelling_makes_the_configured_user_its_holder(
     pidf = fa.encode_presence(fa.FaPresence.per_fa(data.draw(respelling(DUTY)), [
         fa.FunctionalAliasEntry(user=u) for u in (DAVE, data.draw(respelling(DAVE)))]))
     assert len(fa.resolution_from_notify(DUTY, fa.CT_PIDF, pidf).holders) == 1
+
+
+# ------------------------------------------------------------------ static hops, configuration
+
+
+@_SETTINGS
+@given(st.data())
+def test_a_hop_keyed_by_a_uri_serves_every_spelling(data: st.DataObject) -> None:
+    """``[sip.hops]``: a key that is a URI routes the requests to that AOR, however the key and
+    the Request-URI spell it (a domain key still routes the rest of the domain)."""
+    hops = Hops({data.draw(respelling(PARTNER)): "sip:127.0.0.1:5070;transport=tcp",
+                 "partner.example": "sip:127.0.0.1:5080"})
+    to_psi = hops.peer_for(data.draw(respelling(PARTNER)))
+    assert to_psi is not None and (to_psi.transport, to_psi.port) == ("tcp", 5070)
+    to_dave = hops.peer_for(data.draw(respelling(DAVE)))
+    assert to_dave is not None and to_dave.port == 5080
+
+
+def test_a_configured_identity_that_is_no_sip_uri_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError) as exc:
+        _trust(PARTNER, "alice")
+    assert exc.value.key == "users[0].id"
+    with pytest.raises(ConfigError) as exc:
+        _trust("sip:acms@bad host", ALICE)
+    assert exc.value.key == "peers[0].psi"
+
+
+@_SETTINGS
+@given(st.data())
+def test_an_acmc_takes_flows_from_its_acms_in_any_spelling(data: st.DataObject) -> None:
+    """An ACMC takes flows only from its own ACMS (docs/decisions.md "Runtime"), compared by
+    19.1.4: the ACMS's own spelling, or the configuration's, changes nothing; a stranger gets
+    403."""
+    node = AcmcNode(AcmcNodeConfig(AcmcConfig(ALICE, data.draw(respelling(PRIMARY)))))
+    flow = example_flows()["pending-data-notification"]
+    warnings = {}
+    for sender in (data.draw(respelling(PRIMARY)), "sip:acms@elsewhere.example"):
+        msg = request("MESSAGE", ALICE, from_=f"<{sender}>", to=f"<{ALICE}>",
+                      body=codec.encode(flow), content_type=codec.ACM_CONTENT_TYPE)
+        reply = node._on_message(IncomingRequest(
+            node.endpoint, None, msg, Peer("udp", "192.0.2.1", 5060)))  # type: ignore[arg-type]
+        warnings[sender] = (reply.status, dict(reply.headers).get("Warning", ""))
+    mine, stranger = warnings.values()
+    assert "is not my ACMS" not in mine[1]
+    assert stranger[0] == 403 and "is not my ACMS" in stranger[1]

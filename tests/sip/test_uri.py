@@ -104,3 +104,29 @@ def test_parse_is_total(text: str) -> None:
     except InvalidUri:
         return
     assert Uri.parse(str(u)) == u  # the canonical spelling parses to the same identity
+
+
+def test_helpers_of_the_one_home() -> None:
+    from mcacm_sip.sip.uri import (
+        addr_spec,
+        address_of_record,
+        registrar_uri,
+        try_identity,
+        uri_host,
+    )
+    # a header value's URI (RFC 3261 20.10): parameters after an addr-spec are the header's
+    assert addr_spec('"A" <sip:a@h.example;lr>;tag=1') == "sip:a@h.example;lr"
+    assert addr_spec("sip:a@h.example;tag=1") == "sip:a@h.example"
+    # 10.3 step 5: no parameters, headers or password; None for what is no SIP URI
+    assert address_of_record("SIP:%61@H.example;transport=tcp?x=y") == identity("sip:a@h.example")
+    assert str(address_of_record("sip:a:pw@h.example;ob")) == "sip:a@h.example"
+    assert address_of_record("tel:+123") is None and address_of_record("nonsense") is None
+    assert try_identity(None) is None and try_identity("sip:") is None
+    # 10.2: the registrar's domain with the PSI's port and scheme (the ACMC dropped both)
+    assert registrar_uri("sip:acms@127.0.0.1:5070") == "sip:127.0.0.1:5070"
+    assert registrar_uri("<sips:acms@Primary.Example>") == "sips:primary.example"
+    assert registrar_uri("sip:acms@[::1]:5070;transport=tcp") == "sip:[::1]:5070"
+    # the host of anything, never raising (Warning and log lines)
+    assert uri_host("<sip:alice@Host.example:5060;p>") == "host.example"
+    assert uri_host("sip:a@[::1]:5060") == "::1"
+    assert uri_host("sip:a@bad_host.example") == "bad_host.example"
