@@ -24,6 +24,8 @@ from typing import Any
 
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.codec import profile_from_xml
+from mcacm_sip.acm.errors import AcmError
+from mcacm_sip.acm.fa import resolution_from_notify
 from mcacm_sip.acm.model import (
     Addressee,
     AddUserConfigurationRequest,
@@ -62,7 +64,8 @@ from mcacm_sip.runtime.lab import (
     primary_config,
     profile_xml,
 )
-from mcacm_sip.sip import Listen, Transport
+from mcacm_sip.sip import Listen, SipParseError, Transport, parse
+from mcacm_sip.sip.uri import Uri, identity, same_identity
 from mcacm_sip.text import printable
 
 # The cast beyond runtime.lab's (ALICE, DAVE, DUTY, MIKE, the two ACMS and the FA server).
@@ -282,11 +285,19 @@ def first_line(record: TraceRecord) -> str:
     return record.data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
 
 
-def notify_about(*uris: str) -> Callable[[TraceRecord], bool]:
-    """Matches a NOTIFY naming every one of ``uris`` (its From is the FA, its pidf the
-    holders)."""
-    return lambda r: first_line(r).startswith("NOTIFY ") and all(
-        u.encode() in r.data for u in uris)
+def notify_about(fa: str, *holders: str) -> Callable[[TraceRecord], bool]:
+    """Matches a resolution NOTIFY for ``fa`` whose pidf lists every one of ``holders``
+    (parsed, and compared by RFC 3261 19.1.4: the FA server may respell them)."""
+    def match(r: TraceRecord) -> bool:
+        if not first_line(r).startswith("NOTIFY "):
+            return False
+        try:
+            msg = parse(r.data)
+            listed = resolution_from_notify(fa, msg.header("content-type"), msg.body).holders
+        except (SipParseError, AcmError):
+            return False
+        return all(any(same_identity(h, want) for h in listed) for want in holders)
+    return match
 
 
 def message_with(flow: str) -> Callable[[TraceRecord], bool]:
@@ -350,7 +361,8 @@ class Demo:
                              self.dave_decides, trace=trace)
         self.carol = AcmcNode(AcmcNodeConfig(AcmcConfig(CAROL, PARTNER), sip),
                               self.carol_decides, trace=trace)
-        self.migrated: dict[str, str] = {}
+        self.migrated: dict[Uri, str] = {}
+        """Primary ID -> partner ID (10.17.5.2), as the partner's response spelled them."""
         """Primary ID -> the ID the partner assigned (10.17.5.2)."""
         self.notes: list[str] = []
 
@@ -445,20 +457,20 @@ async def migrate(demo: Demo) -> str:
     if isinstance(out.response, AddUserConfigurationResponse):
         for user in out.response.users:
             if user.partner_id is not None and user.result.code == "success":
-                demo.migrated[user.primary_id] = user.partner_id
+                demo.migrated[identity(user.primary_id)] = user.partner_id
                 demo.note(f"{user.primary_id} -> {user.partner_id}")
             else:
                 demo.note(f"{user.primary_id}: {user.result.code}")
     result = result_of(out)
-    if result == "success" and set(demo.migrated) != {MIKE, NINA}:
+    if result == "success" and set(demo.migrated) != {identity(MIKE), identity(NINA)}:
         return "success, but not every user was assigned"
     return result
 
 
 def mike(demo: Demo) -> str:
-    if MIKE not in demo.migrated:
+    if identity(MIKE) not in demo.migrated:
         raise RuntimeError("mike was not migrated (add user configuration failed)")
-    return demo.migrated[MIKE]
+    return demo.migrated[identity(MIKE)]
 
 
 async def automatic(demo: Demo) -> str:
@@ -552,11 +564,11 @@ async def unknown_user(demo: Demo) -> str:
 
 
 async def removed_user(demo: Demo) -> str:
-    if NINA not in demo.migrated:
+    if identity(NINA) not in demo.migrated:
         raise RuntimeError("nina was not migrated (add user configuration failed)")
     removed = await demo.alice.remove_users((NINA,), Addressee(DAVE), timeout=STEP_TIMEOUT)
     demo.note(f"remove user configuration (10.17.5.3): {result_of(removed)}")
-    handle = demo.alice.submit(demo.update(Addressee(DAVE), demo.migrated[NINA]))
+    handle = demo.alice.submit(demo.update(Addressee(DAVE), demo.migrated[identity(NINA)]))
     return await demo.outcome(handle)
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from mcacm_sip.runtime.acms import SqliteBindingStore
-from mcacm_sip.sip.registrar import Binding
+from mcacm_sip.sip.registrar import Binding, Registrar
+from mcacm_sip.sip.uri import identity
+from mcacm_sip.store.bindings import SqliteBindingStore
 
-AOR = "sip:alice@primary.example"
+AOR = identity("sip:alice@primary.example")
 VECTOR = ("<sip:127.0.0.1:5060;transport=tcp;lr>", "<sip:edge.primary.example;lr>")
 
 
@@ -36,11 +37,34 @@ def test_a_file_of_the_earlier_schema_is_upgraded_in_place(tmp_path: Path) -> No
     db.execute("CREATE TABLE bindings (aor TEXT, contact TEXT, expires_at REAL, call_id TEXT, "
                "cseq INTEGER)")
     db.execute("INSERT INTO bindings VALUES (?, ?, ?, ?, ?)",
-               (AOR, "sip:alice@127.0.0.1:5062", 100.0, "c1", 1))
+               (str(AOR), "sip:alice@127.0.0.1:5062", 100.0, "c1", 1))
     db.commit()
     db.close()
     store = SqliteBindingStore(path)
     assert store.get(AOR) == (Binding("sip:alice@127.0.0.1:5062", 100.0, "c1", 1),)
     store.put(AOR, (Binding("sip:alice@127.0.0.1:5062", 300.0, "c1", 2, VECTOR),))
     assert store.get(AOR)[0].path == VECTOR
+    store.close()
+
+
+def test_rows_in_another_spelling_are_found_by_every_spelling(tmp_path: Path) -> None:
+    """A file whose AOR texts are not in the canonical spelling (an earlier version only
+    lower-cased the host; a hand-edited file anything): its bindings still count for their
+    user after a restart, whichever RFC 3261 19.1.4 spelling asks."""
+    path = str(tmp_path / "old.sqlite")
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE bindings (aor TEXT, contact TEXT, expires_at REAL, call_id TEXT, "
+               "cseq INTEGER, path TEXT)")
+    db.executemany("INSERT INTO bindings VALUES (?, ?, ?, ?, ?, NULL)", [
+        ("sip:%61lice@Primary.Example", "sip:alice@127.0.0.1:5062", 100.0, "c1", 1),
+        ("sip:alice@primary.example", "sip:alice@127.0.0.1:5063", 100.0, "c2", 1),
+        ("not a uri", "sip:x@127.0.0.1", 100.0, "c3", 1)])
+    db.commit()
+    db.close()
+    store = SqliteBindingStore(path)
+    assert store.aors() == [AOR]
+    registrar = Registrar(store)
+    for spelling in ("sip:alice@primary.example", "SIP:%61lice@PRIMARY.example;transport=tcp"):
+        assert [b.contact for b in registrar.contacts(spelling, 50.0)] == [
+            "sip:alice@127.0.0.1:5062", "sip:alice@127.0.0.1:5063"]
     store.close()

@@ -41,6 +41,7 @@ from mcacm_sip.acm.errors import (
     SchemaViolation,
 )
 from mcacm_sip.acm.multipart import MultipartError, Part
+from mcacm_sip.sip.uri import Uri, same_identity, try_identity
 
 PIDF_NS = "urn:ietf:params:xml:ns:pidf"
 FA_NS = "urn:3gpp:ns:mcpttPresInfoFA:1.0"
@@ -161,11 +162,12 @@ class FaPresence:
         ``take-over-possible``): the resolution NOTIFY lists holders (9A.2.2.3.8).
         """
         active = (None, FaStatus.ACTIVATED, FaStatus.ACTIVATING)
-        seen: dict[str, None] = {}
+        # one holder per user however often, in whatever RFC 3261 19.1.4 spelling, listed
+        seen: dict[Uri | str, str] = {}
         for e in self.entries:
             if e.user is not None and e.status in active:
-                seen.setdefault(e.user)
-        return tuple(seen)
+                seen.setdefault(try_identity(e.user) or e.user, e.user)
+        return tuple(seen.values())
 
     @property
     def take_over(self) -> bool:
@@ -548,6 +550,6 @@ def resolution_from_notify(fa: str, content_type: str | None, body: bytes) -> Fa
     doc = decode_bodies(content_type, body).presence
     if doc is None:
         raise InvalidContent("NOTIFY without an application/pidf+xml body")
-    if doc.entity != fa:
+    if not same_identity(doc.entity, fa):  # by RFC 3261 19.1.4: the server may respell it
         raise InvalidContent(f"pidf entity {doc.entity} is not the subscribed FA {fa}")
     return FaHolders(fa, doc.holders)

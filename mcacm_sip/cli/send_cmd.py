@@ -17,8 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiosipua.headers import parse_uri
-
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.errors import AcmError
 from mcacm_sip.acm.model import (
@@ -50,6 +48,7 @@ from mcacm_sip.runtime.sender import (
     send_request,
 )
 from mcacm_sip.sip import Listen, Peer, TracedMessage, Transport, is_ip
+from mcacm_sip.sip.uri import InvalidUri, identity
 from mcacm_sip.text import printable
 
 EX_NO_ANSWER, EX_INVALID, EX_REFUSED = 3, 4, 5
@@ -195,11 +194,14 @@ def _address(text: str, what: str) -> tuple[Transport | None, str, int | None]:
     text = text.strip()
     transport: Transport | None = None
     if text.startswith(("sip:", "sips:", "<")):
-        u = parse_uri(text.strip("<>"))
-        param = str(u.params.get("transport") or "").lower()
+        try:
+            u = identity(text.strip("<>"))
+        except InvalidUri as exc:
+            raise CliError(EX_USAGE, f"{what} {text}: {exc}") from None
+        param = u.param("transport")
         transport = "tls" if u.scheme == "sips" else _transport_of(param, what) if param \
             else None
-        return transport, (u.host or "").strip("[]"), int(u.port) if u.port else None
+        return transport, u.host, u.port
     head, sep, rest = text.partition(":")
     if sep and head.isalpha() and ":" in rest:  # a transport prefix
         transport, text = _transport_of(head, what), rest

@@ -60,6 +60,7 @@ from mcacm_sip.core.config import (
 from mcacm_sip.runtime.base import TlsSettings
 from mcacm_sip.runtime.config import parse_transport
 from mcacm_sip.sip import Transport
+from mcacm_sip.sip.uri import try_identity
 
 Role = Literal["partner", "primary"]
 ROLES: tuple[Role, ...] = ("partner", "primary")
@@ -73,8 +74,7 @@ _UNKNOWN_PSI = "sip:acms@unconfigured.invalid"
 
 
 def _is_uri(value: str) -> bool:
-    head, sep, rest = value.partition(":")
-    return bool(sep and head.isalpha() and rest)
+    return try_identity(value) is not None  # fixtures are compared as URIs (sip/uri.py)
 
 
 # --------------------------------------------------------------------------- wire dialect

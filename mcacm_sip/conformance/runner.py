@@ -46,7 +46,7 @@ from mcacm_sip.acm.model import (
 from mcacm_sip.conformance.catalogue import Scenario, not_applicable, scenarios_for
 from mcacm_sip.conformance.profile import Fixtures, Profile, Role, WireTls
 from mcacm_sip.conformance.report import Checks, Report, ScenarioResult, Verdict
-from mcacm_sip.core.config import uri_host
+from mcacm_sip.core.config import PeerSystem
 from mcacm_sip.pcap import PcapWriter
 from mcacm_sip.runtime.base import (
     TlsSettings,
@@ -57,8 +57,8 @@ from mcacm_sip.runtime.base import (
     node_trace,
 )
 from mcacm_sip.runtime.messaging import message_reply, warning_text
-from mcacm_sip.runtime.sender import Exchange, SendableRequest, registrar_uri
-from mcacm_sip.runtime.trust import certificate_names
+from mcacm_sip.runtime.sender import Exchange, SendableRequest
+from mcacm_sip.runtime.trust import certificate_names, names_peer
 from mcacm_sip.sip import (
     IncomingRequest,
     Listen,
@@ -71,8 +71,8 @@ from mcacm_sip.sip import (
     Transport,
     is_ip,
 )
-from mcacm_sip.sip.dialog import address_of_record, uri_of
 from mcacm_sip.sip.registrar import RegistrationClient, RegistrationError
+from mcacm_sip.sip.uri import Uri, addr_spec, address_of_record, registrar_uri, uri_host
 
 _ANSWERS = (ProcessIndication, AcmResponse, PendingDataDownloadResponse)
 """What answers a request we sent (and goes to its Exchange)."""
@@ -141,7 +141,7 @@ def parse_peer(uri: str) -> tuple[str, Peer | None, Transport | None]:
     raw = uri.strip().strip("<>")
     if not raw.lower().startswith(("sip:", "sips:")):
         raise ValueError(f"{uri}: not a sip: or sips: URI")
-    host = uri_host(raw).strip("[]")
+    host = uri_host(raw)
     transport = named_transport(raw)
     hop: Peer | None = None
     if is_ip(host):
@@ -194,7 +194,7 @@ class Runner:
         self._log: list[dict[str, Any]] = []
         self._registration: RegistrationClient | None = None
         self.registered_as: str | None = None
-        self.assigned: dict[str, str] = {}
+        self.assigned: dict[Uri, str] = {}
         """Primary ID -> partner ID, learnt in ``add-user`` (either role)."""
 
     # ------------------------------------------------------------------ lifecycle
@@ -228,7 +228,7 @@ class Runner:
         """The endpoint that sends as ``identity``: a PSI (ours, or the unknown one) from
         the PSI's endpoint, a user from the ACMC's."""
         assert self.fx is not None
-        psis = {address_of_record(self.fx.psi), address_of_record(self.fx.unknown_psi)}
+        psis = (address_of_record(self.fx.psi), address_of_record(self.fx.unknown_psi))
         return self.endpoint if address_of_record(identity) in psis else self.acmc_endpoint
 
     def hop(self) -> str:
@@ -354,7 +354,8 @@ class Runner:
             return Reply(200) if text is None else message_reply(uri_host(self.psi), status,
                                                                  text)
         status = self.partner_status if (isinstance(flow, AcmRequest) and self.role == "primary"
-                                         and _aor(msg.uri) == address_of_record(self.psi)) \
+                                         and address_of_record(addr_spec(msg.uri))
+                                         == address_of_record(self.psi)) \
             else 200
         self._arrived(Arrival(now, msg.uri, sender, flow, status))
         if status >= 300:
@@ -543,8 +544,7 @@ def _unnamed(certificate: Path, psi: str) -> str | None:
     if names is None:
         return f"cannot read the names of {certificate.name}; check that it names " \
                f"{uri_host(psi)}"
-    wanted = {address_of_record(psi).lower(), uri_host(psi)}
-    if wanted.isdisjoint(names):
+    if not names_peer(names, PeerSystem(psi)):
         return (f"[wire.tls] certificate names {', '.join(sorted(names)) or 'nothing'}, "
                 f"not {uri_host(psi)}")
     return None
@@ -553,10 +553,8 @@ def _unnamed(certificate: Path, psi: str) -> str | None:
 def _aor(value: str | None) -> str | None:
     if not value:
         return None
-    try:
-        return address_of_record(uri_of(value.split(",")[0]))
-    except ValueError:
-        return None
+    aor = address_of_record(addr_spec(value.split(",")[0]))
+    return None if aor is None else str(aor)
 
 
 def _write_lines(f: TextIO, events: list[dict[str, Any]]) -> None:

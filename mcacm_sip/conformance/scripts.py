@@ -34,12 +34,28 @@ from mcacm_sip.acm.model import (
 )
 from mcacm_sip.conformance.report import Checks
 from mcacm_sip.conformance.runner import Arrival, Runner, Sent, SetupFailed, script
-from mcacm_sip.core.config import uri_host
 from mcacm_sip.core.state import response_to
 from mcacm_sip.runtime.sender import Exchange, SendableRequest
-from mcacm_sip.sip.dialog import address_of_record, uri_of
+from mcacm_sip.sip.uri import (
+    Uri,
+    addr_spec,
+    address_of_record,
+    identity,
+    same_identity,
+    try_identity,
+    uri_host,
+)
 
 # --------------------------------------------------------------------------- shared checks
+
+
+def _id(text: str) -> Uri | None:
+    """An MC service ID from a peer's document; None if it is no URI (it matches nothing)."""
+    return try_identity(text)
+
+
+def _ids(texts: tuple[str, ...]) -> set[Uri | None]:
+    return {_id(t) for t in texts}
 
 
 def _unjudgeable(c: Checks, what: str, sent: Sent) -> bool:
@@ -128,8 +144,8 @@ async def _migrated(r: Runner) -> str:
     if r.role == "partner" and r.fx.migrated_user:
         return r.fx.migrated_user
     for user in r.fx.users:
-        if user in r.assigned:
-            return r.assigned[user]
+        if (partner_id := r.assigned.get(identity(user))) is not None:
+            return partner_id
     if r.role == "primary":
         # the primary routes by the target's domain; the ID only needs to look like one
         return f"sip:conformance-migrated@{uri_host(r.fx.target or r.psi)}"
@@ -141,8 +157,8 @@ async def _migrated(r: Runner) -> str:
         await r.until(lambda: ex.response is not None, r.wait)
     _learn(r, ex.response)
     for user in r.fx.users:
-        if user in r.assigned:
-            return r.assigned[user]
+        if (partner_id := r.assigned.get(identity(user))) is not None:
+            return partner_id
     why = ex.result or ("no answer" if sent.ok else sent.describe())
     raise SetupFailed("no migrated user: [partner] migrated_user is not set and adding "
                       f"{', '.join(r.fx.users)} gave no partner ID ({why}"
@@ -152,8 +168,9 @@ async def _migrated(r: Runner) -> str:
 def _learn(r: Runner, response: AcmFlow | None) -> None:
     """Remember the partner IDs an add-user response (the peer's or ours) assigned."""
     if isinstance(response, AddUserConfigurationResponse):
-        r.assigned.update({a.primary_id: a.partner_id for a in response.users
-                           if a.result.positive and a.partner_id})
+        r.assigned.update({primary: a.partner_id for a in response.users
+                           if a.result.positive and a.partner_id
+                           and (primary := _id(a.primary_id)) is not None})
 
 
 def _partner_target(r: Runner) -> Addressee:
@@ -163,7 +180,7 @@ def _partner_target(r: Runner) -> Addressee:
         return Addressee(r.fx.decider)
     return Addressee(functional_alias=r.fx.fa_held or r.fx.fa_unheld or None,
                      mc_service_id=None if r.fx.fa_held or r.fx.fa_unheld
-                     else address_of_record(uri_of(r.peer_uri)))
+                     else str(address_of_record(addr_spec(r.peer_uri))))
 
 
 async def _update(r: Runner, target: Addressee, profile: UserProfile | None = None
@@ -197,13 +214,15 @@ async def _p_add(r: Runner, c: Checks) -> None:
     req = AddUserConfigurationRequest(new_transaction_id(), _requester(r), r.fx.users)
     ex, policy = await _user_configuration(r, c, req)
     if isinstance(ex.response, AddUserConfigurationResponse) and policy != "reject":
-        got = {u.primary_id: u for u in ex.response.users}
-        c.expect("one assignment per requested user", set(got) == set(r.fx.users),
-                 f"got {sorted(got)}")
+        # the peer may spell our users its own way: compared by RFC 3261 19.1.4
+        got = {_id(u.primary_id): u for u in ex.response.users}
+        c.expect("one assignment per requested user", set(got) == _ids(r.fx.users),
+                 f"got {sorted(u.primary_id for u in ex.response.users)}")
         for user, a in got.items():
-            if c.expect(f"{user}: success with a partner ID and profile (10.17.7.1)",
+            if c.expect(f"{a.primary_id}: success with a partner ID and profile (10.17.7.1)",
                         a.result.positive and a.partner_id is not None and a.profile
-                        is not None, f"{a.result.code}, partner ID {a.partner_id}"):
+                        is not None, f"{a.result.code}, partner ID {a.partner_id}") \
+                    and user is not None:
                 r.assigned[user] = a.partner_id or ""
 
 
@@ -261,7 +280,7 @@ async def _p_decided(r: Runner, c: Checks, result: str) -> None:
     await _follow_partner(r, c, ex, sent, result)
     if ex.response is not None and hasattr(ex.response, "handler"):
         c.expect("handler is the deciding user (table 10.17.2.16-1)",
-                 ex.response.handler.mc_service_id == r.fx.decider,
+                 same_identity(ex.response.handler.mc_service_id, r.fx.decider),
                  f"got {ex.response.handler.mc_service_id}")
 
 
@@ -341,11 +360,13 @@ async def _p_remove(r: Runner, c: Checks) -> None:
     req = RemoveUserConfigurationRequest(new_transaction_id(), _requester(r), r.fx.users)
     ex, _ = await _user_configuration(r, c, req)
     if isinstance(ex.response, RemoveUserConfigurationResponse):
-        got = {u.primary_id for u in ex.response.users}
-        c.expect("one outcome per requested user", got == set(r.fx.users), f"got {sorted(got)}")
+        got = {_id(u.primary_id) for u in ex.response.users}
+        c.expect("one outcome per requested user", got == _ids(r.fx.users),
+                 f"got {sorted(u.primary_id for u in ex.response.users)}")
         for u in ex.response.users:
-            if u.result.positive:  # no longer migrated: later updates need a new add
-                r.assigned.pop(u.primary_id, None)
+            primary = _id(u.primary_id)
+            if u.result.positive and primary is not None:  # later updates need a new add
+                r.assigned.pop(primary, None)
 
 
 @script("unknown-user", "partner")
@@ -535,7 +556,8 @@ def _answer(r: Runner, req: AcmRequest, result: str) -> AcmFlow:
             UserAssignment(u, ok, _partner_id(u, r.psi), profile) for u in req.users))
     elif isinstance(req, RemoveUserConfigurationRequest) and isinstance(
             resp, RemoveUserConfigurationResponse) and resp.result.positive:
-        resp = replace(resp, users=tuple(UserRemoval(u, ok, r.assigned.get(u)) for u in req.users))
+        resp = replace(resp, users=tuple(UserRemoval(u, ok, r.assigned.get(identity(u)))
+                                         for u in req.users))
     return resp
 
 
@@ -580,10 +602,11 @@ async def _end_to_end(r: Runner, c: Checks, req: SendableRequest, result: str) -
 async def _r_add(r: Runner, c: Checks) -> None:
     ex = await _end_to_end(r, c, _add_request(r), ResultCode.SUCCESS)
     if isinstance(ex.response, AddUserConfigurationResponse):
-        got = {u.primary_id: u.partner_id for u in ex.response.users}
+        got = {_id(u.primary_id): u.partner_id for u in ex.response.users}
         c.expect("per-user assignments reach the ACMC unchanged",
-                 bool(got) and all(got.get(k) == v for k, v in r.assigned.items()),
-                 f"got {got}")
+                 bool(got) and all(same_identity(got.get(k) or "", v)
+                                   for k, v in r.assigned.items()),
+                 f"got {[(u.primary_id, u.partner_id) for u in ex.response.users]}")
 
 
 @script("remove-user", "primary")

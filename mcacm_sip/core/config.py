@@ -66,6 +66,7 @@ from mcacm_sip.acm.model import (
     UserProfile,
 )
 from mcacm_sip.core.policy import PolicyAction, PolicyRule
+from mcacm_sip.sip.uri import uri_host as uri_host  # core/acms.py imports it from here
 
 REQUEST_FLOWS: tuple[str, ...] = (
     ProfileUpdateRequest.FLOW,
@@ -74,18 +75,6 @@ REQUEST_FLOWS: tuple[str, ...] = (
 )
 RUNTIME_TABLES = frozenset({"sip", "listen", "runtime", "log"})
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
-
-
-def uri_host(uri: str) -> str:
-    """The host of a SIP/tel URI, lowercased, without brackets, port or parameters:
-    ``<sip:alice@Host.example:5060;p>`` -> ``host.example``, ``sip:a@[::1]:5060`` -> ``::1``."""
-    rest = uri.strip().strip("<>").split(":", 1)[-1]
-    host = rest.rpartition("@")[2]
-    if host.startswith("["):  # IPv6 reference (RFC 3261 25.1)
-        return host[1:host.find("]")].lower()
-    for sep in (";", "?", ">", ":"):
-        host = host.split(sep, 1)[0]
-    return host.lower()
 
 
 class ConfigError(ValueError):

@@ -33,6 +33,7 @@ from mcacm_sip.acm.fa import (
     decode_bodies,
     encode_presence,
 )
+from mcacm_sip.sip.uri import Uri, identity, same_identity, try_identity
 
 SubscriptionId = str
 """The runtime's handle of a subscription dialog (e.g. Call-ID + tags); opaque here."""
@@ -85,8 +86,12 @@ class FaServerConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "aliases", tuple(self.aliases))
         object.__setattr__(self, "trusted", frozenset(self.trusted))
-        uris = [a.uri for a in self.aliases]
-        if len(set(uris)) != len(uris):
+        # every identity must parse (InvalidUri is a ValueError naming it): the server
+        # compares them as URIs
+        for text in (*self.trusted, *(u for a in self.aliases for u in a.users | a.subscribers)):
+            identity(text)
+        uris = [identity(a.uri) for a in self.aliases]
+        if len(set(uris)) != len(uris):  # RFC 3261 19.1.4: two spellings are one FA
             raise ValueError("functional alias configured twice")
 
 
@@ -191,8 +196,25 @@ class _Kind(StrEnum):
 @dataclass(slots=True)
 class _Sub:
     kind: _Kind
-    target: str  # the FA (resolution, status) or the user (per-user)
+    target: str  # the FA (resolution, status: as configured) or the user (per-user)
+    key: Uri  # ``target`` as compared (RFC 3261 19.1.4)
     user: str | None = None  # the handled MCPTT ID of a status subscription
+    user_key: Uri | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Fa:
+    """One FA as the server compares its identities: every ID a :class:`Uri`, mapped to the
+    configured spelling (the one reported in holder lists and notifications)."""
+
+    cfg: FaConfig
+    user_ids: Mapping[Uri, str]
+    subscriber_ids: frozenset[Uri]
+
+    @classmethod
+    def of(cls, cfg: FaConfig) -> _Fa:
+        return cls(cfg, {identity(u): u for u in sorted(cfg.users)},
+                   frozenset(identity(s) for s in cfg.subscribers))
 
 
 def _answer(
@@ -221,31 +243,39 @@ class FaServer:
         self, config: FaServerConfig, initial: Mapping[str, Iterable[Holder]] | None = None
     ) -> None:
         self.config = config
-        self._fa: dict[str, FaConfig] = {a.uri: a for a in config.aliases}
+        # every identity is compared as a Uri (RFC 3261 19.1.4): an FA, a holder, a publisher
+        # or a subscriber in any spelling is the configured one
+        self._fa: dict[Uri, _Fa] = {identity(a.uri): _Fa.of(a) for a in config.aliases}
+        self._trusted = frozenset(identity(t) for t in config.trusted)
         # insertion order = activation order: the ACMS "first" policy relies on it
-        self._holders: dict[str, dict[str, Holder]] = {a.uri: {} for a in config.aliases}
-        for fa, holders in (initial or {}).items():
-            if fa in self._holders:
-                self._holders[fa] = {h.user: h for h in holders}
+        self._holders: dict[Uri, dict[Uri, Holder]] = {fa: {} for fa in self._fa}
+        for text, holders in (initial or {}).items():
+            fa = try_identity(text)
+            if fa is not None and fa in self._holders:
+                self._holders[fa] = {key: h for h in holders
+                                     if (key := try_identity(h.user)) is not None}
         self._subs: dict[SubscriptionId, _Sub] = {}
 
     # ------------------------------------------------------------------ queries
 
     def holders(self, fa: str) -> tuple[str, ...]:
-        """MCPTT IDs holding ``fa``, oldest activation first (empty for an unknown FA)."""
-        return tuple(self._holders.get(fa, {}))
+        """MCPTT IDs holding ``fa`` (any spelling), oldest activation first (empty for an
+        unknown FA)."""
+        return tuple(h.user for h in self.records(fa))
 
     def aliases_of(self, user: str) -> tuple[str, ...]:
         """The FAs ``user`` holds, in configuration order ("per user" determination)."""
-        return tuple(fa for fa, hs in self._holders.items() if user in hs)
+        key = try_identity(user)
+        return tuple(self._fa[fa].cfg.uri for fa, hs in self._holders.items() if key in hs)
 
     def records(self, fa: str) -> tuple[Holder, ...]:
         """The holder records of ``fa``, oldest activation first: what a store saves."""
-        return tuple(self._holders.get(fa, {}).values())
+        key = try_identity(fa)
+        return tuple(self._holders[key].values()) if key in self._holders else ()
 
     def state(self) -> dict[str, tuple[Holder, ...]]:
         """Every FA's holder records, for persistence (feed back as ``initial``)."""
-        return {fa: tuple(hs.values()) for fa, hs in self._holders.items()}
+        return {self._fa[fa].cfg.uri: tuple(hs.values()) for fa, hs in self._holders.items()}
 
     def next_expiry(self) -> float | None:
         """When :meth:`expire` next has something to do."""
@@ -275,15 +305,17 @@ class FaServer:
         if not self._may_act_for(ev.asserted_identity, user):
             # 24.379 trusts its IMS domain here; we check who speaks (docs/decisions.md)
             return [_answer(403, f"{ev.asserted_identity} may not publish for {user}")]
-        cfg = self._fa.get(fa)
-        if cfg is None:  # step 4
+        fa_key, user_key = try_identity(fa), identity(user)  # _may_act_for parsed the user
+        known = self._fa.get(fa_key) if fa_key is not None else None
+        if known is None or fa_key is None:  # step 4
             return [_answer(403, f"functional alias {fa} does not exist")]
+        cfg = known.cfg
         activate = ev.expires != 0
-        holders = self._holders[fa]
-        take_over = doc.take_over and user not in holders
-        revoke: str | None = None
+        holders = self._holders[fa_key]
+        take_over = doc.take_over and user_key not in holders
+        revoke: Uri | None = None
         if activate:
-            if user not in cfg.users:  # step 4a
+            if user_key not in known.user_ids:  # step 4a
                 return [_answer(403, f"{user} is not in the user list of {fa}")]
             full = (
                 cfg.max_simultaneous_activations is not None
@@ -294,44 +326,47 @@ class FaServer:
                     return [_answer(403, f"take-over of {fa} not allowed")]
                 if full:  # 23.280 10.13.6: the longest-standing holder is replaced
                     revoke = next(iter(holders))
-            elif full and user not in holders:  # step 5
-                return self._refuse_full(cfg, user, doc.p_id_fa)
+            elif full and user_key not in holders:  # step 5
+                return self._refuse_full(cfg, user_key, doc.p_id_fa)
         answer = _answer(200, headers=[("Expires", str(ev.expires))])  # step 7
         # steps 8-9: a body about someone else changes nothing; the tuple id is the FA per
         # 9A.3.1.2 or the handled MCPTT ID per step 9 -- both are accepted (docs/decisions.md)
-        if doc.entity != fa:
+        if not same_identity(doc.entity, fa):
             return [
                 answer,
                 Ignored(f"pidf entity {doc.entity} is not {fa} (24.379 9A.2.2.3.3 step 8)"),
             ]
-        if doc.tuple_id not in (fa, user):
+        if not (same_identity(doc.tuple_id, fa) or same_identity(doc.tuple_id, user)):
             return [answer, Ignored(f"tuple id {doc.tuple_id} is neither {fa} nor {user} (step 9)")]
         before = tuple(holders)
         actions: list[Action] = [answer]
+        # holder lists name users as configured (step 4a admitted only configured users)
+        name = known.user_ids.get(user_key, user)
         if revoke is not None:
-            del holders[revoke]
-            actions.append(Revoked(fa, revoke, user))
+            actions.append(Revoked(cfg.uri, holders.pop(revoke).user, name))
         if activate:  # step 12: insert the user information entry, or refresh it in place
-            old = holders.get(user)
-            holders[user] = Holder(
-                user, old.activated_at if old else now, now + EXPIRES_UNTIL_WITHDRAWN
+            old = holders.get(user_key)
+            holders[user_key] = Holder(
+                name, old.activated_at if old else now, now + EXPIRES_UNTIL_WITHDRAWN
             )
         else:  # step 11
-            holders.pop(user, None)
-        changed_users = {u for u in (revoke, user) if u is not None}
-        actions += self._after_change(fa, before, changed_users, doc.p_id_fa, now)  # steps 13-14
+            holders.pop(user_key, None)
+        changed_users = {u for u in (revoke, user_key) if u is not None}
+        actions += self._after_change(fa_key, before, changed_users, doc.p_id_fa, now)  # 13-14
         return actions
 
-    def _refuse_full(self, cfg: FaConfig, user: str, p_id_fa: str | None) -> list[Action]:
+    def _refuse_full(self, cfg: FaConfig, user: Uri, p_id_fa: str | None) -> list[Action]:
         # step 5; stage 2 10.13.4 step 3: an authorised user is offered take-over
         if not cfg.allow_takeover:
             return [_answer(403, f"max-simultaneous-activations of {cfg.uri} reached")]
-        entry = FunctionalAliasEntry(user=user, status=FaStatus.TAKE_OVER_POSSIBLE)
+        fa = identity(cfg.uri)
+        entry = FunctionalAliasEntry(user=self._fa[fa].user_ids.get(user, str(user)),
+                                     status=FaStatus.TAKE_OVER_POSSIBLE)
         body = encode_presence(FaPresence.per_fa(cfg.uri, [entry], p_id_fa))
         notes: list[Action] = [
             Notify(sid, body)
             for sid, sub in self._subs.items()
-            if sub.kind is _Kind.STATUS and sub.target == cfg.uri and sub.user == user
+            if sub.kind is _Kind.STATUS and sub.key == fa and sub.user_key == user
         ]
         return [
             _answer(403, f"max-simultaneous-activations of {cfg.uri} reached; take-over-possible"),
@@ -340,9 +375,14 @@ class FaServer:
 
     def deactivate(self, fa: str, user: str, now: float) -> list[Action]:
         """Automatic or administrative deactivation (9A.2.2.3.6): remove ``user`` from ``fa``."""
-        holders = self._holders.get(fa)
-        if holders is None or user not in holders:
+        fa_key, user_key = try_identity(fa), try_identity(user)
+        holders = self._holders.get(fa_key) if fa_key is not None else None
+        if fa_key is None or holders is None or user_key is None or user_key not in holders:
             return []
+        return self._remove(fa_key, user_key, now)
+
+    def _remove(self, fa: Uri, user: Uri, now: float) -> list[Action]:
+        holders = self._holders[fa]
         before = tuple(holders)
         del holders[user]
         return self._after_change(fa, before, {user}, None, now)
@@ -352,26 +392,28 @@ class FaServer:
         actions: list[Action] = []
         for fa, holders in self._holders.items():
             for user in [u for u, h in holders.items() if h.expires_at <= now]:
-                actions += self.deactivate(fa, user, now)
+                actions += self._remove(fa, user, now)
         return actions
 
     def _after_change(
-        self, fa: str, before: tuple[str, ...], users: set[str], p_id_fa: str | None, now: float
+        self, fa: Uri, before: tuple[Uri, ...], users: set[Uri], p_id_fa: str | None, now: float
     ) -> list[Action]:
         actions: list[Action] = []
+        uri = self._fa[fa].cfg.uri
         changed = before != tuple(self._holders[fa])
         if changed:
-            actions.append(HoldersChanged(FaHolders(fa, self.holders(fa))))
+            holders = tuple(h.user for h in self._holders[fa].values())
+            actions.append(HoldersChanged(FaHolders(uri, holders)))
         for sid, sub in self._subs.items():
-            if sub.kind is _Kind.STATUS and sub.target == fa:
+            if sub.kind is _Kind.STATUS and sub.key == fa:
                 # 9A.2.2.3.5: every accepted PUBLISH is reported to the status watchers, with
                 # the p-id-fa so that the publisher can match it
-                actions.append(Notify(sid, self._status_body(fa, sub.user, p_id_fa)))
-            elif changed and sub.kind is _Kind.RESOLUTION and sub.target == fa:
+                actions.append(Notify(sid, self._status_body(fa, sub.user_key, p_id_fa)))
+            elif changed and sub.kind is _Kind.RESOLUTION and sub.key == fa:
                 # 23.280 10.13.10: notifications whenever the list changes
                 actions.append(Notify(sid, self._resolution_body(fa)))
-            elif changed and sub.kind is _Kind.USER and sub.target in users:
-                actions.append(Notify(sid, self._user_body(sub.target)))
+            elif changed and sub.kind is _Kind.USER and sub.key in users:
+                actions.append(Notify(sid, self._user_body(sub.target, sub.key)))
         return actions
 
     # ------------------------------------------------------------------ SUBSCRIBE
@@ -407,31 +449,36 @@ class FaServer:
         info = bodies.info
         assert info is not None and info.request_uri is not None
         target, calling = info.request_uri, info.calling_user_id
-        cfg = self._fa.get(target)
-        if cfg is None:
+        key = try_identity(target)
+        known = self._fa.get(key) if key is not None else None
+        if known is None or key is None:
             if info.request_type == REQUEST_TYPE_FA_STATUS:
                 # 9A.2.2.2.4 step 4: only the user itself or an authorised (trusted) party
                 if not self._may_act_for(who, target):
                     return None, _answer(403, f"{who} may not learn the FAs of {target}")
-                return _Sub(_Kind.USER, target), None
+                return _Sub(_Kind.USER, target, identity(target)), None
             # 9A.2.2.3.4 step 4 / 9A.2.2.3.7 step 3
             return None, _answer(403, f"functional alias {target} does not exist")
+        cfg = known.cfg
         # the filter tells the two FA procedures apart: tuple id = FA (resolution, 9A.2.2.2.8
         # step 7) or = the calling MCPTT ID (status, 9A.2.2.3.4 condition 5)
         wanted = bodies.filter.tuple_id if bodies.filter else (calling or target)
-        allowed = self.config.trusted | cfg.subscribers
-        if wanted == target:
-            if who not in allowed:  # resolution authorisation: docs/decisions.md
+        allowed = self._trusted | known.subscriber_ids
+        if same_identity(wanted, target):
+            # resolution authorisation: docs/decisions.md
+            if (w := try_identity(who)) is None or w not in allowed:
                 return None, _answer(403, f"{who} may not resolve {target}")
-            return _Sub(_Kind.RESOLUTION, target), None
-        if calling is None or wanted != calling:
+            return _Sub(_Kind.RESOLUTION, cfg.uri, key), None
+        calling_key = try_identity(calling)
+        if calling is None or calling_key is None or not same_identity(wanted, calling):
             return None, _answer(
                 400, "simple-filter selects neither the FA nor mcptt-calling-user-id"
             )
         # 9A.2.2.3.4 step 5 (local policy): the FA's users and subscribers, on their own behalf
-        if calling not in cfg.users | allowed or not self._may_act_for(who, calling):
+        if (calling_key not in known.user_ids and calling_key not in allowed) \
+                or not self._may_act_for(who, calling):
             return None, _answer(403, f"{calling} not authorised for notifications of {target}")
-        return _Sub(_Kind.STATUS, target, calling), None
+        return _Sub(_Kind.STATUS, cfg.uri, key, calling, calling_key), None
 
     def refresh(
         self, subscription: SubscriptionId, expires: int | None, now: float
@@ -461,7 +508,10 @@ class FaServer:
     # ------------------------------------------------------------------ bodies
 
     def _may_act_for(self, who: str | None, user: str) -> bool:
-        return who is not None and (who == user or who in self.config.trusted)
+        """Whether ``who`` (P-Asserted-Identity) speaks for ``user``: itself or a trusted
+        server, by RFC 3261 19.1.4; a ``user`` that is no URI is nobody's."""
+        w, u = try_identity(who), try_identity(user)
+        return w is not None and u is not None and (w == u or w in self._trusted)
 
     def _entry(self, fa: str, h: Holder, per_user: bool) -> FunctionalAliasEntry:
         expires = datetime.fromtimestamp(min(h.expires_at, 253402300799.0), UTC)  # year 9999 cap
@@ -472,30 +522,34 @@ class FaServer:
             expires=expires,  # 9A.2.2.3.5 step 3a
         )
 
-    def _resolution_body(self, fa: str) -> bytes:
+    def _resolution_body(self, fa: Uri) -> bytes:
         # 9A.2.2.3.8 step 3: per-FA information listing every holder
+        uri = self._fa[fa].cfg.uri
         return encode_presence(
-            FaPresence.per_fa(fa, [self._entry(fa, h, False) for h in self._holders[fa].values()])
+            FaPresence.per_fa(uri, [self._entry(uri, h, False)
+                                    for h in self._holders[fa].values()])
         )
 
-    def _status_body(self, fa: str, user: str | None, p_id_fa: str | None) -> bytes:
+    def _status_body(self, fa: Uri, user: Uri | None, p_id_fa: str | None) -> bytes:
         # 9A.2.2.3.5 steps 2-3: only the handled user's entry, with the handled p-id-fa
-        h = self._holders[fa].get(user or "")
-        entries = [self._entry(fa, h, False)] if h else []
-        return encode_presence(FaPresence.per_fa(fa, entries, p_id_fa))
+        uri = self._fa[fa].cfg.uri
+        h = self._holders[fa].get(user) if user is not None else None
+        entries = [self._entry(uri, h, False)] if h else []
+        return encode_presence(FaPresence.per_fa(uri, entries, p_id_fa))
 
-    def _user_body(self, user: str) -> bytes:
+    def _user_body(self, user: str, key: Uri) -> bytes:
         entries = [
-            self._entry(fa, hs[user], True) for fa, hs in self._holders.items() if user in hs
+            self._entry(self._fa[fa].cfg.uri, hs[key], True)
+            for fa, hs in self._holders.items() if key in hs
         ]
         return encode_presence(FaPresence.per_user(user, entries))
 
     def _body_for(self, sub: _Sub) -> bytes:
         if sub.kind is _Kind.RESOLUTION:
-            return self._resolution_body(sub.target)
+            return self._resolution_body(sub.key)
         if sub.kind is _Kind.STATUS:
-            return self._status_body(sub.target, sub.user, None)
-        return self._user_body(sub.target)
+            return self._status_body(sub.key, sub.user_key, None)
+        return self._user_body(sub.target, sub.key)
 
 
 def holders_changed(actions: Sequence[Action]) -> list[FaHolders]:

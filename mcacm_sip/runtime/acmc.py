@@ -47,12 +47,12 @@ from mcacm_sip.core.events import (
     Verdict,
     verdict_of,
 )
-from mcacm_sip.runtime.base import CoreTimer, Node, TraceHook, uri_host
-from mcacm_sip.runtime.config import AcmcNodeConfig, check_acmc_trust
+from mcacm_sip.runtime.base import CoreTimer, Node, TraceHook
+from mcacm_sip.runtime.config import AcmcNodeConfig, check_acmc_trust, configured_aor
 from mcacm_sip.runtime.messaging import message_reply, send_message, verdict_reply
 from mcacm_sip.sip import IncomingRequest, Reply, SipTimeout, SipTransportError
-from mcacm_sip.sip.dialog import address_of_record
 from mcacm_sip.sip.registrar import RegistrationClient
+from mcacm_sip.sip.uri import address_of_record, registrar_uri
 from mcacm_sip.text import printable
 
 log = logging.getLogger("mcacm.acmc.node")
@@ -262,7 +262,7 @@ class AcmcNode(Node):
         self.decider: Decider = decider or AutoDecider(False, "no decider configured")
         self.on_report = on_report
         self.core = AcmcCore(config.acmc)
-        self._acms = address_of_record(config.acmc.acms_psi)
+        self._acms = configured_aor(config.acmc.acms_psi, "acmc.acms_psi")
         self._registration: RegistrationClient | None = None
         self._timer: CoreTimer = CoreTimer(self.core.get_timer,
                                            lambda now: self._feed(TimerTick(now)))
@@ -278,7 +278,7 @@ class AcmcNode(Node):
         self._running = True
         self._announce_trust()
         self._registration = RegistrationClient(
-            self.endpoint, registrar=f"sip:{uri_host(self.config.acmc.acms_psi)}",
+            self.endpoint, registrar=registrar_uri(self.config.acmc.acms_psi),
             aor=self.me, expires=self.config.sip.registration_expires,
             transport=self.config.sip.transport)
         if logon:
@@ -422,7 +422,8 @@ class AcmcNode(Node):
         except AcmError as exc:
             return message_reply(self.host, exc.sip_status, exc.warning_text)
         sender = self._sender(req)
-        if sender != self._acms:  # an ACMC takes flows only from its own ACMS (decision)
+        # an ACMC takes flows only from its own ACMS (decision), by RFC 3261 19.1.4
+        if address_of_record(sender) != self._acms:
             return message_reply(self.host, 403, f"not-authorised: {sender} is not my ACMS")
         return verdict_reply(self.host, self._apply(self.core.handle(
             FlowFromAcms(time.time(), flow))))

@@ -18,7 +18,6 @@ Wiring (docs/running.md):
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable
@@ -66,55 +65,21 @@ from mcacm_sip.runtime.trust import Trust, origin_of
 from mcacm_sip.sip import IncomingRequest, Reply, Request
 from mcacm_sip.sip.dialog import Body
 from mcacm_sip.sip.registrar import (
-    Binding,
     MemoryBindingStore,
     Registrar,
     RegistrarService,
     RegistrationChange,
 )
 from mcacm_sip.sip.subscription import Notification, SubscriberService, SubscriptionRefused
+from mcacm_sip.sip.uri import Uri, address_of_record, try_identity
 from mcacm_sip.store import MemoryStore, SqliteStore, Store
-from mcacm_sip.store.sqlite import open_db, write
+from mcacm_sip.store.bindings import SqliteBindingStore
 
 log = logging.getLogger("mcacm.acms.node")
 
 
 class StoreFailed(RuntimeError):
     """The store could not commit: the node stops (crash-only; a restart resumes from it)."""
-
-
-class SqliteBindingStore:
-    """Registrar bindings in the ACMS's SQLite file (a ``bindings`` table of its own)."""
-
-    def __init__(self, path: str) -> None:
-        self._db = open_db(path)
-        self._db.execute("CREATE TABLE IF NOT EXISTS bindings (aor TEXT, contact TEXT, "
-                         "expires_at REAL, call_id TEXT, cseq INTEGER, path TEXT)")
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(bindings)")}
-        if "path" not in columns:  # a file of an earlier version: its bindings had no Path
-            self._db.execute("ALTER TABLE bindings ADD COLUMN path TEXT")
-
-    def get(self, aor: str) -> tuple[Binding, ...]:
-        rows = self._db.execute("SELECT contact, expires_at, call_id, cseq, path FROM bindings "
-                                "WHERE aor=? ORDER BY rowid", (aor,))
-        return tuple(Binding(contact, expires_at, call_id, cseq,
-                             tuple(json.loads(path)) if path else ())
-                     for contact, expires_at, call_id, cseq, path in rows)
-
-    def put(self, aor: str, bindings: tuple[Binding, ...]) -> None:
-        with write(self._db):
-            self._db.execute("DELETE FROM bindings WHERE aor=?", (aor,))
-            self._db.executemany(
-                "INSERT INTO bindings (aor, contact, expires_at, call_id, cseq, path) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(aor, b.contact, b.expires_at, b.call_id, b.cseq,
-                  json.dumps(list(b.path)) if b.path else None) for b in bindings])
-
-    def aors(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT DISTINCT aor FROM bindings")]
-
-    def close(self) -> None:
-        self._db.close()
 
 
 class AcmsNode(Node):
@@ -147,7 +112,7 @@ class AcmsNode(Node):
         self.core = AcmsCore.restore(acms, self.store.load())
         self._timer: CoreTimer = CoreTimer(self.core.get_timer,
                                            lambda now: self.feed(TimerTick(now)))
-        self._fa_tasks: dict[str, asyncio.Task[None]] = {}
+        self._fa_tasks: dict[Uri, asyncio.Task[None]] = {}
         self.failed: asyncio.Future[str] | None = None
         """Resolves (with the reason) when the node had to stop itself (store failure)."""
         # group commit (docs/decisions.md "Benchmarks"): what the events of one loop
@@ -177,8 +142,9 @@ class AcmsNode(Node):
         self._announce_trust()
         now = time.time()
         for aor in self.registrar.store.aors():  # bindings that survived a restart
-            if self.registrar.is_registered(aor, now) and aor in self._users:
-                self._apply(self.core.handle(UserLoggedOn(now, self._users[aor])))
+            user = self._users.get(aor)
+            if user is not None and self.registrar.is_registered(aor, now):
+                self._apply(self.core.handle(UserLoggedOn(now, user)))
         self._registrar_service.check()  # expire what ran out while we were down
         # restart: re-send what had no known outcome, re-subscribe to FAs
         self._apply(self.core.start(now))
@@ -254,9 +220,11 @@ class AcmsNode(Node):
         for action in actions:
             if isinstance(action, Send):
                 self._spawn(self._deliver(action))
-            elif isinstance(action, SubscribeFa) and action.fa not in self._fa_tasks:
-                task = asyncio.get_running_loop().create_task(self._follow_fa(action.fa))
-                self._fa_tasks[action.fa] = task
+            elif isinstance(action, SubscribeFa):
+                fa = try_identity(action.fa)
+                if fa is not None and fa not in self._fa_tasks:  # one subscription per FA
+                    task = asyncio.get_running_loop().create_task(self._follow_fa(action.fa))
+                    self._fa_tasks[fa] = task
 
     # ------------------------------------------------------------------ MESSAGE in
 
@@ -351,10 +319,10 @@ class AcmsNode(Node):
 
     # ------------------------------------------------------------------ REGISTER
 
-    def _may_register(self, aor: str, request: Request) -> bool | str:
+    def _may_register(self, aor: Uri, request: Request) -> bool | str:
         # only configured ACM users log on, only for themselves, and only from where an
         # identity is believed, judged on the socket's source and certificate (decision;
-        # trust.py rules 3-4)
+        # trust.py rules 3-4); identities compared by RFC 3261 19.1.4
         origin = origin_of(request, self._sip.trusted_hosts)
         refusal = self.trust.refusal(origin)
         if refusal is not None:
@@ -362,7 +330,7 @@ class AcmsNode(Node):
                         extra={"event": "acm.untrusted", "call_id": request.call_id,
                                "status": 403})
             return refusal
-        if aor not in self._users or origin.identity != aor:
+        if aor not in self._users or address_of_record(origin.identity) != aor:
             return f"not-authorised: {origin.identity} may not register {aor}"
         return True
 

@@ -17,10 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from aiosipua.headers import parse_uri
-
 from mcacm_sip.acm.errors import warning_value
-from mcacm_sip.core.config import uri_host as uri_host  # re-exported for the nodes
 from mcacm_sip.sip import (
     Limits,
     Listen,
@@ -33,7 +30,8 @@ from mcacm_sip.sip import (
     Transport,
     is_ip,
 )
-from mcacm_sip.sip.dialog import address_of_record, uri_of
+from mcacm_sip.sip.uri import Uri, addr_spec, address_of_record, identity
+from mcacm_sip.sip.uri import uri_host as uri_host  # the nodes import it from here
 
 log = logging.getLogger("mcacm.runtime")
 
@@ -148,13 +146,12 @@ class SipSettings:
 def named_transport(uri: str) -> Transport | None:
     """The transport a SIP URI names (``sips:`` or ``;transport=tls``: TLS; ``;transport=``
     in any case), None if it names none.  Raises ValueError for another transport."""
-    u = parse_uri(uri.strip().strip("<>"))
+    u = identity(uri.strip().strip("<>"))  # a URI, not a header value: its parameters count
     if u.scheme == "sips":
         return "tls"
-    param = u.params.get("transport")
-    if param is None:
+    value = u.param("transport")  # lower case
+    if value is None:
         return None
-    value = str(param).lower()
     if value not in ("udp", "tcp", "tls"):
         raise ValueError(f"{uri}: transport must be udp, tcp or tls")
     return cast(Transport, value)
@@ -166,21 +163,26 @@ def hop_peer(uri: str, default: Transport = "udp") -> Peer:
 
     Raises ValueError unless the host is an IP literal with a port.
     """
-    u = parse_uri(uri.strip().strip("<>"))
-    host = (u.host or "").strip("[]")
-    if not is_ip(host) or not u.port:
+    u = identity(uri.strip().strip("<>"))  # a URI, not a header value: its parameters count
+    if not is_ip(u.host) or not u.port:
         raise ValueError(f"{uri}: a hop needs an IP address and a port")
-    return Peer(named_transport(uri) or default, host, int(u.port))
+    return Peer(named_transport(uri) or default, u.host, u.port)
 
 
 class Hops:
     """Where requests go when their Request-URI does not name an address (no DNS/SRV here)."""
 
     def __init__(self, hops: Mapping[str, str], default: Transport = "udp") -> None:
-        self._by_key: dict[str, Peer] = {}
+        self._by_aor: dict[Uri, Peer] = {}
+        """A key that is a SIP URI: its AOR, compared by RFC 3261 19.1.4."""
+        self._by_domain: dict[str, Peer] = {}
+        """A domain (lower case) or ``*``."""
         for key, uri in hops.items():
-            k = key if key == "*" or ":" not in key else address_of_record(key)
-            self._by_key[k.lower()] = hop_peer(uri, default)
+            aor = None if key == "*" or ":" not in key else address_of_record(key)
+            if aor is not None:
+                self._by_aor[aor] = hop_peer(uri, default)
+            else:
+                self._by_domain[key.lower()] = hop_peer(uri, default)
 
     def peer_for(self, uri: str) -> Peer | None:
         """The hop for ``uri``: its exact AOR, else its domain, else ``*``; None for a URI
@@ -188,14 +190,10 @@ class Hops:
         host = uri_host(uri)
         if is_ip(host):
             return None
-        try:
-            aor = address_of_record(uri_of(uri)).lower()
-        except ValueError:
-            aor = ""
-        for key in (aor, host, "*"):
-            if key and key in self._by_key:
-                return self._by_key[key]
-        return None
+        aor = address_of_record(addr_spec(uri))
+        if aor is not None and aor in self._by_aor:
+            return self._by_aor[aor]
+        return self._by_domain.get(host) or self._by_domain.get("*")
 
 
 def make_endpoint(settings: SipSettings, node: str, trace: TraceHook | None) -> SipEndpoint:
@@ -242,10 +240,8 @@ def sender_identity(request: Request, trusted_hosts: frozenset[str]) -> str | No
     raw = raw or request.header("from")
     if not raw:
         return None
-    try:
-        return address_of_record(uri_of(raw.split(",")[0]))
-    except ValueError:
-        return None
+    aor = address_of_record(addr_spec(raw.split(",")[0]))
+    return None if aor is None else str(aor)  # the canonical text (RFC 3261 19.1.4)
 
 
 def trusted_source(source: str | None, trusted_hosts: frozenset[str]) -> bool:

@@ -71,6 +71,7 @@ from mcacm_sip.core.config import (
 from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
 from mcacm_sip.runtime.base import TRUST_KEY, SipSettings, TlsSettings, TrustMode, hop_peer
 from mcacm_sip.sip import Limits, Listen, Timers, Transport
+from mcacm_sip.sip.uri import Uri, address_of_record
 
 LogFormat = Literal["console", "json"]
 LEVELS = ("debug", "info", "warning", "error")
@@ -122,6 +123,15 @@ class FaServerNodeConfig:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def configured_aor(text: str, key: str) -> Uri:
+    """A configured identity as the AOR the node compares it by (RFC 3261 19.1.4); a
+    ConfigError naming ``key`` if it is no SIP URI."""
+    aor = address_of_record(text)
+    if aor is None:
+        raise ConfigError(key, f"{text!r} is not a SIP URI")
+    return aor
 
 
 def parse_transport(data: Mapping[str, Any], path: str) -> Transport:

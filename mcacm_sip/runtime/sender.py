@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
-from aiosipua.headers import parse_uri
-
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.errors import AcmError
 from mcacm_sip.acm.model import (
@@ -55,6 +53,7 @@ from mcacm_sip.sip import (
     Timers,
 )
 from mcacm_sip.sip.registrar import RegistrationClient, RegistrationError
+from mcacm_sip.sip.uri import registrar_uri
 
 SendRole = Literal["acmc", "acms"]
 
@@ -267,15 +266,6 @@ class SendSettings:
     icsi: str = "urn:urn-7:3gpp-service.ims.icsi.mcptt"
     timers: Timers = field(default_factory=Timers)
     registration_expires: int = 600
-
-
-def registrar_uri(to: str) -> str:
-    """The ACMS's domain as a REGISTER Request-URI (RFC 3261 10.2): ``sip:host[:port]``."""
-    u = parse_uri(to.strip().strip("<>"))
-    host = (u.host or "").strip("[]")
-    host = f"[{host}]" if ":" in host else host
-    scheme = "sips" if u.scheme == "sips" else "sip"
-    return f"{scheme}:{host}" + (f":{u.port}" if u.port else "")
 
 
 def local_address_toward(host: str, port: int = 5060) -> str:

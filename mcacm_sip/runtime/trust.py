@@ -24,17 +24,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcacm_sip.acm.model import AcmFlow
-from mcacm_sip.core.config import PeerSystem, uri_host
+from mcacm_sip.core.config import PeerSystem
 from mcacm_sip.core.events import FlowFromAcmc, FlowFromPeer
 from mcacm_sip.runtime.base import sender_identity, source_ip, trusted_source
+from mcacm_sip.runtime.config import configured_aor
 from mcacm_sip.sip import Request
-from mcacm_sip.sip.dialog import address_of_record
+from mcacm_sip.sip.uri import Uri, address_of_record
 
 
 def certificate_names(cert: Mapping[str, Any] | None) -> frozenset[str] | None:
     """The identities a verified certificate gives (RFC 5922 7.1): its subjectAltName DNS names
-    and SIP URIs (a URI with a user part as its AOR, else its host), lower case; the subject
-    CN only when there is no subjectAltName.  None: no certificate."""
+    and SIP URIs (a URI with a user part as the canonical text of its AOR, RFC 3261 19.1.4 --
+    one text for every spelling --, else its host), DNS names lower case; the subject CN only
+    when there is no subjectAltName.  None: no certificate."""
     if not cert:
         return None
     names: set[str] = set()
@@ -42,11 +44,9 @@ def certificate_names(cert: Mapping[str, Any] | None) -> frozenset[str] | None:
         if kind == "DNS":
             names.add(str(value).lower())
         elif kind == "URI" and str(value).lower().startswith(("sip:", "sips:")):
-            try:
-                aor = address_of_record(str(value))
-            except ValueError:
-                continue
-            names.add(aor.lower() if "@" in aor else uri_host(aor))
+            aor = address_of_record(str(value))
+            if aor is not None:
+                names.add(_certificate_name(aor))
     if not cert.get("subjectAltName"):
         names.update(str(v).lower() for rdn in cert.get("subject", ()) for k, v in rdn
                      if k == "commonName")
@@ -56,9 +56,16 @@ def certificate_names(cert: Mapping[str, Any] | None) -> frozenset[str] | None:
 def names_peer(names: Iterable[str], peer: PeerSystem) -> bool:
     """Whether certificate ``names`` name ``peer``: its PSI, its PSI's host or one of its
     domains (exact match; no wildcards, RFC 5922 7.2)."""
-    own = {address_of_record(peer.psi).lower(), uri_host(peer.psi),
-           *(d.lower() for d in peer.domains)}
+    psi = address_of_record(peer.psi)
+    own = {d.lower() for d in peer.domains}
+    if psi is not None:
+        own |= {_certificate_name(psi), psi.host}
     return not own.isdisjoint(names)
+
+
+def _certificate_name(aor: Uri) -> str:
+    # the canonical text stands for the Uri: equal texts <=> equivalent AORs (19.1.4)
+    return str(aor) if aor.user is not None else aor.host
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,15 +93,18 @@ class Trust:
 
     def __init__(self, peers: Iterable[PeerSystem], users: Iterable[str],
                  trusted_hosts: frozenset[str]) -> None:
-        self.peers = {address_of_record(p.psi): p for p in peers}
-        self.users = {address_of_record(u): u for u in users}
-        """AOR -> the configured MC service ID."""
+        self.peers: dict[Uri, PeerSystem] = {
+            configured_aor(p.psi, f"peers[{i}].psi"): p for i, p in enumerate(peers)}
+        self.users: dict[Uri, str] = {
+            configured_aor(u, f"users[{i}].id"): u for i, u in enumerate(users)}
+        """AOR -> the configured MC service ID (keys compare by RFC 3261 19.1.4)."""
         self.trusted_hosts = trusted_hosts
 
     def refusal(self, origin: Origin) -> str | None:
         """Why ``origin`` is not believed (the Warning text of a 403), or None."""
         identity, cert = origin.identity, origin.certificate
-        claimed = self.peers.get(identity) if identity is not None else None
+        aor = address_of_record(identity)
+        claimed = self.peers.get(aor) if aor is not None else None
         authenticated = [] if cert is None else [p for p in self.peers.values()
                                                  if names_peer(cert, p)]
         trusted_hop = origin.source in self.trusted_hosts
@@ -119,7 +129,9 @@ class Trust:
     def event(self, now: float, sender: str, flow: AcmFlow) -> FlowFromAcmc | FlowFromPeer:
         """A configured peer PSI -> peer ACMS; anything else a local ACMC user, whom the core
         authorises (23.280 10.17.7.2 step 2; strangers get 403 there)."""
-        peer = self.peers.get(sender)
+        aor = address_of_record(sender)
+        peer = self.peers.get(aor) if aor is not None else None
         if peer is not None:
             return FlowFromPeer(now, peer.psi, flow)
-        return FlowFromAcmc(now, self.users.get(sender, sender), flow)
+        user = self.users.get(aor) if aor is not None else None
+        return FlowFromAcmc(now, sender if user is None else user, flow)

@@ -19,14 +19,14 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from aiosipua.headers import parse_params, parse_uri, stringify_uri
+from aiosipua.headers import parse_params
 
 from ..text import ascii_int
 from .errors import SipTimeout, SipTransportError
 from .message import Request, Response
+from .uri import addr_spec
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -106,43 +106,9 @@ def split_params(value: str) -> tuple[str, dict[str, str | None]]:
     return token.strip().lower(), parse_params(rest)
 
 
-def uri_of(value: str) -> str:
-    """The URI of a name-addr or addr-spec (``"A" <sip:a@h>;tag=1`` -> ``sip:a@h``)."""
-    value = value.strip()
-    lt, gt = value.find("<"), value.rfind(">")
-    if 0 <= lt < gt:
-        return value[lt + 1 : gt].strip()
-    return value.split(";", 1)[0].strip()  # addr-spec: header parameters follow the URI
-
-
-def canonical_uri(uri: str) -> str:
-    """A comparable form of a SIP URI (not a header value: see :func:`uri_of`): scheme and host
-    lowercased, parameters sorted.
-
-    An approximation of RFC 3261 19.1.4 good enough to match a Contact we registered with the
-    one a registrar echoes, and to key resources. Raises BadRequest(400) on a non-SIP URI.
-    """
-    raw = uri.strip()
-    u = parse_uri(raw)
-    if not raw.lower().startswith(("sip:", "sips:")) or not u.host:
-        raise BadRequest(400, "Bad URI")
-    u.host = u.host.lower()
-    u.params = {k.lower(): v for k, v in sorted(u.params.items())}
-    u.headers = {}
-    return stringify_uri(u)
-
-
-@lru_cache(maxsize=1024)  # a pure function of a string; per message on the hot path
-def address_of_record(uri: str) -> str:
-    """RFC 3261 10.3 step 5: the canonical AOR, ``scheme:user@host[:port]`` without parameters."""
-    u = parse_uri(canonical_uri(uri))
-    u.params = {}
-    return stringify_uri(u)
-
-
 def uri_from(request: Request | Response, header: str) -> str:
     """The URI in the From or To header of a message."""
-    return uri_of(request.header(header) or "")
+    return addr_spec(request.header(header) or "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,7 +151,7 @@ def _contact(message: Request | Response) -> str | None:
     contacts = message.headers("contact")
     if len(contacts) != 1 or contacts[0].strip() == "*":
         return None
-    return uri_of(contacts[0])
+    return addr_spec(contacts[0])
 
 
 @dataclass(slots=True)
@@ -243,8 +209,8 @@ class Dialog:
             call_id=response.call_id,
             local_tag=request.from_tag or "",
             remote_tag=response.to_tag or "",
-            local_uri=uri_of(request.from_uri),
-            remote_uri=uri_of(request.to_uri),
+            local_uri=addr_spec(request.from_uri),
+            remote_uri=addr_spec(request.to_uri),
             remote_target=_contact(response) or request.uri,
             route_set=tuple(reversed(_record_route(response))),  # 12.1.2: reversed
             local_seq=request.cseq,
@@ -265,8 +231,8 @@ class Dialog:
             call_id=notify.call_id,
             local_tag=request.from_tag or "",
             remote_tag=notify.from_tag or "",
-            local_uri=uri_of(request.from_uri),
-            remote_uri=uri_of(request.to_uri),
+            local_uri=addr_spec(request.from_uri),
+            remote_uri=addr_spec(request.to_uri),
             remote_target=target,
             route_set=tuple(_record_route(notify)),
             local_seq=request.cseq,
@@ -533,12 +499,9 @@ __all__ = [
     "Refuse",
     "RequestSpec",
     "Ticker",
-    "address_of_record",
-    "canonical_uri",
     "exchange",
     "parse_expires",
     "parse_retry_after",
     "split_params",
     "uri_from",
-    "uri_of",
 ]

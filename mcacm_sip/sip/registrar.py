@@ -26,16 +26,14 @@ from .dialog import (
     Header,
     RefreshingClient,
     RequestSpec,
-    address_of_record,
-    canonical_uri,
     parse_expires,
     parse_retry_after,
     split_params,
     uri_from,
-    uri_of,
 )
 from .endpoint import Reply
 from .message import DEFAULT_LIMITS, Limits, Request, Response
+from .uri import Uri, addr_spec, address_of_record, try_identity
 
 if TYPE_CHECKING:
     from .endpoint import SipEndpoint
@@ -68,7 +66,7 @@ class Binding:
 class RegistrationChange:
     """An AOR's bindings before and after a REGISTER or an expiry."""
 
-    aor: str
+    aor: Uri
     before: tuple[Binding, ...]
     after: tuple[Binding, ...]
     expired: bool = False  # the change came from expiry, not from a REGISTER
@@ -85,17 +83,18 @@ class RegistrationChange:
 
 
 class BindingStore(Protocol):
-    """Where bindings live; the ACMS can persist them by implementing this."""
+    """Where bindings live; the ACMS can persist them by implementing this.  AORs are
+    :class:`Uri` values (RFC 3261 10.3 step 5), so every spelling of one AOR is one key."""
 
-    def get(self, aor: str) -> tuple[Binding, ...]:
+    def get(self, aor: Uri) -> tuple[Binding, ...]:
         """The AOR's bindings (expired ones included until :meth:`put` drops them)."""
         ...
 
-    def put(self, aor: str, bindings: tuple[Binding, ...]) -> None:
+    def put(self, aor: Uri, bindings: tuple[Binding, ...]) -> None:
         """Replace the AOR's bindings atomically; an empty tuple forgets the AOR."""
         ...
 
-    def aors(self) -> list[str]:
+    def aors(self) -> list[Uri]:
         """Every AOR with at least one binding."""
         ...
 
@@ -104,22 +103,31 @@ class MemoryBindingStore:
     """A :class:`BindingStore` in a dict."""
 
     def __init__(self) -> None:
-        self._data: dict[str, tuple[Binding, ...]] = {}
+        self._data: dict[Uri, tuple[Binding, ...]] = {}
 
-    def get(self, aor: str) -> tuple[Binding, ...]:
+    def get(self, aor: Uri) -> tuple[Binding, ...]:
         return self._data.get(aor, ())
 
-    def put(self, aor: str, bindings: tuple[Binding, ...]) -> None:
+    def put(self, aor: Uri, bindings: tuple[Binding, ...]) -> None:
         if bindings:
             self._data[aor] = bindings
         else:
             self._data.pop(aor, None)
 
-    def aors(self) -> list[str]:
+    def aors(self) -> list[Uri]:
         return list(self._data)
 
 
-Authorise = Callable[[str, Request], bool | str]
+def contact_key(text: str) -> Uri:
+    """The Contact URI a binding is found by: 10.3 step 7 compares contacts by 19.1.4.  Raises
+    BadRequest(400) for a Contact that is no SIP or SIPS URI."""
+    u = try_identity(text)
+    if u is None or u.scheme not in ("sip", "sips") or not u.host:
+        raise BadRequest(400, "Bad URI")
+    return u
+
+
+Authorise = Callable[[Uri, Request], bool | str]
 """(AOR, REGISTER request) -> may this request change this AOR's bindings: True, or False /
 a refusal text (the 403's Warning)."""
 RegistrationObserver = Callable[[RegistrationChange], None]
@@ -166,15 +174,15 @@ class Registrar:
 
     # -- queries
 
-    def contacts(self, aor: str, now: float) -> tuple[Binding, ...]:
-        """The AOR's live bindings (``aor`` in any form; it is canonicalised)."""
-        try:
-            key = address_of_record(aor)
-        except BadRequest:
+    def contacts(self, aor: str | Uri, now: float) -> tuple[Binding, ...]:
+        """The AOR's live bindings (``aor`` in any RFC 3261 19.1.4 spelling, parameters
+        ignored as 10.3 step 5 says)."""
+        key = address_of_record(aor)
+        if key is None:
             return ()
         return tuple(b for b in self.store.get(key) if b.expires_at > now)
 
-    def is_registered(self, aor: str, now: float) -> bool:
+    def is_registered(self, aor: str | Uri, now: float) -> bool:
         """"Logged on": the AOR has at least one live binding."""
         return bool(self.contacts(aor, now))
 
@@ -203,8 +211,10 @@ class Registrar:
             return _reply(exc.status, exc.reason)
 
     def _handle(self, request: Request, now: float) -> Reply:
-        # 10.3 step 5: the AOR is the To URI in canonical form (no parameters).
+        # 10.3 step 5: the AOR is the To URI without parameters, compared by 19.1.4
         aor = address_of_record(uri_from(request, "to"))
+        if aor is None:
+            raise BadRequest(400, "Bad URI")
         # 10.3 step 4: the application decides who may register this AOR.
         if self._authorise is not None:
             verdict = self._authorise(aor, request)
@@ -218,7 +228,10 @@ class Registrar:
         # RFC 3327 5.3: the Path values are kept with each contact this REGISTER binds
         path = tuple(request.headers("path"))
         before = self.store.get(aor)
-        live = {canonical_uri(b.contact): b for b in before if b.expires_at > now}
+        # 10.3 step 7: contacts compare by 19.1.4 (a stored one that no longer parses is
+        # dropped here: nothing could match it)
+        live = {key: b for b in before
+                if b.expires_at > now and (key := try_identity(b.contact)) is not None}
 
         if any(c.strip() == "*" for c in contacts):
             # 10.3 step 6: "*" only alone and with Expires: 0; it removes every binding.
@@ -238,14 +251,14 @@ class Registrar:
             if 0 < expires < self.min_expires:
                 return _reply(423, None, [("Min-Expires", str(self.min_expires))])
             expires = min(expires, self.max_expires)  # the registrar may shorten it
-            key = canonical_uri(uri_of(value))
+            key = contact_key(addr_spec(value))
             old = updated.get(key)
             if old is not None:
                 self._check_order(old, request)
             if expires == 0:
                 updated.pop(key, None)
             else:
-                updated[key] = Binding(uri_of(value), now + expires, request.call_id,
+                updated[key] = Binding(addr_spec(value), now + expires, request.call_id,
                                        request.cseq, path)
         after = tuple(updated.values())
         if len(after) > max(cap, len(live)):  # a refresh at the cap is still taken
@@ -275,7 +288,7 @@ class Registrar:
             raise BadRequest(500, "Out Of Order REGISTER")
 
     def _done(
-        self, aor: str, before: tuple[Binding, ...], after: tuple[Binding, ...], now: float,
+        self, aor: Uri, before: tuple[Binding, ...], after: tuple[Binding, ...], now: float,
         request: Request,
     ) -> Reply:
         live_before = tuple(b for b in before if b.expires_at > now)
@@ -291,14 +304,14 @@ class Registrar:
         return _reply(200, None, headers)
 
     def _commit(
-        self, aor: str, before: tuple[Binding, ...], after: tuple[Binding, ...], *, expired: bool
+        self, aor: Uri, before: tuple[Binding, ...], after: tuple[Binding, ...], *, expired: bool
     ) -> RegistrationChange:
         self._put(aor, before, after)
         change = RegistrationChange(aor, before, after, expired)
         self._notify(change)
         return change
 
-    def _put(self, aor: str, before: tuple[Binding, ...], after: tuple[Binding, ...]) -> None:
+    def _put(self, aor: Uri, before: tuple[Binding, ...], after: tuple[Binding, ...]) -> None:
         self.store.put(aor, after)
         self.bindings += len(after) - len(before)
 
@@ -339,7 +352,7 @@ class Registration:
     ) -> None:
         self.registrar = registrar
         self.aor = aor
-        self.contact = uri_of(contact) if "<" in contact else contact  # a URI from here on
+        self.contact = addr_spec(contact) if "<" in contact else contact  # a URI from here on
         self.requested = expires
         self.retry_after = retry_after
         self.call_id = call_id or f"{secrets.token_hex(8)}@mcacm"
@@ -417,10 +430,10 @@ class Registration:
     def _granted(self, response: Response) -> int:
         """The interval granted to our contact: its ``expires`` parameter in the 200, else the
         Expires header, else what we asked (RFC 3261 10.2.4)."""
-        ours = canonical_uri(self.contact)
-        for value in response.headers("contact"):
+        ours = try_identity(self.contact)
+        for value in response.headers("contact") if ours is not None else ():
             try:
-                if canonical_uri(uri_of(value)) != ours:
+                if try_identity(addr_spec(value)) != ours:  # 10.2.4: by 19.1.4
                     continue
                 _, params = split_params(value[value.rfind(">") + 1 :] if ">" in value else "")
                 found = parse_expires(params.get("expires"))
@@ -481,10 +494,10 @@ class RegistrarService(ExpiringService):
         super().__init__(endpoint, "REGISTER", registrar, clock=clock)
         self.registrar = registrar
 
-    def is_registered(self, aor: str) -> bool:
+    def is_registered(self, aor: str | Uri) -> bool:
         return self.registrar.is_registered(aor, self.clock())
 
-    def contacts(self, aor: str) -> tuple[Binding, ...]:
+    def contacts(self, aor: str | Uri) -> tuple[Binding, ...]:
         return self.registrar.contacts(aor, self.clock())
 
 
@@ -513,7 +526,7 @@ class RegistrationClient(RefreshingClient[Registration]):
         core = Registration(
             registrar=registrar,
             aor=aor,
-            contact=uri_of(endpoint.contact(transport, contact_user)),
+            contact=addr_spec(endpoint.contact(transport, contact_user)),
             expires=expires,
         )
         super().__init__(endpoint, core, transport, clock)
@@ -548,4 +561,5 @@ __all__ = [
     "RegistrationError",
     "RegistrationObserver",
     "RegistrationState",
+    "contact_key",
 ]

@@ -39,7 +39,6 @@ from .dialog import (
     parse_expires,
     split_params,
     uri_from,
-    uri_of,
 )
 from .endpoint import Reply
 from .message import Request, Response, media_type, new_tag
@@ -826,5 +825,4 @@ __all__ = [
     "Subscription",
     "SubscriptionHandle",
     "SubscriptionRefused",
-    "uri_of",
 ]

@@ -35,7 +35,18 @@ from functools import lru_cache
 
 from ..text import ascii_int
 
-__all__ = ["InvalidUri", "Uri", "identity", "same_identity", "uri_glob_match"]
+__all__ = [
+    "InvalidUri",
+    "Uri",
+    "addr_spec",
+    "address_of_record",
+    "identity",
+    "registrar_uri",
+    "same_identity",
+    "try_identity",
+    "uri_glob_match",
+    "uri_host",
+]
 
 
 class InvalidUri(ValueError):
@@ -279,6 +290,65 @@ def _parse(text: str) -> Uri:
 def identity(text: str) -> Uri:
     """The :class:`Uri` of an identity given as text (cached); raise :class:`InvalidUri`."""
     return _parse(text)
+
+
+def try_identity(text: str | None) -> Uri | None:
+    """:func:`identity`, or None for text that is no URI (or None): for lookups of a name taken
+    from a message, where an unparseable name simply matches nobody."""
+    if text is None:
+        return None
+    try:
+        return identity(text)
+    except InvalidUri:
+        return None
+
+
+@lru_cache(maxsize=4096)  # per request on the registrar's and the trust's path
+def address_of_record(text: str | Uri | None) -> Uri | None:
+    """RFC 3261 10.3 step 5: the address of record a SIP or SIPS URI names (no parameters, no
+    headers, no password); None for text that is no SIP or SIPS URI with a host.  Every
+    §19.1.4 spelling of one AOR gives an equal value, and ``str()`` of it is one text."""
+    u = text if isinstance(text, Uri) else try_identity(text)
+    if u is None or u.scheme not in ("sip", "sips") or not u.host:
+        return None
+    return u.aor
+
+
+def addr_spec(value: str) -> str:
+    """The URI of a header value: a name-addr's ``<...>`` or an addr-spec without the header's
+    parameters (RFC 3261 20.10: ``"A" <sip:a@h;lr>;tag=1`` -> ``sip:a@h;lr``,
+    ``sip:a@h;tag=1`` -> ``sip:a@h``)."""
+    value = value.strip()
+    lt, gt = value.find("<"), value.rfind(">")
+    if 0 <= lt < gt:
+        return value[lt + 1 : gt].strip()
+    return value.split(";", 1)[0].strip()
+
+
+@lru_cache(maxsize=1024)
+def uri_host(text: str) -> str:
+    """The host of a URI or header value, lower case, an IPv6 address without brackets:
+    ``<sip:alice@Host.example:5060;p>`` -> ``host.example``.  Never raises: for text that is no
+    URI, the part between ``@`` (if any) and the port, lower-cased (a name for log and Warning
+    lines, which nothing compares)."""
+    uri = addr_spec(text)
+    u = try_identity(uri)
+    if u is not None and u.host:
+        return u.host
+    host = uri.split(":", 1)[-1].rpartition("@")[2]
+    if host.startswith("["):
+        return host[1:host.find("]")].lower()
+    for sep in (";", "?", ":"):
+        host = host.split(sep, 1)[0]
+    return host.lower()
+
+
+def registrar_uri(text: str | Uri) -> str:
+    """The Request-URI of a REGISTER to the registrar of ``text``'s domain (RFC 3261 10.2:
+    "the userinfo and "@" components of the SIP URI MUST NOT be present"):
+    ``sip:acms@Primary.Example:5070`` -> ``sip:primary.example:5070``; ``sips`` stays."""
+    u = text if isinstance(text, Uri) else identity(addr_spec(text))
+    return f"{'sips' if u.scheme == 'sips' else 'sip'}:{u.hostport}"
 
 
 def same_identity(a: str | Uri, b: str | Uri) -> bool:

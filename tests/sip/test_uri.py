@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from uri_kit import respelled
 
 from mcacm_sip.sip.uri import InvalidUri, Uri, identity, same_identity, uri_glob_match
 
@@ -88,24 +89,6 @@ def test_glob() -> None:
 
 # ------------------------------------------------------------------ respellings (property)
 
-_user = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=12)
-_label = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=8)
-
-
-@st.composite
-def respelled(draw: st.DrawFn) -> tuple[str, str]:
-    """A canonical identity and an RFC-equivalent spelling of it."""
-    scheme = draw(st.sampled_from(["sip", "sips"]))
-    user, host = draw(_user), ".".join(draw(st.lists(_label, min_size=1, max_size=3)))
-    canonical = f"{scheme}:{user}@{host}"
-    esc_user = "".join(f"%{ord(c):02{draw(st.sampled_from('xX'))}}" if draw(st.booleans())
-                       else c for c in user)
-    cased_host = "".join(c.upper() if draw(st.booleans()) else c for c in host)
-    cased_scheme = scheme.upper() if draw(st.booleans()) else scheme
-    params = draw(st.lists(st.sampled_from([";lr", ";x-foo=Bar", ";ob"]), max_size=2, unique=True))
-    return canonical, f"{cased_scheme}:{esc_user}@{cased_host}{''.join(params)}"
-
-
 @given(respelled())
 def test_any_respelling_is_the_same_identity(pair: tuple[str, str]) -> None:
     canonical, spelling = pair
@@ -121,3 +104,29 @@ def test_parse_is_total(text: str) -> None:
     except InvalidUri:
         return
     assert Uri.parse(str(u)) == u  # the canonical spelling parses to the same identity
+
+
+def test_helpers_of_the_one_home() -> None:
+    from mcacm_sip.sip.uri import (
+        addr_spec,
+        address_of_record,
+        registrar_uri,
+        try_identity,
+        uri_host,
+    )
+    # a header value's URI (RFC 3261 20.10): parameters after an addr-spec are the header's
+    assert addr_spec('"A" <sip:a@h.example;lr>;tag=1') == "sip:a@h.example;lr"
+    assert addr_spec("sip:a@h.example;tag=1") == "sip:a@h.example"
+    # 10.3 step 5: no parameters, headers or password; None for what is no SIP URI
+    assert address_of_record("SIP:%61@H.example;transport=tcp?x=y") == identity("sip:a@h.example")
+    assert str(address_of_record("sip:a:pw@h.example;ob")) == "sip:a@h.example"
+    assert address_of_record("tel:+123") is None and address_of_record("nonsense") is None
+    assert try_identity(None) is None and try_identity("sip:") is None
+    # 10.2: the registrar's domain with the PSI's port and scheme (the ACMC dropped both)
+    assert registrar_uri("sip:acms@127.0.0.1:5070") == "sip:127.0.0.1:5070"
+    assert registrar_uri("<sips:acms@Primary.Example>") == "sips:primary.example"
+    assert registrar_uri("sip:acms@[::1]:5070;transport=tcp") == "sip:[::1]:5070"
+    # the host of anything, never raising (Warning and log lines)
+    assert uri_host("<sip:alice@Host.example:5060;p>") == "host.example"
+    assert uri_host("sip:a@[::1]:5060") == "::1"
+    assert uri_host("sip:a@bad_host.example") == "bad_host.example"
