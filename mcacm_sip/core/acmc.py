@@ -45,7 +45,8 @@ from mcacm_sip.core.events import (
     Send,
     TimerTick,
 )
-from mcacm_sip.core.state import Hop, response_to
+from mcacm_sip.core.identity import same
+from mcacm_sip.core.state import Hop, answers, response_to
 
 log = logging.getLogger("mcacm.acmc")
 _V = TypeVar("_V")
@@ -85,7 +86,8 @@ class AcmcCore:
         self._open: dict[str, OpenRequest] = {}
         self._sends: dict[str, tuple[str, str | None]] = {}   # send id -> (what, txid)
         self._to_decide: dict[str, AcmRequest] = {}
-        self._decided: dict[str, AcmResponse] = {}  # newest last, at most REMEMBERED
+        # id -> (the request, our decision); newest last, at most REMEMBERED
+        self._decided: dict[str, tuple[AcmRequest, AcmResponse]] = {}
         self._finished: dict[str, None] = {}  # transaction ids; newest last, at most REMEMBERED
 
     @property
@@ -145,7 +147,7 @@ class AcmcCore:
         fa = self.config.functional_alias or (
             request.target.functional_alias if request.target is not None else None)
         response = response_to(request, Party(self.config.mc_service_id, fa), result)
-        _keep(self._decided, transaction_id, response)
+        _keep(self._decided, transaction_id, (request, response))
         out = Actions()
         self._send(out, "response", transaction_id, response)
         return out.result()
@@ -172,7 +174,7 @@ class AcmcCore:
 
     def _flow(self, now: float, flow: AcmFlow, out: Actions) -> None:
         if isinstance(flow, PendingDataNotification):
-            if flow.user != self.config.mc_service_id:
+            if not same(flow.user, self.config.mc_service_id):
                 out.refuse(404, f"not-this-user: {flow.user}")
                 return
             out.accept()
@@ -180,12 +182,13 @@ class AcmcCore:
             dl = PendingDataDownloadRequest(new_transaction_id(), self.config.mc_service_id)
             self._send(out, "download", None, dl)
         elif isinstance(flow, PendingDataDownloadResponse):
-            if flow.user != self.config.mc_service_id:
+            if not same(flow.user, self.config.mc_service_id):
                 out.refuse(404, f"not-this-user: {flow.user}")
                 return
             out.accept()
             for item in flow.items:  # 10.17.3.1: every pending item, in order
-                self._item(item, out)
+                if (why := self._item(item, out)) is not None:
+                    log.warning("pending item %s ignored: %s", item.transaction_id, why)
         elif isinstance(flow, ProcessIndication):
             out.accept()
             o = self._open.get(flow.transaction_id)
@@ -194,15 +197,20 @@ class AcmcCore:
                 out.add(Report(flow.transaction_id, ReportKind.INDICATION, flow))
         elif isinstance(flow, AcmRequest | AcmResponse):
             out.accept()
-            self._item(flow, out)
+            if (why := self._item(flow, out)) is not None:
+                log.warning("%s %s refused: %s", flow.FLOW, flow.transaction_id, why)
+                out.refuse(400, why)
         else:
             out.refuse(400, f"unexpected-flow: an ACMS does not send {flow.FLOW} to an ACMC")
 
-    def _item(self, flow: AcmRequest | AcmResponse, out: Actions) -> None:
+    def _item(self, flow: AcmRequest | AcmResponse, out: Actions) -> str | None:
+        """Take one request or response from our ACMS; the refusal text if it is refused."""
         tid = flow.transaction_id
         if isinstance(flow, AcmResponse):
             # 23.280 10.17.7.2 step 10: the final answer to one of our requests
-            if tid in self._open:
+            if (o := self._open.get(tid)) is not None:
+                if not answers(flow, o.request):
+                    return f"wrong-response: {flow.FLOW} does not answer {o.request.FLOW}"
                 self._finish(tid)
                 out.add(Report(tid, ReportKind.RESPONSE, flow))
             elif tid in self._finished:
@@ -214,13 +222,25 @@ class AcmcCore:
                 _keep(self._finished, tid, None)
                 out.add(Report(tid, ReportKind.RESPONSE, flow,
                                text="answer to a request not open in this session"))
-        elif tid in self._decided:
+        elif (decided := self._decided.get(tid)) is not None:
+            if decided[0] != flow:
+                return self._reused(tid)
             # decided before, but the ACMS still holds it: our answer was lost, send it again
-            self._send(out, "response", tid, self._decided[tid])
-        elif tid not in self._to_decide:
+            self._send(out, "response", tid, decided[1])
+        elif (waiting := self._to_decide.get(tid)) is not None:
+            if waiting != flow:
+                return self._reused(tid)
+        else:
             # 23.280 10.17.7.2 step 5 -> step 6: a person (or --auto) decides
             self._to_decide[tid] = flow
             out.add(Decide(flow))
+        return None
+
+    @staticmethod
+    def _reused(tid: str) -> str:
+        # decision: one id, one request -- a different request under an id we hold is refused
+        # (the exact repeat is idempotent); docs/decisions.md "Identity and authority"
+        return f"transaction-id-reused: {tid} is in use for another request"
 
     def _finish(self, tid: str) -> None:
         del self._open[tid]

@@ -15,7 +15,6 @@ import logging
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
-from fnmatch import fnmatchcase
 from typing import Any
 
 from mcacm_sip.acm.model import (
@@ -41,7 +40,7 @@ from mcacm_sip.acm.model import (
     UserRemoval,
     new_transaction_id,
 )
-from mcacm_sip.core.config import AcmsConfig, AuthorisedUser, PeerSystem, uri_host
+from mcacm_sip.core.config import AcmsConfig, AuthorisedUser, PeerSystem
 from mcacm_sip.core.events import (
     AcmsEvent,
     Action,
@@ -58,6 +57,7 @@ from mcacm_sip.core.events import (
     UserLoggedOff,
     UserLoggedOn,
 )
+from mcacm_sip.core.identity import matches_pattern, same, uid
 from mcacm_sip.core.policy import PolicyAction, assess
 from mcacm_sip.core.state import (
     AWAITING_DECISION,
@@ -75,10 +75,12 @@ from mcacm_sip.core.state import (
     Trigger,
     TxState,
     answers,
+    mapping_key,
     response_to,
     transition,
     tx_key,
 )
+from mcacm_sip.sip.uri import Uri
 
 log = logging.getLogger("mcacm.acms")
 
@@ -130,24 +132,31 @@ class AcmsCore:
 
     def __init__(self, config: AcmsConfig, snapshot: Snapshot | None = None) -> None:
         self.config = config
-        self._peers: dict[str, PeerSystem] = {p.psi: p for p in config.peers}
-        self._users: dict[str, AuthorisedUser] = {u.id: u for u in config.users}
+        # identities are compared as URIs (RFC 3261 19.1.4): every dict/set below keyed by one
+        # is keyed by its Uri (core/identity.py), never by the text as written
+        self._peers: dict[Uri, PeerSystem] = {uid(p.psi): p for p in config.peers}
+        self._users: dict[Uri, AuthorisedUser] = {uid(u.id): u for u in config.users}
         self._tx: dict[str, Transaction] = {}
-        self._partner_keys: dict[str, set[str]] = {}          # txid -> partner tx keys
+        # (role, leg id) -> tx key: primary, the id the partner answers under; partner, the id
+        # our ACMC decides under (docs/decisions.md "Identity and authority", leg ids)
+        self._legs: dict[tuple[Role, str], str] = {}
+        self._via_fa: dict[Uri, dict[str, None]] = {}         # FA -> partner tx keys routed by it
         self._pending: dict[str, PendingItem] = {}
-        self._queues: dict[str, dict[str, None]] = {}         # owner -> ordered item keys
+        self._queues: dict[Uri, dict[str, None]] = {}         # owner -> ordered item keys
         self._out: dict[str, Outgoing] = {}
         self._out_of_tx: dict[str, dict[str, None]] = {}      # tx key -> its send ids
-        self._notifying: dict[str, str] = {}  # user -> send id of its pending-data notification
+        self._notifying: dict[Uri, str] = {}  # user -> send id of its pending-data notification
         # (when, kind, key) of every transaction deadline and retry time, lazily deleted:
         # an entry is live while its record still has that time (get_timer is O(log n))
         self._timers: list[tuple[float, str, str]] = []
         self._maps: dict[str, Mapping] = {}
-        self._by_partner_id: dict[tuple[Role, str], str] = {}  # (side, partner id) -> map key
-        self._online: set[str] = set()
-        self._holders: dict[str, tuple[str, ...]] = {}
-        self._subscribed: set[str] = set()
-        self._round_robin: dict[str, int] = {}
+        self._by_partner_id: dict[tuple[Role, Uri], str] = {}  # (side, partner id) -> map key
+        self._assigned = 0  # mappings this system assigned ({n} of the id template)
+        self._online: dict[Uri, str] = {}                     # logged-on user -> as spelled
+        self._holders: dict[Uri, tuple[str, ...]] = {}
+        self._fas_of: dict[Uri, set[Uri]] = {}                # holder -> FAs it holds
+        self._subscribed: set[Uri] = set()
+        self._round_robin: dict[Uri, int] = {}
         if snapshot is not None:
             records: tuple[Record, ...] = (*snapshot.transactions, *snapshot.pending,
                                            *snapshot.outgoing, *snapshot.mappings)
@@ -172,6 +181,11 @@ class AcmsCore:
         for og in list(self._out.values()):
             if og.next_at is None:
                 out.add(Send(og.send_id, og.hop, og.to, og.flow))
+        for tx in [t for t in self._tx.values()
+                   if t.role is Role.PRIMARY and t.state is TxState.PENDING_FA]:
+            # stored before responses were routed to their requester (decision): do so now
+            self._drop_item(tx.key, out)
+            self._deliver_or_queue(now, tx, tx.origin, out)
         return out.result()
 
     def handle(self, event: AcmsEvent) -> list[Action]:
@@ -184,7 +198,7 @@ class AcmsCore:
             case UserLoggedOn():
                 self._logon(event.now, event.user, out)
             case UserLoggedOff():
-                self._online.discard(event.user)
+                self._online.pop(uid(event.user), None)
             case FaHoldersChanged():
                 self._fa_changed(event.now, event.fa, event.holders, out)
             case DeliveryOutcome():
@@ -201,22 +215,30 @@ class AcmsCore:
         return timers[0][0] if timers else None
 
     # read-only views (tools, tests, the demo)
-    def transaction(self, role: Role, transaction_id: str, peer: str = "") -> Transaction | None:
-        return self._tx.get(tx_key(role, peer, transaction_id))
+    def transaction(self, role: Role, transaction_id: str, origin: str | None = None
+                    ) -> Transaction | None:
+        """The transaction ``origin`` (primary: the requesting user; partner: the origin
+        ACMS's PSI) opened under ``transaction_id``; without ``origin``, the only transaction
+        of ``role`` with that id (O(n): tools and tests), None if there are several."""
+        if origin is not None:
+            return self._tx.get(tx_key(role, origin, transaction_id))
+        found = [t for t in self._tx.values()
+                 if t.role is role and t.transaction_id == transaction_id]
+        return found[0] if len(found) == 1 else None
 
     def transactions(self) -> tuple[Transaction, ...]:
         return tuple(self._tx.values())
 
     def pending_for(self, owner: str) -> tuple[PendingItem, ...]:
         """The queue of a user or FA, oldest first: O(k) in its length."""
-        return tuple(self._pending[k] for k in self._queues.get(owner, {}))
+        return tuple(self._pending[k] for k in self._queues.get(uid(owner), {}))
 
     def mappings(self) -> tuple[Mapping, ...]:
         return tuple(self._maps.values())
 
     @property
     def logged_on(self) -> frozenset[str]:
-        return frozenset(self._online)
+        return frozenset(self._online.values())
 
     @property
     def sends_in_flight(self) -> int:
@@ -247,24 +269,30 @@ class AcmsCore:
                 self._tx[record.key] = record
                 if old is None or old.deadline != record.deadline:
                     self._timer_at(record.deadline, record.KIND, record.key)
-                if record.role is Role.PARTNER:
-                    self._partner_keys.setdefault(record.transaction_id, set()).add(record.key)
+                if old is None:
+                    self._legs[(record.role, record.leg)] = record.key
+                    if record.role is Role.PARTNER and record.state in AWAITING_DECISION:
+                        fa = self._fa_route(record.request)
+                        if fa is not None:
+                            self._via_fa.setdefault(uid(fa), {})[record.key] = None
             case PendingItem():
                 self._pending[record.key] = record
-                self._queues.setdefault(record.owner, {})[record.key] = None
+                self._queues.setdefault(uid(record.owner), {})[record.key] = None
             case Outgoing():
                 old_og = self._out.get(record.key)
                 self._out[record.key] = record
                 if record.tx_key is not None:
                     self._out_of_tx.setdefault(record.tx_key, {})[record.key] = None
                 if record.purpose is Purpose.NOTIFY:
-                    self._notifying[record.to] = record.key
+                    self._notifying[uid(record.to)] = record.key
                 if record.next_at is not None and (old_og is None
                                                    or old_og.next_at != record.next_at):
                     self._timer_at(record.next_at, record.KIND, record.key)
             case Mapping():
+                if record.key not in self._maps and record.side is Role.PARTNER:
+                    self._assigned += 1
                 self._maps[record.key] = record
-                self._by_partner_id[(record.side, record.partner_id)] = record.key
+                self._by_partner_id[(record.side, uid(record.partner_id))] = record.key
 
     def _put(self, record: Record, out: Actions) -> None:
         self._remember(record)
@@ -273,20 +301,18 @@ class AcmsCore:
 
     def _drop_tx(self, tx: Transaction, out: Actions) -> None:
         del self._tx[tx.key]
-        if tx.role is Role.PARTNER:
-            keys = self._partner_keys.get(tx.transaction_id, set())
-            keys.discard(tx.key)
-            if not keys:
-                self._partner_keys.pop(tx.transaction_id, None)
+        if self._legs.get((tx.role, tx.leg)) == tx.key:
+            del self._legs[(tx.role, tx.leg)]
         out.change(Remove(Transaction.KIND, tx.key))
 
     def _drop_item(self, key: str, out: Actions) -> PendingItem | None:
         item = self._pending.pop(key, None)
         if item is not None:
-            queue = self._queues[item.owner]
+            owner = uid(item.owner)
+            queue = self._queues[owner]
             del queue[key]
             if not queue:
-                del self._queues[item.owner]
+                del self._queues[owner]
             out.change(Remove(PendingItem.KIND, key))
         return item
 
@@ -295,8 +321,8 @@ class AcmsCore:
             of_tx.pop(og.send_id, None)
             if not of_tx:
                 del self._out_of_tx[og.tx_key]
-        if og.purpose is Purpose.NOTIFY and self._notifying.get(og.to) == og.send_id:
-            del self._notifying[og.to]
+        if og.purpose is Purpose.NOTIFY and self._notifying.get(uid(og.to)) == og.send_id:
+            del self._notifying[uid(og.to)]
         if self._out.pop(og.send_id, None) is not None and og.purpose in DURABLE_PURPOSES:
             out.change(Remove(Outgoing.KIND, og.send_id))
 
@@ -311,10 +337,11 @@ class AcmsCore:
         state, clause = transition(tx.role, tx.state, trigger)
         moved = replace(tx, state=state, **changes)
         if log.isEnabledFor(logging.INFO):  # one structured event per procedure step, no contents
-            log.info("%s %s: %s -> %s (%s)", moved.role, moved.transaction_id, tx.state,
-                     moved.state, trigger, extra={
+            log.info("%s %s from %s: %s -> %s (%s)", moved.role, moved.transaction_id,
+                     moved.origin, tx.state, moved.state, trigger, extra={
                          "event": "procedure.step", "transaction_id": moved.transaction_id,
-                         "role": str(moved.role), "peer": moved.peer,
+                         "role": str(moved.role), "peer": moved.peer, "origin": moved.origin,
+                         "leg_id": moved.leg,
                          "from_state": str(tx.state), "to_state": str(moved.state),
                          "trigger": str(trigger), "clause": clause})
         self._put(moved, out)
@@ -331,7 +358,7 @@ class AcmsCore:
     # ------------------------------------------------------------------ incoming flows
 
     def _from_acmc(self, now: float, sender: str, flow: AcmFlow, out: Actions) -> None:
-        if sender not in self._users:
+        if uid(sender) not in self._users:
             # decision: a stranger learns nothing (not even whether a transaction exists)
             out.refuse(403, f"not-authorised: {sender} is not an authorised ACM user")
         elif isinstance(flow, AcmRequest):
@@ -344,7 +371,7 @@ class AcmsCore:
             out.refuse(400, f"unexpected-flow: an ACMC does not send {flow.FLOW}")
 
     def _from_peer(self, now: float, origin: str, flow: AcmFlow, out: Actions) -> None:
-        peer = self._peers.get(origin)
+        peer = self._peers.get(uid(origin))
         if peer is None:
             # decision: an unknown system gets 403 and nothing is stored
             out.refuse(403, f"not-authorised: {origin} is not a configured peer system")
@@ -355,48 +382,73 @@ class AcmsCore:
         else:
             out.refuse(400, f"unexpected-flow: an ACMS does not send {flow.FLOW} to a peer")
 
+    def _refuse(self, out: Actions, status: int, text: str, tid: str, origin: str) -> None:
+        """A refused flow: the SIP answer with its Warning, and one log line (decision)."""
+        log.warning("refused %s from %s: %d %s", tid, origin, status, text,
+                    extra={"event": "acm.refused", "transaction_id": tid, "origin": origin,
+                           "status": status, "reason": text.split(":", 1)[0]})
+        out.refuse(status, text)
+
+    def _repeat(self, tx: Transaction, flow: AcmRequest, origin: str, out: Actions) -> bool:
+        """A request under an id its origin already uses: True (answered here) unless it is the
+        same request again.  decision: an exact repeat is idempotent, a different body under
+        the id is refused and changes nothing (docs/decisions.md "Identity and authority")."""
+        if tx.request == flow:
+            log.info("duplicate %s from %s", flow.transaction_id, origin)
+            out.accept()
+            return True
+        self._refuse(out, 400, f"transaction-id-reused: {flow.transaction_id} is in use for "
+                               f"another {tx.request.FLOW} from {origin}",
+                     flow.transaction_id, origin)
+        return True
+
+    def _new_leg(self, role: Role, transaction_id: str) -> str:
+        """The id a new transaction uses on its other leg: the origin's own id unless another
+        transaction of ``role`` uses it there, else a fresh one; "" means the origin's."""
+        return "" if (role, transaction_id) not in self._legs else uuid.uuid4().hex
+
     # ------------------------------------------------------------------ primary role
 
     def _primary_request(self, now: float, sender: str, req: AcmRequest, out: Actions) -> None:
-        key = tx_key(Role.PRIMARY, "", req.transaction_id)
-        if (tx := self._tx.get(key)) is not None:
-            if tx.request.requester.mc_service_id != sender:
-                out.refuse(400, f"duplicate-transaction-id: {req.transaction_id} is in use")
-                return
-            # decision: a duplicate is answered 200, not processed again; what we already
-            # have for it is re-sent (idempotent retry)
-            log.info("duplicate %s from %s", req.transaction_id, sender)
-            out.accept()
-            for flow in (tx.indication, tx.response if tx.state is not TxState.DELIVERING
-                         else None):
-                if flow is not None:
-                    self._send(out, Purpose.RELAY, Hop.ACMC, sender, flow, tx)
+        # decision: a transaction is its origin plus its id -- the same id from two of our
+        # ACMCs is two transactions
+        if (tx := self._tx.get(tx_key(Role.PRIMARY, sender, req.transaction_id))) is not None:
+            if self._repeat(tx, req, sender, out) and tx.request == req:
+                # decision: what we already have for it is re-sent (idempotent retry)
+                for flow in (tx.indication, tx.response if tx.state is not TxState.DELIVERING
+                             else None):
+                    if flow is not None:
+                        self._send(out, Purpose.RELAY, Hop.ACMC, sender, flow, tx)
             return
         # 23.280 10.17.7.2 step 2: authorisation check at the primary ACMS
         why = self._not_allowed_to_request(sender, req)
         if why:
-            out.refuse(403, f"not-authorised: {why}")  # step 3 not followed; nothing stored
+            # step 3 not followed; nothing stored
+            self._refuse(out, 403, f"not-authorised: {why}", req.transaction_id, sender)
             return
         peer, why = self._select_partner(req)
         if peer is None:
-            out.refuse(404, f"no-partner-system: {why}")
+            self._refuse(out, 404, f"no-partner-system: {why}", req.transaction_id, sender)
             return
-        user = self._users[sender]
-        if user.peers and peer not in user.peers:
-            out.refuse(403, f"not-authorised: {sender} may not address {peer}")
+        user = self._users[uid(sender)]
+        if user.peers and not any(same(peer, p) for p in user.peers):
+            self._refuse(out, 403, f"not-authorised: {sender} may not address {peer}",
+                         req.transaction_id, sender)
             return
+        leg = self._new_leg(Role.PRIMARY, req.transaction_id)
         tx = Transaction(Role.PRIMARY, req.transaction_id, peer, req, TxState.NEW, now,
-                         now + self.config.timers.answer_timeout)
+                         now + self.config.timers.answer_timeout, leg_id=leg)
         tx = self._move(tx, Trigger.REQUEST, out)
         out.accept()
-        # 23.280 10.17.7.2 step 3: forward to the partner ACMS
-        self._send(out, Purpose.FORWARD, Hop.PEER, peer, req, tx, give_up_at=tx.deadline)
+        # 23.280 10.17.7.2 step 3: forward to the partner ACMS (under the peer-leg id)
+        forward = replace(req, transaction_id=leg) if leg else req
+        self._send(out, Purpose.FORWARD, Hop.PEER, peer, forward, tx, give_up_at=tx.deadline)
 
     def _not_allowed_to_request(self, sender: str, req: AcmRequest) -> str | None:
-        user = self._users[sender]  # strangers were refused by _from_acmc
+        user = self._users[uid(sender)]  # strangers were refused by _from_acmc
         if req.FLOW not in user.may_request:
             return f"{sender} may not send {req.FLOW}"
-        if req.requester.mc_service_id != sender:
+        if not same(req.requester.mc_service_id, sender):
             return f"requester {req.requester.mc_service_id} is not the sender {sender}"
         return None
 
@@ -404,16 +456,17 @@ class AcmsCore:
         """decision: by the migration mapping of the migrated user, else by the target's
         domain, else (no target) the only configured peer."""
         if isinstance(req, ProfileUpdateRequest):
-            key = self._by_partner_id.get((Role.PRIMARY, req.migrated_user_id))
+            key = self._by_partner_id.get((Role.PRIMARY, uid(req.migrated_user_id)))
             if key is not None:
                 return self._maps[key].peer, ""
         ids = [] if req.target is None else [req.target.mc_service_id,
                                              req.target.functional_alias]
-        for uri in ids:
-            if uri is None:
+        for text in ids:
+            if text is None:
                 continue
+            host = uid(text).host  # lower case: hosts compare case-insensitively (19.1.4)
             for peer in self.config.peers:
-                if uri_host(uri) in (d.lower() for d in peer.domains):
+                if host and any(host == d.lower() for d in peer.domains):
                     return peer.psi, ""
         if req.target is None and len(self.config.peers) == 1:
             return self.config.peers[0].psi, ""
@@ -422,13 +475,25 @@ class AcmsCore:
 
     def _primary_answer(self, now: float, peer: PeerSystem,
                         flow: AcmResponse | ProcessIndication, out: Actions) -> None:
-        tx = self._tx.get(tx_key(Role.PRIMARY, "", flow.transaction_id))
+        # the partner answers under the id we forwarded the request with (the peer-leg id)
+        key = self._legs.get((Role.PRIMARY, flow.transaction_id))
+        tx = self._tx.get(key) if key is not None else None
         if tx is None:
-            out.refuse(404, f"unknown-transaction: {flow.transaction_id}")
+            self._refuse(out, 404, f"unknown-transaction: {flow.transaction_id}",
+                         flow.transaction_id, peer.psi)
             return
-        if tx.peer != peer.psi:
-            out.refuse(403, f"not-authorised: {tx.transaction_id} was not sent to {peer.psi}")
+        if not same(tx.peer, peer.psi):
+            self._refuse(out, 403, f"not-authorised: {flow.transaction_id} was not sent to "
+                                   f"{peer.psi}", flow.transaction_id, peer.psi)
             return
+        why = self._mismatch(tx.request, flow)
+        if why is not None:
+            # decision: it does not answer the request that was sent; the transaction is
+            # left exactly as it was (the right answer is still taken)
+            self._refuse(out, 400, f"wrong-response: {why}", flow.transaction_id, peer.psi)
+            return
+        # towards our ACMC the flow carries its own id again
+        flow = replace(flow, transaction_id=tx.transaction_id)
         if isinstance(flow, ProcessIndication):
             out.accept()
             if tx.state in (TxState.FORWARDING, TxState.FORWARDED):
@@ -440,12 +505,8 @@ class AcmsCore:
                                    + self.config.timers.answer_grace)
                 tx = self._move(tx, Trigger.INDICATION, out, indication=flow, deadline=deadline)
                 # decision: relayed to the requesting ACMC if logged on, never queued
-                requester = tx.request.requester.mc_service_id
-                if requester in self._online:
-                    self._send(out, Purpose.RELAY, Hop.ACMC, requester, flow, tx)
-            return
-        if not answers(flow, tx.request):
-            out.refuse(400, f"wrong-response: {flow.FLOW} does not answer {tx.request.FLOW}")
+                if uid(tx.origin) in self._online:
+                    self._send(out, Purpose.RELAY, Hop.ACMC, tx.origin, flow, tx)
             return
         out.accept()
         if tx.state not in OPEN_PRIMARY:
@@ -453,10 +514,42 @@ class AcmsCore:
             return
         self._drop_sends(tx, Purpose.FORWARD, out)
         self._learn_mappings(tx, flow, out)
-        # 23.280 10.17.7.2 step 9: store the response, then deliver or queue it
+        # 23.280 10.17.7.2 step 9: store the response, then deliver or queue it -- to the
+        # ACMC user who sent the request (decision: never to a name taken from the response)
         tx = self._move(tx, Trigger.RESPONSE, out, response=flow,
                         deadline=now + self.config.timers.pending_response_ttl)
-        self._route(now, tx, flow.target, out)
+        self._deliver_or_queue(now, tx, tx.origin, out)
+
+    def _mismatch(self, req: AcmRequest, flow: AcmResponse | ProcessIndication) -> str | None:
+        """Why ``flow`` does not answer ``req`` (None: it does).  decision: its flow answers
+        the request's flow; its migrated user (10.17.2.16) is the request's; its target is the
+        requester (MC service ID and FA as in the request); a per-user answer (10.17.5) names
+        only users of the request.  Identities compare as URIs."""
+        if isinstance(flow, ProcessIndication):
+            if flow.request != req.FLOW:
+                return f"the indication is for {flow.request}, the request was {req.FLOW}"
+            return None
+        if not answers(flow, req):
+            return f"{flow.FLOW} does not answer {req.FLOW}"
+        if isinstance(req, ProfileUpdateRequest) and isinstance(flow, ProfileUpdateResponse) \
+                and not same(flow.migrated_user_id, req.migrated_user_id):
+            return (f"migrated user {flow.migrated_user_id} is not the request's "
+                    f"{req.migrated_user_id}")
+        target, requester = flow.target, req.requester
+        if target.mc_service_id is not None and not same(target.mc_service_id,
+                                                         requester.mc_service_id):
+            return f"target {target.mc_service_id} is not the requester"
+        if target.functional_alias is not None and not same(target.functional_alias,
+                                                            requester.functional_alias):
+            return f"target {target.functional_alias} is not the requester's functional alias"
+        if isinstance(flow, AddUserConfigurationResponse | RemoveUserConfigurationResponse) \
+                and isinstance(req, AddUserConfigurationRequest
+                               | RemoveUserConfigurationRequest):
+            asked = {uid(u) for u in req.users}
+            for item in flow.users:
+                if uid(item.primary_id) not in asked:
+                    return f"user {item.primary_id} was not in the request"
+        return None
 
     def _learn_mappings(self, tx: Transaction, resp: AcmResponse, out: Actions) -> None:
         """10.17.5 / 10.17.7.1: keep primary ID <-> partner ID (and profile) per partner."""
@@ -468,11 +561,11 @@ class AcmsCore:
                                       a.profile), out)
         elif isinstance(resp, RemoveUserConfigurationResponse):
             for r in resp.users:
-                m = self._maps.get(f"{Role.PRIMARY} {tx.peer} {r.primary_id}")
+                m = self._maps.get(mapping_key(Role.PRIMARY, tx.peer, r.primary_id))
                 if r.result.positive and m is not None:
                     self._put(replace(m, removed=True), out)
         elif isinstance(req, ProfileUpdateRequest) and resp.result.positive:
-            key = self._by_partner_id.get((Role.PRIMARY, req.migrated_user_id))
+            key = self._by_partner_id.get((Role.PRIMARY, uid(req.migrated_user_id)))
             if key is not None:
                 self._put(replace(self._maps[key], profile=req.profile), out)
 
@@ -480,22 +573,23 @@ class AcmsCore:
 
     def _partner_request(self, now: float, peer: PeerSystem, req: AcmRequest, out: Actions
                          ) -> None:
-        key = tx_key(Role.PARTNER, peer.psi, req.transaction_id)
-        if (tx := self._tx.get(key)) is not None:
-            # decision: duplicate from the same origin -> 200, re-send what it already has
-            log.info("duplicate %s from %s", req.transaction_id, peer.psi)
-            out.accept()
-            if tx.indication is not None:
-                self._send(out, Purpose.RELAY, Hop.PEER, peer.psi, tx.indication, tx)
-            if tx.response is not None and tx.state is TxState.DONE:
-                self._send(out, Purpose.RELAY, Hop.PEER, peer.psi, tx.response, tx)
+        # decision: a transaction is its origin plus its id -- the same id from two primary
+        # systems is two transactions
+        if (tx := self._tx.get(tx_key(Role.PARTNER, peer.psi, req.transaction_id))) is not None:
+            if self._repeat(tx, req, peer.psi, out) and tx.request == req:
+                # decision: re-send what it already has
+                if tx.indication is not None:
+                    self._send(out, Purpose.RELAY, Hop.PEER, peer.psi, tx.indication, tx)
+                if tx.response is not None and tx.state is TxState.DONE:
+                    self._send(out, Purpose.RELAY, Hop.PEER, peer.psi, tx.response, tx)
             return
         deadline = now + self.config.timers.decision_timeout
         indication = ProcessIndication(req.transaction_id, self.config.psi, req.FLOW,
                                        _ts(deadline))
         # 23.280 10.17.7.2 step 4: store first, then 200, then the process indication
         tx = Transaction(Role.PARTNER, req.transaction_id, peer.psi, req, TxState.NEW, now,
-                         deadline, indication=indication)
+                         deadline, indication=indication,
+                         leg_id=self._new_leg(Role.PARTNER, req.transaction_id))
         tx = self._move(tx, Trigger.REQUEST, out)
         out.accept()
         self._send(out, Purpose.INDICATE, Hop.PEER, peer.psi, indication, tx,
@@ -514,11 +608,7 @@ class AcmsCore:
             self._respond(now, tx, self._auto_response(tx, result), Trigger.AUTO, out)
             return
         # ... or verification by an ACMC
-        target = req.target
-        if target is None and self.config.decider is not None:
-            target = Addressee(mc_service_id=self.config.decider) \
-                if self.config.decider in self._users \
-                else Addressee(functional_alias=self.config.decider)
+        target = self._decider_of(req)
         if target is None:
             result = Result(ResultCode.REJECTED_BY_POLICY,
                             "no target in the request and no decider configured")
@@ -532,11 +622,25 @@ class AcmsCore:
             return
         self._route(now, tx, target, out)
 
+    def _decider_of(self, req: AcmRequest) -> Addressee | None:
+        """Who verifies ``req`` (step 4): its target, else the configured decider."""
+        if req.target is not None or self.config.decider is None:
+            return req.target
+        decider = self.config.decider
+        return Addressee(mc_service_id=decider) if uid(decider) in self._users \
+            else Addressee(functional_alias=decider)
+
+    def _fa_route(self, req: AcmRequest) -> str | None:
+        """The functional alias ``req`` is routed by at the partner, if any."""
+        target = self._decider_of(req)
+        return target.functional_alias if target is not None \
+            and target.mc_service_id is None else None
+
     def _verify(self, peer: PeerSystem, req: AcmRequest) -> Result | None:
         if req.FLOW not in peer.flows:
             return Result(ResultCode.NOT_AUTHORISED, f"{peer.psi} may not send {req.FLOW}")
         requester = req.requester.mc_service_id
-        if not any(fnmatchcase(requester, pattern) for pattern in peer.requesters):
+        if not any(matches_pattern(requester, pattern) for pattern in peer.requesters):
             return Result(ResultCode.NOT_AUTHORISED,
                           f"{requester} may not send requests to this system")
         if isinstance(req, ProfileUpdateRequest):
@@ -550,13 +654,13 @@ class AcmsCore:
         return None
 
     def _partner_mapping(self, peer: str, partner_id: str) -> Mapping | None:
-        key = self._by_partner_id.get((Role.PARTNER, partner_id))
+        key = self._by_partner_id.get((Role.PARTNER, uid(partner_id)))
         m = self._maps.get(key) if key is not None else None
-        return m if m is not None and m.peer == peer else None
+        return m if m is not None and same(m.peer, peer) else None
 
     def _may_decide(self, user: str, request_flow: str) -> bool:
         """Whether ``user`` is configured to decide requests of ``request_flow``."""
-        u = self._users.get(user)
+        u = self._users.get(uid(user))
         return u is not None and request_flow in u.may_decide
 
     def _auto_response(self, tx: Transaction, result: Result) -> AcmResponse:
@@ -567,25 +671,27 @@ class AcmsCore:
                           ) -> None:
         # 23.280 10.17.7.2 step 7: only a user authorised to decide such requests answers
         # one (checked first: the others learn nothing about our transactions)
+        tid = resp.transaction_id
         decided = _REQUEST_OF[resp.FLOW]
         if not self._may_decide(sender, decided):
-            out.refuse(403, f"not-authorised: {sender} may not decide {decided}")
+            self._refuse(out, 403, f"not-authorised: {sender} may not decide {decided}",
+                         tid, sender)
             return
-        open_keys = self._partner_keys.get(resp.transaction_id, set())
-        txs = sorted((self._tx[k] for k in open_keys), key=lambda t: t.state is TxState.DONE)
-        if not txs:
-            out.refuse(404, f"unknown-transaction: {resp.transaction_id}")
+        # decision: only the party the request was delivered to (its assignee) decides it;
+        # anyone else gets the same 403 whether the id exists or not
+        key = self._legs.get((Role.PARTNER, tid))
+        tx = self._tx.get(key) if key is not None else None
+        if tx is None or not same(tx.assignee, sender):
+            self._refuse(out, 403, f"not-authorised: {sender} was not asked to decide {tid}",
+                         tid, sender)
             return
-        tx = txs[0]
-        req = tx.request
-        if resp.handler.mc_service_id != sender:
-            out.refuse(403, f"not-authorised: handler {resp.handler.mc_service_id} is not "
-                            f"the sender {sender}")
+        if not same(resp.handler.mc_service_id, sender):
+            self._refuse(out, 403, f"not-authorised: handler {resp.handler.mc_service_id} is "
+                                   f"not the sender {sender}", tid, sender)
             return
-        if not answers(resp, req) or (
-                isinstance(req, ProfileUpdateRequest) and isinstance(resp, ProfileUpdateResponse)
-                and resp.migrated_user_id != req.migrated_user_id):
-            out.refuse(400, f"wrong-response: {resp.FLOW} does not answer this {req.FLOW}")
+        why = self._mismatch(tx.request, resp)
+        if why is not None:
+            self._refuse(out, 400, f"wrong-response: {why}", tid, sender)
             return
         if tx.state not in AWAITING_DECISION:
             done = tx.response
@@ -593,10 +699,12 @@ class AcmsCore:
                 out.accept()  # the same decision again: idempotent
             else:
                 code = done.result.code if done is not None else tx.state
-                out.refuse(403, f"already-answered: {tx.transaction_id} ended with {code}")
+                self._refuse(out, 403, f"already-answered: {tid} ended with {code}", tid,
+                             sender)
             return
-        # 23.280 10.17.7.2 steps 7-8
-        self._respond(now, tx, resp, Trigger.DECISION, out)
+        # 23.280 10.17.7.2 steps 7-8 (towards the primary under the origin's own id)
+        self._respond(now, tx, replace(resp, transaction_id=tx.transaction_id),
+                      Trigger.DECISION, out)
         out.accept()
 
     def _respond(self, now: float, tx: Transaction, resp: AcmResponse, trigger: Trigger,
@@ -636,12 +744,12 @@ class AcmsCore:
         if profile is None:
             return UserAssignment(primary_id, Result(ResultCode.INVALID_PROFILE,
                                                      "no migration profile configured"))
-        m = self._maps.get(f"{Role.PARTNER} {peer} {primary_id}")
+        m = self._maps.get(mapping_key(Role.PARTNER, peer, primary_id))
         if m is None:
-            # decision: {n} counts every ID this system ever assigned (mappings are kept)
-            n = 1 + sum(1 for k in self._maps.values() if k.side is Role.PARTNER)
+            # decision: {n} counts every ID this system ever assigned (mappings are kept), so
+            # two primaries' users never get the same ID (the template must use {n})
             m = Mapping(Role.PARTNER, peer, primary_id,
-                        self.config.migration.assign(primary_id, n), profile)
+                        self.config.migration.assign(primary_id, self._assigned + 1), profile)
         else:  # decision: re-adding reuses the earlier ID and keeps its profile
             m = replace(m, removed=False)
         self._put(m, out)
@@ -651,7 +759,7 @@ class AcmsCore:
                   ) -> UserRemoval:
         if not result.positive:
             return UserRemoval(primary_id, result)
-        m = self._maps.get(f"{Role.PARTNER} {peer} {primary_id}")
+        m = self._maps.get(mapping_key(Role.PARTNER, peer, primary_id))
         if m is None:
             return UserRemoval(primary_id, Result(ResultCode.UNKNOWN_USER))
         if m.removed:
@@ -662,29 +770,32 @@ class AcmsCore:
     # ------------------------------------------------------------------ routing to ACMCs
 
     def _payload(self, tx: Transaction) -> AcmRequest | AcmResponse:
-        """Partner: the request goes to an ACMC; primary: the response does."""
+        """Partner: the request goes to an ACMC (under the ACMC-leg id); primary: the
+        response does (under the requester's own id)."""
         if tx.role is Role.PARTNER:
-            return tx.request
+            return replace(tx.request, transaction_id=tx.leg_id) if tx.leg_id else tx.request
         assert tx.response is not None
         return tx.response
 
     def _route(self, now: float, tx: Transaction, target: Addressee, out: Actions) -> None:
-        """10.17.7.2 steps 4-5 (partner) and 9-10 (primary): by MC service ID if present, else
-        by the functional alias's current holders."""
+        """Partner, 10.17.7.2 steps 4-5: by MC service ID if present, else by the functional
+        alias's current holders that may decide the request."""
         user = target.mc_service_id
         if user is None:
             fa = target.functional_alias
             assert fa is not None  # Addressee guarantees one of the two
             self._subscribe(fa, out)
-            user = self._pick_holder(fa)
+            self._via_fa.setdefault(uid(fa), {})[tx.key] = None
+            user = self._pick_holder(uid(fa), tx.request.FLOW)
             if user is None:
-                # step 4 / 9: FA not currently active -> stored until a holder appears
+                # step 4: FA not currently active (no eligible holder logged on) -> stored
+                # until one is
                 self._queue(now, tx, fa, True, Trigger.ROUTE_FA, out)
                 return
         self._deliver_or_queue(now, tx, user, out)
 
     def _deliver_or_queue(self, now: float, tx: Transaction, user: str, out: Actions) -> None:
-        if user in self._online:
+        if uid(user) in self._online:
             tx = self._move(tx, Trigger.ROUTE_ACMC, out, assignee=user)
             self._send(out, Purpose.DELIVER, Hop.ACMC, user, self._payload(tx), tx)
         else:
@@ -697,11 +808,12 @@ class AcmsCore:
         self._drop_item(tx.key, out)
         self._put(PendingItem(tx.key, owner, is_fa, now, self._payload(tx)), out)
 
-    def _pick_holder(self, fa: str) -> str | None:
-        """Several holders: local policy ``first`` or ``round-robin`` among those logged on
-        (all holders if none is); decision."""
-        holders = self._holders.get(fa, ())
-        candidates = [h for h in holders if h in self._online] or list(holders)
+    def _pick_holder(self, fa: Uri, request_flow: str) -> str | None:
+        """23.280 10.17.7.2 step 4: a holder of ``fa`` that is logged on and may decide
+        ``request_flow`` (holders without the right are skipped, decision); several: local
+        policy ``first`` or ``round-robin`` (decision).  None: nobody eligible is logged on."""
+        candidates = [h for h in self._holders.get(fa, ())
+                      if uid(h) in self._online and self._may_decide(h, request_flow)]
         if not candidates:
             return None
         if self.config.fa_selection == "round-robin":
@@ -712,46 +824,76 @@ class AcmsCore:
 
     def _subscribe(self, fa: str, out: Actions) -> None:
         # 23.280 10.17.7.2 pre-conditions / 10.13.10: continuous subscription to our FA server
-        if fa not in self._subscribed:
-            self._subscribed.add(fa)
+        if (key := uid(fa)) not in self._subscribed:
+            self._subscribed.add(key)
             out.add(SubscribeFa(fa))
 
     def _fa_changed(self, now: float, fa: str, holders: tuple[str, ...], out: Actions) -> None:
-        self._holders[fa] = holders
-        if not holders:
-            return
+        key = uid(fa)
+        for old in self._holders.get(key, ()):
+            self._fas_of.get(uid(old), set()).discard(key)
+        self._holders[key] = holders
+        for holder in holders:
+            self._fas_of.setdefault(uid(holder), set()).add(key)
         # 23.280 10.17.7.2 step 4: the FA became active -> deliver what was stored for it
-        for item in self.pending_for(fa):
-            self._drop_item(item.key, out)
-            user = self._pick_holder(fa)
-            assert user is not None
-            self._deliver_or_queue(now, self._tx[item.tx_key], user, out)
+        self._redeliver(now, key, out)
+
+    def _redeliver(self, now: float, fa: Uri, out: Actions) -> None:
+        """Requests routed by ``fa`` that wait for a holder: stored under the FA, or with a
+        holder who is not logged on (any more) -- each goes to an eligible holder who is;
+        re-delivery moves the right to decide (decision)."""
+        keys = self._via_fa.get(fa)
+        if not keys:
+            return
+        for key in list(keys):
+            tx = self._tx.get(key)
+            if tx is None or tx.state not in AWAITING_DECISION:
+                del keys[key]  # decided, expired or pruned
+                continue
+            if tx.state is TxState.DELIVERING or (tx.state is not TxState.PENDING_FA
+                                                   and uid(tx.assignee or "") in self._online):
+                continue  # on its way to, or with, a holder who is logged on
+            user = self._pick_holder(fa, tx.request.FLOW)
+            if user is None:
+                continue
+            self._drop_item(tx.key, out)
+            trigger = Trigger.ROUTE_ACMC if tx.state is TxState.PENDING_FA else Trigger.REASSIGN
+            tx = self._move(tx, trigger, out, assignee=user)
+            self._send(out, Purpose.DELIVER, Hop.ACMC, user, self._payload(tx), tx)
+        if not keys:
+            del self._via_fa[fa]
 
     # ------------------------------------------------------------------ 10.17.3.1 pending
 
     def _logon(self, now: float, user: str, out: Actions) -> None:
-        self._online.add(user)
-        if (send_id := self._notifying.get(user)) is not None:
+        key = uid(user)
+        self._online[key] = user
+        if (send_id := self._notifying.get(key)) is not None:
             self._drop_out(self._out[send_id], out)  # a logon notifies afresh
         self._notify(user, out)  # 10.17.3.1: pending ACM data notification on logon
+        for fa in list(self._fas_of.get(key, ())):
+            # decision: an eligible holder logged on -> what waits for the FA goes to them
+            self._redeliver(now, fa, out)
 
     def _notify(self, user: str, out: Actions) -> None:
         """10.17.3.1: pending ACM data notification, unless one is on its way to ``user``."""
-        if user in self._queues and user not in self._notifying:
+        key = uid(user)
+        if key in self._queues and key not in self._notifying:
             note = PendingDataNotification(new_transaction_id(), user)
             self._send(out, Purpose.NOTIFY, Hop.ACMC, user, note)
 
     def _download(self, now: float, sender: str, req: PendingDataDownloadRequest, out: Actions
                   ) -> None:
-        if req.user != sender:
-            out.refuse(403, f"not-authorised: {sender} may not download {req.user}'s data")
+        if not same(req.user, sender):
+            self._refuse(out, 403, f"not-authorised: {sender} may not download {req.user}'s "
+                                   "data", req.transaction_id, sender)
             return
         out.accept()
         items = self.pending_for(sender)
         # 10.17.3.1: the download response carries ALL pending items; response items leave
         # the queue when it is acknowledged, request items when decided or expired
         carries = tuple(i.key for i in items if isinstance(i.flow, AcmResponse))
-        resp = PendingDataDownloadResponse(req.transaction_id, sender,
+        resp = PendingDataDownloadResponse(req.transaction_id, req.user,
                                            tuple(i.flow for i in items))
         self._send(out, Purpose.DOWNLOAD, Hop.ACMC, sender, resp, carries=carries)
 
@@ -790,7 +932,7 @@ class AcmsCore:
                 else:
                     assert tx.assignee is not None
                     self._queue(ev.now, tx, tx.assignee, False, Trigger.DELIVERY_FAILED, out)
-                    if tx.assignee in self._online and transient(ev.status):
+                    if uid(tx.assignee) in self._online and transient(ev.status):
                         # decision: still logged on (it may have answered too late): notify
                         # it now, not at its next logon (10.17.3.1)
                         self._notify(tx.assignee, out)
@@ -848,8 +990,8 @@ class AcmsCore:
             og = self._out.get(key)
             if og is None or og.next_at is None or og.next_at > now:
                 continue
-            if og.purpose is Purpose.NOTIFY and (og.to not in self._online
-                                                 or og.to not in self._queues):
+            if og.purpose is Purpose.NOTIFY and (uid(og.to) not in self._online
+                                                 or uid(og.to) not in self._queues):
                 self._drop_out(og, out)  # nothing left to tell, or a logon will
                 continue
             og = replace(og, attempts=og.attempts + 1, next_at=None)

@@ -53,6 +53,7 @@ Every error is a :class:`ConfigError` naming the offending key (``peers[0].psi``
 from __future__ import annotations
 
 import re
+import string
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ from mcacm_sip.acm.model import (
     RemoveUserConfigurationRequest,
     UserProfile,
 )
+from mcacm_sip.core.identity import pattern_ok, same, uid
 from mcacm_sip.core.policy import PolicyAction, PolicyRule
 from mcacm_sip.sip.uri import uri_host as uri_host  # core/acms.py imports it from here
 
@@ -145,12 +147,18 @@ class Migration:
     """Partner role of 10.17.5: how IDs and profiles are assigned to migrating users."""
 
     id_template: str = "sip:{user}-{n}@migrated.invalid"
-    """``{user}``/``{host}``: user part and host of the primary ID; ``{n}``: a sequence number."""
+    """``{user}``/``{host}``: user part and host of the primary ID (canonical spelling);
+    ``{n}``: a sequence number over every ID this system assigned (required: it keeps two
+    primary systems' users apart)."""
     profile: UserProfile | None = None
     """The default migration profile; None: add requests get invalid-profile per user."""
 
     def assign(self, primary_id: str, n: int) -> str:
-        user, _, host = primary_id.split(":", 1)[-1].partition("@")
+        u = uid(primary_id)
+        if u.host:
+            user, host = u.user or "", u.host
+        else:  # no SIP URI: its text as written
+            user, _, host = primary_id.split(":", 1)[-1].partition("@")
         return self.id_template.format(user=user, host=host.split(";")[0], n=n)
 
 
@@ -288,6 +296,9 @@ def _policy(path: str, data: Mapping[str, Any]) -> PolicyRule:
     for k, v in opt.items():
         if v is not None and not isinstance(v, str):
             raise ConfigError(path + k, "expected a string")
+        if k in ("requester", "target", "migrated_user") and v is not None \
+                and not pattern_ok(v):
+            raise ConfigError(path + k, f"{v!r} is not a URI pattern (e.g. sip:*@host or *)")
     try:
         return PolicyRule(action=PolicyAction(action), flow=flow, **opt)
     except re.error as exc:
@@ -306,6 +317,16 @@ def _load_profile(text: str, key: str) -> UserProfile:
 def _migration(data: Mapping[str, Any], base: Path) -> Migration:
     check_keys(data, {"id_template", "profile", "profile_file"}, "migration.")
     template = get_typed(data, "id_template", "migration.", str, Migration().id_template)
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    except ValueError as exc:
+        raise ConfigError("migration.id_template", f"bad template: {exc}") from None
+    if "n" not in fields:
+        # decision: partner-assigned IDs must be unique per primary system; only the
+        # sequence number guarantees it (two primaries may both have a sip:alice@...)
+        raise ConfigError("migration.id_template",
+                          f"{template!r} has no {{n}}: two primary systems' users could be "
+                          "given the same ID")
     try:
         sample = Migration(template).assign("sip:user@host.example", 1)
     except (KeyError, IndexError, ValueError) as exc:
@@ -344,27 +365,29 @@ def parse_acms_config(data: Mapping[str, Any], base: Path = Path(".")) -> AcmsCo
         check_keys(p, {"psi", "domains", "requesters", "flows", "tls"}, path)
         peer_psi = _uri(p, "psi", path, required=True)
         assert peer_psi is not None
-        if any(q.psi == peer_psi for q in peers):
+        if any(same(q.psi, peer_psi) for q in peers):
             raise ConfigError(path + "psi", f"{peer_psi} is configured twice")
         tls = get_typed(p, "tls", path, str, "optional")
         if tls not in ("optional", "required"):
             raise ConfigError(path + "tls", f"{tls!r}: expected 'optional' or 'required'")
-        peers.append(PeerSystem(peer_psi, get_strings(p, "domains", path, ()),
-                                get_strings(p, "requesters", path, ("*",)),
+        domains = tuple(d.lower() for d in get_strings(p, "domains", path, ()))
+        peers.append(PeerSystem(peer_psi, domains,
+                                get_strings(p, "requesters", path, ("*",), pattern_ok,
+                                            "URI pattern (e.g. sip:*@host or *)"),
                                 _flows(p, "flows", path, REQUEST_FLOWS),
                                 "required" if tls == "required" else "optional"))
     users: list[AuthorisedUser] = []
     for path, u in _tables(data, "users"):
         check_keys(u, {"id", "request", "decide", "peers"}, path)
-        uid = _uri(u, "id", path, required=True)
-        assert uid is not None
-        if any(v.id == uid for v in users):
-            raise ConfigError(path + "id", f"{uid} is configured twice")
+        user_id = _uri(u, "id", path, required=True)
+        assert user_id is not None
+        if any(same(v.id, user_id) for v in users):
+            raise ConfigError(path + "id", f"{user_id} is configured twice")
         user_peers = get_strings(u, "peers", path, ())
         for i, pp in enumerate(user_peers):
-            if not any(p.psi == pp for p in peers):
+            if not any(same(p.psi, pp) for p in peers):
                 raise ConfigError(f"{path}peers[{i}]", f"{pp} is not a configured peer psi")
-        users.append(AuthorisedUser(uid, _flows(u, "request", path, ()),
+        users.append(AuthorisedUser(user_id, _flows(u, "request", path, ()),
                                     _flows(u, "decide", path, ()), user_peers))
     store = get_table(data, "store")
     check_keys(store, {"path", "synchronous"}, "store.")

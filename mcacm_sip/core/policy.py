@@ -4,9 +4,11 @@ An ordered list of rules; the first rule whose every condition holds decides.  N
 ``manual`` (an ACMC decides).  Conditions (all optional, absent = any):
 
 - ``flow``: the request's flow name (``profile-update-request`` ...), ``*`` for any;
-- ``requester``, ``target``, ``migrated_user``: shell-style globs (``fnmatch``, case-sensitive)
-  on the requester's MC service ID, on the target's MC service ID *or* functional alias, and on
-  the migrated user id (for add/remove: every listed user must match);
+- ``requester``, ``target``, ``migrated_user``: URI patterns (``sip:*@primary.example``, or ``*``
+  for any) on the requester's MC service ID, on the target's MC service ID *or* functional
+  alias, and on the migrated user id (for add/remove: every listed user must match); each part
+  is compared as RFC 3261 19.1.4 compares it (host case-insensitive, escapes decoded:
+  :func:`mcacm_sip.sip.uri.uri_glob_match`);
 - ``profile_contains``: the local name of an element that must occur in the profile, any
   namespace prefix (e.g. ``PrivateCall``);
 - ``profile_regex``: a Python regular expression searched in the profile's canonical XML.
@@ -20,9 +22,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from fnmatch import fnmatchcase
 
 from mcacm_sip.acm.model import AcmRequest, ProfileUpdateRequest
+from mcacm_sip.core.identity import matches_pattern
 
 
 class PolicyAction(StrEnum):
@@ -62,19 +64,19 @@ class PolicyRule:
     def matches(self, request: AcmRequest) -> bool:
         if self.flow not in ("*", request.FLOW):
             return False
-        if self.requester is not None and not fnmatchcase(
+        if self.requester is not None and not matches_pattern(
             request.requester.mc_service_id, self.requester
         ):
             return False
         if self.target is not None:
             ids = (request.target.mc_service_id, request.target.functional_alias) \
                 if request.target is not None else ()
-            if not any(i is not None and fnmatchcase(i, self.target) for i in ids):
+            if not any(i is not None and matches_pattern(i, self.target) for i in ids):
                 return False
         if self.migrated_user is not None:
             users = (request.migrated_user_id,) if isinstance(request, ProfileUpdateRequest) \
                 else request.users
-            if not all(fnmatchcase(u, self.migrated_user) for u in users):
+            if not all(matches_pattern(u, self.migrated_user) for u in users):
                 return False
         if self._element is not None or self._regex is not None:
             if not isinstance(request, ProfileUpdateRequest):

@@ -28,6 +28,7 @@ from mcacm_sip.acm.model import (
     Result,
     UserProfile,
 )
+from mcacm_sip.core.identity import id_key
 
 
 class Role(StrEnum):
@@ -77,6 +78,7 @@ class Trigger(StrEnum):
     DELIVERY_FAILED = "delivery-failed"
     DECISION = "decision"
     DOWNLOADED = "downloaded"
+    REASSIGN = "reassign"
     EXPIRED = "expired"
     GAVE_UP = "gave-up"
 
@@ -111,11 +113,11 @@ _ROWS: tuple[tuple[Role, tuple[TxState, ...], Trigger, TxState, str], ...] = (
      "partner refused for good (SIP 4xx/6xx, RFC 3261 21.4/21.6): Result not-authorised / "
      "x-peer-refused stands in for the response (decision)"),
     (_P, (_S.ANSWERED, _S.PENDING_FA), _T.ROUTE_ACMC, _S.DELIVERING,
-     "10.17.7.2 step 10: primary ACMC logged on (by MC service ID or FA holder)"),
+     "10.17.7.2 step 10: the requesting ACMC's user is logged on: the response goes to the "
+     "user who sent the request, never to a name taken from the response (decision; "
+     "`pending-fa`: rows stored before that rule)"),
     (_P, (_S.ANSWERED, _S.PENDING_FA), _T.ROUTE_PENDING, _S.PENDING_USER,
-     "10.17.7.2 step 9: primary ACMC not logged on -> 10.17.3.1 pending"),
-    (_P, (_S.ANSWERED,), _T.ROUTE_FA, _S.PENDING_FA,
-     "10.17.7.2 step 9: target FA not active -> stored until activated"),
+     "10.17.7.2 step 9: the requesting ACMC's user is not logged on -> 10.17.3.1 pending"),
     (_P, (_S.DELIVERING,), _T.DELIVERED, _S.DONE,
      "10.17.7.2 step 10: the primary ACMC acknowledged the response"),
     (_P, (_S.DELIVERING,), _T.DELIVERY_FAILED, _S.PENDING_USER,
@@ -141,6 +143,9 @@ _ROWS: tuple[tuple[Role, tuple[TxState, ...], Trigger, TxState, str], ...] = (
      "10.17.7.2 step 5: the partner ACMC acknowledged the request"),
     (_R, (_S.DELIVERING,), _T.DELIVERY_FAILED, _S.PENDING_USER,
      "10.17.3.1: direct delivery failed -> pending for the user"),
+    (_R, (_S.PENDING_USER, _S.WITH_ACMC), _T.REASSIGN, _S.DELIVERING,
+     "10.17.7.2 step 4: the FA holder it went to is offline and another holder that may "
+     "decide logged on: delivered to them, the right to decide moves with it (decision)"),
     (_R, AWAITING_DECISION, _T.DECISION, _S.RESPONDING,
      "10.17.7.2 steps 6-8: the partner ACMC's response, sent to the primary ACMS"),
     (_R, AWAITING_DECISION, _T.EXPIRED, _S.RESPONDING,
@@ -210,12 +215,11 @@ def answers(response: AcmFlow, request: AcmRequest) -> bool:
     return isinstance(response, ANSWER_FOR[type(request)])
 
 
-def tx_key(role: Role, peer: str, transaction_id: str) -> str:
-    """Primary transactions are keyed by id alone (we generate-check them); partner ones also by
-    the origin ACMS, so two peers cannot collide.  URIs and ids contain no spaces."""
-    if role is Role.PRIMARY:
-        return f"primary {transaction_id}"
-    return f"partner {peer} {transaction_id}"
+def tx_key(role: Role, origin: str, transaction_id: str) -> str:
+    """A transaction is its origin plus its id (docs/decisions.md "Identity and authority"):
+    primary role, the requesting ACMC's user; partner role, the origin ACMS's PSI; the origin
+    in its canonical spelling.  Identities and ids contain no spaces."""
+    return f"{role} {id_key(origin)} {transaction_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,11 +241,26 @@ class Transaction:
     indication: ProcessIndication | None = None
     response: AcmResponse | None = None
     assignee: str | None = None
-    """MC service ID or FA the request (partner) / response (primary) was routed to."""
+    """MC service ID or FA the request (partner) / response (primary) was routed to.  Partner
+    role: only this party may decide the request (docs/decisions.md)."""
+    leg_id: str = ""
+    """The id on the transaction's other leg: primary role, the id the request was forwarded
+    under (the partner ACMS answers with it); partner role, the id the request was delivered to
+    our ACMC under (its decision carries it).  The origin's own id unless another transaction
+    of the role uses that on the leg; "" (rows stored before leg ids): the origin's id."""
+
+    @property
+    def origin(self) -> str:
+        """Who chose ``transaction_id``: the requesting user (primary), the peer (partner)."""
+        return self.request.requester.mc_service_id if self.role is Role.PRIMARY else self.peer
+
+    @property
+    def leg(self) -> str:
+        return self.leg_id or self.transaction_id
 
     @property
     def key(self) -> str:
-        return tx_key(self.role, self.peer, self.transaction_id)
+        return tx_key(self.role, self.origin, self.transaction_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,7 +348,12 @@ class Mapping:
 
     @property
     def key(self) -> str:
-        return f"{self.side} {self.peer} {self.primary_id}"
+        return mapping_key(self.side, self.peer, self.primary_id)
+
+
+def mapping_key(side: Role, peer: str, primary_id: str) -> str:
+    """One mapping per (side, peer system, primary user), identities canonical."""
+    return f"{side} {id_key(peer)} {id_key(primary_id)}"
 
 
 Record = Transaction | PendingItem | Outgoing | Mapping

@@ -281,7 +281,8 @@ class AcmsNode(Node):
             tid = event.flow.transaction_id
             return self.core.transaction(Role.PARTNER, tid, event.origin) is None
         if isinstance(event, FlowFromAcmc) and isinstance(event.flow, AcmRequest):
-            return self.core.transaction(Role.PRIMARY, event.flow.transaction_id) is None
+            return self.core.transaction(Role.PRIMARY, event.flow.transaction_id,
+                                         event.sender) is None
         return False
 
     def _overloaded(self) -> bool:

@@ -155,7 +155,7 @@ def test_first_matching_rule_decides_and_default_is_manual() -> None:
     (PolicyRule(PolicyAction.APPROVE, profile_contains="PrivateCall"), True, False),
     (PolicyRule(PolicyAction.APPROVE, profile_contains="Private"), False, False),
     (PolicyRule(PolicyAction.APPROVE, profile_regex=r"Mike \(updated\)"), True, False),
-    (PolicyRule(PolicyAction.APPROVE, migrated_user="sip:mike*"), True, False),
+    (PolicyRule(PolicyAction.APPROVE, migrated_user="sip:mike*@*"), True, False),
     (PolicyRule(PolicyAction.APPROVE, migrated_user="sip:*@primary.example"), False, True),
     (PolicyRule(PolicyAction.APPROVE, target="sip:dave@*"), False, False),
     (PolicyRule(PolicyAction.APPROVE, flow=AddUserConfigurationRequest.FLOW), False, True),

@@ -314,9 +314,13 @@ def test_fa_not_active_stores_then_delivers_on_activation() -> None:
     assert net.results(ALICE)[-1] == ResultCode.SUCCESS
 
 
-def test_response_addressed_to_a_primary_fa_is_resolved_at_the_primary() -> None:
+def test_a_response_goes_to_the_user_who_sent_the_request_even_when_it_names_an_fa() -> None:
+    """Step 9/10 routing follows the stored request (decision): ALICE asked under the FA
+    DESK, the answer names DESK, it reaches ALICE -- not DESK's holders (here MALLORY)."""
     net, mike = ready()
-    net.set_holders(PRIMARY, DESK, (ALICE,))
+    net.acmc[ALICE].config = replace(net.acmc[ALICE].config, functional_alias=DESK)
+    net.logon(MALLORY)
+    net.set_holders(PRIMARY, DESK, (MALLORY,))
     tid = update(net, Addressee(DAVE), mike)
     req = net.to_decide[DAVE].pop()
     answer = ProfileUpdateResponse(tid, Party(DAVE), Addressee(functional_alias=DESK),
@@ -324,8 +328,23 @@ def test_response_addressed_to_a_primary_fa_is_resolved_at_the_primary() -> None
                                    Result(ResultCode.SUCCESS))
     net.acmc[DAVE]._to_decide.pop(tid)
     net.acmc_do(DAVE, [Send("manual", Hop.ACMS, PARTNER, answer)])
-    assert DESK in net.subscriptions[PRIMARY]
     assert net.results(ALICE)[-1] == ResultCode.SUCCESS
+    assert net.received(MALLORY, "profile-update-response") == []
+    assert DESK not in net.subscriptions[PRIMARY]
+
+
+def test_a_response_naming_an_fa_the_requester_did_not_use_is_refused() -> None:
+    net, mike = ready()
+    tid = update(net, Addressee(DAVE), mike)
+    req = net.to_decide[DAVE].pop()
+    answer = ProfileUpdateResponse(tid, Party(DAVE), Addressee(functional_alias=DESK),
+                                   req.migrated_user_id,  # type: ignore[union-attr]
+                                   Result(ResultCode.SUCCESS))
+    net.acmc[DAVE]._to_decide.pop(tid)
+    net.acmc_do(DAVE, [Send("manual", Hop.ACMS, PARTNER, answer)])
+    assert net.ladder[-1].answer.startswith("400 wrong-response: target sip:desk@")
+    tx = net.acms[PARTNER].transaction(Role.PARTNER, tid, PRIMARY)
+    assert tx is not None and tx.state is TxState.WITH_ACMC  # untouched
 
 
 # --------------------------------------------------------------------------- timers

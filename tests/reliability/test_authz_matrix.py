@@ -67,15 +67,15 @@ MATRIX = """\
 | role | flow received | authorised user | user not authorised | unknown user | configured peer ACMS | peer not allowed the flow | unknown system |
 |---|---|---|---|---|---|---|---|
 | primary | profile-update-request | 200 peer:request | 403 | 403 | 200 peer:indication peer:response(unknown-user) | 200 peer:indication peer:response(not-authorised) | 403 |
-| primary | profile-update-response | 404 | 403 | 403 | 200 acmc:response(success) | 403 | 403 |
+| primary | profile-update-response | 403 | 403 | 403 | 200 acmc:response(success) | 403 | 403 |
 | primary | process-indication | 400 | 400 | 403 | 200 acmc:indication | 403 | 403 |
 | primary | pending-data-notification | 400 | 400 | 403 | 400 | 400 | 403 |
 | primary | pending-data-download-request | 200 acmc:download | 200 acmc:download | 403 | 400 | 400 | 403 |
 | primary | pending-data-download-response | 400 | 400 | 403 | 400 | 400 | 403 |
 | primary | add-user-configuration-request | 200 peer:request | 403 | 403 | 200 peer:indication acmc:request | 200 peer:indication peer:response(not-authorised) | 403 |
-| primary | add-user-configuration-response | 404 | 403 | 403 | 200 acmc:response(success) | 403 | 403 |
+| primary | add-user-configuration-response | 403 | 403 | 403 | 200 acmc:response(success) | 403 | 403 |
 | primary | remove-user-configuration-request | 200 peer:request | 403 | 403 | 200 peer:indication acmc:request | 200 peer:indication peer:response(not-authorised) | 403 |
-| primary | remove-user-configuration-response | 404 | 403 | 403 | 200 acmc:response(success) | 403 | 403 |
+| primary | remove-user-configuration-response | 403 | 403 | 403 | 200 acmc:response(success) | 403 | 403 |
 | partner | profile-update-request | 200 peer:request | 403 | 403 | 200 peer:indication acmc:request | 200 peer:indication peer:response(not-authorised) | 403 |
 | partner | profile-update-response | 200 peer:response(success) | 403 | 403 | 404 | 404 | 403 |
 | partner | process-indication | 400 | 400 | 403 | 404 | 404 | 403 |

@@ -1,0 +1,75 @@
+"""Identities in the procedure core: every comparison and every key goes through
+:mod:`mcacm_sip.sip.uri` (RFC 3261 §19.1.4), never through the text as written.
+
+- :func:`uid` is the :class:`~mcacm_sip.sip.uri.Uri` of an identity for in-memory dicts and sets;
+  text that is no URI (an ACM body may carry one: its schema only asks for ``scheme:rest``)
+  becomes an opaque value equal to nothing but the very same text, so bad input never raises.
+- :func:`id_key` is the canonical text of an identity for the keys of stored records: equivalent
+  spellings give the same key (parameters the RFC ignores when only one side has them are left
+  out of it, decision: docs/decisions.md "Identity and authority").
+- :func:`matches_pattern` is a configured pattern (``peers[].requesters``, policy conditions):
+  ``*`` alone matches every identity, anything else is a URI glob (:func:`uri_glob_match`).
+
+Flows keep the spelling they arrived with (we echo a peer's own text); only comparisons
+normalise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import lru_cache
+
+from mcacm_sip.sip.uri import MUST_MATCH, InvalidUri, Uri, identity, uri_glob_match
+
+__all__ = ["ANY", "id_key", "matches_pattern", "pattern_ok", "same", "uid"]
+
+ANY = "*"
+"""The pattern that matches every identity (the default of ``peers[].requesters``)."""
+
+
+@lru_cache(maxsize=8192)
+def uid(text: str) -> Uri:
+    """The identity of ``text``: its parsed URI, or (no URI) an opaque value whose scheme no
+    parse gives, so it equals only the same text."""
+    try:
+        return identity(text)
+    except InvalidUri:
+        return Uri("", opaque=text, text=text)
+
+
+@lru_cache(maxsize=8192)
+def id_key(text: str) -> str:
+    """Canonical text of an identity for stored keys: equivalent URIs give equal keys."""
+    u = uid(text)
+    if not u.scheme:
+        return "!" + text  # no URI: a key no URI's canonical text can be
+    kept = tuple(sorted(p for p in u.params if p[0] in MUST_MATCH))
+    return str(replace(u, params=kept) if kept != u.params else u)
+
+
+def same(a: str | None, b: str | None) -> bool:
+    """Whether two identities (either may be absent) are the same party (§19.1.4)."""
+    if a is None or b is None:
+        return a is b
+    return uid(a) == uid(b)
+
+
+def matches_pattern(text: str, pattern: str) -> bool:
+    """Whether the identity ``text`` matches a configured pattern (``*``: any)."""
+    return pattern == ANY or uri_glob_match(uid(text), pattern)
+
+
+def pattern_ok(pattern: str) -> bool:
+    """Whether ``pattern`` can match anything: ``*`` or a URI glob such as ``sip:*@host``."""
+    if pattern == ANY:
+        return True
+    scheme, _, rest = pattern.partition(":")
+    if scheme.lower() in ("sip", "sips") and "@" not in rest and any(c in rest for c in "*?"):
+        # sip:mike* would be a host pattern: user and host are matched separately
+        return False
+    probe = pattern.replace("*", "x").replace("?", "x")
+    try:
+        identity(probe)
+    except InvalidUri:
+        return False
+    return True
