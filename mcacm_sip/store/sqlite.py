@@ -5,6 +5,9 @@ the store holds exactly what travels on the wire.  ``synchronous=NORMAL`` by def
 a commit survives a process crash; a power loss may lose the last commits), ``FULL`` on request.
 Indexes: pending items by owner (notifying or downloading one user's k items is O(k)), mappings
 by partner id.
+
+Schema 2 (issue 12) adds the transaction's leg id and keys transactions and mappings by their
+origin in canonical spelling; a schema-1 file is upgraded in place when opened (:func:`_upgrade`).
 """
 
 from __future__ import annotations
@@ -37,14 +40,14 @@ from mcacm_sip.core.state import (
     TxState,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS transactions (
     key TEXT PRIMARY KEY, role TEXT NOT NULL, transaction_id TEXT NOT NULL, peer TEXT NOT NULL,
     state TEXT NOT NULL, created REAL NOT NULL, deadline REAL NOT NULL, request TEXT NOT NULL,
-    indication TEXT, response TEXT, assignee TEXT);
+    indication TEXT, response TEXT, assignee TEXT, leg_id TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS pending (
     key TEXT PRIMARY KEY, owner TEXT NOT NULL, is_fa INTEGER NOT NULL, created REAL NOT NULL,
     flow TEXT NOT NULL);
@@ -61,7 +64,7 @@ CREATE INDEX IF NOT EXISTS mappings_by_partner_id ON mappings (side, partner_id)
 
 _TABLE = {Transaction.KIND: "transactions", PendingItem.KIND: "pending",
           Outgoing.KIND: "outgoing", Mapping.KIND: "mappings"}
-_COLUMNS = {Transaction.KIND: 11, PendingItem.KIND: 5, Outgoing.KIND: 10, Mapping.KIND: 7}
+_COLUMNS = {Transaction.KIND: 12, PendingItem.KIND: 5, Outgoing.KIND: 10, Mapping.KIND: 7}
 _PUT_SQL = {kind: f"INSERT OR REPLACE INTO {table} VALUES ({','.join('?' * _COLUMNS[kind])})"
             for kind, table in _TABLE.items()}
 _REMOVE_SQL = {kind: f"DELETE FROM {table} WHERE key=?" for kind, table in _TABLE.items()}
@@ -117,7 +120,8 @@ def _row(record: Record) -> tuple[Any, ...]:
         case Transaction():
             return (record.key, record.role.value, record.transaction_id, record.peer,
                     record.state.value, record.created, record.deadline, _xml(record.request),
-                    _xml(record.indication), _xml(record.response), record.assignee)
+                    _xml(record.indication), _xml(record.response), record.assignee,
+                    record.leg_id)
         case PendingItem():
             return (record.key, record.owner, int(record.is_fa), record.created,
                     _xml(record.flow))
@@ -135,7 +139,8 @@ _LOAD: dict[str, Callable[[sqlite3.Row], Record]] = {
     Transaction.KIND: lambda r: Transaction(
         Role(r["role"]), r["transaction_id"], r["peer"], _flow(r["request"], _REQ),
         TxState(r["state"]), r["created"], r["deadline"],
-        _flow(r["indication"], ProcessIndication), _flow(r["response"], _RESP), r["assignee"]),
+        _flow(r["indication"], ProcessIndication), _flow(r["response"], _RESP), r["assignee"],
+        r["leg_id"]),
     PendingItem.KIND: lambda r: PendingItem(
         r["key"], r["owner"], bool(r["is_fa"]), r["created"], _flow(r["flow"], _REQ + _RESP)),
     Outgoing.KIND: lambda r: Outgoing(
@@ -146,6 +151,28 @@ _LOAD: dict[str, Callable[[sqlite3.Row], Record]] = {
         Role(r["side"]), r["peer"], r["primary_id"], r["partner_id"],
         UserProfile(r["profile"]) if r["profile"] is not None else None, bool(r["removed"])),
 }
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Schema 1 -> 2 in one write transaction: the leg id column (every stored transaction
+    used its origin's id on both legs: ""), and every transaction, pending item, send and
+    mapping re-keyed by :attr:`Transaction.key` / :attr:`Mapping.key` (origin plus id,
+    identities canonical).  Primary transactions were keyed by id alone; two rows can only meet
+    under one new key if the old core had kept two -- it could not."""
+    with write(db):
+        db.execute("ALTER TABLE transactions ADD COLUMN leg_id TEXT NOT NULL DEFAULT ''")
+        for r in db.execute("SELECT * FROM transactions").fetchall():
+            new = _LOAD[Transaction.KIND](r).key
+            if new != r["key"]:
+                db.execute("UPDATE transactions SET key=? WHERE key=?", (new, r["key"]))
+                db.execute("UPDATE pending SET key=? WHERE key=?", (new, r["key"]))
+                # (download sends, the only ones carrying item keys, are never stored)
+                db.execute("UPDATE outgoing SET tx_key=? WHERE tx_key=?", (new, r["key"]))
+        for r in db.execute("SELECT * FROM mappings").fetchall():
+            new = _LOAD[Mapping.KIND](r).key
+            if new != r["key"]:
+                db.execute("UPDATE mappings SET key=? WHERE key=?", (new, r["key"]))
+        db.execute("UPDATE meta SET value=? WHERE name='schema'", (str(SCHEMA_VERSION),))
 
 
 class SqliteStore:
@@ -160,6 +187,8 @@ class SqliteStore:
         row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif row["value"] == "1":
+            _upgrade(self._db)
         elif row["value"] != str(SCHEMA_VERSION):
             raise StoreError(f"{path}: schema version {row['value']}, expected {SCHEMA_VERSION}")
 

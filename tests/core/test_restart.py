@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from mcacm_sip.acm.model import Addressee, ResultCode
@@ -85,3 +86,53 @@ def test_restart_resubscribes_to_functional_aliases_with_stored_requests(tmp_pat
     assert [r.transaction_id for r in net.to_decide[DAVE]] == [tid]
     net.decide(DAVE, False, "no")
     assert net.results(ALICE)[-1] == ResultCode.REJECTED_BY_USER
+
+
+def _to_schema_1(path: Path) -> None:
+    """Rewrite a schema-2 file as the previous release stored it: no leg id column, primary
+    transactions keyed by id alone, partner ones and mappings by the peer as written."""
+    db = sqlite3.connect(path)
+    db.row_factory = sqlite3.Row
+    for r in db.execute("SELECT key, role, transaction_id, peer FROM transactions").fetchall():
+        old = f"primary {r['transaction_id']}" if r["role"] == "primary" \
+            else f"partner {r['peer']} {r['transaction_id']}"
+        db.execute("UPDATE transactions SET key=? WHERE key=?", (old, r["key"]))
+        db.execute("UPDATE pending SET key=? WHERE key=?", (old, r["key"]))
+        db.execute("UPDATE outgoing SET tx_key=? WHERE tx_key=?", (old, r["key"]))
+    for r in db.execute("SELECT key, side, peer, primary_id FROM mappings").fetchall():
+        db.execute("UPDATE mappings SET key=? WHERE key=?",
+                   (f"{r['side']} {r['peer']} {r['primary_id']}", r["key"]))
+    db.execute("ALTER TABLE transactions DROP COLUMN leg_id")
+    db.execute("UPDATE meta SET value='1' WHERE name='schema'")
+    db.commit()
+    db.close()
+
+
+def test_a_schema_1_store_is_upgraded_and_its_transactions_complete(tmp_path: Path) -> None:
+    """Rows stored before issue 12 (keys without the origin, no leg id) load after the
+    upgrade, keep one row per record, and the open transactions finish exactly once."""
+    net = sqlite_systems(tmp_path)
+    net.logon(ALICE)
+    mike = migrate(net)
+    tid = update(net, Addressee(DAVE), mike)  # DAVE offline: pending at the partner
+    for psi, name in ((PRIMARY, "primary"), (PARTNER, "partner")):
+        net.stores[psi].close()
+        _to_schema_1(tmp_path / f"{name}.sqlite")
+        net.stores[psi] = SqliteStore(str(tmp_path / f"{name}.sqlite"))
+        net.restart(psi)
+    primary = net.acms[PRIMARY].transaction(Role.PRIMARY, tid, ALICE)
+    partner = net.acms[PARTNER].transaction(Role.PARTNER, tid, PRIMARY)
+    assert primary is not None and primary.state is TxState.INDICATED
+    assert partner is not None and partner.state is TxState.PENDING_USER
+    assert net.acms[PARTNER].pending_for(DAVE)[0].key == partner.key
+    net.logon(DAVE)
+    net.decide(DAVE, True)
+    assert net.results(ALICE) == [ResultCode.SUCCESS, ResultCode.SUCCESS]
+    assert answers_sent(net, tid) == 1
+    for psi in (PRIMARY, PARTNER):  # one row per record: nothing left under an old key
+        snap = net.stores[psi].load()
+        assert len({t.key for t in snap.transactions}) == len(snap.transactions)
+        assert len({m.key for m in snap.mappings}) == len(snap.mappings) == 1
+        assert snap.pending == ()
+    db = sqlite3.connect(tmp_path / "partner.sqlite")
+    assert db.execute("SELECT value FROM meta WHERE name='schema'").fetchone() == ("2",)
