@@ -794,7 +794,14 @@ class AcmsCore:
                 return
         self._deliver_or_queue(now, tx, user, out)
 
+    def _addr(self, user: str) -> str:
+        """A local user as configured (the spelling the registrar knows), whatever spelling
+        named them (decision: flows to an ACMC are addressed by the configured ID)."""
+        known = self._users.get(uid(user))
+        return known.id if known is not None else user
+
     def _deliver_or_queue(self, now: float, tx: Transaction, user: str, out: Actions) -> None:
+        user = self._addr(user)
         if uid(user) in self._online:
             tx = self._move(tx, Trigger.ROUTE_ACMC, out, assignee=user)
             self._send(out, Purpose.DELIVER, Hop.ACMC, user, self._payload(tx), tx)
@@ -819,8 +826,8 @@ class AcmsCore:
         if self.config.fa_selection == "round-robin":
             turn = self._round_robin.get(fa, 0)
             self._round_robin[fa] = turn + 1
-            return candidates[turn % len(candidates)]
-        return candidates[0]
+            return self._addr(candidates[turn % len(candidates)])
+        return self._addr(candidates[0])
 
     def _subscribe(self, fa: str, out: Actions) -> None:
         # 23.280 10.17.7.2 pre-conditions / 10.13.10: continuous subscription to our FA server
@@ -870,7 +877,7 @@ class AcmsCore:
         self._online[key] = user
         if (send_id := self._notifying.get(key)) is not None:
             self._drop_out(self._out[send_id], out)  # a logon notifies afresh
-        self._notify(user, out)  # 10.17.3.1: pending ACM data notification on logon
+        self._notify(self._addr(user), out)  # 10.17.3.1: pending data notification on logon
         for fa in list(self._fas_of.get(key, ())):
             # decision: an eligible holder logged on -> what waits for the FA goes to them
             self._redeliver(now, fa, out)

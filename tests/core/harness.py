@@ -57,6 +57,7 @@ from mcacm_sip.core.events import (
     store_changes,
     verdict_of,
 )
+from mcacm_sip.core.identity import id_key
 from mcacm_sip.core.policy import PolicyAction, PolicyRule
 from mcacm_sip.core.state import Hop
 from mcacm_sip.store import MemoryStore, Store
@@ -162,8 +163,8 @@ class Net:
 
     def set_holders(self, psi: str, fa: str, holders: tuple[str, ...]) -> None:
         """The FA controlling server of ``psi``'s system changed ``fa``'s holders."""
-        self.fa_holders[(psi, fa)] = holders
-        if fa in self.subscriptions[psi]:
+        self.fa_holders[(psi, id_key(fa))] = holders
+        if id_key(fa) in self.subscriptions[psi]:
             self._feed_acms(psi, FaHoldersChanged(self.clock.now, fa, holders))
 
     def acmc_do(self, user: str, actions: list[Action]) -> None:
@@ -237,8 +238,9 @@ class Net:
                 case Send():
                     self._queue.append((owner, action))
                 case SubscribeFa():
-                    self.subscriptions[owner].add(action.fa)
-                    holders = self.fa_holders.get((owner, action.fa))
+                    # the FA server knows an FA in any equivalent spelling (RFC 3261 19.1.4)
+                    self.subscriptions[owner].add(id_key(action.fa))
+                    holders = self.fa_holders.get((owner, id_key(action.fa)))
                     if holders is not None:  # the subscription's first NOTIFY
                         self._apply(owner, self.acms[owner].handle(
                             FaHoldersChanged(self.clock.now, action.fa, holders)))
