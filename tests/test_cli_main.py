@@ -39,6 +39,14 @@ def test_missing_config_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
                   "max_simultaneous_activations = 0\n",
      "aliases[0].max_simultaneous_activations"),
     ("fa-server", 'psi = "sip:fa@x.example"\n[log]\nformat = "xml"\n', "log.format"),
+    # issue 12 rule 6: an id template that can give two primaries' users the same ID
+    ("acms", 'psi = "sip:acms@x.example"\n[migration]\nid_template = "sip:{user}@x.example"\n',
+     "migration.id_template"),
+    # issue 12 rule 7: patterns are URI patterns (user and host matched separately)
+    ("acms", 'psi = "sip:acms@x.example"\n[[peers]]\npsi = "sip:acms@y.example"\n'
+             'requesters = ["sip:op*"]\n', "peers[0].requesters[0]"),
+    ("acms", 'psi = "sip:acms@x.example"\n[[policy]]\naction = "approve"\n'
+             'requester = "sip:admin*"\n', "policy[0].requester"),
 ])
 def test_bad_configuration_exits_78_naming_the_key(
         command: str, text: str, key: str, tmp_path: Path,

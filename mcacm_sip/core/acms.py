@@ -383,8 +383,11 @@ class AcmsCore:
             out.refuse(400, f"unexpected-flow: an ACMS does not send {flow.FLOW} to a peer")
 
     def _refuse(self, out: Actions, status: int, text: str, tid: str, origin: str) -> None:
-        """A refused flow: the SIP answer with its Warning, and one log line (decision)."""
-        log.warning("refused %s from %s: %d %s", tid, origin, status, text,
+        """A refused flow: the SIP answer with its Warning, and one log line (decision):
+        WARNING for a flow that contradicts what we hold (400: a peer's bug or a forgery),
+        INFO for the authorisation and lookup answers (403, 404) any deployment sees."""
+        log.log(logging.WARNING if status == 400 else logging.INFO,
+                "refused %s from %s: %d %s", tid, origin, status, text,
                     extra={"event": "acm.refused", "transaction_id": tid, "origin": origin,
                            "status": status, "reason": text.split(":", 1)[0]})
         out.refuse(status, text)
