@@ -698,7 +698,9 @@ class AcmsCore:
             return
         if tx.state not in AWAITING_DECISION:
             done = tx.response
-            if done is not None and done.handler == resp.handler and done.result == resp.result:
+            if done is not None and done.result == resp.result and same(
+                    done.handler.mc_service_id, resp.handler.mc_service_id) and same(
+                    done.handler.functional_alias, resp.handler.functional_alias):
                 out.accept()  # the same decision again: idempotent
             else:
                 code = done.result.code if done is not None else tx.state

@@ -27,7 +27,7 @@ The TOML shape (docs/procedures.md has the full annotated example)::
     [[peers]]
     psi = "sip:acms@primary.example"
     domains = ["primary.example"]
-    requesters = ["sip:*@primary.example"]    # globs; default ["*"]
+    requesters = ["sip:*@primary.example"]    # URI patterns; default ["*"]
     flows = ["profile-update-request"]        # default: every request flow
     tls = "required"                          # only over mutually authenticated TLS;
                                               # default "optional"
@@ -122,7 +122,7 @@ class PeerSystem:
     domains: tuple[str, ...] = ()
     """Hosts of its users' URIs: chooses the partner for a target (primary role)."""
     requesters: tuple[str, ...] = ("*",)
-    """Globs of the peer's users allowed to send us requests (partner role)."""
+    """URI patterns (or ``*``) of the peer's users allowed to send us requests (partner role)."""
     flows: tuple[str, ...] = REQUEST_FLOWS
     """Request flows the peer may send us (partner role)."""
     tls: Literal["optional", "required"] = "optional"
