@@ -350,3 +350,33 @@ def test_acms_client_side_round_trip() -> None:
         FA, (CAROL, ALICE)
     )
     assert answer(acts).status == 200
+
+
+# --------------------------------------------------------------------------- equivalent spellings
+
+
+def test_equivalent_spellings_of_the_fa_and_the_user_are_one_holder() -> None:
+    """RFC 3261 19.1.4 (issue 12 rule 7): host case, escapes and a parameter only one side
+    has do not make another FA or another holder."""
+    srv = server(max_=2)
+    alice = f"sip:%61lice@{D.upper()};lr"
+    acts = publish(srv, alice, alias=f"sip:fa-duty-officer@{D.upper()}")
+    assert answer(acts).status == 200
+    assert HoldersChanged(FaHolders(FA, (ALICE,))) in acts  # as configured
+    assert answer(publish(srv, ALICE)).status == 200  # a refresh, not a second holder
+    assert srv.holders(FA) == (ALICE,) and srv.aliases_of(alice) == (FA,)
+    assert answer(publish(srv, BOB)).status == 200  # max 2: BOB still fits
+    acts = publish(srv, ALICE, 0, alias=f"SIP:fa-duty-officer@{D};x=1")
+    assert answer(acts).status == 200 and srv.holders(FA) == (BOB,)
+
+
+def test_a_user_part_in_another_case_is_another_user() -> None:
+    acts = publish(server(), f"sip:ALICE@{D}")
+    assert answer(acts).status == 403 and "not in the user list" in (answer(acts).warning or "")
+
+
+def test_a_trusted_psi_in_another_spelling_resolves() -> None:
+    srv = server()
+    publish(srv, ALICE)
+    acts = resolve(srv, who=f"sip:acms@{D.upper()}")
+    assert answer(acts).status == 200 and holders_in(notifies(acts)["s1"]) == (ALICE,)
