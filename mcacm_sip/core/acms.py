@@ -509,7 +509,7 @@ class AcmsCore:
                 tx = self._move(tx, Trigger.INDICATION, out, indication=flow, deadline=deadline)
                 # decision: relayed to the requesting ACMC if logged on, never queued
                 if uid(tx.origin) in self._online:
-                    self._send(out, Purpose.RELAY, Hop.ACMC, tx.origin, flow, tx)
+                    self._send(out, Purpose.RELAY, Hop.ACMC, self._addr(tx.origin), flow, tx)
             return
         out.accept()
         if tx.state not in OPEN_PRIMARY:

@@ -143,7 +143,7 @@ def test_foreign_partner_acms_silent(tmp_path: Path) -> None:
                 out = await lab.alice.submit(request).wait(WAIT)
                 assert await finished(peer) == 0, peer.explain()  # it got the request
             assert out.result == "expired", out
-            tx = lab.primary.core.transaction(Role.PRIMARY, request.transaction_id, PARTNER)
+            tx = lab.primary.core.transaction(Role.PRIMARY, request.transaction_id, ALICE)
             assert tx is not None and tx.state is TxState.DONE
 
     run(body)
