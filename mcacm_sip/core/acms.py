@@ -57,7 +57,7 @@ from mcacm_sip.core.events import (
     UserLoggedOff,
     UserLoggedOn,
 )
-from mcacm_sip.core.identity import matches_pattern, same, uid
+from mcacm_sip.core.identity import id_key, matches_pattern, same, uid
 from mcacm_sip.core.policy import PolicyAction, assess
 from mcacm_sip.core.state import (
     AWAITING_DECISION,
@@ -80,7 +80,6 @@ from mcacm_sip.core.state import (
     transition,
     tx_key,
 )
-from mcacm_sip.sip.uri import Uri
 
 log = logging.getLogger("mcacm.acms")
 
@@ -133,30 +132,30 @@ class AcmsCore:
     def __init__(self, config: AcmsConfig, snapshot: Snapshot | None = None) -> None:
         self.config = config
         # identities are compared as URIs (RFC 3261 19.1.4): every dict/set below keyed by one
-        # is keyed by its Uri (core/identity.py), never by the text as written
-        self._peers: dict[Uri, PeerSystem] = {uid(p.psi): p for p in config.peers}
-        self._users: dict[Uri, AuthorisedUser] = {uid(u.id): u for u in config.users}
+        # is keyed by its canonical text (identity.id_key), never by the text as written
+        self._peers: dict[str, PeerSystem] = {id_key(p.psi): p for p in config.peers}
+        self._users: dict[str, AuthorisedUser] = {id_key(u.id): u for u in config.users}
         self._tx: dict[str, Transaction] = {}
         # (role, leg id) -> tx key: primary, the id the partner answers under; partner, the id
         # our ACMC decides under (docs/decisions.md "Identity and authority", leg ids)
         self._legs: dict[tuple[Role, str], str] = {}
-        self._via_fa: dict[Uri, dict[str, None]] = {}         # FA -> partner tx keys routed by it
+        self._via_fa: dict[str, dict[str, None]] = {}         # FA -> partner tx keys routed by it
         self._pending: dict[str, PendingItem] = {}
-        self._queues: dict[Uri, dict[str, None]] = {}         # owner -> ordered item keys
+        self._queues: dict[str, dict[str, None]] = {}         # owner -> ordered item keys
         self._out: dict[str, Outgoing] = {}
         self._out_of_tx: dict[str, dict[str, None]] = {}      # tx key -> its send ids
-        self._notifying: dict[Uri, str] = {}  # user -> send id of its pending-data notification
+        self._notifying: dict[str, str] = {}  # user -> send id of its pending-data notification
         # (when, kind, key) of every transaction deadline and retry time, lazily deleted:
         # an entry is live while its record still has that time (get_timer is O(log n))
         self._timers: list[tuple[float, str, str]] = []
         self._maps: dict[str, Mapping] = {}
-        self._by_partner_id: dict[tuple[Role, Uri], str] = {}  # (side, partner id) -> map key
+        self._by_partner_id: dict[tuple[Role, str], str] = {}  # (side, partner id) -> map key
         self._assigned = 0  # mappings this system assigned ({n} of the id template)
-        self._online: dict[Uri, str] = {}                     # logged-on user -> as spelled
-        self._holders: dict[Uri, tuple[str, ...]] = {}
-        self._fas_of: dict[Uri, set[Uri]] = {}                # holder -> FAs it holds
-        self._subscribed: set[Uri] = set()
-        self._round_robin: dict[Uri, int] = {}
+        self._online: dict[str, str] = {}                     # logged-on user -> as spelled
+        self._holders: dict[str, tuple[str, ...]] = {}
+        self._fas_of: dict[str, set[str]] = {}                # holder -> FAs it holds
+        self._subscribed: set[str] = set()
+        self._round_robin: dict[str, int] = {}
         if snapshot is not None:
             records: tuple[Record, ...] = (*snapshot.transactions, *snapshot.pending,
                                            *snapshot.outgoing, *snapshot.mappings)
@@ -198,7 +197,7 @@ class AcmsCore:
             case UserLoggedOn():
                 self._logon(event.now, event.user, out)
             case UserLoggedOff():
-                self._online.pop(uid(event.user), None)
+                self._online.pop(id_key(event.user), None)
             case FaHoldersChanged():
                 self._fa_changed(event.now, event.fa, event.holders, out)
             case DeliveryOutcome():
@@ -231,7 +230,7 @@ class AcmsCore:
 
     def pending_for(self, owner: str) -> tuple[PendingItem, ...]:
         """The queue of a user or FA, oldest first: O(k) in its length."""
-        return tuple(self._pending[k] for k in self._queues.get(uid(owner), {}))
+        return tuple(self._pending[k] for k in self._queues.get(id_key(owner), {}))
 
     def mappings(self) -> tuple[Mapping, ...]:
         return tuple(self._maps.values())
@@ -274,17 +273,17 @@ class AcmsCore:
                     if record.role is Role.PARTNER and record.state in AWAITING_DECISION:
                         fa = self._fa_route(record.request)
                         if fa is not None:
-                            self._via_fa.setdefault(uid(fa), {})[record.key] = None
+                            self._via_fa.setdefault(id_key(fa), {})[record.key] = None
             case PendingItem():
                 self._pending[record.key] = record
-                self._queues.setdefault(uid(record.owner), {})[record.key] = None
+                self._queues.setdefault(id_key(record.owner), {})[record.key] = None
             case Outgoing():
                 old_og = self._out.get(record.key)
                 self._out[record.key] = record
                 if record.tx_key is not None:
                     self._out_of_tx.setdefault(record.tx_key, {})[record.key] = None
                 if record.purpose is Purpose.NOTIFY:
-                    self._notifying[uid(record.to)] = record.key
+                    self._notifying[id_key(record.to)] = record.key
                 if record.next_at is not None and (old_og is None
                                                    or old_og.next_at != record.next_at):
                     self._timer_at(record.next_at, record.KIND, record.key)
@@ -292,7 +291,7 @@ class AcmsCore:
                 if record.key not in self._maps and record.side is Role.PARTNER:
                     self._assigned += 1
                 self._maps[record.key] = record
-                self._by_partner_id[(record.side, uid(record.partner_id))] = record.key
+                self._by_partner_id[(record.side, id_key(record.partner_id))] = record.key
 
     def _put(self, record: Record, out: Actions) -> None:
         self._remember(record)
@@ -308,7 +307,7 @@ class AcmsCore:
     def _drop_item(self, key: str, out: Actions) -> PendingItem | None:
         item = self._pending.pop(key, None)
         if item is not None:
-            owner = uid(item.owner)
+            owner = id_key(item.owner)
             queue = self._queues[owner]
             del queue[key]
             if not queue:
@@ -321,8 +320,8 @@ class AcmsCore:
             of_tx.pop(og.send_id, None)
             if not of_tx:
                 del self._out_of_tx[og.tx_key]
-        if og.purpose is Purpose.NOTIFY and self._notifying.get(uid(og.to)) == og.send_id:
-            del self._notifying[uid(og.to)]
+        if og.purpose is Purpose.NOTIFY and self._notifying.get(id_key(og.to)) == og.send_id:
+            del self._notifying[id_key(og.to)]
         if self._out.pop(og.send_id, None) is not None and og.purpose in DURABLE_PURPOSES:
             out.change(Remove(Outgoing.KIND, og.send_id))
 
@@ -358,7 +357,7 @@ class AcmsCore:
     # ------------------------------------------------------------------ incoming flows
 
     def _from_acmc(self, now: float, sender: str, flow: AcmFlow, out: Actions) -> None:
-        if uid(sender) not in self._users:
+        if id_key(sender) not in self._users:
             # decision: a stranger learns nothing (not even whether a transaction exists)
             out.refuse(403, f"not-authorised: {sender} is not an authorised ACM user")
         elif isinstance(flow, AcmRequest):
@@ -371,7 +370,7 @@ class AcmsCore:
             out.refuse(400, f"unexpected-flow: an ACMC does not send {flow.FLOW}")
 
     def _from_peer(self, now: float, origin: str, flow: AcmFlow, out: Actions) -> None:
-        peer = self._peers.get(uid(origin))
+        peer = self._peers.get(id_key(origin))
         if peer is None:
             # decision: an unknown system gets 403 and nothing is stored
             out.refuse(403, f"not-authorised: {origin} is not a configured peer system")
@@ -433,7 +432,7 @@ class AcmsCore:
         if peer is None:
             self._refuse(out, 404, f"no-partner-system: {why}", req.transaction_id, sender)
             return
-        user = self._users[uid(sender)]
+        user = self._users[id_key(sender)]
         if user.peers and not any(same(peer, p) for p in user.peers):
             self._refuse(out, 403, f"not-authorised: {sender} may not address {peer}",
                          req.transaction_id, sender)
@@ -448,7 +447,7 @@ class AcmsCore:
         self._send(out, Purpose.FORWARD, Hop.PEER, peer, forward, tx, give_up_at=tx.deadline)
 
     def _not_allowed_to_request(self, sender: str, req: AcmRequest) -> str | None:
-        user = self._users[uid(sender)]  # strangers were refused by _from_acmc
+        user = self._users[id_key(sender)]  # strangers were refused by _from_acmc
         if req.FLOW not in user.may_request:
             return f"{sender} may not send {req.FLOW}"
         if not same(req.requester.mc_service_id, sender):
@@ -459,7 +458,7 @@ class AcmsCore:
         """decision: by the migration mapping of the migrated user, else by the target's
         domain, else (no target) the only configured peer."""
         if isinstance(req, ProfileUpdateRequest):
-            key = self._by_partner_id.get((Role.PRIMARY, uid(req.migrated_user_id)))
+            key = self._by_partner_id.get((Role.PRIMARY, id_key(req.migrated_user_id)))
             if key is not None:
                 return self._maps[key].peer, ""
         ids = [] if req.target is None else [req.target.mc_service_id,
@@ -508,7 +507,7 @@ class AcmsCore:
                                    + self.config.timers.answer_grace)
                 tx = self._move(tx, Trigger.INDICATION, out, indication=flow, deadline=deadline)
                 # decision: relayed to the requesting ACMC if logged on, never queued
-                if uid(tx.origin) in self._online:
+                if id_key(tx.origin) in self._online:
                     self._send(out, Purpose.RELAY, Hop.ACMC, self._addr(tx.origin), flow, tx)
             return
         out.accept()
@@ -548,9 +547,9 @@ class AcmsCore:
         if isinstance(flow, AddUserConfigurationResponse | RemoveUserConfigurationResponse) \
                 and isinstance(req, AddUserConfigurationRequest
                                | RemoveUserConfigurationRequest):
-            asked = {uid(u) for u in req.users}
+            asked = {id_key(u) for u in req.users}
             for item in flow.users:
-                if uid(item.primary_id) not in asked:
+                if id_key(item.primary_id) not in asked:
                     return f"user {item.primary_id} was not in the request"
         return None
 
@@ -568,7 +567,7 @@ class AcmsCore:
                 if r.result.positive and m is not None:
                     self._put(replace(m, removed=True), out)
         elif isinstance(req, ProfileUpdateRequest) and resp.result.positive:
-            key = self._by_partner_id.get((Role.PRIMARY, uid(req.migrated_user_id)))
+            key = self._by_partner_id.get((Role.PRIMARY, id_key(req.migrated_user_id)))
             if key is not None:
                 self._put(replace(self._maps[key], profile=req.profile), out)
 
@@ -630,7 +629,7 @@ class AcmsCore:
         if req.target is not None or self.config.decider is None:
             return req.target
         decider = self.config.decider
-        return Addressee(mc_service_id=decider) if uid(decider) in self._users \
+        return Addressee(mc_service_id=decider) if id_key(decider) in self._users \
             else Addressee(functional_alias=decider)
 
     def _fa_route(self, req: AcmRequest) -> str | None:
@@ -657,13 +656,13 @@ class AcmsCore:
         return None
 
     def _partner_mapping(self, peer: str, partner_id: str) -> Mapping | None:
-        key = self._by_partner_id.get((Role.PARTNER, uid(partner_id)))
+        key = self._by_partner_id.get((Role.PARTNER, id_key(partner_id)))
         m = self._maps.get(key) if key is not None else None
         return m if m is not None and same(m.peer, peer) else None
 
     def _may_decide(self, user: str, request_flow: str) -> bool:
         """Whether ``user`` is configured to decide requests of ``request_flow``."""
-        u = self._users.get(uid(user))
+        u = self._users.get(id_key(user))
         return u is not None and request_flow in u.may_decide
 
     def _auto_response(self, tx: Transaction, result: Result) -> AcmResponse:
@@ -790,8 +789,8 @@ class AcmsCore:
             fa = target.functional_alias
             assert fa is not None  # Addressee guarantees one of the two
             self._subscribe(fa, out)
-            self._via_fa.setdefault(uid(fa), {})[tx.key] = None
-            user = self._pick_holder(uid(fa), tx.request.FLOW)
+            self._via_fa.setdefault(id_key(fa), {})[tx.key] = None
+            user = self._pick_holder(id_key(fa), tx.request.FLOW)
             if user is None:
                 # step 4: FA not currently active (no eligible holder logged on) -> stored
                 # until one is
@@ -802,12 +801,12 @@ class AcmsCore:
     def _addr(self, user: str) -> str:
         """A local user as configured (the spelling the registrar knows), whatever spelling
         named them (decision: flows to an ACMC are addressed by the configured ID)."""
-        known = self._users.get(uid(user))
+        known = self._users.get(id_key(user))
         return known.id if known is not None else user
 
     def _deliver_or_queue(self, now: float, tx: Transaction, user: str, out: Actions) -> None:
         user = self._addr(user)
-        if uid(user) in self._online:
+        if id_key(user) in self._online:
             tx = self._move(tx, Trigger.ROUTE_ACMC, out, assignee=user)
             self._send(out, Purpose.DELIVER, Hop.ACMC, user, self._payload(tx), tx)
         else:
@@ -820,12 +819,12 @@ class AcmsCore:
         self._drop_item(tx.key, out)
         self._put(PendingItem(tx.key, owner, is_fa, now, self._payload(tx)), out)
 
-    def _pick_holder(self, fa: Uri, request_flow: str) -> str | None:
+    def _pick_holder(self, fa: str, request_flow: str) -> str | None:
         """23.280 10.17.7.2 step 4: a holder of ``fa`` that is logged on and may decide
         ``request_flow`` (holders without the right are skipped, decision); several: local
         policy ``first`` or ``round-robin`` (decision).  None: nobody eligible is logged on."""
         candidates = [h for h in self._holders.get(fa, ())
-                      if uid(h) in self._online and self._may_decide(h, request_flow)]
+                      if id_key(h) in self._online and self._may_decide(h, request_flow)]
         if not candidates:
             return None
         if self.config.fa_selection == "round-robin":
@@ -836,21 +835,21 @@ class AcmsCore:
 
     def _subscribe(self, fa: str, out: Actions) -> None:
         # 23.280 10.17.7.2 pre-conditions / 10.13.10: continuous subscription to our FA server
-        if (key := uid(fa)) not in self._subscribed:
+        if (key := id_key(fa)) not in self._subscribed:
             self._subscribed.add(key)
             out.add(SubscribeFa(fa))
 
     def _fa_changed(self, now: float, fa: str, holders: tuple[str, ...], out: Actions) -> None:
-        key = uid(fa)
+        key = id_key(fa)
         for old in self._holders.get(key, ()):
-            self._fas_of.get(uid(old), set()).discard(key)
+            self._fas_of.get(id_key(old), set()).discard(key)
         self._holders[key] = holders
         for holder in holders:
-            self._fas_of.setdefault(uid(holder), set()).add(key)
+            self._fas_of.setdefault(id_key(holder), set()).add(key)
         # 23.280 10.17.7.2 step 4: the FA became active -> deliver what was stored for it
         self._redeliver(now, key, out)
 
-    def _redeliver(self, now: float, fa: Uri, out: Actions) -> None:
+    def _redeliver(self, now: float, fa: str, out: Actions) -> None:
         """Requests routed by ``fa`` that wait for a holder: stored under the FA, or with a
         holder who is not logged on (any more) -- each goes to an eligible holder who is;
         re-delivery moves the right to decide (decision)."""
@@ -863,7 +862,7 @@ class AcmsCore:
                 del keys[key]  # decided, expired or pruned
                 continue
             if tx.state is TxState.DELIVERING or (tx.state is not TxState.PENDING_FA
-                                                   and uid(tx.assignee or "") in self._online):
+                                                   and id_key(tx.assignee or "") in self._online):
                 continue  # on its way to, or with, a holder who is logged on
             user = self._pick_holder(fa, tx.request.FLOW)
             if user is None:
@@ -878,7 +877,7 @@ class AcmsCore:
     # ------------------------------------------------------------------ 10.17.3.1 pending
 
     def _logon(self, now: float, user: str, out: Actions) -> None:
-        key = uid(user)
+        key = id_key(user)
         self._online[key] = user
         if (send_id := self._notifying.get(key)) is not None:
             self._drop_out(self._out[send_id], out)  # a logon notifies afresh
@@ -889,7 +888,7 @@ class AcmsCore:
 
     def _notify(self, user: str, out: Actions) -> None:
         """10.17.3.1: pending ACM data notification, unless one is on its way to ``user``."""
-        key = uid(user)
+        key = id_key(user)
         if key in self._queues and key not in self._notifying:
             note = PendingDataNotification(new_transaction_id(), user)
             self._send(out, Purpose.NOTIFY, Hop.ACMC, user, note)
@@ -944,7 +943,7 @@ class AcmsCore:
                 else:
                     assert tx.assignee is not None
                     self._queue(ev.now, tx, tx.assignee, False, Trigger.DELIVERY_FAILED, out)
-                    if uid(tx.assignee) in self._online and transient(ev.status):
+                    if id_key(tx.assignee) in self._online and transient(ev.status):
                         # decision: still logged on (it may have answered too late): notify
                         # it now, not at its next logon (10.17.3.1)
                         self._notify(tx.assignee, out)
@@ -1002,8 +1001,8 @@ class AcmsCore:
             og = self._out.get(key)
             if og is None or og.next_at is None or og.next_at > now:
                 continue
-            if og.purpose is Purpose.NOTIFY and (uid(og.to) not in self._online
-                                                 or uid(og.to) not in self._queues):
+            if og.purpose is Purpose.NOTIFY and (id_key(og.to) not in self._online
+                                                 or id_key(og.to) not in self._queues):
                 self._drop_out(og, out)  # nothing left to tell, or a logon will
                 continue
             og = replace(og, attempts=og.attempts + 1, next_at=None)

@@ -1,12 +1,14 @@
 """Identities in the procedure core: every comparison and every key goes through
 :mod:`mcacm_sip.sip.uri` (RFC 3261 §19.1.4), never through the text as written.
 
-- :func:`uid` is the :class:`~mcacm_sip.sip.uri.Uri` of an identity for in-memory dicts and sets;
-  text that is no URI (an ACM body may carry one: its schema only asks for ``scheme:rest``)
-  becomes an opaque value equal to nothing but the very same text, so bad input never raises.
-- :func:`id_key` is the canonical text of an identity for the keys of stored records: equivalent
-  spellings give the same key (parameters the RFC ignores when only one side has them are left
-  out of it, decision: docs/decisions.md "Identity and authority").
+- :func:`uid` is the :class:`~mcacm_sip.sip.uri.Uri` of an identity (cached); text that is no
+  URI (an ACM body may carry one: its schema only asks for ``scheme:rest``) becomes an opaque
+  value equal to nothing but the very same text, so bad input never raises.
+- :func:`id_key` is the canonical text of an identity, the key of every dict, set and stored
+  record keyed by one: equivalent spellings give the same key (parameters the RFC ignores when
+  only one side has them are left out of it, decision: docs/decisions.md "Identity and
+  authority").  A cached str: a lookup costs a string hash, not a URI comparison.
+- :func:`same` compares two identities (§19.1.4).
 - :func:`matches_pattern` is a configured pattern (``peers[].requesters``, policy conditions):
   ``*`` alone matches every identity, anything else is a URI glob (:func:`uri_glob_match`).
 
@@ -51,7 +53,11 @@ def same(a: str | None, b: str | None) -> bool:
     """Whether two identities (either may be absent) are the same party (§19.1.4)."""
     if a is None or b is None:
         return a is b
-    return uid(a) == uid(b)
+    if id_key(a) != id_key(b):  # the fields every pair of equal URIs shares (cached)
+        return False
+    ua, ub = uid(a), uid(b)
+    # only a parameter both spell, with different values, still tells them apart
+    return not (ua.params and ub.params) or ua == ub
 
 
 def matches_pattern(text: str, pattern: str) -> bool:
