@@ -269,7 +269,11 @@ class AcmsCore:
                 if old is None or old.deadline != record.deadline:
                     self._timer_at(record.deadline, record.KIND, record.key)
                 if old is None:
-                    self._legs[(record.role, record.leg)] = record.key
+                    # a new transaction's leg id is free; two restored schema-1 rows (two peers,
+                    # one id) can share one: the open one keeps it, as the old lookup did
+                    other = self._tx.get(self._legs.get((record.role, record.leg), ""))
+                    if other is None or other.state is TxState.DONE:
+                        self._legs[(record.role, record.leg)] = record.key
                     if record.role is Role.PARTNER and record.state in AWAITING_DECISION:
                         fa = self._fa_route(record.request)
                         if fa is not None:

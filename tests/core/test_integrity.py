@@ -620,6 +620,16 @@ def test_any_equivalent_spelling_of_any_identity_gives_the_canonical_outcome(
     assert run_with_spellings(spell) == CANONICAL
 
 
+def test_an_equivalent_spelling_of_the_target_user_reaches_that_user() -> None:
+    net, mike, _ = ready()
+    request(net, ALICE, mike, target=Addressee("sip:%64ave@PARTNER.example;lr"))
+    assert [r.transaction_id for r in net.to_decide[DAVE]] == [SAME]
+    tx = net.acms[PARTNER].transaction(Role.PARTNER, SAME, "SIP:acms@Primary.Example")
+    assert tx is not None and tx.assignee == DAVE  # the configured spelling
+    decide(net, DAVE, ALICE, True)
+    assert final(net, ALICE) == [(SAME, ResultCode.SUCCESS)]
+
+
 def test_an_inequivalent_spelling_is_another_identity() -> None:
     """The user part is case-sensitive (19.1.4): Sip:DAVE@... is not DAVE, so the FA's only
     holder is no ACM user and the request waits under the FA."""
