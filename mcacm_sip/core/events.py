@@ -28,7 +28,9 @@ class FlowFromAcmc:
 
     now: float
     sender: str
-    """The sender's MC service ID as authenticated by the SIP layer (P-Asserted-Identity)."""
+    """The sender's MC service ID as authenticated by the SIP layer (P-Asserted-Identity), in
+    any spelling equivalent to the configured one (RFC 3261 19.1.4).  It is the origin of the
+    transactions its requests open (docs/decisions.md "Identity and authority")."""
     flow: AcmFlow
 
 
@@ -38,7 +40,7 @@ class FlowFromPeer:
 
     now: float
     origin: str
-    """The origin ACMS's PSI as authenticated by the SIP layer."""
+    """The origin ACMS's PSI as authenticated by the SIP layer (any equivalent spelling)."""
     flow: AcmFlow
 
 
