@@ -611,7 +611,7 @@ def test_an_equivalent_spelling_in_each_slot_gives_the_canonical_outcome(slot: s
     assert run_with_spellings({slot: ((True,), 0, ";lr")}) == CANONICAL
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)  # fixed examples in make test
 @given(st.fixed_dictionaries({}, optional={
     slot: SPELLING for slot in ("requester", "target", "migrated", "handler", "logon",
                                 "holder")}))
