@@ -17,6 +17,8 @@ Visibly a Uri: a call of a function or a property whose return annotation names 
 (``identity(x)``, ``Uri.parse(x)``, ``x.aor``), an attribute, parameter or local variable
 annotated with a type that names ``Uri`` (``dict[Uri, str]`` included), or a local variable
 assigned from such an expression.  mypy --strict then sees that the other side is a Uri too.
+``IdKey`` (``core/identity.py``: the canonical text of ``identity(x)``, equal for equivalent
+spellings, a NewType mypy keeps apart from plain text) counts as a Uri.
 The comparisons that are legitimately on strings are listed in ``ALLOWED`` with the reason.
 """
 
@@ -45,6 +47,10 @@ _WRAPPERS = frozenset({"str", "set", "frozenset", "sorted", "tuple", "list"})
 """Calls whose result is compared as their argument would be (``set(users) == ...``)."""
 
 
+_URI_TYPES = frozenset({"Uri", "IdKey"})
+"""Annotations that make a value visibly an identity compared as a URI."""
+
+
 def _words(name: str) -> set[str]:
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
     return {w.lower() for w in spaced.split("_") if w}
@@ -57,8 +63,8 @@ def uri_ish_name(name: str) -> bool:
 
 def _names_uri(annotation: ast.expr | None) -> bool:
     return annotation is not None and any(
-        (isinstance(n, ast.Name | ast.Attribute) and (getattr(n, "id", None) == "Uri"
-                                                     or getattr(n, "attr", None) == "Uri"))
+        (isinstance(n, ast.Name | ast.Attribute) and (getattr(n, "id", None) in _URI_TYPES
+                                                     or getattr(n, "attr", None) in _URI_TYPES))
         or (isinstance(n, ast.Constant) and isinstance(n.value, str) and "Uri" in n.value)
         for n in ast.walk(annotation))
 
@@ -322,90 +328,9 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "the same rows, handed back to FaServer, which matches them by equivalence",
 }
 
-# core/ is converted on the core engineer's branch (issue 12 rule 7); these are its comparisons
-# on main today.  EMPTY THIS LIST when that branch has landed.
-CORE_PENDING: frozenset[tuple[str, str, str]] = frozenset({
-    ('core/acmc.py', '_flow',
-     'if flow.user != self.config.mc_service_id:'),
-    ('core/acms.py', '__init__',
-     'self._peers: dict[str, PeerSystem] = {p.psi: p for p in config.peers}'),
-    ('core/acms.py', 'pending_for',
-     'return tuple(self._pending[k] for k in self._queues.get(owner, {}))'),
-    ('core/acms.py', '_remember',
-     'self._queues.setdefault(record.owner, {})[record.key] = None'),
-    ('core/acms.py', '_remember',
-     'self._by_partner_id[(record.side, record.partner_id)] = record.key'),
-    ('core/acms.py', '_drop_item',
-     'queue = self._queues[item.owner]'),
-    ('core/acms.py', '_from_acmc',
-     'if sender not in self._users:'),
-    ('core/acms.py', '_primary_request',
-     'if tx.request.requester.mc_service_id != sender:'),
-    ('core/acms.py', '_primary_request',
-     'user = self._users[sender]'),
-    ('core/acms.py', '_not_allowed_to_request',
-     'user = self._users[sender]  # strangers were refused by _from_acmc'),
-    ('core/acms.py', '_not_allowed_to_request',
-     'if req.requester.mc_service_id != sender:'),
-    ('core/acms.py', '_select_partner',
-     'key = self._by_partner_id.get((Role.PRIMARY, req.migrated_user_id))'),
-    ('core/acms.py', '_primary_answer',
-     'if tx.peer != peer.psi:'),
-    ('core/acms.py', '_primary_answer',
-     'if requester in self._online:'),
-    ('core/acms.py', '_learn_mappings',
-     'key = self._by_partner_id.get((Role.PRIMARY, req.migrated_user_id))'),
-    ('core/acms.py', '_partner_request',
-     'if self.config.decider in self._users \\'),
-    ('core/acms.py', '_verify',
-     'if not any(fnmatchcase(requester, pattern) for pattern in peer.requesters):'),
-    ('core/acms.py', '_partner_mapping',
-     'key = self._by_partner_id.get((Role.PARTNER, partner_id))'),
-    ('core/acms.py', '_may_decide',
-     'u = self._users.get(user)'),
-    ('core/acms.py', '_partner_decision',
-     'if resp.handler.mc_service_id != sender:'),
-    ('core/acms.py', '_partner_decision',
-     'and resp.migrated_user_id != req.migrated_user_id):'),
-    ('core/acms.py', '_partner_decision',
-     'if done is not None and done.handler == resp.handler and done.result == resp.result:'),
-    ('core/acms.py', '_deliver_or_queue',
-     'if user in self._online:'),
-    ('core/acms.py', '_pick_holder',
-     'holders = self._holders.get(fa, ())'),
-    ('core/acms.py', '_pick_holder',
-     'turn = self._round_robin.get(fa, 0)'),
-    ('core/acms.py', '_pick_holder',
-     'self._round_robin[fa] = turn + 1'),
-    ('core/acms.py', '_subscribe',
-     'if fa not in self._subscribed:'),
-    ('core/acms.py', '_fa_changed',
-     'self._holders[fa] = holders'),
-    ('core/acms.py', '_logon',
-     'if (send_id := self._notifying.get(user)) is not None:'),
-    ('core/acms.py', '_notify',
-     'if user in self._queues and user not in self._notifying:'),
-    ('core/acms.py', '_download',
-     'if req.user != sender:'),
-    ('core/acms.py', '_outcome',
-     'if tx.assignee in self._online and transient(ev.status):'),
-    ('core/config.py', 'parse_acms_config',
-     'if any(q.psi == peer_psi for q in peers):'),
-    ('core/config.py', 'parse_acms_config',
-     'if not any(p.psi == pp for p in peers):'),
-    ('core/policy.py', 'matches',
-     'if self.requester is not None and not fnmatchcase('),
-    ('core/policy.py', 'matches',
-     'if not any(i is not None and fnmatchcase(i, self.target) for i in ids):'),
-    ('core/policy.py', 'matches',
-     'if not all(fnmatchcase(u, self.migrated_user) for u in users):'),
-})
-
-
 def test_no_string_comparison_of_a_uri() -> None:
     hits = [h for h in scan(package_sources())
-            if (h.path, h.function, h.source) not in ALLOWED
-            and (h.path, h.function, h.source) not in CORE_PENDING]
+            if (h.path, h.function, h.source) not in ALLOWED]
     assert not hits, "URIs compared as strings (use sip.uri: identity / same_identity / " \
         "uri_glob_match, or add to ALLOWED with the reason):\n" + "\n".join(map(str, hits))
 

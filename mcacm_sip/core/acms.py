@@ -57,7 +57,7 @@ from mcacm_sip.core.events import (
     UserLoggedOff,
     UserLoggedOn,
 )
-from mcacm_sip.core.identity import id_key, matches_pattern, same, uid
+from mcacm_sip.core.identity import IdKey, id_key, matches_pattern, same, uid
 from mcacm_sip.core.policy import PolicyAction, assess
 from mcacm_sip.core.state import (
     AWAITING_DECISION,
@@ -132,30 +132,30 @@ class AcmsCore:
     def __init__(self, config: AcmsConfig, snapshot: Snapshot | None = None) -> None:
         self.config = config
         # identities are compared as URIs (RFC 3261 19.1.4): every dict/set below keyed by one
-        # is keyed by its canonical text (identity.id_key), never by the text as written
-        self._peers: dict[str, PeerSystem] = {id_key(p.psi): p for p in config.peers}
-        self._users: dict[str, AuthorisedUser] = {id_key(u.id): u for u in config.users}
+        # is keyed by its IdKey (identity.id_key), never by the text as written
+        self._peers: dict[IdKey, PeerSystem] = {id_key(p.psi): p for p in config.peers}
+        self._users: dict[IdKey, AuthorisedUser] = {id_key(u.id): u for u in config.users}
         self._tx: dict[str, Transaction] = {}
         # (role, leg id) -> tx key: primary, the id the partner answers under; partner, the id
         # our ACMC decides under (docs/decisions.md "Identity and authority", leg ids)
         self._legs: dict[tuple[Role, str], str] = {}
-        self._via_fa: dict[str, dict[str, None]] = {}         # FA -> partner tx keys routed by it
+        self._via_fa: dict[IdKey, dict[str, None]] = {}       # FA -> partner tx keys routed by it
         self._pending: dict[str, PendingItem] = {}
-        self._queues: dict[str, dict[str, None]] = {}         # owner -> ordered item keys
+        self._queues: dict[IdKey, dict[str, None]] = {}       # owner -> ordered item keys
         self._out: dict[str, Outgoing] = {}
         self._out_of_tx: dict[str, dict[str, None]] = {}      # tx key -> its send ids
-        self._notifying: dict[str, str] = {}  # user -> send id of its pending-data notification
+        self._notifying: dict[IdKey, str] = {}  # user -> send id of its pending-data notification
         # (when, kind, key) of every transaction deadline and retry time, lazily deleted:
         # an entry is live while its record still has that time (get_timer is O(log n))
         self._timers: list[tuple[float, str, str]] = []
         self._maps: dict[str, Mapping] = {}
-        self._by_partner_id: dict[tuple[Role, str], str] = {}  # (side, partner id) -> map key
+        self._by_partner_id: dict[tuple[Role, IdKey], str] = {}  # (side, partner id) -> map key
         self._assigned = 0  # mappings this system assigned ({n} of the id template)
-        self._online: dict[str, str] = {}                     # logged-on user -> as spelled
-        self._holders: dict[str, tuple[str, ...]] = {}
-        self._fas_of: dict[str, set[str]] = {}                # holder -> FAs it holds
-        self._subscribed: set[str] = set()
-        self._round_robin: dict[str, int] = {}
+        self._online: dict[IdKey, str] = {}                   # logged-on user -> as spelled
+        self._holders: dict[IdKey, tuple[str, ...]] = {}
+        self._fas_of: dict[IdKey, set[IdKey]] = {}            # holder -> FAs it holds
+        self._subscribed: set[IdKey] = set()
+        self._round_robin: dict[IdKey, int] = {}
         if snapshot is not None:
             records: tuple[Record, ...] = (*snapshot.transactions, *snapshot.pending,
                                            *snapshot.outgoing, *snapshot.mappings)
@@ -823,7 +823,7 @@ class AcmsCore:
         self._drop_item(tx.key, out)
         self._put(PendingItem(tx.key, owner, is_fa, now, self._payload(tx)), out)
 
-    def _pick_holder(self, fa: str, request_flow: str) -> str | None:
+    def _pick_holder(self, fa: IdKey, request_flow: str) -> str | None:
         """23.280 10.17.7.2 step 4: a holder of ``fa`` that is logged on and may decide
         ``request_flow`` (holders without the right are skipped, decision); several: local
         policy ``first`` or ``round-robin`` (decision).  None: nobody eligible is logged on."""
@@ -853,7 +853,7 @@ class AcmsCore:
         # 23.280 10.17.7.2 step 4: the FA became active -> deliver what was stored for it
         self._redeliver(now, key, out)
 
-    def _redeliver(self, now: float, fa: str, out: Actions) -> None:
+    def _redeliver(self, now: float, fa: IdKey, out: Actions) -> None:
         """Requests routed by ``fa`` that wait for a holder: stored under the FA, or with a
         holder who is not logged on (any more) -- each goes to an eligible holder who is;
         re-delivery moves the right to decide (decision)."""

@@ -20,10 +20,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import lru_cache
+from typing import NewType
 
 from mcacm_sip.sip.uri import MUST_MATCH, InvalidUri, Uri, identity, uri_glob_match
 
-__all__ = ["ANY", "id_key", "matches_pattern", "pattern_ok", "same", "uid"]
+__all__ = ["ANY", "IdKey", "id_key", "matches_pattern", "pattern_ok", "same", "uid"]
+
+IdKey = NewType("IdKey", str)
+"""The canonical text of an identity (:func:`id_key`): what identity-keyed dicts and sets are
+keyed by.  A distinct type, so mypy refuses a key that did not go through :func:`id_key`."""
 
 ANY = "*"
 """The pattern that matches every identity (the default of ``peers[].requesters``)."""
@@ -40,13 +45,13 @@ def uid(text: str) -> Uri:
 
 
 @lru_cache(maxsize=8192)
-def id_key(text: str) -> str:
-    """Canonical text of an identity for stored keys: equivalent URIs give equal keys."""
+def id_key(text: str) -> IdKey:
+    """Canonical text of an identity for keys: equivalent URIs give equal keys."""
     u = uid(text)
     if not u.scheme:
-        return "!" + text  # no URI: a key no URI's canonical text can be
+        return IdKey("!" + text)  # no URI: a key no URI's canonical text can be
     kept = tuple(sorted(p for p in u.params if p[0] in MUST_MATCH))
-    return str(replace(u, params=kept) if kept != u.params else u)
+    return IdKey(str(replace(u, params=kept) if kept != u.params else u))
 
 
 def same(a: str | None, b: str | None) -> bool:
