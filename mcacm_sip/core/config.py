@@ -68,7 +68,6 @@ from mcacm_sip.acm.model import (
 )
 from mcacm_sip.core.identity import pattern_ok, same, uid
 from mcacm_sip.core.policy import PolicyAction, PolicyRule
-from mcacm_sip.sip.uri import uri_host as uri_host  # core/acms.py imports it from here
 
 REQUEST_FLOWS: tuple[str, ...] = (
     ProfileUpdateRequest.FLOW,
