@@ -39,6 +39,8 @@ WAIT = 20.0  # upper bound only: every exchange takes milliseconds
 LIMITS = Limits(message_timeout=0.5, max_connections_per_source=8)
 """The defaults except a short slowloris timeout and a small per-source cap, so the tests
 reach them quickly (docs/decisions.md "Reliability: hostile input" has the defaults)."""
+STRANGER = "127.0.0.2"
+"""An attacker's address: not the node's configured hop (127.0.0.1), so every cap applies."""
 WARNING = re.compile(r'^399 \S+ "(?P<text>(?:[^"\\\x00-\x1f\x7f]|\\.)*)"$')
 
 # --------------------------------------------------------------------------- the node
@@ -144,8 +146,11 @@ class Tcp:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, node: Node) -> Tcp:
-        return cls(*await asyncio.open_connection("127.0.0.1", node.port("tcp")))
+    async def open(cls, node: Node, source: str | None = None) -> Tcp:
+        """``source``: our address (127.0.0.1, the node's configured hop, is privileged)."""
+        local = None if source is None else (source, 0)
+        return cls(*await asyncio.open_connection("127.0.0.1", node.port("tcp"),
+                                                  local_addr=local))
 
     async def send(self, data: bytes) -> Answer:
         self.writer.write(data)
@@ -509,9 +514,10 @@ def test_connection_flood_is_capped_per_source() -> None:
     slots."""
 
     async def body(node: Node) -> None:
-        legit = await Tcp.open(node)
+        legit = await Tcp.open(node, STRANGER)
         assert (await legit.send(request("OPTIONS", transport="TCP"))).status == 200
-        flood = [await Tcp.open(node) for _ in range(3 * LIMITS.max_connections_per_source)]
+        flood = [await Tcp.open(node, STRANGER)
+                 for _ in range(3 * LIMITS.max_connections_per_source)]
         kept = [await accepted(conn) for conn in flood]
         # the legitimate connection holds one of the slots
         assert sum(kept) == LIMITS.max_connections_per_source - 1
@@ -520,7 +526,7 @@ def test_connection_flood_is_capped_per_source() -> None:
         for conn in [*flood, legit]:
             conn.close()
         while True:  # until the node has seen the closes (each try is one round trip)
-            probe = await Tcp.open(node)
+            probe = await Tcp.open(node, STRANGER)
             ok = await accepted(probe)
             probe.close()
             if ok:

@@ -204,7 +204,14 @@ def make_endpoint(settings: SipSettings, node: str, trace: TraceHook | None) -> 
                        tls_server=tls.server_context() if tls and listens_tls else None,
                        tls_client=tls.client_context() if tls else None,
                        trace=None if trace is None else node_trace(trace, node),
-                       locate=Hops(settings.hops, settings.transport).peer_for)
+                       locate=Hops(settings.hops, settings.transport).peer_for,
+                       privileged=privileged_sources(settings.trusted_hosts, settings.hops))
+
+
+def privileged_sources(trusted_hosts: frozenset[str], hops: Mapping[str, str]) -> frozenset[str]:
+    """Addresses whose connections always get in (``Limits.max_connections``): the trusted
+    hosts and every configured next hop (peer ACMSs, our ACMS, the SIP core)."""
+    return frozenset(trusted_hosts) | {hop_peer(uri).host for uri in hops.values()}
 
 
 def addresses(endpoint: SipEndpoint, listens: Sequence[Listen]) -> dict[str, tuple[str, int]]:
@@ -357,6 +364,7 @@ class Node:
     def set_hops(self, hops: Mapping[str, str]) -> None:
         """Replace the static next hops (``[sip.hops]``), e.g. once every node listens."""
         self.endpoint.locate = Hops(hops, self._sip.transport).peer_for
+        self.endpoint.privileged = privileged_sources(self._sip.trusted_hosts, hops)
 
     @property
     def addresses(self) -> dict[str, tuple[str, int]]:

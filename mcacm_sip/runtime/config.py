@@ -35,7 +35,8 @@ Runtime tables (docs/running.md has annotated examples)::
     max_connections_per_source = 64    # inbound TCP/TLS connections from one IP address
     message_timeout = 10.0             # seconds a stream message may take (slowloris)
     max_contacts_per_aor = 16          # registrar: per AOR (403 past it); max_bindings: total
-    # also: max_header_bytes, max_headers, max_connections, idle_timeout, udp_mtu_switch
+    # also: max_header_bytes, max_headers, max_connections, max_handshakes,
+    # max_outbound_connections, max_buffer_bytes, handshake_timeout, idle_timeout, udp_mtu_switch
 
     [log]
     level = "info"                     # debug | info | warning | error

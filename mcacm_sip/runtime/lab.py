@@ -43,7 +43,7 @@ from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import SipSettings, TlsSettings, TraceHook
 from mcacm_sip.runtime.config import AcmcNodeConfig, AcmsNodeConfig, FaServerNodeConfig
 from mcacm_sip.runtime.fa_server import FaServerNode
-from mcacm_sip.sip import Listen, Timers, Transport
+from mcacm_sip.sip import Limits, Listen, Timers, Transport
 
 PRIMARY = "sip:acms@primary.example"
 PARTNER = "sip:acms@partner.example"
@@ -72,13 +72,14 @@ def profile_xml(name: str, *elements: str) -> str:
             f"<Name>{name}</Name>{extra}</mcptt-user-profile>")
 
 
-def _sip(transport: Transport, port: int = 0, tls: TlsSettings | None = None) -> SipSettings:
+def _sip(transport: Transport, port: int = 0, tls: TlsSettings | None = None,
+         limits: Limits | None = None) -> SipSettings:
     listens = (Listen(transport, "127.0.0.1", port),)
     # short Timer F: a node that is down is noticed in seconds, not 32 s; every node (and a
     # SIP core in front) is on loopback: the trusted host (issue 13, docs/running.md "Trust")
     return SipSettings(listens=listens, transport=transport, send_timeout=4.0,
                        timers=Timers(t1=0.1, t2=0.4, t4=0.5), tls=tls,
-                       trusted_hosts=LOOPBACK)
+                       trusted_hosts=LOOPBACK, limits=limits or Limits())
 
 
 def fa_config() -> FaServerConfig:
@@ -136,28 +137,33 @@ class Lab:
                     trace: TraceHook | None = None, dave: Decider | None = None,
                     dave_online: bool = True, *, proxy: str | None = None,
                     ports: Mapping[str, int] | None = None, tls: TlsSettings | None = None,
-                    timers: ProcedureTimers | None = None) -> AsyncIterator[Lab]:
+                    timers: ProcedureTimers | None = None, limits: Limits | None = None
+                    ) -> AsyncIterator[Lab]:
         """Start the five nodes; DAVE's ACMC decides with ``dave`` (default: a
         :class:`ProgrammableDecider` that holds requests) and logs on if ``dave_online``.
 
         ``proxy``: SIP URI of a SIP core (``sip:127.0.0.1:5060;transport=tcp``) set as hop
         ``*`` of every node.  ``ports``: fixed ports of "fa", "primary", "partner" (others:
         any free port).  ``tls``: every node's certificate and CA (needed for transport
-        "tls").  ``timers``: both ACMSs' procedure timers (e.g. a short answer timer)."""
+        "tls").  ``timers``: both ACMSs' procedure timers (e.g. a short answer timer).
+        ``limits``: the SIP limits of every node (e.g. small connection budgets)."""
         ports = dict(ports or {})
         with tempfile.TemporaryDirectory(prefix="mcacm-lab-") as tmp:
             base = Path(directory or tmp)
-            sip = _sip(transport, tls=tls)
+            sip = _sip(transport, tls=tls, limits=limits)
             fa = FaServerNode(FaServerNodeConfig(FA_SERVER, fa_config(),
-                                                 _sip(transport, ports.get("fa", 0), tls)),
+                                                 _sip(transport, ports.get("fa", 0), tls,
+                                                      limits)),
                               trace=trace)
             primary = AcmsNode(AcmsNodeConfig(primary_config(str(base / "primary.sqlite"),
                                                              timers),
-                                              _sip(transport, ports.get("primary", 0), tls)),
+                                              _sip(transport, ports.get("primary", 0), tls,
+                                                   limits)),
                                trace=trace)
             partner = AcmsNode(AcmsNodeConfig(partner_config(str(base / "partner.sqlite"),
                                                              timers),
-                                              _sip(transport, ports.get("partner", 0), tls)),
+                                              _sip(transport, ports.get("partner", 0), tls,
+                                                   limits)),
                                trace=trace)
             decider = dave if isinstance(dave, ProgrammableDecider) else ProgrammableDecider(
                 None if dave is None else dave.decide)

@@ -212,6 +212,7 @@ class SipEndpoint:
         trace: MessageTrace | None = None,
         locate: Locator | None = None,
         success_log_level: int = logging.INFO,
+        privileged: Iterable[str] = (),
     ) -> None:
         if any(lst.transport == "tls" for lst in listens) and tls_server is None:
             raise ValueError("a tls listener needs tls_server")
@@ -228,6 +229,10 @@ class SipEndpoint:
         """Level of the one record per transaction that ended 2xx (others: INFO); an
         application that logs each exchange itself at INFO sets DEBUG (runtime.base.Node)."""
         """Called with every message received or transmitted; None (default) costs nothing."""
+        self.privileged = frozenset(h.strip("[]") for h in privileged)
+        """Source IPs (configured peers, trusted hosts) whose inbound connections always get
+        in: past ``limits.max_connections`` or ``max_handshakes`` they displace the oldest
+        connection from any other source; no per-source cap or buffer budget applies to them."""
         self.locate = locate
         """Consulted by :meth:`send` for the next hop's address before DNS (static hops)."""
         self.txn = TransactionLayer(timers)
@@ -243,6 +248,10 @@ class SipEndpoint:
         self._connecting: dict[tuple[str, str, int, str | None],
                                asyncio.Future[StreamConnection]] = {}
         self._inbound_from: Counter[str] = Counter()  # open inbound connections per source IP
+        self._inbound = 0  # open inbound connections, handshakes included
+        self._outbound = 0  # connections we opened
+        self._handshaking: dict[int, StreamConnection] = {}  # inbound TLS, oldest first
+        self._buffered = 0  # bytes in the framers of every connection (max_buffer_bytes)
         self._waiters: dict[ClientKey, tuple[asyncio.Future[FinalResponse], OutgoingRequest]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -276,13 +285,13 @@ class SipEndpoint:
                 self._udp.setdefault(sock.family, (dgram, proto))
             else:
                 name: Transport = lst.transport
+                # TLS is started by the connection itself once counted (StreamConnection):
+                # a connect that never starts a handshake takes a slot, and is timed
+                tls = self.tls_server if name == "tls" else None
                 server = await loop.create_server(
-                    lambda name=name: StreamConnection(self, name, self.limits, self.now(),
-                                                       inbound=True),
+                    lambda name=name, tls=tls: StreamConnection(  # type: ignore[misc]
+                        self, name, self.limits, self.now(), inbound=True, tls=tls),
                     lst.host, lst.port,
-                    ssl=self.tls_server if name == "tls" else None,
-                    # a handshake is a message too: no slowloris before connection_made
-                    ssl_handshake_timeout=self.limits.message_timeout if name == "tls" else None,
                 )
                 self._servers.append(server)
                 sockname = server.sockets[0].getsockname()
@@ -451,19 +460,89 @@ class SipEndpoint:
             self._transmit(answer, source)
 
     def on_connection(self, conn: StreamConnection) -> bool:
-        peer = conn.peer
-        # caps against connection floods: in total, and inbound per source address
-        if self._closed or len(self._conns) >= self.limits.max_connections:
-            log.debug("connection from %s refused: %d open", peer, len(self._conns))
+        """Admit a new connection, or refuse it (False: closed at once).  Inbound and outbound
+        have budgets of their own; a privileged source displaces an unprivileged connection
+        rather than be refused (docs/decisions.md "Connection budgets")."""
+        if self._closed:
             return False
-        if conn.inbound:
-            if self._inbound_from[peer.host] >= self.limits.max_connections_per_source:
+        peer, limits = conn.peer, self.limits
+        if not conn.inbound:
+            if self._outbound >= limits.max_outbound_connections:
+                log.warning("connection to %s refused: %d outbound open", peer, self._outbound)
+                return False
+            self._outbound += 1
+        else:
+            privileged = peer.host in self.privileged
+            if not privileged and (self._inbound_from[peer.host]
+                                   >= limits.max_connections_per_source):
                 log.debug("connection from %s refused: too many from that address", peer)
                 return False
+            if self._inbound >= limits.max_connections and not (
+                    privileged and self._evict(self._conns.values())):
+                log.debug("connection from %s refused: %d open", peer, self._inbound)
+                return False
+            if conn.handshaking and len(self._handshaking) >= limits.max_handshakes and not (
+                    privileged and self._evict(self._handshaking.values())):
+                log.debug("connection from %s refused: %d TLS handshakes in progress", peer,
+                          len(self._handshaking))
+                return False
+            self._inbound += 1
             self._inbound_from[peer.host] += 1
+            if conn.handshaking:
+                self._handshaking[conn.id] = conn
         self._conns[conn.id] = conn
         self._conn_by_addr[(peer.transport, peer.host, peer.port)] = conn
         return True
+
+    def _evict(self, among: Iterable[StreamConnection]) -> bool:
+        """Close the inbound connection from an unprivileged source silent the longest, to
+        make room for a privileged one; False if there is none."""
+        victims = [c for c in among if c.inbound and c.peer.host not in self.privileged]
+        if not victims:
+            return False
+        victim = min(victims, key=lambda c: c.last_activity)
+        log.info("connection from %s closed to make room for a configured peer", victim.peer)
+        self._forget(victim)
+        victim.close()
+        return True
+
+    def on_secured(self, conn: StreamConnection) -> None:
+        self._handshaking.pop(conn.id, None)
+
+    def on_buffered(self, conn: StreamConnection) -> bool:
+        """``conn``'s framer holds a different number of bytes: False if that takes the
+        connections over ``limits.max_buffer_bytes`` (the connection is then closed)."""
+        now = conn.framer.buffered
+        grown = now - conn.accounted
+        if (grown > 0 and self._buffered + grown > self.limits.max_buffer_bytes
+                and conn.peer.host not in self.privileged and conn.id in self._conns):
+            log.warning("connection from %s closed: connection buffers over %d bytes",
+                        conn.peer, self.limits.max_buffer_bytes)
+            self._forget(conn)
+            return False
+        if conn.id in self._conns:
+            self._buffered += grown
+            conn.accounted = now
+        return True
+
+    def _forget(self, conn: StreamConnection) -> None:
+        """Take ``conn`` out of every count (once; before or after it is closed)."""
+        if self._conns.pop(conn.id, None) is None:
+            return
+        peer = conn.peer
+        self._buffered -= conn.accounted
+        conn.accounted = 0
+        if conn.inbound:
+            self._inbound -= 1
+            self._handshaking.pop(conn.id, None)
+            self._inbound_from[peer.host] -= 1
+            if not self._inbound_from[peer.host]:
+                del self._inbound_from[peer.host]
+        else:
+            self._outbound -= 1
+        addr = (peer.transport, peer.host, peer.port)
+        if self._conn_by_addr.get(addr) is conn:
+            del self._conn_by_addr[addr]
 
     def peer_certificate(self, peer: Peer) -> dict[str, Any] | None:
         """The verified certificate the remote end of ``peer``'s TLS connection showed."""
@@ -473,14 +552,7 @@ class SipEndpoint:
         return cert or None  # {}: shown but not verified (CERT_NONE) -> not an identity
 
     def on_connection_lost(self, conn: StreamConnection) -> None:
-        peer = conn.peer
-        if self._conns.pop(conn.id, None) is not None and conn.inbound:
-            self._inbound_from[peer.host] -= 1
-            if not self._inbound_from[peer.host]:
-                del self._inbound_from[peer.host]
-        addr = (peer.transport, peer.host, peer.port)
-        if self._conn_by_addr.get(addr) is conn:
-            del self._conn_by_addr[addr]
+        self._forget(conn)
 
     def _sweep_idle(self) -> None:
         cutoff = self.loop.time() - self.limits.idle_timeout
@@ -604,8 +676,8 @@ class SipEndpoint:
                                ) -> StreamConnection:
         if dest.transport == "tls" and self.tls_client is None:
             raise SipTransportError("no tls_client context")
-        if len(self._conns) >= self.limits.max_connections:
-            raise SipTransportError("too many connections")
+        if self._outbound + len(self._connecting) > self.limits.max_outbound_connections:
+            raise SipTransportError("too many outbound connections")
         try:
             _, proto = await self.loop.create_connection(
                 lambda: StreamConnection(self, dest.transport, self.limits, self.now()),

@@ -72,13 +72,27 @@ class Limits:
     max_headers: int = 256
     """Most header lines in one message; more: 413."""
     max_connections: int = 1024
-    """Open TCP/TLS connections, inbound and outbound together; more are closed at once."""
+    """Inbound TCP/TLS connections open at once, TLS handshakes in progress included; more are
+    closed at once, unless the source is privileged (a configured peer or trusted host): then
+    the oldest inbound connection from an unprivileged source is closed to make room."""
     max_connections_per_source: int = 64
-    """Inbound TCP/TLS connections from one IP address; more are closed at once."""
+    """Inbound TCP/TLS connections from one unprivileged IP address; more are closed at once."""
+    max_handshakes: int = 64
+    """Inbound TLS handshakes in progress (each holds about 100 KiB of TLS state); more are
+    closed at once (a privileged source evicts as for ``max_connections``)."""
+    max_outbound_connections: int = 256
+    """Connections we open ourselves (to configured hops, registered contacts): a budget of
+    their own, so that inbound connections never crowd them out."""
+    max_buffer_bytes: int = 64 << 20
+    """Bytes of incomplete messages buffered over all connections together; the unprivileged
+    connection whose data goes over it is closed."""
+    handshake_timeout: float = 5.0
+    """Seconds an inbound connection may take from its accept to the end of its TLS handshake
+    and then to its first byte of SIP; then it is closed (idle connects, stalled handshakes)."""
     message_timeout: float = 10.0
     """Seconds a stream message may take from its first byte to its last (slowloris); then
     the connection is closed."""
-    idle_timeout: float = 300.0
+    idle_timeout: float = 120.0
     """Seconds a TCP/TLS connection may stay silent before it is closed."""
     udp_mtu_switch: int = 1300
     max_contacts_per_aor: int = 16

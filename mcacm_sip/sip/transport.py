@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import ssl
+from asyncio import sslproto
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from .message import DEFAULT_LIMITS, Limits, head_end
 from .transaction import Peer, Transport
@@ -127,6 +129,8 @@ class Sink(Protocol):
     ) -> None: ...
     def on_frame_error(self, error: FrameError, source: Peer) -> None: ...
     def on_connection(self, conn: StreamConnection) -> bool: ...
+    def on_secured(self, conn: StreamConnection) -> None: ...
+    def on_buffered(self, conn: StreamConnection) -> bool: ...
     def on_connection_lost(self, conn: StreamConnection) -> None: ...
 
 
@@ -184,12 +188,41 @@ class UdpProtocol(asyncio.DatagramProtocol):
             self._drain = None
 
 
+class _SmallSslProtocol(sslproto.SSLProtocol):
+    """asyncio's TLS protocol with a 32 KiB read buffer instead of 256 KiB: the buffer is
+    allocated (and zeroed) per connection before the handshake, so 1 000 idle connects to a
+    TLS port cost 300 MB of RSS with the default.  A TLS record holds at most 16 KiB."""
+
+    max_size = 32 * 1024
+
+
+def start_server_tls(loop: asyncio.AbstractEventLoop, raw: asyncio.BaseTransport,
+                     app: asyncio.Protocol, context: ssl.SSLContext, timeout: float
+                     ) -> tuple[asyncio.Future[None], sslproto.SSLProtocol]:
+    """Begin the server side of a TLS handshake on ``raw`` for ``app``, now (before any byte
+    is read): ``loop.start_tls`` with the small buffer.  The future is done when the handshake
+    is (an exception if it failed, ``timeout`` included); then ``app`` reads through the
+    protocol's application transport and gets ``connection_lost``, never ``connection_made``."""
+    waiter: asyncio.Future[None] = loop.create_future()
+    protocol = _SmallSslProtocol(loop, app, context, waiter, True, None,
+                                 ssl_handshake_timeout=timeout,  # type: ignore[arg-type]
+                                 call_connection_made=False)  # (typeshed: int; a float works)
+    tcp = cast(asyncio.Transport, raw)
+    tcp.pause_reading()  # nothing reaches ``app`` unencrypted
+    tcp.set_protocol(protocol)
+    loop.call_soon(protocol.connection_made, tcp)
+    loop.call_soon(tcp.resume_reading)
+    return waiter, protocol
+
+
 class StreamConnection(asyncio.Protocol):
     """One TCP or TLS connection, inbound or outbound.
 
     A message must arrive whole within ``limits.message_timeout`` of its first byte, else the
     connection is closed: a peer trickling a header byte by byte (slowloris) holds a
-    connection for seconds, not for ever.
+    connection for seconds, not for ever.  An inbound connection must finish its TLS handshake
+    (``tls``: the server context) and then send its first byte within
+    ``limits.handshake_timeout`` each; until its handshake is done it is ``handshaking``.
     """
 
     _next_id = 0
@@ -199,7 +232,7 @@ class StreamConnection(asyncio.Protocol):
     destroys the answer (the lingering close of HTTP servers)."""
 
     def __init__(self, sink: Sink, transport_name: Transport, limits: Limits, now: float,
-                 inbound: bool = False) -> None:
+                 inbound: bool = False, tls: ssl.SSLContext | None = None) -> None:
         StreamConnection._next_id += 1
         self.id = StreamConnection._next_id
         self.sink = sink
@@ -207,8 +240,16 @@ class StreamConnection(asyncio.Protocol):
         self.inbound = inbound
         self.limits = limits
         self.framer = StreamFramer(limits)
+        self.accounted = 0
+        """Bytes of ``framer`` the sink has counted against its buffer budget."""
         self._deadline: asyncio.TimerHandle | None = None  # for the message being received
         self._draining = False  # after a framing error: what arrives is dropped unread
+        self._spoke = not inbound  # an inbound connection has not sent a byte yet
+        self._tls = tls
+        self.handshaking = tls is not None
+        self._raw: asyncio.BaseTransport | None = None  # the TCP transport under TLS
+        self._tls_protocol: sslproto.SSLProtocol | None = None  # while handshaking
+        self._lost = False
         self.transport: asyncio.Transport | None = None
         self.peer = Peer(transport_name, "", 0, self.id)
         self.local: tuple[str, int] = ("", 0)  # our end of the connection (ephemeral if outbound)
@@ -216,19 +257,48 @@ class StreamConnection(asyncio.Protocol):
         self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self._raw = transport
         addr = transport.get_extra_info("peername")
         self.peer = Peer(self.name, str(addr[0]), int(addr[1]), self.id)
         self.local = _address(transport.get_extra_info("sockname"))
         if not self.sink.on_connection(self):
             transport.close()
+            return
+        loop = asyncio.get_running_loop()
+        if self._tls is None:
+            self.transport = transport  # type: ignore[assignment]
+        else:  # counted from the accept: a connect that never starts its handshake is too
+            done, self._tls_protocol = start_server_tls(
+                loop, transport, self, self._tls, self.limits.handshake_timeout)
+            done.add_done_callback(self._secured)
+        if not self._spoke:
+            self._deadline = loop.call_later(self.limits.handshake_timeout, self._too_slow)
+
+    def _secured(self, done: asyncio.Future[None]) -> None:
+        protocol, self._tls_protocol = self._tls_protocol, None
+        if done.cancelled() or done.exception() is not None or protocol is None:
+            if self._raw is not None:
+                self._raw.close()
+            self.connection_lost(None)  # asyncio tells the app nothing of a failed handshake
+            return
+        self.transport = protocol._app_transport  # what loop.start_tls returns
+        self.handshaking = False
+        self.sink.on_secured(self)
+        if not self._spoke:  # the first byte of SIP has its own handshake_timeout
+            self._disarm()
+            self._deadline = asyncio.get_running_loop().call_later(
+                self.limits.handshake_timeout, self._too_slow)
 
     def data_received(self, data: bytes) -> None:
         if self._draining:
             return
         loop = asyncio.get_running_loop()
         self.last_activity = loop.time()
-        frames = self.framer.feed(data)
+        if not self._spoke:
+            self._spoke = True
+            self._disarm()
+        framer = self.framer
+        frames = framer.feed(data)
         for frame in frames:
             if isinstance(frame, bytes):
                 self.sink.on_message(frame, self.peer, False, self.local)
@@ -238,7 +308,10 @@ class StreamConnection(asyncio.Protocol):
                 return
             else:
                 self.write(b"\r\n")  # pong
-        if not self.framer.pending:
+        if framer.buffered != self.accounted and not self.sink.on_buffered(self):
+            self.close()  # over the buffer budget
+            return
+        if not framer.pending:
             self._disarm()
         elif self._deadline is None or frames:  # a message began here: its clock starts
             self._disarm()
@@ -248,6 +321,7 @@ class StreamConnection(asyncio.Protocol):
         """After a framing error: the answer, then FIN, drain for LINGER seconds, close."""
         self._disarm()
         self.framer = StreamFramer(self.limits)  # drop what was buffered
+        self.sink.on_buffered(self)
         transport = self.transport
         if transport is None or not transport.can_write_eof():  # TLS: no half-close
             self.close()
@@ -270,6 +344,9 @@ class StreamConnection(asyncio.Protocol):
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
         self._disarm()
         if not self.closed.done():
             self.closed.set_result(None)
@@ -286,6 +363,8 @@ class StreamConnection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+        elif self._raw is not None:  # still in its TLS handshake
+            self._raw.close()
 
 
 __all__ = ["PONG", "FrameError", "Sink", "StreamConnection", "StreamFramer", "UdpProtocol"]
