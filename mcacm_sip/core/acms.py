@@ -59,6 +59,7 @@ from mcacm_sip.core.events import (
 )
 from mcacm_sip.core.identity import IdKey, id_key, matches_pattern, same, uid
 from mcacm_sip.core.policy import PolicyAction, assess
+from mcacm_sip.core.quota import QuotaBook, Quotas
 from mcacm_sip.core.state import (
     AWAITING_DECISION,
     DURABLE_PURPOSES,
@@ -129,8 +130,11 @@ def _ts(now: float) -> datetime:
 class AcmsCore:
     """One ACMS.  Construct from its configuration and, after a restart, the stored snapshot."""
 
-    def __init__(self, config: AcmsConfig, snapshot: Snapshot | None = None) -> None:
+    def __init__(self, config: AcmsConfig, snapshot: Snapshot | None = None,
+                 quotas: Quotas | None = None) -> None:
         self.config = config
+        self.quota = QuotaBook(quotas or Quotas())
+        """What is retained for whom, against the ``[limits]`` quotas (core/quota.py)."""
         # identities are compared as URIs (RFC 3261 19.1.4): every dict/set below keyed by one
         # is keyed by its IdKey (identity.id_key), never by the text as written
         self._peers: dict[IdKey, PeerSystem] = {id_key(p.psi): p for p in config.peers}
@@ -163,9 +167,10 @@ class AcmsCore:
                 self._remember(record)
 
     @classmethod
-    def restore(cls, config: AcmsConfig, snapshot: Snapshot) -> AcmsCore:
+    def restore(cls, config: AcmsConfig, snapshot: Snapshot, quotas: Quotas | None = None
+                ) -> AcmsCore:
         """The core of a restarted ACMS; call :meth:`start` next."""
-        return cls(config, snapshot)
+        return cls(config, snapshot, quotas)
 
     # ------------------------------------------------------------------ public interface
 
@@ -266,6 +271,7 @@ class AcmsCore:
             case Transaction():
                 old = self._tx.get(record.key)
                 self._tx[record.key] = record
+                self.quota.track(record)
                 if old is None or old.deadline != record.deadline:
                     self._timer_at(record.deadline, record.KIND, record.key)
                 if old is None:
@@ -304,6 +310,7 @@ class AcmsCore:
 
     def _drop_tx(self, tx: Transaction, out: Actions) -> None:
         del self._tx[tx.key]
+        self.quota.forget(tx.key)
         if self._legs.get((tx.role, tx.leg)) == tx.key:
             del self._legs[(tx.role, tx.leg)]
         out.change(Remove(Transaction.KIND, tx.key))
@@ -416,6 +423,8 @@ class AcmsCore:
     # ------------------------------------------------------------------ primary role
 
     def _primary_request(self, now: float, sender: str, req: AcmRequest, out: Actions) -> None:
+        if self._over_quota(tx_key(Role.PRIMARY, sender, req.transaction_id), req, None, out):
+            return
         # decision: a transaction is its origin plus its id -- the same id from two of our
         # ACMCs is two transactions
         if (tx := self._tx.get(tx_key(Role.PRIMARY, sender, req.transaction_id))) is not None:
@@ -577,8 +586,22 @@ class AcmsCore:
 
     # ------------------------------------------------------------------ partner role
 
+    def _over_quota(self, key: str, req: AcmRequest, peer: str | None, out: Actions) -> bool:
+        """A request that would open transaction ``key`` past a bound of ``[limits]`` is
+        refused (413, or 503 + Retry-After) and nothing is stored (core/quota.py); a repeat
+        of a transaction already kept is never refused here."""
+        if key in self._tx or (refusal := self.quota.refusal(req, peer)) is None:
+            return False
+        log.warning("%s %s refused: %s", req.FLOW, req.transaction_id, refusal.warning,
+                    extra={"event": "quota.refused", "peer": peer, "status": refusal.status})
+        out.refuse(refusal.status, refusal.warning, refusal.retry_after)
+        return True
+
     def _partner_request(self, now: float, peer: PeerSystem, req: AcmRequest, out: Actions
                          ) -> None:
+        if self._over_quota(tx_key(Role.PARTNER, peer.psi, req.transaction_id), req, peer.psi,
+                            out):
+            return
         # decision: a transaction is its origin plus its id -- the same id from two primary
         # systems is two transactions
         if (tx := self._tx.get(tx_key(Role.PARTNER, peer.psi, req.transaction_id))) is not None:

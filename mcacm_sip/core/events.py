@@ -139,6 +139,8 @@ class Refuse:
 
     status: int
     warning: str
+    retry_after: int | None = None
+    """Seconds of a ``Retry-After`` header (RFC 3261 20.33), for a 503."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,8 +216,8 @@ class Actions:
     def accept(self) -> None:
         self._verdict = Accept()
 
-    def refuse(self, status: int, warning: str) -> None:
-        self._verdict = Refuse(status, warning)
+    def refuse(self, status: int, warning: str, retry_after: int | None = None) -> None:
+        self._verdict = Refuse(status, warning, retry_after)
 
     def add(self, action: Action) -> None:
         self._rest.append(action)

@@ -109,7 +109,7 @@ class AcmsNode(Node):
         self.trust = Trust(acms.peers, (u.id for u in acms.users), config.sip.trusted_hosts)
         """Whom the node believes (peers, users, trusted hosts)."""
         self._users = self.trust.users
-        self.core = AcmsCore.restore(acms, self.store.load())
+        self.core = AcmsCore.restore(acms, self.store.load(), config.limits.quotas())
         self._timer: CoreTimer = CoreTimer(self.core.get_timer,
                                            lambda now: self.feed(TimerTick(now)))
         self._fa_tasks: dict[Uri, asyncio.Task[None]] = {}

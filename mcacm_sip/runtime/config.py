@@ -45,6 +45,10 @@ Runtime tables (docs/running.md has annotated examples)::
     [limits]                           # ACMS only (docs/running.md "Overload")
     max_in_flight = 300                # sends without a known outcome; over it: new requests 503
     retry_after = 5                    # seconds, the Retry-After of those 503s
+    max_profile_bytes = 131072         # larger profile in a request: 413, nothing stored
+    max_open_per_peer = 500            # open partner transactions of one peer; more: 503
+    max_bytes_per_peer = 67108864      # bytes retained for one peer's transactions; more: 503
+    max_store_bytes = 536870912        # bytes retained for all transactions; more: 503
 
 Every error is a :class:`~mcacm_sip.core.config.ConfigError` naming the key.
 """
@@ -70,6 +74,7 @@ from mcacm_sip.core.config import (
     read_toml,
 )
 from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
+from mcacm_sip.core.quota import Quotas
 from mcacm_sip.runtime.base import TRUST_KEY, SipSettings, TlsSettings, TrustMode, hop_peer
 from mcacm_sip.sip import Limits, Listen, Timers, Transport
 from mcacm_sip.sip.uri import Uri, address_of_record
@@ -84,6 +89,9 @@ class LogSettings:
     format: LogFormat = "console"
 
 
+_QUOTAS = Quotas()
+
+
 @dataclass(frozen=True, slots=True)
 class AcmsLimits:
     """``[limits]``: overload protection of an ACMS (RFC 3261 21.5.4; docs/decisions.md
@@ -94,7 +102,19 @@ class AcmsLimits:
     request that would open a new transaction is answered 503; answers, indications,
     decisions, downloads and duplicates of open transactions are still taken, so load drains."""
     retry_after: int = 5
-    """Retry-After (seconds, RFC 3261 20.33) of those 503 answers."""
+    """Retry-After (seconds, RFC 3261 20.33) of those 503 answers, and of the quota ones."""
+    max_profile_bytes: int = _QUOTAS.max_profile_bytes
+    """Largest user profile in a request; larger: 413 (core/quota.py, docs/running.md)."""
+    max_open_per_peer: int = _QUOTAS.max_open_per_peer
+    """Open partner transactions of one peer ACMS; more: 503 + Retry-After."""
+    max_bytes_per_peer: int = _QUOTAS.max_bytes_per_peer
+    """Bytes retained for one peer ACMS's transactions; more: 503 + Retry-After."""
+    max_store_bytes: int = _QUOTAS.max_store_bytes
+    """Bytes retained for all transactions; more: 503 + Retry-After."""
+
+    def quotas(self) -> Quotas:
+        return Quotas(self.max_profile_bytes, self.max_open_per_peer, self.max_bytes_per_peer,
+                      self.max_store_bytes, self.retry_after)
 
 
 @dataclass(frozen=True, slots=True)

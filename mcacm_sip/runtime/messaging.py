@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.errors import AcmError
@@ -30,7 +30,11 @@ def verdict_reply(host: str, verdict: Verdict | None) -> Reply:
     """The answer to a MESSAGE the core judged: 200 for Accept (after the store committed),
     the refusal with its Warning, 500 if the core gave no verdict."""
     if isinstance(verdict, Refuse):
-        return message_reply(host, verdict.status, verdict.warning)
+        reply = message_reply(host, verdict.status, verdict.warning)
+        if verdict.retry_after is not None:
+            reply = replace(reply, headers=(*reply.headers,
+                                            ("Retry-After", str(verdict.retry_after))))
+        return reply
     return Reply(200 if verdict is not None else 500)
 
 

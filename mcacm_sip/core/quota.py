@@ -1,0 +1,143 @@
+"""Bounds on the state an ACMS keeps for others (issue 13 item 4; docs/decisions.md "Retained
+state quotas"): a maximum profile size, per-peer quotas of open transactions and retained bytes,
+and a ceiling on the retained bytes of all transactions.  Past a bound a new request is refused
+with a defined answer before anything is stored; nothing here ever drops what was accepted.
+
+:class:`QuotaBook` keeps the accounting: the core tells it every transaction record it keeps
+(``track``) and drops (``forget``), and asks it before it opens one (``refusal``).  Sizes are
+estimates of what the store keeps (:func:`footprint`): the profile documents dominate them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mcacm_sip.acm.model import AcmFlow, AcmRequest
+from mcacm_sip.core.state import Role, Transaction, TxState
+
+FLOW_OVERHEAD = 512
+"""Bytes counted for a flow besides its profiles, identities and free text (its XML frame)."""
+USER_OVERHEAD = 64
+"""Bytes counted per listed user besides the identities' own length."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quotas:
+    """``[limits]`` of the ACMS TOML (runtime.config.AcmsLimits carries the values)."""
+
+    max_profile_bytes: int = 131072
+    """Largest MC service user profile (canonical XML) in a request; larger: 413."""
+    max_open_per_peer: int = 500
+    """Partner transactions of one peer ACMS not yet done; more: 503 + Retry-After."""
+    max_bytes_per_peer: int = 64 << 20
+    """Bytes retained for one peer ACMS's transactions (open or kept for duplicates); more:
+    503 + Retry-After."""
+    max_store_bytes: int = 512 << 20
+    """Bytes retained for all transactions (both roles); more: 503 + Retry-After."""
+    retry_after: int = 5
+    """Retry-After (seconds, RFC 3261 20.33) of those 503 answers."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRefusal:
+    """The SIP answer a request past a bound gets: ``status``, the Warning text, and for
+    503 the Retry-After."""
+
+    status: int
+    warning: str
+    retry_after: int | None = None
+
+
+def _profile_bytes(flow: object) -> int:
+    profile = getattr(flow, "profile", None)
+    return len(profile.xml) if profile is not None else 0
+
+
+def flow_bytes(flow: AcmFlow | None) -> int:
+    """Estimated stored size of ``flow``: its frame, profiles, free text and user lists."""
+    if flow is None:
+        return 0
+    size = FLOW_OVERHEAD + _profile_bytes(flow) + len(getattr(flow, "additional_info", None)
+                                                      or "")
+    for user in getattr(flow, "users", ()):
+        if isinstance(user, str):
+            size += USER_OVERHEAD + len(user)
+        else:  # a per-user result (UserAssignment / UserRemoval), possibly with a profile
+            size += USER_OVERHEAD + len(user.primary_id) + len(user.partner_id or "") \
+                + _profile_bytes(user)
+    return size
+
+
+def footprint(tx: Transaction) -> int:
+    """Estimated stored size of a transaction record (request, indication, response)."""
+    return flow_bytes(tx.request) + flow_bytes(tx.indication) + flow_bytes(tx.response)
+
+
+class QuotaBook:
+    """The accounting behind :class:`Quotas`: O(1) per record kept, dropped or checked."""
+
+    __slots__ = ("_bytes_of", "_open_of", "_seen", "quotas", "total")
+
+    def __init__(self, quotas: Quotas) -> None:
+        self.quotas = quotas
+        self._seen: dict[str, tuple[str | None, int, bool]] = {}  # key -> (peer, bytes, open)
+        self._open_of: dict[str, int] = {}    # peer PSI -> its open partner transactions
+        self._bytes_of: dict[str, int] = {}   # peer PSI -> bytes of its partner transactions
+        self.total = 0
+        """Bytes of every transaction kept."""
+
+    def track(self, tx: Transaction) -> None:
+        """``tx`` is kept (new, or a new state of one already kept)."""
+        self.forget(tx.key)
+        peer = tx.peer if tx.role is Role.PARTNER else None
+        size, is_open = footprint(tx), tx.state is not TxState.DONE
+        self._seen[tx.key] = (peer, size, is_open)
+        self.total += size
+        if peer is not None:
+            self._bytes_of[peer] = self._bytes_of.get(peer, 0) + size
+            if is_open:
+                self._open_of[peer] = self._open_of.get(peer, 0) + 1
+
+    def forget(self, key: str) -> None:
+        """The transaction ``key`` is no longer kept."""
+        seen = self._seen.pop(key, None)
+        if seen is None:
+            return
+        peer, size, is_open = seen
+        self.total -= size
+        if peer is not None:
+            self._bytes_of[peer] -= size
+            if is_open:
+                self._open_of[peer] -= 1
+
+    def open_of(self, peer: str) -> int:
+        return self._open_of.get(peer, 0)
+
+    def bytes_of(self, peer: str) -> int:
+        return self._bytes_of.get(peer, 0)
+
+    def refusal(self, req: AcmRequest, peer: str | None) -> QuotaRefusal | None:
+        """Whether a new transaction for ``req`` (from peer ACMS ``peer``; None: from one of
+        our ACMCs) must be refused, and how; None: it may open."""
+        q = self.quotas
+        profile = max([_profile_bytes(req), *(_profile_bytes(u) for u in
+                                              getattr(req, "users", ()))])
+        if profile > q.max_profile_bytes:
+            # decision: a permanent refusal (RFC 3261 21.4.11), nothing stored: the same
+            # request stays too large, so the sender must not retry it unchanged
+            return QuotaRefusal(413, f"profile-too-large: the profile is {profile} bytes, "
+                                f"at most {q.max_profile_bytes} are taken")
+        size = flow_bytes(req)
+        if peer is not None and self.open_of(peer) >= q.max_open_per_peer:
+            return self._busy(f"{peer} has {self.open_of(peer)} open transactions "
+                              f"(quota {q.max_open_per_peer})")
+        if peer is not None and self.bytes_of(peer) + size > q.max_bytes_per_peer:
+            return self._busy(f"{peer} has {self.bytes_of(peer)} bytes retained "
+                              f"(quota {q.max_bytes_per_peer})")
+        if self.total + size > q.max_store_bytes:
+            return self._busy(f"{self.total} bytes retained (ceiling {q.max_store_bytes})")
+        return None
+
+    def _busy(self, why: str) -> QuotaRefusal:
+        # RFC 3261 21.5.4 / 20.33: a temporary refusal the sender retries after Retry-After
+        return QuotaRefusal(503, f"quota-exceeded: {why}", self.quotas.retry_after)

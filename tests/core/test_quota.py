@@ -1,0 +1,191 @@
+"""Retained-state quotas of the ACMS core (issue 13 item 4; core/quota.py, docs/decisions.md
+"Retained state quotas"): past a bound a new request is refused with its defined answer and
+nothing is stored; repeats of kept transactions are always taken; the accounting follows
+the transactions (done, dropped at the end of retention, restored after a restart)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mcacm_sip.acm.codec import profile_from_xml
+from mcacm_sip.acm.model import (
+    Addressee,
+    AddUserConfigurationRequest,
+    Party,
+    ProfileUpdateRequest,
+    new_transaction_id,
+)
+from mcacm_sip.core.acms import AcmsCore
+from mcacm_sip.core.events import (
+    Accept,
+    Action,
+    FlowFromAcmc,
+    FlowFromPeer,
+    Put,
+    Refuse,
+    Remove,
+    TimerTick,
+    verdict_of,
+)
+from mcacm_sip.core.quota import Quotas, footprint
+from mcacm_sip.core.state import Snapshot, Transaction
+from mcacm_sip.runtime.lab import (
+    ALICE,
+    DAVE,
+    MIKE,
+    PARTNER,
+    PRIMARY,
+    partner_config,
+    primary_config,
+)
+
+T0 = 1_700_000_000.0
+
+
+def profile(size: int) -> object:
+    pad = "x" * max(0, size - 100)
+    return profile_from_xml('<mcptt-user-profile xmlns="urn:3gpp:mcptt:user-profile:1.0">'
+                            f"<Name>{pad}</Name></mcptt-user-profile>")
+
+
+def update(size: int, tid: str | None = None) -> ProfileUpdateRequest:
+    return ProfileUpdateRequest(tid or new_transaction_id(), Party(ALICE), Addressee(DAVE),
+                                "sip:mike-1@partner.example", profile(size))  # type: ignore[arg-type]
+
+
+def add(tid: str | None = None) -> AddUserConfigurationRequest:
+    return AddUserConfigurationRequest(tid or new_transaction_id(), Party(ALICE), (MIKE,),
+                                       Addressee(DAVE))
+
+
+def partner(quotas: Quotas) -> AcmsCore:
+    return AcmsCore(partner_config(None), quotas=quotas)
+
+
+def from_peer(core: AcmsCore, flow: object, now: float = T0) -> list[Action]:
+    return core.handle(FlowFromPeer(now, PRIMARY, flow))  # type: ignore[arg-type]
+
+
+def stored(actions: list[Action]) -> bool:
+    return any(isinstance(a, Put | Remove) for a in actions)
+
+
+def test_a_profile_over_the_maximum_gets_413_and_nothing_is_stored() -> None:
+    core = partner(Quotas(max_profile_bytes=10_000))
+    actions = from_peer(core, update(20_000))
+    verdict = verdict_of(actions)
+    assert isinstance(verdict, Refuse) and verdict.status == 413
+    assert verdict.warning.startswith("profile-too-large:") and verdict.retry_after is None
+    assert not stored(actions) and not core.transactions()
+    # at the maximum it is taken (here: refused later by the procedure, but stored first)
+    assert isinstance(verdict_of(from_peer(core, update(9_000))), Accept)
+    assert len(core.transactions()) == 1
+
+
+def test_the_primary_applies_the_profile_maximum_to_its_own_acmcs() -> None:
+    core = AcmsCore(primary_config(None), quotas=Quotas(max_profile_bytes=10_000))
+    actions = core.handle(FlowFromAcmc(T0, ALICE, update(20_000)))
+    verdict = verdict_of(actions)
+    assert isinstance(verdict, Refuse) and verdict.status == 413
+    assert not stored(actions)
+
+
+def test_open_transactions_per_peer_are_capped_with_503_and_retry_after() -> None:
+    core = partner(Quotas(max_open_per_peer=3, retry_after=7))
+    kept = [add() for _ in range(3)]
+    for req in kept:
+        assert isinstance(verdict_of(from_peer(core, req)), Accept)
+    actions = from_peer(core, add())
+    verdict = verdict_of(actions)
+    assert isinstance(verdict, Refuse) and (verdict.status, verdict.retry_after) == (503, 7)
+    assert verdict.warning.startswith("quota-exceeded:")
+    assert not stored(actions) and len(core.transactions()) == 3
+    # a repeat of a kept transaction is still answered (idempotent retry)
+    assert isinstance(verdict_of(from_peer(core, kept[0])), Accept)
+
+
+def test_bytes_per_peer_and_the_store_ceiling_are_capped() -> None:
+    core = partner(Quotas(max_bytes_per_peer=50_000))
+    sizes = []
+    while True:
+        actions = from_peer(core, update(9_000))
+        if isinstance(verdict_of(actions), Refuse):
+            break
+        sizes.append(core.quota.bytes_of(PRIMARY))
+    assert isinstance(verdict_of(actions), Refuse) and verdict_of(actions).status == 503  # type: ignore[union-attr]
+    assert not stored(actions)
+    assert core.quota.bytes_of(PRIMARY) <= 50_000 < core.quota.bytes_of(PRIMARY) + 9_000
+    ceiling = partner(Quotas(max_store_bytes=30_000))
+    while isinstance(verdict_of(from_peer(ceiling, update(9_000))), Accept):
+        pass
+    assert ceiling.quota.total <= 30_000
+
+
+def test_the_accounting_follows_done_dropped_and_restored_transactions() -> None:
+    """Open counts fall when a transaction is done, bytes when retention drops it, and a
+    restarted core counts what its store gives back."""
+    config = partner_config(None)
+    core = AcmsCore(config, quotas=Quotas(max_open_per_peer=2))
+    records: dict[str, Transaction] = {}
+
+    def feed(actions: list[Action]) -> None:
+        for a in actions:
+            if isinstance(a, Put) and isinstance(a.record, Transaction):
+                records[a.record.key] = a.record
+            elif isinstance(a, Remove) and a.kind == Transaction.KIND:
+                records.pop(a.key, None)
+
+    feed(from_peer(core, add()))
+    feed(from_peer(core, add()))
+    assert core.quota.open_of(PRIMARY) == 2
+    # the peer never takes the answers: each ends (GAVE_UP) at its deadline, then is retained
+    while core.quota.open_of(PRIMARY):
+        when = core.get_timer()
+        assert when is not None
+        feed(core.handle(TimerTick(when)))
+    assert core.quota.bytes_of(PRIMARY) == sum(footprint(t) for t in records.values()) > 0
+    restarted = AcmsCore.restore(config, Snapshot(tuple(records.values()), (), (), ()),
+                                 Quotas())
+    assert restarted.quota.bytes_of(PRIMARY) == core.quota.bytes_of(PRIMARY)
+    while core.quota.total:  # retention ends: every record dropped, every byte given back
+        when = core.get_timer()
+        assert when is not None
+        feed(core.handle(TimerTick(when)))
+    assert not records and core.quota.bytes_of(PRIMARY) == 0
+    assert isinstance(verdict_of(from_peer(core, add())), Accept)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "update", "repeat"]),
+                          st.integers(0, 30_000)), max_size=25))
+def test_no_sequence_of_requests_takes_a_peer_past_its_quotas(
+        steps: list[tuple[str, int]]) -> None:
+    """Whatever a peer sends, what is kept for it stays within its quotas."""
+    q = Quotas(max_profile_bytes=20_000, max_open_per_peer=6, max_bytes_per_peer=60_000,
+               max_store_bytes=90_000)
+    core = partner(q)
+    last: object | None = None
+    for kind, size in steps:
+        flow = last if kind == "repeat" and last is not None else \
+            add() if kind == "add" else update(size)
+        from_peer(core, flow)
+        last = flow
+        assert core.quota.open_of(PRIMARY) <= q.max_open_per_peer
+        assert core.quota.bytes_of(PRIMARY) <= q.max_bytes_per_peer
+        assert core.quota.total <= q.max_store_bytes
+        assert core.quota.total == sum(footprint(t) for t in core.transactions())
+
+
+def test_quotas_of_another_peer_are_its_own() -> None:
+    """One peer at its quota does not refuse another (PARTNER here as a second origin)."""
+    config = partner_config(None)
+    from dataclasses import replace
+
+    from mcacm_sip.core.config import PeerSystem
+    config = replace(config, peers=(*config.peers, PeerSystem(PARTNER, ("partner.example",))))
+    core = AcmsCore(config, quotas=Quotas(max_open_per_peer=1))
+    assert isinstance(verdict_of(from_peer(core, add())), Accept)
+    assert isinstance(verdict_of(from_peer(core, add())), Refuse)
+    other = core.handle(FlowFromPeer(T0, PARTNER, add()))
+    assert isinstance(verdict_of(other), Accept)
