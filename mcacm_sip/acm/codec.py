@@ -119,6 +119,18 @@ class _Token(_Kind):
         return (el.text or "").strip()
 
 
+class _Flag(_Kind):
+    """xs:boolean that is written only when true (absent means false), so a document without
+    the flag is the same as before the flag existed."""
+
+    def put(self, parent: etree._Element, tag: str, value: Any) -> None:
+        if value:
+            etree.SubElement(parent, tag).text = "true"
+
+    def get(self, el: etree._Element) -> Any:
+        return (el.text or "").strip() in ("true", "1")
+
+
 class _DateTime(_Kind):
     """xs:dateTime with a mandatory time zone (datetime.isoformat keeps the offset)."""
 
@@ -293,6 +305,7 @@ _SPECS: dict[type[model.AcmFlow], _Struct] = {
             _TID,
             _row("user", "user", _ID),
             _row("items", "acm-data", _FlowList()),
+            _row("more", "more-pending", _Flag()),
         )),
         (model.AddUserConfigurationRequest, (
             _TID,

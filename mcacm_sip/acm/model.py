@@ -501,7 +501,11 @@ class PendingDataDownloadResponse:
     user: str
     """(M) MC service ID of the user who asked for the download."""
     items: tuple[AcmRequest | AcmResponse, ...] = ()
-    """(M) ACM Data: every request or response pending for the user (may be empty)."""
+    """(M) ACM Data: the requests and responses pending for the user (may be empty), at most
+    one page of them (docs/decisions.md "Pending data download pages")."""
+    more: bool = False
+    """Project IE: more items are pending than this response carries; the ACMC downloads
+    again (absent from the document when false)."""
 
     def __post_init__(self) -> None:
         _check_transaction_id(self.transaction_id)

@@ -189,6 +189,9 @@ class AcmcCore:
             for item in flow.items:  # 10.17.3.1: every pending item, in order
                 if (why := self._item(item, out)) is not None:
                     log.warning("pending item %s ignored: %s", item.transaction_id, why)
+            if flow.more:  # one page of several (docs/decisions.md): download the next
+                dl = PendingDataDownloadRequest(new_transaction_id(), self.config.mc_service_id)
+                self._send(out, "download", None, dl)
         elif isinstance(flow, ProcessIndication):
             out.accept()
             o = self._open.get(flow.transaction_id)

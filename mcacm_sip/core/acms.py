@@ -59,7 +59,7 @@ from mcacm_sip.core.events import (
 )
 from mcacm_sip.core.identity import IdKey, id_key, matches_pattern, same, uid
 from mcacm_sip.core.policy import PolicyAction, assess
-from mcacm_sip.core.quota import QuotaBook, Quotas
+from mcacm_sip.core.quota import QuotaBook, Quotas, flow_bytes, page
 from mcacm_sip.core.state import (
     AWAITING_DECISION,
     DURABLE_PURPOSES,
@@ -149,6 +149,7 @@ class AcmsCore:
         self._out: dict[str, Outgoing] = {}
         self._out_of_tx: dict[str, dict[str, None]] = {}      # tx key -> its send ids
         self._notifying: dict[IdKey, str] = {}  # user -> send id of its pending-data notification
+        self._offered: dict[IdKey, set[str]] = {}  # user -> items sent in this round of pages
         # (when, kind, key) of every transaction deadline and retry time, lazily deleted:
         # an entry is live while its record still has that time (get_timer is O(log n))
         self._timers: list[tuple[float, str, str]] = []
@@ -906,6 +907,7 @@ class AcmsCore:
     def _logon(self, now: float, user: str, out: Actions) -> None:
         key = id_key(user)
         self._online[key] = user
+        self._offered.pop(key, None)  # a logon downloads everything again
         if (send_id := self._notifying.get(key)) is not None:
             self._drop_out(self._out[send_id], out)  # a logon notifies afresh
         self._notify(self._addr(user), out)  # 10.17.3.1: pending data notification on logon
@@ -927,12 +929,24 @@ class AcmsCore:
                                    "data", req.transaction_id, sender)
             return
         out.accept()
-        items = self.pending_for(sender)
-        # 10.17.3.1: the download response carries ALL pending items; response items leave
-        # the queue when it is acknowledged, request items when decided or expired
+        # 10.17.3.1: the download response carries ALL pending items -- in pages (decision,
+        # docs/decisions.md "Pending data download pages"): each download takes the next
+        # items not yet sent in this round, ``more`` says that others remain, and the ACMC
+        # downloads again; the last page ends the round.  Response items leave the queue when
+        # their page is acknowledged, request items when decided or expired.
+        offered = self._offered.setdefault(id_key(sender), set())
+        fresh = [i for i in self.pending_for(sender) if i.key not in offered]
+        q = self.quota.quotas
+        items = fresh[:page((flow_bytes(i.flow) for i in fresh), q.download_items,
+                            q.download_bytes)]
+        more = len(items) < len(fresh)
+        if more:
+            offered.update(i.key for i in items)
+        else:
+            del self._offered[id_key(sender)]
         carries = tuple(i.key for i in items if isinstance(i.flow, AcmResponse))
         resp = PendingDataDownloadResponse(req.transaction_id, req.user,
-                                           tuple(i.flow for i in items))
+                                           tuple(i.flow for i in items), more)
         self._send(out, Purpose.DOWNLOAD, Hop.ACMC, sender, resp, carries=carries)
 
     # ------------------------------------------------------------------ outcomes and timers
@@ -974,7 +988,9 @@ class AcmsCore:
                         # decision: still logged on (it may have answered too late): notify
                         # it now, not at its next logon (10.17.3.1)
                         self._notify(tx.assignee, out)
-            case Purpose.DOWNLOAD if ev.ok:
+            case Purpose.DOWNLOAD if not ev.ok:
+                self._offered.pop(id_key(og.to), None)  # a page was lost: start again
+            case Purpose.DOWNLOAD:
                 for key in og.carries:
                     if self._drop_item(key, out) is not None and key in self._tx:
                         self._move(self._tx[key], Trigger.DOWNLOADED, out,

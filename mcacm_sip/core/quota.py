@@ -10,6 +10,7 @@ estimates of what the store keeps (:func:`footprint`): the profile documents dom
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mcacm_sip.acm.model import AcmFlow, AcmRequest
@@ -27,7 +28,7 @@ class Quotas:
 
     max_profile_bytes: int = 131072
     """Largest MC service user profile (canonical XML) in a request; larger: 413."""
-    max_open_per_peer: int = 500
+    max_open_per_peer: int = 2000
     """Partner transactions of one peer ACMS not yet done; more: 503 + Retry-After."""
     max_bytes_per_peer: int = 64 << 20
     """Bytes retained for one peer ACMS's transactions (open or kept for duplicates); more:
@@ -36,6 +37,11 @@ class Quotas:
     """Bytes retained for all transactions (both roles); more: 503 + Retry-After."""
     retry_after: int = 5
     """Retry-After (seconds, RFC 3261 20.33) of those 503 answers."""
+    download_items: int = 50
+    """Most pending items in one download response (one page)."""
+    download_bytes: int = 49152
+    """Most bytes (:func:`flow_bytes`) of pending items in one download response; a single
+    larger item still goes, alone.  The default keeps a page within one UDP datagram."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,17 @@ def flow_bytes(flow: AcmFlow | None) -> int:
             size += USER_OVERHEAD + len(user.primary_id) + len(user.partner_id or "") \
                 + _profile_bytes(user)
     return size
+
+
+def page(sizes: Iterable[int], max_items: int, max_bytes: int) -> int:
+    """How many of the leading items of ``sizes`` one page takes: at most ``max_items`` and
+    ``max_bytes`` together, and at least one (an item larger than a page goes alone)."""
+    taken = total = 0
+    for size in sizes:
+        if taken and (taken >= max_items or total + size > max_bytes):
+            break
+        taken, total = taken + 1, total + size
+    return taken
 
 
 def footprint(tx: Transaction) -> int:

@@ -46,9 +46,11 @@ Runtime tables (docs/running.md has annotated examples)::
     max_in_flight = 300                # sends without a known outcome; over it: new requests 503
     retry_after = 5                    # seconds, the Retry-After of those 503s
     max_profile_bytes = 131072         # larger profile in a request: 413, nothing stored
-    max_open_per_peer = 500            # open partner transactions of one peer; more: 503
+    max_open_per_peer = 2000           # open partner transactions of one peer; more: 503
     max_bytes_per_peer = 67108864      # bytes retained for one peer's transactions; more: 503
     max_store_bytes = 536870912        # bytes retained for all transactions; more: 503
+    download_items = 50                # pending items per download response (one page)
+    download_bytes = 49152             # bytes of pending items per download response
 
 Every error is a :class:`~mcacm_sip.core.config.ConfigError` naming the key.
 """
@@ -112,9 +114,15 @@ class AcmsLimits:
     max_store_bytes: int = _QUOTAS.max_store_bytes
     """Bytes retained for all transactions; more: 503 + Retry-After."""
 
+    download_items: int = _QUOTAS.download_items
+    """Most pending items in one download response (10.17.3.1 pages)."""
+    download_bytes: int = _QUOTAS.download_bytes
+    """Most bytes of pending items in one download response (a larger item goes alone)."""
+
     def quotas(self) -> Quotas:
         return Quotas(self.max_profile_bytes, self.max_open_per_peer, self.max_bytes_per_peer,
-                      self.max_store_bytes, self.retry_after)
+                      self.max_store_bytes, self.retry_after, self.download_items,
+                      self.download_bytes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,10 @@ from .transport import FrameError, StreamConnection, UdpProtocol
 
 log = logging.getLogger("mcacm.sip")
 DEFAULT_TIMERS = Timers()
+MAX_DATAGRAM = 65507
+"""Largest UDP payload over IPv4 (65 535 - 8 - 20 bytes)."""
+NO_TCP_FOR = 60.0
+"""Seconds an address whose TCP connect failed is not tried again for large requests."""
 _UDP_RCVBUF = 4 << 20
 
 
@@ -248,6 +252,7 @@ class SipEndpoint:
         self._connecting: dict[tuple[str, str, int, str | None],
                                asyncio.Future[StreamConnection]] = {}
         self._inbound_from: Counter[str] = Counter()  # open inbound connections per source IP
+        self._no_tcp: dict[tuple[str, int], float] = {}  # address -> until when TCP is not tried
         self._inbound = 0  # open inbound connections, handshakes included
         self._outbound = 0  # connections we opened
         self._handshaking: dict[int, StreamConnection] = {}  # inbound TLS, oldest first
@@ -691,6 +696,24 @@ class SipEndpoint:
             raise SipTransportError("connection refused by limits")
         return proto
 
+    async def _tcp_instead(self, dest: Peer, server_hostname: str | None) -> Peer | None:
+        """A TCP connection to ``dest``'s address for a request too large for UDP, or None
+        if it is refused or not set up within ``limits.handshake_timeout`` (then that address
+        is not tried again for ``NO_TCP_FOR`` seconds: a silent firewall costs one wait)."""
+        addr = (dest.host, dest.port)
+        if self._no_tcp.get(addr, 0.0) > self.loop.time():
+            return None
+        tcp = replace(dest, transport="tcp", conn=None)
+        try:
+            async with asyncio.timeout(self.limits.handshake_timeout):
+                conn = await self._connect(tcp, server_hostname)
+        except (SipTransportError, TimeoutError):
+            self._no_tcp[addr] = self.loop.time() + NO_TCP_FOR
+            if len(self._no_tcp) > 1024:  # forget the oldest failures
+                del self._no_tcp[next(iter(self._no_tcp))]
+            return None
+        return replace(tcp, conn=conn.id)
+
     # -- client --------------------------------------------------------------------------
     def new_request(
         self,
@@ -831,17 +854,17 @@ class SipEndpoint:
             and via is None
             and len(data) > self.limits.udp_mtu_switch
             and "transport=udp" not in (self.outbound_proxy or request.uri).lower()
-            and any(lst.transport == "tcp" for lst, _, _ in self._bound)
         ):
-            # RFC 3261 18.1.1: too big for UDP without a known path MTU: use TCP, and fall
-            # back to UDP when the TCP connection is refused.
-            try:
-                conn = await self._connect(replace(dest, transport="tcp"), server_hostname)
-            except SipTransportError:
-                pass
-            else:
-                dest = replace(dest, transport="tcp", conn=conn.id)
+            # RFC 3261 18.1.1: too big for UDP without a known path MTU: use TCP (no TCP
+            # listener of ours is needed: the answer comes back on the connection), and fall
+            # back to UDP when TCP cannot be had -- unless it cannot fit a datagram at all
+            tcp = await self._tcp_instead(dest, server_hostname)
+            if tcp is not None:
+                dest = tcp
                 data = self._serialise(request, branch, dest)
+            elif len(data) > MAX_DATAGRAM:
+                raise SipTransportError(f"{len(data)} bytes do not fit in UDP and "
+                                        f"{dest.host}:{dest.port} takes no TCP")
         key: ClientKey = (branch, request.method)
         fut: asyncio.Future[FinalResponse] = self.loop.create_future()
         self._waiters[key] = (fut, request)

@@ -267,6 +267,10 @@ def type_cases() -> list[Case]:
         schema_bad("expires-not-a-date", pin, f"/{pin}/expires", set_text("a:expires", "soon")),
         schema_bad("request-not-a-name", pin, f"/{pin}/request",
                    set_text("a:request", "profile update")),
+        schema_bad("more-pending-not-a-boolean", "pending-data-download-response",
+                   "/pending-data-download-response/more-pending",
+                   append("/a:*", f"<more-pending xmlns='{ACM_NS}'>some</more-pending>",
+                          index=3)),
         schema_bad("unknown-element-outside-anyext", pur, f"/{pur}/priority",
                    append("/a:*", f"<priority xmlns='{ACM_NS}'>5</priority>", index=5)),
         schema_bad("unqualified-element", pur, f"/{pur}/note",
@@ -354,6 +358,9 @@ def good_cases() -> list[Case]:
             "add-user-configuration-response", remove("a:user-result"))),
         Case("download-response-empty", _mutate(
             "pending-data-download-response", remove("a:acm-data/*"))),
+        Case("download-response-more-pending", _mutate(  # one page of several
+            "pending-data-download-response",
+            append("/a:*", f"<more-pending xmlns='{ACM_NS}'>true</more-pending>", index=3))),
         Case("additional-info-cdata", example_documents()[f"{pur}.xml"].replace(
             b"Raise group call priority", b"<![CDATA[Raise <group> call & priority]]>")),
         Case("depth-at-limit", _mutate(

@@ -124,7 +124,7 @@ FLOW_STRATEGIES: dict[type[m.AcmFlow], st.SearchStrategy[m.AcmFlow]] = {
     m.PendingDataDownloadRequest: st.builds(m.PendingDataDownloadRequest, _tid, uris),
     m.PendingDataDownloadResponse: st.builds(
         m.PendingDataDownloadResponse, _tid, uris,
-        st.lists(requests | responses, max_size=3).map(tuple),
+        st.lists(requests | responses, max_size=3).map(tuple), st.booleans(),
     ),
     m.AddUserConfigurationRequest: st.builds(m.AddUserConfigurationRequest, _tid, parties, _users,
                                              st.none() | addressees),
