@@ -49,7 +49,8 @@ async def partner_and_peer(store: str | None, limits: AcmsLimits, decider: bool 
     if decider:
         config = replace(config, policy=(), decider=DAVE)
     sip = SipSettings(listens=(Listen("tcp", "127.0.0.1", 0),), transport="tcp",
-                      send_timeout=4.0, timers=Timers(t1=0.1, t2=0.4, t4=0.5))
+                      send_timeout=4.0, timers=Timers(t1=0.1, t2=0.4, t4=0.5),
+                      trusted_hosts=frozenset({"127.0.0.1"}))  # the peer's address
     # MIKE migrated to the partner as sip:mike-1@partner.example (10.17.5.2 done earlier)
     memory = MemoryStore()
     memory.apply([Put(Mapping(Role.PARTNER, PRIMARY, MIKE, MIKE_THERE))])
