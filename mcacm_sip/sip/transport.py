@@ -343,6 +343,17 @@ class StreamConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         return None  # close our side too
 
+    def pause_writing(self) -> None:
+        # our answers pile up (asyncio's high-water mark, 64 KiB): a peer that does not read
+        # them gets no more of its requests read until it does, so what we buffer for it stays
+        # bounded (inbound only: we never stop reading the answers to our own requests)
+        if self.inbound and self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.inbound and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self._lost:
             return

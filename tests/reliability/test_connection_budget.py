@@ -175,6 +175,48 @@ def test_buffered_bytes_have_a_global_budget(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def test_a_peer_that_never_reads_its_answers_is_not_read_either(tmp_path: Path) -> None:
+    """20 000 pipelined OPTIONS from a client that never reads: once the answers we hold for it
+    pass asyncio's 64 KiB high-water mark we stop reading its requests, so they stay bounded
+    (before: all 20 000 were read and answered, 1.4 MB held in our buffer at the end)."""
+    request = (b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.2:9;branch="
+               b"z9hG4bK%d\r\nFrom: <sip:p@x>;tag=p\r\nTo: <sip:x@x>\r\nCall-ID: c%d\r\n"
+               b"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+    total = 20_000
+
+    async def main() -> None:
+        async with server(tmp_path, Limits(idle_timeout=60.0)) as (endpoint, _):
+            answered = 0
+
+            def count(message: object) -> None:
+                nonlocal answered
+                answered += 1
+
+            endpoint.trace = count  # type: ignore[assignment]
+            loop = asyncio.get_running_loop()
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            sock.bind((HOSTILE[0], 0))
+            await loop.sock_connect(sock, ("127.0.0.1", endpoint.local_address("tcp")[1]))
+            sending = asyncio.ensure_future(loop.sock_sendall(
+                sock, b"".join(request % (i, i) for i in range(total))))
+            async with asyncio.timeout(WAIT):  # until it stops reading us, or answered all
+                while not answered:  # the connection is accepted and serving
+                    await asyncio.sleep(0.01)
+                conn = next(iter(endpoint._conns.values()))
+                assert conn.transport is not None
+                while conn.transport.is_reading() and answered < 2 * total:  # in and out
+                    await asyncio.sleep(0.01)
+            held = conn.transport.get_write_buffer_size()  # what we buffer for it
+            # bound: the 64 KiB high-water mark + the answers to one read (<= 256 KiB of requests)
+            assert held < 512 * 1024 and answered < 2 * total, (held, answered)
+            sending.cancel()
+            sock.close()
+
+    asyncio.run(main())
+
+
 def test_outbound_connections_have_their_own_budget(tmp_path: Path) -> None:
     """Our own connections are not counted against the inbound cap, and have a cap of their
     own (``max_outbound_connections``): past it a send fails at once, locally."""
