@@ -4,7 +4,7 @@ every inbound cap; a configured peer (127.0.0.1, privileged) still gets through,
 are closed by ``handshake_timeout``, and buffered bytes stay within ``max_buffer_bytes``.
 
 ``python tests/reliability/test_connection_budget.py [N]`` measures the RSS of a node under N
-(default 5 000) hostile connections (RELIABILITY.md "Red-team").
+(default 5 000) hostile connections (RELIABILITY.md "Red team").
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ request is answered 503 with Retry-After (or 413 for a profile over the maximum)
 stored.
 
 ``python tests/reliability/test_retained_state.py [N]`` measures the memory of N open partner
-transactions awaiting a decision (README.md, RELIABILITY.md "Red-team").
+transactions awaiting a decision (README.md, RELIABILITY.md "Red team").
 """
 
 from __future__ import annotations
