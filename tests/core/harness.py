@@ -36,6 +36,7 @@ from mcacm_sip.core.config import (
     AuthorisedUser,
     Migration,
     PeerSystem,
+    Timers,
 )
 from mcacm_sip.core.events import (
     Accept,
@@ -95,6 +96,22 @@ class Rung:
     answer: str
 
 
+@dataclass(frozen=True)
+class Wire:
+    """One flow that crossed the fake network, with everything its receiver's core did."""
+
+    at: float
+    src: str
+    dst: str
+    hop: Hop
+    flow: AcmFlow
+    send_id: str
+    verdict: Accept | Refuse | None
+    """None: no answer or not handed to a core (down, offline)."""
+    actions: tuple[Action, ...]
+    """The receiver core's actions for this flow (empty when it never reached the core)."""
+
+
 @dataclass
 class Net:
     clock: FakeClock = field(default_factory=FakeClock)
@@ -114,6 +131,10 @@ class Net:
     ladder: list[Rung] = field(default_factory=list)
     delivered: list[tuple[str, AcmFlow]] = field(default_factory=list)
     """(receiver, flow) of every flow a core accepted."""
+    wire: list[Wire] = field(default_factory=list)
+    """Every flow sent (including :meth:`inject`), in delivery order."""
+    asked: list[tuple[str, AcmRequest]] = field(default_factory=list)
+    """(user, request) of every :class:`Decide` an ACMC core raised, in order."""
     _queue: deque[tuple[str, Send]] = field(default_factory=deque)
 
     # ------------------------------------------------------------------ set-up
@@ -177,6 +198,18 @@ class Net:
         req = self.to_decide[user].pop(0)
         self.acmc_do(user, self.acmc[user].decide(req.transaction_id, approve, reason,
                                                   self.clock.now))
+
+    def inject(self, src: str, hop: Hop, to: str, flow: AcmFlow) -> Accept | Refuse | None:
+        """Deliver a hand-made flow from ``src`` now, as if ``src`` had sent it (a forged,
+        repeated or altered message); its outcome goes nowhere.  Returns the verdict."""
+        send = Send(f"injected-{len(self.wire)}", hop, to, flow)
+        verdict = self._deliver(src, send, tell_sender=False)
+        self.run()
+        return verdict
+
+    def verdict(self, send_id: str) -> Accept | Refuse | None:
+        """The verdict the receiver gave the send ``send_id`` (the last one, if re-sent)."""
+        return next(w.verdict for w in reversed(self.wire) if w.send_id == send_id)
 
     def advance(self, seconds: float) -> None:
         """Move the clock, ticking every core at each of its deadlines on the way."""
@@ -251,6 +284,7 @@ class Net:
         return verdict_of(actions)
 
     def _decide(self, user: str, request: AcmRequest) -> None:
+        self.asked.append((user, request))
         decider = self.deciders.get(user)
         if decider is None:
             self.to_decide[user].append(request)
@@ -259,35 +293,39 @@ class Net:
         self._apply(user, self.acmc[user].decide(request.transaction_id, approve, reason,
                                                  self.clock.now))
 
-    def _deliver(self, src: str, send: Send) -> None:
+    def _deliver(self, src: str, send: Send, tell_sender: bool = True
+                 ) -> Accept | Refuse | None:
         flow = codec.decode(codec.encode(send.flow))  # across the wire, schema-checked
         now = self.clock.now
-        verdict: Accept | Refuse | None
+        verdict: Accept | Refuse | None = None
+        actions: list[Action] = []
         retry_after: float | None = None
         if send.to in self.down or src in self.down:
-            verdict, answer = None, UNREACHABLE
+            answer = UNREACHABLE
         elif self.scripted.get(send.to):
             scripted = self.scripted[send.to].pop(0)
             verdict = Refuse(scripted.status, scripted.warning or "")
             retry_after = scripted.retry_after
         elif send.hop is Hop.PEER:
-            verdict = self._apply(send.to, self.acms[send.to].handle(
-                FlowFromPeer(now, src, flow)))
+            actions = self.acms[send.to].handle(FlowFromPeer(now, src, flow))
         elif send.hop is Hop.ACMS:
-            verdict = self._apply(send.to, self.acms[send.to].handle(
-                FlowFromAcmc(now, src, flow)))
+            actions = self.acms[send.to].handle(FlowFromAcmc(now, src, flow))
         elif send.to in self.online and send.to in self.acmc:
-            verdict = self._apply(send.to, self.acmc[send.to].handle(FlowFromAcms(now, flow)))
+            actions = self.acmc[send.to].handle(FlowFromAcms(now, flow))
         else:
-            verdict, answer = None, OFFLINE
+            answer = OFFLINE
+        if actions:
+            verdict = self._apply(send.to, actions)
         if isinstance(verdict, Accept):
             answer = "200"
             self.delivered.append((send.to, flow))
         elif isinstance(verdict, Refuse):
             answer = f"{verdict.status} {verdict.warning}"
         self.ladder.append(Rung(now, src, send.to, flow.FLOW, flow.transaction_id, answer))
-        if src in self.down:
-            return  # the sender crashed meanwhile: nobody hears the outcome
+        self.wire.append(Wire(now, src, send.to, send.hop, flow, send.send_id, verdict,
+                              tuple(actions)))
+        if src in self.down or not tell_sender:
+            return verdict  # the sender crashed meanwhile: nobody hears the outcome
         # status None for no answer, as the runtime reports a timeout
         status = int(answer[:3]) if answer != UNREACHABLE else None
         warning = verdict.warning or None if isinstance(verdict, Refuse) else None
@@ -297,9 +335,7 @@ class Net:
         core = self.acms.get(src)
         self._apply(src, core.handle(outcome) if core is not None
                     else self.acmc[src].handle(outcome))
-
-
-
+        return verdict
 
 
 # --------------------------------------------------------------------------- two MC systems
@@ -379,3 +415,64 @@ def update(net: Net, target: Addressee, migrated_user_id: str, requester: str = 
         profile=profile_from_xml(profile_xml))
     net.acmc_do(requester, actions)
     return tid
+
+
+# --------------------------------------------------------------------------- three MC systems
+# Two primary systems and one partner; every ACMS peers with the other two, so a primary can
+# also be asked to decide (a partner user's request to a primary system) and a "response from
+# the wrong peer" comes from a system the receiver does know.
+
+SECOND = "sip:acms@second.example"
+BOB = "sip:bob@primary.example"
+"""Primary-system user allowed to send every request but to decide none."""
+ALICE2 = "sip:alice@second.example"
+BOB2 = "sip:bob@second.example"
+MIKE2 = "sip:mike@second.example"
+FRANK = "sip:frank@partner.example"
+"""Partner-system ACM user who may request but decide nothing (an FA holder without the right)."""
+GHOST = "sip:ghost@partner.example"
+"""Partner-system user with an ACMC who is no configured ACM user (an FA holder all the same)."""
+STRANGER = "sip:zed@partner.example"
+"""Not an ACM user and without an ACMC: only ever a forged sender."""
+
+def _system(psi: str, domain: str, users: tuple[AuthorisedUser, ...],
+            policy: tuple[PolicyRule, ...], timers: Timers,
+            functional_aliases: tuple[str, ...] = ()) -> AcmsConfig:
+    others = tuple(PeerSystem(p, (d,)) for p, d in (
+        (PRIMARY, "primary.example"), (SECOND, "second.example"), (PARTNER, "partner.example"))
+        if p != psi)
+    return AcmsConfig(psi=psi, peers=others, users=users, policy=policy, timers=timers,
+                      functional_aliases=functional_aliases,
+                      migration=Migration(f"sip:{{user}}-{{n}}@{domain}",
+                                          profile_from_xml(PROFILE_XML)))
+
+
+def three_systems(timers: Timers, store: Callable[[], Store] = MemoryStore,
+                  request_timeout: float = 10**9) -> Net:
+    """PRIMARY (ALICE decides every request, BOB none) and SECOND (ALICE2, BOB2 alike), each
+    with its own migrated user (MIKE, MIKE2 at PARTNER, set up here; ALICE and ALICE2 are
+    logged on); PARTNER (DAVE and ERIN decide every request, FRANK none, GHOST is no ACM user;
+    the FA DUTY; add/remove approved by policy, profile updates decided by people).  The
+    primaries decide everything by hand.  Nobody else is logged on."""
+    def user(uri: str, decides: bool = True) -> AuthorisedUser:
+        return AuthorisedUser(uri, ALL_REQUESTS, ALL_REQUESTS if decides else ())
+    auto = (PolicyRule(PolicyAction.APPROVE, AddUserConfigurationRequest.FLOW),
+            PolicyRule(PolicyAction.APPROVE, RemoveUserConfigurationRequest.FLOW))
+    net = Net()
+    homes = {PRIMARY: (ALICE, BOB), SECOND: (ALICE2, BOB2), PARTNER: (DAVE, ERIN, FRANK, GHOST)}
+    net.add_acms(AcmsCore(_system(PRIMARY, "primary.example",
+                                  (user(ALICE), user(BOB, False)), (), timers)), store())
+    net.add_acms(AcmsCore(_system(SECOND, "second.example",
+                                  (user(ALICE2), user(BOB2, False)), (), timers)), store())
+    net.add_acms(AcmsCore(_system(PARTNER, "partner.example",
+                                  (user(DAVE), user(ERIN), user(FRANK, False)), auto, timers,
+                                  (DUTY,))), store())
+    for home, users in homes.items():
+        for u in users:
+            net.add_acmc(AcmcCore(AcmcConfig(u, home, request_timeout=request_timeout)))
+    for requester, migrant in ((ALICE, MIKE), (ALICE2, MIKE2)):
+        net.logon(requester)
+        _tid, actions = net.acmc[requester].add_users(net.clock.now, (migrant,), Addressee(DAVE))
+        net.acmc_do(requester, actions)
+    return net
+
