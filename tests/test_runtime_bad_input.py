@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.model import Addressee, AddUserConfigurationRequest, new_transaction_id
@@ -79,6 +80,12 @@ def names_failing_element(final: FinalResponse) -> None:
     assert "migrated-user-id" in text
 
 
+def names_attribute_element(final: FinalResponse) -> None:
+    text = warning_text(final)
+    assert text.startswith("/profile-update-request:"), text
+    assert "priority" in text, text
+
+
 def has_warning(final: FinalResponse) -> None:
     assert warning_text(final)
 
@@ -100,6 +107,10 @@ CASES = [
     # not XML at all is NotAcmDocument: 415 (docs/message-layer.md error table)
     BadInput("not-xml", corpus("not-xml-json.xml"), ACM, 415, not_xml),
     BadInput("not-well-formed", corpus("not-well-formed.xml"), ACM, 400, has_warning),
+    # issue 12 rule 8 (docs/message-layer.md "Schema habits"): an undeclared attribute of the
+    # ACM namespace or of none is refused, naming the element that carries it
+    BadInput("unknown-attribute", corpus("unknown-attribute-without-namespace.xml"), ACM, 400,
+             names_attribute_element),
 ]
 
 
@@ -220,5 +231,26 @@ def test_node_keeps_working_after_every_kind_of_bad_input(tmp_path: Path) -> Non
         # the bad bodies left nothing behind; the duplicate made one transaction
         assert sorted(t.transaction_id for t in lab.primary.core.transactions()) == sorted(
             (tid, valid))
+
+    run(tmp_path, body)
+
+
+def test_foreign_attributes_are_ignored_on_receive_and_not_sent_on(tmp_path: Path) -> None:
+    """Issue 12 rule 8: xml:lang and a vendor's attributes are accepted and dropped; what the
+    primary forwards is our own strict encoding (strict on send)."""
+    async def body(lab: Lab, client: Client, trace: Trace) -> None:
+        tid = new_transaction_id()
+        root = etree.fromstring(codec.encode(add_request(lab, tid)))
+        for el in root.iter():
+            el.set("{urn:example:vendor:1}hint", "v1")
+            el.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
+        assert (await client.send(etree.tostring(root, xml_declaration=True,
+                                                 encoding="UTF-8"))).status == 200
+        response = (b"<add-user-configuration-response", tid.encode())
+        await trace.until(1, ALICE, "in", *response)  # the Result reached the primary ACMC
+        [forwarded] = trace.messages(PRIMARY, "out", b"<add-user-configuration-request",
+                                     tid.encode())
+        assert b"urn:example:vendor:1" not in forwarded.data
+        assert b"xml:lang" not in forwarded.data
 
     run(tmp_path, body)

@@ -4,7 +4,8 @@
   :class:`~mcacm_sip.acm.errors.EncodeError` if our own output is invalid (a bug).
 - :func:`decode` is lax on receive: after the hardened parse (:mod:`.xmlsafe`) and schema
   validation with lxml, unknown elements in ``anyExt`` and ``##other`` extension points and
-  unknown attributes are ignored; anything else wrong raises a typed
+  attributes of other namespaces (``xml:lang``, a vendor's) are ignored; anything else wrong
+  (an undeclared attribute of no namespace or of ours, too) raises a typed
   :class:`~mcacm_sip.acm.errors.AcmError` carrying the element path and the SIP answer.
 
 The mapping between model fields and XML elements is one table (``_SPECS``) read by both

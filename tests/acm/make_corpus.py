@@ -31,6 +31,7 @@ from mcacm_sip.acm.examples import example_documents
 CORPUS = Path(__file__).parent / "corpus"
 NSMAP = {"a": ACM_NS}
 EXT = "urn:example:ext:1"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 Mutation = Callable[[etree._Element], None]
 
 
@@ -258,6 +259,12 @@ def type_cases() -> list[Case]:
                    set_text("a:migrated-user-id/a:uri", "alice at partner")),
         schema_bad("identity-type-unknown", pur, f"/{pur}/migrated-user-id",
                    set_attr("a:migrated-user-id", "type", "Secret")),
+        schema_bad("unknown-attribute-without-namespace", pur, f"/{pur}",
+                   set_attr("/a:*", "priority", "high")),
+        schema_bad("unknown-attribute-in-acm-namespace", pur, f"/{pur}/transaction-id",
+                   set_attr("a:transaction-id", f"{{{ACM_NS}}}priority", "high")),
+        schema_bad("unknown-attribute-on-free-text", pur, f"/{pur}/additional-info",
+                   set_attr("a:additional-info", "lang", "en")),
         schema_bad("attribute-on-simple-element", pur, f"/{pur}/migrated-user-id/uri",
                    set_attr("a:migrated-user-id/a:uri", "lang", "en")),
         schema_bad("additional-info-empty", pur, f"/{pur}/additional-info",
@@ -323,10 +330,22 @@ def good_cases() -> list[Case]:
             append("a:requester", anyext),
             append("a:target", ext),
             append("a:profile", anyext),
-            set_attr("/a:*", "unknown", "1"),
+            set_attr("/a:*", f"{{{EXT}}}unknown", "1"),
             set_attr("a:requester/a:mc-service-id", f"{{{EXT}}}hint", "x"),
-            set_attr("a:migrated-user-id", "lang", "en"),
+            set_attr("a:migrated-user-id", XML_LANG, "en"),
         ), same_as=pur),
+        # docs/message-layer.md "Attributes": xml:lang on free text, other namespaces anywhere
+        Case("xml-lang-on-free-text", _mutate(
+            pur, set_attr("a:additional-info", XML_LANG, "en-GB")), same_as=pur),
+        Case("xml-lang-on-result-text", _mutate(
+            pus, set_attr("a:result/a:text", XML_LANG, "fi"),
+            set_attr("a:result", XML_LANG, "fi")), same_as=pus),
+        Case("foreign-attributes-on-every-element", _mutate(
+            pur, set_attr("//a:*", f"{{{EXT}}}vendor", "v1"),
+            set_attr("//a:*", XML_LANG, "en")), same_as=pur),
+        Case("foreign-attributes-in-pending-data", _mutate(
+            "pending-data-download-response", set_attr("//a:*", f"{{{EXT}}}vendor", "v1")),
+            same_as="pending-data-download-response"),
         Case("unknown-extensions-in-result", _mutate(
             pus, append("a:result", ext), append("a:result", anyext), append("a:handler", ext),
         ), same_as=pus),

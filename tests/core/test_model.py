@@ -31,13 +31,14 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -106,8 +107,13 @@ SYSTEMS = (PRIMARY, SECOND, PARTNER)
 PRIMARY_USERS = (ALICE, BOB, ALICE2, BOB2)
 PARTNER_USERS = (DAVE, ERIN, FRANK)
 USERS = (*PRIMARY_USERS, DAVE, ERIN, FRANK, GHOST)
-PROFILE_TARGETS = (Addressee(DAVE), Addressee(ERIN), Addressee(FRANK), Addressee(GHOST),
-                   Addressee(functional_alias=DUTY), Addressee(DAVE, DUTY))
+PROFILE_TARGETS = st.sampled_from((
+    Addressee(DAVE), Addressee(ERIN), Addressee(functional_alias=DUTY), Addressee(DAVE, DUTY),
+    Addressee(DAVE), Addressee(ERIN), Addressee(functional_alias=DUTY),
+    Addressee(FRANK), Addressee(GHOST)))
+"""Targets at the partner, mostly users who may decide (FRANK may not; GHOST is no ACM user)."""
+OWN_MIGRANT = st.sampled_from((True, True, True, False))
+"""Mostly the requester's own migrated user; else the other primary's (unknown-user)."""
 HOLDERS = (DAVE, ERIN, FRANK, GHOST)
 FORGED = "FORGED"
 WRONG = "WRONG-DECIDER"
@@ -135,16 +141,6 @@ def altered(request: AcmRequest) -> AcmRequest:
     return replace(request, users=(request.users[0].replace("@", "0@", 1),))
 
 
-def ids_of(tx: Transaction) -> set[str]:
-    """Every id a transaction is known by (its own and any leg id it records)."""
-    ids = {tx.request.transaction_id}
-    for f in fields(tx):
-        value = getattr(tx, f.name)
-        if isinstance(value, str):
-            ids.add(value)
-    return ids
-
-
 def same_body(a: AcmRequest, b: AcmRequest) -> bool:
     return replace(a, transaction_id="x") == replace(b, transaction_id="x")
 
@@ -169,6 +165,7 @@ class IntegrityModel(RuleBasedStateMachine):
         self.nonces = 0
         for user in USERS:
             self.net.logon(user)
+        self.net.set_holders(PARTNER, DUTY, (FRANK, ERIN))
         self.checked_wire = 0
         self.checked_refusals = 0
         self.checked_asked = 0
@@ -204,10 +201,19 @@ class IntegrityModel(RuleBasedStateMachine):
         if isinstance(self.net.verdict(send.send_id), Accept):
             self.accepted[(user, request.transaction_id)] = Accepted(user, request)
 
-    @rule(user=st.sampled_from(PRIMARY_USERS), tid=st.sampled_from(TIDS),
-          to=st.sampled_from(PROFILE_TARGETS), own_migrant=st.booleans())
+    @initialize(requests=st.lists(st.tuples(st.sampled_from(PRIMARY_USERS), st.sampled_from(TIDS),
+                                            PROFILE_TARGETS, OWN_MIGRANT),
+                                  min_size=1, max_size=4))
+    def opening_requests(self, requests: list[tuple[str, str, Addressee, bool]]) -> None:
+        """A few requests before anything else: the states worth exploring start there."""
+        for user, tid, to, own_migrant in requests:
+            self.profile_update(user, tid, to, own_migrant)
+
+    @rule(user=st.sampled_from(PRIMARY_USERS), tid=st.sampled_from(TIDS), to=PROFILE_TARGETS,
+          own_migrant=OWN_MIGRANT)
     def profile_update(self, user: str, tid: str, to: Addressee, own_migrant: bool) -> None:
-        """10.17.7.2 step 1 from a primary user (sometimes naming the other system's migrant)."""
+        """10.17.7.2 step 1 from a primary user (sometimes naming the other system's migrant:
+        unknown-user at the partner)."""
         if tid in self.used[user]:
             return
         home = self._home(user)
@@ -232,11 +238,12 @@ class IntegrityModel(RuleBasedStateMachine):
     # ------------------------------------------------------------------ decisions
 
     def _awaiting(self, user: str, tid: str) -> list[Transaction]:
-        """Transactions at ``user``'s ACMS that wait for ``user``'s decision under ``tid``."""
+        """Transactions at ``user``'s ACMS that wait for ``user``'s decision under the ACMC-leg
+        id ``tid`` (D2)."""
         return [tx for tx in self.net.acms[self._home(user)].transactions()
                 if tx.role is Role.PARTNER and tx.state in AWAITING_DECISION
                 and tx.assignee is not None and same_identity(tx.assignee, user)
-                and tid in ids_of(tx)]
+                and tx.leg == tid]
 
     @precondition(lambda self: any(self.net.to_decide.values()))
     @rule(data=st.data(), approve=st.booleans())
@@ -245,7 +252,9 @@ class IntegrityModel(RuleBasedStateMachine):
         user = data.draw(st.sampled_from(sorted(u for u, q in self.net.to_decide.items() if q)))
         queue = self.net.to_decide[user]
         request = queue.pop(data.draw(st.integers(0, len(queue) - 1)))
-        mine = self._awaiting(user, request.transaction_id)
+        # (the ACMC may still hold an older request under the same id, which it decides now)
+        mine = [tx for tx in self._awaiting(user, request.transaction_id)
+                if same_body(tx.request, request)]
         actions = self.net.acmc[user].decide(
             request.transaction_id, approve, f"decided {nonce_of(request)} by {user}",
             self.net.clock.now)
@@ -267,7 +276,7 @@ class IntegrityModel(RuleBasedStateMachine):
         # never asked under this id, and not the one it waits for (queued, not yet downloaded)
         asked = {u for u, r in self.net.asked if r.transaction_id == tid and self._home(u) == home}
         asked |= {tx.assignee for tx in self.net.acms[home].transactions()
-                  if tx.assignee is not None and tid in ids_of(tx)}
+                  if tx.role is Role.PARTNER and tx.assignee is not None and tx.leg == tid}
         candidates = [u for u in (*USERS, STRANGER) if self._home(u) == home
                       and not any(same_identity(u, a) for a in asked)]
         if not candidates:
@@ -297,9 +306,9 @@ class IntegrityModel(RuleBasedStateMachine):
         assert isinstance(w.flow, AcmRequest)
         request, primary, partner = w.flow, w.src, w.dst
         third = next(s for s in SYSTEMS if s not in (primary, partner))
+        # D2/D3: the primary looks the answer up by the id it forwarded under (the peer leg)
         holders = [tx for tx in self.net.acms[primary].transactions()
-                   if tx.role is Role.PRIMARY and request.transaction_id in ids_of(tx)
-                   and same_identity(tx.peer, partner)]
+                   if tx.role is Role.PRIMARY and tx.leg == request.transaction_id]
         if holders and not any(same_body(tx.request, request) for tx in holders):
             return  # the id now names a later transaction: a "forgery" could be its answer
         result = Result(ResultCode.SUCCESS, f"{FORGED} {kind}")
@@ -358,13 +367,11 @@ class IntegrityModel(RuleBasedStateMachine):
             known = request.transaction_id in {r.transaction_id
                                                for r in self.net.acmc[w.dst].awaiting_decision}
         else:
+            # D1: at the primary the origin is the sending user, at the partner the peer
             role = Role.PRIMARY if w.hop is Hop.ACMS else Role.PARTNER
-            known = any(
-                tx.role is role and request.transaction_id in ids_of(tx)
-                and same_body(tx.request, request)
-                and (same_identity(tx.peer, w.src) if role is Role.PARTNER
-                     else same_identity(tx.request.requester.mc_service_id, w.src))
-                for tx in self.net.acms[w.dst].transactions())
+            known = any(tx.role is role and tx.transaction_id == request.transaction_id
+                        and same_identity(tx.origin, w.src) and same_body(tx.request, request)
+                        for tx in self.net.acms[w.dst].transactions())
         if not known or (w.hop is Hop.ACMC and w.dst not in self.net.online):
             return
         verdict = self.net.inject(w.src, w.hop, w.dst, altered(request))
