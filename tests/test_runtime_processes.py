@@ -1,10 +1,12 @@
 """The five ``mcacm`` processes on loopback, configured from examples/config/ (ports replaced by
 free ones, stores in a temporary directory, UDP or -- by configuration only -- TCP): a profile
 update to completion, with the partner ACMS SIGKILLed after step 4 and restarted; the
-procedure completes exactly once."""
+procedure completes exactly once.  And each of them answers over UDP and over TCP on its one
+port, as shipped (RFC 3261 18)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+
+from mcacm_sip.sip import Listen, SipEndpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "config"
@@ -42,17 +46,18 @@ def free_port() -> int:
                 return port
 
 
-def write_configs(tmp: Path, transport: str = "udp") -> dict[str, Path]:
-    """examples/config with each example port replaced by a free one and, for another
-    transport, every listener and the hops' default transport switched to it."""
-    ports = {p: str(free_port()) for p in EXAMPLE_PORTS}
+def write_configs(tmp: Path, transport: str = "udp", ports: dict[str, str] | None = None
+                  ) -> dict[str, Path]:
+    """examples/config with each example port replaced by a free one (``ports``: example port
+    -> the one used) and the hops' default transport set to ``transport`` (every example node
+    listens on both UDP and TCP)."""
+    ports = ports if ports is not None else {p: str(free_port()) for p in EXAMPLE_PORTS}
     pattern = re.compile(r"(?<=[:= ])(" + "|".join(EXAMPLE_PORTS) + r")\b")
     out = {}
     for side in ("primary", "partner"):
         (tmp / side).mkdir()
         for src in (EXAMPLES / side).glob("*.toml"):
             text = pattern.sub(lambda m: ports[m.group(1)], src.read_text())
-            text = text.replace('transport = "udp"', f'transport = "{transport}"')
             # short SIP timers: a dead peer is noticed in a second, not 32 s
             sip = f'[sip]\nt1 = 0.1\nsend_timeout = 3.0\ntransport = "{transport}"\n'
             text = text.replace("[sip]\n", sip, 1) if "[sip]\n" in text else text + "\n" + sip
@@ -178,6 +183,49 @@ def test_profile_update_survives_partner_sigkill_after_step_4(transport: str, tm
         dave.stop()
         decided = [e for e in dave.log_events() if e.get("event") == "acmc.decided"]
         assert [e["transaction_id"] for e in decided] == [tid]  # decided exactly once
-        # every SIP transaction of dave's ACMC (REGISTER, MESSAGEs) ran on the configured one
+        # every SIP transaction of dave's ACMC (REGISTER, MESSAGEs) ran on the configured one,
+        # but that over UDP a request too large for it came over TCP (RFC 3261 18.1.1), which
+        # every node listens on as shipped
         used = {e["transport"] for e in dave.log_events() if e.get("transport")}
-        assert used == {transport}
+        assert used == {transport} if transport == "tcp" else transport in used
+
+
+@pytest.mark.timeout(120)
+def test_every_example_node_answers_over_udp_and_tcp_on_its_port(tmp_path: Path) -> None:
+    """Issue 12 rule 9, RFC 3261 18 ("All SIP elements MUST implement UDP and TCP") and 18.2.1
+    (TCP on every port and interface UDP listens on): each node started from an example
+    configuration, unchanged but for its port, answers OPTIONS over UDP and over TCP there."""
+    ports = {p: str(free_port()) for p in EXAMPLE_PORTS}
+    cfg = write_configs(tmp_path, ports=ports)
+    with processes() as procs:
+        for name, args in (("fa", ["fa-server", "--config", str(cfg["partner/fa-server"])]),
+                           ("primary", ["acms", "--config", str(cfg["primary/acms"])]),
+                           ("partner", ["acms", "--config", str(cfg["partner/acms"])]),
+                           ("alice", ["acmc", "--config", str(cfg["primary/acmc"]),
+                                      "--auto", "reject", "--json"]),
+                           ("dave", ["acmc", "--config", str(cfg["partner/acmc"]),
+                                     "--auto", "approve", "--json"])):
+            procs.append(Proc(name, args, tmp_path))
+        for proc in procs[:3]:
+            proc.wait_for_event("node.start")
+        for proc in procs[3:]:
+            proc.wait_for_event("acmc.logon")  # listening (its ACMS reached it over UDP)
+
+        async def probe() -> dict[tuple[str, str], int]:
+            client = SipEndpoint([Listen("udp", "127.0.0.1", 0), Listen("tcp", "127.0.0.1", 0)])
+            await client.start()
+            try:
+                answers = {}
+                for example, port in ports.items():
+                    for transport in ("udp", "tcp"):
+                        request = client.new_request(
+                            "OPTIONS", f"sip:127.0.0.1:{port};transport={transport}",
+                            from_uri="sip:probe@test.invalid", to_uri=f"sip:127.0.0.1:{port}")
+                        final = await client.send(request, timeout=WAIT)
+                        answers[(example, transport)] = final.status
+                return answers
+            finally:
+                await client.close()
+
+        answers = asyncio.run(probe())
+    assert answers == {(p, t): 200 for p in EXAMPLE_PORTS for t in ("udp", "tcp")}

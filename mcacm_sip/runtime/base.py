@@ -118,7 +118,8 @@ class TlsSettings:
 class SipSettings:
     """The runtime tables of every role's TOML (``[[listen]]``, ``[sip]``, ``[sip.hops]``)."""
 
-    listens: tuple[Listen, ...] = (Listen("udp", "127.0.0.1", 0),)
+    listens: tuple[Listen, ...] = (Listen("udp", "127.0.0.1", 0), Listen("tcp", "127.0.0.1", 0))
+    """RFC 3261 18: UDP and TCP, on the same port (any free one by default)."""
     icsi: str = "urn:urn-7:3gpp-service.ims.icsi.mcptt"
     """P-Asserted-Service of the MESSAGEs we send (architecture.md 4; configurable ICSI)."""
     trusted_hosts: frozenset[str] = frozenset()

@@ -3,8 +3,9 @@ for ACMS and ACMC, the FA server shape here) plus the runtime tables every role 
 
 Runtime tables (docs/running.md has annotated examples)::
 
-    [[listen]]                         # one table per socket; default: udp 127.0.0.1:0
-    transport = "udp"                  # udp | tcp | tls (tls needs [sip.tls] certificate)
+    [[listen]]                         # one table per address; default: 127.0.0.1:0
+    transport = "udp"                  # udp | tcp | tls (tls needs [sip.tls] certificate);
+                                       # absent: udp AND tcp on this host and port (RFC 3261 18)
     host = "127.0.0.1"
     port = 5060                        # 0: any free port
     advertise = "acms.primary.example" # optional: host written in Via/Contact
@@ -181,15 +182,18 @@ def _listens(data: Mapping[str, Any]) -> tuple[Listen, ...]:
     for i, item in enumerate(value):
         path = f"listen[{i}]."
         check_keys(item, {"transport", "host", "port", "advertise"}, path)
-        transport = parse_transport(item, path)
+        # RFC 3261 18: UDP and TCP MUST be implemented, 18.2.1 on the same port: a table that
+        # names no transport listens on both (decision, docs/decisions.md "Transports")
+        transports: tuple[Transport, ...] = (
+            (parse_transport(item, path),) if "transport" in item else ("udp", "tcp"))
         port = get_typed(item, "port", path, int, 0)
         if not 0 <= port < 65536:
             raise ConfigError(path + "port", f"{port} is not a port number")
         advertise = item.get("advertise")
         if advertise is not None and not isinstance(advertise, str):
             raise ConfigError(path + "advertise", "expected a string")
-        out.append(Listen(transport, get_typed(item, "host", path, str, "127.0.0.1"), port,
-                          advertise))
+        host = get_typed(item, "host", path, str, "127.0.0.1")
+        out += [Listen(t, host, port, advertise) for t in transports]
     return tuple(out)
 
 

@@ -74,7 +74,9 @@ def profile_xml(name: str, *elements: str) -> str:
 
 def _sip(transport: Transport, port: int = 0, tls: TlsSettings | None = None,
          limits: Limits | None = None) -> SipSettings:
-    listens = (Listen(transport, "127.0.0.1", port),)
+    # RFC 3261 18: UDP and TCP on every address (TLS labs: the TLS listener only)
+    listens = ((Listen("tls", "127.0.0.1", port),) if transport == "tls"
+               else (Listen("udp", "127.0.0.1", port), Listen("tcp", "127.0.0.1", port)))
     # short Timer F: a node that is down is noticed in seconds, not 32 s; every node (and a
     # SIP core in front) is on loopback: the trusted host (issue 13, docs/running.md "Trust")
     return SipSettings(listens=listens, transport=transport, send_timeout=4.0,

@@ -60,6 +60,33 @@ NO_TCP_FOR = 60.0
 _UDP_RCVBUF = 4 << 20
 
 
+def _same_port_sockets(listens: Sequence[Listen]) -> dict[tuple[str, str], socket.socket]:
+    """RFC 3261 18.2.1: "For any port and interface that a server listens on for UDP, it MUST
+    listen on that same port and interface for TCP."  For each host with both a UDP and a TCP
+    listener on port 0 (any free port): one port free for both, as two bound sockets keyed by
+    (transport, host), so that nothing can take the second one in between."""
+    zero = {(lst.transport, lst.host) for lst in listens if lst.port == 0}
+    out: dict[tuple[str, str], socket.socket] = {}
+    for host in sorted({h for t, h in zero if t == "udp" and ("tcp", h) in zero}):
+        family, _, _, _, addr = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
+        for _ in range(64):
+            tcp = socket.socket(family, socket.SOCK_STREAM)
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            tcp.bind(addr)
+            udp = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                udp.bind((addr[0], tcp.getsockname()[1], *addr[2:]))
+            except OSError:  # that port is taken for UDP: another one
+                tcp.close()
+                udp.close()
+                continue
+            out[("tcp", host)], out[("udp", host)] = tcp, udp
+            break
+        else:  # pragma: no cover - 64 ports in a row taken for UDP only
+            raise OSError(f"no port free for both UDP and TCP on {host}")
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Listen:
     """A socket to listen on. ``advertise`` is the host written in Via/Contact."""
@@ -278,10 +305,14 @@ class SipEndpoint:
     async def start(self) -> None:
         """Bind every listener."""
         self._loop = loop = asyncio.get_running_loop()
+        paired = _same_port_sockets(self._listens)
         for lst in self._listens:
+            sock = paired.pop((lst.transport, lst.host), None) if lst.port == 0 else None
+            where: dict[str, Any] = {"sock": sock} if sock is not None else {}
             if lst.transport == "udp":
                 dgram, proto = await loop.create_datagram_endpoint(
-                    lambda: UdpProtocol(self), local_addr=(lst.host, lst.port)
+                    lambda: UdpProtocol(self),
+                    **(where or {"local_addr": (lst.host, lst.port)}),
                 )
                 sockname = dgram.get_extra_info("sockname")
                 sock = dgram.get_extra_info("socket")
@@ -296,7 +327,7 @@ class SipEndpoint:
                 server = await loop.create_server(
                     lambda name=name, tls=tls: StreamConnection(  # type: ignore[misc]
                         self, name, self.limits, self.now(), inbound=True, tls=tls),
-                    lst.host, lst.port,
+                    *(() if where else (lst.host, lst.port)), **where,
                 )
                 self._servers.append(server)
                 sockname = server.sockets[0].getsockname()
