@@ -60,6 +60,8 @@ EVE = "sip:eve@primary.example"
 """The profile's unauthorised requester at the primary."""
 NIGHT = "sip:night@partner.example"
 """An FA of the partner that nobody holds."""
+ERIN = "sip:erin@partner.example"
+"""A second partner user who may decide (the profile's other_decider)."""
 FAST = Timing(wait=3.0, quiet=0.3, t1=0.1)
 
 
@@ -103,6 +105,9 @@ async def partner_peer(tmp: Path, node: type[AcmsNode] = AcmsNode, *,
     config = dataclasses.replace(partner_config(str(tmp / "partner.sqlite")), peers=(
         PeerSystem(PRIMARY, ("primary.example",), requesters=(ALICE,),
                    tls="required" if tls else "optional"),))
+    # ERIN may decide every request too, but is never sent one (decision-not-asked)
+    config = dataclasses.replace(config, users=(
+        *config.users, AuthorisedUser(ERIN, (), REQUEST_FLOWS)))
     partner = node(AcmsNodeConfig(config, partner_sip or sip))
     holder = AcmcNode(AcmcNodeConfig(AcmcConfig(DAVE, PARTNER), sip))  # never logs on
     await fa.start()
@@ -163,7 +168,7 @@ def _explain(report: Report) -> str:
 # --------------------------------------------------------------------------- our own stack
 
 
-PARTNER_FIXTURES = {"fa_held": DUTY, "fa_unheld": NIGHT}
+PARTNER_FIXTURES = {"fa_held": DUTY, "fa_unheld": NIGHT, "other_decider": ERIN}
 
 
 @sync
@@ -235,7 +240,8 @@ class LaxPartner(AcmsNode):
 
 INDICATING = {"add-user", "profile-update-auto", "profile-update-approve",
               "profile-update-reject", "fa-one-holder", "fa-no-holder", "pending-request",
-              "remove-user", "unknown-user", "duplicate", "retransmission"}
+              "remove-user", "unknown-user", "duplicate", "retransmission",
+              "same-id-other-body", "decision-not-asked"}
 """Scenarios in which our partner ACMS owes a process indication."""
 
 

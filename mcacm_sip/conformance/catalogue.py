@@ -125,6 +125,24 @@ CATALOGUE: tuple[Scenario, ...] = (
     _s("retransmission", "the same SIP request bytes again", "RFC 3261 17.2.2",
        "the same final status again, one process indication / one forward",
        partner=("requester", "unknown_user", "udp"), primary=("requester", "target", "udp")),
+    _s("wrong-answer", "an answer that does not answer the request is refused",
+       "23.280 10.17.2.16, 10.17.7.2 steps 8-9",
+       "primary: a response from the partner naming another requester as target, and one "
+       "naming another migrated user, are each refused with 4xx (and change nothing); the "
+       "right response then completes the transaction: the ACMC gets its Result",
+       primary=("requester", "target")),
+    _s("same-id-other-body", "the same transaction id with another body",
+       "23.280 10.17.2 transaction id",
+       "partner: a request under an id in use with a different body is refused with 400, an "
+       "exact repeat is answered 2xx; the first request alone is delivered to the decider, "
+       "once, and its decision completes it",
+       partner=("requester", "migrated", "decider", "manual:" + PU)),
+    _s("decision-not-asked", "a decision from a user the request was not delivered to",
+       "23.280 10.17.7.2 steps 5-7",
+       "partner: a decision by another user who may decide such requests, but was not "
+       "asked (naming itself or the asked user as handler), is refused with 403 and changes "
+       "nothing; the asked decider's decision completes the transaction",
+       partner=("requester", "migrated", "decider", "other_decider", "manual:" + PU)),
     _s("remove-user", "remove user configuration, answered per user", "23.280 10.17.5",
        "partner: 2xx, process indication, response with a Result per user; primary: forwards "
        "and delivers the response",

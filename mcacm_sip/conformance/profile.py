@@ -218,6 +218,9 @@ class Fixtures:
     """A partner-assigned ID the peer never assigned (role partner)."""
     decider: str = ""
     """A peer user allowed to decide every request, whose ACMC the runner plays."""
+    other_decider: str = ""
+    """Another peer user allowed to decide every request, never the one a request is sent to
+    (role partner: the runner sends its decisions, which the peer must refuse)."""
     fa_held: str = ""
     """An FA of the peer held by ``decider`` only (role partner)."""
     fa_unheld: str = ""
@@ -250,7 +253,8 @@ class Profile:
 
 
 _FIXTURE_URIS = ("psi", "requester", "unauthorised_requester", "migrated_user", "unknown_user",
-                 "decider", "fa_held", "fa_unheld", "unknown_psi", "target", "target_fa")
+                 "decider", "other_decider", "fa_held", "fa_unheld", "unknown_psi", "target",
+                 "target_fa")
 
 
 def _uri(table: Mapping[str, Any], key: str, path: str, default: str = "") -> str:

@@ -23,6 +23,7 @@ from mcacm_sip.acm.model import (
     PendingDataDownloadResponse,
     ProcessIndication,
     ProfileUpdateRequest,
+    ProfileUpdateResponse,
     RemoveUserConfigurationRequest,
     RemoveUserConfigurationResponse,
     Result,
@@ -527,6 +528,62 @@ async def _retransmission(r: Runner, c: Checks) -> None:
                  f"{forwards} forwards")
 
 
+@script("same-id-other-body", "partner")
+async def _p_other_body(r: Runner, c: Checks) -> None:
+    """Issue 12 rule 4: an id in use, another body -> 400; the same body -> idempotent."""
+    assert r.fx is not None
+    req = await _update(r, Addressee(r.fx.decider))
+    ex, first = await r.request(req, identity=r.psi)
+    if not await _accepted(r, c, ex, first):
+        return
+    await r.until(lambda: _delivery(r, req.transaction_id) is not None, r.wait)
+    other = await r.send_flow(replace(req, additional_info="conformance: another body"),
+                              identity=r.psi)
+    if not _unjudgeable(c, "another body under the same id refused with 400", other):
+        c.expect("another body under the same id refused with 400", other.status == 400,
+                 other.describe())
+    _expect_2xx(c, await r.send_flow(req, identity=r.psi), "an exact repeat answered 2xx")
+    await r.idle(r.quiet)
+    deliveries = r.requests(req.transaction_id)
+    if not deliveries:
+        c.unobservable("delivered to the decider", f"nothing reached {r.acmc_user}")
+        return
+    c.expect("the first request alone delivered, once",
+             [a.flow for a in deliveries] == [req], f"{len(deliveries)} deliveries")
+    delivered = _delivery(r, req.transaction_id)
+    assert delivered is not None
+    await _decide(r, c, delivered, ResultCode.SUCCESS)
+    await _answered(r, c, ex, ResultCode.SUCCESS)
+
+
+@script("decision-not-asked", "partner")
+async def _p_not_asked(r: Runner, c: Checks) -> None:
+    """Issue 12 rule 3: only the user the request was delivered to decides it."""
+    assert r.fx is not None
+    other = r.fx.other_decider
+    req = await _update(r, Addressee(r.fx.decider))
+    ex, sent = await r.request(req, identity=r.psi)
+    if not await _accepted(r, c, ex, sent):
+        return
+    await r.until(lambda: _delivery(r, req.transaction_id) is not None, r.wait)
+    delivered = _delivery(r, req.transaction_id)
+    if delivered is None:
+        c.unobservable("delivered to the decider", f"nothing reached {r.acmc_user}")
+        return
+    refusal = Result(ResultCode.REJECTED_BY_USER, "conformance: not asked")
+    for handler in (other, r.fx.decider):  # in its own name, and in the asked user's
+        what = f"a decision by {other} (handler {handler}) refused with 403"
+        wrong = await r.send_flow(response_to(delivered, Party(handler), refusal),
+                                  identity=other)
+        if not _unjudgeable(c, what, wrong):
+            c.expect(what, wrong.status == 403, wrong.describe())
+    await r.idle(r.quiet)
+    c.expect("no response before the asked decider decides", ex.response is None,
+             f"got Result {ex.result}")
+    await _decide(r, c, delivered, ResultCode.SUCCESS)
+    await _answered(r, c, ex, ResultCode.SUCCESS)
+
+
 # --------------------------------------------------------------------------- role primary
 
 
@@ -730,3 +787,41 @@ async def _r_duplicate(r: Runner, c: Checks) -> None:
         c.expect("the ACMC gets the response", ex.result == ResultCode.SUCCESS,
                  f"got {ex.result}")
 
+
+@script("wrong-answer", "primary")
+async def _r_wrong_answer(r: Runner, c: Checks) -> None:
+    """Issue 12 rule 2: a response must answer the request that was sent."""
+    assert r.fx is not None
+    req = await _update(r, Addressee(r.fx.target))
+    ex, sent = await r.request(req, identity=r.fx.requester)
+    if not _expect_2xx(c, sent):
+        return
+    forwarded = await _forwarded(r, c, req.transaction_id)
+    if not isinstance(forwarded, ProfileUpdateRequest):
+        return
+    expires = datetime.now(UTC) + timedelta(seconds=3600)
+    ind = ProcessIndication(forwarded.transaction_id, r.psi, forwarded.FLOW, expires)
+    _expect_2xx(c, await r.send_flow(ind, identity=r.psi), "our process indication answered 2xx")
+    right = _answer(r, forwarded, ResultCode.SUCCESS)
+    assert isinstance(right, ProfileUpdateResponse)
+    refusal = Result(ResultCode.REJECTED_BY_USER, "conformance: does not answer the request")
+    someone = f"sip:conformance-other@{uri_host(r.fx.requester)}"
+    for what, wrong in (
+            ("another requester as target", replace(right, target=Addressee(someone),
+                                                    result=refusal)),
+            ("another migrated user", replace(
+                right, migrated_user_id=f"sip:conformance-other@{uri_host(r.psi)}",
+                result=refusal))):
+        answer = await r.send_flow(wrong, identity=r.psi)
+        if not _unjudgeable(c, f"a response naming {what} refused with 4xx", answer):
+            c.expect(f"a response naming {what} refused with 4xx",
+                     answer.status is not None and 400 <= answer.status < 500,
+                     answer.describe())
+    _expect_2xx(c, await r.send_flow(right, identity=r.psi), "the right response answered 2xx")
+    await _await_response(r, c, ex)
+    if ex.response is None:
+        c.unobservable("response delivered to the ACMC (10.17.7.2 step 10)",
+                       f"none within {r.wait:g} s")
+    else:
+        c.expect("the ACMC gets the right Result (success)", ex.result == ResultCode.SUCCESS,
+                 f"got {ex.result}")
