@@ -19,7 +19,7 @@ import pytest
 
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.errors import AcmError
-from mcacm_sip.acm.model import ProcessIndication
+from mcacm_sip.acm.model import Party, ProcessIndication, ProfileUpdateResponse
 from mcacm_sip.cli.main import main
 from mcacm_sip.conformance.catalogue import scenarios_for
 from mcacm_sip.conformance.profile import Profile, Role, Timing, load_profile
@@ -32,7 +32,7 @@ from mcacm_sip.core.config import (
     PeerSystem,
     Timers,
 )
-from mcacm_sip.core.events import Send
+from mcacm_sip.core.events import FlowFromAcmc, FlowFromPeer, Send
 from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
 from mcacm_sip.pcap import read_sip
 from mcacm_sip.runtime.acmc import AcmcNode
@@ -238,6 +238,21 @@ class LaxPartner(AcmsNode):
         return super()._on_message(incoming)
 
 
+class AnyDeciderPartner(AcmsNode):
+    """Takes ERIN's decisions as DAVE's (issue 12 rule 3 not enforced)."""
+
+    def __init__(self, config: AcmsNodeConfig) -> None:
+        super().__init__(config)
+        event = self.trust.event
+
+        def as_dave(now: float, sender: str, flow: Any) -> FlowFromAcmc | FlowFromPeer:
+            if sender == ERIN and isinstance(flow, ProfileUpdateResponse):
+                return FlowFromAcmc(now, DAVE, dataclasses.replace(flow, handler=Party(DAVE)))
+            return event(now, sender, flow)
+
+        self.trust.event = as_dave  # type: ignore[method-assign]
+
+
 INDICATING = {"add-user", "profile-update-auto", "profile-update-approve",
               "profile-update-reject", "fa-one-holder", "fa-no-holder", "pending-request",
               "remove-user", "unknown-user", "duplicate", "retransmission",
@@ -260,6 +275,17 @@ async def test_partner_without_process_indication_fails_exactly_those(tmp_path: 
         set(verdicts) - INDICATING, _explain(report)
     assert "process indication" in next(r.reason for r in report.results if r.id == "add-user")
     assert report.exit_code == 1
+
+
+@sync
+async def test_partner_taking_a_decision_from_a_user_not_asked_fails_exactly_that(
+        tmp_path: Path) -> None:
+    async with partner_peer(tmp_path, AnyDeciderPartner) as (partner, route):
+        report = await _run(_profile("partner", **PARTNER_FIXTURES), "partner", partner, route,
+                            only=("profile-update-approve", "decision-not-asked"))
+    assert _verdicts(report) == {"profile-update-approve": Verdict.PASS,
+                                 "decision-not-asked": Verdict.FAIL}, _explain(report)
+    assert "refused with 403" in report.results[1].reason
 
 
 @sync

@@ -16,8 +16,8 @@ not for their own request; no forged or wrong-decider text is in any state; each
 reloaded, gives the live core's state.  At the end (everyone logged on, time run out): each
 request an ACMS accepted has exactly one Result, at its requester.
 
-Budget: a fixed seed and ``MCACM_MODEL_EXAMPLES`` examples (default 60) of up to
-``MCACM_MODEL_STEPS`` steps (default 30): well under 60 s in ``make test``.  A longer hunt::
+Budget: a fixed seed and ``MCACM_MODEL_EXAMPLES`` examples (default 100) of up to
+``MCACM_MODEL_STEPS`` steps (default 40): about 12 s in ``make test``.  A longer hunt::
 
     MCACM_MODEL_EXAMPLES=2000 MCACM_MODEL_STEPS=60 .venv/bin/python -m pytest -q \
         tests/core/test_model.py
@@ -502,8 +502,8 @@ def _setting(name: str, default: int) -> int:
 
 
 IntegrityModel.TestCase.settings = settings(
-    max_examples=_setting("MCACM_MODEL_EXAMPLES", 60),
-    stateful_step_count=_setting("MCACM_MODEL_STEPS", 30),
+    max_examples=_setting("MCACM_MODEL_EXAMPLES", 100),
+    stateful_step_count=_setting("MCACM_MODEL_STEPS", 40),
     derandomize="MCACM_MODEL_SEED" not in os.environ,
     database=None,
     deadline=None,
