@@ -1,6 +1,7 @@
 """Failures the model-based test (tests/core/test_model.py) found, each kept as a plain test of
-the shrunk example.  All of them failed on main before issue 12 (D1-D5, docs/decisions.md
-"Identity and authority"); the model's name for each request is the ``req-N`` in its profile."""
+the shrunk example.  They failed on main before issue 12 (D1-D5, docs/decisions.md "Identity and
+authority"), but the wrong-peer one, which held already and is kept as the guard of its rule;
+the model's name for each request is the ``req-N`` in its profile."""
 
 from __future__ import annotations
 
