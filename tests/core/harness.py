@@ -427,6 +427,8 @@ BOB = "sip:bob@primary.example"
 """Primary-system user allowed to send every request but to decide none."""
 ALICE2 = "sip:alice@second.example"
 BOB2 = "sip:bob@second.example"
+DESK2 = "sip:desk@second.example"
+"""The functional alias BOB2 acts under."""
 MIKE2 = "sip:mike@second.example"
 FRANK = "sip:frank@partner.example"
 """Partner-system ACM user who may request but decide nothing (an FA holder without the right)."""
@@ -449,11 +451,11 @@ def _system(psi: str, domain: str, users: tuple[AuthorisedUser, ...],
 
 def three_systems(timers: Timers, store: Callable[[], Store] = MemoryStore,
                   request_timeout: float = 10**9) -> Net:
-    """PRIMARY (ALICE decides every request, BOB none) and SECOND (ALICE2, BOB2 alike), each
-    with its own migrated user (MIKE, MIKE2 at PARTNER, set up here; ALICE and ALICE2 are
-    logged on); PARTNER (DAVE and ERIN decide every request, FRANK none, GHOST is no ACM user;
-    the FA DUTY; add/remove approved by policy, profile updates decided by people).  The
-    primaries decide everything by hand.  Nobody else is logged on."""
+    """PRIMARY (ALICE decides every request, BOB none) and SECOND (ALICE2, BOB2 alike; BOB2
+    acts under the FA DESK2), each with its own migrated user (MIKE, MIKE2 at PARTNER, set up
+    here; ALICE and ALICE2 are logged on); PARTNER (DAVE and ERIN decide every request, FRANK
+    none, GHOST is no ACM user; the FA DUTY; add/remove approved by policy, profile updates
+    decided by people).  The primaries decide everything by hand.  Nobody else is logged on."""
     def user(uri: str, decides: bool = True) -> AuthorisedUser:
         return AuthorisedUser(uri, ALL_REQUESTS, ALL_REQUESTS if decides else ())
     auto = (PolicyRule(PolicyAction.APPROVE, AddUserConfigurationRequest.FLOW),
@@ -469,7 +471,8 @@ def three_systems(timers: Timers, store: Callable[[], Store] = MemoryStore,
                                   (DUTY,))), store())
     for home, users in homes.items():
         for u in users:
-            net.add_acmc(AcmcCore(AcmcConfig(u, home, request_timeout=request_timeout)))
+            fa = DESK2 if u == BOB2 else None  # BOB2 asks under an FA (the response names it)
+            net.add_acmc(AcmcCore(AcmcConfig(u, home, fa, request_timeout)))
     for requester, migrant in ((ALICE, MIKE), (ALICE2, MIKE2)):
         net.logon(requester)
         _tid, actions = net.acmc[requester].add_users(net.clock.now, (migrant,), Addressee(DAVE))
