@@ -325,7 +325,7 @@ class SipEndpoint:
                 # a connect that never starts a handshake takes a slot, and is timed
                 tls = self.tls_server if name == "tls" else None
                 server = await loop.create_server(
-                    lambda name=name, tls=tls: StreamConnection(  # type: ignore[misc]
+                    lambda name=name, tls=tls: StreamConnection(
                         self, name, self.limits, self.now(), inbound=True, tls=tls),
                     *(() if where else (lst.host, lst.port)), **where,
                 )
