@@ -97,7 +97,8 @@ class QuotaBook:
 
     def __init__(self, quotas: Quotas) -> None:
         self.quotas = quotas
-        self._seen: dict[str, tuple[str | None, int, bool]] = {}  # key -> (peer, bytes, open)
+        # key -> (peer, bytes, open, bytes of its request)
+        self._seen: dict[str, tuple[str | None, int, bool, int]] = {}
         self._open_of: dict[str, int] = {}    # peer PSI -> its open partner transactions
         self._bytes_of: dict[str, int] = {}   # peer PSI -> bytes of its partner transactions
         self.total = 0
@@ -105,10 +106,14 @@ class QuotaBook:
 
     def track(self, tx: Transaction) -> None:
         """``tx`` is kept (new, or a new state of one already kept)."""
+        seen = self._seen.get(tx.key)
+        # a transaction's request never changes: its size is taken once, at the first record
+        request = seen[3] if seen is not None else flow_bytes(tx.request)
         self.forget(tx.key)
         peer = tx.peer if tx.role is Role.PARTNER else None
-        size, is_open = footprint(tx), tx.state is not TxState.DONE
-        self._seen[tx.key] = (peer, size, is_open)
+        size = request + flow_bytes(tx.indication) + flow_bytes(tx.response)
+        is_open = tx.state is not TxState.DONE
+        self._seen[tx.key] = (peer, size, is_open, request)
         self.total += size
         if peer is not None:
             self._bytes_of[peer] = self._bytes_of.get(peer, 0) + size
@@ -120,7 +125,7 @@ class QuotaBook:
         seen = self._seen.pop(key, None)
         if seen is None:
             return
-        peer, size, is_open = seen
+        peer, size, is_open, _ = seen
         self.total -= size
         if peer is not None:
             self._bytes_of[peer] -= size

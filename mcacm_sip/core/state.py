@@ -8,7 +8,7 @@ table :data:`TRANSITIONS` is the single source of truth for what may follow what
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
@@ -258,9 +258,11 @@ class Transaction:
     def leg(self) -> str:
         return self.leg_id or self.transaction_id
 
-    @property
-    def key(self) -> str:
-        return tx_key(self.role, self.origin, self.transaction_id)
+    key: str = field(init=False, repr=False, compare=False)
+    """``tx_key`` of the transaction, computed once per record (a step asks for it often)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", tx_key(self.role, self.origin, self.transaction_id))
 
 
 @dataclass(frozen=True, slots=True)

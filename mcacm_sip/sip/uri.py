@@ -167,6 +167,10 @@ class Uri:
     """The rest of a URI of another scheme, as written."""
     text: str = field(default="", compare=False)
     """The URI as it was written (for logs and for echoing a peer's own spelling)."""
+    # identities are parsed once (``identity`` caches) and hashed and printed per message:
+    # both are kept after the first time
+    _hash: int | None = field(default=None, init=False, repr=False, compare=False)
+    _canonical: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def parse(cls, text: str) -> Uri:
@@ -191,9 +195,13 @@ class Uri:
         return all(theirs[k] == v for k, v in mine.items() if k in theirs)
 
     def __hash__(self) -> int:
-        # only what equal URIs must share: parameters outside MUST_MATCH may differ
-        return hash((self.scheme, self.user, self.password, self.host, self.port,
-                     self.headers, self.opaque, self._must_match()))
+        if self._hash is None:
+            # only what equal URIs must share: parameters outside MUST_MATCH may differ
+            object.__setattr__(self, "_hash", hash((
+                self.scheme, self.user, self.password, self.host, self.port, self.headers,
+                self.opaque, self._must_match())))
+        assert self._hash is not None
+        return self._hash
 
     # ------------------------------------------------------------------ derived values
 
@@ -219,6 +227,12 @@ class Uri:
 
     def __str__(self) -> str:
         """The canonical spelling: equivalent URIs without ignored parameters print alike."""
+        if self._canonical is None:
+            object.__setattr__(self, "_canonical", self._spell())
+        assert self._canonical is not None
+        return self._canonical
+
+    def _spell(self) -> str:
         if self.scheme not in ("sip", "sips", "tel"):
             return f"{self.scheme}:{self.opaque}"
         parts = [self.scheme, ":"]
