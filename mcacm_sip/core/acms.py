@@ -981,6 +981,13 @@ class AcmsCore:
                 if ev.ok:
                     extra = self._done(ev.now) if tx.role is Role.PRIMARY else {}
                     self._move(tx, Trigger.DELIVERED, out, **extra)
+                elif self._acmc_holds_the_leg(ev, tx):
+                    # decision (docs/decisions.md "Identity and authority"): the ACMC still
+                    # holds another request under this leg id, one this ACMS has forgotten
+                    # (retention over): the leg gets a fresh id and the request goes again
+                    tx = self._fresh_leg(tx, out)
+                    assert tx.assignee is not None
+                    self._send(out, Purpose.DELIVER, Hop.ACMC, tx.assignee, self._payload(tx), tx)
                 else:
                     assert tx.assignee is not None
                     self._queue(ev.now, tx, tx.assignee, False, Trigger.DELIVERY_FAILED, out)
@@ -1001,6 +1008,21 @@ class AcmsCore:
                 self._retry(ev.now, og, ev.retry_after, out)
             case _:
                 pass
+
+    @staticmethod
+    def _acmc_holds_the_leg(ev: DeliveryOutcome, tx: Transaction) -> bool:
+        """An ACMC refused a delivery as ``transaction-id-reused`` (D5 at the ACMC) while the
+        leg still uses the origin's id: once only, a fresh leg id cannot be held."""
+        return (tx.role is Role.PARTNER and ev.status == 400 and tx.leg == tx.transaction_id
+                and (ev.warning or "").startswith("transaction-id-reused"))
+
+    def _fresh_leg(self, tx: Transaction, out: Actions) -> Transaction:
+        if self._legs.get((tx.role, tx.leg)) == tx.key:
+            del self._legs[(tx.role, tx.leg)]
+        tx = replace(tx, leg_id=uuid.uuid4().hex)
+        self._legs[(tx.role, tx.leg)] = tx.key
+        self._put(tx, out)
+        return tx
 
     def _done(self, now: float) -> dict[str, Any]:
         return {"deadline": now + self.config.timers.retention}

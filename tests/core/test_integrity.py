@@ -226,6 +226,24 @@ def test_the_same_id_from_two_of_our_acmcs_is_two_transactions() -> None:
     assert final(net, CAROL)[-1] == (SAME, ResultCode.REJECTED_BY_USER)
 
 
+def test_a_leg_id_the_acmc_still_holds_is_replaced_by_a_fresh_one() -> None:
+    """D2 after retention: the partner has forgotten PRIMARY's t-same, DAVE's ACMC still
+    remembers deciding it.  SECOND's request under the same id is refused by that ACMC as
+    transaction-id-reused (D5 there); the partner delivers it again under a fresh leg id, and
+    DAVE's decision reaches BOB."""
+    net, mike, max_ = ready()
+    request(net, ALICE, mike)
+    decide(net, DAVE, ALICE, True)
+    assert final(net, ALICE) == [(SAME, ResultCode.SUCCESS)]
+    net.advance(8 * 24 * 3600.0)  # past the retention of finished transactions (7 days)
+    assert not [t for t in net.acms[PARTNER].transactions() if t.transaction_id == SAME]
+    request(net, BOB, max_)
+    assert leg_of(net, BOB).transaction_id != SAME
+    decide(net, DAVE, BOB, True)
+    assert final(net, BOB) == [(SAME, ResultCode.SUCCESS)]
+    assert final(net, ALICE) == [(SAME, ResultCode.SUCCESS)]  # nothing more for ALICE
+
+
 def test_the_same_id_from_a_peer_and_from_our_own_acmc_is_two_transactions() -> None:
     """At one ACMS: a peer's request (partner role) and a local ACMC's request (primary role)
     under the same id; DAVE's decision answers the peer's, never the local one."""
