@@ -34,6 +34,17 @@ from .errors import SipParseError
 
 _FOLD = re.compile(r"\n[ \t]+")  # RFC 3261 7.3.1 line folding
 _TOKEN = re.compile(r"[!%'*+\-.0-9A-Z_`a-z~]+")
+# RFC 3261 25.1: sent-protocol = name SLASH version SLASH transport, SLASH = SWS "/" SWS
+# (RFC 4475 3.1.1.1 spells it "SIP  /   2.0 /UDP").
+_SENT_PROTOCOL = re.compile(r"\s*([^\s/]+)\s*/\s*([^\s/]+)\s*/\s*([^\s/;]+)")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")  # RFC 3261 25.1 scheme
+# RFC 3261 7.3.1: only comma-list headers may appear twice; these carry one value (RFC 4475
+# 3.3.8 and 3.3.9: a second Call-ID/To/From/CSeq/Max-Forwards/Content-Length is a 400).
+_SINGLE = (
+    ("call-id", "Call-ID"), ("to", "To"), ("from", "From"), ("cseq", "CSeq"),
+    ("max-forwards", "Max-Forwards"), ("content-length", "Content-Length"),
+)
+_QUOTE_OR_ESCAPE = re.compile(r'\\.|"', re.DOTALL)
 
 SIP_VERSION = "SIP/2.0"
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 8.1.1.7
@@ -124,13 +135,23 @@ def header_param(value: str, name: str) -> str | None:
     return rest or None
 
 
-_TAG_PARAM = re.compile(r";tag=([^;, \t]*)", re.IGNORECASE)
+# SEMI and EQUAL allow whitespace around them (RFC 3261 25.1; RFC 4475 3.1.1.1 "tag    = x").
+_TAG_PARAM = re.compile(r";[ \t]*tag[ \t]*=[ \t]*([^;, \t]*)", re.IGNORECASE)
 
 
 def _tag_param(value: str) -> str | None:
     """``header_param(value, "tag")`` with one precompiled regex (it runs twice per message)."""
     found = _TAG_PARAM.search(value, value.rfind(">") + 1)
     return found.group(1) or None if found else None
+
+
+def _quotes_balanced(value: str) -> bool:
+    """Every quoted-string closed (RFC 3261 25.1: quoted-pair escapes a quote inside one)."""
+    inside = False
+    for m in _QUOTE_OR_ESCAPE.finditer(value):
+        if m.group() == '"':
+            inside = not inside
+    return not inside
 
 
 def media_type(value: str | None) -> str | None:
@@ -345,6 +366,10 @@ def _parse_via(value: str) -> Via | None:
     script's digits is no port) or aiosipua cannot read it."""
     if not value.partition(";")[0].isascii():
         return None
+    if not value.startswith("SIP/2.0/"):
+        spaced = _SENT_PROTOCOL.match(value)
+        if spaced is not None:
+            value = "/".join(spaced.groups()) + value[spaced.end() :]
     if not value.startswith("SIP/2.0/") or " " not in value[8:].rstrip() or "," in value:
         try:
             return parse_via(value)
@@ -369,7 +394,10 @@ def _parse_via(value: str) -> Via | None:
     params: dict[str, str | None] = {}
     for item in param_text.split(";") if param_text else ():
         key, eq, val = item.partition("=")
-        params[key.strip().lower()] = val.strip() if eq else None
+        key = key.strip()
+        if not key:
+            return None  # RFC 3261 25.1 via-params are tokens; RFC 4475 3.1.2.1 ";;"
+        params[key.lower()] = val.strip() if eq else None
     return Via("SIP/2.0", transport.strip().upper(), host, port, params)
 
 
@@ -400,7 +428,9 @@ def parse(
     parts = start.split(" ", 2)
     if len(parts) != 3 and not (is_response and len(parts) == 2):
         raise fail(None, "Malformed Start Line")  # not SIP at all: nothing to answer
-    if b"\x00" in head:  # RFC 3261 25.1: no CTL in a header; NUL truncates C strings downstream
+    # RFC 3261 25.1: no CTL in a header, but a quoted-pair may escape NUL (RFC 4475 3.1.1.2);
+    # any other NUL would truncate C strings downstream.
+    if b"\x00" in head and b"\x00" in head.replace(b"\\\x00", b""):
         raise fail(answerable, "NUL In Header")
     parsed = _parse_headers(head, first_nl)
     if parsed is None:
@@ -411,6 +441,13 @@ def parse(
     for key, pretty in _MANDATORY:
         if not store.get(key) or not store[key][0]:
             raise fail(answerable, f"Missing {pretty}")
+    for key, pretty in _SINGLE:
+        values = store.get(key)
+        if values is not None and len(values) > 1:
+            raise fail(answerable, f"Multiple {pretty}")
+    # RFC 4475 3.1.2.6: an unterminated quoted display name is a 400.
+    if not (_quotes_balanced(store["from"][0]) and _quotes_balanced(store["to"][0])):
+        raise fail(answerable, "Unbalanced Quotes")
 
     out: Request | Response
     if is_response:
@@ -432,7 +469,9 @@ def parse(
             raise fail(400, "Malformed Request Line")
         if not _is_token(method):
             raise fail(400, "Bad Method")
-        if ":" not in uri:
+        # RFC 3261 25.1: Request-URI = scheme ":" ...; RFC 4475 3.1.2.7: no "<...>" around it.
+        scheme, colon, _ = uri.partition(":")
+        if not colon or _SCHEME.fullmatch(scheme) is None:
             raise fail(400, "Bad Request-URI")
         req = out = Request()
         req.arrival = None
