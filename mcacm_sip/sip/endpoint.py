@@ -54,6 +54,7 @@ from .transport import FrameError, StreamConnection, UdpProtocol
 log = logging.getLogger("mcacm.sip")
 DEFAULT_TIMERS = Timers()
 MAX_DATAGRAM = 65507
+_URI_SCHEMES = frozenset({"sip", "sips", "tel"})  # Request-URI schemes a UAS of ours serves
 """Largest UDP payload over IPv4 (65 535 - 8 - 20 bytes)."""
 NO_TCP_FOR = 60.0
 """Seconds an address whose TCP connect failed is not tried again for large requests."""
@@ -394,15 +395,18 @@ class SipEndpoint:
     def _answer_builtin(self, req: Request) -> Reply | None:
         """Answers the endpoint gives before (or instead of) a handler."""
         route = self._routes.get(req.method)
-        if route is None:
-            if req.method == "OPTIONS":  # RFC 3261 11.2
-                accept = self._accept_header()
-                hdrs = (("Allow", self._allow),) + ((("Accept", accept),) if accept else ())
-                return Reply(200, headers=hdrs)
+        if route is None and req.method != "OPTIONS":
             return Reply(405, headers=(("Allow", self._allow),))  # RFC 3261 8.2.1
+        # RFC 3261 8.2.2.1 (RFC 4475 3.3.2, 3.3.3): a scheme we do not serve gets 416.
+        if req.uri.partition(":")[0].lower() not in _URI_SCHEMES:
+            return Reply(416)
         required = req.store.get("require")
-        if required:  # RFC 3261 8.2.2.3: we support no extension
+        if required:  # RFC 3261 8.2.2.3 (RFC 4475 3.3.5, OPTIONS too): we support no extension
             return Reply(420, headers=(("Unsupported", ", ".join(required)),))
+        if route is None:  # RFC 3261 11.2
+            accept = self._accept_header()
+            hdrs = (("Allow", self._allow),) + ((("Accept", accept),) if accept else ())
+            return Reply(200, headers=hdrs)
         if route.accept is not None and req.body:
             ctype = req.content_type
             if ctype not in route.accept:  # RFC 3261 8.2.3, 21.4.13
