@@ -148,6 +148,8 @@ def _tag_param(value: str) -> str | None:
 
 def _quotes_balanced(value: str) -> bool:
     """Every quoted-string closed (RFC 3261 25.1: quoted-pair escapes a quote inside one)."""
+    if '"' not in value:
+        return True
     inside = False
     for m in _QUOTE_OR_ESCAPE.finditer(value):
         if m.group() == '"':
@@ -367,7 +369,7 @@ def _parse_via(value: str) -> Via | None:
     script's digits is no port) or aiosipua cannot read it."""
     if not value.partition(";")[0].isascii():
         return None
-    if not value.startswith("SIP/2.0/"):
+    if not value.startswith("SIP/2.0/") or value[8:9].isspace():
         spaced = _SENT_PROTOCOL.match(value)
         if spaced is not None:
             value = "/".join(spaced.groups()) + value[spaced.end() :]

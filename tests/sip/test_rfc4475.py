@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_sip_transport import (
     PROBE,
     UdpProbe,
@@ -268,3 +270,22 @@ async def test_endpoint_verdicts_over_tcp() -> None:
         async with serving() as (ep, _):
             answers = await tcp_exchange(ep.local_address("tcp")[1], load(case))
         assert tuple(answers) == case.tcp, case.name
+
+
+SWS = st.text(alphabet=" \t", max_size=3)
+
+
+@given(a=SWS, b=SWS, c=SWS, d=SWS, e=SWS)
+def test_sws_around_the_via_slash_and_the_tag_equal_changes_nothing(
+    a: str, b: str, c: str, d: str, e: str
+) -> None:
+    """RFC 3261 25.1 SLASH = SWS "/" SWS, EQUAL = SWS "=" SWS, SEMI likewise (RFC 4475 3.1.1.1):
+    any spelling reads as the compact one."""
+    data = load(BY_NAME["3.1.1.6-lwsdisp"])
+    data = data.replace(b"SIP/2.0/UDP", f"SIP{a}/{b}2.0{c}/{d}UDP".encode())
+    data = data.replace(b";tag=323", f"{e};{a}tag{b}={c}323".encode())
+    msg = parse(data)
+    assert isinstance(msg, Request)
+    assert (msg.via.transport, msg.via.host, msg.branch) == ("UDP", "funky.example.com",
+                                                              "z9hG4bKkdjuw")
+    assert msg.from_tag == "323"
