@@ -50,11 +50,12 @@ from .transaction import (
     Transport,
 )
 from .transport import FrameError, StreamConnection, UdpProtocol
+from .uri import uri_scheme
 
 log = logging.getLogger("mcacm.sip")
 DEFAULT_TIMERS = Timers()
 MAX_DATAGRAM = 65507
-_URI_SCHEMES = frozenset({"sip", "sips", "tel"})  # Request-URI schemes a UAS of ours serves
+_SERVED_SCHEMES = frozenset({"sip", "sips", "tel"})  # of a Request-URI (RFC 3261 8.2.2.1)
 """Largest UDP payload over IPv4 (65 535 - 8 - 20 bytes)."""
 NO_TCP_FOR = 60.0
 """Seconds an address whose TCP connect failed is not tried again for large requests."""
@@ -398,7 +399,8 @@ class SipEndpoint:
         if route is None and req.method != "OPTIONS":
             return Reply(405, headers=(("Allow", self._allow),))  # RFC 3261 8.2.1
         # RFC 3261 8.2.2.1 (RFC 4475 3.3.2, 3.3.3): a scheme we do not serve gets 416.
-        if req.uri.partition(":")[0].lower() not in _URI_SCHEMES:
+        scheme = uri_scheme(req.uri)
+        if scheme not in _SERVED_SCHEMES:
             return Reply(416)
         required = req.store.get("require")
         if required:  # RFC 3261 8.2.2.3 (RFC 4475 3.3.5, OPTIONS too): we support no extension

@@ -31,13 +31,13 @@ from aiosipua.message import _split_multi_value
 
 from ..text import ascii_int, is_ascii_digits
 from .errors import SipParseError
+from .uri import uri_scheme
 
 _FOLD = re.compile(r"\n[ \t]+")  # RFC 3261 7.3.1 line folding
 _TOKEN = re.compile(r"[!%'*+\-.0-9A-Z_`a-z~]+")
 # RFC 3261 25.1: sent-protocol = name SLASH version SLASH transport, SLASH = SWS "/" SWS
 # (RFC 4475 3.1.1.1 spells it "SIP  /   2.0 /UDP").
 _SENT_PROTOCOL = re.compile(r"\s*([^\s/]+)\s*/\s*([^\s/]+)\s*/\s*([^\s/;]+)")
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")  # RFC 3261 25.1 scheme
 # RFC 3261 7.3.1: only comma-list headers may appear twice; these carry one value (RFC 4475
 # 3.3.8 and 3.3.9: a second Call-ID/To/From/CSeq/Max-Forwards/Content-Length is a 400).
 _SINGLE = (
@@ -473,8 +473,7 @@ def parse(
         if not _is_token(method):
             raise fail(400, "Bad Method")
         # RFC 3261 25.1: Request-URI = scheme ":" ...; RFC 4475 3.1.2.7: no "<...>" around it.
-        scheme, colon, _ = uri.partition(":")
-        if not colon or _SCHEME.fullmatch(scheme) is None:
+        if uri_scheme(uri) is None:
             raise fail(400, "Bad Request-URI")
         req = out = Request()
         req.arrival = None

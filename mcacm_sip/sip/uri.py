@@ -46,6 +46,7 @@ __all__ = [
     "try_identity",
     "uri_glob_match",
     "uri_host",
+    "uri_scheme",
 ]
 
 
@@ -298,6 +299,13 @@ def _parse(text: str) -> Uri:
     return Uri(scheme, user, password, _host(host_text),
                _port(port_text) if has_port else None,
                _params(semi + params, "parameter"), _headers(headers), text=raw)
+
+
+def uri_scheme(text: str) -> str | None:
+    """The scheme of a URI, lower case (RFC 3261 25.1 ``scheme ":"``), or None when the text
+    does not start with one (e.g. ``<sip:...>``, RFC 4475 3.1.2.7). Nothing after it is read."""
+    scheme, colon, _ = text.partition(":")
+    return scheme.lower() if colon and _SCHEME.match(scheme) else None
 
 
 @lru_cache(maxsize=4096)  # identities repeat; a pure function of a string

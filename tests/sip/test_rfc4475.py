@@ -30,6 +30,7 @@ from test_sip_transport import (
 from mcacm_sip.sip import Request, Response, parse
 from mcacm_sip.sip.errors import SipParseError
 from mcacm_sip.sip.registrar import Registrar
+from mcacm_sip.sip.uri import uri_scheme
 
 CORPUS = Path(__file__).parent / "corpus" / "rfc4475"
 ACCEPT = "accept"
@@ -289,3 +290,13 @@ def test_sws_around_the_via_slash_and_the_tag_equal_changes_nothing(
     assert (msg.via.transport, msg.via.host, msg.branch) == ("UDP", "funky.example.com",
                                                               "z9hG4bKkdjuw")
     assert msg.from_tag == "323"
+
+
+@pytest.mark.parametrize(("text", "scheme"), [
+    ("sip:a@b", "sip"), ("SIPS:a@b", "sips"), ("soap.beep://192.0.2.103:3002", "soap.beep"),
+    ("nobodyKnowsThisScheme:totallyopaquecontent", "nobodyknowsthisscheme"),
+    ("<sip:user@example.com>", None), ("user@example.com", None), ("1sip:a", None), (":a", None),
+])
+def test_uri_scheme(text: str, scheme: str | None) -> None:
+    """RFC 3261 25.1 scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), case-insensitive."""
+    assert uri_scheme(text) == scheme
