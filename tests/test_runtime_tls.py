@@ -158,7 +158,7 @@ def test_no_acm_message_crosses_an_unauthenticated_connection(fault: str, tmp_pa
                     new_transaction_id(), alice.core.me, (MIKE,), Addressee(DAVE)))
                 # the primary's forward to the partner fails (the core retries it later)
                 sent = await asyncio.wait_for(events.first("acm.sent", PARTNER), WAIT)
-                assert sent.status in (408, 503)  # type: ignore[attr-defined]
+                assert sent.failure in ("timeout", "transport")  # type: ignore[attr-defined]
                 assert partner.core.transactions() == ()  # nothing reached the partner
                 assert not handle.indicated.done()
         finally:

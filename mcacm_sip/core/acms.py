@@ -47,6 +47,7 @@ from mcacm_sip.core.events import (
     Actions,
     DeliveryOutcome,
     FaHoldersChanged,
+    Failure,
     FlowFromAcmc,
     FlowFromPeer,
     Put,
@@ -93,9 +94,11 @@ _RETRY_WHILE = {
 PEER_REFUSED = "x-peer-refused"
 """Result extension value: the partner ACMS refused the forwarded request for good."""
 
-# Is a failed peer send worth repeating?  Looked up by the exact SIP status, else by its class;
-# no answer at all (timeout, transport error: no status) is transient.  decision, after
-# RFC 3261 21.4-21.6 (docs/decisions.md "Procedures").
+LOCAL_ERROR = "x-local-error"
+"""Result extension value: this ACMS could not send the forwarded request (its own bug)."""
+
+# Is a peer's refusal worth repeating the send for?  Looked up by the exact SIP status, else by
+# its class.  decision, after RFC 3261 21.4-21.6 (docs/decisions.md "Procedures").
 _TRANSIENT: dict[int | str, bool] = {
     408: True,     # 21.4.9: no answer in time; the client "MAY repeat the request"
     480: True,     # 21.4.18: temporarily unavailable (Retry-After may say when)
@@ -116,11 +119,21 @@ _REFUSAL_RESULT: dict[int, str] = {403: ResultCode.NOT_AUTHORISED}
 """Result code for a permanent refusal of a forwarded request; any other: PEER_REFUSED."""
 
 
-def transient(status: int | None) -> bool:
-    """Whether a peer send that failed with ``status`` (None: no answer) is retried."""
-    if status is None:
-        return True
-    return _TRANSIENT.get(status, _TRANSIENT.get(f"{status // 100}xx", True))
+_TRANSIENT_FAILURE: dict[Failure, bool] = {
+    Failure.TIMEOUT: True,      # no answer in time: the network may recover
+    Failure.TRANSPORT: True,    # no connection: the peer may come back
+    Failure.NO_BINDING: True,   # 10.17.3.1: the user may log on again (queued meanwhile)
+    Failure.LOCAL_ERROR: False,  # our own bug: the same flow fails the same way (decision)
+}
+
+
+def transient(failure: Failure, status: int | None = None) -> bool:
+    """Whether a send that failed with ``failure`` (``REFUSED``: with SIP ``status``) is worth
+    repeating; docs/decisions.md "Local and remote errors"."""
+    if failure is Failure.REFUSED:
+        assert status is not None
+        return _TRANSIENT.get(status, _TRANSIENT.get(f"{status // 100}xx", True))
+    return _TRANSIENT_FAILURE[failure]
 
 
 def _ts(now: float) -> datetime:
@@ -957,13 +970,19 @@ class AcmsCore:
             return  # already settled (late duplicate outcome)
         self._drop_out(og, out)
         tx = self._tx.get(og.tx_key) if og.tx_key is not None else None
-        if not ev.ok:
-            log.info("send %s (%s to %s) failed: %s", og.send_id, og.purpose, og.to, ev.reason)
+        retry = False
+        if ev.failure is not None:
+            retry = transient(ev.failure, ev.status)
+            log.log(logging.ERROR if ev.failure is Failure.LOCAL_ERROR else logging.INFO,
+                    "send %s (%s to %s) failed (%s%s): %s", og.send_id, og.purpose, og.to,
+                    ev.failure, ", retried" if retry else "", ev.reason)
         match og.purpose:
             case Purpose.FORWARD | Purpose.INDICATE | Purpose.ANSWER if not ev.ok:
                 if tx is None or tx.state not in _RETRY_WHILE[og.purpose]:
                     return
-                if transient(ev.status):
+                if ev.failure is Failure.LOCAL_ERROR:
+                    self._local_error(ev, og.purpose, tx, out)
+                elif retry:
                     # decision: peer sends are retried with back-off while they still matter
                     if og.purpose is not Purpose.INDICATE:
                         self._move(tx, Trigger.SEND_FAILED, out)
@@ -991,7 +1010,7 @@ class AcmsCore:
                 else:
                     assert tx.assignee is not None
                     self._queue(ev.now, tx, tx.assignee, False, Trigger.DELIVERY_FAILED, out)
-                    if id_key(tx.assignee) in self._online and transient(ev.status):
+                    if id_key(tx.assignee) in self._online and retry:
                         # decision: still logged on (it may have answered too late): notify
                         # it now, not at its next logon (10.17.3.1)
                         self._notify(tx.assignee, out)
@@ -1002,7 +1021,7 @@ class AcmsCore:
                     if self._drop_item(key, out) is not None and key in self._tx:
                         self._move(self._tx[key], Trigger.DOWNLOADED, out,
                                    **self._done(ev.now))
-            case Purpose.NOTIFY if not ev.ok and transient(ev.status):
+            case Purpose.NOTIFY if retry:
                 # decision: repeated with back-off while the user is logged on with items
                 # (``_tick`` drops it otherwise)
                 self._retry(ev.now, og, ev.retry_after, out)
@@ -1042,6 +1061,20 @@ class AcmsCore:
         elif purpose is Purpose.ANSWER:
             # decision: the primary's answer timer gives its ACMC Result expired
             self._move(tx, Trigger.PEER_REFUSED, out, **self._done(ev.now))
+        # INDICATE: informative only; the response (step 8) follows on its own
+
+    def _local_error(self, ev: DeliveryOutcome, purpose: Purpose, tx: Transaction,
+                     out: Actions) -> None:
+        """Our own flow could not be sent (a bug on our side, h11's LocalProtocolError): never
+        retried, the transaction ends with a defined outcome (docs/decisions.md "Local and
+        remote errors")."""
+        if purpose is Purpose.FORWARD:
+            # decision: the primary ACMC learns at once that this ACMS failed, not the partner
+            text = f"local error: this ACMS could not send the request to {tx.peer}"
+            self._stand_in(ev.now, tx, Result(LOCAL_ERROR, text), Trigger.LOCAL_ERROR, out)
+        elif purpose is Purpose.ANSWER:
+            # decision: the primary's answer timer gives its ACMC Result expired
+            self._move(tx, Trigger.LOCAL_ERROR, out, **self._done(ev.now))
         # INDICATE: informative only; the response (step 8) follows on its own
 
     def _retry(self, now: float, og: Outgoing, retry_after: float | None, out: Actions

@@ -69,23 +69,48 @@ class FaHoldersChanged:
     holders: tuple[str, ...]
 
 
+class Failure(StrEnum):
+    """Why a :class:`Send` did not get a 2xx: a fact, not an invented SIP status.
+
+    Remote (the network or the peer): ``REFUSED`` (a final non-2xx SIP answer, ``status`` holds
+    it), ``TIMEOUT`` (no final answer in time, RFC 3261 Timer F), ``TRANSPORT`` (no connection,
+    resolution or socket failure), ``NO_BINDING`` (the ACMC user has no registered contact,
+    10.17.3.1).  Local: ``LOCAL_ERROR`` (a bug on our side, e.g. our own flow failed our own
+    schema; nothing was sent).  The retry policy reads it (``core.acms.transient``); a local
+    error is never retried as if the network had failed (docs/decisions.md "Local and remote
+    errors")."""
+
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    TRANSPORT = "transport"
+    NO_BINDING = "no-binding"
+    LOCAL_ERROR = "local-error"
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryOutcome:
-    """(both) The outcome of a :class:`Send`: ok = a 2xx arrived; else the failure reason
-    (SIP status and Warning text, or a transport error / timeout)."""
+    """(both) The outcome of a :class:`Send`: ok = a 2xx arrived; else ``failure`` says why."""
 
     now: float
     send_id: str
     ok: bool
     reason: str | None = None
-    """For logs: ``"<status> <Warning text or reason phrase>"``, or the transport error."""
+    """For logs: ``"<status> <Warning text or reason phrase>"``, the transport error, or what
+    went wrong locally."""
     status: int | None = None
-    """The final SIP status of a failure; None when no answer came (timeout, transport
-    error).  The ACMS decides from it whether a peer send is retried (docs/procedures.md)."""
+    """The final SIP status of a ``REFUSED`` failure; None for any other outcome."""
     warning: str | None = None
     """The quoted text of the answer's ``Warning: 399`` header, if it had one."""
     retry_after: float | None = None
     """The answer's Retry-After in seconds (RFC 3261 20.33), if it had one."""
+    failure: Failure | None = None
+    """None exactly when ``ok``; ``REFUSED`` exactly when ``status`` is set."""
+
+    def __post_init__(self) -> None:
+        if self.ok != (self.failure is None) or (
+                (self.failure is Failure.REFUSED) != (self.status is not None)):
+            raise ValueError(f"inconsistent delivery outcome: ok={self.ok} "
+                             f"failure={self.failure} status={self.status}")
 
 
 @dataclass(frozen=True, slots=True)

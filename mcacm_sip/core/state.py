@@ -67,6 +67,7 @@ class Trigger(StrEnum):
     PEER_ACCEPTED = "peer-2xx"
     SEND_FAILED = "send-failed"
     PEER_REFUSED = "peer-refused"
+    LOCAL_ERROR = "local-error"
     INDICATION = "indication"
     RESPONSE = "response"
     REFUSED = "verify-failed"
@@ -112,6 +113,9 @@ _ROWS: tuple[tuple[Role, tuple[TxState, ...], Trigger, TxState, str], ...] = (
     (_P, (_S.FORWARDING,), _T.PEER_REFUSED, _S.ANSWERED,
      "partner refused for good (SIP 4xx/6xx, RFC 3261 21.4/21.6): Result not-authorised / "
      "x-peer-refused stands in for the response (decision)"),
+    (_P, (_S.FORWARDING,), _T.LOCAL_ERROR, _S.ANSWERED,
+     "our own forward cannot be encoded (a local error, never sent, not retried): Result "
+     "x-local-error stands in for the response (decision)"),
     (_P, (_S.ANSWERED, _S.PENDING_FA), _T.ROUTE_ACMC, _S.DELIVERING,
      "10.17.7.2 step 10: the requesting ACMC's user is logged on: the response goes to the "
      "user who sent the request, never to a name taken from the response (decision; "
@@ -156,6 +160,9 @@ _ROWS: tuple[tuple[Role, tuple[TxState, ...], Trigger, TxState, str], ...] = (
      "10.17.7.2 step 8: the primary ACMS acknowledged the response"),
     (_R, (_S.RESPONDING,), _T.PEER_REFUSED, _S.DONE,
      "the primary ACMS refused the response for good (SIP 4xx/6xx): not retried (decision)"),
+    (_R, (_S.RESPONDING,), _T.LOCAL_ERROR, _S.DONE,
+     "our own response cannot be encoded (a local error, never sent): not retried; the "
+     "primary's answer timer gives its ACMC Result expired (decision)"),
     (_R, (_S.RESPONDING,), _T.GAVE_UP, _S.DONE,
      "retry limit reached: the primary ACMS expires the transaction itself (decision)"),
 )

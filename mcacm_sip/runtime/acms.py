@@ -38,6 +38,7 @@ from mcacm_sip.core.events import (
     Action,
     DeliveryOutcome,
     FaHoldersChanged,
+    Failure,
     FlowFromAcmc,
     FlowFromPeer,
     Send,
@@ -305,8 +306,8 @@ class AcmsNode(Node):
         if send.hop is Hop.ACMC:
             contacts = self.registrar.contacts(send.to, time.time())
             if not contacts:  # logged off meanwhile: the core queues it (10.17.3.1)
-                self.feed(DeliveryOutcome(time.time(), send.send_id, False,
-                                          "480 not registered", 480))
+                self.feed(DeliveryOutcome(time.time(), send.send_id, False, "not registered",
+                                          failure=Failure.NO_BINDING))
                 return
             binding = contacts[-1]  # the most recent binding
             # RFC 3327 5.5: through the proxies its REGISTER came by (the SIP core), if any

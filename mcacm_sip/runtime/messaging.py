@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.errors import AcmError
 from mcacm_sip.acm.model import AcmFlow
-from mcacm_sip.core.events import DeliveryOutcome, Refuse, Verdict
+from mcacm_sip.core.events import DeliveryOutcome, Failure, Refuse, Verdict
 from mcacm_sip.runtime.base import SipSettings, warning
 from mcacm_sip.sip import Reply, SipEndpoint, SipTimeout, SipTransportError
 from mcacm_sip.sip.dialog import parse_retry_after
@@ -47,21 +47,21 @@ def warning_text(value: str | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    """What became of one MESSAGE: ok = a 2xx arrived.  A failure has ``reason``
-    (``"<status> <warning text or reason>"``, ``"408 no answer"`` for no answer, ``"503 ..."``
-    for a transport failure, for logs) and, when a final answer came, its ``status``, Warning
-    text and Retry-After."""
+    """What became of one MESSAGE: ok = a 2xx arrived.  A failure has its kind
+    (:class:`Failure`), a ``reason`` for logs and, when a final answer came (``REFUSED``), its
+    ``status``, Warning text and Retry-After."""
 
     ok: bool
     reason: str | None = None
     status: int | None = None
     warning: str | None = None
     retry_after: float | None = None
+    failure: Failure | None = None
 
     def outcome(self, now: float, send_id: str) -> DeliveryOutcome:
         """The core event reporting this send."""
         return DeliveryOutcome(now, send_id, self.ok, self.reason, self.status, self.warning,
-                               self.retry_after)
+                               self.retry_after, self.failure)
 
 
 async def send_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str, to: str,
@@ -69,15 +69,21 @@ async def send_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str
     """Send ``flow`` in a MESSAGE to ``uri`` (through ``route``, a preloaded Route set).
 
     ok means a 2xx arrived: the receiver has stored what it accepted (transport acknowledgement
-    only; the process indication and the response are separate flows).  No answer and a
-    transport failure carry no status: the core treats them as transient.
+    only; the process indication and the response are separate flows).  This is the one place
+    where a send's exceptions become outcomes: a flow we cannot encode is ``LOCAL_ERROR`` (our
+    bug, logged once here, never sent), no answer ``TIMEOUT``, a transport failure
+    ``TRANSPORT``, any other final answer ``REFUSED`` with its status.
     """
-    tid = getattr(flow, "transaction_id", None)
+    tid = flow.transaction_id
     try:
         body = codec.encode(flow)
-    except AcmError as exc:  # our own flow failed our schema: a bug, never sent
-        log.error("cannot encode %s: %s", flow.FLOW, exc)
-        return Sent(False, f"500 {exc.warning_text}")
+    except AcmError as exc:
+        # whatever encode raises for a flow we built is ours (EncodeError, or InvalidContent
+        # for an embedded profile): a local error, as h11's LocalProtocolError
+        log.error("local error: cannot encode our own %s %s: %s", flow.FLOW, tid, exc,
+                  extra={"event": "acm.local_error", "flow": flow.FLOW, "transaction_id": tid})
+        return Sent(False, f"local error: cannot encode {flow.FLOW}: {exc.warning_text}",
+                    failure=Failure.LOCAL_ERROR)
     request = endpoint.new_request(
         "MESSAGE", uri, from_uri=identity, to_uri=to, body=body, route=route,
         content_type=codec.ACM_CONTENT_TYPE,
@@ -86,11 +92,11 @@ async def send_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str
     try:
         final = await endpoint.send(request, timeout=settings.send_timeout)
     except SipTimeout:
-        _log_sent(flow, tid, to, uri, request.call_id, 408, "no answer")
-        return Sent(False, "408 no answer")
+        _log_sent(flow, tid, to, uri, request.call_id, None, "no answer", Failure.TIMEOUT)
+        return Sent(False, "no answer", failure=Failure.TIMEOUT)
     except SipTransportError as exc:
-        _log_sent(flow, tid, to, uri, request.call_id, 503, exc)
-        return Sent(False, f"503 {exc}")
+        _log_sent(flow, tid, to, uri, request.call_id, None, exc, Failure.TRANSPORT)
+        return Sent(False, f"transport error: {exc}", failure=Failure.TRANSPORT)
     status = final.status
     _log_sent(flow, tid, to, uri, request.call_id, status, status)
     if 200 <= status < 300:
@@ -98,13 +104,14 @@ async def send_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str
     message = final.message
     warning = warning_text(message.header("warning"))
     return Sent(False, f"{status} {warning or message.reason}", status, warning,
-                parse_retry_after(message.header("retry-after")))
+                parse_retry_after(message.header("retry-after")), Failure.REFUSED)
 
 
-def _log_sent(flow: AcmFlow, tid: str | None, to: str, uri: str, call_id: str, status: int,
-              outcome: object) -> None:
+def _log_sent(flow: AcmFlow, tid: str, to: str, uri: str, call_id: str, status: int | None,
+              outcome: object, failure: Failure | None = None) -> None:
     """One ``acm.sent`` line per MESSAGE out; nothing is built when INFO is off (hot path)."""
     if log.isEnabledFor(logging.INFO):
         log.info("%s %s to %s: %s", flow.FLOW, tid, to, outcome, extra={
             "event": "acm.sent", "call_id": call_id, "flow": flow.FLOW,
-            "transaction_id": tid, "peer": uri, "status": status})
+            "transaction_id": tid, "peer": uri, "status": status,
+            "failure": failure})

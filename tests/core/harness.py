@@ -44,6 +44,7 @@ from mcacm_sip.core.events import (
     Decide,
     DeliveryOutcome,
     FaHoldersChanged,
+    Failure,
     FlowFromAcmc,
     FlowFromAcms,
     FlowFromPeer,
@@ -66,8 +67,10 @@ from mcacm_sip.store import MemoryStore, Store
 Decider = Callable[[AcmRequest], tuple[bool, str | None]]
 """Returns (approve, reason) for a request; None as a decider means: hold for a manual call."""
 
-UNREACHABLE = "408 Request Timeout (no answer)"
-OFFLINE = "480 Temporarily Unavailable"
+UNREACHABLE = "no answer"
+"""The runtime's ``Failure.TIMEOUT``."""
+OFFLINE = "not registered"
+"""The runtime's ``Failure.NO_BINDING``: the ACMC user has no registered contact."""
 
 
 @dataclass(frozen=True)
@@ -326,12 +329,14 @@ class Net:
                               tuple(actions)))
         if src in self.down or not tell_sender:
             return verdict  # the sender crashed meanwhile: nobody hears the outcome
-        # status None for no answer, as the runtime reports a timeout
-        status = int(answer[:3]) if answer != UNREACHABLE else None
+        # typed as the runtime reports them (runtime/messaging.py, runtime/acms.py)
+        failure = {"200": None, UNREACHABLE: Failure.TIMEOUT,
+                   OFFLINE: Failure.NO_BINDING}.get(answer, Failure.REFUSED)
+        status = int(answer[:3]) if failure is Failure.REFUSED else None
         warning = verdict.warning or None if isinstance(verdict, Refuse) else None
-        outcome = DeliveryOutcome(now, send.send_id, status == 200,
-                                  None if status == 200 else answer, status, warning,
-                                  retry_after)
+        outcome = DeliveryOutcome(now, send.send_id, failure is None,
+                                  None if failure is None else answer, status, warning,
+                                  retry_after, failure)
         core = self.acms.get(src)
         self._apply(src, core.handle(outcome) if core is not None
                     else self.acmc[src].handle(outcome))

@@ -24,6 +24,7 @@ from mcacm_sip.core.events import (
     Accept,
     Decide,
     DeliveryOutcome,
+    Failure,
     FlowFromAcms,
     Refuse,
     Report,
@@ -74,7 +75,8 @@ def test_own_timeout_and_refused_request() -> None:
     tid2, [send] = core.remove_users(200.0, ("sip:m@partner.example",))
     assert isinstance(send, Send)
     reason = "403 not-authorised: sip:dave@partner.example may not send it"
-    assert core.handle(DeliveryOutcome(201.0, send.send_id, False, reason)) == [
+    assert core.handle(DeliveryOutcome(201.0, send.send_id, False, reason, 403,
+                                       failure=Failure.REFUSED)) == [
         Report(tid2, ReportKind.FAILED, text=reason)]
     assert core.open_requests == ()
 

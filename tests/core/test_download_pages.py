@@ -25,6 +25,7 @@ from mcacm_sip.core.config import AcmcConfig
 from mcacm_sip.core.events import (
     Action,
     DeliveryOutcome,
+    Failure,
     FlowFromAcmc,
     FlowFromAcms,
     FlowFromPeer,
@@ -104,7 +105,8 @@ def test_a_lost_page_or_a_logon_starts_the_round_again() -> None:
     first, send = download(core)
     second, _ = download(core)
     assert first.items != second.items
-    core.handle(DeliveryOutcome(T0, send.send_id, False, "408 no answer", 408))
+    core.handle(DeliveryOutcome(T0, send.send_id, False, "no answer",
+                                failure=Failure.TIMEOUT))
     again, _ = download(core)
     assert again.items == first.items
     download(core)

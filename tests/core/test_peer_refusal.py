@@ -1,13 +1,12 @@
 """A peer's permanent SIP refusal ends the transaction at once; transient failures are retried
-(docs/decisions.md "Procedures": failed peer sends)."""
+(docs/decisions.md "Procedures": failed peer sends; the table of retry decisions:
+test_local_errors.py)."""
 
 from __future__ import annotations
 
-import pytest
-
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.model import Addressee, Party, ProfileUpdateResponse, ResultCode
-from mcacm_sip.core.acms import PEER_REFUSED, transient
+from mcacm_sip.core.acms import PEER_REFUSED
 from mcacm_sip.core.state import Role, TxState
 
 from .harness import (
@@ -44,16 +43,6 @@ def final(net: Net, user: str) -> ProfileUpdateResponse:
     resp = net.reports[user][-1].flow
     assert isinstance(resp, ProfileUpdateResponse)
     return resp
-
-
-@pytest.mark.parametrize("status", [None, 408, 480, 500, 502, 503, 504])
-def test_no_answer_and_server_trouble_are_transient(status: int | None) -> None:
-    assert transient(status)
-
-
-@pytest.mark.parametrize("status", [301, 400, 401, 403, 404, 413, 415, 488, 501, 513, 600, 603])
-def test_client_errors_and_global_failures_are_permanent(status: int) -> None:
-    assert not transient(status)
 
 
 def test_partner_answering_403_gives_not_authorised_at_once_and_no_retries() -> None:

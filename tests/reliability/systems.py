@@ -234,7 +234,8 @@ class Acmc:
                 if isinstance(flow, AcmRequest):
                     self.accepted.add(flow.transaction_id)
                 return 200
-            if not transient(sent.status) or time.monotonic() >= give_up:
+            assert sent.failure is not None
+            if not transient(sent.failure, sent.status) or time.monotonic() >= give_up:
                 return sent.status
             await asyncio.sleep(pause)
 
