@@ -148,14 +148,14 @@ def test_content_type_refused_with_415(value: str) -> None:
     assert info.value.sip_status == 415
 
 
-def test_warning_header_names_the_element_and_quotes_safely() -> None:
+def test_warning_names_the_element_and_quotes_safely() -> None:
     data = (CORPUS / "bad" / "profile-update-request.missing-requester.mc-service-id.xml")
     with pytest.raises(errors.SchemaViolation) as info:
         codec.decode(data.read_bytes())
-    header = info.value.warning_header("acms.mcptt.partner.example")
+    header = errors.warning_value("acms.mcptt.partner.example", info.value.warning_text)
     assert header.startswith('399 acms.mcptt.partner.example "/profile-update-request/requester')
     assert "mc-service-id" in header
-    assert errors.AcmError('say "hi" \\', path="/x").warning_header("h") == \
+    assert errors.warning_value("h", errors.AcmError('say "hi" \\', path="/x").warning_text) == \
         '399 h "/x: say \\"hi\\" \\\\"'
 
 

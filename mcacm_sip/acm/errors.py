@@ -7,7 +7,7 @@ Every error carries the path of the failing element (``/profile-update-request/t
   415 for a body that is not an ACM document at all (wrong Content-Type, not XML, not UTF-8,
   not our namespace) -- RFC 3261 21.4.1, 21.4.11, 21.4.13;
 - ``warning_text``: the text of a ``Warning: 399 <host> "<text>"`` header (RFC 3261 20.43; the
-  MC habit of 24.379 4.4); :meth:`AcmError.warning_header` quotes it for a given host.
+  MC habit of 24.379 4.4); ``warning_value(host, text)`` quotes it for a given host.
 
 ``EncodeError`` is the odd one out: our own output failed our own schema, which is a bug
 (strict on send), so it maps to 500.
@@ -38,7 +38,6 @@ class AcmError(ValueError):
     """A document the message layer refuses (or, for :class:`EncodeError`, cannot produce)."""
 
     sip_status: ClassVar[int] = 400
-    reason_phrase: ClassVar[str] = "Bad Request"
 
     def __init__(self, message: str, *, path: str | None = None, hint: str = "") -> None:
         self.message = message
@@ -51,23 +50,17 @@ class AcmError(ValueError):
         """Text for ``Warning: 399 <host> "<text>"``: where and what, at most 200 characters."""
         return header_text(f"{self.path}: {self.message}" if self.path else self.message)
 
-    def warning_header(self, host: str) -> str:
-        """The complete Warning header value, the text as an RFC 3261 quoted-string."""
-        return warning_value(host, self.warning_text)
-
 
 class NotAcmDocument(AcmError):
     """The body is not an ACM document: wrong Content-Type, not XML, not UTF-8, foreign root."""
 
     sip_status = 415
-    reason_phrase = "Unsupported Media Type"
 
 
 class DocumentTooLarge(AcmError):
     """The body exceeds the configured size cap."""
 
     sip_status = 413
-    reason_phrase = "Request Entity Too Large"
 
 
 class UnsafeDocument(AcmError):
@@ -105,4 +98,3 @@ class EncodeError(AcmError):
     """Our own output is not valid against our own schema: a bug in the message layer."""
 
     sip_status = 500
-    reason_phrase = "Server Internal Error"

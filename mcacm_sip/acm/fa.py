@@ -54,7 +54,6 @@ CT_MCPTT_INFO = "application/vnd.3gpp.mcptt-info+xml"
 CT_SIMPLE_FILTER = "application/simple-filter+xml"
 
 EVENT_PRESENCE = "presence"
-ICSI_MCPTT = "urn:urn-7:3gpp-service.ims.icsi.mcptt"
 EXPIRES_UNTIL_WITHDRAWN = 4294967295
 """2^32-1: activate / subscribe continuously (9A.2.1.2 NOTE 2); 0 deactivates / fetches once."""
 REQUEST_TYPE_FA_STATUS = "functional-alias-status-determination"  # F.1.3 19 c vi

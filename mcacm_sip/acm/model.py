@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import ClassVar
@@ -539,8 +539,6 @@ FLOW_TYPES: tuple[type[AcmFlow], ...] = (
 )
 """Every flow class; each one's ``FLOW`` is its XML root element's local name."""
 
-FLOW_BY_NAME: dict[str, type[AcmFlow]] = {cls.FLOW: cls for cls in FLOW_TYPES}
-
 ANSWER_FOR: dict[type[AcmFlow], type[AcmFlow]] = {
     ProfileUpdateRequest: ProfileUpdateResponse,                      # 10.17.2.15 -> .16
     AddUserConfigurationRequest: AddUserConfigurationResponse,        # 10.17.5
@@ -555,6 +553,3 @@ def _require(value: object, ie: str, where: str) -> None:
         raise MissingIE(ie, where)
 
 
-def field_names(cls: type[AcmFlow]) -> tuple[str, ...]:
-    """The IE fields of a flow class, in table order."""
-    return tuple(f.name for f in fields(cls))

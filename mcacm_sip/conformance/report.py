@@ -20,7 +20,7 @@ from typing import Any
 
 from mcacm_sip.text import printable
 
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE = 0, 1, 3  # 2: a usage error (cli.main EX_USAGE)
 
 
 class Verdict(StrEnum):

@@ -424,11 +424,6 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError("<file>", f"{path} is not valid TOML: {exc}") from None
 
 
-def load_acms_config(path: str | Path) -> AcmsConfig:
-    """Read and validate an ACMS TOML file (relative file names resolve beside it)."""
-    return parse_acms_config(read_toml(path), Path(path).parent)
-
-
 def parse_acmc_config(data: Mapping[str, Any]) -> AcmcConfig:
     """``mc_service_id``, ``acms_psi``, optional ``functional_alias`` and ``request_timeout``;
     runtime tables are ignored as for the ACMS."""
@@ -442,6 +437,3 @@ def parse_acmc_config(data: Mapping[str, Any]) -> AcmcConfig:
         raise ConfigError("request_timeout", "must be positive")
     return AcmcConfig(mc_id, psi, _uri(data, "functional_alias", "", required=False), timeout)
 
-
-def load_acmc_config(path: str | Path) -> AcmcConfig:
-    return parse_acmc_config(read_toml(path))

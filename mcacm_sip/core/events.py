@@ -235,9 +235,6 @@ class Actions:
     def change(self, change: StoreChange) -> None:
         self._changes.append(change)
 
-    def verdict(self, verdict: Verdict) -> None:
-        self._verdict = verdict
-
     def accept(self) -> None:
         self._verdict = Accept()
 

@@ -13,13 +13,9 @@ from mcacm_sip.acm.model import (
     Party,
     ProfileUpdateRequest,
 )
-from mcacm_sip.core.config import (
-    ConfigError,
-    Timers,
-    load_acmc_config,
-    load_acms_config,
-)
+from mcacm_sip.core.config import ConfigError, Timers
 from mcacm_sip.core.policy import PolicyAction, PolicyRule, assess
+from mcacm_sip.runtime.config import load_acmc_node, load_acms_node
 
 from .harness import PROFILE_XML, UPDATED_XML
 
@@ -29,8 +25,8 @@ automatic_handler = "sip:robot@partner.example"
 fa_selection = "round-robin"
 functional_aliases = ["sip:duty@partner.example"]
 
-[sip]                       # the runtime's: not read by the core loader
-listen = ["udp:127.0.0.1:0"]
+[sip]                       # the runtime's table, beside the core's keys
+trust = "lab"
 
 [timers]
 decision_timeout = 600
@@ -70,7 +66,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_full_configuration_loads(tmp_path: Path) -> None:
-    c = load_acms_config(write(tmp_path, FULL))
+    c = load_acms_node(write(tmp_path, FULL)).acms
     assert c.handler_id == "sip:robot@partner.example"
     assert c.fa_selection == "round-robin"
     assert c.timers == Timers(decision_timeout=600.0, retry_max=30.0)
@@ -104,7 +100,7 @@ def test_errors_name_the_key(tmp_path: Path, change: tuple[str, str], key: str) 
     old, new = change
     assert old in FULL
     with pytest.raises(ConfigError) as err:
-        load_acms_config(write(tmp_path, FULL.replace(old, new, 1)))
+        load_acms_node(write(tmp_path, FULL.replace(old, new, 1)))
     assert err.value.key == key
 
 
@@ -112,22 +108,23 @@ def test_bad_profile_and_bad_toml_are_config_errors(tmp_path: Path) -> None:
     path = write(tmp_path, FULL)
     (tmp_path / "profile.xml").write_text("<not-a-profile/>")
     with pytest.raises(ConfigError) as err:
-        load_acms_config(path)
+        load_acms_node(path)
     assert err.value.key == "migration.profile_file"
     path.write_text("psi = ")
     with pytest.raises(ConfigError):
-        load_acms_config(path)
+        load_acms_node(path)
 
 
 def test_acmc_configuration(tmp_path: Path) -> None:
     path = tmp_path / "acmc.toml"
     path.write_text('mc_service_id = "sip:dave@partner.example"\n'
-                    'acms_psi = "sip:acms@partner.example"\nrequest_timeout = 60\n')
-    c = load_acmc_config(path)
+                    'acms_psi = "sip:acms@partner.example"\nrequest_timeout = 60\n'
+                    '[sip]\ntrust = "lab"\n')
+    c = load_acmc_node(path).acmc
     assert (c.mc_service_id, c.request_timeout) == ("sip:dave@partner.example", 60.0)
     path.write_text('acms_psi = "sip:acms@partner.example"\n')
     with pytest.raises(ConfigError) as err:
-        load_acmc_config(path)
+        load_acmc_node(path)
     assert err.value.key == "mc_service_id"
 
 

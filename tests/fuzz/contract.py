@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mcacm_sip.acm import codec, fa
-from mcacm_sip.acm.errors import AcmError, EncodeError
+from mcacm_sip.acm.errors import AcmError, EncodeError, warning_value
 from mcacm_sip.acm.model import AcmFlow
 from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import SipSettings, TraceRecord
@@ -46,7 +46,7 @@ def check_acm_body(data: bytes) -> AcmFlow | AcmError:
         raise  # never raised while decoding: that would be a bug
     except AcmError as err:
         assert err.sip_status in ACM_ERRORS, err
-        check_warning(err.warning_header("acms.example"))
+        check_warning(warning_value("acms.example", err.warning_text))
         return err
     # What we accept we can also send: decoding is not looser than encoding.
     assert codec.decode(codec.encode(flow)) == flow
@@ -60,7 +60,7 @@ def check_fa_body(content_type: str, data: bytes) -> fa.FaBodies | AcmError:
     except AcmError as err:
         assert not isinstance(err, EncodeError), err
         assert err.sip_status in ACM_ERRORS, err
-        check_warning(err.warning_header("fa.example"))
+        check_warning(warning_value("fa.example", err.warning_text))
         return err
 
 
