@@ -548,8 +548,9 @@ def _strip_namespaces(text: str) -> str:
 
 def _canonical(el: etree._Element) -> str:
     # Exclusive C14N 1.0 in libxml2 (C) yields the same text as C14N 2.0 for documents
-    # without QName-valued content, 25x faster than lxml's C14N 2.0 writer; a test holds
-    # the two equal.  Comments are already gone (the parser drops them).
+    # without QName-valued content, far faster than lxml's C14N 2.0 writer (docs/decisions.md
+    # "Message layer"); a test holds the two equal.  Comments are already gone (the parser
+    # drops them).
     return etree.tostring(el, method="c14n", exclusive=True, with_comments=False).decode()
 
 
@@ -577,7 +578,8 @@ def _profile_from_element(el: etree._Element) -> model.UserProfile:
 
 
 # libxml2's C14N writes namespace names unescaped: with one of these the canonical profile
-# would not parse again, and relative ones fail it (both found by fuzz/xml_decoder.py).
+# would not parse again, and relative ones fail it (docs/decisions.md "Reliability: hostile
+# input").
 _UNESCAPED = ('&', '<', '"')
 _NAMESPACES = etree.XPath("descendant-or-self::*/namespace::*")
 # Scanning every namespace node of a profile is a fifth of decoding a 3 KB one.  In XML, "&"

@@ -12,9 +12,10 @@ Defences, cheapest first, each failing with a typed error (:mod:`mcacm_sip.acm.e
 4. the configurable nesting-depth cap (default 64) checked on the tree by one precompiled
    XPath (libxml2 walks each level once, no Python per element), only when the body holds
    more ``<`` than the cap (each element needs one): short documents pay one ``bytes.count``;
-5. the attributes-per-element cap (default 64): 20 000 attributes parse in 15 ms but cost
-   140 ms in XSD validation; the precise XPath check runs only when the body holds more ``=``
-   than the cap (every attribute needs one), so ordinary documents pay one ``bytes.count``.
+5. the attributes-per-element cap (default 64): validating attributes costs far more than
+   parsing them (figures: docs/decisions.md "Attribute cap"); the precise XPath check runs
+   only when the body holds more ``=`` than the cap (every attribute needs one), so ordinary
+   documents pay one ``bytes.count``.
 
 Comments and processing instructions are dropped while parsing: nothing in an ACM document
 means anything by them, and text split by a comment reads back whole.

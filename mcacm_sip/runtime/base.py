@@ -336,8 +336,8 @@ async def release_free_heap(interval: float) -> None:
 
     Under steady message churn the live C heap (libxml2, SQLite, large Python objects) stays
     flat, but glibc keeps the pages it freed inside its heap, so RSS grows with the traffic
-    seen (8.7 MiB per 100 000 messages measured, bench/memory.py).  ``malloc_trim(0)`` returns
-    them (docs/decisions.md "Benchmarks"); it took 2 ms on average, 6.5 ms at most there.
+    seen.  ``malloc_trim(0)`` returns them, in a few milliseconds (figures: docs/decisions.md
+    "Benchmarks", bench/memory.py).
     """
     if MALLOC_TRIM is None:
         return

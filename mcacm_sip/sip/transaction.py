@@ -171,8 +171,9 @@ class TransactionLayer:
         self._server: dict[ServerKey, _ServerTxn] = {}
         # Timers of a fixed duration (F, J, K, the application deadline) are armed in time order
         # as long as ``now`` does not go back, so each duration gets a FIFO queue: O(1) where a
-        # heap of every live transaction (~600 000 entries at 10 000 MESSAGE/s) cost ~3 us per
-        # push and pop. Timer E (doubling) and anything armed out of order go to the heap.
+        # heap of every live transaction costs O(log n) per push and pop (figures:
+        # docs/sip-layer.md "Timers"). Timer E (doubling) and anything armed out of order go to
+        # the heap.
         self._heap: list[_Entry] = []
         self._fifo: dict[float, deque[_Entry]] = {}
         self._seq = count()

@@ -138,8 +138,8 @@ class UdpProtocol(asyncio.DatagramProtocol):
     """One UDP socket.
 
     asyncio's selector transport reads one datagram per event-loop iteration; under load the
-    loop's own work (epoll_wait, handle scheduling) then cost about as much as handling the
-    message. So each wake-up also drains what is already queued, up to ``DRAIN`` datagrams, from
+    loop's own work (epoll_wait, handle scheduling) then dominates (figures: docs/sip-layer.md).
+    So each wake-up also drains what is already queued, up to ``DRAIN`` datagrams, from
     a duplicate of the socket (same non-blocking file description, so the two never block and
     never see the same datagram twice).
     """
