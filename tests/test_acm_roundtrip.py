@@ -72,7 +72,7 @@ def _mandatory_fields(cls: type) -> list[str]:
     [(cls, ie) for cls in m.FLOW_TYPES for ie in _mandatory_fields(cls)],
     ids=lambda v: v if isinstance(v, str) else v.FLOW,
 )
-def test_construction_without_a_mandatory_ie_names_it(cls: type, ie: str) -> None:
+def test_construction_without_a_mandatory_ie_names_it(cls: type[m.AcmFlow], ie: str) -> None:
     example = example_flows()[cls.FLOW]
     kwargs = {f.name: getattr(example, f.name) for f in dataclasses.fields(cls)}
     kwargs[ie] = () if ie == "users" else None

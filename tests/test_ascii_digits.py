@@ -130,7 +130,7 @@ def test_over_tcp_the_pipelined_request_after_a_bad_number_is_answered(
             port = writer.get_extra_info("sockname")[1]
             writer.write(options(port, "TCP", call_id="bad", **bad)
                          + options(port, "TCP", call_id="good"))
-            statuses = []
+            statuses: list[tuple[int, bool]] = []
             buf = b""
             while len(statuses) < 2:
                 chunk = await asyncio.wait_for(reader.read(65536), 10)

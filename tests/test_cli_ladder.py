@@ -13,13 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from interop.peers import free_port, run_sipp, sipp_uas, spawn, stop
 from tools import require_tools
 
 from mcacm_sip.cli.main import main
 from mcacm_sip.pcap import read_sip
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "interop"))
-from peers import free_port, run_sipp, sipp_uas, spawn, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 MCACM = str(Path(sys.executable).parent / "mcacm")
@@ -46,7 +44,7 @@ def test_ladder_of_a_capture_made_by_sipp(tmp_path: Path, transport: str) -> Non
         tshark = spawn(["tshark", "-i", "lo", "-f", f"{transport} port {uas.port} or "
                         f"udp port {probe}", "-w", str(capture), "-P", "-l"], log)
         try:
-            def lines(containing: str) -> int:
+            def shown(containing: str) -> int:
                 text = log.read_text(errors="replace")
                 assert tshark.poll() is None, text
                 return sum(containing in line for line in text.splitlines())
@@ -60,7 +58,7 @@ def test_ladder_of_a_capture_made_by_sipp(tmp_path: Path, transport: str) -> Non
 
             deadline = time.monotonic() + 30
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                while not lines(f"\u2192 {probe}"):  # the capture filter is attached
+                while not shown(f"\u2192 {probe}"):  # the capture filter is attached
                     assert time.monotonic() < deadline, "tshark captured nothing"
                     s.sendto(b"probe", ("127.0.0.1", probe))
                     time.sleep(0.1)

@@ -111,7 +111,7 @@ def test_a_wrong_result_fails_the_run(monkeypatch: pytest.MonkeyPatch,
                    automatic)
 
     async def with_wrong(*args: object, **kwargs: object) -> DemoResult:
-        return await run_demo(*args, branches=(BRANCHES[0], wrong), **kwargs)  # type: ignore[arg-type]
+        return await run_demo(*args, branches=(BRANCHES[0], wrong), **kwargs)  # type: ignore[arg-type, misc]
 
     monkeypatch.setattr(demo_cmd, "run_demo", with_wrong)
     assert main(["demo", "-q"]) == 1

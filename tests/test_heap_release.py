@@ -19,7 +19,12 @@ from mcacm_sip.runtime.config import parse_acms_node
 def test_a_running_acms_trims_the_heap_periodically_and_stops_with_the_node(
         monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    monkeypatch.setattr(base, "MALLOC_TRIM", lambda pad: calls.append(pad) or 1)
+
+    def trim(pad: int) -> int:
+        calls.append(pad)
+        return 1
+
+    monkeypatch.setattr(base, "MALLOC_TRIM", trim)
     monkeypatch.setattr(acms_module, "HEAP_RELEASE_INTERVAL", 0.05)
 
     async def run() -> None:

@@ -75,15 +75,17 @@ def test_two_primaries_same_id_each_result_to_its_requester_and_a_stranger_decid
                               "partner.example": fa.hop("udp")})
             alice.set_hops({"*": primary.hop("udp")})
             bob.set_hops({"*": second.hop("udp")})
-            for node in (dave, erin):
-                node.set_hops({"*": partner.hop("udp")})
-            for node in clients:
-                await node.start()
-            ids = {}
+            for acmc in (dave, erin):
+                acmc.set_hops({"*": partner.hop("udp")})
+            for acmc in clients:
+                await acmc.start()
+            ids: dict[str, str] = {}
             for client, user in ((alice, MIKE), (bob, MAX)):  # 10.17.5.2, automatic
                 out = await client.add_users((user,), Addressee(DAVE), timeout=WAIT)
                 assert isinstance(out.response, AddUserConfigurationResponse), out
-                ids[client.me] = out.response.users[0].partner_id
+                partner_id = out.response.users[0].partner_id
+                assert partner_id is not None
+                ids[client.me] = partner_id
             handles = {}
             for client in (alice, bob):  # the same id from both primary systems
                 handles[client.me] = client.submit(ProfileUpdateRequest(

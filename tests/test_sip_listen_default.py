@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from mcacm_sip.core.config import ConfigError
 from mcacm_sip.runtime.base import SipSettings
-from mcacm_sip.runtime.config import ConfigError, parse_sip_settings
+from mcacm_sip.runtime.config import parse_sip_settings
 from mcacm_sip.runtime.lab import Lab
 from mcacm_sip.sip import Listen, SipEndpoint
 

@@ -1,14 +1,17 @@
+# mypy: disable-error-code="comparison-overlap"
 """PUBLISH (RFC 3903): compositor entity-tag rules and the publisher with a fake clock, the
 TS 24.379 9A functional-alias policy, and both sides on loopback sockets."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from sip_usage_kit import Clock, answer, deliver, endpoint, request, uri
 
-from mcacm_sip.sip.dialog import MAX_EXPIRES, Body, Refuse
+from mcacm_sip.sip import Reply, Request
+from mcacm_sip.sip.dialog import MAX_EXPIRES, Body, Refuse, RequestSpec
 from mcacm_sip.sip.publication import (
     Compositor,
     PublicationChange,
@@ -25,7 +28,7 @@ RES = "sip:fa-dispatch@example.com"
 
 
 def publish(*, etag: str | None = None, expires: str | None = "600", body: bytes = b"",
-            event: str = "presence"):  # type: ignore[no-untyped-def]
+            event: str = "presence") -> Request:
     headers = [("Event", event)]
     if expires is not None:
         headers.append(("Expires", expires))
@@ -35,7 +38,7 @@ def publish(*, etag: str | None = None, expires: str | None = "600", body: bytes
                    content_type=PIDF if body else None)
 
 
-def etag_of(reply) -> str:  # type: ignore[no-untyped-def]
+def etag_of(reply: Reply) -> str:
     return dict(reply.headers)["SIP-ETag"]
 
 
@@ -49,7 +52,8 @@ def esc(changes: list[PublicationChange]) -> Compositor:
     return Compositor(["presence"], on_change=changes.append, min_expires=60, max_expires=3600)
 
 
-def test_etag_lifecycle_initial_refresh_modify_remove(esc: Compositor, changes: list) -> None:
+def test_etag_lifecycle_initial_refresh_modify_remove(esc: Compositor,
+                                                      changes: list[PublicationChange]) -> None:
     r1 = esc.handle(publish(body=b"<a/>"), 0.0)
     assert r1.status == 200 and ("Expires", "600") in r1.headers
     e1 = etag_of(r1)
@@ -102,8 +106,9 @@ def test_each_initial_publish_is_a_separate_publication(esc: Compositor) -> None
     ({"expires": "x", "body": b"<a/>"}, 400, None),
     ({}, 400, None),  # initial without a body
 ])
-def test_rfc3903_refusals(esc: Compositor, changes: list, kwargs: dict, status: int,
-                          header: tuple | None) -> None:
+def test_rfc3903_refusals(esc: Compositor,
+                          changes: list[PublicationChange], kwargs: dict[str, Any], status: int,
+                          header: tuple[str, str] | None) -> None:
     reply = esc.handle(publish(**kwargs), 0.0)
     assert reply.status == status
     if header:
@@ -111,7 +116,8 @@ def test_rfc3903_refusals(esc: Compositor, changes: list, kwargs: dict, status: 
     assert changes == [] and esc.publications(RES, "presence", 0.0) == ()
 
 
-def test_expiry_drops_publication_and_reports_it(esc: Compositor, changes: list) -> None:
+def test_expiry_drops_publication_and_reports_it(esc: Compositor,
+                                                 changes: list[PublicationChange]) -> None:
     etag = etag_of(esc.handle(publish(body=b"<a/>", expires="120"), 0.0))
     assert esc.handle(publish(body=b"<b/>", expires="99999"), 0.0).status == 200  # max 3600
     assert esc.next_expiry() == 120.0
@@ -154,7 +160,8 @@ def test_publisher_refresh_modify_remove_and_recovers_from_412_and_423() -> None
     epa = Publisher(target=RES, from_uri="sip:acmc@example.com", event="presence")
     now = 0.0
 
-    def roundtrip(spec):  # type: ignore[no-untyped-def]
+    def roundtrip(spec: RequestSpec | None) -> RequestSpec | None:
+        assert spec is not None
         req = deliver(spec)
         return epa.on_response(answer(req, esc.handle(req, now)), now)
 

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="comparison-overlap"
 """Registrar (RFC 3261 10.3) and REGISTER client (10.2): sans-I/O with a fake clock, then on
 real loopback sockets through the endpoint."""
 
@@ -8,7 +9,8 @@ import asyncio
 import pytest
 from sip_usage_kit import Clock, answer, deliver, endpoint, request, uri
 
-from mcacm_sip.sip import Limits
+from mcacm_sip.sip import Limits, Request
+from mcacm_sip.sip.dialog import RequestSpec
 from mcacm_sip.sip.registrar import (
     MemoryBindingStore,
     Registrar,
@@ -19,13 +21,13 @@ from mcacm_sip.sip.registrar import (
     RegistrationError,
     RegistrationState,
 )
-from mcacm_sip.sip.uri import identity
+from mcacm_sip.sip.uri import Uri, identity
 
 AOR = "sip:alice@example.com"
 
 
 def register(contacts: list[str], *, expires: str | None = "600", cseq: int = 1,
-             call_id: str = "reg-1@test", to: str = f"<{AOR}>"):  # type: ignore[no-untyped-def]
+             call_id: str = "reg-1@test", to: str = f"<{AOR}>") -> Request:
     headers = [("Contact", c) for c in contacts]
     if expires is not None:
         headers.append(("Expires", expires))
@@ -52,7 +54,8 @@ def registrar(changes: list[RegistrationChange]) -> Registrar:
     return Registrar(on_change=changes.append, min_expires=60, max_expires=3600)
 
 
-def test_register_binds_contact_and_logs_on(registrar: Registrar, changes: list) -> None:
+def test_register_binds_contact_and_logs_on(registrar: Registrar,
+                                            changes: list[RegistrationChange]) -> None:
     reply = registrar.handle(register(["<sip:alice@192.0.2.7:5062>"]), 1000.0)
     assert reply.status == 200
     assert contact_expiries(reply) == {"sip:alice@192.0.2.7:5062": 600}
@@ -75,7 +78,8 @@ def test_too_short_gets_423_with_min_expires_and_binds_nothing(registrar: Regist
     assert not registrar.is_registered(AOR, 0.0)
 
 
-def test_expires_zero_removes_one_binding(registrar: Registrar, changes: list) -> None:
+def test_expires_zero_removes_one_binding(registrar: Registrar,
+                                          changes: list[RegistrationChange]) -> None:
     registrar.handle(register(["<sip:a@192.0.2.7>", "<sip:b@192.0.2.8>"]), 0.0)
     reply = registrar.handle(register(["<sip:a@192.0.2.7>"], expires="0", cseq=2), 1.0)
     assert contact_expiries(reply) == {"sip:b@192.0.2.8": 599}
@@ -85,7 +89,8 @@ def test_expires_zero_removes_one_binding(registrar: Registrar, changes: list) -
         (True, False), (False, False), (False, True)]
 
 
-def test_wildcard_removes_all_and_needs_expires_zero(registrar: Registrar, changes: list) -> None:
+def test_wildcard_removes_all_and_needs_expires_zero(registrar: Registrar,
+                                                     changes: list[RegistrationChange]) -> None:
     registrar.handle(register(["<sip:a@192.0.2.7>", "<sip:b@192.0.2.8>"]), 0.0)
     assert registrar.handle(register(["*"], expires="60", cseq=2), 1.0).status == 400
     assert registrar.handle(register(["*", "<sip:c@192.0.2.9>"], expires="0", cseq=2),
@@ -139,9 +144,13 @@ def test_path_is_kept_with_the_contact_and_echoed_only_to_a_ua_that_supports_it(
 
 
 def test_authorisation_predicate_refuses_with_403() -> None:
-    seen = []
-    registrar = Registrar(authorise=lambda aor, req: seen.append(aor)
-                          or str(aor).startswith("sip:acmc"))
+    seen: list[Uri] = []
+
+    def authorise(aor: Uri, req: Request) -> bool:
+        seen.append(aor)
+        return str(aor).startswith("sip:acmc")
+
+    registrar = Registrar(authorise=authorise)
     assert registrar.handle(register(["<sip:a@192.0.2.7>"]), 0.0).status == 403
     assert seen == [identity(AOR)]  # the AOR as a Uri: the application compares it by 19.1.4
     assert not registrar.is_registered(AOR, 0.0)
@@ -157,7 +166,8 @@ def test_bad_input_gets_a_defined_answer(registrar: Registrar, to: str, expires:
                             0.0).status == status
 
 
-def test_binding_expires_and_expiry_reports_logoff(registrar: Registrar, changes: list) -> None:
+def test_binding_expires_and_expiry_reports_logoff(registrar: Registrar,
+                                                   changes: list[RegistrationChange]) -> None:
     registrar.handle(register(["<sip:a@192.0.2.7>"], expires="120"), 0.0)
     assert registrar.next_expiry() == 120.0
     assert registrar.is_registered(AOR, 119.9)
@@ -174,7 +184,7 @@ def test_client_and_registrar_refresh_at_half_time_and_unregister() -> None:
                           contact="<sip:alice@192.0.2.7:5062>", expires=60)
     now = 0.0
 
-    def roundtrip(spec):  # type: ignore[no-untyped-def]
+    def roundtrip(spec: RequestSpec) -> RequestSpec | None:
         req = deliver(spec)
         return client.on_response(answer(req, registrar.handle(req, now)), now)
 

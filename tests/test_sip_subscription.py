@@ -1,3 +1,4 @@
+# mypy: disable-error-code="comparison-overlap"
 """SUBSCRIBE/NOTIFY (RFC 6665): notifier and subscriber cores wired in memory with a fake clock
 (state machine, refresh, expiry, fetch, route sets), then both services on loopback sockets."""
 
@@ -249,7 +250,8 @@ def test_notify_before_200_creates_the_dialog() -> None:
      ("Accept", PIDF)),
     ([("Event", "presence")], "sip:mallory@example.com", 403, None),
 ])
-def test_refused_subscribes(headers: list, from_: str, status: int, extra: tuple | None) -> None:
+def test_refused_subscribes(headers: list[tuple[str, str]], from_: str, status: int,
+                            extra: tuple[str, str] | None) -> None:
     notifier = Notifier({"presence": Presence()})
     req = request("SUBSCRIBE", FA, from_=f"<{from_}>",
                   headers=[*headers, ("Contact", SUBSCRIBER_CONTACT)])

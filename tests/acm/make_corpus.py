@@ -101,8 +101,13 @@ def append(xpath: str, xml: str, *, index: int | None = None) -> Mutation:
 
 def replace(xpath: str, xml: str) -> Mutation:
     def run(root: etree._Element) -> None:
-        for el in root.xpath(xpath, namespaces=NSMAP):  # type: ignore[union-attr]
-            el.getparent().replace(el, etree.fromstring(xml))  # type: ignore[union-attr]
+        found = root.xpath(xpath, namespaces=NSMAP)
+        assert isinstance(found, list)
+        for el in found:
+            assert isinstance(el, etree._Element)
+            parent = el.getparent()
+            assert parent is not None
+            parent.replace(el, etree.fromstring(xml))
     return run
 
 

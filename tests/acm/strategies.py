@@ -65,7 +65,9 @@ def profiles(draw: st.DrawFn) -> m.UserProfile:
     """A small MCPTT user profile document with drawn text, attributes and layout."""
     ns = codec.USER_PROFILE_NS
     prefix = draw(st.sampled_from([None, "up"]))
-    root = etree.Element(f"{{{ns}}}{codec.USER_PROFILE_ROOT}", nsmap={prefix: ns})
+    # lxml-stubs type nsmap keys as str; None is lxml's key for the default namespace
+    root = etree.Element(f"{{{ns}}}{codec.USER_PROFILE_ROOT}",
+                         nsmap={prefix: ns})  # type: ignore[dict-item]
     root.set("XUI-URI", draw(uris))
     if draw(st.booleans()):
         root.set("user-profile-index", str(draw(st.integers(0, 99))))

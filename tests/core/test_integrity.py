@@ -433,7 +433,7 @@ def test_primary_same_id_other_body_is_refused_exact_repeat_is_idempotent() -> N
     net = open_update()[0]
     primary = net.acms[PRIMARY]
     stored = primary.transaction(Role.PRIMARY, SAME, ALICE)
-    assert stored is not None
+    assert stored is not None and isinstance(stored.request, ProfileUpdateRequest)
     other = replace(stored.request, profile=profile_from_xml(
         UPDATED_XML.replace("updated", "changed")))
     assert refused(verdict(primary, FlowFromAcmc(net.clock.now, ALICE, other))) \

@@ -46,6 +46,7 @@ from hypothesis.stateful import (
 
 from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import (
+    AcmFlow,
     AcmRequest,
     AcmResponse,
     Addressee,
@@ -333,10 +334,11 @@ class IntegrityModel(RuleBasedStateMachine):
                       if isinstance(answer, ProfileUpdateResponse)
                       else ProfileUpdateResponse(answer.transaction_id, answer.handler,
                                                  answer.target, MIKE, result))
-        else:
-            answer = ProcessIndication(request.transaction_id, third, request.FLOW)
+        forged: AcmFlow = answer
+        if kind == "indication":
+            forged = ProcessIndication(request.transaction_id, third, request.FLOW)
             sender, expected = third, 403
-        verdict = self.net.inject(sender, Hop.PEER, primary, answer)
+        verdict = self.net.inject(sender, Hop.PEER, primary, forged)
         assert isinstance(verdict, Refuse), (kind, verdict)
         assert verdict.status == (expected if holders else 404), (kind, verdict)
 

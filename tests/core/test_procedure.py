@@ -8,6 +8,7 @@ from itertools import pairwise
 from mcacm_sip.acm.model import (
     Addressee,
     Party,
+    PendingDataDownloadResponse,
     ProfileUpdateRequest,
     ProfileUpdateResponse,
     Result,
@@ -226,13 +227,14 @@ def test_partner_acmc_offline_pending_then_logon_notification_download_decide() 
     net.logon(ALICE)
     mike = migrate(net)
     tid = update(net, Addressee(DAVE), mike)
-    assert net.acms[PARTNER].transaction(Role.PARTNER, tid, PRIMARY).state \
-        is TxState.PENDING_USER  # type: ignore[union-attr]
+    tx = net.acms[PARTNER].transaction(Role.PARTNER, tid, PRIMARY)
+    assert tx is not None and tx.state is TxState.PENDING_USER
     assert [i.tx_key for i in net.acms[PARTNER].pending_for(DAVE)] != []
     net.logon(DAVE)
     assert len(net.received(DAVE, "pending-data-notification")) == 1
     download = net.received(DAVE, "pending-data-download-response")
-    assert [f.transaction_id for f in download[0].items] == [tid]  # type: ignore[attr-defined]
+    assert isinstance(download[0], PendingDataDownloadResponse)
+    assert [f.transaction_id for f in download[0].items] == [tid]
     net.decide(DAVE, True)
     assert net.results(ALICE) == [ResultCode.SUCCESS, ResultCode.SUCCESS]
     assert net.acms[PARTNER].pending_for(DAVE) == ()  # decided -> left the queue
@@ -361,8 +363,9 @@ def test_no_decision_before_expiry_gives_expired_at_the_primary_acmc() -> None:
     net.decide(DAVE, True)
     late = net.reports[DAVE][-1]
     assert late.kind is ReportKind.FAILED and "already-answered" in (late.text or "")
-    assert net.acms[PARTNER].transaction(Role.PARTNER, tid, PRIMARY).response.result.code \
-        == ResultCode.EXPIRED  # type: ignore[union-attr]
+    tx = net.acms[PARTNER].transaction(Role.PARTNER, tid, PRIMARY)
+    assert tx is not None and tx.response is not None
+    assert tx.response.result.code == ResultCode.EXPIRED
 
 
 def test_peer_unreachable_retries_with_backoff_then_expires() -> None:
@@ -472,8 +475,8 @@ def test_same_transaction_id_from_two_peers_are_two_transactions() -> None:
     sent = [a.flow for a in actions if isinstance(a, Send) and a.to == other]
     assert [getattr(f, "result", None) for f in sent][-1] == Result(
         ResultCode.UNKNOWN_USER, f"{mike} was not assigned to {other}")
-    assert net.acms[PARTNER].transaction(Role.PARTNER, tid, PRIMARY).state \
-        is TxState.WITH_ACMC  # type: ignore[union-attr]
+    tx = net.acms[PARTNER].transaction(Role.PARTNER, tid, PRIMARY)
+    assert tx is not None and tx.state is TxState.WITH_ACMC
 
 
 def test_target_in_no_known_partner_system_gets_404() -> None:

@@ -177,7 +177,7 @@ sip_inputs = st.one_of(valid_sip(), sip_messages, st.binary(max_size=1500))
 DIGIT_LOOKALIKES = tuple(c for c in map(chr, range(0x10000)) if c.isdigit() and not c.isascii())
 """Characters Python's ``isdigit()`` takes that are not ASCII DIGIT (RFC 3261 25.1): other
 scripts' decimal digits (``int()`` reads them) and superscripts etc. (``int()`` refuses them)."""
-_any_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=16)
+_any_text = st.text(st.characters(codec="utf-8"), max_size=16)
 
 
 @st.composite

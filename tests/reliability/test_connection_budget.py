@@ -192,7 +192,7 @@ def test_a_peer_that_never_reads_its_answers_is_not_read_either(tmp_path: Path) 
                 nonlocal answered
                 answered += 1
 
-            endpoint.trace = count  # type: ignore[assignment]
+            endpoint.trace = count
             loop = asyncio.get_running_loop()
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

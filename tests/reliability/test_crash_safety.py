@@ -34,10 +34,10 @@ from mcacm_sip.core.state import Role
 from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import SipSettings
 from mcacm_sip.runtime.config import AcmsNodeConfig
-from mcacm_sip.runtime.lab import LOOPBACK
+from mcacm_sip.runtime.lab import LOOPBACK, PARTNER, PRIMARY
 from mcacm_sip.sip import Timers
 
-from .systems import PARTNER, PRIMARY, Acmc, Systems, finished
+from .systems import Acmc, Systems, finished
 
 SEED = int(os.environ.get("MCACM_CRASH_SEED", "20261126"))
 KILLS = 20

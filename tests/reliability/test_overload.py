@@ -29,8 +29,9 @@ from mcacm_sip.acm.model import (
 from mcacm_sip.core.config import ConfigError
 from mcacm_sip.core.state import TxState, response_to
 from mcacm_sip.runtime.config import AcmsLimits, parse_acms_node
+from mcacm_sip.runtime.lab import ALICE, DAVE, PARTNER, PRIMARY
 
-from .systems import ALICE, DAVE, PARTNER, PRIMARY, PROFILE, Acmc, Systems
+from .systems import PROFILE, Acmc, Systems
 
 FLOOD = Path(__file__).with_name("flood.py")
 

@@ -20,7 +20,7 @@ from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import Addressee, ProfileUpdateRequest, new_transaction_id
 from mcacm_sip.runtime.acmc import Decision, ProgrammableDecider
 from mcacm_sip.runtime.lab import DAVE, Lab
-from mcacm_sip.sip import Listen, SipEndpoint, SipTransportError
+from mcacm_sip.sip import IncomingRequest, Listen, Reply, SipEndpoint, SipTransportError
 
 ITEMS = int(os.environ.get("MCACM_PENDING_ITEMS", "120"))
 ITEM_BYTES = 20_000
@@ -77,8 +77,12 @@ def test_a_request_too_large_for_udp_goes_over_tcp_without_a_tcp_listener_of_our
             free = probe.getsockname()[1]
         far = SipEndpoint([Listen("udp", "127.0.0.1", free), Listen("tcp", "127.0.0.1", free)])
         seen: list[str] = []
-        far.serve("MESSAGE", lambda incoming: (seen.append(incoming.source.transport),
-                                               incoming.reply(200))[1])
+
+        def on_message(incoming: IncomingRequest) -> Reply:
+            seen.append(incoming.source.transport)
+            return incoming.reply(200)
+
+        far.serve("MESSAGE", on_message)
         near = SipEndpoint([Listen("udp", "127.0.0.1", 0)])
         await far.start()
         await near.start()
