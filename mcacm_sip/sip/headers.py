@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
-from ..text import ascii_int, header_text
+from ..text import header_text, is_ascii_digits
 
 __all__ = [
     "MAX_DELTA_SECONDS",
@@ -92,22 +92,28 @@ def _is_token(text: str) -> bool:
     return _TOKEN.fullmatch(text) is not None
 
 
-def _number(header: str, text: str, limit: int | None = None) -> int:
-    """``1*DIGIT`` (RFC 3261 25.1, ASCII only); above ``limit``: NumberTooLarge."""
+def _number(header: str, text: str, limit: int | None = None, *, cap: bool = False) -> int:
+    """``1*DIGIT`` (RFC 3261 25.1, ASCII only).  Above ``limit``: ``limit`` when ``cap``,
+    else NumberTooLarge.  Any length is read (int() refuses over 4300 digits)."""
     text = text.strip()
     if not text:
         raise MissingPart(header, "number missing")
-    value = ascii_int(text)
+    if not is_ascii_digits(text):
+        raise BadNumber(header, f"not a number: {text[:40]!r}")
+    significant = text.lstrip("0")
+    value = int(significant or "0") if len(significant) <= 40 else None
+    if limit is not None and (value is None or value > limit):
+        if cap:
+            return limit
+        raise NumberTooLarge(header, f"{text[:40]} is above {limit}")
     if value is None:
-        raise BadNumber(header, f"not a number: {text!r}")
-    if limit is not None and value > limit:
-        raise NumberTooLarge(header, f"{value} is above {limit}")
+        raise NumberTooLarge(header, f"{text[:40]}... has {len(text)} digits")
     return value
 
 
 def delta_seconds(header: str, text: str) -> int:
     """RFC 3261 20.19 / 25.1 delta-seconds, larger values read as 2**32-1."""
-    return min(_number(header, text), MAX_DELTA_SECONDS)
+    return _number(header, text, MAX_DELTA_SECONDS, cap=True)
 
 
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
@@ -237,18 +243,23 @@ class RetryAfter:
 
     @classmethod
     def parse(cls, value: str) -> RetryAfter:
-        head, _, param_text = value.partition(";")
+        cut = min((i for i in (value.find("("), value.find(";")) if i >= 0), default=len(value))
+        number_text, rest = value[:cut], value[cut:]
         comment: str | None = None
-        number_text, paren, rest = head.partition("(")
-        if paren:
-            close = rest.rfind(")")
-            if close < 0:
+        if rest.startswith("("):  # RFC 3261 25.1 comment: nested parentheses allowed
+            depth = end = 0
+            while end < len(rest):
+                depth += (rest[end] == "(") - (rest[end] == ")")
+                if depth == 0:
+                    break
+                end += 1
+            if depth:
                 raise BadSyntax(cls.name, "unclosed comment")
-            comment = rest[:close]
-            if rest[close + 1 :].strip():
+            comment, rest = rest[1:end], rest[end + 1 :].strip()
+            if rest and not rest.startswith(";"):
                 raise BadSyntax(cls.name, "text after the comment")
         return cls(delta_seconds(cls.name, number_text), comment,
-                   _parse_params(cls.name, param_text))
+                   _parse_params(cls.name, rest[1:]))
 
     @property
     def duration(self) -> int | None:
@@ -328,9 +339,9 @@ class Via:
             raise BadSyntax(cls.name, f"bad sent-protocol in {value!r}")
         if not sent_by:
             raise MissingPart(cls.name, "sent-by missing")
-        if not sent_by.isascii():
-            raise BadSyntax(cls.name, f"sent-by is not ASCII: {sent_by!r}")
         host, port = _host_port(cls.name, sent_by)
+        if not host.isascii():  # RFC 3261 25.1: hostname, IPv4 and IPv6 are ASCII
+            raise BadSyntax(cls.name, f"host is not ASCII: {host!r}")
         return cls(transport.upper(), host, port, _parse_params(cls.name, param_text),
                    f"{proto_name.upper()}/{version}")
 
@@ -396,7 +407,8 @@ class NameAddr:
         value = value.strip()
         if value == "*" and cls.star_ok:
             return cls("*")  # RFC 3261 20.10: "Contact: *" (REGISTER removing all bindings)
-        lt = value.find("<")
+        quoted = _QUOTED.match(value) if value.startswith('"') else None
+        lt = value.find("<", quoted.end() if quoted else 0)
         if lt >= 0:
             gt = value.find(">", lt)
             if gt < 0:
