@@ -357,3 +357,18 @@ def test_the_count_survives_a_restart_on_the_same_store() -> None:
     assert again.bindings == 2
     assert again.handle(register(contacts(1, 5), to="<sip:bob@example.com>"),
                         1001.0).status == 503
+
+
+def test_addr_spec_contact_expires_param_is_read(registrar: Registrar) -> None:
+    # RFC 3261 20.10: without <>, ";expires=120" is the header's parameter (not the URI's);
+    # it was ignored before sip/headers.py Contact read it, and the Expires header won
+    reply = registrar.handle(register(["sip:a@192.0.2.7;expires=120"], expires="600"), 0.0)
+    assert contact_expiries(reply) == {"sip:a@192.0.2.7": 120}
+    reply = registrar.handle(register(["sip:a@192.0.2.7;expires=0"], cseq=2), 1.0)
+    assert reply.status == 200 and not registrar.is_registered(AOR, 1.0)
+
+
+def test_unreadable_contact_gets_400(registrar: Registrar) -> None:
+    reply = registrar.handle(register(['"unclosed <sip:a@192.0.2.7>']), 0.0)
+    assert reply.status == 400
+    assert not registrar.is_registered(AOR, 0.0)

@@ -6,10 +6,10 @@ keeps the route set, the remote target and both CSeq counters, and turns a metho
 set (loose or strict, RFC 3261 12.2.1.1) when it serialises. Nothing here does I/O.
 
 The rest of the module is shared by the registrar, subscription and publication usages:
-header value parsing (Expires, parameters, URIs), :class:`Refuse` (an application's "no"), and
-the asyncio helpers of their thin adapters (:class:`Ticker`, :func:`exchange`,
-:class:`ExpiringService` for the servers whose state expires, :class:`RefreshingClient` for the
-clients that keep it alive by refreshing).
+their reading of Expires and Retry-After (:mod:`.headers` parses them), :class:`Refuse` (an
+application's "no"), and the asyncio helpers of their thin adapters (:class:`Ticker`,
+:func:`exchange`, :class:`ExpiringService` for the servers whose state expires,
+:class:`RefreshingClient` for the clients that keep it alive by refreshing).
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from aiosipua.headers import parse_params
-
-from ..text import ascii_int
 from .errors import SipTimeout, SipTransportError
+from .headers import Expires, InvalidHeader, RetryAfter
 from .message import Request, Response
 from .uri import addr_spec
 
@@ -88,22 +86,20 @@ def parse_expires(value: str | None) -> int | None:
     """
     if value is None:
         return None
-    seconds = ascii_int(value.strip())  # delta-seconds = 1*DIGIT, ASCII (RFC 3261 25.1)
-    if seconds is None:
-        raise BadRequest(400, "Bad Expires")
-    return min(seconds, MAX_EXPIRES)  # RFC 3261 20.19: larger values mean 2**32-1
+    try:
+        return Expires.parse(value).seconds
+    except InvalidHeader:
+        raise BadRequest(400, "Bad Expires") from None
 
 
 def parse_retry_after(value: str | None) -> int | None:
-    """RFC 3261 20.33: ``Retry-After = delta-seconds [comment] *(;param)``; None when absent
-    or not ASCII delta-seconds."""
-    return ascii_int((value or "").split(";")[0].split("(")[0].strip())
-
-
-def split_params(value: str) -> tuple[str, dict[str, str | None]]:
-    """``active;expires=60`` -> ("active", {"expires": "60"}); the token is lowercased."""
-    token, _, rest = value.partition(";")
-    return token.strip().lower(), parse_params(rest)
+    """RFC 3261 20.33 Retry-After seconds; None when absent or unreadable (a hint only)."""
+    if value is None:
+        return None
+    try:
+        return RetryAfter.parse(value).seconds
+    except InvalidHeader:
+        return None
 
 
 def uri_from(request: Request | Response, header: str) -> str:
@@ -502,6 +498,5 @@ __all__ = [
     "exchange",
     "parse_expires",
     "parse_retry_after",
-    "split_params",
     "uri_from",
 ]

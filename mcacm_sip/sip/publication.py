@@ -29,10 +29,10 @@ from .dialog import (
     Refuse,
     RequestSpec,
     parse_expires,
-    split_params,
     uri_from,
 )
 from .endpoint import Reply
+from .headers import Event, InvalidHeader
 from .message import Request, Response
 
 if TYPE_CHECKING:
@@ -152,7 +152,10 @@ class Compositor:
 
     def _handle(self, request: Request, now: float) -> Reply:
         # RFC 3903 6 step 2: the event package must be one we compose.
-        event = split_params(request.header("event") or "")[0]
+        try:
+            event = Event.parse(request.header("event") or "").package
+        except InvalidHeader:
+            event = ""  # no package we compose: 489 below
         if event not in self.events:
             return Reply(489, None, (("Allow-Events", ", ".join(self.events)),))
         resource = self._resource_of(request)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
-from ..text import warning_value
 from .dialog import (
     MAX_EXPIRES,
     BadRequest,
@@ -28,16 +27,30 @@ from .dialog import (
     RequestSpec,
     parse_expires,
     parse_retry_after,
-    split_params,
     uri_from,
 )
 from .endpoint import Reply
+from .headers import Contact, InvalidHeader, Warning
 from .message import DEFAULT_LIMITS, Limits, Request, Response
 from .uri import Uri, addr_spec, address_of_record, try_identity
 
 if TYPE_CHECKING:
     from .endpoint import SipEndpoint
     from .transaction import Transport
+
+
+def _contact_expires(value: str) -> int | None:
+    """The ``expires`` parameter of one Contact value (RFC 3261 20.10: outside ``<>``, or after
+    an addr-spec, the parameters are the header's), None when absent; BadRequest(400) when the
+    value or its ``expires`` cannot be read."""
+    try:
+        contact = Contact.parse(value)
+    except InvalidHeader:
+        raise BadRequest(400, "Bad Contact") from None
+    try:
+        return contact.expires
+    except InvalidHeader:
+        raise BadRequest(400, "Bad Expires") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,8 +256,7 @@ class Registrar:
 
         updated = dict(live)
         for value in contacts:
-            _, params = split_params(value[value.rfind(">") + 1 :] if ">" in value else "")
-            expires = parse_expires(params.get("expires"))
+            expires = _contact_expires(value)
             if expires is None:
                 expires = header_expires if header_expires is not None else self.default_expires
             # 10.3 step 7 / 10.2.8: a non-zero interval below the minimum -> 423 + Min-Expires.
@@ -279,7 +291,7 @@ class Registrar:
         return _reply(403, None, [self._warning(text)])
 
     def _warning(self, text: str) -> Header:
-        return ("Warning", warning_value(self.host, text))  # RFC 3261 20.43
+        return ("Warning", str(Warning.ours(self.host, text)))  # RFC 3261 20.43
 
     @staticmethod
     def _check_order(binding: Binding, request: Request) -> None:
@@ -435,8 +447,7 @@ class Registration:
             try:
                 if try_identity(addr_spec(value)) != ours:  # 10.2.4: by 19.1.4
                     continue
-                _, params = split_params(value[value.rfind(">") + 1 :] if ">" in value else "")
-                found = parse_expires(params.get("expires"))
+                found = _contact_expires(value)
             except BadRequest:
                 continue
             if found is not None:

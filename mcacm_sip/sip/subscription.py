@@ -37,10 +37,10 @@ from .dialog import (
     Ticker,
     exchange,
     parse_expires,
-    split_params,
     uri_from,
 )
 from .endpoint import Reply
+from .headers import Event, InvalidHeader, SubscriptionState
 from .message import Request, Response, media_type, new_tag
 
 if TYPE_CHECKING:
@@ -57,21 +57,21 @@ class SubState(StrEnum):
 
 
 def _event_package(value: str | None) -> tuple[str, str | None]:
-    """(package, id) of an Event header (RFC 6665 8.2.1); BadRequest(400) when missing."""
+    """(package, id) of an Event header (RFC 6665 8.2.1); BadRequest(400) when missing or
+    unreadable."""
     if not value or not value.strip():
         raise BadRequest(400, "Missing Event")
-    package, params = split_params(value)
-    return package, params.get("id")
+    try:
+        event = Event.parse(value)
+    except InvalidHeader:
+        raise BadRequest(400, "Bad Event") from None
+    return event.package, event.id
 
 
 def _subscription_state(state: SubState, *, expires: int | None = None, reason: str | None = None,
                         ) -> Header:
-    value = state.value
-    if expires is not None:
-        value += f";expires={expires}"
-    if reason is not None:
-        value += f";reason={reason}"
-    return ("Subscription-State", value)
+    return ("Subscription-State", str(SubscriptionState.of(state.value, expires=expires,
+                                                            reason=reason)))
 
 
 def _accepts(accept: Sequence[str], content_type: str) -> bool:
@@ -385,7 +385,7 @@ class Subscriber:
         self.from_uri = from_uri
         self.to_uri = to_uri or target
         self.event = event
-        self.package = split_params(event)[0]
+        self.package = Event.parse(event).package
         self.contact = contact
         self.accept = tuple(accept)
         self.requested = expires
@@ -556,13 +556,16 @@ class Subscriber:
             state_value = notify.header("subscription-state")
             if not state_value:
                 raise BadRequest(400, "Missing Subscription-State")
-            token, params = split_params(state_value)
             try:
-                state = SubState(token)
-            except ValueError:
+                sub_state = SubscriptionState.parse(state_value)
+                state = SubState(sub_state.state)
+            except ValueError:  # InvalidHeader, or a state RFC 6665 4.1.3 does not define
                 raise BadRequest(400, "Bad Subscription-State") from None
-            expires = parse_expires(params.get("expires"))
-            retry = parse_expires(params.get("retry-after"))
+            try:
+                expires, retry = sub_state.expires, sub_state.retry_after
+            except InvalidHeader:
+                raise BadRequest(400, "Bad Expires") from None
+            reason = sub_state.reason
             if self.dialog is None and self._initial is not None:
                 self.dialog = Dialog.from_notify(self._initial, notify)
             else:
@@ -572,13 +575,13 @@ class Subscriber:
             return Reply(exc.status, exc.reason), None
         self._notify_by = None
         if state is SubState.TERMINATED:
-            self._end(params.get("reason") or "terminated")
+            self._end(reason or "terminated")
         else:
             self.state = state
             if expires is not None:
                 self._granted(expires, now)  # RFC 6665 4.1.3: the notifier's view of expiry
         return Reply(200), Notification(
-            state, params.get("reason"), expires, retry, notify.content_type, notify.body
+            state, reason, expires, retry, notify.content_type, notify.body
         )
 
     def _end(self, reason: str) -> None:
