@@ -9,8 +9,8 @@
   bidirectional or invisible formatting character is written visibly escaped (``\\n``,
   ``\\x1b``, ``\\u202e``), so a peer cannot draw lines on a terminal (a forged prompt) or hide
   text.  A backslash is doubled, so an escape a peer typed cannot pass for one of ours.
-- :func:`header_text` / :func:`warning_value`: text (ours or the peer's) made safe to write
-  into a header line (RFC 3261 25.1, 20.43).
+- :func:`header_text`: text (ours or the peer's) made safe to write into a header line
+  (RFC 3261 25.1); ``mcacm_sip.sip.headers.Warning`` quotes it into a Warning (20.43).
 """
 
 from __future__ import annotations
@@ -37,13 +37,6 @@ def header_text(text: str, limit: int = _WARNING_MAX) -> str:
     through element paths, transaction ids and URIs."""
     text = _CTL.sub("?", " ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def warning_value(host: str, text: str) -> str:
-    """``399 <host> "<text>"`` (RFC 3261 20.43): the text made one safe line
-    (:func:`header_text`) and quoted (RFC 3261 25.1 quoted-string)."""
-    quoted = header_text(text).replace("\\", "\\\\").replace('"', '\\"')
-    return f'399 {host} "{quoted}"'
 
 
 def is_ascii_digits(text: str) -> bool:
@@ -74,4 +67,4 @@ def printable(text: str) -> str:
     return "".join(_escape(ch) for ch in text)
 
 
-__all__ = ["ascii_int", "header_text", "is_ascii_digits", "printable", "warning_value"]
+__all__ = ["ascii_int", "header_text", "is_ascii_digits", "printable"]

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from mcacm_sip.text import header_text, warning_value
+from mcacm_sip.sip.headers import warning_value
+from mcacm_sip.text import header_text
 
 __all__ = [
     "AcmError",

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from mcacm_sip.acm.errors import warning_value
 from mcacm_sip.sip import (
     Limits,
     Listen,
@@ -30,6 +29,7 @@ from mcacm_sip.sip import (
     Transport,
     is_ip,
 )
+from mcacm_sip.sip.headers import Warning
 from mcacm_sip.sip.uri import Uri, addr_spec, address_of_record, identity
 from mcacm_sip.sip.uri import uri_host as uri_host  # the nodes import it from here
 
@@ -261,7 +261,7 @@ def trusted_source(source: str | None, trusted_hosts: frozenset[str]) -> bool:
 
 def warning(host: str, text: str) -> tuple[str, str]:
     """``Warning: 399 <host> "<text>"`` (RFC 3261 20.43) with the text quoted and one line."""
-    return ("Warning", warning_value(host, text))
+    return ("Warning", str(Warning.ours(host, text)))
 
 
 # --------------------------------------------------------------------------- core timer

@@ -13,6 +13,7 @@ from mcacm_sip.core.events import DeliveryOutcome, Failure, Refuse, Verdict
 from mcacm_sip.runtime.base import SipSettings, warning
 from mcacm_sip.sip import Reply, SipEndpoint, SipTimeout, SipTransportError
 from mcacm_sip.sip.dialog import parse_retry_after
+from mcacm_sip.sip.headers import InvalidHeader, Warning
 
 log = logging.getLogger("mcacm.runtime")
 
@@ -39,10 +40,14 @@ def verdict_reply(host: str, verdict: Verdict | None) -> Reply:
 
 
 def warning_text(value: str | None) -> str | None:
-    """The quoted text of a ``399 host "text"`` Warning value."""
-    if not value or '"' not in value:
+    """The warn-text of a Warning value (RFC 3261 20.43), for logs and reports: a value that
+    is no Warning, or has an empty text, is shown as it came."""
+    if not value:
         return value
-    return value[value.index('"') + 1:value.rindex('"')].replace('\\"', '"') or value
+    try:
+        return Warning.parse(value).text or value
+    except InvalidHeader:
+        return value
 
 
 @dataclass(frozen=True, slots=True)
