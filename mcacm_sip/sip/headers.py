@@ -43,6 +43,7 @@ __all__ = [
     "Via",
     "Warning",
     "delta_seconds",
+    "read_number",
 ]
 
 MAX_DELTA_SECONDS = 2**32 - 1
@@ -92,7 +93,7 @@ def _is_token(text: str) -> bool:
     return _TOKEN.fullmatch(text) is not None
 
 
-def _number(header: str, text: str, limit: int | None = None, *, cap: bool = False) -> int:
+def read_number(header: str, text: str, limit: int | None = None, *, cap: bool = False) -> int:
     """``1*DIGIT`` (RFC 3261 25.1, ASCII only).  Above ``limit``: ``limit`` when ``cap``,
     else NumberTooLarge.  Any length is read (int() refuses over 4300 digits)."""
     text = text.strip()
@@ -113,7 +114,7 @@ def _number(header: str, text: str, limit: int | None = None, *, cap: bool = Fal
 
 def delta_seconds(header: str, text: str) -> int:
     """RFC 3261 20.19 / 25.1 delta-seconds, larger values read as 2**32-1."""
-    return _number(header, text, MAX_DELTA_SECONDS, cap=True)
+    return read_number(header, text, MAX_DELTA_SECONDS, cap=True)
 
 
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
@@ -292,7 +293,7 @@ class CSeq:
         if len(parts) != 2:
             raise MissingPart(cls.name, f"want 'number method': {value!r}") if len(parts) < 2 \
                 else BadSyntax(cls.name, f"want 'number method': {value!r}")
-        number = _number(cls.name, parts[0], MAX_CSEQ)
+        number = read_number(cls.name, parts[0], MAX_CSEQ)
         if not _is_token(parts[1]):
             raise BadSyntax(cls.name, f"bad method {parts[1]!r}")
         return cls(number, parts[1])
@@ -383,7 +384,7 @@ def _host_port(header: str, text: str) -> tuple[str, int | None]:
         return host, None
     if not rest.startswith(":"):
         raise BadSyntax(header, f"text after the host: {rest!r}")
-    return host, _port(header, _number(header, rest[1:], 65535) or 0)
+    return host, _port(header, read_number(header, rest[1:], 65535) or 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -530,7 +531,7 @@ class Warning:
             raise MissingPart(cls.name, f"want 'code agent \"text\"': {value!r}")
         if len(code_text) != 3:
             raise BadNumber(cls.name, f"warn-code is not 3 digits: {code_text!r}")
-        code = _number(cls.name, code_text)
+        code = read_number(cls.name, code_text)
         agent, _, text = rest.strip().partition(" ")
         text = text.strip()
         if not text:

@@ -31,6 +31,7 @@ from aiosipua.message import _split_multi_value
 
 from ..text import ascii_int, is_ascii_digits
 from .errors import SipParseError
+from .headers import CSeq, InvalidHeader, NumberTooLarge, read_number
 from .uri import uri_scheme
 
 _FOLD = re.compile(r"\n[ \t]+")  # RFC 3261 7.3.1 line folding
@@ -481,24 +482,25 @@ def parse(
         req.uri = uri
 
     # RFC 3261 20.16: CSeq = 1*DIGIT LWS Method; the number is below 2**31 (DIGIT: ASCII, 25.1).
-    cseq_parts = store["cseq"][0].split()
-    cseq = ascii_int(cseq_parts[0]) if len(cseq_parts) == 2 else None
-    if cseq is None or cseq >= 2**31:
-        raise fail(answerable, "Bad CSeq")
+    try:
+        cseq = CSeq.parse(store["cseq"][0])
+    except InvalidHeader:
+        raise fail(answerable, "Bad CSeq") from None
     if is_response:
-        out.cseq_method = cseq_parts[1]  # type: ignore[union-attr]
-    elif cseq_parts[1] != parts[0]:
+        out.cseq_method = cseq.method  # type: ignore[union-attr]
+    elif cseq.method != parts[0]:
         raise fail(400, "CSeq Method Mismatch")  # RFC 3261 8.1.1.5
-    out.cseq = cseq
+    out.cseq = cseq.number
 
     # RFC 3261 18.3: Content-Length on a datagram must not exceed what arrived.
     cl = _first(store, "content-length")
     if cl is not None:
-        declared = ascii_int(cl.strip())
-        if declared is None:
-            raise fail(answerable, "Bad Content-Length")
-        if declared > len(body):
-            raise fail(answerable, "Content-Length Larger Than Body")
+        try:
+            declared = read_number("Content-Length", cl, len(body))
+        except NumberTooLarge:
+            raise fail(answerable, "Content-Length Larger Than Body") from None
+        except InvalidHeader:
+            raise fail(answerable, "Bad Content-Length") from None
         body = body[:declared]
     elif not datagram:
         body = b""  # RFC 3261 18.3: on a stream a missing Content-Length means no body

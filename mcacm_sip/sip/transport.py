@@ -14,6 +14,7 @@ from asyncio import sslproto
 from dataclasses import dataclass
 from typing import Protocol, cast
 
+from .headers import InvalidHeader, NumberTooLarge, read_number
 from .message import DEFAULT_LIMITS, Limits, head_end
 from .transaction import Peer, Transport
 
@@ -99,12 +100,15 @@ class StreamFramer:
             return FrameError(413, "Header Block Too Large", head)
         match = _CONTENT_LENGTH.search(head)
         length = match.group(1) if match else b"0"  # RFC 3261 18.3: absent means no body here
-        if not length.isdigit():
-            return FrameError(400, "Bad Content-Length", head)
-        if int(length) > limits.max_body_bytes:
+        try:
+            body_len = read_number("Content-Length", length.decode("latin-1"),
+                                   limits.max_body_bytes)
+        except NumberTooLarge:
             return FrameError(413, "Body Too Large", head)
+        except InvalidHeader:
+            return FrameError(400, "Bad Content-Length", head)
         self._head_end = end + sep
-        self._body_len = int(length)
+        self._body_len = body_len
         return None
 
     @property

@@ -286,3 +286,37 @@ def test_round_trip_property(name: str) -> None:
 ], ids=repr)
 def test_round_trip_examples(value: Any) -> None:
     assert type(value).parse(str(value)) == value
+
+
+# ---------------------------------------------------------------------------- the parser's use
+
+_MESSAGE = (b"MESSAGE sip:acms@example.com SIP/2.0\r\n"
+            b"Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n"
+            b"From: <sip:a@example.com>;tag=1\r\nTo: <sip:acms@example.com>\r\nCall-ID: c1\r\n"
+            b"CSeq: %s MESSAGE\r\nContent-Length: %s\r\n\r\n")
+
+
+@pytest.mark.parametrize(("cseq", "length", "reason"), [
+    (b"9" * 5000, b"0", "Bad CSeq"),  # int() refuses over 4300 digits: was a ValueError
+    (b"1", b"9" * 5000, "Content-Length Larger Than Body"),
+    (b"\xd9\xa1", b"0", "Bad CSeq"),  # U+0661 ARABIC-INDIC DIGIT ONE
+    (b"1", b"\xef\xbc\x91", "Bad Content-Length"),  # U+FF11 FULLWIDTH DIGIT ONE
+])
+def test_parse_answers_huge_and_foreign_numbers(cseq: bytes, length: bytes, reason: str) -> None:
+    from mcacm_sip.sip.errors import SipParseError
+    from mcacm_sip.sip.message import error_response, parse
+
+    data = _MESSAGE % (cseq, length)
+    with pytest.raises(SipParseError) as caught:
+        parse(data)
+    assert (caught.value.status, caught.value.reason) == (400, reason)
+    answer = error_response(data, caught.value)
+    assert answer is not None and answer.startswith(b"SIP/2.0 400 ")
+
+
+def test_stream_framer_answers_a_huge_content_length() -> None:
+    from mcacm_sip.sip.transport import FrameError, StreamFramer
+
+    out = StreamFramer().feed(_MESSAGE % (b"1", b"9" * 5000))
+    assert len(out) == 1 and isinstance(out[0], FrameError)
+    assert out[0].status == 413  # was a ValueError out of the connection's data_received
