@@ -42,6 +42,7 @@ __all__ = [
     "SubscriptionState",
     "Via",
     "Warning",
+    "cseq_parts",
     "delta_seconds",
     "read_number",
 ]
@@ -289,14 +290,7 @@ class CSeq:
 
     @classmethod
     def parse(cls, value: str) -> CSeq:
-        parts = value.split()
-        if len(parts) != 2:
-            raise MissingPart(cls.name, f"want 'number method': {value!r}") if len(parts) < 2 \
-                else BadSyntax(cls.name, f"want 'number method': {value!r}")
-        number = read_number(cls.name, parts[0], MAX_CSEQ)
-        if not _is_token(parts[1]):
-            raise BadSyntax(cls.name, f"bad method {parts[1]!r}")
-        return cls(number, parts[1])
+        return cls(*cseq_parts(value))
 
     def __str__(self) -> str:
         if not 0 <= self.number <= MAX_CSEQ:
@@ -304,6 +298,23 @@ class CSeq:
         if not _is_token(self.method):
             raise BadSyntax(self.name, f"bad method {self.method!r}")
         return f"{self.number} {self.method}"
+
+
+def cseq_parts(value: str) -> tuple[int, str]:
+    """:meth:`CSeq.parse` without building the object: the message parser's per-message
+    reading (RFC 3261 20.16)."""
+    parts = value.split()
+    if len(parts) != 2:
+        raise MissingPart(CSeq.name, f"want 'number method': {value!r}") if len(parts) < 2 \
+            else BadSyntax(CSeq.name, f"want 'number method': {value!r}")
+    number, method = parts
+    if len(number) < 10 and number.isascii() and number.isdigit():
+        number_value = int(number)  # the common case: short enough to be below 2**31
+    else:
+        number_value = read_number(CSeq.name, number, MAX_CSEQ)
+    if _TOKEN.fullmatch(method) is None:
+        raise BadSyntax(CSeq.name, f"bad method {method!r}")
+    return number_value, method
 
 
 # --------------------------------------------------------------------------------------------

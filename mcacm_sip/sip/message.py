@@ -31,7 +31,7 @@ from aiosipua.message import _split_multi_value
 
 from ..text import ascii_int, is_ascii_digits
 from .errors import SipParseError
-from .headers import CSeq, InvalidHeader, NumberTooLarge, read_number
+from .headers import InvalidHeader, NumberTooLarge, cseq_parts, read_number
 from .uri import uri_scheme
 
 _FOLD = re.compile(r"\n[ \t]+")  # RFC 3261 7.3.1 line folding
@@ -483,14 +483,14 @@ def parse(
 
     # RFC 3261 20.16: CSeq = 1*DIGIT LWS Method; the number is below 2**31 (DIGIT: ASCII, 25.1).
     try:
-        cseq = CSeq.parse(store["cseq"][0])
+        cseq, cseq_method = cseq_parts(store["cseq"][0])
     except InvalidHeader:
         raise fail(answerable, "Bad CSeq") from None
     if is_response:
-        out.cseq_method = cseq.method  # type: ignore[union-attr]
-    elif cseq.method != parts[0]:
+        out.cseq_method = cseq_method  # type: ignore[union-attr]
+    elif cseq_method != parts[0]:
         raise fail(400, "CSeq Method Mismatch")  # RFC 3261 8.1.1.5
-    out.cseq = cseq.number
+    out.cseq = cseq
 
     # RFC 3261 18.3: Content-Length on a datagram must not exceed what arrived.
     cl = _first(store, "content-length")
