@@ -23,7 +23,6 @@ from aiosipua.headers import (
     MULTI_INSTANCE_HEADERS,
     CaseInsensitiveDict,
     Via,
-    expand_compact_header,
     parse_via,
     stringify_via,
 )
@@ -33,6 +32,15 @@ from ..text import ascii_int, is_ascii_digits
 from .errors import SipParseError
 from .headers import InvalidHeader, NumberTooLarge, cseq_parts, read_number
 from .uri import uri_scheme
+
+# RFC 3261 7.3.3 compact forms, with the event framework's (RFC 6665 8.2.1 / 8.3.1:
+# o Event, u Allow-Events) that aiosipua lacks
+_COMPACT = {**COMPACT_HEADERS, "o": "event", "u": "allow-events"}
+
+
+def _expand(name: str) -> str:
+    return _COMPACT.get(name.lower(), name)
+
 
 _FOLD = re.compile(r"\n[ \t]+")  # RFC 3261 7.3.1 line folding
 _TOKEN = re.compile(r"[!%'*+\-.0-9A-Z_`a-z~]+")
@@ -201,12 +209,12 @@ class _Message:
 
     def header(self, name: str) -> str | None:
         """First value of a header (case-insensitive, compact names allowed)."""
-        values = self.store.get(expand_compact_header(name).lower())
+        values = self.store.get(_expand(name).lower())
         return values[0] if values else None
 
     def headers(self, name: str) -> list[str]:
         """All values of a header; comma lists of Via/Route/Contact/... come split."""
-        return list(self.store.get(expand_compact_header(name).lower(), ()))
+        return list(self.store.get(_expand(name).lower(), ()))
 
     @property
     def content_type(self) -> str | None:
@@ -342,7 +350,7 @@ def _parse_headers(head: bytes, first_nl: int) -> _Headers | None:
         value = value.strip()
         key = name.lower()
         if len(key) == 1:
-            key = name = COMPACT_HEADERS.get(key, key)
+            key = name = _COMPACT.get(key, key)
         elif not key:
             return None
         values = store.get(key)
@@ -521,6 +529,54 @@ def parse(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A message read for display or matching only, not for answering: what :func:`read_raw`
+    makes of bytes :func:`parse` may refuse (a pcap's truncated message, another stack's
+    departures from RFC 3261).  Headers are read as :func:`parse` reads them (compact names
+    expanded, folds unfolded, comma lists split); nothing is checked."""
+
+    start: str
+    """The start line, stripped."""
+    store: Mapping[str, list[str]]
+    body: bytes
+    """Everything after the empty line, not cut to Content-Length."""
+
+    def header(self, name: str) -> str | None:
+        """First value of a header (case-insensitive, compact names allowed)."""
+        values = self.store.get(_expand(name).lower())
+        return values[0] if values else None
+
+    @property
+    def status(self) -> int | None:
+        """The status of a response (``SIP/2.0 200 OK`` -> 200); None for anything else."""
+        if not self.start.startswith("SIP/"):
+            return None
+        code = self.start.split(" ", 2)[1] if " " in self.start else ""
+        return ascii_int(code) if len(code) == 3 else None
+
+    @property
+    def method(self) -> str | None:
+        """The method of a request; None for a response."""
+        return None if self.start.startswith("SIP/") else self.start.split(" ", 1)[0]
+
+
+def read_raw(data: bytes) -> RawMessage:
+    """Read any bytes as a SIP message without validating them (lenient on purpose: for
+    ladders, traces and captures).  A line that is not ``name: value`` (a header cut off by
+    the capture) is skipped; never raises."""
+    head, body = _split_head(data)
+    first_nl = head.find(b"\n")
+    start = (head if first_nl < 0 else head[:first_nl]).strip().decode("utf-8", "replace")
+    parsed = _parse_headers(head, first_nl)
+    if parsed is None:
+        kept = [line for line in head[first_nl + 1 :].replace(b"\r\n", b"\n").split(b"\n")
+                if b":" in line and b"\r" not in line and line[:1] not in (b" ", b"\t")
+                and line.partition(b":")[0].strip()]
+        parsed = _parse_headers(b"\n" + b"\n".join(kept), 0 if kept else -1)
+    return RawMessage(start, parsed[0] if parsed is not None else {}, body)
+
+
 def _check_line(text: str) -> str:
     """Refuse CR/LF in anything we write into a header line (header injection)."""
     if "\r" in text or "\n" in text:
@@ -615,7 +671,7 @@ def error_response(data: bytes, err: SipParseError, server: str | None = None) -
         name, sep, value = line.partition(":")
         if not sep:
             continue
-        key = expand_compact_header(name.strip()).lower()
+        key = _expand(name.strip()).lower()
         if key in ("via", "from", "to", "call-id", "cseq") and value.strip():
             found.setdefault(key, []).append(value.strip())  # an empty value is no value
     if not found.get("via"):
@@ -639,6 +695,7 @@ __all__ = [
     "REASONS",
     "Arrival",
     "Limits",
+    "RawMessage",
     "Request",
     "Response",
     "SipRequest",
@@ -650,4 +707,5 @@ __all__ = [
     "media_type",
     "new_tag",
     "parse",
+    "read_raw",
 ]

@@ -320,3 +320,16 @@ def test_stream_framer_answers_a_huge_content_length() -> None:
     out = StreamFramer().feed(_MESSAGE % (b"1", b"9" * 5000))
     assert len(out) == 1 and isinstance(out[0], FrameError)
     assert out[0].status == 413  # was a ValueError out of the connection's data_received
+
+
+def test_event_compact_form_is_read() -> None:
+    # RFC 6665 8.2.1: "o" is Event's compact form, "u" Allow-Events'; aiosipua's table lacks
+    # both, so a peer's "o: presence" SUBSCRIBE was refused as missing its Event
+    from mcacm_sip.sip.message import parse
+
+    data = (b"SUBSCRIBE sip:fa@example.com SIP/2.0\r\nv: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK2\r\n"
+            b"f: <sip:a@example.com>;tag=1\r\nt: <sip:fa@example.com>\r\ni: c2\r\n"
+            b"CSeq: 1 SUBSCRIBE\r\no: presence;id=7\r\nu: presence\r\nl: 0\r\n\r\n")
+    msg = parse(data)
+    assert Event.parse(msg.header("event") or "") == Event("presence", (("id", "7"),))
+    assert msg.header("o") == msg.header("Event") and msg.header("allow-events") == "presence"
