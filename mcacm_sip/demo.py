@@ -65,6 +65,7 @@ from mcacm_sip.runtime.lab import (
     profile_xml,
 )
 from mcacm_sip.sip import Listen, SipParseError, Transport, parse
+from mcacm_sip.sip.message import read_raw
 from mcacm_sip.sip.uri import Uri, identity, same_identity
 from mcacm_sip.text import printable
 
@@ -282,7 +283,7 @@ def columns(events: Iterable[LadderEvent]) -> dict[str, str]:
 
 
 def first_line(record: TraceRecord) -> str:
-    return record.data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+    return read_raw(record.data).start
 
 
 def notify_about(fa: str, *holders: str) -> Callable[[TraceRecord], bool]:
@@ -306,11 +307,9 @@ def message_with(flow: str) -> Callable[[TraceRecord], bool]:
 
 
 def header(record: TraceRecord, name: str) -> str:
-    for line in record.data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
-        key, sep, value = line.partition(b":")
-        if sep and key.strip().lower() == name.encode():
-            return value.strip().decode("utf-8", "replace")
-    return ""
+    """First value of a header of a traced message, "" when absent (compact names and any
+    casing are read as the parser reads them)."""
+    return read_raw(record.data).header(name) or ""
 
 
 # --------------------------------------------------------------------------- the systems

@@ -9,9 +9,11 @@ status, and for a MESSAGE carrying an ACM document, the flow's name (the XML roo
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from mcacm_sip.sip.headers import Expires, InvalidHeader, SubscriptionState
+from mcacm_sip.sip.message import read_raw
 from mcacm_sip.text import printable
 
 _ROOT = re.compile(rb"<(?![?!])(?:[A-Za-z_][\w.\-]*:)?([A-Za-z_][\w.\-]*)")
@@ -33,15 +35,16 @@ class LadderEvent:
 
 
 def describe(data: bytes) -> str:
-    """A one-line label, e.g. ``MESSAGE profile-update-request`` or ``200 OK (MESSAGE)``."""
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    first = lines[0].decode("utf-8", "replace").strip()
-    headers = _headers(lines[1:])
+    """A one-line label, e.g. ``MESSAGE profile-update-request`` or ``200 OK (MESSAGE)``.
+
+    Any stack's capture is drawn, so the message is read leniently (:func:`read_raw`): a value
+    :mod:`mcacm_sip.sip.headers` cannot read is shown as it came."""
+    msg = read_raw(data)
+    first, body = msg.start, msg.body
     if first.startswith("SIP/"):
         parts = first.split(" ", 2)
         status = " ".join(parts[1:]) if len(parts) > 1 else first
-        method = headers.get("cseq", "").rpartition(" ")[2]
+        method = (msg.header("cseq") or "").rpartition(" ")[2]
         return f"{status} ({method})" if method else status
     method = first.split(" ", 1)[0]
     if method == "MESSAGE" and body:
@@ -50,28 +53,26 @@ def describe(data: bytes) -> str:
             return f"MESSAGE {root.group(1).decode('ascii', 'replace')}"
         return "MESSAGE"
     if method in ("SUBSCRIBE", "NOTIFY", "PUBLISH"):
-        detail = headers.get("event", "")
-        if method == "NOTIFY" and "subscription-state" in headers:
-            detail = f"{detail} {headers['subscription-state'].split(';')[0]}".strip()
-        if method != "NOTIFY" and "expires" in headers:
-            detail = f"{detail} expires={headers['expires']}".strip()
+        detail = msg.header("event") or ""
+        state = msg.header("subscription-state")
+        if method == "NOTIFY" and state is not None:
+            detail = f"{detail} {_read(SubscriptionState, state, 'state')}".strip()
+        expires = msg.header("expires")
+        if method != "NOTIFY" and expires is not None:
+            detail = f"{detail} expires={_read(Expires, expires, 'seconds')}".strip()
         return f"{method} {detail}".strip()
-    if method == "REGISTER" and "expires" in headers:
-        return f"REGISTER expires={headers['expires']}"
+    expires = msg.header("expires")
+    if method == "REGISTER" and expires is not None:
+        return f"REGISTER expires={_read(Expires, expires, 'seconds')}"
     return method
 
 
-_COMPACT = {"e": "event", "o": "event"}
-
-
-def _headers(lines: Sequence[bytes]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in lines:
-        name, sep, value = line.partition(b":")
-        if sep:
-            key = name.strip().lower().decode("ascii", "replace")
-            out.setdefault(_COMPACT.get(key, key), value.strip().decode("utf-8", "replace"))
-    return out
+def _read(header: type[Expires | SubscriptionState], value: str, part: str) -> str:
+    """One part of a header value, or the value as it came when it cannot be read."""
+    try:
+        return str(getattr(header.parse(value), part))
+    except InvalidHeader:
+        return value.split(";")[0].strip()
 
 
 def render(

@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
+from mcacm_sip.sip.headers import InvalidHeader, read_number
+from mcacm_sip.sip.message import read_raw
+
 Address = tuple[str, int]
 """(IP literal without brackets, port)."""
 WireTransport = Literal["udp", "tcp"]
@@ -451,7 +454,18 @@ def _transport(proto: int, src: str, dst: str, seg: bytes) -> _Decoded | None:
 
 
 _START = re.compile(rb"(?:SIP/2\.0 \d{3}[^\r\n]*|[A-Za-z!%'*+\-.~`_]+ \S+ SIP/2\.0)\r?\n")
-_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)", re.IGNORECASE | re.MULTILINE)
+_MAX_LENGTH = 1 << 32
+
+
+def _content_length(head: bytes) -> int:
+    """Content-Length of a captured message (RFC 3261 18.3).  Lenient on purpose, any stack's
+    capture is read: absent or unreadable is no body; a huge value is capped, so that message
+    waits for bytes that never come instead of failing the whole read."""
+    value = read_raw(head).header("content-length")
+    try:
+        return 0 if value is None else read_number("Content-Length", value, _MAX_LENGTH, cap=True)
+    except InvalidHeader:
+        return 0
 
 
 def _looks_like_sip(data: bytes) -> bool:
@@ -517,8 +531,7 @@ def _split(buffer: bytearray) -> Iterator[bytes]:
         end = buffer.find(b"\r\n\r\n")
         if end < 0:
             return
-        found = _LENGTH.search(bytes(buffer[:end]))
-        total = end + 4 + (int(found.group(1)) if found else 0)
+        total = end + 4 + _content_length(bytes(buffer[:end]))
         if len(buffer) < total:
             return
         yield bytes(buffer[:total])

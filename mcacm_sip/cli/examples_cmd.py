@@ -34,6 +34,7 @@ from mcacm_sip.ladder import describe
 from mcacm_sip.pcap import Address, OncePerMessage, read_sip, write_pcap
 from mcacm_sip.runtime import TraceRecord
 from mcacm_sip.sip import Transport
+from mcacm_sip.sip.message import read_raw
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 """The synthetic clock starts here ..."""
@@ -52,7 +53,6 @@ the value is truncated to whole seconds and traced a little after it was compute
 
 _ADDR = re.compile(rb"(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:]+\]):(\d+)")
 _RPORT = re.compile(rb"(?<=;rport=)(\d+)")
-_VIA_PORT = re.compile(rb"^Via:[ \t]*SIP/2\.0/\w+[ \t]+[^\s:;]+:(\d+)", re.MULTILINE)
 _TOKENS = (
     re.compile(rb"^Call-ID:[ \t]*([^@\s]+)", re.MULTILINE | re.IGNORECASE),
     re.compile(rb";tag=([^;,>\s]+)"),
@@ -97,12 +97,13 @@ class Canonical:
         from EPHEMERAL in order of appearance."""
         mapping: dict[Address, Address] = {}
         for _, r in self.records:
-            if r.direction == "out" and not r.data.startswith(b"SIP/2.0 "):
+            msg = read_raw(r.data) if r.direction == "out" else None
+            if msg is not None and msg.method is not None:
                 # RFC 3261 18.1.1: the top Via names the port the sender listens on
-                via = _VIA_PORT.search(r.data)
+                via = msg.via
                 name = PARTICIPANTS.get(r.node)
-                if via and name in PORTS:
-                    mapping.setdefault((r.src[0], int(via.group(1))), (r.src[0], PORTS[name]))
+                if via is not None and via.port is not None and name in PORTS:
+                    mapping.setdefault((r.src[0], via.port), (r.src[0], PORTS[name]))
         for _, r in self.records:
             for address in (r.src, r.dst):
                 if address not in mapping:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -22,10 +21,9 @@ from typing import Any
 from mcacm_sip.cli.main import EX_FAILED, EX_OK, EX_USAGE, CliError, command
 from mcacm_sip.ladder import LadderEvent, describe, render
 from mcacm_sip.pcap import Address, PcapError, SipPacket, read_sip
+from mcacm_sip.sip.message import read_raw
 
 EX_DATAERR, EX_NOINPUT = 65, 66  # sysexits.h
-_VIA = re.compile(rb"^(?:via|v)[ \t]*:[ \t]*SIP/2\.0/TCP[ \t]+(\[[^\]]+\]|[^\s:;,]+)(?::(\d+))?",
-                  re.IGNORECASE | re.MULTILINE)
 
 
 def address_text(address: Address) -> str:
@@ -43,14 +41,14 @@ def _listeners(packets: Sequence[SipPacket]) -> dict[Address, Address]:
     """
     alias: dict[Address, Address] = {}
     for p in packets:
-        if p.transport != "tcp" or p.data.startswith(b"SIP/2.0 "):
+        if p.transport != "tcp":
             continue
-        head = p.data.split(b"\r\n\r\n", 1)[0]
-        via = _VIA.search(head)
-        if via is None:
+        msg = read_raw(p.data)
+        via = msg.via
+        if msg.method is None or via is None or via.transport != "TCP":
             continue
-        host = via.group(1).decode("ascii", "replace").strip("[]")
-        port = int(via.group(2) or 5060)
+        host = via.host.strip("[]")
+        port = via.port or 5060
         try:
             same = ipaddress.ip_address(host) == ipaddress.ip_address(p.src[0])
         except ValueError:  # a host name: cannot tell

@@ -71,6 +71,7 @@ from mcacm_sip.sip import (
     Transport,
     is_ip,
 )
+from mcacm_sip.sip.message import read_raw
 from mcacm_sip.sip.registrar import RegistrationClient, RegistrationError
 from mcacm_sip.sip.uri import Uri, addr_spec, address_of_record, registrar_uri, uri_host
 
@@ -472,9 +473,10 @@ class Runner:
     def sent_bytes(self, call_id: str) -> bytes | None:
         """The bytes of the first request we sent with ``call_id`` (from the trace)."""
         for r in self._records:
-            if r.direction == "out" and f"Call-ID: {call_id}\r\n".encode() in r.data \
-                    and not r.data.startswith(b"SIP/2.0"):
-                return r.data
+            if r.direction == "out":
+                msg = read_raw(r.data)
+                if msg.method is not None and msg.header("call-id") == call_id:
+                    return r.data
         return None
 
     def answers_to(self, call_id: str, after: float) -> list[int]:
@@ -482,9 +484,11 @@ class Runner:
         ``after`` (a retransmitted request's answers land here: RFC 3261 18.2.2)."""
         out = []
         for r in self._records:
-            if r.direction == "in" and r.time >= after and r.data.startswith(b"SIP/2.0 ") \
-                    and f"Call-ID: {call_id}\r\n".encode() in r.data:
-                out.append(int(r.data[8:11]))
+            if r.direction == "in" and r.time >= after:
+                # read leniently: a peer's answer counts even where parse() would refuse it
+                msg = read_raw(r.data)
+                if msg.status is not None and msg.header("call-id") == call_id:
+                    out.append(msg.status)
         return out
 
     async def retransmit(self, data: bytes) -> None:

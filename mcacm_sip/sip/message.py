@@ -31,6 +31,7 @@ from aiosipua.message import _split_multi_value
 from ..text import ascii_int, is_ascii_digits
 from .errors import SipParseError
 from .headers import InvalidHeader, NumberTooLarge, cseq_parts, read_number
+from .headers import Via as ViaHeader
 from .uri import uri_scheme
 
 # RFC 3261 7.3.3 compact forms, with the event framework's (RFC 6665 8.2.1 / 8.3.1:
@@ -559,6 +560,15 @@ class RawMessage:
     def method(self) -> str | None:
         """The method of a request; None for a response."""
         return None if self.start.startswith("SIP/") else self.start.split(" ", 1)[0]
+
+    @property
+    def via(self) -> ViaHeader | None:
+        """The top Via, or None when absent or unreadable."""
+        value = self.header("via")
+        try:
+            return None if value is None else ViaHeader.parse(value)
+        except InvalidHeader:
+            return None
 
 
 def read_raw(data: bytes) -> RawMessage:

@@ -333,3 +333,30 @@ def test_event_compact_form_is_read() -> None:
     msg = parse(data)
     assert Event.parse(msg.header("event") or "") == Event("presence", (("id", "7"),))
     assert msg.header("o") == msg.header("Event") and msg.header("allow-events") == "presence"
+
+
+def test_capture_with_a_huge_content_length_is_read_leniently() -> None:
+    # a hostile capture: int() of 5000 digits raised out of the TCP reassembly (whole read lost)
+    from mcacm_sip.pcap import _split
+
+    first = b"MESSAGE sip:a@h SIP/2.0\r\nl: 4\r\n\r\nabcd"
+    buffer = bytearray(first + b"NOTIFY sip:b SIP/2.0\r\nContent-Length: " + b"9" * 5000
+                       + b"\r\n\r\nxx")
+    assert list(_split(buffer)) == [first]  # the second waits for bytes that never come
+
+
+def test_raw_reading_is_lenient_and_uses_the_parser_rules() -> None:
+    from mcacm_sip.ladder import describe
+    from mcacm_sip.sip.message import read_raw
+
+    cut = read_raw(b"SIP/2.0 202 Accepted\r\ni: x@h\r\nCSeq: 2 SUBSCRIBE\r\nv: SIP/2.0/TCP "
+                   b"[::1]:5070;branch=z9hG4bK3\r\nbroken\r\nContent-Le")
+    assert (cut.status, cut.method, cut.header("Call-ID"), cut.header("cseq")) == (
+        202, None, "x@h", "2 SUBSCRIBE")
+    assert cut.via == Via("TCP", "[::1]", 5070, (("branch", "z9hG4bK3"),))
+    assert describe(b"SIP/2.0 202 Accepted\r\ncseq: 2 SUBSCRIBE\r\n\r\n") == \
+        "202 Accepted (SUBSCRIBE)"
+    # RFC 6665 8.2.1 compact Event; RFC 3261 7.3.3 "e" is Content-Encoding, not Event
+    assert describe(b"SUBSCRIBE sip:x SIP/2.0\r\no: presence\r\ne: gzip\r\nExpires: 60\r\n\r\n") \
+        == "SUBSCRIBE presence expires=60"
+    assert read_raw(b"").start == "" and read_raw(b"\xff\xfe").method == "\ufffd\ufffd"
