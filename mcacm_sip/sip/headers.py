@@ -44,6 +44,7 @@ __all__ = [
     "Warning",
     "cseq_parts",
     "delta_seconds",
+    "media_type",
     "read_number",
 ]
 
@@ -652,6 +653,14 @@ class SubscriptionState:
 
 # --------------------------------------------------------------------------------------------
 # Content-Type
+
+
+def media_type(value: str | None) -> str | None:
+    """``type/subtype`` of a Content-Type or Accept value, lowercased, without parameters; no
+    check (the receive path's per-message reading; :class:`ContentType` reads the whole value)."""
+    if value is None:
+        return None
+    return value.split(";", 1)[0].strip().lower() or None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from aiosipua.message import _split_multi_value
 
 from ..text import ascii_int, is_ascii_digits
 from .errors import SipParseError
-from .headers import InvalidHeader, NumberTooLarge, cseq_parts, read_number
+from .headers import InvalidHeader, NumberTooLarge, cseq_parts, media_type, read_number
 from .headers import Via as ViaHeader
 from .uri import uri_scheme
 
@@ -130,28 +130,13 @@ def _is_token(s: str) -> bool:
     return _TOKEN.fullmatch(s) is not None
 
 
-def header_param(value: str, name: str) -> str | None:
-    """A header parameter (e.g. ``tag``) outside the ``<...>`` URI, or None."""
-    gt = value.rfind(">")
-    tail = value[gt + 1 :] if gt >= 0 else value
-    key = ";" + name + "="
-    i = tail.lower().find(key)
-    if i < 0:
-        return None
-    rest = tail[i + len(key) :]
-    for stop in ";, \t":
-        j = rest.find(stop)
-        if j >= 0:
-            rest = rest[:j]
-    return rest or None
-
-
 # SEMI and EQUAL allow whitespace around them (RFC 3261 25.1; RFC 4475 3.1.1.1 "tag    = x").
 _TAG_PARAM = re.compile(r";[ \t]*tag[ \t]*=[ \t]*([^;, \t]*)", re.IGNORECASE)
 
 
 def _tag_param(value: str) -> str | None:
-    """``header_param(value, "tag")`` with one precompiled regex (it runs twice per message)."""
+    """The ``tag`` parameter of a From/To value (outside its ``<...>``), or None: one
+    precompiled regex, as it runs twice per message."""
     found = _TAG_PARAM.search(value, value.rfind(">") + 1)
     return found.group(1) or None if found else None
 
@@ -165,13 +150,6 @@ def _quotes_balanced(value: str) -> bool:
         if m.group() == '"':
             inside = not inside
     return not inside
-
-
-def media_type(value: str | None) -> str | None:
-    """``type/subtype`` of a Content-Type/Accept value, lowercased, without parameters."""
-    if value is None:
-        return None
-    return value.split(";", 1)[0].strip().lower() or None
 
 
 class _Message:
@@ -691,7 +669,7 @@ def error_response(data: bytes, err: SipParseError, server: str | None = None) -
         return found.get(key, [""])[0]
 
     to = first("to")
-    if to and header_param(to, "tag") is None:
+    if to and _tag_param(to) is None:
         to = f"{to};tag={new_tag()}"
     return _serialise_response(
         f"SIP/2.0 {err.status} {err.reason}", found["via"], first("from"), to,
@@ -713,7 +691,6 @@ __all__ = [
     "build_response",
     "error_response",
     "head_end",
-    "header_param",
     "media_type",
     "new_tag",
     "parse",

@@ -40,8 +40,8 @@ from .dialog import (
     uri_from,
 )
 from .endpoint import Reply
-from .headers import Event, InvalidHeader, SubscriptionState
-from .message import Request, Response, media_type, new_tag
+from .headers import Event, InvalidHeader, SubscriptionState, media_type
+from .message import Request, Response, new_tag
 
 if TYPE_CHECKING:
     from .endpoint import IncomingRequest, SipEndpoint
