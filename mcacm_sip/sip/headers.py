@@ -99,6 +99,10 @@ def read_number(header: str, text: str, limit: int | None = None, *, cap: bool =
     """``1*DIGIT`` (RFC 3261 25.1, ASCII only).  Above ``limit``: ``limit`` when ``cap``,
     else NumberTooLarge.  Any length is read (int() refuses over 4300 digits)."""
     text = text.strip()
+    if len(text) < 10 and text.isascii() and text.isdigit():  # the common case, fast
+        short = int(text)
+        if limit is None or short <= limit:
+            return short
     if not text:
         raise MissingPart(header, "number missing")
     if not is_ascii_digits(text):
@@ -301,21 +305,22 @@ class CSeq:
         return f"{self.number} {self.method}"
 
 
-def cseq_parts(value: str) -> tuple[int, str]:
+def cseq_parts(value: str, method: str | None = None) -> tuple[int, str]:
     """:meth:`CSeq.parse` without building the object: the message parser's per-message
-    reading (RFC 3261 20.16)."""
+    reading (RFC 3261 20.16).  ``method``: a token already checked (the request line's), which
+    the CSeq method then need not be checked against again when it is the same."""
     parts = value.split()
     if len(parts) != 2:
         raise MissingPart(CSeq.name, f"want 'number method': {value!r}") if len(parts) < 2 \
             else BadSyntax(CSeq.name, f"want 'number method': {value!r}")
-    number, method = parts
+    number, cseq_method = parts
     if len(number) < 10 and number.isascii() and number.isdigit():
         number_value = int(number)  # the common case: short enough to be below 2**31
     else:
         number_value = read_number(CSeq.name, number, MAX_CSEQ)
-    if _TOKEN.fullmatch(method) is None:
-        raise BadSyntax(CSeq.name, f"bad method {method!r}")
-    return number_value, method
+    if cseq_method != method and _TOKEN.fullmatch(cseq_method) is None:
+        raise BadSyntax(CSeq.name, f"bad method {cseq_method!r}")
+    return number_value, cseq_method
 
 
 # --------------------------------------------------------------------------------------------

@@ -470,7 +470,7 @@ def parse(
 
     # RFC 3261 20.16: CSeq = 1*DIGIT LWS Method; the number is below 2**31 (DIGIT: ASCII, 25.1).
     try:
-        cseq, cseq_method = cseq_parts(store["cseq"][0])
+        cseq, cseq_method = cseq_parts(store["cseq"][0], None if is_response else parts[0])
     except InvalidHeader:
         raise fail(answerable, "Bad CSeq") from None
     if is_response:
