@@ -46,6 +46,7 @@ __all__ = [
     "delta_seconds",
     "media_type",
     "read_number",
+    "warning_value",
 ]
 
 MAX_DELTA_SECONDS = 2**32 - 1
@@ -567,6 +568,11 @@ class Warning:
         _check_text(self.name, self.text)
         quoted = self.text.replace("\\", "\\\\").replace('"', '\\"')
         return f'{self.code} {self.agent} "{quoted}"'
+
+
+def warning_value(host: str, text: str) -> str:
+    """``399 <host> "<text>"``: the value of :meth:`Warning.ours`, written."""
+    return str(Warning.ours(host, text))
 
 
 # --------------------------------------------------------------------------------------------
