@@ -91,8 +91,10 @@ def test_add_users_as_acmc_positive_result_exit_0(transport: str, tmp_path: Path
         assert doc["result"] == "success" and doc["exit"] == 0
         assert doc["response"]["users"][0]["partner_id"] == "sip:mike-1@partner.example"
         assert doc["request"]["requester"]["mc_service_id"] == ALICE
-        timings = doc["timings_ms"]
-        assert timings["register"] <= timings["sip"] <= timings["response"] <= timings["end"]
+        # each step has its time; their order is asserted on the wire below (the stamps are
+        # wall-clock, and the 200 to our MESSAGE may be stamped after the response MESSAGE
+        # that crossed it: its awaiting task resumes later than the handler runs)
+        assert set(doc["timings_ms"]) == {"register", "sip", "indication", "response", "end"}
         # REGISTER, MESSAGE, indication, response, un-REGISTER: in that order on the wire
         lines = [m["first_line"] for m in doc["messages"]]
         assert lines[0].startswith("REGISTER") and lines[-2].startswith("REGISTER")
