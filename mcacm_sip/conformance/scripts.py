@@ -634,17 +634,30 @@ async def _partner_answers(r: Runner, c: Checks, req: AcmRequest, result: str) -
     _learn(r, resp)
 
 
-async def _end_to_end(r: Runner, c: Checks, req: SendableRequest, result: str) -> Exchange:
-    """Role primary: ACMC request -> forwarded -> we answer ``result`` -> the ACMC gets it."""
+async def _sent_and_forwarded(r: Runner, c: Checks, req: SendableRequest
+                              ) -> tuple[Exchange, AcmRequest | None]:
+    """Role primary, 10.17.7.2 steps 1-3: ``req`` from the requester's ACMC, answered 2xx, and
+    the request the peer forwarded to our partner PSI (None if either is not seen)."""
     assert r.fx is not None
     ex, sent = await r.request(req, identity=r.fx.requester)
     if not _expect_2xx(c, sent):
-        return ex
-    forwarded = await _forwarded(r, c, req.transaction_id)
+        return ex, None
+    return ex, await _forwarded(r, c, req.transaction_id)
+
+
+async def _end_to_end(r: Runner, c: Checks, req: SendableRequest, result: str) -> Exchange:
+    """Role primary: ACMC request -> forwarded -> we answer ``result`` -> the ACMC gets it."""
+    ex, forwarded = await _sent_and_forwarded(r, c, req)
     if forwarded is None:
         return ex
     c.expect("the forwarded request is the one sent", forwarded == req, "contents differ")
     await _partner_answers(r, c, forwarded, result)
+    await _acmc_gets(r, c, ex, result)
+    return ex
+
+
+async def _acmc_gets(r: Runner, c: Checks, ex: Exchange, result: str) -> None:
+    """Role primary, 10.17.7.2 step 10: the requester's ACMC gets the response with ``result``."""
     await _await_response(r, c, ex)
     if ex.response is None:
         c.unobservable("response delivered to the ACMC (10.17.7.2 step 10)",
@@ -652,7 +665,6 @@ async def _end_to_end(r: Runner, c: Checks, req: SendableRequest, result: str) -
     else:
         c.expect(f"the ACMC gets Result {result} (10.17.7.2 step 10)", ex.result == result,
                  f"got {ex.result}")
-    return ex
 
 
 @script("add-user", "primary")
@@ -703,10 +715,7 @@ async def _r_fa(r: Runner, c: Checks) -> None:
 async def _r_pending(r: Runner, c: Checks) -> None:
     assert r.fx is not None
     req = await _update(r, Addressee(r.fx.target))
-    _, sent = await r.request(req, identity=r.fx.requester)
-    if not _expect_2xx(c, sent):
-        return
-    forwarded = await _forwarded(r, c, req.transaction_id)
+    _, forwarded = await _sent_and_forwarded(r, c, req)
     if forwarded is None:
         return
     await r.logoff()  # the requester logs off before the answer comes
@@ -718,9 +727,8 @@ async def _r_pending(r: Runner, c: Checks) -> None:
 async def _r_refuses(r: Runner, c: Checks) -> None:
     assert r.fx is not None
     r.partner_status = 403
-    req = await _update(r, Addressee(r.fx.target))
-    ex, sent = await r.request(req, identity=r.fx.requester)
-    if not _expect_2xx(c, sent) or await _forwarded(r, c, req.transaction_id) is None:
+    ex, forwarded = await _sent_and_forwarded(r, c, await _update(r, Addressee(r.fx.target)))
+    if forwarded is None:
         return
     await r.until(lambda: ex.response is not None, r.wait)
     if ex.response is None:
@@ -733,9 +741,8 @@ async def _r_refuses(r: Runner, c: Checks) -> None:
 @script("partner-silent", "primary")
 async def _r_silent(r: Runner, c: Checks) -> None:
     assert r.fx is not None and r.fx.answer_timeout is not None
-    req = await _update(r, Addressee(r.fx.target))
-    ex, sent = await r.request(req, identity=r.fx.requester)
-    if not _expect_2xx(c, sent) or await _forwarded(r, c, req.transaction_id) is None:
+    ex, forwarded = await _sent_and_forwarded(r, c, await _update(r, Addressee(r.fx.target)))
+    if forwarded is None:
         return
     await r.until(lambda: ex.response is not None, r.fx.answer_timeout + r.wait)
     if ex.response is None:
@@ -792,11 +799,7 @@ async def _r_duplicate(r: Runner, c: Checks) -> None:
 async def _r_wrong_answer(r: Runner, c: Checks) -> None:
     """Issue 12 rule 2: a response must answer the request that was sent."""
     assert r.fx is not None
-    req = await _update(r, Addressee(r.fx.target))
-    ex, sent = await r.request(req, identity=r.fx.requester)
-    if not _expect_2xx(c, sent):
-        return
-    forwarded = await _forwarded(r, c, req.transaction_id)
+    ex, forwarded = await _sent_and_forwarded(r, c, await _update(r, Addressee(r.fx.target)))
     if not isinstance(forwarded, ProfileUpdateRequest):
         return
     expires = datetime.now(UTC) + timedelta(seconds=3600)
@@ -818,10 +821,4 @@ async def _r_wrong_answer(r: Runner, c: Checks) -> None:
                      answer.status is not None and 400 <= answer.status < 500,
                      answer.describe())
     _expect_2xx(c, await r.send_flow(right, identity=r.psi), "the right response answered 2xx")
-    await _await_response(r, c, ex)
-    if ex.response is None:
-        c.unobservable("response delivered to the ACMC (10.17.7.2 step 10)",
-                       f"none within {r.wait:g} s")
-    else:
-        c.expect("the ACMC gets the right Result (success)", ex.result == ResultCode.SUCCESS,
-                 f"got {ex.result}")
+    await _acmc_gets(r, c, ex, ResultCode.SUCCESS)
