@@ -310,7 +310,7 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("acm/validate.py", "_rule_problems",
      "etree.QName(prof).localname != codec.USER_PROFILE_ROOT:"):
         "an XML element name, not an identity",
-    ("core/acms.py", "_pick_holder", 'if self.config.fa_selection == "round-robin":'):
+    ("core/acms/routing.py", "_pick_holder", 'if self.config.fa_selection == "round-robin":'):
         "a configuration keyword (fa_selection), not an FA",
     ("core/fa_server.py", "state",
      "return {self._fa[fa].cfg.uri: tuple(hs.values()) for fa, hs in self._holders.items()}"):

@@ -1,7 +1,7 @@
 """Authorisation matrix: every role x every ACM flow x every kind of sender -> the SIP answer of
 the ACMS and what it sends next (the Result of any response it makes).
 
-Runs the sans-I/O core (mcacm_sip/core/acms.py) behind the runtime's own classification of a
+Runs the sans-I/O core (mcacm_sip/core/acms/) behind the runtime's own classification of a
 sender (mcacm_sip/runtime/trust.py ``Trust.event``: a configured peer PSI is a peer ACMS, anyone
 else an ACMC user).  Trust of the origin itself (certificates, trusted hosts) is tested in
 test_trust_*.py; here every sender is believed to be who it says.

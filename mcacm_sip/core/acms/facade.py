@@ -1,0 +1,143 @@
+"""The ACMS core's facade: :class:`AcmsCore`, one instance per MC system.
+
+It plays the primary role for requests of its own ACMCs and the partner role for requests from
+peer ACMSs (TS 23.280 10.17.7.2 steps 1-10, 10.17.5 add/remove user configuration, 10.17.3.1
+pending requests, 10.17.3.2 automatic handling).  ``handle(event)`` returns actions
+(:mod:`mcacm_sip.core.events` documents their order); ``get_timer()`` is the next deadline.
+All state is in memory and every change is also emitted as a store action, so a restarted ACMS
+is ``AcmsCore(config, store.load())`` followed by ``start(now)``.  The steps themselves live in
+the package's role modules (``primary``, ``partner``, ``routing``, ``outbox``, ``records``).
+"""
+
+from __future__ import annotations
+
+from mcacm_sip.acm.model import (
+    AcmFlow,
+    AcmRequest,
+    AcmResponse,
+    PendingDataDownloadRequest,
+    ProcessIndication,
+    Result,
+    ResultCode,
+)
+from mcacm_sip.core.acms.partner import AcmsPartner
+from mcacm_sip.core.acms.primary import AcmsPrimary
+from mcacm_sip.core.config import AcmsConfig
+from mcacm_sip.core.events import (
+    AcmsEvent,
+    Action,
+    Actions,
+    DeliveryOutcome,
+    FaHoldersChanged,
+    FlowFromAcmc,
+    FlowFromPeer,
+    Send,
+    TimerTick,
+    UserLoggedOff,
+    UserLoggedOn,
+)
+from mcacm_sip.core.identity import id_key
+from mcacm_sip.core.quota import Quotas
+from mcacm_sip.core.state import (
+    AWAITING_DECISION,
+    OPEN_PRIMARY,
+    Purpose,
+    Role,
+    Snapshot,
+    Transaction,
+    Trigger,
+    TxState,
+)
+
+
+class AcmsCore(AcmsPrimary, AcmsPartner):
+    """One ACMS.  Construct from its configuration and, after a restart, the stored snapshot."""
+
+    @classmethod
+    def restore(cls, config: AcmsConfig, snapshot: Snapshot, quotas: Quotas | None = None
+                ) -> AcmsCore:
+        """The core of a restarted ACMS; call :meth:`start` next."""
+        return cls(config, snapshot, quotas)
+
+    def start(self, now: float) -> list[Action]:
+        """Subscribe to the FAs we need and re-send everything whose outcome was not known
+        when the ACMS stopped (continuing every open transaction)."""
+        out = Actions()
+        fas = [*self.config.functional_aliases,
+               *(i.owner for i in self._pending.values() if i.is_fa)]
+        for fa in fas:
+            self._subscribe(fa, out)
+        for og in list(self._out.values()):
+            if og.next_at is None:
+                out.add(Send(og.send_id, og.hop, og.to, og.flow))
+        for tx in [t for t in self._tx.values()
+                   if t.role is Role.PRIMARY and t.state is TxState.PENDING_FA]:
+            # stored before responses were routed to their requester (decision): do so now
+            self._drop_item(tx.key, out)
+            self._deliver_or_queue(now, tx, tx.origin, out)
+        return out.result()
+
+    def handle(self, event: AcmsEvent) -> list[Action]:
+        out = Actions()
+        match event:
+            case FlowFromAcmc():
+                self._from_acmc(event.now, event.sender, event.flow, out)
+            case FlowFromPeer():
+                self._from_peer(event.now, event.origin, event.flow, out)
+            case UserLoggedOn():
+                self._logon(event.now, event.user, out)
+            case UserLoggedOff():
+                self._online.pop(id_key(event.user), None)
+            case FaHoldersChanged():
+                self._fa_changed(event.now, event.fa, event.holders, out)
+            case DeliveryOutcome():
+                self._outcome(event, out)
+            case TimerTick():
+                self._tick(event.now, out)
+        return out.result()
+
+    def _from_acmc(self, now: float, sender: str, flow: AcmFlow, out: Actions) -> None:
+        if id_key(sender) not in self._users:
+            # decision: a stranger learns nothing (not even whether a transaction exists)
+            out.refuse(403, f"not-authorised: {sender} is not an authorised ACM user")
+        elif isinstance(flow, AcmRequest):
+            self._primary_request(now, sender, flow, out)
+        elif isinstance(flow, AcmResponse):
+            self._partner_decision(now, sender, flow, out)
+        elif isinstance(flow, PendingDataDownloadRequest):
+            self._download(now, sender, flow, out)
+        else:
+            out.refuse(400, f"unexpected-flow: an ACMC does not send {flow.FLOW}")
+
+    def _from_peer(self, now: float, origin: str, flow: AcmFlow, out: Actions) -> None:
+        peer = self._peers.get(id_key(origin))
+        if peer is None:
+            # decision: an unknown system gets 403 and nothing is stored
+            out.refuse(403, f"not-authorised: {origin} is not a configured peer system")
+        elif isinstance(flow, AcmRequest):
+            self._partner_request(now, peer, flow, out)
+        elif isinstance(flow, AcmResponse | ProcessIndication):
+            self._primary_answer(now, peer, flow, out)
+        else:
+            out.refuse(400, f"unexpected-flow: an ACMS does not send {flow.FLOW} to a peer")
+
+    def _expire(self, now: float, tx: Transaction, out: Actions) -> None:
+        if tx.state is TxState.DONE:
+            self._drop_tx(tx, out)  # retention over
+        elif tx.state in OPEN_PRIMARY:
+            # decision: no answer in time -> Result expired towards the primary ACMC
+            result = Result(ResultCode.EXPIRED, "no answer from the partner system in time")
+            self._stand_in(now, tx, result, Trigger.EXPIRED, out)
+        elif tx.role is Role.PRIMARY:
+            # decision: the response waited for the primary ACMC too long
+            self._drop_item(tx.key, out)
+            self._drop_sends(tx, Purpose.DELIVER, out)
+            self._move(tx, Trigger.EXPIRED, out, **self._done(now))
+        elif tx.state in AWAITING_DECISION:
+            # decision: no decision before the decision timer -> Result expired
+            self._drop_sends(tx, Purpose.INDICATE, out)
+            result = Result(ResultCode.EXPIRED, "no decision before the deadline")
+            self._respond(now, tx, self._auto_response(tx, result), Trigger.EXPIRED, out)
+        else:  # RESPONDING: the primary could not be reached in time
+            self._drop_sends(tx, Purpose.ANSWER, out)
+            self._move(tx, Trigger.GAVE_UP, out, **self._done(now))

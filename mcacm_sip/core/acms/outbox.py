@@ -1,0 +1,235 @@
+"""The ACMS's outbox: sends, their delivery outcomes, retries and the timer tick.
+
+A send is an :class:`~mcacm_sip.core.state.Outgoing` record until the runtime reports its
+outcome (:class:`~mcacm_sip.core.events.DeliveryOutcome`).  A remote failure is retried while
+it may help (:func:`transient`); a local one (our own flow could not be encoded) never is
+(docs/decisions.md "Local and remote errors").
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import uuid
+from dataclasses import replace
+
+from mcacm_sip.acm.model import AcmFlow, AcmRequest, AcmResponse, Result, ResultCode
+from mcacm_sip.core.acms.records import AcmsRecords, log
+from mcacm_sip.core.events import Actions, DeliveryOutcome, Failure, Send
+from mcacm_sip.core.identity import id_key
+from mcacm_sip.core.state import (
+    AWAITING_DECISION,
+    Hop,
+    Outgoing,
+    Purpose,
+    Role,
+    Transaction,
+    Trigger,
+    TxState,
+)
+
+_RETRY_WHILE = {
+    Purpose.FORWARD: (TxState.FORWARDING,),
+    Purpose.INDICATE: AWAITING_DECISION,
+    Purpose.ANSWER: (TxState.RESPONDING,),
+}
+
+PEER_REFUSED = "x-peer-refused"
+"""Result extension value: the partner ACMS refused the forwarded request for good."""
+
+LOCAL_ERROR = "x-local-error"
+"""Result extension value: this ACMS could not send the forwarded request (its own bug)."""
+
+# Is a peer's refusal worth repeating the send for?  Looked up by the exact SIP status, else by
+# its class.  decision, after RFC 3261 21.4-21.6 (docs/decisions.md "Procedures").
+_TRANSIENT: dict[int | str, bool] = {
+    408: True,     # 21.4.9: no answer in time; the client "MAY repeat the request"
+    480: True,     # 21.4.18: temporarily unavailable (Retry-After may say when)
+    "4xx": False,  # 21.4: "definite failure ... SHOULD NOT retry the same request without
+                   # modification": 400, 403, 404, 413, 415, 488 ...
+    501: False,    # 21.5.2: the peer does not implement MESSAGE
+    505: False,    # 21.5.6: SIP version not supported
+    513: False,    # 21.5.7: message too large: the same body stays too large
+    "5xx": True,   # 21.5: the server erred (500, 502, 503 + Retry-After, 504): try again
+    "6xx": False,  # 21.6: "definitive information": no other attempt succeeds
+    "3xx": False,  # peer sends follow no redirects: a configuration error, not a glitch
+}
+
+_REFUSAL_RESULT: dict[int, str] = {403: ResultCode.NOT_AUTHORISED}
+"""Result code for a permanent refusal of a forwarded request; any other: PEER_REFUSED."""
+
+_TRANSIENT_FAILURE: dict[Failure, bool] = {
+    Failure.TIMEOUT: True,      # no answer in time: the network may recover
+    Failure.TRANSPORT: True,    # no connection: the peer may come back
+    Failure.NO_BINDING: True,   # 10.17.3.1: the user may log on again (queued meanwhile)
+    Failure.LOCAL_ERROR: False,  # our own bug: the same flow fails the same way (decision)
+}
+
+
+def transient(failure: Failure, status: int | None = None) -> bool:
+    """Whether a send that failed with ``failure`` (``REFUSED``: with SIP ``status``) is worth
+    repeating; docs/decisions.md "Local and remote errors"."""
+    if failure is Failure.REFUSED:
+        assert status is not None
+        return _TRANSIENT.get(status, _TRANSIENT.get(f"{status // 100}xx", True))
+    return _TRANSIENT_FAILURE[failure]
+
+
+class AcmsOutbox(AcmsRecords):
+    """Sending, outcomes, retry with back-off; local vs remote failure."""
+
+    # seams: routing.py, primary.py and the facade implement these
+    def _payload(self, tx: Transaction) -> AcmRequest | AcmResponse:
+        raise NotImplementedError
+
+    def _queue(self, now: float, tx: Transaction, owner: str, is_fa: bool, trigger: Trigger,
+               out: Actions) -> None:
+        raise NotImplementedError
+
+    def _notify(self, user: str, out: Actions) -> None:
+        raise NotImplementedError
+
+    def _stand_in(self, now: float, tx: Transaction, result: Result, trigger: Trigger,
+                  out: Actions) -> None:
+        raise NotImplementedError
+
+    def _expire(self, now: float, tx: Transaction, out: Actions) -> None:
+        raise NotImplementedError
+
+    def _send(self, out: Actions, purpose: Purpose, hop: Hop, to: str, flow: AcmFlow,
+              tx: Transaction | None = None, give_up_at: float | None = None,
+              carries: tuple[str, ...] = ()) -> None:
+        og = Outgoing(uuid.uuid4().hex, purpose, hop, to, flow,
+                      tx.key if tx is not None else None, give_up_at=give_up_at, carries=carries)
+        self._put(og, out)
+        out.add(Send(og.send_id, hop, to, flow))
+
+    def _outcome(self, ev: DeliveryOutcome, out: Actions) -> None:
+        og = self._out.get(ev.send_id)
+        if og is None:
+            return  # already settled (late duplicate outcome)
+        self._drop_out(og, out)
+        tx = self._tx.get(og.tx_key) if og.tx_key is not None else None
+        retry = False
+        if ev.failure is not None:
+            retry = transient(ev.failure, ev.status)
+            log.log(logging.ERROR if ev.failure is Failure.LOCAL_ERROR else logging.INFO,
+                    "send %s (%s to %s) failed (%s%s): %s", og.send_id, og.purpose, og.to,
+                    ev.failure, ", retried" if retry else "", ev.reason)
+        match og.purpose:
+            case Purpose.FORWARD | Purpose.INDICATE | Purpose.ANSWER if not ev.ok:
+                if tx is None or tx.state not in _RETRY_WHILE[og.purpose]:
+                    return
+                if ev.failure is Failure.LOCAL_ERROR:
+                    self._local_error(ev, og.purpose, tx, out)
+                elif retry:
+                    # decision: peer sends are retried with back-off while they still matter
+                    if og.purpose is not Purpose.INDICATE:
+                        self._move(tx, Trigger.SEND_FAILED, out)
+                    self._retry(ev.now, og, ev.retry_after, out)
+                else:
+                    self._peer_refused(ev, og.purpose, tx, out)
+            case Purpose.FORWARD | Purpose.ANSWER:
+                if tx is not None and tx.state in (TxState.FORWARDING, TxState.RESPONDING):
+                    done = tx.state is TxState.RESPONDING
+                    self._move(tx, Trigger.PEER_ACCEPTED, out,
+                               **self._done(ev.now) if done else {})
+            case Purpose.DELIVER:
+                if tx is None or tx.state is not TxState.DELIVERING:
+                    return
+                if ev.ok:
+                    extra = self._done(ev.now) if tx.role is Role.PRIMARY else {}
+                    self._move(tx, Trigger.DELIVERED, out, **extra)
+                elif self._acmc_holds_the_leg(ev, tx):
+                    # decision (docs/decisions.md "Identity and authority"): the ACMC still
+                    # holds another request under this leg id, one this ACMS has forgotten
+                    # (retention over): the leg gets a fresh id and the request goes again
+                    tx = self._fresh_leg(tx, out)
+                    assert tx.assignee is not None
+                    self._send(out, Purpose.DELIVER, Hop.ACMC, tx.assignee, self._payload(tx), tx)
+                else:
+                    assert tx.assignee is not None
+                    self._queue(ev.now, tx, tx.assignee, False, Trigger.DELIVERY_FAILED, out)
+                    if id_key(tx.assignee) in self._online and retry:
+                        # decision: still logged on (it may have answered too late): notify
+                        # it now, not at its next logon (10.17.3.1)
+                        self._notify(tx.assignee, out)
+            case Purpose.DOWNLOAD if not ev.ok:
+                self._offered.pop(id_key(og.to), None)  # a page was lost: start again
+            case Purpose.DOWNLOAD:
+                for key in og.carries:
+                    if self._drop_item(key, out) is not None and key in self._tx:
+                        self._move(self._tx[key], Trigger.DOWNLOADED, out,
+                                   **self._done(ev.now))
+            case Purpose.NOTIFY if retry:
+                # decision: repeated with back-off while the user is logged on with items
+                # (``_tick`` drops it otherwise)
+                self._retry(ev.now, og, ev.retry_after, out)
+            case _:
+                pass
+
+    @staticmethod
+    def _acmc_holds_the_leg(ev: DeliveryOutcome, tx: Transaction) -> bool:
+        """An ACMC refused a delivery as ``transaction-id-reused`` (D5 at the ACMC) while the
+        leg still uses the origin's id: once only, a fresh leg id cannot be held."""
+        return (tx.role is Role.PARTNER and ev.status == 400 and tx.leg == tx.transaction_id
+                and (ev.warning or "").startswith("transaction-id-reused"))
+
+    def _peer_refused(self, ev: DeliveryOutcome, purpose: Purpose, tx: Transaction,
+                      out: Actions) -> None:
+        """A peer refused a send for good (RFC 3261 21.4, 21.6): it is not repeated."""
+        assert ev.status is not None
+        log.warning("%s %s refused by %s: %s", purpose, tx.transaction_id, tx.peer, ev.reason)
+        if purpose is Purpose.FORWARD:
+            # decision: the primary ACMC learns it now, not at the answer timer (steps 9-10)
+            warning = "".join(c for c in ev.warning or "" if c.isprintable())
+            text = f"{tx.peer} refused the request: SIP {ev.status}" + (
+                f" {warning}" if warning else "")
+            code = _REFUSAL_RESULT.get(ev.status, PEER_REFUSED)
+            self._stand_in(ev.now, tx, Result(code, text), Trigger.PEER_REFUSED, out)
+        elif purpose is Purpose.ANSWER:
+            # decision: the primary's answer timer gives its ACMC Result expired
+            self._move(tx, Trigger.PEER_REFUSED, out, **self._done(ev.now))
+
+    def _local_error(self, ev: DeliveryOutcome, purpose: Purpose, tx: Transaction,
+                     out: Actions) -> None:
+        """Our own flow could not be sent (a bug on our side, h11's LocalProtocolError): never
+        retried, the transaction ends with a defined outcome (docs/decisions.md "Local and
+        remote errors")."""
+        if purpose is Purpose.FORWARD:
+            # decision: the primary ACMC learns at once that this ACMS failed, not the partner
+            text = f"local error: this ACMS could not send the request to {tx.peer}"
+            self._stand_in(ev.now, tx, Result(LOCAL_ERROR, text), Trigger.LOCAL_ERROR, out)
+        elif purpose is Purpose.ANSWER:
+            # decision: the primary's answer timer gives its ACMC Result expired
+            self._move(tx, Trigger.LOCAL_ERROR, out, **self._done(ev.now))
+
+    def _retry(self, now: float, og: Outgoing, retry_after: float | None, out: Actions
+               ) -> None:
+        # RFC 3261 21.5.4 / 20.33: not before the peer's Retry-After, never faster than back-off
+        at = now + max(self.config.timers.backoff(og.attempts), retry_after or 0.0)
+        if og.give_up_at is not None and at >= og.give_up_at:
+            return  # the transaction's own timer ends it
+        self._put(replace(og, next_at=at), out)
+
+    def _tick(self, now: float, out: Actions) -> None:
+        due: dict[str, dict[str, None]] = {Transaction.KIND: {}, Outgoing.KIND: {}}
+        timers = self._timers
+        while timers and timers[0][0] <= now:  # the live timers that ran out, earliest first
+            when, kind, key = heapq.heappop(timers)
+            if self._live(when, kind, key):
+                due[kind][key] = None
+        for key in due[Transaction.KIND]:
+            if (tx := self._tx.get(key)) is not None and tx.deadline <= now:
+                self._expire(now, tx, out)
+        for key in due[Outgoing.KIND]:
+            og = self._out.get(key)
+            if og is None or og.next_at is None or og.next_at > now:
+                continue
+            if og.purpose is Purpose.NOTIFY and (id_key(og.to) not in self._online
+                                                 or id_key(og.to) not in self._queues):
+                self._drop_out(og, out)  # nothing left to tell, or a logon will
+                continue
+            og = replace(og, attempts=og.attempts + 1, next_at=None)
+            self._put(og, out)
+            out.add(Send(og.send_id, og.hop, og.to, og.flow))

@@ -1,0 +1,231 @@
+"""The partner role (TS 23.280 10.17.7.2 steps 4-8 at the partner ACMS): a request from a peer
+ACMS is stored and indicated, verified, decided (by policy, 10.17.3.2, or by an ACMC) and
+answered; the outcome is applied (10.17.5 assign/withdraw, 10.17.7 profile).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from mcacm_sip.acm.model import (
+    ANSWER_FOR,
+    AcmRequest,
+    AcmResponse,
+    AddUserConfigurationRequest,
+    AddUserConfigurationResponse,
+    ProcessIndication,
+    ProfileUpdateRequest,
+    RemoveUserConfigurationRequest,
+    RemoveUserConfigurationResponse,
+    Result,
+    ResultCode,
+    UserAssignment,
+    UserRemoval,
+)
+from mcacm_sip.core.acms.routing import AcmsRouting
+from mcacm_sip.core.config import PeerSystem
+from mcacm_sip.core.events import Actions
+from mcacm_sip.core.identity import id_key, matches_pattern, same
+from mcacm_sip.core.policy import PolicyAction, assess
+from mcacm_sip.core.state import (
+    AWAITING_DECISION,
+    Hop,
+    Mapping,
+    Purpose,
+    Role,
+    Transaction,
+    Trigger,
+    TxState,
+    mapping_key,
+    tx_key,
+)
+
+_REQUEST_OF = {answer.FLOW: request.FLOW for request, answer in ANSWER_FOR.items()}
+"""Response flow -> the request flow it answers."""
+
+
+def _ts(now: float) -> datetime:
+    return datetime.fromtimestamp(now, UTC)
+
+
+class AcmsPartner(AcmsRouting):
+    """Request from a peer, verify, decision, respond, apply."""
+
+    def _partner_request(self, now: float, peer: PeerSystem, req: AcmRequest, out: Actions
+                         ) -> None:
+        if self._over_quota(tx_key(Role.PARTNER, peer.psi, req.transaction_id), req, peer.psi,
+                            out):
+            return
+        # decision: a transaction is its origin plus its id -- the same id from two primary
+        # systems is two transactions
+        if (tx := self._tx.get(tx_key(Role.PARTNER, peer.psi, req.transaction_id))) is not None:
+            if self._repeat(tx, req, peer.psi, out) and tx.request == req:
+                # decision: re-send what it already has
+                if tx.indication is not None:
+                    self._send(out, Purpose.RELAY, Hop.PEER, peer.psi, tx.indication, tx)
+                if tx.response is not None and tx.state is TxState.DONE:
+                    self._send(out, Purpose.RELAY, Hop.PEER, peer.psi, tx.response, tx)
+            return
+        deadline = now + self.config.timers.decision_timeout
+        indication = ProcessIndication(req.transaction_id, self.config.psi, req.FLOW,
+                                       _ts(deadline))
+        # 23.280 10.17.7.2 step 4: store first, then 200, then the process indication
+        tx = Transaction(Role.PARTNER, req.transaction_id, peer.psi, req, TxState.NEW, now,
+                         deadline, indication=indication,
+                         leg_id=self._new_leg(Role.PARTNER, req.transaction_id))
+        tx = self._move(tx, Trigger.REQUEST, out)
+        out.accept()
+        self._send(out, Purpose.INDICATE, Hop.PEER, peer.psi, indication, tx,
+                   give_up_at=deadline)
+        # step 4: verify (authorisation at both ends, the migrated user) ...
+        refusal = self._verify(peer, req)
+        if refusal is not None:
+            self._respond(now, tx, self._auto_response(tx, refusal), Trigger.REFUSED, out)
+            return
+        # ... and assess by local policy (10.17.3): automatic handling (10.17.3.2) -> step 8
+        decision = assess(self.config.policy, req)
+        if decision.action is not PolicyAction.MANUAL:
+            result = Result(ResultCode.SUCCESS, decision.reason) \
+                if decision.action is PolicyAction.APPROVE \
+                else Result(ResultCode.REJECTED_BY_POLICY, decision.reason)
+            self._respond(now, tx, self._auto_response(tx, result), Trigger.AUTO, out)
+            return
+        # ... or verification by an ACMC
+        target = self._decider_of(req)
+        if target is None:
+            result = Result(ResultCode.REJECTED_BY_POLICY,
+                            "no target in the request and no decider configured")
+            self._respond(now, tx, self._auto_response(tx, result), Trigger.AUTO, out)
+            return
+        if target.mc_service_id is not None and not self._may_decide(target.mc_service_id,
+                                                                      req.FLOW):
+            result = Result(ResultCode.NOT_AUTHORISED,
+                            f"{target.mc_service_id} may not decide {req.FLOW}")
+            self._respond(now, tx, self._auto_response(tx, result), Trigger.REFUSED, out)
+            return
+        self._route(now, tx, target, out)
+
+    def _verify(self, peer: PeerSystem, req: AcmRequest) -> Result | None:
+        if req.FLOW not in peer.flows:
+            return Result(ResultCode.NOT_AUTHORISED, f"{peer.psi} may not send {req.FLOW}")
+        requester = req.requester.mc_service_id
+        if not any(matches_pattern(requester, pattern) for pattern in peer.requesters):
+            return Result(ResultCode.NOT_AUTHORISED,
+                          f"{requester} may not send requests to this system")
+        if isinstance(req, ProfileUpdateRequest):
+            m = self._partner_mapping(peer.psi, req.migrated_user_id)
+            if m is None:
+                return Result(ResultCode.UNKNOWN_USER,
+                              f"{req.migrated_user_id} was not assigned to {peer.psi}")
+            if m.removed:
+                return Result(ResultCode.NOT_MIGRATED,
+                              f"{req.migrated_user_id} is no longer migrated")
+        return None
+
+    def _partner_mapping(self, peer: str, partner_id: str) -> Mapping | None:
+        key = self._by_partner_id.get((Role.PARTNER, id_key(partner_id)))
+        m = self._maps.get(key) if key is not None else None
+        return m if m is not None and same(m.peer, peer) else None
+
+    def _partner_decision(self, now: float, sender: str, resp: AcmResponse, out: Actions
+                          ) -> None:
+        # 23.280 10.17.7.2 step 7: only a user authorised to decide such requests answers
+        # one (checked first: the others learn nothing about our transactions)
+        tid = resp.transaction_id
+        decided = _REQUEST_OF[resp.FLOW]
+        if not self._may_decide(sender, decided):
+            self._refuse(out, 403, f"not-authorised: {sender} may not decide {decided}",
+                         tid, sender)
+            return
+        # decision: only the party the request was delivered to (its assignee) decides it;
+        # anyone else gets the same 403 whether the id exists or not
+        key = self._legs.get((Role.PARTNER, tid))
+        tx = self._tx.get(key) if key is not None else None
+        if tx is None or not same(tx.assignee, sender):
+            self._refuse(out, 403, f"not-authorised: {sender} was not asked to decide {tid}",
+                         tid, sender)
+            return
+        if not same(resp.handler.mc_service_id, sender):
+            self._refuse(out, 403, f"not-authorised: handler {resp.handler.mc_service_id} is "
+                                   f"not the sender {sender}", tid, sender)
+            return
+        why = self._mismatch(tx.request, resp)
+        if why is not None:
+            self._refuse(out, 400, f"wrong-response: {why}", tid, sender)
+            return
+        if tx.state not in AWAITING_DECISION:
+            done = tx.response
+            if done is not None and done.result == resp.result and same(
+                    done.handler.mc_service_id, resp.handler.mc_service_id) and same(
+                    done.handler.functional_alias, resp.handler.functional_alias):
+                out.accept()  # the same decision again: idempotent
+            else:
+                code = done.result.code if done is not None else tx.state
+                self._refuse(out, 403, f"already-answered: {tid} ended with {code}", tid,
+                             sender)
+            return
+        # 23.280 10.17.7.2 steps 7-8 (towards the primary under the origin's own id)
+        self._respond(now, tx, replace(resp, transaction_id=tx.transaction_id),
+                      Trigger.DECISION, out)
+        out.accept()
+
+    def _respond(self, now: float, tx: Transaction, resp: AcmResponse, trigger: Trigger,
+                 out: Actions) -> None:
+        """Finish the partner side: apply the outcome, then send the response (step 8)."""
+        resp = self._apply_outcome(tx, resp, out)
+        self._drop_item(tx.key, out)
+        self._drop_sends(tx, Purpose.DELIVER, out)
+        give_up = now + self.config.timers.answer_grace
+        tx = self._move(tx, trigger, out, response=resp, deadline=give_up)
+        self._send(out, Purpose.ANSWER, Hop.PEER, tx.peer, resp, tx, give_up_at=give_up)
+
+    def _apply_outcome(self, tx: Transaction, resp: AcmResponse, out: Actions) -> AcmResponse:
+        """Partner side of 10.17.5 (assign / withdraw per user) and 10.17.7 (keep the agreed
+        profile).  The ACMS, not the ACMC, assigns IDs and profiles."""
+        req = tx.request
+        ok = resp.result
+        if isinstance(req, AddUserConfigurationRequest) and isinstance(
+                resp, AddUserConfigurationResponse):
+            return replace(resp, users=tuple(self._assign(tx.peer, u, ok, out)
+                                             for u in req.users))
+        if isinstance(req, RemoveUserConfigurationRequest) and isinstance(
+                resp, RemoveUserConfigurationResponse):
+            return replace(resp, users=tuple(self._withdraw(tx.peer, u, ok, out)
+                                             for u in req.users))
+        if isinstance(req, ProfileUpdateRequest) and ok.positive:
+            m = self._partner_mapping(tx.peer, req.migrated_user_id)
+            if m is not None:
+                self._put(replace(m, profile=req.profile), out)
+        return resp
+
+    def _assign(self, peer: str, primary_id: str, result: Result, out: Actions
+                ) -> UserAssignment:
+        if not result.positive:
+            return UserAssignment(primary_id, result)
+        profile = self.config.migration.profile
+        if profile is None:
+            return UserAssignment(primary_id, Result(ResultCode.INVALID_PROFILE,
+                                                     "no migration profile configured"))
+        m = self._maps.get(mapping_key(Role.PARTNER, peer, primary_id))
+        if m is None:
+            # decision: {n} counts every ID this system ever assigned (mappings are kept), so
+            # two primaries' users never get the same ID (the template must use {n})
+            m = Mapping(Role.PARTNER, peer, primary_id,
+                        self.config.migration.assign(primary_id, self._assigned + 1), profile)
+        else:  # decision: re-adding reuses the earlier ID and keeps its profile
+            m = replace(m, removed=False)
+        self._put(m, out)
+        return UserAssignment(primary_id, Result(ResultCode.SUCCESS), m.partner_id, m.profile)
+
+    def _withdraw(self, peer: str, primary_id: str, result: Result, out: Actions
+                  ) -> UserRemoval:
+        if not result.positive:
+            return UserRemoval(primary_id, result)
+        m = self._maps.get(mapping_key(Role.PARTNER, peer, primary_id))
+        if m is None:
+            return UserRemoval(primary_id, Result(ResultCode.UNKNOWN_USER))
+        if m.removed:
+            return UserRemoval(primary_id, Result(ResultCode.NOT_MIGRATED), m.partner_id)
+        self._put(replace(m, removed=True), out)
+        return UserRemoval(primary_id, Result(ResultCode.SUCCESS), m.partner_id)

@@ -1,0 +1,243 @@
+"""The ACMS's records in memory and their indexes: transactions, pending items, the outbox and
+migration mappings (:mod:`mcacm_sip.core.state` defines them), each keyed as the store keys
+them.  Every change goes through :meth:`AcmsRecords._put` (memory and a store action) or a
+``_drop_*`` (both), and every state change through :meth:`AcmsRecords._move`, which asks the
+transition table.  The query methods of :class:`~mcacm_sip.core.acms.AcmsCore` live here.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from mcacm_sip.acm.model import AcmRequest
+from mcacm_sip.core.config import AcmsConfig, AuthorisedUser, PeerSystem
+from mcacm_sip.core.events import Actions, Put, Remove
+from mcacm_sip.core.identity import IdKey, id_key
+from mcacm_sip.core.quota import QuotaBook, Quotas
+from mcacm_sip.core.state import (
+    AWAITING_DECISION,
+    DURABLE_PURPOSES,
+    Mapping,
+    Outgoing,
+    PendingItem,
+    Purpose,
+    Record,
+    Role,
+    Snapshot,
+    Transaction,
+    Trigger,
+    TxState,
+    transition,
+    tx_key,
+)
+
+log = logging.getLogger("mcacm.acms")
+"""The one logger of the ACMS core (every module of the package logs to it)."""
+
+
+class AcmsRecords:
+    """State of one ACMS and the bookkeeping every procedure step shares."""
+
+    # the seam to routing.py: the FA a partner transaction is routed by (indexed here)
+    def _fa_route(self, req: AcmRequest) -> str | None:
+        raise NotImplementedError
+
+    def __init__(self, config: AcmsConfig, snapshot: Snapshot | None = None,
+                 quotas: Quotas | None = None) -> None:
+        self.config = config
+        self.quota = QuotaBook(quotas or Quotas())
+        """What is retained for whom, against the ``[limits]`` quotas (core/quota.py)."""
+        # identities are compared as URIs (RFC 3261 19.1.4): every dict/set below keyed by one
+        # is keyed by its IdKey (identity.id_key), never by the text as written
+        self._peers: dict[IdKey, PeerSystem] = {id_key(p.psi): p for p in config.peers}
+        self._users: dict[IdKey, AuthorisedUser] = {id_key(u.id): u for u in config.users}
+        self._tx: dict[str, Transaction] = {}
+        # (role, leg id) -> tx key: primary, the id the partner answers under; partner, the id
+        # our ACMC decides under (docs/decisions.md "Identity and authority", leg ids)
+        self._legs: dict[tuple[Role, str], str] = {}
+        self._via_fa: dict[IdKey, dict[str, None]] = {}       # FA -> partner tx keys routed by it
+        self._pending: dict[str, PendingItem] = {}
+        self._queues: dict[IdKey, dict[str, None]] = {}       # owner -> ordered item keys
+        self._out: dict[str, Outgoing] = {}
+        self._out_of_tx: dict[str, dict[str, None]] = {}      # tx key -> its send ids
+        self._notifying: dict[IdKey, str] = {}  # user -> send id of its pending-data notification
+        self._offered: dict[IdKey, set[str]] = {}  # user -> items sent in this round of pages
+        # (when, kind, key) of every transaction deadline and retry time, lazily deleted:
+        # an entry is live while its record still has that time (get_timer is O(log n))
+        self._timers: list[tuple[float, str, str]] = []
+        self._maps: dict[str, Mapping] = {}
+        self._by_partner_id: dict[tuple[Role, IdKey], str] = {}  # (side, partner id) -> map key
+        self._assigned = 0  # mappings this system assigned ({n} of the id template)
+        self._online: dict[IdKey, str] = {}                   # logged-on user -> as spelled
+        self._holders: dict[IdKey, tuple[str, ...]] = {}
+        self._fas_of: dict[IdKey, set[IdKey]] = {}            # holder -> FAs it holds
+        self._subscribed: set[IdKey] = set()
+        self._round_robin: dict[IdKey, int] = {}
+        if snapshot is not None:
+            records: tuple[Record, ...] = (*snapshot.transactions, *snapshot.pending,
+                                           *snapshot.outgoing, *snapshot.mappings)
+            for record in records:
+                self._remember(record)
+
+    def get_timer(self) -> float | None:
+        """The earliest deadline (transaction timers, retries), or None."""
+        timers = self._timers
+        while timers and not self._live(*timers[0]):
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    def transaction(self, role: Role, transaction_id: str, origin: str | None = None
+                    ) -> Transaction | None:
+        """The transaction ``origin`` (primary: the requesting user; partner: the origin
+        ACMS's PSI) opened under ``transaction_id``; without ``origin``, the only transaction
+        of ``role`` with that id (O(n): tools and tests), None if there are several."""
+        if origin is not None:
+            return self._tx.get(tx_key(role, origin, transaction_id))
+        found = [t for t in self._tx.values()
+                 if t.role is role and t.transaction_id == transaction_id]
+        return found[0] if len(found) == 1 else None
+
+    def transactions(self) -> tuple[Transaction, ...]:
+        return tuple(self._tx.values())
+
+    def pending_for(self, owner: str) -> tuple[PendingItem, ...]:
+        """The queue of a user or FA, oldest first: O(k) in its length."""
+        return tuple(self._pending[k] for k in self._queues.get(id_key(owner), {}))
+
+    def mappings(self) -> tuple[Mapping, ...]:
+        return tuple(self._maps.values())
+
+    @property
+    def logged_on(self) -> frozenset[str]:
+        return frozenset(self._online.values())
+
+    @property
+    def sends_in_flight(self) -> int:
+        """Sends whose outcome is not known yet (in progress or waiting for a retry): the
+        runtime's overload measure."""
+        return len(self._out)
+
+    def _live(self, when: float, kind: str, key: str) -> bool:
+        if kind == Transaction.KIND:
+            tx = self._tx.get(key)
+            return tx is not None and tx.deadline == when
+        og = self._out.get(key)
+        return og is not None and og.next_at == when
+
+    def _timer_at(self, when: float, kind: str, key: str) -> None:
+        timers = self._timers
+        heapq.heappush(timers, (when, kind, key))
+        if len(timers) > 64 + 4 * (len(self._tx) + len(self._out)):  # drop the dead entries
+            self._timers = [t for t in timers if self._live(*t)]
+            heapq.heapify(self._timers)
+
+    def _remember(self, record: Record) -> None:
+        match record:
+            case Transaction():
+                old = self._tx.get(record.key)
+                self._tx[record.key] = record
+                self.quota.track(record)
+                if old is None or old.deadline != record.deadline:
+                    self._timer_at(record.deadline, record.KIND, record.key)
+                if old is None:
+                    # a new transaction's leg id is free; two restored schema-1 rows (two peers,
+                    # one id) can share one: the open one keeps it, as the old lookup did
+                    other = self._tx.get(self._legs.get((record.role, record.leg), ""))
+                    if other is None or other.state is TxState.DONE:
+                        self._legs[(record.role, record.leg)] = record.key
+                    if record.role is Role.PARTNER and record.state in AWAITING_DECISION:
+                        fa = self._fa_route(record.request)
+                        if fa is not None:
+                            self._via_fa.setdefault(id_key(fa), {})[record.key] = None
+            case PendingItem():
+                self._pending[record.key] = record
+                self._queues.setdefault(id_key(record.owner), {})[record.key] = None
+            case Outgoing():
+                old_og = self._out.get(record.key)
+                self._out[record.key] = record
+                if record.tx_key is not None:
+                    self._out_of_tx.setdefault(record.tx_key, {})[record.key] = None
+                if record.purpose is Purpose.NOTIFY:
+                    self._notifying[id_key(record.to)] = record.key
+                if record.next_at is not None and (old_og is None
+                                                   or old_og.next_at != record.next_at):
+                    self._timer_at(record.next_at, record.KIND, record.key)
+            case Mapping():
+                if record.key not in self._maps and record.side is Role.PARTNER:
+                    self._assigned += 1
+                self._maps[record.key] = record
+                self._by_partner_id[(record.side, id_key(record.partner_id))] = record.key
+
+    def _put(self, record: Record, out: Actions) -> None:
+        self._remember(record)
+        if not isinstance(record, Outgoing) or record.purpose in DURABLE_PURPOSES:
+            out.change(Put(record))
+
+    def _drop_tx(self, tx: Transaction, out: Actions) -> None:
+        del self._tx[tx.key]
+        self.quota.forget(tx.key)
+        if self._legs.get((tx.role, tx.leg)) == tx.key:
+            del self._legs[(tx.role, tx.leg)]
+        out.change(Remove(Transaction.KIND, tx.key))
+
+    def _drop_item(self, key: str, out: Actions) -> PendingItem | None:
+        item = self._pending.pop(key, None)
+        if item is not None:
+            owner = id_key(item.owner)
+            queue = self._queues[owner]
+            del queue[key]
+            if not queue:
+                del self._queues[owner]
+            out.change(Remove(PendingItem.KIND, key))
+        return item
+
+    def _drop_out(self, og: Outgoing, out: Actions) -> None:
+        if og.tx_key is not None and (of_tx := self._out_of_tx.get(og.tx_key)) is not None:
+            of_tx.pop(og.send_id, None)
+            if not of_tx:
+                del self._out_of_tx[og.tx_key]
+        if og.purpose is Purpose.NOTIFY and self._notifying.get(id_key(og.to)) == og.send_id:
+            del self._notifying[id_key(og.to)]
+        if self._out.pop(og.send_id, None) is not None and og.purpose in DURABLE_PURPOSES:
+            out.change(Remove(Outgoing.KIND, og.send_id))
+
+    def _drop_sends(self, tx: Transaction, purpose: Purpose, out: Actions) -> None:
+        for send_id in list(self._out_of_tx.get(tx.key, ())):
+            if (og := self._out[send_id]).purpose is purpose:
+                self._drop_out(og, out)
+
+    def _move(self, tx: Transaction, trigger: Trigger, out: Actions, **changes: Any
+              ) -> Transaction:
+        """Apply one row of the transition table (state.TRANSITIONS) and store the result."""
+        state, clause = transition(tx.role, tx.state, trigger)
+        moved = replace(tx, state=state, **changes)
+        if log.isEnabledFor(logging.INFO):  # one structured event per procedure step, no contents
+            log.info("%s %s from %s: %s -> %s (%s)", moved.role, moved.transaction_id,
+                     moved.origin, tx.state, moved.state, trigger, extra={
+                         "event": "procedure.step", "transaction_id": moved.transaction_id,
+                         "role": str(moved.role), "peer": moved.peer, "origin": moved.origin,
+                         "leg_id": moved.leg,
+                         "from_state": str(tx.state), "to_state": str(moved.state),
+                         "trigger": str(trigger), "clause": clause})
+        self._put(moved, out)
+        return moved
+
+    def _new_leg(self, role: Role, transaction_id: str) -> str:
+        """The id a new transaction uses on its other leg: the origin's own id unless another
+        transaction of ``role`` uses it there, else a fresh one; "" means the origin's."""
+        return "" if (role, transaction_id) not in self._legs else uuid.uuid4().hex
+
+    def _fresh_leg(self, tx: Transaction, out: Actions) -> Transaction:
+        if self._legs.get((tx.role, tx.leg)) == tx.key:
+            del self._legs[(tx.role, tx.leg)]
+        tx = replace(tx, leg_id=uuid.uuid4().hex)
+        self._legs[(tx.role, tx.leg)] = tx.key
+        self._put(tx, out)
+        return tx
+
+    def _done(self, now: float) -> dict[str, Any]:
+        return {"deadline": now + self.config.timers.retention}
