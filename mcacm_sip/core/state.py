@@ -188,6 +188,12 @@ def transition(role: Role, state: TxState, trigger: Trigger) -> tuple[TxState, s
         raise IllegalTransition(f"{role}: {trigger} not allowed in {state}") from None
 
 
+def allows(role: Role, state: TxState, trigger: Trigger) -> bool:
+    """Whether the table lets ``trigger`` move a transaction of ``role`` in ``state``: the one
+    state guard of the core (h11's rule: every state check is a question to this table)."""
+    return (role, state, trigger) in TRANSITIONS
+
+
 def transitions_markdown() -> str:
     """The transition table as Markdown, one table per role (used by docs/procedures.md)."""
     lines: list[str] = []
@@ -264,6 +270,15 @@ class Transaction:
     @property
     def leg(self) -> str:
         return self.leg_id or self.transaction_id
+
+    def allows(self, trigger: Trigger) -> bool:
+        """Whether the transition table lets ``trigger`` move this transaction now."""
+        return allows(self.role, self.state, trigger)
+
+    def after(self, trigger: Trigger) -> TxState:
+        """The state ``trigger`` moves this transaction to (the table's row; raises
+        :class:`IllegalTransition` if there is none)."""
+        return transition(self.role, self.state, trigger)[0]
 
     key: str = field(init=False, repr=False, compare=False)
     """``tx_key`` of the transaction, computed once per record (a step asks for it often)."""

@@ -39,8 +39,6 @@ from mcacm_sip.core.events import (
 from mcacm_sip.core.identity import id_key
 from mcacm_sip.core.quota import Quotas
 from mcacm_sip.core.state import (
-    AWAITING_DECISION,
-    OPEN_PRIMARY,
     Purpose,
     Role,
     Snapshot,
@@ -124,7 +122,7 @@ class AcmsCore(AcmsPrimary, AcmsPartner):
     def _expire(self, now: float, tx: Transaction, out: Actions) -> None:
         if tx.state is TxState.DONE:
             self._drop_tx(tx, out)  # retention over
-        elif tx.state in OPEN_PRIMARY:
+        elif tx.allows(Trigger.RESPONSE):  # primary: the answer timer
             # decision: no answer in time -> Result expired towards the primary ACMC
             result = Result(ResultCode.EXPIRED, "no answer from the partner system in time")
             self._stand_in(now, tx, result, Trigger.EXPIRED, out)
@@ -133,7 +131,7 @@ class AcmsCore(AcmsPrimary, AcmsPartner):
             self._drop_item(tx.key, out)
             self._drop_sends(tx, Purpose.DELIVER, out)
             self._move(tx, Trigger.EXPIRED, out, **self._done(now))
-        elif tx.state in AWAITING_DECISION:
+        elif tx.allows(Trigger.DECISION):  # partner: the decision timer
             # decision: no decision before the decision timer -> Result expired
             self._drop_sends(tx, Purpose.INDICATE, out)
             result = Result(ResultCode.EXPIRED, "no decision before the deadline")

@@ -18,7 +18,6 @@ from mcacm_sip.core.acms.records import AcmsRecords, log
 from mcacm_sip.core.events import Actions, DeliveryOutcome, Failure, Send
 from mcacm_sip.core.identity import id_key
 from mcacm_sip.core.state import (
-    AWAITING_DECISION,
     Hop,
     Outgoing,
     Purpose,
@@ -28,11 +27,12 @@ from mcacm_sip.core.state import (
     TxState,
 )
 
-_RETRY_WHILE = {
-    Purpose.FORWARD: (TxState.FORWARDING,),
-    Purpose.INDICATE: AWAITING_DECISION,
-    Purpose.ANSWER: (TxState.RESPONDING,),
+_MATTERS_WHILE = {
+    Purpose.FORWARD: Trigger.SEND_FAILED,  # primary: forwarding (the answer timer runs)
+    Purpose.INDICATE: Trigger.DECISION,    # partner: a decision is awaited
+    Purpose.ANSWER: Trigger.SEND_FAILED,   # partner: responding
 }
+"""A failed peer send is acted on while the transition table allows this trigger."""
 
 PEER_REFUSED = "x-peer-refused"
 """Result extension value: the partner ACMS refused the forwarded request for good."""
@@ -118,7 +118,7 @@ class AcmsOutbox(AcmsRecords):
                     ev.failure, ", retried" if retry else "", ev.reason)
         match og.purpose:
             case Purpose.FORWARD | Purpose.INDICATE | Purpose.ANSWER if not ev.ok:
-                if tx is None or tx.state not in _RETRY_WHILE[og.purpose]:
+                if tx is None or not tx.allows(_MATTERS_WHILE[og.purpose]):
                     return
                 if ev.failure is Failure.LOCAL_ERROR:
                     self._local_error(ev, og.purpose, tx, out)
@@ -130,15 +130,16 @@ class AcmsOutbox(AcmsRecords):
                 else:
                     self._peer_refused(ev, og.purpose, tx, out)
             case Purpose.FORWARD | Purpose.ANSWER:
-                if tx is not None and tx.state in (TxState.FORWARDING, TxState.RESPONDING):
-                    done = tx.state is TxState.RESPONDING
+                if tx is not None and tx.allows(Trigger.PEER_ACCEPTED):
+                    done = tx.after(Trigger.PEER_ACCEPTED) is TxState.DONE
                     self._move(tx, Trigger.PEER_ACCEPTED, out,
                                **self._done(ev.now) if done else {})
             case Purpose.DELIVER:
-                if tx is None or tx.state is not TxState.DELIVERING:
+                if tx is None or not tx.allows(Trigger.DELIVERED):
                     return
                 if ev.ok:
-                    extra = self._done(ev.now) if tx.role is Role.PRIMARY else {}
+                    extra = self._done(ev.now) if tx.after(Trigger.DELIVERED) is TxState.DONE \
+                        else {}
                     self._move(tx, Trigger.DELIVERED, out, **extra)
                 elif self._acmc_holds_the_leg(ev, tx):
                     # decision (docs/decisions.md "Identity and authority"): the ACMC still

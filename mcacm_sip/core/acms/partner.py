@@ -29,7 +29,6 @@ from mcacm_sip.core.events import Actions
 from mcacm_sip.core.identity import id_key, matches_pattern, same
 from mcacm_sip.core.policy import PolicyAction, assess
 from mcacm_sip.core.state import (
-    AWAITING_DECISION,
     Hop,
     Mapping,
     Purpose,
@@ -154,7 +153,7 @@ class AcmsPartner(AcmsRouting):
         if why is not None:
             self._refuse(out, 400, f"wrong-response: {why}", tid, sender)
             return
-        if tx.state not in AWAITING_DECISION:
+        if not tx.allows(Trigger.DECISION):
             done = tx.response
             if done is not None and done.result == resp.result and same(
                     done.handler.mc_service_id, resp.handler.mc_service_id) and same(

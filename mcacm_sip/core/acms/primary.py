@@ -22,7 +22,6 @@ from mcacm_sip.core.config import PeerSystem
 from mcacm_sip.core.events import Actions
 from mcacm_sip.core.identity import id_key, same, uid
 from mcacm_sip.core.state import (
-    OPEN_PRIMARY,
     Hop,
     Mapping,
     Purpose,
@@ -127,7 +126,7 @@ class AcmsPrimary(AcmsRouting):
         flow = replace(flow, transaction_id=tx.transaction_id)
         if isinstance(flow, ProcessIndication):
             out.accept()
-            if tx.state in (TxState.FORWARDING, TxState.FORWARDED):
+            if tx.allows(Trigger.INDICATION):
                 # 23.280 10.17.7.2 step 4: the partner has stored it; stop re-sending
                 self._drop_sends(tx, Purpose.FORWARD, out)
                 deadline = tx.deadline
@@ -140,7 +139,7 @@ class AcmsPrimary(AcmsRouting):
                     self._send(out, Purpose.RELAY, Hop.ACMC, self._addr(tx.origin), flow, tx)
             return
         out.accept()
-        if tx.state not in OPEN_PRIMARY:
+        if not tx.allows(Trigger.RESPONSE):
             log.info("late or duplicate response %s ignored (%s)", tx.transaction_id, tx.state)
             return
         self._drop_sends(tx, Purpose.FORWARD, out)

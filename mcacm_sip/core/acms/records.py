@@ -19,7 +19,6 @@ from mcacm_sip.core.events import Actions, Put, Remove
 from mcacm_sip.core.identity import IdKey, id_key
 from mcacm_sip.core.quota import QuotaBook, Quotas
 from mcacm_sip.core.state import (
-    AWAITING_DECISION,
     DURABLE_PURPOSES,
     Mapping,
     Outgoing,
@@ -149,7 +148,7 @@ class AcmsRecords:
                     other = self._tx.get(self._legs.get((record.role, record.leg), ""))
                     if other is None or other.state is TxState.DONE:
                         self._legs[(record.role, record.leg)] = record.key
-                    if record.role is Role.PARTNER and record.state in AWAITING_DECISION:
+                    if record.allows(Trigger.DECISION):  # partner, awaiting a decision
                         fa = self._fa_route(record.request)
                         if fa is not None:
                             self._via_fa.setdefault(id_key(fa), {})[record.key] = None

@@ -21,14 +21,12 @@ from mcacm_sip.core.events import Actions, SubscribeFa
 from mcacm_sip.core.identity import IdKey, id_key, same
 from mcacm_sip.core.quota import flow_bytes, page
 from mcacm_sip.core.state import (
-    AWAITING_DECISION,
     Hop,
     PendingItem,
     Purpose,
     Role,
     Transaction,
     Trigger,
-    TxState,
 )
 
 
@@ -139,17 +137,18 @@ class AcmsRouting(AcmsIntake):
             return
         for key in list(keys):
             tx = self._tx.get(key)
-            if tx is None or tx.state not in AWAITING_DECISION:
+            if tx is None or not tx.allows(Trigger.DECISION):
                 del keys[key]  # decided, expired or pruned
                 continue
-            if tx.state is TxState.DELIVERING or (tx.state is not TxState.PENDING_FA
-                                                   and id_key(tx.assignee or "") in self._online):
+            # stored under the FA: routed now; with a holder: re-assigned if they went offline
+            trigger = Trigger.ROUTE_ACMC if tx.allows(Trigger.ROUTE_ACMC) else Trigger.REASSIGN
+            if not tx.allows(trigger) or (trigger is Trigger.REASSIGN
+                                          and id_key(tx.assignee or "") in self._online):
                 continue  # on its way to, or with, a holder who is logged on
             user = self._pick_holder(fa, tx.request.FLOW)
             if user is None:
                 continue
             self._drop_item(tx.key, out)
-            trigger = Trigger.ROUTE_ACMC if tx.state is TxState.PENDING_FA else Trigger.REASSIGN
             tx = self._move(tx, trigger, out, assignee=user)
             self._send(out, Purpose.DELIVER, Hop.ACMC, user, self._payload(tx), tx)
         if not keys:
