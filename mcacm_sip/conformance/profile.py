@@ -55,10 +55,9 @@ from mcacm_sip.core.config import (
     get_strings,
     get_table,
     get_typed,
-    read_toml,
 )
 from mcacm_sip.runtime.base import TlsSettings
-from mcacm_sip.runtime.config import parse_transport
+from mcacm_sip.runtime.config import parse_transport, read_toml
 from mcacm_sip.sip import Transport
 from mcacm_sip.sip.uri import try_identity
 

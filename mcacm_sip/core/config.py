@@ -1,4 +1,4 @@
-"""Typed configuration of an ACMS and an ACMC, and their TOML loaders.
+"""Typed configuration of an ACMS and an ACMC, and their validation from a parsed TOML document.
 
 The TOML shape (docs/procedures.md has the full annotated example)::
 
@@ -46,7 +46,9 @@ The TOML shape (docs/procedures.md has the full annotated example)::
     reason = "routine change"
 
 Tables ``sip``, ``listen``, ``runtime`` and ``log`` (and the ACMS's ``limits``) belong to the
-runtime and are not read here.
+runtime and are not read here.  So does every file: reading the TOML file, resolving the names
+it gives relative to it and reading the files they name (``profile_file``) is
+:mod:`mcacm_sip.runtime.config`'s job; this module only validates values.
 Every error is a :class:`ConfigError` naming the offending key (``peers[0].psi``).
 """
 
@@ -54,10 +56,8 @@ from __future__ import annotations
 
 import re
 import string
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from mcacm_sip.acm.model import (
@@ -313,7 +313,19 @@ def _load_profile(text: str, key: str) -> UserProfile:
         raise ConfigError(key, f"not a usable profile document: {exc}") from None
 
 
-def _migration(data: Mapping[str, Any], base: Path) -> Migration:
+ReadFile = Callable[[str, str], str]
+"""``read_file(name, key)``: the text of the file a configuration names under ``key``
+(resolved relative to the configuration file); a :class:`ConfigError` naming ``key`` if it
+cannot be read.  :func:`mcacm_sip.runtime.config.file_reader` makes one."""
+
+
+def no_files(name: str, key: str) -> str:
+    """The :data:`ReadFile` of a configuration that did not come from a file."""
+    raise ConfigError(key, f"{name!r}: a file can be named only in a configuration file "
+                           "(mcacm_sip.runtime.config.load_acms_node)")
+
+
+def _migration(data: Mapping[str, Any], read_file: ReadFile) -> Migration:
     check_keys(data, {"id_template", "profile", "profile_file"}, "migration.")
     template = get_typed(data, "id_template", "migration.", str, Migration().id_template)
     try:
@@ -339,17 +351,15 @@ def _migration(data: Mapping[str, Any], base: Path) -> Migration:
         profile = _load_profile(get_typed(data, "profile", "migration.", str, ""),
                                 "migration.profile")
     elif "profile_file" in data:
-        file = base / get_typed(data, "profile_file", "migration.", str, "")
-        try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError("migration.profile_file", f"cannot read {file}: {exc}") from None
+        text = read_file(get_typed(data, "profile_file", "migration.", str, ""),
+                         "migration.profile_file")
         profile = _load_profile(text, "migration.profile_file")
     return Migration(template, profile)
 
 
-def parse_acms_config(data: Mapping[str, Any], base: Path = Path(".")) -> AcmsConfig:
-    """Validate a parsed TOML document; ``base`` resolves relative file names."""
+def parse_acms_config(data: Mapping[str, Any], read_file: ReadFile = no_files) -> AcmsConfig:
+    """Validate a parsed TOML document; ``read_file`` reads the files it names.  ``store.path``
+    is kept as written (the runtime resolves it)."""
     check_keys(data, {"psi", "automatic_handler", "decider", "fa_selection", "functional_aliases",
                     "timers", "migration", "store", "peers", "users", "policy", "limits"}
              | RUNTIME_TABLES,
@@ -407,21 +417,10 @@ def parse_acms_config(data: Mapping[str, Any], base: Path = Path(".")) -> AcmsCo
         functional_aliases=get_strings(data, "functional_aliases", "", (),
                                     lambda s: bool(_URI.match(s)), "URI"),
         timers=_timers(get_table(data, "timers")),
-        migration=_migration(get_table(data, "migration"), base),
-        store=StoreConfig(None if store_path is None else str(base / store_path),
+        migration=_migration(get_table(data, "migration"), read_file),
+        store=StoreConfig(store_path,
                           "FULL" if sync == "FULL" else "NORMAL"),
     )
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """The TOML file at ``path``; ConfigError if it cannot be read or parsed."""
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError("<file>", f"cannot read {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("<file>", f"{path} is not valid TOML: {exc}") from None
 
 
 def parse_acmc_config(data: Mapping[str, Any]) -> AcmcConfig:

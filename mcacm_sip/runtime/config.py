@@ -59,8 +59,9 @@ Every error is a :class:`~mcacm_sip.core.config.ConfigError` naming the key.
 from __future__ import annotations
 
 import ssl
+import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -68,13 +69,13 @@ from mcacm_sip.core.config import (
     AcmcConfig,
     AcmsConfig,
     ConfigError,
+    ReadFile,
     check_keys,
     get_strings,
     get_table,
     get_typed,
     parse_acmc_config,
     parse_acms_config,
-    read_toml,
 )
 from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
 from mcacm_sip.core.quota import Quotas
@@ -365,11 +366,39 @@ def check_fa_server_trust(config: FaServerNodeConfig) -> None:
     check_trust(config.sip, {w: False for w in sorted(who)})
 
 
+# --------------------------------------------------------------------------- files
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML file at ``path``; ConfigError if it cannot be read or parsed."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError("<file>", f"cannot read {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("<file>", f"{path} is not valid TOML: {exc}") from None
+
+
+def file_reader(base: Path) -> ReadFile:
+    """The core's :data:`~mcacm_sip.core.config.ReadFile` for a configuration file in
+    ``base``: names relative to it, UTF-8."""
+    def read(name: str, key: str) -> str:
+        file = base / name
+        try:
+            return file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(key, f"cannot read {file}: {exc}") from None
+    return read
+
+
 # --------------------------------------------------------------------------- roles
 
 
 def parse_acms_node(data: Mapping[str, Any], base: Path = Path(".")) -> AcmsNodeConfig:
-    acms, sip = parse_acms_config(data, base), parse_sip_settings(data, base)
+    acms, sip = parse_acms_config(data, file_reader(base)), parse_sip_settings(data, base)
+    if acms.store.path is not None:  # relative to the configuration file
+        acms = replace(acms, store=replace(acms.store, path=str(base / acms.store.path)))
     _check_peer_tls(acms, sip)
     config = AcmsNodeConfig(acms, sip, parse_log_settings(data), parse_acms_limits(data))
     check_acms_trust(config)

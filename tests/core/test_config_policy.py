@@ -13,7 +13,8 @@ from mcacm_sip.acm.model import (
     Party,
     ProfileUpdateRequest,
 )
-from mcacm_sip.core.config import ConfigError, Timers
+from mcacm_sip.core import config as config_module
+from mcacm_sip.core.config import ConfigError, Timers, parse_acms_config
 from mcacm_sip.core.policy import PolicyAction, PolicyRule, assess
 from mcacm_sip.runtime.config import load_acmc_node, load_acms_node
 
@@ -102,6 +103,24 @@ def test_errors_name_the_key(tmp_path: Path, change: tuple[str, str], key: str) 
     with pytest.raises(ConfigError) as err:
         load_acms_node(write(tmp_path, FULL.replace(old, new, 1)))
     assert err.value.key == key
+
+
+def test_the_core_reads_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """core/config.py validates values; reading files is the runtime's (issue 14): a document
+    that names a file is refused by the core alone, even where the file exists, and the
+    store path stays as written."""
+    (tmp_path / "profile.xml").write_text(PROFILE_XML)
+    monkeypatch.chdir(tmp_path)
+    data = {"psi": "sip:acms@partner.example", "store": {"path": "acms.sqlite"},
+            "migration": {"id_template": "sip:{user}-{n}@partner.example",
+                          "profile_file": "profile.xml"}}
+    with pytest.raises(ConfigError) as err:
+        parse_acms_config(data)
+    assert err.value.key == "migration.profile_file"
+    del data["migration"]
+    assert parse_acms_config(data).store.path == "acms.sqlite"
+    source = Path(config_module.__file__).read_text(encoding="utf-8")
+    assert "tomllib" not in source and "open(" not in source and "read_text" not in source
 
 
 def test_bad_profile_and_bad_toml_are_config_errors(tmp_path: Path) -> None:
