@@ -46,7 +46,7 @@ from mcacm_sip.acm.model import (
 )
 from mcacm_sip.core.acms import AcmsCore
 from mcacm_sip.core.config import AcmsConfig, AuthorisedUser, PeerSystem, StoreConfig
-from mcacm_sip.core.events import FlowFromAcmc, Put, Send, UserLoggedOn
+from mcacm_sip.core.events import FlowFromAcmc, Put, SendFlow, UserLoggedOn
 from mcacm_sip.core.state import Mapping, PendingItem, Role, Snapshot
 from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import MALLOC_TRIM, SipSettings
@@ -297,7 +297,7 @@ def download(core: AcmsCore, user: str) -> None:
     """10.17.3.1: all of the user's items in one response, encoded for its MESSAGE."""
     request = PendingDataDownloadRequest(f"d-{time.perf_counter_ns()}", user)
     for action in core.handle(FlowFromAcmc(time.time(), user, request)):
-        if isinstance(action, Send):
+        if isinstance(action, SendFlow):
             codec.encode(action.flow)
 
 

@@ -409,7 +409,7 @@ def test_over_mutual_tls_as_acmc_exit_0(tmp_path: Path) -> None:
 
 def test_exchange_answers_what_is_not_ours_480_and_flags_wrong_answers() -> None:
     from mcacm_sip.acm.examples import example_flows
-    from mcacm_sip.runtime.sender import Exchange, Verdict
+    from mcacm_sip.runtime.sender import Exchange, ExchangeResult
 
     flows = example_flows()
     request = flows["profile-update-request"]
@@ -419,7 +419,7 @@ def test_exchange_answers_what_is_not_ours_480_and_flags_wrong_answers() -> None
     status, text = ex.on_message(codec.encode(flows["pending-data-notification"]),
                                  codec.ACM_CONTENT_TYPE, 100.02)
     assert status == 480 and text is not None and text.startswith("not-handled")
-    assert ex.verdict is Verdict.NO_ANSWER and not ex.done
+    assert ex.verdict is ExchangeResult.NO_ANSWER and not ex.done
     assert ex.on_message(codec.encode(flows["process-indication"]), codec.ACM_CONTENT_TYPE,
                          100.03) == (200, None)
     assert ex.timings["indication"] == pytest.approx(0.03)
@@ -429,18 +429,18 @@ def test_exchange_answers_what_is_not_ours_480_and_flags_wrong_answers() -> None
         getattr(wrong, f) for f in ("handler", "target", "result", "users")))
     status, text = ex.on_message(codec.encode(wrong), codec.ACM_CONTENT_TYPE, 100.04)
     assert status == 400 and text is not None and text.startswith("wrong-response")
-    assert ex.done and ex.verdict is Verdict.INVALID
+    assert ex.done and ex.verdict is ExchangeResult.INVALID
 
 
 def test_exchange_wrong_content_type_is_an_invalid_answer() -> None:
     from mcacm_sip.acm.examples import example_flows
-    from mcacm_sip.runtime.sender import Exchange, Verdict
+    from mcacm_sip.runtime.sender import Exchange, ExchangeResult
 
     flows = example_flows()
     ex = Exchange(flows["add-user-configuration-request"], started=0.0)  # type: ignore[arg-type]
     status, _ = ex.on_message(codec.encode(flows["add-user-configuration-response"]),
                               "application/xml", 1.0)
-    assert status == 415 and ex.verdict is Verdict.INVALID
+    assert status == 415 and ex.verdict is ExchangeResult.INVALID
     [arrival] = ex.invalid
     assert arrival.problems and arrival.flow is None
     # the right response, on time, after a 200 to the MESSAGE: positive
@@ -449,4 +449,4 @@ def test_exchange_wrong_content_type_is_an_invalid_answer() -> None:
                   codec.ACM_CONTENT_TYPE, 1.0)
     assert not ex.done  # the MESSAGE's own final status is still missing
     ex.on_final(200, "OK", None, 1.5)
-    assert ex.done and ex.result == "success" and ex.verdict is Verdict.POSITIVE
+    assert ex.done and ex.result == "success" and ex.verdict is ExchangeResult.POSITIVE

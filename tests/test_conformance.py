@@ -32,7 +32,7 @@ from mcacm_sip.core.config import (
     PeerSystem,
     Timers,
 )
-from mcacm_sip.core.events import FlowFromAcmc, FlowFromPeer, Send
+from mcacm_sip.core.events import FlowFromAcmc, FlowFromPeer, SendFlow
 from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
 from mcacm_sip.pcap import read_sip
 from mcacm_sip.runtime.acmc import AcmcNode
@@ -217,7 +217,7 @@ async def test_profile_without_fixtures_makes_scenarios_not_applicable(tmp_path:
 class SilentPartner(AcmsNode):
     """Never sends the process indication (it reports it delivered, so nothing retries)."""
 
-    async def _deliver(self, send: Send) -> None:
+    async def _deliver(self, send: SendFlow) -> None:
         if isinstance(send.flow, ProcessIndication):
             from mcacm_sip.core.events import DeliveryOutcome
             self.feed(DeliveryOutcome(asyncio.get_running_loop().time(), send.send_id, True))

@@ -8,15 +8,15 @@ from mcacm_sip.acm import fa, multipart
 from mcacm_sip.acm.fa import EXPIRES_UNTIL_WITHDRAWN as FOREVER
 from mcacm_sip.acm.fa import FaHolders, FaStatus
 from mcacm_sip.core.fa_server import (
-    Action,
     Answer,
     FaConfig,
     FaServer,
+    FaServerAction,
     FaServerConfig,
     Holder,
     HoldersChanged,
     Ignored,
-    Notify,
+    NotifySubscriber,
     Publish,
     Revoked,
     Subscribe,
@@ -53,29 +53,29 @@ def publish(
     who: str | None = None,
     p_id: str | None = None,
     now: float = T0,
-) -> list[Action]:
+) -> list[FaServerAction]:
     ctype, body = fa.publish_body(alias, user, take_over=take_over, p_id_fa=p_id)
     return srv.publish(Publish(expires, ctype, body, who or user), now)
 
 
 def resolve(
     srv: FaServer, sid: str = "s1", expires: int = FOREVER, who: str = ACMS
-) -> list[Action]:
+) -> list[FaServerAction]:
     ctype, body = fa.resolution_subscribe_body(FA)
     return srv.subscribe(Subscribe(sid, expires, ctype, body, who), T0)
 
 
-def answer(actions: list[Action]) -> Answer:
+def answer(actions: list[FaServerAction]) -> Answer:
     first = actions[0]
     assert isinstance(first, Answer)
     return first
 
 
-def notifies(actions: list[Action]) -> dict[str, Notify]:
-    return {a.subscription: a for a in actions if isinstance(a, Notify)}
+def notifies(actions: list[FaServerAction]) -> dict[str, NotifySubscriber]:
+    return {a.subscription: a for a in actions if isinstance(a, NotifySubscriber)}
 
 
-def holders_in(note: Notify) -> tuple[str, ...]:
+def holders_in(note: NotifySubscriber) -> tuple[str, ...]:
     return fa.decode_presence(note.body).holders
 
 

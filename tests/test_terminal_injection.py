@@ -23,7 +23,7 @@ from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import Addressee, Party, ProfileUpdateRequest, new_transaction_id
 from mcacm_sip.cli.logs import ConsoleFormatter, JsonFormatter
 from mcacm_sip.cli.main import Output
-from mcacm_sip.core.events import Report, ReportKind
+from mcacm_sip.core.events import ReportKind, ReportToUser
 from mcacm_sip.ladder import LadderEvent, render
 from mcacm_sip.runtime.acmc import InteractiveDecider
 from mcacm_sip.runtime.lab import ALICE, DAVE, Lab, profile_xml
@@ -75,7 +75,7 @@ def test_a_hostile_additional_info_reaches_the_interactive_decider_escaped(
 
 def test_the_acmc_console_output_escapes_report_texts() -> None:
     stream = io.StringIO()
-    Output(False, stream).report(Report("t1", ReportKind.FAILED, None,
+    Output(False, stream).report(ReportToUser("t1", ReportKind.FAILED, None,
                                         "403 not-authorised: \x1b[2Jx\nforged line"))
     assert stream.getvalue() == "t1: failed: 403 not-authorised: \\x1b[2Jx\\nforged line\n"
 
@@ -85,7 +85,7 @@ def test_json_output_stays_json() -> None:
     request = ProfileUpdateRequest(new_transaction_id(), Party(ALICE), Addressee(DAVE),
                                    "sip:mike-1@partner.example",
                                    profile_from_xml(profile_xml("Mike")), HOSTILE)
-    Output(True, stream).report(Report(request.transaction_id, ReportKind.FAILED, request,
+    Output(True, stream).report(ReportToUser(request.transaction_id, ReportKind.FAILED, request,
                                        HOSTILE))
     line = stream.getvalue()
     assert line.count("\n") == 1 and "\x9b" not in line  # json.dumps escapes (ASCII)

@@ -187,8 +187,19 @@ class UserProfile:
 # --------------------------------------------------------------------------- the flows
 
 
+class InformationFlow:
+    """Base of every ACM information flow class (TS 23.280 10.17.2): a frozen value naming its
+    flow and clause, carrying a transaction id.  :data:`AcmFlow` is the closed union of them
+    (what ``match`` and the codec enumerate)."""
+
+    __slots__ = ()
+    FLOW: ClassVar[str]
+    CLAUSE: ClassVar[str]
+    transaction_id: str
+
+
 @dataclass(frozen=True, slots=True)
-class ProfileUpdateRequest:
+class ProfileUpdateRequest(InformationFlow):
     """MC service user profile update request, TS 23.280 10.17.2.15 (table 10.17.2.15-1).
 
     Primary ACMC -> primary ACMS -> partner ACMS -> partner ACMC.
@@ -223,7 +234,7 @@ class ProfileUpdateRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class ProfileUpdateResponse:
+class ProfileUpdateResponse(InformationFlow):
     """MC service user profile update response, TS 23.280 10.17.2.16 (table 10.17.2.16-1).
 
     Partner ACMC -> partner ACMS -> primary ACMS -> primary ACMC.
@@ -255,7 +266,7 @@ class ProfileUpdateResponse:
 
 
 @dataclass(frozen=True, slots=True)
-class ProcessIndication:
+class ProcessIndication(InformationFlow):
     """Process indication (10.17.2; contents not public, project decision in docs/decisions.md).
 
     Sent by the partner ACMS to the primary system when it has accepted (stored) a request
@@ -291,7 +302,7 @@ class ProcessIndication:
 
 
 @dataclass(frozen=True, slots=True)
-class PendingDataNotification:
+class PendingDataNotification(InformationFlow):
     """Pending ACM data notification, 10.17.2 (ACMS -> ACMC), used by 10.17.3.1."""
 
     FLOW: ClassVar[str] = "pending-data-notification"
@@ -308,7 +319,7 @@ class PendingDataNotification:
 
 
 @dataclass(frozen=True, slots=True)
-class PendingDataDownloadRequest:
+class PendingDataDownloadRequest(InformationFlow):
     """Pending ACM data download request, 10.17.2 (ACMC -> ACMS)."""
 
     FLOW: ClassVar[str] = "pending-data-download-request"
@@ -379,7 +390,7 @@ def _check_user_list(ie: str, users: tuple[str, ...], where: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class AddUserConfigurationRequest:
+class AddUserConfigurationRequest(InformationFlow):
     """Add user configuration request, 10.17.5.2 (primary -> partner).
 
     Asks the partner to accept the listed primary-system users for migration.
@@ -404,7 +415,7 @@ class AddUserConfigurationRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class AddUserConfigurationResponse:
+class AddUserConfigurationResponse(InformationFlow):
     """Add user configuration response, 10.17.5.2 (partner -> primary).
 
     Carries per user the partner-assigned MC service ID and profile (10.17.7.1).
@@ -433,7 +444,7 @@ class AddUserConfigurationResponse:
 
 
 @dataclass(frozen=True, slots=True)
-class RemoveUserConfigurationRequest:
+class RemoveUserConfigurationRequest(InformationFlow):
     """Remove user configuration request, 10.17.5 (primary -> partner)."""
 
     FLOW: ClassVar[str] = "remove-user-configuration-request"
@@ -455,7 +466,7 @@ class RemoveUserConfigurationRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class RemoveUserConfigurationResponse:
+class RemoveUserConfigurationResponse(InformationFlow):
     """Remove user configuration response, 10.17.5 (partner -> primary)."""
 
     FLOW: ClassVar[str] = "remove-user-configuration-response"
@@ -486,7 +497,7 @@ AcmResponse = ProfileUpdateResponse | AddUserConfigurationResponse | RemoveUserC
 
 
 @dataclass(frozen=True, slots=True)
-class PendingDataDownloadResponse:
+class PendingDataDownloadResponse(InformationFlow):
     """Pending ACM data download response, 10.17.2 (ACMS -> ACMC).
 
     ACM Data (M): all ACM requests and responses currently pending for the user, each a complete

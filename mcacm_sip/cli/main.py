@@ -23,7 +23,7 @@ from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import AcmFlow, AcmRequest, Addressee
 from mcacm_sip.cli.logs import setup_logging
 from mcacm_sip.core.config import ConfigError
-from mcacm_sip.core.events import Report, ReportKind
+from mcacm_sip.core.events import ReportKind, ReportToUser
 from mcacm_sip.runtime.acmc import (
     AcmcNode,
     AutoDecider,
@@ -200,7 +200,7 @@ class Output:
         self.stream.write(printable(line) + "\n")  # one line; the peer's text escaped
         self.stream.flush()
 
-    def report(self, report: Report) -> None:
+    def report(self, report: ReportToUser) -> None:
         if self.as_json:
             doc: dict[str, Any] = {"event": str(report.kind),
                                    "transaction_id": report.transaction_id}

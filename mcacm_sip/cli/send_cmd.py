@@ -40,9 +40,9 @@ from mcacm_sip.runtime.base import TlsSettings
 from mcacm_sip.runtime.sender import (
     REQUEST_FLOWS,
     Exchange,
+    ExchangeResult,
     SendableRequest,
     SendSettings,
-    Verdict,
     identity_of,
     local_address_toward,
     send_request,
@@ -52,9 +52,9 @@ from mcacm_sip.sip.uri import InvalidUri, identity
 from mcacm_sip.text import printable
 
 EX_NO_ANSWER, EX_INVALID, EX_REFUSED = 3, 4, 5
-EXIT_FOR = {Verdict.POSITIVE: EX_OK, Verdict.NEGATIVE: EX_FAILED,
-            Verdict.NO_ANSWER: EX_NO_ANSWER, Verdict.INVALID: EX_INVALID,
-            Verdict.REFUSED: EX_REFUSED}
+EXIT_FOR = {ExchangeResult.POSITIVE: EX_OK, ExchangeResult.NEGATIVE: EX_FAILED,
+            ExchangeResult.NO_ANSWER: EX_NO_ANSWER, ExchangeResult.INVALID: EX_INVALID,
+            ExchangeResult.REFUSED: EX_REFUSED}
 
 _TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp", "tls")
 _T = TypeVar("_T")
@@ -351,7 +351,7 @@ def _text(ex: Exchange, settings: SendSettings, trace: list[TracedMessage], quie
         for p in arrival.problems:
             lines.append("  invalid     " + format_problem(
                 f"answer at {_ms(arrival.time)} ms", p))
-    if ex.failure and ex.verdict is Verdict.NO_ANSWER:
+    if ex.failure and ex.verdict is ExchangeResult.NO_ANSWER:
         row("no answer", f"{ex.failure} (after {t.get('end', 0):.1f} s, --timeout "
                          f"{settings.timeout:g})")
     row("result", ex.result or str(ex.verdict))

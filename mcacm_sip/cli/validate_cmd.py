@@ -44,7 +44,7 @@ _DECODERS: dict[str, Callable[[bytes], object]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Report:
+class ValidationReport:
     """The verdict on one document."""
 
     file: str
@@ -75,24 +75,24 @@ def _problem_of(exc: AcmError, root: etree._Element) -> Problem:
                    exc.sip_status)
 
 
-def check(name: str, data: bytes) -> Report:
+def check(name: str, data: bytes) -> ValidationReport:
     """Validate ``data`` (shown as ``name``) by the kind its root's namespace names."""
     try:
         root = parse(data)
     except AcmError:  # validate_document reports the parse problem with its hint
-        return Report(name, None, _with_lines(validate_document(data)))
+        return ValidationReport(name, None, _with_lines(validate_document(data)))
     qname = etree.QName(root)
     decoder = _DECODERS.get(qname.namespace or "")
     if decoder is None:  # ACM, or a foreign root that validate_document explains
-        return Report(name, qname.localname, _with_lines(validate_document(data)))
+        return ValidationReport(name, qname.localname, _with_lines(validate_document(data)))
     try:
         decoder(data)
     except AcmError as exc:
-        return Report(name, qname.localname, (_problem_of(exc, root),))
+        return ValidationReport(name, qname.localname, (_problem_of(exc, root),))
     except ValueError as exc:  # a model check of an FA value
-        return Report(name, qname.localname, (Problem(
+        return ValidationReport(name, qname.localname, (Problem(
             None, str(exc), "see docs/functional-alias.md", "model"),))
-    return Report(name, qname.localname, ())
+    return ValidationReport(name, qname.localname, ())
 
 
 def _with_lines(problems: list[Problem]) -> tuple[Problem, ...]:

@@ -34,15 +34,15 @@ from mcacm_sip.acm.model import (
 )
 from mcacm_sip.core.config import AcmcConfig
 from mcacm_sip.core.events import (
+    AcmcAction,
+    AcmcActions,
     AcmcEvent,
-    Action,
-    Actions,
     Decide,
     DeliveryOutcome,
     FlowFromAcms,
-    Report,
     ReportKind,
-    Send,
+    ReportToUser,
+    SendFlow,
     TimerTick,
 )
 from mcacm_sip.core.identity import same
@@ -104,32 +104,32 @@ class AcmcCore:
 
     # ------------------------------------------------------------------ requests (primary side)
 
-    def send_request(self, request: AcmRequest, now: float) -> list[Action]:
+    def send_request(self, request: AcmRequest, now: float) -> list[AcmcAction]:
         """23.280 10.17.7.2 step 1 (and 10.17.5): send a request built by the caller."""
         if request.transaction_id in self._open or request.transaction_id in self._finished:
             raise ValueError(f"transaction id {request.transaction_id} already used")
         self._open[request.transaction_id] = OpenRequest(
             request, now + self.config.request_timeout)
-        out = Actions()
+        out = AcmcActions()
         self._send(out, "request", request.transaction_id, request)
         return out.result()
 
     def profile_update(self, now: float, *, target: Addressee, migrated_user_id: str,
                        profile: UserProfile, additional_info: str | None = None
-                       ) -> tuple[str, list[Action]]:
+                       ) -> tuple[str, list[AcmcAction]]:
         """Request a profile update (10.17.2.15); returns the new transaction id."""
         req = ProfileUpdateRequest(new_transaction_id(), self.me, target, migrated_user_id,
                                    profile, additional_info)
         return req.transaction_id, self.send_request(req, now)
 
     def add_users(self, now: float, users: tuple[str, ...], target: Addressee | None = None
-                  ) -> tuple[str, list[Action]]:
+                  ) -> tuple[str, list[AcmcAction]]:
         """Ask the partner to accept ``users`` for migration (10.17.5.2)."""
         req = AddUserConfigurationRequest(new_transaction_id(), self.me, users, target)
         return req.transaction_id, self.send_request(req, now)
 
     def remove_users(self, now: float, users: tuple[str, ...], target: Addressee | None = None
-                     ) -> tuple[str, list[Action]]:
+                     ) -> tuple[str, list[AcmcAction]]:
         """Withdraw ``users`` from migration (10.17.5)."""
         req = RemoveUserConfigurationRequest(new_transaction_id(), self.me, users, target)
         return req.transaction_id, self.send_request(req, now)
@@ -137,7 +137,7 @@ class AcmcCore:
     # ------------------------------------------------------------------ decisions (partner side)
 
     def decide(self, transaction_id: str, approve: bool, reason: str | None, now: float
-               ) -> list[Action]:
+               ) -> list[AcmcAction]:
         """23.280 10.17.7.2 steps 6-7: answer a request handed out by :class:`Decide`."""
         request = self._to_decide.pop(transaction_id, None)
         if request is None:
@@ -148,14 +148,14 @@ class AcmcCore:
             request.target.functional_alias if request.target is not None else None)
         response = response_to(request, Party(self.config.mc_service_id, fa), result)
         _keep(self._decided, transaction_id, (request, response))
-        out = Actions()
+        out = AcmcActions()
         self._send(out, "response", transaction_id, response)
         return out.result()
 
     # ------------------------------------------------------------------ events
 
-    def handle(self, event: AcmcEvent) -> list[Action]:
-        out = Actions()
+    def handle(self, event: AcmcEvent) -> list[AcmcAction]:
+        out = AcmcActions()
         match event:
             case FlowFromAcms():
                 self._flow(event.now, event.flow, out)
@@ -165,14 +165,14 @@ class AcmcCore:
                 for tid, o in list(self._open.items()):
                     if o.deadline <= event.now:
                         self._finish(tid)
-                        out.add(Report(tid, ReportKind.TIMEOUT,
+                        out.add(ReportToUser(tid, ReportKind.TIMEOUT,
                                        text="no answer before the ACMC's own timer"))
         return out.result()
 
     def get_timer(self) -> float | None:
         return min((o.deadline for o in self._open.values()), default=None)
 
-    def _flow(self, now: float, flow: AcmFlow, out: Actions) -> None:
+    def _flow(self, now: float, flow: AcmFlow, out: AcmcActions) -> None:
         if isinstance(flow, PendingDataNotification):
             if not same(flow.user, self.config.mc_service_id):
                 out.refuse(404, f"not-this-user: {flow.user}")
@@ -197,7 +197,7 @@ class AcmcCore:
             o = self._open.get(flow.transaction_id)
             if o is not None and not o.indicated:
                 self._open[flow.transaction_id] = OpenRequest(o.request, o.deadline, True)
-                out.add(Report(flow.transaction_id, ReportKind.INDICATION, flow))
+                out.add(ReportToUser(flow.transaction_id, ReportKind.INDICATION, flow))
         elif isinstance(flow, AcmRequest | AcmResponse):
             out.accept()
             if (why := self._item(flow, out)) is not None:
@@ -206,7 +206,7 @@ class AcmcCore:
         else:
             out.refuse(400, f"unexpected-flow: an ACMS does not send {flow.FLOW} to an ACMC")
 
-    def _item(self, flow: AcmRequest | AcmResponse, out: Actions) -> str | None:
+    def _item(self, flow: AcmRequest | AcmResponse, out: AcmcActions) -> str | None:
         """Take one request or response from our ACMS; the refusal text if it is refused."""
         tid = flow.transaction_id
         if isinstance(flow, AcmResponse):
@@ -215,7 +215,7 @@ class AcmcCore:
                 if not answers(flow, o.request):
                     return f"wrong-response: {flow.FLOW} does not answer {o.request.FLOW}"
                 self._finish(tid)
-                out.add(Report(tid, ReportKind.RESPONSE, flow))
+                out.add(ReportToUser(tid, ReportKind.RESPONSE, flow))
             elif tid in self._finished:
                 log.info("response %s again: ignored", tid)
             else:
@@ -223,7 +223,7 @@ class AcmcCore:
                 # belong to a request of an earlier session (restarted ACMC, our own timer
                 # ran out); the user must still learn the Result, once
                 _keep(self._finished, tid, None)
-                out.add(Report(tid, ReportKind.RESPONSE, flow,
+                out.add(ReportToUser(tid, ReportKind.RESPONSE, flow,
                                text="answer to a request not open in this session"))
         elif (decided := self._decided.get(tid)) is not None:
             if decided[0] != flow:
@@ -249,7 +249,7 @@ class AcmcCore:
         del self._open[tid]
         _keep(self._finished, tid, None)
 
-    def _outcome(self, ev: DeliveryOutcome, out: Actions) -> None:
+    def _outcome(self, ev: DeliveryOutcome, out: AcmcActions) -> None:
         what, tid = self._sends.pop(ev.send_id, ("", None))
         if ev.ok or tid is None:
             return
@@ -257,9 +257,9 @@ class AcmcCore:
             # e.g. 403 from the primary ACMS (step 2 failed): the user learns why
             self._finish(tid)
         if what in ("request", "response"):
-            out.add(Report(tid, ReportKind.FAILED, text=ev.reason))
+            out.add(ReportToUser(tid, ReportKind.FAILED, text=ev.reason))
 
-    def _send(self, out: Actions, what: str, tid: str | None, flow: AcmFlow) -> None:
+    def _send(self, out: AcmcActions, what: str, tid: str | None, flow: AcmFlow) -> None:
         send_id = uuid.uuid4().hex
         self._sends[send_id] = (what, tid)
-        out.add(Send(send_id, Hop.ACMS, self.config.acms_psi, flow))
+        out.add(SendFlow(send_id, Hop.ACMS, self.config.acms_psi, flow))

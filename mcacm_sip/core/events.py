@@ -4,17 +4,26 @@ Every event carries ``now`` (seconds, the runtime's wall clock: ``time.time()``)
 read a clock.  ``handle(event)`` returns actions in the order the runtime must apply them:
 
 1. :class:`Put` / :class:`Remove` -- in ONE store transaction ("stored before acknowledged");
-2. the verdict (:class:`Accept` / :class:`Refuse`) for the SIP request that carried the event,
-   present only for flow events;
-3. everything else (:class:`Send`, :class:`SubscribeFa`, :class:`Decide`, :class:`Report`).
+2. the verdict (:class:`AcceptMessage` / :class:`RefuseMessage`) for the SIP request that carried
+   the event, present only for flow events;
+3. everything else (:class:`SendFlow`, :class:`SubscribeFa`, :class:`Decide`,
+   :class:`ReportToUser`).
 
 Afterwards the runtime re-arms its single timer at ``core.get_timer()``.
+
+Every event is a :class:`CoreEvent` and every action a :class:`CoreAction` (h11's one ``Event``
+base); what each core takes and returns is a closed union: :data:`AcmsEvent` and
+:data:`AcmsAction` for the ACMS, :data:`AcmcEvent` and :data:`AcmcAction` for the ACMC.  The
+names say what they do at this layer (``SendFlow``, not ``Send``: the SIP layer has its own
+sends, answers and notifications).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 from mcacm_sip.acm.model import AcmFlow, AcmRequest
 from mcacm_sip.core.state import Hop, Record
@@ -22,8 +31,15 @@ from mcacm_sip.core.state import Hop, Record
 # --------------------------------------------------------------------------- events
 
 
+class CoreEvent:
+    """Base of every event into a core: a frozen value carrying the runtime's ``now``."""
+
+    __slots__ = ()
+    now: float
+
+
 @dataclass(frozen=True, slots=True)
-class FlowFromAcmc:
+class FlowFromAcmc(CoreEvent):
     """(ACMS) A flow in a MESSAGE from a local ACMC."""
 
     now: float
@@ -35,7 +51,7 @@ class FlowFromAcmc:
 
 
 @dataclass(frozen=True, slots=True)
-class FlowFromPeer:
+class FlowFromPeer(CoreEvent):
     """(ACMS) A flow in a MESSAGE from another ACMS."""
 
     now: float
@@ -45,7 +61,7 @@ class FlowFromPeer:
 
 
 @dataclass(frozen=True, slots=True)
-class UserLoggedOn:
+class UserLoggedOn(CoreEvent):
     """(ACMS) The registrar has a binding for ``user`` (REGISTER)."""
 
     now: float
@@ -53,7 +69,7 @@ class UserLoggedOn:
 
 
 @dataclass(frozen=True, slots=True)
-class UserLoggedOff:
+class UserLoggedOff(CoreEvent):
     """(ACMS) The user's last binding expired or was removed."""
 
     now: float
@@ -61,7 +77,7 @@ class UserLoggedOff:
 
 
 @dataclass(frozen=True, slots=True)
-class FaHoldersChanged:
+class FaHoldersChanged(CoreEvent):
     """(ACMS) A NOTIFY from our FA controlling server: the users who have ``fa`` active."""
 
     now: float
@@ -70,7 +86,7 @@ class FaHoldersChanged:
 
 
 class Failure(StrEnum):
-    """Why a :class:`Send` did not get a 2xx: a fact, not an invented SIP status.
+    """Why a :class:`SendFlow` did not get a 2xx: a fact, not an invented SIP status.
 
     Remote (the network or the peer): ``REFUSED`` (a final non-2xx SIP answer, ``status`` holds
     it), ``TIMEOUT`` (no final answer in time, RFC 3261 Timer F), ``TRANSPORT`` (no connection,
@@ -88,8 +104,8 @@ class Failure(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class DeliveryOutcome:
-    """(both) The outcome of a :class:`Send`: ok = a 2xx arrived; else ``failure`` says why."""
+class DeliveryOutcome(CoreEvent):
+    """(both) The outcome of a :class:`SendFlow`: ok = a 2xx arrived; else ``failure`` says why."""
 
     now: float
     send_id: str
@@ -114,14 +130,14 @@ class DeliveryOutcome:
 
 
 @dataclass(frozen=True, slots=True)
-class TimerTick:
+class TimerTick(CoreEvent):
     """(both) The deadline from ``get_timer()`` was reached (late ticks are fine)."""
 
     now: float
 
 
 @dataclass(frozen=True, slots=True)
-class FlowFromAcms:
+class FlowFromAcms(CoreEvent):
     """(ACMC) A flow in a MESSAGE from the ACMC's own ACMS."""
 
     now: float
@@ -137,15 +153,21 @@ AcmcEvent = FlowFromAcms | DeliveryOutcome | TimerTick
 # --------------------------------------------------------------------------- actions
 
 
+class CoreAction:
+    """Base of every action out of a core: a frozen value the runtime applies."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
-class Put:
+class Put(CoreAction):
     """Store (insert or replace) a record."""
 
     record: Record
 
 
 @dataclass(frozen=True, slots=True)
-class Remove:
+class Remove(CoreAction):
     """Delete the record of ``kind`` (``Record.KIND``) with ``key``."""
 
     kind: str
@@ -153,12 +175,12 @@ class Remove:
 
 
 @dataclass(frozen=True, slots=True)
-class Accept:
+class AcceptMessage(CoreAction):
     """Answer the incoming MESSAGE with 200 (after the store changes are committed)."""
 
 
 @dataclass(frozen=True, slots=True)
-class Refuse:
+class RefuseMessage(CoreAction):
     """Answer the incoming MESSAGE with ``status`` and ``Warning: 399 <host> "<warning>"``.
     ``warning`` starts with a machine-readable code, e.g. ``not-authorised: ...``."""
 
@@ -169,7 +191,7 @@ class Refuse:
 
 
 @dataclass(frozen=True, slots=True)
-class Send:
+class SendFlow(CoreAction):
     """Send ``flow`` in a MESSAGE; report the outcome back as ``DeliveryOutcome(send_id)``.
 
     ``hop``: ACMC -> ``to`` is an MC service ID (use the registrar's contact); PEER -> ``to`` is a
@@ -183,7 +205,7 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True)
-class SubscribeFa:
+class SubscribeFa(CoreAction):
     """(ACMS) Keep a continuous subscription (Expires 4294967295) to ``fa`` at our FA
     controlling server and feed every NOTIFY back as :class:`FaHoldersChanged`."""
 
@@ -191,7 +213,7 @@ class SubscribeFa:
 
 
 @dataclass(frozen=True, slots=True)
-class Decide:
+class Decide(CoreAction):
     """(ACMC) Ask the decider (a person, or --auto) about ``request``; answer with
     ``AcmcCore.decide(transaction_id, approve, reason, now)``."""
 
@@ -208,7 +230,7 @@ class ReportKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Report:
+class ReportToUser(CoreAction):
     """(ACMC) Something to show the user about ``transaction_id``."""
 
     transaction_id: str
@@ -217,43 +239,68 @@ class Report:
     text: str | None = None
 
 
-Verdict = Accept | Refuse
+MessageVerdict = AcceptMessage | RefuseMessage
+"""The answer to the SIP MESSAGE that carried a flow event."""
 StoreChange = Put | Remove
-Action = Put | Remove | Accept | Refuse | Send | SubscribeFa | Decide | Report
+AcmsAction = Put | Remove | AcceptMessage | RefuseMessage | SendFlow | SubscribeFa
+"""What :meth:`AcmsCore.handle <mcacm_sip.core.acms.AcmsCore.handle>` returns."""
+AcmcAction = AcceptMessage | RefuseMessage | SendFlow | Decide | ReportToUser
+"""What :class:`~mcacm_sip.core.acmc.AcmcCore` returns."""
+
+_A = TypeVar("_A", AcmsAction, AcmcAction)
 
 
-class Actions:
-    """Collects the actions of one ``handle`` call and returns them in the documented order."""
+class _Collector(Generic[_A]):
+    """The verdict and the other actions of one ``handle`` call."""
 
-    __slots__ = ("_changes", "_rest", "_verdict")
+    __slots__ = ("_rest", "_verdict")
 
     def __init__(self) -> None:
+        self._verdict: MessageVerdict | None = None
+        self._rest: list[_A] = []
+
+    def accept(self) -> None:
+        self._verdict = AcceptMessage()
+
+    def refuse(self, status: int, warning: str, retry_after: int | None = None) -> None:
+        self._verdict = RefuseMessage(status, warning, retry_after)
+
+    def add(self, action: _A) -> None:
+        self._rest.append(action)
+
+
+class AcmsActions(_Collector[AcmsAction]):
+    """Collects the ACMS's actions of one ``handle`` call, returned in the documented order."""
+
+    __slots__ = ("_changes",)
+
+    def __init__(self) -> None:
+        super().__init__()
         self._changes: list[StoreChange] = []
-        self._verdict: Verdict | None = None
-        self._rest: list[Action] = []
 
     def change(self, change: StoreChange) -> None:
         self._changes.append(change)
 
-    def accept(self) -> None:
-        self._verdict = Accept()
-
-    def refuse(self, status: int, warning: str, retry_after: int | None = None) -> None:
-        self._verdict = Refuse(status, warning, retry_after)
-
-    def add(self, action: Action) -> None:
-        self._rest.append(action)
-
-    def result(self) -> list[Action]:
-        verdict: list[Action] = [self._verdict] if self._verdict is not None else []
+    def result(self) -> list[AcmsAction]:
+        verdict = [self._verdict] if self._verdict is not None else []
         return [*self._changes, *verdict, *self._rest]
 
 
-def store_changes(actions: list[Action]) -> list[StoreChange]:
+class AcmcActions(_Collector[AcmcAction]):
+    """Collects the ACMC's actions of one ``handle`` call (it stores nothing)."""
+
+    __slots__ = ()
+
+    def result(self) -> list[AcmcAction]:
+        verdict = [self._verdict] if self._verdict is not None else []
+        return [*verdict, *self._rest]
+
+
+def store_changes(actions: Sequence[CoreAction]) -> list[StoreChange]:
     """The store changes among ``actions`` (apply them in one transaction)."""
     return [a for a in actions if isinstance(a, Put | Remove)]
 
 
-def verdict_of(actions: list[Action]) -> Verdict | None:
+def verdict_of(actions: Sequence[CoreAction]) -> MessageVerdict | None:
     """The verdict for the incoming request, if the event had one."""
-    return next((a for a in actions if isinstance(a, Accept | Refuse)), None)
+    return next((a for a in actions if isinstance(a, AcceptMessage | RefuseMessage)), None)

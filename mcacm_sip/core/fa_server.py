@@ -2,10 +2,11 @@
 
 The server owning a set of functional aliases.  It takes decoded SIP facts (a PUBLISH, an initial
 or in-dialog SUBSCRIBE, a clock tick) with ``now`` (POSIX seconds) and returns actions: the
-:class:`Answer` owed to the request, :class:`Notify` bodies for subscriptions, and events for
-in-process consumers (:class:`HoldersChanged`, :class:`Revoked`, :class:`Ignored`).  The asyncio
-runtime serves it with the SIP layer's publication and subscription usages: they own SIP-ETag,
-dialogs and NOTIFY transactions; this core owns status codes and bodies.
+:class:`Answer` owed to the request, :class:`NotifySubscriber` bodies for subscriptions, and
+events for in-process consumers (:class:`HoldersChanged`, :class:`Revoked`,
+:class:`Ignored`).  The asyncio runtime serves it with the SIP layer's publication and
+subscription usages: they own SIP-ETag, dialogs and NOTIFY transactions; this core owns status
+codes and bodies.
 
 Stored information (9A.2.2.3.2): per FA, its holders (MCPTT ID, activation time, expiration).
 Activation with Expires 4294967295 lasts until withdrawn; :meth:`FaServer.expire` still honours
@@ -142,7 +143,7 @@ class TerminationReason(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Notify:
+class NotifySubscriber:
     """A NOTIFY to send in ``subscription`` with a pidf body (9A.2.2.3.5 / .8)."""
 
     subscription: SubscriptionId
@@ -175,7 +176,7 @@ class Ignored:
     reason: str
 
 
-Action = Answer | Notify | HoldersChanged | Revoked | Ignored
+FaServerAction = Answer | NotifySubscriber | HoldersChanged | Revoked | Ignored
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +286,7 @@ class FaServer:
 
     # ------------------------------------------------------------------ PUBLISH
 
-    def publish(self, ev: Publish, now: float) -> list[Action]:
+    def publish(self, ev: Publish, now: float) -> list[FaServerAction]:
         """Receiving functional alias status change (9A.2.2.3.3); the first action is the Answer."""
         try:
             bodies = decode_bodies(ev.content_type, ev.body)
@@ -339,7 +340,7 @@ class FaServer:
         if not (same_identity(doc.tuple_id, fa) or same_identity(doc.tuple_id, user)):
             return [answer, Ignored(f"tuple id {doc.tuple_id} is neither {fa} nor {user} (step 9)")]
         before = tuple(holders)
-        actions: list[Action] = [answer]
+        actions: list[FaServerAction] = [answer]
         # holder lists name users as configured (step 4a admitted only configured users)
         name = known.user_ids.get(user_key, user)
         if revoke is not None:
@@ -355,7 +356,7 @@ class FaServer:
         actions += self._after_change(fa_key, before, changed_users, doc.p_id_fa, now)  # 13-14
         return actions
 
-    def _refuse_full(self, cfg: FaConfig, user: Uri, p_id_fa: str | None) -> list[Action]:
+    def _refuse_full(self, cfg: FaConfig, user: Uri, p_id_fa: str | None) -> list[FaServerAction]:
         # step 5; stage 2 10.13.4 step 3: an authorised user is offered take-over
         if not cfg.allow_takeover:
             return [_answer(403, f"max-simultaneous-activations of {cfg.uri} reached")]
@@ -363,8 +364,8 @@ class FaServer:
         entry = FunctionalAliasEntry(user=self._fa[fa].user_ids.get(user, str(user)),
                                      status=FaStatus.TAKE_OVER_POSSIBLE)
         body = encode_presence(FaPresence.per_fa(cfg.uri, [entry], p_id_fa))
-        notes: list[Action] = [
-            Notify(sid, body)
+        notes: list[FaServerAction] = [
+            NotifySubscriber(sid, body)
             for sid, sub in self._subs.items()
             if sub.kind is _Kind.STATUS and sub.key == fa and sub.user_key == user
         ]
@@ -373,7 +374,7 @@ class FaServer:
             *notes,
         ]
 
-    def deactivate(self, fa: str, user: str, now: float) -> list[Action]:
+    def deactivate(self, fa: str, user: str, now: float) -> list[FaServerAction]:
         """Automatic or administrative deactivation (9A.2.2.3.6): remove ``user`` from ``fa``."""
         fa_key, user_key = try_identity(fa), try_identity(user)
         holders = self._holders.get(fa_key) if fa_key is not None else None
@@ -381,15 +382,15 @@ class FaServer:
             return []
         return self._remove(fa_key, user_key, now)
 
-    def _remove(self, fa: Uri, user: Uri, now: float) -> list[Action]:
+    def _remove(self, fa: Uri, user: Uri, now: float) -> list[FaServerAction]:
         holders = self._holders[fa]
         before = tuple(holders)
         del holders[user]
         return self._after_change(fa, before, {user}, None, now)
 
-    def expire(self, now: float) -> list[Action]:
+    def expire(self, now: float) -> list[FaServerAction]:
         """Deactivate every holder whose expiration time has passed (9A.2.2.3.6 item 2)."""
-        actions: list[Action] = []
+        actions: list[FaServerAction] = []
         for fa, holders in self._holders.items():
             for user in [u for u, h in holders.items() if h.expires_at <= now]:
                 actions += self._remove(fa, user, now)
@@ -397,8 +398,8 @@ class FaServer:
 
     def _after_change(
         self, fa: Uri, before: tuple[Uri, ...], users: set[Uri], p_id_fa: str | None, now: float
-    ) -> list[Action]:
-        actions: list[Action] = []
+    ) -> list[FaServerAction]:
+        actions: list[FaServerAction] = []
         uri = self._fa[fa].cfg.uri
         changed = before != tuple(self._holders[fa])
         if changed:
@@ -408,17 +409,17 @@ class FaServer:
             if sub.kind is _Kind.STATUS and sub.key == fa:
                 # 9A.2.2.3.5: every accepted PUBLISH is reported to the status watchers, with
                 # the p-id-fa so that the publisher can match it
-                actions.append(Notify(sid, self._status_body(fa, sub.user_key, p_id_fa)))
+                actions.append(NotifySubscriber(sid, self._status_body(fa, sub.user_key, p_id_fa)))
             elif changed and sub.kind is _Kind.RESOLUTION and sub.key == fa:
                 # 23.280 10.13.10: notifications whenever the list changes
-                actions.append(Notify(sid, self._resolution_body(fa)))
+                actions.append(NotifySubscriber(sid, self._resolution_body(fa)))
             elif changed and sub.kind is _Kind.USER and sub.key in users:
-                actions.append(Notify(sid, self._user_body(sub.target, sub.key)))
+                actions.append(NotifySubscriber(sid, self._user_body(sub.target, sub.key)))
         return actions
 
     # ------------------------------------------------------------------ SUBSCRIBE
 
-    def subscribe(self, ev: Subscribe, now: float) -> list[Action]:
+    def subscribe(self, ev: Subscribe, now: float) -> list[FaServerAction]:
         """An initial SUBSCRIBE: Answer, then the first NOTIFY (RFC 6665 4.2.1.2); with Expires 0
         that NOTIFY terminates the subscription (one-time fetch)."""
         try:
@@ -442,7 +443,7 @@ class FaServer:
             self._subs[ev.subscription] = sub
         return [
             _answer(200, headers=[("Expires", str(ev.expires))]),
-            Notify(ev.subscription, self._body_for(sub), terminated=terminated),
+            NotifySubscriber(ev.subscription, self._body_for(sub), terminated=terminated),
         ]
 
     def _classify(self, bodies: FaBodies, who: str | None) -> tuple[_Sub | None, Answer | None]:
@@ -482,7 +483,7 @@ class FaServer:
 
     def refresh(
         self, subscription: SubscriptionId, expires: int | None, now: float
-    ) -> list[Action]:
+    ) -> list[FaServerAction]:
         """An in-dialog SUBSCRIBE: re-subscribe (4294967295) or de-subscribe (0) (9A.2.1.3)."""
         sub = self._subs.get(subscription)
         if sub is None:
@@ -495,7 +496,7 @@ class FaServer:
             terminated = TerminationReason.TIMEOUT
         return [
             _answer(200, headers=[("Expires", str(expires))]),
-            Notify(subscription, self._body_for(sub), terminated=terminated),
+            NotifySubscriber(subscription, self._body_for(sub), terminated=terminated),
         ]
 
     def drop(self, subscription: SubscriptionId) -> None:
@@ -552,21 +553,21 @@ class FaServer:
         return self._user_body(sub.target, sub.key)
 
 
-def holders_changed(actions: Sequence[Action]) -> list[FaHolders]:
+def holders_changed(actions: Sequence[FaServerAction]) -> list[FaHolders]:
     """The holder lists among ``actions``, for an in-process ACMS."""
     return [a.holders for a in actions if isinstance(a, HoldersChanged)]
 
 
 __all__ = [
-    "Action",
     "Answer",
     "FaConfig",
     "FaServer",
+    "FaServerAction",
     "FaServerConfig",
     "Holder",
     "HoldersChanged",
     "Ignored",
-    "Notify",
+    "NotifySubscriber",
     "Publish",
     "Revoked",
     "Subscribe",

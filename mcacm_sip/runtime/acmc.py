@@ -36,15 +36,15 @@ from mcacm_sip.acm.model import (
 )
 from mcacm_sip.core.acmc import AcmcCore
 from mcacm_sip.core.events import (
+    AcmcAction,
     AcmcEvent,
-    Action,
     Decide,
     FlowFromAcms,
-    Report,
+    MessageVerdict,
     ReportKind,
-    Send,
+    ReportToUser,
+    SendFlow,
     TimerTick,
-    Verdict,
     verdict_of,
 )
 from mcacm_sip.runtime.base import CoreTimer, Node, TraceHook
@@ -254,7 +254,7 @@ class AcmcNode(Node):
 
     def __init__(self, config: AcmcNodeConfig, decider: Decider | None = None, *,
                  trace: TraceHook | None = None,
-                 on_report: Callable[[Report], None] | None = None) -> None:
+                 on_report: Callable[[ReportToUser], None] | None = None) -> None:
         check_acmc_trust(config)  # secure by default: ConfigError naming sip.trust
         super().__init__(config.sip, config.acmc.mc_service_id, trace)
         self.config = config
@@ -358,13 +358,13 @@ class AcmcNode(Node):
 
     # ------------------------------------------------------------------ core plumbing
 
-    def _apply(self, actions: list[Action]) -> Verdict | None:
+    def _apply(self, actions: list[AcmcAction]) -> MessageVerdict | None:
         for action in actions:
-            if isinstance(action, Send):
+            if isinstance(action, SendFlow):
                 self._spawn(self._deliver(action))
             elif isinstance(action, Decide):
                 self._spawn(self._decide(action.request))
-            elif isinstance(action, Report):
+            elif isinstance(action, ReportToUser):
                 self._report(action)
         self._timer.rearm()
         return verdict_of(actions)
@@ -373,7 +373,7 @@ class AcmcNode(Node):
         if self._running:
             self._apply(self.core.handle(event))
 
-    def _report(self, report: Report) -> None:
+    def _report(self, report: ReportToUser) -> None:
         log.info("%s %s%s", report.transaction_id, report.kind,
                  f": {report.text}" if report.text else "",
                  extra={"event": f"acmc.{report.kind}", "transaction_id": report.transaction_id})
@@ -396,7 +396,7 @@ class AcmcNode(Node):
         if self.on_report is not None:
             self.on_report(report)
 
-    async def _deliver(self, send: Send) -> None:
+    async def _deliver(self, send: SendFlow) -> None:
         sent = await send_message(self.endpoint, self.config.sip, uri=send.to,
                                   to=send.to, identity=self.me, flow=send.flow)
         self._feed(sent.outcome(time.time(), send.send_id))

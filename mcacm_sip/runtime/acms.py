@@ -8,7 +8,7 @@ Wiring (docs/running.md):
 - MESSAGE -> Content-Type check (415 + Accept, by the endpoint) -> decode (typed errors -> their
   status + ``Warning: 399``) -> sender identity -> core -> store changes in ONE transaction ->
   SIP answer -> sends ("stored before acknowledged").
-- every ``Send`` -> MESSAGE (Request-URI: the ACMC's registered contact or the peer's PSI,
+- every ``SendFlow`` -> MESSAGE (Request-URI: the ACMC's registered contact or the peer's PSI,
   P-Asserted-Identity: our PSI, P-Asserted-Service: the configured ICSI); its outcome -> core.
 - ``SubscribeFa`` -> continuous SUBSCRIBE ``Event: presence`` to our FA controlling server
   (24.379 9A.2.2.2.8); each NOTIFY's pidf -> ``FaHoldersChanged``.
@@ -34,20 +34,20 @@ from mcacm_sip.acm.fa import (
 from mcacm_sip.acm.model import AcmRequest
 from mcacm_sip.core.acms import AcmsCore
 from mcacm_sip.core.events import (
+    AcmsAction,
     AcmsEvent,
-    Action,
     DeliveryOutcome,
     FaHoldersChanged,
     Failure,
     FlowFromAcmc,
     FlowFromPeer,
-    Send,
+    MessageVerdict,
+    SendFlow,
     StoreChange,
     SubscribeFa,
     TimerTick,
     UserLoggedOff,
     UserLoggedOn,
-    Verdict,
     store_changes,
     verdict_of,
 )
@@ -119,7 +119,7 @@ class AcmsNode(Node):
         # group commit (docs/decisions.md "Benchmarks"): what the events of one loop
         # iteration changed, and the sends waiting for it; resolved True once stored
         self._batch: list[StoreChange] = []
-        self._after: list[Action] = []
+        self._after: list[AcmsAction] = []
         self._stored: asyncio.Future[bool] | None = None
         self._shedding = False
         """Overloaded: new requests get 503 (``[limits]``)."""
@@ -177,7 +177,7 @@ class AcmsNode(Node):
         if self._running:
             self._apply(self.core.handle(event))
 
-    def _apply(self, actions: list[Action]) -> Verdict | None:
+    def _apply(self, actions: list[AcmsAction]) -> MessageVerdict | None:
         """Queue the store changes for this loop iteration's commit; the sends (and SIP
         answers, see ``_on_message``) wait for it; returns the verdict."""
         changes = store_changes(actions)
@@ -217,9 +217,9 @@ class AcmsNode(Node):
             self._start_sends(after)
         return ok
 
-    def _start_sends(self, actions: list[Action]) -> None:
+    def _start_sends(self, actions: list[AcmsAction]) -> None:
         for action in actions:
-            if isinstance(action, Send):
+            if isinstance(action, SendFlow):
                 self._spawn(self._deliver(action))
             elif isinstance(action, SubscribeFa):
                 fa = try_identity(action.fa)
@@ -302,7 +302,7 @@ class AcmsNode(Node):
 
     # ------------------------------------------------------------------ MESSAGE out
 
-    async def _deliver(self, send: Send) -> None:
+    async def _deliver(self, send: SendFlow) -> None:
         if send.hop is Hop.ACMC:
             contacts = self.registrar.contacts(send.to, time.time())
             if not contacts:  # logged off meanwhile: the core queues it (10.17.3.1)

@@ -5,8 +5,8 @@ One PUBLISH state machine: the SIP layer's RFC 3903 compositor keeps only the SI
 policy hook hands every attempt to the FA core, which alone decides 200 / 423 / 403 and the
 holder lists.  SUBSCRIBE/NOTIFY: the SIP layer's RFC 6665 notifier keeps the dialogs; the FA
 core decides each subscription (who may resolve or watch which FA) and gives every NOTIFY body.
-Each subscription is its own notifier key, so a core ``Notify(subscription, body)`` becomes
-exactly one NOTIFY.
+Each subscription is its own notifier key, so a core ``NotifySubscriber(subscription, body)``
+becomes exactly one NOTIFY.
 
 With ``[store] path`` the holders live in SQLite (:class:`~mcacm_sip.store.fa.FaStore`): every
 holder change is committed before the 200 leaves, and a start restores them.  A store that
@@ -29,13 +29,13 @@ from mcacm_sip.acm.fa import (
 )
 from mcacm_sip.core.config import ConfigError
 from mcacm_sip.core.fa_server import (
-    Action,
     Answer,
     FaServer,
+    FaServerAction,
     Holder,
     HoldersChanged,
     Ignored,
-    Notify,
+    NotifySubscriber,
     Publish,
     Revoked,
     Subscribe,
@@ -135,7 +135,7 @@ class FaServerNode(Node):
 
     # ------------------------------------------------------------------ helpers
 
-    def _refusal(self, actions: list[Action]) -> Refuse | None:
+    def _refusal(self, actions: list[FaServerAction]) -> Refuse | None:
         """The core's first action is its Answer: None for 200, else the SIP refusal."""
         answer = actions[0]
         assert isinstance(answer, Answer)
@@ -148,7 +148,7 @@ class FaServerNode(Node):
                  extra={"event": "fa.refused", "status": answer.status})
         return Refuse(answer.status, answer.reason, headers)
 
-    def _persist(self, actions: list[Action]) -> bool:
+    def _persist(self, actions: list[FaServerAction]) -> bool:
         """Commit every FA whose holders changed; False (and the node fails) if that cannot be
         done.  Revoked always comes with its FA's HoldersChanged."""
         if self.store is None:
@@ -164,11 +164,11 @@ class FaServerNode(Node):
             return False
         return True
 
-    def _perform(self, actions: list[Action]) -> None:
+    def _perform(self, actions: list[FaServerAction]) -> None:
         """Everything after the Answer: NOTIFY bodies and events for the log."""
         for action in actions:
             match action:
-                case Notify():
+                case NotifySubscriber():
                     self._bodies[action.subscription] = action.body
                     if action.terminated is not None:
                         self._notifications.terminate(action.subscription,
@@ -237,7 +237,7 @@ class FaServerNode(Node):
         if refusal is not None:
             return refusal
         for action in actions[1:]:
-            if isinstance(action, Notify):  # the first NOTIFY (RFC 6665 4.2.1.2)
+            if isinstance(action, NotifySubscriber):  # the first NOTIFY (RFC 6665 4.2.1.2)
                 self._bodies[subscription.id] = action.body
         log.info("subscription %s to %s accepted", subscription.id, request.uri,
                  extra={"event": "fa.subscribed", "call_id": request.call_id})

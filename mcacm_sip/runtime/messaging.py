@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.errors import AcmError
 from mcacm_sip.acm.model import AcmFlow
-from mcacm_sip.core.events import DeliveryOutcome, Failure, Refuse, Verdict
+from mcacm_sip.core.events import DeliveryOutcome, Failure, MessageVerdict, RefuseMessage
 from mcacm_sip.runtime.base import SipSettings, warning
 from mcacm_sip.sip import Reply, SipEndpoint, SipTimeout, SipTransportError
 from mcacm_sip.sip.dialog import parse_retry_after
@@ -27,10 +27,10 @@ def message_reply(host: str, status: int, text: str) -> Reply:
     return Reply(status, headers=tuple(headers))
 
 
-def verdict_reply(host: str, verdict: Verdict | None) -> Reply:
+def verdict_reply(host: str, verdict: MessageVerdict | None) -> Reply:
     """The answer to a MESSAGE the core judged: 200 for Accept (after the store committed),
     the refusal with its Warning, 500 if the core gave no verdict."""
-    if isinstance(verdict, Refuse):
+    if isinstance(verdict, RefuseMessage):
         reply = message_reply(host, verdict.status, verdict.warning)
         if verdict.retry_after is not None:
             reply = replace(reply, headers=(*reply.headers,

@@ -74,7 +74,7 @@ def identity_of(request: SendableRequest) -> str:
     return request.requester.mc_service_id
 
 
-class Verdict(StrEnum):
+class ExchangeResult(StrEnum):
     """How the exchange ended (``mcacm send`` maps each to its exit code)."""
 
     POSITIVE = "positive"     # the final response's Result is success
@@ -223,17 +223,17 @@ class Exchange:
         return self.response.result.code
 
     @property
-    def verdict(self) -> Verdict:
+    def verdict(self) -> ExchangeResult:
         if self.invalid:
-            return Verdict.INVALID
+            return ExchangeResult.INVALID
         if self.refused:
-            return Verdict.REFUSED
+            return ExchangeResult.REFUSED
         if self.response is None:
-            return Verdict.NO_ANSWER
+            return ExchangeResult.NO_ANSWER
         if isinstance(self.response, PendingDataDownloadResponse) or \
                 self.response.result.positive:
-            return Verdict.POSITIVE
-        return Verdict.NEGATIVE
+            return ExchangeResult.POSITIVE
+        return ExchangeResult.NEGATIVE
 
     def _waiting_for(self) -> str:
         if self.sip_status is None:

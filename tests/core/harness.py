@@ -1,6 +1,6 @@
 """A fake network and clock that wire ACMS and ACMC cores together (no sockets).
 
-Every :class:`~mcacm_sip.core.events.Send` is queued, then delivered to the right core as an
+Every :class:`~mcacm_sip.core.events.SendFlow` is queued, then delivered to the right core as an
 event; the receiver's verdict becomes the sender's :class:`DeliveryOutcome` (Accept -> ok,
 Refuse -> failed with ``"<status> <warning>"``).  Flows cross the "wire" through the real codec
 (``encode`` then ``decode``), so every flow a core emits is also schema-valid.  Store changes go
@@ -14,7 +14,7 @@ The demo and conformance work use the same shapes: build cores, ``add_acms``/``a
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from mcacm_sip.acm import codec
@@ -39,8 +39,8 @@ from mcacm_sip.core.config import (
     Timers,
 )
 from mcacm_sip.core.events import (
-    Accept,
-    Action,
+    AcceptMessage,
+    CoreAction,
     Decide,
     DeliveryOutcome,
     FaHoldersChanged,
@@ -48,10 +48,11 @@ from mcacm_sip.core.events import (
     FlowFromAcmc,
     FlowFromAcms,
     FlowFromPeer,
-    Refuse,
-    Report,
+    MessageVerdict,
+    RefuseMessage,
     ReportKind,
-    Send,
+    ReportToUser,
+    SendFlow,
     SubscribeFa,
     TimerTick,
     UserLoggedOff,
@@ -109,9 +110,9 @@ class Wire:
     hop: Hop
     flow: AcmFlow
     send_id: str
-    verdict: Accept | Refuse | None
+    verdict: AcceptMessage | RefuseMessage | None
     """None: no answer or not handed to a core (down, offline)."""
-    actions: tuple[Action, ...]
+    actions: tuple[CoreAction, ...]
     """The receiver core's actions for this flow (empty when it never reached the core)."""
 
 
@@ -128,7 +129,7 @@ class Net:
     online: set[str] = field(default_factory=set)
     deciders: dict[str, Decider | None] = field(default_factory=dict)
     to_decide: dict[str, list[AcmRequest]] = field(default_factory=dict)
-    reports: dict[str, list[Report]] = field(default_factory=dict)
+    reports: dict[str, list[ReportToUser]] = field(default_factory=dict)
     fa_holders: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     subscriptions: dict[str, set[str]] = field(default_factory=dict)
     ladder: list[Rung] = field(default_factory=list)
@@ -138,7 +139,7 @@ class Net:
     """Every flow sent (including :meth:`inject`), in delivery order."""
     asked: list[tuple[str, AcmRequest]] = field(default_factory=list)
     """(user, request) of every :class:`Decide` an ACMC core raised, in order."""
-    _queue: deque[tuple[str, Send]] = field(default_factory=deque)
+    _queue: deque[tuple[str, SendFlow]] = field(default_factory=deque)
 
     # ------------------------------------------------------------------ set-up
 
@@ -191,7 +192,7 @@ class Net:
         if id_key(fa) in self.subscriptions[psi]:
             self._feed_acms(psi, FaHoldersChanged(self.clock.now, fa, holders))
 
-    def acmc_do(self, user: str, actions: list[Action]) -> None:
+    def acmc_do(self, user: str, actions: Sequence[CoreAction]) -> None:
         """Process actions an ACMC core returned to a direct call (request, decide)."""
         self._apply(user, actions)
         self.run()
@@ -202,15 +203,15 @@ class Net:
         self.acmc_do(user, self.acmc[user].decide(req.transaction_id, approve, reason,
                                                   self.clock.now))
 
-    def inject(self, src: str, hop: Hop, to: str, flow: AcmFlow) -> Accept | Refuse | None:
+    def inject(self, src: str, hop: Hop, to: str, flow: AcmFlow) -> MessageVerdict | None:
         """Deliver a hand-made flow from ``src`` now, as if ``src`` had sent it (a forged,
         repeated or altered message); its outcome goes nowhere.  Returns the verdict."""
-        send = Send(f"injected-{len(self.wire)}", hop, to, flow)
+        send = SendFlow(f"injected-{len(self.wire)}", hop, to, flow)
         verdict = self._deliver(src, send, tell_sender=False)
         self.run()
         return verdict
 
-    def verdict(self, send_id: str) -> Accept | Refuse | None:
+    def verdict(self, send_id: str) -> MessageVerdict | None:
         """The verdict the receiver gave the send ``send_id`` (the last one, if re-sent)."""
         return next(w.verdict for w in reversed(self.wire) if w.send_id == send_id)
 
@@ -264,14 +265,14 @@ class Net:
         self._apply(psi, self.acms[psi].handle(event))
         self.run()
 
-    def _apply(self, owner: str, actions: list[Action]) -> Accept | Refuse | None:
+    def _apply(self, owner: str, actions: Sequence[CoreAction]) -> MessageVerdict | None:
         """What a runtime does: store first (one transaction), verdict, then the rest."""
         changes = store_changes(actions)
         if changes and owner in self.stores:
             self.stores[owner].apply(changes)
         for action in actions:
             match action:
-                case Send():
+                case SendFlow():
                     self._queue.append((owner, action))
                 case SubscribeFa():
                     # the FA server knows an FA in any equivalent spelling (RFC 3261 19.1.4)
@@ -282,7 +283,7 @@ class Net:
                             FaHoldersChanged(self.clock.now, action.fa, holders)))
                 case Decide():
                     self._decide(owner, action.request)
-                case Report():
+                case ReportToUser():
                     self.reports[owner].append(action)
         return verdict_of(actions)
 
@@ -296,18 +297,18 @@ class Net:
         self._apply(user, self.acmc[user].decide(request.transaction_id, approve, reason,
                                                  self.clock.now))
 
-    def _deliver(self, src: str, send: Send, tell_sender: bool = True
-                 ) -> Accept | Refuse | None:
+    def _deliver(self, src: str, send: SendFlow, tell_sender: bool = True
+                 ) -> AcceptMessage | RefuseMessage | None:
         flow = codec.decode(codec.encode(send.flow))  # across the wire, schema-checked
         now = self.clock.now
-        verdict: Accept | Refuse | None = None
-        actions: list[Action] = []
+        verdict: MessageVerdict | None = None
+        actions: Sequence[CoreAction] = []
         retry_after: float | None = None
         if send.to in self.down or src in self.down:
             answer = UNREACHABLE
         elif self.scripted.get(send.to):
             scripted = self.scripted[send.to].pop(0)
-            verdict = Refuse(scripted.status, scripted.warning or "")
+            verdict = RefuseMessage(scripted.status, scripted.warning or "")
             retry_after = scripted.retry_after
         elif send.hop is Hop.PEER:
             actions = self.acms[send.to].handle(FlowFromPeer(now, src, flow))
@@ -319,10 +320,10 @@ class Net:
             answer = OFFLINE
         if actions:
             verdict = self._apply(send.to, actions)
-        if isinstance(verdict, Accept):
+        if isinstance(verdict, AcceptMessage):
             answer = "200"
             self.delivered.append((send.to, flow))
-        elif isinstance(verdict, Refuse):
+        elif isinstance(verdict, RefuseMessage):
             answer = f"{verdict.status} {verdict.warning}"
         self.ladder.append(Rung(now, src, send.to, flow.FLOW, flow.transaction_id, answer))
         self.wire.append(Wire(now, src, send.to, send.hop, flow, send.send_id, verdict,
@@ -333,7 +334,7 @@ class Net:
         failure = {"200": None, UNREACHABLE: Failure.TIMEOUT,
                    OFFLINE: Failure.NO_BINDING}.get(answer, Failure.REFUSED)
         status = int(answer[:3]) if failure is Failure.REFUSED else None
-        warning = verdict.warning or None if isinstance(verdict, Refuse) else None
+        warning = verdict.warning or None if isinstance(verdict, RefuseMessage) else None
         outcome = DeliveryOutcome(now, send.send_id, failure is None,
                                   None if failure is None else answer, status, warning,
                                   retry_after, failure)

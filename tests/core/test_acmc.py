@@ -21,15 +21,15 @@ from mcacm_sip.core import acmc as acmc_module
 from mcacm_sip.core.acmc import AcmcCore
 from mcacm_sip.core.config import AcmcConfig
 from mcacm_sip.core.events import (
-    Accept,
+    AcceptMessage,
     Decide,
     DeliveryOutcome,
     Failure,
     FlowFromAcms,
-    Refuse,
-    Report,
+    RefuseMessage,
     ReportKind,
-    Send,
+    ReportToUser,
+    SendFlow,
     TimerTick,
 )
 
@@ -55,14 +55,14 @@ def test_request_gets_indication_then_response_once() -> None:
                                        migrated_user_id="sip:m-1@primary.example",
                                        profile=PROFILE)
     [send] = actions
-    assert isinstance(send, Send) and send.to == ACMS and send.flow.transaction_id == tid
+    assert isinstance(send, SendFlow) and send.to == ACMS and send.flow.transaction_id == tid
     pi = ProcessIndication(tid, "sip:acms@primary.example", ProfileUpdateRequest.FLOW)
-    assert core.handle(FlowFromAcms(1.0, pi)) == [Accept(), Report(tid, ReportKind.INDICATION,
-                                                                   pi)]
+    assert core.handle(FlowFromAcms(1.0, pi)) == [
+        AcceptMessage(), ReportToUser(tid, ReportKind.INDICATION, pi)]
     resp = ProfileUpdateResponse(tid, Party("sip:x@primary.example"), Addressee(ME),
                                  "sip:m-1@primary.example", Result(ResultCode.SUCCESS))
-    assert core.handle(FlowFromAcms(2.0, resp))[1] == Report(tid, ReportKind.RESPONSE, resp)
-    assert core.handle(FlowFromAcms(3.0, resp)) == [Accept()]  # a copy: nothing new
+    assert core.handle(FlowFromAcms(2.0, resp))[1] == ReportToUser(tid, ReportKind.RESPONSE, resp)
+    assert core.handle(FlowFromAcms(3.0, resp)) == [AcceptMessage()]  # a copy: nothing new
     assert core.get_timer() is None
 
 
@@ -70,24 +70,24 @@ def test_own_timeout_and_refused_request() -> None:
     core = acmc()
     tid, _ = core.add_users(0.0, ("sip:m@partner.example",))
     assert core.get_timer() == 100.0
-    assert core.handle(TimerTick(100.0)) == [Report(tid, ReportKind.TIMEOUT,
+    assert core.handle(TimerTick(100.0)) == [ReportToUser(tid, ReportKind.TIMEOUT,
                                                     text="no answer before the ACMC's own timer")]
     tid2, [send] = core.remove_users(200.0, ("sip:m@partner.example",))
-    assert isinstance(send, Send)
+    assert isinstance(send, SendFlow)
     reason = "403 not-authorised: sip:dave@partner.example may not send it"
     assert core.handle(DeliveryOutcome(201.0, send.send_id, False, reason, 403,
                                        failure=Failure.REFUSED)) == [
-        Report(tid2, ReportKind.FAILED, text=reason)]
+        ReportToUser(tid2, ReportKind.FAILED, text=reason)]
     assert core.open_requests == ()
 
 
 def test_decide_builds_the_response_and_refuses_unknown_ids() -> None:
     core = acmc()
     req = incoming()
-    assert core.handle(FlowFromAcms(0.0, req)) == [Accept(), Decide(req)]
-    assert core.handle(FlowFromAcms(0.0, req)) == [Accept()]  # already asked
+    assert core.handle(FlowFromAcms(0.0, req)) == [AcceptMessage(), Decide(req)]
+    assert core.handle(FlowFromAcms(0.0, req)) == [AcceptMessage()]  # already asked
     [send] = core.decide("t-1", False, "no", 1.0)
-    assert isinstance(send, Send)
+    assert isinstance(send, SendFlow)
     assert send.flow == ProfileUpdateResponse("t-1", Party(ME), Addressee(
         "sip:alice@primary.example"), "sip:mike-1@partner.example",
         Result(ResultCode.REJECTED_BY_USER, "no"))
@@ -98,19 +98,19 @@ def test_decide_builds_the_response_and_refuses_unknown_ids() -> None:
 def test_notification_download_and_items() -> None:
     core = acmc()
     actions = core.handle(FlowFromAcms(0.0, PendingDataNotification("n-1", ME)))
-    assert actions[0] == Accept()
-    assert isinstance(actions[1], Send)
+    assert actions[0] == AcceptMessage()
+    assert isinstance(actions[1], SendFlow)
     assert isinstance(actions[1].flow, PendingDataDownloadRequest)
     other = core.handle(FlowFromAcms(0.0, PendingDataNotification("n-2", "sip:x@y.example")))
-    assert isinstance(other[0], Refuse) and other[0].status == 404
+    assert isinstance(other[0], RefuseMessage) and other[0].status == 404
     # one fresh request and one already decided (our answer was lost): re-sent, not re-asked
     core.handle(FlowFromAcms(0.0, incoming("t-old")))
     core.decide("t-old", True, None, 0.5)
     dl = PendingDataDownloadResponse("d-1", ME, (incoming("t-new"), incoming("t-old")))
     actions = core.handle(FlowFromAcms(1.0, dl))
-    assert actions[0] == Accept()
+    assert actions[0] == AcceptMessage()
     assert actions[1] == Decide(incoming("t-new"))
-    assert isinstance(actions[2], Send) and actions[2].flow.transaction_id == "t-old"
+    assert isinstance(actions[2], SendFlow) and actions[2].flow.transaction_id == "t-old"
 
 
 def test_an_answer_to_a_request_of_an_earlier_session_is_shown_once() -> None:
@@ -121,10 +121,10 @@ def test_an_answer_to_a_request_of_an_earlier_session_is_shown_once() -> None:
                                  "sip:m-1@partner.example", Result(ResultCode.SUCCESS))
     download = PendingDataDownloadResponse("d-1", ME, (resp,))
     actions = core.handle(FlowFromAcms(0.0, download))
-    assert Report("t-old", ReportKind.RESPONSE, resp,
+    assert ReportToUser("t-old", ReportKind.RESPONSE, resp,
                   text="answer to a request not open in this session") in actions
     # delivered again (the ACMS re-sent it after a crash): nothing new for the user
-    assert not [a for a in core.handle(FlowFromAcms(1.0, resp)) if isinstance(a, Report)]
+    assert not [a for a in core.handle(FlowFromAcms(1.0, resp)) if isinstance(a, ReportToUser)]
 
 
 def test_what_it_remembers_is_bounded_and_the_oldest_goes_first(
@@ -146,9 +146,10 @@ def test_what_it_remembers_is_bounded_and_the_oldest_goes_first(
     assert list(core._decided) == ["d-1", "d-2", "d-3"]
     # a repeat of a remembered one: nothing new; of a forgotten one: shown / asked again
     assert not [a for a in core.handle(FlowFromAcms(5.0, answer("r-3")))
-                if isinstance(a, Report)]
-    assert any(isinstance(a, Report) for a in core.handle(FlowFromAcms(5.0, answer("r-0"))))
+                if isinstance(a, ReportToUser)]
+    assert any(isinstance(a, ReportToUser) for a in core.handle(FlowFromAcms(5.0, answer("r-0"))))
     again = core.handle(FlowFromAcms(5.0, incoming("d-2")))
-    assert isinstance(again[1], Send) and again[1].flow.transaction_id == "d-2"  # re-sent
-    assert core.handle(FlowFromAcms(5.0, incoming("d-0"))) == [Accept(), Decide(incoming("d-0"))]
+    assert isinstance(again[1], SendFlow) and again[1].flow.transaction_id == "d-2"  # re-sent
+    assert core.handle(FlowFromAcms(5.0, incoming("d-0"))) == [
+        AcceptMessage(), Decide(incoming("d-0"))]
 

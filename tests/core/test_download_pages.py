@@ -23,13 +23,13 @@ from mcacm_sip.core.acmc import AcmcCore
 from mcacm_sip.core.acms import AcmsCore
 from mcacm_sip.core.config import AcmcConfig
 from mcacm_sip.core.events import (
-    Action,
+    AcmcAction,
     DeliveryOutcome,
     Failure,
     FlowFromAcmc,
     FlowFromAcms,
     FlowFromPeer,
-    Send,
+    SendFlow,
     UserLoggedOn,
 )
 from mcacm_sip.core.quota import Quotas, flow_bytes, page
@@ -58,10 +58,10 @@ def partner_with_pending(n: int, quotas: Quotas) -> AcmsCore:
     return core
 
 
-def download(core: AcmsCore, now: float = T0) -> tuple[PendingDataDownloadResponse, Send]:
+def download(core: AcmsCore, now: float = T0) -> tuple[PendingDataDownloadResponse, SendFlow]:
     actions = core.handle(FlowFromAcmc(now, DAVE, PendingDataDownloadRequest(
         new_transaction_id(), DAVE)))
-    send = next(a for a in actions if isinstance(a, Send)
+    send = next(a for a in actions if isinstance(a, SendFlow)
                 and isinstance(a.flow, PendingDataDownloadResponse))
     assert isinstance(send.flow, PendingDataDownloadResponse)
     return send.flow, send
@@ -117,8 +117,8 @@ def test_a_lost_page_or_a_logon_starts_the_round_again() -> None:
 def test_the_acmc_downloads_again_while_more_remain() -> None:
     acmc = AcmcCore(AcmcConfig(DAVE, PARTNER))
 
-    def downloads(actions: list[Action]) -> int:
-        return sum(isinstance(a, Send) and isinstance(a.flow, PendingDataDownloadRequest)
+    def downloads(actions: list[AcmcAction]) -> int:
+        return sum(isinstance(a, SendFlow) and isinstance(a.flow, PendingDataDownloadRequest)
                    for a in actions)
 
     more = PendingDataDownloadResponse(new_transaction_id(), DAVE, (), more=True)

@@ -39,14 +39,14 @@ from mcacm_sip.core.config import (
     parse_acms_config,
 )
 from mcacm_sip.core.events import (
-    Accept,
+    AcceptMessage,
     Decide,
     FlowFromAcmc,
     FlowFromAcms,
     FlowFromPeer,
-    Refuse,
+    RefuseMessage,
     ReportKind,
-    Send,
+    SendFlow,
     UserLoggedOn,
     verdict_of,
 )
@@ -154,7 +154,7 @@ def final(net: Net, user: str) -> list[tuple[str, str]]:
 
 
 def verdict(core: AcmsCore, event: FlowFromAcmc | FlowFromPeer | UserLoggedOn,
-            net: Net | None = None) -> Accept | Refuse | None:
+            net: Net | None = None) -> AcceptMessage | RefuseMessage | None:
     """The verdict on ``event``; with ``net``, what the core does next happens too."""
     actions = core.handle(event)
     if net is not None:
@@ -163,8 +163,8 @@ def verdict(core: AcmsCore, event: FlowFromAcmc | FlowFromPeer | UserLoggedOn,
     return verdict_of(actions)
 
 
-def refused(v: Accept | Refuse | None) -> tuple[int, str]:
-    assert isinstance(v, Refuse), v
+def refused(v: AcceptMessage | RefuseMessage | None) -> tuple[int, str]:
+    assert isinstance(v, RefuseMessage), v
     return v.status, v.warning.split(":")[0]
 
 
@@ -256,7 +256,7 @@ def test_the_same_id_from_a_peer_and_from_our_own_acmc_is_two_transactions() -> 
     request(net, ALICE, mike)  # peer's request, delivered to DAVE under SAME
     own = AddUserConfigurationRequest(SAME, Party(DAVE), ("sip:zed@partner.example",),
                                       Addressee("sip:op@primary.example"))
-    assert verdict(partner, FlowFromAcmc(net.clock.now, DAVE, own)) == Accept()
+    assert verdict(partner, FlowFromAcmc(net.clock.now, DAVE, own)) == AcceptMessage()
     assert partner.transaction(Role.PRIMARY, SAME, DAVE) is not None
     assert partner.transaction(Role.PARTNER, SAME, PRIMARY) is not None
     decide(net, DAVE, ALICE, True)
@@ -346,7 +346,7 @@ def test_the_response_goes_to_the_requester_not_to_a_name_in_the_response() -> N
     net, _, got = open_update()
     primary = net.acms[PRIMARY]
     respelled = answer(got, target=Addressee("sip:alice@PRIMARY.Example;lr"))
-    assert verdict(primary, FlowFromPeer(net.clock.now, PARTNER, respelled), net) == Accept()
+    assert verdict(primary, FlowFromPeer(net.clock.now, PARTNER, respelled), net) == AcceptMessage()
     assert final(net, ALICE)[-1] == (SAME, ResultCode.SUCCESS)
 
 
@@ -367,7 +367,7 @@ def test_a_decision_by_an_authorised_user_who_was_not_asked_is_refused_as_a_stra
                                                  "sip:eve@partner.example"))))
     assert refused(not_asked) == refused(unknown) == refused(stranger) == (403, "not-authorised")
     # no hint whether the id exists: the same text but for the id
-    assert isinstance(not_asked, Refuse) and isinstance(unknown, Refuse)
+    assert isinstance(not_asked, RefuseMessage) and isinstance(unknown, RefuseMessage)
     assert not_asked.warning.replace(leg.transaction_id, "ID") \
         == unknown.warning.replace("t-nope", "ID")
     tx = partner.transaction(Role.PARTNER, SAME, PRIMARY)
@@ -420,7 +420,7 @@ def test_the_same_decision_again_is_idempotent_another_one_is_already_answered()
     tx = partner.transaction(Role.PARTNER, SAME, PRIMARY)
     assert tx is not None and tx.response is not None
     again = replace(tx.response, transaction_id=leg.transaction_id)
-    assert verdict(partner, FlowFromAcmc(net.clock.now, DAVE, again)) == Accept()
+    assert verdict(partner, FlowFromAcmc(net.clock.now, DAVE, again)) == AcceptMessage()
     other = replace(again, result=Result(ResultCode.REJECTED_BY_USER))
     assert refused(verdict(partner, FlowFromAcmc(net.clock.now, DAVE, other))) \
         == (403, "already-answered")
@@ -438,11 +438,11 @@ def test_primary_same_id_other_body_is_refused_exact_repeat_is_idempotent() -> N
         UPDATED_XML.replace("updated", "changed")))
     assert refused(verdict(primary, FlowFromAcmc(net.clock.now, ALICE, other))) \
         == (400, "transaction-id-reused")
-    assert verdict(primary, FlowFromAcmc(net.clock.now, ALICE, stored.request)) == Accept()
+    assert verdict(primary, FlowFromAcmc(net.clock.now, ALICE, stored.request)) == AcceptMessage()
     assert primary.transaction(Role.PRIMARY, SAME, ALICE) == stored
     # CAROL may use the id: another origin, another transaction
     carol = replace(stored.request, requester=Party(CAROL))
-    assert verdict(primary, FlowFromAcmc(net.clock.now, CAROL, carol), net) == Accept()
+    assert verdict(primary, FlowFromAcmc(net.clock.now, CAROL, carol), net) == AcceptMessage()
     decide(net, DAVE, ALICE, True)
     assert final(net, ALICE) == [(SAME, ResultCode.SUCCESS)]
 
@@ -454,7 +454,7 @@ def test_partner_same_id_other_body_is_refused_exact_repeat_is_idempotent() -> N
     other = replace(got, profile=profile_from_xml(UPDATED_XML.replace("updated", "changed")))
     assert refused(verdict(partner, FlowFromPeer(net.clock.now, PRIMARY, other))) \
         == (400, "transaction-id-reused")
-    assert verdict(partner, FlowFromPeer(net.clock.now, PRIMARY, got), net) == Accept()
+    assert verdict(partner, FlowFromPeer(net.clock.now, PRIMARY, got), net) == AcceptMessage()
     assert partner.transaction(Role.PARTNER, SAME, PRIMARY) == stored
     assert len(net.to_decide[DAVE]) == 1
     decide(net, DAVE, ALICE, True)
@@ -466,20 +466,20 @@ def test_acmc_same_id_other_request_is_refused_exact_repeat_is_idempotent() -> N
     req = ProfileUpdateRequest("t-1", Party(ALICE), Addressee(DAVE), "sip:m-1@partner.example",
                                UPDATED)
     first = acmc.handle(FlowFromAcms(1.0, req))
-    assert verdict_of(first) == Accept() and [a for a in first if isinstance(a, Decide)]
+    assert verdict_of(first) == AcceptMessage() and [a for a in first if isinstance(a, Decide)]
     again = acmc.handle(FlowFromAcms(2.0, req))
-    assert verdict_of(again) == Accept() and not [a for a in again if isinstance(a, Decide)]
+    assert verdict_of(again) == AcceptMessage() and not [a for a in again if isinstance(a, Decide)]
     other = replace(req, migrated_user_id="sip:m-2@partner.example")
     v = verdict_of(acmc.handle(FlowFromAcms(3.0, other)))
-    assert isinstance(v, Refuse) and v.status == 400
+    assert isinstance(v, RefuseMessage) and v.status == 400
     assert v.warning.startswith("transaction-id-reused")
     assert acmc.awaiting_decision == (req,)
-    sent = [a for a in acmc.decide("t-1", True, None, 4.0) if isinstance(a, Send)]
+    sent = [a for a in acmc.decide("t-1", True, None, 4.0) if isinstance(a, SendFlow)]
     # decided: the exact repeat re-sends the decision, another request is still refused
-    resend = [a for a in acmc.handle(FlowFromAcms(5.0, req)) if isinstance(a, Send)]
+    resend = [a for a in acmc.handle(FlowFromAcms(5.0, req)) if isinstance(a, SendFlow)]
     assert [s.flow for s in resend] == [s.flow for s in sent]
     v = verdict_of(acmc.handle(FlowFromAcms(6.0, other)))
-    assert isinstance(v, Refuse) and v.warning.startswith("transaction-id-reused")
+    assert isinstance(v, RefuseMessage) and v.warning.startswith("transaction-id-reused")
 
 
 def test_acmc_refuses_a_response_of_another_flow_for_its_open_request() -> None:
@@ -488,7 +488,7 @@ def test_acmc_refuses_a_response_of_another_flow_for_its_open_request() -> None:
     wrong = ProfileUpdateResponse(_tid, Party(DAVE), Addressee(ALICE), MIKE,
                                   Result(ResultCode.SUCCESS))
     v = verdict_of(acmc.handle(FlowFromAcms(2.0, wrong)))
-    assert isinstance(v, Refuse) and v.warning.startswith("wrong-response")
+    assert isinstance(v, RefuseMessage) and v.warning.startswith("wrong-response")
     assert len(acmc.open_requests) == 1
 
 
@@ -613,7 +613,7 @@ def run_with_spellings(spell: dict[str, tuple[tuple[bool, ...], int, str]]
     decision = ProfileUpdateResponse(got.transaction_id, Party(s("handler", DAVE)),
                                      Addressee(got.requester.mc_service_id),
                                      got.migrated_user_id, Result(ResultCode.SUCCESS))
-    net.acmc_do(DAVE, [Send("decision", Hop.ACMS, PARTNER, decision)])
+    net.acmc_do(DAVE, [SendFlow("decision", Hop.ACMS, PARTNER, decision)])
     # the requester's ACMC correlates by id: its final report is what counts
     return [(r.transaction_id, r.flow.result.code) for r in net.reports[ALICE]
             if r.kind is ReportKind.RESPONSE and isinstance(r.flow, ProfileUpdateResponse)]

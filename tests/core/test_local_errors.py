@@ -15,12 +15,12 @@ from mcacm_sip.acm.model import (
 )
 from mcacm_sip.core.acms import LOCAL_ERROR, AcmsCore, transient
 from mcacm_sip.core.events import (
-    Action,
+    AcmsAction,
     DeliveryOutcome,
     Failure,
     FlowFromAcmc,
     Put,
-    Send,
+    SendFlow,
     TimerTick,
     UserLoggedOn,
 )
@@ -30,19 +30,19 @@ from mcacm_sip.runtime.lab import ALICE, MIKE, PARTNER, primary_config
 T0 = 1_700_000_000.0
 
 
-def forwarding() -> tuple[AcmsCore, str, Send]:
+def forwarding() -> tuple[AcmsCore, str, SendFlow]:
     """The primary ACMS with ALICE's add-user request being forwarded to the partner."""
     core = AcmsCore(primary_config(None))
     core.handle(UserLoggedOn(T0, ALICE))
     tid = new_transaction_id()
     actions = core.handle(FlowFromAcmc(T0, ALICE, AddUserConfigurationRequest(
         tid, Party(ALICE), (MIKE,))))
-    [send] = [a for a in actions if isinstance(a, Send) and a.to == PARTNER]
+    [send] = [a for a in actions if isinstance(a, SendFlow) and a.to == PARTNER]
     return core, tid, send
 
 
-def sends(actions: list[Action]) -> list[Send]:
-    return [a for a in actions if isinstance(a, Send)]
+def sends(actions: list[AcmsAction]) -> list[SendFlow]:
+    return [a for a in actions if isinstance(a, SendFlow)]
 
 
 def test_a_forward_we_cannot_encode_is_answered_at_once_and_never_retried() -> None:

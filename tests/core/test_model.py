@@ -62,13 +62,13 @@ from mcacm_sip.acm.model import (
 from mcacm_sip.core.acms import AcmsCore
 from mcacm_sip.core.config import Timers
 from mcacm_sip.core.events import (
-    Accept,
+    AcceptMessage,
     Decide,
     Put,
-    Refuse,
+    RefuseMessage,
     Remove,
     ReportKind,
-    Send,
+    SendFlow,
     SubscribeFa,
 )
 from mcacm_sip.core.state import AWAITING_DECISION, Hop, Role, Transaction, response_to
@@ -183,7 +183,7 @@ class IntegrityModel(RuleBasedStateMachine):
     def _sent_requests(self) -> list[tuple[str, str, AcmRequest]]:
         return [(w.src, w.flow.transaction_id, w.flow) for w in self.net.wire
                 if w.hop is Hop.ACMS and isinstance(w.flow, AcmRequest)
-                and isinstance(w.verdict, Accept)]
+                and isinstance(w.verdict, AcceptMessage)]
 
     def _home(self, user: str) -> str:
         return self.net.acmc[user].config.acms_psi if user in self.net.acmc else PARTNER
@@ -197,9 +197,9 @@ class IntegrityModel(RuleBasedStateMachine):
     def _send(self, user: str, request: AcmRequest) -> None:
         self.used[user].add(request.transaction_id)
         actions = self.net.acmc[user].send_request(request, self.net.clock.now)
-        send = next(a for a in actions if isinstance(a, Send))
+        send = next(a for a in actions if isinstance(a, SendFlow))
         self.net.acmc_do(user, actions)
-        if isinstance(self.net.verdict(send.send_id), Accept):
+        if isinstance(self.net.verdict(send.send_id), AcceptMessage):
             self.accepted[(user, request.transaction_id)] = Accepted(user, request)
 
     @initialize(requests=st.lists(st.tuples(st.sampled_from(PRIMARY_USERS), st.sampled_from(TIDS),
@@ -259,12 +259,12 @@ class IntegrityModel(RuleBasedStateMachine):
         actions = self.net.acmc[user].decide(
             request.transaction_id, approve, f"decided {nonce_of(request)} by {user}",
             self.net.clock.now)
-        send = next(a for a in actions if isinstance(a, Send))
+        send = next(a for a in actions if isinstance(a, SendFlow))
         self.net.acmc_do(user, actions)
         verdict = self.net.verdict(send.send_id)
         if len(mine) == 1 and self._home(user) not in self.net.down:
             # D4: the party the request was delivered to decides
-            assert isinstance(verdict, Accept), (user, request.transaction_id, verdict)
+            assert isinstance(verdict, AcceptMessage), (user, request.transaction_id, verdict)
 
     @precondition(lambda self: self.net.asked)
     @rule(data=st.data(), forge_handler=st.booleans())
@@ -287,7 +287,7 @@ class IntegrityModel(RuleBasedStateMachine):
         response = response_to(request, handler, Result(ResultCode.SUCCESS, f"{WRONG} {wrong}"))
         verdict = self.net.inject(wrong, Hop.ACMS, home, response)
         # D4: 403 whether or not the id exists (no hint), as for a stranger
-        assert isinstance(verdict, Refuse) and verdict.status == 403, verdict
+        assert isinstance(verdict, RefuseMessage) and verdict.status == 403, verdict
 
     # ------------------------------------------------------------------ peers
 
@@ -295,7 +295,7 @@ class IntegrityModel(RuleBasedStateMachine):
         """Wire indexes of requests a primary ACMS forwarded and the partner accepted."""
         return [i for i, w in enumerate(self.net.wire)
                 if w.hop is Hop.PEER and isinstance(w.flow, AcmRequest)
-                and isinstance(w.verdict, Accept)]
+                and isinstance(w.verdict, AcceptMessage)]
 
     @precondition(lambda self: self._forwarded())
     @rule(data=st.data(), kind=st.sampled_from(("target", "migrated", "peer", "flow",
@@ -339,11 +339,11 @@ class IntegrityModel(RuleBasedStateMachine):
             forged = ProcessIndication(request.transaction_id, third, request.FLOW)
             sender, expected = third, 403
         verdict = self.net.inject(sender, Hop.PEER, primary, forged)
-        assert isinstance(verdict, Refuse), (kind, verdict)
+        assert isinstance(verdict, RefuseMessage), (kind, verdict)
         assert verdict.status == (expected if holders else 404), (kind, verdict)
 
     def _accepted_wire(self) -> list[int]:
-        return [i for i, w in enumerate(self.net.wire) if isinstance(w.verdict, Accept)]
+        return [i for i, w in enumerate(self.net.wire) if isinstance(w.verdict, AcceptMessage)]
 
     @precondition(lambda self: self._accepted_wire())
     @rule(data=st.data())
@@ -354,7 +354,7 @@ class IntegrityModel(RuleBasedStateMachine):
             return
         verdict = self.net.inject(w.src, w.hop, w.dst, w.flow)
         if w.hop is Hop.ACMS and isinstance(w.flow, AcmRequest):
-            assert isinstance(verdict, Accept), verdict  # D5: an exact repeat is idempotent
+            assert isinstance(verdict, AcceptMessage), verdict  # D5: an exact repeat is idempotent
 
     @precondition(lambda self: self._requests_received())
     @rule(data=st.data())
@@ -377,12 +377,12 @@ class IntegrityModel(RuleBasedStateMachine):
         if not known or (w.hop is Hop.ACMC and w.dst not in self.net.online):
             return
         verdict = self.net.inject(w.src, w.hop, w.dst, altered(request))
-        assert isinstance(verdict, Refuse) and verdict.status == 400, (w.hop, verdict)
+        assert isinstance(verdict, RefuseMessage) and verdict.status == 400, (w.hop, verdict)
         assert verdict.warning.startswith("transaction-id-reused"), verdict
 
     def _requests_received(self) -> list[int]:
         return [i for i, w in enumerate(self.net.wire)
-                if isinstance(w.flow, AcmRequest) and isinstance(w.verdict, Accept)]
+                if isinstance(w.flow, AcmRequest) and isinstance(w.verdict, AcceptMessage)]
 
     # ------------------------------------------------------------------ the world
 
@@ -414,9 +414,9 @@ class IntegrityModel(RuleBasedStateMachine):
     def refusals_change_nothing(self) -> None:
         """D3/D5/D8: a refused message leaves every state as it was and sends nothing."""
         for w in self.net.wire[self.checked_refusals:]:
-            if isinstance(w.verdict, Refuse):
+            if isinstance(w.verdict, RefuseMessage):
                 done = [a for a in w.actions
-                        if isinstance(a, Put | Remove | Send | SubscribeFa | Decide)]
+                        if isinstance(a, Put | Remove | SendFlow | SubscribeFa | Decide)]
                 assert not done, (w.src, w.dst, w.flow, w.verdict, done)
         self.checked_refusals = len(self.net.wire)
 
@@ -425,7 +425,7 @@ class IntegrityModel(RuleBasedStateMachine):
         """D4: an ACMS accepts a decision only from a user it asked (delivered it to)."""
         for w in self.net.wire[self.checked_wire:]:
             if w.hop is Hop.ACMS and isinstance(w.flow, AcmResponse) \
-                    and isinstance(w.verdict, Accept):
+                    and isinstance(w.verdict, AcceptMessage):
                 assert any(same_identity(u, w.src) and r.transaction_id == w.flow.transaction_id
                            for u, r in self.net.asked), (w.src, w.flow)
                 assert WRONG not in (w.flow.result.text or ""), w.flow

@@ -18,7 +18,7 @@ from mcacm_sip.acm.model import (
     Result,
     ResultCode,
 )
-from mcacm_sip.core.events import Accept, Refuse, ReportKind, Send
+from mcacm_sip.core.events import AcceptMessage, RefuseMessage, ReportKind, SendFlow
 from mcacm_sip.core.state import Hop, response_to
 
 from .harness import (
@@ -47,12 +47,12 @@ def _net() -> tuple[Net, dict[str, str]]:
 
 
 def _update(net: Net, user: str, tid: str, to: Addressee, migrant: str, name: str
-            ) -> Accept | Refuse | None:
+            ) -> AcceptMessage | RefuseMessage | None:
     request = ProfileUpdateRequest(tid, net.acmc[user].me, to, migrant,
                                    profile_from_xml(_profile(name)))
     actions = net.acmc[user].send_request(request, net.clock.now)
     net.acmc_do(user, actions)
-    return net.verdict(next(a for a in actions if isinstance(a, Send)).send_id)
+    return net.verdict(next(a for a in actions if isinstance(a, SendFlow)).send_id)
 
 
 def _results(net: Net, user: str, tid: str) -> list[AcmResponse]:
@@ -67,9 +67,9 @@ def test_one_id_from_two_primaries_each_decision_answers_its_own_request() -> No
     being matched to the other system's t1)."""
     net, migrants = _net()
     assert isinstance(_update(net, ALICE, "t1", Addressee(DAVE), migrants[PRIMARY], "req-1"),
-                      Accept)
+                      AcceptMessage)
     assert isinstance(_update(net, ALICE2, "t1", Addressee(DAVE), migrants[SECOND], "req-2"),
-                      Accept)
+                      AcceptMessage)
     asked = net.to_decide[DAVE]
     assert [r.requester.mc_service_id for r in asked] == [ALICE, ALICE2]
     assert len({r.transaction_id for r in asked}) == 2  # one leg id per transaction (D2)
@@ -94,7 +94,7 @@ def test_a_late_answer_with_another_target_is_refused_even_when_done() -> None:
     verdict = net.inject(PARTNER, Hop.PEER, PRIMARY,
                          AddUserConfigurationResponse(forged.transaction_id, forged.handler,
                                                       Addressee(BOB), forged.result))
-    assert isinstance(verdict, Refuse) and verdict.status == 400, verdict
+    assert isinstance(verdict, RefuseMessage) and verdict.status == 400, verdict
     assert verdict.warning.startswith("wrong-response"), verdict
     assert set(net.acms[PRIMARY].transactions()) == before
     assert [r for r in net.reports[BOB] if r.kind is ReportKind.RESPONSE] == []
@@ -109,7 +109,7 @@ def test_an_answer_from_the_wrong_peer_does_not_end_the_transaction() -> None:
                    and isinstance(w.flow, ProfileUpdateRequest)]
     forged = response_to(forwarded, Party(SECOND), Result(ResultCode.SUCCESS, "FORGED"))
     verdict = net.inject(SECOND, Hop.PEER, PRIMARY, forged)
-    assert isinstance(verdict, Refuse) and verdict.status == 403, verdict
+    assert isinstance(verdict, RefuseMessage) and verdict.status == 403, verdict
     net.decide(DAVE, False, "decided req-1")
     [result] = _results(net, ALICE, "t2")
     assert (result.result.code, result.result.text) == (ResultCode.REJECTED_BY_USER,
@@ -127,7 +127,7 @@ def test_a_decision_for_an_id_nobody_uses_is_403_for_anyone() -> None:
         decision = replace(response_to(request, Party(sender),
                                        Result(ResultCode.SUCCESS, "WRONG")), transaction_id=tid)
         verdict = net.inject(sender, Hop.ACMS, PARTNER, decision)
-        assert isinstance(verdict, Refuse) and verdict.status == 403, (sender, tid, verdict)
+        assert isinstance(verdict, RefuseMessage) and verdict.status == 403, (sender, tid, verdict)
     net.decide(DAVE, True, "decided req-1")
     assert [r.result.text for r in _results(net, ALICE, "t3")] == ["decided req-1"]
 
@@ -143,10 +143,10 @@ def test_our_own_acmcs_may_use_the_same_id_at_the_same_time() -> None:
                                               (f"sip:{name}@partner.example",), Addressee(BOB))
         actions = net.acmc[user].send_request(request, net.clock.now)
         net.acmc_do(user, actions)
-        assert isinstance(net.verdict(next(a for a in actions if isinstance(a, Send)).send_id),
-                          Accept), user
+        assert isinstance(net.verdict(next(a for a in actions if isinstance(a, SendFlow)).send_id),
+                          AcceptMessage), user
         sent.append((user, request))
     for user, request in sent:
-        assert isinstance(net.inject(user, Hop.ACMS, PARTNER, request), Accept), user
+        assert isinstance(net.inject(user, Hop.ACMS, PARTNER, request), AcceptMessage), user
     for user, _request in sent:  # BOB may not decide: each is answered not-authorised at once
         assert len(_results(net, user, "t3")) == 1, user

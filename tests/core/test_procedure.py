@@ -18,11 +18,11 @@ from mcacm_sip.acm.model import (
 from mcacm_sip.core.acms import AcmsCore
 from mcacm_sip.core.config import PeerSystem
 from mcacm_sip.core.events import (
-    Accept,
+    AcceptMessage,
     FlowFromPeer,
-    Refuse,
+    RefuseMessage,
     ReportKind,
-    Send,
+    SendFlow,
     verdict_of,
 )
 from mcacm_sip.core.policy import PolicyAction, PolicyRule
@@ -142,7 +142,7 @@ def test_unconfigured_user_and_spoofed_requester_are_refused() -> None:
     from mcacm_sip.core.events import FlowFromAcmc
     for sender in ("sip:eve@primary.example", MALLORY):
         verdict = verdict_of(core.handle(FlowFromAcmc(net.clock.now, sender, req)))
-        assert isinstance(verdict, Refuse) and verdict.status == 403
+        assert isinstance(verdict, RefuseMessage) and verdict.status == 403
 
 
 def test_unknown_peer_system_gets_403_and_nothing_is_stored() -> None:
@@ -152,7 +152,7 @@ def test_unknown_peer_system_gets_403_and_nothing_is_stored() -> None:
     flow = ProfileUpdateRequest(new_transaction_id(), Party("sip:x@rogue.example"),
                                 Addressee(DAVE), mike, next(iter(partner.mappings())).profile)  # type: ignore[arg-type]
     actions = partner.handle(FlowFromPeer(net.clock.now, "sip:acms@rogue.example", flow))
-    assert actions == [Refuse(403, "not-authorised: sip:acms@rogue.example is not a "
+    assert actions == [RefuseMessage(403, "not-authorised: sip:acms@rogue.example is not a "
                                    "configured peer system")]
     assert len(partner.transactions()) == before
 
@@ -274,7 +274,7 @@ def test_download_for_someone_else_is_refused() -> None:
     from mcacm_sip.core.events import FlowFromAcmc
     flow = PendingDataDownloadRequest(new_transaction_id(), ERIN)
     verdict = verdict_of(net.acms[PARTNER].handle(FlowFromAcmc(net.clock.now, DAVE, flow)))
-    assert isinstance(verdict, Refuse) and verdict.status == 403
+    assert isinstance(verdict, RefuseMessage) and verdict.status == 403
 
 
 # --------------------------------------------------------------------------- functional aliases
@@ -329,7 +329,7 @@ def test_a_response_goes_to_the_user_who_sent_the_request_even_when_it_names_an_
                                    req.migrated_user_id,  # type: ignore[union-attr]
                                    Result(ResultCode.SUCCESS))
     net.acmc[DAVE]._to_decide.pop(tid)
-    net.acmc_do(DAVE, [Send("manual", Hop.ACMS, PARTNER, answer)])
+    net.acmc_do(DAVE, [SendFlow("manual", Hop.ACMS, PARTNER, answer)])
     assert net.results(ALICE)[-1] == ResultCode.SUCCESS
     assert net.received(MALLORY, "profile-update-response") == []
     assert DESK not in net.subscriptions[PRIMARY]
@@ -343,7 +343,7 @@ def test_a_response_naming_an_fa_the_requester_did_not_use_is_refused() -> None:
                                    req.migrated_user_id,  # type: ignore[union-attr]
                                    Result(ResultCode.SUCCESS))
     net.acmc[DAVE]._to_decide.pop(tid)
-    net.acmc_do(DAVE, [Send("manual", Hop.ACMS, PARTNER, answer)])
+    net.acmc_do(DAVE, [SendFlow("manual", Hop.ACMS, PARTNER, answer)])
     assert net.ladder[-1].answer.startswith("400 wrong-response: target sip:desk@")
     tx = net.acms[PARTNER].transaction(Role.PARTNER, tid, PRIMARY)
     assert tx is not None and tx.state is TxState.WITH_ACMC  # untouched
@@ -433,9 +433,9 @@ def test_duplicate_request_from_the_peer_is_not_processed_twice() -> None:
     before = len(net.ladder)
     partner = net.acms[PARTNER]
     actions = partner.handle(FlowFromPeer(net.clock.now, PRIMARY, req))
-    assert isinstance(verdict_of(actions), Accept)
+    assert isinstance(verdict_of(actions), AcceptMessage)
     # the process indication is re-sent, nothing is delivered again
-    sends = [a for a in actions if isinstance(a, Send)]
+    sends = [a for a in actions if isinstance(a, SendFlow)]
     assert [s.flow.FLOW for s in sends] == ["process-indication"]
     assert len(net.ladder) == before and len(net.to_decide[DAVE]) == 1
     assert len([t for t in partner.transactions() if t.transaction_id == tid]) == 1
@@ -446,7 +446,7 @@ def test_duplicate_request_from_the_acmc_is_not_forwarded_twice() -> None:
     tid = update(net, Addressee(DAVE), mike)
     original = next(f for who, f in net.delivered
                     if who == PRIMARY and f.transaction_id == tid)
-    net.acmc_do(ALICE, [Send("again", Hop.ACMS, PRIMARY, original)])
+    net.acmc_do(ALICE, [SendFlow("again", Hop.ACMS, PRIMARY, original)])
     assert forwarded(net, tid) == 1
     net.decide(DAVE, True)
     assert net.results(ALICE).count(ResultCode.SUCCESS) == 2  # add + this update, once
@@ -459,7 +459,7 @@ def test_duplicate_response_from_the_peer_is_delivered_once() -> None:
     resp = next(f for who, f in net.delivered
                 if who == PRIMARY and f.FLOW == "profile-update-response")
     actions = net.acms[PRIMARY].handle(FlowFromPeer(net.clock.now, PARTNER, resp))
-    assert actions == [Accept()]
+    assert actions == [AcceptMessage()]
 
 
 def test_same_transaction_id_from_two_peers_are_two_transactions() -> None:
@@ -470,9 +470,9 @@ def test_same_transaction_id_from_two_peers_are_two_transactions() -> None:
     req = net.received(DAVE, "profile-update-request")[0]
     assert isinstance(req, ProfileUpdateRequest)
     actions = net.acms[PARTNER].handle(FlowFromPeer(net.clock.now, other, req))
-    assert isinstance(verdict_of(actions), Accept)
+    assert isinstance(verdict_of(actions), AcceptMessage)
     # the third system never got mike assigned: unknown-user for it, DAVE's copy unaffected
-    sent = [a.flow for a in actions if isinstance(a, Send) and a.to == other]
+    sent = [a.flow for a in actions if isinstance(a, SendFlow) and a.to == other]
     assert [getattr(f, "result", None) for f in sent][-1] == Result(
         ResultCode.UNKNOWN_USER, f"{mike} was not assigned to {other}")
     tx = net.acms[PARTNER].transaction(Role.PARTNER, tid, PRIMARY)
@@ -515,7 +515,7 @@ def test_every_class_of_bad_input_gets_a_defined_answer() -> None:
 
     def status(core: AcmsCore, event: object) -> tuple[int, str]:
         v = verdict_of(core.handle(event))  # type: ignore[arg-type]
-        assert isinstance(v, Refuse), v
+        assert isinstance(v, RefuseMessage), v
         return v.status, v.warning.split(":")[0]
 
     pi = ProcessIndication(tid, PRIMARY, ProfileUpdateRequest.FLOW)

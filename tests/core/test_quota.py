@@ -18,12 +18,12 @@ from mcacm_sip.acm.model import (
 )
 from mcacm_sip.core.acms import AcmsCore
 from mcacm_sip.core.events import (
-    Accept,
-    Action,
+    AcceptMessage,
+    AcmsAction,
     FlowFromAcmc,
     FlowFromPeer,
     Put,
-    Refuse,
+    RefuseMessage,
     Remove,
     TimerTick,
     verdict_of,
@@ -63,11 +63,11 @@ def partner(quotas: Quotas) -> AcmsCore:
     return AcmsCore(partner_config(None), quotas=quotas)
 
 
-def from_peer(core: AcmsCore, flow: object, now: float = T0) -> list[Action]:
+def from_peer(core: AcmsCore, flow: object, now: float = T0) -> list[AcmsAction]:
     return core.handle(FlowFromPeer(now, PRIMARY, flow))  # type: ignore[arg-type]
 
 
-def stored(actions: list[Action]) -> bool:
+def stored(actions: list[AcmsAction]) -> bool:
     return any(isinstance(a, Put | Remove) for a in actions)
 
 
@@ -75,11 +75,11 @@ def test_a_profile_over_the_maximum_gets_413_and_nothing_is_stored() -> None:
     core = partner(Quotas(max_profile_bytes=10_000))
     actions = from_peer(core, update(20_000))
     verdict = verdict_of(actions)
-    assert isinstance(verdict, Refuse) and verdict.status == 413
+    assert isinstance(verdict, RefuseMessage) and verdict.status == 413
     assert verdict.warning.startswith("profile-too-large:") and verdict.retry_after is None
     assert not stored(actions) and not core.transactions()
     # at the maximum it is taken (here: refused later by the procedure, but stored first)
-    assert isinstance(verdict_of(from_peer(core, update(9_000))), Accept)
+    assert isinstance(verdict_of(from_peer(core, update(9_000))), AcceptMessage)
     assert len(core.transactions()) == 1
 
 
@@ -87,7 +87,7 @@ def test_the_primary_applies_the_profile_maximum_to_its_own_acmcs() -> None:
     core = AcmsCore(primary_config(None), quotas=Quotas(max_profile_bytes=10_000))
     actions = core.handle(FlowFromAcmc(T0, ALICE, update(20_000)))
     verdict = verdict_of(actions)
-    assert isinstance(verdict, Refuse) and verdict.status == 413
+    assert isinstance(verdict, RefuseMessage) and verdict.status == 413
     assert not stored(actions)
 
 
@@ -95,14 +95,14 @@ def test_open_transactions_per_peer_are_capped_with_503_and_retry_after() -> Non
     core = partner(Quotas(max_open_per_peer=3, retry_after=7))
     kept = [add() for _ in range(3)]
     for req in kept:
-        assert isinstance(verdict_of(from_peer(core, req)), Accept)
+        assert isinstance(verdict_of(from_peer(core, req)), AcceptMessage)
     actions = from_peer(core, add())
     verdict = verdict_of(actions)
-    assert isinstance(verdict, Refuse) and (verdict.status, verdict.retry_after) == (503, 7)
+    assert isinstance(verdict, RefuseMessage) and (verdict.status, verdict.retry_after) == (503, 7)
     assert verdict.warning.startswith("quota-exceeded:")
     assert not stored(actions) and len(core.transactions()) == 3
     # a repeat of a kept transaction is still answered (idempotent retry)
-    assert isinstance(verdict_of(from_peer(core, kept[0])), Accept)
+    assert isinstance(verdict_of(from_peer(core, kept[0])), AcceptMessage)
 
 
 def test_bytes_per_peer_and_the_store_ceiling_are_capped() -> None:
@@ -110,14 +110,14 @@ def test_bytes_per_peer_and_the_store_ceiling_are_capped() -> None:
     sizes = []
     while True:
         actions = from_peer(core, update(9_000))
-        if isinstance(verdict_of(actions), Refuse):
+        if isinstance(verdict_of(actions), RefuseMessage):
             break
         sizes.append(core.quota.bytes_of(PRIMARY))
-    assert isinstance(verdict_of(actions), Refuse) and verdict_of(actions).status == 503  # type: ignore[union-attr]
+    assert isinstance(verdict_of(actions), RefuseMessage) and verdict_of(actions).status == 503  # type: ignore[union-attr]
     assert not stored(actions)
     assert core.quota.bytes_of(PRIMARY) <= 50_000 < core.quota.bytes_of(PRIMARY) + 9_000
     ceiling = partner(Quotas(max_store_bytes=30_000))
-    while isinstance(verdict_of(from_peer(ceiling, update(9_000))), Accept):
+    while isinstance(verdict_of(from_peer(ceiling, update(9_000))), AcceptMessage):
         pass
     assert ceiling.quota.total <= 30_000
 
@@ -129,7 +129,7 @@ def test_the_accounting_follows_done_dropped_and_restored_transactions() -> None
     core = AcmsCore(config, quotas=Quotas(max_open_per_peer=2))
     records: dict[str, Transaction] = {}
 
-    def feed(actions: list[Action]) -> None:
+    def feed(actions: list[AcmsAction]) -> None:
         for a in actions:
             if isinstance(a, Put) and isinstance(a.record, Transaction):
                 records[a.record.key] = a.record
@@ -153,7 +153,7 @@ def test_the_accounting_follows_done_dropped_and_restored_transactions() -> None
         assert when is not None
         feed(core.handle(TimerTick(when)))
     assert not records and core.quota.bytes_of(PRIMARY) == 0
-    assert isinstance(verdict_of(from_peer(core, add())), Accept)
+    assert isinstance(verdict_of(from_peer(core, add())), AcceptMessage)
 
 
 @settings(max_examples=40, deadline=None)
@@ -185,7 +185,7 @@ def test_quotas_of_another_peer_are_its_own() -> None:
     from mcacm_sip.core.config import PeerSystem
     config = replace(config, peers=(*config.peers, PeerSystem(PARTNER, ("partner.example",))))
     core = AcmsCore(config, quotas=Quotas(max_open_per_peer=1))
-    assert isinstance(verdict_of(from_peer(core, add())), Accept)
-    assert isinstance(verdict_of(from_peer(core, add())), Refuse)
+    assert isinstance(verdict_of(from_peer(core, add())), AcceptMessage)
+    assert isinstance(verdict_of(from_peer(core, add())), RefuseMessage)
     other = core.handle(FlowFromPeer(T0, PARTNER, add()))
-    assert isinstance(verdict_of(other), Accept)
+    assert isinstance(verdict_of(other), AcceptMessage)

@@ -49,8 +49,8 @@ from mcacm_sip.core.config import (
     PeerSystem,
 )
 from mcacm_sip.core.events import (
-    Refuse,
-    Send,
+    RefuseMessage,
+    SendFlow,
     UserLoggedOn,
     verdict_of,
 )
@@ -165,7 +165,7 @@ def open_transactions(role: str) -> tuple[AcmsCore, dict[str, str]]:
         RemoveUserConfigurationRequest("t-remove", Party(requester), (MIGRANT,), target))
     for request in requests:
         verdict = verdict_of(core.handle(trust(system).event(NOW, sender, request)))
-        assert verdict is not None and not isinstance(verdict, Refuse), (request, verdict)
+        assert verdict is not None and not isinstance(verdict, RefuseMessage), (request, verdict)
     return core, {r.FLOW: r.transaction_id for r in requests}
 
 
@@ -205,7 +205,7 @@ def flow_from(role: str, kind: str, name: str, ids: dict[str, str]) -> AcmFlow:
     return flows[name]()
 
 
-def _sent(send: Send) -> str:
+def _sent(send: SendFlow) -> str:
     flow = send.flow
     what = f"response({flow.result.code})" if isinstance(flow, AcmResponse) else {
         "process-indication": "indication", "pending-data-notification": "notification",
@@ -220,8 +220,8 @@ def outcome(role: str, name: str, kind: str) -> str:
     actions = core.handle(trust(system).event(NOW, system.sender(kind),
                                               flow_from(role, kind, name, ids)))
     verdict = verdict_of(actions)
-    status = verdict.status if isinstance(verdict, Refuse) else 200
-    sends = [_sent(a) for a in actions if isinstance(a, Send)]
+    status = verdict.status if isinstance(verdict, RefuseMessage) else 200
+    sends = [_sent(a) for a in actions if isinstance(a, SendFlow)]
     return " ".join([str(status), *sends])
 
 

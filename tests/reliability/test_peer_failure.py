@@ -31,7 +31,7 @@ from mcacm_sip.acm.model import (
     new_transaction_id,
 )
 from mcacm_sip.core.config import AcmcConfig
-from mcacm_sip.core.events import Report, ReportKind
+from mcacm_sip.core.events import ReportKind, ReportToUser
 from mcacm_sip.core.state import Role, TxState
 from mcacm_sip.runtime.acmc import AcmcNode
 from mcacm_sip.runtime.base import SipSettings
@@ -237,7 +237,7 @@ def test_offline_primary_acmc_gets_its_answer_on_logon_across_an_acms_restart(
             # days later she logs on from a NEW ACMC process, which never sent the request:
             # notification -> download -> the response is still shown to her, once
             await alice.stop(logoff=False)
-            reports: list[Report] = []
+            reports: list[ReportToUser] = []
             later = AcmcNode(AcmcNodeConfig(AcmcConfig(ALICE, PRIMARY), sip),
                              on_report=reports.append)
             await later.start()  # logon (10.17.3.1)

@@ -24,14 +24,14 @@ from mcacm_sip.core.acms.partner import AcmsPartner
 from mcacm_sip.core.acms.primary import AcmsPrimary
 from mcacm_sip.core.config import AcmsConfig
 from mcacm_sip.core.events import (
+    AcmsAction,
+    AcmsActions,
     AcmsEvent,
-    Action,
-    Actions,
     DeliveryOutcome,
     FaHoldersChanged,
     FlowFromAcmc,
     FlowFromPeer,
-    Send,
+    SendFlow,
     TimerTick,
     UserLoggedOff,
     UserLoggedOn,
@@ -57,17 +57,17 @@ class AcmsCore(AcmsPrimary, AcmsPartner):
         """The core of a restarted ACMS; call :meth:`start` next."""
         return cls(config, snapshot, quotas)
 
-    def start(self, now: float) -> list[Action]:
+    def start(self, now: float) -> list[AcmsAction]:
         """Subscribe to the FAs we need and re-send everything whose outcome was not known
         when the ACMS stopped (continuing every open transaction)."""
-        out = Actions()
+        out = AcmsActions()
         fas = [*self.config.functional_aliases,
                *(i.owner for i in self._pending.values() if i.is_fa)]
         for fa in fas:
             self._subscribe(fa, out)
         for og in list(self._out.values()):
             if og.next_at is None:
-                out.add(Send(og.send_id, og.hop, og.to, og.flow))
+                out.add(SendFlow(og.send_id, og.hop, og.to, og.flow))
         for tx in [t for t in self._tx.values()
                    if t.role is Role.PRIMARY and t.state is TxState.PENDING_FA]:
             # stored before responses were routed to their requester (decision): do so now
@@ -75,8 +75,8 @@ class AcmsCore(AcmsPrimary, AcmsPartner):
             self._deliver_or_queue(now, tx, tx.origin, out)
         return out.result()
 
-    def handle(self, event: AcmsEvent) -> list[Action]:
-        out = Actions()
+    def handle(self, event: AcmsEvent) -> list[AcmsAction]:
+        out = AcmsActions()
         match event:
             case FlowFromAcmc():
                 self._from_acmc(event.now, event.sender, event.flow, out)
@@ -94,7 +94,7 @@ class AcmsCore(AcmsPrimary, AcmsPartner):
                 self._tick(event.now, out)
         return out.result()
 
-    def _from_acmc(self, now: float, sender: str, flow: AcmFlow, out: Actions) -> None:
+    def _from_acmc(self, now: float, sender: str, flow: AcmFlow, out: AcmsActions) -> None:
         if id_key(sender) not in self._users:
             # decision: a stranger learns nothing (not even whether a transaction exists)
             out.refuse(403, f"not-authorised: {sender} is not an authorised ACM user")
@@ -107,7 +107,7 @@ class AcmsCore(AcmsPrimary, AcmsPartner):
         else:
             out.refuse(400, f"unexpected-flow: an ACMC does not send {flow.FLOW}")
 
-    def _from_peer(self, now: float, origin: str, flow: AcmFlow, out: Actions) -> None:
+    def _from_peer(self, now: float, origin: str, flow: AcmFlow, out: AcmsActions) -> None:
         peer = self._peers.get(id_key(origin))
         if peer is None:
             # decision: an unknown system gets 403 and nothing is stored
@@ -119,7 +119,7 @@ class AcmsCore(AcmsPrimary, AcmsPartner):
         else:
             out.refuse(400, f"unexpected-flow: an ACMS does not send {flow.FLOW} to a peer")
 
-    def _expire(self, now: float, tx: Transaction, out: Actions) -> None:
+    def _expire(self, now: float, tx: Transaction, out: AcmsActions) -> None:
         if tx.state is TxState.DONE:
             self._drop_tx(tx, out)  # retention over
         elif tx.allows(Trigger.RESPONSE):  # primary: the answer timer

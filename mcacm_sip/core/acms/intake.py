@@ -22,7 +22,7 @@ from mcacm_sip.acm.model import (
 )
 from mcacm_sip.core.acms.outbox import AcmsOutbox
 from mcacm_sip.core.acms.records import log
-from mcacm_sip.core.events import Actions
+from mcacm_sip.core.events import AcmsActions
 from mcacm_sip.core.identity import id_key, same
 from mcacm_sip.core.state import Transaction, answers, response_to
 
@@ -30,7 +30,7 @@ from mcacm_sip.core.state import Transaction, answers, response_to
 class AcmsIntake(AcmsOutbox):
     """What the primary and the partner role share when a flow arrives."""
 
-    def _refuse(self, out: Actions, status: int, text: str, tid: str, origin: str) -> None:
+    def _refuse(self, out: AcmsActions, status: int, text: str, tid: str, origin: str) -> None:
         """A refused flow: the SIP answer with its Warning, and one log line (decision):
         WARNING for a flow that contradicts what we hold (400: a peer's bug or a forgery),
         INFO for the authorisation and lookup answers (403, 404) any deployment sees."""
@@ -40,7 +40,7 @@ class AcmsIntake(AcmsOutbox):
                            "status": status, "reason": text.split(":", 1)[0]})
         out.refuse(status, text)
 
-    def _repeat(self, tx: Transaction, flow: AcmRequest, origin: str, out: Actions) -> bool:
+    def _repeat(self, tx: Transaction, flow: AcmRequest, origin: str, out: AcmsActions) -> bool:
         """A request under an id its origin already uses: True (answered here) unless it is the
         same request again.  decision: an exact repeat is idempotent, a different body under
         the id is refused and changes nothing (docs/decisions.md "Identity and authority")."""
@@ -53,7 +53,7 @@ class AcmsIntake(AcmsOutbox):
                      flow.transaction_id, origin)
         return True
 
-    def _over_quota(self, key: str, req: AcmRequest, peer: str | None, out: Actions) -> bool:
+    def _over_quota(self, key: str, req: AcmRequest, peer: str | None, out: AcmsActions) -> bool:
         """A request that would open transaction ``key`` past a bound of ``[limits]`` is
         refused (413, or 503 + Retry-After) and nothing is stored (core/quota.py); a repeat
         of a transaction already kept is never refused here."""

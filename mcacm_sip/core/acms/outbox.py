@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from mcacm_sip.acm.model import AcmFlow, AcmRequest, AcmResponse, Result, ResultCode
 from mcacm_sip.core.acms.records import AcmsRecords, log
-from mcacm_sip.core.events import Actions, DeliveryOutcome, Failure, Send
+from mcacm_sip.core.events import AcmsActions, DeliveryOutcome, Failure, SendFlow
 from mcacm_sip.core.identity import id_key
 from mcacm_sip.core.state import (
     Hop,
@@ -83,28 +83,28 @@ class AcmsOutbox(AcmsRecords):
         raise NotImplementedError
 
     def _queue(self, now: float, tx: Transaction, owner: str, is_fa: bool, trigger: Trigger,
-               out: Actions) -> None:
+               out: AcmsActions) -> None:
         raise NotImplementedError
 
-    def _notify(self, user: str, out: Actions) -> None:
+    def _notify(self, user: str, out: AcmsActions) -> None:
         raise NotImplementedError
 
     def _stand_in(self, now: float, tx: Transaction, result: Result, trigger: Trigger,
-                  out: Actions) -> None:
+                  out: AcmsActions) -> None:
         raise NotImplementedError
 
-    def _expire(self, now: float, tx: Transaction, out: Actions) -> None:
+    def _expire(self, now: float, tx: Transaction, out: AcmsActions) -> None:
         raise NotImplementedError
 
-    def _send(self, out: Actions, purpose: Purpose, hop: Hop, to: str, flow: AcmFlow,
+    def _send(self, out: AcmsActions, purpose: Purpose, hop: Hop, to: str, flow: AcmFlow,
               tx: Transaction | None = None, give_up_at: float | None = None,
               carries: tuple[str, ...] = ()) -> None:
         og = Outgoing(uuid.uuid4().hex, purpose, hop, to, flow,
                       tx.key if tx is not None else None, give_up_at=give_up_at, carries=carries)
         self._put(og, out)
-        out.add(Send(og.send_id, hop, to, flow))
+        out.add(SendFlow(og.send_id, hop, to, flow))
 
-    def _outcome(self, ev: DeliveryOutcome, out: Actions) -> None:
+    def _outcome(self, ev: DeliveryOutcome, out: AcmsActions) -> None:
         og = self._out.get(ev.send_id)
         if og is None:
             return  # already settled (late duplicate outcome)
@@ -177,7 +177,7 @@ class AcmsOutbox(AcmsRecords):
                 and (ev.warning or "").startswith("transaction-id-reused"))
 
     def _peer_refused(self, ev: DeliveryOutcome, purpose: Purpose, tx: Transaction,
-                      out: Actions) -> None:
+                      out: AcmsActions) -> None:
         """A peer refused a send for good (RFC 3261 21.4, 21.6): it is not repeated."""
         assert ev.status is not None
         log.warning("%s %s refused by %s: %s", purpose, tx.transaction_id, tx.peer, ev.reason)
@@ -193,7 +193,7 @@ class AcmsOutbox(AcmsRecords):
             self._move(tx, Trigger.PEER_REFUSED, out, **self._done(ev.now))
 
     def _local_error(self, ev: DeliveryOutcome, purpose: Purpose, tx: Transaction,
-                     out: Actions) -> None:
+                     out: AcmsActions) -> None:
         """Our own flow could not be sent (a bug on our side, h11's LocalProtocolError): never
         retried, the transaction ends with a defined outcome (docs/decisions.md "Local and
         remote errors")."""
@@ -205,7 +205,7 @@ class AcmsOutbox(AcmsRecords):
             # decision: the primary's answer timer gives its ACMC Result expired
             self._move(tx, Trigger.LOCAL_ERROR, out, **self._done(ev.now))
 
-    def _retry(self, now: float, og: Outgoing, retry_after: float | None, out: Actions
+    def _retry(self, now: float, og: Outgoing, retry_after: float | None, out: AcmsActions
                ) -> None:
         # RFC 3261 21.5.4 / 20.33: not before the peer's Retry-After, never faster than back-off
         at = now + max(self.config.timers.backoff(og.attempts), retry_after or 0.0)
@@ -213,7 +213,7 @@ class AcmsOutbox(AcmsRecords):
             return  # the transaction's own timer ends it
         self._put(replace(og, next_at=at), out)
 
-    def _tick(self, now: float, out: Actions) -> None:
+    def _tick(self, now: float, out: AcmsActions) -> None:
         due: dict[str, dict[str, None]] = {Transaction.KIND: {}, Outgoing.KIND: {}}
         timers = self._timers
         while timers and timers[0][0] <= now:  # the live timers that ran out, earliest first
@@ -233,4 +233,4 @@ class AcmsOutbox(AcmsRecords):
                 continue
             og = replace(og, attempts=og.attempts + 1, next_at=None)
             self._put(og, out)
-            out.add(Send(og.send_id, og.hop, og.to, og.flow))
+            out.add(SendFlow(og.send_id, og.hop, og.to, og.flow))

@@ -25,7 +25,7 @@ from mcacm_sip.acm.model import (
 )
 from mcacm_sip.core.acms.routing import AcmsRouting
 from mcacm_sip.core.config import PeerSystem
-from mcacm_sip.core.events import Actions
+from mcacm_sip.core.events import AcmsActions
 from mcacm_sip.core.identity import id_key, matches_pattern, same
 from mcacm_sip.core.policy import PolicyAction, assess
 from mcacm_sip.core.state import (
@@ -51,7 +51,7 @@ def _ts(now: float) -> datetime:
 class AcmsPartner(AcmsRouting):
     """Request from a peer, verify, decision, respond, apply."""
 
-    def _partner_request(self, now: float, peer: PeerSystem, req: AcmRequest, out: Actions
+    def _partner_request(self, now: float, peer: PeerSystem, req: AcmRequest, out: AcmsActions
                          ) -> None:
         if self._over_quota(tx_key(Role.PARTNER, peer.psi, req.transaction_id), req, peer.psi,
                             out):
@@ -127,7 +127,7 @@ class AcmsPartner(AcmsRouting):
         m = self._maps.get(key) if key is not None else None
         return m if m is not None and same(m.peer, peer) else None
 
-    def _partner_decision(self, now: float, sender: str, resp: AcmResponse, out: Actions
+    def _partner_decision(self, now: float, sender: str, resp: AcmResponse, out: AcmsActions
                           ) -> None:
         # 23.280 10.17.7.2 step 7: only a user authorised to decide such requests answers
         # one (checked first: the others learn nothing about our transactions)
@@ -170,7 +170,7 @@ class AcmsPartner(AcmsRouting):
         out.accept()
 
     def _respond(self, now: float, tx: Transaction, resp: AcmResponse, trigger: Trigger,
-                 out: Actions) -> None:
+                 out: AcmsActions) -> None:
         """Finish the partner side: apply the outcome, then send the response (step 8)."""
         resp = self._apply_outcome(tx, resp, out)
         self._drop_item(tx.key, out)
@@ -179,7 +179,7 @@ class AcmsPartner(AcmsRouting):
         tx = self._move(tx, trigger, out, response=resp, deadline=give_up)
         self._send(out, Purpose.ANSWER, Hop.PEER, tx.peer, resp, tx, give_up_at=give_up)
 
-    def _apply_outcome(self, tx: Transaction, resp: AcmResponse, out: Actions) -> AcmResponse:
+    def _apply_outcome(self, tx: Transaction, resp: AcmResponse, out: AcmsActions) -> AcmResponse:
         """Partner side of 10.17.5 (assign / withdraw per user) and 10.17.7 (keep the agreed
         profile).  The ACMS, not the ACMC, assigns IDs and profiles."""
         req = tx.request
@@ -198,7 +198,7 @@ class AcmsPartner(AcmsRouting):
                 self._put(replace(m, profile=req.profile), out)
         return resp
 
-    def _assign(self, peer: str, primary_id: str, result: Result, out: Actions
+    def _assign(self, peer: str, primary_id: str, result: Result, out: AcmsActions
                 ) -> UserAssignment:
         if not result.positive:
             return UserAssignment(primary_id, result)
@@ -217,7 +217,7 @@ class AcmsPartner(AcmsRouting):
         self._put(m, out)
         return UserAssignment(primary_id, Result(ResultCode.SUCCESS), m.partner_id, m.profile)
 
-    def _withdraw(self, peer: str, primary_id: str, result: Result, out: Actions
+    def _withdraw(self, peer: str, primary_id: str, result: Result, out: AcmsActions
                   ) -> UserRemoval:
         if not result.positive:
             return UserRemoval(primary_id, result)

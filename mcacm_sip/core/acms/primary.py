@@ -19,7 +19,7 @@ from mcacm_sip.acm.model import (
 from mcacm_sip.core.acms.records import log
 from mcacm_sip.core.acms.routing import AcmsRouting
 from mcacm_sip.core.config import PeerSystem
-from mcacm_sip.core.events import Actions
+from mcacm_sip.core.events import AcmsActions
 from mcacm_sip.core.identity import id_key, same, uid
 from mcacm_sip.core.state import (
     Hop,
@@ -37,7 +37,7 @@ from mcacm_sip.core.state import (
 class AcmsPrimary(AcmsRouting):
     """Request from an ACMC, answer from the partner, mappings; standing in for the partner."""
 
-    def _primary_request(self, now: float, sender: str, req: AcmRequest, out: Actions) -> None:
+    def _primary_request(self, now: float, sender: str, req: AcmRequest, out: AcmsActions) -> None:
         if self._over_quota(tx_key(Role.PRIMARY, sender, req.transaction_id), req, None, out):
             return
         # decision: a transaction is its origin plus its id -- the same id from two of our
@@ -104,7 +104,7 @@ class AcmsPrimary(AcmsRouting):
                       "matches the target")
 
     def _primary_answer(self, now: float, peer: PeerSystem,
-                        flow: AcmResponse | ProcessIndication, out: Actions) -> None:
+                        flow: AcmResponse | ProcessIndication, out: AcmsActions) -> None:
         # the partner answers under the id we forwarded the request with (the peer-leg id)
         key = self._legs.get((Role.PRIMARY, flow.transaction_id))
         tx = self._tx.get(key) if key is not None else None
@@ -150,7 +150,7 @@ class AcmsPrimary(AcmsRouting):
                         deadline=now + self.config.timers.pending_response_ttl)
         self._deliver_or_queue(now, tx, tx.origin, out)
 
-    def _learn_mappings(self, tx: Transaction, resp: AcmResponse, out: Actions) -> None:
+    def _learn_mappings(self, tx: Transaction, resp: AcmResponse, out: AcmsActions) -> None:
         """10.17.5 / 10.17.7.1: keep primary ID <-> partner ID (and profile) per partner."""
         req = tx.request
         if isinstance(resp, AddUserConfigurationResponse):
@@ -169,7 +169,7 @@ class AcmsPrimary(AcmsRouting):
                 self._put(replace(self._maps[key], profile=req.profile), out)
 
     def _stand_in(self, now: float, tx: Transaction, result: Result, trigger: Trigger,
-                  out: Actions) -> None:
+                  out: AcmsActions) -> None:
         """Primary: this ACMS answers in the partner's place; the response then goes to the
         primary ACMC as in 10.17.7.2 steps 9-10 (pending if it is not logged on)."""
         self._drop_sends(tx, Purpose.FORWARD, out)

@@ -15,7 +15,7 @@ from typing import Any
 
 from mcacm_sip.acm.model import AcmRequest
 from mcacm_sip.core.config import AcmsConfig, AuthorisedUser, PeerSystem
-from mcacm_sip.core.events import Actions, Put, Remove
+from mcacm_sip.core.events import AcmsActions, Put, Remove
 from mcacm_sip.core.identity import IdKey, id_key
 from mcacm_sip.core.quota import QuotaBook, Quotas
 from mcacm_sip.core.state import (
@@ -171,19 +171,19 @@ class AcmsRecords:
                 self._maps[record.key] = record
                 self._by_partner_id[(record.side, id_key(record.partner_id))] = record.key
 
-    def _put(self, record: Record, out: Actions) -> None:
+    def _put(self, record: Record, out: AcmsActions) -> None:
         self._remember(record)
         if not isinstance(record, Outgoing) or record.purpose in DURABLE_PURPOSES:
             out.change(Put(record))
 
-    def _drop_tx(self, tx: Transaction, out: Actions) -> None:
+    def _drop_tx(self, tx: Transaction, out: AcmsActions) -> None:
         del self._tx[tx.key]
         self.quota.forget(tx.key)
         if self._legs.get((tx.role, tx.leg)) == tx.key:
             del self._legs[(tx.role, tx.leg)]
         out.change(Remove(Transaction.KIND, tx.key))
 
-    def _drop_item(self, key: str, out: Actions) -> PendingItem | None:
+    def _drop_item(self, key: str, out: AcmsActions) -> PendingItem | None:
         item = self._pending.pop(key, None)
         if item is not None:
             owner = id_key(item.owner)
@@ -194,7 +194,7 @@ class AcmsRecords:
             out.change(Remove(PendingItem.KIND, key))
         return item
 
-    def _drop_out(self, og: Outgoing, out: Actions) -> None:
+    def _drop_out(self, og: Outgoing, out: AcmsActions) -> None:
         if og.tx_key is not None and (of_tx := self._out_of_tx.get(og.tx_key)) is not None:
             of_tx.pop(og.send_id, None)
             if not of_tx:
@@ -204,12 +204,12 @@ class AcmsRecords:
         if self._out.pop(og.send_id, None) is not None and og.purpose in DURABLE_PURPOSES:
             out.change(Remove(Outgoing.KIND, og.send_id))
 
-    def _drop_sends(self, tx: Transaction, purpose: Purpose, out: Actions) -> None:
+    def _drop_sends(self, tx: Transaction, purpose: Purpose, out: AcmsActions) -> None:
         for send_id in list(self._out_of_tx.get(tx.key, ())):
             if (og := self._out[send_id]).purpose is purpose:
                 self._drop_out(og, out)
 
-    def _move(self, tx: Transaction, trigger: Trigger, out: Actions, **changes: Any
+    def _move(self, tx: Transaction, trigger: Trigger, out: AcmsActions, **changes: Any
               ) -> Transaction:
         """Apply one row of the transition table (state.TRANSITIONS) and store the result."""
         state, clause = transition(tx.role, tx.state, trigger)
@@ -230,7 +230,7 @@ class AcmsRecords:
         transaction of ``role`` uses it there, else a fresh one; "" means the origin's."""
         return "" if (role, transaction_id) not in self._legs else uuid.uuid4().hex
 
-    def _fresh_leg(self, tx: Transaction, out: Actions) -> Transaction:
+    def _fresh_leg(self, tx: Transaction, out: AcmsActions) -> Transaction:
         if self._legs.get((tx.role, tx.leg)) == tx.key:
             del self._legs[(tx.role, tx.leg)]
         tx = replace(tx, leg_id=uuid.uuid4().hex)

@@ -17,7 +17,7 @@ from mcacm_sip.acm.model import (
     new_transaction_id,
 )
 from mcacm_sip.core.acms.intake import AcmsIntake
-from mcacm_sip.core.events import Actions, SubscribeFa
+from mcacm_sip.core.events import AcmsActions, SubscribeFa
 from mcacm_sip.core.identity import IdKey, id_key, same
 from mcacm_sip.core.quota import flow_bytes, page
 from mcacm_sip.core.state import (
@@ -66,7 +66,7 @@ class AcmsRouting(AcmsIntake):
         assert tx.response is not None
         return tx.response
 
-    def _route(self, now: float, tx: Transaction, target: Addressee, out: Actions) -> None:
+    def _route(self, now: float, tx: Transaction, target: Addressee, out: AcmsActions) -> None:
         """Partner, 10.17.7.2 steps 4-5: by MC service ID if present, else by the functional
         alias's current holders that may decide the request."""
         user = target.mc_service_id
@@ -83,7 +83,7 @@ class AcmsRouting(AcmsIntake):
                 return
         self._deliver_or_queue(now, tx, user, out)
 
-    def _deliver_or_queue(self, now: float, tx: Transaction, user: str, out: Actions) -> None:
+    def _deliver_or_queue(self, now: float, tx: Transaction, user: str, out: AcmsActions) -> None:
         user = self._addr(user)
         if id_key(user) in self._online:
             tx = self._move(tx, Trigger.ROUTE_ACMC, out, assignee=user)
@@ -93,7 +93,7 @@ class AcmsRouting(AcmsIntake):
             self._queue(now, tx, user, False, Trigger.ROUTE_PENDING, out)
 
     def _queue(self, now: float, tx: Transaction, owner: str, is_fa: bool, trigger: Trigger,
-               out: Actions) -> None:
+               out: AcmsActions) -> None:
         tx = self._move(tx, trigger, out, assignee=owner)
         self._drop_item(tx.key, out)
         self._put(PendingItem(tx.key, owner, is_fa, now, self._payload(tx)), out)
@@ -112,13 +112,13 @@ class AcmsRouting(AcmsIntake):
             return self._addr(candidates[turn % len(candidates)])
         return self._addr(candidates[0])
 
-    def _subscribe(self, fa: str, out: Actions) -> None:
+    def _subscribe(self, fa: str, out: AcmsActions) -> None:
         # 23.280 10.17.7.2 pre-conditions / 10.13.10: continuous subscription to our FA server
         if (key := id_key(fa)) not in self._subscribed:
             self._subscribed.add(key)
             out.add(SubscribeFa(fa))
 
-    def _fa_changed(self, now: float, fa: str, holders: tuple[str, ...], out: Actions) -> None:
+    def _fa_changed(self, now: float, fa: str, holders: tuple[str, ...], out: AcmsActions) -> None:
         key = id_key(fa)
         for old in self._holders.get(key, ()):
             self._fas_of.get(id_key(old), set()).discard(key)
@@ -128,7 +128,7 @@ class AcmsRouting(AcmsIntake):
         # 23.280 10.17.7.2 step 4: the FA became active -> deliver what was stored for it
         self._redeliver(now, key, out)
 
-    def _redeliver(self, now: float, fa: IdKey, out: Actions) -> None:
+    def _redeliver(self, now: float, fa: IdKey, out: AcmsActions) -> None:
         """Requests routed by ``fa`` that wait for a holder: stored under the FA, or with a
         holder who is not logged on (any more) -- each goes to an eligible holder who is;
         re-delivery moves the right to decide (decision)."""
@@ -154,7 +154,7 @@ class AcmsRouting(AcmsIntake):
         if not keys:
             del self._via_fa[fa]
 
-    def _logon(self, now: float, user: str, out: Actions) -> None:
+    def _logon(self, now: float, user: str, out: AcmsActions) -> None:
         key = id_key(user)
         self._online[key] = user
         self._offered.pop(key, None)  # a logon downloads everything again
@@ -165,14 +165,14 @@ class AcmsRouting(AcmsIntake):
             # decision: an eligible holder logged on -> what waits for the FA goes to them
             self._redeliver(now, fa, out)
 
-    def _notify(self, user: str, out: Actions) -> None:
+    def _notify(self, user: str, out: AcmsActions) -> None:
         """10.17.3.1: pending ACM data notification, unless one is on its way to ``user``."""
         key = id_key(user)
         if key in self._queues and key not in self._notifying:
             note = PendingDataNotification(new_transaction_id(), user)
             self._send(out, Purpose.NOTIFY, Hop.ACMC, user, note)
 
-    def _download(self, now: float, sender: str, req: PendingDataDownloadRequest, out: Actions
+    def _download(self, now: float, sender: str, req: PendingDataDownloadRequest, out: AcmsActions
                   ) -> None:
         if not same(req.user, sender):
             self._refuse(out, 403, f"not-authorised: {sender} may not download {req.user}'s "
