@@ -6,7 +6,8 @@ pending requests, 10.17.3.2 automatic handling).  ``handle(event)`` returns acti
 (:mod:`mcacm_sip.core.events` documents their order); ``get_timer()`` is the next deadline.
 All state is in memory and every change is also emitted as a store action, so a restarted ACMS
 is ``AcmsCore(config, store.load())`` followed by ``start(now)``.  The steps themselves live in
-the package's role modules (``primary``, ``partner``, ``routing``, ``outbox``, ``records``).
+the package's modules (``primary``, ``partner``, ``routing``, ``intake``, ``outbox``,
+``records``).
 """
 
 from __future__ import annotations
