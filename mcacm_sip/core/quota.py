@@ -85,6 +85,16 @@ def page(sizes: Iterable[int], max_items: int, max_bytes: int) -> int:
     return taken
 
 
+def growth(req: AcmRequest) -> int:
+    """Bytes a request's transaction adds after it is admitted: the process indication and the
+    response frames, and a per-user entry in the response for each listed user (the ids the
+    partner assigns and profiles of ``[[migration]]`` come from our own configuration and
+    are not counted here)."""
+    return 2 * FLOW_OVERHEAD + sum(USER_OVERHEAD + len(user)
+                                   for user in getattr(req, "users", ())
+                                   if isinstance(user, str))
+
+
 def footprint(tx: Transaction) -> int:
     """Estimated stored size of a transaction record (request, indication, response)."""
     return flow_bytes(tx.request) + flow_bytes(tx.indication) + flow_bytes(tx.response)
@@ -149,7 +159,9 @@ class QuotaBook:
             # request stays too large, so the sender must not retry it unchanged
             return QuotaRefusal(413, f"profile-too-large: the profile is {profile} bytes, "
                                 f"at most {q.max_profile_bytes} are taken")
-        size = flow_bytes(req)
+        # admission counts what the transaction will hold once answered, so a peer at its
+        # quota cannot pass it by the indication and response its requests later add
+        size = flow_bytes(req) + growth(req)
         if peer is not None and self.open_of(peer) >= q.max_open_per_peer:
             return self._busy(f"{peer} has {self.open_of(peer)} open transactions "
                               f"(quota {q.max_open_per_peer})")

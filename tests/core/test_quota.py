@@ -189,3 +189,16 @@ def test_quotas_of_another_peer_are_its_own() -> None:
     assert isinstance(verdict_of(from_peer(core, add())), RefuseMessage)
     other = core.handle(FlowFromPeer(T0, PARTNER, add()))
     assert isinstance(verdict_of(other), AcceptMessage)
+
+
+def test_admission_counts_the_indication_and_response_a_request_will_add() -> None:
+    """Found by the property above: five updates (0, 0, 12139, 20006, 20006 profile bytes)
+    were each admitted by their request's size, then the process indications and responses
+    took the peer to 60001 of its 60000 bytes."""
+    q = Quotas(max_profile_bytes=20_000, max_open_per_peer=6, max_bytes_per_peer=60_000,
+               max_store_bytes=90_000)
+    core = partner(q)
+    for size in (0, 0, 12139, 20006, 20006):
+        from_peer(core, update(size))
+    assert core.quota.bytes_of(PRIMARY) <= q.max_bytes_per_peer
+    assert core.quota.total == sum(footprint(t) for t in core.transactions())
