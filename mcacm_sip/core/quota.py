@@ -85,14 +85,14 @@ def page(sizes: Iterable[int], max_items: int, max_bytes: int) -> int:
     return taken
 
 
-def growth(req: AcmRequest) -> int:
+def growth(req: AcmRequest, local: int = 0) -> int:
     """Bytes a request's transaction adds after it is admitted: the process indication and the
-    response frames, and a per-user entry in the response for each listed user (the ids the
-    partner assigns and profiles of ``[[migration]]`` come from our own configuration and
-    are not counted here)."""
-    return 2 * FLOW_OVERHEAD + sum(USER_OVERHEAD + len(user)
-                                   for user in getattr(req, "users", ())
-                                   if isinstance(user, str))
+    response frames, a per-user entry in the response for each listed user, and ``local``:
+    what our own configuration puts into the answer (the IDs the partner assigns and the
+    ``[[migration]]`` profile of 10.17.5.2, see ``AcmsCore._local_answer_bytes``)."""
+    return 2 * FLOW_OVERHEAD + local + sum(USER_OVERHEAD + len(user)
+                                           for user in getattr(req, "users", ())
+                                           if isinstance(user, str))
 
 
 def footprint(tx: Transaction) -> int:
@@ -148,9 +148,11 @@ class QuotaBook:
     def bytes_of(self, peer: str) -> int:
         return self._bytes_of.get(peer, 0)
 
-    def refusal(self, req: AcmRequest, peer: str | None) -> QuotaRefusal | None:
+    def refusal(self, req: AcmRequest, peer: str | None, local: int = 0
+                ) -> QuotaRefusal | None:
         """Whether a new transaction for ``req`` (from peer ACMS ``peer``; None: from one of
-        our ACMCs) must be refused, and how; None: it may open."""
+        our ACMCs) must be refused, and how; None: it may open.  ``local``: bytes our own
+        configuration will add to its answer (:func:`growth`)."""
         q = self.quotas
         profile = max([_profile_bytes(req), *(_profile_bytes(u) for u in
                                               getattr(req, "users", ()))])
@@ -161,7 +163,7 @@ class QuotaBook:
                                 f"at most {q.max_profile_bytes} are taken")
         # admission counts what the transaction will hold once answered, so a peer at its
         # quota cannot pass it by the indication and response its requests later add
-        size = flow_bytes(req) + growth(req)
+        size = flow_bytes(req) + growth(req, local)
         if peer is not None and self.open_of(peer) >= q.max_open_per_peer:
             return self._busy(f"{peer} has {self.open_of(peer)} open transactions "
                               f"(quota {q.max_open_per_peer})")

@@ -202,3 +202,17 @@ def test_admission_counts_the_indication_and_response_a_request_will_add() -> No
         from_peer(core, update(size))
     assert core.quota.bytes_of(PRIMARY) <= q.max_bytes_per_peer
     assert core.quota.total == sum(footprint(t) for t in core.transactions())
+
+
+def test_admission_counts_the_id_and_profile_the_partner_assigns() -> None:
+    """Found by the property above after the fix before: an add-user request admitted at
+    60 000 - 1 bytes grew past the quota by the partner's own answer (the assigned ID and
+    the [[migration]] profile of 10.17.5.2)."""
+    q = Quotas(max_profile_bytes=20_000, max_open_per_peer=6, max_bytes_per_peer=60_000,
+               max_store_bytes=90_000)
+    core = partner(q)
+    for size in (0, 11922, 20006, 20006):
+        from_peer(core, update(size))
+    from_peer(core, add())
+    assert core.quota.bytes_of(PRIMARY) <= q.max_bytes_per_peer
+    assert core.quota.total == sum(footprint(t) for t in core.transactions())

@@ -57,12 +57,25 @@ class AcmsIntake(AcmsOutbox):
         """A request that would open transaction ``key`` past a bound of ``[limits]`` is
         refused (413, or 503 + Retry-After) and nothing is stored (core/quota.py); a repeat
         of a transaction already kept is never refused here."""
-        if key in self._tx or (refusal := self.quota.refusal(req, peer)) is None:
+        local = self._local_answer_bytes(req) if peer is not None else 0
+        if key in self._tx or (refusal := self.quota.refusal(req, peer, local)) is None:
             return False
         log.warning("%s %s refused: %s", req.FLOW, req.transaction_id, refusal.warning,
                     extra={"event": "quota.refused", "peer": peer, "status": refusal.status})
         out.refuse(refusal.status, refusal.warning, refusal.retry_after)
         return True
+
+    def _local_answer_bytes(self, req: AcmRequest) -> int:
+        """Bytes the partner's own configuration puts into the answer to ``req`` (10.17.5.2):
+        per listed user the ID it assigns (or keeps) and the ``[[migration]]`` profile, so
+        quota admission counts them (an over-estimate for removals, which carry no profile)."""
+        users = [u for u in getattr(req, "users", ()) if isinstance(u, str)]
+        if not users:
+            return 0
+        mig = self.config.migration
+        profile = len(mig.profile.xml) if mig.profile is not None else 0
+        n = self._assigned + len(users)
+        return sum(len(mig.assign(u, n)) + profile for u in users)
 
     def _mismatch(self, req: AcmRequest, flow: AcmResponse | ProcessIndication) -> str | None:
         """Why ``flow`` does not answer ``req`` (None: it does).  decision: its flow answers
