@@ -100,7 +100,8 @@ async def _round(store: str, requests: int, batch: int, first: int) -> float:
     from mcacm_sip.runtime.base import SipSettings
     from mcacm_sip.runtime.config import AcmsNodeConfig
     from mcacm_sip.runtime.lab import PRIMARY, partner_config
-    from mcacm_sip.sip import Listen, Peer
+    from mcacm_sip.sip import Peer
+    from mcacm_sip.sip.aio import Listen
 
     sip = SipSettings(listens=(Listen("udp", "127.0.0.1", 0),),
                       hops={PRIMARY: f"sip:{PRIMARY_HOP[0]}:{PRIMARY_HOP[1]}"},

@@ -67,7 +67,7 @@ async def _serve_acms(port: int, primary_hop: int, store: str, synchronous: Sync
     from mcacm_sip.runtime.base import SipSettings
     from mcacm_sip.runtime.config import AcmsNodeConfig
     from mcacm_sip.runtime.lab import PRIMARY, partner_config, profile_xml
-    from mcacm_sip.sip import Listen
+    from mcacm_sip.sip.aio import Listen
     from mcacm_sip.store import SqliteStore
 
     # the migrated user the requests name (10.17.5: assigned to PRIMARY earlier)

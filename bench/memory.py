@@ -52,7 +52,7 @@ from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import MALLOC_TRIM, SipSettings
 from mcacm_sip.runtime.config import AcmsNodeConfig
 from mcacm_sip.runtime.lab import PARTNER, PRIMARY, ROUTINE, partner_config, profile_xml
-from mcacm_sip.sip import Listen
+from mcacm_sip.sip.aio import Listen
 from mcacm_sip.store import SqliteStore
 
 WINDOW = 32  # requests in flight: their sends stay under [limits] max_in_flight (300)

@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aiosipua
 from _common import Result, bench_parser, report
 
-from mcacm_sip.sip import Listen, Peer, SipEndpoint
+from mcacm_sip.sip import Peer
+from mcacm_sip.sip.aio import Listen, SipEndpoint
 
 BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<mcpttinfo xmlns="urn:3gpp:ns:mcpttInfo:1.0">'
         b'<mcptt-Params><mcptt-request-uri type="Normal"><mcpttURI>sip:fa-1@mcptt.example.com'

@@ -40,7 +40,7 @@ TARGET = 10_000  # MESSAGE/s clean, issue #3
 
 
 async def _serve_uas(port: int) -> None:
-    from mcacm_sip.sip import Listen, SipEndpoint
+    from mcacm_sip.sip.aio import Listen, SipEndpoint
 
     host = peers.LOOPBACK
     endpoint = SipEndpoint([Listen("udp", host, port), Listen("tcp", host, port)])

@@ -64,7 +64,8 @@ from mcacm_sip.runtime.lab import (
     primary_config,
     profile_xml,
 )
-from mcacm_sip.sip import Listen, SipParseError, Transport, parse
+from mcacm_sip.sip import SipParseError, Transport, parse
+from mcacm_sip.sip.aio import Listen
 from mcacm_sip.sip.message import read_raw
 from mcacm_sip.sip.uri import Uri, identity, same_identity
 from mcacm_sip.text import printable

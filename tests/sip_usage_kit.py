@@ -8,8 +8,8 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator, Sequence
 
-from mcacm_sip.sip.dialog import RequestSpec
-from mcacm_sip.sip.endpoint import Listen, Reply, SipEndpoint
+from mcacm_sip.sip.aio.endpoint import Listen, SipEndpoint
+from mcacm_sip.sip.dialog import Reply, RequestSpec
 from mcacm_sip.sip.message import Request, Response, build_response, parse
 from mcacm_sip.sip.transaction import Timers, Transport
 

@@ -11,10 +11,12 @@ import asyncio
 
 import pytest
 
-from mcacm_sip.sip import Listen, SipEndpoint, SipParseError, Timers, parse
+from mcacm_sip.sip import SipParseError, Timers, parse
+from mcacm_sip.sip.aio import Listen, SipEndpoint
+from mcacm_sip.sip.aio.usages import RegistrarService
 from mcacm_sip.sip.dialog import BadRequest, parse_expires, parse_retry_after
 from mcacm_sip.sip.message import head_end
-from mcacm_sip.sip.registrar import Registrar, RegistrarService
+from mcacm_sip.sip.registrar import Registrar
 from mcacm_sip.text import ascii_int
 
 FULLWIDTH_1 = "\uff11"

@@ -34,7 +34,8 @@ from mcacm_sip.runtime.lab import (
     Lab,
     primary_config,
 )
-from mcacm_sip.sip import IncomingRequest, Listen, Peer, Reply, SipEndpoint
+from mcacm_sip.sip import Peer, Reply
+from mcacm_sip.sip.aio import IncomingRequest, Listen, SipEndpoint
 
 MCACM = str(Path(sys.executable).with_name("mcacm"))
 ROOT = Path(__file__).resolve().parent.parent

@@ -51,8 +51,9 @@ from mcacm_sip.runtime.lab import (
     partner_config,
     primary_config,
 )
-from mcacm_sip.sip import IncomingRequest, Listen, Reply
+from mcacm_sip.sip import Reply
 from mcacm_sip.sip import Timers as SipTimers
+from mcacm_sip.sip.aio import IncomingRequest, Listen
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "examples" / "interop" / "profiles" / "mcacm-sip.toml"

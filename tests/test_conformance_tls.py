@@ -43,8 +43,8 @@ from mcacm_sip.conformance.runner import Runner
 from mcacm_sip.pcap import read_sip
 from mcacm_sip.runtime.base import SipSettings, TlsSettings
 from mcacm_sip.runtime.lab import LOOPBACK
-from mcacm_sip.sip import Listen
 from mcacm_sip.sip import Timers as SipTimers
+from mcacm_sip.sip.aio import Listen
 
 LEAVES = {"primary": ("primary.example",), "partner": ("partner.example",),
           "acmc": ("127.0.0.1",), "other": ("other.example",)}

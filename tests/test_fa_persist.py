@@ -23,9 +23,9 @@ from mcacm_sip.runtime.base import Hops, SipSettings
 from mcacm_sip.runtime.config import FaServerNodeConfig, parse_fa_server_node
 from mcacm_sip.runtime.fa_server import FaServerNode
 from mcacm_sip.runtime.lab import LOOPBACK
-from mcacm_sip.sip import Listen, SipEndpoint
+from mcacm_sip.sip.aio import Listen, SipEndpoint
+from mcacm_sip.sip.aio.usages import SubscriberService
 from mcacm_sip.sip.dialog import Body
-from mcacm_sip.sip.subscription import SubscriberService
 
 D = "partner.example"
 FA = f"sip:duty@{D}"

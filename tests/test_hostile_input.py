@@ -31,7 +31,8 @@ from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import SipSettings
 from mcacm_sip.runtime.config import AcmsNodeConfig
 from mcacm_sip.runtime.lab import ALICE, DAVE, LOOPBACK, MIKE, PARTNER, PRIMARY, primary_config
-from mcacm_sip.sip import Limits, Listen, SipEndpoint, Timers
+from mcacm_sip.sip import Limits, Timers
+from mcacm_sip.sip.aio import Listen, SipEndpoint
 
 BAD = Path(__file__).parent / "acm" / "corpus" / "bad"
 ACM = codec.ACM_CONTENT_TYPE

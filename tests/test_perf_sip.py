@@ -11,17 +11,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from mcacm_sip.sip import (
-    IncomingRequest,
-    Listen,
-    Peer,
-    Reply,
-    Request,
-    SipEndpoint,
-    Timers,
-    TransactionLayer,
-    parse,
-)
+from mcacm_sip.sip import Peer, Reply, Request, Timers, TransactionLayer, parse
+from mcacm_sip.sip.aio import IncomingRequest, Listen, SipEndpoint
 from mcacm_sip.sip.transaction import Action, DeliverRequest, Send, ServerTimeout
 
 UDP = Peer("udp", "127.0.0.1", 5070)

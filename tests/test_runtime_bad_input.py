@@ -22,7 +22,7 @@ from mcacm_sip.acm import codec
 from mcacm_sip.acm.model import Addressee, AddUserConfigurationRequest, new_transaction_id
 from mcacm_sip.runtime import TraceRecord
 from mcacm_sip.runtime.lab import ALICE, DAVE, MIKE, PARTNER, PRIMARY, Lab
-from mcacm_sip.sip import FinalResponse, Listen, SipEndpoint
+from mcacm_sip.sip.aio import FinalResponse, Listen, SipEndpoint
 
 BAD = Path(__file__).parent / "acm" / "corpus" / "bad"
 WAIT = 15.0  # upper bound only; every exchange takes milliseconds on loopback

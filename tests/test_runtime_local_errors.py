@@ -15,7 +15,8 @@ from mcacm_sip.core.events import Failure
 from mcacm_sip.runtime.base import SipSettings
 from mcacm_sip.runtime.lab import DAVE, PARTNER
 from mcacm_sip.runtime.messaging import send_message
-from mcacm_sip.sip import IncomingRequest, Listen, Reply, SipEndpoint
+from mcacm_sip.sip import Reply
+from mcacm_sip.sip.aio import IncomingRequest, Listen, SipEndpoint
 
 
 def test_a_flow_we_cannot_encode_is_reported_once_and_never_sent(

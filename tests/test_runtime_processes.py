@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import pytest
 
-from mcacm_sip.sip import Listen, SipEndpoint
+from mcacm_sip.sip.aio import Listen, SipEndpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "config"

@@ -31,7 +31,8 @@ from mcacm_sip.runtime.lab import (
     partner_config,
     primary_config,
 )
-from mcacm_sip.sip import Listen, Timers
+from mcacm_sip.sip import Timers
+from mcacm_sip.sip.aio import Listen
 
 WAIT = 15.0
 TIMERS = Timers(t1=0.1, t2=0.4, t4=0.5)

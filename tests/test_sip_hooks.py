@@ -8,17 +8,8 @@ import time
 
 import pytest
 
-from mcacm_sip.sip import (
-    IncomingRequest,
-    Listen,
-    OutgoingRequest,
-    Peer,
-    Reply,
-    SipEndpoint,
-    SipTransportError,
-    TracedMessage,
-    Transport,
-)
+from mcacm_sip.sip import Peer, Reply, SipTransportError, Transport
+from mcacm_sip.sip.aio import IncomingRequest, Listen, OutgoingRequest, SipEndpoint, TracedMessage
 
 
 def ok(req: IncomingRequest) -> Reply:

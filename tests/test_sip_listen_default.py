@@ -17,7 +17,7 @@ from mcacm_sip.core.config import ConfigError
 from mcacm_sip.runtime.base import SipSettings
 from mcacm_sip.runtime.config import parse_sip_settings
 from mcacm_sip.runtime.lab import Lab
-from mcacm_sip.sip import Listen, SipEndpoint
+from mcacm_sip.sip.aio import Listen, SipEndpoint
 
 
 def test_the_default_listens_on_udp_and_tcp() -> None:

@@ -11,15 +11,13 @@ import pytest
 from sip_usage_kit import Clock, answer, deliver, endpoint, request, uri
 
 from mcacm_sip.sip import Reply, Request
+from mcacm_sip.sip.aio.usages import PublicationClient, PublicationService, PublishError
 from mcacm_sip.sip.dialog import MAX_EXPIRES, Body, Refuse, RequestSpec
 from mcacm_sip.sip.publication import (
     Compositor,
     PublicationChange,
-    PublicationClient,
-    PublicationService,
     PublishAttempt,
     Publisher,
-    PublishError,
     PublishKind,
 )
 

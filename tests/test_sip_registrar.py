@@ -10,15 +10,13 @@ import pytest
 from sip_usage_kit import Clock, answer, deliver, endpoint, request, uri
 
 from mcacm_sip.sip import Limits, Request
+from mcacm_sip.sip.aio.usages import RegistrarService, RegistrationClient, RegistrationError
 from mcacm_sip.sip.dialog import RequestSpec
 from mcacm_sip.sip.registrar import (
     MemoryBindingStore,
     Registrar,
-    RegistrarService,
     Registration,
     RegistrationChange,
-    RegistrationClient,
-    RegistrationError,
     RegistrationState,
 )
 from mcacm_sip.sip.uri import Uri, identity

@@ -9,20 +9,11 @@ import asyncio
 import pytest
 from sip_usage_kit import Clock, answer, deliver, endpoint, request, uri
 
+from mcacm_sip.sip.aio.endpoint import SipEndpoint
+from mcacm_sip.sip.aio.usages import NotifierService, SubscriberService, SubscriptionRefused
 from mcacm_sip.sip.dialog import MAX_EXPIRES, Body, Refuse, RequestSpec
-from mcacm_sip.sip.endpoint import SipEndpoint
 from mcacm_sip.sip.message import Request
-from mcacm_sip.sip.subscription import (
-    Accept,
-    Notification,
-    Notifier,
-    NotifierService,
-    Notify,
-    Subscriber,
-    SubscriberService,
-    SubscriptionRefused,
-    SubState,
-)
+from mcacm_sip.sip.subscription import Accept, Notification, Notifier, Notify, Subscriber, SubState
 
 PIDF = "application/pidf+xml"
 FA = "sip:fa-dispatch@example.com"

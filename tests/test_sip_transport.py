@@ -17,19 +17,9 @@ from typing import Any
 import pytest
 from pki_kit import make_pki
 
-from mcacm_sip.sip import (
-    IncomingRequest,
-    Limits,
-    Listen,
-    Reply,
-    Response,
-    SipEndpoint,
-    SipTimeout,
-    SipTransportError,
-    Timers,
-    parse,
-)
-from mcacm_sip.sip.transport import PONG, FrameError, StreamFramer
+from mcacm_sip.sip import Limits, Reply, Response, SipTimeout, SipTransportError, Timers, parse
+from mcacm_sip.sip.aio import IncomingRequest, Listen, SipEndpoint
+from mcacm_sip.sip.framer import PONG, FrameError, StreamFramer
 
 CORPUS = Path(__file__).parent / "sip" / "corpus"
 VERDICTS: dict[str, str] = tomllib.loads((CORPUS / "verdicts.toml").read_text())["verdicts"]

@@ -25,7 +25,7 @@ from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import SipSettings
 from mcacm_sip.runtime.config import AcmsNodeConfig
 from mcacm_sip.runtime.lab import DAVE, LOOPBACK, MIKE, PRIMARY, partner_config
-from mcacm_sip.sip import Listen
+from mcacm_sip.sip.aio import Listen
 from mcacm_sip.store import SqliteStore, Store
 
 WAIT = 10.0  # upper bound only

@@ -142,7 +142,7 @@ def test_mcacm_send_text_output_escapes_the_answer() -> None:
     """The reason phrase and Warning text of the answer, as ``mcacm send`` prints them."""
     from mcacm_sip.cli.send_cmd import _text
     from mcacm_sip.runtime.sender import Exchange, SendSettings
-    from mcacm_sip.sip import Listen
+    from mcacm_sip.sip.aio import Listen
 
     request = ProfileUpdateRequest(new_transaction_id(), Party(ALICE), Addressee(DAVE),
                                    "sip:mike-1@partner.example",

@@ -34,7 +34,8 @@ from mcacm_sip.runtime.lab import (
     primary_config,
 )
 from mcacm_sip.runtime.trust import Trust, certificate_names, names_peer, origin_of
-from mcacm_sip.sip import IncomingRequest, Peer, Request
+from mcacm_sip.sip import Peer, Request
+from mcacm_sip.sip.aio import IncomingRequest
 from mcacm_sip.sip.message import Arrival
 from mcacm_sip.sip.registrar import Registrar, RegistrationChange
 

@@ -41,7 +41,7 @@ from mcacm_sip.runtime.config import (
     load_fa_server_node,
 )
 from mcacm_sip.runtime.fa_server import FaServerNode
-from mcacm_sip.sip.registrar import RegistrationError
+from mcacm_sip.sip.aio.usages import RegistrationError
 from mcacm_sip.text import printable
 
 EX_OK, EX_FAILED, EX_USAGE, EX_UNAVAILABLE, EX_CONFIG = 0, 1, 2, 69, 78

@@ -47,7 +47,8 @@ from mcacm_sip.runtime.sender import (
     local_address_toward,
     send_request,
 )
-from mcacm_sip.sip import Listen, Peer, TracedMessage, Transport, is_ip
+from mcacm_sip.sip import Peer, Transport
+from mcacm_sip.sip.aio import Listen, TracedMessage, is_ip
 from mcacm_sip.sip.uri import InvalidUri, identity
 from mcacm_sip.text import printable
 

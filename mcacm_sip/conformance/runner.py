@@ -59,20 +59,10 @@ from mcacm_sip.runtime.base import (
 from mcacm_sip.runtime.messaging import message_reply, warning_text
 from mcacm_sip.runtime.sender import Exchange, SendableRequest
 from mcacm_sip.runtime.trust import certificate_names, names_peer
-from mcacm_sip.sip import (
-    IncomingRequest,
-    Listen,
-    Peer,
-    Reply,
-    SipEndpoint,
-    SipTimeout,
-    SipTransportError,
-    Timers,
-    Transport,
-    is_ip,
-)
+from mcacm_sip.sip import Peer, Reply, SipTimeout, SipTransportError, Timers, Transport
+from mcacm_sip.sip.aio import IncomingRequest, Listen, SipEndpoint, is_ip
+from mcacm_sip.sip.aio.usages import RegistrationClient, RegistrationError
 from mcacm_sip.sip.message import read_raw
-from mcacm_sip.sip.registrar import RegistrationClient, RegistrationError
 from mcacm_sip.sip.uri import Uri, addr_spec, address_of_record, registrar_uri, uri_host
 
 _ANSWERS = (ProcessIndication, AcmResponse, PendingDataDownloadResponse)

@@ -50,8 +50,9 @@ from mcacm_sip.core.events import (
 from mcacm_sip.runtime.base import CoreTimer, Node, TraceHook
 from mcacm_sip.runtime.config import AcmcNodeConfig, check_acmc_trust, configured_aor
 from mcacm_sip.runtime.messaging import message_reply, send_message, verdict_reply
-from mcacm_sip.sip import IncomingRequest, Reply, SipTimeout, SipTransportError
-from mcacm_sip.sip.registrar import RegistrationClient
+from mcacm_sip.sip import Reply, SipTimeout, SipTransportError
+from mcacm_sip.sip.aio import IncomingRequest
+from mcacm_sip.sip.aio.usages import RegistrationClient
 from mcacm_sip.sip.uri import address_of_record, registrar_uri
 from mcacm_sip.text import printable
 

@@ -63,15 +63,12 @@ from mcacm_sip.runtime.base import (
 from mcacm_sip.runtime.config import AcmsNodeConfig, check_acms_trust
 from mcacm_sip.runtime.messaging import message_reply, send_message, verdict_reply
 from mcacm_sip.runtime.trust import Trust, origin_of
-from mcacm_sip.sip import IncomingRequest, Reply, Request
+from mcacm_sip.sip import Reply, Request
+from mcacm_sip.sip.aio import IncomingRequest
+from mcacm_sip.sip.aio.usages import RegistrarService, SubscriberService, SubscriptionRefused
 from mcacm_sip.sip.dialog import Body
-from mcacm_sip.sip.registrar import (
-    MemoryBindingStore,
-    Registrar,
-    RegistrarService,
-    RegistrationChange,
-)
-from mcacm_sip.sip.subscription import Notification, SubscriberService, SubscriptionRefused
+from mcacm_sip.sip.registrar import MemoryBindingStore, Registrar, RegistrationChange
+from mcacm_sip.sip.subscription import Notification
 from mcacm_sip.sip.uri import Uri, address_of_record, try_identity
 from mcacm_sip.store import MemoryStore, SqliteStore, Store
 from mcacm_sip.store.bindings import SqliteBindingStore

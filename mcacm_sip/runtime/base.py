@@ -17,18 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from mcacm_sip.sip import (
-    Limits,
-    Listen,
-    MessageTrace,
-    Peer,
-    Request,
-    SipEndpoint,
-    Timers,
-    TracedMessage,
-    Transport,
-    is_ip,
-)
+from mcacm_sip.sip import Limits, Peer, Request, Timers, Transport
+from mcacm_sip.sip.aio import Listen, MessageTrace, SipEndpoint, TracedMessage, is_ip
 from mcacm_sip.sip.headers import Warning
 from mcacm_sip.sip.uri import Uri, addr_spec, address_of_record, identity
 from mcacm_sip.sip.uri import uri_host as uri_host  # the nodes import it from here

@@ -80,7 +80,8 @@ from mcacm_sip.core.config import (
 from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
 from mcacm_sip.core.quota import Quotas
 from mcacm_sip.runtime.base import TRUST_KEY, SipSettings, TlsSettings, TrustMode, hop_peer
-from mcacm_sip.sip import Limits, Listen, Timers, Transport
+from mcacm_sip.sip import Limits, Timers, Transport
+from mcacm_sip.sip.aio import Listen
 from mcacm_sip.sip.uri import Uri, address_of_record
 
 LogFormat = Literal["console", "json"]

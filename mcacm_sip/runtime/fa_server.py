@@ -43,20 +43,10 @@ from mcacm_sip.core.fa_server import (
 from mcacm_sip.runtime.base import Node, TraceHook, warning
 from mcacm_sip.runtime.config import FaServerNodeConfig, check_fa_server_trust
 from mcacm_sip.sip import Request
+from mcacm_sip.sip.aio.usages import NotifierService, PublicationService
 from mcacm_sip.sip.dialog import MAX_EXPIRES, BadRequest, Body, Refuse, parse_expires
-from mcacm_sip.sip.publication import (
-    Compositor,
-    PublicationChange,
-    PublicationService,
-    PublishAttempt,
-    PublishKind,
-)
-from mcacm_sip.sip.subscription import (
-    Accept,
-    Notifier,
-    NotifierService,
-    Subscription,
-)
+from mcacm_sip.sip.publication import Compositor, PublicationChange, PublishAttempt, PublishKind
+from mcacm_sip.sip.subscription import Accept, Notifier, Subscription
 from mcacm_sip.store.fa import FaStore
 from mcacm_sip.store.sqlite import StoreError
 

@@ -43,7 +43,8 @@ from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import SipSettings, TlsSettings, TraceHook
 from mcacm_sip.runtime.config import AcmcNodeConfig, AcmsNodeConfig, FaServerNodeConfig
 from mcacm_sip.runtime.fa_server import FaServerNode
-from mcacm_sip.sip import Limits, Listen, Timers, Transport
+from mcacm_sip.sip import Limits, Timers, Transport
+from mcacm_sip.sip.aio import Listen
 
 PRIMARY = "sip:acms@primary.example"
 PARTNER = "sip:acms@partner.example"

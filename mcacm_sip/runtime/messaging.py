@@ -11,7 +11,8 @@ from mcacm_sip.acm.errors import AcmError
 from mcacm_sip.acm.model import AcmFlow
 from mcacm_sip.core.events import DeliveryOutcome, Failure, MessageVerdict, RefuseMessage
 from mcacm_sip.runtime.base import SipSettings, warning
-from mcacm_sip.sip import Reply, SipEndpoint, SipTimeout, SipTransportError
+from mcacm_sip.sip import Reply, SipTimeout, SipTransportError
+from mcacm_sip.sip.aio import SipEndpoint
 from mcacm_sip.sip.dialog import parse_retry_after
 from mcacm_sip.sip.headers import InvalidHeader, Warning
 

@@ -41,18 +41,9 @@ from mcacm_sip.acm.model import (
 from mcacm_sip.acm.validate import Problem, validate_document
 from mcacm_sip.runtime.base import TlsSettings, uri_host
 from mcacm_sip.runtime.messaging import message_reply, warning_text
-from mcacm_sip.sip import (
-    IncomingRequest,
-    Listen,
-    MessageTrace,
-    Peer,
-    Reply,
-    SipEndpoint,
-    SipTimeout,
-    SipTransportError,
-    Timers,
-)
-from mcacm_sip.sip.registrar import RegistrationClient, RegistrationError
+from mcacm_sip.sip import Peer, Reply, SipTimeout, SipTransportError, Timers
+from mcacm_sip.sip.aio import IncomingRequest, Listen, MessageTrace, SipEndpoint
+from mcacm_sip.sip.aio.usages import RegistrationClient, RegistrationError
 from mcacm_sip.sip.uri import registrar_uri
 
 SendRole = Literal["acmc", "acms"]

@@ -1,18 +1,11 @@
-"""SIP layer: non-INVITE transactions over UDP/TCP/TLS (see docs/sip-api.md)."""
+"""SIP layer: non-INVITE transactions over UDP/TCP/TLS (see docs/sip-api.md, docs/sip-layer.md).
 
-from .endpoint import (
-    FinalResponse,
-    Handler,
-    IncomingRequest,
-    Listen,
-    Locator,
-    MessageTrace,
-    OutgoingRequest,
-    Reply,
-    SipEndpoint,
-    TracedMessage,
-    is_ip,
-)
+This package is the protocol, sans-I/O (no asyncio, socket or ssl: tests/test_layers.py):
+messages, headers, URIs, stream framing, the transaction state machines and the registrar,
+subscription and publication cores. :mod:`.aio` runs them on asyncio sockets.
+"""
+
+from .dialog import Reply
 from .errors import SipError, SipParseError, SipTimeout, SipTransportError
 from .message import (
     Arrival,
@@ -29,30 +22,20 @@ from .transaction import Peer, Timers, TransactionLayer, Transport
 
 __all__ = [
     "Arrival",
-    "FinalResponse",
-    "Handler",
-    "IncomingRequest",
     "Limits",
-    "Listen",
-    "Locator",
-    "MessageTrace",
-    "OutgoingRequest",
     "Peer",
     "Reply",
     "Request",
     "Response",
-    "SipEndpoint",
     "SipError",
     "SipParseError",
     "SipTimeout",
     "SipTransportError",
     "Timers",
-    "TracedMessage",
     "TransactionLayer",
     "Transport",
     "build_response",
     "error_response",
-    "is_ip",
     "media_type",
     "new_tag",
     "parse",

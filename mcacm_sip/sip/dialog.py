@@ -6,44 +6,44 @@ keeps the route set, the remote target and both CSeq counters, and turns a metho
 set (loose or strict, RFC 3261 12.2.1.1) when it serialises. Nothing here does I/O.
 
 The rest of the module is shared by the registrar, subscription and publication usages:
-their reading of Expires and Retry-After (:mod:`.headers` parses them), :class:`Refuse` (an
-application's "no"), and the asyncio helpers of their thin adapters (:class:`Ticker`,
-:func:`exchange`, :class:`ExpiringService` for the servers whose state expires,
-:class:`RefreshingClient` for the clients that keep it alive by refreshing).
+their reading of Expires and Retry-After (:mod:`.headers` parses them), :class:`Reply` (a
+server usage's answer) and :class:`Refuse` (an application's "no"). Their asyncio wrappers live
+in :mod:`.aio.usages`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING
 
-from .errors import SipTimeout, SipTransportError
 from .headers import Expires, InvalidHeader, RetryAfter
 from .message import Request, Response
 from .uri import addr_spec
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
 
-    from .endpoint import IncomingRequest, Reply, SipEndpoint
-    from .transaction import Transport
-
-log = logging.getLogger("mcacm.sip")
+    pass
 
 # RFC 3261 20.19 / 25.1: delta-seconds; larger values are read as 2**32-1. TS 24.379 9A uses
 # exactly this value for "until withdrawn" (continuous) PUBLISH and SUBSCRIBE.
 MAX_EXPIRES = 2**32 - 1
-# Adapters never sleep longer than this at once: a deadline 136 years away is re-checked
-# hourly instead of being handed to the event loop as one huge timer.
-MAX_SLEEP = 3600.0
 # RFC 3261 17.1.2.2: 64*T1 with the default T1, the longest a non-INVITE exchange can take.
 TRANSACTION_WINDOW = 32.0
 
 Header = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a handler returns. ``to_tag`` None: a fresh tag if the request's To has none."""
+
+    status: int
+    reason: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    content_type: str | None = None
+    to_tag: str | None = None
 
 
 class BadRequest(ValueError):
@@ -286,216 +286,14 @@ class Dialog:
                 self.remote_target = target
 
 
-# --------------------------------------------------------------------------------------------
-# Thin asyncio helpers for the adapters
-
-
-class Ticker:
-    """Runs ``fire(now)`` whenever ``deadline()`` has passed; :meth:`kick` re-reads the deadline.
-
-    One task per usage adapter. Sleeps at most :data:`MAX_SLEEP` at a time, so huge expiry
-    values (2**32-1 s) never become huge event-loop timers.
-    """
-
-    def __init__(
-        self,
-        clock: Callable[[], float],
-        deadline: Callable[[], float | None],
-        fire: Callable[[float], Awaitable[None]],
-    ) -> None:
-        self._clock = clock
-        self._deadline = deadline
-        self._fire = fire
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def stop(self) -> None:
-        """Cancel the task without waiting (also safe from inside ``fire``)."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    def kick(self) -> None:
-        self._wake.set()
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            deadline = self._deadline()
-            now = self._clock()
-            if deadline is not None and deadline <= now:
-                try:
-                    await self._fire(now)
-                except Exception:  # one failed round must not stop the timers of the usage
-                    log.exception("timer handler failed")
-                continue
-            delay = MAX_SLEEP if deadline is None else min(deadline - now, MAX_SLEEP)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            self._wake.clear()
-
-
-async def exchange(
-    endpoint: SipEndpoint,
-    spec: RequestSpec,
-    on_response: Callable[[Response | None, float], RequestSpec | None],
-    clock: Callable[[], float],
-    transport: Transport | None = None,
-) -> Response | None:
-    """Send ``spec``, feed the final response (None on timeout or transport failure) to the
-    sans-I/O core, and send what it asks next (a 423 retry, a 412 re-publication) until it asks
-    nothing. Returns the last final response, or None if the last attempt got none."""
-    next_spec: RequestSpec | None = spec
-    response: Response | None = None
-    while next_spec is not None:
-        out = endpoint.new_request(
-            next_spec.method,
-            next_spec.uri,
-            from_uri=next_spec.from_uri,
-            to_uri=next_spec.to_uri,
-            from_tag=next_spec.from_tag,
-            to_tag=next_spec.to_tag,
-            call_id=next_spec.call_id,
-            cseq=next_spec.cseq,
-            route=next_spec.route,
-            headers=next_spec.headers,
-            body=next_spec.body,
-            content_type=next_spec.content_type,
-            contact=next_spec.contact,
-            transport=transport,
-        )
-        try:
-            response = (await endpoint.send(out)).message
-        except (SipTimeout, SipTransportError) as exc:
-            log.info("%s %s failed: %s", next_spec.method, next_spec.uri, exc)
-            response = None
-        next_spec = on_response(response, clock())
-    return response
-
-
-class ExpiringServer(Protocol):
-    """A sans-I/O server usage whose state expires (:class:`~.registrar.Registrar`,
-    :class:`~.publication.Compositor`)."""
-
-    def handle(self, request: Request, now: float) -> Reply: ...
-
-    def next_expiry(self) -> float | None: ...
-
-    def expire(self, now: float) -> object: ...
-
-
-class ExpiringService:
-    """Serves ``method`` on an endpoint with an :class:`ExpiringServer`, expiring its state on
-    time (a :class:`Ticker` re-armed after every request)."""
-
-    def __init__(self, endpoint: SipEndpoint, method: str, server: ExpiringServer, *,
-                 accept: Iterable[str] | None = None, clock: Callable[[], float]) -> None:
-        self.endpoint = endpoint
-        self.clock = clock
-        self._method = method
-        self._server = server
-        self._accept = accept
-        self._ticker = Ticker(clock, server.next_expiry, self._expire)
-
-    def start(self) -> None:
-        """Serve the method (``accept``: body types; others get 415 from the endpoint) and
-        start the expiry timer (call inside the running loop)."""
-        self.endpoint.serve(self._method, self._handle, accept=self._accept)
-        self._ticker.start()
-
-    async def close(self) -> None:
-        await self._ticker.close()
-
-    def check(self) -> None:
-        """Re-read the clock now (after a clock jump, or a fake clock moved by a test)."""
-        self._ticker.kick()
-
-    def _handle(self, incoming: IncomingRequest) -> Reply:
-        reply = self._server.handle(incoming.message, self.clock())
-        self._ticker.kick()
-        return reply
-
-    async def _expire(self, now: float) -> None:
-        self._server.expire(now)
-
-
-class RefreshingCore(Protocol):
-    """A sans-I/O client usage that refreshes (:class:`~.registrar.Registration`,
-    :class:`~.publication.Publisher`)."""
-
-    def next_deadline(self) -> float | None: ...
-
-    def poll(self, now: float) -> RequestSpec | None: ...
-
-    def on_response(self, response: Response | None, now: float) -> RequestSpec | None: ...
-
-
-CoreT = TypeVar("CoreT", bound=RefreshingCore)
-
-
-class RefreshingClient(Generic[CoreT]):
-    """The asyncio side of a :class:`RefreshingCore`: one request outstanding at a time
-    (RFC 3261 10.2, RFC 3903 4), and a :class:`Ticker` that sends the core's refreshes."""
-
-    def __init__(self, endpoint: SipEndpoint, core: CoreT, transport: Transport | None,
-                 clock: Callable[[], float]) -> None:
-        self.endpoint = endpoint
-        self.core = core
-        self.transport = transport
-        self.clock = clock
-        self._lock = asyncio.Lock()
-        self._ticker = Ticker(clock, core.next_deadline, self._refresh)
-
-    async def close(self) -> None:
-        """Stop refreshing; the state then expires at the server."""
-        await self._ticker.close()
-
-    async def _step(self, step: Callable[[float], RequestSpec | None],
-                    now: float | None = None) -> None:
-        """Under the lock: ask the core (``step(now)``) and exchange what it wants sent."""
-        async with self._lock:
-            spec = step(self.clock() if now is None else now)
-            if spec is not None:
-                await exchange(self.endpoint, spec, self.core.on_response, self.clock,
-                               self.transport)
-
-    def _keep_refreshing(self) -> None:
-        self._ticker.start()
-        self._ticker.kick()
-
-    async def _withdraw(self, step: Callable[[float], RequestSpec | None]) -> None:
-        """Stop refreshing, then send the core's Expires: 0 request."""
-        await self._ticker.close()
-        await self._step(step)
-
-    async def _refresh(self, now: float) -> None:
-        await self._step(self.core.poll, now)
-
-
 __all__ = [
     "MAX_EXPIRES",
     "BadRequest",
     "Body",
     "Dialog",
-    "ExpiringServer",
-    "ExpiringService",
-    "RefreshingClient",
-    "RefreshingCore",
     "Refuse",
+    "Reply",
     "RequestSpec",
-    "Ticker",
-    "exchange",
     "parse_expires",
     "parse_retry_after",
     "uri_from",

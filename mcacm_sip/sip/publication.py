@@ -13,7 +13,6 @@ uses this for functional-alias status: the controlling server answers 423 +
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,21 +22,18 @@ from .dialog import (
     MAX_EXPIRES,
     BadRequest,
     Body,
-    ExpiringService,
     Header,
-    RefreshingClient,
     Refuse,
+    Reply,
     RequestSpec,
     parse_expires,
     uri_from,
 )
-from .endpoint import Reply
 from .headers import Event, InvalidHeader
 from .message import Request, Response
 
 if TYPE_CHECKING:
-    from .endpoint import SipEndpoint
-    from .transaction import Transport
+    pass
 
 
 class PublishKind(StrEnum):
@@ -333,79 +329,11 @@ class Publisher:
         return self._sent
 
 
-# --------------------------------------------------------------------------------------------
-# asyncio adapters
-
-
-class PublicationService(ExpiringService):
-    """Serves PUBLISH with a :class:`Compositor`, expiring publications on time."""
-
-    def __init__(
-        self,
-        endpoint: SipEndpoint,
-        compositor: Compositor,
-        *,
-        accept: Iterable[str] | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(endpoint, "PUBLISH", compositor, accept=accept, clock=clock)
-        self.compositor = compositor
-
-
-class PublishError(Exception):
-    """A PUBLISH failed; ``status`` is None on timeout or transport error."""
-
-    def __init__(self, status: int | None) -> None:
-        super().__init__(f"PUBLISH failed: {status if status is not None else 'no response'}")
-        self.status = status
-
-
-class PublicationClient(RefreshingClient[Publisher]):
-    """Publishes one piece of state through an endpoint and keeps it refreshed."""
-
-    def __init__(
-        self,
-        endpoint: SipEndpoint,
-        *,
-        target: str,
-        from_uri: str,
-        event: str,
-        headers: Iterable[Header] = (),
-        transport: Transport | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(endpoint, Publisher(target=target, from_uri=from_uri, event=event,
-                                             headers=headers), transport, clock)
-
-    @property
-    def etag(self) -> str | None:
-        return self.core.etag
-
-    async def publish(self, body: Body, expires: int = 3600) -> str:
-        """Publish (or modify) and keep refreshing; returns the entity tag.
-
-        Raises PublishError when the compositor refuses (after 412 and 423 retries).
-        """
-        await self._step(lambda now: self.core.publish(body, expires, now))
-        if self.core.last_status is None or not 200 <= self.core.last_status < 300:
-            raise PublishError(self.core.last_status)
-        self._keep_refreshing()
-        assert self.core.etag is not None
-        return self.core.etag
-
-    async def remove(self) -> None:
-        """Withdraw the publication (Expires: 0) and stop refreshing."""
-        await self._withdraw(self.core.remove)
-
-
 __all__ = [
     "Compositor",
     "Publication",
     "PublicationChange",
-    "PublicationClient",
-    "PublicationService",
     "PublishAttempt",
-    "PublishError",
     "PublishKind",
     "PublishPolicy",
     "Publisher",

@@ -12,7 +12,6 @@ them on a :class:`SipEndpoint`.
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -21,22 +20,19 @@ from typing import TYPE_CHECKING, Protocol
 from .dialog import (
     MAX_EXPIRES,
     BadRequest,
-    ExpiringService,
     Header,
-    RefreshingClient,
+    Reply,
     RequestSpec,
     parse_expires,
     parse_retry_after,
     uri_from,
 )
-from .endpoint import Reply
 from .headers import Contact, InvalidHeader, Warning
 from .message import DEFAULT_LIMITS, Limits, Request, Response
 from .uri import Uri, addr_spec, address_of_record, try_identity
 
 if TYPE_CHECKING:
-    from .endpoint import SipEndpoint
-    from .transaction import Transport
+    pass
 
 
 def _contact_expires(value: str) -> int | None:
@@ -492,84 +488,14 @@ class Registration:
         )
 
 
-# --------------------------------------------------------------------------------------------
-# asyncio adapters
-
-
-class RegistrarService(ExpiringService):
-    """Serves REGISTER on an endpoint with a :class:`Registrar`, expiring bindings on time."""
-
-    def __init__(
-        self, endpoint: SipEndpoint, registrar: Registrar, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        super().__init__(endpoint, "REGISTER", registrar, clock=clock)
-        self.registrar = registrar
-
-    def is_registered(self, aor: str | Uri) -> bool:
-        return self.registrar.is_registered(aor, self.clock())
-
-    def contacts(self, aor: str | Uri) -> tuple[Binding, ...]:
-        return self.registrar.contacts(aor, self.clock())
-
-
-class RegistrationError(Exception):
-    """REGISTER failed; ``status`` is the final status, None on timeout or transport error."""
-
-    def __init__(self, status: int | None) -> None:
-        super().__init__(f"REGISTER failed: {status if status is not None else 'no response'}")
-        self.status = status
-
-
-class RegistrationClient(RefreshingClient[Registration]):
-    """Registers an AOR through an endpoint and keeps the registration refreshed."""
-
-    def __init__(
-        self,
-        endpoint: SipEndpoint,
-        *,
-        registrar: str,
-        aor: str,
-        expires: int = 3600,
-        transport: Transport = "udp",
-        contact_user: str | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        core = Registration(
-            registrar=registrar,
-            aor=aor,
-            contact=addr_spec(endpoint.contact(transport, contact_user)),
-            expires=expires,
-        )
-        super().__init__(endpoint, core, transport, clock)
-
-    async def register(self) -> int:
-        """Register and keep refreshing; returns the granted seconds.
-
-        Raises RegistrationError if the registrar refused (after a 423 retry) or did not answer;
-        refreshing goes on in the background regardless.
-        """
-        await self._step(self.core.register)
-        self._keep_refreshing()
-        if self.core.state is not RegistrationState.REGISTERED or self.core.granted is None:
-            raise RegistrationError(self.core.last_status)
-        return self.core.granted
-
-    async def unregister(self) -> None:
-        """Stop refreshing and remove the binding (Expires: 0)."""
-        await self._withdraw(self.core.unregister)
-
-
 __all__ = [
     "Authorise",
     "Binding",
     "BindingStore",
     "MemoryBindingStore",
     "Registrar",
-    "RegistrarService",
     "Registration",
     "RegistrationChange",
-    "RegistrationClient",
-    "RegistrationError",
     "RegistrationObserver",
     "RegistrationState",
     "contact_key",

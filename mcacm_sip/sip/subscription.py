@@ -16,10 +16,8 @@ TS 24.379 9A uses ``Event: presence``, ``Accept: application/pidf+xml``, Expires
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -31,21 +29,17 @@ from .dialog import (
     Body,
     Dialog,
     Header,
-    RefreshingClient,
     Refuse,
+    Reply,
     RequestSpec,
-    Ticker,
-    exchange,
     parse_expires,
     uri_from,
 )
-from .endpoint import Reply
 from .headers import Event, InvalidHeader, SubscriptionState, media_type
 from .message import Request, Response, new_tag
 
 if TYPE_CHECKING:
-    from .endpoint import IncomingRequest, SipEndpoint
-    from .transaction import Transport
+    pass
 
 
 class SubState(StrEnum):
@@ -591,241 +585,14 @@ class Subscriber:
         self._notify_by = None
 
 
-# --------------------------------------------------------------------------------------------
-# asyncio adapters
-
-
-class NotifierService:
-    """Serves SUBSCRIBE with a :class:`Notifier` and sends its NOTIFYs, one at a time per
-    subscription so they arrive in CSeq order."""
-
-    def __init__(
-        self, endpoint: SipEndpoint, notifier: Notifier, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.endpoint = endpoint
-        self.notifier = notifier
-        self.clock = clock
-        self._ticker = Ticker(clock, notifier.next_deadline, self._expire)
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def start(self) -> None:
-        self.endpoint.serve("SUBSCRIBE", self._handle)
-        self._ticker.start()
-
-    async def close(self) -> None:
-        await self._ticker.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def check(self) -> None:
-        """Re-read the clock now (after a clock jump, or a fake clock moved by a test)."""
-        self._ticker.kick()
-
-    def changed(self, event: str, key: str) -> None:
-        """Tell every active subscriber to ``key`` the new state (the package's ``state``)."""
-        self._send(self.notifier.changed(event, key, self.clock()))
-
-    def activate(self, subscription_id: str) -> None:
-        self._send(self.notifier.activate(subscription_id, self.clock()))
-
-    def terminate(self, subscription_id: str, reason: str = "noresource") -> None:
-        self._send(self.notifier.terminate(subscription_id, self.clock(), reason))
-
-    async def drain(self) -> None:
-        """Wait until every NOTIFY queued so far has its final response."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    def _handle(self, incoming: IncomingRequest) -> Reply:
-        contact = self.endpoint.contact(incoming.source.transport)
-        result = self.notifier.on_subscribe(incoming.message, self.clock(), contact)
-        # The NOTIFYs go out after the 2xx is handed back; the subscriber copes with either
-        # order (RFC 6665 4.1.2.4).
-        asyncio.get_running_loop().call_soon(self._send, list(result.notifies))
-        self._ticker.kick()
-        return result.reply
-
-    async def _expire(self, now: float) -> None:
-        self._send(self.notifier.poll(now))
-
-    def _send(self, notifies: Iterable[Notify]) -> None:
-        for notify in notifies:
-            task = asyncio.get_running_loop().create_task(self._deliver(notify))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _deliver(self, notify: Notify) -> None:
-        lock = self._locks.setdefault(notify.subscription_id, asyncio.Lock())
-        async with lock:
-            response = await exchange(self.endpoint, notify.request, lambda r, n: None, self.clock)
-        self.notifier.on_notify_result(
-            notify.subscription_id, response.status if response is not None else None
-        )
-        if notify.final or self.notifier.get(notify.subscription_id) is None:
-            self._locks.pop(notify.subscription_id, None)
-        self._ticker.kick()
-
-
-class SubscriptionRefused(Exception):
-    """The initial SUBSCRIBE failed; ``status`` is None on timeout or transport error."""
-
-    def __init__(self, status: int | None) -> None:
-        super().__init__(f"SUBSCRIBE failed: {status if status is not None else 'no response'}")
-        self.status = status
-
-
-class SubscriptionHandle(RefreshingClient[Subscriber]):
-    """A live subscription: iterate it for notifications (ends when it terminates)."""
-
-    def __init__(self, service: SubscriberService, core: Subscriber,
-                 on_notification: Callable[[Notification], None] | None = None) -> None:
-        super().__init__(service.endpoint, core, service.transport, service.clock)
-        self.service = service
-        self.on_notification = on_notification
-        self._queue: asyncio.Queue[Notification | None] = asyncio.Queue()
-
-    @property
-    def state(self) -> SubState | None:
-        return self.core.state
-
-    @property
-    def reason(self) -> str | None:
-        return self.core.reason
-
-    async def __aiter__(self) -> AsyncIterator[Notification]:
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            yield item
-
-    async def next(self, timeout: float | None = None) -> Notification | None:
-        """The next notification, None once the subscription has ended and all were read."""
-        if self._queue.empty() and self.core.terminated and self.service.get(self) is None:
-            return None
-        async with asyncio.timeout(timeout):
-            return await self._queue.get()
-
-    async def unsubscribe(self) -> None:
-        """Send Expires: 0; the final NOTIFY (or its absence) ends the subscription."""
-        await self._step(self.core.unsubscribe)
-        self._check_end()
-        self._ticker.kick()
-
-    def check(self) -> None:
-        """Re-read the clock now (after a clock jump, or a fake clock moved by a test)."""
-        self._ticker.kick()
-
-    def deliver(self, notification: Notification | None) -> None:
-        if notification is not None:
-            self._queue.put_nowait(notification)
-            if self.on_notification is not None:
-                self.on_notification(notification)
-        self._check_end()
-
-    def _check_end(self) -> None:
-        if self.core.terminated and self.service.forget(self):
-            self._queue.put_nowait(None)
-            self._ticker.stop()
-
-    async def _refresh(self, now: float) -> None:
-        await super()._refresh(now)
-        self._check_end()
-
-
-class SubscriberService:
-    """Serves NOTIFY for the subscriptions it creates; 481 for any other NOTIFY."""
-
-    def __init__(
-        self,
-        endpoint: SipEndpoint,
-        *,
-        transport: Transport = "udp",
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.endpoint = endpoint
-        self.transport: Transport = transport
-        self.clock = clock
-        self._subs: dict[tuple[str, str], SubscriptionHandle] = {}
-
-    def start(self) -> None:
-        self.endpoint.serve("NOTIFY", self._handle)
-
-    async def close(self) -> None:
-        for handle in list(self._subs.values()):
-            await handle.close()
-            handle._queue.put_nowait(None)
-        self._subs.clear()
-
-    async def subscribe(
-        self,
-        target: str,
-        *,
-        event: str,
-        from_uri: str,
-        accept: Sequence[str] = (),
-        expires: int = 3600,
-        headers: Sequence[Header] = (),
-        body: Body | None = None,
-        on_notification: Callable[[Notification], None] | None = None,
-    ) -> SubscriptionHandle:
-        """Send the initial SUBSCRIBE and return once it is accepted (2xx).
-
-        Raises SubscriptionRefused otherwise. Notifications, the first one included, arrive on
-        the handle; a fetch (``expires=0``) gets one and then ends.
-        """
-        core = Subscriber(
-            target=target, from_uri=from_uri, event=event, accept=accept, expires=expires,
-            headers=headers, body=body, contact=self.endpoint.contact(self.transport),
-        )
-        handle = SubscriptionHandle(self, core, on_notification)
-        self._subs[core.key] = handle  # before sending: the NOTIFY may overtake the 2xx
-        await handle._step(core.subscribe)
-        if core.dialog is None:  # refused, or no answer and no NOTIFY either
-            self._subs.pop(core.key, None)
-            raise SubscriptionRefused(core.last_status)
-        handle._check_end()
-        if not core.terminated:  # a fetch may have ended already: nothing to refresh
-            handle._keep_refreshing()
-        return handle
-
-    def get(self, handle: SubscriptionHandle) -> SubscriptionHandle | None:
-        """The handle if its subscription is still known to the service."""
-        found = self._subs.get(handle.core.key)
-        return found if found is handle else None
-
-    def forget(self, handle: SubscriptionHandle) -> bool:
-        """Drop an ended subscription; True the first time."""
-        if self.get(handle) is None:
-            return False
-        del self._subs[handle.core.key]
-        return True
-
-    def _handle(self, incoming: IncomingRequest) -> Reply:
-        notify = incoming.message
-        handle = self._subs.get((notify.call_id, notify.to_tag or ""))
-        if handle is None:
-            return Reply(481)  # RFC 6665 4.1.3: no subscription for this NOTIFY
-        reply, notification = handle.core.on_notify(notify, self.clock())
-        handle.deliver(notification)
-        handle.check()
-        return reply
-
-
 __all__ = [
     "Accept",
     "EventPackage",
     "Notification",
     "Notifier",
-    "NotifierService",
     "Notify",
     "SubState",
     "SubscribeResult",
     "Subscriber",
-    "SubscriberService",
     "Subscription",
-    "SubscriptionHandle",
-    "SubscriptionRefused",
 ]

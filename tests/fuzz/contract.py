@@ -21,9 +21,10 @@ from mcacm_sip.runtime.base import SipSettings, TraceRecord
 from mcacm_sip.runtime.config import AcmsNodeConfig, FaServerNodeConfig
 from mcacm_sip.runtime.fa_server import FaServerNode
 from mcacm_sip.runtime.lab import FA_SERVER, LOOPBACK, PARTNER, fa_config, primary_config
-from mcacm_sip.sip import Arrival, Listen, Peer, Request, Response, SipParseError, Timers
+from mcacm_sip.sip import Arrival, Peer, Request, Response, SipParseError, Timers
+from mcacm_sip.sip.aio import Listen
+from mcacm_sip.sip.framer import FrameError, StreamFramer
 from mcacm_sip.sip.message import DEFAULT_LIMITS, build_response, error_response, parse
-from mcacm_sip.sip.transport import FrameError, StreamFramer
 
 INJECTED = "x-injected"
 """Header name the mutations smuggle behind a CR/LF; no answer may ever carry it."""

@@ -10,7 +10,7 @@ import pytest
 
 from fuzz.contract import ReceivePath, check_acm_body, check_sip, check_stream
 from mcacm_sip.sip import SipParseError, error_response, parse
-from mcacm_sip.sip.transport import PONG, StreamFramer
+from mcacm_sip.sip.framer import PONG, StreamFramer
 
 SEEDS = Path(__file__).resolve().parents[2] / "fuzz" / "seeds"
 

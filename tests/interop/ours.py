@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import Addressee, ProfileUpdateRequest, new_transaction_id
 from mcacm_sip.runtime.lab import Lab, profile_xml
-from mcacm_sip.sip import IncomingRequest, Listen, Reply, SipEndpoint
+from mcacm_sip.sip import Reply
+from mcacm_sip.sip.aio import IncomingRequest, Listen, SipEndpoint
 
 from .peers import LOOPBACK
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mcacm_sip.sip import SipEndpoint
+from mcacm_sip.sip.aio import SipEndpoint
 
 from .ours import XML_BODY, XML_TYPE, MessageSink, endpoint
 from .peers import LOOPBACK, SippServer, SippTransport, kamailio, run_sipp, sipp_uas

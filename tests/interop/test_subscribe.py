@@ -16,16 +16,9 @@ from pathlib import Path
 import pytest
 
 from mcacm_sip.sip import Request
+from mcacm_sip.sip.aio.usages import NotifierService, SubscriberService
 from mcacm_sip.sip.dialog import Body
-from mcacm_sip.sip.subscription import (
-    Accept,
-    Notification,
-    Notifier,
-    NotifierService,
-    SubscriberService,
-    Subscription,
-    SubState,
-)
+from mcacm_sip.sip.subscription import Accept, Notification, Notifier, Subscription, SubState
 
 from .ours import endpoint
 from .peers import LOOPBACK, Kamailio, SippTransport, kamailio, run_sipp

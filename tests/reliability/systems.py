@@ -41,8 +41,9 @@ from mcacm_sip.core.state import Role, Snapshot, Transaction, TxState
 from mcacm_sip.runtime.base import SipSettings, make_endpoint
 from mcacm_sip.runtime.lab import ALICE, DAVE, MIKE, PARTNER, PRIMARY, profile_xml
 from mcacm_sip.runtime.messaging import Sent, send_message
-from mcacm_sip.sip import IncomingRequest, Reply, Timers
-from mcacm_sip.sip.registrar import RegistrationClient
+from mcacm_sip.sip import Reply, Timers
+from mcacm_sip.sip.aio import IncomingRequest
+from mcacm_sip.sip.aio.usages import RegistrationClient
 from mcacm_sip.store import SqliteStore
 
 PROFILE = profile_from_xml(profile_xml("Mike (night shift)"))

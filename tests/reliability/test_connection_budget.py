@@ -22,7 +22,8 @@ from pathlib import Path
 from pki_kit import make_pki
 
 from mcacm_sip.runtime.lab import Lab
-from mcacm_sip.sip import Limits, Listen, SipEndpoint, SipTransportError
+from mcacm_sip.sip import Limits, SipTransportError
+from mcacm_sip.sip.aio import Listen, SipEndpoint
 
 WAIT = 20.0  # upper bound only
 HOSTILE = [f"127.0.0.{i}" for i in range(2, 10)]

@@ -54,7 +54,8 @@ from mcacm_sip.runtime.lab import (
     primary_config,
 )
 from mcacm_sip.runtime.messaging import warning_text
-from mcacm_sip.sip import Listen, Response, Timers, Transport, parse
+from mcacm_sip.sip import Response, Timers, Transport, parse
+from mcacm_sip.sip.aio import Listen
 from mcacm_sip.sip.message import head_end
 
 TIMERS = Timers(t1=0.1, t2=0.4, t4=0.5)

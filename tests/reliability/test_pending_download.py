@@ -20,7 +20,8 @@ from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import Addressee, ProfileUpdateRequest, new_transaction_id
 from mcacm_sip.runtime.acmc import Decision, ProgrammableDecider
 from mcacm_sip.runtime.lab import DAVE, Lab
-from mcacm_sip.sip import IncomingRequest, Listen, Reply, SipEndpoint, SipTransportError
+from mcacm_sip.sip import Reply, SipTransportError
+from mcacm_sip.sip.aio import IncomingRequest, Listen, SipEndpoint
 
 ITEMS = int(os.environ.get("MCACM_PENDING_ITEMS", "120"))
 ITEM_BYTES = 20_000

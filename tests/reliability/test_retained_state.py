@@ -33,7 +33,8 @@ from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import SipSettings
 from mcacm_sip.runtime.config import AcmsLimits, AcmsNodeConfig
 from mcacm_sip.runtime.lab import ALICE, DAVE, MIKE, PARTNER, PRIMARY, partner_config
-from mcacm_sip.sip import FinalResponse, Listen, Peer, Reply, SipEndpoint, Timers
+from mcacm_sip.sip import Peer, Reply, Timers
+from mcacm_sip.sip.aio import FinalResponse, Listen, SipEndpoint
 from mcacm_sip.store import MemoryStore
 
 WAIT = 20.0

@@ -48,7 +48,8 @@ from mcacm_sip.runtime.lab import (
     primary_config,
 )
 from mcacm_sip.runtime.messaging import warning_text
-from mcacm_sip.sip import SipEndpoint, Timers
+from mcacm_sip.sip import Timers
+from mcacm_sip.sip.aio import SipEndpoint
 
 TIMERS = Timers(t1=0.1, t2=0.4, t4=0.5)
 MALLORY = "sip:mallory@primary.example"

@@ -51,7 +51,8 @@ from mcacm_sip.runtime.lab import (
 )
 from mcacm_sip.runtime.messaging import Sent, send_message
 from mcacm_sip.runtime.trust import certificate_names
-from mcacm_sip.sip import Listen, SipEndpoint, Timers
+from mcacm_sip.sip import Timers
+from mcacm_sip.sip.aio import Listen, SipEndpoint
 
 WAIT = 15.0
 TIMERS = Timers(t1=0.1, t2=0.4, t4=0.5)

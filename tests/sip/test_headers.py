@@ -315,7 +315,7 @@ def test_parse_answers_huge_and_foreign_numbers(cseq: bytes, length: bytes, reas
 
 
 def test_stream_framer_answers_a_huge_content_length() -> None:
-    from mcacm_sip.sip.transport import FrameError, StreamFramer
+    from mcacm_sip.sip.framer import FrameError, StreamFramer
 
     out = StreamFramer().feed(_MESSAGE % (b"1", b"9" * 5000))
     assert len(out) == 1 and isinstance(out[0], FrameError)

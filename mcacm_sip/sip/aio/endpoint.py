@@ -22,8 +22,10 @@ from typing import Any, Literal
 
 from aiosipua.headers import SipUri, parse_uri
 
-from .errors import SipParseError, SipTimeout, SipTransportError
-from .message import (
+from ..dialog import Reply
+from ..errors import SipParseError, SipTimeout, SipTransportError
+from ..framer import FrameError
+from ..message import (
     DEFAULT_LIMITS,
     MAGIC_COOKIE,
     Arrival,
@@ -34,7 +36,7 @@ from .message import (
     error_response,
     parse,
 )
-from .transaction import (
+from ..transaction import (
     DEFAULT_PORTS,
     Action,
     ClientKey,
@@ -49,8 +51,8 @@ from .transaction import (
     TransactionLayer,
     Transport,
 )
-from .transport import FrameError, StreamConnection, UdpProtocol
-from .uri import uri_scheme
+from ..uri import uri_scheme
+from .transport import StreamConnection, UdpProtocol
 
 log = logging.getLogger("mcacm.sip")
 DEFAULT_TIMERS = Timers()
@@ -97,18 +99,6 @@ class Listen:
     host: str
     port: int = 0
     advertise: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What a handler returns. ``to_tag`` None: a fresh tag if the request's To has none."""
-
-    status: int
-    reason: str | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytes = b""
-    content_type: str | None = None
-    to_tag: str | None = None
 
 
 @dataclass(slots=True)
@@ -926,7 +916,6 @@ __all__ = [
     "Locator",
     "MessageTrace",
     "OutgoingRequest",
-    "Reply",
     "SipEndpoint",
     "TracedMessage",
 ]
