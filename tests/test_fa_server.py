@@ -324,10 +324,10 @@ def test_deactivation_by_administrator_and_expiry() -> None:
     acts = srv.deactivate(FA, ALICE, T0 + 20)  # 9A.2.2.3.6 item 1
     assert holders_in(notifies(acts)["s1"]) == (BOB,)
     assert srv.deactivate(FA, ALICE, T0 + 21) == []
-    assert srv.next_expiry() == T0 + 10 + FOREVER
-    assert srv.expire(T0 + 1000) == []  # "until withdrawn": nothing lapses in practice
-    acts = srv.expire(T0 + 10 + FOREVER)  # 9A.2.2.3.6 item 2
-    assert HoldersChanged(FaHolders(FA, ())) in acts and srv.next_expiry() is None
+    assert srv.get_timer() == T0 + 10 + FOREVER
+    assert srv.handle_timer(T0 + 1000) == []  # "until withdrawn": nothing lapses in practice
+    acts = srv.handle_timer(T0 + 10 + FOREVER)  # 9A.2.2.3.6 item 2
+    assert HoldersChanged(FaHolders(FA, ())) in acts and srv.get_timer() is None
 
 
 def test_state_survives_a_restart() -> None:

@@ -118,12 +118,12 @@ def test_expiry_drops_publication_and_reports_it(esc: Compositor,
                                                  changes: list[PublicationChange]) -> None:
     etag = etag_of(esc.handle(publish(body=b"<a/>", expires="120"), 0.0))
     assert esc.handle(publish(body=b"<b/>", expires="99999"), 0.0).status == 200  # max 3600
-    assert esc.next_expiry() == 120.0
+    assert esc.get_timer() == 120.0
     assert esc.handle(publish(etag=etag), 120.0).status == 412  # already expired
-    (change,) = esc.expire(120.0)
+    (change,) = esc.handle_timer(120.0)
     assert change.kind is PublishKind.EXPIRED and change.before is not None
     assert change.before.etag == etag
-    assert esc.next_expiry() == 3600.0
+    assert esc.get_timer() == 3600.0
 
 
 def fa_policy(attempt: PublishAttempt) -> Refuse | None:
@@ -166,10 +166,10 @@ def test_publisher_refresh_modify_remove_and_recovers_from_412_and_423() -> None
     retry = roundtrip(epa.publish(Body(PIDF, b"<a/>"), 60, now))  # 423 -> Min-Expires
     assert retry is not None and retry.header("Expires") == "120" and retry.body == b"<a/>"
     assert roundtrip(retry) is None and epa.etag is not None
-    assert epa.next_deadline() == 60.0
+    assert epa.get_timer() == 60.0
 
     now = 60.0
-    refresh = epa.poll(now)
+    refresh = epa.handle_timer(now)
     assert refresh is not None and refresh.body == b"" and refresh.header("SIP-If-Match")
     assert roundtrip(refresh) is None
     (pub,) = esc.publications(RES, "presence", now)
@@ -187,7 +187,7 @@ def test_publisher_refresh_modify_remove_and_recovers_from_412_and_423() -> None
 
     assert roundtrip(epa.remove(now)) is None
     assert esc.publications(RES, "presence", now) == () and epa.etag is None
-    assert epa.next_deadline() is None
+    assert epa.get_timer() is None
 
 
 async def _loopback(transport: str) -> None:

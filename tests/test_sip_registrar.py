@@ -167,13 +167,13 @@ def test_bad_input_gets_a_defined_answer(registrar: Registrar, to: str, expires:
 def test_binding_expires_and_expiry_reports_logoff(registrar: Registrar,
                                                    changes: list[RegistrationChange]) -> None:
     registrar.handle(register(["<sip:a@192.0.2.7>"], expires="120"), 0.0)
-    assert registrar.next_expiry() == 120.0
+    assert registrar.get_timer() == 120.0
     assert registrar.is_registered(AOR, 119.9)
     assert not registrar.is_registered(AOR, 120.0)  # queries never return a stale binding
-    (change,) = registrar.expire(120.0)
+    (change,) = registrar.handle_timer(120.0)
     assert change.logged_off and change.expired
-    assert registrar.next_expiry() is None
-    assert registrar.expire(500.0) == []
+    assert registrar.get_timer() is None
+    assert registrar.handle_timer(500.0) == []
 
 
 def test_client_and_registrar_refresh_at_half_time_and_unregister() -> None:
@@ -196,10 +196,10 @@ def test_client_and_registrar_refresh_at_half_time_and_unregister() -> None:
     assert client.state is RegistrationState.REGISTERED and client.granted == 300
     assert registrar.is_registered(AOR, now)
 
-    assert client.next_deadline() == 150.0  # refresh at half the granted time
-    assert client.poll(149.0) is None
+    assert client.get_timer() == 150.0  # refresh at half the granted time
+    assert client.handle_timer(149.0) is None
     now = 150.0
-    refresh = client.poll(now)
+    refresh = client.handle_timer(now)
     assert refresh is not None and refresh.cseq == retry.cseq + 1
     assert roundtrip(refresh) is None
     assert client.expires_at == 450.0
@@ -208,7 +208,7 @@ def test_client_and_registrar_refresh_at_half_time_and_unregister() -> None:
     bye = client.unregister(now)
     assert bye is not None and bye.header("expires") == "0"
     assert roundtrip(bye) is None
-    assert client.state is RegistrationState.IDLE and client.next_deadline() is None
+    assert client.state is RegistrationState.IDLE and client.get_timer() is None
     assert not registrar.is_registered(AOR, now)
 
 
@@ -221,8 +221,8 @@ def test_client_failure_retries_later() -> None:
     assert client.on_response(answer(req, Registrar(authorise=lambda a, r: False).handle(req, 0)),
                               0.0) is None
     assert client.state is RegistrationState.FAILED and client.last_status == 403
-    assert client.next_deadline() == 30.0
-    again = client.poll(30.0)
+    assert client.get_timer() == 30.0
+    again = client.handle_timer(30.0)
     assert again is not None and again.method == "REGISTER"
 
 
@@ -341,7 +341,7 @@ def test_the_total_cap_answers_503_with_retry_after_until_bindings_expire() -> N
     assert registrar.handle(register(contacts(1, 0), to="<sip:user0@example.com>",
                                      call_id="r0", cseq=2), 1100.0).status == 200
     # once bindings expired, there is room again
-    registrar.expire(1650.0)
+    registrar.handle_timer(1650.0)
     assert registrar.bindings == 1
     assert registrar.handle(register(contacts(1, 9)), 1650.0).status == 200
     assert registrar.bindings == 2

@@ -118,7 +118,7 @@ def test_in_dialog_requests_through_loose_and_strict_routers() -> None:
         pair = Pair(hops=hops)
         pair.notify(pair.subscribe(pair.sub.subscribe(0.0)))
         pair.now = 1800.0
-        refresh = pair.sub.poll(pair.now)
+        refresh = pair.sub.handle_timer(pair.now)
         assert refresh is not None
         out = ep.new_request(refresh.method, refresh.uri, from_uri=refresh.from_uri,
                              to_uri=refresh.to_uri, route=refresh.route, cseq=refresh.cseq)
@@ -136,10 +136,10 @@ def test_notify_on_change_refresh_and_unsubscribe() -> None:
     assert pair.notifier.changed("presence", "sip:other@example.com", pair.now) == []
 
     # Refresh at half the time left, as the last NOTIFY stated it (expires=590 at t=10).
-    assert pair.sub.next_deadline() == 305.0
-    assert pair.sub.poll(304.0) is None
+    assert pair.sub.get_timer() == 305.0
+    assert pair.sub.handle_timer(304.0) is None
     pair.now = 305.0
-    notifies = pair.subscribe(pair.sub.poll(pair.now))
+    notifies = pair.subscribe(pair.sub.handle_timer(pair.now))
     assert pair.last_reply.status == 200 and pair.notify(notifies) == [200]
     (sub,) = pair.notifier.subscriptions("presence", FA)
     assert sub.expires_at == 905.0 and pair.sub.expires_at == 905.0
@@ -156,19 +156,19 @@ def test_notify_on_change_refresh_and_unsubscribe() -> None:
     assert pair.notify(notifies) == [200]
     assert pair.sub.terminated and pair.sub.reason == "timeout"
     assert pair.notifier.subscriptions() == []
-    assert pair.sub.next_deadline() is None
+    assert pair.sub.get_timer() is None
 
 
 def test_expiry_sends_final_notify_terminated_timeout() -> None:
     pair = Pair(expires=120)
     pair.notify(pair.subscribe(pair.sub.subscribe(0.0)))
-    assert pair.notifier.next_deadline() == 120.0
-    assert pair.notifier.poll(119.0) == []
+    assert pair.notifier.get_timer() == 120.0
+    assert pair.notifier.handle_timer(119.0) == []
     pair.now = 120.0
-    (final,) = pair.notifier.poll(pair.now)
+    (final,) = pair.notifier.handle_timer(pair.now)
     assert header(final.request, "Subscription-State") == "terminated;reason=timeout"
     assert pair.notify([final]) == [200]
-    assert pair.sub.terminated and pair.notifier.next_deadline() is None
+    assert pair.sub.terminated and pair.notifier.get_timer() is None
 
 
 def test_fetch_gets_one_terminated_notify_with_state() -> None:
@@ -190,8 +190,8 @@ def test_continuous_subscription_never_overflows() -> None:
     (first,) = pair.subscribe(pair.sub.subscribe(0.0))
     assert header(first.request, "Subscription-State") == f"active;expires={MAX_EXPIRES}"
     pair.notify([first])
-    assert pair.sub.next_deadline() == MAX_EXPIRES / 2
-    assert pair.notifier.poll(10 * 365 * 86400.0) == []  # still there after ten years
+    assert pair.sub.get_timer() == MAX_EXPIRES / 2
+    assert pair.notifier.handle_timer(10 * 365 * 86400.0) == []  # still there after ten years
 
 
 def test_pending_subscription_gets_bodyless_notify_until_activated() -> None:
@@ -218,7 +218,7 @@ def test_notify_before_200_creates_the_dialog() -> None:
     assert pair.sub.state is SubState.ACTIVE and pair.sub.dialog is not None
     assert pair.sub.dialog.route_set == ()  # the in-dialog NOTIFY was not record-routed
     assert pair.sub.on_response(answer(req, result.reply), 0.0) is None
-    assert pair.sub.state is SubState.ACTIVE and pair.sub.next_deadline() == 1800.0
+    assert pair.sub.state is SubState.ACTIVE and pair.sub.get_timer() == 1800.0
     assert pair.sub.dialog.route_set == (P1, P2)  # the 2xx's Record-Route, reversed
 
     # A NOTIFY from another fork (other From tag) is refused; so is an older CSeq.
@@ -278,8 +278,8 @@ def test_subscriber_notices_refused_and_lost_subscriptions() -> None:
 
     pair = Pair()
     pair.subscribe(pair.sub.subscribe(0.0))  # 200, but the NOTIFY never comes
-    assert pair.sub.next_deadline() == 32.0
-    assert pair.sub.poll(32.0) is None and pair.sub.terminated
+    assert pair.sub.get_timer() == 32.0
+    assert pair.sub.handle_timer(32.0) is None and pair.sub.terminated
 
 
 # --------------------------------------------------------------------------------------------

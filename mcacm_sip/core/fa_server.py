@@ -9,9 +9,9 @@ subscription usages: they own SIP-ETag, dialogs and NOTIFY transactions; this co
 codes and bodies.
 
 Stored information (9A.2.2.3.2): per FA, its holders (MCPTT ID, activation time, expiration).
-Activation with Expires 4294967295 lasts until withdrawn; :meth:`FaServer.expire` still honours
-the stored expiration (9A.2.2.3.6 "expiration of the functional alias association"), which with
-that value lies 136 years ahead.  Decisions the spec leaves open: docs/decisions.md.
+Activation with Expires 4294967295 lasts until withdrawn; :meth:`FaServer.handle_timer` still
+honours the stored expiration (9A.2.2.3.6 "expiration of the functional alias association"),
+which with that value lies 136 years ahead.  Decisions the spec leaves open: docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -278,8 +278,8 @@ class FaServer:
         """Every FA's holder records, for persistence (feed back as ``initial``)."""
         return {self._fa[fa].cfg.uri: tuple(hs.values()) for fa, hs in self._holders.items()}
 
-    def next_expiry(self) -> float | None:
-        """When :meth:`expire` next has something to do."""
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` next has something to do."""
         return min(
             (h.expires_at for hs in self._holders.values() for h in hs.values()), default=None
         )
@@ -388,7 +388,7 @@ class FaServer:
         del holders[user]
         return self._after_change(fa, before, {user}, None, now)
 
-    def expire(self, now: float) -> list[FaServerAction]:
+    def handle_timer(self, now: float) -> list[FaServerAction]:
         """Deactivate every holder whose expiration time has passed (9A.2.2.3.6 item 2)."""
         actions: list[FaServerAction] = []
         for fa, holders in self._holders.items():

@@ -47,11 +47,12 @@ from mcacm_sip.core.events import (
     TimerTick,
     verdict_of,
 )
-from mcacm_sip.runtime.base import CoreTimer, Node, TraceHook
+from mcacm_sip.runtime.base import Node, TraceHook
 from mcacm_sip.runtime.config import AcmcNodeConfig, check_acmc_trust, configured_aor
 from mcacm_sip.runtime.messaging import message_reply, send_message, verdict_reply
 from mcacm_sip.sip import Reply, SipTimeout, SipTransportError
 from mcacm_sip.sip.aio import IncomingRequest
+from mcacm_sip.sip.aio.timer import TimerDriver
 from mcacm_sip.sip.aio.usages import RegistrationClient
 from mcacm_sip.sip.uri import address_of_record, registrar_uri
 from mcacm_sip.text import printable
@@ -265,8 +266,7 @@ class AcmcNode(Node):
         self.core = AcmcCore(config.acmc)
         self._acms = configured_aor(config.acmc.acms_psi, "acmc.acms_psi")
         self._registration: RegistrationClient | None = None
-        self._timer: CoreTimer = CoreTimer(self.core.get_timer,
-                                           lambda now: self._feed(TimerTick(now)))
+        self._timer: TimerDriver = TimerDriver(self, clock=time.time)
         self._handles: dict[str, RequestHandle] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -358,6 +358,14 @@ class AcmcNode(Node):
         return final.status
 
     # ------------------------------------------------------------------ core plumbing
+
+    def get_timer(self) -> float | None:
+        """The core's next deadline, on the wall clock (the node's :class:`TimerDriver`)."""
+        return self.core.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        """The core's timer tick: its actions are applied as any event's."""
+        self._feed(TimerTick(now))
 
     def _apply(self, actions: list[AcmcAction]) -> MessageVerdict | None:
         for action in actions:

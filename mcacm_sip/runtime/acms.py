@@ -54,7 +54,6 @@ from mcacm_sip.core.events import (
 from mcacm_sip.core.state import Hop, Role
 from mcacm_sip.runtime.base import (
     HEAP_RELEASE_INTERVAL,
-    CoreTimer,
     Node,
     TraceHook,
     release_free_heap,
@@ -65,6 +64,7 @@ from mcacm_sip.runtime.messaging import message_reply, send_message, verdict_rep
 from mcacm_sip.runtime.trust import Trust, origin_of
 from mcacm_sip.sip import Reply, Request
 from mcacm_sip.sip.aio import IncomingRequest
+from mcacm_sip.sip.aio.timer import TimerDriver
 from mcacm_sip.sip.aio.usages import RegistrarService, SubscriberService, SubscriptionRefused
 from mcacm_sip.sip.dialog import Body
 from mcacm_sip.sip.registrar import MemoryBindingStore, Registrar, RegistrationChange
@@ -108,8 +108,7 @@ class AcmsNode(Node):
         """Whom the node believes (peers, users, trusted hosts)."""
         self._users = self.trust.users
         self.core = AcmsCore.restore(acms, self.store.load(), config.limits.quotas())
-        self._timer: CoreTimer = CoreTimer(self.core.get_timer,
-                                           lambda now: self.feed(TimerTick(now)))
+        self._timer: TimerDriver = TimerDriver(self, clock=time.time)
         self._fa_tasks: dict[Uri, asyncio.Task[None]] = {}
         self.failed: asyncio.Future[str] | None = None
         """Resolves (with the reason) when the node had to stop itself (store failure)."""
@@ -168,6 +167,14 @@ class AcmsNode(Node):
         log.info("ACMS %s stopped", self.psi, extra={"event": "node.stop"})
 
     # ------------------------------------------------------------------ core plumbing
+
+    def get_timer(self) -> float | None:
+        """The core's next deadline, on the wall clock (the node's :class:`TimerDriver`)."""
+        return self.core.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        """The core's timer tick: its actions are applied as any event's."""
+        self.feed(TimerTick(now))
 
     def feed(self, event: AcmsEvent) -> None:
         """Give the core an event and apply its actions (not for flows: see the handler)."""

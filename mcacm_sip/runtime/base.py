@@ -11,7 +11,6 @@ import asyncio
 import ctypes
 import logging
 import ssl
-import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Literal, cast
 
 from mcacm_sip.sip import Limits, Peer, Request, Timers, Transport
 from mcacm_sip.sip.aio import Listen, MessageTrace, SipEndpoint, TracedMessage, is_ip
+from mcacm_sip.sip.aio.timer import TimerDriver
 from mcacm_sip.sip.headers import Warning
 from mcacm_sip.sip.uri import Uri, addr_spec, address_of_record, identity
 from mcacm_sip.sip.uri import uri_host as uri_host  # the nodes import it from here
@@ -254,57 +254,6 @@ def warning(host: str, text: str) -> tuple[str, str]:
     return ("Warning", str(Warning.ours(host, text)))
 
 
-# --------------------------------------------------------------------------- core timer
-
-
-class CoreTimer:
-    """One ``loop.call_at`` for a sans-I/O core, re-armed after every event (aioquic style).
-
-    ``deadline()`` is the core's ``get_timer()`` in wall-clock seconds; ``fire(now)`` feeds the
-    core a tick.  Long waits are re-checked hourly so that a wall-clock jump is noticed.
-    """
-
-    MAX_WAIT = 3600.0
-
-    def __init__(self, deadline: Callable[[], float | None], fire: Callable[[float], None]
-                 ) -> None:
-        self._deadline = deadline
-        self._fire = fire
-        self._handle: asyncio.TimerHandle | None = None
-        self._when: float | None = None
-        self._stopped = False
-
-    def rearm(self) -> None:
-        if self._stopped:
-            return
-        when = self._deadline()
-        if when == self._when and self._handle is not None:
-            return
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        self._when = when
-        if when is None:
-            return
-        loop = asyncio.get_running_loop()
-        delay = min(max(0.0, when - time.time()), self.MAX_WAIT)
-        self._handle = loop.call_at(loop.time() + delay, self._run)
-
-    def _run(self) -> None:
-        self._handle = None
-        when, self._when = self._when, None
-        now = time.time()
-        if when is not None and when <= now:
-            self._fire(now)
-        self.rearm()
-
-    def stop(self) -> None:
-        self._stopped = True
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-
 # --------------------------------------------------------------------------- free heap
 
 
@@ -348,7 +297,8 @@ class Node:
         self.host = uri_host(identity)
         """Our host, as the Warning headers of our refusals name it."""
         self.endpoint = make_endpoint(sip, identity, trace)
-        self._timer: CoreTimer | None = None
+        self._timer: TimerDriver | None = None
+        """Drives the core's timer (:meth:`get_timer`/:meth:`handle_timer`) on the wall clock."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running = False
 

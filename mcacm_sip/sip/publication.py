@@ -122,11 +122,11 @@ class Compositor:
         held = self._pubs.get((resource, event.lower()), {})
         return tuple(p for p in held.values() if p.expires_at > now)
 
-    def next_expiry(self) -> float | None:
+    def get_timer(self) -> float | None:
         return min((p.expires_at for held in self._pubs.values() for p in held.values()),
                    default=None)
 
-    def expire(self, now: float) -> list[PublicationChange]:
+    def handle_timer(self, now: float) -> list[PublicationChange]:
         """Drop publications that ran out (RFC 3903 6: the ESC removes expired state)."""
         changes = []
         for key, held in list(self._pubs.items()):
@@ -259,10 +259,10 @@ class Publisher:
             return None
         return self._request(0, None, self.etag)
 
-    def next_deadline(self) -> float | None:
+    def get_timer(self) -> float | None:
         return self._refresh_at
 
-    def poll(self, now: float) -> RequestSpec | None:
+    def handle_timer(self, now: float) -> RequestSpec | None:
         """The refresh when it is due."""
         if self._refresh_at is None or now < self._refresh_at:
             return None

@@ -150,7 +150,7 @@ class Registrar:
     """RFC 3261 10.3 registrar over a :class:`BindingStore`.
 
     ``authorise(aor, request)`` decides who may register (403 otherwise); ``on_change`` hears
-    every change of an AOR's bindings, including expiry found by :meth:`expire`.  ``limits``
+    every change of an AOR's bindings, including expiry found by :meth:`handle_timer`.  ``limits``
     caps the bindings of one AOR and in total (``max_contacts_per_aor``, ``max_bindings``;
     docs/decisions.md "Reliability: registrar limits"); ``host`` names us in their Warnings.
     """
@@ -178,7 +178,7 @@ class Registrar:
         self.limits = limits
         self.host = host
         self.bindings = sum(len(self.store.get(aor)) for aor in self.store.aors())
-        """Bindings stored (expired ones until :meth:`expire` drops them): what the total cap
+        """Bindings stored (expired ones until :meth:`handle_timer` drops them): what the total cap
         counts."""
 
     # -- queries
@@ -195,14 +195,14 @@ class Registrar:
         """"Logged on": the AOR has at least one live binding."""
         return bool(self.contacts(aor, now))
 
-    def next_expiry(self) -> float | None:
+    def get_timer(self) -> float | None:
         """When the next binding expires (for the adapter's timer)."""
         times = [b.expires_at for aor in self.store.aors() for b in self.store.get(aor)]
         return min(times, default=None)
 
     # -- events
 
-    def expire(self, now: float) -> list[RegistrationChange]:
+    def handle_timer(self, now: float) -> list[RegistrationChange]:
         """Drop expired bindings and report each AOR that changed (a logoff when none is left)."""
         changes = []
         for aor in self.store.aors():
@@ -274,7 +274,7 @@ class Registrar:
         growth = len(after) - len(before)
         if growth > 0 and self.bindings + growth > self.limits.max_bindings:
             # RFC 3261 21.5.4: temporarily out of room; bindings expire, so retry after the next
-            retry = max(1, int((self.next_expiry() or now + 60) - now) + 1)
+            retry = max(1, int((self.get_timer() or now + 60) - now) + 1)
             return _reply(503, None, [("Retry-After", str(retry)), self._warning(
                 f"registrar full: {self.limits.max_bindings} bindings")])
         # 10.3 step 8: the answer lists every current binding with its remaining time.
@@ -392,11 +392,11 @@ class Registration:
         self.state = RegistrationState.UNREGISTERING
         return self._send(0)
 
-    def next_deadline(self) -> float | None:
-        """When :meth:`poll` has something to do."""
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` has something to do."""
         return None if self._pending else self._refresh_at
 
-    def poll(self, now: float) -> RequestSpec | None:
+    def handle_timer(self, now: float) -> RequestSpec | None:
         """The refresh (or retry) REGISTER when it is due."""
         if self._pending or self._refresh_at is None or now < self._refresh_at or not self._wanted:
             return None

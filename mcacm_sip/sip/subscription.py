@@ -184,7 +184,7 @@ class Notifier:
             if (event is None or s.event == event.lower()) and (key is None or s.key == key)
         ]
 
-    def next_deadline(self) -> float | None:
+    def get_timer(self) -> float | None:
         return min((s.expires_at for s in self._subs.values()), default=None)
 
     # -- SUBSCRIBE
@@ -327,7 +327,7 @@ class Notifier:
         sub = self._subs.get(subscription_id)
         return [] if sub is None else [self._final(sub, reason, now)]
 
-    def poll(self, now: float) -> list[Notify]:
+    def handle_timer(self, now: float) -> list[Notify]:
         """Final NOTIFYs (``reason=timeout``) for subscriptions that expired (RFC 6665 4.2.2)."""
         return [self._final(s, "timeout", now) for s in list(self._subs.values())
                 if s.expires_at <= now]
@@ -460,11 +460,11 @@ class Subscriber:
             self._notify_by = None
         return spec
 
-    def next_deadline(self) -> float | None:
+    def get_timer(self) -> float | None:
         times = [t for t in (self._refresh_at, self._notify_by) if t is not None]
         return None if self.terminated or self._pending else min(times, default=None)
 
-    def poll(self, now: float) -> RequestSpec | None:
+    def handle_timer(self, now: float) -> RequestSpec | None:
         """The refresh when it is due; ends the subscription when an awaited NOTIFY never came
         or the subscription expired unrefreshed."""
         if self.terminated or self._pending:

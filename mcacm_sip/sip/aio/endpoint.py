@@ -52,6 +52,7 @@ from ..transaction import (
     Transport,
 )
 from ..uri import uri_scheme
+from .timer import TimerDriver
 from .transport import StreamConnection, UdpProtocol
 
 log = logging.getLogger("mcacm.sip")
@@ -278,8 +279,7 @@ class SipEndpoint:
         self._buffered = 0  # bytes in the framers of every connection (max_buffer_bytes)
         self._waiters: dict[ClientKey, tuple[asyncio.Future[FinalResponse], OutgoingRequest]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_when: float | None = None
+        self._timer = TimerDriver(self, clock=self.now)
         self._idle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -329,9 +329,9 @@ class SipEndpoint:
     async def close(self) -> None:
         """Stop: cancel every task and timer, close every socket and connection."""
         self._closed = True
-        for handle in (self._timer, self._idle):
-            if handle is not None:
-                handle.cancel()
+        self._timer.stop()
+        if self._idle is not None:
+            self._idle.cancel()
         for task in [*self._tasks, *self._connecting.values()]:
             task.cancel()
         for fut, _ in self._waiters.values():
@@ -621,20 +621,15 @@ class SipEndpoint:
                 log.warning("no answer from the %s handler in %.1f s: sent %d",
                             action.request.method, self.timers.app, action.status,
                             extra=self._extra(action.request, Peer("udp", "", 0), action.status))
-        self._rearm()
+        self._timer.rearm()
 
-    def _rearm(self) -> None:
-        when = self.txn.get_timer()
-        if when == self._timer_when or self._closed:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_when = when
-        self._timer = None if when is None else self.loop.call_at(when, self._on_timer)
+    def get_timer(self) -> float | None:
+        """The transaction layer's next deadline (:class:`~mcacm_sip.sip.timer.Timed`)."""
+        return self.txn.get_timer()
 
-    def _on_timer(self) -> None:
-        self._timer = self._timer_when = None
-        self._run(self.txn.handle_timer(self.now()))
+    def handle_timer(self, now: float) -> None:
+        """Run what the transaction layer's timers produce (retransmissions, timeouts)."""
+        self._run(self.txn.handle_timer(now))
 
     def _trace(
         self, direction: Literal["in", "out"], data: bytes, local: tuple[str, int], remote: Peer

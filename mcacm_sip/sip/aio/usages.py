@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from ..dialog import Body, Header, Reply, RequestSpec
@@ -23,74 +23,16 @@ from ..message import Request, Response
 from ..publication import Compositor, Publisher
 from ..registrar import Binding, Registrar, Registration, RegistrationState
 from ..subscription import Notification, Notifier, Notify, Subscriber, SubState
+from ..timer import Timed
 from ..transaction import Transport
 from ..uri import Uri, addr_spec
 from .endpoint import IncomingRequest, SipEndpoint
+from .timer import TimerDriver
 
 log = logging.getLogger("mcacm.sip")
 
-# Adapters never sleep longer than this at once: a deadline 136 years away is re-checked
-# hourly instead of being handed to the event loop as one huge timer.
-MAX_SLEEP = 3600.0
-
 # --------------------------------------------------------------------------------------------
 # shared
-
-
-class Ticker:
-    """Runs ``fire(now)`` whenever ``deadline()`` has passed; :meth:`kick` re-reads the deadline.
-
-    One task per usage adapter. Sleeps at most :data:`MAX_SLEEP` at a time, so huge expiry
-    values (2**32-1 s) never become huge event-loop timers.
-    """
-
-    def __init__(
-        self,
-        clock: Callable[[], float],
-        deadline: Callable[[], float | None],
-        fire: Callable[[float], Awaitable[None]],
-    ) -> None:
-        self._clock = clock
-        self._deadline = deadline
-        self._fire = fire
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def stop(self) -> None:
-        """Cancel the task without waiting (also safe from inside ``fire``)."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    def kick(self) -> None:
-        self._wake.set()
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            deadline = self._deadline()
-            now = self._clock()
-            if deadline is not None and deadline <= now:
-                try:
-                    await self._fire(now)
-                except Exception:  # one failed round must not stop the timers of the usage
-                    log.exception("timer handler failed")
-                continue
-            delay = MAX_SLEEP if deadline is None else min(deadline - now, MAX_SLEEP)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            self._wake.clear()
 
 
 async def exchange(
@@ -131,20 +73,16 @@ async def exchange(
     return response
 
 
-class ExpiringServer(Protocol):
-    """A sans-I/O server usage whose state expires (:class:`~.registrar.Registrar`,
-    :class:`~.publication.Compositor`)."""
+class ExpiringServer(Timed, Protocol):
+    """A sans-I/O server usage whose state expires (:class:`~..registrar.Registrar`,
+    :class:`~..publication.Compositor`): its ``handle_timer`` expires it."""
 
     def handle(self, request: Request, now: float) -> Reply: ...
-
-    def next_expiry(self) -> float | None: ...
-
-    def expire(self, now: float) -> object: ...
 
 
 class ExpiringService:
     """Serves ``method`` on an endpoint with an :class:`ExpiringServer`, expiring its state on
-    time (a :class:`Ticker` re-armed after every request)."""
+    time (its :class:`TimerDriver` re-armed after every request)."""
 
     def __init__(self, endpoint: SipEndpoint, method: str, server: ExpiringServer, *,
                  accept: Iterable[str] | None = None, clock: Callable[[], float]) -> None:
@@ -153,37 +91,35 @@ class ExpiringService:
         self._method = method
         self._server = server
         self._accept = accept
-        self._ticker = Ticker(clock, server.next_expiry, self._expire)
+        self._timer = TimerDriver(server, clock=clock, start=False)
 
     def start(self) -> None:
         """Serve the method (``accept``: body types; others get 415 from the endpoint) and
         start the expiry timer (call inside the running loop)."""
         self.endpoint.serve(self._method, self._handle, accept=self._accept)
-        self._ticker.start()
+        self._timer.start()
 
     async def close(self) -> None:
-        await self._ticker.close()
+        self._timer.stop()
 
     def check(self) -> None:
         """Re-read the clock now (after a clock jump, or a fake clock moved by a test)."""
-        self._ticker.kick()
+        self._timer.check()
 
     def _handle(self, incoming: IncomingRequest) -> Reply:
         reply = self._server.handle(incoming.message, self.clock())
-        self._ticker.kick()
+        self._timer.rearm()
         return reply
-
-    async def _expire(self, now: float) -> None:
-        self._server.expire(now)
 
 
 class RefreshingCore(Protocol):
-    """A sans-I/O client usage that refreshes (:class:`~.registrar.Registration`,
-    :class:`~.publication.Publisher`)."""
+    """A sans-I/O client usage that refreshes (:class:`~..registrar.Registration`,
+    :class:`~..publication.Publisher`, :class:`~..subscription.Subscriber`): its
+    ``handle_timer`` returns the refresh to send."""
 
-    def next_deadline(self) -> float | None: ...
+    def get_timer(self) -> float | None: ...
 
-    def poll(self, now: float) -> RequestSpec | None: ...
+    def handle_timer(self, now: float) -> RequestSpec | None: ...
 
     def on_response(self, response: Response | None, now: float) -> RequestSpec | None: ...
 
@@ -193,7 +129,11 @@ CoreT = TypeVar("CoreT", bound=RefreshingCore)
 
 class RefreshingClient(Generic[CoreT]):
     """The asyncio side of a :class:`RefreshingCore`: one request outstanding at a time
-    (RFC 3261 10.2, RFC 3903 4), and a :class:`Ticker` that sends the core's refreshes."""
+    (RFC 3261 10.2, RFC 3903 4), and a :class:`TimerDriver` that sends the core's refreshes.
+
+    It is the driver's :class:`~..timer.Timed` source: no deadline while a refresh is being
+    exchanged, the core's deadline otherwise.
+    """
 
     def __init__(self, endpoint: SipEndpoint, core: CoreT, transport: Transport | None,
                  clock: Callable[[], float]) -> None:
@@ -202,11 +142,35 @@ class RefreshingClient(Generic[CoreT]):
         self.transport = transport
         self.clock = clock
         self._lock = asyncio.Lock()
-        self._ticker = Ticker(clock, core.next_deadline, self._refresh)
+        self._timer = TimerDriver(self, clock=clock, start=False)
+        self._refreshing: asyncio.Task[None] | None = None
+
+    def get_timer(self) -> float | None:
+        return None if self._refreshing is not None else self.core.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        task = asyncio.get_running_loop().create_task(self._refresh(now))
+        self._refreshing = task
+        task.add_done_callback(self._refreshed)
+
+    def _refreshed(self, task: asyncio.Task[None]) -> None:
+        if self._refreshing is task:
+            self._refreshing = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("refresh failed", exc_info=task.exception())
+        self._timer.rearm()
+
+    async def _stop_refreshing(self) -> None:
+        self._timer.stop()
+        task, self._refreshing = self._refreshing, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def close(self) -> None:
         """Stop refreshing; the state then expires at the server."""
-        await self._ticker.close()
+        await self._stop_refreshing()
 
     async def _step(self, step: Callable[[float], RequestSpec | None],
                     now: float | None = None) -> None:
@@ -218,16 +182,15 @@ class RefreshingClient(Generic[CoreT]):
                                self.transport)
 
     def _keep_refreshing(self) -> None:
-        self._ticker.start()
-        self._ticker.kick()
+        self._timer.start()
 
     async def _withdraw(self, step: Callable[[float], RequestSpec | None]) -> None:
         """Stop refreshing, then send the core's Expires: 0 request."""
-        await self._ticker.close()
+        await self._stop_refreshing()
         await self._step(step)
 
     async def _refresh(self, now: float) -> None:
-        await self._step(self.core.poll, now)
+        await self._step(self.core.handle_timer, now)
 
 
 
@@ -311,23 +274,30 @@ class NotifierService:
         self.endpoint = endpoint
         self.notifier = notifier
         self.clock = clock
-        self._ticker = Ticker(clock, notifier.next_deadline, self._expire)
+        self._timer = TimerDriver(self, clock=clock, start=False)
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self.endpoint.serve("SUBSCRIBE", self._handle)
-        self._ticker.start()
+        self._timer.start()
 
     async def close(self) -> None:
-        await self._ticker.close()
+        self._timer.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def check(self) -> None:
         """Re-read the clock now (after a clock jump, or a fake clock moved by a test)."""
-        self._ticker.kick()
+        self._timer.check()
+
+    def get_timer(self) -> float | None:
+        return self.notifier.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        """Send the final NOTIFYs of the subscriptions that expired."""
+        self._send(self.notifier.handle_timer(now))
 
     def changed(self, event: str, key: str) -> None:
         """Tell every active subscriber to ``key`` the new state (the package's ``state``)."""
@@ -350,11 +320,8 @@ class NotifierService:
         # The NOTIFYs go out after the 2xx is handed back; the subscriber copes with either
         # order (RFC 6665 4.1.2.4).
         asyncio.get_running_loop().call_soon(self._send, list(result.notifies))
-        self._ticker.kick()
+        self._timer.rearm()
         return result.reply
-
-    async def _expire(self, now: float) -> None:
-        self._send(self.notifier.poll(now))
 
     def _send(self, notifies: Iterable[Notify]) -> None:
         for notify in notifies:
@@ -371,7 +338,7 @@ class NotifierService:
         )
         if notify.final or self.notifier.get(notify.subscription_id) is None:
             self._locks.pop(notify.subscription_id, None)
-        self._ticker.kick()
+        self._timer.rearm()
 
 
 class SubscriptionRefused(Exception):
@@ -418,11 +385,11 @@ class SubscriptionHandle(RefreshingClient[Subscriber]):
         """Send Expires: 0; the final NOTIFY (or its absence) ends the subscription."""
         await self._step(self.core.unsubscribe)
         self._check_end()
-        self._ticker.kick()
+        self._timer.rearm()
 
     def check(self) -> None:
         """Re-read the clock now (after a clock jump, or a fake clock moved by a test)."""
-        self._ticker.kick()
+        self._timer.check()
 
     def deliver(self, notification: Notification | None) -> None:
         if notification is not None:
@@ -434,7 +401,7 @@ class SubscriptionHandle(RefreshingClient[Subscriber]):
     def _check_end(self) -> None:
         if self.core.terminated and self.service.forget(self):
             self._queue.put_nowait(None)
-            self._ticker.stop()
+            self._timer.stop()
 
     async def _refresh(self, now: float) -> None:
         await super()._refresh(now)
@@ -600,6 +567,5 @@ __all__ = [
     "SubscriberService",
     "SubscriptionHandle",
     "SubscriptionRefused",
-    "Ticker",
     "exchange",
 ]

@@ -1,0 +1,98 @@
+"""The one timer driver: a :class:`~mcacm_sip.sip.timer.Timed` object run on the event loop.
+
+One ``loop.call_at`` at a time, re-armed after every event that may move the deadline
+(aioquic's pattern). The endpoint drives its transaction layer with it, the usages' services
+their cores, and the nodes their ACMS/ACMC core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from ..timer import Timed
+
+log = logging.getLogger("mcacm.sip")
+
+
+class TimerDriver:
+    """Calls ``source.handle_timer(now)`` once ``source.get_timer()`` has passed on ``clock``.
+
+    ``clock`` is the source's clock (wall clock for the nodes, the loop's for the endpoint, a
+    fake one in tests); the driver turns the deadline into a delay on the loop, so the two
+    clocks need not agree. Waits are capped at :attr:`MAX_WAIT`: a deadline 136 years away
+    (Expires 2**32-1) is re-checked hourly instead of becoming one huge timer, and a wall-clock
+    jump is noticed within the hour (or at once with :meth:`check`). What ``handle_timer``
+    returns is the source's business: a source whose work needs acting on wraps itself.
+    """
+
+    MAX_WAIT = 3600.0
+
+    __slots__ = ("_clock", "_handle", "_running", "_source", "_when")
+
+    def __init__(self, source: Timed, *, clock: Callable[[], float], start: bool = True) -> None:
+        self._source = source
+        self._clock = clock
+        self._handle: asyncio.TimerHandle | None = None
+        self._when: float | None = None
+        self._running = start
+
+    def start(self) -> None:
+        """Run (again) from now on; a driver made with ``start=False`` waits for this."""
+        self._running = True
+        self.check()
+
+    def rearm(self) -> None:
+        """Re-read the deadline after an event; nothing to do when it did not move."""
+        if not self._running:
+            return
+        when = self._source.get_timer()
+        if when == self._when and (self._handle is not None or when is None):
+            return
+        self._arm(when)
+
+    def check(self) -> None:
+        """Re-read the clock and the deadline now (after a clock jump, or a fake clock moved
+        by a test)."""
+        if self._running:
+            self._arm(self._source.get_timer())
+
+    def stop(self) -> None:
+        """Stop for good (safe from inside ``handle_timer``); :meth:`start` runs it again."""
+        self._running = False
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._when = None
+
+    @property
+    def deadline(self) -> float | None:
+        """The deadline armed now (on the source's clock), None when idle."""
+        return self._when if self._handle is not None else None
+
+    def _arm(self, when: float | None) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._when = when
+        if when is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = min(max(0.0, when - self._clock()), self.MAX_WAIT)
+        self._handle = loop.call_at(loop.time() + delay, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._when = None
+        now = self._clock()
+        when = self._source.get_timer()
+        if when is not None and when <= now:
+            try:
+                self._source.handle_timer(now)
+            except Exception:  # one failed round must not stop the timer for good
+                log.exception("timer handler failed")
+        self.rearm()
+
+
+__all__ = ["TimerDriver"]
