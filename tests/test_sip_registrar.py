@@ -1,12 +1,14 @@
 # mypy: disable-error-code="comparison-overlap"
-"""Registrar (RFC 3261 10.3) and REGISTER client (10.2): sans-I/O with a fake clock, then on
-real loopback sockets through the endpoint."""
+"""Registrar (RFC 3261 10.3) and REGISTER client (10.2): sans-I/O with a fake clock, then the
+two on the in-memory pair (bytes through the transaction layers, no socket), then once on real
+loopback sockets through the endpoint and its services (the integration check)."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from sip_pair import SipPair
 from sip_usage_kit import Clock, answer, deliver, endpoint, request, uri
 
 from mcacm_sip.sip import Limits, Request
@@ -226,9 +228,97 @@ def test_client_failure_retries_later() -> None:
     assert again is not None and again.method == "REGISTER"
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
-def test_register_logon_and_expiry_over_loopback(transport: str) -> None:
-    asyncio.run(_logon_and_expiry(transport))
+# ---------------------------------------------------------------- on the in-memory pair
+
+
+def registered_pair(changes: list[RegistrationChange], expires: int = 120
+                    ) -> tuple[SipPair, Registrar, Registration]:
+    """A registrar served on the pair's server side, a Registration on its client side, both
+    driven by the pair's fake clock."""
+    pair = SipPair(Clock(1000.0))
+    registrar = Registrar(on_change=changes.append, min_expires=30)
+    pair.server.serve("REGISTER", registrar.handle)
+    pair.drive(registrar)
+    core = Registration(registrar=pair.server.uri("registrar"), aor="sip:acmc-1@example.com",
+                        contact=pair.client.uri("acmc-1"), expires=expires)
+    pair.drive(core, lambda spec: pair.client.exchange(spec, core.on_response))
+    return pair, registrar, core
+
+
+def test_register_logon_and_expiry_on_the_pair(changes: list[RegistrationChange]) -> None:
+    pair, registrar, core = registered_pair(changes)
+    aor = "sip:acmc-1@example.com"
+    pair.client.exchange(core.register(pair.now), core.on_response)
+    assert core.state is RegistrationState.REGISTERED and core.granted == 120
+    assert registrar.is_registered(aor, pair.now)
+    (binding,) = registrar.contacts(aor, pair.now)
+    assert binding.contact == core.contact
+    assert changes[0].logged_on
+
+    pair.undrive(core)  # the UE goes silent: no refresh, no un-REGISTER
+    pair.advance(121)
+    assert changes[-1].logged_off and changes[-1].expired
+    assert not registrar.is_registered(aor, pair.now)
+
+    # Log on again, then off explicitly.
+    pair.client.exchange(core.register(pair.now), core.on_response)
+    assert core.granted == 120
+    pair.client.exchange(core.unregister(pair.now), core.on_response)
+    assert not registrar.is_registered(aor, pair.now)
+    assert [c.logged_on for c in changes].count(True) == 2
+    assert [r.method for r in pair.server.received] == ["REGISTER"] * 3
+
+
+def test_refreshes_keep_the_binding_for_hours_on_the_pair(
+        changes: list[RegistrationChange]) -> None:
+    pair, registrar, core = registered_pair(changes)
+    pair.client.exchange(core.register(pair.now), core.on_response)
+    for _ in range(36):  # three hours in 5-minute steps; the binding lasts 120 s unrefreshed
+        pair.advance(300)
+        assert registrar.is_registered("sip:acmc-1@example.com", pair.now)
+    refreshes = len(pair.server.received) - 1
+    assert refreshes >= 36 * 300 // 60  # at half the granted time
+    # one logon, never a logoff in between (no flapping)
+    assert sum(c.logged_on for c in changes) == 1 and not any(c.logged_off for c in changes)
+
+
+def test_a_lost_refresh_is_retried_and_the_binding_survives_on_the_pair(
+        changes: list[RegistrationChange]) -> None:
+    pair, registrar, core = registered_pair(changes, expires=3600)
+    pair.client.exchange(core.register(pair.now), core.on_response)
+    lost = 0
+
+    def lose_one_refresh(data: bytes) -> bool:  # every copy of the first refresh, UDP-style
+        nonlocal lost
+        if data.startswith(b"REGISTER") and b"CSeq: 2 " in data:
+            lost += 1
+            return True
+        return False
+
+    pair.lose = lose_one_refresh
+    pair.advance(1800)  # refresh due: its REGISTER and retransmissions vanish, Timer F fires
+    assert lost > 1 and core.last_status is None
+    pair.lose = lambda data: False
+    for _ in range(20):
+        pair.advance(60)
+    assert core.state is RegistrationState.REGISTERED and core.last_status == 200
+    assert registrar.is_registered("sip:acmc-1@example.com", pair.now)
+    assert sum(c.logged_on for c in changes) == 1 and not any(c.logged_off for c in changes)
+
+
+def test_a_refused_register_is_reported_on_the_pair() -> None:
+    pair = SipPair()
+    pair.server.serve("REGISTER", Registrar(authorise=lambda aor, req: False).handle)
+    core = Registration(registrar=pair.server.uri("r"), aor=AOR, contact=pair.client.uri("a"))
+    pair.client.exchange(core.register(pair.now), core.on_response)
+    assert core.last_status == 403 and core.state is not RegistrationState.REGISTERED
+
+
+# ---------------------------------------------------------------- on loopback sockets
+
+
+def test_register_logon_and_expiry_over_loopback_tcp() -> None:
+    asyncio.run(_logon_and_expiry("tcp"))
 
 
 async def _logon_and_expiry(transport: str) -> None:

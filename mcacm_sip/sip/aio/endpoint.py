@@ -36,6 +36,7 @@ from ..message import (
     error_response,
     parse,
 )
+from ..request import OutgoingRequest, bracket, encode_request, new_request
 from ..transaction import (
     DEFAULT_PORTS,
     Action,
@@ -100,27 +101,6 @@ class Listen:
     host: str
     port: int = 0
     advertise: str | None = None
-
-
-@dataclass(slots=True)
-class OutgoingRequest:
-    """A request to send with :meth:`SipEndpoint.send`; build it with ``new_request``."""
-
-    method: str
-    uri: str
-    from_uri: str
-    to_uri: str
-    from_tag: str
-    to_tag: str | None
-    call_id: str
-    cseq: int
-    route: tuple[str, ...] = ()
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytes = b""
-    content_type: str | None = None
-    contact: str | None = None
-    transport: Transport | None = None
-    strict: bool = False  # Request-URI is a strict router (RFC 3261 12.2.1.1): send to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,14 +179,6 @@ Locator = Callable[[str], Peer | None]
 class _Route:
     handler: Handler
     accept: frozenset[str] | None = field(default=None)
-
-
-def _name_addr(uri: str) -> str:
-    return uri if "<" in uri else f"<{uri}>"
-
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 @lru_cache(maxsize=1024)  # a pure function of a string; per message on the hot path
@@ -370,7 +342,7 @@ class SipEndpoint:
         scheme = "sips" if transport == "tls" else "sip"
         userpart = f"{user}@" if user else ""
         param = ";transport=tcp" if transport == "tcp" else ""
-        return f"<{scheme}:{userpart}{_bracket(host)}:{port}{param}>"
+        return f"<{scheme}:{userpart}{bracket(host)}:{port}{param}>"
 
     # -- serving ------------------------------------------------------------------------
     def serve(self, method: str, handler: Handler, *, accept: Iterable[str] | None = None) -> None:
@@ -458,7 +430,7 @@ class SipEndpoint:
     ) -> dict[str, Any]:
         method = msg.method if isinstance(msg, Request) else msg.cseq_method
         return {"call_id": msg.call_id, "method": method, "status": status, "role": role,
-                "transport": peer.transport, "peer": f"{_bracket(peer.host)}:{peer.port}"}
+                "transport": peer.transport, "peer": f"{bracket(peer.host)}:{peer.port}"}
 
     # -- receive path (Sink) -------------------------------------------------------------
     def on_message(
@@ -756,46 +728,14 @@ class SipEndpoint:
         transport: Transport | None = None,
     ) -> OutgoingRequest:
         """Build a request; in a dialog pass the tags, Call-ID, CSeq, route set and target."""
-        routes = tuple(route)
-        strict = bool(routes) and ";lr" not in routes[0].lower()
-        if strict:
-            # RFC 3261 12.2.1.1: strict router: it becomes the Request-URI, the remote target
-            # goes last in the Route set.
-            first = routes[0].strip().lstrip("<").split(">", 1)[0]
-            routes = (*routes[1:], _name_addr(uri))
-            uri = first
-        return OutgoingRequest(
-            method=method, uri=uri, from_uri=from_uri, to_uri=to_uri,
-            from_tag=from_tag or secrets.token_hex(6), to_tag=to_tag,
-            call_id=call_id or f"{secrets.token_hex(10)}@mcacm", cseq=cseq, route=routes,
-            headers=tuple(headers), body=body, content_type=content_type, contact=contact,
-            transport=transport, strict=strict,
-        )
+        return new_request(method, uri, from_uri=from_uri, to_uri=to_uri, from_tag=from_tag,
+                           to_tag=to_tag, call_id=call_id, cseq=cseq, route=route,
+                           headers=headers, body=body, content_type=content_type,
+                           contact=contact, transport=transport)
 
     def _serialise(self, req: OutgoingRequest, branch: str, dest: Peer) -> bytes:
         host, port = self._via_address(dest)
-        # RFC 3261 8.1.1 mandatory headers; RFC 3581 3: ask for rport.
-        lines = [
-            f"{req.method} {req.uri} SIP/2.0",
-            f"Via: SIP/2.0/{dest.transport.upper()} {_bracket(host)}:{port};branch={branch};rport",
-            "Max-Forwards: 70",
-            f"From: {_name_addr(req.from_uri)};tag={req.from_tag}",
-            f"To: {_name_addr(req.to_uri)}" + (f";tag={req.to_tag}" if req.to_tag else ""),
-            f"Call-ID: {req.call_id}",
-            f"CSeq: {req.cseq} {req.method}",
-        ]
-        lines.extend(f"Route: {r}" for r in req.route)
-        if req.contact:
-            lines.append(f"Contact: {_name_addr(req.contact)}")
-        lines.extend(f"{name}: {value}" for name, value in req.headers)
-        lines.append(f"User-Agent: {self.user_agent}")
-        if req.content_type:
-            lines.append(f"Content-Type: {req.content_type}")
-        lines.append(f"Content-Length: {len(req.body)}\r\n\r\n")
-        for line in lines[:-1]:
-            if "\r" in line or "\n" in line:
-                raise ValueError(f"line break in a request field: {line!r}")  # header injection
-        return "\r\n".join(lines).encode() + req.body
+        return encode_request(req, branch, dest.transport, host, port, self.user_agent)
 
     def _via_address(self, dest: Peer) -> tuple[str, int]:
         try:

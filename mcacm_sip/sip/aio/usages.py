@@ -22,6 +22,7 @@ from ..errors import SipTimeout, SipTransportError
 from ..message import Request, Response
 from ..publication import Compositor, Publisher
 from ..registrar import Binding, Registrar, Registration, RegistrationState
+from ..request import spec_request
 from ..subscription import Notification, Notifier, Notify, Subscriber, SubState
 from ..timer import Timed
 from ..transaction import Transport
@@ -48,22 +49,7 @@ async def exchange(
     next_spec: RequestSpec | None = spec
     response: Response | None = None
     while next_spec is not None:
-        out = endpoint.new_request(
-            next_spec.method,
-            next_spec.uri,
-            from_uri=next_spec.from_uri,
-            to_uri=next_spec.to_uri,
-            from_tag=next_spec.from_tag,
-            to_tag=next_spec.to_tag,
-            call_id=next_spec.call_id,
-            cseq=next_spec.cseq,
-            route=next_spec.route,
-            headers=next_spec.headers,
-            body=next_spec.body,
-            content_type=next_spec.content_type,
-            contact=next_spec.contact,
-            transport=transport,
-        )
+        out = spec_request(next_spec, transport)
         try:
             response = (await endpoint.send(out)).message
         except (SipTimeout, SipTransportError) as exc:
