@@ -1,0 +1,167 @@
+"""The one timer contract (``get_timer``/``handle_timer``) and its one driver on asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from sip_usage_kit import Clock
+
+from mcacm_sip.core.fa_server import FaServer, FaServerConfig
+from mcacm_sip.sip.aio.timer import TimerDriver
+from mcacm_sip.sip.publication import Compositor, Publisher
+from mcacm_sip.sip.registrar import Registrar, Registration
+from mcacm_sip.sip.subscription import Notifier, Subscriber
+from mcacm_sip.sip.timer import Timed
+from mcacm_sip.sip.transaction import TransactionLayer
+
+
+class Deadlines:
+    """A source with a list of deadlines; ``handle_timer`` pops the due ones."""
+
+    def __init__(self, *deadlines: float, fail: bool = False) -> None:
+        self.deadlines = sorted(deadlines)
+        self.fired: list[float] = []
+        self.fail = fail
+        self.done = asyncio.Event()
+        self.on_fire: Any = None
+
+    def get_timer(self) -> float | None:
+        return self.deadlines[0] if self.deadlines else None
+
+    def handle_timer(self, now: float) -> None:
+        while self.deadlines and self.deadlines[0] <= now:
+            self.deadlines.pop(0)
+        self.fired.append(now)
+        if self.on_fire is not None:
+            self.on_fire()
+        if not self.deadlines:
+            self.done.set()
+        if self.fail:
+            raise RuntimeError("handler bug")
+
+
+def test_every_sans_io_object_speaks_the_contract() -> None:
+    """Checked by mypy (a ``Timed`` annotation) and at run time (the methods exist)."""
+    sources: list[Timed] = [
+        TransactionLayer(), Registrar(), Compositor(["presence"]), Notifier({}),
+        Registration(registrar="sip:r@x", aor="sip:a@x", contact="sip:a@192.0.2.1"),
+        Publisher(target="sip:r@x", from_uri="sip:a@x", event="presence"),
+        Subscriber(target="sip:r@x", from_uri="sip:a@x", event="presence",
+                   contact="sip:a@192.0.2.1"),
+        FaServer(FaServerConfig(())),
+    ]
+    for source in sources:
+        assert source.get_timer() is None  # nothing to do yet, for all of them
+        source.handle_timer(0.0)  # and a tick with nothing due is harmless
+
+
+def test_fires_on_the_injected_clock_once_moved_past_the_deadline() -> None:
+    async def run() -> None:
+        clock = Clock(100.0)
+        source = Deadlines(160.0)
+        driver = TimerDriver(source, clock=clock)
+        driver.rearm()
+        assert driver.deadline == 160.0 and source.fired == []
+        clock.advance(60)  # the fake clock jumps; the loop's own clock has not moved
+        driver.check()
+        await source.done.wait()
+        assert source.fired == [160.0]
+        assert driver.deadline is None
+        driver.stop()
+
+    asyncio.run(run())
+
+
+def test_waits_are_capped_so_a_huge_deadline_is_rechecked(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        delays: list[float] = []
+        call_at = loop.call_at
+
+        def recording(when: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+            delays.append(when - loop.time())
+            return call_at(when, callback, *args)
+
+        monkeypatch.setattr(loop, "call_at", recording)
+        driver = TimerDriver(Deadlines(2.0**32), clock=Clock(0.0))
+        driver.rearm()
+        driver.stop()
+        assert len(delays) == 1 and 0 < delays[0] <= TimerDriver.MAX_WAIT
+
+    asyncio.run(run())
+
+
+def test_an_unmoved_deadline_is_not_rearmed(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        calls: list[float] = []
+        call_at = loop.call_at
+
+        def recording(when: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+            calls.append(when)
+            return call_at(when, callback, *args)
+
+        monkeypatch.setattr(loop, "call_at", recording)
+        source = Deadlines(50.0)
+        driver = TimerDriver(source, clock=Clock(0.0))
+        for _ in range(5):
+            driver.rearm()  # after every event: the hot path must not re-arm for nothing
+        assert len(calls) == 1
+        source.deadlines = [40.0]
+        driver.rearm()
+        assert len(calls) == 2 and driver.deadline == 40.0
+        driver.stop()
+
+    asyncio.run(run())
+
+
+def test_a_failing_handler_is_logged_and_the_timer_goes_on(caplog: pytest.LogCaptureFixture
+                                                           ) -> None:
+    async def run() -> None:
+        source = Deadlines(1.0, 2.0, fail=True)
+        driver = TimerDriver(source, clock=Clock(5.0))
+        with caplog.at_level(logging.ERROR, "mcacm.sip"):
+            driver.rearm()
+            await source.done.wait()
+        assert source.fired == [5.0]  # both were due: one round
+        assert "timer handler failed" in caplog.text
+        source.deadlines = [6.0]
+        source.done.clear()
+        driver.rearm()  # still alive after the failure
+        assert driver.deadline == 6.0
+        driver.stop()
+
+    asyncio.run(run())
+
+
+def test_stop_from_inside_the_handler_and_start_again() -> None:
+    async def run() -> None:
+        clock = Clock(10.0)
+        source = Deadlines(1.0, 2.0)
+        driver = TimerDriver(source, clock=clock, start=False)
+        driver.rearm()  # not started: nothing armed
+        assert driver.deadline is None
+        fired = asyncio.Event()
+
+        def stop_now() -> None:
+            driver.stop()
+            fired.set()
+
+        source.deadlines = [1.0]
+        source.on_fire = stop_now
+        driver.start()
+        await fired.wait()
+        source.on_fire = None
+        source.deadlines = [3.0]
+        driver.rearm()  # stopped: stays idle
+        assert driver.deadline is None and source.fired == [10.0]
+        source.done.clear()
+        driver.start()
+        await source.done.wait()
+        assert source.fired == [10.0, 10.0]
+
+    asyncio.run(run())
