@@ -175,7 +175,7 @@ def test_stamp_source_fills_rport_and_received() -> None:
         "rport=40000" in req.vias[0] and "received=10.0.0.7" in req.vias[0]
     )
     resp = parse(build_response(req, 200))
-    assert resp.via.params["rport"] == "40000" and resp.via.params["received"] == "10.0.0.7"
+    assert resp.via.param("rport") == "40000" and resp.via.param("received") == "10.0.0.7"
 
 
 def test_stamp_source_without_rport_adds_received_only_when_host_differs() -> None:
@@ -187,7 +187,7 @@ def test_stamp_source_without_rport_adds_received_only_when_host_differs() -> No
     other = parse(data)
     assert isinstance(other, Request)
     other.stamp_source(Arrival("udp", "10.1.1.1", 5999))
-    assert other.via.params["received"] == "10.1.1.1" and "rport" not in other.via.params
+    assert other.via.param("received") == "10.1.1.1" and not other.via.has("rport")
 
 
 def test_stamp_source_overwrites_a_received_the_peer_wrote() -> None:
@@ -200,7 +200,7 @@ def test_stamp_source_overwrites_a_received_the_peer_wrote() -> None:
     assert isinstance(req, Request) and req.via.host == "127.0.0.2"
     assert req.arrival is None  # parsed from bytes alone: from nowhere we know
     req.stamp_source(Arrival("udp", "127.0.0.2", 5070))
-    assert req.via.params["received"] == "127.0.0.2"
+    assert req.via.param("received") == "127.0.0.2"
     assert "received=127.0.0.1" not in req.vias[0]
     assert req.arrival == Arrival("udp", "127.0.0.2", 5070)
 

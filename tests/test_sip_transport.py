@@ -280,7 +280,7 @@ async def test_message_between_endpoints_udp_and_tcp() -> None:
             assert resp.status == 200 and resp.message.to_tag
         assert [c.source.transport for c in rec.calls] == ["udp", "tcp"]
         # RFC 3581: the server saw our real source port and stamped it in the Via it echoed.
-        assert rec.calls[0].message.via.params["rport"] == str(client.local_address("udp")[1])
+        assert rec.calls[0].message.via.param("rport") == str(client.local_address("udp")[1])
 
 
 @asynctest

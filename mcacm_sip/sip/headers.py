@@ -16,7 +16,7 @@ only where a value is read, so the receive path pays nothing for headers nobody 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, TypeVar
 
 from ..text import header_text, is_ascii_digits
@@ -370,6 +370,26 @@ class Via:
 
     def param(self, name: str) -> str | None:
         return _param(self.params, name)
+
+    def has(self, name: str) -> bool:
+        """Whether the parameter is present (``rport`` usually comes without a value)."""
+        return any(k == name for k, _ in self.params)
+
+    def with_param(self, name: str, value: str | None) -> Via:
+        """This Via with parameter ``name`` set to ``value`` (replaced in place, else added)."""
+        if not self.has(name):
+            return replace(self, params=(*self.params, (name, value)))
+        return replace(self, params=tuple((k, value if k == name else v)
+                                          for k, v in self.params))
+
+    def echo(self) -> str:
+        """The value as a peer wrote it, for the Via we copy back into our responses (RFC 3261
+        8.2.6.2): unlike ``str()`` it writes what lax parsing let through (an unquoted value
+        with a space, an empty value), since refusing our own echo would leave the request
+        unanswered."""
+        sent_by = self.host if self.port is None else f"{self.host}:{self.port}"
+        params = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in self.params)
+        return f"{self.protocol}/{self.transport} {sent_by}{params}"
 
     def __str__(self) -> str:
         if not _is_token(self.transport) or not self.host or any(c in self.host for c in " ;,"):

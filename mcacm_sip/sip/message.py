@@ -18,20 +18,12 @@ from itertools import count
 from typing import Any, NamedTuple
 
 from aiosipua import SipMessage, SipRequest, SipResponse
-from aiosipua.headers import (
-    COMPACT_HEADERS,
-    MULTI_INSTANCE_HEADERS,
-    CaseInsensitiveDict,
-    Via,
-    parse_via,
-    stringify_via,
-)
+from aiosipua.headers import COMPACT_HEADERS, MULTI_INSTANCE_HEADERS, CaseInsensitiveDict
 from aiosipua.message import _split_multi_value
 
 from ..text import ascii_int, is_ascii_digits
 from .errors import SipParseError
-from .headers import InvalidHeader, NumberTooLarge, cseq_parts, media_type, read_number
-from .headers import Via as ViaHeader
+from .headers import InvalidHeader, NumberTooLarge, Via, cseq_parts, media_type, read_number
 from .uri import uri_scheme
 
 # RFC 3261 7.3.3 compact forms, with the event framework's (RFC 6665 8.2.1 / 8.3.1:
@@ -47,7 +39,6 @@ _FOLD = re.compile(r"\n[ \t]+")  # RFC 3261 7.3.1 line folding
 _TOKEN = re.compile(r"[!%'*+\-.0-9A-Z_`a-z~]+")
 # RFC 3261 25.1: sent-protocol = name SLASH version SLASH transport, SLASH = SWS "/" SWS
 # (RFC 4475 3.1.1.1 spells it "SIP  /   2.0 /UDP").
-_SENT_PROTOCOL = re.compile(r"\s*([^\s/]+)\s*/\s*([^\s/]+)\s*/\s*([^\s/;]+)")
 # RFC 3261 7.3.1: only comma-list headers may appear twice; these carry one value (RFC 4475
 # 3.3.8 and 3.3.9: a second Call-ID/To/From/CSeq/Max-Forwards/Content-Length is a 400).
 _SINGLE = (
@@ -249,14 +240,14 @@ class Request(_Message):
         self.arrival = arrival
         host = arrival.host
         via = self.via
-        params = via.params
-        has_rport = "rport" in params
-        if not has_rport and "received" not in params and via.host.strip("[]") == host:
+        has_rport = via.has("rport")
+        if not has_rport and not via.has("received") and via.host.strip("[]") == host:
             return
-        params["received"] = host
+        via = via.with_param("received", host)
         if has_rport:
-            params["rport"] = str(arrival.port)
-        self.store["via"][0] = stringify_via(via)
+            via = via.with_param("rport", str(arrival.port))
+        self.via = via
+        self.store["via"][0] = via.echo()
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri} call-id={self.call_id} cseq={self.cseq}>"
@@ -352,44 +343,30 @@ def _first(store: dict[str, list[str]], key: str) -> str | None:
 
 
 def _parse_via(value: str) -> Via | None:
-    """The common ``SIP/2.0/UDP host[:port];params`` form fast; anything else via aiosipua.
-    None when the sent-by is not ASCII (RFC 3261 25.1: host and port are; a port of another
-    script's digits is no port) or aiosipua cannot read it."""
-    if not value.partition(";")[0].isascii():
+    """The top Via (:class:`~.headers.Via`): the common ``SIP/2.0/UDP host[:port];params``
+    form read here fast, anything else by ``Via.parse``. None when it cannot be read (RFC 3261
+    25.1: host and port are ASCII, via-params are tokens; RFC 4475 3.1.2.1 ";;")."""
+    sent, semi, param_text = value.partition(";")
+    if not sent.isascii():
         return None
-    if not value.startswith("SIP/2.0/") or value[8:9].isspace():
-        spaced = _SENT_PROTOCOL.match(value)
-        if spaced is not None:
-            value = "/".join(spaced.groups()) + value[spaced.end() :]
-    if not value.startswith("SIP/2.0/") or " " not in value[8:].rstrip() or "," in value:
-        try:
-            return parse_via(value)
-        except (ValueError, IndexError):
-            return None
-    transport, _, rest = value[8:].partition(" ")
-    sent_by, _, param_text = rest.strip().partition(";")
+    if semi and any(not item.strip() for item in param_text.split(";")):
+        return None  # RFC 3261 25.1 via-params are tokens; RFC 4475 3.1.2.1 ";;"
+    transport, _, sent_by = sent[8:].partition(" ")
     sent_by = sent_by.strip()
-    if sent_by.startswith("[") or sent_by.count(":") != 1:
-        host, port = sent_by, None
-        if sent_by.startswith("[") and "]:" in sent_by:
-            host, _, port_text = sent_by.rpartition(":")
-            port = ascii_int(port_text)
-    else:
-        host, _, port_text = sent_by.partition(":")
-        port = ascii_int(port_text)
-        if port is None:
-            try:
-                return parse_via(value)
-            except (ValueError, IndexError):
-                return None
-    params: dict[str, str | None] = {}
+    host, _, port_text = sent_by.partition(":")
+    port = ascii_int(port_text) if sent_by.count(":") == 1 else None
+    if (not value.startswith("SIP/2.0/") or "," in value or '"' in param_text
+            or not transport.isalpha() or port is None or not 0 < port < 65536
+            or not host or host.startswith("[") or any(c.isspace() for c in host)):
+        try:
+            return Via.parse(value)
+        except InvalidHeader:
+            return None
+    params: list[tuple[str, str | None]] = []
     for item in param_text.split(";") if param_text else ():
         key, eq, val = item.partition("=")
-        key = key.strip()
-        if not key:
-            return None  # RFC 3261 25.1 via-params are tokens; RFC 4475 3.1.2.1 ";;"
-        params[key.lower()] = val.strip() if eq else None
-    return Via("SIP/2.0", transport.strip().upper(), host, port, params)
+        params.append((key.strip().lower(), val.strip() if eq else None))
+    return Via(transport.upper(), host, port, tuple(params))
 
 
 def parse(
@@ -499,7 +476,7 @@ def parse(
     out._raw = None
     out._original = original
     out.via = via
-    out.branch = via.params.get("branch") or ""
+    out.branch = via.branch or ""
     out.store = store
     out.call_id = store["call-id"][0]
     out.from_tag = _tag_param(store["from"][0])
@@ -540,11 +517,11 @@ class RawMessage:
         return None if self.start.startswith("SIP/") else self.start.split(" ", 1)[0]
 
     @property
-    def via(self) -> ViaHeader | None:
+    def via(self) -> Via | None:
         """The top Via, or None when absent or unreadable."""
         value = self.header("via")
         try:
-            return None if value is None else ViaHeader.parse(value)
+            return None if value is None else Via.parse(value)
         except InvalidHeader:
             return None
 
@@ -643,36 +620,33 @@ def build_response(
 
 
 def error_response(data: bytes, err: SipParseError, server: str | None = None) -> bytes | None:
-    """Answer a request that failed :func:`parse`, built from its raw header lines.
+    """Answer a request that failed :func:`parse`, from its headers as :func:`read_raw` reads
+    them (lenient: the request is broken somewhere).
 
     Returns None when there is nothing to answer: ``err.status`` is None or there is no Via.
+    A value with a NUL or a line break is left out (never echoed into our answer).
     """
     if err.status is None:
         return None
-    head, _ = _split_head(data)
-    found: dict[str, list[str]] = {}
-    lines = head.decode("utf-8", "replace").split("\n")
-    for line in lines[1:]:
-        line = line.rstrip("\r")
-        if "\r" in line or "\x00" in line or not line or line[0] in " \t":
-            continue
-        name, sep, value = line.partition(":")
-        if not sep:
-            continue
-        key = _expand(name.strip()).lower()
-        if key in ("via", "from", "to", "call-id", "cseq") and value.strip():
-            found.setdefault(key, []).append(value.strip())  # an empty value is no value
-    if not found.get("via"):
+    store = read_raw(data).store
+
+    def values(key: str) -> list[str]:  # an empty value is no value
+        return [v for v in store.get(key, ()) if v and "\x00" not in v and "\r" not in v
+                and "\n" not in v]
+
+    vias = values("via")
+    if not vias:
         return None
 
     def first(key: str) -> str:
-        return found.get(key, [""])[0]
+        found = values(key)
+        return found[0] if found else ""
 
     to = first("to")
     if to and _tag_param(to) is None:
         to = f"{to};tag={new_tag()}"
     return _serialise_response(
-        f"SIP/2.0 {err.status} {err.reason}", found["via"], first("from"), to,
+        f"SIP/2.0 {err.status} {err.reason}", vias, first("from"), to,
         first("call-id"), first("cseq"), (), b"", None, server,
     )
 

@@ -157,7 +157,7 @@ def response_destination(req: Request, source: Peer) -> Peer:
     if source.reliable:
         port = via.port or DEFAULT_PORTS[source.transport]
         return Peer(source.transport, source.host, port, source.conn)
-    if "rport" in via.params:
+    if via.has("rport"):
         return source if source.conn is None else Peer("udp", source.host, source.port)
     return Peer("udp", source.host, via.port or DEFAULT_PORTS["udp"])
 

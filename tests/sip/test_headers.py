@@ -30,6 +30,7 @@ from mcacm_sip.sip.headers import (
     Via,
     Warning,
 )
+from mcacm_sip.sip.message import Arrival, Request, parse
 
 # ---------------------------------------------------------------------------- RFC examples
 
@@ -360,3 +361,65 @@ def test_raw_reading_is_lenient_and_uses_the_parser_rules() -> None:
     assert describe(b"SUBSCRIBE sip:x SIP/2.0\r\no: presence\r\ne: gzip\r\nExpires: 60\r\n\r\n") \
         == "SUBSCRIBE presence expires=60"
     assert read_raw(b"").start == "" and read_raw(b"\xff\xfe").method == "\ufffd\ufffd"
+
+
+# ---------------------------------------------------------------- the parser's top Via
+
+
+_HOSTS = st.sampled_from(["192.0.2.1", "host.example.com", "[2001:db8::1]", "a", "10.0.0.7"])
+_PARAMS = st.lists(st.tuples(st.sampled_from(["branch", "rport", "received", "ttl", "X-Y"]),
+                             st.sampled_from([None, "z9hG4bK1", "10.0.0.7", "5060", ""])),
+                   max_size=3)
+
+
+@given(st.sampled_from(["UDP", "tcp", "TLS"]), _HOSTS, st.one_of(st.none(), st.integers(1, 65535)),
+       _PARAMS, st.sampled_from(["", " ", "\t"]))
+def test_the_parsers_top_via_is_the_via_value(transport: str, host: str, port: int | None,
+                                              params: list[tuple[str, str | None]],
+                                              space: str) -> None:
+    """The parser's fast reading of the top Via gives exactly what ``Via.parse`` gives (one
+    reading of the header, the headers.py one), and ``stamp_source`` keeps it a Via."""
+    sent_by = host if port is None else f"{host}:{port}"
+    text = f"SIP/2.0/{transport} {sent_by}" + "".join(
+        f";{space}{k}" if v is None else f";{k}{space}={space}{v}" for k, v in params)
+    data = (f"OPTIONS sip:x@example.com SIP/2.0\r\nVia: {text}\r\nFrom: <sip:a@x>;tag=1\r\n"
+            f"To: <sip:x@example.com>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+            f"Content-Length: 0\r\n\r\n").encode()
+    msg = parse(data)
+    assert isinstance(msg, Request)
+    assert msg.via == Via.parse(text)
+    assert msg.branch == (Via.parse(text).branch or "")
+    msg.stamp_source(Arrival("udp", "198.51.100.9", 4000))
+    assert isinstance(msg.via, Via) and msg.via.param("received") == "198.51.100.9"
+    assert Via.parse(msg.vias[0]) == msg.via
+
+
+# ---------------------------------------------------------------- error_response reads as parse
+
+
+def test_error_response_reads_headers_as_the_parser_does() -> None:
+    """The answer to a broken request copies the headers as the parser reads them: a folded
+    From keeps its tag (RFC 3261 7.3.1), compact ``v``/``i``/``f``/``t`` names count, a
+    comma-joined Via list gives every Via, and a value with a NUL is never echoed."""
+    from mcacm_sip.sip.errors import SipParseError
+    from mcacm_sip.sip.message import error_response
+
+    data = (b"OPTIONS sip:x@example.com SIP/2.0\r\n"
+            b"v: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa, SIP/2.0/UDP 192.0.2.2;branch=z9hG4bKb\r\n"
+            b"f: <sip:a@example.com>\r\n ;tag=ft9\r\n"
+            b"t: <sip:x@example.com>\r\n"
+            b"i: call-7\r\n"
+            b"CSeq: 1 OPTIONS\r\n"
+            b"Subject: a\x00b\r\n"
+            b"Content-Length: 0\r\n\r\n")
+    answer = error_response(data, SipParseError(400, "Bad Max-Forwards"))
+    assert answer is not None
+    msg = parse(answer)
+    assert not isinstance(msg, Request) and msg.status == 400
+    assert msg.vias == ["SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa",
+                        "SIP/2.0/UDP 192.0.2.2;branch=z9hG4bKb"]
+    assert msg.from_tag == "ft9" and msg.call_id == "call-7" and msg.to_tag
+    assert b"\x00" not in answer
+    nul = data.replace(b"i: call-7", b"i: call\x007")
+    answer = error_response(nul, SipParseError(400, "Bad Max-Forwards"))
+    assert answer is not None and b"\x00" not in answer and b"Call-ID" not in answer
