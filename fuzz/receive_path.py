@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Literal
 
 from common import ROOT, atheris, run
 
 with atheris.instrument_imports():
     from fuzz.contract import ReceivePath
 
-_NODE = "fa" if os.environ.get("MCACM_FUZZ_NODE") == "fa" else "acms"
+_NODE: Literal["acms", "fa"] = "fa" if os.environ.get("MCACM_FUZZ_NODE") == "fa" else "acms"
 _LOOP = asyncio.new_event_loop()
 _PATH = ReceivePath(_NODE)
 
