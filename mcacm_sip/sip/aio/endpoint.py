@@ -709,29 +709,9 @@ class SipEndpoint:
         return replace(tcp, conn=conn.id)
 
     # -- client --------------------------------------------------------------------------
-    def new_request(
-        self,
-        method: str,
-        uri: str,
-        *,
-        from_uri: str,
-        to_uri: str,
-        from_tag: str | None = None,
-        to_tag: str | None = None,
-        call_id: str | None = None,
-        cseq: int = 1,
-        route: Sequence[str] = (),
-        headers: Sequence[tuple[str, str]] = (),
-        body: bytes = b"",
-        content_type: str | None = None,
-        contact: str | None = None,
-        transport: Transport | None = None,
-    ) -> OutgoingRequest:
-        """Build a request; in a dialog pass the tags, Call-ID, CSeq, route set and target."""
-        return new_request(method, uri, from_uri=from_uri, to_uri=to_uri, from_tag=from_tag,
-                           to_tag=to_tag, call_id=call_id, cseq=cseq, route=route,
-                           headers=headers, body=body, content_type=content_type,
-                           contact=contact, transport=transport)
+    new_request = staticmethod(new_request)
+    """Build a request (:func:`mcacm_sip.sip.request.new_request`); in a dialog pass the tags,
+    Call-ID, CSeq, route set and target."""
 
     def _serialise(self, req: OutgoingRequest, branch: str, dest: Peer) -> bytes:
         host, port = self._via_address(dest)
