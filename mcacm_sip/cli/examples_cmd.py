@@ -243,10 +243,10 @@ def _write_branch(folder: Path, branch: BranchResult, messages: list[Message]) -
                        *(f"    {n}" for n in branch.notes),
                        f"    expected {branch.expected}, got {branch.actual}", "", ""])
     (folder / "ladder.txt").write_text(title + ladder_text(packets, names()))
-    bodies = [p.data for p in packets if p.data.startswith(b"MESSAGE ")]
+    bodies = [p.data for p in packets if read_raw(p.data).method == "MESSAGE"]
     for i, data in enumerate(bodies, 1):
         flow = describe(data).removeprefix("MESSAGE").strip() or "message"
-        (folder / f"{i:02d}-{flow}.xml").write_bytes(data.partition(b"\r\n\r\n")[2])
+        (folder / f"{i:02d}-{flow}.xml").write_bytes(read_raw(data).body)
 
 
 def cmd_examples(args: argparse.Namespace) -> int:

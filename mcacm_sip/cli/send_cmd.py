@@ -49,6 +49,7 @@ from mcacm_sip.runtime.sender import (
 )
 from mcacm_sip.sip import Peer, Transport
 from mcacm_sip.sip.aio import Listen, TracedMessage, is_ip
+from mcacm_sip.sip.message import read_raw
 from mcacm_sip.sip.uri import InvalidUri, identity
 from mcacm_sip.text import printable
 
@@ -299,7 +300,7 @@ def _json(ex: Exchange, settings: SendSettings, code: int, trace: list[TracedMes
         "arrivals": [{"t_ms": _ms(a.time), "flow": a.flow.FLOW if a.flow else None,
                       "answered": a.status, "note": a.note or None} for a in ex.arrivals],
         "messages": [{"t_ms": _ms(m.time - start), "direction": m.direction,
-                      "peer": _peer(m.remote), "first_line": _first_line(m.data)}
+                      "peer": _peer(m.remote), "first_line": read_raw(m.data).start}
                      for m in trace],
         "timings_ms": {k: _ms(v) for k, v in ex.timings.items()},
     }
@@ -308,10 +309,6 @@ def _json(ex: Exchange, settings: SendSettings, code: int, trace: list[TracedMes
 def _peer(p: Peer) -> str:
     host = f"[{p.host}]" if ":" in p.host else p.host
     return f"{p.transport}:{host}:{p.port}"
-
-
-def _first_line(data: bytes) -> str:
-    return data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
 
 
 def _text(ex: Exchange, settings: SendSettings, trace: list[TracedMessage], quiet: bool) -> str:
