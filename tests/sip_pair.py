@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
 
 from sip_usage_kit import Clock
@@ -20,6 +20,7 @@ from sip_usage_kit import Clock
 from mcacm_sip.sip.dialog import Reply, RequestSpec
 from mcacm_sip.sip.message import MAGIC_COOKIE, Request, Response, build_response, parse
 from mcacm_sip.sip.request import encode_request, spec_request
+from mcacm_sip.sip.served import Served
 from mcacm_sip.sip.timer import Timed
 from mcacm_sip.sip.transaction import (
     Action,
@@ -53,6 +54,7 @@ class Side:
         self.address = Peer("udp", host, 5060)
         self.txn = TransactionLayer(pair.timers)
         self.handlers: dict[str, Handler] = {}
+        self.served = Served()
         self.finals: dict[ClientKey, Response | None] = {}
         self.received: list[Request] = []
         """Every request delivered to this side, in order (what the far end sent)."""
@@ -65,9 +67,11 @@ class Side:
     def other(self) -> Side:
         return self.pair.server if self is self.pair.client else self.pair.client
 
-    def serve(self, method: str, handler: Handler) -> None:
-        """Answer ``method`` with ``handler(request, now)`` (others: 405, RFC 3261 8.2.1)."""
+    def serve(self, method: str, handler: Handler, accept: Iterable[str] | None = None) -> None:
+        """Answer ``method`` with ``handler(request, now)``, after the endpoint's own answers
+        (:class:`Served`: 405, 415 for a body type not in ``accept``, ...)."""
         self.handlers[method] = handler
+        self.served.add(method, accept)
 
     def request(self, spec: RequestSpec) -> Response | None:
         """Send ``spec`` to the other side; its final response, None after Timer F."""
@@ -107,8 +111,7 @@ class Side:
                 self.finals[action.key] = None
 
     def _answer(self, key: tuple[str, ...], request: Request) -> None:
-        handler = self.handlers.get(request.method)
-        reply = Reply(405) if handler is None else handler(request, self.pair.now)
+        reply = self.served.answer(request) or self.handlers[request.method](request, self.pair.now)
         data = build_response(request, reply.status, reply.reason, to_tag=reply.to_tag,
                               headers=reply.headers, body=reply.body,
                               content_type=reply.content_type)

@@ -197,7 +197,7 @@ def published_pair(changes: list[PublicationChange]) -> tuple[SipPair, Composito
     driven by the pair's fake clock."""
     pair = SipPair()
     esc = Compositor(["presence"], on_change=changes.append, min_expires=60)
-    pair.server.serve("PUBLISH", esc.handle)
+    pair.server.serve("PUBLISH", esc.handle, accept=[PIDF])
     pair.drive(esc)
     epa = Publisher(target=pair.server.uri("fa-server"), from_uri="sip:acmc@example.com",
                     event="presence")
@@ -215,6 +215,11 @@ def test_publish_modify_refresh_remove_on_the_pair(changes: list[PublicationChan
     first = epa.etag
     pair.client.exchange(epa.publish(Body(PIDF, b"<b/>"), 600, pair.now), epa.on_response)
     assert epa.etag != first and changes[-1].kind is PublishKind.MODIFY
+
+    response = pair.client.exchange(epa.publish(Body("text/plain", b"hi"), 600, pair.now),
+                                    epa.on_response)  # 415 before the compositor (accept=)
+    assert response is not None and response.status == 415
+    assert response.header("accept") == PIDF and epa.last_status == 415
 
     pair.advance(3 * 3600)  # refreshed (SIP-If-Match, no body) long past the 600 s
     (pub,) = esc.publications(target, "presence", pair.now)

@@ -16,7 +16,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -37,6 +37,7 @@ from ..message import (
     parse,
 )
 from ..request import OutgoingRequest, bracket, encode_request, new_request
+from ..served import Served
 from ..transaction import (
     DEFAULT_PORTS,
     Action,
@@ -52,14 +53,12 @@ from ..transaction import (
     TransactionLayer,
     Transport,
 )
-from ..uri import uri_scheme
 from .timer import TimerDriver
 from .transport import StreamConnection, UdpProtocol
 
 log = logging.getLogger("mcacm.sip")
 DEFAULT_TIMERS = Timers()
 MAX_DATAGRAM = 65507
-_SERVED_SCHEMES = frozenset({"sip", "sips", "tel"})  # of a Request-URI (RFC 3261 8.2.2.1)
 """Largest UDP payload over IPv4 (65 535 - 8 - 20 bytes)."""
 NO_TCP_FOR = 60.0
 """Seconds an address whose TCP connect failed is not tried again for large requests."""
@@ -175,12 +174,6 @@ Locator = Callable[[str], Peer | None]
 """Next-hop URI (no angle brackets) -> the address to send to; None: resolve it as usual."""
 
 
-@dataclass(slots=True)
-class _Route:
-    handler: Handler
-    accept: frozenset[str] | None = field(default=None)
-
-
 @lru_cache(maxsize=1024)  # a pure function of a string; per message on the hot path
 def is_ip(host: str) -> bool:
     """Whether ``host`` is an IPv4 or IPv6 literal (brackets allowed), i.e. needs no lookup."""
@@ -232,8 +225,9 @@ class SipEndpoint:
         self.locate = locate
         """Consulted by :meth:`send` for the next hop's address before DNS (static hops)."""
         self.txn = TransactionLayer(timers)
-        self._routes: dict[str, _Route] = {}
-        self._allow = "OPTIONS"
+        self._handlers: dict[str, Handler] = {}
+        self.served = Served()
+        """The methods served and the answers owed before a handler (RFC 3261 8.2)."""
         self._bound: list[tuple[Listen, str, int]] = []  # listener, advertised host, real port
         self._udp: dict[int, tuple[asyncio.DatagramTransport, UdpProtocol]] = {}  # by family
         self._servers: list[asyncio.Server] = []
@@ -347,42 +341,15 @@ class SipEndpoint:
     # -- serving ------------------------------------------------------------------------
     def serve(self, method: str, handler: Handler, *, accept: Iterable[str] | None = None) -> None:
         """Route requests of ``method`` to ``handler``; ``accept`` lists body media types."""
-        accepted = frozenset(m.lower() for m in accept) if accept is not None else None
-        self._routes[method] = _Route(handler, accepted)
-        self._allow = ", ".join(sorted({"OPTIONS", *self._routes}))
-
-    def _accept_header(self) -> str:
-        types = sorted({t for r in self._routes.values() if r.accept for t in r.accept})
-        return ", ".join(types)
-
-    def _answer_builtin(self, req: Request) -> Reply | None:
-        """Answers the endpoint gives before (or instead of) a handler."""
-        route = self._routes.get(req.method)
-        if route is None and req.method != "OPTIONS":
-            return Reply(405, headers=(("Allow", self._allow),))  # RFC 3261 8.2.1
-        # RFC 3261 8.2.2.1 (RFC 4475 3.3.2, 3.3.3): a scheme we do not serve gets 416.
-        scheme = uri_scheme(req.uri)
-        if scheme not in _SERVED_SCHEMES:
-            return Reply(416)
-        required = req.store.get("require")
-        if required:  # RFC 3261 8.2.2.3 (RFC 4475 3.3.5, OPTIONS too): we support no extension
-            return Reply(420, headers=(("Unsupported", ", ".join(required)),))
-        if route is None:  # RFC 3261 11.2
-            accept = self._accept_header()
-            hdrs = (("Allow", self._allow),) + ((("Accept", accept),) if accept else ())
-            return Reply(200, headers=hdrs)
-        if route.accept is not None and req.body:
-            ctype = req.content_type
-            if ctype not in route.accept:  # RFC 3261 8.2.3, 21.4.13
-                return Reply(415, headers=(("Accept", ", ".join(sorted(route.accept))),))
-        return None
+        self._handlers[method] = handler
+        self.served.add(method, accept)
 
     def _dispatch(self, key: ServerKey, req: Request, source: Peer) -> None:
-        reply = self._answer_builtin(req)
+        reply = self.served.answer(req)
         if reply is None:
             incoming = IncomingRequest(self, key, req, source)
             try:
-                result = self._routes[req.method].handler(incoming)
+                result = self._handlers[req.method](incoming)
             except Exception:
                 log.exception("handler for %s failed", req.method, extra=self._extra(req, source))
                 result = Reply(500)
