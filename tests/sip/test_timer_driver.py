@@ -165,3 +165,40 @@ def test_stop_from_inside_the_handler_and_start_again() -> None:
         assert source.fired == [10.0, 10.0]
 
     asyncio.run(run())
+
+
+def test_a_failing_retransmission_does_not_stop_the_endpoints_timers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A send whose first retransmission fails in the endpoint still ends in SipTimeout (Timer
+    F), instead of waiting for ever for a timer nobody armed again."""
+    from sip_usage_kit import endpoint
+
+    from mcacm_sip.sip import SipTimeout
+    from mcacm_sip.sip.aio.endpoint import SipEndpoint
+
+    async def run() -> None:
+        async with endpoint() as ep:
+            sent: list[bytes] = []
+            transmit = SipEndpoint._transmit
+
+            def flaky(self: SipEndpoint, data: bytes, dest: Any) -> None:
+                sent.append(data)
+                if len(sent) == 2:  # the first retransmission (Timer E)
+                    raise OSError("network is unreachable")
+                transmit(self, data, dest)
+
+            monkeypatch.setattr(SipEndpoint, "_transmit", flaky)
+            silent = await asyncio.get_running_loop().create_datagram_endpoint(
+                asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+            try:
+                port = silent[0].get_extra_info("sockname")[1]
+                request = ep.new_request("OPTIONS", f"sip:x@127.0.0.1:{port}",
+                                         from_uri="sip:a@example.com", to_uri="sip:x@example.com")
+                with pytest.raises(SipTimeout):
+                    # a bound on a hang only (Timer F is 64*T1 = 3.2 s with these timers)
+                    await asyncio.wait_for(ep.send(request), 60)
+                assert len(sent) > 2  # retransmissions went on after the failure
+            finally:
+                silent[0].close()
+
+    asyncio.run(run())
