@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from functools import lru_cache
 from importlib import resources
 from typing import Any, TypeVar, cast
@@ -258,7 +259,18 @@ def _row(attr: str, local: str, kind: _Kind, *, many: bool = False) -> _Row:
     return _Row(attr, _tag(local), kind, many)
 
 
+class _Enum(_Token):
+    """A token the schema restricts to the values of a StrEnum; read back as that enum."""
+
+    def __init__(self, enum: type[StrEnum]) -> None:
+        self.enum = enum
+
+    def get(self, el: etree._Element) -> Any:
+        return self.enum(super().get(el))
+
+
 _TEXT, _TOKEN, _DATETIME = _FreeText(), _Token(), _DateTime()
+_ENUM_OPERATION, _ENUM_URGENCY = _Enum(model.GroupOperation), _Enum(model.Urgency)
 _ID, _PROFILE = _Identity(), _Profile()
 
 _PARTY = _Struct(model.Party, (
@@ -342,6 +354,37 @@ _SPECS: dict[type[model.AcmFlow], _Struct] = {
                 _row("result", "result", _RESULT),
                 _row("partner_id", "partner-id", _ID),
             )), many=True),
+        )),
+        (model.GroupMembershipUpdateRequest, (  # 10.17.2 table, 10.17.4
+            _TID,
+            _row("requester", "requester", _PARTY),  # rows 1-2
+            _row("target", "target", _ADDRESSEE),  # rows 3-4, NOTE
+            _row("group_id", "group-id", _ID),  # row 5
+            _row("users", "user", _ID, many=True),  # row 6
+            _row("operation", "operation", _ENUM_OPERATION),  # row 7
+            _row("urgency", "urgency", _ENUM_URGENCY),  # row 8
+        )),
+        (model.GroupMembershipUpdateResponse, (  # rows 1-3, then decisions
+            _TID,
+            _row("handler", "handler", _PARTY),
+            _row("target", "target", _ADDRESSEE),
+            _row("group_id", "group-id", _ID),
+            _row("operation", "operation", _ENUM_OPERATION),
+            _row("users", "user", _ID, many=True),
+            _row("result", "result", _RESULT),
+        )),
+        (model.InterconnectionGroupProvisionRequest, (  # 10.17.4.2.2 step 1
+            _TID,
+            _row("requester", "requester", _PARTY),
+            _row("target", "target", _ADDRESSEE),
+            _row("groups", "group-id", _ID, many=True),
+        )),
+        (model.InterconnectionGroupProvisionResponse, (
+            _TID,
+            _row("handler", "handler", _PARTY),
+            _row("target", "target", _ADDRESSEE),
+            _row("groups", "group-id", _ID, many=True),
+            _row("result", "result", _RESULT),
         )),
     )
 }

@@ -22,6 +22,7 @@ ADMIN = "sip:admin-carol@mcptt.primary.example"
 ADMIN_FA = "sip:fa-config-officer@mcptt.primary.example"
 PARTNER_DISPATCHER = "sip:dave@mcptt.partner.example"
 PARTNER_FA = "sip:fa-dispatcher@mcptt.partner.example"
+INTEROP_GROUP = "sip:grp-interop-1@mcptt.primary.example"
 
 EXAMPLE_PROFILE_XML = """\
 <mcptt-user-profile xmlns="urn:3gpp:mcptt:user-profile:1.0" \
@@ -91,6 +92,8 @@ def example_flows() -> dict[str, m.AcmFlow]:
     add_tid = "0b6e2f4c-7d51-4c3e-9a0e-5f2d8c1b7a90"
     update_tid = "6f1c1c9e-3a5e-4d0b-9a43-2b7d8a1e0c55"
     remove_tid = "c2a7d9e1-48b3-4f6a-8e15-93d0b4a6f207"
+    group_tid = "5a0e7c3b-91d4-4f2e-b6a8-0c7d3e9f1b24"
+    provision_tid = "e4b81f06-2c9a-4d73-a5e0-7f3b6d2c8a19"
     requester = m.Party(ADMIN, ADMIN_FA)
     handler = m.Party(PARTNER_DISPATCHER, PARTNER_FA)
     add_response = m.AddUserConfigurationResponse(
@@ -164,6 +167,37 @@ def example_flows() -> dict[str, m.AcmFlow]:
             result=success,
             users=(m.UserRemoval("sip:alice@mcptt.primary.example", success,
                                  "sip:p-alice@mcptt.partner.example"),),
+        ),
+        m.GroupMembershipUpdateRequest(
+            transaction_id=group_tid,
+            requester=requester,
+            target=m.Addressee(functional_alias=PARTNER_FA),
+            group_id=INTEROP_GROUP,
+            users=("sip:erin@mcptt.partner.example", "sip:frank@mcptt.partner.example"),
+            operation=m.GroupOperation.ADD,
+            urgency=m.Urgency.HIGH,
+        ),
+        m.GroupMembershipUpdateResponse(
+            transaction_id=group_tid,
+            handler=handler,
+            target=m.Addressee(mc_service_id=ADMIN, functional_alias=ADMIN_FA),
+            group_id=INTEROP_GROUP,
+            operation=m.GroupOperation.ADD,
+            users=("sip:erin@mcptt.partner.example", "sip:frank@mcptt.partner.example"),
+            result=success,
+        ),
+        m.InterconnectionGroupProvisionRequest(
+            transaction_id=provision_tid,
+            requester=requester,
+            target=m.Addressee(functional_alias=PARTNER_FA),
+            groups=(INTEROP_GROUP, "sip:grp-interop-2@mcptt.primary.example"),
+        ),
+        m.InterconnectionGroupProvisionResponse(
+            transaction_id=provision_tid,
+            handler=m.Party(PARTNER_ACMS),
+            target=m.Addressee(mc_service_id=ADMIN),
+            groups=(INTEROP_GROUP, "sip:grp-interop-2@mcptt.primary.example"),
+            result=m.Result(m.ResultCode.SUCCESS, "known to the partner system"),
         ),
     ]
     return {flow.FLOW: flow for flow in flows}

@@ -491,8 +491,198 @@ class RemoveUserConfigurationResponse(InformationFlow):
         _check_unique_primary_ids(self.users)
 
 
-AcmRequest = ProfileUpdateRequest | AddUserConfigurationRequest | RemoveUserConfigurationRequest
-AcmResponse = ProfileUpdateResponse | AddUserConfigurationResponse | RemoveUserConfigurationResponse
+# --------------------------------------------------------------------------- group-related ACM
+# TS 23.280 10.17.4.  Only the group membership update request table and the first rows of its
+# response were recovered; the rest of both procedures' flows is decided in docs/decisions.md
+# ("Group-related ACM"), by the generic ACM pattern that 10.17.5 and 10.17.7 share.
+
+
+class GroupOperation(StrEnum):
+    """Operation (M) of a group membership update request: add to, or delete from, the group."""
+
+    ADD = "add"
+    DELETE = "delete"
+
+
+class Urgency(StrEnum):
+    """Urgency (O) of a group membership update request: the values of the MCPTT
+    ``urgency-ind`` (TS 24.379 Annex F.1), the only MC urgency scale."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+
+
+def _check_operation(operation: GroupOperation, where: str) -> None:
+    if not operation:
+        raise MissingIE("operation", where)
+    if operation not in GroupOperation.__members__.values():
+        raise InvalidIE("operation", f"{operation!r}: expected add or delete")
+
+
+def _check_response_target(target: Addressee | None, where: str) -> None:
+    # table 10.17.2.5 (group membership update response) row 3: the primary user's MC service
+    # ID is M there, not O + NOTE as in 10.17.2.16; decided the same for 10.17.4.2.2
+    if target is not None and target.mc_service_id is None:
+        raise MissingIE("target mc_service_id", where)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMembershipUpdateRequest:
+    """Group membership update request, TS 23.280 10.17.2 (table recovered; clause number not),
+    10.17.4.  Primary ACMC -> primary ACMS -> partner ACMS -> partner ACMC.
+
+    The primary system, home of the MC service group, asks the partner to add its users to the
+    group or delete them from it.
+    """
+
+    FLOW: ClassVar[str] = "group-membership-update-request"
+    CLAUSE: ClassVar[str] = "10.17.4"
+
+    transaction_id: str
+    """Project IE: the transaction id, echoed by every flow that answers this one."""
+    requester: Party
+    """Rows 1-2: MC service ID (M) and functional alias (O) of the requesting primary user."""
+    target: Addressee
+    """Rows 3-4: MC service ID / functional alias (O, NOTE: one must be present) of the
+    partner-system user to whom the update is sent."""
+    group_id: str
+    """Row 5 (M): the MC service group ID."""
+    users: tuple[str, ...]
+    """Row 6 (M): MC service ID list, the users affected by the operation."""
+    operation: GroupOperation
+    """Row 7 (M): add to, or delete from, the group."""
+    urgency: Urgency | None = None
+    """Row 8 (O): operational urgency of the request."""
+
+    def __post_init__(self) -> None:
+        _check_transaction_id(self.transaction_id)
+        _require(self, "requester", "group membership update request rows 1-2")
+        _require(self, "target", "group membership update request rows 3-4")
+        _check_uri("group_id", self.group_id, "group membership update request row 5",
+                   mandatory=True)
+        _check_user_list("users", self.users, "group membership update request row 6")
+        _check_operation(self.operation, "group membership update request row 7")
+        if self.urgency is not None and self.urgency not in Urgency.__members__.values():
+            raise InvalidIE("urgency", f"{self.urgency!r}: expected low, normal or high")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMembershipUpdateResponse:
+    """Group membership update response, TS 23.280 10.17.2 (first rows recovered), 10.17.4.
+    Partner ACMC -> partner ACMS -> primary ACMS -> primary ACMC.
+
+    Rows after the third were not recovered: the group, operation and users are echoed and a
+    Result added (docs/decisions.md "Group-related ACM").
+    """
+
+    FLOW: ClassVar[str] = "group-membership-update-response"
+    CLAUSE: ClassVar[str] = "10.17.4"
+
+    transaction_id: str
+    """Project IE: the transaction id of the request this answers."""
+    handler: Party
+    """Rows 1-2: MC service ID (M) and functional alias (O) of the partner-system user (or the
+    ACMS, under automatic handling) who handled the update."""
+    target: Addressee
+    """Row 3 (M): the authorised primary-system user to whom the response is addressed (its
+    MC service ID is mandatory), and that user's functional alias (decision)."""
+    group_id: str
+    """(M, decision) The MC service group ID of the request."""
+    operation: GroupOperation
+    """(M, decision) The operation of the request."""
+    users: tuple[str, ...]
+    """(M, decision) The MC service ID list of the request."""
+    result: Result
+    """(M, decision) The outcome: ``success`` means the partner applied the operation."""
+
+    def __post_init__(self) -> None:
+        _check_transaction_id(self.transaction_id)
+        _require(self, "handler", "group membership update response rows 1-2")
+        _require(self, "target", "group membership update response row 3")
+        _check_response_target(self.target, "group membership update response row 3")
+        _check_uri("group_id", self.group_id, "group membership update response",
+                   mandatory=True)
+        _check_operation(self.operation, "group membership update response")
+        _check_user_list("users", self.users, "group membership update response")
+        _require(self, "result", "group membership update response")
+
+
+@dataclass(frozen=True, slots=True)
+class InterconnectionGroupProvisionRequest:
+    """Interconnection group identity provision request, TS 23.280 10.17.4.2.2 step 1 (no
+    table recovered).  Primary ACMC -> primary ACMS -> partner ACMS -> partner ACMC.
+
+    The primary system, home of interconnection MC service groups, gives their identities to
+    the partner system.
+    """
+
+    FLOW: ClassVar[str] = "interconnection-group-provision-request"
+    CLAUSE: ClassVar[str] = "10.17.4.2.2"
+
+    transaction_id: str
+    """Project IE: the transaction id, echoed by every flow that answers this one."""
+    requester: Party
+    """(M/O, as every ACM request) MC service ID and functional alias of the requesting
+    primary user."""
+    target: Addressee
+    """(M, step 1: "the ID of the selected authorized user in the partner MC system") MC
+    service ID or functional alias (one must be present, as the other tables' NOTE)."""
+    groups: tuple[str, ...]
+    """(M, step 1) The list of interconnection MC service group IDs."""
+
+    def __post_init__(self) -> None:
+        _check_transaction_id(self.transaction_id)
+        _require(self, "requester", "interconnection group identity provision request")
+        _require(self, "target", "10.17.4.2.2 step 1: the selected partner user")
+        _check_user_list("groups", self.groups, "10.17.4.2.2 step 1: interconnection group IDs")
+
+
+@dataclass(frozen=True, slots=True)
+class InterconnectionGroupProvisionResponse:
+    """Interconnection group identity provision response (10.17.4.2.2; its existence and
+    content are decisions: docs/decisions.md "Group-related ACM").
+    Partner ACMC -> partner ACMS -> primary ACMS -> primary ACMC."""
+
+    FLOW: ClassVar[str] = "interconnection-group-provision-response"
+    CLAUSE: ClassVar[str] = "10.17.4.2.2"
+
+    transaction_id: str
+    """Project IE: the transaction id of the request this answers."""
+    handler: Party
+    """(M/O) The partner-system user (or ACMS) who handled the request."""
+    target: Addressee
+    """(M) The primary-system user the response is addressed to (MC service ID mandatory, as
+    in the group membership update response)."""
+    groups: tuple[str, ...]
+    """(M, decision) The group IDs of the request."""
+    result: Result
+    """(M) The outcome: ``success`` means the partner now knows these groups."""
+
+    def __post_init__(self) -> None:
+        _check_transaction_id(self.transaction_id)
+        _require(self, "handler", "interconnection group identity provision response")
+        _require(self, "target", "interconnection group identity provision response")
+        _check_response_target(self.target, "interconnection group identity provision response")
+        _check_user_list("groups", self.groups, "interconnection group identity provision "
+                                                "response")
+        _require(self, "result", "interconnection group identity provision response")
+
+
+AcmRequest = (
+    ProfileUpdateRequest
+    | AddUserConfigurationRequest
+    | RemoveUserConfigurationRequest
+    | GroupMembershipUpdateRequest
+    | InterconnectionGroupProvisionRequest
+)
+AcmResponse = (
+    ProfileUpdateResponse
+    | AddUserConfigurationResponse
+    | RemoveUserConfigurationResponse
+    | GroupMembershipUpdateResponse
+    | InterconnectionGroupProvisionResponse
+)
 """Requests and responses: what a pending-data download can carry (10.17.3.1)."""
 
 
@@ -534,6 +724,10 @@ AcmFlow = (
     | AddUserConfigurationResponse
     | RemoveUserConfigurationRequest
     | RemoveUserConfigurationResponse
+    | GroupMembershipUpdateRequest
+    | GroupMembershipUpdateResponse
+    | InterconnectionGroupProvisionRequest
+    | InterconnectionGroupProvisionResponse
 )
 
 FLOW_TYPES: tuple[type[AcmFlow], ...] = (
@@ -547,6 +741,10 @@ FLOW_TYPES: tuple[type[AcmFlow], ...] = (
     AddUserConfigurationResponse,
     RemoveUserConfigurationRequest,
     RemoveUserConfigurationResponse,
+    GroupMembershipUpdateRequest,
+    GroupMembershipUpdateResponse,
+    InterconnectionGroupProvisionRequest,
+    InterconnectionGroupProvisionResponse,
 )
 """Every flow class; each one's ``FLOW`` is its XML root element's local name."""
 
@@ -555,6 +753,8 @@ ANSWER_FOR: dict[type[AcmFlow], type[AcmFlow]] = {
     AddUserConfigurationRequest: AddUserConfigurationResponse,        # 10.17.5
     RemoveUserConfigurationRequest: RemoveUserConfigurationResponse,  # 10.17.5
     PendingDataDownloadRequest: PendingDataDownloadResponse,          # 10.17.3.1
+    GroupMembershipUpdateRequest: GroupMembershipUpdateResponse,      # 10.17.4
+    InterconnectionGroupProvisionRequest: InterconnectionGroupProvisionResponse,  # 10.17.4.2.2
 }
 """Each request flow and the flow that finally answers it, echoing its transaction id."""
 

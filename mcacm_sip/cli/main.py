@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mcacm_sip.acm.codec import profile_from_xml
-from mcacm_sip.acm.model import AcmFlow, AcmRequest, Addressee
+from mcacm_sip.acm.model import (
+    AcmFlow,
+    AcmRequest,
+    Addressee,
+    GroupMembershipUpdateResponse,
+    InterconnectionGroupProvisionResponse,
+)
 from mcacm_sip.cli.logs import setup_logging
 from mcacm_sip.core.config import ConfigError
 from mcacm_sip.core.events import ReportKind, ReportToUser
@@ -220,9 +226,15 @@ class Output:
             self.text(f"{report.transaction_id}: {getattr(result, 'code', '?')}"
                       + (f" ({result.text})" if result is not None and result.text else "")
                       + (f" by {handler.mc_service_id}" if handler is not None else ""))
-            for user in getattr(flow, "users", ()):
-                self.text(f"  {user.primary_id}: {user.result.code}"
-                          + (f" -> {user.partner_id}" if user.partner_id else ""))
+            if isinstance(flow, GroupMembershipUpdateResponse):
+                self.text(f"  {flow.operation} {', '.join(flow.users)} "
+                          f"{'to' if flow.operation == 'add' else 'from'} {flow.group_id}")
+            elif isinstance(flow, InterconnectionGroupProvisionResponse):
+                self.text(f"  groups: {', '.join(flow.groups)}")
+            else:
+                for user in getattr(flow, "users", ()):
+                    self.text(f"  {user.primary_id}: {user.result.code}"
+                              + (f" -> {user.partner_id}" if user.partner_id else ""))
         else:
             self.text(f"{report.transaction_id}: {report.kind}: {report.text or ''}")
 

@@ -28,6 +28,8 @@ The TOML shape (docs/procedures.md has the full annotated example)::
     psi = "sip:acms@primary.example"
     domains = ["primary.example"]
     requesters = ["sip:*@primary.example"]    # URI patterns; default ["*"]
+    groups = ["sip:*@primary.example"]        # groups it may send group requests for
+                                              # (10.17.4: it is their home); default ["*"]
     flows = ["profile-update-request"]        # default: every request flow
     tls = "required"                          # only over mutually authenticated TLS;
                                               # default "optional"
@@ -37,6 +39,8 @@ The TOML shape (docs/procedures.md has the full annotated example)::
     request = ["profile-update-request"]      # flows the user may send (primary role)
     decide = ["profile-update-request"]       # flows the user may decide (partner role)
     peers = []                                # peers the user may address; default: any
+    groups = ["sip:grp-*@partner.example"]    # groups of group-related ACM (10.17.4) the
+                                              # user may request / decide; default ["*"]
 
     [[policy]]
     flow = "profile-update-request"
@@ -62,18 +66,29 @@ from typing import Any, Literal, TypeVar
 
 from mcacm_sip.acm.model import (
     AddUserConfigurationRequest,
+    GroupMembershipUpdateRequest,
+    GroupOperation,
+    InterconnectionGroupProvisionRequest,
     ProfileUpdateRequest,
     RemoveUserConfigurationRequest,
+    Urgency,
     UserProfile,
 )
-from mcacm_sip.core.identity import pattern_ok, same, uid
+from mcacm_sip.core.identity import matches_pattern, pattern_ok, same, uid
 from mcacm_sip.core.policy import PolicyAction, PolicyRule
 
 REQUEST_FLOWS: tuple[str, ...] = (
     ProfileUpdateRequest.FLOW,
     AddUserConfigurationRequest.FLOW,
     RemoveUserConfigurationRequest.FLOW,
+    GroupMembershipUpdateRequest.FLOW,
+    InterconnectionGroupProvisionRequest.FLOW,
 )
+GROUP_FLOWS: tuple[str, ...] = (
+    GroupMembershipUpdateRequest.FLOW,
+    InterconnectionGroupProvisionRequest.FLOW,
+)
+"""The group-related request flows (10.17.4): authorised per group as well as per flow."""
 RUNTIME_TABLES = frozenset({"sip", "listen", "runtime", "log"})
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
 
@@ -124,6 +139,9 @@ class PeerSystem:
     """URI patterns (or ``*``) of the peer's users allowed to send us requests (partner role)."""
     flows: tuple[str, ...] = REQUEST_FLOWS
     """Request flows the peer may send us (partner role)."""
+    groups: tuple[str, ...] = ("*",)
+    """URI patterns (or ``*``) of the MC service groups the peer may send group-related
+    requests for (partner role, 10.17.4: the peer must be the groups' home system)."""
     tls: Literal["optional", "required"] = "optional"
     """``required``: the peer's requests count only over TLS with a client certificate naming
     it (RFC 5922 7.4); ``optional``: also over UDP/TCP (labs without TLS).  A certificate,
@@ -139,6 +157,13 @@ class AuthorisedUser:
     may_decide: tuple[str, ...] = ()
     peers: tuple[str, ...] = ()
     """PSIs of the peers this user may address; empty: any configured peer."""
+    groups: tuple[str, ...] = ("*",)
+    """URI patterns (or ``*``) of the MC service groups this user may send group-related
+    requests for (primary role) and decide them for (partner role), 10.17.4."""
+
+    def may_group(self, group: str) -> bool:
+        """Whether this user may request or decide group-related ACM for ``group``."""
+        return any(matches_pattern(group, p) for p in self.groups)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +274,11 @@ def _flows(data: Mapping[str, Any], key: str, path: str, default: tuple[str, ...
                     "request flow name (" + ", ".join(REQUEST_FLOWS) + ")")
 
 
+def _groups(data: Mapping[str, Any], path: str) -> tuple[str, ...]:
+    return get_strings(data, "groups", path, ("*",), pattern_ok,
+                       "MC service group URI pattern (e.g. sip:grp-*@host or *)")
+
+
 def check_keys(data: Mapping[str, Any], allowed: set[str] | frozenset[str], path: str) -> None:
     """ConfigError naming the first key of ``data`` not in ``allowed``."""
     for key in data:
@@ -283,7 +313,7 @@ def _timers(data: Mapping[str, Any]) -> Timers:
 
 def _policy(path: str, data: Mapping[str, Any]) -> PolicyRule:
     keys = {"flow", "action", "requester", "target", "migrated_user", "profile_contains",
-            "profile_regex", "reason"}
+            "profile_regex", "reason", "group", "operation", "urgency"}
     check_keys(data, keys, path)
     action = data.get("action")
     if not isinstance(action, str) or action not in PolicyAction.__members__.values():
@@ -295,9 +325,13 @@ def _policy(path: str, data: Mapping[str, Any]) -> PolicyRule:
     for k, v in opt.items():
         if v is not None and not isinstance(v, str):
             raise ConfigError(path + k, "expected a string")
-        if k in ("requester", "target", "migrated_user") and v is not None \
+        if k in ("requester", "target", "migrated_user", "group") and v is not None \
                 and not pattern_ok(v):
             raise ConfigError(path + k, f"{v!r} is not a URI pattern (e.g. sip:*@host or *)")
+        if k == "operation" and v is not None and v not in GroupOperation.__members__.values():
+            raise ConfigError(path + k, f"{v!r}: expected add or delete")
+        if k == "urgency" and v is not None and v not in Urgency.__members__.values():
+            raise ConfigError(path + k, f"{v!r}: expected low, normal or high")
     try:
         return PolicyRule(action=PolicyAction(action), flow=flow, **opt)
     except re.error as exc:
@@ -371,7 +405,7 @@ def parse_acms_config(data: Mapping[str, Any], read_file: ReadFile = no_files) -
         raise ConfigError("fa_selection", f"{selection!r}: expected 'first' or 'round-robin'")
     peers: list[PeerSystem] = []
     for path, p in _tables(data, "peers"):
-        check_keys(p, {"psi", "domains", "requesters", "flows", "tls"}, path)
+        check_keys(p, {"psi", "domains", "requesters", "flows", "groups", "tls"}, path)
         peer_psi = _uri(p, "psi", path, required=True)
         assert peer_psi is not None
         if any(same(q.psi, peer_psi) for q in peers):
@@ -384,10 +418,11 @@ def parse_acms_config(data: Mapping[str, Any], read_file: ReadFile = no_files) -
                                 get_strings(p, "requesters", path, ("*",), pattern_ok,
                                             "URI pattern (e.g. sip:*@host or *)"),
                                 _flows(p, "flows", path, REQUEST_FLOWS),
+                                _groups(p, path),
                                 "required" if tls == "required" else "optional"))
     users: list[AuthorisedUser] = []
     for path, u in _tables(data, "users"):
-        check_keys(u, {"id", "request", "decide", "peers"}, path)
+        check_keys(u, {"id", "request", "decide", "peers", "groups"}, path)
         user_id = _uri(u, "id", path, required=True)
         assert user_id is not None
         if any(same(v.id, user_id) for v in users):
@@ -397,7 +432,8 @@ def parse_acms_config(data: Mapping[str, Any], read_file: ReadFile = no_files) -
             if not any(same(p.psi, pp) for p in peers):
                 raise ConfigError(f"{path}peers[{i}]", f"{pp} is not a configured peer psi")
         users.append(AuthorisedUser(user_id, _flows(u, "request", path, ()),
-                                    _flows(u, "decide", path, ()), user_peers))
+                                    _flows(u, "decide", path, ()), user_peers,
+                                    _groups(u, path)))
     store = get_table(data, "store")
     check_keys(store, {"path", "synchronous"}, "store.")
     sync = get_typed(store, "synchronous", "store.", str, "NORMAL").upper()

@@ -13,7 +13,15 @@ An ordered list of rules; the first rule whose every condition holds decides.  N
   namespace prefix (e.g. ``PrivateCall``);
 - ``profile_regex``: a Python regular expression searched in the profile's canonical XML.
 
-Profile conditions never match a request that carries no profile (add/remove).
+- ``group``: a URI pattern on the MC service group ID of a group-related request (10.17.4);
+  for an interconnection group identity provision every listed group must match;
+- ``operation``: ``add`` or ``delete`` (group membership update);
+- ``urgency``: ``low``, ``normal`` or ``high`` (group membership update; a request without
+  urgency counts as ``normal``).
+
+Profile conditions never match a request that carries no profile (add/remove, group requests);
+group conditions never match a request that is not group-related, ``operation`` and ``urgency``
+only a group membership update, ``migrated_user`` no group-related request.
 """
 
 from __future__ import annotations
@@ -23,7 +31,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from mcacm_sip.acm.model import AcmRequest, ProfileUpdateRequest
+from mcacm_sip.acm.model import (
+    AcmRequest,
+    GroupMembershipUpdateRequest,
+    InterconnectionGroupProvisionRequest,
+    ProfileUpdateRequest,
+    Urgency,
+)
 from mcacm_sip.core.identity import matches_pattern
 
 
@@ -47,6 +61,9 @@ class PolicyRule:
     migrated_user: str | None = None
     profile_contains: str | None = None
     profile_regex: str | None = None
+    group: str | None = None
+    operation: str | None = None
+    urgency: str | None = None
     reason: str | None = None
     """Text put in the Result of an automatic answer."""
     _element: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
@@ -74,10 +91,15 @@ class PolicyRule:
             if not any(i is not None and matches_pattern(i, self.target) for i in ids):
                 return False
         if self.migrated_user is not None:
+            if isinstance(request, GroupMembershipUpdateRequest
+                          | InterconnectionGroupProvisionRequest):
+                return False
             users = (request.migrated_user_id,) if isinstance(request, ProfileUpdateRequest) \
                 else request.users
             if not all(matches_pattern(u, self.migrated_user) for u in users):
                 return False
+        if not self._group_matches(request):
+            return False
         if self._element is not None or self._regex is not None:
             if not isinstance(request, ProfileUpdateRequest):
                 return False
@@ -85,6 +107,31 @@ class PolicyRule:
             if self._element is not None and not self._element.search(xml):
                 return False
             if self._regex is not None and not self._regex.search(xml):
+                return False
+        return True
+
+
+    def _group_matches(self, request: AcmRequest) -> bool:
+        """The conditions on group-related requests (10.17.4): rules per group, operation and
+        urgency (10.17.3 "rules ... for each kind of ACM transaction")."""
+        if self.group is None and self.operation is None and self.urgency is None:
+            return True
+        if isinstance(request, GroupMembershipUpdateRequest):
+            groups: tuple[str, ...] = (request.group_id,)
+        elif isinstance(request, InterconnectionGroupProvisionRequest):
+            if self.operation is not None or self.urgency is not None:
+                return False
+            groups = request.groups
+        else:
+            return False
+        if self.group is not None and not all(matches_pattern(g, self.group) for g in groups):
+            return False
+        if isinstance(request, GroupMembershipUpdateRequest):
+            if self.operation is not None and request.operation != self.operation:
+                return False
+            # decision: a request without urgency is handled as normal urgency
+            urgency = request.urgency or Urgency.NORMAL
+            if self.urgency is not None and urgency != self.urgency:
                 return False
         return True
 

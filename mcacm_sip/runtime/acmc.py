@@ -28,6 +28,8 @@ from mcacm_sip.acm.model import (
     AcmResponse,
     Addressee,
     AddUserConfigurationRequest,
+    GroupMembershipUpdateRequest,
+    InterconnectionGroupProvisionRequest,
     ProcessIndication,
     ProfileUpdateRequest,
     RemoveUserConfigurationRequest,
@@ -154,6 +156,14 @@ def describe_request(request: AcmRequest) -> str:
         lines.append(f"  profile:        {profile_summary(request.profile)}")
         if request.additional_info:
             lines.append(f"  additional info: {request.additional_info}")
+    elif isinstance(request, GroupMembershipUpdateRequest):
+        # 10.17.4: what the partner user decides is the operation on its users in the group
+        lines.append(f"  group:          {request.group_id}")
+        lines.append(f"  operation:      {request.operation}"
+                     + (f"  (urgency {request.urgency})" if request.urgency else ""))
+        lines.append(f"  users:          {', '.join(request.users)}")
+    elif isinstance(request, InterconnectionGroupProvisionRequest):
+        lines.append(f"  groups:         {', '.join(request.groups)}")
     else:
         lines.append(f"  users:          {', '.join(request.users)}")
     # every value is the peer's: one visibly escaped line each, so nothing it wrote can draw

@@ -154,6 +154,25 @@ MANDATORY: dict[str, list[tuple[str, str]]] = {
         ("a:transaction-id", ""), ("a:handler", ""), ("a:target", ""), ("a:result", ""),
         ("a:user-result/a:primary-id", "/user-result"), ("a:user-result/a:result", "/user-result"),
     ],
+    # 10.17.4: the group membership update request table rows 1, 3/4 (NOTE), 5, 6, 7
+    "group-membership-update-request": [
+        ("a:transaction-id", ""), ("a:requester", ""),
+        ("a:requester/a:mc-service-id", "/requester"), ("a:target", ""), ("a:group-id", ""),
+        ("a:user", ""), ("a:operation", ""),
+    ],
+    # row 3 (the primary user's MC service ID) is M in the response table
+    "group-membership-update-response": [
+        ("a:transaction-id", ""), ("a:handler", ""), ("a:target", ""),
+        ("a:target/a:mc-service-id", "/target"), ("a:group-id", ""), ("a:operation", ""),
+        ("a:user", ""), ("a:result", ""),
+    ],
+    "interconnection-group-provision-request": [
+        ("a:transaction-id", ""), ("a:requester", ""), ("a:target", ""), ("a:group-id", ""),
+    ],
+    "interconnection-group-provision-response": [
+        ("a:transaction-id", ""), ("a:handler", ""), ("a:target", ""),
+        ("a:target/a:mc-service-id", "/target"), ("a:group-id", ""), ("a:result", ""),
+    ],
 }
 
 
@@ -251,6 +270,8 @@ def hostile_cases() -> list[Case]:
 def type_cases() -> list[Case]:
     pur, pus, pin = "profile-update-request", "profile-update-response", "process-indication"
     add_req, add_rsp = "add-user-configuration-request", "add-user-configuration-response"
+    gur, gus = "group-membership-update-request", "group-membership-update-response"
+    gpr = "interconnection-group-provision-request"
     return [
         schema_bad("result-code-unknown", pus, f"/{pus}/result/code",
                    set_text("a:result/a:code", "ok")),
@@ -304,6 +325,16 @@ def type_cases() -> list[Case]:
                    set_text("a:user/a:uri", "sip:alice@mcptt.primary.example")),
         schema_bad("duplicate-user-result", add_rsp, f"/{add_rsp}",
                    set_text("a:user-result/a:primary-id/a:uri", "sip:alice@mcptt.primary.example")),
+        schema_bad("group-operation-unknown", gur, f"/{gur}/operation",
+                   set_text("a:operation", "replace")),
+        schema_bad("group-urgency-unknown", gur, f"/{gur}/urgency",
+                   set_text("a:urgency", "critical")),
+        schema_bad("group-update-duplicate-user", gur, f"/{gur}",
+                   set_text("a:user/a:uri", "sip:erin@mcptt.partner.example")),
+        schema_bad("group-provision-duplicate-group", gpr, f"/{gpr}",
+                   set_text("a:group-id/a:uri", "sip:grp-interop-1@mcptt.primary.example")),
+        schema_bad("group-update-response-target-alias-only", gus, f"/{gus}/target",
+                   remove("a:target/a:mc-service-id")),
         content_bad("success-without-partner-id", add_rsp, f"/{add_rsp}/user-result[1]/partner-id",
                     remove("a:user-result[1]/a:partner-id")),
         content_bad("success-without-profile", add_rsp, f"/{add_rsp}/user-result[1]/profile",
@@ -387,6 +418,25 @@ def good_cases() -> list[Case]:
             append("/a:*", f"<more-pending xmlns='{ACM_NS}'>true</more-pending>", index=3))),
         Case("additional-info-cdata", example_documents()[f"{pur}.xml"].replace(
             b"Raise group call priority", b"<![CDATA[Raise <group> call & priority]]>")),
+        Case("group-update-extensions-ignored", _mutate(
+            "group-membership-update-request", append("/a:*", anyext),
+            append("/a:*", ext, index=8), append("a:target", ext),
+            set_attr("a:operation", f"{{{EXT}}}vendor", "v1"),
+            set_attr("a:urgency", XML_LANG, "en")), same_as="group-membership-update-request"),
+        Case("group-update-without-urgency", _mutate(
+            "group-membership-update-request", remove("a:urgency"))),
+        Case("group-update-white-space-around-operation", _mutate(
+            "group-membership-update-response", set_text("a:operation", "\n add ")),
+            same_as="group-membership-update-response"),
+        Case("group-provision-extensions-ignored", _mutate(
+            "interconnection-group-provision-response", append("/a:*", anyext),
+            append("a:result", ext)), same_as="interconnection-group-provision-response"),
+        Case("download-response-with-group-items", _mutate(
+            "pending-data-download-response",
+            append("a:acm-data", example_documents()[
+                "group-membership-update-request.xml"].split(b"?>", 1)[1].decode()),
+            append("a:acm-data", example_documents()[
+                "interconnection-group-provision-response.xml"].split(b"?>", 1)[1].decode()))),
         Case("depth-at-limit", _mutate(
             "pending-data-notification", append("/a:*", f"<anyExt xmlns='{ACM_NS}'>{_deep(62)}"
                                                 "</anyExt>")), same_as="pending-data-notification"),

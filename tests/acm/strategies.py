@@ -99,10 +99,26 @@ _offsets = st.sampled_from(
 _profile_update_requests = st.builds(
     m.ProfileUpdateRequest, _tid, parties, addressees, uris, profiles(), st.none() | free_text
 )
+_operations = st.sampled_from(list(m.GroupOperation))
+_urgencies = st.none() | st.sampled_from(list(m.Urgency))
+# response targets: the primary user's MC service ID is mandatory there (10.17.4)
+_response_targets = st.builds(m.Addressee, uris, st.none() | uris)
+_group_update_requests = st.builds(
+    m.GroupMembershipUpdateRequest, _tid, parties, addressees, uris, _users, _operations,
+    _urgencies)
+_group_update_responses = st.builds(
+    m.GroupMembershipUpdateResponse, _tid, parties, _response_targets, uris, _operations,
+    _users, results)
+_group_provision_requests = st.builds(
+    m.InterconnectionGroupProvisionRequest, _tid, parties, addressees, _users)
+_group_provision_responses = st.builds(
+    m.InterconnectionGroupProvisionResponse, _tid, parties, _response_targets, _users, results)
 requests: st.SearchStrategy[m.AcmRequest] = st.one_of(
     _profile_update_requests,
     st.builds(m.AddUserConfigurationRequest, _tid, parties, _users, st.none() | addressees),
     st.builds(m.RemoveUserConfigurationRequest, _tid, parties, _users, st.none() | addressees),
+    _group_update_requests,
+    _group_provision_requests,
 )
 responses: st.SearchStrategy[m.AcmResponse] = st.one_of(
     st.builds(m.ProfileUpdateResponse, _tid, parties, addressees, uris, results),
@@ -110,6 +126,8 @@ responses: st.SearchStrategy[m.AcmResponse] = st.one_of(
               st.lists(_assignments, max_size=3, unique_by=lambda u: u.primary_id).map(tuple)),
     st.builds(m.RemoveUserConfigurationResponse, _tid, parties, addressees, results,
               st.lists(_removals, max_size=3, unique_by=lambda u: u.primary_id).map(tuple)),
+    _group_update_responses,
+    _group_provision_responses,
 )
 
 FLOW_STRATEGIES: dict[type[m.AcmFlow], st.SearchStrategy[m.AcmFlow]] = {
@@ -138,6 +156,10 @@ FLOW_STRATEGIES: dict[type[m.AcmFlow], st.SearchStrategy[m.AcmFlow]] = {
     m.RemoveUserConfigurationResponse: st.builds(
         m.RemoveUserConfigurationResponse, _tid, parties, addressees, results,
         st.lists(_removals, max_size=3, unique_by=lambda u: u.primary_id).map(tuple)),
+    m.GroupMembershipUpdateRequest: _group_update_requests,
+    m.GroupMembershipUpdateResponse: _group_update_responses,
+    m.InterconnectionGroupProvisionRequest: _group_provision_requests,
+    m.InterconnectionGroupProvisionResponse: _group_provision_responses,
 }
 """One strategy per flow class; every class of model.FLOW_TYPES has one."""
 

@@ -52,6 +52,7 @@ from mcacm_sip.acm.model import (
     Addressee,
     AddUserConfigurationRequest,
     AddUserConfigurationResponse,
+    InterconnectionGroupProvisionRequest,
     Party,
     ProcessIndication,
     ProfileUpdateRequest,
@@ -128,7 +129,12 @@ def _profile(nonce: str) -> str:
 
 def nonce_of(request: AcmRequest) -> str:
     """The model's name of a request, carried in its body (profile name or added user)."""
-    text = request.profile.xml if isinstance(request, ProfileUpdateRequest) else request.users[0]
+    if isinstance(request, ProfileUpdateRequest):
+        text = request.profile.xml
+    elif isinstance(request, InterconnectionGroupProvisionRequest):
+        text = request.groups[0]
+    else:
+        text = request.users[0]
     found = _NONCE.search(text)
     assert found is not None, text
     return found.group(0)
