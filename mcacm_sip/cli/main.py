@@ -398,6 +398,7 @@ from mcacm_sip.cli import (  # noqa: E402
     conformance_cmd,  # noqa: F401  (mcacm conformance)
     demo_cmd,  # noqa: F401  (mcacm demo)
     examples_cmd,  # noqa: F401  (mcacm examples, make examples)
+    groups_cmd,  # noqa: F401  (mcacm groups)
     ladder_cmd,  # noqa: F401  (mcacm ladder)
     send_cmd,  # noqa: F401  (mcacm send)
     validate_cmd,  # noqa: F401  (mcacm validate)

@@ -28,6 +28,7 @@ from mcacm_sip.acm.model import (
     Result,
     UserProfile,
 )
+from mcacm_sip.core.groups import PartnerGroup
 from mcacm_sip.core.identity import id_key
 
 
@@ -380,7 +381,7 @@ def mapping_key(side: Role, peer: str, primary_id: str) -> str:
     return f"{side} {id_key(peer)} {id_key(primary_id)}"
 
 
-Record = Transaction | PendingItem | Outgoing | Mapping
+Record = Transaction | PendingItem | Outgoing | Mapping | PartnerGroup
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,3 +392,5 @@ class Snapshot:
     pending: tuple[PendingItem, ...] = ()
     outgoing: tuple[Outgoing, ...] = ()
     mappings: tuple[Mapping, ...] = ()
+    groups: tuple[PartnerGroup, ...] = ()
+    """Partner role, 10.17.4: what this system applied per primary system and group."""

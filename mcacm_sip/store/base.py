@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from mcacm_sip.core.events import Put, Remove, StoreChange
+from mcacm_sip.core.groups import PartnerGroup
 from mcacm_sip.core.state import Mapping, Outgoing, PendingItem, Record, Snapshot, Transaction
 
-KINDS: tuple[type[Record], ...] = (Transaction, PendingItem, Outgoing, Mapping)
+KINDS: tuple[type[Record], ...] = (Transaction, PendingItem, Outgoing, Mapping, PartnerGroup)
 
 
 class Store(Protocol):
@@ -49,6 +50,8 @@ class MemoryStore:
             pending=tuple(x for x in r[PendingItem.KIND].values() if isinstance(x, PendingItem)),
             outgoing=tuple(x for x in r[Outgoing.KIND].values() if isinstance(x, Outgoing)),
             mappings=tuple(x for x in r[Mapping.KIND].values() if isinstance(x, Mapping)),
+            groups=tuple(x for x in r[PartnerGroup.KIND].values()
+                         if isinstance(x, PartnerGroup)),
         )
 
     def pending_for(self, owner: str) -> list[PendingItem]:

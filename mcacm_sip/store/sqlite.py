@@ -6,6 +6,10 @@ a commit survives a process crash; a power loss may lose the last commits), ``FU
 Indexes: pending items by owner (notifying or downloading one user's k items is O(k)), mappings
 by partner id.
 
+Schema 3 (issue 17) adds the ``groups`` table: per primary system and MC service group, what the
+partner applied of group-related ACM (10.17.4); a schema-2 file gains it when opened (the table
+is new and empty, nothing else changes).
+
 Schema 2 (issue 12) adds the transaction's leg id and keys transactions and mappings by their
 origin in canonical spelling; a schema-1 file is upgraded in place when opened (:func:`_upgrade`).
 """
@@ -27,6 +31,7 @@ from mcacm_sip.acm.model import (
     UserProfile,
 )
 from mcacm_sip.core.events import Put, Remove, StoreChange
+from mcacm_sip.core.groups import PartnerGroup
 from mcacm_sip.core.state import (
     Hop,
     Mapping,
@@ -40,7 +45,7 @@ from mcacm_sip.core.state import (
     TxState,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -60,11 +65,15 @@ CREATE TABLE IF NOT EXISTS mappings (
     key TEXT PRIMARY KEY, side TEXT NOT NULL, peer TEXT NOT NULL, primary_id TEXT NOT NULL,
     partner_id TEXT NOT NULL, profile TEXT, removed INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS mappings_by_partner_id ON mappings (side, partner_id);
+CREATE TABLE IF NOT EXISTS groups (
+    key TEXT PRIMARY KEY, peer TEXT NOT NULL, group_id TEXT NOT NULL,
+    provisioned INTEGER NOT NULL, members TEXT NOT NULL, updated REAL NOT NULL);
 """
 
 _TABLE = {Transaction.KIND: "transactions", PendingItem.KIND: "pending",
-          Outgoing.KIND: "outgoing", Mapping.KIND: "mappings"}
-_COLUMNS = {Transaction.KIND: 12, PendingItem.KIND: 5, Outgoing.KIND: 10, Mapping.KIND: 7}
+          Outgoing.KIND: "outgoing", Mapping.KIND: "mappings", PartnerGroup.KIND: "groups"}
+_COLUMNS = {Transaction.KIND: 12, PendingItem.KIND: 5, Outgoing.KIND: 10, Mapping.KIND: 7,
+            PartnerGroup.KIND: 6}
 _PUT_SQL = {kind: f"INSERT OR REPLACE INTO {table} VALUES ({','.join('?' * _COLUMNS[kind])})"
             for kind, table in _TABLE.items()}
 _REMOVE_SQL = {kind: f"DELETE FROM {table} WHERE key=?" for kind, table in _TABLE.items()}
@@ -133,6 +142,9 @@ def _row(record: Record) -> tuple[Any, ...]:
             return (record.key, record.side.value, record.peer, record.primary_id,
                     record.partner_id, record.profile.xml if record.profile else None,
                     int(record.removed))
+        case PartnerGroup():
+            return (record.key, record.peer, record.group_id, int(record.provisioned),
+                    json.dumps(list(record.members)), record.updated)
 
 
 _LOAD: dict[str, Callable[[sqlite3.Row], Record]] = {
@@ -150,6 +162,9 @@ _LOAD: dict[str, Callable[[sqlite3.Row], Record]] = {
     Mapping.KIND: lambda r: Mapping(
         Role(r["side"]), r["peer"], r["primary_id"], r["partner_id"],
         UserProfile(r["profile"]) if r["profile"] is not None else None, bool(r["removed"])),
+    PartnerGroup.KIND: lambda r: PartnerGroup(
+        r["peer"], r["group_id"], bool(r["provisioned"]), tuple(json.loads(r["members"])),
+        r["updated"]),
 }
 
 
@@ -189,6 +204,11 @@ class SqliteStore:
             self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         elif row["value"] == "1":
             _upgrade(self._db)
+        elif row["value"] == "2":
+            # schema 3 only adds the groups table, which the DDL above has just created
+            with write(self._db):
+                self._db.execute("UPDATE meta SET value=? WHERE name='schema'",
+                                 (str(SCHEMA_VERSION),))
         elif row["value"] != str(SCHEMA_VERSION):
             raise StoreError(f"{path}: schema version {row['value']}, expected {SCHEMA_VERSION}")
 
@@ -229,6 +249,8 @@ class SqliteStore:
                                   if isinstance(r, PendingItem)), key=lambda i: i.created)),
             outgoing=tuple(r for r in self._all(Outgoing.KIND) if isinstance(r, Outgoing)),
             mappings=tuple(r for r in self._all(Mapping.KIND) if isinstance(r, Mapping)),
+            groups=tuple(r for r in self._all(PartnerGroup.KIND)
+                         if isinstance(r, PartnerGroup)),
         )
 
     def pending_for(self, owner: str) -> list[PendingItem]:
@@ -238,3 +260,26 @@ class SqliteStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def read_groups(path: str) -> list[PartnerGroup]:
+    """The partner groups (10.17.4) kept in the store at ``path``, read-only: safe while the
+    ACMS runs (WAL readers do not block it) and never upgrades or creates the file.  A store
+    older than schema 3 holds none.  :class:`StoreError` if the file cannot be read."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: {exc}") from None
+    try:
+        db.row_factory = sqlite3.Row
+        try:
+            rows = db.execute("SELECT * FROM groups ORDER BY peer, group_id").fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table: groups" in str(exc):
+                return []
+            raise StoreError(f"{path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: {exc}") from None
+        return [g for g in map(_LOAD[PartnerGroup.KIND], rows) if isinstance(g, PartnerGroup)]
+    finally:
+        db.close()

@@ -9,6 +9,7 @@ from mcacm_sip.acm.model import Addressee, ResultCode
 from mcacm_sip.core.events import ReportKind
 from mcacm_sip.core.state import Role, TxState
 from mcacm_sip.store import SqliteStore
+from mcacm_sip.store.sqlite import SCHEMA_VERSION
 
 from .harness import ALICE, DAVE, DUTY, PARTNER, PRIMARY, Net, migrate, two_systems, update
 
@@ -135,4 +136,5 @@ def test_a_schema_1_store_is_upgraded_and_its_transactions_complete(tmp_path: Pa
         assert len({m.key for m in snap.mappings}) == len(snap.mappings) == 1
         assert snap.pending == ()
     db = sqlite3.connect(tmp_path / "partner.sqlite")
-    assert db.execute("SELECT value FROM meta WHERE name='schema'").fetchone() == ("2",)
+    assert db.execute("SELECT value FROM meta WHERE name='schema'").fetchone() == (
+        str(SCHEMA_VERSION),)
