@@ -25,7 +25,9 @@ from mcacm_sip.acm.model import (
     AcmRequest,
     Addressee,
     GroupMembershipUpdateResponse,
+    GroupOperation,
     InterconnectionGroupProvisionResponse,
+    Urgency,
 )
 from mcacm_sip.cli.logs import setup_logging
 from mcacm_sip.core.config import ConfigError
@@ -264,6 +266,18 @@ async def _run_requests(node: AcmcNode, args: argparse.Namespace) -> int:
             additional_info=args.info, timeout=args.timeout))
     if args.remove_users:
         outcomes.append(await node.remove_users(tuple(args.remove_users), target, args.timeout))
+    if args.group_update:
+        if target is None:
+            raise CliError(EX_USAGE, "--group-update needs --target or --target-fa")
+        outcomes.append(await node.group_membership_update(
+            target=target, group_id=args.group_update, users=tuple(args.members),
+            operation=GroupOperation(args.operation),
+            urgency=Urgency(args.urgency) if args.urgency else None, timeout=args.timeout))
+    if args.provide_groups:
+        if target is None:
+            raise CliError(EX_USAGE, "--provide-groups needs --target or --target-fa")
+        outcomes.append(await node.provide_groups(
+            target=target, groups=tuple(args.provide_groups), timeout=args.timeout))
     for out in outcomes:
         if out.failure and out.response is None:
             log.warning("%s: %s", out.transaction_id, out.failure)
@@ -275,6 +289,12 @@ def cmd_acmc(args: argparse.Namespace) -> int:
     _configure_logging(args, config.log)
     if args.update_profile and not args.profile:
         raise CliError(EX_USAGE, "--update-profile needs --profile FILE")
+    if args.group_update and not (args.members and args.operation):
+        raise CliError(EX_USAGE, "--group-update needs --members ID... and --operation "
+                                 "add|delete")
+    if (args.members or args.operation or args.urgency) and not args.group_update:
+        raise CliError(EX_USAGE, "--members, --operation and --urgency belong to "
+                                 "--group-update GROUP")
     output = Output(args.json)
 
     async def main() -> int:
@@ -295,7 +315,8 @@ def cmd_acmc(args: argparse.Namespace) -> int:
             await node.stop(logoff=False)
             raise CliError(EX_UNAVAILABLE, f"cannot log on: {exc}") from None
         try:
-            if args.add_users or args.update_profile or args.remove_users:
+            if args.add_users or args.update_profile or args.remove_users \
+                    or args.group_update or args.provide_groups:
                 return await _run_requests(node, args)
             return await _serve_until_signal()
         finally:
@@ -369,6 +390,12 @@ def _fa_args(p: argparse.ArgumentParser) -> None:
          "  mcacm acmc --config examples/config/primary/acmc.toml \\\n"
          "      --update-profile sip:mike-1@partner.example --profile new.xml \\\n"
          "      --target sip:dave@partner.example --info 'night shift'\n"
+         "  mcacm acmc --config examples/config/primary/acmc.toml \\\n"
+         "      --group-update sip:grp-interop-1@primary.example --operation add \\\n"
+         "      --members sip:erin@partner.example --target-fa sip:duty@partner.example\n"
+         "  mcacm acmc --config examples/config/primary/acmc.toml \\\n"
+         "      --provide-groups sip:grp-interop-1@primary.example \\\n"
+         "      --target sip:dave@partner.example\n"
          "With a request option the client sends it, waits for the final response and exits\n"
          "(0 if every Result is success, 1 otherwise).")
 def _acmc_args(p: argparse.ArgumentParser) -> None:
@@ -388,6 +415,18 @@ def _acmc_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--target", metavar="URI", help="target MC service ID at the partner")
     g.add_argument("--target-fa", metavar="URI", help="target functional alias at the partner")
     g.add_argument("--info", help="additional information (profile update)")
+    g = p.add_argument_group("group-related requests (10.17.4)")
+    g.add_argument("--group-update", metavar="GROUP",
+                   help="group membership update of this MC service group ID (with "
+                        "--members, --operation, --target or --target-fa)")
+    g.add_argument("--members", nargs="+", metavar="ID",
+                   help="the partner users to add to or delete from the group")
+    g.add_argument("--operation", choices=("add", "delete"), help="add or delete --members")
+    g.add_argument("--urgency", choices=("low", "normal", "high"),
+                   help="operational urgency of the group membership update (optional)")
+    g.add_argument("--provide-groups", nargs="+", metavar="GROUP",
+                   help="interconnection group identity provision of these group IDs "
+                        "(10.17.4.2.2; with --target or --target-fa)")
     g.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="give up waiting for a final response after S seconds")
 

@@ -20,6 +20,9 @@ from mcacm_sip.acm.model import (
     AcmResponse,
     Addressee,
     AddUserConfigurationRequest,
+    GroupMembershipUpdateRequest,
+    GroupOperation,
+    InterconnectionGroupProvisionRequest,
     Party,
     PendingDataDownloadRequest,
     PendingDataDownloadResponse,
@@ -29,6 +32,7 @@ from mcacm_sip.acm.model import (
     RemoveUserConfigurationRequest,
     Result,
     ResultCode,
+    Urgency,
     UserProfile,
     new_transaction_id,
 )
@@ -132,6 +136,20 @@ class AcmcCore:
                      ) -> tuple[str, list[AcmcAction]]:
         """Withdraw ``users`` from migration (10.17.5)."""
         req = RemoveUserConfigurationRequest(new_transaction_id(), self.me, users, target)
+        return req.transaction_id, self.send_request(req, now)
+
+    def group_membership_update(self, now: float, *, target: Addressee, group_id: str,
+                                users: tuple[str, ...], operation: GroupOperation,
+                                urgency: Urgency | None = None) -> tuple[str, list[Action]]:
+        """Ask the partner to add its ``users`` to, or delete them from, our group (10.17.4)."""
+        req = GroupMembershipUpdateRequest(new_transaction_id(), self.me, target, group_id,
+                                           users, operation, urgency)
+        return req.transaction_id, self.send_request(req, now)
+
+    def provide_groups(self, now: float, *, target: Addressee, groups: tuple[str, ...]
+                       ) -> tuple[str, list[Action]]:
+        """Give the partner our interconnection group identities (10.17.4.2.2 step 1)."""
+        req = InterconnectionGroupProvisionRequest(new_transaction_id(), self.me, target, groups)
         return req.transaction_id, self.send_request(req, now)
 
     # ------------------------------------------------------------------ decisions (partner side)

@@ -20,6 +20,10 @@ from mcacm_sip.acm.model import (
     Addressee,
     AddUserConfigurationRequest,
     AddUserConfigurationResponse,
+    GroupMembershipUpdateRequest,
+    GroupMembershipUpdateResponse,
+    InterconnectionGroupProvisionRequest,
+    InterconnectionGroupProvisionResponse,
     Party,
     ProcessIndication,
     ProfileUpdateRequest,
@@ -221,6 +225,12 @@ def response_to(request: AcmRequest, handler: Party, result: Result) -> AcmRespo
         return ProfileUpdateResponse(tid, handler, target, request.migrated_user_id, result)
     if isinstance(request, AddUserConfigurationRequest):
         return AddUserConfigurationResponse(tid, handler, target, result)
+    if isinstance(request, GroupMembershipUpdateRequest):  # 10.17.4: echoes what it answers
+        return GroupMembershipUpdateResponse(tid, handler, target, request.group_id,
+                                             request.operation, request.users, result)
+    if isinstance(request, InterconnectionGroupProvisionRequest):  # 10.17.4.2.2
+        return InterconnectionGroupProvisionResponse(tid, handler, target, request.groups,
+                                                     result)
     return RemoveUserConfigurationResponse(tid, handler, target, result)
 
 

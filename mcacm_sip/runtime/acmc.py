@@ -29,10 +29,12 @@ from mcacm_sip.acm.model import (
     Addressee,
     AddUserConfigurationRequest,
     GroupMembershipUpdateRequest,
+    GroupOperation,
     InterconnectionGroupProvisionRequest,
     ProcessIndication,
     ProfileUpdateRequest,
     RemoveUserConfigurationRequest,
+    Urgency,
     UserProfile,
     new_transaction_id,
 )
@@ -350,6 +352,21 @@ class AcmcNode(Node):
                            timeout: float | None = None) -> RequestOutcome:
         return await self.request(RemoveUserConfigurationRequest(
             new_transaction_id(), self.core.me, users, target), timeout)
+
+    async def group_membership_update(self, *, target: Addressee, group_id: str,
+                                      users: tuple[str, ...], operation: GroupOperation,
+                                      urgency: Urgency | None = None,
+                                      timeout: float | None = None) -> RequestOutcome:
+        """Group membership update (10.17.4): add or delete partner users in our group."""
+        return await self.request(GroupMembershipUpdateRequest(
+            new_transaction_id(), self.core.me, target, group_id, users, operation, urgency),
+            timeout)
+
+    async def provide_groups(self, *, target: Addressee, groups: tuple[str, ...],
+                             timeout: float | None = None) -> RequestOutcome:
+        """Interconnection group identity provision (10.17.4.2.2)."""
+        return await self.request(InterconnectionGroupProvisionRequest(
+            new_transaction_id(), self.core.me, target, groups), timeout)
 
     async def set_functional_alias(self, fa: str, active: bool) -> int:
         """Activate (Expires 4294967295) or deactivate (0) ``fa`` for this user by PUBLISH to
