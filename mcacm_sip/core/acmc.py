@@ -140,14 +140,14 @@ class AcmcCore:
 
     def group_membership_update(self, now: float, *, target: Addressee, group_id: str,
                                 users: tuple[str, ...], operation: GroupOperation,
-                                urgency: Urgency | None = None) -> tuple[str, list[Action]]:
+                                urgency: Urgency | None = None) -> tuple[str, list[AcmcAction]]:
         """Ask the partner to add its ``users`` to, or delete them from, our group (10.17.4)."""
         req = GroupMembershipUpdateRequest(new_transaction_id(), self.me, target, group_id,
                                            users, operation, urgency)
         return req.transaction_id, self.send_request(req, now)
 
     def provide_groups(self, now: float, *, target: Addressee, groups: tuple[str, ...]
-                       ) -> tuple[str, list[Action]]:
+                       ) -> tuple[str, list[AcmcAction]]:
         """Give the partner our interconnection group identities (10.17.4.2.2 step 1)."""
         req = InterconnectionGroupProvisionRequest(new_transaction_id(), self.me, target, groups)
         return req.transaction_id, self.send_request(req, now)

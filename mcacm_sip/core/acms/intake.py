@@ -20,6 +20,7 @@ from mcacm_sip.acm.model import (
     RemoveUserConfigurationResponse,
     Result,
 )
+from mcacm_sip.core import groups
 from mcacm_sip.core.acms.outbox import AcmsOutbox
 from mcacm_sip.core.acms.records import log
 from mcacm_sip.core.events import AcmsActions
@@ -106,7 +107,8 @@ class AcmsIntake(AcmsOutbox):
             for item in flow.users:
                 if id_key(item.primary_id) not in asked:
                     return f"user {item.primary_id} was not in the request"
-        return None
+        # 10.17.4: a group-related response echoes the request's group(s) (decision)
+        return groups.mismatch(req, flow)
 
     def _auto_response(self, tx: Transaction, result: Result) -> AcmResponse:
         """An answer by this ACMS itself (10.17.3.2; verify failures; timers)."""

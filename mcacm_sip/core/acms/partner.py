@@ -23,6 +23,7 @@ from mcacm_sip.acm.model import (
     UserAssignment,
     UserRemoval,
 )
+from mcacm_sip.core import groups
 from mcacm_sip.core.acms.routing import AcmsRouting
 from mcacm_sip.core.config import PeerSystem
 from mcacm_sip.core.events import AcmsActions
@@ -98,7 +99,7 @@ class AcmsPartner(AcmsRouting):
             self._respond(now, tx, self._auto_response(tx, result), Trigger.AUTO, out)
             return
         if target.mc_service_id is not None and not self._may_decide(target.mc_service_id,
-                                                                      req.FLOW):
+                                                                      req.FLOW, req):
             result = Result(ResultCode.NOT_AUTHORISED,
                             f"{target.mc_service_id} may not decide {req.FLOW}")
             self._respond(now, tx, self._auto_response(tx, result), Trigger.REFUSED, out)
@@ -112,6 +113,9 @@ class AcmsPartner(AcmsRouting):
         if not any(matches_pattern(requester, pattern) for pattern in peer.requesters):
             return Result(ResultCode.NOT_AUTHORISED,
                           f"{requester} may not send requests to this system")
+        # 10.17.4: the peer is the home system of the group(s) it asks about (decision)
+        if (refusal := groups.peer_refusal(peer, req)) is not None:
+            return refusal
         if isinstance(req, ProfileUpdateRequest):
             m = self._partner_mapping(peer.psi, req.migrated_user_id)
             if m is None:
@@ -172,14 +176,15 @@ class AcmsPartner(AcmsRouting):
     def _respond(self, now: float, tx: Transaction, resp: AcmResponse, trigger: Trigger,
                  out: AcmsActions) -> None:
         """Finish the partner side: apply the outcome, then send the response (step 8)."""
-        resp = self._apply_outcome(tx, resp, out)
+        resp = self._apply_outcome(now, tx, resp, out)
         self._drop_item(tx.key, out)
         self._drop_sends(tx, Purpose.DELIVER, out)
         give_up = now + self.config.timers.answer_grace
         tx = self._move(tx, trigger, out, response=resp, deadline=give_up)
         self._send(out, Purpose.ANSWER, Hop.PEER, tx.peer, resp, tx, give_up_at=give_up)
 
-    def _apply_outcome(self, tx: Transaction, resp: AcmResponse, out: AcmsActions) -> AcmResponse:
+    def _apply_outcome(self, now: float, tx: Transaction, resp: AcmResponse, out: AcmsActions
+                       ) -> AcmResponse:
         """Partner side of 10.17.5 (assign / withdraw per user) and 10.17.7 (keep the agreed
         profile).  The ACMS, not the ACMC, assigns IDs and profiles."""
         req = tx.request
@@ -196,6 +201,9 @@ class AcmsPartner(AcmsRouting):
             m = self._partner_mapping(tx.peer, req.migrated_user_id)
             if m is not None:
                 self._put(replace(m, profile=req.profile), out)
+        # 10.17.4: a success applies the membership or the provision (lab definition)
+        for group in groups.applied(tx.peer, req, ok, now, self._groups.get):
+            self._put(group, out)
         return resp
 
     def _assign(self, peer: str, primary_id: str, result: Result, out: AcmsActions

@@ -16,6 +16,7 @@ from mcacm_sip.acm.model import (
     RemoveUserConfigurationResponse,
     Result,
 )
+from mcacm_sip.core import groups
 from mcacm_sip.core.acms.records import log
 from mcacm_sip.core.acms.routing import AcmsRouting
 from mcacm_sip.core.config import PeerSystem
@@ -80,7 +81,8 @@ class AcmsPrimary(AcmsRouting):
             return f"{sender} may not send {req.FLOW}"
         if not same(req.requester.mc_service_id, sender):
             return f"requester {req.requester.mc_service_id} is not the sender {sender}"
-        return None
+        # 23.280 10.17.4.2.2 step 2 (and 10.17.4): authorised for the group(s) as well
+        return groups.not_allowed_to_request(user, req)
 
     def _select_partner(self, req: AcmRequest) -> tuple[str | None, str]:
         """decision: by the migration mapping of the migrated user, else by the target's

@@ -1,6 +1,7 @@
-"""The ACMS's records in memory and their indexes: transactions, pending items, the outbox and
-migration mappings (:mod:`mcacm_sip.core.state` defines them), each keyed as the store keys
-them.  Every change goes through :meth:`AcmsRecords._put` (memory and a store action) or a
+"""The ACMS's records in memory and their indexes: transactions, pending items, the outbox,
+migration mappings and what the partner applied of group-related ACM (10.17.4)
+(:mod:`mcacm_sip.core.state` and :mod:`mcacm_sip.core.groups` define them), each keyed as the
+store keys them.  Every change goes through :meth:`AcmsRecords._put` (memory and a store action) or a
 ``_drop_*`` (both), and every state change through :meth:`AcmsRecords._move`, which asks the
 transition table.  The query methods of :class:`~mcacm_sip.core.acms.AcmsCore` live here.
 """
@@ -16,6 +17,7 @@ from typing import Any
 from mcacm_sip.acm.model import AcmRequest
 from mcacm_sip.core.config import AcmsConfig, AuthorisedUser, PeerSystem
 from mcacm_sip.core.events import AcmsActions, Put, Remove
+from mcacm_sip.core.groups import PartnerGroup
 from mcacm_sip.core.identity import IdKey, id_key
 from mcacm_sip.core.quota import QuotaBook, Quotas
 from mcacm_sip.core.state import (
@@ -69,6 +71,7 @@ class AcmsRecords:
         # an entry is live while its record still has that time (get_timer is O(log n))
         self._timers: list[tuple[float, str, str]] = []
         self._maps: dict[str, Mapping] = {}
+        self._groups: dict[str, PartnerGroup] = {}  # 10.17.4: (peer, group) -> what we applied
         self._by_partner_id: dict[tuple[Role, IdKey], str] = {}  # (side, partner id) -> map key
         self._assigned = 0  # mappings this system assigned ({n} of the id template)
         self._online: dict[IdKey, str] = {}                   # logged-on user -> as spelled
@@ -78,7 +81,8 @@ class AcmsRecords:
         self._round_robin: dict[IdKey, int] = {}
         if snapshot is not None:
             records: tuple[Record, ...] = (*snapshot.transactions, *snapshot.pending,
-                                           *snapshot.outgoing, *snapshot.mappings)
+                                           *snapshot.outgoing, *snapshot.mappings,
+                                           *snapshot.groups)
             for record in records:
                 self._remember(record)
 
@@ -109,6 +113,10 @@ class AcmsRecords:
 
     def mappings(self) -> tuple[Mapping, ...]:
         return tuple(self._maps.values())
+
+    def groups(self) -> tuple[PartnerGroup, ...]:
+        """Partner role, 10.17.4: what this system applied per primary system and group."""
+        return tuple(self._groups.values())
 
     @property
     def logged_on(self) -> frozenset[str]:
@@ -170,6 +178,8 @@ class AcmsRecords:
                     self._assigned += 1
                 self._maps[record.key] = record
                 self._by_partner_id[(record.side, id_key(record.partner_id))] = record.key
+            case PartnerGroup():
+                self._groups[record.key] = record
 
     def _put(self, record: Record, out: AcmsActions) -> None:
         self._remember(record)

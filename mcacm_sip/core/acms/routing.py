@@ -16,6 +16,7 @@ from mcacm_sip.acm.model import (
     PendingDataNotification,
     new_transaction_id,
 )
+from mcacm_sip.core import groups
 from mcacm_sip.core.acms.intake import AcmsIntake
 from mcacm_sip.core.events import AcmsActions, SubscribeFa
 from mcacm_sip.core.identity import IdKey, id_key, same
@@ -47,10 +48,13 @@ class AcmsRouting(AcmsIntake):
         return target.functional_alias if target is not None \
             and target.mc_service_id is None else None
 
-    def _may_decide(self, user: str, request_flow: str) -> bool:
-        """Whether ``user`` is configured to decide requests of ``request_flow``."""
+    def _may_decide(self, user: str, request_flow: str, request: AcmRequest | None = None
+                    ) -> bool:
+        """Whether ``user`` is configured to decide requests of ``request_flow`` (and, given
+        the request, its groups: 10.17.4, decision)."""
         u = self._users.get(id_key(user))
-        return u is not None and request_flow in u.may_decide
+        return u is not None and request_flow in u.may_decide and (
+            request is None or groups.may_decide(u, request))
 
     def _addr(self, user: str) -> str:
         """A local user as configured (the spelling the registrar knows), whatever spelling
@@ -75,7 +79,7 @@ class AcmsRouting(AcmsIntake):
             assert fa is not None  # Addressee guarantees one of the two
             self._subscribe(fa, out)
             self._via_fa.setdefault(id_key(fa), {})[tx.key] = None
-            user = self._pick_holder(id_key(fa), tx.request.FLOW)
+            user = self._pick_holder(id_key(fa), tx.request)
             if user is None:
                 # step 4: FA not currently active (no eligible holder logged on) -> stored
                 # until one is
@@ -98,12 +102,13 @@ class AcmsRouting(AcmsIntake):
         self._drop_item(tx.key, out)
         self._put(PendingItem(tx.key, owner, is_fa, now, self._payload(tx)), out)
 
-    def _pick_holder(self, fa: IdKey, request_flow: str) -> str | None:
+    def _pick_holder(self, fa: IdKey, request: AcmRequest) -> str | None:
         """23.280 10.17.7.2 step 4: a holder of ``fa`` that is logged on and may decide
         ``request_flow`` (holders without the right are skipped, decision); several: local
         policy ``first`` or ``round-robin`` (decision).  None: nobody eligible is logged on."""
         candidates = [h for h in self._holders.get(fa, ())
-                      if id_key(h) in self._online and self._may_decide(h, request_flow)]
+                      if id_key(h) in self._online
+                      and self._may_decide(h, request.FLOW, request)]
         if not candidates:
             return None
         if self.config.fa_selection == "round-robin":
@@ -145,7 +150,7 @@ class AcmsRouting(AcmsIntake):
             if not tx.allows(trigger) or (trigger is Trigger.REASSIGN
                                           and id_key(tx.assignee or "") in self._online):
                 continue  # on its way to, or with, a holder who is logged on
-            user = self._pick_holder(fa, tx.request.FLOW)
+            user = self._pick_holder(fa, tx.request)
             if user is None:
                 continue
             self._drop_item(tx.key, out)
