@@ -23,6 +23,11 @@ from mcacm_sip.acm.model import (
     ANSWER_FOR,
     Addressee,
     AddUserConfigurationRequest,
+    GroupMembershipUpdateRequest,
+    GroupMembershipUpdateResponse,
+    GroupOperation,
+    InterconnectionGroupProvisionRequest,
+    InterconnectionGroupProvisionResponse,
     ModelError,
     Party,
     PendingDataDownloadRequest,
@@ -70,13 +75,22 @@ _FLAGS: dict[str, tuple[str, ...]] = {
     "remove-user-configuration-request": ("requester", "requester_fa", "target", "target_fa",
                                           "users"),
     "pending-data-download-request": ("requester",),
+    "group-membership-update-request": ("requester", "requester_fa", "target", "target_fa",
+                                        "group", "users", "operation", "urgency"),
+    "interconnection-group-provision-request": ("requester", "requester_fa", "target",
+                                                "target_fa", "groups"),
 }
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "profile-update-request": ("requester", "migrated_user", "profile"),
     "add-user-configuration-request": ("requester", "users"),
     "remove-user-configuration-request": ("requester", "users"),
     "pending-data-download-request": ("requester",),
+    "group-membership-update-request": ("requester", "group", "users", "operation"),
+    "interconnection-group-provision-request": ("requester", "groups"),
 }
+_ALIASES = {"group-membership-update": "group-membership-update-request",
+            "interconnection-group-provision": "interconnection-group-provision-request"}
+"""The procedures' names (23.280 10.17.4) for their request flows, as the issue writes them."""
 
 
 def _flag(dest: str) -> str:
@@ -125,7 +139,9 @@ def _from_flags(args: argparse.Namespace) -> tuple[SendableRequest, bytes]:
     if stray:
         raise CliError(EX_USAGE, f"{flow} takes no {', '.join(dict.fromkeys(stray))}")
     missing = [_flag(d) for d in _REQUIRED[flow] if getattr(args, d) is None]
-    if flow == "profile-update-request" and args.target is None and args.target_fa is None:
+    if flow in ("profile-update-request", "group-membership-update-request",
+                "interconnection-group-provision-request") \
+            and args.target is None and args.target_fa is None:
         missing.append("--target or --target-fa")
     if missing:
         raise CliError(EX_USAGE, f"{flow} needs {', '.join(missing)}")
@@ -161,6 +177,12 @@ def _from_flags(args: argparse.Namespace) -> tuple[SendableRequest, bytes]:
                 tid, requester, users, target),
             "pending-data-download-request": lambda: PendingDataDownloadRequest(
                 tid, requester.mc_service_id),
+            "group-membership-update-request": lambda: GroupMembershipUpdateRequest(
+                tid, requester, target, args.group, users,  # type: ignore[arg-type]
+                GroupOperation(args.operation), args.urgency),
+            "interconnection-group-provision-request": lambda: (
+                InterconnectionGroupProvisionRequest(
+                    tid, requester, target, tuple(args.groups)))  # type: ignore[arg-type]
         }
         request = part(root, "the command-line values", builders[flow])
     if request is None:
@@ -342,9 +364,15 @@ def _text(ex: Exchange, settings: SendSettings, trace: list[TracedMessage], quie
                          "pending item(s)")
             + (f" (by {handler.mc_service_id})" if handler is not None else ""),
             t.get("response"))
-        for user in getattr(resp, "users", ()):
-            lines.append(f"      {user.primary_id}: {user.result.code}"
-                         + (f" -> {user.partner_id}" if user.partner_id else ""))
+        if isinstance(resp, GroupMembershipUpdateResponse):
+            lines.append(f"      {resp.operation} {', '.join(resp.users)} "
+                         f"{'to' if resp.operation == 'add' else 'from'} {resp.group_id}")
+        elif isinstance(resp, InterconnectionGroupProvisionResponse):
+            lines.append(f"      groups: {', '.join(resp.groups)}")
+        else:
+            for user in getattr(resp, "users", ()):
+                lines.append(f"      {user.primary_id}: {user.result.code}"
+                             + (f" -> {user.partner_id}" if user.partner_id else ""))
     for arrival in ex.invalid:
         for p in arrival.problems:
             lines.append("  invalid     " + format_problem(
@@ -370,6 +398,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     quiet = getattr(args, "quiet", False)
     setup_logging(logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
                   getattr(args, "log_format", None) or "console")
+    args.flow = _ALIASES.get(args.flow, args.flow)
     if args.flow is None and args.file is None:
         raise CliError(EX_USAGE, f"give FLOW ({', '.join(REQUEST_FLOWS)}) or --file")
     if not args.timeout > 0:
@@ -427,8 +456,9 @@ def cmd_send(args: argparse.Namespace) -> int:
          "4 the request or an answer failed validation, 5 the peer refused (3xx-6xx).",
          run=cmd_send)
 def _send_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("flow", nargs="?", choices=REQUEST_FLOWS, metavar="FLOW",
-                   help=f"the request to build: {', '.join(REQUEST_FLOWS)}")
+    p.add_argument("flow", nargs="?", choices=(*REQUEST_FLOWS, *_ALIASES), metavar="FLOW",
+                   help=f"the request to build: {', '.join(REQUEST_FLOWS)} (or "
+                        f"{' / '.join(_ALIASES)} for the 10.17.4 requests)")
     p.add_argument("--file", "-f", metavar="FILE",
                    help="send this XML document as is (- reads stdin) instead of building one")
     peer = p.add_argument_group("where to")
@@ -467,7 +497,17 @@ def _send_args(p: argparse.ArgumentParser) -> None:
     req.add_argument("--profile", metavar="FILE", help="the suggested profile (XML)")
     req.add_argument("--info", help="additional information (profile update)")
     req.add_argument("--users", nargs="+", metavar="URI",
-                     help="primary MC service IDs (add / remove user configuration)")
+                     help="MC service IDs: primary users (add / remove user configuration), "
+                          "partner users affected (group membership update)")
+    group = p.add_argument_group("group-related requests (10.17.4)")
+    group.add_argument("--group", metavar="URI",
+                       help="MC service group ID (group membership update)")
+    group.add_argument("--operation", choices=("add", "delete"),
+                       help="add --users to the group or delete them (group membership update)")
+    group.add_argument("--urgency", choices=("low", "normal", "high"),
+                       help="operational urgency (group membership update, optional)")
+    group.add_argument("--groups", nargs="+", metavar="URI",
+                       help="interconnection group IDs (interconnection group provision)")
     req.add_argument("--transaction-id", metavar="ID",
                      help="use this transaction id (default: a new UUID)")
 

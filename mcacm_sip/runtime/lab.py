@@ -63,6 +63,11 @@ ROUTINE = "Routine"
 """Partner policy: a profile containing this element is approved automatically."""
 
 
+OPEN_GROUPS = "sip:grp-open-*@primary.example"
+"""Partner policy: adding users to these primary groups (10.17.4) is approved automatically."""
+OPEN_GROUP = "sip:grp-open-1@primary.example"
+CLOSED_GROUP = "sip:grp-command@primary.example"
+"""A primary group whose membership updates the partner's ACMC (DAVE) decides."""
 LOOPBACK = frozenset({"127.0.0.1"})
 """The lab's trusted host: every node of it, and a SIP core in front, sends from there."""
 
@@ -108,7 +113,10 @@ def partner_config(store: str | None, timers: ProcedureTimers | None = None) -> 
         policy=(PolicyRule(PolicyAction.APPROVE, AddUserConfigurationRequest.FLOW),
                 PolicyRule(PolicyAction.APPROVE, RemoveUserConfigurationRequest.FLOW),
                 PolicyRule(PolicyAction.APPROVE, "profile-update-request",
-                           profile_contains=ROUTINE, reason="routine change")),
+                           profile_contains=ROUTINE, reason="routine change"),
+                # 10.17.3 per group and operation: joining an open interop group is routine
+                PolicyRule(PolicyAction.APPROVE, "group-membership-update-request",
+                           group=OPEN_GROUPS, operation="add", reason="open interop group")),
         migration=Migration("sip:{user}-{n}@partner.example", profile_from_xml(PROFILE_XML)),
         timers=timers or ProcedureTimers(),
         store=StoreConfig(store))

@@ -30,6 +30,10 @@ from mcacm_sip.acm.model import (
     AcmFlow,
     AddUserConfigurationRequest,
     AddUserConfigurationResponse,
+    GroupMembershipUpdateRequest,
+    GroupMembershipUpdateResponse,
+    InterconnectionGroupProvisionRequest,
+    InterconnectionGroupProvisionResponse,
     PendingDataDownloadRequest,
     PendingDataDownloadResponse,
     ProcessIndication,
@@ -49,13 +53,16 @@ from mcacm_sip.sip.uri import registrar_uri
 SendRole = Literal["acmc", "acms"]
 
 SendableRequest = (ProfileUpdateRequest | AddUserConfigurationRequest
-                   | RemoveUserConfigurationRequest | PendingDataDownloadRequest)
+                   | RemoveUserConfigurationRequest | PendingDataDownloadRequest
+                   | GroupMembershipUpdateRequest | InterconnectionGroupProvisionRequest)
 FinalAnswer = (ProfileUpdateResponse | AddUserConfigurationResponse
-               | RemoveUserConfigurationResponse | PendingDataDownloadResponse)
+               | RemoveUserConfigurationResponse | PendingDataDownloadResponse
+               | GroupMembershipUpdateResponse | InterconnectionGroupProvisionResponse)
 
 REQUEST_FLOWS: tuple[str, ...] = tuple(cls.FLOW for cls in ANSWER_FOR)
 _ANSWERS = (ProfileUpdateResponse, AddUserConfigurationResponse,
-            RemoveUserConfigurationResponse, PendingDataDownloadResponse)
+            RemoveUserConfigurationResponse, PendingDataDownloadResponse,
+            GroupMembershipUpdateResponse, InterconnectionGroupProvisionResponse)
 
 
 def identity_of(request: SendableRequest) -> str:
