@@ -8,10 +8,15 @@ import pytest
 
 from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import (
+    AcmRequest,
     Addressee,
     AddUserConfigurationRequest,
+    GroupMembershipUpdateRequest,
+    GroupOperation,
+    InterconnectionGroupProvisionRequest,
     Party,
     ProfileUpdateRequest,
+    Urgency,
 )
 from mcacm_sip.core import config as config_module
 from mcacm_sip.core.config import ConfigError, Timers, parse_acms_config
@@ -179,3 +184,88 @@ def test_first_matching_rule_decides_and_default_is_manual() -> None:
 def test_rule_conditions(rule: PolicyRule, update: bool, add: bool) -> None:
     assert rule.matches(UPDATE) is update
     assert rule.matches(ADD) is add
+
+
+# --------------------------------------------------------------------------- group-related ACM
+
+GROUPS = FULL.replace('flows = ["profile-update-request"]', '''flows = ["profile-update-request"]
+groups = ["sip:*@primary.example"]''').replace('decide = ["profile-update-request"]', '''\
+decide = ["group-membership-update-request", "interconnection-group-provision-request"]
+groups = ["sip:grp-interop-*@primary.example", "sip:grp-ops@primary.example"]''') + '''
+[[policy]]
+flow = "group-membership-update-request"
+action = "approve"
+group = "sip:grp-interop-*@primary.example"
+operation = "add"
+urgency = "high"
+'''
+
+
+def test_group_authorisation_and_policy_load(tmp_path: Path) -> None:
+    c = load_acms_node(write(tmp_path, GROUPS)).acms
+    assert c.peers[0].groups == ("sip:*@primary.example",)
+    dave = c.users[0]
+    assert dave.may_group("sip:grp-interop-7@PRIMARY.example")
+    assert not dave.may_group("sip:grp-command@primary.example")
+    rule = c.policy[1]
+    assert (rule.group, rule.operation, rule.urgency) == (
+        "sip:grp-interop-*@primary.example", "add", "high")
+    # absent: every group (the flow rights still decide who may do what)
+    assert load_acms_node(write(tmp_path, FULL)).acms.users[0].groups == ("*",)
+
+
+@pytest.mark.parametrize(("change", "key"), [
+    (('groups = ["sip:*@primary.example"]', 'groups = "sip:*@primary.example"'),
+     "peers[0].groups"),
+    (('groups = ["sip:*@primary.example"]', 'groups = ["sip:grp*"]'), "peers[0].groups[0]"),
+    (('"sip:grp-ops@primary.example"]', '42]'), "users[0].groups[1]"),
+    (('operation = "add"', 'operation = "replace"'), "policy[1].operation"),
+    (('urgency = "high"', 'urgency = "urgent"'), "policy[1].urgency"),
+    (('group = "sip:grp-interop-*@primary.example"', 'group = "grp interop"'),
+     "policy[1].group"),
+    (('"interconnection-group-provision-request"]', '"group-provision"]'), "users[0].decide[1]"),
+])
+def test_group_errors_name_the_key(tmp_path: Path, change: tuple[str, str], key: str) -> None:
+    old, new = change
+    assert old in GROUPS
+    with pytest.raises(ConfigError) as err:
+        load_acms_node(write(tmp_path, GROUPS.replace(old, new, 1)))
+    assert err.value.key == key
+
+
+def _gmu(group: str, op: str, urgency: str | None) -> GroupMembershipUpdateRequest:
+    return GroupMembershipUpdateRequest("t", Party("sip:a@primary.example"),
+                                        Addressee("sip:d@partner.example"), group,
+                                        ("sip:e@partner.example",), GroupOperation(op),
+                                        Urgency(urgency) if urgency else None)
+
+
+_IGP = InterconnectionGroupProvisionRequest(
+    "t", Party("sip:a@primary.example"), Addressee("sip:d@partner.example"),
+    ("sip:grp-1@primary.example", "sip:grp-2@primary.example"))
+_UPDATE = ProfileUpdateRequest("t", Party("sip:a@primary.example"),
+                               Addressee("sip:d@partner.example"), "sip:m@partner.example",
+                               profile_from_xml(PROFILE_XML))
+
+
+@pytest.mark.parametrize(("rule", "request_", "matches"), [
+    (PolicyRule(PolicyAction.APPROVE, group="sip:grp-*@primary.example"),
+     _gmu("sip:grp-1@primary.example", "add", None), True),
+    (PolicyRule(PolicyAction.APPROVE, group="sip:grp-*@primary.example"), _IGP, True),
+    (PolicyRule(PolicyAction.APPROVE, group="sip:grp-1@primary.example"), _IGP, False),
+    (PolicyRule(PolicyAction.APPROVE, group="*"), _UPDATE, False),
+    (PolicyRule(PolicyAction.APPROVE, operation="delete"),
+     _gmu("sip:grp-1@primary.example", "add", None), False),
+    (PolicyRule(PolicyAction.APPROVE, operation="add"), _IGP, False),
+    (PolicyRule(PolicyAction.APPROVE, urgency="normal"),
+     _gmu("sip:grp-1@primary.example", "add", None), True),
+    (PolicyRule(PolicyAction.APPROVE, urgency="normal"),
+     _gmu("sip:grp-1@primary.example", "add", "low"), False),
+    (PolicyRule(PolicyAction.APPROVE, urgency="high", operation="delete"),
+     _gmu("sip:grp-1@primary.example", "delete", "high"), True),
+    (PolicyRule(PolicyAction.APPROVE, migrated_user="*"),
+     _gmu("sip:grp-1@primary.example", "add", None), False),
+    (PolicyRule(PolicyAction.APPROVE, profile_contains="Name"), _IGP, False),
+], ids=range(11))
+def test_group_rule_conditions(rule: PolicyRule, request_: AcmRequest, matches: bool) -> None:
+    assert rule.matches(request_) is matches
