@@ -52,7 +52,11 @@ from mcacm_sip.acm.model import (
     Addressee,
     AddUserConfigurationRequest,
     AddUserConfigurationResponse,
+    GroupMembershipUpdateRequest,
+    GroupMembershipUpdateResponse,
+    GroupOperation,
     InterconnectionGroupProvisionRequest,
+    InterconnectionGroupProvisionResponse,
     Party,
     ProcessIndication,
     ProfileUpdateRequest,
@@ -144,7 +148,9 @@ def altered(request: AcmRequest) -> AcmRequest:
     """The same request (same id, same parties) with a different body."""
     if isinstance(request, ProfileUpdateRequest):
         return replace(request, profile=profile_from_xml(_profile(nonce_of(request) + "0")))
-    assert isinstance(request, AddUserConfigurationRequest)
+    if isinstance(request, InterconnectionGroupProvisionRequest):
+        return replace(request, groups=(request.groups[0].replace("@", "0@", 1),))
+    assert isinstance(request, AddUserConfigurationRequest | GroupMembershipUpdateRequest)
     return replace(request, users=(request.users[0].replace("@", "0@", 1),))
 
 
@@ -242,6 +248,25 @@ class IntegrityModel(RuleBasedStateMachine):
             Addressee(to))
         self._send(user, request)
 
+    @rule(user=st.sampled_from(PRIMARY_USERS), tid=st.sampled_from(TIDS), to=PROFILE_TARGETS,
+          operation=st.sampled_from(list(GroupOperation)), provision=st.booleans())
+    def group_request(self, user: str, tid: str, to: Addressee, operation: GroupOperation,
+                      provision: bool) -> None:
+        """10.17.4: a group membership update of one of the requester's system's groups (the
+        nonce is the affected user), or an interconnection group identity provision (the nonce
+        is in the group's name)."""
+        if tid in self.used[user]:
+            return
+        host = "primary.example" if self._home(user) == PRIMARY else "second.example"
+        me = self.net.acmc[user].me
+        request: AcmRequest = (
+            InterconnectionGroupProvisionRequest(
+                tid, me, to, (f"sip:grp-{self._nonce()}@{host}",)) if provision
+            else GroupMembershipUpdateRequest(
+                tid, me, to, f"sip:grp-1@{host}", (f"sip:{self._nonce()}@partner.example",),
+                operation))
+        self._send(user, request)
+
     # ------------------------------------------------------------------ decisions
 
     def _awaiting(self, user: str, tid: str) -> list[Transaction]:
@@ -305,7 +330,7 @@ class IntegrityModel(RuleBasedStateMachine):
 
     @precondition(lambda self: self._forwarded())
     @rule(data=st.data(), kind=st.sampled_from(("target", "migrated", "peer", "flow",
-                                                "indication")))
+                                                "indication", "group")))
     def forged_answer(self, data: st.DataObject, kind: str) -> None:
         """D3: an answer to a forwarded request that does not answer it: another requester as
         target, another migrated user, another flow, or the right answer from the wrong peer."""
@@ -332,6 +357,13 @@ class IntegrityModel(RuleBasedStateMachine):
                 [m for m in (*self.partner_id.values(), MIKE, MIKE2)
                  if not same_identity(m, answer.migrated_user_id)]))
             answer = replace(answer, migrated_user_id=other)
+        elif kind == "group":  # 10.17.4: the echo of the request's group(s) (decision)
+            if isinstance(answer, GroupMembershipUpdateResponse):
+                answer = replace(answer, group_id=answer.group_id.replace("@", "x@", 1))
+            elif isinstance(answer, InterconnectionGroupProvisionResponse):
+                answer = replace(answer, groups=(*answer.groups, "sip:grp-x@primary.example"))
+            else:
+                return
         elif kind == "peer":
             sender, expected = third, 403
         elif kind == "flow":
@@ -468,6 +500,13 @@ class IntegrityModel(RuleBasedStateMachine):
                 if isinstance(flow, ProfileUpdateResponse):
                     assert isinstance(request, ProfileUpdateRequest)
                     assert same_identity(flow.migrated_user_id, request.migrated_user_id)
+                if isinstance(flow, GroupMembershipUpdateResponse):  # 10.17.4 echo
+                    assert isinstance(request, GroupMembershipUpdateRequest), (user, flow)
+                    assert (flow.group_id, flow.operation, flow.users) == (
+                        request.group_id, request.operation, request.users), (user, flow)
+                if isinstance(flow, InterconnectionGroupProvisionResponse):
+                    assert isinstance(request, InterconnectionGroupProvisionRequest)
+                    assert flow.groups == request.groups, (user, flow)
                 decided = _NONCE.search(text)
                 if text.startswith("decided") and decided is not None:
                     assert decided.group(0) == nonce_of(request), (user, request, flow)
@@ -487,6 +526,7 @@ class IntegrityModel(RuleBasedStateMachine):
             reloaded, live = set(again.transactions()), set(core.transactions())
             assert reloaded == live, (psi, reloaded - live, live - reloaded)
             assert set(again.mappings()) == set(core.mappings()), psi
+            assert set(again.groups()) == set(core.groups()), psi
             owners = {*USERS, DUTY, *(tx.assignee for tx in core.transactions()
                                       if tx.assignee is not None)}
             for owner in owners:
