@@ -30,6 +30,9 @@ from mcacm_sip.acm.model import (
     Addressee,
     AddUserConfigurationRequest,
     AddUserConfigurationResponse,
+    GroupMembershipUpdateRequest,
+    GroupOperation,
+    InterconnectionGroupProvisionRequest,
     Party,
     ProfileUpdateRequest,
     new_transaction_id,
@@ -52,11 +55,13 @@ from mcacm_sip.runtime import (
 )
 from mcacm_sip.runtime.lab import (
     ALICE,
+    CLOSED_GROUP,
     DAVE,
     DUTY,
     FA_SERVER,
     LOOPBACK,
     MIKE,
+    OPEN_GROUP,
     PARTNER,
     PRIMARY,
     ROUTINE,
@@ -102,7 +107,8 @@ ROLES: dict[str, str] = {
     ALICE: "primary ACMC, user alice (may request every ACM flow)",
     BOB: "second primary ACMC, user bob (may request add-user configuration only)",
     PRIMARY: "primary ACMS",
-    PARTNER: "partner ACMS (policy: approve add/remove, approve profiles with <Routine>)",
+    PARTNER: "partner ACMS (policy: approve add/remove, approve profiles with <Routine>, "
+             "approve adds to grp-open-* groups)",
     FA_SERVER: "FA controlling server of the partner system (duty: carol, night: dave)",
     DAVE: "partner ACMC, user dave (decides; may hold night)",
     CAROL: "second partner ACMC, user carol (decides; may hold duty)",
@@ -572,6 +578,60 @@ async def removed_user(demo: Demo) -> str:
     return await demo.outcome(handle)
 
 
+# --------------------------------------------------------------------------- 10.17.4
+
+ERIN_P = "sip:erin@partner.example"
+FRANK_P = "sip:frank@partner.example"
+
+
+def _applied(demo: Demo, group: str) -> None:
+    """What the partner ACMS now keeps for ``group`` (docs/decisions.md "Group-related ACM")."""
+    for g in demo.partner.core.groups():
+        if same_identity(g.group_id, group):
+            demo.note(f"partner keeps {group}: provisioned={'yes' if g.provisioned else 'no'}, "
+                      f"members={', '.join(g.members) or '(none)'}")
+
+
+async def group_automatic(demo: Demo) -> str:
+    """10.17.4: adding partner users to an open interop group; the partner's policy rule (by
+    group and operation, 10.17.3) approves it without asking anyone."""
+    out = await demo.alice.group_membership_update(
+        target=Addressee(DAVE), group_id=OPEN_GROUP, users=(ERIN_P, FRANK_P),
+        operation=GroupOperation.ADD, timeout=STEP_TIMEOUT)
+    if not demo.dave_decides.requests.empty():
+        return "dave was asked although the policy decides"
+    demo.note("nobody at the partner was asked")
+    _applied(demo, OPEN_GROUP)
+    return result_of(out)
+
+
+async def group_by_acmc(demo: Demo) -> str:
+    """10.17.4: a group the policy leaves to a person: dave decides (steps 5-7)."""
+    handle = demo.alice.submit(GroupMembershipUpdateRequest(
+        new_transaction_id(), demo.alice.core.me, Addressee(DAVE), CLOSED_GROUP, (ERIN_P,),
+        GroupOperation.ADD))
+    await demo.decide(demo.dave_decides, DAVE, handle, True, "erin joins command")
+    result = await demo.outcome(handle)
+    _applied(demo, CLOSED_GROUP)
+    return result
+
+
+async def group_provision_fa(demo: Demo) -> str:
+    """10.17.4.2.2: alice gives the partner her interconnection group identities, addressed to
+    the duty alias; carol holds it (branch 3 activated it; activated here if run alone)."""
+    if not any(notify_about(DUTY, CAROL)(r) for _, r in demo.trace.records):
+        status = await demo.carol.set_functional_alias(DUTY, True)
+        demo.note(f"carol's PUBLISH activating duty: {status}")
+        await demo.trace.answered(PARTNER, notify_about(DUTY, CAROL))
+    handle = demo.alice.submit(InterconnectionGroupProvisionRequest(
+        new_transaction_id(), demo.alice.core.me, Addressee(functional_alias=DUTY),
+        (OPEN_GROUP, CLOSED_GROUP)))
+    await demo.decide(demo.carol_decides, CAROL, handle, True, "groups known here now")
+    result = await demo.outcome(handle)
+    _applied(demo, CLOSED_GROUP)
+    return result
+
+
 BRANCHES: tuple[Branch, ...] = (
     Branch("0", "Add user configuration: the partner assigns IDs and profiles",
            "10.17.5.2 (policy 10.17.3.2)", "success", migrate),
@@ -595,6 +655,12 @@ BRANCHES: tuple[Branch, ...] = (
            unknown_user),
     Branch("8b", "Removed user (10.17.5.3 remove, then an update)",
            "10.17.5.3, 10.17.7.2 step 4 (verify)", "not-migrated", removed_user),
+    Branch("9a", "Group membership update approved by the partner's policy",
+           "10.17.4, 10.17.3.2", "success", group_automatic),
+    Branch("9b", "Group membership update decided by the partner ACMC",
+           "10.17.4 (steps as 10.17.7.2 4-10)", "success", group_by_acmc),
+    Branch("9c", "Interconnection group identity provision via a functional alias",
+           "10.17.4.2.2; TS 24.379 9A.2.2.3", "success", group_provision_fa),
 )
 
 

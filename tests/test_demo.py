@@ -32,6 +32,9 @@ EXPECTED = {
     "7": "not-authorised (SIP 403)",   # authorisation failure at the primary ACMS
     "8a": "unknown-user",
     "8b": "not-migrated",
+    "9a": "success",                   # 10.17.4 group update, automatic by policy
+    "9b": "success",                   # 10.17.4 group update, the partner ACMC decides
+    "9c": "success",                   # 10.17.4.2.2 provision via the duty FA
 }
 
 
@@ -83,6 +86,20 @@ def test_every_branch_ends_with_its_result(transport: str, tmp_path: Path) -> No
         "primary-acms -> primary-acmc-2: 403 Forbidden (MESSAGE)"]
     assert "primary-acms -> partner-acms: MESSAGE remove-user-configuration-request" in labels(
         result, "8b")
+    # 10.17.4: automatic (nobody asked), by the partner ACMC, and the provision via the FA
+    group_auto = labels(result, "9a")
+    assert not any("partner-acmc" in line for line in group_auto)
+    assert "primary-acms -> primary-acmc: MESSAGE group-membership-update-response" in group_auto
+    assert "partner-acms -> partner-acmc: MESSAGE group-membership-update-request" in labels(
+        result, "9b")
+    provision = labels(result, "9c")
+    assert "partner-acms -> partner-acmc-2: MESSAGE interconnection-group-provision-request" \
+        in provision
+    assert "partner-acms -> primary-acms: MESSAGE interconnection-group-provision-response" \
+        in provision
+    notes = next(b for b in result.branches if b.key == "9c").notes
+    assert "partner keeps sip:grp-command@primary.example: provisioned=yes, members=" \
+        "sip:erin@partner.example" in notes
 
 
 def test_text_output_has_ladders_and_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -91,7 +108,7 @@ def test_text_output_has_ladders_and_table(capsys: pytest.CaptureFixture[str]) -
     for branch in BRANCHES:
         assert f"=== {branch.key}. {branch.title}" in out
     assert "primary-acmc              primary-acms" in out  # a ladder's column heads
-    assert "11/11 branches ended with the expected Result" in out
+    assert "14/14 branches ended with the expected Result" in out
     assert "demo: 8b Removed user" in err  # progress on stderr
 
 
