@@ -21,8 +21,10 @@ from mcacm_sip.core.state import Role, TxState
 from mcacm_sip.runtime.acmc import AutoDecider
 from mcacm_sip.runtime.lab import (
     ALICE,
+    CLOSED_GROUP,
     DAVE,
     DUTY,
+    OPEN_GROUP,
     PARTNER,
     PRIMARY,
     Lab,
@@ -71,6 +73,40 @@ def test_foreign_primary_acms(decision: bool, expected: str, rc: int, tmp_path: 
             assert tx is not None and tx.response is not None
             assert tx.response.result.code == ("success" if decision else "rejected-by-user")
             assert [r.transaction_id for r, _ in lab.dave_decider.decided] == [tid]
+
+    run(body)
+
+
+@pytest.mark.parametrize(("scenario", "group", "decision", "expected"), [
+    # the lab partner's policy approves adds to grp-open-* (10.17.3.2): nobody is asked
+    ("foreign-primary-group-update.xml", OPEN_GROUP, False, "success"),
+    # another group: DAVE decides (and rejects)
+    ("foreign-primary-group-update.xml", CLOSED_GROUP, False, "rejected-by-user"),
+    ("foreign-primary-group-provision.xml", CLOSED_GROUP, True, "success"),
+])
+def test_foreign_primary_acms_group_related(scenario: str, group: str, decision: bool,
+                                            expected: str, tmp_path: Path) -> None:
+    """10.17.4 from a foreign primary: its group membership update or interconnection group
+    identity provision reaches our partner ACMS; indication and response come back for its
+    transaction id with the expected Result; our partner applies only a success."""
+    async def body() -> None:
+        async with Lab.start(tmp_path, dave=AutoDecider(decision)) as lab:
+            tid = str(uuid.uuid4())
+            keys = {"psi": PRIMARY, "partner": PARTNER, "requester": ALICE, "target": DAVE,
+                    "group": group, "tid": tid, "result": expected}
+            if "update" in scenario:
+                keys["member"] = "sip:erin@partner.example"
+            with foreign(tmp_path, scenario, keys, target=lab.partner.addresses["udp"],
+                         inbox=True) as peer:
+                lab.partner.set_hops({**lab.hops("partner"), PRIMARY: peer.uri})
+                assert await finished(peer) == 0, peer.explain()
+            applied = {g.group_id: g for g in lab.partner.core.groups()}
+            if expected != "success":
+                assert applied == {}
+            elif "update" in scenario:
+                assert applied[group].members == ("sip:erin@partner.example",)
+            else:
+                assert applied[group].provisioned
 
     run(body)
 
