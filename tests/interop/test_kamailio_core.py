@@ -22,11 +22,19 @@ import pytest
 from pki_kit import make_pki
 from tools import REQUIRE_ENV, require_tool
 
-from mcacm_sip.acm.model import Addressee
+from mcacm_sip.acm.model import (
+    Addressee,
+    GroupMembershipUpdateRequest,
+    GroupOperation,
+    InterconnectionGroupProvisionRequest,
+    Urgency,
+    new_transaction_id,
+)
 from mcacm_sip.runtime import TraceRecord
 from mcacm_sip.runtime.base import TlsSettings
 from mcacm_sip.runtime.lab import (
     ALICE,
+    CLOSED_GROUP,
     DAVE,
     DUTY,
     FA_SERVER,
@@ -204,3 +212,33 @@ def test_functional_alias_through_the_core(transport: Transport, tmp_path: Path)
     port = r.core.tls_port if transport == "tls" else r.core.port
     assert answers and all(any(n == "record-route" and f"{LOOPBACK}:{port};" in v
                                for n, v in h) for h in answers)
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_group_related_acm_through_the_core(transport: Transport, tmp_path: Path) -> None:
+    """10.17.4 through Kamailio: a group membership update DAVE decides and an
+    interconnection group identity provision addressed to the FA DUTY, every request relayed
+    by the core; the partner keeps what it applied."""
+    async def body(r: Run) -> None:
+        lab = r.lab
+        handle = lab.alice.submit(GroupMembershipUpdateRequest(
+            new_transaction_id(), lab.alice.core.me, Addressee(DAVE), CLOSED_GROUP,
+            ("sip:erin@partner.example",), GroupOperation.ADD, Urgency.HIGH))
+        asked = await lab.dave_decider.next_request(WAIT)
+        assert isinstance(asked, GroupMembershipUpdateRequest) and asked.urgency == "high"
+        lab.dave_decider.answer(asked.transaction_id, True)
+        out = await handle.wait(WAIT)
+        assert out.failure is None and out.result == "success", out
+        assert await lab.dave.set_functional_alias(DUTY, True) == 200
+        handle = lab.alice.submit(InterconnectionGroupProvisionRequest(
+            new_transaction_id(), lab.alice.core.me, Addressee(functional_alias=DUTY),
+            (CLOSED_GROUP,)))
+        asked = await lab.dave_decider.next_request(WAIT)
+        lab.dave_decider.answer(asked.transaction_id, True)
+        out = await handle.wait(WAIT)
+        assert out.failure is None and out.result == "success", out
+        [group] = lab.partner.core.groups()
+        assert group.provisioned and group.members == ("sip:erin@partner.example",)
+
+    r = run(tmp_path, transport, body)
+    assert_through_core(r, transport, (PRIMARY, PARTNER, FA_SERVER, ALICE, DAVE))
