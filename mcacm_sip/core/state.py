@@ -104,7 +104,8 @@ _S, _T = TxState, Trigger
 _ROWS: tuple[tuple[Role, tuple[TxState, ...], Trigger, TxState, str], ...] = (
     # ---------------------------------------------------------------- primary ACMS
     (_P, (_S.NEW,), _T.REQUEST, _S.FORWARDING,
-     "10.17.7.2 steps 1-3: authorised (step 2), stored, forwarded to the partner ACMS"),
+     "10.17.7.2 steps 1-3 (10.17.4.2.2 steps 1-3 alike): authorised (step 2), stored, "
+     "forwarded to the partner ACMS"),
     (_P, (_S.FORWARDING,), _T.PEER_ACCEPTED, _S.FORWARDED,
      "SIP 2xx from the partner ACMS: transport acknowledgement only (decision)"),
     (_P, (_S.FORWARDING,), _T.SEND_FAILED, _S.FORWARDING,
