@@ -1,9 +1,10 @@
 """The ACMS's records in memory and their indexes: transactions, pending items, the outbox,
 migration mappings and what the partner applied of group-related ACM (10.17.4)
 (:mod:`mcacm_sip.core.state` and :mod:`mcacm_sip.core.groups` define them), each keyed as the
-store keys them.  Every change goes through :meth:`AcmsRecords._put` (memory and a store action) or a
-``_drop_*`` (both), and every state change through :meth:`AcmsRecords._move`, which asks the
-transition table.  The query methods of :class:`~mcacm_sip.core.acms.AcmsCore` live here.
+store keys them.  Every change goes through :meth:`AcmsRecords._put` (memory and a store
+action) or a ``_drop_*`` (both), and every state change through :meth:`AcmsRecords._move`,
+which asks the transition table.  The query methods of
+:class:`~mcacm_sip.core.acms.AcmsCore` live here.
 """
 
 from __future__ import annotations
