@@ -27,6 +27,11 @@ from mcacm_sip.acm.model import (
     Addressee,
     AddUserConfigurationRequest,
     AddUserConfigurationResponse,
+    GroupMembershipUpdateRequest,
+    GroupMembershipUpdateResponse,
+    GroupOperation,
+    InterconnectionGroupProvisionRequest,
+    InterconnectionGroupProvisionResponse,
     Party,
     PendingDataDownloadRequest,
     PendingDataDownloadResponse,
@@ -76,6 +81,10 @@ MATRIX = """\
 | primary | add-user-configuration-response | 403 | 403 | 403 | 200 acmc:response(success) | 403 | 403 |
 | primary | remove-user-configuration-request | 200 peer:request | 403 | 403 | 200 peer:indication acmc:request | 200 peer:indication peer:response(not-authorised) | 403 |
 | primary | remove-user-configuration-response | 403 | 403 | 403 | 200 acmc:response(success) | 403 | 403 |
+| primary | group-membership-update-request | 200 peer:request | 403 | 403 | 200 peer:indication acmc:request | 200 peer:indication peer:response(not-authorised) | 403 |
+| primary | group-membership-update-response | 403 | 403 | 403 | 200 acmc:response(success) | 403 | 403 |
+| primary | interconnection-group-provision-request | 200 peer:request | 403 | 403 | 200 peer:indication acmc:request | 200 peer:indication peer:response(not-authorised) | 403 |
+| primary | interconnection-group-provision-response | 403 | 403 | 403 | 200 acmc:response(success) | 403 | 403 |
 | partner | profile-update-request | 200 peer:request | 403 | 403 | 200 peer:indication acmc:request | 200 peer:indication peer:response(not-authorised) | 403 |
 | partner | profile-update-response | 200 peer:response(success) | 403 | 403 | 404 | 404 | 403 |
 | partner | process-indication | 400 | 400 | 403 | 404 | 404 | 403 |
@@ -86,6 +95,10 @@ MATRIX = """\
 | partner | add-user-configuration-response | 200 peer:response(success) | 403 | 403 | 404 | 404 | 403 |
 | partner | remove-user-configuration-request | 200 peer:request | 403 | 403 | 200 peer:indication acmc:request | 200 peer:indication peer:response(not-authorised) | 403 |
 | partner | remove-user-configuration-response | 200 peer:response(success) | 403 | 403 | 404 | 404 | 403 |
+| partner | group-membership-update-request | 200 peer:request | 403 | 403 | 200 peer:indication acmc:request | 200 peer:indication peer:response(not-authorised) | 403 |
+| partner | group-membership-update-response | 200 peer:response(success) | 403 | 403 | 404 | 404 | 403 |
+| partner | interconnection-group-provision-request | 200 peer:request | 403 | 403 | 200 peer:indication acmc:request | 200 peer:indication peer:response(not-authorised) | 403 |
+| partner | interconnection-group-provision-response | 200 peer:response(success) | 403 | 403 | 404 | 404 | 403 |
 """  # noqa: E501
 """Each cell: the SIP status the ACMS answers, then what it sends because of the flow:
 ``peer:`` to the other ACMS, ``acmc:`` to a local ACMC; ``response(<Result>)`` a response
@@ -131,6 +144,9 @@ PARTNER = System("partner.example", "primary.example")
 MIGRANT = "sip:mike@primary.example"
 MIGRATED = "sip:mike-1@partner.example"
 """The partner ID the partner's migration template gives the first user it adds."""
+GROUP = "sip:grp-1@primary.example"
+MEMBER = "sip:erin@partner.example"
+"""10.17.4: an MC service group and the user a group membership update is about."""
 
 
 def trust(system: System) -> Trust:
@@ -162,7 +178,10 @@ def open_transactions(role: str) -> tuple[AcmsCore, dict[str, str]]:
         ProfileUpdateRequest("t-update", Party(requester), target, MIGRATED, PROFILE),
         AddUserConfigurationRequest("t-add", Party(requester), ("sip:zoe@primary.example",),
                                     target),
-        RemoveUserConfigurationRequest("t-remove", Party(requester), (MIGRANT,), target))
+        RemoveUserConfigurationRequest("t-remove", Party(requester), (MIGRANT,), target),
+        GroupMembershipUpdateRequest("t-group", Party(requester), target, GROUP, (MEMBER,),
+                                     GroupOperation.ADD),
+        InterconnectionGroupProvisionRequest("t-provide", Party(requester), target, (GROUP,)))
     for request in requests:
         verdict = verdict_of(core.handle(trust(system).event(NOW, sender, request)))
         assert verdict is not None and not isinstance(verdict, RefuseMessage), (request, verdict)
@@ -195,6 +214,17 @@ def flow_from(role: str, kind: str, name: str, ids: dict[str, str]) -> AcmFlow:
         "remove-user-configuration-response": lambda: RemoveUserConfigurationResponse(
             ids["remove-user-configuration-request"], party, answer_to, ok,
             (UserRemoval(MIGRANT, ok),)),
+        "group-membership-update-request": lambda: GroupMembershipUpdateRequest(
+            "t-new-group", party, target, GROUP, (MEMBER,), GroupOperation.DELETE),
+        "interconnection-group-provision-request": lambda: InterconnectionGroupProvisionRequest(
+            "t-new-provide", party, target, (GROUP,)),
+        "group-membership-update-response": lambda: GroupMembershipUpdateResponse(
+            ids["group-membership-update-request"], party, answer_to, GROUP,
+            GroupOperation.ADD, (MEMBER,), ok),
+        "interconnection-group-provision-response": lambda: (
+            InterconnectionGroupProvisionResponse(
+                ids["interconnection-group-provision-request"], party, answer_to, (GROUP,),
+                ok)),
         "process-indication": lambda: ProcessIndication(
             ids["add-user-configuration-request"], system.peer,
             "add-user-configuration-request"),
