@@ -528,7 +528,7 @@ def _check_response_target(target: Addressee | None, where: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class GroupMembershipUpdateRequest:
+class GroupMembershipUpdateRequest(InformationFlow):
     """Group membership update request, TS 23.280 10.17.2 (table recovered; clause number not),
     10.17.4.  Primary ACMC -> primary ACMS -> partner ACMS -> partner ACMC.
 
@@ -568,7 +568,7 @@ class GroupMembershipUpdateRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class GroupMembershipUpdateResponse:
+class GroupMembershipUpdateResponse(InformationFlow):
     """Group membership update response, TS 23.280 10.17.2 (first rows recovered), 10.17.4.
     Partner ACMC -> partner ACMS -> primary ACMS -> primary ACMC.
 
@@ -609,7 +609,7 @@ class GroupMembershipUpdateResponse:
 
 
 @dataclass(frozen=True, slots=True)
-class InterconnectionGroupProvisionRequest:
+class InterconnectionGroupProvisionRequest(InformationFlow):
     """Interconnection group identity provision request, TS 23.280 10.17.4.2.2 step 1 (no
     table recovered).  Primary ACMC -> primary ACMS -> partner ACMS -> partner ACMC.
 
@@ -639,7 +639,7 @@ class InterconnectionGroupProvisionRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class InterconnectionGroupProvisionResponse:
+class InterconnectionGroupProvisionResponse(InformationFlow):
     """Interconnection group identity provision response (10.17.4.2.2; its existence and
     content are decisions: docs/decisions.md "Group-related ACM").
     Partner ACMC -> partner ACMS -> primary ACMS -> primary ACMC."""
