@@ -11,9 +11,11 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 from mcacm_sip.cli.main import EX_USAGE, CliError, command
-from mcacm_sip.conformance.catalogue import CATALOGUE, not_applicable, scenarios_for
+from mcacm_sip.conformance.catalogue import CATALOGUE, not_applicable, select
+from mcacm_sip.conformance.junit import junit_xml
 from mcacm_sip.conformance.profile import ROLES, ConfigError, Profile, Role, load_profile
 from mcacm_sip.conformance.runner import Runner, parse_peer
 from mcacm_sip.sip import Transport
@@ -47,6 +49,16 @@ def _listing(role: Role, profile: Profile | None, transport: Transport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _junit_file(path: str | None) -> BinaryIO | None:
+    """Opened before the run: an unwritable --junit is a usage error now, not after it."""
+    if path is None:
+        return None
+    try:
+        return open(path, "wb")  # closed once the report is written
+    except OSError as exc:
+        raise CliError(EX_USAGE, f"--junit {path}: {exc.strerror or exc}") from None
+
+
 def cmd_conformance(args: argparse.Namespace) -> int:
     role: Role = args.role
     try:
@@ -57,12 +69,18 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     if args.list:
         print(_listing(role, profile, named or profile.wire.transport), end="")
         return 0
+    names = [*(args.only or ()), *(args.scenario or ())]
     try:
-        scenarios = scenarios_for(role, tuple(args.only or ()))
+        scenarios = select(role, names, args.clause or ())
     except KeyError as exc:
-        raise CliError(EX_USAGE, f"--only: no scenario {exc.args[0]!r} (see --list)") from None
+        raise CliError(EX_USAGE, f"--only / --scenario: no scenario {exc.args[0]!r} "
+                                 "(see --list)") from None
     if not scenarios:
-        raise CliError(EX_USAGE, f"--only: none of them applies to --role {role}")
+        chosen = "--clause " + ", ".join(args.clause) if args.clause and not names else \
+            "--only / --scenario"
+        raise CliError(EX_USAGE, f"{chosen}: none of them applies to --role {role} "
+                                 "(see --list)")
+    junit = _junit_file(args.junit)
     quiet = getattr(args, "quiet", False)
 
     def progress(line: str) -> None:
@@ -71,17 +89,27 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         async with Runner.open(profile, role, args.peer, Path(args.out) if args.out else None,
-                               progress) as runner:
+                               progress, getattr(args, "trace", None)) as runner:
             progress(f"listening on {runner.hop()} as {runner.psi}")
-            report = await runner.run(tuple(s.id for s in scenarios))
+            report = await runner.run(scenarios=scenarios, fail_fast=args.fail_fast)
         print(report.json_text() if args.json else report.table(), end="\n" if args.json
               else "")
+        left = len(scenarios) - len(report.results)
+        if left:
+            progress(f"stopped after the first failure (--fail-fast): {left} scenario(s) "
+                     "not run")
+        if junit is not None:
+            junit.write(junit_xml(report, scenarios))
+            progress(f"JUnit report written to {args.junit}")
         return report.exit_code
 
     try:
         return asyncio.run(run())
     except (OSError, ValueError) as exc:  # cannot listen, no or bad [wire.tls], bad hop
         raise CliError(EX_USAGE, str(exc)) from None
+    finally:
+        if junit is not None:
+            junit.close()
 
 
 @command("conformance", "run the conformance catalogue against an ACMS (ours or another's)",
@@ -92,6 +120,9 @@ def cmd_conformance(args: argparse.Namespace) -> int:
          "  # the peer is a primary ACMS; we play its requester's ACMC and its partner ACMS\n"
          "  mcacm conformance --peer sip:acms@127.0.0.1:5060 --role primary --json\n"
          "  mcacm conformance --peer sip:acms@127.0.0.1:5070 --role partner --list\n"
+         "  # in CI: the 10.17.7.2 scenarios, JUnit XML, stop at the first failure\n"
+         "  mcacm conformance --peer sip:acms@127.0.0.1:5070 --role partner \\\n"
+         "      --clause 10.17.7.2 --junit conformance.xml --fail-fast --out results/\n"
          "exit codes: 0 all Pass or Not applicable, 1 any Fail, 2 usage or bad profile,\n"
          "3 some Inconclusive and no Fail (docs/conformance.md).",
          run=cmd_conformance)
@@ -110,6 +141,17 @@ def _conformance_args(p: argparse.ArgumentParser) -> None:
                    help="write <scenario>.pcap and <scenario>.jsonl per scenario here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--only", nargs="+", metavar="ID", help="run only these scenarios")
+    p.add_argument("--scenario", action="append", metavar="ID",
+                   help="run this scenario (repeatable; with --only and --clause: the union)")
+    p.add_argument("--clause", action="append", metavar="CLAUSE",
+                   help="run the scenarios citing this clause or a sub-clause of it, e.g. "
+                        "10.17.7.2, 10.17.5, 21.4 (repeatable)")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop after the first failing scenario (the rest: not run)")
+    p.add_argument("--junit", metavar="FILE",
+                   help="also write a JUnit XML report: one testcase per scenario with its "
+                        "verdict, clause and pcap (fail: <failure>, inconclusive: <error>, "
+                        "n/a and not run: <skipped>)")
     p.add_argument("--list", action="store_true",
                    help="list the scenarios of --role (and which do not apply) and exit")
 

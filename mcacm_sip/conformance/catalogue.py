@@ -13,7 +13,8 @@ What a scenario needs is a tuple of tokens, per role:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mcacm_sip.conformance.profile import Fixtures, Role
@@ -184,6 +185,28 @@ def scenarios_for(role: Role, only: tuple[str, ...] = ()) -> tuple[Scenario, ...
     return tuple(s for s in CATALOGUE if role in s.needs and (not only or s.id in only))
 
 
+def cites(scenario: Scenario, clause: str) -> bool:
+    """Whether ``scenario`` checks ``clause`` or a sub-clause of it: ``10.17.7`` selects the
+    scenarios citing 10.17.7.2; ``21.4`` those citing RFC 3261 21.4.4 (numbers compared as
+    dotted paths, so 10.17.5 does not select 10.17.52)."""
+    wanted = clause.strip().split(".")
+    cited = re.findall(r"\d+(?:\.\d+)+", scenario.clause)
+    return any(c.split(".")[:len(wanted)] == wanted for c in cited)
+
+
+def select(role: Role, names: Sequence[str] = (), clauses: Sequence[str] = ()
+           ) -> tuple[Scenario, ...]:
+    """The scenarios of ``role`` named in ``names`` or citing one of ``clauses`` (all of the
+    role's if both are empty), in catalogue order.  Raises KeyError naming an unknown id."""
+    chosen = scenarios_for(role, tuple(names)) if names else ()
+    if clauses:
+        chosen += tuple(s for s in scenarios_for(role) if any(cites(s, c) for c in clauses))
+    elif not names:
+        return scenarios_for(role)
+    ids = {s.id for s in chosen}
+    return tuple(s for s in CATALOGUE if s.id in ids)
+
+
 def markdown_table() -> str:
     """The catalogue as the Markdown table of docs/conformance.md."""
     rows = ["| id | title | clause | a passing peer | needs, per role |",
@@ -195,5 +218,5 @@ def markdown_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-__all__ = ["BY_ID", "CATALOGUE", "Scenario", "markdown_table", "not_applicable",
-           "scenarios_for"]
+__all__ = ["BY_ID", "CATALOGUE", "Scenario", "cites", "markdown_table", "not_applicable",
+           "scenarios_for", "select"]

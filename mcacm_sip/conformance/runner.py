@@ -50,6 +50,7 @@ from mcacm_sip.core.config import PeerSystem
 from mcacm_sip.pcap import PcapWriter
 from mcacm_sip.runtime.base import (
     TlsSettings,
+    TraceHook,
     TraceRecord,
     hop_peer,
     hop_uri,
@@ -150,8 +151,11 @@ class Runner:
     """Build with :meth:`open` (it listens); :meth:`run` plays the catalogue."""
 
     def __init__(self, profile: Profile, role: Role, peer: str, out: Path | None = None,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None,
+                 trace: TraceHook | None = None) -> None:
         self.profile = profile
+        self._trace = trace
+        """Also given every SIP message (``mcacm capture -- conformance``)."""
         self.role: Role = role
         self.peer_uri, hop, named = parse_peer(peer)
         wire = profile.wire
@@ -193,8 +197,9 @@ class Runner:
     @classmethod
     @asynccontextmanager
     async def open(cls, profile: Profile, role: Role, peer: str, out: Path | None = None,
-                   progress: Callable[[str], None] | None = None) -> AsyncIterator[Runner]:
-        runner = cls(profile, role, peer, out, progress)
+                   progress: Callable[[str], None] | None = None,
+                   trace: TraceHook | None = None) -> AsyncIterator[Runner]:
+        runner = cls(profile, role, peer, out, progress, trace)
         endpoints = list(dict.fromkeys((runner.endpoint, runner.acmc_endpoint)))
         try:
             for endpoint in endpoints:
@@ -237,9 +242,16 @@ class Runner:
         assert self.fx is not None
         return self.fx.decider if self.role == "partner" else self.fx.requester
 
-    async def run(self, only: tuple[str, ...] = ()) -> Report:
-        """Play the scenarios of our role (or those named in ``only``), in catalogue order."""
-        results = [await self.play(s) for s in scenarios_for(self.role, only)]
+    async def run(self, only: tuple[str, ...] = (), *, scenarios: tuple[Scenario, ...] = (),
+                  fail_fast: bool = False) -> Report:
+        """Play the scenarios of our role (or those named in ``only``, or ``scenarios``), in
+        catalogue order; ``fail_fast``: stop after the first Fail (the report then lacks the
+        scenarios not played)."""
+        results = []
+        for s in scenarios or scenarios_for(self.role, only):
+            results.append(await self.play(s))
+            if fail_fast and results[-1].verdict is Verdict.FAIL:
+                break
         return Report(self.peer_uri, self.role, self.profile.name, tuple(results))
 
     async def play(self, scenario: Scenario) -> ScenarioResult:
@@ -277,6 +289,8 @@ class Runner:
 
     def _traced(self, record: TraceRecord) -> None:
         self._records.append(record)
+        if self._trace is not None:
+            self._trace(record)
 
     def _event(self, event: str, **fields: Any) -> None:
         self._log.append({"t": round(time.time(), 6), "event": event, **fields})
