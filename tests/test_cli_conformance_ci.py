@@ -72,7 +72,7 @@ def test_junit_report_of_a_clause_against_a_running_partner_acms(tmp_path: Path)
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors"),
             suite.get("skipped")) == ("3", "0", "0", "0")
     for case in cases:
-        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        props = {str(p.get("name")): str(p.get("value")) for p in case.iter("property")}
         assert props["verdict"] == "pass"
         assert props["clause"].startswith(("23.280 10.17.5", "23.280 10.17.2"))
         assert Path(props["pcap"]).is_file() and Path(props["pcap"]).parent == out
