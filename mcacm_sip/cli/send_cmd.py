@@ -37,11 +37,12 @@ from mcacm_sip.acm.model import (
     new_transaction_id,
 )
 from mcacm_sip.acm.validate import Problem, validate_document
+from mcacm_sip.cli.load_cmd import run_load_command
 from mcacm_sip.cli.logs import setup_logging
 from mcacm_sip.cli.main import EX_FAILED, EX_OK, EX_USAGE, CliError, command, flow_json
 from mcacm_sip.cli.validate_cmd import format_problem
 from mcacm_sip.ladder import LadderEvent, render
-from mcacm_sip.runtime.base import TlsSettings
+from mcacm_sip.runtime.base import TlsSettings, node_trace
 from mcacm_sip.runtime.sender import (
     REQUEST_FLOWS,
     Exchange,
@@ -53,7 +54,7 @@ from mcacm_sip.runtime.sender import (
     send_request,
 )
 from mcacm_sip.sip import Peer, Transport
-from mcacm_sip.sip.aio import Listen, TracedMessage, is_ip
+from mcacm_sip.sip.aio import Listen, MessageTrace, TracedMessage, is_ip
 from mcacm_sip.sip.message import read_raw
 from mcacm_sip.sip.uri import InvalidUri, identity
 from mcacm_sip.text import printable
@@ -394,6 +395,17 @@ def _text(ex: Exchange, settings: SendSettings, trace: list[TracedMessage], quie
 # --------------------------------------------------------------------------- the command
 
 
+def _both(first: MessageTrace, second: MessageTrace | None) -> MessageTrace:
+    if second is None:
+        return first
+
+    def both(m: TracedMessage) -> None:
+        first(m)
+        second(m)
+    return both
+
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     quiet = getattr(args, "quiet", False)
     setup_logging(logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
@@ -403,7 +415,11 @@ def cmd_send(args: argparse.Namespace) -> int:
         raise CliError(EX_USAGE, f"give FLOW ({', '.join(REQUEST_FLOWS)}) or --file")
     if not args.timeout > 0:
         raise CliError(EX_USAGE, "--timeout must be positive")
+    captured = getattr(args, "trace", None)  # mcacm capture -- send
+    tap = None if captured is None else node_trace(captured, "mcacm send")
     try:
+        if args.count is not None:  # load mode (cli/load_cmd.py)
+            return run_load_command(args, _from_flags, _from_file, _settings, tap)
         request, body = _from_file(args) if args.file is not None else _from_flags(args)
     except RequestInvalid as exc:
         if args.json:
@@ -423,7 +439,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
     trace: list[TracedMessage] = []
     try:
-        ex = asyncio.run(send_request(request, body, settings, trace=trace.append,
+        ex = asyncio.run(send_request(request, body, settings, trace=_both(trace.append, tap),
                                       progress=progress))
     except (OSError, ssl.SSLError, ValueError) as exc:
         # cannot listen (address in use, not ours) or unusable TLS files
@@ -452,8 +468,16 @@ def cmd_send(args: argparse.Namespace) -> int:
          "  mcacm send --file examples/flows/add-user-configuration-request.xml --as acms \\\n"
          "      --psi sip:acms@primary.example --listen 127.0.0.1:5090 \\\n"
          "      --to sip:acms@partner.example --via tcp:127.0.0.1:5062\n"
+         "  # load: 200 requests at 100/s, each for another user, statistics as CSV\n"
+         "  mcacm send add-user-configuration-request --count 200 --rate 100 \\\n"
+         "      --as acms --psi sip:acms@primary.example --listen 127.0.0.1:5060 \\\n"
+         "      --to sip:acms@partner.example --via udp:127.0.0.1:5070 \\\n"
+         "      --requester sip:alice@primary.example --users 'sip:user{n}@primary.example' \\\n"
+         "      --stats load.csv\n"
          "exit codes: 0 positive Result, 1 negative Result, 2 usage, 3 no answer in time,\n"
-         "4 the request or an answer failed validation, 5 the peer refused (3xx-6xx).",
+         "4 the request or an answer failed validation, 5 the peer refused (3xx-6xx).\n"
+         "With --count: 0 every Result positive, 1 some not, 3 / 5 REGISTER unanswered /\n"
+         "refused.",
          run=cmd_send)
 def _send_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("flow", nargs="?", choices=(*REQUEST_FLOWS, *_ALIASES), metavar="FLOW",
@@ -510,6 +534,21 @@ def _send_args(p: argparse.ArgumentParser) -> None:
                        help="interconnection group IDs (interconnection group provision)")
     req.add_argument("--transaction-id", metavar="ID",
                      help="use this transaction id (default: a new UUID)")
+    load = p.add_argument_group(
+        "load (docs/cli.md \"Load\"): {n} in a value is replaced by the request's number")
+    load.add_argument("--count", type=int, metavar="N",
+                      help="send N requests (each followed to its final response) instead "
+                           "of one, and print statistics")
+    load.add_argument("--rate", type=float, default=10.0, metavar="R",
+                      help="requests per second, open loop (default 10)")
+    load.add_argument("--concurrency", type=int, default=100, metavar="C",
+                      help="at most C requests waiting for their final response; the next "
+                           "waits for a slot (default 100)")
+    load.add_argument("--stats", metavar="FILE.csv",
+                      help="write cumulative statistics every --stats-interval and at the "
+                           "end (CSV: successful, failed, retransmissions, p50/p90/p99 ms)")
+    load.add_argument("--stats-interval", type=float, default=1.0, metavar="S",
+                      help="seconds between two --stats rows (default 1)")
 
 
 __all__ = ["EXIT_FOR", "cmd_send"]

@@ -323,7 +323,7 @@ async def send_request(request: SendableRequest, body: bytes, settings: SendSett
                     ex.on_register(exc.status, time.time())
                     registration = None
             if ex.failure is None and not ex.refused:
-                await _message(endpoint, settings, body, ex, changed, say)
+                await follow_message(endpoint, settings, body, ex, changed, say)
     except TimeoutError:
         pass
     finally:
@@ -338,8 +338,11 @@ async def send_request(request: SendableRequest, body: bytes, settings: SendSett
     return ex
 
 
-async def _message(endpoint: SipEndpoint, settings: SendSettings, body: bytes, ex: Exchange,
-                   changed: asyncio.Event, say: Callable[[str], None]) -> None:
+async def follow_message(endpoint: SipEndpoint, settings: SendSettings, body: bytes,
+                         ex: Exchange, changed: asyncio.Event, say: Callable[[str], None]
+                         ) -> None:
+    """Send ``body`` in a MESSAGE and wait until ``ex`` is done or failed (``changed`` is set
+    whenever something reached ``ex``)."""
     request = endpoint.new_request(
         "MESSAGE", settings.to, from_uri=settings.identity, to_uri=settings.to, body=body,
         content_type=codec.ACM_CONTENT_TYPE, transport=settings.listen.transport,
