@@ -57,10 +57,12 @@ from mcacm_sip.runtime.base import (
     Node,
     TraceHook,
     release_free_heap,
+    tee,
     warning,
 )
 from mcacm_sip.runtime.config import AcmsNodeConfig, check_acms_trust
 from mcacm_sip.runtime.messaging import message_reply, send_message, verdict_reply
+from mcacm_sip.runtime.metrics import AcmsMetrics
 from mcacm_sip.runtime.trust import Trust, origin_of
 from mcacm_sip.sip import Reply, Request
 from mcacm_sip.sip.aio import IncomingRequest
@@ -86,7 +88,10 @@ class AcmsNode(Node):
     def __init__(self, config: AcmsNodeConfig, *, store: Store | None = None,
                  trace: TraceHook | None = None) -> None:
         check_acms_trust(config)  # secure by default: ConfigError naming sip.trust
-        super().__init__(config.sip, config.acms.psi, trace)
+        self.metrics = AcmsMetrics() if config.metrics.listen is not None else None
+        """``[metrics]``: counted inline, served from a thread (runtime/metrics.py)."""
+        super().__init__(config.sip, config.acms.psi,
+                         tee(trace, self.metrics.traced if self.metrics else None))
         # every MESSAGE in and out gets its own INFO line here (acm.received / acm.sent, with
         # the Call-ID and status), and REGISTER / SUBSCRIBE / NOTIFY their log-on, subscription
         # and holder lines: the SIP layer's record of a 2xx transaction would say it again
@@ -107,7 +112,10 @@ class AcmsNode(Node):
         self.trust = Trust(acms.peers, (u.id for u in acms.users), config.sip.trusted_hosts)
         """Whom the node believes (peers, users, trusted hosts)."""
         self._users = self.trust.users
-        self.core = AcmsCore.restore(acms, self.store.load(), config.limits.quotas())
+        snapshot = self.store.load()
+        self.core = AcmsCore.restore(acms, snapshot, config.limits.quotas())
+        if self.metrics is not None:
+            self.metrics.restored(snapshot)
         self._timer: TimerDriver = TimerDriver(self, clock=time.time)
         self._fa_tasks: dict[Uri, asyncio.Task[None]] = {}
         self.failed: asyncio.Future[str] | None = None
@@ -148,6 +156,10 @@ class AcmsNode(Node):
         if not self._commit():
             raise StoreFailed("the store failed at start")
         self._spawn(release_free_heap(HEAP_RELEASE_INTERVAL))  # RSS flat under churn
+        if self.metrics is not None and self.config.metrics.listen is not None:
+            host, port = self.metrics.serve(*self.config.metrics.listen)
+            log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]",
+                     port, extra={"event": "node.metrics", "port": port})
         log.info("ACMS %s listening on %s", self.psi, self.addresses,
                  extra={"event": "node.start", "open": len(self.core.transactions())})
 
@@ -164,6 +176,8 @@ class AcmsNode(Node):
         self.store.close()
         if self._bindings is not None:
             self._bindings.close()
+        if self.metrics is not None:
+            self.metrics.close()
         log.info("ACMS %s stopped", self.psi, extra={"event": "node.stop"})
 
     # ------------------------------------------------------------------ core plumbing
@@ -209,7 +223,10 @@ class AcmsNode(Node):
         ok = True
         if batch:
             try:
+                began = time.perf_counter()
                 self.store.apply(batch)
+                if self.metrics is not None:
+                    self.metrics.committed(batch, time.perf_counter() - began, time.time())
             except Exception as exc:
                 log.critical("store failed, stopping: %s", exc, extra={"event": "store.failed"})
                 if self.failed is not None and not self.failed.done():
@@ -256,8 +273,12 @@ class AcmsNode(Node):
         if not self._running:
             return message_reply(self.host, 503, "stopping")
         if self._opens_transaction(event) and self._overloaded():
+            if self.metrics is not None:
+                self.metrics.shed.labels("overload").inc()
             return self._busy_reply
         reply = verdict_reply(self.host, self._apply(self.core.handle(event)))
+        if reply.status == 503 and self.metrics is not None:  # a quota (core/quota.py)
+            self.metrics.shed.labels("quota").inc()
         if log.isEnabledFor(logging.INFO):  # nothing built when INFO is off (hot path)
             log.info("%s %s from %s: %d", flow.FLOW, getattr(flow, "transaction_id", ""),
                      sender, reply.status, extra={

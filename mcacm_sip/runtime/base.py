@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from mcacm_sip.runtime.hep import CaptureSettings, HepMirror
 from mcacm_sip.sip import Limits, Peer, Request, Timers, Transport
 from mcacm_sip.sip.aio import Listen, MessageTrace, SipEndpoint, TracedMessage, is_ip
 from mcacm_sip.sip.aio.timer import TimerDriver
@@ -48,6 +49,18 @@ class TraceRecord:
 
 
 TraceHook = Callable[[TraceRecord], None]
+
+
+def tee(*hooks: TraceHook | None) -> TraceHook | None:
+    """One trace hook calling each of ``hooks`` that is set (None if none is)."""
+    live = [h for h in hooks if h is not None]
+    if len(live) <= 1:
+        return live[0] if live else None
+
+    def each(record: TraceRecord) -> None:
+        for hook in live:
+            hook(record)
+    return each
 
 
 def node_trace(hook: TraceHook, node: str) -> MessageTrace:
@@ -132,6 +145,8 @@ class SipSettings:
     limits: Limits = field(default_factory=Limits)
     tls: TlsSettings | None = None
     """``[sip.tls]``; None: no TLS (no ``tls`` listener, no ``;transport=tls`` / sips: hop)."""
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
+    """``[capture]``: every SIP message mirrored to a HEP collector (runtime/hep.py)."""
 
 
 def named_transport(uri: str) -> Transport | None:
@@ -296,7 +311,9 @@ class Node:
         self._sip = sip
         self.host = uri_host(identity)
         """Our host, as the Warning headers of our refusals name it."""
-        self.endpoint = make_endpoint(sip, identity, trace)
+        self.hep = HepMirror(sip.capture) if sip.capture.hep is not None else None
+        """``[capture] hep``: the copy of every message for Homer."""
+        self.endpoint = make_endpoint(sip, identity, tee(trace, self.hep))
         self._timer: TimerDriver | None = None
         """Drives the core's timer (:meth:`get_timer`/:meth:`handle_timer`) on the wall clock."""
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -337,6 +354,8 @@ class Node:
     async def _halt(self, *more: asyncio.Task[Any]) -> None:
         """Stop taking events: the timer, then every task (``more`` too) cancelled and awaited."""
         self._running = False
+        if self.hep is not None:
+            self.hep.close()
         if self._timer is not None:
             self._timer.stop()
         tasks = [*self._tasks, *more]

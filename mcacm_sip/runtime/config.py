@@ -39,6 +39,10 @@ Runtime tables (docs/running.md has annotated examples)::
     # also: max_header_bytes, max_headers, max_connections, max_handshakes,
     # max_outbound_connections, max_buffer_bytes, handshake_timeout, idle_timeout, udp_mtu_switch
 
+    [capture]                          # optional: mirror every SIP message to Homer (HEPv3)
+    hep = "udp:127.0.0.1:9060"         # the collector
+    capture_id = 2001                  # our capture agent id; password = "..." (optional)
+
     [log]
     level = "info"                     # debug | info | warning | error
     format = "console"                 # console | json
@@ -52,6 +56,9 @@ Runtime tables (docs/running.md has annotated examples)::
     max_store_bytes = 536870912        # bytes retained for all transactions; more: 503
     download_items = 50                # pending items per download response (one page)
     download_bytes = 49152             # bytes of pending items per download response
+
+    [metrics]                          # ACMS only: Prometheus endpoint (docs/running.md)
+    listen = "127.0.0.1:9464"          # GET /metrics; port 0: any free one
 
 Every error is a :class:`~mcacm_sip.core.config.ConfigError` naming the key.
 """
@@ -80,6 +87,8 @@ from mcacm_sip.core.config import (
 from mcacm_sip.core.fa_server import FaConfig, FaServerConfig
 from mcacm_sip.core.quota import Quotas
 from mcacm_sip.runtime.base import TRUST_KEY, SipSettings, TlsSettings, TrustMode, hop_peer
+from mcacm_sip.runtime.hep import parse_capture
+from mcacm_sip.runtime.metrics import MetricsSettings, parse_metrics
 from mcacm_sip.sip import Limits, Timers, Transport
 from mcacm_sip.sip.aio import Listen
 from mcacm_sip.sip.uri import Uri, address_of_record
@@ -134,6 +143,8 @@ class AcmsNodeConfig:
     sip: SipSettings = field(default_factory=SipSettings)
     log: LogSettings = field(default_factory=LogSettings)
     limits: AcmsLimits = field(default_factory=AcmsLimits)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    """``[metrics] listen``: the Prometheus endpoint (runtime/metrics.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +285,7 @@ def parse_sip_settings(data: Mapping[str, Any], base: Path = Path(".")) -> SipSe
         timers=Timers(t1=numbers["t1"], t2=numbers["t2"], t4=numbers["t4"]),
         tls=tls,
         limits=_sip_limits(sip),
+        capture=parse_capture(data),
     )
 
 
@@ -401,7 +413,8 @@ def parse_acms_node(data: Mapping[str, Any], base: Path = Path(".")) -> AcmsNode
     if acms.store.path is not None:  # relative to the configuration file
         acms = replace(acms, store=replace(acms.store, path=str(base / acms.store.path)))
     _check_peer_tls(acms, sip)
-    config = AcmsNodeConfig(acms, sip, parse_log_settings(data), parse_acms_limits(data))
+    config = AcmsNodeConfig(acms, sip, parse_log_settings(data), parse_acms_limits(data),
+                            parse_metrics(data))
     check_acms_trust(config)
     return config
 
@@ -441,7 +454,8 @@ def parse_fa_server_node(data: Mapping[str, Any], base: Path = Path(".")
         [store]                                     # optional; absent: holders in memory only
         path = "fa-server.sqlite"                   # relative to this file
     """
-    check_keys(data, {"psi", "trusted", "aliases", "store", "listen", "sip", "log"}, "")
+    check_keys(data, {"psi", "trusted", "aliases", "store", "listen", "sip", "log", "capture"},
+               "")
     psi = data.get("psi")
     if not isinstance(psi, str) or ":" not in psi:
         raise ConfigError("psi", "missing or not a URI")

@@ -1,0 +1,134 @@
+"""Mirror every SIP message of a node to a Homer collector as HEPv3 (``[capture] hep =
+"udp:HOST:PORT"``; docs/running.md "Homer / HEP").
+
+:func:`hep3` is the sans-I/O encoder (HEP3 as Homer, heplify and Kamailio's siptrace write it:
+the ``HEP3`` magic, the total length, then vendor-0 chunks: IP family and protocol, addresses
+and ports, time, protocol type 1 = SIP, capture agent id, optional auth key, the correlation id
+and the raw message).  :class:`HepMirror` sends one datagram per message from a non-blocking
+UDP socket: a collector that is down or slow costs nothing but the lost copies (a send error
+is logged once, then counted).
+
+The correlation id (chunk 0x11) is the message's Call-ID: Homer groups by it, and every ACM
+MESSAGE, its answer and its retransmissions share it (decision: docs/decisions.md "Homer /
+HEP"; one ACM procedure spans several Call-IDs -- ``mcacm ladder --transaction`` joins them).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mcacm_sip.core.config import ConfigError, check_keys, get_table, get_typed
+from mcacm_sip.runtime.wire import summarise
+from mcacm_sip.sip import is_ip
+
+if TYPE_CHECKING:  # base imports this module
+    from mcacm_sip.runtime.base import TraceRecord
+
+log = logging.getLogger("mcacm.hep")
+
+PROTO_SIP = 1
+_IPPROTO = {"udp": 17, "tcp": 6, "tls": 6}  # HEP has no TLS: the decrypted message, as TCP
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureSettings:
+    """``[capture]``: the HEP collector (UDP), our capture agent id and its password."""
+
+    hep: tuple[str, int] | None = None
+    capture_id: int = 2001
+    password: str | None = None
+
+
+def parse_capture(data: Mapping[str, Any]) -> CaptureSettings:
+    """``[capture] hep = "udp:HOST:PORT"``, ``capture_id = 2001``, ``password = "..."``."""
+    table = get_table(data, "capture")
+    check_keys(table, {"hep", "capture_id", "password"}, "capture.")
+    text = get_typed(table, "hep", "capture.", str, "")
+    capture_id = get_typed(table, "capture_id", "capture.", int, 2001)
+    if not 0 <= capture_id < 2 ** 32:
+        raise ConfigError("capture.capture_id", "expected 0 .. 4294967295")
+    password = get_typed(table, "password", "capture.", str, "") or None
+    if not text:
+        return CaptureSettings(None, capture_id, password)
+    scheme, _, rest = text.partition(":")
+    host, sep, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if scheme.lower() != "udp" or not sep or not is_ip(host) or not port.isdigit() \
+            or not 0 < int(port) < 65536:
+        raise ConfigError("capture.hep", f"{text!r}: expected udp:IP:PORT, e.g. "
+                                         '"udp:127.0.0.1:9060" (HEP over UDP only)')
+    return CaptureSettings((host, int(port)), capture_id, password)
+
+
+def _chunk(kind: int, payload: bytes) -> bytes:
+    return struct.pack("!HHH", 0, kind, 6 + len(payload)) + payload
+
+
+def hep3(record: TraceRecord, capture_id: int = 2001, password: str | None = None,
+         correlation_id: str | None = None) -> bytes:
+    """One HEPv3 packet carrying ``record``'s message."""
+    src, dst = ipaddress.ip_address(record.src[0]), ipaddress.ip_address(record.dst[0])
+    v6 = src.version == 6 or dst.version == 6
+    if v6:  # one family per packet: an IPv4 end written as IPv4-mapped
+        src_b, dst_b = (a.packed if a.version == 6 else
+                        ipaddress.IPv6Address(f"::ffff:{a}").packed for a in (src, dst))
+    else:
+        src_b, dst_b = src.packed, dst.packed
+    seconds = int(record.time)
+    chunks = [
+        _chunk(0x01, bytes([10 if v6 else 2])),
+        _chunk(0x02, bytes([_IPPROTO.get(record.transport, 17)])),
+        _chunk(0x05 if v6 else 0x03, src_b), _chunk(0x06 if v6 else 0x04, dst_b),
+        _chunk(0x07, struct.pack("!H", record.src[1])),
+        _chunk(0x08, struct.pack("!H", record.dst[1])),
+        _chunk(0x09, struct.pack("!I", seconds)),
+        _chunk(0x0A, struct.pack("!I", int((record.time - seconds) * 1_000_000))),
+        _chunk(0x0B, bytes([PROTO_SIP])),
+        _chunk(0x0C, struct.pack("!I", capture_id)),
+    ]
+    if password:
+        chunks.append(_chunk(0x0E, password.encode("utf-8")))
+    if correlation_id:
+        chunks.append(_chunk(0x11, correlation_id.encode("utf-8")))
+    chunks.append(_chunk(0x0F, record.data))
+    body = b"".join(chunks)
+    return b"HEP3" + struct.pack("!H", 6 + len(body)) + body
+
+
+class HepMirror:
+    """A trace hook sending each message to the collector of ``settings``."""
+
+    def __init__(self, settings: CaptureSettings) -> None:
+        assert settings.hep is not None
+        self.settings = settings
+        host, port = settings.hep
+        self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                   socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self._to = (host, port)
+        self.sent = 0
+        self.lost = 0
+
+    def __call__(self, record: TraceRecord) -> None:
+        packet = hep3(record, self.settings.capture_id, self.settings.password,
+                      summarise(record.data).call_id)
+        try:
+            self._sock.sendto(packet, self._to)
+            self.sent += 1
+        except OSError as exc:  # collector down (ICMP), buffer full, too large: a lost copy
+            if not self.lost:
+                log.warning("HEP collector udp:%s:%d: %s (further losses are not logged)",
+                            *self._to, exc, extra={"event": "hep.lost"})
+            self.lost += 1
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+__all__ = ["CaptureSettings", "HepMirror", "hep3", "parse_capture"]

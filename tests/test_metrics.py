@@ -1,0 +1,120 @@
+"""The Prometheus endpoint of an ACMS (issue 16): a running partner ACMS with ``[metrics]``
+is scraped before, during and after a demo-like run -- 20 add-user requests from its peer
+primary ACMS (``mcacm send --count``), then a peer that stops answering: the counters move as
+the procedures did (Results by value, SIP requests and answers by method and status, the
+request -> Result histogram, commits), the 503 shed and the retries show, the gauges return."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from test_runtime_processes import ROOT, WAIT, Proc, free_port, processes, write_configs
+
+from mcacm_sip.core.config import ConfigError
+from mcacm_sip.runtime.metrics import parse_metrics
+
+MCACM = [sys.executable, "-m", "mcacm_sip.cli.main"]
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(port: int) -> Samples:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def retried(samples: Samples) -> float:
+    return sum(v for (name, _), v in samples.items() if name == "mcacm_acm_retries_total")
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.mark.timeout(120)
+def test_scraped_during_a_demo_like_run(tmp_path: Path) -> None:
+    cfg = write_configs(tmp_path)
+    partner_cfg = cfg["partner/acms"]
+    text = partner_cfg.read_text()
+    partner_port = next(x.split("=")[1].strip() for x in text.splitlines()
+                        if x.startswith("port ="))
+    primary_port = next(x for x in text.splitlines() if x.startswith('"sip:acms@primary'))
+    primary_port = primary_port.split(":")[-1].strip().strip('"')
+    partner_cfg.write_text(text + '\n[metrics]\nlisten = "127.0.0.1:0"\n'
+                                  "\n[limits]\nmax_in_flight = 2\n")
+    as_primary = ["--as", "acms", "--psi", "sip:acms@primary.example",
+                  "--to", "sip:acms@partner.example", "--via", f"udp:127.0.0.1:{partner_port}",
+                  "--requester", "sip:alice@primary.example"]
+    with processes() as procs:
+        partner = Proc("partner", ["acms", "--config", str(partner_cfg)], tmp_path)
+        procs.append(partner)
+        partner.wait_for_event("node.metrics")
+        port = next(e["port"] for e in partner.log_events() if e.get("event") == "node.metrics")
+        before = scrape(port)
+        assert value(before, "mcacm_acm_results_total", role="partner", result="success") == 0
+        assert value(before, "mcacm_open_transactions", role="partner") == 0
+
+        load = subprocess.run(
+            [*MCACM, "-q", "send", "add-user-configuration-request", *as_primary,
+             "--listen", f"127.0.0.1:{primary_port}", "--users", "sip:u{n}@primary.example",
+             "--count", "20", "--rate", "20", "--concurrency", "1", "--json"],
+            capture_output=True, text=True, cwd=ROOT, timeout=WAIT * 2)
+        assert load.returncode == 0, load.stdout + load.stderr
+        after = scrape(port)
+        assert value(after, "mcacm_acm_results_total", role="partner", result="success") == 20
+        assert value(after, "mcacm_acm_request_result_seconds_count", role="partner") == 20
+        assert value(after, "mcacm_sip_requests_total", direction="in", method="MESSAGE") == 20
+        # each request: 200 to its MESSAGE; our indication and response each answered 200
+        assert value(after, "mcacm_sip_responses_total", direction="out", method="MESSAGE",
+                     status="200") == 20
+        assert value(after, "mcacm_sip_responses_total", direction="in", method="MESSAGE",
+                     status="200") == 40
+        assert value(after, "mcacm_store_commit_seconds_count") >= 20
+        assert value(after, "mcacm_open_transactions", role="partner") == 0
+        assert value(after, "mcacm_pending_items") == 0
+        assert value(after, "mcacm_shed_total", reason="overload") == 0
+
+        # the primary goes away: our indication and response cannot be delivered, so they are
+        # retried, and with max_in_flight = 2 the next new request is shed (503)
+        stray = ["--listen", f"127.0.0.1:{free_port()}", "--users", "sip:late@primary.example",
+                 "--timeout", "1", "-q"]
+        first = subprocess.run([*MCACM, "send", "add-user-configuration-request", *as_primary,
+                                *stray], capture_output=True, text=True, cwd=ROOT, timeout=WAIT)
+        assert first.returncode == 3, first.stdout + first.stderr  # no indication reached us
+        shed = subprocess.run([*MCACM, "send", "add-user-configuration-request", *as_primary,
+                               *stray], capture_output=True, text=True, cwd=ROOT, timeout=WAIT)
+        assert shed.returncode == 5 and "503" in shed.stdout, shed.stdout + shed.stderr
+        deadline = time.monotonic() + WAIT
+        while True:  # the first retry is due after [timers] retry_initial (1 s)
+            now = scrape(port)
+            if retried(now) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert value(now, "mcacm_shed_total", reason="overload") == 1
+    retries = {dict(k[1])["purpose"]: v for k, v in now.items()
+               if k[0] == "mcacm_acm_retries_total"}
+    assert retried(now) >= 1 and set(retries) <= {"indicate", "answer"}, retries
+    assert value(now, "mcacm_open_transactions", role="partner") == 1
+    assert value(now, "mcacm_sip_responses_total", direction="out", method="MESSAGE",
+                 status="503") == 1
+    # no per-user or per-id label anywhere: the label values come from bounded sets
+    labels = {k for (_, pairs) in now for k, _ in pairs}
+    assert labels <= {"direction", "method", "status", "role", "result", "reason", "purpose",
+                      "le"}
+
+
+def test_listen_must_be_an_ip_and_port() -> None:
+    assert parse_metrics({}).listen is None
+    assert parse_metrics({"metrics": {"listen": "[::1]:9464"}}).listen == ("::1", 9464)
+    for bad in ("localhost:9464", "127.0.0.1", "127.0.0.1:99999", 9464):
+        with pytest.raises(ConfigError, match=r"metrics\.listen"):
+            parse_metrics({"metrics": {"listen": bad}})
+    with pytest.raises(ConfigError, match=r"metrics\.port"):
+        parse_metrics({"metrics": {"port": 1}})
