@@ -1,0 +1,106 @@
+"""Homer/HEP (issue 16): a running partner ACMS with ``[capture] hep`` mirrors every SIP message
+it sends and receives to a collector as HEPv3.  The test is the collector: a UDP socket whose
+datagrams go into a pcap, which tshark decodes with a HEP dissector (examples/wireshark/hep.lua
+where Wireshark has none of its own): the inner SIP is dissected, each correlation id is its
+message's Call-ID, and the capture agent id and password are the configured ones."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_runtime_processes import ROOT, WAIT, Proc, processes, write_configs
+from tools import require_tool
+
+from mcacm_sip.core.config import ConfigError
+from mcacm_sip.pcap import PcapWriter
+from mcacm_sip.runtime.base import TraceRecord
+from mcacm_sip.runtime.hep import hep3, parse_capture
+
+LUA = ROOT / "examples" / "wireshark" / "hep.lua"
+MCACM = [sys.executable, "-m", "mcacm_sip.cli.main"]
+FIELDS = ("hep.capture_id", "hep.auth_key", "hep.correlation_id", "hep.src_port", "sip.Call-ID",
+          "sip.Method", "sip.Status-Code", "sip.CSeq.method", "hep.src_ip6")
+
+
+def tshark_fields(pcap: Path, port: int) -> list[dict[str, str]]:
+    tshark = require_tool("tshark")
+    argv = [tshark, "-n", "-X", f"lua_script:{LUA}", "-d", f"udp.port=={port},hep", "-r",
+            str(pcap), "-T", "fields", "-E", "separator=|", "-E", "occurrence=f"]
+    for name in FIELDS:
+        argv += ["-e", name]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+    return [dict(zip(FIELDS, line.split("|"), strict=True)) for line in out.stdout.splitlines()]
+
+
+@pytest.mark.interop
+@pytest.mark.timeout(120)
+def test_every_message_mirrored_as_hep_and_dissected_by_tshark(tmp_path: Path) -> None:
+    collector = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    collector.bind(("127.0.0.1", 0))
+    port = collector.getsockname()[1]
+    cfg = write_configs(tmp_path)
+    partner_cfg = cfg["partner/acms"]
+    text = partner_cfg.read_text()
+    partner_port = next(x.split("=")[1].strip() for x in text.splitlines()
+                        if x.startswith("port ="))
+    primary = next(x for x in text.splitlines() if x.startswith('"sip:acms@primary'))
+    primary_port = primary.split(":")[-1].strip().strip('"')
+    partner_cfg.write_text(text + f'\n[capture]\nhep = "udp:127.0.0.1:{port}"\n'
+                                  'capture_id = 4711\npassword = "homer-secret"\n')
+    packets: list[tuple[float, tuple[str, int], bytes]] = []
+    with processes() as procs:
+        partner = Proc("partner", ["acms", "--config", str(partner_cfg)], tmp_path)
+        procs.append(partner)
+        partner.wait_for_event("node.start")
+        send = subprocess.run(
+            [*MCACM, "-q", "send", "add-user-configuration-request", "--as", "acms",
+             "--psi", "sip:acms@primary.example", "--listen", f"127.0.0.1:{primary_port}",
+             "--to", "sip:acms@partner.example", "--via", f"udp:127.0.0.1:{partner_port}",
+             "--requester", "sip:alice@primary.example", "--users",
+             "sip:mike@primary.example", "--json"],
+            capture_output=True, text=True, cwd=ROOT, timeout=WAIT)
+        assert send.returncode == 0, send.stdout + send.stderr
+        # our MESSAGE and its 200, the indication and the response and their 200s: 6
+        collector.settimeout(WAIT)
+        while len(packets) < 6:
+            data, source = collector.recvfrom(65535)
+            packets.append((time.time(), source, data))
+    collector.close()
+    pcap = tmp_path / "hep.pcap"
+    with open(pcap, "wb") as f:
+        writer = PcapWriter(f)
+        for at, source, data in packets:
+            writer.write(at, "udp", source, ("127.0.0.1", port), data)
+        # and one message between IPv6 ends, encoded as the node would
+        writer.write(time.time(), "udp", ("127.0.0.1", 40000), ("127.0.0.1", port), hep3(
+            TraceRecord(time.time(), "out", "udp", ("::1", 5060), ("::1", 5070),
+                        b"OPTIONS sip:x@[::1] SIP/2.0\r\nCall-ID: v6@test\r\n"
+                        b"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"), 7, None, "v6@test"))
+    rows = tshark_fields(pcap, port)
+    assert len(rows) == 7
+    mirrored, v6 = rows[:6], rows[6]
+    for row in mirrored:
+        assert row["hep.capture_id"] == "4711" and row["hep.auth_key"] == "homer-secret"
+        assert row["sip.Call-ID"] and row["hep.correlation_id"] == row["sip.Call-ID"]
+    assert sorted(r["sip.Method"] for r in mirrored if r["sip.Method"]) == ["MESSAGE"] * 3
+    assert [r["sip.Status-Code"] for r in mirrored if r["sip.Status-Code"]] == ["200"] * 3
+    assert {r["sip.CSeq.method"] for r in mirrored} == {"MESSAGE"}
+    assert len({r["sip.Call-ID"] for r in mirrored}) == 3  # one per MESSAGE and its answer
+    assert (v6["hep.src_ip6"], v6["sip.Method"], v6["hep.correlation_id"]) == (
+        "::1", "OPTIONS", "v6@test")
+
+
+def test_capture_settings() -> None:
+    assert parse_capture({}).hep is None
+    settings = parse_capture({"capture": {"hep": "udp:[::1]:9060", "capture_id": 9}})
+    assert (settings.hep, settings.capture_id, settings.password) == (("::1", 9060), 9, None)
+    for bad in ("tcp:127.0.0.1:9060", "udp:homer:9060", "udp:127.0.0.1", "127.0.0.1:9060"):
+        with pytest.raises(ConfigError, match=r"capture\.hep"):
+            parse_capture({"capture": {"hep": bad}})
+    with pytest.raises(ConfigError, match=r"capture\.capture_id"):
+        parse_capture({"capture": {"capture_id": -1}})
