@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from mcacm_sip.cli.main import EX_FAILED, EX_OK, EX_USAGE, CliError, command
+from mcacm_sip.core.config import ConfigError, read_toml
 from mcacm_sip.ladder import LadderEvent, describe, render
 from mcacm_sip.pcap import Address, PcapError, SipPacket, read_sip
+from mcacm_sip.runtime.wire import summarise
 from mcacm_sip.sip.message import read_raw
 
 EX_DATAERR, EX_NOINPUT = 65, 66  # sysexits.h
@@ -58,11 +60,42 @@ def _listeners(packets: Sequence[SipPacket]) -> dict[Address, Address]:
     return alias
 
 
+def node_names(path: str | Path) -> dict[str, str]:
+    """A node's TOML (ACMS, ACMC, FA server): each address it listens on -> its identity
+    (``psi`` or ``mc_service_id``, without ``sip:``)."""
+    try:
+        data = read_toml(path)
+    except ConfigError as exc:
+        raise CliError(EX_USAGE, f"--names {path}: {exc}") from None
+    who = data.get("psi") or data.get("mc_service_id")
+    if not isinstance(who, str):
+        raise CliError(EX_USAGE, f"--names {path}: no psi or mc_service_id (not a node's "
+                                 "configuration)")
+    name = who.split(":", 1)[1] if who.startswith(("sip:", "sips:")) else who
+    out = {}
+    listens = data.get("listen") or []
+    for listen in listens if isinstance(listens, list) else []:
+        host, port = listen.get("host", "127.0.0.1"), listen.get("port", 0)
+        if isinstance(host, str) and isinstance(port, int) and port:  # 0: unknown until run
+            out[_normal(address_text((host, port)))] = name
+    return out
+
+
 def parse_names(values: Iterable[str]) -> dict[str, str]:
     """``ADDR=NAME,ADDR=NAME`` (repeatable) -> {ADDR: NAME}; ADDR is ``ip:port``,
-    ``[v6]:port`` or an IP (every port of it)."""
+    ``[v6]:port`` or an IP (every port of it).  A value that is a file: a node's TOML
+    (:func:`node_names`), else lines of ``ADDR=NAME`` (``#`` starts a comment)."""
     names: dict[str, str] = {}
     for value in values:
+        if "=" not in value and Path(value).is_file():
+            if value.endswith(".toml"):
+                names.update(node_names(value))
+                continue
+            try:
+                lines = Path(value).read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CliError(EX_USAGE, f"--names {value}: {exc}") from None
+            value = ",".join(line.split("#", 1)[0] for line in lines)
         for item in filter(None, (part.strip() for part in value.split(","))):
             addr, sep, name = item.rpartition("=")
             if not sep or not addr or not name:
@@ -130,11 +163,33 @@ def ladder_json(packets: Sequence[SipPacket], names: Mapping[str, str] | None = 
             for e, p in zip(found, packets, strict=True)]
 
 
+def select(packets: Sequence[SipPacket], call_ids: Sequence[str] = (),
+           transactions: Sequence[str] = ()) -> list[SipPacket]:
+    """The messages of the given Call-IDs, and of every Call-ID whose MESSAGE carries one of
+    the ACM transaction ids (each ACM flow travels in a MESSAGE of its own, with its own
+    Call-ID: the request, the process indication, the response, their deliveries and
+    downloads); all messages if both are empty."""
+    if not call_ids and not transactions:
+        return list(packets)
+    wanted = set(call_ids)
+    needles = [t.encode("utf-8") for t in transactions]
+    ids = [summarise(p.data).call_id for p in packets]
+    for p, call_id in zip(packets, ids, strict=True):
+        if call_id is not None and any(n in p.data for n in needles):
+            wanted.add(call_id)
+    return [p for p, call_id in zip(packets, ids, strict=True) if call_id in wanted]
+
+
 def cmd_ladder(args: argparse.Namespace) -> int:
     names = parse_names(args.names or ())
     packets = read(args.file)
     if not packets:
         print(f"mcacm ladder: no SIP messages in {args.file}", file=sys.stderr)
+        return EX_FAILED
+    packets = select(packets, args.call_id or (), args.transaction or ())
+    if not packets:
+        which = ", ".join([*(args.transaction or ()), *(args.call_id or ())])
+        print(f"mcacm ladder: no SIP message of {which} in {args.file}", file=sys.stderr)
         return EX_FAILED
     if args.json:
         print(json.dumps(ladder_json(packets, names), indent=2))
@@ -148,14 +203,25 @@ def cmd_ladder(args: argparse.Namespace) -> int:
          "  mcacm ladder examples/demo/7-not-authorised/exchange.pcap\n"
          "  mcacm ladder call.pcap --names 127.0.0.1:5060=acms,127.0.0.1:5061=alice\n"
          "  mcacm ladder call.pcap --json     # [{time, t, src, dst, transport, label}, ...]\n"
+         "  # one ACM procedure, the nodes named from their configurations\n"
+         "  mcacm ladder lab.pcap --transaction 7d1c... \\\n"
+         "      --names examples/config/primary/acms.toml \\\n"
+         "      --names examples/config/partner/acms.toml\n"
+         "  mcacm ladder lab.pcap --call-id 5f2a...@127.0.0.1\n"
          "Reads pcap and pcapng (Ethernet, Linux cooked, raw IP, loopback); SIP over UDP and\n"
          "TCP (reassembled).  exit codes: 0 drawn, 1 no SIP message, 2 usage, 65 not a\n"
          "capture, 66 cannot read the file.",
          run=cmd_ladder)
 def _ladder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE.pcap", help="a pcap or pcapng capture")
-    p.add_argument("--names", action="append", metavar="ADDR=NAME,...",
-                   help="name participants: ADDR is IP:PORT, [IPv6]:PORT or an IP "
-                        "(repeatable)")
+    p.add_argument("--names", action="append", metavar="ADDR=NAME,...|FILE",
+                   help="name participants: ADDR is IP:PORT, [IPv6]:PORT or an IP; or a node's "
+                        "TOML (its listen addresses -> its PSI / MC service ID); or a file of "
+                        "ADDR=NAME lines (repeatable)")
+    p.add_argument("--transaction", action="append", metavar="ID",
+                   help="only the messages of this ACM transaction: every MESSAGE carrying "
+                        "the id, and the answers sharing their Call-IDs (repeatable)")
+    p.add_argument("--call-id", action="append", metavar="CALL-ID",
+                   help="only the messages of this Call-ID (repeatable)")
     p.add_argument("--json", action="store_true",
                    help="print the messages as JSON (time, t, src, dst, transport, label)")
