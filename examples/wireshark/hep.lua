@@ -1,5 +1,5 @@
 -- hep.lua: a HEPv3 (Homer Encapsulation Protocol) dissector for Wireshark versions without one,
--- so that what `[capture] hep` sends (docs/running.md "Homer / HEP") can be read in a capture
+-- so that what `[capture] hep` sends (docs/cli.md "Homer / HEP") can be read in a capture
 -- of the collector's port: the chunks (addresses, ports, time, capture id, correlation id) and
 -- the SIP message inside, handed to Wireshark's SIP dissector.
 --

@@ -57,7 +57,7 @@ Runtime tables (docs/running.md has annotated examples)::
     download_items = 50                # pending items per download response (one page)
     download_bytes = 49152             # bytes of pending items per download response
 
-    [metrics]                          # ACMS only: Prometheus endpoint (docs/running.md)
+    [metrics]                          # ACMS only: Prometheus endpoint (docs/cli.md)
     listen = "127.0.0.1:9464"          # GET /metrics; port 0: any free one
 
 Every error is a :class:`~mcacm_sip.core.config.ConfigError` naming the key.

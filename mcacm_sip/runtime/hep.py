@@ -1,5 +1,5 @@
 """Mirror every SIP message of a node to a Homer collector as HEPv3 (``[capture] hep =
-"udp:HOST:PORT"``; docs/running.md "Homer / HEP").
+"udp:HOST:PORT"``; docs/cli.md "Homer / HEP").
 
 :func:`hep3` is the sans-I/O encoder (HEP3 as Homer, heplify and Kamailio's siptrace write it:
 the ``HEP3`` magic, the total length, then vendor-0 chunks: IP family and protocol, addresses

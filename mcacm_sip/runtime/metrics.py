@@ -1,4 +1,4 @@
-"""Prometheus metrics of an ACMS (``[metrics] listen = "127.0.0.1:9464"``; docs/running.md
+"""Prometheus metrics of an ACMS (``[metrics] listen = "127.0.0.1:9464"``; docs/cli.md
 "Metrics").
 
 The ``prometheus-client`` registry is the node's own (several nodes in one process -- the lab,
