@@ -15,6 +15,7 @@ HEP"; one ACM procedure spans several Call-IDs -- ``mcacm ladder --transaction``
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import socket
@@ -66,6 +67,15 @@ def parse_capture(data: Mapping[str, Any]) -> CaptureSettings:
     return CaptureSettings((host, int(port)), capture_id, password)
 
 
+@functools.lru_cache(maxsize=256)
+def _packed(host: str, v6: bool) -> bytes:
+    """An address as the chunk carries it (an IPv4 end of an IPv6 packet: IPv4-mapped)."""
+    ip = ipaddress.ip_address(host)
+    if v6 and ip.version == 4:
+        ip = ipaddress.IPv6Address(f"::ffff:{ip}")
+    return ip.packed
+
+
 def _chunk(kind: int, payload: bytes) -> bytes:
     return struct.pack("!HHH", 0, kind, 6 + len(payload)) + payload
 
@@ -73,13 +83,8 @@ def _chunk(kind: int, payload: bytes) -> bytes:
 def hep3(record: TraceRecord, capture_id: int = 2001, password: str | None = None,
          correlation_id: str | None = None) -> bytes:
     """One HEPv3 packet carrying ``record``'s message."""
-    src, dst = ipaddress.ip_address(record.src[0]), ipaddress.ip_address(record.dst[0])
-    v6 = src.version == 6 or dst.version == 6
-    if v6:  # one family per packet: an IPv4 end written as IPv4-mapped
-        src_b, dst_b = (a.packed if a.version == 6 else
-                        ipaddress.IPv6Address(f"::ffff:{a}").packed for a in (src, dst))
-    else:
-        src_b, dst_b = src.packed, dst.packed
+    v6 = ":" in record.src[0] or ":" in record.dst[0]  # one family per packet
+    src_b, dst_b = _packed(record.src[0], v6), _packed(record.dst[0], v6)
     seconds = int(record.time)
     chunks = [
         _chunk(0x01, bytes([10 if v6 else 2])),

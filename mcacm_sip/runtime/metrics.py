@@ -96,6 +96,8 @@ class AcmsMetrics:
         """Keys of transactions whose Result was counted."""
         self._pending: set[str] = set()
         self._retrans = Retransmissions()
+        self._children: dict[tuple[str, ...], Any] = {}
+        """Label values -> the counter child (bounded: the label sets are)."""
         open_tx = Gauge("mcacm_open_transactions", "ACM transactions not done, by role",
                         ["role"], registry=r)
         for role in ("primary", "partner"):
@@ -123,11 +125,18 @@ class AcmsMetrics:
         direction, s = record.direction, summarise(record.data)
         if s.status is not None:
             method = s.cseq_method or "other"
-            self.sip_responses.labels(direction, method if method in METHODS else "other",
-                                      str(s.status)).inc()
+            answer: tuple[str, ...] = (direction, method if method in METHODS else "other",
+                                       str(s.status))
+            child = self._children.get(answer)
+            if child is None:  # labels() costs a lock and a tuple: once per label set
+                child = self._children[answer] = self.sip_responses.labels(*answer)
+            child.inc()
             return
-        method = s.method if s.method in METHODS else "other"
-        self.sip_requests.labels(direction, method).inc()
+        key = (direction, s.method if s.method in METHODS else "other")
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.sip_requests.labels(*key)
+        child.inc()
         if direction == "out" and self._retrans.sent(s):
             self.sip_retransmissions.inc()
 

@@ -30,20 +30,39 @@ class WireSummary:
         return self.cseq[1].upper() if self.cseq else self.method
 
 
+def _value(head: bytes, spelling: bytes) -> bytes | None:
+    """The value of the header written exactly ``spelling`` (``\r\nName:``), else None."""
+    at = head.find(spelling)
+    if at < 0:
+        return None
+    start = at + len(spelling)
+    end = head.find(b"\r\n", start)
+    return head[start:end if end >= 0 else len(head)].strip()
+
+
 def summarise(data: bytes) -> WireSummary:
     head_end = data.find(b"\r\n\r\n")
     head = data if head_end < 0 else data[:head_end + 2]
     status = method = None
-    if m := _STATUS.match(head):
-        status = int(m.group(1))
+    if head.startswith(b"SIP/2.0 "):
+        if m := _STATUS.match(head):
+            status = int(m.group(1))
     elif m := _METHOD.match(head):
         method = m.group(1).decode("ascii")
-    cseq = _CSEQ.search(head)
-    call_id = _CALL_ID.search(head)
-    return WireSummary(
-        method, status,
-        None if cseq is None else (int(cseq.group(1)), cseq.group(2).decode("ascii")),
-        None if call_id is None else call_id.group(1).strip().decode("utf-8", "replace"))
+    # the usual spellings by a plain search; any other (case, compact form, spaces) by regex
+    cseq_value = _value(head, b"\r\nCSeq:")
+    cseq = None
+    if cseq_value is not None:
+        number, _, name = cseq_value.partition(b" ")
+        if number.isdigit() and name.strip().isalpha():
+            cseq = (int(number), name.strip().decode("ascii"))
+    if cseq is None and (c := _CSEQ.search(head)):
+        cseq = (int(c.group(1)), c.group(2).decode("ascii"))
+    call_id = _value(head, b"\r\nCall-ID:")
+    if not call_id and (i := _CALL_ID.search(head)):
+        call_id = i.group(1).strip()
+    return WireSummary(method, status, cseq,
+                       call_id.decode("utf-8", "replace") if call_id else None)
 
 
 class Retransmissions:
