@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_STATUS = re.compile(rb"SIP/2\.0 (\d{3}) ")
+_STATUS = re.compile(rb"SIP/2\.0 ([1-6]\d\d) ")  # RFC 3261 7.2: 1xx-6xx
 _METHOD = re.compile(rb"([A-Z]{1,20}) \S+ SIP/2\.0\r\n")
 # header names are case-insensitive, Call-ID has the compact form i (RFC 3261 7.3.1, 20)
 _CSEQ = re.compile(rb"\r\n(?i:cseq)[ \t]*:[ \t]*(\d+)[ \t]+([A-Za-z]{1,20})")
