@@ -6,6 +6,8 @@ message's Call-ID, and the capture agent id and password are the configured ones
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import socket
 import subprocess
 import sys
@@ -16,10 +18,15 @@ import pytest
 from test_runtime_processes import ROOT, WAIT, Proc, processes, write_configs
 from tools import require_tool
 
-from mcacm_sip.core.config import ConfigError
+from mcacm_sip.core.config import AcmcConfig, ConfigError
 from mcacm_sip.pcap import PcapWriter
-from mcacm_sip.runtime.base import TraceRecord
-from mcacm_sip.runtime.hep import hep3, parse_capture
+from mcacm_sip.runtime.acmc import AcmcNode
+from mcacm_sip.runtime.acms import AcmsNode
+from mcacm_sip.runtime.base import SipSettings, TraceRecord
+from mcacm_sip.runtime.config import AcmcNodeConfig, AcmsNodeConfig
+from mcacm_sip.runtime.hep import CaptureSettings, hep3, parse_capture
+from mcacm_sip.runtime.lab import ALICE, LOOPBACK, PRIMARY, primary_config
+from mcacm_sip.sip import Listen
 
 LUA = ROOT / "examples" / "wireshark" / "hep.lua"
 MCACM = [sys.executable, "-m", "mcacm_sip.cli.main"]
@@ -104,3 +111,36 @@ def test_capture_settings() -> None:
             parse_capture({"capture": {"hep": bad}})
     with pytest.raises(ConfigError, match=r"capture\.capture_id"):
         parse_capture({"capture": {"capture_id": -1}})
+
+
+def test_an_acmc_mirrors_its_register_too() -> None:
+    """``[capture]`` is a table of every node: the ACMC's REGISTER (and the ACMS's answer)
+    reach the collector from both ends, each with its own capture id."""
+    collector = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    collector.bind(("127.0.0.1", 0))
+    collector.settimeout(WAIT)
+    hep = ("127.0.0.1", collector.getsockname()[1])
+    sip = SipSettings(listens=(Listen("udp", "127.0.0.1", 0),), trusted_hosts=LOOPBACK)
+
+    async def run() -> None:
+        acms = AcmsNode(AcmsNodeConfig(primary_config(None), dataclasses.replace(
+            sip, capture=CaptureSettings(hep, 1))))
+        await acms.start()
+        acmc = AcmcNode(AcmcNodeConfig(AcmcConfig(ALICE, PRIMARY), dataclasses.replace(
+            sip, hops={"*": acms.hop()}, capture=CaptureSettings(hep, 2))))
+        try:
+            await acmc.start()
+        finally:
+            await acmc.stop(logoff=False)
+            await acms.stop()
+
+    asyncio.run(run())
+    seen = []
+    while len(seen) < 4:  # REGISTER out, in; 200 out, in
+        data = collector.recv(65535)
+        capture_id = int.from_bytes(data[data.index(b"\x00\x00\x00\x0c\x00\x0a") + 6:][:4],
+                                    "big")
+        seen.append((capture_id, data[data.index(b"\x00\x00\x00\x0f") + 6:].split(b"\r\n")[0]))
+    collector.close()
+    assert sorted(seen) == [(1, b"REGISTER sip:primary.example SIP/2.0"), (1, b"SIP/2.0 200 OK"),
+                            (2, b"REGISTER sip:primary.example SIP/2.0"), (2, b"SIP/2.0 200 OK")]

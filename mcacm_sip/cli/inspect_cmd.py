@@ -125,8 +125,9 @@ def view_text(doc: dict[str, Any], transaction: str | None) -> str:
                   f"{p['transaction_id']} since {p['since']}" for p in doc["pending"]]
     if doc["registrations"]:
         lines += ["", "registrations (logged-on ACMCs):"]
-        lines += [f"  {r['aor']} at {r['contact']}, expires {r['expires']}"
-                  for r in doc["registrations"]]
+        lines += [f"  {r['aor']} at {r['contact']}, "
+                  + (f"expires {r['expires']}" if r["expires_in_s"] > 0 else
+                     f"expired {r['expires']} (not logged on)") for r in doc["registrations"]]
     if doc["mappings"]:
         lines += ["", "migrations (10.17.5 mappings):"]
         lines += [f"  {m['side']}: {m['primary_id']} -> {m['partner_id']} at {m['peer']}"
