@@ -135,7 +135,7 @@ def test_an_acmc_mirrors_its_register_too() -> None:
             await acms.stop()
 
     asyncio.run(run())
-    seen = []
+    seen: list[tuple[int, bytes]] = []
     while len(seen) < 4:  # REGISTER out, in; 200 out, in
         data = collector.recv(65535)
         capture_id = int.from_bytes(data[data.index(b"\x00\x00\x00\x0c\x00\x0a") + 6:][:4],
