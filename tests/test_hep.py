@@ -19,7 +19,7 @@ from test_runtime_processes import ROOT, WAIT, Proc, processes, write_configs
 from tools import require_tool
 
 from mcacm_sip.core.config import AcmcConfig, ConfigError
-from mcacm_sip.pcap import PcapWriter
+from mcacm_sip.pcap import PcapWriter, read_sip
 from mcacm_sip.runtime.acmc import AcmcNode
 from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import SipSettings, TraceRecord
@@ -113,6 +113,21 @@ def test_capture_settings() -> None:
         parse_capture({"capture": {"capture_id": -1}})
 
 
+async def _register(hep: tuple[str, int]) -> None:
+    """An ACMS and an ACMC, both mirroring to ``hep``: the ACMC logs on, both stop."""
+    sip = SipSettings(listens=(Listen("udp", "127.0.0.1", 0),), trusted_hosts=LOOPBACK)
+    acms = AcmsNode(AcmsNodeConfig(primary_config(None), dataclasses.replace(
+        sip, capture=CaptureSettings(hep, 1))))
+    await acms.start()
+    acmc = AcmcNode(AcmcNodeConfig(AcmcConfig(ALICE, PRIMARY), dataclasses.replace(
+        sip, hops={"*": acms.hop()}, capture=CaptureSettings(hep, 2))))
+    try:
+        await acmc.start()
+    finally:
+        await acmc.stop(logoff=False)
+        await acms.stop()
+
+
 def test_an_acmc_mirrors_its_register_too() -> None:
     """``[capture]`` is a table of every node: the ACMC's REGISTER (and the ACMS's answer)
     reach the collector from both ends, each with its own capture id."""
@@ -120,21 +135,7 @@ def test_an_acmc_mirrors_its_register_too() -> None:
     collector.bind(("127.0.0.1", 0))
     collector.settimeout(WAIT)
     hep = ("127.0.0.1", collector.getsockname()[1])
-    sip = SipSettings(listens=(Listen("udp", "127.0.0.1", 0),), trusted_hosts=LOOPBACK)
-
-    async def run() -> None:
-        acms = AcmsNode(AcmsNodeConfig(primary_config(None), dataclasses.replace(
-            sip, capture=CaptureSettings(hep, 1))))
-        await acms.start()
-        acmc = AcmcNode(AcmcNodeConfig(AcmcConfig(ALICE, PRIMARY), dataclasses.replace(
-            sip, hops={"*": acms.hop()}, capture=CaptureSettings(hep, 2))))
-        try:
-            await acmc.start()
-        finally:
-            await acmc.stop(logoff=False)
-            await acms.stop()
-
-    asyncio.run(run())
+    asyncio.run(_register(hep))
     seen: list[tuple[int, bytes]] = []
     while len(seen) < 4:  # REGISTER out, in; 200 out, in
         data = collector.recv(65535)
@@ -144,3 +145,42 @@ def test_an_acmc_mirrors_its_register_too() -> None:
     collector.close()
     assert sorted(seen) == [(1, b"REGISTER sip:primary.example SIP/2.0"), (1, b"SIP/2.0 200 OK"),
                             (2, b"REGISTER sip:primary.example SIP/2.0"), (2, b"SIP/2.0 200 OK")]
+
+
+@pytest.mark.interop
+@pytest.mark.timeout(60)
+def test_sngrep_as_the_collector_recovers_each_message(tmp_path: Path) -> None:
+    """A second, independent HEP reader: sngrep listening for HEP (``-L``) writes what it
+    decoded to a pcap -- each message with the addresses and ports it crossed."""
+    sngrep = require_tool("sngrep")
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    out = tmp_path / "sngrep.pcap"
+    proc = subprocess.Popen([sngrep, "-N", "-q", "-L", f"udp:127.0.0.1:{port}", "-O", str(out)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:  # listening once the port is taken
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    break
+            assert proc.poll() is None, "sngrep exited"
+            time.sleep(0.05)
+        asyncio.run(_register(("127.0.0.1", port)))
+        packets: list[tuple[tuple[str, int], tuple[str, int], bytes]] = []
+        while len(packets) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)  # sngrep writes as it decodes
+            packets = [(p.src, p.dst, p.data.split(b"\r\n")[0])
+                       for p in read_sip(out)] if out.exists() else []
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    firsts = sorted(first for _, _, first in packets)
+    assert firsts == [b"REGISTER sip:primary.example SIP/2.0"] * 2 + [b"SIP/2.0 200 OK"] * 2
+    ports = {src[1] for src, _, _ in packets} | {dst[1] for _, dst, _ in packets}
+    assert len(ports) == 2 and port not in ports  # the nodes' own ends, not the collector's

@@ -13,7 +13,7 @@ import pytest
 
 REQUIRE_ENV = "MCACM_REQUIRE_INTEROP"
 PACKAGES = {"sipp": "sip-tester", "kamailio": "kamailio", "tshark": "tshark",
-            "xmllint": "libxml2-utils"}
+            "xmllint": "libxml2-utils", "sngrep": "sngrep"}
 
 
 def require_tools(*tools: str) -> list[str]:
