@@ -6,12 +6,14 @@ configurations instead of raw ports."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from test_runtime_processes import ROOT, WAIT, Proc, processes, write_configs
+from tools import require_tool
 
 import mcacm_sip.cli.main  # noqa: F401  (registers the subcommands before ladder_cmd)
 from mcacm_sip.cli.ladder_cmd import node_names, parse_names
@@ -98,3 +100,22 @@ def test_names_from_node_configurations_and_files(tmp_path: Path) -> None:
     assert parse_names([str(names), str(examples / "partner" / "fa-server.toml")]) == {
         "127.0.0.1:5080": "kamailio", "[::1]:5060": "acms-v6",
         "127.0.0.1:5072": "fa@partner.example"}
+
+
+@pytest.mark.interop
+def test_sngrep_match_expression_shows_the_same_procedure(tmp_path: Path) -> None:
+    """The documented sngrep invocation (docs/cli.md): its match expression with a transaction
+    id keeps exactly the dialogs ``mcacm ladder --transaction`` keeps."""
+    sngrep = require_tool("sngrep")
+    pcap = ROOT / "examples" / "demo" / "2a-direct-approve" / "exchange.pcap"
+    packets = list(read_sip(pcap))
+    found = (re.search(rb"<transaction-id>([^<]+)</", p.data) for p in packets)
+    tid = next(m.group(1).decode() for m in found if m)
+    ours = json.loads(mcacm("ladder", str(pcap), "--transaction", tid, "--json").stdout)
+    out = tmp_path / "sngrep.pcap"
+    subprocess.run([sngrep, "-I", str(pcap), "-N", "-q", "-O", str(out), tid], check=True,
+                   stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    theirs = list(read_sip(out))
+    assert len(theirs) == len(ours) > 2
+    assert {summarise(p.data).call_id for p in theirs} == {
+        summarise(p.data).call_id for p in packets if tid.encode() in p.data}
