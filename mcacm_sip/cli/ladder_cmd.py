@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from mcacm_sip.cli.main import EX_FAILED, EX_OK, EX_USAGE, CliError, command
-from mcacm_sip.core.config import ConfigError, read_toml
+from mcacm_sip.core.config import ConfigError
 from mcacm_sip.ladder import LadderEvent, describe, render
 from mcacm_sip.pcap import Address, PcapError, SipPacket, read_sip
+from mcacm_sip.runtime.config import read_toml
 from mcacm_sip.runtime.wire import summarise
 from mcacm_sip.sip.message import read_raw
 

@@ -30,9 +30,9 @@ from mcacm_sip.runtime.base import uri_host
 from mcacm_sip.runtime.messaging import message_reply
 from mcacm_sip.runtime.sender import (
     Exchange,
+    ExchangeResult,
     SendableRequest,
     SendSettings,
-    Verdict,
     follow_message,
 )
 from mcacm_sip.runtime.wire import Retransmissions, summarise
@@ -77,14 +77,14 @@ class LoadStats:
         self.verdicts[str(ex.verdict)] += 1
         if "response" in ex.timings:
             self.response_times.append(ex.timings["response"])
-        if ex.verdict is not Verdict.POSITIVE:
+        if ex.verdict is not ExchangeResult.POSITIVE:
             why = ex.result or (f"{ex.sip_status} {ex.sip_reason or ''}".strip()
                                 if ex.refused else ex.failure) or str(ex.verdict)
             self.failures[why] += 1
 
     @property
     def successful(self) -> int:
-        return self.verdicts[str(Verdict.POSITIVE)]
+        return self.verdicts[str(ExchangeResult.POSITIVE)]
 
     @property
     def failed(self) -> int:
@@ -102,10 +102,10 @@ class LoadStats:
             "time": round(now, 3), "elapsed_s": round(now - self.started, 3),
             "sent": self.sent, "in_progress": self.sent - self.finished,
             "successful": self.successful, "failed": self.failed,
-            "negative": self.verdicts[str(Verdict.NEGATIVE)],
-            "no_answer": self.verdicts[str(Verdict.NO_ANSWER)],
-            "refused": self.verdicts[str(Verdict.REFUSED)],
-            "invalid": self.verdicts[str(Verdict.INVALID)],
+            "negative": self.verdicts[str(ExchangeResult.NEGATIVE)],
+            "no_answer": self.verdicts[str(ExchangeResult.NO_ANSWER)],
+            "refused": self.verdicts[str(ExchangeResult.REFUSED)],
+            "invalid": self.verdicts[str(ExchangeResult.INVALID)],
             "retransmissions": self.retransmissions, "offered_rate": self.rate,
             "achieved_rate": round((self.sent - 1) / sending, 2) if self.sent > 1 and sending
             > 0 else None,
