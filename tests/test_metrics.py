@@ -6,6 +6,7 @@ request -> Result histogram, commits), the 503 shed and the retries show, the ga
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -118,3 +119,18 @@ def test_listen_must_be_an_ip_and_port() -> None:
             parse_metrics({"metrics": {"listen": bad}})
     with pytest.raises(ConfigError, match=r"metrics\.port"):
         parse_metrics({"metrics": {"port": 1}})
+
+
+def test_a_metrics_port_in_use_names_itself(tmp_path: Path) -> None:
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    config = tmp_path / "acms.toml"
+    config.write_text('psi = "sip:acms@x.example"\n[sip]\ntrust = "lab"\n'
+                      f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    run = subprocess.run([*MCACM, "acms", "--config", str(config)], capture_output=True,
+                         text=True, cwd=ROOT, timeout=WAIT)
+    taken.close()
+    assert run.returncode == 69, run.stderr
+    assert f"[metrics] listen 127.0.0.1:{port}" in run.stderr

@@ -178,7 +178,11 @@ class AcmsMetrics:
     def serve(self, host: str, port: int) -> tuple[str, int]:
         """Serve ``/metrics`` on ``host:port`` (a daemon thread); returns the address bound.
         Raises OSError if it cannot listen."""
-        self._server, _ = start_http_server(port, host, registry=self.registry)
+        try:
+            self._server, _ = start_http_server(port, host, registry=self.registry)
+        except OSError as exc:  # say which of the node's addresses it was
+            raise OSError(exc.errno, f"[metrics] listen {host}:{port}: "
+                                     f"{exc.strerror or exc}") from None
         bound = self._server.server_address
         return str(bound[0]), int(bound[1])
 
