@@ -42,7 +42,7 @@ from mcacm_sip.cli.logs import setup_logging
 from mcacm_sip.cli.main import EX_FAILED, EX_OK, EX_USAGE, CliError, command, flow_json
 from mcacm_sip.cli.validate_cmd import format_problem
 from mcacm_sip.ladder import LadderEvent, render
-from mcacm_sip.runtime.base import TlsSettings, node_trace
+from mcacm_sip.runtime.base import TlsSettings, node_trace, tee
 from mcacm_sip.runtime.sender import (
     REQUEST_FLOWS,
     Exchange,
@@ -54,7 +54,7 @@ from mcacm_sip.runtime.sender import (
     send_request,
 )
 from mcacm_sip.sip import Peer, Transport
-from mcacm_sip.sip.aio import Listen, MessageTrace, TracedMessage, is_ip
+from mcacm_sip.sip.aio import Listen, TracedMessage, is_ip
 from mcacm_sip.sip.message import read_raw
 from mcacm_sip.sip.uri import InvalidUri, identity
 from mcacm_sip.text import printable
@@ -395,17 +395,6 @@ def _text(ex: Exchange, settings: SendSettings, trace: list[TracedMessage], quie
 # --------------------------------------------------------------------------- the command
 
 
-def _both(first: MessageTrace, second: MessageTrace | None) -> MessageTrace:
-    if second is None:
-        return first
-
-    def both(m: TracedMessage) -> None:
-        first(m)
-        second(m)
-    return both
-
-
-
 def cmd_send(args: argparse.Namespace) -> int:
     quiet = getattr(args, "quiet", False)
     setup_logging(logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
@@ -439,7 +428,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
     trace: list[TracedMessage] = []
     try:
-        ex = asyncio.run(send_request(request, body, settings, trace=_both(trace.append, tap),
+        ex = asyncio.run(send_request(request, body, settings, trace=tee(trace.append, tap),
                                       progress=progress))
     except (OSError, ssl.SSLError, ValueError) as exc:
         # cannot listen (address in use, not ours) or unusable TLS files

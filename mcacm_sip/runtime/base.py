@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from mcacm_sip.runtime.hep import CaptureSettings, HepMirror
 from mcacm_sip.sip import Limits, Peer, Request, Timers, Transport
@@ -51,13 +51,16 @@ class TraceRecord:
 TraceHook = Callable[[TraceRecord], None]
 
 
-def tee(*hooks: TraceHook | None) -> TraceHook | None:
+_R = TypeVar("_R")
+
+
+def tee(*hooks: Callable[[_R], None] | None) -> Callable[[_R], None] | None:
     """One trace hook calling each of ``hooks`` that is set (None if none is)."""
     live = [h for h in hooks if h is not None]
     if len(live) <= 1:
         return live[0] if live else None
 
-    def each(record: TraceRecord) -> None:
+    def each(record: _R) -> None:
         for hook in live:
             hook(record)
     return each
