@@ -105,3 +105,29 @@ def test_percentile_is_nearest_rank() -> None:
     assert (percentile(values, 50), percentile(values, 90), percentile(values, 99)) == (
         50.0, 90.0, 99.0)
     assert percentile([], 50) is None and percentile([7.0], 99) == 7.0
+
+
+@pytest.mark.timeout(120)
+def test_load_as_an_acmc_through_both_systems(tmp_path: Path) -> None:
+    """As alice's ACMC (one REGISTER for the run) through the primary ACMS to the partner's
+    policy and back (10.17.5.2, 10.17.7.2 steps 1-10): each request its own user."""
+    cfg = write_configs(tmp_path)
+    primary_cfg = cfg["primary/acms"]
+    primary_port = next(x.split("=")[1].strip() for x in primary_cfg.read_text().splitlines()
+                        if x.startswith("port ="))
+    with processes() as procs:
+        for name in ("primary/acms", "partner/acms"):
+            proc = Proc(name.replace("/", "-"), ["acms", "--config", str(cfg[name])], tmp_path)
+            procs.append(proc)
+            proc.wait_for_event("node.start")
+        run = subprocess.run(
+            [*MCACM, "-q", "send", "add-user-configuration-request", "--count", "20",
+             "--rate", "20", "--to", "sip:acms@primary.example", "--via",
+             f"udp:127.0.0.1:{primary_port}", "--requester", "sip:alice@primary.example",
+             "--users", "sip:acmc{n}@primary.example", "--target",
+             "sip:dave@partner.example", "--timeout", "20", "--json"],
+            capture_output=True, text=True, cwd=ROOT, timeout=WAIT * 3)
+    summary = json.loads(run.stdout)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert summary["register"] == {"status": 200}
+    assert (summary["sent"], summary["successful"], summary["failed"]) == (20, 20, 0)
