@@ -26,7 +26,7 @@ from mcacm_sip.runtime.base import SipSettings, TraceRecord
 from mcacm_sip.runtime.config import AcmcNodeConfig, AcmsNodeConfig
 from mcacm_sip.runtime.hep import CaptureSettings, hep3, parse_capture
 from mcacm_sip.runtime.lab import ALICE, LOOPBACK, PRIMARY, primary_config
-from mcacm_sip.sip import Listen
+from mcacm_sip.sip.aio import Listen
 
 LUA = ROOT / "examples" / "wireshark" / "hep.lua"
 MCACM = [sys.executable, "-m", "mcacm_sip.cli.main"]

@@ -24,7 +24,7 @@ from mcacm_sip.acm.model import new_transaction_id
 from mcacm_sip.cli.main import EX_FAILED, EX_OK, EX_USAGE, CliError
 from mcacm_sip.runtime.load import LoadStats, StatsWriter, run_load
 from mcacm_sip.runtime.sender import SendableRequest, SendSettings
-from mcacm_sip.sip import MessageTrace
+from mcacm_sip.sip.aio import MessageTrace
 from mcacm_sip.text import printable
 
 EX_NO_ANSWER, EX_REFUSED = 3, 5

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcacm_sip.core.config import ConfigError, check_keys, get_table, get_typed
 from mcacm_sip.runtime.wire import summarise
-from mcacm_sip.sip import is_ip
+from mcacm_sip.sip.aio import is_ip
 
 if TYPE_CHECKING:  # base imports this module
     from mcacm_sip.runtime.base import TraceRecord

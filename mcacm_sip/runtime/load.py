@@ -34,10 +34,12 @@ from mcacm_sip.runtime.sender import (
     SendableRequest,
     SendSettings,
     follow_message,
+    sender_endpoint,
 )
 from mcacm_sip.runtime.wire import Retransmissions, summarise
-from mcacm_sip.sip import IncomingRequest, MessageTrace, Reply, SipEndpoint, TracedMessage
-from mcacm_sip.sip.registrar import RegistrationClient, RegistrationError
+from mcacm_sip.sip import Reply
+from mcacm_sip.sip.aio import IncomingRequest, MessageTrace, TracedMessage
+from mcacm_sip.sip.aio.usages import RegistrationClient, RegistrationError
 from mcacm_sip.sip.uri import registrar_uri
 
 CSV_FIELDS = ("time", "elapsed_s", "sent", "in_progress", "successful", "failed", "negative",
@@ -159,12 +161,7 @@ async def run_load(make: Callable[[int], tuple[SendableRequest, bytes]], setting
         if trace is not None:
             trace(m)
 
-    tls = settings.tls
-    endpoint = SipEndpoint(
-        [settings.listen], timers=settings.timers,
-        tls_server=tls.server_context() if tls and settings.listen.transport == "tls" else None,
-        tls_client=tls.client_context() if tls else None, trace=traced,
-        locate=None if settings.hop is None else (lambda _uri: settings.hop))
+    endpoint = sender_endpoint(settings, traced)
     exchanges: dict[str, tuple[Exchange, asyncio.Event]] = {}
     host = uri_host(settings.identity)
 

@@ -24,7 +24,7 @@ from mcacm_sip.core.events import Put, Remove, StoreChange
 from mcacm_sip.core.state import Outgoing, PendingItem, Snapshot, Transaction, TxState
 from mcacm_sip.runtime.base import TraceRecord
 from mcacm_sip.runtime.wire import Retransmissions, summarise
-from mcacm_sip.sip import is_ip
+from mcacm_sip.sip.aio import is_ip
 
 log = logging.getLogger("mcacm.metrics")
 

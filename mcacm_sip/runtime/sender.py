@@ -277,6 +277,18 @@ def local_address_toward(host: str, port: int = 5060) -> str:
         return "127.0.0.1"
 
 
+def sender_endpoint(settings: SendSettings, trace: MessageTrace | None) -> SipEndpoint:
+    """The one socket of ``mcacm send`` (one request or a load run): every request to the
+    configured hop, if any.  Raises ValueError / ssl.SSLError for unusable TLS files."""
+    tls = settings.tls
+    hop = settings.hop
+    return SipEndpoint(
+        [settings.listen], timers=settings.timers,
+        tls_server=tls.server_context() if tls and settings.listen.transport == "tls" else None,
+        tls_client=tls.client_context() if tls else None, trace=trace,
+        locate=None if hop is None else (lambda _uri: hop))
+
+
 async def send_request(request: SendableRequest, body: bytes, settings: SendSettings, *,
                        trace: MessageTrace | None = None,
                        progress: Callable[[str], None] | None = None) -> Exchange:
@@ -286,12 +298,7 @@ async def send_request(request: SendableRequest, body: bytes, settings: SendSett
     Raises OSError if we cannot listen, ValueError / ssl.SSLError for unusable TLS files.
     """
     say = progress or (lambda _: None)
-    tls = settings.tls
-    endpoint = SipEndpoint(
-        [settings.listen], timers=settings.timers,
-        tls_server=tls.server_context() if tls and settings.listen.transport == "tls" else None,
-        tls_client=tls.client_context() if tls else None, trace=trace,
-        locate=None if settings.hop is None else (lambda _uri: settings.hop))
+    endpoint = sender_endpoint(settings, trace)
     ex = Exchange(request, time.time())
     changed = asyncio.Event()
     host = uri_host(settings.identity)

@@ -1,17 +1,14 @@
-"""What a traced SIP message is, read from its raw bytes without parsing it whole: its method
-or status, the method its CSeq names, its Call-ID.  Cheap enough for every message of a node
-(metrics, HEP correlation, load statistics); a message it cannot read yields Nones."""
+"""What a traced SIP message is, for metrics, HEP correlation and load statistics: its method
+or status, the method its CSeq names, its Call-ID -- read by the SIP layer's lenient reader
+(:func:`~mcacm_sip.sip.message.read_raw`: any spelling a peer may use, never raises).  A message
+it cannot read yields Nones."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-_STATUS = re.compile(rb"SIP/2\.0 ([1-6]\d\d) ")  # RFC 3261 7.2: 1xx-6xx
-_METHOD = re.compile(rb"([A-Z]{1,20}) \S+ SIP/2\.0\r\n")
-# header names are case-insensitive, Call-ID has the compact form i (RFC 3261 7.3.1, 20)
-_CSEQ = re.compile(rb"\r\n(?i:cseq)[ \t]*:[ \t]*(\d+)[ \t]+([A-Za-z]{1,20})")
-_CALL_ID = re.compile(rb"\r\n(?i:call-id|i)[ \t]*:[ \t]*([^\r\n]{1,256})")
+from mcacm_sip.sip.message import read_raw
+from mcacm_sip.text import ascii_int
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,39 +27,16 @@ class WireSummary:
         return self.cseq[1].upper() if self.cseq else self.method
 
 
-def _value(head: bytes, spelling: bytes) -> bytes | None:
-    """The value of the header written exactly ``spelling`` (``\r\nName:``), else None."""
-    at = head.find(spelling)
-    if at < 0:
-        return None
-    start = at + len(spelling)
-    end = head.find(b"\r\n", start)
-    return head[start:end if end >= 0 else len(head)].strip()
-
-
 def summarise(data: bytes) -> WireSummary:
-    head_end = data.find(b"\r\n\r\n")
-    head = data if head_end < 0 else data[:head_end + 2]
-    status = method = None
-    if head.startswith(b"SIP/2.0 "):
-        if m := _STATUS.match(head):
-            status = int(m.group(1))
-    elif m := _METHOD.match(head):
-        method = m.group(1).decode("ascii")
-    # the usual spellings by a plain search; any other (case, compact form, spaces) by regex
-    cseq_value = _value(head, b"\r\nCSeq:")
-    cseq = None
-    if cseq_value is not None:
-        number, _, name = cseq_value.partition(b" ")
-        if number.isdigit() and name.strip().isalpha():
-            cseq = (int(number), name.strip().decode("ascii"))
-    if cseq is None and (c := _CSEQ.search(head)):
-        cseq = (int(c.group(1)), c.group(2).decode("ascii"))
-    call_id = _value(head, b"\r\nCall-ID:")
-    if not call_id and (i := _CALL_ID.search(head)):
-        call_id = i.group(1).strip()
-    return WireSummary(method, status, cseq,
-                       call_id.decode("utf-8", "replace") if call_id else None)
+    raw = read_raw(data)
+    status = raw.status
+    if status is not None and not 100 <= status <= 699:  # RFC 3261 7.2: 1xx-6xx only
+        status = None
+    method = None if raw.status is not None else raw.method
+    number, _, name = (raw.header("cseq") or "").strip().partition(" ")
+    seq, name = ascii_int(number), name.strip()
+    cseq = (seq, name) if seq is not None and name.isascii() and name.isalpha() else None
+    return WireSummary(method, status, cseq, raw.header("call-id") or None)
 
 
 class Retransmissions:

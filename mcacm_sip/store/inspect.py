@@ -4,8 +4,8 @@ The file is opened read-only (``mode=ro`` URI, ``PRAGMA query_only``) and read i
 read transaction: in WAL mode a reader takes no lock the writer waits for, and the snapshot is
 consistent (a transaction, its pending item and its sends as of one commit).  Nothing is
 written to the database, not even a checkpoint (of a stopped node's file SQLite may leave the
-empty ``-wal`` / ``-shm`` companions a WAL reader needs).  Rows are decoded by the store's own loaders
-(:mod:`.sqlite`); a row that cannot be decoded is reported, not fatal.
+empty ``-wal`` / ``-shm`` companions a WAL reader needs).  Rows are decoded by the store's own
+loaders (:mod:`.sqlite`); a row that cannot be decoded is reported, not fatal.
 """
 
 from __future__ import annotations
