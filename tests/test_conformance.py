@@ -25,6 +25,7 @@ from mcacm_sip.conformance.catalogue import scenarios_for
 from mcacm_sip.conformance.profile import Profile, Role, Timing, load_profile
 from mcacm_sip.conformance.report import Report, Verdict
 from mcacm_sip.conformance.runner import Runner
+from mcacm_sip.core import groups
 from mcacm_sip.core.config import (
     REQUEST_FLOWS,
     AcmcConfig,
@@ -64,6 +65,8 @@ NIGHT = "sip:night@partner.example"
 ERIN = "sip:erin@partner.example"
 """A second partner user who may decide (the profile's other_decider)."""
 FAST = Timing(wait=3.0, quiet=0.3, t1=0.1)
+HOME_GROUPS = "sip:grp-*@primary.example"
+"""The primary's groups (10.17.4): the profile's group and auto_group, not its foreign_group."""
 
 
 def _sip() -> SipSettings:
@@ -92,19 +95,22 @@ def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
 
 @asynccontextmanager
 async def partner_peer(tmp: Path, node: type[AcmsNode] = AcmsNode, *,
-                       partner_sip: SipSettings | None = None
+                       partner_sip: SipSettings | None = None, home_groups: str = HOME_GROUPS
                        ) -> AsyncIterator[tuple[AcmsNode, Callable[[str], None]]]:
     """Our partner ACMS (requesters: alice only), its FA server (DUTY held by dave, NIGHT
     held by nobody); yields the node and a function that points its primary PSI at a hop.
     ``partner_sip``: the partner's own settings; with TLS, the primary is pinned to it
-    (``tls = "required"``)."""
+    (``tls = "required"``).  ``home_groups``: the groups the primary may send group requests
+    for (``"*"``: a partner that does not check, 10.17.4.2.2 pre-conditions)."""
     sip = _sip()
     fa = FaServerNode(FaServerNodeConfig(FA_SERVER, FaServerConfig(
         (FaConfig(DUTY, frozenset({DAVE})), FaConfig(NIGHT, frozenset({DAVE}))),
         frozenset({PARTNER})), sip))
     tls = partner_sip is not None and partner_sip.tls is not None
+    # 10.17.4: the primary is the home of its grp-* groups only (the profile's foreign_group
+    # is another system's)
     config = dataclasses.replace(partner_config(str(tmp / "partner.sqlite")), peers=(
-        PeerSystem(PRIMARY, ("primary.example",), requesters=(ALICE,),
+        PeerSystem(PRIMARY, ("primary.example",), requesters=(ALICE,), groups=(home_groups,),
                    tls="required" if tls else "optional"),))
     # ERIN may decide every request too, but is never sent one (decision-not-asked)
     config = dataclasses.replace(config, users=(
@@ -129,20 +135,26 @@ async def partner_peer(tmp: Path, node: type[AcmsNode] = AcmsNode, *,
 
 
 @asynccontextmanager
-async def primary_peer(tmp: Path, *, lax: bool = False, primary_sip: SipSettings | None = None
+async def primary_peer(tmp: Path, node: type[AcmsNode] = AcmsNode, *, lax: bool = False,
+                       primary_sip: SipSettings | None = None, home_groups: str = HOME_GROUPS
                        ) -> AsyncIterator[tuple[AcmsNode, Callable[[str], None]]]:
     """Our primary ACMS, with a short answer timer (partner-silent); ``lax``: it lets every
     user request (a broken authorisation check, 10.17.7.2 step 2); ``primary_sip``: its own
-    settings; with TLS, the partner is pinned to it (``tls = "required"``)."""
+    settings; with TLS, the partner is pinned to it (``tls = "required"``); ``home_groups``:
+    the groups alice may send group requests for (``"*"``: a broken step 2 of 10.17.4.2.2)."""
     config = dataclasses.replace(primary_config(str(tmp / "primary.sqlite")),
                                  timers=Timers(decision_timeout=1.0, answer_grace=0.5))
+    # 10.17.4.2.2 step 2: alice may send group requests for her system's grp-* groups only
+    config = dataclasses.replace(config, users=tuple(
+        dataclasses.replace(u, groups=(home_groups,)) if u.id == ALICE else u
+        for u in config.users))
     if lax:
         config = dataclasses.replace(config, users=(*config.users, AuthorisedUser(
             EVE, REQUEST_FLOWS, REQUEST_FLOWS)))
     if primary_sip is not None and primary_sip.tls is not None:
         config = dataclasses.replace(config, peers=tuple(
             dataclasses.replace(p, tls="required") for p in config.peers))
-    primary = AcmsNode(AcmsNodeConfig(config, primary_sip or _sip()))
+    primary = node(AcmsNodeConfig(config, primary_sip or _sip()))
     await primary.start()
     try:
         yield primary, lambda hop: primary.set_hops({PARTNER: hop})
@@ -254,10 +266,26 @@ class AnyDeciderPartner(AcmsNode):
         self.trust.event = as_dave  # type: ignore[method-assign]
 
 
+class EchoBlindAcms(AcmsNode):
+    """Takes a group-related response whatever group or operation it echoes (D3 not extended
+    to 10.17.4); every other check of an answer kept."""
+
+    def __init__(self, config: AcmsNodeConfig) -> None:
+        super().__init__(config)
+        check = self.core._mismatch
+
+        def blind(req: Any, flow: Any) -> str | None:
+            why = check(req, flow)
+            return None if why is not None and why == groups.mismatch(req, flow) else why
+
+        self.core._mismatch = blind  # type: ignore[method-assign]
+
+
 INDICATING = {"add-user", "profile-update-auto", "profile-update-approve",
               "profile-update-reject", "fa-one-holder", "fa-no-holder", "pending-request",
               "remove-user", "unknown-user", "duplicate", "retransmission",
-              "same-id-other-body", "decision-not-asked"}
+              "same-id-other-body", "decision-not-asked", "group-update-auto",
+              "group-update-decided", "group-wrong-answer", "group-provision"}
 """Scenarios in which our partner ACMS owes a process indication."""
 
 
@@ -309,6 +337,42 @@ async def test_primary_forwarding_an_unauthorised_request_fails_exactly_that(tmp
                                  "not-authorised-requester": Verdict.FAIL,
                                  "invalid-document": Verdict.PASS}, _explain(report)
     assert "not forwarded" in report.results[1].reason
+
+
+GROUP_SCENARIOS = ("group-update-auto", "group-update-decided",
+                   "group-update-unauthorised-group", "group-wrong-answer", "group-provision")
+
+
+@pytest.mark.parametrize("role", ["partner", "primary"])
+@sync
+async def test_peer_taking_a_group_response_that_echoes_another_group_fails_exactly_that(
+        role: Role, tmp_path: Path) -> None:
+    peer = partner_peer(tmp_path, EchoBlindAcms) if role == "partner" else \
+        primary_peer(tmp_path, EchoBlindAcms)
+    fixtures = PARTNER_FIXTURES if role == "partner" else {}
+    async with peer as (acms, route):
+        report = await _run(_profile(role, **fixtures), role, acms, route, only=GROUP_SCENARIOS)
+    verdicts = _verdicts(report)
+    assert verdicts.pop("group-wrong-answer") is Verdict.FAIL, _explain(report)
+    assert set(verdicts.values()) == {Verdict.PASS}, _explain(report)
+    reason = next(r.reason for r in report.results if r.id == "group-wrong-answer")
+    assert "another group refused with 4xx" in reason
+
+
+@pytest.mark.parametrize("role", ["partner", "primary"])
+@sync
+async def test_peer_not_authorising_per_group_fails_exactly_that(role: Role, tmp_path: Path
+                                                                 ) -> None:
+    """A partner that takes group requests for any group from its peer, a primary that lets
+    alice send them for any group (10.17.4.2.2 pre-conditions and step 2)."""
+    peer = partner_peer(tmp_path, home_groups="*") if role == "partner" else \
+        primary_peer(tmp_path, home_groups="*")
+    fixtures = PARTNER_FIXTURES if role == "partner" else {}
+    async with peer as (acms, route):
+        report = await _run(_profile(role, **fixtures), role, acms, route, only=GROUP_SCENARIOS)
+    verdicts = _verdicts(report)
+    assert verdicts.pop("group-update-unauthorised-group") is Verdict.FAIL, _explain(report)
+    assert set(verdicts.values()) == {Verdict.PASS}, _explain(report)
 
 
 # --------------------------------------------------------------------------- the command

@@ -86,6 +86,10 @@ def _with(path: str, value: Any) -> dict[str, Any]:
     ("partner.policy.profile-update-request", "maybe", "partner.policy.profile-update-request"),
     ("partner.policy.hello", "approve", "partner.policy.hello"),
     ("primary.answer_timeout", 0, "primary.answer_timeout"),
+    ("partner.group", "grp-1", "partner.group"),
+    ("primary.foreign_group", "nobody's", "primary.foreign_group"),
+    ("partner.group_users", ["sip:dave@partner.example", "dave"], "partner.group_users[1]"),
+    ("primary.group_users", "sip:dave@partner.example", "primary.group_users"),
     ("tertiary", {}, "tertiary"),
 ])
 def test_profile_errors_name_the_key(path: str, value: Any, key: str) -> None:
@@ -130,6 +134,15 @@ def test_not_applicable_names_the_missing_fixture() -> None:
         "duplicate"]
     with pytest.raises(KeyError):
         scenarios_for("partner", ("no-such",))
+    # 10.17.4: the acme profile names no group fixtures, so its group scenarios do not apply
+    assert not_applicable(by_id["group-update-auto"], "partner", fx, "tcp") == \
+        "[partner] auto_group is not set"
+    assert not_applicable(by_id["group-provision"], "partner", fx, "tcp") == \
+        "[partner] group is not set"
+    shipped = load_profile(PROFILES / "mcacm-sip.toml").roles
+    assert not_applicable(by_id["group-update-decided"], "partner", shipped["partner"],
+                          "udp") is None
+    assert shipped["primary"].group_users == ("sip:dave@partner.example",)
 
 
 def test_verdicts_and_exit_codes() -> None:

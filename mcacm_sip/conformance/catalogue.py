@@ -23,6 +23,7 @@ from mcacm_sip.sip import Transport
 PU = "profile-update-request"
 ADD = "add-user-configuration-request"
 REMOVE = "remove-user-configuration-request"
+PROVISION = "interconnection-group-provision-request"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,39 @@ CATALOGUE: tuple[Scenario, ...] = (
        "partner: 2xx, process indication, response with a Result per user; primary: forwards "
        "and delivers the response",
        partner=("requester", "users"), primary=("requester", "users")),
+    _s("group-update-auto", "group membership update handled automatically by local policy",
+       "23.280 10.17.4, 10.17.3.2",
+       "partner: 2xx, process indication, response success from the ACMS itself (no partner "
+       "user sees the request), echoing the request's group, operation and users",
+       partner=("requester", "auto_group", "group_users")),
+    _s("group-update-decided", "group membership update decided by a partner user",
+       "23.280 10.17.4 (steps of 10.17.7.2)",
+       "partner: the request reaches the deciding user's ACMC unchanged; its approval comes "
+       "back as the response (handler: that user) echoing group, operation and users; "
+       "primary: forwarded unchanged, the partner's success reaches the requesting ACMC",
+       partner=("requester", "group", "group_users", "decider"),
+       primary=("requester", "group", "group_users", "target")),
+    _s("group-update-unauthorised-group", "group membership update for a group not allowed",
+       "23.280 10.17.4.2.2 pre-conditions, step 2",
+       "partner: a group whose home is not the requesting system is refused (403 or Result "
+       "not-authorised) and reaches no user; primary: a requester not allowed the group gets "
+       "403 and nothing is forwarded",
+       partner=("requester", "foreign_group", "group_users"),
+       primary=("requester", "foreign_group", "group_users", "target")),
+    _s("group-wrong-answer", "a group response echoing another group or operation is refused",
+       "23.280 10.17.4; 10.17.2.16 (D3 extended)",
+       "partner: our decider's response naming another group, and one naming the other "
+       "operation, are each refused with 4xx; primary: the same for the partner's responses; "
+       "the right response then completes the transaction",
+       partner=("requester", "group", "group_users", "decider"),
+       primary=("requester", "group", "group_users", "target")),
+    _s("group-provision", "interconnection group identity provision via a functional alias",
+       "23.280 10.17.4.2.2 steps 1-3; 24.379 9A",
+       "partner: the provision addressed to an FA reaches its only holder, whose approval "
+       "comes back (handler: the holder and the FA) echoing the groups; primary: forwarded "
+       "with the FA as target, the partner's success reaches the ACMC",
+       partner=("requester", "group", "decider", "fa_held", "manual:" + PROVISION),
+       primary=("requester", "group", "target_fa")),
 )
 
 BY_ID: dict[str, Scenario] = {s.id: s for s in CATALOGUE}

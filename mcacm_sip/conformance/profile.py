@@ -236,6 +236,19 @@ class Fixtures:
     """A partner-system FA to address (role primary)."""
     answer_timeout: float | None = None
     """The peer's wait for the partner's answer before it reports ``expired`` (role primary)."""
+    group: str = ""
+    """An MC service group of the primary system (10.17.4): role partner, one of ours whose
+    membership updates the peer's policy hands to ``decider``; role primary, one of the peer's
+    that ``requester`` may send group-related requests for."""
+    auto_group: str = ""
+    """A group of ours whose ``add`` updates the peer's policy approves alone (role partner,
+    10.17.3.2)."""
+    foreign_group: str = ""
+    """A group the peer does not authorise: role partner, one our system may not send for
+    (not its home system); role primary, one ``requester`` may not send for (10.17.4.2.2
+    step 2)."""
+    group_users: tuple[str, ...] = ()
+    """Partner-system users a group membership update adds (10.17.4, MC service ID list)."""
 
     @property
     def profile(self) -> UserProfile:
@@ -253,7 +266,7 @@ class Profile:
 
 _FIXTURE_URIS = ("psi", "requester", "unauthorised_requester", "migrated_user", "unknown_user",
                  "decider", "other_decider", "fa_held", "fa_unheld", "unknown_psi", "target",
-                 "target_fa")
+                 "target_fa", "group", "auto_group", "foreign_group")
 
 
 def _uri(table: Mapping[str, Any], key: str, path: str, default: str = "") -> str:
@@ -273,7 +286,8 @@ def _positive(table: Mapping[str, Any], key: str, path: str, default: float) -> 
 def _fixtures(table: Mapping[str, Any], role: Role) -> Fixtures:
     p = f"{role}."
     psi_key = "primary_psi" if role == "partner" else "partner_psi"
-    allowed = {psi_key, "listen", "users", "policy", "routine_profile", "answer_timeout",
+    allowed = {psi_key, "listen", "users", "group_users", "policy", "routine_profile",
+               "answer_timeout",
                *(k for k in _FIXTURE_URIS if k != "psi")}
     check_keys(table, allowed, p)
     psi = _uri(table, psi_key, p)
@@ -304,6 +318,7 @@ def _fixtures(table: Mapping[str, Any], role: Role) -> Fixtures:
     return Fixtures(
         psi=psi, listen=listen,
         users=get_strings(table, "users", p, check=_is_uri, what="URI"),
+        group_users=get_strings(table, "group_users", p, check=_is_uri, what="URI"),
         policy=policy, routine_profile=routine,
         unknown_psi=_uri(table, "unknown_psi", p, _UNKNOWN_PSI),
         answer_timeout=None if timeout is None else _positive(table, "answer_timeout", p, 1.0),

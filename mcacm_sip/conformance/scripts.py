@@ -15,9 +15,14 @@ from mcacm_sip.acm.errors import AcmError
 from mcacm_sip.acm.model import (
     AcmFlow,
     AcmRequest,
+    AcmResponse,
     Addressee,
     AddUserConfigurationRequest,
     AddUserConfigurationResponse,
+    GroupMembershipUpdateRequest,
+    GroupMembershipUpdateResponse,
+    GroupOperation,
+    InterconnectionGroupProvisionRequest,
     Party,
     PendingDataDownloadRequest,
     PendingDataDownloadResponse,
@@ -28,6 +33,7 @@ from mcacm_sip.acm.model import (
     RemoveUserConfigurationResponse,
     Result,
     ResultCode,
+    Urgency,
     UserAssignment,
     UserProfile,
     UserRemoval,
@@ -35,6 +41,7 @@ from mcacm_sip.acm.model import (
 )
 from mcacm_sip.conformance.report import Checks
 from mcacm_sip.conformance.runner import Arrival, Runner, Sent, SetupFailed, script
+from mcacm_sip.core import groups
 from mcacm_sip.core.state import response_to
 from mcacm_sip.runtime.sender import Exchange, SendableRequest
 from mcacm_sip.sip.uri import (
@@ -822,3 +829,185 @@ async def _r_wrong_answer(r: Runner, c: Checks) -> None:
                      answer.describe())
     _expect_2xx(c, await r.send_flow(right, identity=r.psi), "the right response answered 2xx")
     await _acmc_gets(r, c, ex, ResultCode.SUCCESS)
+
+
+# --------------------------------------------------------------------------- group-related ACM
+
+
+def _group_update(r: Runner, group: str, target: Addressee,
+                  operation: GroupOperation = GroupOperation.ADD) -> GroupMembershipUpdateRequest:
+    """10.17.4: ask the partner system to add (or delete) ``group_users`` in ``group``."""
+    assert r.fx is not None
+    return GroupMembershipUpdateRequest(new_transaction_id(), _requester(r), target, group,
+                                        r.fx.group_users, operation, Urgency.NORMAL)
+
+
+def _provision(r: Runner, target: Addressee) -> InterconnectionGroupProvisionRequest:
+    """10.17.4.2.2 step 1: the identities of the groups the fixtures name."""
+    assert r.fx is not None
+    groups = tuple(dict.fromkeys(g for g in (r.fx.group, r.fx.auto_group) if g))
+    return InterconnectionGroupProvisionRequest(new_transaction_id(), _requester(r), target,
+                                                groups)
+
+
+def _echoes(c: Checks, request: AcmRequest, response: AcmFlow | None) -> None:
+    """A group-related response echoes what it answers (docs/decisions.md "Group-related
+    ACM": group, operation and users, or the groups; compared as URIs, in any order)."""
+    if isinstance(response, AcmResponse):
+        why = groups.mismatch(request, response)
+        c.expect("the response echoes the request's group(s), operation and users (10.17.4)",
+                 why is None, why or "")
+
+
+def _handled_by(c: Checks, response: AcmFlow | None, user: str, fa: str | None = None) -> None:
+    handler = getattr(response, "handler", None)
+    if not isinstance(handler, Party):
+        return
+    c.expect("handler is the deciding user (10.17.4, as table 10.17.2.16-1)",
+             same_identity(handler.mc_service_id, user), f"got {handler.mc_service_id}")
+    if fa is not None:
+        c.expect("handler FA is the FA addressed (24.379 9A)",
+                 handler.functional_alias is not None
+                 and same_identity(handler.functional_alias, fa),
+                 f"got {handler.functional_alias}")
+
+
+def _wrong_echoes(response: AcmResponse, r: Runner) -> tuple[tuple[str, AcmFlow], ...]:
+    """Responses that answer another group, and the other operation (result success: a peer
+    that took them would apply what was never asked)."""
+    if isinstance(response, GroupMembershipUpdateResponse):
+        other = (GroupOperation.DELETE if response.operation == GroupOperation.ADD
+                 else GroupOperation.ADD)
+        return (("another group", replace(
+                    response, group_id=f"sip:conformance-other-group@{uri_host(r.psi)}")),
+                ("the other operation", replace(response, operation=other)))
+    return ()
+
+
+async def _refused_then_right(r: Runner, c: Checks, ex: Exchange, right: AcmResponse,
+                              identity: str) -> None:
+    """Each wrong echo of ``right`` is refused with 4xx and answers nothing; then ``right``
+    is taken."""
+    for what, wrong in _wrong_echoes(right, r):
+        check = f"a response naming {what} refused with 4xx (10.17.4, D3)"
+        answer = await r.send_flow(wrong, identity=identity)
+        if not _unjudgeable(c, check, answer):
+            c.expect(check, answer.status is not None and 400 <= answer.status < 500,
+                     answer.describe())
+    await r.idle(r.quiet)
+    c.expect("no response reached the requester from the refused answers",
+             ex.response is None, f"got Result {ex.result}")
+    _expect_2xx(c, await r.send_flow(right, identity=identity),
+                "the right response answered 2xx")
+
+
+@script("group-update-auto", "partner")
+async def _p_group_auto(r: Runner, c: Checks) -> None:
+    assert r.fx is not None
+    req = _group_update(r, r.fx.auto_group, _partner_target(r))
+    ex, sent = await r.request(req, identity=r.psi)
+    await _follow_partner(r, c, ex, sent, ResultCode.SUCCESS)
+    c.expect("handled without a partner user (10.17.3.2)",
+             not r.requests(req.transaction_id), "the request reached the decider")
+    _echoes(c, req, ex.response)
+
+
+@script("group-update-decided", "partner")
+async def _p_group_decided(r: Runner, c: Checks) -> None:
+    assert r.fx is not None
+    req = _group_update(r, r.fx.group, Addressee(r.fx.decider))
+    ex, sent = await r.request(req, identity=r.psi)
+    await _decided_by_user(r, c, ex, sent, ResultCode.SUCCESS)
+    await _follow_partner(r, c, ex, sent, ResultCode.SUCCESS)
+    _handled_by(c, ex.response, r.fx.decider)
+    _echoes(c, req, ex.response)
+
+
+@script("group-update-unauthorised-group", "partner")
+async def _p_group_foreign(r: Runner, c: Checks) -> None:
+    assert r.fx is not None
+    req = _group_update(r, r.fx.foreign_group, _partner_target(r))
+    ex, sent = await r.request(req, identity=r.psi)
+    if sent.ok:
+        await r.until(lambda: ex.response is not None, r.wait)
+    _negative_only(c, sent, ex, ResultCode.NOT_AUTHORISED)
+    await r.idle(r.quiet)
+    c.expect("delivered to no partner user (verify fails, 10.17.7.2 step 4)",
+             not r.requests(req.transaction_id))
+
+
+@script("group-wrong-answer", "partner")
+async def _p_group_wrong(r: Runner, c: Checks) -> None:
+    """Our decider's answer must echo the delivered request (D3 at the partner)."""
+    assert r.fx is not None
+    req = _group_update(r, r.fx.group, Addressee(r.fx.decider))
+    ex, sent = await r.request(req, identity=r.psi)
+    if not await _accepted(r, c, ex, sent):
+        return
+    await r.until(lambda: _delivery(r, req.transaction_id) is not None, r.wait)
+    delivered = _delivery(r, req.transaction_id)
+    if delivered is None:
+        c.unobservable("delivered to the decider", f"nothing reached {r.acmc_user}")
+        return
+    right = response_to(delivered, Party(r.fx.decider), Result(ResultCode.SUCCESS))
+    await _refused_then_right(r, c, ex, right, r.fx.decider)
+    await _answered(r, c, ex, ResultCode.SUCCESS)
+    _echoes(c, req, ex.response)
+
+
+@script("group-provision", "partner")
+async def _p_group_provision(r: Runner, c: Checks) -> None:
+    assert r.fx is not None
+    req = _provision(r, Addressee(None, r.fx.fa_held))
+    ex, sent = await r.request(req, identity=r.psi)
+    await _decided_by_user(r, c, ex, sent, ResultCode.SUCCESS, r.fx.fa_held)
+    await _follow_partner(r, c, ex, sent, ResultCode.SUCCESS)
+    _handled_by(c, ex.response, r.fx.decider, r.fx.fa_held)
+    _echoes(c, req, ex.response)
+
+
+@script("group-update-decided", "primary")
+async def _r_group_decided(r: Runner, c: Checks) -> None:
+    assert r.fx is not None
+    req = _group_update(r, r.fx.group, Addressee(r.fx.target))
+    ex = await _end_to_end(r, c, req, ResultCode.SUCCESS)
+    _echoes(c, req, ex.response)
+
+
+@script("group-update-unauthorised-group", "primary")
+async def _r_group_foreign(r: Runner, c: Checks) -> None:
+    assert r.fx is not None
+    req = _group_update(r, r.fx.foreign_group, Addressee(r.fx.target))
+    _, sent = await r.request(req, identity=r.fx.requester)
+    if _unjudgeable(c, "refused with 403 (10.17.4.2.2 step 2)", sent):
+        return
+    c.expect("refused with 403 (10.17.4.2.2 step 2)", sent.status == 403, sent.describe())
+    await r.idle(r.quiet)
+    c.expect("not forwarded to the partner (10.17.4.2.2 step 2: stop on failure)",
+             not r.requests(req.transaction_id))
+
+
+@script("group-wrong-answer", "primary")
+async def _r_group_wrong(r: Runner, c: Checks) -> None:
+    """D3 at the primary: the partner's response must echo the request forwarded."""
+    assert r.fx is not None
+    req = _group_update(r, r.fx.group, Addressee(r.fx.target))
+    ex, forwarded = await _sent_and_forwarded(r, c, req)
+    if not isinstance(forwarded, GroupMembershipUpdateRequest):
+        return
+    expires = datetime.now(UTC) + timedelta(seconds=3600)
+    ind = ProcessIndication(forwarded.transaction_id, r.psi, forwarded.FLOW, expires)
+    _expect_2xx(c, await r.send_flow(ind, identity=r.psi), "our process indication answered 2xx")
+    right = _answer(r, forwarded, ResultCode.SUCCESS)
+    assert isinstance(right, AcmResponse)
+    await _refused_then_right(r, c, ex, right, r.psi)
+    await _acmc_gets(r, c, ex, ResultCode.SUCCESS)
+    _echoes(c, req, ex.response)
+
+
+@script("group-provision", "primary")
+async def _r_group_provision(r: Runner, c: Checks) -> None:
+    assert r.fx is not None
+    req = _provision(r, Addressee(None, r.fx.target_fa))
+    ex = await _end_to_end(r, c, req, ResultCode.SUCCESS)
+    _echoes(c, req, ex.response)
