@@ -80,3 +80,71 @@ def test_example_configurations_load(path: Path) -> None:
         config = fa.sip
     # issue 13: shipped examples authenticate by trusted loopback, never lab trust
     assert config.listens and config.trust == "strict" and config.trusted_hosts
+
+
+
+@pytest.mark.parametrize("side", ["plain", "hardened"])
+def test_example_configurations_show_group_related_acm(side: str, tmp_path: Path) -> None:
+    """10.17.4 in the shipped examples: alice may send both group flows for her system's
+    grp-* groups only, the partner's peer is home of grp-* only, dave decides both flows, and
+    the partner's policy approves adds to open groups alone (10.17.3.2); the commented group
+    keys load as written once uncommented."""
+    from test_trust_modes import hardened_copy
+
+    from mcacm_sip.acm.model import (
+        Addressee,
+        GroupMembershipUpdateRequest,
+        GroupOperation,
+        Party,
+        Urgency,
+    )
+    from mcacm_sip.core.policy import PolicyAction, assess
+    from mcacm_sip.runtime.config import load_acms_node
+
+    if side == "hardened":  # with its certificates, as its own test loads it
+        paths = {r: hardened_copy(tmp_path) / f"{r}-acms.toml" for r in ("primary",)}
+        paths["partner"] = paths["primary"].with_name("partner-acms.toml")
+    else:
+        paths = {r: ROOT / "examples" / "config" / r / "acms.toml"
+                 for r in ("primary", "partner")}
+    flows = ("group-membership-update-request", "interconnection-group-provision-request")
+    primary = load_acms_node(paths["primary"]).acms
+    alice = next(u for u in primary.users if u.id == "sip:alice@primary.example")
+    assert set(flows) <= set(alice.may_request)
+    assert alice.may_group("sip:grp-command@primary.example")
+    assert not alice.may_group("sip:grp-x@rogue.example")
+    partner = load_acms_node(paths["partner"]).acms
+    assert partner.peers[0].groups == ("sip:grp-*@primary.example",)
+    dave = next(u for u in partner.users if u.id == "sip:dave@partner.example")
+    assert set(flows) <= set(dave.may_decide) and dave.groups == ("*",)
+
+    def update(group: str, operation: GroupOperation, urgency: Urgency | None = None
+               ) -> GroupMembershipUpdateRequest:
+        return GroupMembershipUpdateRequest(
+            "t-1", Party("sip:alice@primary.example"), Addressee("sip:dave@partner.example"),
+            group, ("sip:erin@partner.example",), operation, urgency)
+
+    open_group, command = "sip:grp-open-1@primary.example", "sip:grp-command@primary.example"
+    assert assess(partner.policy, update(open_group, GroupOperation.ADD)).action \
+        is PolicyAction.APPROVE
+    for manual in (update(open_group, GroupOperation.DELETE),
+                   update(command, GroupOperation.ADD)):
+        assert assess(partner.policy, manual).action is PolicyAction.MANUAL
+
+    # the commented keys, uncommented as they stand, load and mean what their comments say
+    text = paths["partner"].read_text()
+    assert "# groups = [" in text and '# urgency = "high"' in text
+    changed = tmp_path / "uncommented.toml"
+    changed.write_text(text.replace("# groups = [", "groups = [").replace(
+        '# urgency = "high"', 'urgency = "high"'))
+    if side == "hardened":  # relative certificate paths
+        changed = changed.rename(paths["partner"].with_name("uncommented.toml"))
+    uncommented = load_acms_node(changed).acms
+    dave = next(u for u in uncommented.users if u.id == "sip:dave@partner.example")
+    assert dave.groups == ("sip:grp-*@primary.example",)
+    assert not dave.may_group("sip:grp-x@rogue.example")
+    # urgency high only now, and a request without urgency counts as normal
+    assert assess(uncommented.policy, update(open_group, GroupOperation.ADD)).action \
+        is PolicyAction.MANUAL
+    assert assess(uncommented.policy, update(open_group, GroupOperation.ADD, Urgency.HIGH)
+                  ).action is PolicyAction.APPROVE

@@ -1,0 +1,150 @@
+"""Group-related ACM (TS 23.280 10.17.4) between real ``mcacm`` processes configured from
+examples/config/ (free ports, stores in a temporary directory): a group membership update the
+partner's policy hands to its ACMC (``mcacm acmc --auto approve`` as dave) and an
+interconnection group identity provision addressed to the duty functional alias, each started
+by ``mcacm acmc`` as alice; what the partner applied is read with ``mcacm groups --json``
+while it runs, while it is stopped and after it restarted (the state is the store's, not the
+process's)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_runtime_processes import (
+    EXAMPLE_PORTS,
+    ROOT,
+    WAIT,
+    Proc,
+    free_port,
+    processes,
+    write_configs,
+)
+
+from mcacm_sip.core.config import AcmcConfig
+from mcacm_sip.runtime.acmc import AcmcNode
+from mcacm_sip.runtime.base import SipSettings
+from mcacm_sip.runtime.config import AcmcNodeConfig
+from mcacm_sip.sip import Timers
+from mcacm_sip.sip.aio import Listen
+
+PRIMARY = "sip:acms@primary.example"
+PARTNER = "sip:acms@partner.example"
+DAVE = "sip:dave@partner.example"
+DUTY = "sip:duty@partner.example"
+COMMAND = "sip:grp-command@primary.example"
+"""No partner policy rule matches it: dave decides its membership updates."""
+OPEN = "sip:grp-open-1@primary.example"
+"""The example partner policy approves adds to grp-open-* alone (10.17.3.2)."""
+ERIN, FRANK = "sip:erin@partner.example", "sip:frank@partner.example"
+
+
+def mcacm(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mcacm_sip.cli.main", "-q", *argv],
+                          capture_output=True, text=True, cwd=ROOT, timeout=WAIT * 2,
+                          check=False)
+
+
+def alice(cfg: dict[str, Path], *argv: str) -> dict[str, Any]:
+    """``mcacm acmc`` as alice with one request; its final response (exit 0 required)."""
+    done = mcacm("acmc", "--config", str(cfg["primary/acmc"]), "--json", *argv,
+                 "--timeout", str(WAIT))
+    assert done.returncode == 0, done.stdout + done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    responses = [e for e in events if e["event"] == "response"]
+    assert len(responses) == 1, events
+    return dict(responses[0]["message"])
+
+
+def applied(cfg: dict[str, Path]) -> dict[str, tuple[bool, list[str]]]:
+    """``mcacm groups --json`` on the partner's configuration: group -> (provisioned,
+    members); every record's home is the primary system."""
+    done = mcacm("groups", "--config", str(cfg["partner/acms"]), "--json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert {r["peer"] for r in rows} <= {PRIMARY}
+    return {r["group"]: (r["provisioned"], r["members"]) for r in rows}
+
+
+def activate_duty(fa_port: str, partner_port: str) -> None:
+    """dave activates the duty FA at the FA server process (24.379 9A.2.2.2 PUBLISH).
+    ``mcacm acmc`` has no option for it, so a client of our library sends the PUBLISH as
+    dave; the deliveries then go to dave's ``mcacm acmc`` process, which is logged on."""
+    async def run() -> int:
+        sip = SipSettings(listens=(Listen("udp", "127.0.0.1", 0),), transport="udp",
+                          send_timeout=4.0, timers=Timers(t1=0.1, t2=0.4, t4=0.5),
+                          trusted_hosts=frozenset({"127.0.0.1"}))
+        holder = AcmcNode(AcmcNodeConfig(AcmcConfig(DAVE, PARTNER), sip))
+        holder.set_hops({DUTY: f"sip:127.0.0.1:{fa_port}",
+                         "*": f"sip:127.0.0.1:{partner_port}"})
+        await holder.start(logon=False)
+        try:
+            return await holder.set_functional_alias(DUTY, True)
+        finally:
+            await holder.stop(logoff=False)
+
+    assert asyncio.run(run()) == 200
+
+
+@pytest.mark.timeout(180)
+def test_group_update_and_provision_between_processes_survive_a_partner_restart(
+        tmp_path: Path) -> None:
+    ports = {p: str(free_port()) for p in EXAMPLE_PORTS}
+    cfg = write_configs(tmp_path, ports=ports)
+    with processes() as procs:
+        def start(name: str, *args: str) -> Proc:
+            proc = Proc(name, list(args), tmp_path)
+            procs.append(proc)
+            return proc
+
+        fa = start("fa", "fa-server", "--config", str(cfg["partner/fa-server"]))
+        start("primary", "acms", "--config", str(cfg["primary/acms"]))
+        partner = start("partner", "acms", "--config", str(cfg["partner/acms"]))
+        for proc in procs:
+            proc.wait_for_event("node.start")
+        dave = start("dave", "acmc", "--config", str(cfg["partner/acmc"]), "--auto", "approve",
+                     "--json")
+        dave.wait_for_event("acmc.logon")
+        activate_duty(ports["5072"], ports["5070"])
+        assert fa.popen.poll() is None
+
+        # 10.17.4: no partner policy rule for grp-command, so dave's ACMC decides
+        update = alice(cfg, "--group-update", COMMAND, "--members", ERIN, FRANK,
+                       "--operation", "add", "--urgency", "high", "--target", DAVE)
+        assert update["result"]["code"] == "success", update
+        assert update["handler"]["mc_service_id"] == DAVE
+        assert (update["group_id"], update["operation"]) == (COMMAND, "add")
+        # 10.17.4.2.2 via the FA: the partner resolves duty to its holder, dave
+        provision = alice(cfg, "--provide-groups", COMMAND, OPEN, "--target-fa", DUTY)
+        assert provision["result"]["code"] == "success", provision
+        assert provision["handler"] == {"mc_service_id": DAVE, "functional_alias": DUTY}
+        decided = {e["transaction_id"] for e in dave.log_events()
+                   if e.get("event") == "acmc.decided"}
+        assert len(decided) == 2  # both went to dave's ACMC, one decision each
+
+        expected = {COMMAND: (True, [ERIN, FRANK]), OPEN: (True, [])}
+        assert applied(cfg) == expected  # while the partner ACMS runs
+
+        partner.stop(signal.SIGTERM)
+        assert applied(cfg) == expected  # the store file alone, nobody serving
+        partner = start("partner-again", "acms", "--config", str(cfg["partner/acms"]))
+        partner.wait_for_event("node.start")
+        assert applied(cfg) == expected
+
+        # the restarted partner goes on from the stored state: erin joins grp-open-1 by
+        # policy alone (10.17.3.2), frank leaves grp-command by dave's decision
+        joined = alice(cfg, "--group-update", OPEN, "--members", ERIN, "--operation", "add",
+                       "--target", DAVE)
+        assert joined["result"]["code"] == "success"
+        assert joined["handler"]["mc_service_id"] == PARTNER
+        left = alice(cfg, "--group-update", COMMAND, "--members", FRANK,
+                     "--operation", "delete", "--target", DAVE)
+        assert left["result"]["code"] == "success", left
+        assert left["handler"]["mc_service_id"] == DAVE
+        assert applied(cfg) == {COMMAND: (True, [ERIN]), OPEN: (True, [ERIN])}
