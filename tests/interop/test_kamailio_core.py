@@ -1,4 +1,4 @@
-"""The whole 23.280 10.17.7 procedure with Kamailio as the SIP core of both systems
+"""The whole 23.280 10.17.7 procedure, and group-related ACM (10.17.4), with Kamailio as the SIP core of both systems
 (examples/interop/kamailio/kamailio.cfg, strict about in-dialog routing) on UDP, TCP and TLS.
 
 Every node has the core as its only hop (``*``); the core routes by PSI/domain through its
@@ -214,11 +214,12 @@ def test_functional_alias_through_the_core(transport: Transport, tmp_path: Path)
                                for n, v in h) for h in answers)
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_group_related_acm_through_the_core(transport: Transport, tmp_path: Path) -> None:
     """10.17.4 through Kamailio: a group membership update DAVE decides and an
     interconnection group identity provision addressed to the FA DUTY, every request relayed
-    by the core; the partner keeps what it applied."""
+    by the core (over TLS: the TLS hop of every node to the core and of the core onwards);
+    the partner keeps what it applied."""
     async def body(r: Run) -> None:
         lab = r.lab
         handle = lab.alice.submit(GroupMembershipUpdateRequest(
