@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -151,37 +150,30 @@ def test_group_update_and_provision_between_processes_survive_a_partner_restart(
         assert applied(cfg) == {COMMAND: (True, [ERIN]), OPEN: (True, [ERIN])}
 
         # the primary's side (docs/cli.md "Group-related ACM at the primary"): no group state
-        # beyond the transaction, so mcacm groups shows nothing; the transactions, read as
-        # the documentation says while the primary runs, and its log show the four requests
+        # beyond the transaction, so mcacm groups shows nothing there; mcacm inspect, while
+        # the primary runs, shows the four group transactions with what they were about
         shown = mcacm("groups", "--config", str(cfg["primary/acms"]))
         assert shown.returncode == 0 and shown.stdout == "no group-related ACM applied yet\n"
-        rows = primary_transactions(tmp_path / "primary" / "primary-acms.sqlite")
-        assert sorted(r[0] for r in rows) == sorted(
-            e["transaction_id"] for e in primary.log_events()
-            if e.get("event") == "acm.received"
-            and e.get("flow") in ("group-membership-update-request",
-                                  "interconnection-group-provision-request"))
-        assert len(rows) == 4 and {r[1] for r in rows} == {"done"}, rows
-        assert all(r[2] == PARTNER and "<result" in r[4].lower() for r in rows), rows
-        assert sum(OPEN in r[3] and "delete" not in r[3] for r in rows) == 2  # join, provision
-        answered = [e for e in primary.log_events() if e.get("event") == "acm.received"
-                    and e.get("flow") == "group-membership-update-response"]
-        assert len(answered) == 3 and {e["status"] for e in answered} == {200}
-
-
-PRIMARY_SQL = ("SELECT transaction_id, state, peer, request, response FROM transactions "
-               "WHERE role = 'primary' AND (request LIKE '%group-membership-update-request%' "
-               "OR request LIKE '%interconnection-group-provision-request%')")
-"""The query docs/cli.md gives an operator of the primary."""
-
-
-def primary_transactions(store: Path) -> list[tuple[str, str, str, str, str]]:
-    assert PRIMARY_SQL in (ROOT / "docs" / "cli.md").read_text()
-    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)  # as sqlite3 -readonly
-    try:
-        return [tuple(row) for row in db.execute(PRIMARY_SQL)]
-    finally:
-        db.close()
+        done = mcacm("inspect", str(cfg["primary/acms"]), "--all", "--json")
+        assert done.returncode == 0, done.stderr
+        txs = [t for t in json.loads(done.stdout)["transactions"] if t["group"] is not None]
+        received = [e["transaction_id"] for e in primary.log_events()
+                    if e.get("event") == "acm.received"
+                    and e.get("flow") in ("group-membership-update-request",
+                                          "interconnection-group-provision-request")]
+        assert sorted(t["transaction_id"] for t in txs) == sorted(received)
+        assert {(t["role"], t["state"], t["peer"], t["result"]) for t in txs} == {
+            ("primary", "done", PARTNER, "success")}
+        assert sorted((t["group"]["operation"] or "provision", tuple(t["group"]["groups"]),
+                       tuple(t["group"]["users"]), t["group"]["urgency"]) for t in txs) == [
+            ("add", (COMMAND,), (ERIN, FRANK), "high"), ("add", (OPEN,), (ERIN,), None),
+            ("delete", (COMMAND,), (FRANK,), None), ("provision", (COMMAND, OPEN), (), None)]
+        first = next(t["transaction_id"] for t in txs if t["group"]["urgency"] == "high")
+        text = mcacm("inspect", str(cfg["primary/acms"]), "--transaction", first)
+        assert text.returncode == 0, text.stderr
+        assert f"    groups    {COMMAND}\n" in text.stdout
+        assert f"    operation add {ERIN}, {FRANK} (urgency high)\n" in text.stdout
+        assert "    result    success\n" in text.stdout
 
 
 @pytest.mark.timeout(180)

@@ -18,6 +18,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from mcacm_sip.acm.model import (
+    AcmRequest,
+    GroupMembershipUpdateRequest,
+    InterconnectionGroupProvisionRequest,
+)
 from mcacm_sip.cli.main import EX_CONFIG, EX_FAILED, EX_OK, EX_USAGE, CliError, _load, command
 from mcacm_sip.core.state import Outgoing, PendingItem, Transaction, TxState
 from mcacm_sip.runtime.config import load_acms_node
@@ -47,7 +52,22 @@ def _tx_json(tx: Transaction, view: StoreView, now: float) -> dict[str, Any]:
         "result": getattr(getattr(tx.response, "result", None), "code", None),
         "pending_for": pending[0].owner if pending else None,
         "sends": [_send_json(o, now) for o in view.outgoing if o.tx_key == tx.key],
+        "group": _group_json(tx.request),
     }
+
+
+def _group_json(request: AcmRequest) -> dict[str, Any] | None:
+    """What a group-related request (23.280 10.17.4) is about; None for any other.  The
+    primary keeps nothing of it beyond the transaction (docs/decisions.md "Group-related
+    ACM"), so this is where its operator sees it."""
+    if isinstance(request, GroupMembershipUpdateRequest):
+        return {"groups": [request.group_id], "operation": str(request.operation),
+                "urgency": None if request.urgency is None else str(request.urgency),
+                "users": list(request.users)}
+    if isinstance(request, InterconnectionGroupProvisionRequest):
+        return {"groups": list(request.groups), "operation": None, "urgency": None,
+                "users": []}
+    return None
 
 
 def _send_json(o: Outgoing, now: float) -> dict[str, Any]:
@@ -113,6 +133,12 @@ def view_text(doc: dict[str, Any], transaction: str | None) -> str:
                                                       if t["assignee"] else ""))
         if t["pending_for"]:
             lines.append(f"    pending   for {t['pending_for']} (10.17.3.1)")
+        if t["group"] is not None:
+            g = t["group"]
+            lines.append("    groups    " + ", ".join(g["groups"]))
+            if g["operation"] is not None:
+                lines.append(f"    operation {g['operation']} " + ", ".join(g["users"])
+                             + (f" (urgency {g['urgency']})" if g["urgency"] else ""))
         if t["result"]:
             lines.append(f"    result    {t['result']}")
         for s in t["sends"]:
