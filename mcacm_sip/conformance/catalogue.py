@@ -155,7 +155,7 @@ CATALOGUE: tuple[Scenario, ...] = (
        "user sees the request), echoing the request's group, operation and users",
        partner=("requester", "auto_group", "group_users")),
     _s("group-update-decided", "group membership update decided by a partner user",
-       "23.280 10.17.4 (steps of 10.17.7.2)",
+       "23.280 10.17.4",
        "partner: the request reaches the deciding user's ACMC unchanged; its approval comes "
        "back as the response (handler: that user) echoing group, operation and users; "
        "primary: forwarded unchanged, the partner's success reaches the requesting ACMC",

@@ -1,5 +1,6 @@
-"""The whole 23.280 10.17.7 procedure, and group-related ACM (10.17.4), with Kamailio as the SIP core of both systems
-(examples/interop/kamailio/kamailio.cfg, strict about in-dialog routing) on UDP, TCP and TLS.
+"""The whole 23.280 10.17.7 procedure, and group-related ACM (10.17.4), with Kamailio as the
+SIP core of both systems (examples/interop/kamailio/kamailio.cfg, strict about in-dialog
+routing) on UDP, TCP and TLS.
 
 Every node has the core as its only hop (``*``); the core routes by PSI/domain through its
 routing table, and adds a Path to each ACMC's REGISTER (RFC 3327), so the ACMSs reach their
