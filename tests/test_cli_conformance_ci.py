@@ -38,10 +38,10 @@ def test_clause_selects_sub_clauses_by_dotted_path() -> None:
     assert [s.id for s in both] == ["add-user", "duplicate", "remove-user"]
     # 10.17.4 selects the group-related scenarios, and only them (both roles)
     assert {s.id for s in select("partner", clauses=["10.17.4"])} == {
-        "group-update-auto", "group-update-decided", "group-update-unauthorised-group",
+        "group-update-auto", "group-update-decided", "group-not-authorised",
         "group-wrong-answer", "group-provision"}
     assert [s.id for s in select("primary", clauses=["10.17.4.2.2"])] == [
-        "group-update-unauthorised-group", "group-provision"]
+        "group-not-authorised", "group-provision"]
     assert not any(s.id.startswith("group-") for s in select("partner", clauses=["10.17.7"]))
 
 

@@ -340,7 +340,7 @@ async def test_primary_forwarding_an_unauthorised_request_fails_exactly_that(tmp
 
 
 GROUP_SCENARIOS = ("group-update-auto", "group-update-decided",
-                   "group-update-unauthorised-group", "group-wrong-answer", "group-provision")
+                   "group-not-authorised", "group-wrong-answer", "group-provision")
 
 
 @pytest.mark.parametrize("role", ["partner", "primary"])
@@ -371,7 +371,7 @@ async def test_peer_not_authorising_per_group_fails_exactly_that(role: Role, tmp
     async with peer as (acms, route):
         report = await _run(_profile(role, **fixtures), role, acms, route, only=GROUP_SCENARIOS)
     verdicts = _verdicts(report)
-    assert verdicts.pop("group-update-unauthorised-group") is Verdict.FAIL, _explain(report)
+    assert verdicts.pop("group-not-authorised") is Verdict.FAIL, _explain(report)
     assert set(verdicts.values()) == {Verdict.PASS}, _explain(report)
 
 

@@ -191,7 +191,7 @@ def test_shipped_profile_passes_the_group_scenarios_against_the_example_servers(
     for example in ("5060", "5070"):  # where the peer sends to the PSI the runner plays
         text = text.replace(f"127.0.0.1:{example}", f"127.0.0.1:{ports[example]}")
     profile.write_text(text.replace("wait = 5.0", "wait = 10.0"))
-    scenarios = ["group-update-auto", "group-update-decided", "group-update-unauthorised-group",
+    scenarios = ["group-update-auto", "group-update-decided", "group-not-authorised",
                  "group-wrong-answer", "group-provision"]
     with processes() as procs:
         if role == "partner":
@@ -206,9 +206,9 @@ def test_shipped_profile_passes_the_group_scenarios_against_the_example_servers(
     report = json.loads(done.stdout)
     verdicts = {s["id"]: s["verdict"] for s in report["scenarios"]}
     expected = {"group-update-auto": "pass", "group-update-decided": "pass",
-                "group-update-unauthorised-group": "pass", "group-wrong-answer": "pass",
+                "group-not-authorised": "pass", "group-wrong-answer": "pass",
                 "group-provision": "n/a"} if role == "partner" else {
-                "group-update-decided": "pass", "group-update-unauthorised-group": "pass",
+                "group-update-decided": "pass", "group-not-authorised": "pass",
                 "group-wrong-answer": "pass", "group-provision": "pass"}
     assert verdicts == expected, done.stdout + done.stderr
     assert done.returncode == 0

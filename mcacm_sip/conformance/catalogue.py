@@ -161,22 +161,22 @@ CATALOGUE: tuple[Scenario, ...] = (
        "primary: forwarded unchanged, the partner's success reaches the requesting ACMC",
        partner=("requester", "group", "group_users", "decider"),
        primary=("requester", "group", "group_users", "target")),
-    _s("group-update-unauthorised-group", "group membership update for a group not allowed",
-       "23.280 10.17.4.2.2 pre-conditions, step 2",
+    _s("group-not-authorised", "group membership update for a group not allowed",
+       "23.280 10.17.4.2.2 step 2",
        "partner: a group whose home is not the requesting system is refused (403 or Result "
        "not-authorised) and reaches no user; primary: a requester not allowed the group gets "
        "403 and nothing is forwarded",
        partner=("requester", "foreign_group", "group_users"),
        primary=("requester", "foreign_group", "group_users", "target")),
     _s("group-wrong-answer", "a group response echoing another group or operation is refused",
-       "23.280 10.17.4; 10.17.2.16 (D3 extended)",
+       "23.280 10.17.4; 10.17.2.16",
        "partner: our decider's response naming another group, and one naming the other "
        "operation, are each refused with 4xx; primary: the same for the partner's responses; "
        "the right response then completes the transaction",
        partner=("requester", "group", "group_users", "decider"),
        primary=("requester", "group", "group_users", "target")),
     _s("group-provision", "interconnection group identity provision via a functional alias",
-       "23.280 10.17.4.2.2 steps 1-3; 24.379 9A",
+       "23.280 10.17.4.2.2; 24.379 9A",
        "partner: the provision addressed to an FA reaches its only holder, whose approval "
        "comes back (handler: the holder and the FA) echoing the groups; primary: forwarded "
        "with the FA as target, the partner's success reaches the ACMC",

@@ -923,7 +923,7 @@ async def _p_group_decided(r: Runner, c: Checks) -> None:
     _echoes(c, req, ex.response)
 
 
-@script("group-update-unauthorised-group", "partner")
+@script("group-not-authorised", "partner")
 async def _p_group_foreign(r: Runner, c: Checks) -> None:
     assert r.fx is not None
     req = _group_update(r, r.fx.foreign_group, _partner_target(r))
@@ -974,7 +974,7 @@ async def _r_group_decided(r: Runner, c: Checks) -> None:
     _echoes(c, req, ex.response)
 
 
-@script("group-update-unauthorised-group", "primary")
+@script("group-not-authorised", "primary")
 async def _r_group_foreign(r: Runner, c: Checks) -> None:
     assert r.fx is not None
     req = _group_update(r, r.fx.foreign_group, Addressee(r.fx.target))
