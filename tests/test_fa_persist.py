@@ -35,15 +35,18 @@ DAVE, ERIN = f"sip:dave@{D}", f"sip:erin@{D}"
 WAIT = 10.0  # upper bound only; loopback exchanges take milliseconds
 
 
-def config(store: Path | None) -> FaServerNodeConfig:
+def config(store: Path | str | None) -> FaServerNodeConfig:
+    """``store``: an SQLite file, a postgresql:// URL, or None (memory)."""
     aliases = (FaConfig(FA, frozenset({DAVE, ERIN})),)
+    url = store if isinstance(store, str) else None
     return FaServerNodeConfig(PSI, FaServerConfig(aliases, frozenset({ACMS})),
                               SipSettings(trusted_hosts=LOOPBACK),
-                              store_path=None if store is None else str(store))
+                              store_path=str(store) if isinstance(store, Path) else None,
+                              store_url=url)
 
 
 @asynccontextmanager
-async def running(store: Path | None) -> AsyncIterator[tuple[FaServerNode, Client]]:
+async def running(store: Path | str | None) -> AsyncIterator[tuple[FaServerNode, Client]]:
     node = FaServerNode(config(store))
     await node.start()
     client = Client(node)
@@ -91,8 +94,12 @@ class Client:
         return tuple(e.user for e in fa.decode_presence(note.body).entries)
 
 
-def test_holders_survive_restarts(tmp_path: Path) -> None:
-    store = tmp_path / "fa.sqlite"
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_holders_survive_restarts(tmp_path: Path, engine: str,
+                                  request: pytest.FixtureRequest) -> None:
+    store: Path | str = tmp_path / "fa.sqlite"
+    if engine == "postgres":  # a standby on another machine continues from the database
+        store = request.getfixturevalue("pg_url")
 
     async def scenario() -> None:
         async with running(store) as (_, client):
@@ -148,6 +155,13 @@ def test_unusable_store_is_a_config_error(tmp_path: Path, kind: str) -> None:
     assert exc.value.key == "store.path" and str(store) in str(exc.value)
 
 
+def test_an_unreachable_postgresql_is_a_config_error(tmp_path: Path) -> None:
+    url = f"postgresql:///fa?host={tmp_path}&user=nobody"  # no server on that socket
+    with pytest.raises(ConfigError) as exc:
+        FaServerNode(config(url))
+    assert exc.value.key == "store.url" and "cannot connect" in str(exc.value)
+
+
 def test_cli_exits_78_on_a_corrupt_store(tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "fa.sqlite").write_bytes(b"garbage " * 512)
@@ -164,7 +178,10 @@ def test_store_path_config(tmp_path: Path) -> None:
     assert parse_fa_server_node(base, tmp_path).store_path is None
     parsed = parse_fa_server_node({**base, "store": {"path": "fa.sqlite"}}, tmp_path)
     assert parsed.store_path == str(tmp_path / "fa.sqlite")  # relative to the config file
-    for bad in ({"path": 3}, {"path": ""}, {"file": "x"}):
+    url = "postgresql://fa@db.example/fa"
+    assert parse_fa_server_node({**base, "store": {"url": url}}, tmp_path).store_url == url
+    for bad in ({"path": 3}, {"path": ""}, {"file": "x"}, {"url": "mysql://x"},
+                {"url": url, "path": "fa.sqlite"}):
         with pytest.raises(ConfigError) as exc:
             parse_fa_server_node({**base, "store": bad}, tmp_path)
         assert exc.value.key.startswith("store.")

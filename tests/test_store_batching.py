@@ -26,7 +26,7 @@ from mcacm_sip.runtime.base import SipSettings
 from mcacm_sip.runtime.config import AcmsNodeConfig
 from mcacm_sip.runtime.lab import DAVE, LOOPBACK, MIKE, PRIMARY, partner_config
 from mcacm_sip.sip.aio import Listen
-from mcacm_sip.store import SqliteStore, Store
+from mcacm_sip.store import SharedStore, SqliteStore, Store
 
 WAIT = 10.0  # upper bound only
 TIDS = [f"t-{n}" for n in range(1, 6)]
@@ -61,7 +61,7 @@ def message(tid: str, port: int, n: int) -> bytes:
 
 
 @asynccontextmanager
-async def partner(store: Store, log: list[Event], primary: socket.socket
+async def partner(store: Store | SharedStore, log: list[Event], primary: socket.socket
                   ) -> AsyncIterator[AcmsNode]:
     """Our partner ACMS (automatic approval of add-user requests) on loopback UDP; what it
     sends to the primary goes to the ``primary`` socket."""

@@ -331,6 +331,9 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "rows grouped by the FA text the server saved (its configured spelling)",
     ("store/fa.py", "load", "return {fa: tuple(hs) for fa, hs in out.items()}"):
         "the same rows, handed back to FaServer, which matches them by equivalence",
+    ("store/pg_fa.py", "load", "return {fa: tuple(hs) for fa, hs in out.items()}"):
+        "store/fa.py's rows in PostgreSQL, handed back to FaServer, which matches them by "
+        "equivalence",
 }
 
 def test_no_string_comparison_of_a_uri() -> None:

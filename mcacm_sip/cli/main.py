@@ -1,8 +1,8 @@
 """The ``mcacm`` command: ``acms``, ``acmc`` and ``fa-server`` (docs/running.md).
 
 Exit codes: 0 ok; 1 a request got a negative answer, or the node failed while running (e.g.
-its store); 2 usage error; 69 cannot listen or log on (EX_UNAVAILABLE); 78 bad configuration
-(EX_CONFIG).  Further subcommands register through :data:`COMMANDS`.
+its store); 2 usage error; 69 cannot listen, log on or reach its store (EX_UNAVAILABLE); 78 bad
+configuration (EX_CONFIG).  Further subcommands register through :data:`COMMANDS`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from mcacm_sip.runtime.acmc import (
     RequestOutcome,
     describe_request,
 )
-from mcacm_sip.runtime.acms import AcmsNode
+from mcacm_sip.runtime.acms import AcmsNode, StoreFailed
 from mcacm_sip.runtime.config import (
     LogSettings,
     load_acmc_node,
@@ -119,6 +119,9 @@ async def _start(node: Any) -> None:
         await node.start()
     except OSError as exc:
         raise CliError(EX_UNAVAILABLE, f"cannot listen: {exc}") from None
+    except StoreFailed as exc:  # e.g. [store] url: PostgreSQL unreachable at start
+        raise CliError(EX_UNAVAILABLE, f"{exc} (is [store] url right and the database up?)"
+                       ) from None
 
 
 # --------------------------------------------------------------------------- acms / fa-server

@@ -186,11 +186,21 @@ class Migration:
         return self.id_template.format(user=user, host=host.split(";")[0], n=n)
 
 
+DEFAULT_LEASE_SECONDS = 10.0
+"""docs/decisions.md "Scale-out: leases": a dead worker's work continues within ~1.3x this."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
     path: str | None = None
-    """SQLite file; None: in-memory (tests, demo)."""
+    """SQLite file; None (and no ``url``): in-memory (tests, demo)."""
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    url: str | None = None
+    """``postgresql://...``: the PostgreSQL store, several workers (docs/scale-out.md)."""
+    worker_id: str | None = None
+    """This worker's name in the shared store (required with ``url``; stable across restarts)."""
+    lease_seconds: float = 10.0  # DEFAULT_LEASE_SECONDS
+    """How long a worker's hold on its transactions lasts without renewal (with ``url``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,13 +446,14 @@ def parse_acms_config(data: Mapping[str, Any], read_file: ReadFile = no_files) -
                                     _flows(u, "decide", path, ()), user_peers,
                                     _groups(u, path)))
     store = get_table(data, "store")
-    check_keys(store, {"path", "synchronous"}, "store.")
+    check_keys(store, {"path", "synchronous", "url", "worker_id", "lease_seconds"}, "store.")
     sync = get_typed(store, "synchronous", "store.", str, "NORMAL").upper()
     if sync not in ("NORMAL", "FULL"):
         raise ConfigError("store.synchronous", f"{sync!r}: expected NORMAL or FULL")
     store_path = store.get("path")
     if store_path is not None and not isinstance(store_path, str):
         raise ConfigError("store.path", "expected a string")
+    url, worker_id, lease = _shared_store(store, store_path)
     return AcmsConfig(
         psi=psi,
         peers=tuple(peers),
@@ -456,8 +467,37 @@ def parse_acms_config(data: Mapping[str, Any], read_file: ReadFile = no_files) -
         timers=_timers(get_table(data, "timers")),
         migration=_migration(get_table(data, "migration"), read_file),
         store=StoreConfig(store_path,
-                          "FULL" if sync == "FULL" else "NORMAL"),
+                          "FULL" if sync == "FULL" else "NORMAL", url, worker_id, lease),
     )
+
+
+def _shared_store(store: Mapping[str, Any], path: object
+                  ) -> tuple[str | None, str | None, float]:
+    """``[store] url``, ``worker_id``, ``lease_seconds`` (docs/scale-out.md): only with a
+    PostgreSQL URL; SQLite has one worker and no leases (docs/decisions.md)."""
+    url = store.get("url")
+    lease = get_typed(store, "lease_seconds", "store.", float, DEFAULT_LEASE_SECONDS)
+    worker_id = store.get("worker_id")
+    if url is None:
+        for key in ("worker_id", "lease_seconds"):
+            if key in store:
+                raise ConfigError("store." + key, "only with store.url (PostgreSQL); "
+                                  "a SQLite store has one worker")
+        return None, None, lease
+    if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("store.url", f"{url!r}: expected a postgresql:// URL")
+    if path is not None:
+        raise ConfigError("store.url", "give store.path (SQLite) or store.url (PostgreSQL), "
+                          "not both")
+    if "synchronous" in store:
+        raise ConfigError("store.synchronous", "SQLite only; PostgreSQL uses the server's "
+                          "synchronous_commit")
+    if not isinstance(worker_id, str) or not worker_id.strip():
+        raise ConfigError("store.worker_id", "required with store.url: a name unique to "
+                          "this worker and the same after its restarts")
+    if not 1.0 <= lease <= 3600.0:
+        raise ConfigError("store.lease_seconds", f"{lease}: expected 1 to 3600")
+    return url, worker_id.strip(), lease
 
 
 def parse_acmc_config(data: Mapping[str, Any]) -> AcmcConfig:

@@ -26,7 +26,7 @@ from enum import StrEnum
 from typing import Generic, TypeVar
 
 from mcacm_sip.acm.model import AcmFlow, AcmRequest
-from mcacm_sip.core.state import Hop, Record
+from mcacm_sip.core.state import Hop, Record, Snapshot
 
 # --------------------------------------------------------------------------- events
 
@@ -144,9 +144,34 @@ class FlowFromAcms(CoreEvent):
     flow: AcmFlow
 
 
+@dataclass(frozen=True, slots=True)
+class AdoptRecords(CoreEvent):
+    """(ACMS) Records this core did not hold: transactions another worker's lease lost, with
+    their pending items and sends, claimed from the shared store (docs/decisions.md
+    "Scale-out: leases"), and mappings and partner groups other workers wrote.  They are
+    stored already: the core takes them in as at a restart and continues them (re-sends what
+    had no known outcome; retries and deadlines from their stored times).  Transactions,
+    pending items and sends it holds already are kept (its copy is the newer); adopted
+    mappings and groups replace its own."""
+
+    now: float
+    records: Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRecords(CoreEvent):
+    """(ACMS) Transactions another worker holds in the shared store (it took them over, or
+    a request this core took for new was already opened there): the core forgets them with
+    their pending items and sends, and stores nothing (the rows are the other worker's;
+    docs/decisions.md "Scale-out: leases", rule 5)."""
+
+    now: float
+    tx_keys: frozenset[str]
+
+
 AcmsEvent = (
     FlowFromAcmc | FlowFromPeer | UserLoggedOn | UserLoggedOff | FaHoldersChanged
-    | DeliveryOutcome | TimerTick
+    | DeliveryOutcome | TimerTick | AdoptRecords | ReleaseRecords
 )
 AcmcEvent = FlowFromAcms | DeliveryOutcome | TimerTick
 

@@ -18,9 +18,12 @@ Wiring (docs/running.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable
+from enum import Enum
+from typing import TYPE_CHECKING
 
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.errors import AcmError
@@ -36,12 +39,14 @@ from mcacm_sip.core.acms import AcmsCore
 from mcacm_sip.core.events import (
     AcmsAction,
     AcmsEvent,
+    AdoptRecords,
     DeliveryOutcome,
     FaHoldersChanged,
     Failure,
     FlowFromAcmc,
     FlowFromPeer,
     MessageVerdict,
+    ReleaseRecords,
     SendFlow,
     StoreChange,
     SubscribeFa,
@@ -51,7 +56,7 @@ from mcacm_sip.core.events import (
     store_changes,
     verdict_of,
 )
-from mcacm_sip.core.state import Hop, Role
+from mcacm_sip.core.state import Hop, Role, Snapshot, tx_key
 from mcacm_sip.runtime.base import (
     HEAP_RELEASE_INTERVAL,
     Node,
@@ -69,11 +74,21 @@ from mcacm_sip.sip.aio import IncomingRequest
 from mcacm_sip.sip.aio.timer import TimerDriver
 from mcacm_sip.sip.aio.usages import RegistrarService, SubscriberService, SubscriptionRefused
 from mcacm_sip.sip.dialog import Body
-from mcacm_sip.sip.registrar import MemoryBindingStore, Registrar, RegistrationChange
+from mcacm_sip.sip.registrar import Binding, MemoryBindingStore, Registrar, RegistrationChange
 from mcacm_sip.sip.subscription import Notification
 from mcacm_sip.sip.uri import Uri, address_of_record, try_identity
-from mcacm_sip.store import MemoryStore, SqliteStore, Store
+from mcacm_sip.store import (
+    MemoryStore,
+    SharedStore,
+    SqliteStore,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
 from mcacm_sip.store.bindings import SqliteBindingStore
+
+if TYPE_CHECKING:
+    from mcacm_sip.store.pg_bindings import PgBindingStore
 
 log = logging.getLogger("mcacm.acms.node")
 
@@ -82,10 +97,22 @@ class StoreFailed(RuntimeError):
     """The store could not commit: the node stops (crash-only; a restart resumes from it)."""
 
 
+class Commit(Enum):
+    """The outcome of a group commit, for the requests waiting on it."""
+
+    STORED = "stored"            # the 200s and sends go
+    FAILED = "failed"            # fatal: 500, the node stops
+    UNAVAILABLE = "unavailable"  # the shared store is away: 503 + Retry-After, batch kept
+
+
+CLAIM_LIMIT = 1000
+"""Transactions taken over per claim statement (a claim repeats while it gets this many)."""
+
+
 class AcmsNode(Node):
     """One ACMS process (or library object).  ``await start()`` returns once it listens."""
 
-    def __init__(self, config: AcmsNodeConfig, *, store: Store | None = None,
+    def __init__(self, config: AcmsNodeConfig, *, store: Store | SharedStore | None = None,
                  trace: TraceHook | None = None) -> None:
         check_acms_trust(config)  # secure by default: ConfigError naming sip.trust
         self.metrics = AcmsMetrics() if config.metrics.listen is not None else None
@@ -99,11 +126,27 @@ class AcmsNode(Node):
         self.config = config
         acms = config.acms
         self.psi = acms.psi
-        path = acms.store.path
-        self.store: Store = store if store is not None else (
+        path, url = acms.store.path, acms.store.url
+        if store is None and url is not None:
+            from mcacm_sip.store.postgres import PostgresStore  # the [postgres] extra
+
+            store = PostgresStore(url, acms.store.worker_id or "", acms.store.lease_seconds)
+        self.store: Store | SharedStore = store if store is not None else (
             SqliteStore(path, acms.store.synchronous) if path else MemoryStore())
+        self.shared: SharedStore | None = (
+            self.store if isinstance(self.store, SharedStore) else None)
+        """The PostgreSQL store of several workers, or None (one worker: SQLite, memory)."""
+        self._local: Store | None = None if isinstance(self.store, SharedStore) else self.store
         self._bindings = SqliteBindingStore(path) if path and store is None else None
-        self.registrar = Registrar(self._bindings or MemoryBindingStore(),
+        self._shared_bindings: PgBindingStore | None = None
+        """With a shared store, the registrations every worker sees (store/pg_bindings.py)."""
+        if self.shared is not None:
+            from mcacm_sip.store.pg_bindings import PgBindingStore
+
+            self._shared_bindings = PgBindingStore(self.shared.url, self.shared.worker_id,
+                                                   on_remote=self._registered_elsewhere)
+        self.registrar = Registrar(self._shared_bindings or self._bindings
+                                   or MemoryBindingStore(),
                                    authorise=self._may_register, on_change=self._registered,
                                    max_expires=86400, limits=config.sip.limits,
                                    host=self.host)
@@ -112,9 +155,10 @@ class AcmsNode(Node):
         self.trust = Trust(acms.peers, (u.id for u in acms.users), config.sip.trusted_hosts)
         """Whom the node believes (peers, users, trusted hosts)."""
         self._users = self.trust.users
-        snapshot = self.store.load()
+        # a shared store is read in start() (async); the core is replaced there
+        snapshot = self._local.load() if self._local is not None else Snapshot()
         self.core = AcmsCore.restore(acms, snapshot, config.limits.quotas())
-        if self.metrics is not None:
+        if self.metrics is not None and self._local is not None:
             self.metrics.restored(snapshot)
         self._timer: TimerDriver = TimerDriver(self, clock=time.time)
         self._fa_tasks: dict[Uri, asyncio.Task[None]] = {}
@@ -124,12 +168,26 @@ class AcmsNode(Node):
         # iteration changed, and the sends waiting for it; resolved True once stored
         self._batch: list[StoreChange] = []
         self._after: list[AcmsAction] = []
-        self._stored: asyncio.Future[bool] | None = None
+        self._stored: asyncio.Future[tuple[Commit, frozenset[str]]] | None = None
+        """The pending commit: its outcome and the transactions found held by another
+        worker (shared store), which the waiting requests of those transactions get 503 for."""
+        self._committer: asyncio.Task[None] | None = None
+        """Shared store: the task committing batches one after the other."""
+        self._store_down = False
+        """Shared store unreachable: every MESSAGE gets 503 until a commit succeeds."""
+        self._claim_after = 0.0
+        """Monotonic time before which this worker claims nothing (decisions, lease rule 7)."""
         self._shedding = False
         """Overloaded: new requests get 503 (``[limits]``)."""
         # RFC 3261 21.5.4 / 20.33: overloaded -> 503 with Retry-After (RFC 3428 adds nothing)
         self._busy_reply = Reply(503, headers=(
             warning(self.host, "overloaded: try again later"),
+            ("Retry-After", str(config.limits.retry_after))))
+        self._held_reply = Reply(503, headers=(
+            warning(self.host, "held by another worker: try again later"),
+            ("Retry-After", str(config.limits.retry_after))))
+        self._unavailable_reply = Reply(503, headers=(
+            warning(self.host, "store unavailable: try again later"),
             ("Retry-After", str(config.limits.retry_after))))
 
     # ------------------------------------------------------------------ lifecycle
@@ -137,6 +195,21 @@ class AcmsNode(Node):
     async def start(self) -> None:
         """Listen, restore the logged-on users, and continue every open transaction."""
         self.failed = asyncio.get_running_loop().create_future()
+        if self.shared is not None:
+            try:
+                await self.shared.open()
+                snapshot = await self.shared.load()
+            except StoreError as exc:
+                await self.shared.close()
+                raise StoreFailed(f"the store cannot be used: {exc}") from None
+            self.core = AcmsCore.restore(self.config.acms, snapshot,
+                                         self.config.limits.quotas())
+            if self.metrics is not None:
+                self.metrics.restored(snapshot)
+        if self._shared_bindings is not None:
+            await self._shared_bindings.open()
+            store = self._shared_bindings
+            self.registrar.bindings = sum(len(store.get(aor)) for aor in store.aors())
         # routes before sockets: what arrives while we start gets 503 "stopping" (retried,
         # RFC 3261 21.5.4), never the endpoint's 405 (permanent, 21.4: a peer would give up)
         self.endpoint.serve("MESSAGE", self._on_message, accept=(codec.ACM_CONTENT_TYPE,))
@@ -153,29 +226,44 @@ class AcmsNode(Node):
         self._registrar_service.check()  # expire what ran out while we were down
         # restart: re-send what had no known outcome, re-subscribe to FAs
         self._apply(self.core.start(now))
-        if not self._commit():
+        if not await self._flush():
             raise StoreFailed("the store failed at start")
         self._spawn(release_free_heap(HEAP_RELEASE_INTERVAL))  # RSS flat under churn
         if self.metrics is not None and self.config.metrics.listen is not None:
             host, port = self.metrics.serve(*self.config.metrics.listen)
             log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]",
                      port, extra={"event": "node.metrics", "port": port})
-        log.info("ACMS %s listening on %s", self.psi, self.addresses,
-                 extra={"event": "node.start", "open": len(self.core.transactions())})
+        if self.shared is not None:
+            self._spawn(self._leases(self.shared))
+        log.info("ACMS %s listening on %s%s", self.psi, self.addresses,
+                 f" (worker {self.shared.worker_id})" if self.shared is not None else "",
+                 extra={"event": "node.start", "open": len(self.core.transactions()),
+                        "worker": self.shared.worker_id if self.shared is not None else None})
 
     async def stop(self) -> None:
         """Stop taking requests, cancel sends in flight (their records stay: a restart re-sends
         them), close sockets and the store."""
         if not self._running:
             return
-        self._commit()  # what was accepted in this loop iteration, before the store closes
-        await self._halt(*self._fa_tasks.values())
+        # what was accepted in this loop iteration, before the store closes (a shared store that
+        # is away keeps it: nothing of it was acknowledged, the requesters retry)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._flush(), 5.0)
+        committer = (self._committer,) if self._committer is not None else ()
+        await self._halt(*self._fa_tasks.values(), *committer)
         await self._subscriber.close()
         await self._registrar_service.close()
         await self.endpoint.close()
-        self.store.close()
+        if self._local is not None:
+            self._local.close()
+        elif self.shared is not None:
+            await self.shared.close()
         if self._bindings is not None:
             self._bindings.close()
+        if self._shared_bindings is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._shared_bindings.flush(), 5.0)
+            await self._shared_bindings.close()
         if self.metrics is not None:
             self.metrics.close()
         log.info("ACMS %s stopped", self.psi, extra={"event": "node.stop"})
@@ -214,7 +302,14 @@ class AcmsNode(Node):
     def _commit(self) -> bool:
         """Group commit: the changes of every event since the last commit, in order, in ONE
         store transaction; then the waiting answers and sends are released ("stored before
-        acknowledged").  A failure stops the node; every waiting request gets 500."""
+        acknowledged").  A failure stops the node; every waiting request gets 500.  A shared
+        store commits in a task (:meth:`_commit_shared`)."""
+        if self._local is None:
+            if self.shared is not None and self._stored is not None and (
+                    self._committer is None or self._committer.done()):
+                self._committer = asyncio.get_running_loop().create_task(
+                    self._commit_shared(self.shared))
+            return self._running
         stored, self._stored = self._stored, None
         batch, self._batch = self._batch, []
         after, self._after = self._after, []
@@ -224,19 +319,145 @@ class AcmsNode(Node):
         if batch:
             try:
                 began = time.perf_counter()
-                self.store.apply(batch)
+                self._local.apply(batch)
                 if self.metrics is not None:
                     self.metrics.committed(batch, time.perf_counter() - began, time.time())
             except Exception as exc:
-                log.critical("store failed, stopping: %s", exc, extra={"event": "store.failed"})
-                if self.failed is not None and not self.failed.done():
-                    self.failed.set_result(f"store failed: {exc}")
-                self._running = False
+                self._store_failed(exc)
                 ok = False
-        stored.set_result(ok)
+        stored.set_result((Commit.STORED if ok else Commit.FAILED, frozenset()))
         if ok:
             self._start_sends(after)
         return ok
+
+    def _store_failed(self, exc: Exception) -> None:
+        log.critical("store failed, stopping: %s", exc, extra={"event": "store.failed"})
+        if self.failed is not None and not self.failed.done():
+            self.failed.set_result(f"store failed: {exc}")
+        self._running = False
+
+    async def _commit_shared(self, store: SharedStore) -> None:
+        """The group commit on a shared store, one batch after the other (what arrives while
+        one is in flight forms the next).  ``StoreUnavailable``: the waiting requests get 503,
+        the batch and its sends are kept and committed first once the store is back
+        (docs/decisions.md "A database that fails is not a crash")."""
+        while self._stored is not None:
+            stored, self._stored = self._stored, None
+            batch, self._batch = self._batch, []
+            after, self._after = self._after, []
+            try:
+                began = time.perf_counter()
+                held = await store.apply(batch) if batch else frozenset()
+                if batch and self.metrics is not None:
+                    self.metrics.committed(batch, time.perf_counter() - began, time.time())
+            except StoreUnavailable as exc:
+                self._batch, self._after = batch + self._batch, after + self._after
+                if self._stored is None:
+                    self._stored = asyncio.get_running_loop().create_future()
+                self._set_store_down(True, str(exc))
+                stored.set_result((Commit.UNAVAILABLE, frozenset()))
+                if not self._running:
+                    return
+                await asyncio.sleep(max(store.retry_delay, 0.05))
+                continue
+            except Exception as exc:
+                self._store_failed(exc)
+                stored.set_result((Commit.FAILED, frozenset()))
+                if self._stored is not None:
+                    self._stored.set_result((Commit.FAILED, frozenset()))
+                    self._stored = None
+                return
+            self._set_store_down(False)
+            if held:
+                after = self._release(held, after)
+            stored.set_result((Commit.STORED, held))
+            self._start_sends(after)
+
+    def _release(self, held: frozenset[str], after: list[AcmsAction]) -> list[AcmsAction]:
+        """Forget transactions another worker holds (lease rule 5) and drop their sends; if
+        the holder's lease has run out, claim now so a retried request finds them here."""
+        dropped = {send_id for key in held for send_id in self.core.sends_of(key)}
+        self._apply(self.core.handle(ReleaseRecords(time.time(), held)))
+        if self.shared is not None and time.monotonic() >= self._claim_after:  # rule 7
+            self._spawn(self._claim_now())
+        return [a for a in after if not (isinstance(a, SendFlow) and a.send_id in dropped)]
+
+    async def _claim_now(self) -> None:
+        try:
+            await self.claim_expired()
+        except StoreError as exc:  # the lease loop retries; a real failure shows there too
+            log.info("claim after a conflict failed: %s", exc)
+
+    def _set_store_down(self, down: bool, reason: str = "") -> None:
+        if down:  # lease rule 7: after an outage, let the others renew before claiming
+            self._claim_after = time.monotonic() + (
+                self.shared.lease_seconds if self.shared is not None else 0.0)
+        if down == self._store_down:
+            return
+        self._store_down = down
+        if down:
+            log.warning("store unavailable, answering 503: %s", reason,
+                        extra={"event": "store.unavailable"})
+        else:
+            log.warning("store available again", extra={"event": "store.recovered"})
+
+    async def _flush(self) -> bool:
+        """Commit what is queued now; True once stored (False: failed or unavailable)."""
+        stored = self._stored
+        if stored is None:
+            return self._running
+        self._commit()
+        return (await stored)[0] is Commit.STORED
+
+    @property
+    def store_down(self) -> bool:
+        """The shared store is away: every MESSAGE gets 503 until it is back."""
+        return self._store_down
+
+    # ------------------------------------------------------------------ leases
+
+    async def _leases(self, store: SharedStore) -> None:
+        """Every ``lease_seconds / 3``: renew this worker's lease, take over expired ones of
+        other workers, and learn the mappings and groups they wrote (docs/decisions.md "Scale-out:
+        leases")."""
+        while self._running:
+            await asyncio.sleep(max(store.retry_delay, 0.05) if self._store_down
+                                else store.lease_seconds / 3)
+            if not self._running or (self._store_down and self._stored is not None):
+                continue  # the committer is retrying its kept batch; it ends the outage
+            try:
+                await store.renew()
+                if self._store_down:  # found away here, with nothing kept to commit
+                    self._set_store_down(False)
+                if time.monotonic() >= self._claim_after:
+                    await self.claim_expired()
+                shared = await store.shared_since()
+            except StoreUnavailable as exc:
+                self._set_store_down(True, str(exc))
+                continue
+            except StoreError as exc:
+                self._store_failed(exc)
+                return
+            if shared.mappings or shared.groups:
+                self.feed(AdoptRecords(time.time(), shared))
+
+    async def claim_expired(self) -> int:
+        """Take over other workers' transactions whose lease expired, now; how many (the lease
+        loop calls this every ``lease_seconds / 3``; tests may call it directly)."""
+        if self.shared is None:
+            return 0
+        count = 0
+        while self._running:
+            claimed = await self.shared.claim(CLAIM_LIMIT)
+            if not claimed.transactions:
+                break
+            count += len(claimed.transactions)
+            self.feed(AdoptRecords(time.time(), claimed))
+            log.info("took over %d transactions", len(claimed.transactions),
+                     extra={"event": "store.adopted", "count": len(claimed.transactions)})
+            if len(claimed.transactions) < CLAIM_LIMIT:
+                break
+        return count
 
     def _start_sends(self, actions: list[AcmsAction]) -> None:
         for action in actions:
@@ -272,10 +493,13 @@ class AcmsNode(Node):
         event = self.trust.event(now, sender, flow)
         if not self._running:
             return message_reply(self.host, 503, "stopping")
+        if self._store_down:  # nothing can be stored: nothing is accepted (RFC 3261 21.5.4)
+            return self._unavailable_reply
         if self._opens_transaction(event) and self._overloaded():
             if self.metrics is not None:
                 self.metrics.shed.labels("overload").inc()
             return self._busy_reply
+        key = self._opened_key(event) if self.shared is not None else None
         reply = verdict_reply(self.host, self._apply(self.core.handle(event)))
         if reply.status == 503 and self.metrics is not None:  # a quota (core/quota.py)
             self.metrics.shed.labels("quota").inc()
@@ -287,11 +511,32 @@ class AcmsNode(Node):
                          "transaction_id": getattr(flow, "transaction_id", None)})
         if self._stored is None:
             return reply
-        return self._when_stored(self._stored, reply)
+        return self._when_stored(self._stored, reply, key)
 
-    async def _when_stored(self, stored: asyncio.Future[bool], reply: Reply) -> Reply:
+    async def _when_stored(self, stored: asyncio.Future[tuple[Commit, frozenset[str]]],
+                           reply: Reply, key: str | None = None) -> Reply:
         # 23.280 10.17.7.2 step 4: the 200 leaves only once the request is stored
-        return reply if await stored else message_reply(self.host, 500, "store-failed")
+        outcome, held = await stored
+        if outcome is Commit.STORED and key in held:
+            # opened at another worker first: not ours to answer; the retry reaches the
+            # worker holding it, or this one once it has taken it over (RFC 3261 21.5.4)
+            return self._held_reply
+        match outcome:
+            case Commit.STORED:
+                return reply
+            case Commit.UNAVAILABLE:
+                return self._unavailable_reply
+        return message_reply(self.host, 500, "store-failed")
+
+    def _opened_key(self, event: AcmsEvent) -> str | None:
+        """The key of the transaction a request would open, if the core does not hold it."""
+        if not self._opens_transaction(event):
+            return None
+        if isinstance(event, FlowFromPeer) and isinstance(event.flow, AcmRequest):
+            return tx_key(Role.PARTNER, event.origin, event.flow.transaction_id)
+        if isinstance(event, FlowFromAcmc) and isinstance(event.flow, AcmRequest):
+            return tx_key(Role.PRIMARY, event.sender, event.flow.transaction_id)
+        return None
 
     # ------------------------------------------------------------------ overload
 
@@ -360,6 +605,12 @@ class AcmsNode(Node):
         if aor not in self._users or address_of_record(origin.identity) != aor:
             return f"not-authorised: {origin.identity} may not register {aor}"
         return True
+
+    def _registered_elsewhere(self, aor: Uri, before: tuple[Binding, ...],
+                              after: tuple[Binding, ...]) -> None:
+        # another worker's registrar changed a shared registration: log-on and log-off
+        # (10.17.3.1) reach this worker's core too, so it delivers instead of queueing
+        self._registered(RegistrationChange(aor, before, after))
 
     def _registered(self, change: RegistrationChange) -> None:
         user = self._users.get(change.aor)

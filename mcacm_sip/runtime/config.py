@@ -163,6 +163,8 @@ class FaServerNodeConfig:
     log: LogSettings = field(default_factory=LogSettings)
     store_path: str | None = None
     """``[store] path``: the SQLite file keeping the FA holders; None: in memory only."""
+    store_url: str | None = None
+    """``[store] url``: the FA holders in PostgreSQL instead (store/pg_fa.py)."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -482,13 +484,22 @@ def parse_fa_server_node(data: Mapping[str, Any], base: Path = Path(".")
     except ValueError as exc:
         raise ConfigError("aliases", str(exc)) from None
     store = get_table(data, "store")
-    check_keys(store, {"path"}, "store.")
+    check_keys(store, {"path", "url"}, "store.")
     store_path = store.get("path")
     if store_path is not None and (not isinstance(store_path, str) or not store_path):
         raise ConfigError("store.path", "expected a file name")
+    store_url = store.get("url")
+    if store_url is not None:
+        if not isinstance(store_url, str) or not store_url.startswith(
+                ("postgresql://", "postgres://")):
+            raise ConfigError("store.url", f"{store_url!r}: expected a postgresql:// URL")
+        if store_path is not None:
+            raise ConfigError("store.url", "give store.path (SQLite) or store.url "
+                              "(PostgreSQL), not both")
     config = FaServerNodeConfig(psi, fa, parse_sip_settings(data, base),
                                 parse_log_settings(data),
-                                None if store_path is None else str(base / store_path))
+                                None if store_path is None else str(base / store_path),
+                                store_url)
     check_fa_server_trust(config)
     return config
 

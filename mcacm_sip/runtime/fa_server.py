@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from mcacm_sip.acm.errors import AcmError
 from mcacm_sip.acm.fa import (
@@ -48,6 +49,9 @@ from mcacm_sip.sip.dialog import MAX_EXPIRES, BadRequest, Body, Refuse, parse_ex
 from mcacm_sip.sip.publication import Compositor, PublicationChange, PublishAttempt, PublishKind
 from mcacm_sip.sip.subscription import Accept, Notifier, Subscription
 from mcacm_sip.store.fa import FaStore
+
+if TYPE_CHECKING:
+    from mcacm_sip.store.pg_fa import PgFaStore
 from mcacm_sip.store.sqlite import StoreError
 
 log = logging.getLogger("mcacm.fa.node")
@@ -55,17 +59,26 @@ log = logging.getLogger("mcacm.fa.node")
 BODY_TYPES = ("multipart/mixed", CT_PIDF, CT_MCPTT_INFO, CT_SIMPLE_FILTER)
 
 
-def _open_store(path: str) -> tuple[FaStore, dict[str, tuple[Holder, ...]]]:
-    """The store and the holders it keeps; a file that cannot serve is a configuration error."""
+def _open_store(path: str | None, url: str | None
+                ) -> tuple[FaStore | PgFaStore, dict[str, tuple[Holder, ...]]]:
+    """The store and the holders it keeps; a store that cannot serve is a configuration
+    error (``store.path`` or ``store.url``)."""
+    key = "store.url" if url is not None else "store.path"
     try:
-        store = FaStore(path)
+        if url is not None:
+            from mcacm_sip.store.pg_fa import PgFaStore  # the [postgres] extra
+
+            store: FaStore | PgFaStore = PgFaStore(url)
+        else:
+            assert path is not None
+            store = FaStore(path)
     except StoreError as exc:
-        raise ConfigError("store.path", str(exc)) from None
+        raise ConfigError(key, str(exc)) from None
     try:
         return store, store.load()
     except StoreError as exc:
         store.close()
-        raise ConfigError("store.path", str(exc)) from None
+        raise ConfigError(key, str(exc)) from None
 
 
 class FaServerNode(Node):
@@ -78,11 +91,11 @@ class FaServerNode(Node):
         super().__init__(config.sip, config.psi, trace)
         self.config = config
         self.psi = config.psi
-        self.store: FaStore | None = None
+        self.store: FaStore | PgFaStore | None = None
         initial: dict[str, tuple[Holder, ...]] = {}
-        if config.store_path is not None:
+        if config.store_path is not None or config.store_url is not None:
             # 9A.2.2.3.2 stored information: the holders accepted before a restart
-            self.store, initial = _open_store(config.store_path)
+            self.store, initial = _open_store(config.store_path, config.store_url)
         self.server = FaServer(config.fa, initial=initial)
         self.failed: asyncio.Future[str] | None = None
         """Resolves (with the reason) when the node had to stop itself (store failure)."""

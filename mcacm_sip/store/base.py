@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from mcacm_sip.core.events import Put, Remove, StoreChange
 from mcacm_sip.core.groups import PartnerGroup
@@ -28,6 +28,51 @@ class Store(Protocol):
         ...
 
     def close(self) -> None:
+        ...
+
+
+@runtime_checkable
+class SharedStore(Protocol):
+    """A store several ACMS workers of one PSI share (PostgreSQL, store/postgres.py): the
+    :class:`Store` operations as coroutines, plus leases (docs/decisions.md "Scale-out:
+    leases").  ``StoreUnavailable`` (store/rows.py) from any of them means: nothing done, the
+    database is away, try again after :attr:`retry_delay`; any other ``StoreError`` is fatal."""
+
+    url: str
+    worker_id: str
+    lease_seconds: float
+
+    @property
+    def retry_delay(self) -> float:
+        """Seconds until the next reconnection attempt (0 when connected)."""
+        ...
+
+    async def open(self) -> None:
+        """Connect; create or migrate the schema."""
+        ...
+
+    async def load(self) -> Snapshot:
+        """What this worker holds (leases renewed) and every mapping."""
+        ...
+
+    async def apply(self, changes: Sequence[StoreChange]) -> frozenset[str]:
+        """The group commit: atomic, one round trip; renews this worker's leases.  Returns
+        the keys of transactions it left alone because another worker holds them."""
+        ...
+
+    async def renew(self) -> int:
+        """Renew this worker's leases (idle workers); how many."""
+        ...
+
+    async def claim(self, limit: int = 1000) -> Snapshot:
+        """Take over other workers' expired transactions (``SKIP LOCKED``) with their parts."""
+        ...
+
+    async def shared_since(self) -> Snapshot:
+        """Mappings and groups other workers wrote since the last call."""
+        ...
+
+    async def close(self) -> None:
         ...
 
 

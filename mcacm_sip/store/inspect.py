@@ -23,7 +23,8 @@ from mcacm_sip.core.state import (
     Transaction,
     TxState,
 )
-from mcacm_sip.store.sqlite import _LOAD, _TABLE, SCHEMA_VERSION, StoreError
+from mcacm_sip.store.rows import LOAD, TABLE
+from mcacm_sip.store.sqlite import SCHEMA_VERSION, StoreError
 
 WAITING_FOR: dict[TxState, str] = {
     TxState.FORWARDING: "the partner ACMS's SIP answer to the forwarded request (10.17.7.2 "
@@ -96,13 +97,13 @@ def read_store(path: str | Path) -> StoreView:
         for kind, target in ((Transaction.KIND, view.transactions),
                              (PendingItem.KIND, view.pending),
                              (Outgoing.KIND, view.outgoing), (Mapping.KIND, view.mappings)):
-            for r in db.execute(f"SELECT * FROM {_TABLE[kind]}"):
+            for r in db.execute(f"SELECT * FROM {TABLE[kind]}"):
                 try:
-                    record: Record = _LOAD[kind](r)
+                    record: Record = LOAD[kind](r)
                 except (StoreError, ValueError) as exc:
-                    view.unreadable.append(f"{_TABLE[kind]} {r['key']}: {exc}")
+                    view.unreadable.append(f"{TABLE[kind]} {r['key']}: {exc}")
                     continue
-                target.append(record)  # type: ignore[arg-type]  # _LOAD[kind] builds kind
+                target.append(record)  # type: ignore[arg-type]  # LOAD[kind] builds kind
         has_bindings = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' "
                                   "AND name='bindings'").fetchone()
         if has_bindings:

@@ -16,36 +16,31 @@ origin in canonical spelling; a schema-1 file is upgraded in place when opened (
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
-from mcacm_sip.acm import codec
-from mcacm_sip.acm.model import (
-    AcmFlow,
-    AcmRequest,
-    AcmResponse,
-    ProcessIndication,
-    UserProfile,
-)
-from mcacm_sip.core.events import Put, Remove, StoreChange
+from mcacm_sip.core.events import StoreChange
 from mcacm_sip.core.groups import PartnerGroup
 from mcacm_sip.core.state import (
-    Hop,
     Mapping,
     Outgoing,
     PendingItem,
-    Purpose,
     Record,
-    Role,
     Snapshot,
     Transaction,
-    TxState,
+)
+from mcacm_sip.store.rows import (
+    COLUMNS,
+    LOAD,
+    SCHEMA_VERSION,
+    TABLE,
+    StoreError,
+    last_changes,
 )
 
-SCHEMA_VERSION = 3
+__all__ = ["SCHEMA_VERSION", "SqliteStore", "StoreError", "open_db", "read_groups", "write"]
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,19 +65,9 @@ CREATE TABLE IF NOT EXISTS groups (
     provisioned INTEGER NOT NULL, members TEXT NOT NULL, updated REAL NOT NULL);
 """
 
-_TABLE = {Transaction.KIND: "transactions", PendingItem.KIND: "pending",
-          Outgoing.KIND: "outgoing", Mapping.KIND: "mappings", PartnerGroup.KIND: "groups"}
-_COLUMNS = {Transaction.KIND: 12, PendingItem.KIND: 5, Outgoing.KIND: 10, Mapping.KIND: 7,
-            PartnerGroup.KIND: 6}
-_PUT_SQL = {kind: f"INSERT OR REPLACE INTO {table} VALUES ({','.join('?' * _COLUMNS[kind])})"
-            for kind, table in _TABLE.items()}
-_REMOVE_SQL = {kind: f"DELETE FROM {table} WHERE key=?" for kind, table in _TABLE.items()}
-
-_F = TypeVar("_F")
-
-
-class StoreError(RuntimeError):
-    """The database cannot be used (wrong schema version, corrupt row)."""
+_PUT_SQL = {kind: f"INSERT OR REPLACE INTO {table} VALUES ({','.join('?' * len(cols))})"
+            for kind, table in TABLE.items() for cols in (COLUMNS[kind],)}
+_REMOVE_SQL = {kind: f"DELETE FROM {table} WHERE key=?" for kind, table in TABLE.items()}
 
 
 def open_db(path: str) -> sqlite3.Connection:
@@ -104,70 +89,6 @@ def write(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
-def _xml(flow: AcmFlow | None) -> str | None:
-    # a received flow is kept as the document that arrived, ours as encoded (codec.document);
-    # codec.encode remembers the flows it encoded last: a transaction row rewritten at every
-    # state change, and a flow stored then sent, are encoded (and schema-checked) once
-    return None if flow is None else codec.document(flow).decode("utf-8")
-
-
-def _flow(text: str | None, kind: type[_F] | tuple[type[Any], ...]) -> Any:
-    if text is None:
-        return None
-    flow = codec.decode(text.encode("utf-8"))
-    if not isinstance(flow, kind):
-        raise StoreError(f"stored flow {flow.FLOW} is not of the expected kind")
-    return flow
-
-
-_REQ = AcmRequest.__args__
-_RESP = AcmResponse.__args__
-
-
-def _row(record: Record) -> tuple[Any, ...]:
-    match record:
-        case Transaction():
-            return (record.key, record.role.value, record.transaction_id, record.peer,
-                    record.state.value, record.created, record.deadline, _xml(record.request),
-                    _xml(record.indication), _xml(record.response), record.assignee,
-                    record.leg_id)
-        case PendingItem():
-            return (record.key, record.owner, int(record.is_fa), record.created,
-                    _xml(record.flow))
-        case Outgoing():
-            return (record.key, record.purpose.value, record.hop.value, record.to,
-                    _xml(record.flow), record.tx_key, record.attempts, record.next_at,
-                    record.give_up_at, json.dumps(list(record.carries)))
-        case Mapping():
-            return (record.key, record.side.value, record.peer, record.primary_id,
-                    record.partner_id, record.profile.xml if record.profile else None,
-                    int(record.removed))
-        case PartnerGroup():
-            return (record.key, record.peer, record.group_id, int(record.provisioned),
-                    json.dumps(list(record.members)), record.updated)
-
-
-_LOAD: dict[str, Callable[[sqlite3.Row], Record]] = {
-    Transaction.KIND: lambda r: Transaction(
-        Role(r["role"]), r["transaction_id"], r["peer"], _flow(r["request"], _REQ),
-        TxState(r["state"]), r["created"], r["deadline"],
-        _flow(r["indication"], ProcessIndication), _flow(r["response"], _RESP), r["assignee"],
-        r["leg_id"]),
-    PendingItem.KIND: lambda r: PendingItem(
-        r["key"], r["owner"], bool(r["is_fa"]), r["created"], _flow(r["flow"], _REQ + _RESP)),
-    Outgoing.KIND: lambda r: Outgoing(
-        r["key"], Purpose(r["purpose"]), Hop(r["hop"]), r["dest"], _flow(r["flow"], object),
-        r["tx_key"], r["attempts"], r["next_at"], r["give_up_at"],
-        tuple(json.loads(r["carries"]))),
-    Mapping.KIND: lambda r: Mapping(
-        Role(r["side"]), r["peer"], r["primary_id"], r["partner_id"],
-        UserProfile(r["profile"]) if r["profile"] is not None else None, bool(r["removed"])),
-    PartnerGroup.KIND: lambda r: PartnerGroup(
-        r["peer"], r["group_id"], bool(r["provisioned"]), tuple(json.loads(r["members"])),
-        r["updated"]),
-}
-
-
 def _upgrade(db: sqlite3.Connection) -> None:
     """Schema 1 -> 2 in one write transaction: the leg id column (every stored transaction
     used its origin's id on both legs: ""), and every transaction, pending item, send and
@@ -177,14 +98,14 @@ def _upgrade(db: sqlite3.Connection) -> None:
     with write(db):
         db.execute("ALTER TABLE transactions ADD COLUMN leg_id TEXT NOT NULL DEFAULT ''")
         for r in db.execute("SELECT * FROM transactions").fetchall():
-            new = _LOAD[Transaction.KIND](r).key
+            new = LOAD[Transaction.KIND](r).key
             if new != r["key"]:
                 db.execute("UPDATE transactions SET key=? WHERE key=?", (new, r["key"]))
                 db.execute("UPDATE pending SET key=? WHERE key=?", (new, r["key"]))
                 # (download sends, the only ones carrying item keys, are never stored)
                 db.execute("UPDATE outgoing SET tx_key=? WHERE tx_key=?", (new, r["key"]))
         for r in db.execute("SELECT * FROM mappings").fetchall():
-            new = _LOAD[Mapping.KIND](r).key
+            new = LOAD[Mapping.KIND](r).key
             if new != r["key"]:
                 db.execute("UPDATE mappings SET key=? WHERE key=?", (new, r["key"]))
         db.execute("UPDATE meta SET value=? WHERE name='schema'", (str(SCHEMA_VERSION),))
@@ -215,31 +136,16 @@ class SqliteStore:
     def apply(self, changes: Sequence[StoreChange]) -> None:
         if not changes:
             return
-        # a group commit (docs/decisions.md "Benchmarks") often rewrites one row several
-        # times: inside one transaction only each row's last change matters
-        last: dict[tuple[str, str], StoreChange] = {}
-        for change in changes:
-            kind = change.record.KIND if isinstance(change, Put) else change.kind
-            key = change.record.key if isinstance(change, Put) else change.key
-            last[(kind, key)] = change
-        # encode before BEGIN: a bad record must not leave a transaction open; the rows are
-        # independent (one change per row), so one executemany per statement
-        puts: dict[str, list[tuple[Any, ...]]] = {}
-        removes: dict[str, list[tuple[str]]] = {}
-        for change in last.values():
-            if isinstance(change, Put):
-                puts.setdefault(change.record.KIND, []).append(_row(change.record))
-            elif isinstance(change, Remove):
-                removes.setdefault(change.kind, []).append((change.key,))
+        puts, removes = last_changes(changes)  # docs/decisions.md "Benchmarks"
         with write(self._db):
             for kind, values in puts.items():
                 self._db.executemany(_PUT_SQL[kind], values)
             for kind, keys in removes.items():
-                self._db.executemany(_REMOVE_SQL[kind], keys)
+                self._db.executemany(_REMOVE_SQL[kind], [(k,) for k in keys])
 
     def _all(self, kind: str) -> list[Record]:
-        cur = self._db.execute(f"SELECT * FROM {_TABLE[kind]}")
-        return [_LOAD[kind](r) for r in cur]
+        cur = self._db.execute(f"SELECT * FROM {TABLE[kind]}")
+        return [LOAD[kind](r) for r in cur]
 
     def load(self) -> Snapshot:
         return Snapshot(
@@ -256,7 +162,7 @@ class SqliteStore:
     def pending_for(self, owner: str) -> list[PendingItem]:
         cur = self._db.execute(
             "SELECT * FROM pending WHERE owner=? ORDER BY created", (owner,))
-        return [r for r in map(_LOAD[PendingItem.KIND], cur) if isinstance(r, PendingItem)]
+        return [r for r in map(LOAD[PendingItem.KIND], cur) if isinstance(r, PendingItem)]
 
     def close(self) -> None:
         self._db.close()
@@ -280,6 +186,6 @@ def read_groups(path: str) -> list[PartnerGroup]:
             raise StoreError(f"{path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: {exc}") from None
-        return [g for g in map(_LOAD[PartnerGroup.KIND], rows) if isinstance(g, PartnerGroup)]
+        return [g for g in map(LOAD[PartnerGroup.KIND], rows) if isinstance(g, PartnerGroup)]
     finally:
         db.close()

@@ -40,6 +40,7 @@ from mcacm_sip.core.config import (
 )
 from mcacm_sip.core.events import (
     AcceptMessage,
+    AdoptRecords,
     CoreAction,
     Decide,
     DeliveryOutcome,
@@ -173,6 +174,24 @@ class Net:
                 self._apply(psi, core.handle(UserLoggedOn(self.clock.now, user)))
         self.acms[psi] = core
         self._apply(psi, core.start(self.clock.now))
+        self.run()
+        return core
+
+    def take_over(self, psi: str) -> AcmsCore:
+        """Crash ``psi`` and let another worker of the same PSI (a fresh core, already
+        started) adopt everything it stored, as a PostgreSQL claim does
+        (``AdoptRecords``; docs/decisions.md "Scale-out: leases")."""
+        old = self.acms[psi]
+        self._queue = deque((src, s) for src, s in self._queue if src != psi)
+        self.down.discard(psi)
+        core = AcmsCore(old.config)
+        self.subscriptions[psi] = set()
+        for user in self.online:
+            if self._home(user) == psi:
+                self._apply(psi, core.handle(UserLoggedOn(self.clock.now, user)))
+        self.acms[psi] = core
+        self._apply(psi, core.start(self.clock.now))
+        self._apply(psi, core.handle(AdoptRecords(self.clock.now, self.stores[psi].load())))
         self.run()
         return core
 

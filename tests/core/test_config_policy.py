@@ -128,6 +128,36 @@ def test_the_core_reads_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert "tomllib" not in source and "open(" not in source and "read_text" not in source
 
 
+PG_STORE = '[store]\nurl = "postgresql://acms@db.example/acms"\nworker_id = "acms-2"\n'
+
+
+def test_a_postgresql_store_with_its_worker(tmp_path: Path) -> None:
+    sqlite = '[store]\npath = "acms.sqlite"\nsynchronous = "full"\n'
+    c = load_acms_node(write(tmp_path, FULL.replace(sqlite, PG_STORE))).acms.store
+    assert (c.path, c.url, c.worker_id, c.lease_seconds) == (
+        None, "postgresql://acms@db.example/acms", "acms-2", 10.0)
+    text = FULL.replace(sqlite, PG_STORE + "lease_seconds = 4\n")
+    assert load_acms_node(write(tmp_path, text)).acms.store.lease_seconds == 4.0
+
+
+@pytest.mark.parametrize(("store", "key"), [
+    (PG_STORE + 'path = "acms.sqlite"\n', "store.url"),              # both engines
+    (PG_STORE.replace('worker_id = "acms-2"\n', ""), "store.worker_id"),  # who am I?
+    (PG_STORE.replace('"acms-2"', '" "'), "store.worker_id"),
+    (PG_STORE.replace("postgresql://", "mysql://"), "store.url"),
+    (PG_STORE + "lease_seconds = 0.5\n", "store.lease_seconds"),
+    (PG_STORE + 'lease_seconds = "long"\n', "store.lease_seconds"),
+    (PG_STORE + 'synchronous = "FULL"\n', "store.synchronous"),       # SQLite only
+    ('[store]\npath = "a.sqlite"\nworker_id = "w"\n', "store.worker_id"),  # one worker
+    ('[store]\npath = "a.sqlite"\nlease_seconds = 5\n', "store.lease_seconds"),
+])
+def test_store_engine_errors_name_the_key(tmp_path: Path, store: str, key: str) -> None:
+    text = FULL.replace('[store]\npath = "acms.sqlite"\nsynchronous = "full"\n', store)
+    with pytest.raises(ConfigError) as err:
+        load_acms_node(write(tmp_path, text))
+    assert err.value.key == key
+
+
 def test_bad_profile_and_bad_toml_are_config_errors(tmp_path: Path) -> None:
     path = write(tmp_path, FULL)
     (tmp_path / "profile.xml").write_text("<not-a-profile/>")

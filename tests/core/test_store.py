@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pg import Blocking
 
 from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import (
@@ -51,11 +53,24 @@ MAP = Mapping(Role.PARTNER, "sip:acms@p.example", "sip:m@p.example", "sip:m-1@q.
               PROFILE, removed=True)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Every engine behind one contract (the PostgreSQL one through :class:`pg.Blocking`)."""
     if request.param == "memory":
-        return MemoryStore()
-    return SqliteStore(str(tmp_path / "s.sqlite"))
+        yield MemoryStore()
+        return
+    if request.param == "sqlite":
+        sqlite = SqliteStore(str(tmp_path / "s.sqlite"))
+        yield sqlite
+        sqlite.close()
+        return
+    from mcacm_sip.store.postgres import PostgresStore
+
+    url = request.getfixturevalue("pg_url")
+    pg = Blocking(PostgresStore(url, "w1"))
+    pg.open()
+    yield pg
+    pg.close()
 
 
 def test_every_record_kind_round_trips(store: Store) -> None:

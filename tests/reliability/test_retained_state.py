@@ -35,7 +35,7 @@ from mcacm_sip.runtime.config import AcmsLimits, AcmsNodeConfig
 from mcacm_sip.runtime.lab import ALICE, DAVE, MIKE, PARTNER, PRIMARY, partner_config
 from mcacm_sip.sip import Peer, Reply, Timers
 from mcacm_sip.sip.aio import FinalResponse, Listen, SipEndpoint
-from mcacm_sip.store import MemoryStore
+from mcacm_sip.store import MemoryStore, SharedStore
 
 WAIT = 20.0
 MIKE_THERE = "sip:mike-1@partner.example"
@@ -104,6 +104,7 @@ def test_profile_updates_from_a_legitimate_peer_stop_at_its_quota(tmp_path: Path
             assert "quota-exceeded" in (busy.header("warning") or "")
             assert len(node.core.transactions()) == accepted
             assert node.core.quota.bytes_of(PRIMARY) <= limits.max_bytes_per_peer
+            assert not isinstance(node.store, SharedStore)
             rows = node.store.load().transactions  # the store kept only those
             assert len(rows) == accepted
             huge = await send(peer, big_update(150_000))

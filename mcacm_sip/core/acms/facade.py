@@ -28,10 +28,12 @@ from mcacm_sip.core.events import (
     AcmsAction,
     AcmsActions,
     AcmsEvent,
+    AdoptRecords,
     DeliveryOutcome,
     FaHoldersChanged,
     FlowFromAcmc,
     FlowFromPeer,
+    ReleaseRecords,
     SendFlow,
     TimerTick,
     UserLoggedOff,
@@ -40,7 +42,10 @@ from mcacm_sip.core.events import (
 from mcacm_sip.core.identity import id_key
 from mcacm_sip.core.quota import Quotas
 from mcacm_sip.core.state import (
+    Outgoing,
+    PendingItem,
     Purpose,
+    Record,
     Role,
     Snapshot,
     Transaction,
@@ -62,19 +67,49 @@ class AcmsCore(AcmsPrimary, AcmsPartner):
         """Subscribe to the FAs we need and re-send everything whose outcome was not known
         when the ACMS stopped (continuing every open transaction)."""
         out = AcmsActions()
-        fas = [*self.config.functional_aliases,
-               *(i.owner for i in self._pending.values() if i.is_fa)]
-        for fa in fas:
+        for fa in self.config.functional_aliases:
             self._subscribe(fa, out)
-        for og in list(self._out.values()):
+        self._resume(now, list(self._tx.values()), list(self._pending.values()),
+                     list(self._out.values()), out)
+        return out.result()
+
+    def _resume(self, now: float, txs: list[Transaction], pending: list[PendingItem],
+                outgoing: list[Outgoing], out: AcmsActions) -> None:
+        """Continue restored or adopted records: FA subscriptions for FA queues, re-sends of
+        what had no known outcome (retries keep their stored times)."""
+        for fa in [i.owner for i in pending if i.is_fa]:
+            self._subscribe(fa, out)
+        for og in outgoing:
             if og.next_at is None:
                 out.add(SendFlow(og.send_id, og.hop, og.to, og.flow))
-        for tx in [t for t in self._tx.values()
-                   if t.role is Role.PRIMARY and t.state is TxState.PENDING_FA]:
+        for tx in [t for t in txs if t.role is Role.PRIMARY and t.state is TxState.PENDING_FA]:
             # stored before responses were routed to their requester (decision): do so now
             self._drop_item(tx.key, out)
             self._deliver_or_queue(now, tx, tx.origin, out)
-        return out.result()
+
+    def _adopt(self, now: float, records: Snapshot, out: AcmsActions) -> None:
+        # records held already stay as they are: this core's copy is the newer one
+        txs = [t for t in records.transactions if t.key not in self._tx]
+        pending = [p for p in records.pending if p.key not in self._pending]
+        outgoing = [o for o in records.outgoing if o.key not in self._out]
+        adopted: list[Record] = [*txs, *pending, *outgoing, *records.mappings,
+                                 *records.groups]
+        for record in adopted:
+            self._remember(record)
+        self._resume(now, txs, pending, outgoing, out)
+
+    def _release(self, keys: frozenset[str]) -> None:
+        scratch = AcmsActions()  # the Removes are not stored: the rows are another worker's
+        for key in keys:
+            for send_id in list(self._out_of_tx.get(key, ())):
+                self._drop_out(self._out[send_id], scratch)
+            self._drop_item(key, scratch)
+            for offered in self._offered.values():
+                offered.discard(key)
+            for routed in self._via_fa.values():
+                routed.pop(key, None)
+            if (tx := self._tx.get(key)) is not None:
+                self._drop_tx(tx, scratch)
 
     def handle(self, event: AcmsEvent) -> list[AcmsAction]:
         out = AcmsActions()
@@ -93,6 +128,10 @@ class AcmsCore(AcmsPrimary, AcmsPartner):
                 self._outcome(event, out)
             case TimerTick():
                 self._tick(event.now, out)
+            case AdoptRecords():
+                self._adopt(event.now, event.records, out)
+            case ReleaseRecords():
+                self._release(event.tx_keys)
         return out.result()
 
     def _from_acmc(self, now: float, sender: str, flow: AcmFlow, out: AcmsActions) -> None:

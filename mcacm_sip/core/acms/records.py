@@ -108,6 +108,10 @@ class AcmsRecords:
     def transactions(self) -> tuple[Transaction, ...]:
         return tuple(self._tx.values())
 
+    def sends_of(self, tx_key: str) -> tuple[str, ...]:
+        """The send ids of the transaction's sends without a known outcome."""
+        return tuple(self._out_of_tx.get(tx_key, ()))
+
     def pending_for(self, owner: str) -> tuple[PendingItem, ...]:
         """The queue of a user or FA, oldest first: O(k) in its length."""
         return tuple(self._pending[k] for k in self._queues.get(id_key(owner), {}))
