@@ -9,6 +9,7 @@ from dataclasses import replace
 from mcacm_sip.acm.model import Addressee, ResultCode
 from mcacm_sip.core.acms import AcmsCore
 from mcacm_sip.core.events import AdoptRecords, ReleaseRecords, ReportKind, SendFlow
+from mcacm_sip.core.groups import PartnerGroup
 from mcacm_sip.core.state import Role, Snapshot, TxState
 from mcacm_sip.store import MemoryStore
 
@@ -110,3 +111,14 @@ def test_released_transactions_are_forgotten_with_their_items_and_sends() -> Non
     # the same request again is new to this core (its holder answers it elsewhere)
     assert core.handle(AdoptRecords(net.clock.now, Snapshot(transactions=(tx,)))) == []
     assert core.transaction(Role.PARTNER, tid, PRIMARY) == tx
+
+
+def test_mappings_and_groups_other_workers_wrote_are_taken_in() -> None:
+    net = two_systems(primary_store=MemoryStore(), partner_store=MemoryStore())
+    core = net.acms[PARTNER]
+    group = PartnerGroup(PRIMARY, "sip:team@primary.example", True, (DAVE,), 1.0)
+    assert core.handle(AdoptRecords(net.clock.now, Snapshot(groups=(group,)))) == []
+    assert core.groups() == (group,)
+    grown = replace(group, members=(DAVE, "sip:erin@partner.example"), updated=2.0)
+    core.handle(AdoptRecords(net.clock.now, Snapshot(groups=(grown,))))
+    assert core.groups() == (grown,)  # the other worker's is the newer
