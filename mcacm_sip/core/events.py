@@ -227,6 +227,9 @@ class SendFlow(CoreAction):
     hop: Hop
     to: str
     flow: AcmFlow
+    procedure: str = ""
+    """The ACM procedure the flow belongs to (:func:`~mcacm_sip.core.identity.procedure_id`),
+    sent as the ``X-CID`` routing header; empty: the runtime derives it from the flow."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,13 +18,25 @@ normalise.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from functools import lru_cache
 from typing import NewType
 
+from mcacm_sip.acm.model import AcmFlow
 from mcacm_sip.sip.uri import MUST_MATCH, InvalidUri, Uri, identity, uri_glob_match
 
-__all__ = ["ANY", "IdKey", "id_key", "matches_pattern", "pattern_ok", "same", "uid"]
+__all__ = [
+    "ANY",
+    "IdKey",
+    "flow_procedure",
+    "id_key",
+    "matches_pattern",
+    "pattern_ok",
+    "procedure_id",
+    "same",
+    "uid",
+]
 
 IdKey = NewType("IdKey", str)
 """The canonical text of an identity (:func:`id_key`): what identity-keyed dicts and sets are
@@ -84,3 +96,28 @@ def pattern_ok(pattern: str) -> bool:
     except InvalidUri:
         return False
     return True
+
+
+_PROCEDURE_NS = uuid.UUID("5d1c8e4a-0f7b-4c1e-9a57-6d2b8f3e1a90")
+"""Namespace of :func:`procedure_id` (RFC 4122 4.3 name-based UUIDs): fixed, so every node of
+every release derives the same value."""
+
+
+def procedure_id(requester: str, transaction_id: str) -> str:
+    """The routing and correlation value of one ACM procedure (the ``X-CID`` header,
+    docs/decisions.md "Scale-out: the procedure header"): a name-based UUID (RFC 4122 4.3,
+    version 5) of the requester's canonical identity and the origin's transaction id, as 32
+    lower-case hex digits.  Every node that knows the request derives the same value, so the
+    flows of one procedure hash alike at a dispatcher although their Call-IDs differ.  A
+    routing hint only: nothing is authorised by it."""
+    return uuid.uuid5(_PROCEDURE_NS, f"{id_key(requester)}\n{transaction_id}").hex
+
+
+def flow_procedure(flow: AcmFlow) -> str | None:
+    """:func:`procedure_id` of a flow that names its procedure's requester: a request (its
+    requester), a pending-data notification or download (the user, 10.17.3.1: each is a
+    procedure of its own).  None for an indication or a response: they name only the
+    transaction id, the sender takes the value from the request it answers."""
+    requester = getattr(flow, "requester", None)
+    who = requester.mc_service_id if requester is not None else getattr(flow, "user", None)
+    return None if who is None else procedure_id(who, flow.transaction_id)

@@ -31,6 +31,7 @@ from mcacm_sip.acm.model import (
     GroupMembershipUpdateRequest,
     GroupOperation,
     InterconnectionGroupProvisionRequest,
+    PendingDataDownloadRequest,
     ProcessIndication,
     ProfileUpdateRequest,
     RemoveUserConfigurationRequest,
@@ -51,9 +52,16 @@ from mcacm_sip.core.events import (
     TimerTick,
     verdict_of,
 )
+from mcacm_sip.core.identity import flow_procedure
 from mcacm_sip.runtime.base import Node, TraceHook
 from mcacm_sip.runtime.config import AcmcNodeConfig, check_acmc_trust, configured_aor
-from mcacm_sip.runtime.messaging import message_reply, send_message, verdict_reply
+from mcacm_sip.runtime.messaging import (
+    PROCEDURE_HEADER,
+    message_reply,
+    procedure_of,
+    send_message,
+    verdict_reply,
+)
 from mcacm_sip.sip import Reply, SipTimeout, SipTransportError
 from mcacm_sip.sip.aio import IncomingRequest
 from mcacm_sip.sip.aio.timer import TimerDriver
@@ -62,6 +70,12 @@ from mcacm_sip.sip.uri import address_of_record, registrar_uri
 from mcacm_sip.text import printable
 
 log = logging.getLogger("mcacm.acmc.node")
+
+PROCEDURES_KEPT = 4096
+"""Delivered requests whose X-CID an ACMC remembers until it decides them."""
+
+OPENING_FLOWS = (*AcmRequest.__args__, PendingDataDownloadRequest)
+"""The flows an ACMC sends that open a procedure (their Call-ID is its X-CID value)."""
 
 # --------------------------------------------------------------------------- deciders
 
@@ -280,6 +294,10 @@ class AcmcNode(Node):
         self._registration: RegistrationClient | None = None
         self._timer: TimerDriver = TimerDriver(self, clock=time.time)
         self._handles: dict[str, RequestHandle] = {}
+        self._procedures: dict[str, str] = {}
+        """Transaction id of a request delivered to us -> the X-CID it came with, echoed on
+        our decision (the ACMS derives it from the origin's id, which a fresh leg id hides
+        from us); newest last, at most ``PROCEDURES_KEPT``."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -433,8 +451,16 @@ class AcmcNode(Node):
             self.on_report(report)
 
     async def _deliver(self, send: SendFlow) -> None:
+        flow = send.flow
+        echoed = self._procedures.get(flow.transaction_id) if isinstance(
+            flow, AcmResponse.__args__) else None
+        # a request we open names its procedure by its Call-ID too: what sngrep and Homer
+        # link the procedure's other MESSAGEs (their X-CID) to
+        opens = isinstance(flow, OPENING_FLOWS)
+        procedure = echoed or flow_procedure(flow)  # "": absent
         sent = await send_message(self.endpoint, self.config.sip, uri=send.to,
-                                  to=send.to, identity=self.me, flow=send.flow)
+                                  to=send.to, identity=self.me, flow=flow, procedure=procedure,
+                                  call_id=procedure if opens else None)
         self._feed(sent.outcome(time.time(), send.send_id))
 
     async def _decide(self, request: AcmRequest) -> None:
@@ -461,5 +487,12 @@ class AcmcNode(Node):
         # an ACMC takes flows only from its own ACMS (decision), by RFC 3261 19.1.4
         if address_of_record(sender) != self._acms:
             return message_reply(self.host, 403, f"not-authorised: {sender} is not my ACMS")
+        if isinstance(flow, AcmRequest.__args__):  # to decide: our answer echoes its X-CID
+            # lax on receive: without a usable one, the value the request itself names
+            procedure = procedure_of(req.header(PROCEDURE_HEADER)) or flow_procedure(flow)
+            self._procedures.pop(flow.transaction_id, None)
+            self._procedures[flow.transaction_id] = procedure or ""
+            if len(self._procedures) > PROCEDURES_KEPT:
+                del self._procedures[next(iter(self._procedures))]
         return verdict_reply(self.host, self._apply(self.core.handle(
             FlowFromAcms(time.time(), flow))))

@@ -586,7 +586,7 @@ class AcmsNode(Node):
             uri, route = send.to, ()
         sent = await send_message(
             self.endpoint, self.config.sip, uri=uri, to=send.to, identity=self.psi,
-            flow=send.flow, route=route)
+            flow=send.flow, route=route, procedure=send.procedure or None)
         self.feed(sent.outcome(time.time(), send.send_id))
 
     # ------------------------------------------------------------------ REGISTER

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -10,6 +11,7 @@ from mcacm_sip.acm import codec
 from mcacm_sip.acm.errors import AcmError
 from mcacm_sip.acm.model import AcmFlow
 from mcacm_sip.core.events import DeliveryOutcome, Failure, MessageVerdict, RefuseMessage
+from mcacm_sip.core.identity import flow_procedure
 from mcacm_sip.runtime.base import SipSettings, warning
 from mcacm_sip.sip import Reply, SipTimeout, SipTransportError
 from mcacm_sip.sip.aio import SipEndpoint
@@ -17,6 +19,25 @@ from mcacm_sip.sip.dialog import parse_retry_after
 from mcacm_sip.sip.headers import InvalidHeader, Warning
 
 log = logging.getLogger("mcacm.runtime")
+
+PROCEDURE_HEADER = "X-CID"
+"""The header naming the ACM procedure a MESSAGE belongs to (docs/decisions.md "Scale-out: the
+procedure header"): what Kamailio's dispatcher hashes so that every flow of one procedure
+reaches the worker holding it, and what sngrep and Homer link related messages by.  A routing
+and correlation hint: no authorisation reads it."""
+
+_PROCEDURE_VALUE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~@:]{1,128}")
+"""What we echo of a received value: an RFC 3261 ``word`` (the Call-ID syntax, since sngrep
+and Homer compare it with Call-IDs), at most 128 characters; anything else is ignored."""
+
+
+def procedure_of(value: str | None) -> str | None:
+    """The procedure value of a received ``X-CID`` header, None if absent or unusable (lax on
+    receive: a bad value is no error, the receiver derives its own)."""
+    if value is None:
+        return None
+    value = value.strip()
+    return value if _PROCEDURE_VALUE.fullmatch(value) else None
 
 
 def message_reply(host: str, status: int, text: str) -> Reply:
@@ -51,6 +72,14 @@ def warning_text(value: str | None) -> str | None:
         return value
 
 
+def acm_headers(identity: str, icsi: str, procedure: str | None
+                ) -> tuple[tuple[str, str], ...]:
+    """The headers of every ACM MESSAGE we send: P-Asserted-Identity (RFC 3325; believed only
+    from a trusted hop), P-Asserted-Service (the ICSI) and the procedure header."""
+    headers = (("P-Asserted-Identity", f"<{identity}>"), ("P-Asserted-Service", icsi))
+    return headers if procedure is None else (*headers, (PROCEDURE_HEADER, procedure))
+
+
 @dataclass(frozen=True, slots=True)
 class Sent:
     """What became of one MESSAGE: ok = a 2xx arrived.  A failure has its kind
@@ -71,8 +100,12 @@ class Sent:
 
 
 async def send_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str, to: str,
-                       identity: str, flow: AcmFlow, route: Sequence[str] = ()) -> Sent:
-    """Send ``flow`` in a MESSAGE to ``uri`` (through ``route``, a preloaded Route set).
+                       identity: str, flow: AcmFlow, route: Sequence[str] = (),
+                       procedure: str | None = None, call_id: str | None = None) -> Sent:
+    """Send ``flow`` in a MESSAGE to ``uri`` (through ``route``, a preloaded Route set), with
+    ``X-CID: <procedure>`` (:data:`PROCEDURE_HEADER`; None: derived from the flow, see
+    :func:`~mcacm_sip.core.identity.flow_procedure`) and, for the request that opens a
+    procedure, ``call_id`` (sngrep and Homer link the procedure's other MESSAGEs to it).
 
     ok means a 2xx arrived: the receiver has stored what it accepted (transport acknowledgement
     only; the process indication and the response are separate flows).  This is the one place
@@ -92,9 +125,8 @@ async def send_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str
                     failure=Failure.LOCAL_ERROR)
     request = endpoint.new_request(
         "MESSAGE", uri, from_uri=identity, to_uri=to, body=body, route=route,
-        content_type=codec.ACM_CONTENT_TYPE,
-        headers=(("P-Asserted-Identity", f"<{identity}>"),
-                 ("P-Asserted-Service", settings.icsi)))
+        content_type=codec.ACM_CONTENT_TYPE, call_id=call_id,
+        headers=acm_headers(identity, settings.icsi, procedure or flow_procedure(flow)))
     try:
         final = await endpoint.send(request, timeout=settings.send_timeout)
     except SipTimeout:

@@ -43,8 +43,9 @@ from mcacm_sip.acm.model import (
     RemoveUserConfigurationResponse,
 )
 from mcacm_sip.acm.validate import Problem, validate_document
+from mcacm_sip.core.identity import flow_procedure
 from mcacm_sip.runtime.base import TlsSettings, uri_host
-from mcacm_sip.runtime.messaging import message_reply, warning_text
+from mcacm_sip.runtime.messaging import acm_headers, message_reply, warning_text
 from mcacm_sip.sip import Peer, Reply, SipTimeout, SipTransportError, Timers
 from mcacm_sip.sip.aio import IncomingRequest, Listen, MessageTrace, SipEndpoint
 from mcacm_sip.sip.aio.usages import RegistrationClient, RegistrationError
@@ -350,11 +351,13 @@ async def follow_message(endpoint: SipEndpoint, settings: SendSettings, body: by
                          ) -> None:
     """Send ``body`` in a MESSAGE and wait until ``ex`` is done or failed (``changed`` is set
     whenever something reached ``ex``)."""
+    procedure = flow_procedure(ex.request)
     request = endpoint.new_request(
         "MESSAGE", settings.to, from_uri=settings.identity, to_uri=settings.to, body=body,
         content_type=codec.ACM_CONTENT_TYPE, transport=settings.listen.transport,
-        headers=(("P-Asserted-Identity", f"<{settings.identity}>"),
-                 ("P-Asserted-Service", settings.icsi)))
+        # as an ACMC the request opens its procedure: its Call-ID is the X-CID value
+        call_id=procedure if settings.role == "acmc" else None,
+        headers=acm_headers(settings.identity, settings.icsi, procedure))
     say(f"MESSAGE {ex.request.FLOW} {ex.request.transaction_id} to {settings.to}")
     ex.sending("MESSAGE")
 

@@ -34,7 +34,6 @@ from mcacm_sip.core.events import (
     FlowFromAcmc,
     FlowFromPeer,
     ReleaseRecords,
-    SendFlow,
     TimerTick,
     UserLoggedOff,
     UserLoggedOn,
@@ -81,7 +80,7 @@ class AcmsCore(AcmsPrimary, AcmsPartner):
             self._subscribe(fa, out)
         for og in outgoing:
             if og.next_at is None:
-                out.add(SendFlow(og.send_id, og.hop, og.to, og.flow))
+                out.add(self._send_of(og))
         for tx in [t for t in txs if t.role is Role.PRIMARY and t.state is TxState.PENDING_FA]:
             # stored before responses were routed to their requester (decision): do so now
             self._drop_item(tx.key, out)

@@ -16,7 +16,7 @@ from dataclasses import replace
 from mcacm_sip.acm.model import AcmFlow, AcmRequest, AcmResponse, Result, ResultCode
 from mcacm_sip.core.acms.records import AcmsRecords, log
 from mcacm_sip.core.events import AcmsActions, DeliveryOutcome, Failure, SendFlow
-from mcacm_sip.core.identity import id_key
+from mcacm_sip.core.identity import flow_procedure, id_key, procedure_id
 from mcacm_sip.core.state import (
     Hop,
     Outgoing,
@@ -102,7 +102,16 @@ class AcmsOutbox(AcmsRecords):
         og = Outgoing(uuid.uuid4().hex, purpose, hop, to, flow,
                       tx.key if tx is not None else None, give_up_at=give_up_at, carries=carries)
         self._put(og, out)
-        out.add(SendFlow(og.send_id, hop, to, flow))
+        out.add(self._send_of(og))
+
+    def _send_of(self, og: Outgoing) -> SendFlow:
+        """The SendFlow of a stored send, with its procedure's X-CID value: the transaction's
+        (requester and the origin's id, the same at the primary and the partner), else the
+        flow's own (notification, download)."""
+        tx = self._tx.get(og.tx_key) if og.tx_key is not None else None
+        procedure = (procedure_id(tx.request.requester.mc_service_id, tx.transaction_id)
+                     if tx is not None else flow_procedure(og.flow))
+        return SendFlow(og.send_id, og.hop, og.to, og.flow, procedure or "")
 
     def _outcome(self, ev: DeliveryOutcome, out: AcmsActions) -> None:
         og = self._out.get(ev.send_id)
@@ -233,4 +242,4 @@ class AcmsOutbox(AcmsRecords):
                 continue
             og = replace(og, attempts=og.attempts + 1, next_at=None)
             self._put(og, out)
-            out.add(SendFlow(og.send_id, og.hop, og.to, og.flow))
+            out.add(self._send_of(og))
