@@ -34,7 +34,7 @@ from mcacm_sip.acm.fa import (
     resolution_from_notify,
     resolution_subscribe_body,
 )
-from mcacm_sip.acm.model import AcmRequest
+from mcacm_sip.acm.model import AcmRequest, AcmResponse, ProcessIndication
 from mcacm_sip.core.acms import AcmsCore
 from mcacm_sip.core.events import (
     AcmsAction,
@@ -91,6 +91,8 @@ if TYPE_CHECKING:
     from mcacm_sip.store.pg_bindings import PgBindingStore
 
 log = logging.getLogger("mcacm.acms.node")
+
+_RESPONSES = AcmResponse.__args__
 
 
 class StoreFailed(RuntimeError):
@@ -499,6 +501,11 @@ class AcmsNode(Node):
             if self.metrics is not None:
                 self.metrics.shed.labels("overload").inc()
             return self._busy_reply
+        if self.shared is not None and not self._holds(event):
+            # decision (docs/decisions.md "Scale-out: failover"): an answer about a
+            # transaction another worker holds is not ours to refuse (404/403 are final,
+            # RFC 3261 21.4): 503, the dispatcher tries the next worker, the sender repeats
+            return self._held_reply
         key = self._opened_key(event) if self.shared is not None else None
         reply = verdict_reply(self.host, self._apply(self.core.handle(event)))
         if reply.status == 503 and self.metrics is not None:  # a quota (core/quota.py)
@@ -527,6 +534,18 @@ class AcmsNode(Node):
             case Commit.UNAVAILABLE:
                 return self._unavailable_reply
         return message_reply(self.host, 500, "store-failed")
+
+    def _holds(self, event: AcmsEvent) -> bool:
+        """Whether this worker holds the transaction an answer is about (a partner's
+        indication or response, our ACMC's decision); True for anything else."""
+        if not isinstance(event, FlowFromAcmc | FlowFromPeer):
+            return True
+        flow = event.flow
+        if isinstance(flow, _RESPONSES) or (isinstance(event, FlowFromPeer)
+                                            and isinstance(flow, ProcessIndication)):
+            role = Role.PRIMARY if isinstance(event, FlowFromPeer) else Role.PARTNER
+            return self.core.holds_leg(role, flow.transaction_id)
+        return True
 
     def _opened_key(self, event: AcmsEvent) -> str | None:
         """The key of the transaction a request would open, if the core does not hold it."""
