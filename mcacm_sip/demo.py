@@ -261,6 +261,21 @@ class Trace:
 
         await self.wait_for(match, timeout)
 
+    async def acknowledged(self, node: str, request: Callable[[TraceRecord], bool],
+                           timeout: float = STEP_TIMEOUT) -> None:
+        """Wait until ``node`` received a 2xx to a request it sent matching ``request``: the
+        receiver has stored what it accepted (stored before acknowledged)."""
+        def match(answer: TraceRecord) -> bool:
+            if answer.node != node or answer.direction != "in" or not first_line(
+                    answer).startswith("SIP/2.0 2"):
+                return False
+            key = (header(answer, "call-id"), header(answer, "cseq"))
+            return any(r.node == node and r.direction == "out" and not first_line(r).startswith(
+                "SIP/") and (header(r, "call-id"), header(r, "cseq")) == key and request(r)
+                for _, r in self.records)
+
+        await self.wait_for(match, timeout)
+
     def events(self) -> dict[str, list[LadderEvent]]:
         """Branch key -> its messages, sender -> receiver, in order."""
         arrivals: dict[bytes, deque[TraceRecord]] = defaultdict(deque)
@@ -322,11 +337,26 @@ def header(record: TraceRecord, name: str) -> str:
 # --------------------------------------------------------------------------- the systems
 
 
-def _sip(transport: Transport) -> SipSettings:
+def _sip(transport: Transport, port: int = 0) -> SipSettings:
     # default RFC 3261 timers (T1 0.5 s: no retransmission on loopback); nothing is ever
     # unreachable in the demo, so a short give-up only bounds a broken run
-    return SipSettings(listens=(Listen(transport, "127.0.0.1", 0),), transport=transport,
+    return SipSettings(listens=(Listen(transport, "127.0.0.1", port),), transport=transport,
                        send_timeout=5.0, trusted_hosts=LOOPBACK)  # every node on loopback
+
+
+@dataclass(frozen=True, slots=True)
+class RemotePrimary:
+    """A primary ACMS the demo does not run itself: the scale-out cluster behind Kamailio's
+    dispatcher (tests/test_scaleout.py).  Its users must be the demo's (alice, bob)."""
+
+    hop: str
+    """SIP URI of its address (the dispatcher)."""
+    pending: Callable[[str], Awaitable[int]]
+    """Owner -> how many pending items it holds for them (its store)."""
+    holds: Callable[[str], Awaitable[bool]]
+    """Transaction id -> whether it stored a transaction under it."""
+    partner_port: int
+    """Where the demo's partner ACMS listens (the primary was configured with it)."""
 
 
 def _warm_up() -> None:
@@ -339,9 +369,11 @@ def _warm_up() -> None:
 class Demo:
     """The seven nodes and the state the branches share."""
 
-    def __init__(self, base: Path, transport: Transport, tap: Tap | None = None) -> None:
+    def __init__(self, base: Path, transport: Transport, tap: Tap | None = None,
+                 remote: RemotePrimary | None = None) -> None:
         self.transport = transport
         self.trace = Trace(tap)
+        self.remote = remote
         sip = _sip(transport)
         trace = self.trace
         primary = primary_config(str(base / "primary.sqlite"))
@@ -357,8 +389,10 @@ class Demo:
         self.fa = FaServerNode(FaServerNodeConfig(FA_SERVER, FaServerConfig(
             (FaConfig(DUTY, frozenset({CAROL})), FaConfig(NIGHT, frozenset({DAVE}))),
             frozenset({PARTNER})), sip), trace=trace)
-        self.primary = AcmsNode(AcmsNodeConfig(primary, sip), trace=trace)
-        self.partner = AcmsNode(AcmsNodeConfig(partner, sip), trace=trace)
+        self.primary = None if remote is not None else AcmsNode(
+            AcmsNodeConfig(primary, sip), trace=trace)
+        self.partner = AcmsNode(AcmsNodeConfig(partner, _sip(
+            transport, remote.partner_port if remote is not None else 0)), trace=trace)
         self.dave_decides = ProgrammableDecider()
         self.carol_decides = ProgrammableDecider()
         self.alice = AcmcNode(AcmcNodeConfig(AcmcConfig(ALICE, PRIMARY), sip), trace=trace)
@@ -374,7 +408,7 @@ class Demo:
 
     @property
     def servers(self) -> tuple[FaServerNode | AcmsNode, ...]:
-        return (self.fa, self.primary, self.partner)
+        return tuple(n for n in (self.fa, self.primary, self.partner) if n is not None)
 
     @property
     def clients(self) -> tuple[AcmcNode, ...]:
@@ -384,9 +418,11 @@ class Demo:
         for server in self.servers:
             await server.start()
         t = self.transport
-        fa, primary, partner = self.fa.hop(t), self.primary.hop(t), self.partner.hop(t)
+        fa, partner = self.fa.hop(t), self.partner.hop(t)
+        primary = self.remote.hop if self.remote is not None else self.primary_node.hop(t)
         # static next hops instead of DNS; ACMCs reach their ACMS, the partner its FA server
-        self.primary.set_hops({PARTNER: partner})
+        if self.primary is not None:
+            self.primary.set_hops({PARTNER: partner})
         self.partner.set_hops({PRIMARY: primary, "partner.example": fa})
         for client in (self.alice, self.bob):
             client.set_hops({"*": primary})
@@ -401,8 +437,14 @@ class Demo:
     async def close(self) -> None:
         for client in self.clients:
             await client.stop()
-        for server in (self.partner, self.primary, self.fa):
+        for server in reversed(self.servers):
             await server.stop()
+
+    @property
+    def primary_node(self) -> AcmsNode:
+        """The primary ACMS when the demo runs it."""
+        assert self.primary is not None, "the primary ACMS runs elsewhere"
+        return self.primary
 
     # ------------------------------------------------------------------ helpers for branches
 
@@ -448,10 +490,24 @@ class Demo:
         """10.17.7.2 step 4 reached the primary ACMC: the partner has stored the request."""
         await asyncio.wait_for(asyncio.shield(handle.indicated), STEP_TIMEOUT)
 
-    def pending(self, node: AcmsNode, owner: str) -> int:
-        count = len(node.core.pending_for(owner))
-        self.note(f"{name_of(node.psi)} holds {count} pending item(s) for {owner}")
+    async def pending(self, system: str, owner: str) -> int:
+        """Pending items the ACMS of ``system`` (PRIMARY or PARTNER) holds for ``owner``."""
+        if system == PRIMARY and self.remote is not None:
+            count = await self.remote.pending(owner)
+        else:
+            node = self.partner if system == PARTNER else self.primary_node
+            count = len(node.core.pending_for(owner))
+        self.note(f"{name_of(system)} holds {count} pending item(s) for {owner}")
         return count
+
+    async def stored(self, transaction_id: str) -> bool:
+        """Whether either ACMS stored a transaction under ``transaction_id``."""
+        if any(t.transaction_id == transaction_id for t in self.partner.core.transactions()):
+            return True
+        if self.remote is not None:
+            return await self.remote.holds(transaction_id)
+        return any(t.transaction_id == transaction_id
+                   for t in self.primary_node.core.transactions())
 
 
 # --------------------------------------------------------------------------- the branches
@@ -517,7 +573,7 @@ async def fa_one_holder(demo: Demo) -> str:
 async def fa_no_holder(demo: Demo) -> str:
     handle = demo.alice.submit(demo.update(Addressee(functional_alias=NIGHT), mike(demo)))
     await demo.indicated(handle)
-    if demo.pending(demo.partner, NIGHT) != 1:
+    if await demo.pending(PARTNER, NIGHT) != 1:
         return "not stored for the inactive alias"
     # dave takes the night alias: NOTIFY to the partner ACMS -> delivered on activation
     status = await demo.dave.set_functional_alias(NIGHT, True)
@@ -530,7 +586,7 @@ async def partner_offline(demo: Demo) -> str:
     await demo.dave.logoff()
     handle = demo.alice.submit(demo.update(Addressee(DAVE), mike(demo)))
     await demo.indicated(handle)
-    if demo.pending(demo.partner, DAVE) != 1:
+    if await demo.pending(PARTNER, DAVE) != 1:
         return "not queued for the logged-off user"
     await demo.dave.logon()  # -> pending data notification -> download (10.17.3.1)
     await demo.decide(demo.dave_decides, DAVE, handle, True, "back online, approved")
@@ -543,9 +599,9 @@ async def primary_offline(demo: Demo) -> str:
     await demo.alice.logoff()
     demo.note("alice logged off before dave answered")
     demo.answer(demo.dave_decides, DAVE, handle, True, "approved while alice is away")
-    # the primary ACMS answered the partner's response: stored for alice (step 9)
-    await demo.trace.answered(PRIMARY, message_with("profile-update-response"))
-    if demo.pending(demo.primary, ALICE) != 1:
+    # the primary ACMS acknowledged the partner's response: stored for alice (step 9)
+    await demo.trace.acknowledged(PARTNER, message_with("profile-update-response"))
+    if await demo.pending(PRIMARY, ALICE) != 1:
         return "the response was not kept for alice"
     await demo.alice.logon()  # -> pending data notification -> download -> the Result
     return await demo.outcome(handle)
@@ -558,8 +614,7 @@ async def not_authorised(demo: Demo) -> str:
     if out.failure:
         demo.note(f"bob's ACMC got: {out.failure}")
     # nothing stored, nothing forwarded
-    if any(t.transaction_id == request.transaction_id
-           for node in (demo.primary, demo.partner) for t in node.core.transactions()):
+    if await demo.stored(request.transaction_id):
         return "stored or forwarded although not authorised"
     return result_of(out)
 
@@ -676,20 +731,22 @@ def _silent(_: str) -> None:
 
 async def run_demo(transport: Transport = "udp", keep: str | Path | None = None,
                    progress: Progress = _silent,
-                   branches: tuple[Branch, ...] = BRANCHES, tap: Tap | None = None
-                   ) -> DemoResult:
+                   branches: tuple[Branch, ...] = BRANCHES, tap: Tap | None = None,
+                   remote: RemotePrimary | None = None) -> DemoResult:
     """Start the nodes, run every branch, stop the nodes.  The SQLite stores live in a
     temporary directory removed at the end, or in ``keep`` (created if missing).  ``tap``
-    sees every traced message with its branch key."""
+    sees every traced message with its branch key.  ``remote``: the primary ACMS runs
+    elsewhere (the scale-out cluster); the demo runs the other six nodes."""
     started = time.monotonic()
     _warm_up()
     with tempfile.TemporaryDirectory(prefix="mcacm-demo-") as tmp:
         base = Path(keep) if keep is not None else Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
-        demo = Demo(base, transport, tap)
+        demo = Demo(base, transport, tap, remote)
         results: list[BranchResult] = []
         where = f"stores kept in {base}" if keep is not None else "temporary stores"
-        progress(f"starting 3 servers and 4 clients on 127.0.0.1 over {transport} ({where})")
+        progress(f"starting {len(demo.servers)} servers and 4 clients on 127.0.0.1 over "
+                 f"{transport} ({where})")
         try:
             await demo.start()
             await demo.trace.quiet()

@@ -79,15 +79,16 @@ def dispatcher(workdir: Path, worker_ports: Sequence[int], *, peer_hop: str,
 # --------------------------------------------------------------------------- workers
 
 
-def worker_toml(n: int, port: int, dispatcher_port: int, store: str) -> str:
+def worker_toml(n: int, port: int, dispatcher_port: int, store: str, extra: str = "") -> str:
     """examples/scale-out/worker-<n>.toml with its port, Kamailio's port and the ``[store]``
-    table replaced (``store``: the TOML lines of the table), short SIP timers added."""
+    table replaced (``store``: the TOML lines of the table), short SIP timers added, ``extra``
+    (TOML) appended."""
     text = (SCALE_OUT / f"worker-{n}.toml").read_text()
     text = re.sub(r"^port = \d+", f"port = {port}", text, count=1, flags=re.M)
     text = text.replace(f"{LOOPBACK}:5060", f"{LOOPBACK}:{dispatcher_port}")
     text = re.sub(r"^\[store\]\n(?:(?!\[).*\n)*", f"[store]\n{store}\n\n", text, count=1,
                   flags=re.M)
-    return text.replace("[sip]\n", SIP_TIMERS, 1)
+    return text.replace("[sip]\n", SIP_TIMERS, 1) + extra
 
 
 @dataclass
@@ -152,14 +153,14 @@ class Worker:
 
 
 @contextlib.contextmanager
-def workers(workdir: Path, ports: Sequence[int], dispatcher_port: int, store: Sequence[str]
-            ) -> Iterator[list[Worker]]:
+def workers(workdir: Path, ports: Sequence[int], dispatcher_port: int, store: Sequence[str],
+            extra: str = "") -> Iterator[list[Worker]]:
     """A worker per port from examples/scale-out/worker-<n>.toml (``store[n-1]``: the
     ``[store]`` lines of worker n); started, and stopped by PID on leaving the block."""
     ws = []
     for n, port in enumerate(ports, 1):
         config = workdir / f"worker-{n}.toml"
-        config.write_text(worker_toml(n, port, dispatcher_port, store[n - 1]))
+        config.write_text(worker_toml(n, port, dispatcher_port, store[n - 1], extra))
         ws.append(Worker(n, port, config, config.with_suffix(".log")))
     try:
         for w in ws:
