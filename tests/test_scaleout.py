@@ -14,15 +14,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import pytest
+from pg import PgCluster
 from scaleout_kit import Dispatcher, Worker, dispatcher, free_ports, workers
 
+from mcacm_sip.acm.model import Addressee, AddUserConfigurationRequest, Party, new_transaction_id
+from mcacm_sip.core.config import AcmcConfig
+from mcacm_sip.core.identity import procedure_id
+from mcacm_sip.core.state import Role
 from mcacm_sip.demo import BOB, BRANCHES, RemotePrimary, run_demo
+from mcacm_sip.runtime import (
+    AcmcNode,
+    AcmcNodeConfig,
+    AcmsNode,
+    AcmsNodeConfig,
+    SipSettings,
+    TraceRecord,
+)
+from mcacm_sip.runtime.lab import ALICE, DAVE, LOOPBACK, PRIMARY, partner_config
+from mcacm_sip.sip import Listen
 
 LEASE = 2.0
 """Lease seconds of the test workers: a dead worker's transactions continue within ~3 s."""
@@ -52,10 +69,10 @@ def cluster(tmp: Path, url: str) -> Iterator[Cluster]:
     (the demo or the test starts it there)."""
     ports = free_ports(3)
     partner_port = free_ports(1)[0]
-    with dispatcher(tmp, ports, peer_hop=f"sip:127.0.0.1:{partner_port}") as core:
-        with workers(tmp, ports, core.port, [store_lines(url, n) for n in (1, 2, 3)],
-                     extra=BOB_USER) as ws:
-            yield Cluster(core, ws, url, partner_port)
+    with dispatcher(tmp, ports, peer_hop=f"sip:127.0.0.1:{partner_port}") as core, \
+            workers(tmp, ports, core.port, [store_lines(url, n) for n in (1, 2, 3)],
+                    extra=BOB_USER) as ws:
+        yield Cluster(core, ws, url, partner_port)
 
 
 async def count(url: str, sql: str, *args: object) -> int:
@@ -92,3 +109,193 @@ def test_the_demo_branches_through_the_dispatcher(pg_url: str, tmp_path: Path) -
     took_part = {w.n for w in c.workers
                  if any(e.get("event") == "acm.received" for e in w.all_events())}
     assert took_part == {1, 2, 3}, took_part
+
+
+# --------------------------------------------------------------------------- under load
+
+
+class Load:
+    """ALICE's ACMC and the partner ACMS (policy: add-user requests approved at once)
+    in-process, around the cluster; ``send`` submits add-user requests at a steady rate.
+    Everything is read from the two nodes' message traces: which MESSAGE of ALICE's got which
+    SIP answer (its Call-ID is the procedure's X-CID value), and each Result that reached
+    her (the X-CID of each response MESSAGE)."""
+
+    def __init__(self, c: Cluster) -> None:
+        self.c = c
+        self.seen: list[TraceRecord] = []
+        hop = c.core.uri()
+        sip = SipSettings(listens=(Listen("udp", "127.0.0.1", c.partner_port),),
+                          hops={PRIMARY: hop}, trusted_hosts=LOOPBACK)
+        self.partner = AcmsNode(AcmsNodeConfig(partner_config(None), sip),
+                                trace=self.seen.append)
+        self.alice = AcmcNode(AcmcNodeConfig(
+            AcmcConfig(ALICE, PRIMARY, request_timeout=120.0),
+            SipSettings(listens=(Listen("udp", "127.0.0.1", 0),), hops={"*": hop},
+                        trusted_hosts=LOOPBACK)), trace=self.seen.append)
+        self.tids: list[str] = []
+        self.retry_after: dict[str, str] = {}
+        """Procedure -> the Retry-After of ALICE's final answer ("" without), by finals()."""
+
+    async def __aenter__(self) -> Load:
+        await self.partner.start()
+        await self.alice.start()  # REGISTER through the dispatcher (shared registrations)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.alice.stop()
+        await self.partner.stop()
+
+    async def send(self, seconds: float, rate: float) -> None:
+        """``rate`` requests per second for ``seconds``, each a new procedure."""
+        loop = asyncio.get_running_loop()
+        start, n = loop.time(), 0
+        while (now := loop.time()) < start + seconds:
+            due = start + n / rate
+            if due > now:
+                await asyncio.sleep(due - now)
+            tid = new_transaction_id()
+            self.tids.append(tid)
+            self.alice.submit(AddUserConfigurationRequest(
+                tid, Party(ALICE), (f"sip:u-{tid[:12]}@primary.example",), Addressee(DAVE)))
+            n += 1
+
+    def answers(self) -> dict[str, int]:
+        """Procedure -> the final SIP status ALICE got for her request MESSAGE."""
+        return {p: int(line[8:11]) for p, line in self.finals().items()}
+
+    def finals(self) -> dict[str, str]:
+        """Procedure -> the status line (and Warning) of ALICE's final answer."""
+        out: dict[str, str] = {}
+        for r in self.seen:
+            if r.node == ALICE and r.direction == "in" and r.data.startswith(b"SIP/2.0 "):
+                head = r.data.split(b"\r\n\r\n", 1)[0]
+                if b" MESSAGE\r\n" in head and not r.data.startswith(b"SIP/2.0 1"):
+                    line = head.split(b"\r\n", 1)[0].decode(errors="replace")
+                    procedure = _header(head, b"call-id")
+                    out[procedure] = f"{line} {_header(head, b'warning')}".strip()
+                    self.retry_after[procedure] = _header(head, b"retry-after")
+        return out
+
+    def results(self) -> Counter[str]:
+        """Procedure -> how many response MESSAGEs reached ALICE (1 + the duplicates)."""
+        got: Counter[str] = Counter()
+        for r in self.seen:
+            if (r.node == ALICE and r.direction == "in" and r.data.startswith(b"MESSAGE ")
+                    and b"<add-user-configuration-response" in r.data):
+                got[_header(r.data.split(b"\r\n\r\n", 1)[0], b"x-cid")] += 1
+        return got
+
+
+def _header(head: bytes, name: bytes) -> str:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip().decode()
+    return ""
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_one_of_three_workers_under_load_ten_times(pg_url: str,
+                                                          tmp_path: Path) -> None:
+    """About 100 requests/s; in each of ten rounds one worker, chosen at random, is SIGKILLed
+    at a random moment and started again.  Every request ALICE's MESSAGE got a 200 for was
+    decided once by the partner and its Result reached ALICE (duplicates, which her ACMC
+    drops, counted); every restarted worker took requests again."""
+    rng = random.Random()
+    with cluster(tmp_path, pg_url) as c:
+        async def main() -> Load:
+            async with Load(c) as load:
+                for _ in range(10):
+                    victim = rng.choice(c.workers)
+                    sending = asyncio.ensure_future(load.send(1.5, 100.0))
+                    await asyncio.sleep(rng.uniform(0.1, 1.3))
+                    victim.kill()
+                    await sending
+                    await asyncio.to_thread(victim.start)  # same worker id: takes back
+                await load.send(1.0, 50.0)  # after the last restart: everyone is back
+                # every request answered 200 ends with its Result at ALICE
+                answered: set[str] = set()
+                for _ in range(600):
+                    answered = {p for p, s in load.answers().items() if s == 200}
+                    if answered <= set(load.results()):
+                        break
+                    await asyncio.sleep(0.1)
+                return load
+
+        load = asyncio.run(main())
+    procedures = {procedure_id(ALICE, t): t for t in load.tids}
+    answers, results = load.answers(), load.results()
+    ok = {p for p, s in answers.items() if s == 200}
+    assert len(ok) > 0.8 * len(load.tids), (len(ok), len(load.tids), Counter(answers.values()))
+    missing = ok - set(results)
+    assert not missing, f"{len(missing)} of {len(ok)} accepted requests got no Result"
+    # decided once: one partner transaction per procedure, with one decision
+    for p in ok:
+        tx = load.partner.core.transaction(Role.PARTNER, procedures[p], PRIMARY)
+        assert tx is not None and tx.response is not None and tx.response.result.positive
+    duplicates = sum(results[p] - 1 for p in ok)
+    others = Counter(v for v in load.finals().values() if not v.startswith("SIP/2.0 200"))
+    print(f"{len(load.tids)} requests, {len(ok)} answered 200, others {dict(others)}; every "
+          f"Result delivered, {duplicates} duplicate Result deliveries dropped by the ACMC")
+    for w in c.workers:  # the restarted ones took requests again
+        assert any(e.get("event") == "acm.received" for e in w.events(w.logs[-1])), w.n
+
+
+async def settled(load: Load, tids: list[str]) -> None:
+    """Until every request of ``tids`` has its final SIP answer and every one answered 200
+    its Result (bounded: 60 s)."""
+    procedures = [procedure_id(ALICE, t) for t in tids]
+    for _ in range(600):
+        answers = load.answers()
+        ok = {p for p, s in answers.items() if s == 200}
+        if all(p in answers for p in procedures) and ok <= set(load.results()):
+            return
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.timeout(240)
+def test_postgresql_restarted_under_load(own_pg_cluster: PgCluster, tmp_path: Path) -> None:
+    """About 100 requests/s while PostgreSQL is restarted: in that window requests get 503
+    with Retry-After (nothing is acknowledged that is not stored), none answered 200 is lost,
+    and the workers recover by themselves (no restart, no operator)."""
+    url = own_pg_cluster.create_database()
+    with cluster(tmp_path, url) as c:
+        async def main() -> tuple[Load, list[str]]:
+            loop = asyncio.get_running_loop()
+            async with Load(c) as load:
+                await load.send(1.0, 100.0)
+                sending = asyncio.ensure_future(load.send(3.0, 100.0))
+                await asyncio.sleep(0.5)
+                await asyncio.to_thread(own_pg_cluster.restart)
+                await sending
+                restarted = loop.time()
+                # the workers reconnect by themselves (back-off up to 2 s): a second of
+                # requests all answered 200 again, within 30 s
+                after: list[str] = []
+                while loop.time() < restarted + 30:
+                    first = len(load.tids)
+                    await load.send(1.0, 50.0)
+                    after = load.tids[first:]
+                    await settled(load, after)
+                    if all(load.answers().get(procedure_id(ALICE, t)) == 200 for t in after):
+                        break
+                print(f"recovered {loop.time() - restarted:.1f} s after the restart")
+                await settled(load, [])
+                return load, after
+
+        load, after = asyncio.run(main())
+        assert all(w.alive for w in c.workers)  # nobody stopped: they recovered themselves
+    finals = load.finals()
+    answers, results = load.answers(), load.results()
+    refused = [v for v in finals.values() if not v.startswith("SIP/2.0 200")]
+    assert refused, "the restart refused nothing: it did not happen under load"
+    assert all(v.startswith("SIP/2.0 503") for v in refused), Counter(refused)
+    assert all(load.retry_after.get(p) for p, s in answers.items() if s == 503)
+    ok = {p for p, s in answers.items() if s == 200}
+    assert not ok - set(results), f"{len(ok - set(results))} accepted requests got no Result"
+    # recovered: a whole second of requests after the restart taken again
+    assert Counter(finals.get(procedure_id(ALICE, t)) for t in after) == {
+        "SIP/2.0 200 OK": len(after)}
+    print(f"{len(load.tids)} requests: {len(ok)} answered 200, {len(refused)} refused "
+          f"({Counter(v.split(' ')[1] for v in refused)}), every Result delivered")
