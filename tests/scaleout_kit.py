@@ -54,18 +54,21 @@ class Dispatcher:
 @contextlib.contextmanager
 def dispatcher(workdir: Path, worker_ports: Sequence[int], *, peer_hop: str,
                ping_interval: int = 1, worker_timeout_ms: int = 1000,
-               ready_timeout: float = 10.0) -> Iterator[Dispatcher]:
-    """The shipped dispatcher config on a free port, its list naming ``worker_ports``; ready
-    when it answers OPTIONS (Max-Forwards: 0); stopped by PID on leaving the block."""
+               access_net: str = "127.0.0.1/32", port: int = 0, ready_timeout: float = 10.0
+               ) -> Iterator[Dispatcher]:
+    """The shipped dispatcher config on ``port`` (0: a free one), its list naming
+    ``worker_ports``; ready when it answers OPTIONS (Max-Forwards: 0); stopped by PID on
+    leaving the block.  Start the workers first: its first probes then find them all."""
     require_tool("kamailio")
-    port = free_port()
+    port = port or free_port()
     run = workdir / f"dispatcher-{port}"
     run.mkdir(parents=True)
     ds_list = run / "dispatcher.list"
     ds_list.write_text("".join(f"1 sip:{LOOPBACK}:{p}\n" for p in worker_ports))
     defines: dict[str, str | None] = {
         "SIP_PORT": str(port), "DS_LIST": f'"{ds_list}"', "PEER_HOP": f'"{peer_hop}"',
-        "PING_INTERVAL": str(ping_interval), "WORKER_TIMEOUT": str(worker_timeout_ms)}
+        "PING_INTERVAL": str(ping_interval), "WORKER_TIMEOUT": str(worker_timeout_ms),
+        "ACCESS_NET": f'"{access_net}"'}
     log = run / "kamailio.log"
     proc = spawn(core_argv(SCALE_OUT / "kamailio.cfg", run, defines), log)
     try:

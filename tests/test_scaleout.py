@@ -69,9 +69,10 @@ def cluster(tmp: Path, url: str) -> Iterator[Cluster]:
     (the demo or the test starts it there)."""
     ports = free_ports(3)
     partner_port = free_ports(1)[0]
-    with dispatcher(tmp, ports, peer_hop=f"sip:127.0.0.1:{partner_port}") as core, \
-            workers(tmp, ports, core.port, [store_lines(url, n) for n in (1, 2, 3)],
-                    extra=BOB_USER) as ws:
+    port = free_ports(1)[0]
+    with workers(tmp, ports, port, [store_lines(url, n) for n in (1, 2, 3)],
+                 extra=BOB_USER) as ws, \
+            dispatcher(tmp, ports, peer_hop=f"sip:127.0.0.1:{partner_port}", port=port) as core:
         yield Cluster(core, ws, url, partner_port)
 
 

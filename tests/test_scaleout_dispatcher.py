@@ -66,12 +66,14 @@ def handled_by(ws: list[Worker]) -> dict[str, set[int]]:
     return out
 
 
-def run_cluster(tmp_path: Path, body: object) -> None:
+def run_cluster(tmp_path: Path, body: object, access_net: str = "127.0.0.1/32") -> None:
     ports = free_ports(3)
     dead_partner = f"sip:127.0.0.1:{free_ports(1)[0]}"  # forwards fail: not what is tested
-    with dispatcher(tmp_path, ports, peer_hop=dead_partner) as core, \
-            workers(tmp_path, ports, core.port,
-                    [f'path = "{tmp_path}/w{n}.sqlite"' for n in (1, 2, 3)]) as ws:
+    port = free_ports(1)[0]
+    with workers(tmp_path, ports, port,
+                 [f'path = "{tmp_path}/w{n}.sqlite"' for n in (1, 2, 3)]) as ws, \
+            dispatcher(tmp_path, ports, peer_hop=dead_partner, access_net=access_net,
+                       port=port) as core:
         async def main() -> None:
             client = Client(core)
             await client.endpoint.start()
@@ -127,3 +129,17 @@ def test_one_procedure_one_worker_and_failover(tmp_path: Path) -> None:
         assert rejoined, "the restarted worker got nothing"
 
     run_cluster(tmp_path, body)
+
+
+def test_a_sender_the_dispatcher_cannot_authenticate_reaches_no_worker(tmp_path: Path) -> None:
+    """The workers believe what comes from Kamailio, so Kamailio is where senders are
+    authenticated: with loopback outside its access network (and no TLS), ALICE's MESSAGE is
+    refused there, whatever P-Asserted-Identity or X-CID it carries."""
+    async def body(core: Dispatcher, ws: list[Worker], client: Client) -> None:
+        tid = uuid.uuid4().hex
+        final = await client.send(tid, procedure_id(ALICE, tid))
+        assert final.status == 403
+        assert handled_by(ws) == {}
+        assert "not authenticated -> 403" in core.log_text()
+
+    run_cluster(tmp_path, body, access_net="192.0.2.0/24")
