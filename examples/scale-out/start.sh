@@ -17,11 +17,16 @@ run=${MCACM_SCALE_OUT_DIR:-/tmp/mcacm-scale-out}
 mkdir -p "$run"
 pids=""
 pg_started=""
+as=""
 
 cleanup() {
     for pid in $pids; do kill "$pid" 2>/dev/null || true; done
     for pid in $pids; do wait "$pid" 2>/dev/null || true; done
-    if [ -n "$pg_started" ]; then "$pg_bin/pg_ctl" -D "$run/pg" -m fast stop >/dev/null || true; fi
+    pids=""
+    if [ -n "$pg_started" ]; then
+        pg_started=""
+        $as "$pg_bin/pg_ctl" -D "$run/pg" -m fast stop >/dev/null || true
+    fi
 }
 trap cleanup EXIT INT TERM
 
@@ -32,12 +37,15 @@ if [ -z "$url" ]; then
     if [ ! -x "$pg_bin/initdb" ]; then
         echo "start.sh: no initdb found; install PostgreSQL or set MCACM_PG_URL" >&2; exit 69
     fi
-    [ -d "$run/pg" ] || "$pg_bin/initdb" -D "$run/pg" -A trust -U mcacm >/dev/null
+    # initdb refuses to run as root: as root, the cluster runs as the postgres user
+    as=""
+    if [ "$(id -u)" = 0 ]; then as="runuser -u postgres --"; chown postgres "$run"; fi
+    [ -d "$run/pg" ] || $as "$pg_bin/initdb" -D "$run/pg" -A trust -U mcacm >/dev/null
     # a Unix socket in $run only: no TCP port to collide with
-    "$pg_bin/pg_ctl" -D "$run/pg" -l "$run/pg.log" -w \
+    $as "$pg_bin/pg_ctl" -D "$run/pg" -l "$run/pg.log" -w \
         -o "-k $run -c listen_addresses=''" start >/dev/null
     pg_started=1
-    "$pg_bin/createdb" -h "$run" -U mcacm mcacm 2>/dev/null || true
+    $as "$pg_bin/createdb" -h "$run" -U mcacm mcacm 2>/dev/null || true
     url="postgresql://mcacm@/mcacm?host=$run"
 fi
 
@@ -47,7 +55,7 @@ for n in 1 2 3; do
 done
 
 kamailio -f "$here/kamailio.cfg" -DD -E -m 64 -M 8 -Y "$run" -P "$run/kamailio.pid" \
-    -A "DS_LIST=\"$here/dispatcher.list\"" 2>"$run/kamailio.log" &
+    -A "DS_LIST=\"$here/dispatcher.list\"" >"$run/kamailio.log" 2>&1 &
 pids="$pids $!"
 for n in 1 2 3; do
     mcacm acms --config "$run/worker-$n.toml" 2>"$run/worker-$n.log" &
