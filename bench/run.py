@@ -29,7 +29,7 @@ from _common import Result, bench_parser
 
 HERE = Path(__file__).resolve().parent
 # Cheap, self-contained benches first; the ones that start real peers later.
-ORDER = ("codec", "sip_layer", "acms_hotpath", "ingress", "procedure", "memory")
+ORDER = ("codec", "sip_layer", "acms_hotpath", "ingress", "procedure", "memory", "scaleout")
 
 
 def discover() -> list[str]:
