@@ -12,20 +12,38 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import asyncpg
 from test_runtime_postgres import burst
 from test_store_batching import TIDS, WAIT, partner, udp_socket
 
 from mcacm_sip.acm import codec
+from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import (
     Addressee,
+    AddUserConfigurationRequest,
     AddUserConfigurationResponse,
     Party,
     Result,
     ResultCode,
+    UserAssignment,
 )
+from mcacm_sip.core.state import Role
+from mcacm_sip.runtime import AcmsNodeConfig, SipSettings
 from mcacm_sip.runtime.acms import AcmsNode
-from mcacm_sip.runtime.lab import DAVE, PARTNER
+from mcacm_sip.runtime.lab import (
+    ALICE,
+    DAVE,
+    LOOPBACK,
+    MIKE,
+    PARTNER,
+    PRIMARY,
+    primary_config,
+    profile_xml,
+)
+from mcacm_sip.sip import Listen
 from mcacm_sip.store.postgres import PostgresStore
 
 
@@ -68,3 +86,82 @@ def test_an_answer_about_a_transaction_held_elsewhere_is_503(pg_url: str) -> Non
                 assert b"held by another worker" in data and b"Retry-After: " in data
                 assert not w2.failed.done()  # type: ignore[union-attr]
     asyncio.run(main())
+
+
+@asynccontextmanager
+async def primary_worker(url: str, worker: str, partner_sock: socket.socket
+                         ) -> AsyncIterator[AcmsNode]:
+    """A primary ACMS worker on ``url``; what it forwards goes to ``partner_sock`` (which
+    never answers: the forward stays in flight)."""
+    hop = f"sip:127.0.0.1:{partner_sock.getsockname()[1]}"
+    sip = SipSettings(listens=(Listen("udp", "127.0.0.1", 0),), hops={PARTNER: hop},
+                      trusted_hosts=LOOPBACK)
+    node = AcmsNode(AcmsNodeConfig(primary_config(None), sip),
+                    store=PostgresStore(url, worker, 30))
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+def raw(to: str, sender: str, body: bytes, port: int, call_id: str) -> bytes:
+    return (f"MESSAGE {to} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-{call_id}\r\n"
+            f"From: <{sender}>;tag=r1\r\nTo: <{to}>\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\n"
+            f"Content-Type: {codec.ACM_CONTENT_TYPE}\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+
+
+def test_an_answer_to_a_transaction_taken_over_meanwhile_is_503_not_a_lost_200(
+        pg_url: str) -> None:
+    """A worker still has a transaction in memory that another worker took over (its lease ran
+    out while it stalled).  The partner's response reaching it must not get a 200: the commit
+    leaves the other worker's row alone, so nothing of the response would be stored and the
+    partner would never send it again (the procedure would end "expired").  It gets 503 +
+    Retry-After; the holder takes it."""
+    tid = "taken-over-1"
+
+    async def main() -> None:
+        with udp_socket() as partner_sock, udp_socket() as acmc:
+            async with primary_worker(pg_url, "w1", partner_sock) as w1, \
+                    primary_worker(pg_url, "w2", partner_sock) as w2:
+                me = acmc.getsockname()[1]
+                request = AddUserConfigurationRequest(tid, Party(ALICE), (MIKE,),
+                                                      Addressee(DAVE))
+                status, _ = await send_raw(w1, acmc, raw(PRIMARY, ALICE, codec.encode(request),
+                                                         me, "req-1"), "req-1")
+                assert status == 200
+                # w1 stalls past its lease: w2 takes the transaction over
+                conn = await asyncpg.connect(pg_url)
+                await conn.execute("UPDATE transactions SET lease_until = 0 WHERE worker = 'w1'")
+                await conn.close()
+                assert await w2.claim_expired() == 1
+                assert w1.core.transaction(Role.PRIMARY, tid, ALICE) is not None  # still here
+                response = AddUserConfigurationResponse(
+                    tid, Party(PARTNER), Addressee(ALICE), Result(ResultCode.SUCCESS),
+                    (UserAssignment(MIKE, Result(ResultCode.SUCCESS),
+                                    "sip:mike-1@partner.example",
+                                    profile_from_xml(profile_xml("Mike"))),))
+                body = codec.encode(response)
+                status, data = await send_raw(w1, acmc, raw(PRIMARY, PARTNER, body, me,
+                                                            "resp-1"), "resp-1")
+                assert status == 503, data
+                assert b"held by another worker" in data and b"Retry-After: " in data
+                assert await stored_workers(pg_url) == {tid: "w2"}
+                # the partner's repetition, which the dispatcher sends on to w2, is taken
+                status, data = await send_raw(w2, acmc, raw(PRIMARY, PARTNER, body, me,
+                                                            "resp-2"), "resp-2")
+                assert status == 200, data
+                assert not w1.failed.done() and not w2.failed.done()  # type: ignore[union-attr]
+    asyncio.run(main())
+
+
+async def stored_workers(url: str) -> dict[str, str]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT transaction_id, worker FROM transactions")
+    finally:
+        await conn.close()
+    return {r["transaction_id"]: r["worker"] for r in rows}

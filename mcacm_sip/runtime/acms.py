@@ -501,12 +501,18 @@ class AcmsNode(Node):
             if self.metrics is not None:
                 self.metrics.shed.labels("overload").inc()
             return self._busy_reply
-        if self.shared is not None and not self._holds(event):
-            # decision (docs/decisions.md "Scale-out: failover"): an answer about a
-            # transaction another worker holds is not ours to refuse (404/403 are final,
-            # RFC 3261 21.4): 503, the dispatcher tries the next worker, the sender repeats
-            return self._held_reply
-        key = self._opened_key(event) if self.shared is not None else None
+        key: str | None = None
+        if self.shared is not None:
+            answered = self._answered_key(event)
+            if answered == "":
+                # decision (docs/decisions.md "Scale-out: the procedure header, the dispatcher
+                # and failover"): an answer about a transaction this worker does not hold is
+                # not ours to refuse (404/403 are final, RFC 3261 21.4): 503, the dispatcher
+                # tries the next worker, the sender repeats
+                return self._held_reply
+            # the transaction the flow opens or answers: if the commit finds another worker
+            # holding it, nothing of it was stored and the flow gets 503, never a 200
+            key = answered or self._opened_key(event)
         reply = verdict_reply(self.host, self._apply(self.core.handle(event)))
         if reply.status == 503 and self.metrics is not None:  # a quota (core/quota.py)
             self.metrics.shed.labels("quota").inc()
@@ -525,8 +531,9 @@ class AcmsNode(Node):
         # 23.280 10.17.7.2 step 4: the 200 leaves only once the request is stored
         outcome, held = await stored
         if outcome is Commit.STORED and key in held:
-            # opened at another worker first: not ours to answer; the retry reaches the
-            # worker holding it, or this one once it has taken it over (RFC 3261 21.5.4)
+            # held by another worker (opened there first, or taken over while this one
+            # stalled): nothing of it was stored, so not ours to answer; the retry reaches
+            # the worker holding it, or this one once it has taken it over (RFC 3261 21.5.4)
             return self._held_reply
         match outcome:
             case Commit.STORED:
@@ -535,17 +542,18 @@ class AcmsNode(Node):
                 return self._unavailable_reply
         return message_reply(self.host, 500, "store-failed")
 
-    def _holds(self, event: AcmsEvent) -> bool:
-        """Whether this worker holds the transaction an answer is about (a partner's
-        indication or response, our ACMC's decision); True for anything else."""
+    def _answered_key(self, event: AcmsEvent) -> str | None:
+        """For an answer (a partner's indication or response, our ACMC's decision): the key
+        of the transaction it is about, "" if this worker holds none; None for anything
+        else."""
         if not isinstance(event, FlowFromAcmc | FlowFromPeer):
-            return True
+            return None
         flow = event.flow
         if isinstance(flow, _RESPONSES) or (isinstance(event, FlowFromPeer)
                                             and isinstance(flow, ProcessIndication)):
             role = Role.PRIMARY if isinstance(event, FlowFromPeer) else Role.PARTNER
-            return self.core.holds_leg(role, flow.transaction_id)
-        return True
+            return self.core.leg_key(role, flow.transaction_id) or ""
+        return None
 
     def _opened_key(self, event: AcmsEvent) -> str | None:
         """The key of the transaction a request would open, if the core does not hold it."""

@@ -108,10 +108,10 @@ class AcmsRecords:
     def transactions(self) -> tuple[Transaction, ...]:
         return tuple(self._tx.values())
 
-    def holds_leg(self, role: Role, leg_id: str) -> bool:
-        """Whether a transaction of ``role`` uses ``leg_id`` on its other leg: what an answer
-        (primary: the partner's; partner: our ACMC's decision) names."""
-        return (role, leg_id) in self._legs
+    def leg_key(self, role: Role, leg_id: str) -> str | None:
+        """The key of the transaction of ``role`` that uses ``leg_id`` on its other leg (what
+        an answer names: primary, the partner's; partner, our ACMC's decision), if any."""
+        return self._legs.get((role, leg_id))
 
     def sends_of(self, tx_key: str) -> tuple[str, ...]:
         """The send ids of the transaction's sends without a known outcome."""
