@@ -74,12 +74,13 @@ class Client:
         return await self.endpoint.send(request, timeout=WAIT)
 
 
-def run(tmp_path: Path, body: Callable[[Lab, Client, list[TraceRecord]], Awaitable[None]]
-        ) -> None:
+def run(tmp_path: Path, body: Callable[[Lab, Client, list[TraceRecord]], Awaitable[None]],
+        **lab_options: bool) -> None:
     seen: list[TraceRecord] = []
 
     async def main() -> None:
-        async with Lab.start(tmp_path, transport="udp", trace=seen.append) as lab:
+        async with Lab.start(tmp_path, transport="udp", trace=seen.append,
+                             **lab_options) as lab:  # type: ignore[arg-type]
             client = Client()
             await client.endpoint.start()
             try:
@@ -180,3 +181,30 @@ def test_a_forged_header_neither_authorises_nor_refuses(tmp_path: Path) -> None:
         assert out.result == ResultCode.REJECTED_BY_USER
 
     run(tmp_path, body)
+
+
+def test_the_pending_data_download_goes_with_the_notification(tmp_path: Path) -> None:
+    """10.17.3.1 on a cluster: the ACMS that notifies holds the pending items, so the
+    download that follows the notification carries the notification's X-CID (the dispatcher
+    sends it to that worker) and the download response echoes it (a next page goes there
+    too).  Without it, the download was a procedure of its own and could reach a worker that
+    holds nothing for the user."""
+    async def body(lab: Lab, _client: Client, seen: list[TraceRecord]) -> None:
+        migrated = await lab.migrate_mike(WAIT)
+        handle = lab.alice.submit(update(lab, migrated))
+        await asyncio.wait_for(handle.indicated, WAIT)  # pending for DAVE, logged off
+        seen.clear()
+        await lab.dave.logon()  # -> notification -> download -> delivered request
+        await lab.dave_decider.next_request(WAIT)
+        flows = {b"<pending-data-notification": "notification",
+                 b"<pending-data-download-request": "download",
+                 b"<pending-data-download-response": "download response"}
+        cids: dict[str, str] = {}
+        for _node, headers, payload in sent_messages(seen):
+            for marker, name in flows.items():
+                if marker in payload:
+                    cids[name] = headers.get("x-cid", "")
+        assert set(cids) == set(flows.values()), cids
+        assert len(set(cids.values())) == 1 and cids["notification"], cids
+
+    run(tmp_path, body, dave_online=False)

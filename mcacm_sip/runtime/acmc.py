@@ -294,6 +294,8 @@ class AcmcNode(Node):
         self._registration: RegistrationClient | None = None
         self._timer: TimerDriver = TimerDriver(self, clock=time.time)
         self._handles: dict[str, RequestHandle] = {}
+        self._follows: dict[str, str] = {}
+        """Send id of a download following a notification or a page -> that flow's X-CID."""
         self._procedures: dict[str, str] = {}
         """Transaction id of a request delivered to us -> the X-CID it came with, echoed on
         our decision (the ACMS derives it from the origin's id, which a fresh leg id hides
@@ -452,11 +454,12 @@ class AcmcNode(Node):
 
     async def _deliver(self, send: SendFlow) -> None:
         flow = send.flow
-        echoed = self._procedures.get(flow.transaction_id) if isinstance(
-            flow, AcmResponse.__args__) else None
+        follows = self._follows.pop(send.send_id, None)
+        echoed = follows or (self._procedures.get(flow.transaction_id) if isinstance(
+            flow, AcmResponse.__args__) else None)
         # a request we open names its procedure by its Call-ID too: what sngrep and Homer
         # link the procedure's other MESSAGEs (their X-CID) to
-        opens = isinstance(flow, OPENING_FLOWS)
+        opens = isinstance(flow, OPENING_FLOWS) and follows is None
         procedure = echoed or flow_procedure(flow)  # "": absent
         sent = await send_message(self.endpoint, self.config.sip, uri=send.to,
                                   to=send.to, identity=self.me, flow=flow, procedure=procedure,
@@ -487,12 +490,20 @@ class AcmcNode(Node):
         # an ACMC takes flows only from its own ACMS (decision), by RFC 3261 19.1.4
         if address_of_record(sender) != self._acms:
             return message_reply(self.host, 403, f"not-authorised: {sender} is not my ACMS")
+        # lax on receive: without a usable X-CID, the value the flow itself names
+        procedure = procedure_of(req.header(PROCEDURE_HEADER)) or flow_procedure(flow)
         if isinstance(flow, AcmRequest.__args__):  # to decide: our answer echoes its X-CID
-            # lax on receive: without a usable one, the value the request itself names
-            procedure = procedure_of(req.header(PROCEDURE_HEADER)) or flow_procedure(flow)
             self._procedures.pop(flow.transaction_id, None)
             self._procedures[flow.transaction_id] = procedure or ""
             if len(self._procedures) > PROCEDURES_KEPT:
                 del self._procedures[next(iter(self._procedures))]
-        return verdict_reply(self.host, self._apply(self.core.handle(
-            FlowFromAcms(time.time(), flow))))
+        actions = self.core.handle(FlowFromAcms(time.time(), flow))
+        if procedure:
+            # 10.17.3.1: the download that follows a pending-data notification (or the page
+            # before) goes with its X-CID, so the dispatcher sends it to the worker that
+            # notified: the one holding those pending items
+            for action in actions:
+                if isinstance(action, SendFlow) and isinstance(
+                        action.flow, PendingDataDownloadRequest):
+                    self._follows[action.send_id] = procedure
+        return verdict_reply(self.host, self._apply(actions))

@@ -34,7 +34,13 @@ from mcacm_sip.acm.fa import (
     resolution_from_notify,
     resolution_subscribe_body,
 )
-from mcacm_sip.acm.model import AcmRequest, AcmResponse, ProcessIndication
+from mcacm_sip.acm.model import (
+    AcmRequest,
+    AcmResponse,
+    PendingDataDownloadRequest,
+    PendingDataDownloadResponse,
+    ProcessIndication,
+)
 from mcacm_sip.core.acms import AcmsCore
 from mcacm_sip.core.events import (
     AcmsAction,
@@ -66,7 +72,13 @@ from mcacm_sip.runtime.base import (
     warning,
 )
 from mcacm_sip.runtime.config import AcmsNodeConfig, check_acms_trust
-from mcacm_sip.runtime.messaging import message_reply, send_message, verdict_reply
+from mcacm_sip.runtime.messaging import (
+    PROCEDURE_HEADER,
+    message_reply,
+    procedure_of,
+    send_message,
+    verdict_reply,
+)
 from mcacm_sip.runtime.metrics import AcmsMetrics
 from mcacm_sip.runtime.trust import Trust, origin_of
 from mcacm_sip.sip import Reply, Request
@@ -93,6 +105,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("mcacm.acms.node")
 
 _RESPONSES = AcmResponse.__args__
+
+DOWNLOADS_KEPT = 4096
+"""Pending-data download requests whose X-CID an ACMS remembers until it answers them."""
 
 
 class StoreFailed(RuntimeError):
@@ -180,6 +195,9 @@ class AcmsNode(Node):
         self._claim_after = 0.0
         """Monotonic time before which this worker claims nothing (decisions, lease rule 7)."""
         self._shedding = False
+        self._downloads: dict[tuple[str, str], str] = {}
+        """(user, transaction id) of a pending-data download request -> its X-CID, echoed on
+        the download response; newest last, at most ``DOWNLOADS_KEPT``."""
         """Overloaded: new requests get 503 (``[limits]``)."""
         # RFC 3261 21.5.4 / 20.33: overloaded -> 503 with Retry-After (RFC 3428 adds nothing)
         self._busy_reply = Reply(503, headers=(
@@ -493,6 +511,10 @@ class AcmsNode(Node):
                         extra={"event": "acm.untrusted", "call_id": req.call_id, "status": 403})
             return message_reply(self.host, 403, refusal)
         event = self.trust.event(now, sender, flow)
+        if isinstance(flow, PendingDataDownloadRequest):
+            # 10.17.3.1: the download response echoes the request's X-CID (a page after a
+            # notification: the notifying worker's, so the next page comes back here)
+            self._remember_download(flow, procedure_of(req.header(PROCEDURE_HEADER)))
         if not self._running:
             return message_reply(self.host, 503, "stopping")
         if self._store_down:  # nothing can be stored: nothing is accepted (RFC 3261 21.5.4)
@@ -541,6 +563,23 @@ class AcmsNode(Node):
             case Commit.UNAVAILABLE:
                 return self._unavailable_reply
         return message_reply(self.host, 500, "store-failed")
+
+    def _remember_download(self, flow: PendingDataDownloadRequest, procedure: str | None
+                           ) -> None:
+        if procedure is None:
+            return
+        key = (flow.user, flow.transaction_id)
+        self._downloads.pop(key, None)
+        self._downloads[key] = procedure
+        if len(self._downloads) > DOWNLOADS_KEPT:
+            del self._downloads[next(iter(self._downloads))]
+
+    def _echoed(self, send: SendFlow) -> str | None:
+        """The X-CID a download response echoes (its request's), None for anything else."""
+        flow = send.flow
+        if isinstance(flow, PendingDataDownloadResponse):
+            return self._downloads.pop((flow.user, flow.transaction_id), None)
+        return None
 
     def _answered_key(self, event: AcmsEvent) -> str | None:
         """For an answer (a partner's indication or response, our ACMC's decision): the key
@@ -613,7 +652,7 @@ class AcmsNode(Node):
             uri, route = send.to, ()
         sent = await send_message(
             self.endpoint, self.config.sip, uri=uri, to=send.to, identity=self.psi,
-            flow=send.flow, route=route, procedure=send.procedure or None)
+            flow=send.flow, route=route, procedure=self._echoed(send) or send.procedure or None)
         self.feed(sent.outcome(time.time(), send.send_id))
 
     # ------------------------------------------------------------------ REGISTER
