@@ -107,8 +107,14 @@ class AcmsOutbox(AcmsRecords):
     def _send_of(self, og: Outgoing) -> SendFlow:
         """The SendFlow of a stored send, with its procedure's X-CID value: the transaction's
         (requester and the origin's id, the same at the primary and the partner), else the
-        flow's own (notification, download)."""
+        flow's own (a download response).  A pending-data notification takes the value of
+        the oldest queued item's transaction: the download that follows it echoes the value
+        (10.17.3.1), so a dispatcher hashing it sends the download to the worker that holds
+        those items (docs/decisions.md "Scale-out: the procedure header ...")."""
         tx = self._tx.get(og.tx_key) if og.tx_key is not None else None
+        if tx is None and og.purpose is Purpose.NOTIFY:
+            tx = next((t for k in self._queues.get(id_key(og.to), {})
+                       if (t := self._tx.get(k)) is not None), None)
         procedure = (procedure_id(tx.request.requester.mc_service_id, tx.transaction_id)
                      if tx is not None else flow_procedure(og.flow))
         return SendFlow(og.send_id, og.hop, og.to, og.flow, procedure or "")
