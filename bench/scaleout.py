@@ -53,7 +53,7 @@ async def _serve_worker(port: int, primary_hop: int, url: str, worker: str) -> N
     from mcacm_sip.runtime.base import SipSettings
     from mcacm_sip.runtime.config import AcmsNodeConfig
     from mcacm_sip.runtime.lab import PRIMARY, partner_config
-    from mcacm_sip.sip import Listen
+    from mcacm_sip.sip.aio import Listen
     from mcacm_sip.store.postgres import PostgresStore
 
     config = partner_config(None)

@@ -39,7 +39,7 @@ from mcacm_sip.runtime import (
     TraceRecord,
 )
 from mcacm_sip.runtime.lab import ALICE, DAVE, LOOPBACK, PRIMARY, partner_config
-from mcacm_sip.sip import Listen
+from mcacm_sip.sip.aio import Listen
 
 LEASE = 2.0
 """Lease seconds of the test workers: a dead worker's transactions continue within ~3 s."""

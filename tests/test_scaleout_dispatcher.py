@@ -28,7 +28,8 @@ from mcacm_sip.acm.model import Addressee, AddUserConfigurationRequest, Party
 from mcacm_sip.core.identity import procedure_id
 from mcacm_sip.runtime.lab import ALICE, DAVE, PRIMARY
 from mcacm_sip.runtime.messaging import PROCEDURE_HEADER
-from mcacm_sip.sip import FinalResponse, Listen, Peer, SipEndpoint
+from mcacm_sip.sip import Peer
+from mcacm_sip.sip.aio import FinalResponse, Listen, SipEndpoint
 
 WAIT = 10.0  # upper bound of one exchange; a failover adds the 1 s worker timeout
 

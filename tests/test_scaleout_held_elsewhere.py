@@ -43,7 +43,7 @@ from mcacm_sip.runtime.lab import (
     primary_config,
     profile_xml,
 )
-from mcacm_sip.sip import Listen
+from mcacm_sip.sip.aio import Listen
 from mcacm_sip.store.postgres import PostgresStore
 
 
