@@ -136,6 +136,7 @@ def test_an_answer_to_a_transaction_taken_over_meanwhile_is_503_not_a_lost_200(
                 # w1 stalls past its lease: w2 takes the transaction over
                 conn = await asyncpg.connect(pg_url)
                 await conn.execute("UPDATE transactions SET lease_until = 0 WHERE worker = 'w1'")
+                await conn.execute("UPDATE workers SET lease_until = 0 WHERE worker_id = 'w1'")
                 await conn.close()
                 assert await w2.claim_expired() == 1
                 assert w1.core.transaction(Role.PRIMARY, tid, ALICE) is not None  # still here
