@@ -203,29 +203,41 @@ def _best(steps: Sequence[Any]) -> Any:
 
 def _summary(single: Sequence[ingress.IngressStep], runs: dict[int, list[ClusterStep]]
              ) -> dict[str, Any]:
+    """Ratios at the SAME offered rate (the highest both ran clean): CPU per request falls
+    with the load (fuller group commits, fixed costs spread), so steps of different rates
+    do not compare."""
     out: dict[str, Any] = {}
-    base = _best(single)
-    if base is not None:
-        out["SQLite, 1 worker, no Kamailio: clean req/s, CPU us/req, p50/p99 ms"] = (
-            base.achieved, base.cpu_us, base.p50_ms, base.p99_ms)
-        out["SQLite: req/s per core of CPU"] = round(1e6 / base.cpu_us) if base.cpu_us else None
+    base = {s.offered: s for s in single if s.clean}
+    best = _best(single)
+    if best is not None:
+        out["SQLite, 1 worker, no Kamailio: highest clean req/s, CPU us/req, p50/p99 ms"] = (
+            best.achieved, best.cpu_us, best.p50_ms, best.p99_ms)
+    ratios = []
     for n, steps in runs.items():
-        best = _best(steps)
-        if best is None:
-            out[f"PostgreSQL, {n} worker(s) + Kamailio"] = "no clean step"
+        top = _best(steps)
+        out[f"PostgreSQL, {n} worker(s) + Kamailio: highest clean req/s, p50/p99 ms"] = (
+            (top.achieved, top.p50_ms, top.p99_ms) if top else "no clean step")
+        common = [s for s in steps if s.clean and s.offered in base]
+        if not common:
+            out[f"PostgreSQL, {n} worker(s): ratio to SQLite"] = "no common clean rate"
             continue
-        out[f"PostgreSQL, {n} worker(s) + Kamailio: clean req/s, p50/p99 ms"] = (
-            best.achieved, best.p50_ms, best.p99_ms)
-        out[f"PostgreSQL, {n} worker(s): CPU us/req workers, Kamailio, PostgreSQL, total"] = (
-            best.workers_us, best.kamailio_us, best.postgres_us, best.total_us)
-        out[f"PostgreSQL, {n} worker(s): req/s per core of CPU"] = round(1e6 / best.total_us)
-        if base is not None and base.cpu_us:
-            ratio = round(best.total_us / base.cpu_us, 2)
-            out[f"PostgreSQL, {n} worker(s): cluster CPU/req / single SQLite worker's"] = ratio
-    ratios = [v for k, v in out.items() if k.endswith("single SQLite worker's")]
+        s = max(common, key=lambda x: x.offered)
+        b = base[s.offered]
+        ratio = round(s.total_us / b.cpu_us, 2) if b.cpu_us else None
+        ratios.append(ratio)
+        out[f"PostgreSQL, {n} worker(s) at {s.offered}/s: CPU us/req workers, Kamailio, "
+            "PostgreSQL, total (SQLite worker)"] = (
+            s.workers_us, s.kamailio_us, s.postgres_us, s.total_us, b.cpu_us)
+        out[f"PostgreSQL, {n} worker(s) at {s.offered}/s: cluster CPU/req / SQLite worker's"] = (
+            ratio)
+        # one core of CPU carries 1e6 / (CPU us per request) requests/s: what each core added
+        # with one more worker could add, if PostgreSQL and Kamailio scale with it
+        out[f"PostgreSQL, {n} worker(s) at {s.offered}/s: req/s per core (SQLite's)"] = (
+            round(1e6 / s.total_us), round(1e6 / b.cpu_us) if b.cpu_us else None)
     if ratios:
-        out[f"goal cluster CPU/req <= {GOAL}x single SQLite worker"] = (
-            "met" if min(ratios) <= GOAL else f"not met (best {min(ratios)}x)")
+        out[f"goal cluster CPU/req <= {GOAL}x single SQLite worker (same rate)"] = (
+            "met" if all(r is not None and r <= GOAL for r in ratios)
+            else f"not met for every size ({', '.join(str(r) for r in ratios)}x)")
     return out
 
 
