@@ -209,8 +209,8 @@ def test_sigkill_one_of_three_workers_under_load_ten_times(pg_url: str,
             async with Load(c) as load:
                 for _ in range(10):
                     victim = rng.choice(c.workers)
-                    sending = asyncio.ensure_future(load.send(1.5, 100.0))
-                    await asyncio.sleep(rng.uniform(0.1, 1.3))
+                    sending = asyncio.ensure_future(load.send(1.0, 100.0))
+                    await asyncio.sleep(rng.uniform(0.1, 0.9))
                     victim.kill()
                     await sending
                     await asyncio.to_thread(victim.start)  # same worker id: takes back
