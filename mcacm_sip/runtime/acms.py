@@ -62,6 +62,7 @@ from mcacm_sip.core.events import (
     store_changes,
     verdict_of,
 )
+from mcacm_sip.core.identity import IdKey, id_key
 from mcacm_sip.core.state import Hop, Role, Snapshot, tx_key
 from mcacm_sip.runtime.base import (
     HEAP_RELEASE_INTERVAL,
@@ -195,10 +196,10 @@ class AcmsNode(Node):
         self._claim_after = 0.0
         """Monotonic time before which this worker claims nothing (decisions, lease rule 7)."""
         self._shedding = False
-        self._downloads: dict[tuple[str, str], str] = {}
-        """(user, transaction id) of a pending-data download request -> its X-CID, echoed on
-        the download response; newest last, at most ``DOWNLOADS_KEPT``."""
         """Overloaded: new requests get 503 (``[limits]``)."""
+        self._downloads: dict[tuple[IdKey, str], str] = {}
+        """(the user's identity key, transaction id) of a pending-data download request -> its
+        X-CID, echoed on the download response; newest last, at most ``DOWNLOADS_KEPT``."""
         # RFC 3261 21.5.4 / 20.33: overloaded -> 503 with Retry-After (RFC 3428 adds nothing)
         self._busy_reply = Reply(503, headers=(
             warning(self.host, "overloaded: try again later"),
@@ -568,7 +569,7 @@ class AcmsNode(Node):
                            ) -> None:
         if procedure is None:
             return
-        key = (flow.user, flow.transaction_id)
+        key = (id_key(flow.user), flow.transaction_id)
         self._downloads.pop(key, None)
         self._downloads[key] = procedure
         if len(self._downloads) > DOWNLOADS_KEPT:
@@ -578,7 +579,7 @@ class AcmsNode(Node):
         """The X-CID a download response echoes (its request's), None for anything else."""
         flow = send.flow
         if isinstance(flow, PendingDataDownloadResponse):
-            return self._downloads.pop((flow.user, flow.transaction_id), None)
+            return self._downloads.pop((id_key(flow.user), flow.transaction_id), None)
         return None
 
     def _answered_key(self, event: AcmsEvent) -> str | None:
