@@ -172,10 +172,13 @@ class Migration:
 
     id_template: str = "sip:{user}-{n}@migrated.invalid"
     """``{user}``/``{host}``: user part and host of the primary ID (canonical spelling);
-    ``{n}``: a sequence number over every ID this system assigned (required: it keeps two
-    primary systems' users apart)."""
+    ``{n}``: a sequence number over every ID this worker assigned (required: it keeps two
+    primary systems' users apart); ``{worker}``: ``[store] worker_id`` (required with
+    ``[store] url``: each worker counts ``{n}`` on its own)."""
     profile: UserProfile | None = None
     """The default migration profile; None: add requests get invalid-profile per user."""
+    worker: str = ""
+    """``[store] worker_id`` ("" with a single-process store)."""
 
     def assign(self, primary_id: str, n: int) -> str:
         u = uid(primary_id)
@@ -183,7 +186,8 @@ class Migration:
             user, host = u.user or "", u.host
         else:  # no SIP URI: its text as written
             user, _, host = primary_id.split(":", 1)[-1].partition("@")
-        return self.id_template.format(user=user, host=host.split(";")[0], n=n)
+        return self.id_template.format(user=user, host=host.split(";")[0], n=n,
+                                       worker=self.worker)
 
 
 DEFAULT_LEASE_SECONDS = 10.0
@@ -369,9 +373,17 @@ def no_files(name: str, key: str) -> str:
                            "(mcacm_sip.runtime.config.load_acms_node)")
 
 
-def _migration(data: Mapping[str, Any], read_file: ReadFile) -> Migration:
+_WORKER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+CLUSTER_ID_TEMPLATE = "sip:{user}-{n}.{worker}@migrated.invalid"
+"""The default ``id_template`` of a worker with ``[store] url``."""
+
+
+def _migration(data: Mapping[str, Any], read_file: ReadFile, worker: str | None
+               ) -> Migration:
     check_keys(data, {"id_template", "profile", "profile_file"}, "migration.")
-    template = get_typed(data, "id_template", "migration.", str, Migration().id_template)
+    default = Migration().id_template if worker is None else CLUSTER_ID_TEMPLATE
+    template = get_typed(data, "id_template", "migration.", str, default)
     try:
         fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
     except ValueError as exc:
@@ -382,8 +394,18 @@ def _migration(data: Mapping[str, Any], read_file: ReadFile) -> Migration:
         raise ConfigError("migration.id_template",
                           f"{template!r} has no {{n}}: two primary systems' users could be "
                           "given the same ID")
+    if worker is not None and "worker" not in fields:
+        # decision (docs/decisions.md "Scale-out"): each worker counts {n} over what it
+        # assigned, so two workers migrating at once could give one number twice
+        raise ConfigError("migration.id_template",
+                          f"{template!r} has no {{worker}}: with [store] url each worker "
+                          "counts {n} on its own, so two workers could assign the same ID")
+    if worker is None and "worker" in fields:
+        raise ConfigError("migration.id_template",
+                          f"{template!r} uses {{worker}}, which needs [store] url and "
+                          "worker_id")
     try:
-        sample = Migration(template).assign("sip:user@host.example", 1)
+        sample = Migration(template, worker=worker or "").assign("sip:user@host.example", 1)
     except (KeyError, IndexError, ValueError) as exc:
         raise ConfigError("migration.id_template", f"bad template: {exc!r}") from None
     if not _URI.match(sample):
@@ -398,7 +420,7 @@ def _migration(data: Mapping[str, Any], read_file: ReadFile) -> Migration:
         text = read_file(get_typed(data, "profile_file", "migration.", str, ""),
                          "migration.profile_file")
         profile = _load_profile(text, "migration.profile_file")
-    return Migration(template, profile)
+    return Migration(template, profile, worker or "")
 
 
 def parse_acms_config(data: Mapping[str, Any], read_file: ReadFile = no_files) -> AcmsConfig:
@@ -465,7 +487,8 @@ def parse_acms_config(data: Mapping[str, Any], read_file: ReadFile = no_files) -
         functional_aliases=get_strings(data, "functional_aliases", "", (),
                                     lambda s: bool(_URI.match(s)), "URI"),
         timers=_timers(get_table(data, "timers")),
-        migration=_migration(get_table(data, "migration"), read_file),
+        migration=_migration(get_table(data, "migration"), read_file,
+                             worker_id if url is not None else None),
         store=StoreConfig(store_path,
                           "FULL" if sync == "FULL" else "NORMAL", url, worker_id, lease),
     )
@@ -497,6 +520,10 @@ def _shared_store(store: Mapping[str, Any], path: object
                           "this worker and the same after its restarts")
     if not 1.0 <= lease <= 3600.0:
         raise ConfigError("store.lease_seconds", f"{lease}: expected 1 to 3600")
+    if not _WORKER_ID.fullmatch(worker_id.strip()):
+        # it goes into assigned IDs ({worker} of migration.id_template) and log lines
+        raise ConfigError("store.worker_id", f"{worker_id!r}: letters, digits, '.', '_' and "
+                          "'-' only")
     return url, worker_id.strip(), lease
 
 

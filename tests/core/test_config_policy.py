@@ -133,10 +133,11 @@ PG_STORE = '[store]\nurl = "postgresql://acms@db.example/acms"\nworker_id = "acm
 
 def test_a_postgresql_store_with_its_worker(tmp_path: Path) -> None:
     sqlite = '[store]\npath = "acms.sqlite"\nsynchronous = "full"\n'
-    c = load_acms_node(write(tmp_path, FULL.replace(sqlite, PG_STORE))).acms.store
+    worker = FULL.replace("{n}@partner", "{n}.{worker}@partner")  # docs/scale-out.md
+    c = load_acms_node(write(tmp_path, worker.replace(sqlite, PG_STORE))).acms.store
     assert (c.path, c.url, c.worker_id, c.lease_seconds) == (
         None, "postgresql://acms@db.example/acms", "acms-2", 10.0)
-    text = FULL.replace(sqlite, PG_STORE + "lease_seconds = 4\n")
+    text = worker.replace(sqlite, PG_STORE + "lease_seconds = 4\n")
     assert load_acms_node(write(tmp_path, text)).acms.store.lease_seconds == 4.0
 
 

@@ -33,6 +33,7 @@ from mcacm_sip.core.acmc import AcmcCore
 from mcacm_sip.core.acms import AcmsCore
 from mcacm_sip.core.config import (
     AcmcConfig,
+    AcmsConfig,
     AuthorisedUser,
     ConfigError,
     PeerSystem,
@@ -535,6 +536,48 @@ def test_an_id_template_without_n_is_a_configuration_error(template: str) -> Non
     with pytest.raises(ConfigError) as err:
         parse_acms_config({"psi": PARTNER, "migration": {"id_template": template}})
     assert err.value.key == "migration.id_template"
+
+
+PG = "postgresql://acms@db.example/acms"
+
+
+def _worker_config(worker: str, migration: dict[str, str] | None = None) -> AcmsConfig:
+    return parse_acms_config({"psi": PARTNER, "migration": migration or {},
+                              "store": {"url": PG, "worker_id": worker}})
+
+
+def test_a_workers_id_template_must_name_the_worker() -> None:
+    """Each worker of a cluster counts {n} over what it assigned itself, so {n} alone could
+    give two users the same partner ID (two workers migrating at once)."""
+    with pytest.raises(ConfigError) as err:
+        _worker_config("acms-1", {"id_template": "sip:{user}-{n}@partner.example"})
+    assert err.value.key == "migration.id_template"
+    assert "{worker}" in str(err.value)
+    with pytest.raises(ConfigError) as err:  # {worker} without a cluster: nothing to fill in
+        parse_acms_config({"psi": PARTNER,
+                           "migration": {"id_template": "sip:{user}-{n}.{worker}@p.example"}})
+    assert err.value.key == "migration.id_template"
+    with pytest.raises(ConfigError) as err:
+        _worker_config("acms 1")
+    assert err.value.key == "store.worker_id"
+
+
+WORKER = st.from_regex(r"[A-Za-z0-9._-]{1,12}", fullmatch=True)
+
+
+@settings(max_examples=200)
+@given(WORKER, WORKER, st.integers(1, 10**6), st.sampled_from(
+    [None, "sip:{user}-{n}.{worker}@partner.example", "sip:m{n}-{worker}@partner.example"]))
+def test_two_workers_never_assign_the_same_id(a: str, b: str, n: int,
+                                              template: str | None) -> None:
+    """Whatever {n} two workers reach, the IDs they assign differ (the default template of a
+    worker too)."""
+    if a == b:
+        return
+    migration = {"id_template": template} if template else {}
+    first = _worker_config(a, migration).migration.assign("sip:sam@primary.example", n)
+    second = _worker_config(b, migration).migration.assign("sip:sam@primary.example", n)
+    assert first != second
 
 
 def test_two_primaries_users_of_the_same_name_get_different_ids() -> None:
