@@ -17,12 +17,22 @@ from typing import Any, Literal
 
 from mcacm_sip.text import printable
 
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName"}
+_INIT = tuple(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+_STANDARD = frozenset(_INIT) | {"message", "asctime", "taskName"}
+_SKIP = len(_INIT)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD and v is not None}
+    # LogRecord.__init__ sets its attributes first and makeRecord adds the extra= fields
+    # after them, so the fields start after the first _SKIP keys; what a formatter or filter
+    # adds later is still left out by name.
+    items = iter(vars(record).items())
+    for _ in range(_SKIP):
+        next(items, None)
+    return {k: v for k, v in items if v is not None and k not in _STANDARD}
+
+
+_JSON = json.JSONEncoder(default=str, ensure_ascii=False)  # one encoder, not one per record
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,18 +42,27 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name, "msg": record.getMessage(), **_fields(record)}
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str, ensure_ascii=False)
+        return _JSON.encode(doc)
 
 
 class ConsoleFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        second = int(record.created)
+        if second != self._second:  # records share their second: its text is made once
+            self._second, self._stamp = second, time.strftime("%H:%M:%S", time.localtime(second))
+        stamp = self._stamp
         message = record.getMessage()
         # A console line shows each field once: those the message already says are left out.
         # Messages and fields carry peer text (URIs, Warning texts, reasons): escaped, so a
-        # line of the log is one line and no escape sequence reaches the terminal.
-        extra = " ".join(f"{k}={printable(str(v))}" for k, v in _fields(record).items()
-                         if k != "event" and str(v) not in message)
+        # line of the log is one line and no escape sequence reaches the terminal (one escape
+        # over the joined fields: names, "=" and " " are printable ASCII, which it leaves).
+        extra = printable(" ".join([f"{k}={text}" for k, v in _fields(record).items()
+                                    if k != "event" and (text := str(v)) not in message]))
         message = printable(message)
         line = f"{stamp}.{int(record.msecs):03d} {record.levelname[0]} {record.name}: " \
                f"{message}" + (f"  [{extra}]" if extra else "")
@@ -68,6 +87,10 @@ def setup_logging(level: int, fmt: Literal["console", "json"]) -> None:
     # Neither format shows where a call was made from: skip the caller lookup of every record
     # (the logging HOWTO's "Optimization" section: set logging._srcfile to None)
     logging._srcfile = None
+    # nor the thread, process and multiprocessing names of each record (same section)
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     root = logging.getLogger()
