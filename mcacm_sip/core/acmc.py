@@ -10,7 +10,6 @@ through :meth:`AcmcCore.decide`), and follows the pending-data notification with
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -51,6 +50,7 @@ from mcacm_sip.core.events import (
 )
 from mcacm_sip.core.identity import same
 from mcacm_sip.core.state import Hop, answers, response_to
+from mcacm_sip.ids import unique_hex
 
 log = logging.getLogger("mcacm.acmc")
 _V = TypeVar("_V")
@@ -278,6 +278,6 @@ class AcmcCore:
             out.add(ReportToUser(tid, ReportKind.FAILED, text=ev.reason))
 
     def _send(self, out: AcmcActions, what: str, tid: str | None, flow: AcmFlow) -> None:
-        send_id = uuid.uuid4().hex
+        send_id = unique_hex()
         self._sends[send_id] = (what, tid)
         out.add(SendFlow(send_id, Hop.ACMS, self.config.acms_psi, flow))

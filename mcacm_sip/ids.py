@@ -1,0 +1,59 @@
+"""Identifiers made per message: cheap, and unique across restarts and processes.
+
+- :func:`token_hex`: unpredictable text (SIP branches, Call-IDs, tags: RFC 3261 8.1.1.4,
+  8.1.1.7, 19.3 want them unique and hard to guess), drawn from the OS's cryptographic random
+  source in blocks of 4 KiB rather than one system call per token.
+- :func:`unique_hex`: a local key (a send's id, a leg's id) that only has to be unique, not
+  secret: 16 random hex digits drawn when the process starts (again in a forked child) and a
+  16-digit counter, 32 hex digits like ``uuid4().hex``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from itertools import count
+
+__all__ = ["token_hex", "unique_hex"]
+
+_BLOCK = 4096
+
+
+class _Pool(threading.local):
+    def __init__(self) -> None:
+        self.data = b""
+        self.at = 0
+
+
+_POOL = _Pool()
+
+
+def token_hex(nbytes: int) -> str:
+    """``nbytes`` random bytes as hex, as :func:`secrets.token_hex` (same source, buffered)."""
+    pool = _POOL
+    at = pool.at
+    if at + nbytes > len(pool.data):
+        pool.data, at = os.urandom(max(_BLOCK, nbytes)), 0
+    pool.at = at + nbytes
+    return pool.data[at:at + nbytes].hex()
+
+
+_prefix = ""
+_counter = count()
+
+
+def _start() -> None:
+    """A new random prefix and counter: at import, and in a child after fork (the parent's
+    ids go on there, and both must stay distinct; the pool is drawn anew too)."""
+    global _prefix, _counter
+    _prefix, _counter = os.urandom(8).hex(), count()
+    _POOL.data, _POOL.at = b"", 0
+
+
+_start()
+os.register_at_fork(after_in_child=_start)
+
+
+def unique_hex() -> str:
+    """32 hex digits unique to this process run: its random prefix and a counter."""
+    return f"{_prefix}{next(_counter):016x}"
