@@ -51,7 +51,9 @@ def test_text_writer_and_tree_writer_agree(cls: type[m.AcmFlow]) -> None:
 
 @pytest.mark.parametrize("text", ["a & b < c > d", "line\r\nnext", "]]>", "quote \" ' end"])
 def test_text_that_needs_escaping_round_trips(text: str) -> None:
-    flow = dataclasses.replace(example_flows()["profile-update-request"], additional_info=text)
+    request = example_flows()["profile-update-request"]
+    assert isinstance(request, m.ProfileUpdateRequest)
+    flow = dataclasses.replace(request, additional_info=text)
     assert codec.decode(codec.encode(flow)) == flow
 
 

@@ -756,7 +756,7 @@ def _parsed_profile(xml: str) -> etree._Element:
 def _profile_text(xml: str) -> str:
     # lxml's serialisation of the parsed root: the bytes the tree-built documents carried
     # (empty elements as <x/>), declaring every namespace it uses.
-    return cast(str, etree.tostring(_parsed_profile(xml), encoding="unicode"))
+    return etree.tostring(_parsed_profile(xml), encoding="unicode")
 
 
 def _checked_profile(profile: model.UserProfile) -> str:

@@ -200,6 +200,10 @@ class AcmsNode(Node):
         self._downloads: dict[tuple[IdKey, str], str] = {}
         """(the user's identity key, transaction id) of a pending-data download request -> its
         X-CID, echoed on the download response; newest last, at most ``DOWNLOADS_KEPT``."""
+        self._sending: dict[str, float] = {}
+        """Sends started (queued for the commit or in progress) -> the loop time the core
+        issued each, oldest first."""
+        self._answer_due = config.sip.timers.t1
         # RFC 3261 21.5.4 / 20.33: overloaded -> 503 with Retry-After (RFC 3428 adds nothing)
         self._busy_reply = Reply(503, headers=(
             warning(self.host, "overloaded: try again later"),
@@ -308,6 +312,11 @@ class AcmsNode(Node):
         """Queue the store changes for this loop iteration's commit; the sends (and SIP
         answers, see ``_on_message``) wait for it; returns the verdict."""
         changes = store_changes(actions)
+        now = asyncio.get_running_loop().time()
+        for action in actions:
+            if isinstance(action, Send):  # (a retry is a new Send: its clock starts again)
+                self._sending.pop(action.send_id, None)
+                self._sending[action.send_id] = now
         if changes or self._stored is not None:
             self._batch += changes
             self._after += actions
@@ -609,8 +618,23 @@ class AcmsNode(Node):
 
     @property
     def in_flight(self) -> int:
-        """The load measure of ``[limits] max_in_flight``: sends without a known outcome."""
+        """Sends without a known outcome (in progress or waiting for a retry)."""
         return self.core.sends_in_flight
+
+    @property
+    def backlog(self) -> int:
+        """The load measure of ``[limits] max_in_flight``: the sends without a known outcome
+        less those issued under T1 ago (RFC 3261 17.1.1.1: the round-trip estimate).  A send
+        answered within T1 is the pipeline of a busy, healthy node (the group commit releases
+        one loop iteration's sends at once); one waiting longer, or waiting for a retry, is
+        backlog (a slow or dead peer, a starved loop)."""
+        horizon = asyncio.get_running_loop().time() - self._answer_due
+        young = len(self._sending)
+        for started in self._sending.values():  # oldest first: stops at the first young one
+            if started > horizon:
+                break
+            young -= 1
+        return max(0, self.core.sends_in_flight - young)
 
     def _opens_transaction(self, event: AcmsEvent) -> bool:
         """A request that is not a duplicate of an open one: the only traffic refused when
@@ -627,14 +651,15 @@ class AcmsNode(Node):
         limit = self.config.limits.max_in_flight
         # hysteresis (decision): refuse from the limit on, take new work again below 90 % of
         # it -- fewer flips at the edge, one log line per change, not one per refusal
-        over = self.in_flight >= (0.9 * limit if self._shedding else limit)
+        backlog = self.backlog
+        over = backlog >= (0.9 * limit if self._shedding else limit)
         if over != self._shedding:
             self._shedding = over
-            log.warning("%s: %d sends in flight (limit %d)",
-                        "overloaded" if over else "no longer overloaded", self.in_flight,
-                        self.config.limits.max_in_flight,
+            log.warning("%s: %d sends late or waiting for a retry (limit %d), %d in flight",
+                        "overloaded" if over else "no longer overloaded", backlog,
+                        self.config.limits.max_in_flight, self.in_flight,
                         extra={"event": "overload.start" if over else "overload.end",
-                               "in_flight": self.in_flight})
+                               "in_flight": self.in_flight, "backlog": backlog})
         return over
 
     # ------------------------------------------------------------------ MESSAGE out
@@ -643,6 +668,7 @@ class AcmsNode(Node):
         if send.hop is Hop.ACMC:
             contacts = self.registrar.contacts(send.to, time.time())
             if not contacts:  # logged off meanwhile: the core queues it (10.17.3.1)
+                self._sending.pop(send.send_id, None)
                 self.feed(DeliveryOutcome(time.time(), send.send_id, False, "not registered",
                                           failure=Failure.NO_BINDING))
                 return
@@ -651,9 +677,13 @@ class AcmsNode(Node):
             uri, route = binding.contact, binding.path
         else:
             uri, route = send.to, ()
-        sent = await send_message(
-            self.endpoint, self.config.sip, uri=uri, to=send.to, identity=self.psi,
-            flow=send.flow, route=route, procedure=self._echoed(send) or send.procedure or None)
+        try:
+            sent = await send_message(
+                self.endpoint, self.config.sip, uri=uri, to=send.to, identity=self.psi,
+                flow=send.flow, route=route,
+                procedure=self._echoed(send) or send.procedure or None)
+        finally:
+            self._sending.pop(send.send_id, None)
         self.feed(sent.outcome(time.time(), send.send_id))
 
     # ------------------------------------------------------------------ REGISTER

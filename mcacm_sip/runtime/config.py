@@ -48,7 +48,7 @@ Runtime tables (docs/running.md has annotated examples)::
     format = "console"                 # console | json
 
     [limits]                           # ACMS only (docs/running.md "Overload")
-    max_in_flight = 300                # sends without a known outcome; over it: new requests 503
+    max_in_flight = 300                # sends late (> T1) or awaiting a retry; over it: 503
     retry_after = 5                    # seconds, the Retry-After of those 503s
     max_profile_bytes = 131072         # larger profile in a request: 413, nothing stored
     max_open_per_peer = 2000           # open partner transactions of one peer; more: 503
@@ -112,7 +112,8 @@ class AcmsLimits:
     "Reliability: crashes, peer failure, overload")."""
 
     max_in_flight: int = 300
-    """Sends whose outcome is not known yet (in progress or waiting for a retry).  Above it a
+    """Sends whose outcome is not known within T1 of their start, or waiting for a retry (the
+    backlog: ``AcmsNode.backlog``).  Above it a
     request that would open a new transaction is answered 503; answers, indications,
     decisions, downloads and duplicates of open transactions are still taken, so load drains."""
     retry_after: int = 5
