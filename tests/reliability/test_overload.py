@@ -1,7 +1,8 @@
 """Overload (issue 8; RELIABILITY.md "Overload"): above ``[limits] max_in_flight`` (sends whose
 outcome is not known within T1, or waiting for a retry) the ACMS answers a request that would
 open a new transaction 503 with Retry-After (RFC 3261 21.5.4, 20.33); answers, indications and
-duplicates of open transactions are still taken, so the load drains; memory stays bounded under a flood; it recovers by itself.
+duplicates of open transactions are still taken, so the load drains; memory stays bounded under
+a flood; it recovers by itself.
 """
 
 from __future__ import annotations
