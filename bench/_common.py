@@ -190,6 +190,16 @@ def steps_table(title: str, steps: Sequence[Step]) -> dict[str, Any]:
     return {"title": title, "columns": columns, "rows": rows, "steps": [asdict(s) for s in steps]}
 
 
+# --- targets -------------------------------------------------------------------------------------
+
+
+def target(name: str, measured: object, met: bool) -> dict[str, Any]:
+    """One target of issue 18 as a bench reports it (``result["targets"]``): what is asked,
+    what this run measured, met or not.  `bench/run.py` prints every bench's targets in one
+    table at the end."""
+    return {"target": name, "measured": str(measured), "met": bool(met)}
+
+
 # --- output --------------------------------------------------------------------------------------
 
 
@@ -223,5 +233,7 @@ def report(result: Result, json_file: Path | None) -> None:
         print()
         for k, v in result["summary"].items():
             print(f"{k}: {v}")
+    for t in result.get("targets", []):
+        print(f"target {t['target']}: {'met' if t['met'] else 'NOT MET'} ({t['measured']})")
     if json_file is not None:
         json_file.write_text(json.dumps(result, indent=2) + "\n")

@@ -33,7 +33,7 @@ from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Result, bench_parser, report
+from _common import Result, bench_parser, report, target
 
 PRIMARY_HOP = ("127.0.0.1", 5999)  # never reached: the fake transport catches what goes there
 PROFILE = ('<mcptt-user-profile xmlns="urn:3gpp:mcptt:user-profile:1.0"><Name>Mike</Name>'
@@ -227,7 +227,17 @@ def main(argv: Sequence[str] | None = None) -> Result:
                     "rounds": {k: [round(v, 1) for v in f] for k, f in figures.items()}}],
         "summary": {f"CPU µs/request, {level}{' (mcacm default)' if level == 'INFO' else ''}":
                     round(med[level], 1) for level in levels},
+        "targets": [],
     }
+    if "INFO" in levels:
+        info_x = statistics.median(o / b for o, b in zip(figures["INFO"], figures["baseline"],
+                                                         strict=True))
+        result["targets"] = [
+            target("in-process ingress at INFO <= 200 µs CPU/request", f"{med['INFO']:.0f} µs",
+                   med["INFO"] <= 200),
+            target("in-process ingress at INFO <= 20x lxml baseline", f"{info_x:.1f}x",
+                   info_x <= 20),
+        ]
     report(result, args.json)
     return result
 

@@ -31,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import xmlschema
-from _common import Result, bench_parser, report
+from _common import Result, bench_parser, report, target
 from lxml import etree
 
 from mcacm_sip.acm import codec, xmlsafe
@@ -98,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> Result:
     base = timings[paths[0][0]]
     rows = [[name, round(timings[name], 1), round(ratio[name], 2)] for name in timings]
     decode_us = timings[paths[1][0]]
+    decode_x, encode_x = ratio[paths[1][0]], ratio[paths[3][0]]
     return {
         "name": "codec",
         "title": f"ACM codec, profile update request of {len(data)} bytes (µs per message)",
@@ -116,6 +117,12 @@ def main(argv: Sequence[str] | None = None) -> Result:
             "xmlschema decode x lxml decode": round(timings[paths[2][0]] / decode_us, 1),
             "encode µs (lxml path)": round(timings[paths[3][0]], 1),
         },
+        "targets": [
+            target(f"decode of the {len(data)}-byte request <= 2x lxml parse+validate",
+                   f"{decode_x:.2f}x", decode_x <= 2.0),
+            target("encode of a new flow <= 1.5x lxml parse+validate", f"{encode_x:.2f}x",
+                   encode_x <= 1.5),
+        ],
     }
 
 

@@ -24,8 +24,9 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from _common import Result, bench_parser
+from _common import Result, bench_parser, format_table
 
 HERE = Path(__file__).resolve().parent
 # Cheap, self-contained benches first; the ones that start real peers later.
@@ -76,6 +77,16 @@ def machine() -> str:
             + "".join(f", {t}" for t in tools))
 
 
+def targets_table(results: Sequence[Result]) -> dict[str, Any]:
+    """Every bench's targets (issue 18) in one table: bench, target, measured, met or not; a
+    bench that failed to run says so against each target it would have measured."""
+    rows = [[r["name"], t["target"], t["measured"], "met" if t["met"] else "NOT MET"]
+            for r in results for t in r.get("targets", [])]
+    rows += [[r["name"], "(all)", r["error"], "NOT MEASURED"] for r in results if "error" in r]
+    return {"title": "==== targets (issue 18)", "columns": ["bench", "target", "measured", "met"],
+            "rows": rows}
+
+
 def _cell(value: object) -> str:
     return str(value).replace("|", "\\|")
 
@@ -96,6 +107,12 @@ def markdown(results: Sequence[Result], command: str) -> str:
             lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in table["rows"]]
             lines.append("")
         lines += [f"- {_cell(k)}: {_cell(v)}" for k, v in r.get("summary", {}).items()]
+        lines.append("")
+    targets = targets_table(results)
+    if targets["rows"]:
+        lines += ["### Targets (issue 18)", "", "| bench | target | measured | met |",
+                  "|---|---|---|---|"]
+        lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in targets["rows"]]
         lines.append("")
     return "\n".join(lines)
 
@@ -121,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {r['error']}")
         for k, v in r.get("summary", {}).items():
             print(f"  {k}: {v}")
+    targets = targets_table(results)
+    if targets["rows"]:
+        print()
+        print(format_table(targets))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.markdown:
