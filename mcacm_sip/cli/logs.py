@@ -13,6 +13,7 @@ import logging
 import sys
 import time
 import traceback
+from itertools import islice
 from typing import Any, Literal
 
 from mcacm_sip.text import printable
@@ -26,10 +27,8 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     # LogRecord.__init__ sets its attributes first and makeRecord adds the extra= fields
     # after them, so the fields start after the first _SKIP keys; what a formatter or filter
     # adds later is still left out by name.
-    items = iter(vars(record).items())
-    for _ in range(_SKIP):
-        next(items, None)
-    return {k: v for k, v in items if v is not None and k not in _STANDARD}
+    return {k: v for k, v in islice(vars(record).items(), _SKIP, None)
+            if v is not None and k not in _STANDARD}
 
 
 _JSON = json.JSONEncoder(default=str, ensure_ascii=False)  # one encoder, not one per record
