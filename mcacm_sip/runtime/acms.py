@@ -314,7 +314,7 @@ class AcmsNode(Node):
         changes = store_changes(actions)
         now = asyncio.get_running_loop().time()
         for action in actions:
-            if isinstance(action, Send):  # (a retry is a new Send: its clock starts again)
+            if isinstance(action, SendFlow):  # (a retry is a new one: its clock starts again)
                 self._sending.pop(action.send_id, None)
                 self._sending[action.send_id] = now
         if changes or self._stored is not None:
