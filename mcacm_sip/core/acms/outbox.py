@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import uuid
 from dataclasses import replace
 
 from mcacm_sip.acm.model import AcmFlow, AcmRequest, AcmResponse, Result, ResultCode
@@ -26,6 +25,7 @@ from mcacm_sip.core.state import (
     Trigger,
     TxState,
 )
+from mcacm_sip.ids import unique_hex
 
 _MATTERS_WHILE = {
     Purpose.FORWARD: Trigger.SEND_FAILED,  # primary: forwarding (the answer timer runs)
@@ -99,7 +99,7 @@ class AcmsOutbox(AcmsRecords):
     def _send(self, out: AcmsActions, purpose: Purpose, hop: Hop, to: str, flow: AcmFlow,
               tx: Transaction | None = None, give_up_at: float | None = None,
               carries: tuple[str, ...] = ()) -> None:
-        og = Outgoing(uuid.uuid4().hex, purpose, hop, to, flow,
+        og = Outgoing(unique_hex(), purpose, hop, to, flow,
                       tx.key if tx is not None else None, give_up_at=give_up_at, carries=carries)
         self._put(og, out)
         out.add(self._send_of(og))

@@ -233,7 +233,7 @@ class AcmsRecords:
               ) -> Transaction:
         """Apply one row of the transition table (state.TRANSITIONS) and store the result."""
         state, clause = transition(tx.role, tx.state, trigger)
-        moved = replace(tx, state=state, **changes)
+        moved = tx.evolve(state=state, **changes)
         if log.isEnabledFor(logging.INFO):  # one structured event per procedure step, no contents
             log.info("%s %s from %s: %s -> %s (%s)", moved.role, moved.transaction_id,
                      moved.origin, tx.state, moved.state, trigger, extra={
