@@ -230,12 +230,13 @@ async def test_profile_without_fixtures_makes_scenarios_not_applicable(tmp_path:
 class SilentPartner(AcmsNode):
     """Never sends the process indication (it reports it delivered, so nothing retries)."""
 
-    async def _deliver(self, send: SendFlow) -> None:
+    def _deliver(self, send: SendFlow) -> None:
         if isinstance(send.flow, ProcessIndication):
             from mcacm_sip.core.events import DeliveryOutcome
-            self.feed(DeliveryOutcome(asyncio.get_running_loop().time(), send.send_id, True))
+            loop = asyncio.get_running_loop()
+            loop.call_soon(self.feed, DeliveryOutcome(loop.time(), send.send_id, True))
             return
-        await super()._deliver(send)
+        super()._deliver(send)
 
 
 class LaxPartner(AcmsNode):

@@ -75,9 +75,10 @@ from mcacm_sip.runtime.base import (
 from mcacm_sip.runtime.config import AcmsNodeConfig, check_acms_trust
 from mcacm_sip.runtime.messaging import (
     PROCEDURE_HEADER,
+    Sent,
     message_reply,
     procedure_of,
-    send_message,
+    start_message,
     verdict_reply,
 )
 from mcacm_sip.runtime.metrics import AcmsMetrics
@@ -492,7 +493,7 @@ class AcmsNode(Node):
     def _start_sends(self, actions: list[AcmsAction]) -> None:
         for action in actions:
             if isinstance(action, SendFlow):
-                self._spawn(self._deliver(action))
+                self._deliver(action)
             elif isinstance(action, SubscribeFa):
                 fa = try_identity(action.fa)
                 if fa is not None and fa not in self._fa_tasks:  # one subscription per FA
@@ -664,27 +665,30 @@ class AcmsNode(Node):
 
     # ------------------------------------------------------------------ MESSAGE out
 
-    async def _deliver(self, send: SendFlow) -> None:
+    def _deliver(self, send: SendFlow) -> None:
+        """Start one MESSAGE out; its outcome reaches the core from a later loop callback (no
+        task per send: ``start_message``)."""
         if send.hop is Hop.ACMC:
             contacts = self.registrar.contacts(send.to, time.time())
             if not contacts:  # logged off meanwhile: the core queues it (10.17.3.1)
                 self._sending.pop(send.send_id, None)
-                self.feed(DeliveryOutcome(time.time(), send.send_id, False, "not registered",
-                                          failure=Failure.NO_BINDING))
+                asyncio.get_running_loop().call_soon(self.feed, DeliveryOutcome(
+                    time.time(), send.send_id, False, "not registered",
+                    failure=Failure.NO_BINDING))
                 return
             binding = contacts[-1]  # the most recent binding
             # RFC 3327 5.5: through the proxies its REGISTER came by (the SIP core), if any
             uri, route = binding.contact, binding.path
         else:
             uri, route = send.to, ()
-        try:
-            sent = await send_message(
-                self.endpoint, self.config.sip, uri=uri, to=send.to, identity=self.psi,
-                flow=send.flow, route=route,
-                procedure=self._echoed(send) or send.procedure or None)
-        finally:
+
+        def done(sent: Sent) -> None:
             self._sending.pop(send.send_id, None)
-        self.feed(sent.outcome(time.time(), send.send_id))
+            self.feed(sent.outcome(time.time(), send.send_id))
+
+        start_message(self.endpoint, self.config.sip, uri=uri, to=send.to, identity=self.psi,
+                      flow=send.flow, route=route, done=done,
+                      procedure=self._echoed(send) or send.procedure or None)
 
     # ------------------------------------------------------------------ REGISTER
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from mcacm_sip.acm import codec
@@ -14,7 +15,7 @@ from mcacm_sip.core.events import DeliveryOutcome, Failure, MessageVerdict, Refu
 from mcacm_sip.core.identity import flow_procedure
 from mcacm_sip.runtime.base import SipSettings, warning
 from mcacm_sip.sip import Reply, SipTimeout, SipTransportError
-from mcacm_sip.sip.aio import SipEndpoint
+from mcacm_sip.sip.aio import FinalResponse, OutgoingRequest, SipEndpoint
 from mcacm_sip.sip.dialog import parse_retry_after
 from mcacm_sip.sip.headers import InvalidHeader, Warning
 
@@ -113,30 +114,72 @@ async def send_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str
     bug, logged once here, never sent), no answer ``TIMEOUT``, a transport failure
     ``TRANSPORT``, any other final answer ``REFUSED`` with its status.
     """
-    tid = flow.transaction_id
+    request = _message(endpoint, settings, uri, to, identity, flow, route, procedure, call_id)
+    if isinstance(request, Sent):
+        return request
+    try:
+        final = await endpoint.send(request, timeout=settings.send_timeout)
+    except (SipTimeout, SipTransportError) as exc:
+        return _sent(flow, to, uri, request.call_id, None, exc)
+    return _sent(flow, to, uri, request.call_id, final, None)
+
+
+def start_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str, to: str,
+                  identity: str, flow: AcmFlow, done: Callable[[Sent], object],
+                  route: Sequence[str] = (), procedure: str | None = None,
+                  call_id: str | None = None) -> None:
+    """:func:`send_message` without a task per send (``SipEndpoint.send_soon``): ``done``
+    gets the outcome, always from a later loop callback, never from inside this call."""
+    request = _message(endpoint, settings, uri, to, identity, flow, route, procedure, call_id)
+    if isinstance(request, Sent):
+        endpoint.loop.call_soon(done, request)
+        return
+
+    def settled(fut: asyncio.Future[FinalResponse]) -> None:
+        if fut.cancelled():
+            return  # the endpoint stopped (its node too)
+        exc = fut.exception()
+        if exc is not None and not isinstance(exc, SipTimeout | SipTransportError):
+            raise exc  # a bug: the loop's exception handler reports it
+        done(_sent(flow, to, uri, request.call_id, None if exc is not None else fut.result(),
+                   exc))
+
+    endpoint.send_soon(request, settings.send_timeout, settled)
+
+
+def _message(endpoint: SipEndpoint, settings: SipSettings, uri: str, to: str, identity: str,
+             flow: AcmFlow, route: Sequence[str], procedure: str | None,
+             call_id: str | None) -> OutgoingRequest | Sent:
+    """The MESSAGE carrying ``flow``, or the local error if we cannot encode it."""
     try:
         body = codec.encode(flow)
     except AcmError as exc:
         # whatever encode raises for a flow we built is ours (EncodeError, or InvalidContent
         # for an embedded profile): a local error, as h11's LocalProtocolError
-        log.error("local error: cannot encode our own %s %s: %s", flow.FLOW, tid, exc,
-                  extra={"event": "acm.local_error", "flow": flow.FLOW, "transaction_id": tid})
+        log.error("local error: cannot encode our own %s %s: %s", flow.FLOW,
+                  flow.transaction_id, exc, extra={"event": "acm.local_error",
+                                                   "flow": flow.FLOW,
+                                                   "transaction_id": flow.transaction_id})
         return Sent(False, f"local error: cannot encode {flow.FLOW}: {exc.warning_text}",
                     failure=Failure.LOCAL_ERROR)
-    request = endpoint.new_request(
+    return endpoint.new_request(
         "MESSAGE", uri, from_uri=identity, to_uri=to, body=body, route=route,
         content_type=codec.ACM_CONTENT_TYPE, call_id=call_id,
         headers=acm_headers(identity, settings.icsi, procedure or flow_procedure(flow)))
-    try:
-        final = await endpoint.send(request, timeout=settings.send_timeout)
-    except SipTimeout:
-        _log_sent(flow, tid, to, uri, request.call_id, None, "no answer", Failure.TIMEOUT)
+
+
+def _sent(flow: AcmFlow, to: str, uri: str, call_id: str, final: FinalResponse | None,
+          exc: BaseException | None) -> Sent:
+    """The outcome of one MESSAGE out, logged once (``acm.sent``)."""
+    tid = flow.transaction_id
+    if isinstance(exc, SipTimeout):
+        _log_sent(flow, tid, to, uri, call_id, None, "no answer", Failure.TIMEOUT)
         return Sent(False, "no answer", failure=Failure.TIMEOUT)
-    except SipTransportError as exc:
-        _log_sent(flow, tid, to, uri, request.call_id, None, exc, Failure.TRANSPORT)
+    if exc is not None or final is None:
+        _log_sent(flow, tid, to, uri, call_id, None, exc, Failure.TRANSPORT)
         return Sent(False, f"transport error: {exc}", failure=Failure.TRANSPORT)
     status = final.status
-    _log_sent(flow, tid, to, uri, request.call_id, status, status)
+    _log_sent(flow, tid, to, uri, call_id, status, status)
     if 200 <= status < 300:
         return Sent(True)
     message = final.message

@@ -4,9 +4,10 @@ branch, the in-memory test pair does the same without sockets."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from mcacm_sip.ids import token_hex
 
 from .dialog import RequestSpec
 from .transaction import Transport
@@ -70,8 +71,8 @@ def new_request(
         uri = first
     return OutgoingRequest(
         method=method, uri=uri, from_uri=from_uri, to_uri=to_uri,
-        from_tag=from_tag or secrets.token_hex(6), to_tag=to_tag,
-        call_id=call_id or f"{secrets.token_hex(10)}@mcacm", cseq=cseq, route=routes,
+        from_tag=from_tag or token_hex(6), to_tag=to_tag,
+        call_id=call_id or f"{token_hex(10)}@mcacm", cseq=cseq, route=routes,
         headers=tuple(headers), body=body, content_type=content_type, contact=contact,
         transport=transport, strict=strict,
     )

@@ -34,7 +34,8 @@ from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import SipSettings
 from mcacm_sip.runtime.config import AcmsLimits, AcmsNodeConfig, parse_acms_node
 from mcacm_sip.runtime.lab import ALICE, DAVE, PARTNER, PRIMARY, partner_config, profile_xml
-from mcacm_sip.sip import Listen, Peer
+from mcacm_sip.sip import Peer
+from mcacm_sip.sip.aio import Listen
 from mcacm_sip.store import SqliteStore
 
 from .systems import PROFILE, Acmc, Systems

@@ -10,7 +10,6 @@ import asyncio
 import inspect
 import ipaddress
 import logging
-import secrets
 import socket
 import ssl
 import time
@@ -21,6 +20,8 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from aiosipua.headers import SipUri, parse_uri
+
+from mcacm_sip.ids import token_hex
 
 from ..dialog import Reply
 from ..errors import SipParseError, SipTimeout, SipTransportError
@@ -753,7 +754,7 @@ class SipEndpoint:
                 dest = located
             # RFC 5922 7.3: a TLS server is checked against the URI's host, not the hop's
             server_hostname = uri.host.strip("[]")
-        branch = MAGIC_COOKIE + secrets.token_hex(8)
+        branch = MAGIC_COOKIE + token_hex(8)
         if dest.reliable and (dest.conn is None or dest.conn not in self._conns):
             conn = await self._connect(replace(dest, conn=None), server_hostname)
             dest = replace(dest, conn=conn.id)
@@ -788,6 +789,60 @@ class SipEndpoint:
             raise SipTimeout(f"no final response to {request.method} in {timeout} s") from None
         finally:
             self._waiters.pop(key, None)
+
+    def send_soon(
+        self, request: OutgoingRequest, timeout: float | None,
+        done: Callable[[asyncio.Future[FinalResponse]], object],
+    ) -> None:
+        """:meth:`send` without an asyncio task and timeout context per request: ``done`` gets
+        a finished future holding the final response, :class:`SipTimeout` or
+        :class:`SipTransportError` (or a cancelled one: the endpoint closed).
+
+        The common case -- a located UDP hop, a request that fits a datagram -- starts at once;
+        any other (a name to resolve, a connection to open, a request too big for UDP) runs
+        :meth:`send` in a task."""
+        dest = self._udp_hop(request)
+        branch = MAGIC_COOKIE + token_hex(8)
+        data = b"" if dest is None else self._serialise(request, branch, dest)
+        if dest is None or (len(data) > self.limits.udp_mtu_switch  # as send(): TCP instead
+                            and "transport=udp" not in (self.outbound_proxy
+                                                        or request.uri).lower()):
+            task = self.loop.create_task(self.send(request, timeout))
+            self._tasks.add(task)  # cancelled by close() like the endpoint's own
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(done)
+            return
+        key: ClientKey = (branch, request.method)
+        fut: asyncio.Future[FinalResponse] = self.loop.create_future()
+        expiry = None if timeout is None else self.loop.call_later(
+            timeout, self._expire, key, fut, f"no final response to {request.method} in "
+            f"{timeout} s")
+
+        def settled(fut: asyncio.Future[FinalResponse]) -> None:
+            self._waiters.pop(key, None)
+            if expiry is not None:
+                expiry.cancel()
+            done(fut)
+
+        fut.add_done_callback(settled)
+        self._waiters[key] = (fut, request)
+        self._run(self.txn.send_request(key, data, dest, self.now()))
+
+    def _udp_hop(self, request: OutgoingRequest) -> Peer | None:
+        """The UDP hop ``request`` goes to when :meth:`send` would need no await to get there
+        (a located hop), else None."""
+        if self._closed or self._loop is None or self.locate is None:
+            return None
+        raw, _, transport = self._target(request)
+        dest = self.locate(raw)
+        if dest is None or transport != "udp" or dest.transport != "udp":
+            return None
+        return dest
+
+    def _expire(self, key: ClientKey, fut: asyncio.Future[FinalResponse], why: str) -> None:
+        if not fut.done():
+            self.txn.cancel_client(key)
+            fut.set_exception(SipTimeout(why))
 
 
 __all__ = [

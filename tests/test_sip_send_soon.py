@@ -1,0 +1,120 @@
+"""SipEndpoint.send_soon: send() without a task and a timeout context per request (issue 18).
+The outcome reaches the callback as a finished future: the final response, SipTimeout after
+``timeout`` (and the client transaction stops retransmitting), SipTransportError when the
+endpoint closes; a hop that needs an await (a name to resolve, TCP) goes through send()."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mcacm_sip.sip import Peer, Reply, SipTimeout, SipTransportError, Timers
+from mcacm_sip.sip.aio import FinalResponse, IncomingRequest, Listen, SipEndpoint
+
+BIG = b"x" * 4000  # over udp_mtu_switch: RFC 3261 18.1.1 wants TCP, as send() does
+
+
+async def _endpoints(answer: bool, transport: str = "udp"
+                     ) -> tuple[SipEndpoint, SipEndpoint, list[IncomingRequest]]:
+    seen: list[IncomingRequest] = []
+    server = SipEndpoint([Listen("udp", "127.0.0.1"), Listen("tcp", "127.0.0.1")])
+
+    async def never(req: IncomingRequest) -> Reply:
+        seen.append(req)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    def ok(req: IncomingRequest) -> Reply:
+        seen.append(req)
+        return req.reply(200)
+
+    server.serve("MESSAGE", ok if answer else never)
+    await server.start()
+    hop = Peer(transport, *server.local_address(transport))  # type: ignore[arg-type]
+    client = SipEndpoint([Listen("udp", "127.0.0.1")], timers=Timers(t1=0.05),
+                         locate=lambda uri: hop if uri.startswith("sip:acms@") else None)
+    await client.start()
+    return server, client, seen
+
+
+def _outcome(client: SipEndpoint, uri: str, timeout: float | None, body: bytes = b""
+             ) -> asyncio.Future[FinalResponse]:
+    got: asyncio.Future[FinalResponse] = client.loop.create_future()
+
+    def done(fut: asyncio.Future[FinalResponse]) -> None:
+        assert fut.done()
+        got.set_result(fut)  # type: ignore[arg-type]
+
+    client.send_soon(client.new_request("MESSAGE", uri, from_uri="sip:c@x", to_uri=uri,
+                                        body=body), timeout, done)
+    return got
+
+
+def test_answered_without_a_task() -> None:
+    async def main() -> None:
+        server, client, seen = await _endpoints(answer=True)
+        try:
+            tasks = len(asyncio.all_tasks())
+            got = _outcome(client, "sip:acms@partner.invalid", 5.0)
+            assert len(asyncio.all_tasks()) == tasks  # started at once, no task
+            fut = await got
+            assert fut.result().status == 200  # type: ignore[attr-defined]
+            assert len(seen) == 1
+            assert not client._waiters  # nothing left behind
+        finally:
+            await client.close()
+            await server.close()
+
+    asyncio.run(main())
+
+
+def test_no_answer_within_the_timeout_is_sip_timeout_and_retransmissions_stop() -> None:
+    async def main() -> None:
+        server, client, seen = await _endpoints(answer=False)
+        try:
+            fut = await _outcome(client, "sip:acms@partner.invalid", 0.3)
+            with pytest.raises(SipTimeout):
+                fut.result()  # type: ignore[attr-defined]
+            received = len(seen)
+            await asyncio.sleep(0.5)  # T1 = 0.05: several retransmissions were due meanwhile
+            assert len(seen) == received and not client._waiters
+        finally:
+            await client.close()
+            await server.close()
+
+    asyncio.run(main())
+
+
+def test_closing_the_endpoint_ends_a_pending_send_with_a_transport_error() -> None:
+    async def main() -> None:
+        server, client, _ = await _endpoints(answer=False)
+        try:
+            got = _outcome(client, "sip:acms@partner.invalid", None)
+            await asyncio.sleep(0.05)
+            await client.close()
+            fut = await got
+            with pytest.raises(SipTransportError):
+                fut.result()  # type: ignore[attr-defined]
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("case", ["not located", "tcp hop", "too big for udp"])
+def test_what_needs_an_await_goes_through_send(case: str) -> None:
+    async def main() -> None:
+        server, client, seen = await _endpoints(answer=True,
+                                                transport="tcp" if case == "tcp hop" else "udp")
+        try:
+            host, port = server.local_address("udp")
+            uri = f"sip:s@{host}:{port}" if case == "not located" else "sip:acms@partner.invalid"
+            fut = await _outcome(client, uri, 5.0, BIG if case == "too big for udp" else b"")
+            assert fut.result().status == 200  # type: ignore[attr-defined]
+            assert seen[0].source.transport == ("tcp" if case != "not located" else "udp")
+        finally:
+            await client.close()
+            await server.close()
+
+    asyncio.run(main())
