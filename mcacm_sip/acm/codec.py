@@ -15,6 +15,7 @@ directions; each row names the element and how its value travels.
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable, Collection
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -444,6 +445,58 @@ _BY_TAG: dict[str, _Struct] = {_tag(cls.FLOW): spec for cls, spec in _SPECS.item
 assert set(_SPECS) == set(model.FLOW_TYPES), "every flow class needs a row in _SPECS"
 
 
+def _template(spec: _Struct, root: str) -> Callable[[Any], str]:
+    """The flow's document as one generated function, compiled from its rows once at import:
+    the text :meth:`_Struct.write` gives (a test holds them equal), without a call per
+    element.  Only constant element names and the rows' attribute names go into the code."""
+    start = '<' + root + ' xmlns="' + ACM_NS + '">'
+    code = ["def write(v):", "    o = [" + repr(start) + "]", "    a = o.append"]
+    env: dict[str, Any] = {"esc": _escape, "prof": _checked_profile}
+    names = itertools.count()
+
+    def fields(struct: _Struct, var: str, pad: str) -> None:
+        for row in struct.rows:
+            x = "x" + str(next(names))
+            code.append(pad + x + " = " + var + "." + row.attr)
+            code.append(pad + "if " + x + " is not None:")
+            if row.many:
+                y = "y" + str(next(names))
+                code.append(pad + "    for " + y + " in " + x + ":")
+                value(row, y, pad + "        ")
+            else:
+                value(row, x, pad + "    ")
+
+    def value(row: _Row, x: str, pad: str) -> None:
+        kind, n = row.kind, row.local
+        open_, close = repr("<" + n + ">"), repr("</" + n + ">")
+        if isinstance(kind, _FreeText | _Token):
+            code.append(pad + "a(" + open_ + " + esc(" + x + ") + " + close + ")")
+        elif isinstance(kind, _Flag):
+            code.append(pad + "if " + x + ": a(" + repr("<" + n + ">true</" + n + ">") + ")")
+        elif isinstance(kind, _DateTime):
+            code.append(pad + "a(" + open_ + " + " + x + ".isoformat() + " + close + ")")
+        elif isinstance(kind, _Identity):
+            code.append(pad + "a(" + repr("<" + n + ' type="Normal"><uri>') + " + esc(" + x
+                        + ") + " + repr("</uri></" + n + ">") + ")")
+        elif isinstance(kind, _Profile):
+            code.append(pad + "a(" + open_ + " + prof(" + x + ") + " + close + ")")
+        elif isinstance(kind, _Struct):
+            code.append(pad + "a(" + open_ + ")")
+            fields(kind, x, pad)
+            code.append(pad + "a(" + close + ")")
+        else:  # anything else (the flows inside ACM Data) writes itself
+            k = "k" + str(next(names))
+            env[k] = kind
+            code.append(pad + k + ".write(o, " + repr(n) + ", " + x + ")")
+
+    fields(spec, "v", "    ")
+    code += ["    a(" + repr("</" + root + ">") + ")", "    return ''.join(o)"]
+    exec("\n".join(code), env)  # our own table: no peer input reaches the code
+    return cast(Callable[[Any], str], env["write"])
+
+
+
+
 # --------------------------------------------------------------------------- encode
 
 
@@ -507,14 +560,11 @@ def _encode(flow: model.AcmFlow, pretty: bool) -> bytes:
         return _XML_DECLARATION + etree.tostring(root, encoding="UTF-8") + b"\n"
     # Written as text from the same table (_SPECS) that decodes, then parsed and validated:
     # building an lxml tree from Python cost three times the schema check itself.
-    spec = _SPECS.get(type(flow))
-    if spec is None:
+    template = _TEMPLATES.get(type(flow))
+    if template is None:
         raise TypeError(f"not an ACM flow: {type(flow).__name__}")
-    out = [f'<{flow.FLOW} xmlns="{ACM_NS}">']
-    spec.write_fields(out, flow)
-    out.append(f"</{flow.FLOW}>")
     try:
-        data = "".join(out).encode("utf-8")
+        data = template(flow).encode("utf-8")
         root = etree.fromstring(data, _OWN_PARSER)
     except (UnicodeEncodeError, etree.XMLSyntaxError) as exc:  # a value the model let through
         raise EncodeError(f"our own {flow.FLOW} is not well-formed XML: {exc}") from None
@@ -767,3 +817,8 @@ def _checked_profile(profile: model.UserProfile) -> str:
 def profile_element(profile: model.UserProfile) -> etree._Element:
     """The profile as a fresh lxml element (the caller may modify or append it)."""
     return copy.deepcopy(_parsed_profile(profile.xml))
+
+
+# built last: the templates call _escape and _checked_profile, defined above
+_TEMPLATES: dict[type[model.AcmFlow], Callable[[Any], str]] = {
+    cls: _template(spec, cls.FLOW) for cls, spec in _SPECS.items()}

@@ -358,7 +358,9 @@ class AcmsNode(Node):
                 ok = False
         stored.set_result((Commit.STORED if ok else Commit.FAILED, frozenset()))
         if ok:
-            self._start_sends(after)
+            # after the answers the commit released (their callbacks are queued first): a
+            # request's 200 leaves before the process indication it caused (10.17.7.2 step 4)
+            asyncio.get_running_loop().call_soon(self._start_sends, after)
         return ok
 
     def _store_failed(self, exc: Exception) -> None:
