@@ -807,10 +807,7 @@ class SipEndpoint:
         if dest is None or (len(data) > self.limits.udp_mtu_switch  # as send(): TCP instead
                             and "transport=udp" not in (self.outbound_proxy
                                                         or request.uri).lower()):
-            task = self.loop.create_task(self.send(request, timeout))
-            self._tasks.add(task)  # cancelled by close() like the endpoint's own
-            task.add_done_callback(self._tasks.discard)
-            task.add_done_callback(done)
+            self._spawn(self._send_then(request, timeout, done))  # cancelled by close()
             return
         key: ClientKey = (branch, request.method)
         fut: asyncio.Future[FinalResponse] = self.loop.create_future()
@@ -827,6 +824,19 @@ class SipEndpoint:
         fut.add_done_callback(settled)
         self._waiters[key] = (fut, request)
         self._run(self.txn.send_request(key, data, dest, self.now()))
+
+    async def _send_then(
+        self, request: OutgoingRequest, timeout: float | None,
+        done: Callable[[asyncio.Future[FinalResponse]], object],
+    ) -> None:
+        """:meth:`send`, its outcome handed to ``done`` as soon as it is known (in the task,
+        not one loop iteration later as a done-callback of the task would be)."""
+        outcome: asyncio.Future[FinalResponse] = self.loop.create_future()
+        try:
+            outcome.set_result(await self.send(request, timeout))
+        except (SipTimeout, SipTransportError) as exc:
+            outcome.set_exception(exc)
+        done(outcome)
 
     def _udp_hop(self, request: OutgoingRequest) -> Peer | None:
         """The UDP hop ``request`` goes to when :meth:`send` would need no await to get there
