@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> Result:
     parser = bench_parser(__doc__.split("\n\n")[0] if __doc__ else "")
     parser.add_argument("--concurrency", help="comma-separated N for the closed loop")
     parser.add_argument("--rates", help="comma-separated procedures/s for the open loop "
-                        "(default: 25, 50, 75 %% of the closed-loop capacity, and 1000 if "
+                        "(default: 25, 50, 75 %% of the closed-loop capacity, and 200 if "
                         "within it)")
     parser.add_argument("--seconds", type=float, help="length of each run (default 5, quick 1)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning"),
