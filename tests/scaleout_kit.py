@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interop.peers import _wait_until, core_argv, free_port, sip_ping, spawn, stop
+from interop.peers import _bound, _wait_until, core_argv, free_port, sip_ping, spawn, stop
 from tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,12 +38,16 @@ class Dispatcher:
     proc: subprocess.Popen[bytes]
     log: Path
     run: Path
+    tls_port: int | None = None
+    """Its TLS listener (started with a tls.cfg), else None."""
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
     def uri(self, transport: str = "udp") -> str:
+        if transport == "tls":
+            return f"sip:{LOOPBACK}:{self.tls_port};transport=tls"
         return f"sip:{LOOPBACK}:{self.port}" + ("" if transport == "udp"
                                                else f";transport={transport}")
 
@@ -54,11 +58,12 @@ class Dispatcher:
 @contextlib.contextmanager
 def dispatcher(workdir: Path, worker_ports: Sequence[int], *, peer_hop: str,
                ping_interval: int = 1, worker_timeout_ms: int = 1000,
-               access_net: str = "127.0.0.1/32", port: int = 0, ready_timeout: float = 10.0
-               ) -> Iterator[Dispatcher]:
+               access_net: str = "127.0.0.1/32", port: int = 0, ready_timeout: float = 10.0,
+               tls_config: Path | None = None) -> Iterator[Dispatcher]:
     """The shipped dispatcher config on ``port`` (0: a free one), its list naming
     ``worker_ports``; ready when it answers OPTIONS (Max-Forwards: 0); stopped by PID on
-    leaving the block.  Start the workers first: its first probes then find them all."""
+    leaving the block.  Start the workers first: its first probes then find them all.
+    ``tls_config`` (a tls.cfg): with its TLS listener too (-A WITH_TLS), on a free port."""
     require_tool("kamailio")
     port = port or free_port()
     run = workdir / f"dispatcher-{port}"
@@ -69,12 +74,18 @@ def dispatcher(workdir: Path, worker_ports: Sequence[int], *, peer_hop: str,
         "SIP_PORT": str(port), "DS_LIST": f'"{ds_list}"', "PEER_HOP": f'"{peer_hop}"',
         "PING_INTERVAL": str(ping_interval), "WORKER_TIMEOUT": str(worker_timeout_ms),
         "ACCESS_NET": f'"{access_net}"'}
+    tls_port = None
+    if tls_config is not None:
+        tls_port = free_port()
+        defines.update({"WITH_TLS": None, "TLS_PORT": str(tls_port),
+                        "TLS_CONFIG": f'"{tls_config}"'})
     log = run / "kamailio.log"
     proc = spawn(core_argv(SCALE_OUT / "kamailio.cfg", run, defines), log)
     try:
-        _wait_until(lambda: sip_ping(port) is not None, proc, log, "kamailio (dispatcher)",
-                    ready_timeout)
-        yield Dispatcher(port, proc, log, run)
+        _wait_until(lambda: sip_ping(port) is not None
+                    and (tls_port is None or _bound(tls_port, "tcp")),
+                    proc, log, "kamailio (dispatcher)", ready_timeout)
+        yield Dispatcher(port, proc, log, run, tls_port)
     finally:
         stop(proc)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +34,17 @@ def require_tools(*tools: str) -> list[str]:
 def require_tool(tool: str) -> str:
     """The path of one tool, under the same rule."""
     return require_tools(tool)[0]
+
+
+def require_kamailio_tls(cfg: Path) -> None:
+    """Kamailio's TLS transport is a separate Debian package (kamailio-tls-modules): the config
+    check of ``cfg`` with -A WITH_TLS loads tls.so or fails.  Skipped, or failed, by the rule
+    above."""
+    require_tool("kamailio")
+    check = subprocess.run(["kamailio", "-c", "-f", str(cfg), "-A", "WITH_TLS"],
+                           capture_output=True, timeout=30)
+    if check.returncode != 0:
+        reason = "kamailio cannot load tls.so (Debian: apt-get install kamailio-tls-modules)"
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{reason}; {REQUIRE_ENV}=1 requires it", pytrace=False)
+        pytest.skip(reason)

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from pki_kit import make_pki
-from tools import REQUIRE_ENV, require_tool
+from tools import require_kamailio_tls, require_tool
 
 from mcacm_sip.acm.model import (
     Addressee,
@@ -50,20 +48,6 @@ from .peers import CORE_DIR, LOOPBACK, SipCore, free_port, sip_core
 
 WAIT = 15.0  # upper bound; the exchanges take milliseconds on loopback
 TRANSPORTS: list[Transport] = ["udp", "tcp", "tls"]
-
-
-def require_tls_module() -> None:
-    """Kamailio's TLS transport is a separate Debian package (kamailio-tls-modules): the
-    config check with -A WITH_TLS loads tls.so or fails.  Skipped, or failed under the rule of
-    tests/tools.py."""
-    require_tool("kamailio")
-    check = subprocess.run(["kamailio", "-c", "-f", str(CORE_DIR / "kamailio.cfg"),
-                            "-A", "WITH_TLS"], capture_output=True, timeout=30)
-    if check.returncode != 0:
-        reason = "kamailio cannot load tls.so (Debian: apt-get install kamailio-tls-modules)"
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
 
 
 def tls_material(tmp: Path) -> tuple[TlsSettings, Path]:
@@ -103,7 +87,7 @@ async def through_core(tmp: Path, transport: Transport) -> AsyncIterator[Run]:
 def run(tmp: Path, transport: Transport, body: Callable[[Run], Awaitable[None]]) -> Run:
     require_tool("kamailio")
     if transport == "tls":
-        require_tls_module()
+        require_kamailio_tls(CORE_DIR / "kamailio.cfg")
     result: list[Run] = []
 
     async def main() -> None:
