@@ -26,10 +26,12 @@ from mcacm_sip.acm.model import (
     AddUserConfigurationRequest,
     AddUserConfigurationResponse,
     Party,
+    PendingDataDownloadRequest,
     Result,
     ResultCode,
     UserAssignment,
 )
+from mcacm_sip.core.identity import procedure_id
 from mcacm_sip.core.state import Role
 from mcacm_sip.runtime import AcmsNodeConfig, SipSettings
 from mcacm_sip.runtime.acms import AcmsNode
@@ -43,6 +45,7 @@ from mcacm_sip.runtime.lab import (
     primary_config,
     profile_xml,
 )
+from mcacm_sip.runtime.messaging import PROCEDURE_HEADER
 from mcacm_sip.sip.aio import Listen
 from mcacm_sip.store.postgres import PostgresStore
 
@@ -166,3 +169,61 @@ async def stored_workers(url: str) -> dict[str, str]:
     finally:
         await conn.close()
     return {r["transaction_id"]: r["worker"] for r in rows}
+
+
+def test_a_pending_data_download_is_answered_where_its_items_are(pg_url: str) -> None:
+    """10.17.3.1 on two workers: ALICE's Results wait as pending items, tid-1's at w1 and
+    (later) tid-2's at w2.  Her download reaching a worker gets 503 "held by another worker"
+    (the dispatcher tries the next one) when its X-CID names items another worker holds, or
+    when that worker holds none for her but another does; else it is answered there."""
+    async def main() -> None:
+        with udp_socket() as partner_sock, udp_socket() as acmc:
+            async with primary_worker(pg_url, "w1", partner_sock) as w1, \
+                    primary_worker(pg_url, "w2", partner_sock) as w2:
+                me = acmc.getsockname()[1]
+
+                async def result_pending_at(worker: AcmsNode, tid: str) -> None:
+                    request = AddUserConfigurationRequest(tid, Party(ALICE), (MIKE,),
+                                                          Addressee(DAVE))
+                    status, _ = await send_raw(worker, acmc, raw(
+                        PRIMARY, ALICE, codec.encode(request), me, f"req-{tid}"), f"req-{tid}")
+                    assert status == 200
+                    response = AddUserConfigurationResponse(
+                        tid, Party(PARTNER), Addressee(ALICE), Result(ResultCode.SUCCESS),
+                        (UserAssignment(MIKE, Result(ResultCode.SUCCESS),
+                                        f"sip:mike-{tid}@partner.example",
+                                        profile_from_xml(profile_xml("Mike"))),))
+                    status, _ = await send_raw(worker, acmc, raw(
+                        PRIMARY, PARTNER, codec.encode(response), me, f"resp-{tid}"),
+                        f"resp-{tid}")
+                    assert status == 200
+                    assert len(worker.core.pending_for(ALICE)) == 1  # ALICE is not logged on
+
+                n = 0
+
+                async def download(worker: AcmsNode, about: str | None) -> tuple[int, bytes]:
+                    nonlocal n
+                    n += 1
+                    body = codec.encode(PendingDataDownloadRequest(f"dl-{n}", ALICE))
+                    data = raw(PRIMARY, ALICE, body, me, f"dl-{n}")
+                    if about is not None:
+                        data = data.replace(b"Max-Forwards: 70\r\n", (
+                            f"Max-Forwards: 70\r\n{PROCEDURE_HEADER}: "
+                            f"{procedure_id(ALICE, about)}\r\n").encode())
+                    return await send_raw(worker, acmc, data, f"dl-{n}")
+
+                await result_pending_at(w1, "tid-1")
+                status, data = await download(w2, None)  # w2 holds nothing for her
+                assert status == 503 and b"held by another worker" in data, data
+                status, data = await download(w2, "tid-1")
+                assert status == 503, data
+                status, _ = await download(w1, "tid-1")
+                assert status == 200
+                await result_pending_at(w2, "tid-2")
+                status, data = await download(w2, "tid-1")  # w1's items: not w2's to give
+                assert status == 503, data
+                for about in ("tid-2", None, "no-such-procedure"):  # w2's own
+                    status, _ = await download(w2, about)
+                    assert status == 200, about
+                assert not w1.failed.done() and not w2.failed.done()  # type: ignore[union-attr]
+    asyncio.run(main())

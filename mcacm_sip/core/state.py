@@ -33,7 +33,7 @@ from mcacm_sip.acm.model import (
     UserProfile,
 )
 from mcacm_sip.core.groups import PartnerGroup
-from mcacm_sip.core.identity import id_key
+from mcacm_sip.core.identity import id_key, procedure_id
 
 
 class Role(StrEnum):
@@ -282,6 +282,12 @@ class Transaction:
     @property
     def leg(self) -> str:
         return self.leg_id or self.transaction_id
+
+    @property
+    def procedure(self) -> str:
+        """Its ``X-CID`` value: the requester and the origin's id, the same at the primary
+        and the partner (docs/decisions.md "Scale-out: the procedure header")."""
+        return procedure_id(self.request.requester.mc_service_id, self.transaction_id)
 
     def allows(self, trigger: Trigger) -> bool:
         """Whether the transition table lets ``trigger`` move this transaction now."""

@@ -35,6 +35,7 @@ from mcacm_sip.acm.fa import (
     resolution_subscribe_body,
 )
 from mcacm_sip.acm.model import (
+    AcmFlow,
     AcmRequest,
     AcmResponse,
     PendingDataDownloadRequest,
@@ -524,10 +525,12 @@ class AcmsNode(Node):
                         extra={"event": "acm.untrusted", "call_id": req.call_id, "status": 403})
             return message_reply(self.host, 403, refusal)
         event = self.trust.event(now, sender, flow)
+        procedure: str | None = None
         if isinstance(flow, PendingDataDownloadRequest):
             # 10.17.3.1: the download response echoes the request's X-CID (a page after a
             # notification: the notifying worker's, so the next page comes back here)
-            self._remember_download(flow, procedure_of(req.header(PROCEDURE_HEADER)))
+            procedure = procedure_of(req.header(PROCEDURE_HEADER))
+            self._remember_download(flow, procedure)
         if not self._running:
             return message_reply(self.host, 503, "stopping")
         if self._store_down:  # nothing can be stored: nothing is accepted (RFC 3261 21.5.4)
@@ -545,9 +548,47 @@ class AcmsNode(Node):
                 # not ours to refuse (404/403 are final, RFC 3261 21.4): 503, the dispatcher
                 # tries the next worker, the sender repeats
                 return self._held_reply
+            if isinstance(flow, PendingDataDownloadRequest) and (
+                    procedure is None or procedure not in self.core.item_procedures(flow.user)):
+                # not (only) ours to answer, perhaps: ask the store (docs/decisions.md
+                # "Scale-out: the procedure header, the dispatcher and failover")
+                return self._download_here_or_held(self.shared, req, flow, sender, event,
+                                                   procedure)
             # the transaction the flow opens or answers: if the commit finds another worker
             # holding it, nothing of it was stored and the flow gets 503, never a 200
             key = answered or self._opened_key(event)
+        return self._handled(req, flow, sender, event, key)
+
+    async def _download_here_or_held(self, store: SharedStore, req: Request,
+                                     flow: PendingDataDownloadRequest, sender: str,
+                                     event: AcmsEvent, procedure: str | None) -> Reply:
+        """A pending-data download (10.17.3.1) on a shared store whose X-CID names no
+        transaction of the items this worker holds for the user: 503 (held by another
+        worker: the dispatcher tries the next one) if it names one another worker holds
+        items of, or if only other workers hold items for the user; else answered here."""
+        # the items' owner as the core queued it: the configured spelling of the user
+        aor = address_of_record(flow.user)
+        configured = self._users.get(aor) if aor is not None else None
+        owners = [flow.user] if configured in (None, flow.user) else [flow.user, configured]
+        try:
+            elsewhere = {tx.procedure for tx in await store.pending_elsewhere(owners)}
+        except StoreUnavailable:
+            return self._unavailable_reply
+        except StoreError as exc:
+            self._store_failed(exc)
+            return message_reply(self.host, 500, "store-failed")
+        if procedure in elsewhere or (elsewhere and not self.core.pending_for(flow.user)):
+            log.info("pending-data download %s from %s: the items are at another worker",
+                     flow.transaction_id, flow.user, extra={
+                         "event": "acm.download_elsewhere", "call_id": req.call_id,
+                         "status": 503})
+            return self._held_reply
+        reply = self._handled(req, flow, sender, event, None)
+        return reply if isinstance(reply, Reply) else await reply
+
+    def _handled(self, req: Request, flow: AcmFlow, sender: str, event: AcmsEvent,
+                 key: str | None) -> Reply | Awaitable[Reply]:
+        """The core's answer to ``event``; a 200 only once what it changed is stored."""
         reply = verdict_reply(self.host, self._apply(self.core.handle(event)))
         if reply.status == 503 and self.metrics is not None:  # a quota (core/quota.py)
             self.metrics.shed.labels("quota").inc()

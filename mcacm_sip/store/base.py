@@ -72,6 +72,10 @@ class SharedStore(Protocol):
         """Mappings and groups other workers wrote since the last call."""
         ...
 
+    async def pending_elsewhere(self, owners: Sequence[str]) -> list[Transaction]:
+        """The transactions of the pending items of ``owners`` other workers hold."""
+        ...
+
     async def close(self) -> None:
         ...
 

@@ -446,6 +446,15 @@ class PostgresStore:
             "SELECT * FROM pending WHERE owner = $1 ORDER BY created", owner))
         return [p for p in _records(PendingItem.KIND, rows) if isinstance(p, PendingItem)]
 
+    async def pending_elsewhere(self, owners: Sequence[str]) -> list[Transaction]:
+        """The transactions of the pending items of ``owners`` (spellings of one user) that
+        other workers hold: where that user's pending-data download belongs (10.17.3.1)."""
+        rows = await self._run(lambda c: c.fetch(
+            "SELECT t.* FROM pending p JOIN transactions t ON t.key = p.key "
+            "WHERE p.owner = ANY($1::text[]) AND t.worker <> $2 ORDER BY p.created",
+            list(owners), self.worker_id))
+        return [t for t in _records(Transaction.KIND, rows) if isinstance(t, Transaction)]
+
     async def workers(self) -> dict[str, int]:
         """Worker id -> transaction rows it holds (tools and tests)."""
         rows = await self._run(lambda c: c.fetch(

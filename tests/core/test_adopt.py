@@ -122,3 +122,20 @@ def test_mappings_and_groups_other_workers_wrote_are_taken_in() -> None:
     grown = replace(group, members=(DAVE, "sip:erin@partner.example"), updated=2.0)
     core.handle(AdoptRecords(net.clock.now, Snapshot(groups=(grown,))))
     assert core.groups() == (grown,)  # the other worker's is the newer
+
+
+def test_items_adopted_for_a_user_logged_on_already_are_notified() -> None:
+    # DAVE logs on while the worker holding his item is dead: the survivors hold nothing for
+    # him then, so nobody notifies at the logon; the adopter must, when it takes the item over
+    # (10.17.3.1; docs/decisions.md "Scale-out: the procedure header ...")
+    net = two_systems(primary_store=MemoryStore(), partner_store=MemoryStore())
+    net.logon(ALICE)
+    mike = migrate(net)
+    update(net, Addressee(DAVE), mike)          # DAVE offline: pending at the partner
+    net.down.add(PARTNER)                       # its worker dies ...
+    net.logon(DAVE)                             # ... DAVE logs on meanwhile
+    assert net.received(DAVE, "pending-data-notification") == []
+    net.take_over(PARTNER)
+    assert len(net.received(DAVE, "pending-data-notification")) == 1
+    net.decide(DAVE, True)
+    assert net.results(ALICE)[-1] == ResultCode.SUCCESS

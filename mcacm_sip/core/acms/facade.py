@@ -96,6 +96,11 @@ class AcmsCore(AcmsPrimary, AcmsPartner):
         for record in adopted:
             self._remember(record)
         self._resume(now, txs, pending, outgoing, out)
+        # 10.17.3.1 (decision, "Scale-out"): items taken over for a user who is logged on
+        # already were never notified by this worker: notify now, as at a logon
+        for owner in dict.fromkeys(i.owner for i in pending
+                                   if not i.is_fa and id_key(i.owner) in self._online):
+            self._notify(self._addr(owner), out)
 
     def _release(self, keys: frozenset[str]) -> None:
         scratch = AcmsActions()  # the Removes are not stored: the rows are another worker's

@@ -15,7 +15,7 @@ from dataclasses import replace
 from mcacm_sip.acm.model import AcmFlow, AcmRequest, AcmResponse, Result, ResultCode
 from mcacm_sip.core.acms.records import AcmsRecords, log
 from mcacm_sip.core.events import AcmsActions, DeliveryOutcome, Failure, SendFlow
-from mcacm_sip.core.identity import flow_procedure, id_key, procedure_id
+from mcacm_sip.core.identity import flow_procedure, id_key
 from mcacm_sip.core.state import (
     Hop,
     Outgoing,
@@ -115,8 +115,7 @@ class AcmsOutbox(AcmsRecords):
         if tx is None and og.purpose is Purpose.NOTIFY:
             tx = next((t for k in self._queues.get(id_key(og.to), {})
                        if (t := self._tx.get(k)) is not None), None)
-        procedure = (procedure_id(tx.request.requester.mc_service_id, tx.transaction_id)
-                     if tx is not None else flow_procedure(og.flow))
+        procedure = tx.procedure if tx is not None else flow_procedure(og.flow)
         return SendFlow(og.send_id, og.hop, og.to, og.flow, procedure or "")
 
     def _outcome(self, ev: DeliveryOutcome, out: AcmsActions) -> None:

@@ -121,6 +121,11 @@ class AcmsRecords:
         """The queue of a user or FA, oldest first: O(k) in its length."""
         return tuple(self._pending[k] for k in self._queues.get(id_key(owner), {}))
 
+    def item_procedures(self, owner: str) -> frozenset[str]:
+        """The ``X-CID`` values of the transactions of ``owner``'s pending items here."""
+        return frozenset(tx.procedure for k in self._queues.get(id_key(owner), {})
+                         if (tx := self._tx.get(k)) is not None)
+
     def mappings(self) -> tuple[Mapping, ...]:
         return tuple(self._maps.values())
 
