@@ -5,7 +5,8 @@ as pending at the worker holding the procedure; that worker is SIGKILLed, a surv
 the transaction over when the lease expires, the killed worker is started again (it rejoins
 the dispatcher and holds nothing any more), then ALICE logs on: the notification, the
 download and the Result must reach her (docs/decisions.md "Scale-out: ...": a download goes to
-the worker holding the items)."""
+the worker holding the items).  The same with the cluster in the partner role: the request
+waits for its deciding ACMC, which downloads and decides after the failover."""
 
 from __future__ import annotations
 
@@ -15,12 +16,22 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from test_scaleout import Cluster, Load, cluster
+from scaleout_kit import Dispatcher, Worker, dispatcher, free_ports, workers
+from test_scaleout import LEASE, Load, cluster, store_lines
 
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.model import Addressee, AddUserConfigurationRequest, Party, new_transaction_id
+from mcacm_sip.core.config import (
+    REQUEST_FLOWS,
+    AcmcConfig,
+    AcmsConfig,
+    AuthorisedUser,
+    PeerSystem,
+)
 from mcacm_sip.core.identity import procedure_id
-from mcacm_sip.runtime.lab import ALICE, DAVE, PRIMARY
+from mcacm_sip.runtime import AcmcNode, AcmcNodeConfig, AcmsNode, AcmsNodeConfig, SipSettings
+from mcacm_sip.runtime.acmc import AutoDecider
+from mcacm_sip.runtime.lab import ALICE, DAVE, LOOPBACK, PARTNER, PRIMARY, PROFILE_XML
 from mcacm_sip.runtime.messaging import PROCEDURE_HEADER
 from mcacm_sip.sip import Peer
 from mcacm_sip.sip.aio import Listen, SipEndpoint
@@ -50,12 +61,12 @@ async def until(what: str, check: object) -> None:
     del what
 
 
-async def routed_to(c: Cluster, procedure: str, n: int) -> None:
+async def routed_to(core: Dispatcher, ws: list[Worker], procedure: str, n: int) -> None:
     """Until the dispatcher sends a MESSAGE with X-CID ``procedure`` to worker ``n`` (its
     probes find a restarted worker within a second or two).  Each probe is EVE's request,
     which the worker that gets it refuses (403) and logs with its Call-ID: nothing changes."""
     endpoint = SipEndpoint([Listen("udp", "127.0.0.1", 0)],
-                           locate=lambda _uri: Peer("udp", "127.0.0.1", c.core.port))
+                           locate=lambda _uri: Peer("udp", "127.0.0.1", core.port))
     await endpoint.start()
     try:
         async with asyncio.timeout(WAIT):
@@ -68,8 +79,7 @@ async def routed_to(c: Cluster, procedure: str, n: int) -> None:
                     content_type=codec.ACM_CONTENT_TYPE, headers=((PROCEDURE_HEADER, procedure),))
                 final = await endpoint.send(msg, timeout=WAIT)
                 assert final.status == 403, final.status
-                w = c.workers[n - 1]
-                if msg.call_id in w.log.read_text(errors="replace"):
+                if msg.call_id in ws[n - 1].log.read_text(errors="replace"):
                     return
                 await asyncio.sleep(0.2)
     finally:
@@ -100,11 +110,81 @@ def test_a_result_pending_at_a_killed_worker_reaches_the_acmc(pg_url: str, tmp_p
                 await until("a survivor took the transaction over", taken_over)
                 # the operator restarts the crashed worker: it rejoins, holding nothing
                 await asyncio.to_thread(victim.start)
-                await routed_to(c, procedure_id(ALICE, tid), victim.n)
+                await routed_to(c.core, c.workers, procedure_id(ALICE, tid), victim.n)
 
                 await load.alice.logon()  # -> notification -> download -> the Result
                 out = await handle.wait(WAIT)
                 assert out.failure is None, out.failure
                 return out.result
+
+        assert asyncio.run(main()) == "success"
+
+
+CAROL = "sip:carol@primary.example"
+"""Decides add-user requests of the partner system in the cluster (the partner role here)."""
+
+CAROL_DECIDES = f"""
+[[users]]
+id = "{CAROL}"
+decide = ["add-user-configuration-request"]
+
+[migration]
+profile = '{PROFILE_XML}'
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_request_pending_at_a_killed_worker_is_downloaded_and_decided(
+        pg_url: str, tmp_path: Path) -> None:
+    """The cluster as the partner: DAVE's system (in-process, primary role) asks CAROL, who
+    is away; the request waits at one worker, which is SIGKILLed, taken over and restarted;
+    CAROL logs on, downloads the request, approves it, and DAVE gets the Result."""
+    ports = free_ports(3)
+    peer_port, port = free_ports(2)
+    with workers(tmp_path, ports, port, [store_lines(pg_url, n) for n in (1, 2, 3)],
+                 extra=CAROL_DECIDES) as ws, \
+            dispatcher(tmp_path, ports, peer_hop=f"sip:127.0.0.1:{peer_port}",
+                       port=port) as core:
+        async def main() -> str | None:
+            foreign = AcmsNode(AcmsNodeConfig(
+                AcmsConfig(PARTNER, peers=(PeerSystem(PRIMARY, ("primary.example",)),),
+                           users=(AuthorisedUser(DAVE, REQUEST_FLOWS),)),
+                SipSettings(listens=(Listen("udp", "127.0.0.1", peer_port),),
+                            hops={PRIMARY: core.uri()}, trusted_hosts=LOOPBACK)))
+            dave = AcmcNode(AcmcNodeConfig(AcmcConfig(DAVE, PARTNER), SipSettings(
+                listens=(Listen("udp", "127.0.0.1", 0),),
+                hops={"*": f"sip:127.0.0.1:{peer_port}"}, trusted_hosts=LOOPBACK)))
+            carol = AcmcNode(AcmcNodeConfig(AcmcConfig(CAROL, PRIMARY), SipSettings(
+                listens=(Listen("udp", "127.0.0.1", 0),), hops={"*": core.uri()},
+                trusted_hosts=LOOPBACK)), decider=AutoDecider(True))
+            await foreign.start()
+            await dave.start()
+            await carol.start()
+            try:
+                await carol.logoff()
+                tid = new_transaction_id()
+                handle = dave.submit(AddUserConfigurationRequest(
+                    tid, Party(DAVE), ("sip:zed@partner.example",), Addressee(CAROL)))
+                first = None
+                async with asyncio.timeout(WAIT):
+                    while (first := await holder(pg_url, CAROL)) is None:
+                        await asyncio.sleep(0.1)
+                victim = next(w for w in ws if f"acms-{w.n}" == first)
+                victim.kill()
+
+                async def taken_over() -> bool:
+                    return await holder(pg_url, CAROL) not in (first, None)
+                await until("a survivor took the transaction over", taken_over)
+                await asyncio.to_thread(victim.start)
+                await routed_to(core, ws, procedure_id(DAVE, tid), victim.n)
+
+                await carol.logon()  # -> notification -> download -> decision -> Result
+                out = await handle.wait(WAIT + 2 * LEASE)
+                assert out.failure is None, out.failure
+                return out.result
+            finally:
+                await carol.stop()
+                await dave.stop()
+                await foreign.stop()
 
         assert asyncio.run(main()) == "success"
