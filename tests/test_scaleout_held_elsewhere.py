@@ -227,3 +227,25 @@ def test_a_pending_data_download_is_answered_where_its_items_are(pg_url: str) ->
                     assert status == 200, about
                 assert not w1.failed.done() and not w2.failed.done()  # type: ignore[union-attr]
     asyncio.run(main())
+
+
+def test_an_answer_about_a_transaction_that_exists_nowhere_is_final(pg_url: str) -> None:
+    """No worker holds it (no row in PostgreSQL: never opened, or pruned): the worker answers
+    as a single ACMS does -- 404 for a partner's response, 403 for an ACMC's decision -- not
+    a 503 that would make the sender repeat it until its own timers end."""
+    async def main() -> None:
+        with udp_socket() as partner_sock, udp_socket() as acmc, udp_socket() as primary:
+            me = acmc.getsockname()[1]
+            async with primary_worker(pg_url, "w1", partner_sock) as w1:
+                response = AddUserConfigurationResponse(
+                    "nowhere-1", Party(PARTNER), Addressee(ALICE), Result(ResultCode.SUCCESS))
+                status, data = await send_raw(w1, acmc, raw(
+                    PRIMARY, PARTNER, codec.encode(response), me, "resp-n"), "resp-n")
+                assert status == 404, data
+                assert b"held by another worker" not in data
+            async with partner(PostgresStore(pg_url, "w2", 30), [], primary) as w2:
+                status, data = await send_raw(w2, acmc, decision("nowhere-2", me, "d-n"),
+                                              "d-n")
+                assert status == 403, data
+                assert b"held by another worker" not in data
+    asyncio.run(main())

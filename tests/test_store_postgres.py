@@ -309,6 +309,30 @@ def test_a_schema_2_database_is_migrated_to_3(pg_url: str) -> None:
     run(main())
 
 
+def test_whether_anyone_holds_the_transaction_an_answer_names(pg_url: str) -> None:
+    """``holds_leg``: by role and the id on the other leg (the origin's id, or the leg id the
+    request went on under), whoever holds it; an existing database gets the index too."""
+    async def main() -> None:
+        await (await opened(pg_url, "w0")).close()
+        await sql(pg_url, "DROP INDEX transactions_by_leg")  # a database from before it
+        w1, w2 = await opened(pg_url, "w1"), await opened(pg_url, "w2")
+        fresh = replace(tx(2), leg_id="leg-2")
+        await w1.apply([Put(tx(1)), Put(fresh)])
+        assert await w2.holds_leg(TX.role, "t-1") and await w1.holds_leg(TX.role, "t-1")
+        assert await w2.holds_leg(TX.role, "leg-2")
+        assert not await w2.holds_leg(TX.role, "t-2")  # that id is not on its other leg
+        other = Role.PARTNER if TX.role is Role.PRIMARY else Role.PRIMARY
+        assert not await w2.holds_leg(other, "t-1")
+        await w1.apply([Remove(Transaction.KIND, tx(1).key)])
+        assert not await w2.holds_leg(TX.role, "t-1")  # pruned: exists nowhere
+        index = await sql(pg_url, "SELECT 1 FROM pg_indexes WHERE indexname = "
+                                  "'transactions_by_leg'")
+        assert index == "SELECT 1", index
+        for s in (w1, w2):
+            await s.close()
+    run(main())
+
+
 def test_an_unreachable_database_is_unavailable_then_back(own_pg_cluster: PgCluster) -> None:
     url = own_pg_cluster.create_database()
 

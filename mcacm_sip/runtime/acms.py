@@ -545,9 +545,9 @@ class AcmsNode(Node):
             if answered == "":
                 # decision (docs/decisions.md "Scale-out: the procedure header, the dispatcher
                 # and failover"): an answer about a transaction this worker does not hold is
-                # not ours to refuse (404/403 are final, RFC 3261 21.4): 503, the dispatcher
-                # tries the next worker, the sender repeats
-                return self._held_reply
+                # not ours to refuse (404/403 are final, RFC 3261 21.4) while another worker
+                # holds it: 503, the dispatcher tries the next worker, the sender repeats
+                return self._held_or_unknown(self.shared, req, flow, sender, event)
             if isinstance(flow, PendingDataDownloadRequest) and (
                     procedure is None or procedure not in self.core.item_procedures(flow.user)):
                 # not (only) ours to answer, perhaps: ask the store (docs/decisions.md
@@ -639,14 +639,40 @@ class AcmsNode(Node):
         """For an answer (a partner's indication or response, our ACMC's decision): the key
         of the transaction it is about, "" if this worker holds none; None for anything
         else."""
+        leg = self._answered_leg(event)
+        return None if leg is None else self.core.leg_key(*leg) or ""
+
+    @staticmethod
+    def _answered_leg(event: AcmsEvent) -> tuple[Role, str] | None:
+        """For an answer: the role of the transaction it is about and the id it names on
+        that transaction's other leg; None for anything else."""
         if not isinstance(event, FlowFromAcmc | FlowFromPeer):
             return None
         flow = event.flow
         if isinstance(flow, _RESPONSES) or (isinstance(event, FlowFromPeer)
                                             and isinstance(flow, ProcessIndication)):
             role = Role.PRIMARY if isinstance(event, FlowFromPeer) else Role.PARTNER
-            return self.core.leg_key(role, flow.transaction_id) or ""
+            return role, flow.transaction_id
         return None
+
+    async def _held_or_unknown(self, store: SharedStore, req: Request, flow: AcmFlow,
+                               sender: str, event: AcmsEvent) -> Reply:
+        """An answer about a transaction this worker does not hold: 503 (held by another
+        worker) if another worker holds it, else the core's answer (404 / 403, as a single
+        ACMS: the transaction exists nowhere)."""
+        leg = self._answered_leg(event)
+        assert leg is not None
+        try:
+            elsewhere = await store.holds_leg(*leg)
+        except StoreUnavailable:
+            return self._unavailable_reply
+        except StoreError as exc:
+            self._store_failed(exc)
+            return message_reply(self.host, 500, "store-failed")
+        if elsewhere and not self.core.leg_key(*leg):  # (or taken over meanwhile: ours)
+            return self._held_reply
+        reply = self._handled(req, flow, sender, event, self.core.leg_key(*leg))
+        return reply if isinstance(reply, Reply) else await reply
 
     def _opened_key(self, event: AcmsEvent) -> str | None:
         """The key of the transaction a request would open, if the core does not hold it."""

@@ -7,7 +7,15 @@ from typing import Protocol, runtime_checkable
 
 from mcacm_sip.core.events import Put, Remove, StoreChange
 from mcacm_sip.core.groups import PartnerGroup
-from mcacm_sip.core.state import Mapping, Outgoing, PendingItem, Record, Snapshot, Transaction
+from mcacm_sip.core.state import (
+    Mapping,
+    Outgoing,
+    PendingItem,
+    Record,
+    Role,
+    Snapshot,
+    Transaction,
+)
 
 KINDS: tuple[type[Record], ...] = (Transaction, PendingItem, Outgoing, Mapping, PartnerGroup)
 
@@ -74,6 +82,11 @@ class SharedStore(Protocol):
 
     async def pending_elsewhere(self, owners: Sequence[str]) -> list[Transaction]:
         """The transactions of the pending items of ``owners`` other workers hold."""
+        ...
+
+    async def holds_leg(self, role: Role, leg_id: str) -> bool:
+        """Whether some worker holds a transaction of ``role`` using ``leg_id`` on its other
+        leg (what an answer names)."""
         ...
 
     async def close(self) -> None:

@@ -46,7 +46,15 @@ import asyncpg
 from mcacm_sip.core.config import DEFAULT_LEASE_SECONDS
 from mcacm_sip.core.events import StoreChange
 from mcacm_sip.core.groups import PartnerGroup
-from mcacm_sip.core.state import Mapping, Outgoing, PendingItem, Record, Snapshot, Transaction
+from mcacm_sip.core.state import (
+    Mapping,
+    Outgoing,
+    PendingItem,
+    Record,
+    Role,
+    Snapshot,
+    Transaction,
+)
 from mcacm_sip.store.rows import (
     COLUMNS,
     LOAD,
@@ -204,6 +212,10 @@ _CLAIM = (f"WITH c AS (SELECT t.key FROM transactions t LEFT JOIN workers w "
 _TAKE_BACK = ("INSERT INTO workers VALUES ($1, " + _NOW + " + $2) ON CONFLICT (worker_id) "
               "DO UPDATE SET lease_until = EXCLUDED.lease_until")
 _MINE = "SELECT * FROM transactions WHERE worker = $1 FOR UPDATE"
+_LEG = "(CASE WHEN leg_id = '' THEN transaction_id ELSE leg_id END)"
+"""A transaction's id on its other leg (``Transaction.leg``): what an answer names."""
+_LEG_INDEX = f"CREATE INDEX IF NOT EXISTS transactions_by_leg ON transactions (role, {_LEG})"
+"""Not part of the record schema (no version step): made at every connect if missing."""
 _PENDING_OF = "SELECT * FROM pending WHERE key = ANY($1::text[]) ORDER BY created"
 _OUTGOING_OF = "SELECT * FROM outgoing WHERE tx_key = ANY($1::text[])"
 
@@ -314,15 +326,16 @@ class PostgresStore:
             exists = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
             if not exists:
                 await conn.execute(_CREATE)
-                return
-            version = await conn.fetchval("SELECT version FROM schema_version")
-            while version in _MIGRATIONS:
-                await conn.execute(_MIGRATIONS[version])
-                version += 1
-                await conn.execute("UPDATE schema_version SET version = $1", version)
-            if version != SCHEMA_VERSION:
-                raise StoreError(f"{self._where()}: schema version {version}, "
-                                 f"expected {SCHEMA_VERSION}")
+            else:
+                version = await conn.fetchval("SELECT version FROM schema_version")
+                while version in _MIGRATIONS:
+                    await conn.execute(_MIGRATIONS[version])
+                    version += 1
+                    await conn.execute("UPDATE schema_version SET version = $1", version)
+                if version != SCHEMA_VERSION:
+                    raise StoreError(f"{self._where()}: schema version {version}, "
+                                     f"expected {SCHEMA_VERSION}")
+            await conn.execute(_LEG_INDEX)
 
     async def _run(self, work: Callable[[asyncpg.Connection[asyncpg.Record]], Awaitable[_T]]
                    ) -> _T:
@@ -454,6 +467,13 @@ class PostgresStore:
             "WHERE p.owner = ANY($1::text[]) AND t.worker <> $2 ORDER BY p.created",
             list(owners), self.worker_id))
         return [t for t in _records(Transaction.KIND, rows) if isinstance(t, Transaction)]
+
+    async def holds_leg(self, role: Role, leg_id: str) -> bool:
+        """Whether some worker holds a transaction of ``role`` that uses ``leg_id`` on its
+        other leg (what an answer names): False means it exists nowhere (never, or pruned)."""
+        return bool(await self._run(lambda c: c.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM transactions WHERE role = $1 AND {_LEG} = $2)",
+            role.value, leg_id)))
 
     async def workers(self) -> dict[str, int]:
         """Worker id -> transaction rows it holds (tools and tests)."""
