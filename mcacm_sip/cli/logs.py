@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 from itertools import islice
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TextIO
 
 from mcacm_sip.text import printable
 
@@ -80,6 +80,41 @@ def _traceback(exc_info: Any) -> str:
     for chunk in traceback.TracebackException(*exc_info[:3]).format():
         out.append(chunk if chunk.startswith(_OURS) else printable(chunk.rstrip("\n")) + "\n")
     return "".join(out).rstrip("\n")
+
+
+class _Prompting(Protocol):
+    prompt: str | None
+    stdout: TextIO
+
+
+class PromptKeepingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A log line written while a question waits on the same terminal goes above it: the
+    prompt line is cleared (CR, erase line), the record written, and the prompt re-drawn, so
+    INFO lines never leave the question buried mid-line."""
+
+    def __init__(self, asker: _Prompting, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.asker = asker
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prompt = self.asker.prompt
+        if prompt is None:
+            super().emit(record)
+            return
+        self.stream.write("\r\x1b[K")
+        super().emit(record)
+        self.asker.stdout.write(prompt)
+        self.asker.stdout.flush()
+
+
+def keep_prompt_readable(asker: _Prompting) -> None:
+    """Replace the root logger's stderr handler by a :class:`PromptKeepingHandler`."""
+    root = logging.getLogger()
+    old = root.handlers[0] if root.handlers else None
+    handler = PromptKeepingHandler(asker, sys.stderr)
+    if old is not None:
+        handler.setFormatter(old.formatter)
+    root.handlers[:] = [handler]
 
 
 def setup_logging(level: int, fmt: Literal["console", "json"]) -> None:

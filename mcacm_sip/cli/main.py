@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import errno
 import json
 import logging
 import signal
@@ -29,7 +30,7 @@ from mcacm_sip.acm.model import (
     InterconnectionGroupProvisionResponse,
     Urgency,
 )
-from mcacm_sip.cli.logs import setup_logging
+from mcacm_sip.cli.logs import keep_prompt_readable, setup_logging
 from mcacm_sip.core.config import ConfigError
 from mcacm_sip.core.events import ReportKind, ReportToUser
 from mcacm_sip.runtime.acmc import (
@@ -42,7 +43,9 @@ from mcacm_sip.runtime.acmc import (
     describe_request,
 )
 from mcacm_sip.runtime.acms import AcmsNode, StoreFailed
+from mcacm_sip.runtime.base import Hops
 from mcacm_sip.runtime.config import (
+    AcmcNodeConfig,
     LogSettings,
     load_acmc_node,
     load_acms_node,
@@ -50,6 +53,7 @@ from mcacm_sip.runtime.config import (
 )
 from mcacm_sip.runtime.fa_server import FaServerNode
 from mcacm_sip.sip.aio.usages import RegistrationError
+from mcacm_sip.sip.uri import registrar_uri, uri_host
 from mcacm_sip.text import printable
 
 EX_OK, EX_FAILED, EX_USAGE, EX_UNAVAILABLE, EX_CONFIG = 0, 1, 2, 69, 78
@@ -93,18 +97,36 @@ def _set(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+EX_INTERRUPTED = 130
+"""A second SIGINT/SIGTERM while the node stops: it stops at once (128 + SIGINT, as shells)."""
+STOP_GRACE = 2.0
+"""Seconds a stopping node may spend on courtesies (the ACMC's REGISTER Expires: 0): a dead
+peer must not hold a Ctrl-C for Timer F (32 s).  The ACMS drops an unrefreshed binding anyway
+(RFC 3261 10.2.4)."""
+
+
 async def _serve_until_signal(failed: asyncio.Future[str] | None = None) -> int:
-    """Run until SIGINT/SIGTERM (0) or until the node fails (1)."""
+    """Run until SIGINT/SIGTERM (0) or until the node fails (1).  From then on a second
+    signal cancels the command's task: the stop is cut short (exit 130)."""
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[None] = loop.create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _set, stop)
     waiters: list[asyncio.Future[Any]] = [stop] + ([failed] if failed is not None else [])
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    task = asyncio.current_task()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _stop_now, task)
     if failed is not None and failed.done():
         log.error("node failed: %s", failed.result())
         return EX_FAILED
+    log.info("stopping (a second Ctrl-C stops at once)", extra={"event": "node.stopping"})
     return EX_OK
+
+
+def _stop_now(task: asyncio.Task[Any] | None) -> None:
+    if task is not None and not task.done():
+        task.cancel(msg="second signal")
 
 
 def _load(loader: Callable[[str], Any], path: str) -> Any:
@@ -114,11 +136,20 @@ def _load(loader: Callable[[str], Any], path: str) -> Any:
         raise CliError(EX_CONFIG, f"{path}: {exc}") from None
 
 
-async def _start(node: Any) -> None:
+def listen_error(exc: OSError, config_path: str) -> CliError:
+    """Exit 69 naming the address (the endpoint puts it in strerror) and what to do."""
+    what = exc.strerror or str(exc)
+    hint = ("another process holds it (ss -lntup shows which) or change [[listen]] port in "
+            f"{config_path}" if exc.errno == errno.EADDRINUSE
+            else f"check [[listen]] host in {config_path}")
+    return CliError(EX_UNAVAILABLE, f"cannot listen: {what}: {hint}")
+
+
+async def _start(node: Any, config_path: str) -> None:
     try:
         await node.start()
     except OSError as exc:
-        raise CliError(EX_UNAVAILABLE, f"cannot listen: {exc}") from None
+        raise listen_error(exc, config_path) from None
     except StoreFailed as exc:  # e.g. [store] url: PostgreSQL unreachable at start
         raise CliError(EX_UNAVAILABLE, f"{exc} (is [store] url right and the database up?)"
                        ) from None
@@ -138,13 +169,22 @@ def _serve_node(args: argparse.Namespace, loader: Callable[[str], Any],
             node = make(config, trace=getattr(args, "trace", None))  # trace: mcacm capture
         except ConfigError as exc:
             raise CliError(EX_CONFIG, f"{args.config}: {exc}") from None
-        await _start(node)
+        await _start(node, args.config)
         try:
             return await _serve_until_signal(node.failed)
         finally:
             await node.stop()
 
-    return asyncio.run(main())
+    return _run(main())
+
+
+def _run(main: Any) -> int:
+    """``asyncio.run`` of a command whose stop a second signal may cut short (exit 130)."""
+    try:
+        return int(asyncio.run(main))
+    except asyncio.CancelledError:
+        print("mcacm: stopped at once (second signal)", file=sys.stderr)
+        return EX_INTERRUPTED
 
 
 def cmd_acms(args: argparse.Namespace) -> int:
@@ -299,6 +339,15 @@ def cmd_acmc(args: argparse.Namespace) -> int:
         raise CliError(EX_USAGE, "--members, --operation and --urgency belong to "
                                  "--group-update GROUP")
     output = Output(args.json)
+    sending = bool(args.add_users or args.update_profile or args.remove_users
+                   or args.group_update or args.provide_groups)
+    interactive = not args.auto and not args.json
+    if interactive and not sending and not sys.stdin.isatty():
+        # nobody could answer the questions: every request would be rejected unseen
+        raise CliError(EX_USAGE, "stdin is not a terminal, so nobody can approve or reject: "
+                                 "run it in a terminal, or decide with --auto approve|reject, "
+                                 "or from a program with --json (decisions as JSON lines on "
+                                 "stdin)")
 
     async def main() -> int:
         decider: Decider
@@ -308,24 +357,45 @@ def cmd_acmc(args: argparse.Namespace) -> int:
             decider = JsonLinesDecider(sys.stdin, output.emit)
         else:
             decider = InteractiveDecider()
+            if sys.stdin.isatty():
+                keep_prompt_readable(decider)
+            else:
+                log.warning("stdin is not a terminal: requests that arrive to be decided are "
+                            "rejected (use --auto or --json)")
         node = AcmcNode(config, _Announcing(decider, output), on_report=output.report,
                          trace=getattr(args, "trace", None))
         try:
             await node.start()
         except OSError as exc:
-            raise CliError(EX_UNAVAILABLE, f"cannot listen: {exc}") from None
+            raise listen_error(exc, args.config) from None
         except RegistrationError as exc:
             await node.stop(logoff=False)
-            raise CliError(EX_UNAVAILABLE, f"cannot log on: {exc}") from None
+            raise CliError(EX_UNAVAILABLE, logon_error(exc, config, args.config)) from None
         try:
-            if args.add_users or args.update_profile or args.remove_users \
-                    or args.group_update or args.provide_groups:
+            if sending:
                 return await _run_requests(node, args)
             return await _serve_until_signal()
         finally:
-            await node.stop()
+            await node.stop(logoff_timeout=STOP_GRACE)
 
-    return asyncio.run(main())
+    return _run(main())
+
+
+def logon_error(exc: RegistrationError, config: AcmcNodeConfig, path: str) -> str:
+    """What REGISTER failed, through which hop, and what to check (exit 69)."""
+    registrar = registrar_uri(config.acmc.acms_psi)
+    hop = Hops(config.sip.hops, config.sip.transport).peer_for(registrar)
+    where = (f"{hop.transport} {hop.host}:{hop.port} ([sip.hops] of {path})" if hop is not None
+             else f"the DNS address of {uri_host(registrar)} (no [sip.hops] entry in {path})")
+    if exc.status is None:
+        what = f"no answer ({exc.why})" if exc.why else "no answer"
+        hint = "is the ACMS running and listening there?"
+    else:
+        what = f"refused with {exc.status}"
+        hint = (f"does the ACMS know {config.acmc.mc_service_id} ([[users]]) and trust this "
+                "address (sip.trusted_hosts)?")
+    return (f"cannot log on: REGISTER {config.acmc.mc_service_id} at {registrar} via {where}: "
+            f"{what}: {hint}")
 
 
 class _Announcing:

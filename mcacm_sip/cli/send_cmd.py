@@ -21,6 +21,7 @@ from mcacm_sip.acm import codec
 from mcacm_sip.acm.errors import AcmError
 from mcacm_sip.acm.model import (
     ANSWER_FOR,
+    AcmRequest,
     Addressee,
     AddUserConfigurationRequest,
     GroupMembershipUpdateRequest,
@@ -42,6 +43,7 @@ from mcacm_sip.cli.logs import setup_logging
 from mcacm_sip.cli.main import EX_FAILED, EX_OK, EX_USAGE, CliError, command, flow_json
 from mcacm_sip.cli.validate_cmd import format_problem
 from mcacm_sip.ladder import LadderEvent, render
+from mcacm_sip.runtime.acmc import describe_request
 from mcacm_sip.runtime.base import TlsSettings, node_trace, tee
 from mcacm_sip.runtime.sender import (
     REQUEST_FLOWS,
@@ -248,6 +250,10 @@ def _settings(args: argparse.Namespace, request: SendableRequest) -> SendSetting
         raise CliError(EX_USAGE, "--as acms needs --psi URI (our PSI: From of the MESSAGE)")
     if args.as_ == "acmc" and args.psi:
         raise CliError(EX_USAGE, "--psi is for --as acms; an ACMC sends as the requester")
+    if not args.to.strip().startswith(("sip:", "sips:", "<")):
+        raise CliError(EX_USAGE, f"--to {args.to}: give the ACMS's SIP URI, e.g. "
+                                 "sip:acms@primary.example (its PSI); the address to send to "
+                                 "goes in --via udp:HOST:PORT")
     to_transport, to_host, to_port = _address(args.to, "--to")
     if not to_host:
         raise CliError(EX_USAGE, f"--to {args.to}: not a SIP URI")
@@ -334,6 +340,16 @@ def _peer(p: Peer) -> str:
     return f"{p.transport}:{host}:{p.port}"
 
 
+def _silence(failure: str | None) -> str:
+    """What the progress table calls a missing answer: no answer, or a failure to send."""
+    return "failed" if failure and "DNS lookup" in failure else "no answer"
+
+
+def _user_results(resp: object) -> list[str]:
+    return [f"      {u.primary_id}: {u.result.code}"
+            + (f" -> {u.partner_id}" if u.partner_id else "") for u in getattr(resp, "users", ())]
+
+
 def _text(ex: Exchange, settings: SendSettings, trace: list[TracedMessage], quiet: bool) -> str:
     req = ex.request
     t = ex.timings
@@ -346,7 +362,7 @@ def _text(ex: Exchange, settings: SendSettings, trace: list[TracedMessage], quie
         lines.append(f"  {what:<11} {text}" + (f"  ({_ms(at)} ms)" if at is not None else ""))
 
     if settings.role == "acmc" and "register" in t:
-        row("REGISTER", str(ex.registered or "no answer"), t["register"])
+        row("REGISTER", str(ex.registered or _silence(ex.failure)), t["register"])
     if ex.sip_status is not None and ex.sip_method == "MESSAGE":
         row("MESSAGE", f"{ex.sip_status} {ex.sip_reason or ''}".strip(), t.get("sip"))
     if ex.warning:
@@ -371,16 +387,29 @@ def _text(ex: Exchange, settings: SendSettings, trace: list[TracedMessage], quie
         elif isinstance(resp, InterconnectionGroupProvisionResponse):
             lines.append(f"      groups: {', '.join(resp.groups)}")
         else:
-            for user in getattr(resp, "users", ()):
-                lines.append(f"      {user.primary_id}: {user.result.code}"
-                             + (f" -> {user.partner_id}" if user.partner_id else ""))
+            lines += _user_results(resp)
+        # 10.17.3.1: the download hands the items over (the ACMS forgets them): each is shown
+        for n, item in enumerate(getattr(resp, "items", ()), 1):
+            lines.append(f"  item {n}      {item.FLOW} {item.transaction_id}")
+            if isinstance(item, AcmRequest):
+                lines += ["      " + line for line in describe_request(item).split("\n")[1:]]
+            else:
+                r, h = item.result, getattr(item, "handler", None)
+                lines.append(f"      result: {r.code}" + (f" ({r.text})" if r.text else "")
+                             + (f" by {h.mc_service_id}" if h is not None else ""))
+                lines += ["  " + line for line in _user_results(item)]
+        if getattr(resp, "more", False):
+            lines.append("      more items are pending: send the download request again")
     for arrival in ex.invalid:
         for p in arrival.problems:
             lines.append("  invalid     " + format_problem(
                 f"answer at {_ms(arrival.time)} ms", p))
     if ex.failure and ex.verdict is ExchangeResult.NO_ANSWER:
-        row("no answer", f"{ex.failure} (after {t.get('end', 0):.1f} s, --timeout "
-                         f"{settings.timeout:g})")
+        row(_silence(ex.failure), f"{ex.failure} (after {t.get('end', 0):.1f} s, --timeout "
+                                  f"{settings.timeout:g})")
+        if "DNS lookup" in ex.failure:
+            lines.append("      the name of --to does not resolve: give the ACMS's address "
+                         "with --via udp:HOST:PORT (or fix the name)")
     row("result", ex.result or str(ex.verdict))
     text = "\n".join(printable(line) for line in lines) + "\n"  # each line once, escaped
     if trace and not quiet:

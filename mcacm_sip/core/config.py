@@ -61,6 +61,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -246,6 +247,29 @@ class AcmcConfig:
 _T = TypeVar("_T")
 
 
+@dataclass(slots=True)
+class KeyRecord:
+    """What the loaders read, for ``mcacm check`` (the effective configuration) and the
+    generated reference (docs/config.md): every table's accepted keys, and each value read
+    with its type, its default and whether the file gave it."""
+
+    tables: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """table path (``""``, ``"peers[0]."``) -> the keys it accepts."""
+    values: dict[str, tuple[str, Any, Any, bool]] = field(default_factory=dict)
+    """key path -> (type name, effective value, default, given in the file)."""
+
+
+RECORDER: ContextVar[KeyRecord | None] = ContextVar("mcacm_config_recorder", default=None)
+"""Set by :func:`mcacm_sip.runtime.reference.recording`; None (no cost) otherwise."""
+
+
+def note(key: str, kind: str, value: Any, default: Any, given: bool) -> None:
+    """Record one value read (nothing unless a :data:`RECORDER` is set)."""
+    record = RECORDER.get()
+    if record is not None:
+        record.values[key] = (kind, value, default, given)
+
+
 def get_typed(data: Mapping[str, Any], key: str, path: str, kind: type[_T], default: _T) -> _T:
     """``data[key]`` (``default`` when absent) as a ``kind``; an int is taken as a float."""
     value = data.get(key, default)
@@ -253,11 +277,13 @@ def get_typed(data: Mapping[str, Any], key: str, path: str, kind: type[_T], defa
         value = float(value)
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise ConfigError(path + key, f"expected {kind.__name__}, got {value!r}")
+    note(path + key, kind.__name__, value, default, key in data)
     return value
 
 
 def _uri(data: Mapping[str, Any], key: str, path: str, *, required: bool) -> str | None:
     value = data.get(key)
+    note(path + key, "URI", value, None, value is not None)
     if value is None:
         if required:
             raise ConfigError(path + key, "missing (a URI is required)")
@@ -272,6 +298,8 @@ def get_strings(data: Mapping[str, Any], key: str, path: str, default: tuple[str
                 ) -> tuple[str, ...]:
     """A list of strings, each passing ``check`` (``default`` when absent)."""
     value = data.get(key)
+    note(path + key, f"list of {what}s", list(default) if value is None else value,
+         list(default), value is not None)
     if value is None:
         return default
     if not isinstance(value, list):
@@ -295,6 +323,9 @@ def _groups(data: Mapping[str, Any], path: str) -> tuple[str, ...]:
 
 def check_keys(data: Mapping[str, Any], allowed: set[str] | frozenset[str], path: str) -> None:
     """ConfigError naming the first key of ``data`` not in ``allowed``."""
+    record = RECORDER.get()
+    if record is not None:
+        record.tables[path] = tuple(sorted(allowed))
     for key in data:
         if key not in allowed:
             raise ConfigError(path + key, "unknown key")

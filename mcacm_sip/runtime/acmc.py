@@ -195,10 +195,14 @@ class InteractiveDecider:
         self.stdin = stdin
         self.stdout = stdout
         self._lock = asyncio.Lock()
+        self.prompt: str | None = None
+        """The question on screen, waiting for its answer (a log line above it re-draws it:
+        mcacm_sip.cli.logs.keep_prompt_readable)."""
 
     async def _ask(self, prompt: str) -> str | None:
         self.stdout.write(prompt)
         self.stdout.flush()
+        self.prompt = prompt
         # A daemon thread, not the loop's executor: a pending readline must not keep the process
         # alive after Ctrl-C (asyncio.run waits for executor threads).
         loop = asyncio.get_running_loop()
@@ -214,7 +218,10 @@ class InteractiveDecider:
                 loop.call_soon_threadsafe(deliver, line)
 
         threading.Thread(target=read, name="acmc-prompt", daemon=True).start()
-        line = await answer
+        try:
+            line = await answer
+        finally:
+            self.prompt = None
         return line.strip() if line else None
 
     async def decide(self, request: AcmRequest) -> Decision:
@@ -330,12 +337,15 @@ class AcmcNode(Node):
             await self._registration.unregister()
             log.info("%s logged off", self.me, extra={"event": "acmc.logoff"})
 
-    async def stop(self, logoff: bool = True) -> None:
+    async def stop(self, logoff: bool = True, logoff_timeout: float | None = None) -> None:
+        """Log off (REGISTER Expires: 0, waiting at most ``logoff_timeout``, by default
+        ``[sip] send_timeout``) and close."""
         if not self._running:
             return
         if logoff:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.logoff(), self.config.sip.send_timeout)
+                await asyncio.wait_for(self.logoff(), logoff_timeout
+                                       or self.config.sip.send_timeout)
         elif self._registration is not None:
             await self._registration.close()
         await self._halt()

@@ -43,6 +43,7 @@ from mcacm_sip.acm.model import (
     ProcessIndication,
 )
 from mcacm_sip.core.acms import AcmsCore
+from mcacm_sip.core.config import ConfigError
 from mcacm_sip.core.events import (
     AcmsAction,
     AcmsEvent,
@@ -151,13 +152,19 @@ class AcmsNode(Node):
             from mcacm_sip.store.postgres import PostgresStore  # the [postgres] extra
 
             store = PostgresStore(url, acms.store.worker_id or "", acms.store.lease_seconds)
-        self.store: Store | SharedStore = store if store is not None else (
-            SqliteStore(path, acms.store.synchronous) if path else MemoryStore())
-        self.shared: SharedStore | None = (
-            self.store if isinstance(self.store, SharedStore) else None)
-        """The PostgreSQL store of several workers, or None (one worker: SQLite, memory)."""
-        self._local: Store | None = None if isinstance(self.store, SharedStore) else self.store
-        self._bindings = SqliteBindingStore(path) if path and store is None else None
+        try:  # a SQLite file that cannot serve is a configuration error (the CLI exits 78)
+            self.store: Store | SharedStore = store if store is not None else (
+                SqliteStore(path, acms.store.synchronous) if path else MemoryStore())
+            self.shared: SharedStore | None = (
+                self.store if isinstance(self.store, SharedStore) else None)
+            """The PostgreSQL store of several workers, or None (one worker: SQLite, memory)."""
+            self._local: Store | None = None if isinstance(self.store, SharedStore) else self.store
+            self._bindings = SqliteBindingStore(path) if path and store is None else None
+        except StoreError as exc:
+            if path is None:
+                raise
+            raise ConfigError("store.path", f"{exc}: create the folder or give another "
+                                            "path") from None
         self._shared_bindings: PgBindingStore | None = None
         """With a shared store, the registrations every worker sees (store/pg_bindings.py)."""
         if self.shared is not None:

@@ -411,10 +411,23 @@ def file_reader(base: Path) -> ReadFile:
 # --------------------------------------------------------------------------- roles
 
 
+def check_store_folder(path: str | None) -> None:
+    """``[store] path`` must name a file in an existing folder: said at start (and by ``mcacm
+    check``), not as a traceback when SQLite first opens it."""
+    if path is None:
+        return
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise ConfigError("store.path", f"the folder {folder} does not exist: create it "
+                                        f"(mkdir -p {folder}) or give another path; a "
+                                        "relative path is relative to the configuration file")
+
+
 def parse_acms_node(data: Mapping[str, Any], base: Path = Path(".")) -> AcmsNodeConfig:
     acms, sip = parse_acms_config(data, file_reader(base)), parse_sip_settings(data, base)
     if acms.store.path is not None:  # relative to the configuration file
         acms = replace(acms, store=replace(acms.store, path=str(base / acms.store.path)))
+    check_store_folder(acms.store.path)
     _check_peer_tls(acms, sip)
     config = AcmsNodeConfig(acms, sip, parse_log_settings(data), parse_acms_limits(data),
                             parse_metrics(data))
@@ -501,6 +514,7 @@ def parse_fa_server_node(data: Mapping[str, Any], base: Path = Path(".")
                                 parse_log_settings(data),
                                 None if store_path is None else str(base / store_path),
                                 store_url)
+    check_store_folder(config.store_path)
     check_fa_server_trust(config)
     return config
 

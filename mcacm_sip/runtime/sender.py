@@ -126,11 +126,12 @@ class Exchange:
         """``method`` (REGISTER, then MESSAGE) is on its way: what a silence is blamed on."""
         self.sip_method = method
 
-    def on_register(self, status: int | None, now: float) -> None:
+    def on_register(self, status: int | None, now: float, why: str | None = None) -> None:
         self.timings["register"] = now - self.started
         self.registered = status
         if status is None:
-            self.failure = "no answer to REGISTER (or the peer is unreachable)"
+            self.failure = (f"REGISTER: {why}" if why
+                            else "no answer to REGISTER (or the peer is unreachable)")
         elif status >= 300:
             self.sip_status = status
 
@@ -328,7 +329,7 @@ async def send_request(request: SendableRequest, body: bytes, settings: SendSett
                     await registration.register()  # 10.17.3.1 logon
                     ex.on_register(200, time.time())
                 except RegistrationError as exc:
-                    ex.on_register(exc.status, time.time())
+                    ex.on_register(exc.status, time.time(), exc.why)
                     registration = None
             if ex.failure is None and not ex.refused:
                 await follow_message(endpoint, settings, body, ex, changed, say)

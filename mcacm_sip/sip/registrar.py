@@ -367,6 +367,9 @@ class Registration:
         self.from_tag = secrets.token_hex(6)
         self.cseq = 0
         self.state = RegistrationState.IDLE
+        self.others: tuple[str, ...] = ()
+        """Other contacts the registrar listed for our AOR in its last 2xx (RFC 3261 10.3
+        step 8 returns every binding): another device of the same user is logged on."""
         self.granted: int | None = None
         self.expires_at: float | None = None
         self.last_status: int | None = None
@@ -412,6 +415,10 @@ class Registration:
                 self._settle(RegistrationState.IDLE, None)
                 return None
             granted = self._granted(response)
+            ours = try_identity(self.contact)
+            self.others = tuple(
+                addr_spec(v) for v in response.headers("contact")
+                if try_identity(addr_spec(v)) not in (ours, None))
             if granted == 0:  # the registrar did not keep our contact
                 self._fail(response, now)
                 return None

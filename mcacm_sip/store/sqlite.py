@@ -71,9 +71,13 @@ _REMOVE_SQL = {kind: f"DELETE FROM {table} WHERE key=?" for kind, table in TABLE
 
 
 def open_db(path: str) -> sqlite3.Connection:
-    """A WAL database in autocommit mode: every write is an explicit :func:`write`."""
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
+    """A WAL database in autocommit mode: every write is an explicit :func:`write`.
+    StoreError naming the file if it cannot be opened (no such folder, no permission)."""
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {path}: {exc}") from None
     return db
 
 

@@ -266,32 +266,41 @@ class SipEndpoint:
         self._loop = loop = asyncio.get_running_loop()
         paired = _same_port_sockets(self._listens)
         for lst in self._listens:
-            sock = paired.pop((lst.transport, lst.host), None) if lst.port == 0 else None
-            where: dict[str, Any] = {"sock": sock} if sock is not None else {}
-            if lst.transport == "udp":
-                dgram, proto = await loop.create_datagram_endpoint(
-                    lambda: UdpProtocol(self),
-                    **(where or {"local_addr": (lst.host, lst.port)}),
-                )
-                sockname = dgram.get_extra_info("sockname")
-                sock = dgram.get_extra_info("socket")
-                # Absorb bursts instead of dropping them (the kernel caps it at rmem_max).
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RCVBUF)
-                self._udp.setdefault(sock.family, (dgram, proto))
-            else:
-                name: Transport = lst.transport
-                # TLS is started by the connection itself once counted (StreamConnection):
-                # a connect that never starts a handshake takes a slot, and is timed
-                tls = self.tls_server if name == "tls" else None
-                server = await loop.create_server(
-                    lambda name=name, tls=tls: StreamConnection(
-                        self, name, self.limits, self.now(), inbound=True, tls=tls),
-                    *(() if where else (lst.host, lst.port)), **where,
-                )
-                self._servers.append(server)
-                sockname = server.sockets[0].getsockname()
-            self._bound.append((lst, lst.advertise or str(sockname[0]), int(sockname[1])))
+            try:
+                await self._bind(loop, lst, paired)
+            except OSError as exc:  # name the address: EADDRINUSE alone does not
+                where = f"[{lst.host}]" if ":" in lst.host else lst.host
+                raise OSError(exc.errno, f"{exc.strerror or exc} on {lst.transport} "
+                                         f"{where}:{lst.port}") from None
         self._idle = loop.call_later(self.limits.idle_timeout / 4, self._sweep_idle)
+
+    async def _bind(self, loop: asyncio.AbstractEventLoop, lst: Listen,
+                    paired: dict[tuple[str, str], socket.socket]) -> None:
+        sock = paired.pop((lst.transport, lst.host), None) if lst.port == 0 else None
+        where: dict[str, Any] = {"sock": sock} if sock is not None else {}
+        if lst.transport == "udp":
+            dgram, proto = await loop.create_datagram_endpoint(
+                lambda: UdpProtocol(self),
+                **(where or {"local_addr": (lst.host, lst.port)}),
+            )
+            sockname = dgram.get_extra_info("sockname")
+            sock = dgram.get_extra_info("socket")
+            # Absorb bursts instead of dropping them (the kernel caps it at rmem_max).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RCVBUF)
+            self._udp.setdefault(sock.family, (dgram, proto))
+        else:
+            name: Transport = lst.transport
+            # TLS is started by the connection itself once counted (StreamConnection):
+            # a connect that never starts a handshake takes a slot, and is timed
+            tls = self.tls_server if name == "tls" else None
+            server = await loop.create_server(
+                lambda name=name, tls=tls: StreamConnection(
+                    self, name, self.limits, self.now(), inbound=True, tls=tls),
+                *(() if where else (lst.host, lst.port)), **where,
+            )
+            self._servers.append(server)
+            sockname = server.sockets[0].getsockname()
+        self._bound.append((lst, lst.advertise or str(sockname[0]), int(sockname[1])))
 
     async def close(self) -> None:
         """Stop: cancel every task and timer, close every socket and connection."""
@@ -720,7 +729,8 @@ class SipEndpoint:
         try:
             infos = await self.loop.getaddrinfo(host, port, type=kind)
         except OSError as exc:
-            raise SipTransportError(f"cannot resolve {host}: {exc}") from exc
+            raise SipTransportError(f"DNS lookup of {host} failed: {exc.strerror or exc}"
+                                    ) from exc
         families = {socket.AF_INET6 if ":" in h else socket.AF_INET for _, h, _ in self._bound}
         for family, *_, addr in infos:
             if family in families:

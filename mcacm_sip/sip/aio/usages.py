@@ -42,10 +42,12 @@ async def exchange(
     on_response: Callable[[Response | None, float], RequestSpec | None],
     clock: Callable[[], float],
     transport: Transport | None = None,
+    failures: list[str] | None = None,
 ) -> Response | None:
     """Send ``spec``, feed the final response (None on timeout or transport failure) to the
     sans-I/O core, and send what it asks next (a 423 retry, a 412 re-publication) until it asks
-    nothing. Returns the last final response, or None if the last attempt got none."""
+    nothing. Returns the last final response, or None if the last attempt got none (why is
+    appended to ``failures``)."""
     next_spec: RequestSpec | None = spec
     response: Response | None = None
     while next_spec is not None:
@@ -55,6 +57,8 @@ async def exchange(
         except (SipTimeout, SipTransportError) as exc:
             log.info("%s %s failed: %s", next_spec.method, next_spec.uri, exc)
             response = None
+            if failures is not None:
+                failures.append(str(exc))
         next_spec = on_response(response, clock())
     return response
 
@@ -130,6 +134,8 @@ class RefreshingClient(Generic[CoreT]):
         self._lock = asyncio.Lock()
         self._timer = TimerDriver(self, clock=clock, start=False)
         self._refreshing: asyncio.Task[None] | None = None
+        self.failures: list[str] = []
+        """Why the exchanges got no answer (timeout, DNS, connect), latest last."""
 
     def get_timer(self) -> float | None:
         return None if self._refreshing is not None else self.core.get_timer()
@@ -164,8 +170,9 @@ class RefreshingClient(Generic[CoreT]):
         async with self._lock:
             spec = step(self.clock() if now is None else now)
             if spec is not None:
+                del self.failures[:-4]  # the recent ones are what a caller reports
                 await exchange(self.endpoint, spec, self.core.on_response, self.clock,
-                               self.transport)
+                               self.transport, self.failures)
 
     def _keep_refreshing(self) -> None:
         self._timer.start()
@@ -202,9 +209,12 @@ class RegistrarService(ExpiringService):
 class RegistrationError(Exception):
     """REGISTER failed; ``status`` is the final status, None on timeout or transport error."""
 
-    def __init__(self, status: int | None) -> None:
-        super().__init__(f"REGISTER failed: {status if status is not None else 'no response'}")
+    def __init__(self, status: int | None, why: str | None = None) -> None:
+        super().__init__("REGISTER failed: "
+                         + (str(status) if status is not None else why or "no response"))
         self.status = status
+        self.why = why
+        """Without a status: why nothing came (no final response in time, DNS, connect)."""
 
 
 class RegistrationClient(RefreshingClient[Registration]):
@@ -238,7 +248,8 @@ class RegistrationClient(RefreshingClient[Registration]):
         await self._step(self.core.register)
         self._keep_refreshing()
         if self.core.state is not RegistrationState.REGISTERED or self.core.granted is None:
-            raise RegistrationError(self.core.last_status)
+            raise RegistrationError(self.core.last_status,
+                                    self.failures[-1] if self.failures else None)
         return self.core.granted
 
     async def unregister(self) -> None:
