@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import dataclasses
 import errno
+import importlib.metadata
 import json
 import logging
 import signal
@@ -20,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import mcacm_sip
 from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import (
     AcmFlow,
@@ -507,6 +509,7 @@ def _acmc_args(p: argparse.ArgumentParser) -> None:
 # subcommands of other modules register themselves when imported
 from mcacm_sip.cli import (  # noqa: E402
     capture_cmd,  # noqa: F401  (mcacm capture)
+    check_cmd,  # noqa: F401  (mcacm check)
     conformance_cmd,  # noqa: F401  (mcacm conformance)
     demo_cmd,  # noqa: F401  (mcacm demo)
     examples_cmd,  # noqa: F401  (mcacm examples, make examples)
@@ -534,6 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "over SIP.",
         epilog="exit codes: 0 ok, 1 negative result or node failure, 2 usage, "
                "69 cannot listen / log on, 78 bad configuration (docs/running.md)")
+    parser.add_argument("--version", action="version", version=f"mcacm {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (run, add, text, epilog) in COMMANDS.items():
         p = sub.add_parser(name, parents=[common], help=text, description=text, epilog=epilog,
@@ -541,6 +545,14 @@ def build_parser() -> argparse.ArgumentParser:
         add(p)
         p.set_defaults(run=run)
     return parser
+
+
+def version() -> str:
+    """The installed distribution's version (the package's own when run from a checkout)."""
+    try:
+        return importlib.metadata.version("mcacm-sip")
+    except importlib.metadata.PackageNotFoundError:
+        return mcacm_sip.__version__
 
 
 def main(argv: list[str] | None = None) -> int:
