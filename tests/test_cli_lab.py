@@ -1,0 +1,214 @@
+"""The lab operator's toolkit, part A (issue 16), run as a user runs it: the ``mcacm`` script of
+the environment in a subprocess, with real arguments and real files.
+
+Errors that name their cause (what, where, what to do), Ctrl-C on an ACMC whose ACMS is gone,
+the interactive ACMC without a terminal, ``mcacm --version``, ``mcacm check`` and the generated
+configuration reference (docs/config.md)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import signal
+import socket
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from test_runtime_processes import Proc, free_port, processes, write_configs
+
+from mcacm_sip.cli.logs import ConsoleFormatter, PromptKeepingHandler
+from mcacm_sip.runtime.reference import reference
+
+ROOT = Path(__file__).resolve().parent.parent
+EXIT_WAIT = 20.0
+"""Generous: the failures these guard against took 32 s (Timer F) or forever."""
+
+
+def mcacm() -> list[str]:
+    """The installed ``mcacm`` script beside this interpreter (what a user runs)."""
+    script = Path(sys.executable).parent / "mcacm"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "mcacm_sip.cli.main"]
+
+
+def run(*args: str, cwd: Path = ROOT, timeout: float = 60.0, stdin: int | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*mcacm(), *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout, stdin=subprocess.DEVNULL if stdin is None else stdin)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_acms_whose_store_folder_is_missing_exits_78_naming_the_key(tmp_path: Path) -> None:
+    cfg = write_configs(tmp_path)["primary/acms"]
+    cfg.write_text(cfg.read_text().replace('path = "primary-acms.sqlite"',
+                                           'path = "no-such-dir/primary-acms.sqlite"'))
+    done = run("acms", "--config", str(cfg))
+    assert done.returncode == 78, done.stderr
+    assert "store.path" in done.stderr and "no-such-dir" in done.stderr
+    assert "mkdir" in done.stderr  # what to do
+    assert "Traceback" not in done.stderr
+
+
+def test_address_in_use_names_the_address(tmp_path: Path) -> None:
+    cfg = write_configs(tmp_path)["primary/acms"]
+    port = cfg.read_text().split("port = ", 1)[1].split()[0]
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as holder:
+        holder.bind(("127.0.0.1", int(port)))
+        done = run("acms", "--config", str(cfg))
+    assert done.returncode == 69, done.stderr
+    assert f"udp 127.0.0.1:{port}" in done.stderr
+    assert "[[listen]]" in done.stderr and str(cfg) in done.stderr
+
+
+def test_acmc_that_cannot_log_on_names_the_hop(tmp_path: Path) -> None:
+    """Nobody listens where the ACMC's hop points: exit 69 naming the hop and the registrar
+    (t1 = 0.1 in these configurations: Timer F is 6.4 s, not 32)."""
+    cfg = write_configs(tmp_path)["primary/acmc"]
+    hop = cfg.read_text().split('"*" = "sip:', 1)[1].split('"')[0]
+    done = run("acmc", "--config", str(cfg), "--auto", "approve")
+    assert done.returncode == 69, done.stderr
+    assert f"udp {hop}" in done.stderr, done.stderr
+    assert "sip:primary.example" in done.stderr and "[sip.hops]" in done.stderr
+    assert "is the ACMS running" in done.stderr
+
+
+def test_send_to_a_name_without_dns_says_dns_and_the_name() -> None:
+    done = run("send", "add-user-configuration-request", "--to", "sip:acms@nothere.invalid",
+               "--requester", "sip:alice@primary.example", "--users",
+               "sip:mike@primary.example", "--timeout", "10", "-q")
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "DNS lookup of nothere.invalid failed" in done.stdout
+    assert "--via" in done.stdout  # what to do
+    assert "no answer to REGISTER" not in done.stdout
+
+
+def test_send_to_without_scheme_says_what_to_expects() -> None:
+    done = run("send", "add-user-configuration-request", "--to", "acms@primary.example",
+               "--requester", "sip:alice@primary.example", "--users",
+               "sip:mike@primary.example")
+    assert done.returncode == 2
+    assert "--to acms@primary.example: give the ACMS's SIP URI" in done.stderr
+    assert "sip:acms@primary.example" in done.stderr
+    assert "HOST:PORT (e.g." not in done.stderr  # the --via syntax is not what --to takes
+
+
+# --------------------------------------------------------------------------- the ACMC
+
+
+def _acmc_logged_on_then_acms_killed(tmp_path: Path, started: list[Proc]) -> Proc:
+    cfg = write_configs(tmp_path)
+    # the ACMC with RFC 3261's default timers: an unanswered request takes 32 s (Timer F)
+    acmc_cfg = cfg["primary/acmc"]
+    acmc_cfg.write_text(acmc_cfg.read_text().replace("t1 = 0.1\nsend_timeout = 3.0\n", ""))
+    acms = Proc("acms", ["acms", "--config", str(cfg["primary/acms"])], tmp_path)
+    started.append(acms)
+    acms.wait_for_event("node.start")
+    acmc = Proc("acmc", ["acmc", "--config", str(cfg["primary/acmc"]), "--auto", "approve"],
+                tmp_path)
+    started.append(acmc)
+    acmc.wait_for_event("acmc.logon")
+    acms.popen.kill()  # the ACMS is gone: the logoff REGISTER gets no answer
+    acms.popen.wait()
+    return acmc
+
+
+@pytest.mark.timeout(90)
+def test_ctrl_c_on_an_acmc_whose_acms_is_gone_exits(tmp_path: Path) -> None:
+    """Before: the logoff REGISTER waited for Timer F, 32 s, longer than the wait here."""
+    with processes() as started:
+        acmc = _acmc_logged_on_then_acms_killed(tmp_path, started)
+        acmc.popen.send_signal(signal.SIGINT)
+        assert acmc.popen.wait(EXIT_WAIT) == 0
+        assert any(e.get("event") == "node.stopping" for e in acmc.log_events())
+
+
+@pytest.mark.timeout(90)
+def test_second_ctrl_c_stops_at_once(tmp_path: Path) -> None:
+    with processes() as started:
+        acmc = _acmc_logged_on_then_acms_killed(tmp_path, started)
+        acmc.popen.send_signal(signal.SIGINT)
+        acmc.wait_for_event("node.stopping")
+        acmc.popen.send_signal(signal.SIGINT)
+        assert acmc.popen.wait(EXIT_WAIT) in (0, 130)  # 0: the first stop won the race
+
+
+def test_interactive_acmc_without_a_terminal_refuses_to_start(tmp_path: Path) -> None:
+    cfg = write_configs(tmp_path)["partner/acmc"]
+    done = run("acmc", "--config", str(cfg), timeout=EXIT_WAIT)  # stdin: /dev/null
+    assert done.returncode == 2
+    assert "stdin is not a terminal" in done.stderr
+    assert "--auto" in done.stderr and "--json" in done.stderr
+
+
+class _Asker:
+    def __init__(self) -> None:
+        self.prompt: str | None = None
+        self.stdout = io.StringIO()
+
+
+def test_a_log_line_goes_above_a_waiting_prompt_which_is_redrawn() -> None:
+    asker, err = _Asker(), io.StringIO()
+    handler = PromptKeepingHandler(asker, err)
+    handler.setFormatter(ConsoleFormatter())
+    record = logging.LogRecord("mcacm", logging.INFO, "", 0, "MESSAGE from %s", ("x",), None)
+    handler.emit(record)
+    assert asker.stdout.getvalue() == ""  # no prompt: nothing re-drawn
+    asker.prompt = "approve or reject? [a/r] "
+    handler.emit(record)
+    assert err.getvalue().count("\r\x1b[K") == 1  # the prompt line cleared first
+    assert err.getvalue().rstrip().endswith("MESSAGE from x")
+    assert asker.stdout.getvalue() == asker.prompt  # then the question again, below it
+
+
+# --------------------------------------------------------------------------- version, check
+
+
+def test_version() -> None:
+    done = run("--version")
+    assert done.returncode == 0
+    assert done.stdout.startswith("mcacm ") and done.stdout.split()[1][0].isdigit()
+
+
+def test_check_accepts_every_example_and_prints_defaults() -> None:
+    files = sorted(str(p) for p in (ROOT / "examples" / "config").glob("p*/*.toml"))
+    done = run("check", *files)
+    assert done.returncode == 0, done.stderr
+    assert "acms, valid" in done.stdout and "acmc, valid" in done.stdout \
+        and "fa-server, valid" in done.stdout
+    assert "max_in_flight = 300  # default" in done.stdout  # the effective configuration
+    assert 'psi = "sip:acms@primary.example"\n' in done.stdout
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('psi = "sip:acms@x.example"\n[sip]\ntrust = "lab"\n[limits]\nmax_in_flight = "many"\n',
+     "limits.max_in_flight"),
+    ('mc_service_id = "sip:a@x.example"\nacms_psi = "sip:acms@x.example"\n[sip]\n'
+     'trust = "lab"\n[[listen]]\nport = 70000\n', "listen[0].port"),
+    ('psi = "sip:fa@x.example"\ntrusted = []\n[[aliases]]\nuri = "duty"\n', "aliases[0].uri"),
+    ('psi = "sip:acms@x.example"\n[sip]\ntrust = "lab"\n[store]\npath = "nowhere/a.sqlite"\n',
+     "store.path"),
+])
+def test_check_exits_78_naming_the_key(tmp_path: Path, text: str, key: str) -> None:
+    (tmp_path / "node.toml").write_text(text)
+    done = run("check", str(tmp_path / "node.toml"))
+    assert done.returncode == 78
+    assert f"node.toml: {key}: " in done.stderr
+
+
+def test_config_reference_is_the_generated_one() -> None:
+    """docs/config.md is `mcacm check --reference`; regenerate it with
+    `mcacm check --reference --out docs/config.md`."""
+    assert (ROOT / "docs" / "config.md").read_text(encoding="utf-8") == reference()
+
+
+def test_reference_lists_every_key_each_loader_accepts() -> None:
+    """Each key of the examples is in the reference under its table."""
+    text = reference()
+    for key in ("max_in_flight", "decision_timeout", "id_template", "profile_contains",
+                "max_simultaneous_activations", "registration_expires", "udp_mtu_switch",
+                "require_client_cert", "request_timeout", "advertise"):
+        assert f"| `{key}` |" in text, key
