@@ -13,19 +13,19 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
-from mcacm_sip.cli.main import EX_USAGE, CliError, command
+from mcacm_sip import example_path
+from mcacm_sip.cli.main import EX_UNAVAILABLE, EX_USAGE, CliError, command
 from mcacm_sip.conformance.catalogue import CATALOGUE, not_applicable, select
 from mcacm_sip.conformance.junit import junit_xml
 from mcacm_sip.conformance.profile import ROLES, ConfigError, Profile, Role, load_profile
-from mcacm_sip.conformance.runner import Runner, parse_peer
+from mcacm_sip.conformance.runner import PeerNotReady, Runner, parse_peer
 from mcacm_sip.sip import Transport
 from mcacm_sip.text import printable
 
 
 def _profile(path: str | None, role: Role) -> Profile:
-    if path is None:  # our own stack with the example configuration
-        path = str(Path(__file__).resolve().parents[2] / "examples" / "interop" / "profiles"
-                   / "mcacm-sip.toml")
+    if path is None:  # our own stack with the example configuration (package data)
+        path = str(example_path("interop/profiles/mcacm-sip.toml"))
         if not Path(path).is_file():
             raise CliError(EX_USAGE, "give --profile FILE.toml (docs/conformance.md)")
     try:
@@ -91,6 +91,10 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         async with Runner.open(profile, role, args.peer, Path(args.out) if args.out else None,
                                progress, getattr(args, "trace", None)) as runner:
             progress(f"listening on {runner.hop()} as {runner.psi}")
+            try:
+                await runner.preflight()
+            except PeerNotReady as exc:
+                raise CliError(EX_USAGE if exc.usage else EX_UNAVAILABLE, str(exc)) from None
             report = await runner.run(scenarios=scenarios, fail_fast=args.fail_fast)
         print(report.json_text() if args.json else report.table(), end="\n" if args.json
               else "")
@@ -123,8 +127,10 @@ def cmd_conformance(args: argparse.Namespace) -> int:
          "  # in CI: the 10.17.7.2 scenarios, JUnit XML, stop at the first failure\n"
          "  mcacm conformance --peer sip:acms@127.0.0.1:5070 --role partner \\\n"
          "      --clause 10.17.7.2 --junit conformance.xml --fail-fast --out results/\n"
-         "exit codes: 0 all Pass or Not applicable, 1 any Fail, 2 usage or bad profile,\n"
-         "3 some Inconclusive and no Fail (docs/conformance.md).",
+         "exit codes: 0 all Pass or Not applicable, 1 any Fail, 2 usage or bad profile\n"
+         "(also: --peer with no address), 3 some Inconclusive and no Fail, 69 the pre-flight\n"
+         "failed: no answer to OPTIONS, or another ACMC of the profile's user is registered\n"
+         "(docs/conformance.md).",
          run=cmd_conformance)
 def _conformance_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peer", required=True, metavar="URI",
@@ -136,7 +142,8 @@ def _conformance_args(p: argparse.ArgumentParser) -> None:
                         "(we play its ACMC and the partner system)")
     p.add_argument("--profile", metavar="FILE.toml",
                    help="interop profile: wire conventions and fixtures (default: "
-                        "examples/interop/profiles/mcacm-sip.toml)")
+                        "interop/profiles/mcacm-sip.toml of the installed examples, "
+                        "mcacm examples --path)")
     p.add_argument("--out", metavar="DIR",
                    help="write <scenario>.pcap and <scenario>.jsonl per scenario here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

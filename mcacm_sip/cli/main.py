@@ -292,7 +292,28 @@ def _target(args: argparse.Namespace) -> Addressee | None:
     return Addressee(args.target, args.target_fa)
 
 
+async def _set_fas(node: AcmcNode, args: argparse.Namespace) -> bool:
+    """PUBLISH each --activate-fa / --deactivate-fa (24.379 9A.2.2.2.6); False if one was
+    not accepted (the status is printed)."""
+    ok = True
+    for fa, active in [*((f, True) for f in args.activate_fa or ()),
+                       *((f, False) for f in args.deactivate_fa or ())]:
+        status = await node.set_functional_alias(fa, active)
+        verb = "activated" if active else "deactivated"
+        if 200 <= status < 300:
+            log.info("%s %s for %s", fa, verb, node.me, extra={"event": "acmc.fa"})
+        else:
+            ok = False
+            print(f"mcacm acmc: {fa} not {verb}: "
+                  + (f"PUBLISH answered {status}" if status else "no answer to PUBLISH")
+                  + " (is the FA server in [sip.hops] and the user in the alias's users?)",
+                  file=sys.stderr)
+    return ok
+
+
 async def _run_requests(node: AcmcNode, args: argparse.Namespace) -> int:
+    if not await _set_fas(node, args):
+        return EX_FAILED
     outcomes: list[RequestOutcome] = []
     target = _target(args)
     if args.add_users:
@@ -342,7 +363,8 @@ def cmd_acmc(args: argparse.Namespace) -> int:
                                  "--group-update GROUP")
     output = Output(args.json)
     sending = bool(args.add_users or args.update_profile or args.remove_users
-                   or args.group_update or args.provide_groups)
+                   or args.group_update or args.provide_groups
+                   or args.activate_fa or args.deactivate_fa)
     interactive = not args.auto and not args.json
     if interactive and not sending and not sys.stdin.isatty():
         # nobody could answer the questions: every request would be rejected unseen
@@ -358,12 +380,9 @@ def cmd_acmc(args: argparse.Namespace) -> int:
         elif args.json:
             decider = JsonLinesDecider(sys.stdin, output.emit)
         else:
-            decider = InteractiveDecider()
-            if sys.stdin.isatty():
+            decider = InteractiveDecider()  # without a terminal (sending only): end of
+            if sys.stdin.isatty():          # input rejects, and the rejection is printed
                 keep_prompt_readable(decider)
-            else:
-                log.warning("stdin is not a terminal: requests that arrive to be decided are "
-                            "rejected (use --auto or --json)")
         node = AcmcNode(config, _Announcing(decider, output), on_report=output.report,
                          trace=getattr(args, "trace", None))
         try:
@@ -504,6 +523,11 @@ def _acmc_args(p: argparse.ArgumentParser) -> None:
                         "(10.17.4.2.2; with --target or --target-fa)")
     g.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="give up waiting for a final response after S seconds")
+    g.add_argument("--activate-fa", nargs="+", metavar="FA",
+                   help="activate these functional aliases for the user (PUBLISH to the FA "
+                        "server, held until deactivated; TS 24.379 9A), before any request")
+    g.add_argument("--deactivate-fa", nargs="+", metavar="FA",
+                   help="deactivate these functional aliases for the user")
 
 
 # subcommands of other modules register themselves when imported

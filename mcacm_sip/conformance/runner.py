@@ -85,6 +85,16 @@ class SetupFailed(Exception):
     """The runner could not bring the scenario to the point of judging (Inconclusive)."""
 
 
+class PeerNotReady(Exception):
+    """The pre-flight found that no scenario could be judged (unreachable peer, another
+    registration of our ACMC's user): the run stops before the first scenario."""
+
+    def __init__(self, message: str, usage: bool = False) -> None:
+        super().__init__(message)
+        self.usage = usage
+        """True: the command line is at fault (no hop for --peer)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Arrival:
     """A MESSAGE that reached the runner and was not an answer to one of its requests."""
@@ -241,6 +251,44 @@ class Runner:
         """The ACMC we play: the decider (role partner) or the requester (role primary)."""
         assert self.fx is not None
         return self.fx.decider if self.role == "partner" else self.fx.requester
+
+    async def preflight(self) -> None:
+        """Before any scenario: a hop for the peer, an answer to OPTIONS (RFC 3261 11: any
+        final response proves a SIP stack there) within the profile's wait instead of Timer F
+        per scenario, and no other binding of the user whose ACMC we play (the peer could
+        deliver requests there, and scenarios would fail for nothing of the peer's doing).
+        Raises PeerNotReady."""
+        if self.peer_hop is None:
+            raise PeerNotReady(f"--peer {self.peer_uri} names no address and the profile "
+                               "has no [wire] hop: give sip:acms@IP:PORT or set [wire] hop",
+                               usage=True)
+        hop = self.peer_hop
+        where = f"{hop.transport} {hop.host}:{hop.port}"
+        options = self.endpoint.new_request("OPTIONS", self.peer_uri, from_uri=self.psi
+                                            if self.fx else "sip:conformance@invalid",
+                                            to_uri=self.peer_uri, transport=self.transport)
+        try:
+            final = await self.endpoint.send(options, timeout=self.wait)
+        except (SipTimeout, SipTransportError) as exc:
+            raise PeerNotReady(f"the peer {self.peer_uri} at {where} does not answer OPTIONS "
+                               f"({exc}): is it running and listening there? (the profile's "
+                               "[timing] wait is the time allowed)") from None
+        self._say(f"pre-flight: OPTIONS answered {final.status} by {where}")
+        if not self.acmc_user:
+            return
+        try:
+            await self.logon()
+        except SetupFailed as exc:
+            raise PeerNotReady(str(exc)) from None
+        assert self._registration is not None
+        others = self._registration.core.others
+        if others:
+            user = self.acmc_user
+            raise PeerNotReady(
+                f"{user} is also registered at the peer from {', '.join(others)}: the peer "
+                "may deliver requests to that ACMC instead of to the runner (false fails): "
+                "stop that ACMC (with the example system: the README's `mcacm acmc` of "
+                "this user) or name another user in the profile")
 
     async def run(self, only: tuple[str, ...] = (), *, scenarios: tuple[Scenario, ...] = (),
                   fail_fast: bool = False) -> Report:
