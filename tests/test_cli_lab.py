@@ -8,6 +8,7 @@ configuration reference (docs/config.md)."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import signal
 import socket
@@ -212,3 +213,122 @@ def test_reference_lists_every_key_each_loader_accepts() -> None:
                 "max_simultaneous_activations", "registration_expires", "udp_mtu_switch",
                 "require_client_cert", "request_timeout", "advertise"):
         assert f"| `{key}` |" in text, key
+
+
+# --------------------------------------------------------------------------- conformance traps
+
+
+def _partner_system(tmp: Path, started: list[Proc]) -> tuple[dict[str, Path], Path, str]:
+    """The example partner system (FA server, ACMS) on free ports, and the mcacm-sip interop
+    profile moved to the same ports; returns the configurations, the profile, the peer URI."""
+    ports = {p: str(free_port()) for p in ("5060", "5061", "5070", "5071", "5072")}
+    cfg = write_configs(tmp, ports=ports)
+    profile = tmp / "mcacm-sip.toml"
+    text = (ROOT / "examples" / "interop" / "profiles" / "mcacm-sip.toml").read_text()
+    profile.write_text(text.replace("127.0.0.1:5060", f"127.0.0.1:{ports['5060']}")
+                       .replace("127.0.0.1:5070", f"127.0.0.1:{ports['5070']}"))
+    for name in ("partner/fa-server", "partner/acms"):
+        proc = Proc(name.replace("/", "-"), [name.split("/")[1], "--config", str(cfg[name])],
+                    tmp)
+        started.append(proc)
+        proc.wait_for_event("node.start")
+    return cfg, profile, f"sip:acms@127.0.0.1:{ports['5070']}"
+
+
+def test_conformance_against_nobody_stops_before_the_first_scenario(tmp_path: Path) -> None:
+    """Before: every scenario waited for Timer F and ended inconclusive (exit 3)."""
+    done = run("conformance", "--peer", f"sip:acms@127.0.0.1:{free_port()}", "--role",
+               "partner", timeout=EXIT_WAIT)
+    assert done.returncode == 69, done.stderr
+    assert "does not answer OPTIONS" in done.stderr
+    assert "add-user ..." not in done.stderr  # no scenario was started
+
+
+def test_conformance_peer_without_an_address_is_a_usage_error() -> None:
+    done = run("conformance", "--peer", "sip:acms@partner.example", "--role", "partner",
+               timeout=EXIT_WAIT)
+    assert done.returncode == 2, done.stderr
+    assert "names no address" in done.stderr and "[wire] hop" in done.stderr
+
+
+@pytest.mark.timeout(120)
+def test_conformance_says_when_the_deciding_user_is_registered_elsewhere(tmp_path: Path
+                                                                        ) -> None:
+    """The README's ACMC of dave still running: before, scenarios failed for no fault of the
+    peer's (the peer delivered to that ACMC)."""
+    with processes() as started:
+        cfg, profile, peer = _partner_system(tmp_path, started)
+        dave = Proc("dave", ["acmc", "--config", str(cfg["partner/acmc"]), "--auto",
+                             "approve"], tmp_path)
+        started.append(dave)
+        dave.wait_for_event("acmc.logon")
+        done = run("conformance", "--peer", peer, "--role", "partner", "--profile",
+                   str(profile), "--only", "profile-update-approve", timeout=60)
+    assert done.returncode == 69, done.stdout + done.stderr
+    assert "sip:dave@partner.example is also registered at the peer" in done.stderr
+
+
+@pytest.mark.timeout(120)
+def test_fa_scenarios_run_from_the_command_line(tmp_path: Path) -> None:
+    """`mcacm acmc --activate-fa` makes dave the FA's holder; the shipped profile names it and
+    an alias nobody holds.  Before: both scenarios were n/a."""
+    with processes() as started:
+        cfg, profile, peer = _partner_system(tmp_path, started)
+        act = run("acmc", "--config", str(cfg["partner/acmc"]), "--activate-fa",
+                  "sip:duty@partner.example", timeout=60)
+        assert act.returncode == 0, act.stderr
+        done = run("conformance", "--peer", peer, "--role", "partner", "--profile",
+                   str(profile), "--only", "fa-one-holder", "fa-no-holder", "--json",
+                   timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    verdicts = {s["id"]: s["verdict"] for s in json.loads(done.stdout)["scenarios"]}
+    assert verdicts == {"fa-one-holder": "pass", "fa-no-holder": "pass"}
+
+
+def test_default_conformance_profile_is_package_data() -> None:
+    """Installed from a wheel, the default --profile is the shipped one (not a path beside
+    a checkout that is not there)."""
+    from mcacm_sip import example_path
+
+    assert example_path("interop/profiles/mcacm-sip.toml").is_file()
+    done = run("conformance", "--peer", "sip:acms@127.0.0.1:5070", "--role", "partner",
+               "--list", cwd=Path("/"))
+    assert done.returncode == 0, done.stderr
+    assert "fa-one-holder" in done.stdout and "n/a" not in done.stdout.split("fa-one")[1][:80]
+
+
+# --------------------------------------------------------------------------- pending download
+
+
+@pytest.mark.timeout(120)
+def test_text_pending_download_shows_each_item(tmp_path: Path) -> None:
+    """Dave is logged off when a profile update for him arrives; his download shows the
+    request itself (before: only "1 pending item(s)", and the item was gone)."""
+    ports = {p: str(free_port()) for p in ("5060", "5061", "5070", "5071", "5072")}
+    cfg = write_configs(tmp_path, ports=ports)
+    with processes() as started:
+        for name in ("partner/fa-server", "partner/acms", "primary/acms"):
+            proc = Proc(name.replace("/", "-"),
+                        [name.split("/")[1], "--config", str(cfg[name])], tmp_path)
+            started.append(proc)
+            proc.wait_for_event("node.start")
+        primary = ["--to", "sip:acms@primary.example", "--via",
+                   f"udp:127.0.0.1:{ports['5060']}", "--requester", "sip:alice@primary.example"]
+        add = run("send", "add-user-configuration-request", *primary, "--users",
+                  "sip:mike@primary.example", "--target", "sip:dave@partner.example", "-q")
+        assert add.returncode == 0, add.stdout + add.stderr
+        update = run("send", "profile-update-request", *primary, "--target",
+                     "sip:dave@partner.example", "--migrated-user",
+                     "sip:mike-1@partner.example", "--profile",
+                     str(ROOT / "examples" / "requests" / "new-profile.xml"), "--timeout", "3",
+                     "-q")
+        assert update.returncode == 3  # accepted, waiting for dave
+        tid = update.stdout.split()[1]
+        download = run("send", "pending-data-download-request", "--to",
+                       "sip:acms@partner.example", "--via", f"udp:127.0.0.1:{ports['5070']}",
+                       "--requester", "sip:dave@partner.example", "-q")
+    assert download.returncode == 0, download.stdout + download.stderr
+    assert f"item 1      profile-update-request {tid}" in download.stdout
+    assert "requester:      sip:acms@primary.example" in download.stdout \
+        or "requester:      sip:alice@primary.example" in download.stdout
+    assert "migrated user:  sip:mike-1@partner.example" in download.stdout
