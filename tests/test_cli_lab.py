@@ -16,6 +16,7 @@ import subprocess
 import sys
 from contextlib import closing
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 from test_runtime_processes import Proc, free_port, processes, write_configs
@@ -148,7 +149,8 @@ def test_interactive_acmc_without_a_terminal_refuses_to_start(tmp_path: Path) ->
 class _Asker:
     def __init__(self) -> None:
         self.prompt: str | None = None
-        self.stdout = io.StringIO()
+        self.out = io.StringIO()
+        self.stdout: TextIO = self.out
 
 
 def test_a_log_line_goes_above_a_waiting_prompt_which_is_redrawn() -> None:
@@ -157,12 +159,12 @@ def test_a_log_line_goes_above_a_waiting_prompt_which_is_redrawn() -> None:
     handler.setFormatter(ConsoleFormatter())
     record = logging.LogRecord("mcacm", logging.INFO, "", 0, "MESSAGE from %s", ("x",), None)
     handler.emit(record)
-    assert asker.stdout.getvalue() == ""  # no prompt: nothing re-drawn
+    assert asker.out.getvalue() == ""  # no prompt: nothing re-drawn
     asker.prompt = "approve or reject? [a/r] "
     handler.emit(record)
     assert err.getvalue().count("\r\x1b[K") == 1  # the prompt line cleared first
     assert err.getvalue().rstrip().endswith("MESSAGE from x")
-    assert asker.stdout.getvalue() == asker.prompt  # then the question again, below it
+    assert asker.out.getvalue() == asker.prompt  # then the question again, below it
 
 
 # --------------------------------------------------------------------------- version, check
