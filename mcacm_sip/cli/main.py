@@ -539,6 +539,7 @@ from mcacm_sip.cli import (  # noqa: E402
     examples_cmd,  # noqa: F401  (mcacm examples, make examples)
     groups_cmd,  # noqa: F401  (mcacm groups)
     inspect_cmd,  # noqa: F401  (mcacm inspect)
+    init_cmd,  # noqa: F401  (mcacm init)
     ladder_cmd,  # noqa: F401  (mcacm ladder)
     send_cmd,  # noqa: F401  (mcacm send)
     validate_cmd,  # noqa: F401  (mcacm validate)
