@@ -5,6 +5,7 @@ that parallel runs do not collide), with the environment's ``mcacm`` on PATH as 
 
 Rules the documents follow (docs/cli.md "Documentation blocks"):
 
+
 - a line ending in ``&`` starts a server; the test waits until it listens and stops it (by
   PID) at the end of the file, or when a later block of the same file starts servers of its own;
 - a block of a file that runs commands before any server was started gets the example system
@@ -35,7 +36,8 @@ from test_runtime_processes import free_port
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXAMPLE_PORTS = ("5060", "5061", "5063", "5070", "5071", "5072", "5073", "5090")
-NOT_RUN = {("README.md", "192.0.2.7"), ("conformance.md", "both roles")}
+NOT_RUN = {("README.md", "192.0.2.7"), ("conformance.md", "both roles"),
+           ("cli.md", "test_packaging.py")}
 """(file, words of the marker's reason) of the blocks marked ``<!-- not-run: ... -->``."""
 STANDARD_SYSTEM = (
     "mcacm fa-server --config examples/config/partner/fa-server.toml &",
