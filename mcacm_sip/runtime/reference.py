@@ -34,7 +34,6 @@ from mcacm_sip.core.config import (
     KeyRecord,
     StoreConfig,
     Timers,
-    read_toml,
 )
 from mcacm_sip.runtime.base import SipSettings
 from mcacm_sip.runtime.config import (
@@ -42,6 +41,7 @@ from mcacm_sip.runtime.config import (
     parse_acmc_node,
     parse_acms_node,
     parse_fa_server_node,
+    read_toml,
 )
 from mcacm_sip.sip import Limits
 
