@@ -46,6 +46,9 @@ def test_the_wheel_ships_the_examples(wheel: Path) -> None:
     for name in SHIPPED:
         assert f"mcacm_sip/examples/{name}" in names, name
     assert not any("/demo/" in n for n in names)  # the generated pcaps stay in the checkout
+    # every module of the package (a new subpackage must be listed in pyproject.toml)
+    for module in (ROOT / "mcacm_sip").rglob("*.py"):
+        assert module.relative_to(ROOT).as_posix() in names, module
 
 
 @pytest.mark.timeout(400)
