@@ -212,10 +212,11 @@ async def test_our_primary_acms_passes_every_scenario(tmp_path: Path) -> None:
 
 @sync
 async def test_profile_without_fixtures_makes_scenarios_not_applicable(tmp_path: Path) -> None:
-    """The shipped profile names no FA without holder and no answer timer that a test can
-    wait for: those scenarios are N/A and the run still exits 0."""
+    """A profile that names no decider and no FA without holder: those scenarios are N/A
+    and the run still exits 0."""
     async with partner_peer(tmp_path) as (partner, route):
-        report = await _run(_profile("partner", decider=""), "partner", partner, route,
+        report = await _run(_profile("partner", decider="", fa_unheld=""), "partner", partner,
+                            route,
                             only=("fa-no-holder", "profile-update-approve", "add-user"))
     verdicts = _verdicts(report)
     assert verdicts == {"add-user": Verdict.PASS, "profile-update-approve":
@@ -379,8 +380,10 @@ async def test_peer_not_authorising_per_group_fails_exactly_that(role: Role, tmp
 # --------------------------------------------------------------------------- the command
 
 
-def test_cli_json_report_and_exit_code(tmp_path: Path) -> None:
-    """The console script with --json, --only and --out, against a peer that is not there."""
+def test_cli_stops_at_the_preflight_when_the_peer_is_not_there(tmp_path: Path) -> None:
+    """The console script against a peer that is not there: the pre-flight OPTIONS gets no
+    answer and the run stops before any scenario (exit 69); it used to play every scenario
+    to an inconclusive verdict (exit 3), each waiting for its timers."""
     profile = tmp_path / "profile.toml"
     text = PROFILE.read_text().replace('listen = "127.0.0.1:5060"', 'listen = "127.0.0.1:0"')
     profile.write_text(text.replace("wait = 5.0", "wait = 1.0").replace("quiet = 1.0",
@@ -392,12 +395,10 @@ def test_cli_json_report_and_exit_code(tmp_path: Path) -> None:
          "--profile", str(profile), "--json", "--only", "add-user", "unknown-content-type",
          "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=60, cwd=ROOT)
-    data = json.loads(out.stdout)
-    assert out.returncode == 3, out.stderr
-    assert data["exit"] == 3 and data["role"] == "partner"
-    assert [s["id"] for s in data["scenarios"]] == ["add-user", "unknown-content-type"]
-    assert {s["verdict"] for s in data["scenarios"]} == {"inconclusive"}
-    assert (tmp_path / "out" / "add-user.jsonl").is_file()
+    assert out.returncode == 69, out.stderr
+    assert "does not answer OPTIONS" in out.stderr and "tcp 127.0.0.1:9" in out.stderr
+    assert out.stdout == ""
+    assert not (tmp_path / "out" / "add-user.jsonl").exists()
 
 
 def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
