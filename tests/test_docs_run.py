@@ -180,7 +180,6 @@ def make_lab(tmp: Path) -> Lab:
     for path in [*(tmp / "examples" / "config").rglob("*.toml"),
                  *(tmp / "examples" / "interop" / "profiles").glob("*.toml")]:
         path.write_text(lab.remap(path.read_text()))
-    shutil.copytree(ROOT / "tests" / "acm" / "corpus", tmp / "tests" / "acm" / "corpus")
     return lab
 
 

@@ -381,7 +381,9 @@ def cmd_acmc(args: argparse.Namespace) -> int:
             decider = JsonLinesDecider(sys.stdin, output.emit)
         else:
             decider = InteractiveDecider()  # without a terminal (sending only): end of
-            if sys.stdin.isatty():          # input rejects, and the rejection is printed
+            # input rejects, and the rejection is printed; log lines redraw the prompt only
+            # where both share a terminal (no escape codes in a log file)
+            if sys.stdin.isatty() and sys.stderr.isatty():
                 keep_prompt_readable(decider)
         node = AcmcNode(config, _Announcing(decider, output), on_report=output.report,
                          trace=getattr(args, "trace", None))
