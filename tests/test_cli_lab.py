@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pty
+import select
 import logging
 import signal
 import socket
 import subprocess
 import sys
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import TextIO
@@ -334,3 +338,84 @@ def test_text_pending_download_shows_each_item(tmp_path: Path) -> None:
     assert "requester:      sip:acms@primary.example" in download.stdout \
         or "requester:      sip:alice@primary.example" in download.stdout
     assert "migrated user:  sip:mike-1@partner.example" in download.stdout
+
+
+def _options(port: int) -> None:
+    """One SIP OPTIONS over UDP from a trusted address (RFC 3261 11)."""
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        me = s.getsockname()[1]
+        s.sendto((f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
+                  f"Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-lab-{me}\r\n"
+                  "Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=1\r\n"
+                  f"To: <sip:127.0.0.1:{port}>\r\nCall-ID: probe-{me}\r\n"
+                  "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode(),
+                 ("127.0.0.1", port))
+        s.settimeout(EXIT_WAIT)
+        assert s.recv(65536).startswith(b"SIP/2.0 200")
+
+
+@pytest.mark.timeout(120)
+def test_interactive_acmc_on_a_terminal_asks_and_keeps_its_prompt(tmp_path: Path) -> None:
+    """On a pseudo-terminal: the ACMC starts, shows a request and asks; a log line written
+    while the question waits is followed by the question again; the answer decides."""
+    ports = {p: str(free_port()) for p in ("5060", "5061", "5070", "5071", "5072")}
+    cfg = write_configs(tmp_path, ports=ports)
+    with processes() as started:
+        for name in ("partner/fa-server", "partner/acms", "primary/acms"):
+            proc = Proc(name.replace("/", "-"),
+                        [name.split("/")[1], "--config", str(cfg[name])], tmp_path)
+            started.append(proc)
+            proc.wait_for_event("node.start")
+        main_fd, side_fd = pty.openpty()
+        dave = subprocess.Popen([*mcacm(), "acmc", "--config", str(cfg["partner/acmc"])],
+                                stdin=side_fd, stdout=side_fd, stderr=side_fd, cwd=ROOT)
+        os.close(side_fd)
+        screen = b""
+
+        def until(text: bytes) -> None:
+            nonlocal screen
+            deadline = time.monotonic() + EXIT_WAIT
+            while text not in screen:
+                assert time.monotonic() < deadline, screen.decode(errors="replace")
+                ready, _, _ = select.select([main_fd], [], [], 0.5)
+                if ready:
+                    try:
+                        screen += os.read(main_fd, 4096)
+                    except OSError:  # the terminal closed: the process ended
+                        break
+            assert text in screen, screen.decode(errors="replace")
+
+        try:
+            until(b"logged on")
+            primary = ["--to", "sip:acms@primary.example", "--via",
+                       f"udp:127.0.0.1:{ports['5060']}", "--requester",
+                       "sip:alice@primary.example", "--target", "sip:dave@partner.example"]
+            add = run("send", "add-user-configuration-request", *primary, "--users",
+                      "sip:mike@primary.example", "-q")
+            assert add.returncode == 0, add.stdout + add.stderr
+            update = [*mcacm(), "send", "profile-update-request", *primary,
+                      "--migrated-user", "sip:mike-1@partner.example", "--profile",
+                      str(ROOT / "examples" / "requests" / "new-profile.xml"), "-q"]
+            first = subprocess.Popen(update, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+            until(b"approve or reject? [a/r] ")
+            asked = len(screen)
+            # an OPTIONS arrives while the question waits: dave's ACMC logs it at INFO, above
+            # the question, which is drawn again below it
+            _options(int(ports["5071"]))
+            until(b"\x1b[K")
+            redraw = screen[asked:]
+            assert redraw.rstrip().endswith(b"approve or reject? [a/r]"), redraw
+            os.write(main_fd, b"a\r")
+            until(b"reason (optional): ")
+            os.write(main_fd, b"night shift ok\r")
+            out, err = first.communicate(timeout=EXIT_WAIT)
+            assert first.returncode == 0, out + err
+            dave.send_signal(signal.SIGINT)
+            assert dave.wait(EXIT_WAIT) == 0
+        finally:
+            if dave.poll() is None:
+                dave.kill()
+                dave.wait()
+            os.close(main_fd)
