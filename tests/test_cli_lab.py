@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import pty
 import select
-import logging
 import signal
 import socket
 import subprocess
