@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from mcacm_sip.cli.main import EX_CONFIG, EX_OK, EX_USAGE, CliError, command
+from mcacm_sip.cli.main import EX_CONFIG, EX_FAILED, EX_OK, EX_USAGE, CliError, command
 from mcacm_sip.core.config import ConfigError
 from mcacm_sip.runtime.reference import (
     ROLES,
@@ -26,7 +26,10 @@ from mcacm_sip.runtime.reference import (
 
 def cmd_check(args: argparse.Namespace) -> int:
     if args.reference:
-        text = reference()
+        try:
+            text = reference()
+        except ValueError as exc:  # a key without type or meaning: a developer's to fix
+            raise CliError(EX_FAILED, f"cannot write the reference: {exc}") from None
         if args.out:
             Path(args.out).write_text(text, encoding="utf-8")
         else:

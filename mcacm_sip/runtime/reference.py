@@ -30,8 +30,10 @@ from mcacm_sip.core.config import (
     RECORDER,
     AcmcConfig,
     AcmsConfig,
+    AuthorisedUser,
     ConfigError,
     KeyRecord,
+    PeerSystem,
     StoreConfig,
     Timers,
 )
@@ -64,6 +66,7 @@ _DOCSTRING_SOURCES: dict[str, tuple[type, ...]] = {
     # table (normalised) -> the value types whose attribute docstrings describe its keys
     "": (AcmsConfig, AcmcConfig), "timers": (Timers,), "limits": (AcmsLimits,),
     "sip.limits": (Limits,), "store": (StoreConfig,), "sip": (SipSettings,),
+    "peers": (PeerSystem,), "users": (AuthorisedUser,),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -125,6 +128,13 @@ DESCRIPTIONS: dict[str, str] = {
     "aliases.max_simultaneous_activations": "Most holders at once; absent: no limit.",
     "aliases.allow_takeover": "A new activation over the limit displaces the oldest holder.",
     "aliases.subscribers": "Further identities allowed to resolve it.",
+    "policy.group": "URI pattern the MC service group must match (10.17.4 requests).",
+    "policy.operation": "add | delete: the group membership operation the rule applies to.",
+    "policy.urgency": "low | normal | high: the group membership update's urgency.",
+    "capture.hep": "Mirror every SIP message to a Homer collector as HEPv3: udp:IP:PORT.",
+    "capture.capture_id": "HEP capture agent id of this node.",
+    "capture.password": "HEP authentication key, if the collector wants one.",
+    "metrics.listen": "HOST:PORT of the Prometheus /metrics endpoint (ACMS; port 0: any).",
 }
 _TYPES: dict[str, tuple[str, Any]] = {
     # keys the loaders read without a typed getter: (type, default)
@@ -137,6 +147,8 @@ _TYPES: dict[str, tuple[str, Any]] = {
     "aliases.uri": ("URI", None), "aliases.max_simultaneous_activations": ("int", None),
     "psi": ("URI", None), "migration.profile": ("str", None),
     "migration.profile_file": ("str", None),
+    "policy.group": ("URI pattern", None), "policy.operation": ("str", None),
+    "policy.urgency": ("str", None),
 }
 
 
