@@ -8,8 +8,9 @@ Rules the documents follow (docs/cli.md "Documentation blocks"):
 
 - a line ending in ``&`` starts a server; the test waits until it listens and stops it (by
   PID) at the end of the file, or when a later block of the same file starts servers of its own;
-- a block of a file that runs commands before any server was started gets the example system
-  of README.md "Running the servers" (FA server, both ACMSs, dave's ACMC approving);
+- a block that starts no server runs against the example system of README.md "Running the
+  servers" (FA server, both ACMSs, dave's ACMC approving): started if other servers (or none)
+  are running;
 - every other line is run with bash and must exit 0, or N where its comment says ``# exit N``;
   ``make`` lines are left out (their targets are tested by CI itself);
 - a block preceded by ``<!-- not-run: why -->`` is illustrative only: :data:`NOT_RUN` is the
@@ -37,7 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXAMPLE_PORTS = ("5060", "5061", "5063", "5070", "5071", "5072", "5073", "5090")
 NOT_RUN = {("README.md", "192.0.2.7"), ("conformance.md", "both roles"),
-           ("cli.md", "test_packaging.py")}
+           ("cli.md", "test_packaging.py"), ("cli.md", "where-is-request-x"),
+           ("cli.md", "foreground server")}
 """(file, words of the marker's reason) of the blocks marked ``<!-- not-run: ... -->``."""
 STANDARD_SYSTEM = (
     "mcacm fa-server --config examples/config/partner/fa-server.toml &",
@@ -206,7 +208,9 @@ def test_every_shell_block_runs_as_documented(doc: Path, tmp_path: Path) -> None
             starts = [c for c in block.commands if is_server(c)]
             if starts:
                 lab.stop_servers()
-            elif not lab.servers:
+            elif [line for line, _ in lab.servers] != [lab.remap(bare(c).rstrip("&").strip())
+                                                       for c in STANDARD_SYSTEM]:
+                lab.stop_servers()
                 for command in STANDARD_SYSTEM:
                     lab.start(command)
             for command in block.commands:
