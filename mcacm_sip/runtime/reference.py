@@ -148,7 +148,8 @@ _TYPES: dict[str, tuple[str, Any]] = {
     "psi": ("URI", None), "migration.profile": ("str", None),
     "migration.profile_file": ("str", None),
     "policy.group": ("URI pattern", None), "policy.operation": ("str", None),
-    "policy.urgency": ("str", None),
+    "policy.urgency": ("str", None), "store.url": ("str", None),
+    "store.worker_id": ("str", None),
 }
 
 
