@@ -47,7 +47,8 @@ STANDARD_SYSTEM = (
     "mcacm acms --config examples/config/partner/acms.toml &",
     "mcacm acmc --config examples/config/partner/acmc.toml --auto approve &",
 )
-COMMAND_TIMEOUT = 120.0
+COMMAND_TIMEOUT = 300.0
+"""Generous: under load a peer send that failed once is retried after a back-off."""
 
 
 @dataclass
@@ -219,7 +220,11 @@ def test_every_shell_block_runs_as_documented(doc: Path, tmp_path: Path) -> None
                     continue
                 if command.startswith("make "):
                     continue
-                done = lab.run(command)
+                try:
+                    done = lab.run(command)
+                except subprocess.TimeoutExpired as exc:
+                    raise AssertionError(f"{where}: {command}\nno exit in {COMMAND_TIMEOUT} s"
+                                         f"\nservers:\n{lab.logs()}") from exc
                 assert done.returncode == expected_exit(command), (
                     f"{where}: {command}\nexit {done.returncode}\nstdout:\n{done.stdout[-3000:]}"
                     f"\nstderr:\n{done.stderr[-3000:]}\nservers:\n{lab.logs()}")
