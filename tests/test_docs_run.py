@@ -39,7 +39,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXAMPLE_PORTS = ("5060", "5061", "5063", "5070", "5071", "5072", "5073", "5090")
 NOT_RUN = {("README.md", "192.0.2.7"), ("conformance.md", "both roles"),
            ("cli.md", "test_packaging.py"), ("cli.md", "where-is-request-x"),
-           ("cli.md", "foreground server")}
+           ("cli.md", "foreground server"), ("scale-out.md", "sngrep")}
 """(file, words of the marker's reason) of the blocks marked ``<!-- not-run: ... -->``."""
 STANDARD_SYSTEM = (
     "mcacm fa-server --config examples/config/partner/fa-server.toml &",
