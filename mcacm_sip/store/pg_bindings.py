@@ -29,7 +29,7 @@ from typing import Any
 
 import asyncpg
 
-from mcacm_sip.sip.registrar import Binding
+from mcacm_sip.sip.registrar import Binding, MemoryBindingStore
 from mcacm_sip.sip.uri import Uri, address_of_record
 from mcacm_sip.store.postgres import RETRY_MAX, RETRY_MIN, PostgresStore
 
@@ -54,15 +54,16 @@ def _bindings(rows: list[Any]) -> tuple[Binding, ...]:
                  for r in sorted(rows, key=lambda r: r["seq"]))
 
 
-class PgBindingStore:
+class PgBindingStore(MemoryBindingStore):
     """A :class:`~mcacm_sip.sip.registrar.BindingStore` shared through PostgreSQL (see the
-    module docstring).  ``await open()`` before the registrar reads it; ``await close()``."""
+    module docstring): the registrar reads the in-memory copy; each change of ours is also
+    queued for its row.  ``await open()`` before the registrar reads it; ``await close()``."""
 
     def __init__(self, url: str, worker_id: str, on_remote: RemoteChange | None = None) -> None:
+        super().__init__()
         self.url = url
         self.worker_id = worker_id
         self.on_remote = on_remote
-        self._data: dict[Uri, tuple[Binding, ...]] = {}
         self._queue: asyncio.Queue[Uri] = asyncio.Queue()
         self._conn: asyncpg.Connection[asyncpg.Record] | None = None
         self._lock = asyncio.Lock()
@@ -74,19 +75,10 @@ class PgBindingStore:
 
     # ------------------------------------------------------------------ BindingStore
 
-    def get(self, aor: Uri) -> tuple[Binding, ...]:
-        return self._data.get(aor, ())
-
     def put(self, aor: Uri, bindings: tuple[Binding, ...]) -> None:
-        if bindings:
-            self._data[aor] = bindings
-        else:
-            self._data.pop(aor, None)
+        super().put(aor, bindings)
         self._unwritten[aor] = self._unwritten.get(aor, 0) + 1
         self._queue.put_nowait(aor)
-
-    def aors(self) -> list[Uri]:
-        return list(self._data)
 
     # ------------------------------------------------------------------ lifecycle
 
