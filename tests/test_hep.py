@@ -2,7 +2,8 @@
 it sends and receives to a collector as HEPv3.  The test is the collector: a UDP socket whose
 datagrams go into a pcap, which tshark decodes with a HEP dissector (examples/wireshark/hep.lua
 where Wireshark has none of its own): the inner SIP is dissected, each correlation id is its
-message's Call-ID, and the capture agent id and password are the configured ones."""
+message's ACM procedure (its X-CID, or for an answer its request's), a REGISTER's its Call-ID,
+and the capture agent id and password are the configured ones."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from mcacm_sip.runtime.base import SipSettings, TraceRecord
 from mcacm_sip.runtime.config import AcmcNodeConfig, AcmsNodeConfig
 from mcacm_sip.runtime.hep import CaptureSettings, hep3, parse_capture
 from mcacm_sip.runtime.lab import ALICE, LOOPBACK, PRIMARY, primary_config
+from mcacm_sip.runtime.wire import summarise
 from mcacm_sip.sip.aio import Listen
 
 LUA = ROOT / "examples" / "wireshark" / "hep.lua"
@@ -91,15 +93,42 @@ def test_every_message_mirrored_as_hep_and_dissected_by_tshark(tmp_path: Path) -
     rows = tshark_fields(pcap, port)
     assert len(rows) == 7
     mirrored, v6 = rows[:6], rows[6]
-    for row in mirrored:
+    # every ACM MESSAGE names its procedure in X-CID; an answer does not, it is its request's
+    sip = [summarise(data[data.index(b"\x00\x00\x00\x0f") + 6:]) for _, _, data in packets]
+    procedure = {s.call_id: s.procedure for s in sip if s.method == "MESSAGE"}
+    assert len(set(procedure.values())) == 1 and None not in procedure.values(), procedure
+    for row, s in zip(mirrored, sip, strict=True):
         assert row["hep.capture_id"] == "4711" and row["hep.auth_key"] == "homer-secret"
-        assert row["sip.Call-ID"] and row["hep.correlation_id"] == row["sip.Call-ID"]
+        assert row["sip.Call-ID"] == s.call_id
+        assert row["hep.correlation_id"] == procedure[s.call_id] != s.call_id
     assert sorted(r["sip.Method"] for r in mirrored if r["sip.Method"]) == ["MESSAGE"] * 3
     assert [r["sip.Status-Code"] for r in mirrored if r["sip.Status-Code"]] == ["200"] * 3
     assert {r["sip.CSeq.method"] for r in mirrored} == {"MESSAGE"}
     assert len({r["sip.Call-ID"] for r in mirrored}) == 3  # one per MESSAGE and its answer
     assert (v6["hep.src_ip6"], v6["sip.Method"], v6["hep.correlation_id"]) == (
         "::1", "OPTIONS", "v6@test")
+
+
+@pytest.mark.interop
+@pytest.mark.timeout(60)
+def test_a_register_correlates_by_its_call_id(tmp_path: Path) -> None:
+    """A message of no ACM procedure (REGISTER, its 200) keeps the Call-ID as correlation id,
+    as tshark decodes it."""
+    collector = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    collector.bind(("127.0.0.1", 0))
+    collector.settimeout(WAIT)
+    port = collector.getsockname()[1]
+    asyncio.run(_register(("127.0.0.1", port)))
+    pcap = tmp_path / "register.pcap"
+    with open(pcap, "wb") as f:
+        writer = PcapWriter(f)
+        for _ in range(4):
+            data, source = collector.recvfrom(65535)
+            writer.write(time.time(), "udp", source, ("127.0.0.1", port), data)
+    collector.close()
+    rows = tshark_fields(pcap, port)
+    assert {r["sip.CSeq.method"] for r in rows} == {"REGISTER"} and len(rows) == 4
+    assert all(r["sip.Call-ID"] and r["hep.correlation_id"] == r["sip.Call-ID"] for r in rows)
 
 
 def test_capture_settings() -> None:

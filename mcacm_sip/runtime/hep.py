@@ -8,9 +8,12 @@ and the raw message).  :class:`HepMirror` sends one datagram per message from a 
 UDP socket: a collector that is down or slow costs nothing but the lost copies (a send error
 is logged once, then counted).
 
-The correlation id (chunk 0x11) is the message's Call-ID: Homer groups by it, and every ACM
-MESSAGE, its answer and its retransmissions share it (decision: docs/decisions.md "Homer /
-HEP"; one ACM procedure spans several Call-IDs -- ``mcacm ladder --transaction`` joins them).
+The correlation id (chunk 0x11) is the ACM procedure's ``X-CID`` (docs/decisions.md
+"Scale-out: the procedure header"), which every ACM MESSAGE carries: Homer groups by it, so one
+procedure -- request, notification, response, Result, across several Call-IDs -- is one
+conversation.  An answer carries no X-CID: it takes the one of the request its Call-ID names.
+A message of no procedure (REGISTER, OPTIONS, SUBSCRIBE/NOTIFY) correlates by its Call-ID
+(decision: docs/decisions.md "Homer / HEP").
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mcacm_sip.core.config import ConfigError, check_keys, get_table, get_typed
-from mcacm_sip.runtime.wire import summarise
+from mcacm_sip.runtime.wire import WireSummary, summarise
 from mcacm_sip.sip.aio import is_ip
 
 if TYPE_CHECKING:  # base imports this module
@@ -119,10 +122,25 @@ class HepMirror:
         self._to = (host, port)
         self.sent = 0
         self.lost = 0
+        self._procedures: dict[str, str] = {}
+        """Call-ID -> X-CID of requests seen, for their answers (the newest 4096 only)."""
+
+    def correlation(self, summary: WireSummary) -> str | None:
+        """The X-CID of the message or of the request it answers, else its Call-ID."""
+        call_id = summary.call_id
+        if summary.procedure is not None:
+            if call_id is not None and call_id not in self._procedures:
+                self._procedures[call_id] = summary.procedure
+                if len(self._procedures) > 4096:
+                    del self._procedures[next(iter(self._procedures))]
+            return summary.procedure
+        if summary.status is not None and call_id is not None:
+            return self._procedures.get(call_id, call_id)
+        return call_id
 
     def __call__(self, record: TraceRecord) -> None:
         packet = hep3(record, self.settings.capture_id, self.settings.password,
-                      summarise(record.data).call_id)
+                      self.correlation(summarise(record.data)))
         try:
             self._sock.sendto(packet, self._to)
             self.sent += 1

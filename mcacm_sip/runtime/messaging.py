@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -14,32 +13,14 @@ from mcacm_sip.acm.model import AcmFlow
 from mcacm_sip.core.events import DeliveryOutcome, Failure, MessageVerdict, RefuseMessage
 from mcacm_sip.core.identity import flow_procedure
 from mcacm_sip.runtime.base import SipSettings, warning
+from mcacm_sip.runtime.wire import PROCEDURE_HEADER as PROCEDURE_HEADER
+from mcacm_sip.runtime.wire import procedure_of as procedure_of  # re-exported
 from mcacm_sip.sip import Reply, SipTimeout, SipTransportError
 from mcacm_sip.sip.aio import FinalResponse, OutgoingRequest, SipEndpoint
 from mcacm_sip.sip.dialog import parse_retry_after
 from mcacm_sip.sip.headers import InvalidHeader, Warning
 
 log = logging.getLogger("mcacm.runtime")
-
-PROCEDURE_HEADER = "X-CID"
-"""The header naming the ACM procedure a MESSAGE belongs to (docs/decisions.md "Scale-out: the
-procedure header"): what Kamailio's dispatcher hashes so that every flow of one procedure
-reaches the worker holding it, and what sngrep and Homer link related messages by.  A routing
-and correlation hint: no authorisation reads it."""
-
-_PROCEDURE_VALUE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~@:]{1,128}")
-"""What we echo of a received value: an RFC 3261 ``word`` (the Call-ID syntax, since sngrep
-and Homer compare it with Call-IDs), at most 128 characters; anything else is ignored."""
-
-
-def procedure_of(value: str | None) -> str | None:
-    """The procedure value of a received ``X-CID`` header, None if absent or unusable (lax on
-    receive: a bad value is no error, the receiver derives its own)."""
-    if value is None:
-        return None
-    value = value.strip()
-    return value if _PROCEDURE_VALUE.fullmatch(value) else None
-
 
 def message_reply(host: str, status: int, text: str) -> Reply:
     """A refusal with ``Warning: 399 <host> "<text>"``; a 415 also lists what we accept

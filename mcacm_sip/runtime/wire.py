@@ -1,14 +1,34 @@
 """What a traced SIP message is, for metrics, HEP correlation and load statistics: its method
-or status, the method its CSeq names, its Call-ID -- read by the SIP layer's lenient reader
-(:func:`~mcacm_sip.sip.message.read_raw`: any spelling a peer may use, never raises).  A message
-it cannot read yields Nones."""
+or status, the method its CSeq names, its Call-ID and ACM procedure (``X-CID``) -- read by the
+SIP layer's lenient reader (:func:`~mcacm_sip.sip.message.read_raw`: any spelling a peer may
+use, never raises).  A message it cannot read yields Nones."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from mcacm_sip.sip.message import read_raw
 from mcacm_sip.text import ascii_int
+
+PROCEDURE_HEADER = "X-CID"
+"""The header naming the ACM procedure a MESSAGE belongs to (docs/decisions.md "Scale-out: the
+procedure header"): what Kamailio's dispatcher hashes so that every flow of one procedure
+reaches the worker holding it, and what sngrep and Homer link related messages by.  A routing
+and correlation hint: no authorisation reads it."""
+
+_PROCEDURE_VALUE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~@:]{1,128}")
+"""What we echo of a received value: an RFC 3261 ``word`` (the Call-ID syntax, since sngrep
+and Homer compare it with Call-IDs), at most 128 characters; anything else is ignored."""
+
+
+def procedure_of(value: str | None) -> str | None:
+    """The procedure value of a received ``X-CID`` header, None if absent or unusable (lax on
+    receive: a bad value is no error, the receiver derives its own)."""
+    if value is None:
+        return None
+    value = value.strip()
+    return value if _PROCEDURE_VALUE.fullmatch(value) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +40,8 @@ class WireSummary:
     cseq: tuple[int, str] | None
     """(number, method) of CSeq."""
     call_id: str | None
+    procedure: str | None = None
+    """The ``X-CID`` value (:func:`procedure_of`), None if absent or unusable."""
 
     @property
     def cseq_method(self) -> str | None:
@@ -36,7 +58,8 @@ def summarise(data: bytes) -> WireSummary:
     number, _, name = (raw.header("cseq") or "").strip().partition(" ")
     seq, name = ascii_int(number), name.strip()
     cseq = (seq, name) if seq is not None and name.isascii() and name.isalpha() else None
-    return WireSummary(method, status, cseq, raw.header("call-id") or None)
+    return WireSummary(method, status, cseq, raw.header("call-id") or None,
+                       procedure_of(raw.header(PROCEDURE_HEADER)))
 
 
 class Retransmissions:
@@ -63,4 +86,4 @@ class Retransmissions:
         return False
 
 
-__all__ = ["Retransmissions", "WireSummary", "summarise"]
+__all__ = ["PROCEDURE_HEADER", "Retransmissions", "WireSummary", "procedure_of", "summarise"]
