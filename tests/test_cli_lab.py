@@ -190,6 +190,18 @@ def test_check_accepts_every_example_and_prints_defaults() -> None:
     assert 'psi = "sip:acms@primary.example"\n' in done.stdout
 
 
+def test_check_shows_the_metrics_endpoint_of_every_role(tmp_path: Path) -> None:
+    acmc, fa = tmp_path / "acmc.toml", tmp_path / "fa.toml"
+    acmc.write_text('mc_service_id = "sip:a@x.example"\nacms_psi = "sip:acms@x.example"\n'
+                    '[sip]\ntrust = "lab"\n[metrics]\nlisten = "127.0.0.1:9465"\n')
+    fa.write_text('psi = "sip:fa@x.example"\ntrusted = []\n[sip]\ntrust = "lab"\n'
+                  '[metrics]\nlisten = "[::1]:9466"\n')
+    done = run("check", str(acmc), str(fa))
+    assert done.returncode == 0, done.stderr
+    assert 'listen = "127.0.0.1:9465"\n' in done.stdout
+    assert 'listen = "[::1]:9466"\n' in done.stdout
+
+
 @pytest.mark.parametrize(("text", "key"), [
     ('psi = "sip:acms@x.example"\n[sip]\ntrust = "lab"\n[limits]\nmax_in_flight = "many"\n',
      "limits.max_in_flight"),
@@ -198,6 +210,11 @@ def test_check_accepts_every_example_and_prints_defaults() -> None:
     ('psi = "sip:fa@x.example"\ntrusted = []\n[[aliases]]\nuri = "duty"\n', "aliases[0].uri"),
     ('psi = "sip:acms@x.example"\n[sip]\ntrust = "lab"\n[store]\npath = "nowhere/a.sqlite"\n',
      "store.path"),
+    # [metrics] is a table of every node (the ACMC's, the FA server's are checked too)
+    ('mc_service_id = "sip:a@x.example"\nacms_psi = "sip:acms@x.example"\n[sip]\n'
+     'trust = "lab"\n[metrics]\nlisten = "localhost:9464"\n', "metrics.listen"),
+    ('psi = "sip:fa@x.example"\ntrusted = []\n[sip]\ntrust = "lab"\n[metrics]\n'
+     'listen = "127.0.0.1"\n', "metrics.listen"),
 ])
 def test_check_exits_78_naming_the_key(tmp_path: Path, text: str, key: str) -> None:
     (tmp_path / "node.toml").write_text(text)

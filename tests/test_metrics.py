@@ -6,6 +6,7 @@ request -> Result histogram, commits), the 503 shed and the retries show, the ga
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -17,7 +18,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_runtime_processes import ROOT, WAIT, Proc, free_port, processes, write_configs
 
+from mcacm_sip.acm.codec import profile_from_xml
+from mcacm_sip.acm.model import Addressee, ProfileUpdateRequest, new_transaction_id
 from mcacm_sip.core.config import ConfigError
+from mcacm_sip.runtime.acmc import Decision, ProgrammableDecider
+from mcacm_sip.runtime.lab import DAVE, DUTY, Lab, profile_xml
 from mcacm_sip.runtime.metrics import parse_metrics
 
 MCACM = [sys.executable, "-m", "mcacm_sip.cli.main"]
@@ -134,3 +139,68 @@ def test_a_metrics_port_in_use_names_itself(tmp_path: Path) -> None:
     taken.close()
     assert run.returncode == 69, run.stderr
     assert f"[metrics] listen 127.0.0.1:{port}" in run.stderr
+
+
+@pytest.mark.timeout(120)
+def test_every_node_scraped_during_a_lab_run(tmp_path: Path) -> None:
+    """``[metrics]`` on the ACMCs and the FA server too (the lab's five nodes, in process):
+    ALICE's Results, DAVE's pending download and decisions, the FA server's subscription,
+    NOTIFYs and holders move as the procedures did; nothing before."""
+
+    def update(lab: Lab, migrated: str, target: Addressee) -> ProfileUpdateRequest:
+        return ProfileUpdateRequest(new_transaction_id(), lab.alice.core.me, target, migrated,
+                                    profile_from_xml(profile_xml("Mike (updated)")), "please")
+
+    async def main() -> tuple[Samples, ...]:
+        decider = ProgrammableDecider(lambda request: Decision(True, "fine"))
+        async with Lab.start(tmp_path, dave=decider, dave_online=False, metrics=True) as lab:
+            ports = [node.metrics.address[1] for node in (lab.alice, lab.dave, lab.fa)
+                     if node.metrics is not None and node.metrics.address is not None]
+            assert len(ports) == 3
+            before = [await asyncio.to_thread(scrape, port) for port in ports]
+            mike = await lab.migrate_mike(WAIT)
+            # DAVE offline: the request waits as a pending item (10.17.3.1) until he logs on
+            handle = lab.alice.submit(update(lab, mike, Addressee(DAVE)))
+            await asyncio.wait_for(asyncio.shield(handle.indicated), WAIT)
+            await lab.dave.logon()
+            assert (await handle.wait(WAIT)).result == "success"
+            # by FA: the partner resolves DUTY (SUBSCRIBE); DAVE's activation delivers it
+            handle = lab.alice.submit(update(lab, mike, Addressee(functional_alias=DUTY)))
+            await asyncio.wait_for(asyncio.shield(handle.indicated), WAIT)
+            assert await lab.dave.set_functional_alias(DUTY, True) == 200
+            assert (await handle.wait(WAIT)).result == "success"
+            held = await asyncio.to_thread(scrape, ports[2])
+            assert await lab.dave.set_functional_alias(DUTY, False) == 200
+            after = [await asyncio.to_thread(scrape, port) for port in ports]
+        return (*before, held, *after)
+
+    b_alice, b_dave, b_fa, held, alice, dave, fa = asyncio.run(main())
+    for name, labels in (("mcacm_acmc_results_total", {"result": "success"}),
+                         ("mcacm_acmc_decisions_total", {"decision": "approve"})):
+        assert value(b_alice, name, **labels) == value(b_dave, name, **labels) == 0
+    assert value(b_dave, "mcacm_acmc_pending_items_downloaded_total") == 0
+    assert value(b_fa, "mcacm_fa_holders") == 0
+    assert value(b_fa, "mcacm_fa_subscriptions_accepted_total") == 0
+
+    # ALICE: three Results (MIKE's migration, two updates), her MESSAGEs and REGISTER
+    assert value(alice, "mcacm_acmc_results_total", result="success") == 3
+    assert value(alice, "mcacm_acmc_decisions_total", decision="approve") == 0
+    assert value(alice, "mcacm_sip_requests_total", direction="out", method="MESSAGE") >= 3
+    assert value(alice, "mcacm_sip_responses_total", direction="in", method="REGISTER",
+                 status="200") >= 1
+    # DAVE: one pending item downloaded, two decisions sent, two PUBLISHes answered 200
+    assert value(dave, "mcacm_acmc_pending_items_downloaded_total") == 1
+    assert value(dave, "mcacm_acmc_decisions_total", decision="approve") == 2
+    assert value(dave, "mcacm_acmc_results_total", result="success") == 0
+    assert value(dave, "mcacm_sip_responses_total", direction="in", method="PUBLISH",
+                 status="200") == 2
+    # the FA server: the partner's SUBSCRIBE, NOTIFYs, one holder while DUTY was active
+    assert value(fa, "mcacm_fa_subscriptions_accepted_total") >= 1
+    assert value(fa, "mcacm_sip_requests_total", direction="out", method="NOTIFY") >= 2
+    assert value(fa, "mcacm_sip_requests_total", direction="in", method="PUBLISH") == 2
+    assert value(held, "mcacm_fa_holders") == 1 and value(fa, "mcacm_fa_holders") == 0
+    assert value(fa, "mcacm_fa_changes_total", change="activated") == 1
+    assert value(fa, "mcacm_fa_changes_total", change="deactivated") == 1
+    for samples in (alice, dave, fa):  # bounded label values only: no user, FA or id
+        keys = {k for (_, pairs) in samples for k, _ in pairs}
+        assert keys <= {"direction", "method", "status", "result", "decision", "change"}

@@ -90,7 +90,7 @@ GROUP_FLOWS: tuple[str, ...] = (
     InterconnectionGroupProvisionRequest.FLOW,
 )
 """The group-related request flows (10.17.4): authorised per group as well as per flow."""
-RUNTIME_TABLES = frozenset({"sip", "listen", "runtime", "log", "capture"})
+RUNTIME_TABLES = frozenset({"sip", "listen", "runtime", "log", "capture", "metrics"})
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
 
 
@@ -458,8 +458,7 @@ def parse_acms_config(data: Mapping[str, Any], read_file: ReadFile = no_files) -
     """Validate a parsed TOML document; ``read_file`` reads the files it names.  ``store.path``
     is kept as written (the runtime resolves it)."""
     check_keys(data, {"psi", "automatic_handler", "decider", "fa_selection", "functional_aliases",
-                    "timers", "migration", "store", "peers", "users", "policy", "limits",
-                    "metrics"}
+                    "timers", "migration", "store", "peers", "users", "policy", "limits"}
              | RUNTIME_TABLES,
              "")
     psi = _uri(data, "psi", "", required=True)

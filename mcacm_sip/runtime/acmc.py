@@ -32,6 +32,7 @@ from mcacm_sip.acm.model import (
     GroupOperation,
     InterconnectionGroupProvisionRequest,
     PendingDataDownloadRequest,
+    PendingDataDownloadResponse,
     ProcessIndication,
     ProfileUpdateRequest,
     RemoveUserConfigurationRequest,
@@ -53,7 +54,7 @@ from mcacm_sip.core.events import (
     verdict_of,
 )
 from mcacm_sip.core.identity import flow_procedure
-from mcacm_sip.runtime.base import Node, TraceHook
+from mcacm_sip.runtime.base import Node, TraceHook, tee
 from mcacm_sip.runtime.config import AcmcNodeConfig, check_acmc_trust, configured_aor
 from mcacm_sip.runtime.messaging import (
     PROCEDURE_HEADER,
@@ -62,6 +63,7 @@ from mcacm_sip.runtime.messaging import (
     send_message,
     verdict_reply,
 )
+from mcacm_sip.runtime.metrics import AcmcMetrics
 from mcacm_sip.sip import Reply, SipTimeout, SipTransportError
 from mcacm_sip.sip.aio import IncomingRequest
 from mcacm_sip.sip.aio.timer import TimerDriver
@@ -291,7 +293,10 @@ class AcmcNode(Node):
                  trace: TraceHook | None = None,
                  on_report: Callable[[ReportToUser], None] | None = None) -> None:
         check_acmc_trust(config)  # secure by default: ConfigError naming sip.trust
-        super().__init__(config.sip, config.acmc.mc_service_id, trace)
+        self.metrics = AcmcMetrics() if config.metrics.listen is not None else None
+        """``[metrics]``: counted inline, served from a thread (runtime/metrics.py)."""
+        super().__init__(config.sip, config.acmc.mc_service_id,
+                         tee(trace, self.metrics.traced if self.metrics else None))
         self.config = config
         self.me = config.acmc.mc_service_id
         self.decider: Decider = decider or AutoDecider(False, "no decider configured")
@@ -321,6 +326,8 @@ class AcmcNode(Node):
             self.endpoint, registrar=registrar_uri(self.config.acmc.acms_psi),
             aor=self.me, expires=self.config.sip.registration_expires,
             transport=self.config.sip.transport)
+        if self.metrics is not None and self.config.metrics.listen is not None:
+            self.metrics.serve(*self.config.metrics.listen)
         if logon:
             await self.logon()
 
@@ -350,6 +357,8 @@ class AcmcNode(Node):
             await self._registration.close()
         await self._halt()
         await self.endpoint.close()
+        if self.metrics is not None:
+            self.metrics.close()
 
     # ------------------------------------------------------------------ requests
 
@@ -443,6 +452,9 @@ class AcmcNode(Node):
         log.info("%s %s%s", report.transaction_id, report.kind,
                  f": {report.text}" if report.text else "",
                  extra={"event": f"acmc.{report.kind}", "transaction_id": report.transaction_id})
+        result = getattr(report.flow, "result", None)
+        if self.metrics is not None and report.kind is ReportKind.RESPONSE and result is not None:
+            self.metrics.results.labels(result.code).inc()
         handle = self._handles.get(report.transaction_id)
         if handle is not None:
             out = handle.outcome
@@ -488,6 +500,8 @@ class AcmcNode(Node):
                                        decision.reason, time.time())
         except KeyError:  # answered meanwhile (e.g. delivered twice)
             return
+        if self.metrics is not None:
+            self.metrics.decisions.labels("approve" if decision.approve else "reject").inc()
         self._apply(actions)
 
     def _on_message(self, incoming: IncomingRequest) -> Reply:
@@ -507,6 +521,8 @@ class AcmcNode(Node):
             self._procedures[flow.transaction_id] = procedure or ""
             if len(self._procedures) > PROCEDURES_KEPT:
                 del self._procedures[next(iter(self._procedures))]
+        if self.metrics is not None and isinstance(flow, PendingDataDownloadResponse):
+            self.metrics.pending_downloaded.inc(len(flow.items))
         actions = self.core.handle(FlowFromAcms(time.time(), flow))
         if procedure:
             # 10.17.3.1: the download that follows a pending-data notification (or the page

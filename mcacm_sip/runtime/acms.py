@@ -264,9 +264,7 @@ class AcmsNode(Node):
             raise StoreFailed("the store failed at start")
         self._spawn(release_free_heap(HEAP_RELEASE_INTERVAL))  # RSS flat under churn
         if self.metrics is not None and self.config.metrics.listen is not None:
-            host, port = self.metrics.serve(*self.config.metrics.listen)
-            log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]",
-                     port, extra={"event": "node.metrics", "port": port})
+            self.metrics.serve(*self.config.metrics.listen)
         if self.shared is not None:
             self._spawn(self._leases(self.shared))
         log.info("ACMS %s listening on %s%s", self.psi, self.addresses,

@@ -57,7 +57,7 @@ Runtime tables (docs/running.md has annotated examples)::
     download_items = 50                # pending items per download response (one page)
     download_bytes = 49152             # bytes of pending items per download response
 
-    [metrics]                          # ACMS only: Prometheus endpoint (docs/cli.md)
+    [metrics]                          # any node: Prometheus endpoint (docs/cli.md)
     listen = "127.0.0.1:9464"          # GET /metrics; port 0: any free one
 
 Every error is a :class:`~mcacm_sip.core.config.ConfigError` naming the key.
@@ -153,6 +153,8 @@ class AcmcNodeConfig:
     acmc: AcmcConfig
     sip: SipSettings = field(default_factory=SipSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    """``[metrics] listen``: the Prometheus endpoint (runtime/metrics.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +168,8 @@ class FaServerNodeConfig:
     """``[store] path``: the SQLite file keeping the FA holders; None: in memory only."""
     store_url: str | None = None
     """``[store] url``: the FA holders in PostgreSQL instead (store/pg_fa.py)."""
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    """``[metrics] listen``: the Prometheus endpoint (runtime/metrics.py)."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -448,7 +452,7 @@ def _check_peer_tls(acms: AcmsConfig, sip: SipSettings) -> None:
 
 def parse_acmc_node(data: Mapping[str, Any], base: Path = Path(".")) -> AcmcNodeConfig:
     config = AcmcNodeConfig(parse_acmc_config(data), parse_sip_settings(data, base),
-                            parse_log_settings(data))
+                            parse_log_settings(data), parse_metrics(data))
     check_acmc_trust(config)
     return config
 
@@ -470,8 +474,8 @@ def parse_fa_server_node(data: Mapping[str, Any], base: Path = Path(".")
         [store]                                     # optional; absent: holders in memory only
         path = "fa-server.sqlite"                   # relative to this file
     """
-    check_keys(data, {"psi", "trusted", "aliases", "store", "listen", "sip", "log", "capture"},
-               "")
+    check_keys(data, {"psi", "trusted", "aliases", "store", "listen", "sip", "log", "capture",
+                      "metrics"}, "")
     psi = data.get("psi")
     if not isinstance(psi, str) or ":" not in psi:
         raise ConfigError("psi", "missing or not a URI")
@@ -513,7 +517,7 @@ def parse_fa_server_node(data: Mapping[str, Any], base: Path = Path(".")
     config = FaServerNodeConfig(psi, fa, parse_sip_settings(data, base),
                                 parse_log_settings(data),
                                 None if store_path is None else str(base / store_path),
-                                store_url)
+                                store_url, parse_metrics(data))
     check_store_folder(config.store_path)
     check_fa_server_trust(config)
     return config

@@ -41,8 +41,9 @@ from mcacm_sip.core.fa_server import (
     Revoked,
     Subscribe,
 )
-from mcacm_sip.runtime.base import Node, TraceHook, warning
+from mcacm_sip.runtime.base import Node, TraceHook, tee, warning
 from mcacm_sip.runtime.config import FaServerNodeConfig, check_fa_server_trust
+from mcacm_sip.runtime.metrics import FaServerMetrics
 from mcacm_sip.sip import Request
 from mcacm_sip.sip.aio.usages import NotifierService, PublicationService
 from mcacm_sip.sip.dialog import MAX_EXPIRES, BadRequest, Body, Refuse, parse_expires
@@ -88,7 +89,11 @@ class FaServerNode(Node):
 
     def __init__(self, config: FaServerNodeConfig, *, trace: TraceHook | None = None) -> None:
         check_fa_server_trust(config)  # secure by default: ConfigError naming sip.trust
-        super().__init__(config.sip, config.psi, trace)
+        self.metrics = FaServerMetrics(lambda: len(self.server.subscriptions())) \
+            if config.metrics.listen is not None else None
+        """``[metrics]``: counted inline, served from a thread (runtime/metrics.py)."""
+        super().__init__(config.sip, config.psi,
+                         tee(trace, self.metrics.traced if self.metrics else None))
         self.config = config
         self.psi = config.psi
         self.store: FaStore | PgFaStore | None = None
@@ -97,6 +102,9 @@ class FaServerNode(Node):
             # 9A.2.2.3.2 stored information: the holders accepted before a restart
             self.store, initial = _open_store(config.store_path, config.store_url)
         self.server = FaServer(config.fa, initial=initial)
+        if self.metrics is not None:
+            for fa, records in initial.items():
+                self.metrics.holders(fa, (), (h.user for h in records))
         self.failed: asyncio.Future[str] | None = None
         """Resolves (with the reason) when the node had to stop itself (store failure)."""
         # 24.379 9A.2.2.3.3 step 3 wants exactly 0 or 4294967295: the core answers 423 for
@@ -110,6 +118,9 @@ class FaServerNode(Node):
                                   on_end=self._subscription_ended)
         self._notifications = NotifierService(self.endpoint, self._notifier)
         self._bodies: dict[str, bytes] = {}  # subscription id -> its next NOTIFY body
+        self._held: dict[str, tuple[str, ...]] = {
+            fa: tuple(h.user for h in records) for fa, records in initial.items()}
+        """FA -> its holders, as last reported (for the activation counts)."""
 
     # the RFC 6665 event package the notifier asks (EventPackage protocol)
     content_types = (CT_PIDF,)
@@ -123,6 +134,8 @@ class FaServerNode(Node):
         await self.endpoint.start()
         self._running = True
         self._announce_trust()
+        if self.metrics is not None and self.config.metrics.listen is not None:
+            self.metrics.serve(*self.config.metrics.listen)
         log.info("FA server %s listening on %s", self.psi, self.addresses,
                  extra={"event": "node.start"})
 
@@ -135,6 +148,8 @@ class FaServerNode(Node):
         await self.endpoint.close()
         if self.store is not None:
             self.store.close()
+        if self.metrics is not None:
+            self.metrics.close()
 
     # ------------------------------------------------------------------ helpers
 
@@ -180,9 +195,14 @@ class FaServerNode(Node):
                         self._notifications.changed(EVENT_PRESENCE, action.subscription)
                 case HoldersChanged():
                     h = action.holders
+                    if self.metrics is not None:
+                        self.metrics.holders(h.fa, self._held.get(h.fa, ()), h.holders)
+                    self._held[h.fa] = h.holders
                     log.info("%s held by %s", h.fa, ", ".join(h.holders) or "nobody",
                              extra={"event": "fa.holders"})
                 case Revoked():
+                    if self.metrics is not None:
+                        self.metrics.changes.labels("taken_over").inc()
                     log.info("%s: %s taken over by %s", action.fa, action.user, action.by,
                              extra={"event": "fa.revoked"})
                 case Ignored():
@@ -242,6 +262,8 @@ class FaServerNode(Node):
         for action in actions[1:]:
             if isinstance(action, NotifySubscriber):  # the first NOTIFY (RFC 6665 4.2.1.2)
                 self._bodies[subscription.id] = action.body
+        if self.metrics is not None:
+            self.metrics.subscribed.inc()
         log.info("subscription %s to %s accepted", subscription.id, request.uri,
                  extra={"event": "fa.subscribed", "call_id": request.call_id})
         return Accept(key=subscription.id)

@@ -43,6 +43,7 @@ from mcacm_sip.runtime.acms import AcmsNode
 from mcacm_sip.runtime.base import SipSettings, TlsSettings, TraceHook
 from mcacm_sip.runtime.config import AcmcNodeConfig, AcmsNodeConfig, FaServerNodeConfig
 from mcacm_sip.runtime.fa_server import FaServerNode
+from mcacm_sip.runtime.metrics import MetricsSettings
 from mcacm_sip.sip import Limits, Timers, Transport
 from mcacm_sip.sip.aio import Listen
 
@@ -148,8 +149,8 @@ class Lab:
                     trace: TraceHook | None = None, dave: Decider | None = None,
                     dave_online: bool = True, *, proxy: str | None = None,
                     ports: Mapping[str, int] | None = None, tls: TlsSettings | None = None,
-                    timers: ProcedureTimers | None = None, limits: Limits | None = None
-                    ) -> AsyncIterator[Lab]:
+                    timers: ProcedureTimers | None = None, limits: Limits | None = None,
+                    metrics: bool = False) -> AsyncIterator[Lab]:
         """Start the five nodes; DAVE's ACMC decides with ``dave`` (default: a
         :class:`ProgrammableDecider` that holds requests) and logs on if ``dave_online``.
 
@@ -157,29 +158,34 @@ class Lab:
         ``*`` of every node.  ``ports``: fixed ports of "fa", "primary", "partner" (others:
         any free port).  ``tls``: every node's certificate and CA (needed for transport
         "tls").  ``timers``: both ACMSs' procedure timers (e.g. a short answer timer).
-        ``limits``: the SIP limits of every node (e.g. small connection budgets)."""
+        ``limits``: the SIP limits of every node (e.g. small connection budgets).
+        ``metrics``: every node serves ``/metrics`` on a free loopback port
+        (``node.metrics.address``)."""
         ports = dict(ports or {})
+        m = MetricsSettings(("127.0.0.1", 0) if metrics else None)
         with tempfile.TemporaryDirectory(prefix="mcacm-lab-") as tmp:
             base = Path(directory or tmp)
             sip = _sip(transport, tls=tls, limits=limits)
             fa = FaServerNode(FaServerNodeConfig(FA_SERVER, fa_config(),
                                                  _sip(transport, ports.get("fa", 0), tls,
-                                                      limits)),
+                                                      limits), metrics=m),
                               trace=trace)
             primary = AcmsNode(AcmsNodeConfig(primary_config(str(base / "primary.sqlite"),
                                                              timers),
                                               _sip(transport, ports.get("primary", 0), tls,
-                                                   limits)),
+                                                   limits), metrics=m),
                                trace=trace)
             partner = AcmsNode(AcmsNodeConfig(partner_config(str(base / "partner.sqlite"),
                                                              timers),
                                               _sip(transport, ports.get("partner", 0), tls,
-                                                   limits)),
+                                                   limits), metrics=m),
                                trace=trace)
             decider = dave if isinstance(dave, ProgrammableDecider) else ProgrammableDecider(
                 None if dave is None else dave.decide)
-            alice = AcmcNode(AcmcNodeConfig(AcmcConfig(ALICE, PRIMARY), sip), trace=trace)
-            dave_node = AcmcNode(AcmcNodeConfig(AcmcConfig(DAVE, PARTNER), sip), decider,
+            alice = AcmcNode(AcmcNodeConfig(AcmcConfig(ALICE, PRIMARY), sip, metrics=m),
+                             trace=trace)
+            dave_node = AcmcNode(AcmcNodeConfig(AcmcConfig(DAVE, PARTNER), sip, metrics=m),
+                                 decider,
                                  trace=trace)
             lab = cls(transport, base, fa, primary, partner, alice, dave_node, decider, trace,
                       proxy=proxy, ports=ports, tls=tls, timers=timers)

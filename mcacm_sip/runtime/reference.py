@@ -134,7 +134,7 @@ DESCRIPTIONS: dict[str, str] = {
     "capture.hep": "Mirror every SIP message to a Homer collector as HEPv3: udp:IP:PORT.",
     "capture.capture_id": "HEP capture agent id of this node.",
     "capture.password": "HEP authentication key, if the collector wants one.",
-    "metrics.listen": "HOST:PORT of the Prometheus /metrics endpoint (ACMS; port 0: any).",
+    "metrics.listen": "HOST:PORT of the Prometheus /metrics endpoint (port 0: any).",
 }
 _TYPES: dict[str, tuple[str, Any]] = {
     # keys the loaders read without a typed getter: (type, default)
