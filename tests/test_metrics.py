@@ -139,6 +139,7 @@ def test_a_metrics_port_in_use_names_itself(tmp_path: Path) -> None:
     taken.close()
     assert run.returncode == 69, run.stderr
     assert f"[metrics] listen 127.0.0.1:{port}" in run.stderr
+    assert f"or change [metrics] listen port in {config}" in run.stderr
 
 
 @pytest.mark.timeout(120)

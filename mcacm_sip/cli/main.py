@@ -141,9 +141,10 @@ def _load(loader: Callable[[str], Any], path: str) -> Any:
 def listen_error(exc: OSError, config_path: str) -> CliError:
     """Exit 69 naming the address (the endpoint puts it in strerror) and what to do."""
     what = exc.strerror or str(exc)
-    hint = ("another process holds it (ss -lntup shows which) or change [[listen]] port in "
+    key = "[metrics] listen" if what.startswith("[metrics]") else "[[listen]]"
+    hint = (f"another process holds it (ss -lntup shows which) or change {key} port in "
             f"{config_path}" if exc.errno == errno.EADDRINUSE
-            else f"check [[listen]] host in {config_path}")
+            else f"check {key} host in {config_path}")
     return CliError(EX_UNAVAILABLE, f"cannot listen: {what}: {hint}")
 
 
