@@ -5,6 +5,7 @@ the node carries on when dave logs on: inspection never blocks the writer."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -16,6 +17,14 @@ import pytest
 from test_runtime_processes import PROFILE, ROOT, WAIT, Proc, processes, write_configs
 
 from mcacm_sip.cli.main import main
+from mcacm_sip.core.config import AcmcConfig
+from mcacm_sip.runtime.acmc import AcmcNode
+from mcacm_sip.runtime.base import SipSettings
+from mcacm_sip.runtime.config import AcmcNodeConfig, load_fa_server_node
+from mcacm_sip.runtime.fa_server import FaServerNode
+from mcacm_sip.runtime.lab import DAVE, DUTY, LOOPBACK, PARTNER
+from mcacm_sip.sip.aio import Listen
+from mcacm_sip.store.fa import FaStore
 from mcacm_sip.store.inspect import connect_read_only
 
 MCACM = [sys.executable, "-m", "mcacm_sip.cli.main"]
@@ -121,3 +130,61 @@ def test_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", str(memory)]) == 78
     assert "[store] path" in capsys.readouterr().err
     assert main(["inspect"]) == 2
+
+
+FA_TOML = ('psi = "sip:fa@partner.example"\ntrusted = ["sip:acms@partner.example"]\n'
+           '[sip]\ntrust = "lab"\n[[listen]]\ntransport = "udp"\nhost = "127.0.0.1"\nport = 0\n'
+           f'[[aliases]]\nuri = "{DUTY}"\nusers = ["{DAVE}"]\n')
+
+
+@pytest.mark.timeout(60)
+def test_an_fa_servers_holders_while_it_runs(tmp_path: Path) -> None:
+    """DAVE activates DUTY (PUBLISH); while the FA server runs, ``inspect`` of its TOML or
+    of its store shows him as the holder (24.379 9A.2.2.3.2), as JSON and as text."""
+    config = tmp_path / "fa-server.toml"
+    config.write_text(FA_TOML + '[store]\npath = "fa.sqlite"\n')
+
+    async def main() -> tuple[tuple[int, Any], subprocess.CompletedProcess[str]]:
+        fa = FaServerNode(load_fa_server_node(config))
+        await fa.start()
+        dave = AcmcNode(AcmcNodeConfig(AcmcConfig(DAVE, PARTNER), SipSettings(
+            listens=(Listen("udp", "127.0.0.1", 0),), trusted_hosts=LOOPBACK,
+            hops={"*": fa.hop()})))
+        try:
+            await dave.start(logon=False)
+            assert await dave.set_functional_alias(DUTY, True) == 200
+            doc = await asyncio.to_thread(inspect, str(config))
+            text = await asyncio.to_thread(
+                subprocess.run, [*MCACM, "inspect", "--store", str(tmp_path / "fa.sqlite")],
+                capture_output=True, text=True, cwd=ROOT, timeout=WAIT)
+        finally:
+            await dave.stop(logoff=False)
+            await fa.stop()
+        return doc, text
+
+    (code, doc), text = asyncio.run(main())
+    assert code == 0, doc
+    assert doc["node"] == "fa-server" and doc["counts"] == {"functional_aliases": 1,
+                                                            "holders": 1}
+    [entry] = doc["functional_aliases"]
+    assert entry["fa"] == DUTY and [h["user"] for h in entry["holders"]] == [DAVE]
+    assert entry["holders"][0]["until_withdrawn"]  # Expires 4294967295 (9A.2.2.3.3)
+    assert text.returncode == 0, text.stderr
+    assert f"  {DUTY}\n    {DAVE}  since " in text.stdout and "until withdrawn" in text.stdout
+    assert "subscriptions are not stored" in text.stdout
+
+
+def test_fa_server_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    memory = tmp_path / "fa-memory.toml"
+    memory.write_text(FA_TOML)
+    assert main(["inspect", str(memory)]) == 78
+    assert "FA server without one keeps its holders in memory" in capsys.readouterr().err
+    acmc = tmp_path / "acmc.toml"
+    acmc.write_text(f'mc_service_id = "{DAVE}"\nacms_psi = "{PARTNER}"\n')
+    assert main(["inspect", str(acmc)]) == 78
+    assert "an ACMC keeps no store" in capsys.readouterr().err
+    FaStore(str(tmp_path / "fa.sqlite")).close()  # an empty FA store
+    assert main(["inspect", "--store", str(tmp_path / "fa.sqlite"), "--transaction", "x"]) == 2
+    assert "for an ACMS's store" in capsys.readouterr().err
+    assert main(["inspect", "--store", str(tmp_path / "fa.sqlite")]) == 0
+    assert "(none)" in capsys.readouterr().out

@@ -2,10 +2,11 @@
 with their step and next timer, pending items, sends waiting for an outcome, migrations,
 registrations -- read from its SQLite store without disturbing the running node
 (:mod:`mcacm_sip.store.inspect`).  ``--transaction ID`` answers "where is request X?".
+For an FA server (its TOML, or its store): the holders of each FA (24.379 9A.2.2.3.2).
 
 Exit codes: 0 shown; 1 ``--transaction`` matched nothing; 2 usage; 65 the file is not an
 mcacm-sip store; 66 the store cannot be read (missing, no permission); 78 bad configuration
-(or one without ``[store] path``).
+(or one without ``[store] path``, an ACMC's, a PostgreSQL ``[store] url``).
 """
 
 from __future__ import annotations
@@ -18,15 +19,26 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from mcacm_sip.acm.fa import EXPIRES_UNTIL_WITHDRAWN
 from mcacm_sip.acm.model import (
     AcmRequest,
     GroupMembershipUpdateRequest,
     InterconnectionGroupProvisionRequest,
 )
 from mcacm_sip.cli.main import EX_CONFIG, EX_FAILED, EX_OK, EX_USAGE, CliError, _load, command
+from mcacm_sip.core.config import ConfigError
 from mcacm_sip.core.state import Outgoing, PendingItem, Transaction, TxState
-from mcacm_sip.runtime.config import load_acms_node
-from mcacm_sip.store.inspect import WAITING_FOR, NotAStore, StoreView, read_store
+from mcacm_sip.runtime.config import load_acms_node, load_fa_server_node, read_toml
+from mcacm_sip.runtime.reference import detect_role
+from mcacm_sip.store.inspect import (
+    WAITING_FOR,
+    FaView,
+    NotAStore,
+    StoreView,
+    is_fa_store,
+    read_fa_store,
+    read_store,
+)
 from mcacm_sip.text import printable
 
 EX_DATAERR, EX_NOINPUT = 65, 66
@@ -163,30 +175,96 @@ def view_text(doc: dict[str, Any], transaction: str | None) -> str:
     return "\n".join(printable(line) for line in lines) + "\n"
 
 
-def _store_path(args: argparse.Namespace) -> str:
+def fa_view_json(view: FaView, now: float) -> dict[str, Any]:
+    """An FA server's store as JSON-ready data."""
+    return {
+        "store": view.path, "node": "fa-server", "schema": view.schema, "read_at": _when(now),
+        "counts": {"functional_aliases": len(view.holders),
+                   "holders": sum(len(hs) for hs in view.holders.values())},
+        "functional_aliases": [
+            {"fa": fa, "holders": [
+                {"user": h.user, "activated": _when(h.activated_at),
+                 "expires": _when(h.expires_at), "expires_in_s": _in(h.expires_at, now),
+                 # 9A.2.2.3.3: Expires 4294967295 activates until the user withdraws it
+                 "until_withdrawn": h.expires_at - h.activated_at >= EXPIRES_UNTIL_WITHDRAWN}
+                for h in holders]}
+            for fa, holders in sorted(view.holders.items())],
+    }
+
+
+def fa_view_text(doc: dict[str, Any]) -> str:
+    c = doc["counts"]
+    lines = [f"FA server store {doc['store']} (schema {doc['schema']}), read {doc['read_at']}",
+             f"  {c['functional_aliases']} functional alias(es) with holders, {c['holders']} "
+             "holder(s)", "", "holders (24.379 9A.2.2.3.2), oldest activation first:"]
+    lines += ["  (none)"] if not doc["functional_aliases"] else []
+    for entry in doc["functional_aliases"]:
+        lines.append(f"  {entry['fa']}")
+        lines += [f"    {h['user']}  since {h['activated']}, "
+                  + ("until withdrawn" if h["until_withdrawn"] else f"expires {h['expires']}")
+                  for h in entry["holders"]]
+    lines += ["", "subscriptions are not stored (kept in memory; the subscribers re-subscribe "
+              "after a restart): see the node's mcacm_fa_subscriptions metric."]
+    return "\n".join(printable(line) for line in lines) + "\n"
+
+
+def _store_path(args: argparse.Namespace) -> tuple[str, str]:
+    """(the store's path, the node it belongs to: acms | fa-server)."""
     if (args.config is None) == (args.store is None):
-        raise CliError(EX_USAGE, "give CONFIG (an ACMS's TOML) or --store PATH, not both")
+        raise CliError(EX_USAGE, "give CONFIG (an ACMS's or FA server's TOML) or --store PATH, "
+                                 "not both")
     if args.store is not None:
-        return str(args.store)
+        try:
+            return str(args.store), "fa-server" if is_fa_store(args.store) else "acms"
+        except FileNotFoundError:
+            return str(args.store), "acms"  # said below, as for an ACMS's store
+    try:
+        role = detect_role(read_toml(args.config))
+    except ConfigError as exc:
+        raise CliError(EX_CONFIG, f"{args.config}: {exc}") from None
+    if role == "acmc":
+        raise CliError(EX_CONFIG, f"{args.config}: an ACMC keeps no store; inspect its ACMS's "
+                                  "configuration (its pending items, its registration)")
+    if role == "fa-server":
+        fa = _load(load_fa_server_node, args.config)
+        if fa.store_url is not None:
+            raise CliError(EX_CONFIG, f"{args.config}: [store] url: PostgreSQL; inspect reads "
+                                      "SQLite stores (query the fa_holders table with psql)")
+        if fa.store_path is None:
+            raise CliError(EX_CONFIG, f"{args.config}: no [store] path: an FA server without "
+                                      "one keeps its holders in memory, which cannot be "
+                                      "inspected")
+        return fa.store_path, role
     config = _load(load_acms_node, args.config)
     path = config.acms.store.path
     if not path:
         raise CliError(EX_CONFIG, f"{args.config}: no [store] path: an ACMS without one keeps "
                                   "its state in memory, which cannot be inspected")
-    return str(path)
+    return str(path), role
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    path = _store_path(args)
+    path, role = _store_path(args)
+    if role == "fa-server" and (args.transaction is not None or args.all):
+        raise CliError(EX_USAGE, "--transaction and --all are for an ACMS's store; an FA "
+                                 "server's holds FA holders only")
     try:
-        view = read_store(path)
+        view: StoreView | FaView = read_fa_store(path) if role == "fa-server" \
+            else read_store(path)
     except FileNotFoundError:
-        raise CliError(EX_NOINPUT, f"{path}: no such store (has the ACMS started with this "
+        raise CliError(EX_NOINPUT, f"{path}: no such store (has the node started with this "
                                    "[store] path?)") from None
     except NotAStore as exc:
         raise CliError(EX_DATAERR, str(exc)) from None
     except sqlite3.Error as exc:
         raise CliError(EX_NOINPUT, f"{path}: cannot read: {exc}") from None
+    if isinstance(view, FaView):
+        fa_doc = fa_view_json(view, time.time())
+        if args.json:
+            print(json.dumps(fa_doc, indent=2))
+        else:
+            sys.stdout.write(fa_view_text(fa_doc))
+        return EX_OK
     doc = view_json(view, time.time(), args.transaction, args.all)
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -200,17 +278,19 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 @command("inspect", "show what an ACMS holds: open transactions, pending items, migrations, "
-                    "registrations (safe while it runs)",
+                    "registrations; or an FA server: its holders (safe while it runs)",
          "examples:\n"
          "  mcacm inspect examples/config/partner/acms.toml\n"
          "  mcacm inspect --store partner-acms.sqlite --json\n"
          "  mcacm inspect examples/config/partner/acms.toml --transaction 7d1c...\n"
+         "  mcacm inspect examples/config/partner/fa-server.toml --json\n"
          "The store is opened read-only; a running ACMS is not slowed or blocked.\n"
          "exit codes: 0 shown, 1 --transaction matched nothing, 2 usage, 65 not an mcacm-sip\n"
          "store, 66 cannot read the store, 78 bad configuration or no [store] path.",
          run=cmd_inspect)
 def _inspect_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", metavar="CONFIG", help="the ACMS's TOML configuration")
+    p.add_argument("config", nargs="?", metavar="CONFIG",
+                   help="the ACMS's or FA server's TOML configuration")
     p.add_argument("--store", metavar="PATH", help="the SQLite store itself, instead of CONFIG")
     p.add_argument("--transaction", metavar="ID",
                    help="only this transaction (its id at either leg): where is request ID?")
@@ -218,4 +298,4 @@ def _inspect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-__all__ = ["cmd_inspect", "view_json"]
+__all__ = ["cmd_inspect", "fa_view_json", "view_json"]

@@ -24,6 +24,17 @@ CREATE TABLE IF NOT EXISTS fa_holders (
 """
 
 
+def load_holders(db: sqlite3.Connection) -> dict[str, tuple[Holder, ...]]:
+    """fa -> its holders in activation order, from an open database (also read-only: ``mcacm
+    inspect``).  Raises sqlite3.Error."""
+    out: dict[str, list[Holder]] = {}
+    rows = db.execute(
+        "SELECT fa, user, activated_at, expires_at FROM fa_holders ORDER BY rowid").fetchall()
+    for fa, user, activated_at, expires_at in rows:
+        out.setdefault(fa, []).append(Holder(user, activated_at, expires_at))
+    return {fa: tuple(hs) for fa, hs in out.items()}
+
+
 class FaStore:
     """Holders of every FA in one SQLite file; every error is a :class:`StoreError`."""
 
@@ -51,16 +62,10 @@ class FaStore:
 
     def load(self) -> dict[str, tuple[Holder, ...]]:
         """fa -> its holders, oldest activation first (rows are rewritten in that order)."""
-        out: dict[str, list[Holder]] = {}
         try:
-            rows = self._db.execute(
-                "SELECT fa, user, activated_at, expires_at FROM fa_holders ORDER BY rowid"
-            ).fetchall()
+            return load_holders(self._db)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from None
-        for fa, user, activated_at, expires_at in rows:
-            out.setdefault(fa, []).append(Holder(user, activated_at, expires_at))
-        return {fa: tuple(hs) for fa, hs in out.items()}
 
     def save(self, fa: str, holders: Sequence[Holder]) -> None:
         """Replace the holders of ``fa`` (one transaction)."""

@@ -1,4 +1,4 @@
-"""Read an ACMS's SQLite store while the node runs (``mcacm inspect``).
+"""Read an ACMS's or an FA server's SQLite store while the node runs (``mcacm inspect``).
 
 The file is opened read-only (``mode=ro`` URI, ``PRAGMA query_only``) and read in ONE deferred
 read transaction: in WAL mode a reader takes no lock the writer waits for, and the snapshot is
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from mcacm_sip.core.fa_server import Holder
 from mcacm_sip.core.state import (
     Mapping,
     Outgoing,
@@ -23,6 +24,7 @@ from mcacm_sip.core.state import (
     Transaction,
     TxState,
 )
+from mcacm_sip.store.fa import load_holders
 from mcacm_sip.store.rows import LOAD, TABLE
 from mcacm_sip.store.sqlite import SCHEMA_VERSION, StoreError
 
@@ -118,4 +120,46 @@ def read_store(path: str | Path) -> StoreView:
     return view
 
 
-__all__ = ["WAITING_FOR", "NotAStore", "StoreView", "connect_read_only", "read_store"]
+@dataclass(slots=True)
+class FaView:
+    """One consistent read of an FA server's store (24.379 9A.2.2.3.2 stored information:
+    the holders; subscriptions live in memory only)."""
+
+    path: str
+    schema: str
+    holders: dict[str, tuple[Holder, ...]]
+    """FA -> its holders, oldest activation first."""
+
+
+def is_fa_store(path: str | Path) -> bool:
+    """True if ``path`` is an FA server's store (its ``fa_holders`` table), False for anything
+    else (an ACMS's store, not a database).  Raises FileNotFoundError."""
+    db = connect_read_only(path)
+    try:
+        return db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                          "name='fa_holders'").fetchone() is not None
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        db.close()
+
+
+def read_fa_store(path: str | Path) -> FaView:
+    """The holders in the FA server's store at ``path``, as one snapshot.  Raises
+    FileNotFoundError, :class:`NotAStore`, or sqlite3.Error."""
+    db = connect_read_only(path)
+    try:
+        db.execute("BEGIN")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            holders = load_holders(db)
+        except sqlite3.DatabaseError as exc:  # not a database, or no fa_holders table
+            raise NotAStore(f"{path}: not an mcacm-sip FA server store ({exc})") from None
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    return FaView(str(path), str(version), holders)
+
+
+__all__ = ["WAITING_FOR", "FaView", "NotAStore", "StoreView", "connect_read_only",
+           "is_fa_store", "read_fa_store", "read_store"]
