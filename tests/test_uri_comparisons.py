@@ -326,11 +326,20 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("store/base.py", "pending_for",
      "if isinstance(x, PendingItem) and x.owner == owner]"):
         "the store returns the rows the core keyed; the core chooses the owner's spelling",
-    ("store/fa.py", "load",
+    ("store/fa.py", "load_holders",
      "out.setdefault(fa, []).append(Holder(user, activated_at, expires_at))"):
         "rows grouped by the FA text the server saved (its configured spelling)",
-    ("store/fa.py", "load", "return {fa: tuple(hs) for fa, hs in out.items()}"):
+    ("store/fa.py", "load_holders", "return {fa: tuple(hs) for fa, hs in out.items()}"):
         "the same rows, handed back to FaServer, which matches them by equivalence",
+    ("runtime/fa_server.py", "__init__", "self._held: dict[str, tuple[str, ...]] = {"):
+        "metrics only: the FA server core's own spellings (its loaded records), never a peer's",
+    ("runtime/fa_server.py", "_perform",
+     "self.metrics.holders(h.fa, self._held.get(h.fa, ()), h.holders)"):
+        "metrics only: HoldersChanged carries the core's canonical FA and holder spellings",
+    ("runtime/fa_server.py", "_perform", "self._held[h.fa] = h.holders"):
+        "metrics only: the same core spellings, kept to count activations",
+    ("runtime/metrics.py", "holders", "self._holders[fa] = len(new)"):
+        "a gauge per FA of the core's own spelling (HoldersChanged); no peer text reaches it",
     ("store/pg_fa.py", "load", "return {fa: tuple(hs) for fa, hs in out.items()}"):
         "store/fa.py's rows in PostgreSQL, handed back to FaServer, which matches them by "
         "equivalence",
