@@ -175,12 +175,17 @@ class StreamConnection(asyncio.Protocol):
             self._deadline = loop.call_later(self.limits.handshake_timeout, self._too_slow)
 
     def _secured(self, done: asyncio.Future[None]) -> None:
+        if not self.handshaking:
+            return  # secured already by its first record (data_received)
         protocol, self._tls_protocol = self._tls_protocol, None
         if done.cancelled() or done.exception() is not None or protocol is None:
             if self._raw is not None:
                 self._raw.close()
             self.connection_lost(None)  # asyncio tells the app nothing of a failed handshake
             return
+        self._now_secure(protocol)
+
+    def _now_secure(self, protocol: sslproto.SSLProtocol) -> None:
         self.transport = protocol._app_transport  # what loop.start_tls returns
         self.handshaking = False
         self.sink.on_secured(self)
@@ -190,6 +195,12 @@ class StreamConnection(asyncio.Protocol):
                 self.limits.handshake_timeout, self._too_slow)
 
     def data_received(self, data: bytes) -> None:
+        if self.handshaking and self._tls_protocol is not None:
+            # TLS 1.3: a client's first record can come with its Finished, and the SSL
+            # protocol hands it to us before the handshake future's callback runs; the
+            # connection must already be the secured one, or its client certificate is lost
+            protocol, self._tls_protocol = self._tls_protocol, None
+            self._now_secure(protocol)
         if self._draining:
             return
         loop = asyncio.get_running_loop()
