@@ -501,6 +501,72 @@ async def test_tls_with_mutual_authentication(tmp_path: Path) -> None:
             await ep.close()
 
 
+def _finished_and_first_record_together(host: str, port: int, ctx: ssl.SSLContext,
+                                        data: bytes) -> bytes:
+    """A TLS client that sends its last handshake flight (TLS 1.3: Certificate, Verify,
+    Finished) and its first application record in one write, as a fast client's kernel may;
+    returns what the server answered up to the end of its header block."""
+    with socket.create_connection((host, port), timeout=5) as sock:
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(inc, out)
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if pending := out.read():
+                    sock.sendall(pending)
+                chunk = sock.recv(65536)
+                assert chunk, "the server closed during the handshake"
+                inc.write(chunk)
+        tls.write(data)
+        sock.sendall(out.read())  # the Finished and the SIP request in one segment
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, "the server closed without answering"
+            inc.write(chunk)
+            with contextlib.suppress(ssl.SSLWantReadError):
+                answer += tls.read(65536)
+        return answer
+
+
+@asynctest
+async def test_a_request_in_the_same_read_as_the_finished_keeps_its_certificate(
+        tmp_path: Path) -> None:
+    """TLS 1.3: the client's first SIP record can arrive with its Finished. asyncio's SSL
+    protocol then hands it over before the handshake future's callback runs; the request must
+    be answered over TLS and carry the verified client certificate (before: the certificate
+    read None, so a mutual-TLS peer got 403, and here no answer reached the client)."""
+    good = make_pki(tmp_path, "good")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(good["ca"]))
+    server_ctx.load_cert_chain(good["server"])
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    srv = SipEndpoint([Listen("tls", "127.0.0.1")], tls_server=server_ctx)
+    rec = Recorder()
+    srv.serve("MESSAGE", rec)
+    await srv.start()
+    client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(good["ca"]))
+    client_ctx.check_hostname = False
+    client_ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    client_ctx.load_cert_chain(good["client"])
+    host, port = srv.local_address("tls")
+    request = (f"MESSAGE sip:acms@{host}:{port};transport=tls SIP/2.0\r\n"
+               "Via: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK-finished-1\r\n"
+               "Max-Forwards: 70\r\nFrom: <sip:c@x>;tag=1\r\nTo: <sip:acms@x>\r\n"
+               "Call-ID: finished-1\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\n"
+               "Content-Length: 6\r\n\r\nsecret").encode()
+    try:
+        answer = await asyncio.to_thread(_finished_and_first_record_together, host, port,
+                                         client_ctx, request)
+        assert answer.startswith(b"SIP/2.0 200")
+        arrival = rec.calls[0].message.arrival
+        assert arrival is not None and arrival.transport == "tls"
+        assert arrival.certificate, "the verified client certificate was lost"
+    finally:
+        await srv.close()
+
+
 def _has_ipv6() -> bool:
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
