@@ -250,6 +250,16 @@ async def _user_configuration(
     return ex, policy
 
 
+async def _delivered(r: Runner, c: Checks, tid: str) -> AcmRequest | None:
+    """The request ``tid`` once the peer delivered it to our decider; None (unobservable)
+    when nothing reached it within the wait."""
+    await r.until(lambda: _delivery(r, tid) is not None, r.wait)
+    delivered = _delivery(r, tid)
+    if delivered is None:
+        c.unobservable("delivered to the decider", f"nothing reached {r.acmc_user}")
+    return delivered
+
+
 async def _decided_by_user(r: Runner, c: Checks, ex: Exchange, sent: Sent, result: str,
                            fa: str | None = None) -> AcmRequest | None:
     """Wait for the peer to deliver the request to our decider, then answer ``result``."""
@@ -572,10 +582,8 @@ async def _p_not_asked(r: Runner, c: Checks) -> None:
     ex, sent = await r.request(req, identity=r.psi)
     if not await _accepted(r, c, ex, sent):
         return
-    await r.until(lambda: _delivery(r, req.transaction_id) is not None, r.wait)
-    delivered = _delivery(r, req.transaction_id)
+    delivered = await _delivered(r, c, req.transaction_id)
     if delivered is None:
-        c.unobservable("delivered to the decider", f"nothing reached {r.acmc_user}")
         return
     refusal = Result(ResultCode.REJECTED_BY_USER, "conformance: not asked")
     for handler in (other, r.fx.decider):  # in its own name, and in the asked user's
@@ -932,8 +940,8 @@ async def _p_group_foreign(r: Runner, c: Checks) -> None:
         await r.until(lambda: ex.response is not None, r.wait)
     _negative_only(c, sent, ex, ResultCode.NOT_AUTHORISED)
     await r.idle(r.quiet)
-    c.expect("delivered to no partner user (verify fails, 10.17.7.2 step 4)",
-             not r.requests(req.transaction_id))
+    c.expect("delivered to no partner user (verify fails, 10.17.4: group not allowed for the "
+             "peer)", not r.requests(req.transaction_id))
 
 
 @script("group-wrong-answer", "partner")
@@ -944,10 +952,8 @@ async def _p_group_wrong(r: Runner, c: Checks) -> None:
     ex, sent = await r.request(req, identity=r.psi)
     if not await _accepted(r, c, ex, sent):
         return
-    await r.until(lambda: _delivery(r, req.transaction_id) is not None, r.wait)
-    delivered = _delivery(r, req.transaction_id)
+    delivered = await _delivered(r, c, req.transaction_id)
     if delivered is None:
-        c.unobservable("delivered to the decider", f"nothing reached {r.acmc_user}")
         return
     right = response_to(delivered, Party(r.fx.decider), Result(ResultCode.SUCCESS))
     await _refused_then_right(r, c, ex, right, r.fx.decider)
