@@ -100,7 +100,8 @@ def udp_rcvbuf_errors() -> int:
     return int(dict(zip(udp[0], udp[1], strict=True))["RcvbufErrors"])
 
 
-def _reaped_children_cpu() -> float:
+def reaped_children_cpu() -> float:
+    """CPU seconds of this process's children reaped so far (a finished sipp UAC)."""
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
 
@@ -144,12 +145,12 @@ def step_rates(target: tuple[str, int], target_pid: int, rates: Sequence[int], s
     for rate in rates:
         calls = max(1, int(rate * seconds))
         meter = CpuMeter(target_pid)
-        uac0, drops0 = _reaped_children_cpu(), udp_rcvbuf_errors()
+        uac0, drops0 = reaped_children_cpu(), udp_rcvbuf_errors()
         run = peers.run_sipp(scenario, target, workdir, calls=calls, rate=rate,
                              transport=transport, proxy=proxy, timeout=seconds * 4 + 30)
         cpu = meter.percent()
         # the sipp UAC is the only child reaped during the step
-        uac_cpu = _reaped_children_cpu() - uac0
+        uac_cpu = reaped_children_cpu() - uac0
         st = run.stats
         step = Step(offered=rate, achieved=round(st.rate, 1), successful=st.successful,
                     failed=st.failed, retransmissions=st.retransmissions,

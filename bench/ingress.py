@@ -37,6 +37,7 @@ from _common import (
     highest_clean,
     peers,  # tests/interop/peers.py
     percentile,
+    reaped_children_cpu,
     report,
     rss_bytes,
     step_rates,
@@ -145,6 +146,10 @@ class IngressStep:
     rcvbuf_drops: int
     sipp_rc: int
     calls: int
+    # % of one core: the two SIPp peers share the machine with our ACMS; which process was
+    # short of CPU when the ACMS sheds below full CPU is read from these
+    uac_cpu: float = 0.0
+    uas_cpu: float | None = None
 
     @property
     def clean(self) -> bool:
@@ -161,11 +166,12 @@ def _log_lines(path: Path) -> list[list[str]]:
 
 
 def _ingress_step(run: int, rate: int, seconds: float, acms: tuple[str, int], acms_pid: int,
-                  uas_log: Path, work: Path) -> IngressStep:
+                  uas_log: Path, work: Path, uas_pid: int | None = None) -> IngressStep:
     calls = max(1, int(rate * seconds))
     sent_log = work / f"uac-{run}.log"
     meter, drops0 = CpuMeter(acms_pid), udp_rcvbuf_errors()
-    cpu0 = cpu_seconds(meter.pids)
+    uas_meter = CpuMeter(uas_pid) if uas_pid is not None else None
+    cpu0, uac0 = cpu_seconds(meter.pids), reaped_children_cpu()
     sipp = peers.run_sipp(str(UAC), acms, work, calls=calls, rate=rate, keys={"run": str(run)},
                           timeout=seconds * 4 + 30,
                           extra=["-trace_logs", "-log_file", str(sent_log)])
@@ -180,6 +186,8 @@ def _ingress_step(run: int, rate: int, seconds: float, acms: tuple[str, int], ac
             break
         time.sleep(0.2)
     cpu, cpu_s = meter.percent(), cpu_seconds(meter.pids) - cpu0
+    uas_cpu = round(uas_meter.percent(), 1) if uas_meter is not None else None
+    uac_s = reaped_children_cpu() - uac0  # the sipp UAC is the only child reaped in the step
     sent = {f[1]: float(f[2]) + float(f[3]) / 1e6
             for f in _log_lines(sent_log) if len(f) == 4 and f[0] == "sent"}
     keys = [(f[0], f[1]) for f in got]
@@ -195,7 +203,9 @@ def _ingress_step(run: int, rate: int, seconds: float, acms: tuple[str, int], ac
         p50_ms=percentile(latencies, 0.5), p99_ms=percentile(latencies, 0.99),
         cpu=round(cpu, 1), cpu_us=round(1e6 * cpu_s / calls),
         rss_mib=round(rss_bytes(meter.pids) / 2**20, 1),
-        rcvbuf_drops=udp_rcvbuf_errors() - drops0, sipp_rc=sipp.rc, calls=calls)
+        rcvbuf_drops=udp_rcvbuf_errors() - drops0, sipp_rc=sipp.rc, calls=calls,
+        uac_cpu=round(100.0 * uac_s / sipp.stats.elapsed, 1) if sipp.stats.elapsed > 0 else 0.0,
+        uas_cpu=uas_cpu)
 
 
 def ingress(rates: Sequence[int], seconds: float, work: Path, synchronous: Sync,
@@ -207,11 +217,12 @@ def ingress(rates: Sequence[int], seconds: float, work: Path, synchronous: Sync,
                         ) as uas, our_acms(work, uas.port, synchronous, log_level) as (acms, pid):
         unclean = 0
         for run, rate in enumerate(rates, 1):
-            s = _ingress_step(run, rate, seconds, acms, pid, uas_log, work)
+            s = _ingress_step(run, rate, seconds, acms, pid, uas_log, work, uas.pid)
             print(f"  {rate:>6}/s offered: {s.achieved:>8.1f}/s failed={s.failed} "
                   f"retrans={s.retransmissions} answers={s.indications}+{s.responses}/"
                   f"{s.calls} ours-retrans={s.our_retransmissions} p50={s.p50_ms} ms "
-                  f"p99={s.p99_ms} ms cpu={s.cpu}% ({s.cpu_us} us/req) rss={s.rss_mib} MiB",
+                  f"p99={s.p99_ms} ms cpu={s.cpu}% ({s.cpu_us} us/req) rss={s.rss_mib} MiB "
+                  f"drops={s.rcvbuf_drops} sipp cpu uac/uas={s.uac_cpu}/{s.uas_cpu}%",
                   flush=True)
             steps.append(s)
             unclean = 0 if s.clean else unclean + 1
@@ -222,9 +233,11 @@ def ingress(rates: Sequence[int], seconds: float, work: Path, synchronous: Sync,
 
 def _table(title: str, steps: Sequence[IngressStep]) -> dict[str, Any]:
     columns = ["offered/s", "achieved/s", "failed", "retrans", "indications", "responses",
-               "our retrans", "p50 ms", "p99 ms", "CPU %", "CPU us/req", "RSS MiB", "clean"]
+               "our retrans", "p50 ms", "p99 ms", "CPU %", "CPU us/req", "RSS MiB",
+               "rcvbuf drops", "sipp UAC/UAS CPU %", "clean"]
     rows = [[s.offered, s.achieved, s.failed, s.retransmissions, s.indications, s.responses,
              s.our_retransmissions, s.p50_ms, s.p99_ms, s.cpu, s.cpu_us, s.rss_mib,
+             s.rcvbuf_drops, f"{s.uac_cpu}/{s.uas_cpu if s.uas_cpu is not None else '-'}",
              "yes" if s.clean else "no"] for s in steps]
     return {"title": title, "columns": columns, "rows": rows, "steps": [asdict(s) for s in steps]}
 
