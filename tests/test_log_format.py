@@ -3,10 +3,15 @@ order a record's attributes were set in, and each line has its own time."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+from collections.abc import Iterator
+from typing import Any, Literal
 
-from mcacm_sip.cli.logs import ConsoleFormatter, JsonFormatter
+import pytest
+
+from mcacm_sip.cli.logs import ConsoleFormatter, JsonFormatter, setup_logging
 
 
 def _record(created: float, **extra: object) -> logging.LogRecord:
@@ -45,3 +50,105 @@ def test_each_line_has_its_own_second() -> None:
 def test_field_values_are_escaped_in_the_console_line() -> None:
     line = ConsoleFormatter().format(_record(1_800_000_000.0, reason="a\nb\x1b[31m"))
     assert "\n" not in line and "\x1b" not in line and "reason=a" in line
+
+
+# ------------------------------------------------------------------ the INFO fast path
+
+_EXTRA = {"event": "acm.sent", "call_id": "c-1@h", "flow": "process-indication",
+          "transaction_id": "t-1", "peer": "sip:acms@primary.example", "status": 200,
+          "failure": None, "reason": "bad\nFAKE\x1b[2J"}
+
+
+@pytest.fixture()
+def installed() -> Iterator[tuple[io.StringIO, list[logging.LogRecord]]]:
+    """setup_logging's handler writing to a buffer, and every LogRecord built meanwhile."""
+    root = logging.getLogger()
+    saved = root.level, root.handlers[:], logging.getLogRecordFactory()
+    built: list[logging.LogRecord] = []
+
+    def counting(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = saved[2](*args, **kwargs)
+        built.append(record)
+        return record
+
+    logging.setLogRecordFactory(counting)
+    buffer = io.StringIO()
+    try:
+        yield buffer, built
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+        logging.setLogRecordFactory(saved[2])
+
+
+def _setup(fmt: Literal["console", "json"], buffer: io.StringIO) -> logging.Handler:
+    setup_logging(logging.INFO, fmt)
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(buffer)
+    return handler
+
+
+def _lines(buffer: io.StringIO) -> list[str]:
+    return buffer.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_an_info_line_without_a_record_is_the_line_of_the_record(
+        installed: tuple[io.StringIO, list[logging.LogRecord]],
+        fmt: Literal["console", "json"]) -> None:
+    buffer, built = installed
+    handler = _setup(fmt, buffer)
+    log = logging.getLogger(f"mcacm.test.fast.{fmt}")
+    log.info("%s %s to %s: %s", "process-indication", "t-1", "sip:x\x1b[31m", 200, extra=_EXTRA)
+    assert built == []  # the fast path: no LogRecord
+    log.addFilter(lambda record: True)  # a filter: Logger's own path, a record
+    log.info("%s %s to %s: %s", "process-indication", "t-1", "sip:x\x1b[31m", 200, extra=_EXTRA)
+    assert len(built) == 1
+    fast, slow = _lines(buffer)
+    assert handler.formatter is not None
+    assert slow == handler.formatter.format(built[0])
+    if fmt == "json":
+        first, second = json.loads(fast), json.loads(slow)
+        assert abs(first.pop("ts") - second.pop("ts")) < 60
+        assert first == second and "failure" not in first and first["reason"] == _EXTRA["reason"]
+    else:
+        assert fast[12:] == slow[12:]  # after the time
+        assert "\x1b" not in fast and "reason=bad\\nFAKE\\x1b[2J" in fast
+
+
+def test_another_handler_sees_every_record(
+        installed: tuple[io.StringIO, list[logging.LogRecord]],
+        caplog: pytest.LogCaptureFixture) -> None:
+    buffer, _ = installed
+    _setup("console", buffer)
+    logging.getLogger().addHandler(caplog.handler)
+    log = logging.getLogger("mcacm.test.fast.seen")
+    with caplog.at_level(logging.INFO):
+        log.info("seen %s", "here", extra={"event": "test.seen"})
+    assert [(r.getMessage(), r.event) for r in caplog.records] == [  # type: ignore[attr-defined]
+        ("seen here", "test.seen")]
+    assert _lines(buffer)[-1].endswith("mcacm.test.fast.seen: seen here")
+
+
+def test_what_a_record_refuses_or_reports_takes_the_record_path(
+        installed: tuple[io.StringIO, list[logging.LogRecord]],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    buffer, _ = installed
+    _setup("json", buffer)
+    log = logging.getLogger("mcacm.test.fast.refused")
+    with pytest.raises(KeyError, match="overwrite"):  # as makeRecord
+        log.info("x", extra={"name": "clash"})
+    log.info("%d items", "not a number")  # Logging's "--- Logging error ---" report
+    assert "Logging error" in capsys.readouterr().err
+    log.info("%(who)s said", {"who": "peer"})  # one mapping: its keys
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.info("failed", exc_info=True)
+    logs = [json.loads(line) for line in _lines(buffer)]
+    assert [d["msg"] for d in logs] == ["peer said", "failed"]
+    assert "ValueError: boom" in logs[1]["exc"]
+    logging.getLogger().setLevel(logging.WARNING)
+    log.info("not shown")
+    assert len(_lines(buffer)) == 2

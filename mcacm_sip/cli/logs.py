@@ -9,10 +9,12 @@ identifiers); ``-v`` (DEBUG) adds the SIP layer's parse diagnostics.
 from __future__ import annotations
 
 import json
+import json.encoder
 import logging
 import sys
 import time
 import traceback
+from collections.abc import Mapping
 from itertools import islice
 from typing import Any, Literal, Protocol, TextIO
 
@@ -21,6 +23,8 @@ from mcacm_sip.text import printable
 _INIT = tuple(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
 _STANDARD = frozenset(_INIT) | {"message", "asctime", "taskName"}
 _SKIP = len(_INIT)
+_RESERVED = frozenset(_INIT) | {"message", "asctime"}
+"""The extra= keys ``Logger.makeRecord`` refuses (KeyError): such a call takes its path."""
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -31,43 +35,77 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
             if v is not None and k not in _STANDARD}
 
 
-_JSON = json.JSONEncoder(default=str, ensure_ascii=False)  # one encoder, not one per record
+_JSON = json.JSONEncoder(default=str, ensure_ascii=False)
+# JSONEncoder.encode makes its C encoder anew for each document: made once here, with the
+# same settings (values it cannot encode as str(); no circular check, which would keep
+# state between documents: a log field is never a container holding itself)
+_MAKE = getattr(json.encoder, "c_make_encoder", None)
+_PARTS = None if _MAKE is None else _MAKE(None, str, json.encoder.encode_basestring, None,
+                                          ": ", ", ", False, False, True)
 
 
-class JsonFormatter(logging.Formatter):
+def _json(doc: dict[str, Any]) -> str:
+    return "".join(_PARTS(doc, 0)) if _PARTS is not None else _JSON.encode(doc)
+
+
+class _Lines(logging.Formatter):
+    """A formatter whose line is made from a record's parts (:meth:`line`), so that
+    :class:`_FastLogger` makes the same line without building a record."""
+
+    def line(self, name: str, levelname: str, created: float, msecs: float, message: str,
+             fields: Mapping[str, Any]) -> str:
+        """The line of a record; ``fields`` are its extra= fields, those set to None left
+        out."""
+        raise NotImplementedError
+
+
+class JsonFormatter(_Lines):
     def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "ts": round(record.created, 6), "level": record.levelname.lower(),
-            "logger": record.name, "msg": record.getMessage(), **_fields(record)}
+        fields = _fields(record)
         if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return _JSON.encode(doc)
+            fields["exc"] = self.formatException(record.exc_info)
+        return self.line(record.name, record.levelname, record.created, record.msecs,
+                         record.getMessage(), fields)
+
+    def line(self, name: str, levelname: str, created: float, msecs: float, message: str,
+             fields: Mapping[str, Any]) -> str:
+        # "ts": seconds to the microsecond, written once (fixed notation; round() and the
+        # float's repr each convert it again)
+        if "ts" in fields:  # a field of that name replaces it, as a key of one document does
+            return _json({"ts": round(created, 6), "level": levelname.lower(), "logger": name,
+                          "msg": message, **{k: v for k, v in fields.items() if v is not None}})
+        return f'{{"ts": {created:.6f}, ' + _json({
+            "level": levelname.lower(), "logger": name, "msg": message,
+            **{k: v for k, v in fields.items() if v is not None}})[1:]
 
 
-class ConsoleFormatter(logging.Formatter):
+class ConsoleFormatter(_Lines):
     def __init__(self) -> None:
         super().__init__()
         self._second = -1
         self._stamp = ""
 
     def format(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
-        if second != self._second:  # records share their second: its text is made once
-            self._second, self._stamp = second, time.strftime("%H:%M:%S", time.localtime(second))
-        stamp = self._stamp
-        message = record.getMessage()
-        # A console line shows each field once: those the message already says are left out.
-        # Messages and fields carry peer text (URIs, Warning texts, reasons): escaped, so a
-        # line of the log is one line and no escape sequence reaches the terminal (one escape
-        # over the joined fields: names, "=" and " " are printable ASCII, which it leaves).
-        extra = printable(" ".join([f"{k}={text}" for k, v in _fields(record).items()
-                                    if k != "event" and (text := str(v)) not in message]))
-        message = printable(message)
-        line = f"{stamp}.{int(record.msecs):03d} {record.levelname[0]} {record.name}: " \
-               f"{message}" + (f"  [{extra}]" if extra else "")
+        line = self.line(record.name, record.levelname, record.created, record.msecs,
+                         record.getMessage(), _fields(record))
         if record.exc_info:
             line += "\n" + _traceback(record.exc_info)
         return line
+
+    def line(self, name: str, levelname: str, created: float, msecs: float, message: str,
+             fields: Mapping[str, Any]) -> str:
+        second = int(created)
+        if second != self._second:  # records share their second: its text is made once
+            self._second, self._stamp = second, time.strftime("%H:%M:%S", time.localtime(second))
+        # A console line shows each field once: those the message already says are left out.
+        # Messages and fields carry peer text (URIs, Warning texts, reasons): escaped, so a
+        # line of the log is one line and no escape sequence reaches the terminal (one escape
+        # over the message and the joined fields: printable() maps each character alone, and
+        # names, "=", " " and the brackets are printable ASCII, which it leaves).
+        extra = " ".join([f"{k}={text}" for k, v in fields.items()
+                          if v is not None and k != "event" and (text := str(v)) not in message])
+        return f"{self._stamp}.{int(msecs):03d} {levelname[0]} {name}: " \
+            + printable(f"{message}  [{extra}]" if extra else message)
 
 
 _OURS = ("  File ", "Traceback ", "\nDuring handling", "\nThe above exception")
@@ -117,6 +155,67 @@ def keep_prompt_readable(asker: _Prompting) -> None:
     root.handlers[:] = [handler]
 
 
+_sink: logging.StreamHandler | None = None  # type: ignore[type-arg]
+"""The handler :func:`setup_logging` put on the root logger (None: not set up)."""
+
+
+class _FastLogger(logging.Logger):
+    """A Logger whose INFO records, when they would reach only the handler
+    :func:`setup_logging` installed, are written by it without a ``LogRecord`` (the
+    caller lookup, the record's two dozen attributes and the five calls from ``Logger._log``
+    to ``Handler.emit`` are most of a record's cost): the same line, from the same
+    formatter code, with the same fields.  Anything else -- another level, a filter, another
+    handler (pytest's, :class:`PromptKeepingHandler`), ``exc_info``, an extra= key a record
+    refuses, a message that does not format -- takes ``Logger``'s own path."""
+
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
+        try:  # isEnabledFor's cache (cleared by setLevel, logging.disable ...), without a call
+            if not self._cache[logging.INFO]:  # type: ignore[attr-defined]
+                return
+        except KeyError:
+            if not self.isEnabledFor(logging.INFO):
+                return
+        sink = _sink
+        extra = kwargs.get("extra")
+        if sink is None or len(kwargs) > (extra is not None) or not self._reaches_only(sink) \
+                or (extra is not None and not _RESERVED.isdisjoint(extra)) \
+                or (len(args) == 1 and isinstance(args[0], Mapping) and args[0]):
+            super().info(msg, *args, **kwargs)
+            return
+        formatter = sink.formatter
+        created = time.time()
+        try:
+            message = msg if isinstance(msg, str) else str(msg)
+            if args:
+                message = message % args
+            line = formatter.line(  # type: ignore[union-attr]
+                self.name, "INFO", created, int((created - int(created)) * 1000), message,
+                extra or {})
+        except Exception:  # a message that does not format: Logger's path reports it
+            super().info(msg, *args, **kwargs)
+            return
+        with sink.lock:  # type: ignore[union-attr]
+            stream = sink.stream
+            stream.write(line + sink.terminator)
+            stream.flush()
+
+    def _reaches_only(self, sink: logging.Handler) -> bool:
+        """True if a record of ours at INFO would be handled by ``sink`` alone, unfiltered
+        (``Logger.handle`` / ``callHandlers``), and ``sink`` formats with our formatter."""
+        if self.disabled or self.filters or sink.filters or sink.level > logging.INFO \
+                or not isinstance(sink.formatter, _Lines):
+            return False
+        logger: logging.Logger | None = self
+        while logger is not None:
+            handlers = logger.handlers
+            if handlers and (len(handlers) != 1 or handlers[0] is not sink):
+                return False
+            if handlers or not logger.propagate:
+                return handlers[0] is sink if handlers else False
+            logger = logger.parent
+        return False
+
+
 def setup_logging(level: int, fmt: Literal["console", "json"]) -> None:
     # Neither format shows where a call was made from: skip the caller lookup of every record
     # (the logging HOWTO's "Optimization" section: set logging._srcfile to None)
@@ -130,3 +229,11 @@ def setup_logging(level: int, fmt: Literal["console", "json"]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # INFO records that reach only this handler skip the LogRecord (_FastLogger): for the
+    # loggers made from now on, and for those the imports already made
+    global _sink
+    _sink = handler
+    logging.setLoggerClass(_FastLogger)
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if type(logger) is logging.Logger:
+            logger.__class__ = _FastLogger
