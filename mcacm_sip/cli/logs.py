@@ -102,8 +102,13 @@ class ConsoleFormatter(_Lines):
         # line of the log is one line and no escape sequence reaches the terminal (one escape
         # over the message and the joined fields: printable() maps each character alone, and
         # names, "=", " " and the brackets are printable ASCII, which it leaves).
-        extra = " ".join([f"{k}={text}" for k, v in fields.items()
-                          if v is not None and k != "event" and (text := str(v)) not in message])
+        shown = []
+        for k, v in fields.items():
+            if v is not None and k != "event":
+                text = v if type(v) is str else str(v)
+                if text not in message:
+                    shown.append(f"{k}={text}")
+        extra = " ".join(shown)
         return f"{self._stamp}.{int(msecs):03d} {levelname[0]} {name}: " \
             + printable(f"{message}  [{extra}]" if extra else message)
 
