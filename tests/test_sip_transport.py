@@ -369,6 +369,41 @@ async def test_handler_failures_and_async_handlers() -> None:
 
 
 @asynctest
+async def test_a_future_answer_is_sent_when_it_resolves_without_a_task() -> None:
+    # a handler may answer with a Future it resolves later (the ACMS does, once the
+    # request is stored): its result is the answer, its exception a 500
+    client = SipEndpoint([Listen("udp", "127.0.0.1")])
+    await client.start()
+    ep = SipEndpoint([Listen("udp", "127.0.0.1")])
+    loop = asyncio.get_running_loop()
+    waiting: list[asyncio.Future[Reply]] = []
+    both = asyncio.Event()
+
+    def later(req: IncomingRequest) -> asyncio.Future[Reply]:
+        answer: asyncio.Future[Reply] = loop.create_future()
+        waiting.append(answer)
+        if len(waiting) == 2:
+            both.set()
+        return answer
+
+    ep.serve("MESSAGE", later)
+    await ep.start()
+    try:
+        host, port = ep.local_address("udp")
+        sends = [asyncio.ensure_future(client.send(client.new_request(
+            "MESSAGE", f"sip:x@{host}:{port}", from_uri="sip:c@x", to_uri="sip:x@x")))
+            for _ in range(2)]
+        await asyncio.wait_for(both.wait(), 10)
+        assert len(ep._tasks) == 0  # no task per request
+        waiting[0].set_result(Reply(202))
+        waiting[1].set_exception(RuntimeError("boom"))
+        assert [(await s).status for s in sends] == [202, 500]
+    finally:
+        await ep.close()
+        await client.close()
+
+
+@asynctest
 async def test_unanswered_request_times_out_and_nothing_leaks() -> None:
     cli = SipEndpoint([Listen("udp", "127.0.0.1")], timers=Timers(t1=0.01, t2=0.04))
     await cli.start()

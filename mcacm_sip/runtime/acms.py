@@ -198,6 +198,10 @@ class AcmsNode(Node):
         self._stored: asyncio.Future[tuple[Commit, frozenset[str]]] | None = None
         """The pending commit: its outcome and the transactions found held by another
         worker (shared store), which the waiting requests of those transactions get 503 for."""
+        self._answers: list[tuple[asyncio.Future[Reply], Reply, str | None]] = []
+        """The requests waiting for the pending commit: (the endpoint's answer, the reply once
+        stored, the key of their transaction): answered when the commit settles, with no
+        task per request."""
         self._committer: asyncio.Task[None] | None = None
         """Shared store: the task committing batches one after the other."""
         self._store_down = False
@@ -317,7 +321,8 @@ class AcmsNode(Node):
 
     def _apply(self, actions: list[AcmsAction]) -> MessageVerdict | None:
         """Queue the store changes for this loop iteration's commit; the sends (and SIP
-        answers, see ``_on_message``) wait for it; returns the verdict."""
+        answers, see ``_on_message``) wait for it; returns the verdict.  The core's timer is
+        re-read once per commit (at most one loop iteration later), not once per event."""
         changes = store_changes(actions)
         now = asyncio.get_running_loop().time()
         for action in actions:
@@ -333,7 +338,7 @@ class AcmsNode(Node):
                 loop.call_soon(self._commit)  # after every callback ready in this iteration
         else:  # nothing waits to be stored
             self._start_sends(actions)
-        self._timer.rearm()
+            self._timer.rearm()
         return verdict_of(actions)
 
     def _commit(self) -> bool:
@@ -341,6 +346,7 @@ class AcmsNode(Node):
         store transaction; then the waiting answers and sends are released ("stored before
         acknowledged").  A failure stops the node; every waiting request gets 500.  A shared
         store commits in a task (:meth:`_commit_shared`)."""
+        self._timer.rearm()  # for every event since the last commit
         if self._local is None:
             if self.shared is not None and self._stored is not None and (
                     self._committer is None or self._committer.done()):
@@ -348,6 +354,7 @@ class AcmsNode(Node):
                     self._commit_shared(self.shared))
             return self._running
         stored, self._stored = self._stored, None
+        answers, self._answers = self._answers, []
         batch, self._batch = self._batch, []
         after, self._after = self._after, []
         if stored is None:
@@ -362,12 +369,23 @@ class AcmsNode(Node):
             except Exception as exc:
                 self._store_failed(exc)
                 ok = False
-        stored.set_result((Commit.STORED if ok else Commit.FAILED, frozenset()))
+        self._settle(stored, answers, Commit.STORED if ok else Commit.FAILED)
         if ok:
             # after the answers the commit released (their callbacks are queued first): a
             # request's 200 leaves before the process indication it caused (10.17.7.2 step 4)
             asyncio.get_running_loop().call_soon(self._start_sends, after)
         return ok
+
+    def _settle(self, stored: asyncio.Future[tuple[Commit, frozenset[str]]],
+                answers: list[tuple[asyncio.Future[Reply], Reply, str | None]],
+                outcome: Commit, held: frozenset[str] = frozenset()) -> None:
+        """Resolve a commit and, at once, the answers of the requests waiting for it: their
+        callbacks are queued before the sends the commit releases (a request's 200 leaves
+        first, 10.17.7.2 step 4)."""
+        stored.set_result((outcome, held))
+        for answer, reply, key in answers:
+            if not answer.done():  # (cancelled: its endpoint stopped)
+                answer.set_result(self._stored_reply(outcome, held, reply, key))
 
     def _store_failed(self, exc: Exception) -> None:
         log.critical("store failed, stopping: %s", exc, extra={"event": "store.failed"})
@@ -382,6 +400,7 @@ class AcmsNode(Node):
         (docs/decisions.md "A database that fails is not a crash")."""
         while self._stored is not None:
             stored, self._stored = self._stored, None
+            answers, self._answers = self._answers, []
             batch, self._batch = self._batch, []
             after, self._after = self._after, []
             try:
@@ -394,22 +413,22 @@ class AcmsNode(Node):
                 if self._stored is None:
                     self._stored = asyncio.get_running_loop().create_future()
                 self._set_store_down(True, str(exc))
-                stored.set_result((Commit.UNAVAILABLE, frozenset()))
+                self._settle(stored, answers, Commit.UNAVAILABLE)
                 if not self._running:
                     return
                 await asyncio.sleep(max(store.retry_delay, 0.05))
                 continue
             except Exception as exc:
                 self._store_failed(exc)
-                stored.set_result((Commit.FAILED, frozenset()))
+                self._settle(stored, answers, Commit.FAILED)
                 if self._stored is not None:
-                    self._stored.set_result((Commit.FAILED, frozenset()))
-                    self._stored = None
+                    self._settle(self._stored, self._answers, Commit.FAILED)
+                    self._stored, self._answers = None, []
                 return
             self._set_store_down(False)
             if held:
                 after = self._release(held, after)
-            stored.set_result((Commit.STORED, held))
+            self._settle(stored, answers, Commit.STORED, held)
             self._start_sends(after)
 
     def _release(self, held: frozenset[str], after: list[AcmsAction]) -> list[AcmsAction]:
@@ -605,12 +624,14 @@ class AcmsNode(Node):
                          "transaction_id": getattr(flow, "transaction_id", None)})
         if self._stored is None:
             return reply
-        return self._when_stored(self._stored, reply, key)
-
-    async def _when_stored(self, stored: asyncio.Future[tuple[Commit, frozenset[str]]],
-                           reply: Reply, key: str | None = None) -> Reply:
         # 23.280 10.17.7.2 step 4: the 200 leaves only once the request is stored
-        outcome, held = await stored
+        answer: asyncio.Future[Reply] = self._stored.get_loop().create_future()
+        self._answers.append((answer, reply, key))
+        return answer
+
+    def _stored_reply(self, outcome: Commit, held: frozenset[str], reply: Reply,
+                      key: str | None) -> Reply:
+        """The answer to a request once its commit settled."""
         if outcome is Commit.STORED and key in held:
             # held by another worker (opened there first, or taken over while this one
             # stalled): nothing of it was stored, so not ours to answer; the retry reaches

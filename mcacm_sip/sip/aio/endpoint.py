@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Literal
 
 from aiosipua.headers import SipUri, parse_uri
@@ -364,11 +364,26 @@ class SipEndpoint:
                 log.exception("handler for %s failed", req.method, extra=self._extra(req, source))
                 result = Reply(500)
             # A plain Reply is the common case: skip isawaitable's ABC checks for it.
-            if type(result) is not Reply and inspect.isawaitable(result):
-                self._spawn(self._await_reply(key, req, source, result))
-                return
+            if type(result) is not Reply:
+                if isinstance(result, asyncio.Future):  # answered from its callback: no task
+                    result.add_done_callback(partial(self._answered, key, req, source))
+                    return
+                if inspect.isawaitable(result):
+                    self._spawn(self._await_reply(key, req, source, result))
+                    return
             reply = result
         self._respond(key, req, source, reply)
+
+    def _answered(
+        self, key: ServerKey, req: Request, source: Peer, answer: asyncio.Future[Reply]
+    ) -> None:
+        if answer.cancelled() or self._closed:  # as a cancelled _await_reply: no answer
+            return
+        exc = answer.exception()
+        if exc is not None:
+            log.error("handler for %s failed", req.method, exc_info=exc,
+                      extra=self._extra(req, source))
+        self._respond(key, req, source, Reply(500) if exc is not None else answer.result())
 
     async def _await_reply(
         self, key: ServerKey, req: Request, source: Peer, pending: Awaitable[Reply]
