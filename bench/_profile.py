@@ -41,7 +41,7 @@ CATEGORIES: list[tuple[str, Callable[[str], bool]]] = [
     ("bench harness (the peer's 200s, fake wire)",
      lambda f: re.search(r"\b(ok_for|sendto|request|body) \(.*acms_hotpath", f) is not None),
     ("logging (records, formatting)",
-     lambda f: "logging/__init__" in f or "cli/logs.py" in f or "_log_sent" in f),
+     lambda f: "logging/__init__" in f or "cli/logs.py" in f),
     ("ids (uuid, secrets)",
      lambda f: "uuid.py" in f or "secrets.py" in f or "random.py" in f or "mcacm_sip/ids.py" in f),
     ("codec encode (flows out, store)",

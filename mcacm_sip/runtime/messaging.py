@@ -40,7 +40,10 @@ def verdict_reply(host: str, verdict: MessageVerdict | None) -> Reply:
             reply = replace(reply, headers=(*reply.headers,
                                             ("Retry-After", str(verdict.retry_after))))
         return reply
-    return Reply(200 if verdict is not None else 500)
+    return _ACCEPTED if verdict is not None else _NO_VERDICT
+
+
+_ACCEPTED, _NO_VERDICT = Reply(200), Reply(500)  # frozen: one of each, not one per request
 
 
 def warning_text(value: str | None) -> str | None:
@@ -105,6 +108,9 @@ async def send_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str
     return _sent(flow, to, uri, request.call_id, final, None)
 
 
+_DELIVERED = Sent(True)  # frozen: one for every 2xx, not one per send
+
+
 def start_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str, to: str,
                   identity: str, flow: AcmFlow, done: Callable[[Sent], object],
                   route: Sequence[str] = (), procedure: str | None = None,
@@ -151,29 +157,29 @@ def _message(endpoint: SipEndpoint, settings: SipSettings, uri: str, to: str, id
 
 def _sent(flow: AcmFlow, to: str, uri: str, call_id: str, final: FinalResponse | None,
           exc: BaseException | None) -> Sent:
-    """The outcome of one MESSAGE out, logged once (``acm.sent``)."""
-    tid = flow.transaction_id
+    """The outcome of one MESSAGE out, logged once (``acm.sent``; nothing is built for the
+    line when INFO is off)."""
+    status: int | None
+    outcome: object
     if isinstance(exc, SipTimeout):
-        _log_sent(flow, tid, to, uri, call_id, None, "no answer", Failure.TIMEOUT)
-        return Sent(False, "no answer", failure=Failure.TIMEOUT)
-    if exc is not None or final is None:
-        _log_sent(flow, tid, to, uri, call_id, None, exc, Failure.TRANSPORT)
-        return Sent(False, f"transport error: {exc}", failure=Failure.TRANSPORT)
-    status = final.status
-    _log_sent(flow, tid, to, uri, call_id, status, status)
-    if 200 <= status < 300:
-        return Sent(True)
-    message = final.message
-    warning = warning_text(message.header("warning"))
-    return Sent(False, f"{status} {warning or message.reason}", status, warning,
-                parse_retry_after(message.header("retry-after")), Failure.REFUSED)
-
-
-def _log_sent(flow: AcmFlow, tid: str, to: str, uri: str, call_id: str, status: int | None,
-              outcome: object, failure: Failure | None = None) -> None:
-    """One ``acm.sent`` line per MESSAGE out; nothing is built when INFO is off (hot path)."""
+        sent = Sent(False, "no answer", failure=Failure.TIMEOUT)
+        status, outcome = None, "no answer"
+    elif exc is not None or final is None:
+        sent = Sent(False, f"transport error: {exc}", failure=Failure.TRANSPORT)
+        status, outcome = None, exc
+    else:
+        status = outcome = final.status
+        if 200 <= status < 300:
+            sent = _DELIVERED
+        else:
+            message = final.message
+            warning = warning_text(message.header("warning"))
+            sent = Sent(False, f"{status} {warning or message.reason}", status, warning,
+                        parse_retry_after(message.header("retry-after")), Failure.REFUSED)
     if log.isEnabledFor(logging.INFO):
+        tid = flow.transaction_id
         log.info("%s %s to %s: %s", flow.FLOW, tid, to, outcome, extra={
             "event": "acm.sent", "call_id": call_id, "flow": flow.FLOW,
             "transaction_id": tid, "peer": uri, "status": status,
-            "failure": failure})
+            "failure": sent.failure})
+    return sent
