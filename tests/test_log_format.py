@@ -152,3 +152,18 @@ def test_what_a_record_refuses_or_reports_takes_the_record_path(
     logging.getLogger().setLevel(logging.WARNING)
     log.info("not shown")
     assert len(_lines(buffer)) == 2
+
+
+class _Broken(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError("disk full")
+
+
+def test_a_stream_that_fails_is_reported_not_raised(
+        installed: tuple[io.StringIO, list[logging.LogRecord]],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # as Handler.handleError: the caller goes on, the failure is said on stderr
+    _setup("console", _Broken())
+    logging.getLogger("mcacm.test.fast.broken").info("lost %s", "line",
+                                                     extra={"event": "test.lost"})
+    assert "OSError: disk full" in capsys.readouterr().err

@@ -199,10 +199,15 @@ class _FastLogger(logging.Logger):
         except Exception:  # a message that does not format: Logger's path reports it
             super().info(msg, *args, **kwargs)
             return
-        with sink.lock:  # type: ignore[union-attr]
-            stream = sink.stream
-            stream.write(line + sink.terminator)
-            stream.flush()
+        try:
+            with sink.lock:  # type: ignore[union-attr]
+                stream = sink.stream
+                stream.write(line + sink.terminator)
+                stream.flush()
+        except RecursionError:  # as StreamHandler.emit
+            raise
+        except Exception:  # a stream that fails: Logger's path reports it (handleError)
+            super().info(msg, *args, **kwargs)
 
     def _reaches_only(self, sink: logging.Handler) -> bool:
         """True if a record of ours at INFO would be handled by ``sink`` alone, unfiltered
