@@ -559,7 +559,10 @@ class AcmsNode(Node):
             return message_reply(self.host, 503, "stopping")
         if self._store_down:  # nothing can be stored: nothing is accepted (RFC 3261 21.5.4)
             return self._unavailable_reply
-        if self._opens_transaction(event) and self._overloaded():
+        # (the backlog is at most the sends in flight: under the limit and not shedding,
+        # nothing is refused and nothing flips, so neither is looked at)
+        if (self._shedding or self.core.sends_in_flight >= self.config.limits.max_in_flight) \
+                and self._opens_transaction(event) and self._overloaded():
             if self.metrics is not None:
                 self.metrics.shed.labels("overload").inc()
             return self._busy_reply
