@@ -53,7 +53,6 @@ from mcacm_sip.core.events import (
     Failure,
     FlowFromAcmc,
     FlowFromPeer,
-    MessageVerdict,
     ReleaseRecords,
     SendFlow,
     StoreChange,
@@ -319,10 +318,10 @@ class AcmsNode(Node):
         if self._running:
             self._apply(self.core.handle(event))
 
-    def _apply(self, actions: list[AcmsAction]) -> MessageVerdict | None:
+    def _apply(self, actions: list[AcmsAction]) -> None:
         """Queue the store changes for this loop iteration's commit; the sends (and SIP
-        answers, see ``_on_message``) wait for it; returns the verdict.  The core's timer is
-        re-read once per commit (at most one loop iteration later), not once per event."""
+        answers, see ``_on_message``) wait for it.  The core's timer is re-read once per
+        commit (at most one loop iteration later), not once per event."""
         changes = store_changes(actions)
         now = asyncio.get_running_loop().time()
         for action in actions:
@@ -339,7 +338,6 @@ class AcmsNode(Node):
         else:  # nothing waits to be stored
             self._start_sends(actions)
             self._timer.rearm()
-        return verdict_of(actions)
 
     def _commit(self) -> bool:
         """Group commit: the changes of every event since the last commit, in order, in ONE
@@ -616,7 +614,9 @@ class AcmsNode(Node):
     def _handled(self, req: Request, flow: AcmFlow, sender: str, event: AcmsEvent,
                  key: str | None) -> Reply | Awaitable[Reply]:
         """The core's answer to ``event``; a 200 only once what it changed is stored."""
-        reply = verdict_reply(self.host, self._apply(self.core.handle(event)))
+        actions = self.core.handle(event)
+        self._apply(actions)
+        reply = verdict_reply(self.host, verdict_of(actions))  # (only a MESSAGE has one)
         if reply.status == 503 and self.metrics is not None:  # a quota (core/quota.py)
             self.metrics.shed.labels("quota").inc()
         if log.isEnabledFor(logging.INFO):  # nothing built when INFO is off (hot path)
