@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from collections.abc import Callable, Collection
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ __all__ = [
     "check_content_type",
     "decode",
     "document",
+    "document_text",
     "encode",
     "from_element",
     "profile_element",
@@ -451,8 +453,13 @@ def _template(spec: _Struct, root: str) -> Callable[[Any], str]:
     element.  Only constant element names and the rows' attribute names go into the code."""
     start = '<' + root + ' xmlns="' + ACM_NS + '">'
     code = ["def write(v):", "    o = [" + repr(start) + "]", "    a = o.append"]
-    env: dict[str, Any] = {"esc": _escape, "prof": _checked_profile}
+    # esc(x) inlined: _escape's test and translation without a call per value
+    env: dict[str, Any] = {"needs": _NEEDS_ESCAPE, "table": _ESCAPES,
+                           "prof": _checked_profile}
     names = itertools.count()
+
+    def esc(x: str) -> str:
+        return "(" + x + ".translate(table) if needs(" + x + ") else " + x + ")"
 
     def fields(struct: _Struct, var: str, pad: str) -> None:
         for row in struct.rows:
@@ -470,14 +477,14 @@ def _template(spec: _Struct, root: str) -> Callable[[Any], str]:
         kind, n = row.kind, row.local
         open_, close = repr("<" + n + ">"), repr("</" + n + ">")
         if isinstance(kind, _FreeText | _Token):
-            code.append(pad + "a(" + open_ + " + esc(" + x + ") + " + close + ")")
+            code.append(pad + "a(" + open_ + " + " + esc(x) + " + " + close + ")")
         elif isinstance(kind, _Flag):
             code.append(pad + "if " + x + ": a(" + repr("<" + n + ">true</" + n + ">") + ")")
         elif isinstance(kind, _DateTime):
             code.append(pad + "a(" + open_ + " + " + x + ".isoformat() + " + close + ")")
         elif isinstance(kind, _Identity):
-            code.append(pad + "a(" + repr("<" + n + ' type="Normal"><uri>') + " + esc(" + x
-                        + ") + " + repr("</uri></" + n + ">") + ")")
+            code.append(pad + "a(" + repr("<" + n + ' type="Normal"><uri>') + " + " + esc(x)
+                        + " + " + repr("</uri></" + n + ">") + ")")
         elif isinstance(kind, _Profile):
             code.append(pad + "a(" + open_ + " + prof(" + x + ") + " + close + ")")
         elif isinstance(kind, _Struct):
@@ -505,6 +512,7 @@ def _template(spec: _Struct, root: str) -> Callable[[Any], str]:
 # state change; the last flows encoded are remembered by identity (an entry holds its flow, so
 # the id cannot be reused while it is there) -- validated once, never re-validated.
 _Documents = dict[int, tuple[model.AcmFlow, bytes]]
+_Texts = dict[int, tuple[model.AcmFlow, str]]
 _ENCODED: _Documents = {}
 _ENCODED_MAX = 4096
 # The last flows decode() returned, with the documents they came from (validated on receipt):
@@ -513,16 +521,24 @@ _ENCODED_MAX = 4096
 # (4096 + 1024) x 16 KiB.
 _RECEIVED: _Documents = {}
 _RECEIVED_MAX = 1024
+# The text of the last documents the store asked for (:func:`document_text`): a transaction
+# row holds three flows and is rewritten at each state change, a send row holds one of them.
+_TEXTS: _Texts = {}
+_TEXTS_MAX = 1024
 _CACHED_MAX_BYTES = 16 * 1024
 
 
-def _recall(cache: _Documents, flow: model.AcmFlow) -> bytes | None:
+_D = TypeVar("_D", bytes, str)
+
+
+def _recall(cache: dict[int, tuple[model.AcmFlow, _D]], flow: model.AcmFlow) -> _D | None:
     hit = cache.get(id(flow))
     return hit[1] if hit is not None and hit[0] is flow else None
 
 
-def _remember(cache: _Documents, limit: int, flow: model.AcmFlow, data: bytes) -> None:
-    if len(data) > _CACHED_MAX_BYTES:  # the one place both caches' size cap is applied
+def _remember(cache: dict[int, tuple[model.AcmFlow, _D]], limit: int, flow: model.AcmFlow,
+              data: _D) -> None:
+    if len(data) > _CACHED_MAX_BYTES:  # the one place the caches' size cap is applied
         return
     if len(cache) >= limit:
         del cache[next(iter(cache))]  # the oldest
@@ -550,6 +566,16 @@ def document(flow: model.AcmFlow) -> bytes:
     Decoding either gives ``flow`` back."""
     data = _recall(_RECEIVED, flow)
     return encode(flow) if data is None else data
+
+
+def document_text(flow: model.AcmFlow) -> str:
+    """:func:`document` as text (what a store's text column holds), decoded once per flow."""
+    hit = _TEXTS.get(id(flow))
+    if hit is not None and hit[0] is flow:
+        return hit[1]
+    text = document(flow).decode("utf-8")
+    _remember(_TEXTS, _TEXTS_MAX, flow, text)
+    return text
 
 
 def _encode(flow: model.AcmFlow, pretty: bool) -> bytes:
@@ -587,9 +613,12 @@ def _check_own(root: etree._Element, flow: model.AcmFlow) -> None:
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
 
 
+_NEEDS_ESCAPE = re.compile("[&<>\r]").search
+
+
 def _escape(value: str) -> str:
     """Character data as lxml writes it (a CR as a reference, so it survives parsing)."""
-    return value.translate(_ESCAPES) if any(c in value for c in "&<>\r") else value
+    return value.translate(_ESCAPES) if _NEEDS_ESCAPE(value) else value
 
 
 def to_element(flow: model.AcmFlow) -> etree._Element:

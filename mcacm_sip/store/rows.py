@@ -81,9 +81,9 @@ _F = TypeVar("_F")
 
 def _xml(flow: AcmFlow | None) -> str | None:
     # a received flow is kept as the document that arrived, ours as encoded (codec.document);
-    # codec.encode remembers the flows it encoded last: a transaction row rewritten at every
-    # state change, and a flow stored then sent, are encoded (and schema-checked) once
-    return None if flow is None else codec.document(flow).decode("utf-8")
+    # the codec remembers the last flows' texts: a transaction row rewritten at every state
+    # change, and a flow stored then sent, are encoded (and schema-checked) and decoded once
+    return None if flow is None else codec.document_text(flow)
 
 
 def _flow(text: str | None, kind: type[_F] | tuple[type[Any], ...]) -> Any:
@@ -113,7 +113,8 @@ def row_of(record: Record) -> tuple[Any, ...]:
         case Outgoing():
             return (record.key, record.purpose.value, record.hop.value, record.to,
                     _xml(record.flow), record.tx_key, record.attempts, record.next_at,
-                    record.give_up_at, json.dumps(list(record.carries)))
+                    record.give_up_at,
+                    json.dumps(list(record.carries)) if record.carries else "[]")
         case Mapping():
             return (record.key, record.side.value, record.peer, record.primary_id,
                     record.partner_id, record.profile.xml if record.profile else None,
