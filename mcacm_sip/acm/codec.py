@@ -18,7 +18,7 @@ import copy
 import dataclasses
 import itertools
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +49,7 @@ __all__ = [
     "document",
     "document_text",
     "encode",
+    "encode_all",
     "from_element",
     "profile_element",
     "profile_from_xml",
@@ -68,6 +69,7 @@ USER_PROFILE_ROOT = "mcptt-user-profile"
 
 SCHEMA_FILE = "acm.xsd"
 _XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+_XML_DECLARATION_TEXT = _XML_DECLARATION.decode("ascii")
 _PROFILE_ROOT_TAG = f"{{{USER_PROFILE_NS}}}{USER_PROFILE_ROOT}"
 
 
@@ -628,6 +630,69 @@ def encode(flow: model.AcmFlow, *, pretty: bool = False) -> bytes:
         data = _encode(flow, pretty)
         _remember(_ENCODED, _ENCODED_MAX, flow, data)
     return data
+
+
+def encode_all(flows: Iterable[model.AcmFlow | None]) -> None:
+    """Encode the flows not encoded (nor received) yet, so that :func:`encode` and
+    :func:`document` find them: a group commit's new flows are written and then checked
+    together, in one parse and one schema validation (strict on send: each document is
+    validated as a root, inside the internal wrapper of :func:`_batch_schema`).  If the
+    batch fails, nothing is remembered and :func:`encode` checks each flow alone (naming the
+    bad one, as before)."""
+    todo: dict[int, model.AcmFlow] = {}
+    encoded, received = _ENCODED.get, _RECEIVED.get  # _recall inlined: a lookup per flow
+    for flow in flows:
+        key = id(flow)
+        if flow is None or key in todo:
+            continue
+        hit = encoded(key)
+        if hit is not None and hit[0] is flow:
+            continue
+        hit = received(key)
+        if hit is None or hit[0] is not flow:  # (a received flow keeps its own document)
+            todo[key] = flow
+    if len(todo) < 2:
+        return  # nothing to share
+    batch: list[tuple[model.AcmFlow, str, bytes]] = []
+    try:
+        for flow in todo.values():
+            text = _TEMPLATES[type(flow)](flow)
+            data = text.encode("utf-8")
+            if len(data) + len(_XML_DECLARATION) <= _CACHED_MAX_BYTES:  # else not remembered
+                batch.append((flow, text, data))
+        if len(batch) < 2:
+            return
+        root = etree.fromstring(_BATCH_START + b"".join(d for _, _, d in batch) + _BATCH_END,
+                                _OWN_PARSER)
+    except (KeyError, UnicodeEncodeError, etree.XMLSyntaxError, AcmError):
+        return  # encode() gives each flow's own answer
+    if not _batch_schema().validate(root):
+        return
+    for flow, text, data in batch:  # the bytes for the wire, the text for the store
+        _remember(_ENCODED, _ENCODED_MAX, flow, _XML_DECLARATION + data)
+        _remember(_TEXTS, _TEXTS_MAX, flow, _XML_DECLARATION_TEXT + text)
+
+
+_BATCH = "_batch"
+_BATCH_START = f'<{_BATCH} xmlns="{ACM_NS}">'.encode()
+_BATCH_END = f"</{_BATCH}>".encode()
+
+
+@lru_cache(maxsize=1)
+def _batch_schema() -> etree.XMLSchema:
+    """The bundled schema plus one internal element, never sent: ``_batch``, any number of
+    flow documents, each a reference to the flow's global element, so each is validated
+    exactly as the root it is when sent (its identity constraints included).  A declaration
+    more can only make lax content stricter, never looser: what this schema accepts in a
+    ``_batch``, the bundled one accepts as a document."""
+    xs = "{http://www.w3.org/2001/XMLSchema}"
+    source = etree.fromstring(schema_source())
+    element = etree.SubElement(source, xs + "element", name=_BATCH)
+    choice = etree.SubElement(etree.SubElement(element, xs + "complexType"), xs + "choice",
+                              minOccurs="0", maxOccurs="unbounded")
+    for cls in model.FLOW_TYPES:
+        etree.SubElement(choice, xs + "element", ref="acm:" + cls.FLOW)
+    return etree.XMLSchema(source)
 
 
 def document(flow: model.AcmFlow) -> bytes:

@@ -157,6 +157,16 @@ def last_changes(changes: Sequence[StoreChange]
         kind = change.record.KIND if isinstance(change, Put) else change.kind
         key = change.record.key if isinstance(change, Put) else change.key
         last[(kind, key)] = change
+    # our new flows (the transactions' and the sends'), checked together (codec.encode_all)
+    flows: list[AcmFlow | None] = []
+    for change in last.values():
+        if isinstance(change, Put):
+            record = change.record
+            if isinstance(record, Transaction):
+                flows += (record.request, record.indication, record.response)
+            elif isinstance(record, Outgoing | PendingItem):
+                flows.append(record.flow)
+    codec.encode_all(flows)
     puts: dict[str, list[tuple[Any, ...]]] = {}
     removes: dict[str, list[str]] = {}
     for change in last.values():
