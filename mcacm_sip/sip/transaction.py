@@ -104,8 +104,15 @@ class State(Enum):
     COMPLETED = "completed"
 
 
+# A timer entry: (when, seq, transaction, kind). A transaction holds the entries of its
+# armed timers; an entry it no longer holds (re-armed, stopped, transaction ended) is stale
+# and dropped when it reaches the head of its queue.
+_Entry = tuple[float, int, "_ClientTxn | _ServerTxn", int]
+_E, _END = 0, 1  # timer kinds
+
+
 class _ClientTxn:
-    __slots__ = ("data", "dest", "e_when", "end_when", "interval", "key", "state")
+    __slots__ = ("data", "dest", "e_entry", "end_entry", "interval", "key", "state")
 
     def __init__(self, key: ClientKey, data: bytes, dest: Peer) -> None:
         self.key = key
@@ -113,12 +120,13 @@ class _ClientTxn:
         self.dest = dest
         self.state = State.TRYING
         self.interval = 0.0
-        self.e_when: float | None = None  # Timer E
-        self.end_when = 0.0  # Timer F while Trying/Proceeding, Timer K once Completed
+        self.e_entry: _Entry | None = None  # Timer E
+        self.end_entry: _Entry | None = None  # Timer F in Trying/Proceeding, K in Completed
 
 
 class _ServerTxn:
-    __slots__ = ("dest", "end_when", "key", "request", "response", "state", "status")
+    __slots__ = ("dest", "e_entry", "end_entry", "key", "request", "response", "state",
+                 "status")
 
     def __init__(self, key: ServerKey, request: Request | None, dest: Peer) -> None:
         self.key = key
@@ -127,11 +135,8 @@ class _ServerTxn:
         self.state = State.TRYING
         self.response: bytes | None = None  # last response sent, re-sent on retransmission
         self.status = 0
-        self.end_when = 0.0  # app deadline while Trying/Proceeding, Timer J once Completed
-
-
-_E, _END = 0, 1  # timer kinds
-_Entry = tuple[float, int, "_ClientTxn | _ServerTxn", int]  # (when, seq, transaction, kind)
+        self.e_entry: _Entry | None = None  # never armed: Timer E is a client timer
+        self.end_entry: _Entry | None = None  # app deadline in Trying/Proceeding, J in Completed
 
 
 def server_key(req: Request) -> ServerKey:
@@ -177,6 +182,11 @@ class TransactionLayer:
         self._heap: list[_Entry] = []
         self._fifo: dict[float, deque[_Entry]] = {}
         self._seq = count()
+        # The earliest live deadline, kept while known (``_known``): arming can only bring it
+        # forward; a timer stopped at exactly that deadline makes it unknown until the next
+        # get_timer walks the queues. So get_timer costs a walk only when the head went stale.
+        self._earliest: float | None = None
+        self._known = True
         self._methods: set[str] = set()  # methods seen, for matching a CANCEL (capped)
 
     # -- introspection -------------------------------------------------------------------
@@ -192,7 +202,15 @@ class TransactionLayer:
     def _arm(
         self, when: float, txn: _ClientTxn | _ServerTxn, kind: int, duration: float | None = None
     ) -> None:
+        """Arm ``txn``'s timer ``kind`` at ``when``, replacing the one it had armed."""
+        self._stop(txn, kind)
         entry = (when, next(self._seq), txn, kind)
+        if kind == _E:
+            txn.e_entry = entry
+        else:
+            txn.end_entry = entry
+        if self._known and (self._earliest is None or when < self._earliest):
+            self._earliest = when
         if duration is not None:
             fifo = self._fifo.get(duration)
             if fifo is None:
@@ -202,40 +220,61 @@ class TransactionLayer:
                 return
         heapq.heappush(self._heap, entry)
 
+    def _stop(self, txn: _ClientTxn | _ServerTxn, kind: int) -> None:
+        """Stop ``txn``'s timer ``kind``: its entry goes stale."""
+        entry = txn.e_entry if kind == _E else txn.end_entry
+        if entry is None:
+            return
+        if kind == _E:
+            txn.e_entry = None
+        else:
+            txn.end_entry = None
+        if entry[0] == self._earliest:
+            self._known = False
+
+    def _end(self, txn: _ClientTxn | _ServerTxn) -> None:
+        """``txn`` is over: every timer it armed goes stale."""
+        self._stop(txn, _E)
+        self._stop(txn, _END)
+
     def _disarm_last(self, txn: _ServerTxn, duration: float) -> None:
         """Drop the application deadline just armed for ``txn`` if it is still the newest one
         (a handler that answers at once): it would only wait 30 s in the queue to be skipped."""
         fifo = self._fifo.get(duration)
-        if fifo and fifo[-1][2] is txn:
+        if fifo and fifo[-1] is txn.end_entry:
             fifo.pop()
-
-    def _live(self, entry: _Entry) -> bool:
-        when, _, txn, kind = entry
-        if isinstance(txn, _ClientTxn):
-            if self._client.get(txn.key) is not txn:
-                return False
-            return txn.e_when == when if kind == _E else txn.end_when == when
-        return self._server.get(txn.key) is txn and txn.end_when == when
+            self._stop(txn, _END)
 
     def _next(self) -> tuple[_Entry | None, deque[_Entry] | None]:
         """The earliest live timer and its queue (None: the heap); stale heads are dropped."""
-        heap, live = self._heap, self._live
-        while heap and not live(heap[0]):
+        heap = self._heap
+        while heap:
+            head = heap[0]
+            txn = head[2]
+            if (txn.e_entry if head[3] == _E else txn.end_entry) is head:
+                break
             heapq.heappop(heap)
         best = heap[0] if heap else None
         queue = None
         for fifo in self._fifo.values():
-            while fifo and not live(fifo[0]):
+            while fifo:
+                head = fifo[0]
+                txn = head[2]
+                if (txn.e_entry if head[3] == _E else txn.end_entry) is head:
+                    # (when, seq) decide: seq is unique, so the comparison never reaches txn
+                    if best is None or head < best:
+                        best, queue = head, fifo
+                    break
                 fifo.popleft()
-            # (when, seq) decide: seq is unique, so the comparison never reaches the txn
-            if fifo and (best is None or fifo[0] < best):
-                best, queue = fifo[0], fifo
+        self._earliest = None if best is None else best[0]
+        self._known = True
         return best, queue
 
     def get_timer(self) -> float | None:
         """The next deadline at which :meth:`handle_timer` has work, or None."""
-        best = self._next()[0]
-        return None if best is None else best[0]
+        if not self._known:
+            self._next()
+        return self._earliest
 
     def handle_timer(self, now: float) -> list[Action]:
         """Fire every timer due at ``now``, in deadline order."""
@@ -249,6 +288,7 @@ class TransactionLayer:
                 heapq.heappop(self._heap)
             else:
                 fifo.popleft()
+            self._stop(txn, kind)  # fired: no longer armed
             if isinstance(txn, _ClientTxn):
                 self._client_timer(txn, kind, when, actions)
             else:
@@ -261,9 +301,9 @@ class TransactionLayer:
             # RFC 3261 17.1.2.2: retransmit; Trying doubles up to T2, Proceeding stays at T2.
             actions.append(Send(txn.data, txn.dest))
             txn.interval = t.t2 if txn.state is State.PROCEEDING else min(2 * txn.interval, t.t2)
-            txn.e_when = when + txn.interval
-            self._arm(txn.e_when, txn, _E)
+            self._arm(when + txn.interval, txn, _E)
             return
+        self._end(txn)
         del self._client[txn.key]
         if txn.state is not State.COMPLETED:  # Timer F: transaction timeout
             actions.append(ClientTimeout(txn.key))
@@ -290,10 +330,8 @@ class TransactionLayer:
         t = self.timers
         if not dest.reliable:  # RFC 3261 17.1.2.2: Timer E only on unreliable transports
             txn.interval = t.t1
-            txn.e_when = now + t.t1
-            self._arm(txn.e_when, txn, _E)
-        txn.end_when = now + 64 * t.t1  # Timer F
-        self._arm(txn.end_when, txn, _END, 64 * t.t1)
+            self._arm(now + t.t1, txn, _E, t.t1)
+        self._arm(now + 64 * t.t1, txn, _END, 64 * t.t1)  # Timer F
         return [Send(data, dest)]
 
     def receive_response(self, resp: Response, source: Peer, now: float) -> list[Action]:
@@ -306,17 +344,19 @@ class TransactionLayer:
                 txn.state = State.PROCEEDING
             return []
         txn.state = State.COMPLETED
-        txn.e_when = None
         if source.reliable or txn.dest.reliable:
+            self._end(txn)
             del self._client[txn.key]  # Timer K = 0 on reliable transports
         else:
-            txn.end_when = now + self.timers.t4  # Timer K
-            self._arm(txn.end_when, txn, _END, self.timers.t4)
+            self._stop(txn, _E)
+            self._arm(now + self.timers.t4, txn, _END, self.timers.t4)  # Timer K
         return [DeliverResponse(txn.key, resp, source)]
 
     def cancel_client(self, key: ClientKey) -> None:
         """The caller gave up waiting: stop retransmitting and forget the transaction."""
-        self._client.pop(key, None)
+        txn = self._client.pop(key, None)
+        if txn is not None:
+            self._end(txn)
 
     # -- server transactions (RFC 3261 17.2.2) -------------------------------------------
     def receive_request(self, req: Request, source: Peer, now: float) -> list[Action]:
@@ -335,8 +375,7 @@ class TransactionLayer:
         self._server[key] = txn
         if len(self._methods) < 32:
             self._methods.add(req.method)
-        txn.end_when = now + self.timers.app
-        self._arm(txn.end_when, txn, _END, self.timers.app)
+        self._arm(now + self.timers.app, txn, _END, self.timers.app)
         return [DeliverRequest(key, req, source)]
 
     def _cancel(self, req: Request, key: ServerKey, dest: Peer, now: float) -> list[Action]:
@@ -368,10 +407,10 @@ class TransactionLayer:
         txn.status = status
         txn.request = None
         if txn.dest.reliable:
+            self._end(txn)
             del self._server[txn.key]  # Timer J = 0 on reliable transports
         else:
-            txn.end_when = now + 64 * self.timers.t1  # Timer J
-            self._arm(txn.end_when, txn, _END, 64 * self.timers.t1)
+            self._arm(now + 64 * self.timers.t1, txn, _END, 64 * self.timers.t1)  # Timer J
         return [Send(data, txn.dest)]
 
 

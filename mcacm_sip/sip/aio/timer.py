@@ -1,8 +1,10 @@
 """The one timer driver: a :class:`~mcacm_sip.sip.timer.Timed` object run on the event loop.
 
-One ``loop.call_at`` at a time, re-armed after every event that may move the deadline
-(aioquic's pattern). The endpoint drives its transaction layer with it, the usages' services
-their cores, and the nodes their ACMS/ACMC core.
+One ``loop.call_at`` at a time, re-checked after every event that may move the deadline
+(aioquic's pattern) and re-armed only when the deadline came earlier: a wake-up armed for an
+earlier deadline than the source's stays, and re-reads the deadline when it fires. The
+endpoint drives its transaction layer with it, the usages' services their cores, and the
+nodes their ACMS/ACMC core.
 """
 
 from __future__ import annotations
@@ -44,11 +46,17 @@ class TimerDriver:
         self.check()
 
     def rearm(self) -> None:
-        """Re-read the deadline after an event; nothing to do when it did not move."""
+        """Re-read the deadline after an event; nothing to do unless it came earlier than the
+        wake-up armed (a later one is re-read when that wake-up fires) or there is none left.
+        Sources stop timers far more often than they arm earlier ones (a transaction answered
+        before its Timer E): re-arming the loop's timer for each cost more than a wake-up."""
         if not self._running:
             return
-        when = self._source.get_timer()
-        if when == self._when and (self._handle is not None or when is None):
+        when, armed = self._source.get_timer(), self._when
+        if self._handle is None:
+            if when is None:
+                return
+        elif when is not None and armed is not None and when >= armed:
             return
         self._arm(when)
 
