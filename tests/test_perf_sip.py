@@ -4,14 +4,22 @@
   (transport.UdpProtocol.DRAIN): every request is answered exactly once, none is lost or doubled.
 - Fixed-duration timers live in FIFO queues (transaction.TransactionLayer._arm): they still fire
   at their deadlines, in deadline order, also when the clock steps back or durations coincide.
+- The layer keeps its earliest deadline instead of walking its queues per ``get_timer``: the
+  deadline it gives is still exactly the next one with work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
+from copy import deepcopy
+from typing import Any
 
-from mcacm_sip.sip import Peer, Reply, Request, Timers, TransactionLayer, parse
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mcacm_sip.sip import Peer, Reply, Request, Response, Timers, TransactionLayer, parse
 from mcacm_sip.sip.aio import IncomingRequest, Listen, SipEndpoint
 from mcacm_sip.sip.transaction import Action, DeliverRequest, Send, ServerTimeout
 
@@ -131,3 +139,69 @@ def test_answered_transactions_leave_only_their_timer_j_behind() -> None:
     assert not _fire_all(layer, 31.99)  # nothing to send before then
     _fire_all(layer, 33.0)
     assert layer.server_count == 0
+
+
+_OP = st.one_of(
+    st.tuples(st.just("send"), st.booleans()),  # a client transaction, over UDP or TCP
+    st.tuples(st.just("answer"), st.sampled_from([100, 200, 486])),  # to the oldest client one
+    st.tuples(st.just("cancel"), st.integers(0, 5)),
+    st.tuples(st.just("request"), st.booleans()),  # a server transaction, UDP or TCP
+    st.tuples(st.just("respond"), st.sampled_from([100, 200])),  # to the oldest server one
+    st.tuples(st.just("advance"), st.floats(0.0, 40.0)),
+)
+
+
+def _work(layer: TransactionLayer, now: float) -> bool:
+    """Whether ``handle_timer(now)`` does anything (on a copy: the layer is not touched)."""
+    copy = deepcopy(layer)
+    before = (copy.client_count, copy.server_count)
+    return bool(copy.handle_timer(now)) or (copy.client_count, copy.server_count) != before
+
+
+def _response(n: int, status: int) -> Response:
+    resp = parse(f"SIP/2.0 {status} X\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKc{n}\r\n"
+                 f"From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c{n}\r\n"
+                 "CSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n".encode())
+    assert isinstance(resp, Response)
+    return resp
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_OP, max_size=40))
+def test_get_timer_is_exactly_the_next_deadline_with_work(ops: list[tuple[str, Any]]) -> None:
+    """The layer keeps its earliest deadline between calls instead of walking its queues: after
+    any sequence of sends, answers, cancels and ticks, ``handle_timer`` has work at
+    ``get_timer()`` and none just before it (never a stale deadline, never a late one)."""
+    layer = TransactionLayer(Timers(t1=0.5, t4=5.0, app=30.0))
+    now, sent, received = 0.0, 0, 0
+    clients: list[int] = []
+    servers: list[tuple[str, ...]] = []
+    for op, arg in ops:
+        if op == "send":
+            layer.send_request((f"z9hG4bKc{sent}", "MESSAGE"), b"M",
+                               Peer("tcp" if arg else "udp", "192.0.2.9", 5060), now)
+            clients.append(sent)
+            sent += 1
+        elif op == "answer" and clients:
+            layer.receive_response(_response(clients[0], arg), UDP, now)
+            if arg >= 200:
+                clients.pop(0)
+        elif op == "cancel" and clients:
+            layer.cancel_client((f"z9hG4bKc{clients.pop(arg % len(clients))}", "MESSAGE"))
+        elif op == "request":
+            source = Peer("tcp", "127.0.0.1", 5070, 1) if arg else UDP
+            [action] = layer.receive_request(_request(1000 + received), source, now)
+            assert isinstance(action, DeliverRequest)
+            servers.append(action.key)
+            received += 1
+        elif op == "respond" and servers:
+            layer.respond(servers[0] if arg < 200 else servers.pop(0), arg, b"R", now)
+        elif op == "advance":
+            now += arg
+            layer.handle_timer(now)
+        when = layer.get_timer()
+        if when is not None:
+            assert _work(layer, when)
+            assert not _work(layer, math.nextafter(when, -math.inf))
+        else:
+            assert not _work(layer, now + 1e6)

@@ -202,3 +202,37 @@ def test_a_failing_retransmission_does_not_stop_the_endpoints_timers(
                 silent[0].close()
 
     asyncio.run(run())
+
+
+def test_a_deadline_that_moved_later_keeps_the_earlier_wakeup(monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """A transaction answered before its Timer E moves the deadline later: the loop's timer is
+    not re-created for that; the earlier wake-up fires, finds nothing due and re-arms once for
+    the real deadline (no handle_timer call before it)."""
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        calls: list[float] = []
+        call_at = loop.call_at
+
+        def recording(when: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+            calls.append(when)
+            return call_at(when, callback, *args)
+
+        monkeypatch.setattr(loop, "call_at", recording)
+        clock = Clock(0.0)
+        source = Deadlines(10.0)
+        driver = TimerDriver(source, clock=clock)
+        driver.rearm()
+        for later in (20.0, 30.0, 40.0):
+            source.deadlines = [later]
+            driver.rearm()
+        assert len(calls) == 1 and driver.deadline == 10.0
+        clock.advance(15)  # past the armed wake-up, before the source's deadline
+        driver._fire()  # what the loop calls at the armed time
+        assert source.fired == [] and driver.deadline == 40.0 and len(calls) == 2
+        source.deadlines = []
+        driver.rearm()  # nothing left: idle
+        assert driver.deadline is None
+        driver.stop()
+
+    asyncio.run(run())
