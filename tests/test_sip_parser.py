@@ -6,6 +6,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcacm_sip.sip import (
     Arrival,
@@ -15,6 +17,7 @@ from mcacm_sip.sip import (
     SipParseError,
     build_response,
     error_response,
+    message,
     parse,
 )
 
@@ -218,3 +221,36 @@ def test_garbage_never_raises_anything_but_sip_parse_error() -> None:
             parse(bytes(data))
         except SipParseError as err:
             error_response(bytes(data), err)
+
+
+_ODD = ["", " ", "\t", ",", '"', ";", "=", ":", "ö", "٣", "\u00a0", "[", "]", "~", "%"]
+_VIA = st.tuples(
+    st.sampled_from(["SIP/2.0/UDP ", "SIP/2.0/udp ", "SIP/2.0/TCP ", "SIP/2.0/Tls ", "SIP/2.0/",
+                     "SIP / 2.0 / UDP ", "SIP/2.1/UDP ", "SIP/2.0/U1 ", "SIP/2.0/UDP  "]),
+    st.sampled_from(["127.0.0.1", "host.example", "h_x-1", "[::1]", "H", "", "ö.example"]),
+    st.sampled_from([":5060", ":1", "", ":", ":0", ":65535", ":65536", ":99999", ":05060",
+                     ":٣", ": 5060"]),
+    st.lists(st.tuples(
+        st.sampled_from(["branch", "rport", "received", "Branch", "RPORT", "x.y", "a~b", ""]),
+        st.sampled_from(["", "=", "=z9hG4bK1", "=1.2.3.4", "=a=b", "= x", "=ö"]),
+    ).map("".join), max_size=4).map(lambda ps: "".join(";" + p for p in ps)),
+    st.sampled_from(_ODD), st.integers(0, 60),
+).map(lambda t: (lambda v: v[:t[5]] + t[4] + v[t[5]:])(t[0] + t[1] + t[2] + t[3]))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_VIA)
+def test_the_common_via_form_reads_as_the_general_reader_reads_it(value: str) -> None:
+    """The parser reads the usual ``SIP/2.0/UDP host:port;params`` Via with one regex and
+    anything else as before: both give the same Via (or both refuse it) for any value."""
+    assert message._parse_via(value) == message._parse_via_general(value)
+
+
+@pytest.mark.parametrize("value", [
+    "SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-7-1-0;rport",
+    "SIP/2.0/TCP host.example:5060;branch=z9hG4bKx;received=192.0.2.1;rport=5070",
+    "SIP/2.0/udp a.b:1;branch=z9hG4bKx",
+])
+def test_the_common_via_form_is_read_by_the_fast_path(value: str) -> None:
+    assert message._VIA_COMMON.fullmatch(value) is not None
+    assert message._parse_via(value) == message._parse_via_general(value) is not None

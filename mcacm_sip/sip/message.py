@@ -294,13 +294,15 @@ def _fail_response(status: int | None, reason: str) -> SipParseError:
 _Headers = tuple[dict[str, list[str]], dict[str, str]]
 
 
-def _parse_headers(head: bytes, first_nl: int) -> _Headers | None:
+def _parse_headers(head: bytes, first_nl: int, repeated: set[str] | None = None
+                   ) -> _Headers | None:
     """Header lines into aiosipua's header dict, or None if a line is not ``name: value``.
 
     Same result as ``aiosipua.SipMessage.parse`` (compact names expanded, continuation lines
     unfolded per RFC 3261 7.3.1, comma lists of MULTI_INSTANCE_HEADERS split), about three
     times faster: aiosipua scans every multi-value header character by character, which cost
     more than the rest of our receive path (docs/sip-layer.md has the figures).
+    ``repeated`` (when given) gets the name of every header on more than one line.
     """
     store: dict[str, list[str]] = {}
     original: dict[str, str] = {}
@@ -312,9 +314,11 @@ def _parse_headers(head: bytes, first_nl: int) -> _Headers | None:
             text = _FOLD.sub(" ", text)
     if not text:
         return store, original
+    if "\r" in text:
+        return None  # a bare CR: a line that is not ``name: value`` (RFC 3261 7.3.1)
     for line in text.split("\n"):
         name, sep, value = line.partition(":")
-        if not sep or "\r" in line:
+        if not sep:
             return None  # a line that is not ``name: value`` (RFC 3261 7.3.1)
         name = name.strip()
         value = value.strip()
@@ -327,6 +331,8 @@ def _parse_headers(head: bytes, first_nl: int) -> _Headers | None:
         if values is None:
             values = store[key] = []
             original[key] = name
+        elif repeated is not None:
+            repeated.add(key)
         if "," in value and key in MULTI_INSTANCE_HEADERS:
             if '"' in value or "<" in value:
                 values.extend(_split_multi_value(value))
@@ -342,10 +348,35 @@ def _first(store: dict[str, list[str]], key: str) -> str | None:
     return values[0] if values else None
 
 
+# The Via every stack we meet writes (``SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK..;rport``):
+# an ASCII host name or IPv4 address, a port, lower-case parameter names, no white space.
+# What it matches reads the same as by _parse_via_general, in one regex call.
+_VIA_COMMON = re.compile(
+    r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9.\-_]+):([0-9]{1,5})"
+    r"((?:;[a-z0-9.!%*_+`'~\-]+(?:=[^;,\"\s]+)?)*)")
+
+
 def _parse_via(value: str) -> Via | None:
-    """The top Via (:class:`~.headers.Via`): the common ``SIP/2.0/UDP host[:port];params``
-    form read here fast, anything else by ``Via.parse``. None when it cannot be read (RFC 3261
-    25.1: host and port are ASCII, via-params are tokens; RFC 4475 3.1.2.1 ";;")."""
+    """The top Via (:class:`~.headers.Via`), or None when it cannot be read (RFC 3261 25.1:
+    host and port are ASCII, via-params are tokens; RFC 4475 3.1.2.1 ";;")."""
+    m = _VIA_COMMON.fullmatch(value)
+    if m is None:
+        return _parse_via_general(value)
+    transport, host, port_text, param_text = m.groups()
+    port = int(port_text)
+    if not 0 < port < 65536:
+        return _parse_via_general(value)
+    params: list[tuple[str, str | None]] = []
+    if param_text:
+        for item in param_text[1:].split(";"):
+            key, eq, val = item.partition("=")
+            params.append((key, val if eq else None))
+    return Via(transport.upper(), host, port, tuple(params))
+
+
+def _parse_via_general(value: str) -> Via | None:
+    """:func:`_parse_via` of any Via: the ``SIP/2.0/UDP host[:port];params`` form read here,
+    anything else by ``Via.parse``."""
     sent, semi, param_text = value.partition(";")
     if not sent.isascii():
         return None
@@ -380,7 +411,8 @@ def parse(
     Raises:
         SipParseError: ``status`` is what to answer (400, 413, 505) or None for silence.
     """
-    head, body = _split_head(data)
+    end, sep = head_end(data)
+    head, body = (data[:end], data[end + sep :]) if end >= 0 else (data, b"")
     first_nl = head.find(b"\n")
     start = (head if first_nl < 0 else head[:first_nl]).strip().decode("utf-8", "replace")
     is_response = start.startswith("SIP/")
@@ -400,21 +432,28 @@ def parse(
     # any other NUL would truncate C strings downstream.
     if b"\x00" in head and b"\x00" in head.replace(b"\\\x00", b""):
         raise fail(answerable, "NUL In Header")
-    parsed = _parse_headers(head, first_nl)
+    repeated: set[str] = set()
+    parsed = _parse_headers(head, first_nl, repeated)
     if parsed is None:
         raise fail(answerable, "Malformed Header Line")
     store, original = parsed
 
     # RFC 3261 8.1.1 / 8.2.6: we need these to match and answer.
-    for key, pretty in _MANDATORY:
-        if not store.get(key) or not store[key][0]:
-            raise fail(answerable, f"Missing {pretty}")
-    for key, pretty in _SINGLE:
-        values = store.get(key)
-        if values is not None and len(values) > 1:
-            raise fail(answerable, f"Multiple {pretty}")
+    vias, froms, tos = store.get("via"), store.get("from"), store.get("to")
+    call_ids, cseqs = store.get("call-id"), store.get("cseq")
+    if not (vias and vias[0] and froms and froms[0] and tos and tos[0] and call_ids
+            and call_ids[0] and cseqs and cseqs[0]):
+        for key, pretty in _MANDATORY:
+            if not store.get(key) or not store[key][0]:
+                raise fail(answerable, f"Missing {pretty}")
+    if repeated:
+        for key, pretty in _SINGLE:
+            if key in repeated:
+                raise fail(answerable, f"Multiple {pretty}")
+    assert vias and froms and tos and call_ids and cseqs  # (checked above, for mypy)
+    frm, to = froms[0], tos[0]
     # RFC 4475 3.1.2.6: an unterminated quoted display name is a 400.
-    if not (_quotes_balanced(store["from"][0]) and _quotes_balanced(store["to"][0])):
+    if ('"' in frm and not _quotes_balanced(frm)) or ('"' in to and not _quotes_balanced(to)):
         raise fail(answerable, "Unbalanced Quotes")
 
     out: Request | Response
@@ -435,7 +474,7 @@ def parse(
             if version.startswith("SIP/"):
                 raise fail(505, "Version Not Supported")  # RFC 3261 8.2.3... 21.5.7
             raise fail(400, "Malformed Request Line")
-        if not _is_token(method):
+        if _TOKEN.fullmatch(method) is None:
             raise fail(400, "Bad Method")
         # RFC 3261 25.1: Request-URI = scheme ":" ...; RFC 4475 3.1.2.7: no "<...>" around it.
         if uri_scheme(uri) is None:
@@ -447,7 +486,7 @@ def parse(
 
     # RFC 3261 20.16: CSeq = 1*DIGIT LWS Method; the number is below 2**31 (DIGIT: ASCII, 25.1).
     try:
-        cseq, cseq_method = cseq_parts(store["cseq"][0], None if is_response else parts[0])
+        cseq, cseq_method = cseq_parts(cseqs[0], None if is_response else parts[0])
     except InvalidHeader:
         raise fail(answerable, "Bad CSeq") from None
     if is_response:
@@ -457,30 +496,42 @@ def parse(
     out.cseq = cseq
 
     # RFC 3261 18.3: Content-Length on a datagram must not exceed what arrived.
-    cl = _first(store, "content-length")
-    if cl is not None:
-        try:
-            declared = read_number("Content-Length", cl, len(body))
-        except NumberTooLarge:
-            raise fail(answerable, "Content-Length Larger Than Body") from None
-        except InvalidHeader:
-            raise fail(answerable, "Bad Content-Length") from None
-        body = body[:declared]
+    lengths = store.get("content-length")
+    if lengths:
+        cl = lengths[0]
+        if len(cl) < 10 and cl.isascii() and cl.isdigit() and int(cl) <= len(body):
+            declared = int(cl)  # the common case, as read_number reads it
+        else:
+            try:
+                declared = read_number("Content-Length", cl, len(body))
+            except NumberTooLarge:
+                raise fail(answerable, "Content-Length Larger Than Body") from None
+            except InvalidHeader:
+                raise fail(answerable, "Bad Content-Length") from None
+        if declared != len(body):
+            body = body[:declared]
     elif not datagram:
         body = b""  # RFC 3261 18.3: on a stream a missing Content-Length means no body
 
-    via = _parse_via(store["via"][0])
+    via = _parse_via(vias[0])
     if via is None or via.protocol != SIP_VERSION or not via.host or (
             via.port is not None and not 0 < via.port < 65536):
         raise fail(answerable, "Bad Via")
     out._raw = None
     out._original = original
     out.via = via
-    out.branch = via.branch or ""
+    branch = None
+    for key, value in via.params:
+        if key == "branch":
+            branch = value
+            break
+    out.branch = branch or ""
     out.store = store
-    out.call_id = store["call-id"][0]
-    out.from_tag = _tag_param(store["from"][0])
-    out.to_tag = _tag_param(store["to"][0])
+    out.call_id = call_ids[0]
+    found = _TAG_PARAM.search(frm, frm.rfind(">") + 1)  # as _tag_param
+    out.from_tag = found.group(1) or None if found else None
+    found = _TAG_PARAM.search(to, to.rfind(">") + 1)
+    out.to_tag = found.group(1) or None if found else None
     out.body = body
     return out
 
