@@ -254,3 +254,53 @@ def test_the_common_via_form_reads_as_the_general_reader_reads_it(value: str) ->
 def test_the_common_via_form_is_read_by_the_fast_path(value: str) -> None:
     assert message._VIA_COMMON.fullmatch(value) is not None
     assert message._parse_via(value) == message._parse_via_general(value) is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["rport", "received", "branch", "x"]),
+                          st.sampled_from(["", "=1", "=10.0.0.9", "=z9hG4bKq"])).map("".join),
+                max_size=4),
+       st.sampled_from(["127.0.0.1", "10.0.0.7", "::1"]), st.integers(1, 65535))
+def test_stamp_source_is_received_then_rport_set_on_the_via(params: list[str], host: str,
+                                                            port: int) -> None:
+    """RFC 3261 18.2.1, RFC 3581 4: the stamped Via is the received Via with ``received``
+    set (in place, else appended) and then ``rport`` filled when present, whatever the
+    parameters and their order."""
+    via = "SIP/2.0/UDP 127.0.0.1:5060" + "".join(";" + p for p in params)
+    data = (CORPUS / "valid_message.sip").read_bytes()
+    top = next(line for line in data.split(b"\n") if line.startswith(b"Via:"))
+    req = parse(data.replace(top, b"Via: " + via.encode() + b"\r", 1))
+    assert isinstance(req, Request)
+    before = req.via
+    req.stamp_source(Arrival("udp", host, port))
+    if not before.has("rport") and not before.has("received") and host == "127.0.0.1":
+        assert req.via == before
+    else:
+        want = before.with_param("received", host)
+        if before.has("rport"):
+            want = want.with_param("rport", str(port))
+        assert req.via == want
+    assert req.vias[0] == req.via.echo()
+
+
+_FIELD = st.sampled_from(["a", "sip:x@example.com", "", "x\r", "\ny", "a\r\nInjected: 1", "é"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.tuples(_FIELD, _FIELD, _FIELD, _FIELD, _FIELD, _FIELD))
+def test_a_line_break_in_any_field_of_a_request_is_refused(fields: tuple[str, ...]) -> None:
+    """Strict on send (header injection): encode_request refuses CR or LF in any field it
+    writes into a header line, and writes every other request."""
+    from mcacm_sip.sip.request import encode_request, new_request
+
+    uri, from_uri, call_id, contact, header, content_type = fields
+    req = new_request("MESSAGE", "sip:" + uri, from_uri="sip:" + from_uri, to_uri="sip:b@x",
+                      call_id="c" + call_id, contact=contact or None,
+                      headers=[("X-Test", header)], content_type=content_type or None,
+                      body=b"\r\n\r\nbody\n")
+    if any("\r" in f or "\n" in f for f in fields):
+        with pytest.raises(ValueError, match="line break"):
+            encode_request(req, "z9hG4bKx", "udp", "127.0.0.1", 5060)
+    else:
+        data = encode_request(req, "z9hG4bKx", "udp", "127.0.0.1", 5060)
+        assert data.endswith(b"\r\n\r\n\r\n\r\nbody\n") and isinstance(parse(data), Request)

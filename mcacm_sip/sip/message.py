@@ -240,13 +240,18 @@ class Request(_Message):
         self.arrival = arrival
         host = arrival.host
         via = self.via
-        has_rport = via.has("rport")
-        if not has_rport and not via.has("received") and via.host.strip("[]") == host:
+        names = [name for name, _ in via.params]
+        has_rport = "rport" in names
+        has_received = "received" in names
+        if not has_rport and not has_received and via.host.strip("[]") == host:
             return
-        via = via.with_param("received", host)
-        if has_rport:
-            via = via.with_param("rport", str(arrival.port))
-        self.via = via
+        # Via.with_param("received", host), then ("rport", port) if present: one new Via
+        port = str(arrival.port) if has_rport else None
+        params = [(name, host if name == "received" else port if name == "rport" and has_rport
+                   else value) for name, value in via.params]
+        if not has_received:
+            params.append(("received", host))
+        via = self.via = Via(via.transport, via.host, via.port, tuple(params), via.protocol)
         self.store["via"][0] = via.echo()
 
     def __repr__(self) -> str:
@@ -341,11 +346,6 @@ def _parse_headers(head: bytes, first_nl: int, repeated: set[str] | None = None
         else:
             values.append(value)
     return store, original
-
-
-def _first(store: dict[str, list[str]], key: str) -> str | None:
-    values = store.get(key)
-    return values[0] if values else None
 
 
 # The Via every stack we meet writes (``SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK..;rport``):

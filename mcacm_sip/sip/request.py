@@ -112,10 +112,13 @@ def encode_request(req: OutgoingRequest, branch: str, transport: Transport, host
     if req.content_type:
         lines.append(f"Content-Type: {req.content_type}")
     lines.append(f"Content-Length: {len(req.body)}\r\n\r\n")
-    for line in lines[:-1]:
-        if "\r" in line or "\n" in line:
-            raise ValueError(f"line break in a request field: {line!r}")  # header injection
-    return "\r\n".join(lines).encode() + req.body
+    text = "\r\n".join(lines)
+    breaks = len(lines) + 1  # the separators and the empty line: any other is in a field
+    if text.count("\r") != breaks or text.count("\n") != breaks:
+        for line in lines[:-1]:
+            if "\r" in line or "\n" in line:
+                raise ValueError(f"line break in a request field: {line!r}")  # injection
+    return text.encode() + req.body
 
 
 __all__ = [

@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache, partial
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from aiosipua.headers import SipUri, parse_uri
+from aiosipua.headers import parse_uri
 
 from mcacm_sip.ids import token_hex
 
@@ -185,6 +185,31 @@ def is_ip(host: str) -> bool:
     return True
 
 
+class _Hop(NamedTuple):
+    """What a next-hop URI says about where and how to send (RFC 3261 8.1.2)."""
+
+    raw: str
+    """The URI without angle brackets."""
+    host: str
+    port: int | None
+    transport: Transport | None
+    """tls for a SIPS URI or ``transport=tls``, tcp/udp when its parameter says so, else None
+    (the request's own choice, else UDP)."""
+
+
+@lru_cache(maxsize=1024)  # a pure function of a string; per request sent on the hot path
+def _hop(text: str) -> _Hop:
+    raw = text.strip().lstrip("<").split(">", 1)[0]
+    uri = parse_uri(raw)
+    param = (uri.params.get("transport") or "").lower()
+    transport: Transport | None = None
+    if uri.scheme == "sips" or param == "tls":
+        transport = "tls"  # RFC 3261 26.2.2
+    elif param in ("tcp", "udp"):
+        transport = param  # type: ignore[assignment]
+    return _Hop(raw, uri.host, uri.port, transport)
+
+
 class SipEndpoint:
     """A SIP user agent endpoint (UAC and UAS) for non-INVITE methods."""
 
@@ -247,6 +272,8 @@ class SipEndpoint:
         self._waiters: dict[ClientKey, tuple[asyncio.Future[FinalResponse], OutgoingRequest]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer = TimerDriver(self, clock=self.now)
+        self._now: Callable[[], float] = clock if clock is not None else self._loop_time
+        self._vias: dict[tuple[str, bool], tuple[str, int]] = {}  # (transport, IPv6) -> Via
         self._idle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -259,11 +286,16 @@ class SipEndpoint:
         return self._loop
 
     def now(self) -> float:
-        return self._clock() if self._clock is not None else self.loop.time()
+        return self._now()
+
+    def _loop_time(self) -> float:
+        return self.loop.time()  # raises until started
 
     async def start(self) -> None:
         """Bind every listener."""
         self._loop = loop = asyncio.get_running_loop()
+        if self._clock is None:
+            self._now = loop.time
         paired = _same_port_sockets(self._listens)
         for lst in self._listens:
             try:
@@ -407,7 +439,7 @@ class SipEndpoint:
             log.exception("handler for %s gave a bad reply", req.method)
             reply = Reply(500)
             data = build_response(req, 500, server=self.user_agent)
-        self._run(self.txn.respond(key, reply.status, data, self.now()))
+        self._run(self.txn.respond(key, reply.status, data, self._now()))
         level = self._record_level(reply.status)
         if reply.status >= 200 and log.isEnabledFor(level):
             log.log(level, "%s %d", req.method, reply.status,
@@ -438,7 +470,7 @@ class SipEndpoint:
             if answer is not None:
                 self._transmit(answer, source)  # no valid Via: answer the source itself
             return
-        now = self.now()
+        now = self._now()
         if isinstance(msg, Request):
             # the socket's word, never the message's, is who sent it (docs/decisions.md)
             msg.stamp_source(Arrival(source.transport, source.host, source.port,
@@ -710,8 +742,13 @@ class SipEndpoint:
         return encode_request(req, branch, dest.transport, host, port, self.user_agent)
 
     def _via_address(self, dest: Peer) -> tuple[str, int]:
+        key = (dest.transport, ":" in dest.host)
+        known = self._vias.get(key)
+        if known is not None:
+            return known
         try:
-            return self._listener(dest.transport, dest.host)
+            known = self._vias[key] = self._listener(dest.transport, dest.host)
+            return known
         except SipTransportError:
             conn = self._conns.get(dest.conn or -1)
             if conn is not None and conn.transport is not None:
@@ -719,21 +756,12 @@ class SipEndpoint:
                 return str(name[0]), int(name[1])
             raise
 
-    def _target(self, req: OutgoingRequest) -> tuple[str, SipUri, Transport]:
+    def _target(self, req: OutgoingRequest) -> tuple[str, _Hop, Transport]:
         """RFC 3261 8.1.2: outbound proxy, else the first (loose) Route, else the Request-URI
         (which is the strict router when the request was strict-routed)."""
-        raw = self.outbound_proxy or (req.route[0] if req.route and not req.strict else req.uri)
-        raw = raw.strip().lstrip("<").split(">", 1)[0]
-        uri = parse_uri(raw)
-        param = (uri.params.get("transport") or "").lower()
-        transport: Transport
-        if uri.scheme == "sips" or param == "tls":
-            transport = "tls"  # RFC 3261 26.2.2
-        elif param in ("tcp", "udp"):
-            transport = param  # type: ignore[assignment]
-        else:
-            transport = req.transport or "udp"
-        return raw, uri, transport
+        hop = _hop(self.outbound_proxy or (req.route[0] if req.route and not req.strict
+                                           else req.uri))
+        return hop.raw, hop, hop.transport or req.transport or "udp"
 
     async def _resolve(self, host: str, port: int, transport: Transport) -> str:
         """An IP for ``host``: literals as is, names by getaddrinfo (no SRV/NAPTR)."""
@@ -803,7 +831,7 @@ class SipEndpoint:
         key: ClientKey = (branch, request.method)
         fut: asyncio.Future[FinalResponse] = self.loop.create_future()
         self._waiters[key] = (fut, request)
-        self._run(self.txn.send_request(key, data, dest, self.now()))
+        self._run(self.txn.send_request(key, data, dest, self._now()))
         try:
             if timeout is None:
                 return await fut
@@ -836,19 +864,23 @@ class SipEndpoint:
             return
         key: ClientKey = (branch, request.method)
         fut: asyncio.Future[FinalResponse] = self.loop.create_future()
-        expiry = None if timeout is None else self.loop.call_later(
-            timeout, self._expire, key, fut, f"no final response to {request.method} in "
-            f"{timeout} s")
+        if timeout is None or (timeout >= 64 * self.timers.t1 and self._clock is None):
+            # Timer F (64*T1 on the loop's clock, RFC 3261 17.1.2.2) ends the transaction
+            # first, with SipTimeout; every outcome takes the waiter out before it is set
+            fut.add_done_callback(done)
+        else:
+            expiry = self.loop.call_later(
+                timeout, self._expire, key, fut, f"no final response to {request.method} in "
+                f"{timeout} s")
 
-        def settled(fut: asyncio.Future[FinalResponse]) -> None:
-            self._waiters.pop(key, None)
-            if expiry is not None:
+            def settled(fut: asyncio.Future[FinalResponse]) -> None:
+                self._waiters.pop(key, None)
                 expiry.cancel()
-            done(fut)
+                done(fut)
 
-        fut.add_done_callback(settled)
+            fut.add_done_callback(settled)
         self._waiters[key] = (fut, request)
-        self._run(self.txn.send_request(key, data, dest, self.now()))
+        self._run(self.txn.send_request(key, data, dest, self._now()))
 
     async def _send_then(
         self, request: OutgoingRequest, timeout: float | None,
