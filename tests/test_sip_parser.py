@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mcacm_sip.sip import (
@@ -304,3 +304,26 @@ def test_a_line_break_in_any_field_of_a_request_is_refused(fields: tuple[str, ..
     else:
         data = encode_request(req, "z9hG4bKx", "udp", "127.0.0.1", 5060)
         assert data.endswith(b"\r\n\r\n\r\n\r\nbody\n") and isinstance(parse(data), Request)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_VIA, st.booleans())
+def test_the_top_via_of_a_parsed_message_is_the_general_readers(value: str, response: bool
+                                                                ) -> None:
+    """A response's top Via is built on first use, a request's at once: either way the
+    message is refused for a Via the general reader refuses, and otherwise carries that
+    reader's Via and branch."""
+    start = "SIP/2.0 200 OK" if response else "OPTIONS sip:a@x SIP/2.0"
+    data = (f"{start}\r\nVia: {value}\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\n"
+            "Call-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
+    want = message._parse_via_general(value.strip())
+    valid = want is not None and want.protocol == "SIP/2.0" and bool(want.host) and (
+        want.port is None or 0 < want.port < 65536)
+    assume("," not in value and value.strip())  # a Via list, or no Via: other tests
+    try:
+        msg = parse(data)
+    except SipParseError as exc:
+        assert not valid and exc.reason == "Bad Via"
+        return
+    assert valid and want is not None
+    assert msg.branch == (want.branch or "") and msg.via == want

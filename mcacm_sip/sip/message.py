@@ -147,8 +147,8 @@ class _Message:
     """Fields shared by requests and responses; header access goes to the aiosipua message."""
 
     __slots__ = (
-        "_original", "_raw", "body", "branch", "call_id", "cseq", "from_tag", "store", "to_tag",
-        "via",
+        "_original", "_raw", "_via", "_via_parts", "body", "branch", "call_id", "cseq",
+        "from_tag", "store", "to_tag",
     )
 
     _raw: SipMessage | None
@@ -158,9 +158,24 @@ class _Message:
     cseq: int
     from_tag: str | None
     to_tag: str | None
-    via: Via
+    _via: Via | None
+    _via_parts: _ViaParts | None  # the top Via read but not built yet (see ``via``)
     branch: str
     body: bytes
+
+    @property
+    def via(self) -> Via:
+        """The top Via. A response's is built on first use: matching it to its transaction
+        needs only the branch, and building the Via cost a tenth of parsing the response."""
+        via = self._via
+        if via is None:
+            assert self._via_parts is not None  # one of the two is always set
+            via = self._via = _via_of(self._via_parts)
+        return via
+
+    @via.setter
+    def via(self, via: Via) -> None:
+        self._via = via
 
     @property
     def raw(self) -> SipMessage:
@@ -356,22 +371,34 @@ _VIA_COMMON = re.compile(
     r"((?:;[a-z0-9.!%*_+`'~\-]+(?:=[^;,\"\s]+)?)*)")
 
 
-def _parse_via(value: str) -> Via | None:
-    """The top Via (:class:`~.headers.Via`), or None when it cannot be read (RFC 3261 25.1:
-    host and port are ASCII, via-params are tokens; RFC 4475 3.1.2.1 ";;")."""
+_ViaParts = tuple[str, str, int, str]  # transport, host, port, ";"-separated parameters
+
+
+def _via_common(value: str) -> _ViaParts | None:
+    """The parts of a Via of the common form (always a valid Via), or None for any other."""
     m = _VIA_COMMON.fullmatch(value)
     if m is None:
-        return _parse_via_general(value)
+        return None
     transport, host, port_text, param_text = m.groups()
     port = int(port_text)
-    if not 0 < port < 65536:
-        return _parse_via_general(value)
+    return (transport, host, port, param_text) if 0 < port < 65536 else None
+
+
+def _via_of(parts: _ViaParts) -> Via:
+    transport, host, port, param_text = parts
     params: list[tuple[str, str | None]] = []
     if param_text:
         for item in param_text[1:].split(";"):
             key, eq, val = item.partition("=")
             params.append((key, val if eq else None))
     return Via(transport.upper(), host, port, tuple(params))
+
+
+def _parse_via(value: str) -> Via | None:
+    """The top Via (:class:`~.headers.Via`), or None when it cannot be read (RFC 3261 25.1:
+    host and port are ASCII, via-params are tokens; RFC 4475 3.1.2.1 ";;")."""
+    parts = _via_common(value)
+    return _parse_via_general(value) if parts is None else _via_of(parts)
 
 
 def _parse_via_general(value: str) -> Via | None:
@@ -461,11 +488,12 @@ def parse(
         if parts[0] != SIP_VERSION:
             raise fail(None, "Unsupported Version")
         status_text = parts[1]
-        if len(status_text) != 3 or not is_ascii_digits(status_text) \
-                or not 100 <= int(status_text) <= 699:
+        status = int(status_text) if len(status_text) == 3 and is_ascii_digits(status_text) \
+            else 0
+        if not 100 <= status <= 699:
             raise fail(None, "Bad Status Code")
         resp = out = Response()
-        resp.status = int(status_text)
+        resp.status = status
         # An empty reason phrase is legal (RFC 3261 25.1: Reason-Phrase = *(...)).
         resp.reason = parts[2] if len(parts) == 3 else ""
     else:
@@ -499,9 +527,8 @@ def parse(
     lengths = store.get("content-length")
     if lengths:
         cl = lengths[0]
-        if len(cl) < 10 and cl.isascii() and cl.isdigit() and int(cl) <= len(body):
-            declared = int(cl)  # the common case, as read_number reads it
-        else:
+        declared = int(cl) if len(cl) < 10 and cl.isascii() and cl.isdigit() else -1
+        if not 0 <= declared <= len(body):  # else the common case, as read_number reads it
             try:
                 declared = read_number("Content-Length", cl, len(body))
             except NumberTooLarge:
@@ -513,18 +540,31 @@ def parse(
     elif not datagram:
         body = b""  # RFC 3261 18.3: on a stream a missing Content-Length means no body
 
-    via = _parse_via(vias[0])
-    if via is None or via.protocol != SIP_VERSION or not via.host or (
-            via.port is not None and not 0 < via.port < 65536):
-        raise fail(answerable, "Bad Via")
+    branch = None
+    top = vias[0]
+    via_parts = _via_common(top)
+    if via_parts is not None:
+        if is_response:  # built on first use (``via``)
+            out._via = None
+            out._via_parts = via_parts
+        else:
+            out._via = _via_of(via_parts)
+            out._via_parts = None
+        for item in via_parts[3][1:].split(";"):
+            key, eq, value = item.partition("=")
+            if key == "branch":
+                branch = value if eq else None
+                break
+    else:
+        via = _parse_via_general(top)
+        if via is None or via.protocol != SIP_VERSION or not via.host or (
+                via.port is not None and not 0 < via.port < 65536):
+            raise fail(answerable, "Bad Via")
+        out._via = via
+        out._via_parts = None
+        branch = via.branch
     out._raw = None
     out._original = original
-    out.via = via
-    branch = None
-    for key, value in via.params:
-        if key == "branch":
-            branch = value
-            break
     out.branch = branch or ""
     out.store = store
     out.call_id = call_ids[0]
