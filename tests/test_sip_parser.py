@@ -327,3 +327,16 @@ def test_the_top_via_of_a_parsed_message_is_the_general_readers(value: str, resp
         return
     assert valid and want is not None
     assert msg.branch == (want.branch or "") and msg.via == want
+
+
+def test_the_aiosipua_escape_hatch_keeps_header_names_as_received() -> None:
+    """``raw`` (built on first use, its names read again from the header block) has every
+    header under its name as received, compact forms expanded, values as parsed."""
+    msg = parse(b"MESSAGE sip:a@x SIP/2.0\r\nv: SIP/2.0/UDP h:5060;branch=z9hG4bKx\r\n"
+                b"from: <sip:a@x>;tag=1\r\nTO: <sip:b@x>\r\ncall-ID: c\r\nCSeq: 1 MESSAGE\r\n"
+                b"X-Odd : 1\r\nX-Odd: 2\r\n\r\n")
+    raw = msg.raw
+    assert raw.headers._original == {"via": "via", "from": "from", "to": "TO",
+                                     "call-id": "call-ID", "cseq": "CSeq", "x-odd": "X-Odd"}
+    assert raw.headers.get("x-odd") == ["1", "2"] and raw.body == msg.body
+    assert raw.headers._store is msg.store

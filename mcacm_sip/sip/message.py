@@ -147,12 +147,12 @@ class _Message:
     """Fields shared by requests and responses; header access goes to the aiosipua message."""
 
     __slots__ = (
-        "_original", "_raw", "_via", "_via_parts", "body", "branch", "call_id", "cseq",
+        "_head", "_raw", "_via", "_via_parts", "body", "branch", "call_id", "cseq",
         "from_tag", "store", "to_tag",
     )
 
     _raw: SipMessage | None
-    _original: dict[str, str]  # lowercase name -> name as received (for ``raw``)
+    _head: bytes  # the header block as received (for ``raw``)
     store: dict[str, list[str]]  # lowercase name -> values
     call_id: str
     cseq: int
@@ -183,8 +183,10 @@ class _Message:
         and building it cost as much as a tenth of handling a MESSAGE."""
         if self._raw is None:
             headers = CaseInsensitiveDict()
+            original: dict[str, str] = {}  # lowercase name -> name as received
+            _parse_headers(self._head, self._head.find(b"\n"), original=original)
             headers._store = self.store  # pinned aiosipua 0.7.1 internals: the dict's two maps
-            headers._original = self._original
+            headers._original = original
             self._raw = self._make_raw(headers)
             self._raw.body = self.body
         return self._raw
@@ -311,21 +313,25 @@ def _fail_response(status: int | None, reason: str) -> SipParseError:
     return SipParseError(None, reason)  # nothing is ever answered to a response
 
 
-_Headers = tuple[dict[str, list[str]], dict[str, str]]
+# Header names as written before the colon -> (lower-case key, name as kept): the few names
+# peers write are normalised once, not per line; capped so that made-up names cannot grow it.
+_NAMES: dict[str, tuple[str, str]] = {}
+_MAX_NAMES = 512
+_MAX_NAME_CACHED = 40
 
 
-def _parse_headers(head: bytes, first_nl: int, repeated: set[str] | None = None
-                   ) -> _Headers | None:
+def _parse_headers(head: bytes, first_nl: int, repeated: set[str] | None = None,
+                   original: dict[str, str] | None = None) -> dict[str, list[str]] | None:
     """Header lines into aiosipua's header dict, or None if a line is not ``name: value``.
 
     Same result as ``aiosipua.SipMessage.parse`` (compact names expanded, continuation lines
     unfolded per RFC 3261 7.3.1, comma lists of MULTI_INSTANCE_HEADERS split), about three
     times faster: aiosipua scans every multi-value header character by character, which cost
     more than the rest of our receive path (docs/sip-layer.md has the figures).
-    ``repeated`` (when given) gets the name of every header on more than one line.
+    ``repeated`` (when given) gets the name of every header on more than one line,
+    ``original`` (when given) each name as received, by lower-case name.
     """
     store: dict[str, list[str]] = {}
-    original: dict[str, str] = {}
     if first_nl < 0:
         text = ""
     else:
@@ -333,24 +339,32 @@ def _parse_headers(head: bytes, first_nl: int, repeated: set[str] | None = None
         if "\n " in text or "\n\t" in text:
             text = _FOLD.sub(" ", text)
     if not text:
-        return store, original
+        return store
     if "\r" in text:
         return None  # a bare CR: a line that is not ``name: value`` (RFC 3261 7.3.1)
+    names = _NAMES
     for line in text.split("\n"):
         name, sep, value = line.partition(":")
         if not sep:
             return None  # a line that is not ``name: value`` (RFC 3261 7.3.1)
-        name = name.strip()
+        known = names.get(name)
+        if known is None:
+            stripped = name.strip()
+            key = stripped.lower()
+            if len(key) == 1:
+                key = stripped = _COMPACT.get(key, key)
+            elif not key:
+                return None
+            known = (key, stripped)
+            if len(names) < _MAX_NAMES and len(name) <= _MAX_NAME_CACHED:
+                names[name] = known
+        key = known[0]
         value = value.strip()
-        key = name.lower()
-        if len(key) == 1:
-            key = name = _COMPACT.get(key, key)
-        elif not key:
-            return None
         values = store.get(key)
         if values is None:
             values = store[key] = []
-            original[key] = name
+            if original is not None:
+                original[key] = known[1]
         elif repeated is not None:
             repeated.add(key)
         if "," in value and key in MULTI_INSTANCE_HEADERS:
@@ -360,7 +374,7 @@ def _parse_headers(head: bytes, first_nl: int, repeated: set[str] | None = None
                 values.extend(v.strip() for v in value.split(",") if v.strip())
         else:
             values.append(value)
-    return store, original
+    return store
 
 
 # The Via every stack we meet writes (``SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK..;rport``):
@@ -463,7 +477,7 @@ def parse(
     parsed = _parse_headers(head, first_nl, repeated)
     if parsed is None:
         raise fail(answerable, "Malformed Header Line")
-    store, original = parsed
+    store = parsed
 
     # RFC 3261 8.1.1 / 8.2.6: we need these to match and answer.
     vias, froms, tos = store.get("via"), store.get("from"), store.get("to")
@@ -564,7 +578,7 @@ def parse(
         out._via_parts = None
         branch = via.branch
     out._raw = None
-    out._original = original
+    out._head = head
     out.branch = branch or ""
     out.store = store
     out.call_id = call_ids[0]
@@ -630,7 +644,7 @@ def read_raw(data: bytes) -> RawMessage:
                 if b":" in line and b"\r" not in line and line[:1] not in (b" ", b"\t")
                 and line.partition(b":")[0].strip()]
         parsed = _parse_headers(b"\n" + b"\n".join(kept), 0 if kept else -1)
-    return RawMessage(start, parsed[0] if parsed is not None else {}, body)
+    return RawMessage(start, parsed if parsed is not None else {}, body)
 
 
 def _check_line(text: str) -> str:
