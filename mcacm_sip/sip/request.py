@@ -94,19 +94,24 @@ def encode_request(req: OutgoingRequest, branch: str, transport: Transport, host
     """``req`` on the wire, sent over ``transport`` from ``host:port`` (the top Via) in the
     client transaction ``branch``. Raises ValueError for a line break in a field."""
     # RFC 3261 8.1.1 mandatory headers; RFC 3581 3: ask for rport.
+    method, from_uri, to_uri = req.method, req.from_uri, req.to_uri
     lines = [
-        f"{req.method} {req.uri} SIP/2.0",
+        f"{method} {req.uri} SIP/2.0",
         f"Via: SIP/2.0/{transport.upper()} {bracket(host)}:{port};branch={branch};rport",
         "Max-Forwards: 70",
-        f"From: {name_addr(req.from_uri)};tag={req.from_tag}",
-        f"To: {name_addr(req.to_uri)}" + (f";tag={req.to_tag}" if req.to_tag else ""),
+        # name_addr, inline: three per request sent
+        f"From: {from_uri if '<' in from_uri else f'<{from_uri}>'};tag={req.from_tag}",
+        f"To: {to_uri if '<' in to_uri else f'<{to_uri}>'}"
+        + (f";tag={req.to_tag}" if req.to_tag else ""),
         f"Call-ID: {req.call_id}",
-        f"CSeq: {req.cseq} {req.method}",
+        f"CSeq: {req.cseq} {method}",
     ]
-    lines.extend(f"Route: {r}" for r in req.route)
+    for route in req.route:
+        lines.append(f"Route: {route}")
     if req.contact:
         lines.append(f"Contact: {name_addr(req.contact)}")
-    lines.extend(f"{name}: {value}" for name, value in req.headers)
+    for name, value in req.headers:
+        lines.append(f"{name}: {value}")
     if user_agent is not None:
         lines.append(f"User-Agent: {user_agent}")
     if req.content_type:

@@ -203,12 +203,13 @@ class TransactionLayer:
         self, when: float, txn: _ClientTxn | _ServerTxn, kind: int, duration: float | None = None
     ) -> None:
         """Arm ``txn``'s timer ``kind`` at ``when``, replacing the one it had armed."""
-        self._stop(txn, kind)
         entry = (when, next(self._seq), txn, kind)
         if kind == _E:
-            txn.e_entry = entry
+            old, txn.e_entry = txn.e_entry, entry
         else:
-            txn.end_entry = entry
+            old, txn.end_entry = txn.end_entry, entry
+        if old is not None and old[0] == self._earliest:  # as _stop
+            self._known = False
         if self._known and (self._earliest is None or when < self._earliest):
             self._earliest = when
         if duration is not None:
