@@ -701,3 +701,27 @@ async def test_success_records_at_a_lower_level_failures_stay_info(
         ("uac", "BAR", 405), ("uas", "BAR", 405)]
     assert all(r.levelno == logging.INFO for r in records)
 
+
+
+def test_datagrams_report_the_source_address_they_came_from() -> None:
+    """Each datagram reaches the endpoint with its own source (host, port); a Peer is kept
+    per source address, and a full table is emptied rather than grown."""
+    from mcacm_sip.sip import Peer
+    from mcacm_sip.sip.aio.transport import UdpProtocol
+
+    got: list[Peer] = []
+
+    class Sink:
+        def on_message(self, data: bytes, source: Peer, datagram: bool,
+                       local: tuple[str, int] = ("", 0)) -> None:
+            got.append(source)
+
+    proto = UdpProtocol(Sink())  # type: ignore[arg-type]
+    proto.PEERS = 3
+    sources: list[tuple[str | int, ...]] = [("192.0.2.1", 5060), ("192.0.2.1", 5061),
+                                            ("::1", 5060, 0, 0), ("192.0.2.1", 5060),
+                                            ("192.0.2.9", 5060), ("192.0.2.1", 5060)]
+    for addr in sources:
+        proto.datagram_received(b"x", addr)
+    assert got == [Peer("udp", str(a[0]), int(a[1])) for a in sources]
+    assert got[0] is got[3] and len(proto._peers) <= proto.PEERS

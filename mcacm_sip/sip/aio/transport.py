@@ -46,12 +46,14 @@ class UdpProtocol(asyncio.DatagramProtocol):
 
     DRAIN = 64  # at most this many extra datagrams per wake-up: timers and TCP still get turns
     MAX_DATAGRAM = 65536
+    PEERS = 4096  # source addresses whose Peer is kept (then forgotten at once, and refilled)
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.transport: asyncio.DatagramTransport | None = None
         self.local: tuple[str, int] = ("", 0)  # the bound address (for message traces)
         self._drain: socket.socket | None = None
+        self._peers: dict[tuple[str | int, str | int], Peer] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -64,7 +66,7 @@ class UdpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         sink, local = self.sink, self.local
-        sink.on_message(data, Peer("udp", str(addr[0]), int(addr[1])), True, local)
+        sink.on_message(data, self._peer(addr), True, local)
         drain = self._drain
         if drain is None:
             return
@@ -77,7 +79,17 @@ class UdpProtocol(asyncio.DatagramProtocol):
                 return
             except OSError:
                 return  # ICMP errors, as in error_received
-            sink.on_message(data, Peer("udp", str(addr[0]), int(addr[1])), True, local)
+            sink.on_message(data, self._peer(addr), True, local)
+
+    def _peer(self, addr: tuple[str | int, ...]) -> Peer:
+        """The (frozen, so shared) Peer of a source address: a datagram's peers repeat."""
+        key = (addr[0], addr[1])
+        peer = self._peers.get(key)
+        if peer is None:
+            if len(self._peers) >= self.PEERS:
+                self._peers.clear()
+            peer = self._peers[key] = Peer("udp", str(addr[0]), int(addr[1]))
+        return peer
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP errors: the transaction layer's timers cover the loss
