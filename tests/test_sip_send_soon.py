@@ -6,6 +6,7 @@ endpoint closes; a hop that needs an await (a name to resolve, TCP) goes through
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -113,6 +114,35 @@ def test_what_needs_an_await_goes_through_send(case: str) -> None:
             fut = await _outcome(client, uri, 5.0, BIG if case == "too big for udp" else b"")
             assert fut.result().status == 200  # type: ignore[attr-defined]
             assert seen[0].source.transport == ("tcp" if case != "not located" else "udp")
+        finally:
+            await client.close()
+            await server.close()
+
+    asyncio.run(main())
+
+
+def test_a_timeout_beyond_timer_f_arms_no_timer_and_ends_with_timer_f(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 3261 17.1.2.2: Timer F (64*T1) ends an unanswered transaction; a send_soon timeout
+    no shorter than it could never fire first, so none is armed per send (a loop timer per
+    MESSAGE was hot-path cost), and the outcome is Timer F's SipTimeout."""
+    async def main() -> None:
+        server, client, seen = await _endpoints(answer=False)
+        client.timers = Timers(t1=0.01)  # Timer F at 0.64 s
+        client.txn.timers = client.timers
+        later: list[float] = []
+        call_later = client.loop.call_later
+
+        def recording(delay: float, *args: Any) -> asyncio.TimerHandle:
+            later.append(delay)
+            return call_later(delay, *args)
+
+        monkeypatch.setattr(client.loop, "call_later", recording)
+        try:
+            fut = await _outcome(client, "sip:acms@partner.invalid", 32.0)
+            with pytest.raises(SipTimeout):
+                fut.result()  # type: ignore[attr-defined]
+            assert 32.0 not in later and len(seen) >= 1 and not client._waiters
         finally:
             await client.close()
             await server.close()

@@ -853,7 +853,9 @@ class SipEndpoint:
 
         The common case -- a located UDP hop, a request that fits a datagram -- starts at once;
         any other (a name to resolve, a connection to open, a request too big for UDP) runs
-        :meth:`send` in a task."""
+        :meth:`send` in a task. A ``timeout`` no shorter than Timer F (64*T1) arms no timer of
+        its own: Timer F ends the transaction first (SipTimeout, and the endpoint's "timeout"
+        record), as it already did when it fired before the timeout."""
         dest = self._udp_hop(request)
         branch = MAGIC_COOKIE + token_hex(8)
         data = b"" if dest is None else self._serialise(request, branch, dest)
