@@ -188,3 +188,20 @@ def test_fa_server_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "for an ACMS's store" in capsys.readouterr().err
     assert main(["inspect", "--store", str(tmp_path / "fa.sqlite")]) == 0
     assert "(none)" in capsys.readouterr().out
+
+
+def test_until_withdrawn_survives_the_float_rounding_of_its_stored_expiry() -> None:
+    """Found flaky in a full-suite run: the FA server stores now + 4294967295 as a float, and
+    at some `now` the difference comes out under 4294967295 (at 1764900000.001 it does)."""
+    from mcacm_sip.acm.fa import EXPIRES_UNTIL_WITHDRAWN
+    from mcacm_sip.cli.inspect_cmd import fa_view_json
+    from mcacm_sip.core.fa_server import Holder
+    from mcacm_sip.store.inspect import FaView
+
+    now = 1764900000.001
+    assert (now + EXPIRES_UNTIL_WITHDRAWN) - now < EXPIRES_UNTIL_WITHDRAWN  # the rounding
+    holders = (Holder("sip:dave@partner.example", now, now + EXPIRES_UNTIL_WITHDRAWN),
+               Holder("sip:erin@partner.example", now, now + EXPIRES_UNTIL_WITHDRAWN - 1))
+    view = FaView(path="fa.sqlite", schema="1", holders={"sip:duty@partner.example": holders})
+    entry = fa_view_json(view, now)["functional_aliases"][0]
+    assert [h["until_withdrawn"] for h in entry["holders"]] == [True, False]

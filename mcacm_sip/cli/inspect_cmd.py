@@ -185,8 +185,11 @@ def fa_view_json(view: FaView, now: float) -> dict[str, Any]:
             {"fa": fa, "holders": [
                 {"user": h.user, "activated": _when(h.activated_at),
                  "expires": _when(h.expires_at), "expires_in_s": _in(h.expires_at, now),
-                 # 9A.2.2.3.3: Expires 4294967295 activates until the user withdraws it
-                 "until_withdrawn": h.expires_at - h.activated_at >= EXPIRES_UNTIL_WITHDRAWN}
+                 # 9A.2.2.3.3: Expires 4294967295 activates until the user withdraws it; the
+                 # store keeps now + Expires as a float, whose difference can come out a few
+                 # microseconds short (half a second of slack: Expires is whole seconds)
+                 "until_withdrawn":
+                     h.expires_at - h.activated_at >= EXPIRES_UNTIL_WITHDRAWN - 0.5}
                 for h in holders]}
             for fa, holders in sorted(view.holders.items())],
     }
