@@ -53,6 +53,22 @@ def test_automatic_branch(transport: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_a_request_in_flight_holds_no_task_of_its_own(transport: str, tmp_path: Path) -> None:
+    """An ACMC's MESSAGE goes out from a loop callback, not a task per send (as the ACMS's):
+    submitting requests starts no task, and each still gets its answer."""
+    async def body(lab: Lab) -> None:
+        migrated = await lab.migrate_mike(WAIT)
+        before = len(asyncio.all_tasks())
+        handles = [lab.alice.submit(update(lab, migrated, Addressee(DAVE), ROUTINE))
+                   for _ in range(3)]
+        assert len(asyncio.all_tasks()) == before
+        for handle in handles:
+            assert_answered(await handle.wait(WAIT), "success")
+
+    run(transport, tmp_path, body)
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_direct_acmc_branch_reject(transport: str, tmp_path: Path) -> None:
     async def body(lab: Lab) -> None:
         migrated = await lab.migrate_mike(WAIT)

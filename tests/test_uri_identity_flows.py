@@ -188,6 +188,22 @@ def test_a_hop_keyed_by_a_uri_serves_every_spelling(data: st.DataObject) -> None
     assert to_dave is not None and to_dave.port == 5080
 
 
+def test_a_uri_naming_an_ip_address_goes_there_itself_when_it_is_udp() -> None:
+    """A registered contact or a dialog's remote target names its address: over UDP the hop
+    is that address (what the endpoint would send to, known without an await), never the
+    ``*`` hop; one that needs a connection (TCP, TLS) is left to the endpoint as before."""
+    hops = Hops({"*": "sip:127.0.0.1:5080"})
+    assert hops.peer_for("sip:alice@127.0.0.1:5099") == Peer("udp", "127.0.0.1", 5099)
+    assert hops.peer_for("<sip:alice@[::1]>") == Peer("udp", "::1", 5060)
+    assert hops.peer_for("sip:alice@127.0.0.1:5099;transport=UDP") == Peer(
+        "udp", "127.0.0.1", 5099)
+    assert hops.peer_for("sip:alice@127.0.0.1:5099;transport=tcp") is None
+    assert hops.peer_for("sips:alice@127.0.0.1:5099") is None
+    # a node whose transport is TCP sends a contact without a transport parameter as the
+    # endpoint decides (not over UDP because of this table)
+    assert Hops({}, "tcp").peer_for("sip:alice@127.0.0.1:5099") is None
+
+
 def test_a_configured_identity_that_is_no_sip_uri_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError) as exc:
         _trust(PARTNER, "alice")

@@ -58,9 +58,10 @@ from mcacm_sip.runtime.base import Node, TraceHook, tee
 from mcacm_sip.runtime.config import AcmcNodeConfig, check_acmc_trust, configured_aor
 from mcacm_sip.runtime.messaging import (
     PROCEDURE_HEADER,
+    Sent,
     message_reply,
     procedure_of,
-    send_message,
+    start_message,
     verdict_reply,
 )
 from mcacm_sip.runtime.metrics import AcmcMetrics
@@ -436,7 +437,9 @@ class AcmcNode(Node):
     def _apply(self, actions: list[AcmcAction]) -> MessageVerdict | None:
         for action in actions:
             if isinstance(action, SendFlow):
-                self._spawn(self._deliver(action))
+                # from the next loop callback, as a task's first step was: a MESSAGE's 200
+                # still leaves before what its flow makes us send, submit() returns first
+                asyncio.get_running_loop().call_soon(self._deliver, action)
             elif isinstance(action, Decide):
                 self._spawn(self._decide(action.request))
             elif isinstance(action, ReportToUser):
@@ -474,7 +477,11 @@ class AcmcNode(Node):
         if self.on_report is not None:
             self.on_report(report)
 
-    async def _deliver(self, send: SendFlow) -> None:
+    def _deliver(self, send: SendFlow) -> None:
+        """Start one MESSAGE out; its outcome reaches the core from a later loop callback (no
+        task per send: ``start_message``, as the ACMS node)."""
+        if not self._running:  # stopped meanwhile: nothing more goes out
+            return
         flow = send.flow
         follows = self._follows.pop(send.send_id, None)
         echoed = follows or (self._procedures.get(flow.transaction_id) if isinstance(
@@ -483,10 +490,13 @@ class AcmcNode(Node):
         # link the procedure's other MESSAGEs (their X-CID) to
         opens = isinstance(flow, OPENING_FLOWS) and follows is None
         procedure = echoed or flow_procedure(flow)  # "": absent
-        sent = await send_message(self.endpoint, self.config.sip, uri=send.to,
-                                  to=send.to, identity=self.me, flow=flow, procedure=procedure,
-                                  call_id=procedure if opens else None)
-        self._feed(sent.outcome(time.time(), send.send_id))
+
+        def done(sent: Sent) -> None:
+            self._feed(sent.outcome(time.time(), send.send_id))
+
+        start_message(self.endpoint, self.config.sip, uri=send.to, to=send.to,
+                      identity=self.me, flow=flow, done=done, procedure=procedure,
+                      call_id=procedure if opens else None)
 
     async def _decide(self, request: AcmRequest) -> None:
         decision = await self.decider.decide(request)
