@@ -93,6 +93,10 @@ class AcmcCore:
         # id -> (the request, our decision); newest last, at most REMEMBERED
         self._decided: dict[str, tuple[AcmRequest, AcmResponse]] = {}
         self._finished: dict[str, None] = {}  # transaction ids; newest last, at most REMEMBERED
+        self._next: float | None = None
+        """At most the earliest deadline of an open request: kept when that request is
+        answered (the timer then ticks once early and finds the exact one), so that an answer
+        neither scans every open request nor moves the node's timer."""
 
     @property
     def me(self) -> Party:
@@ -112,8 +116,10 @@ class AcmcCore:
         """23.280 10.17.7.2 step 1 (and 10.17.5): send a request built by the caller."""
         if request.transaction_id in self._open or request.transaction_id in self._finished:
             raise ValueError(f"transaction id {request.transaction_id} already used")
-        self._open[request.transaction_id] = OpenRequest(
-            request, now + self.config.request_timeout)
+        deadline = now + self.config.request_timeout
+        if not self._open or self._next is None or deadline < self._next:
+            self._next = deadline
+        self._open[request.transaction_id] = OpenRequest(request, deadline)
         out = AcmcActions()
         self._send(out, "request", request.transaction_id, request)
         return out.result()
@@ -185,10 +191,12 @@ class AcmcCore:
                         self._finish(tid)
                         out.add(ReportToUser(tid, ReportKind.TIMEOUT,
                                        text="no answer before the ACMC's own timer"))
+                self._next = min((o.deadline for o in self._open.values()), default=None)
         return out.result()
 
     def get_timer(self) -> float | None:
-        return min((o.deadline for o in self._open.values()), default=None)
+        """When the earliest open request may time out (never later than its deadline)."""
+        return self._next if self._open else None
 
     def _flow(self, now: float, flow: AcmFlow, out: AcmcActions) -> None:
         if isinstance(flow, PendingDataNotification):

@@ -277,11 +277,31 @@ class RequestHandle:
 
     async def wait(self, timeout: float | None = None) -> RequestOutcome:
         """The outcome; on ``timeout`` the outcome so far with ``failure`` set."""
-        try:
-            return await asyncio.wait_for(asyncio.shield(self.done), timeout)
-        except TimeoutError:
-            self.outcome.failure = self.outcome.failure or f"no final response in {timeout} s"
-            return self.outcome
+        done = self.done
+        if not done.done():
+            # a future of this wait's own, woken by the outcome or the timeout: ``done`` is
+            # never cancelled with it (as asyncio.shield would keep it), and no task, shield
+            # or wait_for future stands between the outcome and the waiter
+            loop = asyncio.get_running_loop()
+            woken: asyncio.Future[None] = loop.create_future()
+
+            def wake(_: object = None) -> None:
+                if not woken.done():
+                    woken.set_result(None)
+
+            done.add_done_callback(wake)
+            timer = None if timeout is None else loop.call_later(timeout, wake)
+            try:
+                await woken
+            finally:
+                done.remove_done_callback(wake)
+                if timer is not None:
+                    timer.cancel()
+            if not done.done():
+                self.outcome.failure = (self.outcome.failure
+                                        or f"no final response in {timeout} s")
+                return self.outcome
+        return done.result()
 
 
 # --------------------------------------------------------------------------- the node

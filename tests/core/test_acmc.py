@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import (
     Addressee,
+    AddUserConfigurationResponse,
     Party,
     PendingDataDownloadRequest,
     PendingDataDownloadResponse,
@@ -153,3 +156,41 @@ def test_what_it_remembers_is_bounded_and_the_oldest_goes_first(
     assert core.handle(FlowFromAcms(5.0, incoming("d-0"))) == [
         AcceptMessage(), Decide(incoming("d-0"))]
 
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(("send", "answer", "tick")),
+                          st.floats(0.0, 60.0), st.integers(0, 9)), max_size=40))
+def test_every_open_request_times_out_at_the_first_tick_past_its_deadline(
+        steps: list[tuple[str, float, int]]) -> None:
+    """Whatever requests are sent, answered and ticked, in any order: the timer is never later
+    than an open request's deadline, a tick times out exactly the open requests whose deadline
+    passed, and answering a request does not move the timer (the node re-arms nothing)."""
+    core, now = acmc(), 0.0
+    deadlines: dict[str, float] = {}  # open requests of this test: transaction id -> deadline
+    for what, dt, pick in steps:
+        now += dt
+        if what == "send":
+            tid, _ = core.add_users(now, ("sip:m@partner.example",))
+            deadlines[tid] = now + 100.0
+        elif what == "answer" and deadlines:
+            tid = list(deadlines)[pick % len(deadlines)]  # in the order sent
+            before = core.get_timer()
+            resp = AddUserConfigurationResponse(tid, Party(ACMS), Addressee(ME),
+                                                Result(ResultCode.SUCCESS))
+            reports = core.handle(FlowFromAcms(now, resp))
+            assert ReportToUser(tid, ReportKind.RESPONSE, resp) in reports
+            del deadlines[tid]
+            assert core.get_timer() == (before if deadlines else None)
+        elif what == "tick":
+            due = core.get_timer()
+            if due is None:
+                continue
+            now = max(now, due)
+            timed_out = {r.transaction_id for r in core.handle(TimerTick(now))
+                         if isinstance(r, ReportToUser) and r.kind is ReportKind.TIMEOUT}
+            assert timed_out == {t for t, d in deadlines.items() if d <= now}
+            deadlines = {t: d for t, d in deadlines.items() if d > now}
+        timer = core.get_timer()
+        assert (timer is None) == (not deadlines)
+        assert timer is None or timer <= min(deadlines.values())
