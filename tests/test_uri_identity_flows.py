@@ -204,6 +204,18 @@ def test_a_uri_naming_an_ip_address_goes_there_itself_when_it_is_udp() -> None:
     assert Hops({}, "tcp").peer_for("sip:alice@127.0.0.1:5099") is None
 
 
+def test_a_hop_found_before_is_the_same_hop_however_many_uris_were_asked() -> None:
+    """Hops remembers what it found for a URI (one lookup per MESSAGE otherwise), bounded:
+    past its limit it still answers every URI as a table that never saw one."""
+    table = {"sip:acms@partner.example": "sip:127.0.0.1:5070", "*": "sip:127.0.0.1:5080"}
+    hops = Hops(table)
+    uris = [f"sip:u{i}@{'127.0.0.1:' + str(1024 + i) if i % 2 else 'partner.example'}"
+            for i in range(2 * Hops.KNOWN + 5)] + ["sip:acms@partner.example"]
+    for _ in range(2):
+        for uri in uris:
+            assert hops.peer_for(uri) == Hops(table).peer_for(uri), uri
+
+
 def test_a_configured_identity_that_is_no_sip_uri_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError) as exc:
         _trust(PARTNER, "alice")

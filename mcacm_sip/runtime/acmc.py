@@ -77,6 +77,9 @@ log = logging.getLogger("mcacm.acmc.node")
 PROCEDURES_KEPT = 4096
 """Delivered requests whose X-CID an ACMC remembers until it decides them."""
 
+SPELLINGS_KEPT = 16
+"""How many spellings of its ACMS's identity an ACMC remembers having compared."""
+
 OPENING_FLOWS = (*AcmRequest.__args__, PendingDataDownloadRequest)
 """The flows an ACMC sends that open a procedure (their Call-ID is its X-CID value)."""
 
@@ -329,6 +332,8 @@ class AcmcNode(Node):
         self._handles: dict[str, RequestHandle] = {}
         self._follows: dict[str, str] = {}
         """Send id of a download following a notification or a page -> that flow's X-CID."""
+        self._from_acms: set[str | None] = set()
+        """Spellings of our ACMS's identity seen on its MESSAGEs (each compared once)."""
         self._procedures: dict[str, str] = {}
         """Transaction id of a request delivered to us -> the X-CID it came with, echoed on
         our decision (the ACMS derives it from the origin's id, which a fresh leg id hides
@@ -542,8 +547,11 @@ class AcmcNode(Node):
             return message_reply(self.host, exc.sip_status, exc.warning_text)
         sender = self._sender(req)
         # an ACMC takes flows only from its own ACMS (decision), by RFC 3261 19.1.4
-        if address_of_record(sender) != self._acms:
-            return message_reply(self.host, 403, f"not-authorised: {sender} is not my ACMS")
+        if sender not in self._from_acms:
+            if sender is None or address_of_record(sender) != self._acms:
+                return message_reply(self.host, 403, f"not-authorised: {sender} is not my ACMS")
+            if len(self._from_acms) < SPELLINGS_KEPT:
+                self._from_acms.add(sender)
         # lax on receive: without a usable X-CID, the value the flow itself names
         procedure = procedure_of(req.header(PROCEDURE_HEADER)) or flow_procedure(flow)
         if isinstance(flow, AcmRequest.__args__):  # to decide: our answer echoes its X-CID

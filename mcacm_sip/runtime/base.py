@@ -181,12 +181,17 @@ def hop_peer(uri: str, default: Transport = "udp") -> Peer:
 class Hops:
     """Where requests go when their Request-URI does not name an address (no DNS/SRV here)."""
 
+    KNOWN = 1024
+
     def __init__(self, hops: Mapping[str, str], default: Transport = "udp") -> None:
         self._by_aor: dict[Uri, Peer] = {}
         """A key that is a SIP URI: its AOR, compared by RFC 3261 19.1.4."""
         self._by_domain: dict[str, Peer] = {}
         """A domain (lower case) or ``*``."""
         self._default = default
+        self._known: dict[str, Peer | None] = {}
+        """Request-URI -> its hop, as found before: the same few URIs (peer PSIs, our ACMS,
+        registered contacts) are looked up for every MESSAGE; at most ``KNOWN`` kept."""
         for key, uri in hops.items():
             aor = None if key == "*" or ":" not in key else address_of_record(key)
             if aor is not None:
@@ -199,6 +204,16 @@ class Hops:
         an IP address (a registered contact, a dialog's remote target) goes there itself: its
         UDP address when it names UDP (or no transport, and UDP is the default), else None
         (the endpoint then connects to it as it says)."""
+        try:
+            return self._known[uri]
+        except KeyError:
+            pass
+        if len(self._known) >= self.KNOWN:
+            self._known.clear()
+        peer = self._known[uri] = self._find(uri)
+        return peer
+
+    def _find(self, uri: str) -> Peer | None:
         host = uri_host(uri)
         if is_ip(host):
             return self._direct(uri, host)
