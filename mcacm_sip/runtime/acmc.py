@@ -46,7 +46,6 @@ from mcacm_sip.core.events import (
     AcmcEvent,
     Decide,
     FlowFromAcms,
-    MessageVerdict,
     ReportKind,
     ReportToUser,
     SendFlow,
@@ -459,7 +458,7 @@ class AcmcNode(Node):
         """The core's timer tick: its actions are applied as any event's."""
         self._feed(TimerTick(now))
 
-    def _apply(self, actions: list[AcmcAction]) -> MessageVerdict | None:
+    def _apply(self, actions: list[AcmcAction]) -> None:
         for action in actions:
             if isinstance(action, SendFlow):
                 # from the next loop callback, as a task's first step was: a MESSAGE's 200
@@ -470,7 +469,6 @@ class AcmcNode(Node):
             elif isinstance(action, ReportToUser):
                 self._report(action)
         self._timer.rearm()
-        return verdict_of(actions)
 
     def _feed(self, event: AcmcEvent) -> None:
         if self._running:
@@ -570,4 +568,5 @@ class AcmcNode(Node):
                 if isinstance(action, SendFlow) and isinstance(
                         action.flow, PendingDataDownloadRequest):
                     self._follows[action.send_id] = procedure
-        return verdict_reply(self.host, self._apply(actions))
+        self._apply(actions)
+        return verdict_reply(self.host, verdict_of(actions))  # only a MESSAGE has a verdict
