@@ -104,6 +104,30 @@ def test_partner_acmc_offline_pending_then_logon(transport: str, tmp_path: Path)
     run(transport, tmp_path, body, dave_online=False)
 
 
+def test_a_logons_200_leaves_before_the_notification_it_releases(tmp_path: Path) -> None:
+    """10.17.3.1: the ACMS answers the REGISTER that logs a user on, then notifies it of its
+    pending data: the ACMC never gets a notification for a logon it has no 200 for."""
+    seen: list[TraceRecord] = []
+
+    async def body(lab: Lab) -> None:
+        migrated = await lab.migrate_mike(WAIT)
+        handle = lab.alice.submit(update(lab, migrated, Addressee(DAVE)))
+        await asyncio.wait_for(handle.indicated, WAIT)
+        await lab.dave.logon()
+        request = await lab.dave_decider.next_request(WAIT)
+        lab.dave_decider.answer(request.transaction_id, True, "fine")
+        assert_answered(await handle.wait(WAIT), "success")
+
+    run("udp", tmp_path, body, dave_online=False, trace=seen.append)
+    partner = [r for r in seen if r.node == "sip:acms@partner.example"]
+    notified = next(i for i, r in enumerate(partner)
+                    if r.direction == "out" and b"<pending-data-notification" in r.data)
+    logon = max(i for i, r in enumerate(partner[:notified])
+                if r.direction == "in" and r.data.startswith(b"REGISTER "))
+    assert any(r.direction == "out" and r.data.startswith(b"SIP/2.0 200")
+               and b" REGISTER\r\n" in r.data for r in partner[logon:notified])
+
+
 def test_functional_alias_delivered_on_activation(tmp_path: Path) -> None:
     """Target by FA with nobody active: stored; the PUBLISH that activates it (FA server ->
     NOTIFY -> partner ACMS) delivers the request to the holder."""

@@ -784,9 +784,18 @@ class AcmsNode(Node):
             self._sending.pop(send.send_id, None)
             self.feed(sent.outcome(time.time(), send.send_id))
 
-        start_message(self.endpoint, self.config.sip, uri=uri, to=send.to, identity=self.psi,
-                      flow=send.flow, route=route, done=done,
-                      procedure=self._echoed(send) or send.procedure or None)
+        def start() -> None:
+            start_message(self.endpoint, self.config.sip, uri=uri, to=send.to,
+                          identity=self.psi, flow=send.flow, route=route, done=done,
+                          procedure=self._echoed(send) or send.procedure or None)
+
+        if send.hop is Hop.ACMC:
+            # to a registered contact from the next loop callback (when a task used to send
+            # it): the 200 to a REGISTER leaves before the notification its logon releases
+            # (10.17.3.1), as the 200 to a MESSAGE before the flows it caused
+            asyncio.get_running_loop().call_soon(start)
+        else:
+            start()
 
     # ------------------------------------------------------------------ REGISTER
 
