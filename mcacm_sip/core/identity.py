@@ -18,6 +18,7 @@ normalise.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import replace
 from functools import lru_cache
@@ -101,6 +102,9 @@ def pattern_ok(pattern: str) -> bool:
 _PROCEDURE_NS = uuid.UUID("5d1c8e4a-0f7b-4c1e-9a57-6d2b8f3e1a90")
 """Namespace of :func:`procedure_id` (RFC 4122 4.3 name-based UUIDs): fixed, so every node of
 every release derives the same value."""
+_PROCEDURE_NS_BYTES = _PROCEDURE_NS.bytes
+_NOT_VERSION_VARIANT = ~(0xF000 << 64 | 0xC000 << 48)
+_VERSION_5_VARIANT = 5 << 76 | 0x8000 << 48
 
 
 def procedure_id(requester: str, transaction_id: str) -> str:
@@ -110,7 +114,11 @@ def procedure_id(requester: str, transaction_id: str) -> str:
     lower-case hex digits.  Every node that knows the request derives the same value, so the
     flows of one procedure hash alike at a dispatcher although their Call-IDs differ.  A
     routing hint only: nothing is authorised by it."""
-    return uuid.uuid5(_PROCEDURE_NS, f"{id_key(requester)}\n{transaction_id}").hex
+    name = f"{id_key(requester)}\n{transaction_id}".encode()
+    n = int.from_bytes(hashlib.sha1(_PROCEDURE_NS_BYTES + name).digest()[:16])
+    # uuid.uuid5(...).hex without a UUID object: RFC 4122 4.1.3 version 5 in the high nibble
+    # of time_hi, 4.1.1 variant 10x in the top bits of clock_seq_hi
+    return f"{n & _NOT_VERSION_VARIANT | _VERSION_5_VARIANT:032x}"
 
 
 def flow_procedure(flow: AcmFlow) -> str | None:
