@@ -100,30 +100,46 @@ def footprint(tx: Transaction) -> int:
     return flow_bytes(tx.request) + flow_bytes(tx.indication) + flow_bytes(tx.response)
 
 
+_Seen = tuple[str | None, int, bool, int, AcmFlow | None, int, AcmFlow | None, int]
+
+
 class QuotaBook:
     """The accounting behind :class:`Quotas`: O(1) per record kept, dropped or checked."""
 
-    __slots__ = ("_bytes_of", "_open_of", "_seen", "quotas", "total")
+    __slots__ = ("_asked", "_bytes_of", "_open_of", "_seen", "quotas", "total")
 
     def __init__(self, quotas: Quotas) -> None:
         self.quotas = quotas
-        # key -> (peer, bytes, open, bytes of its request)
-        self._seen: dict[str, tuple[str | None, int, bool, int]] = {}
+        # key -> (peer, bytes, open, bytes of its request, its indication and their bytes,
+        # its response and their bytes): a flow's size is taken once, when the record first
+        # holds it (flows are frozen; a new state of a transaction keeps the same objects)
+        self._seen: dict[str, _Seen] = {}
         self._open_of: dict[str, int] = {}    # peer PSI -> its open partner transactions
         self._bytes_of: dict[str, int] = {}   # peer PSI -> bytes of its partner transactions
+        self._asked: tuple[AcmFlow | None, int] = (None, 0)  # the last request refusal sized
         self.total = 0
         """Bytes of every transaction kept."""
 
     def track(self, tx: Transaction) -> None:
         """``tx`` is kept (new, or a new state of one already kept)."""
-        seen = self._seen.get(tx.key)
-        # a transaction's request never changes: its size is taken once, at the first record
-        request = seen[3] if seen is not None else flow_bytes(tx.request)
-        self.forget(tx.key)
+        key, indication, response = tx.key, tx.indication, tx.response
+        seen = self._seen.pop(key, None)
+        if seen is None:
+            asked, size = self._asked
+            request = size if asked is tx.request else flow_bytes(tx.request)
+            ind = flow_bytes(indication) if indication is not None else 0
+            resp = flow_bytes(response) if response is not None else 0
+        else:
+            self._untrack(seen)
+            _, _, _, request, was_indication, ind, was_response, resp = seen
+            if indication is not was_indication:
+                ind = flow_bytes(indication) if indication is not None else 0
+            if response is not was_response:
+                resp = flow_bytes(response) if response is not None else 0
         peer = tx.peer if tx.role is Role.PARTNER else None
-        size = request + flow_bytes(tx.indication) + flow_bytes(tx.response)
+        size = request + ind + resp
         is_open = tx.state is not TxState.DONE
-        self._seen[tx.key] = (peer, size, is_open, request)
+        self._seen[key] = (peer, size, is_open, request, indication, ind, response, resp)
         self.total += size
         if peer is not None:
             self._bytes_of[peer] = self._bytes_of.get(peer, 0) + size
@@ -133,9 +149,11 @@ class QuotaBook:
     def forget(self, key: str) -> None:
         """The transaction ``key`` is no longer kept."""
         seen = self._seen.pop(key, None)
-        if seen is None:
-            return
-        peer, size, is_open, _ = seen
+        if seen is not None:
+            self._untrack(seen)
+
+    def _untrack(self, seen: _Seen) -> None:
+        peer, size, is_open = seen[0], seen[1], seen[2]
         self.total -= size
         if peer is not None:
             self._bytes_of[peer] -= size
@@ -163,7 +181,9 @@ class QuotaBook:
                                 f"at most {q.max_profile_bytes} are taken")
         # admission counts what the transaction will hold once answered, so a peer at its
         # quota cannot pass it by the indication and response its requests later add
-        size = flow_bytes(req) + growth(req, local)
+        asked = flow_bytes(req)
+        self._asked = (req, asked)  # track() takes it when the transaction opens
+        size = asked + growth(req, local)
         if peer is not None and self.open_of(peer) >= q.max_open_per_peer:
             return self._busy(f"{peer} has {self.open_of(peer)} open transactions "
                               f"(quota {q.max_open_per_peer})")
