@@ -276,6 +276,7 @@ AcmcAction = AcceptMessage | RefuseMessage | SendFlow | Decide | ReportToUser
 """What :class:`~mcacm_sip.core.acmc.AcmcCore` returns."""
 
 _A = TypeVar("_A", AcmsAction, AcmcAction)
+_ACCEPT = AcceptMessage()  # a value without fields: one serves every verdict
 
 
 class _Collector(Generic[_A]):
@@ -288,7 +289,7 @@ class _Collector(Generic[_A]):
         self._rest: list[_A] = []
 
     def accept(self) -> None:
-        self._verdict = AcceptMessage()
+        self._verdict = _ACCEPT
 
     def refuse(self, status: int, warning: str, retry_after: int | None = None) -> None:
         self._verdict = RefuseMessage(status, warning, retry_after)
@@ -303,7 +304,8 @@ class AcmsActions(_Collector[AcmsAction]):
     __slots__ = ("_changes",)
 
     def __init__(self) -> None:
-        super().__init__()
+        self._verdict = None
+        self._rest = []
         self._changes: list[StoreChange] = []
 
     def change(self, change: StoreChange) -> None:

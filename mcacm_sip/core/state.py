@@ -422,10 +422,11 @@ class Mapping:
     """The profile valid while migrated (10.17.7.1), updated by a successful 10.17.7."""
     removed: bool = False
     """Withdrawn by a remove user configuration (kept so later updates get not-migrated)."""
+    key: str = field(init=False, repr=False, compare=False)
+    """``mapping_key`` of the mapping, computed once per record."""
 
-    @property
-    def key(self) -> str:
-        return mapping_key(self.side, self.peer, self.primary_id)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", mapping_key(self.side, self.peer, self.primary_id))
 
 
 def mapping_key(side: Role, peer: str, primary_id: str) -> str:

@@ -54,12 +54,12 @@ class AcmsPartner(AcmsRouting):
 
     def _partner_request(self, now: float, peer: PeerSystem, req: AcmRequest, out: AcmsActions
                          ) -> None:
-        if self._over_quota(tx_key(Role.PARTNER, peer.psi, req.transaction_id), req, peer.psi,
-                            out):
+        key = tx_key(Role.PARTNER, peer.psi, req.transaction_id)
+        if self._over_quota(key, req, peer.psi, out):
             return
         # decision: a transaction is its origin plus its id -- the same id from two primary
         # systems is two transactions
-        if (tx := self._tx.get(tx_key(Role.PARTNER, peer.psi, req.transaction_id))) is not None:
+        if (tx := self._tx.get(key)) is not None:
             if self._repeat(tx, req, peer.psi, out) and tx.request == req:
                 # decision: re-send what it already has
                 if tx.indication is not None:

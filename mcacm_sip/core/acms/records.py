@@ -160,45 +160,50 @@ class AcmsRecords:
     def _remember(self, record: Record) -> None:
         match record:
             case Transaction():
-                old = self._tx.get(record.key)
-                self._tx[record.key] = record
+                key = record.key
+                old = self._tx.get(key)
+                self._tx[key] = record
                 self.quota.track(record)
                 if old is None or old.deadline != record.deadline:
-                    self._timer_at(record.deadline, record.KIND, record.key)
+                    self._timer_at(record.deadline, Transaction.KIND, key)
                 if old is None:
                     # a new transaction's leg id is free; two restored schema-1 rows (two peers,
                     # one id) can share one: the open one keeps it, as the old lookup did
-                    other = self._tx.get(self._legs.get((record.role, record.leg), ""))
+                    leg = (record.role, record.leg)
+                    other = self._tx.get(self._legs.get(leg, ""))
                     if other is None or other.state is TxState.DONE:
-                        self._legs[(record.role, record.leg)] = record.key
+                        self._legs[leg] = key
                     if record.allows(Trigger.DECISION):  # partner, awaiting a decision
                         fa = self._fa_route(record.request)
                         if fa is not None:
-                            self._via_fa.setdefault(id_key(fa), {})[record.key] = None
-            case PendingItem():
-                self._pending[record.key] = record
-                self._queues.setdefault(id_key(record.owner), {})[record.key] = None
+                            self._via_fa.setdefault(id_key(fa), {})[key] = None
             case Outgoing():
-                old_og = self._out.get(record.key)
-                self._out[record.key] = record
+                key = record.send_id
+                old_og = self._out.get(key)
+                self._out[key] = record
                 if record.tx_key is not None:
-                    self._out_of_tx.setdefault(record.tx_key, {})[record.key] = None
+                    self._out_of_tx.setdefault(record.tx_key, {})[key] = None
                 if record.purpose is Purpose.NOTIFY:
-                    self._notifying[id_key(record.to)] = record.key
+                    self._notifying[id_key(record.to)] = key
                 if record.next_at is not None and (old_og is None
                                                    or old_og.next_at != record.next_at):
-                    self._timer_at(record.next_at, record.KIND, record.key)
+                    self._timer_at(record.next_at, Outgoing.KIND, key)
+            case PendingItem():
+                key = record.tx_key
+                self._pending[key] = record
+                self._queues.setdefault(id_key(record.owner), {})[key] = None
             case Mapping():
-                if record.key not in self._maps and record.side is Role.PARTNER:
+                key = record.key
+                if key not in self._maps and record.side is Role.PARTNER:
                     self._assigned += 1
-                self._maps[record.key] = record
-                self._by_partner_id[(record.side, id_key(record.partner_id))] = record.key
+                self._maps[key] = record
+                self._by_partner_id[(record.side, id_key(record.partner_id))] = key
             case PartnerGroup():
                 self._groups[record.key] = record
 
     def _put(self, record: Record, out: AcmsActions) -> None:
         self._remember(record)
-        if not isinstance(record, Outgoing) or record.purpose in DURABLE_PURPOSES:
+        if type(record) is not Outgoing or record.purpose in DURABLE_PURPOSES:
             out.change(Put(record))
 
     def _drop_tx(self, tx: Transaction, out: AcmsActions) -> None:
@@ -240,10 +245,11 @@ class AcmsRecords:
         state, clause = transition(tx.role, tx.state, trigger)
         moved = tx.evolve(state=state, **changes)
         if log.isEnabledFor(logging.INFO):  # one structured event per procedure step, no contents
+            origin = moved.origin
             log.info("%s %s from %s: %s -> %s (%s)", moved.role, moved.transaction_id,
-                     moved.origin, tx.state, moved.state, trigger, extra={
+                     origin, tx.state, moved.state, trigger, extra={
                          "event": "procedure.step", "transaction_id": moved.transaction_id,
-                         "role": str(moved.role), "peer": moved.peer, "origin": moved.origin,
+                         "role": str(moved.role), "peer": moved.peer, "origin": origin,
                          "leg_id": moved.leg,
                          "from_state": str(tx.state), "to_state": str(moved.state),
                          "trigger": str(trigger), "clause": clause})
