@@ -172,8 +172,9 @@ class QuotaBook:
         our ACMCs) must be refused, and how; None: it may open.  ``local``: bytes our own
         configuration will add to its answer (:func:`growth`)."""
         q = self.quotas
-        profile = max([_profile_bytes(req), *(_profile_bytes(u) for u in
-                                              getattr(req, "users", ()))])
+        profile = _profile_bytes(req)
+        for user in getattr(req, "users", ()):
+            profile = max(profile, _profile_bytes(user))
         if profile > q.max_profile_bytes:
             # decision: a permanent refusal (RFC 3261 21.4.11), nothing stored: the same
             # request stays too large, so the sender must not retry it unchanged
@@ -184,12 +185,13 @@ class QuotaBook:
         asked = flow_bytes(req)
         self._asked = (req, asked)  # track() takes it when the transaction opens
         size = asked + growth(req, local)
-        if peer is not None and self.open_of(peer) >= q.max_open_per_peer:
-            return self._busy(f"{peer} has {self.open_of(peer)} open transactions "
-                              f"(quota {q.max_open_per_peer})")
-        if peer is not None and self.bytes_of(peer) + size > q.max_bytes_per_peer:
-            return self._busy(f"{peer} has {self.bytes_of(peer)} bytes retained "
-                              f"(quota {q.max_bytes_per_peer})")
+        if peer is not None:
+            if (opened := self._open_of.get(peer, 0)) >= q.max_open_per_peer:
+                return self._busy(f"{peer} has {opened} open transactions "
+                                  f"(quota {q.max_open_per_peer})")
+            if (kept := self._bytes_of.get(peer, 0)) + size > q.max_bytes_per_peer:
+                return self._busy(f"{peer} has {kept} bytes retained "
+                                  f"(quota {q.max_bytes_per_peer})")
         if self.total + size > q.max_store_bytes:
             return self._busy(f"{self.total} bytes retained (ceiling {q.max_store_bytes})")
         return None

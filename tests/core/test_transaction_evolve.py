@@ -1,5 +1,6 @@
-"""Transaction.evolve is dataclasses.replace for the procedure's steps: the same record, key
-included, whichever fields change; an unknown field is refused as replace refuses it."""
+"""Transaction.evolve and Mapping.evolve are dataclasses.replace for the procedure's steps:
+the same record, key (and procedure) included, whichever fields change; an unknown field is
+refused as replace refuses it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 import pytest
 
 from mcacm_sip.acm.examples import example_flows
-from mcacm_sip.acm.model import ProcessIndication, ProfileUpdateRequest
-from mcacm_sip.core.state import Role, Transaction, TxState
+from mcacm_sip.acm.model import ProcessIndication, ProfileUpdateRequest, UserProfile
+from mcacm_sip.core.state import Mapping, Role, Transaction, TxState
 
 
 def _tx(role: Role) -> Transaction:
@@ -50,3 +51,38 @@ def test_evolve_refuses_an_unknown_field() -> None:
         _tx(Role.PARTNER).evolve(stat=TxState.DONE)
     with pytest.raises(TypeError, match="key"):  # computed, never set
         _tx(Role.PARTNER).evolve(key="x")
+
+
+def _mapping(side: Role) -> Mapping:
+    return Mapping(side, "sip:acms@primary.example", "sip:mike@primary.example",
+                   "sip:mike-1@partner.example", None, False)
+
+
+MAPPING_CHANGES: list[dict[str, Any]] = [
+    {"removed": True},
+    {"profile": UserProfile("<p/>")},
+    {"partner_id": "sip:mike-2@partner.example"},
+    {"primary_id": "sip:MIKE@primary.example;transport=udp"},  # the key moves
+    {"peer": "sip:acms@elsewhere.example"},
+    {"side": Role.PRIMARY},
+    {},
+]
+
+
+@pytest.mark.parametrize("side", list(Role))
+@pytest.mark.parametrize("changes", MAPPING_CHANGES, ids=lambda c: ",".join(c) or "nothing")
+def test_mapping_evolve_is_replace(side: Role, changes: dict[str, Any]) -> None:
+    m = _mapping(side)
+    expected = dataclasses.replace(m, **changes)
+    got = m.evolve(**changes)
+    assert got == expected and got.key == expected.key
+    assert [getattr(got, f.name) for f in dataclasses.fields(Mapping)] == \
+        [getattr(expected, f.name) for f in dataclasses.fields(Mapping)]
+    assert m == _mapping(side)
+
+
+def test_mapping_evolve_refuses_an_unknown_field() -> None:
+    with pytest.raises(TypeError, match="no field remove"):
+        _mapping(Role.PARTNER).evolve(remove=True)
+    with pytest.raises(TypeError, match="key"):
+        _mapping(Role.PARTNER).evolve(key="x")

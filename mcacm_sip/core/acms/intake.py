@@ -12,7 +12,6 @@ from mcacm_sip.acm.model import (
     AcmResponse,
     AddUserConfigurationRequest,
     AddUserConfigurationResponse,
-    Party,
     ProcessIndication,
     ProfileUpdateRequest,
     ProfileUpdateResponse,
@@ -25,7 +24,7 @@ from mcacm_sip.core.acms.outbox import AcmsOutbox
 from mcacm_sip.core.acms.records import log
 from mcacm_sip.core.events import AcmsActions
 from mcacm_sip.core.identity import id_key, same
-from mcacm_sip.core.state import Transaction, answers, response_to
+from mcacm_sip.core.state import Transaction, answers, party, response_to
 
 
 class AcmsIntake(AcmsOutbox):
@@ -112,4 +111,4 @@ class AcmsIntake(AcmsOutbox):
 
     def _auto_response(self, tx: Transaction, result: Result) -> AcmResponse:
         """An answer by this ACMS itself (10.17.3.2; verify failures; timers)."""
-        return response_to(tx.request, Party(self.config.handler_id), result)
+        return response_to(tx.request, party(self.config.handler_id), result)

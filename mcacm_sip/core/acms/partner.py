@@ -200,7 +200,7 @@ class AcmsPartner(AcmsRouting):
         if isinstance(req, ProfileUpdateRequest) and ok.positive:
             m = self._partner_mapping(tx.peer, req.migrated_user_id)
             if m is not None:
-                self._put(replace(m, profile=req.profile), out)
+                self._put(m.evolve(profile=req.profile), out)
         # 10.17.4: a success applies the membership or the provision (lab definition)
         for group in groups.applied(tx.peer, req, ok, now, self._groups.get):
             self._put(group, out)
@@ -221,7 +221,7 @@ class AcmsPartner(AcmsRouting):
             m = Mapping(Role.PARTNER, peer, primary_id,
                         self.config.migration.assign(primary_id, self._assigned + 1), profile)
         else:  # decision: re-adding reuses the earlier ID and keeps its profile
-            m = replace(m, removed=False)
+            m = m.evolve(removed=False)
         self._put(m, out)
         return UserAssignment(primary_id, Result(ResultCode.SUCCESS), m.partner_id, m.profile)
 
@@ -234,5 +234,5 @@ class AcmsPartner(AcmsRouting):
             return UserRemoval(primary_id, Result(ResultCode.UNKNOWN_USER))
         if m.removed:
             return UserRemoval(primary_id, Result(ResultCode.NOT_MIGRATED), m.partner_id)
-        self._put(replace(m, removed=True), out)
+        self._put(m.evolve(removed=True), out)
         return UserRemoval(primary_id, Result(ResultCode.SUCCESS), m.partner_id)

@@ -164,11 +164,11 @@ class AcmsPrimary(AcmsRouting):
             for r in resp.users:
                 m = self._maps.get(mapping_key(Role.PRIMARY, tx.peer, r.primary_id))
                 if r.result.positive and m is not None:
-                    self._put(replace(m, removed=True), out)
+                    self._put(m.evolve(removed=True), out)
         elif isinstance(req, ProfileUpdateRequest) and resp.result.positive:
             key = self._by_partner_id.get((Role.PRIMARY, id_key(req.migrated_user_id)))
             if key is not None:
-                self._put(replace(self._maps[key], profile=req.profile), out)
+                self._put(self._maps[key].evolve(profile=req.profile), out)
 
     def _stand_in(self, now: float, tx: Transaction, result: Result, trigger: Trigger,
                   out: AcmsActions) -> None:
