@@ -117,19 +117,19 @@ class AcmsCore(AcmsPrimary, AcmsPartner):
 
     def handle(self, event: AcmsEvent) -> list[AcmsAction]:
         out = AcmsActions()
-        match event:
-            case FlowFromAcmc():
-                self._from_acmc(event.now, event.sender, event.flow, out)
+        match event:  # the frequent first: flows and each send's outcome
             case FlowFromPeer():
                 self._from_peer(event.now, event.origin, event.flow, out)
+            case DeliveryOutcome():
+                self._outcome(event, out)
+            case FlowFromAcmc():
+                self._from_acmc(event.now, event.sender, event.flow, out)
             case UserLoggedOn():
                 self._logon(event.now, event.user, out)
             case UserLoggedOff():
                 self._online.pop(id_key(event.user), None)
             case FaHoldersChanged():
                 self._fa_changed(event.now, event.fa, event.holders, out)
-            case DeliveryOutcome():
-                self._outcome(event, out)
             case TimerTick():
                 self._tick(event.now, out)
             case AdoptRecords():

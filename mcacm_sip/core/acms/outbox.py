@@ -99,10 +99,16 @@ class AcmsOutbox(AcmsRecords):
     def _send(self, out: AcmsActions, purpose: Purpose, hop: Hop, to: str, flow: AcmFlow,
               tx: Transaction | None = None, give_up_at: float | None = None,
               carries: tuple[str, ...] = ()) -> None:
-        og = Outgoing(unique_hex(), purpose, hop, to, flow,
-                      tx.key if tx is not None else None, give_up_at=give_up_at, carries=carries)
-        self._put(og, out)
-        out.add(self._send_of(og))
+        if tx is None:
+            og = Outgoing(unique_hex(), purpose, hop, to, flow, None, give_up_at=give_up_at,
+                          carries=carries)
+            self._put(og, out)
+            out.add(self._send_of(og))
+        else:  # the transaction's procedure (as _send_of finds it)
+            og = Outgoing(unique_hex(), purpose, hop, to, flow, tx.key, give_up_at=give_up_at,
+                          carries=carries)
+            self._put(og, out)
+            out.add(SendFlow(og.send_id, hop, to, flow, tx.procedure))
 
     def _send_of(self, og: Outgoing) -> SendFlow:
         """The SendFlow of a stored send, with its procedure's X-CID value: the transaction's
