@@ -325,18 +325,19 @@ class Transaction:
             unknown = changes.keys() - _TX_FIELDS
             raise TypeError(f"Transaction has no field {', '.join(sorted(unknown))}")
         new = _new(Transaction)
-        get = changes.get
-        _set(new, "role", get("role", self.role))
-        _set(new, "transaction_id", get("transaction_id", self.transaction_id))
-        _set(new, "peer", get("peer", self.peer))
-        _set(new, "request", get("request", self.request))
-        _set(new, "state", get("state", self.state))
-        _set(new, "created", get("created", self.created))
-        _set(new, "deadline", get("deadline", self.deadline))
-        _set(new, "indication", get("indication", self.indication))
-        _set(new, "response", get("response", self.response))
-        _set(new, "assignee", get("assignee", self.assignee))
-        _set(new, "leg_id", get("leg_id", self.leg_id))
+        _set(new, "role", self.role)
+        _set(new, "transaction_id", self.transaction_id)
+        _set(new, "peer", self.peer)
+        _set(new, "request", self.request)
+        _set(new, "state", self.state)
+        _set(new, "created", self.created)
+        _set(new, "deadline", self.deadline)
+        _set(new, "indication", self.indication)
+        _set(new, "response", self.response)
+        _set(new, "assignee", self.assignee)
+        _set(new, "leg_id", self.leg_id)
+        for name, value in changes.items():
+            _set(new, name, value)
         if _TX_KEY_FIELDS.isdisjoint(changes):
             _set(new, "key", self.key)
             _set(new, "procedure", self.procedure)
@@ -448,13 +449,14 @@ class Mapping:
             unknown = changes.keys() - _MAPPING_FIELDS
             raise TypeError(f"Mapping has no field {', '.join(sorted(unknown))}")
         new = _new(Mapping)
-        get = changes.get
-        _set(new, "side", get("side", self.side))
-        _set(new, "peer", get("peer", self.peer))
-        _set(new, "primary_id", get("primary_id", self.primary_id))
-        _set(new, "partner_id", get("partner_id", self.partner_id))
-        _set(new, "profile", get("profile", self.profile))
-        _set(new, "removed", get("removed", self.removed))
+        _set(new, "side", self.side)
+        _set(new, "peer", self.peer)
+        _set(new, "primary_id", self.primary_id)
+        _set(new, "partner_id", self.partner_id)
+        _set(new, "profile", self.profile)
+        _set(new, "removed", self.removed)
+        for name, value in changes.items():
+            _set(new, name, value)
         if _MAPPING_KEY_FIELDS.isdisjoint(changes):
             _set(new, "key", self.key)
         else:
