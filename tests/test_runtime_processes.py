@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -32,18 +33,33 @@ PROFILE = ('<mcptt-user-profile xmlns="urn:3gpp:mcptt:user-profile:1.0">'
            "<Name>Mike (night shift)</Name></mcptt-user-profile>")
 
 
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+_PORTS = random.Random()
+
+
 def free_port() -> int:
-    """A loopback port free for both UDP and TCP."""
+    """A loopback port free for both UDP and TCP, below the kernel's ephemeral range: a port
+    the kernel hands out is also handed to the outgoing connections of the nodes and tests
+    that run meanwhile, and one of them took a port a lab chose minutes before it bound it
+    (test_docs_run[cli.md]: "address already in use")."""
+    low = _ephemeral_low()
     while True:
-        with closing(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
+        port = _PORTS.randrange(max(1024, low - 12000), low)
+        with closing(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as udp, \
+                closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as tcp:
+            try:
+                udp.bind(("127.0.0.1", port))
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def write_configs(tmp: Path, transport: str = "udp", ports: dict[str, str] | None = None

@@ -340,6 +340,14 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "metrics only: the same core spellings, kept to count activations",
     ("runtime/metrics.py", "holders", "self._holders[fa] = len(new)"):
         "a gauge per FA of the core's own spelling (HoldersChanged); no peer text reaches it",
+    ("runtime/acmc.py", "_on_message", "if sender not in self._from_acms:"):
+        "a cache of exact spellings already found equal to the ACMS's identity by "
+        "address_of_record just below; a spelling not in it is compared that way",
+    ("runtime/base.py", "peer_for", "return self._known[uri]"):
+        "a cache of _find's answer per exact Request-URI text: the same text, the same hop; "
+        "an equivalent spelling is simply looked up (by equivalence) again",
+    ("runtime/base.py", "peer_for", "peer = self._known[uri] = self._find(uri)"):
+        "the same cache, filled with what _find answered for this text",
     ("store/pg_fa.py", "load", "return {fa: tuple(hs) for fa, hs in out.items()}"):
         "store/fa.py's rows in PostgreSQL, handed back to FaServer, which matches them by "
         "equivalence",
