@@ -22,6 +22,7 @@ import logging
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -49,6 +50,13 @@ from _common import (
 HERE = Path(__file__).resolve().parent
 UAC = HERE / "sipp" / "ingress_uac.xml"
 UAS = HERE / "sipp" / "ingress_uas.xml"
+# SIPp keeps an answered call as a "dead call" for 33 s and swallows its retransmissions
+# without answering; RFC 3261 17.2.2 has a UAS re-send its final response. Without this,
+# each 200 our ACMS loses (a full receive buffer past its capacity) leaves its MESSAGE
+# unanswered until Timer F (32 s), holding the backlog over [limits] max_in_flight: 503s at
+# 40-60 % CPU, then none of the next step's requests taken. With no dead-call memory a
+# retransmission is a new call to SIPp, and it answers it as RFC 3261 says.
+UAS_RFC = ("-deadcall_wait", "0")
 RATES = (100, 250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000)
 QUICK_RATES = (100, 200)
 BASE_RATES = (1000, 2000, 4000, 6000, 8000, 10000, 12000)
@@ -150,6 +158,9 @@ class IngressStep:
     # short of CPU when the ACMS sheds below full CPU is read from these
     uac_cpu: float = 0.0
     uas_cpu: float | None = None
+    # % of one core over the offered window only: `cpu` also covers the tail in which SIPp
+    # waits for its failed calls' timers, so it reads low on an overloaded step
+    cpu_offered: float = 0.0
 
     @property
     def clean(self) -> bool:
@@ -170,6 +181,9 @@ def _ingress_step(run: int, rate: int, seconds: float, acms: tuple[str, int], ac
     calls = max(1, int(rate * seconds))
     sent_log = work / f"uac-{run}.log"
     meter, drops0 = CpuMeter(acms_pid), udp_rcvbuf_errors()
+    window = threading.Timer(seconds, lambda: offered_cpu.append(meter.percent()))
+    offered_cpu: list[float] = []
+    window.start()
     uas_meter = CpuMeter(uas_pid) if uas_pid is not None else None
     cpu0, uac0 = cpu_seconds(meter.pids), reaped_children_cpu()
     sipp = peers.run_sipp(str(UAC), acms, work, calls=calls, rate=rate, keys={"run": str(run)},
@@ -186,6 +200,7 @@ def _ingress_step(run: int, rate: int, seconds: float, acms: tuple[str, int], ac
             break
         time.sleep(0.2)
     cpu, cpu_s = meter.percent(), cpu_seconds(meter.pids) - cpu0
+    window.cancel()
     uas_cpu = round(uas_meter.percent(), 1) if uas_meter is not None else None
     uac_s = reaped_children_cpu() - uac0  # the sipp UAC is the only child reaped in the step
     sent = {f[1]: float(f[2]) + float(f[3]) / 1e6
@@ -205,7 +220,7 @@ def _ingress_step(run: int, rate: int, seconds: float, acms: tuple[str, int], ac
         rss_mib=round(rss_bytes(meter.pids) / 2**20, 1),
         rcvbuf_drops=udp_rcvbuf_errors() - drops0, sipp_rc=sipp.rc, calls=calls,
         uac_cpu=round(100.0 * uac_s / sipp.stats.elapsed, 1) if sipp.stats.elapsed > 0 else 0.0,
-        uas_cpu=uas_cpu)
+        uas_cpu=uas_cpu, cpu_offered=round(offered_cpu[0], 1) if offered_cpu else cpu)
 
 
 def ingress(rates: Sequence[int], seconds: float, work: Path, synchronous: Sync,
@@ -213,7 +228,8 @@ def ingress(rates: Sequence[int], seconds: float, work: Path, synchronous: Sync,
     """Step the offered rate against a fresh partner ACMS; stop after two unclean steps."""
     uas_log = work / f"answers-{synchronous}.log"
     steps: list[IngressStep] = []
-    with peers.sipp_uas(work, str(UAS), extra=["-trace_logs", "-log_file", str(uas_log)]
+    with peers.sipp_uas(work, str(UAS), extra=["-trace_logs", "-log_file", str(uas_log),
+                                                   *UAS_RFC]
                         ) as uas, our_acms(work, uas.port, synchronous, log_level) as (acms, pid):
         unclean = 0
         for run, rate in enumerate(rates, 1):
@@ -222,7 +238,8 @@ def ingress(rates: Sequence[int], seconds: float, work: Path, synchronous: Sync,
                   f"retrans={s.retransmissions} answers={s.indications}+{s.responses}/"
                   f"{s.calls} ours-retrans={s.our_retransmissions} p50={s.p50_ms} ms "
                   f"p99={s.p99_ms} ms cpu={s.cpu}% ({s.cpu_us} us/req) rss={s.rss_mib} MiB "
-                  f"drops={s.rcvbuf_drops} sipp cpu uac/uas={s.uac_cpu}/{s.uas_cpu}%",
+                  f"drops={s.rcvbuf_drops} sipp cpu uac/uas={s.uac_cpu}/{s.uas_cpu}% "
+                  f"cpu in the offered {seconds:g} s={s.cpu_offered}%",
                   flush=True)
             steps.append(s)
             unclean = 0 if s.clean else unclean + 1
@@ -234,10 +251,11 @@ def ingress(rates: Sequence[int], seconds: float, work: Path, synchronous: Sync,
 def _table(title: str, steps: Sequence[IngressStep]) -> dict[str, Any]:
     columns = ["offered/s", "achieved/s", "failed", "retrans", "indications", "responses",
                "our retrans", "p50 ms", "p99 ms", "CPU %", "CPU us/req", "RSS MiB",
-               "rcvbuf drops", "sipp UAC/UAS CPU %", "clean"]
+               "rcvbuf drops", "sipp UAC/UAS CPU %", "CPU % offered window", "clean"]
     rows = [[s.offered, s.achieved, s.failed, s.retransmissions, s.indications, s.responses,
              s.our_retransmissions, s.p50_ms, s.p99_ms, s.cpu, s.cpu_us, s.rss_mib,
              s.rcvbuf_drops, f"{s.uac_cpu}/{s.uas_cpu if s.uas_cpu is not None else '-'}",
+             s.cpu_offered,
              "yes" if s.clean else "no"] for s in steps]
     return {"title": title, "columns": columns, "rows": rows, "steps": [asdict(s) for s in steps]}
 
