@@ -45,7 +45,7 @@ CATEGORIES: list[tuple[str, Callable[[str], bool]]] = [
     ("ids (uuid, secrets)",
      lambda f: "uuid.py" in f or "secrets.py" in f or "random.py" in f or "mcacm_sip/ids.py" in f),
     ("codec encode (flows out, store)",
-     lambda f: re.search(r"\b(_encode|encode|to_element|write_fields|_check_own) "
+     lambda f: re.search(r"\b(_encode|encode|encode_all|to_element|write_fields|_check_own) "
                          r"\(.*acm/codec", f) is not None),
     ("codec decode (hardened parse, XSD, model)",
      lambda f: re.search(r"\b(decode|from_element|_read) \(.*acm/codec", f) is not None
