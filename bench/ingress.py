@@ -108,11 +108,14 @@ async def _serve_acms(port: int, primary_hop: int, store: str, synchronous: Sync
 
 def _run_acms(argv: Sequence[str]) -> None:
     from mcacm_sip.cli.logs import setup_logging
+    from mcacm_sip.runtime.base import paced_full_collections
 
     port, hop, store, sync, level = argv
     # the log lines go to the child's log file, as `mcacm acms` writes them (console format)
     setup_logging(getattr(logging, level.upper()), "console")
-    asyncio.run(_serve_acms(int(port), int(hop), store, "FULL" if sync == "FULL" else "NORMAL"))
+    with paced_full_collections():  # as `mcacm acms` runs
+        asyncio.run(_serve_acms(int(port), int(hop), store,
+                                "FULL" if sync == "FULL" else "NORMAL"))
 
 
 @contextlib.contextmanager

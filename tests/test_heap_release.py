@@ -55,3 +55,37 @@ def test_glibc_malloc_trim_is_found() -> None:
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("not a glibc system")
     assert base.MALLOC_TRIM is not None and base.MALLOC_TRIM(0) in (0, 1)
+
+
+def test_a_paced_process_collects_its_oldest_generation_only_from_the_heap_pass(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mcacm acms` paces its full collections (a 100 ms pause about every 2 000 requests
+    under load): none from CPython's thresholds, one per release_free_heap pass, and the
+    process's settings come back when the node ends."""
+    import gc
+    import weakref
+
+    class Cyclic:
+        me: object
+
+    before = gc.get_threshold()
+    monkeypatch.setattr(base, "MALLOC_TRIM", None)  # the collection alone keeps the pass alive
+    with base.paced_full_collections():
+        assert base.full_collections_paced() and gc.get_threshold()[:2] == before[:2]
+        junk = Cyclic()
+        junk.me = junk
+        gone = weakref.ref(junk)
+        gc.collect(1)  # now in the oldest generation, where only a full collection looks
+        del junk
+        for _ in range(50):  # young collections galore: they never reach it
+            gc.collect(1)
+        assert gone() is not None
+
+        async def one_pass() -> None:
+            task = asyncio.ensure_future(base.release_free_heap(0.01))
+            while gone() is not None:
+                await asyncio.sleep(0.01)
+            task.cancel()
+
+        asyncio.run(asyncio.wait_for(one_pass(), 5))
+    assert gc.get_threshold() == before and not base.full_collections_paced()

@@ -8,10 +8,12 @@ the procedure logic in :mod:`mcacm_sip.core`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
+import gc
 import logging
 import ssl
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -318,19 +320,58 @@ HEAP_RELEASE_INTERVAL = 30.0
 """Seconds between two :func:`release_free_heap` calls of a running ACMS."""
 
 
+_NEVER = 1 << 30  # gen-1 collections before a full one: never, in practice
+
+
+def full_collections_paced() -> bool:
+    """Whether this process runs its full garbage collections from :func:`release_free_heap`
+    (:func:`paced_full_collections`) instead of whenever CPython's thresholds say."""
+    return gc.get_threshold()[2] >= _NEVER
+
+
+@contextlib.contextmanager
+def paced_full_collections() -> Iterator[None]:
+    """Run a server process with its full (generation 2) collections paced: one from each
+    :func:`release_free_heap` pass (every 30 s), none in between.
+
+    A full collection traverses every tracked object: with a loaded ACMS's transactions
+    (UDP server transactions live 32 s, Timer J) one took up to 104 ms, about every 2 000
+    requests, and each one held up every request that arrived meanwhile (the 100 ms tail of
+    the ingress bench's p99).  Young collections still run as CPython sets them, so most
+    cycles go as they always did; a cycle that lived long enough to reach the oldest
+    generation waits at most ``HEAP_RELEASE_INTERVAL``.  What start-up made (modules,
+    schemas, configuration) is frozen (``gc.freeze``): never traversed again.  Process-wide,
+    so only a process that is one node runs it (``mcacm acms``), not a library user's.
+    """
+    old = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(old[0], old[1], _NEVER)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
+
+
 async def release_free_heap(interval: float) -> None:
-    """Give the C heap's free pages back to the kernel every ``interval`` seconds (glibc).
+    """Every ``interval`` seconds: the paced full garbage collection, if this process paces
+    them (:func:`paced_full_collections`), then give the C heap's free pages back to the
+    kernel (glibc).
 
     Under steady message churn the live C heap (libxml2, SQLite, large Python objects) stays
     flat, but glibc keeps the pages it freed inside its heap, so RSS grows with the traffic
     seen.  ``malloc_trim(0)`` returns them, in a few milliseconds (figures: docs/decisions.md
     "Benchmarks", bench/memory.py).
     """
-    if MALLOC_TRIM is None:
+    if MALLOC_TRIM is None and not full_collections_paced():
         return
     while True:
         await asyncio.sleep(interval)
-        MALLOC_TRIM(0)
+        if full_collections_paced():
+            gc.collect()
+        if MALLOC_TRIM is not None:
+            MALLOC_TRIM(0)
 
 
 # --------------------------------------------------------------------------- node base
