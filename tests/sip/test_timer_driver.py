@@ -95,17 +95,24 @@ def test_waits_are_capped_so_a_huge_deadline_is_rechecked(monkeypatch: pytest.Mo
     asyncio.run(run())
 
 
+
+def recorded_call_at(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The running loop's ``call_at`` deadlines, recorded as the driver arms them."""
+    loop = asyncio.get_running_loop()
+    calls: list[float] = []
+    call_at = loop.call_at
+
+    def recording(when: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+        calls.append(when)
+        return call_at(when, callback, *args)
+
+    monkeypatch.setattr(loop, "call_at", recording)
+    return calls
+
+
 def test_an_unmoved_deadline_is_not_rearmed(monkeypatch: pytest.MonkeyPatch) -> None:
     async def run() -> None:
-        loop = asyncio.get_running_loop()
-        calls: list[float] = []
-        call_at = loop.call_at
-
-        def recording(when: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
-            calls.append(when)
-            return call_at(when, callback, *args)
-
-        monkeypatch.setattr(loop, "call_at", recording)
+        calls = recorded_call_at(monkeypatch)
         source = Deadlines(50.0)
         driver = TimerDriver(source, clock=Clock(0.0))
         for _ in range(5):
@@ -210,15 +217,7 @@ def test_a_deadline_that_moved_later_keeps_the_earlier_wakeup(monkeypatch: pytes
     not re-created for that; the earlier wake-up fires, finds nothing due and re-arms once for
     the real deadline (no handle_timer call before it)."""
     async def run() -> None:
-        loop = asyncio.get_running_loop()
-        calls: list[float] = []
-        call_at = loop.call_at
-
-        def recording(when: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
-            calls.append(when)
-            return call_at(when, callback, *args)
-
-        monkeypatch.setattr(loop, "call_at", recording)
+        calls = recorded_call_at(monkeypatch)
         clock = Clock(0.0)
         source = Deadlines(10.0)
         driver = TimerDriver(source, clock=clock)
