@@ -35,6 +35,7 @@ from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import Addressee, ProfileUpdateRequest, new_transaction_id
 from mcacm_sip.cli.logs import setup_logging
 from mcacm_sip.runtime.acmc import AutoDecider
+from mcacm_sip.runtime.base import paced_full_collections
 from mcacm_sip.runtime.lab import DAVE, ROUTINE, Lab, profile_xml
 
 CONCURRENCY = (1, 10, 50)
@@ -189,7 +190,10 @@ def main(argv: Sequence[str] | None = None) -> Result:
     seconds = args.seconds or (1.0 if args.quick else 5.0)
     with tempfile.TemporaryFile("w", prefix="bench-procedure-", suffix=".log") as log_file:
         handler.setStream(log_file)
-        runs = asyncio.run(bench(paths, concurrency, rates, seconds))
+        # full collections paced as `mcacm acms` runs them (docs/decisions.md "Full garbage
+        # collections paced"): here the process holds all five nodes
+        with paced_full_collections():
+            runs = asyncio.run(bench(paths, concurrency, rates, seconds))
         handler.setStream(sys.stderr)
     summary: dict[str, Any] = {}
     targets: list[dict[str, Any]] = []
