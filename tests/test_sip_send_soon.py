@@ -103,14 +103,36 @@ def test_closing_the_endpoint_ends_a_pending_send_with_a_transport_error() -> No
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("target", ["sip:s@{host}:{port}", "sip:s@{host}:{port};transport=UDP"])
+def test_a_target_naming_an_ip_address_over_udp_starts_without_a_task(target: str) -> None:
+    """A registered contact (what an ACMS sends the ACMC's MESSAGEs to) names its address:
+    nothing to look up, so send_soon starts it at once, to the address send() would use."""
+    async def main() -> None:
+        server, client, seen = await _endpoints(answer=True)
+        try:
+            host, port = server.local_address("udp")
+            tasks = len(asyncio.all_tasks())
+            got = _outcome(client, target.format(host=host, port=port), 5.0)
+            assert len(asyncio.all_tasks()) == tasks  # started at once, no task
+            fut = await got
+            assert fut.result().status == 200  # type: ignore[attr-defined]
+            assert seen[0].source.transport == "udp"
+        finally:
+            await client.close()
+            await server.close()
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("case", ["not located", "tcp hop", "too big for udp"])
 def test_what_needs_an_await_goes_through_send(case: str) -> None:
     async def main() -> None:
         server, client, seen = await _endpoints(answer=True,
                                                 transport="tcp" if case == "tcp hop" else "udp")
         try:
-            host, port = server.local_address("udp")
-            uri = f"sip:s@{host}:{port}" if case == "not located" else "sip:acms@partner.invalid"
+            port = server.local_address("udp")[1]
+            # a name to look up (an IP address needs none: the test below)
+            uri = f"sip:s@localhost:{port}" if case == "not located" else "sip:acms@partner.invalid"
             fut = await _outcome(client, uri, 5.0, BIG if case == "too big for udp" else b"")
             assert fut.result().status == 200  # type: ignore[attr-defined]
             assert seen[0].source.transport == ("tcp" if case != "not located" else "udp")

@@ -188,20 +188,15 @@ def test_a_hop_keyed_by_a_uri_serves_every_spelling(data: st.DataObject) -> None
     assert to_dave is not None and to_dave.port == 5080
 
 
-def test_a_uri_naming_an_ip_address_goes_there_itself_when_it_is_udp() -> None:
-    """A registered contact or a dialog's remote target names its address: over UDP the hop
-    is that address (what the endpoint would send to, known without an await), never the
-    ``*`` hop; one that needs a connection (TCP, TLS) is left to the endpoint as before."""
+def test_a_uri_naming_an_ip_address_is_never_sent_to_a_configured_hop() -> None:
+    """A registered contact or a dialog's remote target names its address: the table never
+    answers for it (not the ``*`` hop), so the endpoint sends to that address itself
+    (tests/test_sip_send_soon.py: over UDP without a task)."""
     hops = Hops({"*": "sip:127.0.0.1:5080"})
-    assert hops.peer_for("sip:alice@127.0.0.1:5099") == Peer("udp", "127.0.0.1", 5099)
-    assert hops.peer_for("<sip:alice@[::1]>") == Peer("udp", "::1", 5060)
-    assert hops.peer_for("sip:alice@127.0.0.1:5099;transport=UDP") == Peer(
-        "udp", "127.0.0.1", 5099)
-    assert hops.peer_for("sip:alice@127.0.0.1:5099;transport=tcp") is None
-    assert hops.peer_for("sips:alice@127.0.0.1:5099") is None
-    # a node whose transport is TCP sends a contact without a transport parameter as the
-    # endpoint decides (not over UDP because of this table)
-    assert Hops({}, "tcp").peer_for("sip:alice@127.0.0.1:5099") is None
+    for uri in ("sip:alice@127.0.0.1:5099", "<sip:alice@[::1]>",
+                "sip:alice@127.0.0.1:5099;transport=UDP", "sips:alice@127.0.0.1:5099"):
+        assert hops.peer_for(uri) is None, uri
+    assert hops.peer_for("sip:alice@partner.example") == Peer("udp", "127.0.0.1", 5080)
 
 
 def test_a_hop_found_before_is_the_same_hop_however_many_uris_were_asked() -> None:

@@ -23,7 +23,7 @@ from mcacm_sip.sip import Limits, Peer, Request, Timers, Transport
 from mcacm_sip.sip.aio import Listen, MessageTrace, SipEndpoint, TracedMessage, is_ip
 from mcacm_sip.sip.aio.timer import TimerDriver
 from mcacm_sip.sip.headers import Warning
-from mcacm_sip.sip.uri import Uri, addr_spec, address_of_record, identity, try_identity
+from mcacm_sip.sip.uri import Uri, addr_spec, address_of_record, identity
 from mcacm_sip.sip.uri import uri_host as uri_host  # the nodes import it from here
 
 log = logging.getLogger("mcacm.runtime")
@@ -190,7 +190,6 @@ class Hops:
         """A key that is a SIP URI: its AOR, compared by RFC 3261 19.1.4."""
         self._by_domain: dict[str, Peer] = {}
         """A domain (lower case) or ``*``."""
-        self._default = default
         self._known: dict[str, Peer | None] = {}
         """Request-URI -> its hop, as found before: the same few URIs (peer PSIs, our ACMS,
         registered contacts) are looked up for every MESSAGE; at most ``KNOWN`` kept."""
@@ -202,10 +201,9 @@ class Hops:
                 self._by_domain[key.lower()] = hop_peer(uri, default)
 
     def peer_for(self, uri: str) -> Peer | None:
-        """The hop for ``uri``: its exact AOR, else its domain, else ``*``.  A URI that names
-        an IP address (a registered contact, a dialog's remote target) goes there itself: its
-        UDP address when it names UDP (or no transport, and UDP is the default), else None
-        (the endpoint then connects to it as it says)."""
+        """The hop for ``uri``: its exact AOR, else its domain, else ``*``; None for a URI
+        that names an IP address (a registered contact, a dialog's remote target: the
+        endpoint sends to that address itself)."""
         try:
             return self._known[uri]
         except KeyError:
@@ -218,23 +216,11 @@ class Hops:
     def _find(self, uri: str) -> Peer | None:
         host = uri_host(uri)
         if is_ip(host):
-            return self._direct(uri, host)
+            return None
         aor = address_of_record(addr_spec(uri))
         if aor is not None and aor in self._by_aor:
             return self._by_aor[aor]
         return self._by_domain.get(host) or self._by_domain.get("*")
-
-    def _direct(self, uri: str, host: str) -> Peer | None:
-        # what SipEndpoint.send finds for it without a hop (RFC 3261 18.1.1, 19.1.2: the
-        # URI's transport, else ours; its port, else 5060), known here without an await so
-        # that send_soon sends at once; TCP and TLS stay with send (a connection to open)
-        u = try_identity(uri.strip().lstrip("<").split(">", 1)[0])  # its parameters count
-        if u is None or u.scheme != "sip":
-            return None
-        transport = u.param("transport") or self._default
-        if transport != "udp":
-            return None
-        return Peer("udp", host, u.port or 5060)
 
 
 def make_endpoint(settings: SipSettings, node: str, trace: TraceHook | None) -> SipEndpoint:

@@ -900,13 +900,18 @@ class SipEndpoint:
     def _udp_hop(self, request: OutgoingRequest) -> Peer | None:
         """The UDP hop ``request`` goes to when :meth:`send` would need no await to get there
         (a located hop), else None."""
-        if self._closed or self._loop is None or self.locate is None:
+        if self._closed or self._loop is None:
             return None
-        raw, _, transport = self._target(request)
-        dest = self.locate(raw)
-        if dest is None or transport != "udp" or dest.transport != "udp":
+        raw, hop, transport = self._target(request)
+        if transport != "udp":
             return None
-        return dest
+        dest = self.locate(raw) if self.locate is not None else None
+        if dest is None:
+            # what send() finds without a lookup: a target naming an IP address (a registered
+            # contact, RFC 3261 18.1.1 / 19.1.2: its port, else 5060)
+            host = hop.host.strip("[]")
+            return Peer("udp", host, hop.port or DEFAULT_PORTS["udp"]) if is_ip(host) else None
+        return dest if dest.transport == "udp" else None
 
     def _expire(self, key: ClientKey, fut: asyncio.Future[FinalResponse], why: str) -> None:
         if not fut.done():
