@@ -42,6 +42,7 @@ def _ephemeral_low() -> int:
 
 
 _PORTS = random.Random()
+_HANDED_OUT: set[int] = set()  # a test asks for several ports before binding any of them
 
 
 def free_port() -> int:
@@ -50,8 +51,13 @@ def free_port() -> int:
     that run meanwhile, and one of them took a port a lab chose minutes before it bound it
     (test_docs_run[cli.md]: "address already in use")."""
     low = _ephemeral_low()
+    first = max(1024, low - 12000)
     while True:
-        port = _PORTS.randrange(max(1024, low - 12000), low)
+        port = _PORTS.randrange(first, low)
+        if port in _HANDED_OUT:
+            if len(_HANDED_OUT) > (low - first) // 2:
+                _HANDED_OUT.clear()  # long since bound or released
+            continue
         with closing(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as udp, \
                 closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as tcp:
             try:
@@ -59,6 +65,7 @@ def free_port() -> int:
                 tcp.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
 
 
