@@ -3,9 +3,12 @@ order a record's attributes were set in, and each line has its own time."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -166,4 +169,88 @@ def test_a_stream_that_fails_is_reported_not_raised(
     _setup("console", _Broken())
     logging.getLogger("mcacm.test.fast.broken").info("lost %s", "line",
                                                      extra={"event": "test.lost"})
+    assert "OSError: disk full" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ lines held for a loop iteration
+
+class _Counting(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_info_lines_made_in_a_loop_are_written_together_before_it_waits(
+        installed: tuple[io.StringIO, list[logging.LogRecord]]) -> None:
+    stream = _Counting()
+    _setup("console", stream)
+    log = logging.getLogger("mcacm.test.fast.held")
+
+    async def run() -> tuple[str, str, int]:
+        for n in range(3):
+            log.info("step %d", n, extra={"event": "test.held"})
+        during = stream.getvalue()
+        await asyncio.sleep(0)  # the loop's next iteration: the write queued first has run
+        return during, stream.getvalue(), stream.writes
+
+    during, after, writes = asyncio.run(run())
+    assert during == ""
+    assert [line.split(": ", 1)[1] for line in after.splitlines()] == [
+        "step 0", "step 1", "step 2"]
+    assert writes == 1
+
+
+def test_a_warning_or_a_line_made_outside_the_loop_writes_the_held_lines_first(
+        installed: tuple[io.StringIO, list[logging.LogRecord]]) -> None:
+    buffer, _ = installed
+    _setup("json", buffer)
+    log = logging.getLogger("mcacm.test.fast.order")
+
+    async def run() -> None:
+        log.info("first")
+        log.warning("second")  # Logger's path: at once, after what was held
+        log.info("third")
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()  # "third" may still be held: its write was queued on a loop now gone
+    log.info("fourth")  # outside a loop: at once, after what was held
+    assert [json.loads(line)["msg"] for line in _lines(buffer)] == [
+        "first", "second", "third", "fourth"]
+
+
+def test_held_lines_are_written_when_the_process_exits_on_an_exception(tmp_path: Any) -> None:
+    # the loop never runs again: logging.shutdown (atexit) writes them
+    script = tmp_path / "crash.py"
+    script.write_text(
+        "import asyncio, logging\n"
+        "from mcacm_sip.cli.logs import setup_logging\n"
+        "setup_logging(logging.INFO, 'console')\n"
+        "async def main():\n"
+        "    logging.getLogger('mcacm.test').info('held %s', 'line')\n"
+        "    raise SystemExit(3)\n"
+        "asyncio.run(main())\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 3
+    assert done.stderr.rstrip().endswith("mcacm.test: held line")
+
+
+def test_a_held_write_that_fails_is_reported_and_the_loop_goes_on(
+        installed: tuple[io.StringIO, list[logging.LogRecord]],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _setup("console", _Broken())
+
+    async def run() -> str:
+        logging.getLogger("mcacm.test.fast.broken").info("lost", extra={"event": "test.lost"})
+        await asyncio.sleep(0)
+        return "went on"
+
+    assert asyncio.run(run()) == "went on"
     assert "OSError: disk full" in capsys.readouterr().err

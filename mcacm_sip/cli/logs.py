@@ -4,10 +4,22 @@ Every record's structured fields (``extra=``: event, call_id, transaction_id, fl
 method, role, transport ...) are kept: at the end of a console line as ``key=value``, as keys
 in JSON.  Bodies and profiles are never logged at INFO (the SIP layer and the nodes log only
 identifiers); ``-v`` (DEBUG) adds the SIP layer's parse diagnostics.
+
+When a line is written (the handler :func:`setup_logging` installs, :class:`_Sink`): an INFO
+line made while an event loop runs in the same thread is held and written with the other lines
+of its loop iteration, in one write and one flush, from a callback the loop runs before it next
+waits (so at most one loop iteration late, at most ``_HOLD_MAX`` lines held).  Held lines are
+written, in order, before anything else the handler writes (every WARNING and above, every
+record that takes ``Logger``'s path, every line made outside a loop), and on ``flush()``:
+``logging.shutdown`` at interpreter exit (also after an uncaught exception), ``setStream``.
+What only a process killed outright (SIGKILL, ``os._exit``, a fatal signal) loses is the held
+lines of its last loop iteration.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import json.encoder
 import logging
@@ -156,11 +168,84 @@ def keep_prompt_readable(asker: _Prompting) -> None:
     old = root.handlers[0] if root.handlers else None
     handler = PromptKeepingHandler(asker, sys.stderr)
     if old is not None:
+        _write_held(old)
         handler.setFormatter(old.formatter)
     root.handlers[:] = [handler]
 
 
-_sink: logging.StreamHandler | None = None  # type: ignore[type-arg]
+_HOLD_MAX = 256
+"""The most lines held (module docstring): a loop iteration logging more writes them then."""
+_running_loop = asyncio.events._get_running_loop
+
+
+class _Sink(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler :func:`setup_logging` installs: a StreamHandler that also writes the lines
+    :class:`_FastLogger` makes without a record, those made in a running event loop held
+    until the loop's next iteration (module docstring)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.held: list[str] = []
+        """Lines (with their terminator) waiting for the write of their loop iteration."""
+        self.due: asyncio.AbstractEventLoop | None = None
+        """The loop a write of the held lines is queued on (None: none queued)."""
+
+    def put(self, line: str) -> None:
+        """Write one line (its terminator added), now or, in a running loop, with the others
+        of this loop iteration.  A stream that fails raises (the caller reports it)."""
+        self.held.append(line + self.terminator)
+        loop = _running_loop()
+        if loop is None or len(self.held) >= _HOLD_MAX:
+            self.flush()
+        elif self.due is not loop:  # none queued on this loop (or queued on one now gone)
+            self.due = loop
+            loop.call_soon(self._write_due)
+
+    def _write_due(self) -> None:
+        self.due = None
+        try:
+            self.flush()
+        except RecursionError:  # as StreamHandler.emit
+            raise
+        except Exception:  # as a record's failed write: said on stderr, the loop goes on
+            self.handleError(logging.makeLogRecord({"msg": "(held log lines)"}))
+
+    def flush(self) -> None:
+        """Write the held lines, then flush the stream."""
+        self.acquire()
+        try:
+            held = self.held
+            if held:
+                # lines another thread appends meanwhile stay for the next write
+                count = len(held)
+                text = "".join(held[:count])
+                del held[:count]
+                self.stream.write(text)
+            super().flush()
+        finally:
+            self.release()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.held:  # (under the lock: Handler.handle holds it)
+            try:
+                self.flush()
+            except RecursionError:
+                raise
+            except Exception:
+                self.handleError(record)
+                return
+        super().emit(record)
+
+
+def _write_held(handler: logging.Handler) -> None:
+    """The lines ``handler`` holds, written before it is replaced (a stream closed meanwhile
+    loses them, as it would have lost their records)."""
+    if isinstance(handler, _Sink) and handler.held:
+        with contextlib.suppress(ValueError, OSError):
+            handler.flush()
+
+
+_sink: _Sink | None = None
 """The handler :func:`setup_logging` put on the root logger (None: not set up)."""
 
 
@@ -199,11 +284,12 @@ class _FastLogger(logging.Logger):
         except Exception:  # a message that does not format: Logger's path reports it
             super().info(msg, *args, **kwargs)
             return
+        held = sink.held
+        if sink.due is not None and sink.due is _running_loop() and len(held) < _HOLD_MAX - 1:
+            held.append(line + sink.terminator)  # (Sink.put's common case, without the call)
+            return
         try:
-            with sink.lock:  # type: ignore[union-attr]
-                stream = sink.stream
-                stream.write(line + sink.terminator)
-                stream.flush()
+            sink.put(line)
         except RecursionError:  # as StreamHandler.emit
             raise
         except Exception:  # a stream that fails: Logger's path reports it (handleError)
@@ -234,9 +320,11 @@ def setup_logging(level: int, fmt: Literal["console", "json"]) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Sink(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     root = logging.getLogger()
+    for old in root.handlers:
+        _write_held(old)  # (a previous setup's)
     root.handlers[:] = [handler]
     root.setLevel(level)
     # INFO records that reach only this handler skip the LogRecord (_FastLogger): for the
