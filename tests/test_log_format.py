@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mcacm_sip.cli.logs import ConsoleFormatter, JsonFormatter, setup_logging
 
@@ -254,3 +256,27 @@ def test_a_held_write_that_fails_is_reported_and_the_loop_goes_on(
 
     assert asyncio.run(run()) == "went on"
     assert "OSError: disk full" in capsys.readouterr().err
+
+
+_VALUES = st.one_of(st.none(), st.text(), st.integers(), st.floats(allow_nan=False),
+                    st.booleans(), st.lists(st.text(), max_size=2))
+
+
+@given(fields=st.dictionaries(st.sampled_from(["ts", "level", "logger", "msg", "event",
+                                               "status", "peer"]) | st.text(), _VALUES),
+       message=st.text(), name=st.sampled_from(["mcacm.acms", "mcacm.sip", "x\"y"]),
+       created=st.floats(min_value=0, max_value=4e9))
+def test_a_json_line_is_the_document_of_its_parts(fields: dict[str, Any], message: str,
+                                                   name: str, created: float) -> None:
+    # the line JsonFormatter writes is exactly json.dumps of the document (its "ts" in fixed
+    # notation unless a field replaces it), whichever way the formatter builds it
+    kept = {k: v for k, v in fields.items() if v is not None}
+    doc = {"level": "info", "logger": name, "msg": message, **kept}
+    if "ts" in fields:
+        expected = json.dumps({"ts": round(created, 6), **doc}, default=str, ensure_ascii=False)
+    else:
+        expected = f'{{"ts": {created:.6f}, ' + json.dumps(doc, default=str,
+                                                              ensure_ascii=False)[1:]
+    formatter = JsonFormatter()
+    for _ in range(2):  # (the second from what the first made once)
+        assert formatter.line(name, "INFO", created, 0, message, fields) == expected

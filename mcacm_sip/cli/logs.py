@@ -71,7 +71,16 @@ class _Lines(logging.Formatter):
         raise NotImplementedError
 
 
+_OWN_KEYS = frozenset({"ts", "level", "logger", "msg"})
+_string = json.encoder.encode_basestring
+
+
 class JsonFormatter(_Lines):
+    def __init__(self) -> None:
+        super().__init__()
+        self._heads: dict[tuple[str, str], str] = {}
+        """(level name, logger name) -> the document's text from "level" to "msg": """
+
     def format(self, record: logging.LogRecord) -> str:
         fields = _fields(record)
         if record.exc_info:
@@ -86,9 +95,19 @@ class JsonFormatter(_Lines):
         if "ts" in fields:  # a field of that name replaces it, as a key of one document does
             return _json({"ts": round(created, 6), "level": levelname.lower(), "logger": name,
                           "msg": message, **{k: v for k, v in fields.items() if v is not None}})
-        return f'{{"ts": {created:.6f}, ' + _json({
-            "level": levelname.lower(), "logger": name, "msg": message,
-            **{k: v for k, v in fields.items() if v is not None}})[1:]
+        if _PARTS is None or not _OWN_KEYS.isdisjoint(fields):
+            return f'{{"ts": {created:.6f}, ' + _json({
+                "level": levelname.lower(), "logger": name, "msg": message,
+                **{k: v for k, v in fields.items() if v is not None}})[1:]
+        # the same document, its keys' text made once per level and logger
+        head = self._heads.get((levelname, name))
+        if head is None:
+            head = self._heads[(levelname, name)] = \
+                _json({"level": levelname.lower(), "logger": name, "msg": ""})[1:-3]
+        if type(fields) is not dict or None in fields.values():
+            fields = {k: v for k, v in fields.items() if v is not None}
+        text = f'{{"ts": {created:.6f}, ' + head + _string(message)
+        return text + ", " + "".join(_PARTS(fields, 0))[1:] if fields else text + "}"
 
 
 class ConsoleFormatter(_Lines):
