@@ -323,16 +323,18 @@ class AcmsNode(Node):
         answers, see ``_on_message``) wait for it.  The core's timer is re-read once per
         commit (at most one loop iteration later), not once per event."""
         changes = store_changes(actions)
-        now = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        now = None
         for action in actions:
             if isinstance(action, SendFlow):  # (a retry is a new one: its clock starts again)
+                if now is None:
+                    now = loop.time()
                 self._sending.pop(action.send_id, None)
                 self._sending[action.send_id] = now
         if changes or self._stored is not None:
             self._batch += changes
             self._after += actions
             if self._stored is None:
-                loop = asyncio.get_running_loop()
                 self._stored = loop.create_future()
                 loop.call_soon(self._commit)  # after every callback ready in this iteration
         else:  # nothing waits to be stored
@@ -782,20 +784,23 @@ class AcmsNode(Node):
 
         def done(sent: Sent) -> None:
             self._sending.pop(send.send_id, None)
-            self.feed(sent.outcome(time.time(), send.send_id))
-
-        def start() -> None:
-            start_message(self.endpoint, self.config.sip, uri=uri, to=send.to,
-                          identity=self.psi, flow=send.flow, route=route, done=done,
-                          procedure=self._echoed(send) or send.procedure or None)
+            if self._running:  # (feed)
+                self._apply(self.core.handle(sent.outcome(time.time(), send.send_id)))
 
         if send.hop is Hop.ACMC:
+            def start() -> None:
+                start_message(self.endpoint, self.config.sip, uri=uri, to=send.to,
+                              identity=self.psi, flow=send.flow, route=route, done=done,
+                              procedure=self._echoed(send) or send.procedure or None)
+
             # to a registered contact from the next loop callback (when a task used to send
             # it): the 200 to a REGISTER leaves before the notification its logon releases
             # (10.17.3.1), as the 200 to a MESSAGE before the flows it caused
             asyncio.get_running_loop().call_soon(start)
         else:
-            start()
+            start_message(self.endpoint, self.config.sip, uri=uri, to=send.to,
+                          identity=self.psi, flow=send.flow, route=route, done=done,
+                          procedure=self._echoed(send) or send.procedure or None)
 
     # ------------------------------------------------------------------ REGISTER
 
