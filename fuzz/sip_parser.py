@@ -1,5 +1,6 @@
 """atheris: the SIP parser (datagram and stream rules), the error answers built from what it
-refuses, and the TCP/TLS stream framer, on any bytes.
+refuses, and the TCP/TLS stream framer, on any bytes; the compiled header splitting
+(mcacm_sip/sip/_cparse.c, when built) against the Python one on each (check_sip).
 
     python fuzz/sip_parser.py -runs=1000000 -rss_limit_mb=1024 -timeout=10
 """

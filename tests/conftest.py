@@ -1,15 +1,18 @@
-"""Fixtures shared by every test folder: the throwaway PostgreSQL cluster (tests/pg.py), and
-the root logger put back after each test."""
+"""Fixtures shared by every test folder: the throwaway PostgreSQL cluster (tests/pg.py), the
+root logger put back after each test, and ``sip_parser``, which runs a test module once over
+each header splitting of the SIP parser."""
 
 import logging
 from collections.abc import Iterator
 
 import pytest
 from pg import own_pg_cluster, pg_cluster, pg_url
+from tools import require_c_parser
 
 from mcacm_sip.cli import logs
+from mcacm_sip.sip import message
 
-__all__ = ["own_pg_cluster", "pg_cluster", "pg_url"]
+__all__ = ["own_pg_cluster", "pg_cluster", "pg_url", "sip_parser"]
 
 
 @pytest.fixture(autouse=True)
@@ -26,3 +29,16 @@ def _setup_logging_undone() -> Iterator[None]:
         root.removeHandler(sink)
         logs._sink = None
         root.setLevel(level)
+
+
+@pytest.fixture(scope="module", params=["python", "c"])
+def sip_parser(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The module's tests over the pure-Python header splitting, then over the C one
+    (mcacm_sip/sip/_cparse.c; skipped when not built, failed then in CI: tests/tools.py)."""
+    splitter = message._py_parse_headers if request.param == "python" else require_c_parser()
+    before = message._parse_headers
+    message._parse_headers = splitter
+    try:
+        yield request.param
+    finally:
+        message._parse_headers = before

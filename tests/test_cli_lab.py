@@ -39,10 +39,11 @@ def mcacm() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "mcacm_sip.cli.main"]
 
 
-def run(*args: str, cwd: Path = ROOT, timeout: float = 60.0, stdin: int | None = None
-        ) -> subprocess.CompletedProcess[str]:
+def run(*args: str, cwd: Path = ROOT, timeout: float = 60.0, stdin: int | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*mcacm(), *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, stdin=subprocess.DEVNULL if stdin is None else stdin)
+                          timeout=timeout, stdin=subprocess.DEVNULL if stdin is None else stdin,
+                          env=env)
 
 
 # --------------------------------------------------------------------------- errors
@@ -178,6 +179,16 @@ def test_version() -> None:
     done = run("--version")
     assert done.returncode == 0
     assert done.stdout.startswith("mcacm ") and done.stdout.split()[1][0].isdigit()
+    assert done.stdout.rstrip().endswith((" (SIP parser: c)", " (SIP parser: python)"))
+
+
+def test_version_names_the_sip_parser_the_environment_chose() -> None:
+    """MCACM_SIP_PARSER=python runs the pure-Python header splitting even when the C one is
+    built, and --version says so; a value it does not know is refused at start."""
+    done = run("--version", env={**os.environ, "MCACM_SIP_PARSER": "python"})
+    assert done.returncode == 0 and done.stdout.rstrip().endswith("(SIP parser: python)")
+    bad = run("--version", env={**os.environ, "MCACM_SIP_PARSER": "fast"})
+    assert bad.returncode != 0 and "MCACM_SIP_PARSER='fast': want auto, c or python" in bad.stderr
 
 
 def test_check_accepts_every_example_and_prints_defaults() -> None:

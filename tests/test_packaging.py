@@ -14,6 +14,7 @@ import sys
 import sysconfig
 import zipfile
 from contextlib import closing
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,10 @@ def test_the_wheel_ships_the_examples(wheel: Path) -> None:
     # every module of the package (a new subpackage must be listed in pyproject.toml)
     for module in (ROOT / "mcacm_sip").rglob("*.py"):
         assert module.relative_to(ROOT).as_posix() in names, module
+    # the compiled SIP parser's types, and the parser itself when this machine builds it here
+    assert "mcacm_sip/sip/_cparse.pyi" in names
+    if find_spec("mcacm_sip.sip._cparse") is not None:
+        assert any(n.startswith("mcacm_sip/sip/_cparse.") and n.endswith(".so") for n in names)
 
 
 @pytest.mark.timeout(400)

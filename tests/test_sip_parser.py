@@ -21,6 +21,8 @@ from mcacm_sip.sip import (
     parse,
 )
 
+# every test here over both header splittings (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("sip_parser")
 CORPUS = Path(__file__).parent / "sip" / "corpus"
 VERDICTS: dict[str, str] = tomllib.loads((CORPUS / "verdicts.toml").read_text())["verdicts"]
 

@@ -1,7 +1,8 @@
 """External tools the tests run (sipp, kamailio, tshark, xmllint): found, skipped, or failed.
 
-One rule for every test: a missing tool skips the test with the Debian package to install, except
-when MCACM_REQUIRE_INTEROP=1 (as .ci/run sets), where it fails, so CI never skips silently.
+One rule for every test: a missing tool (or the compiled SIP parser) skips the test with the
+Debian package to install, except when MCACM_REQUIRE_INTEROP=1 (as .ci/run sets), where it
+fails, so CI never skips silently.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from mcacm_sip.sip.message import _HeaderSplitter
 
 REQUIRE_ENV = "MCACM_REQUIRE_INTEROP"
 PACKAGES = {"sipp": "sip-tester", "kamailio": "kamailio", "tshark": "tshark",
@@ -48,3 +51,20 @@ def require_kamailio_tls(cfg: Path) -> None:
         if os.environ.get(REQUIRE_ENV) == "1":
             pytest.fail(f"{reason}; {REQUIRE_ENV}=1 requires it", pytrace=False)
         pytest.skip(reason)
+
+
+def require_c_parser() -> _HeaderSplitter:
+    """The compiled header splitting (mcacm_sip/sip/_cparse.c); skips when it was not built (no
+    C compiler or Python headers: the package runs in pure Python), fails under the rule above."""
+    from mcacm_sip.sip import message
+
+    try:
+        found = message._load_c_parser("c")
+    except ImportError as exc:
+        reason = (f"mcacm_sip.sip._cparse not built ({exc}); Debian: apt-get install gcc "
+                  "python3-dev, then pip install -e .")
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{reason}; {REQUIRE_ENV}=1 requires it", pytrace=False)
+        pytest.skip(reason)
+    assert found is not None
+    return found

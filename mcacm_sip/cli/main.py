@@ -54,6 +54,7 @@ from mcacm_sip.runtime.config import (
     load_fa_server_node,
 )
 from mcacm_sip.runtime.fa_server import FaServerNode
+from mcacm_sip.sip import message as sip_message
 from mcacm_sip.sip.aio.usages import RegistrationError
 from mcacm_sip.sip.uri import registrar_uri, uri_host
 from mcacm_sip.text import printable
@@ -566,7 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "over SIP.",
         epilog="exit codes: 0 ok, 1 negative result or node failure, 2 usage, "
                "69 cannot listen / log on, 78 bad configuration (docs/running.md)")
-    parser.add_argument("--version", action="version", version=f"mcacm {version()}")
+    parser.add_argument("--version", action="version",
+                        version=f"mcacm {version()} (SIP parser: {sip_message.PARSER})")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (run, add, text, epilog) in COMMANDS.items():
         p = sub.add_parser(name, parents=[common], help=text, description=text, epilog=epilog,

@@ -10,12 +10,13 @@ aiosipua, so what we echo is byte-for-byte what we received (RFC 3261 8.2.6.2).
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import count
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from aiosipua import SipMessage, SipRequest, SipResponse
 from aiosipua.headers import COMPACT_HEADERS, MULTI_INSTANCE_HEADERS, CaseInsensitiveDict
@@ -184,7 +185,7 @@ class _Message:
         if self._raw is None:
             headers = CaseInsensitiveDict()
             original: dict[str, str] = {}  # lowercase name -> name as received
-            _parse_headers(self._head, self._head.find(b"\n"), original=original)
+            _parse_headers(self._head, self._head.find(b"\n"), None, original)
             headers._store = self.store  # pinned aiosipua 0.7.1 internals: the dict's two maps
             headers._original = original
             self._raw = self._make_raw(headers)
@@ -320,8 +321,8 @@ _MAX_NAMES = 512
 _MAX_NAME_CACHED = 40
 
 
-def _parse_headers(head: bytes, first_nl: int, repeated: set[str] | None = None,
-                   original: dict[str, str] | None = None) -> dict[str, list[str]] | None:
+def _py_parse_headers(head: bytes, first_nl: int, repeated: set[str] | None = None,
+                      original: dict[str, str] | None = None) -> dict[str, list[str]] | None:
     """Header lines into aiosipua's header dict, or None if a line is not ``name: value``.
 
     Same result as ``aiosipua.SipMessage.parse`` (compact names expanded, continuation lines
@@ -375,6 +376,42 @@ def _parse_headers(head: bytes, first_nl: int, repeated: set[str] | None = None,
         else:
             values.append(value)
     return store
+
+
+PARSER_ENV = "MCACM_SIP_PARSER"
+"""``python``: the pure-Python header splitting even when the C one is built; ``c``: the C one
+or an ImportError; unset or ``auto``: the C one when built (docs/sip-layer.md)."""
+
+
+class _HeaderSplitter(Protocol):
+    def __call__(self, head: bytes, first_nl: int, repeated: set[str] | None = None,
+                 original: dict[str, str] | None = None, /) -> dict[str, list[str]] | None: ...
+
+
+def _load_c_parser(choice: str) -> _HeaderSplitter | None:
+    """``_cparse.parse_headers`` set up with this module's tables, or None (``choice``
+    ``python``, or ``auto`` and the extension not built)."""
+    if choice not in ("auto", "c", "python"):
+        raise ImportError(f"{PARSER_ENV}={choice!r}: want auto, c or python")
+    if choice == "python":
+        return None
+    try:
+        from . import _cparse
+    except ImportError:
+        if choice == "c":
+            raise
+        return None
+    _cparse.configure(_COMPACT, MULTI_INSTANCE_HEADERS, _split_multi_value, _py_parse_headers)
+    return _cparse.parse_headers
+
+
+_c_parse_headers = _load_c_parser(os.environ.get(PARSER_ENV, "auto").strip().lower() or "auto")
+_parse_headers: _HeaderSplitter = (
+    _py_parse_headers if _c_parse_headers is None else _c_parse_headers)
+"""Header lines into the store: the C code when built (the same result, the same rules: it
+splits ASCII header blocks and hands anything else to :func:`_py_parse_headers`)."""
+PARSER = "python" if _c_parse_headers is None else "c"
+"""Which header splitting runs: ``c`` (mcacm_sip/sip/_cparse.c) or ``python``."""
 
 
 # The Via every stack we meet writes (``SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK..;rport``):

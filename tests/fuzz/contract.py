@@ -21,7 +21,7 @@ from mcacm_sip.runtime.base import SipSettings, TraceRecord
 from mcacm_sip.runtime.config import AcmsNodeConfig, FaServerNodeConfig
 from mcacm_sip.runtime.fa_server import FaServerNode
 from mcacm_sip.runtime.lab import FA_SERVER, LOOPBACK, PARTNER, fa_config, primary_config
-from mcacm_sip.sip import Arrival, Peer, Request, Response, SipParseError, Timers
+from mcacm_sip.sip import Arrival, Peer, Request, Response, SipParseError, Timers, message
 from mcacm_sip.sip.aio import Listen
 from mcacm_sip.sip.framer import FrameError, StreamFramer
 from mcacm_sip.sip.message import DEFAULT_LIMITS, build_response, error_response, parse
@@ -77,7 +77,9 @@ def check_sip(
     data: bytes, datagram: bool = True, answers: bool = True
 ) -> Request | Response | SipParseError:
     """message.parse, and (``answers``) what we would answer: a parsed request gets a
-    well-formed response, a refused one its defined error answer (or silence)."""
+    well-formed response, a refused one its defined error answer (or silence).  The compiled
+    header splitting, when built, splits the head as the Python one does."""
+    check_c_splitting(data)
     try:
         msg = parse(data, datagram=datagram)
     except SipParseError as err:
@@ -95,6 +97,23 @@ def check_sip(
         msg.stamp_source(Arrival("udp", "127.0.0.1", 5060))  # RFC 3261 18.2.1 rewrites the top Via
         check_answer(build_response(msg, 400, headers=(("Warning", '399 h "x"'),)), 400)
     return msg
+
+
+def check_c_splitting(data: bytes) -> None:
+    """mcacm_sip/sip/_cparse.c (when built and chosen) on the head of ``data``: the store, the
+    repeated names and the names as received of the pure-Python splitting."""
+    if message._c_parse_headers is None:
+        return
+    end, _ = message.head_end(data)
+    head = data[:end] if end >= 0 else data
+    first_nl = head.find(b"\n")
+    py_repeated: set[str] = set()
+    py_original: dict[str, str] = {}
+    c_repeated: set[str] = set()
+    c_original: dict[str, str] = {}
+    want = message._py_parse_headers(head, first_nl, py_repeated, py_original)
+    got = message._c_parse_headers(head, first_nl, c_repeated, c_original)
+    assert (got, c_repeated, c_original) == (want, py_repeated, py_original), data
 
 
 def check_answer(data: bytes, status: int | None = None) -> Response | None:

@@ -32,6 +32,9 @@ from mcacm_sip.sip.headers import (
 )
 from mcacm_sip.sip.message import Arrival, Request, parse
 
+# every test here over both header splittings (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("sip_parser")
+
 # ---------------------------------------------------------------------------- RFC examples
 
 

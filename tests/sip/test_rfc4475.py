@@ -184,6 +184,7 @@ def test_content_length_matches_the_body_where_the_rfc_means_it_to() -> None:
         assert lengths == [str(len(body)).encode()], case.name
 
 
+@pytest.mark.usefixtures("sip_parser")  # over both header splittings
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_parser_verdict(case: Case) -> None:
     data = load(case)
@@ -197,6 +198,7 @@ def test_parser_verdict(case: Case) -> None:
             assert err.value.status == case.parse and err.value.reason
 
 
+@pytest.mark.usefixtures("sip_parser")  # over both header splittings
 def test_valid_messages_keep_what_they_say() -> None:
     """The valid whitespace and character cases are read, not just let through."""
     wsinv = parse(load(BY_NAME["3.1.1.1-wsinv"]))
@@ -211,6 +213,7 @@ def test_valid_messages_keep_what_they_say() -> None:
     assert isinstance(dblreq, Request) and dblreq.method == "REGISTER" and dblreq.body == b""
 
 
+@pytest.mark.usefixtures("sip_parser")  # over both header splittings
 @pytest.mark.parametrize("body", [b"\x00", b"a\x00", b"\\\\\x00"])
 def test_a_nul_outside_a_quoted_pair_is_still_refused(body: bytes) -> None:
     """RFC 3261 25.1: only a quoted-pair may carry NUL (RFC 4475 3.1.1.2 relies on that)."""

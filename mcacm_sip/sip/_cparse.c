@@ -1,0 +1,412 @@
+/* mcacm_sip.sip._cparse: the header-line splitting of mcacm_sip/sip/message.py in C.
+ *
+ * Optional: message.py uses it when it was built (setup.py, optional=True) and runs its own
+ * pure-Python _py_parse_headers otherwise or with MCACM_SIP_PARSER=python (docs/sip-layer.md).
+ * parse_headers() returns exactly what _py_parse_headers returns for the same arguments
+ * (tests/test_sip_parser_c.py checks it over generated and mutated messages).  It does only
+ * the mechanical part, for a header block of ASCII bytes: CRLF -> LF, RFC 3261 7.3.1 unfolding,
+ * one "name: value" per line, names stripped, lower-cased and expanded from their compact form
+ * (the table is message.py's), values stripped, comma lists of the multi-value headers split.
+ * Anything else is left to the Python code: a header block with a byte above 0x7f (UTF-8 or
+ * not) is handed to _py_parse_headers whole, and a comma list with quotes or <...> to the
+ * splitter message.py passes in.  So every rule stays written once, in Python.
+ *
+ * Hostile input: every read is bounded by the bytes object's length (embedded NULs are plain
+ * bytes here), the one scratch buffer is as long as the header block and freed on every path.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+static PyObject *compact_map;   /* dict: one-letter lower-case name -> long lower-case name */
+static PyObject *multi_names;   /* set: lower-case names whose values are comma lists */
+static PyObject *split_multi;   /* callable: comma list with quotes or <...> -> list[str] */
+static PyObject *fallback;      /* callable: message._py_parse_headers (non-ASCII blocks) */
+
+/* Header names as written before the colon -> (key, name as kept), as message._NAMES: the few
+ * names peers write are normalised and hashed once.  A slot is filled once and never replaced,
+ * so made-up names cannot grow it or evict the usual ones (they are just not cached). */
+#define NAME_SLOTS 256
+#define NAME_MAX_CACHED 40
+typedef struct {
+    Py_ssize_t len;              /* 0: empty slot */
+    char raw[NAME_MAX_CACHED];
+    PyObject *key;
+    PyObject *kept;
+} name_slot;
+static name_slot names[NAME_SLOTS];
+
+static unsigned int
+name_hash(const char *s, Py_ssize_t n)
+{
+    unsigned int h = 2166136261u;  /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h % NAME_SLOTS;
+}
+
+static void
+clear_names(void)
+{
+    for (int i = 0; i < NAME_SLOTS; i++) {
+        Py_CLEAR(names[i].key);
+        Py_CLEAR(names[i].kept);
+        names[i].len = 0;
+    }
+}
+
+/* str.isspace() of an ASCII character: what str.strip() removes */
+static inline int
+is_space(unsigned char c)
+{
+    return c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f);
+}
+
+static void
+strip(const char *s, Py_ssize_t *a, Py_ssize_t *b)
+{
+    while (*a < *b && is_space((unsigned char)s[*a]))
+        (*a)++;
+    while (*b > *a && is_space((unsigned char)s[*b - 1]))
+        (*b)--;
+}
+
+/* a str of n ASCII bytes (the caller checked there is none above 0x7f) */
+static PyObject *
+ascii_str(const char *s, Py_ssize_t n)
+{
+    PyObject *o = PyUnicode_New(n, 127);
+    if (o != NULL)
+        memcpy(PyUnicode_1BYTE_DATA(o), s, (size_t)n);
+    return o;
+}
+
+static PyObject *
+ascii_lower(const char *s, Py_ssize_t n)
+{
+    PyObject *o = PyUnicode_New(n, 127);
+    if (o != NULL) {
+        Py_UCS1 *d = PyUnicode_1BYTE_DATA(o);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)s[i];
+            d[i] = (c >= 'A' && c <= 'Z') ? (Py_UCS1)(c + 32) : (Py_UCS1)c;
+        }
+    }
+    return o;
+}
+
+static int
+is_ascii(const char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080ULL)
+            return 0;
+    }
+    for (; i < n; i++)
+        if ((unsigned char)s[i] & 0x80)
+            return 0;
+    return 1;
+}
+
+static int
+append_str(PyObject *list, const char *s, Py_ssize_t n)
+{
+    PyObject *v = ascii_str(s, n);
+    if (v == NULL)
+        return -1;
+    int r = PyList_Append(list, v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* One line (no LF in it): 1 added, 0 not "name: value", -1 error. */
+static int
+add_line(const char *line, Py_ssize_t n, PyObject *store, PyObject *repeated,
+         PyObject *original)
+{
+    const char *colon = memchr(line, ':', (size_t)n);
+    if (colon == NULL)
+        return 0;
+    Py_ssize_t raw_len = colon - line;
+    name_slot *slot = NULL;
+    PyObject *key, *name;  /* lower-case key, name as kept (for ``original``) */
+    if (raw_len > 0 && raw_len <= NAME_MAX_CACHED) {
+        slot = &names[name_hash(line, raw_len)];
+        if (slot->len == raw_len && memcmp(slot->raw, line, (size_t)raw_len) == 0) {
+            key = slot->key;
+            name = slot->kept;
+            Py_INCREF(key);
+            Py_INCREF(name);
+            goto have_name;
+        }
+        if (slot->len != 0)
+            slot = NULL;  /* taken by another name */
+    }
+    Py_ssize_t na = 0, nb = raw_len;
+    strip(line, &na, &nb);
+    if (nb == na)
+        return 0;
+    if ((key = ascii_lower(line + na, nb - na)) == NULL)
+        return -1;
+    if (nb - na == 1) {
+        PyObject *expanded = PyDict_GetItemWithError(compact_map, key);
+        if (expanded != NULL) {
+            Py_INCREF(expanded);
+            Py_SETREF(key, expanded);
+        } else if (PyErr_Occurred()) {
+            Py_DECREF(key);
+            return -1;
+        }
+        name = key;
+        Py_INCREF(name);
+    } else if ((name = ascii_str(line + na, nb - na)) == NULL) {
+        Py_DECREF(key);
+        return -1;
+    }
+    if (slot != NULL) {
+        PyUnicode_InternInPlace(&key);
+        memcpy(slot->raw, line, (size_t)raw_len);
+        slot->len = raw_len;
+        Py_INCREF(key);
+        slot->key = key;
+        Py_INCREF(name);
+        slot->kept = name;
+    }
+have_name:;
+    Py_ssize_t va = colon + 1 - line, vb = n;
+    strip(line, &va, &vb);
+    const char *value = line + va;
+    Py_ssize_t vn = vb - va;
+
+    int ret = -1;
+    PyObject *values = PyDict_GetItemWithError(store, key);  /* borrowed */
+    if (values == NULL) {
+        if (PyErr_Occurred())
+            goto done;
+        PyObject *fresh = PyList_New(0);
+        if (fresh == NULL)
+            goto done;
+        if (PyDict_SetItem(store, key, fresh) < 0) {
+            Py_DECREF(fresh);
+            goto done;
+        }
+        values = fresh;
+        Py_DECREF(fresh);  /* the store holds it */
+        if (original != Py_None && PyDict_SetItem(original, key, name) < 0)
+            goto done;
+    } else if (repeated != Py_None) {
+        if (PySet_Add(repeated, key) < 0)
+            goto done;
+    }
+
+    if (vn > 0 && memchr(value, ',', (size_t)vn) != NULL) {
+        int multi = PySet_Contains(multi_names, key);
+        if (multi < 0)
+            goto done;
+        if (multi) {
+            if (memchr(value, '"', (size_t)vn) != NULL || memchr(value, '<', (size_t)vn) != NULL) {
+                PyObject *v = ascii_str(value, vn);
+                if (v == NULL)
+                    goto done;
+                PyObject *parts = PyObject_CallOneArg(split_multi, v);
+                Py_DECREF(v);
+                if (parts == NULL)
+                    goto done;
+                Py_ssize_t end = PyList_GET_SIZE(values);
+                int r = PyList_SetSlice(values, end, end, parts);
+                Py_DECREF(parts);
+                if (r < 0)
+                    goto done;
+            } else {
+                Py_ssize_t a = 0;
+                while (a <= vn) {
+                    const char *comma = memchr(value + a, ',', (size_t)(vn - a));
+                    Py_ssize_t b = comma != NULL ? comma - value : vn;
+                    Py_ssize_t pa = a, pb = b;
+                    strip(value, &pa, &pb);
+                    if (pb > pa && append_str(values, value + pa, pb - pa) < 0)
+                        goto done;
+                    a = b + 1;
+                }
+            }
+            ret = 1;
+            goto done;
+        }
+    }
+    ret = append_str(values, value, vn) < 0 ? -1 : 1;
+done:
+    Py_DECREF(name);
+    Py_DECREF(key);
+    return ret;
+}
+
+static PyObject *
+parse_headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2 || nargs > 4) {
+        PyErr_SetString(PyExc_TypeError, "parse_headers(head, first_nl, repeated=None, "
+                        "original=None)");
+        return NULL;
+    }
+    if (fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_cparse.configure() was not called");
+        return NULL;
+    }
+    PyObject *head = args[0];
+    PyObject *repeated = nargs > 2 ? args[2] : Py_None;
+    PyObject *original = nargs > 3 ? args[3] : Py_None;
+    if (!PyBytes_Check(head)) {
+        PyErr_SetString(PyExc_TypeError, "head must be bytes");
+        return NULL;
+    }
+    if (repeated != Py_None && !PySet_Check(repeated)) {
+        PyErr_SetString(PyExc_TypeError, "repeated must be a set or None");
+        return NULL;
+    }
+    if (original != Py_None && !PyDict_Check(original)) {
+        PyErr_SetString(PyExc_TypeError, "original must be a dict or None");
+        return NULL;
+    }
+    Py_ssize_t first_nl = PyLong_AsSsize_t(args[1]);
+    if (first_nl == -1 && PyErr_Occurred())
+        return NULL;
+    const char *h = PyBytes_AS_STRING(head);
+    Py_ssize_t len = PyBytes_GET_SIZE(head);
+    if (first_nl < 0 || first_nl + 1 >= len)
+        return PyDict_New();  /* no header lines */
+    Py_ssize_t start = first_nl + 1;
+    if (!is_ascii(h + start, len - start))  /* decoding and Unicode rules: Python's */
+        return PyObject_Vectorcall(fallback, args, (size_t)nargs, NULL);
+
+    /* A bare CR: a line that is not "name: value" (RFC 3261 7.3.1); Python finds it before
+     * reading any line, so before anything is added to ``repeated`` or ``original``. */
+    for (const char *p = h + start; (p = memchr(p, '\r', (size_t)(h + len - p))) != NULL; p++) {
+        if (p + 1 == h + len || p[1] != '\n')
+            Py_RETURN_NONE;
+    }
+    /* The common block: no folded line.  Lines are read in place (the CR before an LF is the
+     * CRLF's: there is no other). */
+    int folded = 0;
+    for (const char *p = h + start; (p = memchr(p, '\n', (size_t)(h + len - p))) != NULL; p++) {
+        if (p + 1 < h + len && (p[1] == ' ' || p[1] == '\t')) {
+            folded = 1;
+            break;
+        }
+    }
+    if (!folded) {
+        PyObject *store = PyDict_New();
+        if (store == NULL)
+            return NULL;
+        Py_ssize_t a = start;
+        while (a <= len) {
+            const char *nl = memchr(h + a, '\n', (size_t)(len - a));
+            Py_ssize_t b = nl != NULL ? nl - h : len;
+            Py_ssize_t e = (nl != NULL && b > a && h[b - 1] == '\r') ? b - 1 : b;
+            int r = add_line(h + a, e - a, store, repeated, original);
+            if (r < 0) {
+                Py_DECREF(store);
+                return NULL;
+            }
+            if (r == 0) {  /* a line that is not "name: value" (RFC 3261 7.3.1) */
+                Py_DECREF(store);
+                Py_RETURN_NONE;
+            }
+            a = b + 1;
+        }
+        return store;
+    }
+
+    /* A folded block: the text in a scratch buffer, CRLF -> LF (every CR is a CRLF's here),
+     * then each LF followed by a run of SP/HT -> one SP (RFC 3261 7.3.1), as _FOLD does. */
+    Py_ssize_t n = len - start;
+    char *buf = PyMem_Malloc((size_t)n);
+    if (buf == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = start; i < len; i++) {
+        if (h[i] != '\r')
+            buf[m++] = h[i];
+    }
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        if (buf[i] == '\n' && i + 1 < m && (buf[i + 1] == ' ' || buf[i + 1] == '\t')) {
+            i++;
+            while (i + 1 < m && (buf[i + 1] == ' ' || buf[i + 1] == '\t'))
+                i++;
+            buf[k++] = ' ';
+        } else {
+            buf[k++] = buf[i];
+        }
+    }
+    PyObject *store = PyDict_New();
+    if (store == NULL)
+        goto fail;
+    Py_ssize_t a = 0;
+    while (a <= k) {
+        const char *nl = memchr(buf + a, '\n', (size_t)(k - a));
+        Py_ssize_t b = nl != NULL ? nl - buf : k;
+        int r = add_line(buf + a, b - a, store, repeated, original);
+        if (r < 0)
+            goto fail;
+        if (r == 0) {  /* a line that is not "name: value" (RFC 3261 7.3.1) */
+            Py_DECREF(store);
+            PyMem_Free(buf);
+            Py_RETURN_NONE;
+        }
+        a = b + 1;
+    }
+    PyMem_Free(buf);
+    return store;
+fail:
+    Py_XDECREF(store);
+    PyMem_Free(buf);
+    return NULL;
+}
+
+static PyObject *
+configure(PyObject *self, PyObject *args)
+{
+    PyObject *compact, *multi, *splitter, *py;
+    if (!PyArg_ParseTuple(args, "O!OOO:configure", &PyDict_Type, &compact, &multi, &splitter,
+                          &py))
+        return NULL;
+    if (!PyAnySet_Check(multi) || !PyCallable_Check(splitter) || !PyCallable_Check(py)) {
+        PyErr_SetString(PyExc_TypeError, "configure(dict, set, callable, callable)");
+        return NULL;
+    }
+    Py_INCREF(compact);
+    Py_XSETREF(compact_map, compact);
+    Py_INCREF(multi);
+    Py_XSETREF(multi_names, multi);
+    Py_INCREF(splitter);
+    Py_XSETREF(split_multi, splitter);
+    Py_INCREF(py);
+    Py_XSETREF(fallback, py);
+    clear_names();  /* keys expanded with the old table */
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"parse_headers", (PyCFunction)(void (*)(void))parse_headers, METH_FASTCALL,
+     "parse_headers(head, first_nl, repeated=None, original=None): as "
+     "message._py_parse_headers."},
+    {"configure", configure, METH_VARARGS,
+     "configure(compact, multi_names, split_multi, fallback): message.py's tables."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_cparse",
+    "The header splitting of mcacm_sip.sip.message in C (optional).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__cparse(void)
+{
+    return PyModule_Create(&module);
+}

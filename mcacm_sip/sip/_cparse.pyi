@@ -1,0 +1,17 @@
+# The optional C extension built from _cparse.c (setup.py); message.py is its only user.
+from collections.abc import Callable, Set
+
+def parse_headers(
+    head: bytes,
+    first_nl: int,
+    repeated: set[str] | None = None,
+    original: dict[str, str] | None = None,
+    /,
+) -> dict[str, list[str]] | None: ...
+def configure(
+    compact: dict[str, str],
+    multi_names: Set[str],
+    split_multi: Callable[[str], list[str]],
+    fallback: Callable[..., dict[str, list[str]] | None],
+    /,
+) -> None: ...
