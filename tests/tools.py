@@ -61,7 +61,7 @@ def require_c_parser() -> _HeaderSplitter:
     try:
         found = message._load_c_parser("c")
     except ImportError as exc:
-        reason = (f"mcacm_sip.sip._cparse not built ({exc}); Debian: apt-get install gcc "
+        reason = (f"the compiled SIP parser is missing ({exc}); Debian: apt-get install gcc "
                   "python3-dev, then pip install -e .")
         if os.environ.get(REQUIRE_ENV) == "1":
             pytest.fail(f"{reason}; {REQUIRE_ENV}=1 requires it", pytrace=False)

@@ -397,9 +397,11 @@ def _load_c_parser(choice: str) -> _HeaderSplitter | None:
         return None
     try:
         from . import _cparse
-    except ImportError:
+    except ImportError as exc:
         if choice == "c":
-            raise
+            raise ImportError(f"{PARSER_ENV}=c but mcacm_sip.sip._cparse is not built: it "
+                              "needs a C compiler and the Python headers (Debian: gcc "
+                              "python3-dev), then pip install -e .") from exc
         return None
     _cparse.configure(_COMPACT, MULTI_INSTANCE_HEADERS, _split_multi_value, _py_parse_headers)
     return _cparse.parse_headers
