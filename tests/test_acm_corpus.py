@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 from acm.make_corpus import CORPUS, rendered
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tools import require_tool
 
-from mcacm_sip.acm import codec, errors, model
+from mcacm_sip.acm import codec, errors, model, xmlsafe
 from mcacm_sip.acm.examples import example_documents, example_flows
 from mcacm_sip.acm.xmlsafe import Limits
 
@@ -113,6 +115,28 @@ def test_hundred_thousand_deep_document_is_rejected_as_too_deep() -> None:
     with pytest.raises(errors.DocumentTooDeep) as info:
         codec.decode(deep, limits=Limits(max_bytes=1_000_000))
     assert info.value.sip_status == 400
+
+
+@settings(max_examples=200, deadline=None)
+@given(cap=st.integers(1, 40), depth=st.integers(1, 45), leaf=st.sampled_from(["<x/>", "t", ""]),
+       siblings=st.lists(st.integers(0, 45), max_size=4), comment=st.booleans())
+def test_depth_cap_is_exact_whatever_the_leaves(cap: int, depth: int, leaf: str,
+                                                siblings: list[int], comment: bool) -> None:
+    """Refused iff an element nests deeper than the cap, including documents with as few end
+    tags as that depth allows (the deepest element empty, ``<x/>``, its ancestors' end tags
+    the only ``</``), which the cheap count before the tree walk must not let through."""
+    body = leaf
+    for level in range(depth - (leaf == "<x/>"), 0, -1):
+        # empty siblings at some levels: more "<" without more "</"
+        extra = "<s/>" * siblings.count(level) + ("<!--</c>-->" if comment else "")
+        body = f"<e{level}>{extra}{body}</e{level}>"
+    root = xmlsafe.parse(body.encode())
+    deepest = max(sum(1 for _ in el.iterancestors()) + 1 for el in root.iter())
+    if deepest > cap:
+        with pytest.raises(errors.DocumentTooDeep):
+            xmlsafe.parse(body.encode(), Limits(max_depth=cap))
+    else:
+        assert xmlsafe.parse(body.encode(), Limits(max_depth=cap)) is not None
 
 
 def test_limits_are_configurable() -> None:

@@ -11,7 +11,8 @@ Defences, cheapest first, each failing with a typed error (:mod:`mcacm_sip.acm.e
    bounded memory;
 4. the configurable nesting-depth cap (default 64) checked on the tree by one precompiled
    XPath (libxml2 walks each level once, no Python per element), only when the body holds
-   more ``<`` than the cap (each element needs one): short documents pay one ``bytes.count``;
+   at least as many ``</`` as the cap (each ancestor of the deepest element ends with its own
+   end tag, so depth d needs d - 1 of them): ordinary documents pay one ``bytes.count``;
 5. the attributes-per-element cap (default 64): validating attributes costs far more than
    parsing them (figures: docs/decisions.md "Attribute cap"); the precise XPath check runs
    only when the body holds more ``=`` than the cap (every attribute needs one), so ordinary
@@ -159,8 +160,11 @@ def parse(data: bytes, limits: Limits = DEFAULT_LIMITS) -> etree._Element:
         root = etree.fromstring(data, _PARSERS.parser)
     except etree.XMLSyntaxError as exc:
         raise _syntax_error(exc, limits) from None
-    # nesting deeper than the cap needs more start tags than the cap, each a "<"
-    deep = _first_over(data, b"<", limits.max_depth, _too_deep_xpath, root)
+    # nesting deeper than the cap (depth > max_depth) needs max_depth ancestors, each
+    # closed by its own end tag "</" (well-formed: the parser accepted it; no DOCTYPE, so no
+    # entity can hold markup); comments and CDATA can only add to the count
+    deep = _first_over(data, b"</", limits.max_depth - 1, _too_deep_xpath, root,
+                       limits.max_depth)
     if deep is not None:
         raise DocumentTooDeep(
             f"elements nest deeper than {limits.max_depth} levels",
@@ -179,15 +183,15 @@ def parse(data: bytes, limits: Limits = DEFAULT_LIMITS) -> etree._Element:
 
 
 def _first_over(
-    data: bytes, mark: bytes, cap: int, xpath: Callable[[int], etree.XPath],
-    root: etree._Element,
+    data: bytes, mark: bytes, marks: int, xpath: Callable[[int], etree.XPath],
+    root: etree._Element, cap: int | None = None,
 ) -> etree._Element | None:
-    """The first element ``xpath(cap)`` finds over the cap, or None.  Going over the cap needs
-    more than ``cap`` times ``mark`` in the body: the XPath runs only then, so ordinary
-    documents pay one ``bytes.count``."""
-    if data.count(mark) <= cap:
+    """The first element ``xpath(cap)`` finds over the cap (``cap`` defaults to ``marks``),
+    or None.  Going over the cap needs more than ``marks`` times ``mark`` in the body: the
+    XPath runs only then, so ordinary documents pay one ``bytes.count``."""
+    if data.count(mark) <= marks:
         return None
-    found = xpath(cap)(root)
+    found = xpath(marks if cap is None else cap)(root)
     if not found:
         return None
     assert isinstance(found, list) and isinstance(found[0], etree._Element)
