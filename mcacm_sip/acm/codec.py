@@ -1,6 +1,8 @@
 """XML encoding and decoding of every ACM flow (TS 23.280 10.17.2) against ``schemas/acm.xsd``.
 
-- :func:`encode` is strict on send: it validates what it produced and raises
+- :func:`encode` is strict on send: the writer proves the document valid as it writes it
+  (each value within its schema type, :func:`_template`), and what it cannot prove (a flow
+  that bypassed the model) is validated against the schema, raising
   :class:`~mcacm_sip.acm.errors.EncodeError` if our own output is invalid (a bug).
 - :func:`decode` is lax on receive: after the hardened parse (:mod:`.xmlsafe`) and schema
   validation with lxml, unknown elements in ``anyExt`` and ``##other`` extension points and
@@ -25,7 +27,7 @@ from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
 from importlib import resources
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, get_args
 
 from lxml import etree
 
@@ -125,7 +127,14 @@ class _FreeText(_Kind):
 
 
 class _Token(_Kind):
-    """xs:token without inner white space (ids, codes, names): surrounding space dropped."""
+    """xs:token without inner white space (ids, codes, names): surrounding space dropped.
+    ``proof`` holds a value to the lexical space of the row's schema type (:func:`_template`);
+    ``types`` are the classes such a value may have (a StrEnum writes as its value)."""
+
+    def __init__(self, proof: Callable[[str], object], types: tuple[type, ...] = (str,)
+                 ) -> None:
+        self.proof = proof
+        self.types = types
 
     def put(self, parent: etree._Element, tag: str, value: Any) -> None:
         etree.SubElement(parent, tag).text = value
@@ -219,9 +228,18 @@ class _Profile(_Kind):
 class _Struct(_Kind):
     """A model class whose fields are child elements, in the order of the table."""
 
-    def __init__(self, cls: type, rows: tuple[_Row, ...]) -> None:
+    def __init__(self, cls: type, rows: tuple[_Row, ...], *, one_of: tuple[str, ...] = ()
+                 ) -> None:
         self.cls = cls
         self.rows = rows
+        bare = {f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        self.required = frozenset(row.attr for row in rows if row.required
+                                  or (row.required is None and row.attr in bare))
+        """Rows whose element the schema requires (minOccurs 1): by default, the model fields
+        without a default (a test holds the table to the schema)."""
+        self.one_of = one_of
+        """Rows of which the schema requires at least one (the addressee NOTE's choice)."""
         self.by_tag = {row.tag: row for row in rows}
         self.tag_of_ie = {row.attr: row.tag for row in rows}
         self.many = tuple(row.attr for row in rows if row.many)
@@ -380,23 +398,50 @@ class _Row:
     """The field is a tuple; each item is one element."""
     local: str = ""
     """Local name of the element (in the ACM namespace)."""
+    required: bool | None = None
+    """The schema requires the element (None: as the model field has no default)."""
 
 
-def _row(attr: str, local: str, kind: _Kind, *, many: bool = False) -> _Row:
-    return _Row(attr, _tag(local), kind, many, local)
+def _row(attr: str, local: str, kind: _Kind, *, many: bool = False,
+         required: bool | None = None) -> _Row:
+    return _Row(attr, _tag(local), kind, many, local, required)
 
 
 class _Enum(_Token):
     """A token the schema restricts to the values of a StrEnum; read back as that enum."""
 
     def __init__(self, enum: type[StrEnum]) -> None:
+        super().__init__(re.compile("|".join(re.escape(e.value) for e in enum)).fullmatch,
+                         (str, enum))
         self.enum = enum
 
     def get(self, el: etree._Element) -> Any:
         return self.enum(super().get(el))
 
 
-_TEXT, _TOKEN, _DATETIME = _FreeText(), _Token(), _DateTime()
+# The lexical spaces of the schema's simple types (schemas/acm.xsd), written as the writer's
+# proof that a value it writes is valid (:func:`_template`).  XML Schema's \S is any character
+# but the four XML white space characters; XML 1.0's Char production bounds every value.
+# A value without white space is its own xs:token normal form.
+_XML_CHAR_CLASS = "\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff"
+_NON_SPACE_CLASS = "\x21-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff"
+_PROOF_TEXT = re.compile(f"[{_XML_CHAR_CLASS}]+").fullmatch  # freeTextType
+_PROOF_TID = re.compile(f"[{_NON_SPACE_CLASS}]{{1,128}}").fullmatch  # transactionIdType
+_PROOF_URI = re.compile(  # uriType
+    f"[A-Za-z][A-Za-z0-9+.\\-]*:[{_NON_SPACE_CLASS}]+").fullmatch
+_PROOF_CODE = re.compile(  # resultCodeType: resultKnownType | resultExtensionType
+    "|".join(re.escape(c.value) for c in model.ResultCode) + "|x-[a-z0-9][a-z0-9\\-]*").fullmatch
+_PROOF_FLOW_NAME = re.compile("[A-Za-z_][A-Za-z0-9._\\-]*").fullmatch  # ASCII NCNames only
+# zonedDateTimeType: what datetime.isoformat writes, with an offset xs:dateTime takes
+# (whole minutes within 14:00); the date and time fields are a datetime's own
+_PROOF_DATETIME = re.compile(
+    "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\\.[0-9]{6})?"
+    "[+-](?:(?:0[0-9]|1[0-3]):[0-5][0-9]|14:00)").fullmatch
+
+_TEXT, _DATETIME = _FreeText(), _DateTime()
+_TOKEN_TID = _Token(_PROOF_TID)
+_TOKEN_CODE = _Token(_PROOF_CODE, (str, model.ResultCode))
+_TOKEN_FLOW_NAME = _Token(_PROOF_FLOW_NAME)
 _ENUM_OPERATION, _ENUM_URGENCY = _Enum(model.GroupOperation), _Enum(model.Urgency)
 _ID, _PROFILE = _Identity(), _Profile()
 
@@ -407,12 +452,17 @@ _PARTY = _Struct(model.Party, (
 _ADDRESSEE = _Struct(model.Addressee, (
     _row("mc_service_id", "mc-service-id", _ID),
     _row("functional_alias", "functional-alias", _ID),
+), one_of=("mc_service_id", "functional_alias"))
+# a response target the schema types as partyType (10.17.4: its MC service ID is M there)
+_PARTY_TARGET = _Struct(model.Addressee, (
+    _row("mc_service_id", "mc-service-id", _ID, required=True),
+    _row("functional_alias", "functional-alias", _ID),
 ))
 _RESULT = _Struct(model.Result, (
-    _row("code", "code", _TOKEN),
+    _row("code", "code", _TOKEN_CODE),
     _row("text", "text", _TEXT),
 ))
-_TID = _row("transaction_id", "transaction-id", _TOKEN)
+_TID = _row("transaction_id", "transaction-id", _TOKEN_TID)
 
 # One row per IE, in document order; docs/message-layer.md gives the table rows.
 _SPECS: dict[type[model.AcmFlow], _Struct] = {
@@ -436,7 +486,7 @@ _SPECS: dict[type[model.AcmFlow], _Struct] = {
         (model.ProcessIndication, (
             _TID,
             _row("acms", "acms", _ID),
-            _row("request", "request", _TOKEN),
+            _row("request", "request", _TOKEN_FLOW_NAME),
             _row("expires", "expires", _DATETIME),
         )),
         (model.PendingDataNotification, (_TID, _row("user", "user", _ID))),
@@ -444,7 +494,7 @@ _SPECS: dict[type[model.AcmFlow], _Struct] = {
         (model.PendingDataDownloadResponse, (
             _TID,
             _row("user", "user", _ID),
-            _row("items", "acm-data", _FlowList()),
+            _row("items", "acm-data", _FlowList(), required=True),
             _row("more", "more-pending", _Flag()),
         )),
         (model.AddUserConfigurationRequest, (
@@ -494,7 +544,7 @@ _SPECS: dict[type[model.AcmFlow], _Struct] = {
         (model.GroupMembershipUpdateResponse, (  # rows 1-3, then decisions
             _TID,
             _row("handler", "handler", _PARTY),
-            _row("target", "target", _ADDRESSEE),
+            _row("target", "target", _PARTY_TARGET),
             _row("group_id", "group-id", _ID),
             _row("operation", "operation", _ENUM_OPERATION),
             _row("users", "user", _ID, many=True),
@@ -509,7 +559,7 @@ _SPECS: dict[type[model.AcmFlow], _Struct] = {
         (model.InterconnectionGroupProvisionResponse, (
             _TID,
             _row("handler", "handler", _PARTY),
-            _row("target", "target", _ADDRESSEE),
+            _row("target", "target", _PARTY_TARGET),
             _row("groups", "group-id", _ID, many=True),
             _row("result", "result", _RESULT),
         )),
@@ -519,19 +569,35 @@ _BY_TAG: dict[str, _Struct] = {_tag(cls.FLOW): spec for cls, spec in _SPECS.item
 assert set(_SPECS) == set(model.FLOW_TYPES), "every flow class needs a row in _SPECS"
 
 
-def _template(spec: _Struct, root: str) -> Callable[[Any], str]:
+_Written = tuple[str, bool]
+
+
+def _template(spec: _Struct, root: str, *, declare: bool = True) -> Callable[[Any], _Written]:
     """The flow's document as one generated function, compiled from its rows once at import:
     the text :meth:`_Struct.write` gives (a test holds them equal), without a call per
-    element.  Only constant element names and the rows' attribute names go into the code."""
-    start = '<' + root + ' xmlns="' + ACM_NS + '">'
-    code = ["def write(v):", "    o = [" + repr(start) + "]", "    a = o.append"]
+    element.  Only constant element names and the rows' attribute names go into the code.
+
+    With the text it returns whether the document is *proven* valid (strict on send without
+    a schema check): every value is held to the lexical space of its schema type (``_PROOF_*``)
+    and every struct to its exact model class, every element the schema requires is there,
+    the lists the schema keys are unique, every ACM Data item is a flow the schema allows
+    there, and every profile passed :func:`_proven_profile`.  What the model builds passes all
+    of it; a flow that bypassed the model (``object.__setattr__``, a wrong type) is not
+    proven and :func:`encode` validates it (tests/test_acm_proof.py holds both).  ``declare``:
+    the root declares the ACM namespace (False: an item inside ACM Data)."""
+    start = "<" + root + (' xmlns="' + ACM_NS + '">' if declare else ">")
+    code = ["def write(v):", "    ok = T(v) is C", "    o = [" + repr(start) + "]",
+            "    a = o.append"]
     # esc(x) inlined: _escape's test and translation without a call per value
-    env: dict[str, Any] = {"needs": _NEEDS_ESCAPE, "table": _ESCAPES,
-                           "prof": _checked_profile}
+    env: dict[str, Any] = {"needs": _NEEDS_ESCAPE, "table": _ESCAPES, "tr": str.translate,
+                           "pp": _proven_profile, "T": type, "S": str, "C": spec.cls,
+                           "uri": _PROOF_URI, "txt": _PROOF_TEXT, "dtm": _PROOF_DATETIME,
+                           "DT": datetime, "UP": model.UserProfile, "len": len, "set": set,
+                           "items": _ITEM_TEMPLATES, "other": _write_other_item}
     names = itertools.count()
 
     def esc(x: str) -> str:
-        return "(" + x + ".translate(table) if needs(" + x + ") else " + x + ")"
+        return "(tr(" + x + ", table) if needs(" + x + ") else " + x + ")"
 
     def fields(struct: _Struct, var: str, pad: str) -> None:
         for row in struct.rows:
@@ -540,38 +606,89 @@ def _template(spec: _Struct, root: str) -> Callable[[Any], str]:
             code.append(pad + "if " + x + " is not None:")
             if row.many:
                 y = "y" + str(next(names))
+                key = y + ".primary_id" if isinstance(row.kind, _Struct) else y
+                # every list the table holds is keyed unique by the schema (xs:unique)
+                code.append(pad + "    if len({" + key + " for " + y + " in " + x + "}) != len("
+                            + x + ")" + (" or not " + x if row.attr in struct.required else "")
+                            + ": ok = False")
                 code.append(pad + "    for " + y + " in " + x + ":")
                 value(row, y, pad + "        ")
             else:
                 value(row, x, pad + "    ")
+            if row.attr in struct.required:
+                code.append(pad + "else: ok = False")
+        if struct.one_of:
+            code.append(pad + "if " + " and ".join(var + "." + a + " is None"
+                                                   for a in struct.one_of) + ": ok = False")
 
     def value(row: _Row, x: str, pad: str) -> None:
         kind, n = row.kind, row.local
         open_, close = repr("<" + n + ">"), repr("</" + n + ">")
         if isinstance(kind, _FreeText | _Token):
+            if isinstance(kind, _FreeText):
+                check = "T(" + x + ") is not S or txt(" + x + ") is None"
+            else:
+                k = "k" + str(next(names))
+                env[k], env[k + "t"] = kind.proof, kind.types
+                check = "T(" + x + ") not in " + k + "t or " + k + "(" + x + ") is None"
+            code.append(pad + "if " + check + ": ok = False")
             code.append(pad + "a(" + open_ + " + " + esc(x) + " + " + close + ")")
         elif isinstance(kind, _Flag):
             code.append(pad + "if " + x + ": a(" + repr("<" + n + ">true</" + n + ">") + ")")
         elif isinstance(kind, _DateTime):
-            code.append(pad + "a(" + open_ + " + " + x + ".isoformat() + " + close + ")")
+            t = "t" + str(next(names))
+            code.append(pad + t + " = " + x + ".isoformat()")
+            code.append(pad + "if T(" + x + ") is not DT or dtm(" + t + ") is None: ok = False")
+            code.append(pad + "a(" + open_ + " + " + t + " + " + close + ")")
         elif isinstance(kind, _Identity):
+            code.append(pad + "if T(" + x + ") is not S or uri(" + x + ") is None: ok = False")
             code.append(pad + "a(" + repr("<" + n + ' type="Normal"><uri>') + " + " + esc(x)
                         + " + " + repr("</uri></" + n + ">") + ")")
         elif isinstance(kind, _Profile):
-            code.append(pad + "a(" + open_ + " + prof(" + x + ") + " + close + ")")
+            p = "p" + str(next(names))
+            code.append(pad + p + " = pp(" + x + ")")
+            code.append(pad + "if not " + p + "[1]: ok = False")
+            code.append(pad + "a(" + open_ + " + " + p + "[0] + " + close + ")")
         elif isinstance(kind, _Struct):
+            k = "k" + str(next(names))
+            env[k] = kind.cls
+            code.append(pad + "if T(" + x + ") is not " + k + ": ok = False")
             code.append(pad + "a(" + open_ + ")")
             fields(kind, x, pad)
             code.append(pad + "a(" + close + ")")
-        else:  # anything else (the flows inside ACM Data) writes itself
-            k = "k" + str(next(names))
-            env[k] = kind
-            code.append(pad + k + ".write(o, " + repr(n) + ", " + x + ")")
+        elif isinstance(kind, _FlowList):  # ACM Data: each item by its own template
+            y, f = "y" + str(next(names)), "f" + str(next(names))
+            code.extend([pad + "if not " + x + ":",
+                     pad + "    a(" + repr("<" + n + "/>") + ")",  # as lxml writes it
+                     pad + "else:",
+                     pad + "    a(" + open_ + ")",
+                     pad + "    for " + y + " in " + x + ":",
+                     pad + "        " + f + " = items.get(T(" + y + "))",
+                     pad + "        if " + f + " is None:",
+                     pad + "            ok = False",
+                     pad + "            other(o, " + y + ")",
+                     pad + "        else:",
+                     pad + "            " + f + " = " + f + "(" + y + ")",
+                     pad + "            a(" + f + "[0])",
+                     pad + "            if not " + f + "[1]: ok = False",
+                     pad + "    a(" + close + ")"])
+        else:
+            raise TypeError(f"no writer for {type(kind).__name__}")
 
     fields(spec, "v", "    ")
-    code += ["    a(" + repr("</" + root + ">") + ")", "    return ''.join(o)"]
+    code += ["    a(" + repr("</" + root + ">") + ")", "    return ''.join(o), ok"]
     exec("\n".join(code), env)  # our own table: no peer input reaches the code
-    return cast(Callable[[Any], str], env["write"])
+    return cast(Callable[[Any], _Written], env["write"])
+
+
+def _write_other_item(out: list[str], flow: Any) -> None:
+    """An ACM Data item the schema does not allow there (a bug): written as before, so that
+    the schema check names it."""
+    _SPECS[type(flow)].write(out, flow.FLOW, flow)
+
+
+# ACM Data items (10.17.3.1): the requests and responses, what acmDataType allows
+_ITEM_TEMPLATES: dict[type, Callable[[Any], _Written]] = {}
 
 
 
@@ -618,7 +735,8 @@ def _remember(cache: dict[int, tuple[model.AcmFlow, _D]], limit: int, flow: mode
 
 
 def encode(flow: model.AcmFlow, *, pretty: bool = False) -> bytes:
-    """The flow as a UTF-8 XML document, validated against the bundled schema (strict on send).
+    """The flow as a UTF-8 XML document, valid against the bundled schema (strict on send:
+    proven by the writer, else validated).
 
     Raises :class:`EncodeError` if the result is invalid (a bug in this layer), or
     :class:`InvalidContent` if an embedded profile is not an MCPTT user profile document.
@@ -634,11 +752,11 @@ def encode(flow: model.AcmFlow, *, pretty: bool = False) -> bytes:
 
 def encode_all(flows: Iterable[model.AcmFlow | None]) -> None:
     """Encode the flows not encoded (nor received) yet, so that :func:`encode` and
-    :func:`document` find them: a group commit's new flows are written and then checked
-    together, in one parse and one schema validation (strict on send: each document is
-    validated as a root, inside the internal wrapper of :func:`_batch_schema`).  If the
-    batch fails, nothing is remembered and :func:`encode` checks each flow alone (naming the
-    bad one, as before)."""
+    :func:`document` find them: a group commit's new flows are written; those the writer
+    proves valid are remembered as they are, the others checked together, in one parse and
+    one schema validation (each document validated as a root, inside the internal wrapper of
+    :func:`_batch_schema`).  If that batch fails, none of it is remembered and :func:`encode`
+    checks each of its flows alone (naming the bad one, as before)."""
     todo: dict[int, model.AcmFlow] = {}
     encoded, received = _ENCODED.get, _RECEIVED.get  # _recall inlined: a lookup per flow
     for flow in flows:
@@ -656,9 +774,14 @@ def encode_all(flows: Iterable[model.AcmFlow | None]) -> None:
     batch: list[tuple[model.AcmFlow, str, bytes]] = []
     try:
         for flow in todo.values():
-            text = _TEMPLATES[type(flow)](flow)
+            text, proven = _TEMPLATES[type(flow)](flow)
             data = text.encode("utf-8")
-            if len(data) + len(_XML_DECLARATION) <= _CACHED_MAX_BYTES:  # else not remembered
+            if len(data) + len(_XML_DECLARATION) > _CACHED_MAX_BYTES:
+                continue  # not remembered: encode() writes it when asked
+            if proven:  # valid by the writer's proof (_template): no schema check
+                _remember(_ENCODED, _ENCODED_MAX, flow, _XML_DECLARATION + data)
+                _remember(_TEXTS, _TEXTS_MAX, flow, _XML_DECLARATION_TEXT + text)
+            else:
                 batch.append((flow, text, data))
         if len(batch) < 2:
             return
@@ -724,8 +847,11 @@ def _encode(flow: model.AcmFlow, pretty: bool) -> bytes:
     template = _TEMPLATES.get(type(flow))
     if template is None:
         raise TypeError(f"not an ACM flow: {type(flow).__name__}")
+    text, proven = template(flow)
+    if proven:  # strict on send by the writer's own proof (_template): no schema check
+        return _XML_DECLARATION + text.encode("utf-8")
     try:
-        data = template(flow).encode("utf-8")
+        data = text.encode("utf-8")
         root = etree.fromstring(data, _OWN_PARSER)
     except (UnicodeEncodeError, etree.XMLSyntaxError) as exc:  # a value the model let through
         raise EncodeError(f"our own {flow.FLOW} is not well-formed XML: {exc}") from None
@@ -978,11 +1104,44 @@ def _checked_profile(profile: model.UserProfile) -> str:
     return _profile_text(profile.xml)
 
 
+_XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+def _proven_profile(profile: model.UserProfile) -> _Written:
+    """:func:`_checked_profile`, and whether the schema takes it as it is written
+    (:func:`_inert_profile`), so that the document it goes into needs no check for it."""
+    return _profile_text(profile.xml), (type(profile) is model.UserProfile
+                                        and _inert_profile(profile.xml))
+
+
+@lru_cache(maxsize=256)
+def _inert_profile(xml: str) -> bool:
+    """The schema's profileType takes one element of the user profile namespace (the root
+    :func:`_parsed_profile` checks) and processes it laxly: it validates only what it has a
+    declaration for, i.e. elements of the ACM namespace, and reads xsi: attributes (xsi:type,
+    xsi:nil).  A profile with neither, whose text keeps every element's namespace once
+    embedded under the ACM document's default namespace (an unprefixed element the profile
+    leaves in no namespace would join ours), is valid wherever the writers put it."""
+    banned = ("{" + ACM_NS + "}", "{" + _XSI_NS + "}")
+    tags: list[str] = []
+    for el in _parsed_profile(xml).iter():
+        tag = el.tag
+        if not isinstance(tag, str) or tag.startswith(banned) or any(
+                str(name).startswith(banned) for name in el.attrib):
+            return False
+        tags.append(tag)
+    framed = f'<profile xmlns="{ACM_NS}">{_profile_text(xml)}</profile>'.encode()
+    return [el.tag for el in etree.fromstring(framed, _OWN_PARSER)[0].iter()] == tags
+
+
 def profile_element(profile: model.UserProfile) -> etree._Element:
     """The profile as a fresh lxml element (the caller may modify or append it)."""
     return copy.deepcopy(_parsed_profile(profile.xml))
 
 
-# built last: the templates call _escape and _checked_profile, defined above
-_TEMPLATES: dict[type[model.AcmFlow], Callable[[Any], str]] = {
+# built last: the templates call _escape and _proven_profile, defined above
+_ITEM_TEMPLATES.update({
+    cls: _template(_SPECS[cls], cls.FLOW, declare=False)
+    for cls in (*get_args(model.AcmRequest), *get_args(model.AcmResponse))})
+_TEMPLATES: dict[type[model.AcmFlow], Callable[[Any], _Written]] = {
     cls: _template(spec, cls.FLOW) for cls, spec in _SPECS.items()}
