@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from datetime import UTC, datetime, time, timedelta, timezone
 from typing import Any
 
@@ -237,3 +238,21 @@ def test_an_item_acm_data_does_not_allow_is_checked_and_refused() -> None:
     assert not codec._TEMPLATES[type(bad)](bad)[1]
     with pytest.raises(errors.EncodeError):
         codec.encode(bad)
+
+
+# --------------------------------------------------------------------------- the model's URI
+
+
+_SHAPE_THEN_XML_CHARS = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S+")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.characters() | st.sampled_from("\t\n\r \x00\x1c\x85\xa0\u2028\ufffe"),
+               max_size=8)
+       | st.builds("{}:{}".format, st.sampled_from(["sip", "x-a.1", "9", ""]),
+                   st.text(st.characters() | st.sampled_from("\t \x00\x1f\x85\xa0\ufffe\uffff"),
+                           max_size=8)))
+def test_the_model_uri_check_is_the_shape_and_xml_characters(value: str) -> None:
+    """One pattern since round 6: the URI shape (Python's \\S) and only XML characters."""
+    before = bool(_SHAPE_THEN_XML_CHARS.fullmatch(value)) and not m._NOT_XML_CHAR.search(value)
+    assert bool(m._URI.fullmatch(value)) == before
