@@ -256,3 +256,16 @@ def test_the_model_uri_check_is_the_shape_and_xml_characters(value: str) -> None
     """One pattern since round 6: the URI shape (Python's \\S) and only XML characters."""
     before = bool(_SHAPE_THEN_XML_CHARS.fullmatch(value)) and not m._NOT_XML_CHAR.search(value)
     assert bool(m._URI.fullmatch(value)) == before
+
+
+@pytest.mark.parametrize("declaration", [
+    'xmlns:n="urn:a&amp;b"', 'xmlns:n="urn:a&lt;b"', "xmlns:n='urn:\"q'", 'xmlns:n="relative"'])
+def test_a_profile_canonical_xml_cannot_hold_is_refused_on_send(declaration: str) -> None:
+    # the checks decode makes on a received profile, made on one built past profile_from_xml
+    text = (f'<mcptt-user-profile xmlns="{codec.USER_PROFILE_NS}" {declaration}>'
+            "<n:x/></mcptt-user-profile>")
+    base = example_flows()["profile-update-request"]
+    assert isinstance(base, m.ProfileUpdateRequest)
+    with pytest.raises(errors.InvalidContent) as info:
+        codec.encode(dataclasses.replace(base, profile=m.UserProfile(text)))
+    assert info.value.ie == "profile"

@@ -1081,14 +1081,15 @@ def profile_from_xml(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> m
 
 @lru_cache(maxsize=256)
 def _parsed_profile(xml: str) -> etree._Element:
+    data = xml.encode("utf-8")
     try:
-        root = parse(xml.encode("utf-8"))
+        root = parse(data)
     except AcmError as exc:
         raise InvalidContent(
             f"the profile is not a usable XML document: {exc.message}", ie="profile",
             hint="build profiles with profile_from_xml()",
         ) from None
-    _profile_from_element(root)  # checks the root
+    _read(data, _profile_from_element, root)  # checks the root (the namespace scan as decode)
     return root
 
 
@@ -1122,16 +1123,19 @@ def _inert_profile(xml: str) -> bool:
     xsi:nil).  A profile with neither, whose text keeps every element's namespace once
     embedded under the ACM document's default namespace (an unprefixed element the profile
     leaves in no namespace would join ours), is valid wherever the writers put it."""
-    banned = ("{" + ACM_NS + "}", "{" + _XSI_NS + "}")
-    tags: list[str] = []
-    for el in _parsed_profile(xml).iter():
-        tag = el.tag
-        if not isinstance(tag, str) or tag.startswith(banned) or any(
-                str(name).startswith(banned) for name in el.attrib):
-            return False
-        tags.append(tag)
-    framed = f'<profile xmlns="{ACM_NS}">{_profile_text(xml)}</profile>'.encode()
-    return [el.tag for el in etree.fromstring(framed, _OWN_PARSER)[0].iter()] == tags
+    text = _profile_text(xml)
+    # the text is lxml's, standalone: a name of either namespace is declared in it literally
+    # (neither holds a character lxml escapes)
+    if ACM_NS in text or _XSI_NS in text:
+        return False
+    if text.startswith(_UNPREFIXED_ROOT) and text[len(_UNPREFIXED_ROOT)] in " \t\r\n/>":
+        return True  # the root declares the default namespace: nothing inherits ours
+    framed = f'<profile xmlns="{ACM_NS}">{text}</profile>'.encode()
+    return ([el.tag for el in etree.fromstring(framed, _OWN_PARSER)[0].iter()]
+            == [el.tag for el in _parsed_profile(xml).iter()])
+
+
+_UNPREFIXED_ROOT = "<" + USER_PROFILE_ROOT
 
 
 def profile_element(profile: model.UserProfile) -> etree._Element:
