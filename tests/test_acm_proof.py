@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from acm.strategies import FLOW_STRATEGIES, profiles
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
@@ -214,6 +214,31 @@ def test_a_proven_profile_is_valid_wherever_it_is_written(profile: m.UserProfile
     assert isinstance(answer, m.AddUserConfigurationResponse) and answer.users
     user = dataclasses.replace(answer.users[0], profile=profile)
     _sent_is_valid(dataclasses.replace(answer, users=(user,)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(profile=_wild_profiles() | profiles())
+def test_a_profile_is_received_as_it_was_sent(profile: m.UserProfile) -> None:
+    """Embedding moves no element of the profile into another namespace, by either writer:
+    an unprefixed element a prefixed root leaves in no namespace does not join the ACM
+    document's default namespace.  The wire's writer keeps the text; the tree (``--pretty``)
+    keeps every element's name and namespace, though lxml may respell a prefix of ours."""
+    base = example_flows()["profile-update-request"]
+    assert isinstance(base, m.ProfileUpdateRequest)
+    flow = dataclasses.replace(base, profile=profile)
+    try:
+        sent = codec.encode(flow)
+    except errors.EncodeError:  # elements of ours the schema refuses where they are written
+        assume(False)
+    received = codec.decode(sent)
+    assert isinstance(received, m.ProfileUpdateRequest) and received.profile == profile
+    built = codec.decode(etree.tostring(codec.to_element(flow)))
+    assert isinstance(built, m.ProfileUpdateRequest)
+    assert _tags(built.profile) == _tags(profile)
+
+
+def _tags(profile: m.UserProfile) -> list[str]:
+    return [el.tag for el in etree.fromstring(profile.xml.encode()).iter()]
 
 
 # --------------------------------------------------------------------------- the bypass

@@ -1097,7 +1097,17 @@ def _parsed_profile(xml: str) -> etree._Element:
 def _profile_text(xml: str) -> str:
     # lxml's serialisation of the parsed root: the bytes the tree-built documents carried
     # (empty elements as <x/>), declaring every namespace it uses.
-    return etree.tostring(_parsed_profile(xml), encoding="unicode")
+    root = _parsed_profile(xml)
+    text = etree.tostring(root, encoding="unicode")
+    # An unprefixed element the profile leaves in no namespace would join the ACM document's
+    # default namespace once embedded: a prefixed root with no default namespace of its own
+    # undeclares it (xmlns="", Namespaces in XML 1.0 section 6.2), which canonical XML drops
+    # again at the receiver (the apex has no default to undo).
+    if root.prefix is not None and None not in root.nsmap \
+            and next(root.iter("{}*"), None) is not None:
+        cut = len(root.prefix) + len(USER_PROFILE_ROOT) + 2  # "<p:mcptt-user-profile"
+        text = f'{text[:cut]} xmlns=""{text[cut:]}'
+    return text
 
 
 def _checked_profile(profile: model.UserProfile) -> str:
@@ -1140,7 +1150,7 @@ _UNPREFIXED_ROOT = "<" + USER_PROFILE_ROOT
 
 def profile_element(profile: model.UserProfile) -> etree._Element:
     """The profile as a fresh lxml element (the caller may modify or append it)."""
-    return copy.deepcopy(_parsed_profile(profile.xml))
+    return copy.deepcopy(_parsed_profile(_profile_text(profile.xml)))
 
 
 # built last: the templates call _escape and _proven_profile, defined above
