@@ -221,8 +221,9 @@ def test_a_proven_profile_is_valid_wherever_it_is_written(profile: m.UserProfile
 def test_a_profile_is_received_as_it_was_sent(profile: m.UserProfile) -> None:
     """Embedding moves no element of the profile into another namespace, by either writer:
     an unprefixed element a prefixed root leaves in no namespace does not join the ACM
-    document's default namespace.  The wire's writer keeps the text; the tree (``pretty=True``, examples only)
-    keeps every element's name and namespace, though lxml may respell a prefix of ours."""
+    document's default namespace.  The wire's writer keeps the text; the tree
+    (``pretty=True``, the examples only) keeps every element's name and namespace, though
+    lxml may respell a prefix of ours."""
     base = example_flows()["profile-update-request"]
     assert isinstance(base, m.ProfileUpdateRequest)
     flow = dataclasses.replace(base, profile=profile)
