@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mcacm_sip.sip import Peer, Request, Response, Timers, TransactionLayer, build_response, parse
 from mcacm_sip.sip.transaction import (
     Action,
@@ -174,3 +179,122 @@ def test_rfc2543_requests_without_magic_cookie_are_still_matched() -> None:
     key = layer.receive_request(old, UDP, 0.0)[0].key  # type: ignore[union-attr]
     layer.respond(key, 200, b"R", 0.1)
     assert layer.receive_request(request(branch="1234"), UDP, 0.2) == [Send(b"R", UDP)]
+
+
+# -- completed transactions keep only what Timer J / K need (docs/decisions.md "Round 6
+# (issue 18), the live heap")
+
+_T = Timers(t1=0.5, t4=5.0)  # Timer J = 64*T1 = 32 s, Timer K = T4 = 5 s
+
+
+@settings(max_examples=60, deadline=None)
+@given(answered=st.floats(0.0, 29.0), provisional=st.booleans(),
+       copies=st.lists(st.floats(0.0, 40.0), min_size=1, max_size=6))
+def test_every_retransmission_until_timer_j_gets_the_final_response_again(
+        answered: float, provisional: bool, copies: list[float]) -> None:
+    """RFC 3261 17.2.2: in Completed (until Timer J, 64*T1 after the final response) each
+    retransmission of the request gets the final response again, to where the first went;
+    from Timer J on the same request is a new one, delivered to the application."""
+    layer = TransactionLayer(_T)
+    src = Peer("udp", "10.0.0.9", 40001)
+    key = layer.receive_request(request(), src, now=0.0)[0].key  # type: ignore[union-attr]
+    if provisional:
+        assert layer.respond(key, 100, b"TRYING", now=answered / 2) == [Send(b"TRYING", src)]
+        assert layer.receive_request(request(), src, answered / 2) == [Send(b"TRYING", src)]
+    assert layer.respond(key, 200, b"FINAL", now=answered) == [Send(b"FINAL", src)]
+    assert layer.respond(key, 486, b"LATE", now=answered) == []  # Completed: one answer
+    j = answered + 64 * _T.t1
+    for at in sorted(answered + c for c in copies):
+        run_until(layer, at)
+        again = layer.receive_request(request(), Peer("udp", "10.0.0.9", 40999), at)
+        if at < j:
+            assert again == [Send(b"FINAL", src)]
+            assert layer.server_count == 1
+        else:
+            assert [type(a) for a in again] == [DeliverRequest]
+            return
+
+
+@settings(max_examples=60, deadline=None)
+@given(answered=st.floats(0.0, 30.0), copies=st.lists(st.floats(0.0, 8.0), min_size=1,
+                                                      max_size=6))
+def test_every_retransmitted_final_response_until_timer_k_is_absorbed(
+        answered: float, copies: list[float]) -> None:
+    """RFC 3261 17.1.2.2: the final response is delivered once; in Completed (until Timer K,
+    T4 after it) its retransmissions are absorbed and the transaction's key stays taken;
+    from Timer K on the transaction is gone."""
+    layer = TransactionLayer(_T)
+    req = request()
+    key = (req.branch, "MESSAGE")
+    layer.send_request(key, b"MSG", UDP, now=0.0)
+    run_until(layer, answered)
+    resp = response_to(req, 200)
+    assert layer.receive_response(resp, UDP, now=answered) == [DeliverResponse(key, resp, UDP)]
+    k = answered + _T.t4
+    for at in sorted(answered + c for c in copies):
+        events = run_until(layer, at)
+        assert not [a for _, a in events if isinstance(a, Send | ClientTimeout)]  # no E, no F
+        assert layer.receive_response(resp, UDP, now=at) == []
+        assert layer.client_count == (1 if at < k else 0)
+    run_until(layer, k)
+    assert layer.client_count == 0 and layer.get_timer() is None
+    assert layer.send_request(key, b"MSG", UDP, now=k) == [Send(b"MSG", UDP)]  # key free again
+
+
+def test_a_completed_transaction_still_matches_a_cancel_and_holds_its_key() -> None:
+    layer = TransactionLayer(_T)
+    key = layer.receive_request(request(), UDP, now=0.0)[0].key  # type: ignore[union-attr]
+    layer.respond(key, 200, b"R", now=0.1)
+    cancel = layer.receive_request(request(method="CANCEL"), UDP, now=0.2)
+    assert isinstance(cancel[0], Send) and cancel[0].data.startswith(b"SIP/2.0 200 ")  # 9.2
+    client = ("z9hG4bKc", "MESSAGE")
+    layer.send_request(client, b"M", UDP, now=0.0)
+    layer.receive_response(response_to(request(branch="z9hG4bKc"), 200), UDP, now=0.1)
+    try:
+        layer.send_request(client, b"M", UDP, now=0.2)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a client transaction in Completed still holds its key")
+    layer.cancel_client(client)  # forgets it at once: its Timer K is no deadline any more
+    assert layer.client_count == 0 and layer.get_timer() == 0.1 + 64 * _T.t1  # Timer J
+
+
+def _tracked_in(layer: TransactionLayer) -> int:
+    """Objects the garbage collector tracks that the layer holds (after collections: a tuple
+    of atoms is untracked by the first that sees it, one holding such tuples by the next)."""
+    gc.collect()
+    gc.collect()
+    seen: set[int] = set()
+    stack: list[object] = [layer]
+    found = 0
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, type):
+            continue
+        seen.add(id(obj))
+        found += gc.is_tracked(obj)
+        stack.extend(gc.get_referents(obj))
+    return found
+
+
+def test_completed_transactions_leave_nothing_for_the_collector_to_traverse() -> None:
+    """A loaded UDP node holds 64*T1 of completed server transactions (Timer J) and T4 of
+    completed client ones (Timer K): what they keep (the final response and where it went;
+    the key) is bytes, strings and numbers in tuples, which CPython stops tracking, so a full
+    collection does not traverse them. The layer's tracked objects after N completed
+    transactions of each kind are the same for N = 1 and N = 300 (before, each held its
+    transaction object, its Peer and its timer entries: 8 per request in the ACMS)."""
+    def completed(n: int) -> TransactionLayer:
+        layer = TransactionLayer(_T)
+        for i in range(n):
+            src = Peer("udp", "10.0.0.9", 40000 + i)
+            key = layer.receive_request(request(branch=f"z9hG4bKs{i}"), src, now=i / 100)[0].key  # type: ignore[union-attr]
+            layer.respond(key, 200, f"R{i}".encode(), now=i / 100)
+            req = request(branch=f"z9hG4bKc{i}")
+            layer.send_request((req.branch, "MESSAGE"), b"M", UDP, now=i / 100)
+            layer.receive_response(response_to(req, 200), UDP, now=i / 100 + 0.01)
+        assert layer.server_count == layer.client_count == n  # all still in Completed
+        return layer
+
+    assert _tracked_in(completed(300)) == _tracked_in(completed(1))

@@ -104,11 +104,16 @@ class State(Enum):
     COMPLETED = "completed"
 
 
-# A timer entry: (when, seq, transaction, kind). A transaction holds the entries of its
-# armed timers; an entry it no longer holds (re-armed, stopped, transaction ended) is stale
-# and dropped when it reaches the head of its queue.
-_Entry = tuple[float, int, "_ClientTxn | _ServerTxn", int]
-_E, _END = 0, 1  # timer kinds
+# A timer entry: (when, seq, key, kind), the key of the transaction (or completed one) it is
+# for. A transaction holds the entries of its armed timers; an entry it no longer holds
+# (re-armed, stopped, transaction ended) is stale and dropped when it reaches the head of its
+# queue. An entry names its transaction by key, never holds it: a stale one left in a queue
+# for up to 64*T1 keeps no transaction alive, and being a tuple of strings and numbers the
+# collector stops tracking it (docs/decisions.md "Round 6 (issue 18), the live heap").
+_Entry = tuple[float, int, tuple[str, ...], int]
+# timer kinds: a client transaction's E and F, a completed client's K; a server
+# transaction's application deadline, a completed server's J
+_E, _F, _K, _APP, _J = 0, 1, 2, 3, 4
 
 
 class _ClientTxn:
@@ -121,22 +126,29 @@ class _ClientTxn:
         self.state = State.TRYING
         self.interval = 0.0
         self.e_entry: _Entry | None = None  # Timer E
-        self.end_entry: _Entry | None = None  # Timer F in Trying/Proceeding, K in Completed
+        self.end_entry: _Entry | None = None  # Timer F
 
 
 class _ServerTxn:
-    __slots__ = ("dest", "e_entry", "end_entry", "key", "request", "response", "state",
-                 "status")
+    __slots__ = ("dest", "e_entry", "end_entry", "key", "request", "response", "state")
 
     def __init__(self, key: ServerKey, request: Request | None, dest: Peer) -> None:
         self.key = key
         self.request = request  # kept until answered (for the app-deadline answer)
         self.dest = dest
         self.state = State.TRYING
-        self.response: bytes | None = None  # last response sent, re-sent on retransmission
-        self.status = 0
+        self.response: bytes | None = None  # last provisional sent, re-sent on retransmission
         self.e_entry: _Entry | None = None  # never armed: Timer E is a client timer
-        self.end_entry: _Entry | None = None  # app deadline in Trying/Proceeding, J in Completed
+        self.end_entry: _Entry | None = None  # the application deadline
+
+
+# What a completed UDP server transaction keeps until Timer J (RFC 3261 17.2.2: re-send the
+# final response to each retransmission of the request): the response, where it went
+# (host, port; the transport is UDP) and the seq of its Timer J entry. A tuple of bytes,
+# strings and ints: the collector stops tracking it, so the 64*T1 of completed transactions a
+# loaded node holds cost a full collection nothing. A completed client transaction keeps
+# only the seq of its Timer K entry (17.1.2.2: absorb retransmitted final responses).
+_Completed = tuple[bytes, str, int, int]
 
 
 def server_key(req: Request) -> ServerKey:
@@ -172,8 +184,12 @@ class TransactionLayer:
 
     def __init__(self, timers: Timers = Timers()) -> None:
         self.timers = timers
-        self._client: dict[ClientKey, _ClientTxn] = {}
+        # keyed by ClientKey; typed as any key, as the timer entries name it
+        self._client: dict[tuple[str, ...], _ClientTxn] = {}
         self._server: dict[ServerKey, _ServerTxn] = {}
+        # completed UDP transactions waiting for Timer K / J, compact (see _Completed)
+        self._client_done: dict[tuple[str, ...], int] = {}
+        self._server_done: dict[ServerKey, _Completed] = {}
         # Timers of a fixed duration (F, J, K, the application deadline) are armed in time order
         # as long as ``now`` does not go back, so each duration gets a FIFO queue: O(1) where a
         # heap of every live transaction costs O(log n) per push and pop (figures:
@@ -192,24 +208,18 @@ class TransactionLayer:
     # -- introspection -------------------------------------------------------------------
     @property
     def client_count(self) -> int:
-        return len(self._client)
+        """Client transactions, completed ones waiting for Timer K included."""
+        return len(self._client) + len(self._client_done)
 
     @property
     def server_count(self) -> int:
-        return len(self._server)
+        """Server transactions, completed ones waiting for Timer J included."""
+        return len(self._server) + len(self._server_done)
 
     # -- timers --------------------------------------------------------------------------
-    def _arm(
-        self, when: float, txn: _ClientTxn | _ServerTxn, kind: int, duration: float | None = None
-    ) -> None:
-        """Arm ``txn``'s timer ``kind`` at ``when``, replacing the one it had armed."""
-        entry = (when, next(self._seq), txn, kind)
-        if kind == _E:
-            old, txn.e_entry = txn.e_entry, entry
-        else:
-            old, txn.end_entry = txn.end_entry, entry
-        if old is not None and old[0] == self._earliest:  # as _stop
-            self._known = False
+    def _push(self, entry: _Entry, duration: float | None) -> None:
+        """Queue ``entry``: on its duration's FIFO while in time order, else on the heap."""
+        when = entry[0]
         if self._known and (self._earliest is None or when < self._earliest):
             self._earliest = when
         if duration is not None:
@@ -220,6 +230,18 @@ class TransactionLayer:
                 fifo.append(entry)
                 return
         heapq.heappush(self._heap, entry)
+
+    def _arm(self, when: float, txn: _ClientTxn | _ServerTxn, kind: int,
+             duration: float | None = None) -> None:
+        """Arm ``txn``'s timer ``kind`` at ``when``, replacing the one it had armed."""
+        entry = (when, next(self._seq), txn.key, kind)
+        if kind == _E:
+            old, txn.e_entry = txn.e_entry, entry
+        else:
+            old, txn.end_entry = txn.end_entry, entry
+        if old is not None and old[0] == self._earliest:  # as _stop
+            self._known = False
+        self._push(entry, duration)
 
     def _stop(self, txn: _ClientTxn | _ServerTxn, kind: int) -> None:
         """Stop ``txn``'s timer ``kind``: its entry goes stale."""
@@ -236,7 +258,7 @@ class TransactionLayer:
     def _end(self, txn: _ClientTxn | _ServerTxn) -> None:
         """``txn`` is over: every timer it armed goes stale."""
         self._stop(txn, _E)
-        self._stop(txn, _END)
+        self._stop(txn, _F)
 
     def _disarm_last(self, txn: _ServerTxn, duration: float) -> None:
         """Drop the application deadline just armed for ``txn`` if it is still the newest one
@@ -244,25 +266,32 @@ class TransactionLayer:
         fifo = self._fifo.get(duration)
         if fifo and fifo[-1] is txn.end_entry:
             fifo.pop()
-            self._stop(txn, _END)
+            self._stop(txn, _APP)
+
+    def _live(self, entry: _Entry) -> bool:
+        """Whether ``entry`` is still armed: its transaction (by key) holds it."""
+        kind = entry[3]
+        if kind == _J:
+            done = self._server_done.get(entry[2])
+            return done is not None and done[3] == entry[1]
+        if kind == _K:
+            return self._client_done.get(entry[2]) == entry[1]
+        txn: _ClientTxn | _ServerTxn | None = (self._server if kind == _APP
+                                               else self._client).get(entry[2])
+        return txn is not None and (txn.e_entry if kind == _E else txn.end_entry) is entry
 
     def _next(self) -> tuple[_Entry | None, deque[_Entry] | None]:
         """The earliest live timer and its queue (None: the heap); stale heads are dropped."""
         heap = self._heap
-        while heap:
-            head = heap[0]
-            txn = head[2]
-            if (txn.e_entry if head[3] == _E else txn.end_entry) is head:
-                break
+        while heap and not self._live(heap[0]):
             heapq.heappop(heap)
         best = heap[0] if heap else None
         queue = None
         for fifo in self._fifo.values():
             while fifo:
                 head = fifo[0]
-                txn = head[2]
-                if (txn.e_entry if head[3] == _E else txn.end_entry) is head:
-                    # (when, seq) decide: seq is unique, so the comparison never reaches txn
+                if self._live(head):
+                    # (when, seq) decide: seq is unique, so the comparison never reaches the key
                     if best is None or head < best:
                         best, queue = head, fifo
                     break
@@ -284,16 +313,23 @@ class TransactionLayer:
             best, fifo = self._next()
             if best is None or best[0] > now:
                 break
-            when, _, txn, kind = best
+            when, _, key, kind = best
             if fifo is None:
                 heapq.heappop(self._heap)
             else:
                 fifo.popleft()
-            self._stop(txn, kind)  # fired: no longer armed
-            if isinstance(txn, _ClientTxn):
-                self._client_timer(txn, kind, when, actions)
+            if kind == _J:  # Timer J: Completed -> Terminated
+                del self._server_done[key]
+            elif kind == _K:  # Timer K: Completed -> Terminated, nothing to report
+                del self._client_done[key]
+            elif kind == _APP:
+                txn = self._server[key]
+                self._stop(txn, kind)  # fired: no longer armed
+                self._app_deadline(txn, actions, now)
             else:
-                self._server_timer(txn, actions, now)
+                client = self._client[key]
+                self._stop(client, kind)
+                self._client_timer(client, kind, when, actions)
         return actions
 
     def _client_timer(self, txn: _ClientTxn, kind: int, when: float, actions: list[Action]) -> None:
@@ -304,27 +340,22 @@ class TransactionLayer:
             txn.interval = t.t2 if txn.state is State.PROCEEDING else min(2 * txn.interval, t.t2)
             self._arm(when + txn.interval, txn, _E)
             return
-        self._end(txn)
+        self._end(txn)  # Timer F: transaction timeout
         del self._client[txn.key]
-        if txn.state is not State.COMPLETED:  # Timer F: transaction timeout
-            actions.append(ClientTimeout(txn.key))
-        # else Timer K: Completed -> Terminated, nothing to report
+        actions.append(ClientTimeout(txn.key))
 
-    def _server_timer(self, txn: _ServerTxn, actions: list[Action], now: float) -> None:
-        if txn.state is State.COMPLETED:  # Timer J: Completed -> Terminated
-            del self._server[txn.key]
-            return
+    def _app_deadline(self, txn: _ServerTxn, actions: list[Action], now: float) -> None:
         # The application did not answer in time (docs/decisions.md "SIP layer").
         request = txn.request
         assert request is not None
         data = build_response(request, 500, "Application Did Not Answer")
         actions.append(ServerTimeout(txn.key, request, 500))
-        actions.extend(self._complete(txn, 500, data, now))
+        actions.extend(self._complete(txn, data, now))
 
     # -- client transactions (RFC 3261 17.1.2) -------------------------------------------
     def send_request(self, key: ClientKey, data: bytes, dest: Peer, now: float) -> list[Action]:
         """Start a client transaction; ``key`` is (branch, method) of the request in ``data``."""
-        if key in self._client:
+        if key in self._client or key in self._client_done:
             raise ValueError(f"client transaction {key} exists")
         txn = _ClientTxn(key, data, dest)
         self._client[key] = txn
@@ -332,32 +363,35 @@ class TransactionLayer:
         if not dest.reliable:  # RFC 3261 17.1.2.2: Timer E only on unreliable transports
             txn.interval = t.t1
             self._arm(now + t.t1, txn, _E, t.t1)
-        self._arm(now + 64 * t.t1, txn, _END, 64 * t.t1)  # Timer F
+        self._arm(now + 64 * t.t1, txn, _F, 64 * t.t1)  # Timer F
         return [Send(data, dest)]
 
     def receive_response(self, resp: Response, source: Peer, now: float) -> list[Action]:
         """Match a response to its client transaction (RFC 3261 17.1.3); strays are dropped."""
         txn = self._client.get((resp.branch, resp.cseq_method))
-        if txn is None or txn.state is State.COMPLETED:
+        if txn is None:
             return []  # stray, or a retransmitted final response absorbed in Completed
         if resp.status < 200:
             if txn.state is State.TRYING:
                 txn.state = State.PROCEEDING
             return []
-        txn.state = State.COMPLETED
-        if source.reliable or txn.dest.reliable:
-            self._end(txn)
-            del self._client[txn.key]  # Timer K = 0 on reliable transports
-        else:
-            self._stop(txn, _E)
-            self._arm(now + self.timers.t4, txn, _END, self.timers.t4)  # Timer K
-        return [DeliverResponse(txn.key, resp, source)]
+        key = txn.key
+        self._end(txn)
+        del self._client[key]
+        if not (source.reliable or txn.dest.reliable):  # Timer K = 0 on reliable transports
+            # RFC 3261 17.1.2.2: Completed absorbs retransmitted final responses for T4
+            seq = next(self._seq)
+            self._client_done[key] = seq
+            self._push((now + self.timers.t4, seq, key, _K), self.timers.t4)  # Timer K
+        return [DeliverResponse(key, resp, source)]
 
     def cancel_client(self, key: ClientKey) -> None:
         """The caller gave up waiting: stop retransmitting and forget the transaction."""
         txn = self._client.pop(key, None)
         if txn is not None:
             self._end(txn)
+        elif self._client_done.pop(key, None) is not None:
+            self._known = False  # its Timer K went stale, perhaps the earliest deadline
 
     # -- server transactions (RFC 3261 17.2.2) -------------------------------------------
     def receive_request(self, req: Request, source: Peer, now: float) -> list[Action]:
@@ -367,8 +401,11 @@ class TransactionLayer:
         key = server_key(req)
         txn = self._server.get(key)
         if txn is not None:
-            # RFC 3261 17.2.2: Trying absorbs, Proceeding/Completed re-send the last response.
+            # RFC 3261 17.2.2: Trying absorbs, Proceeding re-sends the last provisional...
             return [] if txn.response is None else [Send(txn.response, txn.dest)]
+        done = self._server_done.get(key)
+        if done is not None:  # ... and Completed the final response
+            return [Send(done[0], Peer("udp", done[1], done[2]))]
         dest = response_destination(req, source)
         if req.method == "CANCEL":
             return self._cancel(req, key, dest, now)
@@ -376,43 +413,44 @@ class TransactionLayer:
         self._server[key] = txn
         if len(self._methods) < 32:
             self._methods.add(req.method)
-        self._arm(now + self.timers.app, txn, _END, self.timers.app)
+        self._arm(now + self.timers.app, txn, _APP, self.timers.app)
         return [DeliverRequest(key, req, source)]
 
     def _cancel(self, req: Request, key: ServerKey, dest: Peer, now: float) -> list[Action]:
         # RFC 3261 9.2: 200 if the CANCEL matches a transaction (a non-INVITE one is left
         # alone: its final response is already owed), else 481.
         prefix = key[:-1]
-        matched = any((*prefix, method) in self._server for method in self._methods)
+        matched = any((*prefix, method) in self._server or (*prefix, method) in self._server_done
+                      for method in self._methods)
         txn = _ServerTxn(key, None, dest)
         self._server[key] = txn
         status = 200 if matched else 481
-        return self._complete(txn, status, build_response(req, status), now)
+        return self._complete(txn, build_response(req, status), now)
 
     def respond(self, key: ServerKey, status: int, data: bytes, now: float) -> list[Action]:
         """Send the application's response; a late answer (after Completed) is ignored."""
         txn = self._server.get(key)
-        if txn is None or txn.state is State.COMPLETED:
+        if txn is None:
             return []
         if status < 200:
             txn.state = State.PROCEEDING  # RFC 3261 17.2.2: Trying -> Proceeding
             txn.response = data
             return [Send(data, txn.dest)]
-        return self._complete(txn, status, data, now)
+        return self._complete(txn, data, now)
 
-    def _complete(self, txn: _ServerTxn, status: int, data: bytes, now: float) -> list[Action]:
+    def _complete(self, txn: _ServerTxn, data: bytes, now: float) -> list[Action]:
+        """The final response ``data``: the transaction keeps only what Timer J needs."""
         if txn.request is not None:  # answered before its application deadline
             self._disarm_last(txn, self.timers.app)
-        txn.state = State.COMPLETED
-        txn.response = data
-        txn.status = status
-        txn.request = None
-        if txn.dest.reliable:
-            self._end(txn)
-            del self._server[txn.key]  # Timer J = 0 on reliable transports
-        else:
-            self._arm(now + 64 * self.timers.t1, txn, _END, 64 * self.timers.t1)  # Timer J
-        return [Send(data, txn.dest)]
+        self._end(txn)
+        key, dest = txn.key, txn.dest
+        del self._server[key]
+        if not dest.reliable:  # Timer J = 0 on reliable transports
+            seq = next(self._seq)
+            self._server_done[key] = (data, dest.host, dest.port, seq)
+            j = 64 * self.timers.t1
+            self._push((now + j, seq, key, _J), j)  # Timer J
+        return [Send(data, dest)]
 
 
 __all__ = [
