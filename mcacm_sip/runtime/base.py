@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import itertools
 import logging
 import ssl
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
@@ -303,7 +304,11 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 MALLOC_TRIM = _malloc_trim()
 HEAP_RELEASE_INTERVAL = 30.0
-"""Seconds between two :func:`release_free_heap` calls of a running ACMS."""
+"""Seconds between two :func:`release_free_heap` trims of a running ACMS."""
+PACED_COLLECTION_INTERVAL = 2.0
+"""Seconds between two paced collections (:func:`paced_collection`) of a paced process."""
+HEAP_AUDIT_INTERVAL = 3600.0
+"""Seconds between two paced collections that traverse the frozen heap too (an audit)."""
 
 
 _NEVER = 1 << 30  # gen-1 collections before a full one: never, in practice
@@ -318,16 +323,17 @@ def full_collections_paced() -> bool:
 @contextlib.contextmanager
 def paced_full_collections() -> Iterator[None]:
     """Run a server process with its full (generation 2) collections paced: one from each
-    :func:`release_free_heap` pass (every 30 s), none in between.
+    :func:`release_free_heap` tick (every ``PACED_COLLECTION_INTERVAL``), none in between.
 
-    A full collection traverses every tracked object: with a loaded ACMS's transactions
-    (UDP server transactions live 32 s, Timer J) one took up to 104 ms, about every 2 000
-    requests, and each one held up every request that arrived meanwhile (the 100 ms tail of
-    the ingress bench's p99).  Young collections still run as CPython sets them, so most
-    cycles go as they always did; a cycle that lived long enough to reach the oldest
-    generation waits at most ``HEAP_RELEASE_INTERVAL``.  What start-up made (modules,
-    schemas, configuration) is frozen (``gc.freeze``): never traversed again.  Process-wide,
-    so only a process that is one node runs it (``mcacm acms``), not a library user's.
+    A full collection traverses every tracked object: with a loaded ACMS's retained
+    transactions one took up to 104 ms, about every 2 000 requests, and each one held up every
+    request that arrived meanwhile (the 100 ms tail of the ingress bench's p99).  Young
+    collections still run as CPython sets them, so most cycles go as they always did.  Each
+    paced collection freezes what survived it (:func:`paced_collection`), so the next one
+    traverses only what arrived since: its pause follows the request rate, not the heap the
+    node retains.  What start-up made (modules, schemas, configuration) is frozen too.
+    Process-wide, so only a process that is one node runs it (``mcacm acms``), not a library
+    user's.
     """
     old = gc.get_threshold()
     gc.collect()
@@ -340,9 +346,28 @@ def paced_full_collections() -> Iterator[None]:
         gc.unfreeze()
 
 
-async def release_free_heap(interval: float) -> None:
-    """Every ``interval`` seconds: the paced full garbage collection, if this process paces
-    them (:func:`paced_full_collections`), then give the C heap's free pages back to the
+def paced_collection(audit: bool = False) -> None:
+    """One paced full collection: every object not frozen is traversed (``audit``: the frozen
+    ones too), then whatever survived is frozen (``gc.freeze``), never traversed again until
+    the next audit.
+
+    A frozen object is still freed when its last reference goes; only a reference cycle of
+    objects that lived through a collection and then became garbage waits for an audit
+    (``HEAP_AUDIT_INTERVAL``).  The node's per-request state forms none (the transaction
+    layer's completed state and timer entries are tuples of atoms, the core's records are
+    frozen values): ``test_paced_collections_leave_no_cycle_of_a_request_frozen``.
+    """
+    if audit:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+async def release_free_heap(interval: float, collect_interval: float = PACED_COLLECTION_INTERVAL,
+                            audit_interval: float = HEAP_AUDIT_INTERVAL) -> None:
+    """Every ``collect_interval`` seconds the paced full garbage collection, if this process
+    paces them (:func:`paced_full_collections`; every ``audit_interval`` one that traverses
+    the frozen heap too); every ``interval`` seconds give the C heap's free pages back to the
     kernel (glibc).
 
     Under steady message churn the live C heap (libxml2, SQLite, large Python objects) stays
@@ -352,11 +377,13 @@ async def release_free_heap(interval: float) -> None:
     """
     if MALLOC_TRIM is None and not full_collections_paced():
         return
-    while True:
-        await asyncio.sleep(interval)
+    tick = min(interval, collect_interval) if full_collections_paced() else interval
+    trims, audits = max(1, round(interval / tick)), max(1, round(audit_interval / tick))
+    for n in itertools.count(1):
+        await asyncio.sleep(tick)
         if full_collections_paced():
-            gc.collect()
-        if MALLOC_TRIM is not None:
+            paced_collection(audit=n % audits == 0)
+        if MALLOC_TRIM is not None and n % trims == 0:
             MALLOC_TRIM(0)
 
 
