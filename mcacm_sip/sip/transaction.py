@@ -244,7 +244,8 @@ class TransactionLayer:
         self._push(entry, duration)
 
     def _stop(self, txn: _ClientTxn | _ServerTxn, kind: int) -> None:
-        """Stop ``txn``'s timer ``kind``: its entry goes stale."""
+        """Stop ``txn``'s timer ``kind`` (``_E``: Timer E; any other: its end timer, Timer F or
+        the application deadline): its entry goes stale."""
         entry = txn.e_entry if kind == _E else txn.end_entry
         if entry is None:
             return
