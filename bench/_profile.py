@@ -8,11 +8,15 @@ Not a bench (run.py skips names starting with "_"): a tool for the profile break
   made by the core counts as logging, an encode made by the store as encode);
 - ``instructions``: valgrind's callgrind counts the instructions of N1 and N2 requests in one
   round each; (I2 - I1) / (N2 - N1) is the cost of one request without the start-up, and the
-  same on any machine whatever its load (CPU time on this shared VM moves +-10-40 %).
+  same on any machine whatever its load (CPU time on this shared VM moves +-10-40 %);
+- ``core``: the same count for the ACMS core alone (``AcmsCore.handle`` fed the events the
+  node gives it per acms_hotpath request: the peer's flow, decoded beforehand, and the two
+  sends' outcomes; no SIP, codec or store), less the rounds that only decode the flows.
 
     .venv/bin/pip install py-spy==0.4.3      # once (not a project dependency)
     .venv/bin/python bench/_profile.py spy [--level INFO] [--requests 3000] [--rounds 3]
     .venv/bin/python bench/_profile.py instructions [--level INFO] [--n1 50] [--n2 150]
+    .venv/bin/python bench/_profile.py core [--level INFO] [--n1 100] [--n2 400]
 
 ``--source DIR`` measures another checkout (``git archive REV | tar -x -C DIR``) with this
 environment, for before/after figures of the same run.
@@ -118,10 +122,45 @@ def _one_round(level: str, requests: int) -> None:
         asyncio.run(acms_hotpath._round(store, requests, 16, 0))
 
 
-def _instructions(source: Path, level: str, requests: int) -> int:
+def _core_round(level: str, requests: int, handle: bool) -> None:
+    """The core alone over ``requests`` acms_hotpath requests (the child process of ``core``);
+    without ``handle``, only the set-up and the decoding of the flows."""
+    sys.path.insert(0, str(Path.cwd() / "bench"))
+    import acms_hotpath
+
+    from mcacm_sip.acm import codec
+    from mcacm_sip.cli.logs import setup_logging
+    from mcacm_sip.core.acms import AcmsCore
+    from mcacm_sip.core.events import DeliveryOutcome, FlowFromPeer, SendFlow
+    from mcacm_sip.core.state import Mapping, Role, Snapshot
+    from mcacm_sip.runtime.lab import PRIMARY, partner_config
+
+    setup_logging(logging.INFO, "console")
+    logging.getLogger().handlers[0].setStream(io.StringIO())  # type: ignore[attr-defined]
+    logging.getLogger().setLevel(level)
+    profile = codec.profile_from_xml(acms_hotpath.PROFILE)
+    core = AcmsCore(partner_config(None), Snapshot(mappings=(Mapping(
+        Role.PARTNER, PRIMARY, "sip:mike@primary.example", "sip:mike-1@partner.example",
+        profile, False),)))
+    core.start(0.0)
+    flows = [codec.decode(acms_hotpath.body(f"hot-{i}")) for i in range(requests)]
+    if not handle:
+        return
+    for i, flow in enumerate(flows):
+        now = 1000.0 + i
+        sends = [a for a in core.handle(FlowFromPeer(now, "sip:acms@primary.example", flow))
+                 if isinstance(a, SendFlow)]
+        if len(sends) != 2:
+            raise SystemExit(f"expected an indication and a response, got {sends}")
+        for send in sends:
+            core.handle(DeliveryOutcome(now, send.send_id, True))
+        core.get_timer()
+
+
+def _instructions(source: Path, level: str, requests: int, what: str = "--one-round") -> int:
     run = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-         str(HERE / "_profile.py"), "--one-round", level, str(requests)],
+         str(HERE / "_profile.py"), what, level, str(requests)],
         cwd=source, env=_env(source), capture_output=True, text=True, check=True)
     found = re.search(r"Collected : (\d+)", run.stderr)
     if found is None:
@@ -132,11 +171,23 @@ def _instructions(source: Path, level: str, requests: int) -> int:
 def instructions(args: argparse.Namespace) -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    low = _instructions(args.source, args.level, args.n1)
-    high = _instructions(args.source, args.level, args.n2)
-    per = (high - low) / (args.n2 - args.n1)
+    n1, n2 = args.n1 or 50, args.n2 or 150
+    low = _instructions(args.source, args.level, n1)
+    high = _instructions(args.source, args.level, n2)
+    per = (high - low) / (n2 - n1)
     print(f"{args.source}: {per / 1e6:.3f} M instructions per request at {args.level} "
-          f"({args.n1} and {args.n2} requests)")
+          f"({n1} and {n2} requests)")
+
+
+def core(args: argparse.Namespace) -> None:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    n1, n2 = args.n1 or 100, args.n2 or 400
+    full = [_instructions(args.source, args.level, n, "--core-round") for n in (n1, n2)]
+    build = [_instructions(args.source, args.level, n, "--core-build") for n in (n1, n2)]
+    per = ((full[1] - full[0]) - (build[1] - build[0])) / (n2 - n1)
+    print(f"{args.source}: core alone {per / 1e3:.1f} k instructions per request at "
+          f"{args.level} ({n1} and {n2} requests)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -144,18 +195,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     if argv[:1] == ["--one-round"]:
         _one_round(argv[1], int(argv[2]))
         return
+    if argv[:1] in (["--core-round"], ["--core-build"]):
+        _core_round(argv[1], int(argv[2]), argv[0] == "--core-round")
+        return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    p.add_argument("mode", choices=("spy", "instructions"))
+    p.add_argument("mode", choices=("spy", "instructions", "core"))
     p.add_argument("--level", default="INFO", help="log level of the rounds (default INFO)")
     p.add_argument("--requests", type=int, default=3000, help="spy: requests per round")
     p.add_argument("--rounds", type=int, default=3, help="spy: rounds")
-    p.add_argument("--n1", type=int, default=50, help="instructions: the smaller round")
-    p.add_argument("--n2", type=int, default=150, help="instructions: the larger round")
+    p.add_argument("--n1", type=int, default=0,
+                   help="instructions/core: the smaller round (default 50/100)")
+    p.add_argument("--n2", type=int, default=0,
+                   help="instructions/core: the larger round (default 150/400)")
     p.add_argument("--source", type=Path, default=HERE.parent,
                    help="checkout to measure (default: this one)")
     args = p.parse_args(argv)
     args.source = args.source.resolve()
-    (spy if args.mode == "spy" else instructions)(args)
+    {"spy": spy, "instructions": instructions, "core": core}[args.mode](args)
 
 
 if __name__ == "__main__":
