@@ -123,13 +123,17 @@ class QuotaBook:
     def track(self, tx: Transaction) -> None:
         """``tx`` is kept (new, or a new state of one already kept)."""
         key, indication, response = tx.key, tx.indication, tx.response
-        seen = self._seen.pop(key, None)
+        seen = self._seen.get(key)
+        if seen is not None and seen[4] is indication and seen[6] is response \
+                and seen[2] is (tx.state is not TxState.DONE):
+            return  # a new state that holds the same flows and stays (not) open: no change
         if seen is None:
             asked, size = self._asked
             request = size if asked is tx.request else flow_bytes(tx.request)
             ind = flow_bytes(indication) if indication is not None else 0
             resp = flow_bytes(response) if response is not None else 0
         else:
+            del self._seen[key]
             self._untrack(seen)
             _, _, _, request, was_indication, ind, was_response, resp = seen
             if indication is not was_indication:

@@ -32,6 +32,7 @@ from mcacm_sip.acm.model import (
     RemoveUserConfigurationResponse,
     Result,
     UserProfile,
+    trusted,
 )
 from mcacm_sip.core.groups import PartnerGroup
 from mcacm_sip.core.identity import id_key, procedure_id
@@ -225,6 +226,14 @@ def party(mc_service_id: str, functional_alias: str | None = None) -> Party:
     return Party(mc_service_id, functional_alias)
 
 
+@lru_cache(maxsize=256)
+def result_of(code: str, text: str | None = None) -> Result:
+    """The :class:`Result` of a fixed outcome (a policy rule's, a timer's): a frozen value,
+    one per code and text, its checks run once.  Texts naming a request are built per
+    request with ``Result`` itself."""
+    return Result(code, text)
+
+
 @lru_cache(maxsize=4096)
 def _addressee(mc_service_id: str | None, functional_alias: str | None) -> Addressee:
     return Addressee(mc_service_id, functional_alias)
@@ -232,20 +241,28 @@ def _addressee(mc_service_id: str | None, functional_alias: str | None) -> Addre
 
 def response_to(request: AcmRequest, handler: Party, result: Result) -> AcmResponse:
     """The response flow answering ``request`` (10.17.2.16 and the 10.17.5 responses): the
-    target is the requesting primary user (and its FA); per-user lists are the partner ACMS's."""
+    target is the requesting primary user (and its FA); per-user lists are the partner ACMS's.
+
+    Built by :func:`~mcacm_sip.acm.model.trusted`: every field is a checked value (the
+    request's fields passed the same checks when it was decoded or built, the handler, the
+    target and the result are checked values) and the response's own rules follow from the
+    request's (a requester's MC service ID is mandatory, so the target's is present; the
+    users and groups passed the same list check), so the checks would pass again
+    (tests/core/test_trusted_flows.py: equal to the checking constructor)."""
     target = _addressee(request.requester.mc_service_id, request.requester.functional_alias)
     tid = request.transaction_id
     if isinstance(request, ProfileUpdateRequest):
-        return ProfileUpdateResponse(tid, handler, target, request.migrated_user_id, result)
+        return trusted(ProfileUpdateResponse, tid, handler, target, request.migrated_user_id,
+                       result)
     if isinstance(request, AddUserConfigurationRequest):
-        return AddUserConfigurationResponse(tid, handler, target, result)
+        return trusted(AddUserConfigurationResponse, tid, handler, target, result)
     if isinstance(request, GroupMembershipUpdateRequest):  # 10.17.4: echoes what it answers
-        return GroupMembershipUpdateResponse(tid, handler, target, request.group_id,
-                                             request.operation, request.users, result)
+        return trusted(GroupMembershipUpdateResponse, tid, handler, target, request.group_id,
+                       request.operation, request.users, result)
     if isinstance(request, InterconnectionGroupProvisionRequest):  # 10.17.4.2.2
-        return InterconnectionGroupProvisionResponse(tid, handler, target, request.groups,
-                                                     result)
-    return RemoveUserConfigurationResponse(tid, handler, target, result)
+        return trusted(InterconnectionGroupProvisionResponse, tid, handler, target,
+                       request.groups, result)
+    return trusted(RemoveUserConfigurationResponse, tid, handler, target, result)
 
 
 def answers(response: AcmFlow, request: AcmRequest) -> bool:

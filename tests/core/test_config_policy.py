@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import (
@@ -20,7 +22,7 @@ from mcacm_sip.acm.model import (
 )
 from mcacm_sip.core import config as config_module
 from mcacm_sip.core.config import ConfigError, Timers, parse_acms_config
-from mcacm_sip.core.policy import PolicyAction, PolicyRule, assess
+from mcacm_sip.core.policy import Policy, PolicyAction, PolicyRule, assess
 from mcacm_sip.runtime.config import load_acmc_node, load_acms_node
 
 from .harness import PROFILE_XML, UPDATED_XML
@@ -300,3 +302,27 @@ _UPDATE = ProfileUpdateRequest("t", Party("sip:a@primary.example"),
 ], ids=range(11))
 def test_group_rule_conditions(rule: PolicyRule, request_: AcmRequest, matches: bool) -> None:
     assert rule.matches(request_) is matches
+
+
+_RULES = st.builds(
+    PolicyRule, st.sampled_from(list(PolicyAction)),
+    st.sampled_from(["*", ProfileUpdateRequest.FLOW, AddUserConfigurationRequest.FLOW,
+                     "group-membership-update-request"]),
+    requester=st.none() | st.sampled_from(["sip:a@*", "sip:alice@*", "*"]),
+    target=st.none() | st.sampled_from(["sip:d@*", "sip:duty@*"]),
+    profile_contains=st.none() | st.just("Name"),
+    group=st.none() | st.just("sip:grp-*@primary.example"),
+    reason=st.none() | st.just("why"))
+
+
+@given(rules=st.lists(_RULES, max_size=5),
+       requests=st.lists(st.sampled_from([UPDATE, ADD, _UPDATE, _IGP,
+                                          _gmu("sip:grp-1@primary.example", "add", None)]),
+                         min_size=1, max_size=6))
+def test_the_cores_policy_decides_as_assess(rules: list[PolicyRule],
+                                            requests: list[AcmRequest]) -> None:
+    # Policy keeps each flow's rules and decisions between requests: the same answer as the
+    # rule list read from the start, whatever came before
+    policy = Policy(rules)
+    for request in requests:
+        assert policy.assess(request) == assess(rules, request)

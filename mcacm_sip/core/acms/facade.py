@@ -18,7 +18,6 @@ from mcacm_sip.acm.model import (
     AcmResponse,
     PendingDataDownloadRequest,
     ProcessIndication,
-    Result,
     ResultCode,
 )
 from mcacm_sip.core.acms.partner import AcmsPartner
@@ -50,6 +49,7 @@ from mcacm_sip.core.state import (
     Transaction,
     Trigger,
     TxState,
+    result_of,
 )
 
 
@@ -168,7 +168,7 @@ class AcmsCore(AcmsPrimary, AcmsPartner):
             self._drop_tx(tx, out)  # retention over
         elif tx.allows(Trigger.RESPONSE):  # primary: the answer timer
             # decision: no answer in time -> Result expired towards the primary ACMC
-            result = Result(ResultCode.EXPIRED, "no answer from the partner system in time")
+            result = result_of(ResultCode.EXPIRED, "no answer from the partner system in time")
             self._stand_in(now, tx, result, Trigger.EXPIRED, out)
         elif tx.role is Role.PRIMARY:
             # decision: the response waited for the primary ACMC too long
@@ -178,7 +178,7 @@ class AcmsCore(AcmsPrimary, AcmsPartner):
         elif tx.allows(Trigger.DECISION):  # partner: the decision timer
             # decision: no decision before the decision timer -> Result expired
             self._drop_sends(tx, Purpose.INDICATE, out)
-            result = Result(ResultCode.EXPIRED, "no decision before the deadline")
+            result = result_of(ResultCode.EXPIRED, "no decision before the deadline")
             self._respond(now, tx, self._auto_response(tx, result), Trigger.EXPIRED, out)
         else:  # RESPONDING: the primary could not be reached in time
             self._drop_sends(tx, Purpose.ANSWER, out)

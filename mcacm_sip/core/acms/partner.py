@@ -22,13 +22,15 @@ from mcacm_sip.acm.model import (
     ResultCode,
     UserAssignment,
     UserRemoval,
+    trusted,
+    trusted_replace,
 )
 from mcacm_sip.core import groups
 from mcacm_sip.core.acms.routing import AcmsRouting
 from mcacm_sip.core.config import PeerSystem
 from mcacm_sip.core.events import AcmsActions
 from mcacm_sip.core.identity import id_key, matches_pattern, same
-from mcacm_sip.core.policy import PolicyAction, assess
+from mcacm_sip.core.policy import PolicyAction
 from mcacm_sip.core.state import (
     Hop,
     Mapping,
@@ -38,6 +40,7 @@ from mcacm_sip.core.state import (
     Trigger,
     TxState,
     mapping_key,
+    result_of,
     tx_key,
 )
 
@@ -68,13 +71,18 @@ class AcmsPartner(AcmsRouting):
                     self._send(out, Purpose.RELAY, Hop.PEER, peer.psi, tx.response, tx)
             return
         deadline = now + self.config.timers.decision_timeout
-        indication = ProcessIndication(req.transaction_id, self.config.psi, req.FLOW,
-                                       _ts(deadline))
+        # the request's id (checked), our PSI (checked once, AcmsRecords), a flow name, an
+        # aware UTC time: nothing its checks could refuse
+        indication = trusted(ProcessIndication, req.transaction_id, self.config.psi, req.FLOW,
+                             _ts(deadline)) if self._psi_checked else ProcessIndication(
+            req.transaction_id, self.config.psi, req.FLOW, _ts(deadline))
         # 23.280 10.17.7.2 step 4: store first, then 200, then the process indication
         tx = Transaction(Role.PARTNER, req.transaction_id, peer.psi, req, TxState.NEW, now,
                          deadline, indication=indication,
                          leg_id=self._new_leg(Role.PARTNER, req.transaction_id))
-        tx = self._move(tx, Trigger.REQUEST, out)
+        # stored now, or (answered in this same call) by _respond's step, in one store
+        # transaction either way, before the 200 (AcmsActions orders changes first)
+        tx = self._step(tx, Trigger.REQUEST)
         out.accept()
         self._send(out, Purpose.INDICATE, Hop.PEER, peer.psi, indication, tx,
                    give_up_at=deadline)
@@ -84,18 +92,18 @@ class AcmsPartner(AcmsRouting):
             self._respond(now, tx, self._auto_response(tx, refusal), Trigger.REFUSED, out)
             return
         # ... and assess by local policy (10.17.3): automatic handling (10.17.3.2) -> step 8
-        decision = assess(self.config.policy, req)
+        decision = self._policy.assess(req)
         if decision.action is not PolicyAction.MANUAL:
-            result = Result(ResultCode.SUCCESS, decision.reason) \
+            result = result_of(ResultCode.SUCCESS, decision.reason) \
                 if decision.action is PolicyAction.APPROVE \
-                else Result(ResultCode.REJECTED_BY_POLICY, decision.reason)
+                else result_of(ResultCode.REJECTED_BY_POLICY, decision.reason)
             self._respond(now, tx, self._auto_response(tx, result), Trigger.AUTO, out)
             return
         # ... or verification by an ACMC
         target = self._decider_of(req)
         if target is None:
-            result = Result(ResultCode.REJECTED_BY_POLICY,
-                            "no target in the request and no decider configured")
+            result = result_of(ResultCode.REJECTED_BY_POLICY,
+                               "no target in the request and no decider configured")
             self._respond(now, tx, self._auto_response(tx, result), Trigger.AUTO, out)
             return
         if target.mc_service_id is not None and not self._may_decide(target.mc_service_id,
@@ -104,6 +112,7 @@ class AcmsPartner(AcmsRouting):
                             f"{target.mc_service_id} may not decide {req.FLOW}")
             self._respond(now, tx, self._auto_response(tx, result), Trigger.REFUSED, out)
             return
+        self._put(tx, out)  # received: it waits for an ACMC
         self._route(now, tx, target, out)
 
     def _verify(self, peer: PeerSystem, req: AcmRequest) -> Result | None:
@@ -169,7 +178,8 @@ class AcmsPartner(AcmsRouting):
                              sender)
             return
         # 23.280 10.17.7.2 steps 7-8 (towards the primary under the origin's own id)
-        self._respond(now, tx, replace(resp, transaction_id=tx.transaction_id),
+        # the origin's id (checked when its request came) on the ACMC's checked response
+        self._respond(now, tx, trusted_replace(resp, transaction_id=tx.transaction_id),
                       Trigger.DECISION, out)
         out.accept()
 
@@ -199,7 +209,7 @@ class AcmsPartner(AcmsRouting):
                                              for u in req.users))
         if isinstance(req, ProfileUpdateRequest) and ok.positive:
             m = self._partner_mapping(tx.peer, req.migrated_user_id)
-            if m is not None:
+            if m is not None and m.profile != req.profile:  # the same profile: nothing to store
                 self._put(m.evolve(profile=req.profile), out)
         # 10.17.4: a success applies the membership or the provision (lab definition)
         for group in groups.applied(tx.peer, req, ok, now, self._groups.get):

@@ -2,8 +2,9 @@
 migration mappings and what the partner applied of group-related ACM (10.17.4)
 (:mod:`mcacm_sip.core.state` and :mod:`mcacm_sip.core.groups` define them), each keyed as the
 store keys them.  Every change goes through :meth:`AcmsRecords._put` (memory and a store
-action) or a ``_drop_*`` (both), and every state change through :meth:`AcmsRecords._move`,
-which asks the transition table.  The query methods of
+action) or a ``_drop_*`` (both), and every state change through :meth:`AcmsRecords._move`
+(or :meth:`~AcmsRecords._step`, when the same call stores a later state), which asks the
+transition table.  The query methods of
 :class:`~mcacm_sip.core.acms.AcmsCore` live here.
 """
 
@@ -15,11 +16,12 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-from mcacm_sip.acm.model import AcmRequest
+from mcacm_sip.acm.model import AcmRequest, ModelError, ProcessIndication
 from mcacm_sip.core.config import AcmsConfig, AuthorisedUser, PeerSystem
 from mcacm_sip.core.events import AcmsActions, Put, Remove
 from mcacm_sip.core.groups import PartnerGroup
 from mcacm_sip.core.identity import IdKey, id_key
+from mcacm_sip.core.policy import Policy
 from mcacm_sip.core.quota import QuotaBook, Quotas
 from mcacm_sip.core.state import (
     DURABLE_PURPOSES,
@@ -51,6 +53,12 @@ class AcmsRecords:
     def __init__(self, config: AcmsConfig, snapshot: Snapshot | None = None,
                  quotas: Quotas | None = None) -> None:
         self.config = config
+        try:  # every process indication carries the PSI: checked here once (partner.py)
+            ProcessIndication("psi-check", config.psi, ProcessIndication.FLOW)
+            self._psi_checked = True
+        except ModelError:  # (a configuration built in code) each indication checks it
+            self._psi_checked = False
+        self._policy = Policy(config.policy)
         self.quota = QuotaBook(quotas or Quotas())
         """What is retained for whom, against the ``[limits]`` quotas (core/quota.py)."""
         # identities are compared as URIs (RFC 3261 19.1.4): every dict/set below keyed by one
@@ -242,6 +250,14 @@ class AcmsRecords:
     def _move(self, tx: Transaction, trigger: Trigger, out: AcmsActions, **changes: Any
               ) -> Transaction:
         """Apply one row of the transition table (state.TRANSITIONS) and store the result."""
+        moved = self._step(tx, trigger, **changes)
+        self._put(moved, out)
+        return moved
+
+    def _step(self, tx: Transaction, trigger: Trigger, **changes: Any) -> Transaction:
+        """:meth:`_move` without storing: for a state the same ``handle`` call moves on from
+        before it returns (its Put would be overwritten in the same store transaction), which
+        then stores the later state itself.  The table is asked and the step logged alike."""
         state, clause = transition(tx.role, tx.state, trigger)
         moved = tx.evolve(state=state, **changes)
         if log.isEnabledFor(logging.INFO):  # one structured event per procedure step, no contents
@@ -253,7 +269,6 @@ class AcmsRecords:
                          "leg_id": moved.leg,
                          "from_state": str(tx.state), "to_state": str(moved.state),
                          "trigger": str(trigger), "clause": clause})
-        self._put(moved, out)
         return moved
 
     def _new_leg(self, role: Role, transaction_id: str) -> str:
