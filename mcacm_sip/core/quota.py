@@ -11,9 +11,9 @@ estimates of what the store keeps (:func:`footprint`): the profile documents dom
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-from mcacm_sip.acm.model import AcmFlow, AcmRequest
+from mcacm_sip.acm.model import FLOW_TYPES, AcmFlow, AcmRequest
 from mcacm_sip.core.state import Role, Transaction, TxState
 
 FLOW_OVERHEAD = 512
@@ -59,10 +59,21 @@ def _profile_bytes(flow: object) -> int:
     return len(profile.xml) if profile is not None else 0
 
 
+_SIZED = frozenset({"profile", "additional_info", "users"})
+_FRAME_ONLY = frozenset(cls for cls in FLOW_TYPES if not _SIZED & {f.name for f in fields(cls)})
+"""Flow classes without a profile, free text or user list: their estimate is the frame alone
+(a process indication, most responses)."""
+
+
 def flow_bytes(flow: AcmFlow | None) -> int:
     """Estimated stored size of ``flow``: its frame, profiles, free text and user lists."""
     if flow is None:
         return 0
+    return FLOW_OVERHEAD if type(flow) in _FRAME_ONLY else sized_bytes(flow)
+
+
+def sized_bytes(flow: AcmFlow) -> int:
+    """:func:`flow_bytes` read field by field (the estimate of any flow)."""
     size = FLOW_OVERHEAD + _profile_bytes(flow) + len(getattr(flow, "additional_info", None)
                                                       or "")
     for user in getattr(flow, "users", ()):

@@ -5,11 +5,13 @@ the transactions (done, dropped at the end of retention, restored after a restar
 
 from __future__ import annotations
 
+from acm.strategies import flows
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import (
+    AcmFlow,
     Addressee,
     AddUserConfigurationRequest,
     Party,
@@ -28,7 +30,7 @@ from mcacm_sip.core.events import (
     TimerTick,
     verdict_of,
 )
-from mcacm_sip.core.quota import Quotas, footprint
+from mcacm_sip.core.quota import Quotas, flow_bytes, footprint, sized_bytes
 from mcacm_sip.core.state import Snapshot, Transaction
 from mcacm_sip.runtime.lab import (
     ALICE,
@@ -216,3 +218,10 @@ def test_admission_counts_the_id_and_profile_the_partner_assigns() -> None:
     from_peer(core, add())
     assert core.quota.bytes_of(PRIMARY) <= q.max_bytes_per_peer
     assert core.quota.total == sum(footprint(t) for t in core.transactions())
+
+
+@given(flow=flows)
+def test_a_flows_estimate_is_the_same_by_its_class_shortcut(flow: AcmFlow) -> None:
+    # flow_bytes answers the frame alone for a class without profile, free text or users:
+    # what the field-by-field estimate gives for every value of such a class
+    assert flow_bytes(flow) == sized_bytes(flow)
