@@ -795,7 +795,8 @@ def trusted(cls: type[_T], *values: Any) -> _T:
     valid by construction (a UUID's hex, an aware UTC time).  Whenever ``cls(*values)``
     succeeds the two are equal (tests/core/test_trusted_flows.py); what it is given is not
     looked at, so anything else goes through the class itself.  Strict on send stands apart:
-    every flow sent is still checked against the schema (``codec.encode``)."""
+    the codec's proof of what it writes does not rest on the model (a value it cannot prove
+    is schema-checked and refused)."""
     build = _BUILDERS.get(cls) or _builder(cls)
     obj: _T = build(*values)
     return obj
