@@ -112,18 +112,8 @@ async def _run(store: str, requests: int, on_batch: Callable[[int], None],
         for at in range(0, requests, batch):
             for n in range(at, min(at + batch, requests)):
                 endpoint.on_message(hp.request(n, f"heap-{n}"), source, True, protocol.local)
-            for _ in range(50):
-                await asyncio.sleep(0)
-                out, fake.out = fake.out, []
-                for sent in out:
-                    if sent.startswith(b"SIP/2.0 "):
-                        answers += sent.startswith(b"SIP/2.0 200")
-                    else:
-                        messages += 1
-                        endpoint.on_message(hp.ok_for(sent), hop, True, protocol.local)
-                if answers == min(at + batch, requests) and messages == 2 * answers \
-                        and node.in_flight == 0:
-                    break
+            answers, messages = await hp.pump(node, fake, hop, protocol.local, answers,
+                                              messages, min(at + batch, requests))
             on_batch(answers)
             if answers == requests // 2 // batch * batch and "half" not in census:
                 gc.collect()

@@ -94,6 +94,25 @@ class _FakeDatagramTransport:
         pass
 
 
+async def pump(node: Any, fake: _FakeDatagramTransport, hop: Any, local: Any, answers: int,
+               messages: int, expected: int) -> tuple[int, int]:
+    """Let the commit, the answers and the sends run, answering each MESSAGE out, until
+    ``expected`` requests have their 200 and their two MESSAGEs settled (at most 50 loop
+    turns); the counts of 200s and MESSAGEs out so far."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+        out, fake.out = fake.out, []
+        for sent in out:
+            if sent.startswith(b"SIP/2.0 "):
+                answers += sent.startswith(b"SIP/2.0 200")
+            else:
+                messages += 1
+                node.endpoint.on_message(ok_for(sent), hop, True, local)
+        if answers == expected and messages == 2 * answers and node.in_flight == 0:
+            break
+    return answers, messages
+
+
 async def _round(store: str, requests: int, batch: int, first: int) -> float:
     """CPU µs per request through a fresh partner ACMS on ``store``."""
     from mcacm_sip.runtime.acms import AcmsNode
@@ -120,19 +139,8 @@ async def _round(store: str, requests: int, batch: int, first: int) -> float:
         for at in range(0, requests, batch):
             for d in data[at:at + batch]:
                 endpoint.on_message(d, source, True, protocol.local)
-            # let the commit, the answers and the sends run; answer each MESSAGE out
-            for _ in range(50):
-                await asyncio.sleep(0)
-                out, fake.out = fake.out, []
-                for sent in out:
-                    if sent.startswith(b"SIP/2.0 "):
-                        answers += sent.startswith(b"SIP/2.0 200")
-                    else:
-                        messages += 1
-                        endpoint.on_message(ok_for(sent), hop, True, protocol.local)
-                if answers == min(at + batch, requests) and messages == 2 * answers \
-                        and node.in_flight == 0:
-                    break
+            answers, messages = await pump(node, fake, hop, protocol.local, answers, messages,
+                                           min(at + batch, requests))
         elapsed = time.process_time() - start
     finally:
         await node.stop()
