@@ -53,6 +53,10 @@ def test_scraped_during_a_demo_like_run(tmp_path: Path) -> None:
                         if x.startswith("port ="))
     primary_port = next(x for x in text.splitlines() if x.startswith('"sip:acms@primary'))
     primary_port = primary_port.split(":")[-1].strip().strip('"')
+    # the shed below rests on the stray request's two sends' first attempts (see there):
+    # they last [sip] send_timeout, longer than a loaded machine takes to send the next request
+    assert "send_timeout = 3.0\n" in text
+    text = text.replace("send_timeout = 3.0\n", "send_timeout = 15.0\n")
     partner_cfg.write_text(text + '\n[metrics]\nlisten = "127.0.0.1:0"\n'
                                   "\n[limits]\nmax_in_flight = 2\n")
     as_primary = ["--as", "acms", "--psi", "sip:acms@primary.example",
@@ -87,29 +91,41 @@ def test_scraped_during_a_demo_like_run(tmp_path: Path) -> None:
         assert value(after, "mcacm_pending_items") == 0
         assert value(after, "mcacm_shed_total", reason="overload") == 0
 
-        # the primary goes away: our indication and response cannot be delivered, so they are
-        # retried, and with max_in_flight = 2 the next new request is shed (503)
+        # the primary goes away: our indication and response cannot be delivered.  The
+        # backlog that [limits] max_in_flight bounds counts sends without an outcome, less those
+        # issued under T1 ago.  The policy answered at once, so no decision is awaited and the
+        # indication is not retried once its first attempt fails (core/acms/outbox.py
+        # _MATTERS_WHILE); only the response is.  So the backlog is 2 only while both first
+        # attempts run: from T1 after they were issued until [sip] send_timeout.  Wait until
+        # that state holds: retransmissions (Timer E fires T1 after a UDP request was sent, RFC
+        # 3261 17.1.2.2; the two sends were issued in the same step, so both are older than T1)
+        # and no outcome for either yet (acm.sent in the partner's log)
         stray = ["--listen", f"127.0.0.1:{free_port()}", "--users", "sip:late@primary.example",
                  "--timeout", "1", "-q"]
         first = subprocess.run([*MCACM, "send", "add-user-configuration-request", *as_primary,
                                 *stray], capture_output=True, text=True, cwd=ROOT, timeout=WAIT)
         assert first.returncode == 3, first.stdout + first.stderr  # no indication reached us
-        # the backlog counts sends older than T1 or waiting for a retry: on a loaded machine
-        # the partner may have sent them under T1 before `first` gave up, so wait until both
-        # were retransmitted (T1 passed) or one waits for its retry
+        events = partner.log_events()
+        answered = {e.get("transaction_id") for e in events if e.get("event") == "acm.sent"}
+        tid = next((e["transaction_id"] for e in events if e.get("event") == "acm.received"
+                    and e.get("transaction_id") not in answered), None)
+        assert tid is not None, "the partner logged no acm.received for the stray request"
         deadline = time.monotonic() + WAIT
         while True:
             late = scrape(port)
             resent = (value(late, "mcacm_sip_retransmissions_total")
                       - value(after, "mcacm_sip_retransmissions_total"))
-            if resent >= 2 or retried(late) or time.monotonic() > deadline:
+            if resent >= 2 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
+        ended = [e for e in partner.log_events()
+                 if e.get("event") == "acm.sent" and e.get("transaction_id") == tid]
+        assert resent >= 2 and not ended, (resent, ended)
         shed = subprocess.run([*MCACM, "send", "add-user-configuration-request", *as_primary,
                                *stray], capture_output=True, text=True, cwd=ROOT, timeout=WAIT)
         assert shed.returncode == 5 and "503" in shed.stdout, shed.stdout + shed.stderr
         deadline = time.monotonic() + WAIT
-        while True:  # the first retry is due after [timers] retry_initial (1 s)
+        while True:  # the response's retry: send_timeout, then [timers] retry_initial (1 s)
             now = scrape(port)
             if retried(now) or time.monotonic() > deadline:
                 break
