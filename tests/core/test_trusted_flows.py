@@ -28,7 +28,14 @@ from mcacm_sip.acm.model import (
 from mcacm_sip.core.acms import AcmsCore
 from mcacm_sip.core.acms.partner import _ts
 from mcacm_sip.core.config import AcmsConfig, PeerSystem
-from mcacm_sip.core.events import FlowFromPeer, Put, SendFlow, store_changes
+from mcacm_sip.core.events import (
+    DeliveryOutcome,
+    Failure,
+    FlowFromPeer,
+    Put,
+    SendFlow,
+    store_changes,
+)
 from mcacm_sip.core.groups import PartnerGroup
 from mcacm_sip.core.state import (
     Mapping,
@@ -211,3 +218,27 @@ def test_a_trusted_flow_holding_a_bad_value_is_still_refused_on_send() -> None:
         with pytest.raises(errors.EncodeError) as info:
             codec.encode(bad)
         assert info.value.sip_status == 500
+
+
+def test_a_failed_indication_no_longer_needed_is_logged_as_dropped_not_retried(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # answered automatically: the indication mattered only while a decision was awaited
+    # (10.17.7.2 step 5), the response still matters (step 9); the log says which is retried
+    routine = profile_from_xml(ROUTINE_XML)
+    core = _partner(routine)
+    sends = {type(a.flow).__name__: a.send_id
+             for a in core.handle(FlowFromPeer(5.0, PRIMARY, _update("tid-1", routine)))
+             if isinstance(a, SendFlow)}
+    kept: dict[str, list[str]] = {}
+    with caplog.at_level(logging.INFO, logger="mcacm.acms"):
+        for name in ("ProcessIndication", "ProfileUpdateResponse"):
+            actions = core.handle(DeliveryOutcome(6.0, sends[name], False, "no answer", None,
+                                                  None, None, Failure.TIMEOUT))
+            kept[name] = [str(a.record.purpose) for a in store_changes(actions)
+                          if isinstance(a, Put) and isinstance(a.record, Outgoing)]
+    lines = {r.getMessage().split(" (")[1].split()[0]: r.getMessage() for r in caplog.records
+             if r.getMessage().startswith("send ")}
+    assert "dropped: no longer needed" in lines["indicate"] and "retried" not in lines["indicate"]
+    assert "retried" in lines["answer"]
+    assert kept == {"ProcessIndication": [], "ProfileUpdateResponse": ["answer"]}
+    assert core.sends_in_flight == 1  # the response, waiting for its retry

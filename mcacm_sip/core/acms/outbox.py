@@ -133,9 +133,14 @@ class AcmsOutbox(AcmsRecords):
         retry = False
         if ev.failure is not None:
             retry = transient(ev.failure, ev.status)
+            # what the match below does with it: a peer send that no longer matters (e.g. an
+            # indication once the decision is taken) is dropped, not retried
+            matters = og.purpose not in _MATTERS_WHILE or (
+                tx is not None and tx.allows(_MATTERS_WHILE[og.purpose]))
             log.log(logging.ERROR if ev.failure is Failure.LOCAL_ERROR else logging.INFO,
                     "send %s (%s to %s) failed (%s%s): %s", og.send_id, og.purpose, og.to,
-                    ev.failure, ", retried" if retry else "", ev.reason)
+                    ev.failure, (", retried" if matters else ", dropped: no longer needed")
+                    if retry else "", ev.reason)
         match og.purpose:
             case Purpose.FORWARD | Purpose.INDICATE | Purpose.ANSWER if not ev.ok:
                 if tx is None or not tx.allows(_MATTERS_WHILE[og.purpose]):
