@@ -17,7 +17,7 @@ from interop.peers import free_port, run_sipp, sipp_uas, spawn, stop
 from tools import require_tools
 
 from mcacm_sip.cli.main import main
-from mcacm_sip.pcap import read_sip
+from mcacm_sip.pcap import SipPacket, read_sip
 
 ROOT = Path(__file__).resolve().parent.parent
 MCACM = str(Path(sys.executable).parent / "mcacm")
@@ -114,6 +114,24 @@ def test_tcp_connections_are_drawn_under_the_listening_address() -> None:
     doc = json.loads(mcacm("ladder", str(DEMO / "demo-tcp.pcap"), "--json").stdout)
     ends = {m["src"] for m in doc} | {m["dst"] for m in doc}
     assert ends == {f"127.0.0.1:{p}" for p in (5060, 5062, 5063, 5070, 5073, 5074, 5080)}
+
+
+def test_two_nodes_connecting_from_one_ephemeral_port_keep_their_columns() -> None:
+    # Linux picks a connect()'s ephemeral port per destination: two nodes' connections to
+    # different peers can share a local port number (each a distinct connection)
+    def register(listen: int, to: int) -> bytes:
+        return (f"REGISTER sip:acms.example SIP/2.0\r\n"
+                f"Via: SIP/2.0/TCP 127.0.0.1:{listen};branch=z9hG4bK-{listen}\r\n"
+                f"From: <sip:u{listen}@acms.example>;tag=a\r\nTo: <sip:u{listen}@acms.example>\r\n"
+                f"Call-ID: c{listen}\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n").encode()
+    from mcacm_sip.cli import ladder_cmd  # after cli.main (it imports main's helpers)
+
+    shared = ("127.0.0.1", 40000)
+    packets = [SipPacket(1.0, "tcp", shared, ("127.0.0.1", 5060), register(5063, 5060)),
+               SipPacket(2.0, "tcp", shared, ("127.0.0.1", 5070), register(5073, 5070))]
+    events, _ = ladder_cmd.events(packets)
+    assert [(e.src, e.dst) for e in events] == [("127.0.0.1:5063", "127.0.0.1:5060"),
+                                                ("127.0.0.1:5073", "127.0.0.1:5070")]
 
 
 def test_capture_the_demo_then_draw_it(tmp_path: Path) -> None:

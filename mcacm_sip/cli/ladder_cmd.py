@@ -35,14 +35,16 @@ def address_text(address: Address) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _listeners(packets: Sequence[SipPacket]) -> dict[Address, Address]:
-    """TCP connection ends -> the address their owner listens on.
+def _listeners(packets: Sequence[SipPacket]) -> dict[tuple[Address, Address], Address]:
+    """TCP connection ends -> the address their owner listens on, keyed by (end, other end).
 
     A request's top Via names where its sender listens (RFC 3261 18.1.1 sent-by); over TCP the
     connection's own end is an ephemeral port.  When the sent-by is the same IP, the ephemeral
-    end is drawn as that listener, so each node keeps one column.
+    end is drawn as that listener, so each node keeps one column.  The key is the connection,
+    not the end alone: the kernel may give two nodes' connections to different peers the same
+    ephemeral port, and each must stay in its own node's column.
     """
-    alias: dict[Address, Address] = {}
+    alias: dict[tuple[Address, Address], Address] = {}
     for p in packets:
         if p.transport != "tcp":
             continue
@@ -57,7 +59,7 @@ def _listeners(packets: Sequence[SipPacket]) -> dict[Address, Address]:
         except ValueError:  # a host name: cannot tell
             same = False
         if same and port != p.src[1]:
-            alias.setdefault(p.src, (p.src[0], port))
+            alias.setdefault((p.src, p.dst), (p.src[0], port))
     return alias
 
 
@@ -128,12 +130,12 @@ def events(packets: Sequence[SipPacket], names: Mapping[str, str] | None = None
     names = dict(names or {})
     alias = _listeners(packets)
 
-    def who(address: Address) -> str:
-        address = alias.get(address, address)
+    def who(address: Address, peer: Address) -> str:
+        address = alias.get((address, peer), address)
         text = address_text(address)
         return names.get(text) or names.get(address[0]) or text
 
-    out = [LadderEvent(p.time, who(p.src), who(p.dst), p.data) for p in packets]
+    out = [LadderEvent(p.time, who(p.src, p.dst), who(p.dst, p.src), p.data) for p in packets]
     used = {e.src for e in out} | {e.dst for e in out}
     order = [n for n in dict.fromkeys(names.values()) if n in used]
     order += [n for e in out for n in (e.src, e.dst) if n not in order]
