@@ -130,11 +130,11 @@ class AcmsOutbox(AcmsRecords):
             return  # already settled (late duplicate outcome)
         self._drop_out(og, out)
         tx = self._tx.get(og.tx_key) if og.tx_key is not None else None
-        retry = False
-        if ev.failure is not None:
+        retry = matters = False
+        if ev.failure is not None:  # (exactly when not ev.ok)
             retry = transient(ev.failure, ev.status)
-            # what the match below does with it: a peer send that no longer matters (e.g. an
-            # indication once the decision is taken) is dropped, not retried
+            # a failed peer send that no longer matters (e.g. an indication once the decision
+            # is taken) is dropped, not retried: said so in the log, acted on below
             matters = og.purpose not in _MATTERS_WHILE or (
                 tx is not None and tx.allows(_MATTERS_WHILE[og.purpose]))
             log.log(logging.ERROR if ev.failure is Failure.LOCAL_ERROR else logging.INFO,
@@ -143,8 +143,9 @@ class AcmsOutbox(AcmsRecords):
                     if retry else "", ev.reason)
         match og.purpose:
             case Purpose.FORWARD | Purpose.INDICATE | Purpose.ANSWER if not ev.ok:
-                if tx is None or not tx.allows(_MATTERS_WHILE[og.purpose]):
+                if not matters:
                     return
+                assert tx is not None  # (matters: a peer send matters only for its transaction)
                 if ev.failure is Failure.LOCAL_ERROR:
                     self._local_error(ev, og.purpose, tx, out)
                 elif retry:
