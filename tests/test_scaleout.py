@@ -90,7 +90,20 @@ def remote(c: Cluster) -> RemotePrimary:
         pending=lambda owner: count(c.url, "SELECT count(*) FROM pending WHERE owner = $1",
                                     owner),
         holds=lambda tid: _holds(c.url, tid),
+        logged_off=lambda user: _logged_off(c.workers, user),
         partner_port=c.partner_port)
+
+
+async def _logged_off(ws: list[Worker], user: str) -> None:
+    """Until every worker's latest log-on or log-off line for ``user`` is a log-off (a
+    log-off reaches the other workers a notification later; docs/scale-out.md)."""
+    def latest(w: Worker) -> str | None:
+        return next((e["event"] for e in reversed(w.all_events())
+                     if e.get("event") in ("acmc.logon", "acmc.logoff")
+                     and e.get("user") == user), None)
+
+    while any(latest(w) != "acmc.logoff" for w in ws):
+        await asyncio.sleep(0.005)
 
 
 async def _holds(url: str, tid: str) -> bool:

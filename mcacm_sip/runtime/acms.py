@@ -831,10 +831,10 @@ class AcmsNode(Node):
             return
         now = time.time()
         if change.logged_on:  # 10.17.3.1: logon -> pending notification
-            log.info("%s logged on", user, extra={"event": "acmc.logon"})
+            log.info("%s logged on", user, extra={"event": "acmc.logon", "user": user})
             self.feed(UserLoggedOn(now, user))
         elif change.logged_off:
-            log.info("%s logged off", user, extra={"event": "acmc.logoff"})
+            log.info("%s logged off", user, extra={"event": "acmc.logoff", "user": user})
             self.feed(UserLoggedOff(now, user))
 
     # ------------------------------------------------------------------ FA resolution
