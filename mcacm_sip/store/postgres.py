@@ -367,7 +367,8 @@ class PostgresStore:
         not write, with none of their pending items and sends, because another worker holds
         them (taken over while this one stalled, or opened there first): the caller forgets
         them (``ReleaseRecords``)."""
-        puts, removes = last_changes(changes)
+        batch = last_changes(changes)
+        puts, removes = batch.puts, batch.removes
         args: list[Any] = [self.worker_id, self.lease_seconds]
         for kind in TABLE:
             rows = puts.get(kind, [])

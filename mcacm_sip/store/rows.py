@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from mcacm_sip.acm import codec
@@ -147,31 +148,81 @@ LOAD: dict[str, Callable[[RowLike], Record]] = {
 """Record kind -> a fetched row's record."""
 
 
-def last_changes(changes: Sequence[StoreChange]
-                 ) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, list[str]]]:
+STATE_COLUMNS = ("state", "deadline", "assignee", "leg_id")
+"""The transaction columns a step of its procedure changes; the rest of a row (its origin, id,
+creation time and flows) only ever changes with these when a flow is added
+(:func:`moved_only`)."""
+
+
+def state_row(tx: Transaction) -> tuple[Any, ...]:
+    """``tx``'s :data:`STATE_COLUMNS` values, then its key."""
+    return (tx.state.value, tx.deadline, tx.assignee, tx.leg_id, tx.key)
+
+
+def moved_only(old: Transaction, new: Transaction) -> bool:
+    """Whether ``new``'s row differs from ``old``'s (same key) at most in
+    :data:`STATE_COLUMNS`.  Flows are compared by identity: a flow is immutable and a step
+    carries its transaction's flows over (``Transaction.evolve``), so the same object is the
+    same document; an equal flow that is another object counts as a change (the row is
+    written whole, never wrongly left)."""
+    return (old.request is new.request and old.indication is new.indication
+            and old.response is new.response and old.created == new.created
+            and old.peer == new.peer and old.transaction_id == new.transaction_id
+            and old.role is new.role)
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one group commit writes (:func:`last_changes`)."""
+
+    puts: dict[str, list[tuple[Any, ...]]]
+    """Kind -> whole rows to insert or replace."""
+    removes: dict[str, list[str]]
+    """Kind -> keys to delete."""
+    moved: list[Transaction]
+    """Transactions whose stored row differs only in :data:`STATE_COLUMNS` (an UPDATE of
+    those); only when the caller said what its rows hold."""
+    transactions: list[Transaction]
+    """Every transaction written (whole or moved), for the caller's memory of its rows."""
+
+
+def last_changes(changes: Sequence[StoreChange],
+                 stored: dict[str, Transaction] | None = None) -> Batch:
     """The rows to write and the keys to delete, per kind: a group commit often changes one
     row several times, and inside one transaction only each row's last change matters.  Rows
-    are encoded here, before any transaction opens: a bad record must not leave one open."""
+    are encoded here, before any transaction opens: a bad record must not leave one open.
+    ``stored``: the transactions as their rows hold them now (key -> record), if the caller
+    knows; a transaction that only moved on from one of them is listed in ``moved``, not
+    encoded again."""
     last: dict[tuple[str, str], StoreChange] = {}
     for change in changes:
-        kind = change.record.KIND if isinstance(change, Put) else change.kind
-        key = change.record.key if isinstance(change, Put) else change.key
-        last[(kind, key)] = change
+        if isinstance(change, Put):
+            last[(change.record.KIND, change.record.key)] = change
+        else:
+            last[(change.kind, change.key)] = change
     # our new flows (the transactions' and the sends'), checked together (codec.encode_all)
     flows: list[AcmFlow | None] = []
-    for change in last.values():
-        if isinstance(change, Put):
-            record = change.record
-            if isinstance(record, Transaction):
-                flows += (record.request, record.indication, record.response)
-            elif isinstance(record, Outgoing | PendingItem):
-                flows.append(record.flow)
-    codec.encode_all(flows)
-    puts: dict[str, list[tuple[Any, ...]]] = {}
+    whole: list[Record] = []
+    moved: list[Transaction] = []
+    transactions: list[Transaction] = []
     removes: dict[str, list[str]] = {}
     for change in last.values():
-        if isinstance(change, Put):
-            puts.setdefault(change.record.KIND, []).append(row_of(change.record))
-        elif isinstance(change, Remove):
+        if isinstance(change, Remove):
             removes.setdefault(change.kind, []).append(change.key)
-    return puts, removes
+            continue
+        record = change.record
+        if isinstance(record, Transaction):
+            transactions.append(record)
+            old = stored.get(record.key) if stored is not None else None
+            if old is not None and moved_only(old, record):
+                moved.append(record)
+                continue
+            flows += (record.request, record.indication, record.response)
+        elif isinstance(record, Outgoing | PendingItem):
+            flows.append(record.flow)
+        whole.append(record)
+    codec.encode_all(flows)
+    puts: dict[str, list[tuple[Any, ...]]] = {}
+    for record in whole:
+        puts.setdefault(record.KIND, []).append(row_of(record))
+    return Batch(puts, removes, moved, transactions)

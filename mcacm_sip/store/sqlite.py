@@ -35,9 +35,12 @@ from mcacm_sip.store.rows import (
     COLUMNS,
     LOAD,
     SCHEMA_VERSION,
+    STATE_COLUMNS,
     TABLE,
     StoreError,
     last_changes,
+    row_of,
+    state_row,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "StoreError", "open_db", "read_groups", "write"]
@@ -68,6 +71,8 @@ CREATE TABLE IF NOT EXISTS groups (
 _PUT_SQL = {kind: f"INSERT OR REPLACE INTO {table} VALUES ({','.join('?' * len(cols))})"
             for kind, table in TABLE.items() for cols in (COLUMNS[kind],)}
 _REMOVE_SQL = {kind: f"DELETE FROM {table} WHERE key=?" for kind, table in TABLE.items()}
+_MOVE_SQL = (f"UPDATE transactions SET {', '.join(f'{c}=?' for c in STATE_COLUMNS)} "
+             f"WHERE key=?")
 
 
 def open_db(path: str) -> sqlite3.Connection:
@@ -116,10 +121,17 @@ def _upgrade(db: sqlite3.Connection) -> None:
 
 
 class SqliteStore:
-    """A :class:`~mcacm_sip.store.Store` in one SQLite file (WAL)."""
+    """A :class:`~mcacm_sip.store.Store` in one SQLite file (WAL).
+
+    It remembers the transaction records its rows hold (written or loaded by it): a
+    transaction that only moves on to another state (the same flows) is written as an UPDATE
+    of its state columns, not its whole row with its flows again (docs/decisions.md "Round 7
+    (issue 18), the store")."""
 
     def __init__(self, path: str, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> None:
         self.path = path
+        self._rows: dict[str, Transaction] = {}
+        """Transaction key -> the record its row holds, as of the last commit (or load)."""
         self._db = open_db(path)
         self._db.row_factory = sqlite3.Row
         self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
@@ -140,21 +152,32 @@ class SqliteStore:
     def apply(self, changes: Sequence[StoreChange]) -> None:
         if not changes:
             return
-        puts, removes = last_changes(changes)  # docs/decisions.md "Benchmarks"
+        batch = last_changes(changes, self._rows)  # docs/decisions.md "Benchmarks"
+        moved = batch.moved
         with write(self._db):
-            for kind, values in puts.items():
+            for kind, values in batch.puts.items():
                 self._db.executemany(_PUT_SQL[kind], values)
-            for kind, keys in removes.items():
+            if moved and self._db.executemany(
+                    _MOVE_SQL, list(map(state_row, moved))).rowcount != len(moved):
+                # a row that is not there (the file was changed by another hand): whole rows
+                self._db.executemany(_PUT_SQL[Transaction.KIND], [row_of(t) for t in moved])
+            for kind, keys in batch.removes.items():
                 self._db.executemany(_REMOVE_SQL[kind], [(k,) for k in keys])
+        rows = self._rows  # what the rows hold now that the commit is done
+        for tx in batch.transactions:
+            rows[tx.key] = tx
+        for key in batch.removes.get(Transaction.KIND, ()):
+            rows.pop(key, None)
 
     def _all(self, kind: str) -> list[Record]:
         cur = self._db.execute(f"SELECT * FROM {TABLE[kind]}")
         return [LOAD[kind](r) for r in cur]
 
     def load(self) -> Snapshot:
+        transactions = tuple(r for r in self._all(Transaction.KIND) if isinstance(r, Transaction))
+        self._rows = {tx.key: tx for tx in transactions}
         return Snapshot(
-            transactions=tuple(r for r in self._all(Transaction.KIND)
-                               if isinstance(r, Transaction)),
+            transactions=transactions,
             pending=tuple(sorted((r for r in self._all(PendingItem.KIND)
                                   if isinstance(r, PendingItem)), key=lambda i: i.created)),
             outgoing=tuple(r for r in self._all(Outgoing.KIND) if isinstance(r, Outgoing)),
