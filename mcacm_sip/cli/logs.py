@@ -23,6 +23,7 @@ import contextlib
 import json
 import json.encoder
 import logging
+import os
 import sys
 import time
 import traceback
@@ -56,8 +57,56 @@ _PARTS = None if _MAKE is None else _MAKE(None, str, json.encoder.encode_basestr
                                           ": ", ", ", False, False, True)
 
 
+_string = json.encoder.encode_basestring
+
+
 def _json(doc: dict[str, Any]) -> str:
     return "".join(_PARTS(doc, 0)) if _PARTS is not None else _JSON.encode(doc)
+
+
+class _LineWriter(Protocol):
+    def console(self, stamp: str, msecs: float, levelname: str, name: str, message: str,
+                fields: dict[str, Any], /) -> str | None: ...
+
+    def json(self, created: float, head: str, message: str, fields: dict[str, Any], /
+             ) -> str | None: ...
+
+
+WRITER_ENV = "MCACM_LOG_LINES"
+"""``python``: the formatters' pure-Python line code even when the C one is built; ``c``: the
+C one (mcacm_sip/cli/_logline.c) or an ImportError; unset or ``auto``: the C one when built."""
+
+
+def _json_value(value: Any) -> str:
+    return "".join(_PARTS(value, 0)) if _PARTS is not None else _JSON.encode(value)
+
+
+def _load_writer(choice: str) -> _LineWriter | None:
+    """The compiled line writer set up with this module's functions, or None (``choice``
+    ``python``, or ``auto`` and the extension not built, or no C JSON encoder to match)."""
+    if choice not in ("auto", "c", "python"):
+        raise ImportError(f"{WRITER_ENV}={choice!r}: want auto, c or python")
+    if choice == "python":
+        return None
+    try:
+        from . import _logline
+    except ImportError as exc:
+        if choice == "c":
+            raise ImportError(f"{WRITER_ENV}=c but mcacm_sip.cli._logline is not built: it "
+                              "needs a C compiler and the Python headers (Debian: gcc "
+                              "python3-dev), then pip install -e .") from exc
+        return None
+    if _PARTS is None:  # (its JSON values are the C encoder's)
+        return None
+    _logline.configure(printable, _string, _json_value)
+    return _logline
+
+
+_writer: _LineWriter | None = _load_writer(
+    os.environ.get(WRITER_ENV, "auto").strip().lower() or "auto")
+"""The console and JSON formatters' lines are made by this C code when it is built (the same
+text: what it does not copy itself it has the Python functions above make, and what it does
+not take it leaves to the formatter's Python code; tests/test_log_lines.py)."""
 
 
 class _Lines(logging.Formatter):
@@ -72,7 +121,6 @@ class _Lines(logging.Formatter):
 
 
 _OWN_KEYS = frozenset({"ts", "level", "logger", "msg"})
-_string = json.encoder.encode_basestring
 
 
 class JsonFormatter(_Lines):
@@ -104,6 +152,9 @@ class JsonFormatter(_Lines):
         if head is None:
             head = self._heads[(levelname, name)] = \
                 _json({"level": levelname.lower(), "logger": name, "msg": ""})[1:-3]
+        if _writer is not None and type(fields) is dict \
+                and (line := _writer.json(created, head, message, fields)) is not None:
+            return line
         if type(fields) is not dict or None in fields.values():
             fields = {k: v for k, v in fields.items() if v is not None}
         text = f'{{"ts": {created:.6f}, ' + head + _string(message)
@@ -133,6 +184,9 @@ class ConsoleFormatter(_Lines):
         # line of the log is one line and no escape sequence reaches the terminal (one escape
         # over the message and the joined fields: printable() maps each character alone, and
         # names, "=", " " and the brackets are printable ASCII, which it leaves).
+        if _writer is not None and type(fields) is dict and (line := _writer.console(
+                self._stamp, msecs, levelname, name, message, fields)) is not None:
+            return line
         shown = []
         for k, v in fields.items():
             if v is not None and k != "event":

@@ -261,14 +261,14 @@ class AcmsRecords:
         state, clause = transition(tx.role, tx.state, trigger)
         moved = tx.evolve(state=state, **changes)
         if log.isEnabledFor(logging.INFO):  # one structured event per procedure step, no contents
-            origin = moved.origin
-            log.info("%s %s from %s: %s -> %s (%s)", moved.role, moved.transaction_id,
-                     origin, tx.state, moved.state, trigger, extra={
-                         "event": "procedure.step", "transaction_id": moved.transaction_id,
-                         "role": str(moved.role), "peer": moved.peer, "origin": origin,
-                         "leg_id": moved.leg,
-                         "from_state": str(tx.state), "to_state": str(moved.state),
-                         "trigger": str(trigger), "clause": clause})
+            # (the enums' values: the str() of each, without a call)
+            tid, origin = moved.transaction_id, moved.origin
+            role, src, dst, why = moved.role._value_, tx.state._value_, state._value_, \
+                trigger._value_
+            log.info("%s %s from %s: %s -> %s (%s)", role, tid, origin, src, dst, why, extra={
+                "event": "procedure.step", "transaction_id": tid, "role": role,
+                "peer": moved.peer, "origin": origin, "leg_id": moved.leg, "from_state": src,
+                "to_state": dst, "trigger": why, "clause": clause})
         return moved
 
     def _new_leg(self, role: Role, transaction_id: str) -> str:

@@ -1,0 +1,553 @@
+/* The tail of a log line (mcacm_sip/cli/logs.py): the console's escaped message and fields,
+ * the JSON document's "msg" and fields.  The same text as logs.py's Python code, which stays
+ * the reference: every character this code does not copy itself (a console piece that is not
+ * printable ASCII without a backslash, a JSON string needing an escape, a JSON value that is
+ * not a str or an int) is made by the Python function configure() was given, and a call it
+ * does not take (a key that is not a str, fields that are not a dict ...) returns None, for
+ * the Python code to make the line.  tests/test_log_lines.py: the same lines over both.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+static PyObject *printable_fn;   /* mcacm_sip.text.printable */
+static PyObject *json_string_fn; /* json.encoder.encode_basestring */
+static PyObject *json_value_fn;  /* the document's encoding of any other value */
+static PyObject *event_key, *open_fields, *close_fields, *eq, *space, *quote, *colon, *comma,
+    *close_doc, *true_text, *false_text, *after_name, *open_doc;
+
+/* Printable ASCII without a backslash: what printable() leaves as it is. */
+static int console_clean(PyObject *s) {
+    if (!PyUnicode_IS_ASCII(s)) return 0;
+    const Py_UCS1 *p = PyUnicode_1BYTE_DATA(s);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (p[i] < 0x20 || p[i] == 0x7f || p[i] == '\\') return 0;
+    return 1;
+}
+
+/* ASCII without a control character, a quote or a backslash: what encode_basestring (with
+ * ensure_ascii=False) only puts between quotes. */
+static int json_clean(PyObject *s) {
+    if (!PyUnicode_IS_ASCII(s)) return 0;
+    const Py_UCS1 *p = PyUnicode_1BYTE_DATA(s);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (p[i] < 0x20 || p[i] == '"' || p[i] == '\\') return 0;
+    return 1;
+}
+
+/* The pieces of one line, joined once at the end (each held by a reference). */
+#define MAX_PIECES 160
+typedef struct {
+    PyObject *items[MAX_PIECES];
+    Py_ssize_t count, length;
+    Py_UCS4 maxchar;
+} Pieces;
+
+/* 0, or -1 with an exception set, or 1: too many pieces (the Python code makes the line). */
+static int append_new(Pieces *b, PyObject *piece) {  /* steals ``piece`` */
+    if (b->count == MAX_PIECES) {
+        Py_DECREF(piece);
+        return 1;
+    }
+    b->items[b->count++] = piece;
+    b->length += PyUnicode_GET_LENGTH(piece);
+    Py_UCS4 max = PyUnicode_MAX_CHAR_VALUE(piece);
+    if (max > b->maxchar) b->maxchar = max;
+    return 0;
+}
+
+static int append(Pieces *b, PyObject *piece) {
+    Py_INCREF(piece);
+    return append_new(b, piece);
+}
+
+static void release(Pieces *b) {
+    for (Py_ssize_t i = 0; i < b->count; i++) Py_DECREF(b->items[i]);
+    b->count = 0;
+}
+
+static PyObject *joined(Pieces *b) {
+    PyObject *line = PyUnicode_New(b->length, b->maxchar);
+    if (line != NULL) {
+        Py_ssize_t at = 0;
+        int narrow = PyUnicode_KIND(line) == PyUnicode_1BYTE_KIND;
+        for (Py_ssize_t i = 0; i < b->count; i++) {
+            PyObject *piece = b->items[i];
+            Py_ssize_t n = PyUnicode_GET_LENGTH(piece);
+            if (narrow) {
+                memcpy(PyUnicode_1BYTE_DATA(line) + at, PyUnicode_1BYTE_DATA(piece), n);
+            } else if (PyUnicode_CopyCharacters(line, at, piece, 0, n) < 0) {
+                Py_CLEAR(line);
+                break;
+            }
+            at += n;
+        }
+    }
+    release(b);
+    return line;
+}
+
+/* Append ``s`` as printable() writes it. */
+static int append_printable(Pieces *b, PyObject *s) {
+    if (console_clean(s)) return append(b, s);
+    PyObject *text = PyObject_CallOneArg(printable_fn, s);
+    if (text == NULL) return -1;
+    if (!PyUnicode_Check(text)) {
+        Py_DECREF(text);
+        PyErr_SetString(PyExc_TypeError, "printable() did not return a str");
+        return -1;
+    }
+    return append_new(b, text);
+}
+
+/* Append ``s`` as a JSON string. */
+static int append_json_string(Pieces *b, PyObject *s) {
+    int rc;
+    if (json_clean(s)) {
+        if ((rc = append(b, quote)) != 0 || (rc = append(b, s)) != 0) return rc;
+        return append(b, quote);
+    }
+    PyObject *text = PyObject_CallOneArg(json_string_fn, s);
+    if (text == NULL) return -1;
+    if (!PyUnicode_Check(text)) {
+        Py_DECREF(text);
+        PyErr_SetString(PyExc_TypeError, "the JSON string encoder did not return a str");
+        return -1;
+    }
+    return append_new(b, text);
+}
+
+/* Whether ``needle`` (``n`` bytes, n > 0) is in ``hay`` (``size`` bytes): memchr for its first
+ * byte, then a compare (short texts: quicker than the library's memmem). */
+static int has_bytes(const char *hay, Py_ssize_t size, const char *needle, Py_ssize_t n) {
+    const char *end = hay + size - n + 1, *at = hay;
+    while (at < end && (at = memchr(at, needle[0], end - at)) != NULL) {
+        if (memcmp(at + 1, needle + 1, n - 1) == 0) return 1;
+        at++;
+    }
+    return 0;
+}
+
+/* ``needle in haystack`` (both str). */
+static int contains(PyObject *haystack, PyObject *needle) {
+    if (PyUnicode_KIND(haystack) == PyUnicode_1BYTE_KIND
+            && PyUnicode_KIND(needle) == PyUnicode_1BYTE_KIND) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(needle);
+        return n == 0 || has_bytes((const char *)PyUnicode_1BYTE_DATA(haystack),
+                                   PyUnicode_GET_LENGTH(haystack),
+                                   (const char *)PyUnicode_1BYTE_DATA(needle), n);
+    }
+    return PyUnicode_Contains(haystack, needle);
+}
+
+static int configured(void) {
+    if (printable_fn != NULL) return 1;
+    PyErr_SetString(PyExc_RuntimeError, "mcacm_sip.cli._logline: configure() not called");
+    return 0;
+}
+
+/* The common line: every piece ASCII and copied as it is, written into one buffer.  A piece
+ * that is not (it needs an escape, or is not ASCII) ends the attempt and the line is made from
+ * pieces (Pieces above). */
+typedef struct {
+    char *data;
+    Py_ssize_t length, capacity;
+    char stack[1024];
+} Ascii;
+
+static void ascii_init(Ascii *a) {
+    a->data = a->stack;
+    a->length = 0;
+    a->capacity = sizeof a->stack;
+}
+
+static void ascii_free(Ascii *a) {
+    if (a->data != a->stack) PyMem_Free(a->data);
+}
+
+/* Room for ``n`` more bytes: 0, or -1 with MemoryError set. */
+static int ascii_room(Ascii *a, Py_ssize_t n) {
+    if (a->length + n <= a->capacity) return 0;
+    Py_ssize_t capacity = (a->length + n) * 2;
+    char *data = PyMem_Malloc(capacity);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(data, a->data, a->length);
+    ascii_free(a);
+    a->data = data;
+    a->capacity = capacity;
+    return 0;
+}
+
+/* 0: written; 1: not ASCII or not clean for ``table`` (nothing written); -1: error. */
+static int ascii_put(Ascii *a, PyObject *s, const unsigned char *table) {
+    if (!PyUnicode_IS_ASCII(s)) return 1;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (ascii_room(a, n) < 0) return -1;
+    const Py_UCS1 *p = PyUnicode_1BYTE_DATA(s);
+    unsigned char bad = 0;
+    char *out = a->data + a->length;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        bad |= table[p[i]];
+        out[i] = (char)p[i];
+    }
+    if (bad) return 1;
+    a->length += n;
+    return 0;
+}
+
+static int ascii_text(Ascii *a, const char *text, Py_ssize_t n) {
+    if (ascii_room(a, n) < 0) return -1;
+    memcpy(a->data + a->length, text, n);
+    a->length += n;
+    return 0;
+}
+
+static PyObject *ascii_line(Ascii *a) {
+    PyObject *line = PyUnicode_New(a->length, 127);
+    if (line != NULL) memcpy(PyUnicode_1BYTE_DATA(line), a->data, a->length);
+    return line;
+}
+
+static unsigned char console_bad[256], json_bad[256];
+
+static void init_tables(void) {
+    for (int c = 0; c < 256; c++) {
+        console_bad[c] = c < 0x20 || c >= 0x7f || c == '\\';
+        json_bad[c] = c < 0x20 || c >= 0x80 || c == '"' || c == '\\';
+    }
+}
+
+/* The console line into ``a``: 0, 1 (not the common line) or -1. */
+static int console_ascii(Ascii *a, PyObject *stamp, long ms, PyObject *levelname,
+                         PyObject *name, PyObject *message, PyObject *fields) {
+    int rc;
+    char millis_text[6] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10),
+                           (char)('0' + ms % 10), ' ', 0};
+    if ((rc = ascii_put(a, stamp, console_bad)) != 0) return rc;
+    if ((rc = ascii_text(a, millis_text, 5)) != 0) return rc;
+    if (!PyUnicode_IS_ASCII(levelname) || !PyUnicode_IS_ASCII(name)) return 1;
+    char initial[2] = {(char)PyUnicode_1BYTE_DATA(levelname)[0], ' '};
+    if ((rc = ascii_text(a, initial, 2)) != 0) return rc;
+    /* (the head is not escaped: any ASCII is copied) */
+    if ((rc = ascii_room(a, PyUnicode_GET_LENGTH(name) + 2)) != 0) return rc;
+    if ((rc = ascii_text(a, (const char *)PyUnicode_1BYTE_DATA(name), PyUnicode_GET_LENGTH(name))) != 0
+            || (rc = ascii_text(a, ": ", 2)) != 0
+            || (rc = ascii_put(a, message, console_bad)) != 0)
+        return rc;
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    int shown = 0;
+    while (PyDict_Next(fields, &pos, &k, &v)) {
+        if (v == Py_None) continue;
+        if (!PyUnicode_CheckExact(k)) return 1;
+        if (k == event_key || (PyUnicode_GET_LENGTH(k) == 5 && PyUnicode_Compare(k, event_key) == 0))
+            continue;
+        /* (the message is printable ASCII here) */
+        const char *text;
+        Py_ssize_t n;
+        char digits[32];
+        if (PyUnicode_CheckExact(v)) {
+            if (!PyUnicode_IS_ASCII(v)) return 1;
+            text = (const char *)PyUnicode_1BYTE_DATA(v);
+            n = PyUnicode_GET_LENGTH(v);
+        } else if (PyLong_CheckExact(v)) {  /* str() of an int: its digits */
+            int overflow;
+            long long number = PyLong_AsLongLongAndOverflow(v, &overflow);
+            if (overflow || (number == -1 && PyErr_Occurred())) {
+                PyErr_Clear();
+                return 1;
+            }
+            text = digits;
+            n = snprintf(digits, sizeof digits, "%lld", number);
+        } else {
+            return 1;  /* (str() may run Python code) */
+        }
+        if (n == 0 || has_bytes((const char *)PyUnicode_1BYTE_DATA(message),
+                                PyUnicode_GET_LENGTH(message), text, n))
+            continue;
+        unsigned char bad = 0;
+        for (Py_ssize_t i = 0; i < n; i++) bad |= console_bad[(unsigned char)text[i]];
+        if (bad) return 1;
+        if ((rc = ascii_text(a, shown ? " " : "  [", shown ? 1 : 3)) != 0
+                || (rc = ascii_put(a, k, console_bad)) != 0 || (rc = ascii_text(a, "=", 1)) != 0
+                || (rc = ascii_text(a, text, n)) != 0)
+            return rc;
+        shown = 1;
+    }
+    return shown ? ascii_text(a, "]", 1) : 0;
+}
+
+/* The JSON members of ``fields`` into ``a``: 0, 1 (not the common line) or -1. */
+static int json_ascii(Ascii *a, PyObject *fields) {
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    int rc;
+    while (PyDict_Next(fields, &pos, &k, &v)) {
+        if (v == Py_None) continue;
+        if (!PyUnicode_CheckExact(k)) return 1;
+        if ((rc = ascii_text(a, ", \"", 3)) != 0 || (rc = ascii_put(a, k, json_bad)) != 0
+                || (rc = ascii_text(a, "\": ", 3)) != 0)
+            return rc;
+        if (PyUnicode_CheckExact(v)) {
+            if ((rc = ascii_text(a, "\"", 1)) != 0 || (rc = ascii_put(a, v, json_bad)) != 0
+                    || (rc = ascii_text(a, "\"", 1)) != 0)
+                return rc;
+        } else if (PyLong_CheckExact(v)) {
+            int overflow;
+            long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
+            if (overflow || (n == -1 && PyErr_Occurred())) {
+                PyErr_Clear();
+                return 1;
+            }
+            char digits[32];
+            int len = snprintf(digits, sizeof digits, "%lld", n);
+            if ((rc = ascii_text(a, digits, len)) != 0) return rc;
+        } else {
+            return 1;
+        }
+    }
+    return ascii_text(a, "}", 1);
+}
+
+/* ".000 " to ".999 ": the milliseconds of a console line (made on first use). */
+static PyObject *millis[1000];
+
+static PyObject *millis_text(long ms) {
+    if (millis[ms] == NULL) {
+        char text[6] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10),
+                        (char)('0' + ms % 10), ' ', 0};
+        millis[ms] = PyUnicode_InternFromString(text);
+    }
+    return millis[ms];
+}
+
+/* The field loop of a console line: 0, -1 (exception set) or 1 (the Python code decides). */
+static int console_fields(Pieces *b, PyObject *message, PyObject *fields) {
+    Py_ssize_t pos = 0, size = PyDict_GET_SIZE(fields);
+    PyObject *k, *v;
+    int shown = 0, rc;
+    while (PyDict_Next(fields, &pos, &k, &v)) {
+        if (v == Py_None) continue;
+        if (!PyUnicode_CheckExact(k)) return 1;
+        if (k == event_key || (PyUnicode_GET_LENGTH(k) == 5 && PyUnicode_Compare(k, event_key) == 0))
+            continue;
+        PyObject *text;
+        Py_INCREF(k);
+        Py_INCREF(v);
+        text = PyUnicode_CheckExact(v) ? (Py_INCREF(v), v) : PyObject_Str(v);  /* may run Python */
+        Py_DECREF(v);
+        if (text == NULL) {
+            Py_DECREF(k);
+            return -1;
+        }
+        rc = 0;
+        if (PyDict_GET_SIZE(fields) != size || !PyUnicode_CheckExact(text)) {
+            rc = 1;  /* changed while read, or an odd str(): the Python code decides */
+        } else {
+            int found = contains(message, text);
+            if (found < 0) {
+                rc = -1;
+            } else if (!found) {
+                if ((rc = append(b, shown ? space : open_fields)) == 0
+                        && (rc = append_printable(b, k)) == 0 && (rc = append(b, eq)) == 0)
+                    rc = append_printable(b, text);
+                shown = 1;
+            }
+        }
+        Py_DECREF(k);
+        Py_DECREF(text);
+        if (rc != 0) return rc;
+    }
+    return shown ? append(b, close_fields) : 0;
+}
+
+/* console(stamp, msecs, levelname, name, message, fields) -> the line
+ * f"{stamp}.{int(msecs):03d} {levelname[0]} {name}: " + printable(message + "  [k=v ...]"),
+ * the fields shown those not None, not "event" and whose text the message does not hold;
+ * None: the Python code makes it. */
+static PyObject *console(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "console(stamp, msecs, levelname, name, message, fields)");
+        return NULL;
+    }
+    if (!configured()) return NULL;
+    PyObject *stamp = args[0], *msecs = args[1], *levelname = args[2], *name = args[3],
+        *message = args[4], *fields = args[5];
+    if (!PyUnicode_CheckExact(stamp) || !PyUnicode_CheckExact(levelname)
+            || PyUnicode_GET_LENGTH(levelname) == 0 || !PyUnicode_CheckExact(name)
+            || !PyUnicode_CheckExact(message) || !PyDict_CheckExact(fields))
+        Py_RETURN_NONE;
+    long ms;
+    if (PyLong_CheckExact(msecs)) {
+        ms = PyLong_AsLong(msecs);
+        if (ms == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+    } else if (PyFloat_CheckExact(msecs) && PyFloat_AS_DOUBLE(msecs) >= 0
+               && PyFloat_AS_DOUBLE(msecs) < 1000) {
+        ms = (long)PyFloat_AS_DOUBLE(msecs);
+    } else {
+        Py_RETURN_NONE;
+    }
+    if (ms < 0 || ms > 999) Py_RETURN_NONE;
+    Ascii a;
+    ascii_init(&a);
+    int common = console_ascii(&a, stamp, ms, levelname, name, message, fields);
+    PyObject *done = common == 0 ? ascii_line(&a) : NULL;
+    ascii_free(&a);
+    if (common <= 0) return done;
+    PyObject *millis_piece = millis_text(ms);
+    if (millis_piece == NULL) return NULL;
+    Pieces b = {.count = 0, .length = 0, .maxchar = 127};
+    PyObject *initial = PyUnicode_Substring(levelname, 0, 1);
+    if (initial == NULL) return NULL;
+    int rc;
+    if ((rc = append(&b, stamp)) != 0 || (rc = append(&b, millis_piece)) != 0
+            || (rc = append_new(&b, initial)) != 0 || (rc = append(&b, space)) != 0
+            || (rc = append(&b, name)) != 0 || (rc = append(&b, after_name)) != 0
+            || (rc = append_printable(&b, message)) != 0
+            || (rc = console_fields(&b, message, fields)) != 0) {
+        release(&b);
+        if (rc < 0) return NULL;
+        Py_RETURN_NONE;
+    }
+    return joined(&b);
+}
+
+/* json(created, head, message, fields) -> the line
+ * f'{{"ts": {created:.6f}, ' + head + the JSON string of message, then ", " and the fields
+ * not None as the document's members, then "}"; None: the Python code makes it. */
+static PyObject *json(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "json(created, head, message, fields)");
+        return NULL;
+    }
+    if (!configured()) return NULL;
+    PyObject *created = args[0], *head = args[1], *message = args[2], *fields = args[3];
+    if (!PyFloat_CheckExact(created) || !PyUnicode_CheckExact(head) || !PyUnicode_Check(message)
+            || !PyDict_CheckExact(fields))
+        Py_RETURN_NONE;
+    /* as format(created, ".6f") */
+    char *ts = PyOS_double_to_string(PyFloat_AS_DOUBLE(created), 'f', 6, 0, NULL);
+    if (ts == NULL) return NULL;
+    Ascii a;
+    ascii_init(&a);
+    int common;
+    if ((common = ascii_text(&a, "{\"ts\": ", 7)) == 0
+            && (common = ascii_text(&a, ts, (Py_ssize_t)strlen(ts))) == 0
+            && (common = ascii_text(&a, ", ", 2)) == 0
+            && (common = ascii_put(&a, head, console_bad)) == 0
+            && (common = PyUnicode_CheckExact(message) ? 0 : 1) == 0
+            && (common = ascii_text(&a, "\"", 1)) == 0
+            && (common = ascii_put(&a, message, json_bad)) == 0
+            && (common = ascii_text(&a, "\"", 1)) == 0)
+        common = json_ascii(&a, fields);
+    PyObject *done = common == 0 ? ascii_line(&a) : NULL;
+    ascii_free(&a);
+    if (common <= 0) {
+        PyMem_Free(ts);
+        return done;
+    }
+    PyObject *ts_text = PyUnicode_FromString(ts);
+    PyMem_Free(ts);
+    if (ts_text == NULL) return NULL;
+    Pieces b = {.count = 0, .length = 0, .maxchar = 127};
+    int rc;
+    if ((rc = append(&b, open_doc)) != 0 || (rc = append_new(&b, ts_text)) != 0
+            || (rc = append(&b, comma)) != 0 || (rc = append(&b, head)) != 0
+            || (rc = append_json_string(&b, message)) != 0)
+        goto out;
+    Py_ssize_t pos = 0, size = PyDict_GET_SIZE(fields);
+    PyObject *k, *v;
+    while (PyDict_Next(fields, &pos, &k, &v)) {
+        if (v == Py_None) continue;
+        if (!PyUnicode_CheckExact(k)) {
+            rc = 1;
+            goto out;
+        }
+        if ((rc = append(&b, comma)) != 0 || (rc = append_json_string(&b, k)) != 0
+                || (rc = append(&b, colon)) != 0)
+            goto out;
+        if (PyUnicode_Check(v)) {
+            rc = append_json_string(&b, v);
+        } else if (v == Py_True || v == Py_False) {
+            rc = append(&b, v == Py_True ? true_text : false_text);
+        } else if (PyLong_Check(v)) {
+            PyObject *text = PyLong_Type.tp_repr(v);  /* as the json module writes an int */
+            rc = text == NULL ? -1 : append_new(&b, text);
+        } else {
+            Py_INCREF(k);
+            Py_INCREF(v);
+            PyObject *text = PyObject_CallOneArg(json_value_fn, v);  /* may run Python */
+            Py_DECREF(v);
+            Py_DECREF(k);
+            if (text == NULL) {
+                rc = -1;
+            } else if (!PyUnicode_Check(text)) {
+                Py_DECREF(text);
+                PyErr_SetString(PyExc_TypeError, "the JSON value encoder did not return a str");
+                rc = -1;
+            } else {
+                rc = append_new(&b, text);
+                if (rc == 0 && PyDict_GET_SIZE(fields) != size) rc = 1;
+            }
+        }
+        if (rc != 0) goto out;
+    }
+    if ((rc = append(&b, close_doc)) == 0) return joined(&b);
+out:
+    release(&b);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *configure(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "configure(printable, json_string, json_value)");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < 3; i++)
+        if (!PyCallable_Check(args[i])) {
+            PyErr_SetString(PyExc_TypeError, "configure() takes three callables");
+            return NULL;
+        }
+    Py_INCREF(args[0]);
+    Py_INCREF(args[1]);
+    Py_INCREF(args[2]);
+    Py_XSETREF(printable_fn, args[0]);
+    Py_XSETREF(json_string_fn, args[1]);
+    Py_XSETREF(json_value_fn, args[2]);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"console", (PyCFunction)(void (*)(void))console, METH_FASTCALL,
+     "console(stamp, msecs, levelname, name, message, fields): the console line, or None for the Python code to make"},
+    {"json", (PyCFunction)(void (*)(void))json, METH_FASTCALL,
+     "json(created, head, message, fields): the JSON line, or None for the Python code to make"},
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
+     "configure(printable, json_string, json_value): the Python functions for the rest"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "mcacm_sip.cli._logline", NULL, -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__logline(void) {
+    init_tables();
+    struct { PyObject **slot; const char *text; } texts[] = {
+        {&after_name, ": "}, {&open_doc, "{\"ts\": "}, {&event_key, "event"}, {&open_fields, "  ["}, {&close_fields, "]"},
+        {&eq, "="}, {&space, " "}, {&quote, "\""}, {&colon, ": "}, {&comma, ", "},
+        {&close_doc, "}"}, {&true_text, "true"}, {&false_text, "false"},
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        if (*texts[i].slot == NULL && (*texts[i].slot = PyUnicode_InternFromString(texts[i].text)) == NULL)
+            return NULL;
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,14 @@
+# The optional C extension built from _logline.c (setup.py); logs.py is its only user.
+from collections.abc import Callable
+from typing import Any
+
+def console(
+    stamp: str, msecs: float, levelname: str, name: str, message: str, fields: dict[str, Any], /
+) -> str | None: ...
+def json(created: float, head: str, message: str, fields: dict[str, Any], /) -> str | None: ...
+def configure(
+    printable: Callable[[str], str],
+    json_string: Callable[[str], str],
+    json_value: Callable[[Any], str],
+    /,
+) -> None: ...

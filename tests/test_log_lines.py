@@ -1,0 +1,140 @@
+"""The compiled line writer (mcacm_sip/cli/_logline.c) writes the lines the formatters' Python
+code writes, byte for byte, for any message and fields: escapes, non-ASCII, quotes, values of
+any type, fields the message already says; and the procedure.step record's plain-str values are
+the str() of the enums they stand for."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import Any
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+from tools import REQUIRE_ENV
+
+from mcacm_sip.cli import logs
+from mcacm_sip.cli.logs import ConsoleFormatter, JsonFormatter
+from mcacm_sip.core.events import Failure
+from mcacm_sip.core.state import Role, Trigger, TxState
+
+
+class _Odd(StrEnum):
+    ODD = "o\x1b[2J\u202e"
+
+
+_PEER_TEXT = st.sampled_from(["partner", "hot-0", "sip:acms@primary.example", "200", "", " ",
+                              "a\\b", 'q"uote', "é", "\u202e", "\x1b[31m", "line\nbreak",
+                              "\U0001f600", "\x7f", "\ud800"])
+_TEXTS = _PEER_TEXT | st.text()
+_VALUES = st.one_of(st.none(), _TEXTS, st.integers(), st.integers(min_value=2**63),
+                    st.floats(), st.booleans(), st.lists(_TEXTS, max_size=2),
+                    st.sampled_from([Role.PARTNER, Failure.TIMEOUT, _Odd.ODD]))
+_FIELDS = st.dictionaries(st.sampled_from(["event", "transaction_id", "peer", "status", "clause",
+                                           "call_id"]) | _TEXTS, _VALUES, max_size=12)
+
+
+@pytest.fixture(scope="module")
+def writer() -> Iterator[logs._LineWriter]:
+    """The compiled writer; skipped when not built (no C compiler or Python headers: the
+    package runs in pure Python), failed then under MCACM_REQUIRE_INTEROP=1 (CI)."""
+    try:
+        found = logs._load_writer("c")
+    except ImportError as exc:
+        reason = f"the compiled log line writer is missing ({exc})"
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{reason}; {REQUIRE_ENV}=1 requires it", pytrace=False)
+        pytest.skip(reason)
+    assert found is not None
+    yield found
+
+
+def _both(writer: logs._LineWriter, make: Any) -> tuple[str, str]:
+    """The line ``make()`` gives with the compiled writer, and with the Python code."""
+    before = logs._writer
+    try:
+        logs._writer = writer
+        fast = make()
+        logs._writer = None
+        slow = make()
+    finally:
+        logs._writer = before
+    return fast, slow
+
+
+def _message(data: st.DataObject, fields: dict[str, Any]) -> str:
+    """A message that may hold some fields' text (the console line then leaves them out)."""
+    said = [str(v) for v in fields.values() if v is not None]
+    parts = data.draw(st.lists(st.sampled_from(said) | _TEXTS if said else _TEXTS, max_size=4))
+    return " ".join(parts)
+
+
+@given(data=st.data(), fields=_FIELDS, name=_TEXTS | st.just("mcacm.acms"),
+       level=st.sampled_from(["INFO", "WARNING", "Ünusual", "x"]),
+       created=st.floats(min_value=0, max_value=4e9),
+       msecs=st.integers(0, 999) | st.floats(0, 999.999) | st.sampled_from([-1, 1000, 1.5e9]))
+@example(data=None, fields={"event": "procedure.step", "transaction_id": "hot-0",
+                            "role": "partner", "peer": "sip:acms@primary.example",
+                            "origin": "sip:acms@primary.example", "leg_id": "hot-0",
+                            "from_state": "new", "to_state": "received", "trigger": "request",
+                            "clause": "10.17.7.2 step 4: stored"},
+         name="mcacm.acms", level="INFO", created=1796455914.705366, msecs=705)
+def test_the_compiled_console_line_is_the_python_line(
+        writer: logs._LineWriter, data: st.DataObject | None, fields: dict[str, Any], name: str,
+        level: str, created: float, msecs: float) -> None:
+    message = ("partner hot-0 from sip:acms@primary.example: new -> received (request)"
+               if data is None else _message(data, fields))
+    formatter = ConsoleFormatter()
+
+    def make() -> str:
+        return formatter.line(name, level, created, msecs, message, fields)
+
+    fast, slow = _both(writer, make)
+    assert fast == slow
+    tail = fast.split(f" {name}: ", 1)[1] if f" {name}: " in fast else fast
+    assert "\n" not in tail and "\x1b" not in tail  # (printable()'s, kept)
+
+
+@given(data=st.data(), fields=_FIELDS, name=_TEXTS | st.just("mcacm.acms"),
+       created=st.floats(min_value=0, max_value=4e9) | st.integers(0, 2**40))
+def test_the_compiled_json_line_is_the_python_line(
+        writer: logs._LineWriter, data: st.DataObject, fields: dict[str, Any], name: str,
+        created: float) -> None:
+    message = _message(data, fields)
+    formatter = JsonFormatter()
+    fast, slow = _both(writer, lambda: formatter.line(name, "INFO", created, 0, message, fields))
+    assert fast == slow
+    doc = json.loads(fast)
+    assert doc["msg"] == message and doc["logger"] == name
+
+
+@pytest.mark.parametrize("fmt", [ConsoleFormatter, JsonFormatter])
+def test_a_record_formats_alike_over_both(writer: logs._LineWriter,
+                                          fmt: type[logging.Formatter]) -> None:
+    log = logging.getLogger("mcacm.test.lines")
+    record = log.makeRecord(log.name, logging.INFO, "(unknown file)", 0, "%s %s to %s: %s",
+                            ("process-indication", "t-1", "sip:x\x1b[31m", 200), None,
+                            extra={"event": "acm.sent", "call_id": "c-1@h", "status": 200,
+                                   "failure": Failure.TIMEOUT, "reason": "bad\nFAKE"})
+    formatter = fmt()
+    fast, slow = _both(writer, lambda: formatter.format(record))
+    assert fast == slow
+
+
+def test_a_key_that_is_not_a_str_is_left_to_the_python_code(writer: logs._LineWriter) -> None:
+    fields: dict[Any, Any] = {"event": "e", 7: "seven", None: 1}
+    assert writer.console("00:00:00", 1, "INFO", "n", "m", fields) is None
+    assert writer.json(1.0, '"level": "info", "logger": "n", "msg": ', "m", fields) is None
+    assert ConsoleFormatter().line("n", "INFO", 1.0, 1, "m", fields).endswith(
+        "m  [7=seven None=1]")
+
+
+@pytest.mark.parametrize("enum", [Role, TxState, Trigger])
+def test_a_step_logs_the_str_of_each_enum(enum: type[StrEnum]) -> None:
+    # records.py writes role, states and trigger as their _value_: each is the member's str()
+    for member in enum:
+        assert member._value_ == str(member) and type(member._value_) is str
