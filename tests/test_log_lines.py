@@ -35,6 +35,7 @@ _VALUES = st.one_of(st.none(), _TEXTS, st.integers(), st.integers(min_value=2**6
                     st.floats(), st.booleans(), st.lists(_TEXTS, max_size=2),
                     st.sampled_from([Role.PARTNER, Failure.TIMEOUT, _Odd.ODD]))
 _FIELDS = st.dictionaries(st.sampled_from(["event", "transaction_id", "peer", "status", "clause",
+                                           "ts", "level", "logger", "msg",
                                            "call_id"]) | _TEXTS, _VALUES, max_size=12)
 
 
@@ -109,7 +110,10 @@ def test_the_compiled_json_line_is_the_python_line(
     fast, slow = _both(writer, lambda: formatter.line(name, "INFO", created, 0, message, fields))
     assert fast == slow
     doc = json.loads(fast)
-    assert doc["msg"] == message and doc["logger"] == name
+    assert doc == {"ts": doc["ts"], "level": "info", "logger": name, "msg": message,
+                   **{k: doc[k] for k, v in fields.items() if v is not None}}
+    if not {"ts", "level", "logger", "msg"} & set(fields):
+        assert doc["msg"] == message and doc["logger"] == name
 
 
 @pytest.mark.parametrize("fmt", [ConsoleFormatter, JsonFormatter])

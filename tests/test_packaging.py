@@ -50,10 +50,11 @@ def test_the_wheel_ships_the_examples(wheel: Path) -> None:
     # every module of the package (a new subpackage must be listed in pyproject.toml)
     for module in (ROOT / "mcacm_sip").rglob("*.py"):
         assert module.relative_to(ROOT).as_posix() in names, module
-    # the compiled SIP parser's types, and the parser itself when this machine builds it here
-    assert "mcacm_sip/sip/_cparse.pyi" in names
-    if find_spec("mcacm_sip.sip._cparse") is not None:
-        assert any(n.startswith("mcacm_sip/sip/_cparse.") and n.endswith(".so") for n in names)
+    # the compiled parts' types, and the parts themselves when this machine builds them here
+    for part in ("mcacm_sip/sip/_cparse", "mcacm_sip/cli/_logline"):
+        assert f"{part}.pyi" in names
+        if find_spec(part.replace("/", ".")) is not None:
+            assert any(n.startswith(f"{part}.") and n.endswith(".so") for n in names), part
 
 
 @pytest.mark.timeout(400)

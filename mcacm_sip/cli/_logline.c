@@ -13,7 +13,7 @@ static PyObject *printable_fn;   /* mcacm_sip.text.printable */
 static PyObject *json_string_fn; /* json.encoder.encode_basestring */
 static PyObject *json_value_fn;  /* the document's encoding of any other value */
 static PyObject *event_key, *open_fields, *close_fields, *eq, *space, *quote, *colon, *comma,
-    *close_doc, *true_text, *false_text, *after_name, *open_doc;
+    *close_doc, *true_text, *false_text, *after_name, *open_doc, *own_keys[4];
 
 /* Printable ASCII without a backslash: what printable() leaves as it is. */
 static int console_clean(PyObject *s) {
@@ -281,14 +281,24 @@ static int console_ascii(Ascii *a, PyObject *stamp, long ms, PyObject *levelname
     return shown ? ascii_text(a, "]", 1) : 0;
 }
 
+/* Whether ``k`` (a str) names one of the document's own members: a field of that name is
+ * the Python code's to write (it replaces "ts" or is written twice, as json.dumps would). */
+static int own_key(PyObject *k) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(k);
+    for (int i = 0; i < 4; i++)
+        if (PyUnicode_GET_LENGTH(own_keys[i]) == n && PyUnicode_Compare(k, own_keys[i]) == 0)
+            return 1;
+    return 0;
+}
+
 /* The JSON members of ``fields`` into ``a``: 0, 1 (not the common line) or -1. */
 static int json_ascii(Ascii *a, PyObject *fields) {
     Py_ssize_t pos = 0;
     PyObject *k, *v;
     int rc;
     while (PyDict_Next(fields, &pos, &k, &v)) {
+        if (!PyUnicode_CheckExact(k) || own_key(k)) return 1;
         if (v == Py_None) continue;
-        if (!PyUnicode_CheckExact(k)) return 1;
         if ((rc = ascii_text(a, ", \"", 3)) != 0 || (rc = ascii_put(a, k, json_bad)) != 0
                 || (rc = ascii_text(a, "\": ", 3)) != 0)
             return rc;
@@ -421,7 +431,8 @@ static PyObject *console(PyObject *self, PyObject *const *args, Py_ssize_t nargs
 
 /* json(created, head, message, fields) -> the line
  * f'{{"ts": {created:.6f}, ' + head + the JSON string of message, then ", " and the fields
- * not None as the document's members, then "}"; None: the Python code makes it. */
+ * not None as the document's members, then "}"; None: the Python code makes it (also when a
+ * field is named "ts", "level", "logger" or "msg"). */
 static PyObject *json(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "json(created, head, message, fields)");
@@ -465,11 +476,11 @@ static PyObject *json(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     Py_ssize_t pos = 0, size = PyDict_GET_SIZE(fields);
     PyObject *k, *v;
     while (PyDict_Next(fields, &pos, &k, &v)) {
-        if (v == Py_None) continue;
-        if (!PyUnicode_CheckExact(k)) {
+        if (!PyUnicode_CheckExact(k) || own_key(k)) {
             rc = 1;
             goto out;
         }
+        if (v == Py_None) continue;
         if ((rc = append(&b, comma)) != 0 || (rc = append_json_string(&b, k)) != 0
                 || (rc = append(&b, colon)) != 0)
             goto out;
@@ -536,13 +547,14 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "mcacm_sip.cli._logline", NULL, -1, methods,
+    PyModuleDef_HEAD_INIT, "mcacm_sip.cli._logline", NULL, -1, methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__logline(void) {
     init_tables();
     struct { PyObject **slot; const char *text; } texts[] = {
-        {&after_name, ": "}, {&open_doc, "{\"ts\": "}, {&event_key, "event"}, {&open_fields, "  ["}, {&close_fields, "]"},
+        {&own_keys[0], "ts"}, {&own_keys[1], "level"}, {&own_keys[2], "logger"},
+        {&own_keys[3], "msg"}, {&after_name, ": "}, {&open_doc, "{\"ts\": "}, {&event_key, "event"}, {&open_fields, "  ["}, {&close_fields, "]"},
         {&eq, "="}, {&space, " "}, {&quote, "\""}, {&colon, ": "}, {&comma, ", "},
         {&close_doc, "}"}, {&true_text, "true"}, {&false_text, "false"},
     };

@@ -138,6 +138,16 @@ class JsonFormatter(_Lines):
 
     def line(self, name: str, levelname: str, created: float, msecs: float, message: str,
              fields: Mapping[str, Any]) -> str:
+        # the document's keys' text, made once per level and logger
+        head = self._heads.get((levelname, name))
+        if head is None:
+            head = self._heads[(levelname, name)] = \
+                _json({"level": levelname.lower(), "logger": name, "msg": ""})[1:-3]
+        # the compiled writer makes the line below, or leaves it to this code (None): a field
+        # named as one of the document's own keys, a key not a str ...
+        if _writer is not None and type(fields) is dict \
+                and (line := _writer.json(created, head, message, fields)) is not None:
+            return line
         # "ts": seconds to the microsecond, written once (fixed notation; round() and the
         # float's repr each convert it again)
         if "ts" in fields:  # a field of that name replaces it, as a key of one document does
@@ -147,14 +157,6 @@ class JsonFormatter(_Lines):
             return f'{{"ts": {created:.6f}, ' + _json({
                 "level": levelname.lower(), "logger": name, "msg": message,
                 **{k: v for k, v in fields.items() if v is not None}})[1:]
-        # the same document, its keys' text made once per level and logger
-        head = self._heads.get((levelname, name))
-        if head is None:
-            head = self._heads[(levelname, name)] = \
-                _json({"level": levelname.lower(), "logger": name, "msg": ""})[1:-3]
-        if _writer is not None and type(fields) is dict \
-                and (line := _writer.json(created, head, message, fields)) is not None:
-            return line
         if type(fields) is not dict or None in fields.values():
             fields = {k: v for k, v in fields.items() if v is not None}
         text = f'{{"ts": {created:.6f}, ' + head + _string(message)
