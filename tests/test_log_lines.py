@@ -5,6 +5,7 @@ the str() of the enums they stand for."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from tools import REQUIRE_ENV
 
 from mcacm_sip.cli import logs
-from mcacm_sip.cli.logs import ConsoleFormatter, JsonFormatter
+from mcacm_sip.cli.logs import ConsoleFormatter, JsonFormatter, setup_logging
 from mcacm_sip.core.events import Failure
 from mcacm_sip.core.state import Role, Trigger, TxState
 
@@ -142,3 +143,51 @@ def test_a_step_logs_the_str_of_each_enum(enum: type[StrEnum]) -> None:
     # records.py writes role, states and trigger as their _value_: each is the member's str()
     for member in enum:
         assert member._value_ == str(member) and type(member._value_) is str
+
+
+@pytest.fixture()
+def root_restored() -> Iterator[None]:
+    root = logging.getLogger()
+    saved = root.level, root.handlers[:]
+    try:
+        yield
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_an_info_line_goes_where_a_record_would(root_restored: None) -> None:
+    # the fast path (no LogRecord) is taken only when the sink alone would handle the record
+    setup_logging(logging.INFO, "console")  # (here: pytest's handlers of the test replaced)
+    sink = logging.getLogger().handlers[0]
+    assert isinstance(sink, logging.StreamHandler)
+    sink.setStream(sink_buffer := io.StringIO())
+    parent = logging.getLogger("mcacm.test.route")
+    child = logging.getLogger("mcacm.test.route.child")
+    kept = _Kept()
+    parent.addHandler(kept)  # a handler between ours and the root: it sees the record
+    try:
+        child.info("one %s", "x", extra={"event": "test.route"})
+        assert [r.getMessage() for r in kept.records] == ["one x"]
+        parent.propagate = False  # the root's sink no longer reached
+        child.info("two", extra={"event": "test.route"})
+        assert [r.getMessage() for r in kept.records] == ["one x", "two"]
+        parent.removeHandler(kept)
+        child.info("three")  # no handler on the way, propagation stops: written nowhere
+        parent.propagate = True
+        child.info("four")
+        assert kept.records[-1].getMessage() == "two"
+    finally:
+        parent.removeHandler(kept)
+        parent.propagate = True
+    assert [line.split(": ", 1)[1] for line in sink_buffer.getvalue().splitlines()] == [
+        "one x", "four"]

@@ -342,18 +342,26 @@ class _FastLogger(logging.Logger):
                 return
         sink = _sink
         extra = kwargs.get("extra")
-        if sink is None or len(kwargs) > (extra is not None) or not self._reaches_only(sink) \
+        if sink is None or len(kwargs) > (extra is not None) or self.disabled or self.filters \
+                or sink.filters or sink.level > logging.INFO \
+                or not isinstance(formatter := sink.formatter, _Lines) \
                 or (extra is not None and not _RESERVED.isdisjoint(extra)) \
                 or (len(args) == 1 and isinstance(args[0], Mapping) and args[0]):
             super().info(msg, *args, **kwargs)
             return
-        formatter = sink.formatter
+        # would a record of ours be handled by the sink alone (Logger.handle, callHandlers)?
+        logger: logging.Logger | None = self
+        while logger is not None and not logger.handlers and logger.propagate:
+            logger = logger.parent
+        if logger is None or len(handlers := logger.handlers) != 1 or handlers[0] is not sink:
+            super().info(msg, *args, **kwargs)
+            return
         created = time.time()
         try:
             message = msg if isinstance(msg, str) else str(msg)
             if args:
                 message = message % args
-            line = formatter.line(  # type: ignore[union-attr]
+            line = formatter.line(
                 self.name, "INFO", created, int((created - int(created)) * 1000), message,
                 extra or {})
         except Exception:  # a message that does not format: Logger's path reports it
@@ -369,22 +377,6 @@ class _FastLogger(logging.Logger):
             raise
         except Exception:  # a stream that fails: Logger's path reports it (handleError)
             super().info(msg, *args, **kwargs)
-
-    def _reaches_only(self, sink: logging.Handler) -> bool:
-        """True if a record of ours at INFO would be handled by ``sink`` alone, unfiltered
-        (``Logger.handle`` / ``callHandlers``), and ``sink`` formats with our formatter."""
-        if self.disabled or self.filters or sink.filters or sink.level > logging.INFO \
-                or not isinstance(sink.formatter, _Lines):
-            return False
-        logger: logging.Logger | None = self
-        while logger is not None:
-            handlers = logger.handlers
-            if handlers and (len(handlers) != 1 or handlers[0] is not sink):
-                return False
-            if handlers or not logger.propagate:
-                return handlers[0] is sink if handlers else False
-            logger = logger.parent
-        return False
 
 
 def setup_logging(level: int, fmt: Literal["console", "json"]) -> None:
