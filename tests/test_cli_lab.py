@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import pty
+import re
 import select
 import signal
 import socket
@@ -179,14 +180,21 @@ def test_version() -> None:
     done = run("--version")
     assert done.returncode == 0
     assert done.stdout.startswith("mcacm ") and done.stdout.split()[1][0].isdigit()
-    assert done.stdout.rstrip().endswith((" (SIP parser: c)", " (SIP parser: python)"))
+    assert re.search(r" \(SIP parser: (c|python), log lines: (c|python)\)$", done.stdout.rstrip())
+
+
+def test_version_names_the_log_line_writer_the_environment_chose() -> None:
+    """MCACM_LOG_LINES=python makes log lines in pure Python even when the C writer is built,
+    and --version says so."""
+    done = run("--version", env={**os.environ, "MCACM_LOG_LINES": "python"})
+    assert done.returncode == 0 and done.stdout.rstrip().endswith(", log lines: python)")
 
 
 def test_version_names_the_sip_parser_the_environment_chose() -> None:
     """MCACM_SIP_PARSER=python runs the pure-Python header splitting even when the C one is
     built, and --version says so; a value it does not know is refused at start."""
     done = run("--version", env={**os.environ, "MCACM_SIP_PARSER": "python"})
-    assert done.returncode == 0 and done.stdout.rstrip().endswith("(SIP parser: python)")
+    assert done.returncode == 0 and "(SIP parser: python, " in done.stdout
     bad = run("--version", env={**os.environ, "MCACM_SIP_PARSER": "fast"})
     assert bad.returncode != 0 and "MCACM_SIP_PARSER='fast': want auto, c or python" in bad.stderr
 

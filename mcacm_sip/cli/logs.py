@@ -107,6 +107,8 @@ _writer: _LineWriter | None = _load_writer(
 """The console and JSON formatters' lines are made by this C code when it is built (the same
 text: what it does not copy itself it has the Python functions above make, and what it does
 not take it leaves to the formatter's Python code; tests/test_log_lines.py)."""
+LINES = "python" if _writer is None else "c"
+"""Which code makes a log line's text: ``c`` (mcacm_sip/cli/_logline.c) or ``python``."""
 
 
 class _Lines(logging.Formatter):

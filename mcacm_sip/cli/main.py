@@ -32,6 +32,7 @@ from mcacm_sip.acm.model import (
     InterconnectionGroupProvisionResponse,
     Urgency,
 )
+from mcacm_sip.cli import logs
 from mcacm_sip.cli.logs import keep_prompt_readable, setup_logging
 from mcacm_sip.core.config import ConfigError
 from mcacm_sip.core.events import ReportKind, ReportToUser
@@ -568,7 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 negative result or node failure, 2 usage, "
                "69 cannot listen / log on, 78 bad configuration (docs/running.md)")
     parser.add_argument("--version", action="version",
-                        version=f"mcacm {version()} (SIP parser: {sip_message.PARSER})")
+                        version=f"mcacm {version()} (SIP parser: {sip_message.PARSER}, "
+                                f"log lines: {logs.LINES})")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (run, add, text, epilog) in COMMANDS.items():
         p = sub.add_parser(name, parents=[common], help=text, description=text, epilog=epilog,
