@@ -285,6 +285,42 @@ def test_stamp_source_is_received_then_rport_set_on_the_via(params: list[str], h
     assert req.vias[0] == req.via.echo()
 
 
+_COMMON_VIA = st.tuples(
+    st.sampled_from(["UDP", "udp", "Tcp", "TLS", "SCTP"]),
+    st.sampled_from(["127.0.0.1", "10.0.0.7", "host.example", "h_x-1", "H"]),
+    st.integers(1, 65535),
+    st.lists(st.tuples(
+        st.sampled_from(["branch", "rport", "received", "x.y", "a~b", "maddr", "rport2"]),
+        st.one_of(st.none(), st.sampled_from(["z9hG4bK1", "10.0.0.9", "1", "a=b", "%41"])),
+    ), max_size=5),
+).map(lambda t: f"SIP/2.0/{t[0]} {t[1]}:{t[2]}" + "".join(
+    f";{k}" if v is None else f";{k}={v}" for k, v in t[3]))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_COMMON_VIA, st.sampled_from(["127.0.0.1", "10.0.0.7", "host.example", "::1", "H"]),
+       st.integers(1, 65535), st.booleans())
+def test_stamping_a_common_via_as_text_equals_stamping_the_via(
+        via: str, host: str, port: int, read_first: bool) -> None:
+    """A top Via of the common form is stamped on its text (``_stamp_parts``): the same Via
+    value written back and the same Via object as the Via object's path gives (which every
+    other form takes), whether or not the Via was read before."""
+    assert message._VIA_COMMON.fullmatch(via) is not None
+    data = (CORPUS / "valid_message.sip").read_bytes()
+    top = next(line for line in data.split(b"\n") if line.startswith(b"Via:"))
+    data = data.replace(top, b"Via: " + via.encode() + b"\r", 1)
+    fast, slow = parse(data), parse(data)
+    assert isinstance(fast, Request) and isinstance(slow, Request)
+    if read_first:
+        assert fast.via == slow.via
+    slow.via = slow.via  # the Via object is the top Via: the general path
+    fast.stamp_source(Arrival("udp", host, port))
+    slow.stamp_source(Arrival("udp", host, port))
+    assert fast.vias == slow.vias
+    assert fast.via == slow.via
+    assert build_response(fast, 200, to_tag="t") == build_response(slow, 200, to_tag="t")
+
+
 _FIELD = st.sampled_from(["a", "sip:x@example.com", "", "x\r", "\ny", "a\r\nInjected: 1", "é"])
 
 

@@ -306,6 +306,11 @@ class CSeq:
         return f"{self.number} {self.method}"
 
 
+# Methods known to be tokens: a response's CSeq method is one of these, not matched again
+_METHODS = frozenset({"ACK", "BYE", "CANCEL", "INFO", "INVITE", "MESSAGE", "NOTIFY", "OPTIONS",
+                      "PRACK", "PUBLISH", "REFER", "REGISTER", "SUBSCRIBE", "UPDATE"})
+
+
 def cseq_parts(value: str, method: str | None = None) -> tuple[int, str]:
     """:meth:`CSeq.parse` without building the object: the message parser's per-message
     reading (RFC 3261 20.16).  ``method``: a token already checked (the request line's), which
@@ -319,7 +324,8 @@ def cseq_parts(value: str, method: str | None = None) -> tuple[int, str]:
         number_value = int(number)  # the common case: short enough to be below 2**31
     else:
         number_value = read_number(CSeq.name, number, MAX_CSEQ)
-    if cseq_method != method and _TOKEN.fullmatch(cseq_method) is None:
+    if cseq_method != method and cseq_method not in _METHODS \
+            and _TOKEN.fullmatch(cseq_method) is None:
         raise BadSyntax(CSeq.name, f"bad method {cseq_method!r}")
     return number_value, cseq_method
 

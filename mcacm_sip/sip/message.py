@@ -126,6 +126,10 @@ def _is_token(s: str) -> bool:
 _TAG_PARAM = re.compile(r";[ \t]*tag[ \t]*=[ \t]*([^;, \t]*)", re.IGNORECASE)
 
 
+_UNREAD = "\x00"
+"""A tag not read yet: no tag read from a message is a lone NUL (``parse`` refuses one)."""
+
+
 def _tag_param(value: str) -> str | None:
     """The ``tag`` parameter of a From/To value (outside its ``<...>``), or None: one
     precompiled regex, as it runs twice per message."""
@@ -148,8 +152,8 @@ class _Message:
     """Fields shared by requests and responses; header access goes to the aiosipua message."""
 
     __slots__ = (
-        "_head", "_raw", "_via", "_via_parts", "body", "branch", "call_id", "cseq",
-        "from_tag", "store", "to_tag",
+        "_from_tag", "_head", "_raw", "_to_tag", "_via", "_via_parts", "body", "branch",
+        "call_id", "cseq", "store",
     )
 
     _raw: SipMessage | None
@@ -157,8 +161,8 @@ class _Message:
     store: dict[str, list[str]]  # lowercase name -> values
     call_id: str
     cseq: int
-    from_tag: str | None
-    to_tag: str | None
+    _from_tag: str | None  # _UNREAD until read (see ``from_tag``)
+    _to_tag: str | None
     _via: Via | None
     _via_parts: _ViaParts | None  # the top Via read but not built yet (see ``via``)
     branch: str
@@ -166,8 +170,9 @@ class _Message:
 
     @property
     def via(self) -> Via:
-        """The top Via. A response's is built on first use: matching it to its transaction
-        needs only the branch, and building the Via cost a tenth of parsing the response."""
+        """The top Via, built on first use: matching a response to its transaction needs only
+        the branch, and a request's common-form Via is stamped as text (``stamp_source``);
+        building the Via cost a tenth of parsing the response."""
         via = self._via
         if via is None:
             assert self._via_parts is not None  # one of the two is always set
@@ -177,6 +182,24 @@ class _Message:
     @via.setter
     def via(self, via: Via) -> None:
         self._via = via
+        self._via_parts = None  # the Via object is the top Via from now on
+
+    @property
+    def from_tag(self) -> str | None:
+        """The From tag (None: none), read on first use: a 200 to our MESSAGE is matched and
+        delivered without its tags."""
+        tag = self._from_tag
+        if tag == _UNREAD:
+            tag = self._from_tag = _tag_param(self.store["from"][0])
+        return tag
+
+    @property
+    def to_tag(self) -> str | None:
+        """The To tag (None: none), read on first use."""
+        tag = self._to_tag
+        if tag == _UNREAD:
+            tag = self._to_tag = _tag_param(self.store["to"][0])
+        return tag
 
     @property
     def raw(self) -> SipMessage:
@@ -257,6 +280,10 @@ class Request(_Message):
         """
         self.arrival = arrival
         host = arrival.host
+        parts = self._via_parts
+        if parts is not None:  # the common form, not built yet: stamped as text
+            self._stamp_parts(parts, host, arrival.port)
+            return
         via = self.via
         names = [name for name, _ in via.params]
         has_rport = "rport" in names
@@ -271,6 +298,26 @@ class Request(_Message):
             params.append(("received", host))
         via = self.via = Via(via.transport, via.host, via.port, tuple(params), via.protocol)
         self.store["via"][0] = via.echo()
+
+    def _stamp_parts(self, parts: _ViaParts, host: str, port: int) -> None:
+        """:meth:`stamp_source` of a top Via of the common form (``_via_common``), on its
+        parameter text: the same Via and the same echo as the Via object's path (hypothesis:
+        tests/test_sip_parser.py), without building the Via twice and writing it back."""
+        transport, sent_host, sent_port, param_text = parts
+        items = param_text[1:].split(";") if param_text else []
+        names = [item.partition("=")[0] for item in items]
+        has_rport = "rport" in names
+        has_received = "received" in names
+        if not has_rport and not has_received and sent_host == host:
+            return  # the common form has no brackets around its host
+        received, rport = "received=" + host, f"rport={port}"
+        text = "".join([";" + (received if name == "received" else rport if name == "rport"
+                               else item) for name, item in zip(names, items, strict=True)])
+        if not has_received:
+            text += ";" + received
+        self._via, self._via_parts = None, (transport, sent_host, sent_port, text)
+        # as Via.echo() of the built Via: upper-case transport, the parameters as written
+        self.store["via"][0] = f"SIP/2.0/{transport.upper()} {sent_host}:{sent_port}{text}"
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri} call-id={self.call_id} cseq={self.cseq}>"
@@ -597,12 +644,8 @@ def parse(
     top = vias[0]
     via_parts = _via_common(top)
     if via_parts is not None:
-        if is_response:  # built on first use (``via``)
-            out._via = None
-            out._via_parts = via_parts
-        else:
-            out._via = _via_of(via_parts)
-            out._via_parts = None
+        out._via = None  # built on first use (``via``)
+        out._via_parts = via_parts
         for item in via_parts[3][1:].split(";"):
             key, eq, value = item.partition("=")
             if key == "branch":
@@ -621,10 +664,7 @@ def parse(
     out.branch = branch or ""
     out.store = store
     out.call_id = call_ids[0]
-    found = _TAG_PARAM.search(frm, frm.rfind(">") + 1)  # as _tag_param
-    out.from_tag = found.group(1) or None if found else None
-    found = _TAG_PARAM.search(to, to.rfind(">") + 1)
-    out.to_tag = found.group(1) or None if found else None
+    out._from_tag = out._to_tag = _UNREAD  # read on first use
     out.body = body
     return out
 

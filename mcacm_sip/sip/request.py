@@ -69,10 +69,15 @@ def new_request(
         first = routes[0].strip().lstrip("<").split(">", 1)[0]
         routes = (*routes[1:], name_addr(uri))
         uri = first
+    if not from_tag or not call_id:
+        # RFC 3261 19.3 / 8.1.1.4: a random tag (6 bytes) and Call-ID (10 bytes), drawn at once
+        ids = token_hex(16)
+        from_tag = from_tag or ids[:12]
+        call_id = call_id or f"{ids[12:]}@mcacm"
     return OutgoingRequest(
         method=method, uri=uri, from_uri=from_uri, to_uri=to_uri,
-        from_tag=from_tag or token_hex(6), to_tag=to_tag,
-        call_id=call_id or f"{token_hex(10)}@mcacm", cseq=cseq, route=routes,
+        from_tag=from_tag, to_tag=to_tag,
+        call_id=call_id, cseq=cseq, route=routes,
         headers=tuple(headers), body=body, content_type=content_type, contact=contact,
         transport=transport, strict=strict,
     )

@@ -257,17 +257,13 @@ class TransactionLayer:
             self._known = False
 
     def _end(self, txn: _ClientTxn | _ServerTxn) -> None:
-        """``txn`` is over: every timer it armed goes stale."""
-        self._stop(txn, _E)
-        self._stop(txn, _F)
-
-    def _disarm_last(self, txn: _ServerTxn, duration: float) -> None:
-        """Drop the application deadline just armed for ``txn`` if it is still the newest one
-        (a handler that answers at once): it would only wait 30 s in the queue to be skipped."""
-        fifo = self._fifo.get(duration)
-        if fifo and fifo[-1] is txn.end_entry:
-            fifo.pop()
-            self._stop(txn, _APP)
+        """``txn`` is over: every timer it armed goes stale (``_stop`` of both, in one call:
+        three per request)."""
+        e, end = txn.e_entry, txn.end_entry
+        txn.e_entry = txn.end_entry = None
+        earliest = self._earliest
+        if (e is not None and e[0] == earliest) or (end is not None and end[0] == earliest):
+            self._known = False
 
     def _live(self, entry: _Entry) -> bool:
         """Whether ``entry`` is still armed: its transaction (by key) holds it."""
@@ -360,11 +356,15 @@ class TransactionLayer:
             raise ValueError(f"client transaction {key} exists")
         txn = _ClientTxn(key, data, dest)
         self._client[key] = txn
-        t = self.timers
-        if not dest.reliable:  # RFC 3261 17.1.2.2: Timer E only on unreliable transports
-            txn.interval = t.t1
-            self._arm(now + t.t1, txn, _E, t.t1)
-        self._arm(now + 64 * t.t1, txn, _F, 64 * t.t1)  # Timer F
+        t1 = self.timers.t1
+        seq = self._seq
+        # a new transaction has no timer to replace: its entries are pushed as ``_arm`` would
+        if dest.transport == "udp":  # RFC 3261 17.1.2.2: Timer E only on unreliable transports
+            txn.interval = t1
+            txn.e_entry = entry = (now + t1, next(seq), key, _E)
+            self._push(entry, t1)
+        txn.end_entry = entry = (now + 64 * t1, next(seq), key, _F)  # Timer F
+        self._push(entry, 64 * t1)
         return [Send(data, dest)]
 
     def receive_response(self, resp: Response, source: Peer, now: float) -> list[Action]:
@@ -379,7 +379,7 @@ class TransactionLayer:
         key = txn.key
         self._end(txn)
         del self._client[key]
-        if not (source.reliable or txn.dest.reliable):  # Timer K = 0 on reliable transports
+        if source.transport == txn.dest.transport == "udp":  # Timer K = 0 when reliable
             # RFC 3261 17.1.2.2: Completed absorbs retransmitted final responses for T4
             seq = next(self._seq)
             self._client_done[key] = seq
@@ -414,7 +414,9 @@ class TransactionLayer:
         self._server[key] = txn
         if len(self._methods) < 32:
             self._methods.add(req.method)
-        self._arm(now + self.timers.app, txn, _APP, self.timers.app)
+        app = self.timers.app  # a new transaction: pushed as ``_arm`` would
+        txn.end_entry = entry = (now + app, next(self._seq), key, _APP)
+        self._push(entry, app)
         return [DeliverRequest(key, req, source)]
 
     def _cancel(self, req: Request, key: ServerKey, dest: Peer, now: float) -> list[Action]:
@@ -442,11 +444,15 @@ class TransactionLayer:
     def _complete(self, txn: _ServerTxn, data: bytes, now: float) -> list[Action]:
         """The final response ``data``: the transaction keeps only what Timer J needs."""
         if txn.request is not None:  # answered before its application deadline
-            self._disarm_last(txn, self.timers.app)
+            # its deadline, if still the newest one (a handler that answers at once), leaves
+            # the queue now: it would only wait 30 s there to be skipped
+            fifo = self._fifo.get(self.timers.app)
+            if fifo and fifo[-1] is txn.end_entry:
+                fifo.pop()
         self._end(txn)
         key, dest = txn.key, txn.dest
         del self._server[key]
-        if not dest.reliable:  # Timer J = 0 on reliable transports
+        if dest.transport == "udp":  # Timer J = 0 on reliable transports
             seq = next(self._seq)
             self._server_done[key] = (data, dest.host, dest.port, seq)
             j = 64 * self.timers.t1

@@ -271,7 +271,7 @@ class SipEndpoint:
         self._buffered = 0  # bytes in the framers of every connection (max_buffer_bytes)
         self._waiters: dict[ClientKey, tuple[asyncio.Future[FinalResponse], OutgoingRequest]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._timer = TimerDriver(self, clock=self.now)
+        self._timer = TimerDriver(self, clock=self.now, deadline=self.txn.get_timer)
         self._now: Callable[[], float] = clock if clock is not None else self._loop_time
         self._vias: dict[tuple[str, bool], tuple[str, int]] = {}  # (transport, IPv6) -> Via
         self._idle: asyncio.TimerHandle | None = None
@@ -601,7 +601,8 @@ class SipEndpoint:
                 if waiter is not None and not waiter[0].done():
                     waiter[0].set_result(FinalResponse(action.response, action.source, waiter[1]))
                 resp = action.response
-                level = self._record_level(resp.status)
+                status = resp.status  # as _record_level, inline: two per request
+                level = self.success_log_level if 200 <= status < 300 else logging.INFO
                 if log.isEnabledFor(level):
                     log.log(level, "%s %d", resp.cseq_method, resp.status,
                             extra=self._extra(resp, action.source, resp.status, "uac"))

@@ -31,10 +31,14 @@ class TimerDriver:
 
     MAX_WAIT = 3600.0
 
-    __slots__ = ("_clock", "_handle", "_running", "_source", "_when")
+    __slots__ = ("_clock", "_deadline", "_handle", "_running", "_source", "_when")
 
-    def __init__(self, source: Timed, *, clock: Callable[[], float], start: bool = True) -> None:
+    def __init__(self, source: Timed, *, clock: Callable[[], float], start: bool = True,
+                 deadline: Callable[[], float | None] | None = None) -> None:
+        """``deadline``: what ``source.get_timer`` returns, read without the call through
+        ``source`` (the endpoint passes its transaction layer's, read after every event)."""
         self._source = source
+        self._deadline = source.get_timer if deadline is None else deadline
         self._clock = clock
         self._handle: asyncio.TimerHandle | None = None
         self._when: float | None = None
@@ -52,7 +56,7 @@ class TimerDriver:
         before its Timer E): re-arming the loop's timer for each cost more than a wake-up."""
         if not self._running:
             return
-        when, armed = self._source.get_timer(), self._when
+        when, armed = self._deadline(), self._when
         if self._handle is None:
             if when is None:
                 return
@@ -64,7 +68,7 @@ class TimerDriver:
         """Re-read the clock and the deadline now (after a clock jump, or a fake clock moved
         by a test)."""
         if self._running:
-            self._arm(self._source.get_timer())
+            self._arm(self._deadline())
 
     def stop(self) -> None:
         """Stop for good (safe from inside ``handle_timer``); :meth:`start` runs it again."""
@@ -94,7 +98,7 @@ class TimerDriver:
         self._handle = None
         self._when = None
         now = self._clock()
-        when = self._source.get_timer()
+        when = self._deadline()
         if when is not None and when <= now:
             try:
                 self._source.handle_timer(now)
