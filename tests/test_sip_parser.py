@@ -248,6 +248,27 @@ def test_the_common_via_form_reads_as_the_general_reader_reads_it(value: str) ->
     assert message._parse_via(value) == message._parse_via_general(value)
 
 
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(["<sip:a@x;tag=u>", "sip:a@x", ";", " ; ", "tag", "TAG", "=",
+                                 " = ", "t1", ">", "<", ",", "\t", '"', "x"]),
+                max_size=8).map("".join))
+def test_a_from_or_to_tag_is_read_as_the_regex_reads_it(value: str) -> None:
+    """``_tag_param`` skips the regex for a value with no ";" after its ``<...>`` (a request's
+    To): the same tag as the regex search alone, for any value; and a parsed message's tags,
+    read on first use, are those of its From and To."""
+    found = message._TAG_PARAM.search(value, value.rfind(">") + 1)
+    assert message._tag_param(value) == (found.group(1) or None if found else None)
+    data = (f"MESSAGE sip:x@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h:1;branch=z9hG4bK1\r\n"
+            f"From: <sip:a@x>{value}\r\nTo: <sip:b@x>{value}\r\nCall-ID: c\r\n"
+            f"CSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n").encode()
+    try:
+        msg = parse(data)
+    except SipParseError:
+        return
+    assert msg.from_tag == message._tag_param(msg.store["from"][0])
+    assert msg.to_tag == message._tag_param(msg.store["to"][0])
+
+
 @pytest.mark.parametrize("value", [
     "SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-7-1-0;rport",
     "SIP/2.0/TCP host.example:5060;branch=z9hG4bKx;received=192.0.2.1;rport=5070",

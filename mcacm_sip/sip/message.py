@@ -133,7 +133,10 @@ _UNREAD = "\x00"
 def _tag_param(value: str) -> str | None:
     """The ``tag`` parameter of a From/To value (outside its ``<...>``), or None: one
     precompiled regex, as it runs twice per message."""
-    found = _TAG_PARAM.search(value, value.rfind(">") + 1)
+    start = value.rfind(">") + 1
+    if value.find(";", start) < 0:
+        return None  # no parameter at all (a request's To): the regex needs a ";"
+    found = _TAG_PARAM.search(value, start)
     return found.group(1) or None if found else None
 
 
