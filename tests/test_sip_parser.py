@@ -399,3 +399,23 @@ def test_the_aiosipua_escape_hatch_keeps_header_names_as_received() -> None:
                                      "call-id": "call-ID", "cseq": "CSeq", "x-odd": "X-Odd"}
     assert raw.headers.get("x-odd") == ["1", "2"] and raw.body == msg.body
     assert raw.headers._store is msg.store
+
+
+def test_a_new_requests_tag_and_call_id_are_random_hex_of_their_lengths() -> None:
+    """RFC 3261 19.3 / 8.1.1.4: a From tag of 6 random bytes (12 hex digits) and a Call-ID of
+    10 (20 hex digits, ``@mcacm``), drawn together; one given is kept, the other drawn."""
+    import re as _re
+
+    from mcacm_sip.sip.request import new_request
+
+    made = [new_request("MESSAGE", "sip:b@x", from_uri="sip:a@x", to_uri="sip:b@x")
+            for _ in range(2000)]
+    assert all(_re.fullmatch("[0-9a-f]{12}", r.from_tag) for r in made)
+    assert all(_re.fullmatch("[0-9a-f]{20}@mcacm", r.call_id) for r in made)
+    assert len({r.from_tag for r in made}) == len({r.call_id for r in made}) == 2000
+    kept = new_request("MESSAGE", "sip:b@x", from_uri="sip:a@x", to_uri="sip:b@x",
+                       from_tag="mine", call_id="c@x")
+    assert (kept.from_tag, kept.call_id) == ("mine", "c@x")
+    tag_only = new_request("MESSAGE", "sip:b@x", from_uri="sip:a@x", to_uri="sip:b@x",
+                           from_tag="mine")
+    assert tag_only.from_tag == "mine" and _re.fullmatch("[0-9a-f]{20}@mcacm", tag_only.call_id)

@@ -235,3 +235,36 @@ def test_a_deadline_that_moved_later_keeps_the_earlier_wakeup(monkeypatch: pytes
         driver.stop()
 
     asyncio.run(run())
+
+
+def test_a_deadline_callable_given_is_what_the_driver_reads() -> None:
+    """``deadline=`` (the endpoint passes its transaction layer's ``get_timer``) is read
+    instead of the source's ``get_timer``; ``handle_timer`` is still the source's."""
+    class Fires:
+        def __init__(self) -> None:
+            self.fired: list[float] = []
+            self.done = asyncio.Event()
+
+        def get_timer(self) -> float | None:
+            raise AssertionError("read through the source")
+
+        def handle_timer(self, now: float) -> None:
+            self.fired.append(now)
+            deadlines.pop(0)
+            self.done.set()
+
+    async def run() -> None:
+        clock = Clock(10.0)
+        source = Fires()
+        driver = TimerDriver(source, clock=clock,
+                             deadline=lambda: deadlines[0] if deadlines else None)
+        driver.rearm()
+        assert driver.deadline == 12.0
+        clock.advance(5)
+        driver.check()
+        await source.done.wait()
+        assert source.fired == [15.0] and driver.deadline is None
+        driver.stop()
+
+    deadlines = [12.0]
+    asyncio.run(run())
