@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,24 @@ def test_content_type_refused_with_415(value: str) -> None:
     with pytest.raises(errors.NotAcmDocument) as info:
         codec.decode(_notification(), content_type=value)
     assert info.value.sip_status == 415
+
+
+_TYPES = st.sampled_from([codec.ACM_CONTENT_TYPE, codec.ACM_CONTENT_TYPE.upper(),
+                          f" {codec.ACM_CONTENT_TYPE}", f"{codec.ACM_CONTENT_TYPE};x",
+                          f"{codec.ACM_CONTENT_TYPE}; charset=latin1", "application/xml"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TYPES | st.text(max_size=40), st.lists(_TYPES | st.text(max_size=12), max_size=3))
+def test_the_content_type_shortcut_answers_as_the_rule(value: str, accepted: list[str]) -> None:
+    """check_content_type's shortcut for the exact ACM type (round 7) gives the rule's answer."""
+    def answer(check: Callable[[str, list[str]], None]) -> str | None:
+        try:
+            check(value, accepted)
+        except errors.NotAcmDocument as exc:
+            return exc.message
+        return None
+    assert answer(codec.check_content_type) == answer(codec._content_type_rule)
 
 
 def test_warning_names_the_element_and_quotes_safely() -> None:

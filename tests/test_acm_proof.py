@@ -284,6 +284,39 @@ def test_the_model_uri_check_is_the_shape_and_xml_characters(value: str) -> None
     assert bool(m._URI.fullmatch(value)) == before
 
 
+_URI_VALUES = (st.text(st.characters() | st.sampled_from("\t\n\r \x00\x1c\x85\xa0\u2028\ufffe"),
+                       max_size=8)
+               | st.builds("{}:{}".format, st.sampled_from(["sip", "x-a.1", "9", ""]),
+                           st.text(st.characters() | st.sampled_from("\t \x00\x1f\x85\xa0\ufffe"),
+                                   max_size=8)))
+
+
+@settings(max_examples=500, deadline=None)
+@given(_URI_VALUES)
+def test_a_remembered_uri_is_one_the_pattern_accepts(value: str) -> None:
+    """The model remembers the URIs it accepted (round 7): checked twice, a value gets the
+    pattern's answer both times, and only an accepted one is remembered."""
+    answers = []
+    for _ in range(2):
+        try:
+            m._check_uri("x", value, "test", mandatory=True)
+            answers.append(True)
+        except m.ModelError:
+            answers.append(False)
+    assert answers == [bool(m._URI.fullmatch(value))] * 2
+    assert value not in m._URIS_OK or answers[0]
+
+
+def test_the_remembered_uris_are_bounded() -> None:
+    # a peer sending new or long URIs cannot make the memory grow
+    long = "sip:" + "a" * m._URI_OK_MAX_LENGTH
+    m._check_uri("x", long, "test", mandatory=True)
+    assert long not in m._URIS_OK
+    for i in range(m._URIS_OK_MAX + 10):
+        m._check_uri("x", f"sip:u{i}@example.org", "test", mandatory=True)
+    assert 0 < len(m._URIS_OK) <= m._URIS_OK_MAX
+
+
 @pytest.mark.parametrize("declaration", [
     'xmlns:n="urn:a&amp;b"', 'xmlns:n="urn:a&lt;b"', "xmlns:n='urn:\"q'", 'xmlns:n="relative"'])
 def test_a_profile_canonical_xml_cannot_hold_is_refused_on_send(declaration: str) -> None:
