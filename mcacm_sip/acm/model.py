@@ -63,7 +63,7 @@ _URI_OK_MAX_LENGTH = 256
 
 
 def _check_uri(ie: str, value: str | None, where: str, *, mandatory: bool) -> None:
-    if value.__class__ is str and value in _URIS_OK:  # (a str subclass is checked anew)
+    if type(value) is str and value in _URIS_OK:  # (a str subclass is checked anew)
         return
     if value is None or value == "":
         if mandatory:
@@ -73,7 +73,7 @@ def _check_uri(ie: str, value: str | None, where: str, *, mandatory: bool) -> No
         return
     if not isinstance(value, str) or not _URI.fullmatch(value):
         raise InvalidIE(ie, f"{value!r} is not a URI ({where})")
-    if value.__class__ is str and len(value) <= _URI_OK_MAX_LENGTH:
+    if type(value) is str and len(value) <= _URI_OK_MAX_LENGTH:
         if len(_URIS_OK) >= _URIS_OK_MAX:
             _URIS_OK.clear()
         _URIS_OK[value] = None
