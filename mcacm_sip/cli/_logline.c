@@ -88,17 +88,22 @@ static PyObject *joined(Pieces *b) {
     return line;
 }
 
-/* Append ``s`` as printable() writes it. */
-static int append_printable(Pieces *b, PyObject *s) {
-    if (console_clean(s)) return append(b, s);
-    PyObject *text = PyObject_CallOneArg(printable_fn, s);
+/* Append what the Python function ``fn`` (named ``what``) makes of ``s``, a str. */
+static int append_made_by(Pieces *b, PyObject *fn, PyObject *s, const char *what) {
+    PyObject *text = PyObject_CallOneArg(fn, s);
     if (text == NULL) return -1;
     if (!PyUnicode_Check(text)) {
         Py_DECREF(text);
-        PyErr_SetString(PyExc_TypeError, "printable() did not return a str");
+        PyErr_Format(PyExc_TypeError, "%s did not return a str", what);
         return -1;
     }
     return append_new(b, text);
+}
+
+/* Append ``s`` as printable() writes it. */
+static int append_printable(Pieces *b, PyObject *s) {
+    if (console_clean(s)) return append(b, s);
+    return append_made_by(b, printable_fn, s, "printable()");
 }
 
 /* Append ``s`` as a JSON string. */
@@ -108,14 +113,7 @@ static int append_json_string(Pieces *b, PyObject *s) {
         if ((rc = append(b, quote)) != 0 || (rc = append(b, s)) != 0) return rc;
         return append(b, quote);
     }
-    PyObject *text = PyObject_CallOneArg(json_string_fn, s);
-    if (text == NULL) return -1;
-    if (!PyUnicode_Check(text)) {
-        Py_DECREF(text);
-        PyErr_SetString(PyExc_TypeError, "the JSON string encoder did not return a str");
-        return -1;
-    }
-    return append_new(b, text);
+    return append_made_by(b, json_string_fn, s, "the JSON string encoder");
 }
 
 /* Whether ``needle`` (``n`` bytes, n > 0) is in ``hay`` (``size`` bytes): memchr for its first

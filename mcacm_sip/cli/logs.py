@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from itertools import islice
 from typing import Any, Literal, Protocol, TextIO
 
+from mcacm_sip.compiled import not_built, wanted
 from mcacm_sip.text import printable
 
 _INIT = tuple(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
@@ -84,17 +85,13 @@ def _json_value(value: Any) -> str:
 def _load_writer(choice: str) -> _LineWriter | None:
     """The compiled line writer set up with this module's functions, or None (``choice``
     ``python``, or ``auto`` and the extension not built, or no C JSON encoder to match)."""
-    if choice not in ("auto", "c", "python"):
-        raise ImportError(f"{WRITER_ENV}={choice!r}: want auto, c or python")
-    if choice == "python":
+    if not wanted(WRITER_ENV, choice):
         return None
     try:
         from . import _logline
     except ImportError as exc:
         if choice == "c":
-            raise ImportError(f"{WRITER_ENV}=c but mcacm_sip.cli._logline is not built: it "
-                              "needs a C compiler and the Python headers (Debian: gcc "
-                              "python3-dev), then pip install -e .") from exc
+            raise not_built(WRITER_ENV, "mcacm_sip.cli._logline") from exc
         return None
     if _PARTS is None:  # (its JSON values are the C encoder's)
         return None

@@ -22,6 +22,7 @@ from aiosipua import SipMessage, SipRequest, SipResponse
 from aiosipua.headers import COMPACT_HEADERS, MULTI_INSTANCE_HEADERS, CaseInsensitiveDict
 from aiosipua.message import _split_multi_value
 
+from ..compiled import not_built, wanted
 from ..text import ascii_int, is_ascii_digits
 from .errors import SipParseError
 from .headers import InvalidHeader, NumberTooLarge, Via, cseq_parts, media_type, read_number
@@ -441,17 +442,13 @@ class _HeaderSplitter(Protocol):
 def _load_c_parser(choice: str) -> _HeaderSplitter | None:
     """``_cparse.parse_headers`` set up with this module's tables, or None (``choice``
     ``python``, or ``auto`` and the extension not built)."""
-    if choice not in ("auto", "c", "python"):
-        raise ImportError(f"{PARSER_ENV}={choice!r}: want auto, c or python")
-    if choice == "python":
+    if not wanted(PARSER_ENV, choice):
         return None
     try:
         from . import _cparse
     except ImportError as exc:
         if choice == "c":
-            raise ImportError(f"{PARSER_ENV}=c but mcacm_sip.sip._cparse is not built: it "
-                              "needs a C compiler and the Python headers (Debian: gcc "
-                              "python3-dev), then pip install -e .") from exc
+            raise not_built(PARSER_ENV, "mcacm_sip.sip._cparse") from exc
         return None
     _cparse.configure(_COMPACT, MULTI_INSTANCE_HEADERS, _split_multi_value, _py_parse_headers)
     return _cparse.parse_headers
