@@ -275,13 +275,7 @@ class Request(_Message):
 
     def stamp_source(self, arrival: Arrival) -> None:
         """Record where the request came from: ``arrival``, and in the top Via for routing
-        responses only.
-
-        RFC 3261 18.2.1: ``received`` when the sent-by host differs from the source address;
-        RFC 3581 4: when ``rport`` is present, fill it with the source port and always add
-        ``received``.  A ``received`` the peer wrote itself is always overwritten with the
-        real source (it is ours to set, not the sender's).
-        """
+        responses only (RFC 3261 18.2.1, RFC 3581 4: :func:`_stamped`)."""
         self.arrival = arrival
         host = arrival.host
         parts = self._via_parts
@@ -289,38 +283,22 @@ class Request(_Message):
             self._stamp_parts(parts, host, arrival.port)
             return
         via = self.via
-        names = [name for name, _ in via.params]
-        has_rport = "rport" in names
-        has_received = "received" in names
-        if not has_rport and not has_received and via.host.strip("[]") == host:
-            return
-        # Via.with_param("received", host), then ("rport", port) if present: one new Via
-        port = str(arrival.port) if has_rport else None
-        params = [(name, host if name == "received" else port if name == "rport" and has_rport
-                   else value) for name, value in via.params]
-        if not has_received:
-            params.append(("received", host))
-        via = self.via = Via(via.transport, via.host, via.port, tuple(params), via.protocol)
-        self.store["via"][0] = via.echo()
+        params = _stamped(via.params, via.host.strip("[]"), host, arrival.port)
+        if params is not None:
+            via = self.via = Via(via.transport, via.host, via.port, params, via.protocol)
+            self.store["via"][0] = via.echo()
 
     def _stamp_parts(self, parts: _ViaParts, host: str, port: int) -> None:
         """:meth:`stamp_source` of a top Via of the common form (``_via_common``), on its
         parameter text: the same Via and the same echo as the Via object's path (hypothesis:
         tests/test_sip_parser.py), without building the Via twice and writing it back."""
         transport, sent_host, sent_port, param_text = parts
-        items = param_text[1:].split(";") if param_text else []
-        names = [item.partition("=")[0] for item in items]
-        has_rport = "rport" in names
-        has_received = "received" in names
-        if not has_rport and not has_received and sent_host == host:
-            return  # the common form has no brackets around its host
-        received, rport = "received=" + host, f"rport={port}"
-        text = "".join([";" + (received if name == "received" else rport if name == "rport"
-                               else item) for name, item in zip(names, items, strict=True)])
-        if not has_received:
-            text += ";" + received
+        # (the common form has no brackets around its host)
+        params = _stamped(_via_params(param_text), sent_host, host, port)
+        if params is None:
+            return
+        text = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)  # as Via.echo()
         self._via, self._via_parts = None, (transport, sent_host, sent_port, text)
-        # as Via.echo() of the built Via: upper-case transport, the parameters as written
         self.store["via"][0] = f"SIP/2.0/{transport.upper()} {sent_host}:{sent_port}{text}"
 
     def __repr__(self) -> str:
@@ -484,14 +462,37 @@ def _via_common(value: str) -> _ViaParts | None:
     return (transport, host, port, param_text) if 0 < port < 65536 else None
 
 
+def _via_params(param_text: str) -> tuple[tuple[str, str | None], ...]:
+    """The (name, value) pairs of a common-form Via's parameter text (value None: no "=")."""
+    if not param_text:
+        return ()
+    return tuple((key, val if eq else None)
+                 for key, eq, val in (item.partition("=") for item in param_text[1:].split(";")))
+
+
 def _via_of(parts: _ViaParts) -> Via:
     transport, host, port, param_text = parts
-    params: list[tuple[str, str | None]] = []
-    if param_text:
-        for item in param_text[1:].split(";"):
-            key, eq, val = item.partition("=")
-            params.append((key, val if eq else None))
-    return Via(transport.upper(), host, port, tuple(params))
+    return Via(transport.upper(), host, port, _via_params(param_text))
+
+
+def _stamped(params: tuple[tuple[str, str | None], ...], sent_host: str, host: str, port: int
+             ) -> tuple[tuple[str, str | None], ...] | None:
+    """A request's top Via parameters as :meth:`Request.stamp_source` records its source
+    ``host``/``port`` in them, or None when nothing changes.  RFC 3261 18.2.1: ``received``
+    when the sent-by host differs from the source; RFC 3581 4: with ``rport``, its value is
+    the source port and ``received`` is always added; a ``received`` the peer wrote is
+    overwritten with the real source (it is ours to set, not the sender's)."""
+    names = [name for name, _ in params]
+    has_rport = "rport" in names
+    has_received = "received" in names
+    if not has_rport and not has_received and sent_host == host:
+        return None
+    rport = str(port)
+    out = [(name, host if name == "received" else rport if name == "rport" else value)
+           for name, value in params]
+    if not has_received:
+        out.append(("received", host))
+    return tuple(out)
 
 
 def _parse_via(value: str) -> Via | None:
