@@ -40,6 +40,7 @@ from mcacm_sip.runtime import (
 )
 from mcacm_sip.runtime.lab import ALICE, DAVE, LOOPBACK, PRIMARY, partner_config
 from mcacm_sip.sip.aio import Listen
+from mcacm_sip.sip.uri import same_identity
 
 LEASE = 2.0
 """Lease seconds of the test workers: a dead worker's transactions continue within ~3 s."""
@@ -100,7 +101,7 @@ async def _logged_off(ws: list[Worker], user: str) -> None:
     def latest(w: Worker) -> str | None:
         return next((e["event"] for e in reversed(w.all_events())
                      if e.get("event") in ("acmc.logon", "acmc.logoff")
-                     and e.get("user") == user), None)
+                     and same_identity(str(e.get("user")), user)), None)
 
     while any(latest(w) != "acmc.logoff" for w in ws):
         await asyncio.sleep(0.005)
