@@ -192,6 +192,30 @@ class Load:
                     self.retry_after[procedure] = _header(head, b"retry-after")
         return out
 
+    def evidence(self, missing: set[str], accepted: int, path: Path) -> str:
+        """Writes what the two in-process nodes saw of the ``missing`` procedures (every SIP
+        message carrying their X-CID, and the partner's transaction with its open sends) to
+        ``path``, for the failure message: a lost Result is rare and needs its run's record
+        (the workers' logs stay beside it in the test's directory)."""
+        tids = {procedure_id(ALICE, t): t for t in self.tids}
+        lines = []
+        for p in sorted(missing):
+            core = self.partner.core
+            tx = core.transaction(Role.PARTNER, tids[p], PRIMARY)
+            sends = core.sends_of(tx.key) if tx else ()
+            lines.append(f"{p}: partner {tx.state if tx else 'no transaction'}; "
+                         f"open sends {list(sends)}")
+            # its MESSAGEs (they carry the X-CID) and their answers (same Call-ID)
+            calls = {_header(r.data.partition(CRLF * 2)[0], b"call-id")
+                     for r in self.seen if p.encode() in r.data}
+            lines += [f"  {r.time:.3f} {r.node} {r.direction} {r.src}->{r.dst} "
+                      f"{r.data.partition(CRLF)[0].decode(errors='replace')}"
+                      for r in self.seen
+                      if _header(r.data.partition(CRLF * 2)[0], b"call-id") in calls]
+        path.write_text("\n".join(lines) + "\n")
+        return (f"{len(missing)} of {accepted} accepted requests got no Result; what the nodes "
+                f"saw: {path}")
+
     def results(self) -> Counter[str]:
         """Procedure -> how many response MESSAGEs reached ALICE (1 + the duplicates)."""
         got: Counter[str] = Counter()
@@ -200,6 +224,9 @@ class Load:
                     and b"<add-user-configuration-response" in r.data):
                 got[_header(r.data.split(b"\r\n\r\n", 1)[0], b"x-cid")] += 1
         return got
+
+
+CRLF = b"\r\n"
 
 
 def _header(head: bytes, name: bytes) -> str:
@@ -249,7 +276,7 @@ def test_sigkill_one_of_three_workers_under_load_ten_times(pg_url: str,
     ok = {p for p, s in answers.items() if s == 200}
     assert len(ok) > 0.8 * len(load.tids), (len(ok), len(load.tids), Counter(answers.values()))
     missing = ok - set(results)
-    assert not missing, f"{len(missing)} of {len(ok)} accepted requests got no Result"
+    assert not missing, load.evidence(missing, len(ok), tmp_path / "missing-results.txt")
     # decided once: one partner transaction per procedure, with one decision
     for p in ok:
         tx = load.partner.core.transaction(Role.PARTNER, procedures[p], PRIMARY)
@@ -318,7 +345,8 @@ def test_postgresql_restarted_under_load(own_pg_cluster: PgCluster, tmp_path: Pa
     assert all(v.startswith("SIP/2.0 503") for v in refused), Counter(refused)
     assert all(load.retry_after.get(p) for p, s in answers.items() if s == 503)
     ok = {p for p, s in answers.items() if s == 200}
-    assert not ok - set(results), f"{len(ok - set(results))} accepted requests got no Result"
+    missing = ok - set(results)
+    assert not missing, load.evidence(missing, len(ok), tmp_path / "missing-results.txt")
     # recovered: a whole second of requests after the restart taken again
     assert Counter(finals.get(procedure_id(ALICE, t)) for t in after) == {
         "SIP/2.0 200 OK": len(after)}
