@@ -362,6 +362,31 @@ class Transaction:
             new.__post_init__()
         return new
 
+    def moved(self, state: TxState, deadline: float | None = None,
+              indication: ProcessIndication | None = None,
+              response: AcmResponse | None = None, assignee: str | None = None) -> Transaction:
+        """This transaction after one step of its procedure: in ``state``, with each of the
+        fields a step sets that is given (None: kept -- no step clears one).  What a step
+        never changes (origin, id, request, creation, leg id) is carried over as the same
+        objects, and so are the key and the procedure computed from it (no field they depend
+        on can be given); the same record as :meth:`evolve` and ``dataclasses.replace`` give
+        (tests/core/test_transaction_evolve.py)."""
+        new = _new(Transaction)
+        _set(new, "role", self.role)
+        _set(new, "transaction_id", self.transaction_id)
+        _set(new, "peer", self.peer)
+        _set(new, "request", self.request)
+        _set(new, "state", state)
+        _set(new, "created", self.created)
+        _set(new, "deadline", self.deadline if deadline is None else deadline)
+        _set(new, "indication", self.indication if indication is None else indication)
+        _set(new, "response", self.response if response is None else response)
+        _set(new, "assignee", self.assignee if assignee is None else assignee)
+        _set(new, "leg_id", self.leg_id)
+        _set(new, "key", self.key)
+        _set(new, "procedure", self.procedure)
+        return new
+
 
 _new = object.__new__
 _set = object.__setattr__

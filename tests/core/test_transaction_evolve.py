@@ -8,9 +8,16 @@ import dataclasses
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcacm_sip.acm.examples import example_flows
-from mcacm_sip.acm.model import ProcessIndication, ProfileUpdateRequest, UserProfile
+from mcacm_sip.acm.model import (
+    ProcessIndication,
+    ProfileUpdateRequest,
+    ProfileUpdateResponse,
+    UserProfile,
+)
 from mcacm_sip.core.state import Mapping, Role, Transaction, TxState
 
 
@@ -86,3 +93,41 @@ def test_mapping_evolve_refuses_an_unknown_field() -> None:
         _mapping(Role.PARTNER).evolve(remove=True)
     with pytest.raises(TypeError, match="key"):
         _mapping(Role.PARTNER).evolve(key="x")
+
+
+# ------------------------------------------------------------- a step's record (Transaction.moved)
+
+_INDICATION = ProcessIndication("tid-1", "sip:acms@partner.example", "profile-update-request")
+
+
+@settings(max_examples=200, deadline=None)
+@given(role=st.sampled_from(list(Role)), state=st.sampled_from(list(TxState)),
+       deadline=st.none() | st.floats(allow_nan=False), indication=st.booleans(),
+       response=st.booleans(), assignee=st.none() | st.sampled_from(
+           ("sip:dave@partner.example", "sip:fa-1@partner.example")),
+       before=st.fixed_dictionaries({}, optional={
+           "assignee": st.just("sip:erin@partner.example"), "leg_id": st.just("leg-2"),
+           "response": st.just(True), "indication": st.just(True)}))
+def test_a_steps_record_is_replace_of_the_fields_it_sets(
+        role: Role, state: TxState, deadline: float | None, indication: bool, response: bool,
+        assignee: str | None, before: dict[str, Any]) -> None:
+    # what the core's steps build (records.AcmsRecords._step) is the record replace gives:
+    # the fields given set, the others (None given) kept, key and procedure the same
+    answer = example_flows()["profile-update-response"]
+    assert isinstance(answer, ProfileUpdateResponse)
+    tx = _tx(role)
+    if before:
+        tx = dataclasses.replace(tx, **{k: (answer if k == "response" else _INDICATION
+                                            if k == "indication" else v)
+                                        for k, v in before.items()})
+    given_fields = {"state": state, "deadline": deadline,
+                    "indication": _INDICATION if indication else None,
+                    "response": answer if response else None, "assignee": assignee}
+    expected = dataclasses.replace(tx, **{k: v for k, v in given_fields.items()
+                                          if v is not None})
+    got = tx.moved(state, deadline, given_fields["indication"], given_fields["response"],
+                   assignee)
+    assert got == expected and got.key == expected.key and got.procedure == expected.procedure
+    for f in dataclasses.fields(Transaction):  # the rest carried over as the same objects
+        if given_fields.get(f.name) is None:  # (the store compares flows by identity)
+            assert getattr(got, f.name) is getattr(tx, f.name)

@@ -174,7 +174,7 @@ class AcmsCore(AcmsPrimary, AcmsPartner):
             # decision: the response waited for the primary ACMC too long
             self._drop_item(tx.key, out)
             self._drop_sends(tx, Purpose.DELIVER, out)
-            self._move(tx, Trigger.EXPIRED, out, **self._done(now))
+            self._move(tx, Trigger.EXPIRED, out, done_at=now)
         elif tx.allows(Trigger.DECISION):  # partner: the decision timer
             # decision: no decision before the decision timer -> Result expired
             self._drop_sends(tx, Purpose.INDICATE, out)
@@ -182,4 +182,4 @@ class AcmsCore(AcmsPrimary, AcmsPartner):
             self._respond(now, tx, self._auto_response(tx, result), Trigger.EXPIRED, out)
         else:  # RESPONDING: the primary could not be reached in time
             self._drop_sends(tx, Purpose.ANSWER, out)
-            self._move(tx, Trigger.GAVE_UP, out, **self._done(now))
+            self._move(tx, Trigger.GAVE_UP, out, done_at=now)

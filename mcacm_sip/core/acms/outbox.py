@@ -14,16 +14,16 @@ from dataclasses import replace
 
 from mcacm_sip.acm.model import AcmFlow, AcmRequest, AcmResponse, Result, ResultCode
 from mcacm_sip.core.acms.records import AcmsRecords, log
-from mcacm_sip.core.events import AcmsActions, DeliveryOutcome, Failure, SendFlow
+from mcacm_sip.core.events import AcmsActions, DeliveryOutcome, Failure, Put, SendFlow
 from mcacm_sip.core.identity import flow_procedure, id_key
 from mcacm_sip.core.state import (
+    DURABLE_PURPOSES,
     Hop,
     Outgoing,
     Purpose,
     Role,
     Transaction,
     Trigger,
-    TxState,
 )
 from mcacm_sip.ids import unique_hex
 
@@ -54,6 +54,15 @@ _TRANSIENT: dict[int | str, bool] = {
     "6xx": False,  # 21.6: "definitive information": no other attempt succeeds
     "3xx": False,  # peer sends follow no redirects: a configuration error, not a glitch
 }
+
+_ON_2XX = {
+    Purpose.FORWARD: Trigger.PEER_ACCEPTED,  # primary: the partner ACMS took the request
+    Purpose.ANSWER: Trigger.PEER_ACCEPTED,   # partner: the primary ACMS took the response
+    Purpose.DELIVER: Trigger.DELIVERED,      # an ACMC took the request or the response
+}
+"""The step a send's 2xx is, where the transition table allows it (each a row there); a 2xx
+to any other send moves nothing (an indication, a relay, a notification; a download: its
+items)."""
 
 _REFUSAL_RESULT: dict[int, str] = {403: ResultCode.NOT_AUTHORISED}
 """Result code for a permanent refusal of a forwarded request; any other: PEER_REFUSED."""
@@ -99,16 +108,14 @@ class AcmsOutbox(AcmsRecords):
     def _send(self, out: AcmsActions, purpose: Purpose, hop: Hop, to: str, flow: AcmFlow,
               tx: Transaction | None = None, give_up_at: float | None = None,
               carries: tuple[str, ...] = ()) -> None:
-        if tx is None:
-            og = Outgoing(unique_hex(), purpose, hop, to, flow, None, give_up_at=give_up_at,
-                          carries=carries)
-            self._put(og, out)
-            out.add(self._send_of(og))
-        else:  # the transaction's procedure (as _send_of finds it)
-            og = Outgoing(unique_hex(), purpose, hop, to, flow, tx.key, give_up_at=give_up_at,
-                          carries=carries)
-            self._put(og, out)
-            out.add(SendFlow(og.send_id, hop, to, flow, tx.procedure))
+        og = Outgoing(unique_hex(), purpose, hop, to, flow, tx.key if tx is not None else None,
+                      give_up_at=give_up_at, carries=carries)
+        self._keep_send(og)
+        if purpose in DURABLE_PURPOSES:
+            out.change(Put(og))
+        # the transaction's procedure (as _send_of finds it)
+        out.add(SendFlow(og.send_id, hop, to, flow, tx.procedure) if tx is not None
+                else self._send_of(og))
 
     def _send_of(self, og: Outgoing) -> SendFlow:
         """The SendFlow of a stored send, with its procedure's X-CID value: the transaction's
@@ -130,19 +137,28 @@ class AcmsOutbox(AcmsRecords):
             return  # already settled (late duplicate outcome)
         self._drop_out(og, out)
         tx = self._tx.get(og.tx_key) if og.tx_key is not None else None
-        retry = matters = False
-        if ev.failure is not None:  # (exactly when not ev.ok)
-            retry = transient(ev.failure, ev.status)
-            # a failed peer send that no longer matters (e.g. an indication once the decision
-            # is taken) is dropped, not retried: said so in the log, acted on below
-            matters = og.purpose not in _MATTERS_WHILE or (
-                tx is not None and tx.allows(_MATTERS_WHILE[og.purpose]))
-            log.log(logging.ERROR if ev.failure is Failure.LOCAL_ERROR else logging.INFO,
-                    "send %s (%s to %s) failed (%s%s): %s", og.send_id, og.purpose, og.to,
-                    ev.failure, (", retried" if matters else ", dropped: no longer needed")
-                    if retry else "", ev.reason)
+        if ev.failure is None:  # (exactly when ev.ok)
+            # what a 2xx moves (_ON_2XX); a download's moves the transactions it carried
+            trigger = _ON_2XX.get(og.purpose)
+            if trigger is not None:
+                if tx is not None and tx.allows(trigger):
+                    self._move(tx, trigger, out, done_at=ev.now)
+            elif og.purpose is Purpose.DOWNLOAD:
+                for key in og.carries:
+                    if self._drop_item(key, out) is not None and key in self._tx:
+                        self._move(self._tx[key], Trigger.DOWNLOADED, out, done_at=ev.now)
+            return
+        retry = transient(ev.failure, ev.status)
+        # a failed peer send that no longer matters (e.g. an indication once the decision
+        # is taken) is dropped, not retried: said so in the log, acted on below
+        matters = og.purpose not in _MATTERS_WHILE or (
+            tx is not None and tx.allows(_MATTERS_WHILE[og.purpose]))
+        log.log(logging.ERROR if ev.failure is Failure.LOCAL_ERROR else logging.INFO,
+                "send %s (%s to %s) failed (%s%s): %s", og.send_id, og.purpose, og.to,
+                ev.failure, (", retried" if matters else ", dropped: no longer needed")
+                if retry else "", ev.reason)
         match og.purpose:
-            case Purpose.FORWARD | Purpose.INDICATE | Purpose.ANSWER if not ev.ok:
+            case Purpose.FORWARD | Purpose.INDICATE | Purpose.ANSWER:
                 if not matters:
                     return
                 assert tx is not None  # (matters: a peer send matters only for its transaction)
@@ -155,19 +171,10 @@ class AcmsOutbox(AcmsRecords):
                     self._retry(ev.now, og, ev.retry_after, out)
                 else:
                     self._peer_refused(ev, og.purpose, tx, out)
-            case Purpose.FORWARD | Purpose.ANSWER:
-                if tx is not None and tx.allows(Trigger.PEER_ACCEPTED):
-                    done = tx.after(Trigger.PEER_ACCEPTED) is TxState.DONE
-                    self._move(tx, Trigger.PEER_ACCEPTED, out,
-                               **self._done(ev.now) if done else {})
             case Purpose.DELIVER:
                 if tx is None or not tx.allows(Trigger.DELIVERED):
                     return
-                if ev.ok:
-                    extra = self._done(ev.now) if tx.after(Trigger.DELIVERED) is TxState.DONE \
-                        else {}
-                    self._move(tx, Trigger.DELIVERED, out, **extra)
-                elif self._acmc_holds_the_leg(ev, tx):
+                if self._acmc_holds_the_leg(ev, tx):
                     # decision (docs/decisions.md "Identity and authority"): the ACMC still
                     # holds another request under this leg id, one this ACMS has forgotten
                     # (retention over): the leg gets a fresh id and the request goes again
@@ -181,13 +188,8 @@ class AcmsOutbox(AcmsRecords):
                         # decision: still logged on (it may have answered too late): notify
                         # it now, not at its next logon (10.17.3.1)
                         self._notify(tx.assignee, out)
-            case Purpose.DOWNLOAD if not ev.ok:
-                self._offered.pop(id_key(og.to), None)  # a page was lost: start again
             case Purpose.DOWNLOAD:
-                for key in og.carries:
-                    if self._drop_item(key, out) is not None and key in self._tx:
-                        self._move(self._tx[key], Trigger.DOWNLOADED, out,
-                                   **self._done(ev.now))
+                self._offered.pop(id_key(og.to), None)  # a page was lost: start again
             case Purpose.NOTIFY if retry:
                 # decision: repeated with back-off while the user is logged on with items
                 # (``_tick`` drops it otherwise)
@@ -216,7 +218,7 @@ class AcmsOutbox(AcmsRecords):
             self._stand_in(ev.now, tx, Result(code, text), Trigger.PEER_REFUSED, out)
         elif purpose is Purpose.ANSWER:
             # decision: the primary's answer timer gives its ACMC Result expired
-            self._move(tx, Trigger.PEER_REFUSED, out, **self._done(ev.now))
+            self._move(tx, Trigger.PEER_REFUSED, out, done_at=ev.now)
 
     def _local_error(self, ev: DeliveryOutcome, purpose: Purpose, tx: Transaction,
                      out: AcmsActions) -> None:
@@ -229,7 +231,7 @@ class AcmsOutbox(AcmsRecords):
             self._stand_in(ev.now, tx, Result(LOCAL_ERROR, text), Trigger.LOCAL_ERROR, out)
         elif purpose is Purpose.ANSWER:
             # decision: the primary's answer timer gives its ACMC Result expired
-            self._move(tx, Trigger.LOCAL_ERROR, out, **self._done(ev.now))
+            self._move(tx, Trigger.LOCAL_ERROR, out, done_at=ev.now)
 
     def _retry(self, now: float, og: Outgoing, retry_after: float | None, out: AcmsActions
                ) -> None:

@@ -76,18 +76,16 @@ class AcmsPartner(AcmsRouting):
         indication = trusted(ProcessIndication, req.transaction_id, self.config.psi, req.FLOW,
                              _ts(deadline)) if self._psi_checked else ProcessIndication(
             req.transaction_id, self.config.psi, req.FLOW, _ts(deadline))
-        # 23.280 10.17.7.2 step 4: store first, then 200, then the process indication
-        tx = Transaction(Role.PARTNER, req.transaction_id, peer.psi, req, TxState.NEW, now,
-                         deadline, indication=indication,
-                         leg_id=self._new_leg(Role.PARTNER, req.transaction_id))
-        # stored now, or (answered in this same call) by _respond's step, in one store
-        # transaction either way, before the 200 (AcmsActions orders changes first)
-        tx = self._step(tx, Trigger.REQUEST)
+        # 23.280 10.17.7.2 step 4: store first, then 200, then the process indication;
+        # stored by the _put below, or (answered in this same call) by _respond's step, in
+        # one store transaction either way, before the 200 (AcmsActions orders changes first)
+        tx = self._open(Role.PARTNER, req.transaction_id, peer.psi, req, now, deadline,
+                        indication, self._new_leg(Role.PARTNER, req.transaction_id))
         out.accept()
         self._send(out, Purpose.INDICATE, Hop.PEER, peer.psi, indication, tx,
                    give_up_at=deadline)
         # step 4: verify (authorisation at both ends, the migrated user) ...
-        refusal = self._verify(peer, req)
+        refusal, mapping = self._verify(peer, req)
         if refusal is not None:
             self._respond(now, tx, self._auto_response(tx, refusal), Trigger.REFUSED, out)
             return
@@ -97,7 +95,8 @@ class AcmsPartner(AcmsRouting):
             result = result_of(ResultCode.SUCCESS, decision.reason) \
                 if decision.action is PolicyAction.APPROVE \
                 else result_of(ResultCode.REJECTED_BY_POLICY, decision.reason)
-            self._respond(now, tx, self._auto_response(tx, result), Trigger.AUTO, out)
+            self._respond(now, tx, self._auto_response(tx, result), Trigger.AUTO, out,
+                          mapping)
             return
         # ... or verification by an ACMC
         target = self._decider_of(req)
@@ -115,25 +114,28 @@ class AcmsPartner(AcmsRouting):
         self._put(tx, out)  # received: it waits for an ACMC
         self._route(now, tx, target, out)
 
-    def _verify(self, peer: PeerSystem, req: AcmRequest) -> Result | None:
+    def _verify(self, peer: PeerSystem, req: AcmRequest) -> tuple[Result | None, Mapping | None]:
+        """Why ``req`` is refused at verify (None: it passes), and for a profile update the
+        mapping of its migrated user (the one its outcome updates, 10.17.7)."""
         if req.FLOW not in peer.flows:
-            return Result(ResultCode.NOT_AUTHORISED, f"{peer.psi} may not send {req.FLOW}")
+            return Result(ResultCode.NOT_AUTHORISED, f"{peer.psi} may not send {req.FLOW}"), None
         requester = req.requester.mc_service_id
         if not any(matches_pattern(requester, pattern) for pattern in peer.requesters):
             return Result(ResultCode.NOT_AUTHORISED,
-                          f"{requester} may not send requests to this system")
+                          f"{requester} may not send requests to this system"), None
         # 10.17.4: the peer is the home system of the group(s) it asks about (decision)
         if (refusal := groups.peer_refusal(peer, req)) is not None:
-            return refusal
+            return refusal, None
         if isinstance(req, ProfileUpdateRequest):
             m = self._partner_mapping(peer.psi, req.migrated_user_id)
             if m is None:
                 return Result(ResultCode.UNKNOWN_USER,
-                              f"{req.migrated_user_id} was not assigned to {peer.psi}")
+                              f"{req.migrated_user_id} was not assigned to {peer.psi}"), None
             if m.removed:
                 return Result(ResultCode.NOT_MIGRATED,
-                              f"{req.migrated_user_id} is no longer migrated")
-        return None
+                              f"{req.migrated_user_id} is no longer migrated"), None
+            return None, m
+        return None, None
 
     def _partner_mapping(self, peer: str, partner_id: str) -> Mapping | None:
         key = self._by_partner_id.get((Role.PARTNER, id_key(partner_id)))
@@ -184,21 +186,29 @@ class AcmsPartner(AcmsRouting):
         out.accept()
 
     def _respond(self, now: float, tx: Transaction, resp: AcmResponse, trigger: Trigger,
-                 out: AcmsActions) -> None:
-        """Finish the partner side: apply the outcome, then send the response (step 8)."""
-        resp = self._apply_outcome(now, tx, resp, out)
+                 out: AcmsActions, mapping: Mapping | None = None) -> None:
+        """Finish the partner side: apply the outcome, then send the response (step 8).
+        ``mapping``: the profile update's mapping, when verify found it in this same call."""
+        resp = self._apply_outcome(now, tx, resp, out, mapping)
         self._drop_item(tx.key, out)
         self._drop_sends(tx, Purpose.DELIVER, out)
         give_up = now + self.config.timers.answer_grace
         tx = self._move(tx, trigger, out, response=resp, deadline=give_up)
         self._send(out, Purpose.ANSWER, Hop.PEER, tx.peer, resp, tx, give_up_at=give_up)
 
-    def _apply_outcome(self, now: float, tx: Transaction, resp: AcmResponse, out: AcmsActions
-                       ) -> AcmResponse:
+    def _apply_outcome(self, now: float, tx: Transaction, resp: AcmResponse, out: AcmsActions,
+                       mapping: Mapping | None = None) -> AcmResponse:
         """Partner side of 10.17.5 (assign / withdraw per user) and 10.17.7 (keep the agreed
         profile).  The ACMS, not the ACMC, assigns IDs and profiles."""
         req = tx.request
         ok = resp.result
+        if isinstance(req, ProfileUpdateRequest):  # (no group-related ACM, 10.17.4)
+            if ok.positive:
+                m = mapping if mapping is not None else self._partner_mapping(
+                    tx.peer, req.migrated_user_id)
+                if m is not None and m.profile != req.profile:  # the same: nothing to store
+                    self._put(m.evolve(profile=req.profile), out)
+            return resp
         if isinstance(req, AddUserConfigurationRequest) and isinstance(
                 resp, AddUserConfigurationResponse):
             return replace(resp, users=tuple(self._assign(tx.peer, u, ok, out)
@@ -207,10 +217,6 @@ class AcmsPartner(AcmsRouting):
                 resp, RemoveUserConfigurationResponse):
             return replace(resp, users=tuple(self._withdraw(tx.peer, u, ok, out)
                                              for u in req.users))
-        if isinstance(req, ProfileUpdateRequest) and ok.positive:
-            m = self._partner_mapping(tx.peer, req.migrated_user_id)
-            if m is not None and m.profile != req.profile:  # the same profile: nothing to store
-                self._put(m.evolve(profile=req.profile), out)
         # 10.17.4: a success applies the membership or the provision (lab definition)
         for group in groups.applied(tx.peer, req, ok, now, self._groups.get):
             self._put(group, out)

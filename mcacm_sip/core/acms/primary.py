@@ -67,9 +67,9 @@ class AcmsPrimary(AcmsRouting):
                          req.transaction_id, sender)
             return
         leg = self._new_leg(Role.PRIMARY, req.transaction_id)
-        tx = Transaction(Role.PRIMARY, req.transaction_id, peer, req, TxState.NEW, now,
-                         now + self.config.timers.answer_timeout, leg_id=leg)
-        tx = self._move(tx, Trigger.REQUEST, out)
+        tx = self._open(Role.PRIMARY, req.transaction_id, peer, req, now,
+                        now + self.config.timers.answer_timeout, leg_id=leg)
+        self._put(tx, out)
         out.accept()
         # 23.280 10.17.7.2 step 3: forward to the partner ACMS (under the peer-leg id)
         forward = replace(req, transaction_id=leg) if leg else req

@@ -14,9 +14,8 @@ import heapq
 import logging
 import uuid
 from dataclasses import replace
-from typing import Any
 
-from mcacm_sip.acm.model import AcmRequest, ModelError, ProcessIndication
+from mcacm_sip.acm.model import AcmRequest, AcmResponse, ModelError, ProcessIndication
 from mcacm_sip.core.config import AcmsConfig, AuthorisedUser, PeerSystem
 from mcacm_sip.core.events import AcmsActions, Put, Remove
 from mcacm_sip.core.groups import PartnerGroup
@@ -168,34 +167,9 @@ class AcmsRecords:
     def _remember(self, record: Record) -> None:
         match record:
             case Transaction():
-                key = record.key
-                old = self._tx.get(key)
-                self._tx[key] = record
-                self.quota.track(record)
-                if old is None or old.deadline != record.deadline:
-                    self._timer_at(record.deadline, Transaction.KIND, key)
-                if old is None:
-                    # a new transaction's leg id is free; two restored schema-1 rows (two peers,
-                    # one id) can share one: the open one keeps it, as the old lookup did
-                    leg = (record.role, record.leg)
-                    other = self._tx.get(self._legs.get(leg, ""))
-                    if other is None or other.state is TxState.DONE:
-                        self._legs[leg] = key
-                    if record.allows(Trigger.DECISION):  # partner, awaiting a decision
-                        fa = self._fa_route(record.request)
-                        if fa is not None:
-                            self._via_fa.setdefault(id_key(fa), {})[key] = None
+                self._keep_tx(record)
             case Outgoing():
-                key = record.send_id
-                old_og = self._out.get(key)
-                self._out[key] = record
-                if record.tx_key is not None:
-                    self._out_of_tx.setdefault(record.tx_key, {})[key] = None
-                if record.purpose is Purpose.NOTIFY:
-                    self._notifying[id_key(record.to)] = key
-                if record.next_at is not None and (old_og is None
-                                                   or old_og.next_at != record.next_at):
-                    self._timer_at(record.next_at, Outgoing.KIND, key)
+                self._keep_send(record)
             case PendingItem():
                 key = record.tx_key
                 self._pending[key] = record
@@ -208,6 +182,38 @@ class AcmsRecords:
                 self._by_partner_id[(record.side, id_key(record.partner_id))] = key
             case PartnerGroup():
                 self._groups[record.key] = record
+
+    def _keep_tx(self, tx: Transaction) -> None:
+        """:meth:`_remember` of a transaction: its record, quota, timer and leg."""
+        key = tx.key
+        old = self._tx.get(key)
+        self._tx[key] = tx
+        self.quota.track(tx)
+        if old is None or old.deadline != tx.deadline:
+            self._timer_at(tx.deadline, Transaction.KIND, key)
+        if old is None:
+            # a new transaction's leg id is free; two restored schema-1 rows (two peers,
+            # one id) can share one: the open one keeps it, as the old lookup did
+            leg = (tx.role, tx.leg)
+            other = self._tx.get(self._legs.get(leg, ""))
+            if other is None or other.state is TxState.DONE:
+                self._legs[leg] = key
+            if tx.allows(Trigger.DECISION):  # partner, awaiting a decision
+                fa = self._fa_route(tx.request)
+                if fa is not None:
+                    self._via_fa.setdefault(id_key(fa), {})[key] = None
+
+    def _keep_send(self, og: Outgoing) -> None:
+        """:meth:`_remember` of a send: the outbox and its indexes, its retry timer."""
+        key = og.send_id
+        old = self._out.get(key)
+        self._out[key] = og
+        if og.tx_key is not None:
+            self._out_of_tx.setdefault(og.tx_key, {})[key] = None
+        if og.purpose is Purpose.NOTIFY:
+            self._notifying[id_key(og.to)] = key
+        if og.next_at is not None and (old is None or old.next_at != og.next_at):
+            self._timer_at(og.next_at, Outgoing.KIND, key)
 
     def _put(self, record: Record, out: AcmsActions) -> None:
         self._remember(record)
@@ -247,29 +253,54 @@ class AcmsRecords:
             if (og := self._out[send_id]).purpose is purpose:
                 self._drop_out(og, out)
 
-    def _move(self, tx: Transaction, trigger: Trigger, out: AcmsActions, **changes: Any
-              ) -> Transaction:
+    def _open(self, role: Role, transaction_id: str, peer: str, request: AcmRequest,
+              now: float, deadline: float, indication: ProcessIndication | None = None,
+              leg_id: str = "") -> Transaction:
+        """A new transaction, made in the state the table's ``request`` row gives it (``new``
+        is never stored: no record of it is made) and the step logged as :meth:`_step` logs
+        one.  Not stored here: by the caller, or by a later step of the same ``handle`` call."""
+        state, clause = transition(role, TxState.NEW, Trigger.REQUEST)
+        tx = Transaction(role, transaction_id, peer, request, state, now, deadline, indication,
+                         leg_id=leg_id)
+        self._log_step(tx, TxState.NEW, Trigger.REQUEST, clause)
+        return tx
+
+    def _move(self, tx: Transaction, trigger: Trigger, out: AcmsActions,
+              deadline: float | None = None, indication: ProcessIndication | None = None,
+              response: AcmResponse | None = None, assignee: str | None = None,
+              done_at: float | None = None) -> Transaction:
         """Apply one row of the transition table (state.TRANSITIONS) and store the result."""
-        moved = self._step(tx, trigger, **changes)
-        self._put(moved, out)
+        moved = self._step(tx, trigger, deadline, indication, response, assignee, done_at)
+        self._keep_tx(moved)
+        out.change(Put(moved))
         return moved
 
-    def _step(self, tx: Transaction, trigger: Trigger, **changes: Any) -> Transaction:
+    def _step(self, tx: Transaction, trigger: Trigger, deadline: float | None = None,
+              indication: ProcessIndication | None = None, response: AcmResponse | None = None,
+              assignee: str | None = None, done_at: float | None = None) -> Transaction:
         """:meth:`_move` without storing: for a state the same ``handle`` call moves on from
         before it returns (its Put would be overwritten in the same store transaction), which
-        then stores the later state itself.  The table is asked and the step logged alike."""
+        then stores the later state itself.  The table is asked and the step logged alike.
+        The fields given (None: kept) are those :meth:`Transaction.moved` sets; ``done_at``:
+        a step that ends the transaction (``done``) keeps it ``retention`` from then."""
         state, clause = transition(tx.role, tx.state, trigger)
-        moved = tx.evolve(state=state, **changes)
+        if done_at is not None and state is TxState.DONE:
+            deadline = done_at + self.config.timers.retention
+        moved = tx.moved(state, deadline, indication, response, assignee)
+        self._log_step(moved, tx.state, trigger, clause)
+        return moved
+
+    @staticmethod
+    def _log_step(moved: Transaction, src: TxState, trigger: Trigger, clause: str) -> None:
         if log.isEnabledFor(logging.INFO):  # one structured event per procedure step, no contents
             # (the enums' values: the str() of each, without a call)
             tid, origin = moved.transaction_id, moved.origin
-            role, src, dst, why = moved.role._value_, tx.state._value_, state._value_, \
+            role, frm, dst, why = moved.role._value_, src._value_, moved.state._value_, \
                 trigger._value_
-            log.info("%s %s from %s: %s -> %s (%s)", role, tid, origin, src, dst, why, extra={
+            log.info("%s %s from %s: %s -> %s (%s)", role, tid, origin, frm, dst, why, extra={
                 "event": "procedure.step", "transaction_id": tid, "role": role,
-                "peer": moved.peer, "origin": origin, "leg_id": moved.leg, "from_state": src,
+                "peer": moved.peer, "origin": origin, "leg_id": moved.leg, "from_state": frm,
                 "to_state": dst, "trigger": why, "clause": clause})
-        return moved
 
     def _new_leg(self, role: Role, transaction_id: str) -> str:
         """The id a new transaction uses on its other leg: the origin's own id unless another
@@ -283,6 +314,3 @@ class AcmsRecords:
         self._legs[(tx.role, tx.leg)] = tx.key
         self._put(tx, out)
         return tx
-
-    def _done(self, now: float) -> dict[str, Any]:
-        return {"deadline": now + self.config.timers.retention}
