@@ -20,12 +20,13 @@ sends, answers and notifications).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
 
 from mcacm_sip.acm.model import AcmFlow, AcmRequest
+from mcacm_sip.core.frozen import builder
 from mcacm_sip.core.state import Hop, Record, Snapshot
 
 # --------------------------------------------------------------------------- events
@@ -334,3 +335,9 @@ def store_changes(actions: Sequence[CoreAction]) -> list[StoreChange]:
 def verdict_of(actions: Sequence[CoreAction]) -> MessageVerdict | None:
     """The verdict for the incoming request, if the event had one."""
     return next((a for a in actions if isinstance(a, AcceptMessage | RefuseMessage)), None)
+
+
+# the actions the ACMS core makes per request, without a call per field (core/frozen.py)
+make_put: Callable[[Record], Put] = builder(Put)
+make_remove: Callable[[str, str], Remove] = builder(Remove)
+make_send: Callable[[str, Hop, str, AcmFlow, str], SendFlow] = builder(SendFlow)

@@ -8,6 +8,7 @@ table :data:`TRANSITIONS` is the single source of truth for what may follow what
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from functools import lru_cache
@@ -34,6 +35,7 @@ from mcacm_sip.acm.model import (
     UserProfile,
     trusted,
 )
+from mcacm_sip.core.frozen import builder, draft_of
 from mcacm_sip.core.groups import PartnerGroup
 from mcacm_sip.core.identity import id_key, procedure_id
 
@@ -371,21 +373,53 @@ class Transaction:
         objects, and so are the key and the procedure computed from it (no field they depend
         on can be given); the same record as :meth:`evolve` and ``dataclasses.replace`` give
         (tests/core/test_transaction_evolve.py)."""
-        new = _new(Transaction)
-        _set(new, "role", self.role)
-        _set(new, "transaction_id", self.transaction_id)
-        _set(new, "peer", self.peer)
-        _set(new, "request", self.request)
-        _set(new, "state", state)
-        _set(new, "created", self.created)
-        _set(new, "deadline", self.deadline if deadline is None else deadline)
-        _set(new, "indication", self.indication if indication is None else indication)
-        _set(new, "response", self.response if response is None else response)
-        _set(new, "assignee", self.assignee if assignee is None else assignee)
-        _set(new, "leg_id", self.leg_id)
-        _set(new, "key", self.key)
-        _set(new, "procedure", self.procedure)
-        return new
+        new = _new(_TxDraft)
+        new.role = self.role
+        new.transaction_id = self.transaction_id
+        new.peer = self.peer
+        new.request = self.request
+        new.state = state
+        new.created = self.created
+        new.deadline = self.deadline if deadline is None else deadline
+        new.indication = self.indication if indication is None else indication
+        new.response = self.response if response is None else response
+        new.assignee = self.assignee if assignee is None else assignee
+        new.leg_id = self.leg_id
+        new.key = self.key
+        new.procedure = self.procedure
+        new.__class__ = Transaction  # frozen from here (core/frozen.py)
+        moved: Transaction = new
+        return moved
+
+
+_TxDraft: Any = draft_of(Transaction)
+
+
+def new_transaction(role: Role, transaction_id: str, peer: str, request: AcmRequest,
+                    state: TxState, created: float, deadline: float,
+                    indication: ProcessIndication | None = None, leg_id: str = ""
+                    ) -> Transaction:
+    """``Transaction(...)`` of a new transaction (no response, no assignee yet), built as
+    :meth:`Transaction.moved` builds a step's record: the same record, key and procedure
+    (tests/core/test_frozen_builders.py)."""
+    new = _new(_TxDraft)
+    new.role = role
+    new.transaction_id = transaction_id
+    new.peer = peer
+    new.request = request
+    new.state = state
+    new.created = created
+    new.deadline = deadline
+    new.indication = indication
+    new.response = None
+    new.assignee = None
+    new.leg_id = leg_id
+    new.key = tx_key(role, request.requester.mc_service_id if role is Role.PRIMARY else peer,
+                     transaction_id)
+    new.procedure = procedure_id(request.requester.mc_service_id, transaction_id)
+    new.__class__ = Transaction
+    made: Transaction = new
+    return made
 
 
 _new = object.__new__
@@ -516,6 +550,10 @@ _MAPPING_KEY_FIELDS = frozenset({"side", "peer", "primary_id"})
 
 
 Record = Transaction | PendingItem | Outgoing | Mapping | PartnerGroup
+
+make_outgoing: Callable[[str, Purpose, Hop, str, AcmFlow, str | None, int, float | None,
+                         float | None, tuple[str, ...]], Outgoing] = builder(Outgoing)
+"""``Outgoing(...)``, every field given, without a call per field (core/frozen.py)."""
 
 
 @dataclass(frozen=True, slots=True)

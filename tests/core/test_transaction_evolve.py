@@ -117,12 +117,12 @@ def test_a_steps_record_is_replace_of_the_fields_it_sets(
     assert isinstance(answer, ProfileUpdateResponse)
     tx = _tx(role)
     if before:
-        tx = dataclasses.replace(tx, **{k: (answer if k == "response" else _INDICATION
-                                            if k == "indication" else v)
-                                        for k, v in before.items()})
-    given_fields = {"state": state, "deadline": deadline,
-                    "indication": _INDICATION if indication else None,
-                    "response": answer if response else None, "assignee": assignee}
+        earlier: dict[str, Any] = {k: (answer if k == "response" else _INDICATION
+                                       if k == "indication" else v) for k, v in before.items()}
+        tx = dataclasses.replace(tx, **earlier)
+    given_fields: dict[str, Any] = {
+        "state": state, "deadline": deadline, "indication": _INDICATION if indication else None,
+        "response": answer if response else None, "assignee": assignee}
     expected = dataclasses.replace(tx, **{k: v for k, v in given_fields.items()
                                           if v is not None})
     got = tx.moved(state, deadline, given_fields["indication"], given_fields["response"],

@@ -14,7 +14,14 @@ from dataclasses import replace
 
 from mcacm_sip.acm.model import AcmFlow, AcmRequest, AcmResponse, Result, ResultCode
 from mcacm_sip.core.acms.records import AcmsRecords, log
-from mcacm_sip.core.events import AcmsActions, DeliveryOutcome, Failure, Put, SendFlow
+from mcacm_sip.core.events import (
+    AcmsActions,
+    DeliveryOutcome,
+    Failure,
+    SendFlow,
+    make_put,
+    make_send,
+)
 from mcacm_sip.core.identity import flow_procedure, id_key
 from mcacm_sip.core.state import (
     DURABLE_PURPOSES,
@@ -24,6 +31,7 @@ from mcacm_sip.core.state import (
     Role,
     Transaction,
     Trigger,
+    make_outgoing,
 )
 from mcacm_sip.ids import unique_hex
 
@@ -108,13 +116,13 @@ class AcmsOutbox(AcmsRecords):
     def _send(self, out: AcmsActions, purpose: Purpose, hop: Hop, to: str, flow: AcmFlow,
               tx: Transaction | None = None, give_up_at: float | None = None,
               carries: tuple[str, ...] = ()) -> None:
-        og = Outgoing(unique_hex(), purpose, hop, to, flow, tx.key if tx is not None else None,
-                      give_up_at=give_up_at, carries=carries)
+        og = make_outgoing(unique_hex(), purpose, hop, to, flow,
+                           tx.key if tx is not None else None, 1, None, give_up_at, carries)
         self._keep_send(og)
         if purpose in DURABLE_PURPOSES:
-            out.change(Put(og))
+            out.change(make_put(og))
         # the transaction's procedure (as _send_of finds it)
-        out.add(SendFlow(og.send_id, hop, to, flow, tx.procedure) if tx is not None
+        out.add(make_send(og.send_id, hop, to, flow, tx.procedure) if tx is not None
                 else self._send_of(og))
 
     def _send_of(self, og: Outgoing) -> SendFlow:

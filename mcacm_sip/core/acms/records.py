@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from mcacm_sip.acm.model import AcmRequest, AcmResponse, ModelError, ProcessIndication
 from mcacm_sip.core.config import AcmsConfig, AuthorisedUser, PeerSystem
-from mcacm_sip.core.events import AcmsActions, Put, Remove
+from mcacm_sip.core.events import AcmsActions, make_put, make_remove
 from mcacm_sip.core.groups import PartnerGroup
 from mcacm_sip.core.identity import IdKey, id_key
 from mcacm_sip.core.policy import Policy
@@ -34,6 +34,7 @@ from mcacm_sip.core.state import (
     Transaction,
     Trigger,
     TxState,
+    new_transaction,
     transition,
     tx_key,
 )
@@ -218,14 +219,14 @@ class AcmsRecords:
     def _put(self, record: Record, out: AcmsActions) -> None:
         self._remember(record)
         if type(record) is not Outgoing or record.purpose in DURABLE_PURPOSES:
-            out.change(Put(record))
+            out.change(make_put(record))
 
     def _drop_tx(self, tx: Transaction, out: AcmsActions) -> None:
         del self._tx[tx.key]
         self.quota.forget(tx.key)
         if self._legs.get((tx.role, tx.leg)) == tx.key:
             del self._legs[(tx.role, tx.leg)]
-        out.change(Remove(Transaction.KIND, tx.key))
+        out.change(make_remove(Transaction.KIND, tx.key))
 
     def _drop_item(self, key: str, out: AcmsActions) -> PendingItem | None:
         item = self._pending.pop(key, None)
@@ -235,7 +236,7 @@ class AcmsRecords:
             del queue[key]
             if not queue:
                 del self._queues[owner]
-            out.change(Remove(PendingItem.KIND, key))
+            out.change(make_remove(PendingItem.KIND, key))
         return item
 
     def _drop_out(self, og: Outgoing, out: AcmsActions) -> None:
@@ -246,7 +247,7 @@ class AcmsRecords:
         if og.purpose is Purpose.NOTIFY and self._notifying.get(id_key(og.to)) == og.send_id:
             del self._notifying[id_key(og.to)]
         if self._out.pop(og.send_id, None) is not None and og.purpose in DURABLE_PURPOSES:
-            out.change(Remove(Outgoing.KIND, og.send_id))
+            out.change(make_remove(Outgoing.KIND, og.send_id))
 
     def _drop_sends(self, tx: Transaction, purpose: Purpose, out: AcmsActions) -> None:
         for send_id in list(self._out_of_tx.get(tx.key, ())):
@@ -260,8 +261,8 @@ class AcmsRecords:
         is never stored: no record of it is made) and the step logged as :meth:`_step` logs
         one.  Not stored here: by the caller, or by a later step of the same ``handle`` call."""
         state, clause = transition(role, TxState.NEW, Trigger.REQUEST)
-        tx = Transaction(role, transaction_id, peer, request, state, now, deadline, indication,
-                         leg_id=leg_id)
+        tx = new_transaction(role, transaction_id, peer, request, state, now, deadline,
+                             indication, leg_id)
         self._log_step(tx, TxState.NEW, Trigger.REQUEST, clause)
         return tx
 
@@ -272,7 +273,7 @@ class AcmsRecords:
         """Apply one row of the transition table (state.TRANSITIONS) and store the result."""
         moved = self._step(tx, trigger, deadline, indication, response, assignee, done_at)
         self._keep_tx(moved)
-        out.change(Put(moved))
+        out.change(make_put(moved))
         return moved
 
     def _step(self, tx: Transaction, trigger: Trigger, deadline: float | None = None,
