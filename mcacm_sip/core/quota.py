@@ -96,11 +96,17 @@ def page(sizes: Iterable[int], max_items: int, max_bytes: int) -> int:
     return taken
 
 
+_LISTING = frozenset(cls for cls in FLOW_TYPES if "users" in {f.name for f in fields(cls)})
+"""Flow classes with a user list (the others have no per-user growth)."""
+
+
 def growth(req: AcmRequest, local: int = 0) -> int:
     """Bytes a request's transaction adds after it is admitted: the process indication and the
     response frames, a per-user entry in the response for each listed user, and ``local``:
     what our own configuration puts into the answer (the IDs the partner assigns and the
     ``[[migration]]`` profile of 10.17.5.2, see ``AcmsCore._local_answer_bytes``)."""
+    if type(req) not in _LISTING:
+        return 2 * FLOW_OVERHEAD + local
     return 2 * FLOW_OVERHEAD + local + sum(USER_OVERHEAD + len(user)
                                            for user in getattr(req, "users", ())
                                            if isinstance(user, str))

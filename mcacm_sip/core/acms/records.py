@@ -295,13 +295,14 @@ class AcmsRecords:
     def _log_step(moved: Transaction, src: TxState, trigger: Trigger, clause: str) -> None:
         if log.isEnabledFor(logging.INFO):  # one structured event per procedure step, no contents
             # (the enums' values: the str() of each, without a call)
-            tid, origin = moved.transaction_id, moved.origin
-            role, frm, dst, why = moved.role._value_, src._value_, moved.state._value_, \
-                trigger._value_
+            # (Transaction.origin and .leg without their calls)
+            tid, peer, role = moved.transaction_id, moved.peer, moved.role._value_
+            origin = peer if role == "partner" else moved.request.requester.mc_service_id
+            frm, dst, why = src._value_, moved.state._value_, trigger._value_
             log.info("%s %s from %s: %s -> %s (%s)", role, tid, origin, frm, dst, why, extra={
                 "event": "procedure.step", "transaction_id": tid, "role": role,
-                "peer": moved.peer, "origin": origin, "leg_id": moved.leg, "from_state": frm,
-                "to_state": dst, "trigger": why, "clause": clause})
+                "peer": peer, "origin": origin, "leg_id": moved.leg_id or tid,
+                "from_state": frm, "to_state": dst, "trigger": why, "clause": clause})
 
     def _new_leg(self, role: Role, transaction_id: str) -> str:
         """The id a new transaction uses on its other leg: the origin's own id unless another
