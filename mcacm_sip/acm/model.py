@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
+
+from mcacm_sip.frozen import builder
 
 # XML 1.0 Char (production [2]): a value outside it cannot travel in an XML body.
 _NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -789,16 +791,10 @@ _NAMES: dict[type, frozenset[str]] = {}
 
 def _builder(cls: type) -> Any:
     """``cls``'s constructor without ``__post_init__``, made once per class as dataclasses
-    makes ``__init__``: the same parameters and defaults, each field set as it is given."""
-    names = [f.name for f in fields(cls)]
-    _NAMES[cls] = frozenset(names)
-    defaults = {f"_d_{f.name}": f.default for f in fields(cls) if f.default is not MISSING}
-    params = ", ".join(f"{n}=_d_{n}" if f"_d_{n}" in defaults else n for n in names)
-    body = "".join(f"    _set(obj, {n!r}, {n})\n" for n in names)
-    namespace: dict[str, Any] = {"_cls": cls, "_new": object.__new__,
-                                 "_set": object.__setattr__, **defaults}
-    exec(f"def build({params}):\n    obj = _new(_cls)\n{body}    return obj\n", namespace)
-    build = _BUILDERS[cls] = namespace["build"]
+    makes ``__init__``: the same parameters and defaults, each field set as it is given
+    (:func:`mcacm_sip.frozen.builder`)."""
+    _NAMES[cls] = frozenset(f.name for f in fields(cls))
+    build = _BUILDERS[cls] = builder(cls, skip_post_init=True)
     return build
 
 

@@ -26,8 +26,8 @@ from enum import StrEnum
 from typing import Generic, TypeVar
 
 from mcacm_sip.acm.model import AcmFlow, AcmRequest
-from mcacm_sip.core.frozen import builder
 from mcacm_sip.core.state import Hop, Record, Snapshot
+from mcacm_sip.frozen import builder
 
 # --------------------------------------------------------------------------- events
 
@@ -337,7 +337,7 @@ def verdict_of(actions: Sequence[CoreAction]) -> MessageVerdict | None:
     return next((a for a in actions if isinstance(a, AcceptMessage | RefuseMessage)), None)
 
 
-# the actions the ACMS core makes per request, without a call per field (core/frozen.py)
+# the actions the ACMS core makes per request, without a call per field (mcacm_sip/frozen.py)
 make_put: Callable[[Record], Put] = builder(Put)
 make_remove: Callable[[str, str], Remove] = builder(Remove)
 make_send: Callable[[str, Hop, str, AcmFlow, str], SendFlow] = builder(SendFlow)

@@ -35,9 +35,9 @@ from mcacm_sip.acm.model import (
     UserProfile,
     trusted,
 )
-from mcacm_sip.core.frozen import builder, draft_of
 from mcacm_sip.core.groups import PartnerGroup
 from mcacm_sip.core.identity import id_key, procedure_id
+from mcacm_sip.frozen import builder, draft_of
 
 
 class Role(StrEnum):
@@ -387,7 +387,7 @@ class Transaction:
         new.leg_id = self.leg_id
         new.key = self.key
         new.procedure = self.procedure
-        new.__class__ = Transaction  # frozen from here (core/frozen.py)
+        new.__class__ = Transaction  # frozen from here (mcacm_sip/frozen.py)
         moved: Transaction = new
         return moved
 
@@ -553,7 +553,7 @@ Record = Transaction | PendingItem | Outgoing | Mapping | PartnerGroup
 
 make_outgoing: Callable[[str, Purpose, Hop, str, AcmFlow, str | None, int, float | None,
                          float | None, tuple[str, ...]], Outgoing] = builder(Outgoing)
-"""``Outgoing(...)``, every field given, without a call per field (core/frozen.py)."""
+"""``Outgoing(...)``, every field given, without a call per field (mcacm_sip/frozen.py)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The core's constructors without a call per field (core/frozen.py, state.new_transaction,
+"""The core's constructors without a call per field (mcacm_sip/frozen.py, state.new_transaction,
 Transaction.moved) make what the classes' own constructors make: an instance of the class,
 equal field by field, as frozen, as hashable."""
 
@@ -22,7 +22,6 @@ from mcacm_sip.core.events import (
     make_remove,
     make_send,
 )
-from mcacm_sip.core.frozen import builder
 from mcacm_sip.core.state import (
     Hop,
     Outgoing,
@@ -33,6 +32,7 @@ from mcacm_sip.core.state import (
     make_outgoing,
     new_transaction,
 )
+from mcacm_sip.frozen import builder
 
 FLOWS = example_flows()
 REQUESTS = [f for f in FLOWS.values() if isinstance(f, AcmRequest)]
