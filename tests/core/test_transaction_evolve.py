@@ -131,3 +131,16 @@ def test_a_steps_record_is_replace_of_the_fields_it_sets(
     for f in dataclasses.fields(Transaction):  # the rest carried over as the same objects
         if given_fields.get(f.name) is None:  # (the store compares flows by identity)
             assert getattr(got, f.name) is getattr(tx, f.name)
+
+
+def test_what_a_2xx_moves_is_a_row_of_the_table() -> None:
+    # outbox._ON_2XX names the step a send's 2xx is; each is a trigger of the transition
+    # table, for the role that makes such sends (the table stays the one state guard)
+    from mcacm_sip.core.acms.outbox import _ON_2XX
+    from mcacm_sip.core.state import TRANSITIONS, Purpose, Trigger
+
+    triggers = {(role, trigger) for role, _, trigger in TRANSITIONS}
+    assert (Role.PRIMARY, _ON_2XX[Purpose.FORWARD]) in triggers
+    assert (Role.PARTNER, _ON_2XX[Purpose.ANSWER]) in triggers
+    assert {(role, _ON_2XX[Purpose.DELIVER]) for role in Role} <= triggers
+    assert set(_ON_2XX.values()) == {Trigger.PEER_ACCEPTED, Trigger.DELIVERED}
