@@ -6,9 +6,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: test demo bench lint examples fuzz clean
 
-# pip builds mcacm_sip/sip/_cparse.c and mcacm_sip/cli/_logline.c (setup.py) when a C compiler
+# pip builds mcacm_sip/sip/_cparse.c, mcacm_sip/cli/_logline.c and mcacm_sip/acm/_c14n.c
+# (setup.py) when a C compiler
 # and Python's headers are there; without them it installs the pure-Python code (docs/sip-layer.md).
-$(STAMP): pyproject.toml setup.py mcacm_sip/sip/_cparse.c mcacm_sip/cli/_logline.c
+$(STAMP): pyproject.toml setup.py mcacm_sip/sip/_cparse.c mcacm_sip/cli/_logline.c \
+          mcacm_sip/acm/_c14n.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)

@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 XSD = ROOT / "mcacm_sip" / "schemas" / "acm.xsd"
 EXPECTED: dict[str, dict[str, Any]] = json.loads((CORPUS / "expected.json").read_text())
 
+pytestmark = pytest.mark.usefixtures("profile_c14n")  # over both canonicalisers
+
 
 def test_corpus_files_match_their_generator() -> None:
     on_disk = {

@@ -15,6 +15,8 @@ from mcacm_sip.acm import codec, errors
 from mcacm_sip.acm import model as m
 from mcacm_sip.acm.examples import example_documents, example_flows
 
+pytestmark = pytest.mark.usefixtures("profile_c14n")  # over both canonicalisers
+
 _SETTINGS = settings(max_examples=60, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow])
 

@@ -180,14 +180,24 @@ def test_version() -> None:
     done = run("--version")
     assert done.returncode == 0
     assert done.stdout.startswith("mcacm ") and done.stdout.split()[1][0].isdigit()
-    assert re.search(r" \(SIP parser: (c|python), log lines: (c|python)\)$", done.stdout.rstrip())
+    assert re.search(r" \(SIP parser: (c|python), log lines: (c|python), "
+                     r"profile C14N: (c|python)\)$", done.stdout.rstrip())
 
 
 def test_version_names_the_log_line_writer_the_environment_chose() -> None:
     """MCACM_LOG_LINES=python makes log lines in pure Python even when the C writer is built,
     and --version says so."""
     done = run("--version", env={**os.environ, "MCACM_LOG_LINES": "python"})
-    assert done.returncode == 0 and done.stdout.rstrip().endswith(", log lines: python)")
+    assert done.returncode == 0 and ", log lines: python, " in done.stdout
+
+
+def test_version_names_the_profile_canonicaliser_the_environment_chose() -> None:
+    """MCACM_C14N=python has libxml2 write a received profile's canonical text even when the
+    compiled writer is built, and --version says so; a value it does not know is refused."""
+    done = run("--version", env={**os.environ, "MCACM_C14N": "python"})
+    assert done.returncode == 0 and done.stdout.rstrip().endswith(", profile C14N: python)")
+    bad = run("--version", env={**os.environ, "MCACM_C14N": "fast"})
+    assert bad.returncode != 0 and "MCACM_C14N='fast': want auto, c or python" in bad.stderr
 
 
 def test_version_names_the_sip_parser_the_environment_chose() -> None:

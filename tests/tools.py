@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,23 @@ def require_c_parser() -> _HeaderSplitter:
     except ImportError as exc:
         reason = (f"the compiled SIP parser is missing ({exc}); Debian: apt-get install gcc "
                   "python3-dev, then pip install -e .")
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{reason}; {REQUIRE_ENV}=1 requires it", pytrace=False)
+        pytest.skip(reason)
+    assert found is not None
+    return found
+
+
+def require_c14n() -> Callable[[bytes, bytes, bytes], str | None]:
+    """The compiled profile canonicaliser (mcacm_sip/acm/_c14n.c); skips when it was not built,
+    fails under the rule above."""
+    from mcacm_sip.acm import codec
+
+    try:
+        found = codec._load_c14n("c")
+    except ImportError as exc:
+        reason = (f"the compiled profile canonicaliser is missing ({exc}); Debian: apt-get "
+                  "install gcc python3-dev, then pip install -e .")
         if os.environ.get(REQUIRE_ENV) == "1":
             pytest.fail(f"{reason}; {REQUIRE_ENV}=1 requires it", pytrace=False)
         pytest.skip(reason)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import os
 import re
 from collections.abc import Callable, Collection, Iterable
 from contextvars import ContextVar
@@ -40,6 +41,7 @@ from mcacm_sip.acm.errors import (
     SchemaViolation,
 )
 from mcacm_sip.acm.xmlsafe import DEFAULT_LIMITS, Limits, element_path, parse
+from mcacm_sip.compiled import not_built, wanted
 
 __all__ = [
     "ACM_CONTENT_TYPE",
@@ -1028,6 +1030,35 @@ def _canonical(el: etree._Element) -> str:
     return etree.tostring(el, method="c14n", exclusive=True, with_comments=False).decode()
 
 
+C14N_ENV = "MCACM_C14N"
+"""``python``: a received profile's canonical text by libxml2 (:func:`_canonical`) even when
+the compiled writer is built; ``c``: the compiled one (mcacm_sip/acm/_c14n.c) or an
+ImportError; unset or ``auto``: the compiled one when built."""
+
+
+def _load_c14n(choice: str) -> Callable[[bytes, bytes, bytes], str | None] | None:
+    """``_c14n.canonical``, or None (``choice`` ``python``, or ``auto`` and not built)."""
+    if not wanted(C14N_ENV, choice):
+        return None
+    try:
+        from mcacm_sip.acm import _c14n
+    except ImportError as exc:
+        if choice == "c":
+            raise not_built(C14N_ENV, "mcacm_sip.acm._c14n") from exc
+        return None
+    return _c14n.canonical
+
+
+_c_canonical = _load_c14n(os.environ.get(C14N_ENV, "auto").strip().lower() or "auto")
+"""The received profile's canonical text written from the document's bytes (the same text as
+:func:`_canonical`, or None for what it leaves to libxml2: tests/test_acm_c14n.py)."""
+C14N = "python" if _c_canonical is None else "c"
+"""Which code writes a received profile's canonical text: ``c`` (mcacm_sip/acm/_c14n.c) or
+``python`` (libxml2's C14N through lxml)."""
+_PROFILE_NS_BYTES = USER_PROFILE_NS.encode()
+_PROFILE_ROOT_BYTES = USER_PROFILE_ROOT.encode()
+
+
 def _profile_from_element(el: etree._Element) -> model.UserProfile:
     if el.tag != _PROFILE_ROOT_TAG:
         raise InvalidContent(
@@ -1036,7 +1067,15 @@ def _profile_from_element(el: etree._Element) -> model.UserProfile:
             ie="profile",
             hint=f"embed an MCPTT user profile document ({USER_PROFILE_NS}, TS 24.484)",
         )
-    namespaces = () if _PLAIN_NAMESPACES.get() else _NAMESPACES(el)
+    data = _SOURCE.get()
+    if data is not None:
+        # the document holds this element only once (else None): its text from the bytes,
+        # which also hold every namespace name it takes to a plain absolute URI (else None)
+        text = None if _c_canonical is None else _c_canonical(
+            data, _PROFILE_NS_BYTES, _PROFILE_ROOT_BYTES)
+        if text is not None:
+            return model.UserProfile(xml=text)
+    namespaces = () if data is not None and _plain(data) else _NAMESPACES(el)
     for _, uri in cast(list[tuple[str, str]], namespaces):
         if any(c in uri for c in _UNESCAPED):
             raise InvalidContent(
@@ -1056,24 +1095,33 @@ def _profile_from_element(el: etree._Element) -> model.UserProfile:
 # input").
 _UNESCAPED = ('&', '<', '"')
 _NAMESPACES = etree.XPath("descendant-or-self::*/namespace::*")
-# Scanning every namespace node of a profile is a fifth of decoding a 3 KB one.  In XML, "&"
-# and "<" in an attribute value need a reference (which starts with "&"), and '"' needs one
-# or single quotes: a document with no "&" and no "'" has no such namespace name, and the
-# functions that hold its bytes (decode, profile_from_xml) skip the scan.
-_PLAIN_NAMESPACES: ContextVar[bool] = ContextVar("plain_namespaces", default=False)
+
+
+def _plain(data: bytes) -> bool:
+    """Whether the document ``data`` holds no namespace name with "&", "<" or '"'.  Scanning
+    every namespace node of a profile is a fifth of decoding a 3 KB one.  In XML, "&" and "<"
+    in an attribute value need a reference (which starts with "&"), and '"' needs one or
+    single quotes: a document with no "&" and no "'" has no such namespace name."""
+    return b"&" not in data and b"'" not in data
+
+
+_SOURCE: ContextVar[bytes | None] = ContextVar("profile_source", default=None)
+"""The bytes the tree being read was parsed from, when the reader has them (decode,
+profile_from_xml): the profile's text is then written from them, or the namespace scan
+skipped where :func:`_plain` allows."""
 
 
 _T = TypeVar("_T")
 
 
 def _read(data: bytes, read: Callable[[etree._Element], _T], root: etree._Element) -> _T:
-    """``read(root)``, the namespace scan skipped if ``data`` (the bytes ``root`` was parsed
-    from) holds no "&" and no "'"."""
-    plain = _PLAIN_NAMESPACES.set(b"&" not in data and b"'" not in data)
+    """``read(root)``, where ``data`` are the bytes ``root`` was parsed from by
+    :func:`~mcacm_sip.acm.xmlsafe.parse`."""
+    source = _SOURCE.set(data)
     try:
         return read(root)
     finally:
-        _PLAIN_NAMESPACES.reset(plain)
+        _SOURCE.reset(source)
 
 
 def profile_from_xml(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> model.UserProfile:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import mcacm_sip
+from mcacm_sip.acm import codec
 from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import (
     AcmFlow,
@@ -570,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
                "69 cannot listen / log on, 78 bad configuration (docs/running.md)")
     parser.add_argument("--version", action="version",
                         version=f"mcacm {version()} (SIP parser: {sip_message.PARSER}, "
-                                f"log lines: {logs.LINES})")
+                                f"log lines: {logs.LINES}, profile C14N: {codec.C14N})")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (run, add, text, epilog) in COMMANDS.items():
         p = sub.add_parser(name, parents=[common], help=text, description=text, epilog=epilog,

@@ -13,7 +13,9 @@ import socket
 from dataclasses import dataclass
 from typing import Literal
 
-from mcacm_sip.acm import codec, fa
+from lxml import etree
+
+from mcacm_sip.acm import codec, fa, xmlsafe
 from mcacm_sip.acm.errors import AcmError, EncodeError, warning_value
 from mcacm_sip.acm.model import AcmFlow
 from mcacm_sip.runtime.acms import AcmsNode
@@ -41,6 +43,7 @@ _CONTROL = frozenset(chr(c) for c in range(32)) | {"\x7f"}
 
 def check_acm_body(data: bytes) -> AcmFlow | AcmError:
     """codec.decode: an ACM flow that encodes back to itself, or an AcmError fit for a header."""
+    check_c14n(data)
     try:
         flow = codec.decode(data, content_type=codec.ACM_CONTENT_TYPE)
     except EncodeError:
@@ -52,6 +55,28 @@ def check_acm_body(data: bytes) -> AcmFlow | AcmError:
     # What we accept we can also send: decoding is not looser than encoding.
     assert codec.decode(codec.encode(flow)) == flow
     return flow
+
+
+def check_c14n(data: bytes) -> None:
+    """mcacm_sip/acm/_c14n.c (when built and chosen) on ``data`` the parser accepts: libxml2's
+    canonical text of its one user profile element, or None (left to libxml2)."""
+    if codec._c_canonical is None:
+        return
+    try:
+        root = xmlsafe.parse(data)
+    except AcmError:
+        return
+    got = codec._c_canonical(data, codec.USER_PROFILE_NS.encode(),
+                             codec.USER_PROFILE_ROOT.encode())
+    if got is None:
+        return
+    found = list(root.iter(codec._PROFILE_ROOT_TAG))
+    assert len(found) == 1, data
+    try:
+        want = codec._canonical(found[0])
+    except etree.C14NError:
+        raise AssertionError(f"libxml2 refuses what the compiled code wrote: {data!r}") from None
+    assert got == want, data
 
 
 def check_fa_body(content_type: str, data: bytes) -> fa.FaBodies | AcmError:

@@ -1,0 +1,893 @@
+/* The exclusive canonical form (Exclusive XML Canonicalization 1.0, comments omitted) of one
+ * element of a received document, written from the document's bytes: the text libxml2's C14N
+ * writes for that element (mcacm_sip/acm/codec.py, _canonical), without building it.
+ *
+ * canonical(data, namespace, local) -> str | None
+ *
+ * ``data`` is a document the hardened parser (mcacm_sip/acm/xmlsafe.py) has accepted: UTF-8,
+ * well-formed, namespace-well-formed, no DOCTYPE (so no entity but the five predefined ones).
+ * The element is the one element of the document with the expanded name {namespace}local.
+ * Whatever this code does not write with certainty gives None, and the caller runs libxml2:
+ * an encoding other than UTF-8, XML 1.1, a CDATA section or a processing instruction inside
+ * the element, no such element or more than one, a prefix not declared, a namespace name
+ * outside the plain absolute form checked below (libxml2's C14N refuses relative ones and
+ * writes others unescaped), a name with two colons, caps exceeded.  tests/test_acm_c14n.py
+ * holds the text equal to libxml2's for generated documents.
+ *
+ * The rules (W3C Canonical XML 1.0 and Exclusive XML Canonicalization 1.0, as libxml2's
+ * c14n.c applies them to a parsed tree):
+ * - text: references expanded, line ends CRLF and CR read as LF (XML 1.0 2.11), then
+ *   & < > and CR written as &amp; &lt; &gt; &#xD;; comments dropped;
+ * - attributes: the value normalised (XML 1.0 3.3.3: a literal tab, LF or CR, a CRLF pair
+ *   once, becomes a space; references expanded after), then & < " tab LF CR written as
+ *   &amp; &lt; &quot; &#x9; &#xA; &#xD;, in double quotes; sorted: no namespace first (by
+ *   local name), then by namespace name, then by local name;
+ * - namespace declarations: a prefix (or the default) is written on an element that uses it
+ *   (its own name or one of its attributes', "visibly utilized") unless the nearest output
+ *   ancestor that used it has the same value; the default namespace's "no value" is "" and
+ *   is written as xmlns="" only where an ancestor's output set another; sorted by prefix, the
+ *   default first; the xml prefix never;
+ * - an empty-element tag is written as a start and an end tag; white space inside tags is
+ *   dropped.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+typedef unsigned char u8;
+
+#define MAX_DEPTH 256       /* libxml2 refuses deeper documents itself */
+#define MAX_BINDINGS 512    /* namespace declarations in scope at once */
+#define MAX_ATTRS 128       /* attributes and declarations on one element */
+
+static const u8 XML_NS[] = "http://www.w3.org/XML/1998/namespace";
+#define XML_NS_LEN (sizeof(XML_NS) - 1)
+
+typedef struct {
+    const u8 *p;
+    size_t n;
+} Span;
+
+typedef struct {
+    const u8 *p, *end;
+} Cur;
+
+typedef struct {
+    Span prefix;            /* n == 0: the default namespace */
+    Span uri;               /* n == 0: no namespace (xmlns="") */
+    int depth;
+} Binding;
+
+typedef struct {
+    Span qname, prefix, local, value;
+    Span uri;               /* the attribute's namespace; p == NULL: none */
+} Attr;
+
+typedef struct {
+    u8 *b;
+    size_t n, cap;
+} Out;
+
+typedef struct {
+    Cur c;
+    Span want_ns, want_local;
+    Binding scope[MAX_BINDINGS];      /* declarations in scope, innermost last */
+    int nscope;
+    Binding shown[MAX_BINDINGS];      /* namespaces the output ancestors used, innermost last */
+    int nshown;
+    Span names[MAX_DEPTH + 1];        /* the open elements' names */
+    int depth;
+    int inside;                       /* depth of the element written, 0 outside it */
+    int found;                        /* elements with the wanted name */
+    Out out;
+} Scan;
+
+/* ---------------------------------------------------------------------- output */
+
+static int grow_slow(Out *o, size_t more) {
+    size_t cap = o->cap ? o->cap : 4096;
+    while (cap < o->n + more) {
+        if (cap > ((size_t)PY_SSIZE_T_MAX) / 2)
+            return 0;
+        cap *= 2;
+    }
+    u8 *b = PyMem_Realloc(o->b, cap);
+    if (b == NULL)
+        return 0;
+    o->b = b;
+    o->cap = cap;
+    return 1;
+}
+
+#if defined(__GNUC__)
+#define HOT inline __attribute__((always_inline))
+#else
+#define HOT inline
+#endif
+
+static HOT int grow(Out *o, size_t more) {
+    return o->n + more <= o->cap || grow_slow(o, more);
+}
+
+static HOT int put(Out *o, const void *s, size_t n) {
+    if (!grow(o, n))
+        return 0;
+    memcpy(o->b + o->n, s, n);
+    o->n += n;
+    return 1;
+}
+
+#define PUTS(o, lit) put((o), (lit), sizeof(lit) - 1)
+
+static HOT int put1(Out *o, u8 c) {
+    if (!grow(o, 1))
+        return 0;
+    o->b[o->n++] = c;
+    return 1;
+}
+
+/* ---------------------------------------------------------------------- lexing */
+
+/* Character classes, one table lookup per byte.  Every PyBytes buffer ends with a NUL, in
+ * none of the classes' runs, so the loops stop there without a bounds check (a NUL in the
+ * data itself is not XML: the scan gives up on it). */
+enum {
+    C_SPACE = 1,      /* XML white space */
+    C_NAME_END = 2,   /* ends a name: white space, '=', '/', '>' */
+    C_NAME_BAD = 4,   /* not in a name here: '<', quotes, '&', NUL; and ':' (looked at) */
+    C_TEXT = 8,       /* written specially in text: '&', '>', CR, and '<' (ends it), NUL */
+    C_ATTR = 16,      /* written specially in a value: '&', '<', '"', tab, LF, CR; "'"; NUL */
+};
+
+static u8 CLASS[256];
+
+static void init_classes(void) {
+    const char *space = " \t\n\r";
+    for (const char *c = space; *c; c++)
+        CLASS[(u8)*c] |= C_SPACE | C_NAME_END;
+    CLASS['='] |= C_NAME_END;
+    CLASS['/'] |= C_NAME_END;
+    CLASS['>'] |= C_NAME_END | C_TEXT;
+    CLASS['<'] |= C_NAME_BAD | C_TEXT | C_ATTR;
+    CLASS['"'] |= C_NAME_BAD | C_ATTR;
+    CLASS['\''] |= C_NAME_BAD | C_ATTR;
+    CLASS['&'] |= C_NAME_BAD | C_TEXT | C_ATTR;
+    CLASS[':'] |= C_NAME_BAD;
+    CLASS['\r'] |= C_TEXT | C_ATTR;
+    CLASS['\t'] |= C_ATTR;
+    CLASS['\n'] |= C_ATTR;
+    CLASS[0] |= C_NAME_BAD | C_TEXT | C_ATTR;
+}
+
+static inline int is_space(u8 c) {
+    return c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0D;
+}
+
+static inline void skip_space(Cur *c) {
+    while (CLASS[*c->p] & C_SPACE)  /* (stops at the final NUL) */
+        c->p++;
+}
+
+static inline int span_eq(Span a, Span b) {
+    return a.n == b.n && (a.p == b.p || a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
+
+static inline int span_is(Span a, const char *lit) {
+    size_t n = strlen(lit);
+    return a.n == n && memcmp(a.p, lit, n) == 0;
+}
+
+/* strcmp's order on two NUL-free strings */
+static int span_cmp(Span a, Span b) {
+    size_t n = a.n < b.n ? a.n : b.n;
+    int c = n ? memcmp(a.p, b.p, n) : 0;
+    if (c != 0)
+        return c;
+    return a.n < b.n ? -1 : a.n > b.n;
+}
+
+/* Find ``lit`` from s->c.p on; leaves s->c.p after it. */
+static int skip_past(Cur *s, const char *lit) {
+    size_t n = strlen(lit);
+    while ((size_t)(s->end - s->p) >= n) {
+        const u8 *q = memchr(s->p, lit[0], (size_t)(s->end - s->p) - n + 1);
+        if (q == NULL)
+            break;
+        if (memcmp(q, lit, n) == 0) {
+            s->p = q + n;
+            return 1;
+        }
+        s->p = q + 1;
+    }
+    return 0;
+}
+
+/* A name, up to white space, '=', '/' or '>'; split at its one colon, if any. */
+static int read_name(Cur *s, Span *qname, Span *prefix, Span *local) {
+    const u8 *start = s->p, *q = s->p, *colon = NULL;
+    for (;;) {
+        while (!(CLASS[*q] & (C_NAME_END | C_NAME_BAD)))
+            q++;
+        if (*q != ':' || colon != NULL || q >= s->end)
+            break;
+        colon = q++;
+    }
+    s->p = q;
+    if (q >= s->end || q == start || !(CLASS[*q] & C_NAME_END))
+        return 0;
+    qname->p = start;
+    qname->n = (size_t)(q - start);
+    if (colon == NULL) {
+        prefix->p = start;
+        prefix->n = 0;
+        *local = *qname;
+    } else {
+        if (colon == start || colon + 1 == q)
+            return 0;
+        prefix->p = start;
+        prefix->n = (size_t)(colon - start);
+        local->p = colon + 1;
+        local->n = (size_t)(q - colon - 1);
+    }
+    return 1;
+}
+
+/* A reference after its '&' (s->p at the character after '&'): its character's UTF-8 bytes
+ * into ``u`` (returns their count), 0 for anything but a character reference to an XML Char
+ * or one of the five predefined entities. */
+static int read_reference(Cur *s, u8 u[4]) {
+    const u8 *q = s->p;
+    unsigned long cp = 0;
+    if (q < s->end && *q == '#') {
+        q++;
+        int hex = q < s->end && *q == 'x';
+        int digits = 0;
+        if (hex)
+            q++;
+        while (q < s->end && *q != ';') {
+            u8 c = *q;
+            int d;
+            if (c >= '0' && c <= '9')
+                d = c - '0';
+            else if (hex && c >= 'a' && c <= 'f')
+                d = c - 'a' + 10;
+            else if (hex && c >= 'A' && c <= 'F')
+                d = c - 'A' + 10;
+            else
+                return 0;
+            if (++digits > 8)
+                return 0;
+            cp = cp * (hex ? 16 : 10) + (unsigned long)d;
+            q++;
+        }
+        if (q == s->end || digits == 0)
+            return 0;
+        if (!(cp == 0x9 || cp == 0xA || cp == 0xD || (cp >= 0x20 && cp <= 0xD7FF)
+              || (cp >= 0xE000 && cp <= 0xFFFD) || (cp >= 0x10000 && cp <= 0x10FFFF)))
+            return 0;
+        s->p = q + 1;
+        if (cp < 0x80) {
+            u[0] = (u8)cp;
+            return 1;
+        }
+        if (cp < 0x800) {
+            u[0] = (u8)(0xC0 | (cp >> 6));
+            u[1] = (u8)(0x80 | (cp & 0x3F));
+            return 2;
+        }
+        if (cp < 0x10000) {
+            u[0] = (u8)(0xE0 | (cp >> 12));
+            u[1] = (u8)(0x80 | ((cp >> 6) & 0x3F));
+            u[2] = (u8)(0x80 | (cp & 0x3F));
+            return 3;
+        }
+        u[0] = (u8)(0xF0 | (cp >> 18));
+        u[1] = (u8)(0x80 | ((cp >> 12) & 0x3F));
+        u[2] = (u8)(0x80 | ((cp >> 6) & 0x3F));
+        u[3] = (u8)(0x80 | (cp & 0x3F));
+        return 4;
+    }
+    static const struct { const char *name; u8 c; } predefined[] = {
+        {"amp;", '&'}, {"lt;", '<'}, {"gt;", '>'}, {"quot;", '"'}, {"apos;", '\''}};
+    for (size_t i = 0; i < sizeof(predefined) / sizeof(predefined[0]); i++) {
+        size_t n = strlen(predefined[i].name);
+        if ((size_t)(s->end - q) >= n && memcmp(q, predefined[i].name, n) == 0) {
+            s->p = q + n;
+            u[0] = predefined[i].c;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- namespaces */
+
+/* A namespace name libxml2's C14N takes as absolute and writes as it is (it refuses a
+ * relative one, and writes &, < and " unescaped): RFC 3986's scheme ":" then either "//"
+ * host [":" port] and a path, or a path not starting with "//"; host [A-Za-z0-9.-]+; path
+ * of pchar and "/", then optionally "?" query and "#" fragment of pchar, "/" and "?" (pchar
+ * without percent-encoding, "&" and "'").  Anything else goes to libxml2. */
+static int plain_uri(Span u) {
+    const u8 *p = u.p, *end = u.p + u.n;
+    if (p == end || !((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+        return 0;
+    while (p < end && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                       || (*p >= '0' && *p <= '9') || *p == '+' || *p == '-' || *p == '.'))
+        p++;
+    if (p == end || *p != ':')
+        return 0;
+    p++;
+    if (end - p >= 2 && p[0] == '/' && p[1] == '/') {
+        p += 2;
+        const u8 *host = p;
+        while (p < end && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                           || (*p >= '0' && *p <= '9') || *p == '.' || *p == '-'))
+            p++;
+        if (p == host)
+            return 0;
+        if (p < end && *p == ':') {
+            const u8 *port = ++p;
+            while (p < end && *p >= '0' && *p <= '9')
+                p++;
+            if (p == port || p - port > 5)
+                return 0;
+        }
+        if (p < end && *p != '/')
+            return 0;
+    }
+    int part = 0;  /* 0 path, 1 query, 2 fragment */
+    for (; p < end; p++) {
+        u8 c = *p;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            continue;
+        if (c == '?' && part == 0)
+            part = 1;
+        else if (c == '#' && part < 2)
+            part = 2;
+        else if (c == 0 || strchr(part ? "-._~!$()*+,;=:@/?" : "-._~!$()*+,;=:@/", c) == NULL)
+            return 0;
+    }
+    return 1;
+}
+
+/* The value a prefix (n == 0: the default) is bound to at this point; NULL if unbound. */
+static const Binding *bound(const Binding *stack, int n, Span prefix) {
+    for (int i = n - 1; i >= 0; i--)
+        if (span_eq(stack[i].prefix, prefix))
+            return &stack[i];
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------- the element */
+
+static int write_attr_value(Out *o, Span v) {
+    Cur sub;
+    u8 u[4];
+    sub.p = v.p;
+    sub.end = v.p + v.n;
+    while (sub.p < sub.end) {
+        const u8 *run = sub.p;
+        while (!(CLASS[*sub.p] & C_ATTR))
+            sub.p++;
+        if (sub.p > sub.end)
+            sub.p = sub.end;  /* (the value's closing quote is in the class) */
+        if (!put(o, run, (size_t)(sub.p - run)))
+            return -1;
+        if (sub.p == sub.end)
+            break;
+        u8 c = *sub.p++;
+        int n = 1;
+        if (c == '&') {
+            n = read_reference(&sub, u);
+            if (n == 0)
+                return 0;
+        } else if (c == '<') {
+            return 0;  /* not well-formed: the parser took something else */
+        } else if (c == '\t' || c == '\n' || c == '\r') {
+            /* attribute-value normalisation: literal white space is a space, CRLF one */
+            if (c == '\r' && sub.p < sub.end && *sub.p == '\n')
+                sub.p++;
+            u[0] = ' ';
+        } else if (c == 0) {
+            return 0;
+        } else {
+            u[0] = c;  /* a quote inside the other quotes */
+        }
+        for (int i = 0; i < n; i++) {
+            int ok;
+            switch (u[i]) {
+            case '&': ok = PUTS(o, "&amp;"); break;
+            case '<': ok = PUTS(o, "&lt;"); break;
+            case '"': ok = PUTS(o, "&quot;"); break;
+            case '\t': ok = PUTS(o, "&#x9;"); break;
+            case '\n': ok = PUTS(o, "&#xA;"); break;
+            case '\r': ok = PUTS(o, "&#xD;"); break;
+            default: ok = put1(o, u[i]);
+            }
+            if (!ok)
+                return -1;
+        }
+    }
+    return 1;
+}
+
+static int attr_cmp(const Attr *a, const Attr *b) {
+    if (a->uri.p == NULL || b->uri.p == NULL) {
+        if (a->uri.p != NULL)
+            return 1;
+        if (b->uri.p != NULL)
+            return -1;
+        return span_cmp(a->local, b->local);
+    }
+    int c = span_cmp(a->uri, b->uri);
+    return c != 0 ? c : span_cmp(a->local, b->local);
+}
+
+/* Mark ``prefix``/``uri`` used by the element at ``depth``: 1 when it must be declared there
+ * (no output ancestor used the prefix with this value), 0 when not, -1 past the cap. */
+static int use_namespace(Scan *s, Span prefix, Span uri, int depth) {
+    const Binding *was = bound(s->shown, s->nshown, prefix);
+    int declare;
+    if (was == NULL)
+        declare = !(prefix.n == 0 && uri.n == 0);  /* the default starts as "no namespace" */
+    else
+        declare = !span_eq(was->uri, uri);
+    if (!declare)
+        return 0;  /* (what the descendants see is already on the stack) */
+    if (s->nshown == MAX_BINDINGS)
+        return -1;
+    s->shown[s->nshown].prefix = prefix;
+    s->shown[s->nshown].uri = uri;
+    s->shown[s->nshown].depth = depth;
+    s->nshown++;
+    return declare;
+}
+
+/* A start tag after its '<'.  Returns 1 on success, 0 to give up. */
+static int start_tag(Scan *s) {
+    Attr attrs[MAX_ATTRS];
+    int nattrs = 0;
+    Span qname, prefix, local;
+    if (!read_name(&s->c, &qname, &prefix, &local))
+        return 0;
+    if (s->depth == MAX_DEPTH)
+        return 0;
+    int depth = ++s->depth;
+    s->names[depth] = qname;
+    int empty = 0;
+    for (;;) {
+        const u8 *before = s->c.p;
+        skip_space(&s->c);
+        if (s->c.p == s->c.end)
+            return 0;
+        if (*s->c.p == '>') {
+            s->c.p++;
+            break;
+        }
+        if (*s->c.p == '/') {
+            if (s->c.end - s->c.p < 2 || s->c.p[1] != '>')
+                return 0;
+            s->c.p += 2;
+            empty = 1;
+            break;
+        }
+        if (s->c.p == before || nattrs == MAX_ATTRS)
+            return 0;
+        Attr *a = &attrs[nattrs++];
+        if (!read_name(&s->c, &a->qname, &a->prefix, &a->local))
+            return 0;
+        skip_space(&s->c);
+        if (s->c.p == s->c.end || *s->c.p != '=')
+            return 0;
+        s->c.p++;
+        skip_space(&s->c);
+        if (s->c.p == s->c.end || (*s->c.p != '"' && *s->c.p != '\''))
+            return 0;
+        u8 quote = *s->c.p++;
+        const u8 *q = memchr(s->c.p, quote, (size_t)(s->c.end - s->c.p));
+        if (q == NULL)
+            return 0;
+        a->value.p = s->c.p;
+        a->value.n = (size_t)(q - s->c.p);
+        a->uri.p = NULL;
+        a->uri.n = 0;
+        s->c.p = q + 1;
+        /* a namespace declaration: in scope from this element on */
+        Span declared;
+        if (a->prefix.n == 0 && span_is(a->local, "xmlns")) {
+            declared.p = a->local.p;
+            declared.n = 0;
+        } else if (span_is(a->prefix, "xmlns")) {
+            declared = a->local;
+            if (span_is(declared, "xml") || span_is(declared, "xmlns") || a->value.n == 0)
+                return 0;
+        } else {
+            continue;
+        }
+        if (a->value.n != 0 && !plain_uri(a->value))
+            return 0;
+        if (a->value.n == XML_NS_LEN && memcmp(a->value.p, XML_NS, XML_NS_LEN) == 0)
+            return 0;
+        if (s->nscope == MAX_BINDINGS)
+            return 0;
+        s->scope[s->nscope].prefix = declared;
+        s->scope[s->nscope].uri = a->value;
+        s->scope[s->nscope].depth = depth;
+        s->nscope++;
+        a->qname.n = 0;  /* not an attribute */
+    }
+
+    /* the element's namespace */
+    Span uri = {NULL, 0};
+    if (span_is(prefix, "xml") || span_is(prefix, "xmlns"))
+        return 0;
+    const Binding *b = bound(s->scope, s->nscope, prefix);
+    if (b != NULL)
+        uri = b->uri;
+    else if (prefix.n != 0)
+        return 0;  /* an undeclared prefix */
+    if (uri.n != 0 && span_eq(local, s->want_local) && span_eq(uri, s->want_ns)) {
+        if (++s->found > 1)
+            return 0;
+        s->inside = depth;
+        s->nshown = 0;
+        s->out.n = 0;
+    }
+    if (s->inside == 0) {
+        for (int i = 0; i < nattrs; i++)
+            if (attrs[i].qname.n != 0 && attrs[i].prefix.n != 0
+                && !span_is(attrs[i].prefix, "xml")
+                && bound(s->scope, s->nscope, attrs[i].prefix) == NULL)
+                return 0;
+        return empty ? 2 : 1;
+    }
+
+    /* inside the element written: its start tag */
+    Span declare[MAX_ATTRS + 1];
+    Span declare_uri[MAX_ATTRS + 1];
+    int ndeclare = 0;
+    int r = use_namespace(s, prefix, uri, depth);
+    if (r < 0)
+        return 0;
+    if (r) {
+        declare[ndeclare] = prefix;
+        declare_uri[ndeclare++] = uri;
+    }
+    int n = 0;
+    for (int i = 0; i < nattrs; i++) {
+        Attr *a = &attrs[i];
+        if (a->qname.n == 0)
+            continue;
+        if (a->prefix.n != 0) {
+            if (span_is(a->prefix, "xmlns"))
+                return 0;
+            if (span_is(a->prefix, "xml")) {
+                a->uri.p = XML_NS;
+                a->uri.n = XML_NS_LEN;
+            } else {
+                const Binding *ab = bound(s->scope, s->nscope, a->prefix);
+                if (ab == NULL || ab->uri.n == 0)
+                    return 0;
+                a->uri = ab->uri;
+                r = use_namespace(s, a->prefix, a->uri, depth);
+                if (r < 0)
+                    return 0;
+                if (r) {
+                    declare[ndeclare] = a->prefix;
+                    declare_uri[ndeclare++] = a->uri;
+                }
+            }
+        }
+        attrs[n++] = *a;
+    }
+    /* declarations by prefix, the default first; attributes by namespace name, local name */
+    for (int i = 1; i < ndeclare; i++)
+        for (int j = i; j > 0 && span_cmp(declare[j - 1], declare[j]) > 0; j--) {
+            Span t = declare[j]; declare[j] = declare[j - 1]; declare[j - 1] = t;
+            t = declare_uri[j]; declare_uri[j] = declare_uri[j - 1]; declare_uri[j - 1] = t;
+        }
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0; j--) {
+            int c = attr_cmp(&attrs[j - 1], &attrs[j]);
+            if (c == 0)
+                return 0;  /* one expanded name twice */
+            if (c < 0)
+                break;
+            Attr t = attrs[j]; attrs[j] = attrs[j - 1]; attrs[j - 1] = t;
+        }
+    Out *o = &s->out;
+    if (!put1(o, '<') || !put(o, qname.p, qname.n))
+        return -1;
+    for (int i = 0; i < ndeclare; i++) {
+        if (declare[i].n == 0) {
+            if (!PUTS(o, " xmlns=\""))
+                return -1;
+        } else if (!PUTS(o, " xmlns:") || !put(o, declare[i].p, declare[i].n) || !PUTS(o, "=\"")) {
+            return -1;
+        }
+        if (!put(o, declare_uri[i].p, declare_uri[i].n) || !PUTS(o, "\""))
+            return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!PUTS(o, " ") || !put(o, attrs[i].qname.p, attrs[i].qname.n) || !PUTS(o, "=\""))
+            return -1;
+        int w = write_attr_value(o, attrs[i].value);
+        if (w <= 0)
+            return w;
+        if (!PUTS(o, "\""))
+            return -1;
+    }
+    if (!put1(o, '>'))
+        return -1;
+    if (empty) {
+        if (!PUTS(o, "</") || !put(o, qname.p, qname.n) || !PUTS(o, ">"))
+            return -1;
+    }
+    return empty ? 2 : 1;
+}
+
+/* Leave the element at s->depth: its declarations go out of scope. */
+static void end_element(Scan *s) {
+    int depth = s->depth;
+    while (s->nscope > 0 && s->scope[s->nscope - 1].depth >= depth)
+        s->nscope--;
+    while (s->nshown > 0 && s->shown[s->nshown - 1].depth >= depth)
+        s->nshown--;
+    if (s->inside == depth)
+        s->inside = 0;
+    s->depth--;
+}
+
+/* Character data up to the next '<', written when inside the element. */
+static int text(Scan *s) {
+    if (s->inside == 0) {
+        const u8 *stop = memchr(s->c.p, '<', (size_t)(s->c.end - s->c.p));
+        s->c.p = stop == NULL ? s->c.end : stop;
+        return 1;
+    }
+    Out *o = &s->out;
+    u8 u[4];
+    for (;;) {
+        const u8 *run = s->c.p;
+        while (!(CLASS[*s->c.p] & C_TEXT))
+            s->c.p++;
+        if (!put(o, run, (size_t)(s->c.p - run)))
+            return -1;
+        u8 c = *s->c.p;
+        if (c == '<' || c == 0)
+            break;  /* the next markup, or the end (a NUL: gives up in the scan) */
+        s->c.p++;
+        int n = 1;
+        if (c == '&') {
+            Cur sub = {s->c.p, s->c.end};
+            n = read_reference(&sub, u);
+            if (n == 0)
+                return 0;
+            s->c.p = sub.p;
+        } else if (c == '\r') {
+            /* XML 1.0 2.11: CRLF and a lone CR are read as LF */
+            if (*s->c.p == '\n')
+                s->c.p++;
+            u[0] = '\n';
+        } else {
+            u[0] = c;
+        }
+        for (int i = 0; i < n; i++) {
+            int ok;
+            switch (u[i]) {
+            case '&': ok = PUTS(o, "&amp;"); break;
+            case '<': ok = PUTS(o, "&lt;"); break;
+            case '>': ok = PUTS(o, "&gt;"); break;
+            case '\r': ok = PUTS(o, "&#xD;"); break;
+            default: ok = put1(o, u[i]);
+            }
+            if (!ok)
+                return -1;
+        }
+    }
+    return *s->c.p == 0 && s->c.p < s->c.end ? 0 : 1;  /* a NUL in the data: not XML */
+}
+
+/* The XML declaration's pseudo-attributes: version 1.0, encoding UTF-8 if any. */
+static int declaration(Scan *s) {
+    const u8 *close = NULL;
+    for (const u8 *q = s->c.p; q + 1 < s->c.end; q++)
+        if (q[0] == '?' && q[1] == '>') {
+            close = q;
+            break;
+        }
+    if (close == NULL)
+        return 0;
+    Cur sub = {s->c.p, close};
+    int version = 0;
+    for (;;) {
+        skip_space(&sub);
+        if (sub.p == sub.end)
+            break;
+        const u8 *name = sub.p;
+        while (sub.p < sub.end && *sub.p >= 'a' && *sub.p <= 'z')
+            sub.p++;
+        Span key = {name, (size_t)(sub.p - name)};
+        skip_space(&sub);
+        if (sub.p == sub.end || *sub.p != '=')
+            return 0;
+        sub.p++;
+        skip_space(&sub);
+        if (sub.p == sub.end || (*sub.p != '"' && *sub.p != '\''))
+            return 0;
+        u8 quote = *sub.p++;
+        const u8 *q = memchr(sub.p, quote, (size_t)(sub.end - sub.p));
+        if (q == NULL)
+            return 0;
+        Span value = {sub.p, (size_t)(q - sub.p)};
+        sub.p = q + 1;
+        if (span_is(key, "version")) {
+            if (!span_is(value, "1.0"))
+                return 0;
+            version = 1;
+        } else if (span_is(key, "encoding")) {
+            if (value.n != 5 || PyOS_strnicmp((const char *)value.p, "utf-8", 5) != 0)
+                return 0;
+        } else if (!span_is(key, "standalone")) {
+            return 0;
+        }
+    }
+    s->c.p = close + 2;
+    return version;
+}
+
+/* 1: written into s->out; 0: not taken (the caller runs libxml2); -1: out of memory. */
+static int scan(Scan *s) {
+    if (s->c.end - s->c.p >= 3 && memcmp(s->c.p, "\xef\xbb\xbf", 3) == 0)
+        s->c.p += 3;
+    if (s->c.end - s->c.p >= 6 && memcmp(s->c.p, "<?xml", 5) == 0 && is_space(s->c.p[5])) {
+        s->c.p += 6;
+        if (!declaration(s))
+            return 0;
+    }
+    int done = 0;  /* the root element closed */
+    while (s->c.p < s->c.end) {
+        if (*s->c.p != '<') {
+            if (s->depth == 0) {
+                if (!is_space(*s->c.p))
+                    return 0;
+                s->c.p++;
+                continue;
+            }
+            int r = text(s);
+            if (r <= 0)
+                return r;
+            continue;
+        }
+        s->c.p++;
+        if (s->c.p == s->c.end)
+            return 0;
+        u8 c = *s->c.p;
+        if (c == '!') {
+            if (s->c.end - s->c.p >= 3 && s->c.p[1] == '-' && s->c.p[2] == '-') {
+                s->c.p += 3;
+                if (!skip_past(&s->c, "-->"))
+                    return 0;
+            } else if (s->inside == 0 && s->depth > 0 && s->c.end - s->c.p >= 8
+                       && memcmp(s->c.p, "![CDATA[", 8) == 0) {
+                s->c.p += 8;
+                if (!skip_past(&s->c, "]]>"))
+                    return 0;
+            } else {
+                return 0;  /* a DOCTYPE, or CDATA inside the element */
+            }
+        } else if (c == '?') {
+            if (s->inside != 0)
+                return 0;
+            s->c.p++;
+            if (!skip_past(&s->c, "?>"))
+                return 0;
+        } else if (c == '/') {
+            s->c.p++;
+            if (s->depth == 0)
+                return 0;
+            /* the open element's name, then white space or '>' */
+            Span qname = s->names[s->depth];
+            if ((size_t)(s->c.end - s->c.p) <= qname.n || memcmp(s->c.p, qname.p, qname.n) != 0
+                || !(CLASS[s->c.p[qname.n]] & C_NAME_END))
+                return 0;
+            s->c.p += qname.n;
+            skip_space(&s->c);
+            if (s->c.p == s->c.end || *s->c.p != '>')
+                return 0;
+            s->c.p++;
+            if (s->inside != 0) {
+                Out *o = &s->out;
+                if (!PUTS(o, "</") || !put(o, qname.p, qname.n) || !PUTS(o, ">"))
+                    return -1;
+            }
+            end_element(s);
+            if (s->depth == 0)
+                done = 1;
+        } else {
+            if (done)
+                return 0;
+            int r = start_tag(s);
+            if (r <= 0)
+                return r;
+            if (r == 2)
+                end_element(s);
+            if (s->depth == 0)
+                done = 1;
+        }
+    }
+    return done && s->depth == 0 && s->found == 1 ? 1 : 0;
+}
+
+static PyObject *canonical(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "canonical() takes data, namespace and local name");
+        return NULL;
+    }
+    for (int i = 0; i < 3; i++)
+        if (!PyBytes_Check(args[i])) {
+            PyErr_SetString(PyExc_TypeError, "canonical() takes bytes");
+            return NULL;
+        }
+    Scan *s = PyMem_Malloc(sizeof(Scan));
+    if (s == NULL)
+        return PyErr_NoMemory();
+    s->c.p = (const u8 *)PyBytes_AS_STRING(args[0]);
+    s->c.end = s->c.p + PyBytes_GET_SIZE(args[0]);
+    s->want_ns.p = (const u8 *)PyBytes_AS_STRING(args[1]);
+    s->want_ns.n = (size_t)PyBytes_GET_SIZE(args[1]);
+    s->want_local.p = (const u8 *)PyBytes_AS_STRING(args[2]);
+    s->want_local.n = (size_t)PyBytes_GET_SIZE(args[2]);
+    s->nscope = s->nshown = s->depth = s->inside = s->found = 0;
+    s->out.n = 0;
+    s->out.cap = (size_t)PyBytes_GET_SIZE(args[0]) + 256;
+    s->out.b = PyMem_Malloc(s->out.cap);
+    if (s->out.b == NULL) {
+        PyMem_Free(s);
+        return PyErr_NoMemory();
+    }
+    PyObject *result;
+    int r = s->want_ns.n == 0 ? 0 : scan(s);
+    if (r < 0) {
+        result = PyErr_NoMemory();
+    } else if (r == 0) {
+        result = Py_NewRef(Py_None);
+    } else {
+        result = PyUnicode_DecodeUTF8((const char *)s->out.b, (Py_ssize_t)s->out.n, "strict");
+        if (result == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            PyErr_Clear();
+            result = Py_NewRef(Py_None);
+        }
+    }
+    PyMem_Free(s->out.b);
+    PyMem_Free(s);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"canonical", (PyCFunction)(void (*)(void))canonical, METH_FASTCALL,
+     "canonical(data, namespace, local, /) -> str | None\n\n"
+     "The exclusive canonical XML (1.0, no comments) of the one element {namespace}local of\n"
+     "the UTF-8 document ``data``, as libxml2 writes it; None where this code does not\n"
+     "write it (the caller then runs libxml2)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyModuleDef_Slot slots[] = {
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_c14n",
+    "The exclusive canonical form of a received element, from the document's bytes "
+    "(mcacm_sip/acm/codec.py).", 0, methods, slots, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__c14n(void) {
+    init_classes();
+    return PyModuleDef_Init(&module);
+}

@@ -1,0 +1,3 @@
+# The optional C extension built from _c14n.c (setup.py); codec.py is its only user.
+
+def canonical(data: bytes, namespace: bytes, local: bytes, /) -> str | None: ...
