@@ -967,16 +967,19 @@ def from_element(root: etree._Element, *, validate: bool = True) -> model.AcmFlo
     """
     spec = _BY_TAG.get(root.tag)
     if spec is None:
-        qname = etree.QName(root)
-        if qname.namespace != ACM_NS:
+        # the tag's own text: libxml2 takes a name with colons and an undeclared prefix
+        # (a namespace warning), which etree.QName refuses with a ValueError
+        namespace, _, localname = root.tag[1:].rpartition("}") if root.tag.startswith("{") \
+            else ("", "", root.tag)
+        if namespace != ACM_NS:
             raise NotAcmDocument(
-                f"root element {qname.localname} is in namespace {qname.namespace or '(none)'}",
-                path="/" + qname.localname,
+                f"root element {localname} is in namespace {namespace or '(none)'}",
+                path="/" + localname,
                 hint=f"ACM documents use namespace {ACM_NS}",
             )
         raise SchemaViolation(
-            f"{qname.localname} is not an ACM flow",
-            path="/" + qname.localname,
+            f"{localname} is not an ACM flow",
+            path="/" + localname,
             hint="the root must be one of: " + ", ".join(c.FLOW for c in model.FLOW_TYPES),
         )
     xsd = schema()

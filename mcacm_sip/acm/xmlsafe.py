@@ -220,7 +220,7 @@ def element_path(el: etree._Element) -> str:
     steps: list[str] = []
     node: etree._Element | None = el
     while node is not None:
-        name = etree.QName(node).localname
+        name = node.tag.rpartition("}")[2]  # (etree.QName refuses a name with colons)
         parent = node.getparent()
         if parent is not None:
             same = [c for c in parent if c.tag == node.tag]

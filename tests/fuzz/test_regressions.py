@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from fuzz.contract import ReceivePath, check_acm_body, check_sip, check_stream
+from mcacm_sip.acm import codec
+from mcacm_sip.acm.errors import NotAcmDocument
 from mcacm_sip.sip import SipParseError, error_response, parse
 from mcacm_sip.sip.framer import PONG, StreamFramer
 
@@ -48,6 +50,15 @@ def test_receive_path_seeds() -> None:
 REQUEST = (b"MESSAGE sip:0@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bK0\n"
            b"From: <sip:0@127.0.0.1>;tag=0\nTo: <sip:0@127.0.0.1>\nCall-ID: 0@0\n"
            b"CSeq: 1 MESSAGE\nContent-Length: 0\n\n")
+
+
+def test_a_root_name_with_colons_is_refused_as_not_acm() -> None:
+    # atheris xml_decoder: libxml2 takes "<a:b:c xmlns='u'/>" with an undeclared prefix (a
+    # namespace warning) and etree.QName(root) raised ValueError
+    data = (SEEDS / "xml_decoder" / "colons-in-the-root-name.xml").read_bytes()
+    with pytest.raises(NotAcmDocument) as caught:
+        codec.decode(data)
+    assert caught.value.path == "/presenceurn:mcacm-sip:ns:rey-na1"
 
 
 def test_nul_in_a_header_is_refused_and_never_echoed() -> None:
