@@ -102,7 +102,8 @@ def test_a_migration_runs_once_for_workers_starting_together(pg_url: str,
         await sql(pg_url, "UPDATE schema_version SET version = 1")
         monkeypatch.setitem(postgres._MIGRATIONS, 1,
                             "ALTER TABLE pending ADD COLUMN migrated_once INTEGER")
-        monkeypatch.setitem(postgres._MIGRATIONS, 2, "SELECT 1")
+        for version in range(2, SCHEMA_VERSION):
+            monkeypatch.setitem(postgres._MIGRATIONS, version, "SELECT 1")
         stores = [PostgresStore(pg_url, f"w{i}") for i in range(4)]
         await asyncio.gather(*(s.open() for s in stores))  # a second ALTER would fail
         conn = await asyncpg.connect(pg_url)
@@ -110,6 +111,25 @@ def test_a_migration_runs_once_for_workers_starting_together(pg_url: str,
         await conn.close()
         for s in stores:
             await s.close()
+    run(main())
+
+
+def test_a_schema_3_database_gains_the_sends_column(pg_url: str) -> None:
+    """Schema 4 (issue 18): a transaction's sends may be kept in its row; a schema-3 database
+    gains the (empty) column when a worker connects, and its sends (rows of outgoing) load."""
+    async def main() -> None:
+        w1 = await opened(pg_url, "w1")
+        await w1.apply([Put(TX), Put(ITEM), Put(OUT)])
+        await w1.close()
+        await sql(pg_url, "ALTER TABLE transactions DROP COLUMN sends")
+        await sql(pg_url, "UPDATE schema_version SET version = 3")
+        again = await opened(pg_url, "w1")
+        got = await again.load()
+        assert (got.transactions, got.pending, got.outgoing) == ((TX,), (ITEM,), (OUT,))
+        conn = await asyncpg.connect(pg_url)
+        assert await conn.fetchval("SELECT version FROM schema_version") == SCHEMA_VERSION
+        await conn.close()
+        await again.close()
     run(main())
 
 
@@ -293,17 +313,19 @@ def test_other_workers_mappings_and_groups_reach_a_worker(pg_url: str) -> None:
     run(main())
 
 
-def test_a_schema_2_database_is_migrated_to_3(pg_url: str) -> None:
+def test_a_schema_2_database_is_migrated_to_3_and_on(pg_url: str) -> None:
     # what a PostgreSQL store of schema 2 (before issue 17's groups) had: no groups table
+    # (nor schema 4's sends column)
     async def main() -> None:
         await (await opened(pg_url, "w0")).close()
         await sql(pg_url, "DROP TABLE groups")
+        await sql(pg_url, "ALTER TABLE transactions DROP COLUMN sends")
         await sql(pg_url, "UPDATE schema_version SET version = 2")
         w1 = await opened(pg_url, "w1")
         await w1.apply([Put(GROUP)])
         assert (await w1.load()).groups == (GROUP,)
         conn = await asyncpg.connect(pg_url)
-        assert await conn.fetchval("SELECT version FROM schema_version") == 3
+        assert await conn.fetchval("SELECT version FROM schema_version") == SCHEMA_VERSION
         await conn.close()
         await w1.close()
     run(main())

@@ -25,7 +25,7 @@ from mcacm_sip.core.state import (
     TxState,
 )
 from mcacm_sip.store.fa import load_holders
-from mcacm_sip.store.rows import LOAD, TABLE
+from mcacm_sip.store.rows import LOAD, TABLE, sends_in
 from mcacm_sip.store.sqlite import SCHEMA_VERSION, StoreError
 
 WAITING_FOR: dict[TxState, str] = {
@@ -89,7 +89,8 @@ def read_store(path: str | Path) -> StoreView:
             row = db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
         except sqlite3.DatabaseError as exc:  # not a database, or no meta table
             raise NotAStore(f"{path}: not an mcacm-sip store ({exc})") from None
-        if row is None or row["value"] not in (str(SCHEMA_VERSION), "1"):
+        readable = [str(v) for v in range(1, SCHEMA_VERSION + 1)]
+        if row is None or row["value"] not in readable:
             raise NotAStore(f"{path}: unknown store schema "
                             f"{row['value'] if row else '(none)'}")
         if row["value"] == "1":
@@ -106,6 +107,11 @@ def read_store(path: str | Path) -> StoreView:
                     view.unreadable.append(f"{TABLE[kind]} {r['key']}: {exc}")
                     continue
                 target.append(record)  # type: ignore[arg-type]  # LOAD[kind] builds kind
+                if isinstance(record, Transaction) and view.schema == str(SCHEMA_VERSION):
+                    try:  # schema 4: its sends kept in its row
+                        view.outgoing += sends_in(record, r["sends"])
+                    except (StoreError, ValueError) as exc:
+                        view.unreadable.append(f"transactions {r['key']} sends: {exc}")
         has_bindings = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' "
                                   "AND name='bindings'").fetchone()
         if has_bindings:

@@ -63,6 +63,7 @@ from mcacm_sip.store.rows import (
     StoreError,
     StoreUnavailable,
     last_changes,
+    sends_in,
 )
 
 log = logging.getLogger("mcacm.store.postgres")
@@ -90,7 +91,7 @@ CREATE TABLE transactions (
     key TEXT PRIMARY KEY, role TEXT NOT NULL, transaction_id TEXT NOT NULL, peer TEXT NOT NULL,
     state TEXT NOT NULL, created FLOAT8 NOT NULL, deadline FLOAT8 NOT NULL, request TEXT NOT NULL,
     indication TEXT, response TEXT, assignee TEXT, leg_id TEXT NOT NULL DEFAULT '',
-    worker TEXT NOT NULL, lease_until FLOAT8 NOT NULL);
+    sends TEXT NOT NULL DEFAULT '', worker TEXT NOT NULL, lease_until FLOAT8 NOT NULL);
 CREATE INDEX transactions_by_worker ON transactions (worker);
 CREATE INDEX transactions_by_lease ON transactions (lease_until);
 CREATE TABLE workers (worker_id TEXT PRIMARY KEY, lease_until FLOAT8 NOT NULL);
@@ -131,6 +132,9 @@ _MIGRATIONS: dict[int, str] = {
     seq BIGINT NOT NULL DEFAULT nextval('mappings_seq'), writer TEXT NOT NULL DEFAULT '');
 CREATE INDEX groups_by_seq ON groups (seq);
 """,  # issue 17: the partner's groups, shared like mappings
+    3: "ALTER TABLE transactions ADD COLUMN sends TEXT NOT NULL DEFAULT '';",
+    # issue 18: a transaction's sends in its row (store/rows.py RowSends); this store writes
+    # its sends as rows of outgoing (it keeps no memory of its rows) and reads both
 }
 """from-version -> DDL to the next version."""
 
@@ -403,12 +407,15 @@ class PostgresStore:
         keys = [r["key"] for r in rows]
         pending = await c.fetch(_PENDING_OF, keys) if keys else []
         outgoing = await c.fetch(_OUTGOING_OF, keys) if keys else []
+        transactions = [t for t in _records(_TX, rows) if isinstance(t, Transaction)]
+        in_rows = [og for t, r in zip(transactions, rows, strict=True)
+                   for og in sends_in(t, r["sends"])]
         return Snapshot(
-            transactions=tuple(t for t in _records(_TX, rows) if isinstance(t, Transaction)),
+            transactions=tuple(transactions),
             pending=tuple(p for p in _records(PendingItem.KIND, pending)
                           if isinstance(p, PendingItem)),
-            outgoing=tuple(o for o in _records(Outgoing.KIND, outgoing)
-                           if isinstance(o, Outgoing)))
+            outgoing=tuple(in_rows + [o for o in _records(Outgoing.KIND, outgoing)
+                                      if isinstance(o, Outgoing)]))
 
     async def renew(self) -> int:
         """Renew this worker's lease if a third of it is used (an idle worker: a busy one

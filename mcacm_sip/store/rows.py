@@ -10,8 +10,8 @@ the wire.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from mcacm_sip.acm import codec
@@ -36,10 +36,11 @@ from mcacm_sip.core.state import (
     TxState,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The record layout's version, the same in SQLite and PostgreSQL: 2 = leg ids and canonical
-keys (issue 12), 3 = the partner's groups (issue 17).  PostgreSQL rows carry lease columns
-besides (store/postgres.py)."""
+keys (issue 12), 3 = the partner's groups (issue 17), 4 = a transaction's sends in its own row
+(issue 18, :func:`sends_text`).  PostgreSQL rows carry lease columns besides
+(store/postgres.py)."""
 
 TABLE = {Transaction.KIND: "transactions", PendingItem.KIND: "pending",
          Outgoing.KIND: "outgoing", Mapping.KIND: "mappings", PartnerGroup.KIND: "groups"}
@@ -49,7 +50,8 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     Transaction.KIND: (("key", "text"), ("role", "text"), ("transaction_id", "text"),
                        ("peer", "text"), ("state", "text"), ("created", "float8"),
                        ("deadline", "float8"), ("request", "text"), ("indication", "text"),
-                       ("response", "text"), ("assignee", "text"), ("leg_id", "text")),
+                       ("response", "text"), ("assignee", "text"), ("leg_id", "text"),
+                       ("sends", "text")),
     PendingItem.KIND: (("key", "text"), ("owner", "text"), ("is_fa", "int4"),
                        ("created", "float8"), ("flow", "text")),
     Outgoing.KIND: (("key", "text"), ("purpose", "text"), ("hop", "text"), ("dest", "text"),
@@ -100,14 +102,15 @@ _REQ = AcmRequest.__args__
 _RESP = AcmResponse.__args__
 
 
-def row_of(record: Record) -> tuple[Any, ...]:
-    """The row of ``record``, in :data:`COLUMNS` order."""
+def row_of(record: Record, sends: str = "") -> tuple[Any, ...]:
+    """The row of ``record``, in :data:`COLUMNS` order; ``sends``: a transaction's sends
+    column (:func:`sends_text`)."""
     match record:
         case Transaction():
             return (record.key, record.role.value, record.transaction_id, record.peer,
                     record.state.value, record.created, record.deadline, _xml(record.request),
                     _xml(record.indication), _xml(record.response), record.assignee,
-                    record.leg_id)
+                    record.leg_id, sends)
         case PendingItem():
             return (record.key, record.owner, int(record.is_fa), record.created,
                     _xml(record.flow))
@@ -148,15 +151,86 @@ LOAD: dict[str, Callable[[RowLike], Record]] = {
 """Record kind -> a fetched row's record."""
 
 
-STATE_COLUMNS = ("state", "deadline", "assignee", "leg_id")
-"""The transaction columns a step of its procedure changes; the rest of a row (its origin, id,
-creation time and flows) only ever changes with these when a flow is added
-(:func:`moved_only`)."""
+_US, _RS = "\x1f", "\x1e"
+"""Field and entry separators of the compact ``sends`` column: XML 1.0 excludes both from
+a document (Char, 2.2), a URI from its text; a send whose text holds one anyway is written
+as JSON instead (:func:`sends_text`)."""
 
 
-def state_row(tx: Transaction) -> tuple[Any, ...]:
-    """``tx``'s :data:`STATE_COLUMNS` values, then its key."""
-    return (tx.state.value, tx.deadline, tx.assignee, tx.leg_id, tx.key)
+def sends_text(tx: Transaction, sends: Iterable[Outgoing]) -> str:
+    """The ``sends`` column of ``tx``'s row: the stored sends of ``tx`` (each with
+    ``tx_key == tx.key``), "" for none.  Each send is ``send_id, purpose, hop, dest, flow,
+    attempts, next_at, give_up_at``: ``flow`` is "0", "1" or "2" when the send's flow is the
+    transaction's own request, indication or response object (the row holds its document
+    already), else the flow's document; by identity only, so an equal flow that is another
+    object is written in full (never a reference to a document that could differ).  Times
+    are exact (``float.hex``).  Compact form: each send after a RS, its fields joined by US;
+    a send carrying item keys, or a text holding a separator, makes the whole column a JSON
+    array of ``[..., carries]`` instead (:func:`sends_in` reads both)."""
+    docs = (tx.request, tx.indication, tx.response)
+    entries = []
+    for og in sends:
+        flow = og.flow
+        n, g = og.next_at, og.give_up_at
+        try:
+            entry = _US.join((og.send_id, og.purpose, og.hop, og.to,
+                              "0" if flow is docs[0] else "1" if flow is docs[1] else "2"
+                              if flow is docs[2] else codec.document_text(flow),
+                              str(og.attempts), "" if n is None else n.hex(),
+                              "" if g is None else g.hex()))
+        except (AttributeError, TypeError):  # (a time that is not a float)
+            return _json_sends(docs, sends)
+        if og.carries or entry.count(_US) != 7 or _RS in entry:
+            return _json_sends(docs, sends)
+        entries.append(entry)
+    return _RS + _RS.join(entries) if entries else ""
+
+
+def _json_sends(docs: tuple[AcmFlow | None, ...], sends: Iterable[Outgoing]) -> str:
+    entries = []
+    for og in sends:
+        flow = og.flow
+        ref: int | str = 0 if flow is docs[0] else 1 if flow is docs[1] else 2 \
+            if flow is docs[2] else codec.document_text(flow)
+        entries.append([og.send_id, og.purpose.value, og.hop.value, og.to, ref, og.attempts,
+                        og.next_at, og.give_up_at, list(og.carries)])
+    return json.dumps(entries)
+
+
+def sends_in(tx: Transaction, text: str | None) -> list[Outgoing]:
+    """The sends a row's ``sends`` column holds (:func:`sends_text`), of transaction ``tx``."""
+    if not text:
+        return []
+    docs = (tx.request, tx.indication, tx.response)
+    sends = []
+    try:
+        if text[0] == _RS:
+            for entry in text[1:].split(_RS):
+                send_id, purpose, hop, to, ref, attempts, next_at, give_up_at = entry.split(_US)
+                flow = docs[int(ref)] if len(ref) == 1 else _flow(ref, object)
+                if flow is None:
+                    raise StoreError(f"send {send_id} names a flow transaction {tx.key} lacks")
+                sends.append(Outgoing(
+                    send_id, Purpose(purpose), Hop(hop), to, flow, tx.key, int(attempts),
+                    float.fromhex(next_at) if next_at else None,
+                    float.fromhex(give_up_at) if give_up_at else None))
+            return sends
+        for send_id, purpose, hop, to, ref, attempts, next_at, give_up_at, carries in (
+                json.loads(text)):
+            flow = _flow(ref, object) if isinstance(ref, str) else docs[ref]
+            if flow is None:
+                raise StoreError(f"send {send_id} names a flow transaction {tx.key} lacks")
+            sends.append(Outgoing(send_id, Purpose(purpose), Hop(hop), to, flow, tx.key,
+                                  attempts, next_at, give_up_at, tuple(carries)))
+    except (ValueError, TypeError, IndexError) as exc:
+        raise StoreError(f"transaction {tx.key}: unreadable sends: {exc}") from None
+    return sends
+
+
+STATE_COLUMNS = ("state", "deadline", "assignee", "leg_id", "sends")
+"""The transaction columns a step of its procedure, or a change of its sends, changes; the
+rest of a row (its origin, id, creation time and flows) only ever changes with these when a
+flow is added (:func:`moved_only`)."""
 
 
 def moved_only(old: Transaction, new: Transaction) -> bool:
@@ -172,6 +246,42 @@ def moved_only(old: Transaction, new: Transaction) -> bool:
 
 
 @dataclass(slots=True)
+class RowSends:
+    """Where a store's stored sends are, as of its last commit (or load): in their
+    transaction's row (its ``sends`` column) or in the ``outgoing`` table.  A send is written
+    into its transaction's row when that row is stored; one without a transaction, or whose
+    transaction is not stored, goes to the table, and stays there until its outcome.  A
+    transaction removed while sends of it are open moves them to the table."""
+
+    of_tx: dict[str, dict[str, Outgoing]] = field(default_factory=dict)
+    """Transaction key -> the sends its row holds (no entry: none)."""
+    text: dict[str, str] = field(default_factory=dict)
+    """Transaction key -> its row's ``sends`` column (no entry: "")."""
+    row_of: dict[str, str] = field(default_factory=dict)
+    """Send id -> the key of the transaction row holding it."""
+    tabled: set[str] = field(default_factory=set)
+    """Send ids in the ``outgoing`` table."""
+
+    def hold(self, key: str, sends: dict[str, Outgoing], text: str) -> None:
+        """Row ``key`` holds ``sends`` (its column ``text``) now."""
+        for send_id in self.of_tx.pop(key, ()):
+            self.row_of.pop(send_id, None)
+        self.text.pop(key, None)
+        if sends:
+            self.of_tx[key] = sends
+            self.text[key] = text
+            for send_id in sends:
+                self.row_of[send_id] = key
+
+    def committed(self, batch: Batch) -> None:
+        """``batch`` is on disk."""
+        for key, sends in batch.sends.items():
+            self.hold(key, sends, batch.texts.get(key, ""))
+        self.tabled.difference_update(batch.untabled)
+        self.tabled.update(batch.tabled)
+
+
+@dataclass(slots=True)
 class Batch:
     """What one group commit writes (:func:`last_changes`)."""
 
@@ -182,18 +292,32 @@ class Batch:
     moved: list[Transaction]
     """Transactions whose stored row differs only in :data:`STATE_COLUMNS` (an UPDATE of
     those); only when the caller said what its rows hold."""
+    move_rows: list[tuple[Any, ...]]
+    """The UPDATE's values for ``moved``: :data:`STATE_COLUMNS`, then the key."""
     transactions: list[Transaction]
     """Every transaction written (whole or moved), for the caller's memory of its rows."""
+    sends: dict[str, dict[str, Outgoing]] = field(default_factory=dict)
+    """Transaction key -> the sends its row holds after this batch, for each row whose sends
+    changed (empty: none, or the row is deleted)."""
+    texts: dict[str, str] = field(default_factory=dict)
+    """Transaction key -> its ``sends`` column after this batch (rows of ``sends`` kept)."""
+    tabled: list[str] = field(default_factory=list)
+    """Send ids written into the ``outgoing`` table."""
+    untabled: list[str] = field(default_factory=list)
+    """Send ids deleted from the ``outgoing`` table."""
 
 
 def last_changes(changes: Sequence[StoreChange],
-                 stored: dict[str, Transaction] | None = None) -> Batch:
+                 stored: dict[str, Transaction] | None = None,
+                 held: RowSends | None = None) -> Batch:
     """The rows to write and the keys to delete, per kind: a group commit often changes one
     row several times, and inside one transaction only each row's last change matters.  Rows
     are encoded here, before any transaction opens: a bad record must not leave one open.
     ``stored``: the transactions as their rows hold them now (key -> record), if the caller
     knows; a transaction that only moved on from one of them is listed in ``moved``, not
-    encoded again."""
+    encoded again.  ``held`` (with ``stored``): where the caller's sends are
+    (:class:`RowSends`): a send of a stored transaction is kept in its row, whose UPDATE (or
+    whole row) carries it; without, every send is a row of the ``outgoing`` table."""
     last: dict[tuple[str, str], StoreChange] = {}
     for change in changes:
         if isinstance(change, Put):
@@ -203,12 +327,19 @@ def last_changes(changes: Sequence[StoreChange],
     # our new flows (the transactions' and the sends'), checked together (codec.encode_all)
     flows: list[AcmFlow | None] = []
     whole: list[Record] = []
+    rewritten: list[Transaction] = []
     moved: list[Transaction] = []
     transactions: list[Transaction] = []
     removes: dict[str, list[str]] = {}
+    sends: list[Outgoing] = []
+    settled: list[str] = []
+    folding = held is not None and stored is not None
     for change in last.values():
         if isinstance(change, Remove):
-            removes.setdefault(change.kind, []).append(change.key)
+            if folding and change.kind == Outgoing.KIND:
+                settled.append(change.key)
+            else:
+                removes.setdefault(change.kind, []).append(change.key)
             continue
         record = change.record
         if isinstance(record, Transaction):
@@ -218,11 +349,99 @@ def last_changes(changes: Sequence[StoreChange],
                 moved.append(record)
                 continue
             flows += (record.request, record.indication, record.response)
-        elif isinstance(record, Outgoing | PendingItem):
+            rewritten.append(record)
+            continue
+        if isinstance(record, Outgoing):
+            flows.append(record.flow)
+            if folding:
+                sends.append(record)
+                continue
+        elif isinstance(record, PendingItem):
             flows.append(record.flow)
         whole.append(record)
     codec.encode_all(flows)
-    puts: dict[str, list[tuple[Any, ...]]] = {}
+    batch = Batch({}, removes, moved, [], transactions)
+    if held is not None and stored is not None:
+        _fold(batch, sends, settled, rewritten, stored, held)
+    puts = batch.puts
     for record in whole:
         puts.setdefault(record.KIND, []).append(row_of(record))
-    return Batch(puts, removes, moved, transactions)
+    texts = batch.texts
+    if held is None:
+        for tx in rewritten:
+            puts.setdefault(Transaction.KIND, []).append(row_of(tx))
+        batch.move_rows = [(tx.state.value, tx.deadline, tx.assignee, tx.leg_id, "", tx.key)
+                           for tx in moved]
+        return batch
+    have = held.text
+    for tx in rewritten:
+        key = tx.key
+        puts.setdefault(Transaction.KIND, []).append(
+            row_of(tx, texts[key] if key in texts else have.get(key, "")))
+    batch.move_rows = [(tx.state.value, tx.deadline, tx.assignee, tx.leg_id,
+                        texts[key] if key in texts else have.get(key, ""), key)
+                       for tx in moved for key in (tx.key,)]
+    return batch
+
+
+def _fold(batch: Batch, sends: list[Outgoing], settled: list[str],
+          rewritten: list[Transaction], stored: dict[str, Transaction],
+          held: RowSends) -> None:
+    """:func:`last_changes`'s sends (``sends`` put, ``settled`` removed) into their
+    transactions' rows, or the ``outgoing`` table (:class:`RowSends`)."""
+    rows = batch.sends  # key -> the row's sends after the batch, for rows whose sends change
+    gone = set(batch.removes.get(Transaction.KIND, ()))
+    put = {tx.key: tx for tx in batch.transactions}
+    table: list[Outgoing] = []
+    row_of_send, tabled = held.row_of, held.tabled
+    for send_id in settled:
+        key = row_of_send.get(send_id)
+        if key is None:
+            batch.removes.setdefault(Outgoing.KIND, []).append(send_id)
+            batch.untabled.append(send_id)
+            continue
+        of_row = rows.get(key)
+        if of_row is None:
+            of_row = rows[key] = dict(held.of_tx[key])
+        del of_row[send_id]
+    for og in sends:
+        send_id = og.send_id
+        key = row_of_send.get(send_id)
+        if key is not None:  # in a row: kept there while it is its transaction's row
+            of_row = rows.get(key)
+            if of_row is None:
+                of_row = rows[key] = dict(held.of_tx[key])
+            if key == og.tx_key and key not in gone:
+                of_row[send_id] = og
+                continue
+            del of_row[send_id]
+        elif send_id in tabled:
+            table.append(og)
+            continue
+        key = og.tx_key
+        if key is not None and key not in gone and (key in put or key in stored):
+            of_row = rows.get(key)
+            if of_row is None:
+                of_row = rows[key] = dict(held.of_tx.get(key, ()))
+            of_row[send_id] = og
+        else:
+            table.append(og)
+            batch.tabled.append(send_id)
+    for key in gone:  # a transaction removed with sends open: they move to the table
+        of_row = rows.get(key, held.of_tx.get(key))
+        if of_row:
+            table += of_row.values()
+            batch.tabled += of_row
+            rows[key] = {}
+    for tx in rewritten:  # a new row: its references are to its own flows, written anew
+        if tx.key not in rows and tx.key in held.of_tx:
+            rows[tx.key] = dict(held.of_tx[tx.key])
+    if table:
+        batch.puts[Outgoing.KIND] = [row_of(og) for og in table]
+    texts = batch.texts
+    for key, of_row in rows.items():
+        if key not in gone:
+            tx = put.get(key) or stored[key]
+            texts[key] = sends_text(tx, of_row.values()) if of_row else ""
+            if key not in put:  # only its sends change: an UPDATE with its state as stored
+                batch.moved.append(tx)

@@ -6,6 +6,12 @@ a commit survives a process crash; a power loss may lose the last commits), ``FU
 Indexes: pending items by owner (notifying or downloading one user's k items is O(k)), mappings
 by partner id.
 
+Schema 4 (issue 18) keeps a transaction's sends in its own row (the ``sends`` column,
+:class:`~mcacm_sip.store.rows.RowSends`): the common request is one row INSERT and its later
+UPDATEs, no outbox INSERT and DELETE.  Sends without a stored transaction stay rows of the
+``outgoing`` table.  An older file gains the column when opened (its sends stay in the table
+until their outcomes).
+
 Schema 3 (issue 17) adds the ``groups`` table: per primary system and MC service group, what the
 partner applied of group-related ACM (10.17.4); a schema-2 file gains it when opened (the table
 is new and empty, nothing else changes).
@@ -37,10 +43,11 @@ from mcacm_sip.store.rows import (
     SCHEMA_VERSION,
     STATE_COLUMNS,
     TABLE,
+    RowSends,
     StoreError,
     last_changes,
     row_of,
-    state_row,
+    sends_in,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "StoreError", "open_db", "read_groups", "write"]
@@ -50,7 +57,8 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS transactions (
     key TEXT PRIMARY KEY, role TEXT NOT NULL, transaction_id TEXT NOT NULL, peer TEXT NOT NULL,
     state TEXT NOT NULL, created REAL NOT NULL, deadline REAL NOT NULL, request TEXT NOT NULL,
-    indication TEXT, response TEXT, assignee TEXT, leg_id TEXT NOT NULL DEFAULT '');
+    indication TEXT, response TEXT, assignee TEXT, leg_id TEXT NOT NULL DEFAULT '',
+    sends TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS pending (
     key TEXT PRIMARY KEY, owner TEXT NOT NULL, is_fa INTEGER NOT NULL, created REAL NOT NULL,
     flow TEXT NOT NULL);
@@ -98,26 +106,38 @@ def write(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
-def _upgrade(db: sqlite3.Connection) -> None:
-    """Schema 1 -> 2 in one write transaction: the leg id column (every stored transaction
-    used its origin's id on both legs: ""), and every transaction, pending item, send and
-    mapping re-keyed by :attr:`Transaction.key` / :attr:`Mapping.key` (origin plus id,
-    identities canonical).  Primary transactions were keyed by id alone; two rows can only meet
-    under one new key if the old core had kept two -- it could not."""
+def _upgrade(db: sqlite3.Connection, version: str) -> None:
+    """An older file to :data:`SCHEMA_VERSION` in one write transaction.  Schema 1 -> 2
+    (:func:`_rekey`); 2 -> 3: the groups table (made by the DDL); 3 -> 4: the ``sends``
+    column, empty (the sends stored so far stay in the ``outgoing`` table, which schema 4
+    reads as well)."""
     with write(db):
-        db.execute("ALTER TABLE transactions ADD COLUMN leg_id TEXT NOT NULL DEFAULT ''")
-        for r in db.execute("SELECT * FROM transactions").fetchall():
-            new = LOAD[Transaction.KIND](r).key
-            if new != r["key"]:
-                db.execute("UPDATE transactions SET key=? WHERE key=?", (new, r["key"]))
-                db.execute("UPDATE pending SET key=? WHERE key=?", (new, r["key"]))
-                # (download sends, the only ones carrying item keys, are never stored)
-                db.execute("UPDATE outgoing SET tx_key=? WHERE tx_key=?", (new, r["key"]))
-        for r in db.execute("SELECT * FROM mappings").fetchall():
-            new = LOAD[Mapping.KIND](r).key
-            if new != r["key"]:
-                db.execute("UPDATE mappings SET key=? WHERE key=?", (new, r["key"]))
+        if version == "1":
+            _rekey(db)
+        columns = {r[1] for r in db.execute("PRAGMA table_info(transactions)")}
+        if "sends" not in columns:
+            db.execute("ALTER TABLE transactions ADD COLUMN sends TEXT NOT NULL DEFAULT ''")
         db.execute("UPDATE meta SET value=? WHERE name='schema'", (str(SCHEMA_VERSION),))
+
+
+def _rekey(db: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: the leg id column (every stored transaction used its origin's id on both
+    legs: ""), and every transaction, pending item, send and mapping re-keyed by
+    :attr:`Transaction.key` / :attr:`Mapping.key` (origin plus id, identities canonical).
+    Primary transactions were keyed by id alone; two rows can only meet under one new key if
+    the old core had kept two -- it could not."""
+    db.execute("ALTER TABLE transactions ADD COLUMN leg_id TEXT NOT NULL DEFAULT ''")
+    for r in db.execute("SELECT * FROM transactions").fetchall():
+        new = LOAD[Transaction.KIND](r).key
+        if new != r["key"]:
+            db.execute("UPDATE transactions SET key=? WHERE key=?", (new, r["key"]))
+            db.execute("UPDATE pending SET key=? WHERE key=?", (new, r["key"]))
+            # (download sends, the only ones carrying item keys, are never stored)
+            db.execute("UPDATE outgoing SET tx_key=? WHERE tx_key=?", (new, r["key"]))
+    for r in db.execute("SELECT * FROM mappings").fetchall():
+        new = LOAD[Mapping.KIND](r).key
+        if new != r["key"]:
+            db.execute("UPDATE mappings SET key=? WHERE key=?", (new, r["key"]))
 
 
 class SqliteStore:
@@ -126,12 +146,15 @@ class SqliteStore:
     It remembers the transaction records its rows hold (written or loaded by it): a
     transaction that only moves on to another state (the same flows) is written as an UPDATE
     of its state columns, not its whole row with its flows again (docs/decisions.md "Round 7
-    (issue 18), the store")."""
+    (issue 18), the store"); and where each stored send is (:class:`RowSends`): a stored
+    transaction's sends are kept in its row (docs/decisions.md "Round 8 (issue 18), the
+    store")."""
 
     def __init__(self, path: str, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> None:
         self.path = path
         self._rows: dict[str, Transaction] = {}
         """Transaction key -> the record its row holds, as of the last commit (or load)."""
+        self._sends = RowSends()
         self._db = open_db(path)
         self._db.row_factory = sqlite3.Row
         self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
@@ -139,28 +162,32 @@ class SqliteStore:
         row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif row["value"] == "1":
-            _upgrade(self._db)
-        elif row["value"] == "2":
-            # schema 3 only adds the groups table, which the DDL above has just created
-            with write(self._db):
-                self._db.execute("UPDATE meta SET value=? WHERE name='schema'",
-                                 (str(SCHEMA_VERSION),))
+        elif row["value"] in ("1", "2", "3"):
+            _upgrade(self._db, row["value"])
         elif row["value"] != str(SCHEMA_VERSION):
             raise StoreError(f"{path}: schema version {row['value']}, expected {SCHEMA_VERSION}")
+        # what the rows hold is known from the start of an empty file, else from load()
+        self._known = self._db.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM transactions) "
+            "AND NOT EXISTS (SELECT 1 FROM outgoing)").fetchone()[0] == 1
 
     def apply(self, changes: Sequence[StoreChange]) -> None:
         if not changes:
             return
-        batch = last_changes(changes, self._rows)  # docs/decisions.md "Benchmarks"
+        if not self._known:  # a file written before, not loaded by this store: learn it
+            self.load()
+        sends = self._sends
+        # docs/decisions.md "Benchmarks"
+        batch = last_changes(changes, self._rows, sends)
         moved = batch.moved
         with write(self._db):
             for kind, values in batch.puts.items():
                 self._db.executemany(_PUT_SQL[kind], values)
             if moved and self._db.executemany(
-                    _MOVE_SQL, list(map(state_row, moved))).rowcount != len(moved):
+                    _MOVE_SQL, batch.move_rows).rowcount != len(moved):
                 # a row that is not there (the file was changed by another hand): whole rows
-                self._db.executemany(_PUT_SQL[Transaction.KIND], [row_of(t) for t in moved])
+                self._db.executemany(_PUT_SQL[Transaction.KIND], [
+                    row_of(t, r[-2]) for t, r in zip(moved, batch.move_rows, strict=True)])
             for kind, keys in batch.removes.items():
                 self._db.executemany(_REMOVE_SQL[kind], [(k,) for k in keys])
         rows = self._rows  # what the rows hold now that the commit is done
@@ -168,19 +195,23 @@ class SqliteStore:
             rows[tx.key] = tx
         for key in batch.removes.get(Transaction.KIND, ()):
             rows.pop(key, None)
+        sends.committed(batch)
 
     def _all(self, kind: str) -> list[Record]:
         cur = self._db.execute(f"SELECT * FROM {TABLE[kind]}")
         return [LOAD[kind](r) for r in cur]
 
     def load(self) -> Snapshot:
-        transactions = tuple(r for r in self._all(Transaction.KIND) if isinstance(r, Transaction))
+        held = RowSends()
+        transactions, outgoing = read_transactions(self._db, held)
         self._rows = {tx.key: tx for tx in transactions}
+        self._sends = held
+        self._known = True
         return Snapshot(
-            transactions=transactions,
+            transactions=tuple(transactions),
             pending=tuple(sorted((r for r in self._all(PendingItem.KIND)
                                   if isinstance(r, PendingItem)), key=lambda i: i.created)),
-            outgoing=tuple(r for r in self._all(Outgoing.KIND) if isinstance(r, Outgoing)),
+            outgoing=tuple(outgoing),
             mappings=tuple(r for r in self._all(Mapping.KIND) if isinstance(r, Mapping)),
             groups=tuple(r for r in self._all(PartnerGroup.KIND)
                          if isinstance(r, PartnerGroup)),
@@ -193,6 +224,32 @@ class SqliteStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def read_transactions(db: sqlite3.Connection, held: RowSends | None = None
+                      ) -> tuple[list[Transaction], list[Outgoing]]:
+    """The transactions and the sends stored in ``db`` (a schema 2-4 file): the sends in
+    their transactions' rows, then those of the ``outgoing`` table; ``held``: told where each
+    send is."""
+    transactions: list[Transaction] = []
+    outgoing: list[Outgoing] = []
+    for r in db.execute("SELECT * FROM transactions"):
+        tx = LOAD[Transaction.KIND](r)
+        assert isinstance(tx, Transaction)
+        transactions.append(tx)
+        text = r["sends"]
+        if text:
+            sends = sends_in(tx, text)
+            outgoing += sends
+            if held is not None:
+                held.hold(tx.key, {og.send_id: og for og in sends}, text)
+    for r in db.execute("SELECT * FROM outgoing"):
+        og = LOAD[Outgoing.KIND](r)
+        assert isinstance(og, Outgoing)
+        outgoing.append(og)
+        if held is not None:
+            held.tabled.add(og.send_id)
+    return transactions, outgoing
 
 
 def read_groups(path: str) -> list[PartnerGroup]:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from mcacm_sip.acm.model import Addressee, ResultCode
 from mcacm_sip.core.events import ReportKind
-from mcacm_sip.core.state import Role, TxState
+from mcacm_sip.core.state import Role, Transaction, TxState
 from mcacm_sip.store import SqliteStore
+from mcacm_sip.store.rows import COLUMNS, LOAD, row_of, sends_in
 from mcacm_sip.store.sqlite import SCHEMA_VERSION
 
 from .harness import ALICE, DAVE, DUTY, PARTNER, PRIMARY, Net, migrate, two_systems, update
@@ -89,9 +90,30 @@ def test_restart_resubscribes_to_functional_aliases_with_stored_requests(tmp_pat
     assert net.results(ALICE)[-1] == ResultCode.REJECTED_BY_USER
 
 
+def _to_schema_3(path: Path) -> int:
+    """Rewrite a schema-4 file as schema 3 stored it: every send a row of the outgoing table,
+    no sends column.  How many sends it moved."""
+    db = sqlite3.connect(path)
+    db.row_factory = sqlite3.Row
+    moved = 0
+    for r in db.execute("SELECT * FROM transactions WHERE sends != ''").fetchall():
+        tx = LOAD[Transaction.KIND](r)
+        assert isinstance(tx, Transaction)
+        for og in sends_in(tx, r["sends"]):
+            db.execute(f"INSERT INTO outgoing VALUES ({','.join('?' * len(COLUMNS['outgoing']))})",
+                       row_of(og))
+            moved += 1
+    db.execute("ALTER TABLE transactions DROP COLUMN sends")
+    db.execute("UPDATE meta SET value='3' WHERE name='schema'")
+    db.commit()
+    db.close()
+    return moved
+
+
 def _to_schema_1(path: Path) -> None:
     """Rewrite a schema-2 file as the previous release stored it: no leg id column, primary
     transactions keyed by id alone, partner ones and mappings by the peer as written."""
+    _to_schema_3(path)
     db = sqlite3.connect(path)
     db.row_factory = sqlite3.Row
     for r in db.execute("SELECT key, role, transaction_id, peer FROM transactions").fetchall():
@@ -138,3 +160,32 @@ def test_a_schema_1_store_is_upgraded_and_its_transactions_complete(tmp_path: Pa
     db = sqlite3.connect(tmp_path / "partner.sqlite")
     assert db.execute("SELECT value FROM meta WHERE name='schema'").fetchone() == (
         str(SCHEMA_VERSION),)
+
+
+def test_a_schema_3_store_with_open_sends_is_upgraded_and_resends_them(tmp_path: Path) -> None:
+    """A file of the previous release (schema 3: every send a row of the outgoing table) with
+    a send not yet acknowledged: opened, it gains the sends column, the send is sent again
+    after the restart exactly once, and its outcome deletes its row of the table."""
+    net = sqlite_systems(tmp_path)
+    net.logon(ALICE)
+    net.logon(DAVE)
+    mike = migrate(net)
+    tid = update(net, Addressee(DAVE), mike)
+    net.down.add(PRIMARY)        # the response cannot be delivered ...
+    net.decide(DAVE, True)
+    net.down.add(PARTNER)        # ... and the partner dies while retrying
+    net.down.discard(PRIMARY)
+    path = tmp_path / "partner.sqlite"
+    net.stores[PARTNER].close()
+    assert _to_schema_3(path) >= 1
+    net.stores[PARTNER] = SqliteStore(str(path))
+    net.restart(PARTNER)
+    net.advance(120)             # the stored retry fires after the restart
+    assert net.results(ALICE)[-1] == ResultCode.SUCCESS
+    assert answers_sent(net, tid) == 1
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE name='schema'").fetchone() == (
+        str(SCHEMA_VERSION),)
+    assert db.execute("SELECT count(*) FROM outgoing").fetchone() == (0,)
+    assert "sends" in {r[1] for r in db.execute("PRAGMA table_info(transactions)")}
+    db.close()

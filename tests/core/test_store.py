@@ -34,6 +34,7 @@ from mcacm_sip.core.state import (
     Snapshot,
     Transaction,
     TxState,
+    tx_key,
 )
 from mcacm_sip.store import MemoryStore, SqliteStore, Store
 
@@ -149,37 +150,75 @@ def _fresh(tid: str, n: int) -> Transaction:
 @st.composite
 def _histories(draw: st.DrawFn) -> list[list[tuple[str, str, int]]]:
     """Batches of (operation, transaction id, choice) over three transactions."""
-    op = st.tuples(st.sampled_from(["put", "step", "flows", "remove", "restart"]),
+    op = st.tuples(st.sampled_from(["put", "step", "flows", "remove", "restart", "reopen",
+                                    "send", "send", "retry", "ack"]),
                    st.sampled_from(["t-1", "t-2", "t-3"]), st.integers(0, 1000))
     return draw(st.lists(st.lists(op, min_size=1, max_size=6), min_size=1, max_size=8))
 
 
-def _by_key(snap: Snapshot) -> list[Transaction]:
-    return sorted(snap.transactions, key=lambda t: t.key)
+def _by_key(snap: Snapshot) -> tuple[list[Transaction], list[Outgoing]]:
+    return (sorted(snap.transactions, key=lambda t: t.key),
+            sorted(snap.outgoing, key=lambda o: o.send_id))
 
 
-@settings(max_examples=60, deadline=None,
+_DURABLE = (Purpose.FORWARD, Purpose.INDICATE, Purpose.ANSWER, Purpose.DELIVER)
+
+
+def _send(tid: str, n: int, tx: Transaction | None) -> Outgoing:
+    """A send of transaction ``tid`` (``tx``: as it is now, or None: not stored), of no
+    transaction (n % 7 == 0), whose flow is one of the transaction's own (the same object)
+    or another flow."""
+    own = [f for f in (tx.request, tx.indication, tx.response) if f is not None] if tx else []
+    flow = own[n % 4] if n % 4 < len(own) else replace(REQ, transaction_id=f"s-{n}")
+    return Outgoing(f"s-{n}", _DURABLE[n % 4], Hop.PEER if n % 2 else Hop.ACMC,
+                    f"sip:to{n % 3}@q.example", flow,
+                    None if n % 7 == 0 else tx_key(Role.PARTNER, "sip:acms@p.example", tid),
+                    1 + n % 3, None if n % 2 else 5.0 + n, None if n % 5 == 0 else 50.0 + n,
+                    ("k-1", f"k-{n}") if n % 6 == 0 else ())
+
+
+@settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(history=_histories())
 def test_sqlite_rows_equal_the_records_after_any_steps(tmp_path_factory: pytest.TempPathFactory,
                                                        history: list[list[tuple[str, str, int]]]
                                                        ) -> None:
     """Whatever a transaction goes through (new, moved on with the same flows, given new
-    flows, removed, the store reopened between batches), the SQLite rows load as the records
-    last put: the state-only UPDATE leaves nothing out and is never taken for a flow change."""
+    flows, removed, the store reopened between batches) and whatever its sends do (put in
+    the batch of their transaction or later, with its own flows or others, retried, settled,
+    left open when their transaction is removed, put before their transaction is stored or
+    with none), the SQLite rows load as the records last put: the state-only UPDATE leaves
+    nothing out and is never taken for a flow change, and a send kept in its transaction's
+    row (docs/decisions.md "Round 8 (issue 18), the store") loads as the same record."""
     path = str(tmp_path_factory.mktemp("moves") / "s.sqlite")
     sqlite, memory = SqliteStore(path), MemoryStore()
     live: dict[str, Transaction] = {}
+    sends: dict[str, Outgoing] = {}
     try:
         for batch in history:
             changes: list[Put | Remove] = []
             for what, tid, n in batch:
-                if what == "restart":
+                if what in ("restart", "reopen"):
                     sqlite.close()
-                    sqlite = SqliteStore(path)  # the node's start: load, then carry on
-                    live = {tx.transaction_id: tx for tx in sqlite.load().transactions}
-                    continue
+                    sqlite = SqliteStore(path)
+                    if what == "restart":  # the node's start: load, then carry on
+                        snap = sqlite.load()
+                        live = {tx.transaction_id: tx for tx in snap.transactions}
+                        sends = {og.send_id: og for og in snap.outgoing}
+                    continue  # reopen: carry on without loading (a tool, a test)
                 tx = live.get(tid)
+                if what in ("send", "retry", "ack"):
+                    old = next((o for o in sends.values() if o.send_id.endswith(
+                        str(n % 10))), None) if what != "send" else None
+                    if what == "ack" and old is not None:
+                        changes.append(Remove(Outgoing.KIND, old.send_id))
+                        del sends[old.send_id]
+                        continue
+                    og = replace(old, attempts=old.attempts + 1, next_at=n + 0.5) \
+                        if old is not None else _send(tid, n, tx)
+                    sends[og.send_id] = og
+                    changes.append(Put(og))
+                    continue
                 if what == "put" or (tx is None and what != "remove"):
                     tx = _fresh(tid, n)
                 elif what == "step" and tx is not None:
@@ -188,8 +227,11 @@ def test_sqlite_rows_equal_the_records_after_any_steps(tmp_path_factory: pytest.
                                    leg_id="" if n % 2 else f"leg-{n}")
                 elif what == "flows" and tx is not None:
                     # a new indication, response or both (new objects, maybe equal ones)
-                    new = {"indication": replace(PI, transaction_id=tid),
-                           "response": replace(RESP, transaction_id=tid)}
+                    new = {"indication": replace(PI, transaction_id=tid,
+                                                 expires=datetime(2030, 1, 1 + n % 2,
+                                                                  tzinfo=UTC)),
+                           "response": replace(RESP, transaction_id=tid,
+                                               result=Result(ResultCode.SUCCESS, f"ok {n % 2}"))}
                     tx = tx.evolve(**{k: v for i, (k, v) in enumerate(new.items())
                                       if n % 3 in (i, 2)})
                 if what == "remove":
@@ -251,3 +293,113 @@ def test_a_moved_transaction_whose_row_went_missing_is_written_whole(tmp_path: P
     store.apply([Put(done)])
     assert store.load().transactions == (done,)
     store.close()
+
+
+# -- a transaction's sends kept in its own row (schema 4; docs/decisions.md "Round 8 (issue
+# 18), the store")
+
+IND = Outgoing("s-i", Purpose.INDICATE, Hop.PEER, "sip:acms@p.example", PI, TX.key,
+               give_up_at=9.5)
+ANS = Outgoing("s-a", Purpose.ANSWER, Hop.PEER, "sip:acms@p.example", RESP, TX.key,
+               give_up_at=9.5)
+
+
+def _outgoing_rows(store: SqliteStore) -> list[str]:
+    return [r[0] for r in store._db.execute("SELECT key FROM outgoing")]
+
+
+def test_a_requests_sends_are_kept_in_its_row_not_the_outbox_table(tmp_path: Path) -> None:
+    """The common request: its row INSERT carries its two sends (their flows by reference to
+    the row's own documents), and their outcomes are an UPDATE of that row: no outgoing
+    INSERT or DELETE."""
+    store = SqliteStore(str(tmp_path / "s.sqlite"))
+    seen = _statements(store)
+    store.apply([Put(TX), Put(IND), Put(ANS)])
+    written = [s for s in seen if s not in ("BEGIN IMMEDIATE", "COMMIT")]
+    assert len(written) == 1 and written[0].startswith("INSERT OR REPLACE INTO transactions")
+    [(sends,)] = store._db.execute("SELECT sends FROM transactions").fetchall()
+    assert "<" not in sends and "s-i" in sends and "s-a" in sends  # no document again
+    snap = store.load()  # (the store remembers the loaded records: the node's restart)
+    assert sorted(snap.outgoing, key=lambda o: o.send_id) == [ANS, IND]
+    seen.clear()
+    done = snap.transactions[0].evolve(state=TxState.DONE, deadline=99.0)
+    store.apply([Remove(Outgoing.KIND, "s-i")])
+    store.apply([Remove(Outgoing.KIND, "s-a"), Put(done)])
+    written = [s for s in seen if s not in ("BEGIN IMMEDIATE", "COMMIT")]
+    assert len(written) == 2 and all(s.startswith("UPDATE transactions SET") for s in written)
+    assert store.load() == Snapshot((done,))
+    store.close()
+
+
+def test_a_send_whose_flow_is_not_its_transactions_own_is_kept_whole(tmp_path: Path) -> None:
+    """A send's flow is written by reference only when it is the transaction's own flow
+    object; another flow (the request under another leg id, an equal copy) is written in
+    full, and loads as itself."""
+    leg = replace(REQ, transaction_id="t-leg")
+    copy = replace(RESP)
+    sends = [Outgoing("s-1", Purpose.DELIVER, Hop.ACMC, "sip:d@q.example", leg, TX.key),
+             Outgoing("s-2", Purpose.ANSWER, Hop.PEER, "sip:acms@p.example", copy, TX.key)]
+    path = str(tmp_path / "s.sqlite")
+    store = SqliteStore(path)
+    store.apply([Put(TX), *map(Put, sends)])
+    [(text,)] = store._db.execute("SELECT sends FROM transactions").fetchall()
+    assert text.count("<?xml") == 2
+    store.close()
+    again = SqliteStore(path)
+    assert sorted(again.load().outgoing, key=lambda o: o.send_id) == sends
+    again.close()
+
+
+def test_a_transaction_removed_with_a_send_open_keeps_the_send(tmp_path: Path) -> None:
+    """Its row goes, its open send moves to the outgoing table (with the document it named
+    by reference), until its outcome."""
+    path = str(tmp_path / "s.sqlite")
+    store = SqliteStore(path)
+    store.apply([Put(TX), Put(ANS)])
+    store.apply([Remove(Transaction.KIND, TX.key)])
+    assert _outgoing_rows(store) == ["s-a"]
+    store.close()
+    store = SqliteStore(path)
+    assert store.load() == Snapshot(outgoing=(ANS,))
+    retried = replace(ANS, attempts=2, next_at=5.0)
+    store.apply([Put(TX), Put(retried)])  # the key in use again: the send stays where it is
+    assert _outgoing_rows(store) == ["s-a"] and store.load().outgoing == (retried,)
+    store.apply([Remove(Outgoing.KIND, "s-a")])
+    assert _outgoing_rows(store) == [] and store.load() == Snapshot((TX,))
+    store.close()
+
+
+def test_inspect_shows_the_sends_kept_in_rows_and_in_the_table(tmp_path: Path) -> None:
+    from mcacm_sip.store.inspect import read_store
+
+    path = tmp_path / "s.sqlite"
+    store = SqliteStore(str(path))
+    alone = Outgoing("s-n", Purpose.DELIVER, Hop.ACMC, "sip:d@q.example", REQ, None)
+    store.apply([Put(TX), Put(IND), Put(ANS), Put(alone)])
+    store.close()
+    view = read_store(path)
+    assert view.schema == "4" and view.unreadable == []
+    assert sorted(view.outgoing, key=lambda o: o.send_id) == [ANS, IND, alone]
+
+
+@pytest.mark.parametrize(("send", "as_json"), [
+    (replace(ANS, to="sip:a\x1fb@p.example"), True),   # a field holding a separator
+    (replace(ANS, to="sip:a\x1eb@p.example"), True),
+    (replace(ANS, carries=("k-1", "")), True),           # item keys (JSON keeps them exact)
+    (replace(ANS, next_at=7, give_up_at=10**20), True),  # times that are not floats
+    (replace(ANS, next_at=float("inf"), give_up_at=1e-300, attempts=12), False),
+    (replace(ANS, next_at=1796553560.1152325, give_up_at=-0.0), False),
+], ids=["us", "rs", "carries", "ints", "inf", "exact"])
+def test_the_sends_column_keeps_every_send_exactly(tmp_path: Path, send: Outgoing,
+                                                   as_json: bool) -> None:
+    """The compact column (float times as ``float.hex``, exact) or, for what it cannot hold,
+    JSON: either way the send loads as itself."""
+    path = str(tmp_path / "s.sqlite")
+    store = SqliteStore(path)
+    store.apply([Put(TX), Put(IND), Put(send)])
+    [(text,)] = store._db.execute("SELECT sends FROM transactions").fetchall()
+    assert text.startswith("[") is as_json
+    store.close()
+    again = SqliteStore(path)
+    assert sorted(again.load().outgoing, key=lambda o: o.send_id) == [send, IND]
+    again.close()
