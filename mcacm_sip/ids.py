@@ -21,8 +21,7 @@ _BLOCK = 4096
 
 class _Pool(threading.local):
     def __init__(self) -> None:
-        self.data = b""
-        self.at = 0
+        self.block = (b"", 0)  # the random bytes and the offset of the first not handed out
 
 
 _POOL = _Pool()
@@ -31,11 +30,12 @@ _POOL = _Pool()
 def token_hex(nbytes: int) -> str:
     """``nbytes`` random bytes as hex, as :func:`secrets.token_hex` (same source, buffered)."""
     pool = _POOL
-    at = pool.at
-    if at + nbytes > len(pool.data):
-        pool.data, at = os.urandom(max(_BLOCK, nbytes)), 0
-    pool.at = at + nbytes
-    return pool.data[at:at + nbytes].hex()
+    data, at = pool.block  # one read and one write of the thread's pool: each costs a lookup
+    end = at + nbytes
+    if end > len(data):
+        data, at, end = os.urandom(max(_BLOCK, nbytes)), 0, nbytes
+    pool.block = (data, end)
+    return data[at:end].hex()
 
 
 _prefix = ""
@@ -47,7 +47,7 @@ def _start() -> None:
     ids go on there, and both must stay distinct; the pool is drawn anew too)."""
     global _prefix, _counter
     _prefix, _counter = os.urandom(8).hex(), count()
-    _POOL.data, _POOL.at = b"", 0
+    _POOL.block = (b"", 0)
 
 
 _start()

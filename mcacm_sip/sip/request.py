@@ -74,13 +74,9 @@ def new_request(
         ids = token_hex(16)
         from_tag = from_tag or ids[:12]
         call_id = call_id or f"{ids[12:]}@mcacm"
-    return OutgoingRequest(
-        method=method, uri=uri, from_uri=from_uri, to_uri=to_uri,
-        from_tag=from_tag, to_tag=to_tag,
-        call_id=call_id, cseq=cseq, route=routes,
-        headers=tuple(headers), body=body, content_type=content_type, contact=contact,
-        transport=transport, strict=strict,
-    )
+    # (positional: a dataclass's keyword arguments cost twice its construction)
+    return OutgoingRequest(method, uri, from_uri, to_uri, from_tag, to_tag, call_id, cseq, routes,
+                           tuple(headers), body, content_type, contact, transport, strict)
 
 
 def spec_request(spec: RequestSpec, transport: Transport | None = None) -> OutgoingRequest:
@@ -131,6 +127,85 @@ def encode_request(req: OutgoingRequest, branch: str, transport: Transport, host
     return text.encode() + req.body
 
 
+# Placeholders written into a template's slots and cut out again: a NUL and a letter, which no
+# field of a request we send holds in practice (a field that does gets no template).
+_BRANCH, _TAG, _CALL_ID, _CSEQ, _HEADER = "\x00B", "\x00T", "\x00C", "\x00S", "\x00H"
+_TemplateKey = tuple[str, str, str, str, str | None, tuple[str, ...], str | None, str | None,
+                     str, str, int, str | None]
+
+
+class RequestTemplate:
+    """:func:`encode_request` of every request that differs from another only in its branch,
+    From tag, Call-ID, CSeq number, extra headers and body: the text written once (by
+    :func:`encode_request` itself, with placeholders in those slots), the slots filled per
+    request.  Same bytes (hypothesis: tests/test_sip_request_template.py); a line break in a
+    slot is refused as :func:`encode_request` refuses it (the slots are checked, and on any
+    surprise :func:`encode_request` writes, or refuses, the request)."""
+
+    __slots__ = ("_parts", "_user_agent", "_via")
+    _parts: tuple[str, str, str, str, str, str]
+    _via: tuple[Transport, str, int]
+    _user_agent: str | None
+
+    def __init__(self, parts: tuple[str, str, str, str, str, str], via: tuple[Transport, str, int],
+                 user_agent: str | None) -> None:
+        self._parts = parts
+        self._via = via  # (transport, host, port): for the fallback to encode_request
+        self._user_agent = user_agent
+
+    @classmethod
+    def of(cls, req: OutgoingRequest, transport: Transport, host: str, port: int,
+           user_agent: str | None = None) -> RequestTemplate | None:
+        """The template of ``req``'s fixed fields, or None when they cannot make one (a line
+        break in one: :func:`encode_request` refuses them per request; a placeholder in one)."""
+        fixed = (req.method, req.uri, req.from_uri, req.to_uri, req.to_tag or "", *req.route,
+                 req.contact or "", req.content_type or "", host, user_agent or "")
+        if any("\x00" in text for text in fixed):
+            return None
+        shape = OutgoingRequest(
+            req.method, req.uri, req.from_uri, req.to_uri, _TAG, req.to_tag, _CALL_ID,
+            _CSEQ, req.route, ((_HEADER, _HEADER),), b"", req.content_type,  # type: ignore[arg-type]
+            req.contact, req.transport, req.strict)
+        try:
+            text = encode_request(shape, _BRANCH, transport, host, port, user_agent).decode()
+        except ValueError:
+            return None
+        head, tail = text[:-5], text[-5:]  # the Content-Length's "0" and the empty line
+        assert tail == "0\r\n\r\n"
+        a, rest = head.split(_BRANCH, 1)
+        b, rest = rest.split(_TAG, 1)
+        c, rest = rest.split(_CALL_ID, 1)
+        d, rest = rest.split(_CSEQ, 1)
+        e, rest = rest.split(f"{_HEADER}: {_HEADER}\r\n", 1)
+        parts = (a, b, c, d, e, rest)
+        return cls(parts, (transport, host, port), user_agent)
+
+    def encode(self, req: OutgoingRequest, branch: str) -> bytes:
+        """``encode_request(req, branch, ...)`` for a request of this template's fixed fields.
+        Raises ValueError for a line break in a field."""
+        a, b, c, d, e, f = self._parts
+        tag, call_id, cseq, headers, body = (req.from_tag, req.call_id, req.cseq, req.headers,
+                                             req.body)
+        # the header lines as encode_request writes them (f"{name}: {value}"), in C calls
+        lines = "\r\n".join(map(": ".join, headers)) + "\r\n" if headers else ""
+        if ("\r" in branch or "\n" in branch or "\r" in tag or "\n" in tag or "\r" in call_id
+                or "\n" in call_id or type(cseq) is not int
+                or lines.count("\n") != len(headers) or lines.count("\r") != len(headers)):
+            # a line break in a slot (or a CSeq not an int): encode_request refuses it
+            transport, host, port = self._via
+            return encode_request(req, branch, transport, host, port, self._user_agent)
+        return (f"{a}{branch}{b}{tag}{c}{call_id}{d}{cseq}{e}{lines}{f}{len(body)}\r\n\r\n"
+                .encode() + body)
+
+
+def template_key(req: OutgoingRequest, transport: Transport, host: str, port: int,
+                 user_agent: str | None) -> _TemplateKey:
+    """What a :class:`RequestTemplate` is made of: every field but the slots."""
+    return (req.method, req.uri, req.from_uri, req.to_uri, req.to_tag, req.route, req.contact,
+            req.content_type, transport, host, port, user_agent)
+
+
 __all__ = [
-    "OutgoingRequest", "bracket", "encode_request", "name_addr", "new_request", "spec_request",
+    "OutgoingRequest", "RequestTemplate", "bracket", "encode_request", "name_addr",
+    "new_request", "spec_request", "template_key",
 ]

@@ -158,8 +158,8 @@ def server_key(req: Request) -> ServerKey:
     whole top Via and the method, which is what identifies a retransmission from such a peer.
     """
     if req.branch.startswith(MAGIC_COOKIE):
-        via = req.via
-        return (req.branch, via.host.lower(), str(via.port or ""), req.method)
+        host, port = req.sent_by()
+        return (req.branch, host.lower(), str(port or ""), req.method)
     return ("2543", req.call_id, str(req.cseq), req.from_tag or "", req.vias[0], req.method)
 
 
@@ -170,13 +170,12 @@ def response_destination(req: Request, source: Peer) -> Peer:
     source address and the sent-by port. Unreliable: the source address, and the source port
     when ``rport`` was requested, else the sent-by port. ``maddr`` is not honoured (multicast).
     """
-    via = req.via
     if source.reliable:
-        port = via.port or DEFAULT_PORTS[source.transport]
+        port = req.sent_by()[1] or DEFAULT_PORTS[source.transport]
         return Peer(source.transport, source.host, port, source.conn)
-    if via.has("rport"):
+    if req.via_has("rport"):
         return source if source.conn is None else Peer("udp", source.host, source.port)
-    return Peer("udp", source.host, via.port or DEFAULT_PORTS["udp"])
+    return Peer("udp", source.host, req.sent_by()[1] or DEFAULT_PORTS["udp"])
 
 
 class TransactionLayer:

@@ -37,7 +37,14 @@ from ..message import (
     error_response,
     parse,
 )
-from ..request import OutgoingRequest, bracket, encode_request, new_request
+from ..request import (
+    OutgoingRequest,
+    RequestTemplate,
+    bracket,
+    encode_request,
+    new_request,
+    template_key,
+)
 from ..served import Served
 from ..transaction import (
     DEFAULT_PORTS,
@@ -64,6 +71,8 @@ MAX_DATAGRAM = 65507
 NO_TCP_FOR = 60.0
 """Seconds an address whose TCP connect failed is not tried again for large requests."""
 _UDP_RCVBUF = 4 << 20
+MAX_TEMPLATES = 256
+"""Request templates kept (one per target, identity and hop: a node sends to a few peers)."""
 
 
 def _same_port_sockets(listens: Sequence[Listen]) -> dict[tuple[str, str], socket.socket]:
@@ -274,6 +283,8 @@ class SipEndpoint:
         self._timer = TimerDriver(self, clock=self.now, deadline=self.txn.get_timer)
         self._now: Callable[[], float] = clock if clock is not None else self._loop_time
         self._vias: dict[tuple[str, bool], tuple[str, int]] = {}  # (transport, IPv6) -> Via
+        # outgoing requests' text but for the slots, by their fixed fields (None: no template)
+        self._templates: dict[tuple[object, ...], RequestTemplate | None] = {}
         self._idle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -740,7 +751,20 @@ class SipEndpoint:
 
     def _serialise(self, req: OutgoingRequest, branch: str, dest: Peer) -> bytes:
         host, port = self._via_address(dest)
-        return encode_request(req, branch, dest.transport, host, port, self.user_agent)
+        transport, user_agent = dest.transport, self.user_agent
+        key = template_key(req, transport, host, port, user_agent)
+        templates = self._templates
+        template = templates.get(key)
+        if template is None:
+            if key in templates:  # fields no template holds: written (or refused) each time
+                return encode_request(req, branch, transport, host, port, user_agent)
+            template = RequestTemplate.of(req, transport, host, port, user_agent)
+            if len(templates) >= MAX_TEMPLATES:  # the oldest goes
+                del templates[next(iter(templates))]
+            templates[key] = template
+            if template is None:
+                return encode_request(req, branch, transport, host, port, user_agent)
+        return template.encode(req, branch)
 
     def _via_address(self, dest: Peer) -> tuple[str, int]:
         key = (dest.transport, ":" in dest.host)
