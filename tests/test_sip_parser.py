@@ -342,6 +342,37 @@ def test_stamping_a_common_via_as_text_equals_stamping_the_via(
     assert build_response(fast, 200, to_tag="t") == build_response(slow, 200, to_tag="t")
 
 
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(_COMMON_VIA, _VIA), st.sampled_from(["127.0.0.1", "10.0.0.7", "::1"]),
+       st.integers(1, 65535), st.sampled_from(["udp", "tcp", "tls"]), st.booleans())
+def test_the_server_key_and_answer_address_are_the_via_objects(
+        via: str, host: str, port: int, transport: str, stamped: bool) -> None:
+    """The server transaction's key and the responses' destination read the top Via's
+    sent-by and ``rport`` from a common Via's parts (``sent_by``, ``via_has``), without the Via
+    object: the same as from the Via object (RFC 3261 17.2.3, 18.2.2; RFC 3581 4), stamped
+    or not, for any Via the parser takes."""
+    from mcacm_sip.sip.transaction import Peer, response_destination, server_key
+
+    data = (CORPUS / "valid_message.sip").read_bytes()
+    top = next(line for line in data.split(b"\n") if line.startswith(b"Via:"))
+    data = data.replace(top, b"Via: " + via.encode() + b"\r", 1)
+    try:
+        fast, slow = parse(data), parse(data)
+    except SipParseError:
+        return
+    assert isinstance(fast, Request) and isinstance(slow, Request)
+    slow.via = slow.via  # the Via object is the top Via: the general path
+    source = Peer(transport, host, port, 7 if transport != "udp" else None)  # type: ignore[arg-type]
+    if stamped:
+        fast.stamp_source(Arrival(transport, host, port))
+        slow.stamp_source(Arrival(transport, host, port))
+    for name in ("rport", "received", "branch", "maddr", "rport2", "x.y"):
+        assert fast.via_has(name) == slow.via.has(name)
+    assert fast.sent_by() == (slow.via.host, slow.via.port)
+    assert server_key(fast) == server_key(slow)
+    assert response_destination(fast, source) == response_destination(slow, source)
+
+
 _FIELD = st.sampled_from(["a", "sip:x@example.com", "", "x\r", "\ny", "a\r\nInjected: 1", "é"])
 
 

@@ -61,6 +61,35 @@ def test_udp_client_retransmits_on_the_rfc_schedule_and_times_out_at_64_t1() -> 
     del req
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([0.01, 0.1, 0.5, 1.0, 2.0, 3.0]), st.sampled_from([0.5, 1.0, 4.0, 8.0]),
+       st.none() | st.floats(0.0, 80.0))
+def test_timer_e_and_f_follow_the_rfc_for_any_timers(t1: float, t2: float,
+                                                     provisional: float | None) -> None:
+    """RFC 3261 17.1.2.2, for any T1/T2 and a provisional response at any time (or none): the
+    request is retransmitted at each Timer E (doubling up to T2 in Trying, every T2 once in
+    Proceeding) strictly before Timer F, which ends the transaction at exactly 64*T1 (Timer F
+    is queued only once Timer E would not come before it)."""
+    layer = TransactionLayer(Timers(t1=t1, t2=t2))
+    req = request()
+    key = (req.branch, "MESSAGE")
+    events = [(0.0, a) for a in layer.send_request(key, b"MSG", UDP, now=0.0)]
+    if provisional is not None:
+        events += run_until(layer, provisional)
+        layer.receive_response(response_to(req, 100), UDP, now=provisional)
+    events += run_until(layer, 100 * t1)
+    want, when, interval, f = [0.0], t1, t1, 64 * t1
+    while when < f:
+        want.append(when)
+        proceeding = provisional is not None and provisional < when
+        interval = t2 if proceeding else min(2 * interval, t2)
+        when = when + interval
+    assert [t for t, a in events if isinstance(a, Send)] == want
+    assert [(t, a) for t, a in events if isinstance(a, ClientTimeout)] == [
+        (f, ClientTimeout(key))]
+    assert layer.client_count == 0 and layer.get_timer() is None
+
+
 def test_tcp_client_never_retransmits() -> None:
     layer = TransactionLayer()
     first = layer.send_request(("z9hG4bKt", "MESSAGE"), b"MSG", TCP, now=0.0)

@@ -579,7 +579,8 @@ def parse(
         raise fail(413, "Header Block Too Large")
     if len(body) > limits.max_body_bytes:
         raise fail(413, "Body Too Large")
-    if head.count(b"\n") > limits.max_headers:
+    # (a head no longer than the cap cannot hold more line breaks: a 200 is not counted)
+    if len(head) > limits.max_headers and head.count(b"\n") > limits.max_headers:
         raise fail(413, "Too Many Headers")
     parts = start.split(" ", 2)
     if len(parts) != 3 and not (is_response and len(parts) == 2):

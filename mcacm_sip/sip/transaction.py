@@ -117,16 +117,19 @@ _E, _F, _K, _APP, _J = 0, 1, 2, 3, 4
 
 
 class _ClientTxn:
-    __slots__ = ("data", "dest", "e_entry", "end_entry", "interval", "key", "state")
+    __slots__ = ("data", "dest", "e_entry", "end_entry", "f_at", "interval", "key", "state")
 
-    def __init__(self, key: ClientKey, data: bytes, dest: Peer) -> None:
+    def __init__(self, key: ClientKey, data: bytes, dest: Peer, f_at: float) -> None:
         self.key = key
         self.data = data
         self.dest = dest
         self.state = State.TRYING
         self.interval = 0.0
         self.e_entry: _Entry | None = None  # Timer E
-        self.end_entry: _Entry | None = None  # Timer F
+        # Timer F: due at f_at; while Timer E runs (it always fires first), its entry is
+        # armed only when the next Timer E would not come before it
+        self.end_entry: _Entry | None = None
+        self.f_at = f_at
 
 
 class _ServerTxn:
@@ -334,7 +337,10 @@ class TransactionLayer:
             # RFC 3261 17.1.2.2: retransmit; Trying doubles up to T2, Proceeding stays at T2.
             actions.append(Send(txn.data, txn.dest))
             txn.interval = t.t2 if txn.state is State.PROCEEDING else min(2 * txn.interval, t.t2)
-            self._arm(when + txn.interval, txn, _E)
+            if when + txn.interval < txn.f_at:
+                self._arm(when + txn.interval, txn, _E)
+            else:  # Timer F comes first (at a tie too: it was armed before, as on the wire)
+                self._arm(txn.f_at, txn, _F)
             return
         self._end(txn)  # Timer F: transaction timeout
         del self._client[txn.key]
@@ -353,17 +359,19 @@ class TransactionLayer:
         """Start a client transaction; ``key`` is (branch, method) of the request in ``data``."""
         if key in self._client or key in self._client_done:
             raise ValueError(f"client transaction {key} exists")
-        txn = _ClientTxn(key, data, dest)
-        self._client[key] = txn
         t1 = self.timers.t1
-        seq = self._seq
-        # a new transaction has no timer to replace: its entries are pushed as ``_arm`` would
+        txn = _ClientTxn(key, data, dest, now + 64 * t1)  # Timer F: 64*T1
+        self._client[key] = txn
+        # a new transaction has no timer to replace: its entry is pushed as ``_arm`` would
         if dest.transport == "udp":  # RFC 3261 17.1.2.2: Timer E only on unreliable transports
             txn.interval = t1
-            txn.e_entry = entry = (now + t1, next(seq), key, _E)
+            # Timer F is armed when Timer E would next fire at or after it (see _ClientTxn):
+            # the common transaction, answered within T1, queues one entry, not two
+            txn.e_entry = entry = (now + t1, next(self._seq), key, _E)
             self._push(entry, t1)
-        txn.end_entry = entry = (now + 64 * t1, next(seq), key, _F)  # Timer F
-        self._push(entry, 64 * t1)
+        else:
+            txn.end_entry = entry = (txn.f_at, next(self._seq), key, _F)
+            self._push(entry, 64 * t1)
         return [Send(data, dest)]
 
     def receive_response(self, resp: Response, source: Peer, now: float) -> list[Action]:
