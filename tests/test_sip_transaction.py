@@ -327,3 +327,33 @@ def test_completed_transactions_leave_nothing_for_the_collector_to_traverse() ->
         return layer
 
     assert _tracked_in(completed(300)) == _tracked_in(completed(1))
+
+
+def test_the_hot_paths_actions_are_their_classes_frozen_instances() -> None:
+    """The layer's and the endpoint's per-message values built by mcacm_sip.frozen builders
+    are equal to their constructors' and as frozen."""
+    import dataclasses
+
+    from mcacm_sip.sip import transaction
+    from mcacm_sip.sip.aio import endpoint
+    from mcacm_sip.sip.request import new_request
+
+    req = request()
+    resp = response_to(req, 200)
+    out = new_request("MESSAGE", "sip:b@x", from_uri="sip:a@x", to_uri="sip:b@x")
+    pairs = [
+        (transaction._send(b"x", UDP), Send(b"x", UDP)),
+        (transaction._deliver_request(("k",), req, UDP), DeliverRequest(("k",), req, UDP)),
+        (transaction._deliver_response(("b", "M"), resp, TCP),
+         DeliverResponse(("b", "M"), resp, TCP)),
+        (endpoint._final_response(resp, UDP, out), endpoint.FinalResponse(resp, UDP, out)),
+    ]
+    for built, made in pairs:
+        assert type(built) is type(made) and built == made and hash(built.__class__)
+        field = dataclasses.fields(made)[0].name
+        try:
+            setattr(built, field, None)
+        except dataclasses.FrozenInstanceError:
+            pass
+        else:
+            raise AssertionError(f"{type(built).__name__} is not frozen")

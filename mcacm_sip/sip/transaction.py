@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from itertools import count
 from typing import Literal
+
+from mcacm_sip.frozen import builder
 
 from .message import MAGIC_COOKIE, Request, Response, build_response
 
@@ -96,6 +99,13 @@ class ServerTimeout:
 
 
 Action = Send | DeliverRequest | DeliverResponse | ClientTimeout | ServerTimeout
+
+# The hot path's actions built without a call per field (mcacm_sip/frozen.py): the classes'
+# own instances, equal to their constructors'
+_send: Callable[[bytes, Peer], Send] = builder(Send)
+_deliver_request: Callable[[ServerKey, Request, Peer], DeliverRequest] = builder(DeliverRequest)
+_deliver_response: Callable[[ClientKey, Response, Peer], DeliverResponse] = builder(
+    DeliverResponse)
 
 
 class State(Enum):
@@ -372,7 +382,7 @@ class TransactionLayer:
         else:
             txn.end_entry = entry = (txn.f_at, next(self._seq), key, _F)
             self._push(entry, 64 * t1)
-        return [Send(data, dest)]
+        return [_send(data, dest)]
 
     def receive_response(self, resp: Response, source: Peer, now: float) -> list[Action]:
         """Match a response to its client transaction (RFC 3261 17.1.3); strays are dropped."""
@@ -391,7 +401,7 @@ class TransactionLayer:
             seq = next(self._seq)
             self._client_done[key] = seq
             self._push((now + self.timers.t4, seq, key, _K), self.timers.t4)  # Timer K
-        return [DeliverResponse(key, resp, source)]
+        return [_deliver_response(key, resp, source)]
 
     def cancel_client(self, key: ClientKey) -> None:
         """The caller gave up waiting: stop retransmitting and forget the transaction."""
@@ -424,7 +434,7 @@ class TransactionLayer:
         app = self.timers.app  # a new transaction: pushed as ``_arm`` would
         txn.end_entry = entry = (now + app, next(self._seq), key, _APP)
         self._push(entry, app)
-        return [DeliverRequest(key, req, source)]
+        return [_deliver_request(key, req, source)]
 
     def _cancel(self, req: Request, key: ServerKey, dest: Peer, now: float) -> list[Action]:
         # RFC 3261 9.2: 200 if the CANCEL matches a transaction (a non-INVITE one is left
@@ -464,7 +474,7 @@ class TransactionLayer:
             self._server_done[key] = (data, dest.host, dest.port, seq)
             j = 64 * self.timers.t1
             self._push((now + j, seq, key, _J), j)  # Timer J
-        return [Send(data, dest)]
+        return [_send(data, dest)]
 
 
 __all__ = [

@@ -21,6 +21,7 @@ from typing import Any, Literal, NamedTuple
 
 from aiosipua.headers import parse_uri
 
+from mcacm_sip.frozen import builder
 from mcacm_sip.ids import token_hex
 
 from ..dialog import Reply
@@ -123,6 +124,11 @@ class FinalResponse:
     @property
     def status(self) -> int:
         return self.message.status
+
+
+# built without a call per field (mcacm_sip/frozen.py): two per request on the hot path
+_final_response: Callable[[Response, Peer, OutgoingRequest], FinalResponse] = builder(
+    FinalResponse)
 
 
 class IncomingRequest:
@@ -610,7 +616,8 @@ class SipEndpoint:
             elif type(action) is DeliverResponse:
                 waiter = self._waiters.pop(action.key, None)
                 if waiter is not None and not waiter[0].done():
-                    waiter[0].set_result(FinalResponse(action.response, action.source, waiter[1]))
+                    waiter[0].set_result(_final_response(action.response, action.source,
+                                                          waiter[1]))
                 resp = action.response
                 status = resp.status  # as _record_level, inline: two per request
                 level = self.success_log_level if 200 <= status < 300 else logging.INFO
