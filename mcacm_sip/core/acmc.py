@@ -35,7 +35,8 @@ from mcacm_sip.acm.model import (
     UserProfile,
     new_transaction_id,
 )
-from mcacm_sip.core.config import AcmcConfig
+from mcacm_sip.core.acms.outbox import transient
+from mcacm_sip.core.config import AcmcConfig, Timers
 from mcacm_sip.core.events import (
     AcmcAction,
     AcmcActions,
@@ -63,6 +64,17 @@ any backlog one user has, and bounded for a client that runs for months.  Past i
 are forgotten: a repeated response to one of them is reported once more ("not open in this
 session"), and a request decided that long ago, if the ACMS sends it again, is handed out
 to decide again."""
+
+
+DOWNLOAD_ATTEMPTS = 8
+"""How many times an ACMC asks for its pending data after one notification (or page) when
+the download fails for a reason that may pass (decision, docs/decisions.md "Pending data
+download pages"): a 503 while the ACMS's store is away, a timeout, a lost connection.  Spaced
+by the ACMS's back-off (1, 2, 4 ... 60 s, :meth:`Timers.backoff`) or the answer's Retry-After
+if longer: about two minutes in all.  Past it the items wait at the ACMS for the next
+notification or logon, as before."""
+
+_BACKOFF = Timers().backoff
 
 
 def _keep(recent: dict[str, _V], key: str, value: _V) -> None:
@@ -97,6 +109,13 @@ class AcmcCore:
         """At most the earliest deadline of an open request: kept when that request is
         answered (the timer then ticks once early and finds the exact one), so that an answer
         neither scans every open request nor moves the node's timer."""
+        self._download: str | None = None
+        """The send id of the latest pending-data download request (the one a retry
+        follows); an outcome of an older one changes nothing."""
+        self._downloads = 0
+        """Attempts at the current download (:data:`DOWNLOAD_ATTEMPTS`)."""
+        self._download_at: float | None = None
+        """When the failed download is asked for again, if it is."""
 
     @property
     def me(self) -> Party:
@@ -192,11 +211,17 @@ class AcmcCore:
                         out.add(ReportToUser(tid, ReportKind.TIMEOUT,
                                        text="no answer before the ACMC's own timer"))
                 self._next = min((o.deadline for o in self._open.values()), default=None)
+                if self._download_at is not None and self._download_at <= event.now:
+                    self._download_at = None
+                    self._ask_download(out, self._downloads + 1)
         return out.result()
 
     def get_timer(self) -> float | None:
-        """When the earliest open request may time out (never later than its deadline)."""
-        return self._next if self._open else None
+        """When the earliest open request may time out (never later than its deadline), or
+        a failed download is asked for again, whichever comes first."""
+        at = self._next if self._open else None
+        again = self._download_at
+        return again if at is None or (again is not None and again < at) else at
 
     def _flow(self, now: float, flow: AcmFlow, out: AcmcActions) -> None:
         if isinstance(flow, PendingDataNotification):
@@ -205,8 +230,7 @@ class AcmcCore:
                 return
             out.accept()
             # 10.17.3.1: the notification is followed by a download request
-            dl = PendingDataDownloadRequest(new_transaction_id(), self.config.mc_service_id)
-            self._send(out, "download", None, dl)
+            self._ask_download(out, 1)
         elif isinstance(flow, PendingDataDownloadResponse):
             if not same(flow.user, self.config.mc_service_id):
                 out.refuse(404, f"not-this-user: {flow.user}")
@@ -216,8 +240,9 @@ class AcmcCore:
                 if (why := self._item(item, out)) is not None:
                     log.warning("pending item %s ignored: %s", item.transaction_id, why)
             if flow.more:  # one page of several (docs/decisions.md): download the next
-                dl = PendingDataDownloadRequest(new_transaction_id(), self.config.mc_service_id)
-                self._send(out, "download", None, dl)
+                self._ask_download(out, 1)
+            else:
+                self._download_at = None  # (a retry of an earlier download is not needed)
         elif isinstance(flow, ProcessIndication):
             out.accept()
             o = self._open.get(flow.transaction_id)
@@ -275,8 +300,32 @@ class AcmcCore:
         del self._open[tid]
         _keep(self._finished, tid, None)
 
+    def _ask_download(self, out: AcmcActions, attempt: int) -> None:
+        """A pending-data download request (10.17.3.1), the ``attempt``-th at this download;
+        it replaces a retry that was due."""
+        self._downloads, self._download_at = attempt, None
+        dl = PendingDataDownloadRequest(new_transaction_id(), self.config.mc_service_id)
+        self._download = self._send(out, "download", None, dl)
+
+    def _download_failed(self, ev: DeliveryOutcome) -> None:
+        """decision: a download that failed for a reason that may pass is asked for again,
+        after the back-off or the ACMS's Retry-After (RFC 3261 21.5.4), at most
+        :data:`DOWNLOAD_ATTEMPTS` times; anything else waits for the next notification."""
+        assert ev.failure is not None
+        if ev.send_id != self._download:
+            return  # an older download: the latest one decides
+        if not transient(ev.failure, ev.status) or self._downloads >= DOWNLOAD_ATTEMPTS:
+            log.warning("pending-data download failed (%s): the items wait at the ACMS for "
+                        "its next notification or a logon", ev.reason)
+            return
+        delay = max(_BACKOFF(self._downloads), ev.retry_after or 0.0)
+        self._download_at = ev.now + delay
+        log.info("pending-data download failed (%s): asked again in %.0f s", ev.reason, delay)
+
     def _outcome(self, ev: DeliveryOutcome, out: AcmcActions) -> None:
         what, tid = self._sends.pop(ev.send_id, ("", None))
+        if what == "download" and not ev.ok:
+            self._download_failed(ev)
         if ev.ok or tid is None:
             return
         if what == "request" and tid in self._open:
@@ -285,7 +334,8 @@ class AcmcCore:
         if what in ("request", "response"):
             out.add(ReportToUser(tid, ReportKind.FAILED, text=ev.reason))
 
-    def _send(self, out: AcmcActions, what: str, tid: str | None, flow: AcmFlow) -> None:
+    def _send(self, out: AcmcActions, what: str, tid: str | None, flow: AcmFlow) -> str:
         send_id = unique_hex()
         self._sends[send_id] = (what, tid)
         out.add(SendFlow(send_id, Hop.ACMS, self.config.acms_psi, flow))
+        return send_id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -114,6 +116,87 @@ def test_notification_download_and_items() -> None:
     assert actions[0] == AcceptMessage()
     assert actions[1] == Decide(incoming("t-new"))
     assert isinstance(actions[2], SendFlow) and actions[2].flow.transaction_id == "t-old"
+
+
+def _downloads(actions: Sequence[object]) -> list[SendFlow]:
+    return [a for a in actions
+            if isinstance(a, SendFlow) and isinstance(a.flow, PendingDataDownloadRequest)]
+
+
+def _notified(core: AcmcCore, now: float = 0.0) -> SendFlow:
+    [dl] = _downloads(core.handle(FlowFromAcms(now, PendingDataNotification("n-1", ME))))
+    return dl
+
+
+def _busy(send: SendFlow, now: float, retry_after: float | None = None) -> DeliveryOutcome:
+    return DeliveryOutcome(now, send.send_id, False, "503 store unavailable", status=503,
+                           retry_after=retry_after, failure=Failure.REFUSED)
+
+
+def test_a_download_refused_for_now_is_asked_for_again_after_the_back_off() -> None:
+    # the ACMS's store was away (503): the items are still there, the ACMC asks again
+    core = acmc()
+    first = _notified(core)
+    assert core.handle(_busy(first, 1.0)) == []
+    assert core.get_timer() == 2.0  # back-off 1 s after the first attempt
+    assert core.handle(TimerTick(1.5)) == []
+    [second] = _downloads(core.handle(TimerTick(2.0)))
+    assert second.flow.transaction_id != first.flow.transaction_id  # a new download request
+    core.handle(_busy(second, 2.5, retry_after=30.0))
+    assert core.get_timer() == 32.5  # the ACMS's Retry-After is longer than the back-off (2 s)
+    [third] = _downloads(core.handle(TimerTick(32.5)))
+    core.handle(DeliveryOutcome(33.0, third.send_id, True))
+    core.handle(FlowFromAcms(33.1, PendingDataDownloadResponse("d-1", ME, ())))
+    assert core.get_timer() is None  # done: nothing more to ask
+
+
+def test_a_failed_download_is_asked_for_at_most_download_attempts_times() -> None:
+    core = acmc()
+    send, now, sent = _notified(core), 0.0, 1
+    while True:
+        now += 1.0
+        core.handle(DeliveryOutcome(now, send.send_id, False, "timeout",
+                                    failure=Failure.TIMEOUT))
+        at = core.get_timer()
+        if at is None:
+            break
+        [send] = _downloads(core.handle(TimerTick(at)))
+        now, sent = at, sent + 1
+    assert sent == acmc_module.DOWNLOAD_ATTEMPTS
+
+
+@pytest.mark.parametrize("status", [403, 404, 400])
+def test_a_download_refused_for_good_is_not_asked_for_again(status: int) -> None:
+    core = acmc()
+    first = _notified(core)
+    core.handle(DeliveryOutcome(1.0, first.send_id, False, f"{status}", status=status,
+                                failure=Failure.REFUSED))
+    assert core.get_timer() is None
+
+
+def test_only_the_latest_download_is_retried() -> None:
+    # a second notification started a new download: the first one's failure changes nothing,
+    # and the answer to the new one ends a retry that was due
+    core = acmc()
+    first = _notified(core)
+    second = _notified(core, 0.5)
+    core.handle(_busy(first, 1.0))
+    assert core.get_timer() is None
+    core.handle(_busy(second, 1.0))
+    assert core.get_timer() == 2.0
+    core.handle(FlowFromAcms(1.5, PendingDataDownloadResponse("d-1", ME, ())))
+    assert core.get_timer() is None
+
+
+def test_a_download_retry_comes_before_a_later_request_timeout() -> None:
+    core = acmc()
+    core.profile_update(0.0, target=Addressee("sip:x@primary.example"),
+                        migrated_user_id="sip:m-1@primary.example", profile=PROFILE)
+    assert core.get_timer() == 100.0
+    core.handle(_busy(_notified(core), 1.0))
+    assert core.get_timer() == 2.0
+    _downloads(core.handle(TimerTick(2.0)))
+    assert core.get_timer() == 100.0
 
 
 def test_an_answer_to_a_request_of_an_earlier_session_is_shown_once() -> None:
