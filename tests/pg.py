@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from tools import REQUIRE_ENV
+from tools import missing
 
 _T = TypeVar("_T")
 
@@ -55,12 +55,10 @@ def require_postgres() -> Path:
             pwd.getpwnam("postgres")
         except KeyError:
             reason = "running as root and no 'postgres' user to run initdb as"
-    if not reason:
-        assert bindir is not None
-        return bindir
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{reason}; {REQUIRE_ENV}=1 requires it", pytrace=False)
-    pytest.skip(reason)
+    if reason:
+        missing(reason)
+    assert bindir is not None
+    return bindir
 
 
 class PgCluster:

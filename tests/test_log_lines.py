@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
-from tools import REQUIRE_ENV
+from tools import require_compiled
 
 from mcacm_sip.cli import logs
 from mcacm_sip.cli.logs import ConsoleFormatter, JsonFormatter, setup_logging
@@ -44,15 +43,7 @@ _FIELDS = st.dictionaries(st.sampled_from(["event", "transaction_id", "peer", "s
 def writer() -> Iterator[logs._LineWriter]:
     """The compiled writer; skipped when not built (no C compiler or Python headers: the
     package runs in pure Python), failed then under MCACM_REQUIRE_INTEROP=1 (CI)."""
-    try:
-        found = logs._load_writer("c")
-    except ImportError as exc:
-        reason = f"the compiled log line writer is missing ({exc})"
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{reason}; {REQUIRE_ENV}=1 requires it", pytrace=False)
-        pytest.skip(reason)
-    assert found is not None
-    yield found
+    yield require_compiled(logs._load_writer, "the compiled log line writer")
 
 
 def _both(writer: logs._LineWriter, make: Any) -> tuple[str, str]:

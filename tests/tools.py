@@ -12,27 +12,34 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
 import pytest
 
 from mcacm_sip.sip.message import _HeaderSplitter
 
 REQUIRE_ENV = "MCACM_REQUIRE_INTEROP"
+_T = TypeVar("_T")
 PACKAGES = {"sipp": "sip-tester", "kamailio": "kamailio", "tshark": "tshark",
             "xmllint": "libxml2-utils", "sngrep": "sngrep"}
+
+
+def missing(reason: str) -> NoReturn:
+    """Skips the test for ``reason`` (what is missing and how to install it); fails it
+    instead with MCACM_REQUIRE_INTEROP=1."""
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{reason}; {REQUIRE_ENV}=1 requires it", pytrace=False)
+    pytest.skip(reason)
 
 
 def require_tools(*tools: str) -> list[str]:
     """The paths of ``tools``; skips (or, with MCACM_REQUIRE_INTEROP=1, fails) if one is missing."""
     paths = [shutil.which(t) for t in tools]
-    missing = [t for t, p in zip(tools, paths, strict=True) if p is None]
-    if not missing:
+    lacking = [t for t, p in zip(tools, paths, strict=True) if p is None]
+    if not lacking:
         return [p for p in paths if p is not None]
-    packages = " ".join(PACKAGES.get(t, t) for t in missing)
-    reason = f"not installed: {', '.join(missing)} (Debian: apt-get install {packages})"
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{reason}; {REQUIRE_ENV}=1 requires it", pytrace=False)
-    pytest.skip(reason)
+    packages = " ".join(PACKAGES.get(t, t) for t in lacking)
+    missing(f"not installed: {', '.join(lacking)} (Debian: apt-get install {packages})")
 
 
 def require_tool(tool: str) -> str:
@@ -48,10 +55,7 @@ def require_kamailio_tls(cfg: Path) -> None:
     check = subprocess.run(["kamailio", "-c", "-f", str(cfg), "-A", "WITH_TLS"],
                            capture_output=True, timeout=30)
     if check.returncode != 0:
-        reason = "kamailio cannot load tls.so (Debian: apt-get install kamailio-tls-modules)"
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{reason}; {REQUIRE_ENV}=1 requires it", pytrace=False)
-        pytest.skip(reason)
+        missing("kamailio cannot load tls.so (Debian: apt-get install kamailio-tls-modules)")
 
 
 def require_c_parser() -> _HeaderSplitter:
@@ -59,16 +63,7 @@ def require_c_parser() -> _HeaderSplitter:
     C compiler or Python headers: the package runs in pure Python), fails under the rule above."""
     from mcacm_sip.sip import message
 
-    try:
-        found = message._load_c_parser("c")
-    except ImportError as exc:
-        reason = (f"the compiled SIP parser is missing ({exc}); Debian: apt-get install gcc "
-                  "python3-dev, then pip install -e .")
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{reason}; {REQUIRE_ENV}=1 requires it", pytrace=False)
-        pytest.skip(reason)
-    assert found is not None
-    return found
+    return require_compiled(message._load_c_parser, "the compiled SIP parser")
 
 
 def require_c14n() -> Callable[[bytes, bytes, bytes], str | None]:
@@ -76,13 +71,16 @@ def require_c14n() -> Callable[[bytes, bytes, bytes], str | None]:
     fails under the rule above."""
     from mcacm_sip.acm import codec
 
+    return require_compiled(codec._load_c14n, "the compiled profile canonicaliser")
+
+
+def require_compiled(load: Callable[[str], _T | None], what: str) -> _T:
+    """``load("c")``: an optional compiled part; skips or fails (the rule above) when it was
+    not built."""
     try:
-        found = codec._load_c14n("c")
+        found = load("c")
     except ImportError as exc:
-        reason = (f"the compiled profile canonicaliser is missing ({exc}); Debian: apt-get "
-                  "install gcc python3-dev, then pip install -e .")
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{reason}; {REQUIRE_ENV}=1 requires it", pytrace=False)
-        pytest.skip(reason)
+        missing(f"{what} is missing ({exc}); Debian: apt-get install gcc python3-dev, then "
+                "pip install -e .")
     assert found is not None
     return found

@@ -43,8 +43,9 @@ def test_partner_restart_after_step_4_completes_exactly_once(tmp_path: Path) -> 
         ReportKind.INDICATION, ReportKind.RESPONSE]
 
 
-def test_restart_resends_what_was_not_confirmed(tmp_path: Path) -> None:
-    net = sqlite_systems(tmp_path)
+def _response_retried_when_the_partner_dies(net: Net) -> str:
+    """A profile update whose response the partner could not deliver (the primary was down)
+    and was retrying when it died; the primary is back.  The procedure's transaction id."""
     net.logon(ALICE)
     net.logon(DAVE)
     mike = migrate(net)
@@ -53,6 +54,12 @@ def test_restart_resends_what_was_not_confirmed(tmp_path: Path) -> None:
     net.decide(DAVE, True)
     net.down.add(PARTNER)        # ... and the partner dies while retrying
     net.down.discard(PRIMARY)
+    return tid
+
+
+def test_restart_resends_what_was_not_confirmed(tmp_path: Path) -> None:
+    net = sqlite_systems(tmp_path)
+    tid = _response_retried_when_the_partner_dies(net)
     net.restart(PARTNER)
     net.advance(120)             # the stored retry fires after the restart
     assert net.results(ALICE)[-1] == ResultCode.SUCCESS
@@ -167,14 +174,7 @@ def test_a_schema_3_store_with_open_sends_is_upgraded_and_resends_them(tmp_path:
     a send not yet acknowledged: opened, it gains the sends column, the send is sent again
     after the restart exactly once, and its outcome deletes its row of the table."""
     net = sqlite_systems(tmp_path)
-    net.logon(ALICE)
-    net.logon(DAVE)
-    mike = migrate(net)
-    tid = update(net, Addressee(DAVE), mike)
-    net.down.add(PRIMARY)        # the response cannot be delivered ...
-    net.decide(DAVE, True)
-    net.down.add(PARTNER)        # ... and the partner dies while retrying
-    net.down.discard(PRIMARY)
+    tid = _response_retried_when_the_partner_dies(net)
     path = tmp_path / "partner.sqlite"
     net.stores[PARTNER].close()
     assert _to_schema_3(path) >= 1
