@@ -35,7 +35,6 @@ from mcacm_sip.acm.model import (
     UserProfile,
     new_transaction_id,
 )
-from mcacm_sip.core.acms.outbox import transient
 from mcacm_sip.core.config import AcmcConfig, Timers
 from mcacm_sip.core.events import (
     AcmcAction,
@@ -48,6 +47,7 @@ from mcacm_sip.core.events import (
     ReportToUser,
     SendFlow,
     TimerTick,
+    transient,
 )
 from mcacm_sip.core.identity import same
 from mcacm_sip.core.state import Hop, answers, response_to

@@ -93,9 +93,9 @@ class Failure(StrEnum):
     it), ``TIMEOUT`` (no final answer in time, RFC 3261 Timer F), ``TRANSPORT`` (no connection,
     resolution or socket failure), ``NO_BINDING`` (the ACMC user has no registered contact,
     10.17.3.1).  Local: ``LOCAL_ERROR`` (a bug on our side, e.g. our own flow failed our own
-    schema; nothing was sent).  The retry policy reads it (``core.acms.transient``); a local
-    error is never retried as if the network had failed (docs/decisions.md "Local and remote
-    errors")."""
+    schema; nothing was sent).  The retry policy reads it (:func:`transient`: the ACMS's sends
+    and the ACMC's downloads alike); a local error is never retried as if the network had
+    failed (docs/decisions.md "Local and remote errors")."""
 
     REFUSED = "refused"
     TIMEOUT = "timeout"
@@ -103,6 +103,37 @@ class Failure(StrEnum):
     NO_BINDING = "no-binding"
     LOCAL_ERROR = "local-error"
 
+
+# Is a peer's refusal worth repeating the send for?  Looked up by the exact SIP status, else by
+# its class.  decision, after RFC 3261 21.4-21.6 (docs/decisions.md "Procedures").
+_TRANSIENT: dict[int | str, bool] = {
+    408: True,     # 21.4.9: no answer in time; the client "MAY repeat the request"
+    480: True,     # 21.4.18: temporarily unavailable (Retry-After may say when)
+    "4xx": False,  # 21.4: "definite failure ... SHOULD NOT retry the same request without
+                   # modification": 400, 403, 404, 413, 415, 488 ...
+    501: False,    # 21.5.2: the peer does not implement MESSAGE
+    505: False,    # 21.5.6: SIP version not supported
+    513: False,    # 21.5.7: message too large: the same body stays too large
+    "5xx": True,   # 21.5: the server erred (500, 502, 503 + Retry-After, 504): try again
+    "6xx": False,  # 21.6: "definitive information": no other attempt succeeds
+    "3xx": False,  # peer sends follow no redirects: a configuration error, not a glitch
+}
+
+_TRANSIENT_FAILURE: dict[Failure, bool] = {
+    Failure.TIMEOUT: True,      # no answer in time: the network may recover
+    Failure.TRANSPORT: True,    # no connection: the peer may come back
+    Failure.NO_BINDING: True,   # 10.17.3.1: the user may log on again (queued meanwhile)
+    Failure.LOCAL_ERROR: False,  # our own bug: the same flow fails the same way (decision)
+}
+
+
+def transient(failure: Failure, status: int | None = None) -> bool:
+    """Whether a send that failed with ``failure`` (``REFUSED``: with SIP ``status``) is worth
+    repeating; docs/decisions.md "Local and remote errors"."""
+    if failure is Failure.REFUSED:
+        assert status is not None
+        return _TRANSIENT.get(status, _TRANSIENT.get(f"{status // 100}xx", True))
+    return _TRANSIENT_FAILURE[failure]
 
 @dataclass(frozen=True, slots=True)
 class DeliveryOutcome(CoreEvent):

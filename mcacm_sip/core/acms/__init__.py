@@ -19,6 +19,7 @@ method a lower module needs from a higher one is declared there as a seam that r
 """
 
 from mcacm_sip.core.acms.facade import AcmsCore
-from mcacm_sip.core.acms.outbox import LOCAL_ERROR, PEER_REFUSED, transient
+from mcacm_sip.core.acms.outbox import LOCAL_ERROR, PEER_REFUSED
+from mcacm_sip.core.events import transient
 
 __all__ = ["LOCAL_ERROR", "PEER_REFUSED", "AcmsCore", "transient"]
