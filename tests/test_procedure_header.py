@@ -7,6 +7,7 @@ but neither authorises nor refuses anything."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -18,17 +19,20 @@ from mcacm_sip.acm.codec import profile_from_xml
 from mcacm_sip.acm.model import (
     Addressee,
     Party,
+    PendingDataNotification,
     ProfileUpdateRequest,
     ProfileUpdateResponse,
     Result,
     ResultCode,
     new_transaction_id,
 )
+from mcacm_sip.core.config import AcmcConfig
 from mcacm_sip.core.identity import flow_procedure, procedure_id
-from mcacm_sip.runtime import TraceRecord
-from mcacm_sip.runtime.lab import ALICE, DAVE, PARTNER, PRIMARY, Lab, profile_xml
+from mcacm_sip.runtime import AcmcNode, AcmcNodeConfig, SipSettings, TraceRecord
+from mcacm_sip.runtime.lab import ALICE, DAVE, LOOPBACK, PARTNER, PRIMARY, Lab, profile_xml
 from mcacm_sip.runtime.messaging import PROCEDURE_HEADER, procedure_of
-from mcacm_sip.sip.aio import FinalResponse, Listen, SipEndpoint
+from mcacm_sip.sip import Reply
+from mcacm_sip.sip.aio import FinalResponse, IncomingRequest, Listen, SipEndpoint
 
 WAIT = 15.0  # upper bound only; the exchanges take milliseconds on loopback
 
@@ -210,3 +214,49 @@ def test_the_pending_data_download_goes_with_the_notification(tmp_path: Path) ->
         assert set(cids.values()) == {procedure_id(ALICE, handle.transaction_id)}, cids
 
     run(tmp_path, body, dave_online=False)
+
+
+def test_a_retried_download_goes_back_to_the_worker_that_notified() -> None:
+    """Two workers of a scaled-out ACMS hold items for ALICE and each notifies her with its
+    own X-CID; both downloads meet a 503 (the store is away): ALICE's ACMC asks each again,
+    with the X-CID of the notification it follows, so the dispatcher sends each retry to the
+    worker holding those items.  Here a bare endpoint plays both workers.  (Before: only the
+    later download was retried, and without its X-CID: the first worker's items waited for
+    the next notification -- found by a CI run of tests/test_scaleout.py.)"""
+    cids = [procedure_id(PRIMARY, "worker-a"), procedure_id(PRIMARY, "worker-b")]
+    downloads: list[str] = []
+
+    def acms(incoming: IncomingRequest) -> Reply:
+        downloads.append(incoming.message.header(PROCEDURE_HEADER) or "")
+        if downloads.count(downloads[-1]) == 1:  # each worker's first: its store is away
+            return Reply(503, headers=(("Retry-After", "1"),))
+        return Reply(200)
+
+    async def main() -> None:
+        fake = SipEndpoint([Listen("udp", "127.0.0.1", 0)])
+        fake.serve("MESSAGE", acms)
+        await fake.start()
+        host, port = fake.local_address()
+        alice = AcmcNode(AcmcNodeConfig(AcmcConfig(ALICE, PRIMARY), SipSettings(
+            listens=(Listen("udp", "127.0.0.1", 0),), hops={"*": f"sip:{host}:{port}"},
+            trusted_hosts=LOOPBACK)))
+        await alice.start(logon=False)
+        try:
+            a_host, a_port = alice.endpoint.local_address()
+            for cid in cids:  # each worker notifies (10.17.3.1)
+                note = codec.encode(PendingDataNotification(new_transaction_id(), ALICE))
+                final = await fake.send(fake.new_request(
+                    "MESSAGE", f"sip:{a_host}:{a_port}", from_uri=PRIMARY, to_uri=ALICE,
+                    body=note, content_type=codec.ACM_CONTENT_TYPE,
+                    headers=(("P-Asserted-Identity", f"<{PRIMARY}>"), (PROCEDURE_HEADER, cid))),
+                    timeout=WAIT)
+                assert final.status == 200
+            async with asyncio.timeout(WAIT):
+                while len(downloads) < 4:
+                    await asyncio.sleep(0.05)
+        finally:
+            await alice.stop()
+            await fake.close()
+
+    asyncio.run(main())
+    assert Counter(downloads) == {cids[0]: 2, cids[1]: 2}, downloads

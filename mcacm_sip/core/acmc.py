@@ -86,6 +86,17 @@ def _keep(recent: dict[str, _V], key: str, value: _V) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class Download:
+    """The latest pending-data download towards one ACMS worker (10.17.3.1)."""
+
+    send_id: str
+    attempt: int
+    """The how-manieth attempt at this download it is (:data:`DOWNLOAD_ATTEMPTS`)."""
+    again_at: float | None = None
+    """When it is asked for again after a failure that may pass; None: not (yet) failed."""
+
+
+@dataclass(frozen=True, slots=True)
 class OpenRequest:
     """A request of ours that has no final answer yet."""
 
@@ -100,7 +111,8 @@ class AcmcCore:
     def __init__(self, config: AcmcConfig) -> None:
         self.config = config
         self._open: dict[str, OpenRequest] = {}
-        self._sends: dict[str, tuple[str, str | None]] = {}   # send id -> (what, txid)
+        # send id -> (what, transaction id; a download: the X-CID it went with)
+        self._sends: dict[str, tuple[str, str | None]] = {}
         self._to_decide: dict[str, AcmRequest] = {}
         # id -> (the request, our decision); newest last, at most REMEMBERED
         self._decided: dict[str, tuple[AcmRequest, AcmResponse]] = {}
@@ -109,13 +121,12 @@ class AcmcCore:
         """At most the earliest deadline of an open request: kept when that request is
         answered (the timer then ticks once early and finds the exact one), so that an answer
         neither scans every open request nor moves the node's timer."""
-        self._download: str | None = None
-        """The send id of the latest pending-data download request (the one a retry
-        follows); an outcome of an older one changes nothing."""
-        self._downloads = 0
-        """Attempts at the current download (:data:`DOWNLOAD_ATTEMPTS`)."""
-        self._download_at: float | None = None
-        """When the failed download is asked for again, if it is."""
+        self._downloads: dict[str, Download] = {}
+        """The X-CID a notification or page came with -> the latest download following it.
+        Each worker of a scaled-out ACMS notifies for the items it holds, each with its own
+        X-CID: a failed download is retried towards the worker that notified, and a newer
+        download towards the same one supersedes it (an outcome of an older one changes
+        nothing).  An entry lives until its download is answered or given up."""
 
     @property
     def me(self) -> Party:
@@ -201,7 +212,7 @@ class AcmcCore:
         out = AcmcActions()
         match event:
             case FlowFromAcms():
-                self._flow(event.now, event.flow, out)
+                self._flow(event.now, event.flow, event.procedure, out)
             case DeliveryOutcome():
                 self._outcome(event, out)
             case TimerTick():
@@ -211,26 +222,27 @@ class AcmcCore:
                         out.add(ReportToUser(tid, ReportKind.TIMEOUT,
                                        text="no answer before the ACMC's own timer"))
                 self._next = min((o.deadline for o in self._open.values()), default=None)
-                if self._download_at is not None and self._download_at <= event.now:
-                    self._download_at = None
-                    self._ask_download(out, self._downloads + 1)
+                for procedure, d in list(self._downloads.items()):
+                    if d.again_at is not None and d.again_at <= event.now:
+                        self._ask_download(out, procedure, d.attempt + 1)
         return out.result()
 
     def get_timer(self) -> float | None:
         """When the earliest open request may time out (never later than its deadline), or
         a failed download is asked for again, whichever comes first."""
         at = self._next if self._open else None
-        again = self._download_at
+        again = min((d.again_at for d in self._downloads.values() if d.again_at is not None),
+                    default=None)
         return again if at is None or (again is not None and again < at) else at
 
-    def _flow(self, now: float, flow: AcmFlow, out: AcmcActions) -> None:
+    def _flow(self, now: float, flow: AcmFlow, procedure: str, out: AcmcActions) -> None:
         if isinstance(flow, PendingDataNotification):
             if not same(flow.user, self.config.mc_service_id):
                 out.refuse(404, f"not-this-user: {flow.user}")
                 return
             out.accept()
             # 10.17.3.1: the notification is followed by a download request
-            self._ask_download(out, 1)
+            self._ask_download(out, procedure, 1)
         elif isinstance(flow, PendingDataDownloadResponse):
             if not same(flow.user, self.config.mc_service_id):
                 out.refuse(404, f"not-this-user: {flow.user}")
@@ -240,9 +252,10 @@ class AcmcCore:
                 if (why := self._item(item, out)) is not None:
                     log.warning("pending item %s ignored: %s", item.transaction_id, why)
             if flow.more:  # one page of several (docs/decisions.md): download the next
-                self._ask_download(out, 1)
-            else:
-                self._download_at = None  # (a retry of an earlier download is not needed)
+                self._ask_download(out, procedure, 1)
+            elif (d := self._downloads.get(procedure)) is not None and d.again_at is not None:
+                # a download we took for lost was answered after all: no retry needed
+                del self._downloads[procedure]
         elif isinstance(flow, ProcessIndication):
             out.accept()
             o = self._open.get(flow.transaction_id)
@@ -300,32 +313,39 @@ class AcmcCore:
         del self._open[tid]
         _keep(self._finished, tid, None)
 
-    def _ask_download(self, out: AcmcActions, attempt: int) -> None:
-        """A pending-data download request (10.17.3.1), the ``attempt``-th at this download;
-        it replaces a retry that was due."""
-        self._downloads, self._download_at = attempt, None
+    def _ask_download(self, out: AcmcActions, procedure: str, attempt: int) -> None:
+        """A pending-data download request (10.17.3.1), the ``attempt``-th at this download,
+        with the X-CID of the notification or page it follows; it supersedes a download (or
+        a retry that was due) towards the same worker."""
         dl = PendingDataDownloadRequest(new_transaction_id(), self.config.mc_service_id)
-        self._download = self._send(out, "download", None, dl)
+        send_id = self._send(out, "download", procedure, dl, procedure)
+        self._downloads[procedure] = Download(send_id, attempt)
 
-    def _download_failed(self, ev: DeliveryOutcome) -> None:
+    def _download_done(self, ev: DeliveryOutcome, procedure: str) -> None:
         """decision: a download that failed for a reason that may pass is asked for again,
         after the back-off or the ACMS's Retry-After (RFC 3261 21.5.4), at most
         :data:`DOWNLOAD_ATTEMPTS` times; anything else waits for the next notification."""
+        d = self._downloads.get(procedure)
+        if d is None or d.send_id != ev.send_id:
+            return  # superseded: the latest download towards that worker decides
+        if ev.ok:
+            del self._downloads[procedure]  # the response (or page) follows in a MESSAGE
+            return
         assert ev.failure is not None
-        if ev.send_id != self._download:
-            return  # an older download: the latest one decides
-        if not transient(ev.failure, ev.status) or self._downloads >= DOWNLOAD_ATTEMPTS:
+        if not transient(ev.failure, ev.status) or d.attempt >= DOWNLOAD_ATTEMPTS:
+            del self._downloads[procedure]
             log.warning("pending-data download failed (%s): the items wait at the ACMS for "
                         "its next notification or a logon", ev.reason)
             return
-        delay = max(_BACKOFF(self._downloads), ev.retry_after or 0.0)
-        self._download_at = ev.now + delay
+        delay = max(_BACKOFF(d.attempt), ev.retry_after or 0.0)
+        self._downloads[procedure] = Download(d.send_id, d.attempt, ev.now + delay)
         log.info("pending-data download failed (%s): asked again in %.0f s", ev.reason, delay)
 
     def _outcome(self, ev: DeliveryOutcome, out: AcmcActions) -> None:
         what, tid = self._sends.pop(ev.send_id, ("", None))
-        if what == "download" and not ev.ok:
-            self._download_failed(ev)
+        if what == "download":
+            self._download_done(ev, tid or "")
+            return
         if ev.ok or tid is None:
             return
         if what == "request" and tid in self._open:
@@ -334,8 +354,9 @@ class AcmcCore:
         if what in ("request", "response"):
             out.add(ReportToUser(tid, ReportKind.FAILED, text=ev.reason))
 
-    def _send(self, out: AcmcActions, what: str, tid: str | None, flow: AcmFlow) -> str:
+    def _send(self, out: AcmcActions, what: str, tid: str | None, flow: AcmFlow,
+              procedure: str = "") -> str:
         send_id = unique_hex()
         self._sends[send_id] = (what, tid)
-        out.add(SendFlow(send_id, Hop.ACMS, self.config.acms_psi, flow))
+        out.add(SendFlow(send_id, Hop.ACMS, self.config.acms_psi, flow, procedure))
         return send_id

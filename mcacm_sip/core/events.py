@@ -174,6 +174,11 @@ class FlowFromAcms(CoreEvent):
 
     now: float
     flow: AcmFlow
+    procedure: str = ""
+    """The ``X-CID`` the MESSAGE came with (the runtime's; empty: none).  The core only
+    compares it and gives it back on the pending-data downloads the flow leads to, retries
+    included, so that they reach the worker of several that holds the items
+    (docs/scale-out.md)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -329,8 +329,6 @@ class AcmcNode(Node):
         self._registration: RegistrationClient | None = None
         self._timer: TimerDriver = TimerDriver(self, clock=time.time)
         self._handles: dict[str, RequestHandle] = {}
-        self._follows: dict[str, str] = {}
-        """Send id of a download following a notification or a page -> that flow's X-CID."""
         self._from_acms: set[str | None] = set()
         """Spellings of our ACMS's identity seen on its MESSAGEs (each compared once)."""
         self._procedures: dict[str, str] = {}
@@ -506,12 +504,15 @@ class AcmcNode(Node):
         if not self._running:  # stopped meanwhile: nothing more goes out
             return
         flow = send.flow
-        follows = self._follows.pop(send.send_id, None)
+        # 10.17.3.1: a download (retries included) goes with the X-CID of the notification
+        # or page it follows (the core's), so the dispatcher sends it to the worker that
+        # notified: the one holding those pending items
+        follows = send.procedure
         echoed = follows or (self._procedures.get(flow.transaction_id) if isinstance(
             flow, AcmResponse.__args__) else None)
         # a request we open names its procedure by its Call-ID too: what sngrep and Homer
         # link the procedure's other MESSAGEs (their X-CID) to
-        opens = isinstance(flow, OPENING_FLOWS) and follows is None
+        opens = isinstance(flow, OPENING_FLOWS) and not follows
         procedure = echoed or flow_procedure(flow)  # "": absent
 
         def done(sent: Sent) -> None:
@@ -559,14 +560,6 @@ class AcmcNode(Node):
                 del self._procedures[next(iter(self._procedures))]
         if self.metrics is not None and isinstance(flow, PendingDataDownloadResponse):
             self.metrics.pending_downloaded.inc(len(flow.items))
-        actions = self.core.handle(FlowFromAcms(time.time(), flow))
-        if procedure:
-            # 10.17.3.1: the download that follows a pending-data notification (or the page
-            # before) goes with its X-CID, so the dispatcher sends it to the worker that
-            # notified: the one holding those pending items
-            for action in actions:
-                if isinstance(action, SendFlow) and isinstance(
-                        action.flow, PendingDataDownloadRequest):
-                    self._follows[action.send_id] = procedure
+        actions = self.core.handle(FlowFromAcms(time.time(), flow, procedure or ""))
         self._apply(actions)
         return verdict_reply(self.host, verdict_of(actions))  # only a MESSAGE has a verdict

@@ -188,6 +188,46 @@ def test_only_the_latest_download_is_retried() -> None:
     assert core.get_timer() is None
 
 
+def _notified_by(core: AcmcCore, worker_cid: str, now: float = 0.0) -> SendFlow:
+    [dl] = _downloads(core.handle(FlowFromAcms(now, PendingDataNotification(
+        f"n-{worker_cid}", ME), worker_cid)))
+    return dl
+
+
+def test_downloads_towards_two_workers_are_each_retried_with_their_x_cid() -> None:
+    # a scaled-out ACMS: two workers hold items for us and each notifies with its own X-CID
+    # (docs/scale-out.md); the first download failing is not superseded by the second one,
+    # and each retry goes with the X-CID of the notification it follows, so the dispatcher
+    # sends it to the worker holding those items (found by CI: a Result refused with 480 at
+    # one worker waited there while another worker's download was the only one retried)
+    core = acmc()
+    first, second = _notified_by(core, "cid-a"), _notified_by(core, "cid-b", 0.1)
+    assert (first.procedure, second.procedure) == ("cid-a", "cid-b")
+    core.handle(_busy(first, 1.0))
+    core.handle(_busy(second, 1.2))
+    assert core.get_timer() == 2.0
+    [again_a] = _downloads(core.handle(TimerTick(2.0)))
+    assert again_a.procedure == "cid-a" and core.get_timer() == 2.2
+    [again_b] = _downloads(core.handle(TimerTick(2.2)))
+    assert again_b.procedure == "cid-b"
+    # the 200s end both: nothing more to ask
+    core.handle(DeliveryOutcome(2.5, again_a.send_id, True))
+    core.handle(DeliveryOutcome(2.5, again_b.send_id, True))
+    assert core.get_timer() is None
+
+
+def test_the_next_page_goes_with_the_x_cid_of_the_page_before() -> None:
+    core = acmc()
+    first = _notified_by(core, "cid-a")
+    core.handle(DeliveryOutcome(0.5, first.send_id, True))
+    page = PendingDataDownloadResponse("d-1", ME, (incoming("t-1"),), more=True)
+    [next_page] = _downloads(core.handle(FlowFromAcms(1.0, page, "cid-a")))
+    assert next_page.procedure == "cid-a"
+    core.handle(_busy(next_page, 1.5))
+    [again] = _downloads(core.handle(TimerTick(2.5)))
+    assert again.procedure == "cid-a"
+
+
 def test_a_download_retry_comes_before_a_later_request_timeout() -> None:
     core = acmc()
     core.profile_update(0.0, target=Addressee("sip:x@primary.example"),
