@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.errors import AcmError
@@ -54,6 +54,7 @@ from mcacm_sip.core.events import (
     FlowFromAcmc,
     FlowFromPeer,
     ReleaseRecords,
+    Remove,
     SendFlow,
     StoreChange,
     SubscribeFa,
@@ -64,7 +65,15 @@ from mcacm_sip.core.events import (
     verdict_of,
 )
 from mcacm_sip.core.identity import IdKey, id_key
-from mcacm_sip.core.state import Hop, Role, Snapshot, tx_key
+from mcacm_sip.core.state import (
+    Hop,
+    Outgoing,
+    PendingItem,
+    Role,
+    Snapshot,
+    Transaction,
+    tx_key,
+)
 from mcacm_sip.runtime.base import (
     HEAP_RELEASE_INTERVAL,
     Node,
@@ -115,6 +124,30 @@ DOWNLOADS_KEPT = 4096
 
 class StoreFailed(RuntimeError):
     """The store could not commit: the node stops (crash-only; a restart resumes from it)."""
+
+
+class Waiting(NamedTuple):
+    """A request waiting for the pending commit."""
+
+    answer: asyncio.Future[Reply]
+    """What the endpoint sends once the commit settles."""
+    reply: Reply
+    """The core's answer, sent if the commit stored it."""
+    key: str | None
+    """The key of the transaction it opens or answers (shared store), else None."""
+    opens: bool
+    """It opened that transaction: withdrawn if the commit finds the store away."""
+
+
+def _belongs(change: StoreChange, keys: frozenset[str], sends: set[str]) -> bool:
+    """Whether ``change`` writes or removes the row of a transaction of ``keys``, or one of
+    their pending items or ``sends``."""
+    if isinstance(change, Remove):
+        return change.key in (sends if change.kind == Outgoing.KIND else keys)
+    record = change.record
+    if isinstance(record, Outgoing):
+        return record.send_id in sends or record.tx_key in keys
+    return isinstance(record, Transaction | PendingItem) and record.key in keys
 
 
 class Commit(Enum):
@@ -197,10 +230,9 @@ class AcmsNode(Node):
         self._stored: asyncio.Future[tuple[Commit, frozenset[str]]] | None = None
         """The pending commit: its outcome and the transactions found held by another
         worker (shared store), which the waiting requests of those transactions get 503 for."""
-        self._answers: list[tuple[asyncio.Future[Reply], Reply, str | None]] = []
-        """The requests waiting for the pending commit: (the endpoint's answer, the reply once
-        stored, the key of their transaction): answered when the commit settles, with no
-        task per request."""
+        self._answers: list[Waiting] = []
+        """The requests waiting for the pending commit: answered when the commit settles,
+        with no task per request."""
         self._committer: asyncio.Task[None] | None = None
         """Shared store: the task committing batches one after the other."""
         self._store_down = False
@@ -377,13 +409,13 @@ class AcmsNode(Node):
         return ok
 
     def _settle(self, stored: asyncio.Future[tuple[Commit, frozenset[str]]],
-                answers: list[tuple[asyncio.Future[Reply], Reply, str | None]],
+                answers: list[Waiting],
                 outcome: Commit, held: frozenset[str] = frozenset()) -> None:
         """Resolve a commit and, at once, the answers of the requests waiting for it: their
         callbacks are queued before the sends the commit releases (a request's 200 leaves
         first, 10.17.7.2 step 4)."""
         stored.set_result((outcome, held))
-        for answer, reply, key in answers:
+        for answer, reply, key, _opens in answers:
             if not answer.done():  # (cancelled: its endpoint stopped)
                 answer.set_result(self._stored_reply(outcome, held, reply, key))
 
@@ -409,6 +441,13 @@ class AcmsNode(Node):
                 if batch and self.metrics is not None:
                     self.metrics.committed(batch, time.perf_counter() - began, time.time())
             except StoreUnavailable as exc:
+                # decision (docs/decisions.md "A database that fails is not a crash"): a
+                # request answered 503 is not done -- the transactions the requests of this
+                # commit opened are withdrawn (the sender may send it again, to any worker);
+                # what changed on transactions held before is kept and committed first once
+                # the store is back (each sender repeats its flow, and a repeat is idempotent)
+                opened = frozenset(w.key for w in answers if w.opens and w.key)
+                batch, after = self._withdraw(opened, batch, after)
                 self._batch, self._after = batch + self._batch, after + self._after
                 if self._stored is None:
                     self._stored = asyncio.get_running_loop().create_future()
@@ -434,11 +473,23 @@ class AcmsNode(Node):
     def _release(self, held: frozenset[str], after: list[AcmsAction]) -> list[AcmsAction]:
         """Forget transactions another worker holds (lease rule 5) and drop their sends; if
         the holder's lease has run out, claim now so a retried request finds them here."""
-        dropped = {send_id for key in held for send_id in self.core.sends_of(key)}
-        self._apply(self.core.handle(ReleaseRecords(time.time(), held)))
+        after = self._withdraw(held, [], after)[1]
         if self.shared is not None and time.monotonic() >= self._claim_after:  # rule 7
             self._spawn(self._claim_now())
-        return [a for a in after if not (isinstance(a, SendFlow) and a.send_id in dropped)]
+        return after
+
+    def _withdraw(self, keys: frozenset[str], batch: list[StoreChange],
+                  after: list[AcmsAction]) -> tuple[list[StoreChange], list[AcmsAction]]:
+        """The core forgets the transactions ``keys`` (with their pending items and sends);
+        ``batch`` and ``after`` without their changes and sends."""
+        if not keys:
+            return batch, after
+        dropped = {send_id for key in keys for send_id in self.core.sends_of(key)}
+        self._apply(self.core.handle(ReleaseRecords(time.time(), keys)))  # (changes nothing)
+        for send_id in dropped:
+            self._sending.pop(send_id, None)
+        return ([c for c in batch if not _belongs(c, keys, dropped)],
+                [a for a in after if not (isinstance(a, SendFlow) and a.send_id in dropped)])
 
     async def _claim_now(self) -> None:
         try:
@@ -566,7 +617,6 @@ class AcmsNode(Node):
             if self.metrics is not None:
                 self.metrics.shed.labels("overload").inc()
             return self._busy_reply
-        key: str | None = None
         if self.shared is not None:
             answered = self._answered_key(event)
             if answered == "":
@@ -583,8 +633,11 @@ class AcmsNode(Node):
                                                    procedure)
             # the transaction the flow opens or answers: if the commit finds another worker
             # holding it, nothing of it was stored and the flow gets 503, never a 200
-            key = answered or self._opened_key(event)
-        return self._handled(req, flow, sender, event, key)
+            if answered:
+                return self._handled(req, flow, sender, event, answered)
+            opened = self._opened_key(event)
+            return self._handled(req, flow, sender, event, opened, opens=opened is not None)
+        return self._handled(req, flow, sender, event, None)
 
     async def _download_here_or_held(self, store: SharedStore, req: Request,
                                      flow: PendingDataDownloadRequest, sender: str,
@@ -614,8 +667,9 @@ class AcmsNode(Node):
         return reply if isinstance(reply, Reply) else await reply
 
     def _handled(self, req: Request, flow: AcmFlow, sender: str, event: AcmsEvent,
-                 key: str | None) -> Reply | Awaitable[Reply]:
-        """The core's answer to ``event``; a 200 only once what it changed is stored."""
+                 key: str | None, opens: bool = False) -> Reply | Awaitable[Reply]:
+        """The core's answer to ``event``; a 200 only once what it changed is stored.
+        ``key``: the transaction it opens (``opens``) or answers, on a shared store."""
         actions = self.core.handle(event)
         self._apply(actions)
         reply = verdict_reply(self.host, verdict_of(actions))  # (only a MESSAGE has one)
@@ -631,7 +685,7 @@ class AcmsNode(Node):
             return reply
         # 23.280 10.17.7.2 step 4: the 200 leaves only once the request is stored
         answer: asyncio.Future[Reply] = self._stored.get_loop().create_future()
-        self._answers.append((answer, reply, key))
+        self._answers.append(Waiting(answer, reply, key, opens))
         return answer
 
     def _stored_reply(self, outcome: Commit, held: frozenset[str], reply: Reply,
