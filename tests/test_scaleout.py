@@ -192,11 +192,15 @@ class Load:
             due = start + n / rate
             if due > now:
                 await asyncio.sleep(due - now)
-            tid = new_transaction_id()
-            self.tids.append(tid)
-            self.handles[procedure_id(ALICE, tid)] = self.alice.submit(AddUserConfigurationRequest(
-                tid, Party(ALICE), (f"sip:u-{tid[:12]}@primary.example",), Addressee(DAVE)))
+            self.submit()
             n += 1
+
+    def submit(self) -> None:
+        """One add-user request of ALICE's, a new procedure."""
+        tid = new_transaction_id()
+        self.tids.append(tid)
+        self.handles[procedure_id(ALICE, tid)] = self.alice.submit(AddUserConfigurationRequest(
+            tid, Party(ALICE), (f"sip:u-{tid[:12]}@primary.example",), Addressee(DAVE)))
 
     def answers(self) -> dict[str, int]:
         """Procedure -> the final SIP status ALICE got for her request MESSAGE."""
@@ -278,6 +282,30 @@ def _header(head: bytes, name: bytes) -> str:
         if key.strip().lower() == name:
             return value.strip().decode()
     return ""
+
+
+@pytest.mark.timeout(120)
+def test_a_busy_acmc_that_refuses_the_page_too_gets_its_result(pg_url: str,
+                                                               tmp_path: Path) -> None:
+    """ALICE's ACMC refuses her Result (480: busy), and then the pending-data download page
+    that carries it.  Her ACMC does not ask for a page again by itself: the worker holding
+    the item notifies her again after a back-off, and the Result reaches her.  (Stop 24's CI
+    run lost two Results this way in the PostgreSQL restart test: a slower machine spaced the
+    first Results out, so one of the three refusals fell on a page.)"""
+    with cluster(tmp_path, pg_url) as c:
+        async def main() -> Load:
+            async with Load(c, refuse_results=2) as load:
+                load.submit()
+                await settled(load, load.tids)
+                return load
+
+        load = asyncio.run(main())
+        notified = [e for w in c.workers for e in w.all_events()
+                    if e.get("flow") == "pending-data-notification"]
+    assert len(load.tids) == 1 and load.alice.refuse == 0  # the Result and the page refused
+    assert load.answers() == {procedure_id(ALICE, load.tids[0]): 200}
+    assert load.delivered() == set(load.handles), "the Result never reached ALICE"
+    assert len(notified) >= 2  # notified again after the refused page
 
 
 @pytest.mark.timeout(300)

@@ -6,6 +6,7 @@ pages hands every pending item over exactly once; the ACMC downloads again while
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from hypothesis import given
@@ -17,6 +18,7 @@ from mcacm_sip.acm.model import (
     Party,
     PendingDataDownloadRequest,
     PendingDataDownloadResponse,
+    PendingDataNotification,
     new_transaction_id,
 )
 from mcacm_sip.core.acmc import AcmcCore
@@ -30,6 +32,8 @@ from mcacm_sip.core.events import (
     FlowFromAcms,
     FlowFromPeer,
     SendFlow,
+    TimerTick,
+    UserLoggedOff,
     UserLoggedOn,
 )
 from mcacm_sip.core.quota import Quotas, flow_bytes, page
@@ -125,3 +129,55 @@ def test_the_acmc_downloads_again_while_more_remain() -> None:
     last = PendingDataDownloadResponse(new_transaction_id(), DAVE, ())
     assert downloads(acmc.handle(FlowFromAcms(T0, more))) == 1
     assert downloads(acmc.handle(FlowFromAcms(T0, last))) == 0
+
+
+def _notifications(actions: Sequence[object]) -> list[SendFlow]:
+    return [a for a in actions
+            if isinstance(a, SendFlow) and isinstance(a.flow, PendingDataNotification)]
+
+
+def _busy(send: SendFlow, now: float) -> DeliveryOutcome:
+    return DeliveryOutcome(now, send.send_id, False, "480 Temporarily Unavailable",
+                           status=480, failure=Failure.REFUSED)
+
+
+def test_a_page_refused_for_now_is_notified_again_after_the_back_off() -> None:
+    # DAVE is logged on but busy: his ACMC refuses the page with 480.  It will not ask for
+    # it again by itself, so the ACMS notifies him again -- 1 s, then 2 s after the next
+    # refused page -- and the round starts from the first item.  (Before: the items waited
+    # for his next logon; found by tests/test_scaleout.py in CI, where ALICE's busy ACMC
+    # refused a page carrying two Results.)
+    core = partner_with_pending(2, Quotas())
+    [note] = _notifications(core.handle(UserLoggedOn(T0, DAVE)))
+    core.handle(DeliveryOutcome(T0, note.send_id, True))
+    first, send = download(core)
+    assert not _notifications(core.handle(_busy(send, T0 + 0.1)))
+    assert core.get_timer() == T0 + 1.1
+    [again] = _notifications(core.handle(TimerTick(T0 + 1.1)))
+    assert again.to == note.to
+    core.handle(DeliveryOutcome(T0 + 1.2, again.send_id, True))
+    second, send = download(core, T0 + 1.3)
+    assert second.items == first.items  # the round started again
+    core.handle(_busy(send, T0 + 1.4))
+    assert core.get_timer() == T0 + 3.4  # two pages refused in a row: 2 s
+    [third] = _notifications(core.handle(TimerTick(T0 + 3.4)))
+    core.handle(DeliveryOutcome(T0 + 3.5, third.send_id, True))
+    _, send = download(core, T0 + 3.6)
+    core.handle(DeliveryOutcome(T0 + 3.7, send.send_id, True))  # taken at last
+    _, send = download(core, T0 + 4.0)  # (request items stay until decided)
+    core.handle(_busy(send, T0 + 4.1))
+    assert core.get_timer() == T0 + 5.1  # a page taken ends the run of refused ones
+
+
+def test_a_page_refused_for_good_or_to_a_user_gone_is_not_notified_again() -> None:
+    core = partner_with_pending(1, Quotas())
+    [note] = _notifications(core.handle(UserLoggedOn(T0, DAVE)))
+    core.handle(DeliveryOutcome(T0, note.send_id, True))
+    _, send = download(core)
+    core.handle(DeliveryOutcome(T0 + 0.1, send.send_id, False, "403 Forbidden", status=403,
+                                failure=Failure.REFUSED))
+    assert not _notifications(core.handle(TimerTick(T0 + 10)))
+    _, send = download(core, T0 + 11)
+    core.handle(UserLoggedOff(T0 + 11, DAVE))
+    core.handle(_busy(send, T0 + 12))
+    assert not _notifications(core.handle(TimerTick(T0 + 30)))

@@ -128,6 +128,7 @@ class AcmsCore(AcmsPrimary, AcmsPartner):
                 self._logon(event.now, event.user, out)
             case UserLoggedOff():
                 self._online.pop(id_key(event.user), None)
+                self._lost_pages.pop(id_key(event.user), None)
             case FaHoldersChanged():
                 self._fa_changed(event.now, event.fa, event.holders, out)
             case TimerTick():

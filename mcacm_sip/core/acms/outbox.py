@@ -75,6 +75,10 @@ class AcmsOutbox(AcmsRecords):
     def _notify(self, user: str, out: AcmsActions) -> None:
         raise NotImplementedError
 
+    def _notify_later(self, now: float, user: str, retry_after: float | None,
+                      out: AcmsActions) -> None:
+        raise NotImplementedError
+
     def _stand_in(self, now: float, tx: Transaction, result: Result, trigger: Trigger,
                   out: AcmsActions) -> None:
         raise NotImplementedError
@@ -121,6 +125,7 @@ class AcmsOutbox(AcmsRecords):
                 if tx is not None and tx.allows(trigger):
                     self._move(tx, trigger, out, done_at=ev.now)
             elif og.purpose is Purpose.DOWNLOAD:
+                self._lost_pages.pop(id_key(og.to), None)
                 for key in og.carries:
                     if self._drop_item(key, out) is not None and key in self._tx:
                         self._move(self._tx[key], Trigger.DOWNLOADED, out, done_at=ev.now)
@@ -167,6 +172,8 @@ class AcmsOutbox(AcmsRecords):
                         self._notify(tx.assignee, out)
             case Purpose.DOWNLOAD:
                 self._offered.pop(id_key(og.to), None)  # a page was lost: start again
+                if retry:  # the ACMC will not ask for it again: tell it again, later
+                    self._notify_later(ev.now, og.to, ev.retry_after, out)
             case Purpose.NOTIFY if retry:
                 # decision: repeated with back-off while the user is logged on with items
                 # (``_tick`` drops it otherwise)

@@ -76,6 +76,7 @@ class AcmsRecords:
         self._out_of_tx: dict[str, dict[str, None]] = {}      # tx key -> its send ids
         self._notifying: dict[IdKey, str] = {}  # user -> send id of its pending-data notification
         self._offered: dict[IdKey, set[str]] = {}  # user -> items sent in this round of pages
+        self._lost_pages: dict[IdKey, int] = {}  # logged-on user -> pages refused in a row
         # (when, kind, key) of every transaction deadline and retry time, lazily deleted:
         # an entry is live while its record still has that time (get_timer is O(log n))
         self._timers: list[tuple[float, str, str]] = []

@@ -23,12 +23,14 @@ from mcacm_sip.core.identity import IdKey, id_key, same
 from mcacm_sip.core.quota import flow_bytes, page
 from mcacm_sip.core.state import (
     Hop,
+    Outgoing,
     PendingItem,
     Purpose,
     Role,
     Transaction,
     Trigger,
 )
+from mcacm_sip.ids import unique_hex
 
 
 class AcmsRouting(AcmsIntake):
@@ -176,6 +178,20 @@ class AcmsRouting(AcmsIntake):
         if key in self._queues and key not in self._notifying:
             note = PendingDataNotification(new_transaction_id(), user)
             self._send(out, Purpose.NOTIFY, Hop.ACMC, user, note)
+
+    def _notify_later(self, now: float, user: str, retry_after: float | None,
+                      out: AcmsActions) -> None:
+        """decision (docs/decisions.md "Pending data download pages"): a page the logged-on
+        ACMC refused for now (480 busy, 503, a timeout) is not asked for again by it, so it is
+        notified again -- after the back-off over the pages refused in a row, or its
+        Retry-After if longer -- unless a notification is on its way already."""
+        key = id_key(user)
+        if key not in self._online or key not in self._queues or key in self._notifying:
+            return
+        lost = self._lost_pages[key] = self._lost_pages.get(key, 0) + 1
+        note = PendingDataNotification(new_transaction_id(), user)
+        self._retry(now, Outgoing(unique_hex(), Purpose.NOTIFY, Hop.ACMC, user, note,
+                                  attempts=lost), retry_after, out)
 
     def _download(self, now: float, sender: str, req: PendingDataDownloadRequest, out: AcmsActions
                   ) -> None:
