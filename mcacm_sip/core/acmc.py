@@ -67,12 +67,13 @@ to decide again."""
 
 
 DOWNLOAD_ATTEMPTS = 8
-"""How many times an ACMC asks for its pending data after one notification (or page) when
-the download fails for a reason that may pass (decision, docs/decisions.md "Pending data
-download pages"): a 503 while the ACMS's store is away, a timeout, a lost connection.  Spaced
-by the ACMS's back-off (1, 2, 4 ... 60 s, :meth:`Timers.backoff`) or the answer's Retry-After
-if longer: about two minutes in all.  Past it the items wait at the ACMS for the next
-notification or logon, as before."""
+"""How many times an ACMC asks for its pending data after one notification (or page), and
+sends one decision, when the MESSAGE fails for a reason that may pass (decisions,
+docs/decisions.md "Pending data download pages" and "A database that fails is not a crash"):
+a 503 while the ACMS's store is away, a timeout, a lost connection.  Spaced by the ACMS's
+back-off (1, 2, 4 ... 60 s, :meth:`Timers.backoff`) or the answer's Retry-After if longer:
+about two minutes in all.  Past it the items wait at the ACMS for the next notification or
+logon, and a decision is reported failed to the user."""
 
 _BACKOFF = Timers().backoff
 
@@ -86,14 +87,24 @@ def _keep(recent: dict[str, _V], key: str, value: _V) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Download:
-    """The latest pending-data download towards one ACMS worker (10.17.3.1)."""
+class Repeat:
+    """The latest MESSAGE of something the ACMC sends again after a failure that may pass:
+    a pending-data download towards one ACMS worker (10.17.3.1), or a decision (step 7)."""
 
     send_id: str
     attempt: int
-    """The how-manieth attempt at this download it is (:data:`DOWNLOAD_ATTEMPTS`)."""
+    """The how-manieth attempt it is (:data:`DOWNLOAD_ATTEMPTS`)."""
     again_at: float | None = None
-    """When it is asked for again after a failure that may pass; None: not (yet) failed."""
+    """When it is sent again after a failure that may pass; None: not (yet) failed."""
+
+    def after(self, ev: DeliveryOutcome) -> Repeat | None:
+        """After ``ev``, its failure: the repeat due later, or None if it is not repeated (a
+        failure for good, or the attempts used up)."""
+        assert ev.failure is not None
+        if not transient(ev.failure, ev.status) or self.attempt >= DOWNLOAD_ATTEMPTS:
+            return None
+        delay = max(_BACKOFF(self.attempt), ev.retry_after or 0.0)
+        return Repeat(self.send_id, self.attempt, ev.now + delay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +132,16 @@ class AcmcCore:
         """At most the earliest deadline of an open request: kept when that request is
         answered (the timer then ticks once early and finds the exact one), so that an answer
         neither scans every open request nor moves the node's timer."""
-        self._downloads: dict[str, Download] = {}
+        self._downloads: dict[str, Repeat] = {}
         """The X-CID a notification or page came with -> the latest download following it.
         Each worker of a scaled-out ACMS notifies for the items it holds, each with its own
         X-CID: a failed download is retried towards the worker that notified, and a newer
         download towards the same one supersedes it (an outcome of an older one changes
         nothing).  An entry lives until its download is answered or given up."""
+        self._repeats: dict[str, Repeat] = {}
+        """Transaction id -> our decision's latest MESSAGE, until it is answered 2xx or given
+        up (decision: repeated after a failure that may pass, as the ACMS takes the same
+        decision again idempotently)."""
 
     @property
     def me(self) -> Party:
@@ -203,7 +218,7 @@ class AcmcCore:
         response = response_to(request, Party(self.config.mc_service_id, fa), result)
         _keep(self._decided, transaction_id, (request, response))
         out = AcmcActions()
-        self._send(out, "response", transaction_id, response)
+        self._send_decision(out, transaction_id, 1)
         return out.result()
 
     # ------------------------------------------------------------------ events
@@ -225,14 +240,17 @@ class AcmcCore:
                 for procedure, d in list(self._downloads.items()):
                     if d.again_at is not None and d.again_at <= event.now:
                         self._ask_download(out, procedure, d.attempt + 1)
+                for tid, d in list(self._repeats.items()):
+                    if d.again_at is not None and d.again_at <= event.now:
+                        self._send_decision(out, tid, d.attempt + 1)
         return out.result()
 
     def get_timer(self) -> float | None:
         """When the earliest open request may time out (never later than its deadline), or
         a failed download is asked for again, whichever comes first."""
         at = self._next if self._open else None
-        again = min((d.again_at for d in self._downloads.values() if d.again_at is not None),
-                    default=None)
+        again = min((d.again_at for repeats in (self._downloads, self._repeats)
+                     for d in repeats.values() if d.again_at is not None), default=None)
         return again if at is None or (again is not None and again < at) else at
 
     def _flow(self, now: float, flow: AcmFlow, procedure: str, out: AcmcActions) -> None:
@@ -293,7 +311,7 @@ class AcmcCore:
             if decided[0] != flow:
                 return self._reused(tid)
             # decided before, but the ACMS still holds it: our answer was lost, send it again
-            self._send(out, "response", tid, decided[1])
+            self._send_decision(out, tid, 1)
         elif (waiting := self._to_decide.get(tid)) is not None:
             if waiting != flow:
                 return self._reused(tid)
@@ -319,7 +337,15 @@ class AcmcCore:
         a retry that was due) towards the same worker."""
         dl = PendingDataDownloadRequest(new_transaction_id(), self.config.mc_service_id)
         send_id = self._send(out, "download", procedure, dl, procedure)
-        self._downloads[procedure] = Download(send_id, attempt)
+        self._downloads[procedure] = Repeat(send_id, attempt)
+
+    def _send_decision(self, out: AcmcActions, tid: str, attempt: int) -> None:
+        """Our decision on ``tid`` (step 7), the ``attempt``-th MESSAGE of it."""
+        decided = self._decided.get(tid)
+        if decided is None:  # forgotten (REMEMBERED): nothing left to repeat
+            self._repeats.pop(tid, None)
+            return
+        self._repeats[tid] = Repeat(self._send(out, "response", tid, decided[1]), attempt)
 
     def _download_done(self, ev: DeliveryOutcome, procedure: str) -> None:
         """decision: a download that failed for a reason that may pass is asked for again,
@@ -331,20 +357,37 @@ class AcmcCore:
         if ev.ok:
             del self._downloads[procedure]  # the response (or page) follows in a MESSAGE
             return
-        assert ev.failure is not None
-        if not transient(ev.failure, ev.status) or d.attempt >= DOWNLOAD_ATTEMPTS:
+        again = d.after(ev)
+        if again is None:
             del self._downloads[procedure]
             log.warning("pending-data download failed (%s): the items wait at the ACMS for "
                         "its next notification or a logon", ev.reason)
             return
-        delay = max(_BACKOFF(d.attempt), ev.retry_after or 0.0)
-        self._downloads[procedure] = Download(d.send_id, d.attempt, ev.now + delay)
-        log.info("pending-data download failed (%s): asked again in %.0f s", ev.reason, delay)
+        self._downloads[procedure] = again
+        log.info("pending-data download failed (%s): asked again in %.0f s", ev.reason,
+                 (again.again_at or ev.now) - ev.now)
+
+    def _decision_done(self, ev: DeliveryOutcome, tid: str) -> bool:
+        """Whether the outcome ``ev`` of our decision on ``tid`` ends it: a 2xx, a failure
+        for good, or the attempts used up (True); False: it is sent again later."""
+        d = self._repeats.get(tid)
+        if d is None or d.send_id != ev.send_id:
+            return ev.ok  # superseded by a later MESSAGE of it: that one's outcome decides
+        again = None if ev.ok else d.after(ev)
+        if again is None:
+            del self._repeats[tid]
+            return True
+        self._repeats[tid] = again
+        log.info("decision %s not delivered (%s): sent again in %.0f s", tid, ev.reason,
+                 (again.again_at or ev.now) - ev.now)
+        return False
 
     def _outcome(self, ev: DeliveryOutcome, out: AcmcActions) -> None:
         what, tid = self._sends.pop(ev.send_id, ("", None))
         if what == "download":
             self._download_done(ev, tid or "")
+            return
+        if what == "response" and tid is not None and not self._decision_done(ev, tid):
             return
         if ev.ok or tid is None:
             return

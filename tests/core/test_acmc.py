@@ -317,3 +317,48 @@ def test_every_open_request_times_out_at_the_first_tick_past_its_deadline(
         timer = core.get_timer()
         assert (timer is None) == (not deadlines)
         assert timer is None or timer <= min(deadlines.values())
+
+
+def _decided(core: AcmcCore, tid: str = "t-1") -> SendFlow:
+    core.handle(FlowFromAcms(0.0, incoming(tid)))
+    [send] = [a for a in core.decide(tid, True, None, 0.5) if isinstance(a, SendFlow)]
+    return send
+
+
+def _reports(actions: Sequence[object]) -> list[ReportToUser]:
+    return [a for a in actions if isinstance(a, ReportToUser)]
+
+
+def test_a_decision_refused_for_now_is_sent_again_after_the_back_off() -> None:
+    # the worker's store was away (503): nothing of the decision was kept there (a 503 is
+    # not done), so the ACMC sends it again -- the ACMS takes the same decision twice
+    # idempotently -- instead of telling the user it failed and leaving the request to expire
+    core = acmc()
+    first = _decided(core)
+    assert _reports(core.handle(_busy(first, 1.0, retry_after=5.0))) == []
+    assert core.get_timer() == 6.0  # the ACMS's Retry-After is longer than the back-off
+    [again] = [a for a in core.handle(TimerTick(6.0)) if isinstance(a, SendFlow)]
+    assert again.flow == first.flow and again.send_id != first.send_id
+    assert _reports(core.handle(_busy(first, 6.1))) == []  # the older MESSAGE: nothing
+    assert _reports(core.handle(DeliveryOutcome(6.5, again.send_id, True))) == []
+    assert core.get_timer() is None  # nothing more to send
+
+
+def test_a_decision_refused_for_good_or_too_often_is_reported_failed() -> None:
+    core = acmc()
+    first = _decided(core)
+    [report] = _reports(core.handle(DeliveryOutcome(
+        1.0, first.send_id, False, "403 already-answered", status=403,
+        failure=Failure.REFUSED)))
+    assert report.kind is ReportKind.FAILED and report.transaction_id == "t-1"
+    send, now, sent = _decided(core, "t-2"), 1.0, 1
+    while True:
+        now += 1.0
+        reports = _reports(core.handle(DeliveryOutcome(now, send.send_id, False, "timeout",
+                                                       failure=Failure.TIMEOUT)))
+        if reports:
+            break
+        [send] = [a for a in core.handle(TimerTick(core.get_timer() or 0.0))
+                  if isinstance(a, SendFlow)]
+        now, sent = core.get_timer() or now, sent + 1
+    assert sent == acmc_module.DOWNLOAD_ATTEMPTS and reports[0].kind is ReportKind.FAILED
