@@ -82,6 +82,11 @@ class Answer:
     status: int
     warning: str | None = None
     retry_after: float | None = None
+    flows: tuple[str, ...] = ()
+    """The flows (``FLOW`` names) it answers; empty: the next MESSAGE, whatever it carries."""
+
+    def answers(self, flow: AcmFlow) -> bool:
+        return not self.flows or flow.FLOW in self.flows
 
 
 class FakeClock:
@@ -316,6 +321,12 @@ class Net:
         self._apply(user, self.acmc[user].decide(request.transaction_id, approve, reason,
                                                  self.clock.now))
 
+    def _scripted(self, to: str, flow: AcmFlow) -> Answer | None:
+        """The first scripted answer for ``to`` that answers ``flow``, taken off its list."""
+        answers = self.scripted.get(to, [])
+        n = next((i for i, a in enumerate(answers) if a.answers(flow)), None)
+        return None if n is None else answers.pop(n)
+
     def _deliver(self, src: str, send: SendFlow, tell_sender: bool = True
                  ) -> AcceptMessage | RefuseMessage | None:
         flow = codec.decode(codec.encode(send.flow))  # across the wire, schema-checked
@@ -325,8 +336,7 @@ class Net:
         retry_after: float | None = None
         if send.to in self.down or src in self.down:
             answer = UNREACHABLE
-        elif self.scripted.get(send.to):
-            scripted = self.scripted[send.to].pop(0)
+        elif (scripted := self._scripted(send.to, flow)) is not None:
             verdict = RefuseMessage(scripted.status, scripted.warning or "")
             retry_after = scripted.retry_after
         elif send.hop is Hop.PEER:

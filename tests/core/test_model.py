@@ -5,7 +5,8 @@ Three MC systems (tests/core/harness.py ``three_systems``: two primaries and one
 a peer of the other two) and their ACMCs, wired through the real codec.  Users draw transaction
 ids from a pool of three, so the same id from two ACMCs, two systems, or a primary and a
 partner-side ACMC is the common case.  The rules interleave requests (both directions), right
-and wrong deciders, logons and logoffs, FA holder changes (holders with and without the decide
+and wrong deciders, logons and logoffs, busy ACMCs refusing their next MESSAGEs for now (any,
+or only pages or notifications), FA holder changes (holders with and without the decide
 right, and one who is no ACM user), exact repeats and same-id-different-body messages, replayed
 (reordered) and forged answers (another requester's target, another migrated user, the wrong
 flow, the wrong peer), time, and ACMS restarts from the store.
@@ -13,8 +14,9 @@ flow, the wrong peer), time, and ACMS restarts from the store.
 After every step: a refused message changed nothing; every decision an ACMS accepted came from a
 user it had asked; only users allowed to decide were asked; no user was shown a Result that is
 not for their own request; no forged or wrong-decider text is in any state; each ACMS's store,
-reloaded, gives the live core's state.  At the end (everyone logged on, time run out): each
-request an ACMS accepted has exactly one Result, at its requester.
+reloaded, gives the live core's state.  At the end (everyone logged off logs on -- a user
+logged on already is not logged on again --, time run out): each request an ACMS accepted has
+exactly one Result, at its requester.
 
 Budget: a fixed seed and ``MCACM_MODEL_EXAMPLES`` examples (default 100) of up to
 ``MCACM_MODEL_STEPS`` steps (default 40): about 12 s in ``make test``.  A longer hunt::
@@ -97,6 +99,7 @@ from .harness import (
     PRIMARY,
     SECOND,
     STRANGER,
+    Answer,
     Net,
     three_systems,
 )
@@ -437,6 +440,17 @@ class IntegrityModel(RuleBasedStateMachine):
         """The FA controlling server reports DUTY's new holders (FaHoldersChanged)."""
         self.net.set_holders(PARTNER, DUTY, tuple(holders))
 
+    @rule(user=st.sampled_from(USERS), n=st.integers(1, 3),
+          answer=st.sampled_from((480, 503)),
+          flows=st.sampled_from(((), ("pending-data-download-response",),
+                                 ("pending-data-notification",))))
+    def busy(self, user: str, n: int, answer: int, flows: tuple[str, ...]) -> None:
+        """A user's ACMC refuses its next ``n`` MESSAGEs for now (busy, or its host
+        overloaded, with a Retry-After): whatever they carry, or only pages or only
+        notifications (as an ACMC busy with what it was given already)."""
+        scripted = Answer(answer, retry_after=5.0 if answer == 503 else None, flows=flows)
+        self.net.scripted.setdefault(user, []).extend([scripted] * n)
+
     @rule(seconds=st.sampled_from((1.0, 30.0, 300.0, 700.0)))
     def time_passes(self, seconds: float) -> None:
         self.net.advance(seconds)
@@ -533,10 +547,13 @@ class IntegrityModel(RuleBasedStateMachine):
                 assert again.pending_for(owner) == core.pending_for(owner), (psi, owner)
 
     def teardown(self) -> None:
-        """Everyone logs on and every timer runs out: each accepted request has its Result."""
+        """Everyone logged off logs on and every timer runs out: each accepted request has
+        its Result.  A user logged on already is not logged on again: what waits for them
+        must reach them without a new logon (a page they refused while busy, say)."""
         net = self.net
         for user in USERS:
-            net.logon(user)
+            if user not in net.online:
+                net.logon(user)
         for _ in range(4):
             net.advance(TIMERS.answer_timeout + TIMERS.retention)
         for (user, tid), accepted in self.accepted.items():

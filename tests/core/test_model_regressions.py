@@ -31,6 +31,7 @@ from .harness import (
     PRIMARY,
     SECOND,
     STRANGER,
+    Answer,
     Net,
     three_systems,
 )
@@ -150,3 +151,18 @@ def test_our_own_acmcs_may_use_the_same_id_at_the_same_time() -> None:
         assert isinstance(net.inject(user, Hop.ACMS, PARTNER, request), AcceptMessage), user
     for user, _request in sent:  # BOB may not decide: each is answered not-authorised at once
         assert len(_results(net, user, "t3")) == 1, user
+
+
+def test_a_result_whose_page_a_busy_acmc_refused_reaches_it_without_a_new_logon() -> None:
+    """The model's busy rule (stop 25): ALICE, logged on, refuses her Result (480) and then
+    the page that carries it.  Her ACMC does not ask for a page again, so the ACMS must tell
+    her again; on main the Result waited for her next logon, which never came."""
+    net, migrants = _net()
+    net.scripted[ALICE] = [Answer(480, flows=("profile-update-response",)),
+                           Answer(480, flows=("pending-data-download-response",))]
+    assert isinstance(_update(net, ALICE, "t1", Addressee(DAVE), migrants[PRIMARY], "req-1"),
+                      AcceptMessage)
+    net.decide(DAVE, True, "decided req-1")
+    assert net.scripted[ALICE] == []  # the Result and its page were refused
+    net.advance(TIMERS.answer_timeout)  # no logon: only the ACMS's own timers
+    assert [r.result.text for r in _results(net, ALICE, "t1")] == ["decided req-1"]
