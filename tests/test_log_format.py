@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -157,6 +158,54 @@ def test_what_a_record_refuses_or_reports_takes_the_record_path(
     logging.getLogger().setLevel(logging.WARNING)
     log.info("not shown")
     assert len(_lines(buffer)) == 2
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+_TIMES = {"created", "msecs", "relativeCreated"}
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_a_users_handler_gets_the_record_a_plain_logger_makes(
+        installed: tuple[io.StringIO, list[logging.LogRecord]],
+        fmt: Literal["console", "json"]) -> None:
+    # a user's own handler next to ours (their logging config) reads an ordinary LogRecord:
+    # the attributes a plain Logger's record has, the caller's file, function and line too
+    # once they turn the caller lookup back on (setup_logging turns it off)
+    buffer, _ = installed
+    _setup(fmt, buffer)
+    kept = _Kept()
+    root = logging.getLogger()
+    root.addHandler(kept)
+    saved = logging._srcfile
+    logging._srcfile = os.path.normcase(
+        logging.addLevelName.__code__.co_filename)
+    plain = logging.Logger("mcacm.test.fast.user")  # not a _FastLogger
+    plain.parent = root
+    ours = logging.getLogger("mcacm.test.fast.user")
+    assert type(ours) is not logging.Logger
+    try:
+        line = sys._getframe().f_lineno
+        ours.info("%s moved", "t-1", extra={"event": "test.user", "peer": "sip:a@b"})
+        plain.info("%s moved", "t-1", extra={"event": "test.user", "peer": "sip:a@b"})
+    finally:
+        logging._srcfile = saved
+        root.removeHandler(kept)
+    fast, reference = (vars(r) for r in kept.records)
+    assert type(kept.records[0]) is type(kept.records[1])
+    assert fast.keys() == reference.keys()
+    assert {k: v for k, v in fast.items() if k not in _TIMES | {"lineno"}} == {
+        k: v for k, v in reference.items() if k not in _TIMES | {"lineno"}}
+    assert (fast["funcName"], fast["lineno"], fast["pathname"]) == (
+        "test_a_users_handler_gets_the_record_a_plain_logger_makes", line + 1, __file__)
+    assert len(_lines(buffer)) == 2  # and our handler wrote both
 
 
 class _Broken(io.StringIO):

@@ -260,14 +260,15 @@ class _Sink(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         self.held: list[str] = []
-        """Lines (with their terminator) waiting for the write of their loop iteration."""
+        """Lines (without their terminator, added when written) waiting for the write of
+        their loop iteration."""
         self.due: asyncio.AbstractEventLoop | None = None
         """The loop a write of the held lines is queued on (None: none queued)."""
 
     def put(self, line: str) -> None:
         """Write one line (its terminator added), now or, in a running loop, with the others
         of this loop iteration.  A stream that fails raises (the caller reports it)."""
-        self.held.append(line + self.terminator)
+        self.held.append(line)
         loop = _running_loop()
         if loop is None or len(self.held) >= _HOLD_MAX:
             self.flush()
@@ -292,7 +293,8 @@ class _Sink(logging.StreamHandler):  # type: ignore[type-arg]
             if held:
                 # lines another thread appends meanwhile stay for the next write
                 count = len(held)
-                text = "".join(held[:count])
+                term = self.terminator
+                text = term.join(held[:count]) + term
                 del held[:count]
                 self.stream.write(text)
             super().flush()
@@ -332,7 +334,9 @@ class _FastLogger(logging.Logger):
     handler (pytest's, :class:`PromptKeepingHandler`), ``exc_info``, an extra= key a record
     refuses, a message that does not format -- takes ``Logger``'s own path."""
 
-    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
+    def info(self, msg: object, *args: object, exc_info: Any = None, stack_info: bool = False,
+             stacklevel: int = 1, extra: Mapping[str, object] | None = None) -> None:
+        # (Logger.info's keywords named: no keyword dict to make and search per call)
         try:  # isEnabledFor's cache (cleared by setLevel, logging.disable ...), without a call
             if not self._cache[logging.INFO]:  # type: ignore[attr-defined]
                 return
@@ -340,20 +344,19 @@ class _FastLogger(logging.Logger):
             if not self.isEnabledFor(logging.INFO):
                 return
         sink = _sink
-        extra = kwargs.get("extra")
-        if sink is None or len(kwargs) > (extra is not None) or self.disabled or self.filters \
+        if sink is None or exc_info or stack_info or self.disabled or self.filters \
                 or sink.filters or sink.level > logging.INFO \
                 or not isinstance(formatter := sink.formatter, _Lines) \
                 or (extra is not None and not _RESERVED.isdisjoint(extra)) \
                 or (len(args) == 1 and isinstance(args[0], Mapping) and args[0]):
-            super().info(msg, *args, **kwargs)
+            self._record(msg, args, exc_info, stack_info, stacklevel, extra)
             return
         # would a record of ours be handled by the sink alone (Logger.handle, callHandlers)?
         logger: logging.Logger | None = self
         while logger is not None and not logger.handlers and logger.propagate:
             logger = logger.parent
         if logger is None or len(handlers := logger.handlers) != 1 or handlers[0] is not sink:
-            super().info(msg, *args, **kwargs)
+            self._record(msg, args, exc_info, stack_info, stacklevel, extra)
             return
         created = time.time()
         try:
@@ -364,18 +367,26 @@ class _FastLogger(logging.Logger):
                 self.name, "INFO", created, int((created - int(created)) * 1000), message,
                 extra or {})
         except Exception:  # a message that does not format: Logger's path reports it
-            super().info(msg, *args, **kwargs)
+            self._record(msg, args, exc_info, stack_info, stacklevel, extra)
             return
         held = sink.held
         if sink.due is not None and sink.due is _running_loop() and len(held) < _HOLD_MAX - 1:
-            held.append(line + sink.terminator)  # (Sink.put's common case, without the call)
+            held.append(line)  # (Sink.put's common case, without the call)
             return
         try:
             sink.put(line)
         except RecursionError:  # as StreamHandler.emit
             raise
         except Exception:  # a stream that fails: Logger's path reports it (handleError)
-            super().info(msg, *args, **kwargs)
+            self._record(msg, args, exc_info, stack_info, stacklevel, extra)
+
+    def _record(self, msg: object, args: tuple[object, ...], exc_info: Any, stack_info: bool,
+                stacklevel: int, extra: Mapping[str, object] | None) -> None:
+        """Logger's own path: a LogRecord whose caller (findCaller, when
+        ``logging._srcfile`` is set again) is :meth:`info`'s, not this module's."""
+        if self.isEnabledFor(logging.INFO):
+            self._log(logging.INFO, msg, args, exc_info=exc_info, extra=extra,
+                      stack_info=stack_info, stacklevel=stacklevel + 2)
 
 
 def setup_logging(level: int, fmt: Literal["console", "json"]) -> None:
