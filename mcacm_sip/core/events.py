@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from mcacm_sip.acm.model import AcmFlow, AcmRequest
 from mcacm_sip.core.state import Hop, Record, Snapshot
@@ -104,6 +104,11 @@ class Failure(StrEnum):
     LOCAL_ERROR = "local-error"
 
 
+# A member as a global: Python 3.11 finds `Failure.REFUSED` through EnumType's __getattr__
+# hook, far slower than a global's load (3.12 dropped the hook).
+_REFUSED: Final = Failure.REFUSED
+
+
 # Is a peer's refusal worth repeating the send for?  Looked up by the exact SIP status, else by
 # its class.  decision, after RFC 3261 21.4-21.6 (docs/decisions.md "Procedures").
 _TRANSIENT: dict[int | str, bool] = {
@@ -130,7 +135,7 @@ _TRANSIENT_FAILURE: dict[Failure, bool] = {
 def transient(failure: Failure, status: int | None = None) -> bool:
     """Whether a send that failed with ``failure`` (``REFUSED``: with SIP ``status``) is worth
     repeating; docs/decisions.md "Local and remote errors"."""
-    if failure is Failure.REFUSED:
+    if failure is _REFUSED:
         assert status is not None
         return _TRANSIENT.get(status, _TRANSIENT.get(f"{status // 100}xx", True))
     return _TRANSIENT_FAILURE[failure]
@@ -156,7 +161,7 @@ class DeliveryOutcome(CoreEvent):
 
     def __post_init__(self) -> None:
         if self.ok != (self.failure is None) or (
-                (self.failure is Failure.REFUSED) != (self.status is not None)):
+                (self.failure is _REFUSED) != (self.status is not None)):
             raise ValueError(f"inconsistent delivery outcome: ok={self.ok} "
                              f"failure={self.failure} status={self.status}")
 

@@ -12,9 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from typing import Final
 
 from mcacm_sip.acm.model import FLOW_TYPES, AcmFlow, AcmRequest
 from mcacm_sip.core.state import Role, Transaction, TxState
+
+# Members as globals: Python 3.11 finds `Enum.MEMBER` through EnumType's __getattr__
+# hook, far slower than a global's load (3.12 dropped the hook).
+_PARTNER: Final = Role.PARTNER
+_DONE: Final = TxState.DONE
 
 FLOW_OVERHEAD = 512
 """Bytes counted for a flow besides its profiles, identities and free text (its XML frame)."""
@@ -142,7 +148,7 @@ class QuotaBook:
         key, indication, response = tx.key, tx.indication, tx.response
         seen = self._seen.get(key)
         if seen is not None and seen[4] is indication and seen[6] is response \
-                and seen[2] is (tx.state is not TxState.DONE):
+                and seen[2] is (tx.state is not _DONE):
             return  # a new state that holds the same flows and stays (not) open: no change
         if seen is None:
             asked, size = self._asked
@@ -157,9 +163,9 @@ class QuotaBook:
                 ind = flow_bytes(indication) if indication is not None else 0
             if response is not was_response:
                 resp = flow_bytes(response) if response is not None else 0
-        peer = tx.peer if tx.role is Role.PARTNER else None
+        peer = tx.peer if tx.role is _PARTNER else None
         size = request + ind + resp
-        is_open = tx.state is not TxState.DONE
+        is_open = tx.state is not _DONE
         self._seen[key] = (peer, size, is_open, request, indication, ind, response, resp)
         self.total += size
         if peer is not None:

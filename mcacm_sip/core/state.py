@@ -309,7 +309,7 @@ class Transaction:
     @property
     def origin(self) -> str:
         """Who chose ``transaction_id``: the requesting user (primary), the peer (partner)."""
-        return self.request.requester.mc_service_id if self.role is Role.PRIMARY else self.peer
+        return self.request.requester.mc_service_id if self.role is _P else self.peer
 
     @property
     def leg(self) -> str:
@@ -414,7 +414,7 @@ def new_transaction(role: Role, transaction_id: str, peer: str, request: AcmRequ
     new.response = None
     new.assignee = None
     new.leg_id = leg_id
-    new.key = tx_key(role, request.requester.mc_service_id if role is Role.PRIMARY else peer,
+    new.key = tx_key(role, request.requester.mc_service_id if role is _P else peer,
                      transaction_id)
     new.procedure = procedure_id(request.requester.mc_service_id, transaction_id)
     new.__class__ = Transaction

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable
 from enum import Enum
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.errors import AcmError
@@ -156,6 +156,12 @@ class Commit(Enum):
     STORED = "stored"            # the 200s and sends go
     FAILED = "failed"            # fatal: 500, the node stops
     UNAVAILABLE = "unavailable"  # the shared store is away: 503 + Retry-After, batch kept
+
+
+# Members as globals: Python 3.11 finds `Enum.MEMBER` through EnumType's __getattr__
+# hook, far slower than a global's load (3.12 dropped the hook).
+_STORED: Final = Commit.STORED
+_ACMC: Final = Hop.ACMC
 
 
 CLAIM_LIMIT = 1000
@@ -691,7 +697,7 @@ class AcmsNode(Node):
     def _stored_reply(self, outcome: Commit, held: frozenset[str], reply: Reply,
                       key: str | None) -> Reply:
         """The answer to a request once its commit settled."""
-        if outcome is Commit.STORED and key in held:
+        if outcome is _STORED and key in held:
             # held by another worker (opened there first, or taken over while this one
             # stalled): nothing of it was stored, so not ours to answer; the retry reaches
             # the worker holding it, or this one once it has taken it over (RFC 3261 21.5.4)
@@ -822,7 +828,7 @@ class AcmsNode(Node):
     def _deliver(self, send: SendFlow) -> None:
         """Start one MESSAGE out; its outcome reaches the core from a later loop callback (no
         task per send: ``start_message``)."""
-        if send.hop is Hop.ACMC:
+        if send.hop is _ACMC:
             contacts = self.registrar.contacts(send.to, time.time())
             if not contacts:  # logged off meanwhile: the core queues it (10.17.3.1)
                 self._sending.pop(send.send_id, None)
@@ -841,7 +847,7 @@ class AcmsNode(Node):
             if self._running:  # (feed)
                 self._apply(self.core.handle(sent.outcome(time.time(), send.send_id)))
 
-        if send.hop is Hop.ACMC:
+        if send.hop is _ACMC:
             def start() -> None:
                 start_message(self.endpoint, self.config.sip, uri=uri, to=send.to,
                               identity=self.psi, flow=send.flow, route=route, done=done,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from itertools import count
-from typing import Literal
+from typing import Final, Literal
 
 from mcacm_sip.frozen import builder
 
@@ -114,6 +114,11 @@ class State(Enum):
     COMPLETED = "completed"
 
 
+# A member as a global: Python 3.11 finds `State.TRYING` through EnumType's __getattr__
+# hook, far slower than a global's load (3.12 dropped the hook).
+_TRYING: Final = State.TRYING
+
+
 # A timer entry: (when, seq, key, kind), the key of the transaction (or completed one) it is
 # for. A transaction holds the entries of its armed timers; an entry it no longer holds
 # (re-armed, stopped, transaction ended) is stale and dropped when it reaches the head of its
@@ -133,7 +138,7 @@ class _ClientTxn:
         self.key = key
         self.data = data
         self.dest = dest
-        self.state = State.TRYING
+        self.state = _TRYING
         self.interval = 0.0
         self.e_entry: _Entry | None = None  # Timer E
         # Timer F: due at f_at; while Timer E runs (it always fires first), its entry is
@@ -149,7 +154,7 @@ class _ServerTxn:
         self.key = key
         self.request = request  # kept until answered (for the app-deadline answer)
         self.dest = dest
-        self.state = State.TRYING
+        self.state = _TRYING
         self.response: bytes | None = None  # last provisional sent, re-sent on retransmission
         self.e_entry: _Entry | None = None  # never armed: Timer E is a client timer
         self.end_entry: _Entry | None = None  # the application deadline

@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import logging
 from dataclasses import replace
+from typing import Final
 
 from mcacm_sip.acm.model import AcmFlow, AcmRequest, AcmResponse, Result, ResultCode
 from mcacm_sip.core.acms.records import AcmsRecords, log
@@ -35,6 +36,10 @@ from mcacm_sip.core.state import (
     make_outgoing,
 )
 from mcacm_sip.ids import unique_hex
+
+# Members as globals: Python 3.11 finds `Enum.MEMBER` through EnumType's __getattr__
+# hook, far slower than a global's load (3.12 dropped the hook).
+_DOWNLOAD: Final = Purpose.DOWNLOAD
 
 _MATTERS_WHILE = {
     Purpose.FORWARD: Trigger.SEND_FAILED,  # primary: forwarding (the answer timer runs)
@@ -124,7 +129,7 @@ class AcmsOutbox(AcmsRecords):
             if trigger is not None:
                 if tx is not None and tx.allows(trigger):
                     self._move(tx, trigger, out, done_at=ev.now)
-            elif og.purpose is Purpose.DOWNLOAD:
+            elif og.purpose is _DOWNLOAD:
                 self._lost_pages.pop(id_key(og.to), None)
                 for key in og.carries:
                     if self._drop_item(key, out) is not None and key in self._tx:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Final
 
 from mcacm_sip.acm.model import (
     ANSWER_FOR,
@@ -44,6 +45,18 @@ from mcacm_sip.core.state import (
     tx_key,
 )
 
+# Members as globals: Python 3.11 finds `Enum.MEMBER` through EnumType's __getattr__
+# hook, far slower than a global's load (3.12 dropped the hook).
+_PARTNER: Final = Role.PARTNER
+_INDICATE: Final = Purpose.INDICATE
+_PEER: Final = Hop.PEER
+_MANUAL: Final = PolicyAction.MANUAL
+_APPROVE: Final = PolicyAction.APPROVE
+_SUCCESS: Final = ResultCode.SUCCESS
+_AUTO: Final = Trigger.AUTO
+_DELIVER: Final = Purpose.DELIVER
+_ANSWER: Final = Purpose.ANSWER
+
 _REQUEST_OF = {answer.FLOW: request.FLOW for request, answer in ANSWER_FOR.items()}
 """Response flow -> the request flow it answers."""
 
@@ -57,7 +70,7 @@ class AcmsPartner(AcmsRouting):
 
     def _partner_request(self, now: float, peer: PeerSystem, req: AcmRequest, out: AcmsActions
                          ) -> None:
-        key = tx_key(Role.PARTNER, peer.psi, req.transaction_id)
+        key = tx_key(_PARTNER, peer.psi, req.transaction_id)
         if self._over_quota(key, req, peer.psi, out):
             return
         # decision: a transaction is its origin plus its id -- the same id from two primary
@@ -66,9 +79,9 @@ class AcmsPartner(AcmsRouting):
             if self._repeat(tx, req, peer.psi, out) and tx.request == req:
                 # decision: re-send what it already has
                 if tx.indication is not None:
-                    self._send(out, Purpose.RELAY, Hop.PEER, peer.psi, tx.indication, tx)
+                    self._send(out, Purpose.RELAY, _PEER, peer.psi, tx.indication, tx)
                 if tx.response is not None and tx.state is TxState.DONE:
-                    self._send(out, Purpose.RELAY, Hop.PEER, peer.psi, tx.response, tx)
+                    self._send(out, Purpose.RELAY, _PEER, peer.psi, tx.response, tx)
             return
         deadline = now + self.config.timers.decision_timeout
         # the request's id (checked), our PSI (checked once, AcmsRecords), a flow name, an
@@ -79,10 +92,10 @@ class AcmsPartner(AcmsRouting):
         # 23.280 10.17.7.2 step 4: store first, then 200, then the process indication;
         # stored by the _put below, or (answered in this same call) by _respond's step, in
         # one store transaction either way, before the 200 (AcmsActions orders changes first)
-        tx = self._open(Role.PARTNER, req.transaction_id, peer.psi, req, now, deadline,
-                        indication, self._new_leg(Role.PARTNER, req.transaction_id))
+        tx = self._open(_PARTNER, req.transaction_id, peer.psi, req, now, deadline,
+                        indication, self._new_leg(_PARTNER, req.transaction_id))
         out.accept()
-        self._send(out, Purpose.INDICATE, Hop.PEER, peer.psi, indication, tx,
+        self._send(out, _INDICATE, _PEER, peer.psi, indication, tx,
                    give_up_at=deadline)
         # step 4: verify (authorisation at both ends, the migrated user) ...
         refusal, mapping = self._verify(peer, req)
@@ -91,11 +104,11 @@ class AcmsPartner(AcmsRouting):
             return
         # ... and assess by local policy (10.17.3): automatic handling (10.17.3.2) -> step 8
         decision = self._policy.assess(req)
-        if decision.action is not PolicyAction.MANUAL:
-            result = result_of(ResultCode.SUCCESS, decision.reason) \
-                if decision.action is PolicyAction.APPROVE \
+        if decision.action is not _MANUAL:
+            result = result_of(_SUCCESS, decision.reason) \
+                if decision.action is _APPROVE \
                 else result_of(ResultCode.REJECTED_BY_POLICY, decision.reason)
-            self._respond(now, tx, self._auto_response(tx, result), Trigger.AUTO, out,
+            self._respond(now, tx, self._auto_response(tx, result), _AUTO, out,
                           mapping)
             return
         # ... or verification by an ACMC
@@ -103,7 +116,7 @@ class AcmsPartner(AcmsRouting):
         if target is None:
             result = result_of(ResultCode.REJECTED_BY_POLICY,
                                "no target in the request and no decider configured")
-            self._respond(now, tx, self._auto_response(tx, result), Trigger.AUTO, out)
+            self._respond(now, tx, self._auto_response(tx, result), _AUTO, out)
             return
         if target.mc_service_id is not None and not self._may_decide(target.mc_service_id,
                                                                       req.FLOW, req):
@@ -138,7 +151,7 @@ class AcmsPartner(AcmsRouting):
         return None, None
 
     def _partner_mapping(self, peer: str, partner_id: str) -> Mapping | None:
-        key = self._by_partner_id.get((Role.PARTNER, id_key(partner_id)))
+        key = self._by_partner_id.get((_PARTNER, id_key(partner_id)))
         m = self._maps.get(key) if key is not None else None
         return m if m is not None and same(m.peer, peer) else None
 
@@ -154,7 +167,7 @@ class AcmsPartner(AcmsRouting):
             return
         # decision: only the party the request was delivered to (its assignee) decides it;
         # anyone else gets the same 403 whether the id exists or not
-        key = self._legs.get((Role.PARTNER, tid))
+        key = self._legs.get((_PARTNER, tid))
         tx = self._tx.get(key) if key is not None else None
         if tx is None or not same(tx.assignee, sender):
             self._refuse(out, 403, f"not-authorised: {sender} was not asked to decide {tid}",
@@ -191,10 +204,10 @@ class AcmsPartner(AcmsRouting):
         ``mapping``: the profile update's mapping, when verify found it in this same call."""
         resp = self._apply_outcome(now, tx, resp, out, mapping)
         self._drop_item(tx.key, out)
-        self._drop_sends(tx, Purpose.DELIVER, out)
+        self._drop_sends(tx, _DELIVER, out)
         give_up = now + self.config.timers.answer_grace
         tx = self._move(tx, trigger, out, response=resp, deadline=give_up)
-        self._send(out, Purpose.ANSWER, Hop.PEER, tx.peer, resp, tx, give_up_at=give_up)
+        self._send(out, _ANSWER, _PEER, tx.peer, resp, tx, give_up_at=give_up)
 
     def _apply_outcome(self, now: float, tx: Transaction, resp: AcmResponse, out: AcmsActions,
                        mapping: Mapping | None = None) -> AcmResponse:
@@ -230,25 +243,25 @@ class AcmsPartner(AcmsRouting):
         if profile is None:
             return UserAssignment(primary_id, Result(ResultCode.INVALID_PROFILE,
                                                      "no migration profile configured"))
-        m = self._maps.get(mapping_key(Role.PARTNER, peer, primary_id))
+        m = self._maps.get(mapping_key(_PARTNER, peer, primary_id))
         if m is None:
             # decision: {n} counts every ID this system ever assigned (mappings are kept), so
             # two primaries' users never get the same ID (the template must use {n})
-            m = Mapping(Role.PARTNER, peer, primary_id,
+            m = Mapping(_PARTNER, peer, primary_id,
                         self.config.migration.assign(primary_id, self._assigned + 1), profile)
         else:  # decision: re-adding reuses the earlier ID and keeps its profile
             m = m.evolve(removed=False)
         self._put(m, out)
-        return UserAssignment(primary_id, Result(ResultCode.SUCCESS), m.partner_id, m.profile)
+        return UserAssignment(primary_id, Result(_SUCCESS), m.partner_id, m.profile)
 
     def _withdraw(self, peer: str, primary_id: str, result: Result, out: AcmsActions
                   ) -> UserRemoval:
         if not result.positive:
             return UserRemoval(primary_id, result)
-        m = self._maps.get(mapping_key(Role.PARTNER, peer, primary_id))
+        m = self._maps.get(mapping_key(_PARTNER, peer, primary_id))
         if m is None:
             return UserRemoval(primary_id, Result(ResultCode.UNKNOWN_USER))
         if m.removed:
             return UserRemoval(primary_id, Result(ResultCode.NOT_MIGRATED), m.partner_id)
         self._put(m.evolve(removed=True), out)
-        return UserRemoval(primary_id, Result(ResultCode.SUCCESS), m.partner_id)
+        return UserRemoval(primary_id, Result(_SUCCESS), m.partner_id)

@@ -14,6 +14,7 @@ import heapq
 import logging
 import uuid
 from dataclasses import replace
+from typing import Final
 
 from mcacm_sip.acm.model import AcmRequest, AcmResponse, ModelError, ProcessIndication
 from mcacm_sip.core.config import AcmsConfig, AuthorisedUser, PeerSystem
@@ -38,6 +39,14 @@ from mcacm_sip.core.state import (
     transition,
     tx_key,
 )
+
+# Members as globals: Python 3.11 finds `Enum.MEMBER` through EnumType's __getattr__
+# hook, far slower than a global's load (3.12 dropped the hook).
+_NOTIFY: Final = Purpose.NOTIFY
+_NEW: Final = TxState.NEW
+_REQUEST: Final = Trigger.REQUEST
+_DECISION: Final = Trigger.DECISION
+_DONE: Final = TxState.DONE
 
 log = logging.getLogger("mcacm.acms")
 """The one logger of the ACMS core (every module of the package logs to it)."""
@@ -198,9 +207,9 @@ class AcmsRecords:
             # one id) can share one: the open one keeps it, as the old lookup did
             leg = (tx.role, tx.leg)
             other = self._tx.get(self._legs.get(leg, ""))
-            if other is None or other.state is TxState.DONE:
+            if other is None or other.state is _DONE:
                 self._legs[leg] = key
-            if tx.allows(Trigger.DECISION):  # partner, awaiting a decision
+            if tx.allows(_DECISION):  # partner, awaiting a decision
                 fa = self._fa_route(tx.request)
                 if fa is not None:
                     self._via_fa.setdefault(id_key(fa), {})[key] = None
@@ -212,7 +221,7 @@ class AcmsRecords:
         self._out[key] = og
         if og.tx_key is not None:
             self._out_of_tx.setdefault(og.tx_key, {})[key] = None
-        if og.purpose is Purpose.NOTIFY:
+        if og.purpose is _NOTIFY:
             self._notifying[id_key(og.to)] = key
         if og.next_at is not None and (old is None or old.next_at != og.next_at):
             self._timer_at(og.next_at, Outgoing.KIND, key)
@@ -245,7 +254,7 @@ class AcmsRecords:
             of_tx.pop(og.send_id, None)
             if not of_tx:
                 del self._out_of_tx[og.tx_key]
-        if og.purpose is Purpose.NOTIFY and self._notifying.get(id_key(og.to)) == og.send_id:
+        if og.purpose is _NOTIFY and self._notifying.get(id_key(og.to)) == og.send_id:
             del self._notifying[id_key(og.to)]
         if self._out.pop(og.send_id, None) is not None and og.purpose in DURABLE_PURPOSES:
             out.change(make_remove(Outgoing.KIND, og.send_id))
@@ -261,10 +270,10 @@ class AcmsRecords:
         """A new transaction, made in the state the table's ``request`` row gives it (``new``
         is never stored: no record of it is made) and the step logged as :meth:`_step` logs
         one.  Not stored here: by the caller, or by a later step of the same ``handle`` call."""
-        state, clause = transition(role, TxState.NEW, Trigger.REQUEST)
+        state, clause = transition(role, _NEW, _REQUEST)
         tx = new_transaction(role, transaction_id, peer, request, state, now, deadline,
                              indication, leg_id)
-        self._log_step(tx, TxState.NEW, Trigger.REQUEST, clause)
+        self._log_step(tx, _NEW, _REQUEST, clause)
         return tx
 
     def _move(self, tx: Transaction, trigger: Trigger, out: AcmsActions,
@@ -286,7 +295,7 @@ class AcmsRecords:
         The fields given (None: kept) are those :meth:`Transaction.moved` sets; ``done_at``:
         a step that ends the transaction (``done``) keeps it ``retention`` from then."""
         state, clause = transition(tx.role, tx.state, trigger)
-        if done_at is not None and state is TxState.DONE:
+        if done_at is not None and state is _DONE:
             deadline = done_at + self.config.timers.retention
         moved = tx.moved(state, deadline, indication, response, assignee)
         self._log_step(moved, tx.state, trigger, clause)
