@@ -415,9 +415,11 @@ class IntegrityModel(RuleBasedStateMachine):
             known = any(tx.role is role and tx.transaction_id == request.transaction_id
                         and same_identity(tx.origin, w.src) and same_body(tx.request, request)
                         for tx in self.net.acms[w.dst].transactions())
-        if not known or (w.hop is Hop.ACMC and w.dst not in self.net.online):
-            return
-        verdict = self.net.inject(w.src, w.hop, w.dst, altered(request))
+        other = altered(request)
+        if not known or (w.hop is Hop.ACMC and w.dst not in self.net.online) or any(
+                a.answers(other) for a in self.net.scripted.get(w.dst, ())):
+            return  # (a busy ACMC answers 480 before it reads the body)
+        verdict = self.net.inject(w.src, w.hop, w.dst, other)
         assert isinstance(verdict, RefuseMessage) and verdict.status == 400, (w.hop, verdict)
         assert verdict.warning.startswith("transaction-id-reused"), verdict
 
