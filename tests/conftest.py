@@ -38,12 +38,15 @@ def sip_parser(request: pytest.FixtureRequest) -> Iterator[str]:
     """The module's tests over the pure-Python header splitting, then over the C one
     (mcacm_sip/sip/_cparse.c; skipped when not built, failed then in CI: tests/tools.py)."""
     splitter = message._py_parse_headers if request.param == "python" else require_c_parser()
-    before = message._parse_headers
+    before, own_before = message._parse_headers, message._own_parts
     message._parse_headers = splitter
+    # a response to our own request is read by the same side (own_response)
+    message._own_parts = (message._py_own_parts if request.param == "python"
+                          else message._load_own_parts(compiled=True))
     try:
         yield request.param
     finally:
-        message._parse_headers = before
+        message._parse_headers, message._own_parts = before, own_before
 
 
 @pytest.fixture(scope="module", params=["python", "c"])

@@ -367,6 +367,220 @@ fail:
     return NULL;
 }
 
+/* ---- own_parts: message._py_own_parts in C (a response to one of our own requests) ----
+ * The same reading, rule for rule (tests/test_sip_own_response.py compares the two over
+ * generated and mutated responses); the header lines are split by parse_headers above.  None
+ * for anything else: message.parse then reads the response with every rule. */
+
+static int
+all_digits(const char *s, Py_ssize_t n)
+{
+    if (n == 0)
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* the first value of store[key] when it has one (borrowed; ``exactly_one``: and no other),
+ * an ASCII str; NULL without an error: none */
+static PyObject *
+first_value(PyObject *store, const char *key, int exactly_one)
+{
+    PyObject *values = PyDict_GetItemString(store, key);  /* borrowed; str keys: no error */
+    if (values == NULL || !PyList_Check(values) || PyList_GET_SIZE(values) < 1
+            || (exactly_one && PyList_GET_SIZE(values) != 1))
+        return NULL;
+    PyObject *v = PyList_GET_ITEM(values, 0);
+    if (!PyUnicode_Check(v) || PyUnicode_KIND(v) != PyUnicode_1BYTE_KIND)
+        return NULL;
+    return v;
+}
+
+/* message._PARAMS_COMMON.fullmatch: (";" 1*name-char ["=" 1*value-char])*, a name-char one
+ * of [a-z0-9.!%*_+`'~-], a value-char anything but ; , " and white space */
+static int
+params_common(const char *p, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    while (i < n) {
+        if (p[i] != ';')
+            return 0;
+        Py_ssize_t a = ++i;
+        while (i < n && p[i] != '\0' && ((p[i] >= 'a' && p[i] <= 'z')
+                                         || (p[i] >= '0' && p[i] <= '9')
+                                         || strchr(".!%*_+`'~-", p[i]) != NULL))
+            i++;
+        if (i == a)
+            return 0;
+        if (i < n && p[i] == '=') {
+            Py_ssize_t b = ++i;
+            while (i < n && p[i] != ';' && p[i] != ',' && p[i] != '"'
+                   && !is_space((unsigned char)p[i]))
+                i++;
+            if (i == b)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+static PyObject *
+own_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "own_parts(data: bytes, max_header_bytes, "
+                        "max_headers, max_body_bytes)");
+        return NULL;
+    }
+    if (fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_cparse.configure() was not called");
+        return NULL;
+    }
+    Py_ssize_t caps[3];
+    for (int i = 0; i < 3; i++) {
+        caps[i] = PyLong_AsSsize_t(args[i + 1]);
+        if (caps[i] == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    const char *d = PyBytes_AS_STRING(args[0]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
+    Py_ssize_t end = -1;
+    for (const char *p = d; (p = memchr(p, '\r', (size_t)(d + n - p))) != NULL; p++) {
+        if (d + n - p >= 4 && p[1] == '\n' && p[2] == '\r' && p[3] == '\n') {
+            end = p - d;
+            break;
+        }
+    }
+    if (end < 0 || end > caps[0])
+        Py_RETURN_NONE;
+    const char *nl = memchr(d, '\n', (size_t)end);
+    if (nl == NULL || !is_ascii(d, end) || memchr(d, '\0', (size_t)end) != NULL)
+        Py_RETURN_NONE;
+    Py_ssize_t first_nl = nl - d;
+    /* as message.head_end: an LF LF before the CRLF CRLF ends the block there */
+    for (const char *p = nl; (p = memchr(p, '\n', (size_t)(d + end - p))) != NULL; p++) {
+        if (p + 1 < d + end && p[1] == '\n')
+            Py_RETURN_NONE;
+    }
+    if (end > caps[1]) {
+        Py_ssize_t lines = 0;
+        for (const char *p = d; (p = memchr(p, '\n', (size_t)(d + end - p))) != NULL; p++)
+            lines++;
+        if (lines > caps[1])
+            Py_RETURN_NONE;
+    }
+    Py_ssize_t sa = 0, sb = first_nl;  /* bytes.strip(): ASCII white space, not 0x1c-0x1f */
+    while (sa < sb && (d[sa] == ' ' || (d[sa] >= 0x09 && d[sa] <= 0x0d)))
+        sa++;
+    while (sb > sa && (d[sb - 1] == ' ' || (d[sb - 1] >= 0x09 && d[sb - 1] <= 0x0d)))
+        sb--;
+    const char *s = d + sa;
+    Py_ssize_t sn = sb - sa;
+    /* RFC 3261 7.2: Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF */
+    if (sn < 12 || memcmp(s, "SIP/2.0 ", 8) != 0 || s[11] != ' ' || !all_digits(s + 8, 3))
+        Py_RETURN_NONE;
+    long status = (s[8] - '0') * 100 + (s[9] - '0') * 10 + (s[10] - '0');
+
+    PyObject *head = NULL, *first = NULL, *repeated = NULL, *store = NULL, *out = NULL;
+    PyObject *items[11] = {NULL};
+    head = PyBytes_FromStringAndSize(d, end);
+    first = PyLong_FromSsize_t(first_nl);
+    repeated = PySet_New(NULL);
+    if (head == NULL || first == NULL || repeated == NULL)
+        goto done;
+    PyObject *split_args[3] = {head, first, repeated};
+    store = parse_headers(self, split_args, 3);
+    if (store == NULL)
+        goto done;
+    if (store == Py_None || PySet_GET_SIZE(repeated) != 0 || status < 100 || status > 699)
+        goto none;
+    PyObject *via = first_value(store, "via", 1);
+    PyObject *frm = first_value(store, "from", 0), *to = first_value(store, "to", 0);
+    PyObject *call_id = first_value(store, "call-id", 0);
+    PyObject *cseq = first_value(store, "cseq", 0);
+    PyObject *length = first_value(store, "content-length", 0);
+    if (via == NULL || frm == NULL || to == NULL || call_id == NULL || cseq == NULL
+            || length == NULL || PyUnicode_GET_LENGTH(frm) == 0
+            || PyUnicode_GET_LENGTH(to) == 0 || PyUnicode_GET_LENGTH(call_id) == 0
+            || memchr(PyUnicode_1BYTE_DATA(frm), '"', (size_t)PyUnicode_GET_LENGTH(frm))
+            || memchr(PyUnicode_1BYTE_DATA(to), '"', (size_t)PyUnicode_GET_LENGTH(to)))
+        goto none;
+    const char *c = (const char *)PyUnicode_1BYTE_DATA(cseq);
+    Py_ssize_t cn = PyUnicode_GET_LENGTH(cseq);
+    const char *sp = memchr(c, ' ', (size_t)cn);
+    Py_ssize_t number_len = sp != NULL ? sp - c : cn;
+    const char *l = (const char *)PyUnicode_1BYTE_DATA(length);
+    Py_ssize_t ln = PyUnicode_GET_LENGTH(length);
+    if (!all_digits(c, number_len) || number_len > 9 || !all_digits(l, ln) || ln > 9)
+        goto none;
+    const char *v = (const char *)PyUnicode_1BYTE_DATA(via);
+    Py_ssize_t vn = PyUnicode_GET_LENGTH(via);
+    const char *semi = memchr(v, ';', (size_t)vn);
+    if (semi == NULL)
+        goto none;
+    Py_ssize_t semi_at = semi - v;
+    Py_ssize_t ba = -1, bb = -1;  /* the branch's value */
+    for (Py_ssize_t i = semi_at + 1; i <= vn;) {
+        const char *next = memchr(v + i, ';', (size_t)(vn - i));
+        Py_ssize_t item_end = next != NULL ? next - v : vn;
+        const char *eq = memchr(v + i, '=', (size_t)(item_end - i));
+        Py_ssize_t key_end = eq != NULL ? eq - v : item_end;
+        if (key_end - i == 6 && memcmp(v + i, "branch", 6) == 0) {
+            ba = eq != NULL ? key_end + 1 : item_end;
+            bb = item_end;
+            break;
+        }
+        i = item_end + 1;
+    }
+    if (ba < 0 || bb == ba || !params_common(v + semi_at, vn - semi_at))
+        goto none;
+    Py_ssize_t body_at = end + 4;
+    Py_ssize_t body_len = n - body_at;
+    long declared = strtol(l, NULL, 10);  /* 1 to 9 digits: no overflow */
+    if (body_len > caps[2] || declared > body_len)
+        goto none;
+    if (sp == NULL)  /* no method: not "number METHOD" */
+        goto none;
+    items[0] = PyLong_FromLong(status);
+    items[1] = ascii_str(s + 12, sn - 12);
+    items[2] = store;
+    Py_INCREF(store);
+    items[3] = head;
+    Py_INCREF(head);
+    items[4] = PyUnicode_Substring(via, ba, bb);
+    items[5] = PyUnicode_Substring(via, 0, semi_at);
+    items[6] = PyUnicode_Substring(via, semi_at, vn);
+    items[7] = PyLong_FromLong(strtol(c, NULL, 10));
+    items[8] = PyUnicode_Substring(cseq, number_len + 1, cn);
+    items[9] = call_id;
+    Py_INCREF(call_id);
+    items[10] = PyBytes_FromStringAndSize(d + body_at, (Py_ssize_t)declared);
+    for (int i = 0; i < 11; i++)
+        if (items[i] == NULL)
+            goto done;
+    out = PyTuple_New(11);
+    if (out == NULL)
+        goto done;
+    for (int i = 0; i < 11; i++) {
+        PyTuple_SET_ITEM(out, i, items[i]);  /* the tuple takes the reference */
+        items[i] = NULL;
+    }
+    goto done;
+none:
+    out = Py_None;
+    Py_INCREF(out);
+done:
+    for (int i = 0; i < 11; i++)
+        Py_XDECREF(items[i]);
+    Py_XDECREF(store);
+    Py_XDECREF(repeated);
+    Py_XDECREF(first);
+    Py_XDECREF(head);
+    return out;
+}
+
 static PyObject *
 configure(PyObject *self, PyObject *args)
 {
@@ -394,6 +608,9 @@ static PyMethodDef methods[] = {
     {"parse_headers", (PyCFunction)(void (*)(void))parse_headers, METH_FASTCALL,
      "parse_headers(head, first_nl, repeated=None, original=None): as "
      "message._py_parse_headers."},
+    {"own_parts", (PyCFunction)(void (*)(void))own_parts, METH_FASTCALL,
+     "own_parts(data, max_header_bytes, max_headers, max_body_bytes): as "
+     "message._py_own_parts."},
     {"configure", configure, METH_VARARGS,
      "configure(compact, multi_names, split_multi, fallback): message.py's tables."},
     {NULL, NULL, 0, NULL},

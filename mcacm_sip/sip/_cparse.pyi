@@ -15,3 +15,6 @@ def configure(
     fallback: Callable[..., dict[str, list[str]] | None],
     /,
 ) -> None: ...
+def own_parts(
+    data: bytes, max_header_bytes: int, max_headers: int, max_body_bytes: int, /
+) -> tuple[int, str, dict[str, list[str]], bytes, str, str, str, int, str, str, bytes] | None: ...

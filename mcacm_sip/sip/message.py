@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import count
 from typing import Any, NamedTuple, Protocol
@@ -25,7 +25,15 @@ from aiosipua.message import _split_multi_value
 from ..compiled import not_built, wanted
 from ..text import ascii_int, is_ascii_digits
 from .errors import SipParseError
-from .headers import InvalidHeader, NumberTooLarge, Via, cseq_parts, media_type, read_number
+from .headers import (
+    _METHODS,
+    InvalidHeader,
+    NumberTooLarge,
+    Via,
+    cseq_parts,
+    media_type,
+    read_number,
+)
 from .uri import uri_scheme
 
 # RFC 3261 7.3.3 compact forms, with the event framework's (RFC 6665 8.2.1 / 8.3.1:
@@ -465,9 +473,12 @@ PARSER = "python" if _c_parse_headers is None else "c"
 # The Via every stack we meet writes (``SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK..;rport``):
 # an ASCII host name or IPv4 address, a port, lower-case parameter names, no white space.
 # What it matches reads the same as by _parse_via_general, in one regex call.
-_VIA_COMMON = re.compile(
-    r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9.\-_]+):([0-9]{1,5})"
-    r"((?:;[a-z0-9.!%*_+`'~\-]+(?:=[^;,\"\s]+)?)*)")
+_SENT_COMMON_RE = r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9.\-_]+):([0-9]{1,5})"
+_PARAMS_COMMON_RE = r"((?:;[a-z0-9.!%*_+`'~\-]+(?:=[^;,\"\s]+)?)*)"
+_VIA_COMMON = re.compile(_SENT_COMMON_RE + _PARAMS_COMMON_RE)
+# the two halves of _VIA_COMMON, split at the Via's first ";" (no ";" before the parameters)
+_SENT_COMMON = re.compile(_SENT_COMMON_RE)
+_PARAMS_COMMON = re.compile(_PARAMS_COMMON_RE)
 
 
 _ViaParts = tuple[str, str, int, str]  # transport, host, port, ";"-separated parameters
@@ -699,6 +710,141 @@ def parse(
     return out
 
 
+_SENT_PARTS: dict[str, tuple[str, str, int] | None] = {}
+"""The sent-protocol and sent-by of our own top Vias (``SIP/2.0/UDP 192.0.2.1:5060``) as
+``_via_common`` reads them, by their text: an endpoint writes a few, so each is read once."""
+
+
+def _sent_parts(sent: str) -> tuple[str, str, int] | None:
+    """Transport, host and port of a Via's text before its first ";", as ``_via_common`` reads
+    them, or None when that text is not of the common form."""
+    if sent in _SENT_PARTS:
+        return _SENT_PARTS[sent]
+    m = _SENT_COMMON.fullmatch(sent)
+    port = int(m.group(3)) if m is not None else 0
+    parts = (m.group(1), m.group(2), port) if m is not None and 0 < port < 65536 else None
+    if len(_SENT_PARTS) < 64:
+        _SENT_PARTS[sent] = parts
+    return parts
+
+
+_OwnParts = tuple[int, str, dict[str, list[str]], bytes, str, str, str, int, str, str, bytes]
+"""What ``own_response`` reads of a response before matching it: status, reason, the store,
+the header block, the top Via's branch, its text before the first ";" (sent-protocol and
+sent-by), its parameter text, the CSeq number and method, the Call-ID and the body."""
+
+
+def _py_own_parts(data: bytes, max_header_bytes: int, max_headers: int, max_body_bytes: int
+                  ) -> _OwnParts | None:
+    """``own_response``'s reading of ``data`` (see there), or None."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or end > max_header_bytes:
+        return None
+    head = data[:end]
+    first_nl = head.find(b"\n")
+    # (as head_end: an LF LF before the CRLF CRLF ends the block there)
+    if (first_nl < 0 or not head.isascii() or b"\x00" in head
+            or head.find(b"\n\n", first_nl) >= 0):
+        return None
+    if len(head) > max_headers and head.count(b"\n") > max_headers:
+        return None
+    parts = head[:first_nl].strip().decode("ascii").split(" ", 2)
+    status_text = parts[1] if len(parts) == 3 else ""
+    # RFC 3261 7.2: Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
+    if parts[0] != SIP_VERSION or len(status_text) != 3 or not status_text.isdigit():
+        return None
+    status = int(status_text)
+    repeated: set[str] = set()
+    store = _parse_headers(head, first_nl, repeated)
+    if store is None or repeated or not 100 <= status <= 699:
+        return None
+    try:
+        vias, frm, to = store["via"], store["from"][0], store["to"][0]
+        call_id, cseq_text = store["call-id"][0], store["cseq"][0]
+        length = store["content-length"][0]
+    except (KeyError, IndexError):
+        return None
+    number, space, method = cseq_text.partition(" ")
+    if (len(vias) != 1 or not space or not frm or not to or not call_id or '"' in frm or '"' in to
+            or not number.isdigit() or len(number) > 9 or not length.isdigit()
+            or len(length) > 9):
+        return None
+    via = vias[0]
+    semi = via.find(";")
+    if semi < 0:
+        return None
+    param_text = via[semi:]
+    branch = ""
+    for item in param_text[1:].split(";"):
+        key, eq, value = item.partition("=")
+        if key == "branch":
+            branch = value if eq else ""
+            break
+    if not branch or _PARAMS_COMMON.fullmatch(param_text) is None:
+        return None
+    body = data[end + 4 :]
+    declared = int(length)
+    if len(body) > max_body_bytes or declared > len(body):
+        return None
+    if declared != len(body):
+        body = body[:declared]
+    return (status, parts[2], store, head, branch, via[:semi], param_text, int(number), method,
+            call_id, body)
+
+
+def _load_own_parts(compiled: bool) -> Callable[[bytes, int, int, int], _OwnParts | None]:
+    """``_cparse.own_parts`` (``compiled``: the C header splitting runs), else
+    ``_py_own_parts``."""
+    if not compiled:
+        return _py_own_parts
+    from . import _cparse
+    return _cparse.own_parts
+
+
+_own_parts = _load_own_parts(_c_parse_headers is not None)
+
+
+def own_response(data: bytes, sent_by: Callable[[str, str], str | None],
+                 limits: Limits = DEFAULT_LIMITS) -> Response | None:
+    """:func:`parse` of a response of the common form to one of our own client transactions,
+    with what its general rules cost cut; None for any other (then :func:`parse` decides).
+
+    ``sent_by(branch, method)`` is the text before the first ";" of the top Via of the live
+    client transaction (branch, CSeq method) sent (``SIP/2.0/UDP 192.0.2.1:5060``), or None.
+    The headers are split as :func:`parse` splits them; the response is read here only when
+    it is ASCII, ends its header block with CRLF CRLF, has no NUL, no header twice, one Via,
+    a Content-Length, no quote in From or To, a CSeq ``number METHOD`` of a known method and
+    a top Via of the common form whose sent-protocol and sent-by are the ones our request's
+    top Via carried, byte for byte (RFC 3261 18.1.2; its branch and the CSeq method find the
+    transaction, 17.1.3): the Via is then read from a cached sent-by, the CSeq without its
+    general grammar. What it returns is what :func:`parse` returns for ``data``
+    (tests/test_sip_own_response.py); the reading is C when the header splitting is."""
+    found = _own_parts(data, limits.max_header_bytes, limits.max_headers, limits.max_body_bytes)
+    if found is None:
+        return None
+    status, reason, store, head, branch, sent, param_text, cseq, method, call_id, body = found
+    if method not in _METHODS or sent_by(branch, method) != sent:
+        return None
+    sent_parts = _SENT_PARTS.get(sent) or _sent_parts(sent)
+    if sent_parts is None:
+        return None
+    out = Response()
+    out.status = status
+    out.reason = reason
+    out.cseq_method = method
+    out.cseq = cseq
+    out._via = None
+    out._via_parts = (sent_parts[0], sent_parts[1], sent_parts[2], param_text)
+    out._raw = None
+    out._head = head
+    out.branch = branch
+    out.store = store
+    out.call_id = call_id
+    out._from_tag = out._to_tag = _UNREAD
+    out.body = body
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class RawMessage:
     """A message read for display or matching only, not for answering: what :func:`read_raw`
@@ -882,6 +1028,7 @@ __all__ = [
     "head_end",
     "media_type",
     "new_tag",
+    "own_response",
     "parse",
     "read_raw",
 ]

@@ -18,7 +18,17 @@ from typing import Final, Literal
 
 from mcacm_sip.frozen import builder
 
-from .message import MAGIC_COOKIE, Request, Response, build_response
+from .message import (
+    DEFAULT_LIMITS,
+    MAGIC_COOKIE,
+    Limits,
+    Request,
+    Response,
+    _parse_via,
+    build_response,
+    own_response,
+    read_raw,
+)
 
 Transport = Literal["udp", "tcp", "tls"]
 DEFAULT_PORTS: dict[str, int] = {"udp": 5060, "tcp": 5060, "tls": 5061}  # RFC 3261 19.1.2
@@ -132,7 +142,8 @@ _E, _F, _K, _APP, _J = 0, 1, 2, 3, 4
 
 
 class _ClientTxn:
-    __slots__ = ("data", "dest", "e_entry", "end_entry", "f_at", "interval", "key", "state")
+    __slots__ = ("data", "dest", "e_entry", "end_entry", "f_at", "interval", "key", "sent",
+                 "state")
 
     def __init__(self, key: ClientKey, data: bytes, dest: Peer, f_at: float) -> None:
         self.key = key
@@ -145,6 +156,47 @@ class _ClientTxn:
         # armed only when the next Timer E would not come before it
         self.end_entry: _Entry | None = None
         self.f_at = f_at
+        self.sent: str | None = _UNREAD  # our top Via's text before its first ";", read once
+
+
+_UNREAD = "\x00"  # ``_ClientTxn.sent`` not read yet (no Via text is a lone NUL)
+
+
+def _sent_text(data: bytes) -> str | None:
+    """The text before the first ";" of the top Via of the request in ``data`` as we wrote it
+    (``SIP/2.0/UDP 192.0.2.1:5060``: ``encode_request`` writes the Via first), or None when
+    its first header is not ``Via: `` (then ``own_response`` never matches it)."""
+    start = data.find(b"\r\n") + 2
+    if not data.startswith(b"Via: ", start):
+        return None
+    end = data.find(b"\r\n", start)
+    semi = data.find(b";", start, end)
+    return data[start + 5 : semi if semi >= 0 else end].decode("ascii", "replace")
+
+
+def _same_sent_by(resp: Response, txn: _ClientTxn) -> bool:
+    """RFC 3261 18.1.2: a response whose top Via does not carry the sent-by (and transport) the
+    top Via of ``txn``'s request carried is not ours. Bytes without a Via (a caller driving the
+    layer with other bytes) are not compared."""
+    sent = txn.sent
+    if sent == _UNREAD:
+        sent = txn.sent = _sent_text(txn.data)
+    if sent is None:
+        sent = read_raw(txn.data).header("via")
+        if sent is None:
+            return True
+    mine = _parse_via(sent)
+    if mine is None:  # never for a request we wrote: our own Via reads
+        return False
+    theirs = resp.via
+    return (mine.transport.upper() == theirs.transport.upper()
+            and mine.host.lower() == theirs.host.lower()
+            and (mine.port or _via_port(mine.transport)) == (theirs.port
+                                                             or _via_port(theirs.transport)))
+
+
+def _via_port(transport: str) -> int:
+    return DEFAULT_PORTS.get(transport.lower(), 5060)  # RFC 3261 18.1.2 / 19.1.2
 
 
 class _ServerTxn:
@@ -390,10 +442,43 @@ class TransactionLayer:
         return [_send(data, dest)]
 
     def receive_response(self, resp: Response, source: Peer, now: float) -> list[Action]:
-        """Match a response to its client transaction (RFC 3261 17.1.3); strays are dropped."""
+        """Match a response to its client transaction (RFC 3261 17.1.3: branch and CSeq
+        method; 18.1.2: the sent-by our request's top Via carried); strays are dropped."""
         txn = self._client.get((resp.branch, resp.cseq_method))
         if txn is None:
             return []  # stray, or a retransmitted final response absorbed in Completed
+        # RFC 3261 8.1.3.3: a response with more than one Via is discarded (we proxy
+        # nothing); 18.1.2: so is one whose Via is not the one we sent
+        if len(resp.vias) != 1 or not _same_sent_by(resp, txn):
+            return []
+        return self._answered(txn, resp, source, now)
+
+    def receive_response_data(self, data: bytes, source: Peer, now: float,
+                              limits: Limits = DEFAULT_LIMITS) -> list[Action] | None:
+        """``receive_response(parse(data), ...)`` for a response of the common form to one of
+        our live client transactions (:func:`~.message.own_response`: the same response,
+        read without the general rules, matched by branch, CSeq method and sent-by before
+        the rest is read); None for any other response: the caller parses it and calls
+        :meth:`receive_response`, which decides as for any response."""
+        resp = own_response(data, self._sent_by, limits)
+        if resp is None:
+            return None
+        return self._answered(self._client[(resp.branch, resp.cseq_method)], resp, source, now)
+
+    def _sent_by(self, branch: str, method: str) -> str | None:
+        """``own_response``'s view of the live client transactions: the text before the first
+        ";" of the top Via the request of (branch, method) carried, or None."""
+        txn = self._client.get((branch, method))
+        if txn is None:
+            return None
+        sent = txn.sent
+        if sent == _UNREAD:
+            sent = txn.sent = _sent_text(txn.data)
+        return sent
+
+    def _answered(self, txn: _ClientTxn, resp: Response, source: Peer, now: float
+                  ) -> list[Action]:
+        """A response matched to ``txn`` (RFC 3261 17.1.2.2)."""
         if resp.status < 200:
             if txn.state is State.TRYING:
                 txn.state = State.PROCEEDING

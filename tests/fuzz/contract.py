@@ -26,7 +26,13 @@ from mcacm_sip.runtime.lab import FA_SERVER, LOOPBACK, PARTNER, fa_config, prima
 from mcacm_sip.sip import Arrival, Peer, Request, Response, SipParseError, Timers, message
 from mcacm_sip.sip.aio import Listen
 from mcacm_sip.sip.framer import FrameError, StreamFramer
-from mcacm_sip.sip.message import DEFAULT_LIMITS, build_response, error_response, parse
+from mcacm_sip.sip.message import (
+    DEFAULT_LIMITS,
+    build_response,
+    error_response,
+    own_response,
+    parse,
+)
 
 INJECTED = "x-injected"
 """Header name the mutations smuggle behind a CR/LF; no answer may ever carry it."""
@@ -105,6 +111,7 @@ def check_sip(
     well-formed response, a refused one its defined error answer (or silence).  The compiled
     header splitting, when built, splits the head as the Python one does."""
     check_c_splitting(data)
+    check_own_response(data)
     try:
         msg = parse(data, datagram=datagram)
     except SipParseError as err:
@@ -139,6 +146,27 @@ def check_c_splitting(data: bytes) -> None:
     want = message._py_parse_headers(head, first_nl, py_repeated, py_original)
     got = message._c_parse_headers(head, first_nl, c_repeated, c_original)
     assert (got, c_repeated, c_original) == (want, py_repeated, py_original), data
+
+
+def check_own_response(data: bytes) -> None:
+    """``own_response`` for a layer that takes any branch and method as its own, sent with the
+    sent-by ``data``'s top Via names: ``parse``'s response, or None; the compiled reading (when
+    built and chosen) is the Python one."""
+    caps = (65536, 256, 1 << 20)
+    want = message._py_own_parts(data, *caps)
+    if message._c_parse_headers is not None:
+        assert message._load_own_parts(compiled=True)(data, *caps) == want, data
+    resp = None if want is None else own_response(data, lambda branch, method: want[5])
+    if resp is None:
+        return
+    full = parse(data)
+    assert isinstance(full, Response), data
+
+    def seen(msg: Response) -> tuple[object, ...]:
+        return (msg.status, msg.reason, msg.store, msg.body, msg.branch, msg.cseq,
+                msg.cseq_method, msg.call_id, msg.via, msg.sent_by(), msg.to_tag)
+
+    assert seen(resp) == seen(full), data
 
 
 def check_answer(data: bytes, status: int | None = None) -> Response | None:

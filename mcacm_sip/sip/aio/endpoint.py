@@ -479,6 +479,11 @@ class SipEndpoint:
     ) -> None:
         if self.trace is not None:
             self._trace("in", data, local, source)
+        if data[:8] == b"SIP/2.0 ":  # a response to one of our requests, read and matched at once
+            actions = self.txn.receive_response_data(data, source, self._now(), self.limits)
+            if actions is not None:
+                self._run(actions)
+                return
         try:
             msg = parse(data, datagram=datagram, limits=self.limits)
         except SipParseError as err:
