@@ -12,6 +12,7 @@ from mcacm_sip.acm.errors import AcmError
 from mcacm_sip.acm.model import AcmFlow
 from mcacm_sip.core.events import DeliveryOutcome, Failure, MessageVerdict, RefuseMessage
 from mcacm_sip.core.identity import flow_procedure
+from mcacm_sip.frozen import builder
 from mcacm_sip.runtime.base import SipSettings, warning
 from mcacm_sip.runtime.wire import PROCEDURE_HEADER as PROCEDURE_HEADER
 from mcacm_sip.runtime.wire import procedure_of as procedure_of  # re-exported
@@ -80,8 +81,16 @@ class Sent:
 
     def outcome(self, now: float, send_id: str) -> DeliveryOutcome:
         """The core event reporting this send."""
+        if self.ok and self.failure is None and self.status is None:
+            # a delivery (two per ACMS request): consistent as DeliveryOutcome.__post_init__
+            # requires (ok, no failure, no status), so built without it or a call per field
+            return _delivered(now, send_id, True, self.reason, None, self.warning,
+                              self.retry_after, None)
         return DeliveryOutcome(now, send_id, self.ok, self.reason, self.status, self.warning,
                                self.retry_after, self.failure)
+
+
+_delivered: Callable[..., DeliveryOutcome] = builder(DeliveryOutcome, skip_post_init=True)
 
 
 async def send_message(endpoint: SipEndpoint, settings: SipSettings, *, uri: str, to: str,

@@ -15,6 +15,7 @@ from mcacm_sip.acm.examples import example_flows
 from mcacm_sip.acm.model import AcmRequest, ProcessIndication
 from mcacm_sip.core.events import (
     DeliveryOutcome,
+    Failure,
     Put,
     Remove,
     SendFlow,
@@ -33,6 +34,7 @@ from mcacm_sip.core.state import (
     new_transaction,
 )
 from mcacm_sip.frozen import builder
+from mcacm_sip.runtime.messaging import Sent
 
 FLOWS = example_flows()
 REQUESTS = [f for f in FLOWS.values() if isinstance(f, AcmRequest)]
@@ -112,3 +114,25 @@ def test_a_class_the_builder_cannot_make_alike_is_refused() -> None:
 
     with pytest.raises(TypeError, match="Mutable"):
         builder(Mutable)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ok=st.booleans(), reason=st.none() | texts, status=st.none() | st.integers(100, 699),
+       warning=st.none() | texts, retry_after=times,
+       failure=st.none() | st.sampled_from(list(Failure)), now=st.floats(allow_nan=False),
+       send_id=texts)
+def test_a_sends_outcome_is_the_constructors(ok: bool, reason: str | None, status: int | None,
+                                              warning: str | None, retry_after: float | None,
+                                              failure: Failure | None, now: float,
+                                              send_id: str) -> None:
+    """``Sent.outcome`` (the delivery built without ``__post_init__``): the constructor's
+    DeliveryOutcome, or its ValueError for values it refuses, for any Sent."""
+    sent = Sent(ok, reason, status, warning, retry_after, failure)
+    try:
+        expected = DeliveryOutcome(now, send_id, ok, reason, status, warning, retry_after,
+                                   failure)
+    except ValueError:
+        with pytest.raises(ValueError, match="inconsistent delivery outcome"):
+            sent.outcome(now, send_id)
+        return
+    _same(sent.outcome(now, send_id), expected)
