@@ -54,7 +54,7 @@ CATEGORIES: list[tuple[str, Callable[[str], bool]]] = [
     ("codec decode (hardened parse, XSD, model)",
      lambda f: re.search(r"\b(decode|from_element|_read) \(.*acm/codec", f) is not None
      or "acm/xmlsafe.py" in f),
-    ("SIP parse", lambda f: re.search(r"\bparse \(.*sip/message", f) is not None),
+    ("SIP parse", lambda f: re.search(r"\b(parse|own_response) \(.*sip/message", f) is not None),
     ("SQLite store (group commit)", lambda f: "store/sqlite.py" in f),
     ("asyncio (tasks, futures, timeouts, timers)",
      lambda f: "asyncio/" in f and not any(k in f for k in (
