@@ -8,6 +8,7 @@ Run over both header splittings (the ``sip_parser`` fixture, tests/conftest.py).
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -374,3 +375,39 @@ def test_a_cseq_method_outside_the_known_ones_is_left_to_parse(method: bytes) ->
     data = forged(sipp_answer(request), b" MESSAGE\r\n", b" " + method + b"\r\n")
     text = _sent_text(request)
     assert same_or_left(data, lambda branch, m: text) is None
+
+
+def test_the_endpoint_gives_a_forged_response_to_no_send() -> None:
+    """Over UDP: the partner holds our MESSAGE; 200s with our branch but a forged sent-by, a
+    second Via or another method reach ``on_message`` first and settle nothing; the partner's
+    real 200 (its stamped Via: the fast path) then settles the send."""
+    from test_sip_send_soon import _endpoints, _outcome
+
+    async def main() -> None:
+        server, client, seen = await _endpoints(answer=False)
+        try:
+            got = _outcome(client, "sip:acms@partner.invalid", 5.0)
+            while not seen:
+                await asyncio.sleep(0.01)
+            req = seen[0].message
+            real = build_response(req, 200)
+            host, port = client.local_address("udp")
+            ours = f"SIP/2.0/UDP {host}:{port};".encode()
+            source = Peer("udp", *server.local_address("udp"))
+            for forgery in (real.replace(ours, b"SIP/2.0/UDP 203.0.113.66:5060;"),
+                            real.replace(b"\r\nFrom:", b"\r\nVia: SIP/2.0/UDP 203.0.113.66"
+                                         b";branch=z9hG4bKx\r\nFrom:"),
+                            real.replace(b" MESSAGE\r\n", b" OPTIONS\r\n")):
+                assert forgery != real
+                client.on_message(forgery, source, True)
+                await asyncio.sleep(0)
+                assert not got.done()
+            assert own_response(real, client.txn._sent_by) is not None  # the fast path's
+            client.on_message(real, source, True)
+            fut = await asyncio.wait_for(got, 5.0)
+            assert fut.result().status == 200  # type: ignore[attr-defined]
+        finally:
+            await client.close()
+            await server.close()
+
+    asyncio.run(main())
