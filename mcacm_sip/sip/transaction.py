@@ -18,6 +18,7 @@ from typing import Final, Literal
 
 from mcacm_sip.frozen import builder
 
+from .headers import Via
 from .message import (
     DEFAULT_LIMITS,
     MAGIC_COOKIE,
@@ -185,14 +186,22 @@ def _same_sent_by(resp: Response, txn: _ClientTxn) -> bool:
         sent = read_raw(txn.data).header("via")
         if sent is None:
             return True
-    mine = _parse_via(sent)
-    if mine is None:  # never for a request we wrote: our own Via reads
-        return False
-    theirs = resp.via
-    return (mine.transport.upper() == theirs.transport.upper()
-            and mine.host.lower() == theirs.host.lower()
-            and (mine.port or _via_port(mine.transport)) == (theirs.port
-                                                             or _via_port(theirs.transport)))
+    mine = _OUR_VIAS.get(sent)
+    if mine is None:
+        mine = _parse_via(sent)
+        if mine is None:  # never for a request we wrote: our own Via reads
+            return False
+        if len(_OUR_VIAS) < 64:
+            _OUR_VIAS[sent] = mine
+    host, port = resp.sent_by()
+    parts = resp._via_parts  # the common form's transport, without building the Via
+    transport = parts[0] if parts is not None else resp.via.transport
+    return (mine.transport.upper() == transport.upper() and mine.host.lower() == host.lower()
+            and (mine.port or _via_port(mine.transport)) == (port or _via_port(transport)))
+
+
+_OUR_VIAS: dict[str, Via] = {}
+"""Our own top Vias' text before the first ";", read: an endpoint writes a few."""
 
 
 def _via_port(transport: str) -> int:
