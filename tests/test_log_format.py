@@ -160,7 +160,9 @@ def test_what_a_record_refuses_or_reports_takes_the_record_path(
     assert len(_lines(buffer)) == 2
 
 
-class _Kept(logging.Handler):
+class KeptRecords(logging.Handler):
+    """Keeps every record it gets (a user's own handler beside ours)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.records: list[logging.LogRecord] = []
@@ -181,7 +183,7 @@ def test_a_users_handler_gets_the_record_a_plain_logger_makes(
     # once they turn the caller lookup back on (setup_logging turns it off)
     buffer, _ = installed
     _setup(fmt, buffer)
-    kept = _Kept()
+    kept = KeptRecords()
     root = logging.getLogger()
     root.addHandler(kept)
     saved = logging._srcfile

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from test_log_format import KeptRecords
 from tools import require_compiled
 
 from mcacm_sip.cli import logs
@@ -147,15 +148,6 @@ def root_restored() -> Iterator[None]:
         root.handlers[:] = saved[1]
 
 
-class _Kept(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 def test_an_info_line_goes_where_a_record_would(root_restored: None) -> None:
     # the fast path (no LogRecord) is taken only when the sink alone would handle the record
     setup_logging(logging.INFO, "console")  # (here: pytest's handlers of the test replaced)
@@ -164,7 +156,7 @@ def test_an_info_line_goes_where_a_record_would(root_restored: None) -> None:
     sink.setStream(sink_buffer := io.StringIO())
     parent = logging.getLogger("mcacm.test.route")
     child = logging.getLogger("mcacm.test.route.child")
-    kept = _Kept()
+    kept = KeptRecords()
     parent.addHandler(kept)  # a handler between ours and the root: it sees the record
     try:
         child.info("one %s", "x", extra={"event": "test.route"})

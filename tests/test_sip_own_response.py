@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from test_sip_parser_c import mutate as mutate_bytes
 
 from mcacm_sip.sip import Peer, Response, TransactionLayer, build_response, parse
 from mcacm_sip.sip.errors import SipParseError
@@ -124,20 +125,7 @@ _PIECES = [b"Via", b"v", b"V", b"via", b"f", b"From", b"t", b"To", b"i", b"Call-
 
 
 def mutate(rng: random.Random, data: bytes) -> bytes:
-    out = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        i = rng.randrange(len(out) + 1)
-        op = rng.randrange(4)
-        if op == 0 and out:
-            out[min(i, len(out) - 1)] = rng.randrange(256)
-        elif op == 1:
-            out[i:i] = rng.choice(_PIECES)
-        elif op == 2:
-            del out[i:i + rng.randint(1, 8)]
-        else:
-            j = rng.randrange(len(out) + 1)
-            out[i:i] = out[j:j + rng.randint(1, 40)]
-    return bytes(out)
+    return mutate_bytes(rng, data, _PIECES, most=4, span=40)
 
 
 _STATUS = st.sampled_from([100, 180, 200, 202, 400, 480, 481, 500, 503, 603])

@@ -99,20 +99,23 @@ def outcome(data: bytes, datagram: bool) -> tuple[Any, ...]:
             msg.body, msg.raw.headers._original, *seen)
 
 
-def mutate(rng: random.Random, data: bytes) -> bytes:
+def mutate(rng: random.Random, data: bytes, pieces: list[bytes] = _PIECES, most: int = 6,
+           span: int = 30) -> bytes:
+    """``data`` with 1 to ``most`` random edits: a byte changed, one of ``pieces`` inserted, up
+    to 8 bytes deleted, or up to ``span`` bytes of it copied elsewhere."""
     out = bytearray(data)
-    for _ in range(rng.randint(1, 6)):
+    for _ in range(rng.randint(1, most)):
         i = rng.randrange(len(out) + 1)
         op = rng.randrange(4)
         if op == 0 and out:
             out[min(i, len(out) - 1)] = rng.randrange(256)
         elif op == 1:
-            out[i:i] = rng.choice(_PIECES)
+            out[i:i] = rng.choice(pieces)
         elif op == 2:
             del out[i:i + rng.randint(1, 8)]
         else:
             j = rng.randrange(len(out) + 1)
-            out[i:i] = out[j:j + rng.randint(1, 30)]
+            out[i:i] = out[j:j + rng.randint(1, span)]
     return bytes(out)
 
 
