@@ -188,10 +188,9 @@ class Load:
         """``rate`` requests per second for ``seconds``, each a new procedure."""
         loop = asyncio.get_running_loop()
         start, n = loop.time(), 0
-        while (now := loop.time()) < start + seconds:
-            due = start + n / rate
-            if due > now:
-                await asyncio.sleep(due - now)
+        while (due := start + n / rate) < start + seconds:
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
             self.submit()
             n += 1
 
@@ -332,13 +331,9 @@ def test_sigkill_one_of_three_workers_under_load_ten_times(pg_url: str,
                     await load.send(0.5, 50.0)
                     if all(took_requests(w) for w in c.workers):
                         break
-                # every request answered 200 ends with its Result at ALICE
-                answered: set[str] = set()
-                for _ in range(600):
-                    answered = {p for p, s in load.answers().items() if s == 200}
-                    if answered <= load.delivered():
-                        break
-                    await asyncio.sleep(0.1)
+                # every request has its final answer, and each answered 200 its Result at
+                # ALICE, before she logs off (a Result after that waits for her next logon)
+                await settled(load, load.tids)
                 return load
 
         load = asyncio.run(main())
@@ -407,7 +402,7 @@ def test_postgresql_restarted_under_load(own_pg_cluster: PgCluster, tmp_path: Pa
                     if all(load.answers().get(procedure_id(ALICE, t)) == 200 for t in after):
                         break
                 print(f"recovered {loop.time() - restarted:.1f} s after the restart")
-                await settled(load, [])
+                await settled(load, load.tids)
                 return load, after
 
         load, after = asyncio.run(main())
