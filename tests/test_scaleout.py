@@ -157,7 +157,7 @@ class Load:
     pending-data download after a failed delivery (10.17.3.1).  The download's own MESSAGE and
     its 200 are not a request of the load."""
 
-    def __init__(self, c: Cluster, refuse_results: int = 0) -> None:
+    def __init__(self, c: Cluster, refuse_results: int = 0, logon: bool = True) -> None:
         self.c = c
         self.seen: list[TraceRecord] = []
         hop = c.core.uri()
@@ -169,6 +169,8 @@ class Load:
             AcmcConfig(ALICE, PRIMARY, request_timeout=120.0),
             SipSettings(listens=(Listen("udp", "127.0.0.1", 0),), hops={"*": hop},
                         trusted_hosts=LOOPBACK)), refuse_results, trace=self.seen.append)
+        self.logon = logon
+        """ALICE logs on (REGISTER) as she starts; False: she starts away."""
         self.tids: list[str] = []
         self.handles: dict[str, RequestHandle] = {}
         """Procedure -> ALICE's handle of the request."""
@@ -177,7 +179,8 @@ class Load:
 
     async def __aenter__(self) -> Load:
         await self.partner.start()
-        await self.alice.start()  # REGISTER through the dispatcher (shared registrations)
+        # REGISTER through the dispatcher (shared registrations)
+        await self.alice.start(logon=self.logon)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
