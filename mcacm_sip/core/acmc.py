@@ -66,7 +66,7 @@ session"), and a request decided that long ago, if the ACMS sends it again, is h
 to decide again."""
 
 
-DOWNLOAD_ATTEMPTS = 8
+REPEAT_ATTEMPTS = 8
 """How many times an ACMC asks for its pending data after one notification (or page), and
 sends one decision, when the MESSAGE fails for a reason that may pass (decisions,
 docs/decisions.md "Pending data download pages" and "A database that fails is not a crash"):
@@ -93,7 +93,7 @@ class Repeat:
 
     send_id: str
     attempt: int
-    """The how-manieth attempt it is (:data:`DOWNLOAD_ATTEMPTS`)."""
+    """The how-manieth attempt it is (:data:`REPEAT_ATTEMPTS`)."""
     again_at: float | None = None
     """When it is sent again after a failure that may pass; None: not (yet) failed."""
 
@@ -101,7 +101,7 @@ class Repeat:
         """After ``ev``, its failure: the repeat due later, or None if it is not repeated (a
         failure for good, or the attempts used up)."""
         assert ev.failure is not None
-        if not transient(ev.failure, ev.status) or self.attempt >= DOWNLOAD_ATTEMPTS:
+        if not transient(ev.failure, ev.status) or self.attempt >= REPEAT_ATTEMPTS:
             return None
         delay = max(_BACKOFF(self.attempt), ev.retry_after or 0.0)
         return Repeat(self.send_id, self.attempt, ev.now + delay)
@@ -350,7 +350,7 @@ class AcmcCore:
     def _download_done(self, ev: DeliveryOutcome, procedure: str) -> None:
         """decision: a download that failed for a reason that may pass is asked for again,
         after the back-off or the ACMS's Retry-After (RFC 3261 21.5.4), at most
-        :data:`DOWNLOAD_ATTEMPTS` times; anything else waits for the next notification."""
+        :data:`REPEAT_ATTEMPTS` times; anything else waits for the next notification."""
         d = self._downloads.get(procedure)
         if d is None or d.send_id != ev.send_id:
             return  # superseded: the latest download towards that worker decides

@@ -162,7 +162,7 @@ def test_a_failed_download_is_asked_for_at_most_download_attempts_times() -> Non
             break
         [send] = _downloads(core.handle(TimerTick(at)))
         now, sent = at, sent + 1
-    assert sent == acmc_module.DOWNLOAD_ATTEMPTS
+    assert sent == acmc_module.REPEAT_ATTEMPTS
 
 
 @pytest.mark.parametrize("status", [403, 404, 400])
@@ -361,4 +361,4 @@ def test_a_decision_refused_for_good_or_too_often_is_reported_failed() -> None:
         [send] = [a for a in core.handle(TimerTick(core.get_timer() or 0.0))
                   if isinstance(a, SendFlow)]
         now, sent = core.get_timer() or now, sent + 1
-    assert sent == acmc_module.DOWNLOAD_ATTEMPTS and reports[0].kind is ReportKind.FAILED
+    assert sent == acmc_module.REPEAT_ATTEMPTS and reports[0].kind is ReportKind.FAILED

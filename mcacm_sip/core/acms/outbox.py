@@ -77,11 +77,8 @@ class AcmsOutbox(AcmsRecords):
                out: AcmsActions) -> None:
         raise NotImplementedError
 
-    def _notify(self, user: str, out: AcmsActions) -> None:
-        raise NotImplementedError
-
-    def _notify_later(self, now: float, user: str, retry_after: float | None,
-                      out: AcmsActions) -> None:
+    def _notify(self, user: str, out: AcmsActions,
+                after_lost_page: tuple[float, float | None] | None = None) -> None:
         raise NotImplementedError
 
     def _stand_in(self, now: float, tx: Transaction, result: Result, trigger: Trigger,
@@ -178,7 +175,7 @@ class AcmsOutbox(AcmsRecords):
             case Purpose.DOWNLOAD:
                 self._offered.pop(id_key(og.to), None)  # a page was lost: start again
                 if retry:  # the ACMC will not ask for it again: tell it again, later
-                    self._notify_later(ev.now, og.to, ev.retry_after, out)
+                    self._notify(og.to, out, after_lost_page=(ev.now, ev.retry_after))
             case Purpose.NOTIFY if retry:
                 # decision: repeated with back-off while the user is logged on with items
                 # (``_tick`` drops it otherwise)

@@ -172,26 +172,25 @@ class AcmsRouting(AcmsIntake):
             # decision: an eligible holder logged on -> what waits for the FA goes to them
             self._redeliver(now, fa, out)
 
-    def _notify(self, user: str, out: AcmsActions) -> None:
-        """10.17.3.1: pending ACM data notification, unless one is on its way to ``user``."""
-        key = id_key(user)
-        if key in self._queues and key not in self._notifying:
-            note = PendingDataNotification(new_transaction_id(), user)
-            self._send(out, Purpose.NOTIFY, Hop.ACMC, user, note)
+    def _notify(self, user: str, out: AcmsActions,
+                after_lost_page: tuple[float, float | None] | None = None) -> None:
+        """10.17.3.1: pending ACM data notification, unless one is on its way to ``user``.
 
-    def _notify_later(self, now: float, user: str, retry_after: float | None,
-                      out: AcmsActions) -> None:
-        """decision (docs/decisions.md "Pending data download pages"): a page the logged-on
-        ACMC refused for now (480 busy, 503, a timeout) is not asked for again by it, so it is
-        notified again -- after the back-off over the pages refused in a row, or its
-        Retry-After if longer -- unless a notification is on its way already."""
+        ``after_lost_page`` ((now, the answer's Retry-After)): the logged-on ACMC refused a
+        page for now (480 busy, 503, a timeout) and will not ask for it again, so it is told
+        again -- not now but after the back-off over the pages refused in a row, or the
+        Retry-After if longer (decision, docs/decisions.md "Pending data download pages")."""
         key = id_key(user)
-        if key not in self._online or key not in self._queues or key in self._notifying:
+        if key not in self._queues or key in self._notifying:
             return
-        lost = self._lost_pages[key] = self._lost_pages.get(key, 0) + 1
         note = PendingDataNotification(new_transaction_id(), user)
-        self._retry(now, Outgoing(unique_hex(), Purpose.NOTIFY, Hop.ACMC, user, note,
-                                  attempts=lost), retry_after, out)
+        if after_lost_page is None:
+            self._send(out, Purpose.NOTIFY, Hop.ACMC, user, note)
+        elif key in self._online:
+            lost = self._lost_pages[key] = self._lost_pages.get(key, 0) + 1
+            now, retry_after = after_lost_page
+            self._retry(now, Outgoing(unique_hex(), Purpose.NOTIFY, Hop.ACMC, user, note,
+                                      attempts=lost), retry_after, out)
 
     def _download(self, now: float, sender: str, req: PendingDataDownloadRequest, out: AcmsActions
                   ) -> None:
