@@ -67,11 +67,15 @@ def _slots(draw: st.DrawFn, req: OutgoingRequest) -> tuple[OutgoingRequest, str]
 
 
 def _outcome(write: Callable[[], bytes]) -> bytes | str:
+    """The bytes written, or which refusal: a line break, or text UTF-8 cannot write."""
     try:
         return write()
     except ValueError as exc:
-        assert "line break" in str(exc)
-        return "refused"
+        assert not isinstance(exc, UnicodeError), exc  # said as ours, not the codec's
+        for refusal in ("line break", "not Unicode text"):
+            if refusal in str(exc):
+                return refusal
+        raise
 
 
 def _check(template: RequestTemplate | None, req: OutgoingRequest, branch: str,
@@ -81,7 +85,7 @@ def _check(template: RequestTemplate | None, req: OutgoingRequest, branch: str,
     want = _outcome(lambda: encode_request(req, branch, transport,  # type: ignore[arg-type]
                                            host, port, user_agent))
     if template is None:  # fields no template can hold: encode_request writes each request
-        return want == "refused" or "\x00" in "".join(
+        return isinstance(want, str) or "\x00" in "".join(
             [req.method, req.uri, req.from_uri, req.to_uri, req.to_tag or "", *req.route,
              req.contact or "", req.content_type or "", host, user_agent or ""])
     return _outcome(lambda: template.encode(req, branch)) == want
@@ -101,6 +105,27 @@ def test_a_template_writes_what_encode_request_writes(data: st.DataObject) -> No
     for _ in range(3):
         req, branch = data.draw(_slots(first))
         assert _check(template, req, branch, hop)
+
+
+def test_a_field_utf8_cannot_write_is_refused_in_words_by_both() -> None:
+    """A lone surrogate (what Python makes of undecodable bytes, e.g. in a command line
+    argument) in a fixed field or a slot: a ValueError that says so, from encode_request and
+    from a template alike (hypothesis found the codec's UnicodeEncodeError escaping)."""
+    req = new_request("MESSAGE", "sip:acms@partner.example", from_uri="sip:a@primary.example",
+                      to_uri="sip:acms@partner.example", from_tag="t", call_id="c")
+    hop = ("udp", "127.0.0.1", 5060)
+    template = RequestTemplate.of(req, *hop)  # type: ignore[arg-type]
+    assert template is not None
+    for bad in (replace(req, to_uri="sip:\ud800@partner.example"), replace(req, call_id="\udcff"),
+                replace(req, headers=(("X-CID", "\ud800"),))):
+        with pytest.raises(ValueError, match="not Unicode text") as err:
+            encode_request(bad, "z9hG4bK1", *hop)  # type: ignore[arg-type]
+        assert not isinstance(err.value, UnicodeError)
+        if bad.to_uri == req.to_uri:  # the template's fixed fields: its slots are the rest
+            with pytest.raises(ValueError, match="not Unicode text") as err:
+                template.encode(bad, "z9hG4bK1")
+            assert not isinstance(err.value, UnicodeError)
+    assert RequestTemplate.of(replace(req, to_uri="sip:\ud800@x"), *hop) is None  # type: ignore[arg-type]
 
 
 class _WrongSlots(RequestTemplate):

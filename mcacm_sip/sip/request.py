@@ -93,7 +93,8 @@ def spec_request(spec: RequestSpec, transport: Transport | None = None) -> Outgo
 def encode_request(req: OutgoingRequest, branch: str, transport: Transport, host: str, port: int,
                    user_agent: str | None = None) -> bytes:
     """``req`` on the wire, sent over ``transport`` from ``host:port`` (the top Via) in the
-    client transaction ``branch``. Raises ValueError for a line break in a field."""
+    client transaction ``branch``. Raises ValueError for a line break in a field, or a field
+    UTF-8 cannot write (a lone surrogate)."""
     # RFC 3261 8.1.1 mandatory headers; RFC 3581 3: ask for rport.
     method, from_uri, to_uri = req.method, req.from_uri, req.to_uri
     lines = [
@@ -124,7 +125,11 @@ def encode_request(req: OutgoingRequest, branch: str, transport: Transport, host
         for line in lines[:-1]:
             if "\r" in line or "\n" in line:
                 raise ValueError(f"line break in a request field: {line!r}")  # injection
-    return text.encode() + req.body
+    try:
+        return text.encode() + req.body
+    except UnicodeEncodeError as exc:  # a lone surrogate (surrogateescape'd bytes)
+        raise ValueError(f"a request field is not Unicode text: "
+                         f"{exc.object[max(exc.start - 20, 0):exc.end + 20]!r}") from None
 
 
 # Placeholders written into a template's slots and cut out again: a NUL and a letter, which no
@@ -182,7 +187,7 @@ class RequestTemplate:
 
     def encode(self, req: OutgoingRequest, branch: str) -> bytes:
         """``encode_request(req, branch, ...)`` for a request of this template's fixed fields.
-        Raises ValueError for a line break in a field."""
+        Raises ValueError as it does."""
         a, b, c, d, e, f = self._parts
         tag, call_id, cseq, headers, body = (req.from_tag, req.call_id, req.cseq, req.headers,
                                              req.body)
@@ -194,8 +199,12 @@ class RequestTemplate:
             # a line break in a slot (or a CSeq not an int): encode_request refuses it
             transport, host, port = self._via
             return encode_request(req, branch, transport, host, port, self._user_agent)
-        return (f"{a}{branch}{b}{tag}{c}{call_id}{d}{cseq}{e}{lines}{f}{len(body)}\r\n\r\n"
-                .encode() + body)
+        try:
+            return (f"{a}{branch}{b}{tag}{c}{call_id}{d}{cseq}{e}{lines}{f}{len(body)}\r\n\r\n"
+                    .encode() + body)
+        except UnicodeEncodeError:  # a slot UTF-8 cannot write: encode_request's refusal
+            transport, host, port = self._via
+            return encode_request(req, branch, transport, host, port, self._user_agent)
 
 
 def template_key(req: OutgoingRequest, transport: Transport, host: str, port: int,
