@@ -306,8 +306,23 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "another spelling of the same identity is checked anew, not taken as equal",
     ("acm/codec.py", "get", "if child.tag != _URI:"):
         "an XML element name (the constant _URI is the tag of a URI element), not a URI",
-    ("acm/codec.py", "_profile_from_element", "if any(c in uri for c in _UNESCAPED):"):
+    ("acm/codec.py", "_profile_of", "if any(c in uri for c in _UNESCAPED):"):
         "a character search in the text (syntax check), not a comparison of identities",
+    ("acm/codec.py", "_clear_uri",
+     'if uri.tag != _URI or identity.get("type") == "Encrypted":'):
+        "an XML element name (_URI) and the protection attribute's value, not a URI",
+    ("acm/codec.py", "_clear_uri",
+     "return value if value in _URIS_OK or _uri_accepted(value) else None"):
+        "model._check_uri's memo of texts the URI pattern accepted (a syntax check), as "
+        "model._check_uri's own entry",
+    ("acm/codec.py", "_read_profile_update_request",
+     "if len(requester) > 1 and requester[1].tag == _FUNCTIONAL_ALIAS:"):
+        "an XML element name (the constant is the tag of a functional-alias element)",
+    ("acm/codec.py", "_read_profile_update_request", "if first.tag == _MC_SERVICE_ID:"):
+        "an XML element name (the constant is the tag of an mc-service-id element)",
+    ("acm/codec.py", "_read_profile_update_request",
+     "if len(target) > 1 and target[1].tag == _FUNCTIONAL_ALIAS:"):
+        "an XML element name (the constant is the tag of a functional-alias element)",
     ("acm/validate.py", "_rule_problems",
      "if etree.QName(prof).namespace == codec.USER_PROFILE_NS and \\"):
         "an XML namespace name (USER_PROFILE_NS), not an identity",

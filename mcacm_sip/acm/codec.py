@@ -42,6 +42,7 @@ from mcacm_sip.acm.errors import (
 )
 from mcacm_sip.acm.xmlsafe import DEFAULT_LIMITS, Limits, element_path, parse
 from mcacm_sip.compiled import not_built, wanted
+from mcacm_sip.frozen import builder
 
 __all__ = [
     "ACM_CONTENT_TYPE",
@@ -955,9 +956,107 @@ def decode(
     if content_type is not None:
         check_content_type(content_type)
     data = bytes(data)  # (a no-op for bytes)
-    flow = _read(data, from_element, parse(data, limits))
+    root = parse(data, limits)
+    fast = _FAST_READERS.get(root.tag)
+    if fast is None:
+        flow = _read(data, from_element, root)
+    else:  # from_element's steps, the model read by the reader of valid documents
+        xsd = schema()
+        if not xsd.validate(root):
+            raise _schema_error(xsd, root, SchemaViolation)
+        flow = fast(root, data) or _read(data, _BY_TAG[root.tag].get, root)
     _remember(_RECEIVED, _RECEIVED_MAX, flow, data)
     return flow
+
+
+# ------------------------------------------------------------------ decode: valid documents
+# After the schema check, a flow's document is known to hold its sequence: each mandatory
+# element once, in order, at a known place, only elements as children (the hardened parse
+# drops comments and processing instructions; without a DOCTYPE no entity node is left), the
+# values within their schema types.  A reader for such a document takes the elements by
+# place instead of by name and builds the model's frozen values without the checks of
+# ``__post_init__`` that the schema makes already, keeping those it does not make (below).
+# Whatever it is not sure of (an identity that is not a clear <uri>, a check that fails, any
+# error) it leaves to the general reader, which returns the value or raises the error as
+# before; tests/test_acm_fast_decode.py holds the two equal over valid and invalid documents.
+
+_MC_SERVICE_ID, _FUNCTIONAL_ALIAS = _tag("mc-service-id"), _tag("functional-alias")
+_ADDITIONAL_INFO = _tag("additional-info")
+_URIS_OK = model._URIS_OK  # (cleared in place, never rebound)
+_uri_accepted = model.uri_accepted
+_build_party = builder(model.Party, skip_post_init=True)
+_build_addressee = builder(model.Addressee, skip_post_init=True)
+_build_profile_update_request = builder(model.ProfileUpdateRequest, skip_post_init=True)
+
+
+def _clear_uri(identity: etree._Element) -> str | None:
+    """An identity's URI (the general reader's, ``_Identity.get``) when it is in clear and
+    passes the model's URI check, else None.  The schema's identityType holds one child and a
+    ``type`` of Normal or Encrypted; its uriType a letter first, so the value is not empty."""
+    uri = identity[0]
+    if uri.tag != _URI or identity.get("type") == "Encrypted":
+        return None
+    value = (uri.text or "").strip()
+    return value if value in _URIS_OK or _uri_accepted(value) else None
+
+
+def _read_profile_update_request(root: etree._Element, data: bytes
+                                 ) -> model.ProfileUpdateRequest | None:
+    """The request of a valid document as the general reader reads it, or None.
+
+    What ``__post_init__`` checks and the schema makes already (the profile-update-request
+    element's sequence, partyType, addresseeType, identityType, uriType, freeTextType): every
+    mandatory IE present, the addressee NOTE (a choice), the optional text not empty and of
+    XML characters; the transaction id's length and spaces (a token of 1-128 non-space
+    characters, which ``strip`` only shortens) are checked anyway, as is what the schema does
+    not make: the id printable and each URI the model's pattern (Unicode white space)."""
+    try:
+        tid_el, requester, target, migrated, profile, *rest = root
+        tid = (tid_el.text or "").strip()
+        if not tid or len(tid) > 128 or not tid.isprintable() or " " in tid:
+            return None
+        mc_service_id = _clear_uri(requester[0])
+        if mc_service_id is None:
+            return None
+        alias = None
+        if len(requester) > 1 and requester[1].tag == _FUNCTIONAL_ALIAS:
+            alias = _clear_uri(requester[1])
+            if alias is None:
+                return None
+        party = _build_party(mc_service_id, alias)
+        first = target[0]
+        if first.tag == _MC_SERVICE_ID:
+            target_id = _clear_uri(first)
+            if target_id is None:
+                return None
+            target_alias = None
+            if len(target) > 1 and target[1].tag == _FUNCTIONAL_ALIAS:
+                target_alias = _clear_uri(target[1])
+                if target_alias is None:
+                    return None
+        else:  # the choice's other branch: functional-alias alone
+            target_id, target_alias = None, _clear_uri(first)
+            if target_alias is None:
+                return None
+        migrated_user_id = _clear_uri(migrated)
+        if migrated_user_id is None:
+            return None
+        info = None
+        if rest and rest[0].tag == _ADDITIONAL_INFO:
+            info = rest[0].text or ""
+            if not info:
+                return None
+        flow: model.ProfileUpdateRequest = _build_profile_update_request(
+            tid, party, _build_addressee(target_id, target_alias), migrated_user_id,
+            _profile_of(profile[0], data), info)
+    except AcmError:
+        return None  # the general reader raises it again, or the error it meets first
+    return flow
+
+
+_FAST_READERS: dict[str, Callable[[etree._Element, bytes], model.AcmFlow | None]] = {
+    _tag(model.ProfileUpdateRequest.FLOW): _read_profile_update_request,
+}
 
 
 def from_element(root: etree._Element, *, validate: bool = True) -> model.AcmFlow:
@@ -1063,6 +1162,12 @@ _PROFILE_ROOT_BYTES = USER_PROFILE_ROOT.encode()
 
 
 def _profile_from_element(el: etree._Element) -> model.UserProfile:
+    return _profile_of(el, _SOURCE.get())
+
+
+def _profile_of(el: etree._Element, data: bytes | None) -> model.UserProfile:
+    """The profile whose root is ``el``, ``data`` the bytes its tree was parsed from (or
+    None)."""
     if el.tag != _PROFILE_ROOT_TAG:
         raise InvalidContent(
             f"embedded profile root is {etree.QName(el).localname}, not {USER_PROFILE_ROOT}",
@@ -1070,14 +1175,13 @@ def _profile_from_element(el: etree._Element) -> model.UserProfile:
             ie="profile",
             hint=f"embed an MCPTT user profile document ({USER_PROFILE_NS}, TS 24.484)",
         )
-    data = _SOURCE.get()
     if data is not None:
         # the document holds this element only once (else None): its text from the bytes,
         # which also hold every namespace name it takes to a plain absolute URI (else None)
         text = None if _c_canonical is None else _c_canonical(
             data, _PROFILE_NS_BYTES, _PROFILE_ROOT_BYTES)
         if text is not None:
-            return model.UserProfile(xml=text)
+            return _user_profile(text)
     namespaces = () if data is not None and _plain(data) else _NAMESPACES(el)
     for _, uri in cast(list[tuple[str, str]], namespaces):
         if any(c in uri for c in _UNESCAPED):
@@ -1085,12 +1189,21 @@ def _profile_from_element(el: etree._Element) -> model.UserProfile:
                 f"namespace name {uri!r} holds &, < or \" (canonical XML would not escape it)",
                 path=element_path(el), ie="profile", hint="use a plain namespace URI")
     try:
-        return model.UserProfile(xml=_canonical(el))
+        return _user_profile(_canonical(el))
     except etree.C14NError:  # e.g. a relative namespace name (C14N 1.0 refuses them)
         raise InvalidContent(
             "the profile cannot be canonicalised (a relative namespace name?)",
             path=element_path(el), ie="profile",
             hint="declare namespaces with absolute URIs") from None
+
+
+_build_user_profile = builder(model.UserProfile, skip_post_init=True)
+
+
+def _user_profile(text: str) -> model.UserProfile:
+    """``UserProfile(xml=text)``: its check (the text starts with "<", as an element's
+    canonical text does) made here, without a call."""
+    return _build_user_profile(text) if text.startswith("<") else model.UserProfile(xml=text)
 
 
 # libxml2's C14N writes namespace names unescaped: with one of these the canonical profile

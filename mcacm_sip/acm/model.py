@@ -81,6 +81,17 @@ def _check_uri(ie: str, value: str | None, where: str, *, mandatory: bool) -> No
         _URIS_OK[value] = None
 
 
+def uri_accepted(value: str) -> bool:
+    """Whether ``value`` passes the check every URI field makes (remembered as that check
+    remembers it): for the codec's reader of schema-valid documents, which builds flows
+    without ``__post_init__`` (``codec._read_profile_update_request``)."""
+    try:
+        _check_uri("uri", value, "", mandatory=True)
+    except ModelError:
+        return False
+    return True
+
+
 def _check_text(ie: str, value: str | None) -> None:
     """Optional free text: omitted rather than empty, and only characters XML can carry."""
     if value is None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -163,8 +162,8 @@ def parse(data: bytes, limits: Limits = DEFAULT_LIMITS) -> etree._Element:
     # nesting deeper than the cap (depth > max_depth) needs max_depth ancestors, each
     # closed by its own end tag "</" (well-formed: the parser accepted it; no DOCTYPE, so no
     # entity can hold markup); comments and CDATA can only add to the count
-    deep = _first_over(data, b"</", limits.max_depth - 1, _too_deep_xpath, root,
-                       limits.max_depth)
+    deep = None if data.count(b"</") < limits.max_depth else _first_found(
+        _too_deep_xpath(limits.max_depth), root)
     if deep is not None:
         raise DocumentTooDeep(
             f"elements nest deeper than {limits.max_depth} levels",
@@ -172,7 +171,8 @@ def parse(data: bytes, limits: Limits = DEFAULT_LIMITS) -> etree._Element:
             hint="flatten the document; extension content must stay shallow",
         )
     # more attributes than the cap on one element need more "=" than the cap
-    crowded = _first_over(data, b"=", limits.max_attributes, _crowded_xpath, root)
+    crowded = None if data.count(b"=") <= limits.max_attributes else _first_found(
+        _crowded_xpath(limits.max_attributes), root)
     if crowded is not None:
         raise TooManyAttributes(
             f"an element has more than {limits.max_attributes} attributes",
@@ -182,16 +182,11 @@ def parse(data: bytes, limits: Limits = DEFAULT_LIMITS) -> etree._Element:
     return root
 
 
-def _first_over(
-    data: bytes, mark: bytes, marks: int, xpath: Callable[[int], etree.XPath],
-    root: etree._Element, cap: int | None = None,
-) -> etree._Element | None:
-    """The first element ``xpath(cap)`` finds over the cap (``cap`` defaults to ``marks``),
-    or None.  Going over the cap needs more than ``marks`` times ``mark`` in the body: the
-    XPath runs only then, so ordinary documents pay one ``bytes.count``."""
-    if data.count(mark) <= marks:
-        return None
-    found = xpath(marks if cap is None else cap)(root)
+def _first_found(xpath: etree.XPath, root: etree._Element) -> etree._Element | None:
+    """The first element ``xpath`` finds under ``root``, or None.  It runs only when the
+    body's count of a mark shows the cap may be exceeded, so ordinary documents pay one
+    ``bytes.count`` per cap."""
+    found = xpath(root)
     if not found:
         return None
     assert isinstance(found, list) and isinstance(found[0], etree._Element)

@@ -57,10 +57,27 @@ def check_acm_body(data: bytes) -> AcmFlow | AcmError:
     except AcmError as err:
         assert err.sip_status in ACM_ERRORS, err
         check_warning(warning_value("acms.example", err.warning_text))
+        check_general_decode(data, err)
         return err
+    check_general_decode(data, flow)
     # What we accept we can also send: decoding is not looser than encoding.
     assert codec.decode(codec.encode(flow)) == flow
     return flow
+
+
+def check_general_decode(data: bytes, got: AcmFlow | AcmError) -> None:
+    """What decode gave is what the general reader gives (decode without the readers of
+    valid documents, codec._FAST_READERS): the same flow, or the same error, path and hint."""
+    try:
+        want: AcmFlow | AcmError = codec._read(data, codec.from_element, xmlsafe.parse(data))
+    except AcmError as err:
+        want = err
+    if isinstance(got, AcmError):
+        assert isinstance(want, AcmError), (got, want)
+        assert (type(got), got.message, got.path, got.hint) \
+            == (type(want), want.message, want.path, want.hint)
+    else:
+        assert got == want
 
 
 def check_c14n(data: bytes) -> None:
