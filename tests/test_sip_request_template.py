@@ -198,7 +198,7 @@ async def _write_from_templates() -> None:
             if n == 7:
                 ep.user_agent = "other/1"
             branch = f"z9hG4bK{n}"
-            assert ep._serialise(req, branch, dest) == encode_request(
+            assert ep._serialise(req, branch, dest)[0] == encode_request(
                 req, branch, "udp", host, port, ep.user_agent)
             key = template_key(req, "udp", host, port, ep.user_agent)
             assert key in ep._templates and len(ep._templates) <= 4

@@ -90,6 +90,12 @@ def spec_request(spec: RequestSpec, transport: Transport | None = None) -> Outgo
     )
 
 
+def sent_text(transport: Transport, host: str, port: int) -> str:
+    """The top Via :func:`encode_request` writes, before its first ";" (sent-protocol and
+    sent-by, RFC 3261 20.42): what a response to the request must carry back (18.1.2)."""
+    return f"SIP/2.0/{transport.upper()} {bracket(host)}:{port}"
+
+
 def encode_request(req: OutgoingRequest, branch: str, transport: Transport, host: str, port: int,
                    user_agent: str | None = None) -> bytes:
     """``req`` on the wire, sent over ``transport`` from ``host:port`` (the top Via) in the
@@ -99,7 +105,7 @@ def encode_request(req: OutgoingRequest, branch: str, transport: Transport, host
     method, from_uri, to_uri = req.method, req.from_uri, req.to_uri
     lines = [
         f"{method} {req.uri} SIP/2.0",
-        f"Via: SIP/2.0/{transport.upper()} {bracket(host)}:{port};branch={branch};rport",
+        f"Via: {sent_text(transport, host, port)};branch={branch};rport",
         "Max-Forwards: 70",
         # name_addr, inline: three per request sent
         f"From: {from_uri if '<' in from_uri else f'<{from_uri}>'};tag={req.from_tag}",
@@ -147,16 +153,22 @@ class RequestTemplate:
     slot is refused as :func:`encode_request` refuses it (the slots are checked, and on any
     surprise :func:`encode_request` writes, or refuses, the request)."""
 
-    __slots__ = ("_parts", "_user_agent", "_via")
+    __slots__ = ("_parts", "_user_agent", "_via", "sent")
     _parts: tuple[str, str, str, str, str, str]
     _via: tuple[Transport, str, int]
     _user_agent: str | None
+    sent: str | None
+    """The text before the first ";" of the top Via it writes (:func:`sent_text`), as read
+    back from the bytes (``transaction._sent_text``); None when reading it back could give
+    another text (a ";", a line break or a non-ASCII character in the host)."""
 
     def __init__(self, parts: tuple[str, str, str, str, str, str], via: tuple[Transport, str, int],
                  user_agent: str | None) -> None:
         self._parts = parts
         self._via = via  # (transport, host, port): for the fallback to encode_request
         self._user_agent = user_agent
+        sent = sent_text(*via)
+        self.sent = sent if sent.isascii() and not any(c in sent for c in ";\r\n") else None
 
     @classmethod
     def of(cls, req: OutgoingRequest, transport: Transport, host: str, port: int,
@@ -216,5 +228,5 @@ def template_key(req: OutgoingRequest, transport: Transport, host: str, port: in
 
 __all__ = [
     "OutgoingRequest", "RequestTemplate", "bracket", "encode_request", "name_addr",
-    "new_request", "spec_request", "template_key",
+    "new_request", "sent_text", "spec_request", "template_key",
 ]

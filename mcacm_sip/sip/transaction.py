@@ -146,7 +146,8 @@ class _ClientTxn:
     __slots__ = ("data", "dest", "e_entry", "end_entry", "f_at", "interval", "key", "sent",
                  "state")
 
-    def __init__(self, key: ClientKey, data: bytes, dest: Peer, f_at: float) -> None:
+    def __init__(self, key: ClientKey, data: bytes, dest: Peer, f_at: float,
+                 sent: str | None = None) -> None:
         self.key = key
         self.data = data
         self.dest = dest
@@ -157,7 +158,8 @@ class _ClientTxn:
         # armed only when the next Timer E would not come before it
         self.end_entry: _Entry | None = None
         self.f_at = f_at
-        self.sent: str | None = _UNREAD  # our top Via's text before its first ";", read once
+        # our top Via's text before its first ";": as the sender wrote it, or read once
+        self.sent: str | None = _UNREAD if sent is None else sent
 
 
 _UNREAD = "\x00"  # ``_ClientTxn.sent`` not read yet (no Via text is a lone NUL)
@@ -362,10 +364,23 @@ class TransactionLayer:
             heapq.heappop(heap)
         best = heap[0] if heap else None
         queue = None
+        server, client = self._server, self._client
+        server_done, client_done = self._server_done, self._client_done
         for fifo in self._fifo.values():
             while fifo:
                 head = fifo[0]
-                if self._live(head):
+                # _live(head), inline: a FIFO head is read about eight times per request
+                kind = head[3]
+                if kind == _J:
+                    done = server_done.get(head[2])
+                    live = done is not None and done[3] == head[1]
+                elif kind == _K:
+                    live = client_done.get(head[2]) == head[1]
+                else:
+                    txn = (server if kind == _APP else client).get(head[2])
+                    live = txn is not None and (
+                        txn.e_entry if kind == _E else txn.end_entry) is head
+                if live:
                     # (when, seq) decide: seq is unique, so the comparison never reaches the key
                     if best is None or head < best:
                         best, queue = head, fifo
@@ -431,12 +446,16 @@ class TransactionLayer:
         actions.extend(self._complete(txn, data, now))
 
     # -- client transactions (RFC 3261 17.1.2) -------------------------------------------
-    def send_request(self, key: ClientKey, data: bytes, dest: Peer, now: float) -> list[Action]:
-        """Start a client transaction; ``key`` is (branch, method) of the request in ``data``."""
+    def send_request(self, key: ClientKey, data: bytes, dest: Peer, now: float,
+                     sent: str | None = None) -> list[Action]:
+        """Start a client transaction; ``key`` is (branch, method) of the request in ``data``.
+        ``sent``: the text before the first ";" of the top Via in ``data`` when the caller
+        wrote it (``request.sent_text``; it must be what ``_sent_text(data)`` reads); None:
+        read from ``data`` when a response needs it."""
         if key in self._client or key in self._client_done:
             raise ValueError(f"client transaction {key} exists")
         t1 = self.timers.t1
-        txn = _ClientTxn(key, data, dest, now + 64 * t1)  # Timer F: 64*T1
+        txn = _ClientTxn(key, data, dest, now + 64 * t1, sent)  # Timer F: 64*T1
         self._client[key] = txn
         # a new transaction has no timer to replace: its entry is pushed as ``_arm`` would
         if dest.transport == "udp":  # RFC 3261 17.1.2.2: Timer E only on unreliable transports

@@ -641,7 +641,8 @@ class SipEndpoint:
                 log.warning("no answer from the %s handler in %.1f s: sent %d",
                             action.request.method, self.timers.app, action.status,
                             extra=self._extra(action.request, Peer("udp", "", 0), action.status))
-        self._timer.rearm()
+        txn = self.txn  # its deadline (get_timer) without the call while it is known
+        self._timer.rearm_at(txn._earliest if txn._known else txn.get_timer())
 
     def get_timer(self) -> float | None:
         """The transaction layer's next deadline (:class:`~mcacm_sip.sip.timer.Timed`)."""
@@ -761,7 +762,10 @@ class SipEndpoint:
     """Build a request (:func:`mcacm_sip.sip.request.new_request`); in a dialog pass the tags,
     Call-ID, CSeq, route set and target."""
 
-    def _serialise(self, req: OutgoingRequest, branch: str, dest: Peer) -> bytes:
+    def _serialise(self, req: OutgoingRequest, branch: str, dest: Peer
+                   ) -> tuple[bytes, str | None]:
+        """``req`` on the wire to ``dest``, and the text before the first ";" of the top Via
+        written (None: the transaction reads it from the bytes when a response needs it)."""
         host, port = self._via_address(dest)
         transport, user_agent = dest.transport, self.user_agent
         key = template_key(req, transport, host, port, user_agent)
@@ -769,14 +773,14 @@ class SipEndpoint:
         template = templates.get(key)
         if template is None:
             if key in templates:  # fields no template holds: written (or refused) each time
-                return encode_request(req, branch, transport, host, port, user_agent)
+                return encode_request(req, branch, transport, host, port, user_agent), None
             template = RequestTemplate.of(req, transport, host, port, user_agent)
             if len(templates) >= MAX_TEMPLATES:  # the oldest goes
                 del templates[next(iter(templates))]
             templates[key] = template
             if template is None:
-                return encode_request(req, branch, transport, host, port, user_agent)
-        return template.encode(req, branch)
+                return encode_request(req, branch, transport, host, port, user_agent), None
+        return template.encode(req, branch), template.sent
 
     def _via_address(self, dest: Peer) -> tuple[str, int]:
         key = (dest.transport, ":" in dest.host)
@@ -848,7 +852,7 @@ class SipEndpoint:
         if dest.reliable and (dest.conn is None or dest.conn not in self._conns):
             conn = await self._connect(replace(dest, conn=None), server_hostname)
             dest = replace(dest, conn=conn.id)
-        data = self._serialise(request, branch, dest)
+        data, sent = self._serialise(request, branch, dest)
         if (
             dest.transport == "udp"
             and via is None
@@ -861,14 +865,14 @@ class SipEndpoint:
             tcp = await self._tcp_instead(dest, server_hostname)
             if tcp is not None:
                 dest = tcp
-                data = self._serialise(request, branch, dest)
+                data, sent = self._serialise(request, branch, dest)
             elif len(data) > MAX_DATAGRAM:
                 raise SipTransportError(f"{len(data)} bytes do not fit in UDP and "
                                         f"{dest.host}:{dest.port} takes no TCP")
         key: ClientKey = (branch, request.method)
         fut: asyncio.Future[FinalResponse] = self.loop.create_future()
         self._waiters[key] = (fut, request)
-        self._run(self.txn.send_request(key, data, dest, self._now()))
+        self._run(self.txn.send_request(key, data, dest, self._now(), sent))
         try:
             if timeout is None:
                 return await fut
@@ -895,7 +899,7 @@ class SipEndpoint:
         record), as it already did when it fired before the timeout."""
         dest = self._udp_hop(request)
         branch = MAGIC_COOKIE + token_hex(8)
-        data = b"" if dest is None else self._serialise(request, branch, dest)
+        data, sent = (b"", None) if dest is None else self._serialise(request, branch, dest)
         if dest is None or (len(data) > self.limits.udp_mtu_switch  # as send(): TCP instead
                             and "transport=udp" not in (self.outbound_proxy
                                                         or request.uri).lower()):
@@ -919,7 +923,7 @@ class SipEndpoint:
 
             fut.add_done_callback(settled)
         self._waiters[key] = (fut, request)
-        self._run(self.txn.send_request(key, data, dest, self._now()))
+        self._run(self.txn.send_request(key, data, dest, self._now(), sent))
 
     async def _send_then(
         self, request: OutgoingRequest, timeout: float | None,

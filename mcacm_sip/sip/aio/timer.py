@@ -64,6 +64,19 @@ class TimerDriver:
             return
         self._arm(when)
 
+    def rearm_at(self, when: float | None) -> None:
+        """:meth:`rearm` with the deadline the caller has just read (the source's
+        ``get_timer()``): the endpoint reads its layer's without a call, after every event."""
+        if not self._running:
+            return
+        armed = self._when
+        if self._handle is None:
+            if when is None:
+                return
+        elif when is not None and armed is not None and when >= armed:
+            return
+        self._arm(when)
+
     def check(self) -> None:
         """Re-read the clock and the deadline now (after a clock jump, or a fake clock moved
         by a test)."""
