@@ -22,7 +22,7 @@ from test_sip_parser_c import mutate as mutate_bytes
 from mcacm_sip.sip import Peer, Response, TransactionLayer, build_response, parse
 from mcacm_sip.sip.errors import SipParseError
 from mcacm_sip.sip.message import Limits, Request, own_response
-from mcacm_sip.sip.request import encode_request, new_request
+from mcacm_sip.sip.request import encode_request, new_request, sent_text
 from mcacm_sip.sip.transaction import Action, DeliverResponse, _sent_text
 
 pytestmark = pytest.mark.usefixtures("sip_parser")
@@ -218,9 +218,11 @@ def deliver(layer: TransactionLayer, data: bytes, now: float = 0.1) -> list[Acti
     return layer.receive_response(msg, PEER, now)
 
 
-def live(request: bytes) -> TransactionLayer:
+def live(request: bytes, sent: str | None = None) -> TransactionLayer:
+    """A layer with ``request`` sent (``sent``: its Via's sent-by handed over by the writer,
+    as the endpoint does; None: read from the bytes)."""
     layer = TransactionLayer()
-    layer.send_request(KEY, request, PEER, 0.0)
+    layer.send_request(KEY, request, PEER, 0.0, sent)
     return layer
 
 
@@ -255,13 +257,15 @@ _FORGERIES = {
 }
 
 
+@pytest.mark.parametrize("handed", [False, True], ids=["read", "handed"])
 @pytest.mark.parametrize("name", sorted(_FORGERIES))
-def test_a_forged_response_reaches_no_transaction(name: str) -> None:
+def test_a_forged_response_reaches_no_transaction(name: str, handed: bool) -> None:
     """A 200 that is ours except for its sent-by, CSeq method, a second Via or its branch is
     dropped, on the fast path and the general one, and the transaction still takes the real
-    200 afterwards."""
+    200 afterwards; with our Via's sent-by read from the request's bytes or handed over by
+    its writer (the endpoint's way, ``request.sent_text``)."""
     request = our_request()
-    layer = live(request)
+    layer = live(request, sent_text("udp", "192.0.2.1", 5070) if handed else None)
     good = sipp_answer(request)
     old, new = _FORGERIES[name]
     assert delivered(deliver(layer, forged(good, old, new))) == []

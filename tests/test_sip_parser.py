@@ -323,7 +323,7 @@ _COMMON_VIA = st.tuples(
        st.integers(1, 65535), st.booleans())
 def test_stamping_a_common_via_as_text_equals_stamping_the_via(
         via: str, host: str, port: int, read_first: bool) -> None:
-    """A top Via of the common form is stamped on its text (``_stamp_parts``): the same Via
+    """A top Via of the common form is stamped on its text (``stamp_source``): the same Via
     value written back and the same Via object as the Via object's path gives (which every
     other form takes), whether or not the Via was read before."""
     assert message._VIA_COMMON.fullmatch(via) is not None

@@ -19,8 +19,10 @@ from mcacm_sip.sip.request import (
     RequestTemplate,
     encode_request,
     new_request,
+    sent_text,
     template_key,
 )
+from mcacm_sip.sip.transaction import _sent_text
 
 # text as fields hold it, with what a template must not get wrong: line breaks, NUL (its
 # placeholders' first character), ": ", non-ASCII, the empty text
@@ -202,5 +204,51 @@ async def _write_from_templates() -> None:
                 req, branch, "udp", host, port, ep.user_agent)
             key = template_key(req, "udp", host, port, ep.user_agent)
             assert key in ep._templates and len(ep._templates) <= 4
+    finally:
+        await ep.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), st.sampled_from(["127.0.0.1", "[::1]", "::1", "host.example", "a;b", "é.example",
+                                   "h;branch=x", "\x00B"]))
+def test_the_sent_by_a_template_hands_over_is_the_one_its_bytes_carry(
+        data: st.DataObject, host: str) -> None:
+    """What a template says its top Via carries before the first ";" (handed to the
+    transaction, which matches responses by it: RFC 3261 18.1.2) is what reading its bytes
+    gives, for every request it writes; a host whose reading could differ (a ";", non-ASCII)
+    hands nothing over."""
+    first, hop = data.draw(_requests())
+    transport, _, port, user_agent = hop
+    template = RequestTemplate.of(first, transport, host, port, user_agent)  # type: ignore[arg-type]
+    if template is None:
+        return
+    assert (template.sent is None) == (";" in host or not host.isascii())
+    for _ in range(3):
+        req, branch = data.draw(_slots(first))
+        try:
+            written = template.encode(req, branch)
+        except ValueError:
+            continue
+        if template.sent is not None:
+            assert template.sent == _sent_text(written) == sent_text(
+                transport, host, port)  # type: ignore[arg-type]
+
+
+def test_the_endpoint_hands_its_via_to_the_transaction() -> None:
+    """A request sent by the endpoint starts its client transaction with the sent-by its
+    bytes carry (no reading of the bytes when its 200 comes)."""
+    asyncio.run(_hand_over())
+
+
+async def _hand_over() -> None:
+    ep = SipEndpoint([Listen("udp", "127.0.0.1", 0)], locate=lambda raw: Peer(
+        "udp", "127.0.0.1", 5999))
+    await ep.start()
+    try:
+        req = new_request("MESSAGE", "sip:b@example.com", from_uri="sip:a@x", to_uri="sip:b@x")
+        ep.send_soon(req, None, lambda fut: None)
+        (txn,) = ep.txn._client.values()
+        assert txn.sent is not None and txn.sent == _sent_text(txn.data)
+        assert txn.sent == sent_text("udp", *ep.local_address("udp"))
     finally:
         await ep.close()

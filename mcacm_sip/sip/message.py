@@ -306,22 +306,20 @@ class Request(_Message):
         self.arrival = arrival
         host = arrival.host
         parts = self._via_parts
-        if parts is not None:  # the common form, not built yet: stamped as text
-            self._stamp_parts(parts, host, arrival.port)
+        if parts is None:
+            via = self.via
+            params = _stamped(via.params, via.host.strip("[]"), host, arrival.port)
+            if params is not None:
+                via = self.via = Via(via.transport, via.host, via.port, params, via.protocol)
+                self.store["via"][0] = via.echo()
             return
-        via = self.via
-        params = _stamped(via.params, via.host.strip("[]"), host, arrival.port)
-        if params is not None:
-            via = self.via = Via(via.transport, via.host, via.port, params, via.protocol)
-            self.store["via"][0] = via.echo()
-
-    def _stamp_parts(self, parts: _ViaParts, host: str, port: int) -> None:
-        """:meth:`stamp_source` of a top Via of the common form (``_via_common``), on its
-        parameter text: the same Via and the same echo as the Via object's path (hypothesis:
-        tests/test_sip_parser.py), without building the Via twice and writing it back."""
+        # A top Via of the common form (``_via_common``), not built yet, is stamped on its
+        # parameter text: the same Via and the same echo as the Via object's path
+        # (hypothesis: tests/test_sip_parser.py), without building the Via twice and
+        # writing it back.
         transport, sent_host, sent_port, param_text = parts
         # (the common form has no brackets around its host)
-        params = _stamped(_via_params(param_text), sent_host, host, port)
+        params = _stamped(_via_params(param_text), sent_host, host, arrival.port)
         if params is None:
             return
         text = ""  # as Via.echo() writes them
@@ -972,8 +970,9 @@ def build_response(
     to = h["to"][0]
     if req.to_tag is None and status > 100:
         to = f"{to};tag={to_tag or new_tag()}"
-    phrase = reason if reason is not None else REASONS.get(status, "")
-    start = f"SIP/2.0 {status} {_check_line(phrase)}"
+    # (a reason of ours, from REASONS, holds no line break)
+    phrase = _check_line(reason) if reason is not None else REASONS.get(status, "")
+    start = f"SIP/2.0 {status} {phrase}"
     return _serialise_response(
         start, h["via"], h["from"][0], to, h["call-id"][0], h["cseq"][0],
         headers, body, content_type, server,

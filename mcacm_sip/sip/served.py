@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .dialog import Reply
+from .headers import media_type
 from .message import Request
 from .uri import uri_scheme
 
@@ -54,7 +55,9 @@ class Served:
             hdrs = (("Allow", self.allow),) + ((("Accept", accept),) if accept else ())
             return Reply(200, headers=hdrs)
         accepted = self._accept[req.method]
-        if accepted is not None and req.body and req.content_type not in accepted:
+        # (req.content_type, without its two calls: "content-type" has no compact form)
+        if accepted is not None and req.body and media_type(
+                (req.store.get("content-type") or (None,))[0]) not in accepted:
             # RFC 3261 8.2.3, 21.4.13
             return Reply(415, headers=(("Accept", ", ".join(sorted(accepted))),))
         return None

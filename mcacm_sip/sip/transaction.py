@@ -239,7 +239,8 @@ def server_key(req: Request) -> ServerKey:
     whole top Via and the method, which is what identifies a retransmission from such a peer.
     """
     if req.branch.startswith(MAGIC_COOKIE):
-        host, port = req.sent_by()
+        parts = req._via_parts  # sent_by(), inline for the common form
+        host, port = (parts[1], parts[2]) if parts is not None else req.sent_by()
         return (req.branch, host.lower(), str(port or ""), req.method)
     return ("2543", req.call_id, str(req.cseq), req.from_tag or "", req.vias[0], req.method)
 
@@ -251,7 +252,7 @@ def response_destination(req: Request, source: Peer) -> Peer:
     source address and the sent-by port. Unreliable: the source address, and the source port
     when ``rport`` was requested, else the sent-by port. ``maddr`` is not honoured (multicast).
     """
-    if source.reliable:
+    if source.transport != "udp":  # (``reliable``, without the property's call)
         port = req.sent_by()[1] or DEFAULT_PORTS[source.transport]
         return Peer(source.transport, source.host, port, source.conn)
     if req.via_has("rport"):
@@ -512,7 +513,11 @@ class TransactionLayer:
                 txn.state = State.PROCEEDING
             return []
         key = txn.key
-        self._end(txn)
+        e, end = txn.e_entry, txn.end_entry  # _end(txn), inline: two per request
+        txn.e_entry = txn.end_entry = None
+        earliest = self._earliest
+        if (e is not None and e[0] == earliest) or (end is not None and end[0] == earliest):
+            self._known = False
         del self._client[key]
         if source.transport == txn.dest.transport == "udp":  # Timer K = 0 when reliable
             # RFC 3261 17.1.2.2: Completed absorbs retransmitted final responses for T4

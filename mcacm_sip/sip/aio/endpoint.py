@@ -457,8 +457,9 @@ class SipEndpoint:
             reply = Reply(500)
             data = build_response(req, 500, server=self.user_agent)
         self._run(self.txn.respond(key, reply.status, data, self._now()))
-        level = self._record_level(reply.status)
-        if reply.status >= 200 and log.isEnabledFor(level):
+        status = reply.status  # as _record_level, inline: one per request
+        level = self.success_log_level if 200 <= status < 300 else logging.INFO
+        if status >= 200 and log.isEnabledFor(level):
             log.log(level, "%s %d", req.method, reply.status,
                     extra=self._extra(req, source, reply.status))
 
@@ -766,8 +767,9 @@ class SipEndpoint:
                    ) -> tuple[bytes, str | None]:
         """``req`` on the wire to ``dest``, and the text before the first ";" of the top Via
         written (None: the transaction reads it from the bytes when a response needs it)."""
-        host, port = self._via_address(dest)
         transport, user_agent = dest.transport, self.user_agent
+        # _via_address(dest), its cache read inline: two per request
+        host, port = self._vias.get((transport, ":" in dest.host)) or self._via_address(dest)
         key = template_key(req, transport, host, port, user_agent)
         templates = self._templates
         template = templates.get(key)
@@ -906,13 +908,15 @@ class SipEndpoint:
             self._spawn(self._send_then(request, timeout, done))  # cancelled by close()
             return
         key: ClientKey = (branch, request.method)
-        fut: asyncio.Future[FinalResponse] = self.loop.create_future()
+        loop = self._loop  # (running: _udp_hop found a hop)
+        assert loop is not None
+        fut: asyncio.Future[FinalResponse] = loop.create_future()
         if timeout is None or (timeout >= 64 * self.timers.t1 and self._clock is None):
             # Timer F (64*T1 on the loop's clock, RFC 3261 17.1.2.2) ends the transaction
             # first, with SipTimeout; every outcome takes the waiter out before it is set
             fut.add_done_callback(done)
         else:
-            expiry = self.loop.call_later(
+            expiry = loop.call_later(
                 timeout, self._expire, key, fut, f"no final response to {request.method} in "
                 f"{timeout} s")
 
