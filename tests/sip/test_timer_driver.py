@@ -268,3 +268,33 @@ def test_a_deadline_callable_given_is_what_the_driver_reads() -> None:
 
     deadlines = [12.0]
     asyncio.run(run())
+
+
+def test_rearm_at_a_deadline_read_by_the_caller_is_rearm() -> None:
+    """``rearm_at(source.get_timer())`` (the endpoint reads its layer's deadline itself) leaves
+    the driver armed as ``rearm()`` does, for any sequence of deadlines: earlier, later, none,
+    stopped and started again."""
+    asyncio.run(_rearm_at_is_rearm())
+
+
+async def _rearm_at_is_rearm() -> None:
+    clock = Clock()
+    steps: list[float | None] = [5.0, 7.0, 3.0, None, 3.0, 9.0, 1.0, None, None, 2.0, 2.0, 0.5]
+    a, b = Deadlines(), Deadlines()
+    by_rearm = TimerDriver(a, clock=clock)
+    by_rearm_at = TimerDriver(b, clock=clock)
+    try:
+        for n, when in enumerate(steps):
+            a.deadlines = b.deadlines = [] if when is None else [when]
+            if n == 8:  # stopped: neither arms; started again: both re-read the deadline
+                by_rearm.stop()
+                by_rearm_at.stop()
+            by_rearm.rearm()
+            by_rearm_at.rearm_at(b.get_timer())
+            if n == 9:
+                by_rearm.start()
+                by_rearm_at.start()
+            assert by_rearm_at.deadline == by_rearm.deadline, n
+    finally:
+        by_rearm.stop()
+        by_rearm_at.stop()
