@@ -45,6 +45,7 @@ from mcacm_sip.acm.model import (
 from mcacm_sip.core.acms import AcmsCore
 from mcacm_sip.core.config import ConfigError
 from mcacm_sip.core.events import (
+    AcceptMessage,
     AcmsAction,
     AcmsEvent,
     AdoptRecords,
@@ -53,6 +54,9 @@ from mcacm_sip.core.events import (
     Failure,
     FlowFromAcmc,
     FlowFromPeer,
+    MessageVerdict,
+    Put,
+    RefuseMessage,
     ReleaseRecords,
     Remove,
     SendFlow,
@@ -61,8 +65,6 @@ from mcacm_sip.core.events import (
     TimerTick,
     UserLoggedOff,
     UserLoggedOn,
-    store_changes,
-    verdict_of,
 )
 from mcacm_sip.core.identity import IdKey, id_key
 from mcacm_sip.core.state import (
@@ -84,6 +86,7 @@ from mcacm_sip.runtime.base import (
 )
 from mcacm_sip.runtime.config import AcmsNodeConfig, check_acms_trust
 from mcacm_sip.runtime.messaging import (
+    ACCEPTED,
     PROCEDURE_HEADER,
     Sent,
     message_reply,
@@ -162,6 +165,9 @@ class Commit(Enum):
 # hook, far slower than a global's load (3.12 dropped the hook).
 _STORED: Final = Commit.STORED
 _ACMC: Final = Hop.ACMC
+_CHANGES: Final = (Put, Remove)
+_VERDICTS: Final = (AcceptMessage, RefuseMessage)
+_waiting: Final = tuple.__new__  # Waiting(...) without NamedTuple's Python-level __new__
 
 
 CLAIM_LIMIT = 1000
@@ -356,28 +362,41 @@ class AcmsNode(Node):
         if self._running:
             self._apply(self.core.handle(event))
 
-    def _apply(self, actions: list[AcmsAction]) -> None:
+    def _apply(self, actions: list[AcmsAction]) -> MessageVerdict | None:
         """Queue the store changes for this loop iteration's commit; the sends (and SIP
         answers, see ``_on_message``) wait for it.  The core's timer is re-read once per
-        commit (at most one loop iteration later), not once per event."""
-        changes = store_changes(actions)
-        loop = asyncio.get_running_loop()
+        commit (at most one loop iteration later), not once per event.  The event's verdict
+        (only a MESSAGE has one), read in the same pass over ``actions``."""
+        changes: list[StoreChange] = []
+        starts: list[AcmsAction] = []  # what _start_sends acts on
+        verdict: MessageVerdict | None = None
+        sending = self._sending
         now = None
         for action in actions:
-            if isinstance(action, SendFlow):  # (a retry is a new one: its clock starts again)
+            if isinstance(action, _CHANGES):
+                changes.append(action)
+            elif isinstance(action, SendFlow):  # (a retry is a new one: its clock restarts)
                 if now is None:
-                    now = loop.time()
-                self._sending.pop(action.send_id, None)
-                self._sending[action.send_id] = now
+                    now = asyncio.get_running_loop().time()
+                send_id = action.send_id
+                sending.pop(send_id, None)
+                sending[send_id] = now
+                starts.append(action)
+            elif isinstance(action, SubscribeFa):
+                starts.append(action)
+            elif verdict is None and isinstance(action, _VERDICTS):
+                verdict = action
         if changes or self._stored is not None:
             self._batch += changes
-            self._after += actions
+            self._after += starts
             if self._stored is None:
+                loop = asyncio.get_running_loop()
                 self._stored = loop.create_future()
                 loop.call_soon(self._commit)  # after every callback ready in this iteration
         else:  # nothing waits to be stored
-            self._start_sends(actions)
+            self._start_sends(starts)
             self._timer.rearm()
+        return verdict
 
     def _commit(self) -> bool:
         """Group commit: the changes of every event since the last commit, in order, in ONE
@@ -421,8 +440,13 @@ class AcmsNode(Node):
         callbacks are queued before the sends the commit releases (a request's 200 leaves
         first, 10.17.7.2 step 4)."""
         stored.set_result((outcome, held))
+        if outcome is _STORED and not held:  # each its own reply (as _stored_reply)
+            for answer, reply, _key, _opens in answers:
+                if not answer.done():  # (cancelled: its endpoint stopped)
+                    answer.set_result(reply)
+            return
         for answer, reply, key, _opens in answers:
-            if not answer.done():  # (cancelled: its endpoint stopped)
+            if not answer.done():
                 answer.set_result(self._stored_reply(outcome, held, reply, key))
 
     def _store_failed(self, exc: Exception) -> None:
@@ -676,9 +700,8 @@ class AcmsNode(Node):
                  key: str | None, opens: bool = False) -> Reply | Awaitable[Reply]:
         """The core's answer to ``event``; a 200 only once what it changed is stored.
         ``key``: the transaction it opens (``opens``) or answers, on a shared store."""
-        actions = self.core.handle(event)
-        self._apply(actions)
-        reply = verdict_reply(self.host, verdict_of(actions))  # (only a MESSAGE has one)
+        verdict = self._apply(self.core.handle(event))
+        reply = ACCEPTED if type(verdict) is AcceptMessage else verdict_reply(self.host, verdict)
         if reply.status == 503 and self.metrics is not None:  # a quota (core/quota.py)
             self.metrics.shed.labels("quota").inc()
         if log.isEnabledFor(logging.INFO):  # nothing built when INFO is off (hot path)
@@ -687,11 +710,12 @@ class AcmsNode(Node):
                          "event": "acm.received", "call_id": req.call_id, "flow": flow.FLOW,
                          "status": reply.status,
                          "transaction_id": getattr(flow, "transaction_id", None)})
-        if self._stored is None:
+        stored = self._stored
+        if stored is None:
             return reply
         # 23.280 10.17.7.2 step 4: the 200 leaves only once the request is stored
-        answer: asyncio.Future[Reply] = self._stored.get_loop().create_future()
-        self._answers.append(Waiting(answer, reply, key, opens))
+        answer: asyncio.Future[Reply] = stored.get_loop().create_future()
+        self._answers.append(_waiting(Waiting, (answer, reply, key, opens)))
         return answer
 
     def _stored_reply(self, outcome: Commit, held: frozenset[str], reply: Reply,
@@ -842,10 +866,12 @@ class AcmsNode(Node):
         else:
             uri, route = send.to, ()
 
+        send_id = send.send_id
+
         def done(sent: Sent) -> None:
-            self._sending.pop(send.send_id, None)
+            self._sending.pop(send_id, None)
             if self._running:  # (feed)
-                self._apply(self.core.handle(sent.outcome(time.time(), send.send_id)))
+                self._apply(self.core.handle(sent.outcome(time.time(), send_id)))
 
         if send.hop is _ACMC:
             def start() -> None:
@@ -858,9 +884,12 @@ class AcmsNode(Node):
             # (10.17.3.1), as the 200 to a MESSAGE before the flows it caused
             asyncio.get_running_loop().call_soon(start)
         else:
+            flow = send.flow  # (only a download response echoes an X-CID: _echoed)
             start_message(self.endpoint, self.config.sip, uri=uri, to=send.to,
-                          identity=self.psi, flow=send.flow, route=route, done=done,
-                          procedure=self._echoed(send) or send.procedure or None)
+                          identity=self.psi, flow=flow, route=route, done=done,
+                          procedure=(self._echoed(send) if isinstance(
+                              flow, PendingDataDownloadResponse) else None)
+                          or send.procedure or None)
 
     # ------------------------------------------------------------------ REGISTER
 

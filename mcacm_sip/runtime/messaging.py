@@ -41,10 +41,10 @@ def verdict_reply(host: str, verdict: MessageVerdict | None) -> Reply:
             reply = replace(reply, headers=(*reply.headers,
                                             ("Retry-After", str(verdict.retry_after))))
         return reply
-    return _ACCEPTED if verdict is not None else _NO_VERDICT
+    return ACCEPTED if verdict is not None else _NO_VERDICT
 
 
-_ACCEPTED, _NO_VERDICT = Reply(200), Reply(500)  # frozen: one of each, not one per request
+ACCEPTED, _NO_VERDICT = Reply(200), Reply(500)  # frozen: one of each, not one per request
 
 
 def warning_text(value: str | None) -> str | None:

@@ -82,6 +82,9 @@ class RowLike(Protocol):
 _F = TypeVar("_F")
 
 
+_text = codec.document_text
+
+
 def _xml(flow: AcmFlow | None) -> str | None:
     # a received flow is kept as the document that arrived, ours as encoded (codec.document);
     # the codec remembers the last flows' texts: a transaction row rewritten at every state
@@ -104,18 +107,22 @@ _RESP = AcmResponse.__args__
 
 def row_of(record: Record, sends: str = "") -> tuple[Any, ...]:
     """The row of ``record``, in :data:`COLUMNS` order; ``sends``: a transaction's sends
-    column (:func:`sends_text`)."""
+    column (:func:`sends_text`).  An enum column is the member's ``_value_`` (what
+    ``.value``, a Python-level property on Python 3.11, returns)."""
     match record:
         case Transaction():
-            return (record.key, record.role.value, record.transaction_id, record.peer,
-                    record.state.value, record.created, record.deadline, _xml(record.request),
-                    _xml(record.indication), _xml(record.response), record.assignee,
+            # (_xml inlined: three flows per row; a transaction always has its request)
+            ind, resp = record.indication, record.response
+            return (record.key, record.role._value_, record.transaction_id, record.peer,
+                    record.state._value_, record.created, record.deadline,
+                    _text(record.request), None if ind is None else _text(ind),
+                    None if resp is None else _text(resp), record.assignee,
                     record.leg_id, sends)
         case PendingItem():
             return (record.key, record.owner, int(record.is_fa), record.created,
                     _xml(record.flow))
         case Outgoing():
-            return (record.key, record.purpose.value, record.hop.value, record.to,
+            return (record.key, record.purpose._value_, record.hop._value_, record.to,
                     _xml(record.flow), record.tx_key, record.attempts, record.next_at,
                     record.give_up_at,
                     json.dumps(list(record.carries)) if record.carries else "[]")
@@ -370,7 +377,7 @@ def last_changes(changes: Sequence[StoreChange],
     if held is None:
         for tx in rewritten:
             puts.setdefault(Transaction.KIND, []).append(row_of(tx))
-        batch.move_rows = [(tx.state.value, tx.deadline, tx.assignee, tx.leg_id, "", tx.key)
+        batch.move_rows = [(tx.state._value_, tx.deadline, tx.assignee, tx.leg_id, "", tx.key)
                            for tx in moved]
         return batch
     have = held.text
@@ -378,7 +385,7 @@ def last_changes(changes: Sequence[StoreChange],
         key = tx.key
         puts.setdefault(Transaction.KIND, []).append(
             row_of(tx, texts[key] if key in texts else have.get(key, "")))
-    batch.move_rows = [(tx.state.value, tx.deadline, tx.assignee, tx.leg_id,
+    batch.move_rows = [(tx.state._value_, tx.deadline, tx.assignee, tx.leg_id,
                         texts[key] if key in texts else have.get(key, ""), key)
                        for tx in moved for key in (tx.key,)]
     return batch
