@@ -62,8 +62,13 @@ def test_one_pass_gives_the_changes_the_verdict_and_the_sends(
     node = _node()
     started: list[list[AcmsAction]] = []
     commits: list[int] = []
-    node._start_sends = started.append  # type: ignore[method-assign]
-    node._commit = lambda: bool(commits.append(1))  # type: ignore[method-assign]
+
+    def commit() -> bool:
+        commits.append(1)
+        return True
+
+    setattr(node, "_start_sends", started.append)  # noqa: B010 (instance attributes)
+    setattr(node, "_commit", commit)  # noqa: B010
 
     async def main() -> tuple[Any, ...]:
         if pending:  # a commit is pending already: everything waits for it
