@@ -19,13 +19,14 @@ authorises it, 23.280 10.17.7.2 step 2).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from mcacm_sip.acm.model import AcmFlow
 from mcacm_sip.core.config import PeerSystem
 from mcacm_sip.core.events import FlowFromAcmc, FlowFromPeer
+from mcacm_sip.frozen import builder
 from mcacm_sip.runtime.base import sender_identity, source_ip, trusted_source
 from mcacm_sip.runtime.config import configured_aor
 from mcacm_sip.sip import Request
@@ -132,6 +133,12 @@ class Trust:
         aor = address_of_record(sender)
         peer = self.peers.get(aor) if aor is not None else None
         if peer is not None:
-            return FlowFromPeer(now, peer.psi, flow)
+            return _from_peer(now, peer.psi, flow)
         user = self.users.get(aor) if aor is not None else None
-        return FlowFromAcmc(now, sender if user is None else user, flow)
+        return _from_acmc(now, sender if user is None else user, flow)
+
+
+# one event per MESSAGE in: built without the dataclass __init__'s call per field
+# (mcacm_sip.frozen; the classes have no checks to run)
+_from_peer: Final[Callable[[float, str, AcmFlow], FlowFromPeer]] = builder(FlowFromPeer)
+_from_acmc: Final[Callable[[float, str, AcmFlow], FlowFromAcmc]] = builder(FlowFromAcmc)

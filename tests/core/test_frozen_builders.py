@@ -16,6 +16,8 @@ from mcacm_sip.acm.model import AcmRequest, ProcessIndication
 from mcacm_sip.core.events import (
     DeliveryOutcome,
     Failure,
+    FlowFromAcmc,
+    FlowFromPeer,
     Put,
     Remove,
     SendFlow,
@@ -35,6 +37,7 @@ from mcacm_sip.core.state import (
 )
 from mcacm_sip.frozen import builder
 from mcacm_sip.runtime.messaging import Sent
+from mcacm_sip.runtime.trust import _from_acmc, _from_peer
 
 FLOWS = example_flows()
 REQUESTS = [f for f in FLOWS.values() if isinstance(f, AcmRequest)]
@@ -136,3 +139,10 @@ def test_a_sends_outcome_is_the_constructors(ok: bool, reason: str | None, statu
             sent.outcome(now, send_id)
         return
     _same(sent.outcome(now, send_id), expected)
+
+
+@settings(max_examples=50, deadline=None)
+@given(now=st.floats(allow_nan=False), who=texts, flow=st.sampled_from(list(FLOWS.values())))
+def test_the_trusts_events_are_the_constructors(now: float, who: str, flow: Any) -> None:
+    _same(_from_peer(now, who, flow), FlowFromPeer(now, who, flow))
+    _same(_from_acmc(now, who, flow), FlowFromAcmc(now, who, flow))
