@@ -81,11 +81,15 @@ class Origin:
     """Names of the verified TLS client certificate of its connection; None: none shown."""
 
 
+_origin: Final[Callable[[str | None, str | None, frozenset[str] | None], Origin]] = \
+    builder(Origin)  # one per MESSAGE in: Origin(...) without a call per field
+
+
 def origin_of(request: Request, trusted_hosts: frozenset[str]) -> Origin:
     """The origin of a request that came from a socket: identity from its headers as far as
     the source allows, source address and certificate from its arrival only."""
     arrival = request.arrival
-    return Origin(sender_identity(request, trusted_hosts), source_ip(request),
+    return _origin(sender_identity(request, trusted_hosts), source_ip(request),
                   certificate_names(None if arrival is None else arrival.certificate))
 
 

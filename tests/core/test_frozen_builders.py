@@ -37,7 +37,7 @@ from mcacm_sip.core.state import (
 )
 from mcacm_sip.frozen import builder
 from mcacm_sip.runtime.messaging import Sent
-from mcacm_sip.runtime.trust import _from_acmc, _from_peer
+from mcacm_sip.runtime.trust import Origin, _from_acmc, _from_peer, _origin
 
 FLOWS = example_flows()
 REQUESTS = [f for f in FLOWS.values() if isinstance(f, AcmRequest)]
@@ -146,3 +146,11 @@ def test_a_sends_outcome_is_the_constructors(ok: bool, reason: str | None, statu
 def test_the_trusts_events_are_the_constructors(now: float, who: str, flow: Any) -> None:
     _same(_from_peer(now, who, flow), FlowFromPeer(now, who, flow))
     _same(_from_acmc(now, who, flow), FlowFromAcmc(now, who, flow))
+
+
+@settings(max_examples=50, deadline=None)
+@given(identity=st.none() | texts, source=st.none() | texts,
+       certificate=st.none() | st.frozensets(texts, max_size=3))
+def test_an_origin_is_the_constructors(identity: str | None, source: str | None,
+                                       certificate: frozenset[str] | None) -> None:
+    _same(_origin(identity, source, certificate), Origin(identity, source, certificate))
