@@ -152,6 +152,20 @@ def test_the_encode_caches_stay_small_whatever_the_peer_sends() -> None:
     assert len(codec._ENCODED) <= 4096 and len(codec._RECEIVED) <= 1024
 
 
+def test_a_full_cache_keeps_its_newest_entries_and_its_bound() -> None:
+    """Past its limit a cache drops its oldest entries (a quarter at once), never more than
+    it holds beyond the limit, and the newest three quarters are still recalled."""
+    base = example_flows()["process-indication"]
+    cache: dict[int, tuple[m.AcmFlow, bytes]] = {}
+    flows = [dataclasses.replace(base, transaction_id=f"t-{i}") for i in range(100)]
+    for i, flow in enumerate(flows):
+        codec._remember(cache, 16, flow, b"<x/>")
+        assert len(cache) <= 16
+        newest = flows[max(0, i - 11):i + 1]  # 3/4 of the limit
+        assert all(codec._recall(cache, f) == b"<x/>" for f in newest)
+    assert codec._recall(cache, flows[0]) is None
+
+
 @pytest.mark.parametrize("cls", m.FLOW_TYPES, ids=lambda c: c.FLOW)
 def test_generated_reader_and_row_reader_agree(cls: type[m.AcmFlow]) -> None:
     # decode() reads through a function generated per class from the table (_reader); the

@@ -733,7 +733,10 @@ def _remember(cache: dict[int, tuple[model.AcmFlow, _D]], limit: int, flow: mode
     if len(data) > _CACHED_MAX_BYTES:  # the one place the caches' size cap is applied
         return
     if len(cache) >= limit:
-        del cache[next(iter(cache))]  # the oldest
+        # the oldest quarter at once: dropping one entry per call walked, each time, the
+        # slots its earlier deletions left at the front of the dict (2 µs a call at 4096)
+        for key in list(itertools.islice(cache, limit // 4 or 1)):
+            del cache[key]
     cache[id(flow)] = (flow, data)
 
 
