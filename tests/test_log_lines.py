@@ -5,6 +5,7 @@ the str() of the enums they stand for."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -174,3 +175,149 @@ def test_an_info_line_goes_where_a_record_would(root_restored: None) -> None:
         parent.propagate = True
     assert [line.split(": ", 1)[1] for line in sink_buffer.getvalue().splitlines()] == [
         "one x", "four"]
+
+
+# ------------------------------------------------------------------ _FastLogger.info in C
+
+class _OwnConsole(ConsoleFormatter):
+    """A user's subclass: its line() may differ, so the compiled path leaves it."""
+
+    def line(self, *args: Any) -> str:
+        return "own " + super().line(*args)
+
+
+_SETTINGS = ["plain", "in-loop", "filter", "handler-between", "no-propagate", "disabled",
+             "sink-warning", "root-warning", "subclass", "sink-filter", "new-second"]
+_ARG = st.one_of(_TEXTS, st.integers(), st.integers(min_value=2**63), st.floats(),
+                 st.booleans(), st.none(), st.sampled_from([Role.PARTNER, Failure.TIMEOUT]),
+                 st.dictionaries(st.sampled_from(["who", "n"]), _TEXTS | st.integers(),
+                                 max_size=2))
+_MESSAGES = st.sampled_from(["%s %s to %s: %s", "%s %s from %s: %s -> %s (%s)", "%d items",
+                             "%(who)s said", "plain", "%s", "100%", "%.2f"]) | _TEXTS
+_EXTRAS = st.none() | _FIELDS | st.sampled_from([{"name": "clash"}, {"msg": "m"}, {}])
+
+
+def _run(fmt: str, setting: str, msg: str, args: list[Any], extra: dict[str, Any] | None,
+         compiled: bool) -> tuple[str, str, int]:
+    """What one INFO call writes (after a first line), raises, reports on stderr and builds
+    (records), with the compiled path on or off, the clock fixed."""
+    import asyncio
+    import time as time_module
+    root = logging.getLogger()
+    saved = (root.level, root.handlers[:], logging.getLogRecordFactory(), logs._info,
+             time_module.time)
+    built: list[logging.LogRecord] = []
+
+    def counting(*a: Any, **k: Any) -> logging.LogRecord:
+        built.append(record := saved[2](*a, **k))
+        return record
+
+    name = f"mcacm.test.info.{setting}"
+    log, parent = logging.getLogger(name), logging.getLogger("mcacm.test.info")
+    kept = KeptRecords()
+    buffer = io.StringIO()
+    try:
+        logs._info = saved[3] if compiled else None
+        setup_logging(logging.INFO, "json" if fmt == "json" else "console")
+        sink = root.handlers[0]
+        assert isinstance(sink, logs._Sink)
+        sink.setStream(buffer)
+        if setting == "subclass":
+            sink.setFormatter(_OwnConsole())
+        logging.setLogRecordFactory(counting)
+        clock = iter([1796486774.886928, 1796486775.25])
+        first = next(clock)
+        time_module.time = lambda: first  # type: ignore[assignment]
+        log.info("first %s", "line", extra={"event": "test.first"})
+        if setting == "new-second":
+            first = next(clock)
+        match setting:
+            case "filter":
+                log.addFilter(lambda record: True)
+            case "handler-between":
+                parent.addHandler(kept)
+            case "no-propagate":
+                parent.propagate = False
+            case "disabled":
+                log.disabled = True
+            case "sink-warning":
+                sink.setLevel(logging.WARNING)
+            case "root-warning":
+                root.setLevel(logging.WARNING)
+            case "sink-filter":
+                sink.addFilter(lambda record: True)
+        raised = ""
+
+        def call() -> None:
+            nonlocal raised
+            try:
+                log.info(msg, *args, extra=extra)
+            except Exception as exc:  # (KeyError: an extra= key a record refuses)
+                raised = repr(exc)
+
+        with contextlib.redirect_stderr(err := io.StringIO()):
+            if setting == "in-loop":
+                async def inside() -> None:
+                    call()
+
+                asyncio.run(inside())
+            else:
+                call()
+        sink.flush()
+        return buffer.getvalue() + repr([(r.msg, r.args) for r in kept.records]), \
+            f"{raised} {err.getvalue().count('--- Logging error ---')}", len(built)
+    finally:
+        for logger in (log, parent):
+            logger.filters.clear()
+            logger.handlers.clear()
+            logger.disabled, logger.propagate = False, True
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+        logging.setLogRecordFactory(saved[2])
+        logs._info = saved[3]
+        time_module.time = saved[4]  # type: ignore[method-assign]
+
+
+@given(fmt=st.sampled_from(["console", "json"]), setting=st.sampled_from(_SETTINGS),
+       msg=_MESSAGES, args=st.lists(_ARG, max_size=6), extra=_EXTRAS)
+@example(fmt="console", setting="plain", msg="%s %s from %s: %s -> %s (%s)",
+         args=["partner", "hot-0", "sip:acms@primary.example", "new", "received", "request"],
+         extra={"event": "procedure.step", "transaction_id": "hot-0", "role": "partner",
+                "clause": "10.17.7.2 step 4: stored"})
+@example(fmt="console", setting="in-loop", msg="x", args=[], extra={"name": "clash"})
+@example(fmt="json", setting="plain", msg="%s", args=[{"who": "peer"}], extra=None)
+def test_an_info_call_does_over_the_compiled_path_what_the_python_code_does(
+        writer: logs._LineWriter, fmt: str, setting: str, msg: str, args: list[Any],
+        extra: dict[str, Any] | None) -> None:
+    # the same lines (byte for byte, the clock fixed), the same records for other handlers
+    # and filters, the same exception (an extra= key a record refuses) and the same
+    # "--- Logging error ---" path, whatever the configuration the call meets
+    if logs._info is None:
+        pytest.skip("the compiled INFO path is off (MCACM_LOG_LINES=python)")
+    assert _run(fmt, setting, msg, args, extra, True) == _run(fmt, setting, msg, args, extra,
+                                                              False)
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_the_common_call_takes_the_compiled_path(writer: logs._LineWriter,
+                                                 root_restored: None, fmt: str) -> None:
+    # (the property above holds trivially if the compiled path never takes a call)
+    import asyncio
+    if logs._info is None:
+        pytest.skip("the compiled INFO path is off (MCACM_LOG_LINES=python)")
+    setup_logging(logging.INFO, "json" if fmt == "json" else "console")
+    sink = logging.getLogger().handlers[0]
+    assert isinstance(sink, logs._Sink)
+    sink.setStream(io.StringIO())
+    log = logging.getLogger("mcacm.test.info.taken")
+    log.info("warm %s", "up")  # (the console's time text of this second, the JSON head)
+    line = logs._info(log, "%s %s", ("a", 1), {"event": "test.taken"})
+    assert isinstance(line, str) and "a 1" in line  # outside a loop: the caller writes it
+
+    async def inside() -> object:
+        log.info("queued")  # (a write queued on this loop)
+        assert logs._info is not None
+        return logs._info(log, "%s %s", ("a", 1), {"event": "test.taken"})
+
+    assert asyncio.run(inside()) is True  # held
+    assert sink.held == [] and "a 1" in sink.stream.getvalue()

@@ -373,6 +373,9 @@ static int console_fields(Pieces *b, PyObject *message, PyObject *fields) {
     return shown ? append(b, close_fields) : 0;
 }
 
+static PyObject *console_line(PyObject *stamp, long ms, PyObject *levelname, PyObject *name,
+                              PyObject *message, PyObject *fields);
+
 /* console(stamp, msecs, levelname, name, message, fields) -> the line
  * f"{stamp}.{int(msecs):03d} {levelname[0]} {name}: " + printable(message + "  [k=v ...]"),
  * the fields shown those not None, not "event" and whose text the message does not hold;
@@ -403,6 +406,13 @@ static PyObject *console(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         Py_RETURN_NONE;
     }
     if (ms < 0 || ms > 999) Py_RETURN_NONE;
+    return console_line(stamp, ms, levelname, name, message, fields);
+}
+
+/* console() once its arguments are checked: str stamp, levelname (not empty), name and
+ * message, 0 <= ms <= 999, a dict of fields. */
+static PyObject *console_line(PyObject *stamp, long ms, PyObject *levelname, PyObject *name,
+                              PyObject *message, PyObject *fields) {
     Ascii a;
     ascii_init(&a);
     int common = console_ascii(&a, stamp, ms, levelname, name, message, fields);
@@ -515,6 +525,268 @@ out:
     Py_RETURN_NONE;
 }
 
+
+/* ------------------------------------------------------------------ _FastLogger.info's path
+ * info(logger, msg, args, extra): what logs.py's _FastLogger.info does after its call, for
+ * the common call only: True when done (INFO is off for the logger, or the line is held for
+ * its loop iteration), the line (str) for the caller to hand to the sink's put(), or None:
+ * nothing was done and the Python code decides (any other call: another handler, a filter,
+ * a formatter that is not exactly ConsoleFormatter or JsonFormatter, an argument that is not
+ * a str, int or float, a message that does not format, a new second of the console's time
+ * text, a JSON head not made yet ...).  logs.py's Python code stays the reference
+ * (tests/test_log_lines.py: the same lines and held lines over both). */
+
+static PyObject *logs_globals;  /* the logs module's namespace: _sink, _HOLD_MAX */
+static PyObject *console_cls, *json_cls, *time_module, *running_loop_fn, *reserved_keys;
+static PyObject *info_level, *info_name, *s_cache, *s_disabled, *s_filters, *s_level,
+    *s_formatter, *s_handlers, *s_propagate, *s_parent, *s_name, *s_time, *s_second, *s_stamp,
+    *s_heads, *s_held, *s_due, *s_sink, *s_hold_max;
+
+/* getattr(obj, name) as a new reference, or NULL with an exception set. */
+#define GET(obj, name) PyObject_GetAttr((obj), (name))
+
+/* 1: ``value`` is true, 0: false, -1: an exception. */
+static int truth_of(PyObject *obj, PyObject *name) {
+    PyObject *value = GET(obj, name);
+    if (value == NULL) return -1;
+    int t = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return t;
+}
+
+/* The held-or-written part: 1 if the sink alone would handle a record of ``logger`` (the
+ * walk of Logger.callHandlers), 0 if not, -1 on an exception. */
+static int reaches_only(PyObject *logger, PyObject *sink) {
+    PyObject *at = logger, *handlers = NULL;
+    Py_INCREF(at);
+    for (;;) {
+        handlers = GET(at, s_handlers);
+        if (handlers == NULL) goto fail;
+        if (!PyList_CheckExact(handlers)) goto no;
+        if (PyList_GET_SIZE(handlers) != 0) break;
+        int propagate = truth_of(at, s_propagate);
+        if (propagate < 0) goto fail;
+        if (!propagate) break;
+        Py_CLEAR(handlers);
+        PyObject *parent = GET(at, s_parent);
+        if (parent == NULL) goto fail;
+        Py_DECREF(at);
+        at = parent;
+        if (at == Py_None) goto no;
+    }
+    int only = PyList_GET_SIZE(handlers) == 1 && PyList_GET_ITEM(handlers, 0) == sink;
+    Py_DECREF(handlers);
+    Py_DECREF(at);
+    return only;
+no:
+    Py_XDECREF(handlers);
+    Py_DECREF(at);
+    return 0;
+fail:
+    Py_XDECREF(handlers);
+    Py_DECREF(at);
+    return -1;
+}
+
+/* The message of the call: ``msg % args`` (``msg`` when no args); NULL: none (no exception
+ * left set: the Python code makes it, or reports why not). */
+static PyObject *message_of(PyObject *msg, PyObject *args) {
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    if (n == 0) return Py_NewRef(msg);
+    for (Py_ssize_t i = 0; i < n; i++) {  /* (% of these runs no Python code) */
+        PyObject *arg = PyTuple_GET_ITEM(args, i);
+        if (!PyUnicode_CheckExact(arg) && !PyLong_CheckExact(arg) && !PyFloat_CheckExact(arg))
+            return NULL;
+    }
+    PyObject *message = PyUnicode_Format(msg, args);
+    if (message == NULL) PyErr_Clear();  /* the Python code formats it again and reports */
+    else if (!PyUnicode_CheckExact(message)) Py_CLEAR(message);
+    return message;
+}
+
+static PyObject *info_line(PyObject *logger, PyObject *formatter, PyObject *msg,
+                           PyObject *args, PyObject *fields);
+
+static PyObject *info(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "info(logger, msg, args, extra)");
+        return NULL;
+    }
+    if (logs_globals == NULL) Py_RETURN_NONE;
+    PyObject *logger = argv[0], *msg = argv[1], *args = argv[2], *extra = argv[3];
+    PyObject *result = NULL, *cache = NULL, *sink = NULL, *formatter = NULL, *fields = NULL;
+    int t;
+    /* isEnabledFor's cache (a level not in it: the Python code asks isEnabledFor) */
+    if ((cache = GET(logger, s_cache)) == NULL) return NULL;
+    if (!PyDict_CheckExact(cache)) goto python;
+    PyObject *enabled = PyDict_GetItemWithError(cache, info_level);  /* borrowed */
+    if (enabled == NULL) {
+        if (PyErr_Occurred()) goto done;
+        goto python;
+    }
+    if ((t = PyObject_IsTrue(enabled)) < 0) goto done;
+    if (!t) {
+        result = Py_NewRef(Py_True);
+        goto done;
+    }
+    /* the checks of _FastLogger.info, in its order */
+    sink = PyDict_GetItemWithError(logs_globals, s_sink);
+    if (sink == NULL) {
+        if (PyErr_Occurred()) goto done;
+        goto python;
+    }
+    Py_INCREF(sink);
+    if (sink == Py_None || !PyUnicode_CheckExact(msg) || !PyTuple_CheckExact(args)
+            || (extra != Py_None && !PyDict_CheckExact(extra)))
+        goto python;
+    if ((t = truth_of(logger, s_disabled)) != 0) goto check;
+    if ((t = truth_of(logger, s_filters)) != 0) goto check;
+    if ((t = truth_of(sink, s_filters)) != 0) goto check;
+    PyObject *level = GET(sink, s_level);
+    if (level == NULL) goto done;
+    long lv = PyLong_CheckExact(level) ? PyLong_AsLong(level) : 21;
+    Py_DECREF(level);
+    if (lv == -1 && PyErr_Occurred()) goto done;
+    if (lv > 20) goto python;
+    if ((formatter = GET(sink, s_formatter)) == NULL) goto done;
+    if (Py_TYPE(formatter) != (PyTypeObject *)console_cls
+            && Py_TYPE(formatter) != (PyTypeObject *)json_cls)
+        goto python;
+    if (extra != Py_None) {  /* a key a record refuses; keys only str (their == is str's) */
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(extra, &pos, &k, &v)) {
+            if (!PyUnicode_CheckExact(k)) goto python;
+            if ((t = PySet_Contains(reserved_keys, k)) != 0) goto check;
+        }
+    }
+    if (PyTuple_GET_SIZE(args) == 1) {  /* (a single mapping is the Python code's) */
+        PyObject *arg = PyTuple_GET_ITEM(args, 0);
+        if (!PyUnicode_CheckExact(arg) && !PyLong_CheckExact(arg) && !PyFloat_CheckExact(arg))
+            goto python;
+    }
+    if ((t = reaches_only(logger, sink)) <= 0) goto check;
+    if (extra == Py_None || PyDict_GET_SIZE(extra) == 0) {  /* (extra or {}) */
+        if ((fields = PyDict_New()) == NULL) goto done;
+    } else {
+        fields = Py_NewRef(extra);
+    }
+    PyObject *line = info_line(logger, formatter, msg, args, fields);
+    if (line == NULL) {
+        if (PyErr_Occurred()) goto done;
+        goto python;
+    }
+    /* held for the write of its loop iteration (_Sink.put's common case), else the caller
+     * hands it to put() */
+    PyObject *held = GET(sink, s_held), *due = held == NULL ? NULL : GET(sink, s_due);
+    PyObject *hold_max = PyDict_GetItemWithError(logs_globals, s_hold_max);
+    if (due == NULL || (hold_max == NULL && PyErr_Occurred())) {
+        Py_XDECREF(held);
+        Py_XDECREF(due);
+        Py_DECREF(line);
+        goto done;
+    }
+    long most = hold_max != NULL && PyLong_CheckExact(hold_max) ? PyLong_AsLong(hold_max) : 0;
+    if (most == -1 && PyErr_Occurred()) PyErr_Clear();
+    result = line;
+    if (due != Py_None && PyList_CheckExact(held) && PyList_GET_SIZE(held) < most - 1) {
+        PyObject *loop = PyObject_CallNoArgs(running_loop_fn);
+        if (loop == NULL) {
+            Py_CLEAR(result);
+        } else {
+            if (loop == due) {
+                if (PyList_Append(held, line) < 0) {
+                    Py_CLEAR(result);
+                } else {
+                    Py_DECREF(line);
+                    result = Py_NewRef(Py_True);
+                }
+            }
+            Py_DECREF(loop);
+        }
+    }
+    Py_DECREF(held);
+    Py_DECREF(due);
+    goto done;
+check:  /* t: 1, the Python code decides; -1, an exception */
+    if (t < 0) goto done;
+python:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(cache);
+    Py_XDECREF(sink);
+    Py_XDECREF(formatter);
+    Py_XDECREF(fields);
+    return result;
+}
+
+/* The line of the call (the formatter's line()), or NULL: with an exception set, or without
+ * one when it is the Python code's to make. */
+static PyObject *info_line(PyObject *logger, PyObject *formatter, PyObject *msg,
+                           PyObject *args, PyObject *fields) {
+    PyObject *name = GET(logger, s_name), *line = NULL, *message = NULL, *now = NULL;
+    if (name == NULL) return NULL;
+    if (!PyUnicode_CheckExact(name)) goto out;
+    PyObject *clock = GET(time_module, s_time);  /* time.time(), as the Python code calls it */
+    if (clock == NULL) goto out;
+    now = PyObject_CallNoArgs(clock);
+    Py_DECREF(clock);
+    if (now == NULL || !PyFloat_CheckExact(now)) goto out;
+    double created = PyFloat_AS_DOUBLE(now);
+    if (!(created >= 0 && created < 9e15)) goto out;
+    if ((message = message_of(msg, args)) == NULL) goto out;
+    long long second = (long long)created;  /* int(created) */
+    if (Py_TYPE(formatter) == (PyTypeObject *)console_cls) {
+        /* int((created - int(created)) * 1000) */
+        long ms = (long)((created - (double)second) * 1000);
+        PyObject *known = GET(formatter, s_second);
+        if (known == NULL) goto out;
+        int same = PyLong_CheckExact(known) && PyLong_AsLongLong(known) == second;
+        Py_DECREF(known);
+        if (PyErr_Occurred()) goto out;
+        if (!same || ms < 0 || ms > 999) goto out;  /* a new second: the Python code's */
+        PyObject *stamp = GET(formatter, s_stamp);
+        if (stamp == NULL) goto out;
+        if (PyUnicode_CheckExact(stamp)) {
+            line = console_line(stamp, ms, info_name, name, message, fields);
+            if (line == Py_None) Py_CLEAR(line);
+        }
+        Py_DECREF(stamp);
+    } else {
+        PyObject *heads = GET(formatter, s_heads);
+        if (heads == NULL) goto out;
+        PyObject *key = PyDict_CheckExact(heads) ? PyTuple_Pack(2, info_name, name) : NULL;
+        PyObject *head = key == NULL ? NULL : PyDict_GetItemWithError(heads, key);
+        Py_XDECREF(key);
+        if (head != NULL && PyUnicode_CheckExact(head)) {
+            Py_INCREF(head);
+            PyObject *parts[4] = {now, head, message, fields};
+            line = json(NULL, parts, 4);
+            Py_DECREF(head);
+            if (line == Py_None) Py_CLEAR(line);
+        }
+        Py_DECREF(heads);
+    }
+out:
+    Py_DECREF(name);
+    Py_XDECREF(message);
+    Py_XDECREF(now);
+    return line;
+}
+
+static PyObject *configure_info(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6 || !PyDict_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2])
+            || !PyCallable_Check(args[4]) || !PyAnySet_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "configure_info(logs_globals, ConsoleFormatter, "
+                        "JsonFormatter, time_module, running_loop, reserved_keys)");
+        return NULL;
+    }
+    PyObject **slots[6] = {&logs_globals, &console_cls, &json_cls, &time_module,
+                           &running_loop_fn, &reserved_keys};
+    for (int i = 0; i < 6; i++) Py_XSETREF(*slots[i], Py_NewRef(args[i]));
+    Py_RETURN_NONE;
+}
+
 static PyObject *configure(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "configure(printable, json_string, json_value)");
@@ -539,6 +811,10 @@ static PyMethodDef methods[] = {
      "console(stamp, msecs, levelname, name, message, fields): the console line, or None for the Python code to make"},
     {"json", (PyCFunction)(void (*)(void))json, METH_FASTCALL,
      "json(created, head, message, fields): the JSON line, or None for the Python code to make"},
+    {"info", (PyCFunction)(void (*)(void))info, METH_FASTCALL,
+     "info(logger, msg, args, extra): _FastLogger.info's common path; True (done), the line to put(), or None for the Python code"},
+    {"configure_info", (PyCFunction)(void (*)(void))configure_info, METH_FASTCALL,
+     "configure_info(logs_globals, ConsoleFormatter, JsonFormatter, time_module, running_loop, reserved_keys)"},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
      "configure(printable, json_string, json_value): the Python functions for the rest"},
     {NULL, NULL, 0, NULL},
@@ -555,9 +831,16 @@ PyMODINIT_FUNC PyInit__logline(void) {
         {&own_keys[3], "msg"}, {&after_name, ": "}, {&open_doc, "{\"ts\": "}, {&event_key, "event"}, {&open_fields, "  ["}, {&close_fields, "]"},
         {&eq, "="}, {&space, " "}, {&quote, "\""}, {&colon, ": "}, {&comma, ", "},
         {&close_doc, "}"}, {&true_text, "true"}, {&false_text, "false"},
+        {&info_name, "INFO"}, {&s_cache, "_cache"}, {&s_disabled, "disabled"},
+        {&s_filters, "filters"}, {&s_level, "level"}, {&s_formatter, "formatter"},
+        {&s_handlers, "handlers"}, {&s_propagate, "propagate"}, {&s_parent, "parent"},
+        {&s_name, "name"}, {&s_time, "time"}, {&s_second, "_second"}, {&s_stamp, "_stamp"},
+        {&s_heads, "_heads"}, {&s_held, "held"}, {&s_due, "due"}, {&s_sink, "_sink"},
+        {&s_hold_max, "_HOLD_MAX"},
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
         if (*texts[i].slot == NULL && (*texts[i].slot = PyUnicode_InternFromString(texts[i].text)) == NULL)
             return NULL;
+    if (info_level == NULL && (info_level = PyLong_FromLong(20)) == NULL) return NULL;
     return PyModule_Create(&module);
 }

@@ -27,7 +27,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from itertools import islice
 from typing import Any, Literal, Protocol, TextIO
 
@@ -71,6 +71,13 @@ class _LineWriter(Protocol):
 
     def json(self, created: float, head: str, message: str, fields: dict[str, Any], /
              ) -> str | None: ...
+
+    def info(self, logger: logging.Logger, msg: object, args: tuple[object, ...],
+             extra: object, /) -> object: ...
+
+    def configure_info(self, logs_globals: dict[str, Any], console: type, json: type,
+                       time_module: Any, running_loop: Callable[[], object],
+                       reserved: frozenset[str], /) -> None: ...
 
 
 WRITER_ENV = "MCACM_LOG_LINES"
@@ -337,6 +344,20 @@ class _FastLogger(logging.Logger):
     def info(self, msg: object, *args: object, exc_info: Any = None, stack_info: bool = False,
              stacklevel: int = 1, extra: Mapping[str, object] | None = None) -> None:
         # (Logger.info's keywords named: no keyword dict to make and search per call)
+        if _info is not None and exc_info is None and stack_info is False:
+            # the common call by the compiled code (_logline.info): the same checks, line and
+            # holding as below; True: done, a line: to put(), None: the code below decides
+            done = _info(self, msg, args, extra)
+            if done is True:
+                return
+            if done is not None and (sink := _sink) is not None:
+                try:
+                    sink.put(done)
+                except RecursionError:  # as StreamHandler.emit
+                    raise
+                except Exception:  # a stream that fails: Logger's path reports it
+                    self._record(msg, args, exc_info, stack_info, stacklevel, extra)
+                return
         try:  # isEnabledFor's cache (cleared by setLevel, logging.disable ...), without a call
             if not self._cache[logging.INFO]:  # type: ignore[attr-defined]
                 return
@@ -387,6 +408,17 @@ class _FastLogger(logging.Logger):
         if self.isEnabledFor(logging.INFO):
             self._log(logging.INFO, msg, args, exc_info=exc_info, extra=extra,
                       stack_info=stack_info, stacklevel=stacklevel + 2)
+
+
+_info: Callable[[logging.Logger, object, tuple[object, ...], object], object] | None = None
+"""``_FastLogger.info``'s common call made by the compiled code (``_logline.info``), when the
+line writer is built: the same checks, in the same order, the same line and the same holding
+as the Python code, which makes every call the compiled code leaves (tests/test_log_lines.py,
+tests/test_log_format.py over both)."""
+if _writer is not None:
+    _writer.configure_info(globals(), ConsoleFormatter, JsonFormatter, time, _running_loop,
+                           _RESERVED)
+    _info = _writer.info
 
 
 def setup_logging(level: int, fmt: Literal["console", "json"]) -> None:
