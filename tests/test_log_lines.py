@@ -227,7 +227,7 @@ def _run(fmt: str, setting: str, msg: str, args: list[Any], extra: dict[str, Any
         logging.setLogRecordFactory(counting)
         clock = iter([1796486774.886928, 1796486775.25])
         first = next(clock)
-        time_module.time = lambda: first  # type: ignore[assignment]
+        time_module.time = lambda: first
         log.info("first %s", "line", extra={"event": "test.first"})
         if setting == "new-second":
             first = next(clock)
@@ -275,7 +275,7 @@ def _run(fmt: str, setting: str, msg: str, args: list[Any], extra: dict[str, Any
         root.handlers[:] = saved[1]
         logging.setLogRecordFactory(saved[2])
         logs._info = saved[3]
-        time_module.time = saved[4]  # type: ignore[method-assign]
+        time_module.time = saved[4]
 
 
 @given(fmt=st.sampled_from(["console", "json"]), setting=st.sampled_from(_SETTINGS),

@@ -12,3 +12,13 @@ def configure(
     json_value: Callable[[Any], str],
     /,
 ) -> None: ...
+def info(logger: Any, msg: object, args: tuple[object, ...], extra: object, /) -> object: ...
+def configure_info(
+    logs_globals: dict[str, Any],
+    console: type,
+    json: type,
+    time_module: Any,
+    running_loop: Callable[[], object],
+    reserved: frozenset[str],
+    /,
+) -> None: ...

@@ -72,8 +72,8 @@ class _LineWriter(Protocol):
     def json(self, created: float, head: str, message: str, fields: dict[str, Any], /
              ) -> str | None: ...
 
-    def info(self, logger: logging.Logger, msg: object, args: tuple[object, ...],
-             extra: object, /) -> object: ...
+    def info(self, logger: Any, msg: object, args: tuple[object, ...], extra: object, /
+             ) -> object: ...
 
     def configure_info(self, logs_globals: dict[str, Any], console: type, json: type,
                        time_module: Any, running_loop: Callable[[], object],
@@ -350,7 +350,7 @@ class _FastLogger(logging.Logger):
             done = _info(self, msg, args, extra)
             if done is True:
                 return
-            if done is not None and (sink := _sink) is not None:
+            if type(done) is str and (sink := _sink) is not None:
                 try:
                     sink.put(done)
                 except RecursionError:  # as StreamHandler.emit
@@ -410,7 +410,7 @@ class _FastLogger(logging.Logger):
                       stack_info=stack_info, stacklevel=stacklevel + 2)
 
 
-_info: Callable[[logging.Logger, object, tuple[object, ...], object], object] | None = None
+_info: Callable[[Any, object, tuple[object, ...], object], object] | None = None
 """``_FastLogger.info``'s common call made by the compiled code (``_logline.info``), when the
 line writer is built: the same checks, in the same order, the same line and the same holding
 as the Python code, which makes every call the compiled code leaves (tests/test_log_lines.py,

@@ -397,11 +397,12 @@ _TxDraft: Any = draft_of(Transaction)
 
 def new_transaction(role: Role, transaction_id: str, peer: str, request: AcmRequest,
                     state: TxState, created: float, deadline: float,
-                    indication: ProcessIndication | None = None, leg_id: str = ""
-                    ) -> Transaction:
+                    indication: ProcessIndication | None = None, leg_id: str = "",
+                    key: str | None = None) -> Transaction:
     """``Transaction(...)`` of a new transaction (no response, no assignee yet), built as
     :meth:`Transaction.moved` builds a step's record: the same record, key and procedure
-    (tests/core/test_frozen_builders.py)."""
+    (tests/core/test_frozen_builders.py).  ``key``: its :func:`tx_key`, when the caller has
+    it already (computed here otherwise)."""
     new = _new(_TxDraft)
     new.role = role
     new.transaction_id = transaction_id
@@ -414,8 +415,8 @@ def new_transaction(role: Role, transaction_id: str, peer: str, request: AcmRequ
     new.response = None
     new.assignee = None
     new.leg_id = leg_id
-    new.key = tx_key(role, request.requester.mc_service_id if role is _P else peer,
-                     transaction_id)
+    new.key = key if key is not None else tx_key(
+        role, request.requester.mc_service_id if role is _P else peer, transaction_id)
     new.procedure = procedure_id(request.requester.mc_service_id, transaction_id)
     new.__class__ = Transaction
     made: Transaction = new

@@ -69,7 +69,10 @@ class AcmsIntake(AcmsOutbox):
         """Bytes the partner's own configuration puts into the answer to ``req`` (10.17.5.2):
         per listed user the ID it assigns (or keeps) and the ``[[migration]]`` profile, so
         quota admission counts them (an over-estimate for removals, which carry no profile)."""
-        users = [u for u in getattr(req, "users", ()) if isinstance(u, str)]
+        listed = getattr(req, "users", None)
+        if not listed:  # (a profile update: no list to make)
+            return 0
+        users = [u for u in listed if isinstance(u, str)]
         if not users:
             return 0
         mig = self.config.migration

@@ -30,7 +30,7 @@ from mcacm_sip.core import groups
 from mcacm_sip.core.acms.routing import AcmsRouting
 from mcacm_sip.core.config import PeerSystem
 from mcacm_sip.core.events import AcmsActions
-from mcacm_sip.core.identity import id_key, matches_pattern, same
+from mcacm_sip.core.identity import ANY, id_key, matches_pattern, same
 from mcacm_sip.core.policy import PolicyAction
 from mcacm_sip.core.state import (
     Hop,
@@ -86,14 +86,15 @@ class AcmsPartner(AcmsRouting):
         deadline = now + self.config.timers.decision_timeout
         # the request's id (checked), our PSI (checked once, AcmsRecords), a flow name, an
         # aware UTC time: nothing its checks could refuse
+        expires = _ts(deadline)
         indication = trusted(ProcessIndication, req.transaction_id, self.config.psi, req.FLOW,
-                             _ts(deadline)) if self._psi_checked else ProcessIndication(
-            req.transaction_id, self.config.psi, req.FLOW, _ts(deadline))
+                             expires) if self._psi_checked else ProcessIndication(
+            req.transaction_id, self.config.psi, req.FLOW, expires)
         # 23.280 10.17.7.2 step 4: store first, then 200, then the process indication;
         # stored by the _put below, or (answered in this same call) by _respond's step, in
         # one store transaction either way, before the 200 (AcmsActions orders changes first)
         tx = self._open(_PARTNER, req.transaction_id, peer.psi, req, now, deadline,
-                        indication, self._new_leg(_PARTNER, req.transaction_id))
+                        indication, self._new_leg(_PARTNER, req.transaction_id), key)
         out.accept()
         self._send(out, _INDICATE, _PEER, peer.psi, indication, tx,
                    give_up_at=deadline)
@@ -133,7 +134,9 @@ class AcmsPartner(AcmsRouting):
         if req.FLOW not in peer.flows:
             return Result(ResultCode.NOT_AUTHORISED, f"{peer.psi} may not send {req.FLOW}"), None
         requester = req.requester.mc_service_id
-        if not any(matches_pattern(requester, pattern) for pattern in peer.requesters):
+        # ("*" first: it matches any requester, without a generator per request)
+        if ANY not in peer.requesters and not any(
+                matches_pattern(requester, pattern) for pattern in peer.requesters):
             return Result(ResultCode.NOT_AUTHORISED,
                           f"{requester} may not send requests to this system"), None
         # 10.17.4: the peer is the home system of the group(s) it asks about (decision)
@@ -203,7 +206,8 @@ class AcmsPartner(AcmsRouting):
         """Finish the partner side: apply the outcome, then send the response (step 8).
         ``mapping``: the profile update's mapping, when verify found it in this same call."""
         resp = self._apply_outcome(now, tx, resp, out, mapping)
-        self._drop_item(tx.key, out)
+        if tx.key in self._pending:
+            self._drop_item(tx.key, out)
         self._drop_sends(tx, _DELIVER, out)
         give_up = now + self.config.timers.answer_grace
         tx = self._move(tx, trigger, out, response=resp, deadline=give_up)

@@ -25,6 +25,7 @@ from mcacm_sip.core.policy import Policy
 from mcacm_sip.core.quota import QuotaBook, Quotas
 from mcacm_sip.core.state import (
     DURABLE_PURPOSES,
+    TRANSITIONS,
     Mapping,
     Outgoing,
     PendingItem,
@@ -47,6 +48,10 @@ _NEW: Final = TxState.NEW
 _REQUEST: Final = Trigger.REQUEST
 _DECISION: Final = Trigger.DECISION
 _DONE: Final = TxState.DONE
+_INFO: Final = logging.INFO
+
+_OPENED: Final = {role: transition(role, _NEW, _REQUEST) for role in Role}
+"""The table's ``request`` row of each role: the state a new transaction opens in, and why."""
 
 log = logging.getLogger("mcacm.acms")
 """The one logger of the ACMS core (every module of the package logs to it)."""
@@ -266,13 +271,14 @@ class AcmsRecords:
 
     def _open(self, role: Role, transaction_id: str, peer: str, request: AcmRequest,
               now: float, deadline: float, indication: ProcessIndication | None = None,
-              leg_id: str = "") -> Transaction:
+              leg_id: str = "", key: str | None = None) -> Transaction:
         """A new transaction, made in the state the table's ``request`` row gives it (``new``
         is never stored: no record of it is made) and the step logged as :meth:`_step` logs
-        one.  Not stored here: by the caller, or by a later step of the same ``handle`` call."""
-        state, clause = transition(role, _NEW, _REQUEST)
+        one.  Not stored here: by the caller, or by a later step of the same ``handle`` call.
+        ``key``: its ``tx_key``, when the caller has it."""
+        state, clause = _OPENED[role]
         tx = new_transaction(role, transaction_id, peer, request, state, now, deadline,
-                             indication, leg_id)
+                             indication, leg_id, key)
         self._log_step(tx, _NEW, _REQUEST, clause)
         return tx
 
@@ -294,7 +300,8 @@ class AcmsRecords:
         then stores the later state itself.  The table is asked and the step logged alike.
         The fields given (None: kept) are those :meth:`Transaction.moved` sets; ``done_at``:
         a step that ends the transaction (``done``) keeps it ``retention`` from then."""
-        state, clause = transition(tx.role, tx.state, trigger)
+        row = TRANSITIONS.get((tx.role, tx.state, trigger))  # (transition(), without its call)
+        state, clause = row if row is not None else transition(tx.role, tx.state, trigger)
         if done_at is not None and state is _DONE:
             deadline = done_at + self.config.timers.retention
         moved = tx.moved(state, deadline, indication, response, assignee)
@@ -303,7 +310,7 @@ class AcmsRecords:
 
     @staticmethod
     def _log_step(moved: Transaction, src: TxState, trigger: Trigger, clause: str) -> None:
-        if log.isEnabledFor(logging.INFO):  # one structured event per procedure step, no contents
+        if log.isEnabledFor(_INFO):  # one structured event per procedure step, no contents
             # (the enums' values: the str() of each, without a call)
             # (Transaction.origin and .leg without their calls)
             tid, peer, role = moved.transaction_id, moved.peer, moved.role._value_
