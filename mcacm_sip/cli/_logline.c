@@ -588,6 +588,75 @@ fail:
     return -1;
 }
 
+/* ``msg % args`` for the common message, ASCII whose every directive is ``%s`` (or ``%%``)
+ * and as many arguments, each an exact str or int (``%s`` of one: its str()): the pieces
+ * copied once into the result; None for any other (str's % formats it), NULL on an error. */
+#define MAX_PLAIN 16
+static PyObject *plain_format(PyObject *msg, PyObject *args) {
+    Py_ssize_t n = PyTuple_GET_SIZE(args), size = PyUnicode_GET_LENGTH(msg);
+    if (n > MAX_PLAIN || !PyUnicode_IS_ASCII(msg)) Py_RETURN_NONE;
+    const char *text = (const char *)PyUnicode_1BYTE_DATA(msg);
+    PyObject *made[MAX_PLAIN];
+    Py_ssize_t used = 0, length = 0, percent = 0;
+    Py_UCS4 maxchar = 127;
+    for (Py_ssize_t i = 0; i < size; i++) {  /* count and check the directives first */
+        if (text[i] != '%') continue;
+        if (i + 1 < size && text[i + 1] == '%') {
+            percent++;
+            i++;
+        } else if (i + 1 < size && text[i + 1] == 's' && used < n) {
+            used++;
+            i++;
+        } else {
+            Py_RETURN_NONE;  /* another directive, a lone %, more %s than arguments */
+        }
+    }
+    if (used != n) Py_RETURN_NONE;  /* (str's %: not all arguments converted) */
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *arg = PyTuple_GET_ITEM(args, k);
+        if (PyUnicode_CheckExact(arg)) {
+            made[k] = Py_NewRef(arg);
+        } else if (PyLong_CheckExact(arg)) {
+            if ((made[k] = PyObject_Str(arg)) == NULL) {
+                while (k-- > 0) Py_DECREF(made[k]);
+                return NULL;
+            }
+        } else {
+            while (k-- > 0) Py_DECREF(made[k]);
+            Py_RETURN_NONE;
+        }
+        length += PyUnicode_GET_LENGTH(made[k]);
+        if (PyUnicode_MAX_CHAR_VALUE(made[k]) > maxchar) maxchar = PyUnicode_MAX_CHAR_VALUE(made[k]);
+    }
+    length += size - 2 * n - percent;
+    PyObject *out = PyUnicode_New(length, maxchar);
+    if (out != NULL) {
+        Py_ssize_t at = 0, k = 0, start = 0;
+        int kind = PyUnicode_KIND(out);
+        void *data = PyUnicode_DATA(out);
+        for (Py_ssize_t i = 0; i <= size; i++) {
+            if (i < size && text[i] != '%') continue;
+            for (Py_ssize_t j = start; j < i; j++) PyUnicode_WRITE(kind, data, at++, (Py_UCS1)text[j]);
+            if (i == size) break;
+            if (text[i + 1] == '%') {
+                PyUnicode_WRITE(kind, data, at++, '%');
+            } else {
+                Py_ssize_t m = PyUnicode_GET_LENGTH(made[k]);
+                if (PyUnicode_CopyCharacters(out, at, made[k], 0, m) < 0) {
+                    Py_CLEAR(out);
+                    break;
+                }
+                at += m;
+                k++;
+            }
+            i++;
+            start = i + 1;
+        }
+    }
+    for (Py_ssize_t k = 0; k < n; k++) Py_DECREF(made[k]);
+    return out;
+}
+
 /* The message of the call: ``msg % args`` (``msg`` when no args); NULL: none (no exception
  * left set: the Python code makes it, or reports why not). */
 static PyObject *message_of(PyObject *msg, PyObject *args) {
@@ -598,7 +667,11 @@ static PyObject *message_of(PyObject *msg, PyObject *args) {
         if (!PyUnicode_CheckExact(arg) && !PyLong_CheckExact(arg) && !PyFloat_CheckExact(arg))
             return NULL;
     }
-    PyObject *message = PyUnicode_Format(msg, args);
+    PyObject *message = plain_format(msg, args);
+    if (message == Py_None) {  /* not a message of plain %s: str's % formats it */
+        Py_DECREF(message);
+        message = PyUnicode_Format(msg, args);
+    }
     if (message == NULL) PyErr_Clear();  /* the Python code formats it again and reports */
     else if (!PyUnicode_CheckExact(message)) Py_CLEAR(message);
     return message;
