@@ -30,7 +30,7 @@ from mcacm_sip.core import groups
 from mcacm_sip.core.acms.routing import AcmsRouting
 from mcacm_sip.core.config import PeerSystem
 from mcacm_sip.core.events import AcmsActions
-from mcacm_sip.core.identity import ANY, id_key, matches_pattern, same
+from mcacm_sip.core.identity import id_key, matches_pattern, same
 from mcacm_sip.core.policy import PolicyAction
 from mcacm_sip.core.state import (
     Hop,
@@ -134,9 +134,7 @@ class AcmsPartner(AcmsRouting):
         if req.FLOW not in peer.flows:
             return Result(ResultCode.NOT_AUTHORISED, f"{peer.psi} may not send {req.FLOW}"), None
         requester = req.requester.mc_service_id
-        # ("*" first: it matches any requester, without a generator per request)
-        if ANY not in peer.requesters and not any(
-                matches_pattern(requester, pattern) for pattern in peer.requesters):
+        if not any(matches_pattern(requester, pattern) for pattern in peer.requesters):
             return Result(ResultCode.NOT_AUTHORISED,
                           f"{requester} may not send requests to this system"), None
         # 10.17.4: the peer is the home system of the group(s) it asks about (decision)
