@@ -54,15 +54,8 @@ class TimerDriver:
         wake-up armed (a later one is re-read when that wake-up fires) or there is none left.
         Sources stop timers far more often than they arm earlier ones (a transaction answered
         before its Timer E): re-arming the loop's timer for each cost more than a wake-up."""
-        if not self._running:
-            return
-        when, armed = self._deadline(), self._when
-        if self._handle is None:
-            if when is None:
-                return
-        elif when is not None and armed is not None and when >= armed:
-            return
-        self._arm(when)
+        if self._running:
+            self.rearm_at(self._deadline())
 
     def rearm_at(self, when: float | None) -> None:
         """:meth:`rearm` with the deadline the caller has just read (the source's
