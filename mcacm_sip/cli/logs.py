@@ -351,12 +351,7 @@ class _FastLogger(logging.Logger):
             if done is True:
                 return
             if type(done) is str and (sink := _sink) is not None:
-                try:
-                    sink.put(done)
-                except RecursionError:  # as StreamHandler.emit
-                    raise
-                except Exception:  # a stream that fails: Logger's path reports it
-                    self._record(msg, args, exc_info, stack_info, stacklevel, extra)
+                self._put(sink, done, msg, args, stacklevel, extra)
                 return
         try:  # isEnabledFor's cache (cleared by setLevel, logging.disable ...), without a call
             if not self._cache[logging.INFO]:  # type: ignore[attr-defined]
@@ -394,12 +389,18 @@ class _FastLogger(logging.Logger):
         if sink.due is not None and sink.due is _running_loop() and len(held) < _HOLD_MAX - 1:
             held.append(line)  # (Sink.put's common case, without the call)
             return
+        self._put(sink, line, msg, args, stacklevel, extra)
+
+    def _put(self, sink: _Sink, line: str, msg: object, args: tuple[object, ...],
+             stacklevel: int, extra: Mapping[str, object] | None) -> None:
+        """``line`` to the sink; a stream that fails: Logger's path reports it (handleError),
+        as StreamHandler.emit, which lets a RecursionError through."""
         try:
             sink.put(line)
-        except RecursionError:  # as StreamHandler.emit
+        except RecursionError:
             raise
-        except Exception:  # a stream that fails: Logger's path reports it (handleError)
-            self._record(msg, args, exc_info, stack_info, stacklevel, extra)
+        except Exception:
+            self._record(msg, args, None, False, stacklevel + 1, extra)
 
     def _record(self, msg: object, args: tuple[object, ...], exc_info: Any, stack_info: bool,
                 stacklevel: int, extra: Mapping[str, object] | None) -> None:

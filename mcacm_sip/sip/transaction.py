@@ -513,11 +513,7 @@ class TransactionLayer:
                 txn.state = State.PROCEEDING
             return []
         key = txn.key
-        e, end = txn.e_entry, txn.end_entry  # _end(txn), inline: two per request
-        txn.e_entry = txn.end_entry = None
-        earliest = self._earliest
-        if (e is not None and e[0] == earliest) or (end is not None and end[0] == earliest):
-            self._known = False
+        self._end(txn)
         del self._client[key]
         if source.transport == txn.dest.transport == "udp":  # Timer K = 0 when reliable
             # RFC 3261 17.1.2.2: Completed absorbs retransmitted final responses for T4
