@@ -105,19 +105,21 @@ _REQ = AcmRequest.__args__
 _RESP = AcmResponse.__args__
 
 
-def row_of(record: Record, sends: str = "") -> tuple[Any, ...]:
+def row_of(record: Record, sends: str = "", null: object = None) -> tuple[Any, ...]:
     """The row of ``record``, in :data:`COLUMNS` order; ``sends``: a transaction's sends
-    column (:func:`sends_text`).  An enum column is the member's ``_value_`` (what
-    ``.value``, a Python-level property on Python 3.11, returns)."""
+    column (:func:`sends_text`); ``null``: what a transaction's empty :data:`NULLABLE`
+    column is bound as (:data:`NULL_BOUND` for the SQLite store).  An enum column is the
+    member's ``_value_`` (what ``.value``, a Python-level property on Python 3.11,
+    returns)."""
     match record:
         case Transaction():
             # (_xml inlined: three flows per row; a transaction always has its request)
-            ind, resp = record.indication, record.response
+            ind, resp, assignee = record.indication, record.response, record.assignee
             return (record.key, record.role._value_, record.transaction_id, record.peer,
                     record.state._value_, record.created, record.deadline,
-                    _text(record.request), None if ind is None else _text(ind),
-                    None if resp is None else _text(resp), record.assignee,
-                    record.leg_id, sends)
+                    _text(record.request), null if ind is None else _text(ind),
+                    null if resp is None else _text(resp),
+                    null if assignee is None else assignee, record.leg_id, sends)
         case PendingItem():
             return (record.key, record.owner, int(record.is_fa), record.created,
                     _xml(record.flow))
@@ -178,19 +180,30 @@ def sends_text(tx: Transaction, sends: Iterable[Outgoing]) -> str:
     entries = []
     for og in sends:
         flow = og.flow
-        n, g = og.next_at, og.give_up_at
+        n, g, a = og.next_at, og.give_up_at, og.attempts
         try:
             entry = _US.join((og.send_id, og.purpose, og.hop, og.to,
                               "0" if flow is docs[0] else "1" if flow is docs[1] else "2"
                               if flow is docs[2] else codec.document_text(flow),
-                              str(og.attempts), "" if n is None else n.hex(),
-                              "" if g is None else g.hex()))
+                              _DIGITS[a] if type(a) is int and 0 <= a <= 9 else str(a),
+                              "" if n is None else n.hex(), "" if g is None else g.hex()))
         except (AttributeError, TypeError):  # (a time that is not a float)
             return _json_sends(docs, sends)
-        if og.carries or entry.count(_US) != 7 or _RS in entry:
+        if og.carries:
             return _json_sends(docs, sends)
         entries.append(entry)
-    return _RS + _RS.join(entries) if entries else ""
+    if not entries:
+        return ""
+    text = _RS + _RS.join(entries)
+    # each entry joins 8 fields (7 US at least): 7 each and no RS but ours, or a field holds
+    # a separator (two counts over the column, not two per send)
+    if text.count(_US) != 7 * len(entries) or text.count(_RS) != len(entries):
+        return _json_sends(docs, sends)
+    return text
+
+
+_DIGITS = tuple(str(n) for n in range(10))
+"""``str(n)`` of the attempts a send usually has, without its call."""
 
 
 def _json_sends(docs: tuple[AcmFlow | None, ...], sends: Iterable[Outgoing]) -> str:
@@ -233,6 +246,17 @@ def sends_in(tx: Transaction, text: str | None) -> list[Outgoing]:
         raise StoreError(f"transaction {tx.key}: unreadable sends: {exc}") from None
     return sends
 
+
+NULLABLE = ("indication", "response", "assignee")
+"""The transaction columns that may be NULL (all text)."""
+
+NULL_BOUND = 0
+"""What the SQLite store binds for a NULL of :data:`NULLABLE`; its statements read it back
+as NULL with ``nullif(?, 0)``.  Binding None costs Python's sqlite3 module (3.11) a failed
+adaptation each time (it looks up ``PrepareProtocol.__adapt__``, formatting an
+AttributeError it then drops: about 3 k instructions, two per request); an int binds at
+once.  Never a value of these columns: each holds text or NULL, and SQLite never finds a
+text equal to an integer (a bound value has no affinity to convert it)."""
 
 STATE_COLUMNS = ("state", "deadline", "assignee", "leg_id", "sends")
 """The transaction columns a step of its procedure, or a change of its sends, changes; the
@@ -316,7 +340,7 @@ class Batch:
 
 def last_changes(changes: Sequence[StoreChange],
                  stored: dict[str, Transaction] | None = None,
-                 held: RowSends | None = None) -> Batch:
+                 held: RowSends | None = None, null: object = None) -> Batch:
     """The rows to write and the keys to delete, per kind: a group commit often changes one
     row several times, and inside one transaction only each row's last change matters.  Rows
     are encoded here, before any transaction opens: a bad record must not leave one open.
@@ -324,11 +348,16 @@ def last_changes(changes: Sequence[StoreChange],
     knows; a transaction that only moved on from one of them is listed in ``moved``, not
     encoded again.  ``held`` (with ``stored``): where the caller's sends are
     (:class:`RowSends`): a send of a stored transaction is kept in its row, whose UPDATE (or
-    whole row) carries it; without, every send is a row of the ``outgoing`` table."""
+    whole row) carries it; without, every send is a row of the ``outgoing`` table.
+    ``null``: what an empty column of a transaction's row, or its UPDATE, is bound as
+    (:func:`row_of`)."""
     last: dict[tuple[str, str], StoreChange] = {}
     for change in changes:
         if isinstance(change, Put):
-            last[(change.record.KIND, change.record.key)] = change
+            record = change.record
+            # (a send's key is its id: Outgoing.key is a Python-level property)
+            last[(record.KIND, record.send_id if type(record) is Outgoing
+                  else record.key)] = change
         else:
             last[(change.kind, change.key)] = change
     # our new flows (the transactions' and the sends'), checked together (codec.encode_all)
@@ -376,16 +405,18 @@ def last_changes(changes: Sequence[StoreChange],
     texts = batch.texts
     if held is None:
         for tx in rewritten:
-            puts.setdefault(Transaction.KIND, []).append(row_of(tx))
-        batch.move_rows = [(tx.state._value_, tx.deadline, tx.assignee, tx.leg_id, "", tx.key)
+            puts.setdefault(Transaction.KIND, []).append(row_of(tx, "", null))
+        batch.move_rows = [(tx.state._value_, tx.deadline,
+                            null if tx.assignee is None else tx.assignee, tx.leg_id, "", tx.key)
                            for tx in moved]
         return batch
     have = held.text
     for tx in rewritten:
         key = tx.key
         puts.setdefault(Transaction.KIND, []).append(
-            row_of(tx, texts[key] if key in texts else have.get(key, "")))
-    batch.move_rows = [(tx.state._value_, tx.deadline, tx.assignee, tx.leg_id,
+            row_of(tx, texts[key] if key in texts else have.get(key, ""), null))
+    batch.move_rows = [(tx.state._value_, tx.deadline,
+                        null if tx.assignee is None else tx.assignee, tx.leg_id,
                         texts[key] if key in texts else have.get(key, ""), key)
                        for tx in moved for key in (tx.key,)]
     return batch

@@ -40,6 +40,8 @@ from mcacm_sip.core.state import (
 from mcacm_sip.store.rows import (
     COLUMNS,
     LOAD,
+    NULL_BOUND,
+    NULLABLE,
     SCHEMA_VERSION,
     STATE_COLUMNS,
     TABLE,
@@ -76,10 +78,18 @@ CREATE TABLE IF NOT EXISTS groups (
     provisioned INTEGER NOT NULL, members TEXT NOT NULL, updated REAL NOT NULL);
 """
 
-_PUT_SQL = {kind: f"INSERT OR REPLACE INTO {table} VALUES ({','.join('?' * len(cols))})"
-            for kind, table in TABLE.items() for cols in (COLUMNS[kind],)}
+def _bound(kind: str, column: str) -> str:
+    """A value's place in a statement: a transaction's empty column is bound as
+    :data:`NULL_BOUND`, read back as NULL (rows.py)."""
+    return f"nullif(?,{NULL_BOUND})" if kind == Transaction.KIND and column in NULLABLE else "?"
+
+
+_PUT_SQL = {kind: f"INSERT OR REPLACE INTO {table} VALUES "
+                  f"({','.join(_bound(kind, c) for c, _ in COLUMNS[kind])})"
+            for kind, table in TABLE.items()}
 _REMOVE_SQL = {kind: f"DELETE FROM {table} WHERE key=?" for kind, table in TABLE.items()}
-_MOVE_SQL = (f"UPDATE transactions SET {', '.join(f'{c}=?' for c in STATE_COLUMNS)} "
+_MOVE_SQL = (f"UPDATE transactions SET "
+             f"{', '.join(f'{c}={_bound(Transaction.KIND, c)}' for c in STATE_COLUMNS)} "
              f"WHERE key=?")
 
 
@@ -178,7 +188,7 @@ class SqliteStore:
             self.load()
         sends = self._sends
         # docs/decisions.md "Benchmarks"
-        batch = last_changes(changes, self._rows, sends)
+        batch = last_changes(changes, self._rows, sends, NULL_BOUND)
         moved = batch.moved
         with write(self._db):
             for kind, values in batch.puts.items():
@@ -187,7 +197,8 @@ class SqliteStore:
                     _MOVE_SQL, batch.move_rows).rowcount != len(moved):
                 # a row that is not there (the file was changed by another hand): whole rows
                 self._db.executemany(_PUT_SQL[Transaction.KIND], [
-                    row_of(t, r[-2]) for t, r in zip(moved, batch.move_rows, strict=True)])
+                    row_of(t, r[-2], NULL_BOUND)
+                    for t, r in zip(moved, batch.move_rows, strict=True)])
             for kind, keys in batch.removes.items():
                 self._db.executemany(_REMOVE_SQL[kind], [(k,) for k in keys])
         rows = self._rows  # what the rows hold now that the commit is done
