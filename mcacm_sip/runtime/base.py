@@ -16,6 +16,7 @@ import logging
 import ssl
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
@@ -269,14 +270,24 @@ def sender_identity(request: Request, trusted_hosts: frozenset[str]) -> str | No
     """Who sent ``request`` (docs/decisions.md "Runtime"): P-Asserted-Identity when the request
     came from a trusted host (RFC 3325 9.1: only a trust domain may assert), else the From URI.
     Returned as the AOR (no parameters); None if unparseable."""
-    raw: str | None = None
     if source_ip(request) in trusted_hosts:
-        raw = request.header("p-asserted-identity")
-    raw = raw or request.header("from")
-    if not raw:
-        return None
-    aor = address_of_record(addr_spec(raw.split(",")[0]))
-    return None if aor is None else str(aor)  # the canonical text (RFC 3261 19.1.4)
+        asserted = request.header("p-asserted-identity")
+        if asserted:  # one text per asserting peer: remembered (a From has its own tag)
+            return _asserted(asserted)
+    raw = request.header("from")
+    return identity_in(raw) if raw else None
+
+
+def identity_in(value: str) -> str | None:
+    """The identity a From or P-Asserted-Identity value names: the canonical text of the
+    AOR of its first URI (RFC 3261 19.1.4), None if that is no SIP or SIPS URI."""
+    aor = address_of_record(addr_spec(value.split(",")[0]))
+    return None if aor is None else str(aor)
+
+
+_asserted = lru_cache(maxsize=256)(identity_in)
+""":func:`identity_in` of a P-Asserted-Identity value, remembered: the same few texts (one
+per peer or proxy asserting) arrive with every request of a trusted host."""
 
 
 def trusted_source(source: str | None, trusted_hosts: frozenset[str]) -> bool:

@@ -261,19 +261,7 @@ text equal to an integer (a bound value has no affinity to convert it)."""
 STATE_COLUMNS = ("state", "deadline", "assignee", "leg_id", "sends")
 """The transaction columns a step of its procedure, or a change of its sends, changes; the
 rest of a row (its origin, id, creation time and flows) only ever changes with these when a
-flow is added (:func:`moved_only`)."""
-
-
-def moved_only(old: Transaction, new: Transaction) -> bool:
-    """Whether ``new``'s row differs from ``old``'s (same key) at most in
-    :data:`STATE_COLUMNS`.  Flows are compared by identity: a flow is immutable and a step
-    carries its transaction's flows over (``Transaction.evolve``), so the same object is the
-    same document; an equal flow that is another object counts as a change (the row is
-    written whole, never wrongly left)."""
-    return (old.request is new.request and old.indication is new.indication
-            and old.response is new.response and old.created == new.created
-            and old.peer == new.peer and old.transaction_id == new.transaction_id
-            and old.role is new.role)
+flow is added (:func:`last_changes` tells the two apart)."""
 
 
 @dataclass(slots=True)
@@ -295,21 +283,32 @@ class RowSends:
 
     def hold(self, key: str, sends: dict[str, Outgoing], text: str) -> None:
         """Row ``key`` holds ``sends`` (its column ``text``) now."""
-        for send_id in self.of_tx.pop(key, ()):
-            self.row_of.pop(send_id, None)
-        self.text.pop(key, None)
-        if sends:
-            self.of_tx[key] = sends
-            self.text[key] = text
-            for send_id in sends:
-                self.row_of[send_id] = key
+        self._hold_rows({key: sends}, {key: text})
 
     def committed(self, batch: Batch) -> None:
         """``batch`` is on disk."""
-        for key, sends in batch.sends.items():
-            self.hold(key, sends, batch.texts.get(key, ""))
-        self.tabled.difference_update(batch.untabled)
-        self.tabled.update(batch.tabled)
+        self._hold_rows(batch.sends, batch.texts)
+        if batch.untabled:
+            self.tabled.difference_update(batch.untabled)
+        if batch.tabled:
+            self.tabled.update(batch.tabled)
+
+    def _hold_rows(self, rows: dict[str, dict[str, Outgoing]], texts: dict[str, str]
+                   ) -> None:
+        """Each row ``key`` of ``rows`` holds ``rows[key]`` (its column ``texts[key]``, ""
+        if absent) now (two rows per request: one gains its sends, one loses them)."""
+        of_tx, text, row_of = self.of_tx, self.text, self.row_of
+        for key, sends in rows.items():
+            before = of_tx.pop(key, None)
+            if before is not None:
+                for send_id in before:
+                    row_of.pop(send_id, None)
+            text.pop(key, None)
+            if sends:
+                of_tx[key] = sends
+                text[key] = texts.get(key, "")
+                for send_id in sends:
+                    row_of[send_id] = key
 
 
 @dataclass(slots=True)
@@ -381,7 +380,17 @@ def last_changes(changes: Sequence[StoreChange],
         if isinstance(record, Transaction):
             transactions.append(record)
             old = stored.get(record.key) if stored is not None else None
-            if old is not None and moved_only(old, record):
+            # whether its row differs from the stored one at most in STATE_COLUMNS.  Flows
+            # are compared by identity: a flow is immutable and a step carries its
+            # transaction's flows over (Transaction.evolve), so the same object is the same
+            # document; an equal flow that is another object counts as a change (the row is
+            # written whole, never wrongly left)
+            if old is not None and (
+                    old.request is record.request and old.indication is record.indication
+                    and old.response is record.response and old.created == record.created
+                    and old.peer == record.peer
+                    and old.transaction_id == record.transaction_id
+                    and old.role is record.role):
                 moved.append(record)
                 continue
             flows += (record.request, record.indication, record.response)
