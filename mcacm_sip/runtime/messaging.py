@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from mcacm_sip.acm import codec
 from mcacm_sip.acm.errors import AcmError
@@ -62,8 +63,15 @@ def acm_headers(identity: str, icsi: str, procedure: str | None
                 ) -> tuple[tuple[str, str], ...]:
     """The headers of every ACM MESSAGE we send: P-Asserted-Identity (RFC 3325; believed only
     from a trusted hop), P-Asserted-Service (the ICSI) and the procedure header."""
-    headers = (("P-Asserted-Identity", f"<{identity}>"), ("P-Asserted-Service", icsi))
+    headers = _asserted(identity, icsi)
     return headers if procedure is None else (*headers, (PROCEDURE_HEADER, procedure))
+
+
+@lru_cache(maxsize=64)
+def _asserted(identity: str, icsi: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """:func:`acm_headers`' first two: the same for every MESSAGE of a node (two per ACMS
+    request), made once."""
+    return (("P-Asserted-Identity", f"<{identity}>"), ("P-Asserted-Service", icsi))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +89,8 @@ class Sent:
 
     def outcome(self, now: float, send_id: str) -> DeliveryOutcome:
         """The core event reporting this send."""
+        if self is _DELIVERED:  # every 2xx (two per ACMS request): its fields are known
+            return _delivered(now, send_id, True, None, None, None, None, None)
         if self.ok and self.failure is None and self.status is None:
             # a delivery (two per ACMS request): consistent as DeliveryOutcome.__post_init__
             # requires (ok, no failure, no status), so built without it or a call per field
