@@ -426,6 +426,51 @@ params_common(const char *p, Py_ssize_t n)
     return 1;
 }
 
+/* The common header block of a message in ``d`` (n bytes), read as message.parse reads it:
+ * ended by the first CRLF CRLF (no LF LF before it, as message.head_end), ASCII, no NUL, a
+ * start line, within the caps (caps[0] header bytes, caps[1] lines).  0: not of that form.
+ * Sets the block's end, its first LF and the start line's stripped span [sa, sb). */
+static int
+common_head(const char *d, Py_ssize_t n, const Py_ssize_t *caps, Py_ssize_t *end_out,
+            Py_ssize_t *first_nl_out, Py_ssize_t *sa_out, Py_ssize_t *sb_out)
+{
+    Py_ssize_t end = -1;
+    for (const char *p = d; (p = memchr(p, '\r', (size_t)(d + n - p))) != NULL; p++) {
+        if (d + n - p >= 4 && p[1] == '\n' && p[2] == '\r' && p[3] == '\n') {
+            end = p - d;
+            break;
+        }
+    }
+    if (end < 0 || end > caps[0])
+        return 0;
+    const char *nl = memchr(d, '\n', (size_t)end);
+    if (nl == NULL || !is_ascii(d, end) || memchr(d, '\0', (size_t)end) != NULL)
+        return 0;
+    Py_ssize_t first_nl = nl - d;
+    /* as message.head_end: an LF LF before the CRLF CRLF ends the block there */
+    for (const char *p = nl; (p = memchr(p, '\n', (size_t)(d + end - p))) != NULL; p++) {
+        if (p + 1 < d + end && p[1] == '\n')
+            return 0;
+    }
+    if (end > caps[1]) {
+        Py_ssize_t lines = 0;
+        for (const char *p = d; (p = memchr(p, '\n', (size_t)(d + end - p))) != NULL; p++)
+            lines++;
+        if (lines > caps[1])
+            return 0;
+    }
+    Py_ssize_t sa = 0, sb = first_nl;  /* bytes.strip(): ASCII white space, not 0x1c-0x1f */
+    while (sa < sb && (d[sa] == ' ' || (d[sa] >= 0x09 && d[sa] <= 0x0d)))
+        sa++;
+    while (sb > sa && (d[sb - 1] == ' ' || (d[sb - 1] >= 0x09 && d[sb - 1] <= 0x0d)))
+        sb--;
+    *end_out = end;
+    *first_nl_out = first_nl;
+    *sa_out = sa;
+    *sb_out = sb;
+    return 1;
+}
+
 static PyObject *
 own_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -446,36 +491,9 @@ own_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     const char *d = PyBytes_AS_STRING(args[0]);
     Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
-    Py_ssize_t end = -1;
-    for (const char *p = d; (p = memchr(p, '\r', (size_t)(d + n - p))) != NULL; p++) {
-        if (d + n - p >= 4 && p[1] == '\n' && p[2] == '\r' && p[3] == '\n') {
-            end = p - d;
-            break;
-        }
-    }
-    if (end < 0 || end > caps[0])
+    Py_ssize_t end, first_nl, sa, sb;
+    if (!common_head(d, n, caps, &end, &first_nl, &sa, &sb))
         Py_RETURN_NONE;
-    const char *nl = memchr(d, '\n', (size_t)end);
-    if (nl == NULL || !is_ascii(d, end) || memchr(d, '\0', (size_t)end) != NULL)
-        Py_RETURN_NONE;
-    Py_ssize_t first_nl = nl - d;
-    /* as message.head_end: an LF LF before the CRLF CRLF ends the block there */
-    for (const char *p = nl; (p = memchr(p, '\n', (size_t)(d + end - p))) != NULL; p++) {
-        if (p + 1 < d + end && p[1] == '\n')
-            Py_RETURN_NONE;
-    }
-    if (end > caps[1]) {
-        Py_ssize_t lines = 0;
-        for (const char *p = d; (p = memchr(p, '\n', (size_t)(d + end - p))) != NULL; p++)
-            lines++;
-        if (lines > caps[1])
-            Py_RETURN_NONE;
-    }
-    Py_ssize_t sa = 0, sb = first_nl;  /* bytes.strip(): ASCII white space, not 0x1c-0x1f */
-    while (sa < sb && (d[sa] == ' ' || (d[sa] >= 0x09 && d[sa] <= 0x0d)))
-        sa++;
-    while (sb > sa && (d[sb - 1] == ' ' || (d[sb - 1] >= 0x09 && d[sb - 1] <= 0x0d)))
-        sb--;
     const char *s = d + sa;
     Py_ssize_t sn = sb - sa;
     /* RFC 3261 7.2: Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF */
@@ -581,6 +599,197 @@ done:
     return out;
 }
 
+/* ---- request_parts: message.parse of a request of the common form ----
+ * What message.parse makes of a request whose header block is common_head's, whose start
+ * line is "METHOD SP Request-URI SP SIP/2.0" (a token method, a URI starting with a scheme
+ * and ":", no other space), with no header on two lines, Via, From, To, Call-ID and CSeq
+ * present and not empty, no quote in From or To, a CSeq of 1 to 9 digits, one space and the
+ * request's method, a Content-Length of 1 to 9 digits no larger than the body, and a top Via
+ * of message._VIA_COMMON's form (port 1-65535): (method, uri, store, head, transport, host,
+ * port, parameter text, branch, CSeq number, Call-ID, body).  None for any other message:
+ * message.parse then reads it with every rule, so every refusal and every other form is the
+ * general code's (tests/test_sip_request_parts.py: parse with and without this reading). */
+
+static int
+is_token_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+        || (c != '\0' && strchr("!%'*+-._`~", c) != NULL);
+}
+
+static PyObject *
+request_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "request_parts(data: bytes, max_header_bytes, "
+                        "max_headers, max_body_bytes)");
+        return NULL;
+    }
+    if (fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_cparse.configure() was not called");
+        return NULL;
+    }
+    Py_ssize_t caps[3];
+    for (int i = 0; i < 3; i++) {
+        caps[i] = PyLong_AsSsize_t(args[i + 1]);
+        if (caps[i] == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    const char *d = PyBytes_AS_STRING(args[0]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
+    Py_ssize_t end, first_nl, sa, sb;
+    if (!common_head(d, n, caps, &end, &first_nl, &sa, &sb))
+        Py_RETURN_NONE;
+    Py_ssize_t body_at = end + 4, body_len = n - body_at;
+    if (body_len > caps[2])
+        Py_RETURN_NONE;
+    /* the request line: method (a token), one space, the URI, one space, "SIP/2.0" */
+    const char *s = d + sa;
+    Py_ssize_t sn = sb - sa;
+    if (sn >= 4 && memcmp(s, "SIP/", 4) == 0)
+        Py_RETURN_NONE;  /* a response */
+    const char *sp1 = memchr(s, ' ', (size_t)sn);
+    if (sp1 == NULL || sp1 == s)
+        Py_RETURN_NONE;
+    Py_ssize_t mn = sp1 - s;
+    for (Py_ssize_t i = 0; i < mn; i++)
+        if (!is_token_char((unsigned char)s[i]))
+            Py_RETURN_NONE;
+    const char *u = sp1 + 1;
+    const char *sp2 = memchr(u, ' ', (size_t)(s + sn - u));
+    if (sp2 == NULL || sp2 == u || s + sn - (sp2 + 1) != 7 || memcmp(sp2 + 1, "SIP/2.0", 7) != 0)
+        Py_RETURN_NONE;
+    Py_ssize_t un = sp2 - u;
+    /* uri.uri_scheme: [A-Za-z][A-Za-z0-9+.-]* before the first ":" */
+    const char *colon = memchr(u, ':', (size_t)un);
+    if (colon == NULL || colon == u || !((u[0] >= 'a' && u[0] <= 'z') || (u[0] >= 'A' && u[0] <= 'Z')))
+        Py_RETURN_NONE;
+    for (const char *p = u + 1; p < colon; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+              || c == '+' || c == '.' || c == '-'))
+            Py_RETURN_NONE;
+    }
+
+    PyObject *head = NULL, *first = NULL, *repeated = NULL, *store = NULL, *out = NULL;
+    PyObject *items[12] = {NULL};
+    head = PyBytes_FromStringAndSize(d, end);
+    first = PyLong_FromSsize_t(first_nl);
+    repeated = PySet_New(NULL);
+    if (head == NULL || first == NULL || repeated == NULL)
+        goto done;
+    PyObject *split_args[3] = {head, first, repeated};
+    store = parse_headers(self, split_args, 3);
+    if (store == NULL)
+        goto done;
+    if (store == Py_None || PySet_GET_SIZE(repeated) != 0)
+        goto none;
+    PyObject *via = first_value(store, "via", 0);
+    PyObject *frm = first_value(store, "from", 0), *to = first_value(store, "to", 0);
+    PyObject *call_id = first_value(store, "call-id", 0);
+    PyObject *cseq = first_value(store, "cseq", 0);
+    PyObject *length = first_value(store, "content-length", 0);
+    if (via == NULL || frm == NULL || to == NULL || call_id == NULL || cseq == NULL
+            || length == NULL || PyUnicode_GET_LENGTH(via) == 0
+            || PyUnicode_GET_LENGTH(frm) == 0 || PyUnicode_GET_LENGTH(to) == 0
+            || PyUnicode_GET_LENGTH(call_id) == 0
+            || memchr(PyUnicode_1BYTE_DATA(frm), '"', (size_t)PyUnicode_GET_LENGTH(frm))
+            || memchr(PyUnicode_1BYTE_DATA(to), '"', (size_t)PyUnicode_GET_LENGTH(to)))
+        goto none;
+    /* CSeq: 1 to 9 digits (below 2**31), one space, the request's method */
+    const char *c = (const char *)PyUnicode_1BYTE_DATA(cseq);
+    Py_ssize_t cn = PyUnicode_GET_LENGTH(cseq);
+    const char *csp = memchr(c, ' ', (size_t)cn);
+    if (csp == NULL)
+        goto none;
+    Py_ssize_t number_len = csp - c;
+    if (!all_digits(c, number_len) || number_len > 9 || cn - number_len - 1 != mn
+            || memcmp(csp + 1, s, (size_t)mn) != 0)
+        goto none;
+    const char *l = (const char *)PyUnicode_1BYTE_DATA(length);
+    Py_ssize_t ln = PyUnicode_GET_LENGTH(length);
+    if (!all_digits(l, ln) || ln > 9)
+        goto none;
+    long declared = strtol(l, NULL, 10);  /* 1 to 9 digits: no overflow */
+    if (declared > body_len)
+        goto none;
+    /* the top Via: message._VIA_COMMON, "SIP/2.0/" transport SP host ":" port params */
+    const char *v = (const char *)PyUnicode_1BYTE_DATA(via);
+    Py_ssize_t vn = PyUnicode_GET_LENGTH(via);
+    if (vn < 8 || memcmp(v, "SIP/2.0/", 8) != 0)
+        goto none;
+    Py_ssize_t ta = 8, tb = ta;
+    while (tb < vn && ((v[tb] >= 'a' && v[tb] <= 'z') || (v[tb] >= 'A' && v[tb] <= 'Z')))
+        tb++;
+    if (tb == ta || tb >= vn || v[tb] != ' ')
+        goto none;
+    Py_ssize_t ha = tb + 1, hb = ha;
+    while (hb < vn && ((v[hb] >= 'a' && v[hb] <= 'z') || (v[hb] >= 'A' && v[hb] <= 'Z')
+                       || (v[hb] >= '0' && v[hb] <= '9') || v[hb] == '.' || v[hb] == '-'
+                       || v[hb] == '_'))
+        hb++;
+    if (hb == ha || hb >= vn || v[hb] != ':')
+        goto none;
+    Py_ssize_t pa = hb + 1, pb = pa;
+    while (pb < vn && v[pb] >= '0' && v[pb] <= '9')
+        pb++;
+    if (pb == pa || pb - pa > 5)
+        goto none;
+    long port = strtol(v + pa, NULL, 10);
+    if (port < 1 || port > 65535 || !params_common(v + pb, vn - pb))
+        goto none;
+    Py_ssize_t ba = pb, bb = pb;  /* the branch's value ("" when none) */
+    for (Py_ssize_t i = pb + 1; i <= vn;) {
+        const char *next = memchr(v + i, ';', (size_t)(vn - i));
+        Py_ssize_t item_end = next != NULL ? next - v : vn;
+        const char *eq = memchr(v + i, '=', (size_t)(item_end - i));
+        Py_ssize_t key_end = eq != NULL ? eq - v : item_end;
+        if (key_end - i == 6 && memcmp(v + i, "branch", 6) == 0) {
+            ba = eq != NULL ? key_end + 1 : item_end;
+            bb = item_end;
+            break;
+        }
+        i = item_end + 1;
+    }
+    items[0] = ascii_str(s, mn);
+    items[1] = ascii_str(u, un);
+    items[2] = store;
+    Py_INCREF(store);
+    items[3] = head;
+    Py_INCREF(head);
+    items[4] = PyUnicode_Substring(via, ta, tb);
+    items[5] = PyUnicode_Substring(via, ha, hb);
+    items[6] = PyLong_FromLong(port);
+    items[7] = PyUnicode_Substring(via, pb, vn);
+    items[8] = PyUnicode_Substring(via, ba, bb);
+    items[9] = PyLong_FromLong(strtol(c, NULL, 10));
+    items[10] = call_id;
+    Py_INCREF(call_id);
+    items[11] = PyBytes_FromStringAndSize(d + body_at, (Py_ssize_t)declared);
+    for (int i = 0; i < 12; i++)
+        if (items[i] == NULL)
+            goto done;
+    out = PyTuple_New(12);
+    if (out == NULL)
+        goto done;
+    for (int i = 0; i < 12; i++) {
+        PyTuple_SET_ITEM(out, i, items[i]);  /* the tuple takes the reference */
+        items[i] = NULL;
+    }
+    goto done;
+none:
+    out = Py_None;
+    Py_INCREF(out);
+done:
+    for (int i = 0; i < 12; i++)
+        Py_XDECREF(items[i]);
+    Py_XDECREF(store);
+    Py_XDECREF(repeated);
+    Py_XDECREF(first);
+    Py_XDECREF(head);
+    return out;
+}
+
 static PyObject *
 configure(PyObject *self, PyObject *args)
 {
@@ -611,6 +820,9 @@ static PyMethodDef methods[] = {
     {"own_parts", (PyCFunction)(void (*)(void))own_parts, METH_FASTCALL,
      "own_parts(data, max_header_bytes, max_headers, max_body_bytes): as "
      "message._py_own_parts."},
+    {"request_parts", (PyCFunction)(void (*)(void))request_parts, METH_FASTCALL,
+     "request_parts(data, max_header_bytes, max_headers, max_body_bytes): message.parse of "
+     "a request of the common form, as parts, or None."},
     {"configure", configure, METH_VARARGS,
      "configure(compact, multi_names, split_multi, fallback): message.py's tables."},
     {NULL, NULL, 0, NULL},

@@ -18,3 +18,7 @@ def configure(
 def own_parts(
     data: bytes, max_header_bytes: int, max_headers: int, max_body_bytes: int, /
 ) -> tuple[int, str, dict[str, list[str]], bytes, str, str, str, int, str, str, bytes] | None: ...
+def request_parts(
+    data: bytes, max_header_bytes: int, max_headers: int, max_body_bytes: int, /
+) -> tuple[str, str, dict[str, list[str]], bytes, str, str, int, str, str, int, str,
+           bytes] | None: ...

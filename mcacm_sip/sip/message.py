@@ -576,6 +576,14 @@ def parse(
     Raises:
         SipParseError: ``status`` is what to answer (400, 413, 505) or None for silence.
     """
+    # A request of the common form is read in one C call (``_cparse.request_parts``: the same
+    # Request, tests/test_sip_request_parts.py); anything else, every refusal included, is
+    # read below. Only while the C splitting is the one in use (tests swap it).
+    if _request_parts is not None and _parse_headers is _c_parse_headers:
+        found = _request_parts(data, limits.max_header_bytes, limits.max_headers,
+                               limits.max_body_bytes)
+        if found is not None:
+            return _request_of(found)
     end, sep = head_end(data)
     head, body = (data[:end], data[end + sep :]) if end >= 0 else (data, b"")
     first_nl = head.find(b"\n")
@@ -706,6 +714,47 @@ def parse(
     out._from_tag = out._to_tag = _UNREAD  # read on first use
     out.body = body
     return out
+
+
+_RequestParts = tuple[str, str, dict[str, list[str]], bytes, str, str, int, str, str, int, str,
+                      bytes]
+"""What ``_cparse.request_parts`` reads of a request of the common form: method, Request-URI,
+the store, the header block, the top Via's transport, host, port and parameter text, its
+branch ("" when none), the CSeq number, the Call-ID and the body (cut to Content-Length)."""
+
+
+def _load_request_parts(compiled: bool
+                        ) -> Callable[[bytes, int, int, int], _RequestParts | None] | None:
+    """``_cparse.request_parts`` (``compiled``: the C header splitting runs), else None (the
+    pure-Python parser reads every request by the general rules)."""
+    if not compiled:
+        return None
+    from . import _cparse
+    return _cparse.request_parts
+
+
+_request_parts = _load_request_parts(_c_parse_headers is not None)
+
+
+def _request_of(found: _RequestParts) -> Request:
+    """The Request :func:`parse` builds, from ``request_parts``' reading."""
+    (method, uri, store, head, transport, host, port, param_text, branch, cseq, call_id,
+     body) = found
+    req = Request()
+    req.arrival = None
+    req.method = method
+    req.uri = uri
+    req.cseq = cseq
+    req._via = None  # built on first use (``via``)
+    req._via_parts = (transport, host, port, param_text)
+    req._raw = None
+    req._head = head
+    req.branch = branch
+    req.store = store
+    req.call_id = call_id
+    req._from_tag = req._to_tag = _UNREAD  # read on first use
+    req.body = body
+    return req
 
 
 _SENT_PARTS: dict[str, tuple[str, str, int] | None] = {}
