@@ -311,8 +311,10 @@ _COMMON_VIA = st.tuples(
     st.sampled_from(["127.0.0.1", "10.0.0.7", "host.example", "h_x-1", "H"]),
     st.integers(1, 65535),
     st.lists(st.tuples(
-        st.sampled_from(["branch", "rport", "received", "x.y", "a~b", "maddr", "rport2"]),
-        st.one_of(st.none(), st.sampled_from(["z9hG4bK1", "10.0.0.9", "1", "a=b", "%41"])),
+        st.sampled_from(["branch", "rport", "received", "x.y", "a~b", "maddr", "rport2",
+                         "xrport", "received2"]),
+        st.one_of(st.none(), st.sampled_from(["z9hG4bK1", "10.0.0.9", "1", "a=b", "%41",
+                                              "rport", "x;rport", "received"])),
     ), max_size=5),
 ).map(lambda t: f"SIP/2.0/{t[0]} {t[1]}:{t[2]}" + "".join(
     f";{k}" if v is None else f";{k}={v}" for k, v in t[3]))

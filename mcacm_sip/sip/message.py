@@ -318,13 +318,27 @@ class Request(_Message):
         # (hypothesis: tests/test_sip_parser.py), without building the Via twice and
         # writing it back.
         transport, sent_host, sent_port, param_text = parts
-        # (the common form has no brackets around its host)
-        params = _stamped(_via_params(param_text), sent_host, host, arrival.port)
-        if params is None:
-            return
-        text = ""  # as Via.echo() writes them
-        for k, v in params:
-            text = f"{text};{k}" if v is None else f"{text};{k}={v}"
+        # The parameters every stack we meet writes: no "received", and "rport" nowhere or
+        # only as the last one, bare (``;branch=z9hG4bK..;rport``; a common-form name is
+        # lower case, a value holds no ";"): what _stamped gives, written without reading
+        # the parameters (tests/test_sip_parser.py compares with the Via object's path).
+        if "received" not in param_text and (
+                "rport" not in param_text
+                or (param_text.endswith(";rport") and param_text.count("rport") == 1)):
+            if "rport" in param_text:
+                text = f"{param_text}={arrival.port};received={host}"
+            elif sent_host == host:
+                return
+            else:
+                text = f"{param_text};received={host}"
+        else:
+            # (the common form has no brackets around its host)
+            params = _stamped(_via_params(param_text), sent_host, host, arrival.port)
+            if params is None:
+                return
+            text = ""  # as Via.echo() writes them
+            for k, v in params:
+                text = f"{text};{k}" if v is None else f"{text};{k}={v}"
         self._via, self._via_parts = None, (transport, sent_host, sent_port, text)
         self.store["via"][0] = f"SIP/2.0/{transport.upper()} {sent_host}:{sent_port}{text}"
 
