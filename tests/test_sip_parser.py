@@ -452,3 +452,55 @@ def test_a_new_requests_tag_and_call_id_are_random_hex_of_their_lengths() -> Non
     tag_only = new_request("MESSAGE", "sip:b@x", from_uri="sip:a@x", to_uri="sip:b@x",
                            from_tag="mine")
     assert tag_only.from_tag == "mine" and _re.fullmatch("[0-9a-f]{20}@mcacm", tag_only.call_id)
+
+
+_PLAIN_REQUESTS = [path.read_bytes() for path in sorted(CORPUS.glob("*.sip"))]
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.sampled_from(_PLAIN_REQUESTS),
+       st.sampled_from(["To: <sip:b@x>", "To: <sip:b@x>;tag=abc", "To: sip:b@x;tag=1",
+                        "t: <sip:b@x;tag=no>", 'To: "B" <sip:b@x>', "To: <sip:b@x>;TAG = 7"]),
+       st.sampled_from(["", "Via: SIP/2.0/UDP h2:5070;branch=z9hG4bK2\r\n",
+                        "v: SIP/2.0/UDP a:1;branch=z9hG4bKa, SIP/2.0/TCP b;branch=z9hG4bKb\r\n"]),
+       st.one_of(st.sampled_from([100, 180, 200, 202, 404, 481, 500, 603, 699, 299, 99, 700, 0]),
+                 st.integers(-5, 1000)),
+       st.sampled_from([None, "", "mcacm-sip/0.1", "ua", "a\r\nX: 1", "b\n"]),
+       st.booleans())
+def test_a_plain_response_is_build_responses(
+        data: bytes, to: str, more_vias: str, status: int, server: str | None,
+        tag_read: bool) -> None:
+    """``plain_response`` (the endpoint's answer to a handler that gives a status alone)
+    writes what ``build_response`` writes for any request the parser takes (its To with or
+    without a tag, read before or not; one Via or several) and any status and Server value,
+    or raises what it raises."""
+    import re as _re
+
+    from mcacm_sip.sip import message as m
+
+    head, sep, body = data.partition(b"\r\n\r\n")
+    head = _re.sub(rb"\r\n(To|t): [^\r]*", b"\r\n" + to.encode(), head, count=1)
+    head = head.replace(b"\r\nFrom:", b"\r\n" + more_vias.encode() + b"From:", 1) \
+        if more_vias else head
+    try:
+        want_req, got_req = parse(head + sep + body), parse(head + sep + body)
+    except SipParseError:
+        return
+    if not isinstance(want_req, Request) or not isinstance(got_req, Request):
+        return
+    if tag_read:
+        assert got_req.to_tag == want_req.to_tag
+    before = m.new_tag
+    m.new_tag = lambda: "fixed"
+    try:
+        try:
+            want: bytes | str = build_response(want_req, status, server=server)
+        except ValueError as exc:
+            want = str(exc)
+        try:
+            got: bytes | str = m.plain_response(got_req, status, server)
+        except ValueError as exc:
+            got = str(exc)
+    finally:
+        m.new_tag = before
+    assert got == want

@@ -1042,6 +1042,40 @@ def build_response(
     )
 
 
+_PLAIN_STARTS: dict[int, str] = {}
+"""The text before the top Via of a plain response (``plain_response``), by status."""
+_PLAIN_TAILS: dict[str, str] = {}
+"""The text after the CSeq line of a plain response, by the Server value (capped)."""
+
+
+def plain_response(req: Request, status: int, server: str | None = None) -> bytes:
+    """``build_response(req, status, server=server)``: the answer of a handler that gives only a
+    status (the common 200), in one text, its fixed start and end written once per status and
+    Server value; any other case (a status outside 100-699, a header missing or empty, a line
+    break in ``server``) is ``build_response``'s, which then decides, raises included
+    (tests/test_sip_parser.py: the same bytes for any request and status)."""
+    h = req.store
+    vias, frm, to = h["via"], h["from"][0], h["to"][0]
+    call_id, cseq = h["call-id"][0], h["cseq"][0]
+    start = _PLAIN_STARTS.get(status)
+    tail = _PLAIN_TAILS.get(server or "")
+    if start is None or tail is None or not (vias and frm and to and call_id and cseq):
+        if not (vias and frm and to and call_id and cseq) or not 100 <= status <= 699 or (
+                server and ("\r" in server or "\n" in server)) or len(_PLAIN_TAILS) >= 16:
+            return build_response(req, status, server=server)
+        start = _PLAIN_STARTS[status] = f"SIP/2.0 {status} {REASONS.get(status, '')}\r\nVia: "
+        tail = _PLAIN_TAILS[server or ""] = (f"Server: {server}\r\n" if server else ""
+                                             ) + "Content-Length: 0\r\n\r\n"
+    tag = req._to_tag
+    if tag == _UNREAD:
+        tag = req.to_tag
+    if tag is None and status > 100:
+        to = f"{to};tag={new_tag()}"
+    via = vias[0] if len(vias) == 1 else "\r\nVia: ".join(vias)
+    return (f"{start}{via}\r\nFrom: {frm}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}"
+            f"\r\n{tail}").encode()
+
+
 def error_response(data: bytes, err: SipParseError, server: str | None = None) -> bytes | None:
     """Answer a request that failed :func:`parse`, from its headers as :func:`read_raw` reads
     them (lenient: the request is broken somewhere).
@@ -1092,5 +1126,6 @@ __all__ = [
     "new_tag",
     "own_response",
     "parse",
+    "plain_response",
     "read_raw",
 ]

@@ -37,6 +37,7 @@ from ..message import (
     build_response,
     error_response,
     parse,
+    plain_response,
 )
 from ..request import (
     OutgoingRequest,
@@ -448,10 +449,14 @@ class SipEndpoint:
 
     def _respond(self, key: ServerKey, req: Request, source: Peer, reply: Reply) -> None:
         try:
-            data = build_response(
-                req, reply.status, reply.reason, to_tag=reply.to_tag, headers=reply.headers,
-                body=reply.body, content_type=reply.content_type, server=self.user_agent,
-            )
+            if (reply.reason is None and not reply.headers and not reply.body
+                    and reply.content_type is None and reply.to_tag is None):
+                data = plain_response(req, reply.status, self.user_agent)  # a status alone
+            else:
+                data = build_response(
+                    req, reply.status, reply.reason, to_tag=reply.to_tag, headers=reply.headers,
+                    body=reply.body, content_type=reply.content_type, server=self.user_agent,
+                )
         except ValueError:
             log.exception("handler for %s gave a bad reply", req.method)
             reply = Reply(500)
