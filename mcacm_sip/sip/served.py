@@ -20,16 +20,21 @@ SERVED_SCHEMES = frozenset({"sip", "sips", "tel"})
 class Served:
     """The methods served, each with the body media types it accepts (None: any)."""
 
-    __slots__ = ("_accept", "allow")
+    __slots__ = ("_accept", "_passed", "allow")
 
     def __init__(self) -> None:
         self._accept: dict[str, frozenset[str] | None] = {}
+        # (method, Request-URI, first Content-Type value) of requests that went to their
+        # handler whatever their body: the same three pass again without the checks (a node
+        # gets a few; capped, emptied when what is served changes)
+        self._passed: set[tuple[str, str, str | None]] = set()
         self.allow = "OPTIONS"
         """The Allow header value: OPTIONS and every served method (RFC 3261 20.5)."""
 
     def add(self, method: str, accept: Iterable[str] | None = None) -> None:
         """Serve ``method``; ``accept`` lists the body media types it takes."""
         self._accept[method] = frozenset(m.lower() for m in accept) if accept is not None else None
+        self._passed.clear()
         self.allow = ", ".join(sorted({"OPTIONS", *self._accept}))
 
     def __contains__(self, method: object) -> bool:
@@ -41,6 +46,12 @@ class Served:
     def answer(self, req: Request) -> Reply | None:
         """The answer owed before a handler (405, 416, 420, 415, or OPTIONS' 200), or None
         when the request goes to the handler of its method."""
+        store = req.store
+        if "require" not in store:  # (a header in the store has a value: see below)
+            types = store.get("content-type")
+            key = (req.method, req.uri, types[0] if types else None)
+            if key in self._passed:
+                return None
         served = req.method in self._accept
         if not served and req.method != "OPTIONS":
             return Reply(405, headers=(("Allow", self.allow),))  # RFC 3261 8.2.1
@@ -56,10 +67,13 @@ class Served:
             return Reply(200, headers=hdrs)
         accepted = self._accept[req.method]
         # (req.content_type, without its two calls: "content-type" has no compact form)
-        if accepted is not None and req.body and media_type(
-                (req.store.get("content-type") or (None,))[0]) not in accepted:
-            # RFC 3261 8.2.3, 21.4.13
-            return Reply(415, headers=(("Accept", ", ".join(sorted(accepted))),))
+        kind = media_type((req.store.get("content-type") or (None,))[0])
+        if accepted is not None and kind not in accepted:
+            if req.body:  # RFC 3261 8.2.3, 21.4.13
+                return Reply(415, headers=(("Accept", ", ".join(sorted(accepted))),))
+        elif len(self._passed) < 256:  # (no Require: it would have been answered above)
+            types = store.get("content-type")
+            self._passed.add((req.method, req.uri, types[0] if types else None))
         return None
 
 
