@@ -6,6 +6,7 @@ endpoint closes; a hop that needs an await (a name to resolve, TCP) goes through
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -165,6 +166,96 @@ def test_a_timeout_beyond_timer_f_arms_no_timer_and_ends_with_timer_f(
             with pytest.raises(SipTimeout):
                 fut.result()  # type: ignore[attr-defined]
             assert 32.0 not in later and len(seen) >= 1 and not client._waiters
+        finally:
+            await client.close()
+            await server.close()
+
+    asyncio.run(main())
+
+
+def test_a_final_response_is_handed_over_from_the_callback_that_received_it() -> None:
+    """Without a timer of its own, ``done`` gets the final response from inside the
+    ``on_message`` that delivered it (no asyncio Handle per send), after the endpoint's record
+    of it, never from inside ``send_soon``; the future holds what ``send`` returns for the
+    same exchange (the general path: an awaited future)."""
+    from mcacm_sip.sip import build_response
+
+    async def main() -> None:
+        server, client, seen = await _endpoints(answer=False)
+        order: list[str] = []
+        got: list[asyncio.Future[FinalResponse]] = []
+        records: list[str] = []
+
+        class Recorder(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                records.append(record.getMessage())
+                order.append("record")
+
+        sip_log = logging.getLogger("mcacm.sip")
+        recorder, level = Recorder(), sip_log.level
+        sip_log.addHandler(recorder)
+        sip_log.setLevel(logging.INFO)
+        source = Peer("udp", *server.local_address("udp"))
+        try:
+            def done(fut: asyncio.Future[FinalResponse]) -> None:
+                order.append("done")
+                got.append(fut)
+
+            request = client.new_request("MESSAGE", "sip:acms@partner.invalid",
+                                         from_uri="sip:c@x", to_uri="sip:acms@x")
+            client.send_soon(request, None, done)
+            assert not got  # never from inside the call
+            general = asyncio.ensure_future(client.send(client.new_request(
+                "MESSAGE", "sip:acms@partner.invalid", from_uri="sip:c@x", to_uri="sip:acms@x")))
+            while len(seen) < 2:
+                await asyncio.sleep(0.01)
+            answers = [build_response(incoming.message, 202, to_tag="t") for incoming in seen]
+            client.on_message(answers[0], source, True)
+            assert order == ["record", "done"]  # at once, after the record
+            client.on_message(answers[1], source, True)
+            final = await general
+            fast = got[0].result()
+            assert (fast.status, fast.message.reason, fast.source, fast.message.call_id) \
+                == (final.status, final.message.reason, final.source, request.call_id)
+            assert fast.request is request and not client._waiters
+            assert records == ["MESSAGE 202", "MESSAGE 202"]
+        finally:
+            sip_log.removeHandler(recorder)
+            sip_log.setLevel(level)
+            await client.close()
+            await server.close()
+
+    asyncio.run(main())
+
+
+def test_a_callback_that_raises_is_reported_and_the_endpoint_goes_on() -> None:
+    """What ``done`` raises when handed a final response goes to the loop's exception handler,
+    as from a future's callback; the endpoint's timer is still re-armed and the next send is
+    answered."""
+    from mcacm_sip.sip import build_response
+
+    async def main() -> None:
+        server, client, seen = await _endpoints(answer=False)
+        reported: list[dict[str, Any]] = []
+        client.loop.set_exception_handler(lambda loop, context: reported.append(context))
+        source = Peer("udp", *server.local_address("udp"))
+        try:
+            def broken(fut: asyncio.Future[FinalResponse]) -> None:
+                raise RuntimeError("a bug")
+
+            client.send_soon(client.new_request("MESSAGE", "sip:acms@partner.invalid",
+                                                from_uri="sip:c@x", to_uri="sip:acms@x"),
+                             None, broken)
+            while not seen:
+                await asyncio.sleep(0.01)
+            client.on_message(build_response(seen[0].message, 200, to_tag="t"), source, True)
+            assert [type(c["exception"]) for c in reported] == [RuntimeError]
+            assert client._timer._handle is not None  # Timer K armed
+            got = _outcome(client, "sip:acms@partner.invalid", None)
+            while len(seen) < 2:
+                await asyncio.sleep(0.01)
+            client.on_message(build_response(seen[1].message, 200, to_tag="t"), source, True)
+            assert (await got).result().status == 200  # type: ignore[attr-defined]
         finally:
             await client.close()
             await server.close()

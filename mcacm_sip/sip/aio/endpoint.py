@@ -167,6 +167,8 @@ class IncomingRequest:
 
 
 Handler = Callable[[IncomingRequest], "Reply | Awaitable[Reply]"]
+Done = Callable[[asyncio.Future[FinalResponse]], object]
+"""What :meth:`SipEndpoint.send_soon` hands a send's finished future to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +287,10 @@ class SipEndpoint:
         self._outbound = 0  # connections we opened
         self._handshaking: dict[int, StreamConnection] = {}  # inbound TLS, oldest first
         self._buffered = 0  # bytes in the framers of every connection (max_buffer_bytes)
-        self._waiters: dict[ClientKey, tuple[asyncio.Future[FinalResponse], OutgoingRequest]] = {}
+        # each client transaction's future, request and, for a send_soon without a timer of
+        # its own, the callback its final response is handed to at once (see send_soon)
+        self._waiters: dict[ClientKey, tuple[asyncio.Future[FinalResponse], OutgoingRequest,
+                                             Done | None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer = TimerDriver(self, clock=self.now, deadline=self.txn.get_timer)
         self._now: Callable[[], float] = clock if clock is not None else self._loop_time
@@ -360,9 +365,11 @@ class SipEndpoint:
             self._idle.cancel()
         for task in [*self._tasks, *self._connecting.values()]:
             task.cancel()
-        for fut, _ in self._waiters.values():
+        for fut, _, done in self._waiters.values():
             if not fut.done():
                 fut.set_exception(SipTransportError("endpoint closed"))
+                if done is not None:
+                    fut.add_done_callback(done)  # (from a loop callback, as before)
         self._waiters.clear()
         for server in self._servers:
             server.close()
@@ -629,16 +636,22 @@ class SipEndpoint:
                 if waiter is not None and not waiter[0].done():
                     waiter[0].set_result(_final_response(action.response, action.source,
                                                           waiter[1]))
+                else:
+                    waiter = None
                 resp = action.response
                 status = resp.status  # as _record_level, inline: two per request
                 level = self.success_log_level if 200 <= status < 300 else logging.INFO
                 if log.isEnabledFor(level):
                     log.log(level, "%s %d", resp.cseq_method, resp.status,
                             extra=self._extra(resp, action.source, resp.status, "uac"))
+                if waiter is not None and waiter[2] is not None:
+                    self._hand(waiter[2], waiter[0])  # after the record, as a callback was
             elif type(action) is ClientTimeout:
                 waiter = self._waiters.pop(action.key, None)
                 if waiter is not None and not waiter[0].done():
                     waiter[0].set_exception(SipTimeout(f"no final response to {action.key[1]}"))
+                    if waiter[2] is not None:
+                        waiter[0].add_done_callback(waiter[2])  # from a loop callback
                 log.info("%s timeout", action.key[1],
                          extra={"call_id": waiter[1].call_id if waiter else None,
                                 "method": action.key[1], "status": None, "role": "uac",
@@ -649,6 +662,16 @@ class SipEndpoint:
                             extra=self._extra(action.request, Peer("udp", "", 0), action.status))
         txn = self.txn  # its deadline (get_timer) without the call while it is known
         self._timer.rearm_at(txn._earliest if txn._known else txn.get_timer())
+
+    def _hand(self, done: Done, fut: asyncio.Future[FinalResponse]) -> None:
+        """``done(fut)`` now; what it raises goes to the loop's exception handler, as from the
+        loop callback a future's done-callback is (and the caller goes on: its timer)."""
+        try:
+            done(fut)
+        except Exception as exc:
+            self.loop.call_exception_handler({
+                "message": f"Exception in callback {done!r}({fut!r})", "exception": exc,
+                "future": fut})
 
     def get_timer(self) -> float | None:
         """The transaction layer's next deadline (:class:`~mcacm_sip.sip.timer.Timed`)."""
@@ -878,7 +901,7 @@ class SipEndpoint:
                                         f"{dest.host}:{dest.port} takes no TCP")
         key: ClientKey = (branch, request.method)
         fut: asyncio.Future[FinalResponse] = self.loop.create_future()
-        self._waiters[key] = (fut, request)
+        self._waiters[key] = (fut, request, None)
         self._run(self.txn.send_request(key, data, dest, self._now(), sent))
         try:
             if timeout is None:
@@ -893,11 +916,14 @@ class SipEndpoint:
 
     def send_soon(
         self, request: OutgoingRequest, timeout: float | None,
-        done: Callable[[asyncio.Future[FinalResponse]], object],
+        done: Done,
     ) -> None:
         """:meth:`send` without an asyncio task and timeout context per request: ``done`` gets
         a finished future holding the final response, :class:`SipTimeout` or
-        :class:`SipTransportError` (or a cancelled one: the endpoint closed).
+        :class:`SipTransportError` (or a cancelled one: the endpoint closed); never from inside
+        this call. Without a timer of its own (below), a final response is handed over from
+        the loop callback that received it, just after its record; any other outcome from a
+        loop callback of its own.
 
         The common case -- a located UDP hop, a request that fits a datagram -- starts at once;
         any other (a name to resolve, a connection to open, a request too big for UDP) runs
@@ -918,20 +944,24 @@ class SipEndpoint:
         fut: asyncio.Future[FinalResponse] = loop.create_future()
         if timeout is None or (timeout >= 64 * self.timers.t1 and self._clock is None):
             # Timer F (64*T1 on the loop's clock, RFC 3261 17.1.2.2) ends the transaction
-            # first, with SipTimeout; every outcome takes the waiter out before it is set
-            fut.add_done_callback(done)
-        else:
-            expiry = loop.call_later(
-                timeout, self._expire, key, fut, f"no final response to {request.method} in "
-                f"{timeout} s")
+            # first, with SipTimeout; every outcome takes the waiter out before it is set.
+            # The final response hands ``done`` its future at once, from the _run that
+            # delivers it (its message's loop callback: no asyncio Handle per send); Timer F
+            # and close() add ``done`` as the future's callback
+            self._waiters[key] = (fut, request, done)
+            self._run(self.txn.send_request(key, data, dest, self._now(), sent))
+            return
+        expiry = loop.call_later(
+            timeout, self._expire, key, fut, f"no final response to {request.method} in "
+            f"{timeout} s")
 
-            def settled(fut: asyncio.Future[FinalResponse]) -> None:
-                self._waiters.pop(key, None)
-                expiry.cancel()
-                done(fut)
+        def settled(fut: asyncio.Future[FinalResponse]) -> None:
+            self._waiters.pop(key, None)
+            expiry.cancel()
+            done(fut)
 
-            fut.add_done_callback(settled)
-        self._waiters[key] = (fut, request)
+        fut.add_done_callback(settled)
+        self._waiters[key] = (fut, request, None)
         self._run(self.txn.send_request(key, data, dest, self._now(), sent))
 
     async def _send_then(
