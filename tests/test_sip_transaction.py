@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -358,3 +359,33 @@ def test_the_hot_paths_actions_are_their_classes_frozen_instances() -> None:
             pass
         else:
             raise AssertionError(f"{type(built).__name__} is not frozen")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([UDP, TCP]), st.floats(0, 40), st.booleans()),
+                min_size=1, max_size=12))
+def test_starting_a_request_is_sending_it_less_its_action(
+        sends: list[tuple[Peer, float, bool]]) -> None:
+    """``start_request`` (the endpoint's send_soon: it sends the bytes itself) leaves the layer
+    as ``send_request`` does, whose one action is always ``Send(data, dest)``: the same
+    deadlines and the same retransmissions and timeouts as the clock runs (fails when
+    start_request arms no Timer E)."""
+    general, started = TransactionLayer(), TransactionLayer()
+    now = 0.0
+    for i, (dest, step, twice) in enumerate(sends):
+        now += step
+        key, data = (f"z9hG4bK{i}", "MESSAGE"), b"M%d" % i
+        assert general.send_request(key, data, dest, now) == [Send(data, dest)]
+        started.start_request(key, data, dest, now)
+        if twice:
+            with pytest.raises(ValueError):
+                started.start_request(key, data, dest, now)
+        assert general.get_timer() == started.get_timer()
+        assert general.handle_timer(now) == started.handle_timer(now)
+    for _ in range(200):
+        deadline = general.get_timer()
+        assert started.get_timer() == deadline
+        if deadline is None:
+            break
+        assert general.handle_timer(deadline) == started.handle_timer(deadline)
+    assert general.client_count == started.client_count == 0

@@ -453,6 +453,13 @@ class TransactionLayer:
         ``sent``: the text before the first ";" of the top Via in ``data`` when the caller
         wrote it (``request.sent_text``; it must be what ``_sent_text(data)`` reads); None:
         read from ``data`` when a response needs it."""
+        self.start_request(key, data, dest, now, sent)
+        return [_send(data, dest)]
+
+    def start_request(self, key: ClientKey, data: bytes, dest: Peer, now: float,
+                      sent: str | None = None) -> None:
+        """:meth:`send_request` without its action: the caller sends ``data`` to ``dest``
+        itself (its one action is always that Send), with no list and action built."""
         if key in self._client or key in self._client_done:
             raise ValueError(f"client transaction {key} exists")
         t1 = self.timers.t1
@@ -468,7 +475,6 @@ class TransactionLayer:
         else:
             txn.end_entry = entry = (txn.f_at, next(self._seq), key, _F)
             self._push(entry, 64 * t1)
-        return [_send(data, dest)]
 
     def receive_response(self, resp: Response, source: Peer, now: float) -> list[Action]:
         """Match a response to its client transaction (RFC 3261 17.1.3: branch and CSeq

@@ -949,7 +949,11 @@ class SipEndpoint:
             # delivers it (its message's loop callback: no asyncio Handle per send); Timer F
             # and close() add ``done`` as the future's callback
             self._waiters[key] = (fut, request, done)
-            self._run(self.txn.send_request(key, data, dest, self._now(), sent))
+            # send_request's one action (Send(data, dest)) done here, as _run would do it
+            txn = self.txn
+            txn.start_request(key, data, dest, self._now(), sent)
+            self._transmit(data, dest)
+            self._timer.rearm_at(txn._earliest if txn._known else txn.get_timer())
             return
         expiry = loop.call_later(
             timeout, self._expire, key, fut, f"no final response to {request.method} in "
