@@ -261,3 +261,26 @@ def test_a_callback_that_raises_is_reported_and_the_endpoint_goes_on() -> None:
             await server.close()
 
     asyncio.run(main())
+
+
+def test_a_request_in_carries_the_arrival_its_constructor_makes() -> None:
+    """The endpoint builds a request's Arrival without the NamedTuple's Python ``__new__``:
+    the same value, of the same class, as ``Arrival(...)`` (the socket's word: transport,
+    address, port, no certificate over UDP)."""
+    from mcacm_sip.sip.message import Arrival
+
+    async def main() -> None:
+        server, client, seen = await _endpoints(answer=True)
+        try:
+            fut = await _outcome(client, "sip:acms@partner.invalid", 5.0)
+            assert fut.result().status == 200  # type: ignore[attr-defined]
+            arrival = seen[0].message.arrival
+            host, port = client.local_address("udp")
+            want = Arrival("udp", host, port, None)
+            assert type(arrival) is Arrival and arrival == want
+            assert (arrival.transport, arrival.host, arrival.port, arrival.certificate) == want
+        finally:
+            await client.close()
+            await server.close()
+
+    asyncio.run(main())

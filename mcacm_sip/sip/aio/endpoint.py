@@ -127,6 +127,11 @@ class FinalResponse:
         return self.message.status
 
 
+# an Arrival built by tuple.__new__ (a NamedTuple's own __new__ is a Python call): one per
+# request in, all four fields given
+_arrival: Callable[[type[Arrival], tuple[str, str, int, dict[str, Any] | None]], Arrival] = (
+    tuple.__new__)
+
 # built without a call per field (mcacm_sip/frozen.py): two per request on the hot path
 _final_response: Callable[[Response, Peer, OutgoingRequest], FinalResponse] = builder(
     FinalResponse)
@@ -508,9 +513,9 @@ class SipEndpoint:
         now = self._now()
         if isinstance(msg, Request):
             # the socket's word, never the message's, is who sent it (docs/decisions.md)
-            msg.stamp_source(Arrival(source.transport, source.host, source.port,
-                                     self.peer_certificate(source)
-                                     if source.transport == "tls" else None))
+            msg.stamp_source(_arrival(Arrival, (source.transport, source.host, source.port,
+                                                self.peer_certificate(source)
+                                                if source.transport == "tls" else None)))
             self._run(self.txn.receive_request(msg, source, now))
         else:
             self._run(self.txn.receive_response(msg, source, now))
