@@ -17,6 +17,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_sip_parser_c import mutate as mutate_bytes
+from test_sip_parser_c import splitting
 from tools import require_c_parser
 
 from mcacm_sip.sip import message
@@ -46,13 +47,8 @@ SIPP = (b"MESSAGE sip:acms@partner.example SIP/2.0\r\n"
 @pytest.fixture(scope="module", autouse=True)
 def compiled() -> Iterator[None]:
     """The C splitting and its request reading (skipped when not built, failed in CI)."""
-    splitter = require_c_parser()
-    before = message._parse_headers
-    message._parse_headers = splitter
-    try:
+    with splitting(require_c_parser()):
         yield
-    finally:
-        message._parse_headers = before
 
 
 def seen(msg: Request | message.Response) -> tuple[Any, ...]:

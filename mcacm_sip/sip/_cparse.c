@@ -471,29 +471,128 @@ common_head(const char *d, Py_ssize_t n, const Py_ssize_t *caps, Py_ssize_t *end
     return 1;
 }
 
-static PyObject *
-own_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* The arguments of own_parts and request_parts, (data: bytes, max_header_bytes,
+ * max_headers, max_body_bytes), and common_head of the data: 1 (its caps, block end, first
+ * LF and start line set), 0 (not of the common form), -1 with an exception. */
+static int
+parts_head(PyObject *const *args, Py_ssize_t nargs, const char *name, Py_ssize_t *caps,
+           Py_ssize_t *end, Py_ssize_t *first_nl, Py_ssize_t *sa, Py_ssize_t *sb)
 {
     if (nargs != 4 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "own_parts(data: bytes, max_header_bytes, "
-                        "max_headers, max_body_bytes)");
-        return NULL;
+        PyErr_Format(PyExc_TypeError, "%s(data: bytes, max_header_bytes, max_headers, "
+                     "max_body_bytes)", name);
+        return -1;
     }
     if (fallback == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_cparse.configure() was not called");
-        return NULL;
+        return -1;
     }
-    Py_ssize_t caps[3];
     for (int i = 0; i < 3; i++) {
         caps[i] = PyLong_AsSsize_t(args[i + 1]);
         if (caps[i] == -1 && PyErr_Occurred())
-            return NULL;
+            return -1;
     }
+    return common_head(PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), caps, end,
+                       first_nl, sa, sb);
+}
+
+/* The header lines of the block d[0:end] (its first LF at first_nl) split by parse_headers:
+ * the store, or None (a new reference) when a line is not "name: value" or a header is on
+ * two lines; NULL with an exception.  *head_out: the block as bytes (a new reference; NULL
+ * with the exception). */
+static PyObject *
+split_store(PyObject *self, const char *d, Py_ssize_t end, Py_ssize_t first_nl,
+            PyObject **head_out)
+{
+    PyObject *store = NULL;
+    PyObject *head = PyBytes_FromStringAndSize(d, end);
+    PyObject *first = PyLong_FromSsize_t(first_nl);
+    PyObject *repeated = PySet_New(NULL);
+    if (head != NULL && first != NULL && repeated != NULL) {
+        PyObject *split_args[3] = {head, first, repeated};
+        store = parse_headers(self, split_args, 3);
+        if (store != NULL && store != Py_None && PySet_GET_SIZE(repeated) != 0) {
+            Py_SETREF(store, Py_None);
+            Py_INCREF(store);
+        }
+    }
+    Py_XDECREF(first);
+    Py_XDECREF(repeated);
+    if (store == NULL)
+        Py_CLEAR(head);
+    *head_out = head;
+    return store;
+}
+
+typedef struct {
+    PyObject *via, *call_id, *cseq, *length;  /* borrowed from the store */
+} fields;
+
+/* The first values of the headers both readings need, ASCII str (``one_via``: and a single
+ * Via value): 1; 0 when one is missing, From, To or the Call-ID is empty, or From or To holds
+ * a quote (message.parse's quote check is left to it). */
+static int
+common_fields(PyObject *store, int one_via, fields *f)
+{
+    PyObject *frm = first_value(store, "from", 0), *to = first_value(store, "to", 0);
+    f->via = first_value(store, "via", one_via);
+    f->call_id = first_value(store, "call-id", 0);
+    f->cseq = first_value(store, "cseq", 0);
+    f->length = first_value(store, "content-length", 0);
+    return !(f->via == NULL || frm == NULL || to == NULL || f->call_id == NULL
+             || f->cseq == NULL || f->length == NULL || PyUnicode_GET_LENGTH(frm) == 0
+             || PyUnicode_GET_LENGTH(to) == 0 || PyUnicode_GET_LENGTH(f->call_id) == 0
+             || memchr(PyUnicode_1BYTE_DATA(frm), '"', (size_t)PyUnicode_GET_LENGTH(frm))
+             || memchr(PyUnicode_1BYTE_DATA(to), '"', (size_t)PyUnicode_GET_LENGTH(to)));
+}
+
+/* The value of the first "branch" parameter of the Via text v[i:vn] (i just after a ";"),
+ * as message.parse finds it: [*ba, *bb); *ba = *bb = -1 when there is none. */
+static void
+branch_of(const char *v, Py_ssize_t i, Py_ssize_t vn, Py_ssize_t *ba, Py_ssize_t *bb)
+{
+    *ba = *bb = -1;
+    while (i <= vn) {
+        const char *next = memchr(v + i, ';', (size_t)(vn - i));
+        Py_ssize_t item_end = next != NULL ? next - v : vn;
+        const char *eq = memchr(v + i, '=', (size_t)(item_end - i));
+        Py_ssize_t key_end = eq != NULL ? eq - v : item_end;
+        if (key_end - i == 6 && memcmp(v + i, "branch", 6) == 0) {
+            *ba = eq != NULL ? key_end + 1 : item_end;
+            *bb = item_end;
+            return;
+        }
+        i = item_end + 1;
+    }
+}
+
+/* A tuple of the n items (new references, which it takes: each set to NULL), or NULL when
+ * one is NULL (an error while making it) or with the tuple's own error. */
+static PyObject *
+tuple_of(PyObject **items, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (items[i] == NULL)
+            return NULL;
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        PyTuple_SET_ITEM(out, i, items[i]);
+        items[i] = NULL;
+    }
+    return out;
+}
+
+static PyObject *
+own_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t caps[3], end, first_nl, sa, sb;
+    int common = parts_head(args, nargs, "own_parts", caps, &end, &first_nl, &sa, &sb);
+    if (common <= 0)
+        return common < 0 ? NULL : Py_NewRef(Py_None);
     const char *d = PyBytes_AS_STRING(args[0]);
     Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
-    Py_ssize_t end, first_nl, sa, sb;
-    if (!common_head(d, n, caps, &end, &first_nl, &sa, &sb))
-        Py_RETURN_NONE;
     const char *s = d + sa;
     Py_ssize_t sn = sb - sa;
     /* RFC 3261 7.2: Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF */
@@ -501,30 +600,15 @@ own_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_NONE;
     long status = (s[8] - '0') * 100 + (s[9] - '0') * 10 + (s[10] - '0');
 
-    PyObject *head = NULL, *first = NULL, *repeated = NULL, *store = NULL, *out = NULL;
+    PyObject *head = NULL, *out = NULL;
     PyObject *items[11] = {NULL};
-    head = PyBytes_FromStringAndSize(d, end);
-    first = PyLong_FromSsize_t(first_nl);
-    repeated = PySet_New(NULL);
-    if (head == NULL || first == NULL || repeated == NULL)
-        goto done;
-    PyObject *split_args[3] = {head, first, repeated};
-    store = parse_headers(self, split_args, 3);
+    PyObject *store = split_store(self, d, end, first_nl, &head);
     if (store == NULL)
         goto done;
-    if (store == Py_None || PySet_GET_SIZE(repeated) != 0 || status < 100 || status > 699)
+    fields f;
+    if (store == Py_None || status < 100 || status > 699 || !common_fields(store, 1, &f))
         goto none;
-    PyObject *via = first_value(store, "via", 1);
-    PyObject *frm = first_value(store, "from", 0), *to = first_value(store, "to", 0);
-    PyObject *call_id = first_value(store, "call-id", 0);
-    PyObject *cseq = first_value(store, "cseq", 0);
-    PyObject *length = first_value(store, "content-length", 0);
-    if (via == NULL || frm == NULL || to == NULL || call_id == NULL || cseq == NULL
-            || length == NULL || PyUnicode_GET_LENGTH(frm) == 0
-            || PyUnicode_GET_LENGTH(to) == 0 || PyUnicode_GET_LENGTH(call_id) == 0
-            || memchr(PyUnicode_1BYTE_DATA(frm), '"', (size_t)PyUnicode_GET_LENGTH(frm))
-            || memchr(PyUnicode_1BYTE_DATA(to), '"', (size_t)PyUnicode_GET_LENGTH(to)))
-        goto none;
+    PyObject *via = f.via, *call_id = f.call_id, *cseq = f.cseq, *length = f.length;
     const char *c = (const char *)PyUnicode_1BYTE_DATA(cseq);
     Py_ssize_t cn = PyUnicode_GET_LENGTH(cseq);
     const char *sp = memchr(c, ' ', (size_t)cn);
@@ -539,19 +623,8 @@ own_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (semi == NULL)
         goto none;
     Py_ssize_t semi_at = semi - v;
-    Py_ssize_t ba = -1, bb = -1;  /* the branch's value */
-    for (Py_ssize_t i = semi_at + 1; i <= vn;) {
-        const char *next = memchr(v + i, ';', (size_t)(vn - i));
-        Py_ssize_t item_end = next != NULL ? next - v : vn;
-        const char *eq = memchr(v + i, '=', (size_t)(item_end - i));
-        Py_ssize_t key_end = eq != NULL ? eq - v : item_end;
-        if (key_end - i == 6 && memcmp(v + i, "branch", 6) == 0) {
-            ba = eq != NULL ? key_end + 1 : item_end;
-            bb = item_end;
-            break;
-        }
-        i = item_end + 1;
-    }
+    Py_ssize_t ba, bb;  /* the branch's value */
+    branch_of(v, semi_at + 1, vn, &ba, &bb);
     if (ba < 0 || bb == ba || !params_common(v + semi_at, vn - semi_at))
         goto none;
     Py_ssize_t body_at = end + 4;
@@ -575,16 +648,7 @@ own_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     items[9] = call_id;
     Py_INCREF(call_id);
     items[10] = PyBytes_FromStringAndSize(d + body_at, (Py_ssize_t)declared);
-    for (int i = 0; i < 11; i++)
-        if (items[i] == NULL)
-            goto done;
-    out = PyTuple_New(11);
-    if (out == NULL)
-        goto done;
-    for (int i = 0; i < 11; i++) {
-        PyTuple_SET_ITEM(out, i, items[i]);  /* the tuple takes the reference */
-        items[i] = NULL;
-    }
+    out = tuple_of(items, 11);
     goto done;
 none:
     out = Py_None;
@@ -593,8 +657,6 @@ done:
     for (int i = 0; i < 11; i++)
         Py_XDECREF(items[i]);
     Py_XDECREF(store);
-    Py_XDECREF(repeated);
-    Py_XDECREF(first);
     Py_XDECREF(head);
     return out;
 }
@@ -620,26 +682,12 @@ is_token_char(unsigned char c)
 static PyObject *
 request_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "request_parts(data: bytes, max_header_bytes, "
-                        "max_headers, max_body_bytes)");
-        return NULL;
-    }
-    if (fallback == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "_cparse.configure() was not called");
-        return NULL;
-    }
-    Py_ssize_t caps[3];
-    for (int i = 0; i < 3; i++) {
-        caps[i] = PyLong_AsSsize_t(args[i + 1]);
-        if (caps[i] == -1 && PyErr_Occurred())
-            return NULL;
-    }
+    Py_ssize_t caps[3], end, first_nl, sa, sb;
+    int common = parts_head(args, nargs, "request_parts", caps, &end, &first_nl, &sa, &sb);
+    if (common <= 0)
+        return common < 0 ? NULL : Py_NewRef(Py_None);
     const char *d = PyBytes_AS_STRING(args[0]);
     Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
-    Py_ssize_t end, first_nl, sa, sb;
-    if (!common_head(d, n, caps, &end, &first_nl, &sa, &sb))
-        Py_RETURN_NONE;
     Py_ssize_t body_at = end + 4, body_len = n - body_at;
     if (body_len > caps[2])
         Py_RETURN_NONE;
@@ -671,31 +719,15 @@ request_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             Py_RETURN_NONE;
     }
 
-    PyObject *head = NULL, *first = NULL, *repeated = NULL, *store = NULL, *out = NULL;
+    PyObject *head = NULL, *out = NULL;
     PyObject *items[12] = {NULL};
-    head = PyBytes_FromStringAndSize(d, end);
-    first = PyLong_FromSsize_t(first_nl);
-    repeated = PySet_New(NULL);
-    if (head == NULL || first == NULL || repeated == NULL)
-        goto done;
-    PyObject *split_args[3] = {head, first, repeated};
-    store = parse_headers(self, split_args, 3);
+    PyObject *store = split_store(self, d, end, first_nl, &head);
     if (store == NULL)
         goto done;
-    if (store == Py_None || PySet_GET_SIZE(repeated) != 0)
+    fields f;
+    if (store == Py_None || !common_fields(store, 0, &f))  /* (an empty Via: not SIP/2.0/) */
         goto none;
-    PyObject *via = first_value(store, "via", 0);
-    PyObject *frm = first_value(store, "from", 0), *to = first_value(store, "to", 0);
-    PyObject *call_id = first_value(store, "call-id", 0);
-    PyObject *cseq = first_value(store, "cseq", 0);
-    PyObject *length = first_value(store, "content-length", 0);
-    if (via == NULL || frm == NULL || to == NULL || call_id == NULL || cseq == NULL
-            || length == NULL || PyUnicode_GET_LENGTH(via) == 0
-            || PyUnicode_GET_LENGTH(frm) == 0 || PyUnicode_GET_LENGTH(to) == 0
-            || PyUnicode_GET_LENGTH(call_id) == 0
-            || memchr(PyUnicode_1BYTE_DATA(frm), '"', (size_t)PyUnicode_GET_LENGTH(frm))
-            || memchr(PyUnicode_1BYTE_DATA(to), '"', (size_t)PyUnicode_GET_LENGTH(to)))
-        goto none;
+    PyObject *via = f.via, *call_id = f.call_id, *cseq = f.cseq, *length = f.length;
     /* CSeq: 1 to 9 digits (below 2**31), one space, the request's method */
     const char *c = (const char *)PyUnicode_1BYTE_DATA(cseq);
     Py_ssize_t cn = PyUnicode_GET_LENGTH(cseq);
@@ -738,19 +770,10 @@ request_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     long port = strtol(v + pa, NULL, 10);
     if (port < 1 || port > 65535 || !params_common(v + pb, vn - pb))
         goto none;
-    Py_ssize_t ba = pb, bb = pb;  /* the branch's value ("" when none) */
-    for (Py_ssize_t i = pb + 1; i <= vn;) {
-        const char *next = memchr(v + i, ';', (size_t)(vn - i));
-        Py_ssize_t item_end = next != NULL ? next - v : vn;
-        const char *eq = memchr(v + i, '=', (size_t)(item_end - i));
-        Py_ssize_t key_end = eq != NULL ? eq - v : item_end;
-        if (key_end - i == 6 && memcmp(v + i, "branch", 6) == 0) {
-            ba = eq != NULL ? key_end + 1 : item_end;
-            bb = item_end;
-            break;
-        }
-        i = item_end + 1;
-    }
+    Py_ssize_t ba, bb;  /* the branch's value ("" when none) */
+    branch_of(v, pb + 1, vn, &ba, &bb);
+    if (ba < 0)
+        ba = bb = pb;
     items[0] = ascii_str(s, mn);
     items[1] = ascii_str(u, un);
     items[2] = store;
@@ -766,16 +789,7 @@ request_parts(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     items[10] = call_id;
     Py_INCREF(call_id);
     items[11] = PyBytes_FromStringAndSize(d + body_at, (Py_ssize_t)declared);
-    for (int i = 0; i < 12; i++)
-        if (items[i] == NULL)
-            goto done;
-    out = PyTuple_New(12);
-    if (out == NULL)
-        goto done;
-    for (int i = 0; i < 12; i++) {
-        PyTuple_SET_ITEM(out, i, items[i]);  /* the tuple takes the reference */
-        items[i] = NULL;
-    }
+    out = tuple_of(items, 12);
     goto done;
 none:
     out = Py_None;
@@ -784,8 +798,6 @@ done:
     for (int i = 0; i < 12; i++)
         Py_XDECREF(items[i]);
     Py_XDECREF(store);
-    Py_XDECREF(repeated);
-    Py_XDECREF(first);
     Py_XDECREF(head);
     return out;
 }
