@@ -40,13 +40,18 @@ def token_hex(nbytes: int) -> str:
 
 _prefix = ""
 _counter = count()
+_HEX3 = tuple(f"{n:03x}" for n in range(4096))
+"""The last three hex digits of an id, by the counter's low 12 bits (no format per id)."""
+_head: tuple[int, str] = (-1, "")
+"""The counter's bits above the low 12 and the text of the id before its last three digits
+(the prefix and the counter's first 13 hex digits): made once per 4096 ids."""
 
 
 def _start() -> None:
     """A new random prefix and counter: at import, and in a child after fork (the parent's
     ids go on there, and both must stay distinct; the pool is drawn anew too)."""
-    global _prefix, _counter
-    _prefix, _counter = os.urandom(8).hex(), count()
+    global _prefix, _counter, _head
+    _prefix, _counter, _head = os.urandom(8).hex(), count(), (-1, "")
     _POOL.block = (b"", 0)
 
 
@@ -55,5 +60,13 @@ os.register_at_fork(after_in_child=_start)
 
 
 def unique_hex() -> str:
-    """32 hex digits unique to this process run: its random prefix and a counter."""
-    return f"{_prefix}{next(_counter):016x}"
+    """32 hex digits unique to this process run: its random prefix and a counter
+    (``f"{prefix}{n:016x}"``, tests/test_ids.py)."""
+    global _head
+    n = next(_counter)  # (atomic: each caller, of any thread, has its own n)
+    high, head = _head
+    if n >> 12 != high:  # (another thread may have moved it on: made again from n)
+        high = n >> 12
+        head = f"{_prefix}{high:013x}"
+        _head = (high, head)
+    return head + _HEX3[n & 0xFFF]

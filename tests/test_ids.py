@@ -3,10 +3,14 @@ tokens are random hex of the asked length."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
 import sys
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcacm_sip import ids
 
@@ -46,3 +50,17 @@ def test_tokens_are_hex_of_the_length_asked_and_cross_pool_blocks() -> None:
     long = [t for t in made if len(t) == 20]
     assert len(set(long)) == len(long)
     assert len(ids.token_hex(5000)) == 10000
+
+
+@settings(max_examples=30, deadline=None)
+@given(start=st.integers(0, 2**64 - 5000), taken=st.integers(1, 4500))
+def test_unique_hex_is_the_prefix_and_the_counter_in_hex(start: int, taken: int) -> None:
+    """The id made from a cached head and a table of last digits is ``f"{prefix}{n:016x}"``
+    for any counter value, across the 4096-id steps of the head."""
+    saved = ids._counter, ids._head
+    try:
+        ids._counter, ids._head = itertools.count(start), (-1, "")
+        made = [ids.unique_hex() for _ in range(taken)]
+    finally:
+        ids._counter, ids._head = saved
+    assert made == [f"{ids._prefix}{n:016x}" for n in range(start, start + taken)]

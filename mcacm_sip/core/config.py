@@ -75,7 +75,7 @@ from mcacm_sip.acm.model import (
     Urgency,
     UserProfile,
 )
-from mcacm_sip.core.identity import matches_pattern, pattern_ok, same, uid
+from mcacm_sip.core.identity import matches_any, pattern_ok, same, uid
 from mcacm_sip.core.policy import PolicyAction, PolicyRule
 
 REQUEST_FLOWS: tuple[str, ...] = (
@@ -164,7 +164,7 @@ class AuthorisedUser:
 
     def may_group(self, group: str) -> bool:
         """Whether this user may request or decide group-related ACM for ``group``."""
-        return any(matches_pattern(group, p) for p in self.groups)
+        return matches_any(group, self.groups)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from mcacm_sip.acm.model import (
     ResultCode,
 )
 from mcacm_sip.core.config import AuthorisedUser, PeerSystem
-from mcacm_sip.core.identity import id_key, matches_pattern
+from mcacm_sip.core.identity import id_key, matches_any
 
 
 def group_key(peer: str, group_id: str) -> str:
@@ -118,7 +118,7 @@ def peer_refusal(peer: PeerSystem, request: AcmRequest) -> Result | None:
     """Partner verify (authorisation at both ends): the peer must be allowed the group(s) it
     asks about (``peers[].groups``; 10.17.4.2.2: the primary is the groups' home system)."""
     for group in groups_of(request):
-        if not any(matches_pattern(group, p) for p in peer.groups):
+        if not matches_any(group, peer.groups):
             return Result(ResultCode.NOT_AUTHORISED,
                           f"{peer.psi} may not send {request.FLOW} for {group}")
     return None

@@ -32,6 +32,7 @@ __all__ = [
     "IdKey",
     "flow_procedure",
     "id_key",
+    "matches_any",
     "matches_pattern",
     "pattern_ok",
     "procedure_id",
@@ -71,6 +72,13 @@ def same(a: str | None, b: str | None) -> bool:
     """Whether two identities (either may be absent) are the same party (§19.1.4)."""
     if a is None or b is None:
         return a is b
+    if a == b:  # the same text names the same party (the common case: no URI compared)
+        return True
+    return _same_uris(a, b)
+
+
+def _same_uris(a: str, b: str) -> bool:
+    """:func:`same` of two present identities, compared as URIs."""
     if id_key(a) != id_key(b):  # the fields every pair of equal URIs shares (cached)
         return False
     ua, ub = uid(a), uid(b)
@@ -81,6 +89,12 @@ def same(a: str | None, b: str | None) -> bool:
 def matches_pattern(text: str, pattern: str) -> bool:
     """Whether the identity ``text`` matches a configured pattern (``*``: any)."""
     return pattern == ANY or uri_glob_match(uid(text), pattern)
+
+
+def matches_any(text: str, patterns: tuple[str, ...]) -> bool:
+    """Whether the identity ``text`` matches one of ``patterns`` (:func:`matches_pattern`):
+    a list holding ``*`` matches without a pattern's call (the default lists are ``("*",)``)."""
+    return ANY in patterns or any(matches_pattern(text, p) for p in patterns)
 
 
 def pattern_ok(pattern: str) -> bool:
@@ -103,8 +117,15 @@ _PROCEDURE_NS = uuid.UUID("5d1c8e4a-0f7b-4c1e-9a57-6d2b8f3e1a90")
 """Namespace of :func:`procedure_id` (RFC 4122 4.3 name-based UUIDs): fixed, so every node of
 every release derives the same value."""
 _PROCEDURE_NS_BYTES = _PROCEDURE_NS.bytes
-_NOT_VERSION_VARIANT = ~(0xF000 << 64 | 0xC000 << 48)
-_VERSION_5_VARIANT = 5 << 76 | 0x8000 << 48
+try:  # CPython's own SHA-1: the same digest as OpenSSL's at a fraction of the set-up cost
+    from _sha1 import sha1 as _sha1  # (OpenSSL's fetches its method per new hash)
+except ImportError:  # (a CPython built without it)
+    _sha1 = hashlib.sha1
+_PROCEDURE_HASH = _sha1(_PROCEDURE_NS_BYTES)
+"""The SHA-1 state after the namespace: each procedure id continues a copy of it."""
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+"""RFC 4122 4.1.1: a hex digit of ``clock_seq_hi`` with its top two bits set to the variant
+10x (the digit's two low bits kept)."""
 
 
 def procedure_id(requester: str, transaction_id: str) -> str:
@@ -114,11 +135,13 @@ def procedure_id(requester: str, transaction_id: str) -> str:
     lower-case hex digits.  Every node that knows the request derives the same value, so the
     flows of one procedure hash alike at a dispatcher although their Call-IDs differ.  A
     routing hint only: nothing is authorised by it."""
-    name = f"{id_key(requester)}\n{transaction_id}".encode()
-    n = int.from_bytes(hashlib.sha1(_PROCEDURE_NS_BYTES + name).digest()[:16])
-    # uuid.uuid5(...).hex without a UUID object: RFC 4122 4.1.3 version 5 in the high nibble
-    # of time_hi, 4.1.1 variant 10x in the top bits of clock_seq_hi
-    return f"{n & _NOT_VERSION_VARIANT | _VERSION_5_VARIANT:032x}"
+    sha = _PROCEDURE_HASH.copy()
+    sha.update(f"{id_key(requester)}\n{transaction_id}".encode())
+    d = sha.hexdigest()
+    # uuid.uuid5(...).hex without a UUID object, on the text of the digest's first 16 bytes:
+    # RFC 4122 4.1.3 version 5 in the high nibble of time_hi (hex digit 12), 4.1.1 variant
+    # 10x in the top bits of clock_seq_hi (hex digit 16)
+    return f"{d[:12]}5{d[13:16]}{_VARIANT[d[16]]}{d[17:32]}"
 
 
 def flow_procedure(flow: AcmFlow) -> str | None:

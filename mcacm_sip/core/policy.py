@@ -68,6 +68,8 @@ class PolicyRule:
     """Text put in the Result of an automatic answer."""
     _element: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
     _regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _grouped: bool = field(init=False, repr=False, compare=False)
+    """Whether the rule has a condition on group-related requests (``_group_matches``)."""
 
     def __post_init__(self) -> None:
         element = None
@@ -77,6 +79,8 @@ class PolicyRule:
         regex = re.compile(self.profile_regex) if self.profile_regex is not None else None
         object.__setattr__(self, "_element", element)
         object.__setattr__(self, "_regex", regex)
+        object.__setattr__(self, "_grouped", self.group is not None
+                           or self.operation is not None or self.urgency is not None)
 
     def matches(self, request: AcmRequest) -> bool:
         if self.flow not in ("*", request.FLOW):
@@ -98,24 +102,31 @@ class PolicyRule:
                 else request.users
             if not all(matches_pattern(u, self.migrated_user) for u in users):
                 return False
-        if not self._group_matches(request):
+        if self._grouped and not self._group_matches(request):
             return False
         if self._element is not None or self._regex is not None:
             if not isinstance(request, ProfileUpdateRequest):
                 return False
             xml = request.profile.xml
-            if self._element is not None and not self._element.search(xml):
+            if self._element is not None and not self._has_element(xml):
                 return False
             if self._regex is not None and not self._regex.search(xml):
                 return False
         return True
 
+    def _has_element(self, xml: str) -> bool:
+        """``self._element.search(xml)``, begun where a match can first begin: each match
+        holds the name (``profile_contains``) and begins at the ``<`` nearest before it (the
+        prefix between them holds none), so none begins before the ``<`` nearest before
+        the name's first occurrence (tests/core/test_config_policy.py)."""
+        assert self._element is not None and self.profile_contains is not None
+        at = xml.find(self.profile_contains)
+        return at >= 0 and self._element.search(xml, max(xml.rfind("<", 0, at), 0)) is not None
 
     def _group_matches(self, request: AcmRequest) -> bool:
         """The conditions on group-related requests (10.17.4): rules per group, operation and
-        urgency (10.17.3 "rules ... for each kind of ACM transaction")."""
-        if self.group is None and self.operation is None and self.urgency is None:
-            return True
+        urgency (10.17.3 "rules ... for each kind of ACM transaction"); asked only of a rule
+        that has one (``_grouped``)."""
         if isinstance(request, GroupMembershipUpdateRequest):
             groups: tuple[str, ...] = (request.group_id,)
         elif isinstance(request, InterconnectionGroupProvisionRequest):

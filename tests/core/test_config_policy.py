@@ -326,3 +326,21 @@ def test_the_cores_policy_decides_as_assess(rules: list[PolicyRule],
     policy = Policy(rules)
     for request in requests:
         assert policy.assess(request) == assess(rules, request)
+
+
+_XMLISH = st.text(alphabet=st.sampled_from(list("<>/: \t.-_xéNameRoutine")), max_size=60)
+
+
+@given(name=st.sampled_from(["Name", "Routine", "x", "a.b-c", "é"]),
+       parts=st.lists(_XMLISH | st.sampled_from(["<Name/>", "<p:Name>", "<Name ", "<.:Name>",
+                                                 "<Routine>", "<:Name>", "Name>", "<a<Name/"]),
+                      max_size=8))
+def test_an_element_is_found_as_the_patterns_search_from_the_start_finds_it(
+        name: str, parts: list[str]) -> None:
+    """``profile_contains`` is searched from the ``<`` nearest before the name's first
+    occurrence: the answer of the pattern's search over the whole profile."""
+    rule = PolicyRule(PolicyAction.APPROVE, profile_contains=name)
+    xml = "".join(parts)
+    assert rule._element is not None
+    assert rule._has_element(xml) is (rule._element.search(xml) is not None)
+

@@ -30,7 +30,7 @@ from mcacm_sip.core import groups
 from mcacm_sip.core.acms.routing import AcmsRouting
 from mcacm_sip.core.config import PeerSystem
 from mcacm_sip.core.events import AcmsActions
-from mcacm_sip.core.identity import id_key, matches_pattern, same
+from mcacm_sip.core.identity import id_key, matches_any, same
 from mcacm_sip.core.policy import PolicyAction
 from mcacm_sip.core.state import (
     Hop,
@@ -134,13 +134,10 @@ class AcmsPartner(AcmsRouting):
         if req.FLOW not in peer.flows:
             return Result(ResultCode.NOT_AUTHORISED, f"{peer.psi} may not send {req.FLOW}"), None
         requester = req.requester.mc_service_id
-        if not any(matches_pattern(requester, pattern) for pattern in peer.requesters):
+        if not matches_any(requester, peer.requesters):
             return Result(ResultCode.NOT_AUTHORISED,
                           f"{requester} may not send requests to this system"), None
-        # 10.17.4: the peer is the home system of the group(s) it asks about (decision)
-        if (refusal := groups.peer_refusal(peer, req)) is not None:
-            return refusal, None
-        if isinstance(req, ProfileUpdateRequest):
+        if isinstance(req, ProfileUpdateRequest):  # (no group-related ACM: no group check)
             m = self._partner_mapping(peer.psi, req.migrated_user_id)
             if m is None:
                 return Result(ResultCode.UNKNOWN_USER,
@@ -149,6 +146,9 @@ class AcmsPartner(AcmsRouting):
                 return Result(ResultCode.NOT_MIGRATED,
                               f"{req.migrated_user_id} is no longer migrated"), None
             return None, m
+        # 10.17.4: the peer is the home system of the group(s) it asks about (decision)
+        if (refusal := groups.peer_refusal(peer, req)) is not None:
+            return refusal, None
         return None, None
 
     def _partner_mapping(self, peer: str, partner_id: str) -> Mapping | None:

@@ -310,7 +310,11 @@ class AcmsRecords:
 
     @staticmethod
     def _log_step(moved: Transaction, src: TxState, trigger: Trigger, clause: str) -> None:
-        if log.isEnabledFor(_INFO):  # one structured event per procedure step, no contents
+        try:  # log.isEnabledFor(INFO) without its call: its cache (cleared by setLevel ...)
+            enabled = not log.disabled and log._cache[_INFO]  # type: ignore[attr-defined]
+        except KeyError:
+            enabled = log.isEnabledFor(_INFO)
+        if enabled:  # one structured event per procedure step, no contents
             # (the enums' values: the str() of each, without a call)
             # (Transaction.origin and .leg without their calls)
             tid, peer, role = moved.transaction_id, moved.peer, moved.role._value_
