@@ -117,8 +117,9 @@ _PROCEDURE_NS = uuid.UUID("5d1c8e4a-0f7b-4c1e-9a57-6d2b8f3e1a90")
 """Namespace of :func:`procedure_id` (RFC 4122 4.3 name-based UUIDs): fixed, so every node of
 every release derives the same value."""
 _PROCEDURE_NS_BYTES = _PROCEDURE_NS.bytes
-try:  # CPython's own SHA-1: the same digest as OpenSSL's at a fraction of the set-up cost
-    from _sha1 import sha1 as _sha1  # (OpenSSL's fetches its method per new hash)
+try:  # CPython's own SHA-1: the same digest as OpenSSL's, whose set-up (its method fetched
+    # per new hash) cost more than the digest itself
+    from _sha1 import sha1 as _sha1  # type: ignore[import-not-found]
 except ImportError:  # (a CPython built without it)
     _sha1 = hashlib.sha1
 _PROCEDURE_HASH = _sha1(_PROCEDURE_NS_BYTES)
