@@ -311,16 +311,16 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("acm/codec.py", "_clear_uri",
      'if uri.tag != _URI or identity.get("type") == "Encrypted":'):
         "an XML element name (_URI) and the protection attribute's value, not a URI",
-    ("acm/codec.py", "_clear_uri",
+    ("acm/codec.py", "_accepted_uri",
      "return value if value in _URIS_OK or _uri_accepted(value) else None"):
         "model._check_uri's memo of texts the URI pattern accepted (a syntax check), as "
         "model._check_uri's own entry",
-    ("acm/codec.py", "_read_profile_update_request",
+    ("acm/codec.py", "_tree_parts",
      "if len(requester) > 1 and requester[1].tag == _FUNCTIONAL_ALIAS:"):
         "an XML element name (the constant is the tag of a functional-alias element)",
-    ("acm/codec.py", "_read_profile_update_request", "if first.tag == _MC_SERVICE_ID:"):
+    ("acm/codec.py", "_tree_parts", "if first.tag == _MC_SERVICE_ID:"):
         "an XML element name (the constant is the tag of an mc-service-id element)",
-    ("acm/codec.py", "_read_profile_update_request",
+    ("acm/codec.py", "_tree_parts",
      "if len(target) > 1 and target[1].tag == _FUNCTIONAL_ALIAS:"):
         "an XML element name (the constant is the tag of a functional-alias element)",
     ("acm/validate.py", "_rule_problems",

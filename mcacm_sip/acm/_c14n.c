@@ -690,16 +690,16 @@ static int text(Scan *s) {
 }
 
 /* The XML declaration's pseudo-attributes: version 1.0, encoding UTF-8 if any. */
-static int declaration(Scan *s) {
+static int declaration(Cur *c) {
     const u8 *close = NULL;
-    for (const u8 *q = s->c.p; q + 1 < s->c.end; q++)
+    for (const u8 *q = c->p; q + 1 < c->end; q++)
         if (q[0] == '?' && q[1] == '>') {
             close = q;
             break;
         }
     if (close == NULL)
         return 0;
-    Cur sub = {s->c.p, close};
+    Cur sub = {c->p, close};
     int version = 0;
     for (;;) {
         skip_space(&sub);
@@ -733,7 +733,7 @@ static int declaration(Scan *s) {
             return 0;
         }
     }
-    s->c.p = close + 2;
+    c->p = close + 2;
     return version;
 }
 
@@ -743,7 +743,7 @@ static int scan(Scan *s) {
         s->c.p += 3;
     if (s->c.end - s->c.p >= 6 && memcmp(s->c.p, "<?xml", 5) == 0 && is_space(s->c.p[5])) {
         s->c.p += 6;
-        if (!declaration(s))
+        if (!declaration(&s->c))
             return 0;
     }
     int done = 0;  /* the root element closed */
@@ -865,12 +865,455 @@ static PyObject *canonical(PyObject *module, PyObject *const *args, Py_ssize_t n
     return result;
 }
 
+/* ---------------------------------------------------------------------- request parts */
+
+/* request_parts(data, acm_ns, profile_ns, profile_local) -> tuple | None
+ *
+ * What codec._tree_parts reads from the tree of a schema-valid profile-update-request, read
+ * from the document's bytes instead (no element proxy, no tag string per element): the
+ * transaction id's text, the URI text of each identity (requester, its functional alias,
+ * target, its functional alias, migrated user), the additional information's text, each
+ * None where the element is absent; the texts as lxml's ``.text`` gives them (references
+ * expanded, line ends read as LF), not stripped.  None (the caller reads the tree) for
+ * anything this code does not read with certainty: an identity that is not a clear <uri>
+ * (a type other than Normal written plainly, another first child), a CDATA section, comment
+ * or processing instruction inside an element read, the profile's first element not
+ * {profile_ns}profile_local, caps exceeded, and whatever the canonical scan gives up on.
+ * Only elements are recorded that the tree reader looks at: the root's first six children,
+ * the first two children of those, and the first child of these.  The element names are the
+ * schema's (schemas/acm.xsd); the data a document the hardened parser accepted.
+ */
+
+#define MAX_RECORDS 32
+
+typedef struct {
+    Span uri, local;
+    int type_attr;          /* 0: none; 1: "Normal" written plainly; 2: anything else */
+    int children;           /* element children */
+    int child[2];           /* the records of the first two, -1: none recorded */
+    size_t text_at, text_n; /* its character data in the text buffer (a leaf's only) */
+    int text_ok;            /* no CDATA, comment or processing instruction inside */
+} Rec;
+
+typedef struct {
+    Cur c;
+    Binding scope[MAX_BINDINGS];
+    int nscope;
+    Span names[MAX_DEPTH + 1];
+    int rec_of[MAX_DEPTH + 1];   /* the record of the open element at each depth, -1: none */
+    int kids[MAX_DEPTH + 1];     /* element children met so far of the open element */
+    int depth;
+    Span root_uri, root_local;
+    int roots;                   /* root children recorded (the first six) */
+    int root_child[6];
+    Rec recs[MAX_RECORDS];
+    int nrecs;
+    Out text;
+} Outline;
+
+/* A start tag after its '<': 1 (2: an empty-element tag), 0 to give up, -1 on an error. */
+static int outline_start(Outline *o) {
+    Span qname, prefix, local;
+    if (!read_name(&o->c, &qname, &prefix, &local) || o->depth == MAX_DEPTH)
+        return 0;
+    int depth = ++o->depth;
+    o->names[depth] = qname;
+    int type_attr = 0, empty = 0, nprefixed = 0;
+    Span prefixed[MAX_ATTRS];
+    for (;;) {
+        const u8 *before = o->c.p;
+        skip_space(&o->c);
+        if (o->c.p == o->c.end)
+            return 0;
+        if (*o->c.p == '>') {
+            o->c.p++;
+            break;
+        }
+        if (*o->c.p == '/') {
+            if (o->c.end - o->c.p < 2 || o->c.p[1] != '>')
+                return 0;
+            o->c.p += 2;
+            empty = 1;
+            break;
+        }
+        if (o->c.p == before)
+            return 0;
+        Span aq, ap, al;
+        if (!read_name(&o->c, &aq, &ap, &al))
+            return 0;
+        skip_space(&o->c);
+        if (o->c.p == o->c.end || *o->c.p != '=')
+            return 0;
+        o->c.p++;
+        skip_space(&o->c);
+        if (o->c.p == o->c.end || (*o->c.p != '"' && *o->c.p != '\''))
+            return 0;
+        u8 quote = *o->c.p++;
+        const u8 *q = memchr(o->c.p, quote, (size_t)(o->c.end - o->c.p));
+        if (q == NULL)
+            return 0;
+        Span value = {o->c.p, (size_t)(q - o->c.p)};
+        o->c.p = q + 1;
+        Span declared;
+        if (ap.n == 0 && span_is(al, "xmlns")) {
+            declared.p = al.p;
+            declared.n = 0;
+        } else if (span_is(ap, "xmlns")) {
+            declared = al;
+        } else {
+            if (ap.n == 0 && span_is(al, "type"))
+                type_attr = span_is(value, "Normal") ? 1 : 2;
+            else if (ap.n != 0 && !span_is(ap, "xml")) {
+                if (nprefixed == MAX_ATTRS)
+                    return 0;
+                prefixed[nprefixed++] = ap;  /* (bound? once the tag's declarations are read) */
+            }
+            continue;
+        }
+        /* a namespace name compared as written: only the plain form, which no reference,
+         * white space or normalisation can make another name */
+        if (!plain_uri(value) || o->nscope == MAX_BINDINGS)
+            return 0;
+        o->scope[o->nscope].prefix = declared;
+        o->scope[o->nscope].uri = value;
+        o->scope[o->nscope].depth = depth;
+        o->nscope++;
+    }
+    for (int i = 0; i < nprefixed; i++)
+        if (bound(o->scope, o->nscope, prefixed[i]) == NULL)
+            return 0;  /* an undeclared prefix */
+    Span uri = {NULL, 0};
+    if (span_is(prefix, "xml") || span_is(prefix, "xmlns"))
+        return 0;
+    const Binding *b = bound(o->scope, o->nscope, prefix);
+    if (b != NULL)
+        uri = b->uri;
+    else if (prefix.n != 0)
+        return 0;  /* an undeclared prefix */
+    o->kids[depth] = 0;
+    o->rec_of[depth] = -1;
+    if (depth == 1) {
+        o->root_uri = uri;
+        o->root_local = local;
+        return empty ? 2 : 1;
+    }
+    int index = o->kids[depth - 1]++;
+    int parent = o->rec_of[depth - 1];
+    if (parent >= 0)
+        o->recs[parent].children++;
+    int wanted = depth == 2 ? index < 6 : (parent >= 0 && index < (depth == 3 ? 2 : 1));
+    if (!wanted || depth > 4)
+        return empty ? 2 : 1;
+    if (o->nrecs == MAX_RECORDS)
+        return 0;
+    int at = o->nrecs++;
+    Rec *r = &o->recs[at];
+    r->uri = uri;
+    r->local = local;
+    r->type_attr = type_attr;
+    r->children = 0;
+    r->child[0] = r->child[1] = -1;
+    r->text_at = o->text.n;
+    r->text_n = 0;
+    r->text_ok = 1;
+    if (depth == 2)
+        o->root_child[o->roots++] = at;
+    else if (index < 2)
+        o->recs[parent].child[index] = at;
+    o->rec_of[depth] = at;
+    return empty ? 2 : 1;
+}
+
+/* Character data up to the next '<': kept for a recorded element without children, as
+ * lxml's .text reads it.  1, 0 to give up, -1 on an error. */
+static int outline_text(Outline *o) {
+    int at = o->rec_of[o->depth];
+    if (at < 0 || o->recs[at].children != 0) {
+        const u8 *stop = memchr(o->c.p, '<', (size_t)(o->c.end - o->c.p));
+        o->c.p = stop == NULL ? o->c.end : stop;
+        return 1;
+    }
+    Out *out = &o->text;
+    size_t start = out->n;
+    u8 u[4];
+    for (;;) {
+        const u8 *run = o->c.p;
+        while (!(CLASS[*o->c.p] & C_TEXT))
+            o->c.p++;
+        if (!put(out, run, (size_t)(o->c.p - run)))
+            return -1;
+        u8 c = *o->c.p;
+        if (c == '<' || c == 0)
+            break;
+        o->c.p++;
+        int n = 1;
+        if (c == '&') {
+            Cur sub = {o->c.p, o->c.end};
+            n = read_reference(&sub, u);
+            if (n == 0)
+                return 0;
+            o->c.p = sub.p;
+        } else if (c == '\r') {
+            if (*o->c.p == '\n')
+                o->c.p++;
+            u[0] = '\n';
+        } else {
+            u[0] = c;
+        }
+        if (!put(out, u, (size_t)n))
+            return -1;
+    }
+    o->recs[at].text_n += out->n - start;
+    return *o->c.p == 0 && o->c.p < o->c.end ? 0 : 1;
+}
+
+static void outline_end(Outline *o) {
+    int depth = o->depth;
+    while (o->nscope > 0 && o->scope[o->nscope - 1].depth >= depth)
+        o->nscope--;
+    o->depth--;
+}
+
+/* The document's outline into ``o``: 1, 0 to give up, -1 on an error. */
+static int outline_scan(Outline *o) {
+    if (o->c.end - o->c.p >= 3 && memcmp(o->c.p, "\xef\xbb\xbf", 3) == 0)
+        o->c.p += 3;
+    if (o->c.end - o->c.p >= 6 && memcmp(o->c.p, "<?xml", 5) == 0 && is_space(o->c.p[5])) {
+        o->c.p += 6;
+        if (!declaration(&o->c))
+            return 0;
+    }
+    int done = 0;
+    while (o->c.p < o->c.end) {
+        if (*o->c.p != '<') {
+            if (o->depth == 0) {
+                if (!is_space(*o->c.p))
+                    return 0;
+                o->c.p++;
+                continue;
+            }
+            int r = outline_text(o);
+            if (r <= 0)
+                return r;
+            continue;
+        }
+        o->c.p++;
+        if (o->c.p == o->c.end)
+            return 0;
+        u8 c = *o->c.p;
+        if (c == '!' || c == '?') {
+            if (o->depth > 0 && o->rec_of[o->depth] >= 0)
+                o->recs[o->rec_of[o->depth]].text_ok = 0;
+            if (c == '?') {
+                if (!skip_past(&o->c, "?>"))
+                    return 0;
+            } else if (o->c.end - o->c.p >= 3 && o->c.p[1] == '-' && o->c.p[2] == '-') {
+                o->c.p += 3;
+                if (!skip_past(&o->c, "-->"))
+                    return 0;
+            } else if (o->depth > 0 && o->c.end - o->c.p >= 8
+                       && memcmp(o->c.p, "![CDATA[", 8) == 0) {
+                o->c.p += 8;
+                if (!skip_past(&o->c, "]]>"))
+                    return 0;
+            } else {
+                return 0;  /* a DOCTYPE */
+            }
+        } else if (c == '/') {
+            o->c.p++;
+            if (o->depth == 0)
+                return 0;
+            Span qname = o->names[o->depth];
+            if ((size_t)(o->c.end - o->c.p) <= qname.n || memcmp(o->c.p, qname.p, qname.n) != 0
+                || !(CLASS[o->c.p[qname.n]] & C_NAME_END))
+                return 0;
+            o->c.p += qname.n;
+            skip_space(&o->c);
+            if (o->c.p == o->c.end || *o->c.p != '>')
+                return 0;
+            o->c.p++;
+            outline_end(o);
+            if (o->depth == 0)
+                done = 1;
+        } else {
+            if (done)
+                return 0;
+            int r = outline_start(o);
+            if (r <= 0)
+                return r;
+            if (r == 2)
+                outline_end(o);
+            if (o->depth == 0)
+                done = 1;
+        }
+    }
+    return done && o->depth == 0 ? 1 : 0;
+}
+
+static int rec_is(const Rec *r, Span ns, const char *local) {
+    return r->uri.p != NULL && span_eq(r->uri, ns) && span_is(r->local, local);
+}
+
+/* A recorded leaf's text as a str; NULL with no exception: not readable here. */
+static PyObject *rec_text(const Outline *o, int at) {
+    const Rec *r = &o->recs[at];
+    if (r->children != 0 || !r->text_ok)
+        return NULL;
+    return PyUnicode_DecodeUTF8((const char *)o->text.b + r->text_at, (Py_ssize_t)r->text_n,
+                                "strict");
+}
+
+/* The URI text of the identity recorded at ``at`` when it is a clear <uri>; NULL otherwise
+ * (an exception set only on an error). */
+static PyObject *clear_uri(const Outline *o, int at, Span ns) {
+    const Rec *r = &o->recs[at];
+    if (r->type_attr == 2 || r->child[0] < 0 || !rec_is(&o->recs[r->child[0]], ns, "uri"))
+        return NULL;
+    return rec_text(o, r->child[0]);
+}
+
+static PyObject *request_parts(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "request_parts() takes data, namespace, profile namespace and local name");
+        return NULL;
+    }
+    for (int i = 0; i < 4; i++)
+        if (!PyBytes_Check(args[i])) {
+            PyErr_SetString(PyExc_TypeError, "request_parts() takes bytes");
+            return NULL;
+        }
+    Outline *o = PyMem_Malloc(sizeof(Outline));
+    if (o == NULL)
+        return PyErr_NoMemory();
+    o->c.p = (const u8 *)PyBytes_AS_STRING(args[0]);
+    o->c.end = o->c.p + PyBytes_GET_SIZE(args[0]);
+    o->nscope = o->depth = o->roots = o->nrecs = 0;
+    o->kids[0] = 0;
+    o->rec_of[0] = -1;
+    o->root_uri.p = NULL;
+    o->root_uri.n = 0;
+    o->text.n = 0;
+    o->text.cap = 256;
+    o->text.b = PyMem_Malloc(o->text.cap);
+    if (o->text.b == NULL) {
+        PyMem_Free(o);
+        return PyErr_NoMemory();
+    }
+    Span ns = {(const u8 *)PyBytes_AS_STRING(args[1]), (size_t)PyBytes_GET_SIZE(args[1])};
+    Span pns = {(const u8 *)PyBytes_AS_STRING(args[2]), (size_t)PyBytes_GET_SIZE(args[2])};
+    Span plocal = {(const u8 *)PyBytes_AS_STRING(args[3]), (size_t)PyBytes_GET_SIZE(args[3])};
+    PyObject *result = NULL, *parts[7] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    int r = ns.n == 0 ? 0 : outline_scan(o);
+    if (r < 0) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    const int *c = o->root_child;
+    if (r == 0 || o->roots < 5 || o->root_uri.p == NULL || !span_eq(o->root_uri, ns)
+            || !span_is(o->root_local, "profile-update-request"))
+        goto none;
+    /* the profile's first element: the user profile's root */
+    const Rec *profile = &o->recs[c[4]];
+    if (profile->child[0] < 0) goto none;
+    const Rec *top = &o->recs[profile->child[0]];
+    if (top->uri.p == NULL || !span_eq(top->uri, pns) || !span_eq(top->local, plocal))
+        goto none;
+    if ((parts[0] = rec_text(o, c[0])) == NULL) goto none;
+    const Rec *requester = &o->recs[c[1]], *target = &o->recs[c[2]];
+    if (requester->child[0] < 0 || (parts[1] = clear_uri(o, requester->child[0], ns)) == NULL)
+        goto none;
+    if (requester->child[1] >= 0 && rec_is(&o->recs[requester->child[1]], ns, "functional-alias")
+            && (parts[2] = clear_uri(o, requester->child[1], ns)) == NULL)
+        goto none;
+    if (target->child[0] < 0) goto none;
+    if (rec_is(&o->recs[target->child[0]], ns, "mc-service-id")) {
+        if ((parts[3] = clear_uri(o, target->child[0], ns)) == NULL) goto none;
+        if (target->child[1] >= 0 && rec_is(&o->recs[target->child[1]], ns, "functional-alias")
+                && (parts[4] = clear_uri(o, target->child[1], ns)) == NULL)
+            goto none;
+    } else if ((parts[4] = clear_uri(o, target->child[0], ns)) == NULL) {
+        goto none;
+    }
+    if ((parts[5] = clear_uri(o, c[3], ns)) == NULL) goto none;
+    if (o->roots > 5 && rec_is(&o->recs[c[5]], ns, "additional-info")
+            && (parts[6] = rec_text(o, c[5])) == NULL)
+        goto none;
+    if ((result = PyTuple_New(7)) == NULL) goto out;
+    for (int i = 0; i < 7; i++) {
+        PyTuple_SET_ITEM(result, i, parts[i] == NULL ? Py_NewRef(Py_None) : parts[i]);
+        parts[i] = NULL;
+    }
+    goto out;
+none:
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) goto out;
+        PyErr_Clear();
+    }
+    result = Py_NewRef(Py_None);
+out:
+    for (int i = 0; i < 7; i++) Py_XDECREF(parts[i]);
+    PyMem_Free(o->text.b);
+    PyMem_Free(o);
+    return result;
+}
+
+/* ---------------------------------------------------------------------- the parser's marks */
+
+/* The declarations xmlsafe._check_prolog's fast path knows, in its order. */
+static const char *const COMMON_DECLARATIONS[] = {
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
+    "<?xml version='1.0' encoding='UTF-8'?>",
+    "<?xml version=\"1.0\" encoding=\"utf-8\"?>",
+    "<?xml version=\"1.0\"?>",
+    "",
+};
+
+/* prolog_marks(data) -> (plain, end_tags, equals): xmlsafe.parse's two counts
+ * (data.count(b"</"), data.count(b"=")) in one call, and whether the prolog is one
+ * xmlsafe._check_prolog's fast path takes (a usual declaration or none, at most one LF, then
+ * the root element's start tag). */
+static PyObject *prolog_marks(PyObject *module, PyObject *arg) {
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "prolog_marks() takes bytes");
+        return NULL;
+    }
+    const char *p = PyBytes_AS_STRING(arg), *end = p + PyBytes_GET_SIZE(arg), *q;
+    size_t n = (size_t)PyBytes_GET_SIZE(arg);
+    int plain = 0;
+    for (size_t i = 0; i < sizeof COMMON_DECLARATIONS / sizeof COMMON_DECLARATIONS[0]; i++) {
+        size_t k = strlen(COMMON_DECLARATIONS[i]);
+        if (n < k || memcmp(p, COMMON_DECLARATIONS[i], k) != 0)
+            continue;
+        if (k < n && p[k] == '\n')
+            k++;
+        /* (the bytes object's final NUL stands for the end: neither '!' nor '?') */
+        plain = k + 1 < n && p[k] == '<' && p[k + 1] != '!' && p[k + 1] != '?';
+        break;
+    }
+    Py_ssize_t ends = 0, equals = 0;
+    for (q = p; (q = memchr(q, '<', (size_t)(end - q))) != NULL; )
+        if (++q < end && *q == '/')
+            ends++;
+    for (q = p; (q = memchr(q, '=', (size_t)(end - q))) != NULL; q++)
+        equals++;
+    return Py_BuildValue("Nnn", PyBool_FromLong(plain), ends, equals);
+}
+
 static PyMethodDef methods[] = {
     {"canonical", (PyCFunction)(void (*)(void))canonical, METH_FASTCALL,
      "canonical(data, namespace, local, /) -> str | None\n\n"
      "The exclusive canonical XML (1.0, no comments) of the one element {namespace}local of\n"
      "the UTF-8 document ``data``, as libxml2 writes it; None where this code does not\n"
      "write it (the caller then runs libxml2)."},
+    {"prolog_marks", (PyCFunction)prolog_marks, METH_O,
+     "prolog_marks(data, /) -> (plain, end_tags, equals)\n\n"
+     "Whether the prolog is one xmlsafe._check_prolog's fast path takes, and the counts of\n"
+     "b'</' and b'=' in data (xmlsafe.parse's caps)."},
+    {"request_parts", (PyCFunction)(void (*)(void))request_parts, METH_FASTCALL,
+     "request_parts(data, namespace, profile_namespace, profile_local, /) -> tuple | None\n\n"
+     "What codec._tree_parts reads from a schema-valid profile-update-request, read from\n"
+     "its bytes; None where this code does not read it (the caller reads the tree)."},
     {NULL, NULL, 0, NULL},
 };
 

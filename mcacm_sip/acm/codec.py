@@ -32,7 +32,7 @@ from typing import Any, TypeVar, cast, get_args
 
 from lxml import etree
 
-from mcacm_sip.acm import model
+from mcacm_sip.acm import model, xmlsafe
 from mcacm_sip.acm.errors import (
     AcmError,
     EncodeError,
@@ -41,7 +41,6 @@ from mcacm_sip.acm.errors import (
     SchemaViolation,
 )
 from mcacm_sip.acm.xmlsafe import DEFAULT_LIMITS, Limits, element_path, parse
-from mcacm_sip.compiled import not_built, wanted
 from mcacm_sip.frozen import builder
 
 __all__ = [
@@ -993,65 +992,103 @@ _build_profile_update_request = builder(model.ProfileUpdateRequest, skip_post_in
 
 
 def _clear_uri(identity: etree._Element) -> str | None:
-    """An identity's URI (the general reader's, ``_Identity.get``) when it is in clear and
-    passes the model's URI check, else None.  The schema's identityType holds one child and a
-    ``type`` of Normal or Encrypted; its uriType a letter first, so the value is not empty."""
+    """An identity's URI text (its ``.text``, "" for none, not stripped) when it is in clear
+    (a <uri>, as the general reader's ``_Identity.get`` reads it), else None.  The schema's
+    identityType holds one child and a ``type`` of Normal or Encrypted."""
     uri = identity[0]
     if uri.tag != _URI or identity.get("type") == "Encrypted":
         return None
-    value = (uri.text or "").strip()
+    return uri.text or ""
+
+
+def _accepted_uri(text: str) -> str | None:
+    """A URI's text as the general reader takes it (stripped), when it passes the model's URI
+    check; else None.  The schema's uriType has a letter first, so the value is not empty."""
+    value = text.strip()
     return value if value in _URIS_OK or _uri_accepted(value) else None
+
+
+_Parts = tuple[str, str, str | None, str | None, str | None, str, str | None]
+"""What a profile update request's reader reads before its checks: the transaction id's
+text, the URI texts of the requester's MC service ID and functional alias, of the target's,
+of the migrated user's ID, and the additional information's text; None: absent."""
+
+
+def _tree_parts(root: etree._Element) -> _Parts | None:
+    """The parts of a schema-valid request's tree, by place; None when an identity is not a
+    clear <uri>."""
+    tid_el, requester, target, migrated, _, *rest = root
+    mc_service_id = _clear_uri(requester[0])
+    if mc_service_id is None:
+        return None
+    alias = None
+    if len(requester) > 1 and requester[1].tag == _FUNCTIONAL_ALIAS:
+        alias = _clear_uri(requester[1])
+        if alias is None:
+            return None
+    first = target[0]
+    if first.tag == _MC_SERVICE_ID:
+        target_id = _clear_uri(first)
+        if target_id is None:
+            return None
+        target_alias = None
+        if len(target) > 1 and target[1].tag == _FUNCTIONAL_ALIAS:
+            target_alias = _clear_uri(target[1])
+            if target_alias is None:
+                return None
+    else:  # the choice's other branch: functional-alias alone
+        target_id, target_alias = None, _clear_uri(first)
+        if target_alias is None:
+            return None
+    migrated_user_id = _clear_uri(migrated)
+    if migrated_user_id is None:
+        return None
+    info = (rest[0].text or "") if rest and rest[0].tag == _ADDITIONAL_INFO else None
+    return (tid_el.text or "", mc_service_id, alias, target_id, target_alias, migrated_user_id,
+            info)
 
 
 def _read_profile_update_request(root: etree._Element, data: bytes
                                  ) -> model.ProfileUpdateRequest | None:
     """The request of a valid document as the general reader reads it, or None.
 
-    What ``__post_init__`` checks and the schema makes already (the profile-update-request
-    element's sequence, partyType, addresseeType, identityType, uriType, freeTextType): every
-    mandatory IE present, the addressee NOTE (a choice), the optional text not empty and of
-    XML characters; the transaction id's length and spaces (a token of 1-128 non-space
-    characters, which ``strip`` only shortens) are checked anyway, as is what the schema does
-    not make: the id printable and each URI the model's pattern (Unicode white space)."""
+    Its parts are read from the bytes by the compiled reader (``_c14n.request_parts``: no
+    element proxy, no tag string per element), or from the tree (:func:`_tree_parts`) where
+    that one does not read them.  What ``__post_init__`` checks and the schema makes already
+    (the profile-update-request element's sequence, partyType, addresseeType, identityType,
+    uriType, freeTextType): every mandatory IE present, the addressee NOTE (a choice), the
+    optional text not empty and of XML characters; the transaction id's length and spaces (a
+    token of 1-128 non-space characters, which ``strip`` only shortens) are checked anyway, as
+    is what the schema does not make: the id printable and each URI the model's pattern
+    (Unicode white space)."""
+    parts = None if _c_request_parts is None else _c_request_parts(
+        data, _ACM_NS_BYTES, _PROFILE_NS_BYTES, _PROFILE_ROOT_BYTES)
+    # (the compiled reader has found the profile's root element: its canonical text next)
+    text = None if parts is None or _c_canonical is None else _c_canonical(
+        data, _PROFILE_NS_BYTES, _PROFILE_ROOT_BYTES)
+    if parts is None and (parts := _tree_parts(root)) is None:
+        return None
+    tid_text, requester, alias, target_id, target_alias, migrated, info = parts
     try:
-        tid_el, requester, target, migrated, profile, *rest = root
-        tid = (tid_el.text or "").strip()
+        tid = tid_text.strip()
         if not tid or len(tid) > 128 or not tid.isprintable() or " " in tid:
             return None
-        mc_service_id = _clear_uri(requester[0])
+        mc_service_id = _accepted_uri(requester)
         if mc_service_id is None:
             return None
-        alias = None
-        if len(requester) > 1 and requester[1].tag == _FUNCTIONAL_ALIAS:
-            alias = _clear_uri(requester[1])
-            if alias is None:
-                return None
-        party = _build_party(mc_service_id, alias)
-        first = target[0]
-        if first.tag == _MC_SERVICE_ID:
-            target_id = _clear_uri(first)
-            if target_id is None:
-                return None
-            target_alias = None
-            if len(target) > 1 and target[1].tag == _FUNCTIONAL_ALIAS:
-                target_alias = _clear_uri(target[1])
-                if target_alias is None:
-                    return None
-        else:  # the choice's other branch: functional-alias alone
-            target_id, target_alias = None, _clear_uri(first)
-            if target_alias is None:
-                return None
-        migrated_user_id = _clear_uri(migrated)
-        if migrated_user_id is None:
+        if alias is not None and (alias := _accepted_uri(alias)) is None:
             return None
-        info = None
-        if rest and rest[0].tag == _ADDITIONAL_INFO:
-            info = rest[0].text or ""
-            if not info:
-                return None
+        if target_id is not None and (target_id := _accepted_uri(target_id)) is None:
+            return None
+        if target_alias is not None and (target_alias := _accepted_uri(target_alias)) is None:
+            return None
+        migrated_user_id = _accepted_uri(migrated)
+        if migrated_user_id is None or (info is not None and not info):
+            return None
         flow: model.ProfileUpdateRequest = _build_profile_update_request(
-            tid, party, _build_addressee(target_id, target_alias), migrated_user_id,
-            _profile_of(profile[0], data), info)
+            tid, _build_party(mc_service_id, alias), _build_addressee(target_id, target_alias),
+            migrated_user_id,
+            _profile_of(root[4][0], data) if text is None else _user_profile(text), info)
     except AcmError:
         return None  # the general reader raises it again, or the error it meets first
     return flow
@@ -1135,7 +1172,7 @@ def _canonical(el: etree._Element) -> str:
     return etree.tostring(el, method="c14n", exclusive=True, with_comments=False).decode()
 
 
-C14N_ENV = "MCACM_C14N"
+C14N_ENV = xmlsafe.C14N_ENV
 """``python``: a received profile's canonical text by libxml2 (:func:`_canonical`) even when
 the compiled writer is built; ``c``: the compiled one (mcacm_sip/acm/_c14n.c) or an
 ImportError; unset or ``auto``: the compiled one when built."""
@@ -1143,15 +1180,9 @@ ImportError; unset or ``auto``: the compiled one when built."""
 
 def _load_c14n(choice: str) -> Callable[[bytes, bytes, bytes], str | None] | None:
     """``_c14n.canonical``, or None (``choice`` ``python``, or ``auto`` and not built)."""
-    if not wanted(C14N_ENV, choice):
-        return None
-    try:
-        from mcacm_sip.acm import _c14n
-    except ImportError as exc:
-        if choice == "c":
-            raise not_built(C14N_ENV, "mcacm_sip.acm._c14n") from exc
-        return None
-    return _c14n.canonical
+    compiled = xmlsafe.load_compiled(choice)
+    return None if compiled is None else cast(Callable[[bytes, bytes, bytes], str | None],
+                                              compiled.canonical)
 
 
 _c_canonical = _load_c14n(os.environ.get(C14N_ENV, "auto").strip().lower() or "auto")
@@ -1162,6 +1193,21 @@ C14N = "python" if _c_canonical is None else "c"
 ``python`` (libxml2's C14N through lxml)."""
 _PROFILE_NS_BYTES = USER_PROFILE_NS.encode()
 _PROFILE_ROOT_BYTES = USER_PROFILE_ROOT.encode()
+_ACM_NS_BYTES = ACM_NS.encode()
+
+
+def _load_request_parts(choice: str
+                        ) -> Callable[[bytes, bytes, bytes, bytes], _Parts | None] | None:
+    """``_c14n.request_parts``, or None (as :func:`_load_c14n`)."""
+    compiled = xmlsafe.load_compiled(choice)
+    return None if compiled is None else cast(
+        Callable[[bytes, bytes, bytes, bytes], _Parts | None], compiled.request_parts)
+
+
+_c_request_parts = _load_request_parts(
+    os.environ.get(C14N_ENV, "auto").strip().lower() or "auto")
+"""A profile update request's parts read from its bytes (:func:`_read_profile_update_request`;
+the same parts as :func:`_tree_parts`, or None: tests/test_acm_fast_decode.py)."""
 
 
 def _profile_from_element(el: etree._Element) -> model.UserProfile:

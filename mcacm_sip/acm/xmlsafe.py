@@ -24,10 +24,14 @@ means anything by them, and text split by a comment reads back whole.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from types import ModuleType
+from typing import cast
 
 from lxml import etree
 
@@ -39,6 +43,7 @@ from mcacm_sip.acm.errors import (
     TooManyAttributes,
     UnsafeDocument,
 )
+from mcacm_sip.compiled import not_built, wanted
 
 __all__ = ["DEFAULT_LIMITS", "Limits", "element_path", "parse"]
 
@@ -80,15 +85,20 @@ _COMMON_DECLARATIONS = (
 )
 
 
-def _check_prolog(data: bytes) -> None:
-    """Reject what is not UTF-8 XML, and any DOCTYPE, before the parser sees a byte."""
-    # Fast path: a usual declaration (or none), then directly the root element's start tag.
+def _plain_prolog(data: bytes) -> bool:
+    """Whether the prolog is a usual declaration (or none), at most one LF, then directly
+    the root element's start tag: nothing for :func:`_check_prolog` to refuse."""
     for known in _COMMON_DECLARATIONS:
         if data.startswith(known):
             pos = len(known) + (data[len(known):len(known) + 1] == b"\n")
-            if data[pos:pos + 1] == b"<" and data[pos + 1:pos + 2] not in (b"!", b"?", b""):
-                return
-            break
+            return data[pos:pos + 1] == b"<" and data[pos + 1:pos + 2] not in (b"!", b"?", b"")
+    return False  # (not reached: b"" starts every document)
+
+
+def _check_prolog(data: bytes) -> None:
+    """Reject what is not UTF-8 XML, and any DOCTYPE, before the parser sees a byte."""
+    if _plain_prolog(data):
+        return
     end = _PROLOG.match(data)
     pos = end.end() if end else 0
     decl = _XML_DECL.match(data, 3 if data.startswith(b"\xef\xbb\xbf") else 0)
@@ -112,6 +122,38 @@ def _check_prolog(data: bytes) -> None:
     if not data.startswith(b"<", pos) or len(data) <= pos + 1:
         what = "empty body" if not data.strip() else "body is not XML (or not UTF-8)"
         raise NotAcmDocument(what, hint="send a UTF-8 XML document")
+
+
+C14N_ENV = "MCACM_C14N"
+"""``python``: the received documents' Python and libxml2 code alone even when the compiled
+part (mcacm_sip/acm/_c14n.c: a profile's canonical text, a request's parts, the prolog and
+the caps' marks) is built; ``c``: the compiled part or an ImportError; unset or ``auto``: the
+compiled part when built."""
+
+
+def load_compiled(choice: str) -> ModuleType | None:
+    """``mcacm_sip.acm._c14n``, or None (``choice`` ``python``, or ``auto`` and not built)."""
+    if not wanted(C14N_ENV, choice):
+        return None
+    try:
+        from mcacm_sip.acm import _c14n
+    except ImportError as exc:
+        if choice == "c":
+            raise not_built(C14N_ENV, "mcacm_sip.acm._c14n") from exc
+        return None
+    return _c14n
+
+
+def _load_marks(choice: str) -> Callable[[bytes], tuple[bool, int, int]] | None:
+    compiled = load_compiled(choice)
+    return None if compiled is None else cast(Callable[[bytes], tuple[bool, int, int]],
+                                              compiled.prolog_marks)
+
+
+_marks = _load_marks(os.environ.get(C14N_ENV, "auto").strip().lower() or "auto")
+"""``_c14n.prolog_marks``: whether :func:`_check_prolog`'s fast path takes the prolog, and the
+counts of ``</`` and ``=`` :func:`parse` reads, in one pass (tests/test_acm_xmlsafe_marks.py:
+the same as the Python code's); None: the Python code."""
 
 
 class _Parsers(threading.local):
@@ -154,7 +196,13 @@ def parse(data: bytes, limits: Limits = DEFAULT_LIMITS) -> etree._Element:
             f"document is {len(data)} bytes, the limit is {limits.max_bytes}",
             hint="split the data or raise the peer's max_bytes limit",
         )
-    _check_prolog(data)
+    if _marks is None:
+        _check_prolog(data)
+        ends = equals = -1  # (counted below)
+    else:
+        plain, ends, equals = _marks(data)
+        if not plain:
+            _check_prolog(data)
     try:
         root = etree.fromstring(data, _PARSERS.parser)
     except etree.XMLSyntaxError as exc:
@@ -162,7 +210,9 @@ def parse(data: bytes, limits: Limits = DEFAULT_LIMITS) -> etree._Element:
     # nesting deeper than the cap (depth > max_depth) needs max_depth ancestors, each
     # closed by its own end tag "</" (well-formed: the parser accepted it; no DOCTYPE, so no
     # entity can hold markup); comments and CDATA can only add to the count
-    deep = None if data.count(b"</") < limits.max_depth else _first_found(
+    if ends < 0:
+        ends, equals = data.count(b"</"), data.count(b"=")
+    deep = None if ends < limits.max_depth else _first_found(
         _too_deep_xpath(limits.max_depth), root)
     if deep is not None:
         raise DocumentTooDeep(
@@ -171,7 +221,7 @@ def parse(data: bytes, limits: Limits = DEFAULT_LIMITS) -> etree._Element:
             hint="flatten the document; extension content must stay shallow",
         )
     # more attributes than the cap on one element need more "=" than the cap
-    crowded = None if data.count(b"=") <= limits.max_attributes else _first_found(
+    crowded = None if equals <= limits.max_attributes else _first_found(
         _crowded_xpath(limits.max_attributes), root)
     if crowded is not None:
         raise TooManyAttributes(

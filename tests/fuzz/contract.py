@@ -50,6 +50,7 @@ _CONTROL = frozenset(chr(c) for c in range(32)) | {"\x7f"}
 def check_acm_body(data: bytes) -> AcmFlow | AcmError:
     """codec.decode: an ACM flow that encodes back to itself, or an AcmError fit for a header."""
     check_c14n(data)
+    check_compiled_reads(data)
     try:
         flow = codec.decode(data, content_type=codec.ACM_CONTENT_TYPE)
     except EncodeError:
@@ -100,6 +101,28 @@ def check_c14n(data: bytes) -> None:
     except etree.C14NError:
         raise AssertionError(f"libxml2 refuses what the compiled code wrote: {data!r}") from None
     assert got == want, data
+
+
+def check_compiled_reads(data: bytes) -> None:
+    """mcacm_sip/acm/_c14n.c's other readings (when built and chosen): the prolog and the caps'
+    marks as xmlsafe's Python code reads them; a schema-valid profile update request's parts
+    as codec._tree_parts reads them, or None (left to it)."""
+    if xmlsafe._marks is not None:
+        assert xmlsafe._marks(data) == (xmlsafe._plain_prolog(data), data.count(b"</"),
+                                        data.count(b"=")), data
+    if codec._c_request_parts is None:
+        return
+    try:
+        root = xmlsafe.parse(data)
+    except AcmError:
+        return
+    if root.tag != codec._tag("profile-update-request") or not codec.schema().validate(root):
+        return
+    got = codec._c_request_parts(data, codec._ACM_NS_BYTES, codec._PROFILE_NS_BYTES,
+                                 codec._PROFILE_ROOT_BYTES)
+    if got is not None:
+        assert got == codec._tree_parts(root), data
+        assert root[4][0].tag == codec._PROFILE_ROOT_TAG, data
 
 
 def check_fa_body(content_type: str, data: bytes) -> fa.FaBodies | AcmError:
