@@ -8,6 +8,7 @@ complete enough (every flow the model builds is proven), over every flow class's
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import re
@@ -328,3 +329,83 @@ def test_a_profile_canonical_xml_cannot_hold_is_refused_on_send(declaration: str
     with pytest.raises(errors.InvalidContent) as info:
         codec.encode(dataclasses.replace(base, profile=m.UserProfile(text)))
     assert info.value.ie == "profile"
+
+
+# ------------------------------------------------------------- the proof's fast checks
+# The writer proves common values without their pattern (codec._template, ``fast``):
+# printable ASCII, a URI the model's pattern took (its memo), a UTC datetime, a code or name
+# proven before.  Its answers (text and proof, or the error) are the matching writer's.
+
+_GENERAL = {cls: codec._template(codec._SPECS[cls], cls.FLOW, fast=False)
+            for cls in m.FLOW_TYPES}
+_GENERAL_ITEMS = {cls: codec._template(codec._SPECS[cls], cls.FLOW, declare=False,  # type: ignore[attr-defined]
+                                      fast=False)
+                  for cls in codec._ITEM_TEMPLATES}
+
+
+def _answer(write: Any, flow: Any) -> object:
+    try:
+        return write(flow)
+    except Exception as exc:  # (the same class: a message may name the value differently)
+        return type(exc)
+
+
+def _same_answers(flow: Any) -> None:
+    for _ in range(2):  # (the second time, from the memos the first one filled)
+        assert _answer(codec._TEMPLATES[type(flow)], flow) \
+            == _answer(_GENERAL[type(flow)], flow), flow
+        if type(flow) in codec._ITEM_TEMPLATES:
+            assert _answer(codec._ITEM_TEMPLATES[type(flow)], flow) \
+                == _answer(_GENERAL_ITEMS[type(flow)], flow), flow
+
+
+_GOOD_VALUES: list[Any] = ["hot-1", "a" * 128, "sip:a@b.example", "x-odd", "success",
+                           "process-indication", "a&b<c>\rd", datetime(2030, 1, 1, tzinfo=UTC),
+                           datetime(2030, 1, 1, 0, 0, 0, 5, tzinfo=UTC), m.ResultCode.SUCCESS]
+
+
+def test_the_fast_checks_answer_as_the_patterns_whatever_a_field_holds() -> None:
+    flows = list(example_flows().values())
+    for flow in flows:
+        _same_answers(flow)
+        for path in _paths(flow):
+            for value in [*_BAD_VALUES, *_GOOD_VALUES]:
+                _same_answers(_with(flow, path, value))
+
+
+@settings(max_examples=600, deadline=None)
+@given(flow=st.sampled_from(list(example_flows().values())), data=st.data(),
+       text=_ANY_TEXT | st.builds("{}:{}".format, st.from_regex("[A-Za-z][A-Za-z0-9+.-]{0,3}",
+                                                                fullmatch=True), _ANY_TEXT)
+       | st.text(st.characters(min_codepoint=0, max_codepoint=0x7f), max_size=130))
+def test_the_fast_checks_answer_as_the_patterns_whatever_text_a_field_holds(
+        flow: m.AcmFlow, data: st.DataObject, text: str) -> None:
+    path = data.draw(st.sampled_from([p for p in _paths(flow)
+                                      if isinstance(_get(flow, p), str)]))
+    if data.draw(st.booleans()):  # a URI the model took: the writer finds it in the memo
+        with contextlib.suppress(m.ModelError):
+            m._check_uri("x", text, "test", mandatory=True)
+    _same_answers(_with(flow, path, text))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(flow=st.one_of(*FLOW_STRATEGIES.values()))
+def test_every_flow_the_model_builds_gets_the_same_answers(flow: m.AcmFlow) -> None:
+    _same_answers(flow)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_a_utc_datetime_is_written_as_the_pattern_takes(value: datetime) -> None:
+    assert codec._PROOF_DATETIME(value.isoformat()) is not None
+
+
+def test_the_memo_of_proven_values_is_bounded() -> None:
+    base = example_flows()["profile-update-response"]
+    assert isinstance(base, m.ProfileUpdateResponse)
+    for i in range(codec._PROVEN_MAX + 50):
+        flow = _with(base, ("result", "code"), f"x-c{i}")
+        assert codec._TEMPLATES[type(flow)](flow)[1]
+    memos = [v for k, v in codec._TEMPLATES[type(base)].__globals__.items()
+             if k.startswith("k") and k.endswith("m")]
+    assert memos and all(len(memo) <= codec._PROVEN_MAX for memo in memos)
