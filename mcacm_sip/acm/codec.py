@@ -1226,11 +1226,16 @@ the compiled writer is built; ``c``: the compiled one (mcacm_sip/acm/_c14n.c) or
 ImportError; unset or ``auto``: the compiled one when built."""
 
 
-def _load_c14n(choice: str) -> Callable[[bytes, bytes, bytes], str | None] | None:
-    """``_c14n.canonical``, or None (``choice`` ``python``, or ``auto`` and not built)."""
+def _compiled(choice: str, name: str) -> Any:
+    """``_c14n``'s function ``name``, or None (``choice`` ``python``, or ``auto`` and not
+    built)."""
     compiled = xmlsafe.load_compiled(choice)
-    return None if compiled is None else cast(Callable[[bytes, bytes, bytes], str | None],
-                                              compiled.canonical)
+    return None if compiled is None else getattr(compiled, name)
+
+
+def _load_c14n(choice: str) -> Callable[[bytes, bytes, bytes], str | None] | None:
+    """``_c14n.canonical``, or None (:func:`_compiled`)."""
+    return cast(Callable[[bytes, bytes, bytes], str | None] | None, _compiled(choice, "canonical"))
 
 
 _c_canonical = _load_c14n(os.environ.get(C14N_ENV, "auto").strip().lower() or "auto")
@@ -1246,10 +1251,9 @@ _ACM_NS_BYTES = ACM_NS.encode()
 
 def _load_request_parts(choice: str
                         ) -> Callable[[bytes, bytes, bytes, bytes], _Parts | None] | None:
-    """``_c14n.request_parts``, or None (as :func:`_load_c14n`)."""
-    compiled = xmlsafe.load_compiled(choice)
-    return None if compiled is None else cast(
-        Callable[[bytes, bytes, bytes, bytes], _Parts | None], compiled.request_parts)
+    """``_c14n.request_parts``, or None (:func:`_compiled`)."""
+    return cast(Callable[[bytes, bytes, bytes, bytes], _Parts | None] | None,
+                _compiled(choice, "request_parts"))
 
 
 _c_request_parts = _load_request_parts(

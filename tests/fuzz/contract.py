@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -110,16 +111,22 @@ def check_compiled_reads(data: bytes) -> None:
     if xmlsafe._marks is not None:
         assert xmlsafe._marks(data) == (xmlsafe._plain_prolog(data), data.count(b"</"),
                                         data.count(b"=")), data
-    if codec._c_request_parts is None:
-        return
+    if codec._c_request_parts is not None:
+        check_request_parts(data, codec._c_request_parts)
+
+
+def check_request_parts(data: bytes, reader: Callable[[bytes, bytes, bytes, bytes], object]
+                        ) -> None:
+    """``reader`` (``_c14n.request_parts``) on a schema-valid profile update request: what
+    codec._tree_parts reads, or None (left to it); taken only when the profile's first element
+    is the user profile's root."""
     try:
         root = xmlsafe.parse(data)
     except AcmError:
         return
     if root.tag != codec._tag("profile-update-request") or not codec.schema().validate(root):
         return
-    got = codec._c_request_parts(data, codec._ACM_NS_BYTES, codec._PROFILE_NS_BYTES,
-                                 codec._PROFILE_ROOT_BYTES)
+    got = reader(data, codec._ACM_NS_BYTES, codec._PROFILE_NS_BYTES, codec._PROFILE_ROOT_BYTES)
     if got is not None:
         assert got == codec._tree_parts(root), data
         assert root[4][0].tag == codec._PROFILE_ROOT_TAG, data
