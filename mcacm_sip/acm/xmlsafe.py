@@ -186,9 +186,12 @@ def _too_deep_xpath(max_depth: int) -> etree.XPath:
     return etree.XPath("/*" * (max_depth + 1))
 
 
+_BYTES_LIKE = (bytes, bytearray, memoryview)  # (a `|` union is made anew at each call)
+
+
 def parse(data: bytes, limits: Limits = DEFAULT_LIMITS) -> etree._Element:
     """Parse a received body into its root element, or raise a typed error."""
-    if not isinstance(data, bytes | bytearray | memoryview):
+    if not isinstance(data, _BYTES_LIKE):
         raise TypeError("parse() takes the body as bytes")
     data = bytes(data)
     if len(data) > limits.max_bytes:
