@@ -98,6 +98,7 @@ from mcacm_sip.runtime.metrics import AcmsMetrics
 from mcacm_sip.runtime.trust import Trust, origin_of
 from mcacm_sip.sip import Reply, Request
 from mcacm_sip.sip.aio import IncomingRequest
+from mcacm_sip.sip.aio.endpoint import Answer
 from mcacm_sip.sip.aio.timer import TimerDriver
 from mcacm_sip.sip.aio.usages import RegistrarService, SubscriberService, SubscriptionRefused
 from mcacm_sip.sip.dialog import Body
@@ -132,8 +133,9 @@ class StoreFailed(RuntimeError):
 class Waiting(NamedTuple):
     """A request waiting for the pending commit."""
 
-    answer: asyncio.Future[Reply]
-    """What the endpoint sends once the commit settles."""
+    answer: Answer | asyncio.Future[Reply]
+    """What the endpoint sends once the commit settles (an :class:`Answer`: at once, from
+    ``_settle``, before the sends the commit releases)."""
     reply: Reply
     """The core's answer, sent if the commit stored it."""
     key: str | None
@@ -428,17 +430,19 @@ class AcmsNode(Node):
                 ok = False
         self._settle(stored, answers, Commit.STORED if ok else Commit.FAILED)
         if ok:
-            # after the answers the commit released (their callbacks are queued first): a
-            # request's 200 leaves before the process indication it caused (10.17.7.2 step 4)
+            # after the answers the commit released (sent from _settle, or their callbacks
+            # queued first): a request's 200 leaves before the process indication it caused
+            # (10.17.7.2 step 4)
             asyncio.get_running_loop().call_soon(self._start_sends, after)
         return ok
 
     def _settle(self, stored: asyncio.Future[tuple[Commit, frozenset[str]]],
                 answers: list[Waiting],
                 outcome: Commit, held: frozenset[str] = frozenset()) -> None:
-        """Resolve a commit and, at once, the answers of the requests waiting for it: their
-        callbacks are queued before the sends the commit releases (a request's 200 leaves
-        first, 10.17.7.2 step 4)."""
+        """Resolve a commit and, at once, the answers of the requests waiting for it: each
+        sent from its ``set_result`` (an endpoint's :class:`Answer`; a Future's callbacks
+        queued) before the sends the commit releases (a request's 200 leaves first,
+        10.17.7.2 step 4)."""
         stored.set_result((outcome, held))
         if outcome is _STORED and not held:  # each its own reply (as _stored_reply)
             for answer, reply, _key, _opens in answers:
@@ -713,8 +717,9 @@ class AcmsNode(Node):
         stored = self._stored
         if stored is None:
             return reply
-        # 23.280 10.17.7.2 step 4: the 200 leaves only once the request is stored
-        answer: asyncio.Future[Reply] = stored.get_loop().create_future()
+        # 23.280 10.17.7.2 step 4: the 200 leaves only once the request is stored; the
+        # endpoint sends it from _settle's set_result (no Handle per request, as a Future's)
+        answer = Answer()
         self._answers.append(_waiting(Waiting, (answer, reply, key, opens)))
         return answer
 

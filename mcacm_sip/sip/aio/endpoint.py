@@ -14,10 +14,10 @@ import socket
 import ssl
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache, partial
-from typing import Any, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 from aiosipua.headers import parse_uri
 
@@ -169,6 +169,99 @@ class IncomingRequest:
 
     def __repr__(self) -> str:
         return f"<IncomingRequest {self.message!r} from {self.source}>"
+
+
+class Answer:
+    """A handler's answer given later (``set_result``), sent the moment it is set: the
+    endpoint that got it from a handler responds from inside ``set_result``, where an
+    ``asyncio.Future``'s done callback would cost a scheduled Handle (and the future) per
+    request.  Otherwise as that future: ``done``/``cancelled``/``result``/``cancel``,
+    ``set_exception`` (the request gets 500, the error logged), awaitable; an answer set once
+    the endpoint is closed, or cancelled, is not sent.  What the send raises goes to the loop's
+    exception handler, as from a done callback, never to whoever set the answer."""
+
+    __slots__ = ("_exc", "_reply", "_state", "_to", "_waiter")
+
+    def __init__(self) -> None:
+        self._state = _PENDING
+        self._reply: Reply | None = None
+        self._exc: BaseException | None = None
+        # the endpoint and request it answers, once a handler returned it (see _dispatch)
+        self._to: tuple[SipEndpoint, ServerKey, Request, Peer] | None = None
+        self._waiter: asyncio.Future[Reply] | None = None  # made when awaited
+
+    def done(self) -> bool:
+        return self._state is not _PENDING
+
+    def cancelled(self) -> bool:
+        return self._state is _CANCELLED
+
+    def result(self) -> Reply:
+        if self._state is _CANCELLED:
+            raise asyncio.CancelledError()
+        if self._state is _PENDING:
+            raise asyncio.InvalidStateError("answer not set")
+        if self._exc is not None:
+            raise self._exc
+        assert self._reply is not None
+        return self._reply
+
+    def exception(self) -> BaseException | None:
+        if self._state is _CANCELLED:
+            raise asyncio.CancelledError()
+        if self._state is _PENDING:
+            raise asyncio.InvalidStateError("answer not set")
+        return self._exc
+
+    def set_result(self, reply: Reply) -> None:
+        if self._state is not _PENDING:
+            raise asyncio.InvalidStateError(f"answer already {self._state}")
+        self._state, self._reply = _DONE, reply
+        self._settled()
+
+    def set_exception(self, exc: BaseException) -> None:
+        if self._state is not _PENDING:
+            raise asyncio.InvalidStateError(f"answer already {self._state}")
+        self._state, self._exc = _DONE, exc
+        self._settled()
+
+    def cancel(self) -> bool:
+        if self._state is not _PENDING:
+            return False
+        self._state = _CANCELLED
+        self._settled()
+        return True
+
+    def _settled(self) -> None:
+        to, waiter = self._to, self._waiter
+        if to is not None:
+            self._to = None
+            to[0]._answer_now(to, self)
+        if waiter is not None and not waiter.done():
+            self._pass_on(waiter)
+
+    def _pass_on(self, waiter: asyncio.Future[Reply]) -> None:
+        if self._state is _CANCELLED:
+            waiter.cancel()
+        elif self._exc is not None:
+            waiter.set_exception(self._exc)
+        else:
+            waiter.set_result(self._reply)  # type: ignore[arg-type]
+
+    def __await__(self) -> Generator[Any, None, Reply]:
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+            if self._state is not _PENDING:
+                self._pass_on(self._waiter)
+        return self._waiter.__await__()
+
+    def __repr__(self) -> str:
+        return f"<Answer {self._state}{'' if self._reply is None else f' {self._reply!r}'}>"
+
+
+_PENDING: Final = "pending"
+_DONE: Final = "done"
+_CANCELLED: Final = "cancelled"
 
 
 Handler = Callable[[IncomingRequest], "Reply | Awaitable[Reply]"]
@@ -427,6 +520,12 @@ class SipEndpoint:
                 result = Reply(500)
             # A plain Reply is the common case: skip isawaitable's ABC checks for it.
             if type(result) is not Reply:
+                if type(result) is Answer:  # answered from its set_result: no Handle, no task
+                    if result._state is _PENDING:
+                        result._to = (self, key, req, source)
+                    else:
+                        self._answer_now((self, key, req, source), result)
+                    return
                 if isinstance(result, asyncio.Future):  # answered from its callback: no task
                     result.add_done_callback(partial(self._answered, key, req, source))
                     return
@@ -437,7 +536,7 @@ class SipEndpoint:
         self._respond(key, req, source, reply)
 
     def _answered(
-        self, key: ServerKey, req: Request, source: Peer, answer: asyncio.Future[Reply]
+        self, key: ServerKey, req: Request, source: Peer, answer: asyncio.Future[Reply] | Answer
     ) -> None:
         if answer.cancelled() or self._closed:  # as a cancelled _await_reply: no answer
             return
@@ -446,6 +545,17 @@ class SipEndpoint:
             log.error("handler for %s failed", req.method, exc_info=exc,
                       extra=self._extra(req, source))
         self._respond(key, req, source, Reply(500) if exc is not None else answer.result())
+
+    def _answer_now(self, to: tuple[SipEndpoint, ServerKey, Request, Peer],
+                    answer: Answer) -> None:
+        """``_answered`` for an :class:`Answer`, called when it is set: what the send raises
+        goes to the loop's exception handler (as from a done callback), not to the setter."""
+        try:
+            self._answered(to[1], to[2], to[3], answer)
+        except Exception as err:
+            self.loop.call_exception_handler({
+                "message": f"answering {to[2].method} failed", "exception": err,
+                "answer": answer})
 
     async def _await_reply(
         self, key: ServerKey, req: Request, source: Peer, pending: Awaitable[Reply]
