@@ -32,6 +32,7 @@ WAIT = 10.0  # upper bound only
 TIDS = [f"t-{n}" for n in range(1, 6)]
 
 Event = tuple[str, tuple[str, ...]]  # ("commit", transaction ids) | ("answer", (status,))
+#                                     | ("send", ()): a MESSAGE out
 
 
 class RecordingStore(SqliteStore):
@@ -69,6 +70,8 @@ async def partner(store: Store | SharedStore, log: list[Event], primary: socket.
     def trace(record: TraceRecord) -> None:
         if record.direction == "out" and record.data.startswith(b"SIP/2.0 "):
             log.append(("answer", (record.data[8:11].decode(),)))
+        elif record.direction == "out" and record.data.startswith(b"MESSAGE "):
+            log.append(("send", ()))
 
     hop = f"sip:127.0.0.1:{primary.getsockname()[1]}"
     sip = SipSettings(listens=(Listen("udp", "127.0.0.1", 0),), hops={PRIMARY: hop},
@@ -122,6 +125,11 @@ def test_a_burst_is_stored_in_one_commit_in_order_before_any_answer(tmp_path: Pa
     first_answer = next(i for i, (kind, _) in enumerate(log) if kind == "answer")
     first_commit = next(i for i, (kind, tids) in enumerate(log) if kind == "commit" and tids)
     assert first_commit < first_answer  # stored before acknowledged
+    # and each 200 leaves before the sends its commit released (10.17.7.2 step 4: the
+    # primary learns its request is stored before it hears of its outcome)
+    answers = [i for i, (kind, status) in enumerate(log) if kind == "answer"]
+    sends = [i for i, (kind, _) in enumerate(log) if kind == "send"]
+    assert len(answers) == len(TIDS) and sends and answers[-1] < sends[0]
     assert all(tx is not None for tx in stored)
     reopened = SqliteStore(str(tmp_path / "partner.sqlite"))
     assert {t.transaction_id for t in reopened.load().transactions} == set(TIDS)

@@ -429,10 +429,11 @@ class AcmsNode(Node):
                 self._store_failed(exc)
                 ok = False
         self._settle(stored, answers, Commit.STORED if ok else Commit.FAILED)
-        if ok:
+        if ok and after:  # (most commits, a 200 in's, release no send: no Handle for them)
             # after the answers the commit released (sent from _settle, or their callbacks
             # queued first): a request's 200 leaves before the process indication it caused
-            # (10.17.7.2 step 4)
+            # (10.17.7.2 step 4); from a loop callback of their own, as when a task sent them
+            # (at start, the sends a restart re-sends start once start() has returned)
             asyncio.get_running_loop().call_soon(self._start_sends, after)
         return ok
 
