@@ -76,7 +76,7 @@ async def _serve_acms(port: int, primary_hop: int, store: str, synchronous: Sync
     from mcacm_sip.core.state import Mapping, Role
     from mcacm_sip.runtime.acms import AcmsNode
     from mcacm_sip.runtime.base import SipSettings
-    from mcacm_sip.runtime.config import AcmsNodeConfig
+    from mcacm_sip.runtime.config import AcmsLimits, AcmsNodeConfig
     from mcacm_sip.runtime.lab import PRIMARY, partner_config, profile_xml
     from mcacm_sip.sip.aio import Listen
     from mcacm_sip.store import SqliteStore
@@ -92,7 +92,11 @@ async def _serve_acms(port: int, primary_hop: int, store: str, synchronous: Sync
     sip = SipSettings(listens=(Listen("udp", peers.LOOPBACK, port),),
                       hops={PRIMARY: f"sip:{peers.LOOPBACK}:{primary_hop}"},
                       trusted_hosts=frozenset({peers.LOOPBACK}))  # SIPp is the trusted host
-    node = AcmsNode(AcmsNodeConfig(config, sip))
+    # Every request of the run is kept for `retention` (7 days, duplicates): the default
+    # per-peer quota (64 MiB, about 40 000 of these requests) would refuse the later steps'
+    # requests with 503 quota-exceeded, which measures the quota, not the capacity
+    limits = AcmsLimits(max_bytes_per_peer=1 << 32, max_store_bytes=1 << 32)
+    node = AcmsNode(AcmsNodeConfig(config, sip, limits=limits))
     await node.start()
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
