@@ -47,18 +47,17 @@ class Served:
         """The answer owed before a handler (405, 416, 420, 415, or OPTIONS' 200), or None
         when the request goes to the handler of its method."""
         store = req.store
-        if "require" not in store:  # (a header in the store has a value: see below)
-            types = store.get("content-type")
-            key = (req.method, req.uri, types[0] if types else None)
-            if key in self._passed:
-                return None
+        types = store.get("content-type")
+        key = (req.method, req.uri, types[0] if types else None)
+        if "require" not in store and key in self._passed:  # (a stored header has a value)
+            return None
         served = req.method in self._accept
         if not served and req.method != "OPTIONS":
             return Reply(405, headers=(("Allow", self.allow),))  # RFC 3261 8.2.1
         # RFC 3261 8.2.2.1 (RFC 4475 3.3.2, 3.3.3): a scheme we do not serve gets 416.
         if uri_scheme(req.uri) not in SERVED_SCHEMES:
             return Reply(416)
-        required = req.store.get("require")
+        required = store.get("require")
         if required:  # RFC 3261 8.2.2.3 (RFC 4475 3.3.5, OPTIONS too): we support no extension
             return Reply(420, headers=(("Unsupported", ", ".join(required)),))
         if not served:  # RFC 3261 11.2
@@ -67,13 +66,11 @@ class Served:
             return Reply(200, headers=hdrs)
         accepted = self._accept[req.method]
         # (req.content_type, without its two calls: "content-type" has no compact form)
-        kind = media_type((req.store.get("content-type") or (None,))[0])
-        if accepted is not None and kind not in accepted:
+        if accepted is not None and media_type(key[2]) not in accepted:
             if req.body:  # RFC 3261 8.2.3, 21.4.13
                 return Reply(415, headers=(("Accept", ", ".join(sorted(accepted))),))
         elif len(self._passed) < 256:  # (no Require: it would have been answered above)
-            types = store.get("content-type")
-            self._passed.add((req.method, req.uri, types[0] if types else None))
+            self._passed.add(key)
         return None
 
 
