@@ -23,8 +23,10 @@ origin in canonical spelling; a schema-1 file is upgraded in place when opened (
 from __future__ import annotations
 
 import sqlite3
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Literal
 
 from mcacm_sip.core.events import StoreChange
@@ -53,6 +55,12 @@ from mcacm_sip.store.rows import (
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "StoreError", "open_db", "read_groups", "write"]
+
+CHECKPOINT_INTERVAL = 0.5
+"""Seconds between two WAL checkpoints of a :class:`SqliteStore`'s checkpointer thread."""
+COMMIT_CHECKPOINT_PAGES = 10_000
+"""WAL pages (4 KiB) after which a commit checkpoints by itself (``wal_autocheckpoint``): only
+if the checkpointer thread has fallen that far behind; SQLite's default is 1 000."""
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -150,6 +158,47 @@ def _rekey(db: sqlite3.Connection) -> None:
             db.execute("UPDATE mappings SET key=? WHERE key=?", (new, r["key"]))
 
 
+class _Checkpointer:
+    """Checkpoints a WAL database from a thread of its own (docs/decisions.md "Round 12 (issue
+    18), the tail: WAL checkpoints off the event loop").
+
+    SQLite's automatic checkpoint runs inside the COMMIT that makes the WAL reach 1 000 pages:
+    it copies them into the database file and syncs both files, 1-2 ms of CPU and 2-6 ms of
+    syncs on the event loop's thread during which no request moves (every 70 procedures of
+    bench/procedure.py: the slowest 1 % waited on one).  This thread runs
+    ``wal_checkpoint(PASSIVE)`` on a connection of its own instead: a passive checkpoint never
+    waits for or blocks a writer, and the sqlite3 module releases the GIL while SQLite works.
+    Nothing of durability changes: a commit is durable in the WAL (as before), a checkpoint
+    only moves committed pages into the database file."""
+
+    def __init__(self, path: str, interval: float) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(path, interval),
+                                        name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self, path: str, interval: float) -> None:
+        try:
+            db = sqlite3.connect(path, isolation_level=None)
+        except sqlite3.Error:  # the commits' own checkpoints (COMMIT_CHECKPOINT_PAGES) remain
+            return
+        try:
+            while not self._stop.wait(interval):
+                # (locked, I/O error: tried again at the next tick); the next commit starts
+                # the WAL over from its beginning if this checkpoint moved all of it
+                with suppress(sqlite3.Error):
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
+
+    def stop_soon(self) -> None:
+        self._stop.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class SqliteStore:
     """A :class:`~mcacm_sip.store.Store` in one SQLite file (WAL).
 
@@ -168,6 +217,7 @@ class SqliteStore:
         self._db = open_db(path)
         self._db.row_factory = sqlite3.Row
         self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+        self._db.execute(f"PRAGMA wal_autocheckpoint={COMMIT_CHECKPOINT_PAGES}")
         self._db.executescript(_DDL)
         row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
         if row is None:
@@ -180,6 +230,10 @@ class SqliteStore:
         self._known = self._db.execute(
             "SELECT NOT EXISTS (SELECT 1 FROM transactions) "
             "AND NOT EXISTS (SELECT 1 FROM outgoing)").fetchone()[0] == 1
+        wal = self._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        self._checkpointer = _Checkpointer(path, CHECKPOINT_INTERVAL) if wal else None
+        if self._checkpointer is not None:  # a store dropped unclosed: its thread ends too
+            weakref.finalize(self, self._checkpointer.stop_soon)
 
     def apply(self, changes: Sequence[StoreChange]) -> None:
         if not changes:
@@ -234,6 +288,8 @@ class SqliteStore:
         return [r for r in map(LOAD[PendingItem.KIND], cur) if isinstance(r, PendingItem)]
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self._db.close()
 
 
