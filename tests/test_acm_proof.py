@@ -97,12 +97,20 @@ class _NotADateTime:
         return "2030-02-31T00:00:00+00:00"
 
 
+class _OwnDateTime(datetime):
+    """A datetime whose text is its own (the compiled writer calls it)."""
+
+    def isoformat(self, *args: Any, **kwargs: Any) -> str:
+        return "own"
+
+
 _BAD_VALUES: list[Any] = [_NotADateTime(),
     None, "", " ", "two words", "x" * 129, "\t", "a\nb", "sip:a b", "sip:", "sip", "9p:x",
     "x-UPPER", "x-", "success ", "\u00a0", "é", "add ", "ADD", "no", 5, 1.5, b"sip:a@b",
     (), ("sip:a@b.example", "sip:a@b.example"), ("sip:a b",), type("Sub", (str,), {})("x"),
     m.Party("sip:p@x.example"), m.Addressee(functional_alias="sip:fa@x.example"),
     m.Result("x-odd"), datetime(2030, 1, 1), time(12, 0, tzinfo=UTC),
+    _OwnDateTime(2030, 1, 1, tzinfo=UTC),
     datetime(2030, 1, 1, tzinfo=timezone(timedelta(hours=15))),
     datetime(2030, 1, 1, tzinfo=timezone(timedelta(hours=1, seconds=5))),
     m.UserProfile("<mcptt-user-profile/>"),
@@ -398,6 +406,28 @@ def test_every_flow_the_model_builds_gets_the_same_answers(flow: m.AcmFlow) -> N
 @given(st.datetimes(timezones=st.just(UTC)))
 def test_a_utc_datetime_is_written_as_the_pattern_takes(value: datetime) -> None:
     assert codec._PROOF_DATETIME(value.isoformat()) is not None
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.datetimes(timezones=st.just(UTC) | st.none() | st.timezones()
+                    | st.builds(timezone, st.timedeltas(timedelta(hours=-23),
+                                                        timedelta(hours=23)))),
+       st.sampled_from([datetime, _OwnDateTime]),
+       st.sampled_from([0, 1, 9, 10, 99, 100, 999_999]) | st.integers(0, 999_999))
+def test_the_writers_datetime_text_is_isoformat(value: datetime, cls: type[datetime],
+                                                 micro: int) -> None:
+    """codec._iso_text (the compiled writer for a UTC datetime) gives isoformat()'s text
+    (0 microseconds: isoformat leaves out the fraction)."""
+    value = cls(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                micro, value.tzinfo, fold=value.fold)
+    assert codec._iso_text(value) == value.isoformat()
+
+
+def test_the_writers_datetime_text_of_other_values() -> None:
+    assert codec._iso_text(_NotADateTime()) == _NotADateTime().isoformat()
+    assert codec._iso_text(time(12, 0, 1, 5, tzinfo=UTC)) == "12:00:01.000005+00:00"
+    with pytest.raises(AttributeError):
+        codec._iso_text(5)
 
 
 def test_the_memo_of_proven_values_is_bounded() -> None:
