@@ -327,17 +327,24 @@ def test_the_common_call_takes_the_compiled_path(writer: logs._LineWriter,
        texts=st.lists(st.sampled_from(["", " ", "%%", "a", "é", "\U0001f600", "%", "%d",
                                        "%%s"]) | _TEXTS, max_size=7),
        args=st.lists(_TEXTS | st.integers() | st.integers(min_value=2**63), max_size=6),
-       extra=st.sampled_from([0, 0, 0, -1, 1]))
-@example(fmt="console", texts=["100%% ", ""], args=["done"], extra=0)
-@example(fmt="json", texts=["\U0001f600 ", " to ", ": %%"], args=["é", 200], extra=0)
+       extra=st.sampled_from([0, 0, 0, -1, 1]),
+       directives=st.lists(st.sampled_from(["%s", "%d"]), min_size=8, max_size=8))
+@example(fmt="console", texts=["100%% ", ""], args=["done"], extra=0, directives=["%s"] * 8)
+@example(fmt="json", texts=["\U0001f600 ", " to ", ": %%"], args=["é", 200], extra=0,
+         directives=["%s"] * 8)
+@example(fmt="console", texts=["", " ", " from ", ": ", ""], args=["a", "b", "c", 200],
+         extra=0, directives=["%s", "%s", "%s", "%d"] * 2)  # (the acm.received line)
+@example(fmt="console", texts=["", ""], args=[-7], extra=0, directives=["%d"] * 8)
+@example(fmt="console", texts=["", ""], args=["7"], extra=0, directives=["%d"] * 8)
 def test_a_message_of_plain_directives_formats_as_str_does(
         writer: logs._LineWriter, fmt: str, texts: list[str], args: list[Any],
-        extra: int) -> None:
-    # the compiled path joins a message of "%s" (and "%%") itself: the text str's % makes,
-    # or the same report when that fails (too many or too few arguments, a lone %)
+        extra: int, directives: list[str]) -> None:
+    # the compiled path joins a message of "%s" and "%d" (and "%%") itself: the text str's
+    # % makes, or the same report when that fails (too many or too few arguments, a lone %,
+    # %d of a str)
     if logs._info is None:
         pytest.skip("the compiled INFO path is off (MCACM_LOG_LINES=python)")
     pieces = (texts + [""] * 8)[:max(1, len(args) + 1 + extra)]
-    msg = "%s".join(pieces)
+    msg = pieces[0] + "".join(d + p for d, p in zip(directives, pieces[1:], strict=False))
     assert _run(fmt, "plain", msg, args, None, True) == _run(fmt, "plain", msg, args, None,
                                                              False)

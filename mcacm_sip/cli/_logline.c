@@ -588,15 +588,17 @@ fail:
     return -1;
 }
 
-/* ``msg % args`` for the common message, ASCII whose every directive is ``%s`` (or ``%%``)
- * and as many arguments, each an exact str or int (``%s`` of one: its str()): the pieces
- * copied once into the result; None for any other (str's % formats it), NULL on an error. */
+/* ``msg % args`` for the common message, ASCII whose every directive is ``%s`` or ``%d``
+ * (or ``%%``) and as many arguments, each an exact str or int for ``%s``, an exact int for
+ * ``%d`` (``%s`` and ``%d`` of an exact int: its str()): the pieces copied once into the
+ * result; None for any other (str's % formats it), NULL on an error. */
 #define MAX_PLAIN 16
 static PyObject *plain_format(PyObject *msg, PyObject *args) {
     Py_ssize_t n = PyTuple_GET_SIZE(args), size = PyUnicode_GET_LENGTH(msg);
     if (n > MAX_PLAIN || !PyUnicode_IS_ASCII(msg)) Py_RETURN_NONE;
     const char *text = (const char *)PyUnicode_1BYTE_DATA(msg);
     PyObject *made[MAX_PLAIN];
+    char directive[MAX_PLAIN];
     Py_ssize_t used = 0, length = 0, percent = 0;
     Py_UCS4 maxchar = 127;
     for (Py_ssize_t i = 0; i < size; i++) {  /* count and check the directives first */
@@ -604,8 +606,8 @@ static PyObject *plain_format(PyObject *msg, PyObject *args) {
         if (i + 1 < size && text[i + 1] == '%') {
             percent++;
             i++;
-        } else if (i + 1 < size && text[i + 1] == 's' && used < n) {
-            used++;
+        } else if (i + 1 < size && (text[i + 1] == 's' || text[i + 1] == 'd') && used < n) {
+            directive[used++] = text[i + 1];
             i++;
         } else {
             Py_RETURN_NONE;  /* another directive, a lone %, more %s than arguments */
@@ -614,7 +616,7 @@ static PyObject *plain_format(PyObject *msg, PyObject *args) {
     if (used != n) Py_RETURN_NONE;  /* (str's %: not all arguments converted) */
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *arg = PyTuple_GET_ITEM(args, k);
-        if (PyUnicode_CheckExact(arg)) {
+        if (PyUnicode_CheckExact(arg) && directive[k] == 's') {
             made[k] = Py_NewRef(arg);
         } else if (PyLong_CheckExact(arg)) {
             if ((made[k] = PyObject_Str(arg)) == NULL) {
