@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import Any
@@ -335,6 +336,8 @@ def test_the_common_call_takes_the_compiled_path(writer: logs._LineWriter,
 @example(fmt="console", texts=["", " ", " from ", ": ", ""], args=["a", "b", "c", 200],
          extra=0, directives=["%s", "%s", "%s", "%d"] * 2)  # (the acm.received line)
 @example(fmt="console", texts=["", ""], args=[-7], extra=0, directives=["%d"] * 8)
+@example(fmt="console", texts=["to ", " and ", ""], args=["é!", "\u00fc\u00fc"], extra=0,
+         directives=["%s"] * 8)  # (Latin-1 pieces: a 1-byte line that is not ASCII)
 @example(fmt="console", texts=["", ""], args=["7"], extra=0, directives=["%d"] * 8)
 def test_a_message_of_plain_directives_formats_as_str_does(
         writer: logs._LineWriter, fmt: str, texts: list[str], args: list[Any],
@@ -348,3 +351,87 @@ def test_a_message_of_plain_directives_formats_as_str_does(
     msg = pieces[0] + "".join(d + p for d, p in zip(directives, pieces[1:], strict=False))
     assert _run(fmt, "plain", msg, args, None, True) == _run(fmt, "plain", msg, args, None,
                                                              False)
+
+
+# ---------------------------------------------------------- _FastLogger.info, the compiled method
+
+def _calls_of(log: logging.Logger) -> list[Any]:
+    """Calls of every shape: the compiled method's own and those it passes on."""
+    return [
+        lambda: log.info("a %s", "b"),
+        lambda: log.info("a %s", "b", extra={"event": "test.call"}),
+        lambda: log.info(msg="kw"),
+        lambda: log.info(),
+        lambda: log.info("x", extra=None),
+        lambda: log.info("x", stacklevel=2),
+        lambda: log.info("x", exc_info=True),
+        lambda: log.info("x", stack_info=False, extra={"event": "test.kw"}),
+        lambda: log.info("x", nope=1),
+        lambda: log.info("x", extra={"message": "refused"}),
+        lambda: log.info("%d", "not a number"),
+    ]
+
+
+class _Broken(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError("disk full")
+
+
+@pytest.mark.parametrize("setting", ["plain", "disabled", "root-warning", "handler", "broken"])
+def test_the_compiled_info_method_answers_as_the_python_one(
+        writer: logs._LineWriter, root_restored: None, setting: str) -> None:
+    # every call of _FastLogger.info, over the compiled method and over the Python one (with
+    # _info off): the same answers, exceptions, lines, records and callers of the records
+    if not isinstance(logs._FastLogger.__dict__["info"], type(str.join)):
+        pytest.skip("the compiled method is not installed (MCACM_LOG_LINES=python)")
+
+    def run(compiled: bool) -> list[str]:
+        saved = logs._info, logs._FastLogger.__dict__["info"]
+        setup_logging(logging.INFO, "console")
+        sink = logging.getLogger().handlers[0]
+        sink.setStream(buffer := io.StringIO())
+        if setting == "broken":  # (a line the stream refuses: a record, its caller looked up)
+            sink.setStream(_Broken())
+        log = logging.getLogger("mcacm.test.methods")
+        kept = KeptRecords()
+        made: list[tuple[str, int]] = []
+
+        def factory(*a: Any, **k: Any) -> logging.LogRecord:
+            record = saved_factory(*a, **k)
+            made.append((record.funcName, record.lineno))
+            return record
+
+        saved_factory, saved_srcfile = logging.getLogRecordFactory(), logging._srcfile
+        logging.setLogRecordFactory(factory)
+        logging._srcfile = os.path.normcase(logging.addLevelName.__code__.co_filename)
+        log.disabled = setting == "disabled"
+        if setting == "root-warning":
+            logging.getLogger().setLevel(logging.WARNING)
+        if setting == "handler":
+            log.addHandler(kept)
+        answers = []
+        try:
+            if not compiled:
+                logs._info = None
+                logs._FastLogger.info = logs._python_info  # type: ignore[method-assign]
+            for call in _calls_of(log):
+                with contextlib.redirect_stderr(io.StringIO()) as err:
+                    try:
+                        answers.append(repr(call()))
+                    except Exception as exc:
+                        answers.append(type(exc).__name__)
+                answers.append(str(err.getvalue().count("--- Logging error ---")))
+        finally:
+            logs._info = saved[0]
+            logs._FastLogger.info = saved[1]  # type: ignore[method-assign]
+            log.disabled = False
+            log.handlers.clear()
+            logging.setLogRecordFactory(saved_factory)
+            logging._srcfile = saved_srcfile
+        with contextlib.suppress(OSError):
+            sink.flush()
+        lines = [line.split(" ", 1)[1] for line in buffer.getvalue().splitlines()]
+        return answers + lines + [repr((r.msg, r.args, r.levelno)) for r in kept.records] \
+            + [repr(made)]
+
+    assert run(True) == run(False)

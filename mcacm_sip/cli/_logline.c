@@ -638,10 +638,21 @@ static PyObject *plain_format(PyObject *msg, PyObject *args) {
         void *data = PyUnicode_DATA(out);
         for (Py_ssize_t i = 0; i <= size; i++) {
             if (i < size && text[i] != '%') continue;
-            for (Py_ssize_t j = start; j < i; j++) PyUnicode_WRITE(kind, data, at++, (Py_UCS1)text[j]);
+            if (kind == PyUnicode_1BYTE_KIND) {  /* (the common line: a copy of each run) */
+                memcpy((Py_UCS1 *)data + at, text + start, (size_t)(i - start));
+                at += i - start;
+            } else {
+                for (Py_ssize_t j = start; j < i; j++)
+                    PyUnicode_WRITE(kind, data, at++, (Py_UCS1)text[j]);
+            }
             if (i == size) break;
             if (text[i + 1] == '%') {
                 PyUnicode_WRITE(kind, data, at++, '%');
+            } else if (kind == PyUnicode_1BYTE_KIND) {  /* (every piece is 1-byte then) */
+                Py_ssize_t m = PyUnicode_GET_LENGTH(made[k]);
+                memcpy((Py_UCS1 *)data + at, PyUnicode_1BYTE_DATA(made[k]), (size_t)m);
+                at += m;
+                k++;
             } else {
                 Py_ssize_t m = PyUnicode_GET_LENGTH(made[k]);
                 if (PyUnicode_CopyCharacters(out, at, made[k], 0, m) < 0) {
@@ -682,13 +693,18 @@ static PyObject *message_of(PyObject *msg, PyObject *args) {
 static PyObject *info_line(PyObject *logger, PyObject *formatter, PyObject *msg,
                            PyObject *args, PyObject *fields);
 
+static PyObject *info_of(PyObject *logger, PyObject *msg, PyObject *args, PyObject *extra);
+
 static PyObject *info(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "info(logger, msg, args, extra)");
         return NULL;
     }
     if (logs_globals == NULL) Py_RETURN_NONE;
-    PyObject *logger = argv[0], *msg = argv[1], *args = argv[2], *extra = argv[3];
+    return info_of(argv[0], argv[1], argv[2], argv[3]);
+}
+
+static PyObject *info_of(PyObject *logger, PyObject *msg, PyObject *args, PyObject *extra) {
     PyObject *result = NULL, *cache = NULL, *sink = NULL, *formatter = NULL, *fields = NULL;
     int t;
     /* isEnabledFor's cache (a level not in it: the Python code asks isEnabledFor) */
@@ -849,6 +865,96 @@ out:
     return line;
 }
 
+/* _FastLogger.info itself (a method descriptor of the class, made by info_method()): the
+ * Python method's common call, log.info(msg, *args) or log.info(msg, *args, extra=...),
+ * without its frame, the packing of its keywords and the call of info(): info_of()'s answer
+ * handled as the Python method handles info()'s (True: done; a line: _put(); None:
+ * _general_info()).  Any other call (another keyword, no msg, logs._info set to None) is the
+ * Python method's own, with the call's arguments.  The frames a record's caller lookup
+ * walks are the Python method's less its own: _put() is given stacklevel 0 and
+ * _general_info() 1 (the Python method gives them 1 and 2). */
+static PyObject *general_info;  /* the Python method (_FastLogger.info) */
+static PyObject *s_info, *s_put, *s_general, *s_extra, *zero, *one;
+
+/* fn(self, *args, **kwnames' values): a call made to the method descriptor, passed on. */
+static PyObject *call_with_self(PyObject *fn, PyObject *self, PyObject *const *args,
+                                Py_ssize_t nargs, PyObject *kwnames) {
+    Py_ssize_t n = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
+    PyObject *small[16], **all = n + 1 <= 16 ? small : PyMem_New(PyObject *, (size_t)n + 1);
+    if (all == NULL) return PyErr_NoMemory();
+    all[0] = self;
+    for (Py_ssize_t i = 0; i < n; i++) all[i + 1] = args[i];
+    PyObject *r = PyObject_Vectorcall(fn, all, (size_t)nargs + 1, kwnames);
+    if (all != small) PyMem_Free(all);
+    return r;
+}
+
+static PyObject *python_info(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames) {
+    return call_with_self(general_info, self, args, nargs, kwnames);
+}
+
+static PyObject *info_call(PyObject *self, PyObject *const *args, size_t nargsf,
+                           PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *extra = Py_None, *fast;
+    if (general_info == NULL || logs_globals == NULL || nargs < 1)
+        return python_info(self, args, nargs, kwnames);
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, 0);
+        if (PyTuple_GET_SIZE(kwnames) != 1
+                || (k != s_extra && !(PyUnicode_Check(k) && PyUnicode_Compare(k, s_extra) == 0)))
+            return python_info(self, args, nargs, kwnames);
+        extra = args[nargs];
+    }
+    /* logs._info: None turns the compiled path off (the tests' switch), as in the method */
+    if ((fast = PyDict_GetItemWithError(logs_globals, s_info)) == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        return python_info(self, args, nargs, kwnames);
+    }
+    if (fast == Py_None) return python_info(self, args, nargs, kwnames);
+    PyObject *msg = args[0], *rest = PyTuple_New(nargs - 1), *done, *r = NULL;
+    if (rest == NULL) return NULL;
+    for (Py_ssize_t i = 1; i < nargs; i++) PyTuple_SET_ITEM(rest, i - 1, Py_NewRef(args[i]));
+    if ((done = info_of(self, msg, rest, extra)) == NULL) goto out;
+    if (done == Py_True) {
+        r = Py_NewRef(Py_None);
+        goto out;
+    }
+    if (PyUnicode_CheckExact(done)) {
+        PyObject *sink = PyDict_GetItemWithError(logs_globals, s_sink);  /* borrowed */
+        if (sink == NULL && PyErr_Occurred()) goto out;
+        if (sink != NULL && sink != Py_None) {
+            PyObject *call[7] = {self, sink, done, msg, rest, zero, extra};
+            r = PyObject_VectorcallMethod(s_put, call, 7, NULL);
+            goto out;
+        }
+    }
+    PyObject *call[7] = {self, msg, rest, Py_None, Py_False, one, extra};
+    r = PyObject_VectorcallMethod(s_general, call, 7, NULL);
+out:
+    Py_XDECREF(done);
+    Py_DECREF(rest);
+    if (r != NULL && r != Py_None) Py_SETREF(r, Py_NewRef(Py_None));  /* (the method's) */
+    return r;
+}
+
+static PyMethodDef info_def = {
+    "info", (PyCFunction)(void (*)(void))info_call, METH_FASTCALL | METH_KEYWORDS,
+    "Log msg % args at INFO (logging.Logger.info): the compiled common call of "
+    "mcacm_sip.cli.logs._FastLogger.info.",
+};
+
+/* info_method(cls, python_info) -> the method descriptor of cls named info (info_call). */
+static PyObject *info_method(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyCallable_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "info_method(cls, python_info)");
+        return NULL;
+    }
+    Py_XSETREF(general_info, Py_NewRef(args[1]));
+    return PyDescr_NewMethod((PyTypeObject *)args[0], &info_def);
+}
+
 static PyObject *configure_info(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 6 || !PyDict_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2])
             || !PyCallable_Check(args[4]) || !PyAnySet_Check(args[5])) {
@@ -888,6 +994,8 @@ static PyMethodDef methods[] = {
      "json(created, head, message, fields): the JSON line, or None for the Python code to make"},
     {"info", (PyCFunction)(void (*)(void))info, METH_FASTCALL,
      "info(logger, msg, args, extra): _FastLogger.info's common path; True (done), the line to put(), or None for the Python code"},
+    {"info_method", (PyCFunction)(void (*)(void))info_method, METH_FASTCALL,
+     "info_method(cls, python_info): _FastLogger.info's compiled method (a descriptor of cls); its other calls go to python_info"},
     {"configure_info", (PyCFunction)(void (*)(void))configure_info, METH_FASTCALL,
      "configure_info(logs_globals, ConsoleFormatter, JsonFormatter, time_module, running_loop, reserved_keys)"},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
@@ -911,11 +1019,14 @@ PyMODINIT_FUNC PyInit__logline(void) {
         {&s_handlers, "handlers"}, {&s_propagate, "propagate"}, {&s_parent, "parent"},
         {&s_name, "name"}, {&s_time, "time"}, {&s_second, "_second"}, {&s_stamp, "_stamp"},
         {&s_heads, "_heads"}, {&s_held, "held"}, {&s_due, "due"}, {&s_sink, "_sink"},
-        {&s_hold_max, "_HOLD_MAX"},
+        {&s_hold_max, "_HOLD_MAX"}, {&s_info, "_info"}, {&s_put, "_put"},
+        {&s_general, "_general_info"}, {&s_extra, "extra"},
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
         if (*texts[i].slot == NULL && (*texts[i].slot = PyUnicode_InternFromString(texts[i].text)) == NULL)
             return NULL;
     if (info_level == NULL && (info_level = PyLong_FromLong(20)) == NULL) return NULL;
+    if (zero == NULL && (zero = PyLong_FromLong(0)) == NULL) return NULL;
+    if (one == NULL && (one = PyLong_FromLong(1)) == NULL) return NULL;
     return PyModule_Create(&module);
 }

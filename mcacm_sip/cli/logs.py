@@ -75,6 +75,8 @@ class _LineWriter(Protocol):
     def info(self, logger: Any, msg: object, args: tuple[object, ...], extra: object, /
              ) -> object: ...
 
+    def info_method(self, cls: type, python_info: Callable[..., None], /) -> Any: ...
+
     def configure_info(self, logs_globals: dict[str, Any], console: type, json: type,
                        time_module: Any, running_loop: Callable[[], object],
                        reserved: frozenset[str], /) -> None: ...
@@ -346,13 +348,20 @@ class _FastLogger(logging.Logger):
         # (Logger.info's keywords named: no keyword dict to make and search per call)
         if _info is not None and exc_info is None and stack_info is False:
             # the common call by the compiled code (_logline.info): the same checks, line and
-            # holding as below; True: done, a line: to put(), None: the code below decides
+            # holding as _general_info; True: done, a line: to put(), None: _general_info decides
             done = _info(self, msg, args, extra)
             if done is True:
                 return
             if type(done) is str and (sink := _sink) is not None:
                 self._put(sink, done, msg, args, stacklevel, extra)
                 return
+        self._general_info(msg, args, exc_info, stack_info, stacklevel + 1, extra)
+
+    def _general_info(self, msg: object, args: tuple[object, ...], exc_info: Any,
+                      stack_info: bool, stacklevel: int,
+                      extra: Mapping[str, object] | None) -> None:
+        """:meth:`info` for the calls the compiled code leaves: ``stacklevel`` counts this
+        method's frame (the compiled method, which has none, gives 1)."""
         try:  # isEnabledFor's cache (cleared by setLevel, logging.disable ...), without a call
             if not self._cache[logging.INFO]:  # type: ignore[attr-defined]
                 return
@@ -411,6 +420,8 @@ class _FastLogger(logging.Logger):
                       stack_info=stack_info, stacklevel=stacklevel + 2)
 
 
+_python_info = _FastLogger.info
+"""The Python method (the compiled one passes on the calls it does not take)."""
 _info: Callable[[Any, object, tuple[object, ...], object], object] | None = None
 """``_FastLogger.info``'s common call made by the compiled code (``_logline.info``), when the
 line writer is built: the same checks, in the same order, the same line and the same holding
@@ -420,6 +431,10 @@ if _writer is not None:
     _writer.configure_info(globals(), ConsoleFormatter, JsonFormatter, time, _running_loop,
                            _RESERVED)
     _info = _writer.info
+    # the common call without the Python method's frame (_logline.c, info_call): the same
+    # answers (tests/test_log_lines.py, test_log_format.py run over both)
+    _FastLogger.info = _writer.info_method(  # type: ignore[method-assign]
+        _FastLogger, _python_info)
 
 
 def setup_logging(level: int, fmt: Literal["console", "json"]) -> None:
