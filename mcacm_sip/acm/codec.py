@@ -773,20 +773,24 @@ _D = TypeVar("_D", bytes, str)
 
 
 def _recall(cache: dict[int, tuple[model.AcmFlow, _D]], flow: model.AcmFlow) -> _D | None:
-    hit = cache.get(id(flow))
+    hit = cache.get(id(flow))  # (inlined in encode and document, where a call counts)
     return hit[1] if hit is not None and hit[0] is flow else None
 
 
 def _remember(cache: dict[int, tuple[model.AcmFlow, _D]], limit: int, flow: model.AcmFlow,
               data: _D) -> None:
-    if len(data) > _CACHED_MAX_BYTES:  # the one place the caches' size cap is applied
+    if len(data) > _CACHED_MAX_BYTES:  # the caches' size cap (encode_all applies it before)
         return
     if len(cache) >= limit:
-        # the oldest quarter at once: dropping one entry per call walked, each time, the
-        # slots its earlier deletions left at the front of the dict (2 µs a call at 4096)
-        for key in list(itertools.islice(cache, limit // 4 or 1)):
-            del cache[key]
+        _evict(cache, limit)
     cache[id(flow)] = (flow, data)
+
+
+def _evict(cache: dict[int, Any], limit: int) -> None:
+    # the oldest quarter at once: dropping one entry per call walked, each time, the slots
+    # its earlier deletions left at the front of the dict (2 µs a call at 4096)
+    for key in list(itertools.islice(cache, limit // 4 or 1)):
+        del cache[key]
 
 
 def encode(flow: model.AcmFlow, *, pretty: bool = False) -> bytes:
@@ -798,10 +802,11 @@ def encode(flow: model.AcmFlow, *, pretty: bool = False) -> bytes:
     """
     if pretty:
         return _encode(flow, pretty)
-    data = _recall(_ENCODED, flow)
-    if data is None:
-        data = _encode(flow, pretty)
-        _remember(_ENCODED, _ENCODED_MAX, flow, data)
+    hit = _ENCODED.get(id(flow))  # (_recall inlined: the wire's two encodes per request)
+    if hit is not None and hit[0] is flow:
+        return hit[1]
+    data = _encode(flow, pretty)
+    _remember(_ENCODED, _ENCODED_MAX, flow, data)
     return data
 
 
@@ -813,7 +818,7 @@ def encode_all(flows: Iterable[model.AcmFlow | None]) -> None:
     :func:`_batch_schema`).  If that batch fails, none of it is remembered and :func:`encode`
     checks each of its flows alone (naming the bad one, as before)."""
     todo: dict[int, model.AcmFlow] = {}
-    encoded, received = _ENCODED.get, _RECEIVED.get  # _recall inlined: a lookup per flow
+    encoded, received = _ENCODED.get, _RECEIVED.get  # a lookup per flow
     for flow in flows:
         key = id(flow)
         if flow is None or key in todo:
@@ -834,8 +839,7 @@ def encode_all(flows: Iterable[model.AcmFlow | None]) -> None:
             if len(data) + len(_XML_DECLARATION) > _CACHED_MAX_BYTES:
                 continue  # not remembered: encode() writes it when asked
             if proven:  # valid by the writer's proof (_template): no schema check
-                _remember(_ENCODED, _ENCODED_MAX, flow, _XML_DECLARATION + data)
-                _remember(_TEXTS, _TEXTS_MAX, flow, _XML_DECLARATION_TEXT + text)
+                _remember_written(flow, data, text)
             else:
                 batch.append((flow, text, data))
         if len(batch) < 2:
@@ -846,9 +850,21 @@ def encode_all(flows: Iterable[model.AcmFlow | None]) -> None:
         return  # encode() gives each flow's own answer
     if not _batch_schema().validate(root):
         return
-    for flow, text, data in batch:  # the bytes for the wire, the text for the store
-        _remember(_ENCODED, _ENCODED_MAX, flow, _XML_DECLARATION + data)
-        _remember(_TEXTS, _TEXTS_MAX, flow, _XML_DECLARATION_TEXT + text)
+    for flow, text, data in batch:
+        _remember_written(flow, data, text)
+
+
+def _remember_written(flow: model.AcmFlow, data: bytes, text: str) -> None:
+    """A valid document written by encode_all (``data``, ``text`` without the XML
+    declaration, ``data`` at most _CACHED_MAX_BYTES with it): the bytes for the wire, the
+    text for the store (:func:`_remember`'s rules for both, in one call)."""
+    if len(_ENCODED) >= _ENCODED_MAX:
+        _evict(_ENCODED, _ENCODED_MAX)
+    if len(_TEXTS) >= _TEXTS_MAX:
+        _evict(_TEXTS, _TEXTS_MAX)
+    key = id(flow)
+    _ENCODED[key] = (flow, _XML_DECLARATION + data)
+    _TEXTS[key] = (flow, _XML_DECLARATION_TEXT + text)
 
 
 _BATCH = "_batch"
@@ -877,8 +893,8 @@ def document(flow: model.AcmFlow) -> bytes:
     """The document to keep for ``flow`` (the store): the body it was decoded from if it is
     one of the last flows :func:`decode` returned, else :func:`encode` (what we would send).
     Decoding either gives ``flow`` back."""
-    data = _recall(_RECEIVED, flow)
-    return encode(flow) if data is None else data
+    hit = _RECEIVED.get(id(flow))  # (_recall inlined)
+    return encode(flow) if hit is None or hit[0] is not flow else hit[1]
 
 
 def document_text(flow: model.AcmFlow) -> str:
