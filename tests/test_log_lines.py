@@ -361,12 +361,12 @@ def _calls_of(log: logging.Logger) -> list[Any]:
         lambda: log.info("a %s", "b"),
         lambda: log.info("a %s", "b", extra={"event": "test.call"}),
         lambda: log.info(msg="kw"),
-        lambda: log.info(),
+        lambda: log.info(),  # type: ignore[call-arg]
         lambda: log.info("x", extra=None),
         lambda: log.info("x", stacklevel=2),
         lambda: log.info("x", exc_info=True),
         lambda: log.info("x", stack_info=False, extra={"event": "test.kw"}),
-        lambda: log.info("x", nope=1),
+        lambda: log.info("x", nope=1),  # type: ignore[call-arg]
         lambda: log.info("x", extra={"message": "refused"}),
         lambda: log.info("%d", "not a number"),
     ]
@@ -389,6 +389,7 @@ def test_the_compiled_info_method_answers_as_the_python_one(
         saved = logs._info, logs._FastLogger.__dict__["info"]
         setup_logging(logging.INFO, "console")
         sink = logging.getLogger().handlers[0]
+        assert isinstance(sink, logs._Sink)
         sink.setStream(buffer := io.StringIO())
         if setting == "broken":  # (a line the stream refuses: a record, its caller looked up)
             sink.setStream(_Broken())

@@ -609,8 +609,9 @@ def _template(spec: _Struct, root: str, *, declare: bool = True, fast: bool = Tr
                            "pp": _proven_profile, "T": type, "S": str, "C": spec.cls,
                            "uri": _PROOF_URI, "txt": _PROOF_TEXT, "dtm": _PROOF_DATETIME,
                            "U": model._URIS_OK, "UTC": UTC, "PM": _PROVEN_MAX,
-                           "DT": datetime, "UP": model.UserProfile, "iso": _iso_text, "len": len, "set": set,
-                           "items": _ITEM_TEMPLATES, "other": _write_other_item}
+                           "DT": datetime, "UP": model.UserProfile, "iso": _iso_text,
+                           "len": len, "set": set, "items": _ITEM_TEMPLATES,
+                           "other": _write_other_item}
     names = itertools.count()
 
     def esc(x: str) -> str:
