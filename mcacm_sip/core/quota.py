@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Final
 
-from mcacm_sip.acm.model import FLOW_TYPES, AcmFlow, AcmRequest
+from mcacm_sip.acm.model import FLOW_TYPES, AcmFlow, AcmRequest, ProfileUpdateRequest
 from mcacm_sip.core.state import Role, Transaction, TxState
 
 # Members as globals: Python 3.11 finds `Enum.MEMBER` through EnumType's __getattr__
@@ -102,7 +102,7 @@ def page(sizes: Iterable[int], max_items: int, max_bytes: int) -> int:
     return taken
 
 
-_LISTING = frozenset(cls for cls in FLOW_TYPES if "users" in {f.name for f in fields(cls)})
+LISTING = frozenset(cls for cls in FLOW_TYPES if "users" in {f.name for f in fields(cls)})
 """Flow classes with a user list (the others have no per-user growth)."""
 
 
@@ -111,11 +111,26 @@ def growth(req: AcmRequest, local: int = 0) -> int:
     response frames, a per-user entry in the response for each listed user, and ``local``:
     what our own configuration puts into the answer (the IDs the partner assigns and the
     ``[[migration]]`` profile of 10.17.5.2, see ``AcmsCore._local_answer_bytes``)."""
-    if type(req) not in _LISTING:
+    if type(req) not in LISTING:
         return 2 * FLOW_OVERHEAD + local
     return 2 * FLOW_OVERHEAD + local + sum(USER_OVERHEAD + len(user)
                                            for user in getattr(req, "users", ())
                                            if isinstance(user, str))
+
+
+def request_sizes(req: AcmRequest, local: int = 0) -> tuple[int, int, int]:
+    """What admission reads of ``req``: its largest profile (its own or a listed user's),
+    :func:`flow_bytes` and :func:`growth` -- a profile update's from its two sized fields,
+    each read once; any other request's field by field (tests/core/test_quota.py: the same
+    three numbers for every request)."""
+    if type(req) is ProfileUpdateRequest:  # (its profile is mandatory; no user list)
+        largest = len(req.profile.xml)
+        return (largest, FLOW_OVERHEAD + largest + len(req.additional_info or ""),
+                2 * FLOW_OVERHEAD + local)
+    largest = _profile_bytes(req)
+    for user in getattr(req, "users", ()):
+        largest = max(largest, _profile_bytes(user))
+    return largest, flow_bytes(req), growth(req, local)
 
 
 def footprint(tx: Transaction) -> int:
@@ -146,15 +161,27 @@ class QuotaBook:
     def track(self, tx: Transaction) -> None:
         """``tx`` is kept (new, or a new state of one already kept)."""
         key, indication, response = tx.key, tx.indication, tx.response
+        is_open = tx.state is not _DONE
         seen = self._seen.get(key)
-        if seen is not None and seen[4] is indication and seen[6] is response \
-                and seen[2] is (tx.state is not _DONE):
-            return  # a new state that holds the same flows and stays (not) open: no change
+        if seen is not None and seen[4] is indication and seen[6] is response:
+            if seen[2] is is_open:
+                return  # a new state that holds the same flows and stays (not) open: no change
+            # the same flows, now done: the same bytes, one open transaction fewer (the
+            # origin's counts of _untrack and the code below, without recounting the bytes)
+            peer = seen[0]
+            self._seen[key] = (peer, seen[1], is_open, seen[3], indication, seen[5], response,
+                               seen[7])
+            if peer is not None:
+                self._open_of[peer] += 1 if is_open else -1
+            return
         if seen is None:
             asked, size = self._asked
             request = size if asked is tx.request else flow_bytes(tx.request)
-            ind = flow_bytes(indication) if indication is not None else 0
-            resp = flow_bytes(response) if response is not None else 0
+            # (flow_bytes of each, without its call)
+            ind = 0 if indication is None else FLOW_OVERHEAD \
+                if type(indication) in _FRAME_ONLY else sized_bytes(indication)
+            resp = 0 if response is None else FLOW_OVERHEAD \
+                if type(response) in _FRAME_ONLY else sized_bytes(response)
         else:
             del self._seen[key]
             self._untrack(seen)
@@ -165,7 +192,6 @@ class QuotaBook:
                 resp = flow_bytes(response) if response is not None else 0
         peer = tx.peer if tx.role is _PARTNER else None
         size = request + ind + resp
-        is_open = tx.state is not _DONE
         self._seen[key] = (peer, size, is_open, request, indication, ind, response, resp)
         self.total += size
         if peer is not None:
@@ -199,9 +225,7 @@ class QuotaBook:
         our ACMCs) must be refused, and how; None: it may open.  ``local``: bytes our own
         configuration will add to its answer (:func:`growth`)."""
         q = self.quotas
-        profile = _profile_bytes(req)
-        for user in getattr(req, "users", ()):
-            profile = max(profile, _profile_bytes(user))
+        profile, asked, grows = request_sizes(req, local)
         if profile > q.max_profile_bytes:
             # decision: a permanent refusal (RFC 3261 21.4.11), nothing stored: the same
             # request stays too large, so the sender must not retry it unchanged
@@ -209,9 +233,8 @@ class QuotaBook:
                                 f"at most {q.max_profile_bytes} are taken")
         # admission counts what the transaction will hold once answered, so a peer at its
         # quota cannot pass it by the indication and response its requests later add
-        asked = flow_bytes(req)
         self._asked = (req, asked)  # track() takes it when the transaction opens
-        size = asked + growth(req, local)
+        size = asked + grows
         if peer is not None:
             if (opened := self._open_of.get(peer, 0)) >= q.max_open_per_peer:
                 return self._busy(f"{peer} has {opened} open transactions "

@@ -5,7 +5,7 @@ the transactions (done, dropped at the end of retention, restored after a restar
 
 from __future__ import annotations
 
-from acm.strategies import flows
+from acm.strategies import flows, requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,16 +22,27 @@ from mcacm_sip.core.acms import AcmsCore
 from mcacm_sip.core.events import (
     AcceptMessage,
     AcmsAction,
+    DeliveryOutcome,
+    Failure,
     FlowFromAcmc,
     FlowFromPeer,
     Put,
     RefuseMessage,
     Remove,
+    SendFlow,
     TimerTick,
     verdict_of,
 )
-from mcacm_sip.core.quota import Quotas, flow_bytes, footprint, sized_bytes
-from mcacm_sip.core.state import Snapshot, Transaction
+from mcacm_sip.core.quota import (
+    FLOW_OVERHEAD,
+    USER_OVERHEAD,
+    Quotas,
+    flow_bytes,
+    footprint,
+    request_sizes,
+    sized_bytes,
+)
+from mcacm_sip.core.state import Role, Snapshot, Transaction, TxState
 from mcacm_sip.runtime.lab import (
     ALICE,
     DAVE,
@@ -225,3 +236,73 @@ def test_a_flows_estimate_is_the_same_by_its_class_shortcut(flow: AcmFlow) -> No
     # flow_bytes answers the frame alone for a class without profile, free text or users:
     # what the field-by-field estimate gives for every value of such a class
     assert flow_bytes(flow) == sized_bytes(flow)
+
+
+@given(req=requests, local=st.integers(0, 10_000))
+def test_admission_reads_a_request_as_the_field_by_field_estimate(req: AcmFlow,
+                                                                   local: int) -> None:
+    """``request_sizes`` (a profile update read from its two sized fields): the largest
+    profile, the estimate and the growth counted from every field of any request."""
+    profiles = [getattr(req, "profile", None)] + [
+        getattr(u, "profile", None) for u in getattr(req, "users", ())]
+    largest = max(len(p.xml) if p is not None else 0 for p in profiles)
+    grows = 2 * FLOW_OVERHEAD + local + sum(USER_OVERHEAD + len(u)
+                                            for u in getattr(req, "users", ())
+                                            if isinstance(u, str))
+    assert request_sizes(req, local) == (largest, sized_bytes(req), grows)  # type: ignore[arg-type]
+
+
+def _recount(core: AcmsCore) -> tuple[int, int, int]:
+    """The peer's open transactions and bytes, and all bytes, counted from the records."""
+    mine = [t for t in core.transactions() if t.role is Role.PARTNER and t.peer == PRIMARY]
+    return (sum(t.state is not TxState.DONE for t in mine), sum(footprint(t) for t in mine),
+            sum(footprint(t) for t in core.transactions()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.just("update"), st.integers(0, 25_000)),
+    st.tuples(st.just("add"), st.just(0)),
+    st.tuples(st.just("repeat"), st.just(0)),
+    st.tuples(st.just("ok"), st.integers(0, 9)),
+    st.tuples(st.just("fail"), st.integers(0, 9)),
+    st.tuples(st.just("tick"), st.just(0))), max_size=40))
+def test_every_verdict_and_count_is_the_recounts(steps: list[tuple[str, int]]) -> None:
+    """Requests, their sends' outcomes (2xx: the transaction is done; failures: retried or
+    ended) and timers in any order: after every step the book's numbers are a recount of the
+    records held, and every new request is refused exactly when a recount says a bound is
+    passed (413 for the profile, 503 for the others)."""
+    q = Quotas(max_profile_bytes=20_000, max_open_per_peer=4, max_bytes_per_peer=50_000,
+               max_store_bytes=70_000)
+    core = partner(q)
+    now, last, sends = T0, None, []
+    for kind, n in steps:
+        now += 1.0
+        if kind in ("update", "add", "repeat"):
+            flow = last if kind == "repeat" and last is not None else \
+                add() if kind != "update" else update(n)
+            opened, kept, total = _recount(core)
+            largest, asked, grows = request_sizes(flow, core._local_answer_bytes(flow))
+            size = asked + grows
+            expected = 413 if largest > q.max_profile_bytes else 503 if (
+                opened >= q.max_open_per_peer or kept + size > q.max_bytes_per_peer
+                or total + size > q.max_store_bytes) else None
+            actions = from_peer(core, flow, now)
+            verdict = verdict_of(actions)
+            if flow is not last:  # (a repeat of a kept transaction is never refused here)
+                got = verdict.status if isinstance(verdict, RefuseMessage) \
+                    and verdict.status in (413, 503) else None
+                assert got == expected, (kind, n, opened, kept, total, size)
+            last = flow
+            sends += [a.send_id for a in actions if isinstance(a, SendFlow)]
+        elif kind in ("ok", "fail") and sends:
+            send_id = sends.pop(n % len(sends))
+            outcome = DeliveryOutcome(now, send_id, True) if kind == "ok" else \
+                DeliveryOutcome(now, send_id, False, "500", 500, failure=Failure.REFUSED)
+            sends += [a.send_id for a in core.handle(outcome) if isinstance(a, SendFlow)]
+        elif kind == "tick" and (when := core.get_timer()) is not None:
+            now = max(now, when)
+            sends += [a.send_id for a in core.handle(TimerTick(now)) if isinstance(a, SendFlow)]
+        opened, kept, total = _recount(core)
+        assert (core.quota.open_of(PRIMARY), core.quota.bytes_of(PRIMARY),
+                core.quota.total) == (opened, kept, total)

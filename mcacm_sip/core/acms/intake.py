@@ -24,6 +24,7 @@ from mcacm_sip.core.acms.outbox import AcmsOutbox
 from mcacm_sip.core.acms.records import log
 from mcacm_sip.core.events import AcmsActions
 from mcacm_sip.core.identity import id_key, same
+from mcacm_sip.core.quota import LISTING
 from mcacm_sip.core.state import Transaction, answers, party, response_to
 
 
@@ -57,7 +58,9 @@ class AcmsIntake(AcmsOutbox):
         """A request that would open transaction ``key`` past a bound of ``[limits]`` is
         refused (413, or 503 + Retry-After) and nothing is stored (core/quota.py); a repeat
         of a transaction already kept is never refused here."""
-        local = self._local_answer_bytes(req) if peer is not None else 0
+        # (a request without a user list adds nothing of ours: no _local_answer_bytes call)
+        local = self._local_answer_bytes(req) if peer is not None and type(req) in LISTING \
+            else 0
         if key in self._tx or (refusal := self.quota.refusal(req, peer, local)) is None:
             return False
         log.warning("%s %s refused: %s", req.FLOW, req.transaction_id, refusal.warning,
