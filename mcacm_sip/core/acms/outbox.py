@@ -231,9 +231,14 @@ class AcmsOutbox(AcmsRecords):
 
     def _tick(self, now: float, out: AcmsActions) -> None:
         due: dict[str, dict[str, None]] = {Transaction.KIND: {}, Outgoing.KIND: {}}
-        timers = self._timers
-        while timers and timers[0][0] <= now:  # the live timers that ran out, earliest first
-            when, kind, key = heapq.heappop(timers)
+        timers, kept = self._timers, self._kept_timers
+        while True:  # the live timers that ran out, earliest first (of both heaps)
+            if timers and timers[0][0] <= now and (not kept or timers[0] <= kept[0]):
+                when, kind, key = heapq.heappop(timers)
+            elif kept and kept[0][0] <= now:
+                when, kind, key = heapq.heappop(kept)
+            else:
+                break
             if self._live(when, kind, key):
                 due[kind][key] = None
         for key in due[Transaction.KIND]:

@@ -92,8 +92,14 @@ class AcmsRecords:
         self._offered: dict[IdKey, set[str]] = {}  # user -> items sent in this round of pages
         self._lost_pages: dict[IdKey, int] = {}  # logged-on user -> pages refused in a row
         # (when, kind, key) of every transaction deadline and retry time, lazily deleted:
-        # an entry is live while its record still has that time (get_timer is O(log n))
+        # an entry is live while its record still has that time (get_timer is O(log n)).
+        # Two heaps: the open transactions' deadlines and the retries, and (_kept_timers)
+        # the ends of retention of done ones.  The second holds nearly every entry and grows
+        # in time order (each push one comparison); a new transaction's short deadline goes
+        # into the first, a heap the size of the open work, instead of being sifted up past
+        # every retained transaction (and popped back down once it is dead).
         self._timers: list[tuple[float, str, str]] = []
+        self._kept_timers: list[tuple[float, str, str]] = []
         self._maps: dict[str, Mapping] = {}
         self._groups: dict[str, PartnerGroup] = {}  # 10.17.4: (peer, group) -> what we applied
         self._by_partner_id: dict[tuple[Role, IdKey], str] = {}  # (side, partner id) -> map key
@@ -112,10 +118,14 @@ class AcmsRecords:
 
     def get_timer(self) -> float | None:
         """The earliest deadline (transaction timers, retries), or None."""
-        timers = self._timers
+        timers, kept = self._timers, self._kept_timers
         while timers and not self._live(*timers[0]):
             heapq.heappop(timers)
-        return timers[0][0] if timers else None
+        while kept and not self._live(*kept[0]):
+            heapq.heappop(kept)
+        if not kept:
+            return timers[0][0] if timers else None
+        return timers[0][0] if timers and timers[0][0] < kept[0][0] else kept[0][0]
 
     def transaction(self, role: Role, transaction_id: str, origin: str | None = None
                     ) -> Transaction | None:
@@ -173,12 +183,18 @@ class AcmsRecords:
         og = self._out.get(key)
         return og is not None and og.next_at == when
 
-    def _timer_at(self, when: float, kind: str, key: str) -> None:
-        timers = self._timers
+    def _timer_at(self, when: float, kind: str, key: str, retained: bool = False) -> None:
+        """A timer at ``when`` for the record ``key`` of ``kind``; ``retained``: the end of
+        a done transaction's retention (the heap of those)."""
+        timers = self._kept_timers if retained else self._timers
         heapq.heappush(timers, (when, kind, key))
         if len(timers) > 64 + 4 * (len(self._tx) + len(self._out)):  # drop the dead entries
-            self._timers = [t for t in timers if self._live(*t)]
-            heapq.heapify(self._timers)
+            live = [t for t in timers if self._live(*t)]
+            heapq.heapify(live)
+            if retained:
+                self._kept_timers = live
+            else:
+                self._timers = live
 
     def _remember(self, record: Record) -> None:
         match record:
@@ -206,7 +222,7 @@ class AcmsRecords:
         self._tx[key] = tx
         self.quota.track(tx)
         if old is None or old.deadline != tx.deadline:
-            self._timer_at(tx.deadline, Transaction.KIND, key)
+            self._timer_at(tx.deadline, Transaction.KIND, key, tx.state is _DONE)
         if old is None:
             # a new transaction's leg id is free; two restored schema-1 rows (two peers,
             # one id) can share one: the open one keeps it, as the old lookup did
