@@ -282,6 +282,8 @@ class TransactionLayer:
         # The earliest live deadline, kept while known (``_known``): arming can only bring it
         # forward; a timer stopped at exactly that deadline makes it unknown until the next
         # get_timer walks the queues. So get_timer costs a walk only when the head went stale.
+        # While unknown it is a bound: no later than the earliest live deadline (stopping
+        # timers only delays that, and arming brings the bound forward too), never None.
         self._earliest: float | None = None
         self._known = True
         self._methods: set[str] = set()  # methods seen, for matching a CANCEL (capped)
@@ -301,7 +303,7 @@ class TransactionLayer:
     def _push(self, entry: _Entry, duration: float | None) -> None:
         """Queue ``entry``: on its duration's FIFO while in time order, else on the heap."""
         when = entry[0]
-        if self._known and (self._earliest is None or when < self._earliest):
+        if self._earliest is None or when < self._earliest:  # (unknown: the bound moves too)
             self._earliest = when
         if duration is not None:
             fifo = self._fifo.get(duration)
@@ -396,6 +398,16 @@ class TransactionLayer:
         if not self._known:
             self._next()
         return self._earliest
+
+    def timer_bound(self) -> float | None:
+        """A deadline no later than :meth:`get_timer`'s, read without walking the queues; None
+        when none is known that way (no transaction left, or none armed yet)."""
+        if self._known:
+            return self._earliest
+        # every live transaction holds an armed timer: with none, get_timer() is None
+        if self._client or self._server or self._client_done or self._server_done:
+            return self._earliest
+        return None
 
     def handle_timer(self, now: float) -> list[Action]:
         """Fire every timer due at ``now``, in deadline order."""
@@ -498,7 +510,9 @@ class TransactionLayer:
         resp = own_response(data, self._sent_by, limits)
         if resp is None:
             return None
-        return self._answered(self._client[(resp.branch, resp.cseq_method)], resp, source, now)
+        key = (resp.branch, resp.cseq_method)
+        return [_deliver_response(key, resp, source)] if self.own_answered(
+            key, resp, source, now) else []
 
     def _sent_by(self, branch: str, method: str) -> str | None:
         """``own_response``'s view of the live client transactions: the text before the first
@@ -511,13 +525,27 @@ class TransactionLayer:
             sent = txn.sent = _sent_text(txn.data)
         return sent
 
+    def own_answered(self, key: ClientKey, resp: Response, source: Peer, now: float) -> bool:
+        """:meth:`receive_response_data` for a caller that read ``resp`` with
+        :func:`~.message.own_response` (given this layer's ``_sent_by``: it matched the live
+        client transaction ``key``, its branch and CSeq method) and delivers it itself: True
+        when the response is final, to be delivered (the one DeliverResponse the action list
+        would hold); False for a provisional one (no action)."""
+        return self._settle(self._client[key], resp, source, now)
+
     def _answered(self, txn: _ClientTxn, resp: Response, source: Peer, now: float
                   ) -> list[Action]:
         """A response matched to ``txn`` (RFC 3261 17.1.2.2)."""
+        if self._settle(txn, resp, source, now):
+            return [_deliver_response(txn.key, resp, source)]
+        return []
+
+    def _settle(self, txn: _ClientTxn, resp: Response, source: Peer, now: float) -> bool:
+        """``txn`` moved by the response matched to it; True when it is final (delivered)."""
         if resp.status < 200:
             if txn.state is State.TRYING:
                 txn.state = State.PROCEEDING
-            return []
+            return False
         key = txn.key
         self._end(txn)
         del self._client[key]
@@ -526,7 +554,7 @@ class TransactionLayer:
             seq = next(self._seq)
             self._client_done[key] = seq
             self._push((now + self.timers.t4, seq, key, _K), self.timers.t4)  # Timer K
-        return [_deliver_response(key, resp, source)]
+        return True
 
     def cancel_client(self, key: ClientKey) -> None:
         """The caller gave up waiting: stop retransmitting and forget the transaction."""

@@ -36,6 +36,7 @@ from ..message import (
     Response,
     build_response,
     error_response,
+    own_response,
     parse,
     plain_response,
 )
@@ -131,6 +132,10 @@ class FinalResponse:
 # request in, all four fields given
 _arrival: Callable[[type[Arrival], tuple[str, str, int, dict[str, Any] | None]], Arrival] = (
     tuple.__new__)
+
+_Future = asyncio.Future
+_create_future = asyncio.BaseEventLoop.create_future
+_loop_time = asyncio.BaseEventLoop.time
 
 # built without a call per field (mcacm_sip/frozen.py): two per request on the hot path
 _final_response: Callable[[Response, Peer, OutgoingRequest], FinalResponse] = builder(
@@ -355,6 +360,7 @@ class SipEndpoint:
         self.outbound_proxy = outbound_proxy
         self.user_agent = user_agent
         self._clock = clock
+        self._plain_futures = False  # (start): the loop makes asyncio.Future in create_future
         self.trace = trace
         self.success_log_level = success_log_level
         """Level of the one record per transaction that ended 2xx (others: INFO); an
@@ -415,8 +421,12 @@ class SipEndpoint:
     async def start(self) -> None:
         """Bind every listener."""
         self._loop = loop = asyncio.get_running_loop()
+        self._plain_futures = getattr(loop.create_future, "__func__", None) is _create_future
         if self._clock is None:
-            self._now = loop.time
+            # the loop's clock; asyncio's own loops read time.monotonic (BaseEventLoop.time):
+            # read without the method's frame (four a request)
+            self._now = (time.monotonic if getattr(loop.time, "__func__", None) is _loop_time
+                         else loop.time)
         paired = _same_port_sockets(self._listens)
         for lst in self._listens:
             try:
@@ -608,9 +618,17 @@ class SipEndpoint:
         if self.trace is not None:
             self._trace("in", data, local, source)
         if data[:8] == b"SIP/2.0 ":  # a response to one of our requests, read and matched at once
-            actions = self.txn.receive_response_data(data, source, self._now(), self.limits)
-            if actions is not None:
-                self._run(actions)
+            # (txn.receive_response_data and _run of its one action, without the action)
+            txn = self.txn
+            resp = own_response(data, txn._sent_by, self.limits)
+            if resp is not None:
+                key = (resp.branch, resp.cseq_method)
+                if txn.own_answered(key, resp, source, self._now()):
+                    self._deliver(key, resp, source)
+                if txn._known:  # as _run
+                    self._timer.rearm_at(txn._earliest)
+                else:
+                    self._timer.rearm_bound(txn.timer_bound(), txn.get_timer)
                 return
         try:
             msg = parse(data, datagram=datagram, limits=self.limits)
@@ -747,20 +765,7 @@ class SipEndpoint:
             elif type(action) is DeliverRequest:
                 self._dispatch(action.key, action.request, action.source)
             elif type(action) is DeliverResponse:
-                waiter = self._waiters.pop(action.key, None)
-                if waiter is not None and not waiter[0].done():
-                    waiter[0].set_result(_final_response(action.response, action.source,
-                                                          waiter[1]))
-                else:
-                    waiter = None
-                resp = action.response
-                status = resp.status  # as _record_level, inline: two per request
-                level = self.success_log_level if 200 <= status < 300 else logging.INFO
-                if log.isEnabledFor(level):
-                    log.log(level, "%s %d", resp.cseq_method, resp.status,
-                            extra=self._extra(resp, action.source, resp.status, "uac"))
-                if waiter is not None and waiter[2] is not None:
-                    self._hand(waiter[2], waiter[0])  # after the record, as a callback was
+                self._deliver(action.key, action.response, action.source)
             elif type(action) is ClientTimeout:
                 waiter = self._waiters.pop(action.key, None)
                 if waiter is not None and not waiter[0].done():
@@ -776,17 +781,34 @@ class SipEndpoint:
                             action.request.method, self.timers.app, action.status,
                             extra=self._extra(action.request, Peer("udp", "", 0), action.status))
         txn = self.txn  # its deadline (get_timer) without the call while it is known
-        self._timer.rearm_at(txn._earliest if txn._known else txn.get_timer())
+        if txn._known:
+            self._timer.rearm_at(txn._earliest)
+        else:  # a transaction ended at it: the new one is read only if the wake-up is later
+            self._timer.rearm_bound(txn.timer_bound(), txn.get_timer)
 
-    def _hand(self, done: Done, fut: asyncio.Future[FinalResponse]) -> None:
-        """``done(fut)`` now; what it raises goes to the loop's exception handler, as from the
-        loop callback a future's done-callback is (and the caller goes on: its timer)."""
-        try:
-            done(fut)
-        except Exception as exc:
-            self.loop.call_exception_handler({
-                "message": f"Exception in callback {done!r}({fut!r})", "exception": exc,
-                "future": fut})
+    def _deliver(self, key: ClientKey, resp: Response, source: Peer) -> None:
+        """A client transaction's final response (its DeliverResponse): to its waiter, then
+        the record; then ``done`` of a :meth:`send_soon` gets the future. What ``done`` raises
+        goes to the loop's exception handler, as from the loop callback a future's
+        done-callback is (and the caller goes on: its timer)."""
+        waiter = self._waiters.pop(key, None)
+        if waiter is not None and not waiter[0].done():
+            waiter[0].set_result(_final_response(resp, source, waiter[1]))
+        else:
+            waiter = None
+        status = resp.status  # as _record_level, inline: two per request
+        level = self.success_log_level if 200 <= status < 300 else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(level, "%s %d", resp.cseq_method, status,
+                    extra=self._extra(resp, source, status, "uac"))
+        if waiter is not None and waiter[2] is not None:  # after the record, as a callback was
+            done, fut = waiter[2], waiter[0]
+            try:
+                done(fut)
+            except Exception as exc:
+                self.loop.call_exception_handler({
+                    "message": f"Exception in callback {done!r}({fut!r})", "exception": exc,
+                    "future": fut})
 
     def get_timer(self) -> float | None:
         """The transaction layer's next deadline (:class:`~mcacm_sip.sip.timer.Timed`)."""
@@ -1056,7 +1078,10 @@ class SipEndpoint:
         key: ClientKey = (branch, request.method)
         loop = self._loop  # (running: _udp_hop found a hop)
         assert loop is not None
-        fut: asyncio.Future[FinalResponse] = loop.create_future()
+        # loop.create_future() without its frame (asyncio's loops make this Future; another
+        # loop's own futures are made by its create_future)
+        fut: asyncio.Future[FinalResponse] = (
+            _Future(loop=loop) if self._plain_futures else loop.create_future())
         if timeout is None or (timeout >= 64 * self.timers.t1 and self._clock is None):
             # Timer F (64*T1 on the loop's clock, RFC 3261 17.1.2.2) ends the transaction
             # first, with SipTimeout; every outcome takes the waiter out before it is set.
@@ -1068,7 +1093,10 @@ class SipEndpoint:
             txn = self.txn
             txn.start_request(key, data, dest, self._now(), sent)
             self._transmit(data, dest)
-            self._timer.rearm_at(txn._earliest if txn._known else txn.get_timer())
+            if txn._known:  # as _run
+                self._timer.rearm_at(txn._earliest)
+            else:
+                self._timer.rearm_bound(txn.timer_bound(), txn.get_timer)
             return
         expiry = loop.call_later(
             timeout, self._expire, key, fut, f"no final response to {request.method} in "
