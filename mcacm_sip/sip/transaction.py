@@ -283,7 +283,10 @@ class TransactionLayer:
         # forward; a timer stopped at exactly that deadline makes it unknown until the next
         # get_timer walks the queues. So get_timer costs a walk only when the head went stale.
         # While unknown it is a bound: no later than the earliest live deadline (stopping
-        # timers only delays that, and arming brings the bound forward too), never None.
+        # timers only delays that, and arming brings the bound forward too), never None, and
+        # some transaction is live (each holds an armed timer), so get_timer() is not None
+        # either: the endpoint's timer driver compares the bound with its wake-up and reads
+        # the deadline only when the bound comes first (TimerDriver.rearm_bound).
         self._earliest: float | None = None
         self._known = True
         self._methods: set[str] = set()  # methods seen, for matching a CANCEL (capped)
@@ -399,15 +402,12 @@ class TransactionLayer:
             self._next()
         return self._earliest
 
-    def timer_bound(self) -> float | None:
-        """A deadline no later than :meth:`get_timer`'s, read without walking the queues; None
-        when none is known that way (no transaction left, or none armed yet)."""
-        if self._known:
-            return self._earliest
-        # every live transaction holds an armed timer: with none, get_timer() is None
-        if self._client or self._server or self._client_done or self._server_done:
-            return self._earliest
-        return None
+    def _none_left(self) -> None:
+        """After a transaction went without a completed one taking its place: with none left,
+        there is no deadline (known at once: a bound never stands for no deadline)."""
+        if not (self._known or self._client or self._server or self._client_done
+                or self._server_done):
+            self._earliest, self._known = None, True
 
     def handle_timer(self, now: float) -> list[Action]:
         """Fire every timer due at ``now``, in deadline order."""
@@ -554,6 +554,8 @@ class TransactionLayer:
             seq = next(self._seq)
             self._client_done[key] = seq
             self._push((now + self.timers.t4, seq, key, _K), self.timers.t4)  # Timer K
+        else:
+            self._none_left()
         return True
 
     def cancel_client(self, key: ClientKey) -> None:
@@ -563,6 +565,9 @@ class TransactionLayer:
             self._end(txn)
         elif self._client_done.pop(key, None) is not None:
             self._known = False  # its Timer K went stale, perhaps the earliest deadline
+        else:
+            return
+        self._none_left()
 
     # -- server transactions (RFC 3261 17.2.2) -------------------------------------------
     def receive_request(self, req: Request, source: Peer, now: float) -> list[Action]:
@@ -627,6 +632,8 @@ class TransactionLayer:
             self._server_done[key] = (data, dest.host, dest.port, seq)
             j = 64 * self.timers.t1
             self._push((now + j, seq, key, _J), j)  # Timer J
+        else:
+            self._none_left()
         return [_send(data, dest)]
 
 

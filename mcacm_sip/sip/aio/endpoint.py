@@ -625,10 +625,7 @@ class SipEndpoint:
                 key = (resp.branch, resp.cseq_method)
                 if txn.own_answered(key, resp, source, self._now()):
                     self._deliver(key, resp, source)
-                if txn._known:  # as _run
-                    self._timer.rearm_at(txn._earliest)
-                else:
-                    self._timer.rearm_bound(txn.timer_bound(), txn.get_timer)
+                self._timer.rearm_bound(txn._earliest, txn.get_timer)  # as _run
                 return
         try:
             msg = parse(data, datagram=datagram, limits=self.limits)
@@ -780,11 +777,10 @@ class SipEndpoint:
                 log.warning("no answer from the %s handler in %.1f s: sent %d",
                             action.request.method, self.timers.app, action.status,
                             extra=self._extra(action.request, Peer("udp", "", 0), action.status))
-        txn = self.txn  # its deadline (get_timer) without the call while it is known
-        if txn._known:
-            self._timer.rearm_at(txn._earliest)
-        else:  # a transaction ended at it: the new one is read only if the wake-up is later
-            self._timer.rearm_bound(txn.timer_bound(), txn.get_timer)
+        # the layer's deadline, or a bound of it after a transaction ended at it: the deadline
+        # is read (get_timer) only when the wake-up armed is not sooner
+        txn = self.txn
+        self._timer.rearm_bound(txn._earliest, txn.get_timer)
 
     def _deliver(self, key: ClientKey, resp: Response, source: Peer) -> None:
         """A client transaction's final response (its DeliverResponse): to its waiter, then
@@ -1093,10 +1089,7 @@ class SipEndpoint:
             txn = self.txn
             txn.start_request(key, data, dest, self._now(), sent)
             self._transmit(data, dest)
-            if txn._known:  # as _run
-                self._timer.rearm_at(txn._earliest)
-            else:
-                self._timer.rearm_bound(txn.timer_bound(), txn.get_timer)
+            self._timer.rearm_bound(txn._earliest, txn.get_timer)  # as _run
             return
         expiry = loop.call_later(
             timeout, self._expire, key, fut, f"no final response to {request.method} in "

@@ -71,11 +71,12 @@ class TimerDriver:
         self._arm(when)
 
     def rearm_bound(self, bound: float | None, exact: Callable[[], float | None]) -> None:
-        """``rearm_at(exact())`` given ``bound``, a deadline no later than ``exact()`` (None:
-        none known): ``exact`` is not called when the wake-up armed comes no later than
-        ``bound``, which is then what ``rearm_at`` would do (nothing). The endpoint passes its
-        layer's last deadline after a transaction ended at it: reading the new one walks the
-        queues, and a later deadline never re-arms (it is re-read at the wake-up)."""
+        """``rearm_at(exact())`` given ``bound``, the deadline ``exact()`` returns or one no
+        later than it, None only when ``exact()`` is None: ``exact`` is not called when the
+        wake-up armed comes no later than ``bound``, where ``rearm_at`` does nothing. The
+        endpoint passes its layer's last deadline after a transaction ended at it: reading
+        the new one walks the queues, and a later deadline never re-arms (it is re-read at
+        the wake-up)."""
         armed = self._when
         if (bound is not None and armed is not None and bound >= armed
                 and self._handle is not None and self._running):
