@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mcacm_sip.sip import Peer, Request, Response, Timers, TransactionLayer, build_response, parse
@@ -389,3 +389,63 @@ def test_starting_a_request_is_sending_it_less_its_action(
             break
         assert general.handle_timer(deadline) == started.handle_timer(deadline)
     assert general.client_count == started.client_count == 0
+
+
+def _deadline_by_reading_every_entry(layer: TransactionLayer) -> float | None:
+    entries = [*layer._heap, *(e for queue in layer._fifo.values() for e in queue)]
+    live = [e[0] for e in entries if layer._live(e)]
+    return min(live) if live else None
+
+
+_OPS = st.tuples(
+    st.sampled_from(["send", "final", "provisional", "request", "answer", "cancel", "tick",
+                     "read"]),
+    st.integers(0, 3), st.sampled_from([UDP, TCP]), st.floats(0, 3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_OPS, max_size=40))
+@example([("request", 1, UDP, 0.0), ("answer", 1, UDP, 1.0), ("send", 1, UDP, 1.0)])
+@example([("send", 1, TCP, 0.0), ("final", 1, TCP, 1.0)])
+def test_the_deadline_bound_is_never_later_than_the_deadline(
+        ops: list[tuple[str, int, Peer, float]]) -> None:
+    """``_earliest`` is the earliest live deadline while ``_known``; otherwise a bound no
+    later than it, with a deadline left (what the endpoint's ``TimerDriver.rearm_bound``
+    needs: it skips ``get_timer`` when its wake-up comes no later than the bound). Checked
+    against every queued entry read after each step of drawn sequences of requests sent,
+    answered (final, provisional), received and answered, cancelled, timers fired (fails
+    when arming stops moving the bound while it is unknown, or when the last transaction's
+    end leaves a bound standing for no deadline)."""
+    layer = TransactionLayer()
+    now = 0.0
+    for op, i, peer, step in ops:
+        now += step
+        key = (f"z9hG4bK{i}", "MESSAGE")
+        if op == "send":
+            if key not in layer._client and key not in layer._client_done:
+                layer.start_request(key, b"M", peer, now)
+        elif op in ("final", "provisional"):
+            txn = layer._client.get(key)
+            if txn is not None:
+                resp = response_to(request(branch=key[0]), 200 if op == "final" else 180)
+                layer.own_answered(key, resp, txn.dest, now)
+        elif op == "request":
+            layer.receive_request(request(branch=f"z9hG4bKs{i}",
+                                          transport=peer.transport.upper()), peer, now)
+        elif op == "answer":
+            for server_key in [k for k in layer._server if k[0] == f"z9hG4bKs{i}"]:
+                layer.respond(server_key, 200, b"OK", now)
+        elif op == "cancel":
+            layer.cancel_client(key)
+        elif op == "tick":
+            when = layer.get_timer()
+            if when is not None and when <= now:
+                layer.handle_timer(now)
+        exact = _deadline_by_reading_every_entry(layer)
+        if layer._known:
+            assert layer._earliest == exact
+        else:
+            assert exact is not None and layer._earliest is not None
+            assert layer._earliest <= exact
+        if op == "read":
+            assert layer.get_timer() == exact and layer._known

@@ -7,6 +7,8 @@ import logging
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sip_usage_kit import Clock
 
 from mcacm_sip.core.fa_server import FaServer, FaServerConfig
@@ -298,3 +300,50 @@ async def _rearm_at_is_rearm() -> None:
     finally:
         by_rearm.stop()
         by_rearm_at.stop()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.none(), st.floats(0, 20)), st.floats(0, 5),
+                          st.sampled_from(["", "stop", "start"])), min_size=1, max_size=14))
+def test_rearm_bound_is_rearm_at_of_the_deadline(
+        steps: list[tuple[float | None, float, str]]) -> None:
+    """``rearm_bound(bound, exact)`` (the endpoint passes its layer's deadline or a bound no
+    later than it, None only with no deadline) leaves the driver armed as
+    ``rearm_at(exact())`` does, through stops and starts; ``exact`` is read only when the
+    wake-up armed is later than the bound or there is none (fails with the shortcut taken
+    for a bound a second before the wake-up)."""
+    asyncio.run(_rearm_bound_is_rearm_at(steps))
+
+
+async def _rearm_bound_is_rearm_at(steps: list[tuple[float | None, float, str]]) -> None:
+    clock = Clock()
+    a, b = Deadlines(), Deadlines()
+    by_rearm_at = TimerDriver(a, clock=clock)
+    by_bound = TimerDriver(b, clock=clock)
+    reads = 0
+
+    def exact() -> float | None:
+        nonlocal reads
+        reads += 1
+        return b.get_timer()
+
+    try:
+        for n, (when, slack, switch) in enumerate(steps):
+            a.deadlines = b.deadlines = [] if when is None else [when]
+            if switch == "stop":
+                by_rearm_at.stop()
+                by_bound.stop()
+            armed, reads = by_bound.deadline, 0
+            by_rearm_at.rearm_at(a.get_timer())
+            by_bound.rearm_bound(None if when is None else when - slack, exact)
+            assert by_bound.deadline == by_rearm_at.deadline, n
+            skipped = (switch != "stop" and when is not None and armed is not None
+                       and when - slack >= armed)
+            assert reads == (0 if skipped else 1), n
+            if switch == "start":
+                by_rearm_at.start()
+                by_bound.start()
+                assert by_bound.deadline == by_rearm_at.deadline, n
+    finally:
+        by_rearm_at.stop()
+        by_bound.stop()

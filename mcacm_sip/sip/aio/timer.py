@@ -77,9 +77,8 @@ class TimerDriver:
         endpoint passes its layer's last deadline after a transaction ended at it: reading
         the new one walks the queues, and a later deadline never re-arms (it is re-read at
         the wake-up)."""
-        armed = self._when
-        if (bound is not None and armed is not None and bound >= armed
-                and self._handle is not None and self._running):
+        armed = self._when  # (None while idle or stopped)
+        if bound is not None and armed is not None and bound >= armed:
             return
         self.rearm_at(exact())
 
