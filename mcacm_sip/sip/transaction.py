@@ -572,6 +572,14 @@ class TransactionLayer:
     # -- server transactions (RFC 3261 17.2.2) -------------------------------------------
     def receive_request(self, req: Request, source: Peer, now: float) -> list[Action]:
         """A request from the wire: a retransmission is absorbed, a new one is delivered."""
+        got = self.take_request(req, source, now)
+        return [_deliver_request(got, req, source)] if type(got) is tuple else got
+
+    def take_request(self, req: Request, source: Peer, now: float
+                     ) -> ServerKey | list[Action]:
+        """:meth:`receive_request` for a caller that delivers a new request itself: the key
+        of the new server transaction (its one DeliverRequest), or the actions of any other
+        (absorbed, answered again, a CANCEL)."""
         if req.method == "ACK":
             return []  # RFC 3261 17.2.3: no non-INVITE transaction matches an ACK
         key = server_key(req)
@@ -592,7 +600,7 @@ class TransactionLayer:
         app = self.timers.app  # a new transaction: pushed as ``_arm`` would
         txn.end_entry = entry = (now + app, next(self._seq), key, _APP)
         self._push(entry, app)
-        return [_deliver_request(key, req, source)]
+        return key
 
     def _cancel(self, req: Request, key: ServerKey, dest: Peer, now: float) -> list[Action]:
         # RFC 3261 9.2: 200 if the CANCEL matches a transaction (a non-INVITE one is left
@@ -607,17 +615,27 @@ class TransactionLayer:
 
     def respond(self, key: ServerKey, status: int, data: bytes, now: float) -> list[Action]:
         """Send the application's response; a late answer (after Completed) is ignored."""
+        dest = self.answer(key, status, data, now)
+        return [] if dest is None else [_send(data, dest)]
+
+    def answer(self, key: ServerKey, status: int, data: bytes, now: float) -> Peer | None:
+        """:meth:`respond` for a caller that sends ``data`` itself: where to (its one Send),
+        or None (no action: a late answer)."""
         txn = self._server.get(key)
         if txn is None:
-            return []
+            return None
         if status < 200:
             txn.state = State.PROCEEDING  # RFC 3261 17.2.2: Trying -> Proceeding
             txn.response = data
-            return [Send(data, txn.dest)]
-        return self._complete(txn, data, now)
+            return txn.dest
+        return self._finish(txn, data, now)
 
     def _complete(self, txn: _ServerTxn, data: bytes, now: float) -> list[Action]:
         """The final response ``data``: the transaction keeps only what Timer J needs."""
+        return [_send(data, self._finish(txn, data, now))]
+
+    def _finish(self, txn: _ServerTxn, data: bytes, now: float) -> Peer:
+        """:meth:`_complete` less its action: where ``data`` goes."""
         if txn.request is not None:  # answered before its application deadline
             # its deadline, if still the newest one (a handler that answers at once), leaves
             # the queue now: it would only wait 30 s there to be skipped
@@ -634,7 +652,7 @@ class TransactionLayer:
             self._push((now + j, seq, key, _J), j)  # Timer J
         else:
             self._none_left()
-        return [_send(data, dest)]
+        return dest
 
 
 __all__ = [

@@ -561,7 +561,11 @@ class SipEndpoint:
         """``_answered`` for an :class:`Answer`, called when it is set: what the send raises
         goes to the loop's exception handler (as from a done callback), not to the setter."""
         try:
-            self._answered(to[1], to[2], to[3], answer)
+            if (answer._state is _DONE and answer._exc is None and answer._reply is not None
+                    and not self._closed):
+                self._respond(to[1], to[2], to[3], answer._reply)  # (_answered's reads, inline)
+            else:
+                self._answered(to[1], to[2], to[3], answer)
         except Exception as err:
             self.loop.call_exception_handler({
                 "message": f"answering {to[2].method} failed", "exception": err,
@@ -593,7 +597,12 @@ class SipEndpoint:
             log.exception("handler for %s gave a bad reply", req.method)
             reply = Reply(500)
             data = build_response(req, 500, server=self.user_agent)
-        self._run(self.txn.respond(key, reply.status, data, self._now()))
+        # (_run of txn.respond's one Send, without the action)
+        txn = self.txn
+        dest = txn.answer(key, reply.status, data, self._now())
+        if dest is not None:
+            self._transmit(data, dest)
+        self._timer.rearm_bound(txn._earliest, txn.get_timer)  # as _run
         status = reply.status  # as _record_level, inline: one per request
         level = self.success_log_level if 200 <= status < 300 else logging.INFO
         if status >= 200 and log.isEnabledFor(level):
@@ -641,7 +650,15 @@ class SipEndpoint:
             msg.stamp_source(_arrival(Arrival, (source.transport, source.host, source.port,
                                                 self.peer_certificate(source)
                                                 if source.transport == "tls" else None)))
-            self._run(self.txn.receive_request(msg, source, now))
+            # (txn.receive_request and _run of its actions; a new request delivered as
+            # its one DeliverRequest would be, without the action)
+            txn = self.txn
+            got = txn.take_request(msg, source, now)
+            if type(got) is not tuple:
+                self._run(got)
+                return
+            self._dispatch(got, msg, source)
+            self._timer.rearm_bound(txn._earliest, txn.get_timer)  # as _run
         else:
             self._run(self.txn.receive_response(msg, source, now))
 
