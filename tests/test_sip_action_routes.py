@@ -51,7 +51,7 @@ class _ByActions(SipEndpoint):
 
     def _take(self, req: Request, source: Peer, now: float) -> list[Any]:
         got = TransactionLayer.take_request(self.txn, req, source, now)  # (receive_request's)
-        return [DeliverRequest(got, req, source)] if type(got) is tuple else got
+        return got if isinstance(got, list) else [DeliverRequest(got, req, source)]
 
     def _respond(self, key: ServerKey, req: Request, source: Peer, reply: Reply) -> None:
         answer, self.txn.answer = self.txn.answer, self._answer  # type: ignore[method-assign]

@@ -477,8 +477,9 @@ def test_the_endpoint_hands_a_response_over_as_its_action_would(
         handler = Records()
         logging.getLogger("mcacm.sip").addHandler(handler)
         ids = iter(f"{n:016x}" for n in range(10**6))
-        real_token_hex = endpoint_module.token_hex
-        endpoint_module.token_hex = lambda n: next(ids)[: 2 * n]  # the same branches
+        real_token_hex = getattr(endpoint_module, "token_hex")  # noqa: B009
+        setattr(endpoint_module, "token_hex",  # noqa: B010 (the same branches)
+                lambda nbytes: next(ids)[: 2 * nbytes])
         try:
             for n, timeout in enumerate(timeouts):
                 request = ep.new_request("MESSAGE", "sip:acms@192.0.2.7", from_uri="sip:a@x",
@@ -505,7 +506,7 @@ def test_the_endpoint_hands_a_response_over_as_its_action_would(
                                  ep.txn.get_timer(), ep._timer.deadline))
                     wire.out.clear()
         finally:
-            endpoint_module.token_hex = real_token_hex
+            setattr(endpoint_module, "token_hex", real_token_hex)  # noqa: B010
             logging.getLogger("mcacm.sip").removeHandler(handler)
             await ep.close()
         return seen

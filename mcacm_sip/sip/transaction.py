@@ -573,7 +573,7 @@ class TransactionLayer:
     def receive_request(self, req: Request, source: Peer, now: float) -> list[Action]:
         """A request from the wire: a retransmission is absorbed, a new one is delivered."""
         got = self.take_request(req, source, now)
-        return [_deliver_request(got, req, source)] if type(got) is tuple else got
+        return got if isinstance(got, list) else [_deliver_request(got, req, source)]
 
     def take_request(self, req: Request, source: Peer, now: float
                      ) -> ServerKey | list[Action]:

@@ -654,7 +654,7 @@ class SipEndpoint:
             # its one DeliverRequest would be, without the action)
             txn = self.txn
             got = txn.take_request(msg, source, now)
-            if type(got) is not tuple:
+            if isinstance(got, list):
                 self._run(got)
                 return
             self._dispatch(got, msg, source)
