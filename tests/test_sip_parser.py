@@ -504,3 +504,26 @@ def test_a_plain_response_is_build_responses(
     finally:
         m.new_tag = before
     assert got == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.sampled_from(["content-type", "Content-Type", "c", "C", "f", "From", "v", "VIA", "o",
+                     "u", "i", "Call-ID", "p-asserted-identity", "x-absent", "Warning"]),
+    st.text(st.characters(codec="utf-8"), max_size=12)), min_size=1, max_size=20))
+def test_a_header_asked_by_any_name_is_its_store_key(names: list[str]) -> None:
+    """``header(name)`` reads the store under ``_expand(name).lower()``, each name's key kept
+    once it was asked for (compact names, any case, names no message holds, any text; the
+    cache full): the same value as reading the store under the key made afresh (fails with
+    the key cached before the compact name is expanded, or not lowered)."""
+    from mcacm_sip.sip import message
+
+    msg = parse(b"MESSAGE sip:a@x SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKh\r\n"
+                b"f: <sip:b@x>;tag=1\r\nTo: <sip:a@x>\r\ni: c1\r\nCSeq: 1 MESSAGE\r\n"
+                b"c: text/plain\r\nP-Asserted-Identity: <sip:b@x>\r\nWarning: 399 x \"w\"\r\n"
+                b"Content-Length: 0\r\n\r\n")
+    for name in names * 2:
+        values = msg.store.get(message._expand(name).lower())
+        assert msg.header(name) == (values[0] if values else None)
+        assert message._STORE_KEYS.get(name, message._expand(name).lower()) \
+            == message._expand(name).lower()

@@ -45,6 +45,20 @@ def _expand(name: str) -> str:
     return _COMPACT.get(name.lower(), name)
 
 
+_STORE_KEYS: dict[str, str] = {}
+"""A header name as asked for -> its key in a message's store (``_expand(name).lower()``):
+the names asked for are the program's own few, two a request (capped at 256)."""
+
+
+def _store_key(name: str) -> str:
+    key = _STORE_KEYS.get(name)
+    if key is None:
+        key = _expand(name).lower()
+        if len(_STORE_KEYS) < 256:
+            _STORE_KEYS[name] = key
+    return key
+
+
 _FOLD = re.compile(r"\n[ \t]+")  # RFC 3261 7.3.1 line folding
 _TOKEN = re.compile(r"[!%'*+\-.0-9A-Z_`a-z~]+")
 # RFC 3261 25.1: sent-protocol = name SLASH version SLASH transport, SLASH = SWS "/" SWS
@@ -251,7 +265,8 @@ class _Message:
 
     def header(self, name: str) -> str | None:
         """First value of a header (case-insensitive, compact names allowed)."""
-        values = self.store.get(_expand(name).lower())
+        key = _STORE_KEYS.get(name)  # _store_key(name), its cache read inline
+        values = self.store.get(_store_key(name) if key is None else key)
         return values[0] if values else None
 
     def headers(self, name: str) -> list[str]:
