@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_sip_own_response import _wire
 from test_sip_parser_c import mutate as mutate_bytes
 
 from mcacm_sip.sip import Peer, Reply
@@ -72,17 +73,6 @@ class _ByActions(SipEndpoint):
             self.loop.call_exception_handler({"message": "answering failed", "exception": err})
 
 
-class _Wire:
-    def __init__(self) -> None:
-        self.out: list[bytes] = []
-
-    def sendto(self, data: bytes, addr: object = None) -> None:
-        self.out.append(data)
-
-    def close(self) -> None:
-        pass
-
-
 async def _run(cls: type[SipEndpoint], messages: list[bytes], ways: list[int]) -> list[Any]:
     now = [100.0]
     ep = cls([Listen("udp", "127.0.0.1", 0)], clock=lambda: now[0])
@@ -98,7 +88,7 @@ async def _run(cls: type[SipEndpoint], messages: list[bytes], ways: list[int]) -
     ep.serve("INFO", lambda req: req.reply(202, "Later", headers=[("X-A", "1")]))
     await ep.start()
     family, (_, protocol) = next(iter(ep._udp.items()))
-    wire = _Wire()
+    wire = _wire()
     ep._udp[family] = (wire, protocol)  # type: ignore[assignment]
     seen: list[Any] = []
 

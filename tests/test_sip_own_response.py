@@ -13,6 +13,7 @@ import random
 import re
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -422,15 +423,11 @@ class _ByActions(SipEndpoint):
         super().on_message(data, source, datagram, local)
 
 
-class _Wire:
-    def __init__(self) -> None:
-        self.out: list[bytes] = []
-
-    def sendto(self, data: bytes, addr: object = None) -> None:
-        self.out.append(data)
-
-    def close(self) -> None:
-        pass
+def _wire() -> Any:
+    """A UDP transport that keeps what is sent (``out``)."""
+    out: list[bytes] = []
+    return SimpleNamespace(out=out, sendto=lambda data, addr=None: out.append(data),
+                           close=lambda: None)
 
 
 @settings(max_examples=40, deadline=None)
@@ -454,7 +451,7 @@ def test_the_endpoint_hands_a_response_over_as_its_action_would(
                  locate=lambda raw: Peer("udp", "192.0.2.7", 5060))
         await ep.start()
         family, (_, protocol) = next(iter(ep._udp.items()))
-        wire = _Wire()
+        wire = _wire()
         ep._udp[family] = (wire, protocol)  # type: ignore[assignment]
         ep._vias[("udp", False)] = ("192.0.2.1", 5070)  # both endpoints write the same Via
         seen: list[Any] = []
