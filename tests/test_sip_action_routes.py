@@ -89,7 +89,7 @@ async def _run(cls: type[SipEndpoint], messages: list[bytes], ways: list[int]) -
     await ep.start()
     family, (_, protocol) = next(iter(ep._udp.items()))
     wire = _wire()
-    ep._udp[family] = (wire, protocol)  # type: ignore[assignment]
+    ep._udp[family] = (wire, protocol)
     seen: list[Any] = []
 
     class Records(logging.Handler):

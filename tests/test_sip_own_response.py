@@ -452,7 +452,7 @@ def test_the_endpoint_hands_a_response_over_as_its_action_would(
         await ep.start()
         family, (_, protocol) = next(iter(ep._udp.items()))
         wire = _wire()
-        ep._udp[family] = (wire, protocol)  # type: ignore[assignment]
+        ep._udp[family] = (wire, protocol)
         ep._vias[("udp", False)] = ("192.0.2.1", 5070)  # both endpoints write the same Via
         seen: list[Any] = []
 
