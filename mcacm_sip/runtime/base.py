@@ -270,7 +270,14 @@ def sender_identity(request: Request, trusted_hosts: frozenset[str]) -> str | No
     """Who sent ``request`` (docs/decisions.md "Runtime"): P-Asserted-Identity when the request
     came from a trusted host (RFC 3325 9.1: only a trust domain may assert), else the From URI.
     Returned as the AOR (no parameters); None if unparseable."""
-    if source_ip(request) in trusted_hosts:
+    return identity_from(request, source_ip(request), trusted_hosts)
+
+
+def identity_from(request: Request, source: str | None, trusted_hosts: frozenset[str]
+                  ) -> str | None:
+    """:func:`sender_identity` of ``request`` that came from ``source`` (its
+    :func:`source_ip`, which the caller has read)."""
+    if source in trusted_hosts:
         asserted = request.header("p-asserted-identity")
         if asserted:  # one text per asserting peer: remembered (a From has its own tag)
             return _asserted(asserted)

@@ -27,7 +27,7 @@ from mcacm_sip.acm.model import AcmFlow
 from mcacm_sip.core.config import PeerSystem
 from mcacm_sip.core.events import FlowFromAcmc, FlowFromPeer
 from mcacm_sip.frozen import builder
-from mcacm_sip.runtime.base import sender_identity, source_ip, trusted_source
+from mcacm_sip.runtime.base import identity_from, trusted_source
 from mcacm_sip.runtime.config import configured_aor
 from mcacm_sip.sip import Request
 from mcacm_sip.sip.uri import Uri, address_of_record
@@ -89,8 +89,17 @@ def origin_of(request: Request, trusted_hosts: frozenset[str]) -> Origin:
     """The origin of a request that came from a socket: identity from its headers as far as
     the source allows, source address and certificate from its arrival only."""
     arrival = request.arrival
-    return _origin(sender_identity(request, trusted_hosts), source_ip(request),
-                  certificate_names(None if arrival is None else arrival.certificate))
+    if arrival is None:
+        return _origin(identity_from(request, None, trusted_hosts), None, None)
+    # (source_ip and certificate_names read once: one Origin per MESSAGE in)
+    source, cert = arrival.host, arrival.certificate
+    return _origin(identity_from(request, source, trusted_hosts), source,
+                   certificate_names(cert) if cert else None)
+
+
+CLAIMS_KEPT = 1024
+"""Identities :class:`Trust` remembers the configured peer and user of (then it starts
+over)."""
 
 
 class Trust:
@@ -104,12 +113,27 @@ class Trust:
             configured_aor(u, f"users[{i}].id"): u for i, u in enumerate(users)}
         """AOR -> the configured MC service ID (keys compare by RFC 3261 19.1.4)."""
         self.trusted_hosts = trusted_hosts
+        self._claims: dict[str | None, tuple[PeerSystem | None, str | None]] = {}
+        """Identity -> the configured peer and user its AOR is (:meth:`_claim`)."""
+
+    def _claim(self, identity: str | None) -> tuple[PeerSystem | None, str | None]:
+        """The configured peer system and the configured user that ``identity`` names (None:
+        none), remembered per identity text: configuration only, the same for every request
+        claiming it (each request's source and certificate are judged in :meth:`refusal`;
+        a peer's ``Uri`` key compares by RFC 3261 19.1.4, in Python, at every look-up)."""
+        claim = self._claims.get(identity)
+        if claim is None:
+            aor = address_of_record(identity)
+            claim = (None, None) if aor is None else (self.peers.get(aor), self.users.get(aor))
+            if len(self._claims) >= CLAIMS_KEPT:  # identities are the sender's to choose
+                self._claims.clear()
+            self._claims[identity] = claim
+        return claim
 
     def refusal(self, origin: Origin) -> str | None:
         """Why ``origin`` is not believed (the Warning text of a 403), or None."""
         identity, cert = origin.identity, origin.certificate
-        aor = address_of_record(identity)
-        claimed = self.peers.get(aor) if aor is not None else None
+        claimed = self._claim(identity)[0]
         authenticated = [] if cert is None else [p for p in self.peers.values()
                                                  if names_peer(cert, p)]
         trusted_hop = origin.source in self.trusted_hosts
@@ -134,11 +158,9 @@ class Trust:
     def event(self, now: float, sender: str, flow: AcmFlow) -> FlowFromAcmc | FlowFromPeer:
         """A configured peer PSI -> peer ACMS; anything else a local ACMC user, whom the core
         authorises (23.280 10.17.7.2 step 2; strangers get 403 there)."""
-        aor = address_of_record(sender)
-        peer = self.peers.get(aor) if aor is not None else None
+        peer, user = self._claim(sender)
         if peer is not None:
             return _from_peer(now, peer.psi, flow)
-        user = self.users.get(aor) if aor is not None else None
         return _from_acmc(now, sender if user is None else user, flow)
 
 
