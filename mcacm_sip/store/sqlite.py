@@ -46,6 +46,7 @@ from mcacm_sip.store.rows import (
     NULLABLE,
     SCHEMA_VERSION,
     STATE_COLUMNS,
+    STEP_COLUMNS,
     TABLE,
     RowSends,
     StoreError,
@@ -99,6 +100,7 @@ _REMOVE_SQL = {kind: f"DELETE FROM {table} WHERE key=?" for kind, table in TABLE
 _MOVE_SQL = (f"UPDATE transactions SET "
              f"{', '.join(f'{c}={_bound(Transaction.KIND, c)}' for c in STATE_COLUMNS)} "
              f"WHERE key=?")
+_STEP_SQL = f"UPDATE transactions SET {', '.join(f'{c}=?' for c in STEP_COLUMNS)} WHERE key=?"
 
 
 def open_db(path: str) -> sqlite3.Connection:
@@ -247,12 +249,17 @@ class SqliteStore:
         with write(self._db):
             for kind, values in batch.puts.items():
                 self._db.executemany(_PUT_SQL[kind], values)
-            if moved and self._db.executemany(
-                    _MOVE_SQL, batch.move_rows).rowcount != len(moved):
-                # a row that is not there (the file was changed by another hand): whole rows
-                self._db.executemany(_PUT_SQL[Transaction.KIND], [
-                    row_of(t, r[-2], NULL_BOUND)
-                    for t, r in zip(moved, batch.move_rows, strict=True)])
+            if moved:
+                steps, move_rows = batch.step_rows, batch.move_rows
+                found = self._db.executemany(_STEP_SQL, steps).rowcount if steps else 0
+                if move_rows:
+                    found += self._db.executemany(_MOVE_SQL, move_rows).rowcount
+                if found != len(moved):
+                    # a row that is not there (the file was changed by another hand): whole
+                    # rows (each UPDATE row ends with the sends column and the key)
+                    self._db.executemany(_PUT_SQL[Transaction.KIND], [
+                        row_of(t, r[-2], NULL_BOUND)
+                        for t, r in zip(moved, steps + move_rows, strict=True)])
             for kind, keys in batch.removes.items():
                 self._db.executemany(_REMOVE_SQL[kind], [(k,) for k in keys])
         rows = self._rows  # what the rows hold now that the commit is done

@@ -295,6 +295,40 @@ def test_a_moved_transaction_whose_row_went_missing_is_written_whole(tmp_path: P
     store.close()
 
 
+def test_a_step_keeping_assignee_and_leg_id_updates_three_columns(tmp_path: Path) -> None:
+    """A step that keeps its transaction's assignee and leg id updates state, deadline and
+    sends only (issue 18, round 12); one changing either, all five; and when rows went
+    missing under the store, each moved transaction is written whole with its own sends
+    (the two kinds of UPDATE rows in one batch: checked to fail with the rows paired with
+    the wrong transactions)."""
+    path = str(tmp_path / "s.sqlite")
+    store = SqliteStore(path)
+    other_tx = replace(TX, transaction_id="t-2", assignee=None)
+    store.apply([Put(TX), Put(other_tx), Put(replace(IND, tx_key=other_tx.key, flow=PI))])
+    seen = _statements(store)
+    kept = TX.evolve(state=TxState.DONE, deadline=99.0)  # same assignee, same leg id
+    changed = other_tx.evolve(state=TxState.DONE, assignee="sip:e@q.example", leg_id="l-2")
+    store.apply([Put(changed), Put(kept)])
+    updates = [s for s in seen if s.startswith("UPDATE transactions")]
+    assert [u.split(" WHERE")[0] for u in updates] == [
+        "UPDATE transactions SET state='done', deadline=99.0, sends=''",
+        "UPDATE transactions SET state='done', deadline=9.5, assignee=nullif('sip:e@q.example',0),"
+        " leg_id='l-2', sends=" + updates[1].split("sends=")[1].split(" WHERE")[0]], updates
+    assert sorted(SqliteStore(path).load().transactions, key=lambda t: t.key) == sorted(
+        [kept, changed], key=lambda t: t.key)
+    # the rows gone under the store: both moved transactions written whole, each as itself
+    other = sqlite3.connect(path)
+    other.execute("DELETE FROM transactions")
+    other.commit()
+    other.close()
+    again = (kept.evolve(deadline=100.0), changed.evolve(assignee=None, deadline=101.0))
+    store.apply([Put(again[1]), Put(again[0])])
+    snap = store.load()
+    assert sorted(snap.transactions, key=lambda t: t.key) == sorted(again, key=lambda t: t.key)
+    assert [og.tx_key for og in snap.outgoing] == [other_tx.key]
+    store.close()
+
+
 # -- a transaction's sends kept in its own row (schema 4; docs/decisions.md "Round 8 (issue
 # 18), the store")
 
