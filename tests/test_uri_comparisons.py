@@ -295,6 +295,15 @@ EXEMPT = frozenset({"sip/uri.py"})
 
 # (path, function, source line) -> why it is a string comparison on purpose
 ALLOWED: dict[tuple[str, str, str], str] = {
+    ("runtime/trust.py", "_claim", "claim = self._claims.get(identity)"):
+        "a memo keyed by the exact identity text: each spelling's peer and user are found once "
+        "by its AOR (address_of_record, RFC 3261 19.1.4); another spelling has its own entry",
+    ("runtime/trust.py", "_claim", "self._claims[identity] = claim"):
+        "the same memo, keyed by the exact identity text",
+    ("store/rows.py", "last_changes",
+     "if old.assignee == tx.assignee and old.leg_id == tx.leg_id:"):
+        "whether a row's stored column holds the record's text: another spelling of the same "
+        "assignee is another text to write, so exact text on purpose",
     ("sip/headers.py", "__str__",
      'if not self.uri or ":" not in self.uri or any(c in self.uri for c in "<> "):'):
         "a character search in the text we write (syntax check), not a comparison of identities",
