@@ -177,11 +177,8 @@ class QuotaBook:
         if seen is None:
             asked, size = self._asked
             request = size if asked is tx.request else flow_bytes(tx.request)
-            # (flow_bytes of each, without its call)
-            ind = 0 if indication is None else FLOW_OVERHEAD \
-                if type(indication) in _FRAME_ONLY else sized_bytes(indication)
-            resp = 0 if response is None else FLOW_OVERHEAD \
-                if type(response) in _FRAME_ONLY else sized_bytes(response)
+            ind = flow_bytes(indication) if indication is not None else 0
+            resp = flow_bytes(response) if response is not None else 0
         else:
             del self._seen[key]
             self._untrack(seen)

@@ -27,7 +27,6 @@ from mcacm_sip.core.events import (
 from mcacm_sip.core.identity import flow_procedure, id_key
 from mcacm_sip.core.state import (
     DURABLE_PURPOSES,
-    TRANSITIONS,
     Hop,
     Outgoing,
     Purpose,
@@ -125,8 +124,7 @@ class AcmsOutbox(AcmsRecords):
             # what a 2xx moves (_ON_2XX); a download's moves the transactions it carried
             trigger = _ON_2XX.get(og.purpose)
             if trigger is not None:
-                # (tx.allows(trigger), without its call)
-                if tx is not None and (tx.role, tx.state, trigger) in TRANSITIONS:
+                if tx is not None and tx.allows(trigger):
                     self._move(tx, trigger, out, done_at=ev.now)
             elif og.purpose is _DOWNLOAD:
                 self._lost_pages.pop(id_key(og.to), None)

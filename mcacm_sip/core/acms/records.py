@@ -226,12 +226,11 @@ class AcmsRecords:
         if old is None:
             # a new transaction's leg id is free; two restored schema-1 rows (two peers,
             # one id) can share one: the open one keeps it, as the old lookup did
-            leg = (tx.role, tx.leg_id or tx.transaction_id)  # (tx.leg, without its call)
+            leg = (tx.role, tx.leg)
             other = self._tx.get(self._legs.get(leg, ""))
             if other is None or other.state is _DONE:
                 self._legs[leg] = key
-            # partner, awaiting a decision (tx.allows(DECISION), without its call)
-            if (tx.role, tx.state, _DECISION) in TRANSITIONS:
+            if tx.allows(_DECISION):  # partner, awaiting a decision
                 fa = self._fa_route(tx.request)
                 if fa is not None:
                     self._via_fa.setdefault(id_key(fa), {})[key] = None
