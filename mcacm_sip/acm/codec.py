@@ -774,7 +774,7 @@ _D = TypeVar("_D", bytes, str)
 
 
 def _recall(cache: dict[int, tuple[model.AcmFlow, _D]], flow: model.AcmFlow) -> _D | None:
-    hit = cache.get(id(flow))  # (inlined in encode and document, where a call counts)
+    hit = cache.get(id(flow))
     return hit[1] if hit is not None and hit[0] is flow else None
 
 
@@ -803,11 +803,10 @@ def encode(flow: model.AcmFlow, *, pretty: bool = False) -> bytes:
     """
     if pretty:
         return _encode(flow, pretty)
-    hit = _ENCODED.get(id(flow))  # (_recall inlined: the wire's two encodes per request)
-    if hit is not None and hit[0] is flow:
-        return hit[1]
-    data = _encode(flow, pretty)
-    _remember(_ENCODED, _ENCODED_MAX, flow, data)
+    data = _recall(_ENCODED, flow)
+    if data is None:
+        data = _encode(flow, pretty)
+        _remember(_ENCODED, _ENCODED_MAX, flow, data)
     return data
 
 
@@ -894,8 +893,8 @@ def document(flow: model.AcmFlow) -> bytes:
     """The document to keep for ``flow`` (the store): the body it was decoded from if it is
     one of the last flows :func:`decode` returned, else :func:`encode` (what we would send).
     Decoding either gives ``flow`` back."""
-    hit = _RECEIVED.get(id(flow))  # (_recall inlined)
-    return encode(flow) if hit is None or hit[0] is not flow else hit[1]
+    data = _recall(_RECEIVED, flow)
+    return encode(flow) if data is None else data
 
 
 def document_text(flow: model.AcmFlow) -> str:
